@@ -1,0 +1,154 @@
+"""Stage two of validation: named consistency checks the schema cannot express, each with a plain message.
+
+Each check reads the typed config and returns Problems placed at the key that has to change. They run once
+the file they read passed its schema (a check cannot reason about a value of the wrong type).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from engine.config.errors import Problem
+from engine.config.model import BotsConfig, Settings, TradingBotConfig
+from engine.config.yaml_source import YamlDocument
+from engine.core.clock import parse_hhmm
+
+
+def trading_bots(bots: BotsConfig) -> Iterator[tuple[tuple[str | int, ...], TradingBotConfig]]:
+    """Every trading bot with the path of its block in bots.yaml."""
+    for index, bot in enumerate(bots.momentum_bots):
+        yield ("momentum_bots", index), bot
+    yield ("optionsbot",), bots.optionsbot
+    yield ("cryptobot",), bots.cryptobot
+
+
+# --- settings.yaml -----------------------------------------------------------------------------------------
+
+
+def timezone_exists(settings: Settings, doc: YamlDocument) -> list[Problem]:
+    name = settings.system.timezone
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        guess = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        return [doc.problem(("system", "timezone"), f"'{name}' is not a known time zone{hint}")]
+    return []
+
+
+SETTINGS_CHECKS: tuple[Callable[[Settings, YamlDocument], list[Problem]], ...] = (timezone_exists,)
+
+
+# --- bots.yaml ---------------------------------------------------------------------------------------------
+
+
+def duplicate_bot_ids(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    seen: dict[str, tuple[str | int, ...]] = {}
+    problems = []
+    for path, bot in trading_bots(bots):
+        if bot.bot_id in seen:
+            first = doc.position((*seen[bot.bot_id], "bot_id"))
+            problems.append(
+                doc.problem((*path, "bot_id"), f"bot id '{bot.bot_id}' is already used (line {first[0]})")
+            )
+        else:
+            seen[bot.bot_id] = path
+    return problems
+
+
+def duplicate_symbols(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    """Two enabled bots on one symbol would fight over one position at the broker."""
+    seen: dict[str, str] = {}
+    problems = []
+    for index, bot in enumerate(bots.momentum_bots):
+        if not bot.enabled:
+            continue
+        if bot.ticker in seen:
+            message = f"ticker '{bot.ticker}' is already traded by enabled bot '{seen[bot.ticker]}'"
+            problems.append(doc.problem(("momentum_bots", index, "ticker"), message))
+        seen.setdefault(bot.ticker, bot.bot_id)
+    for index, pair in enumerate(bots.cryptobot.pairs):
+        if pair in bots.cryptobot.pairs[:index]:
+            problems.append(doc.problem(("cryptobot", "pairs", index), f"pair '{pair}' is listed twice"))
+    for index, ticker in enumerate(bots.optionsbot.tickers):
+        if ticker in bots.optionsbot.tickers[:index]:
+            problems.append(doc.problem(("optionsbot", "tickers", index), f"ticker '{ticker}' is listed twice"))
+    return problems
+
+
+def session_order(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    problems = []
+    for path, bot in trading_bots(bots):
+        s = bot.session
+        start, end, until = parse_hhmm(s.trade_start), parse_hhmm(s.trade_end), parse_hhmm(s.manage_until)
+        if start > end:
+            message = f"trade_end '{s.trade_end}' is before trade_start '{s.trade_start}'"
+            problems.append(doc.problem((*path, "session", "trade_end"), message))
+        if end > until:
+            message = f"manage_until '{s.manage_until}' is before trade_end '{s.trade_end}'"
+            problems.append(doc.problem((*path, "session", "manage_until"), message))
+    return problems
+
+
+def bucket_sum(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    b = bots.portfoliobot.buckets
+    total = b.momentum_bucket_pct_of_daily_risk + b.options_bucket_pct_of_daily_risk + b.crypto_bucket_pct_of_daily_risk
+    if total > 100 + 1e-9:
+        message = f"bucket percentages add up to {total:g}, more than 100"
+        return [doc.problem(("portfoliobot", "buckets"), message, of_key=True)]
+    return []
+
+
+def guardrail_order(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    g = bots.portfoliobot.guardrails
+    if g.per_bot_min_pct_of_daily_risk > g.per_bot_max_pct_of_daily_risk:
+        message = (
+            f"per_bot_min_pct_of_daily_risk {g.per_bot_min_pct_of_daily_risk:g} is above "
+            f"per_bot_max_pct_of_daily_risk {g.per_bot_max_pct_of_daily_risk:g}"
+        )
+        return [doc.problem(("portfoliobot", "guardrails", "per_bot_min_pct_of_daily_risk"), message)]
+    return []
+
+
+def chain_ranges(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    rules = bots.optionsbot.chain_rules
+    problems = []
+    if rules.dte_min > rules.dte_max:
+        message = f"dte_min {rules.dte_min} is above dte_max {rules.dte_max}"
+        problems.append(doc.problem(("optionsbot", "chain_rules", "dte_min"), message))
+    if rules.delta_min > rules.delta_max:
+        message = f"delta_min {rules.delta_min:g} is above delta_max {rules.delta_max:g}"
+        problems.append(doc.problem(("optionsbot", "chain_rules", "delta_min"), message))
+    return problems
+
+
+BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
+    duplicate_bot_ids,
+    duplicate_symbols,
+    session_order,
+    bucket_sum,
+    guardrail_order,
+    chain_ranges,
+)
+
+
+def signal_modes_known(
+    bots: BotsConfig, doc: YamlDocument, signals: Mapping[str, frozenset[str]]
+) -> list[Problem]:
+    """Every bot's signal mode is declared in rules/signals.yaml and implemented; its params are declared."""
+    problems = []
+    for path, bot in trading_bots(bots):
+        mode = bot.signal.mode
+        if mode not in signals:
+            guess = difflib.get_close_matches(mode, sorted(signals), n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known: {', '.join(sorted(signals))})"
+            problems.append(doc.problem((*path, "signal", "mode"), f"no signal implements mode '{mode}'{hint}"))
+            continue
+        for key in bot.signal.params:
+            if key not in signals[mode]:
+                allowed = ", ".join(sorted(signals[mode])) or "none"
+                message = f"signal '{mode}' has no parameter '{key}' (declared: {allowed})"
+                problems.append(doc.problem((*path, "signal", "params", key), message, of_key=True))
+    return problems

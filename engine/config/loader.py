@@ -1,0 +1,69 @@
+"""Load config/settings.yaml and config/bots.yaml: parse, schema-check, build typed objects, run the checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from engine.config import checks
+from engine.config.build import build
+from engine.config.errors import ConfigError, Problem
+from engine.config.model import BotsConfig, Settings
+from engine.config.schema_check import schema_problems
+from engine.config.yaml_source import YamlDocument, load_yaml
+from engine.paths import shown
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The user's validated configuration and the folder it came from."""
+
+    settings: Settings
+    bots: BotsConfig
+    config_dir: Path
+    settings_doc: YamlDocument
+    bots_doc: YamlDocument
+
+    def resolve(self, configured: str) -> Path:
+        """A path from settings.yaml; relative paths are taken from the folder above config/."""
+        path = Path(configured).expanduser()
+        return path if path.is_absolute() else (self.config_dir.resolve().parent / path)
+
+
+def _load_one(path: Path, schema: str, cls: type[T], problems: list[Problem]) -> tuple[YamlDocument | None, T | None]:
+    try:
+        doc = load_yaml(path, shown(path))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None, None
+    found = schema_problems(doc, schema)
+    problems.extend(found)
+    if found:
+        return doc, None
+    return doc, build(cls, doc.data if doc.data is not None else {})
+
+
+def load_config(config_dir: Path, signals: Mapping[str, frozenset[str]] | None = None) -> Config:
+    """Everything in one pass; raises ConfigError carrying every problem in both files.
+
+    `signals` (mode -> declared params, from rules/signals.yaml) enables the signal-mode check.
+    """
+    problems: list[Problem] = []
+    settings_doc, settings = _load_one(config_dir / "settings.yaml", "settings.schema.json", Settings, problems)
+    bots_doc, bots = _load_one(config_dir / "bots.yaml", "bots.schema.json", BotsConfig, problems)
+    if settings is not None and settings_doc is not None:
+        for settings_check in checks.SETTINGS_CHECKS:
+            problems.extend(settings_check(settings, settings_doc))
+    if bots is not None and bots_doc is not None:
+        for bots_check in checks.BOTS_CHECKS:
+            problems.extend(bots_check(bots, bots_doc))
+        if signals is not None:
+            problems.extend(checks.signal_modes_known(bots, bots_doc, signals))
+    if problems:
+        raise ConfigError(problems)
+    assert settings is not None and bots is not None and settings_doc is not None and bots_doc is not None
+    return Config(settings, bots, config_dir, settings_doc, bots_doc)

@@ -1,0 +1,87 @@
+"""Stage one of validation: JSON Schema (draft 2020-12), every error collected, each placed in the file.
+
+jsonschema's `best_match` would report one error; a user fixing a config wants all of them at once, so this
+walks `iter_errors` and turns each into a `Problem` at the offending key or value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from jsonschema.validators import extend
+
+from engine.config.errors import Problem
+from engine.config.yaml_source import YamlDocument
+from engine.paths import SCHEMAS_DIR
+
+
+def _strict_integer(_checker: Any, instance: Any) -> bool:
+    # jsonschema accepts 3.0 as an integer; a count written as 3.0 is a typo worth reporting.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """A schema from schemas/ by file name, e.g. `bots.schema.json`."""
+    return json.loads((SCHEMAS_DIR / name).read_text(encoding="utf-8"))
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    cls = extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
+    return cls(load_schema(name))
+
+
+def show_value(value: Any) -> str:
+    """A value as the user wrote it in YAML: strings quoted, booleans and null in YAML spelling."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return repr(value)
+
+
+def _unknown_keys(error: ValidationError) -> list[str]:
+    allowed = set(error.schema.get("properties", {}))
+    patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+    return [k for k in error.instance if k not in allowed and not any(p.search(k) for p in patterns)]
+
+
+def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        problems = []
+        for key in _unknown_keys(error):
+            guess = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else f" (allowed: {', '.join(allowed)})"
+            problems.append(doc.problem([*path, key], f"unknown key '{key}'{hint}", of_key=True))
+        return problems
+    if error.validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        name = missing[0] if missing else error.message
+        return [doc.problem(path, f"missing required key '{name}'", of_key=True)]
+    custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
+    if custom and error.validator in ("pattern", "const", "format"):
+        return [doc.problem(path, f"{show_value(error.instance)} {custom}")]
+    if error.validator == "enum":
+        options = ", ".join(show_value(v) for v in error.validator_value)
+        return [doc.problem(path, f"{show_value(error.instance)} is not one of {options}")]
+    return [doc.problem(path, error.message)]
+
+
+def schema_problems(doc: YamlDocument, schema_name: str) -> list[Problem]:
+    """Every schema violation in `doc`, each as a Problem at its key or value."""
+    problems: list[Problem] = []
+    for error in _validator(schema_name).iter_errors(doc.data):
+        problems.extend(_problems_for(error, doc))
+    return sorted(set(problems))

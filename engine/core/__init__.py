@@ -1,0 +1,1 @@
+"""Infrastructure every part of the engine shares: time, durable state, the event log."""

@@ -1,0 +1,17 @@
+"""Where the project's own folders are: the engine ships next to config/, machines/, rules/ and schemas/."""
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+DEFAULT_CONFIG_DIR = Path("config")
+DEFAULT_MACHINES_DIR = Path("machines")
+DEFAULT_RULES_DIR = Path("rules")
+
+
+def shown(path: Path) -> str:
+    """A path as the user should see it in a message: relative to the working folder when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

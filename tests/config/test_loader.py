@@ -1,0 +1,167 @@
+"""Every bad-config case is rejected with the right file, line and key path (one case each)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config.errors import ConfigError, Problem
+from engine.config.loader import load_config
+from tests.conftest import ProjectCopy
+
+SIGNALS = {
+    "placeholder_momentum_v1": frozenset({"lookback_ticks"}),
+    "placeholder_crypto_momo_v1": frozenset(),
+    "placeholder_options_v1": frozenset(),
+}
+
+
+def problems_after(project: ProjectCopy, file: str, old: str, new: str, count: int = 1) -> list[Problem]:
+    project.replace(f"config/{file}", old, new, count)
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config, SIGNALS)
+    return caught.value.problems
+
+
+def only(problems: list[Problem]) -> Problem:
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    return problems[0]
+
+
+def test_shipped_config_loads(project: ProjectCopy) -> None:
+    config = load_config(project.config, SIGNALS)
+    assert [b.bot_id for b in config.bots.momentum_bots] == ["mom_AAPL", "mom_TSLA"]
+    assert config.bots.cryptobot.pairs == ("BTC/USD", "ETH/USD")
+    assert config.settings.broker.name == "auto"  # an added key takes its default
+
+
+def test_time_that_is_not_hhmm(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", 'trade_start: "06:35"', 'trade_start: "25:00"'))
+    assert (p.file.endswith("config/bots.yaml"), p.line, p.col) == (True, 26, 20)
+    assert p.path == "momentum_bots[0].session.trade_start"
+    assert p.message == "'25:00' is not a time of day (HH:MM)"
+    assert str(p).endswith("bots.yaml:26:20: momentum_bots[0].session.trade_start: '25:00' is not a time of day (HH:MM)")
+
+
+def test_duplicate_bot_ids(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", "bot_id: mom_TSLA", "bot_id: mom_AAPL"))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "enabled: false") - 1, "momentum_bots[1].bot_id")
+    assert "already used (line 22)" in p.message
+
+
+def test_trade_end_before_trade_start(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", 'trade_end: "09:50"', 'trade_end: "06:00"'))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", '"06:00"'), "optionsbot.session.trade_end")
+
+
+def test_manage_until_before_trade_end(project: ProjectCopy) -> None:
+    problems = problems_after(project, "bots.yaml", 'manage_until: "12:55"', 'manage_until: "09:00"')
+    p = only(problems)
+    assert (p.line, p.path) == (28, "momentum_bots[0].session.manage_until")
+
+
+def test_buckets_over_100(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", "options_bucket_pct_of_daily_risk: 50", "options_bucket_pct_of_daily_risk: 60"))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "buckets:"), "portfoliobot.buckets")
+    assert "110" in p.message
+
+
+def test_guardrail_min_above_max(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", "per_bot_min_pct_of_daily_risk: 5", "per_bot_min_pct_of_daily_risk: 30"))
+    line = project.line_of("config/bots.yaml", "per_bot_min")
+    assert (p.line, p.path) == (line, "portfoliobot.guardrails.per_bot_min_pct_of_daily_risk")
+
+
+def test_inverted_dte_range(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", "dte_min: 7", "dte_min: 60"))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "dte_min"), "optionsbot.chain_rules.dte_min")
+
+
+def test_inverted_delta_range(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", "delta_min: 0.25", "delta_min: 0.75"))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "delta_min"), "optionsbot.chain_rules.delta_min")
+
+
+def test_unknown_timezone_with_suggestion(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "settings.yaml", "America/Los_Angeles", "America/Los_Angelos"))
+    assert (p.file.endswith("settings.yaml"), p.line, p.col, p.path) == (True, 2, 13, "system.timezone")
+    assert "did you mean 'America/Los_Angeles'" in p.message
+
+
+def test_signal_mode_nothing_implements(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", '"placeholder_crypto_momo_v1"', '"placeholder_crypto_momo_v2"'))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "momo_v2"), "cryptobot.signal.mode")
+    assert "did you mean 'placeholder_crypto_momo_v1'" in p.message
+
+
+def test_undeclared_signal_param(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", "params: {}", "params: {lookbak_ticks: 5}"))
+    assert p.path == "momentum_bots[0].signal.params.lookbak_ticks"
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "path"),
+    [
+        ("bots.yaml", "max_trades_per_day: 5", "max_trades_per_day: 2.5", "optionsbot.risk.max_trades_per_day"),
+        ("bots.yaml", "max_trades_per_day: 5", "max_trades_per_day: 5.0", "optionsbot.risk.max_trades_per_day"),
+        ("settings.yaml", "max_orders_per_minute: 10", "max_orders_per_minute: 10.5", "risk.max_orders_per_minute"),
+    ],
+)
+def test_integers_where_integers_are_meant(project: ProjectCopy, file: str, old: str, new: str, path: str) -> None:
+    p = only(problems_after(project, file, old, new))
+    assert (p.line, p.path) == (project.line_of(f"config/{file}", new), path)
+    assert "is not of type 'integer'" in p.message
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "path"),
+    [
+        ("bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: -0.50", "momentum_bots[0].exits.stop_loss_pct"),
+        ("bots.yaml", "default_notional_usd: 50", "default_notional_usd: 0", "cryptobot.execution.default_notional_usd"),
+        ("settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 0", "runner.loop_interval_seconds"),
+        ("settings.yaml", "api_failure_window_seconds: 60", "api_failure_window_seconds: -1",
+         "health.api_failure_window_seconds"),
+    ],
+)
+def test_positive_percentages_and_intervals(project: ProjectCopy, file: str, old: str, new: str, path: str) -> None:
+    p = only(problems_after(project, file, old, new))
+    assert (p.line, p.path) == (project.line_of(f"config/{file}", new), path)
+
+
+def test_misspelt_key_is_an_error_at_the_key(project: ProjectCopy) -> None:
+    problems = problems_after(project, "bots.yaml", "stop_loss_pct: 0.60", "stop_los_pct: 0.60")
+    unknown = [p for p in problems if "unknown key" in p.message]
+    assert len(unknown) == 1 and len(problems) == 2  # the misspelling, and the key it was meant to be is missing
+    p = unknown[0]
+    line = project.line_of("config/bots.yaml", "stop_los_pct")
+    assert (p.line, p.col, p.path) == (line, 7, "momentum_bots[1].exits.stop_los_pct")
+    assert "did you mean 'stop_loss_pct'" in p.message
+
+
+def test_fail_closed_cannot_be_turned_off(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "settings.yaml", "fail_closed: true", "fail_closed: false"))
+    assert p.path == "safety.fail_closed" and p.message.startswith("false must be true")
+
+
+def test_yaml_syntax_error_names_file_and_line(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", "tickers: [SPY, QQQ]", "tickers: [SPY, QQQ"))
+    assert p.file.endswith("bots.yaml") and p.line > 0 and "YAML syntax error" in p.message
+
+
+def test_duplicate_yaml_key_is_an_error(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "settings.yaml", "  fail_closed: true\n", "  fail_closed: true\n  fail_closed: true\n"))
+    assert p.file.endswith("settings.yaml") and p.line == 11 and "duplicate" in p.message
+
+
+def test_all_errors_at_once_sorted_by_file_and_line(project: ProjectCopy) -> None:
+    project.replace("config/settings.yaml", "max_orders_per_minute: 10", "max_orders_per_minute: 0")
+    project.replace("config/bots.yaml", "dte_max: 45", "dte_max: 4.5")
+    project.replace("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "6:35"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config, SIGNALS)
+    problems = caught.value.problems
+    assert [p.path for p in problems] == [
+        "momentum_bots[0].session.trade_start",
+        "optionsbot.chain_rules.dte_max",
+        "risk.max_orders_per_minute",
+    ]
+    assert problems == sorted(problems)

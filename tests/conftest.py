@@ -1,0 +1,42 @@
+"""Shared fixtures: a private copy of the shipped config, machines and rules for each test to edit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.paths import PROJECT_ROOT
+
+
+class ProjectCopy:
+    """A temporary copy of config/, machines/ and rules/, with text edits that keep line numbers readable."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        for folder in ("config", "machines", "rules"):
+            shutil.copytree(PROJECT_ROOT / folder, root / folder)
+        self.config = root / "config"
+        self.machines = root / "machines"
+        self.rules = root / "rules"
+
+    def replace(self, relative: str, old: str, new: str, count: int = 1) -> Path:
+        """Replace the first `count` occurrences of `old` in a file; fails if `old` is not there."""
+        path = self.root / relative
+        text = path.read_text(encoding="utf-8")
+        assert old in text, f"{old!r} not in {relative}"
+        path.write_text(text.replace(old, new, count), encoding="utf-8")
+        return path
+
+    def line_of(self, relative: str, needle: str) -> int:
+        """1-based line of the first line containing `needle`."""
+        for number, line in enumerate((self.root / relative).read_text(encoding="utf-8").splitlines(), 1):
+            if needle in line:
+                return number
+        raise AssertionError(f"{needle!r} not in {relative}")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectCopy:
+    return ProjectCopy(tmp_path / "project")

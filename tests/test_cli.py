@@ -1,0 +1,53 @@
+"""The command line as a user meets it: exit codes, output format, no tracebacks for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from engine.paths import PROJECT_ROOT
+from tests.conftest import ProjectCopy
+
+
+def run_engine(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=cwd or PROJECT_ROOT, timeout=60
+    )
+
+
+def test_validate_passes_on_the_shipped_config() -> None:
+    result = run_engine("--validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: ") and "bots" in result.stdout and "machines" in result.stdout
+
+
+def test_validate_subcommand_is_the_same_check() -> None:
+    assert run_engine("validate").returncode == 0
+
+
+def test_invalid_config_exits_2_with_every_error_and_a_count(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "25:00"')
+    project.replace("config/settings.yaml", "timezone: America/Los_Angeles", "timezone: Mars/Olympus")
+    result = run_engine(
+        "--validate", "--config", "config", "--machines", "machines", "--rules", "rules", cwd=str(project.root)
+    )
+    assert result.returncode == 2
+    lines = result.stdout.splitlines()
+    assert lines[0] == "config/bots.yaml:26:20: momentum_bots[0].session.trade_start: '25:00' is not a time of day (HH:MM)"
+    assert lines[1].startswith("config/settings.yaml:2:13: system.timezone: 'Mars/Olympus' is not a known time zone")
+    assert lines[-1] == "2 errors"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_yaml_syntax_error_exits_2_without_traceback(project: ProjectCopy) -> None:
+    project.replace("config/settings.yaml", "runner:", "runner: [")
+    result = run_engine("--validate", "--config", str(project.config))
+    assert result.returncode == 2
+    assert "settings.yaml:" in result.stdout and "YAML syntax error" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_folder_is_an_error_not_a_crash(tmp_path) -> None:
+    result = run_engine("--validate", "--config", str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and "cannot read file" in result.stdout
+    assert "Traceback" not in result.stderr
