@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from engine.config.errors import Problem
-from engine.config.model import BotsConfig, Settings, TradingBotConfig
+from engine.config.model import BotsConfig, MomentumBotConfig, OptionsBotConfig, Settings, TradingBotConfig
 from engine.config.yaml_source import YamlDocument
 from engine.core.clock import parse_hhmm
 
@@ -22,6 +23,13 @@ def trading_bots(bots: BotsConfig) -> Iterator[tuple[tuple[str | int, ...], Trad
         yield ("momentum_bots", index), bot
     yield ("optionsbot",), bots.optionsbot
     yield ("cryptobot",), bots.cryptobot
+
+
+def bot_kind(bot: TradingBotConfig) -> str:
+    """The machine kind that drives a bot."""
+    if isinstance(bot, MomentumBotConfig):
+        return "momentum"
+    return "options" if isinstance(bot, OptionsBotConfig) else "crypto"
 
 
 # --- settings.yaml -----------------------------------------------------------------------------------------
@@ -134,10 +142,13 @@ BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
 )
 
 
-def signal_modes_known(
-    bots: BotsConfig, doc: YamlDocument, signals: Mapping[str, frozenset[str]]
-) -> list[Problem]:
-    """Every bot's signal mode is declared in rules/signals.yaml and implemented; its params are declared."""
+class DeclaredSignal(Protocol):
+    params: frozenset[str]
+    kinds: frozenset[str]
+
+
+def signal_modes_known(bots: BotsConfig, doc: YamlDocument, signals: Mapping[str, DeclaredSignal]) -> list[Problem]:
+    """Every bot's signal mode is declared in rules/signals.yaml for its kind; its params are declared."""
     problems = []
     for path, bot in trading_bots(bots):
         mode = bot.signal.mode
@@ -146,9 +157,13 @@ def signal_modes_known(
             hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known: {', '.join(sorted(signals))})"
             problems.append(doc.problem((*path, "signal", "mode"), f"no signal implements mode '{mode}'{hint}"))
             continue
+        if bot_kind(bot) not in signals[mode].kinds:
+            kinds = ", ".join(sorted(signals[mode].kinds))
+            message = f"signal '{mode}' is for {kinds} bots, not {bot_kind(bot)} bots"
+            problems.append(doc.problem((*path, "signal", "mode"), message))
         for key in bot.signal.params:
-            if key not in signals[mode]:
-                allowed = ", ".join(sorted(signals[mode])) or "none"
+            if key not in signals[mode].params:
+                allowed = ", ".join(sorted(signals[mode].params)) or "none"
                 message = f"signal '{mode}' has no parameter '{key}' (declared: {allowed})"
                 problems.append(doc.problem((*path, "signal", "params", key), message, of_key=True))
     return problems

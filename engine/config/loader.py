@@ -47,10 +47,10 @@ def _load_one(path: Path, schema: str, cls: type[T], problems: list[Problem]) ->
     return doc, build(cls, doc.data if doc.data is not None else {})
 
 
-def load_config(config_dir: Path, signals: Mapping[str, frozenset[str]] | None = None) -> Config:
+def load_config(config_dir: Path, signals: Mapping[str, checks.DeclaredSignal] | None = None) -> Config:
     """Everything in one pass; raises ConfigError carrying every problem in both files.
 
-    `signals` (mode -> declared params, from rules/signals.yaml) enables the signal-mode check.
+    `signals` (mode -> declared params and kinds, from rules/signals.yaml) enables the signal-mode check.
     """
     problems: list[Problem] = []
     settings_doc, settings = _load_one(config_dir / "settings.yaml", "settings.schema.json", Settings, problems)

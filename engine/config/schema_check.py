@@ -15,6 +15,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from jsonschema.validators import extend
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from engine.config.errors import Problem
 from engine.config.yaml_source import YamlDocument
@@ -36,9 +38,19 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @cache
+def _registry() -> Registry:
+    """Every schema by its $id, so that one schema may refer to another (machines use the rules' conditions)."""
+    resources = []
+    for path in sorted(SCHEMAS_DIR.glob("*.schema.json")):
+        schema = load_schema(path.name)
+        resources.append((schema["$id"], Resource.from_contents(schema, default_specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+@cache
 def _validator(name: str) -> Draft202012Validator:
     cls = extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
-    return cls(load_schema(name))
+    return cls(load_schema(name), registry=_registry())
 
 
 def show_value(value: Any) -> str:
@@ -71,7 +83,7 @@ def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
         name = missing[0] if missing else error.message
         return [doc.problem(path, f"missing required key '{name}'", of_key=True)]
     custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
-    if custom and error.validator in ("pattern", "const", "format"):
+    if custom and error.validator in ("pattern", "const", "format", "oneOf"):
         return [doc.problem(path, f"{show_value(error.instance)} {custom}")]
     if error.validator == "enum":
         options = ", ".join(show_value(v) for v in error.validator_value)

@@ -6,13 +6,11 @@ import pytest
 
 from engine.config.errors import ConfigError, Problem
 from engine.config.loader import load_config
+from engine.paths import PROJECT_ROOT
+from engine.rules.book import load_rules
 from tests.conftest import ProjectCopy
 
-SIGNALS = {
-    "placeholder_momentum_v1": frozenset({"lookback_ticks"}),
-    "placeholder_crypto_momo_v1": frozenset(),
-    "placeholder_options_v1": frozenset(),
-}
+SIGNALS = load_rules(PROJECT_ROOT / "rules").signal_specs()
 
 
 def problems_after(project: ProjectCopy, file: str, old: str, new: str, count: int = 1) -> list[Problem]:
@@ -91,6 +89,11 @@ def test_signal_mode_nothing_implements(project: ProjectCopy) -> None:
     p = only(problems_after(project, "bots.yaml", '"placeholder_crypto_momo_v1"', '"placeholder_crypto_momo_v2"'))
     assert (p.line, p.path) == (project.line_of("config/bots.yaml", "momo_v2"), "cryptobot.signal.mode")
     assert "did you mean 'placeholder_crypto_momo_v1'" in p.message
+
+
+def test_signal_for_another_kind(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", '"placeholder_crypto_momo_v1"', '"placeholder_momentum_v1"'))
+    assert p.path == "cryptobot.signal.mode" and "not crypto bots" in p.message
 
 
 def test_undeclared_signal_param(project: ProjectCopy) -> None:

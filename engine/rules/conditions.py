@@ -1,0 +1,87 @@
+"""Conditions: a guard name, or `all` / `any` / `not` of conditions, as written in `when:` in YAML.
+
+Machines and composite guards share this one small tree. Evaluation asks a callback whether a named guard
+holds, so the same tree runs against real facts in the engine and against a truth table in generated tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+
+
+@dataclass(frozen=True)
+class All:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Condition
+
+
+Condition = Ref | All | AnyOf | Not
+TRUE = All(())
+
+
+def parse(node: Any) -> Condition:
+    """Parse schema-valid YAML data (str or single-key mapping) into a Condition; None means always true."""
+    if node is None:
+        return TRUE
+    if isinstance(node, str):
+        return Ref(node)
+    (key, value), = node.items()
+    if key == "all":
+        return All(tuple(parse(item) for item in value))
+    if key == "any":
+        return AnyOf(tuple(parse(item) for item in value))
+    if key == "not":
+        return Not(parse(value))
+    raise ValueError(f"unknown condition operator {key!r}")
+
+
+def refs(condition: Condition) -> Iterator[str]:
+    """Every guard name the condition uses, in order of appearance."""
+    if isinstance(condition, Ref):
+        yield condition.name
+    elif isinstance(condition, (All, AnyOf)):
+        for item in condition.items:
+            yield from refs(item)
+    else:
+        yield from refs(condition.item)
+
+
+def evaluate(condition: Condition, holds: Callable[[str], bool]) -> bool:
+    """Evaluate with short-circuiting, left to right, as a reader of the YAML expects."""
+    if isinstance(condition, Ref):
+        return holds(condition.name)
+    if isinstance(condition, All):
+        return all(evaluate(item, holds) for item in condition.items)
+    if isinstance(condition, AnyOf):
+        return any(evaluate(item, holds) for item in condition.items)
+    return not evaluate(condition.item, holds)
+
+
+def render(condition: Condition) -> str:
+    """Short text for diagrams and tables: `a and (b or not c)`."""
+    if isinstance(condition, Ref):
+        return condition.name
+    if isinstance(condition, Not):
+        inner = render(condition.item)
+        return f"not {inner}" if isinstance(condition.item, Ref) else f"not ({inner})"
+    if not condition.items:
+        return ""
+    joiner = " and " if isinstance(condition, All) else " or "
+    parts = [render(i) if isinstance(i, (Ref, Not)) else f"({render(i)})" for i in condition.items]
+    return joiner.join(parts)

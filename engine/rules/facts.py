@@ -1,0 +1,144 @@
+"""The fact vocabulary: every name a guard expression may use, with its type, unit and meaning.
+
+Facts are computed once per tick from the broker snapshot and the engine's own records (see
+engine/trading/facts_builder.py). Guards read nothing else. Config values are facts too: a bot's
+`exits.stop_loss_pct` is the fact `exits_stop_loss_pct`, settings' `health.max_price_staleness_seconds` is
+`health_max_price_staleness_seconds`, so bots.yaml and settings.yaml keep driving every threshold.
+
+A fact the engine could not read is None ("missing"); a guard that touches a missing fact raises, and a guard
+that raises fails closed (the transition does not fire and the bot halts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from engine.config import model
+
+FactType = Literal["bool", "float", "int", "str"]
+Scope = Literal["system", "bot"]
+BOT_KINDS = ("momentum", "options", "crypto")
+SYSTEM_KINDS = ("system", "portfolio")
+
+
+@dataclass(frozen=True)
+class Fact:
+    name: str
+    type: FactType
+    unit: str
+    description: str
+    scope: Scope
+
+
+def _f(name: str, type_: FactType, unit: str, description: str, scope: Scope = "bot") -> Fact:
+    return Fact(name, type_, unit, description, scope)
+
+
+# Facts every machine can read (the account, the market, the system).
+SYSTEM_FACTS: tuple[Fact, ...] = (
+    _f("account_ok", "bool", "", "The account was read this tick, is ACTIVE, and nothing is blocked.", "system"),
+    _f("broker_ok", "bool", "", "Every broker read of this tick succeeded.", "system"),
+    _f("reconciled", "bool", "", "Start-up reconciliation of SQLite with the broker found nothing unexplained.", "system"),
+    _f("market_open", "bool", "", "The broker's clock says the equity market is open.", "system"),
+    _f("minutes_to_close", "float", "min", "Minutes until the market's next close (0 when closed).", "system"),
+    _f("system_armed", "bool", "", "The global machine is armed.", "system"),
+    _f("system_halted", "bool", "", "A system-wide halt is in force (kill condition or operator).", "system"),
+    _f("halt_active", "bool", "", "A halt record is in force in SQLite (it has not ended or expired).", "system"),
+    _f("kill_triggered", "bool", "", "At least one enabled kill condition holds this tick.", "system"),
+    _f("flatten_requested", "bool", "", "The halt in force asks for every position to be closed.", "system"),
+    _f("daily_pnl_pct", "float", "%", "Account equity against last equity, in percent (unrealized included).", "system"),
+    _f("equity_usd", "float", "USD", "Account equity.", "system"),
+    _f("api_failures_in_window", "int", "count", "Broker failures in the last health.api_failure_window_seconds.", "system"),
+    _f("stale_quotes", "int", "count", "Quotes enabled bots need that are missing or older than the staleness limit.", "system"),
+    _f("anomalies", "int", "count", "Unexplained events this tick: unowned positions or orders, rejections, errors.", "system"),
+    _f("orders_last_minute", "int", "count", "Orders the engine sent in the last 60 seconds.", "system"),
+    _f("budgets_allocated", "bool", "", "The PortfolioBot computed today's budgets from a known equity.", "system"),
+)
+
+# Facts about one trading bot.
+BOT_FACTS: tuple[Fact, ...] = (
+    _f("in_trade_window", "bool", "", "Local time is between session.trade_start and session.trade_end."),
+    _f("past_trade_end", "bool", "", "Local time is after session.trade_end."),
+    _f("past_manage_until", "bool", "", "Local time is at or after session.manage_until."),
+    _f("tradable_now", "bool", "", "The bot's market is open (the equity market; always true for crypto)."),
+    _f("preflight_ok", "bool", "", "Every preflight check for an entry by this bot passes."),
+    _f("bot_halted", "bool", "", "This bot is halted on its own (a guard failed, repeated rejections, an operator)."),
+    _f("budget_usd", "float", "USD", "The bot's risk budget for today (missing when unknown)."),
+    _f("trades_today", "int", "count", "Entries the bot made today."),
+    _f("open_positions", "int", "count", "Positions the bot holds."),
+    _f("holds_position", "bool", "", "The bot holds at least one position."),
+    _f("entry_order_open", "bool", "", "An entry order of the bot is working at the broker."),
+    _f("exit_order_open", "bool", "", "An exit order of the bot is working at the broker."),
+    _f("entry_failed", "bool", "", "The bot's last entry order ended (canceled, rejected, expired) with nothing filled."),
+    _f("minutes_since_entry_order", "float", "min", "Minutes since the bot's working entry order was sent (0 if none)."),
+    _f("position_pnl_pct", "float", "%", "Unrealized P&L of the bot's positions against their cost, in percent."),
+    _f("minutes_in_position", "float", "min", "Minutes since the bot's oldest open position was entered."),
+    _f("quote_age_s", "float", "s", "Age of the oldest quote the bot uses (missing when a quote is missing)."),
+    _f("entry_signal", "bool", "", "The bot's configured signal (signal.mode) says enter now."),
+)
+
+
+def _config_facts(cls: type, prefix: str, scope: Scope) -> Iterator[Fact]:
+    """Flatten a config dataclass into facts: `exits.stop_loss_pct` -> `exits_stop_loss_pct`."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        hint = hints[field.name]
+        name = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(hint):
+            yield from _config_facts(hint, f"{name}_", scope)
+            continue
+        kind: FactType | None = {bool: "bool", int: "int", float: "float", str: "str"}.get(hint)  # type: ignore[call-overload]
+        if typing.get_origin(hint) is Literal:
+            kind = "str"
+        if kind is not None:
+            yield Fact(name, kind, "config", f"Config value {name.replace('_', '.', 1)} (see the schemas).", scope)
+
+
+_BOT_CONFIG = {"momentum": model.MomentumBotConfig, "options": model.OptionsBotConfig, "crypto": model.CryptoBotConfig}
+SETTINGS_FACTS: tuple[Fact, ...] = tuple(
+    fact
+    for section in ("safety", "risk", "health")
+    for fact in _config_facts(typing.get_type_hints(model.Settings)[section], f"{section}_", "system")
+)
+
+
+def vocabulary(kind: str) -> Mapping[str, Fact]:
+    """Every fact a machine of `kind` may read, by name."""
+    facts: list[Fact] = [*SYSTEM_FACTS, *SETTINGS_FACTS]
+    if kind in BOT_KINDS:
+        facts += [*BOT_FACTS, *_config_facts(_BOT_CONFIG[kind], "", "bot")]
+    elif kind not in SYSTEM_KINDS:
+        raise KeyError(kind)
+    return {fact.name: fact for fact in facts}
+
+
+def all_kinds() -> tuple[str, ...]:
+    return (*SYSTEM_KINDS, *BOT_KINDS)
+
+
+def settings_values(settings: model.Settings) -> dict[str, Any]:
+    """The settings' fact values, by fact name."""
+    return _flat_values(settings, "", sections=("safety", "risk", "health"))
+
+
+def bot_config_values(bot: model.TradingBotConfig) -> dict[str, Any]:
+    """A bot's config fact values, by fact name."""
+    return _flat_values(bot, "")
+
+
+def _flat_values(obj: Any, prefix: str, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(obj):
+        if sections is not None and field.name not in sections:
+            continue
+        value = getattr(obj, field.name)
+        name = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value):
+            values.update(_flat_values(value, f"{name}_"))
+        elif isinstance(value, (bool, int, float, str)):
+            values[name] = value
+    return values

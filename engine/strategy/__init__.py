@@ -1,0 +1,1 @@
+"""Trading strategy code the user owns: entry signals. Everything else about a bot lives in YAML."""

@@ -1,0 +1,35 @@
+"""Entry signals: the one place where a user's own edge goes, as a Python function.
+
+A signal is declared in rules/signals.yaml (name, description, parameters with defaults, the bot kinds that
+may use it) and implemented here under the `implementation` name. It receives the recent prices of the bot's
+symbol, oldest first, one per tick, and the bot's parameters (defaults filled in), and answers one question:
+enter now? It must be pure and fast; it never sees the broker.
+
+To add your own: write a function with the same signature, add it to SIGNALS, declare it in
+rules/signals.yaml, set `signal.mode` in bots.yaml, then run `python -m engine --validate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+SignalFunction = Callable[[Sequence[float], Mapping[str, Any]], bool]
+
+
+def momentum_breakout(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    """Placeholder: the price rose at least `min_move_pct` percent over the last `lookback_ticks` ticks,
+    and the last tick was up. Deliberately simple; it exists to exercise the machines, not to make money."""
+    lookback = int(params["lookback_ticks"])
+    if len(prices) <= lookback:
+        return False
+    start, last = prices[-1 - lookback], prices[-1]
+    if start <= 0:
+        return False
+    move_pct = (last - start) / start * 100
+    return move_pct >= float(params["min_move_pct"]) and prices[-1] > prices[-2]
+
+
+SIGNALS: dict[str, SignalFunction] = {
+    "momentum_breakout": momentum_breakout,
+}
