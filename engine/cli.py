@@ -13,8 +13,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR
+
+if TYPE_CHECKING:
+    from engine.machines.spec import MachineSpec
+    from engine.validate import Report
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -28,6 +33,116 @@ def _add_file_options(parser: argparse.ArgumentParser) -> None:
                         help="folder of machine files (default: machines/)")
     parser.add_argument("--rules", type=Path, default=DEFAULT_RULES_DIR, metavar="DIR",
                         help="folder of rule files (default: rules/)")
+
+
+def _add_state_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-db", type=Path, default=None, metavar="PATH",
+                        help="SQLite state file (default: system.state_db_path in settings.yaml)")
+    parser.add_argument("--log", type=Path, default=None, metavar="PATH",
+                        help="JSONL event log (default: system.log_path in settings.yaml)")
+
+
+class InvalidInput(Exception):
+    """Bad input the user must fix; printed without a traceback, exit code 2."""
+
+
+def _load(args: argparse.Namespace) -> Report:
+    """Everything validated, or InvalidInput carrying every problem."""
+    from engine.config.errors import ConfigError
+    from engine.validate import load_valid
+
+    try:
+        return load_valid(args.config, args.machines, args.rules)
+    except ConfigError as exc:
+        raise InvalidInput("\n".join(str(p) for p in exc.problems) + f"\n{len(exc.problems)} errors") from None
+
+
+def _state_db_path(args: argparse.Namespace, report: Report) -> Path:
+    assert report.config is not None
+    return args.state_db or report.config.resolve(report.config.settings.system.state_db_path)
+
+
+def _machine(report: Report, kind: str) -> MachineSpec:
+    spec = report.machines.get(kind)
+    if spec is None:
+        raise InvalidInput(f"no machine of kind '{kind}' (known: {', '.join(sorted(report.machines))})")
+    return spec
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from engine.machines import render
+
+    report = _load(args)
+    spec = _machine(report, args.kind)
+    current = None
+    if args.bot:
+        from engine.core.store import StateStore
+
+        db = _state_db_path(args, report)
+        saved = StateStore(db).machine_state(args.kind, args.bot) if db.exists() else None
+        current = saved.state if saved else spec.initial
+    if args.format == "mermaid":
+        _emit(render.mermaid(spec, current), args.output)
+        return EXIT_OK
+    try:
+        import pygraphviz  # type: ignore[import-not-found]
+    except ImportError:
+        raise InvalidInput(
+            f"--format {args.format} needs Graphviz bindings: pip install -e '.[diagrams]' (or use --format mermaid)"
+        ) from None
+    graph = pygraphviz.AGraph(string=render.dot(spec, current))
+    data = graph.draw(format=args.format, prog="dot")
+    if args.output:
+        args.output.write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+    return EXIT_OK
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from engine.machines import render
+
+    report = _load(args)
+    _emit(render.table(_machine(report, args.kind)), args.output)
+    return EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from engine.config.errors import ConfigError
+    from engine.machines.scenarios import load_cases, run_case
+
+    report = _load(args)
+    assert report.config is not None and report.book is not None
+    try:
+        cases = load_cases(args.machines, report.config, report.machines)
+    except ConfigError as exc:
+        raise InvalidInput("\n".join(str(p) for p in exc.problems) + f"\n{len(exc.problems)} errors") from None
+    failed = 0
+    for case in cases:
+        outcome = run_case(case, report.config, report.machines, report.book)
+        failed += not outcome.passed
+        mark = "ok  " if outcome.passed else "FAIL"
+        print(f"{mark} {case.file}:{case.line}: {case.name}" + ("" if outcome.passed else f": {outcome.message}"))
+    print(f"{len(cases) - failed} passed, {failed} failed")
+    return EXIT_OK if failed == 0 else EXIT_FAILURE
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    from engine.rules.builtins import BUILTINS
+    from engine.rules.facts import vocabulary
+
+    print("| fact | type | unit | meaning |\n|---|---|---|---|")
+    for fact in vocabulary(args.kind).values():
+        print(f"| {fact.name} | {fact.type} | {fact.unit or '-'} | {fact.description} |")
+    print("\nBuilt-in guards: " + ", ".join(f"{name}({', '.join(b.params)}): {b.description}" for name, b in BUILTINS.items()))
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -57,6 +172,30 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check every config, machine and rule file")
     _add_file_options(validate)
     validate.set_defaults(handler=cmd_validate)
+
+    kinds = ["system", "portfolio", "momentum", "options", "crypto"]
+    diagram = commands.add_parser("diagram", help="draw a machine (Mermaid by default)")
+    diagram.add_argument("kind", choices=kinds)
+    diagram.add_argument("--bot", help="highlight this bot's persisted current state")
+    diagram.add_argument("--format", choices=["mermaid", "svg", "png"], default="mermaid")
+    diagram.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
+    _add_file_options(diagram)
+    _add_state_options(diagram)
+    diagram.set_defaults(handler=cmd_diagram)
+
+    table = commands.add_parser("table", help="print a machine's transition table as Markdown")
+    table.add_argument("kind", choices=kinds)
+    table.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
+    _add_file_options(table)
+    table.set_defaults(handler=cmd_table)
+
+    test = commands.add_parser("test", help="run the scenario tables in machines/scenarios/")
+    _add_file_options(test)
+    test.set_defaults(handler=cmd_test)
+
+    facts = commands.add_parser("facts", help="list the facts guards may use, with types and units")
+    facts.add_argument("kind", choices=kinds, nargs="?", default="momentum")
+    facts.set_defaults(handler=cmd_facts)
     return parser
 
 
@@ -68,7 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_validate(args)
         parser.print_help()
         return EXIT_INVALID
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except InvalidInput as exc:
+        print(exc, file=sys.stderr if args.command != "validate" else sys.stdout)
+        return EXIT_INVALID
+    except BrokenPipeError:  # `python -m engine table momentum | head`
+        return EXIT_OK
 
 
 if __name__ == "__main__":

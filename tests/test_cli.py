@@ -51,3 +51,40 @@ def test_missing_config_folder_is_an_error_not_a_crash(tmp_path) -> None:
     result = run_engine("--validate", "--config", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "cannot read file" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_diagram_is_mermaid_with_guards_on_edges() -> None:
+    result = run_engine("diagram", "momentum")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("stateDiagram-v2")
+    assert "armed --> entering : enter [entry_signal] / open_entry" in result.stdout
+    assert "class " not in result.stdout  # nothing highlighted without --bot
+
+
+def test_diagram_highlights_the_bots_persisted_state(tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    from engine.core.store import StateStore
+
+    db = tmp_path / "state.db"
+    StateStore(db).save_machine_state("momentum", "mom_AAPL", "managing", datetime(2026, 1, 5, tzinfo=timezone.utc))
+    result = run_engine("diagram", "momentum", "--bot", "mom_AAPL", "--state-db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("class managing current")
+
+
+def test_table_lists_every_transition_in_order() -> None:
+    result = run_engine("table", "system")
+    assert result.returncode == 0
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| idle |") and "halted" in line]
+    assert [r.split(" | ")[1] for r in rows] == ["kill", "halt"]
+
+
+def test_engine_test_runs_the_scenario_tables(project: ProjectCopy) -> None:
+    result = run_engine("test", "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[-1].endswith("passed, 0 failed")
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 0.70")
+    result = run_engine("test", "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules))
+    assert result.returncode == 1
+    assert "FAIL" in result.stdout and "a loss beyond stop_loss_pct closes the position" in result.stdout

@@ -79,7 +79,7 @@ def lint_machine(spec: MachineSpec, book: RuleBook) -> list[Problem]:
                 problems.append(spec.problem((*at, "actions", index), message))
         problems.extend(_trigger_problems(spec, transition.trigger, at))
 
-    used = [g for t in spec.transitions for g in conditions.refs(t.when) if g in book.guards]
+    used = [g for g in spec.guards_used() if g in book.guards]
     _compiled, compile_problems = compile_rules(book, spec.kind, needed=used)
     problems.extend(compile_problems)
     if structurally_ok:

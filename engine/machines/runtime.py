@@ -18,9 +18,11 @@ from typing import Any
 
 from transitions import EventData, Machine
 
+from engine.config.errors import ConfigError
 from engine.machines.actions import Intent
 from engine.machines.spec import MachineSpec, TransitionSpec
 from engine.rules import conditions
+from engine.rules.book import CompiledRules, RuleBook, compile_rules
 
 GuardEvaluator = Callable[[str, Mapping[str, Any]], bool]
 HALTED = "halted"
@@ -147,3 +149,11 @@ class MachineRuntime:
         finally:
             model.candidate = None
         return StepResult(model.bot_id, source, source)
+
+
+def build_runtime(spec: MachineSpec, book: RuleBook) -> tuple[MachineRuntime, CompiledRules]:
+    """The runtime of one machine kind with its guards compiled from the rule book (which must be valid)."""
+    compiled, problems = compile_rules(book, spec.kind, needed=spec.guards_used())
+    if problems:
+        raise ConfigError(problems)
+    return MachineRuntime(spec, compiled.guard_holds), compiled

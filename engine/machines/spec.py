@@ -62,6 +62,10 @@ class MachineSpec:
             for source in transition.sources:
                 yield source, transition
 
+    def guards_used(self) -> list[str]:
+        """Every guard name the transitions use, each once, in order of appearance."""
+        return list(dict.fromkeys(g for t in self.transitions for g in conditions.refs(t.when)))
+
     def problem(self, path: tuple[str | int, ...], message: str, *, of_key: bool = False) -> Problem:
         return self.doc.problem(path, message, of_key=of_key)
 

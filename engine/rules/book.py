@@ -22,7 +22,7 @@ from engine.config.yaml_source import YamlDocument, load_yaml
 from engine.paths import shown
 from engine.rules import builtins, conditions
 from engine.rules.errors import GuardError, MissingFact
-from engine.rules.facts import BOT_KINDS, Fact, vocabulary
+from engine.rules.facts import BOT_KINDS, Fact, all_kinds, vocabulary
 from engine.strategy.signals import SIGNALS
 
 SECTIONS = ("guards", "preflight", "kill_conditions", "signals")
@@ -156,8 +156,11 @@ def compile_expression(text: str, kind: str) -> tuple[rule_engine.Rule | None, s
     try:
         rule = rule_engine.Rule(text, context=_context(kind))
     except rule_engine.errors.SymbolResolutionError as exc:
+        name = exc.symbol_name
+        if any(name in vocabulary(other) for other in all_kinds()):
+            return None, f"fact '{name}' is not available to {kind} machines"
         hint = f" (did you mean '{exc.suggestion}'?)" if getattr(exc, "suggestion", None) else ""
-        return None, f"unknown fact '{exc.symbol_name}' for {kind} machines{hint}"
+        return None, f"unknown fact '{name}'{hint}"
     except rule_engine.errors.RuleSyntaxError as exc:
         return None, f"expression syntax error: {exc.message}"
     except rule_engine.errors.EngineError as exc:

@@ -1,0 +1,292 @@
+"""Durable state in SQLite: machine states, orders, owned positions, daily counters, halts and their history.
+
+WAL mode, a schema version with forward-only migrations, and explicit transactions: the trading loop writes
+each tick's changes in one transaction, and an order intent is committed before it is sent. Tests use real
+SQLite files in temporary folders, never a mock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE machine_states (
+        kind TEXT NOT NULL, bot_id TEXT NOT NULL, state TEXT NOT NULL, since TEXT NOT NULL,
+        PRIMARY KEY (kind, bot_id)
+    );
+    CREATE TABLE orders (
+        client_order_id TEXT PRIMARY KEY,
+        bot_id TEXT NOT NULL, trading_date TEXT NOT NULL, purpose TEXT NOT NULL,
+        symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL, notional REAL,
+        order_type TEXT NOT NULL, limit_price REAL, time_in_force TEXT NOT NULL,
+        status TEXT NOT NULL, broker_order_id TEXT, filled_qty REAL NOT NULL DEFAULT 0, filled_avg_price REAL,
+        reason TEXT NOT NULL DEFAULT '', error TEXT,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    );
+    CREATE INDEX orders_by_bot ON orders (bot_id, trading_date);
+    CREATE INDEX orders_by_status ON orders (status);
+    CREATE TABLE positions (
+        bot_id TEXT NOT NULL, symbol TEXT NOT NULL, qty REAL NOT NULL, avg_entry_price REAL NOT NULL,
+        opened_at TEXT NOT NULL,
+        PRIMARY KEY (bot_id, symbol)
+    );
+    CREATE TABLE counters (
+        trading_date TEXT NOT NULL, bot_id TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
+        PRIMARY KEY (trading_date, bot_id, name)
+    );
+    CREATE TABLE halts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope TEXT NOT NULL, reason TEXT NOT NULL, conditions TEXT NOT NULL, flatten INTEGER NOT NULL,
+        started_at TEXT NOT NULL, until TEXT, ended_at TEXT, ended_by TEXT
+    );
+    CREATE TABLE realized_pnl (
+        trading_date TEXT NOT NULL, bot_id TEXT NOT NULL, pnl REAL NOT NULL,
+        PRIMARY KEY (trading_date, bot_id)
+    );
+    """,
+)
+SYSTEM_SCOPE = "system"
+
+
+@dataclass(frozen=True)
+class MachineState:
+    kind: str
+    bot_id: str
+    state: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Halt:
+    id: int
+    scope: str
+    reason: str
+    conditions: tuple[str, ...]
+    flatten: bool
+    started_at: datetime
+    until: datetime | None
+    ended_at: datetime | None
+
+    def in_force(self, now: datetime) -> bool:
+        return self.ended_at is None and (self.until is None or now < self.until)
+
+
+def _ts(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime reached the store")
+    return value.isoformat()
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class StateStore:
+    """The engine's SQLite file. One connection; writes happen inside `transaction()`."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._in_transaction = False
+        self._migrate()
+
+    # --- plumbing ------------------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"{self.path} has schema version {version}, newer than this engine ({len(MIGRATIONS)})")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version={number}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all. Nested calls join the outer transaction."""
+        if self._in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+        finally:
+            self._in_transaction = False
+
+    def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        if not self._in_transaction:
+            with self.transaction():
+                return self._conn.execute(sql, params)
+        return self._conn.execute(sql, params)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- machine states ------------------------------------------------------------------------------------
+
+    def machine_states(self, kind: str | None = None) -> list[MachineState]:
+        sql = "SELECT * FROM machine_states" + (" WHERE kind = ?" if kind else "") + " ORDER BY kind, bot_id"
+        return [
+            MachineState(r["kind"], r["bot_id"], r["state"], _dt(r["since"]))  # type: ignore[arg-type]
+            for r in self._rows(sql, (kind,) if kind else ())
+        ]
+
+    def machine_state(self, kind: str, bot_id: str) -> MachineState | None:
+        found = [s for s in self.machine_states(kind) if s.bot_id == bot_id]
+        return found[0] if found else None
+
+    def save_machine_state(self, kind: str, bot_id: str, state: str, since: datetime) -> None:
+        self._write(
+            "INSERT INTO machine_states (kind, bot_id, state, since) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, bot_id) DO UPDATE SET state = excluded.state, since = excluded.since",
+            (kind, bot_id, state, _ts(since)),
+        )
+
+    # --- orders --------------------------------------------------------------------------------------------
+
+    def add_order(self, row: dict[str, Any]) -> None:
+        """Record an order intent (status 'pending') before it is sent."""
+        columns = ", ".join(row)
+        marks = ", ".join(f":{k}" for k in row)
+        self._write(f"INSERT INTO orders ({columns}) VALUES ({marks})", row)
+
+    def update_order(self, client_order_id: str, now: datetime, **changes: Any) -> None:
+        sets = ", ".join(f"{k} = :{k}" for k in changes)
+        self._write(
+            f"UPDATE orders SET {sets}, updated_at = :updated_at WHERE client_order_id = :cid",
+            {**changes, "updated_at": _ts(now), "cid": client_order_id},
+        )
+
+    def order(self, client_order_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
+        return dict(rows[0]) if rows else None
+
+    def orders(self, *, statuses: tuple[str, ...] | None = None, bot_id: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM orders WHERE 1=1", []
+        if statuses:
+            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params += list(statuses)
+        if bot_id:
+            sql += " AND bot_id = ?"
+            params.append(bot_id)
+        return [dict(r) for r in self._rows(sql + " ORDER BY created_at, client_order_id", tuple(params))]
+
+    def orders_since(self, since: datetime) -> int:
+        return int(self._rows("SELECT COUNT(*) FROM orders WHERE created_at >= ?", (_ts(since),))[0][0])
+
+    # --- owned positions -----------------------------------------------------------------------------------
+
+    def positions(self, bot_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM positions" + (" WHERE bot_id = ?" if bot_id else "") + " ORDER BY bot_id, symbol"
+        return [dict(r) for r in self._rows(sql, (bot_id,) if bot_id else ())]
+
+    def set_position(self, bot_id: str, symbol: str, qty: float, avg_entry_price: float, opened_at: datetime) -> None:
+        if abs(qty) < 1e-12:
+            self._write("DELETE FROM positions WHERE bot_id = ? AND symbol = ?", (bot_id, symbol))
+            return
+        self._write(
+            "INSERT INTO positions (bot_id, symbol, qty, avg_entry_price, opened_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (bot_id, symbol) DO UPDATE SET qty = excluded.qty, avg_entry_price = excluded.avg_entry_price",
+            (bot_id, symbol, qty, avg_entry_price, _ts(opened_at)),
+        )
+
+    # --- counters and realized P&L -------------------------------------------------------------------------
+
+    def counter(self, day: date, bot_id: str, name: str) -> int:
+        rows = self._rows(
+            "SELECT value FROM counters WHERE trading_date = ? AND bot_id = ? AND name = ?", (day.isoformat(), bot_id, name)
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def bump_counter(self, day: date, bot_id: str, name: str, by: int = 1) -> int:
+        self._write(
+            "INSERT INTO counters (trading_date, bot_id, name, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (trading_date, bot_id, name) DO UPDATE SET value = value + excluded.value",
+            (day.isoformat(), bot_id, name, by),
+        )
+        return self.counter(day, bot_id, name)
+
+    def counters(self, day: date) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self._rows("SELECT * FROM counters WHERE trading_date = ? ORDER BY bot_id, name", (day.isoformat(),)):
+            out.setdefault(r["bot_id"], {})[r["name"]] = int(r["value"])
+        return out
+
+    def add_realized_pnl(self, day: date, bot_id: str, pnl: float) -> None:
+        self._write(
+            "INSERT INTO realized_pnl (trading_date, bot_id, pnl) VALUES (?, ?, ?) "
+            "ON CONFLICT (trading_date, bot_id) DO UPDATE SET pnl = pnl + excluded.pnl",
+            (day.isoformat(), bot_id, pnl),
+        )
+
+    def realized_pnl(self, day: date) -> dict[str, float]:
+        rows = self._rows("SELECT bot_id, pnl FROM realized_pnl WHERE trading_date = ?", (day.isoformat(),))
+        return {r["bot_id"]: float(r["pnl"]) for r in rows}
+
+    # --- halts ---------------------------------------------------------------------------------------------
+
+    def start_halt(
+        self, scope: str, reason: str, conditions: tuple[str, ...], flatten: bool, started_at: datetime, until: datetime | None
+    ) -> int:
+        cursor = self._write(
+            "INSERT INTO halts (scope, reason, conditions, flatten, started_at, until) VALUES (?, ?, ?, ?, ?, ?)",
+            (scope, reason, json.dumps(list(conditions)), int(flatten), _ts(started_at), _ts(until) if until else None),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def end_halts(self, scope: str, ended_at: datetime, ended_by: str) -> int:
+        cursor = self._write(
+            "UPDATE halts SET ended_at = ?, ended_by = ? WHERE scope = ? AND ended_at IS NULL",
+            (_ts(ended_at), ended_by, scope),
+        )
+        return cursor.rowcount
+
+    def halts(self, scope: str | None = None, *, open_only: bool = False) -> list[Halt]:
+        sql, params = "SELECT * FROM halts WHERE 1=1", []
+        if scope:
+            sql += " AND scope = ?"
+            params.append(scope)
+        if open_only:
+            sql += " AND ended_at IS NULL"
+        return [
+            Halt(
+                r["id"], r["scope"], r["reason"], tuple(json.loads(r["conditions"])), bool(r["flatten"]),
+                _dt(r["started_at"]), _dt(r["until"]), _dt(r["ended_at"]),  # type: ignore[arg-type]
+            )
+            for r in self._rows(sql + " ORDER BY id", tuple(params))
+        ]
+
+    def halt_in_force(self, scope: str, now: datetime) -> Halt | None:
+        """The latest halt of `scope` still in force at `now`, if any."""
+        live = [h for h in self.halts(scope, open_only=True) if h.in_force(now)]
+        return live[-1] if live else None
