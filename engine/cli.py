@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR
 
 if TYPE_CHECKING:
+    from engine.core.clock import ManualClock
     from engine.machines.spec import MachineSpec
     from engine.validate import Report
 
@@ -27,19 +28,32 @@ EXIT_INVALID = 2
 
 
 def _add_file_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_DIR, metavar="DIR",
-                        help="folder holding settings.yaml and bots.yaml (default: config/)")
-    parser.add_argument("--machines", type=Path, default=DEFAULT_MACHINES_DIR, metavar="DIR",
-                        help="folder of machine files (default: machines/)")
-    parser.add_argument("--rules", type=Path, default=DEFAULT_RULES_DIR, metavar="DIR",
-                        help="folder of rule files (default: rules/)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_DIR,
+        metavar="DIR",
+        help="folder holding settings.yaml and bots.yaml (default: config/)",
+    )
+    parser.add_argument(
+        "--machines", type=Path, default=DEFAULT_MACHINES_DIR, metavar="DIR", help="folder of machine files (default: machines/)"
+    )
+    parser.add_argument(
+        "--rules", type=Path, default=DEFAULT_RULES_DIR, metavar="DIR", help="folder of rule files (default: rules/)"
+    )
 
 
 def _add_state_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-db", type=Path, default=None, metavar="PATH",
-                        help="SQLite state file (default: system.state_db_path in settings.yaml)")
-    parser.add_argument("--log", type=Path, default=None, metavar="PATH",
-                        help="JSONL event log (default: system.log_path in settings.yaml)")
+    parser.add_argument(
+        "--state-db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="SQLite state file (default: system.state_db_path in settings.yaml)",
+    )
+    parser.add_argument(
+        "--log", type=Path, default=None, metavar="PATH", help="JSONL event log (default: system.log_path in settings.yaml)"
+    )
 
 
 class InvalidInput(Exception):
@@ -145,6 +159,74 @@ def cmd_facts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _env(args: argparse.Namespace) -> dict[str, str]:
+    from engine.brokers.factory import read_environment
+
+    return read_environment(Path(".env") if Path(".env").is_file() else args.config.resolve().parent / ".env")
+
+
+def _sim_clock(args: argparse.Namespace, report: Report) -> ManualClock:
+    from datetime import date
+
+    from engine.core.clock import ManualClock, default_sim_start, parse_start
+
+    assert report.config is not None
+    text = getattr(args, "start", None) or report.config.settings.sim.start
+    try:
+        start = parse_start(text) if text else default_sim_start(date.today())
+    except ValueError as exc:
+        raise InvalidInput(f"--start: {exc}") from None
+    return ManualClock(start)
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from engine.brokers.base import BrokerError
+    from engine.brokers.factory import build_alpaca, build_sim, choose_broker
+    from engine.brokers.render import snapshot_json
+    from engine.core.clock import SystemClock
+    from engine.trading.universe import data_needs
+
+    report = _load(args)
+    assert report.config is not None
+    env = _env(args)
+    name, why = choose_broker(args.broker, report.config.settings, env)
+    print(why, file=sys.stderr)
+    try:
+        if name == "sim":
+            broker, _exchange = build_sim(report.config.settings, _sim_clock(args, report))
+        else:
+            broker = build_alpaca(report.config.settings, SystemClock(), env, live_flag=False)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    snapshot = broker.snapshot(data_needs(report.config.bots))
+    print(snapshot_json(snapshot))
+    return EXIT_OK if snapshot.complete else EXIT_FAILURE
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from engine.brokers.emulator import Emulator
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.core.clock import FollowingClock
+
+    report = _load(args)
+    assert report.config is not None
+    settings = report.config.settings
+    clock = FollowingClock(_sim_clock(args, report).now())
+    env = _env(args)
+    key, secret = env.get("ALPACA_KEY") or None, env.get("ALPACA_SECRET") or None
+    exchange = SimExchange(clock, seed=settings.sim.seed, starting_cash=settings.sim.starting_cash)
+    emulator = Emulator(exchange, key=key, secret=secret, port=args.port)
+    emulator.start()
+    print(f"Alpaca emulator on {emulator.url} (simulated time {clock.now().isoformat()}); Ctrl-C stops it.")
+    print(f"  export ALPACA_API_BASE_URL={emulator.url} ALPACA_DATA_BASE_URL={emulator.url}")
+    if key is None:
+        print("  no ALPACA_KEY configured: requests are not authenticated")
+    sys.stdout.flush()
+    emulator.serve_forever()
+    return EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from engine.validate import validate
 
@@ -192,6 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     test = commands.add_parser("test", help="run the scenario tables in machines/scenarios/")
     _add_file_options(test)
     test.set_defaults(handler=cmd_test)
+
+    snapshot = commands.add_parser("snapshot", help="print what the engine sees: one broker snapshot as JSON")
+    snapshot.add_argument("--broker", choices=["sim", "alpaca"], help="default: settings.yaml broker.name (auto)")
+    snapshot.add_argument("--start", metavar="ISO_DATETIME", help="sim only: the simulated time (default: a market open)")
+    _add_file_options(snapshot)
+    snapshot.set_defaults(handler=cmd_snapshot)
+
+    emulator = commands.add_parser("emulator", help="serve the simulated exchange as a local Alpaca API on 127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--start", metavar="ISO_DATETIME", help="simulated time at launch (default: a market open)")
+    _add_file_options(emulator)
+    emulator.set_defaults(handler=cmd_emulator)
 
     facts = commands.add_parser("facts", help="list the facts guards may use, with types and units")
     facts.add_argument("kind", choices=kinds, nargs="?", default="momentum")

@@ -28,9 +28,7 @@ def test_validate_subcommand_is_the_same_check() -> None:
 def test_invalid_config_exits_2_with_every_error_and_a_count(project: ProjectCopy) -> None:
     project.replace("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "25:00"')
     project.replace("config/settings.yaml", "timezone: America/Los_Angeles", "timezone: Mars/Olympus")
-    result = run_engine(
-        "--validate", "--config", "config", "--machines", "machines", "--rules", "rules", cwd=str(project.root)
-    )
+    result = run_engine("--validate", "--config", "config", "--machines", "machines", "--rules", "rules", cwd=str(project.root))
     assert result.returncode == 2
     lines = result.stdout.splitlines()
     assert lines[0] == "config/bots.yaml:26:20: momentum_bots[0].session.trade_start: '25:00' is not a time of day (HH:MM)"
@@ -81,10 +79,14 @@ def test_table_lists_every_transition_in_order() -> None:
 
 
 def test_engine_test_runs_the_scenario_tables(project: ProjectCopy) -> None:
-    result = run_engine("test", "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules))
+    result = run_engine(
+        "test", "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)
+    )
     assert result.returncode == 0, result.stdout
     assert result.stdout.splitlines()[-1].endswith("passed, 0 failed")
     project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 0.70")
-    result = run_engine("test", "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules))
+    result = run_engine(
+        "test", "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)
+    )
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "a loss beyond stop_loss_pct closes the position" in result.stdout

@@ -58,9 +58,7 @@ def duplicate_bot_ids(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     for path, bot in trading_bots(bots):
         if bot.bot_id in seen:
             first = doc.position((*seen[bot.bot_id], "bot_id"))
-            problems.append(
-                doc.problem((*path, "bot_id"), f"bot id '{bot.bot_id}' is already used (line {first[0]})")
-            )
+            problems.append(doc.problem((*path, "bot_id"), f"bot id '{bot.bot_id}' is already used (line {first[0]})"))
         else:
             seen[bot.bot_id] = path
     return problems

@@ -6,8 +6,9 @@ All datetimes are timezone-aware. Wall-clock windows (HH:MM) are read in the con
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
@@ -52,3 +53,32 @@ class ManualClock:
         if when.tzinfo is None:
             raise ValueError("ManualClock needs timezone-aware datetimes")
         self._now = when
+
+
+class FollowingClock:
+    """Real time, shifted to start at `start`: the standalone emulator's clock (a session at any hour)."""
+
+    def __init__(self, start: datetime):
+        if start.tzinfo is None:
+            raise ValueError("FollowingClock needs a timezone-aware start")
+        self._start = start
+        self._launched = datetime.now(timezone.utc)
+
+    def now(self) -> datetime:
+        return self._start + (datetime.now(timezone.utc) - self._launched)
+
+
+def default_sim_start(today: date) -> datetime:
+    """The market open (09:30 New York) of `today`, or of the next weekday when `today` is a weekend day."""
+    day = today
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, time(9, 30), ZoneInfo("America/New_York"))
+
+
+def parse_start(text: str) -> datetime:
+    """An ISO 8601 datetime with an offset; raises ValueError for a naive or malformed one."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"'{text}' has no UTC offset (write e.g. 2026-11-23T09:30:00-05:00)")
+    return value

@@ -280,8 +280,14 @@ class StateStore:
             sql += " AND ended_at IS NULL"
         return [
             Halt(
-                r["id"], r["scope"], r["reason"], tuple(json.loads(r["conditions"])), bool(r["flatten"]),
-                _dt(r["started_at"]), _dt(r["until"]), _dt(r["ended_at"]),  # type: ignore[arg-type]
+                r["id"],
+                r["scope"],
+                r["reason"],
+                tuple(json.loads(r["conditions"])),
+                bool(r["flatten"]),
+                _dt(r["started_at"]),
+                _dt(r["until"]),
+                _dt(r["ended_at"]),  # type: ignore[arg-type]
             )
             for r in self._rows(sql + " ORDER BY id", tuple(params))
         ]

@@ -88,11 +88,7 @@ def lint_machine(spec: MachineSpec, book: RuleBook) -> list[Problem]:
 
 
 def _trigger_problems(spec: MachineSpec, trigger: str, at: tuple[str | int, ...]) -> list[Problem]:
-    clash = (
-        hasattr(MachineModel, trigger)
-        or trigger.startswith(_RESERVED_PREFIXES)
-        or trigger in ("trigger", "state", "machine")
-    )
+    clash = hasattr(MachineModel, trigger) or trigger.startswith(_RESERVED_PREFIXES) or trigger in ("trigger", "state", "machine")
     if clash:
         return [spec.problem((*at, "trigger"), f"trigger '{trigger}' collides with the model's own API; rename it")]
     if trigger in spec.states:

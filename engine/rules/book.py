@@ -85,8 +85,7 @@ class RuleBook:
     def signal_specs(self) -> dict[str, SignalSpec]:
         """Signal mode -> what it accepts (for the config's signal check)."""
         return {
-            name: SignalSpec(frozenset(e.body.get("params", {})), frozenset(e.body["kinds"]))
-            for name, e in self.signals.items()
+            name: SignalSpec(frozenset(e.body.get("params", {})), frozenset(e.body["kinds"])) for name, e in self.signals.items()
         }
 
 

@@ -41,7 +41,7 @@ def parse(node: Any) -> Condition:
         return TRUE
     if isinstance(node, str):
         return Ref(node)
-    (key, value), = node.items()
+    ((key, value),) = node.items()
     if key == "all":
         return All(tuple(parse(item) for item in value))
     if key == "any":

@@ -121,8 +121,12 @@ def test_integers_where_integers_are_meant(project: ProjectCopy, file: str, old:
         ("bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: -0.50", "momentum_bots[0].exits.stop_loss_pct"),
         ("bots.yaml", "default_notional_usd: 50", "default_notional_usd: 0", "cryptobot.execution.default_notional_usd"),
         ("settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 0", "runner.loop_interval_seconds"),
-        ("settings.yaml", "api_failure_window_seconds: 60", "api_failure_window_seconds: -1",
-         "health.api_failure_window_seconds"),
+        (
+            "settings.yaml",
+            "api_failure_window_seconds: 60",
+            "api_failure_window_seconds: -1",
+            "health.api_failure_window_seconds",
+        ),
     ],
 )
 def test_positive_percentages_and_intervals(project: ProjectCopy, file: str, old: str, new: str, path: str) -> None:

@@ -42,7 +42,9 @@ def test_unknown_action(project: ProjectCopy) -> None:
 
 
 def test_unknown_fact_in_a_guard_expression(project: ProjectCopy) -> None:
-    project.replace("rules/guards.yaml", "expr: position_pnl_pct <= -exits_stop_loss_pct", "expr: position_pnl <= -exits_stop_loss_pct")
+    project.replace(
+        "rules/guards.yaml", "expr: position_pnl_pct <= -exits_stop_loss_pct", "expr: position_pnl <= -exits_stop_loss_pct"
+    )
     p = only(problems(project))
     assert p.file.endswith("rules/guards.yaml") and p.path == "guards.stop_loss_hit.expr"
     assert p.line == project.line_of("rules/guards.yaml", "position_pnl <=")
@@ -70,15 +72,31 @@ def test_unreachable_state(project: ProjectCopy) -> None:
 
 
 def test_state_with_no_way_back_to_idle(project: ProjectCopy) -> None:
-    project.replace("machines/portfolio.yaml", "  - trigger: withdraw\n    source: armed\n    dest: idle\n", "  - trigger: withdraw\n    source: armed\n    dest: halted\n")
-    project.replace("machines/portfolio.yaml", "  - trigger: resume\n    source: halted\n    dest: idle\n", "  - trigger: resume\n    source: halted\n    dest: armed\n")
+    project.replace(
+        "machines/portfolio.yaml",
+        "  - trigger: withdraw\n    source: armed\n    dest: idle\n",
+        "  - trigger: withdraw\n    source: armed\n    dest: halted\n",
+    )
+    project.replace(
+        "machines/portfolio.yaml",
+        "  - trigger: resume\n    source: halted\n    dest: idle\n",
+        "  - trigger: resume\n    source: halted\n    dest: armed\n",
+    )
     found = problems(project)
     assert {p.message for p in found} >= {"state 'armed' has no path back to 'idle'", "state 'halted' has no path back to 'idle'"}
 
 
 def test_halted_not_enterable_from_a_state(project: ProjectCopy) -> None:
-    project.replace("machines/system.yaml", "    source: [idle, armed]\n    dest: halted\n    when: kill_triggered", "    source: [idle]\n    dest: halted\n    when: kill_triggered")
-    project.replace("machines/system.yaml", "    source: [idle, armed]\n    dest: halted\n    when: halt_active", "    source: [idle]\n    dest: halted\n    when: halt_active")
+    project.replace(
+        "machines/system.yaml",
+        "    source: [idle, armed]\n    dest: halted\n    when: kill_triggered",
+        "    source: [idle]\n    dest: halted\n    when: kill_triggered",
+    )
+    project.replace(
+        "machines/system.yaml",
+        "    source: [idle, armed]\n    dest: halted\n    when: halt_active",
+        "    source: [idle]\n    dest: halted\n    when: halt_active",
+    )
     p = only(problems(project))
     assert p.message == "'halted' cannot be entered from state 'armed'"
     assert p.line == project.line_of("machines/system.yaml", "  armed:")
@@ -101,7 +119,9 @@ def test_missing_canonical_state(project: ProjectCopy) -> None:
 
 
 def test_composite_guard_naming_an_unknown_guard(project: ProjectCopy) -> None:
-    project.replace("rules/guards.yaml", "when: {any: [flatten_requested, stop_loss_hit", "when: {any: [flatten_request, stop_loss_hit")
+    project.replace(
+        "rules/guards.yaml", "when: {any: [flatten_requested, stop_loss_hit", "when: {any: [flatten_request, stop_loss_hit"
+    )
     p = only(problems(project))
     assert p.path == "guards.exit_rule_hit.when" and "did you mean 'flatten_requested'" in p.message
 

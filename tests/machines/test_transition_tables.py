@@ -74,9 +74,7 @@ def shortest_paths(spec: MachineSpec) -> dict[str, list[tuple[str, TransitionSpe
     return paths
 
 
-@pytest.mark.parametrize(
-    ("kind", "state"), [pytest.param(k, s, id=f"{k}:{s}") for k, spec in SPECS.items() for s in spec.states]
-)
+@pytest.mark.parametrize(("kind", "state"), [pytest.param(k, s, id=f"{k}:{s}") for k, spec in SPECS.items() for s in spec.states])
 def test_every_state_is_reached_by_a_shortest_path(kind: str, state: str) -> None:
     spec = SPECS[kind]
     path = shortest_paths(spec).get(state)

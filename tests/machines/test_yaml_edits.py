@@ -29,8 +29,11 @@ def test_editing_a_threshold_in_bots_yaml_changes_the_exit(project: ProjectCopy)
 def test_editing_a_guard_expression_changes_the_behaviour(project: ProjectCopy) -> None:
     facts = {**HOLDING, "position_pnl_pct": 0.6}
     assert dest(project, "momentum", "in_position", facts) == "in_position"
-    project.replace("rules/guards.yaml", "expr: position_pnl_pct >= exits_take_profit_pct",
-                    "expr: position_pnl_pct >= exits_take_profit_pct / 2")
+    project.replace(
+        "rules/guards.yaml",
+        "expr: position_pnl_pct >= exits_take_profit_pct",
+        "expr: position_pnl_pct >= exits_take_profit_pct / 2",
+    )
     assert dest(project, "momentum", "in_position", facts) == "exiting"
 
 
@@ -51,8 +54,11 @@ def test_adding_a_guard_and_a_transition_in_yaml(project: ProjectCopy) -> None:
 
 
 def test_a_broken_edit_is_rejected_with_file_and_line(project: ProjectCopy) -> None:
-    project.replace("rules/guards.yaml", "expr: minutes_in_position >= exits_time_stop_minutes",
-                    "expr: minutes_in_position >= exits_time_stop_minute")
+    project.replace(
+        "rules/guards.yaml",
+        "expr: minutes_in_position >= exits_time_stop_minutes",
+        "expr: minutes_in_position >= exits_time_stop_minute",
+    )
     report = validate(project.config, project.machines, project.rules)
     assert len(report.problems) == 1
     p = report.problems[0]

@@ -1,0 +1,1 @@
+"""The simulated exchange: deterministic prices, a synthetic option chain, an account with orders and fills."""

@@ -1,0 +1,409 @@
+"""The simulated exchange: one account, positions, orders and fills against deterministic quotes.
+
+It enforces the server-side rules the SDK does not check (reference/alpaca-api.md §3): unique
+client_order_id, fractional and notional stock orders only as market/day, crypto only gtc/ioc, buying power,
+no shorting. Market orders fill at the ask (buys) or the bid (sells) while the asset's market is open; limit
+orders fill when marketable; size beyond a step's liquidity fills over the following steps (partial fills).
+Equity and option markets keep New York hours (09:30-16:00, weekdays); crypto trades around the clock.
+Both fronts use it: `SimBroker` in process, and the HTTP emulator.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from engine.brokers.base import Account, MarketClock, OptionContract, Order, OrderRequest, Position, Quote
+from engine.brokers.sim import options
+from engine.brokers.sim.prices import PricePaths
+from engine.brokers.symbols import asset_class_of, parse_occ
+from engine.core.clock import Clock
+
+NEW_YORK = ZoneInfo("America/New_York")
+OPEN_TIME, CLOSE_TIME = time(9, 30), time(16, 0)
+SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.02}
+LIQUIDITY = {"us_equity": 2_000.0, "crypto": 1e9, "us_option": 50.0}  # units per step
+
+
+class SimReject(Exception):
+    """The exchange refused a request; mirrors Alpaca's status and code."""
+
+    def __init__(self, status: int, code: int, message: str):
+        self.status, self.code, self.message = status, code, message
+        super().__init__(f"{status} {code}: {message}")
+
+
+@dataclass
+class SimOrder:
+    id: str
+    request: OrderRequest
+    asset_class: str
+    created_at: datetime
+    status: str = "accepted"
+    qty: float | None = None  # shares/coins/contracts asked for (from notional once priced)
+    filled_qty: float = 0.0
+    filled_value: float = 0.0
+    updated_at: datetime | None = None
+    last_fill_step: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.status in ("accepted", "new", "partially_filled")
+
+
+@dataclass
+class SimPosition:
+    qty: float = 0.0
+    avg_price: float = 0.0
+    asset_class: str = "us_equity"
+
+
+@dataclass
+class SimExchange:
+    clock: Clock
+    seed: int = 7
+    starting_cash: float = 100_000.0
+    paths: PricePaths = field(init=False)
+    cash: float = field(init=False)
+    last_equity: float = field(init=False)
+    positions: dict[str, SimPosition] = field(default_factory=dict)
+    orders: dict[str, SimOrder] = field(default_factory=dict)
+    by_client_id: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        now = self.clock.now()
+        epoch = datetime.combine(now.astimezone(NEW_YORK).date(), time(0, 0), NEW_YORK)
+        self.paths = PricePaths(self.seed, epoch)
+        self.cash = self.starting_cash
+        self.last_equity = self.starting_cash
+        self._day = now.astimezone(NEW_YORK).date()
+        self._ids = random.Random(f"{self.seed}:ids")
+        self.lock = threading.RLock()
+
+    # --- time and markets ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def equity_market_open(at: datetime) -> bool:
+        local = at.astimezone(NEW_YORK)
+        return local.weekday() < 5 and OPEN_TIME <= local.time() < CLOSE_TIME
+
+    def market_clock(self) -> MarketClock:
+        now = self.clock.now()
+        local = now.astimezone(NEW_YORK)
+        is_open = self.equity_market_open(now)
+        day = local.date()
+        if local.time() >= OPEN_TIME or local.weekday() >= 5:
+            day += timedelta(days=1)
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        next_open = datetime.combine(day, OPEN_TIME, NEW_YORK)
+        close_day = local.date() if is_open or (local.weekday() < 5 and local.time() < OPEN_TIME) else day
+        next_close = datetime.combine(close_day, CLOSE_TIME, NEW_YORK)
+        return MarketClock(now, is_open, next_open, next_close)
+
+    def tradable(self, asset_class: str, at: datetime) -> bool:
+        return asset_class == "crypto" or self.equity_market_open(at)
+
+    def _new_id(self) -> str:
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+
+    # --- prices --------------------------------------------------------------------------------------------
+
+    def _option_model(self, occ: str, at: datetime) -> dict[str, float]:
+        parsed = parse_occ(occ)
+        if parsed is None:
+            raise SimReject(422, 42210000, f"invalid symbol: {occ}")
+        root, expiry, option_type, strike = parsed
+        spot = self.paths.price(root, at)
+        vol = options.implied_vol(root, strike, spot)
+        model = options.black_scholes(spot, strike, options.years_to_expiry(expiry, at), vol, option_type)
+        model["iv"] = vol
+        return model
+
+    def last_price(self, symbol: str, at: datetime | None = None) -> float:
+        at = at or self.clock.now()
+        if asset_class_of(symbol) == "us_option":
+            return round(self._option_model(symbol, at)["price"], 2)
+        return self.paths.price(symbol, at)
+
+    def quote(self, symbol: str) -> Quote:
+        now = self.clock.now()
+        asset_class = asset_class_of(symbol)
+        step_time = self.paths.step_time(self.paths.step_of(now))
+        mid = self.last_price(symbol, now)
+        half = mid * SPREAD[asset_class] / 2 if asset_class != "us_option" else max(0.01, mid * SPREAD[asset_class] / 2)
+        if asset_class == "us_option":
+            return Quote(symbol, round(max(mid - half, 0.01), 2), round(mid + half, 2), step_time)
+        return Quote(symbol, round(mid - half, 4), round(mid + half, 4), step_time)
+
+    def option_chain(self, underlying: str, dte_min: int, dte_max: int) -> list[OptionContract]:
+        now = self.clock.now()
+        spot = self.paths.price(underlying, now)
+        today = now.astimezone(NEW_YORK).date()
+        chain = []
+        for occ in options.chain_symbols(underlying, spot, today, dte_min, dte_max):
+            _root, expiry, option_type, strike = parse_occ(occ)  # type: ignore[misc]
+            model = self._option_model(occ, now)
+            quote = self.quote(occ)
+            chain.append(
+                OptionContract(
+                    occ,
+                    underlying,
+                    option_type,
+                    strike,
+                    expiry,
+                    quote.bid,
+                    quote.ask,
+                    quote.timestamp,  # type: ignore[arg-type]
+                    model["delta"],
+                    model["gamma"],
+                    model["theta"],
+                    model["vega"],
+                    model["iv"],
+                )
+            )
+        return chain
+
+    def greeks(self, occ: str) -> dict[str, float]:
+        return self._option_model(occ, self.clock.now())
+
+    # --- account -------------------------------------------------------------------------------------------
+
+    def _multiplier(self, asset_class: str) -> float:
+        return options.CONTRACT_SIZE if asset_class == "us_option" else 1.0
+
+    def equity(self) -> float:
+        now = self.clock.now()
+        value = sum(p.qty * self.last_price(s, now) * self._multiplier(p.asset_class) for s, p in self.positions.items())
+        return self.cash + value
+
+    def account(self) -> Account:
+        self.process()
+        return Account(
+            equity=round(self.equity(), 2),
+            last_equity=round(self.last_equity, 2),
+            cash=round(self.cash, 2),
+            buying_power=round(max(self.cash, 0.0), 2),
+            status="ACTIVE",
+            trading_blocked=False,
+            account_blocked=False,
+        )
+
+    def position_views(self) -> list[Position]:
+        self.process()
+        now = self.clock.now()
+        views = []
+        for symbol, p in sorted(self.positions.items()):
+            price = self.last_price(symbol, now)
+            mult = self._multiplier(p.asset_class)
+            views.append(
+                Position(
+                    symbol, p.qty, p.avg_price, price, p.qty * price * mult, p.qty * (price - p.avg_price) * mult, p.asset_class
+                )  # type: ignore[arg-type]
+            )
+        return views
+
+    # --- orders --------------------------------------------------------------------------------------------
+
+    def order_view(self, order: SimOrder) -> Order:
+        r = order.request
+        avg = order.filled_value / order.filled_qty if order.filled_qty else None
+        return Order(
+            id=order.id,
+            client_order_id=r.client_order_id,
+            symbol=r.symbol,
+            side=r.side,
+            qty=order.qty if r.qty else None,
+            notional=r.notional,
+            filled_qty=order.filled_qty,
+            filled_avg_price=avg,
+            order_type=r.order_type,
+            time_in_force=r.time_in_force,
+            limit_price=r.limit_price,
+            status=order.status,
+            created_at=order.created_at,
+            asset_class=order.asset_class,  # type: ignore[arg-type]
+        )
+
+    def open_orders(self) -> list[Order]:
+        self.process()
+        return [self.order_view(o) for o in self.orders.values() if o.open]
+
+    def find_by_client_id(self, client_order_id: str) -> Order:
+        self.process()
+        order_id = self.by_client_id.get(client_order_id)
+        if order_id is None:
+            raise SimReject(404, 40410000, "order not found")
+        return self.order_view(self.orders[order_id])
+
+    def find(self, order_id: str) -> Order:
+        self.process()
+        if order_id not in self.orders:
+            raise SimReject(404, 40410000, "order not found")
+        return self.order_view(self.orders[order_id])
+
+    def _validate(self, r: OrderRequest, asset_class: str) -> None:
+        if r.client_order_id in self.by_client_id:
+            raise SimReject(422, 40010001, "client_order_id must be unique")
+        if (r.qty is None) == (r.notional is None):
+            raise SimReject(422, 40010000, "qty or notional is required, not both")
+        if (r.qty is not None and r.qty <= 0) or (r.notional is not None and r.notional <= 0):
+            raise SimReject(422, 40010000, "qty and notional must be positive")
+        if r.order_type == "limit" and r.limit_price is None:
+            raise SimReject(422, 40010000, "limit_price is required for limit orders")
+        if asset_class == "crypto":
+            if r.time_in_force not in ("gtc", "ioc"):
+                raise SimReject(422, 42210000, "invalid crypto time_in_force")
+        else:
+            fractional = r.notional is not None or (r.qty is not None and r.qty != int(r.qty))
+            if fractional and (r.order_type != "market" or r.time_in_force != "day"):
+                raise SimReject(422, 42210000, "fractional orders must be market and day orders")
+            if asset_class == "us_option" and fractional:
+                raise SimReject(422, 42210000, "option orders take whole contracts")
+        if r.side == "sell":
+            held = self.positions.get(r.symbol)
+            pending = sum(
+                o.qty or 0 for o in self.orders.values() if o.open and o.request.side == "sell" and o.request.symbol == r.symbol
+            )
+            if r.qty is None or held is None or held.qty - pending < r.qty - 1e-9:
+                raise SimReject(403, 40310000, f"insufficient qty available for order (requested: {r.qty})")
+
+    def submit(self, r: OrderRequest) -> Order:
+        with self.lock:
+            self.process()
+            asset_class = asset_class_of(r.symbol)
+            self._validate(r, asset_class)
+            now = self.clock.now()
+            if r.side == "buy":
+                price = r.limit_price or self.quote(r.symbol).ask
+                cost = r.notional or (r.qty or 0) * price * self._multiplier(asset_class)
+                if cost > self.cash + 1e-6:
+                    raise SimReject(403, 40310000, "insufficient buying power")
+            order = SimOrder(self._new_id(), r, asset_class, now, qty=r.qty, updated_at=now)
+            if r.notional is not None:
+                order.qty = r.notional / (r.limit_price or self.quote(r.symbol).ask)
+            self.orders[order.id] = order
+            self.by_client_id[r.client_order_id] = order.id
+            self._match(order, now)
+            if r.time_in_force == "ioc" and order.open:
+                order.status = "canceled"
+            return self.order_view(order)
+
+    def cancel(self, order_id: str) -> None:
+        with self.lock:
+            self.process()
+            order = self.orders.get(order_id)
+            if order is None:
+                raise SimReject(404, 40410000, "order not found")
+            if not order.open:
+                raise SimReject(422, 42210000, f"order is already {order.status}")
+            order.status = "canceled"
+
+    def cancel_all(self) -> list[tuple[str, int]]:
+        with self.lock:
+            results = []
+            for order in self.orders.values():
+                if order.open:
+                    order.status = "canceled"
+                    results.append((order.id, 200))
+            return results
+
+    def close_position(self, symbol: str) -> Order:
+        with self.lock:
+            self.process()
+            held = self.positions.get(symbol)
+            if held is None or held.qty <= 0:
+                raise SimReject(404, 40410000, "position does not exist")
+            for order in self.orders.values():  # Alpaca cancels the symbol's open sells first
+                if order.open and order.request.symbol == symbol and order.request.side == "sell":
+                    order.status = "canceled"
+            tif = "gtc" if held.asset_class == "crypto" else "day"
+            cid = f"close-{self._new_id()[:8]}"
+            return self.submit(OrderRequest(symbol, "sell", cid, "market", tif, qty=held.qty))  # type: ignore[arg-type]
+
+    def close_all(self) -> list[tuple[str, int]]:
+        with self.lock:
+            self.cancel_all()
+            results = []
+            for symbol in list(self.positions):
+                try:
+                    self.close_position(symbol)
+                    results.append((symbol, 200))
+                except SimReject as exc:
+                    results.append((symbol, exc.status))
+            return results
+
+    # --- matching ------------------------------------------------------------------------------------------
+
+    def process(self) -> None:
+        """Bring the exchange up to the clock: roll the day, expire day orders, fill what is fillable."""
+        with self.lock:
+            now = self.clock.now()
+            today = now.astimezone(NEW_YORK).date()
+            if today != self._day:
+                self._roll_day(today)
+            for order in list(self.orders.values()):
+                if not order.open:
+                    continue
+                if order.request.time_in_force == "day" and self._past_close(order, now):
+                    order.status = "expired"
+                    continue
+                self._match(order, now)
+
+    def _roll_day(self, today: date) -> None:
+        self.last_equity = self.equity()
+        self._day = today
+
+    def _past_close(self, order: SimOrder, now: datetime) -> bool:
+        created = order.created_at.astimezone(NEW_YORK)
+        close = datetime.combine(created.date(), CLOSE_TIME, NEW_YORK)
+        if created.time() >= CLOSE_TIME:  # placed after the close: lives through the next session
+            close = datetime.combine(self.market_clock().next_close.date(), CLOSE_TIME, NEW_YORK)
+        return now >= close
+
+    def _match(self, order: SimOrder, now: datetime) -> None:
+        r = order.request
+        if not self.tradable(order.asset_class, now) or order.qty is None:
+            return
+        quote = self.quote(r.symbol)
+        price = quote.ask if r.side == "buy" else quote.bid
+        if r.order_type == "limit" and r.limit_price is not None and not _marketable(r.side, price, r.limit_price):
+            return
+        step = self.paths.step_of(now)
+        if order.last_fill_step == step:
+            return
+        remaining = order.qty - order.filled_qty
+        fill = min(remaining, LIQUIDITY[order.asset_class])
+        if fill <= 0:
+            return
+        if order.asset_class == "us_equity" and r.notional is None and r.qty == int(r.qty or 0):
+            fill = float(int(fill)) or remaining
+        order.last_fill_step = step
+        self._apply_fill(order, fill, price, now)
+
+    def _apply_fill(self, order: SimOrder, qty: float, price: float, now: datetime) -> None:
+        r = order.request
+        mult = self._multiplier(order.asset_class)
+        position = self.positions.setdefault(r.symbol, SimPosition(asset_class=order.asset_class))
+        if r.side == "buy":
+            self.cash -= qty * price * mult
+            total = position.qty + qty
+            position.avg_price = (position.avg_price * position.qty + price * qty) / total
+            position.qty = total
+        else:
+            self.cash += qty * price * mult
+            position.qty -= qty
+            if position.qty <= 1e-9:
+                del self.positions[r.symbol]
+        order.filled_qty += qty
+        order.filled_value += qty * price
+        order.updated_at = now
+        order.status = "filled" if order.filled_qty >= (order.qty or 0) - 1e-9 else "partially_filled"
+
+
+def _marketable(side: str, price: float, limit: float) -> bool:
+    return price <= limit if side == "buy" else price >= limit

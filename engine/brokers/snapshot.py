@@ -1,0 +1,121 @@
+"""`SnapshotBroker`: one snapshot per tick at a constant number of requests, whatever the number of bots.
+
+Per snapshot: account, positions, open orders (one request each), stock quotes in chunks of
+`symbols_per_request`, one crypto request, option chains only when their cache expired, the clock only when
+its cache expired or a session boundary passed. Every failed read is recorded (the field stays None) and
+the snapshot is still returned: deciding what a failure means is the engine's job, not the broker's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from engine.brokers.api import BrokerAPI
+from engine.brokers.base import BrokerError, DataNeeds, MarketClock, OptionContract, Order, OrderRequest, Quote, Snapshot
+from engine.config.model import BrokerSettings
+from engine.core.clock import Clock
+
+T = TypeVar("T")
+
+
+@dataclass
+class SnapshotBroker:
+    api: BrokerAPI
+    clock: Clock
+    settings: BrokerSettings = field(default_factory=BrokerSettings)
+    _chains: dict[str, tuple[datetime, tuple[OptionContract, ...]]] = field(default_factory=dict)
+    _market_clock: tuple[datetime, MarketClock] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.api.name
+
+    def _read(self, errors: list[BrokerError], operation: str, call: Callable[[], T]) -> T | None:
+        try:
+            return call()
+        except BrokerError as exc:
+            exc.operation = exc.operation or operation
+            errors.append(exc)
+            return None
+
+    def snapshot(self, needs: DataNeeds) -> Snapshot:
+        errors: list[BrokerError] = []
+        before = self.api.requests_made
+        now = self.clock.now()
+        account = self._read(errors, "account", self.api.get_account)
+        positions = self._read(errors, "positions", self.api.get_positions)
+        orders = self._read(errors, "open_orders", self.api.get_open_orders)
+        quotes: dict[str, Quote] = {}
+        chunk = self.settings.symbols_per_request
+        stocks = sorted(set(needs.stocks))
+        for start in range(0, len(stocks), chunk):
+            part = stocks[start : start + chunk]
+            got = self._read(errors, "stock_quotes", lambda part=part: self.api.get_stock_quotes(part))
+            quotes.update(got or {})
+        crypto = sorted(set(needs.crypto))
+        if crypto:
+            quotes.update(self._read(errors, "crypto_quotes", lambda: self.api.get_crypto_quotes(crypto)) or {})
+        chains = {u: c for u in sorted(set(needs.option_underlyings)) if (c := self._chain(u, needs, now, errors)) is not None}
+        market_clock = self._clock(now, errors)
+        missing = tuple(s for s in (*stocks, *crypto) if s not in quotes)
+        return Snapshot(
+            taken_at=now,
+            account=account,
+            positions=tuple(positions) if positions is not None else None,
+            open_orders=tuple(orders) if orders is not None else None,
+            quotes=quotes,
+            option_chains=chains,
+            clock=market_clock,
+            errors=tuple(errors),
+            broker_requests=self.api.requests_made - before,
+            missing_quotes=missing,
+        )
+
+    def _chain(
+        self, underlying: str, needs: DataNeeds, now: datetime, errors: list[BrokerError]
+    ) -> tuple[OptionContract, ...] | None:
+        cached = self._chains.get(underlying)
+        if cached and (now - cached[0]).total_seconds() < self.settings.option_chain_cache_seconds:
+            return cached[1]
+        today = now.date()
+        expiry_from = today + timedelta(days=needs.option_dte_min)
+        expiry_to = today + timedelta(days=needs.option_dte_max)
+        fetched = self._read(errors, "option_chain", lambda: self.api.get_option_chain(underlying, expiry_from, expiry_to))
+        if fetched is None:
+            return None  # a failed read is never replaced by the old chain
+        self._chains[underlying] = (now, tuple(fetched))
+        return self._chains[underlying][1]
+
+    def _clock(self, now: datetime, errors: list[BrokerError]) -> MarketClock | None:
+        if self._market_clock is not None:
+            fetched_at, cached = self._market_clock
+            boundary = cached.next_close if cached.is_open else cached.next_open
+            fresh = (now - fetched_at).total_seconds() < self.settings.clock_cache_seconds
+            if fresh and now < boundary:
+                return MarketClock(now, cached.is_open, cached.next_open, cached.next_close)
+        got = self._read(errors, "clock", self.api.get_clock)
+        self._market_clock = (now, got) if got is not None else None
+        return got
+
+    # --- orders: straight through, errors as BrokerError ----------------------------------------------------
+
+    def submit_order(self, request: OrderRequest) -> Order:
+        return self.api.submit_order(request)
+
+    def get_order_by_client_id(self, client_order_id: str) -> Order | None:
+        return self.api.get_order_by_client_id(client_order_id)
+
+    def cancel_order(self, order_id: str) -> None:
+        self.api.cancel_order(order_id)
+
+    def close_position(self, symbol: str) -> Order:
+        return self.api.close_position(symbol)
+
+    def cancel_all_orders(self) -> None:
+        self.api.cancel_all_orders()
+
+    def close_all_positions(self) -> None:
+        self.api.close_all_positions()

@@ -1,0 +1,48 @@
+"""One spelling per symbol inside the engine: crypto as BASE/QUOTE (orders and data say BTC/USD, positions
+say BTCUSD), stocks as they are, options as OCC symbols."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+_OCC = re.compile(r"^(?P<root>[A-Z]{1,6})(?P<yy>\d{2})(?P<mm>\d{2})(?P<dd>\d{2})(?P<cp>[CP])(?P<strike>\d{8})$")
+_QUOTES = ("USDT", "USDC", "USD", "BTC")
+
+
+def is_crypto(symbol: str) -> bool:
+    return "/" in symbol
+
+
+def normalize(symbol: str, asset_class: str | None = None) -> str:
+    """`BTCUSD` (a crypto position) -> `BTC/USD`; everything else unchanged."""
+    if "/" in symbol or asset_class != "crypto":
+        return symbol
+    for quote in _QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return f"{symbol[: -len(quote)]}/{quote}"
+    return symbol
+
+
+def position_path_symbol(symbol: str) -> str:
+    """The spelling /v2/positions/{symbol} accepts: no slash."""
+    return symbol.replace("/", "")
+
+
+def occ_symbol(root: str, expiry: date, option_type: str, strike: float) -> str:
+    return f"{root}{expiry:%y%m%d}{'C' if option_type == 'call' else 'P'}{round(strike * 1000):08d}"
+
+
+def parse_occ(symbol: str) -> tuple[str, date, str, float] | None:
+    """(root, expiry, 'call'|'put', strike) or None when `symbol` is not an OCC option symbol."""
+    match = _OCC.match(symbol)
+    if not match:
+        return None
+    expiry = date(2000 + int(match["yy"]), int(match["mm"]), int(match["dd"]))
+    return match["root"], expiry, "call" if match["cp"] == "C" else "put", int(match["strike"]) / 1000
+
+
+def asset_class_of(symbol: str) -> str:
+    if is_crypto(symbol):
+        return "crypto"
+    return "us_option" if parse_occ(symbol) else "us_equity"

@@ -1,0 +1,218 @@
+"""The alpaca adapter through the real alpaca-py clients against the emulator: every call the engine uses,
+and every failure kind mapped to the right BrokerError."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.brokers.alpaca import AlpacaAPI
+from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
+from tests.brokers.conftest import SECRET, make_api
+
+NEEDS = DataNeeds(stocks=("AAPL", "SPY"), crypto=("BTC/USD",), option_underlyings=("SPY",), option_dte_min=7, option_dte_max=45)
+
+
+def test_snapshot_reads_everything_with_one_request_each(broker: SnapshotBroker) -> None:
+    snap = broker.snapshot(NEEDS)
+    assert snap.complete and snap.errors == ()
+    assert snap.account is not None and snap.account.equity == 100_000 and snap.account.usable
+    assert snap.positions == () and snap.open_orders == ()
+    assert set(snap.quotes) == {"AAPL", "SPY", "BTC/USD"}
+    assert all(q.ask > q.bid > 0 and q.timestamp.tzinfo is not None for q in snap.quotes.values())
+    chain = snap.option_chains["SPY"]
+    assert chain and all(7 <= (c.expiry - snap.taken_at.date()).days <= 45 for c in chain)
+    assert {c.option_type for c in chain} == {"call", "put"} and all(-1 <= c.delta <= 1 for c in chain)
+    assert snap.clock is not None and snap.clock.is_open
+    # account, positions, orders, stocks, crypto, one chain, clock
+    assert snap.broker_requests == 7
+
+
+def test_cached_chain_and_clock_are_not_fetched_again(broker: SnapshotBroker, clock: ManualClock) -> None:
+    broker.snapshot(NEEDS)
+    clock.advance(5)
+    assert broker.snapshot(NEEDS).broker_requests == 5
+    clock.advance(60)
+    assert broker.snapshot(NEEDS).broker_requests == 7
+
+
+def test_orders_positions_and_symbol_normalisation(broker: SnapshotBroker, emulator: Emulator) -> None:
+    stock = broker.submit_order(OrderRequest("AAPL", "buy", "mom_AAPL-20261123-0001", qty=3))
+    assert (stock.status, stock.filled_qty, stock.client_order_id) == ("filled", 3.0, "mom_AAPL-20261123-0001")
+    ask = broker.snapshot(DataNeeds(crypto=("BTC/USD",))).quotes["BTC/USD"].ask
+    coin = broker.submit_order(OrderRequest("BTC/USD", "buy", "crypto-1", "limit", "gtc", notional=50, limit_price=ask * 1.01))
+    assert coin.status == "filled" and coin.symbol == "BTC/USD"
+    positions = {p.symbol: p for p in broker.snapshot(DataNeeds()).positions or ()}
+    assert set(positions) == {"AAPL", "BTC/USD"}  # the wire says BTCUSD
+    assert any(r.path == "/v2/positions" for r in emulator.requests)
+    found = broker.get_order_by_client_id("mom_AAPL-20261123-0001")
+    assert found is not None and found.id == stock.id
+    assert broker.get_order_by_client_id("no-such-order") is None
+    closed = broker.close_position("BTC/USD")
+    assert closed.side == "sell" and any(r.path == "/v2/positions/BTCUSD" for r in emulator.requests)
+
+
+def test_resting_order_is_listed_and_cancelled(broker: SnapshotBroker) -> None:
+    bid = broker.snapshot(DataNeeds(stocks=("AAPL",))).quotes["AAPL"].bid
+    order = broker.submit_order(OrderRequest("AAPL", "buy", "rest-1", "limit", "day", qty=1, limit_price=round(bid * 0.9, 2)))
+    assert order.status == "accepted"
+    assert [o.id for o in broker.snapshot(DataNeeds()).open_orders or ()] == [order.id]
+    broker.cancel_order(order.id)
+    assert broker.snapshot(DataNeeds()).open_orders == ()
+    assert broker.get_order_by_client_id("rest-1").status == "canceled"  # type: ignore[union-attr]
+
+
+def test_the_wire_format(broker: SnapshotBroker, emulator: Emulator) -> None:
+    broker.snapshot(DataNeeds(stocks=("AAPL", "MSFT"), crypto=("BTC/USD", "ETH/USD")))
+    broker.submit_order(OrderRequest("AAPL", "buy", "wire-1", qty=2))
+    orders = next(r for r in emulator.requests if r.path == "/v2/orders" and r.method == "GET")
+    assert orders.query["status"] == ["open"] and orders.query["limit"] == ["500"]
+    stocks = next(r for r in emulator.requests if r.path == "/v2/stocks/quotes/latest")
+    assert stocks.query["symbols"] == ["AAPL,MSFT"] and stocks.query["feed"] == ["iex"]
+    crypto = next(r for r in emulator.requests if r.path.startswith("/v1beta3/crypto"))
+    assert crypto.query["symbols"] == ["BTC/USD,ETH/USD"]
+    post = next(r for r in emulator.requests if r.method == "POST")
+    assert post.body == {
+        "symbol": "AAPL",
+        "qty": 2.0,
+        "side": "buy",
+        "type": "market",
+        "time_in_force": "day",
+        "client_order_id": "wire-1",
+    }
+    assert all(SECRET not in str(r.headers) for r in emulator.requests)
+
+
+def test_504_after_acceptance_then_lookup_leaves_exactly_one_order(broker: SnapshotBroker, emulator: Emulator) -> None:
+    emulator.faults.append(
+        Fault(status=504, body="<html>gateway timeout</html>", content_type="text/html", after=True, path_prefix="/v2/orders")
+    )
+    request = OrderRequest("AAPL", "buy", "mom_AAPL-20261123-0007", qty=1)
+    with pytest.raises(BrokerError) as caught:
+        broker.submit_order(request)
+    assert (caught.value.kind, caught.value.status) == ("server", 504)
+    found = broker.get_order_by_client_id(request.client_order_id)  # the engine's lookup, never a blind re-POST
+    assert found is not None and found.status == "filled"
+    assert len([r for r in emulator.requests if r.method == "POST"]) == 1  # the SDK's retry is off
+    assert len(emulator.exchange.orders) == 1
+
+
+def test_a_second_post_with_the_same_client_order_id_is_refused(broker: SnapshotBroker) -> None:
+    broker.submit_order(OrderRequest("AAPL", "buy", "dup-1", qty=1))
+    with pytest.raises(BrokerError) as caught:
+        broker.submit_order(OrderRequest("AAPL", "buy", "dup-1", qty=1))
+    assert (caught.value.kind, caught.value.status) == ("rejected", 422)
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "status"),
+    [
+        (Fault(status=500), "server", 500),
+        (Fault(status=502, body="<html><body>Bad Gateway</body></html>", content_type="text/html"), "server", 502),
+        (Fault(status=503, body="{}"), "server", 503),
+        (Fault(status=429, body='{"code":42910000,"message":"rate limit exceeded"}'), "rate_limited", 429),
+        (Fault(status=401, body='{"code":40110000,"message":"request is not authorized"}'), "unauthorized", 401),
+        (Fault(status=403, body='{"code":40310000,"message":"forbidden"}'), "rejected", 403),
+        (Fault(status=404, body='{"code":40410000,"message":"not found"}'), "not_found", 404),
+        (Fault(status=200, body="<html>maintenance</html>", content_type="text/html"), "bad_response", None),
+        (Fault(status=200, body='{"account_number": 12'), "bad_response", None),
+        (Fault(status=200, body='{"unexpected": "shape"}'), "bad_response", None),
+        (Fault(status=200, body=""), "bad_response", None),
+    ],
+    ids=["500", "502-html", "503", "429", "401", "403", "404", "200-html", "200-malformed", "200-bad-shape", "200-empty"],
+)
+def test_each_failure_becomes_one_typed_error(
+    api: AlpacaAPI, emulator: Emulator, fault: Fault, kind: str, status: int | None
+) -> None:
+    emulator.faults.append(fault)
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert (caught.value.kind, caught.value.status, caught.value.operation) == (kind, status, "account")
+    assert SECRET not in str(caught.value)
+    assert api.get_account().equity == 100_000  # the next call is fine: nothing was corrupted
+
+
+def test_429_is_not_retried_silently(api: AlpacaAPI, emulator: Emulator) -> None:
+    emulator.faults.extend([Fault(status=429, body="{}"), Fault(status=429, body="{}")])
+    with pytest.raises(BrokerError):
+        api.get_account()
+    assert len([r for r in emulator.requests if r.path == "/v2/account"]) == 1
+
+
+def test_a_stalled_server_times_out(emulator: Emulator, clock: ManualClock) -> None:
+    api = make_api(emulator, clock, timeout=0.2)
+    emulator.faults.append(Fault(status=0, hang_seconds=5))
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.kind == "timeout"
+
+
+def test_a_refused_connection(clock: ManualClock) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    from engine.brokers.ratelimit import TokenBucket
+
+    api = AlpacaAPI(
+        "PKTESTKEY0123456789",
+        SECRET,
+        paper=True,
+        api_base_url=f"http://127.0.0.1:{port}",
+        data_base_url=f"http://127.0.0.1:{port}",
+        timeout_seconds=1,
+        bucket=TokenBucket(190, clock),
+    )
+    with pytest.raises(BrokerError) as caught:
+        api.get_clock()
+    assert caught.value.kind == "connection"
+
+
+def test_wrong_keys_are_unauthorized(emulator: Emulator, clock: ManualClock) -> None:
+    from engine.brokers.ratelimit import TokenBucket
+
+    api = AlpacaAPI(
+        "PKWRONGKEY000000",
+        "wrongsecret00000000",
+        paper=True,
+        api_base_url=emulator.url,
+        data_base_url=emulator.url,
+        timeout_seconds=1,
+        bucket=TokenBucket(190, clock),
+    )
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.kind == "unauthorized" and "wrongsecret" not in str(caught.value)
+
+
+def test_failed_reads_leave_fields_empty_and_are_recorded(broker: SnapshotBroker, emulator: Emulator) -> None:
+    emulator.faults.append(Fault(status=500, path_prefix="/v2/positions"))
+    snap = broker.snapshot(NEEDS)
+    assert snap.positions is None and snap.account is not None
+    assert [(e.operation, e.kind) for e in snap.errors] == [("positions", "server")]
+    assert not snap.complete
+
+
+def test_the_client_side_budget_refuses_without_sending(emulator: Emulator, clock: ManualClock) -> None:
+    api = make_api(emulator, clock, per_minute=2)
+    api.get_account()
+    api.get_account()
+    sent = len(emulator.requests)
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.kind == "rate_limited" and len(emulator.requests) == sent
+    clock.advance(30)  # one token back
+    api.get_account()
+
+
+def test_rate_limit_headers_tighten_the_budget(emulator: Emulator, clock: ManualClock) -> None:
+    emulator.rate_limit = 3
+    api = make_api(emulator, clock)
+    for _ in range(3):
+        api.get_account()  # the server now says 0 remaining until the next minute
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.kind == "rate_limited"

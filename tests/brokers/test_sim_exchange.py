@@ -1,0 +1,116 @@
+"""The simulated exchange: the server-side rules, fills, partial fills, expiry, determinism, the chain."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from engine.brokers.base import OrderRequest
+from engine.brokers.sim.exchange import SimExchange, SimReject
+from engine.brokers.sim.prices import PricePaths
+from engine.brokers.symbols import normalize, occ_symbol, parse_occ
+from engine.core.clock import ManualClock
+
+MONDAY_10AM = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+
+
+def test_prices_are_deterministic_and_independent_of_asking_order() -> None:
+    a, b = PricePaths(7, MONDAY_10AM), PricePaths(7, MONDAY_10AM)
+    later = MONDAY_10AM + timedelta(hours=2)
+    first = a.price("AAPL", later)
+    b.price("TSLA", later)
+    assert b.price("AAPL", later) == first
+    assert PricePaths(8, MONDAY_10AM).price("AAPL", later) != first
+
+
+def test_paths_trend_enough_for_momentum_signals() -> None:
+    paths = PricePaths(7, MONDAY_10AM)
+    prices = paths.history("AAPL", MONDAY_10AM + timedelta(hours=6), 6 * 720)
+    minute_moves = [abs(prices[i + 12] / prices[i] - 1) * 100 for i in range(0, len(prices) - 12, 12)]
+    assert max(minute_moves) > 0.15  # the placeholder's default threshold is 0.10 % a minute
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        (OrderRequest("AAPL", "buy", "x", "limit", "day", notional=100, limit_price=1.0), 422),  # notional stock: market only
+        (OrderRequest("AAPL", "buy", "x", "market", "gtc", qty=0.5), 422),  # fractional: day only
+        (OrderRequest("BTC/USD", "buy", "x", "market", "day", qty=0.01), 422),  # crypto: gtc/ioc only
+        (OrderRequest("AAPL", "buy", "x", qty=1, notional=10), 422),  # both qty and notional
+        (OrderRequest("AAPL", "sell", "x", qty=1), 403),  # nothing to sell: no shorting
+        (OrderRequest("AAPL", "buy", "x", qty=100_000), 403),  # buying power
+    ],
+)
+def test_server_side_rules(request_: OrderRequest, status: int) -> None:
+    exchange = SimExchange(ManualClock(MONDAY_10AM))
+    with pytest.raises(SimReject) as caught:
+        exchange.submit(request_)
+    assert caught.value.status == status
+
+
+def test_market_order_fills_at_the_ask_and_moves_cash() -> None:
+    exchange = SimExchange(ManualClock(MONDAY_10AM))
+    ask = exchange.quote("AAPL").ask
+    order = exchange.submit(OrderRequest("AAPL", "buy", "a", qty=10))
+    assert order.status == "filled" and order.filled_avg_price == pytest.approx(ask)
+    assert exchange.cash == pytest.approx(100_000 - 10 * ask)
+    assert exchange.position_views()[0].qty == 10
+
+
+def test_large_order_fills_partially_over_steps() -> None:
+    clock = ManualClock(MONDAY_10AM)
+    exchange = SimExchange(clock, starting_cash=10_000_000)
+    order = exchange.submit(OrderRequest("AAPL", "buy", "big", qty=5_000))
+    assert (order.status, order.filled_qty) == ("partially_filled", 2_000)
+    clock.advance(5)
+    assert exchange.find(order.id).filled_qty == 4_000
+    clock.advance(5)
+    assert exchange.find(order.id).status == "filled"
+
+
+def test_orders_wait_for_the_open_and_day_orders_expire_at_the_close() -> None:
+    clock = ManualClock(MONDAY_10AM.replace(hour=13))  # 08:00 in New York
+    exchange = SimExchange(clock)
+    order = exchange.submit(OrderRequest("AAPL", "buy", "early", "limit", "day", qty=1, limit_price=1.0))
+    assert order.status == "accepted"
+    crypto = exchange.submit(OrderRequest("BTC/USD", "buy", "night", "market", "gtc", notional=50))
+    assert crypto.status == "filled"  # crypto trades around the clock
+    clock.set(MONDAY_10AM.replace(hour=21, minute=1))  # 16:01 in New York
+    assert exchange.find(order.id).status == "expired"
+
+
+def test_unique_client_order_id() -> None:
+    exchange = SimExchange(ManualClock(MONDAY_10AM))
+    exchange.submit(OrderRequest("AAPL", "buy", "same", qty=1))
+    with pytest.raises(SimReject) as caught:
+        exchange.submit(OrderRequest("AAPL", "buy", "same", qty=1))
+    assert (caught.value.status, caught.value.code) == (422, 40010001)
+
+
+def test_option_chain_has_occ_symbols_and_sane_greeks() -> None:
+    exchange = SimExchange(ManualClock(MONDAY_10AM))
+    chain = exchange.option_chain("SPY", 7, 45)
+    assert chain
+    for contract in chain:
+        assert parse_occ(contract.symbol) == ("SPY", contract.expiry, contract.option_type, contract.strike)
+        assert 7 <= (contract.expiry - MONDAY_10AM.date()).days <= 45 and contract.expiry.weekday() == 4
+        assert (0 < contract.delta < 1) if contract.option_type == "call" else (-1 < contract.delta < 0)
+        assert contract.gamma > 0 and contract.vega > 0 and contract.theta < 0 and contract.ask > contract.bid > 0
+
+
+def test_option_position_value_follows_the_underlying() -> None:
+    clock = ManualClock(MONDAY_10AM)
+    exchange = SimExchange(clock)
+    call = next(c for c in exchange.option_chain("SPY", 7, 45) if c.option_type == "call" and 0.4 < c.delta < 0.6)
+    exchange.submit(OrderRequest(call.symbol, "buy", "opt", qty=1))
+    spot_before, value_before = exchange.paths.price("SPY", clock.now()), exchange.position_views()[0].market_value
+    clock.advance(3600)
+    spot_after, value_after = exchange.paths.price("SPY", clock.now()), exchange.position_views()[0].market_value
+    assert (value_after - value_before) * (spot_after - spot_before) > 0
+
+
+def test_symbols() -> None:
+    assert normalize("BTCUSD", "crypto") == "BTC/USD" and normalize("AAPL", "us_equity") == "AAPL"
+    assert occ_symbol("SPY", datetime(2026, 12, 4).date(), "call", 500) == "SPY261204C00500000"
+    assert parse_occ("AAPL") is None

@@ -1,0 +1,58 @@
+"""`python -m engine snapshot` against sim, and against the emulator through the alpaca adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from engine.brokers.emulator import Emulator
+from engine.paths import PROJECT_ROOT
+from tests.brokers.conftest import KEY, SECRET
+
+KEYS = ("account", "positions", "open_orders", "quotes", "option_chains", "clock", "broker_requests")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "snapshot", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**base, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_snapshot_on_sim() -> None:
+    result = run("--broker", "sim", "--start", "2026-11-23T10:00:00-05:00")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(KEYS) <= set(data)
+    assert data["account"]["equity"] == 100000.0 and isinstance(data["broker_requests"], int)
+    assert data["clock"]["is_open"] is True and data["taken_at"] == "2026-11-23T10:00:00-05:00"
+    assert set(data["quotes"]) == {"AAPL", "SPY", "QQQ", "BTC/USD", "ETH/USD"}
+    assert set(data["option_chains"]) == {"SPY", "QQQ"}
+
+
+def test_snapshot_through_the_alpaca_adapter_against_the_emulator(emulator: Emulator) -> None:
+    env = {
+        "ALPACA_KEY": KEY,
+        "ALPACA_SECRET": SECRET,
+        "ALPACA_API_BASE_URL": emulator.url + "/",
+        "ALPACA_DATA_BASE_URL": emulator.url,
+    }
+    result = run("--broker", "alpaca", env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(KEYS) <= set(data) and data["errors"] == []
+    assert data["account"]["cash"] == 100000.0
+    assert data["broker_requests"] == 8  # account, positions, orders, stocks, crypto, 2 chains, clock
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_snapshot_with_an_empty_base_url_fails_closed() -> None:
+    result = run("--broker", "alpaca", env={"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": ""})
+    assert result.returncode == 1 and "empty" in result.stderr and "Traceback" not in result.stderr
