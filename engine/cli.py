@@ -19,7 +19,10 @@ from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES
 
 if TYPE_CHECKING:
     from engine.core.clock import ManualClock
+    from engine.core.journal import Journal
+    from engine.core.store import StateStore
     from engine.machines.spec import MachineSpec
+    from engine.trading.runner import RunOptions
     from engine.validate import Report
 
 EXIT_OK = 0
@@ -227,6 +230,97 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    from engine.core.clock import parse_start
+    from engine.trading.runner import RunOptions
+
+    start = None
+    if getattr(args, "start", None):
+        try:
+            start = parse_start(args.start)
+        except ValueError as exc:
+            raise InvalidInput(f"--start: {exc}") from None
+    return RunOptions(
+        broker=getattr(args, "broker", None),
+        state_db=args.state_db,
+        log=args.log,
+        ticks=getattr(args, "ticks", None),
+        once=getattr(args, "once", False),
+        until_close=getattr(args, "until_close", False),
+        start=start,
+        live=getattr(args, "live", False),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from engine.core.clock import default_sim_start
+    from engine.trading.runner import RunError, format_summary, open_session, run
+
+    report = _load(args)
+    options = _run_options(args)
+    try:
+        session = open_session(report, options, _env(args), default_sim_start(date.today()))
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(session.notice)
+    until = f" until {session.close_at.isoformat()}" if session.close_at else ""
+    print(f"state {session.store.path}, log {session.journal.path}; starting at {session.clock.now().isoformat()}{until}")
+    sys.stdout.flush()
+    summary = run(session, options)
+    print(format_summary(summary))
+    session.journal.close()
+    session.store.close()
+    return EXIT_OK
+
+
+def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal]:
+    from engine.core.clock import SystemClock
+    from engine.core.journal import Journal
+    from engine.core.store import StateStore
+    from engine.trading.runner import paths_for
+
+    report = _load(args)
+    db, log = paths_for(report, args.state_db, args.log)
+    return StateStore(db), Journal(log, SystemClock())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from engine.core.clock import SystemClock
+    from engine.trading.runner import status_text
+
+    store, journal = _open_state(args)
+    journal.close()
+    if store.meta("broker") is None and not store.machine_states():
+        print(f"{store.path}: no state yet (nothing has run)")
+        return EXIT_OK
+    print(f"state {store.path} (broker: {store.meta('broker')})")
+    print(status_text(store, SystemClock().now()))
+    return EXIT_OK
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    from engine.core.clock import SystemClock
+    from engine.trading.runner import operator_halt
+
+    store, journal = _open_state(args)
+    operator_halt(store, journal, args.reason, SystemClock().now())
+    print(f"halted: {args.reason} (until `python -m engine resume`); recorded in {store.path}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from engine.core.clock import SystemClock
+    from engine.trading.runner import operator_resume
+
+    store, journal = _open_state(args)
+    ended = operator_resume(store, journal, SystemClock().now())
+    print(f"resumed: {ended} halt(s) ended; the system re-arms only through preflight")
+    return EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from engine.validate import validate
 
@@ -286,6 +380,33 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--start", metavar="ISO_DATETIME", help="simulated time at launch (default: a market open)")
     _add_file_options(emulator)
     emulator.set_defaults(handler=cmd_emulator)
+
+    run = commands.add_parser("run", help="run the trading loop (sim: a simulated trading day, no keys needed)")
+    run.add_argument("--broker", choices=["sim", "alpaca"], help="default: settings.yaml broker.name (auto: sim without keys)")
+    run.add_argument("--once", action="store_true", help="one tick, then stop")
+    run.add_argument("--ticks", type=int, metavar="N", help="stop after N ticks")
+    run.add_argument("--start", metavar="ISO_DATETIME", help="sim only: simulated start (default: a market open)")
+    run.add_argument("--until-close", action="store_true", help="stop at the market close (the sim default)")
+    run.add_argument("--live", action="store_true", help="trade real money: also needs ALPACA_PAPER=false")
+    _add_file_options(run)
+    _add_state_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    status = commands.add_parser("status", help="machines, the halt, positions by bot, today's counters")
+    _add_file_options(status)
+    _add_state_options(status)
+    status.set_defaults(handler=cmd_status)
+
+    halt = commands.add_parser("halt", help="halt all trading until `resume` (survives restarts)")
+    halt.add_argument("--reason", required=True, help="why: recorded in SQLite and the log")
+    _add_file_options(halt)
+    _add_state_options(halt)
+    halt.set_defaults(handler=cmd_halt)
+
+    resume = commands.add_parser("resume", help="end every halt; the system re-arms only through preflight")
+    _add_file_options(resume)
+    _add_state_options(resume)
+    resume.set_defaults(handler=cmd_resume)
 
     facts = commands.add_parser("facts", help="list the facts guards may use, with types and units")
     facts.add_argument("kind", choices=kinds, nargs="?", default="momentum")

@@ -155,7 +155,7 @@ class AlpacaAPI:
     def _call(self, operation: str, call: Callable[[], T]) -> T:
         try:
             return call()
-        except Exception as exc:
+        except Exception as exc:  # mapped to one typed BrokerError; nothing escapes untyped
             raise self.to_error(exc, operation) from None
 
     # --- reads ---------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ MIGRATIONS: tuple[str, ...] = (
         trading_date TEXT NOT NULL, bot_id TEXT NOT NULL, pnl REAL NOT NULL,
         PRIMARY KEY (trading_date, bot_id)
     );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
 )
 SYSTEM_SCOPE = "system"
@@ -252,6 +253,17 @@ class StateStore:
     def realized_pnl(self, day: date) -> dict[str, float]:
         rows = self._rows("SELECT bot_id, pnl FROM realized_pnl WHERE trading_date = ?", (day.isoformat(),))
         return {r["bot_id"]: float(r["pnl"]) for r in rows}
+
+    # --- meta: small named values (which broker wrote this file, the simulated exchange's state) ------------
+
+    def meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)
+        )
 
     # --- halts ---------------------------------------------------------------------------------------------
 

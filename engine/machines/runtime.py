@@ -103,7 +103,7 @@ class MachineRuntime:
 
             try:
                 passed = conditions.evaluate(spec.when, holds)
-            except Exception as exc:
+            except Exception as exc:  # fail closed: the transition does not fire and the bot halts
                 model.guard_error = exc
                 return False
             model.guards_held = held

@@ -250,7 +250,7 @@ class CompiledRules:
             return self.guards[name](facts)
         except GuardError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # every failure of a guard becomes GuardError; the caller halts the bot
             raise GuardError(name, exc) from exc
 
     def failed_checks(self, checks: Mapping[str, Predicate], facts: Mapping[str, Any]) -> list[str]:
@@ -260,7 +260,7 @@ class CompiledRules:
             try:
                 if not check(facts):
                     failed.append(name)
-            except Exception:
+            except Exception:  # a check that cannot be evaluated counts as failed
                 failed.append(name)
         return failed
 

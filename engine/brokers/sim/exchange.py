@@ -10,11 +10,13 @@ Both fronts use it: `SimBroker` in process, and the HTTP emulator.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.brokers.base import Account, MarketClock, OptionContract, Order, OrderRequest, Position, Quote
@@ -25,7 +27,7 @@ from engine.core.clock import Clock
 
 NEW_YORK = ZoneInfo("America/New_York")
 OPEN_TIME, CLOSE_TIME = time(9, 30), time(16, 0)
-SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.02}
+SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.002}  # full spread, as a fraction of the mid
 LIQUIDITY = {"us_equity": 2_000.0, "crypto": 1e9, "us_option": 50.0}  # units per step
 
 
@@ -84,6 +86,62 @@ class SimExchange:
         self._ids = random.Random(f"{self.seed}:ids")
         self.lock = threading.RLock()
 
+    # --- durability: the simulated account survives restarts like a real one --------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "seed": self.seed,
+                "epoch": self.paths.epoch.isoformat(),
+                "now": self.clock.now().isoformat(),
+                "cash": self.cash,
+                "last_equity": self.last_equity,
+                "day": self._day.isoformat(),
+                "positions": {s: [p.qty, p.avg_price, p.asset_class] for s, p in self.positions.items()},
+                "orders": [
+                    {
+                        "id": o.id,
+                        "request": dataclasses.asdict(o.request),
+                        "asset_class": o.asset_class,
+                        "created_at": o.created_at.isoformat(),
+                        "status": o.status,
+                        "qty": o.qty,
+                        "filled_qty": o.filled_qty,
+                        "filled_value": o.filled_value,
+                        "last_fill_step": o.last_fill_step,
+                    }
+                    for o in self.orders.values()
+                ],
+            }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], clock: Clock) -> SimExchange:
+        """Rebuild an exchange saved by `to_state`; the clock must not be behind the saved time."""
+        if clock.now() < datetime.fromisoformat(state["now"]):
+            raise ValueError(f"the simulation already reached {state['now']}; time cannot go backwards")
+        exchange = cls(clock, seed=int(state["seed"]), starting_cash=float(state["cash"]))
+        exchange.paths = PricePaths(exchange.seed, datetime.fromisoformat(state["epoch"]))
+        exchange.cash = float(state["cash"])
+        exchange.last_equity = float(state["last_equity"])
+        exchange._day = date.fromisoformat(state["day"])
+        exchange.positions = {s: SimPosition(q, a, c) for s, (q, a, c) in state["positions"].items()}
+        for row in state["orders"]:
+            order = SimOrder(
+                row["id"],
+                OrderRequest(**row["request"]),
+                row["asset_class"],
+                datetime.fromisoformat(row["created_at"]),
+                status=row["status"],
+                qty=row["qty"],
+                filled_qty=row["filled_qty"],
+                filled_value=row["filled_value"],
+                last_fill_step=row["last_fill_step"],
+            )
+            exchange.orders[order.id] = order
+            exchange.by_client_id[order.request.client_order_id] = order.id
+        exchange._ids = random.Random(f"{exchange.seed}:ids:{len(exchange.orders)}")
+        return exchange
+
     # --- time and markets ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -135,8 +193,9 @@ class SimExchange:
         asset_class = asset_class_of(symbol)
         step_time = self.paths.step_time(self.paths.step_of(now))
         mid = self.last_price(symbol, now)
-        half = mid * SPREAD[asset_class] / 2 if asset_class != "us_option" else max(0.01, mid * SPREAD[asset_class] / 2)
-        if asset_class == "us_option":
+        half = mid * SPREAD[asset_class] / 2
+        if asset_class == "us_option":  # options quote in cents, a cent apart at least
+            half = max(0.005, half)
             return Quote(symbol, round(max(mid - half, 0.01), 2), round(mid + half, 2), step_time)
         return Quote(symbol, round(mid - half, 4), round(mid + half, 4), step_time)
 

@@ -1,0 +1,59 @@
+"""The JSONL event log: one JSON object a line, `ts` in UTC ISO 8601, `event` naming what happened.
+
+Events are written as they happen and flushed at the end of each tick. Values are plain JSON; anything else
+is turned into a string. The engine never passes keys or secrets here, and the journal refuses to write a
+line containing a configured secret.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from engine.core.clock import Clock
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+class Journal:
+    def __init__(self, path: Path, clock: Clock, secrets: Iterable[str] = ()):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] = path.open("a", encoding="utf-8")
+        self._clock = clock
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 8)
+        self.counts: dict[str, int] = {}
+
+    def log(self, event: str, **fields: Any) -> None:
+        record = {"ts": self._clock.now().astimezone(timezone.utc).isoformat(), "event": event, **fields}
+        line = json.dumps(record, default=_default, separators=(",", ":"))
+        for secret in self._secrets:
+            if secret in line:
+                line = line.replace(secret, "***")
+        self._file.write(line + "\n")
+        self.counts[event] = self.counts.get(event, 0) + 1
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Every event in a JSONL file (for `status`, tests and tools)."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

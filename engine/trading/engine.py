@@ -1,0 +1,625 @@
+"""The trading engine: one tick, as data flows (ARCHITECTURE.md "One tick").
+
+ 1. one broker snapshot; failures counted in the health window
+ 2. orders brought up to date (fills move the bots' owned positions)
+ 3. facts: the system's, then each bot's (the guard vocabulary)
+ 4. the ExitBot: kill conditions, halts and their expiry; the system machine steps
+ 5. the PortfolioBot: today's budgets; its machine steps
+ 6. every bot's preflight, then its machine steps; transitions yield intents
+ 7. the risk gate: entries need preflight; exits and cancels always pass
+ 8. one SQLite transaction: machine states, order intents, counters (and the simulated exchange)
+ 9. intents sent with deterministic client_order_ids; the broker's answers recorded
+10. JSONL: transitions, blocked entries, preflight changes, order events, halts, a `tick` event
+An exception anywhere in a tick is caught at the tick boundary and halts the system; it is never "logged and
+ignored". The halt is in SQLite, so it survives a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.brokers.base import Broker, BrokerError, OrderRequest, Snapshot
+from engine.brokers.symbols import asset_class_of, is_crypto
+from engine.config.checks import trading_bots
+from engine.config.loader import Config
+from engine.config.model import CryptoBotConfig, MomentumBotConfig, OptionsBotConfig
+from engine.core.clock import Clock, parse_hhmm
+from engine.core.journal import Journal
+from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, build_runtime
+from engine.machines.spec import MachineSpec
+from engine.rules.book import CompiledRules, RuleBook
+from engine.rules.facts import settings_values
+from engine.trading import portfolio
+from engine.trading.bots import Bot, make_bot
+from engine.trading.orders import OrderManager
+from engine.trading.universe import data_needs
+
+REJECTIONS_BEFORE_ANOMALY = 3
+MISMATCH_TICKS = 2  # a broker/SQLite mismatch must persist this many ticks (a fill racing the reads is not one)
+
+
+class StartupError(Exception):
+    """The engine cannot start safely (e.g. SQLite holds a state the machines no longer have)."""
+
+
+@dataclass
+class TickReport:
+    at: datetime
+    duration_ms: float
+    broker_requests: int
+    transitions: int
+    system_state: str
+    error: str | None = None
+
+
+@dataclass
+class Engine:
+    config: Config
+    book: RuleBook
+    machines: Mapping[str, MachineSpec]
+    broker: Broker
+    store: StateStore
+    journal: Journal
+    clock: Clock
+    on_persist: Any = None  # called inside the tick transaction (the sim saves its exchange there)
+    reconciled: bool = False
+    ticks: int = 0
+    transitions: int = 0
+    halts: int = 0
+    bots: list[Bot] = field(default_factory=list)
+    _failures: deque[datetime] = field(default_factory=deque)
+    _history: dict[str, deque[float]] = field(default_factory=dict)
+    _mismatch: dict[str, int] = field(default_factory=dict)
+    _allocation_logged: tuple[date, dict[str, float]] | None = None
+    _requests: int = 0
+
+    def __post_init__(self) -> None:
+        settings = self.config.settings
+        self.tz = ZoneInfo(settings.system.timezone)
+        self.settings_facts = settings_values(settings)
+        self.runtimes: dict[str, MachineRuntime] = {}
+        self.compiled: dict[str, CompiledRules] = {}
+        for kind, spec in self.machines.items():
+            self.runtimes[kind], self.compiled[kind] = build_runtime(spec, self.book)
+        self.system = MachineModel("system")
+        self.portfolio_model = MachineModel("portfolio")
+        self.bots = [make_bot(bot, self.book) for _path, bot in trading_bots(self.config.bots) if bot.enabled]
+        self.needs = data_needs(self.config.bots)
+        self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
+        self.allocations: portfolio.Allocations | None = None
+        self._restore_states()
+
+    # --- start-up ------------------------------------------------------------------------------------------
+
+    def _models(self) -> list[tuple[str, MachineModel]]:
+        out = [("system", self.system)]
+        if "portfolio" in self.runtimes:
+            out.append(("portfolio", self.portfolio_model))
+        out += [(bot.kind, bot.model) for bot in self.bots]
+        return out
+
+    def _restore_states(self) -> None:
+        saved = {(s.kind, s.bot_id): s.state for s in self.store.machine_states()}
+        for kind, model in self._models():
+            state = saved.get((kind, model.bot_id))
+            spec = self.machines[kind]
+            if state is not None and state not in spec.states:
+                raise StartupError(
+                    f"{self.store.path}: {kind} '{model.bot_id}' is in state '{state}', which {spec.doc.path} no longer has"
+                )
+            self.runtimes[kind].add(model, state)  # restored without running any action
+            if state is None:
+                self.store.save_machine_state(kind, model.bot_id, model.state, self.clock.now())
+
+    # --- health --------------------------------------------------------------------------------------------
+
+    def _record_failure(self, error: BrokerError) -> None:
+        self._failures.append(self.clock.now())
+        self.journal.log("broker_error", operation=error.operation, kind=error.kind, status=error.status, message=error.message)
+
+    def _failures_in_window(self, now: datetime) -> int:
+        window = timedelta(seconds=self.config.settings.health.api_failure_window_seconds)
+        while self._failures and now - self._failures[0] > window:
+            self._failures.popleft()
+        return len(self._failures)
+
+    def trading_date(self, now: datetime) -> date:
+        return now.astimezone(self.tz).date()
+
+    # --- the tick ------------------------------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        started = time.perf_counter()
+        now = self.clock.now()
+        self._requests = 0
+        transitions_before = self.transitions
+        error = None
+        try:
+            self._tick(now)
+        except Exception as exc:  # the tick boundary: any exception halts the system, with the reason
+            error = f"{type(exc).__name__}: {exc}"
+            self._halt_on_exception(now, error)
+        self.ticks += 1
+        report = TickReport(
+            now,
+            (time.perf_counter() - started) * 1000,
+            self._requests,
+            self.transitions - transitions_before,
+            self.system.state,
+            error,
+        )
+        self.journal.log(
+            "tick",
+            duration_ms=round(report.duration_ms, 3),
+            broker_requests=report.broker_requests,
+            transitions=report.transitions,
+            system=self.system.state,
+            error=error,
+        )
+        self.journal.flush()
+        return report
+
+    def _tick(self, now: datetime) -> None:
+        snapshot = self.broker.snapshot(self.needs)
+        self._requests += snapshot.broker_requests
+        for err in snapshot.errors:
+            self._record_failure(err)
+        day = self.trading_date(now)
+        calls_before = self._broker_calls()
+        self.orders.sync(snapshot)
+        self._remember_prices(snapshot)
+        if not self.reconciled:
+            self._reconcile(snapshot)
+        anomalies = self._anomalies(snapshot, day)
+        system_facts = self._system_facts(snapshot, now, anomalies)
+
+        with self.store.transaction():
+            self._step_system(system_facts, now)
+            system_facts["system_halted"] = self.system.state == "halted"
+            system_facts["system_armed"] = self.system.state == "armed"
+            self._step_portfolio(system_facts, snapshot, now, day)
+            intents = []
+            for bot in self.bots:
+                facts = self._bot_facts(bot, system_facts, snapshot, now, day)
+                result = self._step(bot.kind, bot.model, facts, now)
+                intents.extend((bot, intent) for intent in result.intents)
+            self._gate_and_record(intents, snapshot, now, day)
+            self._exitbot_duties(system_facts, now, day)
+            if self.on_persist is not None:
+                self.on_persist()
+        self.orders.send_pending()
+        if self.on_persist is not None:  # the simulated exchange now holds the orders just sent
+            with self.store.transaction():
+                self.on_persist()
+        self._requests += self._broker_calls() - calls_before
+
+    def _broker_calls(self) -> int:
+        api = getattr(self.broker, "api", None)
+        return int(getattr(api, "requests_made", 0))
+
+    # --- facts ---------------------------------------------------------------------------------------------
+
+    def _remember_prices(self, snapshot: Snapshot) -> None:
+        keep = max((b.lookback for b in self.bots), default=12) + 2
+        for symbol, quote in snapshot.quotes.items():
+            self._history.setdefault(symbol, deque(maxlen=keep)).append(quote.mid)
+
+    def _system_facts(self, snapshot: Snapshot, now: datetime, anomalies: int) -> dict[str, Any]:
+        account = snapshot.account
+        clock = snapshot.clock
+        halt = self.store.halt_in_force(SYSTEM_SCOPE, now)
+        health = self.config.settings.health
+        stale = 0
+        for symbol in (*self.needs.stocks, *self.needs.crypto):
+            active = is_crypto(symbol) or clock is None or clock.is_open
+            quote = snapshot.quotes.get(symbol)
+            if active and (quote is None or (now - quote.timestamp).total_seconds() > health.max_price_staleness_seconds):
+                stale += 1
+        facts: dict[str, Any] = {
+            **self.settings_facts,
+            "account_ok": account is not None and account.usable,
+            "broker_ok": snapshot.complete,
+            "reconciled": self.reconciled,
+            "market_open": clock.is_open if clock else None,
+            "minutes_to_close": ((clock.next_close - now).total_seconds() / 60 if clock.is_open else 0.0) if clock else None,
+            "system_armed": self.system.state == "armed",
+            "system_halted": self.system.state == "halted",
+            "halt_active": halt is not None,
+            "flatten_requested": bool(halt and halt.flatten),
+            "daily_pnl_pct": (account.equity / account.last_equity - 1) * 100 if account and account.last_equity else None,
+            "equity_usd": account.equity if account else None,
+            "api_failures_in_window": self._failures_in_window(now),
+            "stale_quotes": stale,
+            "anomalies": anomalies,
+            "orders_last_minute": self.store.orders_since(now - timedelta(seconds=60)),
+            "budgets_allocated": bool(account is not None and self.config.bots.portfoliobot.enabled),
+        }
+        facts["kill_triggered"] = bool(self._kills_holding(facts))
+        return facts
+
+    def _kills_holding(self, facts: Mapping[str, Any]) -> list[str]:
+        exitbot = self.config.bots.exitbot
+        if not exitbot.enabled:
+            return []
+        holding = []
+        for name, predicate in self.compiled["system"].kill_conditions.items():
+            if not getattr(exitbot.kill_conditions, name, False):
+                continue
+            try:
+                if predicate(facts):
+                    holding.append(name)
+            except Exception:  # unreadable: it does not fire, but the same missing fact fails preflight
+                continue
+        return holding
+
+    def _bot_facts(self, bot: Bot, system: dict[str, Any], snapshot: Snapshot, now: datetime, day: date) -> dict[str, Any]:
+        cfg = bot.config
+        local = now.astimezone(self.tz).time()
+        start, end, until = (
+            parse_hhmm(cfg.session.trade_start),
+            parse_hhmm(cfg.session.trade_end),
+            parse_hhmm(cfg.session.manage_until),
+        )
+        owned = self.store.positions(bot.bot_id)
+        entries_open = self.orders.open_rows(bot.bot_id, "entry")
+        exits_open = self.orders.open_rows(bot.bot_id, "exit")
+        last_entry = self.orders.last_entry(bot.bot_id, day)
+        quotes = [snapshot.quotes.get(s) for s in bot.symbols]
+        quote_age = None if any(q is None for q in quotes) else max((now - q.timestamp).total_seconds() for q in quotes if q)
+        budget = self._budget(bot, snapshot, day)
+        facts = {
+            **system,
+            **bot.config_facts,
+            "in_trade_window": start <= local <= end,
+            "past_trade_end": local > end,
+            "past_manage_until": local >= until,
+            "tradable_now": True if isinstance(cfg, CryptoBotConfig) else system["market_open"],
+            "bot_halted": self.store.halt_in_force(bot.bot_id, now) is not None,
+            "budget_usd": budget,
+            "trades_today": self.store.counter(day, bot.bot_id, "entries"),
+            "open_positions": len(owned),
+            "holds_position": bool(owned),
+            "entry_order_open": bool(entries_open),
+            "exit_order_open": bool(exits_open),
+            "entry_failed": not entries_open
+            and (
+                bot.entry_blocked
+                or last_entry is None
+                or (last_entry["status"] in ("canceled", "expired", "rejected", "not_sent") and not last_entry["filled_qty"])
+            ),
+            "minutes_since_entry_order": max(
+                ((now - datetime.fromisoformat(r["created_at"])).total_seconds() / 60 for r in entries_open), default=0.0
+            ),
+            "position_pnl_pct": self._pnl_pct(owned, snapshot),
+            "minutes_in_position": max(
+                ((now - datetime.fromisoformat(p["opened_at"])).total_seconds() / 60 for p in owned), default=0.0
+            ),
+            "quote_age_s": quote_age,
+            "entry_signal": self._signal(bot),
+        }
+        failed = tuple(self.compiled[bot.kind].failed_checks(self.compiled[bot.kind].preflight, facts))
+        facts["preflight_ok"] = not failed
+        if failed != bot.last_failed_checks:
+            self.journal.log("preflight", bot=bot.bot_id, ok=not failed, failed=list(failed))
+            bot.last_failed_checks = failed
+        bot.facts = facts
+        return facts
+
+    def _pnl_pct(self, owned: list[dict[str, Any]], snapshot: Snapshot) -> float | None:
+        if not owned:
+            return 0.0
+        prices = {p.symbol: p.current_price for p in snapshot.positions or ()}
+        cost = value = 0.0
+        for p in owned:
+            price = prices.get(p["symbol"])
+            if price is None:
+                quote = snapshot.quotes.get(p["symbol"])
+                if quote is None:
+                    return None  # missing, never guessed
+                price = quote.mid
+            cost += p["avg_entry_price"] * p["qty"]
+            value += price * p["qty"]
+        return (value / cost - 1) * 100 if cost else None
+
+    def _signal(self, bot: Bot) -> bool:
+        bot.signal_symbol = None
+        for symbol in bot.symbols:
+            history = self._history.get(symbol)
+            if history and bot.signal(list(history), bot.signal_params):
+                bot.signal_symbol = symbol
+                return True
+        return False
+
+    def _budget(self, bot: Bot, snapshot: Snapshot, day: date) -> float | None:
+        allocation = self.allocations.bots.get(bot.bot_id) if self.allocations else None
+        if allocation is None and self.config.settings.safety.allow_budget_fallback and snapshot.account:
+            allocation = portfolio.fallback_allocation(
+                self.config.bots, bot.config, snapshot.account.equity, self.config.settings.risk.global_max_daily_loss_pct
+            )
+        if allocation is None or self.portfolio_model.state not in ("armed", "idle"):
+            return None
+        lost = min(0.0, self.store.realized_pnl(day).get(bot.bot_id, 0.0))
+        return max(0.0, allocation.budget_usd + lost)
+
+    # --- stepping ------------------------------------------------------------------------------------------
+
+    def _step(self, kind: str, model: MachineModel, facts: Mapping[str, Any], now: datetime) -> StepResult:
+        result = self.runtimes[kind].step(model, facts)
+        if result.error:
+            self.journal.log("guard_error", machine=kind, bot=model.bot_id, error=result.error, state=result.dest)
+            if kind not in ("system", "portfolio"):
+                self.store.start_halt(model.bot_id, f"guard failed: {result.error}", ("guard_error",), False, now, None)
+        if result.source != result.dest:
+            self.transitions += 1
+            self.store.save_machine_state(kind, model.bot_id, result.dest, now)
+            self.journal.log(
+                "transition",
+                machine=kind,
+                bot=model.bot_id,
+                source=result.source,
+                dest=result.dest,
+                trigger=result.transition.trigger if result.transition else "forced_halt",
+                guards=list(result.guards_held),
+            )
+        return result
+
+    def _step_system(self, facts: dict[str, Any], now: datetime) -> None:
+        self._end_expired_halts(now)
+        facts["halt_active"] = self.store.halt_in_force(SYSTEM_SCOPE, now) is not None
+        result = self._step("system", self.system, facts, now)
+        for intent in result.intents:
+            if intent.action == "record_halt":
+                conditions = tuple(self._kills_holding(facts))
+                flatten = any(c in self.compiled["system"].flatten_on for c in conditions)
+                until = now + timedelta(minutes=self.config.bots.exitbot.cooloff_minutes)
+                reason = "kill condition: " + ", ".join(conditions)
+                self.store.start_halt(SYSTEM_SCOPE, reason, conditions, flatten, now, until)
+                self.halts += 1
+                self.journal.log("halt", reason=reason, conditions=list(conditions), flatten=flatten, until=until)
+                facts["flatten_requested"] = flatten
+                facts["halt_active"] = True
+
+    def _end_expired_halts(self, now: datetime) -> None:
+        for halt in self.store.halts(open_only=True):
+            if halt.until is not None and now >= halt.until:
+                self.store.end_halts(halt.scope, now, "expired")
+                self.journal.log("resume", scope=halt.scope, by="cooloff", reason=halt.reason)
+
+    def _step_portfolio(self, facts: dict[str, Any], snapshot: Snapshot, now: datetime, day: date) -> None:
+        account = snapshot.account
+        if account is not None and self.config.bots.portfoliobot.enabled:
+            self.allocations = portfolio.allocate(
+                self.config.bots, account.equity, self.config.settings.risk.global_max_daily_loss_pct
+            )
+        else:
+            self.allocations = None
+        if "portfolio" not in self.runtimes:
+            return
+        result = self._step("portfolio", self.portfolio_model, facts, now)
+        if self.allocations is not None and (result.intents or self._allocation_changed(day)):
+            self.journal.log("allocation", **self.allocations.summary())
+            self._allocation_logged = (day, {b: a.budget_usd for b, a in self.allocations.bots.items()})
+
+    def _allocation_changed(self, day: date) -> bool:
+        assert self.allocations is not None
+        if self._allocation_logged is None or self._allocation_logged[0] != day:
+            return True
+        before = self._allocation_logged[1]
+        return any(
+            abs(a.budget_usd - before.get(b, 0.0)) > 0.01 * max(before.get(b, 0.0), 1.0) for b, a in self.allocations.bots.items()
+        )
+
+    # --- the risk gate and order intents -------------------------------------------------------------------
+
+    def _gate_and_record(self, intents: list[tuple[Bot, Any]], snapshot: Snapshot, now: datetime, day: date) -> None:
+        for bot, intent in intents:
+            if intent.action == "cancel_entry":
+                self.orders.cancel_entries(bot.bot_id)
+            elif intent.action == "close_position":
+                self._close_bot(bot, day, intent.trigger)
+            elif intent.action == "open_entry":
+                self._open_entry(bot, snapshot, day, intent.trigger)
+
+    def _open_entry(self, bot: Bot, snapshot: Snapshot, day: date, trigger: str) -> None:
+        facts = bot.facts
+        failed = list(bot.last_failed_checks or ())
+        if not facts.get("preflight_ok") or self.system.state != "armed":
+            self._blocked(bot, failed or ["system_armed"])
+            return
+        request = self._size_entry(bot, snapshot, day)
+        if request is None:
+            self._blocked(bot, ["size"])
+            return
+        bot.entry_blocked = False
+        self.orders.record_intent(bot.bot_id, day, "entry", request, trigger)
+        self.store.bump_counter(day, bot.bot_id, "entries")
+
+    def _blocked(self, bot: Bot, failed: list[str]) -> None:
+        bot.entry_blocked = True
+        self.journal.log("entry_blocked", bot=bot.bot_id, failed=failed)
+
+    def _room_usd(self, snapshot: Snapshot) -> float:
+        assert self.allocations is not None and snapshot.account is not None
+        exposure = sum(abs(p.market_value) for p in snapshot.positions or ())
+        return max(0.0, min(self.allocations.deployable_usd - exposure, snapshot.account.buying_power))
+
+    def _size_entry(self, bot: Bot, snapshot: Snapshot, day: date) -> OrderRequest | None:
+        risk = bot.facts.get("budget_usd")
+        if not risk or snapshot.account is None or self.allocations is None or bot.signal_symbol is None:
+            return None
+        room = self._room_usd(snapshot)
+        cfg = bot.config
+        cid = self.orders.next_client_order_id(bot.bot_id, day)
+        if isinstance(cfg, MomentumBotConfig):
+            quote = snapshot.quotes[cfg.ticker]
+            qty = portfolio.shares_for(risk, quote.ask, cfg.exits.stop_loss_pct, room)
+            return OrderRequest(cfg.ticker, "buy", cid, "market", "day", qty=qty) if qty >= 1 else None
+        if isinstance(cfg, CryptoBotConfig):
+            quote = snapshot.quotes[bot.signal_symbol]
+            cap = min(room, risk / (cfg.exits.stop_loss_pct / 100))
+            notional = min(cfg.execution.default_notional_usd, cap)
+            if notional < 1:
+                return None
+            limit = round(quote.ask, 2) if cfg.execution.order_type == "limit" else None
+            if cfg.execution.use_notional:
+                return OrderRequest(
+                    bot.signal_symbol,
+                    "buy",
+                    cid,
+                    cfg.execution.order_type,
+                    cfg.execution.tif,
+                    notional=round(notional, 2),
+                    limit_price=limit,
+                )
+            return OrderRequest(
+                bot.signal_symbol,
+                "buy",
+                cid,
+                cfg.execution.order_type,
+                cfg.execution.tif,
+                qty=round(notional / quote.ask, 8),
+                limit_price=limit,
+            )
+        assert isinstance(cfg, OptionsBotConfig)
+        contract = self._choose_contract(cfg, bot.signal_symbol, snapshot, day)
+        if contract is None:
+            return None
+        contracts = portfolio.shares_for(risk, contract.ask * 100, cfg.exits.stop_loss_pct, room)
+        if contracts < 1:
+            return None
+        self.journal.log(
+            "contract_chosen",
+            bot=bot.bot_id,
+            symbol=contract.symbol,
+            underlying=contract.underlying,
+            expiry=contract.expiry,
+            dte=(contract.expiry - day).days,
+            delta=round(contract.delta, 4),
+            ask=contract.ask,
+        )
+        return OrderRequest(contract.symbol, "buy", cid, "market", "day", qty=contracts)
+
+    def _choose_contract(self, cfg: OptionsBotConfig, underlying: str, snapshot: Snapshot, day: date):
+        """A call within dte_min..dte_max and delta_min..delta_max: the delta nearest the middle, then the nearest expiry."""
+        rules = cfg.chain_rules
+        target = (rules.delta_min + rules.delta_max) / 2
+        candidates = [
+            c
+            for c in snapshot.option_chains.get(underlying, ())
+            if c.option_type == "call"
+            and rules.dte_min <= (c.expiry - day).days <= rules.dte_max
+            and rules.delta_min <= abs(c.delta) <= rules.delta_max
+            and c.ask > 0
+        ]
+        return min(candidates, key=lambda c: (abs(abs(c.delta) - target), c.expiry), default=None)
+
+    def _close_bot(self, bot: Bot, day: date, reason: str) -> None:
+        """Exit orders for every owned position of the bot that has no working exit order: reduce-only."""
+        busy = {r["symbol"] for r in self.orders.open_rows(bot.bot_id, "exit")}
+        for position in self.store.positions(bot.bot_id):
+            symbol = position["symbol"]
+            if symbol in busy:
+                continue
+            crypto = asset_class_of(symbol) == "crypto"
+            request = OrderRequest(
+                symbol,
+                "sell",
+                self.orders.next_client_order_id(bot.bot_id, day),
+                "market",
+                "gtc" if crypto else "day",
+                qty=position["qty"],
+            )
+            self.orders.record_intent(bot.bot_id, day, "exit", request, reason)
+
+    def _exitbot_duties(self, facts: Mapping[str, Any], now: datetime, day: date) -> None:
+        """While halted: working entries are cancelled; with flatten, every owned position gets an exit."""
+        if self.system.state != "halted":
+            return
+        self.orders.cancel_entries()
+        if facts.get("flatten_requested"):
+            for bot in self.bots:
+                self._close_bot(bot, day, "flatten")
+
+    # --- reconciliation and anomalies ----------------------------------------------------------------------
+
+    def _unexplained(self, snapshot: Snapshot) -> list[str]:
+        """Differences between the broker and SQLite that no bot can explain."""
+        if snapshot.positions is None or snapshot.open_orders is None:
+            return []
+        found = []
+        owned: dict[str, float] = {}
+        for p in self.store.positions():
+            owned[p["symbol"]] = owned.get(p["symbol"], 0.0) + p["qty"]
+        at_broker = {p.symbol: p.qty for p in snapshot.positions}
+        for symbol in sorted(set(owned) | set(at_broker)):
+            mine, theirs = owned.get(symbol, 0.0), at_broker.get(symbol, 0.0)
+            if abs(mine - theirs) > 1e-6 * max(1.0, abs(theirs)):
+                found.append(f"position {symbol}: broker {theirs:g}, bots own {mine:g}")
+        known = {r["client_order_id"] for r in self.store.orders()}
+        for order in snapshot.open_orders:
+            if order.client_order_id not in known:
+                found.append(f"open order {order.client_order_id} ({order.symbol}) belongs to no bot")
+        return found
+
+    def _reconcile(self, snapshot: Snapshot) -> None:
+        """Start-up: recover committed intents, then compare SQLite with the broker. Unexplained halts."""
+        if snapshot.account is None or snapshot.positions is None or snapshot.open_orders is None:
+            return  # try again next tick; the system stays unarmed meanwhile
+        try:
+            self.orders.recover_pending()
+        except BrokerError as exc:
+            self._record_failure(exc)
+            return
+        problems = self._unexplained(self.broker.snapshot(self.needs))
+        if problems:
+            self.journal.log("anomaly", what="reconciliation", details=problems)
+            self._anomaly_halt(self.clock.now(), "reconciliation: " + "; ".join(problems))
+            return
+        self.reconciled = True
+        self.journal.log("reconciled", positions=len(snapshot.positions), open_orders=len(snapshot.open_orders))
+
+    def _anomalies(self, snapshot: Snapshot, day: date) -> int:
+        count = 0
+        if self.reconciled:
+            current = set(self._unexplained(snapshot))
+            self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in current}
+            for problem, ticks in self._mismatch.items():
+                if ticks == MISMATCH_TICKS:
+                    self.journal.log("anomaly", what="unexplained", detail=problem)
+                if ticks >= MISMATCH_TICKS:
+                    count += 1
+        for bot in self.bots:
+            rejected = self.store.counter(day, bot.bot_id, "rejections") >= REJECTIONS_BEFORE_ANOMALY
+            if rejected and self.store.halt_in_force(bot.bot_id, self.clock.now()) is None:
+                self.store.start_halt(bot.bot_id, "orders rejected repeatedly", ("anomaly",), False, self.clock.now(), None)
+                self.journal.log("anomaly", what="repeated_rejections", bot=bot.bot_id)
+                count += 1
+        return count
+
+    def _anomaly_halt(self, now: datetime, reason: str) -> None:
+        minutes = self.config.settings.safety.global_cooldown_minutes
+        with self.store.transaction():
+            self.store.start_halt(SYSTEM_SCOPE, reason, ("anomaly_halt",), False, now, now + timedelta(minutes=minutes))
+            if self.system.state != "halted":
+                source = self.system.state
+                self.runtimes["system"].force_halt(self.system)
+                self.store.save_machine_state("system", "system", "halted", now)
+                self.journal.log(
+                    "transition", machine="system", bot="system", source=source, dest="halted", trigger="anomaly", guards=[]
+                )
+                self.transitions += 1
+        self.halts += 1
+        self.journal.log(
+            "halt", reason=reason, conditions=["anomaly_halt"], flatten=False, until=now + timedelta(minutes=minutes)
+        )
+
+    def _halt_on_exception(self, now: datetime, error: str) -> None:
+        self.journal.log("anomaly", what="exception", detail=error)
+        self._anomaly_halt(now, f"exception in tick: {error}")

@@ -1,0 +1,252 @@
+"""Running the engine: building it from the validated files, looping, stopping cleanly, summing up.
+
+On the sim broker the clock advances by `loop_interval_seconds` per tick with no real sleep, so a whole
+trading day runs in seconds; the simulated exchange is saved in the same SQLite file inside each tick's
+transaction, so a later run continues the same account (and a halt survives like it would at a real broker).
+Against Alpaca the loop ticks in real time. Ctrl-C stops after the current tick.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.brokers.base import Broker, BrokerError
+from engine.core.clock import Clock, ManualClock, SystemClock
+from engine.core.journal import Journal
+from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.trading.engine import Engine, StartupError
+from engine.validate import Report
+
+SIM_STATE_KEY = "sim_exchange"
+
+
+class RunError(Exception):
+    """The run cannot start: say why, exit non-zero, no traceback."""
+
+
+@dataclass
+class RunOptions:
+    broker: str | None = None
+    state_db: Path | None = None
+    log: Path | None = None
+    ticks: int | None = None
+    once: bool = False
+    until_close: bool = False
+    start: datetime | None = None
+    live: bool = False
+
+
+@dataclass
+class Session:
+    engine: Engine
+    clock: Clock
+    simulated: bool
+    broker_name: str
+    notice: str
+    store: StateStore
+    journal: Journal
+    exchange: Any = None
+    close_at: datetime | None = None
+    stop_requested: bool = field(default=False)
+
+
+def paths_for(report: Report, state_db: Path | None, log: Path | None) -> tuple[Path, Path]:
+    assert report.config is not None
+    system = report.config.settings.system
+    return state_db or report.config.resolve(system.state_db_path), log or report.config.resolve(system.log_path)
+
+
+def open_session(report: Report, options: RunOptions, env: dict[str, str], default_start: datetime) -> Session:
+    from engine.brokers.factory import build_alpaca, build_sim, choose_broker
+
+    assert report.config is not None and report.book is not None
+    settings = report.config.settings
+    name, notice = choose_broker(options.broker, settings, env)
+    db_path, log_path = paths_for(report, options.state_db, options.log)
+    store = StateStore(db_path)
+    written_by = store.meta("broker")
+    if written_by is not None and written_by != name:
+        raise RunError(f"{db_path} holds the state of a '{written_by}' account; a '{name}' run needs its own --state-db")
+    store.set_meta("broker", name)
+    exchange = None
+    if name == "sim":
+        saved = store.meta(SIM_STATE_KEY)
+        if saved is not None:
+            state = json.loads(saved)
+            resume_at = datetime.fromisoformat(state["now"])
+            clock: Clock = ManualClock(max(options.start or resume_at, resume_at))
+            if options.start and options.start < resume_at:
+                raise RunError(f"--start {options.start.isoformat()} is before the simulation's time {state['now']}")
+            from engine.brokers.sim.api import SimAPI
+            from engine.brokers.sim.exchange import SimExchange
+            from engine.brokers.snapshot import SnapshotBroker
+
+            exchange = SimExchange.from_state(state, clock)
+            broker: Broker = SnapshotBroker(SimAPI(exchange), clock, settings.broker)
+            notice += f"; continuing the simulation saved in {db_path} at {clock.now().isoformat()}"
+        else:
+            clock = ManualClock(options.start or default_start)
+            broker, exchange = build_sim(settings, clock)
+    else:
+        clock = SystemClock()
+        try:
+            broker = build_alpaca(settings, clock, env, options.live)
+        except BrokerError as exc:
+            raise RunError(str(exc)) from None
+        paper = getattr(getattr(broker, "api", None), "paper", True)
+        notice += " (PAPER)" if paper else " (LIVE: real money)"
+    journal = Journal(log_path, clock, secrets=(env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")))
+    try:
+        engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
+    except StartupError as exc:
+        raise RunError(str(exc)) from None
+    if exchange is not None:
+        sim = exchange
+        engine.on_persist = lambda: store.set_meta(SIM_STATE_KEY, json.dumps(sim.to_state()))
+    session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange)
+    if options.until_close or (name == "sim" and options.ticks is None and not options.once):
+        session.close_at = _session_close(exchange, clock) if exchange is not None else None
+    return session
+
+
+def _session_close(exchange: Any, clock: Clock) -> datetime:
+    """The close of the session in progress, or of the next one when the market is closed."""
+    return exchange.market_clock().next_close
+
+
+def run(session: Session, options: RunOptions) -> dict[str, Any]:
+    engine, clock = session.engine, session.clock
+    interval = engine.config.settings.runner.loop_interval_seconds
+    limit = 1 if options.once else options.ticks
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request_stop(_signum: int, _frame: Any) -> None:
+        session.stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    started = time.perf_counter()
+    engine.journal.log("run_start", broker=session.broker_name, simulated=session.simulated, notice=session.notice)
+    durations: list[float] = []
+    try:
+        while not session.stop_requested:
+            if limit is not None and engine.ticks >= limit:
+                break
+            if session.close_at is not None and clock.now() >= session.close_at:
+                break
+            tick_started = time.perf_counter()
+            report = engine.tick()
+            durations.append(report.duration_ms)
+            if session.simulated:
+                assert isinstance(clock, ManualClock)
+                clock.advance(interval)
+            else:
+                time.sleep(max(0.0, interval - (time.perf_counter() - tick_started)))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    summary = summarize(session, time.perf_counter() - started, durations)
+    engine.journal.log("run_end", **summary)
+    engine.journal.flush()
+    return summary
+
+
+def summarize(session: Session, seconds: float, durations: list[float]) -> dict[str, Any]:
+    engine, store = session.engine, session.store
+    day = engine.trading_date(session.clock.now())
+    realized = store.realized_pnl(day)
+    snapshot = engine.broker.snapshot(engine.needs)
+    prices = {p.symbol: p.current_price for p in snapshot.positions or ()}
+    by_bot: dict[str, dict[str, float]] = {}
+    for bot in engine.bots:
+        unrealized = 0.0
+        for p in store.positions(bot.bot_id):
+            price = prices.get(p["symbol"], p["avg_entry_price"])
+            mult = 100.0 if len(p["symbol"]) > 10 and "/" not in p["symbol"] else 1.0
+            unrealized += (price - p["avg_entry_price"]) * p["qty"] * mult
+        by_bot[bot.bot_id] = {"realized": round(realized.get(bot.bot_id, 0.0), 2), "unrealized": round(unrealized, 2)}
+    halts = [h for h in store.halts() if h.started_at >= session.clock.now() - timedelta(days=1)]
+    ordered = sorted(durations)
+    return {
+        "ticks": engine.ticks,
+        "simulated_until": session.clock.now().isoformat(),
+        "wall_seconds": round(seconds, 2),
+        "tick_ms_median": round(ordered[len(ordered) // 2], 3) if ordered else None,
+        "transitions": engine.transitions,
+        "orders": engine.orders.sent,
+        "fills": engine.orders.fills,
+        "pnl_by_bot": by_bot,
+        "halts": [
+            {
+                "reason": h.reason,
+                "started_at": h.started_at.isoformat(),
+                "until": h.until.isoformat() if h.until else None,
+                "ended_at": h.ended_at.isoformat() if h.ended_at else None,
+            }
+            for h in halts
+        ],
+        "system_state": engine.system.state,
+        "equity": snapshot.account.equity if snapshot.account else None,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{summary['ticks']} ticks to {summary['simulated_until']} in {summary['wall_seconds']} s "
+        f"(median tick {summary['tick_ms_median']} ms)",
+        f"{summary['transitions']} transitions, {summary['orders']} orders, {summary['fills']} fills; "
+        f"system {summary['system_state']}; equity {summary['equity']}",
+        "P&L by bot (realized / unrealized, USD):",
+        *[f"  {bot}: {v['realized']:+.2f} / {v['unrealized']:+.2f}" for bot, v in summary["pnl_by_bot"].items()],
+    ]
+    lines.append(f"halts: {len(summary['halts'])}")
+    lines += [f"  {h['started_at']}: {h['reason']} (until {h['until'] or 'resume'})" for h in summary["halts"]]
+    return "\n".join(lines)
+
+
+# --- operator commands ---------------------------------------------------------------------------------------
+
+
+def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetime) -> int:
+    halt_id = store.start_halt(SYSTEM_SCOPE, reason, ("operator",), False, now, None)
+    journal.log("halt", reason=reason, conditions=["operator"], flatten=False, until=None, by="operator")
+    journal.flush()
+    return halt_id
+
+
+def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
+    ended = 0
+    for halt in store.halts(open_only=True):
+        ended += store.end_halts(halt.scope, now, "operator")
+    journal.log("resume", scope="all", by="operator", ended=ended)
+    journal.flush()
+    return ended
+
+
+def status_text(store: StateStore, now: datetime, day: date | None = None) -> str:
+    lines = ["machines:"]
+    for s in store.machine_states():
+        lines.append(f"  {s.kind:<9} {s.bot_id:<14} {s.state:<12} since {s.since.isoformat()}")
+    live = [h for h in store.halts(open_only=True) if h.until is None or h.until > now]
+    lines.append("halt: " + ("none" if not live else ""))
+    for h in live:
+        until = h.until.isoformat() if h.until else "resume"
+        lines.append(f"  {h.scope}: {h.reason} (since {h.started_at.isoformat()}, until {until})")
+    lines.append("positions by bot:")
+    positions = store.positions()
+    lines += [f"  {p['bot_id']:<14} {p['symbol']:<20} {p['qty']:g} @ {p['avg_entry_price']:.4f}" for p in positions] or ["  none"]
+    dates = sorted({r["trading_date"] for r in store.orders()})
+    day = day or (date.fromisoformat(dates[-1]) if dates else now.date())
+    lines.append(f"counters {day.isoformat()}:")
+    counters = store.counters(day)
+    realized = store.realized_pnl(day)
+    for bot_id in sorted(set(counters) | set(realized)):
+        values = ", ".join(f"{k} {v}" for k, v in sorted(counters.get(bot_id, {}).items()))
+        lines.append(f"  {bot_id:<14} {values}; realized P&L {realized.get(bot_id, 0.0):+.2f}")
+    if not counters:
+        lines.append("  none")
+    return "\n".join(lines)
