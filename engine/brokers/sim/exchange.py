@@ -195,8 +195,8 @@ class SimExchange:
         mid = self.last_price(symbol, now)
         half = mid * SPREAD[asset_class] / 2
         if asset_class == "us_option":  # options quote in cents, a cent apart at least
-            half = max(0.005, half)
-            return Quote(symbol, round(max(mid - half, 0.01), 2), round(mid + half, 2), step_time)
+            bid = round(max(mid - max(0.005, half), 0.01), 2)
+            return Quote(symbol, bid, max(round(mid + half, 2), round(bid + 0.01, 2)), step_time)
         return Quote(symbol, round(mid - half, 4), round(mid + half, 4), step_time)
 
     def option_chain(self, underlying: str, dte_min: int, dte_max: int) -> list[OptionContract]:
