@@ -79,7 +79,8 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
         saved = store.meta(SIM_STATE_KEY)
         if saved is not None:
             state = json.loads(saved)
-            resume_at = datetime.fromisoformat(state["now"])
+            # the saved time is the last tick's; the simulation goes on one interval later
+            resume_at = datetime.fromisoformat(state["now"]) + timedelta(seconds=settings.runner.loop_interval_seconds)
             clock: Clock = ManualClock(max(options.start or resume_at, resume_at))
             if options.start and options.start < resume_at:
                 raise RunError(f"--start {options.start.isoformat()} is before the simulation's time {state['now']}")

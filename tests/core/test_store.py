@@ -1,0 +1,61 @@
+"""SQLite, real files: schema version, WAL, all-or-nothing transactions, halts."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from engine.core.store import MIGRATIONS, SYSTEM_SCOPE, StateStore
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+
+
+def test_new_file_is_migrated_and_in_wal_mode(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    assert store.schema_version == len(MIGRATIONS)
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    StateStore(tmp_path / "s.db")  # reopening does not migrate twice
+
+
+def test_a_newer_schema_is_refused(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    StateStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    with pytest.raises(RuntimeError, match="newer than this engine"):
+        StateStore(path)
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    with pytest.raises(ValueError), store.transaction():
+        store.save_machine_state("momentum", "a", "armed", NOW)
+        store.bump_counter(date(2026, 11, 23), "a", "entries")
+        raise ValueError("mid-tick failure")
+    assert store.machine_states() == [] and store.counters(date(2026, 11, 23)) == {}
+
+
+def test_state_is_visible_to_another_connection_after_commit(tmp_path) -> None:
+    a, b = StateStore(tmp_path / "s.db"), StateStore(tmp_path / "s.db")
+    a.save_machine_state("system", "system", "armed", NOW)
+    assert b.machine_state("system", "system").state == "armed"  # type: ignore[union-attr]
+
+
+def test_halts_in_force_until_their_end_or_resume(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    store.start_halt(SYSTEM_SCOPE, "kill", ("data_stale_halt",), False, NOW, NOW + timedelta(minutes=5))
+    assert store.halt_in_force(SYSTEM_SCOPE, NOW + timedelta(minutes=4)) is not None
+    assert store.halt_in_force(SYSTEM_SCOPE, NOW + timedelta(minutes=5)) is None
+    store.start_halt(SYSTEM_SCOPE, "operator", ("operator",), False, NOW, None)
+    assert store.halt_in_force(SYSTEM_SCOPE, NOW + timedelta(days=30)).reason == "operator"  # type: ignore[union-attr]
+    assert store.end_halts(SYSTEM_SCOPE, NOW, "operator") == 2
+    assert store.halt_in_force(SYSTEM_SCOPE, NOW) is None
+    assert [h.reason for h in store.halts()] == ["kill", "operator"]  # the history stays
+
+
+def test_naive_datetimes_never_reach_the_file(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    with pytest.raises(ValueError):
+        store.save_machine_state("system", "system", "idle", datetime(2026, 1, 1))

@@ -1,0 +1,147 @@
+"""The ExitBot: each kill condition halts with its reason; while halted only exits go out; the halt survives a
+restart and ends after its cooloff; the operator's halt lasts until resume."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from engine.brokers.base import DataNeeds, OrderRequest
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.store import SYSTEM_SCOPE
+from engine.trading.runner import operator_halt, operator_resume
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig
+
+
+def halt_reasons(rig: Rig) -> list[str]:
+    return [h.reason for h in rig.store.halts(SYSTEM_SCOPE)]
+
+
+def holding(rig: Rig) -> bool:
+    return bool(rig.store.positions())
+
+
+def test_max_daily_loss_halts_and_flattens_and_only_exits_go_out(rig: Rig) -> None:
+    rig.until(holding)
+    rig.exchange.last_equity = rig.exchange.equity() * 1.05  # the account is down 5 % on the day
+    rig.ticks(1)
+    assert rig.engine.system.state == "halted"
+    assert halt_reasons(rig) == ["kill condition: max_daily_loss_halt"]
+    halt = rig.store.halts(SYSTEM_SCOPE)[0]
+    assert halt.flatten and halt.until == halt.started_at + timedelta(minutes=390)
+    rig.ticks(30)
+    assert rig.store.positions() == [] and rig.exchange.positions == {}  # flattened
+    after = [r for r in rig.store.orders() if r["created_at"] >= halt.started_at.isoformat()]
+    assert after and all(r["purpose"] == "exit" and r["side"] == "sell" for r in after)
+    assert {b.model.state for b in rig.engine.bots} == {"halted"}
+    assert [e["reason"] for e in rig.events("halt")] == ["kill condition: max_daily_loss_halt"]
+
+
+def test_data_stale_halts(project: ProjectCopy, clock) -> None:
+    project.replace("config/settings.yaml", "max_price_staleness_seconds: 15", "max_price_staleness_seconds: 1")
+    clock.advance(3)  # quotes are stamped on the 5-second grid: now they are 3 s old
+    rig = make_rig(project, clock)
+    rig.ticks(1)
+    assert rig.engine.system.state == "halted" and halt_reasons(rig) == ["kill condition: data_stale_halt"]
+
+
+def test_a_disabled_kill_condition_does_not_halt(project: ProjectCopy, clock) -> None:
+    project.replace("config/settings.yaml", "max_price_staleness_seconds: 15", "max_price_staleness_seconds: 1")
+    project.replace("config/bots.yaml", "data_stale_halt: true", "data_stale_halt: false")
+    clock.advance(3)
+    rig = make_rig(project, clock)
+    rig.ticks(20)
+    assert rig.engine.system.state == "armed" and halt_reasons(rig) == []
+    blocked = {c for e in rig.events("preflight") for c in e["failed"]}
+    assert "quotes_fresh" in blocked  # ...but stale data still blocks every entry
+    assert rig.store.orders() == []
+
+
+def test_api_failures_halt_through_the_alpaca_adapter(project: ProjectCopy, clock) -> None:
+    from engine.brokers.sim.exchange import SimExchange
+
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        rig.ticks(2)
+        assert rig.engine.system.state == "armed"
+        emulator.faults.extend(Fault(status=503, path_prefix="/v2/account") for _ in range(5))
+        rig.ticks(5)
+        assert rig.engine.system.state == "halted"
+        assert halt_reasons(rig) == ["kill condition: api_failure_halt"]
+        assert len(rig.events("broker_error")) == 5
+
+
+def test_an_exception_in_a_tick_halts_with_its_reason(rig: Rig) -> None:
+    rig.ticks(2)
+    real = rig.engine.broker.snapshot
+
+    def broken(needs: DataNeeds):  # a bug, not a broker failure
+        raise RuntimeError("something nobody expected")
+
+    rig.engine.broker.snapshot = broken  # type: ignore[method-assign]
+    report = rig.engine.tick()
+    rig.engine.broker.snapshot = real  # type: ignore[method-assign]
+    assert report.error == "RuntimeError: something nobody expected"
+    assert rig.engine.system.state == "halted"
+    assert halt_reasons(rig) == ["exception in tick: RuntimeError: something nobody expected"]
+    assert [e["what"] for e in rig.events("anomaly")] == ["exception"]
+
+
+def test_an_unowned_position_appearing_halts_as_an_anomaly(rig: Rig) -> None:
+    rig.ticks(2)
+    rig.exchange.submit(OrderRequest("MSFT", "buy", "placed-by-hand", qty=1))
+    rig.ticks(3)
+    assert rig.engine.system.state == "halted"
+    assert halt_reasons(rig) == ["kill condition: anomaly_halt"]
+    assert any("MSFT" in e.get("detail", "") for e in rig.events("anomaly"))
+
+
+def test_an_unowned_position_at_start_up_halts(project: ProjectCopy, clock) -> None:
+    rig = make_rig(project, clock)
+    rig.exchange.submit(OrderRequest("AAPL", "buy", "manual-1", qty=5))
+    rig.ticks(3)
+    assert rig.engine.system.state == "halted" and not rig.engine.reconciled
+    assert halt_reasons(rig)[0].startswith("reconciliation: position AAPL: broker 5, bots own 0")
+    assert rig.store.orders() == []  # nothing was sent
+
+
+def test_the_halt_survives_a_restart_and_ends_after_its_cooloff(project: ProjectCopy, clock) -> None:
+    project.replace("config/bots.yaml", "cooloff_minutes: 390", "cooloff_minutes: 2")
+    rig = make_rig(project, clock)
+    rig.until(holding)
+    rig.exchange.last_equity = rig.exchange.equity() * 1.05
+    rig.ticks(3)
+    assert rig.engine.system.state == "halted"
+
+    restarted = rig.restart()  # a new process: state comes back from SQLite
+    assert restarted.engine.system.state == "halted"
+    restarted.exchange.last_equity = restarted.exchange.equity()  # the loss condition is gone
+    restarted.ticks(10)
+    assert restarted.engine.system.state == "halted"  # still inside the cooloff
+    assert not [
+        r
+        for r in restarted.store.orders()
+        if r["purpose"] == "entry" and r["created_at"] > rig.store.halts()[0].started_at.isoformat()
+    ]
+    restarted.ticks(20)  # past the two minutes
+    assert restarted.engine.system.state == "armed"
+    triggers = [e["trigger"] for e in restarted.events("transition") if e["bot"] == "system"]
+    assert triggers[-2:] == ["expire", "arm"]  # re-armed through idle and system_ready, never straight back
+    assert [e["by"] for e in restarted.events("resume")] == ["cooloff"]
+
+
+def test_operator_halt_lasts_until_resume(rig: Rig) -> None:
+    rig.ticks(2)
+    operator_halt(rig.store, rig.engine.journal, "going to lunch", rig.clock.now())
+    rig.ticks(1)
+    assert rig.engine.system.state == "halted"
+    rig.clock.advance(timedelta(days=2).total_seconds())
+    rig.ticks(3)
+    assert rig.engine.system.state == "halted"  # no end time: the clock does not matter
+    assert operator_resume(rig.store, rig.engine.journal, rig.clock.now()) == 1
+    rig.ticks(3)
+    assert rig.engine.system.state == "armed"

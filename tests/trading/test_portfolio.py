@@ -1,0 +1,33 @@
+"""The PortfolioBot's arithmetic on the shipped config."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config.loader import load_config
+from engine.trading.portfolio import allocate, shares_for
+from tests.conftest import ProjectCopy
+
+
+def test_budgets_split_by_bucket_and_clamped_to_the_guardrails(project: ProjectCopy) -> None:
+    bots = load_config(project.config).bots
+    allocations = allocate(bots, equity=100_000, max_daily_loss_pct=1.0)
+    assert allocations.daily_risk_usd == 1_000 and allocations.deployable_usd == 70_000
+    budgets = {b: a.budget_usd for b, a in allocations.bots.items()}
+    # momentum 25 % (one enabled bot), options 50 % cut to the 25 % maximum, crypto 25 %
+    assert budgets == {"mom_AAPL": 250.0, "opt_core": 250.0, "crypto_core": 250.0}
+
+
+def test_many_bots_in_a_bucket_are_raised_to_the_minimum(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "    enabled: false\n    ticker: TSLA", "    enabled: true\n    ticker: TSLA")
+    project.replace("config/bots.yaml", "momentum_bucket_pct_of_daily_risk: 25", "momentum_bucket_pct_of_daily_risk: 6")
+    allocations = allocate(load_config(project.config).bots, equity=50_000, max_daily_loss_pct=2.0)
+    assert allocations.bots["mom_AAPL"].pct_of_daily_risk == 5  # 6 / 2 = 3, raised to the 5 % minimum
+    assert allocations.bots["mom_TSLA"].budget_usd == pytest.approx(50.0)
+
+
+def test_size_follows_the_budget_and_the_stop_capped_by_capital() -> None:
+    assert shares_for(250, price=200, stop_loss_pct=0.5, room_usd=1e9) == 250  # 250 / (200 x 0.5 %)
+    assert shares_for(250, price=200, stop_loss_pct=0.5, room_usd=10_000) == 50
+    assert shares_for(0, price=200, stop_loss_pct=0.5, room_usd=1e9) == 0
+    assert shares_for(1, price=200, stop_loss_pct=0.5, room_usd=1e9) == 1
