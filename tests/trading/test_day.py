@@ -26,7 +26,7 @@ def test_a_simulated_session(rig: Rig) -> None:
 
     # the crypto bot trades notional, as configured
     crypto = [r for r in rig.store.orders(bot_id="crypto_core") if r["purpose"] == "entry"]
-    assert crypto and all(r["notional"] == 50.0 and r["qty"] is None or r["notional"] == 50.0 for r in crypto)
+    assert crypto and all(r["notional"] == 50.0 and r["qty"] is None for r in crypto)
     assert all(r["order_type"] == "limit" and r["time_in_force"] == "gtc" for r in crypto)
 
     # SQLite and the JSONL log agree with each other and with the broker
