@@ -57,6 +57,13 @@ SYSTEM_FACTS: tuple[Fact, ...] = (
     _f("anomalies", "int", "count", "Unexplained events this tick: unowned positions or orders, rejections, errors.", "system"),
     _f("orders_last_minute", "int", "count", "Orders the engine sent in the last 60 seconds.", "system"),
     _f("budgets_allocated", "bool", "", "The PortfolioBot computed today's budgets from a known equity.", "system"),
+    _f(
+        "capital_room_usd",
+        "float",
+        "USD",
+        "Capital left to deploy: deployable less exposure and entries granted this tick.",
+        "system",
+    ),
 )
 
 # Facts about one trading bot.

@@ -38,7 +38,7 @@ from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import settings_values
 from engine.trading import portfolio
 from engine.trading.bots import Bot, make_bot
-from engine.trading.orders import OrderManager
+from engine.trading.orders import OrderManager, multiplier
 from engine.trading.universe import data_needs
 
 REJECTIONS_BEFORE_ANOMALY = 3
@@ -79,6 +79,8 @@ class Engine:
     _mismatch: dict[str, int] = field(default_factory=dict)
     _allocation_logged: tuple[date, dict[str, float]] | None = None
     _requests: int = 0
+    _orders_this_minute: int = 0
+    _room: float = 0.0
 
     def __post_init__(self) -> None:
         settings = self.config.settings
@@ -185,12 +187,11 @@ class Engine:
             system_facts["system_halted"] = self.system.state == "halted"
             system_facts["system_armed"] = self.system.state == "armed"
             self._step_portfolio(system_facts, snapshot, now, day)
-            intents = []
-            for bot in self.bots:
+            self._open_gate(snapshot, now)
+            for bot in self.bots:  # gated one by one: what one bot is granted, the next one sees
                 facts = self._bot_facts(bot, system_facts, snapshot, now, day)
                 result = self._step(bot.kind, bot.model, facts, now)
-                intents.extend((bot, intent) for intent in result.intents)
-            self._gate_and_record(intents, snapshot, now, day)
+                self._gate_and_record([(bot, intent) for intent in result.intents], snapshot, now, day)
             self._exitbot_duties(system_facts, now, day)
             if self.on_persist is not None:
                 self.on_persist()
@@ -276,6 +277,8 @@ class Engine:
         budget = self._budget(bot, snapshot, day)
         facts = {
             **system,
+            "orders_last_minute": self._orders_this_minute,
+            "capital_room_usd": self._room,
             **bot.config_facts,
             "in_trade_window": start <= local <= end,
             "past_trade_end": local > end,
@@ -418,6 +421,11 @@ class Engine:
 
     # --- the risk gate and order intents -------------------------------------------------------------------
 
+    def _open_gate(self, snapshot: Snapshot, now: datetime) -> None:
+        """The order rate and the capital left, counted down as entries are granted within this tick."""
+        self._orders_this_minute = self.store.orders_since(now - timedelta(seconds=60))
+        self._room = self._room_usd(snapshot) if snapshot.account is not None and self.allocations else 0.0
+
     def _gate_and_record(self, intents: list[tuple[Bot, Any]], snapshot: Snapshot, now: datetime, day: date) -> None:
         for bot, intent in intents:
             if intent.action == "cancel_entry":
@@ -433,6 +441,9 @@ class Engine:
         if not facts.get("preflight_ok") or self.system.state != "armed":
             self._blocked(bot, failed or ["system_armed"])
             return
+        if self._orders_this_minute >= self.config.settings.risk.max_orders_per_minute:
+            self._blocked(bot, ["order_rate_ok"])
+            return
         request = self._size_entry(bot, snapshot, day)
         if request is None:
             self._blocked(bot, ["size"])
@@ -440,6 +451,17 @@ class Engine:
         bot.entry_blocked = False
         self.orders.record_intent(bot.bot_id, day, "entry", request, trigger)
         self.store.bump_counter(day, bot.bot_id, "entries")
+        self._orders_this_minute += 1
+        self._room -= self._cost(request, snapshot)
+
+    @staticmethod
+    def _cost(request: OrderRequest, snapshot: Snapshot) -> float:
+        if request.notional is not None:
+            return request.notional
+        quote = snapshot.quotes.get(request.symbol)
+        chain_ask = next((c.ask for chain in snapshot.option_chains.values() for c in chain if c.symbol == request.symbol), None)
+        price = request.limit_price or (quote.ask if quote else chain_ask) or 0.0
+        return (request.qty or 0.0) * price * multiplier(request.symbol)
 
     def _blocked(self, bot: Bot, failed: list[str]) -> None:
         bot.entry_blocked = True
@@ -454,7 +476,7 @@ class Engine:
         risk = bot.facts.get("budget_usd")
         if not risk or snapshot.account is None or self.allocations is None or bot.signal_symbol is None:
             return None
-        room = self._room_usd(snapshot)
+        room = self._room
         cfg = bot.config
         cid = self.orders.next_client_order_id(bot.bot_id, day)
         if isinstance(cfg, MomentumBotConfig):

@@ -96,7 +96,9 @@ def test_option_chain_has_occ_symbols_and_sane_greeks() -> None:
         assert parse_occ(contract.symbol) == ("SPY", contract.expiry, contract.option_type, contract.strike)
         assert 7 <= (contract.expiry - MONDAY_10AM.date()).days <= 45 and contract.expiry.weekday() == 4
         assert (0 < contract.delta < 1) if contract.option_type == "call" else (-1 < contract.delta < 0)
-        assert contract.gamma > 0 and contract.vega > 0 and contract.theta < 0 and contract.ask > contract.bid > 0
+        assert contract.gamma > 0 and contract.vega > 0 and contract.ask > contract.bid > 0
+        if contract.option_type == "call":  # a deep in-the-money European put may gain with time when rates are positive
+            assert contract.theta < 0
 
 
 def test_option_position_value_follows_the_underlying() -> None:

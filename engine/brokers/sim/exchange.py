@@ -78,8 +78,8 @@ class SimExchange:
 
     def __post_init__(self) -> None:
         now = self.clock.now()
-        epoch = datetime.combine(now.astimezone(NEW_YORK).date(), time(0, 0), NEW_YORK)
-        self.paths = PricePaths(self.seed, epoch)
+        # Paths start at the minute the exchange opens for business, so nothing is generated that no one reads.
+        self.paths = PricePaths(self.seed, now.replace(second=0, microsecond=0))
         self.cash = self.starting_cash
         self.last_equity = self.starting_cash
         self._day = now.astimezone(NEW_YORK).date()
