@@ -69,7 +69,7 @@ def _load(args: argparse.Namespace) -> Report:
     from engine.validate import load_valid
 
     try:
-        return load_valid(args.config, args.machines, args.rules)
+        return load_valid(args.config, args.machines, args.rules, getattr(args, "state_db", None))
     except ConfigError as exc:
         raise InvalidInput("\n".join(str(p) for p in exc.problems) + f"\n{len(exc.problems)} errors") from None
 
@@ -325,7 +325,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from engine.validate import validate
 
     started = time.perf_counter()
-    report = validate(args.config, args.machines, args.rules)
+    report = validate(args.config, args.machines, args.rules, getattr(args, "state_db", None))
     if report.ok:
         print(f"{report.summary()} ({time.perf_counter() - started:.2f} s)")
         return EXIT_OK
@@ -347,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check every config, machine and rule file")
     _add_file_options(validate)
+    _add_state_options(validate)  # the saved machine states are checked too
     validate.set_defaults(handler=cmd_validate)
 
     kinds = ["system", "portfolio", "momentum", "options", "crypto"]

@@ -39,7 +39,30 @@ class Report:
         return f"OK: {files} files, {len(trading)} bots ({enabled} enabled), {len(self.machines)} machines, {rules} rules"
 
 
-def validate(config_dir: Path, machines_dir: Path, rules_dir: Path) -> Report:
+def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec]) -> list[Problem]:
+    """States saved in SQLite that the machine files no longer have: the engine could not restore them."""
+    if not db_path.is_file():
+        return []
+    from engine.core.store import StateStore
+
+    problems = []
+    store = StateStore(db_path)
+    try:
+        for saved in store.machine_states():
+            spec = machines.get(saved.kind)
+            if spec is None:
+                message = f"{saved.kind} '{saved.bot_id}' is saved, but there is no {saved.kind} machine"
+            elif saved.state not in spec.states:
+                message = f"{saved.kind} '{saved.bot_id}' is saved in state '{saved.state}', which {spec.doc.path} no longer has"
+            else:
+                continue
+            problems.append(Problem(shown(db_path), 0, 0, f"machine_states.{saved.kind}.{saved.bot_id}", message))
+    finally:
+        store.close()
+    return problems
+
+
+def validate(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None) -> Report:
     report = Report()
     try:
         report.book = load_rules(rules_dir)
@@ -56,13 +79,16 @@ def validate(config_dir: Path, machines_dir: Path, rules_dir: Path) -> Report:
         report.problems.extend(exc.problems)
     if report.book is not None and report.machines:
         report.problems.extend(lint_all(report.machines, report.book, shown(machines_dir)))
+    if report.config is not None and report.machines:
+        db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
+        report.problems.extend(persisted_state_problems(db, report.machines))
     report.problems = sorted(set(report.problems))
     return report
 
 
-def load_valid(config_dir: Path, machines_dir: Path, rules_dir: Path) -> Report:
+def load_valid(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None) -> Report:
     """Validate and raise ConfigError unless everything is valid: what every command but `validate` uses."""
-    report = validate(config_dir, machines_dir, rules_dir)
+    report = validate(config_dir, machines_dir, rules_dir, state_db)
     if not report.ok:
         raise ConfigError(report.problems)
     return report

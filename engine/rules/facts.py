@@ -86,6 +86,7 @@ BOT_FACTS: tuple[Fact, ...] = (
     _f("minutes_in_position", "float", "min", "Minutes since the bot's oldest open position was entered."),
     _f("quote_age_s", "float", "s", "Age of the oldest quote the bot uses (missing when a quote is missing)."),
     _f("entry_signal", "bool", "", "The bot's configured signal (signal.mode) says enter now."),
+    _f("entry_sized", "bool", "", "An entry can be sized now from the budget and capital left (and, for options, the chain)."),
 )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.brokers.base import OptionContract, OrderRequest
 from engine.config.checks import bot_kind
 from engine.config.model import CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, TradingBotConfig
 from engine.machines.runtime import MachineModel
@@ -26,6 +27,9 @@ class Bot:
     signal_symbol: str | None = None
     last_failed_checks: tuple[str, ...] | None = None
     entry_blocked: bool = False
+    size_blocked: bool = False
+    planned_entry: OrderRequest | None = None
+    planned_contract: OptionContract | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property

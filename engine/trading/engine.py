@@ -16,6 +16,7 @@ ignored". The halt is in SQLite, so it survives a restart.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -307,6 +308,11 @@ class Engine:
             "quote_age_s": quote_age,
             "entry_signal": self._signal(bot),
         }
+        bot.planned_entry = self._plan_entry(bot, snapshot, day, budget) if facts["entry_signal"] else None
+        facts["entry_sized"] = bot.planned_entry is not None
+        if facts["entry_signal"] and bot.planned_entry is None and not bot.size_blocked:
+            self.journal.log("entry_blocked", bot=bot.bot_id, failed=["size"], symbol=bot.signal_symbol)
+        bot.size_blocked = facts["entry_signal"] and bot.planned_entry is None
         failed = tuple(self.compiled[bot.kind].failed_checks(self.compiled[bot.kind].preflight, facts))
         facts["preflight_ok"] = not failed
         if failed != bot.last_failed_checks:
@@ -444,13 +450,26 @@ class Engine:
         if self._orders_this_minute >= self.config.settings.risk.max_orders_per_minute:
             self._blocked(bot, ["order_rate_ok"])
             return
-        request = self._size_entry(bot, snapshot, day)
-        if request is None:
+        planned = bot.planned_entry
+        if planned is None:
             self._blocked(bot, ["size"])
             return
+        request = dataclasses.replace(planned, client_order_id=self.orders.next_client_order_id(bot.bot_id, day))
         bot.entry_blocked = False
         self.orders.record_intent(bot.bot_id, day, "entry", request, trigger)
         self.store.bump_counter(day, bot.bot_id, "entries")
+        contract = bot.planned_contract
+        if contract is not None and contract.symbol == request.symbol:
+            self.journal.log(
+                "contract_chosen",
+                bot=bot.bot_id,
+                symbol=contract.symbol,
+                underlying=contract.underlying,
+                expiry=contract.expiry,
+                dte=(contract.expiry - day).days,
+                delta=round(contract.delta, 4),
+                ask=contract.ask,
+            )
         self._orders_this_minute += 1
         self._room -= self._cost(request, snapshot)
 
@@ -472,13 +491,14 @@ class Engine:
         exposure = sum(abs(p.market_value) for p in snapshot.positions or ())
         return max(0.0, min(self.allocations.deployable_usd - exposure, snapshot.account.buying_power))
 
-    def _size_entry(self, bot: Bot, snapshot: Snapshot, day: date) -> OrderRequest | None:
-        risk = bot.facts.get("budget_usd")
+    def _plan_entry(self, bot: Bot, snapshot: Snapshot, day: date, risk: float | None) -> OrderRequest | None:
+        """The entry the bot would send now (without its client_order_id), or None when none can be sized:
+        no budget left, no capital left, no quote, or no contract inside the chain rules."""
         if not risk or snapshot.account is None or self.allocations is None or bot.signal_symbol is None:
             return None
         room = self._room
         cfg = bot.config
-        cid = self.orders.next_client_order_id(bot.bot_id, day)
+        cid = ""  # numbered only when the gate grants the entry
         if isinstance(cfg, MomentumBotConfig):
             quote = snapshot.quotes[cfg.ticker]
             qty = portfolio.shares_for(risk, quote.ask, cfg.exits.stop_loss_pct, room)
@@ -516,16 +536,7 @@ class Engine:
         contracts = portfolio.shares_for(risk, contract.ask * 100, cfg.exits.stop_loss_pct, room)
         if contracts < 1:
             return None
-        self.journal.log(
-            "contract_chosen",
-            bot=bot.bot_id,
-            symbol=contract.symbol,
-            underlying=contract.underlying,
-            expiry=contract.expiry,
-            dte=(contract.expiry - day).days,
-            delta=round(contract.delta, 4),
-            ask=contract.ask,
-        )
+        bot.planned_contract = contract
         return OrderRequest(contract.symbol, "buy", cid, "market", "day", qty=contracts)
 
     def _choose_contract(self, cfg: OptionsBotConfig, underlying: str, snapshot: Snapshot, day: date):

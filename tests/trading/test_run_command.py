@@ -77,7 +77,10 @@ def test_a_persisted_state_the_machines_no_longer_have_stops_the_run(project: Pr
     with sqlite3.connect(project.root / "s.db") as conn:
         conn.execute("UPDATE machine_states SET state = 'cruising' WHERE bot_id = 'mom_AAPL'")
     result = engine(project, "run", "--once")
-    assert result.returncode == 1 and "state 'cruising'" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "state 'cruising'" in result.stderr and "Traceback" not in result.stderr
+    check = engine(project, "validate")
+    assert check.returncode == 2
+    assert "s.db:0:0: machine_states.momentum.mom_AAPL: momentum 'mom_AAPL' is saved in state 'cruising'" in check.stdout
 
 
 def test_no_secret_reaches_the_log_or_the_database(project: ProjectCopy) -> None:
