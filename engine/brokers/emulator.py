@@ -37,6 +37,7 @@ class Fault:
     after: bool = False
     hang_seconds: float = 0.0
     path_prefix: str = ""  # only requests whose path starts with this take the fault
+    method: str = ""  # ... and, when set, only requests with this method
 
 
 @dataclass
@@ -226,9 +227,9 @@ class Emulator:
 
     # --- routing -------------------------------------------------------------------------------------------
 
-    def take_fault(self, path: str) -> Fault | None:
+    def take_fault(self, method: str, path: str) -> Fault | None:
         for fault in list(self.faults):
-            if path.startswith(fault.path_prefix):
+            if path.startswith(fault.path_prefix) and fault.method in ("", method):
                 self.faults.remove(fault)
                 return fault
         return None
@@ -332,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, {"code": 40410000, "message": "double slash in path"})
         if emulator.key is not None and not path.startswith("/v1beta3/crypto") and not self._authorized():
             return self._send(401, {"code": 40110000, "message": "request is not authorized"})
-        fault = emulator.take_fault(path)
+        fault = emulator.take_fault(method, path)
         if fault and fault.hang_seconds:
             emulator._release.wait(fault.hang_seconds)
         if fault and not fault.after and fault.status:

@@ -372,8 +372,7 @@ class Engine:
                 "transition",
                 machine=kind,
                 bot=model.bot_id,
-                source=result.source,
-                dest=result.dest,
+                **{"from": result.source, "to": result.dest},
                 trigger=result.transition.trigger if result.transition else "forced_halt",
                 guards=list(result.guards_held),
             )
@@ -645,7 +644,7 @@ class Engine:
                 self.runtimes["system"].force_halt(self.system)
                 self.store.save_machine_state("system", "system", "halted", now)
                 self.journal.log(
-                    "transition", machine="system", bot="system", source=source, dest="halted", trigger="anomaly", guards=[]
+                    "transition", machine="system", bot="system", trigger="anomaly", guards=[], **{"from": source, "to": "halted"}
                 )
                 self.transitions += 1
         self.halts += 1

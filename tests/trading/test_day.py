@@ -12,6 +12,7 @@ from tests.trading.conftest import Rig
 def test_a_simulated_session(rig: Rig) -> None:
     rig.ticks(900)  # 09:30 to 10:45 in New York
     transitions = rig.events("transition")
+    assert all({"bot", "from", "to", "trigger", "guards"} <= set(e) for e in transitions)  # the log's contract
     by_bot = Counter((e["bot"], e["trigger"]) for e in transitions)
     for bot in ("mom_AAPL", "opt_core", "crypto_core"):
         assert by_bot[(bot, "arm")] >= 1 and by_bot[(bot, "enter")] >= 1 and by_bot[(bot, "exit")] >= 1, by_bot

@@ -145,3 +145,21 @@ def test_operator_halt_lasts_until_resume(rig: Rig) -> None:
     assert operator_resume(rig.store, rig.engine.journal, rig.clock.now()) == 1
     rig.ticks(3)
     assert rig.engine.system.state == "armed"
+
+
+def test_repeated_rejections_halt_the_bot_and_the_system(project: ProjectCopy, clock) -> None:
+    from engine.brokers.sim.exchange import SimExchange
+
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        refusal = '{"code":40310000,"message":"insufficient buying power"}'
+        emulator.faults.extend(Fault(status=403, body=refusal, path_prefix="/v2/orders", method="POST") for _ in range(3))
+        rig.until(lambda r: r.engine.system.state == "halted", limit=3000)
+        rejected = [r for r in rig.store.orders() if r["status"] == "rejected"]
+        assert len(rejected) == 3 and len({r["bot_id"] for r in rejected}) == 1
+        bot = rejected[0]["bot_id"]
+        assert rig.store.halt_in_force(bot, clock.now()).reason == "orders rejected repeatedly"  # type: ignore[union-attr]
+        assert halt_reasons(rig) == ["kill condition: anomaly_halt"]
+        assert {(e["what"], e.get("bot")) for e in rig.events("anomaly")} == {("repeated_rejections", bot)}

@@ -91,3 +91,41 @@ def test_no_secret_reaches_the_log_or_the_database(project: ProjectCopy) -> None
         data = path.read_bytes()
         assert b"PKSHOULDNEVERAPPEAR1" not in data and b"secretvaluethatmustnotleak" not in data
     assert "secretvaluethatmustnotleak" not in result.stdout + result.stderr
+
+
+def test_ctrl_c_stops_cleanly_after_the_current_tick(project: ProjectCopy) -> None:
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    files = [
+        "--config",
+        str(project.config),
+        "--machines",
+        str(project.machines),
+        "--rules",
+        str(project.rules),
+        "--state-db",
+        str(project.root / "s.db"),
+        "--log",
+        str(project.root / "app.jsonl"),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--start", "2026-11-23T09:30:00-05:00", *files],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=project.root,
+        env=env,
+    )
+    log = project.root / "app.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (log.exists() and '"event":"tick"' in log.read_text()):
+        time.sleep(0.01)  # waiting for the loop to be mid-run, not for time to pass
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "P&L by bot" in out
+    events = read_events(project.root / "app.jsonl")
+    ticks = [e for e in events if e["event"] == "tick"]
+    assert events[-1]["event"] == "run_end" and 0 < len(ticks) < 4680 and events[-1]["ticks"] == len(ticks)
