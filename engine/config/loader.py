@@ -11,9 +11,8 @@ from engine.config import checks
 from engine.config.build import build
 from engine.config.errors import ConfigError, Problem
 from engine.config.model import BotsConfig, Settings
-from engine.config.schema_check import schema_problems
-from engine.config.yaml_source import YamlDocument, load_yaml
-from engine.paths import shown
+from engine.config.schema_check import load_checked
+from engine.config.yaml_source import YamlDocument
 
 T = TypeVar("T")
 
@@ -35,16 +34,10 @@ class Config:
 
 
 def _load_one(path: Path, schema: str, cls: type[T], problems: list[Problem]) -> tuple[YamlDocument | None, T | None]:
-    try:
-        doc = load_yaml(path, shown(path))
-    except ConfigError as exc:
-        problems.extend(exc.problems)
+    docs = load_checked([path], schema, problems)
+    if not docs:
         return None, None
-    found = schema_problems(doc, schema)
-    problems.extend(found)
-    if found:
-        return doc, None
-    return doc, build(cls, doc.data if doc.data is not None else {})
+    return docs[0], build(cls, docs[0].data if docs[0].data is not None else {})
 
 
 def load_config(config_dir: Path, signals: Mapping[str, checks.DeclaredSignal] | None = None) -> Config:

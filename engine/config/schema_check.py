@@ -9,7 +9,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -18,9 +20,9 @@ from jsonschema.validators import extend
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from engine.config.errors import Problem
-from engine.config.yaml_source import YamlDocument
-from engine.paths import SCHEMAS_DIR
+from engine.config.errors import ConfigError, Problem
+from engine.config.yaml_source import YamlDocument, load_yaml
+from engine.paths import SCHEMAS_DIR, shown
 
 
 def _strict_integer(_checker: Any, instance: Any) -> bool:
@@ -97,3 +99,19 @@ def schema_problems(doc: YamlDocument, schema_name: str) -> list[Problem]:
     for error in _validator(schema_name).iter_errors(doc.data):
         problems.extend(_problems_for(error, doc))
     return sorted(set(problems))
+
+
+def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem]) -> list[YamlDocument]:
+    """Parse and schema-check files; the ones without problems are returned, every problem is collected."""
+    documents = []
+    for path in paths:
+        try:
+            doc = load_yaml(path, shown(path))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        found = schema_problems(doc, schema_name)
+        problems.extend(found)
+        if not found:
+            documents.append(doc)
+    return documents

@@ -17,11 +17,10 @@ from typing import Any
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config
-from engine.config.schema_check import schema_problems
-from engine.config.yaml_source import YamlDocument, load_yaml
+from engine.config.schema_check import load_checked
+from engine.config.yaml_source import YamlDocument
 from engine.machines.runtime import MachineModel, build_runtime
 from engine.machines.spec import MachineSpec
-from engine.paths import shown
 from engine.rules.book import RuleBook
 from engine.rules.facts import BOT_KINDS, bot_config_values, settings_values, vocabulary
 
@@ -71,16 +70,8 @@ def load_cases(machines_dir: Path, config: Config, specs: Mapping[str, MachineSp
     """Every case of every scenario file; raises ConfigError with every problem (schema, names, facts)."""
     cases: list[Case] = []
     problems: list[Problem] = []
-    for path in scenario_paths(machines_dir):
-        try:
-            doc = load_yaml(path, shown(path))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        found = schema_problems(doc, "scenario.schema.json")
-        problems.extend(found)
-        if not found:
-            cases.extend(_cases_of(doc, config, specs, problems))
+    for doc in load_checked(scenario_paths(machines_dir), "scenario.schema.json", problems):
+        cases.extend(_cases_of(doc, config, specs, problems))
     if problems:
         raise ConfigError(problems)
     return cases

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config.errors import ConfigError, Problem
-from engine.config.schema_check import schema_problems
-from engine.config.yaml_source import YamlDocument, load_yaml
+from engine.config.schema_check import load_checked
+from engine.config.yaml_source import YamlDocument
 from engine.paths import shown
 from engine.rules import conditions
 from engine.rules.conditions import Condition
@@ -100,16 +100,7 @@ def load_machines(machines_dir: Path) -> dict[str, MachineSpec]:
     paths = sorted(machines_dir.glob("*.yaml"))
     if not paths:
         raise ConfigError([Problem(shown(machines_dir), 0, 0, "", "no machine files (*.yaml) in this folder")])
-    for path in paths:
-        try:
-            doc = load_yaml(path, shown(path))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        found = schema_problems(doc, "machine.schema.json")
-        if found:
-            problems.extend(found)
-            continue
+    for doc in load_checked(paths, "machine.schema.json", problems):
         spec = _spec_from(doc)
         if spec.kind in specs:
             other = specs[spec.kind].doc.path

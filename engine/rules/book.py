@@ -17,8 +17,8 @@ from typing import Any
 import rule_engine
 
 from engine.config.errors import ConfigError, Problem
-from engine.config.schema_check import schema_problems
-from engine.config.yaml_source import YamlDocument, load_yaml
+from engine.config.schema_check import load_checked
+from engine.config.yaml_source import YamlDocument
 from engine.paths import shown
 from engine.rules import builtins, conditions
 from engine.rules.errors import GuardError, MissingFact
@@ -96,16 +96,9 @@ def load_rules(rules_dir: Path) -> RuleBook:
     paths = sorted(rules_dir.glob("*.yaml"))
     if not paths:
         raise ConfigError([Problem(shown(rules_dir), 0, 0, "", "no rule files (*.yaml) in this folder")])
-    for path in paths:
-        try:
-            doc = load_yaml(path, shown(path))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
+    for doc in load_checked(paths, "rules.schema.json", problems):
         book.files.append(doc.path)
-        found = schema_problems(doc, "rules.schema.json")
-        problems.extend(found)
-        if found or not isinstance(doc.data, dict):
+        if not isinstance(doc.data, dict):
             continue
         for section in SECTIONS:
             for name, body in (doc.data.get(section) or {}).items():

@@ -509,25 +509,9 @@ class Engine:
             if notional < 1:
                 return None
             limit = round(quote.ask, 2) if cfg.execution.order_type == "limit" else None
-            if cfg.execution.use_notional:
-                return OrderRequest(
-                    bot.signal_symbol,
-                    "buy",
-                    cid,
-                    cfg.execution.order_type,
-                    cfg.execution.tif,
-                    notional=round(notional, 2),
-                    limit_price=limit,
-                )
-            return OrderRequest(
-                bot.signal_symbol,
-                "buy",
-                cid,
-                cfg.execution.order_type,
-                cfg.execution.tif,
-                qty=round(notional / quote.ask, 8),
-                limit_price=limit,
-            )
+            size = {"notional": round(notional, 2)} if cfg.execution.use_notional else {"qty": round(notional / quote.ask, 8)}
+            execution = cfg.execution
+            return OrderRequest(bot.signal_symbol, "buy", cid, execution.order_type, execution.tif, limit_price=limit, **size)
         assert isinstance(cfg, OptionsBotConfig)
         contract = self._choose_contract(cfg, bot.signal_symbol, snapshot, day)
         if contract is None:
