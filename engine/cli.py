@@ -210,17 +210,23 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from engine.brokers.emulator import Emulator
     from engine.brokers.sim.exchange import SimExchange
-    from engine.core.clock import FollowingClock
+    from engine.core.clock import FollowingClock, SystemClock
 
     report = _load(args)
     assert report.config is not None
     settings = report.config.settings
-    clock = FollowingClock(_sim_clock(args, report).now())
+    # Real time by default, so that a real-time engine (`run --broker alpaca`) sees fresh quotes; with --start
+    # the quotes carry simulated times, which such an engine rightly treats as stale.
+    clock = FollowingClock(_sim_clock(args, report).now()) if args.start else SystemClock()
     env = _env(args)
     key, secret = env.get("ALPACA_KEY") or None, env.get("ALPACA_SECRET") or None
     exchange = SimExchange(clock, seed=settings.sim.seed, starting_cash=settings.sim.starting_cash)
     emulator = Emulator(exchange, key=key, secret=secret, port=args.port)
-    emulator.start()
+    try:
+        emulator.start()
+    except OSError as exc:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"Alpaca emulator on {emulator.url} (simulated time {clock.now().isoformat()}); Ctrl-C stops it.")
     print(f"  export ALPACA_API_BASE_URL={emulator.url} ALPACA_DATA_BASE_URL={emulator.url}")
     if key is None:
@@ -378,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser("emulator", help="serve the simulated exchange as a local Alpaca API on 127.0.0.1")
     emulator.add_argument("--port", type=int, default=8765)
-    emulator.add_argument("--start", metavar="ISO_DATETIME", help="simulated time at launch (default: a market open)")
+    emulator.add_argument("--start", metavar="ISO_DATETIME", help="simulated time at launch (default: real time)")
     _add_file_options(emulator)
     emulator.set_defaults(handler=cmd_emulator)
 

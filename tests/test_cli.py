@@ -90,3 +90,14 @@ def test_engine_test_runs_the_scenario_tables(project: ProjectCopy) -> None:
     )
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "a loss beyond stop_loss_pct closes the position" in result.stdout
+
+
+def test_emulator_on_a_busy_port_is_a_clean_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run_engine("emulator", "--port", str(busy.getsockname()[1]))
+    assert result.returncode == 1 and "cannot listen on 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr

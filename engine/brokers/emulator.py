@@ -109,8 +109,9 @@ class Emulator:
         self.stop()
 
     def serve_forever(self) -> None:
-        """Run in the foreground (the `python -m engine emulator` command)."""
-        self.start()
+        """Run in the foreground until Ctrl-C (the `python -m engine emulator` command)."""
+        if self._server is None:
+            self.start()
         assert self._thread is not None
         try:
             while self._thread.is_alive():
