@@ -101,3 +101,14 @@ def test_emulator_on_a_busy_port_is_a_clean_error() -> None:
         result = run_engine("emulator", "--port", str(busy.getsockname()[1]))
     assert result.returncode == 1 and "cannot listen on 127.0.0.1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_svg_diagram_when_the_diagrams_extra_is_installed(tmp_path) -> None:
+    import pytest
+
+    pytest.importorskip("pygraphviz", reason="the optional 'diagrams' extra is not installed")
+    out = tmp_path / "momentum.svg"
+    result = run_engine("diagram", "momentum", "--format", "svg", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert text.lstrip().startswith("<?xml") and "entry_signal" in text and "in_position" in text
