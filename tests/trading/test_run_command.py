@@ -10,22 +10,20 @@ from engine.core.journal import read_events
 from tests.conftest import ProjectCopy
 
 
+def command(project: ProjectCopy, *args: str) -> list[str]:
+    """`python -m engine ARGS` on the project's private copy of every file it reads or writes."""
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules),
+             "--state-db", str(project.root / "s.db"), "--log", str(project.root / "app.jsonl")]  # fmt: skip
+    return [sys.executable, "-m", "engine", *args, *files]
+
+
+def without_keys() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+
+
 def engine(project: ProjectCopy, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
-    files = [
-        "--config",
-        str(project.config),
-        "--machines",
-        str(project.machines),
-        "--rules",
-        str(project.rules),
-        "--state-db",
-        str(project.root / "s.db"),
-        "--log",
-        str(project.root / "app.jsonl"),
-    ]
     return subprocess.run(
-        [sys.executable, "-m", "engine", *args, *files], capture_output=True, text=True, cwd=project.root, env=env, timeout=120
+        command(project, *args), capture_output=True, text=True, cwd=project.root, env=without_keys(), timeout=120
     )
 
 
@@ -97,27 +95,10 @@ def test_ctrl_c_stops_cleanly_after_the_current_tick(project: ProjectCopy) -> No
     import signal
     import time
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
-    files = [
-        "--config",
-        str(project.config),
-        "--machines",
-        str(project.machines),
-        "--rules",
-        str(project.rules),
-        "--state-db",
-        str(project.root / "s.db"),
-        "--log",
-        str(project.root / "app.jsonl"),
-    ]
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--start", "2026-11-23T09:30:00-05:00", *files],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=project.root,
-        env=env,
-    )
+        command(project, "run", "--start", "2026-11-23T09:30:00-05:00"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root, env=without_keys(),
+    )  # fmt: skip
     log = project.root / "app.jsonl"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (log.exists() and '"event":"tick"' in log.read_text()):
