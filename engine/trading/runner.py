@@ -63,50 +63,29 @@ def paths_for(report: Report, state_db: Path | None, log: Path | None) -> tuple[
 
 
 def open_session(report: Report, options: RunOptions, env: dict[str, str], default_start: datetime) -> Session:
-    from engine.brokers.factory import build_alpaca, build_sim, choose_broker
+    """Everything a run needs, or RunError. A refused run leaves no state file and no log behind."""
+    from engine.brokers.factory import choose_broker
 
     assert report.config is not None and report.book is not None
-    settings = report.config.settings
-    name, notice = choose_broker(options.broker, settings, env)
+    name, notice = choose_broker(options.broker, report.config.settings, env)
     db_path, log_path = paths_for(report, options.state_db, options.log)
+    if name == "alpaca":
+        broker, clock, exchange = _alpaca(report, options, env)
+        notice += " (PAPER)" if getattr(getattr(broker, "api", None), "paper", True) else " (LIVE: real money)"
     store = StateStore(db_path)
     written_by = store.meta("broker")
     if written_by is not None and written_by != name:
         raise RunError(f"{db_path} holds the state of a '{written_by}' account; a '{name}' run needs its own --state-db")
-    store.set_meta("broker", name)
-    exchange = None
     if name == "sim":
-        saved = store.meta(SIM_STATE_KEY)
-        if saved is not None:
-            state = json.loads(saved)
-            # the saved time is the last tick's; the simulation goes on one interval later
-            resume_at = datetime.fromisoformat(state["now"]) + timedelta(seconds=settings.runner.loop_interval_seconds)
-            clock: Clock = ManualClock(max(options.start or resume_at, resume_at))
-            if options.start and options.start < resume_at:
-                raise RunError(f"--start {options.start.isoformat()} is before the simulation's time {state['now']}")
-            from engine.brokers.sim.api import SimAPI
-            from engine.brokers.sim.exchange import SimExchange
-            from engine.brokers.snapshot import SnapshotBroker
-
-            exchange = SimExchange.from_state(state, clock)
-            broker: Broker = SnapshotBroker(SimAPI(exchange), clock, settings.broker)
+        broker, clock, exchange, resumed = _sim(report, options, store, default_start)
+        if resumed:
             notice += f"; continuing the simulation saved in {db_path} at {clock.now().isoformat()}"
-        else:
-            clock = ManualClock(options.start or default_start)
-            broker, exchange = build_sim(settings, clock)
-    else:
-        clock = SystemClock()
-        try:
-            broker = build_alpaca(settings, clock, env, options.live)
-        except BrokerError as exc:
-            raise RunError(str(exc)) from None
-        paper = getattr(getattr(broker, "api", None), "paper", True)
-        notice += " (PAPER)" if paper else " (LIVE: real money)"
     journal = Journal(log_path, clock, secrets=(env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")))
     try:
         engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
     except StartupError as exc:
         raise RunError(str(exc)) from None
+    store.set_meta("broker", name)
     if exchange is not None:
         sim = exchange
         engine.on_persist = lambda: store.set_meta(SIM_STATE_KEY, json.dumps(sim.to_state()))
@@ -114,6 +93,45 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
     if options.until_close or (name == "sim" and options.ticks is None and not options.once):
         session.close_at = _session_close(exchange, clock) if exchange is not None else None
     return session
+
+
+def _alpaca(report: Report, options: RunOptions, env: dict[str, str]) -> tuple[Broker, Clock, None]:
+    from engine.brokers.factory import build_alpaca
+
+    assert report.config is not None
+    clock = SystemClock()
+    try:
+        broker = build_alpaca(report.config.settings, clock, env, options.live)
+    except BrokerError as exc:
+        raise RunError(str(exc)) from None
+    live = not getattr(getattr(broker, "api", None), "paper", True)
+    if live and not report.config.bots.exitbot.enabled:
+        raise RunError("live trading needs the kill switch: exitbot.enabled is false in bots.yaml")
+    return broker, clock, None
+
+
+def _sim(report: Report, options: RunOptions, store: StateStore, default_start: datetime) -> tuple[Broker, Clock, Any, bool]:
+    """A new simulated exchange, or the one saved in the state file (a later run continues the same account)."""
+    from engine.brokers.factory import build_sim
+    from engine.brokers.sim.api import SimAPI
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.brokers.snapshot import SnapshotBroker
+
+    assert report.config is not None
+    settings = report.config.settings
+    saved = store.meta(SIM_STATE_KEY)
+    if saved is None:
+        clock = ManualClock(options.start or default_start)
+        broker, exchange = build_sim(settings, clock)
+        return broker, clock, exchange, False
+    state = json.loads(saved)
+    # the saved time is the last tick's; the simulation goes on one interval later
+    resume_at = datetime.fromisoformat(state["now"]) + timedelta(seconds=settings.runner.loop_interval_seconds)
+    if options.start and options.start < resume_at:
+        raise RunError(f"--start {options.start.isoformat()} is before the simulation's time {state['now']}")
+    clock = ManualClock(options.start or resume_at)
+    exchange = SimExchange.from_state(state, clock)
+    return SnapshotBroker(SimAPI(exchange), clock, settings.broker), clock, exchange, True
 
 
 def _session_close(exchange: Any, clock: Clock) -> datetime:

@@ -110,3 +110,13 @@ def test_ctrl_c_stops_cleanly_after_the_current_tick(project: ProjectCopy) -> No
     events = read_events(project.root / "app.jsonl")
     ticks = [e for e in events if e["event"] == "tick"]
     assert events[-1]["event"] == "run_end" and 0 < len(ticks) < 4680 and events[-1]["ticks"] == len(ticks)
+
+
+def test_live_trading_without_the_kill_switch_is_refused(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "exitbot:\n  enabled: true", "exitbot:\n  enabled: false")
+    env = {**without_keys(), "ALPACA_KEY": "PKLIVEKEY00000001", "ALPACA_SECRET": "livesecret000000000",
+           "ALPACA_PAPER": "false", "ALPACA_API_BASE_URL": "http://127.0.0.1:9", "ALPACA_DATA_BASE_URL": "http://127.0.0.1:9"}  # fmt: skip
+    result = subprocess.run(command(project, "run", "--live", "--once"), capture_output=True, text=True,
+                            cwd=project.root, env=env, timeout=60)  # fmt: skip
+    assert result.returncode == 1 and "live trading needs the kill switch" in result.stderr
+    assert not (project.root / "app.jsonl").exists() and not (project.root / "s.db").exists()  # nothing left behind

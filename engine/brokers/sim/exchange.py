@@ -98,7 +98,7 @@ class SimExchange:
                 "last_equity": self.last_equity,
                 "day": self._day.isoformat(),
                 "positions": {s: [p.qty, p.avg_price, p.asset_class] for s, p in self.positions.items()},
-                "orders": [
+                "orders": [  # open orders, and two days of history for lookups: the file stays small
                     {
                         "id": o.id,
                         "request": dataclasses.asdict(o.request),
@@ -111,6 +111,7 @@ class SimExchange:
                         "last_fill_step": o.last_fill_step,
                     }
                     for o in self.orders.values()
+                    if o.open or self.clock.now() - o.created_at < timedelta(days=2)
                 ],
             }
 
