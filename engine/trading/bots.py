@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from engine.brokers.base import OptionContract, OrderRequest
@@ -27,7 +28,7 @@ class Bot:
     signal_symbol: str | None = None
     last_failed_checks: tuple[str, ...] | None = None
     entry_blocked: bool = False
-    size_blocked: bool = False
+    size_blocked_on: date | None = None  # the day an unsizeable signal was last logged
     planned_entry: OrderRequest | None = None
     planned_contract: OptionContract | None = None
     facts: dict[str, Any] = field(default_factory=dict)

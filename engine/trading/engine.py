@@ -310,9 +310,10 @@ class Engine:
         }
         bot.planned_entry = self._plan_entry(bot, snapshot, day, budget) if facts["entry_signal"] else None
         facts["entry_sized"] = bot.planned_entry is not None
-        if facts["entry_signal"] and bot.planned_entry is None and not bot.size_blocked:
+        if facts["entry_signal"] and bot.planned_entry is None and bot.size_blocked_on != day:
+            # once a day until an entry is granted: the reason (budget or capital used up) rarely changes sooner
             self.journal.log("entry_blocked", bot=bot.bot_id, failed=["size"], symbol=bot.signal_symbol)
-        bot.size_blocked = facts["entry_signal"] and bot.planned_entry is None
+            bot.size_blocked_on = day
         failed = tuple(self.compiled[bot.kind].failed_checks(self.compiled[bot.kind].preflight, facts))
         facts["preflight_ok"] = not failed
         if failed != bot.last_failed_checks:
@@ -455,6 +456,7 @@ class Engine:
             return
         request = dataclasses.replace(planned, client_order_id=self.orders.next_client_order_id(bot.bot_id, day))
         bot.entry_blocked = False
+        bot.size_blocked_on = None
         self.orders.record_intent(bot.bot_id, day, "entry", request, trigger)
         self.store.bump_counter(day, bot.bot_id, "entries")
         contract = bot.planned_contract
@@ -500,11 +502,11 @@ class Engine:
         cid = ""  # numbered only when the gate grants the entry
         if isinstance(cfg, MomentumBotConfig):
             quote = snapshot.quotes[cfg.ticker]
-            qty = portfolio.shares_for(risk, quote.ask, cfg.exits.stop_loss_pct, room)
+            qty = portfolio.shares_for(risk, quote.ask, cfg.exits.stop_loss_pct, room, spread=quote.ask - quote.bid)
             return OrderRequest(cfg.ticker, "buy", cid, "market", "day", qty=qty) if qty >= 1 else None
         if isinstance(cfg, CryptoBotConfig):
             quote = snapshot.quotes[bot.signal_symbol]
-            cap = min(room, risk / (cfg.exits.stop_loss_pct / 100))
+            cap = min(room, risk / (cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask))
             notional = min(cfg.execution.default_notional_usd, cap)
             if notional < 1:
                 return None
@@ -516,7 +518,8 @@ class Engine:
         contract = self._choose_contract(cfg, bot.signal_symbol, snapshot, day)
         if contract is None:
             return None
-        contracts = portfolio.shares_for(risk, contract.ask * 100, cfg.exits.stop_loss_pct, room)
+        spread = (contract.ask - contract.bid) * 100
+        contracts = portfolio.shares_for(risk, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread=spread)
         if contracts < 1:
             return None
         bot.planned_contract = contract

@@ -3,8 +3,9 @@
 daily risk      = equity x risk.global_max_daily_loss_pct
 a bot's share   = its bucket's percent / the enabled bots in the bucket, clamped to the guardrails
 deployable      = equity x (1 - cash_reserve_pct)
-one entry risks the bot's remaining budget (its budget less today's realized losses) at its stop, so a bot
-that lost its budget stops opening; the size is then capped by deployable capital and buying power.
+one entry risks the bot's remaining budget (its budget less today's realized losses) at its stop, spread
+included, so a bot that lost its budget stops opening; the size is then capped by deployable capital and
+buying power.
 """
 
 from __future__ import annotations
@@ -71,10 +72,15 @@ def fallback_allocation(bots: BotsConfig, bot: TradingBotConfig, equity: float, 
     return Allocation(bot.bot_id, pct, equity * max_daily_loss_pct / 100 * pct / 100)
 
 
-def shares_for(risk_usd: float, price: float, stop_loss_pct: float, room_usd: float, *, whole: bool = True) -> float:
-    """Units whose loss at the stop is at most `risk_usd`, capped by the capital `room_usd` left to deploy."""
+def shares_for(
+    risk_usd: float, price: float, stop_loss_pct: float, room_usd: float, *, spread: float = 0.0, whole: bool = True
+) -> float:
+    """Units whose loss at the stop is at most `risk_usd`, capped by the capital `room_usd` left to deploy.
+
+    A unit bought at `price` (the ask) and stopped out is sold at the bid: it loses the stop distance plus the
+    `spread`, and both count against the budget."""
     if risk_usd <= 0 or price <= 0 or stop_loss_pct <= 0 or room_usd <= 0:
         return 0.0
-    by_risk = risk_usd / (price * stop_loss_pct / 100)
+    by_risk = risk_usd / (price * stop_loss_pct / 100 + max(spread, 0.0))
     units = min(by_risk, room_usd / price)
     return float(math.floor(units)) if whole else units

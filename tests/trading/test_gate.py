@@ -20,10 +20,11 @@ def eager(project: ProjectCopy, bots: int) -> None:
 
 def test_many_bots_signalling_together_respect_the_order_rate_and_capital(project: ProjectCopy, clock) -> None:
     eager(project, 40)
+    project.replace("config/settings.yaml", "max_orders_per_minute: 10", "max_orders_per_minute: 3")
     rig = make_rig(project, clock)
     rig.ticks(60)
     entries = sorted(datetime.fromisoformat(r["created_at"]) for r in rig.store.orders() if r["purpose"] == "entry")
-    assert len(entries) > 10  # the bots did want to trade
+    assert len(entries) > 3  # the bots did want to trade, over several minutes
     limit = rig.engine.config.settings.risk.max_orders_per_minute
     orders = sorted(datetime.fromisoformat(r["created_at"]) for r in rig.store.orders())
     for start in orders:

@@ -31,3 +31,9 @@ def test_size_follows_the_budget_and_the_stop_capped_by_capital() -> None:
     assert shares_for(250, price=200, stop_loss_pct=0.5, room_usd=10_000) == 50
     assert shares_for(0, price=200, stop_loss_pct=0.5, room_usd=1e9) == 0
     assert shares_for(1, price=200, stop_loss_pct=0.5, room_usd=1e9) == 1
+
+
+def test_the_spread_counts_against_the_budget() -> None:
+    # an option at 10.00/10.10 (x100): the stop costs 3.03 a contract, the spread 10.00 more
+    assert shares_for(250, price=1010, stop_loss_pct=0.3, room_usd=1e9) == 82
+    assert shares_for(250, price=1010, stop_loss_pct=0.3, room_usd=1e9, spread=10.0) == 19
