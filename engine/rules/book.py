@@ -343,7 +343,15 @@ def _compile_guard(
             return None
 
     def holds(facts: Mapping[str, Any]) -> bool:
-        return conditions.evaluate(condition, lambda name: compiled[name](facts))
+        def part(name: str) -> bool:
+            try:
+                return compiled[name](facts)
+            except GuardError:
+                raise
+            except Exception as exc:  # named after the guard that failed, not the composition around it
+                raise GuardError(name, exc) from exc
+
+        return conditions.evaluate(condition, part)
 
     return holds
 

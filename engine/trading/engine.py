@@ -558,13 +558,15 @@ class Engine:
             self.orders.record_intent(bot.bot_id, day, "exit", request, reason)
 
     def _exitbot_duties(self, facts: Mapping[str, Any], now: datetime, day: date) -> None:
-        """While halted: working entries are cancelled; with flatten, every owned position gets an exit."""
-        if self.system.state != "halted":
-            return
-        self.orders.cancel_entries()
-        if facts.get("flatten_requested"):
-            for bot in self.bots:
-                self._close_bot(bot, day, "flatten")
+        """The kill switch's standing orders, every tick:
+        - a bot halted on its own (a guard failed, repeated rejections) has its entries cancelled and its
+          positions closed: its rules can no longer be trusted to manage them;
+        - while the system is halted, working entries are cancelled; with flatten, every position is closed."""
+        for bot in self.bots:
+            if facts["system_halted"] or bot.facts.get("bot_halted"):
+                self.orders.cancel_entries(bot.bot_id)
+            if bot.facts.get("bot_halted") or facts.get("flatten_requested"):
+                self._close_bot(bot, day, "flatten" if facts.get("flatten_requested") else "bot_halted")
 
     # --- reconciliation and anomalies ----------------------------------------------------------------------
 

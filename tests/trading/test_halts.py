@@ -163,3 +163,26 @@ def test_repeated_rejections_halt_the_bot_and_the_system(project: ProjectCopy, c
         assert rig.store.halt_in_force(bot, clock.now()).reason == "orders rejected repeatedly"  # type: ignore[union-attr]
         assert halt_reasons(rig) == ["kill condition: anomaly_halt"]
         assert {(e["what"], e.get("bot")) for e in rig.events("anomaly")} == {("repeated_rejections", bot)}
+
+
+def test_a_guard_that_fails_while_holding_halts_the_bot_and_closes_its_position(project: ProjectCopy, clock) -> None:
+    # a broken edit that still compiles: it divides by zero as soon as a bot holds exactly one position
+    project.replace(
+        "rules/guards.yaml",
+        "expr: position_pnl_pct <= -exits_stop_loss_pct",
+        "expr: position_pnl_pct / (open_positions - 1) <= -exits_stop_loss_pct",
+    )
+    rig = make_rig(project, clock)
+    rig.until(lambda r: bool(r.events("guard_error")))
+    rig.ticks(5)
+    faulted = {e["bot"] for e in rig.events("guard_error")}
+    for bot in rig.engine.bots:
+        if bot.bot_id not in faulted:
+            continue
+        assert bot.model.state == "halted"
+        halt = rig.store.halt_in_force(bot.bot_id, clock.now())
+        assert halt is not None and halt.reason.startswith("guard failed:") and "stop_loss_hit" in halt.reason
+        assert rig.store.positions(bot.bot_id) == []  # the kill switch closed what the broken bot held
+        exits = [r for r in rig.store.orders(bot_id=bot.bot_id) if r["reason"] == "bot_halted"]
+        assert exits and all(r["purpose"] == "exit" and r["status"] == "filled" for r in exits)
+    assert rig.engine.system.state == "armed"  # a bot's fault is the bot's: the system trades on
