@@ -29,7 +29,7 @@ from engine.brokers.base import Broker, BrokerError, OrderRequest, Snapshot
 from engine.brokers.symbols import asset_class_of, is_crypto
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
-from engine.config.model import CryptoBotConfig, MomentumBotConfig, OptionsBotConfig
+from engine.config.model import CryptoBotConfig
 from engine.core.clock import Clock, parse_hhmm
 from engine.core.journal import Journal
 from engine.core.store import SYSTEM_SCOPE, StateStore
@@ -37,9 +37,9 @@ from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, bu
 from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import settings_values
-from engine.trading import portfolio
+from engine.trading import entries, portfolio, reconcile
 from engine.trading.bots import Bot, make_bot
-from engine.trading.orders import OrderManager, multiplier
+from engine.trading.orders import OrderManager
 from engine.trading.universe import data_needs
 
 REJECTIONS_BEFORE_ANOMALY = 3
@@ -308,7 +308,11 @@ class Engine:
             "quote_age_s": quote_age,
             "entry_signal": self._signal(bot),
         }
-        bot.planned_entry = self._plan_entry(bot, snapshot, day, budget) if facts["entry_signal"] else None
+        bot.planned_entry, bot.planned_contract = (
+            entries.plan_entry(cfg, bot.signal_symbol, budget or 0.0, self._room, snapshot, day)
+            if facts["entry_signal"] and bot.signal_symbol and self.allocations
+            else (None, None)
+        )
         facts["entry_sized"] = bot.planned_entry is not None
         if facts["entry_signal"] and bot.planned_entry is None and bot.size_blocked_on != day:
             # once a day until an entry is granted: the reason (budget or capital used up) rarely changes sooner
@@ -430,7 +434,7 @@ class Engine:
     def _open_gate(self, snapshot: Snapshot, now: datetime) -> None:
         """The order rate and the capital left, counted down as entries are granted within this tick."""
         self._orders_this_minute = self.store.orders_since(now - timedelta(seconds=60))
-        self._room = self._room_usd(snapshot) if snapshot.account is not None and self.allocations else 0.0
+        self._room = entries.room_usd(self.allocations.deployable_usd, snapshot) if self.allocations else 0.0
 
     def _gate_and_record(self, intents: list[tuple[Bot, Any]], snapshot: Snapshot, now: datetime, day: date) -> None:
         for bot, intent in intents:
@@ -472,72 +476,11 @@ class Engine:
                 ask=contract.ask,
             )
         self._orders_this_minute += 1
-        self._room -= self._cost(request, snapshot)
-
-    @staticmethod
-    def _cost(request: OrderRequest, snapshot: Snapshot) -> float:
-        if request.notional is not None:
-            return request.notional
-        quote = snapshot.quotes.get(request.symbol)
-        chain_ask = next((c.ask for chain in snapshot.option_chains.values() for c in chain if c.symbol == request.symbol), None)
-        price = request.limit_price or (quote.ask if quote else chain_ask) or 0.0
-        return (request.qty or 0.0) * price * multiplier(request.symbol)
+        self._room -= entries.cost_usd(request, snapshot)
 
     def _blocked(self, bot: Bot, failed: list[str]) -> None:
         bot.entry_blocked = True
         self.journal.log("entry_blocked", bot=bot.bot_id, failed=failed)
-
-    def _room_usd(self, snapshot: Snapshot) -> float:
-        assert self.allocations is not None and snapshot.account is not None
-        exposure = sum(abs(p.market_value) for p in snapshot.positions or ())
-        return max(0.0, min(self.allocations.deployable_usd - exposure, snapshot.account.buying_power))
-
-    def _plan_entry(self, bot: Bot, snapshot: Snapshot, day: date, risk: float | None) -> OrderRequest | None:
-        """The entry the bot would send now (without its client_order_id), or None when none can be sized:
-        no budget left, no capital left, no quote, or no contract inside the chain rules."""
-        if not risk or snapshot.account is None or self.allocations is None or bot.signal_symbol is None:
-            return None
-        room = self._room
-        cfg = bot.config
-        cid = ""  # numbered only when the gate grants the entry
-        if isinstance(cfg, MomentumBotConfig):
-            quote = snapshot.quotes[cfg.ticker]
-            qty = portfolio.shares_for(risk, quote.ask, cfg.exits.stop_loss_pct, room, spread=quote.ask - quote.bid)
-            return OrderRequest(cfg.ticker, "buy", cid, "market", "day", qty=qty) if qty >= 1 else None
-        if isinstance(cfg, CryptoBotConfig):
-            quote = snapshot.quotes[bot.signal_symbol]
-            cap = min(room, risk / (cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask))
-            notional = min(cfg.execution.default_notional_usd, cap)
-            if notional < 1:
-                return None
-            limit = round(quote.ask, 2) if cfg.execution.order_type == "limit" else None
-            size = {"notional": round(notional, 2)} if cfg.execution.use_notional else {"qty": round(notional / quote.ask, 8)}
-            execution = cfg.execution
-            return OrderRequest(bot.signal_symbol, "buy", cid, execution.order_type, execution.tif, limit_price=limit, **size)
-        assert isinstance(cfg, OptionsBotConfig)
-        contract = self._choose_contract(cfg, bot.signal_symbol, snapshot, day)
-        if contract is None:
-            return None
-        spread = (contract.ask - contract.bid) * 100
-        contracts = portfolio.shares_for(risk, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread=spread)
-        if contracts < 1:
-            return None
-        bot.planned_contract = contract
-        return OrderRequest(contract.symbol, "buy", cid, "market", "day", qty=contracts)
-
-    def _choose_contract(self, cfg: OptionsBotConfig, underlying: str, snapshot: Snapshot, day: date):
-        """A call within dte_min..dte_max and delta_min..delta_max: the delta nearest the middle, then the nearest expiry."""
-        rules = cfg.chain_rules
-        target = (rules.delta_min + rules.delta_max) / 2
-        candidates = [
-            c
-            for c in snapshot.option_chains.get(underlying, ())
-            if c.option_type == "call"
-            and rules.dte_min <= (c.expiry - day).days <= rules.dte_max
-            and rules.delta_min <= abs(c.delta) <= rules.delta_max
-            and c.ask > 0
-        ]
-        return min(candidates, key=lambda c: (abs(abs(c.delta) - target), c.expiry), default=None)
 
     def _close_bot(self, bot: Bot, day: date, reason: str) -> None:
         """Exit orders for every owned position of the bot that has no working exit order: reduce-only."""
@@ -570,24 +513,9 @@ class Engine:
 
     # --- reconciliation and anomalies ----------------------------------------------------------------------
 
-    def _unexplained(self, snapshot: Snapshot) -> list[str]:
-        """Differences between the broker and SQLite that no bot can explain."""
-        if snapshot.positions is None or snapshot.open_orders is None:
-            return []
-        found = []
-        owned: dict[str, float] = {}
-        for p in self.store.positions():
-            owned[p["symbol"]] = owned.get(p["symbol"], 0.0) + p["qty"]
-        at_broker = {p.symbol: p.qty for p in snapshot.positions}
-        for symbol in sorted(set(owned) | set(at_broker)):
-            mine, theirs = owned.get(symbol, 0.0), at_broker.get(symbol, 0.0)
-            if abs(mine - theirs) > 1e-6 * max(1.0, abs(theirs)):
-                found.append(f"position {symbol}: broker {theirs:g}, bots own {mine:g}")
+    def _unexplained_now(self, snapshot: Snapshot) -> list[str]:
         known = {r["client_order_id"] for r in self.store.orders()}
-        for order in snapshot.open_orders:
-            if order.client_order_id not in known:
-                found.append(f"open order {order.client_order_id} ({order.symbol}) belongs to no bot")
-        return found
+        return reconcile.unexplained(self.store.positions(), known, snapshot)
 
     def _reconcile(self, snapshot: Snapshot) -> None:
         """Start-up: recover committed intents, then compare SQLite with the broker. Unexplained halts."""
@@ -598,7 +526,7 @@ class Engine:
         except BrokerError as exc:
             self._record_failure(exc)
             return
-        problems = self._unexplained(self.broker.snapshot(self.needs))
+        problems = self._unexplained_now(self.broker.snapshot(self.needs))
         if problems:
             self.journal.log("anomaly", what="reconciliation", details=problems)
             self._anomaly_halt(self.clock.now(), "reconciliation: " + "; ".join(problems))
@@ -609,7 +537,7 @@ class Engine:
     def _anomalies(self, snapshot: Snapshot, day: date) -> int:
         count = 0
         if self.reconciled:
-            current = set(self._unexplained(snapshot))
+            current = set(self._unexplained_now(snapshot))
             self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in current}
             for problem, ticks in self._mismatch.items():
                 if ticks == MISMATCH_TICKS:

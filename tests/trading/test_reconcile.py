@@ -1,0 +1,39 @@
+"""What the broker holds that SQLite cannot explain."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from engine.brokers.base import Order, Position, Snapshot
+from engine.trading.reconcile import unexplained
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+
+
+def snapshot(positions, orders) -> Snapshot:
+    return Snapshot(NOW, None, positions, orders, {}, {}, None)
+
+
+def position(symbol: str, qty: float) -> Position:
+    return Position(symbol, qty, 100.0, 100.0, qty * 100, 0.0, "us_equity")
+
+
+def order(cid: str) -> Order:
+    return Order("id", cid, "AAPL", "buy", 1, None, 0, None, "limit", "day", 1.0, "new", NOW, "us_equity")
+
+
+def test_owned_positions_and_known_orders_are_explained() -> None:
+    owned = [{"symbol": "AAPL", "qty": 3.0}, {"symbol": "AAPL", "qty": 2.0}]  # two bots, one symbol
+    assert unexplained(owned, {"a-1"}, snapshot((position("AAPL", 5),), (order("a-1"),))) == []
+
+
+def test_differences_are_named() -> None:
+    found = unexplained(
+        [{"symbol": "AAPL", "qty": 3.0}], set(), snapshot((position("AAPL", 5), position("MSFT", 1)), (order("x"),))
+    )
+    assert found == ["position AAPL: broker 5, bots own 3", "position MSFT: broker 1, bots own 0",
+                     "open order x (AAPL) belongs to no bot"]  # fmt: skip
+
+
+def test_a_failed_read_proves_nothing() -> None:
+    assert unexplained([{"symbol": "AAPL", "qty": 3.0}], set(), snapshot(None, ())) == []
