@@ -276,6 +276,12 @@ class StateStore:
         )
         return int(cursor.lastrowid or 0)
 
+    def end_halt(self, halt_id: int, ended_at: datetime, ended_by: str) -> None:
+        """End one halt (a cooloff that ran out), leaving any other halt of its scope in force."""
+        self._write(
+            "UPDATE halts SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL", (_ts(ended_at), ended_by, halt_id)
+        )
+
     def end_halts(self, scope: str, ended_at: datetime, ended_by: str) -> int:
         cursor = self._write(
             "UPDATE halts SET ended_at = ?, ended_by = ? WHERE scope = ? AND ended_at IS NULL",

@@ -357,6 +357,7 @@ class Engine:
             allocation = portfolio.fallback_allocation(
                 self.config.bots, bot.config, snapshot.account.equity, self.config.settings.risk.global_max_daily_loss_pct
             )
+        # idle: the PortfolioBot has no budgets of its own (disabled), but the fallback may still apply
         if allocation is None or self.portfolio_model.state not in ("armed", "idle"):
             return None
         lost = min(0.0, self.store.realized_pnl(day).get(bot.bot_id, 0.0))
@@ -368,7 +369,7 @@ class Engine:
         result = self.runtimes[kind].step(model, facts)
         if result.error:
             self.journal.log("guard_error", machine=kind, bot=model.bot_id, error=result.error, state=result.dest)
-            if kind not in ("system", "portfolio"):
+            if kind not in ("system", "portfolio") and self.store.halt_in_force(model.bot_id, now) is None:
                 self.store.start_halt(model.bot_id, f"guard failed: {result.error}", ("guard_error",), False, now, None)
         if result.source != result.dest:
             self.transitions += 1
@@ -402,7 +403,7 @@ class Engine:
     def _end_expired_halts(self, now: datetime) -> None:
         for halt in self.store.halts(open_only=True):
             if halt.until is not None and now >= halt.until:
-                self.store.end_halts(halt.scope, now, "expired")
+                self.store.end_halt(halt.id, now, "expired")  # only this one: an operator's halt stays
                 self.journal.log("resume", scope=halt.scope, by="cooloff", reason=halt.reason)
 
     def _step_portfolio(self, facts: dict[str, Any], snapshot: Snapshot, now: datetime, day: date) -> None:

@@ -174,7 +174,7 @@ def test_a_guard_that_fails_while_holding_halts_the_bot_and_closes_its_position(
     )
     rig = make_rig(project, clock)
     rig.until(lambda r: bool(r.events("guard_error")))
-    rig.ticks(5)
+    rig.ticks(30)
     faulted = {e["bot"] for e in rig.events("guard_error")}
     for bot in rig.engine.bots:
         if bot.bot_id not in faulted:
@@ -182,7 +182,22 @@ def test_a_guard_that_fails_while_holding_halts_the_bot_and_closes_its_position(
         assert bot.model.state == "halted"
         halt = rig.store.halt_in_force(bot.bot_id, clock.now())
         assert halt is not None and halt.reason.startswith("guard failed:") and "stop_loss_hit" in halt.reason
+        assert len(rig.store.halts(bot.bot_id)) == 1  # one fault, one record, however many ticks follow
         assert rig.store.positions(bot.bot_id) == []  # the kill switch closed what the broken bot held
         exits = [r for r in rig.store.orders(bot_id=bot.bot_id) if r["reason"] == "bot_halted"]
         assert exits and all(r["purpose"] == "exit" and r["status"] == "filled" for r in exits)
     assert rig.engine.system.state == "armed"  # a bot's fault is the bot's: the system trades on
+
+
+def test_a_cooloff_running_out_does_not_end_the_operators_halt(project: ProjectCopy, clock) -> None:
+    project.replace("config/bots.yaml", "cooloff_minutes: 390", "cooloff_minutes: 1")
+    rig = make_rig(project, clock)
+    rig.until(holding)
+    operator_halt(rig.store, rig.engine.journal, "investigating", clock.now())
+    rig.exchange.last_equity = rig.exchange.equity() * 1.05  # a kill condition too, with a one-minute cooloff
+    rig.ticks(2)
+    rig.exchange.last_equity = rig.exchange.equity()
+    rig.ticks(30)
+    in_force = {h.reason: h.ended_at is None for h in rig.store.halts(SYSTEM_SCOPE)}
+    assert in_force == {"investigating": True, "kill condition: max_daily_loss_halt": False}
+    assert rig.engine.system.state == "halted"  # the kill's cooloff ran out; the operator's halt did not
