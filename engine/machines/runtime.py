@@ -23,6 +23,7 @@ from engine.machines.actions import Intent
 from engine.machines.spec import MachineSpec, TransitionSpec
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, RuleBook, compile_rules
+from engine.rules.errors import MissingFact
 
 GuardEvaluator = Callable[[str, Mapping[str, Any]], bool]
 HALTED = "halted"
@@ -56,6 +57,7 @@ class StepResult:
     intents: tuple[Intent, ...] = ()
     guards_held: tuple[str, ...] = ()
     error: str | None = None
+    deferred: bool = False  # a fact was missing because a broker read failed: nothing fired, no halt
 
     @property
     def fired(self) -> bool:
@@ -128,7 +130,10 @@ class MachineRuntime:
         """Put a model in `halted` directly: the fail-closed answer to a guard that could not be evaluated."""
         self.machine.set_state(HALTED, model=model)
 
-    def step(self, model: MachineModel, facts: Mapping[str, Any]) -> StepResult:
+    def step(self, model: MachineModel, facts: Mapping[str, Any], *, reads_failed: bool = False) -> StepResult:
+        """Fire the first transition whose guards hold. A guard that raises fails closed: nothing fires and the
+        model is halted, except when `reads_failed` (a broker read failed this tick) and the guard only lacked a
+        fact: then nothing fires and the step is simply deferred to the next tick."""
         source = model.state
         model.facts = facts
         model.intents = []
@@ -143,12 +148,23 @@ class MachineRuntime:
                     )
                 if model.guard_error is not None:
                     error = f"{candidate.trigger}: {model.guard_error}"
+                    if reads_failed and _missing_fact(model.guard_error):
+                        return StepResult(model.bot_id, source, source, error=error, deferred=True)
                     if HALTED in self.spec.states and source != HALTED:
                         self.force_halt(model)
                     return StepResult(model.bot_id, source, model.state, error=error)
         finally:
             model.candidate = None
         return StepResult(model.bot_id, source, source)
+
+
+def _missing_fact(error: BaseException | None) -> bool:
+    """Whether a guard failed only because a fact was missing (anywhere in the chain of causes)."""
+    while error is not None:
+        if isinstance(error, MissingFact):
+            return True
+        error = error.__cause__ or getattr(error, "cause", None)
+    return False
 
 
 def build_runtime(spec: MachineSpec, book: RuleBook) -> tuple[MachineRuntime, CompiledRules]:

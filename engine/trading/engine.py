@@ -366,8 +366,10 @@ class Engine:
     # --- stepping ------------------------------------------------------------------------------------------
 
     def _step(self, kind: str, model: MachineModel, facts: Mapping[str, Any], now: datetime) -> StepResult:
-        result = self.runtimes[kind].step(model, facts)
-        if result.error:
+        result = self.runtimes[kind].step(model, facts, reads_failed=not facts["broker_ok"])
+        if result.deferred:  # the broker failed us this tick; api_failure_halt deals with it if it goes on
+            self.journal.log("step_deferred", machine=kind, bot=model.bot_id, state=result.source, error=result.error)
+        elif result.error:
             self.journal.log("guard_error", machine=kind, bot=model.bot_id, error=result.error, state=result.dest)
             if kind not in ("system", "portfolio") and self.store.halt_in_force(model.bot_id, now) is None:
                 self.store.start_halt(model.bot_id, f"guard failed: {result.error}", ("guard_error",), False, now, None)

@@ -201,3 +201,43 @@ def test_a_cooloff_running_out_does_not_end_the_operators_halt(project: ProjectC
     in_force = {h.reason: h.ended_at is None for h in rig.store.halts(SYSTEM_SCOPE)}
     assert in_force == {"investigating": True, "kill condition: max_daily_loss_halt": False}
     assert rig.engine.system.state == "halted"  # the kill's cooloff ran out; the operator's halt did not
+
+
+def test_a_failed_read_defers_a_holding_bot_instead_of_halting_it(rig: Rig) -> None:
+    import dataclasses
+
+    from engine.brokers.base import BrokerError
+
+    rig.until(lambda r: any(b.model.state == "in_position" and b.kind == "momentum" for b in r.engine.bots))
+    bot = next(b for b in rig.engine.bots if b.kind == "momentum")
+    real = rig.engine.broker.snapshot
+
+    def outage(needs: DataNeeds):  # positions and quotes could not be read this tick
+        snap = real(needs)
+        return dataclasses.replace(snap, positions=None, quotes={}, errors=(BrokerError("server", "503", status=503),))
+
+    rig.engine.broker.snapshot = outage  # type: ignore[method-assign]
+    rig.ticks(1)
+    rig.engine.broker.snapshot = real  # type: ignore[method-assign]
+    assert bot.model.state == "in_position" and rig.store.halt_in_force(bot.bot_id, rig.clock.now()) is None
+    assert any(e["bot"] == bot.bot_id for e in rig.events("step_deferred"))
+    assert not rig.events("guard_error")
+    rig.until(lambda r: bot.model.state != "in_position")  # exits are managed again from the next tick
+    assert bot.model.state in ("exiting", "managing", "idle") and rig.store.halt_in_force(bot.bot_id, rig.clock.now()) is None
+
+
+def test_a_missing_fact_with_every_read_fine_still_halts(rig: Rig) -> None:
+    rig.until(lambda r: any(b.model.state == "in_position" and b.kind == "momentum" for b in r.engine.bots))
+    bot = next(b for b in rig.engine.bots if b.kind == "momentum")
+    real = rig.engine.broker.snapshot
+
+    def silent_gap(needs: DataNeeds):  # no error reported, yet the bot's price is gone: not the broker's doing
+        import dataclasses
+
+        snap = real(needs)
+        return dataclasses.replace(snap, positions=(), quotes={k: v for k, v in snap.quotes.items() if k != "AAPL"})
+
+    rig.engine.broker.snapshot = silent_gap  # type: ignore[method-assign]
+    rig.ticks(1)
+    rig.engine.broker.snapshot = real  # type: ignore[method-assign]
+    assert bot.model.state == "halted" and rig.store.halt_in_force(bot.bot_id, rig.clock.now()) is not None
