@@ -56,3 +56,38 @@ def test_snapshot_through_the_alpaca_adapter_against_the_emulator(emulator: Emul
 def test_snapshot_with_an_empty_base_url_fails_closed() -> None:
     result = run("--broker", "alpaca", env={"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": ""})
     assert result.returncode == 1 and "empty" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_emulator_command_serves_the_alpaca_adapter() -> None:
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}, "ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET}
+    server = subprocess.Popen([sys.executable, "-m", "engine", "emulator", "--port", str(port)], cwd=PROJECT_ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until it listens
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        result = run("--broker", "alpaca", env={"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET,
+                                               "ALPACA_API_BASE_URL": url, "ALPACA_DATA_BASE_URL": url})  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["errors"] == [] and data["account"]["equity"] == 100000.0
+        # real time by default: the quotes are fresh for a real-time engine
+        from datetime import datetime, timezone
+
+        ages = [
+            (datetime.now(timezone.utc) - datetime.fromisoformat(q["timestamp"])).total_seconds() for q in data["quotes"].values()
+        ]
+        assert max(ages) < 30
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
