@@ -136,6 +136,14 @@ def _context(kind: str) -> rule_engine.Context:
     return rule_engine.Context(type_resolver=rule_engine.type_resolver_from_dict(types), resolver=_resolve_fact)
 
 
+def facts_read(text: str, kind: str) -> frozenset[str]:
+    """The facts an (already valid) expression reads. Compiled again in a context of its own, because a
+    context collects the symbols of every rule compiled in it."""
+    types = {name: _TYPES[fact.type] for name, fact in vocabulary(kind).items()}
+    context = rule_engine.Context(type_resolver=rule_engine.type_resolver_from_dict(types), resolver=_resolve_fact)
+    return frozenset(rule_engine.Rule(text, context=context).context.symbols)
+
+
 def _resolve_fact(thing: Mapping[str, Any], name: str) -> Any:
     value = thing[name]
     if value is None:
@@ -236,6 +244,7 @@ class CompiledRules:
     preflight: dict[str, Predicate]
     kill_conditions: dict[str, Predicate]
     flatten_on: frozenset[str]
+    preflight_facts: dict[str, frozenset[str]] = field(default_factory=dict)  # the facts each check reads
 
     def guard_holds(self, name: str, facts: Mapping[str, Any]) -> bool:
         """Evaluate one named guard; any failure becomes GuardError (the caller fails closed)."""
@@ -273,13 +282,15 @@ def compile_rules(book: RuleBook, kind: str, needed: Iterable[str] | None = None
         if predicate is not None:
             guards[name] = predicate
     preflight: dict[str, Predicate] = {}
+    preflight_facts: dict[str, frozenset[str]] = {}
     kills: dict[str, Predicate] = {}
     if kind in BOT_KINDS:
         preflight = _compile_checks(book.preflight.values(), kind, problems)
+        preflight_facts = {name: facts_read(book.preflight[name].body["expr"], kind) for name in preflight}
     if kind == "system":
         kills = _compile_checks(book.kill_conditions.values(), kind, problems)
     flatten = frozenset(n for n, e in book.kill_conditions.items() if e.body.get("flatten", False))
-    return CompiledRules(kind, guards, preflight, kills, flatten), problems
+    return CompiledRules(kind, guards, preflight, kills, flatten, preflight_facts), problems
 
 
 def _compile_checks(entries: Iterable[Entry], kind: str, problems: list[Problem]) -> dict[str, Predicate]:

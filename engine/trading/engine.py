@@ -36,7 +36,7 @@ from engine.core.store import SYSTEM_SCOPE, StateStore
 from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, build_runtime
 from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
-from engine.rules.facts import settings_values
+from engine.rules.facts import SETTINGS_FACTS, SYSTEM_FACTS, settings_values
 from engine.trading import entries, portfolio, reconcile
 from engine.trading.bots import Bot, make_bot
 from engine.trading.orders import OrderManager
@@ -44,6 +44,8 @@ from engine.trading.universe import data_needs
 
 REJECTIONS_BEFORE_ANOMALY = 3
 MISMATCH_TICKS = 2  # a broker/SQLite mismatch must persist this many ticks (a fill racing the reads is not one)
+# System-wide facts that the risk gate counts down within a tick: they differ from one bot to the next.
+PER_BOT_SYSTEM_FACTS = frozenset({"orders_last_minute", "capital_room_usd"})
 
 
 class StartupError(Exception):
@@ -97,7 +99,21 @@ class Engine:
         self.needs = data_needs(self.config.bots)
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
         self.allocations: portfolio.Allocations | None = None
+        self._split_preflight()
         self._restore_states()
+
+    def _split_preflight(self) -> None:
+        """Preflight checks that read only system-wide facts give one answer per tick for every bot of a kind;
+        they are evaluated once per tick, the others once per bot."""
+        shared_facts = {f.name for f in (*SYSTEM_FACTS, *SETTINGS_FACTS)} - PER_BOT_SYSTEM_FACTS
+        self._shared_checks: dict[str, dict[str, Any]] = {}
+        self._own_checks: dict[str, dict[str, Any]] = {}
+        self._shared_failed: dict[str, set[str]] = {}
+        for kind in {bot.kind for bot in self.bots}:
+            compiled = self.compiled[kind]
+            shared = {n for n in compiled.preflight if compiled.preflight_facts[n] <= shared_facts}
+            self._shared_checks[kind] = {n: p for n, p in compiled.preflight.items() if n in shared}
+            self._own_checks[kind] = {n: p for n, p in compiled.preflight.items() if n not in shared}
 
     # --- start-up ------------------------------------------------------------------------------------------
 
@@ -189,6 +205,8 @@ class Engine:
             system_facts["system_armed"] = self.system.state == "armed"
             self._step_portfolio(system_facts, snapshot, now, day)
             self._open_gate(snapshot, now)
+            for kind, checks in self._shared_checks.items():
+                self._shared_failed[kind] = set(self.compiled[kind].failed_checks(checks, system_facts))
             for bot in self.bots:  # gated one by one: what one bot is granted, the next one sees
                 facts = self._bot_facts(bot, system_facts, snapshot, now, day)
                 result = self._step(bot.kind, bot.model, facts, now)
@@ -318,7 +336,9 @@ class Engine:
             # once a day until an entry is granted: the reason (budget or capital used up) rarely changes sooner
             self.journal.log("entry_blocked", bot=bot.bot_id, failed=["size"], symbol=bot.signal_symbol)
             bot.size_blocked_on = day
-        failed = tuple(self.compiled[bot.kind].failed_checks(self.compiled[bot.kind].preflight, facts))
+        compiled = self.compiled[bot.kind]
+        own = set(compiled.failed_checks(self._own_checks[bot.kind], facts))
+        failed = tuple(n for n in compiled.preflight if n in own or n in self._shared_failed[bot.kind])
         facts["preflight_ok"] = not failed
         if failed != bot.last_failed_checks:
             self.journal.log("preflight", bot=bot.bot_id, ok=not failed, failed=list(failed))

@@ -37,6 +37,8 @@ def test_max_daily_loss_halts_and_flattens_and_only_exits_go_out(rig: Rig) -> No
     assert after and all(r["purpose"] == "exit" and r["side"] == "sell" for r in after)
     assert {b.model.state for b in rig.engine.bots} == {"halted"}
     assert [e["reason"] for e in rig.events("halt")] == ["kill condition: max_daily_loss_halt"]
+    last = {e["bot"]: e["failed"] for e in rig.events("preflight")}  # the system-wide checks, for every bot
+    assert all({"system_armed", "daily_loss_ok"} <= set(failed) for failed in last.values()) and len(last) == 3
 
 
 def test_data_stale_halts(project: ProjectCopy, clock) -> None:
