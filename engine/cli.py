@@ -294,16 +294,23 @@ def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+
     from engine.core.clock import SystemClock
-    from engine.trading.runner import status_text
+    from engine.trading.runner import SIM_STATE_KEY, status_text
 
     store, journal = _open_state(args)
     journal.close()
     if store.meta("broker") is None and not store.machine_states():
         print(f"{store.path}: no state yet (nothing has run)")
         return EXIT_OK
-    print(f"state {store.path} (broker: {store.meta('broker')})")
-    print(status_text(store, SystemClock().now()))
+    now = SystemClock().now()
+    saved_sim = store.meta(SIM_STATE_KEY) if store.meta("broker") == "sim" else None
+    if saved_sim is not None:  # a simulation's halts run on simulated time
+        now = datetime.fromisoformat(json.loads(saved_sim)["now"])
+    print(f"state {store.path} (broker: {store.meta('broker')}; as of {now.isoformat()})")
+    print(status_text(store, now))
     return EXIT_OK
 
 

@@ -120,3 +120,9 @@ def test_live_trading_without_the_kill_switch_is_refused(project: ProjectCopy) -
                             cwd=project.root, env=env, timeout=60)  # fmt: skip
     assert result.returncode == 1 and "live trading needs the kill switch" in result.stderr
     assert not (project.root / "app.jsonl").exists() and not (project.root / "s.db").exists()  # nothing left behind
+
+
+def test_status_of_a_simulation_uses_simulated_time(project: ProjectCopy) -> None:
+    engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00")
+    status = engine(project, "status")
+    assert "as of 2026-11-23T09:30:10-05:00" in status.stdout
