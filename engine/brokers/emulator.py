@@ -5,12 +5,14 @@ APIs (/v2/stocks, /v1beta3/crypto, /v1beta1/options) on one origin, so the unmod
 be pointed at it with `url_override` (reference/alpaca-api.md §5). JSON shapes follow alpaca-py's models:
 money as strings on accounts and positions, RFC 3339 times with Z, real UUIDs, crypto positions as BTCUSD.
 
-Fault injection for tests: a queue of answers given before routing (or after processing, to reproduce a
-gateway timeout after an order was accepted), hangs, and a log of every request.
+Fault injection: a queue of answers given before routing (or after processing, to reproduce a gateway timeout
+after an order was accepted), hangs, and a log of every request; in process for tests, and over HTTP under
+/__emulator/ for rehearsing failures against a running engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -25,6 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 from engine.brokers.base import Order, OrderRequest, Position
 from engine.brokers.sim.exchange import SimExchange, SimReject
 from engine.brokers.symbols import position_path_symbol
+
+ADMIN_PREFIX = "/__emulator"
 
 
 @dataclass
@@ -226,6 +230,27 @@ class Emulator:
             "next_close": _ts(c.next_close),
         }
 
+    # --- the emulator's own controls (loopback only), for rehearsing failures against a running engine -----
+
+    def admin(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """POST /__emulator/faults [{status, body, after, hang_seconds, path_prefix, method}, ...] queues faults;
+        GET /__emulator/faults lists them; DELETE clears them; GET /__emulator/requests is the request log."""
+        if path == f"{ADMIN_PREFIX}/faults":
+            if method == "POST":
+                items = body if isinstance(body, list) else [body]
+                try:
+                    self.faults.extend(Fault(**item) for item in items)
+                except TypeError as exc:
+                    return 422, {"message": f"not a fault: {exc}"}
+                return 200, {"queued": len(self.faults)}
+            if method == "DELETE":
+                self.faults.clear()
+                return 200, {"queued": 0}
+            return 200, [dataclasses.asdict(f) for f in self.faults]
+        if path == f"{ADMIN_PREFIX}/requests" and method == "GET":
+            return 200, [{"method": r.method, "path": r.path, "query": r.query, "body": r.body} for r in self.requests]
+        return 404, {"message": "unknown emulator control"}
+
     # --- routing -------------------------------------------------------------------------------------------
 
     def take_fault(self, method: str, path: str) -> Fault | None:
@@ -329,6 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
         headers = {k: v for k, v in self.headers.items() if k.lower() != "apca-api-secret-key"}
+        if path.startswith(ADMIN_PREFIX):  # the emulator's own controls: not logged, never faulted
+            return self._send(*emulator.admin(method, path, body))
         emulator.requests.append(LoggedRequest(method, self.requestline, path, query, body, headers))
         if self.requestline.split(" ")[1].startswith("//"):  # a trailing slash in the base URL (see the reference)
             return self._send(404, {"code": 40410000, "message": "double slash in path"})

@@ -216,3 +216,18 @@ def test_rate_limit_headers_tighten_the_budget(emulator: Emulator, clock: Manual
     with pytest.raises(BrokerError) as caught:
         api.get_account()
     assert caught.value.kind == "rate_limited"
+
+
+def test_faults_can_be_queued_over_http(api: AlpacaAPI, emulator: Emulator) -> None:
+    import requests
+
+    control = f"{emulator.url}/__emulator/faults"
+    answer = requests.post(control, json=[{"status": 503, "path_prefix": "/v2/account"}], timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"queued": 1}
+    assert requests.post(control, json=[{"bogus": 1}], timeout=5).status_code == 422
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.status == 503
+    assert api.get_account().equity == 100_000
+    log = requests.get(f"{emulator.url}/__emulator/requests", timeout=5).json()
+    assert [r["path"] for r in log] == ["/v2/account", "/v2/account"]  # the controls are not in the log
