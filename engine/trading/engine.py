@@ -193,6 +193,7 @@ class Engine:
         day = self.trading_date(now)
         calls_before = self._broker_calls()
         self.orders.sync(snapshot)
+        self._adopt_fee_shortfalls(snapshot, now)
         self._remember_prices(snapshot)
         if not self.reconciled:
             self._reconcile(snapshot)
@@ -535,6 +536,21 @@ class Engine:
                 self._close_bot(bot, day, "flatten" if facts.get("flatten_requested") else "bot_halted")
 
     # --- reconciliation and anomalies ----------------------------------------------------------------------
+
+    def _adopt_fee_shortfalls(self, snapshot: Snapshot, now: datetime) -> None:
+        """The bots own what the broker delivered after crypto fees, split in proportion to their fills."""
+        shortfalls = reconcile.fee_shortfalls(self.store.positions(), snapshot)
+        if not shortfalls:
+            return
+        with self.store.transaction():
+            for symbol, at_broker in shortfalls.items():
+                holders = [p for p in self.store.positions() if p["symbol"] == symbol]
+                total = sum(p["qty"] for p in holders)
+                for p in holders:
+                    qty = p["qty"] * at_broker / total
+                    opened = datetime.fromisoformat(p["opened_at"])
+                    self.store.set_position(p["bot_id"], symbol, qty, p["avg_entry_price"], opened)
+                    self.journal.log("fee_adjusted", bot=p["bot_id"], symbol=symbol, qty_before=p["qty"], qty_after=qty)
 
     def _unexplained_now(self, snapshot: Snapshot) -> list[str]:
         known = {r["client_order_id"] for r in self.store.orders()}

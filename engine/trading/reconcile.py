@@ -1,5 +1,9 @@
 """What the broker holds that SQLite cannot explain: positions no bot owns (or owns in another amount), and
-open orders no bot sent. At start-up anything here halts; while running, a difference that persists does."""
+open orders no bot sent. At start-up anything here halts; while running, a difference that persists does.
+
+One difference is explained: crypto fees. Alpaca takes them out of the coins a buy delivers while the order
+reports the gross quantity, so the broker holds a little less than the bots' fills add up to. A shortfall of
+at most CRYPTO_FEE_TOLERANCE is adopted as what the bots own (`fee_shortfalls`), never a surplus."""
 
 from __future__ import annotations
 
@@ -7,6 +11,28 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.brokers.base import Snapshot
+from engine.brokers.symbols import is_crypto
+
+CRYPTO_FEE_TOLERANCE = 0.01  # 1 %: four times the highest taker fee, far below any real mismatch
+
+
+def _held(owned: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    held: dict[str, float] = {}
+    for p in owned:
+        held[p["symbol"]] = held.get(p["symbol"], 0.0) + p["qty"]
+    return held
+
+
+def fee_shortfalls(owned: Iterable[Mapping[str, Any]], snapshot: Snapshot) -> dict[str, float]:
+    """Crypto symbol -> the broker's quantity, where the broker holds less than the bots own by a fee's worth."""
+    if snapshot.positions is None:
+        return {}
+    at_broker = {p.symbol: p.qty for p in snapshot.positions}
+    return {
+        symbol: at_broker[symbol]
+        for symbol, mine in _held(owned).items()
+        if is_crypto(symbol) and symbol in at_broker and 0 < mine - at_broker[symbol] <= CRYPTO_FEE_TOLERANCE * mine
+    }
 
 
 def unexplained(owned: Iterable[Mapping[str, Any]], known_client_ids: set[str], snapshot: Snapshot) -> list[str]:
@@ -14,12 +40,14 @@ def unexplained(owned: Iterable[Mapping[str, Any]], known_client_ids: set[str], 
     if snapshot.positions is None or snapshot.open_orders is None:
         return []
     found = []
-    held: dict[str, float] = {}
-    for p in owned:
-        held[p["symbol"]] = held.get(p["symbol"], 0.0) + p["qty"]
+    owned = list(owned)
+    held = _held(owned)
+    fees = fee_shortfalls(owned, snapshot)
     at_broker = {p.symbol: p.qty for p in snapshot.positions}
     for symbol in sorted(set(held) | set(at_broker)):
         mine, theirs = held.get(symbol, 0.0), at_broker.get(symbol, 0.0)
+        if symbol in fees:
+            continue
         if abs(mine - theirs) > 1e-6 * max(1.0, abs(theirs)):
             found.append(f"position {symbol}: broker {theirs:g}, bots own {mine:g}")
     for order in snapshot.open_orders:

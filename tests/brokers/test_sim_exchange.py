@@ -116,3 +116,10 @@ def test_symbols() -> None:
     assert normalize("BTCUSD", "crypto") == "BTC/USD" and normalize("AAPL", "us_equity") == "AAPL"
     assert occ_symbol("SPY", datetime(2026, 12, 4).date(), "call", 500) == "SPY261204C00500000"
     assert parse_occ("AAPL") is None
+
+
+def test_crypto_fees_come_out_of_what_is_received() -> None:
+    exchange = SimExchange(ManualClock(MONDAY_10AM))
+    order = exchange.submit(OrderRequest("BTC/USD", "buy", "c1", "market", "gtc", qty=0.01))
+    assert order.filled_qty == 0.01  # the order reports the gross quantity, as Alpaca's does
+    assert exchange.position_views()[0].qty == pytest.approx(0.01 * (1 - 0.0025))

@@ -37,3 +37,27 @@ def test_differences_are_named() -> None:
 
 def test_a_failed_read_proves_nothing() -> None:
     assert unexplained([{"symbol": "AAPL", "qty": 3.0}], set(), snapshot(None, ())) == []
+
+
+def crypto(symbol: str, qty: float) -> Position:
+    return Position(symbol, qty, 60_000.0, 60_000.0, qty * 60_000, 0.0, "crypto")
+
+
+def test_a_crypto_fee_shortfall_is_explained_and_adopted() -> None:
+    from engine.trading.reconcile import fee_shortfalls
+
+    owned = [{"symbol": "BTC/USD", "qty": 0.001}]
+    snap = snapshot((crypto("BTC/USD", 0.0009975),), ())  # 0.25 % taken by the fee
+    assert unexplained(owned, set(), snap) == []
+    assert fee_shortfalls(owned, snap) == {"BTC/USD": 0.0009975}
+
+
+def test_more_than_a_fee_or_a_surplus_is_not_a_fee() -> None:
+    from engine.trading.reconcile import fee_shortfalls
+
+    owned = [{"symbol": "BTC/USD", "qty": 0.001}]
+    for broker_qty in (0.0009, 0.0011):
+        snap = snapshot((crypto("BTC/USD", broker_qty),), ())
+        assert fee_shortfalls(owned, snap) == {} and len(unexplained(owned, set(), snap)) == 1
+    stock = snapshot((position("AAPL", 4.99),), ())  # stocks pay no fee in shares
+    assert len(unexplained([{"symbol": "AAPL", "qty": 5.0}], set(), stock)) == 1

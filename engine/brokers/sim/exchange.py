@@ -29,6 +29,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 OPEN_TIME, CLOSE_TIME = time(9, 30), time(16, 0)
 SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.002}  # full spread, as a fraction of the mid
 LIQUIDITY = {"us_equity": 2_000.0, "crypto": 1e9, "us_option": 50.0}  # units per step
+CRYPTO_FEE = {"limit": 0.0015, "market": 0.0025}  # maker and taker rates, Alpaca's lowest tier
 
 
 class SimReject(Exception):
@@ -449,13 +450,17 @@ class SimExchange:
         r = order.request
         mult = self._multiplier(order.asset_class)
         position = self.positions.setdefault(r.symbol, SimPosition(asset_class=order.asset_class))
+        # Crypto pays a fee in the asset credited (as at Alpaca): a buy delivers fewer coins than it filled, a
+        # sell fewer dollars. The order still reports the gross quantity.
+        fee = CRYPTO_FEE[r.order_type] if order.asset_class == "crypto" else 0.0
         if r.side == "buy":
             self.cash -= qty * price * mult
-            total = position.qty + qty
+            received = qty * (1 - fee)
+            total = position.qty + received
             position.avg_price = (position.avg_price * position.qty + price * qty) / total
             position.qty = total
         else:
-            self.cash += qty * price * mult
+            self.cash += qty * price * mult * (1 - fee)
             position.qty -= qty
             if position.qty <= 1e-9:
                 del self.positions[r.symbol]
