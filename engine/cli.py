@@ -71,12 +71,13 @@ def _load(args: argparse.Namespace) -> Report:
     try:
         return load_valid(args.config, args.machines, args.rules, getattr(args, "state_db", None))
     except ConfigError as exc:
-        raise InvalidInput("\n".join(str(p) for p in exc.problems) + f"\n{len(exc.problems)} errors") from None
+        raise InvalidInput(problems_text(exc.problems)) from None
 
 
-def _state_db_path(args: argparse.Namespace, report: Report) -> Path:
-    assert report.config is not None
-    return args.state_db or report.config.resolve(report.config.settings.system.state_db_path)
+def problems_text(problems: Sequence[object]) -> str:
+    """Every problem on its line, then a count: the one format of `--validate` and of every command's errors."""
+    count = len(problems)
+    return "\n".join([*(str(p) for p in problems), f"{count} error{'s' if count != 1 else ''}"])
 
 
 def _machine(report: Report, kind: str) -> MachineSpec:
@@ -94,9 +95,12 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     current = None
     if args.bot:
         from engine.core.store import StateStore
+        from engine.trading.runner import paths_for
 
-        db = _state_db_path(args, report)
+        db, _log = paths_for(report, args.state_db, args.log)
         saved = StateStore(db).machine_state(args.kind, args.bot) if db.exists() else None
+        if saved is None:
+            print(f"no saved state for {args.kind} '{args.bot}' in {db}: showing the initial state", file=sys.stderr)
         current = saved.state if saved else spec.initial
     if args.format == "mermaid":
         _emit(render.mermaid(spec, current), args.output)
@@ -140,7 +144,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     try:
         cases = load_cases(args.machines, report.config, report.machines)
     except ConfigError as exc:
-        raise InvalidInput("\n".join(str(p) for p in exc.problems) + f"\n{len(exc.problems)} errors") from None
+        raise InvalidInput(problems_text(exc.problems)) from None
     failed = 0
     for case in cases:
         outcome = run_case(case, report.config, report.machines, report.book)
@@ -342,10 +346,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"{report.summary()} ({time.perf_counter() - started:.2f} s)")
         return EXIT_OK
-    for problem in report.problems:
-        print(problem)
-    count = len(report.problems)
-    print(f"{count} error{'s' if count != 1 else ''}")
+    print(problems_text(report.problems))
     return EXIT_INVALID
 
 

@@ -112,3 +112,16 @@ def test_svg_diagram_when_the_diagrams_extra_is_installed(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     assert text.lstrip().startswith("<?xml") and "entry_signal" in text and "in_position" in text
+
+
+def test_one_error_is_counted_in_the_singular(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "dte_min: 7", "dte_min: 70")
+    result = run_engine("--validate", "--config", str(project.config))
+    assert result.returncode == 2 and result.stdout.splitlines()[-1] == "1 error"
+    table = run_engine("table", "momentum", "--config", str(project.config))
+    assert table.returncode == 2 and table.stderr.splitlines()[-1] == "1 error"
+
+
+def test_diagram_says_when_a_bot_has_no_saved_state(tmp_path) -> None:
+    result = run_engine("diagram", "momentum", "--bot", "mom_AAPL", "--state-db", str(tmp_path / "none.db"))
+    assert result.returncode == 0 and "no saved state" in result.stderr and "class idle current" in result.stdout
