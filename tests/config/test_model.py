@@ -11,12 +11,14 @@ import pytest
 
 from engine.config.model import BotsConfig, Settings
 from engine.config.schema_check import load_schema
+from engine.paths import SCHEMAS_DIR
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in schema:
-        target = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
+        document, _, pointer = schema["$ref"].partition("#")
+        target = load_schema(document) if document else root
+        for part in pointer.removeprefix("/").split("/"):
             target = target[part]
         schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
     return schema
@@ -59,7 +61,7 @@ def _properties(schema: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield from _properties(sub, f"{path}[{index}]")
 
 
-@pytest.mark.parametrize("schema_name", ["settings.schema.json", "bots.schema.json"])
+@pytest.mark.parametrize("schema_name", sorted(p.name for p in SCHEMAS_DIR.glob("*.schema.json")))
 def test_every_property_has_a_description_and_objects_are_closed(schema_name: str) -> None:
     root = load_schema(schema_name)
     for where, sub in _properties(root, schema_name):
