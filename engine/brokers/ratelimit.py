@@ -47,9 +47,3 @@ class TokenBucket:
             if remaining is not None:
                 self._tokens = min(self._tokens, float(remaining))
                 self._server_empty_until = reset_at if remaining <= 0 else None
-
-    @property
-    def tokens(self) -> float:
-        with self._lock:
-            self._refill(self._clock.now())
-            return self._tokens

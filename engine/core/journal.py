@@ -33,7 +33,6 @@ class Journal:
         self._file: IO[str] = path.open("a", encoding="utf-8")
         self._clock = clock
         self._secrets = tuple(s for s in secrets if s and len(s) >= 8)
-        self.counts: dict[str, int] = {}
 
     def log(self, event: str, **fields: Any) -> None:
         record = {"ts": self._clock.now().astimezone(timezone.utc).isoformat(), "event": event, **fields}
@@ -42,7 +41,6 @@ class Journal:
             if secret in line:
                 line = line.replace(secret, "***")
         self._file.write(line + "\n")
-        self.counts[event] = self.counts.get(event, 0) + 1
 
     def flush(self) -> None:
         self._file.flush()

@@ -59,10 +59,6 @@ class StepResult:
     error: str | None = None
     deferred: bool = False  # a fact was missing because a broker read failed: nothing fired, no halt
 
-    @property
-    def fired(self) -> bool:
-        return self.transition is not None or self.source != self.dest
-
 
 @dataclass
 class MachineRuntime:

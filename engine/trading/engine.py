@@ -75,7 +75,6 @@ class Engine:
     reconciled: bool = False
     ticks: int = 0
     transitions: int = 0
-    halts: int = 0
     bots: list[Bot] = field(default_factory=list)
     _failures: deque[datetime] = field(default_factory=deque)
     _history: dict[str, deque[float]] = field(default_factory=dict)
@@ -84,6 +83,7 @@ class Engine:
     _requests: int = 0
     _orders_this_minute: int = 0
     _room: float = 0.0
+    _realized_today: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         settings = self.config.settings
@@ -193,6 +193,7 @@ class Engine:
         day = self.trading_date(now)
         calls_before = self._broker_calls()
         self.orders.sync(snapshot)
+        self._realized_today = self.store.realized_pnl(day)  # read once: budgets of every bot come from it
         self._adopt_fee_shortfalls(snapshot, now)
         self._remember_prices(snapshot)
         if not self.reconciled:
@@ -289,8 +290,8 @@ class Engine:
             parse_hhmm(cfg.session.manage_until),
         )
         owned = self.store.positions(bot.bot_id)
-        entries_open = self.orders.open_rows(bot.bot_id, "entry")
-        exits_open = self.orders.open_rows(bot.bot_id, "exit")
+        working = self.orders.working(bot.bot_id)
+        entries_open, exits_open = working["entry"], working["exit"]
         last_entry = self.orders.last_entry(bot.bot_id, day)
         quotes = [snapshot.quotes.get(s) for s in bot.symbols]
         quote_age = None if any(q is None for q in quotes) else max((now - q.timestamp).total_seconds() for q in quotes if q)
@@ -381,7 +382,7 @@ class Engine:
         # idle: the PortfolioBot has no budgets of its own (disabled), but the fallback may still apply
         if allocation is None or self.portfolio_model.state not in ("armed", "idle"):
             return None
-        lost = min(0.0, self.store.realized_pnl(day).get(bot.bot_id, 0.0))
+        lost = min(0.0, self._realized_today.get(bot.bot_id, 0.0))
         return max(0.0, allocation.budget_usd + lost)
 
     # --- stepping ------------------------------------------------------------------------------------------
@@ -418,7 +419,6 @@ class Engine:
                 until = now + timedelta(minutes=self.config.bots.exitbot.cooloff_minutes)
                 reason = "kill condition: " + ", ".join(conditions)
                 self.store.start_halt(SYSTEM_SCOPE, reason, conditions, flatten, now, until)
-                self.halts += 1
                 self.journal.log("halt", reason=reason, conditions=list(conditions), flatten=flatten, until=until)
                 facts["flatten_requested"] = flatten
                 facts["halt_active"] = True
@@ -508,7 +508,7 @@ class Engine:
 
     def _close_bot(self, bot: Bot, day: date, reason: str) -> None:
         """Exit orders for every owned position of the bot that has no working exit order: reduce-only."""
-        busy = {r["symbol"] for r in self.orders.open_rows(bot.bot_id, "exit")}
+        busy = {r["symbol"] for r in self.orders.working(bot.bot_id)["exit"]}
         for position in self.store.positions(bot.bot_id):
             symbol = position["symbol"]
             if symbol in busy:
@@ -603,7 +603,6 @@ class Engine:
                     "transition", machine="system", bot="system", trigger="anomaly", guards=[], **{"from": source, "to": "halted"}
                 )
                 self.transitions += 1
-        self.halts += 1
         self.journal.log(
             "halt", reason=reason, conditions=["anomaly_halt"], flatten=False, until=now + timedelta(minutes=minutes)
         )

@@ -28,7 +28,6 @@ from engine.core.store import StateStore
 LOCAL_OPEN = ("pending", "unknown")
 BROKER_OPEN = tuple(sorted(Order.OPEN_STATUSES))
 OPEN = LOCAL_OPEN + BROKER_OPEN
-FAILED_END = ("canceled", "expired", "rejected", "not_sent")
 RESEND_WITHIN = timedelta(seconds=60)
 
 
@@ -56,39 +55,26 @@ class OrderManager:
     def record_intent(self, bot_id: str, day: date, purpose: str, request: OrderRequest, reason: str) -> None:
         """Commit the intent (inside the tick's transaction), before anything is sent."""
         now = self.clock.now().isoformat()
-        self.store.add_order(
-            {
-                "client_order_id": request.client_order_id,
-                "bot_id": bot_id,
-                "trading_date": day.isoformat(),
-                "purpose": purpose,
-                "symbol": request.symbol,
-                "side": request.side,
-                "qty": request.qty,
-                "notional": request.notional,
-                "order_type": request.order_type,
-                "limit_price": request.limit_price,
-                "time_in_force": request.time_in_force,
-                "status": "pending",
-                "reason": reason,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        self.journal.log(
-            "order",
-            action="intent",
-            bot=bot_id,
-            purpose=purpose,
-            client_order_id=request.client_order_id,
-            symbol=request.symbol,
-            side=request.side,
-            qty=request.qty,
-            notional=request.notional,
-            order_type=request.order_type,
-            limit_price=request.limit_price,
-            reason=reason,
-        )
+        row = {
+            "client_order_id": request.client_order_id,
+            "bot_id": bot_id,
+            "trading_date": day.isoformat(),
+            "purpose": purpose,
+            "symbol": request.symbol,
+            "side": request.side,
+            "qty": request.qty,
+            "notional": request.notional,
+            "order_type": request.order_type,
+            "limit_price": request.limit_price,
+            "time_in_force": request.time_in_force,
+            "status": "pending",
+            "reason": reason,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.store.add_order(row)
+        logged = {k: v for k, v in row.items() if k not in ("bot_id", "trading_date", "status", "created_at", "updated_at")}
+        self.journal.log("order", action="intent", bot=bot_id, **logged)
 
     @staticmethod
     def request_of(row: dict[str, Any]) -> OrderRequest:
@@ -271,8 +257,12 @@ class OrderManager:
 
     # --- reading -------------------------------------------------------------------------------------------
 
-    def open_rows(self, bot_id: str, purpose: str) -> list[dict[str, Any]]:
-        return [r for r in self.store.orders(statuses=OPEN, bot_id=bot_id) if r["purpose"] == purpose]
+    def working(self, bot_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The bot's orders not yet ended, by purpose ("entry", "exit"), from one query."""
+        by_purpose: dict[str, list[dict[str, Any]]] = {"entry": [], "exit": []}
+        for row in self.store.orders(statuses=OPEN, bot_id=bot_id):
+            by_purpose.setdefault(row["purpose"], []).append(row)
+        return by_purpose
 
     def last_entry(self, bot_id: str, day: date) -> dict[str, Any] | None:
         rows = [r for r in self.store.orders(bot_id=bot_id) if r["purpose"] == "entry" and r["trading_date"] == day.isoformat()]
