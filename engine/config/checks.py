@@ -6,7 +6,6 @@ the file they read passed its schema (a check cannot reason about a value of the
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -15,6 +14,7 @@ from engine.config.errors import Problem
 from engine.config.model import BotsConfig, MomentumBotConfig, OptionsBotConfig, Settings, TradingBotConfig
 from engine.config.yaml_source import YamlDocument
 from engine.core.clock import parse_hhmm
+from engine.core.names import did_you_mean
 
 
 def trading_bots(bots: BotsConfig) -> Iterator[tuple[tuple[str | int, ...], TradingBotConfig]]:
@@ -40,8 +40,7 @@ def timezone_exists(settings: Settings, doc: YamlDocument) -> list[Problem]:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        guess = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
-        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        hint = did_you_mean(name, available_timezones())
         return [doc.problem(("system", "timezone"), f"'{name}' is not a known time zone{hint}")]
     return []
 
@@ -151,8 +150,7 @@ def signal_modes_known(bots: BotsConfig, doc: YamlDocument, signals: Mapping[str
     for path, bot in trading_bots(bots):
         mode = bot.signal.mode
         if mode not in signals:
-            guess = difflib.get_close_matches(mode, sorted(signals), n=1)
-            hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known: {', '.join(sorted(signals))})"
+            hint = did_you_mean(mode, signals, list_when_none=True)
             problems.append(doc.problem((*path, "signal", "mode"), f"no signal implements mode '{mode}'{hint}"))
             continue
         if bot_kind(bot) not in signals[mode].kinds:

@@ -6,7 +6,6 @@ walks `iter_errors` and turns each into a `Problem` at the offending key or valu
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from referencing.jsonschema import DRAFT202012
 
 from engine.config.errors import ConfigError, Problem
 from engine.config.yaml_source import YamlDocument, load_yaml
+from engine.core.names import nearest
 from engine.paths import SCHEMAS_DIR, shown
 
 
@@ -76,8 +76,8 @@ def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
         allowed = sorted(error.schema.get("properties", {}))
         problems = []
         for key in _unknown_keys(error):
-            guess = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean '{guess[0]}'?)" if guess else f" (allowed: {', '.join(allowed)})"
+            guess = nearest(key, allowed)
+            hint = f" (did you mean '{guess}'?)" if guess else f" (allowed: {', '.join(allowed)})"
             problems.append(doc.problem([*path, key], f"unknown key '{key}'{hint}", of_key=True))
         return problems
     if error.validator == "required":

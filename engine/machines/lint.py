@@ -13,11 +13,12 @@ from collections.abc import Mapping
 
 from engine.config.errors import Problem
 from engine.config.model import KillConditions
+from engine.core.names import unknown_name_message
 from engine.machines.actions import actions_for
 from engine.machines.runtime import MachineModel
 from engine.machines.spec import MachineSpec
 from engine.rules import conditions
-from engine.rules.book import RuleBook, compile_rules, unknown_name_message
+from engine.rules.book import RuleBook, compile_rules
 
 CANONICAL_STATES = {
     "momentum": ("idle", "armed", "in_position", "managing", "halted"),

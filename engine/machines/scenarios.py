@@ -8,7 +8,6 @@ threshold edited in bots.yaml changes the outcome here exactly as it would in a 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config
 from engine.config.schema_check import load_checked
 from engine.config.yaml_source import YamlDocument
+from engine.core.names import unknown_name_message
 from engine.machines.runtime import MachineModel, build_runtime
 from engine.machines.spec import MachineSpec
 from engine.rules.book import RuleBook
@@ -97,9 +97,7 @@ def _cases_of(doc: YamlDocument, config: Config, specs: Mapping[str, MachineSpec
         for key, where in (("state", (*at, "state")), ("expect", (*at, "expect", "state"))):
             name = case[key] if key == "state" else case["expect"]["state"]
             if name not in spec.states:
-                guess = difflib.get_close_matches(name, sorted(spec.states), n=1)
-                hint = f" (did you mean '{guess[0]}'?)" if guess else ""
-                problems.append(doc.problem(where, f"unknown state '{name}'{hint}"))
+                problems.append(doc.problem(where, unknown_name_message("state", name, spec.states)))
         facts = {**(data.get("facts") or {}), **(case.get("facts") or {})}
         line = doc.position(at)[0]
         yield Case(doc.path, line, kind, bot_id, case["name"], case["state"], facts, case["expect"])
@@ -110,9 +108,7 @@ def _check_facts(
 ) -> None:
     for name in facts:
         if name not in known:
-            guess = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f" (did you mean '{guess[0]}'?)" if guess else ""
-            problems.append(doc.problem((*path, name), f"unknown fact '{name}'{hint}", of_key=True))
+            problems.append(doc.problem((*path, name), unknown_name_message("fact", name, known), of_key=True))
 
 
 def run_case(case: Case, config: Config, specs: Mapping[str, MachineSpec], book: RuleBook) -> Outcome:

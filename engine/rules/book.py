@@ -7,7 +7,6 @@ before the market opens. Nothing here uses `eval`.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,6 +18,7 @@ import rule_engine
 from engine.config.errors import ConfigError, Problem
 from engine.config.schema_check import load_checked
 from engine.config.yaml_source import YamlDocument
+from engine.core.names import did_you_mean, unknown_name_message
 from engine.paths import shown
 from engine.rules import builtins, conditions
 from engine.rules.errors import GuardError, MissingFact
@@ -120,8 +120,7 @@ def _check_signals(book: RuleBook) -> list[Problem]:
     for entry in book.signals.values():
         implementation = entry.body["implementation"]
         if implementation not in SIGNALS:
-            guess = difflib.get_close_matches(implementation, sorted(SIGNALS), n=1)
-            hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+            hint = did_you_mean(implementation, SIGNALS)
             message = f"no function '{implementation}' in engine/strategy/signals.py{hint}"
             problems.append(entry.problem("implementation", message))
     return problems
@@ -185,8 +184,7 @@ def _builtin_predicate(entry: Entry, kind: str, problems: list[Problem]) -> Pred
     name = entry.body["builtin"]
     spec = builtins.BUILTINS.get(name)
     if spec is None:
-        guess = difflib.get_close_matches(name, sorted(builtins.BUILTINS), n=1)
-        hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known: {', '.join(sorted(builtins.BUILTINS))})"
+        hint = did_you_mean(name, builtins.BUILTINS, list_when_none=True)
         problems.append(entry.problem("builtin", f"unknown built-in guard '{name}'{hint}"))
         return None
     params = dict(entry.body.get("params") or {})
@@ -217,8 +215,7 @@ def _param_problem(value: Any, kind: str, facts: Mapping[str, Fact]) -> str | No
     def unknown(name: Any) -> str | None:
         if isinstance(name, str) and name in facts:
             return None
-        guess = difflib.get_close_matches(str(name), sorted(facts), n=1)
-        return f"unknown fact '{name}'" + (f" (did you mean '{guess[0]}'?)" if guess else "")
+        return unknown_name_message("fact", str(name), facts)
 
     if kind == "fact":
         return unknown(value)
@@ -367,7 +364,3 @@ def _compile_guard(
     return holds
 
 
-def unknown_name_message(what: str, name: str, known: Iterable[str]) -> str:
-    """`unknown guard 'x' (did you mean 'y'?)`: the one wording for every unknown name."""
-    guess = difflib.get_close_matches(name, sorted(known), n=1)
-    return f"unknown {what} '{name}'" + (f" (did you mean '{guess[0]}'?)" if guess else "")
