@@ -46,3 +46,11 @@ def asset_class_of(symbol: str) -> str:
     if is_crypto(symbol):
         return "crypto"
     return "us_option" if parse_occ(symbol) else "us_equity"
+
+
+OPTION_CONTRACT_SIZE = 100.0  # shares per US equity option contract
+
+
+def contract_multiplier(symbol: str) -> float:
+    """Dollars per unit of price per unit of quantity: 100 for an option contract, 1 for shares and coins."""
+    return OPTION_CONTRACT_SIZE if asset_class_of(symbol) == "us_option" else 1.0

@@ -7,9 +7,10 @@ SQLite files in temporary folders, never a mock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -54,6 +55,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: every per-tick read is an index range whose size does not grow with history
+    """
+    CREATE INDEX orders_by_day ON orders (trading_date, purpose, bot_id);
+    CREATE INDEX orders_by_created ON orders (created_at);
+    CREATE INDEX halts_open ON halts (scope) WHERE ended_at IS NULL;
+    """,
 )
 SYSTEM_SCOPE = "system"
 
@@ -64,6 +71,66 @@ class MachineState:
     bot_id: str
     state: str
     since: datetime
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """One order as the engine recorded it: the intent, then the broker's latest answer."""
+
+    client_order_id: str
+    bot_id: str
+    trading_date: date
+    purpose: str  # "entry" or "exit"
+    symbol: str
+    side: str
+    qty: float | None
+    notional: float | None
+    order_type: str
+    limit_price: float | None
+    time_in_force: str
+    status: str
+    broker_order_id: str | None
+    filled_qty: float
+    filled_avg_price: float | None
+    reason: str
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_db(cls, r: sqlite3.Row) -> OrderRow:
+        return cls(
+            r["client_order_id"],
+            r["bot_id"],
+            date.fromisoformat(r["trading_date"]),
+            r["purpose"],
+            r["symbol"],
+            r["side"],
+            r["qty"],
+            r["notional"],
+            r["order_type"],
+            r["limit_price"],
+            r["time_in_force"],
+            r["status"],
+            r["broker_order_id"],
+            float(r["filled_qty"] or 0.0),
+            r["filled_avg_price"],
+            r["reason"],
+            r["error"],
+            datetime.fromisoformat(r["created_at"]),
+            datetime.fromisoformat(r["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    """What one bot owns of one symbol, built from its own fills."""
+
+    bot_id: str
+    symbol: str
+    qty: float
+    avg_entry_price: float
+    opened_at: datetime
 
 
 @dataclass(frozen=True)
@@ -104,6 +171,7 @@ class StateStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._in_transaction = False
+        self.statements = 0  # reads and writes run so far: the bench prints them per tick
         self._migrate()
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -142,12 +210,14 @@ class StateStore:
             self._in_transaction = False
 
     def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        self.statements += 1
         if not self._in_transaction:
             with self.transaction():
                 return self._conn.execute(sql, params)
         return self._conn.execute(sql, params)
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        self.statements += 1
         return self._conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
@@ -175,11 +245,13 @@ class StateStore:
 
     # --- orders --------------------------------------------------------------------------------------------
 
-    def add_order(self, row: dict[str, Any]) -> None:
+    def add_order(self, row: OrderRow) -> None:
         """Record an order intent (status 'pending') before it is sent."""
-        columns = ", ".join(row)
-        marks = ", ".join(f":{k}" for k in row)
-        self._write(f"INSERT INTO orders ({columns}) VALUES ({marks})", row)
+        values = dataclasses.asdict(row)
+        values.update(trading_date=row.trading_date.isoformat(), created_at=_ts(row.created_at), updated_at=_ts(row.updated_at))
+        columns = ", ".join(values)
+        marks = ", ".join(f":{k}" for k in values)
+        self._write(f"INSERT INTO orders ({columns}) VALUES ({marks})", values)
 
     def update_order(self, client_order_id: str, now: datetime, **changes: Any) -> None:
         sets = ", ".join(f"{k} = :{k}" for k in changes)
@@ -188,28 +260,67 @@ class StateStore:
             {**changes, "updated_at": _ts(now), "cid": client_order_id},
         )
 
-    def order(self, client_order_id: str) -> dict[str, Any] | None:
+    def order(self, client_order_id: str) -> OrderRow | None:
         rows = self._rows("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
-        return dict(rows[0]) if rows else None
+        return OrderRow.from_db(rows[0]) if rows else None
 
-    def orders(self, *, statuses: tuple[str, ...] | None = None, bot_id: str | None = None) -> list[dict[str, Any]]:
+    def orders(
+        self, *, statuses: Iterable[str] | None = None, bot_id: str | None = None, day: date | None = None
+    ) -> list[OrderRow]:
+        """Orders in creation order. Per-tick callers pass `statuses` (open ones: an index range that does not
+        grow with history) or `day`; the unfiltered form is for reports and tests."""
         sql, params = "SELECT * FROM orders WHERE 1=1", []
-        if statuses:
-            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
-            params += list(statuses)
+        if statuses is not None:
+            wanted = sorted(statuses)
+            sql += f" AND status IN ({', '.join('?' for _ in wanted)})"
+            params += wanted
         if bot_id:
             sql += " AND bot_id = ?"
             params.append(bot_id)
-        return [dict(r) for r in self._rows(sql + " ORDER BY created_at, client_order_id", tuple(params))]
+        if day is not None:
+            sql += " AND trading_date = ?"
+            params.append(day.isoformat())
+        return [OrderRow.from_db(r) for r in self._rows(sql + " ORDER BY created_at, client_order_id", tuple(params))]
+
+    def last_entries(self, day: date) -> dict[str, OrderRow]:
+        """Each bot's latest entry order of `day`, from one query over that day's orders only."""
+        rows = self._rows(
+            "SELECT * FROM orders WHERE rowid IN (SELECT max(rowid) FROM orders WHERE trading_date = ? AND purpose = 'entry' "
+            "GROUP BY bot_id)",  # rowids grow with insertion: the latest intent of each bot
+            (day.isoformat(),),
+        )
+        return {r["bot_id"]: OrderRow.from_db(r) for r in rows}
+
+    def known_client_order_ids(self, client_order_ids: Iterable[str]) -> set[str]:
+        """Which of these ids we sent: primary-key lookups, whatever the size of the history."""
+        wanted = list(dict.fromkeys(client_order_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):  # SQLite caps the number of parameters of one statement
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(
+                r[0] for r in self._rows(f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})", tuple(chunk))
+            )
+        return found
+
+    def last_trading_date(self) -> date | None:
+        """The latest trading date any order was recorded on."""
+        value = self._rows("SELECT max(trading_date) FROM orders")[0][0]
+        return date.fromisoformat(value) if value else None
 
     def orders_since(self, since: datetime) -> int:
         return int(self._rows("SELECT COUNT(*) FROM orders WHERE created_at >= ?", (_ts(since),))[0][0])
 
     # --- owned positions -----------------------------------------------------------------------------------
 
-    def positions(self, bot_id: str | None = None) -> list[dict[str, Any]]:
+    def positions(self, bot_id: str | None = None) -> list[PositionRow]:
         sql = "SELECT * FROM positions" + (" WHERE bot_id = ?" if bot_id else "") + " ORDER BY bot_id, symbol"
-        return [dict(r) for r in self._rows(sql, (bot_id,) if bot_id else ())]
+        return [
+            PositionRow(
+                r["bot_id"], r["symbol"], float(r["qty"]), float(r["avg_entry_price"]), datetime.fromisoformat(r["opened_at"])
+            )
+            for r in self._rows(sql, (bot_id,) if bot_id else ())
+        ]
 
     def set_position(self, bot_id: str, symbol: str, qty: float, avg_entry_price: float, opened_at: datetime) -> None:
         if abs(qty) < 1e-12:

@@ -23,7 +23,7 @@ from engine.machines.actions import Intent
 from engine.machines.spec import MachineSpec, TransitionSpec
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, RuleBook, compile_rules
-from engine.rules.errors import MissingFact
+from engine.rules.errors import GuardError, MissingFact
 
 GuardEvaluator = Callable[[str, Mapping[str, Any]], bool]
 HALTED = "halted"
@@ -38,9 +38,7 @@ class MachineModel:
         self.bot_id = bot_id
         self.facts: Mapping[str, Any] = {}
         self.intents: list[Intent] = []
-        self.guards_held: list[str] = []
-        self.guard_error: BaseException | None = None
-        self.candidate: int | None = None
+        self.candidate: int | None = None  # the transition the guards selected, while it fires
 
     def __repr__(self) -> str:
         return f"MachineModel({self.bot_id!r}, state={getattr(self, 'state', None)!r})"
@@ -60,10 +58,17 @@ class StepResult:
     deferred: bool = False  # a fact was missing because a broker read failed: nothing fired, no halt
 
 
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
 @dataclass
 class MachineRuntime:
+    """`evaluate_guard(name, facts)` answers one named guard. `guards` (name -> compiled callable), when
+    given, lets each transition's `when:` be compiled once into one callable: the fast path of the tick."""
+
     spec: MachineSpec
     evaluate_guard: GuardEvaluator
+    guards: Mapping[str, Predicate] | None = None
     machine: Machine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,36 +81,48 @@ class MachineRuntime:
             send_event=True,
             ignore_invalid_triggers=True,
         )
+        self._when: dict[int, Predicate] = {t.index: self._compile(t.when) for t in self.spec.transitions}
+        self._candidates: dict[str, tuple[TransitionSpec, ...]] = {
+            state: self.spec.from_state(state) for state in self.spec.states
+        }
+
+    def _compile(self, condition: conditions.Condition) -> Predicate:
+        """One callable for a `when:` tree, short-circuiting left to right like `conditions.evaluate`."""
+        if isinstance(condition, conditions.Ref):
+            name = condition.name
+            if self.guards is not None and name in self.guards:
+                return self.guards[name]
+            evaluate = self.evaluate_guard
+            return lambda facts: evaluate(name, facts)
+        if isinstance(condition, conditions.Not):
+            inner = self._compile(condition.item)
+            return lambda facts: not inner(facts)
+        parts = tuple(self._compile(item) for item in condition.items)
+        if isinstance(condition, conditions.All):
+            if not parts:
+                return lambda facts: True
+            if len(parts) == 1:
+                return parts[0]
+            return lambda facts: all(part(facts) for part in parts)
+        if len(parts) == 1:
+            return parts[0]
+        return lambda facts: any(part(facts) for part in parts)
 
     def _transition_config(self, spec: TransitionSpec) -> dict[str, Any]:
         return {
             "trigger": spec.trigger,
             "source": list(spec.sources),
             "dest": spec.dest,
-            "conditions": [self._condition(spec)],
+            "conditions": [self._selected(spec)],
             "after": [self._action(name, spec.trigger) for name in spec.actions],
         }
 
-    def _condition(self, spec: TransitionSpec) -> Callable[[EventData], bool]:
+    @staticmethod
+    def _selected(spec: TransitionSpec) -> Callable[[EventData], bool]:
+        """The guards were evaluated before the trigger: only the transition they selected may pass."""
+
         def condition(event: EventData) -> bool:
-            model: MachineModel = event.model
-            if model.candidate != spec.index:  # only the transition being tried may pass
-                return False
-            held: list[str] = []
-
-            def holds(name: str) -> bool:
-                result = self.evaluate_guard(name, model.facts)
-                if result:
-                    held.append(name)
-                return result
-
-            try:
-                passed = conditions.evaluate(spec.when, holds)
-            except Exception as exc:  # fail closed: the transition does not fire and the bot halts
-                model.guard_error = exc
-                return False
-            model.guards_held = held
-            return passed
+            return bool(event.model.candidate == spec.index)
 
         return condition
 
@@ -129,29 +146,56 @@ class MachineRuntime:
     def step(self, model: MachineModel, facts: Mapping[str, Any], *, reads_failed: bool = False) -> StepResult:
         """Fire the first transition whose guards hold. A guard that raises fails closed: nothing fires and the
         model is halted, except when `reads_failed` (a broker read failed this tick) and the guard only lacked a
-        fact: then nothing fires and the step is simply deferred to the next tick."""
+        fact: then nothing fires and the step is simply deferred to the next tick.
+
+        The guards are evaluated here, outside `transitions`; `transitions` then fires the one transition they
+        selected, with its callbacks, so its trigger machinery runs only when something happens."""
         source = model.state
+        for candidate in self._candidates[source]:
+            try:
+                if not self._when[candidate.index](facts):
+                    continue
+            except Exception as exc:  # fail closed: the transition does not fire and the bot halts
+                error = f"{candidate.trigger}: {_named(exc, candidate, self.evaluate_guard, facts)}"
+                if reads_failed and _missing_fact(exc):
+                    return StepResult(model.bot_id, source, source, error=error, deferred=True)
+                if HALTED in self.spec.states and source != HALTED:
+                    self.force_halt(model)
+                return StepResult(model.bot_id, source, model.state, error=error)
+            return self._fire(model, candidate, facts)
+        return StepResult(model.bot_id, source, source)
+
+    def _fire(self, model: MachineModel, candidate: TransitionSpec, facts: Mapping[str, Any]) -> StepResult:
+        source = model.state
+        held: list[str] = []
+
+        def holds(name: str) -> bool:
+            result = self.evaluate_guard(name, facts)
+            if result:
+                held.append(name)
+            return result
+
+        conditions.evaluate(candidate.when, holds)  # again, only to name the guards that held, for the log
         model.facts = facts
         model.intents = []
-        model.guards_held = []
-        model.guard_error = None
+        model.candidate = candidate.index
         try:
-            for candidate in self.spec.from_state(source):
-                model.candidate = candidate.index
-                if model.trigger(candidate.trigger):
-                    return StepResult(
-                        model.bot_id, source, model.state, candidate, tuple(model.intents), tuple(model.guards_held)
-                    )
-                if model.guard_error is not None:
-                    error = f"{candidate.trigger}: {model.guard_error}"
-                    if reads_failed and _missing_fact(model.guard_error):
-                        return StepResult(model.bot_id, source, source, error=error, deferred=True)
-                    if HALTED in self.spec.states and source != HALTED:
-                        self.force_halt(model)
-                    return StepResult(model.bot_id, source, model.state, error=error)
+            model.trigger(candidate.trigger)
         finally:
             model.candidate = None
-        return StepResult(model.bot_id, source, source)
+        return StepResult(model.bot_id, source, model.state, candidate, tuple(model.intents), tuple(held))
+
+
+def _named(error: BaseException, candidate: TransitionSpec, evaluate: GuardEvaluator, facts: Mapping[str, Any]) -> BaseException:
+    """The error as the named guard that raised it: a compiled `when:` raises the bare cause, so the guards
+    are walked once more, one by one, to find which."""
+    if isinstance(error, GuardError):
+        return error
+    try:
+        conditions.evaluate(candidate.when, lambda name: evaluate(name, facts))
+    except Exception as named:
+        return named
+    return error
 
 
 def _missing_fact(error: BaseException | None) -> bool:
@@ -168,4 +212,4 @@ def build_runtime(spec: MachineSpec, book: RuleBook) -> tuple[MachineRuntime, Co
     compiled, problems = compile_rules(book, spec.kind, needed=spec.guards_used())
     if problems:
         raise ConfigError(problems)
-    return MachineRuntime(spec, compiled.guard_holds), compiled
+    return MachineRuntime(spec, compiled.guard_holds, compiled.guards), compiled

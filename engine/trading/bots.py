@@ -1,19 +1,30 @@
-"""A trading bot at run time: its config, its machine model, the symbols it watches, its signal."""
+"""A trading bot at run time: its config, its machine model, the symbols it watches, its signal, and the
+little it must remember from one tick to the next (`BotMemory`), kept apart so that everything else about a
+tick can be computed from the view alone."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from typing import Any
 
-from engine.brokers.base import OptionContract, OrderRequest
 from engine.config.checks import bot_kind
 from engine.config.model import CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, TradingBotConfig
+from engine.core.clock import parse_hhmm
 from engine.machines.runtime import MachineModel
 from engine.rules.book import RuleBook
 from engine.rules.facts import bot_config_values
 from engine.strategy.signals import SIGNALS, SignalFunction
+
+
+@dataclass
+class BotMemory:
+    """What a bot carries from one tick to the next, written only by the engine's tick."""
+
+    last_failed_checks: tuple[str, ...] | None = None  # logged when it changes
+    entry_blocked: bool = False  # the gate refused the entry the machine asked for; `entry_failed` says so
+    size_blocked_on: date | None = None  # the day an unsizeable signal was last logged (once a day)
 
 
 @dataclass
@@ -25,13 +36,11 @@ class Bot:
     signal: SignalFunction
     signal_params: Mapping[str, Any]
     config_facts: dict[str, Any]
-    signal_symbol: str | None = None
-    last_failed_checks: tuple[str, ...] | None = None
-    entry_blocked: bool = False
-    size_blocked_on: date | None = None  # the day an unsizeable signal was last logged
-    planned_entry: OrderRequest | None = None
-    planned_contract: OptionContract | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
+    trade_start: time
+    trade_end: time
+    manage_until: time
+    trades_around_the_clock: bool
+    memory: BotMemory = field(default_factory=BotMemory)
 
     @property
     def bot_id(self) -> str:
@@ -54,6 +63,7 @@ def make_bot(config: TradingBotConfig, book: RuleBook) -> Bot:
     declared = book.signals[config.signal.mode].body
     params = {name: spec["default"] for name, spec in (declared.get("params") or {}).items()}
     params.update(config.signal.params)
+    session = config.session
     return Bot(
         config=config,
         kind=kind,
@@ -62,4 +72,8 @@ def make_bot(config: TradingBotConfig, book: RuleBook) -> Bot:
         signal=SIGNALS[declared["implementation"]],
         signal_params=params,
         config_facts=bot_config_values(config),
+        trade_start=parse_hhmm(session.trade_start),
+        trade_end=parse_hhmm(session.trade_end),
+        manage_until=parse_hhmm(session.manage_until),
+        trades_around_the_clock=isinstance(config, CryptoBotConfig),
     )

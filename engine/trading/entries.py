@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import date
 
 from engine.brokers.base import OptionContract, OrderRequest, Snapshot
+from engine.brokers.symbols import contract_multiplier
 from engine.config.model import ChainRules, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, TradingBotConfig
-from engine.trading.orders import multiplier
 from engine.trading.portfolio import shares_for
 
 UNNUMBERED = ""  # the client_order_id is given when the gate grants the entry
@@ -32,7 +32,7 @@ def cost_usd(request: OrderRequest, snapshot: Snapshot) -> float:
     quote = snapshot.quotes.get(request.symbol)
     chain_ask = next((c.ask for chain in snapshot.option_chains.values() for c in chain if c.symbol == request.symbol), None)
     price = request.limit_price or (quote.ask if quote else chain_ask) or 0.0
-    return (request.qty or 0.0) * price * multiplier(request.symbol)
+    return (request.qty or 0.0) * price * contract_multiplier(request.symbol)
 
 
 def choose_contract(rules: ChainRules, underlying: str, snapshot: Snapshot, day: date) -> OptionContract | None:

@@ -1,12 +1,13 @@
 """Orders: deterministic client_order_ids, intents committed before they are sent, no blind re-POSTs.
 
-The life of an order here:
+The life of an order is the table in engine/core/order_lifecycle.py. In short:
   pending  -> the intent is committed to SQLite (before any request is made)
   (sent)   -> the broker's answer is recorded: accepted, filled, ... or rejected
   unknown  -> the send failed and the lookup could not tell; looked up again every tick
   not_sent -> lookups proved the broker never got it
 After any error the order is looked up by client_order_id; a POST is repeated only for an intent that
 provably never reached the broker, with the same client_order_id (which the broker refuses to accept twice).
+Every order event is flushed to the JSONL before the request it describes leaves the process.
 
 Fills move the bot's owned positions (SQLite `positions`), from which exits are sized and the broker's
 positions are reconciled.
@@ -14,25 +15,38 @@ positions are reconciled.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from engine.brokers.base import Broker, BrokerError, Order, OrderRequest, Snapshot
-from engine.brokers.symbols import asset_class_of
+from engine.brokers.symbols import contract_multiplier
+from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import StateStore
+from engine.core.store import OrderRow, StateStore
 
-LOCAL_OPEN = ("pending", "unknown")
-BROKER_OPEN = tuple(sorted(Order.OPEN_STATUSES))
-OPEN = LOCAL_OPEN + BROKER_OPEN
 RESEND_WITHIN = timedelta(seconds=60)
 
 
-def multiplier(symbol: str) -> float:
-    return 100.0 if asset_class_of(symbol) == "us_option" else 1.0
+def client_order_id(bot_id: str, day: date, sequence: int) -> str:
+    """Deterministic: the same bot, day and sequence always give the same id, so a resend cannot double."""
+    return f"{bot_id}-{day:%Y%m%d}-{sequence:04d}"
+
+
+def request_of(row: OrderRow) -> OrderRequest:
+    return OrderRequest(
+        symbol=row.symbol,
+        side=row.side,  # type: ignore[arg-type]  # written from an OrderRequest, so one of its literals
+        client_order_id=row.client_order_id,
+        order_type=row.order_type,  # type: ignore[arg-type]  # as above
+        time_in_force=row.time_in_force,  # type: ignore[arg-type]  # as above
+        qty=row.qty,
+        notional=row.notional,
+        limit_price=row.limit_price,
+    )
 
 
 @dataclass
@@ -49,45 +63,49 @@ class OrderManager:
     # --- intents -------------------------------------------------------------------------------------------
 
     def next_client_order_id(self, bot_id: str, day: date) -> str:
-        sequence = self.store.bump_counter(day, bot_id, "order_seq")
-        return f"{bot_id}-{day:%Y%m%d}-{sequence:04d}"
+        return client_order_id(bot_id, day, self.store.bump_counter(day, bot_id, "order_seq"))
 
-    def record_intent(self, bot_id: str, day: date, purpose: str, request: OrderRequest, reason: str) -> None:
+    def record_intent(self, bot_id: str, day: date, purpose: str, request: OrderRequest, reason: str) -> OrderRow:
         """Commit the intent (inside the tick's transaction), before anything is sent."""
-        now = self.clock.now().isoformat()
-        row = {
-            "client_order_id": request.client_order_id,
-            "bot_id": bot_id,
-            "trading_date": day.isoformat(),
-            "purpose": purpose,
-            "symbol": request.symbol,
-            "side": request.side,
-            "qty": request.qty,
-            "notional": request.notional,
-            "order_type": request.order_type,
-            "limit_price": request.limit_price,
-            "time_in_force": request.time_in_force,
-            "status": "pending",
-            "reason": reason,
-            "created_at": now,
-            "updated_at": now,
-        }
-        self.store.add_order(row)
-        logged = {k: v for k, v in row.items() if k not in ("bot_id", "trading_date", "status", "created_at", "updated_at")}
-        self.journal.log("order", action="intent", bot=bot_id, **logged)
-
-    @staticmethod
-    def request_of(row: dict[str, Any]) -> OrderRequest:
-        return OrderRequest(
-            symbol=row["symbol"],
-            side=row["side"],
-            client_order_id=row["client_order_id"],
-            order_type=row["order_type"],
-            time_in_force=row["time_in_force"],
-            qty=row["qty"],
-            notional=row["notional"],
-            limit_price=row["limit_price"],
+        now = self.clock.now()
+        row = OrderRow(
+            client_order_id=request.client_order_id,
+            bot_id=bot_id,
+            trading_date=day,
+            purpose=purpose,
+            symbol=request.symbol,
+            side=request.side,
+            qty=request.qty,
+            notional=request.notional,
+            order_type=request.order_type,
+            limit_price=request.limit_price,
+            time_in_force=request.time_in_force,
+            status="pending",
+            broker_order_id=None,
+            filled_qty=0.0,
+            filled_avg_price=None,
+            reason=reason,
+            error=None,
+            created_at=now,
+            updated_at=now,
         )
+        self.store.add_order(row)
+        self.journal.log(
+            "order",
+            action="intent",
+            bot=bot_id,
+            client_order_id=row.client_order_id,
+            purpose=purpose,
+            symbol=row.symbol,
+            side=row.side,
+            qty=row.qty,
+            notional=row.notional,
+            order_type=row.order_type,
+            limit_price=row.limit_price,
+            time_in_force=row.time_in_force,
+            reason=reason,
+        )
+        return row
 
     # --- sending -------------------------------------------------------------------------------------------
 
@@ -95,17 +113,17 @@ class OrderManager:
         for row in self.store.orders(statuses=("pending",)):
             self._send(row)
 
-    def _send(self, row: dict[str, Any]) -> None:
-        cid = row["client_order_id"]
+    def _send(self, row: OrderRow) -> None:
+        self.journal.flush()  # the intent is on disk before the request leaves
         try:
-            order = self.broker.submit_order(self.request_of(row))
+            order = self.broker.submit_order(request_of(row))
         except BrokerError as exc:
             self.on_failure(exc)
             self.journal.log(
                 "order",
                 action="send_failed",
-                bot=row["bot_id"],
-                client_order_id=cid,
+                bot=row.bot_id,
+                client_order_id=row.client_order_id,
                 kind=exc.kind,
                 status=exc.status,
                 message=exc.message,
@@ -115,11 +133,10 @@ class OrderManager:
         self.sent += 1
         self._apply(row, order, "submitted")
 
-    def _after_send_error(self, row: dict[str, Any], error: BrokerError) -> None:
+    def _after_send_error(self, row: OrderRow, error: BrokerError) -> None:
         """Never re-POST blindly: ask the broker whether the order exists."""
-        cid = row["client_order_id"]
         try:
-            found = self.broker.get_order_by_client_id(cid)
+            found = self.broker.get_order_by_client_id(row.client_order_id)
         except BrokerError as exc:
             self.on_failure(exc)
             self._set(row, status="unknown", error=f"{error.kind}: {error.message}; lookup failed: {exc.kind}")
@@ -129,8 +146,10 @@ class OrderManager:
             self._apply(row, found, "found_after_error")
         elif error.kind == "rejected":
             self._set(row, status="rejected", error=error.message)
-            self.store.bump_counter(date.fromisoformat(row["trading_date"]), row["bot_id"], "rejections")
-            self.journal.log("order", action="rejected", bot=row["bot_id"], client_order_id=cid, message=error.message)
+            self.store.bump_counter(row.trading_date, row.bot_id, "rejections")
+            self.journal.log(
+                "order", action="rejected", bot=row.bot_id, client_order_id=row.client_order_id, message=error.message
+            )
         else:
             self._set(row, status="unknown", error=f"{error.kind}: {error.message}")
 
@@ -142,128 +161,117 @@ class OrderManager:
             return  # unknown this tick: nothing is concluded from a failed read
         live = {o.client_order_id: o for o in snapshot.open_orders}
         now = self.clock.now()
-        for row in self.store.orders(statuses=("unknown", *BROKER_OPEN)):
-            order = live.get(row["client_order_id"])
+        for row in self.store.orders(statuses=lifecycle.WORKING | {"unknown"}):
+            order = live.get(row.client_order_id)
             if order is not None:
                 self._apply(row, order, "update")
                 continue
             try:
-                found = self.broker.get_order_by_client_id(row["client_order_id"])
+                found = self.broker.get_order_by_client_id(row.client_order_id)
             except BrokerError as exc:
                 self.on_failure(exc)
                 continue
             if found is not None:
                 self._apply(row, found, "update")
-            elif row["status"] == "unknown" and now - datetime.fromisoformat(row["created_at"]) > RESEND_WITHIN:
+            elif row.status == "unknown" and now - row.created_at > RESEND_WITHIN:
                 self._set(row, status="not_sent")
-                self.journal.log("order", action="not_sent", bot=row["bot_id"], client_order_id=row["client_order_id"])
+                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
 
     def recover_pending(self) -> None:
         """At start-up: intents committed before a crash. Adopt what reached the broker; resend what provably
         did not and is still recent (same client_order_id, so it cannot be doubled); drop the rest."""
         now = self.clock.now()
-        for row in self.store.orders(statuses=LOCAL_OPEN):
-            found = self.broker.get_order_by_client_id(row["client_order_id"])  # BrokerError: retried next start/tick
+        for row in self.store.orders(statuses=lifecycle.LOCAL):
+            found = self.broker.get_order_by_client_id(row.client_order_id)  # BrokerError: retried next start/tick
             if found is not None:
                 self._apply(row, found, "recovered")
-            elif now - datetime.fromisoformat(row["created_at"]) <= RESEND_WITHIN:
-                self.journal.log(
-                    "order", action="resend_after_restart", bot=row["bot_id"], client_order_id=row["client_order_id"]
-                )
+            elif now - row.created_at <= RESEND_WITHIN:
+                self.journal.log("order", action="resend_after_restart", bot=row.bot_id, client_order_id=row.client_order_id)
                 self._send(row)
             else:
                 self._set(row, status="not_sent")
-                self.journal.log("order", action="not_sent", bot=row["bot_id"], client_order_id=row["client_order_id"])
+                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
 
-    def _set(self, row: dict[str, Any], **changes: Any) -> None:
-        self.store.update_order(row["client_order_id"], self.clock.now(), **changes)
-        row.update(changes)
+    def _set(self, row: OrderRow, **changes: Any) -> OrderRow:
+        if "status" in changes:
+            lifecycle.check_move(row.client_order_id, row.status, changes["status"])
+        self.store.update_order(row.client_order_id, self.clock.now(), **changes)
+        return dataclasses.replace(row, **changes)
 
-    def _apply(self, row: dict[str, Any], order: Order, action: str) -> None:
+    def _apply(self, row: OrderRow, order: Order, action: str) -> None:
         """Record the broker's view of an order and turn any new fill into owned-position changes."""
-        old_qty, old_avg = float(row["filled_qty"] or 0), row["filled_avg_price"]
+        old_qty, old_avg = row.filled_qty, row.filled_avg_price
         new_qty, new_avg = order.filled_qty, order.filled_avg_price
-        changed = order.status != row["status"] or new_qty != old_qty
-        self._set(
+        changed = order.status != row.status or new_qty != old_qty
+        if not changed and order.id == row.broker_order_id and (order.qty is None or order.qty == row.qty):
+            return  # nothing new: no write
+        row = self._set(
             row,
             status=order.status,
             broker_order_id=order.id,
             filled_qty=new_qty,
             filled_avg_price=new_avg,
-            qty=order.qty if order.qty is not None else row["qty"],
+            qty=order.qty if order.qty is not None else row.qty,
         )
         if new_qty > old_qty + 1e-12 and new_avg is not None:
             delta = new_qty - old_qty
             price = (new_avg * new_qty - (old_avg or 0) * old_qty) / delta
             self._fill(row, delta, price)
         if order.status == "rejected" and changed:
-            self.store.bump_counter(date.fromisoformat(row["trading_date"]), row["bot_id"], "rejections")
+            self.store.bump_counter(row.trading_date, row.bot_id, "rejections")
         if changed:
             self.journal.log(
                 "order",
                 action=action,
-                bot=row["bot_id"],
-                client_order_id=row["client_order_id"],
+                bot=row.bot_id,
+                client_order_id=row.client_order_id,
                 status=order.status,
                 filled_qty=new_qty,
                 filled_avg_price=new_avg,
-                symbol=row["symbol"],
+                symbol=row.symbol,
             )
 
-    def _fill(self, row: dict[str, Any], qty: float, price: float) -> None:
-        bot_id, symbol = row["bot_id"], row["symbol"]
+    def _fill(self, row: OrderRow, qty: float, price: float) -> None:
+        bot_id, symbol = row.bot_id, row.symbol
         now = self.clock.now()
-        held = next((p for p in self.store.positions(bot_id) if p["symbol"] == symbol), None)
-        held_qty = held["qty"] if held else 0.0
-        held_avg = held["avg_entry_price"] if held else 0.0
-        day = date.fromisoformat(row["trading_date"])
-        if row["side"] == "buy":
+        held = next((p for p in self.store.positions(bot_id) if p.symbol == symbol), None)
+        held_qty = held.qty if held else 0.0
+        held_avg = held.avg_entry_price if held else 0.0
+        opened = held.opened_at if held else now
+        if row.side == "buy":
             total = held_qty + qty
             avg = (held_avg * held_qty + price * qty) / total
-            opened = datetime.fromisoformat(held["opened_at"]) if held else now
             self.store.set_position(bot_id, symbol, total, avg, opened)
         else:
             sold = min(qty, held_qty)
-            pnl = sold * (price - held_avg) * multiplier(symbol)
-            self.store.add_realized_pnl(day, bot_id, pnl)
-            opened = datetime.fromisoformat(held["opened_at"]) if held else now
+            pnl = sold * (price - held_avg) * contract_multiplier(symbol)
+            self.store.add_realized_pnl(row.trading_date, bot_id, pnl)
             self.store.set_position(bot_id, symbol, held_qty - sold, held_avg, opened)
-        self.store.bump_counter(day, bot_id, "fills")
+        self.store.bump_counter(row.trading_date, bot_id, "fills")
         self.fills += 1
         self.journal.log(
-            "fill",
-            bot=bot_id,
-            client_order_id=row["client_order_id"],
-            symbol=symbol,
-            side=row["side"],
-            qty=qty,
-            price=round(price, 6),
+            "fill", bot=bot_id, client_order_id=row.client_order_id, symbol=symbol, side=row.side, qty=qty, price=round(price, 6)
         )
 
     # --- cancels -------------------------------------------------------------------------------------------
 
-    def cancel_entries(self, bot_id: str | None = None) -> None:
-        """Cancel working entry orders (of one bot, or of every bot), once each."""
-        for row in self.store.orders(statuses=BROKER_OPEN, bot_id=bot_id):
-            if row["purpose"] != "entry" or not row["broker_order_id"] or row["client_order_id"] in self.cancel_requested:
+    def cancel_entries(self, rows: Iterable[OrderRow]) -> None:
+        """Cancel these working entry orders, once each (a cancel already asked for, or one the broker would
+        refuse while a cancel or replace is pending, is not asked again)."""
+        for row in rows:
+            if (
+                row.purpose != "entry"
+                or row.status not in lifecycle.WORKING
+                or row.status in lifecycle.NO_CANCEL
+                or not row.broker_order_id
+                or row.client_order_id in self.cancel_requested
+            ):
                 continue
             try:
-                self.broker.cancel_order(row["broker_order_id"])
-                self.cancel_requested.add(row["client_order_id"])
-                self.journal.log("order", action="cancel_requested", bot=row["bot_id"], client_order_id=row["client_order_id"])
+                self.journal.log("order", action="cancel_requested", bot=row.bot_id, client_order_id=row.client_order_id)
+                self.journal.flush()
+                self.broker.cancel_order(row.broker_order_id)
+                self.cancel_requested.add(row.client_order_id)
             except BrokerError as exc:
                 if exc.kind != "rejected":  # 422: it already ended; the next sync records how
                     self.on_failure(exc)
-
-    # --- reading -------------------------------------------------------------------------------------------
-
-    def working(self, bot_id: str) -> dict[str, list[dict[str, Any]]]:
-        """The bot's orders not yet ended, by purpose ("entry", "exit"), from one query."""
-        by_purpose: dict[str, list[dict[str, Any]]] = {"entry": [], "exit": []}
-        for row in self.store.orders(statuses=OPEN, bot_id=bot_id):
-            by_purpose.setdefault(row["purpose"], []).append(row)
-        return by_purpose
-
-    def last_entry(self, bot_id: str, day: date) -> dict[str, Any] | None:
-        rows = [r for r in self.store.orders(bot_id=bot_id) if r["purpose"] == "entry" and r["trading_date"] == day.isoformat()]
-        return rows[-1] if rows else None

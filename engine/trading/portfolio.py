@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.model import BotsConfig, TradingBotConfig
@@ -84,3 +85,47 @@ def shares_for(
     by_risk = risk_usd / (price * stop_loss_pct / 100 + max(spread, 0.0))
     units = min(by_risk, room_usd / price)
     return float(math.floor(units)) if whole else units
+
+
+@dataclass
+class PortfolioBot:
+    """Today's budgets, recomputed each tick from the equity, and logged when they change materially
+    (more than 1 % of a bot's budget) or on a new day. Budgets exist only while the PortfolioBot's machine is
+    armed (or idle while it is disabled, where the fallback may still apply)."""
+
+    bots: BotsConfig
+    max_daily_loss_pct: float
+    allow_fallback: bool
+    allocations: Allocations | None = None
+    _logged: tuple[date, dict[str, float]] | None = None
+
+    def allocate(self, equity: float | None) -> Allocations | None:
+        self.allocations = (
+            allocate(self.bots, equity, self.max_daily_loss_pct)
+            if equity is not None and self.bots.portfoliobot.enabled
+            else None
+        )
+        return self.allocations
+
+    def should_log(self, day: date, asked: bool) -> dict[str, object] | None:
+        """The `allocation` event's fields when it is due (the machine asked, a new day, a material change)."""
+        if self.allocations is None:
+            return None
+        now = {b: a.budget_usd for b, a in self.allocations.bots.items()}
+        if not (asked or self._logged is None or self._logged[0] != day or _moved(self._logged[1], now)):
+            return None
+        self._logged = (day, now)
+        return self.allocations.summary()
+
+    def budget(self, bot: TradingBotConfig, equity: float | None, realized_today: float, machine_state: str) -> float | None:
+        """The bot's budget left today (its allocation less today's realized losses), or None when unknown."""
+        allocation = self.allocations.bots.get(bot.bot_id) if self.allocations else None
+        if allocation is None and self.allow_fallback and equity is not None:
+            allocation = fallback_allocation(self.bots, bot, equity, self.max_daily_loss_pct)
+        if allocation is None or machine_state not in ("armed", "idle"):
+            return None
+        return max(0.0, allocation.budget_usd + min(0.0, realized_today))
+
+
+def _moved(before: dict[str, float], now: dict[str, float]) -> bool:
+    return any(abs(budget - before.get(b, 0.0)) > 0.01 * max(before.get(b, 0.0), 1.0) for b, budget in now.items())

@@ -7,23 +7,24 @@ at most CRYPTO_FEE_TOLERANCE is adopted as what the bots own (`fee_shortfalls`),
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from engine.brokers.base import Snapshot
 from engine.brokers.symbols import is_crypto
+from engine.core.journal import Journal
+from engine.core.store import PositionRow, StateStore
 
 CRYPTO_FEE_TOLERANCE = 0.01  # 1 %: four times the highest taker fee, far below any real mismatch
 
 
-def _held(owned: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+def _held(owned: Iterable[PositionRow]) -> dict[str, float]:
     held: dict[str, float] = {}
     for p in owned:
-        held[p["symbol"]] = held.get(p["symbol"], 0.0) + p["qty"]
+        held[p.symbol] = held.get(p.symbol, 0.0) + p.qty
     return held
 
 
-def fee_shortfalls(owned: Iterable[Mapping[str, Any]], snapshot: Snapshot) -> dict[str, float]:
+def fee_shortfalls(owned: Iterable[PositionRow], snapshot: Snapshot) -> dict[str, float]:
     """Crypto symbol -> the broker's quantity, where the broker holds less than the bots own by a fee's worth."""
     if snapshot.positions is None:
         return {}
@@ -35,7 +36,7 @@ def fee_shortfalls(owned: Iterable[Mapping[str, Any]], snapshot: Snapshot) -> di
     }
 
 
-def unexplained(owned: Iterable[Mapping[str, Any]], known_client_ids: set[str], snapshot: Snapshot) -> list[str]:
+def unexplained(owned: Iterable[PositionRow], known_client_ids: set[str], snapshot: Snapshot) -> list[str]:
     """One line per difference; empty when the snapshot could not tell (a failed read proves nothing)."""
     if snapshot.positions is None or snapshot.open_orders is None:
         return []
@@ -54,3 +55,19 @@ def unexplained(owned: Iterable[Mapping[str, Any]], known_client_ids: set[str], 
         if order.client_order_id not in known_client_ids:
             found.append(f"open order {order.client_order_id} ({order.symbol}) belongs to no bot")
     return found
+
+
+def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot) -> None:
+    """The bots own what the broker delivered after crypto fees, split in proportion to their fills."""
+    owned = store.positions()
+    shortfalls = fee_shortfalls(owned, snapshot)
+    if not shortfalls:
+        return
+    with store.transaction():
+        for symbol, at_broker in shortfalls.items():
+            holders = [p for p in owned if p.symbol == symbol]
+            total = sum(p.qty for p in holders)
+            for p in holders:
+                qty = p.qty * at_broker / total
+                store.set_position(p.bot_id, symbol, qty, p.avg_entry_price, p.opened_at)
+                journal.log("fee_adjusted", bot=p.bot_id, symbol=symbol, qty_before=p.qty, qty_after=qty)

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.brokers.base import Broker, BrokerError
+from engine.brokers.symbols import contract_multiplier
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import Journal
 from engine.core.store import SYSTEM_SCOPE, StateStore
 from engine.trading.engine import Engine, StartupError
+from engine.trading.exitbot import end_halts, record_halt
 from engine.validate import Report
 
 SIM_STATE_KEY = "sim_exchange"
@@ -184,9 +186,8 @@ def summarize(session: Session, seconds: float, durations: list[float]) -> dict[
     for bot in engine.bots:
         unrealized = 0.0
         for p in store.positions(bot.bot_id):
-            price = prices.get(p["symbol"], p["avg_entry_price"])
-            mult = 100.0 if len(p["symbol"]) > 10 and "/" not in p["symbol"] else 1.0
-            unrealized += (price - p["avg_entry_price"]) * p["qty"] * mult
+            price = prices.get(p.symbol, p.avg_entry_price)
+            unrealized += (price - p.avg_entry_price) * p.qty * contract_multiplier(p.symbol)
         by_bot[bot.bot_id] = {"realized": round(realized.get(bot.bot_id, 0.0), 2), "unrealized": round(unrealized, 2)}
     halts = [h for h in store.halts() if h.started_at >= session.clock.now() - timedelta(days=1)]
     ordered = sorted(durations)
@@ -231,17 +232,13 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetime) -> int:
-    halt_id = store.start_halt(SYSTEM_SCOPE, reason, ("operator",), False, now, None)
-    journal.log("halt", reason=reason, conditions=["operator"], flatten=False, until=None, by="operator")
+    halt_id = record_halt(store, journal, scope=SYSTEM_SCOPE, reason=reason, conditions=("operator",), now=now, by="operator")
     journal.flush()
     return halt_id
 
 
 def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
-    ended = 0
-    for halt in store.halts(open_only=True):
-        ended += store.end_halts(halt.scope, now, "operator")
-    journal.log("resume", scope="all", by="operator", ended=ended)
+    ended = end_halts(store, journal, now=now, by="operator")
     journal.flush()
     return ended
 
@@ -257,9 +254,8 @@ def status_text(store: StateStore, now: datetime, day: date | None = None) -> st
         lines.append(f"  {h.scope}: {h.reason} (since {h.started_at.isoformat()}, until {until})")
     lines.append("positions by bot:")
     positions = store.positions()
-    lines += [f"  {p['bot_id']:<14} {p['symbol']:<20} {p['qty']:g} @ {p['avg_entry_price']:.4f}" for p in positions] or ["  none"]
-    dates = sorted({r["trading_date"] for r in store.orders()})
-    day = day or (date.fromisoformat(dates[-1]) if dates else now.date())
+    lines += [f"  {p.bot_id:<14} {p.symbol:<20} {p.qty:g} @ {p.avg_entry_price:.4f}" for p in positions] or ["  none"]
+    day = day or store.last_trading_date() or now.date()
     lines.append(f"counters {day.isoformat()}:")
     counters = store.counters(day)
     realized = store.realized_pnl(day)

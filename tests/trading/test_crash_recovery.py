@@ -38,7 +38,7 @@ def test_crash_then_restart_leaves_exactly_one_order(project: ProjectCopy, clock
             rig.ticks(500)
         pending = rig.store.orders(statuses=("pending",))
         assert len(pending) == 1  # the intent was committed before the send
-        cid = pending[0]["client_order_id"]
+        cid = pending[0].client_order_id
 
         broker.submit_order = real_submit  # type: ignore[method-assign]
         restarted = rig.restart(broker)
@@ -46,7 +46,7 @@ def test_crash_then_restart_leaves_exactly_one_order(project: ProjectCopy, clock
         at_broker = [o for o in exchange.orders.values() if o.request.client_order_id == cid]
         assert len(at_broker) == 1
         assert len([r for r in emulator.requests if r.method == "POST" and r.body.get("client_order_id") == cid]) == 1
-        assert restarted.store.order(cid)["status"] == "filled"  # type: ignore[index]
+        assert restarted.store.order(cid).status == "filled"  # type: ignore[union-attr]
         assert restarted.engine.reconciled and restarted.engine.system.state == "armed"
         actions = [e["action"] for e in restarted.events("order") if e.get("client_order_id") == cid]
         assert ("recovered" in actions) if when == "after_the_post" else ("resend_after_restart" in actions)
@@ -65,10 +65,10 @@ def test_an_old_unsent_intent_is_dropped_not_sent(project: ProjectCopy, clock) -
         rig = make_rig(project, clock, broker=broker, exchange=exchange)
         with pytest.raises(Crash):
             rig.ticks(500)
-        cid = rig.store.orders(statuses=("pending",))[0]["client_order_id"]
+        cid = rig.store.orders(statuses=("pending",))[0].client_order_id
         clock.advance(600)  # the process was down for ten minutes: the signal is stale
         broker.submit_order = real_submit  # type: ignore[method-assign]
         restarted = rig.restart(broker)
         restarted.ticks(1)
-        assert restarted.store.order(cid)["status"] == "not_sent"  # type: ignore[index]
+        assert restarted.store.order(cid).status == "not_sent"  # type: ignore[union-attr]
         assert not [r for r in emulator.requests if r.method == "POST"]

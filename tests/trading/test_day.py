@@ -26,20 +26,20 @@ def test_a_simulated_session(rig: Rig) -> None:
         assert parse_occ(event["symbol"]) is not None
 
     # the crypto bot trades notional, as configured
-    crypto = [r for r in rig.store.orders(bot_id="crypto_core") if r["purpose"] == "entry"]
-    assert crypto and all(r["notional"] == 50.0 and r["qty"] is None for r in crypto)
-    assert all(r["order_type"] == "limit" and r["time_in_force"] == "gtc" for r in crypto)
+    crypto = [r for r in rig.store.orders(bot_id="crypto_core") if r.purpose == "entry"]
+    assert crypto and all(r.notional == 50.0 and r.qty is None for r in crypto)
+    assert all(r.order_type == "limit" and r.time_in_force == "gtc" for r in crypto)
 
     # SQLite and the JSONL log agree with each other and with the broker
     rows = rig.store.orders()
     intents = {e["client_order_id"] for e in rig.events("order") if e["action"] == "intent"}
-    assert intents == {r["client_order_id"] for r in rows}
+    assert intents == {r.client_order_id for r in rows}
     assert len(rig.events("fill")) == sum(
         c.get("fills", 0) for c in rig.store.counters(rig.engine.trading_date(rig.clock.now())).values()
     )
     broker_orders = {o.request.client_order_id for o in rig.exchange.orders.values()}
-    assert broker_orders == {r["client_order_id"] for r in rows if r["status"] != "pending"}
-    owned = {(p["symbol"], round(p["qty"], 9)) for p in rig.store.positions()}
+    assert broker_orders == {r.client_order_id for r in rows if r.status != "pending"}
+    owned = {(p.symbol, round(p.qty, 9)) for p in rig.store.positions()}
     assert owned == {(p.symbol, round(p.qty, 9)) for p in rig.exchange.position_views()}
     saved = {(s.bot_id, s.state) for s in rig.store.machine_states()}
     assert saved == {(b.bot_id, b.model.state) for b in rig.engine.bots} | {("system", "armed"), ("portfolio", "armed")}
@@ -55,7 +55,7 @@ def test_a_simulated_session(rig: Rig) -> None:
 
 def test_client_order_ids_are_deterministic(rig: Rig) -> None:
     rig.ticks(200)
-    ids = [r["client_order_id"] for r in rig.store.orders(bot_id="crypto_core")]
+    ids = [r.client_order_id for r in rig.store.orders(bot_id="crypto_core")]
     assert ids and ids[0] == "crypto_core-20261123-0001"
     assert ids == [f"crypto_core-20261123-{n:04d}" for n in range(1, len(ids) + 1)]
 
@@ -64,6 +64,6 @@ def test_trade_cap_is_respected(rig: Rig) -> None:
     rig.ticks(2000)
     day = rig.engine.trading_date(rig.clock.now())
     for bot in rig.engine.bots:
-        entries = [r for r in rig.store.orders(bot_id=bot.bot_id) if r["purpose"] == "entry"]
+        entries = [r for r in rig.store.orders(bot_id=bot.bot_id) if r.purpose == "entry"]
         assert len(entries) <= bot.config.risk.max_trades_per_day
         assert rig.store.counter(day, bot.bot_id, "entries") == len(entries)

@@ -3,7 +3,7 @@ capital, and a bot with no budget does not trade."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from tests.brokers.test_requests_per_snapshot import config_with_momentum_bots
 from tests.conftest import ProjectCopy
@@ -23,13 +23,13 @@ def test_many_bots_signalling_together_respect_the_order_rate_and_capital(projec
     project.replace("config/settings.yaml", "max_orders_per_minute: 10", "max_orders_per_minute: 3")
     rig = make_rig(project, clock)
     rig.ticks(60)
-    entries = sorted(datetime.fromisoformat(r["created_at"]) for r in rig.store.orders() if r["purpose"] == "entry")
+    entries = sorted(r.created_at for r in rig.store.orders() if r.purpose == "entry")
     assert len(entries) > 3  # the bots did want to trade, over several minutes
     limit = rig.engine.config.settings.risk.max_orders_per_minute
-    orders = sorted(datetime.fromisoformat(r["created_at"]) for r in rig.store.orders())
+    orders = sorted(r.created_at for r in rig.store.orders())
     for start in orders:
         assert sum(1 for t in entries if start <= t < start + timedelta(seconds=60)) <= limit
-    assert not [r for r in rig.store.orders() if r["status"] == "rejected"]  # never more than the broker allows
+    assert not [r for r in rig.store.orders() if r.status == "rejected"]  # never more than the broker allows
     blocked = {c for e in rig.events("preflight") for c in e["failed"]}
     assert "order_rate_ok" in blocked
 

@@ -33,8 +33,8 @@ def test_max_daily_loss_halts_and_flattens_and_only_exits_go_out(rig: Rig) -> No
     assert halt.flatten and halt.until == halt.started_at + timedelta(minutes=390)
     rig.ticks(30)
     assert rig.store.positions() == [] and rig.exchange.positions == {}  # flattened
-    after = [r for r in rig.store.orders() if r["created_at"] >= halt.started_at.isoformat()]
-    assert after and all(r["purpose"] == "exit" and r["side"] == "sell" for r in after)
+    after = [r for r in rig.store.orders() if r.created_at >= halt.started_at]
+    assert after and all(r.purpose == "exit" and r.side == "sell" for r in after)
     assert {b.model.state for b in rig.engine.bots} == {"halted"}
     assert [e["reason"] for e in rig.events("halt")] == ["kill condition: max_daily_loss_halt"]
     last = {e["bot"]: e["failed"] for e in rig.events("preflight")}  # the system-wide checks, for every bot
@@ -127,7 +127,7 @@ def test_the_halt_survives_a_restart_and_ends_after_its_cooloff(project: Project
     assert not [
         r
         for r in restarted.store.orders()
-        if r["purpose"] == "entry" and r["created_at"] > rig.store.halts()[0].started_at.isoformat()
+        if r.purpose == "entry" and r.created_at > rig.store.halts()[0].started_at
     ]
     restarted.ticks(20)  # past the two minutes
     assert restarted.engine.system.state == "armed"
@@ -159,9 +159,9 @@ def test_repeated_rejections_halt_the_bot_and_the_system(project: ProjectCopy, c
         refusal = '{"code":40310000,"message":"insufficient buying power"}'
         emulator.faults.extend(Fault(status=403, body=refusal, path_prefix="/v2/orders", method="POST") for _ in range(3))
         rig.until(lambda r: r.engine.system.state == "halted", limit=3000)
-        rejected = [r for r in rig.store.orders() if r["status"] == "rejected"]
-        assert len(rejected) == 3 and len({r["bot_id"] for r in rejected}) == 1
-        bot = rejected[0]["bot_id"]
+        rejected = [r for r in rig.store.orders() if r.status == "rejected"]
+        assert len(rejected) == 3 and len({r.bot_id for r in rejected}) == 1
+        bot = rejected[0].bot_id
         assert rig.store.halt_in_force(bot, clock.now()).reason == "orders rejected repeatedly"  # type: ignore[union-attr]
         assert halt_reasons(rig) == ["kill condition: anomaly_halt"]
         assert {(e["what"], e.get("bot")) for e in rig.events("anomaly")} == {("repeated_rejections", bot)}
@@ -186,8 +186,8 @@ def test_a_guard_that_fails_while_holding_halts_the_bot_and_closes_its_position(
         assert halt is not None and halt.reason.startswith("guard failed:") and "stop_loss_hit" in halt.reason
         assert len(rig.store.halts(bot.bot_id)) == 1  # one fault, one record, however many ticks follow
         assert rig.store.positions(bot.bot_id) == []  # the kill switch closed what the broken bot held
-        exits = [r for r in rig.store.orders(bot_id=bot.bot_id) if r["reason"] == "bot_halted"]
-        assert exits and all(r["purpose"] == "exit" and r["status"] == "filled" for r in exits)
+        exits = [r for r in rig.store.orders(bot_id=bot.bot_id) if r.reason == "bot_halted"]
+        assert exits and all(r.purpose == "exit" and r.status == "filled" for r in exits)
     assert rig.engine.system.state == "armed"  # a bot's fault is the bot's: the system trades on
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from engine.brokers.base import Order, Position, Snapshot
+from engine.core.store import PositionRow
 from engine.trading.reconcile import unexplained
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
@@ -18,25 +19,29 @@ def position(symbol: str, qty: float) -> Position:
     return Position(symbol, qty, 100.0, 100.0, qty * 100, 0.0, "us_equity")
 
 
+def owns(symbol: str, qty: float) -> PositionRow:
+    return PositionRow("bot", symbol, qty, 100.0, NOW)
+
+
 def order(cid: str) -> Order:
     return Order("id", cid, "AAPL", "buy", 1, None, 0, None, "limit", "day", 1.0, "new", NOW, "us_equity")
 
 
 def test_owned_positions_and_known_orders_are_explained() -> None:
-    owned = [{"symbol": "AAPL", "qty": 3.0}, {"symbol": "AAPL", "qty": 2.0}]  # two bots, one symbol
+    owned = [owns("AAPL", 3.0), owns("AAPL", 2.0)]  # two bots, one symbol
     assert unexplained(owned, {"a-1"}, snapshot((position("AAPL", 5),), (order("a-1"),))) == []
 
 
 def test_differences_are_named() -> None:
     found = unexplained(
-        [{"symbol": "AAPL", "qty": 3.0}], set(), snapshot((position("AAPL", 5), position("MSFT", 1)), (order("x"),))
+        [owns("AAPL", 3.0)], set(), snapshot((position("AAPL", 5), position("MSFT", 1)), (order("x"),))
     )
     assert found == ["position AAPL: broker 5, bots own 3", "position MSFT: broker 1, bots own 0",
                      "open order x (AAPL) belongs to no bot"]  # fmt: skip
 
 
 def test_a_failed_read_proves_nothing() -> None:
-    assert unexplained([{"symbol": "AAPL", "qty": 3.0}], set(), snapshot(None, ())) == []
+    assert unexplained([owns("AAPL", 3.0)], set(), snapshot(None, ())) == []
 
 
 def crypto(symbol: str, qty: float) -> Position:
@@ -46,7 +51,7 @@ def crypto(symbol: str, qty: float) -> Position:
 def test_a_crypto_fee_shortfall_is_explained_and_adopted() -> None:
     from engine.trading.reconcile import fee_shortfalls
 
-    owned = [{"symbol": "BTC/USD", "qty": 0.001}]
+    owned = [owns("BTC/USD", 0.001)]
     snap = snapshot((crypto("BTC/USD", 0.0009975),), ())  # 0.25 % taken by the fee
     assert unexplained(owned, set(), snap) == []
     assert fee_shortfalls(owned, snap) == {"BTC/USD": 0.0009975}
@@ -55,9 +60,9 @@ def test_a_crypto_fee_shortfall_is_explained_and_adopted() -> None:
 def test_more_than_a_fee_or_a_surplus_is_not_a_fee() -> None:
     from engine.trading.reconcile import fee_shortfalls
 
-    owned = [{"symbol": "BTC/USD", "qty": 0.001}]
+    owned = [owns("BTC/USD", 0.001)]
     for broker_qty in (0.0009, 0.0011):
         snap = snapshot((crypto("BTC/USD", broker_qty),), ())
         assert fee_shortfalls(owned, snap) == {} and len(unexplained(owned, set(), snap)) == 1
     stock = snapshot((position("AAPL", 4.99),), ())  # stocks pay no fee in shares
-    assert len(unexplained([{"symbol": "AAPL", "qty": 5.0}], set(), stock)) == 1
+    assert len(unexplained([owns("AAPL", 5.0)], set(), stock)) == 1

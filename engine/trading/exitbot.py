@@ -1,0 +1,235 @@
+"""The ExitBot: the kill switch, and the only writer of halts.
+
+Every halt, whoever asks for it (a kill condition, an anomaly, an exception at the tick boundary, a bot's
+failing guard, repeated rejections, the operator), is written by `record_halt` and ended by `end_halt` /
+`end_halts`, keyword-only, each logging its one event. The ExitBot also keeps the health window (broker
+failures), evaluates the kill conditions, steps the system machine, and says each tick what the kill switch
+requires of the bots (cancel entries, close positions).
+
+A kill condition is never skipped. One that cannot be evaluated because a broker read failed this tick (a
+missing fact with `broker_ok` false) trips nothing: entries are blocked by preflight this tick and the failed
+read counts towards `api_failure_halt`. Any other error trips it: the system halts with the condition's name
+and the error in the reason.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.brokers.base import BrokerError, Snapshot
+from engine.config.loader import Config
+from engine.core.journal import Journal
+from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.machines.actions import Intent
+from engine.machines.runtime import MachineModel, MachineRuntime, StepResult
+from engine.rules.book import CompiledRules
+from engine.rules.errors import MissingFact
+from engine.trading import events, reconcile
+from engine.trading.view import TickView
+
+REJECTIONS_BEFORE_ANOMALY = 3
+MISMATCH_TICKS = 2  # a broker/SQLite mismatch must persist this many ticks (a fill racing the reads is not one)
+
+
+# --- the one writer of halts ---------------------------------------------------------------------------------
+
+
+def record_halt(
+    store: StateStore,
+    journal: Journal,
+    *,
+    scope: str,
+    reason: str,
+    conditions: Iterable[str],
+    now: datetime,
+    until: datetime | None = None,
+    flatten: bool = False,
+    by: str = "exitbot",
+) -> int:
+    """Write a halt (system-wide when `scope` is SYSTEM_SCOPE, else one bot's) and log its event."""
+    conditions = tuple(conditions)
+    halt_id = store.start_halt(scope, reason, conditions, flatten, now, until)
+    events.log_halt(journal, scope=scope, reason=reason, conditions=conditions, flatten=flatten, until=until, by=by)
+    return halt_id
+
+
+def end_halt(store: StateStore, journal: Journal, *, halt_id: int, scope: str, reason: str, now: datetime, by: str) -> None:
+    """End one halt (a cooloff that ran out), leaving any other halt of its scope in force."""
+    store.end_halt(halt_id, now, by)
+    events.log_resume(journal, scope=scope, by=by, reason=reason)
+
+
+def end_halts(store: StateStore, journal: Journal, *, now: datetime, by: str) -> int:
+    """End every halt in force (the operator's resume); the system re-arms only through preflight."""
+    ended = sum(store.end_halts(scope, now, by) for scope in {h.scope for h in store.halts(open_only=True)})
+    events.log_resume(journal, scope="all", by=by, ended=ended)
+    return ended
+
+
+# --- the kill switch -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KillVerdict:
+    holding: tuple[str, ...]  # enabled conditions that hold, or that tripped because they could not be read
+    errors: Mapping[str, str]  # condition -> why it could not be evaluated (tripped ones included)
+    deferred: tuple[str, ...]  # could not be read because a broker read failed this tick: blocks, no halt
+
+    @property
+    def reason(self) -> str:
+        parts = [f"{name} ({self.errors[name]})" if name in self.errors else name for name in self.holding]
+        return "kill condition: " + ", ".join(parts)
+
+
+@dataclass
+class ExitBot:
+    config: Config
+    store: StateStore
+    journal: Journal
+    runtime: MachineRuntime
+    rules: CompiledRules
+    model: MachineModel = field(default_factory=lambda: MachineModel("system"))
+    _failures: deque[datetime] = field(default_factory=deque)
+    _mismatch: dict[str, int] = field(default_factory=dict)
+
+    # --- health --------------------------------------------------------------------------------------------
+
+    def record_failure(self, error: BrokerError, now: datetime) -> None:
+        self._failures.append(now)
+        self.journal.log("broker_error", operation=error.operation, kind=error.kind, status=error.status, message=error.message)
+
+    def failures_in_window(self, now: datetime) -> int:
+        window = timedelta(seconds=self.config.settings.health.api_failure_window_seconds)
+        while self._failures and now - self._failures[0] > window:
+            self._failures.popleft()
+        return len(self._failures)
+
+    # --- kill conditions -----------------------------------------------------------------------------------
+
+    def evaluate_kills(self, facts: Mapping[str, Any]) -> KillVerdict:
+        exitbot = self.config.bots.exitbot
+        holding: list[str] = []
+        errors: dict[str, str] = {}
+        deferred: list[str] = []
+        if not exitbot.enabled:
+            return KillVerdict((), {}, ())
+        for name, predicate in self.rules.kill_conditions.items():
+            if not getattr(exitbot.kill_conditions, name, False):
+                continue
+            try:
+                if predicate(facts):
+                    holding.append(name)
+            except MissingFact as exc:
+                errors[name] = str(exc)
+                if facts.get("broker_ok") is False:
+                    deferred.append(name)
+                else:
+                    holding.append(name)
+            except Exception as exc:  # a kill condition is never skipped: what cannot be evaluated trips
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                holding.append(name)
+        return KillVerdict(tuple(holding), errors, tuple(deferred))
+
+    # --- anomalies -----------------------------------------------------------------------------------------
+
+    def anomalies(self, snapshot: Snapshot, view: TickView, bot_ids: Iterable[str], reconciled: bool) -> int:
+        """Unexplained differences that persist, and bots whose orders are rejected repeatedly (each of which
+        is halted on its own: its rules can no longer be trusted)."""
+        count = 0
+        if reconciled:
+            problems = unexplained(self.store, snapshot)
+            self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in problems}
+            for problem, ticks in self._mismatch.items():
+                if ticks == MISMATCH_TICKS:
+                    self.journal.log("anomaly", what="unexplained", detail=problem)
+                if ticks >= MISMATCH_TICKS:
+                    count += 1
+        for bot_id in bot_ids:
+            records = view.bot(bot_id)
+            if records.counter("rejections") >= REJECTIONS_BEFORE_ANOMALY and records.halt is None:
+                self.halt_bot(bot_id, reason="orders rejected repeatedly", condition="anomaly", now=view.now)
+                self.journal.log("anomaly", what="repeated_rejections", bot=bot_id)
+                count += 1
+        return count
+
+    def halt_bot(self, bot_id: str, *, reason: str, condition: str, now: datetime) -> None:
+        record_halt(self.store, self.journal, scope=bot_id, reason=reason, conditions=(condition,), now=now)
+
+    def anomaly_halt(self, now: datetime, reason: str) -> str | None:
+        """A system halt for what cannot be explained: reconciliation, an exception at the tick boundary. The
+        system machine is put in `halted` at once; returns the state it left, if it moved."""
+        until = now + timedelta(minutes=self.config.settings.safety.global_cooldown_minutes)
+        record_halt(
+            self.store, self.journal, scope=SYSTEM_SCOPE, reason=reason, conditions=("anomaly_halt",), now=now, until=until
+        )
+        if self.model.state == "halted":
+            return None
+        source = self.model.state
+        self.runtime.force_halt(self.model)
+        return source
+
+    # --- the system machine --------------------------------------------------------------------------------
+
+    def end_expired(self, view: TickView) -> bool:
+        """End the halts whose cooloff ran out (only those: an operator's halt stays). True if any ended."""
+        ended = False
+        for halt in self.store.halts(open_only=True):
+            if halt.until is not None and view.now >= halt.until:
+                end_halt(
+                    self.store, self.journal, halt_id=halt.id, scope=halt.scope, reason=halt.reason, now=view.now, by="cooloff"
+                )
+                ended = True
+        return ended
+
+    def step(self, facts: Mapping[str, Any], verdict: KillVerdict, now: datetime) -> StepResult:
+        """Step the system machine; a kill that fires records its halt (with its cooloff)."""
+        result = self.runtime.step(self.model, facts, reads_failed=not facts["broker_ok"])
+        for intent in result.intents:
+            if intent.action == "record_halt":
+                self.record_kill(verdict, now)
+        return result
+
+    def record_kill(self, verdict: KillVerdict, now: datetime) -> None:
+        flatten = any(c in self.rules.flatten_on for c in verdict.holding)
+        until = now + timedelta(minutes=self.config.bots.exitbot.cooloff_minutes)
+        record_halt(
+            self.store,
+            self.journal,
+            scope=SYSTEM_SCOPE,
+            reason=verdict.reason,
+            conditions=verdict.holding,
+            now=now,
+            until=until,
+            flatten=flatten,
+        )
+
+    # --- standing orders -----------------------------------------------------------------------------------
+
+    def duties(self, view: TickView, bot_ids: Iterable[str], system_halted: bool) -> list[Intent]:
+        """What the kill switch requires of the bots this tick:
+        - a bot halted on its own (a guard failed, repeated rejections) has its entries cancelled and its
+          positions closed: its rules can no longer be trusted to manage them;
+        - while the system is halted, working entries are cancelled; with flatten, every position is closed."""
+        halt = view.system_halt
+        flatten = bool(halt and halt.flatten)
+        out: list[Intent] = []
+        for bot_id in bot_ids:
+            records = view.bot(bot_id)
+            bot_halted = records.halt is not None
+            if (system_halted or bot_halted) and records.open_entries:
+                out.append(Intent("cancel_entry", bot_id, "halted"))
+            if (bot_halted or flatten) and records.positions:
+                out.append(Intent("close_position", bot_id, "flatten" if flatten else "bot_halted"))
+        return out
+
+
+def unexplained(store: StateStore, snapshot: Snapshot) -> list[str]:
+    """What the broker holds that SQLite cannot explain (primary-key lookups only: no scan of history)."""
+    if snapshot.open_orders is None:
+        return []
+    known = store.known_client_order_ids(o.client_order_id for o in snapshot.open_orders)
+    return reconcile.unexplained(store.positions(), known, snapshot)

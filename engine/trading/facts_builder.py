@@ -1,0 +1,183 @@
+"""The guard vocabulary's values for one tick: pure functions of the view and the inputs they are given.
+
+`system_facts` and `bot_facts` return new records and write nothing: no store, no journal, no bot. A fact the
+engine could not read is None ("missing"), never a default; a guard that reads a missing fact fails closed.
+Every name produced here is in engine/rules/facts.py (`python -m engine facts KIND` lists them), and a test
+holds the two to each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.brokers.base import DataNeeds, OptionContract, OrderRequest, Snapshot
+from engine.brokers.symbols import is_crypto
+from engine.core import order_lifecycle as lifecycle
+from engine.core.store import PositionRow
+from engine.trading import entries
+from engine.trading.bots import Bot
+from engine.trading.view import TickView
+
+Facts = dict[str, Any]
+PreflightCheck = Callable[[Mapping[str, Any]], tuple[str, ...]]  # facts -> the names of the checks that fail
+
+
+@dataclass(frozen=True)
+class SystemInputs:
+    """What the system's facts need beyond the view: the engine's own long-lived knowledge."""
+
+    settings_facts: Mapping[str, Any]
+    needs: DataNeeds
+    max_staleness_s: float
+    reconciled: bool
+    system_state: str
+    api_failures: int
+    anomalies: int
+    portfolio_enabled: bool
+    kill_triggered: bool
+
+
+@dataclass(frozen=True)
+class EntryPlan:
+    """The order an entry would send now (its client_order_id is given when the gate grants it)."""
+
+    request: OrderRequest
+    contract: OptionContract | None  # the chosen contract, for options
+    symbol: str  # the symbol whose signal fired
+
+
+@dataclass(frozen=True)
+class BotInputs:
+    """What one bot's facts need beyond the view and the system's facts."""
+
+    history: Mapping[str, Sequence[float]]  # recent mids per symbol, oldest first
+    budget_usd: float | None  # None: unknown (no equity, PortfolioBot not armed)
+    orders_last_minute: int  # the gate's count, entries granted earlier this tick included
+    capital_room_usd: float  # the gate's room, entries granted earlier this tick deducted
+    entry_blocked: bool  # the gate refused this bot's last entry
+    preflight: PreflightCheck
+
+
+@dataclass(frozen=True)
+class BotFacts:
+    facts: Facts
+    plan: EntryPlan | None
+    failed_checks: tuple[str, ...]
+
+
+def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
+    snapshot = view.snapshot
+    account, clock, now = snapshot.account, snapshot.clock, view.now
+    halt = view.system_halt
+    return {
+        **inputs.settings_facts,
+        "account_ok": account is not None and account.usable,
+        "broker_ok": snapshot.complete,
+        "reconciled": inputs.reconciled,
+        "market_open": clock.is_open if clock else None,
+        "minutes_to_close": ((clock.next_close - now).total_seconds() / 60 if clock.is_open else 0.0) if clock else None,
+        "system_armed": inputs.system_state == "armed",
+        "system_halted": inputs.system_state == "halted",
+        "halt_active": halt is not None,
+        "flatten_requested": bool(halt and halt.flatten),
+        "daily_pnl_pct": (account.equity / account.last_equity - 1) * 100 if account and account.last_equity else None,
+        "equity_usd": account.equity if account else None,
+        "api_failures_in_window": inputs.api_failures,
+        "stale_quotes": stale_quotes(snapshot, inputs.needs, now, inputs.max_staleness_s),
+        "anomalies": inputs.anomalies,
+        "orders_last_minute": view.orders_last_minute,
+        "budgets_allocated": bool(account is not None and inputs.portfolio_enabled),
+        "capital_room_usd": None,  # per bot: the gate's room when the bot is evaluated
+        "kill_triggered": inputs.kill_triggered,
+    }
+
+
+def stale_quotes(snapshot: Snapshot, needs: DataNeeds, now: datetime, limit_s: float) -> int:
+    """Quotes the enabled bots need whose market is open and that are missing or older than the limit."""
+    clock = snapshot.clock
+    stale = 0
+    for symbol in (*needs.stocks, *needs.crypto):
+        active = is_crypto(symbol) or clock is None or clock.is_open
+        quote = snapshot.quotes.get(symbol)
+        if active and (quote is None or (now - quote.timestamp).total_seconds() > limit_s):
+            stale += 1
+    return stale
+
+
+def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> BotFacts:
+    records = view.bot(bot.bot_id)
+    snapshot, now, local = view.snapshot, view.now, view.local_time
+    owned = records.positions
+    entries_open = records.open_entries
+    last_entry = records.last_entry
+    signal_symbol = _signal(bot, inputs.history)
+    quotes = [snapshot.quotes.get(s) for s in bot.symbols]
+    facts: Facts = {
+        **system,
+        **bot.config_facts,
+        "orders_last_minute": inputs.orders_last_minute,
+        "capital_room_usd": inputs.capital_room_usd,
+        "in_trade_window": bot.trade_start <= local <= bot.trade_end,
+        "past_trade_end": local > bot.trade_end,
+        "past_manage_until": local >= bot.manage_until,
+        "tradable_now": True if bot.trades_around_the_clock else system["market_open"],
+        "bot_halted": records.halt is not None,
+        "budget_usd": inputs.budget_usd,
+        "trades_today": records.counter("entries"),
+        "open_positions": len(owned),
+        "holds_position": bool(owned),
+        "entry_order_open": bool(entries_open),
+        "exit_order_open": bool(records.open_exits),
+        "entry_failed": not entries_open
+        and (
+            inputs.entry_blocked
+            or last_entry is None
+            or (last_entry.status in lifecycle.ENDED and last_entry.status != "filled" and not last_entry.filled_qty)
+        ),
+        "minutes_since_entry_order": max(((now - r.created_at).total_seconds() / 60 for r in entries_open), default=0.0),
+        "position_pnl_pct": position_pnl_pct(owned, snapshot),
+        "minutes_in_position": max(((now - p.opened_at).total_seconds() / 60 for p in owned), default=0.0),
+        "quote_age_s": None if None in quotes else max((now - q.timestamp).total_seconds() for q in quotes if q),
+        "entry_signal": signal_symbol is not None,
+    }
+    plan = None
+    if signal_symbol is not None and inputs.budget_usd is not None:
+        request, contract = entries.plan_entry(
+            bot.config, signal_symbol, inputs.budget_usd, inputs.capital_room_usd, snapshot, view.day
+        )
+        plan = EntryPlan(request, contract, signal_symbol) if request is not None else None
+    facts["entry_sized"] = plan is not None
+    facts["preflight_ok"] = None  # read by no preflight check; set from their answers just below
+    failed = inputs.preflight(facts)
+    facts["preflight_ok"] = not failed
+    return BotFacts(facts, plan, failed)
+
+
+def _signal(bot: Bot, history: Mapping[str, Sequence[float]]) -> str | None:
+    """The first of the bot's symbols whose signal says enter now."""
+    for symbol in bot.symbols:
+        prices = history.get(symbol)
+        if prices and bot.signal(prices, bot.signal_params):
+            return symbol
+    return None
+
+
+def position_pnl_pct(owned: Sequence[PositionRow], snapshot: Snapshot) -> float | None:
+    """Unrealized P&L of the owned positions against their cost; missing when a price is missing."""
+    if not owned:
+        return 0.0
+    prices = {p.symbol: p.current_price for p in snapshot.positions or ()}
+    cost = value = 0.0
+    for p in owned:
+        price = prices.get(p.symbol)
+        if price is None:
+            quote = snapshot.quotes.get(p.symbol)
+            if quote is None:
+                return None  # missing, never guessed
+            price = quote.mid
+        cost += p.avg_entry_price * p.qty
+        value += price * p.qty
+    return (value / cost - 1) * 100 if cost else None

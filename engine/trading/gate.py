@@ -1,0 +1,58 @@
+"""The risk gate: the last word on an entry, with the order rate and the capital counted down within a tick.
+
+The rules themselves live in rules/preflight.yaml (`order_rate_ok`, `capital_room`, ...), evaluated against
+facts that carry the gate's running counts (`orders_last_minute`, `capital_room_usd`), so a bot evaluated
+after another was granted sees what is left. The gate adds only what YAML cannot know: the system machine
+is armed, and the signal could be sized. Exits and cancels never pass through here: reduce-only orders are
+allowed even while halted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.brokers.base import Snapshot
+from engine.trading import entries
+from engine.trading.facts_builder import EntryPlan
+
+
+@dataclass(frozen=True)
+class Grant:
+    plan: EntryPlan
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Why an entry was refused: the failed preflight checks by name, `system_armed`, or `size`."""
+
+    failed: tuple[str, ...]
+
+    @property
+    def reason(self) -> str:
+        return ", ".join(self.failed)
+
+
+@dataclass
+class Gate:
+    orders_last_minute: int
+    capital_room_usd: float
+
+    @classmethod
+    def open(cls, orders_last_minute: int, deployable_usd: float | None, snapshot: Snapshot) -> Gate:
+        """The tick's starting counts: orders sent in the last minute, and capital left to deploy (none when
+        the PortfolioBot has no allocations)."""
+        room = entries.room_usd(deployable_usd, snapshot) if deployable_usd is not None else 0.0
+        return cls(orders_last_minute, room)
+
+    def grant(
+        self, *, failed_checks: tuple[str, ...], system_armed: bool, plan: EntryPlan | None, snapshot: Snapshot
+    ) -> Grant | Denial:
+        if failed_checks:
+            return Denial(failed_checks)
+        if not system_armed:
+            return Denial(("system_armed",))
+        if plan is None:
+            return Denial(("size",))
+        self.orders_last_minute += 1
+        self.capital_room_usd -= entries.cost_usd(plan.request, snapshot)
+        return Grant(plan)

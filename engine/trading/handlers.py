@@ -1,0 +1,120 @@
+"""What each named action does: a registry from the action names machines may use (engine/machines/actions.py)
+to the functions that carry them out. A name lint accepts always has a handler here; a test holds the two to
+each other. Handlers turn intents into order intents in SQLite (inside the tick's transaction), never into
+broker calls: the orders are sent after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from engine.brokers.base import OrderRequest
+from engine.brokers.symbols import is_crypto
+from engine.machines.actions import Intent
+from engine.trading.exitbot import KillVerdict
+from engine.trading.facts_builder import BotFacts
+from engine.trading.gate import Denial, Gate
+from engine.trading.view import TickView
+
+if TYPE_CHECKING:
+    from engine.trading.engine import Engine
+
+
+@dataclass
+class TickContext:
+    """The tick in progress, as the handlers need it."""
+
+    engine: Engine
+    view: TickView
+    gate: Gate
+    kills: KillVerdict
+    system_armed: bool = False
+    evaluated: dict[str, BotFacts] = field(default_factory=dict)  # bot id -> its facts this tick
+    closing: set[tuple[str, str]] = field(default_factory=set)  # (bot, symbol) given an exit this tick
+
+
+Handler = Callable[[TickContext, Intent], None]
+
+
+def open_entry(tick: TickContext, intent: Intent) -> None:
+    """Ask the gate; a grant numbers the planned order and commits its intent, a denial is logged."""
+    engine, view = tick.engine, tick.view
+    bot = engine.bot(intent.bot_id)
+    evaluated = tick.evaluated[intent.bot_id]
+    verdict = tick.gate.grant(
+        failed_checks=evaluated.failed_checks, system_armed=tick.system_armed, plan=evaluated.plan, snapshot=view.snapshot
+    )
+    if isinstance(verdict, Denial):
+        bot.memory.entry_blocked = True
+        engine.journal.log("entry_blocked", bot=bot.bot_id, failed=list(verdict.failed))
+        return
+    plan = verdict.plan
+    request = dataclasses.replace(plan.request, client_order_id=engine.orders.next_client_order_id(bot.bot_id, view.day))
+    bot.memory.entry_blocked = False
+    bot.memory.size_blocked_on = None
+    engine.orders.record_intent(bot.bot_id, view.day, "entry", request, intent.trigger)
+    engine.store.bump_counter(view.day, bot.bot_id, "entries")
+    contract = plan.contract
+    if contract is not None and contract.symbol == request.symbol:
+        engine.journal.log(
+            "contract_chosen",
+            bot=bot.bot_id,
+            symbol=contract.symbol,
+            underlying=contract.underlying,
+            expiry=contract.expiry,
+            dte=(contract.expiry - view.day).days,
+            delta=round(contract.delta, 4),
+            ask=contract.ask,
+        )
+
+
+def close_position(tick: TickContext, intent: Intent) -> None:
+    """Exit orders for every owned position of the bot that has no working exit: reduce-only, never gated."""
+    engine, view = tick.engine, tick.view
+    records = view.bot(intent.bot_id)
+    busy = {r.symbol for r in records.open_exits}
+    for position in records.positions:
+        key = (intent.bot_id, position.symbol)
+        if position.symbol in busy or key in tick.closing:
+            continue
+        tick.closing.add(key)
+        crypto = is_crypto(position.symbol)
+        request = OrderRequest(
+            position.symbol,
+            "sell",
+            engine.orders.next_client_order_id(intent.bot_id, view.day),
+            "market",
+            "gtc" if crypto else "day",
+            qty=position.qty,
+        )
+        engine.orders.record_intent(intent.bot_id, view.day, "exit", request, intent.trigger)
+
+
+def cancel_entry(tick: TickContext, intent: Intent) -> None:
+    tick.engine.orders.cancel_entries(tick.view.bot(intent.bot_id).open_entries)
+
+
+def record_halt(tick: TickContext, intent: Intent) -> None:
+    """The system's kill fired: the ExitBot records the halt with the conditions that hold, and its cooloff."""
+    tick.engine.exitbot.record_kill(tick.kills, tick.view.now)
+
+
+def allocate_budgets(tick: TickContext, intent: Intent) -> None:
+    """The PortfolioBot's machine asks for today's allocations to be logged."""
+    tick.engine.log_allocations(tick.view.day, asked=True)
+
+
+HANDLERS: dict[str, Handler] = {
+    "open_entry": open_entry,
+    "close_position": close_position,
+    "cancel_entry": cancel_entry,
+    "record_halt": record_halt,
+    "allocate_budgets": allocate_budgets,
+}
+
+
+def dispatch(tick: TickContext, intent: Intent) -> None:
+    HANDLERS[intent.action](tick, intent)

@@ -1,0 +1,112 @@
+"""The tick's one read of the world: the broker snapshot and everything the tick needs from SQLite.
+
+Read in a fixed number of bulk queries whatever the number of bots, each an index range whose size does not
+grow with the history in the file (open orders, today's orders, open halts, today's counters), never a query
+per bot. Frozen: the facts builder, the ExitBot and the gate read it; anything that writes during the tick
+(a halt, a granted entry) is visible to the rest of the tick through a new view or the gate's own counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+from engine.brokers.base import Snapshot
+from engine.core import order_lifecycle as lifecycle
+from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore
+
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class BotRecords:
+    """What SQLite knows about one bot this tick."""
+
+    positions: tuple[PositionRow, ...] = ()
+    open_entries: tuple[OrderRow, ...] = ()  # not yet ended: ours (pending, unknown) or working at the broker
+    open_exits: tuple[OrderRow, ...] = ()
+    last_entry: OrderRow | None = None  # today's latest entry order, whatever its status
+    halt: Halt | None = None  # the bot's own halt in force, if any
+    counters: Mapping[str, int] = field(default_factory=lambda: _EMPTY)  # today's: entries, fills, rejections, order_seq
+    realized_pnl: float = 0.0  # today's, USD
+
+    def counter(self, name: str) -> int:
+        return self.counters.get(name, 0)
+
+
+_NO_RECORDS = BotRecords()
+
+
+@dataclass(frozen=True)
+class TickView:
+    now: datetime
+    day: date  # the trading date in the system's time zone
+    local_time: time
+    snapshot: Snapshot
+    halts: tuple[Halt, ...]  # every halt in force, oldest first
+    bots: Mapping[str, BotRecords]
+    orders_last_minute: int
+
+    def bot(self, bot_id: str) -> BotRecords:
+        return self.bots.get(bot_id, _NO_RECORDS)
+
+    @property
+    def system_halt(self) -> Halt | None:
+        """The latest system-wide halt in force."""
+        return next((h for h in reversed(self.halts) if h.scope == SYSTEM_SCOPE), None)
+
+    def with_halts(self, halts: tuple[Halt, ...]) -> TickView:
+        """The same view after the ExitBot wrote or ended halts."""
+        in_force = tuple(h for h in halts if h.in_force(self.now))
+        bots = {bot_id: dataclasses.replace(records, halt=_latest(in_force, bot_id)) for bot_id, records in self.bots.items()}
+        for halt in in_force:
+            if halt.scope != SYSTEM_SCOPE and halt.scope not in bots:
+                bots[halt.scope] = BotRecords(halt=halt)
+        return dataclasses.replace(self, halts=in_force, bots=bots)
+
+
+def _latest(halts: tuple[Halt, ...], scope: str) -> Halt | None:
+    return next((h for h in reversed(halts) if h.scope == scope), None)
+
+
+def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo) -> TickView:
+    """Seven queries, whatever the number of bots and the length of the history."""
+    local = now.astimezone(tz)
+    day = local.date()
+    positions: dict[str, list[PositionRow]] = {}
+    for position in store.positions():
+        positions.setdefault(position.bot_id, []).append(position)
+    open_orders: dict[tuple[str, str], list[OrderRow]] = {}
+    for order in store.orders(statuses=lifecycle.OPEN):
+        open_orders.setdefault((order.bot_id, order.purpose), []).append(order)
+    last_entries = store.last_entries(day)
+    counters = store.counters(day)
+    realized = store.realized_pnl(day)
+    halts = tuple(h for h in store.halts(open_only=True) if h.in_force(now))
+    bot_ids = set(positions) | {b for b, _ in open_orders} | set(last_entries) | set(counters) | set(realized)
+    bot_ids |= {h.scope for h in halts if h.scope != SYSTEM_SCOPE}
+    bots = {
+        bot_id: BotRecords(
+            positions=tuple(positions.get(bot_id, ())),
+            open_entries=tuple(open_orders.get((bot_id, "entry"), ())),
+            open_exits=tuple(open_orders.get((bot_id, "exit"), ())),
+            last_entry=last_entries.get(bot_id),
+            halt=_latest(halts, bot_id),
+            counters=MappingProxyType(counters.get(bot_id, {})),
+            realized_pnl=realized.get(bot_id, 0.0),
+        )
+        for bot_id in bot_ids
+    }
+    return TickView(
+        now=now,
+        day=day,
+        local_time=local.time(),
+        snapshot=snapshot,
+        halts=halts,
+        bots=bots,
+        orders_last_minute=store.orders_since(now - timedelta(seconds=60)),
+    )
