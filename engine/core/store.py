@@ -401,7 +401,8 @@ class StateStore:
         return cursor.rowcount
 
     def halts(self, scope: str | None = None, *, open_only: bool = False) -> list[Halt]:
-        sql, params = "SELECT * FROM halts WHERE 1=1", []
+        # the open halts through their partial index: ended ones pile up over the months and are never read per tick
+        sql, params = "SELECT * FROM halts" + (" INDEXED BY halts_open" if open_only else "") + " WHERE 1=1", []
         if scope:
             sql += " AND scope = ?"
             params.append(scope)

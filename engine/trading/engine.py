@@ -38,7 +38,7 @@ from engine.rules.facts import SETTINGS_FACTS, SYSTEM_FACTS, settings_values
 from engine.trading import events, reconcile
 from engine.trading.bots import Bot, make_bot
 from engine.trading.exitbot import ExitBot, unexplained
-from engine.trading.facts_builder import BotInputs, Facts, SystemInputs, bot_facts, system_facts
+from engine.trading.facts_builder import BotInputs, Facts, SystemInputs, bot_facts, stale_quotes, system_facts
 from engine.trading.gate import Gate
 from engine.trading.handlers import TickContext, dispatch
 from engine.trading.orders import OrderManager
@@ -199,13 +199,16 @@ class Engine:
             anomalies = self.exitbot.anomalies(snapshot, view, self._by_id, self.reconciled)
             self.exitbot.end_expired(view)
             view = view.with_halts(tuple(self.store.halts(open_only=True)))
-            kills = self.exitbot.evaluate_kills(self._system_facts(view, anomalies, kill_triggered=False))
+            stale = stale_quotes(snapshot, self.needs, now, self.config.settings.health.max_price_staleness_seconds)
+            kills = self.exitbot.evaluate_kills(self._system_facts(view, anomalies, stale, kill_triggered=False))
             allocations = self.portfolio.allocate(snapshot.account.equity if snapshot.account else None)
             gate = Gate.open(view.orders_last_minute, allocations.deployable_usd if allocations else None, snapshot)
             tick = TickContext(self, view, gate, kills)
-            self._step("system", self.system, self._system_facts(view, anomalies, kill_triggered=bool(kills.holding)), tick)
+            self._step(
+                "system", self.system, self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding)), tick
+            )
             tick.view = view = view.with_halts(tuple(self.store.halts(open_only=True)))
-            system = self._system_facts(view, anomalies, kill_triggered=bool(kills.holding))
+            system = self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding))
             tick.system_armed = self.system.state == "armed"
             if "portfolio" in self.runtimes:
                 self._step("portfolio", self.portfolio_model, system, tick)
@@ -221,12 +224,10 @@ class Engine:
                 self.on_persist()
         return snapshot.broker_requests + self._broker_calls() - calls_before
 
-    def _system_facts(self, view: TickView, anomalies: int, *, kill_triggered: bool) -> Facts:
-        settings = self.config.settings
+    def _system_facts(self, view: TickView, anomalies: int, stale: int, *, kill_triggered: bool) -> Facts:
         inputs = SystemInputs(
             settings_facts=self.settings_facts,
-            needs=self.needs,
-            max_staleness_s=settings.health.max_price_staleness_seconds,
+            stale_quotes=stale,
             reconciled=self.reconciled,
             system_state=self.system.state,
             api_failures=self.exitbot.failures_in_window(view.now),

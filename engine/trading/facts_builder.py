@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.brokers.base import DataNeeds, OptionContract, OrderRequest, Snapshot
+from engine.brokers.base import DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
 from engine.brokers.symbols import is_crypto
 from engine.core import order_lifecycle as lifecycle
 from engine.core.store import PositionRow
@@ -30,8 +30,7 @@ class SystemInputs:
     """What the system's facts need beyond the view: the engine's own long-lived knowledge."""
 
     settings_facts: Mapping[str, Any]
-    needs: DataNeeds
-    max_staleness_s: float
+    stale_quotes: int  # `stale_quotes(...)`, counted once a tick
     reconciled: bool
     system_state: str
     api_failures: int
@@ -86,7 +85,7 @@ def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
         "daily_pnl_pct": (account.equity / account.last_equity - 1) * 100 if account and account.last_equity else None,
         "equity_usd": account.equity if account else None,
         "api_failures_in_window": inputs.api_failures,
-        "stale_quotes": stale_quotes(snapshot, inputs.needs, now, inputs.max_staleness_s),
+        "stale_quotes": inputs.stale_quotes,
         "anomalies": inputs.anomalies,
         "orders_last_minute": view.orders_last_minute,
         "budgets_allocated": bool(account is not None and inputs.portfolio_enabled),
@@ -137,10 +136,12 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
             or last_entry is None
             or (last_entry.status in lifecycle.ENDED and last_entry.status != "filled" and not last_entry.filled_qty)
         ),
-        "minutes_since_entry_order": max(((now - r.created_at).total_seconds() / 60 for r in entries_open), default=0.0),
-        "position_pnl_pct": position_pnl_pct(owned, snapshot),
-        "minutes_in_position": max(((now - p.opened_at).total_seconds() / 60 for p in owned), default=0.0),
-        "quote_age_s": None if None in quotes else max((now - q.timestamp).total_seconds() for q in quotes if q),
+        "minutes_since_entry_order": (now - min(r.created_at for r in entries_open)).total_seconds() / 60
+        if entries_open
+        else 0.0,
+        "position_pnl_pct": position_pnl_pct(owned, snapshot) if owned else 0.0,
+        "minutes_in_position": (now - min(p.opened_at for p in owned)).total_seconds() / 60 if owned else 0.0,
+        "quote_age_s": _oldest_age(quotes, now),
         "entry_signal": signal_symbol is not None,
     }
     plan = None
@@ -154,6 +155,17 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     failed = inputs.preflight(facts)
     facts["preflight_ok"] = not failed
     return BotFacts(facts, plan, failed)
+
+
+def _oldest_age(quotes: Sequence[Quote | None], now: datetime) -> float | None:
+    """Seconds since the oldest of the quotes; missing when any is missing."""
+    oldest = None
+    for quote in quotes:
+        if quote is None:
+            return None
+        if oldest is None or quote.timestamp < oldest:
+            oldest = quote.timestamp
+    return None if oldest is None else (now - oldest).total_seconds()
 
 
 def _signal(bot: Bot, history: Mapping[str, Sequence[float]]) -> str | None:

@@ -100,11 +100,11 @@ class PortfolioBot:
     _logged: tuple[date, dict[str, float]] | None = None
 
     def allocate(self, equity: float | None) -> Allocations | None:
-        self.allocations = (
-            allocate(self.bots, equity, self.max_daily_loss_pct)
-            if equity is not None and self.bots.portfoliobot.enabled
-            else None
-        )
+        """Today's allocations at this equity (recomputed only when the equity moved)."""
+        if equity is None or not self.bots.portfoliobot.enabled:
+            self.allocations = None
+        elif self.allocations is None or self.allocations.equity != equity:
+            self.allocations = allocate(self.bots, equity, self.max_daily_loss_pct)
         return self.allocations
 
     def should_log(self, day: date, asked: bool) -> dict[str, object] | None:

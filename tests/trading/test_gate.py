@@ -3,8 +3,13 @@ capital, and a bot with no budget does not trade."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
+import pytest
+
+from engine.brokers.base import OrderRequest, Quote, Snapshot
+from engine.trading.facts_builder import EntryPlan
+from engine.trading.gate import Denial, Gate, Grant
 from tests.brokers.test_requests_per_snapshot import config_with_momentum_bots
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import make_rig
@@ -40,3 +45,35 @@ def test_no_budget_no_trade(project: ProjectCopy, clock) -> None:
     rig.ticks(300)
     assert rig.store.orders() == []
     assert any("budget_known" in e["failed"] for e in rig.events("preflight"))
+
+
+# --- the gate on its own: one test per denial ----------------------------------------------------------------
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+SNAPSHOT = Snapshot(NOW, None, (), (), {"AAPL": Quote("AAPL", 99.0, 100.0, NOW)}, {}, None)
+PLAN = EntryPlan(OrderRequest("AAPL", "buy", "", qty=3), None, "AAPL")
+
+
+def test_a_failed_preflight_check_is_the_denial_s_reason() -> None:
+    gate = Gate(0, 1000.0)
+    verdict = gate.grant(failed_checks=("order_rate_ok", "capital_room"), system_armed=True, plan=PLAN, snapshot=SNAPSHOT)
+    assert verdict == Denial(("order_rate_ok", "capital_room")) and verdict.reason == "order_rate_ok, capital_room"
+    assert (gate.orders_last_minute, gate.capital_room_usd) == (0, 1000.0)  # nothing counted for a denial
+
+
+def test_no_entry_while_the_system_is_not_armed() -> None:
+    assert Gate(0, 1000.0).grant(failed_checks=(), system_armed=False, plan=PLAN, snapshot=SNAPSHOT) == Denial(("system_armed",))
+
+
+def test_a_signal_that_could_not_be_sized_is_denied_as_size() -> None:
+    assert Gate(0, 1000.0).grant(failed_checks=(), system_armed=True, plan=None, snapshot=SNAPSHOT) == Denial(("size",))
+
+
+def test_a_grant_counts_the_order_and_its_cost_at_the_ask() -> None:
+    gate = Gate(2, 1000.0)
+    assert gate.grant(failed_checks=(), system_armed=True, plan=PLAN, snapshot=SNAPSHOT) == Grant(PLAN)
+    assert gate.orders_last_minute == 3 and gate.capital_room_usd == pytest.approx(700.0)
+
+
+def test_without_allocations_there_is_no_capital_to_deploy() -> None:
+    assert Gate.open(4, None, SNAPSHOT).capital_room_usd == 0.0

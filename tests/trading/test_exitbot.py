@@ -1,0 +1,56 @@
+"""The ExitBot: the only writer of halts; a kill condition is never skipped."""
+
+from __future__ import annotations
+
+import re
+
+from engine.paths import PROJECT_ROOT
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig
+
+UNEVALUABLE = "daily_pnl_pct / (equity_usd - equity_usd) <= -risk_global_max_daily_loss_pct"
+
+
+def test_only_the_exitbot_writes_or_ends_halts() -> None:
+    writers = set()
+    for path in (PROJECT_ROOT / "engine").rglob("*.py"):
+        if re.search(r"\.(start_halt|end_halts?)\(", path.read_text(encoding="utf-8")):
+            writers.add(path.relative_to(PROJECT_ROOT).as_posix())
+    assert writers == {"engine/trading/exitbot.py"}
+
+
+def test_a_kill_condition_that_cannot_be_evaluated_halts_with_its_error(project: ProjectCopy, clock) -> None:
+    project.replace("rules/kill_conditions.yaml", "expr: daily_pnl_pct <= -risk_global_max_daily_loss_pct", f"expr: {UNEVALUABLE}")
+    rig = make_rig(project, clock)
+    rig.ticks(2)
+    assert rig.engine.system.state == "halted"
+    (halt,) = [h for h in rig.store.halts() if h.scope == "system"]
+    assert "max_daily_loss_halt" in halt.reason and "ZeroDivisionError" in halt.reason
+    assert rig.store.orders() == []
+
+
+def test_a_kill_condition_missing_a_fact_because_a_read_failed_blocks_without_halting(rig: Rig) -> None:
+    rig.ticks(3)
+    assert rig.engine.system.state == "armed"
+    facts = rig.engine._system_facts(_view(rig), 0, 0, kill_triggered=False)
+    failed_read = {**facts, "broker_ok": False, "daily_pnl_pct": None}
+    verdict = rig.engine.exitbot.evaluate_kills(failed_read)
+    assert verdict.holding == () and verdict.deferred == ("max_daily_loss_halt",)
+    read_fine = {**facts, "daily_pnl_pct": None}  # missing although every read succeeded: unknown, so it trips
+    verdict = rig.engine.exitbot.evaluate_kills(read_fine)
+    assert verdict.holding == ("max_daily_loss_halt",) and "missing" in verdict.reason
+
+
+def test_a_disabled_kill_condition_is_not_evaluated(project: ProjectCopy, clock) -> None:
+    project.replace("rules/kill_conditions.yaml", "expr: daily_pnl_pct <= -risk_global_max_daily_loss_pct", f"expr: {UNEVALUABLE}")
+    project.replace("config/bots.yaml", "max_daily_loss_halt: true", "max_daily_loss_halt: false")
+    rig = make_rig(project, clock)
+    rig.ticks(2)
+    assert rig.engine.system.state == "armed"
+
+
+def _view(rig: Rig):  # type: ignore[no-untyped-def]
+    from engine.trading.view import read_view
+
+    engine = rig.engine
+    return read_view(engine.store, engine.broker.snapshot(engine.needs), rig.clock.now(), engine.tz)

@@ -1,0 +1,93 @@
+"""The TickView: everything the tick needs from SQLite, in a number of queries that does not depend on the
+number of bots, and rows that do not depend on how much history the file holds."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from engine.brokers.base import Snapshot
+from engine.core.store import SYSTEM_SCOPE, OrderRow, StateStore
+from engine.trading.view import read_view
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+TZ = ZoneInfo("America/New_York")
+TODAY = date(2026, 11, 23)
+SNAPSHOT = Snapshot(NOW, None, (), (), {}, {}, None)
+
+
+def order(cid: str, bot: str, *, day: date = TODAY, purpose: str = "entry", status: str = "filled", at: datetime = NOW) -> OrderRow:
+    return OrderRow(cid, bot, day, purpose, "AAPL", "buy", 1.0, None, "market", None, "day", status, None, 0.0, None, "", None, at, at)
+
+
+def store_with_bots(tmp_path: Path, bots: int, history_days: int = 0) -> StateStore:
+    store = StateStore(tmp_path / "state.db")
+    with store.transaction():
+        for b in range(bots):
+            bot = f"bot{b}"
+            for d in range(history_days):
+                store.add_order(order(f"{bot}-old{d}", bot, day=TODAY - timedelta(days=d + 1), at=NOW - timedelta(days=d + 1)))
+            store.add_order(order(f"{bot}-1", bot, status="canceled", at=NOW - timedelta(minutes=5)))
+            store.add_order(order(f"{bot}-2", bot, status="new", at=NOW - timedelta(minutes=1)))
+            store.set_position(bot, "AAPL", 1.0, 100.0, NOW - timedelta(minutes=3))
+            store.bump_counter(TODAY, bot, "entries", 2)
+    return store
+
+
+def test_each_bot_gets_its_own_records(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 3)
+    with store.transaction():
+        store.add_order(order("bot1-x", "bot1", purpose="exit", status="pending"))
+        store.start_halt("bot2", "guard failed", ("guard_error",), False, NOW - timedelta(minutes=1), None)
+        store.add_realized_pnl(TODAY, "bot0", -12.5)
+    view = read_view(store, SNAPSHOT, NOW, TZ)
+    assert view.day == TODAY and view.local_time.hour == 10
+    bot0, bot1, bot2 = view.bot("bot0"), view.bot("bot1"), view.bot("bot2")
+    assert [p.symbol for p in bot0.positions] == ["AAPL"] and bot0.realized_pnl == -12.5
+    assert [o.client_order_id for o in bot0.open_entries] == ["bot0-2"] and bot0.open_exits == ()
+    assert [o.client_order_id for o in bot1.open_exits] == ["bot1-x"]
+    assert bot0.last_entry is not None and bot0.last_entry.client_order_id == "bot0-2"
+    assert bot0.counter("entries") == 2 and bot0.counter("fills") == 0
+    assert bot2.halt is not None and bot0.halt is None and view.system_halt is None
+    assert view.bot("nobody").positions == () and view.bot("nobody").last_entry is None
+    assert view.orders_last_minute == 4  # the three bots' newest entries and bot1's exit
+
+
+def test_the_number_of_queries_does_not_grow_with_the_bots(tmp_path: Path) -> None:
+    few, many = store_with_bots(tmp_path / "a", 2), store_with_bots(tmp_path / "b", 60)
+    counts = []
+    for store in (few, many):
+        before = store.statements
+        read_view(store, SNAPSHOT, NOW, TZ)
+        counts.append(store.statements - before)
+    assert counts[0] == counts[1] <= 8
+
+
+def test_no_query_of_the_view_scans_a_table(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 2, history_days=30)
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    view = read_view(store, SNAPSHOT, NOW, TZ)
+    store._conn.set_trace_callback(None)
+    assert view.bot("bot0").last_entry.client_order_id == "bot0-2"  # type: ignore[union-attr]
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) >= 6
+    for sql in reads:
+        plan = " | ".join(row[3] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql))
+        table = sql.split(" FROM ")[1].split()[0]
+        # the tables that grow with history: only index searches (the partial index of open halts holds no history)
+        if table in ("orders", "halts"):
+            assert f"SCAN {table}" not in plan.replace("SCAN halts USING INDEX halts_open", ""), (sql, plan)
+
+
+def test_a_halt_written_during_the_tick_is_seen_through_a_new_view(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 1)
+    view = read_view(store, SNAPSHOT, NOW, TZ)
+    store.start_halt(SYSTEM_SCOPE, "kill", ("x",), True, NOW, NOW + timedelta(minutes=5))
+    store.start_halt("bot0", "mine", ("y",), False, NOW, None)
+    after = view.with_halts(tuple(store.halts(open_only=True)))
+    assert view.system_halt is None and after.system_halt is not None and after.system_halt.flatten
+    assert after.bot("bot0").halt is not None and after.bot("bot0").positions == view.bot("bot0").positions
+    later = after.with_halts(tuple(store.halts(open_only=True)))
+    assert later.bot("bot0").halt is not None
