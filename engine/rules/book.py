@@ -1,37 +1,31 @@
 """The rule book: every file in rules/ merged, schema-checked, and compiled per machine kind.
 
-Expressions are compiled with rule-engine against the typed vocabulary of each kind that uses them, so an
-unknown fact, a type mismatch or a syntax error is found by `--validate`, with the nearest name suggested,
-before the market opens. Nothing here uses `eval`.
+Expressions, built-ins and compositions become typed trees (engine/rules/expressions.py) checked against the
+vocabulary of each kind that uses them, so an unknown fact, a type mismatch or a syntax error is found by
+`--validate`, at its column and with the nearest name suggested, before the market opens. Each rule then becomes
+one generated function; the user's text itself is never evaluated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import rule_engine
-
-from engine.config.errors import ConfigError, Problem
+from engine.config.errors import ConfigError, Problem, format_path
 from engine.config.schema_check import load_checked
 from engine.config.yaml_source import YamlDocument
 from engine.core.names import did_you_mean, unknown_name_message
 from engine.paths import shown
-from engine.rules import builtins, conditions
-from engine.rules.errors import GuardError, MissingFact
-from engine.rules.facts import BOT_KINDS, Fact, all_kinds, vocabulary
+from engine.rules import builtins, conditions, expressions
+from engine.rules.errors import ExpressionError, GuardError
+from engine.rules.expressions import Node
+from engine.rules.facts import BOT_KINDS, SYSTEM_KINDS, all_kinds, vocabulary
 from engine.strategy.signals import SIGNALS
 
 SECTIONS = ("guards", "preflight", "kill_conditions", "signals")
-_TYPES = {
-    "bool": rule_engine.DataType.BOOLEAN,
-    "float": rule_engine.DataType.FLOAT,
-    "int": rule_engine.DataType.FLOAT,
-    "str": rule_engine.DataType.STRING,
-}
 
 
 @dataclass(frozen=True)
@@ -44,12 +38,14 @@ class SignalSpec:
 
 @dataclass(frozen=True)
 class Entry:
-    """One named rule as written: its section, name, body, and the document it came from."""
+    """One named rule as written: its section, name, body, the document it came from, and that document's lines
+    (to point at a token inside an expression)."""
 
     section: str
     name: str
     body: Mapping[str, Any]
     doc: YamlDocument
+    lines: Sequence[str] = ()
 
     def problem(self, key: str | None, message: str) -> Problem:
         path = (self.section, self.name, key) if key else (self.section, self.name)
@@ -96,13 +92,15 @@ def load_rules(rules_dir: Path) -> RuleBook:
     paths = sorted(rules_dir.glob("*.yaml"))
     if not paths:
         raise ConfigError([Problem(shown(rules_dir), 0, 0, "", "no rule files (*.yaml) in this folder")])
+    by_shown = {shown(path): path for path in paths}
     for doc in load_checked(paths, "rules.schema.json", problems):
         book.files.append(doc.path)
         if not isinstance(doc.data, dict):
             continue
+        lines = _lines(by_shown.get(doc.path))
         for section in SECTIONS:
             for name, body in (doc.data.get(section) or {}).items():
-                entry = Entry(section, name, body, doc)
+                entry = Entry(section, name, body, doc, lines)
                 earlier = book.entries[section].get(name)
                 if earlier is not None:
                     line = earlier.doc.position((section, name), of_key=True)[0]
@@ -113,6 +111,13 @@ def load_rules(rules_dir: Path) -> RuleBook:
     if problems:
         raise ConfigError(problems)
     return book
+
+
+def _lines(path: Path | None) -> tuple[str, ...]:
+    try:
+        return tuple(path.read_text(encoding="utf-8").splitlines()) if path else ()
+    except OSError:  # read a moment ago; without it, problems point at the value instead of the token
+        return ()
 
 
 def _check_signals(book: RuleBook) -> list[Problem]:
@@ -128,59 +133,75 @@ def _check_signals(book: RuleBook) -> list[Problem]:
 
 # --- compilation -------------------------------------------------------------------------------------------
 
-
-@cache
-def _context(kind: str) -> rule_engine.Context:
-    types = {name: _TYPES[fact.type] for name, fact in vocabulary(kind).items()}
-    return rule_engine.Context(type_resolver=rule_engine.type_resolver_from_dict(types), resolver=_resolve_fact)
-
-
-def facts_read(text: str, kind: str) -> frozenset[str]:
-    """The facts an (already valid) expression reads. Compiled again in a context of its own, because a
-    context collects the symbols of every rule compiled in it."""
-    types = {name: _TYPES[fact.type] for name, fact in vocabulary(kind).items()}
-    context = rule_engine.Context(type_resolver=rule_engine.type_resolver_from_dict(types), resolver=_resolve_fact)
-    return frozenset(rule_engine.Rule(text, context=context).context.symbols)
-
-
-def _resolve_fact(thing: Mapping[str, Any], name: str) -> Any:
-    value = thing[name]
-    if value is None:
-        raise MissingFact(name)
-    return value
-
-
-def compile_expression(text: str, kind: str) -> tuple[rule_engine.Rule | None, str | None]:
-    """(rule, None) or (None, message) for an expression over `kind`'s facts."""
-    try:
-        rule = rule_engine.Rule(text, context=_context(kind))
-    except rule_engine.errors.SymbolResolutionError as exc:
-        name = exc.symbol_name
-        if any(name in vocabulary(other) for other in all_kinds()):
-            return None, f"fact '{name}' is not available to {kind} machines"
-        hint = f" (did you mean '{exc.suggestion}'?)" if getattr(exc, "suggestion", None) else ""
-        return None, f"unknown fact '{name}'{hint}"
-    except rule_engine.errors.RuleSyntaxError as exc:
-        return None, f"expression syntax error: {exc.message}"
-    except rule_engine.errors.EngineError as exc:
-        return None, f"expression error: {getattr(exc, 'message', exc)}"
-    result = rule.statement.expression.result_type
-    if result not in (rule_engine.DataType.BOOLEAN, rule_engine.DataType.UNDEFINED):
-        return None, f"expression gives a {result.name.lower()}, not true/false"
-    return rule, None
-
-
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 
-def _expression_predicate(rule: rule_engine.Rule) -> Predicate:
-    def holds(facts: Mapping[str, Any]) -> bool:
-        return bool(rule.evaluate(facts))
+@cache
+def fact_types(kind: str) -> Mapping[str, str]:
+    """Fact name -> bool/int/float/str for `kind` (cached: the vocabulary does not change while we run)."""
+    return {name: fact.type for name, fact in vocabulary(kind).items()}
 
-    return holds
+
+@cache
+def _every_fact() -> frozenset[str]:
+    return frozenset(name for kind in all_kinds() for name in vocabulary(kind))
 
 
-def _builtin_predicate(entry: Entry, kind: str, problems: list[Problem]) -> Predicate | None:
+@cache
+def _unknown(kind: str) -> Callable[[str], str]:
+    """How to word a name that is not a fact of `kind`: another kind's fact, or a typo with the nearest name."""
+
+    def message(name: str) -> str:
+        if name in _every_fact():
+            return f"fact '{name}' is not available to {kind} machines"
+        return unknown_name_message("fact", name, fact_types(kind))
+
+    return message
+
+
+def compile_expression(text: str, kind: str) -> tuple[Predicate | None, str | None]:
+    """(predicate, None) or (None, message) for an expression over `kind`'s facts."""
+    try:
+        compiled = expressions.compile_expression(text, fact_types(kind), _unknown(kind))
+    except ExpressionError as exc:
+        return None, exc.message
+    return compiled.function, None
+
+
+def facts_read(text: str, kind: str) -> frozenset[str]:
+    """The facts an (already valid) expression reads."""
+    return expressions.facts_of(expressions.parse(text, fact_types(kind), _unknown(kind)))
+
+
+def _expression_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | None:
+    text = entry.body["expr"]
+    try:
+        return expressions.parse(text, fact_types(kind), _unknown(kind))
+    except ExpressionError as exc:
+        problems.append(_expression_problem(entry, text, exc))
+        return None
+
+
+def _expression_problem(entry: Entry, text: str, error: ExpressionError) -> Problem:
+    """The problem at the offending token of an `expr:` value, with the expression and a caret under it."""
+    path = (entry.section, entry.name, "expr")
+    line, col = entry.doc.position(path)
+    col += _token_offset(entry.lines, line, col, text, error.column)
+    message = f"{error.message}\n{expressions.pointer(text, error)}"
+    return Problem(entry.doc.path, line, col, format_path(path), message)
+
+
+def _token_offset(lines: Sequence[str], line: int, col: int, text: str, column: int) -> int:
+    """How far right of the value's start the token is written: exact when the value is written verbatim on its
+    first line up to the token (a plain or quoted scalar without escapes before it), else 0 (the value's start)."""
+    if not 1 <= line <= len(lines) or col < 1:
+        return 0
+    rest = lines[line - 1][col - 1 :]
+    quote = rest[:1] if rest[:1] in ("'", '"') else ""
+    return len(quote) + column if rest[len(quote) :].startswith(text[:column]) else 0
+
+
+def _builtin_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | None:
     name = entry.body["builtin"]
     spec = builtins.BUILTINS.get(name)
     if spec is None:
@@ -188,7 +209,6 @@ def _builtin_predicate(entry: Entry, kind: str, problems: list[Problem]) -> Pred
         problems.append(entry.problem("builtin", f"unknown built-in guard '{name}'{hint}"))
         return None
     params = dict(entry.body.get("params") or {})
-    facts = vocabulary(kind)
     ok = True
     for key in params.keys() - spec.params.keys():
         problems.append(entry.problem("params", f"built-in '{name}' has no parameter '{key}'"))
@@ -198,50 +218,57 @@ def _builtin_predicate(entry: Entry, kind: str, problems: list[Problem]) -> Pred
             problems.append(entry.problem("params", f"built-in '{name}' needs parameter '{key}'"))
             ok = False
             continue
-        message = _param_problem(params[key], param_kind, facts)
+        message = _param_problem(params[key], param_kind, kind)
         if message:
             problems.append(entry.problem("params", f"{key}: {message}"))
             ok = False
     if not ok:
         return None
+    try:
+        return spec.build(params, fact_types(kind), _unknown(kind))
+    except ExpressionError as exc:
+        problems.append(entry.problem("params", f"built-in '{name}': {exc.reason}"))
+        return None
 
-    def holds(fact_values: Mapping[str, Any]) -> bool:
-        return spec.function(fact_values, params)
 
-    return holds
+def _param_problem(value: Any, param_kind: str, kind: str) -> str | None:
+    facts = fact_types(kind)
 
-
-def _param_problem(value: Any, kind: str, facts: Mapping[str, Fact]) -> str | None:
     def unknown(name: Any) -> str | None:
         if isinstance(name, str) and name in facts:
             return None
-        return unknown_name_message("fact", str(name), facts)
+        return _unknown(kind)(str(name))
 
-    if kind == "fact":
+    if param_kind == "fact":
         return unknown(value)
-    if kind == "facts":
+    if param_kind == "facts":
         if not isinstance(value, list) or not value:
             return "must be a list of fact names"
         return next((m for m in (unknown(v) for v in value) if m), None)
-    if kind == "op":
+    if param_kind == "op":
         return None if value in builtins.OPERATORS else f"'{value}' is not one of {', '.join(builtins.OPERATORS)}"
-    if kind == "fact_or_number":
+    if param_kind == "fact_or_number":
         return None if isinstance(value, (int, float)) and not isinstance(value, bool) else unknown(value)
-    if kind == "number":
+    if param_kind == "number":
         return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "must be a number"
-    return f"unknown parameter kind {kind}"
+    return f"unknown parameter kind {param_kind}"
 
 
 @dataclass
 class CompiledRules:
-    """The guards, preflight checks and kill conditions of one machine kind, ready to evaluate against facts."""
+    """The guards, preflight checks and kill conditions of one machine kind, ready to evaluate against facts.
+
+    `*_facts` name the facts each rule reads (a composition's parts included), so the engine can evaluate once
+    per tick what reads only system-wide facts."""
 
     kind: str
     guards: dict[str, Predicate]
     preflight: dict[str, Predicate]
     kill_conditions: dict[str, Predicate]
     flatten_on: frozenset[str]
-    preflight_facts: dict[str, frozenset[str]] = field(default_factory=dict)  # the facts each check reads
+    preflight_facts: dict[str, frozenset[str]] = field(default_factory=dict)
+    guard_facts: dict[str, frozenset[str]] = field(default_factory=dict)
+    kill_facts: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def guard_holds(self, name: str, facts: Mapping[str, Any]) -> bool:
         """Evaluate one named guard; any failure becomes GuardError (the caller fails closed)."""
@@ -268,37 +295,93 @@ def compile_rules(book: RuleBook, kind: str, needed: Iterable[str] | None = None
     """Compile the guards `needed` (default: all) plus preflight and kill conditions for `kind`."""
     problems: list[Problem] = []
     guards: dict[str, Predicate] = {}
-    names = _closure(book, book.guards if needed is None else needed)
-    attempted: set[str] = set()
-    for name in names:
-        entry = book.guards.get(name)
-        if entry is None:
-            continue
-        predicate = _compile_guard(book, entry, kind, guards, attempted, problems)
-        attempted.add(name)
-        if predicate is not None:
-            guards[name] = predicate
+    guard_facts: dict[str, frozenset[str]] = {}
+    for name, node in _guard_nodes(book, kind, book.guards if needed is None else needed, problems).items():
+        compiled = expressions.compile_node(node, name)
+        guards[name], guard_facts[name] = compiled.function, compiled.facts
     preflight: dict[str, Predicate] = {}
     preflight_facts: dict[str, frozenset[str]] = {}
     kills: dict[str, Predicate] = {}
+    kill_facts: dict[str, frozenset[str]] = {}
     if kind in BOT_KINDS:
-        preflight = _compile_checks(book.preflight.values(), kind, problems)
-        preflight_facts = {name: facts_read(book.preflight[name].body["expr"], kind) for name in preflight}
+        for name, node in _check_nodes(book.preflight.values(), kind, problems).items():
+            compiled = expressions.compile_node(node, name)
+            preflight[name], preflight_facts[name] = compiled.function, compiled.facts
     if kind == "system":
-        kills = _compile_checks(book.kill_conditions.values(), kind, problems)
+        for name, node in _check_nodes(book.kill_conditions.values(), kind, problems).items():
+            compiled = expressions.compile_node(node, name)
+            kills[name], kill_facts[name] = compiled.function, compiled.facts
     flatten = frozenset(n for n, e in book.kill_conditions.items() if e.body.get("flatten", False))
-    return CompiledRules(kind, guards, preflight, kills, flatten, preflight_facts), problems
+    rules = CompiledRules(kind, guards, preflight, kills, flatten, preflight_facts, guard_facts, kill_facts)
+    return rules, problems
 
 
-def _compile_checks(entries: Iterable[Entry], kind: str, problems: list[Problem]) -> dict[str, Predicate]:
-    compiled = {}
+def check_all_rules(book: RuleBook, used: Iterable[str] = ()) -> list[Problem]:
+    """Every guard, preflight check and kill condition, compiled whether a machine uses it or not, so a typo in
+    a rule nobody uses yet is found now rather than the day someone does.
+
+    Guards in `used` (and the guards they compose) are left to the machines' lint, which compiles them for the
+    kinds that use them. Any other guard is an error only if it compiles for no kind at all; then the problems
+    of the kind that got furthest are reported. Preflight checks must compile for every bot kind, kill
+    conditions for the system."""
+    problems: list[Problem] = []
+    linted = set(_closure(book, [name for name in used if name in book.guards]))
+    for name in book.guards:
+        if name not in linted:
+            problems.extend(p for p in _unused_guard_problems(book, name) if _guard_of(p) not in linted)
+    for kind in BOT_KINDS:
+        _check_nodes(book.preflight.values(), kind, problems)
+    _check_nodes(book.kill_conditions.values(), "system", problems)
+    return sorted(set(problems))
+
+
+def _unused_guard_problems(book: RuleBook, name: str) -> list[Problem]:
+    best: list[Problem] | None = None
+    for kind in (*BOT_KINDS, *SYSTEM_KINDS):  # the widest vocabularies first: their suggestions are best
+        found: list[Problem] = []
+        _guard_nodes(book, kind, [name], found)
+        if not found:
+            return []
+        if best is None or _usefulness(found) < _usefulness(best):
+            best = found
+    return best or []
+
+
+def _usefulness(problems: list[Problem]) -> tuple[int, int, int]:
+    """Lower is more useful: a kind that knows every fact (so what is left is a real error) beats one that lacks
+    some, and a suggestion beats none."""
+    elsewhere = sum("is not available to" in p.message for p in problems)
+    no_hint = sum(p.message.startswith("unknown fact") and "did you mean" not in p.message for p in problems)
+    return elsewhere, no_hint, len(problems)
+
+
+def _guard_of(problem: Problem) -> str | None:
+    section, _, rest = problem.path.partition(".")
+    return rest.partition(".")[0] if section == "guards" else None
+
+
+def _check_nodes(entries: Iterable[Entry], kind: str, problems: list[Problem]) -> dict[str, Node]:
+    nodes = {}
     for entry in entries:
-        rule, message = compile_expression(entry.body["expr"], kind)
-        if message:
-            problems.append(entry.problem("expr", message))
-        elif rule is not None:
-            compiled[entry.name] = _expression_predicate(rule)
-    return compiled
+        node = _expression_node(entry, kind, problems)
+        if node is not None:
+            nodes[entry.name] = node
+    return nodes
+
+
+def _guard_nodes(book: RuleBook, kind: str, needed: Iterable[str], problems: list[Problem]) -> dict[str, Node]:
+    """The typed tree of each guard needed and of every guard they compose, dependencies first."""
+    nodes: dict[str, Node] = {}
+    attempted: set[str] = set()
+    for name in _closure(book, needed):
+        entry = book.guards.get(name)
+        if entry is None:
+            continue
+        node = _guard_node(book, entry, kind, nodes, attempted, problems)
+        attempted.add(name)
+        if node is not None:
+            nodes[name] = node
+    return nodes
 
 
 def _closure(book: RuleBook, needed: Iterable[str]) -> list[str]:
@@ -321,24 +404,19 @@ def _closure(book: RuleBook, needed: Iterable[str]) -> list[str]:
     return ordered
 
 
-def _compile_guard(
+def _guard_node(
     book: RuleBook,
     entry: Entry,
     kind: str,
-    compiled: dict[str, Predicate],
+    compiled: dict[str, Node],
     attempted: set[str],
     problems: list[Problem],
-) -> Predicate | None:
+) -> Node | None:
     body = entry.body
     if "expr" in body:
-        rule, message = compile_expression(body["expr"], kind)
-        if message:
-            problems.append(entry.problem("expr", message))
-            return None
-        assert rule is not None
-        return _expression_predicate(rule)
+        return _expression_node(entry, kind, problems)
     if "builtin" in body:
-        return _builtin_predicate(entry, kind, problems)
+        return _builtin_node(entry, kind, problems)
     condition = conditions.parse(body["when"])
     for ref in conditions.refs(condition):
         if ref not in book.guards:
@@ -349,18 +427,14 @@ def _compile_guard(
                 return None
             problems.append(entry.problem("when", f"guard '{ref}' is part of a cycle of compositions"))
             return None
-
-    def holds(facts: Mapping[str, Any]) -> bool:
-        def part(name: str) -> bool:
-            try:
-                return compiled[name](facts)
-            except GuardError:
-                raise
-            except Exception as exc:  # named after the guard that failed, not the composition around it
-                raise GuardError(name, exc) from exc
-
-        return conditions.evaluate(condition, part)
-
-    return holds
+    return _composition(condition, compiled)
 
 
+def _composition(condition: conditions.Condition, compiled: Mapping[str, Node]) -> Node:
+    """A `when:` of guards as one tree: each part keeps its name, so an error inside is reported under it."""
+    if isinstance(condition, conditions.Ref):
+        return expressions.guard(condition.name, compiled[condition.name])
+    if isinstance(condition, conditions.Not):
+        return expressions.unary("not", _composition(condition.item, compiled))
+    parts = [_composition(item, compiled) for item in condition.items]
+    return expressions.logic("and" if isinstance(condition, conditions.All) else "or", parts)
