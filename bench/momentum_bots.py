@@ -1,8 +1,9 @@
 """Tick cost against the number of MomentumBots, on the simulated exchange.
 
 For N in (10, 100, 1000) MomentumBots on distinct tickers (plus the shipped options and crypto bots), run a
-fixed number of ticks from the market open and print the tick duration (median, p99) and the broker requests
-per tick. Real SQLite and JSONL in a temporary folder; no network.
+fixed number of ticks from the market open and print the tick duration (median, p99), the broker requests
+per tick, and the SQLite statements per tick (reads and writes: a constant whatever the bot count, except for
+the ticks where bots trade). Real SQLite and JSONL in a temporary folder; no network.
 
     .venv/bin/python bench/momentum_bots.py [--ticks 200] [--bots 10 100 1000]
 """
@@ -63,12 +64,13 @@ def bench(bots: int, ticks: int) -> dict[str, float]:
         store = StateStore(folder / "state.db")
         journal = Journal(folder / "app.jsonl", clock)
         engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
-        durations, requests = [], []
+        durations, requests, queries = [], [], []
         started = time.perf_counter()
         for _ in range(ticks):
             tick = engine.tick()
             durations.append(tick.duration_ms)
             requests.append(tick.broker_requests)
+            queries.append(tick.queries)
             clock.advance(report.config.settings.runner.loop_interval_seconds)
         wall = time.perf_counter() - started
         ordered = sorted(durations)
@@ -79,6 +81,8 @@ def bench(bots: int, ticks: int) -> dict[str, float]:
             "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
             "requests_median": statistics.median(requests),
             "requests_max": max(requests),
+            "queries_median": statistics.median(queries),
+            "queries_max": max(queries),
             "orders": engine.orders.sent,
             "transitions": engine.transitions,
             "wall_s": wall,
@@ -92,13 +96,13 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'bots':>6} {'ticks':>6} {'median ms':>10} {'p99 ms':>8} {'req/tick':>9} {'req max':>8} "
-        f"{'orders':>7} {'transitions':>12}"
+        f"{'orders':>7} {'transitions':>12} {'queries/tick':>13} {'queries max':>12}"
     )
     for count in args.bots:
         r = bench(count, args.ticks)
         print(
             f"{r['bots']:>6} {r['ticks']:>6} {r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} {r['requests_median']:>9.0f} "
-            f"{r['requests_max']:>8} {r['orders']:>7} {r['transitions']:>12}"
+            f"{r['requests_max']:>8} {r['orders']:>7} {r['transitions']:>12} {r['queries_median']:>13.0f} {r['queries_max']:>12}"
         )
 
 
