@@ -172,6 +172,7 @@ class StateStore:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._in_transaction = False
         self.statements = 0  # reads and writes run so far: the bench prints them per tick
+        self.halt_writes = 0  # halts started or ended through this connection: a tick re-reads them only if it moved
         self._migrate()
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -381,6 +382,7 @@ class StateStore:
     def start_halt(
         self, scope: str, reason: str, conditions: tuple[str, ...], flatten: bool, started_at: datetime, until: datetime | None
     ) -> int:
+        self.halt_writes += 1
         cursor = self._write(
             "INSERT INTO halts (scope, reason, conditions, flatten, started_at, until) VALUES (?, ?, ?, ?, ?, ?)",
             (scope, reason, json.dumps(list(conditions)), int(flatten), _ts(started_at), _ts(until) if until else None),
@@ -389,11 +391,13 @@ class StateStore:
 
     def end_halt(self, halt_id: int, ended_at: datetime, ended_by: str) -> None:
         """End one halt (a cooloff that ran out), leaving any other halt of its scope in force."""
+        self.halt_writes += 1
         self._write(
             "UPDATE halts SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL", (_ts(ended_at), ended_by, halt_id)
         )
 
     def end_halts(self, scope: str, ended_at: datetime, ended_by: str) -> int:
+        self.halt_writes += 1
         cursor = self._write(
             "UPDATE halts SET ended_at = ?, ended_by = ? WHERE scope = ? AND ended_at IS NULL",
             (_ts(ended_at), ended_by, scope),

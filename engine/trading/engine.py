@@ -99,6 +99,7 @@ class Engine:
         self.needs = data_needs(self.config.bots)
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
         self._keep = max((b.lookback for b in self.bots), default=12) + 2
+        self._halt_writes_seen = 0
         self._split_preflight()
         self._restore_states()
 
@@ -195,10 +196,11 @@ class Engine:
         if not self.reconciled:
             self._reconcile(snapshot)
         view = read_view(self.store, snapshot, now, self.tz)
+        self._halt_writes_seen = self.store.halt_writes
         with self.store.transaction():
             anomalies = self.exitbot.anomalies(snapshot, view, self._by_id, self.reconciled)
             self.exitbot.end_expired(view)
-            view = view.with_halts(tuple(self.store.halts(open_only=True)))
+            view = self._halts_as_written(view)
             stale = stale_quotes(snapshot, self.needs, now, self.config.settings.health.max_price_staleness_seconds)
             kills = self.exitbot.evaluate_kills(self._system_facts(view, anomalies, stale, kill_triggered=False))
             allocations = self.portfolio.allocate(snapshot.account.equity if snapshot.account else None)
@@ -207,7 +209,7 @@ class Engine:
             self._step(
                 "system", self.system, self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding)), tick
             )
-            tick.view = view = view.with_halts(tuple(self.store.halts(open_only=True)))
+            tick.view = view = self._halts_as_written(view)
             system = self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding))
             tick.system_armed = self.system.state == "armed"
             if "portfolio" in self.runtimes:
@@ -223,6 +225,13 @@ class Engine:
             with self.store.transaction():
                 self.on_persist()
         return snapshot.broker_requests + self._broker_calls() - calls_before
+
+    def _halts_as_written(self, view: TickView) -> TickView:
+        """The view with the halts the ExitBot wrote or ended since it was read (re-read only if any)."""
+        if self.store.halt_writes == self._halt_writes_seen:
+            return view
+        self._halt_writes_seen = self.store.halt_writes
+        return view.with_halts(tuple(self.store.halts(open_only=True)))
 
     def _system_facts(self, view: TickView, anomalies: int, stale: int, *, kill_triggered: bool) -> Facts:
         inputs = SystemInputs(

@@ -177,7 +177,7 @@ class ExitBot:
     def end_expired(self, view: TickView) -> bool:
         """End the halts whose cooloff ran out (only those: an operator's halt stays). True if any ended."""
         ended = False
-        for halt in self.store.halts(open_only=True):
+        for halt in view.open_halts:
             if halt.until is not None and view.now >= halt.until:
                 end_halt(
                     self.store, self.journal, halt_id=halt.id, scope=halt.scope, reason=halt.reason, now=view.now, by="cooloff"

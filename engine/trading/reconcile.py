@@ -59,6 +59,8 @@ def unexplained(owned: Iterable[PositionRow], known_client_ids: set[str], snapsh
 
 def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot) -> None:
     """The bots own what the broker delivered after crypto fees, split in proportion to their fills."""
+    if not any(is_crypto(p.symbol) for p in snapshot.positions or ()):
+        return  # fees are taken from crypto only: nothing to read
     owned = store.positions()
     shortfalls = fee_shortfalls(owned, snapshot)
     if not shortfalls:

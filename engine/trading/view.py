@@ -48,6 +48,7 @@ class TickView:
     local_time: time
     snapshot: Snapshot
     halts: tuple[Halt, ...]  # every halt in force, oldest first
+    open_halts: tuple[Halt, ...]  # every halt not ended, those whose cooloff ran out included (for the ExitBot)
     bots: Mapping[str, BotRecords]
     orders_last_minute: int
 
@@ -59,14 +60,14 @@ class TickView:
         """The latest system-wide halt in force."""
         return next((h for h in reversed(self.halts) if h.scope == SYSTEM_SCOPE), None)
 
-    def with_halts(self, halts: tuple[Halt, ...]) -> TickView:
-        """The same view after the ExitBot wrote or ended halts."""
-        in_force = tuple(h for h in halts if h.in_force(self.now))
+    def with_halts(self, open_halts: tuple[Halt, ...]) -> TickView:
+        """The same view after the ExitBot wrote or ended halts (`open_halts`: the halts not ended, re-read)."""
+        in_force = tuple(h for h in open_halts if h.in_force(self.now))
         bots = {bot_id: dataclasses.replace(records, halt=_latest(in_force, bot_id)) for bot_id, records in self.bots.items()}
         for halt in in_force:
             if halt.scope != SYSTEM_SCOPE and halt.scope not in bots:
                 bots[halt.scope] = BotRecords(halt=halt)
-        return dataclasses.replace(self, halts=in_force, bots=bots)
+        return dataclasses.replace(self, halts=in_force, open_halts=open_halts, bots=bots)
 
 
 def _latest(halts: tuple[Halt, ...], scope: str) -> Halt | None:
@@ -86,7 +87,8 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
     last_entries = store.last_entries(day)
     counters = store.counters(day)
     realized = store.realized_pnl(day)
-    halts = tuple(h for h in store.halts(open_only=True) if h.in_force(now))
+    open_halts = tuple(store.halts(open_only=True))
+    halts = tuple(h for h in open_halts if h.in_force(now))
     bot_ids = set(positions) | {b for b, _ in open_orders} | set(last_entries) | set(counters) | set(realized)
     bot_ids |= {h.scope for h in halts if h.scope != SYSTEM_SCOPE}
     bots = {
@@ -107,6 +109,7 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
         local_time=local.time(),
         snapshot=snapshot,
         halts=halts,
+        open_halts=open_halts,
         bots=bots,
         orders_last_minute=store.orders_since(now - timedelta(seconds=60)),
     )
