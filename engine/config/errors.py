@@ -2,14 +2,19 @@
 
 Every problem the engine finds in a YAML file becomes one `Problem`, so that the command line can print them
 all at once, sorted, as `file:line:col: path: message` (the format editors and CI logs turn into links).
+A problem may carry an excerpt (the line as written and a caret under the column) for the errors a reader
+cannot place from the key path alone, such as a YAML syntax error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PathPart = str | int
+
+# Wider lines are shown as a window around the column, so a minified or binary-looking line stays readable.
+_EXCERPT_WIDTH = 100
 
 
 def format_path(path: Sequence[PathPart]) -> str:
@@ -23,19 +28,48 @@ def format_path(path: Sequence[PathPart]) -> str:
     return text
 
 
+def caret_excerpt(line_text: str, col: int, width: int = 1) -> str:
+    """Two indented lines: `line_text` as written and a caret (`^`, `width` long) under 1-based column `col`.
+
+    Tabs before the column are kept in the caret line, so the caret sits under the same character in a
+    terminal whatever its tab width.
+    """
+    # A control character would move the caret or the terminal's cursor; each is shown as one '?'.
+    text = "".join(ch if ch == "\t" or ch.isprintable() else "?" for ch in line_text.rstrip("\r\n"))
+    start = max(0, col - 1)
+    shown_from = 0
+    if len(text) > _EXCERPT_WIDTH:
+        shown_from = max(0, min(start - _EXCERPT_WIDTH // 2, len(text) - _EXCERPT_WIDTH))
+        text = text[shown_from : shown_from + _EXCERPT_WIDTH]
+        start -= shown_from
+    prefix = "..." if shown_from else ""
+    pad = "".join(ch if ch == "\t" else " " for ch in text[: min(start, len(text))])
+    pad += " " * max(0, start - len(text))
+    return f"    {prefix}{text}\n    {' ' * len(prefix)}{pad}{'^' * max(1, width)}"
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One error in one file, with a 1-based line and column (0 when the place is the whole file)."""
+    """One error in one file, with a 1-based line and column (0 when the place is the whole file).
+
+    `excerpt` (not part of equality or order) is printed below the one-line form: see `caret_excerpt`.
+    """
 
     file: str
     line: int
     col: int
     path: str
     message: str
+    excerpt: str = field(default="", compare=False)
 
-    def __str__(self) -> str:
+    @property
+    def headline(self) -> str:
+        """The one-line form, `file:line:col: path: message`."""
         where = f"{self.file}:{self.line}:{self.col}"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def __str__(self) -> str:
+        return f"{self.headline}\n{self.excerpt}" if self.excerpt else self.headline
 
 
 class ConfigError(Exception):
