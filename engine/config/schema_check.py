@@ -64,16 +64,22 @@ def show_value(value: Any) -> str:
     return repr(value)
 
 
+def _schema_of(error: ValidationError) -> dict[str, Any]:
+    return error.schema if isinstance(error.schema, dict) else {}
+
+
 def _unknown_keys(error: ValidationError) -> list[str]:
-    allowed = set(error.schema.get("properties", {}))
-    patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
-    return [k for k in error.instance if k not in allowed and not any(p.search(k) for p in patterns)]
+    schema = _schema_of(error)
+    allowed = set(schema.get("properties", {}))
+    patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+    keys = error.instance if isinstance(error.instance, dict) else {}
+    return [k for k in keys if k not in allowed and not any(p.search(k) for p in patterns)]
 
 
 def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
     path = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(_schema_of(error).get("properties", {}))
         problems = []
         for key in _unknown_keys(error):
             guess = nearest(key, allowed)
@@ -84,10 +90,10 @@ def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
         missing = re.findall(r"'([^']+)' is a required property", error.message)
         name = missing[0] if missing else error.message
         return [doc.problem(path, f"missing required key '{name}'", of_key=True)]
-    custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
+    custom = _schema_of(error).get("x-message")
     if custom and error.validator in ("pattern", "const", "format", "oneOf"):
         return [doc.problem(path, f"{show_value(error.instance)} {custom}")]
-    if error.validator == "enum":
+    if error.validator == "enum" and isinstance(error.validator_value, list):
         options = ", ".join(show_value(v) for v in error.validator_value)
         return [doc.problem(path, f"{show_value(error.instance)} is not one of {options}")]
     return [doc.problem(path, error.message)]
@@ -102,7 +108,11 @@ def schema_problems(doc: YamlDocument, schema_name: str) -> list[Problem]:
 
 
 def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem]) -> list[YamlDocument]:
-    """Parse and schema-check files; the ones without problems are returned, every problem is collected."""
+    """Parse and schema-check files; the ones without problems are returned, every problem is collected.
+
+    A file that cannot be read or parsed is reported and skipped, and the next file is still read: one broken
+    file must not hide the problems of the others.
+    """
     documents = []
     for path in paths:
         try:
@@ -110,7 +120,9 @@ def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        found = schema_problems(doc, schema_name)
+        # A value refused while reading (a date, a NaN) is reported once, not again by the schema.
+        placed = {(p.line, p.col, p.path) for p in doc.problems}
+        found = [*doc.problems, *(p for p in schema_problems(doc, schema_name) if (p.line, p.col, p.path) not in placed)]
         problems.extend(found)
         if not found:
             documents.append(doc)

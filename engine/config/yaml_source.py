@@ -3,32 +3,62 @@
 The engine validates and uses plain dicts, lists and scalars, but every error must point at a line and column
 in the user's file. ruamel.yaml's round-trip loader keeps those positions on its container nodes; this module
 copies the data out once and keeps an index from the key path to the (line, col) of the key and of the value.
+
+It is also the validator's first line of defence, so nothing a file holds may crash or hang it:
+- a file over `MAX_FILE_BYTES` is refused before it is read (ruamel's pure-Python parser reads about 250 KB a
+  second, so a file of megabytes would take minutes; the shipped files are under 6 KB);
+- bytes that are not UTF-8 are named (byte, offset, line) instead of raising UnicodeDecodeError;
+- anchors (`&name`) and aliases (`*name`) are refused while the file is parsed, before anything is built, so an
+  alias bomb ("billion laughs") costs nothing; copying a block by alias also hides which line a value came
+  from, and every error must point at one;
+- nesting deeper than `MAX_NESTING` is refused (deep nesting would exhaust Python's recursion limit);
+- `.nan`, `.inf` and values of types JSON does not have (dates, binary, sets, custom tags) are refused: a NaN
+  threshold compares false with everything, which would switch a limit off without a word;
+- a syntax error is explained in plain words with the line and a caret under the column, never with the
+  parser's raw text alone.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.composer import Composer
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, NodeEvent
+from ruamel.yaml.reader import ReaderError
 
-from engine.config.errors import ConfigError, PathPart, Problem, format_path
+from engine.config.errors import ConfigError, PathPart, Problem, caret_excerpt, format_path
 
 Position = tuple[int, int]  # 1-based line and column
+
+MAX_FILE_BYTES = 256 * 1024
+MAX_NESTING = 64
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # the line breaks YAML counts, as ruamel does
 
 
 @dataclass
 class YamlDocument:
-    """One parsed file: its plain data and where each path's key and value are written."""
+    """One parsed file: its plain data, where each path's key and value are written, and its lines.
+
+    `problems` holds what the file's values break of the rules above (a NaN, a date); a document with problems
+    is reported, not used.
+    """
 
     path: str
     data: Any
     key_positions: dict[tuple[PathPart, ...], Position] = field(default_factory=dict)
     value_positions: dict[tuple[PathPart, ...], Position] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list, repr=False)
+    problems: list[Problem] = field(default_factory=list)
 
     def position(self, path: Sequence[PathPart], *, of_key: bool = False) -> Position:
         """Where `path` is written; falls back to the nearest written ancestor, then to the file's start."""
@@ -46,6 +76,49 @@ class YamlDocument:
     def problem(self, path: Sequence[PathPart], message: str, *, of_key: bool = False) -> Problem:
         line, col = self.position(path, of_key=of_key)
         return Problem(self.path, line, col, format_path(path), message)
+
+    def excerpt(self, line: int, col: int, width: int = 1) -> str:
+        """Line `line` of the file with a caret under `col` (both 1-based), for a Problem's `excerpt`."""
+        return caret_excerpt(self.lines[line - 1], col, width) if 0 < line <= len(self.lines) else ""
+
+
+class _Refused(Exception):
+    """Something the engine's files may not contain, found while parsing, at a 0-based line and column."""
+
+    def __init__(self, line: int, col: int, message: str):
+        super().__init__(message)
+        self.line = line
+        self.col = col
+        self.message = message
+
+
+class _EngineComposer(Composer):
+    """ruamel's composer, refusing anchors, aliases and deep nesting as the parser meets them.
+
+    Events are produced on demand, so a refusal happens at the first anchor of the file, before any node
+    is built: an alias bomb costs no more than reading up to its first line.
+    """
+
+    _nesting = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            raise _Refused(event.start_mark.line, event.start_mark.column, _ALIAS_MESSAGE.format(name=event.anchor))
+        if isinstance(event, NodeEvent) and event.anchor is not None:
+            raise _Refused(event.start_mark.line, event.start_mark.column, _ANCHOR_MESSAGE.format(name=event.anchor))
+        self._nesting += 1
+        try:
+            if self._nesting > MAX_NESTING:
+                mark = event.start_mark
+                raise _Refused(mark.line, mark.column, f"lists and mappings nested more than {MAX_NESTING} deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._nesting -= 1
+
+
+_ALIAS_MESSAGE = "YAML aliases ('*{name}') are not allowed in engine files: write the values out where they are used"
+_ANCHOR_MESSAGE = "YAML anchors ('&{name}') are not allowed in engine files: write the values out where they are used"
 
 
 def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
@@ -67,35 +140,315 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
             doc.key_positions[child] = doc.value_positions[child] = (line + 1, col + 1)
             items.append(_plain(value, child, doc))
         return items
+    if node is None:
+        return None
+    if isinstance(node, TaggedScalar) and str(node.tag) == "tag:yaml.org,2002:str":
+        return str(node.value)  # `!!str 1` is the string '1'
     # ruamel wraps scalars in subclasses (ScalarFloat, DoubleQuotedScalarString...); unwrap to plain types.
     for plain_type in (bool, int, float, str):
         if isinstance(node, plain_type):
-            return plain_type(node)
-    return node
+            value = plain_type(node)
+            if isinstance(value, float) and not math.isfinite(value):
+                spelled = ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+                doc.problems.append(doc.problem(path, f"{spelled} is not a number the engine can use: write a finite number"))
+            return value
+    doc.problems.append(doc.problem(path, _unsupported(node)))
+    return None
+
+
+def _unsupported(node: Any) -> str:
+    """Why a value of a type JSON does not have cannot be used, and how to write it instead."""
+    import datetime
+
+    if isinstance(node, (datetime.date, datetime.datetime)):
+        return f'YAML reads {node.isoformat()} as a date, not as text: put it in quotes ("{node.isoformat()}")'
+    if isinstance(node, TaggedScalar):
+        return f"the YAML tag '{node.tag}' is not allowed here: write a plain value (text, a number, true or false)"
+    kind = type(node).__name__
+    return f"a YAML value of type {kind} is not allowed here: write text, a number, true/false, a list or a mapping"
+
+
+def read_text(path: Path, shown: str) -> str:
+    """The file's text, or ConfigError saying in plain words why it cannot be used: missing, not a regular
+    file, over MAX_FILE_BYTES, or not UTF-8. Never reads more than MAX_FILE_BYTES + 1 bytes."""
+
+    def refuse(message: str, line: int = 0, col: int = 0) -> ConfigError:
+        return ConfigError([Problem(shown, line, col, "", message)])
+
+    def refuse_size(size: int) -> ConfigError:
+        return refuse(_too_large(size), 1, 1)
+
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse("not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise refuse_size(info.st_size)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:  # it grew after stat
+        raise refuse_size(len(data))
+    return decode_utf8(data, shown)
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes (256 KiB) for an engine file "
+        "(split it, or check that it is the file you meant)"
+    )
+
+
+def decode_utf8(data: bytes, shown: str) -> str:
+    """`data` as text, or ConfigError at the first byte that is not UTF-8 (with its line and column)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    line = data.count(b"\n", 0, offset) + 1
+    col = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    byte = data[offset]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        message = "UTF-16 text, not UTF-8: save the file as UTF-8"
+    elif b"\x00" in data[:1024]:
+        message = f"binary data, not UTF-8 text (byte 0x{byte:02x} at offset {offset})"
+    else:
+        message = f"not UTF-8 text (byte 0x{byte:02x} at offset {offset}): save the file as UTF-8"
+    raise ConfigError([Problem(shown, line, col, "", message)])
 
 
 def load_yaml(path: Path | str, display_path: str | None = None) -> YamlDocument:
-    """Parse one YAML file. Syntax errors and duplicate keys raise ConfigError with the file, line and column."""
+    """Parse one YAML file. Unreadable files and syntax errors raise ConfigError with the file, line and column."""
     shown = display_path or str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem(shown, 0, 0, "", f"cannot read file: {exc.strerror or exc}")]) from None
-    return parse_yaml(text, shown)
+    return parse_yaml(read_text(Path(path), shown), shown)
 
 
 def parse_yaml(text: str, shown: str) -> YamlDocument:
     """Parse YAML text that came from the file named `shown` (only used in messages)."""
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_FILE_BYTES:
+        raise ConfigError([Problem(shown, 1, 1, "", _too_large(size))])
+    lines = _LINE_BREAK.split(text)
     yaml = YAML(typ="rt")
+    yaml.Composer = _EngineComposer
     try:
         node = yaml.load(text)
+    except _Refused as exc:
+        raise ConfigError([_at(shown, lines, exc.line, exc.col, exc.message)]) from None
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        message = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise ConfigError([Problem(shown, line, col, "", f"YAML syntax error: {message}")]) from None
-    except YAMLError as exc:
+        raise ConfigError([_syntax_problem(exc, shown, lines)]) from None
+    except ReaderError as exc:
+        raise ConfigError([_reader_problem(exc, shown, text, lines)]) from None
+    except (YAMLError, RecursionError) as exc:  # no place is known: the whole file
         raise ConfigError([Problem(shown, 0, 0, "", f"YAML error: {exc}")]) from None
-    doc = YamlDocument(shown, None)
+    doc = YamlDocument(shown, None, lines=lines)
     doc.data = _plain(node, (), doc)
     return doc
+
+
+def _at(shown: str, lines: list[str], line0: int, col0: int, message: str, width: int = 1) -> Problem:
+    """A Problem at a 0-based place, with the line and a caret under the column."""
+    text = lines[line0] if 0 <= line0 < len(lines) else ""
+    return Problem(shown, line0 + 1, col0 + 1, "", message, caret_excerpt(text, col0 + 1, width) if text else "")
+
+
+def _reader_problem(exc: ReaderError, shown: str, text: str, lines: list[str]) -> Problem:
+    position = exc.position if isinstance(exc.position, int) else 0
+    before = text[:position]
+    line0 = len(_LINE_BREAK.findall(before))
+    last = _LINE_BREAK.split(before)[-1] if before else ""
+    character = exc.character if isinstance(exc.character, int) else 0
+    message = f"a control character (U+{character:04X}) that YAML text may not contain: is this a text file?"
+    return _at(shown, lines, line0, len(last), message)
+
+
+# --- syntax errors in plain words ----------------------------------------------------------------------------
+
+
+def _spaces(count: int) -> str:
+    return f"{count} space" if count == 1 else f"{count} spaces"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _previous_content_line(lines: list[str], line0: int) -> int | None:
+    """The last line before `line0` that holds more than blanks and a comment."""
+    for index in range(min(line0, len(lines)) - 1, -1, -1):
+        stripped = lines[index].strip()
+        if stripped and not stripped.startswith("#"):
+            return index
+    return None
+
+
+def _quoted(value: str) -> str:
+    if '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _mapping_value_not_allowed(lines: list[str], line0: int, col0: int) -> tuple[int, int, str]:
+    """ruamel's "mapping values are not allowed here": a ': ' where no key can start. Three usual causes."""
+    text = lines[line0] if line0 < len(lines) else ""
+    body = text[:col0].strip()
+    while body.startswith("- "):
+        body = body[2:].lstrip()
+    if ": " in body:  # `description: Flat: not permitted`
+        key, _sep, _value = text.strip().lstrip("- ").partition(": ")
+        value = text.strip().lstrip("- ")[len(key) + 2 :].split(" #")[0].strip()
+        return (
+            line0,
+            col0,
+            f"the value of '{key}' contains ': ', which YAML reads as the start of another key; put the whole value "
+            f"in quotes: {key}: {_quoted(value)}",
+        )
+    previous = _previous_content_line(lines, line0)
+    if previous is not None:
+        above = lines[previous]
+        if re.search(r"^\s*(- )?[^\s#:'\"][^#:]*:[^\s:]", above) and ": " not in above:  # `stop_loss_pct:0.5`
+            col = above.index(":")
+            return (
+                previous,
+                col,
+                f"a ':' needs a space after it ('key: value'); without one YAML reads line {previous + 1} and the "
+                "next as one piece of text",
+            )
+        if _indent(text) > _indent(above):
+            return (
+                line0,
+                _indent(text),
+                f"this line is indented more than line {previous + 1} above it, so YAML reads it as more of that "
+                f"line's value; indent it like the keys it belongs with (line {previous + 1} is indented by "
+                f"{_spaces(_indent(above))})",
+            )
+        if ":" not in above.split(" #")[0]:
+            return (
+                previous,
+                _indent(above),
+                f"line {previous + 1} is neither 'key: value' nor a '- ' list item, so YAML joins it with the next "
+                "line; add the missing ':' or remove the line",
+            )
+    return line0, col0, "a ':' where YAML cannot start a key: check the indentation of this line and the line above"
+
+
+def _block_end_expected(exc: MarkedYAMLError, lines: list[str], line0: int, col0: int) -> tuple[int, int, str] | None:
+    """ruamel's "expected <block end>, but found ...": a line that does not fit the block it is in."""
+    found = re.search(r"but found '(.+)'$", exc.problem or "")
+    token = found.group(1) if found else ""
+    ctx = exc.context_mark
+    block = "list" if "collection" in (exc.context or "") or "sequence" in (exc.context or "") else "mapping"
+    if token in ("<block mapping start>", "<block sequence start>") and ctx is not None:
+        what = "keys" if block == "mapping" else "items"
+        return (
+            line0,
+            col0,
+            f"this line is indented by {_spaces(col0)}, which matches none of the blocks above it: the {what} of the "
+            f"{block} that starts on line {ctx.line + 1} are indented by {_spaces(ctx.column)}; the lines of one block "
+            "must start in the same column",
+        )
+    if token == "-":
+        return (
+            line0,
+            col0,
+            "a '- ' list item among the keys of a mapping: a list goes under a key of its own ('key:' with the items "
+            "indented below it), and every item of one list starts in the same column",
+        )
+    if token in ("]", "}"):
+        opener = "[" if token == "]" else "{"
+        return line0, col0, f"a closing '{token}' without an opening '{opener}' before it"
+    if token == "<scalar>":
+        text = lines[line0] if line0 < len(lines) else ""
+        if text[:col0].rstrip().endswith(("'", '"')):
+            return (
+                line0,
+                col0,
+                "text after the closing quote of a value: put the whole value inside the quotes (inside '...', write "
+                "'' for one ')",
+            )
+        advice = "check that the line above is 'key: value' and that this line is indented like it"
+        return line0, col0, f"unexpected text here: {advice}"
+    return None
+
+
+def _explain(exc: MarkedYAMLError, lines: list[str]) -> tuple[int, int, str]:
+    """(0-based line, 0-based column, message in plain words) for one of ruamel's syntax errors."""
+    mark = exc.problem_mark or exc.context_mark
+    line0, col0 = (mark.line, mark.column) if mark is not None else (0, 0)
+    problem = exc.problem or ""
+    context = exc.context or ""
+    ctx = exc.context_mark
+    if isinstance(exc, DuplicateKeyError):
+        found = re.search(r'found duplicate key "(.*)" with value', problem)
+        key = found.group(1) if found else "?"
+        first = next(
+            (
+                i
+                for i in range(ctx.line if ctx else 0, line0)
+                if _indent(lines[i]) == _indent(lines[line0]) and lines[i].strip().lstrip("- ").startswith(f"{key}:")
+            ),
+            None,
+        )
+        where = f" on line {first + 1}" if first is not None else " above"
+        return line0, col0, f"duplicate key '{key}': it is already written{where}, in the same mapping; keep one of them"
+    if problem == "mapping values are not allowed here":
+        return _mapping_value_not_allowed(lines, line0, col0)
+    if problem.startswith("expected <block end>"):
+        explained = _block_end_expected(exc, lines, line0, col0)
+        if explained is not None:
+            return explained
+    if context in ("while parsing a flow sequence", "while parsing a flow mapping") and ctx is not None:
+        opener, closer = ("[", "]") if "sequence" in context else ("{", "}")
+        return (
+            line0,
+            col0,
+            f"the '{opener}' on line {ctx.line + 1} (column {ctx.column + 1}) is not closed with '{closer}' before "
+            f"this point, or a ',' is missing between two of its items",
+        )
+    if context.startswith("while scanning a") and context.endswith("quoted scalar") and ctx is not None:
+        if "end of stream" in problem or "document separator" in problem:
+            return ctx.line, ctx.column, "this quote is never closed: add the closing quote at the end of the value"
+        escape = re.search(r"found unknown escape character '?(.)'?", problem)
+        if escape:
+            return (
+                line0,
+                col0,
+                f"'\\{escape.group(1)}' is not an escape YAML knows inside \"...\": write '\\\\' for a backslash, or "
+                "use single quotes",
+            )
+    character = re.search(r"found character '(.+)' that cannot start any token", problem)
+    if character:
+        char = character.group(1)
+        if char in ("\\t", "\t"):
+            return line0, col0, "a tab character: YAML indents with spaces only; replace the tab with spaces"
+        return line0, col0, f"a value cannot start with '{char}' in YAML: put the value in quotes"
+    if context == "while scanning a simple key" and ctx is not None:
+        return (
+            ctx.line,
+            ctx.column,
+            f"line {ctx.line + 1} has no ':' where YAML expects 'key: value' (a value that goes on over several lines "
+            "must be quoted)",
+        )
+    if context in ("while scanning an alias", "while scanning an anchor"):
+        return (
+            line0,
+            col0,
+            "a value that starts with '*' or '&' must be in quotes (YAML reads them as aliases and anchors, which "
+            "engine files do not use)",
+        )
+    if context == "expected a single document in the stream":
+        return (
+            line0,
+            col0,
+            "a second YAML document starts here ('---'): an engine file holds one document; remove the '---' line "
+            "or what follows it",
+        )
+    where = f" ({context}, line {ctx.line + 1})" if context and ctx is not None else (f" ({context})" if context else "")
+    return line0, col0, f"{problem or context}{where}"
+
+
+def _syntax_problem(exc: MarkedYAMLError, shown: str, lines: list[str]) -> Problem:
+    line0, col0, message = _explain(exc, lines)
+    return _at(shown, lines, line0, col0, f"YAML syntax error: {message}")

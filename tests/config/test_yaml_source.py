@@ -1,0 +1,180 @@
+"""Input that must never crash or hang the validator (issue 13, items 5, 6, 7 and 12): every file of config/,
+machines/ and rules/ is read through engine/config/yaml_source.py, so each case is tested once here."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from engine.config.errors import ConfigError, Problem
+from engine.config.yaml_source import load_yaml, parse_yaml
+
+
+def refused(path: Path) -> Problem:
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(path, path.name)
+    assert len(caught.value.problems) == 1, caught.value
+    return caught.value.problems[0]
+
+
+def refused_text(text: str) -> Problem:
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml(text, "f.yaml")
+    assert len(caught.value.problems) == 1, caught.value
+    return caught.value.problems[0]
+
+
+# --- 5: bytes that are not UTF-8 -------------------------------------------------------------------------------
+
+
+def test_latin1_file_is_named_with_the_byte_its_offset_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bots.yaml"
+    path.write_bytes("kind: momentum\ndescription: café\n".encode("latin-1"))
+    p = refused(path)
+    assert (p.file, p.line, p.col) == ("bots.yaml", 2, 17)
+    assert p.message.startswith("not UTF-8 text (byte 0xe9 at offset 31)")
+
+
+def test_binary_file_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "guards.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    p = refused(path)
+    assert (p.line, p.col) == (2, 118)  # the first line break is byte 10
+    assert "binary data, not UTF-8 text (byte 0x80 at offset 128)" in p.message
+
+
+def test_utf16_file_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_bytes("system:\n  timezone: UTC\n".encode("utf-16"))
+    assert "UTF-16" in refused(path).message
+
+
+def test_control_character_in_utf8_text(tmp_path: Path) -> None:
+    p = refused_text("a: 1\nb: x\x00y\n")
+    assert (p.line, p.col) == (2, 5) and "control character (U+0000)" in p.message
+
+
+# --- 6: anchors and aliases are refused --------------------------------------------------------------------------
+
+BILLION_LAUGHS = "\n".join(
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    + ["result: *i"]
+)
+
+
+def test_alias_bomb_is_refused_at_its_first_anchor_in_bounded_time_and_memory() -> None:
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        p = refused_text(BILLION_LAUGHS)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 1.0 and peak < 5_000_000
+    assert (p.line, p.col) == (1, 4) and "anchors ('&a') are not allowed" in p.message
+
+
+def test_a_single_alias_is_refused_too() -> None:
+    p = refused_text("base: {enabled: true}\nother: *base\n")
+    assert (p.line, p.col) == (2, 8) and "aliases ('*base') are not allowed" in p.message
+
+
+def test_nesting_deeper_than_the_limit_is_refused_not_a_recursion_error() -> None:
+    p = refused_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert p.line == 1 and "lists and mappings nested more than 64 deep" in p.message
+
+
+# --- 7: size ----------------------------------------------------------------------------------------------------
+
+
+def test_a_5_mb_file_is_refused_at_once_without_being_read(tmp_path: Path) -> None:
+    path = tmp_path / "momentum.yaml"
+    line = "  - {trigger: go, source: idle, dest: armed, when: flat}\n"
+    path.write_text("transitions:\n" + line * (5_000_000 // len(line)), encoding="utf-8")
+    started = time.perf_counter()
+    p = refused(path)
+    assert time.perf_counter() - started < 0.5
+    assert (p.line, p.col) == (1, 1)
+    assert p.message.startswith("file is 4,9") and "over the limit of 262,144 bytes (256 KiB)" in p.message
+
+
+def test_a_file_at_the_limit_is_read(tmp_path: Path) -> None:
+    from engine.config.yaml_source import MAX_FILE_BYTES
+
+    path = tmp_path / "big.yaml"
+    line = "key_{:06d}: a value of some length\n"
+    count = MAX_FILE_BYTES // len(line.format(0))
+    path.write_text("".join(line.format(i) for i in range(count)), encoding="utf-8")
+    assert len(load_yaml(path).data) == count
+
+
+# --- values that would switch a limit off ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("written", [".nan", ".inf", "-.inf", ".NaN"])
+def test_nan_and_infinity_are_refused(written: str) -> None:
+    doc = parse_yaml(f"risk:\n  global_max_daily_loss_pct: {written}\n", "f.yaml")
+    (p,) = doc.problems
+    assert (p.line, p.col, p.path) == (2, 30, "risk.global_max_daily_loss_pct") and "not a number the engine can use" in p.message
+
+
+def test_an_unquoted_date_is_reported_with_the_fix() -> None:
+    (p,) = parse_yaml("sim:\n  start: 2026-11-23\n", "f.yaml").problems
+    assert p.message == 'YAML reads 2026-11-23 as a date, not as text: put it in quotes ("2026-11-23")'
+
+
+# --- 12: syntax errors in plain words, with a caret ---------------------------------------------------------------
+
+SYNTAX_CASES = {
+    "over-indented key": (
+        "states:\n  idle:\n    description: Flat\n      armed:\n    description: y\n",
+        (4, 7),
+        "this line is indented more than line 3 above it",
+        "          armed:\n          ^",
+    ),
+    "key out of line": (
+        "states:\n  idle:\n    description: x\n   armed:\n    description: y\n",
+        (4, 4),
+        "this line is indented by 3 spaces, which matches none of the blocks above it",
+        "       armed:\n       ^",
+    ),
+    "colon in a value": (
+        "states:\n  idle:\n    description: Flat: not permitted\n",
+        (3, 22),
+        "the value of 'description' contains ': '",
+        "        description: Flat: not permitted\n                         ^",
+    ),
+    "no space after the colon": (
+        "exits:\n  stop_loss_pct:0.5\n  take_profit_pct: 1\n",
+        (2, 16),
+        "a ':' needs a space after it",
+        None,
+    ),
+    "tab": ("exits:\n\tstop_loss_pct: 0.5\n", (2, 1), "a tab character: YAML indents with spaces only", None),
+    "unclosed bracket": ("tickers: [SPY, QQQ\nenabled: true\n", (2, 8), "the '[' on line 1 (column 10) is not closed", None),
+    "unclosed quote": ('a: "abc\nb: 1\n', (1, 4), "this quote is never closed", None),
+    "list item among keys": ("a:\n  b: 1\n  - c\n", (3, 3), "a '- ' list item among the keys of a mapping", None),
+    "value starting with @": ("a: @home\n", (1, 4), "a value cannot start with '@' in YAML: put the value in quotes", None),
+    "two documents": ("a: 1\n---\nb: 2\n", (2, 1), "a second YAML document starts here", None),
+}
+
+
+@pytest.mark.parametrize("case", SYNTAX_CASES, ids=[name.replace(" ", "-") for name in SYNTAX_CASES])
+def test_syntax_errors_are_explained_in_plain_words_with_a_caret(case: str) -> None:
+    text, place, words, excerpt = SYNTAX_CASES[case]
+    p = refused_text(text)
+    assert (p.line, p.col) == place, p
+    assert p.message.startswith("YAML syntax error: ") and words in p.message, p.message
+    for raw in ("mapping values are not allowed here", "expected <block end>", "cannot start any token", "while parsing"):
+        assert raw not in p.message
+    assert p.excerpt.count("\n") == 1 and p.excerpt.endswith("^")
+    line_shown, caret = p.excerpt.split("\n")
+    assert line_shown == "    " + text.splitlines()[p.line - 1]
+    assert caret.index("^") == 4 + p.col - 1
+    if excerpt is not None:
+        assert p.excerpt == excerpt
+    assert str(p) == f"{p.headline}\n{p.excerpt}"
