@@ -1,20 +1,28 @@
 """`python -m engine --validate`: every file the engine reads, checked in one pass, every problem reported.
 
 Order: rules first (the config's signal modes are checked against them), then the config, then the machines
-against the rules. A folder that fails to load still lets the others be checked, so one run shows all.
+against the rules. A file that cannot be read is reported and the rest is still checked against what could
+be read: one broken file never hides the problems of the others. Checks that need every file of a folder (a
+missing machine kind, an unknown guard, an unknown signal mode) are skipped while a file of that folder is
+unreadable, since what it defines is unknown; they run again once it is fixed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from engine.config.checks import DeclaredSignal
 from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config, load_config
+from engine.config.model import TradingBotConfig
+from engine.config.schema_check import load_checked
 from engine.machines.lint import lint_all
-from engine.machines.spec import MachineSpec, load_machines
+from engine.machines.spec import MachineSpec, read_machines
 from engine.paths import shown
-from engine.rules.book import RuleBook, load_rules
+from engine.rules.book import SECTIONS, Entry, RuleBook, check_all_rules, load_rules
 
 
 @dataclass
@@ -32,15 +40,18 @@ class Report:
 
     def summary(self) -> str:
         bots = self.config.bots if self.config else None
-        trading = [*bots.momentum_bots, bots.optionsbot, bots.cryptobot] if bots else []
+        trading: list[TradingBotConfig] = [*bots.momentum_bots, bots.optionsbot, bots.cryptobot] if bots else []
         enabled = sum(1 for b in trading if b.enabled)
         files = 2 + len(self.machines) + (len(self.book.files) if self.book else 0)
         rules = self.book.count() if self.book else 0
         return f"OK: {files} files, {len(trading)} bots ({enabled} enabled), {len(self.machines)} machines, {rules} rules"
 
 
-def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec]) -> list[Problem]:
-    """States saved in SQLite that the machine files no longer have: the engine could not restore them."""
+def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *, complete: bool = True) -> list[Problem]:
+    """States saved in SQLite that the machine files no longer have: the engine could not restore them.
+
+    With `complete=False` (a machine file could not be read) a kind with no machine is not reported: its
+    machine may be in the unreadable file."""
     if not db_path.is_file():
         return []
     from engine.core.store import StateStore
@@ -51,6 +62,8 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec]) ->
         for saved in store.machine_states():
             spec = machines.get(saved.kind)
             if spec is None:
+                if not complete:
+                    continue
                 message = f"{saved.kind} '{saved.bot_id}' is saved, but there is no {saved.kind} machine"
             elif saved.state not in spec.states:
                 message = f"{saved.kind} '{saved.bot_id}' is saved in state '{saved.state}', which {spec.doc.path} no longer has"
@@ -62,26 +75,61 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec]) ->
     return problems
 
 
+def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
+    """The rules of the files that can be read (parsed, schema-valid), each name once, and whether that is every
+    file. Only for checking the machines and the config while the rules have problems (load_rules reports
+    them): a machine's guards in a readable file are still compiled and checked."""
+    paths = sorted(rules_dir.glob("*.yaml"))
+    docs = load_checked(paths, "rules.schema.json", [])
+    if not docs:
+        return None, False
+    book = RuleBook()
+    for doc in docs:
+        book.files.append(doc.path)
+        if not isinstance(doc.data, dict):
+            continue
+        for section in SECTIONS:
+            for name, body in (doc.data.get(section) or {}).items():
+                book.entries[section].setdefault(name, Entry(section, name, body, doc))
+    return book, len(docs) == len(paths)
+
+
 def validate(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None) -> Report:
     report = Report()
+    readable: RuleBook | None
     try:
-        report.book = load_rules(rules_dir)
+        report.book = readable = load_rules(rules_dir)
+        rules_complete = True
     except ConfigError as exc:
         report.problems.extend(exc.problems)
-    signals = report.book.signal_specs() if report.book else None
+        readable, rules_complete = readable_rules(rules_dir)
+    signals = readable.signal_specs() if readable is not None and rules_complete else None
     try:
-        report.config = load_config(config_dir, signals)
+        # SignalSpec's fields are read-only; DeclaredSignal only reads them.
+        report.config = load_config(config_dir, cast("Mapping[str, DeclaredSignal] | None", signals))
     except ConfigError as exc:
         report.problems.extend(exc.problems)
-    try:
-        report.machines = load_machines(machines_dir)
-    except ConfigError as exc:
-        report.problems.extend(exc.problems)
-    if report.book is not None and report.machines:
-        report.problems.extend(lint_all(report.machines, report.book, shown(machines_dir)))
-    if report.config is not None and report.machines:
+    machines = read_machines(machines_dir)
+    report.problems.extend(machines.problems)
+    report.machines = machines.specs
+    if readable is not None and machines.specs:
+        report.problems.extend(
+            lint_all(
+                machines.specs,
+                readable,
+                shown(machines_dir),
+                machines_complete=machines.complete,
+                rules_complete=rules_complete,
+            )
+        )
+    if readable is not None and rules_complete:
+        # Every rule, used or not, so that a typo in a guard no machine uses yet is found now; the guards the
+        # machines use were compiled by the lint for the kinds that use them.
+        used = [guard for spec in machines.specs.values() for guard in spec.guards_used()]
+        report.problems.extend(check_all_rules(readable, used=used))
+    if report.config is not None and machines.specs:
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
-        report.problems.extend(persisted_state_problems(db, report.machines))
+        report.problems.extend(persisted_state_problems(db, machines.specs, complete=machines.complete))
     report.problems = sorted(set(report.problems))
     return report
 

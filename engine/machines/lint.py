@@ -3,15 +3,23 @@
 Unknown states, guards, actions and facts (with the nearest valid name); unreachable states; states with no
 way back to idle; a state from which halted cannot be entered; trigger names that would shadow the model's
 own attributes; missing canonical states; missing machine kinds.
+
+Every check is linear in the size of the machine (states plus edges, a `source: "*"` counting once per
+state): the graph is walked once forwards from the initial state and once backwards from idle, never once
+per state. A machine with very many mistakes reports the first `MAX_PROBLEMS_PER_MACHINE` and counts the
+rest, so that the time spent suggesting names does not grow with the number of mistakes either.
+
+When some rule files could not be read, a guard the machines use may be defined in one of them: unknown
+guard names are then not reported (the unreadable file is), and everything else is still checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-from engine.config.errors import Problem
+from engine.config.errors import PathPart, Problem
 from engine.config.model import KillConditions
 from engine.core.names import unknown_name_message
 from engine.machines.actions import actions_for
@@ -30,6 +38,7 @@ CANONICAL_STATES = {
 REQUIRED_KINDS = ("system", "momentum", "options", "crypto")
 # Names `transitions` adds to every model, or that our model class holds.
 _RESERVED_PREFIXES = ("may_", "is_", "to_")
+MAX_PROBLEMS_PER_MACHINE = 100
 
 
 def reachable(spec: MachineSpec, start: str) -> set[str]:
@@ -45,83 +54,133 @@ def reachable(spec: MachineSpec, start: str) -> set[str]:
     return seen
 
 
-def _unknown_state(spec: MachineSpec, name: str) -> str:
-    return unknown_name_message("state", name, spec.states)
+def reaching(spec: MachineSpec, target: str) -> set[str]:
+    """States from which `target` can be reached along declared transitions (`target` included)."""
+    into: dict[str, set[str]] = {}
+    for source, transition in spec.edges():
+        into.setdefault(transition.dest, set()).add(source)
+    seen = {target}
+    queue = deque([target])
+    while queue:
+        for source in into.get(queue.popleft(), ()):
+            if source not in seen:
+                seen.add(source)
+                queue.append(source)
+    return seen
 
 
-def lint_machine(spec: MachineSpec, book: RuleBook) -> list[Problem]:
-    problems: list[Problem] = []
+class _Findings:
+    """The problems of one machine file, at most MAX_PROBLEMS_PER_MACHINE; past that they are only counted, and
+    a message given as a callable (one that looks for the nearest name) is never built."""
+
+    def __init__(self, spec: MachineSpec):
+        self.spec = spec
+        self.problems: list[Problem] = []
+        self.more = 0
+
+    def add(self, path: tuple[PathPart, ...], message: str | Callable[[], str], *, of_key: bool = False) -> None:
+        if len(self.problems) >= MAX_PROBLEMS_PER_MACHINE:
+            self.more += 1
+            return
+        self.problems.append(self.spec.problem(path, message() if callable(message) else message, of_key=of_key))
+
+    def result(self) -> list[Problem]:
+        if not self.more:
+            return self.problems
+        summary = f"{self.more} more problems in this machine are not shown: fix the ones above first"
+        return [*self.problems, Problem(self.spec.doc.path, 0, 0, "", summary)]
+
+
+def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = True) -> list[Problem]:
+    """Every problem of one machine. `rules_complete=False` (a rule file could not be read) skips unknown guards."""
+    found = _Findings(spec)
     states = spec.states
     if spec.initial not in states:
-        problems.append(spec.problem(("initial",), _unknown_state(spec, spec.initial)))
+        found.add(("initial",), lambda: unknown_name_message("state", spec.initial, states))
     for state in CANONICAL_STATES.get(spec.kind, ()):
         if state not in states:
-            problems.append(spec.problem(("states",), f"{spec.kind} machines need the state '{state}'", of_key=True))
+            found.add(("states",), f"{spec.kind} machines need the state '{state}'", of_key=True)
 
     known_actions = actions_for(spec.kind)
-    structurally_ok = not problems
+    structurally_ok = not found.problems
     for transition in spec.transitions:
-        at = ("transitions", transition.index)
+        at: tuple[PathPart, ...] = ("transitions", transition.index)
         for source in transition.sources:
             if source not in states:
-                problems.append(spec.problem((*at, "source"), _unknown_state(spec, source)))
+                found.add((*at, "source"), _unknown("state", source, states))
                 structurally_ok = False
         if transition.dest not in states:
-            problems.append(spec.problem((*at, "dest"), _unknown_state(spec, transition.dest)))
+            found.add((*at, "dest"), _unknown("state", transition.dest, states))
             structurally_ok = False
         if transition.dest in transition.sources:
-            problems.append(spec.problem((*at, "dest"), f"'{transition.dest}' is both source and destination"))
+            found.add((*at, "dest"), f"'{transition.dest}' is both source and destination")
         for guard in conditions.refs(transition.when):
-            if guard not in book.guards:
-                problems.append(spec.problem((*at, "when"), unknown_name_message("guard", guard, book.guards)))
+            if guard not in book.guards and rules_complete:
+                found.add((*at, "when"), _unknown("guard", guard, book.guards))
         for index, action in enumerate(transition.actions):
             if action not in known_actions:
-                message = unknown_name_message(f"action for {spec.kind} machines", action, known_actions)
-                problems.append(spec.problem((*at, "actions", index), message))
-        problems.extend(_trigger_problems(spec, transition.trigger, at))
+                found.add((*at, "actions", index), _unknown(f"action for {spec.kind} machines", action, known_actions))
+        trigger_problem = _trigger_problem(spec, transition.trigger)
+        if trigger_problem:
+            found.add((*at, "trigger"), trigger_problem)
 
     used = [g for g in spec.guards_used() if g in book.guards]
     _compiled, compile_problems = compile_rules(book, spec.kind, needed=used)
-    problems.extend(compile_problems)
     if structurally_ok:
-        problems.extend(_graph_problems(spec))
-    return problems
+        _graph_problems(spec, found)
+    return [*found.result(), *compile_problems]
 
 
-def _trigger_problems(spec: MachineSpec, trigger: str, at: tuple[str | int, ...]) -> list[Problem]:
+def _unknown(what: str, name: str, known: Iterable[str]) -> Callable[[], str]:
+    return lambda: unknown_name_message(what, name, known)
+
+
+def _trigger_problem(spec: MachineSpec, trigger: str) -> str | None:
     clash = hasattr(MachineModel, trigger) or trigger.startswith(_RESERVED_PREFIXES) or trigger in ("trigger", "state", "machine")
     if clash:
-        return [spec.problem((*at, "trigger"), f"trigger '{trigger}' collides with the model's own API; rename it")]
+        return f"trigger '{trigger}' collides with the model's own API; rename it"
     if trigger in spec.states:
-        return [spec.problem((*at, "trigger"), f"trigger '{trigger}' has the name of a state; rename it")]
-    return []
+        return f"trigger '{trigger}' has the name of a state; rename it"
+    return None
 
 
-def _graph_problems(spec: MachineSpec) -> list[Problem]:
-    problems = []
+def _graph_problems(spec: MachineSpec, found: _Findings) -> None:
     from_initial = reachable(spec, spec.initial)
+    to_idle = reaching(spec, "idle") if "idle" in spec.states else None
+    into_halted = {source for source, transition in spec.edges() if transition.dest == "halted"}
     for name in spec.states:
         where = ("states", name)
         if name not in from_initial:
-            problems.append(spec.problem(where, f"state '{name}' cannot be reached from '{spec.initial}'", of_key=True))
-        if "idle" in spec.states and "idle" not in reachable(spec, name):
-            problems.append(spec.problem(where, f"state '{name}' has no path back to 'idle'", of_key=True))
-        if "halted" in spec.states and name != "halted":
-            direct = any(t.dest == "halted" for t in spec.from_state(name))
-            if not direct:
-                problems.append(spec.problem(where, f"'halted' cannot be entered from state '{name}'", of_key=True))
-    return problems
+            found.add(where, f"state '{name}' cannot be reached from '{spec.initial}'", of_key=True)
+        if to_idle is not None and name not in to_idle:
+            found.add(where, f"state '{name}' has no path back to 'idle'", of_key=True)
+        if "halted" in spec.states and name != "halted" and name not in into_halted:
+            found.add(where, f"'halted' cannot be entered from state '{name}'", of_key=True)
 
 
-def lint_all(specs: Mapping[str, MachineSpec], book: RuleBook, machines_dir: str) -> list[Problem]:
-    """Lint every machine, the kill conditions, and check that every required kind is there."""
+def lint_all(
+    specs: Mapping[str, MachineSpec],
+    book: RuleBook,
+    machines_dir: str,
+    *,
+    machines_complete: bool = True,
+    rules_complete: bool = True,
+) -> list[Problem]:
+    """Lint every machine, the kill conditions, and check that every required kind is there.
+
+    `machines_complete` / `rules_complete` say whether every machine / rule file could be read; when one could
+    not, the checks that need all of them (a missing kind, a missing kill condition, an unknown guard) are
+    skipped rather than reported against what is only unread.
+    """
     problems: list[Problem] = []
     for spec in specs.values():
-        problems.extend(lint_machine(spec, book))
-    problems.extend(_kill_condition_problems(book))
-    for kind in REQUIRED_KINDS:
-        if kind not in specs:
-            problems.append(Problem(machines_dir, 0, 0, "", f"no machine of kind '{kind}' (every bot kind needs one)"))
+        problems.extend(lint_machine(spec, book, rules_complete=rules_complete))
+    if rules_complete:
+        problems.extend(_kill_condition_problems(book))
+    if machines_complete:
+        for kind in REQUIRED_KINDS:
+            if kind not in specs:
+                problems.append(Problem(machines_dir, 0, 0, "", f"no machine of kind '{kind}' (every bot kind needs one)"))
     # A rule-file problem is found once per kind that compiles the rule; report it once.
     return sorted(set(problems))
 

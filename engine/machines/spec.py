@@ -7,7 +7,7 @@ library means the diagram, the table and the tests all show exactly what the eng
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config.errors import ConfigError, Problem
@@ -18,6 +18,10 @@ from engine.rules import conditions
 from engine.rules.conditions import Condition
 
 ANY_SOURCE = "*"
+# A machine is read by people; these bound the work of the lint and of the runtime (a `source: "*"` counts once
+# per state), far above any machine worth drawing (the shipped ones have 7 states and about 30 transitions).
+MAX_STATES = 200
+MAX_TRANSITIONS = 2000
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,20 @@ class MachineSpec:
     states: dict[str, StateSpec]
     transitions: tuple[TransitionSpec, ...]
     doc: YamlDocument
+    _by_source: dict[str, tuple[TransitionSpec, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once, so that `from_state` costs nothing per call: the lint walks the graph through it (once
+        # per edge) and the runtime once per bot per tick.
+        by_source: dict[str, list[TransitionSpec]] = {}
+        for transition in self.transitions:
+            for source in dict.fromkeys(transition.sources):
+                by_source.setdefault(source, []).append(transition)
+        object.__setattr__(self, "_by_source", {state: tuple(listed) for state, listed in by_source.items()})
 
     def from_state(self, state: str) -> tuple[TransitionSpec, ...]:
         """Transitions that may fire from `state`, in the order they are tried."""
-        return tuple(t for t in self.transitions if state in t.sources)
+        return self._by_source.get(state, ())
 
     def edges(self) -> Iterator[tuple[str, TransitionSpec]]:
         """(source, transition) for every source of every transition."""
@@ -68,6 +82,18 @@ class MachineSpec:
 
     def problem(self, path: tuple[str | int, ...], message: str, *, of_key: bool = False) -> Problem:
         return self.doc.problem(path, message, of_key=of_key)
+
+
+def _size_problems(doc: YamlDocument) -> list[Problem]:
+    data = doc.data
+    problems = []
+    if len(data["states"]) > MAX_STATES:
+        message = f"{len(data['states'])} states: a machine may have at most {MAX_STATES}"
+        problems.append(doc.problem(("states",), message, of_key=True))
+    if len(data["transitions"]) > MAX_TRANSITIONS:
+        message = f"{len(data['transitions'])} transitions: a machine may have at most {MAX_TRANSITIONS}"
+        problems.append(doc.problem(("transitions",), message, of_key=True))
+    return problems
 
 
 def _spec_from(doc: YamlDocument) -> MachineSpec:
@@ -93,20 +119,49 @@ def _spec_from(doc: YamlDocument) -> MachineSpec:
     return MachineSpec(data["kind"], data["description"], data["initial"], states, tuple(transitions), doc)
 
 
-def load_machines(machines_dir: Path) -> dict[str, MachineSpec]:
-    """Every machines/*.yaml by kind; raises ConfigError with every problem (syntax, schema, duplicate kinds)."""
-    specs: dict[str, MachineSpec] = {}
-    problems: list[Problem] = []
+@dataclass
+class MachineFiles:
+    """What machines/ holds, as far as it could be read: the machines by kind, every problem, and the files that
+    could not be read at all (their kinds are unknown, so checks that need every machine are not meaningful)."""
+
+    specs: dict[str, MachineSpec] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.unread
+
+
+def read_machines(machines_dir: Path) -> MachineFiles:
+    """Every machines/*.yaml that can be read, by kind, with every problem; never raises for a bad file."""
+    found = MachineFiles()
     paths = sorted(machines_dir.glob("*.yaml"))
     if not paths:
-        raise ConfigError([Problem(shown(machines_dir), 0, 0, "", "no machine files (*.yaml) in this folder")])
-    for doc in load_checked(paths, "machine.schema.json", problems):
-        spec = _spec_from(doc)
-        if spec.kind in specs:
-            other = specs[spec.kind].doc.path
-            problems.append(doc.problem(("kind",), f"machine kind '{spec.kind}' is already defined in {other}"))
+        found.problems.append(Problem(shown(machines_dir), 0, 0, "", "no machine files (*.yaml) in this folder"))
+        found.unread.append(shown(machines_dir))
+        return found
+    docs = load_checked(paths, "machine.schema.json", found.problems)
+    read = {doc.path for doc in docs}
+    found.unread.extend(shown(path) for path in paths if shown(path) not in read)
+    for doc in docs:
+        too_large = _size_problems(doc)
+        if too_large:
+            found.problems.extend(too_large)
+            found.unread.append(doc.path)
             continue
-        specs[spec.kind] = spec
-    if problems:
-        raise ConfigError(problems)
-    return specs
+        spec = _spec_from(doc)
+        if spec.kind in found.specs:
+            other = found.specs[spec.kind].doc.path
+            found.problems.append(doc.problem(("kind",), f"machine kind '{spec.kind}' is already defined in {other}"))
+            continue
+        found.specs[spec.kind] = spec
+    return found
+
+
+def load_machines(machines_dir: Path) -> dict[str, MachineSpec]:
+    """Every machines/*.yaml by kind; raises ConfigError with every problem (syntax, schema, duplicate kinds)."""
+    found = read_machines(machines_dir)
+    if found.problems:
+        raise ConfigError(found.problems)
+    return found.specs

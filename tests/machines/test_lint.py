@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from itertools import pairwise
+from pathlib import Path
+
 import pytest
 
 from engine.config.errors import Problem
@@ -138,3 +142,113 @@ def test_machine_schema_error_points_at_the_key(project: ProjectCopy) -> None:
     p = only(problems(project))
     assert "unknown key 'reasn' (did you mean 'reason'?)" in p.message
     assert p.line == project.line_of("machines/system.yaml", "reasn")
+
+
+# --- bounded time: every check is linear, and a file over the size limit is refused (issue 13, item 7) ---------
+
+
+def chain_machine(states: int, transitions: int) -> str:
+    """A momentum machine of `states` states in a chain, each able to halt and go back to idle, and `transitions`
+    transitions in all (the rest leave from every state): valid, so every check runs, the graph ones included."""
+    names = ["idle", "armed", "in_position", "managing", "halted"] + [f"s{i}" for i in range(states - 5)]
+    chain = ["idle", "armed", "in_position", "managing", *names[5:]]
+    edges = [
+        "{trigger: halt, source: '*', dest: halted, when: bot_halted}",
+        "{trigger: resume, source: halted, dest: idle, when: flat}",
+        *(f"{{trigger: step_{i}, source: {a}, dest: {b}, when: flat}}" for i, (a, b) in enumerate(pairwise(chain))),
+        *(f"{{trigger: back_{i}, source: {name}, dest: idle, when: flat}}" for i, name in enumerate(chain[1:])),
+    ]
+    edges += [
+        f"{{trigger: any_{i}, source: '*', dest: {names[i % len(names)]}, when: flat}}" for i in range(transitions - len(edges))
+    ]
+    lines = ["kind: momentum", "description: A machine at the size limits.", "initial: idle", "states:"]
+    lines += [f"  {name}: {{description: State {name}.}}" for name in names]
+    lines += ["transitions:", *(f"  - {edge}" for edge in edges)]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_machine_at_the_limits_is_linted_in_linear_time(project: ProjectCopy) -> None:
+    from engine.machines.spec import MAX_STATES, MAX_TRANSITIONS
+
+    (project.machines / "momentum.yaml").write_text(chain_machine(MAX_STATES, MAX_TRANSITIONS), encoding="utf-8")
+    started = time.perf_counter()
+    found = problems(project)
+    elapsed = time.perf_counter() - started
+    assert found == [] and elapsed < 4, (elapsed, found[:3])
+
+
+def test_a_5_mb_machine_file_is_answered_in_under_5_seconds(project: ProjectCopy) -> None:
+    text = chain_machine(5000, 80000)
+    assert len(text) > 5_000_000
+    (project.machines / "momentum.yaml").write_text(text, encoding="utf-8")
+    started = time.perf_counter()
+    p = only(problems(project))
+    assert time.perf_counter() - started < 5
+    assert p.file.endswith("machines/momentum.yaml") and (p.line, p.col) == (1, 1) and "over the limit" in p.message
+
+
+def test_too_many_states_or_transitions_are_refused_with_the_limit(project: ProjectCopy) -> None:
+    from engine.machines.spec import MAX_STATES, MAX_TRANSITIONS
+
+    (project.machines / "momentum.yaml").write_text(chain_machine(MAX_STATES + 1, MAX_TRANSITIONS + 1), encoding="utf-8")
+    found = problems(project)
+    assert [p.message for p in found] == [
+        f"{MAX_STATES + 1} states: a machine may have at most {MAX_STATES}",
+        f"{MAX_TRANSITIONS + 1} transitions: a machine may have at most {MAX_TRANSITIONS}",
+    ]
+    assert [p.path for p in found] == ["states", "transitions"]
+
+
+def test_a_machine_with_thousands_of_mistakes_reports_the_first_hundred(project: ProjectCopy) -> None:
+    from engine.machines.lint import MAX_PROBLEMS_PER_MACHINE
+
+    bad = "".join(f"  - {{trigger: t{i}, source: [nowhere_{i}], dest: idle}}\n" for i in range(1500))
+    project.replace("machines/crypto.yaml", "transitions:\n", "transitions:\n" + bad)
+    started = time.perf_counter()
+    found = [p for p in problems(project) if p.file.endswith("crypto.yaml")]
+    assert time.perf_counter() - started < 4
+    assert len(found) == MAX_PROBLEMS_PER_MACHINE + 1
+    assert found[0].message == "1400 more problems in this machine are not shown: fix the ones above first"
+    assert "unknown state 'nowhere_0'" in found[1].message
+
+
+# --- one broken file never hides the others (issue 13, item 10) -----------------------------------------------
+
+
+def test_a_rules_file_that_cannot_be_parsed_does_not_stop_the_machines_from_being_checked(project: ProjectCopy) -> None:
+    project.replace("rules/guards.yaml", "guards:\n", "guards:\n  broken: [\n")
+    project.replace("machines/crypto.yaml", "dest: managing", "dest: manageing")
+    project.replace("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "25:00"')
+    found = problems(project)
+    assert [(Path(p.file).name, p.message.split(":")[0]) for p in found] == [
+        ("bots.yaml", "'25"),
+        ("crypto.yaml", "unknown state 'manageing' (did you mean 'managing'?)"),
+        ("guards.yaml", "YAML syntax error"),
+    ]
+
+
+def test_two_broken_machine_files_and_a_broken_rule_file_in_one_run(project: ProjectCopy) -> None:
+    project.replace("machines/momentum.yaml", "initial: idle", "initial: idle\n  oops: 1")
+    project.replace("machines/options.yaml", "dest: managing", "dest: manageing")
+    project.replace("machines/system.yaml", "kind: system", "kind: system\nkind: system")
+    project.replace("rules/kill_conditions.yaml", "kill_conditions:", "kill_conditions:\n\tbad: tab")
+    found = problems(project)
+    assert sorted({Path(p.file).name for p in found}) == ["kill_conditions.yaml", "momentum.yaml", "options.yaml", "system.yaml"]
+    assert len(found) == 4, "\n".join(map(str, found))
+    assert any("did you mean 'managing'" in p.message for p in found)
+
+
+def test_a_machine_file_with_a_schema_error_does_not_hide_the_lint_of_the_others(project: ProjectCopy) -> None:
+    project.replace("machines/system.yaml", "    reason: The halt ended", "    reasn: The halt ended")
+    project.replace("machines/crypto.yaml", "dest: managing", "dest: manageing")
+    found = problems(project)
+    assert len(found) == 2
+    assert any("unknown state 'manageing'" in p.message for p in found)
+
+
+def test_a_typo_in_a_guard_no_machine_uses_is_reported_by_validate(project: ProjectCopy) -> None:
+    project.replace(
+        "rules/guards.yaml", "guards:\n", "guards:\n  not_used_yet:\n    description: Spare.\n    expr: holds_positon\n"
+    )
+    p = only(problems(project))
+    assert p.path == "guards.not_used_yet.expr" and "did you mean 'holds_position'" in p.message
