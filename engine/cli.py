@@ -136,22 +136,26 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from engine.config.errors import ConfigError
-    from engine.machines.scenarios import load_cases, run_case
+    """Run every good scenario file, then list the problems of the bad ones: exit 2 if a file is bad (its cases
+    did not run), else 1 if a case failed."""
+    from engine.machines.scenarios import read_cases, run_cases
 
     report = _load(args)
     assert report.config is not None and report.book is not None
-    try:
-        cases = load_cases(args.machines, report.config, report.machines)
-    except ConfigError as exc:
-        raise InvalidInput(problems_text(exc.problems)) from None
-    failed = 0
-    for case in cases:
-        outcome = run_case(case, report.config, report.machines, report.book)
+    found = read_cases(args.machines, report.config, report.machines)
+    failed = passed = 0
+    for outcome in run_cases(found.cases, report.config, report.machines, report.book):
+        case = outcome.case
+        passed += outcome.passed
         failed += not outcome.passed
         mark = "ok  " if outcome.passed else "FAIL"
         print(f"{mark} {case.file}:{case.line}: {case.name}" + ("" if outcome.passed else f": {outcome.message}"))
-    print(f"{len(cases) - failed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed")
+    if found.problems:
+        bad = len({p.file for p in found.problems})
+        print(f"{bad} scenario file{'s' if bad != 1 else ''} not run:")
+        print(problems_text(found.problems))
+        return EXIT_INVALID
     return EXIT_OK if failed == 0 else EXIT_FAILURE
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 
 from engine.paths import PROJECT_ROOT
 from tests.conftest import ProjectCopy
@@ -125,3 +127,105 @@ def test_one_error_is_counted_in_the_singular(project: ProjectCopy) -> None:
 def test_diagram_says_when_a_bot_has_no_saved_state(tmp_path) -> None:
     result = run_engine("diagram", "momentum", "--bot", "mom_AAPL", "--state-db", str(tmp_path / "none.db"))
     assert result.returncode == 0 and "no saved state" in result.stderr and "class idle current" in result.stdout
+
+
+# --- input that must never crash or hang validation (issue 13, items 5-12) -------------------------------------
+
+
+def validate_project(project: ProjectCopy, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "--validate", "--config", "config", "--machines", "machines", "--rules", "rules"],
+        capture_output=True,
+        text=True,
+        cwd=project.root,
+        timeout=timeout,
+    )
+
+
+def test_files_that_are_not_utf8_are_named_without_a_traceback(project: ProjectCopy) -> None:
+    latin1 = project.machines / "crypto.yaml"
+    text = latin1.read_bytes()
+    assert b"The CryptoBot trades" in text
+    latin1.write_bytes(text.replace(b"The CryptoBot trades", "The CryptoBot café trades".encode("latin-1")))
+    (project.rules / "blob.yaml").write_bytes(bytes(range(256)))
+    result = validate_project(project)
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "2 errors", result.stdout
+    crypto_line = text[: text.index(b"The CryptoBot trades")].count(b"\n") + 1
+    assert any(
+        re.match(rf"machines/crypto\.yaml:{crypto_line}:\d+: not UTF-8 text \(byte 0xe9 at offset \d+\)", line) for line in lines
+    )
+    assert any(line.startswith("rules/blob.yaml:") and "binary data, not UTF-8 text (byte 0x80" in line for line in lines)
+
+
+def test_an_alias_bomb_is_refused_at_once(project: ProjectCopy) -> None:
+    bomb = ['lol0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    bomb += [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+    project.replace("config/bots.yaml", "momentum_bots:", "\n".join(bomb) + "\nmomentum_bots:")
+    started = time.perf_counter()
+    result = validate_project(project, timeout=20)
+    assert time.perf_counter() - started < 5
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    assert (
+        result.stdout.startswith("config/bots.yaml:") and "YAML anchors ('&l0') are not allowed in engine files" in result.stdout
+    )
+
+
+def test_a_5_mb_machine_file_is_answered_in_under_5_seconds(project: ProjectCopy) -> None:
+    line = "  - {trigger: step, source: idle, dest: armed, when: flat, reason: one of very many transitions}\n"
+    path = project.machines / "momentum.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + line * (5_000_000 // len(line)), encoding="utf-8")
+    started = time.perf_counter()
+    result = validate_project(project, timeout=30)
+    assert time.perf_counter() - started < 5
+    assert result.returncode == 2 and result.stdout.splitlines() == [
+        f"machines/momentum.yaml:1:1: file is {path.stat().st_size:,} bytes, over the limit of 262,144 bytes (256 KiB) "
+        "for an engine file (split it, or check that it is the file you meant)",
+        "1 error",
+    ]
+
+
+def test_every_broken_file_is_reported_in_one_run(project: ProjectCopy) -> None:
+    project.replace("rules/preflight.yaml", "preflight:", "preflight:\n  broken: {")
+    project.replace("machines/options.yaml", "dest: managing", "dest: manageing")
+    project.replace("config/settings.yaml", "timezone: America/Los_Angeles", "timezone: Mars/Olympus")
+    result = validate_project(project)
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    heads = [line for line in result.stdout.splitlines() if re.match(r"\S+\.yaml:\d+:\d+: ", line)]
+    assert [h.split(":")[0] for h in heads] == ["config/settings.yaml", "machines/options.yaml", "rules/preflight.yaml"]
+    assert result.stdout.splitlines()[-1] == "3 errors"
+
+
+def test_an_indentation_error_is_explained_with_a_caret_under_the_column(project: ProjectCopy) -> None:
+    project.replace("machines/system.yaml", "  armed:\n", "     armed:\n")
+    result = validate_project(project)
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    line = project.line_of("machines/system.yaml", "     armed:")
+    head, shown, caret, count = result.stdout.splitlines()
+    assert head.startswith(f"machines/system.yaml:{line}:6: YAML syntax error: this line is indented")
+    assert "mapping values are not allowed here" not in result.stdout and "<block" not in result.stdout
+    assert shown == "         armed:" and caret == "         ^" and count == "1 error"
+
+
+def test_engine_test_runs_every_file_and_reports_wrong_fact_types_as_bad_files(project: ProjectCopy) -> None:
+    project.replace("machines/scenarios/momentum_exits.yaml", "holds_position: true", "holds_position: yes")
+    project.replace("machines/scenarios/crypto.yaml", "budget_usd: 250", "budget_usd: 250 USD")
+    project.replace("machines/scenarios/system.yaml", "expect: {state: armed", "expect: {state: halted", count=1)
+    result = run_engine("test", "--config", "config", "--machines", "machines", "--rules", "rules", cwd=str(project.root))
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    out = result.stdout
+    assert (
+        "ok   machines/scenarios/options.yaml" in out and "FAIL machines/scenarios/system.yaml" in out
+    )  # files after the bad ones ran
+    exits_line = project.line_of("machines/scenarios/momentum_exits.yaml", "holds_position: yes")
+    assert (
+        f"machines/scenarios/momentum_exits.yaml:{exits_line}:19: facts.holds_position: 'yes' is text, but fact 'holds_position' is a bool (true or false)"
+        in out
+    )
+    crypto_line = project.line_of("machines/scenarios/crypto.yaml", "budget_usd")
+    assert (
+        f"machines/scenarios/crypto.yaml:{crypto_line}:15: facts.budget_usd: '250 USD' is text, but fact 'budget_usd' is a float"
+        in out
+    )
+    assert "2 scenario files not run:" in out and out.splitlines()[-1] == "2 errors"

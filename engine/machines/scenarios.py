@@ -4,25 +4,32 @@ Each case puts a bot of a kind in a state, gives it facts, takes one step with t
 and compares the destination, trigger and actions with what the user expects. Facts not given are false,
 0 or empty, and the chosen bot's bots.yaml values and settings.yaml values are facts as in the engine, so a
 threshold edited in bots.yaml changes the outcome here exactly as it would in a trading day.
+
+A scenario file is checked before it runs: every fact must be in the vocabulary of the file's machine kind
+and have that fact's type (`holds_position: yes` is text, not a bool), every state, trigger and action must
+exist. A file that breaks these is a bad file (exit 2, at its line), not a failed test: a test that fails
+because its input is wrong says nothing about the rules. Every file is read and every good file runs, so one
+bad file does not hide the results of the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config
-from engine.config.schema_check import load_checked
+from engine.config.schema_check import load_checked, show_value
 from engine.config.yaml_source import YamlDocument
 from engine.core.names import unknown_name_message
-from engine.machines.runtime import MachineModel, build_runtime
+from engine.machines.actions import actions_for
+from engine.machines.runtime import MachineModel, MachineRuntime, build_runtime
 from engine.machines.spec import MachineSpec
 from engine.rules.book import RuleBook
-from engine.rules.facts import BOT_KINDS, bot_config_values, settings_values, vocabulary
+from engine.rules.facts import BOT_KINDS, Fact, bot_config_values, settings_values, vocabulary
 
 _QUIET = {"bool": False, "float": 0.0, "int": 0, "str": ""}
 
@@ -66,15 +73,32 @@ def scenario_paths(machines_dir: Path) -> list[Path]:
     return sorted((machines_dir / "scenarios").glob("*.yaml"))
 
 
+@dataclass
+class ScenarioFiles:
+    """The cases of every good scenario file, and every problem of the bad ones (whose cases do not run)."""
+
+    cases: list[Case] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_cases(machines_dir: Path, config: Config, specs: Mapping[str, MachineSpec]) -> ScenarioFiles:
+    """Every scenario file checked; never raises for a bad file (see the module's docstring)."""
+    found = ScenarioFiles()
+    for doc in load_checked(scenario_paths(machines_dir), "scenario.schema.json", found.problems):
+        problems: list[Problem] = []
+        cases = list(_cases_of(doc, config, specs, problems))
+        found.problems.extend(problems)
+        if not problems:
+            found.cases.extend(cases)
+    return found
+
+
 def load_cases(machines_dir: Path, config: Config, specs: Mapping[str, MachineSpec]) -> list[Case]:
     """Every case of every scenario file; raises ConfigError with every problem (schema, names, facts)."""
-    cases: list[Case] = []
-    problems: list[Problem] = []
-    for doc in load_checked(scenario_paths(machines_dir), "scenario.schema.json", problems):
-        cases.extend(_cases_of(doc, config, specs, problems))
-    if problems:
-        raise ConfigError(problems)
-    return cases
+    found = read_cases(machines_dir, config, specs)
+    if found.problems:
+        raise ConfigError(found.problems)
+    return found.cases
 
 
 def _cases_of(doc: YamlDocument, config: Config, specs: Mapping[str, MachineSpec], problems: list[Problem]) -> Iterator[Case]:
@@ -90,6 +114,8 @@ def _cases_of(doc: YamlDocument, config: Config, specs: Mapping[str, MachineSpec
         problems.append(doc.problem(("bot",), f"no {kind} bot '{bot_id}' in bots.yaml"))
         return
     known = vocabulary(kind)
+    triggers = {t.trigger for t in spec.transitions}
+    actions = actions_for(kind)
     _check_facts(doc, ("facts",), data.get("facts") or {}, known, problems)
     for index, case in enumerate(data["cases"]):
         at = ("cases", index)
@@ -98,25 +124,104 @@ def _cases_of(doc: YamlDocument, config: Config, specs: Mapping[str, MachineSpec
             name = case[key] if key == "state" else case["expect"]["state"]
             if name not in spec.states:
                 problems.append(doc.problem(where, unknown_name_message("state", name, spec.states)))
+        expect = case["expect"]
+        if "trigger" in expect and expect["trigger"] not in triggers:
+            message = unknown_name_message(f"trigger of the {kind} machine", expect["trigger"], triggers)
+            problems.append(doc.problem((*at, "expect", "trigger"), message))
+        for position, action in enumerate(expect.get("actions", ())):
+            if action not in actions:
+                message = unknown_name_message(f"action for {kind} machines", action, actions)
+                problems.append(doc.problem((*at, "expect", "actions", position), message))
         facts = {**(data.get("facts") or {}), **(case.get("facts") or {})}
         line = doc.position(at)[0]
         yield Case(doc.path, line, kind, bot_id, case["name"], case["state"], facts, case["expect"])
 
 
 def _check_facts(
-    doc: YamlDocument, path: tuple[str | int, ...], facts: Mapping[str, Any], known: Mapping[str, Any], problems: list[Problem]
+    doc: YamlDocument, path: tuple[str | int, ...], facts: Mapping[str, Any], known: Mapping[str, Fact], problems: list[Problem]
 ) -> None:
-    for name in facts:
+    for name, value in facts.items():
         if name not in known:
             problems.append(doc.problem((*path, name), unknown_name_message("fact", name, known), of_key=True))
+            continue
+        message = fact_type_problem(known[name], value)
+        if message:
+            problems.append(doc.problem((*path, name), message))
 
 
-def run_case(case: Case, config: Config, specs: Mapping[str, MachineSpec], book: RuleBook) -> Outcome:
-    runtime, _compiled = build_runtime(specs[case.kind], book)
+_TYPE_WORDS = {
+    "bool": "a bool (true or false)",
+    "int": "an int (a whole number)",
+    "float": "a float (a number)",
+    "str": "a str (text)",
+}
+
+
+def fact_type_problem(fact: Fact, value: Any) -> str | None:
+    """Why `value` cannot be `fact`'s value in a scenario, or None. null is allowed: a fact the engine could
+    not read this tick (a guard that reads it fails closed, which a scenario may want to show)."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    fits = {
+        "bool": isinstance(value, bool),
+        "int": number and isinstance(value, int),
+        "float": number,
+        "str": isinstance(value, str),
+    }[fact.type]
+    if fits:
+        return None
+    unit = f", in {fact.unit}" if fact.unit and fact.unit != "config" else ""
+    return f"{show_value(value)} is {_written_as(value)}, but fact '{fact.name}' is {_TYPE_WORDS[fact.type]}{unit}"
+
+
+def _written_as(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a bool"
+    if isinstance(value, int):
+        return "an int"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def run_case(
+    case: Case,
+    config: Config,
+    specs: Mapping[str, MachineSpec],
+    book: RuleBook,
+    runtimes: dict[str, MachineRuntime] | None = None,
+) -> Outcome:
+    """One step of one case. `runtimes` (kind -> runtime) is a cache shared by the cases of one run, so the
+    rules are compiled once per kind rather than once per case. An error inside the step fails the case."""
+    try:
+        return _run(case, config, specs, book, {} if runtimes is None else runtimes)
+    except Exception as exc:  # one broken case must not stop the others: it fails, with the error
+        return Outcome(case, False, f"error: {type(exc).__name__}: {exc}")
+
+
+def run_cases(cases: Iterable[Case], config: Config, specs: Mapping[str, MachineSpec], book: RuleBook) -> Iterator[Outcome]:
+    """Every case's outcome, in order, compiling each kind's rules once."""
+    runtimes: dict[str, MachineRuntime] = {}
+    for case in cases:
+        yield run_case(case, config, specs, book, runtimes)
+
+
+def _run(
+    case: Case, config: Config, specs: Mapping[str, MachineSpec], book: RuleBook, runtimes: dict[str, MachineRuntime]
+) -> Outcome:
+    runtime = runtimes.get(case.kind)
+    if runtime is None:
+        runtime = runtimes[case.kind] = build_runtime(specs[case.kind], book)[0]
     model = MachineModel(case.bot_id)
     runtime.add(model, case.state)
-    facts = {**quiet_facts(case.kind, config, case.bot_id), **case.facts}
-    result = runtime.step(model, facts)
+    try:
+        facts = {**quiet_facts(case.kind, config, case.bot_id), **case.facts}
+        result = runtime.step(model, facts)
+    finally:
+        runtime.machine.remove_model(model)
     fired = result.transition.trigger if result.transition else None
     actions = [i.action for i in result.intents]
     wrong = []

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from engine.machines.scenarios import Case, load_cases, run_case
 from engine.paths import PROJECT_ROOT
 from engine.validate import load_valid
+from tests.conftest import ProjectCopy
+
+if TYPE_CHECKING:
+    from engine.machines.scenarios import ScenarioFiles
 
 REPORT = load_valid(PROJECT_ROOT / "config", PROJECT_ROOT / "machines", PROJECT_ROOT / "rules")
 assert REPORT.config is not None and REPORT.book is not None
@@ -22,3 +28,65 @@ def test_scenario(case: Case) -> None:
     assert REPORT.config is not None and REPORT.book is not None
     outcome = run_case(case, REPORT.config, REPORT.machines, REPORT.book)
     assert outcome.passed, f"{case.file}:{case.line}: {outcome.message}"
+
+
+# --- a scenario with a fact of the wrong type is a bad file, not a failed test (issue 13, item 11) -------------
+
+
+def read_project_cases(project: ProjectCopy) -> ScenarioFiles:
+    from engine.machines.scenarios import read_cases
+
+    report = load_valid(project.config, project.machines, project.rules)
+    assert report.config is not None
+    return read_cases(project.machines, report.config, report.machines)
+
+
+def test_facts_of_the_wrong_type_are_problems_at_their_line_with_the_vocabulary_type(project: ProjectCopy) -> None:
+    scenario = "machines/scenarios/momentum_exits.yaml"
+    project.replace(scenario, "holds_position: true", "holds_position: yes")
+    project.replace(scenario, "position_pnl_pct: -0.55,", 'position_pnl_pct: "-0.55%",')
+    project.replace(scenario, "minutes_in_position: 25", "minutes_in_position: true")
+    found = read_project_cases(project)
+    assert [(p.line, p.path, p.message) for p in found.problems] == [
+        (
+            project.line_of(scenario, "holds_position: yes"),
+            "facts.holds_position",
+            "'yes' is text, but fact 'holds_position' is a bool (true or false)",
+        ),
+        (
+            project.line_of(scenario, '"-0.55%"'),
+            "cases[0].facts.position_pnl_pct",
+            "'-0.55%' is text, but fact 'position_pnl_pct' is a float (a number), in %",
+        ),
+        (
+            project.line_of(scenario, "minutes_in_position: true"),
+            "cases[3].facts.minutes_in_position",
+            "true is a bool, but fact 'minutes_in_position' is a float (a number), in min",
+        ),
+    ]
+    assert found.cases and all(not c.file.endswith("momentum_exits.yaml") for c in found.cases)  # the others still run
+
+
+def test_an_int_is_a_float_but_a_float_is_not_an_int_and_null_is_a_missing_fact(project: ProjectCopy) -> None:
+    scenario = "machines/scenarios/momentum_exits.yaml"
+    project.replace(scenario, "open_positions: 1", "open_positions: 1.5\n  quote_age_s: null")
+    project.replace(scenario, "position_pnl_pct: 1.0,", "position_pnl_pct: 1,")
+    (p,) = read_project_cases(project).problems
+    assert (
+        p.path == "facts.open_positions"
+        and p.message == "1.5 is a float, but fact 'open_positions' is an int (a whole number), in count"
+    )
+
+
+def test_unknown_trigger_and_action_in_an_expectation(project: ProjectCopy) -> None:
+    scenario = "machines/scenarios/momentum_exits.yaml"
+    project.replace(
+        scenario,
+        "expect: {state: exiting, trigger: exit, actions: [close_position]}",
+        "expect: {state: exiting, trigger: exlt, actions: [close_positon]}",
+    )
+    messages = [p.message for p in read_project_cases(project).problems]
+    assert messages == [
+        "unknown trigger of the momentum machine 'exlt' (did you mean 'exit'?)",
+        "unknown action for momentum machines 'close_positon' (did you mean 'close_position'?)",
+    ]
