@@ -31,7 +31,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.composer import Composer
-from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, NodeEvent
 from ruamel.yaml.reader import ReaderError
@@ -115,6 +115,20 @@ class _EngineComposer(Composer):
             return super().compose_node(parent, index)
         finally:
             self._nesting -= 1
+
+
+class _EngineConstructor(RoundTripConstructor):
+    """ruamel's round-trip constructor, turning any error of Python's while it builds a value (an integer of
+    more than 4300 digits raises ValueError) into a problem at that value, instead of a traceback."""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (_Refused, YAMLError, RecursionError):
+            raise
+        except Exception as exc:  # whatever Python raised, the value is refused at its place
+            mark = node.start_mark
+            raise _Refused(mark.line, mark.column, f"this value cannot be read ({exc})") from None
 
 
 _ALIAS_MESSAGE = "YAML aliases ('*{name}') are not allowed in engine files: write the values out where they are used"
@@ -233,6 +247,7 @@ def parse_yaml(text: str, shown: str) -> YamlDocument:
     lines = _LINE_BREAK.split(text)
     yaml = YAML(typ="rt")
     yaml.Composer = _EngineComposer
+    yaml.Constructor = _EngineConstructor
     try:
         node = yaml.load(text)
     except _Refused as exc:
@@ -244,6 +259,8 @@ def parse_yaml(text: str, shown: str) -> YamlDocument:
     except (YAMLError, RecursionError) as exc:  # no place is known: the whole file
         raise ConfigError([Problem(shown, 0, 0, "", f"YAML error: {exc}")]) from None
     doc = YamlDocument(shown, None, lines=lines)
+    if node is None:  # the schema would say "None is not of type 'object'"
+        doc.problems.append(Problem(shown, 1, 1, "", "the file is empty (or holds only comments)"))
     doc.data = _plain(node, (), doc)
     return doc
 

@@ -127,6 +127,16 @@ def test_an_unquoted_date_is_reported_with_the_fix() -> None:
     assert p.message == 'YAML reads 2026-11-23 as a date, not as text: put it in quotes ("2026-11-23")'
 
 
+def test_an_integer_python_will_not_convert_is_a_problem_at_its_place_not_a_traceback() -> None:
+    p = refused_text("risk:\n  max_orders_per_minute: " + "9" * 5000 + "\n")
+    assert (p.line, p.col) == (2, 26) and p.message.startswith("this value cannot be read (Exceeds the limit (4300 digits)")
+
+
+def test_an_empty_file_says_so() -> None:
+    (p,) = parse_yaml("# only a comment\n", "f.yaml").problems
+    assert (p.line, p.col, p.message) == (1, 1, "the file is empty (or holds only comments)")
+
+
 # --- 12: syntax errors in plain words, with a caret ---------------------------------------------------------------
 
 SYNTAX_CASES = {
