@@ -54,12 +54,22 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
     machine may be in the unreadable file."""
     if not db_path.is_file():
         return []
+    import sqlite3
+
     from engine.core.store import StateStore
 
     problems = []
-    store = StateStore(db_path)
     try:
-        for saved in store.machine_states():
+        store = StateStore(db_path)
+    except (sqlite3.Error, OSError) as exc:  # a damaged or foreign file is a problem to report, not a traceback
+        return [Problem(shown(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
+    try:
+        saved_states = store.machine_states()
+    except sqlite3.Error as exc:
+        store.close()
+        return [Problem(shown(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
+    try:
+        for saved in saved_states:
             spec = machines.get(saved.kind)
             if spec is None:
                 if not complete:

@@ -229,3 +229,11 @@ def test_engine_test_runs_every_file_and_reports_wrong_fact_types_as_bad_files(p
         in out
     )
     assert "2 scenario files not run:" in out and out.splitlines()[-1] == "2 errors"
+
+
+def test_a_damaged_state_file_is_reported_not_a_traceback(tmp_path) -> None:
+    db = tmp_path / "trading_state.db"
+    db.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
+    result = run_engine("validate", "--state-db", str(db))
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.splitlines() == [f"{db}:0:0: cannot read the saved machine states: file is not a database", "1 error"]
