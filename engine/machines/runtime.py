@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from transitions import EventData, Machine
 
@@ -44,9 +44,9 @@ class MachineModel:
         return f"MachineModel({self.bot_id!r}, state={getattr(self, 'state', None)!r})"
 
 
-@dataclass(frozen=True)
-class StepResult:
-    """What one step did. `transition` is None when nothing fired."""
+class StepResult(NamedTuple):
+    """What one step did. `transition` is None when nothing fired. (A named tuple: one is made per bot per
+    tick, and a frozen dataclass costs several times more to build.)"""
 
     bot_id: str
     source: str

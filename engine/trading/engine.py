@@ -270,14 +270,22 @@ class Engine:
             self._step(bot.kind, bot.model, evaluated.facts, tick)
 
     def _preflight_for(self, kind: str, shared_failed: set[str]) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
+        """The bot's preflight for this tick: its own checks, plus the shared ones already answered."""
         compiled, own = self.compiled[kind], self._own_checks[kind]
         order = tuple(compiled.preflight)
+        shared = tuple(name for name in order if name in shared_failed)
+        checks = tuple(own.values())
 
         def failed(facts: Mapping[str, Any]) -> tuple[str, ...]:
-            mine = compiled.failed_checks(own, facts)
-            if not mine and not shared_failed:
-                return ()
-            both = shared_failed.union(mine)
+            try:  # the usual answer first: every own check passes
+                for check in checks:
+                    if not check(facts):
+                        break
+                else:
+                    return shared
+            except Exception:  # a check that cannot be evaluated fails: named below, with the others
+                pass
+            both = shared_failed.union(compiled.failed_checks(own, facts))
             return tuple(name for name in order if name in both)
 
         return failed

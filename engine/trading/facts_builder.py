@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.brokers.base import DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
 from engine.brokers.symbols import is_crypto
@@ -48,9 +48,9 @@ class EntryPlan:
     symbol: str  # the symbol whose signal fired
 
 
-@dataclass(frozen=True)
-class BotInputs:
-    """What one bot's facts need beyond the view and the system's facts."""
+class BotInputs(NamedTuple):
+    """What one bot's facts need beyond the view and the system's facts. (A named tuple, as is BotFacts: one
+    of each is made per bot per tick, and a frozen dataclass costs several times more to build.)"""
 
     history: Mapping[str, Sequence[float]]  # recent mids per symbol, oldest first
     budget_usd: float | None  # None: unknown (no equity, PortfolioBot not armed)
@@ -60,8 +60,7 @@ class BotInputs:
     preflight: PreflightCheck
 
 
-@dataclass(frozen=True)
-class BotFacts:
+class BotFacts(NamedTuple):
     facts: Facts
     plan: EntryPlan | None
     failed_checks: tuple[str, ...]
@@ -139,7 +138,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         "minutes_since_entry_order": (now - min(r.created_at for r in entries_open)).total_seconds() / 60
         if entries_open
         else 0.0,
-        "position_pnl_pct": position_pnl_pct(owned, snapshot) if owned else 0.0,
+        "position_pnl_pct": position_pnl_pct(owned, view.broker_prices, snapshot) if owned else 0.0,
         "minutes_in_position": (now - min(p.opened_at for p in owned)).total_seconds() / 60 if owned else 0.0,
         "quote_age_s": _oldest_age(quotes, now),
         "entry_signal": signal_symbol is not None,
@@ -177,11 +176,11 @@ def _signal(bot: Bot, history: Mapping[str, Sequence[float]]) -> str | None:
     return None
 
 
-def position_pnl_pct(owned: Sequence[PositionRow], snapshot: Snapshot) -> float | None:
-    """Unrealized P&L of the owned positions against their cost; missing when a price is missing."""
+def position_pnl_pct(owned: Sequence[PositionRow], prices: Mapping[str, float], snapshot: Snapshot) -> float | None:
+    """Unrealized P&L of the owned positions against their cost, at the broker's price of the position (else
+    the quote's mid); missing when a price is missing."""
     if not owned:
         return 0.0
-    prices = {p.symbol: p.current_price for p in snapshot.positions or ()}
     cost = value = 0.0
     for p in owned:
         price = prices.get(p.symbol)

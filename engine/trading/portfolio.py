@@ -11,8 +11,10 @@ buying power.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.model import BotsConfig, TradingBotConfig
@@ -36,7 +38,15 @@ class Allocations:
     equity: float
     daily_risk_usd: float
     deployable_usd: float
-    bots: dict[str, Allocation]
+    pcts: Mapping[str, float]  # bot id -> its percent of the daily risk (`shares`)
+
+    def budget_usd(self, bot_id: str) -> float | None:
+        pct = self.pcts.get(bot_id)
+        return None if pct is None else self.daily_risk_usd * pct / 100
+
+    @cached_property
+    def bots(self) -> dict[str, Allocation]:
+        return {b: Allocation(b, pct, self.daily_risk_usd * pct / 100) for b, pct in self.pcts.items()}
 
     def summary(self) -> dict[str, object]:
         return {
@@ -49,22 +59,27 @@ class Allocations:
         }
 
 
-def allocate(bots: BotsConfig, equity: float, max_daily_loss_pct: float) -> Allocations:
+def shares(bots: BotsConfig) -> dict[str, float]:
+    """Each enabled bot's percent of the daily risk: its bucket split evenly, clamped to the guardrails.
+    It does not depend on the equity, so the PortfolioBot computes it once."""
     portfolio = bots.portfoliobot
-    daily_risk = equity * max_daily_loss_pct / 100
-    deployable = equity * (1 - portfolio.cash_reserve_pct / 100)
     enabled = [bot for _path, bot in trading_bots(bots) if bot.enabled]
     per_bucket: dict[str, int] = {}
     for bot in enabled:
         per_bucket[bot_kind(bot)] = per_bucket.get(bot_kind(bot), 0) + 1
     guard = portfolio.guardrails
-    out: dict[str, Allocation] = {}
+    out: dict[str, float] = {}
     for bot in enabled:
         kind = bot_kind(bot)
         share = getattr(portfolio.buckets, BUCKET_OF[kind]) / per_bucket[kind]
-        pct = min(max(share, guard.per_bot_min_pct_of_daily_risk), guard.per_bot_max_pct_of_daily_risk)
-        out[bot.bot_id] = Allocation(bot.bot_id, pct, daily_risk * pct / 100)
-    return Allocations(equity, daily_risk, deployable, out)
+        out[bot.bot_id] = min(max(share, guard.per_bot_min_pct_of_daily_risk), guard.per_bot_max_pct_of_daily_risk)
+    return out
+
+
+def allocate(bots: BotsConfig, equity: float, max_daily_loss_pct: float, pcts: Mapping[str, float] | None = None) -> Allocations:
+    daily_risk = equity * max_daily_loss_pct / 100
+    deployable = equity * (1 - bots.portfoliobot.cash_reserve_pct / 100)
+    return Allocations(equity, daily_risk, deployable, shares(bots) if pcts is None else pcts)
 
 
 def fallback_allocation(bots: BotsConfig, bot: TradingBotConfig, equity: float, max_daily_loss_pct: float) -> Allocation:
@@ -97,35 +112,40 @@ class PortfolioBot:
     max_daily_loss_pct: float
     allow_fallback: bool
     allocations: Allocations | None = None
-    _logged: tuple[date, dict[str, float]] | None = None
+    _logged: tuple[date, float] | None = None  # the day and daily risk last logged
+
+    def __post_init__(self) -> None:
+        self._pcts = shares(self.bots)
 
     def allocate(self, equity: float | None) -> Allocations | None:
         """Today's allocations at this equity (recomputed only when the equity moved)."""
         if equity is None or not self.bots.portfoliobot.enabled:
             self.allocations = None
         elif self.allocations is None or self.allocations.equity != equity:
-            self.allocations = allocate(self.bots, equity, self.max_daily_loss_pct)
+            self.allocations = allocate(self.bots, equity, self.max_daily_loss_pct, self._pcts)
         return self.allocations
 
     def should_log(self, day: date, asked: bool) -> dict[str, object] | None:
-        """The `allocation` event's fields when it is due (the machine asked, a new day, a material change)."""
+        """The `allocation` event's fields when it is due: the machine asked, a new day, or the daily risk (and
+        with it every budget, in proportion) moved by more than 1 %."""
         if self.allocations is None:
             return None
-        now = {b: a.budget_usd for b, a in self.allocations.bots.items()}
-        if not (asked or self._logged is None or self._logged[0] != day or _moved(self._logged[1], now)):
+        risk = self.allocations.daily_risk_usd
+        if not (
+            asked
+            or self._logged is None
+            or self._logged[0] != day
+            or abs(risk - self._logged[1]) > 0.01 * max(self._logged[1], 1.0)
+        ):
             return None
-        self._logged = (day, now)
+        self._logged = (day, risk)
         return self.allocations.summary()
 
     def budget(self, bot: TradingBotConfig, equity: float | None, realized_today: float, machine_state: str) -> float | None:
         """The bot's budget left today (its allocation less today's realized losses), or None when unknown."""
-        allocation = self.allocations.bots.get(bot.bot_id) if self.allocations else None
-        if allocation is None and self.allow_fallback and equity is not None:
-            allocation = fallback_allocation(self.bots, bot, equity, self.max_daily_loss_pct)
-        if allocation is None or machine_state not in ("armed", "idle"):
+        budget = self.allocations.budget_usd(bot.bot_id) if self.allocations else None
+        if budget is None and self.allow_fallback and equity is not None:
+            budget = fallback_allocation(self.bots, bot, equity, self.max_daily_loss_pct).budget_usd
+        if budget is None or machine_state not in ("armed", "idle"):
             return None
-        return max(0.0, allocation.budget_usd + min(0.0, realized_today))
-
-
-def _moved(before: dict[str, float], now: dict[str, float]) -> bool:
-    return any(abs(budget - before.get(b, 0.0)) > 0.01 * max(before.get(b, 0.0), 1.0) for b, budget in now.items())
+        return max(0.0, budget + min(0.0, realized_today))

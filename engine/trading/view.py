@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
@@ -51,6 +52,11 @@ class TickView:
     open_halts: tuple[Halt, ...]  # every halt not ended, those whose cooloff ran out included (for the ExitBot)
     bots: Mapping[str, BotRecords]
     orders_last_minute: int
+
+    @cached_property
+    def broker_prices(self) -> Mapping[str, float]:
+        """The broker's current price of each position it holds (read once a tick, for every bot's P&L)."""
+        return {p.symbol: p.current_price for p in self.snapshot.positions or ()}
 
     def bot(self, bot_id: str) -> BotRecords:
         return self.bots.get(bot_id, _NO_RECORDS)

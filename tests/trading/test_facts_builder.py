@@ -78,5 +78,6 @@ def _inputs(rig: Rig) -> SystemInputs:
 def test_a_missing_price_makes_the_pnl_missing_never_a_guess(clock: ManualClock) -> None:
     held = (PositionRow("b", "AAPL", 2.0, 100.0, clock.now() - timedelta(minutes=1)),)
     empty = Snapshot(clock.now(), None, (), (), {}, {}, None)
-    assert position_pnl_pct(held, empty) is None
-    assert position_pnl_pct((), empty) == 0.0
+    assert position_pnl_pct(held, {}, empty) is None
+    assert position_pnl_pct((), {}, empty) == 0.0
+    assert position_pnl_pct(held, {"AAPL": 101.0}, empty) == pytest.approx(1.0)
