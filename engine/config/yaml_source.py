@@ -131,8 +131,12 @@ class _EngineConstructor(RoundTripConstructor):
             raise _Refused(mark.line, mark.column, f"this value cannot be read ({exc})") from None
 
 
-_ALIAS_MESSAGE = "YAML aliases ('*{name}') are not allowed in engine files: write the values out where they are used"
-_ANCHOR_MESSAGE = "YAML anchors ('&{name}') are not allowed in engine files: write the values out where they are used"
+_ALIAS_MESSAGE = (
+    "YAML anchors and aliases are not allowed in engine files (alias '*{name}'): write the values out where they are used"
+)
+_ANCHOR_MESSAGE = (
+    "YAML anchors and aliases are not allowed in engine files (anchor '&{name}'): write the values out where they are used"
+)
 
 
 def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
@@ -209,7 +213,7 @@ def read_text(path: Path, shown: str) -> str:
 
 def _too_large(size: int) -> str:
     return (
-        f"file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes (256 KiB) for an engine file "
+        f"file too large: {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes (256 KiB) for an engine file "
         "(split it, or check that it is the file you meant)"
     )
 
@@ -225,7 +229,7 @@ def decode_utf8(data: bytes, shown: str) -> str:
     col = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
     byte = data[offset]
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        message = "UTF-16 text, not UTF-8: save the file as UTF-8"
+        message = f"UTF-16 text, not UTF-8 text (byte 0x{byte:02x} at offset {offset}): save the file as UTF-8"
     elif b"\x00" in data[:1024]:
         message = f"binary data, not UTF-8 text (byte 0x{byte:02x} at offset {offset})"
     else:
