@@ -43,6 +43,14 @@ def _float(value: Any) -> float | None:
     return None if value is None or value == "" else float(value)
 
 
+def _required(value: Any, name: str) -> float:
+    """A number the engine cannot do without: missing or empty is a bad response, never a zero."""
+    number = _float(value)
+    if number is None:
+        raise ValueError(f"{name} is missing")
+    return number
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
@@ -162,12 +170,14 @@ class AlpacaAPI:
 
     def get_account(self) -> Account:
         def read() -> Account:
-            a = self.trading.get_account()
+            from alpaca.trading.models import TradeAccount
+
+            a = _model(self.trading.get_account(), TradeAccount)
             return Account(
-                equity=float(a.equity),
-                last_equity=float(a.last_equity),
-                cash=float(a.cash),
-                buying_power=float(a.buying_power),
+                equity=_required(a.equity, "equity"),
+                last_equity=_required(a.last_equity, "last_equity"),
+                cash=_required(a.cash, "cash"),
+                buying_power=_required(a.buying_power, "buying_power"),
                 status=_enum_value(a.status),
                 trading_blocked=bool(a.trading_blocked),
                 account_blocked=bool(a.account_blocked),
@@ -178,17 +188,20 @@ class AlpacaAPI:
     def get_positions(self) -> list[Position]:
         def read() -> list[Position]:
             out = []
-            for p in self.trading.get_all_positions():
+            from alpaca.trading.models import Position as AlpacaPosition
+
+            for item in _models(self.trading.get_all_positions()):
+                p = _model(item, AlpacaPosition)
                 asset_class = _enum_value(p.asset_class)
                 qty = float(p.qty) * (-1 if _enum_value(p.side) == "short" else 1)
                 out.append(
                     Position(
                         normalize(p.symbol, asset_class),
                         qty,
-                        float(p.avg_entry_price),
-                        float(p.current_price),
-                        float(p.market_value),
-                        float(p.unrealized_pl),
+                        _required(p.avg_entry_price, "avg_entry_price"),
+                        _required(p.current_price, "current_price"),
+                        _required(p.market_value, "market_value"),
+                        _required(p.unrealized_pl, "unrealized_pl"),
                         asset_class,  # type: ignore[arg-type]
                     )
                 )
@@ -250,15 +263,17 @@ class AlpacaAPI:
                 if parsed is None or quote is None or greeks is None:
                     continue  # a contract without a quote or greeks cannot be chosen; it is left out, not guessed
                 _root, expiry, option_type, strike = parsed
+                if option_type not in ("call", "put"):
+                    continue
                 out.append(
                     OptionContract(
                         occ,
                         underlying,
-                        option_type,
+                        "call" if option_type == "call" else "put",
                         strike,
                         expiry,
                         float(quote.bid_price),
-                        float(quote.ask_price),  # type: ignore[arg-type]
+                        float(quote.ask_price),
                         _aware(quote.timestamp),
                         float(greeks.delta),
                         float(greeks.gamma),
@@ -273,7 +288,9 @@ class AlpacaAPI:
 
     def get_clock(self) -> MarketClock:
         def read() -> MarketClock:
-            c = self.trading.get_clock()
+            from alpaca.trading.models import Clock
+
+            c = _model(self.trading.get_clock(), Clock)
             return MarketClock(_aware(c.timestamp), bool(c.is_open), _aware(c.next_open), _aware(c.next_close))
 
         return self._call("clock", read)
@@ -336,3 +353,20 @@ def _kind_for_status(status: int | None) -> ErrorKind:
     if status >= 500:
         return "server"
     return "rejected"
+
+
+M = TypeVar("M")
+
+
+def _model(value: object, cls: type[M]) -> M:
+    """The SDK's answer as its model. alpaca-py may return raw JSON instead (`raw_data=True`); we never ask for
+    it, so anything else is a shape we do not understand: a bad response, never a guess."""
+    if not isinstance(value, cls):
+        raise ValueError(f"expected {cls.__name__} from alpaca-py, got {type(value).__name__}")
+    return value
+
+
+def _models(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list from alpaca-py, got {type(value).__name__}")
+    return value

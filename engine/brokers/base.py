@@ -187,7 +187,10 @@ class OrderRequest:
 class Broker(Protocol):
     """What the engine needs from a broker. Every method raises only BrokerError."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """'sim' or 'alpaca': which kind of account the state file belongs to."""
+        ...
 
     def snapshot(self, needs: DataNeeds) -> Snapshot:
         """Everything for one tick; failed reads are None fields plus errors, never an exception."""

@@ -8,6 +8,7 @@ the snapshot is still returned: deciding what a failure means is the engine's jo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,7 +54,7 @@ class SnapshotBroker:
         stocks = sorted(set(needs.stocks))
         for start in range(0, len(stocks), chunk):
             part = stocks[start : start + chunk]
-            got = self._read(errors, "stock_quotes", lambda part=part: self.api.get_stock_quotes(part))
+            got = self._read(errors, "stock_quotes", functools.partial(self.api.get_stock_quotes, part))
             quotes.update(got or {})
         crypto = sorted(set(needs.crypto))
         if crypto:

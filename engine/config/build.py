@@ -9,21 +9,20 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+# A class's type hints never change: resolved once per class (typed loosely: mypy thinks a class unhashable).
+_hints: Callable[[Any], dict[str, Any]] = cache(typing.get_type_hints)
 
 
 def _convert(hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value)
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(hint)

@@ -419,9 +419,9 @@ class StateStore:
                 r["reason"],
                 tuple(json.loads(r["conditions"])),
                 bool(r["flatten"]),
-                _dt(r["started_at"]),
+                datetime.fromisoformat(r["started_at"]),
                 _dt(r["until"]),
-                _dt(r["ended_at"]),  # type: ignore[arg-type]
+                _dt(r["ended_at"]),
             )
             for r in self._rows(sql + " ORDER BY id", tuple(params))
         ]

@@ -33,6 +33,7 @@ class MachineModel:
     """One bot (or the system) as `transitions` sees it. `state` is set by the machine."""
 
     state: str
+    trigger: Callable[[str], bool]  # added by `transitions` when the model joins a machine
 
     def __init__(self, bot_id: str):
         self.bot_id = bot_id
@@ -122,14 +123,16 @@ class MachineRuntime:
         """The guards were evaluated before the trigger: only the transition they selected may pass."""
 
         def condition(event: EventData) -> bool:
-            return bool(event.model.candidate == spec.index)
+            model: MachineModel = event.model  # type: ignore[assignment]  # transitions types its models as object
+            return model.candidate == spec.index
 
         return condition
 
     @staticmethod
     def _action(name: str, trigger: str) -> Callable[[EventData], None]:
         def action(event: EventData) -> None:
-            event.model.intents.append(Intent(name, event.model.bot_id, trigger))
+            model: MachineModel = event.model  # type: ignore[assignment]  # transitions types its models as object
+            model.intents.append(Intent(name, model.bot_id, trigger))
 
         return action
 

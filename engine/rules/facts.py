@@ -96,10 +96,11 @@ def _config_facts(cls: type, prefix: str, scope: Scope) -> Iterator[Fact]:
     for field in dataclasses.fields(cls):
         hint = hints[field.name]
         name = f"{prefix}{field.name}"
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             yield from _config_facts(hint, f"{name}_", scope)
             continue
-        kind: FactType | None = {bool: "bool", int: "int", float: "float", str: "str"}.get(hint)  # type: ignore[call-overload]
+        kinds: dict[Any, FactType] = {bool: "bool", int: "int", float: "float", str: "str"}
+        kind: FactType | None = kinds.get(hint)
         if typing.get_origin(hint) is Literal:
             kind = "str"
         if kind is not None:
