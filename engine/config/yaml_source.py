@@ -337,6 +337,14 @@ def _mapping_value_not_allowed(lines: list[str], line0: int, col0: int) -> tuple
                 f"a ':' needs a space after it ('key: value'); without one YAML reads line {previous + 1} and the "
                 "next as one piece of text",
             )
+        written = above.split(" #")[0].strip()
+        if ":" not in written and not written.startswith(("-", "'", '"')):  # `idle` where `idle:` was meant
+            return (
+                previous,
+                _indent(above),
+                f"line {previous + 1} ('{written}') has no ':', so YAML reads it and the line below as one piece of "
+                f"text; a key needs a ':' after it ('{written}:')",
+            )
         if _indent(text) > _indent(above):
             return (
                 line0,
@@ -345,14 +353,30 @@ def _mapping_value_not_allowed(lines: list[str], line0: int, col0: int) -> tuple
                 f"line's value; indent it like the keys it belongs with (line {previous + 1} is indented by "
                 f"{_spaces(_indent(above))})",
             )
-        if ":" not in above.split(" #")[0]:
-            return (
-                previous,
-                _indent(above),
-                f"line {previous + 1} is neither 'key: value' nor a '- ' list item, so YAML joins it with the next "
-                "line; add the missing ':' or remove the line",
-            )
     return line0, col0, "a ':' where YAML cannot start a key: check the indentation of this line and the line above"
+
+
+def _open_levels(lines: list[str], line0: int, most: int = 4) -> list[tuple[int, int]]:
+    """(0-based line, column) of the blocks still open above `line0`, innermost first: where a line that follows
+    could start. A `- key:` line opens two, the list's column and its item's keys' column."""
+    levels: list[tuple[int, int]] = []
+    limit = None
+    for index in range(min(line0, len(lines)) - 1, -1, -1):
+        stripped = lines[index].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        columns = [_indent(lines[index])]
+        rest = lines[index][columns[0] :]
+        while rest.startswith("- "):
+            columns.append(columns[-1] + 2 + _indent(rest[2:]))
+            rest = rest[2:].lstrip(" ")
+        for col in sorted(columns, reverse=True):
+            if limit is None or col < limit:
+                levels.append((index, col))
+                limit = col
+        if limit == 0 or len(levels) >= most:
+            break
+    return levels[:most]
 
 
 def _block_end_expected(exc: MarkedYAMLError, lines: list[str], line0: int, col0: int) -> tuple[int, int, str] | None:
@@ -360,15 +384,13 @@ def _block_end_expected(exc: MarkedYAMLError, lines: list[str], line0: int, col0
     found = re.search(r"but found '(.+)'$", exc.problem or "")
     token = found.group(1) if found else ""
     ctx = exc.context_mark
-    block = "list" if "collection" in (exc.context or "") or "sequence" in (exc.context or "") else "mapping"
     if token in ("<block mapping start>", "<block sequence start>") and ctx is not None:
-        what = "keys" if block == "mapping" else "items"
+        levels = ", ".join(f"{_spaces(col)} on line {index + 1}" for index, col in _open_levels(lines, line0))
         return (
             line0,
             col0,
-            f"this line is indented by {_spaces(col0)}, which matches none of the blocks above it: the {what} of the "
-            f"{block} that starts on line {ctx.line + 1} are indented by {_spaces(ctx.column)}; the lines of one block "
-            "must start in the same column",
+            f"this line is indented by {_spaces(col0)}, which matches none of the blocks it could belong to "
+            f"({levels}); the keys of one mapping, and the '- ' items of one list, start in the same column",
         )
     if token == "-":
         return (

@@ -149,7 +149,7 @@ SYNTAX_CASES = {
     "key out of line": (
         "states:\n  idle:\n    description: x\n   armed:\n    description: y\n",
         (4, 4),
-        "this line is indented by 3 spaces, which matches none of the blocks above it",
+        "this line is indented by 3 spaces, which matches none of the blocks it could belong to (4 spaces on line 3, 2 spaces on line 2, 0 spaces on line 1)",
         "       armed:\n       ^",
     ),
     "colon in a value": (
@@ -163,6 +163,12 @@ SYNTAX_CASES = {
         (2, 16),
         "a ':' needs a space after it",
         None,
+    ),
+    "key without its colon": (
+        "states:\n  idle\n    description: x\n",
+        (2, 3),
+        "line 2 ('idle') has no ':'",
+        "      idle\n      ^",
     ),
     "tab": ("exits:\n\tstop_loss_pct: 0.5\n", (2, 1), "a tab character: YAML indents with spaces only", None),
     "unclosed bracket": ("tickers: [SPY, QQQ\nenabled: true\n", (2, 8), "the '[' on line 1 (column 10) is not closed", None),
