@@ -16,13 +16,17 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from engine.brokers.base import Account, MarketClock, OptionContract, Order, OrderRequest, Position, Quote
+import numpy as np
+import numpy.typing as npt
+
+from engine.brokers.base import Account, AssetClass, MarketClock, OptionContract, Order, OrderRequest, Position, Quote
 from engine.brokers.sim import options
 from engine.brokers.sim.prices import PricePaths
-from engine.brokers.symbols import asset_class_of, parse_occ
+from engine.brokers.symbols import asset_class_of, occ_symbol, parse_occ
 from engine.core.clock import Clock
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -30,6 +34,14 @@ OPEN_TIME, CLOSE_TIME = time(9, 30), time(16, 0)
 SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.002}  # full spread, as a fraction of the mid
 LIQUIDITY = {"us_equity": 2_000.0, "crypto": 1e9, "us_option": 50.0}  # units per step
 CRYPTO_FEE = {"limit": 0.0015, "market": 0.0025}  # maker and taker rates, Alpaca's lowest tier
+HISTORY = timedelta(days=2)  # closed orders older than this are not saved: the state stays small
+OPEN_STATUSES = ("accepted", "new", "partially_filled")
+_REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(OrderRequest))
+
+
+def kept_in_state(status: str, created_at: datetime, now: datetime) -> bool:
+    """Whether the saved state keeps an order: open ones, and two days of history for lookups (the file stays small)."""
+    return status in OPEN_STATUSES or now - created_at < HISTORY
 
 
 class SimReject(Exception):
@@ -55,7 +67,7 @@ class SimOrder:
 
     @property
     def open(self) -> bool:
-        return self.status in ("accepted", "new", "partially_filled")
+        return self.status in OPEN_STATUSES
 
 
 @dataclass
@@ -63,6 +75,59 @@ class SimPosition:
     qty: float = 0.0
     avg_price: float = 0.0
     asset_class: str = "us_equity"
+
+
+class OptionModel(NamedTuple):
+    """One contract's model values at one instant (theta per day, vega and rho per point)."""
+
+    price: float
+    delta: float
+    gamma: float
+    theta: float
+    vega: float
+    rho: float
+    iv: float
+
+
+@dataclass
+class _Memo:
+    """What cannot change while the clock stands still: the same instant always gives the same quotes, option
+    prices and chains, so within a tick each is computed once however many times it is read."""
+
+    at: datetime | None = None
+    quotes: dict[str, Quote] = field(default_factory=dict)
+    option_rows: dict[str, tuple[options.Priced, int]] = field(default_factory=dict)  # OCC -> its row in a priced table
+    chains: dict[tuple[str, int, int], list[OptionContract]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _ChainLayout:
+    """The contracts of one chain in expiry, strike, call/put order, and the columns that do not move with time."""
+
+    symbols: list[str]
+    types: list[str]
+    strike_list: list[float]
+    expiry_list: list[date]
+    strikes: npt.NDArray[np.float64]
+    is_call: npt.NDArray[np.bool_]
+    per_expiry: int
+    index: dict[str, int]
+
+    @classmethod
+    def build(cls, underlying: str, expiries: tuple[date, ...], strikes: list[float]) -> _ChainLayout:
+        strikes = [round(k * 1000) / 1000 for k in strikes]  # as the OCC symbol carries it
+        contracts = [(expiry, strike, kind) for expiry in expiries for strike in strikes for kind in ("call", "put")]
+        symbols = [occ_symbol(underlying, expiry, kind, strike) for expiry, strike, kind in contracts]
+        return cls(
+            symbols=symbols,
+            types=[kind for _, _, kind in contracts],
+            strike_list=[strike for _, strike, _ in contracts],
+            expiry_list=[expiry for expiry, _, _ in contracts],
+            strikes=np.array([strike for _, strike, _ in contracts]),
+            is_call=np.array([kind == "call" for _, _, kind in contracts]),
+            per_expiry=2 * len(strikes),
+            index={occ: i for i, occ in enumerate(symbols)},
+        )
 
 
 @dataclass
@@ -76,6 +141,10 @@ class SimExchange:
     positions: dict[str, SimPosition] = field(default_factory=dict)
     orders: dict[str, SimOrder] = field(default_factory=dict)
     by_client_id: dict[str, str] = field(default_factory=dict)
+    # Counts every change of what `to_state` saves (orders, fills, cash, the day), so a saver can tell, without
+    # serialising anything, whether the account moved since it last wrote it. Code that edits the fields above
+    # directly must call `changed()`.
+    revision: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         now = self.clock.now()
@@ -85,24 +154,32 @@ class SimExchange:
         self.last_equity = self.starting_cash
         self._day = now.astimezone(NEW_YORK).date()
         self._ids = random.Random(f"{self.seed}:ids")
+        self._memo = _Memo()
+        self._working: dict[str, SimOrder] = {}  # every open order, and closed ones until `_open_orders` drops them
+        self._classes: dict[str, str] = {}
+        self._layouts: dict[tuple[str, tuple[date, ...], tuple[float, ...]], _ChainLayout] = {}
         self.lock = threading.RLock()
+
+    def changed(self) -> None:
+        self.revision += 1
 
     # --- durability: the simulated account survives restarts like a real one --------------------------------
 
     def to_state(self) -> dict[str, Any]:
         with self.lock:
+            now = self.clock.now()
             return {
                 "seed": self.seed,
                 "epoch": self.paths.epoch.isoformat(),
-                "now": self.clock.now().isoformat(),
+                "now": now.isoformat(),
                 "cash": self.cash,
                 "last_equity": self.last_equity,
                 "day": self._day.isoformat(),
                 "positions": {s: [p.qty, p.avg_price, p.asset_class] for s, p in self.positions.items()},
-                "orders": [  # open orders, and two days of history for lookups: the file stays small
+                "orders": [
                     {
                         "id": o.id,
-                        "request": dataclasses.asdict(o.request),
+                        "request": {name: getattr(o.request, name) for name in _REQUEST_FIELDS},
                         "asset_class": o.asset_class,
                         "created_at": o.created_at.isoformat(),
                         "status": o.status,
@@ -112,7 +189,7 @@ class SimExchange:
                         "last_fill_step": o.last_fill_step,
                     }
                     for o in self.orders.values()
-                    if o.open or self.clock.now() - o.created_at < timedelta(days=2)
+                    if kept_in_state(o.status, o.created_at, now)
                 ],
             }
 
@@ -141,7 +218,10 @@ class SimExchange:
             )
             exchange.orders[order.id] = order
             exchange.by_client_id[order.request.client_order_id] = order.id
+            if order.open:
+                exchange._working[order.id] = order
         exchange._ids = random.Random(f"{exchange.seed}:ids:{len(exchange.orders)}")
+        exchange.revision = int(state.get("revision", 0))
         return exchange
 
     # --- time and markets ----------------------------------------------------------------------------------
@@ -173,64 +253,124 @@ class SimExchange:
 
     # --- prices --------------------------------------------------------------------------------------------
 
-    def _option_model(self, occ: str, at: datetime) -> dict[str, float]:
+    def _asset_class(self, symbol: str) -> str:
+        """`asset_class_of`, remembered: telling an option from a stock takes a regular expression."""
+        asset_class = self._classes.get(symbol)
+        if asset_class is None:
+            asset_class = self._classes[symbol] = asset_class_of(symbol)
+        return asset_class
+
+    def _memo_at(self, at: datetime) -> _Memo:
+        if self._memo.at != at:
+            self._memo = _Memo(at)
+        return self._memo
+
+    def _option_row(self, occ: str, at: datetime) -> tuple[options.Priced, int]:
+        memo = self._memo_at(at)
+        row = memo.option_rows.get(occ)
+        if row is not None:
+            return row
         parsed = parse_occ(occ)
         if parsed is None:
             raise SimReject(422, 42210000, f"invalid symbol: {occ}")
         root, expiry, option_type, strike = parsed
-        spot = self.paths.price(root, at)
-        vol = options.implied_vol(root, strike, spot)
-        model = options.black_scholes(spot, strike, options.years_to_expiry(expiry, at), vol, option_type)
-        model["iv"] = vol
-        return model
+        years = options.years_to_expiry(expiry, at)
+        priced = options.price_one(self.paths.price(root, at), strike, years, option_type, SPREAD["us_option"])
+        row = memo.option_rows[occ] = (priced, 0)
+        return row
+
+    def _option_model(self, occ: str, at: datetime) -> OptionModel:
+        priced, i = self._option_row(occ, at)
+        return OptionModel(*(column[i] for column in priced[: len(OptionModel._fields)]))
 
     def last_price(self, symbol: str, at: datetime | None = None) -> float:
         at = at or self.clock.now()
-        if asset_class_of(symbol) == "us_option":
-            return round(self._option_model(symbol, at)["price"], 2)
+        if self._asset_class(symbol) == "us_option":
+            priced, i = self._option_row(symbol, at)
+            return priced.mid[i]
         return self.paths.price(symbol, at)
 
     def quote(self, symbol: str) -> Quote:
         now = self.clock.now()
-        asset_class = asset_class_of(symbol)
-        step_time = self.paths.step_time(self.paths.step_of(now))
-        mid = self.last_price(symbol, now)
-        half = mid * SPREAD[asset_class] / 2
-        if asset_class == "us_option":  # options quote in cents, a cent apart at least
-            bid = round(max(mid - max(0.005, half), 0.01), 2)
-            return Quote(symbol, bid, max(round(mid + half, 2), round(bid + 0.01, 2)), step_time)
-        return Quote(symbol, round(mid - half, 4), round(mid + half, 4), step_time)
+        memo = self._memo_at(now)
+        quote = memo.quotes.get(symbol)
+        if quote is None:
+            asset_class = self._asset_class(symbol)
+            step_time = self.paths.step_time_at(now)
+            if asset_class == "us_option":
+                priced, i = self._option_row(symbol, now)
+                quote = Quote(symbol, priced.bid[i], priced.ask[i], step_time)
+            else:
+                quote = _quote(symbol, asset_class, self.paths.price(symbol, now), step_time)
+            memo.quotes[symbol] = quote
+        return quote
 
     def option_chain(self, underlying: str, dte_min: int, dte_max: int) -> list[OptionContract]:
         now = self.clock.now()
+        memo = self._memo_at(now)
+        chain = memo.chains.get((underlying, dte_min, dte_max))
+        if chain is None:
+            chain = memo.chains[(underlying, dte_min, dte_max)] = self._price_chain(memo, underlying, dte_min, dte_max)
+        return list(chain)
+
+    def _price_chain(self, memo: _Memo, underlying: str, dte_min: int, dte_max: int) -> list[OptionContract]:
+        """Every contract of the chain priced in one vectorised pass; the contracts in expiry, strike, call/put order."""
+        assert memo.at is not None
+        now = memo.at
         spot = self.paths.price(underlying, now)
-        today = now.astimezone(NEW_YORK).date()
-        chain = []
-        for occ in options.chain_symbols(underlying, spot, today, dte_min, dte_max):
-            _root, expiry, option_type, strike = parse_occ(occ)  # type: ignore[misc]
-            model = self._option_model(occ, now)
-            quote = self.quote(occ)
-            chain.append(
-                OptionContract(
-                    occ,
-                    underlying,
-                    option_type,
-                    strike,
-                    expiry,
-                    quote.bid,
-                    quote.ask,
-                    quote.timestamp,  # type: ignore[arg-type]
-                    model["delta"],
-                    model["gamma"],
-                    model["theta"],
-                    model["vega"],
-                    model["iv"],
-                )
+        expiries = options.expiries(now.astimezone(NEW_YORK).date(), dte_min, dte_max)
+        if not expiries:
+            return []
+        layout = self._layout(underlying, expiries, options.strikes(spot))
+        years = np.array([options.years_to_expiry(expiry, now) for expiry in expiries])
+        priced = options.price_contracts(
+            spot, layout.strikes, np.repeat(years, layout.per_expiry), layout.is_call, SPREAD["us_option"]
+        )
+        step_time = self.paths.step_time_at(now)
+        chain = list(
+            map(
+                OptionContract,
+                layout.symbols,
+                repeat(underlying),
+                layout.types,
+                layout.strike_list,
+                layout.expiry_list,
+                priced.bid,
+                priced.ask,
+                repeat(step_time),
+                priced.delta,
+                priced.gamma,
+                priced.theta,
+                priced.vega,
+                priced.iv,
             )
+        )
+        # A contract already priced alone this tick (a held option is quoted before chains are read) keeps the
+        # values handed out then: computed alike they are the same, and a tick must never show two prices.
+        earlier = memo.option_rows
+        memo.option_rows = dict(zip(layout.symbols, zip(repeat(priced), range(len(chain)), strict=False), strict=True))
+        for occ in earlier.keys() & layout.index.keys():
+            table, row = earlier[occ]
+            i = layout.index[occ]
+            chain[i] = dataclasses.replace(
+                chain[i], bid=table.bid[row], ask=table.ask[row], delta=table.delta[row], gamma=table.gamma[row],
+                theta=table.theta[row], vega=table.vega[row], implied_volatility=table.iv[row],
+            )  # fmt: skip
+        memo.option_rows.update(earlier)
         return chain
 
+    def _layout(self, underlying: str, expiries: tuple[date, ...], strikes: list[float]) -> _ChainLayout:
+        """A chain's symbols and fixed columns: the same for every chain until the expiries or the strikes move."""
+        key = (underlying, expiries, tuple(strikes))
+        layout = self._layouts.get(key)
+        if layout is None:
+            if len(self._layouts) >= 64:
+                self._layouts.clear()
+            layout = self._layouts[key] = _ChainLayout.build(underlying, expiries, strikes)
+        return layout
+
     def greeks(self, occ: str) -> dict[str, float]:
-        return self._option_model(occ, self.clock.now())
+        return self._option_model(occ, self.clock.now())._asdict()
 
     # --- account -------------------------------------------------------------------------------------------
 
@@ -261,11 +401,8 @@ class SimExchange:
         for symbol, p in sorted(self.positions.items()):
             price = self.last_price(symbol, now)
             mult = self._multiplier(p.asset_class)
-            views.append(
-                Position(
-                    symbol, p.qty, p.avg_price, price, p.qty * price * mult, p.qty * (price - p.avg_price) * mult, p.asset_class
-                )  # type: ignore[arg-type]
-            )
+            value, pnl = p.qty * price * mult, p.qty * (price - p.avg_price) * mult
+            views.append(Position(symbol, p.qty, p.avg_price, price, value, pnl, cast(AssetClass, p.asset_class)))
         return views
 
     # --- orders --------------------------------------------------------------------------------------------
@@ -290,9 +427,17 @@ class SimExchange:
             asset_class=order.asset_class,  # type: ignore[arg-type]
         )
 
+    def _open_orders(self) -> list[SimOrder]:
+        """The open orders, oldest first, without walking the whole history: an order that closed leaves the
+        working set for good (no status ever goes back to open)."""
+        working = self._working
+        for order_id in [i for i, o in working.items() if not o.open]:
+            del working[order_id]
+        return list(working.values())
+
     def open_orders(self) -> list[Order]:
         self.process()
-        return [self.order_view(o) for o in self.orders.values() if o.open]
+        return [self.order_view(o) for o in self._open_orders()]
 
     def find_by_client_id(self, client_order_id: str) -> Order:
         self.process()
@@ -327,16 +472,14 @@ class SimExchange:
                 raise SimReject(422, 42210000, "option orders take whole contracts")
         if r.side == "sell":
             held = self.positions.get(r.symbol)
-            pending = sum(
-                o.qty or 0 for o in self.orders.values() if o.open and o.request.side == "sell" and o.request.symbol == r.symbol
-            )
+            pending = sum(o.qty or 0 for o in self._open_orders() if o.request.side == "sell" and o.request.symbol == r.symbol)
             if r.qty is None or held is None or held.qty - pending < r.qty - 1e-9:
                 raise SimReject(403, 40310000, f"insufficient qty available for order (requested: {r.qty})")
 
     def submit(self, r: OrderRequest) -> Order:
         with self.lock:
             self.process()
-            asset_class = asset_class_of(r.symbol)
+            asset_class = self._asset_class(r.symbol)
             self._validate(r, asset_class)
             now = self.clock.now()
             if r.side == "buy":
@@ -348,10 +491,13 @@ class SimExchange:
             if r.notional is not None:
                 order.qty = r.notional / (r.limit_price or self.quote(r.symbol).ask)
             self.orders[order.id] = order
+            self._working[order.id] = order
             self.by_client_id[r.client_order_id] = order.id
+            self.changed()
             self._match(order, now)
             if r.time_in_force == "ioc" and order.open:
                 order.status = "canceled"
+                self.changed()
             return self.order_view(order)
 
     def cancel(self, order_id: str) -> None:
@@ -363,14 +509,15 @@ class SimExchange:
             if not order.open:
                 raise SimReject(422, 42210000, f"order is already {order.status}")
             order.status = "canceled"
+            self.changed()
 
     def cancel_all(self) -> list[tuple[str, int]]:
         with self.lock:
             results = []
-            for order in self.orders.values():
-                if order.open:
-                    order.status = "canceled"
-                    results.append((order.id, 200))
+            for order in self._open_orders():
+                order.status = "canceled"
+                self.changed()
+                results.append((order.id, 200))
             return results
 
     def close_position(self, symbol: str) -> Order:
@@ -379,9 +526,10 @@ class SimExchange:
             held = self.positions.get(symbol)
             if held is None or held.qty <= 0:
                 raise SimReject(404, 40410000, "position does not exist")
-            for order in self.orders.values():  # Alpaca cancels the symbol's open sells first
-                if order.open and order.request.symbol == symbol and order.request.side == "sell":
+            for order in self._open_orders():  # Alpaca cancels the symbol's open sells first
+                if order.request.symbol == symbol and order.request.side == "sell":
                     order.status = "canceled"
+                    self.changed()
             tif = "gtc" if held.asset_class == "crypto" else "day"
             cid = f"close-{self._new_id()[:8]}"
             return self.submit(OrderRequest(symbol, "sell", cid, "market", tif, qty=held.qty))  # type: ignore[arg-type]
@@ -407,17 +555,17 @@ class SimExchange:
             today = now.astimezone(NEW_YORK).date()
             if today != self._day:
                 self._roll_day(today)
-            for order in list(self.orders.values()):
-                if not order.open:
-                    continue
+            for order in self._open_orders():
                 if order.request.time_in_force == "day" and self._past_close(order, now):
                     order.status = "expired"
+                    self.changed()
                     continue
                 self._match(order, now)
 
     def _roll_day(self, today: date) -> None:
         self.last_equity = self.equity()
         self._day = today
+        self.changed()
 
     def _past_close(self, order: SimOrder, now: datetime) -> bool:
         created = order.created_at.astimezone(NEW_YORK)
@@ -468,6 +616,13 @@ class SimExchange:
         order.filled_value += qty * price
         order.updated_at = now
         order.status = "filled" if order.filled_qty >= (order.qty or 0) - 1e-9 else "partially_filled"
+        self.changed()
+
+
+def _quote(symbol: str, asset_class: str, mid: float, step_time: datetime) -> Quote:
+    """A stock's or a coin's quote (an option's is `options.cent_quote`, in cents)."""
+    half = mid * SPREAD[asset_class] / 2
+    return Quote(symbol, round(mid - half, 4), round(mid + half, 4), step_time)
 
 
 def _marketable(side: str, price: float, limit: float) -> bool:

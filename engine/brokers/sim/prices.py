@@ -16,6 +16,7 @@ BASE_PRICES = {"AAPL": 190.0, "TSLA": 250.0, "SPY": 500.0, "QQQ": 430.0, "MSFT":
 REGIME_STEPS = 360  # half an hour of 5-second steps
 DRIFTS = (-0.00004, 0.0, 0.00004, 0.00007)  # per step
 SIGMA = 0.0003  # per step
+AHEAD_STEPS = 60  # generated beyond the step asked for, five minutes of 5-second steps
 
 
 class PricePaths:
@@ -28,12 +29,24 @@ class PricePaths:
         self._paths: dict[str, array] = {}
         self._rngs: dict[str, random.Random] = {}
         self._drift: dict[str, float] = {}
+        self._last: tuple[datetime, int, datetime] | None = None  # (at, its step, the step's time): one tick asks many times
 
     def step_of(self, at: datetime) -> int:
-        return max(0, int((at - self.epoch).total_seconds() // self.step_seconds))
+        return self._step(at)[1]
 
     def step_time(self, step: int) -> datetime:
         return self.epoch + timedelta(seconds=step * self.step_seconds)
+
+    def step_time_at(self, at: datetime) -> datetime:
+        """The start of the step `at` falls in: a quote's timestamp."""
+        return self._step(at)[2]
+
+    def _step(self, at: datetime) -> tuple[datetime, int, datetime]:
+        last = self._last
+        if last is None or last[0] != at:
+            step = max(0, int((at - self.epoch).total_seconds() // self.step_seconds))
+            last = self._last = (at, step, self.step_time(step))
+        return last
 
     def base_price(self, symbol: str) -> float:
         if symbol in BASE_PRICES:
@@ -41,24 +54,32 @@ class PricePaths:
         return round(random.Random(f"{self.seed}:base:{symbol}").uniform(20, 400), 2)
 
     def _extend(self, symbol: str, upto: int) -> array:
+        """The path up to `upto` at least. It is generated a few minutes ahead: a tick needs one step more, and a
+        path is the same whatever its length (each symbol draws from its own generator, step after step)."""
         path = self._paths.get(symbol)
         if path is None:
             path = array("d", [self.base_price(symbol)])
             self._paths[symbol] = path
             self._rngs[symbol] = random.Random(f"{self.seed}:path:{symbol}")
-        rng = self._rngs[symbol]
+        gauss, choice, exp = self._rngs[symbol].gauss, self._rngs[symbol].choice, math.exp
         sigma = SIGMA * (1.5 if "/" in symbol else 1.0)
-        while len(path) <= upto:
-            step = len(path)
-            if step % REGIME_STEPS == 1 or symbol not in self._drift:
-                self._drift[symbol] = rng.choice(DRIFTS)
-            shock = rng.gauss(self._drift[symbol], sigma)
-            path.append(path[-1] * math.exp(shock))
+        drift = self._drift.get(symbol)
+        last = path[-1]
+        for step in range(len(path), upto + AHEAD_STEPS + 1):
+            if step % REGIME_STEPS == 1 or drift is None:
+                drift = choice(DRIFTS)
+            last *= exp(gauss(drift, sigma))
+            path.append(last)
+        if drift is not None:
+            self._drift[symbol] = drift
         return path
 
     def price(self, symbol: str, at: datetime) -> float:
         """The last traded price at `at` (the price of the step `at` falls in)."""
-        step = self.step_of(at)
+        step = self._step(at)[1]
+        path = self._paths.get(symbol)
+        if path is not None and step < len(path):
+            return path[step]
         return self._extend(symbol, step)[step]
 
     def history(self, symbol: str, at: datetime, steps: int) -> list[float]:
