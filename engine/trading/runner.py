@@ -8,7 +8,6 @@ Against Alpaca the loop ticks in real time. Ctrl-C stops after the current tick.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from dataclasses import dataclass, field
@@ -89,8 +88,9 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
         raise RunError(str(exc)) from None
     store.set_meta("broker", name)
     if exchange is not None:
-        sim = exchange
-        engine.on_persist = lambda: store.set_meta(SIM_STATE_KEY, json.dumps(sim.to_state()))
+        from engine.brokers.sim.persist import SimPersistence
+
+        engine.on_persist = SimPersistence(exchange, store)
     session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange)
     if options.until_close or (name == "sim" and options.ticks is None and not options.once):
         session.close_at = _session_close(exchange, clock) if exchange is not None else None
@@ -117,16 +117,19 @@ def _sim(report: Report, options: RunOptions, store: StateStore, default_start: 
     from engine.brokers.factory import build_sim
     from engine.brokers.sim.api import SimAPI
     from engine.brokers.sim.exchange import SimExchange
+    from engine.brokers.sim.persist import SimStateError, load_state
     from engine.brokers.snapshot import SnapshotBroker
 
     assert report.config is not None
     settings = report.config.settings
-    saved = store.meta(SIM_STATE_KEY)
-    if saved is None:
+    try:
+        state = load_state(store)
+    except SimStateError as exc:
+        raise RunError(f"{store.path}: the saved simulation cannot be read: {exc}") from None
+    if state is None:
         clock = ManualClock(options.start or default_start)
         broker, exchange = build_sim(settings, clock)
         return broker, clock, exchange, False
-    state = json.loads(saved)
     # the saved time is the last tick's; the simulation goes on one interval later
     resume_at = datetime.fromisoformat(state["now"]) + timedelta(seconds=settings.runner.loop_interval_seconds)
     if options.start and options.start < resume_at:
