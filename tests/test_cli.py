@@ -181,7 +181,7 @@ def test_a_5_mb_machine_file_is_answered_in_under_5_seconds(project: ProjectCopy
     result = validate_project(project, timeout=30)
     assert time.perf_counter() - started < 5
     assert result.returncode == 2 and result.stdout.splitlines() == [
-        f"machines/momentum.yaml:1:1: file too large: {path.stat().st_size:,} bytes, over the limit of 262,144 bytes (256 KiB) "
+        f"machines/momentum.yaml:1:1: file too large: {path.stat().st_size:,} bytes, over the limit of 1,048,576 bytes (1,024 KiB) "
         "for an engine file (split it, or check that it is the file you meant)",
         "1 error",
     ]

@@ -99,7 +99,7 @@ def test_a_5_mb_file_is_refused_at_once_without_being_read(tmp_path: Path) -> No
     p = refused(path)
     assert time.perf_counter() - started < 0.5
     assert (p.line, p.col) == (1, 1)
-    assert p.message.startswith("file too large: 4,9") and "over the limit of 262,144 bytes (256 KiB)" in p.message
+    assert p.message.startswith("file too large: 4,9") and "over the limit of 1,048,576 bytes (1,024 KiB)" in p.message
 
 
 def test_a_file_at_the_limit_is_read(tmp_path: Path) -> None:
