@@ -25,7 +25,7 @@ from engine.brokers.factory import build_sim  # noqa: E402
 from engine.core.clock import ManualClock  # noqa: E402
 from engine.core.journal import Journal  # noqa: E402
 from engine.core.store import OrderRow, StateStore  # noqa: E402
-from engine.trading.engine import Engine  # noqa: E402
+from engine.trading.engine import Engine, freeze_long_lived  # noqa: E402
 from engine.validate import load_valid  # noqa: E402
 
 OPEN = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
@@ -57,6 +57,7 @@ def run(ticks: int, orders: int) -> dict[str, float]:
         store = StateStore(folder / "state.db")
         seed_history(store, orders)
         engine = Engine(report.config, report.book, report.machines, broker, store, Journal(folder / "app.jsonl", clock), clock)
+        freeze_long_lived()  # as `python -m engine run` does
         durations, queries = [], []
         for _ in range(ticks):
             tick = engine.tick()

@@ -26,7 +26,7 @@ from engine.brokers.factory import build_sim  # noqa: E402
 from engine.core.clock import ManualClock  # noqa: E402
 from engine.core.journal import Journal  # noqa: E402
 from engine.core.store import StateStore  # noqa: E402
-from engine.trading.engine import Engine  # noqa: E402
+from engine.trading.engine import Engine, freeze_long_lived  # noqa: E402
 from engine.validate import load_valid  # noqa: E402
 
 OPEN = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
@@ -64,6 +64,7 @@ def bench(bots: int, ticks: int) -> dict[str, float]:
         store = StateStore(folder / "state.db")
         journal = Journal(folder / "app.jsonl", clock)
         engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
+        freeze_long_lived()  # as `python -m engine run` does
         durations, requests, queries = [], [], []
         started = time.perf_counter()
         for _ in range(ticks):

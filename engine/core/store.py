@@ -238,11 +238,23 @@ class StateStore:
         return found[0] if found else None
 
     def save_machine_state(self, kind: str, bot_id: str, state: str, since: datetime) -> None:
-        self._write(
+        self.save_machine_states([(kind, bot_id, state, since)])
+
+    def save_machine_states(self, moved: Iterable[tuple[str, str, str, datetime]]) -> None:
+        """(kind, bot id, state, since) for each machine that moved: one statement, however many moved."""
+        rows = [(kind, bot_id, state, _ts(since)) for kind, bot_id, state, since in moved]
+        if not rows:
+            return
+        self.statements += 1
+        sql = (
             "INSERT INTO machine_states (kind, bot_id, state, since) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (kind, bot_id) DO UPDATE SET state = excluded.state, since = excluded.since",
-            (kind, bot_id, state, _ts(since)),
+            "ON CONFLICT (kind, bot_id) DO UPDATE SET state = excluded.state, since = excluded.since"
         )
+        if self._in_transaction:
+            self._conn.executemany(sql, rows)
+        else:
+            with self.transaction():
+                self._conn.executemany(sql, rows)
 
     # --- orders --------------------------------------------------------------------------------------------
 

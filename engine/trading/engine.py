@@ -17,6 +17,7 @@ ignored". The halt is in SQLite, so it survives a restart.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,15 @@ from engine.trading.view import TickView, read_view
 
 # System-wide facts that the risk gate counts down within a tick: they differ from one bot to the next.
 PER_BOT_SYSTEM_FACTS = frozenset({"orders_last_minute", "capital_room_usd"})
+
+
+def freeze_long_lived() -> None:
+    """Called once the engine is built, before the loop. Everything built so far (config, compiled rules,
+    machines, the simulated exchange) lives as long as the process; moving it out of the cyclic collector's
+    sight keeps its full collections (65 ms at 1,000 bots, measured) out of the tick. A tick's own objects are
+    freed by reference counting as before."""
+    gc.collect()
+    gc.freeze()
 
 
 class StartupError(Exception):
@@ -100,6 +110,7 @@ class Engine:
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
         self._keep = max((b.lookback for b in self.bots), default=12) + 2
         self._halt_writes_seen = 0
+        self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
         self._split_preflight()
         self._restore_states()
 
@@ -160,9 +171,11 @@ class Engine:
             error = f"{type(exc).__name__}: {exc}"
             self.journal.log("anomaly", what="exception", detail=error)
             with self.store.transaction():
+                self._moves.clear()  # the tick's transaction was rolled back with them
                 source = self.exitbot.anomaly_halt(now, f"exception in tick: {error}")
                 if source is not None:
                     self._record_transition("system", "system", source, "halted", "anomaly", (), now)
+                self._save_moves()
         self.ticks += 1
         report = TickReport(
             now,
@@ -218,6 +231,7 @@ class Engine:
             self._step_bots(view, system, tick)
             for intent in self.exitbot.duties(view, self._by_id, self.system.state == "halted"):
                 dispatch(tick, intent)
+            self._save_moves()
             if self.on_persist is not None:
                 self.on_persist()
         self.orders.send_pending()
@@ -320,9 +334,15 @@ class Engine:
     def _record_transition(
         self, kind: str, bot_id: str, source: str, dest: str, trigger: str, guards: Sequence[str], now: datetime
     ) -> None:
+        """Logged now, saved with the tick's other moves in one statement (`_save_moves`), inside the tick's
+        transaction."""
         self.transitions += 1
-        self.store.save_machine_state(kind, bot_id, dest, now)
+        self._moves.append((kind, bot_id, dest, now))
         events.log_transition(self.journal, machine=kind, bot=bot_id, source=source, dest=dest, trigger=trigger, guards=guards)
+
+    def _save_moves(self) -> None:
+        self.store.save_machine_states(self._moves)
+        self._moves.clear()
 
     def log_allocations(self, day: date, *, asked: bool) -> None:
         summary = self.portfolio.should_log(day, asked)
@@ -359,6 +379,7 @@ class Engine:
                 source = self.exitbot.anomaly_halt(now, "reconciliation: " + "; ".join(problems))
                 if source is not None:
                     self._record_transition("system", "system", source, "halted", "anomaly", (), now)
+                self._save_moves()
             return
         self.reconciled = True
         self.journal.log("reconciled", positions=len(snapshot.positions), open_orders=len(snapshot.open_orders))
