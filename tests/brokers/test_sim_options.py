@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from engine.brokers.base import OrderRequest
+from engine.brokers.base import OptionContract, OrderRequest
+from engine.brokers.sim import exchange as exchange_module
 from engine.brokers.sim import options
 from engine.brokers.sim.exchange import SPREAD, SimExchange
 from engine.brokers.sim.prices import PricePaths
@@ -180,6 +182,31 @@ def test_a_chain_is_priced_once_an_instant() -> None:
     clock.advance(60)
     later = exchange.option_chain("SPY", 7, 45)
     assert later[20].symbol == again[20].symbol and later[20] != again[20]  # a minute on, the underlying moved
+
+
+def test_contracts_built_from_their_fields_are_ordinary_option_contracts() -> None:
+    clock = ManualClock(MONDAY_10AM)
+    exchange = SimExchange(clock)
+    exchange.option_chain("SPY", 7, 45)
+    layout, priced = exchange._memo.tables[0]
+    fast = exchange_module._contracts(layout, priced, clock.now(), from_state=True)
+    built = exchange_module._contracts(layout, priced, clock.now(), from_state=False)
+    assert fast == built and [hash(c) for c in fast] == [hash(c) for c in built]
+    assert all(type(c) is OptionContract and repr(c) == repr(b) for c, b in zip(fast, built, strict=True))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast[0].bid = 1.0  # type: ignore[misc]
+
+
+def test_a_step_fills_an_order_once_however_often_the_account_is_read() -> None:
+    clock = ManualClock(MONDAY_10AM)
+    exchange = SimExchange(clock, starting_cash=10_000_000)
+    order = exchange.submit(OrderRequest("AAPL", "buy", "big", qty=5_000))  # 2,000 now, the rest over two steps
+    clock.advance(5)
+    assert exchange.find(order.id).filled_qty == 4_000
+    assert exchange.find(order.id).filled_qty == 4_000  # the same step: no second fill
+    exchange.submit(OrderRequest("AAPL", "buy", "small", "limit", "day", qty=1, limit_price=1.0))
+    clock.advance(5)
+    assert exchange.find(order.id).status == "filled"
 
 
 def test_a_short_window_without_a_friday_is_an_empty_chain() -> None:

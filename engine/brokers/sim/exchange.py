@@ -96,18 +96,22 @@ class _Memo:
 
     at: datetime | None = None
     quotes: dict[str, Quote] = field(default_factory=dict)
-    option_rows: dict[str, tuple[options.Priced, int]] = field(default_factory=dict)  # OCC -> its row in a priced table
+    alone: dict[str, options.Priced] = field(default_factory=dict)  # contracts priced one by one
+    tables: list[tuple[_ChainLayout, options.Priced]] = field(default_factory=list)  # chains priced whole
     chains: dict[tuple[str, int, int], list[OptionContract]] = field(default_factory=dict)
+    processed: int | None = None  # the revision `process` left at this instant
 
 
 @dataclass(frozen=True)
 class _ChainLayout:
     """The contracts of one chain in expiry, strike, call/put order, and the columns that do not move with time."""
 
+    underlying: str
     symbols: list[str]
     types: list[str]
     strike_list: list[float]
     expiry_list: list[date]
+    fixed: list[dict[str, Any]]  # each contract's fields that do not move: symbol, underlying, type, strike, expiry
     strikes: npt.NDArray[np.float64]
     is_call: npt.NDArray[np.bool_]
     per_expiry: int
@@ -119,15 +123,56 @@ class _ChainLayout:
         contracts = [(expiry, strike, kind) for expiry in expiries for strike in strikes for kind in ("call", "put")]
         symbols = [occ_symbol(underlying, expiry, kind, strike) for expiry, strike, kind in contracts]
         return cls(
+            underlying=underlying,
             symbols=symbols,
             types=[kind for _, _, kind in contracts],
             strike_list=[strike for _, strike, _ in contracts],
             expiry_list=[expiry for expiry, _, _ in contracts],
+            fixed=[
+                {"symbol": occ, "underlying": underlying, "option_type": kind, "strike": strike, "expiry": expiry}
+                for occ, (expiry, strike, kind) in zip(symbols, contracts, strict=True)
+            ],
             strikes=np.array([strike for _, strike, _ in contracts]),
             is_call=np.array([kind == "call" for _, _, kind in contracts]),
             per_expiry=2 * len(strikes),
             index={occ: i for i, occ in enumerate(symbols)},
         )
+
+
+_CONTRACT_FIELDS = ("symbol", "underlying", "option_type", "strike", "expiry", "bid", "ask", "quote_time", "delta", "gamma",
+                    "theta", "vega", "implied_volatility")  # fmt: skip
+# A chain is hundreds of frozen OptionContracts a minute, and their generated __init__ (an object.__setattr__ per
+# field) was half of what a chain cost. They are built the way pickle restores one instead: a new instance given its
+# field dict. Only while OptionContract is a plain dataclass of exactly these fields; otherwise through __init__.
+_CONTRACTS_FROM_STATE = (
+    tuple(f.name for f in dataclasses.fields(OptionContract)) == _CONTRACT_FIELDS
+    and not hasattr(OptionContract, "__post_init__")
+    and not hasattr(OptionContract, "__slots__")
+)
+
+
+def _contracts(
+    layout: _ChainLayout, priced: options.Priced, quote_time: datetime, from_state: bool = _CONTRACTS_FROM_STATE
+) -> list[OptionContract]:
+    """The chain's OptionContracts, row i of `priced` for contract i of `layout`."""
+    p = priced
+    if not from_state:
+        return list(
+            map(
+                OptionContract, layout.symbols, repeat(layout.underlying), layout.types, layout.strike_list, layout.expiry_list,
+                p.bid, p.ask, repeat(quote_time), p.delta, p.gamma, p.theta, p.vega, p.iv,
+            )
+        )  # fmt: skip
+    new = object.__new__
+    chain = []
+    for fixed, bid, ask, delta, gamma, theta, vega, iv in zip(
+        layout.fixed, p.bid, p.ask, p.delta, p.gamma, p.theta, p.vega, p.iv, strict=True
+    ):
+        contract = new(OptionContract)
+        contract.__dict__.update(fixed, bid=bid, ask=ask, quote_time=quote_time, delta=delta, gamma=gamma, theta=theta, vega=vega,
+                                 implied_volatility=iv)  # fmt: skip
+        chain.append(contract)
+    return chain
 
 
 @dataclass
@@ -267,17 +312,21 @@ class SimExchange:
 
     def _option_row(self, occ: str, at: datetime) -> tuple[options.Priced, int]:
         memo = self._memo_at(at)
-        row = memo.option_rows.get(occ)
-        if row is not None:
-            return row
+        alone = memo.alone.get(occ)
+        if alone is not None:
+            return alone, 0
+        for layout, table in memo.tables:
+            i = layout.index.get(occ)
+            if i is not None:
+                return table, i
         parsed = parse_occ(occ)
         if parsed is None:
             raise SimReject(422, 42210000, f"invalid symbol: {occ}")
         root, expiry, option_type, strike = parsed
         years = options.years_to_expiry(expiry, at)
         priced = options.price_one(self.paths.price(root, at), strike, years, option_type, SPREAD["us_option"])
-        row = memo.option_rows[occ] = (priced, 0)
-        return row
+        memo.alone[occ] = priced
+        return priced, 0
 
     def _option_model(self, occ: str, at: datetime) -> OptionModel:
         priced, i = self._option_row(occ, at)
@@ -326,37 +375,17 @@ class SimExchange:
         priced = options.price_contracts(
             spot, layout.strikes, np.repeat(years, layout.per_expiry), layout.is_call, SPREAD["us_option"]
         )
-        step_time = self.paths.step_time_at(now)
-        chain = list(
-            map(
-                OptionContract,
-                layout.symbols,
-                repeat(underlying),
-                layout.types,
-                layout.strike_list,
-                layout.expiry_list,
-                priced.bid,
-                priced.ask,
-                repeat(step_time),
-                priced.delta,
-                priced.gamma,
-                priced.theta,
-                priced.vega,
-                priced.iv,
-            )
-        )
-        # A contract already priced alone this tick (a held option is quoted before chains are read) keeps the
-        # values handed out then: computed alike they are the same, and a tick must never show two prices.
-        earlier = memo.option_rows
-        memo.option_rows = dict(zip(layout.symbols, zip(repeat(priced), range(len(chain)), strict=False), strict=True))
-        for occ in earlier.keys() & layout.index.keys():
-            table, row = earlier[occ]
-            i = layout.index[occ]
+        chain = _contracts(layout, priced, self.paths.step_time_at(now))
+        # A contract already priced alone this tick (a held option is quoted before chains are read) keeps the values
+        # handed out then, so a tick never shows two prices for it (the two ways agree to about 1e-9, not to the bit).
+        # Chains of one instant share contracts priced alike: the same inputs through the same function.
+        memo.tables.append((layout, priced))
+        for occ in memo.alone.keys() & layout.index.keys():
+            alone, i = memo.alone[occ], layout.index[occ]
             chain[i] = dataclasses.replace(
-                chain[i], bid=table.bid[row], ask=table.ask[row], delta=table.delta[row], gamma=table.gamma[row],
-                theta=table.theta[row], vega=table.vega[row], implied_volatility=table.iv[row],
+                chain[i], bid=alone.bid[0], ask=alone.ask[0], delta=alone.delta[0], gamma=alone.gamma[0],
+                theta=alone.theta[0], vega=alone.vega[0], implied_volatility=alone.iv[0],
             )  # fmt: skip
-        memo.option_rows.update(earlier)
         return chain
 
     def _layout(self, underlying: str, expiries: tuple[date, ...], strikes: list[float]) -> _ChainLayout:
@@ -552,6 +581,9 @@ class SimExchange:
         """Bring the exchange up to the clock: roll the day, expire day orders, fill what is fillable."""
         with self.lock:
             now = self.clock.now()
+            memo = self._memo_at(now)
+            if memo.processed == self.revision:  # done at this instant, and nothing happened since
+                return
             today = now.astimezone(NEW_YORK).date()
             if today != self._day:
                 self._roll_day(today)
@@ -561,6 +593,7 @@ class SimExchange:
                     self.changed()
                     continue
                 self._match(order, now)
+            memo.processed = self.revision
 
     def _roll_day(self, today: date) -> None:
         self.last_equity = self.equity()
