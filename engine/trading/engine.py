@@ -234,8 +234,8 @@ class Engine:
             self._save_moves()
             if self.on_persist is not None:
                 self.on_persist()
-        self.orders.send_pending()
-        if self.on_persist is not None:  # the simulated exchange now holds the orders just sent
+        sent = self.orders.send_pending()
+        if sent and self.on_persist is not None:  # the simulated exchange now holds the orders just sent
             with self.store.transaction():
                 self.on_persist()
         return snapshot.broker_requests + self._broker_calls() - calls_before

@@ -59,6 +59,7 @@ class OrderManager:
     fills: int = 0
     sent: int = 0
     cancel_requested: set[str] = field(default_factory=set)
+    _recorded: int = 0  # intents recorded since the last send_pending
 
     # --- intents -------------------------------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class OrderManager:
             updated_at=now,
         )
         self.store.add_order(row)
+        self._recorded += 1
         self.journal.log(
             "order",
             action="intent",
@@ -109,9 +111,16 @@ class OrderManager:
 
     # --- sending -------------------------------------------------------------------------------------------
 
-    def send_pending(self) -> None:
-        for row in self.store.orders(statuses=("pending",)):
+    def send_pending(self) -> int:
+        """Send the intents committed this tick; returns how many were attempted. Only intents recorded by this
+        process are looked for here (none: no query); those of an earlier process are `recover_pending`'s."""
+        if not self._recorded:
+            return 0
+        self._recorded = 0
+        rows = self.store.orders(statuses=("pending",))
+        for row in rows:
             self._send(row)
+        return len(rows)
 
     def _send(self, row: OrderRow) -> None:
         self.journal.flush()  # the intent is on disk before the request leaves
