@@ -173,6 +173,7 @@ class StateStore:
         self._in_transaction = False
         self.statements = 0  # reads and writes run so far: the bench prints them per tick
         self.halt_writes = 0  # halts started or ended through this connection: a tick re-reads them only if it moved
+        self.records_version = 0  # orders, positions, counters, P&L or halts written through this connection
         self._migrate()
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -260,6 +261,7 @@ class StateStore:
 
     def add_order(self, row: OrderRow) -> None:
         """Record an order intent (status 'pending') before it is sent."""
+        self.records_version += 1
         values = dataclasses.asdict(row)
         values.update(trading_date=row.trading_date.isoformat(), created_at=_ts(row.created_at), updated_at=_ts(row.updated_at))
         columns = ", ".join(values)
@@ -267,6 +269,7 @@ class StateStore:
         self._write(f"INSERT INTO orders ({columns}) VALUES ({marks})", values)
 
     def update_order(self, client_order_id: str, now: datetime, **changes: Any) -> None:
+        self.records_version += 1
         sets = ", ".join(f"{k} = :{k}" for k in changes)
         self._write(
             f"UPDATE orders SET {sets}, updated_at = :updated_at WHERE client_order_id = :cid",
@@ -316,10 +319,20 @@ class StateStore:
             )
         return found
 
+    def records_stamp(self) -> tuple[int, int]:
+        """Changes to what a tick reads: ours (counted) and other connections' (SQLite's data_version, which
+        moves when another process, e.g. `engine halt`, commits). Equal stamps: the same records."""
+        return self.records_version, int(self._rows("PRAGMA data_version")[0][0])
+
     def last_trading_date(self) -> date | None:
         """The latest trading date any order was recorded on."""
         value = self._rows("SELECT max(trading_date) FROM orders")[0][0]
         return date.fromisoformat(value) if value else None
+
+    def orders_created_since(self, since: datetime) -> list[datetime]:
+        return [
+            datetime.fromisoformat(r[0]) for r in self._rows("SELECT created_at FROM orders WHERE created_at >= ?", (_ts(since),))
+        ]
 
     def orders_since(self, since: datetime) -> int:
         return int(self._rows("SELECT COUNT(*) FROM orders WHERE created_at >= ?", (_ts(since),))[0][0])
@@ -336,6 +349,7 @@ class StateStore:
         ]
 
     def set_position(self, bot_id: str, symbol: str, qty: float, avg_entry_price: float, opened_at: datetime) -> None:
+        self.records_version += 1
         if abs(qty) < 1e-12:
             self._write("DELETE FROM positions WHERE bot_id = ? AND symbol = ?", (bot_id, symbol))
             return
@@ -354,6 +368,7 @@ class StateStore:
         return int(rows[0][0]) if rows else 0
 
     def bump_counter(self, day: date, bot_id: str, name: str, by: int = 1) -> int:
+        self.records_version += 1
         self._write(
             "INSERT INTO counters (trading_date, bot_id, name, value) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (trading_date, bot_id, name) DO UPDATE SET value = value + excluded.value",
@@ -368,6 +383,7 @@ class StateStore:
         return out
 
     def add_realized_pnl(self, day: date, bot_id: str, pnl: float) -> None:
+        self.records_version += 1
         self._write(
             "INSERT INTO realized_pnl (trading_date, bot_id, pnl) VALUES (?, ?, ?) "
             "ON CONFLICT (trading_date, bot_id) DO UPDATE SET pnl = pnl + excluded.pnl",
@@ -395,6 +411,7 @@ class StateStore:
         self, scope: str, reason: str, conditions: tuple[str, ...], flatten: bool, started_at: datetime, until: datetime | None
     ) -> int:
         self.halt_writes += 1
+        self.records_version += 1
         cursor = self._write(
             "INSERT INTO halts (scope, reason, conditions, flatten, started_at, until) VALUES (?, ?, ?, ?, ?, ?)",
             (scope, reason, json.dumps(list(conditions)), int(flatten), _ts(started_at), _ts(until) if until else None),
@@ -404,12 +421,14 @@ class StateStore:
     def end_halt(self, halt_id: int, ended_at: datetime, ended_by: str) -> None:
         """End one halt (a cooloff that ran out), leaving any other halt of its scope in force."""
         self.halt_writes += 1
+        self.records_version += 1
         self._write(
             "UPDATE halts SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL", (_ts(ended_at), ended_by, halt_id)
         )
 
     def end_halts(self, scope: str, ended_at: datetime, ended_by: str) -> int:
         self.halt_writes += 1
+        self.records_version += 1
         cursor = self._write(
             "UPDATE halts SET ended_at = ?, ended_by = ? WHERE scope = ? AND ended_at IS NULL",
             (_ts(ended_at), ended_by, scope),

@@ -110,6 +110,7 @@ class Engine:
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
         self._keep = max((b.lookback for b in self.bots), default=12) + 2
         self._halt_writes_seen = 0
+        self._view: TickView | None = None  # the last tick's, whose records are reused when nothing was written
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
         self._split_preflight()
         self._restore_states()
@@ -208,7 +209,7 @@ class Engine:
         self._remember_prices(snapshot)
         if not self.reconciled:
             self._reconcile(snapshot)
-        view = read_view(self.store, snapshot, now, self.tz)
+        view = self._view = read_view(self.store, snapshot, now, self.tz, self._view)
         self._halt_writes_seen = self.store.halt_writes
         with self.store.transaction():
             anomalies = self.exitbot.anomalies(snapshot, view, self._by_id, self.reconciled)

@@ -91,3 +91,39 @@ def test_a_halt_written_during_the_tick_is_seen_through_a_new_view(tmp_path: Pat
     assert after.bot("bot0").halt is not None and after.bot("bot0").positions == view.bot("bot0").positions
     later = after.with_halts(tuple(store.halts(open_only=True)))
     assert later.bot("bot0").halt is not None
+
+
+def test_nothing_written_since_the_last_tick_costs_one_query_and_reads_the_same(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 3)
+    store.add_order(order("bot1-x", "bot1", purpose="exit", status="pending"))
+    first = read_view(store, SNAPSHOT, NOW, TZ)
+    before = store.statements
+    second = read_view(store, SNAPSHOT, NOW, TZ, first)
+    assert store.statements - before == 1
+    assert second.bots == first.bots and second.orders_last_minute == first.orders_last_minute == 4
+    later = NOW + timedelta(seconds=30)  # the entries made a minute before NOW leave the window; the exit stays
+    assert read_view(store, SNAPSHOT, later, TZ, second).orders_last_minute == 1
+
+
+def test_a_halt_written_by_another_process_is_seen_at_once(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 1)
+    first = read_view(store, SNAPSHOT, NOW, TZ)
+    operator = StateStore(tmp_path / "state.db")  # another connection, as `python -m engine halt` is
+    operator.start_halt(SYSTEM_SCOPE, "operator", ("operator",), False, NOW, None)
+    operator.close()
+    assert read_view(store, SNAPSHOT, NOW + timedelta(seconds=5), TZ, first).system_halt is not None
+
+
+def test_our_own_write_is_read_back(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 1)
+    first = read_view(store, SNAPSHOT, NOW, TZ)
+    store.set_position("bot0", "MSFT", 2.0, 50.0, NOW)
+    second = read_view(store, SNAPSHOT, NOW + timedelta(seconds=5), TZ, first)
+    assert {p.symbol for p in second.bot("bot0").positions} == {"AAPL", "MSFT"}
+
+
+def test_a_new_trading_day_reads_again(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 1)
+    first = read_view(store, SNAPSHOT, NOW, TZ)
+    tomorrow = read_view(store, SNAPSHOT, NOW + timedelta(days=1), TZ, first)
+    assert tomorrow.day == TODAY + timedelta(days=1) and tomorrow.bot("bot0").counter("entries") == 0
