@@ -33,10 +33,16 @@ class Journal:
         self._file: IO[str] = path.open("a", encoding="utf-8")
         self._clock = clock
         self._secrets = tuple(s for s in secrets if s and len(s) >= 8)
+        self._encoder = json.JSONEncoder(default=_default, separators=(",", ":"))
+        self._stamped_at: datetime | None = None
+        self._stamp = ""
 
     def log(self, event: str, **fields: Any) -> None:
-        record = {"ts": self._clock.now().astimezone(timezone.utc).isoformat(), "event": event, **fields}
-        line = json.dumps(record, default=_default, separators=(",", ":"))
+        now = self._clock.now()
+        if now != self._stamped_at:  # a tick logs many events at one instant: format its time once
+            self._stamped_at, self._stamp = now, now.astimezone(timezone.utc).isoformat()
+        record = {"ts": self._stamp, "event": event, **fields}
+        line = self._encoder.encode(record)
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, "***")
