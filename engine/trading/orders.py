@@ -23,10 +23,11 @@ from typing import Any
 
 from engine.brokers.base import Broker, BrokerError, Order, OrderRequest, Snapshot
 from engine.brokers.symbols import contract_multiplier
+from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import OrderRow, StateStore
+from engine.core.store import SYSTEM_SCOPE, OrderRow, StateStore
 
 RESEND_WITHIN = timedelta(seconds=60)
 
@@ -113,19 +114,35 @@ class OrderManager:
 
     def send_pending(self) -> int:
         """Send the intents committed this tick; returns how many were attempted. Only intents recorded by this
-        process are looked for here (none: no query); those of an earlier process are `recover_pending`'s."""
+        process are looked for here (none: no query); those of an earlier process are `recover_pending`'s.
+
+        An entry leaves only if, at this moment, no halt is in force for the system or its bot (an operator may
+        have halted from another process since the gate granted it); otherwise it ends `not_sent`."""
         if not self._recorded:
             return 0
         self._recorded = 0
         rows = self.store.orders(statuses=("pending",))
+        now = self.clock.now()
+        halts = (
+            [h for h in self.store.halts(open_only=True) if h.in_force(now)] if any(r.purpose == "entry" for r in rows) else []
+        )
         for row in rows:
+            halt = next((h for h in reversed(halts) if h.scope in (SYSTEM_SCOPE, row.bot_id)), None)
+            if row.purpose == "entry" and halt is not None:
+                self._set(row, status="not_sent", error=f"halted before it was sent: {halt.reason}")
+                self.journal.log(
+                    "order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=halt.reason
+                )
+                continue
             self._send(row)
         return len(rows)
 
     def _send(self, row: OrderRow) -> None:
         self.journal.flush()  # the intent is on disk before the request leaves
+        failpoints.reach("before_post")
         try:
             order = self.broker.submit_order(request_of(row))
+            failpoints.reach("after_post")
         except BrokerError as exc:
             self.on_failure(exc)
             self.journal.log(
@@ -187,19 +204,23 @@ class OrderManager:
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
 
     def recover_pending(self) -> None:
-        """At start-up: intents committed before a crash. Adopt what reached the broker; resend what provably
-        did not and is still recent (same client_order_id, so it cannot be doubled); drop the rest."""
+        """At start-up (and at reconciliation after a failed start): intents committed before a crash, each
+        looked up by client_order_id first. Adopt what reached the broker. Of what provably did not, a recent
+        exit is sent again (same client_order_id, so it cannot be doubled: exits only reduce risk); an entry never
+        is (its signal, its preflight and any halt since belong to the run that died): it ends `not_sent`, as does
+        anything older than RESEND_WITHIN."""
         now = self.clock.now()
         for row in self.store.orders(statuses=lifecycle.LOCAL):
             found = self.broker.get_order_by_client_id(row.client_order_id)  # BrokerError: retried next start/tick
             if found is not None:
                 self._apply(row, found, "recovered")
-            elif now - row.created_at <= RESEND_WITHIN:
+            elif row.purpose == "exit" and now - row.created_at <= RESEND_WITHIN:
                 self.journal.log("order", action="resend_after_restart", bot=row.bot_id, client_order_id=row.client_order_id)
                 self._send(row)
             else:
-                self._set(row, status="not_sent")
-                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
+                reason = "an entry is not resent after a restart" if row.purpose == "entry" else "too old to resend"
+                self._set(row, status="not_sent", error=reason)
+                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=reason)
 
     def _set(self, row: OrderRow, **changes: Any) -> OrderRow:
         if "status" in changes:

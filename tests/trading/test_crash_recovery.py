@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from engine.brokers.base import OrderRequest
-from engine.brokers.emulator import Emulator
+from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
 from tests.brokers.conftest import KEY, SECRET, make_api
@@ -44,12 +44,17 @@ def test_crash_then_restart_leaves_exactly_one_order(project: ProjectCopy, clock
         restarted = rig.restart(broker)
         restarted.ticks(3)
         at_broker = [o for o in exchange.orders.values() if o.request.client_order_id == cid]
-        assert len(at_broker) == 1
-        assert len([r for r in emulator.requests if r.method == "POST" and r.body.get("client_order_id") == cid]) == 1
-        assert restarted.store.order(cid).status == "filled"  # type: ignore[union-attr]
+        posts = [r for r in emulator.requests if r.method == "POST" and r.body.get("client_order_id") == cid]
+        lookups = [r for r in emulator.requests if "by_client_order_id" in r.path and cid in str(r.query)]
+        assert pending[0].purpose == "entry" and lookups  # never decided without asking the broker
         assert restarted.engine.reconciled and restarted.engine.system.state == "armed"
         actions = [e["action"] for e in restarted.events("order") if e.get("client_order_id") == cid]
-        assert ("recovered" in actions) if when == "after_the_post" else ("resend_after_restart" in actions)
+        if when == "after_the_post":  # the broker has it: adopted, exactly one
+            assert len(at_broker) == 1 and len(posts) == 1 and "recovered" in actions
+            assert restarted.store.order(cid).status == "filled"  # type: ignore[union-attr]
+        else:  # it never left: an entry is not resent by a run that did not grant it
+            assert at_broker == [] and posts == [] and "not_sent" in actions
+            assert restarted.store.order(cid).error == "an entry is not resent after a restart"  # type: ignore[union-attr]
 
 
 def test_an_old_unsent_intent_is_dropped_not_sent(project: ProjectCopy, clock) -> None:
@@ -72,3 +77,58 @@ def test_an_old_unsent_intent_is_dropped_not_sent(project: ProjectCopy, clock) -
         restarted.ticks(1)
         assert restarted.store.order(cid).status == "not_sent"  # type: ignore[union-attr]
         assert not [r for r in emulator.requests if r.method == "POST"]
+
+
+def _crash_before_first_post(project: ProjectCopy, clock, exchange: SimExchange, emulator: Emulator):  # type: ignore[no-untyped-def]
+    broker = SnapshotBroker(make_api(emulator, clock), clock)
+    real_submit = broker.submit_order
+
+    def crash(request: OrderRequest):
+        raise Crash
+
+    broker.submit_order = crash  # type: ignore[method-assign]
+    rig = make_rig(project, clock, broker=broker, exchange=exchange)
+    with pytest.raises(Crash):
+        rig.ticks(500)
+    broker.submit_order = real_submit  # type: ignore[method-assign]
+    return rig, broker
+
+
+def test_a_failed_read_at_restart_sends_nothing_and_decides_nothing(project: ProjectCopy, clock) -> None:
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig, broker = _crash_before_first_post(project, clock, exchange, emulator)
+        cid = rig.store.orders(statuses=("pending",))[0].client_order_id
+        emulator.faults.append(Fault(status=503, path_prefix="/v2/account"))
+        restarted = rig.restart(broker)
+        restarted.ticks(1)
+        assert not restarted.engine.reconciled and restarted.store.order(cid).status == "pending"  # type: ignore[union-attr]
+        assert not [r for r in emulator.requests if r.method == "POST"]
+        restarted.ticks(2)  # the broker answers again: reconciliation looks the intent up, and drops the entry
+        assert restarted.engine.reconciled and restarted.store.order(cid).status == "not_sent"  # type: ignore[union-attr]
+        assert not [r for r in emulator.requests if r.method == "POST" and r.body.get("client_order_id") == cid]
+
+
+def test_an_entry_granted_before_an_operator_halt_is_not_sent(project: ProjectCopy, clock, monkeypatch) -> None:
+    from engine.core import failpoints
+    from engine.core.journal import Journal
+    from engine.core.store import StateStore
+    from engine.trading.runner import operator_halt
+
+    rig = make_rig(project, clock)
+    halted: list[str] = []
+
+    def operator_halts_now(name: str) -> None:  # between the tick's commit and its sends, from another process
+        pending = rig.store.orders(statuses=("pending",))
+        if name == "intent_committed" and not halted and any(r.purpose == "entry" for r in pending):
+            other = StateStore(rig.store.path)
+            operator_halt(other, Journal(rig.log, clock), "news", clock.now())
+            other.close()
+            halted.append(pending[0].client_order_id)
+
+    monkeypatch.setattr(failpoints, "reach", operator_halts_now)
+    rig.until(lambda r: bool(halted))
+    (cid,) = halted
+    row = rig.store.order(cid)
+    assert row is not None and row.status == "not_sent" and row.error == "halted before it was sent: news"
+    assert cid not in rig.exchange.by_client_id
