@@ -2,33 +2,56 @@
 
 One `ThreadingHTTPServer` on 127.0.0.1 serves the trading API (/v2/account, /v2/orders, ...) and the data
 APIs (/v2/stocks, /v1beta3/crypto, /v1beta1/options) on one origin, so the unmodified alpaca-py clients can
-be pointed at it with `url_override` (reference/alpaca-api.md §5). JSON shapes follow alpaca-py's models:
-money as strings on accounts and positions, RFC 3339 times with Z, real UUIDs, crypto positions as BTCUSD.
+be pointed at it with `url_override` (reference/alpaca-api.md §5). It answers in Alpaca's shapes, not ours;
+beside the code that writes each shape is the source it was read from. In short:
+
+- money as strings on accounts, positions and orders; trading times RFC 3339 UTC with nanoseconds (order
+  examples in trading-api.json), the clock in New York time (trading-api.json legacy_clock), data times with
+  nanoseconds and Z (alpaca-py tests/data, alpaca-trade-api-go marketdata/options_test.go);
+- crypto positions as BTCUSD, a short as `side: short` with `qty: "-5"` (Alpaca-API issue #86);
+- an order answered `pending_new` (`accepted` while its market is closed) and filled at a later step; a cancel
+  answered 204 and done at the next step (pending_cancel -> canceled, or filled meanwhile); 207 multi-status for
+  cancel-all and close-all with each item's own status and body (alpaca-py test_position_routes.py);
+- option chains paged by `next_page_token`, `limit` up to 1,000 (market-data-api.json), with contracts without
+  greeks and contracts with only a quote (alpaca-trade-api-go options_test.go);
+- the error bodies of Alpaca's refusals (engine/brokers/errors.py lists them), 401 for bad keys on the trading
+  API and 403 "forbidden." on the data API, 429 past the per-minute budget;
+- /v2/assets, /v2/account/activities, /v2/options/contracts.
 
 Fault injection: a queue of answers given before routing (or after processing, to reproduce a gateway timeout
 after an order was accepted), hangs, and a log of every request; in process for tests, and over HTTP under
-/__emulator/ for rehearsing failures against a running engine.
+/__emulator/ for rehearsing failures against a running engine (faults, quote modes, cash movements).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import re
 import threading
 import uuid
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo
 
-from engine.brokers.base import Order, OrderRequest, Position
-from engine.brokers.sim.exchange import SimExchange, SimReject
-from engine.brokers.symbols import position_path_symbol
+from engine.brokers.base import Asset, NonTradeActivity, OptionContract, Order, OrderRequest, Position
+from engine.brokers.sim.exchange import QuoteMode, SimExchange, SimReject
+from engine.brokers.symbols import normalize, position_path_symbol
 
 ADMIN_PREFIX = "/__emulator"
+NEW_YORK = ZoneInfo("America/New_York")
+CHAIN_LIMIT_DEFAULT, CHAIN_LIMIT_MAX = 100, 1000  # market-data-api.json, /v1beta1/options/snapshots/{underlying}
+ACTIVITIES_PAGE_MAX = 100  # trading-api.json, /v2/account/activities page_size
+CONTRACTS_LIMIT_MAX = 10_000  # reference/alpaca-api.md §7, /v2/options/contracts
+INDICATIVE_TRADE_DELAY = timedelta(minutes=15)  # market-data-api.json: indicative trades are delayed
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass
@@ -55,11 +78,47 @@ class LoggedRequest:
 
 
 def _ts(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    """Trading and data API times: RFC 3339 in UTC with nine fraction digits, e.g. "2022-02-04T16:53:29.534279170Z"
+    (trading-api.json order examples; data: "2024-04-25T20:00:00.259610112Z", alpaca-py test_historical_option_data)."""
+    utc = value.astimezone(timezone.utc)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond:06d}000Z"
+
+
+def _ny(value: datetime) -> str:
+    """The clock's times: New York, with its offset (trading-api.json legacy_clock "2025-06-24T14:15:22-04:00"),
+    and nanoseconds, which alpaca-py truncates."""
+    local = value.astimezone(NEW_YORK)
+    offset = f"{local:%z}"
+    return f"{local:%Y-%m-%dT%H:%M:%S}.{local.microsecond:06d}000{offset[:3]}:{offset[3:]}"
 
 
 def _money(value: float) -> str:
     return f"{value:.10g}"
+
+
+def _decimal(value: float) -> str:
+    """A decimal string without an exponent ("0.00001667", not "1.667e-05"), as Alpaca writes increments."""
+    return f"{value:.12f}".rstrip("0").rstrip(".") or "0"
+
+
+def _bool(values: list[str] | None, default: bool = False) -> bool:
+    """alpaca-py sends booleans capitalised (`True`): read them case-insensitively (reference §1)."""
+    return values[0].lower() == "true" if values else default
+
+
+def _page_token(symbol: str) -> str:
+    # a chain's next_page_token is the base64 of the last symbol given (alpaca-trade-api-go options_test.go:
+    # "QUFQTDI0MDQyNkMwMDE1MjUwMA==" is AAPL240426C00152500)
+    return base64.b64encode(symbol.encode()).decode()
+
+
+def _after_token(token: str | None) -> str | None:
+    if not token:
+        return None
+    try:
+        return base64.b64decode(token.encode(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise SimReject(400, None, "invalid page_token") from None
 
 
 @dataclass
@@ -71,7 +130,15 @@ class Emulator:
     port: int = 0
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[LoggedRequest] = field(default_factory=list)
-    rate_limit: int = 200
+    rate_limit: int = 200  # trading requests per minute (reference §7), then 429
+    # Real chains hold contracts without greeks and contracts with only a quote: about one in ten of each here,
+    # chosen by the contract's symbol so that every page and filter agrees.
+    chain_gaps: bool = True
+    # Alpaca's account carries intraday_adjustments (trading-api.json example); False leaves it out, as alpaca-py's
+    # model does, so readers must fall back to the day's activities.
+    intraday_adjustments: bool = True
+    opra_subscription: bool = False  # without it, feed=opra is refused 403
+    fill_at_submit: bool = False  # Alpaca answers an order before it fills; True only to reproduce old behaviour
 
     def __post_init__(self) -> None:
         self._server: ThreadingHTTPServer | None = None
@@ -79,6 +146,7 @@ class Emulator:
         self._release = threading.Event()
         self._minute: tuple[int, int] = (0, 0)
         self.account_id = str(uuid.UUID(int=self.exchange.seed, version=4))
+        self.exchange.fill_at_submit = self.fill_at_submit
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -123,47 +191,77 @@ class Emulator:
         except KeyboardInterrupt:
             self.stop()
 
-    # --- JSON shapes ---------------------------------------------------------------------------------------
+    # --- JSON shapes: trading API --------------------------------------------------------------------------
 
     def account_json(self) -> dict[str, Any]:
+        """trading-api.json Account (its example-1 for the field set); money as strings (alpaca-py's TradeAccount
+        refuses numbers)."""
         a = self.exchange.account()
-        return {
+        f = self.exchange.flags
+        long_value = sum(p.market_value for p in self.exchange.position_views() if p.qty > 0)
+        short_value = sum(p.market_value for p in self.exchange.position_views() if p.qty < 0)
+        account = {
             "id": self.account_id,
             "account_number": "PA0EMULATOR1",
             "status": a.status,
+            "crypto_status": a.crypto_status,
             "currency": "USD",
             "cash": _money(a.cash),
             "buying_power": _money(a.buying_power),
+            "regt_buying_power": _money(a.buying_power),
+            "non_marginable_buying_power": _money(a.non_marginable_buying_power or 0.0),
+            "options_buying_power": _money(a.options_buying_power or 0.0),
             "equity": _money(a.equity),
             "last_equity": _money(a.last_equity),
             "portfolio_value": _money(a.equity),
+            "long_market_value": _money(long_value),
+            "short_market_value": _money(short_value),
+            "initial_margin": "0",
+            "maintenance_margin": "0",
+            "last_maintenance_margin": "0",
+            "sma": "0",
+            "accrued_fees": "0",
+            "pending_transfer_in": "0",
+            "pending_reg_taf_fees": "0",
+            "balance_asof": f"{self.exchange.clock.now().astimezone(NEW_YORK) - timedelta(days=1):%Y-%m-%d}",
             "trading_blocked": a.trading_blocked,
             "account_blocked": a.account_blocked,
             "transfers_blocked": False,
-            "pattern_day_trader": False,
-            "shorting_enabled": False,
+            "trade_suspended_by_user": a.trade_suspended_by_user,
+            "shorting_enabled": f.shorting_enabled,
             "multiplier": "1",
+            "options_approved_level": a.options_approved_level,
+            "options_trading_level": a.options_trading_level,
+            # pattern_day_trader, daytrade_count, daytrading_buying_power: deprecated since 2026-04-27 (trading-api.json)
+            "pattern_day_trader": False,
             "daytrade_count": 0,
-            "options_trading_level": 2,
-            "options_approved_level": 2,
-            "created_at": "2024-01-02T00:00:00Z",
+            "created_at": "2024-01-02T00:00:00.000000000Z",
         }
+        if self.intraday_adjustments:
+            account["intraday_adjustments"] = _money(a.non_trade_cash_today or 0.0)
+        return account
 
     @staticmethod
     def _asset_id(symbol: str) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_OID, symbol))
 
     def order_json(self, o: Order) -> dict[str, Any]:
+        """trading-api.json Order; alpaca-py test_position_routes.py close-all body for the full field set."""
+        sim = self.exchange.orders.get(o.id)
+        updated = sim.updated_at if sim and sim.updated_at else o.created_at
         return {
             "id": o.id,
             "client_order_id": o.client_order_id,
             "created_at": _ts(o.created_at),
-            "updated_at": _ts(o.created_at),
+            "updated_at": _ts(updated),
             "submitted_at": _ts(o.created_at),
-            "filled_at": _ts(o.created_at) if o.status == "filled" else None,
-            "expired_at": None,
-            "canceled_at": None,
+            "filled_at": _ts(updated) if o.status == "filled" else None,
+            "expired_at": _ts(updated) if o.status == "expired" else None,
+            "canceled_at": _ts(updated) if o.status == "canceled" else None,
             "failed_at": None,
+            "replaced_at": _ts(updated) if o.status == "replaced" else None,
+            "replaced_by": o.replaced_by,
+            "replaces": o.replaces,
             "asset_id": self._asset_id(o.symbol),
             "symbol": o.symbol,
             "asset_class": o.asset_class,
@@ -171,70 +269,194 @@ class Emulator:
             "notional": _money(o.notional) if o.notional is not None else None,
             "filled_qty": _money(o.filled_qty),
             "filled_avg_price": _money(o.filled_avg_price) if o.filled_avg_price is not None else None,
-            "order_class": "simple",
+            "order_class": "",  # trading-api.json examples: "" for a simple order
             "type": o.order_type,
             "order_type": o.order_type,
             "side": o.side,
+            "position_intent": None,
             "time_in_force": o.time_in_force,
             "limit_price": _money(o.limit_price) if o.limit_price else None,
             "stop_price": None,
             "status": o.status,
             "extended_hours": False,
             "legs": None,
+            "trail_percent": None,
+            "trail_price": None,
+            "hwm": None,
         }
 
     def position_json(self, p: Position) -> dict[str, Any]:
+        """trading-api.json Position; crypto as BTCUSD (reference §5), a short as side "short" with a negative
+        qty, market value and cost basis (Alpaca-API issue #86)."""
         exchange = {"crypto": "CRYPTO", "us_option": ""}.get(p.asset_class, "NASDAQ")
+        cost_basis = p.market_value - p.unrealized_pl
         return {
             "asset_id": self._asset_id(p.symbol),
             "symbol": position_path_symbol(p.symbol),
             "exchange": exchange,
             "asset_class": p.asset_class,
+            "asset_marginable": p.asset_class == "us_equity",
             "qty": _money(p.qty),
             "qty_available": _money(p.qty),
             "avg_entry_price": _money(p.avg_entry_price),
             "side": "long" if p.qty >= 0 else "short",
             "market_value": _money(p.market_value),
-            "cost_basis": _money(p.market_value - p.unrealized_pl),
+            "cost_basis": _money(cost_basis),
             "unrealized_pl": _money(p.unrealized_pl),
+            "unrealized_plpc": _money(p.unrealized_pl / abs(cost_basis) if cost_basis else 0.0),
+            "unrealized_intraday_pl": _money(p.unrealized_pl),
+            "unrealized_intraday_plpc": _money(p.unrealized_pl / abs(cost_basis) if cost_basis else 0.0),
             "current_price": _money(p.current_price),
+            "lastday_price": _money(p.current_price),
+            "change_today": "0",
         }
 
-    def quote_json(self, symbol: str) -> dict[str, Any]:
-        q = self.exchange.quote(symbol)
-        return {"t": _ts(q.timestamp), "bp": q.bid, "bs": 1, "ap": q.ask, "as": 1, "bx": "V", "ax": "V", "c": ["R"], "z": "C"}
+    def asset_json(self, a: Asset) -> dict[str, Any]:
+        """trading-api.json Assets; crypto with min_order_size, min_trade_increment and price_increment as decimal
+        strings (Alpaca's crypto docs: BTC/USD "min_order_size": "0.0001", "price_increment": "1")."""
+        out: dict[str, Any] = {
+            "id": self._asset_id(a.symbol),
+            "class": a.asset_class,
+            "exchange": a.exchange,
+            "symbol": a.symbol,
+            "name": f"{a.symbol} pair" if a.asset_class == "crypto" else f"{a.symbol} Common Stock",
+            "status": a.status,
+            "tradable": a.tradable,
+            "marginable": a.marginable,
+            "shortable": a.shortable,
+            "easy_to_borrow": a.shortable,
+            "fractionable": a.fractionable,
+            "attributes": list(a.attributes),
+        }
+        for name in ("min_order_size", "min_trade_increment", "price_increment"):
+            value = getattr(a, name)
+            if value is not None:
+                out[name] = _decimal(value)
+        return out
 
-    def chain_json(self, underlying: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        today = self.exchange.clock.now().date()
-        gte = query.get("expiration_date_gte", [None])[0]
-        lte = query.get("expiration_date_lte", [None])[0]
-        dte_min = (datetime.fromisoformat(gte).date() - today).days if gte else 0
-        dte_max = (datetime.fromisoformat(lte).date() - today).days if lte else 60
-        snapshots = {}
-        for c in self.exchange.option_chain(underlying, dte_min, dte_max):
-            t = _ts(c.quote_time)
-            snapshots[c.symbol] = {
-                "latestQuote": {"t": t, "bp": c.bid, "bs": 10, "bx": "C", "ap": c.ask, "as": 10, "ax": "C", "c": "A"},
-                "latestTrade": {"t": t, "p": round((c.bid + c.ask) / 2, 2), "s": 1, "x": "C", "c": "I"},
-                "impliedVolatility": c.implied_volatility,
-                "greeks": {"delta": c.delta, "gamma": c.gamma, "rho": 0.01, "theta": c.theta, "vega": c.vega},
-            }
-        return {"snapshots": snapshots, "next_page_token": None}
+    def activity_json(self, a: NonTradeActivity) -> dict[str, Any]:
+        """trading-api.json NonTradeActivities (its example: "net_amount": "1.02", "status": "executed")."""
+        return {
+            "id": a.id,
+            "activity_type": a.activity_type,
+            "date": a.date,
+            "created_at": _ts(a.created_at) if a.created_at else None,
+            "net_amount": _money(a.net_amount),
+            "currency": "USD",
+            "status": a.status,
+            "description": "",
+        }
 
     def clock_json(self) -> dict[str, Any]:
         c = self.exchange.market_clock()
         return {
-            "timestamp": _ts(c.timestamp),
+            "timestamp": _ny(c.timestamp),
             "is_open": c.is_open,
-            "next_open": _ts(c.next_open),
-            "next_close": _ts(c.next_close),
+            "next_open": _ny(c.next_open),
+            "next_close": _ny(c.next_close),
+        }
+
+    # --- JSON shapes: data API -----------------------------------------------------------------------------
+
+    def quote_json(self, symbol: str) -> dict[str, Any]:
+        """A latest quote (alpaca-py tests/data fixtures); `bp`/`ap` 0 when that side is empty, as Alpaca sends."""
+        q = self.exchange.quote(symbol)
+        return {
+            "t": _ts(q.timestamp),
+            "bp": q.bid,
+            "bs": 1 if q.bid else 0,
+            "ap": q.ask,
+            "as": 1 if q.ask else 0,
+            "bx": "V",
+            "ax": "V",
+            "c": ["R"],
+            "z": "C",
+        }
+
+    def _contract_json(self, c: OptionContract, feed: str) -> dict[str, Any]:
+        """An option snapshot (alpaca-py test_get_option_chain). With `chain_gaps`, some contracts come as Alpaca
+        sends thin ones (alpaca-trade-api-go options_test.go): without greeks or IV, or with only a quote."""
+        gap = zlib.crc32(c.symbol.encode()) % 10 if self.chain_gaps else None
+        quote = {"t": _ts(c.quote_time), "bp": c.bid, "bs": 10 if c.bid else 0, "bx": "C", "ap": c.ask, "as": 10 if c.ask else 0,
+                 "ax": "C", "c": "A"}  # fmt: skip
+        if gap == 1:
+            return {"latestQuote": quote}
+        traded = c.quote_time - (INDICATIVE_TRADE_DELAY if feed == "indicative" else timedelta(0))
+        snapshot: dict[str, Any] = {
+            "latestQuote": quote,
+            "latestTrade": {"t": _ts(traded), "p": round((c.bid + c.ask) / 2, 2), "s": 1, "x": "C", "c": "I"},
+        }
+        if gap != 0:
+            snapshot["impliedVolatility"] = c.implied_volatility
+            snapshot["greeks"] = {"delta": c.delta, "gamma": c.gamma, "rho": 0.01, "theta": c.theta, "vega": c.vega}
+        return snapshot
+
+    def _feed(self, query: dict[str, list[str]]) -> str:
+        feed = query.get("feed", ["opra" if self.opra_subscription else "indicative"])[0]
+        if feed not in ("indicative", "opra"):
+            raise SimReject(400, None, f"invalid feed: {feed}")
+        if feed == "opra" and not self.opra_subscription:
+            raise SimReject(403, None, "subscription does not permit querying recent OPRA data")
+        return feed
+
+    def chain_json(self, underlying: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """/v1beta1/options/snapshots/{underlying}: filters, `limit` (default 100, at most 1,000) and
+        `next_page_token` (market-data-api.json)."""
+        feed = self._feed(query)
+        limit = _limit(query, CHAIN_LIMIT_DEFAULT, CHAIN_LIMIT_MAX)
+        today = self.exchange.clock.now().astimezone(NEW_YORK).date()
+        gte, lte = query.get("expiration_date_gte", [None])[0], query.get("expiration_date_lte", [None])[0]
+        dte_min = (date.fromisoformat(gte[:10]) - today).days if gte else 0
+        dte_max = (date.fromisoformat(lte[:10]) - today).days if lte else 60
+        chain = self.exchange.option_chain(underlying, dte_min, dte_max)
+        kind = query.get("type", [None])[0]
+        low, high = query.get("strike_price_gte", [None])[0], query.get("strike_price_lte", [None])[0]
+        chosen = sorted(
+            (
+                c
+                for c in chain
+                if (kind is None or c.option_type == kind)
+                and (low is None or c.strike >= float(low))
+                and (high is None or c.strike <= float(high))
+            ),
+            key=lambda c: c.symbol,
+        )
+        after = _after_token(query.get("page_token", [None])[0])
+        if after is not None:
+            chosen = [c for c in chosen if c.symbol > after]
+        page, rest = chosen[:limit], chosen[limit:]
+        return {
+            "snapshots": {c.symbol: self._contract_json(c, feed) for c in page},
+            "next_page_token": _page_token(page[-1].symbol) if rest else None,
+        }
+
+    def contract_json(self, c: OptionContract) -> dict[str, Any]:
+        """trading-api.json OptionContract (reference §4 compact example)."""
+        return {
+            "id": self._asset_id(c.symbol),
+            "symbol": c.symbol,
+            "name": f"{c.underlying} {c.expiry:%b %d %Y} {c.strike:g} {c.option_type.title()}",
+            "status": "active",
+            "tradable": True,
+            "expiration_date": c.expiry.isoformat(),
+            "root_symbol": c.underlying,
+            "underlying_symbol": c.underlying,
+            "underlying_asset_id": self._asset_id(c.underlying),
+            "type": c.option_type,
+            "style": "american",
+            "strike_price": _money(c.strike),
+            "size": "100",
+            "open_interest": "0",
+            "close_price": _money(round((c.bid + c.ask) / 2, 2)),
         }
 
     # --- the emulator's own controls (loopback only), for rehearsing failures against a running engine -----
 
     def admin(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         """POST /__emulator/faults [{status, body, after, hang_seconds, path_prefix, method}, ...] queues faults;
-        GET /__emulator/faults lists them; DELETE clears them; GET /__emulator/requests is the request log."""
+        GET lists them; DELETE clears them. GET /__emulator/requests is the request log. POST
+        /__emulator/quote_mode {symbol, no_bid, no_ask, crossed} (or {symbol} alone for normal quotes). POST
+        /__emulator/cash {amount, activity_type} moves cash without a trade (a deposit, a withdrawal)."""
         if path == f"{ADMIN_PREFIX}/faults":
             if method == "POST":
                 items = body if isinstance(body, list) else [body]
@@ -249,6 +471,17 @@ class Emulator:
             return 200, [dataclasses.asdict(f) for f in self.faults]
         if path == f"{ADMIN_PREFIX}/requests" and method == "GET":
             return 200, [{"method": r.method, "path": r.path, "query": r.query, "body": r.body} for r in self.requests]
+        if path == f"{ADMIN_PREFIX}/quote_mode" and method == "POST" and isinstance(body, dict) and "symbol" in body:
+            no_bid, no_ask, crossed = (bool(body.get(k, False)) for k in ("no_bid", "no_ask", "crossed"))
+            mode = QuoteMode(no_bid=no_bid, no_ask=no_ask, crossed=crossed) if no_bid or no_ask or crossed else None
+            self.exchange.set_quote_mode(str(body["symbol"]), mode)
+            return 200, {"symbol": body["symbol"], "no_bid": no_bid, "no_ask": no_ask, "crossed": crossed}
+        if path == f"{ADMIN_PREFIX}/cash" and method == "POST" and isinstance(body, dict):
+            try:
+                moved = self.exchange.move_cash(float(body["amount"]), str(body.get("activity_type", "CSD")))
+            except (KeyError, TypeError, ValueError) as exc:
+                return 422, {"message": f"not a cash movement: {exc}"}
+            return 200, self.activity_json(moved)
         return 404, {"message": "unknown emulator control"}
 
     # --- routing -------------------------------------------------------------------------------------------
@@ -260,17 +493,19 @@ class Emulator:
                 return fault
         return None
 
-    def rate_headers(self) -> dict[str, str]:
+    def count_request(self) -> tuple[dict[str, str], bool]:
+        """The X-RateLimit-* headers of a trading request (reference §7), and whether it is over the budget."""
         now = self.exchange.clock.now()
         minute = int(now.timestamp() // 60)
         count = self._minute[1] + 1 if self._minute[0] == minute else 1
         self._minute = (minute, count)
         reset = (minute + 1) * 60
-        return {
+        headers = {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(max(self.rate_limit - count, 0)),
             "X-RateLimit-Reset": str(reset),
         }
+        return headers, count > self.rate_limit
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         x = self.exchange
@@ -283,32 +518,173 @@ class Emulator:
             if path == "/v2/positions":
                 return 200, [self.position_json(p) for p in x.position_views()]
             if path == "/v2/orders":
-                status = query.get("status", ["open"])[0]
-                limit = int(query.get("limit", ["50"])[0])
-                orders = x.open_orders() if status == "open" else [x.order_view(o) for o in x.orders.values()]
-                return 200, [self.order_json(o) for o in orders[:limit]]
+                return 200, self.orders_json(query)
             if path == "/v2/orders:by_client_order_id":
                 return 200, self.order_json(x.find_by_client_id(query.get("client_order_id", [""])[0]))
             if m := re.fullmatch(r"/v2/orders/([0-9a-f-]{36})", path):
                 return 200, self.order_json(x.find(m.group(1)))
+            if path == "/v2/assets":
+                return 200, self.assets_json(query)
+            if m := re.fullmatch(r"/v2/assets/(.+)", path):
+                return self.asset_answer(unquote(m.group(1)))
+            if m := re.fullmatch(r"/v2/account/activities(?:/([A-Z]+))?", path):
+                return 200, self.activities_json(query, m.group(1))
+            if path == "/v2/options/contracts":
+                return 200, self.contracts_json(query)
             if path == "/v2/stocks/quotes/latest" or path == "/v1beta3/crypto/us/latest/quotes":
-                return 200, {"quotes": {s: self.quote_json(s) for s in symbols}}
+                return 200, {"quotes": {s: self.quote_json(s) for s in self._data_symbols(symbols)}}
             if m := re.fullmatch(r"/v1beta1/options/snapshots/([A-Z.]+)", path):
                 return 200, self.chain_json(m.group(1), query)
         if method == "POST" and path == "/v2/orders":
             return 200, self.order_json(x.submit(_order_request(body)))
         if method == "DELETE":
             if m := re.fullmatch(r"/v2/orders/([0-9a-f-]{36})", path):
-                x.cancel(m.group(1))
+                x.cancel(m.group(1))  # asked for; it ends at a later step (trading-api.json: 204 No Content)
                 return 204, None
             if path == "/v2/orders":
-                return 207, [{"id": oid, "status": status} for oid, status in x.cancel_all()]
+                return 207, [self.cancel_item(oid, status) for oid, status in x.cancel_all()]
             if path == "/v2/positions":
-                return 207, [{"symbol": s, "status": st, "body": {}} for s, st in x.close_all()]
+                return 207, [self.close_item(s, st, outcome) for s, st, outcome in x.close_all()]
             if m := re.fullmatch(r"/v2/positions/([A-Z0-9]+)", path):
                 symbol = _position_symbol(m.group(1), x)
                 return 200, self.order_json(x.close_position(symbol))
         return 404, {"code": 40410000, "message": "endpoint not found"}
+
+    def orders_json(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        x = self.exchange
+        status = query.get("status", ["open"])[0]
+        limit = int(query.get("limit", ["50"])[0])  # Alpaca's default is 50 (reference §7)
+        if status == "open":
+            orders = x.open_orders()
+        else:
+            x.process()
+            views = [x.order_view(o) for o in x.orders.values()]
+            orders = views if status == "all" else [o for o in views if not o.is_open]
+        wanted = {s for s in ",".join(query.get("symbols", [])).split(",") if s}
+        if wanted:
+            orders = [o for o in orders if o.symbol in wanted]
+        if query.get("direction", ["desc"])[0] == "desc":
+            orders = sorted(orders, key=lambda o: o.created_at, reverse=True)
+        return [self.order_json(o) for o in orders[:limit]]
+
+    def cancel_item(self, order_id: str, status: int) -> dict[str, Any]:
+        """One item of DELETE /v2/orders (trading-api.json CanceledOrderResponse; reference §4)."""
+        if status < 300:
+            return {"id": order_id, "status": status}
+        return {"id": order_id, "status": status, "body": {"code": 50010000, "message": "order is not cancelable"}}
+
+    def close_item(self, symbol: str, status: int, outcome: Order | SimReject) -> dict[str, Any]:
+        """One item of DELETE /v2/positions: the position's symbol as /v2/positions writes it, its status, and the
+        closing order or the refusal (alpaca-py test_position_routes.py test_close_all_positions)."""
+        body = outcome.body() if isinstance(outcome, SimReject) else self.order_json(outcome)
+        return {"symbol": position_path_symbol(symbol), "status": status, "body": body}
+
+    def _asset_symbol(self, raw: str) -> str:
+        """A path symbol as the engine spells it: BTCUSD (old crypto symbology) or BTC/USD (URL-encoded) for a
+        pair (trading-api.json, /v2/assets/{symbol_or_asset_id}), an asset id for what it names."""
+        if _UUID.match(raw):
+            for asset in self.exchange.assets():
+                if self._asset_id(asset.symbol) == raw:
+                    return asset.symbol
+            return raw
+        if "/" in raw:
+            return raw
+        pair = normalize(raw, "crypto")
+        return pair if pair != raw and pair in {a.symbol for a in self.exchange.assets("crypto")} | _known_pairs() else raw
+
+    def asset_answer(self, raw: str) -> tuple[int, Any]:
+        asset = self.exchange.asset(self._asset_symbol(raw))
+        if asset is None:
+            return 404, {"code": 40410000, "message": "asset not found"}
+        return 200, self.asset_json(asset)
+
+    def assets_json(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        status = query.get("status", [None])[0]
+        found = self.exchange.assets(query.get("asset_class", [None])[0])
+        return [self.asset_json(a) for a in found if status is None or a.status == status]
+
+    def activities_json(self, query: dict[str, list[str]], path_type: str | None) -> list[dict[str, Any]]:
+        """/v2/account/activities: `activity_types` (or the type in the path), `date`/`after`/`until` on the creation
+        time, `direction` (default desc), `page_size` (at most 100) and `page_token`, the last id given
+        (trading-api.json). Only non-trade activities are kept here; FILL is not modelled."""
+        types = {t for t in ",".join(query.get("activity_types", [])).split(",") if t}
+        if path_type:
+            types = {path_type}
+        category = query.get("category", [None])[0]
+        if category == "trade_activity":
+            return []
+        size = _limit(query, ACTIVITIES_PAGE_MAX, ACTIVITIES_PAGE_MAX, name="page_size")
+        on, after, until = (_instant(query.get(k, [None])[0]) for k in ("date", "after", "until"))
+        items = [
+            a
+            for a in self.exchange.non_trade_activities()
+            if (not types or a.activity_type in types)
+            and a.created_at is not None
+            and (on is None or a.created_at.astimezone(timezone.utc).date() == on.date())
+            and (after is None or a.created_at > after)
+            and (until is None or a.created_at < until)
+        ]
+        items.sort(key=lambda a: a.id, reverse=query.get("direction", ["desc"])[0] == "desc")
+        token = query.get("page_token", [None])[0]
+        if token:
+            ids = [a.id for a in items]
+            items = items[ids.index(token) + 1 :] if token in ids else []
+        return [self.activity_json(a) for a in items[:size]]
+
+    def contracts_json(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """/v2/options/contracts?underlying_symbols=...: the contracts an engine can check a symbol against."""
+        limit = _limit(query, 100, CONTRACTS_LIMIT_MAX)
+        today = self.exchange.clock.now().astimezone(NEW_YORK).date()
+        gte, lte = query.get("expiration_date_gte", [None])[0], query.get("expiration_date_lte", [None])[0]
+        dte_min = (date.fromisoformat(gte) - today).days if gte else 0
+        dte_max = (date.fromisoformat(lte) - today).days if lte else 60
+        underlyings = [s for s in ",".join(query.get("underlying_symbols", [])).split(",") if s]
+        contracts = sorted(
+            (c for u in underlyings for c in self.exchange.option_chain(u, dte_min, dte_max)), key=lambda c: c.symbol
+        )
+        after = _after_token(query.get("page_token", [None])[0])
+        if after is not None:
+            contracts = [c for c in contracts if c.symbol > after]
+        page, rest = contracts[:limit], contracts[limit:]
+        return {
+            "option_contracts": [self.contract_json(c) for c in page],
+            "next_page_token": _page_token(page[-1].symbol) if rest else None,
+        }
+
+    def _data_symbols(self, symbols: list[str]) -> list[str]:
+        """The data API leaves an unknown well-formed symbol out of its answer and refuses a malformed one with
+        400 (issue 14, item 12)."""
+        bad = [s for s in symbols if not self.exchange.well_formed(s)]
+        if bad:
+            raise SimReject(400, None, f"invalid symbol: {bad[0]}")
+        return [s for s in symbols if self.exchange.listed(s)]
+
+
+def _known_pairs() -> set[str]:
+    from engine.brokers.sim.prices import BASE_PRICES
+
+    return {s for s in BASE_PRICES if "/" in s}
+
+
+def _limit(query: dict[str, list[str]], default: int, maximum: int, *, name: str = "limit") -> int:
+    raw = query.get(name, [None])[0]
+    try:
+        value = int(raw) if raw is not None else default
+    except ValueError:
+        raise SimReject(400, None, f"invalid {name}: {raw}") from None
+    if not 1 <= value <= maximum:
+        raise SimReject(400, None, f"invalid {name}: {value} is not between 1 and {maximum}")
+    return value
+
+
+def _instant(text: str | None) -> datetime | None:
+    """A query time: YYYY-MM-DD or RFC 3339 (trading-api.json accepts both)."""
+    if not text:
+        return None
+    if len(text) == 10:
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _order_request(body: Any) -> OrderRequest:
@@ -336,6 +712,10 @@ def _position_symbol(path_symbol: str, exchange: SimExchange) -> str:
     return path_symbol
 
 
+def _data_path(path: str) -> bool:
+    return path.startswith(("/v2/stocks", "/v1beta1/", "/v1beta3/"))
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     emulator: Emulator
@@ -355,42 +735,59 @@ class _Handler(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", "replace")
         headers = {k: v for k, v in self.headers.items() if k.lower() != "apca-api-secret-key"}
         if path.startswith(ADMIN_PREFIX):  # the emulator's own controls: not logged, never faulted
-            return self._send(*emulator.admin(method, path, body))
+            with emulator.exchange.lock:
+                return self._send(*emulator.admin(method, path, body))
         emulator.requests.append(LoggedRequest(method, self.requestline, path, query, body, headers))
         if self.requestline.split(" ")[1].startswith("//"):  # a trailing slash in the base URL (see the reference)
             return self._send(404, {"code": 40410000, "message": "double slash in path"})
-        if emulator.key is not None and not path.startswith("/v1beta3/crypto") and not self._authorized():
-            return self._send(401, {"code": 40110000, "message": "request is not authorized"})
+        refusal = self._auth_refusal(path)
+        if refusal is not None:
+            return self._send(*refusal)
+        trading = path.startswith("/v2/") and not path.startswith("/v2/stocks")
+        rate_headers, over = emulator.count_request() if trading else ({}, False)
+        if over:
+            return self._send(429, {"code": 42910000, "message": "rate limit exceeded"}, rate_headers)
         fault = emulator.take_fault(method, path)
         if fault and fault.hang_seconds:
             emulator._release.wait(fault.hang_seconds)
         if fault and not fault.after and fault.status:
-            return self._send_raw(fault.status, fault.body, fault.content_type)
+            return self._send_raw(fault.status, fault.body, fault.content_type, rate_headers)
         try:
             with emulator.exchange.lock:
                 status, payload = emulator.route(method, path, query, body)
         except SimReject as exc:
-            status, payload = exc.status, {"code": exc.code, "message": exc.message}
+            status, payload = exc.status, exc.body()
         if fault and fault.after and fault.status:
-            return self._send_raw(fault.status, fault.body, fault.content_type)
-        self._send(status, payload)
+            return self._send_raw(fault.status, fault.body, fault.content_type, rate_headers)
+        self._send(status, payload, rate_headers)
 
-    def _authorized(self) -> bool:
+    def _auth_refusal(self, path: str) -> tuple[int, Any] | None:
+        """Bad keys: 401 code 40110000 on the trading API (reference §5); 403 {"message": "forbidden."} on the data
+        API (alpaca-trade-api-go issue #194, Alpaca-API issue #228). Crypto data needs no keys, but wrong ones
+        given are refused like the other data paths."""
+        emulator = self.emulator
+        if emulator.key is None:
+            return None
         key, secret = self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY")
-        return key == self.emulator.key and secret == self.emulator.secret
+        if key == emulator.key and secret == emulator.secret:
+            return None
+        if path.startswith("/v1beta3/crypto"):
+            return None if key is None and secret is None else (403, {"message": "forbidden."})
+        if _data_path(path):
+            return 403, {"message": "forbidden."}
+        return 401, {"code": 40110000, "message": "request is not authorized"}
 
-    def _send(self, status: int, payload: Any) -> None:
-        self._send_raw(status, "" if payload is None else json.dumps(payload), "application/json")
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, "" if payload is None else json.dumps(payload), "application/json", headers or {})
 
-    def _send_raw(self, status: int, text: str, content_type: str) -> None:
+    def _send_raw(self, status: int, text: str, content_type: str, headers: dict[str, str] | None = None) -> None:
         data = text.encode("utf-8")
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
-            if self.path.startswith("/v2/") and not self.path.startswith("/v2/stocks"):
-                for name, value in self.emulator.rate_headers().items():
-                    self.send_header(name, value)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)

@@ -29,7 +29,6 @@ from zoneinfo import ZoneInfo
 from engine.brokers.base import Broker, BrokerError, Snapshot
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
-from engine.core import failpoints
 from engine.core.clock import Clock
 from engine.core.journal import Journal
 from engine.core.store import StateStore
@@ -236,7 +235,6 @@ class Engine:
             self._save_moves()
             if self.on_persist is not None:
                 self.on_persist()
-        failpoints.reach("intent_committed")
         sent = self.orders.send_pending() if self.reconciled else 0  # nothing leaves before reconciliation
         if sent and self.on_persist is not None:  # the simulated exchange now holds the orders just sent
             with self.store.transaction():

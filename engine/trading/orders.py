@@ -120,6 +120,7 @@ class OrderManager:
         have halted from another process since the gate granted it); otherwise it ends `not_sent`."""
         if not self._recorded:
             return 0
+        failpoints.reach("intent_committed")  # after the tick's transaction, before any of its sends
         self._recorded = 0
         rows = self.store.orders(statuses=("pending",))
         now = self.clock.now()

@@ -118,7 +118,7 @@ def test_an_entry_granted_before_an_operator_halt_is_not_sent(project: ProjectCo
     rig = make_rig(project, clock)
     halted: list[str] = []
 
-    def operator_halts_now(name: str) -> None:  # between the tick's commit and its sends, from another process
+    def operator_halts_now(name: str) -> None:  # after the tick's commit, before its sends, from another process
         pending = rig.store.orders(statuses=("pending",))
         if name == "intent_committed" and not halted and any(r.purpose == "entry" for r in pending):
             other = StateStore(rig.store.path)
