@@ -279,6 +279,16 @@ class CompiledRules:
         except Exception as exc:  # every failure of a guard becomes GuardError; the caller halts the bot
             raise GuardError(name, exc) from exc
 
+    def check_errors(self, checks: Mapping[str, Predicate], facts: Mapping[str, Any]) -> dict[str, str]:
+        """The checks that cannot be evaluated against these facts, with why (they count as failed)."""
+        errors = {}
+        for name, check in checks.items():
+            try:
+                check(facts)
+            except Exception as exc:  # reported, and the check counts as failed (failed_checks)
+                errors[name] = f"{type(exc).__name__}: {exc}"
+        return errors
+
     def failed_checks(self, checks: Mapping[str, Predicate], facts: Mapping[str, Any]) -> list[str]:
         """Names of the checks that do not hold; a check that cannot be evaluated counts as failed."""
         failed = []

@@ -309,7 +309,8 @@ class Engine:
         """Log what changed since the last tick: preflight's answer, an unsizeable signal (once a day)."""
         memory = bot.memory
         if failed != memory.last_failed_checks:
-            self.journal.log("preflight", bot=bot.bot_id, ok=not failed, failed=list(failed))
+            errors = self.compiled[bot.kind].check_errors(self.compiled[bot.kind].preflight, facts) if failed else {}
+            self.journal.log("preflight", bot=bot.bot_id, ok=not failed, failed=list(failed), errors=errors)
             memory.last_failed_checks = failed
         if facts["entry_signal"] and unsized and memory.size_blocked_on != day:
             # once a day until an entry is granted: the reason (budget or capital used up) rarely changes sooner

@@ -54,3 +54,12 @@ def _view(rig: Rig):  # type: ignore[no-untyped-def]
 
     engine = rig.engine
     return read_view(engine.store, engine.broker.snapshot(engine.needs), rig.clock.now(), engine.tz)
+
+
+def test_a_preflight_check_that_cannot_be_evaluated_fails_with_its_error_logged(project: ProjectCopy, clock) -> None:
+    project.replace("rules/preflight.yaml", "expr: capital_room_usd > 0", "expr: capital_room_usd / (equity_usd - equity_usd) > 0")
+    rig = make_rig(project, clock)
+    rig.ticks(5)
+    assert rig.store.orders() == []
+    events = [e for e in rig.events("preflight") if "capital_available" in e["failed"]]
+    assert events and "ZeroDivisionError" in events[0]["errors"]["capital_available"]
