@@ -2,15 +2,20 @@
 
 A read that fails leaves its field None and records a `BrokerError` in `Snapshot.errors`; nothing is ever
 filled in with a stale or default value. Every failure of a broker call, whatever raised it underneath,
-reaches the engine as one `BrokerError` with a `kind`.
+reaches the engine as one `BrokerError` with a `kind` (what failed: transport, status) and a `reason` (what it
+means for trading: engine/brokers/errors.py). Values arrive as the broker sent them: a quote side at 0 stays
+0, a contract without greeks keeps NaN greeks; deciding what is usable is the engine's job.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
+
+from engine.brokers.errors import ErrorReason, classify
 
 ErrorKind = Literal[
     "timeout",  # the broker did not answer in time
@@ -26,15 +31,67 @@ ErrorKind = Literal[
 AssetClass = Literal["us_equity", "us_option", "crypto"]
 
 
-class BrokerError(Exception):
-    """One failure of one broker call. `kind` says what went wrong; `status` is the HTTP status if any."""
+_REASON_OF_KIND: dict[str, ErrorReason] = {
+    "timeout": "timeout",
+    "connection": "connection",
+    "rate_limited": "rate_limited",
+    "unauthorized": "unauthorized",
+    "not_found": "not_found",
+    "server": "server_error",
+    "bad_response": "bad_response",
+    "config": "config",
+}
 
-    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None, operation: str = ""):
+
+class BrokerError(Exception):
+    """One failure of one broker call. `kind` says what went wrong (kept for callers that branch on it),
+    `reason` what it means (one class per response the engine may choose), `status` and `code` are the HTTP
+    status and Alpaca's error code when the broker answered."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        operation: str = "",
+        reason: ErrorReason | None = None,
+        code: int | None = None,
+    ):
         self.kind = kind
         self.status = status
         self.operation = operation
         self.message = message
+        self.code = code
+        if reason is None:
+            reason = classify(status, code, message) if status is not None else _REASON_OF_KIND.get(kind, "invalid")
+        self.reason: ErrorReason = reason
         super().__init__(f"{operation + ': ' if operation else ''}{kind}{f' ({status})' if status else ''}: {message}")
+
+    def __str__(self) -> str:  # the operation may be named after construction (SnapshotBroker does)
+        where = f"{self.operation}: " if self.operation else ""
+        return f"{where}{self.kind}{f' ({self.status})' if self.status else ''}: {self.message}"
+
+
+# Activity types that move cash without a trade (trading-api.json ActivityType): CSD deposits, CSW withdrawals,
+# JNLC cash journals, FEE, PTC pass-through charges, the INT (interest) and DIV (dividend) families. Daily P&L
+# leaves them out (issue 14, item 6).
+NON_TRADE_ACTIVITY_TYPES = frozenset(
+    {"CSD", "CSW", "JNLC", "FEE", "PTC", "INT", "INTNRA", "INTTW", "DIV", "DIVCGL", "DIVCGS", "DIVFEE", "DIVFT", "DIVNRA",
+     "DIVROC", "DIVTW", "DIVTXEX"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NonTradeActivity:
+    """A cash movement that is not a trade (Alpaca's account activities: CSD, CSW, JNLC, FEE, DIV*, INT*, PTC)."""
+
+    id: str
+    activity_type: str
+    net_amount: float  # signed: a deposit is positive, a withdrawal or a fee negative
+    created_at: datetime | None
+    date: str  # as the broker gave it (YYYY-MM-DD, or a timestamp)
+    status: str = "executed"
 
 
 @dataclass(frozen=True)
@@ -42,20 +99,35 @@ class Account:
     equity: float
     last_equity: float
     cash: float
-    buying_power: float
+    buying_power: float  # a margin figure: 1x under $2,000 equity, else 2x or 4x, less open buy orders
     status: str
     trading_blocked: bool
     account_blocked: bool
+    # Fields the broker may leave out; None means it did not say (never "fine").
+    crypto_status: str | None = None
+    options_trading_level: int | None = None  # effective: min(approved level, the user's own cap)
+    options_approved_level: int | None = None
+    non_marginable_buying_power: float | None = None  # what crypto is bought with
+    options_buying_power: float | None = None  # what options are bought with
+    trade_suspended_by_user: bool = False
+    # The day's cash movements that are not trades (deposits, withdrawals, fees, dividends, interest), net, so
+    # that daily P&L is `equity - last_equity - non_trade_cash_today`. From the account's
+    # `intraday_adjustments` when it carries one, else from the day's account activities (New York date).
+    non_trade_cash_today: float | None = None
+    non_trade_cash_source: Literal["intraday_adjustments", "activities"] | None = None
+    non_trade_activities: tuple[NonTradeActivity, ...] = ()
 
     @property
     def usable(self) -> bool:
-        return self.status == "ACTIVE" and not self.trading_blocked and not self.account_blocked
+        return (
+            self.status == "ACTIVE" and not self.trading_blocked and not self.account_blocked and not self.trade_suspended_by_user
+        )
 
 
 @dataclass(frozen=True)
 class Position:
     symbol: str  # normalised: crypto as BASE/QUOTE
-    qty: float  # negative when short
+    qty: float  # negative when short (the sign applied once, whether or not the wire's qty carries it)
     avg_entry_price: float
     current_price: float
     market_value: float
@@ -76,10 +148,22 @@ class Order:
     order_type: str
     time_in_force: str
     limit_price: float | None
-    status: str
+    status: str  # any of Alpaca's statuses, passed through (ALL_STATUSES)
     created_at: datetime
     asset_class: AssetClass
+    replaced_by: str | None = None  # for `replaced`: the id of the order that replaced this one
+    replaces: str | None = None  # for a replacement: the id of the order it replaced
 
+    # Alpaca's OrderStatus enum (trading-api.json) plus alpaca-py's `pending_review`.
+    ALL_STATUSES = frozenset(
+        {
+            "new", "partially_filled", "filled", "done_for_day", "canceled", "expired", "replaced", "pending_cancel",
+            "pending_replace", "pending_review", "accepted", "pending_new", "accepted_for_bidding", "stopped", "rejected",
+            "suspended", "calculated", "held",
+        }
+    )  # fmt: skip
+    # Working: may still fill or change. `replaced` is not: its remainder lives on in `replaced_by`.
+    # `suspended` is ("not eligible for trading", but not ended).
     OPEN_STATUSES = frozenset(
         {
             "new",
@@ -93,8 +177,8 @@ class Order:
             "held",
             "calculated",
             "stopped",
+            "suspended",
             "done_for_day",
-            "replaced",
         }
     )
 
@@ -105,6 +189,9 @@ class Order:
 
 @dataclass(frozen=True)
 class Quote:
+    """A quote as the broker sent it: `bid` or `ask` is 0 when that side is empty (Alpaca sends `bp: 0` /
+    `ap: 0` for thin names, outside the session, options, crypto at times); `timestamp` is the quote's own."""
+
     symbol: str
     bid: float
     ask: float
@@ -112,7 +199,20 @@ class Quote:
 
     @property
     def mid(self) -> float:
+        """Arithmetic only: meaningless unless `two_sided`."""
         return (self.bid + self.ask) / 2
+
+    @property
+    def two_sided(self) -> bool:
+        """Both sides present and not crossed."""
+        return self.bid > 0 and self.ask > 0 and self.ask >= self.bid
+
+
+class Greeks(NamedTuple):
+    delta: float
+    gamma: float
+    theta: float
+    vega: float
 
 
 @dataclass(frozen=True)
@@ -122,14 +222,59 @@ class OptionContract:
     option_type: Literal["call", "put"]
     strike: float
     expiry: date
-    bid: float
+    bid: float  # 0 when the side is empty, as sent
     ask: float
-    quote_time: datetime
+    quote_time: datetime  # the contract's own quote time
+    # NaN when the broker sent no greeks for the contract (thin contracts often have none): a NaN compares false
+    # with every bound, so a delta range never picks it. Read `greeks`, which is None then.
     delta: float
     gamma: float
     theta: float
     vega: float
     implied_volatility: float | None
+
+    @property
+    def greeks(self) -> Greeks | None:
+        if math.isnan(self.delta):
+            return None
+        return Greeks(self.delta, self.gamma, self.theta, self.vega)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """/v2/assets/{symbol}: whether a symbol exists, trades, and in what sizes. The increments are given for
+    crypto only and change with the price: read them, never hard-code them."""
+
+    symbol: str  # normalised: crypto as BASE/QUOTE
+    asset_class: str
+    exchange: str
+    status: str  # active | inactive
+    tradable: bool
+    fractionable: bool
+    marginable: bool = False
+    shortable: bool = False
+    min_order_size: float | None = None
+    min_trade_increment: float | None = None
+    price_increment: float | None = None
+    attributes: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """One item of a 207 multi-status answer to an account-wide call (cancel all orders, close all positions)."""
+
+    target: str  # the order id, or the position's symbol (normalised)
+    status: int  # the item's own HTTP status
+    order: Order | None = None  # the closing order, for a position closed
+    error: BrokerError | None = None  # what the item's body said when it failed
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
 
 
 @dataclass(frozen=True)
@@ -202,14 +347,28 @@ class Broker(Protocol):
         """The order, or None when the broker has no order with that id."""
         ...
 
-    def cancel_order(self, order_id: str) -> None: ...
+    def get_order(self, order_id: str) -> Order | None:
+        """The order by the broker's id (to follow a `replaced` order to its `replaced_by`); None when unknown."""
+        ...
+
+    def get_asset(self, symbol: str) -> Asset | None:
+        """The asset, or None when the broker has no such symbol (404)."""
+        ...
+
+    def get_assets(self, asset_class: str | None = None) -> list[Asset]:
+        """Every active asset (of one class), e.g. every crypto pair with its minimums."""
+        ...
+
+    def cancel_order(self, order_id: str) -> None:
+        """Asks for the cancel (204); the order then moves pending_cancel -> canceled, or fills meanwhile."""
+        ...
 
     def close_position(self, symbol: str) -> Order: ...
 
-    def cancel_all_orders(self) -> None:
-        """Account-wide: for the kill switch only."""
+    def cancel_all_orders(self) -> tuple[BulkResult, ...]:
+        """Account-wide: for the kill switch only. One result per order (a 207 answer)."""
         ...
 
-    def close_all_positions(self) -> None:
-        """Account-wide: for the kill switch only."""
+    def close_all_positions(self) -> tuple[BulkResult, ...]:
+        """Account-wide: for the kill switch only. One result per position (a 207 answer)."""
         ...

@@ -91,8 +91,17 @@ def build_alpaca(settings: Settings, clock: Clock, env: Mapping[str, str], live_
         timeout_seconds=settings.broker.request_timeout_seconds,
         bucket=TokenBucket(settings.broker.max_requests_per_minute, clock),
         feed=settings.broker.stock_feed,
+        options_feed=options_feed(settings),
+        clock=clock,
     )
     return SnapshotBroker(api, clock, settings.broker)
+
+
+def options_feed(settings: Settings) -> str:
+    """`options.feed` in settings.yaml: `indicative` (Alpaca's free feed, and the default) or `opra` (a paid
+    subscription). Read defensively: the setting is added to the schema and model separately."""
+    options = getattr(settings, "options", None)
+    return str(getattr(options, "feed", None) or "indicative")
 
 
 def build_sim(settings: Settings, clock: Clock):

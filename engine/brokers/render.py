@@ -1,9 +1,11 @@
-"""A snapshot as one JSON object, for `python -m engine snapshot`: money as numbers, times ISO 8601 with offset."""
+"""A snapshot as one JSON object, for `python -m engine snapshot`: money as numbers, times ISO 8601 with offset,
+a value the broker did not send (an option contract's missing greeks) as null."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from datetime import date, datetime
 from typing import Any
 
@@ -21,6 +23,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
@@ -35,8 +39,17 @@ def snapshot_json(snapshot: Snapshot) -> str:
             "option_chains": _plain(dict(snapshot.option_chains)),
             "clock": _plain(snapshot.clock),
             "broker_requests": snapshot.broker_requests,
+            "missing_quotes": list(snapshot.missing_quotes),
             "errors": [
-                {"operation": e.operation, "kind": e.kind, "status": e.status, "message": e.message} for e in snapshot.errors
+                {
+                    "operation": e.operation,
+                    "kind": e.kind,
+                    "reason": e.reason,
+                    "status": e.status,
+                    "code": e.code,
+                    "message": e.message,
+                }
+                for e in snapshot.errors
             ],
         },
         indent=2,

@@ -4,22 +4,50 @@ Per snapshot: account, positions, open orders (one request each), stock quotes i
 `symbols_per_request`, one crypto request, option chains only when their cache expired, the clock only when
 its cache expired or a session boundary passed. Every failed read is recorded (the field stays None) and
 the snapshot is still returned: deciding what a failure means is the engine's job, not the broker's.
+
+Every call passes through here, so here every failure is logged once with its class (`reason`), on the
+`engine.brokers` logger at INFO (the engine's journal records what it decides about it).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from engine.brokers.api import BrokerAPI
-from engine.brokers.base import BrokerError, DataNeeds, MarketClock, OptionContract, Order, OrderRequest, Quote, Snapshot
+from engine.brokers.base import (
+    Asset,
+    BrokerError,
+    BulkResult,
+    DataNeeds,
+    MarketClock,
+    OptionContract,
+    Order,
+    OrderRequest,
+    Quote,
+    Snapshot,
+)
 from engine.config.model import BrokerSettings
 from engine.core.clock import Clock
 
 T = TypeVar("T")
+log = logging.getLogger("engine.brokers")
+
+
+def log_error(error: BrokerError) -> None:
+    log.info(
+        "broker error: %s reason=%s status=%s code=%s: %s",
+        error.operation,
+        error.reason,
+        error.status,
+        error.code,
+        error.message,
+        extra={"operation": error.operation, "reason": error.reason, "kind": error.kind, "status": error.status},
+    )
 
 
 @dataclass
@@ -39,8 +67,17 @@ class SnapshotBroker:
             return call()
         except BrokerError as exc:
             exc.operation = exc.operation or operation
+            log_error(exc)
             errors.append(exc)
             return None
+
+    def _call(self, operation: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except BrokerError as exc:
+            exc.operation = exc.operation or operation
+            log_error(exc)
+            raise
 
     def snapshot(self, needs: DataNeeds) -> Snapshot:
         errors: list[BrokerError] = []
@@ -101,22 +138,31 @@ class SnapshotBroker:
         self._market_clock = (now, got) if got is not None else None
         return got
 
-    # --- orders: straight through, errors as BrokerError ----------------------------------------------------
+    # --- orders and lookups: straight through, errors as BrokerError -----------------------------------------
 
     def submit_order(self, request: OrderRequest) -> Order:
-        return self.api.submit_order(request)
+        return self._call("submit_order", lambda: self.api.submit_order(request))
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
-        return self.api.get_order_by_client_id(client_order_id)
+        return self._call("get_order", lambda: self.api.get_order_by_client_id(client_order_id))
+
+    def get_order(self, order_id: str) -> Order | None:
+        return self._call("get_order", lambda: self.api.get_order(order_id))
+
+    def get_asset(self, symbol: str) -> Asset | None:
+        return self._call("asset", lambda: self.api.get_asset(symbol))
+
+    def get_assets(self, asset_class: str | None = None) -> list[Asset]:
+        return self._call("assets", lambda: self.api.get_assets(asset_class))
 
     def cancel_order(self, order_id: str) -> None:
-        self.api.cancel_order(order_id)
+        self._call("cancel_order", lambda: self.api.cancel_order(order_id))
 
     def close_position(self, symbol: str) -> Order:
-        return self.api.close_position(symbol)
+        return self._call("close_position", lambda: self.api.close_position(symbol))
 
-    def cancel_all_orders(self) -> None:
-        self.api.cancel_all_orders()
+    def cancel_all_orders(self) -> tuple[BulkResult, ...]:
+        return self._call("cancel_all_orders", self.api.cancel_all_orders)
 
-    def close_all_positions(self) -> None:
-        self.api.close_all_positions()
+    def close_all_positions(self) -> tuple[BulkResult, ...]:
+        return self._call("close_all_positions", self.api.close_all_positions)

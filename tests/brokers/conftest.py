@@ -35,7 +35,9 @@ def emulator(exchange: SimExchange) -> Iterator[Emulator]:
         yield running
 
 
-def make_api(emulator: Emulator, clock: ManualClock, *, timeout: float = 2.0, per_minute: int = 190) -> AlpacaAPI:
+def make_api(
+    emulator: Emulator, clock: ManualClock, *, timeout: float = 2.0, per_minute: int = 190, options_feed: str = "indicative"
+) -> AlpacaAPI:
     return AlpacaAPI(
         KEY,
         SECRET,
@@ -44,6 +46,8 @@ def make_api(emulator: Emulator, clock: ManualClock, *, timeout: float = 2.0, pe
         data_base_url=emulator.url,
         timeout_seconds=timeout,
         bucket=TokenBucket(per_minute, clock),
+        options_feed=options_feed,
+        clock=clock,
     )
 
 

@@ -70,3 +70,12 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path, monkeypatch: pytest
     monkeypatch.setenv("ALPACA_SECRET", "fromenv")
     env = read_environment(env_file)
     assert (env["ALPACA_KEY"], env["ALPACA_SECRET"]) == ("fromfile", "fromenv")
+
+
+def test_the_options_feed_is_indicative_unless_the_settings_say_opra() -> None:
+    from types import SimpleNamespace
+
+    from engine.brokers.factory import options_feed
+
+    assert options_feed(SETTINGS) == "indicative"
+    assert options_feed(SimpleNamespace(options=SimpleNamespace(feed="opra"))) == "opra"  # type: ignore[arg-type]

@@ -282,8 +282,10 @@ def test_every_change_counts(tmp_path: Path) -> None:
     assert moved()
     exchange.close_position("AAPL")  # after the close: the sell waits for the next session
     assert moved()
-    exchange.cancel_all()
-    assert moved() and exchange.open_orders() == []
+    exchange.cancel_all()  # asked for: pending_cancel now, canceled at the next step
+    assert moved() and [o.status for o in exchange.open_orders()] == ["pending_cancel"]
+    clock.advance(5)
+    assert exchange.open_orders() == [] and moved()
     clock.set(MONDAY_10AM + timedelta(days=1))  # only the day rolls
     exchange.account()
     assert moved()

@@ -26,6 +26,10 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def test_snapshot_on_sim() -> None:
     result = run("--broker", "sim", "--start", "2026-11-23T10:00:00-05:00")
     assert result.returncode == 0, result.stderr
@@ -46,8 +50,10 @@ def test_snapshot_through_the_alpaca_adapter_against_the_emulator(emulator: Emul
     }
     result = run("--broker", "alpaca", env=env)
     assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout, parse_constant=_no_constants)  # strict JSON: missing greeks are null, not NaN
     assert set(KEYS) <= set(data) and data["errors"] == []
+    contracts = [c for chain in data["option_chains"].values() for c in chain]
+    assert any(c["delta"] is None for c in contracts) and any(c["delta"] is not None for c in contracts)
     assert data["account"]["cash"] == 100000.0
     assert data["broker_requests"] == 8  # account, positions, orders, stocks, crypto, 2 chains, clock
     assert SECRET not in result.stdout + result.stderr

@@ -1,4 +1,5 @@
-"""The simulated exchange as a `BrokerAPI`, in process: each call counts as the one request Alpaca would take."""
+"""The simulated exchange as a `BrokerAPI`, in process: each call counts as the one request Alpaca would take,
+and each refusal reaches the engine as the BrokerError the Alpaca adapter would raise for the same answer."""
 
 from __future__ import annotations
 
@@ -6,11 +7,33 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import TypeVar
 
-from engine.brokers.base import Account, BrokerError, MarketClock, OptionContract, Order, OrderRequest, Position, Quote
+from engine.brokers.base import (
+    Account,
+    Asset,
+    BrokerError,
+    BulkResult,
+    ErrorKind,
+    MarketClock,
+    OptionContract,
+    Order,
+    OrderRequest,
+    Position,
+    Quote,
+)
+from engine.brokers.errors import classify
 from engine.brokers.sim.exchange import SimExchange, SimReject
 
 T = TypeVar("T")
-_KIND_BY_STATUS = {401: "unauthorized", 403: "rejected", 404: "not_found", 422: "rejected", 429: "rate_limited"}
+_KIND_BY_STATUS: dict[int, ErrorKind] = {401: "unauthorized", 404: "not_found", 429: "rate_limited"}
+
+
+def to_error(exc: SimReject, operation: str, *, data_api: bool = False) -> BrokerError:
+    """The BrokerError for a refusal: the same status, code, message and class as through the adapter."""
+    reason = classify(exc.status, exc.code, exc.message, data_api=data_api)
+    kind: ErrorKind = _KIND_BY_STATUS.get(exc.status, "server" if exc.status >= 500 else "rejected")
+    if reason == "unauthorized":
+        kind = "unauthorized"
+    return BrokerError(kind, exc.message, status=exc.status, operation=operation, reason=reason, code=exc.code)
 
 
 class SimAPI:
@@ -20,14 +43,13 @@ class SimAPI:
         self.exchange = exchange
         self.requests_made = 0
 
-    def _call(self, operation: str, call: Callable[[], T]) -> T:
+    def _call(self, operation: str, call: Callable[[], T], *, data_api: bool = False) -> T:
         self.requests_made += 1
         try:
             with self.exchange.lock:
                 return call()
         except SimReject as exc:
-            kind = _KIND_BY_STATUS.get(exc.status, "server" if exc.status >= 500 else "rejected")
-            raise BrokerError(kind, exc.message, status=exc.status, operation=operation) from None  # type: ignore[arg-type]
+            raise to_error(exc, operation, data_api=data_api) from None
 
     def get_account(self) -> Account:
         return self._call("account", self.exchange.account)
@@ -38,30 +60,50 @@ class SimAPI:
     def get_open_orders(self) -> list[Order]:
         return self._call("open_orders", self.exchange.open_orders)
 
+    def _quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """As the data API answers: a malformed symbol refuses the request, an unknown one is left out."""
+        x = self.exchange
+        bad = [s for s in symbols if not x.well_formed(s)]
+        if bad:
+            raise SimReject(400, None, f"invalid symbol: {bad[0]}")
+        return {s: x.quote(s) for s in symbols if x.listed(s)}
+
     def get_stock_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        return self._call("stock_quotes", lambda: {s: self.exchange.quote(s) for s in symbols})
+        return self._call("stock_quotes", lambda: self._quotes(symbols), data_api=True)
 
     def get_crypto_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        return self._call("crypto_quotes", lambda: {s: self.exchange.quote(s) for s in symbols})
+        return self._call("crypto_quotes", lambda: self._quotes(symbols), data_api=True)
 
     def get_option_chain(self, underlying: str, expiry_from: date, expiry_to: date) -> list[OptionContract]:
         today = self.exchange.clock.now().date()
         dte_min, dte_max = (expiry_from - today).days, (expiry_to - today).days
-        return self._call("option_chain", lambda: self.exchange.option_chain(underlying, dte_min, dte_max))
+        return self._call("option_chain", lambda: self.exchange.option_chain(underlying, dte_min, dte_max), data_api=True)
 
     def get_clock(self) -> MarketClock:
         return self._call("clock", self.exchange.market_clock)
 
+    def get_asset(self, symbol: str) -> Asset | None:
+        return self._call("asset", lambda: self.exchange.asset(symbol))
+
+    def get_assets(self, asset_class: str | None = None) -> list[Asset]:
+        return self._call("assets", lambda: self.exchange.assets(asset_class))
+
     def submit_order(self, request: OrderRequest) -> Order:
         return self._call("submit_order", lambda: self.exchange.submit(request))
 
-    def get_order_by_client_id(self, client_order_id: str) -> Order | None:
+    def _found(self, operation: str, call: Callable[[], Order]) -> Order | None:
         try:
-            return self._call("get_order", lambda: self.exchange.find_by_client_id(client_order_id))
+            return self._call(operation, call)
         except BrokerError as exc:
             if exc.kind == "not_found":
                 return None
             raise
+
+    def get_order_by_client_id(self, client_order_id: str) -> Order | None:
+        return self._found("get_order", lambda: self.exchange.find_by_client_id(client_order_id))
+
+    def get_order(self, order_id: str) -> Order | None:
+        return self._found("get_order", lambda: self.exchange.find(order_id))
 
     def cancel_order(self, order_id: str) -> None:
         self._call("cancel_order", lambda: self.exchange.cancel(order_id))
@@ -69,8 +111,25 @@ class SimAPI:
     def close_position(self, symbol: str) -> Order:
         return self._call("close_position", lambda: self.exchange.close_position(symbol))
 
-    def cancel_all_orders(self) -> None:
-        self._call("cancel_all_orders", self.exchange.cancel_all)
+    def cancel_all_orders(self) -> tuple[BulkResult, ...]:
+        def cancel() -> tuple[BulkResult, ...]:
+            results = []
+            for order_id, status in self.exchange.cancel_all():
+                refusal = SimReject(status, None, "order is not cancelable")
+                error = None if status < 300 else to_error(refusal, "cancel_all_orders")
+                results.append(BulkResult(order_id, status, error=error))
+            return tuple(results)
 
-    def close_all_positions(self) -> None:
-        self._call("close_all_positions", self.exchange.close_all)
+        return self._call("cancel_all_orders", cancel)
+
+    def close_all_positions(self) -> tuple[BulkResult, ...]:
+        def close() -> tuple[BulkResult, ...]:
+            results = []
+            for symbol, status, outcome in self.exchange.close_all():
+                if isinstance(outcome, SimReject):
+                    results.append(BulkResult(symbol, status, error=to_error(outcome, "close_all_positions")))
+                else:
+                    results.append(BulkResult(symbol, status, order=outcome))
+            return tuple(results)
+
+        return self._call("close_all_positions", close)

@@ -1,21 +1,33 @@
 """The simulated exchange: one account, positions, orders and fills against deterministic quotes.
 
-It enforces the server-side rules the SDK does not check (reference/alpaca-api.md §3): unique
-client_order_id, fractional and notional stock orders only as market/day, crypto only gtc/ioc, buying power,
-no shorting. Market orders fill at the ask (buys) or the bid (sells) while the asset's market is open; limit
+It enforces the server-side rules the SDK does not check, so that the engine meets them on sim as it would on
+Alpaca (docs/alpaca.md lists each with its source): unique client_order_id, fractional and notional stock
+orders only as market/day, crypto only gtc/ioc, buying power, no shorting, the $10 minimum of a USD-quoted
+crypto buy, wash trades (an order that would cross our own working opposite order on the symbol), and an
+asynchronous cancel (pending_cancel, then canceled at the next step, or filled meanwhile). Market orders fill
+at the ask (buys) or the bid (sells) while the asset's market is open, never against an empty side; limit
 orders fill when marketable; size beyond a step's liquidity fills over the following steps (partial fills).
 Equity and option markets keep New York hours (09:30-16:00, weekdays); crypto trades around the clock.
+
+An order is answered `pending_new` (`accepted` while its market is closed). With `fill_at_submit` (the
+in-process default, which keeps a simulated day fast) it is matched at once; without it (the emulator, as
+Alpaca) its fill comes at a later step. Test hooks reproduce what Alpaca may do on its own: quotes with an
+empty side or a frozen time (`set_quote_mode`), an order suspended or replaced (`suspend_order`,
+`replace_order`), a position opened by hand (`set_position`), cash moved in or out (`move_cash`), account flags
+(`flags`), assets delisted or not tradable (`set_asset`).
 Both fronts use it: `SimBroker` in process, and the HTTP emulator.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from itertools import repeat
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
@@ -23,9 +35,21 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from engine.brokers.base import Account, AssetClass, MarketClock, OptionContract, Order, OrderRequest, Position, Quote
+from engine.brokers.base import (
+    NON_TRADE_ACTIVITY_TYPES,
+    Account,
+    Asset,
+    AssetClass,
+    MarketClock,
+    NonTradeActivity,
+    OptionContract,
+    Order,
+    OrderRequest,
+    Position,
+    Quote,
+)
 from engine.brokers.sim import options
-from engine.brokers.sim.prices import PricePaths
+from engine.brokers.sim.prices import BASE_PRICES, PricePaths
 from engine.brokers.symbols import asset_class_of, occ_symbol, parse_occ
 from engine.core.clock import Clock
 
@@ -34,9 +58,18 @@ OPEN_TIME, CLOSE_TIME = time(9, 30), time(16, 0)
 SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.002}  # full spread, as a fraction of the mid
 LIQUIDITY = {"us_equity": 2_000.0, "crypto": 1e9, "us_option": 50.0}  # units per step
 CRYPTO_FEE = {"limit": 0.0015, "market": 0.0025}  # maker and taker rates, Alpaca's lowest tier
+# A USD-quoted crypto buy under $10 is refused: 403 40310000 "cost basis must be >= minimal amount of order 10"
+# (ccxt PR #30101, probed on the paper API; it applies to buys of */USD pairs only).
+CRYPTO_MIN_COST_USD = 10.0
 HISTORY = timedelta(days=2)  # closed orders older than this are not saved: the state stays small
-OPEN_STATUSES = ("accepted", "new", "partially_filled")
+# Statuses at which an order is still working here. `suspended` works but is not matched; `pending_cancel` gets
+# one more match (a fill may win the race) before it is cancelled.
+OPEN_STATUSES = ("pending_new", "accepted", "new", "partially_filled", "pending_cancel", "pending_replace", "suspended")
+_MATCHED = frozenset({"pending_new", "accepted", "new", "partially_filled", "pending_cancel", "pending_replace"})
 _REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(OrderRequest))
+NON_TRADE_TYPES = NON_TRADE_ACTIVITY_TYPES
+_STOCK_SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+_CRYPTO_SYMBOL = re.compile(r"^[A-Z0-9]{2,10}/[A-Z]{3,4}$")
 
 
 def kept_in_state(status: str, created_at: datetime, now: datetime) -> bool:
@@ -44,12 +77,21 @@ def kept_in_state(status: str, created_at: datetime, now: datetime) -> bool:
     return status in OPEN_STATUSES or now - created_at < HISTORY
 
 
-class SimReject(Exception):
-    """The exchange refused a request; mirrors Alpaca's status and code."""
+def well_formed(symbol: str) -> bool:
+    """A symbol the data API would look up (an unknown one is left out of its answer); anything else is a 400."""
+    return bool(_STOCK_SYMBOL.match(symbol) or _CRYPTO_SYMBOL.match(symbol) or parse_occ(symbol))
 
-    def __init__(self, status: int, code: int, message: str):
-        self.status, self.code, self.message = status, code, message
+
+class SimReject(Exception):
+    """The exchange refused a request; mirrors Alpaca's status, code, message and any extra body fields."""
+
+    def __init__(self, status: int, code: int | None, message: str, **extra: Any):
+        self.status, self.code, self.message, self.extra = status, code, message, extra
         super().__init__(f"{status} {code}: {message}")
+
+    def body(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"code": self.code} if self.code is not None else {}
+        return {**head, "message": self.message, **self.extra}
 
 
 @dataclass
@@ -64,6 +106,10 @@ class SimOrder:
     filled_value: float = 0.0
     updated_at: datetime | None = None
     last_fill_step: int | None = None
+    cancel_requested_at: datetime | None = None
+    replaced_by: str | None = None
+    replaces: str | None = None
+    replacement: dict[str, Any] | None = None  # a replace asked for, done at the next step (pending_replace)
 
     @property
     def open(self) -> bool:
@@ -75,6 +121,31 @@ class SimPosition:
     qty: float = 0.0
     avg_price: float = 0.0
     asset_class: str = "us_equity"
+
+
+@dataclass(frozen=True)
+class QuoteMode:
+    """How one symbol's quote departs from the model, as real feeds do: a side at 0 when it is empty (Alpaca
+    sends `bp: 0` / `ap: 0`), sides crossed, or the last quote frozen at an earlier time (a thin ticker)."""
+
+    no_bid: bool = False
+    no_ask: bool = False
+    crossed: bool = False
+    frozen_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AccountFlags:
+    """The account's status fields (trading-api.json Account). The sim has no margin: every buying power is cash."""
+
+    status: str = "ACTIVE"
+    crypto_status: str = "ACTIVE"
+    trading_blocked: bool = False
+    account_blocked: bool = False
+    trade_suspended_by_user: bool = False
+    options_approved_level: int = 2
+    options_trading_level: int = 2  # effective: min(approved, the user's cap)
+    shorting_enabled: bool = False
 
 
 class OptionModel(NamedTuple):
@@ -186,6 +257,10 @@ class SimExchange:
     positions: dict[str, SimPosition] = field(default_factory=dict)
     orders: dict[str, SimOrder] = field(default_factory=dict)
     by_client_id: dict[str, str] = field(default_factory=dict)
+    # False: an order is answered pending_new/accepted and matched only at a later step, as at Alpaca (the emulator).
+    fill_at_submit: bool = True
+    flags: AccountFlags = field(default_factory=AccountFlags)
+    activities: list[NonTradeActivity] = field(default_factory=list)  # cash moved without a trade
     # Counts every change of what `to_state` saves (orders, fills, cash, the day), so a saver can tell, without
     # serialising anything, whether the account moved since it last wrote it. Code that edits the fields above
     # directly must call `changed()`.
@@ -203,6 +278,9 @@ class SimExchange:
         self._working: dict[str, SimOrder] = {}  # every open order, and closed ones until `_open_orders` drops them
         self._classes: dict[str, str] = {}
         self._layouts: dict[tuple[str, tuple[date, ...], tuple[float, ...]], _ChainLayout] = {}
+        self._formed: dict[str, bool] = {}
+        self.quote_modes: dict[str, QuoteMode] = {}  # market-data quirks, by symbol (not saved: the feed's, not ours)
+        self.asset_overrides: dict[str, dict[str, Any] | None] = {}  # None: no such asset
         self.lock = threading.RLock()
 
     def changed(self) -> None:
@@ -221,20 +299,11 @@ class SimExchange:
                 "last_equity": self.last_equity,
                 "day": self._day.isoformat(),
                 "positions": {s: [p.qty, p.avg_price, p.asset_class] for s, p in self.positions.items()},
-                "orders": [
-                    {
-                        "id": o.id,
-                        "request": {name: getattr(o.request, name) for name in _REQUEST_FIELDS},
-                        "asset_class": o.asset_class,
-                        "created_at": o.created_at.isoformat(),
-                        "status": o.status,
-                        "qty": o.qty,
-                        "filled_qty": o.filled_qty,
-                        "filled_value": o.filled_value,
-                        "last_fill_step": o.last_fill_step,
-                    }
-                    for o in self.orders.values()
-                    if kept_in_state(o.status, o.created_at, now)
+                "orders": [_order_row(o) for o in self.orders.values() if kept_in_state(o.status, o.created_at, now)],
+                "flags": dataclasses.asdict(self.flags),
+                "activities": [
+                    {**dataclasses.asdict(a), "created_at": a.created_at.isoformat() if a.created_at else None}
+                    for a in self.activities
                 ],
             }
 
@@ -249,7 +318,13 @@ class SimExchange:
         exchange.last_equity = float(state["last_equity"])
         exchange._day = date.fromisoformat(state["day"])
         exchange.positions = {s: SimPosition(q, a, c) for s, (q, a, c) in state["positions"].items()}
+        exchange.flags = AccountFlags(**state.get("flags", {}))
+        exchange.activities = [
+            NonTradeActivity(**{**a, "created_at": datetime.fromisoformat(a["created_at"]) if a.get("created_at") else None})
+            for a in state.get("activities", [])
+        ]
         for row in state["orders"]:
+            cancel_at = row.get("cancel_requested_at")
             order = SimOrder(
                 row["id"],
                 OrderRequest(**row["request"]),
@@ -260,6 +335,10 @@ class SimExchange:
                 filled_qty=row["filled_qty"],
                 filled_value=row["filled_value"],
                 last_fill_step=row["last_fill_step"],
+                cancel_requested_at=datetime.fromisoformat(cancel_at) if cancel_at else None,
+                replaced_by=row.get("replaced_by"),
+                replaces=row.get("replaces"),
+                replacement=row.get("replacement"),
             )
             exchange.orders[order.id] = order
             exchange.by_client_id[order.request.client_order_id] = order.id
@@ -351,16 +430,59 @@ class SimExchange:
                 quote = Quote(symbol, priced.bid[i], priced.ask[i], step_time)
             else:
                 quote = _quote(symbol, asset_class, self.paths.price(symbol, now), step_time)
+            if self.quote_modes:
+                quote = self._apply_mode(quote)
             memo.quotes[symbol] = quote
         return quote
+
+    def set_quote_mode(self, symbol: str, mode: QuoteMode | None) -> None:
+        """Make `symbol`'s quotes depart from the model (None: back to normal), from this instant on."""
+        with self.lock:
+            if mode is None:
+                self.quote_modes.pop(symbol, None)
+            else:
+                self.quote_modes[symbol] = mode
+            self._memo = _Memo()  # what was handed out at this instant no longer holds
+
+    def _apply_mode(self, quote: Quote) -> Quote:
+        mode = self.quote_modes.get(quote.symbol)
+        if mode is None:
+            return quote
+        if mode.frozen_at is not None:
+            quote = self._quote_at(quote.symbol, min(mode.frozen_at, self.clock.now()))
+        bid, ask = quote.bid, quote.ask
+        if mode.crossed:
+            bid, ask = ask, bid
+        return Quote(quote.symbol, 0.0 if mode.no_bid else bid, 0.0 if mode.no_ask else ask, quote.timestamp)
+
+    def _quote_at(self, symbol: str, at: datetime) -> Quote:
+        """The model's quote at an earlier instant, without touching this instant's memo. Before the paths begin
+        the price is their first, but the time is the one asked for: a quote can be older than the simulation."""
+        step_time = min(self.paths.step_time(self.paths.step_of(at)), at)
+        if self._asset_class(symbol) != "us_option":
+            return _quote(symbol, self._asset_class(symbol), self.paths.price(symbol, at), step_time)
+        parsed = parse_occ(symbol)
+        assert parsed is not None
+        root, expiry, option_type, strike = parsed
+        priced = options.price_one(
+            self.paths.price(root, at), strike, options.years_to_expiry(expiry, at), option_type, SPREAD["us_option"]
+        )
+        return Quote(symbol, priced.bid[0], priced.ask[0], step_time)
 
     def option_chain(self, underlying: str, dte_min: int, dte_max: int) -> list[OptionContract]:
         now = self.clock.now()
         memo = self._memo_at(now)
         chain = memo.chains.get((underlying, dte_min, dte_max))
         if chain is None:
-            chain = memo.chains[(underlying, dte_min, dte_max)] = self._price_chain(memo, underlying, dte_min, dte_max)
+            chain = self._price_chain(memo, underlying, dte_min, dte_max)
+            if self.quote_modes:
+                chain = [self._moded_contract(c) if c.symbol in self.quote_modes else c for c in chain]
+            memo.chains[(underlying, dte_min, dte_max)] = chain
         return list(chain)
+
+    def _moded_contract(self, contract: OptionContract) -> OptionContract:
+        quote = self._apply_mode(Quote(contract.symbol, contract.bid, contract.ask, contract.quote_time))
+        return dataclasses.replace(contract, bid=quote.bid, ask=quote.ask, quote_time=quote.timestamp)
 
     def _price_chain(self, memo: _Memo, underlying: str, dte_min: int, dte_max: int) -> list[OptionContract]:
         """Every contract of the chain priced in one vectorised pass; the contracts in expiry, strike, call/put order."""
@@ -411,17 +533,83 @@ class SimExchange:
         value = sum(p.qty * self.last_price(s, now) * self._multiplier(p.asset_class) for s, p in self.positions.items())
         return self.cash + value
 
+    def _reserved(self) -> float:
+        """Cash held for open buy orders: Alpaca's buying power is reduced by them."""
+        total = 0.0
+        for order in self._open_orders():
+            r = order.request
+            if r.side != "buy" or order.status == "suspended":
+                continue
+            if order.qty is None:
+                total += r.notional or 0.0
+                continue
+            price = r.limit_price or self.quote(r.symbol).ask
+            total += max(order.qty - order.filled_qty, 0.0) * price * self._multiplier(order.asset_class)
+        return total
+
+    def intraday_adjustments(self) -> float:
+        """Today's (New York) cash moved without a trade."""
+        today = self.clock.now().astimezone(NEW_YORK).date()
+        return sum(a.net_amount for a in self.activities if a.created_at and a.created_at.astimezone(NEW_YORK).date() == today)
+
     def account(self) -> Account:
         self.process()
+        f = self.flags
+        spendable = round(max(self.cash - self._reserved(), 0.0), 2)
+        adjustments = round(self.intraday_adjustments(), 2)
         return Account(
             equity=round(self.equity(), 2),
             last_equity=round(self.last_equity, 2),
             cash=round(self.cash, 2),
-            buying_power=round(max(self.cash, 0.0), 2),
-            status="ACTIVE",
-            trading_blocked=False,
-            account_blocked=False,
+            buying_power=spendable,
+            status=f.status,
+            trading_blocked=f.trading_blocked,
+            account_blocked=f.account_blocked,
+            crypto_status=f.crypto_status,
+            options_trading_level=f.options_trading_level,
+            options_approved_level=f.options_approved_level,
+            non_marginable_buying_power=spendable,
+            options_buying_power=spendable,
+            trade_suspended_by_user=f.trade_suspended_by_user,
+            non_trade_cash_today=adjustments,
+            non_trade_cash_source="intraday_adjustments",
         )
+
+    def move_cash(self, amount: float, activity_type: str = "CSD") -> NonTradeActivity:
+        """Cash in (positive) or out (negative) without a trade: a deposit, a withdrawal, a fee, a dividend."""
+        if activity_type not in NON_TRADE_TYPES:
+            raise ValueError(f"{activity_type} is not a non-trade cash activity")
+        with self.lock:
+            now = self.clock.now()
+            activity = NonTradeActivity(
+                id=f"{now.astimezone(timezone.utc):%Y%m%d%H%M%S%f}::{self._new_id()}",
+                activity_type=activity_type,
+                net_amount=round(amount, 2),
+                created_at=now,
+                date=f"{now.astimezone(NEW_YORK):%Y-%m-%d}",
+            )
+            self.activities.append(activity)
+            self.cash += amount
+            self.changed()
+            return activity
+
+    def non_trade_activities(self, types: frozenset[str] = NON_TRADE_TYPES) -> list[NonTradeActivity]:
+        return [a for a in self.activities if a.activity_type in types]
+
+    def set_position(self, symbol: str, qty: float, avg_price: float) -> None:
+        """A position opened outside the engine (by hand, or a short Alpaca let through): cash moves as the
+        trade would have moved it, so equity is unchanged."""
+        with self.lock:
+            asset_class = self._asset_class(symbol)
+            mult = self._multiplier(asset_class)
+            held = self.positions.get(symbol)
+            delta = qty - (held.qty if held else 0.0)
+            self.cash -= delta * avg_price * mult
+            if abs(qty) < 1e-12:
+                self.positions.pop(symbol, None)
+            else:
+                self.positions[symbol] = SimPosition(qty, avg_price, asset_class)
+            self.changed()
 
     def position_views(self) -> list[Position]:
         self.process()
@@ -433,6 +621,63 @@ class SimExchange:
             value, pnl = p.qty * price * mult, p.qty * (price - p.avg_price) * mult
             views.append(Position(symbol, p.qty, p.avg_price, price, value, pnl, cast(AssetClass, p.asset_class)))
         return views
+
+    # --- assets --------------------------------------------------------------------------------------------
+
+    def well_formed(self, symbol: str) -> bool:
+        """`well_formed`, remembered: the data API checks every symbol of every request."""
+        known = self._formed.get(symbol)
+        if known is None:
+            known = self._formed[symbol] = well_formed(symbol)
+        return known
+
+    def listed(self, symbol: str) -> bool:
+        """Whether the symbol exists (quotes are given for it), without building its Asset."""
+        return self.well_formed(symbol) and not (symbol in self.asset_overrides and self.asset_overrides[symbol] is None)
+
+    def set_asset(self, symbol: str, **fields: Any) -> None:
+        """Override an asset's fields (`status="inactive"`, `tradable=False`, `fractionable=False`), or
+        `exists=False` for a symbol Alpaca does not list."""
+        with self.lock:
+            if fields.get("exists", True) is False:
+                self.asset_overrides[symbol] = None
+            else:
+                self.asset_overrides[symbol] = {**(self.asset_overrides.get(symbol) or {}), **fields}
+
+    def asset(self, symbol: str) -> Asset | None:
+        """The asset as /v2/assets/{symbol} gives it; None when there is none (404). Every well-formed stock
+        and USD/USDT/USDC/BTC crypto pair exists unless `set_asset` says otherwise (the synthetic universe).
+        Crypto increments change with the price, modelled simply: the minimum order is about a dollar's worth
+        (4 significant digits), the price increment a ten-thousandth of the price's power of ten (BTC/USD at
+        $60,000: 1, as Alpaca's crypto docs show; ETH/USD at $3,000: 0.1), quantities in steps of 1e-9."""
+        if symbol in self.asset_overrides and self.asset_overrides[symbol] is None:
+            return None
+        if not well_formed(symbol) or parse_occ(symbol):
+            return None
+        overrides = self.asset_overrides.get(symbol) or {}
+        if self._asset_class(symbol) == "crypto":
+            price = self.paths.price(symbol, self.clock.now())
+            asset = Asset(
+                symbol=symbol,
+                asset_class="crypto",
+                exchange="CRYPTO",
+                status="active",
+                tradable=True,
+                fractionable=True,
+                min_order_size=float(f"{1.0 / price:.4g}"),
+                min_trade_increment=1e-9,
+                price_increment=10.0 ** (math.floor(math.log10(price)) - 4),
+            )
+        else:
+            asset = Asset(symbol, "us_equity", "NASDAQ", "active", True, True, marginable=True, shortable=True)
+        known = {f.name for f in dataclasses.fields(Asset)}
+        return dataclasses.replace(asset, **{k: v for k, v in overrides.items() if k in known})
+
+    def assets(self, asset_class: str | None = None) -> list[Asset]:
+        """The listed universe: the named symbols, every symbol this exchange has priced, and overrides."""
+        names = sorted({*BASE_PRICES, *self._classes, *self.asset_overrides})
+        found = (self.asset(name) for name in names)
+        return [a for a in found if a is not None and (asset_class is None or a.asset_class == asset_class)]
 
     # --- orders --------------------------------------------------------------------------------------------
 
@@ -454,6 +699,8 @@ class SimExchange:
             status=order.status,
             created_at=order.created_at,
             asset_class=order.asset_class,  # type: ignore[arg-type]
+            replaced_by=order.replaced_by,
+            replaces=order.replaces,
         )
 
     def _open_orders(self) -> list[SimOrder]:
@@ -482,6 +729,8 @@ class SimExchange:
         return self.order_view(self.orders[order_id])
 
     def _validate(self, r: OrderRequest, asset_class: str) -> None:
+        """Alpaca's refusals, in the order a request meets them. Messages quoted from a source say so in
+        docs/alpaca.md; the others are ours (marked there), with Alpaca's status and code."""
         if r.client_order_id in self.by_client_id:
             raise SimReject(422, 40010001, "client_order_id must be unique")
         if (r.qty is None) == (r.notional is None):
@@ -490,20 +739,70 @@ class SimExchange:
             raise SimReject(422, 40010000, "qty and notional must be positive")
         if r.order_type == "limit" and r.limit_price is None:
             raise SimReject(422, 40010000, "limit_price is required for limit orders")
+        fractional = r.notional is not None or (r.qty is not None and r.qty != int(r.qty))
         if asset_class == "crypto":
             if r.time_in_force not in ("gtc", "ioc"):
                 raise SimReject(422, 42210000, "invalid crypto time_in_force")
         else:
-            fractional = r.notional is not None or (r.qty is not None and r.qty != int(r.qty))
             if fractional and (r.order_type != "market" or r.time_in_force != "day"):
                 raise SimReject(422, 42210000, "fractional orders must be market and day orders")
             if asset_class == "us_option" and fractional:
                 raise SimReject(422, 42210000, "option orders take whole contracts")
+        if asset_class != "us_option":
+            asset = self.asset(r.symbol)
+            if asset is None:
+                raise SimReject(422, 40010001, f"asset {r.symbol} not found")
+            if not asset.active or not asset.tradable:
+                raise SimReject(422, 42210000, f"asset {r.symbol} is not {'active' if not asset.active else 'tradable'}")
+            if fractional and not asset.fractionable:
+                raise SimReject(422, 42210000, f"asset {r.symbol} is not fractionable")
+        self._check_account(r, asset_class)
+        quote = self.quote(r.symbol)
+        if asset_class == "crypto" and r.side == "buy" and r.symbol.endswith("/USD"):
+            price = r.limit_price or quote.ask
+            cost = r.notional if r.notional is not None else (r.qty or 0.0) * price
+            if price > 0 and cost < CRYPTO_MIN_COST_USD - 1e-9:
+                raise SimReject(403, 40310000, f"cost basis must be >= minimal amount of order {CRYPTO_MIN_COST_USD:g}")
+        for other in self._open_orders():
+            o = other.request
+            if o.symbol == r.symbol and o.side != r.side and other.status != "suspended" and _crosses(r, o):
+                # alpaca-java #145: 422 42210000; the order that would trade with our own opposite order
+                raise SimReject(422, 42210000, "potential wash trade detected. use complex orders")
         if r.side == "sell":
-            held = self.positions.get(r.symbol)
-            pending = sum(o.qty or 0 for o in self._open_orders() if o.request.side == "sell" and o.request.symbol == r.symbol)
-            if r.qty is None or held is None or held.qty - pending < r.qty - 1e-9:
-                raise SimReject(403, 40310000, f"insufficient qty available for order (requested: {r.qty})")
+            self._check_sell(r, asset_class)
+
+    def _check_account(self, r: OrderRequest, asset_class: str) -> None:
+        f = self.flags
+        if f.status != "ACTIVE" or f.trading_blocked or f.account_blocked or f.trade_suspended_by_user:
+            raise SimReject(403, 40310000, "account is not authorized to trade")
+        if asset_class == "crypto" and f.crypto_status != "ACTIVE":
+            raise SimReject(403, 40310000, "account is not approved for crypto trading")
+        if asset_class == "us_option" and r.side == "buy" and f.options_trading_level < 2:
+            raise SimReject(403, 40310000, "account not eligible to trade long option contracts")
+
+    def _check_sell(self, r: OrderRequest, asset_class: str) -> None:
+        held = self.positions.get(r.symbol)
+        existing = held.qty if held else 0.0
+        pending = sum(
+            (o.qty or 0) - o.filled_qty for o in self._open_orders() if o.request.side == "sell" and o.request.symbol == r.symbol
+        )
+        available = max(existing - pending, 0.0)
+        if r.qty is not None and existing > 0 and available >= r.qty - 1e-9:
+            return
+        if asset_class == "crypto":  # reported for crypto sells beyond the coins held
+            raise SimReject(403, 40310000, f"insufficient balance for {r.symbol.split('/')[0]}")
+        if existing <= 0 and not self.flags.shorting_enabled:  # alpaca-py test_position_routes.py
+            raise SimReject(403, 40310000, "account is not allowed to short")
+        # alpaca-py test_position_routes.py: the message and the extra fields
+        raise SimReject(
+            403,
+            40310000,
+            f"insufficient qty available for order (requested: {_num(r.qty or 0)}, available: {_num(available)})",
+            available=_num(available),
+            existing_qty=_num(existing),
+            held_for_orders=_num(pending),
+            symbol=r.symbol,
+        )
 
     def submit(self, r: OrderRequest) -> Order:
         with self.lock:
@@ -511,74 +810,181 @@ class SimExchange:
             asset_class = self._asset_class(r.symbol)
             self._validate(r, asset_class)
             now = self.clock.now()
+            quote = self.quote(r.symbol)
             if r.side == "buy":
-                price = r.limit_price or self.quote(r.symbol).ask
+                price = r.limit_price or quote.ask
                 cost = r.notional or (r.qty or 0) * price * self._multiplier(asset_class)
-                if cost > self.cash + 1e-6:
-                    raise SimReject(403, 40310000, "insufficient buying power")
-            order = SimOrder(self._new_id(), r, asset_class, now, qty=r.qty, updated_at=now)
+                if cost > self.cash - self._reserved() + 1e-6:
+                    # "insufficient balance for USD" is reported for crypto buys; "insufficient buying power" for the rest
+                    message = "insufficient balance for USD" if asset_class == "crypto" else "insufficient buying power"
+                    raise SimReject(403, 40310000, message)
+            status = "pending_new" if self.tradable(asset_class, now) else "accepted"
+            order = SimOrder(self._new_id(), r, asset_class, now, status=status, qty=r.qty, updated_at=now)
             if r.notional is not None:
-                order.qty = r.notional / (r.limit_price or self.quote(r.symbol).ask)
+                price = r.limit_price or (quote.ask if r.side == "buy" else quote.bid)
+                order.qty = r.notional / price if price > 0 else None
             self.orders[order.id] = order
             self._working[order.id] = order
             self.by_client_id[r.client_order_id] = order.id
             self.changed()
-            self._match(order, now)
-            if r.time_in_force == "ioc" and order.open:
-                order.status = "canceled"
-                self.changed()
+            if self.fill_at_submit:
+                self._step(order, now)
             return self.order_view(order)
 
     def cancel(self, order_id: str) -> None:
+        """Asks for the cancel: the order is `pending_cancel` now and ends at the next step, canceled or, if a
+        fill won the race, filled (trading-api.json: DELETE answers 204; 422 when not cancelable)."""
         with self.lock:
             self.process()
             order = self.orders.get(order_id)
             if order is None:
                 raise SimReject(404, 40410000, "order not found")
-            if not order.open:
-                raise SimReject(422, 42210000, f"order is already {order.status}")
-            order.status = "canceled"
-            self.changed()
+            if order.status == "pending_cancel":
+                return  # asked already: nothing more to do
+            if not order.open or order.status == "pending_replace":
+                raise SimReject(422, 42210000, f"order is not cancelable (status: {order.status})")
+            self._ask_cancel(order)
+
+    def _ask_cancel(self, order: SimOrder) -> None:
+        now = self.clock.now()
+        order.status = "pending_cancel"
+        order.cancel_requested_at = now
+        order.updated_at = now
+        self.changed()
 
     def cancel_all(self) -> list[tuple[str, int]]:
+        """Each open order's cancel asked for; per order 200, or 500 for one that cannot be cancelled
+        (trading-api.json: DELETE /v2/orders answers 207 with one status per order)."""
         with self.lock:
+            self.process()
             results = []
             for order in self._open_orders():
-                order.status = "canceled"
-                self.changed()
+                if order.status == "pending_replace":
+                    results.append((order.id, 500))
+                    continue
+                if order.status != "pending_cancel":
+                    self._ask_cancel(order)
                 results.append((order.id, 200))
             return results
+
+    def _cancel_now(self, order: SimOrder) -> None:
+        """A cancel the server does itself as part of a liquidation: no race."""
+        order.status = "canceled"
+        order.updated_at = self.clock.now()
+        self.changed()
 
     def close_position(self, symbol: str) -> Order:
         with self.lock:
             self.process()
             held = self.positions.get(symbol)
-            if held is None or held.qty <= 0:
+            if held is None or held.qty == 0:
                 raise SimReject(404, 40410000, "position does not exist")
-            for order in self._open_orders():  # Alpaca cancels the symbol's open sells first
-                if order.request.symbol == symbol and order.request.side == "sell":
-                    order.status = "canceled"
-                    self.changed()
+            side = "sell" if held.qty > 0 else "buy"
+            for order in self._open_orders():  # the symbol's orders on the closing side give way to the close
+                if order.request.symbol == symbol and order.request.side == side and order.status != "pending_replace":
+                    self._cancel_now(order)
             tif = "gtc" if held.asset_class == "crypto" else "day"
             cid = f"close-{self._new_id()[:8]}"
-            return self.submit(OrderRequest(symbol, "sell", cid, "market", tif, qty=held.qty))  # type: ignore[arg-type]
+            return self.submit(OrderRequest(symbol, side, cid, "market", tif, qty=abs(held.qty)))  # type: ignore[arg-type]
 
-    def close_all(self) -> list[tuple[str, int]]:
+    def close_all(self) -> list[tuple[str, int, Order | SimReject]]:
+        """Every open order cancelled (the `cancel_orders=true` Alpaca is asked for), then every position closed;
+        one (symbol, status, closing order or refusal) per position, for the 207 answer."""
         with self.lock:
-            self.cancel_all()
-            results = []
-            for symbol in list(self.positions):
+            self.process()
+            for order in self._open_orders():
+                if order.status != "pending_replace":
+                    self._cancel_now(order)
+            results: list[tuple[str, int, Order | SimReject]] = []
+            for symbol in sorted(self.positions):
                 try:
-                    self.close_position(symbol)
-                    results.append((symbol, 200))
+                    results.append((symbol, 200, self.close_position(symbol)))
                 except SimReject as exc:
-                    results.append((symbol, exc.status))
+                    results.append((symbol, exc.status, exc))
             return results
+
+    # --- what Alpaca may do to an order on its own (test hooks) -----------------------------------------------
+
+    def _open_order(self, order_id: str) -> SimOrder:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise SimReject(404, 40410000, "order not found")
+        if not order.open:
+            raise SimReject(422, 42210000, f"order is {order.status}")
+        return order
+
+    def suspend_order(self, order_id: str) -> None:
+        """`suspended`: "not eligible for trading" (trading-api.json OrderStatus); it is not matched until resumed."""
+        with self.lock:
+            order = self._open_order(order_id)
+            order.status = "suspended"
+            order.updated_at = self.clock.now()
+            self.changed()
+
+    def resume_order(self, order_id: str) -> None:
+        with self.lock:
+            order = self.orders[order_id]
+            if order.status == "suspended":
+                order.status = "new"
+                order.updated_at = self.clock.now()
+                self.changed()
+
+    def replace_order(
+        self,
+        order_id: str,
+        *,
+        qty: float | None = None,
+        limit_price: float | None = None,
+        client_order_id: str | None = None,
+        pending: bool = False,
+    ) -> str | None:
+        """Replace an open order (as PATCH /v2/orders/{id} does, or Alpaca itself after a corporate action): the
+        old one ends `replaced` with `replaced_by`, the new one carries `replaces`. With `pending` the order
+        sits in `pending_replace` (refusing cancels) until the next step. Returns the new order's id, or None
+        while pending."""
+        with self.lock:
+            self.process()
+            order = self._open_order(order_id)
+            if order.status in ("pending_cancel", "pending_replace"):
+                raise SimReject(422, 42210000, f"order is {order.status}")
+            order.replacement = {"qty": qty, "limit_price": limit_price, "client_order_id": client_order_id}
+            if pending:
+                order.status = "pending_replace"
+                order.updated_at = self.clock.now()
+                self.changed()
+                return None
+            return self._finish_replace(order, self.clock.now())
+
+    def _finish_replace(self, order: SimOrder, now: datetime) -> str:
+        change = order.replacement or {}
+        r = order.request
+        remaining = change.get("qty") or max((order.qty or 0.0) - order.filled_qty, 0.0)
+        request = dataclasses.replace(
+            r,
+            client_order_id=change.get("client_order_id") or str(uuid.UUID(int=self._ids.getrandbits(128), version=4)),
+            qty=remaining,
+            notional=None,
+            limit_price=change.get("limit_price") or r.limit_price,
+        )
+        status = "new" if self.tradable(order.asset_class, now) else "accepted"
+        new = SimOrder(self._new_id(), request, order.asset_class, now, status=status, qty=remaining, updated_at=now,
+                       replaces=order.id)  # fmt: skip
+        order.status = "replaced"
+        order.replaced_by = new.id
+        order.replacement = None
+        order.updated_at = now
+        self.orders[new.id] = new
+        self._working[new.id] = new
+        self.by_client_id[request.client_order_id] = new.id
+        self.changed()
+        if self.fill_at_submit:
+            self._step(new, now)
+        return new.id
 
     # --- matching ------------------------------------------------------------------------------------------
 
     def process(self) -> None:
-        """Bring the exchange up to the clock: roll the day, expire day orders, fill what is fillable."""
+        """Bring the exchange up to the clock: roll the day, move every open order one step."""
         with self.lock:
             now = self.clock.now()
             memo = self._memo_at(now)
@@ -588,12 +994,40 @@ class SimExchange:
             if today != self._day:
                 self._roll_day(today)
             for order in self._open_orders():
-                if order.request.time_in_force == "day" and self._past_close(order, now):
-                    order.status = "expired"
-                    self.changed()
-                    continue
-                self._match(order, now)
+                if not self.fill_at_submit and order.created_at >= now:
+                    continue  # answered at submit; its first step comes later
+                self._step(order, now)
             memo.processed = self.revision
+
+    def _step(self, order: SimOrder, now: datetime) -> None:
+        """One step of an open order: a pending replace or cancel completes, a day order expires, a marketable
+        order fills, an order the venue took becomes `new`, an ioc order's rest is cancelled."""
+        r = order.request
+        status = order.status
+        if status == "suspended":
+            return
+        if status == "pending_replace":
+            if order.updated_at is not None and order.updated_at < now:
+                self._finish_replace(order, now)
+            return
+        if status == "pending_cancel":
+            if order.cancel_requested_at is not None and order.cancel_requested_at < now:
+                self._match(order, now)  # a fill may beat the cancel
+                if order.open:
+                    self._cancel_now(order)
+            return
+        if r.time_in_force == "day" and self._past_close(order, now):
+            order.status = "expired"
+            self.changed()
+            return
+        self._match(order, now)
+        if not order.open or not self.tradable(order.asset_class, now):
+            return
+        if r.time_in_force == "ioc":
+            self._cancel_now(order)
+        elif order.status in ("pending_new", "accepted"):
+            order.status = "new"
+            self.changed()
 
     def _roll_day(self, today: date) -> None:
         self.last_equity = self.equity()
@@ -609,11 +1043,17 @@ class SimExchange:
 
     def _match(self, order: SimOrder, now: datetime) -> None:
         r = order.request
-        if not self.tradable(order.asset_class, now) or order.qty is None:
+        if order.status not in _MATCHED or not self.tradable(order.asset_class, now):
             return
         quote = self.quote(r.symbol)
         price = quote.ask if r.side == "buy" else quote.bid
+        if price <= 0:
+            return  # nothing on that side to trade with
         if r.order_type == "limit" and r.limit_price is not None and not _marketable(r.side, price, r.limit_price):
+            return
+        if order.qty is None and r.notional is not None:
+            order.qty = r.notional / (r.limit_price or price)
+        if order.qty is None:
             return
         step = self.paths.step_of(now)
         if order.last_fill_step == step:
@@ -637,19 +1077,42 @@ class SimExchange:
         if r.side == "buy":
             self.cash -= qty * price * mult
             received = qty * (1 - fee)
-            total = position.qty + received
-            position.avg_price = (position.avg_price * position.qty + price * qty) / total
-            position.qty = total
+            if position.qty < 0:  # buying back a short
+                position.qty += received
+                if position.qty > 1e-9:
+                    position.avg_price = price
+            else:
+                total = position.qty + received
+                position.avg_price = (position.avg_price * position.qty + price * qty) / total
+                position.qty = total
         else:
             self.cash += qty * price * mult * (1 - fee)
             position.qty -= qty
-            if position.qty <= 1e-9:
-                del self.positions[r.symbol]
+        if abs(position.qty) <= 1e-9:
+            del self.positions[r.symbol]
         order.filled_qty += qty
         order.filled_value += qty * price
         order.updated_at = now
         order.status = "filled" if order.filled_qty >= (order.qty or 0) - 1e-9 else "partially_filled"
         self.changed()
+
+
+def _order_row(o: SimOrder) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "request": {name: getattr(o.request, name) for name in _REQUEST_FIELDS},
+        "asset_class": o.asset_class,
+        "created_at": o.created_at.isoformat(),
+        "status": o.status,
+        "qty": o.qty,
+        "filled_qty": o.filled_qty,
+        "filled_value": o.filled_value,
+        "last_fill_step": o.last_fill_step,
+        "cancel_requested_at": o.cancel_requested_at.isoformat() if o.cancel_requested_at else None,
+        "replaced_by": o.replaced_by,
+        "replaces": o.replaces,
+        "replacement": o.replacement,
+    }
 
 
 def _quote(symbol: str, asset_class: str, mid: float, step_time: datetime) -> Quote:
@@ -660,3 +1123,17 @@ def _quote(symbol: str, asset_class: str, mid: float, step_time: datetime) -> Qu
 
 def _marketable(side: str, price: float, limit: float) -> bool:
     return price <= limit if side == "buy" else price >= limit
+
+
+def _crosses(new: OrderRequest, resting: OrderRequest) -> bool:
+    """Whether `new` could trade with `resting`, the account's own order on the other side: a market order
+    crosses anything, two limits cross when the buy's price reaches the sell's."""
+    buy, sell = (new, resting) if new.side == "buy" else (resting, new)
+    if buy.order_type == "market" or sell.order_type == "market" or buy.limit_price is None or sell.limit_price is None:
+        return True
+    return buy.limit_price >= sell.limit_price
+
+
+def _num(value: float) -> str:
+    """A quantity as Alpaca writes one in a message: no trailing zeros."""
+    return f"{value:.10g}"
