@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, TypeVar
@@ -74,17 +75,14 @@ def _aware(value: datetime) -> datetime:
 
 
 def _timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 time from a raw answer; its fraction may have nine digits (Python reads six)."""
     if not value:
         return None
-    return _aware(datetime.fromisoformat(str(value).replace("Z", "+00:00")[:26] + _offset(str(value))))
+    text = _NANOS.sub(r"\1", str(value)).replace("Z", "+00:00")
+    return _aware(datetime.fromisoformat(text))
 
 
-def _offset(text: str) -> str:
-    """The offset of an RFC 3339 time whose fraction may have nine digits (Python reads six)."""
-    if text.endswith("Z"):
-        return "+00:00"
-    tail = text[-6:]
-    return tail if tail[0] in "+-" and tail[3] == ":" else ""
+_NANOS = re.compile(r"(\.\d{6})\d+")
 
 
 def _body(text: str) -> tuple[int | None, str]:

@@ -593,7 +593,11 @@ class Emulator:
         if "/" in raw:
             return raw
         pair = normalize(raw, "crypto")
-        return pair if pair != raw and pair in {a.symbol for a in self.exchange.assets("crypto")} | _known_pairs() else raw
+        if pair == raw:
+            return raw
+        # BTCUSD: a pair when the exchange knows it as one, or when it is too long for a listed stock's ticker
+        known = {a.symbol for a in self.exchange.assets("crypto")} | _known_pairs()
+        return pair if pair in known or len(raw) >= 6 else raw
 
     def asset_answer(self, raw: str) -> tuple[int, Any]:
         asset = self.exchange.asset(self._asset_symbol(raw))

@@ -49,3 +49,19 @@ def test_broker_errors_carry_a_reason_and_keep_their_kind() -> None:
     named_later = BrokerError("rejected", "x", status=422)
     named_later.operation = "submit_order"
     assert str(named_later) == "submit_order: rejected (422): x"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2021-05-10T14:01:04Z",
+        "2021-05-10T14:01:04.650275Z",
+        "2024-04-25T20:00:00.259610112Z",
+        "2025-06-24T14:15:22.123456789-04:00",
+    ],
+)
+def test_raw_times_with_any_fraction_are_read(text: str) -> None:
+    from engine.brokers.alpaca import _timestamp
+
+    parsed = _timestamp(text)
+    assert parsed is not None and parsed.tzinfo is not None and parsed.year in (2021, 2024, 2025)

@@ -253,6 +253,8 @@ def test_assets_give_status_and_crypto_increments(emulator: Emulator, broker: Sn
     exchange.set_asset("FRAC", fractionable=False)
     assert broker.get_asset("FRAC").fractionable is False  # type: ignore[union-attr]
     assert {"BTC/USD", "ETH/USD"} <= {a.symbol for a in broker.get_assets("crypto")}
+    sol = broker.get_asset("SOL/USD")  # a pair the exchange has not priced yet, asked for as SOLUSD
+    assert sol is not None and (sol.symbol, sol.asset_class) == ("SOL/USD", "crypto")
 
 
 def test_account_flags_and_buying_powers(broker: SnapshotBroker, exchange: SimExchange) -> None:
