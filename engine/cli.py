@@ -2,8 +2,12 @@
 
 Exit codes are a contract other tools rely on:
   0  success
-  1  a runtime failure (broker unreachable at start, an unexpected error)
+  1  a runtime failure (broker unreachable at start, another engine holds the state file, an unexpected
+     error), a failing scenario in `test`, or `health` finding no recent tick
   2  invalid input: a bad config, machine or rule file, or bad command-line usage
+
+`run` exits 0 when it stops on its own or on a first SIGINT/SIGTERM (after the tick in progress); a second
+signal ends it at once with 128 + the signal's number (130, 143), like a kill.
 """
 
 from __future__ import annotations
@@ -267,26 +271,30 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Stop signals are held from before the session opens until the database is closed, so a SIGTERM at any
+    moment ends in a clean stop (during start-up: before the first tick), never in a half-closed state."""
     from datetime import date
 
     from engine.core.clock import default_sim_start
-    from engine.trading.runner import RunError, format_summary, open_session, run
+    from engine.trading.runner import RunError, StopSignals, close_session, format_summary, open_session, run
 
     report = _load(args)
     options = _run_options(args)
-    try:
-        session = open_session(report, options, _env(args), default_sim_start(date.today()))
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    print(session.notice)
-    until = f" until {session.close_at.isoformat()}" if session.close_at else ""
-    print(f"state {session.store.path}, log {session.journal.path}; starting at {session.clock.now().isoformat()}{until}")
-    sys.stdout.flush()
-    summary = run(session, options)
-    print(format_summary(summary))
-    session.journal.close()
-    session.store.close()
+    with StopSignals() as stop:
+        try:
+            session = open_session(report, options, _env(args), default_sim_start(date.today()))
+        except RunError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        try:
+            print(session.notice)
+            until = f" until {session.close_at.isoformat()}" if session.close_at else ""
+            print(f"state {session.store.path}, log {session.journal.path}; starting at {session.clock.now().isoformat()}{until}")
+            sys.stdout.flush()
+            summary = run(session, options, stop)
+            print(format_summary(summary))
+        finally:
+            close_session(session)
     return EXIT_OK
 
 
@@ -302,24 +310,48 @@ def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import json
-    from datetime import datetime
-
     from engine.core.clock import SystemClock
-    from engine.trading.runner import SIM_STATE_KEY, status_text
+    from engine.trading.runner import state_now, status_text
 
     store, journal = _open_state(args)
     journal.close()
     if store.meta("broker") is None and not store.machine_states():
         print(f"{store.path}: no state yet (nothing has run)")
         return EXIT_OK
-    now = SystemClock().now()
-    saved_sim = store.meta(SIM_STATE_KEY) if store.meta("broker") == "sim" else None
-    if saved_sim is not None:  # a simulation's halts run on simulated time
-        now = datetime.fromisoformat(json.loads(saved_sim)["now"])
+    now, _simulated = state_now(store, SystemClock().now())  # a simulation's halts run on simulated time
     print(f"state {store.path} (broker: {store.meta('broker')}; as of {now.isoformat()})")
     print(status_text(store, now))
     return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the last tick is younger than --max-age, 1 otherwise: for a container's or a supervisor's
+    health check. It reads one row of the state file and never creates it (nor takes the run's lock)."""
+    from engine.core.clock import SystemClock
+    from engine.core.store import StateStore
+    from engine.trading.runner import last_tick, paths_for
+
+    report = _load(args)
+    assert report.config is not None
+    interval = report.config.settings.runner.loop_interval_seconds
+    max_age = args.max_age if args.max_age is not None else 3 * interval + 30
+    db, _log = paths_for(report, args.state_db, args.log)
+    if not db.is_file():
+        print(f"unhealthy: no state file {db} (no run has started)")
+        return EXIT_FAILURE
+    store = StateStore(db)
+    try:
+        age = last_tick(store, SystemClock().now())
+    finally:
+        store.close()
+    if age is None:
+        print(f"unhealthy: no tick recorded in {db} yet")
+        return EXIT_FAILURE
+    healthy = age.seconds <= max_age
+    clock = " on the simulated clock" if age.simulated else ""
+    verdict = "healthy" if healthy else "unhealthy"
+    print(f"{verdict}: last tick {age.last.isoformat()}, age {age.seconds:.0f} s{clock} (max age {max_age:g} s)")
+    return EXIT_OK if healthy else EXIT_FAILURE
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
@@ -352,6 +384,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(problems_text(report.problems))
     return EXIT_INVALID
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -426,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_options(resume)
     _add_state_options(resume)
     resume.set_defaults(handler=cmd_resume)
+
+    health = commands.add_parser("health", help="exit 0 if the last tick is recent, 1 if not (for health checks)")
+    health.add_argument(
+        "--max-age", type=_positive_seconds, metavar="SECONDS", help="default: 3 x runner.loop_interval_seconds + 30"
+    )
+    _add_file_options(health)
+    _add_state_options(health)
+    health.set_defaults(handler=cmd_health)
 
     facts = commands.add_parser("facts", help="list the facts guards may use, with types and units")
     facts.add_argument("kind", choices=kinds, nargs="?", default="momentum")

@@ -3,28 +3,40 @@
 On the sim broker the clock advances by `loop_interval_seconds` per tick with no real sleep, so a whole
 trading day runs in seconds; the simulated exchange is saved in the same SQLite file inside each tick's
 transaction, so a later run continues the same account (and a halt survives like it would at a real broker).
-Against Alpaca the loop ticks in real time. Ctrl-C stops after the current tick.
+Against Alpaca the loop ticks in real time.
+
+A run holds the state file's lock (engine/core/lock.py) from before it opens the database until it has closed
+it. SIGINT (Ctrl-C) and SIGTERM (systemd, Docker, Kubernetes) both stop the loop after the tick in progress:
+a tick is never cut between an order's intent and its POST, and the wait between real-time ticks ends at the
+signal instead of running out. A second signal ends the process at once, as a kill would.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import contract_multiplier
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import Journal
+from engine.core.lock import LockHeld, RunLock
 from engine.core.store import SYSTEM_SCOPE, StateStore
 from engine.trading.engine import Engine, StartupError
 from engine.trading.exitbot import end_halts, record_halt
 from engine.validate import Report
 
 SIM_STATE_KEY = "sim_exchange"
+LAST_TICK_KEY = "last_tick_at"  # a real-time run's last tick (ISO time), for `health`; a simulation's is SIM_STATE_KEY's
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RunError(Exception):
@@ -54,7 +66,8 @@ class Session:
     journal: Journal
     exchange: Any = None
     close_at: datetime | None = None
-    stop_requested: bool = field(default=False)
+    lock: RunLock | None = None
+    stop_reason: str | None = field(default=None)  # set to stop the loop after the tick in progress
 
 
 def paths_for(report: Report, state_db: Path | None, log: Path | None) -> tuple[Path, Path]:
@@ -64,7 +77,8 @@ def paths_for(report: Report, state_db: Path | None, log: Path | None) -> tuple[
 
 
 def open_session(report: Report, options: RunOptions, env: dict[str, str], default_start: datetime) -> Session:
-    """Everything a run needs, or RunError. A refused run leaves no state file and no log behind."""
+    """Everything a run needs, or RunError. A refused run leaves no state file and no log behind, and a run
+    refused because another engine holds the state file does not touch that file or its log."""
     from engine.brokers.factory import choose_broker
 
     assert report.config is not None and report.book is not None
@@ -73,28 +87,53 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
     if name == "alpaca":
         broker, clock, exchange = _alpaca(report, options, env)
         notice += " (PAPER)" if getattr(getattr(broker, "api", None), "paper", True) else " (LIVE: real money)"
-    store = StateStore(db_path)
-    written_by = store.meta("broker")
-    if written_by is not None and written_by != name:
-        raise RunError(f"{db_path} holds the state of a '{written_by}' account; a '{name}' run needs its own --state-db")
-    if name == "sim":
-        broker, clock, exchange, resumed = _sim(report, options, store, default_start)
-        if resumed:
-            notice += f"; continuing the simulation saved in {db_path} at {clock.now().isoformat()}"
-    journal = Journal(log_path, clock, secrets=(env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")))
+    lock = RunLock(db_path)
     try:
-        engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
-    except StartupError as exc:
+        lock.acquire()
+    except LockHeld as exc:
         raise RunError(str(exc)) from None
-    store.set_meta("broker", name)
+    store: StateStore | None = None
+    journal: Journal | None = None
+    try:
+        store = StateStore(db_path)
+        written_by = store.meta("broker")
+        if written_by is not None and written_by != name:
+            raise RunError(f"{db_path} holds the state of a '{written_by}' account; a '{name}' run needs its own --state-db")
+        if name == "sim":
+            broker, clock, exchange, resumed = _sim(report, options, store, default_start)
+            if resumed:
+                notice += f"; continuing the simulation saved in {db_path} at {clock.now().isoformat()}"
+        journal = Journal(log_path, clock, secrets=(env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")))
+        try:
+            engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
+        except StartupError as exc:
+            raise RunError(str(exc)) from None
+        store.set_meta("broker", name)
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        if store is not None:
+            store.close()
+        lock.release()
+        raise
     if exchange is not None:
         from engine.brokers.sim.persist import SimPersistence
 
         engine.on_persist = SimPersistence(exchange, store)
-    session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange)
+    session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock)
     if options.until_close or (name == "sim" and options.ticks is None and not options.once):
         session.close_at = _session_close(exchange, clock) if exchange is not None else None
     return session
+
+
+def close_session(session: Session) -> None:
+    """Close the log and the database, then let another engine have the state file (in that order)."""
+    try:
+        session.journal.close()
+        session.store.close()
+    finally:
+        if session.lock is not None:
+            session.lock.release()
 
 
 def _alpaca(report: Report, options: RunOptions, env: dict[str, str]) -> tuple[Broker, Clock, None]:
@@ -144,21 +183,97 @@ def _session_close(exchange: Any, clock: Clock) -> datetime:
     return exchange.market_clock().next_close
 
 
-def run(session: Session, options: RunOptions) -> dict[str, Any]:
+class StopSignals:
+    """SIGINT and SIGTERM as requests to stop at the next safe point; a second one ends the process at once.
+
+    The handler only records the request: Python runs it between two bytecodes of the main thread, which may be
+    in the middle of a tick, and a tick must run to its end (an intent committed is also sent and recorded).
+    The loop looks at `reason` between ticks. The wait between real-time ticks watches the wakeup pipe that
+    `signal.set_wakeup_fd` writes to when a signal arrives, so it ends at the signal, not when the interval
+    runs out. An operator who sends a second signal wants the process gone even mid-tick: `os._exit` with
+    128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as a kill would; what the tick had committed
+    stays committed, and the next run reconciles with the broker before it sends anything.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._previous: dict[int, Any] = {}
+        self._previous_wakeup = -1
+        self._pipe: tuple[int, int] | None = None
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may handle signals; a run driven from another thread is stopped by its caller
+        reader, writer = os.pipe()
+        os.set_blocking(reader, False)
+        os.set_blocking(writer, False)
+        self._pipe = (reader, writer)
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        self._previous_wakeup = signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pipe is None:
+            return
+        signal.set_wakeup_fd(self._previous_wakeup)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        for fd in self._pipe:
+            os.close(fd)
+        self._pipe = None
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.reason is not None:
+            os._exit(128 + signum)
+        self.reason = name
+        # os.write, not print: the main thread may be inside a write to sys.stderr when the handler runs
+        os.write(2, f"{name}: stopping after the tick in progress; a second signal stops at once\n".encode())
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`; return as soon as a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while self.reason is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._pipe is None:
+                time.sleep(min(left, 0.1))
+                continue
+            # woken by any signal with a Python handler; only a stop ends the wait
+            select.select([self._pipe[0]], [], [], left)
+            self._drain()
+
+    def _drain(self) -> None:
+        assert self._pipe is not None
+        try:
+            while os.read(self._pipe[0], 512):
+                pass
+        except BlockingIOError:
+            pass
+
+
+def run(session: Session, options: RunOptions, stop: StopSignals | None = None) -> dict[str, Any]:
+    """The loop, then `run_end` with why it ended: "completed" (the tick limit or the close), "SIGINT", "SIGTERM",
+    or "error: ..." when something escaped the tick boundary (then the error goes on up).
+
+    `stop` is the caller's when its signals must be handled beyond the loop (the CLI holds them from before the
+    session opens until the database is closed); without one the loop handles them itself."""
+    if stop is None:
+        with StopSignals() as own:
+            return run(session, options, own)
     engine, clock = session.engine, session.clock
     interval = engine.config.settings.runner.loop_interval_seconds
     limit = 1 if options.once else options.ticks
-    previous = signal.getsignal(signal.SIGINT)
-
-    def request_stop(_signum: int, _frame: Any) -> None:
-        session.stop_requested = True
-
-    signal.signal(signal.SIGINT, request_stop)
     started = time.perf_counter()
     engine.journal.log("run_start", broker=session.broker_name, simulated=session.simulated, notice=session.notice)
     durations: list[float] = []
     try:
-        while not session.stop_requested:
+        while True:
+            session.stop_reason = session.stop_reason or stop.reason
+            if session.stop_reason is not None:
+                break
             if limit is not None and engine.ticks >= limit:
                 break
             if session.close_at is not None and clock.now() >= session.close_at:
@@ -170,10 +285,14 @@ def run(session: Session, options: RunOptions) -> dict[str, Any]:
                 assert isinstance(clock, ManualClock)
                 clock.advance(interval)
             else:
-                time.sleep(max(0.0, interval - (time.perf_counter() - tick_started)))
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    summary = summarize(session, time.perf_counter() - started, durations)
+                # a simulation's last tick is the time saved in its own transaction; a real-time run writes it here
+                session.store.set_meta(LAST_TICK_KEY, report.at.isoformat())
+                stop.wait(interval - (time.perf_counter() - tick_started))
+    except BaseException as exc:
+        engine.journal.log("run_end", reason=f"error: {type(exc).__name__}: {exc}", ticks=engine.ticks)
+        engine.journal.flush()
+        raise
+    summary = {"reason": session.stop_reason or "completed", **summarize(session, time.perf_counter() - started, durations)}
     engine.journal.log("run_end", **summary)
     engine.journal.flush()
     return summary
@@ -232,6 +351,39 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 # --- operator commands ---------------------------------------------------------------------------------------
+
+
+def state_now(store: StateStore, wall_now: datetime) -> tuple[datetime, bool]:
+    """The state's own time, and whether it is simulated: a simulation's clock is the time saved with its
+    exchange (its halts and ticks run on it), anything else runs on the wall clock."""
+    import json
+
+    saved = store.meta(SIM_STATE_KEY) if store.meta("broker") == "sim" else None
+    if saved is None:
+        return wall_now, False
+    return datetime.fromisoformat(json.loads(saved)["now"]), True
+
+
+@dataclass(frozen=True)
+class TickAge:
+    last: datetime  # the last tick, on the run's own clock
+    now: datetime  # the state's own time (see state_now)
+    simulated: bool
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, (self.now - self.last).total_seconds())
+
+
+def last_tick(store: StateStore, wall_now: datetime) -> TickAge | None:
+    """When the last tick ran, or None before the first. A real-time run writes LAST_TICK_KEY after each tick;
+    a simulation's last tick is the time saved in that tick's transaction, which is also the simulation's now,
+    so a simulation's tick age is always 0: it tells that a tick was recorded, not that a loop is alive."""
+    now, simulated = state_now(store, wall_now)
+    text = store.meta(LAST_TICK_KEY)
+    if text is not None:
+        return TickAge(datetime.fromisoformat(text), now, simulated)
+    return TickAge(now, now, simulated) if simulated else None
 
 
 def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetime) -> int:

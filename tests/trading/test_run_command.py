@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.sim.exchange import SimExchange
+from engine.core.clock import SystemClock
 from engine.core.journal import read_events
+from engine.core.lock import RunLock
+from engine.core.store import StateStore
+from tests.brokers.conftest import KEY, SECRET
 from tests.conftest import ProjectCopy
+
+FOREVER = "1000000000"  # --ticks for a simulated run that lasts until it is stopped
 
 
 def command(project: ProjectCopy, *args: str) -> list[str]:
@@ -27,6 +43,50 @@ def engine(project: ProjectCopy, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test() -> Iterator[None]:
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+
+
+def start(project: ProjectCopy, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`python -m engine run ARGS` in the background (killed at the end of the test if a failure left it running)."""
+    process = subprocess.Popen(
+        command(project, "run", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project.root, env=env or without_keys(),
+    )  # fmt: skip
+    _started.append(process)
+    return process
+
+
+def stderr_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The process's next line on stderr, or "" if none comes within `timeout` (a failure, not a hang)."""
+    assert process.stderr is not None
+    ready, _, _ = select.select([process.stderr], [], [], timeout)
+    return process.stderr.readline() if ready else ""
+
+
+def wait_for_ticks(project: ProjectCopy, process: subprocess.Popen[str], count: int = 1) -> None:
+    """Until the run has logged `count` ticks: the loop is mid-run (this waits for the run, not for time to pass)."""
+    log = project.root / "app.jsonl"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text().count('"event":"tick"') >= count):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run logged no tick"
+        time.sleep(0.01)
+
+
+def run_ends(project: ProjectCopy) -> list[dict[str, object]]:
+    return [e for e in read_events(project.root / "app.jsonl") if e["event"] == "run_end"]
+
+
 def test_run_says_sim_without_keys_and_summarises(project: ProjectCopy) -> None:
     result = engine(project, "run", "--ticks", "40", "--start", "2026-11-23T09:30:00-05:00")
     assert result.returncode == 0, result.stderr
@@ -35,6 +95,7 @@ def test_run_says_sim_without_keys_and_summarises(project: ProjectCopy) -> None:
     assert "P&L by bot" in result.stdout and "crypto_core" in result.stdout
     events = read_events(project.root / "app.jsonl")
     assert events[0]["event"] == "run_start" and events[-1]["event"] == "run_end"
+    assert events[-1]["reason"] == "completed"
     assert all(e["ts"].endswith("+00:00") for e in events)
     assert len([e for e in events if e["event"] == "tick"]) == 40
 
@@ -92,17 +153,8 @@ def test_no_secret_reaches_the_log_or_the_database(project: ProjectCopy) -> None
 
 
 def test_ctrl_c_stops_cleanly_after_the_current_tick(project: ProjectCopy) -> None:
-    import signal
-    import time
-
-    process = subprocess.Popen(
-        command(project, "run", "--start", "2026-11-23T09:30:00-05:00"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root, env=without_keys(),
-    )  # fmt: skip
-    log = project.root / "app.jsonl"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (log.exists() and '"event":"tick"' in log.read_text()):
-        time.sleep(0.01)  # waiting for the loop to be mid-run, not for time to pass
+    process = start(project, "--start", "2026-11-23T09:30:00-05:00")
+    wait_for_ticks(project, process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
@@ -110,6 +162,120 @@ def test_ctrl_c_stops_cleanly_after_the_current_tick(project: ProjectCopy) -> No
     events = read_events(project.root / "app.jsonl")
     ticks = [e for e in events if e["event"] == "tick"]
     assert events[-1]["event"] == "run_end" and 0 < len(ticks) < 4680 and events[-1]["ticks"] == len(ticks)
+    assert events[-1]["reason"] == "SIGINT"
+
+
+def test_sigterm_stops_after_the_tick_closes_the_state_and_frees_it(project: ProjectCopy) -> None:
+    process = start(project, "--ticks", FOREVER, "--start", "2026-11-23T09:30:00-05:00")
+    wait_for_ticks(project, process, 3)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "SIGTERM: stopping after the tick in progress" in err and "Traceback" not in err and "P&L by bot" in out
+    events = read_events(project.root / "app.jsonl")
+    ticks = [e for e in events if e["event"] == "tick"]
+    end = events[-1]
+    assert end["event"] == "run_end" and end["reason"] == "SIGTERM" and end["ticks"] == len(ticks) >= 3
+    db = project.root / "s.db"
+    assert not Path(f"{db}-wal").exists()  # the last connection closed: SQLite checkpointed and removed the WAL
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    store = StateStore(db)
+    try:
+        states = {(s.kind, s.bot_id): s.state for s in store.machine_states()}
+    finally:
+        store.close()
+    assert states[("system", "system")] == end["system_state"]
+    assert {kind for kind, _bot in states} >= {"system", "momentum", "options", "crypto"}
+    assert store_orders(db, "pending") == []  # the stop left no intent unsent
+    again = engine(project, "run", "--once")  # the lock went with the run
+    assert again.returncode == 0, again.stderr
+    assert "continuing the simulation" in again.stdout and f"1 ticks to {_one_tick_after(end)}" in again.stdout
+
+
+def store_orders(db: Path, status: str) -> list[str]:
+    store = StateStore(db)
+    try:
+        return [o.client_order_id for o in store.orders(statuses=(status,))]
+    finally:
+        store.close()
+
+
+def _one_tick_after(end: dict[str, object]) -> str:
+    from datetime import datetime, timedelta
+
+    return (datetime.fromisoformat(str(end["simulated_until"])) + timedelta(seconds=5)).isoformat()
+
+
+def test_a_second_run_is_refused_while_one_runs_and_a_killed_run_frees_the_file(project: ProjectCopy) -> None:
+    first = start(project, "--ticks", FOREVER, "--start", "2026-11-23T09:30:00-05:00")
+    try:
+        wait_for_ticks(project, first)
+        second = engine(project, "run", "--once")
+        assert second.returncode == 1
+        assert f"{project.root / 's.db'} is in use by another engine (pid {first.pid}" in second.stderr
+        assert second.stdout == "" and "Traceback" not in second.stderr
+        for operator in (("status",), ("halt", "--reason", "runaway"), ("resume",)):  # never blocked by the lock
+            assert engine(project, *operator).returncode == 0, operator
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    assert first.returncode == -signal.SIGKILL
+    assert len([e for e in read_events(project.root / "app.jsonl") if e["event"] == "run_start"]) == 1
+    after_kill = engine(project, "run", "--once")  # no stale lock: the kernel released it with the process
+    assert after_kill.returncode == 0, after_kill.stderr
+    assert "continuing the simulation" in after_kill.stdout
+
+
+def test_a_refused_run_writes_nothing(project: ProjectCopy) -> None:
+    assert engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    db, log = project.root / "s.db", project.root / "app.jsonl"
+    files = [db, log, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    before = {p: p.read_bytes() for p in files if p.exists()}
+    with RunLock(db):  # another engine holds the file
+        for args in (("--once",), ("--ticks", "5"), ()):
+            refused = engine(project, "run", *args)
+            assert refused.returncode == 1 and f"pid {os.getpid()}" in refused.stderr
+    assert {p: p.read_bytes() for p in files if p.exists()} == before
+    assert len(run_ends(project)) == 1
+
+
+def test_a_second_signal_stops_at_once_even_mid_tick(project: ProjectCopy) -> None:
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        # every account read hangs for a minute: the first tick cannot end before the test's timeout
+        emulator.faults.extend(Fault(hang_seconds=60, status=0, path_prefix="/v2/account") for _ in range(10))
+        process = start(project, "--broker", "alpaca", env=_emulator_env(emulator))
+        deadline = time.monotonic() + 60
+        while not any(r.path == "/v2/account" for r in emulator.requests):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.01)  # waiting for the tick to reach the hanging request
+        process.send_signal(signal.SIGTERM)
+        assert "SIGTERM: stopping after the tick in progress" in stderr_line(process)  # handled, and still in the tick
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert run_ends(project) == []  # gone at once, as a kill: no summary
+
+
+def test_sigterm_ends_the_wait_between_real_time_ticks(project: ProjectCopy) -> None:
+    # a minute between ticks: a run that waited the interval out would miss the test's timeout
+    project.replace("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 60")
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        env = _emulator_env(emulator)
+        process = start(project, "--broker", "alpaca", env=env)
+        wait_for_ticks(project, process)
+        health = subprocess.run(command(project, "health"), capture_output=True, text=True, cwd=project.root, env=env, timeout=60)
+        assert health.returncode == 0 and "healthy: last tick" in health.stdout and "(max age 210 s)" in health.stdout
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)  # a run that waited the minute out would time out here
+    assert process.returncode == 0, err
+    assert "1 ticks to" in out
+    assert run_ends(project)[-1]["reason"] == "SIGTERM" and run_ends(project)[-1]["ticks"] == 1
+
+
+def _emulator_env(emulator: Emulator) -> dict[str, str]:
+    return {**without_keys(), "ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET,
+            "ALPACA_API_BASE_URL": emulator.url, "ALPACA_DATA_BASE_URL": emulator.url}  # fmt: skip
 
 
 def test_live_trading_without_the_kill_switch_is_refused(project: ProjectCopy) -> None:
