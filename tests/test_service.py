@@ -1,0 +1,162 @@
+"""Running the engine as a service: `engine health`, the systemd unit and the Dockerfile.
+
+The signal and lock behaviour a supervisor relies on is tested on real runs in tests/trading/test_run_command.py;
+here: the health check's verdicts, and that the shipped unit and image say what the README promises.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shlex
+import shutil
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.cli import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, main
+from engine.core.store import StateStore
+from engine.paths import PROJECT_ROOT
+from engine.trading.runner import LAST_TICK_KEY
+from tests.conftest import ProjectCopy
+from tests.trading.test_run_command import engine
+
+UNIT = PROJECT_ROOT / "deploy" / "trading-hydra.service"
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
+
+
+def health(project: ProjectCopy, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["health", *args, "--config", str(project.config), "--machines", str(project.machines),
+                 "--rules", str(project.rules), "--state-db", str(project.root / "s.db")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out  # one line, for a supervisor's log
+    return code, out
+
+
+def real_time_state(project: ProjectCopy, last_tick: datetime | None) -> None:
+    store = StateStore(project.root / "s.db")
+    store.set_meta("broker", "alpaca")
+    if last_tick is not None:
+        store.set_meta(LAST_TICK_KEY, last_tick.isoformat())
+    store.close()
+
+
+def test_health_without_a_state_file_is_unhealthy_and_creates_nothing(project: ProjectCopy, capsys) -> None:
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE and out.startswith("unhealthy: no state file")
+    assert list(project.root.glob("s.db*")) == []
+
+
+def test_health_before_the_first_tick_is_unhealthy(project: ProjectCopy, capsys) -> None:
+    real_time_state(project, None)
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE and "no tick recorded" in out
+
+
+def test_health_is_the_age_of_the_last_tick_against_max_age(project: ProjectCopy, capsys) -> None:
+    now = datetime.now(timezone.utc)
+    real_time_state(project, now - timedelta(seconds=20))
+    code, out = health(project, capsys)
+    assert code == EXIT_OK and out.startswith("healthy: last tick") and "(max age 45 s)" in out  # 3 x 5 s + 30 s
+    code, out = health(project, capsys, "--max-age", "10")
+    assert code == EXIT_FAILURE and out.startswith("unhealthy:") and "(max age 10 s)" in out
+    real_time_state(project, now - timedelta(minutes=10))
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE and out.startswith("unhealthy:") and "age 60" in out
+
+
+def test_the_default_max_age_follows_the_loop_interval(project: ProjectCopy, capsys) -> None:
+    project.replace("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 20")
+    real_time_state(project, datetime.now(timezone.utc) - timedelta(seconds=60))
+    code, out = health(project, capsys)
+    assert code == EXIT_OK and "(max age 90 s)" in out
+
+
+@pytest.mark.parametrize("max_age", ["0", "-5", "soon", "inf"])
+def test_health_refuses_a_max_age_that_is_not_a_positive_duration(project: ProjectCopy, max_age: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["health", "--max-age", max_age, "--state-db", str(project.root / "s.db")])
+    assert exited.value.code == EXIT_INVALID
+
+
+def test_health_of_a_simulation_is_on_the_simulated_clock(project: ProjectCopy, capsys) -> None:
+    assert engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    code, out = health(project, capsys)  # by the wall clock this tick is long past; by the simulation's, it is now
+    assert code == EXIT_OK
+    assert out == "healthy: last tick 2026-11-23T09:30:10-05:00, age 0 s on the simulated clock (max age 45 s)\n"
+
+
+# --- the systemd unit --------------------------------------------------------------------------------------
+
+
+def unit_settings() -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";")):
+            key, value = line.split("=", 1)
+            assert key.strip() not in settings, f"{key} set twice"
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def test_the_unit_stops_with_sigterm_restarts_on_failure_and_trades_paper() -> None:
+    unit = unit_settings()
+    assert unit["Type"] == "simple" and unit["KillSignal"] == "SIGTERM"
+    assert int(unit["TimeoutStopSec"]) >= 30  # a tick stuck on a slow broker ends within a few request timeouts
+    assert unit["Restart"] == "on-failure" and unit["RestartPreventExitStatus"] == "2"  # a bad config stays down
+    root = unit["WorkingDirectory"]
+    assert unit["EnvironmentFile"] == f"{root}/.env"
+    command = shlex.split(unit["ExecStart"])
+    assert command == [f"{root}/.venv/bin/python", "-m", "engine", "run", "--broker", "alpaca"]  # no --live
+    assert set(unit["ReadWritePaths"].split()) == {f"{root}/state", f"{root}/logs"}  # where the settings put them
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    """Verified with the repository in place of /opt/trading-hydra, so that ExecStart's interpreter exists."""
+    root = unit_settings()["WorkingDirectory"]
+    if not (PROJECT_ROOT / ".venv" / "bin" / "python").exists():
+        pytest.skip("no .venv in the repository")
+    copy = tmp_path / UNIT.name
+    copy.write_text(UNIT.read_text().replace(root, str(PROJECT_ROOT)))
+    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+
+
+# --- the Dockerfile ----------------------------------------------------------------------------------------
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    text = "\n".join(line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in text.replace("\\\n", " ").splitlines()
+        if line.strip()
+    ]
+
+
+def test_the_image_runs_paper_trading_stops_with_sigterm_and_checks_the_last_tick() -> None:
+    steps = instructions()
+    found = dict(steps)
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    assert found["STOPSIGNAL"] == "SIGTERM"
+    assert "python -m engine health" in found["HEALTHCHECK"] and found["HEALTHCHECK"].endswith("|| exit 1")
+    assert found["CMD"] == '["python", "-m", "engine", "run", "--broker", "alpaca"]'  # no --live
+    assert "pip install -e ." in found["RUN"]  # the engine finds schemas/ and the shipped files beside its package
+    assert found["USER"] != "root"
+
+
+def test_the_image_gets_what_it_copies_and_never_the_keys_or_the_state() -> None:
+    ignored = [line.strip().rstrip("/") for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and line[0] != "#"]
+
+    def excluded(path: str) -> bool:
+        return any(fnmatch.fnmatch(path, pattern) for pattern in ignored)
+
+    copied = [source for kind, args in instructions() if kind == "COPY" for source in args.split()[:-1]]
+    assert copied and all((PROJECT_ROOT / source).exists() and not excluded(source) for source in copied)
+    for secret_or_state in (".env", "state", "logs", ".venv", ".git"):
+        assert excluded(secret_or_state), secret_or_state
+    assert {"engine", "schemas", "config", "machines", "rules", "pyproject.toml"} <= set(copied)
