@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Literal, NamedTuple, Protocol
 
 from engine.brokers.errors import ErrorReason, classify
+from engine.core import order_lifecycle as lifecycle
 
 ErrorKind = Literal[
     "timeout",  # the broker did not answer in time
@@ -154,33 +155,10 @@ class Order:
     replaced_by: str | None = None  # for `replaced`: the id of the order that replaced this one
     replaces: str | None = None  # for a replacement: the id of the order it replaced
 
-    # Alpaca's OrderStatus enum (trading-api.json) plus alpaca-py's `pending_review`.
-    ALL_STATUSES = frozenset(
-        {
-            "new", "partially_filled", "filled", "done_for_day", "canceled", "expired", "replaced", "pending_cancel",
-            "pending_replace", "pending_review", "accepted", "pending_new", "accepted_for_bidding", "stopped", "rejected",
-            "suspended", "calculated", "held",
-        }
-    )  # fmt: skip
-    # Working: may still fill or change. `replaced` is not: its remainder lives on in `replaced_by`.
-    # `suspended` is ("not eligible for trading", but not ended).
-    OPEN_STATUSES = frozenset(
-        {
-            "new",
-            "partially_filled",
-            "accepted",
-            "pending_new",
-            "accepted_for_bidding",
-            "pending_cancel",
-            "pending_replace",
-            "pending_review",
-            "held",
-            "calculated",
-            "stopped",
-            "suspended",
-            "done_for_day",
-        }
-    )
+    # Alpaca's OrderStatus enum (trading-api.json) plus alpaca-py's `pending_review`, and which of them are still
+    # working: one table for the whole engine (engine/core/order_lifecycle.py), read here, never restated.
+    ALL_STATUSES = lifecycle.BROKER
+    OPEN_STATUSES = lifecycle.WORKING
 
     @property
     def is_open(self) -> bool:

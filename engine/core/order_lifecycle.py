@@ -75,6 +75,7 @@ TABLE: Mapping[str, Mapping[str, str]] = {
 }
 
 LOCAL: frozenset[str] = frozenset({"pending", "unknown"})
+BROKER: frozenset[str] = frozenset(TABLE) - LOCAL - {"not_sent"}  # every status Alpaca may report
 WORKING: frozenset[str] = frozenset(_WORKING_AT_BROKER)
 OPEN: frozenset[str] = LOCAL | WORKING
 ENDED: frozenset[str] = frozenset(_ENDED)

@@ -51,6 +51,7 @@ from engine.brokers.base import (
 from engine.brokers.sim import options
 from engine.brokers.sim.prices import BASE_PRICES, PricePaths
 from engine.brokers.symbols import asset_class_of, occ_symbol, parse_occ
+from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -64,7 +65,7 @@ CRYPTO_MIN_COST_USD = 10.0
 HISTORY = timedelta(days=2)  # closed orders older than this are not saved: the state stays small
 # Statuses at which an order is still working here. `suspended` works but is not matched; `pending_cancel` gets
 # one more match (a fill may win the race) before it is cancelled.
-OPEN_STATUSES = ("pending_new", "accepted", "new", "partially_filled", "pending_cancel", "pending_replace", "suspended")
+OPEN_STATUSES = lifecycle.WORKING  # the statuses this exchange gives an order that may still fill or change
 _MATCHED = frozenset({"pending_new", "accepted", "new", "partially_filled", "pending_cancel", "pending_replace"})
 _REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(OrderRequest))
 NON_TRADE_TYPES = NON_TRADE_ACTIVITY_TYPES
