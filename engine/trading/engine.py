@@ -110,6 +110,8 @@ class Engine:
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
         self._keep = max((b.lookback for b in self.bots), default=12) + 2
         self._halt_writes_seen = 0
+        self._unexplained_at_start: list[str] = []  # what start-up reconciliation last halted for
+        self._keys_refused = False  # the system was halted because the broker refused the keys (once a run)
         self._view: TickView | None = None  # the last tick's, whose records are reused when nothing was written
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
         self._split_preflight()
@@ -156,7 +158,17 @@ class Engine:
                 self.store.save_machine_state(kind, model.bot_id, model.state, self.clock.now())
 
     def _record_failure(self, error: BrokerError) -> None:
-        self.exitbot.record_failure(error, self.clock.now())
+        """Every broker failure counts towards `api_failure_halt`; the broker refusing our keys halts at once
+        (they will not fix themselves, and every order would be refused)."""
+        now = self.clock.now()
+        self.exitbot.record_failure(error, now)
+        if error.reason == "unauthorized" and not self._keys_refused:
+            self._keys_refused = True
+            with self.store.transaction():
+                source = self.exitbot.anomaly_halt(now, f"the broker refused the API keys ({error.operation}: {error.message})")
+                if source is not None:
+                    self._record_transition("system", "system", source, "halted", "unauthorized", (), now)
+                self._save_moves()
 
     # --- the tick ------------------------------------------------------------------------------------------
 
@@ -375,6 +387,9 @@ class Engine:
             return
         problems = unexplained(self.store, self.broker.snapshot(self.needs))
         if problems:
+            if problems == self._unexplained_at_start:
+                return  # already halted for exactly this; checked again every tick until it is explained
+            self._unexplained_at_start = problems
             self.journal.log("anomaly", what="reconciliation", details=problems)
             now = self.clock.now()
             with self.store.transaction():

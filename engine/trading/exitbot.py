@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.brokers.base import BrokerError, Snapshot
@@ -32,6 +32,8 @@ from engine.trading import events, reconcile
 from engine.trading.view import TickView
 
 REJECTIONS_BEFORE_ANOMALY = 3
+REFUSALS_BEFORE_PAUSE = 3  # of one kind (insufficient funds, below minimum, wash trade, forbidden)
+REFUSAL_PAUSE = timedelta(minutes=30)  # the bot's, not the account's: the other bots trade on
 MISMATCH_TICKS = 2  # a broker/SQLite mismatch must persist this many ticks (a fill racing the reads is not one)
 
 
@@ -100,7 +102,15 @@ class ExitBot:
 
     def record_failure(self, error: BrokerError, now: datetime) -> None:
         self._failures.append(now)
-        self.journal.log("broker_error", operation=error.operation, kind=error.kind, status=error.status, message=error.message)
+        self.journal.log(
+            "broker_error",
+            operation=error.operation,
+            kind=error.kind,
+            reason=error.reason,
+            status=error.status,
+            code=error.code,
+            message=error.message,
+        )
 
     def failures_in_window(self, now: datetime) -> int:
         window = timedelta(seconds=self.config.settings.health.api_failure_window_seconds)
@@ -150,14 +160,33 @@ class ExitBot:
                     count += 1
         for bot_id in bot_ids:
             records = view.bot(bot_id)
-            if records.counter("rejections") >= REJECTIONS_BEFORE_ANOMALY and records.halt is None:
+            if records.halt is not None:
+                continue
+            if records.counter("rejections") >= REJECTIONS_BEFORE_ANOMALY:
                 self.halt_bot(bot_id, reason="orders rejected repeatedly", condition="anomaly", now=view.now)
                 self.journal.log("anomaly", what="repeated_rejections", bot=bot_id)
                 count += 1
+                continue
+            self._pause_if_refused(bot_id, records.counters, view.now, view.day)
         return count
 
-    def halt_bot(self, bot_id: str, *, reason: str, condition: str, now: datetime) -> None:
-        record_halt(self.store, self.journal, scope=bot_id, reason=reason, conditions=(condition,), now=now)
+    def _pause_if_refused(self, bot_id: str, counters: Mapping[str, int], now: datetime, day: date) -> None:
+        """The broker refused this bot's orders on their merits (`refused:<reason>` counters, by orders.py)
+        several times of one kind since its last pause: the bot pauses for REFUSAL_PAUSE. Not an anomaly: the
+        account and the other bots are fine."""
+        for name, refused in counters.items():
+            if not name.startswith("refused:"):
+                continue
+            kind = name.split(":", 1)[1]
+            since_pause = refused - counters.get(f"paused_at:{kind}", 0)
+            if since_pause >= REFUSALS_BEFORE_PAUSE:
+                self.store.bump_counter(day, bot_id, f"paused_at:{kind}", since_pause)
+                reason = f"orders refused repeatedly ({kind})"
+                self.halt_bot(bot_id, reason=reason, condition="refusals", now=now, until=now + REFUSAL_PAUSE)
+                return
+
+    def halt_bot(self, bot_id: str, *, reason: str, condition: str, now: datetime, until: datetime | None = None) -> None:
+        record_halt(self.store, self.journal, scope=bot_id, reason=reason, conditions=(condition,), now=now, until=until)
 
     def anomaly_halt(self, now: datetime, reason: str) -> str | None:
         """A system halt for what cannot be explained: reconciliation, an exception at the tick boundary. The

@@ -30,6 +30,9 @@ from engine.core.journal import Journal
 from engine.core.store import SYSTEM_SCOPE, OrderRow, StateStore
 
 RESEND_WITHIN = timedelta(seconds=60)
+# Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per
+# kind (`refused:<reason>`), never an anomaly of the account. Any other refusal is a `rejection`.
+REFUSALS = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forbidden"})
 
 
 def client_order_id(bot_id: str, day: date, sequence: int) -> str:
@@ -171,11 +174,17 @@ class OrderManager:
         if found is not None:
             self.sent += 1
             self._apply(row, found, "found_after_error")
-        elif error.kind == "rejected":
-            self._set(row, status="rejected", error=error.message)
-            self.store.bump_counter(row.trading_date, row.bot_id, "rejections")
+        elif error.kind == "rejected" or error.reason in REFUSALS:
+            refused = error.reason in REFUSALS
+            self._set(row, status="rejected", error=f"{error.reason}: {error.message}")
+            self.store.bump_counter(row.trading_date, row.bot_id, f"refused:{error.reason}" if refused else "rejections")
             self.journal.log(
-                "order", action="rejected", bot=row.bot_id, client_order_id=row.client_order_id, message=error.message
+                "order",
+                action="refused" if refused else "rejected",
+                bot=row.bot_id,
+                client_order_id=row.client_order_id,
+                reason=error.reason,
+                message=error.message,
             )
         else:
             self._set(row, status="unknown", error=f"{error.kind}: {error.message}")
@@ -230,7 +239,11 @@ class OrderManager:
         return dataclasses.replace(row, **changes)
 
     def _apply(self, row: OrderRow, order: Order, action: str) -> None:
-        """Record the broker's view of an order and turn any new fill into owned-position changes."""
+        """Record the broker's view of an order and turn any new fill into owned-position changes. A `replaced`
+        order (Alpaca may replace one itself, after a corporate action) is followed to its replacement first,
+        which the engine then owns like the order it replaces; until the replacement is read, nothing moves."""
+        if order.status == "replaced" and row.status != "replaced" and not self._adopt_replacement(row, order):
+            return
         old_qty, old_avg = row.filled_qty, row.filled_avg_price
         new_qty, new_avg = order.filled_qty, order.filled_avg_price
         changed = order.status != row.status or new_qty != old_qty
@@ -261,6 +274,46 @@ class OrderManager:
                 filled_avg_price=new_avg,
                 symbol=row.symbol,
             )
+
+    def _adopt_replacement(self, row: OrderRow, order: Order) -> bool:
+        """Record the order that replaced `row` under the same bot and purpose. False when it cannot be read
+        now (the replaced order stays as it was, and is followed again next tick)."""
+        if not order.replaced_by:
+            return True  # replaced by nothing we can follow: it simply ends
+        try:
+            replacement = self.broker.get_order(order.replaced_by)
+        except BrokerError as exc:
+            self.on_failure(exc)
+            return False
+        if replacement is None:
+            return False
+        if self.store.order(replacement.client_order_id) is None:
+            now = self.clock.now()
+            adopted = dataclasses.replace(
+                row,
+                client_order_id=replacement.client_order_id,
+                qty=replacement.qty,
+                notional=replacement.notional,
+                limit_price=replacement.limit_price,
+                status="pending",
+                broker_order_id=None,
+                filled_qty=0.0,
+                filled_avg_price=None,
+                reason=f"replaces {row.client_order_id}",
+                error=None,
+                created_at=now,
+                updated_at=now,
+            )
+            self.store.add_order(adopted)
+            self.journal.log(
+                "order",
+                action="replacement_adopted",
+                bot=row.bot_id,
+                client_order_id=adopted.client_order_id,
+                replaces=row.client_order_id,
+            )
+            self._apply(adopted, replacement, "update")
+        return True
 
     def _fill(self, row: OrderRow, qty: float, price: float) -> None:
         bot_id, symbol = row.bot_id, row.symbol

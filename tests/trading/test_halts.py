@@ -149,22 +149,59 @@ def test_operator_halt_lasts_until_resume(rig: Rig) -> None:
     assert rig.engine.system.state == "armed"
 
 
-def test_repeated_rejections_halt_the_bot_and_the_system(project: ProjectCopy, clock) -> None:
+def _rig_on_emulator(project: ProjectCopy, clock):  # type: ignore[no-untyped-def]
     from engine.brokers.sim.exchange import SimExchange
 
     exchange = SimExchange(clock)
-    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
-        broker = SnapshotBroker(make_api(emulator, clock), clock)
-        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+    emulator = Emulator(exchange, key=KEY, secret=SECRET)
+    emulator.start()
+    broker = SnapshotBroker(make_api(emulator, clock), clock)
+    return make_rig(project, clock, broker=broker, exchange=exchange), emulator
+
+
+def test_repeated_refusals_pause_the_bot_not_the_account(project: ProjectCopy, clock) -> None:
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
         refusal = '{"code":40310000,"message":"insufficient buying power"}'
         emulator.faults.extend(Fault(status=403, body=refusal, path_prefix="/v2/orders", method="POST") for _ in range(3))
+        rig.until(lambda r: any(h.conditions == ("refusals",) for h in r.store.halts()), limit=3000)
+        refused = [r for r in rig.store.orders() if r.status == "rejected"]
+        assert len(refused) == 3 and len({r.bot_id for r in refused}) == 1
+        assert all(r.error.startswith("insufficient_funds") for r in refused)  # type: ignore[union-attr]
+        bot = refused[0].bot_id
+        halt = rig.store.halt_in_force(bot, clock.now())
+        assert halt is not None and halt.reason == "orders refused repeatedly (insufficient_funds)" and halt.until is not None
+        assert rig.engine.system.state == "armed" and halt_reasons(rig) == []  # the account trades on
+        assert rig.events("anomaly") == []
+        assert [e["reason"] for e in rig.events("order") if e.get("action") == "refused"] == ["insufficient_funds"] * 3
+    finally:
+        emulator.stop()
+
+
+def test_rejections_of_no_known_kind_are_an_anomaly(project: ProjectCopy, clock) -> None:
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
+        odd = '{"code":42210000,"message":"some rule nobody here knows"}'
+        emulator.faults.extend(Fault(status=422, body=odd, path_prefix="/v2/orders", method="POST") for _ in range(3))
         rig.until(lambda r: r.engine.system.state == "halted", limit=3000)
-        rejected = [r for r in rig.store.orders() if r.status == "rejected"]
-        assert len(rejected) == 3 and len({r.bot_id for r in rejected}) == 1
-        bot = rejected[0].bot_id
+        bot = next(r.bot_id for r in rig.store.orders() if r.status == "rejected")
         assert rig.store.halt_in_force(bot, clock.now()).reason == "orders rejected repeatedly"  # type: ignore[union-attr]
         assert halt_reasons(rig) == ["kill condition: anomaly_halt"]
-        assert {(e["what"], e.get("bot")) for e in rig.events("anomaly")} == {("repeated_rejections", bot)}
+    finally:
+        emulator.stop()
+
+
+def test_the_broker_refusing_the_keys_mid_run_halts_at_once(project: ProjectCopy, clock) -> None:
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
+        rig.ticks(3)
+        assert rig.engine.system.state == "armed"
+        emulator.faults.append(Fault(status=401, body='{"code":40110000,"message":"request is not authorized"}', path_prefix="/v2/account"))
+        rig.ticks(1)
+        assert rig.engine.system.state == "halted"
+        assert next(h.reason for h in rig.store.halts()).startswith("the broker refused the API keys")
+    finally:
+        emulator.stop()
 
 
 def test_a_guard_that_fails_while_holding_halts_the_bot_and_closes_its_position(project: ProjectCopy, clock) -> None:
@@ -243,3 +280,37 @@ def test_a_missing_fact_with_every_read_fine_still_halts(rig: Rig) -> None:
     rig.ticks(1)
     rig.engine.broker.snapshot = real  # type: ignore[method-assign]
     assert bot.model.state == "halted" and rig.store.halt_in_force(bot.bot_id, rig.clock.now()) is not None
+
+
+def test_an_order_the_broker_replaces_is_followed_to_its_replacement(rig: Rig) -> None:
+    replaced: list[tuple[str, str]] = []
+
+    def replace_the_first_order_sent() -> None:  # as Alpaca does itself, after a corporate action
+        open_now = rig.exchange._open_orders()
+        if open_now and not replaced:
+            old = open_now[0]
+            new_id = rig.exchange.replace_order(old.id)
+            replaced.append((old.request.client_order_id, rig.exchange.orders[new_id].request.client_order_id))
+
+    rig.engine.on_persist = replace_the_first_order_sent
+    rig.until(lambda r: bool(replaced))
+    rig.ticks(5)
+    (old_cid, new_cid), = replaced
+    adopted, old = rig.store.order(new_cid), rig.store.order(old_cid)
+    assert adopted is not None and old is not None and adopted.bot_id == old.bot_id and adopted.purpose == old.purpose
+    assert old.status == "replaced" and adopted.reason == f"replaces {old_cid}" and adopted.status == "filled"
+    assert rig.engine.system.state == "armed" and rig.events("anomaly") == []
+    owned = {p.symbol: round(p.qty, 9) for p in rig.store.positions()}
+    assert owned == {p.symbol: round(p.qty, 9) for p in rig.exchange.position_views()} and owned
+
+
+def test_a_short_position_no_bot_opened_halts_as_unexplained(project: ProjectCopy, clock) -> None:
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
+        rig.exchange.set_position("AAPL", -5, 100.0)  # `side: short`, `qty: "-5"` on the wire
+        rig.ticks(2)
+        assert rig.engine.system.state == "halted" and not rig.engine.reconciled
+        (halt,) = rig.store.halts()  # one halt, not one a tick
+        assert "position AAPL: broker -5, bots own 0" in halt.reason
+    finally:
+        emulator.stop()
