@@ -32,6 +32,7 @@ from engine.core.lock import LockHeld, RunLock
 from engine.core.store import SYSTEM_SCOPE, StateStore
 from engine.trading.engine import Engine, StartupError
 from engine.trading.exitbot import end_halts, record_halt
+from engine.trading.startup import check_broker
 from engine.validate import Report
 
 SIM_STATE_KEY = "sim_exchange"
@@ -87,6 +88,7 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
     if name == "alpaca":
         broker, clock, exchange = _alpaca(report, options, env)
         notice += " (PAPER)" if getattr(getattr(broker, "api", None), "paper", True) else " (LIVE: real money)"
+        _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
     lock = RunLock(db_path)
     try:
         lock.acquire()
@@ -103,6 +105,8 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
             broker, clock, exchange, resumed = _sim(report, options, store, default_start)
             if resumed:
                 notice += f"; continuing the simulation saved in {db_path} at {clock.now().isoformat()}"
+        if name == "sim":
+            _check_broker(broker, report)
         journal = Journal(log_path, clock, secrets=(env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")))
         try:
             engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
@@ -124,6 +128,13 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
     if options.until_close or (name == "sim" and options.ticks is None and not options.once):
         session.close_at = _session_close(exchange, clock) if exchange is not None else None
     return session
+
+
+def _check_broker(broker: Broker, report: Report) -> None:
+    assert report.config is not None
+    problems = check_broker(broker, report.config.bots)
+    if problems:
+        raise RunError("the run cannot start:\n  " + "\n  ".join(problems))
 
 
 def close_session(session: Session) -> None:
