@@ -61,6 +61,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX orders_by_created ON orders (created_at);
     CREATE INDEX halts_open ON halts (scope) WHERE ended_at IS NULL;
     """,
+    # 3: trades, a round trip each (entry fills to exit fills); a position accumulates its round trip so far
+    """
+    ALTER TABLE positions ADD COLUMN sold_qty REAL NOT NULL DEFAULT 0;
+    ALTER TABLE positions ADD COLUMN sold_value REAL NOT NULL DEFAULT 0;
+    ALTER TABLE positions ADD COLUMN realized REAL NOT NULL DEFAULT 0;
+    ALTER TABLE positions ADD COLUMN bought_qty REAL NOT NULL DEFAULT 0;
+    CREATE TABLE trades (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        bot_id TEXT NOT NULL, symbol TEXT NOT NULL, trading_date TEXT NOT NULL,
+        opened_at TEXT NOT NULL, closed_at TEXT NOT NULL, qty REAL NOT NULL,
+        entry_price REAL NOT NULL, exit_price REAL NOT NULL, pnl REAL NOT NULL, fees REAL NOT NULL,
+        exit_trigger TEXT NOT NULL
+    );
+    CREATE INDEX trades_by_day ON trades (trading_date, bot_id);
+    """,
 )
 SYSTEM_SCOPE = "system"
 
@@ -124,13 +139,34 @@ class OrderRow:
 
 @dataclass(frozen=True)
 class PositionRow:
-    """What one bot owns of one symbol, built from its own fills."""
+    """What one bot owns of one symbol, built from its own fills, with its round trip so far."""
 
     bot_id: str
     symbol: str
     qty: float
     avg_entry_price: float
     opened_at: datetime
+    bought_qty: float = 0.0  # bought since the position opened
+    sold_qty: float = 0.0  # sold since it opened (its partial exits)
+    sold_value: float = 0.0  # their price times quantity
+    realized: float = 0.0  # their P&L, USD
+
+
+@dataclass(frozen=True)
+class TradeRow:
+    """A round trip: from the fill that opened a bot's position to the fill that closed it."""
+
+    bot_id: str
+    symbol: str
+    trading_date: date
+    opened_at: datetime
+    closed_at: datetime
+    qty: float
+    entry_price: float
+    exit_price: float
+    pnl: float
+    fees: float
+    exit_trigger: str
 
 
 @dataclass(frozen=True)
@@ -343,9 +379,89 @@ class StateStore:
         sql = "SELECT * FROM positions" + (" WHERE bot_id = ?" if bot_id else "") + " ORDER BY bot_id, symbol"
         return [
             PositionRow(
-                r["bot_id"], r["symbol"], float(r["qty"]), float(r["avg_entry_price"]), datetime.fromisoformat(r["opened_at"])
+                r["bot_id"],
+                r["symbol"],
+                float(r["qty"]),
+                float(r["avg_entry_price"]),
+                datetime.fromisoformat(r["opened_at"]),
+                float(r["bought_qty"]),
+                float(r["sold_qty"]),
+                float(r["sold_value"]),
+                float(r["realized"]),
             )
             for r in self._rows(sql, (bot_id,) if bot_id else ())
+        ]
+
+    def save_position(self, row: PositionRow) -> None:
+        """Write a position with its round trip so far (a zero quantity removes it)."""
+        self.records_version += 1
+        if abs(row.qty) < 1e-12:
+            self._write("DELETE FROM positions WHERE bot_id = ? AND symbol = ?", (row.bot_id, row.symbol))
+            return
+        self._write(
+            "INSERT INTO positions (bot_id, symbol, qty, avg_entry_price, opened_at, bought_qty, sold_qty, sold_value, realized) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bot_id, symbol) DO UPDATE SET qty = excluded.qty, "
+            "avg_entry_price = excluded.avg_entry_price, bought_qty = excluded.bought_qty, sold_qty = excluded.sold_qty, "
+            "sold_value = excluded.sold_value, realized = excluded.realized",
+            (
+                row.bot_id,
+                row.symbol,
+                row.qty,
+                row.avg_entry_price,
+                _ts(row.opened_at),
+                row.bought_qty,
+                row.sold_qty,
+                row.sold_value,
+                row.realized,
+            ),
+        )
+
+    def add_trade(self, trade: TradeRow) -> None:
+        self.records_version += 1
+        self._write(
+            "INSERT INTO trades (bot_id, symbol, trading_date, opened_at, closed_at, qty, entry_price, exit_price, pnl, fees, "
+            "exit_trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                trade.bot_id,
+                trade.symbol,
+                trade.trading_date.isoformat(),
+                _ts(trade.opened_at),
+                _ts(trade.closed_at),
+                trade.qty,
+                trade.entry_price,
+                trade.exit_price,
+                trade.pnl,
+                trade.fees,
+                trade.exit_trigger,
+            ),
+        )
+
+    def trades(self, *, since: date | None = None, until: date | None = None, bot_id: str | None = None) -> list[TradeRow]:
+        sql, params = "SELECT * FROM trades WHERE 1=1", []
+        if since is not None:
+            sql += " AND trading_date >= ?"
+            params.append(since.isoformat())
+        if until is not None:
+            sql += " AND trading_date <= ?"
+            params.append(until.isoformat())
+        if bot_id:
+            sql += " AND bot_id = ?"
+            params.append(bot_id)
+        return [
+            TradeRow(
+                r["bot_id"],
+                r["symbol"],
+                date.fromisoformat(r["trading_date"]),
+                datetime.fromisoformat(r["opened_at"]),
+                datetime.fromisoformat(r["closed_at"]),
+                float(r["qty"]),
+                float(r["entry_price"]),
+                float(r["exit_price"]),
+                float(r["pnl"]),
+                float(r["fees"]),
+                r["exit_trigger"],
+            )
+            for r in self._rows(sql + " ORDER BY closed_at, id", tuple(params))
         ]
 
     def set_position(self, bot_id: str, symbol: str, qty: float, avg_entry_price: float, opened_at: datetime) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.brokers.base import Broker, BrokerError, Order, OrderRequest, Snapshot
@@ -27,7 +27,7 @@ from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import SYSTEM_SCOPE, OrderRow, StateStore
+from engine.core.store import SYSTEM_SCOPE, OrderRow, PositionRow, StateStore, TradeRow
 
 RESEND_WITHIN = timedelta(seconds=60)
 # Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per
@@ -316,25 +316,63 @@ class OrderManager:
         return True
 
     def _fill(self, row: OrderRow, qty: float, price: float) -> None:
+        """A fill moves the bot's own position; the sell that makes it flat closes its round trip: a `trade`."""
         bot_id, symbol = row.bot_id, row.symbol
         now = self.clock.now()
         held = next((p for p in self.store.positions(bot_id) if p.symbol == symbol), None)
-        held_qty = held.qty if held else 0.0
-        held_avg = held.avg_entry_price if held else 0.0
-        opened = held.opened_at if held else now
+        if held is None:
+            held = PositionRow(bot_id, symbol, 0.0, 0.0, now)
         if row.side == "buy":
-            total = held_qty + qty
-            avg = (held_avg * held_qty + price * qty) / total
-            self.store.set_position(bot_id, symbol, total, avg, opened)
+            total = held.qty + qty
+            avg = (held.avg_entry_price * held.qty + price * qty) / total
+            self.store.save_position(dataclasses.replace(held, qty=total, avg_entry_price=avg, bought_qty=held.bought_qty + qty))
         else:
-            sold = min(qty, held_qty)
-            pnl = sold * (price - held_avg) * contract_multiplier(symbol)
+            sold = min(qty, held.qty)  # never more than the bot owns
+            pnl = sold * (price - held.avg_entry_price) * contract_multiplier(symbol)
             self.store.add_realized_pnl(row.trading_date, bot_id, pnl)
-            self.store.set_position(bot_id, symbol, held_qty - sold, held_avg, opened)
+            after = dataclasses.replace(
+                held,
+                qty=held.qty - sold,
+                sold_qty=held.sold_qty + sold,
+                sold_value=held.sold_value + sold * price,
+                realized=held.realized + pnl,
+            )
+            self.store.save_position(after)
+            if abs(after.qty) < 1e-12 and after.sold_qty > 0:
+                self._close_trade(after, row, now)
         self.store.bump_counter(row.trading_date, bot_id, "fills")
         self.fills += 1
         self.journal.log(
             "fill", bot=bot_id, client_order_id=row.client_order_id, symbol=symbol, side=row.side, qty=qty, price=round(price, 6)
+        )
+
+    def _close_trade(self, position: PositionRow, exit_row: OrderRow, now: datetime) -> None:
+        trade = TradeRow(
+            bot_id=position.bot_id,
+            symbol=position.symbol,
+            trading_date=exit_row.trading_date,
+            opened_at=position.opened_at,
+            closed_at=now,
+            qty=max(position.bought_qty, position.sold_qty),
+            entry_price=position.avg_entry_price,
+            exit_price=position.sold_value / position.sold_qty,
+            pnl=position.realized,
+            fees=0.0,  # crypto fees are taken from the coins delivered: in the quantity sold, so in the P&L already
+            exit_trigger=exit_row.reason,
+        )
+        self.store.add_trade(trade)
+        self.journal.log(
+            "trade",
+            bot=trade.bot_id,
+            symbol=trade.symbol,
+            entry_time=trade.opened_at,
+            exit_time=trade.closed_at,
+            qty=trade.qty,
+            entry_price=round(trade.entry_price, 6),
+            exit_price=round(trade.exit_price, 6),
+            pnl=round(trade.pnl, 2),
+            fees=trade.fees,
+            exit_trigger=trade.exit_trigger,
         )
 
     # --- cancels -------------------------------------------------------------------------------------------

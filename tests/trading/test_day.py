@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from engine.brokers.symbols import parse_occ
 from engine.trading.runner import status_text
 from tests.trading.conftest import Rig
@@ -67,3 +69,20 @@ def test_trade_cap_is_respected(rig: Rig) -> None:
         entries = [r for r in rig.store.orders(bot_id=bot.bot_id) if r.purpose == "entry"]
         assert len(entries) <= bot.config.risk.max_trades_per_day
         assert rig.store.counter(day, bot.bot_id, "entries") == len(entries)
+
+
+def test_every_round_trip_is_a_trade_in_sqlite_and_the_log(rig: Rig) -> None:
+    rig.ticks(900)
+    trades = rig.store.trades()
+    assert {t.bot_id for t in trades} == {"mom_AAPL", "opt_core", "crypto_core"}
+    events = rig.events("trade")
+    assert [(e["bot"], e["symbol"], e["pnl"]) for e in events] == [(t.bot_id, t.symbol, round(t.pnl, 2)) for t in trades]
+    for t in trades:
+        assert t.opened_at < t.closed_at and t.qty > 0 and t.exit_trigger
+        sign = 1 if t.exit_price >= t.entry_price else -1
+        assert (t.pnl >= 0) == (sign > 0) or abs(t.pnl) < 1e-9
+    held = {p.bot_id: p.realized for p in rig.store.positions()}  # partial exits of what is still open
+    day = rig.engine.trading_date(rig.clock.now())
+    for bot, realized in rig.store.realized_pnl(day).items():
+        closed = sum(t.pnl for t in trades if t.bot_id == bot)
+        assert closed + held.get(bot, 0.0) == pytest.approx(realized), bot
