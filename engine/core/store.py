@@ -76,6 +76,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX trades_by_day ON trades (trading_date, bot_id);
     """,
+    # 4: the last tick's facts of the system and of each bot, for `why` (replaced every tick)
+    """
+    CREATE TABLE last_facts (scope TEXT PRIMARY KEY, at TEXT NOT NULL, body BLOB NOT NULL);
+    """,
 )
 SYSTEM_SCOPE = "system"
 
@@ -509,6 +513,26 @@ class StateStore:
     def realized_pnl(self, day: date) -> dict[str, float]:
         rows = self._rows("SELECT bot_id, pnl FROM realized_pnl WHERE trading_date = ?", (day.isoformat(),))
         return {r["bot_id"]: float(r["pnl"]) for r in rows}
+
+    # --- the last tick's facts (for `why`) ----------------------------------------------------------------------
+
+    def save_last_facts(self, rows: list[tuple[str, datetime, bytes]]) -> None:
+        """(scope, tick time, encoded record) for the system and every bot: one statement a tick."""
+        self.statements += 1
+        sql = (
+            "INSERT INTO last_facts (scope, at, body) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope) DO UPDATE SET at = excluded.at, body = excluded.body"
+        )
+        params = [(scope, _ts(at), body) for scope, at, body in rows]
+        if self._in_transaction:
+            self._conn.executemany(sql, params)
+        else:
+            with self.transaction():
+                self._conn.executemany(sql, params)
+
+    def last_facts(self, scope: str) -> tuple[datetime, bytes] | None:
+        rows = self._rows("SELECT at, body FROM last_facts WHERE scope = ?", (scope,))
+        return (datetime.fromisoformat(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     # --- meta: small named values (which broker wrote this file, the simulated exchange's state) ------------
 

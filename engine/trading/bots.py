@@ -25,6 +25,7 @@ class BotMemory:
     last_failed_checks: tuple[str, ...] | None = None  # logged when it changes
     entry_blocked: bool = False  # the gate refused the entry the machine asked for; `entry_failed` says so
     size_blocked_on: date | None = None  # the day an unsizeable signal was last logged (once a day)
+    last_denial: tuple[str, ...] = ()  # why the gate last refused an entry (cleared by a grant): for `why`
 
 
 @dataclass

@@ -49,11 +49,13 @@ def open_entry(tick: TickContext, intent: Intent) -> None:
     )
     if isinstance(verdict, Denial):
         bot.memory.entry_blocked = True
+        bot.memory.last_denial = verdict.failed
         engine.journal.log("entry_blocked", bot=bot.bot_id, failed=list(verdict.failed))
         return
     plan = verdict.plan
     request = dataclasses.replace(plan.request, client_order_id=engine.orders.next_client_order_id(bot.bot_id, view.day))
     bot.memory.entry_blocked = False
+    bot.memory.last_denial = ()
     bot.memory.size_blocked_on = None
     engine.orders.record_intent(bot.bot_id, view.day, "entry", request, intent.trigger)
     engine.store.bump_counter(view.day, bot.bot_id, "entries")

@@ -1,0 +1,199 @@
+"""`python -m engine why BOT`: why a bot is where it is, and why it did not trade.
+
+It reads, never writes: the bot's saved state, and the facts the engine saved in the last tick's transaction
+(engine/trading/engine.py, table `last_facts`), so it answers while `run` is running and after it ended. Every
+guard of every transition the bot could take from its state is evaluated again on those facts (the same facts
+give the same answer), with the facts each guard read and their units; then preflight, check by check, and the
+exact reason of the last refused entry.
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from engine.config.checks import bot_kind, trading_bots
+from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.rules import conditions
+from engine.rules.book import CompiledRules, compile_rules
+from engine.rules.facts import bot_config_values, vocabulary
+from engine.validate import Report
+
+
+class WhyError(Exception):
+    """The question cannot be answered (no such bot, nothing has run yet)."""
+
+
+def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
+    """The why record of one bot, plain data (for `--json`): its state, the transitions it could take with each
+    guard's value and the facts behind it, preflight, the last refused entry, and the halt in force."""
+    assert report.config is not None and report.book is not None
+    bots = {bot.bot_id: bot for _path, bot in trading_bots(report.config.bots)}
+    config = bots.get(bot_id)
+    if config is None:
+        from engine.core.names import did_you_mean
+
+        raise WhyError(f"no bot '{bot_id}' in bots.yaml{did_you_mean(bot_id, bots)}")
+    kind = bot_kind(config)
+    saved_state = store.machine_state(kind, bot_id)
+    system_row, bot_row = store.last_facts(SYSTEM_SCOPE), store.last_facts(bot_id)
+    if saved_state is None or system_row is None or bot_row is None:
+        raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
+    system, names, _ = marshal.loads(system_row[1])
+    values, failed_checks, denial = marshal.loads(bot_row[1])
+    facts: dict[str, Any] = {**system, **bot_config_values(config), **dict(zip(names, values, strict=True))}
+    compiled, _problems = compile_rules(report.book, kind)
+    units = vocabulary(kind)
+    spec = report.machines[kind]
+
+    def fact_list(read: frozenset[str]) -> list[dict[str, Any]]:
+        return [{"name": n, "value": facts.get(n), "unit": units[n].unit if n in units else ""} for n in sorted(read)]
+
+    def guard(name: str) -> dict[str, Any]:
+        try:
+            value: Any = compiled.guard_holds(name, facts)
+        except Exception as exc:  # shown as the answer: a guard that cannot be evaluated fails closed
+            value = f"error: {exc}"
+        return {"name": name, "holds": value, "facts": fact_list(compiled.guard_facts.get(name, frozenset()))}
+
+    transitions = []
+    fired = False
+    for transition in spec.from_state(saved_state.state):
+        guards = [guard(n) for n in dict.fromkeys(conditions.refs(transition.when))]
+        holds = {g["name"]: g["holds"] is True for g in guards}
+        passes = conditions.evaluate(transition.when, holds.__getitem__)
+        stopped_by = next((g["name"] for g in guards if g["holds"] is not True), None) if not passes else None
+        transitions.append(
+            {
+                "trigger": transition.trigger,
+                "to": transition.dest,
+                "when": transition.guard_text,
+                "would_fire": passes and not fired,
+                "guards": guards,
+                "stopped_by": stopped_by,
+            }
+        )
+        fired = fired or passes
+    preflight = [_check(compiled, name, facts, fact_list) for name in compiled.preflight]
+    halts = [h for h in store.halts(open_only=True) if h.in_force(system_row[0]) and h.scope in (SYSTEM_SCOPE, bot_id)]
+    return {
+        "bot": bot_id,
+        "kind": kind,
+        "state": saved_state.state,
+        "since": saved_state.since.isoformat(),
+        "tick": bot_row[0].isoformat(),
+        "transitions": transitions,
+        "preflight": preflight,
+        "preflight_failed": list(failed_checks),
+        "blocked_entry": _blocked(tuple(denial), facts, halts) if denial else None,
+        "unsized_signal": _unsized(facts) if facts.get("entry_signal") and not facts.get("entry_sized") else None,
+        "halts": [
+            {
+                "scope": h.scope,
+                "reason": h.reason,
+                "since": h.started_at.isoformat(),
+                "until": h.until.isoformat() if h.until else None,
+            }
+            for h in halts
+        ],
+    }
+
+
+def _check(compiled: CompiledRules, name: str, facts: Mapping[str, Any], fact_list: Any) -> dict[str, Any]:
+    try:
+        ok: Any = bool(compiled.preflight[name](facts))
+        error = None
+    except Exception as exc:  # a check that cannot be evaluated fails; its error is the explanation
+        ok, error = False, f"{type(exc).__name__}: {exc}"
+    return {"name": name, "ok": ok, "error": error, "facts": fact_list(compiled.preflight_facts.get(name, frozenset()))}
+
+
+def _unsized(facts: Mapping[str, Any]) -> str:
+    """Why a signal that fired could not be sized: the budget, the capital, or the arithmetic."""
+    budget, room = facts.get("budget_usd"), facts.get("capital_room_usd")
+    if budget is None:
+        return "the bot's budget is unknown (no equity, or the PortfolioBot is not armed)"
+    if budget <= 0:
+        return f"the bot's risk budget for today is used up (budget_usd {budget:g})"
+    if room is not None and room <= 0:
+        return f"no capital left to deploy: deployable less what is held and granted this tick is {room:g} USD"
+    return (
+        f"the entry sizes to less than one unit: budget {budget:g} USD at the stop and the spread, capital {room:g} USD"
+        if room is not None
+        else "the entry could not be sized"
+    )
+
+
+def _blocked(denial: tuple[str, ...], facts: Mapping[str, Any], halts: list[Any]) -> dict[str, Any]:
+    """The last refused entry in words: which rule, and the values behind it."""
+    reasons = []
+    for name in denial:
+        if name == "size":
+            reasons.append(_unsized(facts))
+        elif name == "order_rate_ok":
+            reasons.append(
+                f"order rate: {facts.get('orders_last_minute')} orders in the last minute, "
+                f"limit {facts.get('risk_max_orders_per_minute')} (risk.max_orders_per_minute)"
+            )
+        elif name == "capital_available":
+            reasons.append(f"capital reserved: {facts.get('capital_room_usd')} USD left to deploy")
+        elif name == "budget_known":
+            reasons.append("budget: " + _unsized(facts))
+        elif name == "system_armed":
+            halt = next((h for h in halts if h.scope == SYSTEM_SCOPE), None)
+            reasons.append("the system is not armed" + (f": halted ({halt.reason})" if halt else ""))
+        else:
+            reasons.append(f"preflight check '{name}' failed")
+    return {"failed": list(denial), "reasons": reasons}
+
+
+def render(record: Mapping[str, Any], tz: Any = None) -> str:
+    """The record for a person: times in the system's time zone, guards marked held or not."""
+
+    def when(text: str) -> str:
+        moment = datetime.fromisoformat(text)
+        return (moment.astimezone(tz) if tz else moment).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+    def shown(facts: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{f['name']}={_value(f['value'])}{(' ' + f['unit']) if f['unit'] else ''}" for f in facts)
+
+    lines = [
+        f"{record['bot']} ({record['kind']}) is {record['state']} since {when(record['since'])}; "
+        f"facts of the tick at {when(record['tick'])}",
+    ]
+    for halt in record["halts"]:
+        until = when(halt["until"]) if halt["until"] else "resume"
+        lines.append(f"halted ({halt['scope']}): {halt['reason']} (since {when(halt['since'])}, until {until})")
+    lines.append(f"transitions from {record['state']}, tried in order:")
+    for t in record["transitions"]:
+        mark = (
+            "FIRES"
+            if t["would_fire"]
+            else (f"stopped by {t['stopped_by']}" if t["stopped_by"] else "holds, but an earlier one fires")
+        )
+        lines.append(f"  {t['trigger']} -> {t['to']}  [{t['when'] or 'always'}]  {mark}")
+        for g in t["guards"]:
+            lines.append(f"      {g['name']}: {_value(g['holds'])}   ({shown(g['facts'])})")
+    lines.append("preflight:")
+    for c in record["preflight"]:
+        status = "ok" if c["ok"] else ("ERROR " + c["error"] if c["error"] else "FAILED")
+        lines.append(f"  {c['name']}: {status}   ({shown(c['facts'])})")
+    if record["blocked_entry"]:
+        lines.append("last entry refused: " + "; ".join(record["blocked_entry"]["reasons"]))
+    if record["unsized_signal"]:
+        lines.append("the signal fired but no entry could be sized: " + record["unsized_signal"])
+    return "\n".join(lines)
+
+
+def _value(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "missing"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,93 @@
+"""`why`: a bot's transitions with each guard's value and facts, preflight check by check, and the exact reason
+of a refused entry, read from the facts the engine saved in the last tick."""
+
+from __future__ import annotations
+
+import json
+import marshal
+
+import pytest
+
+from engine.core.store import SYSTEM_SCOPE
+from engine.operator.why import WhyError, explain, render
+from engine.trading.engine import WHY_BOT_FACTS
+from engine.validate import load_valid
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig
+from tests.trading.test_gate import eager
+
+
+def report_of(project: ProjectCopy):  # type: ignore[no-untyped-def]
+    return load_valid(project.config, project.machines, project.rules)
+
+
+def test_a_bot_armed_and_waiting_shows_every_transition_and_which_guard_stopped_it(project: ProjectCopy, rig: Rig) -> None:
+    rig.until(lambda r: next(b for b in r.engine.bots if b.bot_id == "mom_AAPL").model.state == "armed")
+    record = explain(rig.store, report_of(project), "mom_AAPL")
+    assert record["state"] == "armed" and record["kind"] == "momentum"
+    triggers = [t["trigger"] for t in record["transitions"]]
+    assert triggers[:2] == ["halt", "halt"] and "enter" in triggers and "disarm" in triggers
+    enter = next(t for t in record["transitions"] if t["trigger"] == "enter")
+    if not enter["would_fire"]:
+        assert enter["stopped_by"] == "entry_signal"
+        (guard,) = enter["guards"]
+        assert {f["name"] for f in guard["facts"]} == {"entry_signal", "entry_sized"}
+    assert all(c["ok"] for c in record["preflight"])
+    json.dumps(record)  # --json: plain data all the way down
+    text = render(record)
+    assert "mom_AAPL (momentum) is armed" in text and "preflight:" in text
+
+
+def test_the_order_rate_is_shown_with_its_values_when_it_holds_bots_back(project: ProjectCopy, clock) -> None:
+    eager(project, 40)
+    project.replace("config/settings.yaml", "max_orders_per_minute: 10", "max_orders_per_minute: 3")
+    rig = make_rig(project, clock)
+    rig.until(lambda r: any(e["failed"] == ["order_rate_ok"] for e in r.events("preflight")), limit=400)
+    bot = next(e["bot"] for e in rig.events("preflight") if e["failed"] == ["order_rate_ok"])
+    record = explain(rig.store, report_of(project), bot)
+    (check,) = [c for c in record["preflight"] if c["name"] == "order_rate_ok"]
+    values = {f["name"]: f["value"] for f in check["facts"]}
+    assert not check["ok"] and values["risk_max_orders_per_minute"] == 3 and values["orders_last_minute"] >= 3
+    assert "order_rate_ok: FAILED" in render(record)
+
+
+# each preflight check, failing, explained with the values behind it
+VIOLATIONS = {
+    "system_armed": ({"system_armed": False}, "not armed"),
+    "account_ok": ({"account_ok": False}, "account_ok"),
+    "market_open": ({"tradable_now": False}, "market_open"),
+    "quotes_fresh": ({"quote_age_s": 99.0}, "quotes_fresh"),
+    "api_failures_ok": ({"api_failures_in_window": 50}, "api_failures_ok"),
+    "daily_loss_ok": ({"daily_pnl_pct": -5.0}, "daily_loss_ok"),
+    "order_rate_ok": ({"orders_last_minute": 10}, "order rate: 10 orders in the last minute, limit 10"),
+    "capital_available": ({"capital_room_usd": 0.0}, "capital reserved: 0.0 USD"),
+    "budget_known": ({"budget_usd": 0.0}, "risk budget for today is used up"),
+}
+
+
+@pytest.mark.parametrize("check", sorted(VIOLATIONS))
+def test_each_preflight_check_that_refused_an_entry_is_explained(project: ProjectCopy, rig: Rig, check: str) -> None:
+    rig.ticks(3)
+    changes, words = VIOLATIONS[check]
+    at, body = rig.store.last_facts(SYSTEM_SCOPE)  # type: ignore[misc]
+    system, names, _ = marshal.loads(body)
+    _at, own = rig.store.last_facts("mom_AAPL")  # type: ignore[misc]
+    values, _failed, _denial = marshal.loads(own)
+    facts = {**dict(zip(names, values, strict=True))}
+    system = {**system, **{k: v for k, v in changes.items() if k not in facts}}
+    facts.update({k: v for k, v in changes.items() if k in facts})
+    rows = [(SYSTEM_SCOPE, at, marshal.dumps((system, names, ()))),
+            ("mom_AAPL", at, marshal.dumps((tuple(facts[n] for n in WHY_BOT_FACTS), (check,), (check,))))]  # fmt: skip
+    rig.store.save_last_facts(rows)
+    record = explain(rig.store, report_of(project), "mom_AAPL")
+    failing = {c["name"] for c in record["preflight"] if not c["ok"]}
+    assert check in failing
+    assert any(words in reason for reason in record["blocked_entry"]["reasons"]), record["blocked_entry"]
+    assert words in render(record)
+
+
+def test_an_unknown_bot_or_a_bot_that_never_ticked_is_a_clear_error(project: ProjectCopy, rig: Rig) -> None:
+    with pytest.raises(WhyError, match=r"no bot 'mom_AAPX' in bots.yaml \(did you mean 'mom_AAPL'\?\)"):
+        explain(rig.store, report_of(project), "mom_AAPX")
+    with pytest.raises(WhyError, match="has not been through a tick"):
+        explain(rig.store, report_of(project), "mom_AAPL")
