@@ -1,0 +1,329 @@
+"""One symbol's file: round trips in both formats, names, appending, and every bad-data case at its file and row."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.data.dataset import DataSet
+from engine.data.errors import DataError
+from engine.data.files import (
+    MAX_ROWS_PER_CHECK,
+    last_timestamp,
+    read_bars,
+    read_quotes,
+    write_bars,
+    write_quotes,
+)
+from engine.data.records import Bar, Quote, file_stem, symbol_of_stem
+
+T0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+HEADER = "timestamp,open,high,low,close,volume\n"
+
+
+def bars(n: int, start: datetime = T0, step: timedelta = timedelta(minutes=1)) -> list[Bar]:
+    """Bars with awkward values: fractions that are not exact in binary, microseconds in some timestamps."""
+    rows = []
+    for i in range(n):
+        price = 100 + i * 0.1 + 0.2
+        rows.append(Bar(start + i * step + timedelta(microseconds=7 * (i % 3)), price, price + 0.3, price - 0.3, price + 0.1, 1e3 + i / 3))
+    return rows
+
+
+def errors(excinfo: pytest.ExceptionInfo[DataError]) -> list[str]:
+    return [p.headline for p in excinfo.value.problems]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- names ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("symbol", "stem"), [("AAPL", "AAPL"), ("BTC/USD", "BTC-USD"), ("BRK.B", "BRK.B"),
+                                              ("AAPL261120C00190000", "AAPL261120C00190000"), ("ETH/BTC", "ETH-BTC")])
+def test_a_symbol_and_its_file_name_map_both_ways(symbol: str, stem: str) -> None:
+    assert file_stem(symbol) == stem
+    assert symbol_of_stem(stem) == symbol
+
+
+@pytest.mark.parametrize("bad", ["aapl", "BTC/USD/X", "", "../AAPL", "A B"])
+def test_a_name_no_symbol_maps_to_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="symbol"):
+        file_stem(bad)
+    with pytest.raises(ValueError, match="file name"):
+        symbol_of_stem(bad.replace("/", "-"))
+
+
+def test_crypto_is_written_with_a_dash_and_read_back_with_a_slash(tmp_path: Path) -> None:
+    path = write_bars(tmp_path, "BTC/USD", bars(3), "csv")
+    assert path == tmp_path / "bars" / "BTC-USD.csv"
+    data = DataSet.open(tmp_path)
+    assert data.symbols == ("BTC/USD",) and data.bar_symbols == ("BTC/USD",) and data.quote_symbols == ()
+    assert read_bars(tmp_path, "BTC/USD") == bars(3)
+
+
+# --- round trips ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_bars_and_quotes_round_trip_exactly(tmp_path: Path, fmt: str) -> None:
+    rows = bars(50)
+    quotes = [Quote(T0 + timedelta(seconds=i, microseconds=i), 10 + i / 7, 10 + i / 7 + 0.01) for i in range(50)]
+    assert write_bars(tmp_path, "AAPL", rows, fmt).suffix == f".{fmt}"  # type: ignore[arg-type]
+    write_quotes(tmp_path, "AAPL", quotes, fmt)  # type: ignore[arg-type]
+    back = read_bars(tmp_path, "AAPL")
+    assert back == rows
+    assert all(type(b.open) is float and b.timestamp.tzinfo is timezone.utc for b in back)
+    assert read_quotes(tmp_path, "AAPL") == quotes
+    assert last_timestamp(tmp_path, "bars", "AAPL") == rows[-1].timestamp
+
+
+def test_csv_is_written_in_the_documented_text_form(tmp_path: Path) -> None:
+    path = write_bars(tmp_path, "AAPL", [Bar(T0, 100.0, 101.5, 99.25, 100.5, 1200.0),
+                                         Bar(T0 + timedelta(minutes=1, microseconds=5), 100.5, 101, 100, 101, 10)], "csv")
+    assert path.read_text() == (HEADER + "2026-11-23T14:30:00Z,100.0,101.5,99.25,100.5,1200.0\n"
+                                "2026-11-23T14:31:00.000005Z,100.5,101.0,100.0,101.0,10.0\n")
+
+
+def test_a_hand_written_csv_is_read_with_any_column_order_a_bom_and_crlf(tmp_path: Path) -> None:
+    write(tmp_path / "quotes" / "SPY.csv", "\ufeffask,timestamp,bid\r\n101,2026-11-23 14:30:00+00:00,100\r\n102,2026-11-23T14:30:01.5Z,101")
+    assert read_quotes(tmp_path, "SPY") == [Quote(T0, 100.0, 101.0), Quote(T0 + timedelta(seconds=1.5), 101.0, 102.0)]
+
+
+def test_a_parquet_file_from_another_tool_is_read_whatever_its_units(tmp_path: Path) -> None:
+    (tmp_path / "bars").mkdir()
+    pq.write_table(pa.table({
+        "timestamp": pa.array([1_795_444_200_000_000_000, 1_795_444_260_000_000_000], pa.timestamp("ns", tz="UTC")),
+        "open": pa.array([100, 101], pa.int32()), "high": [101.0, 102.0], "low": pa.array([99.0, 100.0], pa.float32()),
+        "close": [100.5, 101.5], "volume": pa.array([5, 6], pa.int64()),
+    }), tmp_path / "bars" / "AAPL.parquet")
+    assert read_bars(tmp_path, "AAPL") == [Bar(T0, 100.0, 101.0, 99.0, 100.5, 5.0),
+                                           Bar(T0 + timedelta(minutes=1), 101.0, 102.0, 100.0, 101.5, 6.0)]
+
+
+def test_a_file_with_a_header_only_has_no_rows(tmp_path: Path) -> None:
+    write(tmp_path / "bars" / "AAPL.csv", HEADER)
+    data = DataSet.open(tmp_path)
+    assert data.rows("bars", "AAPL") == 0 and data.bars("AAPL") == [] and data.time_range() is None
+
+
+# --- appending ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_appending_adds_rows_after_the_last_and_refuses_older_ones(tmp_path: Path, fmt: str) -> None:
+    rows = bars(10)
+    path = write_bars(tmp_path, "AAPL", rows[:6], fmt)  # type: ignore[arg-type]
+    assert write_bars(tmp_path, "AAPL", rows[6:]) == path  # the format of the file already there
+    assert read_bars(tmp_path, "AAPL") == rows
+    before = path.read_bytes()
+    target = f"{path} (rows to write)"
+    later = bars(2, start=rows[-1].timestamp + timedelta(minutes=1))
+    for stale, refusal in (
+        ([rows[-1]], f"{target}:1:0: row 1: timestamp 2026-11-23T14:39:00Z is not after the last row already stored "
+                     "(2026-11-23T14:39:00Z): appending refuses rows older than what is there"),
+        ([rows[3]], f"{target}:1:0: row 1: timestamp 2026-11-23T14:33:00Z is not after the last row already stored "
+                    "(2026-11-23T14:39:00Z): appending refuses rows older than what is there"),
+        ([*later, rows[0]], f"{target}:3:0: row 3: timestamp 2026-11-23T14:30:00Z is earlier than row 2's "
+                            "(2026-11-23T14:41:00.000007Z): rows must be in time order"),
+    ):
+        with pytest.raises(DataError) as refused:
+            write_bars(tmp_path, "AAPL", stale)
+        assert errors(refused) == [refusal]
+        assert path.read_bytes() == before  # nothing of a refused append lands
+    other = "csv" if fmt == "parquet" else "parquet"
+    with pytest.raises(DataError, match=f"cannot append {other} rows"):
+        write_bars(tmp_path, "AAPL", bars(1, start=T0 + timedelta(hours=1)), other)  # type: ignore[arg-type]
+
+
+def test_appending_to_a_hand_written_csv_without_a_final_line_end(tmp_path: Path) -> None:
+    path = write(tmp_path / "bars" / "AAPL.csv", HEADER + "2026-11-23T14:30:00Z,1,2,0.5,1.5,0")
+    write_bars(tmp_path, "AAPL", [Bar(T0 + timedelta(minutes=1), 1, 2, 1, 2, 3)])
+    assert path.read_text().splitlines()[1:] == ["2026-11-23T14:30:00Z,1,2,0.5,1.5,0", "2026-11-23T14:31:00Z,1.0,2.0,1.0,2.0,3.0"]
+
+
+def test_appending_to_a_broken_file_is_refused_with_its_problems(tmp_path: Path) -> None:
+    write(tmp_path / "bars" / "AAPL.csv", HEADER + "2026-11-23T14:30:00Z,1,2,0.5,9,0\n")
+    with pytest.raises(DataError, match=r"AAPL.csv:2:0: row 1: close 9.0 is outside"):
+        write_bars(tmp_path, "AAPL", bars(1, start=T0 + timedelta(hours=1)))
+
+
+def test_rows_to_write_are_checked_by_the_rules_files_are_read_by(tmp_path: Path) -> None:
+    naive = datetime(2026, 11, 23, 14, 31)
+    with pytest.raises(DataError) as refused:
+        write_bars(tmp_path, "AAPL", [Bar(T0, 1, 2, 1, 1, 0), Bar(naive, 1, 2, 1, 1, 0), (T0 + timedelta(minutes=2), 1, 2, 3, 1, 0),
+                                      (T0 + timedelta(minutes=3), "x", 2, 1, 1, 0), (T0,), (T0 + timedelta(minutes=4), 1, 2, 1, float("nan"), 0)])
+    assert errors(refused) == [
+        f"{tmp_path}/bars/AAPL.parquet (rows to write):2:0: row 2: timestamp: {naive!r} is not a timezone-aware datetime",
+        f"{tmp_path}/bars/AAPL.parquet (rows to write):3:0: row 3: high 2.0 is below low 3.0",
+        f"{tmp_path}/bars/AAPL.parquet (rows to write):4:0: row 4: open: 'x' is not a number",
+        f"{tmp_path}/bars/AAPL.parquet (rows to write):5:0: row 5: 1 values where bars have 6",
+        f"{tmp_path}/bars/AAPL.parquet (rows to write):6:0: row 6: close: NaN (a missing value, which the format does not allow)",
+    ]
+    assert not (tmp_path / "bars").exists()
+
+
+def test_timestamps_in_another_zone_are_stored_as_the_same_instant_in_utc(tmp_path: Path) -> None:
+    new_york = datetime(2026, 11, 23, 9, 30, tzinfo=ZoneInfo("America/New_York"))
+    write_quotes(tmp_path, "AAPL", [Quote(new_york, 1, 2)], "csv")
+    assert (tmp_path / "quotes" / "AAPL.csv").read_text().splitlines()[1] == "2026-11-23T14:30:00Z,1.0,2.0"
+
+
+# --- bad data: each case at its file and row, every file's problems at once -----------------------------------
+
+
+def test_every_problem_of_every_csv_file_at_once_at_its_line(tmp_path: Path) -> None:
+    write(tmp_path / "bars" / "AAPL.csv", HEADER +
+          "2026-11-23T14:30:00Z,100,101,99,100.5,1000\n"   # line 2, row 1: fine
+          "2026-11-23T14:31:00Z,100,99,101,100,1000\n"     # row 2: high < low
+          "2026-11-23T14:31:00Z,100,101,99,102,-5\n"       # row 3: duplicate timestamp, close above high, negative volume
+          "2026-11-23T14:30:30Z,,101,99,NaN,1\n"           # row 4: unsorted, empty open, NaN close
+          "2026-11-23T14:33:00,100,101,99,100,1\n"         # row 5: no time zone
+          "2026-11-23T09:34:00-05:00,0,101,99,100,1\n"     # row 6: not UTC, zero price
+          "2026-02-30T14:35:00Z,abc,101,99,100,1\n"        # row 7: no such day, not a number
+          "2026-11-23T14:36:00Z,98,101,99,100,1\n")        # row 8: open below low
+    write(tmp_path / "quotes" / "BTC-USD.csv", "timestamp,bid,ask,size\n2026-11-23T14:30:00Z,10,9,1\n")
+    write(tmp_path / "quotes" / "SPY.csv", "timestamp,bid\n2026-11-23T14:30:00Z,1\n\n2026-11-23T14:30:01Z\n")
+    with pytest.raises(DataError) as bad:
+        DataSet.open(tmp_path)
+    aapl, btc, spy = (f"{tmp_path}/bars/AAPL.csv", f"{tmp_path}/quotes/BTC-USD.csv", f"{tmp_path}/quotes/SPY.csv")
+    assert errors(bad) == [
+        f"{aapl}:3:0: row 2: high 99.0 is below low 101.0",
+        f"{aapl}:4:0: row 3: close 102.0 is outside the bar's range [low 99.0, high 101.0]",
+        f"{aapl}:4:0: row 3: timestamp 2026-11-23T14:31:00Z is the same as row 2's (a duplicate)",
+        f"{aapl}:4:0: row 3: volume: -5.0 is negative",
+        f"{aapl}:5:0: row 4: close: NaN (a missing value, which the format does not allow)",
+        f"{aapl}:5:0: row 4: open: empty cell",
+        f"{aapl}:5:0: row 4: timestamp 2026-11-23T14:30:30Z is earlier than row 3's (2026-11-23T14:31:00Z): rows must be in time order",
+        f"{aapl}:6:0: row 5: timestamp: '2026-11-23T14:33:00' has no time zone: timestamps are UTC, e.g. 2026-11-23T14:30:00Z",
+        f"{aapl}:7:0: row 6: open: 0.0 is not a positive price",
+        f"{aapl}:7:0: row 6: timestamp: '2026-11-23T09:34:00-05:00' is not in UTC (offset -05:00): write it in UTC, e.g. 2026-11-23T14:30:00Z",
+        f"{aapl}:8:0: row 7: open: 'abc' is not a number",
+        f"{aapl}:8:0: row 7: timestamp: '2026-02-30T14:35:00Z' is not a real date and time",
+        f"{aapl}:9:0: row 8: open 98.0 is outside the bar's range [low 99.0, high 101.0]",
+        f"{btc}:1:0: unknown column 'size'; quotes files have timestamp, bid, ask",
+        f"{btc}:2:0: row 1: bid 10.0 is above ask 9.0 (a crossed quote)",
+        f"{spy}:1:0: missing column 'ask' (quotes files have timestamp, bid, ask)",
+        f"{spy}:3:0: a blank line (a row with no cells)",
+        f"{spy}:4:0: 1 cells where the header has 2 (timestamp,bid)",
+    ]
+    assert "Traceback" not in str(bad.value)
+
+
+def test_an_unknown_column_suggests_the_one_meant(tmp_path: Path) -> None:
+    write(tmp_path / "bars" / "AAPL.csv", "timestamp,open,high,low,close,vol\n")
+    with pytest.raises(DataError) as bad:
+        DataSet.open(tmp_path)
+    assert errors(bad) == [
+        f"{tmp_path}/bars/AAPL.csv:1:0: missing column 'volume' (bars files have timestamp, open, high, low, close, volume)",
+        f"{tmp_path}/bars/AAPL.csv:1:0: unknown column 'vol' (did you mean 'volume'?); bars files have timestamp, open, high, low, close, volume",
+    ]
+
+
+def test_quoted_cells_keep_their_line_numbers(tmp_path: Path) -> None:
+    write(tmp_path / "quotes" / "SPY.csv", 'timestamp,bid,ask\n"2026-11-23T14:30:00Z","1","2"\n"2026-11-23T14:30:01Z","-1","2"\n')
+    with pytest.raises(DataError) as bad:
+        DataSet.open(tmp_path)
+    assert errors(bad) == [f"{tmp_path}/quotes/SPY.csv:3:0: row 2: bid: -1.0 is not a positive price"]
+
+
+def parquet(path: Path, columns: dict[str, pa.Array]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+
+
+def test_every_problem_of_every_parquet_file_at_once_at_its_row(tmp_path: Path) -> None:
+    us = pa.timestamp("us", tz="UTC")
+    t = [1_795_444_200_000_000 + i * 60_000_000 for i in range(4)]
+    parquet(tmp_path / "quotes" / "A.parquet", {"timestamp": pa.array([t[0], t[2], t[1], t[1]], us),
+                                                "bid": pa.array([1.0, None, float("nan"), 1.0]), "ask": [2.0, 2.0, 2.0, float("inf")]})
+    parquet(tmp_path / "quotes" / "B.parquet", {"timestamp": pa.array(t[:2], pa.timestamp("us")), "bid": [1.0, 1.0], "ask": [2.0, 2.0]})
+    parquet(tmp_path / "quotes" / "C.parquet", {"timestamp": pa.array(t[:2], pa.timestamp("us", tz="America/New_York")),
+                                                "bid": ["1", "1"], "ask": [2.0, 2.0], "__index_level_0__": [0, 1]})
+    parquet(tmp_path / "quotes" / "D.parquet", {"timestamp": pa.array([t[0] * 1000 + 1], pa.timestamp("ns", tz="UTC")),
+                                                "bid": [1.0], "ask": [2.0]})
+    write(tmp_path / "quotes" / "E.parquet", "timestamp,bid,ask\n")
+    with pytest.raises(DataError) as bad:
+        DataSet.open(tmp_path)
+    q = f"{tmp_path}/quotes"
+    assert errors(bad) == [
+        f"{q}/A.parquet:2:0: row 2: bid: empty cell",
+        f"{q}/A.parquet:3:0: row 3: bid: NaN (a missing value, which the format does not allow)",
+        f"{q}/A.parquet:3:0: row 3: timestamp 2026-11-23T14:31:00Z is earlier than row 2's (2026-11-23T14:32:00Z): rows must be in time order",
+        f"{q}/A.parquet:4:0: row 4: ask: inf is not a finite number",
+        f"{q}/A.parquet:4:0: row 4: timestamp 2026-11-23T14:31:00Z is the same as row 3's (a duplicate)",
+        f"{q}/B.parquet:0:0: timestamp: the column (timestamp[us]) has no time zone: the format stores UTC instants, timestamp[us, tz=UTC]",
+        f"{q}/C.parquet:0:0: bid: the column is string, not a number",
+        f"{q}/C.parquet:0:0: timestamp: the column is in time zone America/New_York: the format stores UTC, timestamp[us, tz=UTC]",
+        f"{q}/C.parquet:0:0: unknown column '__index_level_0__' (a pandas index: write the frame with index=False); "
+        "quotes files have timestamp, bid, ask",
+        f"{q}/D.parquet:1:0: row 1: timestamp: 1795444200000000001 ns is finer than a microsecond",
+        f"{q}/E.parquet:0:0: not a Parquet file (it begins like text: name it .csv if it is CSV)",
+    ]
+
+
+def test_files_that_are_not_data_and_names_that_are_not_symbols(tmp_path: Path) -> None:
+    write(tmp_path / "bars" / "notes.txt", "hello")
+    write(tmp_path / "bars" / "aapl.csv", HEADER)
+    write(tmp_path / "bars" / "SPY.csv", HEADER)
+    parquet(tmp_path / "bars" / "SPY.parquet", {"timestamp": pa.array([], pa.timestamp("us", tz="UTC"))})
+    (tmp_path / "bars" / "QQQ.csv").write_bytes(b"PAR1\0\0\0PAR1")
+    (tmp_path / "bars" / "IWM.csv").write_bytes(b"timestamp,open\n\xff\xfe\n")
+    write(tmp_path / "bars" / ".AAPL.csv.123.tmp", "half a file")  # a writer's temporary file: never data
+    with pytest.raises(DataError) as bad:
+        DataSet.open(tmp_path)
+    b = f"{tmp_path}/bars"
+    assert errors(bad) == [
+        f"{b}/IWM.csv:2:0: not a CSV file: byte 16 is not UTF-8 text",
+        f"{b}/QQQ.csv:0:0: not a CSV file: it is a Parquet file (name it .parquet)",
+        f"{b}/SPY.csv:0:0: SPY has bars in two places ({b}/SPY.csv and {b}/SPY.parquet): keep one",
+        f"{b}/SPY.parquet:0:0: SPY has bars in two places ({b}/SPY.csv and {b}/SPY.parquet): keep one",
+        f"{b}/aapl.csv:0:0: 'aapl' is not a symbol's file name (upper case letters and digits, e.g. AAPL or BTC-USD)",
+        f"{b}/notes.txt:0:0: not a Parquet or CSV file: '.txt' is not a data file's suffix",
+    ]
+
+
+def test_a_folder_that_is_not_a_data_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such data folder"):
+        DataSet.open(tmp_path / "missing")
+    with pytest.raises(DataError, match=r"holds neither a bars/ nor a quotes/ folder"):
+        DataSet.open(tmp_path)
+    (tmp_path / "bars").mkdir()
+    with pytest.raises(DataError, match="holds no symbol's bars or quotes"):
+        DataSet.open(tmp_path)
+
+
+def test_a_thousand_bad_rows_are_counted_not_listed(tmp_path: Path) -> None:
+    lines = "".join(f"2026-11-23T14:{i // 60:02d}:{i % 60:02d}Z,1,2,0.5,1,-1\n" for i in range(1000))
+    write(tmp_path / "bars" / "AAPL.csv", HEADER + lines)
+    with pytest.raises(DataError) as bad:
+        DataSet.open(tmp_path)
+    found = errors(bad)
+    assert len(found) == MAX_ROWS_PER_CHECK + 1
+    assert found[-1] == (f"{tmp_path}/bars/AAPL.csv:{MAX_ROWS_PER_CHECK + 2}:0: row {MAX_ROWS_PER_CHECK + 1}: and "
+                         f"{1000 - MAX_ROWS_PER_CHECK} more rows where the volume is negative (only the first {MAX_ROWS_PER_CHECK} are listed)")
+
+
+def test_parts_are_read_in_name_order_as_one_series(tmp_path: Path) -> None:
+    rows = bars(6)
+    write_bars(tmp_path, "AAPL", rows[:2], "csv")
+    folder = tmp_path / "bars" / "AAPL"
+    folder.mkdir()
+    (tmp_path / "bars" / "AAPL.csv").rename(folder / "part-000001.csv")
+    assert write_bars(tmp_path, "AAPL", rows[2:4]) == folder / "part-000002.csv"  # a parts folder grows by a part
+    assert write_bars(tmp_path, "AAPL", rows[4:], "parquet") == folder / "part-000003.parquet"
+    assert read_bars(tmp_path, "AAPL") == rows
+    (folder / "part-000003.parquet").rename(folder / "part-000000.parquet")
+    with pytest.raises(DataError) as bad:
+        read_bars(tmp_path, "AAPL")
+    assert errors(bad) == [f"{folder}/part-000001.csv:2:0: row 1: timestamp 2026-11-23T14:30:00Z is not after the last row of "
+                           "part-000000.parquet (2026-11-23T14:35:00.000014Z): parts are read in name order, each after the one before"]
