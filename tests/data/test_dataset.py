@@ -1,0 +1,96 @@
+"""The replay clock over a data folder: every distinct instant once, in order, with each symbol's latest row."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.data.dataset import DataSet, Frame
+from engine.data.files import write_bars, write_quotes
+from engine.data.records import Bar, Quote
+
+T0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def bar(minutes: float, close: float) -> Bar:
+    return Bar(at(minutes), close, close + 1, close - 1, close, 10.0)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> DataSet:
+    # AAPL bars at 0, 1, 3; BTC/USD bars at 1, 2 (CSV); AAPL quotes at 0.5 and 3.
+    write_bars(tmp_path, "AAPL", [bar(0, 100), bar(1, 101), bar(3, 103)])
+    write_bars(tmp_path, "BTC/USD", [bar(1, 50_000), bar(2, 50_010)], "csv")
+    write_quotes(tmp_path, "AAPL", [Quote(at(0.5), 100.4, 100.6), Quote(at(3), 102.9, 103.1)])
+    return DataSet.open(tmp_path)
+
+
+def summary(frame: Frame) -> tuple[float, dict[str, float], dict[str, float], tuple[str, ...], tuple[str, ...]]:
+    """(minutes, close by symbol, bid by symbol, new bars, new quotes): one frame, readable in an assertion."""
+    return ((frame.at - T0) / timedelta(minutes=1), {s: b.close for s, b in frame.bars.items()},
+            {s: q.bid for s, q in frame.quotes.items()}, frame.new_bars, frame.new_quotes)
+
+
+def test_what_the_data_set_holds(data: DataSet) -> None:
+    assert data.symbols == ("AAPL", "BTC/USD")
+    assert data.bar_symbols == ("AAPL", "BTC/USD") and data.quote_symbols == ("AAPL",)
+    assert data.time_range() == (at(0), at(3))
+    assert data.rows("bars", "AAPL") == 3 and data.rows("quotes", "BTC/USD") == 0
+    assert data.bars("BTC/USD") == [bar(1, 50_000), bar(2, 50_010)] and data.quotes("BTC/USD") == []
+
+
+def test_the_clock_steps_through_the_union_of_timestamps_with_each_symbols_latest_row(data: DataSet) -> None:
+    assert [summary(f) for f in data.frames()] == [
+        (0.0, {"AAPL": 100}, {}, ("AAPL",), ()),
+        (0.5, {"AAPL": 100}, {"AAPL": 100.4}, (), ("AAPL",)),
+        (1.0, {"AAPL": 101, "BTC/USD": 50_000}, {"AAPL": 100.4}, ("AAPL", "BTC/USD"), ()),
+        (2.0, {"AAPL": 101, "BTC/USD": 50_010}, {"AAPL": 100.4}, ("BTC/USD",), ()),
+        (3.0, {"AAPL": 103, "BTC/USD": 50_010}, {"AAPL": 102.9}, ("AAPL",), ("AAPL",)),
+    ]
+
+
+def test_a_frame_is_an_aware_utc_instant_and_keeps_what_it_said(data: DataSet) -> None:
+    frames = list(data.frames())
+    assert all(f.at.tzinfo is timezone.utc for f in frames)
+    assert frames[0].bars["AAPL"].close == 100 and frames[0].bars["AAPL"] == bar(0, 100)  # not overwritten by later steps
+
+
+def test_a_window_starts_knowing_the_rows_before_it_and_ends_inclusive(data: DataSet) -> None:
+    assert [summary(f) for f in data.frames(at(1.5), at(3))] == [
+        (2.0, {"AAPL": 101, "BTC/USD": 50_010}, {"AAPL": 100.4}, ("BTC/USD",), ()),
+        (3.0, {"AAPL": 103, "BTC/USD": 50_010}, {"AAPL": 102.9}, ("AAPL",), ("AAPL",)),
+    ]
+    assert [f.at for f in data.frames(at(1), at(1))] == [at(1)]
+    assert list(data.frames(at(4))) == []
+    with pytest.raises(ValueError, match="naive"):
+        next(data.frames(datetime(2026, 11, 23)))
+
+
+def test_bars_replayed_when_they_became_known(data: DataSet) -> None:
+    # A bar stamped with its minute's start is known at the minute's end: the 14:30 bar is seen at 14:31.
+    frames = [summary(f) for f in data.frames(bars_known_after=timedelta(minutes=1))]
+    assert frames[:3] == [
+        (0.5, {}, {"AAPL": 100.4}, (), ("AAPL",)),
+        (1.0, {"AAPL": 100}, {"AAPL": 100.4}, ("AAPL",), ()),
+        (2.0, {"AAPL": 101, "BTC/USD": 50_000}, {"AAPL": 100.4}, ("AAPL", "BTC/USD"), ()),
+    ]
+    assert frames[-1] == (4.0, {"AAPL": 103, "BTC/USD": 50_010}, {"AAPL": 102.9}, ("AAPL",), ())
+    assert data.frames(at(2.5), bars_known_after=timedelta(minutes=1)).__next__().bars["AAPL"].close == 101
+
+
+def test_a_long_series_crosses_the_replay_chunks_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("engine.data.dataset._CHUNK", 4)  # rows become records a chunk at a time: cross many chunks
+    n = 25
+    write_quotes(tmp_path, "A", [Quote(T0 + timedelta(seconds=2 * i), 1.0, 1.0 + i) for i in range(n)])
+    write_quotes(tmp_path, "B", [Quote(T0 + timedelta(seconds=2 * i + 1), 1.0, 1.0 + i) for i in range(n)])
+    steps = list(DataSet.open(tmp_path).frames())
+    assert [s.at for s in steps] == [T0 + timedelta(seconds=i) for i in range(2 * n)]
+    assert [s.new_quotes for s in steps] == [("A",), ("B",)] * n
+    assert steps[-1].quotes == {"A": Quote(T0 + timedelta(seconds=2 * n - 2), 1.0, float(n)),
+                                "B": Quote(T0 + timedelta(seconds=2 * n - 1), 1.0, float(n))}
