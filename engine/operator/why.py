@@ -19,6 +19,7 @@ from engine.core.store import SYSTEM_SCOPE, StateStore
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
 from engine.rules.facts import bot_config_values, vocabulary
+from engine.trading.engine import LAST_FACTS_SCOPE
 from engine.validate import Report
 
 
@@ -38,11 +39,12 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
         raise WhyError(f"no bot '{bot_id}' in bots.yaml{did_you_mean(bot_id, bots)}")
     kind = bot_kind(config)
     saved_state = store.machine_state(kind, bot_id)
-    system_row, bot_row = store.last_facts(SYSTEM_SCOPE), store.last_facts(bot_id)
-    if saved_state is None or system_row is None or bot_row is None:
+    row = store.last_facts(LAST_FACTS_SCOPE)
+    system, names, by_bot = marshal.loads(row[1]) if row is not None else ({}, (), {})
+    if saved_state is None or row is None or bot_id not in by_bot:
         raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
-    system, names, _ = marshal.loads(system_row[1])
-    values, failed_checks, denial = marshal.loads(bot_row[1])
+    tick_at = row[0]
+    values, failed_checks, denial = by_bot[bot_id]
     facts: dict[str, Any] = {**system, **bot_config_values(config), **dict(zip(names, values, strict=True))}
     compiled, _problems = compile_rules(report.book, kind)
     units = vocabulary(kind)
@@ -77,13 +79,13 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
         )
         fired = fired or passes
     preflight = [_check(compiled, name, facts, fact_list) for name in compiled.preflight]
-    halts = [h for h in store.halts(open_only=True) if h.in_force(system_row[0]) and h.scope in (SYSTEM_SCOPE, bot_id)]
+    halts = [h for h in store.halts(open_only=True) if h.in_force(tick_at) and h.scope in (SYSTEM_SCOPE, bot_id)]
     return {
         "bot": bot_id,
         "kind": kind,
         "state": saved_state.state,
         "since": saved_state.since.isoformat(),
-        "tick": bot_row[0].isoformat(),
+        "tick": tick_at.isoformat(),
         "transitions": transitions,
         "preflight": preflight,
         "preflight_failed": list(failed_checks),

@@ -8,9 +8,8 @@ import marshal
 
 import pytest
 
-from engine.core.store import SYSTEM_SCOPE
 from engine.operator.why import WhyError, explain, render
-from engine.trading.engine import WHY_BOT_FACTS
+from engine.trading.engine import LAST_FACTS_SCOPE
 from engine.validate import load_valid
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig
@@ -69,16 +68,13 @@ VIOLATIONS = {
 def test_each_preflight_check_that_refused_an_entry_is_explained(project: ProjectCopy, rig: Rig, check: str) -> None:
     rig.ticks(3)
     changes, words = VIOLATIONS[check]
-    at, body = rig.store.last_facts(SYSTEM_SCOPE)  # type: ignore[misc]
-    system, names, _ = marshal.loads(body)
-    _at, own = rig.store.last_facts("mom_AAPL")  # type: ignore[misc]
-    values, _failed, _denial = marshal.loads(own)
-    facts = {**dict(zip(names, values, strict=True))}
+    at, body = rig.store.last_facts(LAST_FACTS_SCOPE)  # type: ignore[misc]
+    system, names, by_bot = marshal.loads(body)
+    facts = dict(zip(names, by_bot["mom_AAPL"][0], strict=True))
     system = {**system, **{k: v for k, v in changes.items() if k not in facts}}
     facts.update({k: v for k, v in changes.items() if k in facts})
-    rows = [(SYSTEM_SCOPE, at, marshal.dumps((system, names, ()))),
-            ("mom_AAPL", at, marshal.dumps((tuple(facts[n] for n in WHY_BOT_FACTS), (check,), (check,))))]  # fmt: skip
-    rig.store.save_last_facts(rows)
+    by_bot["mom_AAPL"] = (tuple(facts[n] for n in names), (check,), (check,))
+    rig.store.save_last_facts([(LAST_FACTS_SCOPE, at, marshal.dumps((system, names, by_bot)))])
     record = explain(rig.store, report_of(project), "mom_AAPL")
     failing = {c["name"] for c in record["preflight"] if not c["ok"]}
     assert check in failing
