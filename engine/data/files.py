@@ -30,6 +30,7 @@ import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from engine.config.errors import Problem
+from engine.core import failpoints
 from engine.core.names import unknown_name_message
 from engine.data.errors import DataError
 from engine.data.records import COLUMNS, KINDS, SUFFIXES, Bar, Format, Kind, Quote, Row, file_stem, symbol_of_stem
@@ -683,6 +684,7 @@ def _replace(path: Path, write: Callable[[Path], object], fsync: bool) -> None:
         if fsync:
             with temporary.open("rb+") as f:
                 os.fsync(f.fileno())
+        failpoints.reach("data_before_rename")  # the crash tests' kill: the new file is whole but not yet in place
         os.replace(temporary, path)
         if fsync:
             directory = os.open(path.parent, os.O_RDONLY)

@@ -1,0 +1,169 @@
+"""Quotes written tick by tick as the engine sees them (`run --record DIR`), so any run can be replayed.
+
+Crash behaviour, the reason for the layout: each symbol's quotes go to a parts folder, `quotes/AAPL/`, whose
+current part (`part-000001.parquet`) is rewritten whole at each flush into a hidden temporary file that is then
+renamed over it. A rename is atomic, so a kill at any instant leaves every part complete and readable: what is
+lost is only what was buffered since the last flush (at most `flush_seconds` of quotes, by the wall clock). A part
+holds at most `segment_rows` rows, then the next part starts, so a flush costs at most that many rows per symbol
+however long the recording runs, and a day makes a handful of files, not thousands.
+
+A quote the format would refuse (a price not above 0, not finite, a bid above the ask, a timestamp not after the
+symbol's last) is not written and is counted in `skipped`, so a bad tick from a feed never makes the recording
+unreadable, and never passes unnoticed either.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
+
+from engine.config.errors import Problem
+from engine.data.errors import DataError
+from engine.data.files import TIMESTAMP, micros, next_part, read_file, write_table
+from engine.data.records import SUFFIXES, Format, file_stem
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class _Segment:
+    """The current part of one symbol: every row it holds, and how many of them are on disk already."""
+
+    path: Path
+    last: int | None  # the symbol's last recorded instant, µs since the epoch (from disk at start)
+    stamps: list[int] = field(default_factory=list)
+    bids: list[float] = field(default_factory=list)
+    asks: list[float] = field(default_factory=list)
+    on_disk: int = 0
+
+
+class Recorder:
+    """Appends quotes to `folder/quotes/<symbol>/` parts; see the module's docstring for what a kill loses.
+
+    Not thread-safe: the engine's loop is its only caller. `monotonic` is injectable so tests need no sleep.
+    """
+
+    def __init__(self, folder: Path | str, *, fmt: Format = "parquet", flush_seconds: float = 5.0, segment_rows: int = 5000,
+                 fsync: bool = True, monotonic: Callable[[], float] = time.monotonic):
+        if fmt not in ("parquet", "csv"):
+            raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
+        if flush_seconds < 0 or segment_rows < 1:
+            raise ValueError("flush_seconds must be >= 0 and segment_rows >= 1")
+        self.folder = Path(folder)
+        self.fmt: Format = fmt
+        self.flush_seconds = flush_seconds
+        self.segment_rows = segment_rows
+        self.fsync = fsync
+        self._monotonic = monotonic
+        self._flushed_at = monotonic()
+        self._segments: dict[str, _Segment] = {}
+        self._dirty: set[str] = set()
+        self.skipped: Counter[str] = Counter()  # why -> how many quotes were not recorded
+        self.recorded = 0
+        self.flushes = 0
+        self._closed = False
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
+
+    def record(self, symbol: str, timestamp: datetime, bid: float, ask: float) -> bool:
+        """Buffer one quote; True when it will be written, False when it was skipped (see `skipped`).
+
+        Flushes when `flush_seconds` have passed since the last flush, or the symbol's part is full.
+        """
+        if self._closed:
+            raise RuntimeError("the recorder is closed")
+        offset = timestamp.utcoffset()
+        if offset is None:
+            raise ValueError(f"{timestamp!r} is naive: quotes are recorded at timezone-aware instants")
+        segment = self._segments.get(symbol) or self._open(symbol)
+        delta = timestamp - _EPOCH
+        stamp = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        bid, ask = float(bid), float(ask)
+        why = None
+        if not (math.isfinite(bid) and math.isfinite(ask)):
+            why = "a price is not a finite number"
+        elif bid <= 0 or ask <= 0:
+            why = "a price is not above 0"
+        elif bid > ask:
+            why = "the bid is above the ask"
+        elif segment.last is not None and stamp <= segment.last:
+            why = "the timestamp is not after the symbol's last"
+        if why is not None:
+            self.skipped[why] += 1
+            return False
+        segment.stamps.append(stamp)
+        segment.bids.append(bid)
+        segment.asks.append(ask)
+        segment.last = stamp
+        self.recorded += 1
+        self._dirty.add(symbol)
+        if len(segment.stamps) >= self.segment_rows:
+            self._write(symbol)
+        if self._monotonic() - self._flushed_at >= self.flush_seconds:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Write every symbol's new quotes now (each part replaced atomically)."""
+        for symbol in sorted(self._dirty):
+            self._write(symbol)
+        self._flushed_at = self._monotonic()
+
+    def close(self) -> None:
+        """Flush and stop; closing twice is harmless."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+
+    # --- parts ----------------------------------------------------------------------------------------------
+
+    def _open(self, symbol: str) -> _Segment:
+        """The symbol's next part, after the last one a previous recording left (whose rows are not rewritten)."""
+        stem = file_stem(symbol)
+        base = self.folder / "quotes"
+        single = [base / f"{stem}{suffix}" for suffix in SUFFIXES if (base / f"{stem}{suffix}").exists()]
+        if single:
+            raise DataError([Problem(str(single[0]), 0, 0, "", f"{symbol}'s quotes are this one file, so they cannot also be "
+                                     f"recorded as parts in {base / stem}/: record into another folder")])
+        folder = base / stem
+        folder.mkdir(parents=True, exist_ok=True)
+        for leftover in folder.glob(".part-*.tmp"):  # a temporary file of a flush that a kill interrupted
+            leftover.unlink(missing_ok=True)
+        last = None
+        parts = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix in SUFFIXES)
+        if parts:
+            table, problems = read_file(parts[-1], "quotes")
+            if problems:
+                raise DataError(problems)
+            if len(table):
+                last = micros(table.slice(len(table) - 1))[0]
+        segment = _Segment(next_part(folder, self.fmt), last)
+        self._segments[symbol] = segment
+        return segment
+
+    def _write(self, symbol: str) -> None:
+        segment = self._segments[symbol]
+        if len(segment.stamps) > segment.on_disk:
+            table = pa.table({
+                "timestamp": pa.array(segment.stamps, pa.int64()).cast(TIMESTAMP),
+                "bid": pa.array(segment.bids, pa.float64()),
+                "ask": pa.array(segment.asks, pa.float64()),
+            })
+            write_table(segment.path, table, "quotes", fsync=self.fsync)
+            segment.on_disk = len(segment.stamps)
+            self.flushes += 1
+        if len(segment.stamps) >= self.segment_rows:  # full: the next quote starts the next part
+            self._segments[symbol] = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
+        self._dirty.discard(symbol)

@@ -1,0 +1,159 @@
+"""The recorder: quotes buffered and flushed on a bounded interval, parts that a kill leaves readable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.data.dataset import DataSet
+from engine.data.errors import DataError
+from engine.data.files import read_quotes, write_quotes
+from engine.data.recorder import Recorder
+from engine.data.records import Quote
+from engine.paths import PROJECT_ROOT
+
+T0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def parts(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_quotes_reach_disk_only_at_the_flush_interval_and_on_close(tmp_path: Path, fmt: str) -> None:
+    clock = FakeMonotonic()
+    recorder = Recorder(tmp_path, fmt=fmt, flush_seconds=5, fsync=False, monotonic=clock)  # type: ignore[arg-type]
+    assert recorder.record("AAPL", T0, 100.0, 100.2)
+    assert recorder.record("BTC/USD", T0, 50_000, 50_010)
+    clock.now = 4.9
+    assert recorder.record("AAPL", T0 + timedelta(seconds=5), 100.1, 100.3)
+    assert parts(tmp_path / "quotes" / "AAPL") == []  # still buffered
+    clock.now = 5.0
+    recorder.record("AAPL", T0 + timedelta(seconds=10), 100.2, 100.4)  # the interval has passed: everything is flushed
+    assert parts(tmp_path / "quotes" / "AAPL") == [f"part-000001.{fmt}"]
+    assert [q.bid for q in read_quotes(tmp_path, "AAPL")] == [100.0, 100.1, 100.2]
+    assert read_quotes(tmp_path, "BTC/USD") == [Quote(T0, 50_000.0, 50_010.0)]
+    recorder.record("AAPL", T0 + timedelta(seconds=15), 100.3, 100.5)
+    assert len(read_quotes(tmp_path, "AAPL")) == 3
+    recorder.close()
+    assert [q.bid for q in read_quotes(tmp_path, "AAPL")] == [100.0, 100.1, 100.2, 100.3]
+    assert parts(tmp_path / "quotes" / "AAPL") == [f"part-000001.{fmt}"]  # the part was rewritten whole, not added to
+    with pytest.raises(RuntimeError, match="closed"):
+        recorder.record("AAPL", T0 + timedelta(seconds=20), 1, 2)
+
+
+def test_a_full_part_starts_the_next_one(tmp_path: Path) -> None:
+    with Recorder(tmp_path, flush_seconds=3600, segment_rows=4, fsync=False, monotonic=FakeMonotonic()) as recorder:
+        for i in range(10):
+            recorder.record("SPY", T0 + timedelta(seconds=i), 10.0 + i, 10.5 + i)
+        assert parts(tmp_path / "quotes" / "SPY") == ["part-000001.parquet", "part-000002.parquet"]  # written when full
+    assert parts(tmp_path / "quotes" / "SPY") == ["part-000001.parquet", "part-000002.parquet", "part-000003.parquet"]
+    assert [q.bid for q in read_quotes(tmp_path, "SPY")] == [10.0 + i for i in range(10)]
+
+
+def test_quotes_the_format_refuses_are_skipped_and_counted(tmp_path: Path) -> None:
+    with Recorder(tmp_path, fsync=False, monotonic=FakeMonotonic()) as recorder:
+        assert recorder.record("AAPL", T0, 100, 100)  # a locked quote is a quote
+        assert not recorder.record("AAPL", T0, 100, 101)  # the same instant again
+        assert not recorder.record("AAPL", T0 - timedelta(seconds=1), 100, 101)
+        assert not recorder.record("AAPL", T0 + timedelta(seconds=1), 0, 101)  # a feed's missing side
+        assert not recorder.record("AAPL", T0 + timedelta(seconds=1), 102, 101)
+        assert not recorder.record("AAPL", T0 + timedelta(seconds=1), float("nan"), 101)
+        assert recorder.record("AAPL", T0 + timedelta(seconds=1), 100, 101)
+        with pytest.raises(ValueError, match="naive"):
+            recorder.record("AAPL", datetime(2026, 11, 23, 15), 100, 101)
+    assert recorder.recorded == 2
+    assert recorder.skipped == {"the timestamp is not after the symbol's last": 2, "a price is not above 0": 1,
+                                "the bid is above the ask": 1, "a price is not a finite number": 1}
+    assert len(DataSet.open(tmp_path).quotes("AAPL")) == 2
+
+
+def test_a_new_recording_continues_after_the_last_one_without_rewriting_it(tmp_path: Path) -> None:
+    with Recorder(tmp_path, fsync=False) as first:
+        first.record("AAPL", T0, 1, 2)
+        first.record("AAPL", T0 + timedelta(seconds=1), 1, 2)
+    written = (tmp_path / "quotes" / "AAPL" / "part-000001.parquet").read_bytes()
+    (tmp_path / "quotes" / "AAPL" / ".part-000002.parquet.999.tmp").write_bytes(b"half a flush")
+    with Recorder(tmp_path, fmt="csv", fsync=False) as second:
+        assert not second.record("AAPL", T0 + timedelta(seconds=1), 1, 2)  # already recorded
+        assert second.record("AAPL", T0 + timedelta(seconds=2), 1, 2)
+    assert parts(tmp_path / "quotes" / "AAPL") == ["part-000001.parquet", "part-000002.csv"]  # the leftover is gone
+    assert (tmp_path / "quotes" / "AAPL" / "part-000001.parquet").read_bytes() == written
+    assert [q.timestamp for q in read_quotes(tmp_path, "AAPL")] == [T0 + timedelta(seconds=i) for i in range(3)]
+
+
+def test_a_symbol_whose_quotes_are_one_file_is_not_recorded_beside_it(tmp_path: Path) -> None:
+    write_quotes(tmp_path, "AAPL", [Quote(T0, 1, 2)], "csv")
+    with Recorder(tmp_path, fsync=False) as recorder, pytest.raises(DataError, match="record into another folder"):
+        recorder.record("AAPL", T0 + timedelta(seconds=1), 1, 2)
+
+
+KILLED = """
+import sys
+from datetime import datetime, timedelta, timezone
+from engine.data.recorder import Recorder
+
+t0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+recorder = Recorder(sys.argv[1], flush_seconds=0, segment_rows=40, fsync=False)  # flush at every quote
+i = 0
+while True:
+    for symbol in ("AAPL", "BTC/USD"):
+        recorder.record(symbol, t0 + timedelta(seconds=i), 100 + i % 7, 100.5 + i % 7)
+    i += 1
+    print(i, flush=True)  # every quote so far is on disk
+"""
+
+
+def test_a_recording_killed_at_any_moment_leaves_every_file_readable(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", KILLED, str(tmp_path)], cwd=PROJECT_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        for _ in range(150):  # the child dies wherever it is, most likely writing a part
+            confirmed = int(child.stdout.readline())
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    data = DataSet.open(tmp_path)  # raises with every problem if any file is unreadable
+    for symbol in ("AAPL", "BTC/USD"):
+        recorded = data.quotes(symbol)
+        assert len(recorded) >= confirmed  # nothing confirmed is lost
+        assert [q.timestamp for q in recorded] == [T0 + timedelta(seconds=i) for i in range(len(recorded))]
+    assert len(parts(tmp_path / "quotes" / "AAPL")) >= 3
+    with Recorder(tmp_path, fsync=False) as again:  # and the recording can go on
+        assert again.record("AAPL", T0 + timedelta(days=1), 1, 2)
+    assert DataSet.open(tmp_path).quotes("AAPL")[-1] == Quote(T0 + timedelta(days=1), 1.0, 2.0)
+
+
+def test_a_recording_killed_between_writing_a_part_and_putting_it_in_place(tmp_path: Path) -> None:
+    # The one moment that matters, every time: the new part is whole in its temporary file, the old one in place.
+    env = {**os.environ, "TRADING_HYDRA_FAILPOINT": "data_before_rename:61"}
+    child = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path)], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    confirmed = int(child.stdout.split()[-1])
+    assert confirmed == 30  # two flushes a step (AAPL, then BTC/USD): the 61st was AAPL's of step 31
+    data = DataSet.open(tmp_path)
+    assert len(data.quotes("AAPL")) == 30 and len(data.quotes("BTC/USD")) == 30
+    leftovers = [p.name for p in (tmp_path / "quotes" / "AAPL").iterdir() if p.name.startswith(".")]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".part-000001.parquet.")
+    with Recorder(tmp_path, fsync=False) as again:
+        assert again.record("AAPL", T0 + timedelta(seconds=30), 1, 2)
+    assert parts(tmp_path / "quotes" / "AAPL") == ["part-000001.parquet", "part-000002.parquet"]
+    assert len(DataSet.open(tmp_path).quotes("AAPL")) == 31
