@@ -64,6 +64,7 @@ class OrderManager:
     sent: int = 0
     cancel_requested: set[str] = field(default_factory=set)
     _recorded: int = 0  # intents recorded since the last send_pending
+    _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
 
     # --- intents -------------------------------------------------------------------------------------------
 
@@ -116,12 +117,19 @@ class OrderManager:
     # --- sending -------------------------------------------------------------------------------------------
 
     def send_pending(self) -> int:
-        """Send the intents committed this tick; returns how many were attempted. Only intents recorded by this
-        process are looked for here (none: no query); those of an earlier process are `recover_pending`'s.
+        """Send the intents committed this tick, and those held back earlier; returns how many were attempted.
+        Only intents recorded by this process are looked for here (none: no query); those of an earlier process
+        are `recover_pending`'s.
 
         An entry leaves only if, at this moment, no halt is in force for the system or its bot (an operator may
-        have halted from another process since the gate granted it); otherwise it ends `not_sent`."""
-        if not self._recorded:
+        have halted from another process since the gate granted it); otherwise it ends `not_sent`.
+
+        Alpaca refuses an order that would cross the account's own working order on the other side of the same
+        symbol (a "potential wash trade"). Such an order is held, not sent: it stays `pending` and goes out on a
+        later tick, once the opposite order is done. An entry standing in the way of its own bot's exit is
+        cancelled so that the exit can go; an entry held for longer than RESEND_WITHIN ends `not_sent` (its signal
+        is stale)."""
+        if not self._recorded and not self._held:
             return 0
         failpoints.reach("intent_committed")  # after the tick's transaction, before any of its sends
         self._recorded = 0
@@ -130,6 +138,10 @@ class OrderManager:
         halts = (
             [h for h in self.store.halts(open_only=True) if h.in_force(now)] if any(r.purpose == "entry" for r in rows) else []
         )
+        working = self.store.orders(statuses=lifecycle.WORKING) if rows else []
+        sides = {(o.symbol, o.side) for o in working}
+        held: set[str] = set()
+        attempted = 0
         for row in rows:
             halt = next((h for h in reversed(halts) if h.scope in (SYSTEM_SCOPE, row.bot_id)), None)
             if row.purpose == "entry" and halt is not None:
@@ -138,8 +150,35 @@ class OrderManager:
                     "order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=halt.reason
                 )
                 continue
+            opposite = "sell" if row.side == "buy" else "buy"
+            if (row.symbol, opposite) in sides:
+                self._hold(row, [o for o in working if o.symbol == row.symbol and o.side == opposite], now, held)
+                continue
+            attempted += 1
             self._send(row)
-        return len(rows)
+            sides.add((row.symbol, row.side))  # it may be working now: a later opposite intent waits for it
+        self._held = held
+        return attempted
+
+    def _hold(self, row: OrderRow, in_the_way: list[OrderRow], now: datetime, held: set[str]) -> None:
+        """Keep an intent back while an opposite order on its symbol works (see send_pending)."""
+        if row.purpose == "entry" and now - row.created_at > RESEND_WITHIN:
+            self._set(row, status="not_sent", error="held too long behind an opposite order on its symbol")
+            self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id,
+                             reason="held behind an opposite order")  # fmt: skip
+            return
+        held.add(row.client_order_id)
+        if row.client_order_id not in self._held:  # logged once, when first held
+            self.journal.log(
+                "order",
+                action="held",
+                bot=row.bot_id,
+                client_order_id=row.client_order_id,
+                reason="an opposite order on the symbol is working (Alpaca would refuse it as a wash trade)",
+                behind=[o.client_order_id for o in in_the_way],
+            )
+        if row.purpose == "exit":  # the bot's own entry in the way of its exit: cancel it, the exit matters more
+            self.cancel_entries(o for o in in_the_way if o.bot_id == row.bot_id)
 
     def _send(self, row: OrderRow) -> None:
         self.journal.flush()  # the intent is on disk before the request leaves

@@ -13,7 +13,7 @@ from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
 from tests.brokers.conftest import KEY, SECRET, make_api
 from tests.conftest import ProjectCopy
-from tests.trading.conftest import make_rig
+from tests.trading.conftest import Rig, make_rig
 
 
 class Crash(BaseException):
@@ -132,3 +132,29 @@ def test_an_entry_granted_before_an_operator_halt_is_not_sent(project: ProjectCo
     row = rig.store.order(cid)
     assert row is not None and row.status == "not_sent" and row.error == "halted before it was sent: news"
     assert cid not in rig.exchange.by_client_id
+
+
+def test_an_order_that_would_cross_a_working_opposite_order_is_held_not_refused(rig: Rig) -> None:
+    """Alpaca refuses a potential wash trade: the exit waits for the bot's own working entry, which is cancelled."""
+    rig.ticks(3)  # reconciled and armed
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.send_pending()
+    assert rig.store.order(entry.client_order_id).status in ("new", "accepted", "pending_new")  # type: ignore[union-attr]
+    with rig.store.transaction():
+        exit_ = OrderRequest("AAPL", "sell", orders.next_client_order_id("mom_AAPL", day), "market", "day", qty=1)
+        orders.record_intent("mom_AAPL", day, "exit", exit_, "test")
+    orders.send_pending()
+    assert exit_.client_order_id not in rig.exchange.by_client_id  # held, not sent into a refusal
+    assert rig.store.order(exit_.client_order_id).status == "pending"  # type: ignore[union-attr]
+    held = [e for e in rig.events("order") if e.get("action") == "held"]
+    assert held and held[0]["behind"] == [entry.client_order_id]
+    assert entry.client_order_id in orders.cancel_requested  # the entry in the way is cancelled
+    rig.ticks(3)  # the cancel takes effect; the exit goes out
+    assert rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
+    actions = [(e.get("action"), e.get("client_order_id"), e.get("status")) for e in rig.events("order")]
+    canceled = actions.index(("update", entry.client_order_id, "canceled"))
+    sent = next(i for i, a in enumerate(actions) if a[1] == exit_.client_order_id and a[0] in ("submitted", "send_failed"))
+    assert sent > canceled  # the exit left only once the entry in its way was done
