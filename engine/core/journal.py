@@ -3,17 +3,23 @@
 Events are written as they happen and flushed at the end of each tick. Values are plain JSON; anything else
 is turned into a string. The engine never passes keys or secrets here, and the journal refuses to write a
 line containing a configured secret.
+
+Listeners (the terminal's live view) are told of each event after its line is written, so what a person sees
+is never ahead of the log. The hot path pays one truth test when nobody listens, and a listener that raises
+is dropped rather than allowed to reach the tick: a display must never halt trading.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from engine.core.clock import Clock
+
+Listener = Callable[[dict[str, Any]], None]
 
 
 def _default(value: Any) -> Any:
@@ -36,6 +42,8 @@ class Journal:
         self._encoder = json.JSONEncoder(default=_default, separators=(",", ":"))
         self._stamped_at: datetime | None = None
         self._stamp = ""
+        self._listeners: list[Listener] = []
+        self.listener_errors: list[str] = []  # why listeners were dropped, for whoever added them
 
     def log(self, event: str, **fields: Any) -> None:
         now = self._clock.now()
@@ -43,10 +51,31 @@ class Journal:
             self._stamped_at, self._stamp = now, now.astimezone(timezone.utc).isoformat()
         record = {"ts": self._stamp, "event": event, **fields}
         line = self._encoder.encode(record)
+        redacted = False
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, "***")
+                redacted = True
         self._file.write(line + "\n")
+        if self._listeners:
+            self._tell(json.loads(line) if redacted else record)
+
+    def subscribe(self, listener: Listener) -> None:
+        """`listener(record)` after each event is written: `ts` (UTC text), `event`, then the fields as logged
+        (datetimes still datetimes), or the line as written when a secret had to be masked in it."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _tell(self, record: dict[str, Any]) -> None:
+        for listener in tuple(self._listeners):
+            try:
+                listener(record)
+            except Exception as exc:
+                self._listeners.remove(listener)
+                self.listener_errors.append(f"{type(exc).__name__}: {exc}")
 
     def flush(self) -> None:
         self._file.flush()
