@@ -1,0 +1,47 @@
+"""Times as a person reads them: in `system.timezone`, the same zone on every line of every command.
+
+The engine keeps aware datetimes in whatever zone they were made (UTC from the system clock, New York from
+the simulated exchange) and the JSONL stays UTC; only what is printed for a person goes through here, so a
+run's start line, its summary, `status`, `report` and `why` never mix zones.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+
+class LocalTime:
+    """Formats instants in one zone: ISO 8601 to the second with its offset, so a time can be pasted back into
+    `--start` or compared with the log."""
+
+    def __init__(self, zone: str | ZoneInfo = "UTC"):
+        self.tz = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)
+
+    @property
+    def name(self) -> str:
+        return self.tz.key
+
+    def __call__(self, when: datetime | None) -> str:
+        if when is None:
+            return "-"
+        return when.astimezone(self.tz).isoformat(timespec="seconds")
+
+    def clock(self, when: datetime) -> str:
+        """The time of day only, for lines that already say which day they are about."""
+        return when.astimezone(self.tz).strftime("%H:%M:%S")
+
+    def day(self, when: datetime) -> date:
+        """The trading date of an instant: the engine counts days in the same zone (Engine.trading_date)."""
+        return when.astimezone(self.tz).date()
+
+    def day_bounds(self, first: date, last: date) -> tuple[datetime, datetime]:
+        """From the start of `first` to the start of the day after `last`, in this zone."""
+        start = datetime.combine(first, time(0), self.tz)
+        end = datetime.combine(last + timedelta(days=1), time(0), self.tz)
+        return start, end
+
+    def parse_utc(self, text: str) -> datetime:
+        """A `ts` of the JSONL (UTC ISO text) as an aware datetime."""
+        value = datetime.fromisoformat(text)
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

@@ -1,0 +1,149 @@
+"""What a span of time did to the account: P&L per bot per trading day, the halts that touched it, and the
+halts still in force. One record, printed at the end of `run` and by `status`, and logged in `run_end`.
+
+A summary that showed only the last day, or only halts still open, hid what a multi-day run or a halt that
+already ended did; so the span is every trading day from the first instant to the last, and a halt belongs
+to it when it overlapped it at all. Days are counted in `system.timezone`, as the engine counts them.
+
+The record is plain JSON (UTC text for instants, ISO dates), so the same dict goes into the JSONL; only the
+lines made from it for a person are in local time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from engine.core.store import SYSTEM_SCOPE, Halt, StateStore
+from engine.operator.local import LocalTime
+
+RESUME_COMMAND = "python -m engine resume"
+
+
+def _utc(when: datetime | None) -> str | None:
+    from datetime import timezone
+
+    return when.astimezone(timezone.utc).isoformat() if when is not None else None
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def overlapping_halts(halts: Iterable[Halt], start: datetime, end: datetime) -> list[Halt]:
+    """Halts that were in force at some moment of [start, end]: started by its end, not ended (or run out)
+    before its start."""
+    out = []
+    for h in halts:
+        stopped = h.ended_at if h.ended_at is not None else h.until
+        if h.started_at <= end and (stopped is None or stopped >= start):
+            out.append(h)
+    return out
+
+
+def halt_record(h: Halt, now: datetime) -> dict[str, Any]:
+    return {
+        "scope": h.scope,
+        "reason": h.reason,
+        "conditions": list(h.conditions),
+        "started_at": _utc(h.started_at),
+        "until": _utc(h.until),
+        "ended_at": _utc(h.ended_at),
+        "in_force": h.in_force(now),
+    }
+
+
+def period_record(
+    store: StateStore, start: datetime, end: datetime, now: datetime, local: LocalTime, bots: Sequence[str] = ()
+) -> dict[str, Any]:
+    """P&L per bot per trading day of [start, end] (the realized_pnl table, which also counts partial exits,
+    with the trades closed and their fees), every halt that overlapped it, and whether one is in force at `now`."""
+    first, last = local.day(start), local.day(max(start, end))
+    trades = store.trades(since=first, until=last)
+    days: dict[str, dict[str, dict[str, float]]] = {}
+    for day in _days(first, last):
+        realized = store.realized_pnl(day)
+        rows = {bot: {"realized": round(pnl, 2), "trades": 0, "fees": 0.0} for bot, pnl in realized.items()}
+        for t in (t for t in trades if t.trading_date == day):
+            row = rows.setdefault(t.bot_id, {"realized": 0.0, "trades": 0, "fees": 0.0})
+            row["trades"] += 1
+            row["fees"] = round(row["fees"] + t.fees, 2)
+        order = {bot: n for n, bot in enumerate(bots)}
+        days[day.isoformat()] = dict(sorted(rows.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    all_halts = store.halts()
+    return {
+        "from": _utc(start),
+        "to": _utc(end),
+        "days": days,
+        "halts": [halt_record(h, now) for h in overlapping_halts(all_halts, start, end)],
+        "in_force": [halt_record(h, now) for h in all_halts if h.in_force(now)],
+    }
+
+
+def _money(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def day_lines(days: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """One line per trading day with each bot's realized P&L and its closed trades; runs of days with nothing
+    realized are folded into one line."""
+    lines = ["P&L by day (realized USD, [closed trades]):"]
+    quiet: list[str] = []
+
+    def fold() -> None:
+        if quiet:
+            span = quiet[0] if len(quiet) == 1 else f"{quiet[0]} to {quiet[-1]}"
+            lines.append(f"  {span}: nothing realized")
+            quiet.clear()
+
+    for day, bots in days.items():
+        if not bots:
+            quiet.append(day)
+            continue
+        fold()
+        parts = [f"{bot} {_money(v['realized'])} [{int(v['trades'])}]" for bot, v in bots.items()]
+        total = sum(v["realized"] for v in bots.values())
+        fees = sum(v["fees"] for v in bots.values())
+        lines.append(f"  {day}: {', '.join(parts)}; total {_money(total)}; fees {fees:.2f}")
+    fold()
+    return lines
+
+
+def _halt_end(h: dict[str, Any], local: LocalTime) -> str:
+    if h["ended_at"] is not None:
+        return local(datetime.fromisoformat(h["ended_at"]))
+    if h["in_force"]:
+        return "IN FORCE until " + (local(datetime.fromisoformat(h["until"])) if h["until"] else f"`{RESUME_COMMAND}`")
+    return local(datetime.fromisoformat(h["until"])) + " (its cooloff ran out)"
+
+
+def halt_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
+    lines = [f"halts: {len(halts)}"]
+    for h in halts:
+        started = local(datetime.fromisoformat(h["started_at"]))
+        lines.append(f"  {h['scope']}: {started} -> {_halt_end(h, local)}: {h['reason']}")
+    return lines
+
+
+def in_force_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
+    """The sentence nobody should miss: a halt in force now, whose, since when, why, and what ends it."""
+    lines = []
+    for h in halts:
+        who = "the system" if h["scope"] == SYSTEM_SCOPE else f"bot {h['scope']}"
+        until = (
+            f"until {local(datetime.fromisoformat(h['until']))} (or `{RESUME_COMMAND}`)"
+            if h["until"]
+            else f"until `{RESUME_COMMAND}`"
+        )
+        started = local(datetime.fromisoformat(h["started_at"]))
+        lines.append(f"HALT IN FORCE: {who} is halted since {started}: {h['reason']}; {until}")
+    return lines
+
+
+def period_lines(record: dict[str, Any], local: LocalTime) -> list[str]:
+    return [*day_lines(record["days"]), *halt_lines(record["halts"], local), *in_force_lines(record["in_force"], local)]
+
+
+def halts_in_force(store: StateStore, now: datetime) -> list[Halt]:
+    return [h for h in store.halts(open_only=True) if h.in_force(now)]

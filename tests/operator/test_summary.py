@@ -1,0 +1,104 @@
+"""The summary of a span (end of `run`, `status`): every trading day, P&L per bot per day, every halt that
+touched it, and the halts still in force; times in system.timezone."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.core.store import SYSTEM_SCOPE, StateStore, TradeRow
+from engine.operator.local import LocalTime
+from engine.operator.summary import overlapping_halts, period_lines, period_record
+
+LA = LocalTime("America/Los_Angeles")
+MON = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)  # 06:30 in Los Angeles
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    return StateStore(tmp_path / "s.db")
+
+
+def trade(bot: str, day: date, closed: datetime, pnl: float, fees: float = 0.0) -> TradeRow:
+    return TradeRow(bot, "AAPL", day, closed - timedelta(minutes=5), closed, 1.0, 100.0, 100.0 + pnl, pnl, fees, "exit")
+
+
+def test_local_time_is_one_zone_to_the_second() -> None:
+    ny = datetime(2026, 11, 23, 9, 30, 0, 123456, tzinfo=ZoneInfo("America/New_York"))
+    assert LA(ny) == "2026-11-23T06:30:00-08:00"
+    assert LA(MON) == "2026-11-23T06:30:00-08:00"
+    assert LA.clock(MON) == "06:30:00" and LA(None) == "-"
+    assert LA.day(datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)) == date(2026, 11, 23)  # 23:00 the day before
+    start, end = LA.day_bounds(date(2026, 11, 23), date(2026, 11, 24))
+    assert (LA(start), LA(end)) == ("2026-11-23T00:00:00-08:00", "2026-11-25T00:00:00-08:00")
+
+
+def test_every_day_of_the_span_with_each_bots_pnl_and_trades(store: StateStore) -> None:
+    mon, tue, thu = date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 26)
+    store.add_realized_pnl(mon, "mom_AAPL", -10.0)
+    store.add_realized_pnl(mon, "crypto_core", 2.5)
+    store.add_realized_pnl(thu, "mom_AAPL", 4.0)
+    store.add_trade(trade("mom_AAPL", mon, MON + timedelta(hours=1), -10.0, fees=0.25))
+    store.add_trade(trade("crypto_core", mon, MON + timedelta(hours=2), 2.5))
+    store.add_trade(trade("mom_AAPL", thu, MON + timedelta(days=3), 4.0))
+    store.add_realized_pnl(date(2026, 11, 22), "mom_AAPL", 999.0)  # before the span: not counted
+    record = period_record(store, MON, MON + timedelta(days=3, hours=1), MON + timedelta(days=3, hours=1), LA, ["mom_AAPL"])
+    assert list(record["days"]) == ["2026-11-23", "2026-11-24", "2026-11-25", "2026-11-26"]
+    assert record["days"]["2026-11-23"] == {
+        "mom_AAPL": {"realized": -10.0, "trades": 1, "fees": 0.25},  # the given bot order first
+        "crypto_core": {"realized": 2.5, "trades": 1, "fees": 0.0},
+    }
+    assert record["days"][tue.isoformat()] == {}
+    lines = period_lines(record, LA)
+    assert lines[:4] == [
+        "P&L by day (realized USD, [closed trades]):",
+        "  2026-11-23: mom_AAPL -10.00 [1], crypto_core +2.50 [1]; total -7.50; fees 0.25",
+        "  2026-11-24 to 2026-11-25: nothing realized",  # quiet days folded into one line
+        "  2026-11-26: mom_AAPL +4.00 [1]; total +4.00; fees 0.00",
+    ]
+    assert lines[4] == "halts: 0"
+
+
+def test_halts_that_touched_the_span_with_start_end_and_reason_and_the_one_still_in_force(store: StateStore) -> None:
+    end = MON + timedelta(hours=6)
+    before = store.start_halt(SYSTEM_SCOPE, "ended before", ("operator",), False, MON - timedelta(hours=5), None)
+    store.end_halt(before, MON - timedelta(hours=4), "operator")
+    store.start_halt(
+        SYSTEM_SCOPE, "cooloff ran out before", ("anomaly_halt",), False, MON - timedelta(hours=9), MON - timedelta(hours=1)
+    )
+    ended = store.start_halt(
+        SYSTEM_SCOPE, "kill condition: data_stale_halt", ("data_stale_halt",), False, MON, MON + timedelta(hours=6, minutes=30)
+    )
+    store.end_halt(ended, MON + timedelta(hours=1), "operator")
+    store.start_halt(
+        "mom_AAPL",
+        "orders refused repeatedly (insufficient_funds)",
+        ("refusals",),
+        False,
+        MON + timedelta(hours=2),
+        MON + timedelta(hours=2, minutes=30),
+    )
+    store.start_halt(SYSTEM_SCOPE, "news at 10:00", ("operator",), False, MON + timedelta(hours=5), None)
+    later = store.start_halt(SYSTEM_SCOPE, "after the span", ("operator",), False, end + timedelta(hours=1), None)
+    store.end_halt(later, end + timedelta(hours=2), "operator")
+    spanned = overlapping_halts(store.halts(), MON, end)
+    assert [h.reason for h in spanned] == [
+        "kill condition: data_stale_halt",
+        "orders refused repeatedly (insufficient_funds)",
+        "news at 10:00",
+    ]
+    record = period_record(store, MON, end, end, LA)
+    lines = period_lines(record, LA)
+    halts = lines[lines.index("halts: 3") + 1 :]
+    assert halts[:3] == [
+        "  system: 2026-11-23T06:30:00-08:00 -> 2026-11-23T07:30:00-08:00: kill condition: data_stale_halt",
+        "  mom_AAPL: 2026-11-23T08:30:00-08:00 -> 2026-11-23T09:00:00-08:00 (its cooloff ran out): "
+        "orders refused repeatedly (insufficient_funds)",
+        "  system: 2026-11-23T11:30:00-08:00 -> IN FORCE until `python -m engine resume`: news at 10:00",
+    ]
+    assert halts[3:] == [
+        "HALT IN FORCE: the system is halted since 2026-11-23T11:30:00-08:00: news at 10:00; until `python -m engine resume`"
+    ]
