@@ -1,0 +1,424 @@
+"""`python -m engine report`: a trading day (or a range of days) for review.
+
+Where each figure comes from:
+- trades, P&L by bot, fees: SQLite (`trades`, and `realized_pnl`, which also counts the partial exits of a
+  position still open); halts: SQLite's `halts`, every one that overlapped the period;
+- entries blocked per check: the JSONL's `entry_blocked` events (the gate's refusals, by reason) and its
+  `preflight` events (logged when a bot's failing set changes: how often each check began failing, and for how
+  long it failed, clipped to the period and to the runs that were up);
+- guard statistics: the `guards` of `transition` events: how often each guard held in a transition that fired;
+- broker errors by reason (`broker_error`), and each run's end (`run_end`: why, ticks, the account's equity).
+- the equity curve: realized P&L of closed trades over time, per bot and in total, from 0 at the period's
+  start. The account's equity is not sampled per tick (no event carries it), so the curve moves only when a
+  trade closes; the account equity at the end of each run is listed beside it.
+
+Days are trading days in `system.timezone` (as the engine counts them); the JSONL's UTC times are read as
+instants and shown in that zone. plotly is imported only to write the HTML (`--out`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.core.store import StateStore, TradeRow
+from engine.operator.local import LocalTime
+from engine.operator.summary import halt_lines, in_force_lines, period_record
+from engine.paths import PROJECT_ROOT
+
+PROMPT_FILE = PROJECT_ROOT / "tools" / "analyst_prompt.txt"
+# Events the report reads; every other line (ticks above all: thousands a day) is skipped before it is parsed.
+WANTED = ("entry_blocked", "preflight", "transition", "broker_error", "run_start", "run_end")
+
+
+@dataclass(frozen=True)
+class BlockedCheck:
+    check: str
+    bot: str
+    entries_blocked: int = 0  # entry_blocked events naming the check
+    began_failing: int = 0  # preflight events in which the check joined the failing set
+    seconds_failing: float = 0.0
+
+
+@dataclass
+class ReportData:
+    first: date
+    last: date
+    timezone: str
+    trades: list[TradeRow]
+    days: dict[str, dict[str, dict[str, float]]]
+    halts: list[dict[str, Any]]
+    in_force: list[dict[str, Any]]
+    blocked: list[BlockedCheck]
+    guards: list[tuple[str, str, int]]  # (machine, guard, times it held in a fired transition)
+    triggers: list[tuple[str, str, int]]  # (machine, trigger, times it fired)
+    broker_errors: list[tuple[str, int]]  # (operation: reason, count)
+    runs: list[dict[str, Any]]  # run_end events of the period
+    log: Path
+    log_found: bool = True
+    events_read: int = 0
+    pnl_by_bot: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def period_text(self) -> str:
+        return self.first.isoformat() if self.first == self.last else f"{self.first.isoformat()} to {self.last.isoformat()}"
+
+    @property
+    def total_pnl(self) -> float:
+        return round(sum(self.pnl_by_bot.values()), 2)
+
+    @property
+    def fees(self) -> float:
+        return round(sum(t.fees for t in self.trades), 2)
+
+    def equity_curve(self) -> dict[str, list[tuple[datetime, float]]]:
+        """Cumulative realized P&L of closed trades: per bot, and "total"; each starts at 0 at the period's start."""
+        curves: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+        running: dict[str, float] = defaultdict(float)
+        for t in sorted(self.trades, key=lambda t: t.closed_at):
+            for name in (t.bot_id, "total"):
+                running[name] += t.pnl
+                curves[name].append((t.closed_at, round(running[name], 2)))
+        return dict(curves)
+
+
+def build_report(store: StateStore, log: Path, first: date, last: date, local: LocalTime, now: datetime) -> ReportData:
+    start, end = local.day_bounds(first, last)
+    period = period_record(store, start, end - timedelta(microseconds=1), now, local)
+    pnl_by_bot: dict[str, float] = defaultdict(float)
+    for bots in period["days"].values():
+        for bot, values in bots.items():
+            pnl_by_bot[bot] = round(pnl_by_bot[bot] + values["realized"], 2)
+    data = ReportData(
+        first=first,
+        last=last,
+        timezone=local.name,
+        trades=store.trades(since=first, until=last),
+        days=period["days"],
+        halts=period["halts"],
+        in_force=period["in_force"],
+        blocked=[],
+        guards=[],
+        triggers=[],
+        broker_errors=[],
+        runs=[],
+        log=log,
+        pnl_by_bot=dict(pnl_by_bot),
+    )
+    _read_log(data, log, start, end, local)
+    return data
+
+
+def _events(log: Path, tail: list[str]) -> Any:
+    """The wanted events of the log, oldest first, each parsed once; a line cut short by a crash is skipped.
+    `tail` ends up holding the log's last line, whatever its event (a run still going logs ticks only)."""
+    needles = tuple(f'"event":"{name}"' for name in WANTED)
+    line = ""
+    with log.open(encoding="utf-8") as f:
+        for line in f:
+            if not any(n in line for n in needles):
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+    tail.append(line)
+
+
+def _last_time(tail: list[str], local: LocalTime) -> datetime | None:
+    try:
+        return local.parse_utc(str(json.loads(tail[-1])["ts"])) if tail and tail[-1].strip() else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local: LocalTime) -> None:
+    if not log.is_file():
+        data.log_found = False
+        return
+    blocked: Counter[tuple[str, str]] = Counter()
+    began: Counter[tuple[str, str]] = Counter()
+    seconds: dict[tuple[str, str], float] = defaultdict(float)
+    failing: dict[str, tuple[datetime, frozenset[str]]] = {}  # bot -> (since, checks failing), while a run is up
+    guards: Counter[tuple[str, str]] = Counter()
+    triggers: Counter[tuple[str, str]] = Counter()
+    errors: Counter[str] = Counter()
+
+    def close(bot: str, at: datetime) -> None:
+        since, checks = failing.pop(bot, (at, frozenset()))
+        held = (min(at, end) - max(since, start)).total_seconds()
+        if held > 0:
+            for check in checks:
+                seconds[(check, bot)] += held
+
+    last_at: datetime | None = None
+    tail: list[str] = []
+    for event in _events(log, tail):
+        at = local.parse_utc(str(event.get("ts")))
+        last_at = at
+        name = event.get("event")
+        if name in ("run_start", "run_end"):  # the bots' preflight memory starts afresh with each run
+            for bot in list(failing):
+                close(bot, at)
+        if name == "preflight":
+            bot = str(event.get("bot"))
+            before = failing.get(bot, (at, frozenset()))[1]
+            close(bot, at)
+            now_failing = frozenset(str(c) for c in event.get("failed") or ())
+            if now_failing:
+                failing[bot] = (at, now_failing)
+            if start <= at < end:
+                for check in now_failing - before:
+                    began[(check, bot)] += 1
+        if not start <= at < end:
+            continue
+        data.events_read += 1
+        if name == "entry_blocked":
+            for check in event.get("failed") or ():
+                blocked[(str(check), str(event.get("bot")))] += 1
+        elif name == "transition":
+            machine = str(event.get("machine"))
+            triggers[(machine, str(event.get("trigger")))] += 1
+            for guard in event.get("guards") or ():
+                guards[(machine, str(guard))] += 1
+        elif name == "broker_error":
+            errors[f"{event.get('operation')}: {event.get('reason') or event.get('kind')}"] += 1
+        elif name == "run_end":
+            data.runs.append(event)
+    for bot in list(failing):  # still failing when the log ends (a run still going): up to its last line
+        close(bot, max(filter(None, (_last_time(tail, local), last_at)), default=end))
+    keys = set(blocked) | set(began) | set(seconds)
+    data.blocked = sorted(
+        (
+            BlockedCheck(check, bot, blocked[(check, bot)], began[(check, bot)], round(seconds[(check, bot)], 1))
+            for check, bot in keys
+        ),
+        key=lambda b: (-b.entries_blocked, -b.seconds_failing, b.check, b.bot),
+    )
+    data.guards = sorted(((m, g, n) for (m, g), n in guards.items()), key=lambda x: (x[0], -x[2], x[1]))
+    data.triggers = sorted(((m, t, n) for (m, t), n in triggers.items()), key=lambda x: (x[0], -x[2], x[1]))
+    data.broker_errors = errors.most_common()
+
+
+# --- text ------------------------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}" if minutes >= 60 else f"{seconds / 60:.1f} min"
+
+
+def pnl_text(data: ReportData) -> str:
+    lines = [f"  {bot}: {pnl:+.2f}" for bot, pnl in sorted(data.pnl_by_bot.items(), key=lambda kv: kv[1])]
+    lines.append(f"  total: {data.total_pnl:+.2f} USD (fees {data.fees:.2f})")
+    if len(data.days) > 1:
+        for day, bots in data.days.items():
+            if bots:
+                parts = ", ".join(f"{bot} {v['realized']:+.2f}" for bot, v in bots.items())
+                lines.append(f"  {day}: {parts}")
+    return "\n".join(lines)
+
+
+def trades_text(data: ReportData, local: LocalTime) -> str:
+    if not data.trades:
+        return "  none"
+    return "\n".join(
+        f"  {local(t.opened_at)} -> {local.clock(t.closed_at)} {t.bot_id} {t.symbol} qty {t.qty:g} "
+        f"{t.entry_price:.4f} -> {t.exit_price:.4f} P&L {t.pnl:+.2f} fees {t.fees:.2f} exit: {t.exit_trigger}"
+        for t in data.trades
+    )
+
+
+def halts_text(data: ReportData, local: LocalTime) -> str:
+    lines = halt_lines(data.halts, local)[1:] or ["  none"]
+    return "\n".join([*lines, *in_force_lines(data.in_force, local)])
+
+
+def blocked_text(data: ReportData) -> str:
+    if not data.log_found:
+        return f"  (no log at {data.log})"
+    if not data.blocked:
+        return "  none"
+    lines = []
+    for b in data.blocked:
+        parts = [f"{b.entries_blocked} entries blocked"] if b.entries_blocked else []
+        if b.began_failing or b.seconds_failing:
+            parts.append(f"began failing {b.began_failing}x, failing {_duration(b.seconds_failing)} in all")
+        lines.append(f"  {b.check} ({b.bot}): {'; '.join(parts)}")
+    return "\n".join(lines)
+
+
+def guards_text(data: ReportData) -> str:
+    """One line per machine: each guard with how often it held in a transition that fired, then its triggers."""
+    if not data.guards and not data.triggers:
+        return "  none"
+    lines = []
+    for machine in sorted({m for m, _g, _n in data.guards} | {m for m, _t, _n in data.triggers}):
+        held = ", ".join(f"{g} {n}x" for m, g, n in data.guards if m == machine)
+        fired = ", ".join(f"{t} {n}x" for m, t, n in data.triggers if m == machine)
+        lines.append(f"  {machine}: guards held: {held or 'none'}; triggers fired: {fired or 'none'}")
+    return "\n".join(lines)
+
+
+def errors_text(data: ReportData) -> str:
+    return "\n".join(f"  {what}: {n}" for what, n in data.broker_errors) or "  none"
+
+
+def runs_text(data: ReportData, local: LocalTime) -> str:
+    if not data.runs:
+        return "  none ended in the period"
+    return "\n".join(
+        f"  {local(local.parse_utc(str(r['ts'])))}: {r.get('reason')}, {r.get('ticks')} ticks, equity {r.get('equity')}"
+        for r in data.runs
+    )
+
+
+def render_text(data: ReportData, local: LocalTime) -> str:
+    sections = [
+        (f"report {data.period_text} (times in {data.timezone})", ""),
+        ("P&L by bot (realized, USD):", pnl_text(data)),
+        (f"trades: {len(data.trades)}", trades_text(data, local)),
+        (f"halts: {len(data.halts)}", halts_text(data, local)),
+        ("entries blocked, by check:", blocked_text(data)),
+        ("guards that held in fired transitions:", guards_text(data)),
+        ("broker errors:", errors_text(data)),
+        ("runs ended:", runs_text(data, local)),
+    ]
+    return "\n".join(f"{title}\n{body}" if body else title for title, body in sections)
+
+
+# --- the analyst prompt ----------------------------------------------------------------------------------------
+
+
+def prompt_values(data: ReportData, local: LocalTime) -> dict[str, str]:
+    return {
+        "date": data.period_text,
+        "timezone": data.timezone,
+        "pnl_by_bot": pnl_text(data),
+        "total_pnl": f"{data.total_pnl:+.2f}",
+        "fees": f"{data.fees:.2f}",
+        "trade_count": str(len(data.trades)),
+        "trades": trades_text(data, local),
+        "halts": halts_text(data, local),
+        "blocked": blocked_text(data),
+        "guards": guards_text(data),
+        "broker_errors": errors_text(data),
+        "runs": runs_text(data, local),
+    }
+
+
+PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def fill_prompt(data: ReportData, local: LocalTime, template: Path | None = None) -> str:
+    """The template with each {name} it uses replaced by the period's figures. A placeholder the report does
+    not know stays as written, so a typo shows in the output instead of failing."""
+    text = (template or PROMPT_FILE).read_text(encoding="utf-8")
+    values = prompt_values(data, local)
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+# --- HTML ------------------------------------------------------------------------------------------------------
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def equity_figure_html(data: ReportData, local: LocalTime) -> str:
+    """The equity curve as a plotly figure with plotly.js inlined: the file opens offline, years later. Times
+    are given as local wall-clock text (plotly.js does not read UTC offsets), the zone named on the axis."""
+    import plotly.graph_objects as go  # type: ignore[import-untyped]
+
+    def wall(when: datetime) -> str:
+        return when.astimezone(local.tz).strftime("%Y-%m-%d %H:%M:%S")
+
+    figure = go.Figure()
+    start = min((t.opened_at for t in data.trades), default=None)
+    for name, points in data.equity_curve().items():
+        xs = [wall(start or points[0][0])] + [wall(at) for at, _ in points]
+        ys = [0.0] + [v for _, v in points]
+        width = 3 if name == "total" else 1.5
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line_shape="hv", name=name, line={"width": width}))
+    figure.update_layout(
+        title=f"Realized P&L of closed trades, USD ({data.period_text})",
+        xaxis_title=f"time ({data.timezone})",
+        yaxis_title="USD",
+        template="plotly_white",
+        height=420,
+    )
+    return str(figure.to_html(full_html=False, include_plotlyjs=True))
+
+
+def render_html(data: ReportData, local: LocalTime) -> str:
+    pnl_rows = [[bot, f"{pnl:+.2f}"] for bot, pnl in data.pnl_by_bot.items()] + [["total", f"{data.total_pnl:+.2f}"]]
+    day_rows = [
+        [day, bot, f"{v['realized']:+.2f}", int(v["trades"]), f"{v['fees']:.2f}"]
+        for day, bots in data.days.items()
+        for bot, v in bots.items()
+    ]
+    trade_rows = [
+        [t.bot_id, t.symbol, local(t.opened_at), local(t.closed_at), f"{t.qty:g}", f"{t.entry_price:.4f}", f"{t.exit_price:.4f}",
+         f"{t.pnl:+.2f}", f"{t.fees:.2f}", t.exit_trigger]
+        for t in data.trades
+    ]  # fmt: skip
+    halt_rows = [
+        [h["scope"], local(datetime.fromisoformat(h["started_at"])), _halt_end(h, local), h["reason"]] for h in data.halts
+    ]
+    blocked_rows = [[b.check, b.bot, b.entries_blocked, b.began_failing, _duration(b.seconds_failing)] for b in data.blocked]
+    in_force = "".join(f'<p class="halt">{html.escape(line)}</p>' for line in in_force_lines(data.in_force, local))
+    sections = [
+        f"<h1>Trading Hydra report {html.escape(data.period_text)}</h1>",
+        f"<p>Times in {html.escape(data.timezone)}. Total realized P&amp;L <b>{data.total_pnl:+.2f} USD</b>, fees "
+        f"{data.fees:.2f}, {len(data.trades)} trades, {len(data.halts)} halts.</p>",
+        in_force,
+        "<h2>Equity curve</h2>",
+        "<p>Realized P&amp;L of closed trades over time, from 0 at the start of the period; it moves when a trade closes.</p>",
+        equity_figure_html(data, local),
+        "<h2>P&amp;L by bot</h2>",
+        _table(["bot", "realized USD"], pnl_rows),
+        _table(["day", "bot", "realized USD", "trades", "fees"], day_rows),
+        "<h2>Trades</h2>",
+        _table(["bot", "symbol", "opened", "closed", "qty", "entry", "exit", "P&L", "fees", "exit trigger"], trade_rows),
+        "<h2>Halts</h2>",
+        _table(["scope", "started", "ended", "reason"], halt_rows),
+        "<h2>Entries blocked, by check</h2>",
+        _table(["check", "bot", "entries blocked", "began failing", "time failing"], blocked_rows),
+        "<h2>Guards that held in fired transitions</h2>",
+        _table(["machine", "guard", "held"], [list(g) for g in data.guards]),
+        _table(["machine", "trigger", "fired"], [list(t) for t in data.triggers]),
+        "<h2>Broker errors</h2>",
+        _table(["operation: reason", "count"], [list(e) for e in data.broker_errors]),
+        "<h2>Runs ended</h2>",
+        _table(
+            ["ended", "reason", "ticks", "equity"],
+            [[local(local.parse_utc(str(r["ts"]))), r.get("reason"), r.get("ticks"), r.get("equity")] for r in data.runs],
+        ),
+    ]
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:0.5em 0 1.5em}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:0.9em}th{background:#f3f3f3}"
+        ".halt{color:#b00;font-weight:bold}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Trading Hydra {html.escape(data.period_text)}'
+        f"</title><style>{style}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
+
+
+def _halt_end(h: dict[str, Any], local: LocalTime) -> str:
+    if h["ended_at"]:
+        return local(datetime.fromisoformat(h["ended_at"]))
+    if h["in_force"]:
+        return "in force"
+    return local(datetime.fromisoformat(h["until"])) + " (cooloff ran out)"

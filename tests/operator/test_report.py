@@ -1,0 +1,144 @@
+"""`report`: a day for review from SQLite and the JSONL: trades, P&L by bot, fees, halts, entries blocked per
+check, guard statistics, the equity curve (self-contained HTML) and the analyst prompt filled in."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.operator.local import LocalTime
+from engine.operator.report import PROMPT_FILE, BlockedCheck, build_report, fill_prompt, prompt_values, render_html, render_text
+from engine.trading.runner import operator_halt
+from tests.trading.conftest import Rig
+
+LA = LocalTime("America/Los_Angeles")
+MONDAY = date(2026, 11, 23)
+
+
+def test_a_simulated_morning_reviewed(rig: Rig) -> None:
+    rig.ticks(900)
+    operator_halt(rig.store, rig.engine.journal, "news at 10:00", rig.clock.now())
+    rig.ticks(2)
+    rig.engine.journal.flush()
+    data = build_report(rig.store, rig.log, MONDAY, MONDAY, LA, rig.clock.now())
+
+    trades = rig.store.trades()
+    assert trades and data.trades == trades
+    assert data.pnl_by_bot == {bot: round(pnl, 2) for bot, pnl in rig.store.realized_pnl(MONDAY).items()}
+    assert data.total_pnl == round(sum(data.pnl_by_bot.values()), 2)
+    assert [h["reason"] for h in data.halts] == ["news at 10:00"] and data.in_force[0]["scope"] == SYSTEM_SCOPE
+
+    events = rig.events()
+    held = Counter((e["machine"], g) for e in events if e["event"] == "transition" for g in e["guards"])
+    assert data.guards == sorted(((m, g, n) for (m, g), n in held.items()), key=lambda x: (x[0], -x[2], x[1]))
+    blocked = Counter((c, e["bot"]) for e in events if e["event"] == "entry_blocked" for c in e["failed"])
+    assert {(b.check, b.bot): b.entries_blocked for b in data.blocked if b.entries_blocked} == dict(blocked)
+
+    curve = data.equity_curve()
+    assert curve["total"][-1][1] == round(sum(t.pnl for t in trades), 2)
+    assert set(curve) == {t.bot_id for t in trades} | {"total"}
+
+    text = render_text(data, LA)
+    assert text.startswith("report 2026-11-23 (times in America/Los_Angeles)")
+    assert f"trades: {len(trades)}" in text and "halts: 1" in text and "HALT IN FORCE: the system is halted" in text
+    assert "system: guards held: halt_active 1x" in text
+    # every time shown is in system.timezone
+    assert set(re.findall(r"T\d\d:\d\d:\d\d([+-]\d\d:\d\d)", text)) == {"-08:00"}
+
+    page = render_html(data, LA)
+    assert page.startswith("<!DOCTYPE html>") and "Plotly.newPlot" in page
+    assert not re.search(r"<script[^>]+src=", page)  # plotly.js is inlined: the file opens offline
+    for t in trades:
+        assert t.symbol in page
+    assert "news at 10:00" in page and "Equity curve" in page
+
+
+def test_the_analyst_prompt_is_filled_with_every_placeholder_it_names(rig: Rig) -> None:
+    rig.ticks(300)
+    rig.engine.journal.flush()
+    data = build_report(rig.store, rig.log, MONDAY, MONDAY, LA, rig.clock.now())
+    template = PROMPT_FILE.read_text(encoding="utf-8")
+    named = set(re.findall(r"\{([a-z_]+)\}", template))
+    assert {"date", "pnl_by_bot", "trades", "halts", "blocked"} <= named <= set(prompt_values(data, LA))
+    filled = fill_prompt(data, LA)
+    assert not re.search(r"\{[a-z_]+\}", filled)
+    assert "Period: 2026-11-23 (times in America/Los_Angeles)" in filled
+    assert f"total realized P&L {data.total_pnl:+.2f} USD" in filled
+
+
+def test_a_template_placeholder_the_report_does_not_know_stays_as_written(rig: Rig, tmp_path: Path) -> None:
+    template = tmp_path / "mine.txt"
+    template.write_text("{date}: {pnl_by_bot}\n{no_such_figure}\n", encoding="utf-8")
+    data = build_report(rig.store, rig.log, MONDAY, MONDAY, LA, rig.clock.now())
+    assert fill_prompt(data, LA, template).splitlines()[0] == "2026-11-23:   total: +0.00 USD (fees 0.00)"
+    assert fill_prompt(data, LA, template).rstrip().endswith("{no_such_figure}")
+
+
+def _line(at: datetime, event: str, **fields: object) -> str:
+    return json.dumps({"ts": at.astimezone(timezone.utc).isoformat(), "event": event, **fields}, separators=(",", ":"))
+
+
+def test_blocked_entries_per_check_from_preflight_and_entry_blocked_events(tmp_path: Path) -> None:
+    """Preflight events are logged when a bot's failing set changes: a check began failing at one and stopped
+    at the next; time failing is clipped to the period (a day in Los Angeles) and to the runs."""
+    day = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)  # midnight in Los Angeles
+    lines = [
+        _line(day - timedelta(hours=1), "run_start", broker="sim"),
+        _line(day - timedelta(hours=1), "preflight", bot="crypto_core", ok=False, failed=["system_armed"]),
+        _line(day + timedelta(minutes=30), "preflight", bot="crypto_core", ok=True, failed=[]),  # 30 min inside the day
+        _line(day + timedelta(hours=6), "preflight", bot="mom_AAPL", ok=False, failed=["market_open"]),
+        _line(
+            day + timedelta(hours=6, minutes=30), "preflight", bot="mom_AAPL", ok=False, failed=["market_open", "quotes_fresh"]
+        ),
+        _line(day + timedelta(hours=6, minutes=31), "tick", duration_ms=0.2),
+        _line(day + timedelta(hours=7), "preflight", bot="mom_AAPL", ok=True, failed=[]),
+        _line(day + timedelta(hours=7, minutes=5), "entry_blocked", bot="mom_AAPL", failed=["order_rate"]),
+        _line(day + timedelta(hours=7, minutes=6), "entry_blocked", bot="mom_AAPL", failed=["order_rate"]),
+        _line(day + timedelta(hours=7, minutes=7), "entry_blocked", bot="mom_AAPL", failed=["size"]),
+        _line(day + timedelta(hours=12), "preflight", bot="mom_AAPL", ok=False, failed=["market_open"]),
+        # the run ends, and with it whatever was failing
+        _line(day + timedelta(hours=13), "run_end", reason="completed", ticks=9, equity=100000.0),
+        _line(day + timedelta(hours=14), "transition", machine="momentum", bot="mom_AAPL", trigger="arm", guards=["may_open"]),
+        _line(day + timedelta(days=1), "entry_blocked", bot="mom_AAPL", failed=["order_rate"]),  # the next day: not counted
+        '{"ts":"2026-11-23T23:00:00+00:00","event":"entry_blocked","bot":"mom_A',  # cut short by a crash
+    ]
+    log = tmp_path / "app.jsonl"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    store = StateStore(tmp_path / "s.db")
+    data = build_report(store, log, MONDAY, MONDAY, LA, day + timedelta(days=2))
+    assert data.blocked == [
+        BlockedCheck("order_rate", "mom_AAPL", entries_blocked=2),
+        BlockedCheck("size", "mom_AAPL", entries_blocked=1),
+        BlockedCheck("market_open", "mom_AAPL", began_failing=2, seconds_failing=7200.0),
+        BlockedCheck("quotes_fresh", "mom_AAPL", began_failing=1, seconds_failing=1800.0),
+        BlockedCheck("system_armed", "crypto_core", began_failing=0, seconds_failing=1800.0),  # began the day before
+    ]
+    assert data.guards == [("momentum", "may_open", 1)] and data.triggers == [("momentum", "arm", 1)]
+    assert [r["equity"] for r in data.runs] == [100000.0]
+    text = render_text(data, LA)
+    assert "  market_open (mom_AAPL): began failing 2x, failing 2h00 in all" in text
+    assert "  order_rate (mom_AAPL): 2 entries blocked" in text
+
+
+def test_a_missing_log_is_said_not_guessed(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    data = build_report(store, tmp_path / "none.jsonl", MONDAY, MONDAY, LA, datetime(2026, 11, 24, tzinfo=timezone.utc))
+    assert f"(no log at {tmp_path / 'none.jsonl'})" in render_text(data, LA)
+    assert "trades: 0\n  none" in render_text(data, LA)
+
+
+def test_a_check_still_failing_in_a_run_still_going_counts_up_to_the_last_tick(tmp_path: Path) -> None:
+    opened = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+    log = tmp_path / "app.jsonl"
+    lines = [
+        _line(opened, "run_start", broker="alpaca"),
+        _line(opened, "preflight", bot="opt_core", ok=False, failed=["budget_left"]),
+        *(_line(opened + timedelta(minutes=m), "tick", duration_ms=0.3) for m in range(0, 46, 5)),
+    ]
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = build_report(StateStore(tmp_path / "s.db"), log, MONDAY, MONDAY, LA, opened + timedelta(hours=1))
+    assert data.blocked == [BlockedCheck("budget_left", "opt_core", began_failing=1, seconds_failing=2700.0)]
