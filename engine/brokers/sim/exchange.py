@@ -15,7 +15,9 @@ Alpaca) its fill comes at a later step. Test hooks reproduce what Alpaca may do 
 empty side or a frozen time (`set_quote_mode`), an order suspended or replaced (`suspend_order`,
 `replace_order`), a position opened by hand (`set_position`), cash moved in or out (`move_cash`), account flags
 (`flags`), assets delisted or not tradable (`set_asset`).
-Both fronts use it: `SimBroker` in process, and the HTTP emulator.
+Both fronts use it: `SimBroker` in process, and the HTTP emulator. The replay (engine/replay) runs the same
+exchange on recorded prices: it passes its own `PriceSource` (`prices`) and overrides the fill seams
+(`execution_price`, `fee_rate`, `commission`) and the market hours.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from engine.brokers.base import (
     Quote,
 )
 from engine.brokers.sim import options
-from engine.brokers.sim.prices import BASE_PRICES, PricePaths
+from engine.brokers.sim.prices import BASE_PRICES, PricePaths, PriceSource
 from engine.brokers.symbols import asset_class_of, occ_symbol, parse_occ
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
@@ -252,7 +254,10 @@ class SimExchange:
     clock: Clock
     seed: int = 7
     starting_cash: float = 100_000.0
-    paths: PricePaths = field(init=False)
+    # Where prices come from: None is the seeded synthetic paths (`paths` then holds them). Anything else is the
+    # caller's (the replay's recorded frames), and is not saved by `to_state`.
+    prices: PriceSource | None = field(default=None, repr=False)
+    paths: PriceSource = field(init=False)
     cash: float = field(init=False)
     last_equity: float = field(init=False)
     positions: dict[str, SimPosition] = field(default_factory=dict)
@@ -270,7 +275,7 @@ class SimExchange:
     def __post_init__(self) -> None:
         now = self.clock.now()
         # Paths start at the minute the exchange opens for business, so nothing is generated that no one reads.
-        self.paths = PricePaths(self.seed, now.replace(second=0, microsecond=0))
+        self.paths = self.prices if self.prices is not None else PricePaths(self.seed, now.replace(second=0, microsecond=0))
         self.cash = self.starting_cash
         self.last_equity = self.starting_cash
         self._day = now.astimezone(NEW_YORK).date()
@@ -415,6 +420,9 @@ class SimExchange:
     def last_price(self, symbol: str, at: datetime | None = None) -> float:
         at = at or self.clock.now()
         if self._asset_class(symbol) == "us_option":
+            sides = self.paths.quote_sides(symbol, at)  # a contract the source has data for is priced by it
+            if sides is not None:
+                return (sides[0] + sides[1]) / 2
             priced, i = self._option_row(symbol, at)
             return priced.mid[i]
         return self.paths.price(symbol, at)
@@ -425,8 +433,11 @@ class SimExchange:
         quote = memo.quotes.get(symbol)
         if quote is None:
             asset_class = self._asset_class(symbol)
-            step_time = self.paths.step_time_at(now)
-            if asset_class == "us_option":
+            step_time = self.paths.price_time(symbol, now)
+            sides = self.paths.quote_sides(symbol, now)
+            if sides is not None:
+                quote = Quote(symbol, sides[0], sides[1], step_time)
+            elif asset_class == "us_option":
                 priced, i = self._option_row(symbol, now)
                 quote = Quote(symbol, priced.bid[i], priced.ask[i], step_time)
             else:
@@ -498,7 +509,7 @@ class SimExchange:
         priced = options.price_contracts(
             spot, layout.strikes, np.repeat(years, layout.per_expiry), layout.is_call, SPREAD["us_option"]
         )
-        chain = _contracts(layout, priced, self.paths.step_time_at(now))
+        chain = _contracts(layout, priced, self.paths.price_time(underlying, now))
         # A contract already priced alone this tick (a held option is quoted before chains are read) keeps the values
         # handed out then, so a tick never shows two prices for it (the two ways agree to about 1e-9, not to the bit).
         # Chains of one instant share contracts priced alike: the same inputs through the same function.
@@ -1046,11 +1057,8 @@ class SimExchange:
         r = order.request
         if order.status not in _MATCHED or not self.tradable(order.asset_class, now):
             return
-        quote = self.quote(r.symbol)
-        price = quote.ask if r.side == "buy" else quote.bid
-        if price <= 0:
-            return  # nothing on that side to trade with
-        if r.order_type == "limit" and r.limit_price is not None and not _marketable(r.side, price, r.limit_price):
+        price = self.execution_price(order, self.quote(r.symbol), now)
+        if price is None:
             return
         if order.qty is None and r.notional is not None:
             order.qty = r.notional / (r.limit_price or price)
@@ -1068,13 +1076,36 @@ class SimExchange:
         order.last_fill_step = step
         self._apply_fill(order, fill, price, now)
 
+    # --- the fill seams: the replay's fill model (engine/replay/fills.py) overrides these three ---------------
+
+    def execution_price(self, order: SimOrder, quote: Quote, now: datetime) -> float | None:
+        """The price `order` trades at now, or None when it cannot trade now: the quote's side (never an empty
+        one), and for a limit order only when that side is within the limit."""
+        r = order.request
+        price = quote.ask if r.side == "buy" else quote.bid
+        if price <= 0:
+            return None  # nothing on that side to trade with
+        if r.order_type == "limit" and r.limit_price is not None and not _marketable(r.side, price, r.limit_price):
+            return None
+        return price
+
+    def fee_rate(self, order: SimOrder) -> float:
+        """The share of a fill the venue keeps, in the asset received: Alpaca's crypto fee (none on stocks and
+        options)."""
+        return CRYPTO_FEE[order.request.order_type] if order.asset_class == "crypto" else 0.0
+
+    def commission(self, order: SimOrder, qty: float, price: float) -> float:
+        """Cash charged for a fill beyond its price: Alpaca charges no commission, so none here."""
+        return 0.0
+
     def _apply_fill(self, order: SimOrder, qty: float, price: float, now: datetime) -> None:
         r = order.request
         mult = self._multiplier(order.asset_class)
         position = self.positions.setdefault(r.symbol, SimPosition(asset_class=order.asset_class))
         # Crypto pays a fee in the asset credited (as at Alpaca): a buy delivers fewer coins than it filled, a
         # sell fewer dollars. The order still reports the gross quantity.
-        fee = CRYPTO_FEE[r.order_type] if order.asset_class == "crypto" else 0.0
+        fee = self.fee_rate(order)
+        self.cash -= self.commission(order, qty, price)
         if r.side == "buy":
             self.cash -= qty * price * mult
             received = qty * (1 - fee)

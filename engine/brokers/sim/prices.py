@@ -1,8 +1,12 @@
-"""Deterministic, seeded price paths for any symbol, on a fixed grid of steps.
+"""Where the simulated exchange gets its prices: deterministic, seeded price paths for any symbol, on a fixed grid
+of steps, or any other `PriceSource`.
 
 A path is a random walk with drift regimes that change every half hour (up, flat, down, strongly up), so
 that simple momentum signals fire, stops and targets are hit, and a day looks like a day. The same seed,
 symbol and epoch always give the same prices, whatever order symbols are asked for in.
+
+The exchange asks its prices through `PriceSource` only, so that the same order handling and Alpaca rules can
+run on synthetic paths (the simulator) or on recorded market data (the replay, engine/replay/feed.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import math
 import random
 from array import array
 from datetime import datetime, timedelta
+from typing import Protocol
 
 BASE_PRICES = {"AAPL": 190.0, "TSLA": 250.0, "SPY": 500.0, "QQQ": 430.0, "MSFT": 420.0, "BTC/USD": 60_000.0, "ETH/USD": 3_000.0}
 REGIME_STEPS = 360  # half an hour of 5-second steps
@@ -19,7 +24,36 @@ SIGMA = 0.0003  # per step
 AHEAD_STEPS = 60  # generated beyond the step asked for, five minutes of 5-second steps
 
 
+class PriceSource(Protocol):
+    """What the simulated exchange asks about prices. A step is the unit of matching: an order fills at most once
+    a step. An answer is for the instant asked; a source may answer only for its present instant (a replay)."""
+
+    @property
+    def epoch(self) -> datetime:
+        """The first instant the source prices (the simulator saves it with its account)."""
+        ...
+
+    def price(self, symbol: str, at: datetime) -> float:
+        """The last price of `symbol` at `at`: a mid, or a bar's close. An option's is the underlying's here."""
+        ...
+
+    def quote_sides(self, symbol: str, at: datetime) -> tuple[float, float] | None:
+        """The bid and ask the source itself has for `symbol`, or None: the exchange then quotes its own spread
+        around `price` (or, for an option, prices it from its underlying)."""
+        ...
+
+    def price_time(self, symbol: str, at: datetime) -> datetime:
+        """When the price of `symbol` given at `at` was observed: the quote's timestamp."""
+        ...
+
+    def step_of(self, at: datetime) -> int: ...
+
+    def step_time(self, step: int) -> datetime: ...
+
+
 class PricePaths:
+    """The simulator's `PriceSource`: every symbol's synthetic path, a price every `step_seconds`."""
+
     def __init__(self, seed: int, epoch: datetime, step_seconds: float = 5.0):
         if epoch.tzinfo is None:
             raise ValueError("epoch must be timezone-aware")
@@ -47,6 +81,12 @@ class PricePaths:
             step = max(0, int((at - self.epoch).total_seconds() // self.step_seconds))
             last = self._last = (at, step, self.step_time(step))
         return last
+
+    def quote_sides(self, symbol: str, at: datetime) -> tuple[float, float] | None:
+        return None  # the exchange quotes its spread around the path
+
+    def price_time(self, symbol: str, at: datetime) -> datetime:
+        return self._step(at)[2]
 
     def base_price(self, symbol: str) -> float:
         if symbol in BASE_PRICES:
