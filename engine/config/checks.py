@@ -129,6 +129,24 @@ def chain_ranges(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
+# Alpaca refuses a buy of a USD-quoted crypto pair under $10: 403 40310000 "cost basis must be >= minimal amount of
+# order 10" (docs/alpaca.md, ccxt-30101). Sells are not refused, and neither are pairs quoted in another currency.
+CRYPTO_MIN_USD = 10.0
+
+
+def crypto_minimum(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    """An enabled CryptoBot whose every entry would be under Alpaca's minimum: refused before the market opens."""
+    bot = bots.cryptobot
+    usd_pairs = [pair for pair in bot.pairs if pair.endswith("/USD")]
+    if not bot.enabled or not usd_pairs or bot.execution.default_notional_usd >= CRYPTO_MIN_USD:
+        return []
+    message = (
+        f"{bot.execution.default_notional_usd:g} USD is under Alpaca's {CRYPTO_MIN_USD:g} USD minimum for a buy of "
+        f"{', '.join(usd_pairs)}: every entry would be refused"
+    )
+    return [doc.problem(("cryptobot", "execution", "default_notional_usd"), message)]
+
+
 BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
     duplicate_bot_ids,
     duplicate_symbols,
@@ -136,6 +154,7 @@ BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
     bucket_sum,
     guardrail_order,
     chain_ranges,
+    crypto_minimum,
 )
 
 

@@ -44,10 +44,20 @@ class RiskSettings:
 
 
 @dataclass(frozen=True)
+class ReferenceSymbols:
+    """Per market, the symbol whose quote says whether the feed is alive ("": every watched symbol of the market)."""
+
+    stocks: str = ""
+    crypto: str = ""
+
+
+@dataclass(frozen=True)
 class HealthSettings:
     max_price_staleness_seconds: float
     max_api_failures_in_window: int
     api_failure_window_seconds: float
+    max_spread_pct: float = 1.0
+    reference_symbols: ReferenceSymbols = field(default_factory=ReferenceSymbols)
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,11 @@ class BrokerSettings:
     clock_cache_seconds: float = 30.0
     stock_feed: str = "iex"
     symbols_per_request: int = 100
+
+
+@dataclass(frozen=True)
+class OptionsSettings:
+    feed: Literal["indicative", "opra"] = "indicative"
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,7 @@ class Settings:
     risk: RiskSettings
     health: HealthSettings
     broker: BrokerSettings = field(default_factory=BrokerSettings)
+    options: OptionsSettings = field(default_factory=OptionsSettings)
     sim: SimSettings = field(default_factory=SimSettings)
 
 
@@ -169,6 +185,8 @@ class ChainRules:
     dte_max: int
     delta_min: float
     delta_max: float
+    max_quote_age_seconds: float = 120.0
+    max_spread_pct: float = 10.0
 
 
 @dataclass(frozen=True)

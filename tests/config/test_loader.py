@@ -172,3 +172,64 @@ def test_all_errors_at_once_sorted_by_file_and_line(project: ProjectCopy) -> Non
         "risk.max_orders_per_minute",
     ]
     assert problems == sorted(problems)
+
+
+# --- keys added for issue 14: defaults when absent, validated when present ----------------------------------
+
+
+def test_the_seed_files_without_the_added_keys_take_the_defaults(project: ProjectCopy) -> None:
+    for line in ("  max_spread_pct: 1.0", "options:", "  feed: indicative", "    max_quote_age_seconds: 120", "    max_spread_pct: 10"):
+        file = "bots.yaml" if line.startswith("    ") else "settings.yaml"
+        text = (project.config / file).read_text()
+        kept = [x for x in text.splitlines(keepends=True) if not x.startswith(line)]
+        assert len(kept) == len(text.splitlines()) - 1, line
+        (project.config / file).write_text("".join(kept))
+    config = load_config(project.config, SIGNALS)
+    health = config.settings.health
+    assert (health.max_spread_pct, health.reference_symbols.stocks, health.reference_symbols.crypto) == (1.0, "", "")
+    assert config.settings.options.feed == "indicative"
+    rules = config.bots.optionsbot.chain_rules
+    assert (rules.max_quote_age_seconds, rules.max_spread_pct) == (120.0, 10.0)
+
+
+def test_the_added_keys_are_read(project: ProjectCopy) -> None:
+    project.replace("config/settings.yaml", "  # reference_symbols: {stocks: SPY}", "  reference_symbols: {stocks: SPY, crypto: BTC/USD}")
+    project.replace("config/settings.yaml", "feed: indicative", "feed: opra")
+    settings = load_config(project.config, SIGNALS).settings
+    assert (settings.health.reference_symbols.stocks, settings.health.reference_symbols.crypto) == ("SPY", "BTC/USD")
+    from engine.brokers.factory import options_feed
+
+    assert options_feed(settings) == "opra"  # what the Alpaca adapter sends on every option data request
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "path", "message"),
+    [
+        ("settings.yaml", "max_spread_pct: 1.0", "max_spread_pct: 0", "health.max_spread_pct", "less than or equal to the minimum"),
+        ("settings.yaml", "feed: indicative", "feed: sip", "options.feed", "is not one of"),
+        ("settings.yaml", "  # reference_symbols: {stocks: SPY}", "  reference_symbols: {stocks: BTC/USD}", "health.reference_symbols.stocks", "is not a ticker"),
+        ("settings.yaml", "  # reference_symbols: {stocks: SPY}", "  reference_symbols: {crypto: SPY}", "health.reference_symbols.crypto", "is not a crypto pair"),
+        ("settings.yaml", "  # reference_symbols: {stocks: SPY}", "  reference_symbols: {stock: SPY}", "health.reference_symbols.stock", "unknown key"),
+        ("bots.yaml", "max_quote_age_seconds: 120", "max_quote_age_seconds: 0", "optionsbot.chain_rules.max_quote_age_seconds", "less than or equal to the minimum"),
+        ("bots.yaml", "    max_spread_pct: 10", "    max_spread_pct: -1", "optionsbot.chain_rules.max_spread_pct", "less than or equal to the minimum"),
+    ],
+)
+def test_the_added_keys_are_validated(project: ProjectCopy, file: str, old: str, new: str, path: str, message: str) -> None:
+    p = only(problems_after(project, file, old, new))
+    assert p.path == path and message in p.message, p
+    assert p.line == project.line_of(f"config/{file}", new.strip())
+
+
+def test_a_crypto_entry_under_alpaca_s_minimum_is_refused_by_validate(project: ProjectCopy) -> None:
+    p = only(problems_after(project, "bots.yaml", "default_notional_usd: 50", "default_notional_usd: 5"))
+    assert (p.path, p.line) == ("cryptobot.execution.default_notional_usd", project.line_of("config/bots.yaml", "default_notional_usd"))
+    assert p.message == "5 USD is under Alpaca's 10 USD minimum for a buy of BTC/USD, ETH/USD: every entry would be refused"
+
+
+def test_the_crypto_minimum_applies_to_usd_pairs_of_an_enabled_bot(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "default_notional_usd: 50", "default_notional_usd: 5")
+    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["ETH/BTC"]')
+    load_config(project.config, SIGNALS)  # a BTC-quoted pair has no 10 USD minimum
+    project.replace("config/bots.yaml", 'pairs: ["ETH/BTC"]', 'pairs: ["ETH/USD"]')
+    project.replace("config/bots.yaml", "cryptobot:\n  enabled: true", "cryptobot:\n  enabled: false")
+    load_config(project.config, SIGNALS)  # a disabled bot sends nothing
