@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING
 from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR
 
 if TYPE_CHECKING:
+    from datetime import date, datetime
+
     from engine.core.clock import ManualClock
     from engine.core.journal import Journal
     from engine.core.store import StateStore
     from engine.machines.spec import MachineSpec
+    from engine.operator.local import LocalTime
     from engine.trading.runner import RunOptions
     from engine.validate import Report
 
@@ -180,6 +183,14 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
     return read_environment(Path(".env") if Path(".env").is_file() else args.config.resolve().parent / ".env")
 
 
+def _local(report: Report) -> LocalTime:
+    """Every time printed for a person is in system.timezone (engine/operator/local.py)."""
+    from engine.operator.local import LocalTime
+
+    assert report.config is not None
+    return LocalTime(report.config.settings.system.timezone)
+
+
 def _sim_clock(args: argparse.Namespace, report: Report) -> ManualClock:
     from datetime import date
 
@@ -199,6 +210,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from engine.brokers.factory import build_alpaca, build_sim, choose_broker
     from engine.brokers.render import snapshot_json
     from engine.core.clock import SystemClock
+    from engine.trading.runner import RunError, refuse_placeholder_keys
     from engine.trading.universe import data_needs
 
     report = _load(args)
@@ -210,8 +222,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         if name == "sim":
             broker, _exchange = build_sim(report.config.settings, _sim_clock(args, report))
         else:
+            refuse_placeholder_keys(env)
             broker = build_alpaca(report.config.settings, SystemClock(), env, live_flag=False)
-    except BrokerError as exc:
+    except (BrokerError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     snapshot = broker.snapshot(data_needs(report.config.bots))
@@ -272,14 +285,19 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Stop signals are held from before the session opens until the database is closed, so a SIGTERM at any
-    moment ends in a clean stop (during start-up: before the first tick), never in a half-closed state."""
+    moment ends in a clean stop (during start-up: before the first tick), never in a half-closed state.
+
+    The plain lines (the broker, the files, any halt in force, the summary) are the same whether or not a
+    person watches; the live view (engine/operator/console.py, which imports rich) is added only at a
+    terminal without --quiet, so a service's log stays clean."""
     from datetime import date
 
     from engine.core.clock import default_sim_start
-    from engine.trading.runner import RunError, StopSignals, close_session, format_summary, open_session, run
+    from engine.trading.runner import RunError, StopSignals, close_session, format_summary, halt_notice, open_session, run
 
     report = _load(args)
     options = _run_options(args)
+    local = _local(report)
     with StopSignals() as stop:
         try:
             session = open_session(report, options, _env(args), default_sim_start(date.today()))
@@ -288,39 +306,53 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         try:
             print(session.notice)
-            until = f" until {session.close_at.isoformat()}" if session.close_at else ""
-            print(f"state {session.store.path}, log {session.journal.path}; starting at {session.clock.now().isoformat()}{until}")
+            until = f" until {local(session.close_at)}" if session.close_at else ""
+            print(f"state {session.store.path}, log {session.journal.path}; starting at {local(session.clock.now())}{until}")
+            for line in halt_notice(session.store, session.clock.now(), local):
+                print(line)
             sys.stdout.flush()
-            summary = run(session, options, stop)
-            print(format_summary(summary))
+            console = None
+            if not args.quiet and sys.stdout.isatty():
+                from engine.operator.console import LiveConsole
+
+                console = LiveConsole(session, options)
+            if console is None:
+                summary = run(session, options, stop)
+            else:
+                with console:
+                    summary = run(session, options, stop, on_tick=console.tick)
+            print(format_summary(summary, local))
         finally:
             close_session(session)
     return EXIT_OK
 
 
-def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal]:
-    from engine.core.clock import SystemClock
+def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime, Report]:
+    """The state file, its log, and the state's own time: on a simulation the simulated clock, so a halt or
+    a resume typed beside a simulated run is stamped in the simulation's time, in SQLite and in the log."""
+    from engine.core.clock import ManualClock, SystemClock
     from engine.core.journal import Journal
     from engine.core.store import StateStore
-    from engine.trading.runner import paths_for
+    from engine.trading.runner import paths_for, state_now
 
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
-    return StateStore(db), Journal(log, SystemClock())
+    store = StateStore(db)
+    now, simulated = state_now(store, SystemClock().now())
+    return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now, report
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from engine.core.clock import SystemClock
-    from engine.trading.runner import state_now, status_text
+    from engine.trading.runner import status_text
 
-    store, journal = _open_state(args)
+    store, journal, now, report = _open_state(args)
     journal.close()
     if store.meta("broker") is None and not store.machine_states():
         print(f"{store.path}: no state yet (nothing has run)")
         return EXIT_OK
-    now, _simulated = state_now(store, SystemClock().now())  # a simulation's halts run on simulated time
-    print(f"state {store.path} (broker: {store.meta('broker')}; as of {now.isoformat()})")
-    print(status_text(store, now))
+    local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
+    print(f"state {store.path} (broker: {store.meta('broker')}; as of {local(now)})")
+    print(status_text(store, now, local=local))
     return EXIT_OK
 
 
@@ -350,28 +382,113 @@ def cmd_health(args: argparse.Namespace) -> int:
     healthy = age.seconds <= max_age
     clock = " on the simulated clock" if age.simulated else ""
     verdict = "healthy" if healthy else "unhealthy"
-    print(f"{verdict}: last tick {age.last.isoformat()}, age {age.seconds:.0f} s{clock} (max age {max_age:g} s)")
+    print(f"{verdict}: last tick {_local(report)(age.last)}, age {age.seconds:.0f} s{clock} (max age {max_age:g} s)")
     return EXIT_OK if healthy else EXIT_FAILURE
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
-    from engine.core.clock import SystemClock
     from engine.trading.runner import operator_halt
 
-    store, journal = _open_state(args)
-    operator_halt(store, journal, args.reason, SystemClock().now())
+    store, journal, now, _report = _open_state(args)
+    operator_halt(store, journal, args.reason, now)
+    journal.close()
     print(f"halted: {args.reason} (until `python -m engine resume`); recorded in {store.path}")
     return EXIT_OK
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from engine.core.clock import SystemClock
     from engine.trading.runner import operator_resume
 
-    store, journal = _open_state(args)
-    ended = operator_resume(store, journal, SystemClock().now())
+    store, journal, now, _report = _open_state(args)
+    ended = operator_resume(store, journal, now)
+    journal.close()
     print(f"resumed: {ended} halt(s) ended; the system re-arms only through preflight")
     return EXIT_OK
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    """Reads the bot's saved state and the last tick's facts (engine/operator/why.py): works while `run` runs."""
+    import json
+
+    from engine.core.store import StateStore
+    from engine.operator.why import WhyError, explain, render
+    from engine.trading.runner import paths_for
+
+    report = _load(args)
+    db, _log = paths_for(report, args.state_db, args.log)
+    if not db.is_file():
+        print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
+        return EXIT_FAILURE
+    store = StateStore(db)
+    try:
+        record = explain(store, report, args.bot)
+    except WhyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        store.close()
+    print(json.dumps(record, indent=2, default=str) if args.json else render(record, _local(report).tz))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The trading day (or days) for review, from SQLite and the JSONL (engine/operator/report.py); plotly is
+    imported only for --out."""
+    from engine.core.clock import SystemClock
+    from engine.core.store import StateStore
+    from engine.operator.report import build_report, fill_prompt, render_html, render_text
+    from engine.trading.runner import paths_for, state_now
+
+    report = _load(args)
+    db, log = paths_for(report, args.state_db, args.log)
+    if not db.is_file():
+        print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
+        return EXIT_FAILURE
+    local = _local(report)
+    store = StateStore(db)
+    try:
+        now, _simulated = state_now(store, SystemClock().now())
+        first, last = _report_days(args, local.day(now))
+        data = build_report(store, log, first, last, local, now)
+    finally:
+        store.close()
+    if args.out:
+        args.out.write_text(render_html(data, local), encoding="utf-8")
+        print(f"wrote {args.out}: {data.period_text} ({len(data.trades)} trades, P&L {data.total_pnl:+.2f} USD)")
+    if args.prompt:
+        try:
+            prompt = fill_prompt(data, local, args.prompt_file)
+        except OSError as exc:
+            raise InvalidInput(f"--prompt: cannot read {exc.filename}: {exc.strerror}") from None
+        print(prompt)
+    elif not args.out:
+        print(render_text(data, local))
+    return EXIT_OK
+
+
+def _report_days(args: argparse.Namespace, today: date) -> tuple[date, date]:
+    """--date D, or --from D --to D (either alone is that one day), else the state's own today (a simulation's
+    simulated day)."""
+    from datetime import date as date_type
+
+    def parse(flag: str, text: str) -> date_type:
+        try:
+            return date_type.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(f"{flag}: '{text}' is not a date (YYYY-MM-DD)") from None
+
+    if args.date and (args.from_ or args.to):
+        raise InvalidInput("give --date, or --from and --to, not both")
+    if args.date:
+        day = parse("--date", args.date)
+        return day, day
+    if args.from_ or args.to:
+        first = parse("--from", args.from_) if args.from_ else parse("--to", args.to)
+        last = parse("--to", args.to) if args.to else first
+        if last < first:
+            raise InvalidInput(f"--to {last} is before --from {first}")
+        return first, last
+    return today, today
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -449,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--start", metavar="ISO_DATETIME", help="sim only: simulated start (default: a market open)")
     run.add_argument("--until-close", action="store_true", help="stop at the market close (the sim default)")
     run.add_argument("--live", action="store_true", help="trade real money: also needs ALPACA_PAPER=false")
+    run.add_argument("--quiet", action="store_true", help="no live progress (also when standard output is not a terminal)")
     _add_file_options(run)
     _add_state_options(run)
     run.set_defaults(handler=cmd_run)
@@ -476,6 +594,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_options(health)
     _add_state_options(health)
     health.set_defaults(handler=cmd_health)
+
+    why = commands.add_parser("why", help="why a bot is in its state and did not trade: guards, facts, preflight")
+    why.add_argument("bot", metavar="BOT", help="a bot_id from bots.yaml")
+    why.add_argument("--json", action="store_true", help="the same as JSON, for tools")
+    _add_file_options(why)
+    _add_state_options(why)
+    why.set_defaults(handler=cmd_why)
+
+    report = commands.add_parser("report", help="a trading day (or days) for review: trades, P&L, halts, blocks, guards")
+    report.add_argument("--date", metavar="YYYY-MM-DD", help="one trading day (default: the state's today: a simulation's own)")
+    report.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", help="first day of a range")
+    report.add_argument("--to", metavar="YYYY-MM-DD", help="last day of a range")
+    report.add_argument("--out", type=Path, metavar="FILE.html", help="write a self-contained HTML report with the equity curve")
+    report.add_argument("--prompt", action="store_true", help="print tools/analyst_prompt.txt filled with the period's figures")
+    report.add_argument("--prompt-file", type=Path, default=None, metavar="FILE", help="another prompt template for --prompt")
+    _add_file_options(report)
+    _add_state_options(report)
+    report.set_defaults(handler=cmd_report)
 
     facts = commands.add_parser("facts", help="list the facts guards may use, with types and units")
     facts.add_argument("kind", choices=kinds, nargs="?", default="momentum")

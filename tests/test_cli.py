@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -238,3 +240,64 @@ def test_a_damaged_state_file_is_reported_not_a_traceback(tmp_path) -> None:
     result = run_engine("validate", "--state-db", str(db))
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
     assert result.stdout.splitlines() == [f"{db}:0:0: cannot read the saved machine states: file is not a database", "1 error"]
+
+
+# --- report and why (issue 10) ----------------------------------------------------------------------------------
+
+
+def _on_copy(project: ProjectCopy, *args: str) -> subprocess.CompletedProcess[str]:
+    files = ["--config", "config", "--machines", "machines", "--rules", "rules", "--state-db", "s.db", "--log", "app.jsonl"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args, *files], capture_output=True, text=True, cwd=project.root, env=env, timeout=60
+    )
+
+
+def test_report_text_html_and_prompt_for_the_simulated_day(project: ProjectCopy) -> None:
+    assert _on_copy(project, "run", "--ticks", "900", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    text = _on_copy(project, "report")  # the state's own day: the simulation's
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("report 2026-11-23 (times in America/Los_Angeles)\nP&L by bot (realized, USD):")
+    same = _on_copy(project, "report", "--date", "2026-11-23")
+    assert same.returncode == 0 and same.stdout == text.stdout
+    assert "trades: 0" in _on_copy(project, "report", "--date", "2026-11-20").stdout
+    ranged = _on_copy(project, "report", "--from", "2026-11-22", "--to", "2026-11-24")
+    assert ranged.stdout.startswith("report 2026-11-22 to 2026-11-24")
+
+    html = _on_copy(project, "report", "--out", "day.html")
+    assert html.returncode == 0 and html.stdout.startswith("wrote day.html: 2026-11-23 (")
+    page = (project.root / "day.html").read_text(encoding="utf-8")
+    assert "Plotly.newPlot" in page and not re.search(r"<script[^>]+src=", page)
+
+    prompt = _on_copy(project, "report", "--prompt")
+    assert prompt.returncode == 0 and "Period: 2026-11-23 (times in America/Los_Angeles)" in prompt.stdout
+    assert not re.search(r"\{[a-z_]+\}", prompt.stdout)
+
+
+def test_report_refuses_bad_dates_with_exit_2(project: ProjectCopy) -> None:
+    assert _on_copy(project, "run", "--once", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    for args, message in (
+        (("--date", "23/11/2026"), "--date: '23/11/2026' is not a date (YYYY-MM-DD)"),
+        (("--date", "2026-11-23", "--from", "2026-11-20"), "give --date, or --from and --to, not both"),
+        (("--from", "2026-11-24", "--to", "2026-11-23"), "--to 2026-11-23 is before --from 2026-11-24"),
+    ):
+        result = _on_copy(project, "report", *args)
+        assert result.returncode == 2 and result.stderr.strip() == message and "Traceback" not in result.stderr
+
+
+def test_report_and_why_before_anything_ran(project: ProjectCopy) -> None:
+    for args in (("report",), ("why", "mom_AAPL")):
+        result = _on_copy(project, *args)
+        assert result.returncode == 1 and "no state yet (nothing has run)" in result.stderr
+        assert not (project.root / "s.db").exists()
+
+
+def test_why_is_wired_with_text_and_json(project: ProjectCopy) -> None:
+    assert _on_copy(project, "run", "--ticks", "20", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    text = _on_copy(project, "why", "mom_AAPL")
+    assert text.returncode == 0, text.stderr
+    assert "mom_AAPL (momentum) is" in text.stdout and "preflight:" in text.stdout
+    as_json = _on_copy(project, "why", "mom_AAPL", "--json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["kind"] == "momentum"
+    unknown = _on_copy(project, "why", "mom_AAPLE")
+    assert unknown.returncode == 1 and "no bot 'mom_AAPLE'" in unknown.stderr

@@ -85,7 +85,7 @@ def test_health_of_a_simulation_is_on_the_simulated_clock(project: ProjectCopy, 
     assert engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
     code, out = health(project, capsys)  # by the wall clock this tick is long past; by the simulation's, it is now
     assert code == EXIT_OK
-    assert out == "healthy: last tick 2026-11-23T09:30:10-05:00, age 0 s on the simulated clock (max age 45 s)\n"
+    assert out == "healthy: last tick 2026-11-23T06:30:10-08:00, age 0 s on the simulated clock (max age 45 s)\n"
 
 
 # --- the systemd unit --------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ trading day runs in seconds; the simulated exchange is saved in the same SQLite 
 transaction, so a later run continues the same account (and a halt survives like it would at a real broker).
 Against Alpaca the loop ticks in real time.
 
+What a person sees while it runs (a progress bar, a status line, halts and fills as they happen) is
+engine/operator/console.py's, fed by `run`'s `on_tick` and the journal's listeners; the summary at the end
+covers every trading day the run touched (engine/operator/summary.py).
+
 A run holds the state file's lock (engine/core/lock.py) from before it opens the database until it has closed
 it. SIGINT (Ctrl-C) and SIGTERM (systemd, Docker, Kubernetes) both stop the loop after the tick in progress:
 a tick is never cut between an order's intent and its POST, and the wait between real-time ticks ends at the
@@ -13,13 +17,16 @@ signal instead of running out. A second signal ends the process at once, as a ki
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import select
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,15 +35,21 @@ from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import contract_multiplier
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import Journal
-from engine.core.lock import LockHeld, RunLock
-from engine.core.store import SYSTEM_SCOPE, StateStore
-from engine.trading.engine import Engine, StartupError
+from engine.core.lock import LockHeld, RunLock, lock_path
+from engine.core.store import SYSTEM_SCOPE, Halt, StateStore
+from engine.operator.local import LocalTime
+from engine.operator.summary import halt_record, halts_in_force, in_force_lines, period_lines, period_record
+from engine.paths import PROJECT_ROOT
+from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
 from engine.trading.startup import check_broker
 from engine.validate import Report
 
 SIM_STATE_KEY = "sim_exchange"
 LAST_TICK_KEY = "last_tick_at"  # a real-time run's last tick (ISO time), for `health`; a simulation's is SIM_STATE_KEY's
+LAST_RUN_KEY = "last_run"  # the latest run's start (and end, once it ended) as JSON: the span `status` sums up
+# The values .env.example ships with: a copied .env that still holds them would be sent to Alpaca as keys.
+PLACEHOLDER_VALUES = frozenset({"YOUR_KEY", "YOUR_SECRET"})
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -70,6 +83,10 @@ class Session:
     lock: RunLock | None = None
     stop_reason: str | None = field(default=None)  # set to stop the loop after the tick in progress
 
+    @property
+    def local(self) -> LocalTime:
+        return LocalTime(self.engine.config.settings.system.timezone)
+
 
 def paths_for(report: Report, state_db: Path | None, log: Path | None) -> tuple[Path, Path]:
     assert report.config is not None
@@ -86,6 +103,7 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
     name, notice = choose_broker(options.broker, report.config.settings, env)
     db_path, log_path = paths_for(report, options.state_db, options.log)
     if name == "alpaca":
+        refuse_placeholder_keys(env)
         broker, clock, exchange = _alpaca(report, options, env)
         notice += " (PAPER)" if getattr(getattr(broker, "api", None), "paper", True) else " (LIVE: real money)"
         _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
@@ -104,7 +122,8 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
         if name == "sim":
             broker, clock, exchange, resumed = _sim(report, options, store, default_start)
             if resumed:
-                notice += f"; continuing the simulation saved in {db_path} at {clock.now().isoformat()}"
+                at = LocalTime(report.config.settings.system.timezone)(clock.now())
+                notice += f"; continuing the simulation saved in {db_path} at {at}"
         if name == "sim":
             _check_broker(broker, report)
         journal = Journal(log_path, clock, secrets=(env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")))
@@ -128,6 +147,29 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
     if options.until_close or (name == "sim" and options.ticks is None and not options.once):
         session.close_at = _session_close(exchange, clock) if exchange is not None else None
     return session
+
+
+def placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".env.example") -> list[str]:
+    """The key variables that still hold .env.example's placeholder values (those it ships with, and whatever
+    the project's own .env.example says, should it change)."""
+    placeholders = set(PLACEHOLDER_VALUES)
+    if example.is_file():
+        from dotenv import dotenv_values
+
+        placeholders |= {v for k, v in dotenv_values(example).items() if k in ("ALPACA_KEY", "ALPACA_SECRET") and v}
+    return [name for name in ("ALPACA_KEY", "ALPACA_SECRET") if env.get(name, "").strip().strip('"') in placeholders]
+
+
+def refuse_placeholder_keys(env: Mapping[str, str]) -> None:
+    """A new user's first mistake: .env copied from .env.example and never filled in. Alpaca would answer 401;
+    this says what to do instead, before anything is sent or written."""
+    found = placeholder_keys(env)
+    if found:
+        raise RunError(
+            f"{' and '.join(found)} still hold{'s' if len(found) == 1 else ''} the placeholder of .env.example "
+            f"({', '.join(repr(env[n].strip().strip(chr(34))) for n in found)}): put your Alpaca paper account's keys in .env, "
+            "or remove both lines (or run with --broker sim) to trade on the built-in simulated exchange"
+        )
 
 
 def _check_broker(broker: Broker, report: Report) -> None:
@@ -265,19 +307,27 @@ class StopSignals:
             pass
 
 
-def run(session: Session, options: RunOptions, stop: StopSignals | None = None) -> dict[str, Any]:
+def run(
+    session: Session,
+    options: RunOptions,
+    stop: StopSignals | None = None,
+    on_tick: Callable[[TickReport], None] | None = None,
+) -> dict[str, Any]:
     """The loop, then `run_end` with why it ended: "completed" (the tick limit or the close), "SIGINT", "SIGTERM",
     or "error: ..." when something escaped the tick boundary (then the error goes on up).
 
     `stop` is the caller's when its signals must be handled beyond the loop (the CLI holds them from before the
-    session opens until the database is closed); without one the loop handles them itself."""
+    session opens until the database is closed); without one the loop handles them itself. `on_tick` is told
+    of each tick after it ended (the terminal's live view); it runs outside the tick, so it cannot halt it."""
     if stop is None:
         with StopSignals() as own:
-            return run(session, options, own)
+            return run(session, options, own, on_tick)
     engine, clock = session.engine, session.clock
     interval = engine.config.settings.runner.loop_interval_seconds
     limit = 1 if options.once else options.ticks
     started = time.perf_counter()
+    started_at = clock.now()
+    session.store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": _utc(started_at), "broker": session.broker_name}))
     engine.journal.log("run_start", broker=session.broker_name, simulated=session.simulated, notice=session.notice)
     durations: list[float] = []
     try:
@@ -292,6 +342,8 @@ def run(session: Session, options: RunOptions, stop: StopSignals | None = None) 
             tick_started = time.perf_counter()
             report = engine.tick()
             durations.append(report.duration_ms)
+            if on_tick is not None:
+                on_tick(report)
             if session.simulated:
                 assert isinstance(clock, ManualClock)
                 clock.advance(interval)
@@ -300,19 +352,44 @@ def run(session: Session, options: RunOptions, stop: StopSignals | None = None) 
                 session.store.set_meta(LAST_TICK_KEY, report.at.isoformat())
                 stop.wait(interval - (time.perf_counter() - tick_started))
     except BaseException as exc:
-        engine.journal.log("run_end", reason=f"error: {type(exc).__name__}: {exc}", ticks=engine.ticks)
+        reason = f"error: {type(exc).__name__}: {exc}"
+        engine.journal.log("run_end", reason=reason, ticks=engine.ticks)
         engine.journal.flush()
+        _record_run_end(session, started_at, reason)
         raise
-    summary = {"reason": session.stop_reason or "completed", **summarize(session, time.perf_counter() - started, durations)}
+    reason = session.stop_reason or "completed"
+    summary = {"reason": reason, **summarize(session, time.perf_counter() - started, durations, started_at)}
     engine.journal.log("run_end", **summary)
     engine.journal.flush()
+    _record_run_end(session, started_at, reason)
     return summary
 
 
-def summarize(session: Session, seconds: float, durations: list[float]) -> dict[str, Any]:
+def _utc(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat()
+
+
+def _record_run_end(session: Session, started_at: datetime, reason: str) -> None:
+    record = {
+        "started_at": _utc(started_at),
+        "ended_at": _utc(session.clock.now()),
+        "reason": reason,
+        "broker": session.broker_name,
+    }
+    with contextlib.suppress(Exception):  # the database may be what failed; the run's end is in the JSONL already
+        session.store.set_meta(LAST_RUN_KEY, json.dumps(record))
+
+
+def summarize(session: Session, seconds: float, durations: list[float], started_at: datetime | None = None) -> dict[str, Any]:
+    """The run's figures and, over every trading day from `started_at` to now, P&L per bot per day and the
+    halts (engine/operator/summary.py). Instants are UTC text, like the rest of the JSONL."""
     engine, store = session.engine, session.store
-    day = engine.trading_date(session.clock.now())
-    realized = store.realized_pnl(day)
+    now = session.clock.now()
+    period = period_record(store, started_at or now, now, now, session.local, [b.bot_id for b in engine.bots])
+    realized: dict[str, float] = {}
+    for bots in period["days"].values():
+        for bot_id, values in bots.items():
+            realized[bot_id] = realized.get(bot_id, 0.0) + values["realized"]
     snapshot = engine.broker.snapshot(engine.needs)
     prices = {p.symbol: p.current_price for p in snapshot.positions or ()}
     by_bot: dict[str, dict[str, float]] = {}
@@ -322,43 +399,44 @@ def summarize(session: Session, seconds: float, durations: list[float]) -> dict[
             price = prices.get(p.symbol, p.avg_entry_price)
             unrealized += (price - p.avg_entry_price) * p.qty * contract_multiplier(p.symbol)
         by_bot[bot.bot_id] = {"realized": round(realized.get(bot.bot_id, 0.0), 2), "unrealized": round(unrealized, 2)}
-    halts = [h for h in store.halts() if h.started_at >= session.clock.now() - timedelta(days=1)]
     ordered = sorted(durations)
     return {
         "ticks": engine.ticks,
-        "simulated_until": session.clock.now().isoformat(),
+        "started_at": _utc(started_at or now),
+        "simulated_until": _utc(now),
         "wall_seconds": round(seconds, 2),
         "tick_ms_median": round(ordered[len(ordered) // 2], 3) if ordered else None,
         "transitions": engine.transitions,
         "orders": engine.orders.sent,
         "fills": engine.orders.fills,
         "pnl_by_bot": by_bot,
-        "halts": [
-            {
-                "reason": h.reason,
-                "started_at": h.started_at.isoformat(),
-                "until": h.until.isoformat() if h.until else None,
-                "ended_at": h.ended_at.isoformat() if h.ended_at else None,
-            }
-            for h in halts
-        ],
+        "days": period["days"],
+        "halts": period["halts"],
+        "in_force": period["in_force"],
         "system_state": engine.system.state,
         "equity": snapshot.account.equity if snapshot.account else None,
     }
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: dict[str, Any], local: LocalTime | None = None) -> str:
+    """The summary for a person: the run's figures, P&L by bot over the run, then by day, the halts that
+    touched the run, and a last line for any halt still in force. Times in `local` (system.timezone)."""
+    local = local or LocalTime()
+    until = local(datetime.fromisoformat(summary["simulated_until"]))
     lines = [
-        f"{summary['ticks']} ticks to {summary['simulated_until']} in {summary['wall_seconds']} s "
-        f"(median tick {summary['tick_ms_median']} ms)",
+        f"{summary['ticks']} ticks to {until} in {summary['wall_seconds']} s (median tick {summary['tick_ms_median']} ms)",
         f"{summary['transitions']} transitions, {summary['orders']} orders, {summary['fills']} fills; "
         f"system {summary['system_state']}; equity {summary['equity']}",
-        "P&L by bot (realized / unrealized, USD):",
+        "P&L by bot over the run (realized / unrealized now, USD):",
         *[f"  {bot}: {v['realized']:+.2f} / {v['unrealized']:+.2f}" for bot, v in summary["pnl_by_bot"].items()],
+        *period_lines(summary, local),
     ]
-    lines.append(f"halts: {len(summary['halts'])}")
-    lines += [f"  {h['started_at']}: {h['reason']} (until {h['until'] or 'resume'})" for h in summary["halts"]]
     return "\n".join(lines)
+
+
+def halt_notice(store: StateStore, now: datetime, local: LocalTime) -> list[str]:
+    """What a run starting now must say at once: every halt in force, whose, why and until when."""
+    return in_force_lines([halt_record(h, now) for h in halts_in_force(store, now)], local)
 
 
 # --- operator commands ---------------------------------------------------------------------------------------
@@ -409,19 +487,56 @@ def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
     return ended
 
 
-def status_text(store: StateStore, now: datetime, day: date | None = None) -> str:
+def running_pid(state_db: Path) -> int | None:
+    """The pid of the engine running on this state file, read from its lock file (written while the lock is
+    held, emptied on release) and alive. Only for display: the lock itself is never taken here, since `status`
+    must not stand in the way of a run starting."""
+    try:
+        pid = int(lock_path(state_db).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def last_run(store: StateStore) -> dict[str, Any] | None:
+    text = store.meta(LAST_RUN_KEY)
+    return json.loads(text) if text else None
+
+
+def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: list[Halt], local: LocalTime) -> str:
+    """A halt written since the machine's last tick (`halt` from another process) is in force already: the
+    machine moves at its next tick, but the operator must see it halted now, since the halt began."""
+    scope = SYSTEM_SCOPE if kind == "system" else bot_id
+    halt = next((h for h in reversed(halts) if h.scope == scope), None)
+    if saved != "halted" and halt is not None:
+        note = f"(its machine, {saved}, moves at its next tick)"
+        return f"  {kind:<9} {bot_id:<14} {'halted':<12} since {local(halt.started_at)} {note}"
+    return f"  {kind:<9} {bot_id:<14} {saved:<12} since {local(since)}"
+
+
+def status_text(store: StateStore, now: datetime, day: date | None = None, local: LocalTime | None = None) -> str:
+    """Every machine (shown halted as soon as a halt is in force), the halts in force, positions, today's
+    counters, then the latest run summed up: P&L per bot per day and every halt that touched it."""
+    local = local or LocalTime()
+    live = halts_in_force(store, now)
     lines = ["machines:"]
-    for s in store.machine_states():
-        lines.append(f"  {s.kind:<9} {s.bot_id:<14} {s.state:<12} since {s.since.isoformat()}")
-    live = [h for h in store.halts(open_only=True) if h.until is None or h.until > now]
+    lines += [_machine_line(s.kind, s.bot_id, s.state, s.since, live, local) for s in store.machine_states()]
     lines.append("halt: " + ("none" if not live else ""))
     for h in live:
-        until = h.until.isoformat() if h.until else "resume"
-        lines.append(f"  {h.scope}: {h.reason} (since {h.started_at.isoformat()}, until {until})")
+        until = local(h.until) if h.until else "resume"
+        lines.append(f"  {h.scope}: {h.reason} (since {local(h.started_at)}, until {until})")
     lines.append("positions by bot:")
     positions = store.positions()
     lines += [f"  {p.bot_id:<14} {p.symbol:<20} {p.qty:g} @ {p.avg_entry_price:.4f}" for p in positions] or ["  none"]
-    day = day or store.last_trading_date() or now.date()
+    day = day or store.last_trading_date() or local.day(now)
     lines.append(f"counters {day.isoformat()}:")
     counters = store.counters(day)
     realized = store.realized_pnl(day)
@@ -430,4 +545,17 @@ def status_text(store: StateStore, now: datetime, day: date | None = None) -> st
         lines.append(f"  {bot_id:<14} {values}; realized P&L {realized.get(bot_id, 0.0):+.2f}")
     if not counters:
         lines.append("  none")
+    run = last_run(store)
+    if run is not None:
+        started = datetime.fromisoformat(run["started_at"])
+        ended = datetime.fromisoformat(run["ended_at"]) if run.get("ended_at") else None
+        holder = running_pid(store.path)
+        if ended is not None:
+            how = f"ended {local(ended)} ({run['reason']})"
+        else:
+            how = f"running (pid {holder})" if holder else "stopped without a summary (killed, or the machine stopped)"
+        lines.append(f"last run: started {local(started)}, {how}")
+        record = period_record(store, started, ended or now, now, local)
+        lines += period_lines({**record, "in_force": []}, local)
+    lines += halt_notice(store, now, local)
     return "\n".join(lines)

@@ -299,7 +299,7 @@ def test_a_run_continues_a_version_1_state_file(project: ProjectCopy) -> None:
         conn.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps({**VERSION_1, "orders": []}), STATE_KEY))
     result = engine(project, "run", "--once")
     assert result.returncode == 0, result.stderr
-    assert "continuing the simulation" in result.stdout and "1 ticks to 2026-11-23T16:00:05-05:00" in result.stdout
+    assert "continuing the simulation" in result.stdout and "1 ticks to 2026-11-23T13:00:05-08:00" in result.stdout
     store = StateStore(project.root / "s.db")
     assert json.loads(store.meta(STATE_KEY) or "")["version"] == 2
     assert (_loaded(store)["cash"], _loaded(store)["positions"]) == (VERSION_1["cash"], VERSION_1["positions"])

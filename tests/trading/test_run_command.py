@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pty
+import re
 import select
 import signal
 import sqlite3
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from engine.core.clock import SystemClock
 from engine.core.journal import read_events
 from engine.core.lock import RunLock
 from engine.core.store import StateStore
+from engine.paths import PROJECT_ROOT
 from tests.brokers.conftest import KEY, SECRET
 from tests.conftest import ProjectCopy
 
@@ -91,7 +95,7 @@ def test_run_says_sim_without_keys_and_summarises(project: ProjectCopy) -> None:
     result = engine(project, "run", "--ticks", "40", "--start", "2026-11-23T09:30:00-05:00")
     assert result.returncode == 0, result.stderr
     assert "no Alpaca keys are configured" in result.stdout
-    assert "40 ticks to 2026-11-23T09:33:20-05:00" in result.stdout
+    assert "40 ticks to 2026-11-23T06:33:20-08:00" in result.stdout  # system.timezone: America/Los_Angeles
     assert "P&L by bot" in result.stdout and "crypto_core" in result.stdout
     events = read_events(project.root / "app.jsonl")
     assert events[0]["event"] == "run_start" and events[-1]["event"] == "run_end"
@@ -104,7 +108,7 @@ def test_a_second_run_continues_the_simulation(project: ProjectCopy) -> None:
     engine(project, "run", "--ticks", "10", "--start", "2026-11-23T09:30:00-05:00")
     result = engine(project, "run", "--once")
     assert result.returncode == 0 and "continuing the simulation" in result.stdout
-    assert "1 ticks to 2026-11-23T09:30:55-05:00" in result.stdout
+    assert "1 ticks to 2026-11-23T06:30:55-08:00" in result.stdout
     backwards = engine(project, "run", "--once", "--start", "2026-11-23T09:00:00-05:00")
     assert backwards.returncode == 1 and "before the simulation's time" in backwards.stderr
 
@@ -203,8 +207,10 @@ def store_orders(db: Path, status: str) -> list[str]:
 
 def _one_tick_after(end: dict[str, object]) -> str:
     from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
 
-    return (datetime.fromisoformat(str(end["simulated_until"])) + timedelta(seconds=5)).isoformat()
+    after = datetime.fromisoformat(str(end["simulated_until"])) + timedelta(seconds=5)
+    return after.astimezone(ZoneInfo("America/Los_Angeles")).isoformat()
 
 
 def test_a_second_run_is_refused_while_one_runs_and_a_killed_run_frees_the_file(project: ProjectCopy) -> None:
@@ -217,10 +223,12 @@ def test_a_second_run_is_refused_while_one_runs_and_a_killed_run_frees_the_file(
         assert second.stdout == "" and "Traceback" not in second.stderr
         for operator in (("status",), ("halt", "--reason", "runaway"), ("resume",)):  # never blocked by the lock
             assert engine(project, *operator).returncode == 0, operator
+        assert f"last run: started 2026-11-23T06:30:00-08:00, running (pid {first.pid})" in engine(project, "status").stdout
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=30)
     assert first.returncode == -signal.SIGKILL
+    assert "stopped without a summary (killed, or the machine stopped)" in engine(project, "status").stdout
     assert len([e for e in read_events(project.root / "app.jsonl") if e["event"] == "run_start"]) == 1
     after_kill = engine(project, "run", "--once")  # no stale lock: the kernel released it with the process
     assert after_kill.returncode == 0, after_kill.stderr
@@ -291,4 +299,136 @@ def test_live_trading_without_the_kill_switch_is_refused(project: ProjectCopy) -
 def test_status_of_a_simulation_uses_simulated_time(project: ProjectCopy) -> None:
     engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00")
     status = engine(project, "status")
-    assert "as of 2026-11-23T09:30:10-05:00" in status.stdout
+    assert "as of 2026-11-23T06:30:10-08:00" in status.stdout
+
+
+# --- what a person sees (issue 10) ------------------------------------------------------------------------------
+
+MONDAY_OPEN = "2026-11-23T09:30:00-05:00"
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?([+-]\d\d:\d\d|Z)")
+
+
+def on_terminal(project: ProjectCopy, *args: str) -> tuple[int, str]:
+    """`python -m engine ARGS` with its standard output on a pseudo-terminal, as a person at a shell has it."""
+    master, slave = pty.openpty()
+    env = {**without_keys(), "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    process = subprocess.Popen(command(project, *args), stdout=slave, stderr=subprocess.PIPE, cwd=project.root, env=env)
+    _started.append(process)  # type: ignore[arg-type]
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    process.wait(timeout=60)
+    return process.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def plain(text: str) -> str:
+    """A terminal's output without its colours and cursor moves."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r\n", "\n")
+
+
+def test_on_a_terminal_run_shows_progress_and_events_as_they_happen(project: ProjectCopy) -> None:
+    code, raw = on_terminal(project, "run", "--ticks", "400", "--start", MONDAY_OPEN)
+    out = plain(raw)
+    assert code == 0, out
+    assert "ticks/s · orders" in out and "P&L" in out and "system armed" in out
+    assert "FILL crypto_core buy" in out and "SYSTEM idle -> armed (arm)" in out
+    assert "400 ticks to 2026-11-23T07:03:20-08:00" in out  # the same summary after the live view
+
+
+def test_quiet_and_not_a_terminal_print_the_plain_lines_only(project: ProjectCopy) -> None:
+    code, quiet = on_terminal(project, "run", "--quiet", "--ticks", "100", "--start", MONDAY_OPEN)
+    assert code == 0 and "\x1b[" not in quiet and "ticks/s" not in quiet and "FILL" not in quiet
+    assert "100 ticks to 2026-11-23T06:38:20-08:00" in quiet
+    piped = engine(project, "run", "--ticks", "100")  # stdout is a pipe: a service's log
+    assert piped.returncode == 0 and "\x1b[" not in piped.stdout and "ticks/s" not in piped.stdout
+    assert piped.stdout.splitlines()[2].startswith("100 ticks to 2026-11-23T06:46:40-08:00 in ")
+
+
+def test_every_time_shown_is_in_the_configured_time_zone_and_the_log_stays_utc(project: ProjectCopy) -> None:
+    run = engine(project, "run", "--ticks", "300", "--start", MONDAY_OPEN)
+    assert engine(project, "halt", "--reason", "lunch").returncode == 0
+    shown = run.stdout + engine(project, "status").stdout + engine(project, "report").stdout + engine(project, "health").stdout
+    assert {m.group(1) for m in ISO_TIME.finditer(shown)} == {"-08:00"}  # Los Angeles in November, from settings.yaml
+    project.replace("config/settings.yaml", "timezone: America/Los_Angeles", "timezone: Europe/Berlin")
+    berlin = engine(project, "status").stdout
+    assert {m.group(1) for m in ISO_TIME.finditer(berlin)} == {"+01:00"}
+    assert all(e["ts"].endswith("+00:00") for e in read_events(project.root / "app.jsonl"))
+
+
+def test_a_simulated_runs_log_carries_simulated_time_only(project: ProjectCopy) -> None:
+    """The wall clock (2026-11-30 or whenever the test runs) never reaches a simulation's log or its halts,
+    not even from `halt` and `resume` typed between two runs."""
+    engine(project, "run", "--ticks", "200", "--start", MONDAY_OPEN)
+    engine(project, "halt", "--reason", "check")
+    engine(project, "resume")
+    engine(project, "run", "--ticks", "20")
+    first, last = datetime.fromisoformat("2026-11-23T14:30:00+00:00"), datetime.fromisoformat("2026-11-23T14:48:20+00:00")
+    for event in read_events(project.root / "app.jsonl"):
+        assert first <= datetime.fromisoformat(event["ts"]) <= last, event
+        for value in event.values():
+            if isinstance(value, str) and ISO_TIME.fullmatch(value):
+                assert first <= datetime.fromisoformat(value) <= last, event
+    store = StateStore(project.root / "s.db")
+    try:
+        for halt in store.halts():
+            assert first <= halt.started_at <= last and halt.ended_at is not None and halt.ended_at <= last
+    finally:
+        store.close()
+
+
+def test_status_right_after_halt_shows_the_system_halted(project: ProjectCopy) -> None:
+    engine(project, "run", "--ticks", "5", "--start", MONDAY_OPEN)
+    assert "  system    system         armed" in engine(project, "status").stdout
+    engine(project, "halt", "--reason", "news at 10:00")
+    status = engine(project, "status").stdout  # no tick has run since: the halt is read, not the machine
+    assert "  system    system         halted       since 2026-11-23T06:30:20-08:00 (its machine, armed, moves at its next tick)" in status
+    assert status.rstrip().endswith(
+        "HALT IN FORCE: the system is halted since 2026-11-23T06:30:20-08:00: news at 10:00; until `python -m engine resume`"
+    )
+
+
+def test_a_restart_while_halted_says_so_at_once(project: ProjectCopy) -> None:
+    engine(project, "run", "--ticks", "5", "--start", MONDAY_OPEN)
+    engine(project, "halt", "--reason", "broker maintenance")
+    process = start(project, "--ticks", FOREVER)
+    assert process.stdout is not None
+    lines = [process.stdout.readline() for _ in range(3)]  # before any tick could matter: the first lines
+    process.send_signal(signal.SIGTERM)
+    out, _err = process.communicate(timeout=60)
+    assert lines[2] == (
+        "HALT IN FORCE: the system is halted since 2026-11-23T06:30:20-08:00: broker maintenance; "
+        "until `python -m engine resume`\n"
+    )
+    assert out.rstrip().endswith(lines[2].rstrip())  # and again under the summary
+
+
+def test_the_summary_covers_every_day_of_the_run_and_its_halts(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "cooloff_minutes: 390", "cooloff_minutes: 1")
+    engine(project, "run", "--ticks", "5", "--start", "2026-11-23T23:50:00-08:00")  # crypto trades through midnight
+    engine(project, "halt", "--reason", "late check")
+    engine(project, "resume")
+    run = engine(project, "run", "--ticks", "240")  # 20 simulated minutes: Monday night into Tuesday (Los Angeles)
+    assert run.returncode == 0, run.stderr
+    by_day = run.stdout[run.stdout.index("P&L by day") :]
+    assert "\n  2026-11-23" in by_day and "\n  2026-11-24" in by_day
+    assert "halts: 0" in run.stdout  # the one halt ended before this run began
+    status = engine(project, "status").stdout
+    assert "last run: started 2026-11-23T23:50:25-08:00, ended 2026-11-24T00:10:25-08:00 (completed)" in status
+
+
+def test_placeholder_keys_from_env_example_are_refused(project: ProjectCopy) -> None:
+    (project.root / ".env").write_text((PROJECT_ROOT / ".env.example").read_text())
+    result = engine(project, "run", "--once")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ALPACA_KEY and ALPACA_SECRET still hold the placeholder of .env.example")
+    assert "--broker sim" in result.stderr
+    assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
+    assert engine(project, "run", "--once", "--broker", "sim").returncode == 0  # the way out it names
