@@ -529,7 +529,7 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     live = halts_in_force(store, now)
     lines = ["machines:"]
     lines += [_machine_line(s.kind, s.bot_id, s.state, s.since, live, local) for s in store.machine_states()]
-    lines.append("halt: " + ("none" if not live else ""))
+    lines.append("halt: none" if not live else "halt:")
     for h in live:
         until = local(h.until) if h.until else "resume"
         lines.append(f"  {h.scope}: {h.reason} (since {local(h.started_at)}, until {until})")
