@@ -40,7 +40,19 @@ def _f(name: str, type_: FactType, unit: str, description: str, scope: Scope = "
 
 # Facts every machine can read (the account, the market, the system).
 SYSTEM_FACTS: tuple[Fact, ...] = (
-    _f("account_ok", "bool", "", "The account was read this tick, is ACTIVE, and nothing is blocked.", "system"),
+    _f("account_ok", "bool", "", "The account was read this tick, is ACTIVE, and nothing is blocked or suspended.", "system"),
+    _f("account_status", "str", "", "The account's status as the broker sends it ('ACTIVE' when it may trade).", "system"),
+    _f("trading_blocked", "bool", "", "The broker blocks the account's trading (trading_blocked).", "system"),
+    _f("account_blocked", "bool", "", "The broker blocks the account (account_blocked).", "system"),
+    _f("trade_suspended_by_user", "bool", "", "The account's owner suspended trading (trade_suspended_by_user).", "system"),
+    _f("crypto_status", "str", "", "The account's crypto status ('ACTIVE' when it may trade crypto).", "system"),
+    _f(
+        "options_trading_level",
+        "int",
+        "level",
+        "The account's effective options level (the lower of the approved level and the owner's cap); 2 buys calls and puts.",
+        "system",
+    ),
     _f("broker_ok", "bool", "", "Every broker read of this tick succeeded.", "system"),
     _f("reconciled", "bool", "", "Start-up reconciliation of SQLite with the broker found nothing unexplained.", "system"),
     _f("market_open", "bool", "", "The broker's clock says the equity market is open.", "system"),
@@ -50,7 +62,14 @@ SYSTEM_FACTS: tuple[Fact, ...] = (
     _f("halt_active", "bool", "", "A halt record is in force in SQLite (it has not ended or expired).", "system"),
     _f("kill_triggered", "bool", "", "At least one enabled kill condition holds this tick.", "system"),
     _f("flatten_requested", "bool", "", "The halt in force asks for every position to be closed.", "system"),
-    _f("daily_pnl_pct", "float", "%", "Account equity against last equity, in percent (unrealized included).", "system"),
+    _f(
+        "daily_pnl_pct",
+        "float",
+        "%",
+        "Today's P&L in percent of last equity: equity - last_equity - the day's non-trade cash (deposits, withdrawals,"
+        " fees, dividends, interest); unrealized included.",
+        "system",
+    ),
     _f("equity_usd", "float", "USD", "Account equity.", "system"),
     _f("api_failures_in_window", "int", "count", "Broker failures in the last health.api_failure_window_seconds.", "system"),
     _f("stale_quotes", "int", "count", "Quotes enabled bots need that are missing or older than the staleness limit.", "system"),
@@ -85,6 +104,8 @@ BOT_FACTS: tuple[Fact, ...] = (
     _f("position_pnl_pct", "float", "%", "Unrealized P&L of the bot's positions against their cost, in percent."),
     _f("minutes_in_position", "float", "min", "Minutes since the bot's oldest open position was entered."),
     _f("quote_age_s", "float", "s", "Age of the oldest quote the bot uses (missing when a quote is missing)."),
+    _f("trades_crypto", "bool", "", "The bot trades crypto (the account's crypto_status applies to it)."),
+    _f("trades_options", "bool", "", "The bot buys options (the account's options_trading_level applies to it)."),
     _f("entry_signal", "bool", "", "The bot's configured signal (signal.mode) says enter now."),
     _f("entry_sized", "bool", "", "An entry can be sized now from the budget and capital left (and, for options, the chain)."),
 )

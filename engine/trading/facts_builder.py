@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from engine.brokers.base import DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
+from engine.brokers.base import Account, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
 from engine.brokers.symbols import is_crypto
 from engine.core import order_lifecycle as lifecycle
 from engine.core.store import PositionRow
@@ -73,6 +73,12 @@ def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
     return {
         **inputs.settings_facts,
         "account_ok": account is not None and account.usable,
+        "account_status": account.status if account else None,
+        "trading_blocked": account.trading_blocked if account else None,
+        "account_blocked": account.account_blocked if account else None,
+        "trade_suspended_by_user": account.trade_suspended_by_user if account else None,
+        "crypto_status": account.crypto_status if account else None,
+        "options_trading_level": account.options_trading_level if account else None,
         "broker_ok": snapshot.complete,
         "reconciled": inputs.reconciled,
         "market_open": clock.is_open if clock else None,
@@ -81,7 +87,7 @@ def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
         "system_halted": inputs.system_state == "halted",
         "halt_active": halt is not None,
         "flatten_requested": bool(halt and halt.flatten),
-        "daily_pnl_pct": (account.equity / account.last_equity - 1) * 100 if account and account.last_equity else None,
+        "daily_pnl_pct": daily_pnl_pct(account),
         "equity_usd": account.equity if account else None,
         "api_failures_in_window": inputs.api_failures,
         "stale_quotes": inputs.stale_quotes,
@@ -91,6 +97,15 @@ def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
         "capital_room_usd": None,  # per bot: the gate's room when the bot is evaluated
         "kill_triggered": inputs.kill_triggered,
     }
+
+
+def daily_pnl_pct(account: Account | None) -> float | None:
+    """Today's P&L in percent of last equity, the day's deposits, withdrawals, fees, dividends and interest left
+    out: `equity - last_equity` alone counts a withdrawal as a loss and lets a deposit hide one. Missing when the
+    broker could not say how much cash moved."""
+    if account is None or not account.last_equity or account.non_trade_cash_today is None:
+        return None
+    return (account.equity - account.last_equity - account.non_trade_cash_today) / account.last_equity * 100
 
 
 def stale_quotes(snapshot: Snapshot, needs: DataNeeds, now: datetime, limit_s: float) -> int:
@@ -141,6 +156,8 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         "position_pnl_pct": position_pnl_pct(owned, view.broker_prices, snapshot) if owned else 0.0,
         "minutes_in_position": (now - min(p.opened_at for p in owned)).total_seconds() / 60 if owned else 0.0,
         "quote_age_s": _oldest_age(quotes, now),
+        "trades_crypto": bot.kind == "crypto",
+        "trades_options": bot.kind == "options",
         "entry_signal": signal_symbol is not None,
     }
     plan = None

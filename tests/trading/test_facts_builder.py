@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from engine.brokers.base import Snapshot
+from engine.brokers.base import Account, Snapshot
 from engine.core.clock import ManualClock
 from engine.core.store import PositionRow
 from engine.rules.facts import vocabulary
-from engine.trading.facts_builder import BotInputs, SystemInputs, bot_facts, position_pnl_pct, system_facts
+from engine.trading.facts_builder import BotInputs, SystemInputs, bot_facts, daily_pnl_pct, position_pnl_pct, system_facts
 from engine.trading.view import read_view
 from tests.trading.conftest import Rig
 
@@ -81,3 +83,34 @@ def test_a_missing_price_makes_the_pnl_missing_never_a_guess(clock: ManualClock)
     assert position_pnl_pct(held, {}, empty) is None
     assert position_pnl_pct((), {}, empty) == 0.0
     assert position_pnl_pct(held, {"AAPL": 101.0}, empty) == pytest.approx(1.0)
+
+
+# --- item 6: daily P&L without deposits and withdrawals ------------------------------------------------------
+
+
+def account(**fields: Any) -> Account:
+    base = Account(equity=100_000.0, last_equity=100_000.0, cash=100_000.0, buying_power=100_000.0, status="ACTIVE",
+                   trading_blocked=False, account_blocked=False, non_trade_cash_today=0.0)  # fmt: skip
+    return dataclasses.replace(base, **fields)
+
+
+def test_a_withdrawal_is_not_a_loss_and_a_deposit_does_not_hide_one() -> None:
+    assert daily_pnl_pct(account(equity=95_000.0, non_trade_cash_today=-5_000.0)) == pytest.approx(0.0)
+    assert daily_pnl_pct(account(equity=94_000.0, non_trade_cash_today=-5_000.0)) == pytest.approx(-1.0)
+    assert daily_pnl_pct(account(equity=109_000.0, non_trade_cash_today=10_000.0)) == pytest.approx(-1.0)
+    assert daily_pnl_pct(account(equity=101_000.0)) == pytest.approx(1.0)
+    assert daily_pnl_pct(account(non_trade_cash_today=None)) is None  # not known: missing, never guessed as 0
+    assert daily_pnl_pct(account(last_equity=0.0)) is None
+    assert daily_pnl_pct(None) is None
+
+
+# --- item 4: the account's flags, as facts --------------------------------------------------------------------
+
+
+def test_the_account_s_flags_are_facts(rig: Rig) -> None:
+    rig.exchange.flags = dataclasses.replace(rig.exchange.flags, crypto_status="INACTIVE", options_trading_level=1,
+                                             trade_suspended_by_user=True)  # fmt: skip
+    facts = system_facts(current_view(rig), _inputs(rig))
+    assert facts["account_ok"] is False
+    assert (facts["account_status"], facts["trading_blocked"], facts["account_blocked"]) == ("ACTIVE", False, False)
+    assert (facts["trade_suspended_by_user"], facts["crypto_status"], facts["options_trading_level"]) == (True, "INACTIVE", 1)

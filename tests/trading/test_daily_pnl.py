@@ -1,0 +1,52 @@
+"""Daily P&L leaves out the day's deposits and withdrawals (issue 14, item 6): a withdrawal trips no daily loss
+halt, and a deposit does not hide a loss. On the simulated exchange and through alpaca-py (`intraday_adjustments`,
+and the day's account activities when the account leaves it out)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.brokers.emulator import Emulator
+from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
+from engine.core.store import SYSTEM_SCOPE
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig
+
+
+def halts(rig: Rig) -> list[str]:
+    return [h.reason for h in rig.store.halts(SYSTEM_SCOPE)]
+
+
+def test_a_withdrawal_is_not_a_loss(rig: Rig) -> None:
+    rig.ticks(10)
+    rig.exchange.move_cash(-5_000.0, "CSW")  # 5 % of the account, five times the daily loss limit
+    rig.ticks(10)
+    assert halts(rig) == [] and rig.engine.system.state == "armed"
+
+
+def test_a_deposit_does_not_hide_a_loss(rig: Rig) -> None:
+    rig.ticks(10)
+    rig.exchange.last_equity = rig.exchange.equity() + 1_500.0  # down 1.5 % on the day
+    rig.exchange.move_cash(5_000.0, "CSD")  # equity is now above last equity
+    rig.ticks(1)
+    assert halts(rig) == ["kill condition: max_daily_loss_halt"]
+
+
+@pytest.mark.parametrize("intraday_adjustments", [True, False])
+def test_a_withdrawal_through_alpaca_py_is_not_a_loss(
+    project: ProjectCopy, clock: ManualClock, intraday_adjustments: bool
+) -> None:
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        emulator.intraday_adjustments = intraday_adjustments  # without it, the adapter sums the day's activities
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.ticks(3)
+        exchange.move_cash(-5_000.0, "CSW")
+        rig.ticks(3)
+        assert halts(rig) == [] and rig.engine.system.state == "armed"
+        exchange.last_equity = exchange.equity() + 5_000.0 + 1_500.0  # and a real 1.5 % loss still halts
+        rig.ticks(1)
+        assert halts(rig) == ["kill condition: max_daily_loss_halt"]
