@@ -16,7 +16,10 @@ beside the code that writes each shape is the source it was read from. In short:
   greeks and contracts with only a quote (alpaca-trade-api-go options_test.go);
 - the error bodies of Alpaca's refusals (engine/brokers/errors.py lists them), 401 for bad keys on the trading
   API and 403 "forbidden." on the data API, 429 past the per-minute budget;
-- /v2/assets, /v2/account/activities, /v2/options/contracts.
+- /v2/assets, /v2/account/activities, /v2/options/contracts;
+- historical bars: /v2/stocks/bars, /v1beta3/crypto/us/bars and /v1beta1/options/bars, multi-symbol, sorted by
+  symbol then time, `limit` 1..10,000 (default 1,000) counted across symbols, and `next_page_token`
+  (market-data-api.json), drawn from the simulator's price model (`History` below).
 
 Fault injection: a queue of answers given before routing (or after processing, to reproduce a gateway timeout
 after an order was accepted), hangs, and a log of every request; in process for tests, and over HTTP under
@@ -30,11 +33,14 @@ import binascii
 import dataclasses
 import functools
 import json
+import math
+import random
 import re
 import threading
 import uuid
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,8 +49,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from engine.brokers.base import Asset, NonTradeActivity, OptionContract, Order, OrderRequest, Position
-from engine.brokers.sim.exchange import QuoteMode, SimExchange, SimReject
-from engine.brokers.symbols import normalize, position_path_symbol
+from engine.brokers.sim import options
+from engine.brokers.sim.exchange import SPREAD, QuoteMode, SimExchange, SimReject
+from engine.brokers.sim.prices import PricePaths
+from engine.brokers.symbols import asset_class_of, normalize, parse_occ, position_path_symbol
 
 ADMIN_PREFIX = "/__emulator"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -52,6 +60,7 @@ CHAIN_LIMIT_DEFAULT, CHAIN_LIMIT_MAX = 100, 1000  # market-data-api.json, /v1bet
 ACTIVITIES_PAGE_MAX = 100  # trading-api.json, /v2/account/activities page_size
 CONTRACTS_LIMIT_MAX = 10_000  # reference/alpaca-api.md §7, /v2/options/contracts
 INDICATIVE_TRADE_DELAY = timedelta(minutes=15)  # market-data-api.json: indicative trades are delayed
+BARS_LIMIT_DEFAULT, BARS_LIMIT_MAX = 1000, 10_000  # market-data-api.json, /v2/stocks/bars and the crypto and option bars
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -122,6 +131,201 @@ def _after_token(token: str | None) -> str | None:
         raise SimReject(400, None, "invalid page_token") from None
 
 
+# --- history: bars of the past, from the simulator's price model ---------------------------------------------
+
+_TIMEFRAME = re.compile(r"^(\d+)(Min|T|Hour|H|Day|D)$")
+_TIMEFRAME_UNIT = {"Min": 60, "T": 60, "Hour": 3600, "H": 3600, "Day": 86400, "D": 86400}
+_TIMEFRAME_MAX = {60: 59, 3600: 23, 86400: 1}  # market-data-api.json: [1-59]Min, [1-23]Hour, 1Day
+_HISTORY_ANCHOR = date(2000, 1, 3)  # the day-level walk starts here; any day after it has a level
+_STEPS_PER_MINUTE = 12  # the simulator's 5-second steps
+_LEVEL_BLOCK = 256
+# Minute bars as (start in epoch seconds, open, high, low, close, volume, trade count, VWAP).
+MinuteBar = tuple[float, float, float, float, float, float, int, float]
+
+
+class History:
+    """Minute bars of any past day, drawn from the simulator's price model (engine/brokers/sim/prices.py).
+
+    A day is a `PricePaths` walk of 5-second steps (its drift regimes included), seeded by the day, so that any
+    window gives the same bars whatever was asked before it: a resumed download must find what a whole one would
+    have. Each day's walk is bent to start at the day's level and end at the next day's, levels that follow a
+    mean-reverting walk from day to day; the next session then opens where the last one closed, and a price
+    stays within tens of percent of the symbol's base price over years. Stocks have bars in the sessions of the
+    exchange calendar (holidays and early closes included); crypto around the clock; an option contract in its
+    underlying's sessions until it expires, priced from the underlying by the simulator's model.
+    """
+
+    def __init__(self, seed: int, cached_days: int = 256):
+        self.seed = seed
+        self._base = PricePaths(seed, datetime(2000, 1, 3, tzinfo=timezone.utc))
+        self._levels: dict[str, list[float]] = {}
+        self._days: OrderedDict[tuple[str, date], list[MinuteBar]] = OrderedDict()
+        self._cached_days = cached_days
+        self._lock = threading.Lock()  # the server answers on several threads; the caches are shared
+
+    def _level(self, symbol: str, day: date) -> float:
+        """The symbol's log level on `day`: x' = 0.98 x + N(0, 1.5 %), from 0 at the anchor (a stationary spread of
+        about 7.5 %)."""
+        levels = self._levels.setdefault(symbol, [])
+        index = max((day - _HISTORY_ANCHOR).days, 0)
+        while index >= len(levels):  # a block of days at a time, each block from its own generator: the same
+            block = len(levels) // _LEVEL_BLOCK  # levels whatever day was asked for first
+            rng = random.Random(f"{self.seed}:level:{symbol}:{block}")
+            x = levels[-1] if levels else 0.0
+            for _ in range(_LEVEL_BLOCK):
+                x = 0.98 * x + rng.gauss(0.0, 0.015)
+                levels.append(x)
+        return levels[index]
+
+    def _spans(self, symbol: str, first: date, last: date) -> list[tuple[date, datetime, datetime]]:
+        """(day, its first instant, its end) of each day with trading from `first` to `last`."""
+        if asset_class_of(symbol) == "crypto":
+            return [
+                (
+                    day,
+                    datetime.combine(day, datetime.min.time(), timezone.utc),
+                    datetime.combine(day + timedelta(days=1), datetime.min.time(), timezone.utc),
+                )
+                for day in (first + timedelta(days=n) for n in range((last - first).days + 1))
+            ]
+        from engine.core.calendar import market_calendar
+
+        return [(s.day, s.open, s.close) for s in market_calendar().sessions(first, last)]
+
+    def _walk(self, symbol: str, day: date, opened: datetime, closes: datetime) -> list[float]:
+        """The day's 5-second prices, bent from the day's level to the next day's."""
+        steps = int((closes - opened).total_seconds() // 5)
+        paths = PricePaths(self.seed * 1_000_003 + day.toordinal(), opened)
+        raw = paths.history(symbol, paths.step_time(steps - 1), steps)
+        base = self._base.base_price(symbol)
+        start, end = self._level(symbol, day), self._level(symbol, day + timedelta(days=1))
+        first, drift = math.log(raw[0]), math.log(raw[-1] / raw[0])
+        last = max(len(raw) - 1, 1)
+        return [base * math.exp(math.log(p) - first + start + (end - start - drift) * i / last) for i, p in enumerate(raw)]
+
+    def _minutes_of_day(self, symbol: str, day: date, opened: datetime, closes: datetime) -> list[MinuteBar]:
+        key = (symbol, day)
+        with self._lock:
+            cached = self._days.get(key)
+            if cached is not None:
+                self._days.move_to_end(key)
+                return cached
+        occ = parse_occ(symbol)
+        if occ is not None:
+            bars = self._option_minutes(occ, day, opened, closes)
+        else:
+            digits = 2 if asset_class_of(symbol) == "us_equity" else 4
+            prices = [round(p, digits) for p in self._walk(symbol, day, opened, closes)]
+            rng = random.Random(f"{self.seed}:volume:{symbol}:{day.isoformat()}")
+            shares = asset_class_of(symbol) == "us_equity"
+            bars = []
+            start = opened.timestamp()
+            for m in range(len(prices) // _STEPS_PER_MINUTE):
+                chunk = prices[m * _STEPS_PER_MINUTE : (m + 1) * _STEPS_PER_MINUTE]
+                trades = rng.randint(5, 60)
+                volume = float(round(trades * rng.uniform(20, 200))) if shares else round(trades * rng.uniform(0.2, 2.0), 4)
+                vwap = round(sum(chunk) / len(chunk), digits + 2)
+                bars.append((start + 60 * m, chunk[0], max(chunk), min(chunk), chunk[-1], volume, trades, vwap))
+        with self._lock:
+            self._days[key] = bars
+            while len(self._days) > self._cached_days:
+                self._days.popitem(last=False)
+        return bars
+
+    def _option_minutes(
+        self, occ: tuple[str, date, str, float], day: date, opened: datetime, closes: datetime
+    ) -> list[MinuteBar]:
+        root, expiry, option_type, strike = occ
+        if day > expiry:
+            return []
+        bars = []
+        for t, o, h, low, c, _v, trades, _vw in self._minutes_of_day(root, day, opened, closes):
+            when = datetime.fromtimestamp(t, timezone.utc)
+            years = options.years_to_expiry(expiry, when)
+
+            def mid(spot: float, years: float = years) -> float:
+                return options.price_one(spot, strike, years, option_type, SPREAD["us_option"]).mid[0]
+
+            at_open, at_close, at_high, at_low = mid(o), mid(c), mid(h), mid(low)
+            high, low_price = max(at_open, at_close, at_high, at_low), min(at_open, at_close, at_high, at_low)
+            count = max(trades // 10, 1)
+            bars.append((t, at_open, high, low_price, at_close, float(count), count, round((high + low_price) / 2, 4)))
+        return bars
+
+    def minutes(self, symbol: str, start: datetime, end: datetime) -> Iterator[MinuteBar]:
+        """Every minute bar of `symbol` starting in [start, end), oldest first, a day at a time."""
+        first = start.astimezone(NEW_YORK).date() - timedelta(days=1)
+        last = end.astimezone(NEW_YORK).date() + timedelta(days=1)
+        underlying = parse_occ(symbol)
+        calendar_symbol = underlying[0] if underlying else symbol
+        lo, hi = start.timestamp(), end.timestamp()
+        for day, opened, closes in self._spans(calendar_symbol, first, last):
+            if closes.timestamp() <= lo or opened.timestamp() >= hi:
+                continue
+            for bar in self._minutes_of_day(symbol, day, opened, closes):
+                if lo <= bar[0] < hi:
+                    yield bar
+
+    def bars(self, symbol: str, seconds: int, start: datetime, end: datetime) -> Iterator[MinuteBar]:
+        """Bars of `seconds` (60 × N, 3600 × N, or 86400: a day in New York, stamped at its midnight) starting in
+        [start, end), aggregated from minute bars as Alpaca does: first open, highest high, lowest low, last close,
+        volume and trades summed, VWAP by volume."""
+        if seconds == 60:
+            yield from self.minutes(symbol, start, end)
+            return
+        daily = seconds == 86400
+
+        def bucket(t: float) -> float:
+            if daily:
+                local = datetime.fromtimestamp(t, timezone.utc).astimezone(NEW_YORK)
+                return datetime.combine(local.date(), datetime.min.time(), NEW_YORK).timestamp()
+            return t - t % seconds
+
+        lo = start.timestamp()
+        group: list[MinuteBar] = []
+        for bar in self.minutes(symbol, datetime.fromtimestamp(bucket(lo), timezone.utc), end):
+            if group and bucket(bar[0]) != bucket(group[0][0]):
+                if bucket(group[0][0]) >= lo:  # a bar is in the window when its own timestamp is
+                    yield _aggregate(bucket(group[0][0]), group)
+                group = []
+            group.append(bar)
+        if group and bucket(group[0][0]) >= lo:
+            yield _aggregate(bucket(group[0][0]), group)
+
+
+def _aggregate(start: float, group: list[MinuteBar]) -> MinuteBar:
+    volume = sum(b[5] for b in group)
+    vwap = sum(b[7] * b[5] for b in group) / volume if volume else group[-1][4]
+    return (start, group[0][1], max(b[2] for b in group), min(b[3] for b in group), group[-1][4], round(volume, 4),
+            sum(b[6] for b in group), round(vwap, 4))  # fmt: skip
+
+
+def _timeframe_seconds(text: str | None) -> int:
+    match = _TIMEFRAME.match(text or "")
+    if not match:
+        raise SimReject(400, None, f"invalid timeframe: {text!r} (the emulator serves [1-59]Min, [1-23]Hour and 1Day)")
+    amount, unit = int(match.group(1)), _TIMEFRAME_UNIT[match.group(2)]
+    if not 1 <= amount <= _TIMEFRAME_MAX[unit]:
+        raise SimReject(400, None, f"invalid timeframe: {text!r}")
+    return amount * unit
+
+
+def _bars_token(symbol: str, start: float) -> str:
+    # opaque to clients; here the base64 of the last bar given, so the next page starts after it
+    return base64.b64encode(f"{symbol}|{start:.0f}".encode()).decode()
+
+
+def _after_bars_token(token: str | None) -> tuple[str, float] | None:
+    text = _after_token(token)
+    if text is None:
+        return None
+    symbol, _, stamp = text.rpartition("|")
+    try:
+        return symbol, float(stamp)
+    except ValueError:
+        raise SimReject(400, None, "invalid page_token") from None
+
+
 @dataclass
 class Emulator:
     exchange: SimExchange
@@ -140,6 +344,9 @@ class Emulator:
     intraday_adjustments: bool = True
     opra_subscription: bool = False  # without it, feed=opra is refused 403
     fill_at_submit: bool = False  # Alpaca answers an order before it fills; True only to reproduce old behaviour
+    # Historical bars per page at most, whatever `limit` asks (None: as asked). Alpaca may also answer fewer than
+    # asked with a token; this lets a test see the SDK follow `next_page_token` without 10,000 bars a page.
+    bars_page_cap: int | None = None
 
     def __post_init__(self) -> None:
         self._server: ThreadingHTTPServer | None = None
@@ -148,6 +355,7 @@ class Emulator:
         self._minute: tuple[int, int] = (0, 0)
         self.account_id = str(uuid.UUID(int=self.exchange.seed, version=4))
         self.exchange.fill_at_submit = self.fill_at_submit
+        self.history = History(self.exchange.seed)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -433,6 +641,56 @@ class Emulator:
             "next_page_token": _page_token(page[-1].symbol) if rest else None,
         }
 
+    def bars_json(self, asset_class: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """Historical bars (market-data-api.json StockBars, CryptoBars, OptionBars): `symbols` (required),
+        `timeframe`, `start` (default: the start of today in New York), `end` (default: now; never after the
+        simulated now, and only bars that have ended), `limit` (1..10,000, default 1,000, counted across
+        symbols), `sort` (asc or desc), `page_token`. Bars come sorted by symbol, then time; a symbol with no bar
+        in the window is left out of `bars`; each bar has t, o, h, l, c, v, n, vw (alpaca-py refuses a bar without
+        n or vw: reference §4)."""
+        symbols = sorted(dict.fromkeys(s for s in ",".join(query.get("symbols", [])).split(",") if s))
+        if not symbols:
+            raise SimReject(400, None, "symbols is required")
+        for symbol in symbols:
+            if not self.exchange.well_formed(symbol) or asset_class_of(symbol) != asset_class:
+                raise SimReject(400, None, f"invalid symbol: {symbol}")
+        seconds = _timeframe_seconds(query.get("timeframe", [None])[0])
+        limit = _limit(query, BARS_LIMIT_DEFAULT, BARS_LIMIT_MAX)
+        page = min(limit, self.bars_page_cap) if self.bars_page_cap else limit
+        sort = query.get("sort", ["asc"])[0]
+        if sort not in ("asc", "desc"):
+            raise SimReject(400, None, f"invalid sort: {sort}")
+        now = self.exchange.clock.now()
+        today = datetime.combine(now.astimezone(NEW_YORK).date(), datetime.min.time(), NEW_YORK)
+        start = _instant(query.get("start", [None])[0]) or today
+        end = min(_instant(query.get("end", [None])[0]) or now, now)
+        if end < start:
+            raise SimReject(400, None, "end should not be before start")
+        ended = now.timestamp() - seconds  # a bar is given once it has ended (a day bar: its day has)
+        after = _after_bars_token(query.get("page_token", [None])[0])
+        given: list[tuple[str, MinuteBar]] = []
+        more = False
+        for symbol in symbols if sort == "asc" else symbols[::-1]:
+            if after is not None and (symbol < after[0] if sort == "asc" else symbol > after[0]):
+                continue  # a page before this one gave it whole
+            if not self.exchange.listed(symbol):
+                continue
+            rows = [b for b in self.history.bars(symbol, seconds, start, end + timedelta(microseconds=1)) if b[0] <= ended]
+            if sort == "desc":
+                rows.reverse()
+            if after is not None and symbol == after[0]:
+                rows = [b for b in rows if (b[0] > after[1] if sort == "asc" else b[0] < after[1])]
+            room = page - len(given)
+            given += [(symbol, bar) for bar in rows[:room]]
+            if len(rows) > room:
+                more = True
+                break
+        bars: dict[str, list[dict[str, Any]]] = {}
+        for symbol, bar in given:
+            bars.setdefault(symbol, []).append(_bar_json(bar))
+        token = _bars_token(given[-1][0], given[-1][1][0]) if more else None
+        return {"bars": bars, "next_page_token": token}
+
     def contract_json(self, c: OptionContract) -> dict[str, Any]:
         """trading-api.json OptionContract (reference §4 compact example)."""
         return {
@@ -538,6 +796,12 @@ class Emulator:
                 return 200, {"quotes": {s: self.quote_json(s) for s in self._data_symbols(symbols)}}
             if m := re.fullmatch(r"/v1beta1/options/snapshots/([A-Z.]+)", path):
                 return 200, self.chain_json(m.group(1), query)
+            if path == "/v2/stocks/bars":
+                return 200, self.bars_json("us_equity", query)
+            if path == "/v1beta3/crypto/us/bars":
+                return 200, self.bars_json("crypto", query)
+            if path == "/v1beta1/options/bars":
+                return 200, self.bars_json("us_option", query)
         if method == "POST" and path == "/v2/orders":
             return 200, self.order_json(x.submit(_order_request(body)))
         if method == "DELETE":
@@ -666,6 +930,11 @@ class Emulator:
         if bad:
             raise SimReject(400, None, f"invalid symbol: {bad[0]}")
         return [s for s in symbols if self.exchange.listed(s)]
+
+
+def _bar_json(bar: MinuteBar) -> dict[str, Any]:
+    t, o, h, low, c, v, n, vw = bar
+    return {"t": _ts(datetime.fromtimestamp(t, timezone.utc)), "o": o, "h": h, "l": low, "c": c, "v": v, "n": n, "vw": vw}
 
 
 def _chronological(pair: tuple[int, NonTradeActivity]) -> tuple[datetime, int]:
