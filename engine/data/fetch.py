@@ -1,0 +1,386 @@
+"""Downloading history (issue 9, item 2): bars from Alpaca's historical data API into a data folder (docs/data.md).
+
+Through alpaca-py's own historical clients, so what works here works against Alpaca, and the emulator's history
+endpoints test it through the same SDK on loopback. Each symbol is asked for a window of time at a time (a week
+of minute bars, a year of hour bars); alpaca-py follows `next_page_token` inside a window by itself, and the
+window is written (atomically, `files.write_bars`) before the next is asked for. So a fetch that stops (Ctrl-C,
+a network error, a 403) keeps every window it finished, and the next call starts after the last stored bar
+(`files.last_timestamp`): it asks only for what is missing.
+
+Every HTTP request, a page included, first takes a token from the same client-side `TokenBucket` the adapter
+uses (190 a minute by default; Alpaca's free data plan allows 200). The bucket never sleeps; here, unlike in a
+tick, waiting is the right answer, so the fetch waits for the next token (through `sleep`, which tests replace).
+alpaca-py's silent retries are switched off; a 429 is waited out here, a few times, before it is an error.
+
+Dates are New York days: `--from 2026-10-01 --to 2026-10-31` is from 00:00 on 1 October to the end of
+31 October in New York, whatever the asset. Datetimes are taken as given, the end excluded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as time_of_day
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.brokers.base import BrokerError
+from engine.brokers.ratelimit import TokenBucket
+from engine.brokers.symbols import asset_class_of
+from engine.core.clock import Clock, SystemClock
+from engine.data.files import last_timestamp, write_bars
+from engine.data.records import Bar, Format
+
+NEW_YORK = ZoneInfo("America/New_York")
+_TIMEFRAME = re.compile(r"^([1-9]\d*)(Min|Hour|Day)$")
+_UNIT_SECONDS = {"Min": 60, "Hour": 3600, "Day": 86400}
+_UNIT_MAX = {"Min": 59, "Hour": 23, "Day": 1}  # Alpaca's bars: [1-59]Min, [1-23]Hour, 1Day
+# Days of data asked for in one window: about a page (10,000 bars) of a symbol trading around the clock.
+_WINDOW_DAYS = {"Min": 7, "Hour": 365, "Day": 3650}
+RATE_LIMIT_RETRIES = 3
+
+
+class FetchError(Exception):
+    """The fetch stopped: what was written before stays, and the next call resumes after it."""
+
+    def __init__(self, symbol: str, message: str):
+        self.symbol = symbol
+        self.message = message
+        super().__init__(f"{symbol}: {message}" if symbol else message)
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    """A bar length as Alpaca names it (`1Min`, `15Min`, `1Hour`, `1Day`)."""
+
+    amount: int
+    unit: str  # Min, Hour or Day
+
+    @classmethod
+    def parse(cls, text: str) -> Timeframe:
+        match = _TIMEFRAME.match(text.strip())
+        if not match or int(match.group(1)) > _UNIT_MAX[match.group(2)]:
+            raise ValueError(f"timeframe {text!r} is not one of [1-59]Min, [1-23]Hour, 1Day (e.g. 1Min, 15Min, 1Hour)")
+        return cls(int(match.group(1)), match.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+    @property
+    def seconds(self) -> int:
+        return self.amount * _UNIT_SECONDS[self.unit]
+
+    @property
+    def after_last(self) -> timedelta:
+        """How far after the last stored bar the next one may start. A day bar is stamped at midnight in New
+        York, which is 23 or 25 hours after the last one when the clocks change: an hour later is safe."""
+        return timedelta(hours=1) if self.unit == "Day" else timedelta(seconds=self.seconds)
+
+    def alpaca(self) -> Any:
+        from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
+
+        unit = {"Min": TimeFrameUnit.Minute, "Hour": TimeFrameUnit.Hour, "Day": TimeFrameUnit.Day}[self.unit]
+        return TimeFrame(self.amount, unit)
+
+
+@dataclass
+class HistoryClients:
+    """alpaca-py's historical clients (any may be None when that asset class is not fetched)."""
+
+    stocks: Any = None  # StockHistoricalDataClient
+    crypto: Any = None  # CryptoHistoricalDataClient
+    options: Any = None  # OptionHistoricalDataClient
+
+    @classmethod
+    def from_api(cls, api: Any) -> HistoryClients:
+        """The clients of an `AlpacaAPI` (engine/brokers/alpaca.py), already given their timeouts."""
+        return cls(getattr(api, "stocks", None), getattr(api, "crypto", None), getattr(api, "options", None))
+
+
+def history_clients(key: str | None, secret: str | None, *, data_base_url: str | None = None) -> HistoryClients:
+    """New historical clients. Keys are needed for stocks and options; crypto bars need none (then only crypto
+    can be fetched). `data_base_url` points them elsewhere (the emulator)."""
+    from alpaca.data.historical import CryptoHistoricalDataClient, OptionHistoricalDataClient, StockHistoricalDataClient
+
+    crypto = CryptoHistoricalDataClient(key, secret, url_override=data_base_url) if key and secret else (
+        CryptoHistoricalDataClient(url_override=data_base_url))  # fmt: skip
+    if not (key and secret):
+        return HistoryClients(crypto=crypto)
+    return HistoryClients(
+        stocks=StockHistoricalDataClient(key, secret, url_override=data_base_url),
+        crypto=crypto,
+        options=OptionHistoricalDataClient(key, secret, url_override=data_base_url),
+    )
+
+
+@dataclass(frozen=True)
+class FetchProgress:
+    """Told after each window written: `symbol`'s bars are stored up to `through` (of `start`..`end`)."""
+
+    symbol: str
+    index: int  # the symbol's place in the fetch, from 0
+    symbols: int
+    start: datetime
+    end: datetime
+    through: datetime
+    rows: int  # rows written for this symbol by this call so far
+    requests: int  # HTTP requests of the whole fetch so far
+
+    @property
+    def fraction(self) -> float:
+        """Of the whole fetch, assuming symbols take alike."""
+        span = (self.end - self.start).total_seconds()
+        done = min(max((self.through - self.start).total_seconds() / span, 0.0), 1.0) if span > 0 else 1.0
+        return (self.index + done) / self.symbols
+
+
+@dataclass(frozen=True)
+class SymbolFetch:
+    symbol: str
+    rows: int  # written by this call
+    requests: int  # HTTP requests for it (pages included)
+    asked_from: datetime | None  # where this call started asking; None when nothing was missing
+    last: datetime | None  # the last stored bar after this call
+    file: Path | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    symbols: tuple[SymbolFetch, ...]
+    requests: int
+    waited_seconds: float  # spent waiting for the rate limiter's tokens
+    timeframe: str
+    out: Path
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.symbols)
+
+
+@dataclass
+class _Throttle:
+    """Every request waits for a token of the bucket; waiting is counted, never done by spinning."""
+
+    bucket: TokenBucket
+    per_minute: int
+    sleep: Callable[[float], None]
+    requests: int = 0
+    waited: float = 0.0
+    _restore: list[tuple[Any, Any]] = field(default_factory=list)
+
+    def wait(self) -> None:
+        while not self.bucket.try_acquire():
+            pause = 60.0 / self.per_minute
+            self.waited += pause
+            self.sleep(pause)
+        self.requests += 1
+
+    def install(self, clients: Iterable[Any]) -> None:
+        """On each client's requests session (each page is one request): the token first, no silent retries."""
+        seen: set[int] = set()
+        for client in clients:
+            if client is None or id(client) in seen:
+                continue
+            seen.add(id(client))
+            session = getattr(client, "_session", None)
+            if session is None or not hasattr(client, "_retry"):
+                raise FetchError("", f"alpaca-py changed: {type(client).__name__} has no _session or _retry")
+            send = session.request
+            retry = (client._retry, getattr(client, "_retry_codes", None))
+            self._restore.append((client, (send, retry)))
+            client._retry = 0
+
+            def request(method: str, url: str, _send: Any = send, **kwargs: Any) -> Any:
+                self.wait()
+                kwargs.setdefault("timeout", (5.0, 30.0))
+                return _send(method, url, **kwargs)
+
+            session.request = request
+
+    def remove(self) -> None:
+        for client, (send, (retry, codes)) in self._restore:
+            client._session.request = send
+            client._retry = retry
+            if codes is not None:
+                client._retry_codes = codes
+        self._restore.clear()
+
+
+def _instant(value: date | datetime, *, end: bool) -> datetime:
+    """A bound as an aware UTC instant: a date is its New York midnight (an end date: the next day's)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{value.isoformat()} has no time zone: give an offset or a date")
+        return value.astimezone(timezone.utc)
+    day = value + timedelta(days=1) if end else value
+    return datetime.combine(day, time_of_day(0), NEW_YORK).astimezone(timezone.utc)
+
+
+def _request(symbol: str, asset_class: str, timeframe: Timeframe, start: datetime, end: datetime, feed: str,
+             adjustment: str) -> tuple[str, Any]:  # fmt: skip
+    """(which client, the request) for one window; Alpaca's end is inclusive, so it stops a microsecond short."""
+    from alpaca.data.requests import CryptoBarsRequest, OptionBarsRequest, StockBarsRequest
+
+    last = end - timedelta(microseconds=1)
+    if asset_class == "crypto":
+        return "crypto", CryptoBarsRequest(symbol_or_symbols=symbol, timeframe=timeframe.alpaca(), start=start, end=last)
+    if asset_class == "us_option":
+        return "options", OptionBarsRequest(symbol_or_symbols=symbol, timeframe=timeframe.alpaca(), start=start, end=last)
+    from alpaca.data.enums import Adjustment, DataFeed
+
+    return "stocks", StockBarsRequest(symbol_or_symbols=symbol, timeframe=timeframe.alpaca(), start=start, end=last,
+                                      feed=DataFeed(feed), adjustment=Adjustment(adjustment))  # fmt: skip
+
+
+def _rows(answer: Any, symbol: str) -> list[Bar]:
+    """The bars of `symbol` in a BarSet (or in the raw dict alpaca-py gives with raw_data=True)."""
+    if isinstance(answer, dict):
+        raw = answer.get(symbol, [])
+        return [Bar(_parse_time(b["t"]), float(b["o"]), float(b["h"]), float(b["l"]), float(b["c"]), float(b["v"])) for b in raw]
+    return [
+        Bar(b.timestamp.astimezone(timezone.utc), float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
+        for b in answer.data.get(symbol, [])
+    ]
+
+
+def _parse_time(text: str) -> datetime:
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+def _explain(exc: BaseException) -> str:
+    """What went wrong, in Alpaca's words when it answered."""
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        text = str(exc)
+        hint = " (are ALPACA_KEY and ALPACA_SECRET right, and does the plan include this feed?)" if status in (401, 403) else ""
+        return f"the data API answered {status}: {text[:300]}{hint}"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def fetch(
+    api_or_clients: Any,
+    symbols: Sequence[str],
+    start: date | datetime,
+    end: date | datetime,
+    timeframe: str | Timeframe,
+    out: Path | str,
+    *,
+    progress: Callable[[FetchProgress], None] | None = None,
+    feed: str = "iex",
+    adjustment: str = "raw",
+    fmt: Format | None = None,
+    per_minute: int = 190,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> FetchResult:
+    """Download `symbols`' bars from `start` to `end` into `out/bars/`, resuming after whatever is stored.
+
+    `api_or_clients` is an `AlpacaAPI` or a `HistoryClients`. `feed` (stocks: iex on the free plan, or sip) and
+    `adjustment` (raw, as the engine sees prices live; or split, dividend, all) are Alpaca's. `fmt` is the format
+    of a new file (Parquet unless csv); an existing file keeps its own. Raises FetchError (keeping what was
+    written), ValueError for bad arguments, DataError when a stored file is unreadable or Alpaca sent a bar the
+    format refuses.
+    """
+    frame = timeframe if isinstance(timeframe, Timeframe) else Timeframe.parse(timeframe)
+    begin, finish = _instant(start, end=False), _instant(end, end=True)
+    if finish <= begin:
+        raise ValueError(f"the end ({finish.isoformat()}) is not after the start ({begin.isoformat()})")
+    if per_minute < 1:
+        raise ValueError("per_minute must be at least 1")
+    wanted = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
+    if not wanted:
+        raise ValueError("no symbols to fetch")
+    clients = api_or_clients if isinstance(api_or_clients, HistoryClients) else HistoryClients.from_api(api_or_clients)
+    folder = Path(out)
+    clock = clock or SystemClock()
+    throttle = _Throttle(TokenBucket(per_minute, clock), per_minute, sleep or time.sleep)
+    throttle.install([clients.stocks, clients.crypto, clients.options])
+    results: list[SymbolFetch] = []
+    try:
+        for index, symbol in enumerate(wanted):
+            results.append(_fetch_symbol(clients, throttle, symbol, index, len(wanted), frame, begin, finish, folder,
+                                         feed, adjustment, fmt, progress))  # fmt: skip
+    finally:
+        throttle.remove()
+    return FetchResult(tuple(results), throttle.requests, throttle.waited, str(frame), folder)
+
+
+def _fetch_symbol(
+    clients: HistoryClients,
+    throttle: _Throttle,
+    symbol: str,
+    index: int,
+    count: int,
+    frame: Timeframe,
+    begin: datetime,
+    finish: datetime,
+    folder: Path,
+    feed: str,
+    adjustment: str,
+    fmt: Format | None,
+    progress: Callable[[FetchProgress], None] | None,
+) -> SymbolFetch:
+    asset_class = asset_class_of(symbol)
+    last = last_timestamp(folder, "bars", symbol)
+    first_stored = None
+    note = ""
+    asked = begin
+    if last is not None:
+        asked = max(begin, last + frame.after_last)
+        from engine.data.files import read_table
+
+        table = read_table(folder, "bars", symbol)
+        first_stored = table.column("timestamp")[0].as_py() if len(table) else None
+        if first_stored is not None and begin.astimezone(NEW_YORK).date() < first_stored.astimezone(NEW_YORK).date():
+            note = f"bars before {first_stored.isoformat()} are not fetched: a stored file is only ever appended to"
+    if asked >= finish:
+        return SymbolFetch(symbol, 0, 0, None, last, None, note or "complete: nothing is missing")
+    which = {"us_equity": "stocks", "crypto": "crypto", "us_option": "options"}[asset_class]
+    if getattr(clients, which) is None:
+        raise FetchError(symbol, f"no {which} client: fetching {asset_class} bars needs ALPACA_KEY and ALPACA_SECRET")
+    requests_before = throttle.requests
+    written = 0
+    path: Path | None = None
+    window = timedelta(days=_WINDOW_DAYS[frame.unit] * (frame.amount if frame.unit == "Min" else 1))
+    cursor = asked
+    while cursor < finish:
+        upto = min(cursor + window, finish)
+        client_name, request = _request(symbol, asset_class, frame, cursor, upto, feed, adjustment)
+        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle)
+        floor = last or datetime.min.replace(tzinfo=timezone.utc)
+        rows = [b for b in _rows(answer, symbol) if cursor <= b.timestamp < upto and b.timestamp > floor]
+        if rows:
+            path = write_bars(folder, symbol, rows, fmt)
+            written += len(rows)
+            last = rows[-1].timestamp
+        cursor = upto
+        if progress is not None:
+            progress(FetchProgress(symbol, index, count, asked, finish, cursor, written, throttle.requests))
+    return SymbolFetch(symbol, written, throttle.requests - requests_before, asked, last, path, note)
+
+
+def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle) -> Any:
+    """One window (alpaca-py follows its pages); a 429 is waited out a few times before it is an error."""
+    import requests
+    from alpaca.common.exceptions import APIError
+
+    call = {"stocks": "get_stock_bars", "crypto": "get_crypto_bars", "options": "get_option_bars"}[which]
+    for attempt in range(RATE_LIMIT_RETRIES + 1):
+        try:
+            return getattr(client, call)(request)
+        except APIError as exc:
+            if getattr(exc, "status_code", None) == 429 and attempt < RATE_LIMIT_RETRIES:
+                pause = 60.0
+                throttle.waited += pause
+                throttle.sleep(pause)
+                continue
+            raise FetchError(symbol, _explain(exc)) from None
+        except (requests.RequestException, BrokerError, ValueError) as exc:  # ValueError: pydantic's ValidationError
+            raise FetchError(symbol, _explain(exc)) from None
+    raise FetchError(symbol, "rate limited")  # pragma: no cover - the loop returns or raises
