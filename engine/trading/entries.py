@@ -3,26 +3,61 @@
 Pure functions of the config, the snapshot, the bot's remaining risk budget and the capital left. The engine
 plans an entry while it builds a bot's facts (so a signal that cannot be sized never fires `enter`) and sends
 exactly the planned order once the risk gate grants it.
+
+Nothing is sized from a quote that is not a price (a side at 0, crossed, or wider than `health.max_spread_pct`),
+nothing is bought with more than the buying power that pays for it (crypto: `non_marginable_buying_power`,
+options: `options_buying_power`, stocks: `buying_power`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from datetime import date
 
-from engine.brokers.base import OptionContract, OrderRequest, Snapshot
+from engine.brokers.base import Account, OptionContract, OrderRequest, Quote, Snapshot
 from engine.brokers.symbols import contract_multiplier
 from engine.config.model import ChainRules, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, TradingBotConfig
 from engine.trading.portfolio import shares_for
 
 UNNUMBERED = ""  # the client_order_id is given when the gate grants the entry
+_NOTHING: frozenset[str] = frozenset()
+
+
+def spread_pct(bid: float, ask: float) -> float | None:
+    """The spread in percent of the mid; None when the quote is not two-sided (a side at 0, or crossed)."""
+    if bid <= 0 or ask <= 0 or ask < bid:
+        return None
+    return (ask - bid) / (ask + bid) * 200
+
+
+def usable(quote: Quote | None, max_spread_pct: float) -> bool:
+    """Whether a stock or crypto quote is a price: both sides present, not crossed, the spread within the limit."""
+    if quote is None:
+        return False
+    spread = spread_pct(quote.bid, quote.ask)
+    return spread is not None and spread <= max_spread_pct
 
 
 def room_usd(deployable_usd: float, snapshot: Snapshot) -> float:
-    """Capital left to deploy: deployable less what is held, never more than the buying power."""
+    """Capital left to deploy: the deployable part of the equity less what is held, never more than the account's
+    buying power (the loosest of its buying powers: each entry is also capped by its own, `buying_power`)."""
     if snapshot.account is None:
         return 0.0
     exposure = sum(abs(p.market_value) for p in snapshot.positions or ())
     return max(0.0, min(deployable_usd - exposure, snapshot.account.buying_power))
+
+
+def buying_power(cfg: TradingBotConfig, account: Account | None) -> float | None:
+    """What this bot's entries are paid with. `buying_power` is a margin figure (up to 4x the equity on a margin
+    account), crypto cannot be bought on margin and options have their own; None when the broker did not say."""
+    if account is None:
+        return None
+    if isinstance(cfg, CryptoBotConfig):
+        return account.non_marginable_buying_power
+    if isinstance(cfg, OptionsBotConfig):
+        return account.options_buying_power
+    return account.buying_power
 
 
 def cost_usd(request: OrderRequest, snapshot: Snapshot) -> float:
@@ -35,51 +70,86 @@ def cost_usd(request: OrderRequest, snapshot: Snapshot) -> float:
     return (request.qty or 0.0) * price * contract_multiplier(request.symbol)
 
 
-def choose_contract(rules: ChainRules, underlying: str, snapshot: Snapshot, day: date) -> OptionContract | None:
-    """A call within dte_min..dte_max and delta_min..delta_max: the delta nearest the middle, then the nearest expiry."""
+@dataclass(frozen=True)
+class ContractChoice:
+    """The contract chosen, and its quote as it was when chosen (logged with the entry)."""
+
+    contract: OptionContract
+    quote_age_s: float  # from the contract's own quote time to the snapshot
+    spread_pct: float  # of the contract's mid
+
+
+def choose_contract(
+    rules: ChainRules, underlying: str, snapshot: Snapshot, day: date, exclude: AbstractSet[str] = _NOTHING
+) -> ContractChoice | None:
+    """A call within dte_min..dte_max and delta_min..delta_max whose quote is two-sided, no older than
+    max_quote_age_seconds and no wider than max_spread_pct, with greeks (a contract without them cannot be
+    placed in the delta range), and not in `exclude` (the contracts the bot holds or is entering): the delta
+    nearest the middle, then the nearest expiry."""
     target = (rules.delta_min + rules.delta_max) / 2
-    candidates = [
-        c
-        for c in snapshot.option_chains.get(underlying, ())
-        if c.option_type == "call"
-        and rules.dte_min <= (c.expiry - day).days <= rules.dte_max
-        and rules.delta_min <= abs(c.delta) <= rules.delta_max
-        and c.ask > 0
-    ]
-    return min(candidates, key=lambda c: (abs(abs(c.delta) - target), c.expiry), default=None)
+    best: tuple[float, date] | None = None
+    chosen = None
+    for c in snapshot.option_chains.get(underlying, ()):
+        if c.option_type != "call" or c.symbol in exclude or not rules.dte_min <= (c.expiry - day).days <= rules.dte_max:
+            continue
+        greeks = c.greeks
+        if greeks is None or not rules.delta_min <= abs(greeks.delta) <= rules.delta_max:
+            continue
+        spread = spread_pct(c.bid, c.ask)
+        if spread is None or spread > rules.max_spread_pct:
+            continue
+        age = (snapshot.taken_at - c.quote_time).total_seconds()
+        if age > rules.max_quote_age_seconds:
+            continue
+        key = (abs(abs(greeks.delta) - target), c.expiry)
+        if best is None or key < best:
+            best, chosen = key, ContractChoice(c, age, spread)
+    return chosen
 
 
 def plan_entry(
-    cfg: TradingBotConfig, symbol: str, risk_usd: float, room: float, snapshot: Snapshot, day: date
-) -> tuple[OrderRequest | None, OptionContract | None]:
+    cfg: TradingBotConfig,
+    symbol: str,
+    risk_usd: float,
+    room: float,
+    snapshot: Snapshot,
+    day: date,
+    *,
+    max_spread_pct: float,
+    busy: AbstractSet[str] = _NOTHING,
+) -> tuple[OrderRequest | None, ContractChoice | None]:
     """(the order, the chosen contract for options) or (None, None) when no entry can be sized: no budget, no
-    capital, no quote, or no contract inside the chain rules. `symbol` is the one whose signal fired."""
+    capital or buying power, no usable quote, or no contract inside the chain rules. `symbol` is the one whose
+    signal fired; `busy` the symbols the bot holds or is entering (an entry never adds to one: each counts once
+    against max_concurrent_positions)."""
+    power = buying_power(cfg, snapshot.account)
+    if power is None:
+        return None, None
+    room = min(room, power)
     if risk_usd <= 0 or room <= 0:
         return None, None
+    if isinstance(cfg, OptionsBotConfig):
+        choice = choose_contract(cfg.chain_rules, symbol, snapshot, day, busy)
+        if choice is None:
+            return None, None
+        contract = choice.contract
+        spread = (contract.ask - contract.bid) * 100
+        contracts = shares_for(risk_usd, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread=spread)
+        if contracts < 1:
+            return None, None
+        return OrderRequest(contract.symbol, "buy", UNNUMBERED, "market", "day", qty=contracts), choice
+    quote = snapshot.quotes.get(symbol)
+    if symbol in busy or quote is None or not usable(quote, max_spread_pct):
+        return None, None
     if isinstance(cfg, MomentumBotConfig):
-        quote = snapshot.quotes.get(cfg.ticker)
-        if quote is None:
-            return None, None
         qty = shares_for(risk_usd, quote.ask, cfg.exits.stop_loss_pct, room, spread=quote.ask - quote.bid)
-        return (OrderRequest(cfg.ticker, "buy", UNNUMBERED, "market", "day", qty=qty) if qty >= 1 else None), None
-    if isinstance(cfg, CryptoBotConfig):
-        quote = snapshot.quotes.get(symbol)
-        if quote is None:
-            return None, None
-        loss_per_dollar = cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask
-        notional = min(cfg.execution.default_notional_usd, room, risk_usd / loss_per_dollar)
-        if notional < 1:
-            return None, None
-        execution = cfg.execution
-        limit = round(quote.ask, 2) if execution.order_type == "limit" else None
-        size = {"notional": round(notional, 2)} if execution.use_notional else {"qty": round(notional / quote.ask, 8)}
-        return OrderRequest(symbol, "buy", UNNUMBERED, execution.order_type, execution.tif, limit_price=limit, **size), None
-    assert isinstance(cfg, OptionsBotConfig)
-    contract = choose_contract(cfg.chain_rules, symbol, snapshot, day)
-    if contract is None:
+        return (OrderRequest(symbol, "buy", UNNUMBERED, "market", "day", qty=qty) if qty >= 1 else None), None
+    assert isinstance(cfg, CryptoBotConfig)
+    loss_per_dollar = cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask
+    notional = min(cfg.execution.default_notional_usd, room, risk_usd / loss_per_dollar)
+    if notional < 1:
         return None, None
-    spread = (contract.ask - contract.bid) * 100
-    contracts = shares_for(risk_usd, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread=spread)
-    if contracts < 1:
-        return None, None
-    return OrderRequest(contract.symbol, "buy", UNNUMBERED, "market", "day", qty=contracts), contract
+    execution = cfg.execution
+    limit = round(quote.ask, 2) if execution.order_type == "limit" else None
+    size = {"notional": round(notional, 2)} if execution.use_notional else {"qty": round(notional / quote.ask, 8)}
+    return OrderRequest(symbol, "buy", UNNUMBERED, execution.order_type, execution.tif, limit_price=limit, **size), None

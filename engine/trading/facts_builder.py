@@ -4,11 +4,15 @@
 engine could not read is None ("missing"), never a default; a guard that reads a missing fact fails closed.
 Every name produced here is in engine/rules/facts.py (`python -m engine facts KIND` lists them), and a test
 holds the two to each other.
+
+A quote with a side at 0, crossed, or wider than `health.max_spread_pct` is not a price: it enters no signal's
+history (`usable_quotes`), sizes no entry, and fails its bots' `quotes_usable`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -23,6 +27,7 @@ from engine.trading.view import TickView
 
 Facts = dict[str, Any]
 PreflightCheck = Callable[[Mapping[str, Any]], tuple[str, ...]]  # facts -> the names of the checks that fail
+_NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,15 @@ class EntryPlan:
     request: OrderRequest
     contract: OptionContract | None  # the chosen contract, for options
     symbol: str  # the symbol whose signal fired
+    quote_age_s: float | None = None  # options: the chosen contract's quote age, from its own quote time
+    spread_pct: float | None = None  # options: the chosen contract's spread, in percent of its mid
 
 
 class BotInputs(NamedTuple):
     """What one bot's facts need beyond the view and the system's facts. (A named tuple, as is BotFacts: one
     of each is made per bot per tick, and a frozen dataclass costs several times more to build.)"""
 
-    history: Mapping[str, Sequence[float]]  # recent mids per symbol, oldest first
+    history: Mapping[str, Sequence[float]]  # recent mids per symbol, oldest first (usable quotes only)
     budget_usd: float | None  # None: unknown (no equity, PortfolioBot not armed)
     orders_last_minute: int  # the gate's count, entries granted earlier this tick included
     capital_room_usd: float  # the gate's room, entries granted earlier this tick deducted
@@ -108,6 +115,11 @@ def daily_pnl_pct(account: Account | None) -> float | None:
     return (account.equity - account.last_equity - account.non_trade_cash_today) / account.last_equity * 100
 
 
+def usable_quotes(snapshot: Snapshot, max_spread_pct: float) -> dict[str, Quote]:
+    """The quotes that are prices (`entries.usable`): only these enter a signal's history."""
+    return {symbol: quote for symbol, quote in snapshot.quotes.items() if entries.usable(quote, max_spread_pct)}
+
+
 def stale_quotes(snapshot: Snapshot, needs: DataNeeds, now: datetime, limit_s: float) -> int:
     """Quotes the enabled bots need whose market is open and that are missing or older than the limit."""
     clock = snapshot.clock
@@ -126,8 +138,12 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     owned = records.positions
     entries_open = records.open_entries
     last_entry = records.last_entry
-    signal_symbol = _signal(bot, inputs.history)
-    quotes = [snapshot.quotes.get(s) for s in bot.symbols]
+    # A position is a symbol: one the bot holds or is entering. An entry never adds to one, so
+    # risk.max_concurrent_positions caps the distinct symbols held or being entered.
+    busy = {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
+    signal_symbol = _signal(bot, inputs.history, busy)
+    max_spread_pct = system["health_max_spread_pct"]
+    quote_age_s, quotes_usable = _quotes_state(bot.symbols, snapshot.quotes, now, max_spread_pct)
     facts: Facts = {
         **system,
         **bot.config_facts,
@@ -140,7 +156,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         "bot_halted": records.halt is not None,
         "budget_usd": inputs.budget_usd,
         "trades_today": records.counter("entries"),
-        "open_positions": len(owned),
+        "open_positions": len(busy),
         "holds_position": bool(owned),
         "entry_order_open": bool(entries_open),
         "exit_order_open": bool(records.open_exits),
@@ -153,19 +169,32 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         "minutes_since_entry_order": (now - min(r.created_at for r in entries_open)).total_seconds() / 60
         if entries_open
         else 0.0,
-        "position_pnl_pct": position_pnl_pct(owned, view.broker_prices, snapshot) if owned else 0.0,
+        "position_pnl_pct": position_pnl_pct(owned, view.broker_prices, snapshot, max_spread_pct=max_spread_pct)
+        if owned
+        else 0.0,
         "minutes_in_position": (now - min(p.opened_at for p in owned)).total_seconds() / 60 if owned else 0.0,
-        "quote_age_s": _oldest_age(quotes, now),
+        "quote_age_s": quote_age_s,
+        "quotes_usable": quotes_usable,
         "trades_crypto": bot.kind == "crypto",
         "trades_options": bot.kind == "options",
         "entry_signal": signal_symbol is not None,
     }
     plan = None
     if signal_symbol is not None and inputs.budget_usd is not None:
-        request, contract = entries.plan_entry(
-            bot.config, signal_symbol, inputs.budget_usd, inputs.capital_room_usd, snapshot, view.day
+        request, choice = entries.plan_entry(
+            bot.config,
+            signal_symbol,
+            inputs.budget_usd,
+            inputs.capital_room_usd,
+            snapshot,
+            view.day,
+            max_spread_pct=max_spread_pct,
+            busy=busy,
         )
-        plan = EntryPlan(request, contract, signal_symbol) if request is not None else None
+        if request is not None and choice is not None:
+            plan = EntryPlan(request, choice.contract, signal_symbol, choice.quote_age_s, choice.spread_pct)
+        elif request is not None:
+            plan = EntryPlan(request, None, signal_symbol)
     facts["entry_sized"] = plan is not None
     facts["preflight_ok"] = None  # read by no preflight check; set from their answers just below
     failed = inputs.preflight(facts)
@@ -173,29 +202,40 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     return BotFacts(facts, plan, failed)
 
 
-def _oldest_age(quotes: Sequence[Quote | None], now: datetime) -> float | None:
-    """Seconds since the oldest of the quotes; missing when any is missing."""
+def _quotes_state(
+    symbols: Sequence[str], quotes: Mapping[str, Quote], now: datetime, max_spread_pct: float
+) -> tuple[float | None, bool]:
+    """(seconds since the oldest of the symbols' quotes, from each quote's own time; whether every one is a
+    price). The age is missing, and the quotes not usable, when any quote is missing."""
     oldest = None
-    for quote in quotes:
+    usable = True
+    for symbol in symbols:
+        quote = quotes.get(symbol)
         if quote is None:
-            return None
+            return None, False
+        if usable and not entries.usable(quote, max_spread_pct):
+            usable = False
         if oldest is None or quote.timestamp < oldest:
             oldest = quote.timestamp
-    return None if oldest is None else (now - oldest).total_seconds()
+    return (None if oldest is None else (now - oldest).total_seconds()), usable
 
 
-def _signal(bot: Bot, history: Mapping[str, Sequence[float]]) -> str | None:
-    """The first of the bot's symbols whose signal says enter now."""
+def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[str]) -> str | None:
+    """The first of the bot's symbols, not one it holds or is entering, whose signal says enter now."""
     for symbol in bot.symbols:
+        if symbol in busy:
+            continue
         prices = history.get(symbol)
         if prices and bot.signal(prices, bot.signal_params):
             return symbol
     return None
 
 
-def position_pnl_pct(owned: Sequence[PositionRow], prices: Mapping[str, float], snapshot: Snapshot) -> float | None:
+def position_pnl_pct(
+    owned: Sequence[PositionRow], prices: Mapping[str, float], snapshot: Snapshot, *, max_spread_pct: float
+) -> float | None:
     """Unrealized P&L of the owned positions against their cost, at the broker's price of the position (else
-    the quote's mid); missing when a price is missing."""
+    the quote's mid, when the quote is a price); missing when a price is missing."""
     if not owned:
         return 0.0
     cost = value = 0.0
@@ -203,7 +243,7 @@ def position_pnl_pct(owned: Sequence[PositionRow], prices: Mapping[str, float], 
         price = prices.get(p.symbol)
         if price is None:
             quote = snapshot.quotes.get(p.symbol)
-            if quote is None:
+            if quote is None or not entries.usable(quote, max_spread_pct):
                 return None  # missing, never guessed
             price = quote.mid
         cost += p.avg_entry_price * p.qty

@@ -5,7 +5,10 @@ a bot's share   = its bucket's percent / the enabled bots in the bucket, clamped
 deployable      = equity x (1 - cash_reserve_pct)
 one entry risks the bot's remaining budget (its budget less today's realized losses) at its stop, spread
 included, so a bot that lost its budget stops opening; the size is then capped by deployable capital and
-buying power.
+by the buying power that pays for it (engine/trading/entries.py).
+
+Budgets and deployable capital come from equity, never from `buying_power`: that is a margin figure (up to 4x
+the equity), which may only ever lower an entry, never raise it.
 """
 
 from __future__ import annotations

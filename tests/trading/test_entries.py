@@ -1,73 +1,205 @@
-"""Entry planning on a real simulated snapshot: the contract inside the chain rules, sizes from budget and stop."""
+"""Entry planning on a real simulated snapshot: the contract inside the chain rules, sizes from budget and stop,
+only from quotes that are prices, paid with the right buying power."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import dataclasses
+import math
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.brokers.base import DataNeeds
+from engine.brokers.base import DataNeeds, Quote, Snapshot
 from engine.brokers.factory import build_sim
 from engine.config.loader import load_config
 from engine.core.clock import ManualClock
 from engine.paths import PROJECT_ROOT
-from engine.trading.entries import choose_contract, plan_entry, room_usd
+from engine.trading.entries import choose_contract, plan_entry, room_usd, spread_pct, usable
 
 CONFIG = load_config(PROJECT_ROOT / "config")
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+MAX_SPREAD = CONFIG.settings.health.max_spread_pct
+RULES = CONFIG.bots.optionsbot.chain_rules
+MOMENTUM, OPTIONS, CRYPTO = CONFIG.bots.momentum_bots[0], CONFIG.bots.optionsbot, CONFIG.bots.cryptobot
 
 
 @pytest.fixture(scope="module")
-def snapshot():
+def snapshot() -> Snapshot:
     broker, _ = build_sim(CONFIG.settings, ManualClock(NOW))
-    return broker.snapshot(DataNeeds(stocks=("AAPL", "SPY"), crypto=("BTC/USD",), option_underlyings=("SPY",),
+    return broker.snapshot(DataNeeds(stocks=("AAPL", "SPY"), crypto=("BTC/USD", "ETH/USD"), option_underlyings=("SPY",),
                                      option_dte_min=7, option_dte_max=45))  # fmt: skip
 
 
-def test_the_contract_is_a_call_inside_the_chain_rules(snapshot) -> None:
-    rules = CONFIG.bots.optionsbot.chain_rules
-    contract = choose_contract(rules, "SPY", snapshot, NOW.date())
-    assert contract is not None and contract.option_type == "call"
-    assert rules.dte_min <= (contract.expiry - NOW.date()).days <= rules.dte_max
-    assert rules.delta_min <= contract.delta <= rules.delta_max
-    middle = (rules.delta_min + rules.delta_max) / 2
+def plan(cfg, symbol, snapshot, risk=250.0, room=1e9, **kw):  # type: ignore[no-untyped-def]
+    return plan_entry(cfg, symbol, risk, room, snapshot, NOW.date(), **{"max_spread_pct": MAX_SPREAD, **kw})
+
+
+def with_quote(snapshot: Snapshot, symbol: str, bid: float, ask: float) -> Snapshot:
+    quote = snapshot.quotes[symbol]
+    return dataclasses.replace(snapshot, quotes={**snapshot.quotes, symbol: Quote(symbol, bid, ask, quote.timestamp)})
+
+
+def with_account(snapshot: Snapshot, **fields) -> Snapshot:  # type: ignore[no-untyped-def]
+    assert snapshot.account is not None
+    return dataclasses.replace(snapshot, account=dataclasses.replace(snapshot.account, **fields))
+
+
+# --- the contract ---------------------------------------------------------------------------------------------
+
+
+def test_the_contract_is_a_call_inside_the_chain_rules(snapshot: Snapshot) -> None:
+    choice = choose_contract(RULES, "SPY", snapshot, NOW.date())
+    assert choice is not None
+    contract = choice.contract
+    assert contract.option_type == "call"
+    assert RULES.dte_min <= (contract.expiry - NOW.date()).days <= RULES.dte_max
+    assert RULES.delta_min <= contract.delta <= RULES.delta_max
+    middle = (RULES.delta_min + RULES.delta_max) / 2
     inside = [
-        c for c in snapshot.option_chains["SPY"] if c.option_type == "call" and rules.delta_min <= c.delta <= rules.delta_max
+        c for c in snapshot.option_chains["SPY"] if c.option_type == "call" and RULES.delta_min <= c.delta <= RULES.delta_max
     ]
     assert abs(contract.delta - middle) == min(abs(c.delta - middle) for c in inside)
+    # the quote it was chosen on comes with it, for the contract_chosen event
+    assert choice.quote_age_s == (snapshot.taken_at - contract.quote_time).total_seconds()
+    assert choice.spread_pct == pytest.approx((contract.ask - contract.bid) / ((contract.ask + contract.bid) / 2) * 100)
 
 
-def test_no_contract_when_nothing_fits(snapshot) -> None:
-    from dataclasses import replace
-
-    rules = replace(CONFIG.bots.optionsbot.chain_rules, dte_min=100, dte_max=120)  # the chain reaches 45 days
+def test_no_contract_when_nothing_fits(snapshot: Snapshot) -> None:
+    rules = dataclasses.replace(RULES, dte_min=100, dte_max=120)  # the chain reaches 45 days
     assert choose_contract(rules, "SPY", snapshot, NOW.date()) is None
 
 
-def test_momentum_size_follows_budget_and_stop(snapshot) -> None:
-    bot = CONFIG.bots.momentum_bots[0]
-    order, contract = plan_entry(bot, "AAPL", 250.0, 1e9, snapshot, NOW.date())
+def _best(snapshot: Snapshot):  # type: ignore[no-untyped-def]
+    choice = choose_contract(RULES, "SPY", snapshot, NOW.date())
+    assert choice is not None
+    return choice.contract
+
+
+def _chain_with(snapshot: Snapshot, symbol: str, **fields) -> Snapshot:  # type: ignore[no-untyped-def]
+    chain = tuple(dataclasses.replace(c, **fields) if c.symbol == symbol else c for c in snapshot.option_chains["SPY"])
+    return dataclasses.replace(snapshot, option_chains={**snapshot.option_chains, "SPY": chain})
+
+
+@pytest.mark.parametrize(
+    ("why", "fields"),
+    [
+        ("no greeks", {"delta": math.nan, "gamma": math.nan, "theta": math.nan, "vega": math.nan}),
+        ("no bid", {"bid": 0.0}),
+        ("no ask", {"ask": 0.0}),
+        ("crossed", {"bid": 9.0, "ask": 8.0}),
+        ("spread over chain_rules.max_spread_pct (10)", {"bid": 8.0, "ask": 9.0}),
+        ("quote over chain_rules.max_quote_age_seconds (120)", {"quote_time": NOW - timedelta(seconds=121)}),
+    ],
+)
+def test_a_contract_whose_quote_is_not_good_enough_is_skipped(snapshot: Snapshot, why: str, fields: dict) -> None:
+    best = _best(snapshot)
+    changed = _chain_with(snapshot, best.symbol, **fields)
+    second = _best(changed)
+    assert second.symbol != best.symbol, why
+    # and the OptionsBot's entry goes to the next contract, never to the one skipped
+    order, choice = plan(OPTIONS, "SPY", changed)
+    assert order is not None and choice is not None and order.symbol == second.symbol
+
+
+def test_the_quote_limits_are_the_configured_ones(snapshot: Snapshot) -> None:
+    best = _best(snapshot)
+    older = _chain_with(snapshot, best.symbol, quote_time=NOW - timedelta(seconds=100))
+    assert _best(older).symbol == best.symbol  # 100 s is within the default 120 s
+    strict = dataclasses.replace(RULES, max_quote_age_seconds=60)
+    found = choose_contract(strict, "SPY", older, NOW.date())
+    assert found is not None and found.contract.symbol != best.symbol
+
+
+def test_a_contract_the_bot_holds_or_enters_is_not_bought_again(snapshot: Snapshot) -> None:
+    best = _best(snapshot)
+    order, choice = plan(OPTIONS, "SPY", snapshot, busy=frozenset({best.symbol}))
+    assert order is not None and choice is not None and order.symbol != best.symbol
+
+
+# --- sizing ---------------------------------------------------------------------------------------------------
+
+
+def test_momentum_size_follows_budget_and_stop(snapshot: Snapshot) -> None:
+    order, contract = plan(MOMENTUM, "AAPL", snapshot)
     quote = snapshot.quotes["AAPL"]
     assert contract is None and order is not None and order.side == "buy" and order.client_order_id == ""
-    loss_at_stop = order.qty * (quote.ask * bot.exits.stop_loss_pct / 100 + quote.ask - quote.bid)  # type: ignore[operator]
+    loss_at_stop = order.qty * (quote.ask * MOMENTUM.exits.stop_loss_pct / 100 + quote.ask - quote.bid)  # type: ignore[operator]
     assert loss_at_stop <= 250.0 < loss_at_stop + quote.ask * 0.006
 
 
-def test_crypto_is_notional_and_capped_by_capital(snapshot) -> None:
-    bot = CONFIG.bots.cryptobot
-    order, _ = plan_entry(bot, "BTC/USD", 250.0, 1e9, snapshot, NOW.date())
+def test_crypto_is_notional_and_capped_by_capital(snapshot: Snapshot) -> None:
+    order, _ = plan(CRYPTO, "BTC/USD", snapshot)
     assert order is not None and (order.notional, order.qty, order.order_type, order.time_in_force) == (
         50.0,
         None,
         "limit",
         "gtc",
     )
-    small, _ = plan_entry(bot, "BTC/USD", 250.0, 20.0, snapshot, NOW.date())
+    small, _ = plan(CRYPTO, "BTC/USD", snapshot, room=20.0)
     assert small is not None and small.notional == 20.0
 
 
-def test_nothing_without_budget_or_capital(snapshot) -> None:
-    bot = CONFIG.bots.momentum_bots[0]
-    assert plan_entry(bot, "AAPL", 0.0, 1e9, snapshot, NOW.date()) == (None, None)
-    assert plan_entry(bot, "AAPL", 250.0, 0.0, snapshot, NOW.date()) == (None, None)
+def test_nothing_without_budget_or_capital(snapshot: Snapshot) -> None:
+    assert plan(MOMENTUM, "AAPL", snapshot, risk=0.0) == (None, None)
+    assert plan(MOMENTUM, "AAPL", snapshot, room=0.0) == (None, None)
     assert room_usd(70_000, snapshot) == 70_000  # nothing held yet; buying power is 100,000
+
+
+# --- item 1: a quote that is not a price sizes nothing ---------------------------------------------------------
+
+
+def test_a_quote_is_a_price_only_with_both_sides_uncrossed_and_narrow() -> None:
+    t = NOW
+    assert usable(Quote("AAPL", 99.9, 100.1, t), 1.0) and spread_pct(99.9, 100.1) == pytest.approx(0.2)
+    assert not usable(Quote("AAPL", 0.0, 100.0, t), 1.0)  # no bid: the mid would be half the ask
+    assert not usable(Quote("AAPL", 100.0, 0.0, t), 1.0)  # no ask
+    assert not usable(Quote("AAPL", 100.2, 100.0, t), 1.0)  # crossed
+    assert not usable(Quote("AAPL", 98.0, 100.0, t), 1.0)  # 2 % wide
+    assert usable(Quote("AAPL", 98.0, 100.0, t), 2.5)
+    assert not usable(None, 1.0)
+
+
+@pytest.mark.parametrize(("bot", "symbol"), [(MOMENTUM, "AAPL"), (CRYPTO, "BTC/USD")])
+@pytest.mark.parametrize(("bid", "ask"), [(0.0, 100.0), (100.0, 0.0), (101.0, 100.0), (95.0, 100.0)])
+def test_no_entry_is_sized_from_a_quote_that_is_not_a_price(snapshot: Snapshot, bot, symbol: str, bid: float, ask: float) -> None:  # type: ignore[no-untyped-def]
+    assert plan(bot, symbol, with_quote(snapshot, symbol, bid, ask)) == (None, None)
+
+
+# --- item 5: which buying power -------------------------------------------------------------------------------
+
+
+def test_crypto_is_capped_by_non_marginable_buying_power(snapshot: Snapshot) -> None:
+    margin = with_account(snapshot, buying_power=400_000.0, non_marginable_buying_power=30.0)
+    order, _ = plan(CRYPTO, "BTC/USD", margin)
+    assert order is not None and order.notional == 30.0
+    assert plan(CRYPTO, "BTC/USD", with_account(snapshot, non_marginable_buying_power=None)) == (None, None)
+
+
+def test_options_are_capped_by_options_buying_power(snapshot: Snapshot) -> None:
+    order, choice = plan(OPTIONS, "SPY", snapshot)
+    assert order is not None and choice is not None and order.qty and order.qty > 1
+    one = choice.contract.ask * 100 * 1.5  # room for one contract, not two
+    order, _ = plan(OPTIONS, "SPY", with_account(snapshot, buying_power=400_000.0, options_buying_power=one))
+    assert order is not None and order.qty == 1
+    assert plan(OPTIONS, "SPY", with_account(snapshot, options_buying_power=0.0)) == (None, None)
+    assert plan(OPTIONS, "SPY", with_account(snapshot, options_buying_power=None)) == (None, None)
+
+
+def test_stocks_are_capped_by_buying_power(snapshot: Snapshot) -> None:
+    quote = snapshot.quotes["AAPL"]
+    order, _ = plan(MOMENTUM, "AAPL", with_account(snapshot, buying_power=quote.ask * 3.5, non_marginable_buying_power=1e9))
+    assert order is not None and order.qty == 3
+
+
+def test_margin_never_enlarges_the_capital_to_deploy(snapshot: Snapshot) -> None:
+    margin = with_account(snapshot, buying_power=400_000.0)  # 4x the equity
+    assert room_usd(70_000, margin) == 70_000  # deployable comes from equity, not from buying power
+    assert room_usd(70_000, with_account(snapshot, buying_power=5_000.0)) == 5_000  # but never past it
+
+
+# --- item 13: a position is a symbol --------------------------------------------------------------------------
+
+
+def test_a_symbol_the_bot_holds_is_not_entered_again(snapshot: Snapshot) -> None:
+    assert plan(CRYPTO, "BTC/USD", snapshot, busy=frozenset({"BTC/USD"})) == (None, None)
+    assert plan(CRYPTO, "ETH/USD", snapshot, busy=frozenset({"BTC/USD"}))[0] is not None

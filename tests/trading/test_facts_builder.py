@@ -8,17 +8,25 @@ from typing import Any
 
 import pytest
 
-from engine.brokers.base import Account, Snapshot
+from engine.brokers.base import Account, Quote, Snapshot
 from engine.core.clock import ManualClock
 from engine.core.store import PositionRow
 from engine.rules.facts import vocabulary
-from engine.trading.facts_builder import BotInputs, SystemInputs, bot_facts, daily_pnl_pct, position_pnl_pct, system_facts
+from engine.trading.facts_builder import (
+    BotInputs,
+    SystemInputs,
+    bot_facts,
+    daily_pnl_pct,
+    position_pnl_pct,
+    system_facts,
+)
 from engine.trading.view import read_view
 from tests.trading.conftest import Rig
 
 
 def inputs(preflight=lambda facts: ()) -> BotInputs:  # type: ignore[no-untyped-def]
-    return BotInputs(history={}, budget_usd=100.0, orders_last_minute=0, capital_room_usd=1000.0, entry_blocked=False, preflight=preflight)
+    return BotInputs(history={}, budget_usd=100.0, orders_last_minute=0, capital_room_usd=1000.0, entry_blocked=False,
+                     preflight=preflight)  # fmt: skip
 
 
 def current_view(rig: Rig):  # type: ignore[no-untyped-def]
@@ -80,9 +88,13 @@ def _inputs(rig: Rig) -> SystemInputs:
 def test_a_missing_price_makes_the_pnl_missing_never_a_guess(clock: ManualClock) -> None:
     held = (PositionRow("b", "AAPL", 2.0, 100.0, clock.now() - timedelta(minutes=1)),)
     empty = Snapshot(clock.now(), None, (), (), {}, {}, None)
-    assert position_pnl_pct(held, {}, empty) is None
-    assert position_pnl_pct((), {}, empty) == 0.0
-    assert position_pnl_pct(held, {"AAPL": 101.0}, empty) == pytest.approx(1.0)
+    assert position_pnl_pct(held, {}, empty, max_spread_pct=1.0) is None
+    assert position_pnl_pct((), {}, empty, max_spread_pct=1.0) == 0.0
+    assert position_pnl_pct(held, {"AAPL": 101.0}, empty, max_spread_pct=1.0) == pytest.approx(1.0)
+    quoted = Snapshot(clock.now(), None, (), (), {"AAPL": Quote("AAPL", 100.9, 101.1, clock.now())}, {}, None)
+    assert position_pnl_pct(held, {}, quoted, max_spread_pct=1.0) == pytest.approx(1.0)
+    one_sided = Snapshot(clock.now(), None, (), (), {"AAPL": Quote("AAPL", 0.0, 101.1, clock.now())}, {}, None)
+    assert position_pnl_pct(held, {}, one_sided, max_spread_pct=1.0) is None  # no mid from a quote with a side at 0
 
 
 # --- item 6: daily P&L without deposits and withdrawals ------------------------------------------------------
@@ -114,3 +126,31 @@ def test_the_account_s_flags_are_facts(rig: Rig) -> None:
     assert facts["account_ok"] is False
     assert (facts["account_status"], facts["trading_blocked"], facts["account_blocked"]) == ("ACTIVE", False, False)
     assert (facts["trade_suspended_by_user"], facts["crypto_status"], facts["options_trading_level"]) == (True, "INACTIVE", 1)
+
+
+# --- item 13: a position is a symbol, held or being entered ---------------------------------------------------
+
+
+def test_open_positions_counts_distinct_symbols_held_or_being_entered(rig: Rig) -> None:
+    from engine.core.store import OrderRow
+    from engine.trading.view import BotRecords
+
+    rig.ticks(3)
+    view = current_view(rig)
+    bot = rig.engine.bot("crypto_core")
+    system = system_facts(view, _inputs(rig))
+    t = rig.clock.now()
+    btc = PositionRow("crypto_core", "BTC/USD", 0.001, 60_000.0, t)
+    entry = OrderRow("crypto_core-20261123-0009", "crypto_core", t.date(), "entry", "BTC/USD", "buy", None, 50.0, "limit",
+                     60_000.0, "gtc", "new", "b1", 0.0, None, "add", None, t, t)  # fmt: skip
+
+    def count(positions: tuple[PositionRow, ...], working: tuple[OrderRow, ...]) -> int:
+        records = BotRecords(positions=positions, open_entries=working)
+        counted = dataclasses.replace(view, bots={**view.bots, "crypto_core": records})
+        return bot_facts(counted, bot, system, inputs()).facts["open_positions"]
+
+    assert count((btc,), ()) == 1
+    assert count((btc,), (entry,)) == 1  # a second entry on a held pair is one position, not two...
+    eth = dataclasses.replace(entry, symbol="ETH/USD")
+    assert count((btc,), (eth,)) == 2  # ...a pair being entered is one
+    assert count((), (eth,)) == 1
