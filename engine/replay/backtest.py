@@ -1,0 +1,279 @@
+"""`run_backtest`: the real engine, ticked over recorded market data on the replay exchange (issue 9, item 4).
+
+What runs is what trades live: `Engine.tick()` with the user's machines, guards, preflight, kill switch,
+PortfolioBot budgets and order path, a fresh StateStore and Journal in the output folder, the broker fronted
+by the same `SnapshotBroker` and `SimAPI` as the simulator. Only the clock and the prices differ: a
+`ManualClock` set to each instant of the data in turn (no sleeping, no instant without data), and a price source
+that answers from the present frame.
+
+The engine ticks once per instant of the data, not every `loop_interval_seconds`: on minute bars it decides
+once a minute. A bar is replayed when it became known (its timestamp plus the bar's length, inferred from the
+data), never at its start, so a tick never sees a close before it happened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from engine.brokers.sim.api import SimAPI
+from engine.brokers.snapshot import SnapshotBroker
+from engine.config.errors import Problem
+from engine.config.model import BotsConfig
+from engine.core.calendar import market_calendar
+from engine.core.clock import ManualClock
+from engine.core.journal import Journal
+from engine.core.store import StateStore
+from engine.data.dataset import DataSet
+from engine.data.errors import DataError
+from engine.data.files import iso
+from engine.data.records import Kind, file_stem
+from engine.replay import report as reporting
+from engine.replay.exchange import ReplayExchange
+from engine.replay.feed import FramePrices
+from engine.replay.fills import FillModel
+from engine.replay.report import Recorded
+from engine.trading.engine import Engine
+from engine.trading.startup import symbols_by_bot
+from engine.validate import Report
+
+STATE_FILE, LOG_FILE = "state.db", "app.jsonl"
+EQUITY_EVERY = timedelta(minutes=1)  # equity.csv keeps a row at most this often (and the last one)
+PROGRESS_EVERY = 500  # frames between progress calls
+
+
+class BacktestError(Exception):
+    """The backtest cannot run as asked (a folder already holding a run, no data in the window)."""
+
+
+class MissingData(DataError):
+    """Bots whose symbols the data folder does not have (or not in the window): told at start, not left idle."""
+
+
+@dataclass(frozen=True)
+class BacktestProgress:
+    at: datetime
+    frames: int
+    fraction: float  # of the window's time
+    equity: float
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    out_dir: Path
+    summary: dict[str, Any]
+    start: datetime
+    end: datetime
+    frames: int  # engine ticks, one per instant of the data
+    bar_events: int  # rows replayed (bars and quotes, each symbol's one)
+    wall_seconds: float
+    files: tuple[Path, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def bar_events_per_second(self) -> float:
+        return self.bar_events / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def bar_interval(data: DataSet, sample: int = 2000) -> timedelta:
+    """The bars' length: the smallest gap between two bars of a symbol (60 s for minute bars); a minute when the
+    data has only quotes."""
+    import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    smallest: int | None = None
+    for symbol in data.bar_symbols:
+        stamps = data.table("bars", symbol).column("timestamp").slice(0, sample).cast(pa.int64())
+        if len(stamps) > 1:
+            gap = pc.min(pc.subtract(stamps.slice(1), stamps.slice(0, len(stamps) - 1))).as_py()
+            smallest = gap if smallest is None else min(smallest, gap)
+    return timedelta(microseconds=smallest) if smallest else timedelta(minutes=1)
+
+
+def _first_known(data: DataSet, symbol: str, interval: timedelta) -> tuple[datetime, datetime] | None:
+    """When a symbol's first and last rows became known (bars at their end), or None when it has none."""
+    spans = []
+    kinds: tuple[tuple[Kind, timedelta], ...] = (("quotes", timedelta(0)), ("bars", interval))
+    for kind, shift in kinds:
+        if data.rows(kind, symbol):
+            stamps = data.table(kind, symbol).column("timestamp")
+            spans.append((stamps[0].as_py() + shift, stamps[-1].as_py() + shift))
+    if not spans:
+        return None
+    return min(s[0] for s in spans).astimezone(timezone.utc), max(s[1] for s in spans).astimezone(timezone.utc)
+
+
+def missing_data(
+    bots: BotsConfig, data: DataSet, interval: timedelta, start: datetime | None = None, end: datetime | None = None
+) -> list[Problem]:
+    """One problem per enabled bot's symbol that has no data, or none inside [start, end]."""
+    problems = []
+    for bot_id, symbol, _fractional in symbols_by_bot(bots):
+        span = _first_known(data, symbol, interval)
+        stem = file_stem(symbol)
+        if span is None:
+            problems.append(
+                Problem(
+                    str(data.folder),
+                    0,
+                    0,
+                    "",
+                    f"{bot_id} trades {symbol}, which has no data here "
+                    f"(bars/{stem}.parquet or .csv, or quotes/{stem}): fetch it, or disable the bot",
+                )
+            )
+        elif (start is not None and span[1] < start) or (end is not None and span[0] > end):
+            problems.append(
+                Problem(
+                    str(data.folder),
+                    0,
+                    0,
+                    "",
+                    f"{bot_id} trades {symbol}, whose data ({iso(span[0])} to {iso(span[1])}) is outside the backtest's window",
+                )
+            )
+    return problems
+
+
+def _bound(value: date | datetime | None, *, end: bool, tz: Any) -> datetime | None:
+    """A date is a day in the engine's time zone (an end date includes the whole day)."""
+    if value is None or isinstance(value, datetime):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{value.isoformat()} has no time zone: give an offset or a date")
+        return value.astimezone(timezone.utc) if value is not None else None
+    day = value + timedelta(days=1) if end else value
+    moment = datetime.combine(day, datetime.min.time(), tz).astimezone(timezone.utc)
+    return moment - timedelta(microseconds=1) if end else moment
+
+
+def run_backtest(
+    report: Report,
+    data_dir: Path | str | DataSet,
+    *,
+    start: date | datetime | None = None,
+    end: date | datetime | None = None,
+    cash: float = 100_000.0,
+    out_dir: Path | str,
+    fill_model: FillModel | None = None,
+    progress: Callable[[BacktestProgress], None] | None = None,
+    html: bool = True,
+) -> BacktestResult:
+    """Run the engine configured by `report` (a validated config, rules and machines) over the data in `data_dir`,
+    from `start` to `end` (dates are days in system.timezone, both included; default: the whole data, from the
+    first instant every bot's symbols have a price), starting with `cash`; write the run and its report to
+    `out_dir`, which must not hold a run already.
+
+    Raises DataError for bad data (every problem of every file), MissingData when an enabled bot's symbol has no
+    data, BacktestError when the window holds no data or `out_dir` holds a run, ValueError for bad arguments.
+    """
+    from zoneinfo import ZoneInfo
+
+    assert report.config is not None and report.book is not None, "run_backtest needs a validated Report"
+    if not cash > 0:
+        raise ValueError(f"cash must be above 0, not {cash!r}")
+    config = report.config
+    tz = ZoneInfo(config.settings.system.timezone)
+    data = data_dir if isinstance(data_dir, DataSet) else DataSet.open(data_dir)
+    begin, finish = _bound(start, end=False, tz=tz), _bound(end, end=True, tz=tz)
+    if begin is not None and finish is not None and finish < begin:
+        raise ValueError(f"the end ({iso(finish)}) is before the start ({iso(begin)})")
+    interval = bar_interval(data)
+    problems = missing_data(config.bots, data, interval, begin, finish)
+    if problems:
+        raise MissingData(problems)
+    notes: list[str] = []
+    # Every bot has a price from the first tick: the window starts when the last of their symbols has one.
+    needed = {symbol for _bot, symbol, _f in symbols_by_bot(config.bots)}
+    ready = max((known[0] for s in needed if (known := _first_known(data, s, interval)) is not None), default=None)
+    if ready is not None and (begin is None or ready > begin):
+        if begin is not None:
+            notes.append(f"starts at {iso(ready)}, when every bot's symbols have a price")
+        begin = ready
+    out = Path(out_dir)
+    for name in (STATE_FILE, LOG_FILE):
+        if (out / name).exists():
+            raise BacktestError(f"{out / name} exists: a backtest writes a new folder (give another --out)")
+    frames = data.frames(begin, finish, bars_known_after=interval)
+    first = next(frames, None)
+    if first is None:
+        raise BacktestError(
+            f"{data.folder} has no data between {iso(begin) if begin else 'its start'} and {iso(finish) if finish else 'its end'}"
+        )
+    window_start = first.at
+    window_end = finish if finish is not None else (data.end + interval if data.end else first.at)
+    out.mkdir(parents=True, exist_ok=True)
+    model = fill_model or FillModel()
+    clock = ManualClock(first.at)
+    calendar = market_calendar()
+    feed = FramePrices(interval, calendar=calendar)
+    feed.advance(first)
+    exchange = ReplayExchange(
+        clock, seed=config.settings.sim.seed, starting_cash=cash, prices=feed, fill_model=model, calendar=calendar
+    )
+    broker = SnapshotBroker(SimAPI(exchange), clock, config.settings.broker)
+    store = StateStore(out / STATE_FILE)
+    journal = Journal(out / LOG_FILE, clock)
+    recorded = Recorded()
+    journal.subscribe(recorded.journal_event)
+    started = time.perf_counter()
+    try:
+        engine = Engine(config, report.book, report.machines, broker, store, journal, clock)
+        journal.log(
+            "backtest_start", data=str(data.folder), start=window_start, end=window_end, cash=cash, fill_model=model.as_dict()
+        )
+        span = max((window_end - window_start).total_seconds(), 1.0)
+        last_kept: datetime | None = None
+        frame = first
+        while True:
+            engine.tick()
+            recorded.frames += 1
+            recorded.bar_events += len(frame.new_bars) + len(frame.new_quotes)
+            if last_kept is None or frame.at - last_kept >= EQUITY_EVERY:
+                recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
+                last_kept = frame.at
+            if progress is not None and recorded.frames % PROGRESS_EVERY == 0:
+                fraction = min((frame.at - window_start).total_seconds() / span, 1.0)
+                progress(BacktestProgress(frame.at, recorded.frames, fraction, recorded.equity[-1][1]))
+            following = next(frames, None)
+            if following is None:
+                break
+            frame = following
+            feed.advance(frame)
+            clock.set(frame.at)
+        if recorded.equity[-1][0] != frame.at:
+            recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
+        wall = time.perf_counter() - started
+        journal.log("backtest_end", frames=recorded.frames, bar_events=recorded.bar_events, equity=round(exchange.equity(), 2))
+        journal.flush()
+        if progress is not None:
+            progress(BacktestProgress(frame.at, recorded.frames, 1.0, recorded.equity[-1][1]))
+        summary, files = reporting.write(
+            out,
+            engine=engine,
+            exchange=exchange,
+            data=data,
+            recorded=recorded,
+            cash=cash,
+            model=model,
+            start=window_start,
+            end=frame.at,
+            html=html,
+        )
+    finally:
+        journal.close()
+        store.close()
+    return BacktestResult(
+        out,
+        summary,
+        window_start,
+        frame.at,
+        recorded.frames,
+        recorded.bar_events,
+        wall,
+        (*files, out / STATE_FILE, out / LOG_FILE),
+        tuple(notes),
+    )

@@ -1,0 +1,457 @@
+"""What a backtest leaves in its folder (issue 9, item 5), beside the run's own SQLite state and JSONL log:
+
+- `summary.json`: per bot and in total: trades, win rate, realized P&L, unrealized P&L at the end, fees, max
+  drawdown, Sharpe and Sortino of daily returns, exposure, halts with their reasons, entries blocked by each
+  check;
+- `trades.csv`: one row per round trip, from SQLite's `trades` (`StateStore.trades()`);
+- `equity.csv`: the account's equity and cash, at most once a minute, with the drawdown from the peak;
+- `report.html`: one self-contained page (plotly's script inlined, so it opens offline): the equity curve with its
+  drawdown, each traded symbol's price with the entries and exits on it, and P&L by bot.
+
+summary.json and trades.csv hold only what the inputs decide (no wall-clock time, no paths), written in a fixed
+order with rounded numbers, so the same data, config and fill model give the same bytes.
+
+Definitions (docs/backtest.md): a day is a trading date in system.timezone. The account's daily return is the
+day's last equity over the day before's (the first day's over the starting cash). A bot's daily return is its
+realized P&L of the day (trades closed that day) over the starting cash. Sharpe is the mean daily return over
+its standard deviation (n - 1), times the square root of 252; Sortino divides by the downside deviation (the root
+mean square of the negative returns, the others counted as 0) instead; both are null with fewer than two days or
+no variation. Max drawdown is the largest fall from a peak: of the equity curve for the account, of starting
+cash plus cumulative realized P&L for a bot. Exposure is the share of the backtest's time a position was held.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.brokers.symbols import contract_multiplier
+from engine.core.store import SYSTEM_SCOPE, Halt, TradeRow
+from engine.data.dataset import DataSet
+from engine.data.files import iso
+from engine.data.records import Kind
+from engine.replay.exchange import ReplayExchange
+from engine.replay.fills import FillModel
+from engine.trading.engine import Engine
+
+TRADING_DAYS_PER_YEAR = 252
+TRADE_COLUMNS = ("bot", "symbol", "entry_time", "exit_time", "entry_price", "exit_price", "qty", "pnl", "fees", "exit_trigger")
+PLOT_POINTS = 4000  # a price line is thinned to about this many points
+
+
+@dataclass
+class Recorded:
+    """What the run observed beside SQLite: the equity curve, the entries blocked (from the journal), the counts."""
+
+    equity: list[tuple[datetime, float, float]] = field(default_factory=list)  # (at, equity, cash)
+    blocked: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # bot -> check -> count
+    frames: int = 0
+    bar_events: int = 0
+
+    def journal_event(self, record: dict[str, Any]) -> None:
+        """A journal listener: `entry_blocked` names the checks (or the gate's reasons) that refused an entry."""
+        if record.get("event") == "entry_blocked":
+            self.blocked[str(record.get("bot"))].update(str(name) for name in record.get("failed") or ())
+
+
+def _num(value: float, digits: int = 6) -> float:
+    """A number as written: rounded, and never -0.0 (which JSON would spell differently from 0.0)."""
+    rounded = round(value, digits)
+    return rounded + 0.0 if rounded != 0 else 0.0
+
+
+def _ratio(returns: Sequence[float], downside: bool) -> float | None:
+    if len(returns) < 2:
+        return None
+    mean = sum(returns) / len(returns)
+    if downside:
+        spread = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+    else:
+        spread = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
+    if spread < 1e-15:
+        return None
+    return _num(mean / spread * math.sqrt(TRADING_DAYS_PER_YEAR), 4)
+
+
+def _drawdown(values: Iterable[float]) -> tuple[float, float]:
+    """(the largest fall from a running peak in dollars, the same as a share of that peak)."""
+    peak = -math.inf
+    worst_usd = worst_pct = 0.0
+    for value in values:
+        peak = max(peak, value)
+        fall = peak - value
+        if fall > worst_usd:
+            worst_usd = fall
+        if peak > 0 and fall / peak > worst_pct:
+            worst_pct = fall / peak
+    return worst_usd, worst_pct
+
+
+def _exposure(spans: Iterable[tuple[datetime, datetime]], start: datetime, end: datetime) -> float:
+    """The share of [start, end] covered by the union of `spans`."""
+    total = (end - start).total_seconds()
+    if total <= 0:
+        return 0.0
+    covered = 0.0
+    reach = start
+    for opened, closed in sorted((max(a, start), min(b, end)) for a, b in spans):
+        if closed <= reach:
+            continue
+        covered += (closed - max(opened, reach)).total_seconds()
+        reach = closed
+    return covered / total
+
+
+def _halt_record(halt: Halt) -> dict[str, Any]:
+    return {
+        "scope": halt.scope,
+        "reason": halt.reason,
+        "conditions": list(halt.conditions),
+        "started_at": iso(halt.started_at),
+        "ended_at": iso(halt.ended_at) if halt.ended_at else None,
+    }
+
+
+def _daily_returns(equity: Sequence[tuple[datetime, float, float]], cash: float, tz: ZoneInfo) -> tuple[list[date], list[float]]:
+    last_of_day: dict[date, float] = {}
+    for at, value, _cash in equity:
+        last_of_day[at.astimezone(tz).date()] = value
+    days = sorted(last_of_day)
+    returns, before = [], cash
+    for day in days:
+        returns.append(last_of_day[day] / before - 1 if before else 0.0)
+        before = last_of_day[day]
+    return days, returns
+
+
+def summarize(
+    *,
+    engine: Engine,
+    exchange: ReplayExchange,
+    recorded: Recorded,
+    cash: float,
+    model: FillModel,
+    data: DataSet,
+    start: datetime,
+    end: datetime,
+) -> dict[str, Any]:
+    store = engine.store
+    tz = ZoneInfo(engine.config.settings.system.timezone)
+    bots = [bot.bot_id for bot in engine.bots]
+    trades = store.trades()
+    days, account_returns = _daily_returns(recorded.equity, cash, tz)
+    fees: dict[str, float] = defaultdict(float)
+    for client_order_id, paid in exchange.fees.items():
+        row = store.order(client_order_id)
+        fees[row.bot_id if row is not None else "unattributed"] += paid
+    halts = store.halts()
+    held_spans: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for t in trades:
+        held_spans[t.bot_id].append((t.opened_at, t.closed_at))
+    unrealized: dict[str, float] = defaultdict(float)
+    for p in store.positions():
+        held_spans[p.bot_id].append((p.opened_at, end))
+        price = exchange.last_price(p.symbol) if exchange.listed(p.symbol) else p.avg_entry_price
+        unrealized[p.bot_id] += (price - p.avg_entry_price) * p.qty * contract_multiplier(p.symbol)
+
+    def figures(
+        bot_trades: list[TradeRow],
+        returns: list[float],
+        drawdown: tuple[float, float],
+        spans: list[tuple[datetime, datetime]],
+        paid: float,
+        bot_halts: list[Halt],
+        blocked: Counter[str],
+        open_pnl: float,
+    ) -> dict[str, Any]:
+        wins = sum(1 for t in bot_trades if t.pnl > 0)
+        return {
+            "trades": len(bot_trades),
+            "wins": wins,
+            "win_rate": _num(wins / len(bot_trades), 4) if bot_trades else None,
+            "realized_pnl": _num(sum(t.pnl for t in bot_trades), 2),
+            "unrealized_pnl": _num(open_pnl, 2),
+            "fees": _num(paid, 2),
+            "max_drawdown_usd": _num(drawdown[0], 2),
+            "max_drawdown_pct": _num(drawdown[1] * 100, 4),
+            "sharpe": _ratio(returns, downside=False),
+            "sortino": _ratio(returns, downside=True),
+            "exposure_pct": _num(_exposure(spans, start, end) * 100, 4),
+            "halts": [_halt_record(h) for h in bot_halts],
+            "entries_blocked": dict(sorted(blocked.items())),
+        }
+
+    per_bot: dict[str, Any] = {}
+    for bot_id in bots:
+        mine = [t for t in trades if t.bot_id == bot_id]
+        realized_by_day: dict[date, float] = defaultdict(float)
+        for t in mine:
+            realized_by_day[t.closed_at.astimezone(tz).date()] += t.pnl
+        returns = [realized_by_day.get(day, 0.0) / cash for day in days]
+        curve = [cash]
+        for t in mine:
+            curve.append(curve[-1] + t.pnl)
+        per_bot[bot_id] = figures(
+            mine,
+            returns,
+            _drawdown(curve),
+            held_spans[bot_id],
+            fees.get(bot_id, 0.0),
+            [h for h in halts if h.scope == bot_id],
+            recorded.blocked.get(bot_id, Counter()),
+            unrealized.get(bot_id, 0.0),
+        )
+    blocked_total: Counter[str] = Counter()
+    for counts in recorded.blocked.values():
+        blocked_total.update(counts)
+    final = recorded.equity[-1][1] if recorded.equity else cash
+    total = figures(
+        trades,
+        account_returns,
+        _drawdown(e for _at, e, _c in recorded.equity),
+        [s for v in held_spans.values() for s in v],
+        sum(fees.values()),
+        halts,
+        blocked_total,
+        sum(unrealized.values()),
+    )
+    total.update({"final_equity": _num(final, 2), "return_pct": _num((final / cash - 1) * 100, 4)})
+    return {
+        "period": {
+            "start": iso(start),
+            "end": iso(end),
+            "trading_days": len(days),
+            "frames": recorded.frames,
+            "bar_events": recorded.bar_events,
+            "timezone": str(tz),
+        },
+        "data": {"symbols": list(data.symbols)},
+        "starting_cash": _num(cash, 2),
+        "fill_model": model.as_dict(),
+        "system_halts": [_halt_record(h) for h in halts if h.scope == SYSTEM_SCOPE],
+        "total": total,
+        "bots": per_bot,
+        "definitions": "docs/backtest.md",
+    }
+
+
+def trades_csv(trades: Sequence[TradeRow]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(TRADE_COLUMNS)
+    for t in trades:
+        writer.writerow(
+            [
+                t.bot_id,
+                t.symbol,
+                iso(t.opened_at),
+                iso(t.closed_at),
+                repr(_num(t.entry_price, 6)),
+                repr(_num(t.exit_price, 6)),
+                repr(_num(t.qty, 9)),
+                repr(_num(t.pnl, 4)),
+                repr(_num(t.fees, 4)),
+                t.exit_trigger,
+            ]
+        )
+    return out.getvalue()
+
+
+def equity_csv(equity: Sequence[tuple[datetime, float, float]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("timestamp", "equity", "cash", "drawdown_pct"))
+    peak = -math.inf
+    for at, value, cash in equity:
+        peak = max(peak, value)
+        writer.writerow(
+            [iso(at), repr(_num(value, 2)), repr(_num(cash, 2)), repr(_num((peak - value) / peak * 100 if peak > 0 else 0.0, 4))]
+        )
+    return out.getvalue()
+
+
+def write(
+    out: Path,
+    *,
+    engine: Engine,
+    exchange: ReplayExchange,
+    data: DataSet,
+    recorded: Recorded,
+    cash: float,
+    model: FillModel,
+    start: datetime,
+    end: datetime,
+    html: bool = True,
+) -> tuple[dict[str, Any], tuple[Path, ...]]:
+    """Write the report files; (the summary, the files written)."""
+    summary = summarize(
+        engine=engine, exchange=exchange, recorded=recorded, cash=cash, model=model, data=data, start=start, end=end
+    )
+    trades = engine.store.trades()
+    files = [out / "summary.json", out / "trades.csv", out / "equity.csv"]
+    files[0].write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    files[1].write_text(trades_csv(trades), encoding="utf-8")
+    files[2].write_text(equity_csv(recorded.equity), encoding="utf-8")
+    if html:
+        files.append(out / "report.html")
+        files[-1].write_text(html_report(summary, trades, recorded.equity, data, start, end), encoding="utf-8")
+    return summary, tuple(files)
+
+
+# --- report.html ---------------------------------------------------------------------------------------------
+
+
+def _price_line(data: DataSet, symbol: str, start: datetime, end: datetime) -> tuple[list[datetime], list[float]]:
+    """The symbol's price over the window (quote mids, else bar closes), thinned to about PLOT_POINTS points."""
+    import pyarrow.compute as pc  # type: ignore[import-untyped]  # pyarrow ships no type hints
+
+    kind: Kind = "quotes" if data.rows("quotes", symbol) else "bars"
+    table = data.table(kind, symbol)
+    stamps = table.column("timestamp")
+    keep = pc.and_(pc.greater_equal(stamps, start), pc.less_equal(stamps, end))
+    table = table.filter(keep)
+    step = max(1, math.ceil(len(table) / PLOT_POINTS))
+    times = [t.astimezone(timezone.utc) for t in table.column("timestamp").to_pylist()[::step]]
+    if kind == "quotes":
+        bids, asks = table.column("bid").to_pylist()[::step], table.column("ask").to_pylist()[::step]
+        return times, [(b + a) / 2 for b, a in zip(bids, asks, strict=True)]
+    return times, table.column("close").to_pylist()[::step]
+
+
+def html_report(
+    summary: dict[str, Any],
+    trades: Sequence[TradeRow],
+    equity: Sequence[tuple[datetime, float, float]],
+    data: DataSet,
+    start: datetime,
+    end: datetime,
+) -> str:
+    import plotly.graph_objects as go  # type: ignore[import-untyped]  # plotly ships no type hints
+    from plotly.subplots import make_subplots  # type: ignore[import-untyped]
+
+    times = [at for at, _e, _c in equity]
+    values = [e for _at, e, _c in equity]
+    peak, drawdown = -math.inf, []
+    for value in values:
+        peak = max(peak, value)
+        drawdown.append(-(peak - value) / peak * 100 if peak > 0 else 0.0)
+    curve = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.7, 0.3],
+        vertical_spacing=0.04,
+        subplot_titles=("Equity (USD)", "Drawdown from the peak (%)"),
+    )
+    curve.add_trace(go.Scatter(x=times, y=values, mode="lines", name="equity"), row=1, col=1)
+    curve.add_trace(
+        go.Scatter(x=times, y=drawdown, mode="lines", name="drawdown", fill="tozeroy", line={"color": "#c0392b"}), row=2, col=1
+    )
+    curve.update_layout(height=560, showlegend=False, margin={"t": 40, "b": 30})
+
+    figures = [("equity", curve)]
+    traded = sorted({t.symbol for t in trades})
+    for symbol in traded:
+        mine = [t for t in trades if t.symbol == symbol]
+        figure = go.Figure()
+        if symbol in data.symbols:
+            x, y = _price_line(data, symbol, start, end)
+            figure.add_trace(go.Scatter(x=x, y=y, mode="lines", name=symbol, line={"color": "#7f8c8d"}))
+        else:  # an option priced from its underlying: its round trips alone
+            for t in mine:
+                figure.add_trace(
+                    go.Scatter(
+                        x=[t.opened_at, t.closed_at],
+                        y=[t.entry_price, t.exit_price],
+                        mode="lines",
+                        line={"color": "#bdc3c7"},
+                        showlegend=False,
+                    )
+                )
+        text = [f"{t.bot_id} qty {t.qty:g} P&L {t.pnl:+.2f}" for t in mine]
+        figure.add_trace(
+            go.Scatter(
+                x=[t.opened_at for t in mine],
+                y=[t.entry_price for t in mine],
+                mode="markers",
+                name="entry",
+                text=text,
+                marker={"symbol": "triangle-up", "size": 10, "color": "#27ae60"},
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=[t.closed_at for t in mine],
+                y=[t.exit_price for t in mine],
+                mode="markers",
+                name="exit",
+                text=[f"{s} ({t.exit_trigger})" for s, t in zip(text, mine, strict=True)],
+                marker={"symbol": "x", "size": 9, "color": "#c0392b"},
+            )
+        )
+        figure.update_layout(title=f"{symbol}: trades on the price", height=380, margin={"t": 50, "b": 30})
+        figures.append((f"trades-{symbol}", figure))
+
+    bots = summary["bots"]
+    pnl = go.Figure(
+        go.Bar(
+            x=list(bots),
+            y=[bots[b]["realized_pnl"] for b in bots],
+            marker={"color": ["#27ae60" if bots[b]["realized_pnl"] >= 0 else "#c0392b" for b in bots]},
+        )
+    )
+    for bot_id in bots:
+        mine = [t for t in trades if t.bot_id == bot_id]
+        running, xs, ys = 0.0, [start], [0.0]
+        for t in mine:
+            running += t.pnl
+            xs.append(t.closed_at)
+            ys.append(running)
+        pnl.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"{bot_id} cumulative", xaxis="x2", yaxis="y2"))
+    pnl.update_layout(
+        title="Realized P&L by bot (USD): total, and over time",
+        height=420,
+        margin={"t": 50, "b": 30},
+        xaxis={"domain": [0, 0.3]},
+        xaxis2={"domain": [0.38, 1.0]},
+        yaxis2={"anchor": "x2"},
+    )
+    figures.append(("pnl", pnl))
+
+    parts = [figure.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=name) for i, (name, figure) in enumerate(figures)]
+    total = summary["total"]
+    rows = "".join(_row(name, f) for name, f in [("total", total), *bots.items()])
+    period = summary["period"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Backtest {period["start"]} to {period["end"]}</title>
+<style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse}}
+td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}} td:first-child,th:first-child{{text-align:left}}</style>
+</head><body>
+<h1>Backtest</h1>
+<p>{period["start"]} to {period["end"]} ({period["trading_days"]} trading days, {period["frames"]} ticks);
+starting cash {summary["starting_cash"]:.2f}, final equity {total["final_equity"]:.2f} ({total["return_pct"]:+.2f} %).</p>
+<table><tr><th></th><th>trades</th><th>win rate</th><th>realized P&amp;L</th><th>fees</th><th>max drawdown</th><th>Sharpe</th>
+<th>exposure</th><th>halts</th></tr>{rows}</table>
+{"".join(parts)}
+</body></html>
+"""
+
+
+def _row(name: str, f: dict[str, Any]) -> str:
+    win_rate = "" if f["win_rate"] is None else f"{f['win_rate'] * 100:.1f} %"
+    sharpe = "" if f["sharpe"] is None else f"{f['sharpe']:.2f}"
+    return (
+        f"<tr><td>{html.escape(name)}</td><td>{f['trades']}</td><td>{win_rate}</td><td>{f['realized_pnl']:+.2f}</td>"
+        f"<td>{f['fees']:.2f}</td><td>{f['max_drawdown_pct']:.2f} %</td><td>{sharpe}</td><td>{f['exposure_pct']:.1f} %</td>"
+        f"<td>{len(f['halts'])}</td></tr>"
+    )
