@@ -79,6 +79,14 @@ SYSTEM_FACTS: tuple[Fact, ...] = (
         "Watched symbols whose market is open that are missing or older than health.max_price_staleness_seconds.",
         "system",
     ),
+    _f(
+        "stale_markets",
+        "int",
+        "count",
+        "Open markets (stocks, crypto) whose feed is stale: its health.reference_symbols symbol, else every symbol"
+        " watched in it, missing or older than health.max_price_staleness_seconds.",
+        "system",
+    ),
     _f("anomalies", "int", "count", "Unexplained events this tick: unowned positions or orders, rejections, errors.", "system"),
     _f("orders_last_minute", "int", "count", "Orders the engine sent in the last 60 seconds.", "system"),
     _f("budgets_allocated", "bool", "", "The PortfolioBot computed today's budgets from a known equity.", "system"),

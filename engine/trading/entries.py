@@ -6,17 +6,21 @@ exactly the planned order once the risk gate grants it.
 
 Nothing is sized from a quote that is not a price (a side at 0, crossed, or wider than `health.max_spread_pct`),
 nothing is bought with more than the buying power that pays for it (crypto: `non_marginable_buying_power`,
-options: `options_buying_power`, stocks: `buying_power`).
+options: `options_buying_power`, stocks: `buying_power`), and a crypto order is rounded to its pair's increments
+and refused under its minimums (docs/alpaca.md, "Crypto"). Exits are planned elsewhere and never meet a minimum.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from engine.brokers.base import Account, OptionContract, OrderRequest, Quote, Snapshot
+from engine.brokers.base import Account, Asset, OptionContract, OrderRequest, Quote, Snapshot
 from engine.brokers.symbols import contract_multiplier
+from engine.config.checks import CRYPTO_MIN_USD
 from engine.config.model import ChainRules, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, TradingBotConfig
 from engine.trading.portfolio import shares_for
 
@@ -107,6 +111,17 @@ def choose_contract(
     return chosen
 
 
+def floor_to(value: float, step: float) -> float:
+    """`value` rounded down to a multiple of `step`, in decimal (0.3 stays 0.3, never 0.30000000000000004)."""
+    unit = Decimal(repr(step))
+    return float((Decimal(repr(value)) / unit).to_integral_value(ROUND_FLOOR) * unit)
+
+
+def ceil_to(value: float, step: float) -> float:
+    unit = Decimal(repr(step))
+    return float((Decimal(repr(value)) / unit).to_integral_value(ROUND_CEILING) * unit)
+
+
 def plan_entry(
     cfg: TradingBotConfig,
     symbol: str,
@@ -116,12 +131,13 @@ def plan_entry(
     day: date,
     *,
     max_spread_pct: float,
+    assets: Mapping[str, Asset],
     busy: AbstractSet[str] = _NOTHING,
 ) -> tuple[OrderRequest | None, ContractChoice | None]:
     """(the order, the chosen contract for options) or (None, None) when no entry can be sized: no budget, no
-    capital or buying power, no usable quote, or no contract inside the chain rules. `symbol` is the one whose
-    signal fired; `busy` the symbols the bot holds or is entering (an entry never adds to one: each counts once
-    against max_concurrent_positions)."""
+    capital or buying power, no usable quote, no contract inside the chain rules, or (crypto) the pair's rules
+    unknown or the order under its minimums. `symbol` is the one whose signal fired; `busy` the symbols the bot
+    holds or is entering (an entry never adds to one: each counts once against max_concurrent_positions)."""
     power = buying_power(cfg, snapshot.account)
     if power is None:
         return None, None
@@ -145,11 +161,38 @@ def plan_entry(
         qty = shares_for(risk_usd, quote.ask, cfg.exits.stop_loss_pct, room, spread=quote.ask - quote.bid)
         return (OrderRequest(symbol, "buy", UNNUMBERED, "market", "day", qty=qty) if qty >= 1 else None), None
     assert isinstance(cfg, CryptoBotConfig)
-    loss_per_dollar = cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask
-    notional = min(cfg.execution.default_notional_usd, room, risk_usd / loss_per_dollar)
-    if notional < 1:
-        return None, None
+    return _crypto_entry(cfg, symbol, risk_usd, room, quote, assets.get(symbol)), None
+
+
+def _crypto_entry(
+    cfg: CryptoBotConfig, symbol: str, risk_usd: float, room: float, quote: Quote, asset: Asset | None
+) -> OrderRequest | None:
+    """A buy limit sits at the ask rounded up to the pair's price increment (BTC/USD's is 1 dollar), so that it
+    stays marketable; a quantity is rounded down to the pair's quantity increment. The order must reach the
+    pair's min_order_size and, for a USD-quoted pair, Alpaca's 10 USD minimum."""
+    if asset is None:
+        return None  # the pair's rules are unknown: nothing to round to
     execution = cfg.execution
-    limit = round(quote.ask, 2) if execution.order_type == "limit" else None
-    size = {"notional": round(notional, 2)} if execution.use_notional else {"qty": round(notional / quote.ask, 8)}
-    return OrderRequest(symbol, "buy", UNNUMBERED, execution.order_type, execution.tif, limit_price=limit, **size), None
+    loss_per_dollar = cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask
+    notional = min(execution.default_notional_usd, room, risk_usd / loss_per_dollar)
+    limit = None
+    if execution.order_type == "limit":
+        if not asset.price_increment:
+            return None
+        limit = ceil_to(quote.ask, asset.price_increment)
+    price = limit or quote.ask
+    if execution.use_notional:
+        notional = floor_to(notional, 0.01)
+        qty = notional / price
+        size = {"notional": notional}
+    else:
+        if not asset.min_trade_increment:
+            return None
+        qty = floor_to(notional / price, asset.min_trade_increment)
+        notional = qty * price
+        size = {"qty": qty}
+    if qty <= 0 or qty < (asset.min_order_size or 0.0):
+        return None
+    if symbol.endswith("/USD") and notional < CRYPTO_MIN_USD:
+        return None
+    return OrderRequest(symbol, "buy", UNNUMBERED, execution.order_type, execution.tif, limit_price=limit, **size)

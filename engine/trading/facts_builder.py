@@ -6,7 +6,8 @@ Every name produced here is in engine/rules/facts.py (`python -m engine facts KI
 holds the two to each other.
 
 A quote with a side at 0, crossed, or wider than `health.max_spread_pct` is not a price: it enters no signal's
-history (`usable_quotes`), sizes no entry, and fails its bots' `quotes_usable`.
+history (`usable_quotes`), sizes no entry, and fails its bots' `quotes_usable`. Staleness is read from each
+quote's own time, per symbol for the bots (`quote_age_s`) and per market for the kill switch (`feed_health`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from engine.brokers.base import Account, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
-from engine.brokers.symbols import is_crypto
+from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
+from engine.config.model import HealthSettings
 from engine.core import order_lifecycle as lifecycle
 from engine.core.store import PositionRow
 from engine.trading import entries
@@ -31,11 +32,20 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
+class FeedHealth:
+    """How fresh the quotes are this tick, per symbol and per market (`feed_health`, once a tick)."""
+
+    stale_quotes: int  # watched symbols whose market is open (or unknown), missing or older than the limit
+    stale_markets: int | None  # open markets whose feed is stale; None when a failed read leaves it unknown
+    markets: tuple[str, ...] = ()  # the stale markets, by name
+
+
+@dataclass(frozen=True)
 class SystemInputs:
     """What the system's facts need beyond the view: the engine's own long-lived knowledge."""
 
     settings_facts: Mapping[str, Any]
-    stale_quotes: int  # `stale_quotes(...)`, counted once a tick
+    feed: FeedHealth  # `feed_health(...)`, once a tick
     reconciled: bool
     system_state: str
     api_failures: int
@@ -65,6 +75,7 @@ class BotInputs(NamedTuple):
     capital_room_usd: float  # the gate's room, entries granted earlier this tick deducted
     entry_blocked: bool  # the gate refused this bot's last entry
     preflight: PreflightCheck
+    assets: Mapping[str, Asset]  # the crypto pairs' minimums and increments (`universe.crypto_assets`)
 
 
 class BotFacts(NamedTuple):
@@ -97,7 +108,8 @@ def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
         "daily_pnl_pct": daily_pnl_pct(account),
         "equity_usd": account.equity if account else None,
         "api_failures_in_window": inputs.api_failures,
-        "stale_quotes": inputs.stale_quotes,
+        "stale_quotes": inputs.feed.stale_quotes,
+        "stale_markets": inputs.feed.stale_markets,
         "anomalies": inputs.anomalies,
         "orders_last_minute": view.orders_last_minute,
         "budgets_allocated": bool(account is not None and inputs.portfolio_enabled),
@@ -120,16 +132,40 @@ def usable_quotes(snapshot: Snapshot, max_spread_pct: float) -> dict[str, Quote]
     return {symbol: quote for symbol, quote in snapshot.quotes.items() if entries.usable(quote, max_spread_pct)}
 
 
-def stale_quotes(snapshot: Snapshot, needs: DataNeeds, now: datetime, limit_s: float) -> int:
-    """Quotes the enabled bots need whose market is open and that are missing or older than the limit."""
-    clock = snapshot.clock
-    stale = 0
-    for symbol in (*needs.stocks, *needs.crypto):
-        active = is_crypto(symbol) or clock is None or clock.is_open
-        quote = snapshot.quotes.get(symbol)
-        if active and (quote is None or (now - quote.timestamp).total_seconds() > limit_s):
-            stale += 1
-    return stale
+def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: HealthSettings) -> FeedHealth:
+    """Staleness per symbol and per market, from each quote's own time.
+
+    A market's feed is stale when its reference symbol (`health.reference_symbols`), or else every symbol the
+    bots watch in it, is missing or older than `health.max_price_staleness_seconds`, and only while that market
+    is open: stocks by the broker's clock, crypto always. So one thin ticker, or stock quotes going quiet after
+    the close, halt nothing: a stale symbol blocks its own bots, through preflight. A market that looks stale
+    because its quote read or the clock read failed this tick is unknown (None), not stale."""
+    limit = health.max_price_staleness_seconds
+    quotes, clock = snapshot.quotes, snapshot.clock
+    failed = {error.operation for error in snapshot.errors}
+
+    def stale(symbol: str) -> bool:
+        quote = quotes.get(symbol)
+        return quote is None or (now - quote.timestamp).total_seconds() > limit
+
+    reference = health.reference_symbols
+    stale_quotes = 0
+    markets: list[str] = []
+    unknown = False
+    for market, symbols, judge_by, is_open, read in (
+        ("stocks", needs.stocks, reference.stocks, clock.is_open if clock else None, "stock_quotes"),
+        ("crypto", needs.crypto, reference.crypto, True, "crypto_quotes"),
+    ):
+        if is_open is not False:
+            stale_quotes += sum(1 for symbol in symbols if stale(symbol))
+        judged = (judge_by,) if judge_by else symbols
+        if not judged or is_open is False or not all(stale(symbol) for symbol in judged):
+            continue
+        if is_open is None or read in failed:
+            unknown = True
+        else:
+            markets.append(market)
+    return FeedHealth(stale_quotes, None if unknown and not markets else len(markets), tuple(markets))
 
 
 def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> BotFacts:
@@ -189,6 +225,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
             snapshot,
             view.day,
             max_spread_pct=max_spread_pct,
+            assets=inputs.assets,
             busy=busy,
         )
         if request is not None and choice is not None:

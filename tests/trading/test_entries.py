@@ -1,5 +1,5 @@
 """Entry planning on a real simulated snapshot: the contract inside the chain rules, sizes from budget and stop,
-only from quotes that are prices, paid with the right buying power."""
+only from quotes that are prices, paid with the right buying power, rounded to the pair's increments."""
 
 from __future__ import annotations
 
@@ -9,18 +9,23 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.brokers.base import DataNeeds, Quote, Snapshot
+from engine.brokers.base import Asset, DataNeeds, Quote, Snapshot
 from engine.brokers.factory import build_sim
 from engine.config.loader import load_config
 from engine.core.clock import ManualClock
 from engine.paths import PROJECT_ROOT
-from engine.trading.entries import choose_contract, plan_entry, room_usd, spread_pct, usable
+from engine.trading.entries import ceil_to, choose_contract, floor_to, plan_entry, room_usd, spread_pct, usable
 
 CONFIG = load_config(PROJECT_ROOT / "config")
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 MAX_SPREAD = CONFIG.settings.health.max_spread_pct
 RULES = CONFIG.bots.optionsbot.chain_rules
 MOMENTUM, OPTIONS, CRYPTO = CONFIG.bots.momentum_bots[0], CONFIG.bots.optionsbot, CONFIG.bots.cryptobot
+BTC = Asset("BTC/USD", "crypto", "CRYPTO", "active", True, True, min_order_size=0.0001, min_trade_increment=1e-9,
+            price_increment=1.0)  # fmt: skip
+ETH = Asset("ETH/USD", "crypto", "CRYPTO", "active", True, True, min_order_size=0.001, min_trade_increment=1e-9,
+            price_increment=0.1)  # fmt: skip
+ASSETS = {"BTC/USD": BTC, "ETH/USD": ETH}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,7 @@ def snapshot() -> Snapshot:
 
 
 def plan(cfg, symbol, snapshot, risk=250.0, room=1e9, **kw):  # type: ignore[no-untyped-def]
-    return plan_entry(cfg, symbol, risk, room, snapshot, NOW.date(), **{"max_spread_pct": MAX_SPREAD, **kw})
+    return plan_entry(cfg, symbol, risk, room, snapshot, NOW.date(), **{"max_spread_pct": MAX_SPREAD, "assets": ASSETS, **kw})
 
 
 def with_quote(snapshot: Snapshot, symbol: str, bid: float, ask: float) -> Snapshot:
@@ -197,7 +202,51 @@ def test_margin_never_enlarges_the_capital_to_deploy(snapshot: Snapshot) -> None
     assert room_usd(70_000, with_account(snapshot, buying_power=5_000.0)) == 5_000  # but never past it
 
 
-# --- item 13: a position is a symbol --------------------------------------------------------------------------
+# --- item 11: crypto increments and minimums ------------------------------------------------------------------
+
+
+def test_decimal_rounding_to_an_increment() -> None:
+    assert floor_to(0.30000000000000004, 0.1) == 0.3 and ceil_to(0.3, 0.1) == 0.3
+    assert ceil_to(60112.72, 1.0) == 60113.0 and floor_to(60112.72, 1.0) == 60112.0
+    assert ceil_to(3009.9453, 0.1) == 3010.0
+    assert floor_to(0.000831770713419, 1e-9) == 0.000831770
+
+
+def test_a_crypto_limit_is_rounded_up_to_the_pair_s_price_increment(snapshot: Snapshot) -> None:
+    btc = with_quote(snapshot, "BTC/USD", 60110.11, 60112.72)
+    order, _ = plan(CRYPTO, "BTC/USD", btc)
+    assert order is not None and order.limit_price == 60113.0  # BTC/USD's increment is 1: a cent-rounded limit is wrong
+    eth = with_quote(snapshot, "ETH/USD", 3009.80, 3009.9453)
+    order, _ = plan(CRYPTO, "ETH/USD", eth)
+    assert order is not None and order.limit_price == 3010.0  # still marketable at the ask
+
+
+def test_a_crypto_quantity_is_rounded_down_to_the_pair_s_increment(snapshot: Snapshot) -> None:
+    by_qty = dataclasses.replace(CRYPTO, execution=dataclasses.replace(CRYPTO.execution, use_notional=False))
+    coarse = {**ASSETS, "BTC/USD": dataclasses.replace(BTC, min_trade_increment=0.0001)}
+    btc = with_quote(snapshot, "BTC/USD", 60110.11, 60112.72)
+    order, _ = plan(by_qty, "BTC/USD", btc, assets=coarse)
+    assert order is not None and order.qty == 0.0008 and order.notional is None  # 50 / 60113 = 0.000831...
+    assert order.qty * 60113.0 <= CRYPTO.execution.default_notional_usd
+
+
+def test_a_usd_crypto_buy_under_10_usd_is_not_sized(snapshot: Snapshot) -> None:
+    order, _ = plan(CRYPTO, "BTC/USD", snapshot, room=10.0)
+    assert order is not None and order.notional == 10.0
+    assert plan(CRYPTO, "BTC/USD", snapshot, room=9.99) == (None, None)
+    # the risk budget sizes it under 10 USD: refused too, never sent to be refused
+    assert plan(CRYPTO, "BTC/USD", snapshot, risk=0.05) == (None, None)
+
+
+def test_an_order_under_the_pair_s_min_order_size_is_not_sized(snapshot: Snapshot) -> None:
+    big_minimum = {**ASSETS, "BTC/USD": dataclasses.replace(BTC, min_order_size=0.01)}  # about 600 USD at 60,000
+    assert plan(CRYPTO, "BTC/USD", snapshot, assets=big_minimum) == (None, None)
+
+
+def test_a_pair_whose_rules_are_unknown_is_not_sized(snapshot: Snapshot) -> None:
+    assert plan(CRYPTO, "BTC/USD", snapshot, assets={}) == (None, None)
+    no_increment = {"BTC/USD": dataclasses.replace(BTC, price_increment=None)}
+    assert plan(CRYPTO, "BTC/USD", snapshot, assets=no_increment) == (None, None)  # a limit order cannot be priced
 
 
 def test_a_symbol_the_bot_holds_is_not_entered_again(snapshot: Snapshot) -> None:

@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from engine.brokers.base import Account, Quote, Snapshot
+from engine.brokers.base import Account, BrokerError, DataNeeds, MarketClock, Quote, Snapshot
+from engine.config.model import HealthSettings, ReferenceSymbols
 from engine.core.clock import ManualClock
 from engine.core.store import PositionRow
 from engine.rules.facts import vocabulary
 from engine.trading.facts_builder import (
     BotInputs,
+    FeedHealth,
     SystemInputs,
     bot_facts,
     daily_pnl_pct,
+    feed_health,
     position_pnl_pct,
     system_facts,
 )
 from engine.trading.view import read_view
 from tests.trading.conftest import Rig
 
+FRESH = FeedHealth(0, 0)
+
 
 def inputs(preflight=lambda facts: ()) -> BotInputs:  # type: ignore[no-untyped-def]
     return BotInputs(history={}, budget_usd=100.0, orders_last_minute=0, capital_room_usd=1000.0, entry_blocked=False,
-                     preflight=preflight)  # fmt: skip
+                     preflight=preflight, assets={})  # fmt: skip
 
 
 def current_view(rig: Rig):  # type: ignore[no-untyped-def]
@@ -37,14 +42,14 @@ def current_view(rig: Rig):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("kind", ["system", "portfolio"])
 def test_system_facts_are_exactly_the_vocabulary(rig: Rig, kind: str) -> None:
     rig.ticks(3)
-    facts = rig.engine._system_facts(current_view(rig), 0, 0, kill_triggered=False)
+    facts = rig.engine._system_facts(current_view(rig), 0, FRESH, kill_triggered=False)
     assert set(facts) == set(vocabulary(kind))
 
 
 def test_each_bot_kind_gets_exactly_its_vocabulary(rig: Rig) -> None:
     rig.ticks(3)
     view = current_view(rig)
-    system = rig.engine._system_facts(view, 0, 0, kill_triggered=False)
+    system = rig.engine._system_facts(view, 0, FRESH, kill_triggered=False)
     kinds = set()
     for bot in rig.engine.bots:
         facts = bot_facts(view, bot, system, inputs()).facts
@@ -58,7 +63,7 @@ def test_building_facts_writes_nothing_and_gives_the_same_answer_twice(rig: Rig)
     view = current_view(rig)
     engine = rig.engine
     statements, log_size = engine.store.statements, rig.log.stat().st_size
-    system = engine._system_facts(view, 0, 0, kill_triggered=False)
+    system = engine._system_facts(view, 0, FRESH, kill_triggered=False)
     first = [bot_facts(view, bot, system, inputs()) for bot in engine.bots]
     second = [bot_facts(view, bot, system, inputs()) for bot in engine.bots]
     assert first == second
@@ -82,7 +87,7 @@ def test_preflight_is_answered_from_the_facts_and_its_failures_returned(rig: Rig
 
 
 def _inputs(rig: Rig) -> SystemInputs:
-    return SystemInputs(rig.engine.settings_facts, 0, True, "armed", 0, 0, True, False)
+    return SystemInputs(rig.engine.settings_facts, FRESH, True, "armed", 0, 0, True, False)
 
 
 def test_a_missing_price_makes_the_pnl_missing_never_a_guess(clock: ManualClock) -> None:
@@ -95,6 +100,68 @@ def test_a_missing_price_makes_the_pnl_missing_never_a_guess(clock: ManualClock)
     assert position_pnl_pct(held, {}, quoted, max_spread_pct=1.0) == pytest.approx(1.0)
     one_sided = Snapshot(clock.now(), None, (), (), {"AAPL": Quote("AAPL", 0.0, 101.1, clock.now())}, {}, None)
     assert position_pnl_pct(held, {}, one_sided, max_spread_pct=1.0) is None  # no mid from a quote with a side at 0
+
+
+# --- item 2: staleness per symbol, per market ----------------------------------------------------------------
+
+T0 = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+
+
+def health(**fields: Any) -> HealthSettings:
+    base = HealthSettings(max_price_staleness_seconds=15, max_api_failures_in_window=5, api_failure_window_seconds=60)
+    return dataclasses.replace(base, **fields)
+
+
+def feed_snapshot(ages: dict[str, float | None], *, market_open: bool | None = True, failed: tuple[str, ...] = ()) -> Snapshot:
+    """Quotes `ages[symbol]` seconds old (None: left out of the answer) at T0."""
+    quotes = {s: Quote(s, 99.9, 100.1, T0 - timedelta(seconds=age)) for s, age in ages.items() if age is not None}
+    clock = None if market_open is None else MarketClock(T0, market_open, T0 + timedelta(hours=17), T0 + timedelta(hours=1))
+    errors = tuple(BrokerError("server", "down", status=503, operation=op) for op in failed)
+    return Snapshot(T0, None, (), (), quotes, {}, clock, errors=errors)
+
+
+NEEDS = DataNeeds(stocks=("AAPL", "SPY", "QQQ"), crypto=("BTC/USD", "ETH/USD"))
+FRESH_ALL: dict[str, float | None] = {"AAPL": 1.0, "SPY": 1.0, "QQQ": 1.0, "BTC/USD": 1.0, "ETH/USD": 1.0}
+
+
+def test_one_thin_ticker_is_a_stale_quote_not_a_stale_market() -> None:
+    feed = feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 600.0}), NEEDS, T0, health())
+    assert (feed.stale_quotes, feed.stale_markets) == (1, 0)
+    feed = feed_health(feed_snapshot({**FRESH_ALL, "AAPL": None}), NEEDS, T0, health())  # left out of the answer
+    assert (feed.stale_quotes, feed.stale_markets) == (1, 0)
+
+
+def test_a_market_whose_every_watched_symbol_is_stale_is_a_stale_market() -> None:
+    feed = feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 20.0, "SPY": 30.0, "QQQ": None}), NEEDS, T0, health())
+    assert (feed.stale_quotes, feed.stale_markets, feed.markets) == (3, 1, ("stocks",))
+    feed = feed_health(feed_snapshot({**FRESH_ALL, "BTC/USD": 16.0, "ETH/USD": 99.0}), NEEDS, T0, health())
+    assert (feed.stale_markets, feed.markets) == (1, ("crypto",))
+
+
+def test_stock_quotes_going_stale_after_the_close_do_not_make_a_stale_market() -> None:
+    closed = feed_snapshot({**FRESH_ALL, "AAPL": 3600.0, "SPY": 3600.0, "QQQ": 3600.0}, market_open=False)
+    feed = feed_health(closed, NEEDS, T0, health())
+    assert (feed.stale_quotes, feed.stale_markets) == (0, 0)
+
+
+def test_a_reference_symbol_judges_its_market_alone() -> None:
+    spy = health(reference_symbols=ReferenceSymbols(stocks="SPY"))
+    feed = feed_health(feed_snapshot({**FRESH_ALL, "SPY": 60.0}), NEEDS, T0, spy)
+    assert (feed.stale_markets, feed.markets) == (1, ("stocks",))  # SPY is stale although AAPL and QQQ are fresh
+    thin = feed_snapshot({**FRESH_ALL, "AAPL": 600.0, "QQQ": 600.0})
+    assert feed_health(thin, NEEDS, T0, spy).stale_markets == 0  # SPY is fresh: the others are only thin
+    btc = health(reference_symbols=ReferenceSymbols(crypto="BTC/USD"))
+    assert feed_health(feed_snapshot({**FRESH_ALL, "BTC/USD": 20.0}), NEEDS, T0, btc).markets == ("crypto",)
+
+
+def test_a_market_that_looks_stale_because_a_read_failed_is_unknown_not_stale() -> None:
+    gone: dict[str, float | None] = {"AAPL": None, "SPY": None, "QQQ": None, "BTC/USD": 1.0, "ETH/USD": 1.0}
+    assert feed_health(feed_snapshot(gone, failed=("stock_quotes",)), NEEDS, T0, health()).stale_markets is None
+    old = {**FRESH_ALL, "AAPL": 60.0, "SPY": 60.0, "QQQ": 60.0}
+    assert feed_health(feed_snapshot(old, market_open=None, failed=("clock",)), NEEDS, T0, health()).stale_markets is None
+    # ...unless another market is stale for certain
+    both = {**gone, "BTC/USD": 60.0, "ETH/USD": 60.0}
+    assert feed_health(feed_snapshot(both, failed=("stock_quotes",)), NEEDS, T0, health()).stale_markets == 1
 
 
 # --- item 6: daily P&L without deposits and withdrawals ------------------------------------------------------
