@@ -106,8 +106,11 @@ def history_clients(key: str | None, secret: str | None, *, data_base_url: str |
     can be fetched). `data_base_url` points them elsewhere (the emulator)."""
     from alpaca.data.historical import CryptoHistoricalDataClient, OptionHistoricalDataClient, StockHistoricalDataClient
 
-    crypto = CryptoHistoricalDataClient(key, secret, url_override=data_base_url) if key and secret else (
-        CryptoHistoricalDataClient(url_override=data_base_url))  # fmt: skip
+    crypto = (
+        CryptoHistoricalDataClient(key, secret, url_override=data_base_url)
+        if key and secret
+        else (CryptoHistoricalDataClient(url_override=data_base_url))
+    )
     if not (key and secret):
         return HistoryClients(crypto=crypto)
     return HistoryClients(
@@ -221,8 +224,9 @@ def _instant(value: date | datetime, *, end: bool) -> datetime:
     return datetime.combine(day, time_of_day(0), NEW_YORK).astimezone(timezone.utc)
 
 
-def _request(symbol: str, asset_class: str, timeframe: Timeframe, start: datetime, end: datetime, feed: str,
-             adjustment: str) -> tuple[str, Any]:  # fmt: skip
+def _request(
+    symbol: str, asset_class: str, timeframe: Timeframe, start: datetime, end: datetime, feed: str, adjustment: str
+) -> tuple[str, Any]:
     """(which client, the request) for one window; Alpaca's end is inclusive, so it stops a microsecond short."""
     from alpaca.data.requests import CryptoBarsRequest, OptionBarsRequest, StockBarsRequest
 
@@ -233,8 +237,14 @@ def _request(symbol: str, asset_class: str, timeframe: Timeframe, start: datetim
         return "options", OptionBarsRequest(symbol_or_symbols=symbol, timeframe=timeframe.alpaca(), start=start, end=last)
     from alpaca.data.enums import Adjustment, DataFeed
 
-    return "stocks", StockBarsRequest(symbol_or_symbols=symbol, timeframe=timeframe.alpaca(), start=start, end=last,
-                                      feed=DataFeed(feed), adjustment=Adjustment(adjustment))  # fmt: skip
+    return "stocks", StockBarsRequest(
+        symbol_or_symbols=symbol,
+        timeframe=timeframe.alpaca(),
+        start=start,
+        end=last,
+        feed=DataFeed(feed),
+        adjustment=Adjustment(adjustment),
+    )
 
 
 def _rows(answer: Any, symbol: str) -> list[Bar]:
@@ -304,8 +314,11 @@ def fetch(
     results: list[SymbolFetch] = []
     try:
         for index, symbol in enumerate(wanted):
-            results.append(_fetch_symbol(clients, throttle, symbol, index, len(wanted), frame, begin, finish, folder,
-                                         feed, adjustment, fmt, progress))  # fmt: skip
+            results.append(
+                _fetch_symbol(
+                    clients, throttle, symbol, index, len(wanted), frame, begin, finish, folder, feed, adjustment, fmt, progress
+                )
+            )
     finally:
         throttle.remove()
     return FetchResult(tuple(results), throttle.requests, throttle.waited, str(frame), folder)
