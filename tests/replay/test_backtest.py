@@ -1,0 +1,144 @@
+"""run_backtest: the engine over recorded data, the report it writes, determinism, and what it refuses."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.brokers.emulator import Emulator
+from engine.brokers.sim.exchange import SimExchange
+from engine.core.clock import ManualClock
+from engine.core.store import StateStore
+from engine.data.fetch import fetch, history_clients
+from engine.replay.backtest import BacktestError, BacktestProgress, MissingData, run_backtest
+from engine.replay.fills import FillModel
+from engine.replay.report import _drawdown, _exposure, _ratio
+from tests.conftest import ProjectCopy
+from tests.replay.conftest import MONDAY_OPEN, load, session_bars
+
+KEY, SECRET = "PKTESTKEY0123456789", "testsecret0123456789abcdefghijklmnopqrstu"
+
+
+def trending_day(folder: Path, day_open: datetime = MONDAY_OPEN) -> None:
+    """AAPL over a session: up, down, up again, so the momentum bot enters and exits by its rules."""
+    closes = [190.0]
+    for minute in range(1, 390):
+        step = 0.08 if (minute // 40) % 2 == 0 else -0.07
+        closes.append(round(closes[-1] + step, 2))
+    session_bars(folder, "AAPL", day_open, closes)
+
+
+def test_a_backtest_on_data_fetched_from_the_emulator_writes_the_report(project: ProjectCopy, tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc))
+    with Emulator(SimExchange(clock, seed=7), key=KEY, secret=SECRET) as emulator:
+        clients = history_clients(KEY, SECRET, data_base_url=emulator.url)
+        fetch(
+            clients,
+            ["AAPL", "SPY", "QQQ", "BTC/USD", "ETH/USD"],
+            date(2026, 11, 20),
+            date(2026, 11, 20),
+            "1Min",
+            tmp_path / "data",
+        )
+    seen: list[BacktestProgress] = []
+    start, end = datetime(2026, 11, 20, 14, 30, tzinfo=timezone.utc), datetime(2026, 11, 20, 17, 0, tzinfo=timezone.utc)
+    result = run_backtest(load(project), tmp_path / "data", start=start, end=end, out_dir=tmp_path / "out", progress=seen.append)
+    out = tmp_path / "out"
+    assert {p.name for p in result.files} == {"summary.json", "trades.csv", "equity.csv", "report.html", "state.db", "app.jsonl"}
+    assert all(p.exists() for p in result.files)
+    assert result.start == start + timedelta(minutes=1)  # the first stock bar is known at 09:31
+    assert result.frames == 150 and result.bar_events == 5 * 150  # every symbol has a bar each minute
+    assert seen[-1].fraction == 1.0 and seen[-1].frames == 150
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["bots"]) == {"mom_AAPL", "opt_core", "crypto_core"}
+    for figures in (summary["total"], *summary["bots"].values()):
+        assert {"trades", "win_rate", "realized_pnl", "max_drawdown_pct", "sharpe", "sortino", "exposure_pct", "fees", "halts",
+                "entries_blocked"} <= set(figures)  # fmt: skip
+    store = StateStore(out / "state.db")
+    trades = store.trades()
+    assert {t.bot_id for t in trades} == {"mom_AAPL", "opt_core", "crypto_core"}  # options priced from the underlying
+    rows = list(csv.DictReader((out / "trades.csv").open()))
+    assert [(r["bot"], r["symbol"], float(r["pnl"])) for r in rows] == [(t.bot_id, t.symbol, round(t.pnl, 4)) for t in trades]
+    assert summary["total"]["trades"] == len(trades)
+    assert summary["total"]["realized_pnl"] == round(sum(t.pnl for t in trades), 2)
+    assert summary["bots"]["crypto_core"]["fees"] > 0 and summary["bots"]["mom_AAPL"]["fees"] == 0  # Alpaca's crypto fee only
+    equity = list(csv.DictReader((out / "equity.csv").open()))
+    assert len(equity) == 150 and float(equity[-1]["equity"]) == summary["total"]["final_equity"]
+    page = (out / "report.html").read_text()
+    assert page.count("Plotly.newPlot") >= 3 and '<div id="equity"' in page and "trades-AAPL" in page
+    assert 'src="https://cdn.plot.ly' not in page and len(page) > 3_000_000  # plotly's script is inlined: it opens offline
+
+
+def test_the_same_inputs_give_the_same_bytes(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    trending_day(tmp_path / "data")
+    report = load(momentum_project)
+    first = run_backtest(report, tmp_path / "data", out_dir=tmp_path / "a", html=False)
+    run_backtest(report, tmp_path / "data", out_dir=tmp_path / "b", html=False)
+    assert first.summary["total"]["trades"] >= 2
+    for name in ("summary.json", "trades.csv", "equity.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    # ... and a different fill model gives different fills
+    third = run_backtest(report, tmp_path / "data", out_dir=tmp_path / "c", html=False, fill_model=FillModel(slippage_bps=50))
+    assert (tmp_path / "c" / "trades.csv").read_bytes() != (tmp_path / "a" / "trades.csv").read_bytes()
+    assert third.summary["total"]["realized_pnl"] < first.summary["total"]["realized_pnl"]
+
+
+def test_bots_whose_data_is_missing_are_named_at_start(project: ProjectCopy, tmp_path: Path) -> None:
+    trending_day(tmp_path / "data")
+    with pytest.raises(MissingData) as caught:
+        run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out")
+    text = str(caught.value)
+    for bot, symbol in (("opt_core", "SPY"), ("opt_core", "QQQ"), ("crypto_core", "BTC/USD"), ("crypto_core", "ETH/USD")):
+        assert f"{bot} trades {symbol}, which has no data here" in text
+    assert "mom_AAPL" not in text
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_data_outside_the_window_is_missing_data(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    trending_day(tmp_path / "data")
+    with pytest.raises(MissingData, match="outside the backtest's window"):
+        run_backtest(load(momentum_project), tmp_path / "data", start=date(2026, 12, 1), out_dir=tmp_path / "out")
+
+
+def test_a_folder_holding_a_run_is_not_overwritten(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    trending_day(tmp_path / "data")
+    report = load(momentum_project)
+    run_backtest(report, tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    with pytest.raises(BacktestError, match=r"state\.db exists"):
+        run_backtest(report, tmp_path / "data", out_dir=tmp_path / "out")
+
+
+def test_dates_are_days_in_the_engine_time_zone(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    trending_day(tmp_path / "data")
+    trending_day(tmp_path / "data", MONDAY_OPEN + timedelta(days=1))
+    result = run_backtest(load(momentum_project), tmp_path / "data", start=date(2026, 11, 24), end=date(2026, 11, 24),
+                          out_dir=tmp_path / "out", html=False)  # fmt: skip
+    assert result.start == MONDAY_OPEN + timedelta(days=1, minutes=1) and result.frames == 390
+    assert result.summary["period"]["trading_days"] == 1
+
+
+def test_a_stale_feed_halts_as_it_would_live(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """AAPL's bars stop for 20 minutes in the session: its price is older than 5 bars, the engine halts (fail closed)."""
+    closes = [190.0 + 0.01 * i for i in range(390)]
+    session_bars(tmp_path / "data", "AAPL", MONDAY_OPEN, closes[:60])
+    session_bars(tmp_path / "data", "AAPL", MONDAY_OPEN + timedelta(minutes=80), closes[80:])
+    # a second symbol keeps the clock ticking through the gap
+    session_bars(tmp_path / "data", "MSFT", MONDAY_OPEN, [400.0] * 390)
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    halts = result.summary["system_halts"]
+    assert halts and halts[0]["conditions"] == ["data_stale_halt"]
+    assert halts[0]["started_at"] == "2026-11-23T15:36:00Z"  # the last bar became known at 10:30; 6 minutes later
+
+
+def test_the_metrics() -> None:
+    assert _drawdown([100, 120, 90, 130, 117]) == (30, 0.25)
+    start = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    hours = [(start + timedelta(hours=1), start + timedelta(hours=3)), (start + timedelta(hours=2), start + timedelta(hours=4))]
+    assert _exposure(hours, start, start + timedelta(hours=10)) == pytest.approx(0.3)
+    assert _ratio([0.01], downside=False) is None and _ratio([0.01, 0.01], downside=False) is None
+    assert _ratio([0.01, -0.01, 0.02], downside=False) == round(0.02 / 3 / 0.01527525 * 252**0.5, 4)
+    assert _ratio([0.01, 0.02], downside=True) is None  # no losing day: no downside to divide by
