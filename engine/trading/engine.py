@@ -28,7 +28,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.brokers.base import Broker, BrokerError, Snapshot
+from engine.brokers.base import Asset, Broker, BrokerError, Snapshot
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
 from engine.core.clock import Clock
@@ -41,12 +41,21 @@ from engine.rules.facts import BOT_FACTS, SETTINGS_FACTS, SYSTEM_FACTS, settings
 from engine.trading import events, reconcile
 from engine.trading.bots import Bot, make_bot
 from engine.trading.exitbot import ExitBot, unexplained
-from engine.trading.facts_builder import BotInputs, Facts, SystemInputs, bot_facts, stale_quotes, system_facts
+from engine.trading.facts_builder import (
+    BotInputs,
+    Facts,
+    FeedHealth,
+    SystemInputs,
+    bot_facts,
+    feed_health,
+    system_facts,
+    usable_quotes,
+)
 from engine.trading.gate import Gate
 from engine.trading.handlers import TickContext, dispatch
 from engine.trading.orders import OrderManager
 from engine.trading.portfolio import PortfolioBot
-from engine.trading.universe import data_needs
+from engine.trading.universe import crypto_assets, data_needs
 from engine.trading.view import TickView, read_view
 
 # System-wide facts that the risk gate counts down within a tick: they differ from one bot to the next.
@@ -111,7 +120,9 @@ class Engine:
         self.portfolio_model = MachineModel("portfolio")
         self.bots = [make_bot(bot, self.book) for _path, bot in trading_bots(self.config.bots) if bot.enabled]
         self._by_id = {bot.bot_id: bot for bot in self.bots}
-        self.needs = data_needs(self.config.bots)
+        self.needs = data_needs(self.config.bots, self.config.settings)
+        self.assets: Mapping[str, Asset] | None = None  # the crypto pairs' rules (`_read_assets`)
+        self._assets_read_on: date | None = None
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
         self._keep = max((b.lookback for b in self.bots), default=12) + 2
         self._halt_writes_seen = 0
@@ -223,6 +234,8 @@ class Engine:
             self._record_failure(err)
         self.orders.sync(snapshot)
         reconcile.adopt_fee_shortfalls(self.store, self.journal, snapshot)
+        if self._assets_read_on != self.trading_date(now):
+            self._read_assets(self.trading_date(now))
         self._remember_prices(snapshot)
         if not self.reconciled:
             self._reconcile(snapshot)
@@ -232,7 +245,7 @@ class Engine:
             anomalies = self.exitbot.anomalies(snapshot, view, self._by_id, self.reconciled)
             self.exitbot.end_expired(view)
             view = self._halts_as_written(view)
-            stale = stale_quotes(snapshot, self.needs, now, self.config.settings.health.max_price_staleness_seconds)
+            stale = feed_health(snapshot, self.needs, now, self.config.settings.health)
             kills = self.exitbot.evaluate_kills(self._system_facts(view, anomalies, stale, kill_triggered=False))
             allocations = self.portfolio.allocate(snapshot.account.equity if snapshot.account else None)
             gate = Gate.open(view.orders_last_minute, allocations.deployable_usd if allocations else None, snapshot)
@@ -265,10 +278,10 @@ class Engine:
         self._halt_writes_seen = self.store.halt_writes
         return view.with_halts(tuple(self.store.halts(open_only=True)))
 
-    def _system_facts(self, view: TickView, anomalies: int, stale: int, *, kill_triggered: bool) -> Facts:
+    def _system_facts(self, view: TickView, anomalies: int, stale: FeedHealth, *, kill_triggered: bool) -> Facts:
         inputs = SystemInputs(
             settings_facts=self.settings_facts,
-            stale_quotes=stale,
+            feed=stale,
             reconciled=self.reconciled,
             system_state=self.system.state,
             api_failures=self.exitbot.failures_in_window(view.now),
@@ -300,6 +313,7 @@ class Engine:
                 capital_room_usd=tick.gate.capital_room_usd,
                 entry_blocked=bot.memory.entry_blocked,
                 preflight=self._preflight[bot.kind],
+                assets=self.assets or {},
             )
             evaluated = bot_facts(view, bot, system, inputs)
             tick.evaluated[bot.bot_id] = evaluated
@@ -380,11 +394,22 @@ class Engine:
         return int(getattr(api, "requests_made", 0))
 
     def _remember_prices(self, snapshot: Snapshot) -> None:
-        for symbol, quote in snapshot.quotes.items():
+        for symbol, quote in usable_quotes(snapshot, self.config.settings.health.max_spread_pct).items():
             history = self._history.get(symbol)
             if history is None:
                 history = self._history[symbol] = deque(maxlen=self._keep)
             history.append(quote.mid)
+
+    def _read_assets(self, day: date) -> None:
+        """The crypto pairs' minimums and increments, read once a trading day (Alpaca moves them with the price).
+        A failed read is tried again next tick; meanwhile the last ones read stand (none at start: no crypto entry
+        can be sized)."""
+        try:
+            self.assets = crypto_assets(self.broker, self.needs.crypto)
+        except BrokerError as exc:
+            self._record_failure(exc)
+            return
+        self._assets_read_on = day
 
     # --- start-up reconciliation ---------------------------------------------------------------------------
 

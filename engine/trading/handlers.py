@@ -69,7 +69,10 @@ def open_entry(tick: TickContext, intent: Intent) -> None:
             expiry=contract.expiry,
             dte=(contract.expiry - view.day).days,
             delta=round(contract.delta, 4),
+            bid=contract.bid,
             ask=contract.ask,
+            quote_age_s=None if plan.quote_age_s is None else round(plan.quote_age_s, 3),
+            spread_pct=None if plan.spread_pct is None else round(plan.spread_pct, 3),
         )
 
 

@@ -109,7 +109,7 @@ def test_a_simulated_run_shows_progress_fills_and_halts_from_another_process(
     text = out.getvalue()
     assert summary["ticks"] == 60 and live.failed is None
     assert "06:30:00 SYSTEM idle -> armed (arm)" in text
-    assert "06:31:05 FILL crypto_core buy" in text  # the simulation's time, in system.timezone
+    assert "06:31:00 FILL crypto_core buy" in text  # the simulation's time, in system.timezone
     assert "06:31:35 HALT system: ops check (until `python -m engine resume`)" in text  # seen in SQLite, not in this journal
     assert "SYSTEM armed -> halted (halt)" in text  # the engine's own next tick
     assert "HALT ENDED system: ops check" in text

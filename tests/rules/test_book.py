@@ -250,7 +250,7 @@ def test_a_preflight_check_must_compile_for_every_bot_kind(project: ProjectCopy)
 
 
 def test_a_kill_condition_must_compile_for_the_system(project: ProjectCopy) -> None:
-    project.replace("rules/kill_conditions.yaml", "expr: stale_quotes > 0", "expr: stale_quotes > 0 and holds_position")
+    project.replace("rules/kill_conditions.yaml", "expr: stale_markets > 0", "expr: stale_markets > 0 and holds_position")
     p = only(check_all_rules(load_rules(project.rules)))
     assert p.path == "kill_conditions.data_stale_halt.expr"
     assert p.message.startswith("fact 'holds_position' is not available to system machines")

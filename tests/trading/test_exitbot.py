@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from engine.paths import PROJECT_ROOT
+from engine.trading.facts_builder import FeedHealth
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig
 
@@ -32,7 +33,7 @@ def test_a_kill_condition_that_cannot_be_evaluated_halts_with_its_error(project:
 def test_a_kill_condition_missing_a_fact_because_a_read_failed_blocks_without_halting(rig: Rig) -> None:
     rig.ticks(3)
     assert rig.engine.system.state == "armed"
-    facts = rig.engine._system_facts(_view(rig), 0, 0, kill_triggered=False)
+    facts = rig.engine._system_facts(_view(rig), 0, FeedHealth(0, 0), kill_triggered=False)
     failed_read = {**facts, "broker_ok": False, "daily_pnl_pct": None}
     verdict = rig.engine.exitbot.evaluate_kills(failed_read)
     assert verdict.holding == () and verdict.deferred == ("max_daily_loss_halt",)

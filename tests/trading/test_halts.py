@@ -292,6 +292,7 @@ def test_an_order_the_broker_replaces_is_followed_to_its_replacement(rig: Rig) -
             new_id = rig.exchange.replace_order(old.id)
             replaced.append((old.request.client_order_id, rig.exchange.orders[new_id].request.client_order_id))
 
+    rig.exchange.fill_at_submit = False  # the order rests until the next step, as at Alpaca
     rig.engine.on_persist = replace_the_first_order_sent
     rig.until(lambda r: bool(replaced))
     rig.ticks(5)
