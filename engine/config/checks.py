@@ -64,16 +64,9 @@ def duplicate_bot_ids(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
 
 
 def duplicate_symbols(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
-    """Two enabled bots on one symbol would fight over one position at the broker."""
-    seen: dict[str, str] = {}
+    """A symbol listed twice in one bot's list is a typo. Several bots on one symbol are fine: each owns a ledger of
+    its own fills on Alpaca's one netted position (engine/trading/orders.py; README "Several bots on one ticker")."""
     problems = []
-    for index, bot in enumerate(bots.momentum_bots):
-        if not bot.enabled:
-            continue
-        if bot.ticker in seen:
-            message = f"ticker '{bot.ticker}' is already traded by enabled bot '{seen[bot.ticker]}'"
-            problems.append(doc.problem(("momentum_bots", index, "ticker"), message))
-        seen.setdefault(bot.ticker, bot.bot_id)
     for index, pair in enumerate(bots.cryptobot.pairs):
         if pair in bots.cryptobot.pairs[:index]:
             problems.append(doc.problem(("cryptobot", "pairs", index), f"pair '{pair}' is listed twice"))

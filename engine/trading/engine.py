@@ -52,7 +52,7 @@ from engine.trading.facts_builder import (
     usable_quotes,
 )
 from engine.trading.gate import Gate
-from engine.trading.handlers import TickContext, dispatch
+from engine.trading.handlers import TickContext, dispatch, flatten_shared
 from engine.trading.orders import OrderManager
 from engine.trading.portfolio import PortfolioBot
 from engine.trading.universe import crypto_assets, data_needs
@@ -260,8 +260,11 @@ class Engine:
                 self._step("portfolio", self.portfolio_model, system, tick)
             self.log_allocations(view.day, asked=False)
             self._step_bots(view, system, tick)
-            for intent in self.exitbot.duties(view, self._by_id, self.system.state == "halted"):
+            duties, shared = self.exitbot.duties(view, self._by_id, self.system.state == "halted")
+            for intent in duties:
                 dispatch(tick, intent)
+            for symbol, holders in shared.items():
+                flatten_shared(tick, symbol, holders)
             self._save_moves()
             if self.on_persist is not None:
                 self.on_persist()

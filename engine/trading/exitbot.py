@@ -238,22 +238,31 @@ class ExitBot:
 
     # --- standing orders -----------------------------------------------------------------------------------
 
-    def duties(self, view: TickView, bot_ids: Iterable[str], system_halted: bool) -> list[Intent]:
+    def duties(self, view: TickView, bot_ids: Iterable[str], system_halted: bool) -> tuple[list[Intent], dict[str, list[str]]]:
         """What the kill switch requires of the bots this tick:
         - a bot halted on its own (a guard failed, repeated rejections) has its entries cancelled and its
           positions closed: its rules can no longer be trusted to manage them;
-        - while the system is halted, working entries are cancelled; with flatten, every position is closed."""
+        - while the system is halted, working entries are cancelled; with flatten, every position is closed, and
+          a symbol several bots hold is closed once, by one order for the account's net position (returned apart:
+          symbol -> the bots holding it), not once per bot."""
         halt = view.system_halt
         flatten = bool(halt and halt.flatten)
         out: list[Intent] = []
+        holders: dict[str, list[str]] = {}
         for bot_id in bot_ids:
             records = view.bot(bot_id)
             bot_halted = records.halt is not None
             if (system_halted or bot_halted) and records.open_entries:
                 out.append(Intent("cancel_entry", bot_id, "halted"))
-            if (bot_halted or flatten) and records.positions:
-                out.append(Intent("close_position", bot_id, "flatten" if flatten else "bot_halted"))
-        return out
+            if flatten:
+                for position in records.positions:
+                    holders.setdefault(position.symbol, []).append(bot_id)
+            elif bot_halted and records.positions:
+                out.append(Intent("close_position", bot_id, "bot_halted"))
+        shared = {symbol: bots for symbol, bots in holders.items() if len(bots) > 1}
+        alone = sorted({bots[0] for bots in holders.values() if len(bots) == 1})
+        out += [Intent("close_position", bot_id, "flatten") for bot_id in alone]
+        return out, shared
 
 
 def unexplained(store: StateStore, snapshot: Snapshot) -> list[str]:

@@ -17,6 +17,7 @@ from engine.machines.actions import Intent
 from engine.trading.exitbot import KillVerdict
 from engine.trading.facts_builder import BotFacts
 from engine.trading.gate import Denial, Gate
+from engine.trading.orders import EXITBOT_ID
 from engine.trading.view import TickView
 
 if TYPE_CHECKING:
@@ -81,10 +82,12 @@ def close_position(tick: TickContext, intent: Intent) -> None:
     engine, view = tick.engine, tick.view
     records = view.bot(intent.bot_id)
     busy = {r.symbol for r in records.open_exits}
+    halt = view.system_halt
+    shared = _shared_symbols(view) if halt is not None and halt.flatten else set()
     for position in records.positions:
         key = (intent.bot_id, position.symbol)
-        if position.symbol in busy or key in tick.closing:
-            continue
+        if position.symbol in busy or key in tick.closing or position.symbol in shared:
+            continue  # already closing; or, under a flatten, a symbol others hold too: the ExitBot closes it once
         tick.closing.add(key)
         crypto = is_crypto(position.symbol)
         request = OrderRequest(
@@ -96,6 +99,38 @@ def close_position(tick: TickContext, intent: Intent) -> None:
             qty=position.qty,
         )
         engine.orders.record_intent(intent.bot_id, view.day, "exit", request, intent.trigger)
+
+
+def _shared_symbols(view: TickView) -> set[str]:
+    seen: dict[str, int] = {}
+    for records in view.bots.values():
+        for position in records.positions:
+            seen[position.symbol] = seen.get(position.symbol, 0) + 1
+    return {symbol for symbol, holders in seen.items() if holders > 1}
+
+
+def flatten_shared(tick: TickContext, symbol: str, holders: list[str]) -> None:
+    """The kill switch's flatten of a symbol several bots hold: one sell of their sum, owned by the ExitBot
+    (`EXITBOT_ID`); its fills are split among the holders in proportion to what each owns (orders.py)."""
+    engine, view = tick.engine, tick.view
+    if any(r.symbol == symbol for r in view.bot(EXITBOT_ID).open_exits) or any(
+        r.symbol == symbol for bot_id in holders for r in view.bot(bot_id).open_exits
+    ):
+        return  # an exit is already working on it
+    keys = [(bot_id, symbol) for bot_id in holders]
+    if any(key in tick.closing for key in keys):
+        return
+    qty = sum(p.qty for bot_id in holders for p in view.bot(bot_id).positions if p.symbol == symbol)
+    tick.closing.update(keys)
+    request = OrderRequest(
+        symbol,
+        "sell",
+        engine.orders.next_client_order_id(EXITBOT_ID, view.day),
+        "market",
+        "gtc" if is_crypto(symbol) else "day",
+        qty=qty,
+    )
+    engine.orders.record_intent(EXITBOT_ID, view.day, "exit", request, "flatten")
 
 
 def cancel_entry(tick: TickContext, intent: Intent) -> None:

@@ -30,6 +30,7 @@ from engine.core.journal import Journal
 from engine.core.store import SYSTEM_SCOPE, OrderRow, PositionRow, StateStore, TradeRow
 
 RESEND_WITHIN = timedelta(seconds=60)
+EXITBOT_ID = "exitbot"  # owns the kill switch's flatten of a symbol several bots hold (split among them on fill)
 # Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per
 # kind (`refused:<reason>`), never an anomaly of the account. Any other refusal is a `rejection`.
 REFUSALS = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forbidden"})
@@ -355,35 +356,49 @@ class OrderManager:
         return True
 
     def _fill(self, row: OrderRow, qty: float, price: float) -> None:
-        """A fill moves the bot's own position; the sell that makes it flat closes its round trip: a `trade`."""
+        """A fill moves the bot's own position; the sell that makes it flat closes its round trip: a `trade`.
+        A fill of the ExitBot's flatten of a shared symbol is split among the bots holding it, in proportion."""
+        if row.bot_id == EXITBOT_ID:
+            holders = [p for p in self.store.positions() if p.symbol == row.symbol and p.qty > 0]
+            total = sum(p.qty for p in holders)
+            shares = [qty * p.qty / total for p in holders] if total > 0 else []
+            if shares:
+                shares[-1] = qty - sum(shares[:-1])  # the split adds up to the fill exactly
+            for holder, share in zip(holders, shares, strict=True):
+                self._fill_position(dataclasses.replace(row, bot_id=holder.bot_id), holder, share, price)
+        else:
+            held = next((p for p in self.store.positions(row.bot_id) if p.symbol == row.symbol), None)
+            self._fill_position(row, held, qty, price)
+        self.store.bump_counter(row.trading_date, row.bot_id, "fills")
+        self.fills += 1
+        self.journal.log(
+            "fill", bot=row.bot_id, client_order_id=row.client_order_id, symbol=row.symbol, side=row.side, qty=qty,
+            price=round(price, 6),
+        )  # fmt: skip
+
+    def _fill_position(self, row: OrderRow, held: PositionRow | None, qty: float, price: float) -> None:
         bot_id, symbol = row.bot_id, row.symbol
         now = self.clock.now()
-        held = next((p for p in self.store.positions(bot_id) if p.symbol == symbol), None)
         if held is None:
             held = PositionRow(bot_id, symbol, 0.0, 0.0, now)
         if row.side == "buy":
             total = held.qty + qty
             avg = (held.avg_entry_price * held.qty + price * qty) / total
             self.store.save_position(dataclasses.replace(held, qty=total, avg_entry_price=avg, bought_qty=held.bought_qty + qty))
-        else:
-            sold = min(qty, held.qty)  # never more than the bot owns
-            pnl = sold * (price - held.avg_entry_price) * contract_multiplier(symbol)
-            self.store.add_realized_pnl(row.trading_date, bot_id, pnl)
-            after = dataclasses.replace(
-                held,
-                qty=held.qty - sold,
-                sold_qty=held.sold_qty + sold,
-                sold_value=held.sold_value + sold * price,
-                realized=held.realized + pnl,
-            )
-            self.store.save_position(after)
-            if abs(after.qty) < 1e-12 and after.sold_qty > 0:
-                self._close_trade(after, row, now)
-        self.store.bump_counter(row.trading_date, bot_id, "fills")
-        self.fills += 1
-        self.journal.log(
-            "fill", bot=bot_id, client_order_id=row.client_order_id, symbol=symbol, side=row.side, qty=qty, price=round(price, 6)
+            return
+        sold = min(qty, held.qty)  # never more than the bot owns
+        pnl = sold * (price - held.avg_entry_price) * contract_multiplier(symbol)
+        self.store.add_realized_pnl(row.trading_date, bot_id, pnl)
+        after = dataclasses.replace(
+            held,
+            qty=held.qty - sold,
+            sold_qty=held.sold_qty + sold,
+            sold_value=held.sold_value + sold * price,
+            realized=held.realized + pnl,
         )
+        self.store.save_position(after)
+        if abs(after.qty) < 1e-12 and after.sold_qty > 0:
+            self._close_trade(after, row, now)
 
     def _close_trade(self, position: PositionRow, exit_row: OrderRow, now: datetime) -> None:
         trade = TradeRow(
