@@ -82,6 +82,8 @@ class Session:
     close_at: datetime | None = None
     lock: RunLock | None = None
     stop_reason: str | None = field(default=None)  # set to stop the loop after the tick in progress
+    recorder: Any = None  # `run --record DIR`: an engine.data.recorder.Recorder, closed by close_session
+    _recorded: Any = field(default=None, repr=False)  # the last snapshot recorded (a tick that failed reuses it)
 
     @property
     def local(self) -> LocalTime:
@@ -180,8 +182,11 @@ def _check_broker(broker: Broker, report: Report) -> None:
 
 
 def close_session(session: Session) -> None:
-    """Close the log and the database, then let another engine have the state file (in that order)."""
+    """Close the recording, the log and the database, then let another engine have the state file (in that
+    order). Every path out of `run` (the end, a SIGINT or SIGTERM, an error) comes here."""
     try:
+        if session.recorder is not None:
+            _close_recorder(session)
         session.journal.close()
         session.store.close()
     finally:
@@ -342,6 +347,8 @@ def run(
             tick_started = time.perf_counter()
             report = engine.tick()
             durations.append(report.duration_ms)
+            if session.recorder is not None:
+                record_quotes(session)
             if on_tick is not None:
                 on_tick(report)
             if session.simulated:
@@ -363,6 +370,48 @@ def run(
     engine.journal.flush()
     _record_run_end(session, started_at, reason)
     return summary
+
+
+def record_quotes(session: Session) -> None:
+    """`run --record`: every quote of the snapshot the tick just decided on, as the engine read it.
+
+    The Engine keeps no reference of its own to its last snapshot; `engine._view` (the last TickView, read from
+    that snapshot within the tick) is the one place it stays, so the recording reads it there. A tick that
+    failed before reading its view leaves the previous one, which is not recorded twice. Recording is beside
+    the trading, never in its way: a recording that fails (a full disk, a folder holding other data) is
+    logged, said once on stderr, and stopped, and the run goes on."""
+    view = session.engine._view
+    snapshot = view.snapshot if view is not None else None
+    if snapshot is None or snapshot is session._recorded:
+        return
+    session._recorded = snapshot
+    recorder = session.recorder
+    try:
+        for symbol, quote in snapshot.quotes.items():
+            recorder.record(symbol, quote.timestamp, quote.bid, quote.ask)
+    except Exception as exc:  # any failure of the recording ends the recording, not the run
+        session.recorder = None  # what was flushed stays readable (engine/data/recorder.py)
+        _recording_failed(session, recorder.folder, exc)
+
+
+def _close_recorder(session: Session) -> None:
+    recorder, session.recorder = session.recorder, None
+    try:
+        recorder.close()
+    except Exception as exc:  # the state file and the lock must still be closed
+        _recording_failed(session, recorder.folder, exc)
+        return
+    with contextlib.suppress(Exception):
+        session.journal.log("recording_closed", folder=str(recorder.folder), quotes=recorder.recorded,
+                            skipped=dict(recorder.skipped))  # fmt: skip
+
+
+def _recording_failed(session: Session, folder: Path, exc: Exception) -> None:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    with contextlib.suppress(Exception):
+        session.journal.log("recording_failed", folder=str(folder), error=f"{type(exc).__name__}: {text}")
+    # os.write, as the signal handler does: this may run on the SIGTERM path, with stderr mid-write
+    os.write(2, f"recording to {folder} stopped: {type(exc).__name__}: {text}\n".encode())
 
 
 def _utc(when: datetime) -> str:
