@@ -7,7 +7,8 @@ Exit codes are a contract other tools rely on:
   2  invalid input: a bad config, machine or rule file, or bad command-line usage
 
 `run` exits 0 when it stops on its own or on a first SIGINT/SIGTERM (after the tick in progress); a second
-signal ends it at once with 128 + the signal's number (130, 143), like a kill.
+signal ends it at once with 128 + the signal's number (130, 143), like a kill. `data fetch` stopped by Ctrl-C
+exits 130 (what it wrote stays; the same command resumes it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR
 
@@ -298,6 +299,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = _load(args)
     options = _run_options(args)
     local = _local(report)
+    if args.record is not None and args.record.exists() and not args.record.is_dir():
+        raise InvalidInput(f"--record {args.record}: not a folder")
+    recorder = None
     with StopSignals() as stop:
         try:
             session = open_session(report, options, _env(args), default_sim_start(date.today()))
@@ -305,6 +309,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         try:
+            if args.record is not None:
+                from engine.data.recorder import Recorder
+
+                recorder = session.recorder = Recorder(args.record)
             print(session.notice)
             until = f" until {local(session.close_at)}" if session.close_at else ""
             print(f"state {session.store.path}, log {session.journal.path}; starting at {local(session.clock.now())}{until}")
@@ -323,8 +331,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                     summary = run(session, options, stop, on_tick=console.tick)
             print(format_summary(summary, local))
         finally:
-            close_session(session)
+            close_session(session)  # closes the recorder too (on every path: the end, a signal, an error)
+    if recorder is not None:
+        print(_recording_line(recorder, args.record))
     return EXIT_OK
+
+
+def _recording_line(recorder: object, folder: Path) -> str:
+    """What `run --record` wrote; repeats of a quote already recorded (a feed's unchanged quote seen again next
+    tick) are not news, every other skipped quote is."""
+    from engine.data.recorder import Recorder
+    from engine.paths import shown
+
+    assert isinstance(recorder, Recorder)
+    symbols = sorted(p.name for p in (folder / "quotes").iterdir() if p.is_dir()) if (folder / "quotes").is_dir() else []
+    line = f"recorded {recorder.recorded} quotes of {len(symbols)} symbol{'s' if len(symbols) != 1 else ''} to {shown(folder)}"
+    skipped = {why: n for why, n in recorder.skipped.items() if why != "the timestamp is not after the symbol's last"}
+    if skipped:
+        line += "; not recorded: " + ", ".join(f"{n} ({why})" for why, n in sorted(skipped.items()))
+    return line + f" (replay: python -m engine backtest --data {shown(folder)})"
 
 
 def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime, Report]:
@@ -491,6 +516,198 @@ def _report_days(args: argparse.Namespace, today: date) -> tuple[date, date]:
     return today, today
 
 
+def _when(flag: str, text: str | None) -> date | datetime | None:
+    """A date (YYYY-MM-DD), or an ISO datetime with its offset; None when the flag was not given."""
+    from datetime import date as date_type
+    from datetime import datetime as datetime_type
+
+    if text is None:
+        return None
+    try:
+        return date_type.fromisoformat(text) if len(text) == 10 else datetime_type.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    raise InvalidInput(f"{flag}: '{text}' is not a date (YYYY-MM-DD) or an ISO datetime with its offset")
+
+
+def _aware(flag: str, value: date | datetime | None) -> None:
+    from datetime import datetime as datetime_type
+
+    if isinstance(value, datetime_type) and value.tzinfo is None:
+        raise InvalidInput(f"{flag}: {value.isoformat()} has no time zone: give an offset (e.g. +00:00) or a date")
+
+
+def _bar() -> Any:
+    """rich's progress bar, the same columns as `run`'s (engine/operator/console.py), on standard output."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), transient=True,
+    )  # fmt: skip
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    """Bars from Alpaca's historical API (or the emulator, with ALPACA_DATA_BASE_URL) into `--out`/bars/, resumable
+    (engine/data/fetch.py). Keys as `run --broker alpaca` reads them; crypto bars need none."""
+    from engine.brokers.base import BrokerError
+    from engine.brokers.factory import alpaca_environment, keys_configured
+    from engine.brokers.symbols import asset_class_of
+    from engine.config.errors import ConfigError
+    from engine.data.fetch import FetchError, Timeframe, fetch, history_clients
+    from engine.paths import shown
+    from engine.trading.runner import RunError, refuse_placeholder_keys
+
+    start, end = _when("--from", args.from_), _when("--to", args.to)
+    _aware("--from", start)
+    _aware("--to", end)
+    try:
+        timeframe = Timeframe.parse(args.timeframe)
+    except ValueError as exc:
+        raise InvalidInput(f"--timeframe: {exc}") from None
+    symbols = list(dict.fromkeys(s.strip().upper() for s in args.symbols.split(",") if s.strip()))
+    if not symbols:
+        raise InvalidInput("--symbols: no symbol given (e.g. --symbols AAPL,BTC/USD)")
+    report = _load(args)
+    assert report.config is not None and start is not None and end is not None
+    broker = report.config.settings.broker
+    env = _env(args)
+    try:
+        if keys_configured(env):
+            refuse_placeholder_keys(env)
+            alpaca = alpaca_environment(env, live_flag=False)
+            clients = history_clients(alpaca.key, alpaca.secret, data_base_url=alpaca.data_base_url)
+        else:
+            keyed = [s for s in symbols if asset_class_of(s) != "crypto"]
+            if keyed:
+                raise RunError(f"ALPACA_KEY and ALPACA_SECRET are needed to fetch {', '.join(keyed)} (crypto bars need none): "
+                               "put your Alpaca keys in .env (see .env.example)")  # fmt: skip
+            url = env.get("ALPACA_DATA_BASE_URL", "").strip().rstrip("/") or None
+            clients = history_clients(None, None, data_base_url=url)
+    except (BrokerError, RunError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    per_minute = broker.max_requests_per_minute
+    feed = args.feed or broker.stock_feed
+    bar = _bar() if sys.stdout.isatty() else None
+    task = None
+    if bar is not None:
+        bar.start()
+        task = bar.add_task(f"{symbols[0]} (1/{len(symbols)})", total=1.0, status="")
+
+    def progress(step: Any) -> None:
+        if bar is not None and task is not None:
+            bar.update(task, completed=step.fraction, description=f"{step.symbol} ({step.index + 1}/{step.symbols})",
+                       status=f"{step.rows} bars, {step.requests} requests")  # fmt: skip
+
+    try:
+        result = fetch(clients, symbols, start, end, timeframe, args.out, progress=progress, feed=feed,
+                       fmt=args.format, per_minute=per_minute)  # fmt: skip
+    except ConfigError as exc:  # DataError: a stored file cannot be read, or Alpaca sent a bar the format refuses
+        raise InvalidInput(problems_text(exc.problems)) from None
+    except ValueError as exc:
+        raise InvalidInput(f"error: {exc}") from None
+    except FetchError as exc:
+        print(f"error: {exc}\n(the bars written before it stay in {shown(args.out)}; the same command resumes)", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"interrupted: the bars written stay in {shown(args.out)}; the same command resumes", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.stop()
+    for s in result.symbols:
+        if s.asked_from is None:
+            line = f"{s.symbol}: nothing missing"
+        else:
+            line = f"{s.symbol}: {s.rows} bars written ({s.requests} request{'s' if s.requests != 1 else ''})"
+        through = f", stored through {s.last.isoformat().replace('+00:00', 'Z')}" if s.last else ", no bars stored"
+        where = f" in {shown(s.file)}" if s.file else ""
+        note = f"; {s.note}" if s.note and s.asked_from is not None else ""
+        print(line + through + where + note)
+    waited = f", {result.waited_seconds:.0f} s waiting for the rate limit" if result.waited_seconds >= 1 else ""
+    print(f"{result.rows} bars of {len(result.symbols)} symbols ({result.timeframe}) in {shown(result.out)}: "
+          f"{result.requests} request{'s' if result.requests != 1 else ''}{waited}")  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """The engine over recorded data (engine/replay/backtest.py), then the summary table and the files written."""
+    from datetime import datetime as datetime_type
+    from datetime import timezone
+
+    from engine.config.errors import ConfigError
+    from engine.paths import shown
+    from engine.replay.backtest import BacktestError, MissingData, run_backtest
+    from engine.replay.fills import FillModel
+
+    start, end = _when("--from", args.from_), _when("--to", args.to)
+    _aware("--from", start)
+    _aware("--to", end)
+    if not args.data.is_dir():
+        raise InvalidInput(f"--data {args.data}: no such folder")
+    report = _load(args)
+    assert report.config is not None
+    cash = args.cash if args.cash is not None else report.config.settings.sim.starting_cash
+    out = args.out or Path("backtests") / datetime_type.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        model = FillModel(timing=args.fill_timing, slippage_bps=args.slippage_bps)
+    except ValueError as exc:
+        raise InvalidInput(f"fill model: {exc}") from None
+    bar = _bar() if sys.stdout.isatty() else None
+    task = None
+    if bar is not None:
+        bar.start()
+        task = bar.add_task("backtest", total=1.0, status="")
+    local = _local(report)
+
+    def progress(step: Any) -> None:
+        if bar is not None and task is not None:
+            bar.update(task, completed=step.fraction, status=f"{local(step.at)}: {step.frames} ticks, equity {step.equity:,.2f}")
+
+    try:
+        result = run_backtest(report, args.data, start=start, end=end, cash=cash, out_dir=out, fill_model=model,
+                              progress=progress)  # fmt: skip
+    except MissingData as exc:
+        bots = sorted({p.message.split(" ", 1)[0] for p in exc.problems})
+        raise InvalidInput(f"no data for bot{'s' if len(bots) != 1 else ''} {', '.join(bots)}:\n"
+                           + problems_text(exc.problems)) from None  # fmt: skip
+    except ConfigError as exc:  # DataError: every problem of every file, as file:line:col
+        raise InvalidInput(problems_text(exc.problems)) from None
+    except (BacktestError, ValueError) as exc:
+        raise InvalidInput(f"error: {exc}") from None
+    finally:
+        if bar is not None:
+            bar.stop()
+    for note in result.notes:
+        print(f"note: {note}")
+    print(backtest_table(result.summary))
+    speed = f"{result.frames} ticks, {result.bar_events} bar-events in {result.wall_seconds:.2f} s"
+    print(f"{local(result.start)} to {local(result.end)}: {speed}")
+    print(f"wrote {shown(result.out_dir)}/: " + ", ".join(p.name for p in result.files))
+    return EXIT_OK
+
+
+def backtest_table(summary: dict[str, Any]) -> str:
+    """Per bot and in total: trades, win rate, realized P&L, max drawdown (summary.json's figures)."""
+
+    def row(name: str, f: dict[str, Any]) -> list[str]:
+        rate = f"{f['win_rate'] * 100:.1f} %" if f.get("win_rate") is not None else "-"
+        drawdown = f"{f['max_drawdown_usd']:,.2f} ({f['max_drawdown_pct']:.2f} %)"
+        return [name, str(f["trades"]), rate, f"{f['realized_pnl']:+,.2f}", drawdown]
+
+    rows = [["bot", "trades", "win rate", "realized P&L", "max drawdown"]]
+    rows += [row(bot, figures) for bot, figures in summary["bots"].items()]
+    rows.append(row("total", summary["total"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows
+    ]
+    total = summary["total"]
+    lines.append(f"final equity {total['final_equity']:,.2f} USD ({total['return_pct']:+.2f} %), fees {total['fees']:,.2f}")
+    return "\n".join(lines)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from engine.validate import validate
 
@@ -510,6 +727,16 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _positive_usd(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an amount in USD: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive amount in USD: {text!r}")
     return value
 
 
@@ -567,6 +794,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until-close", action="store_true", help="stop at the market close (the sim default)")
     run.add_argument("--live", action="store_true", help="trade real money: also needs ALPACA_PAPER=false")
     run.add_argument("--quiet", action="store_true", help="no live progress (also when standard output is not a terminal)")
+    run.add_argument(
+        "--record", type=Path, metavar="DIR", help="write every quote the engine reads to DIR/quotes/ (docs/data.md)"
+    )
     _add_file_options(run)
     _add_state_options(run)
     run.set_defaults(handler=cmd_run)
@@ -612,6 +842,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_options(report)
     _add_state_options(report)
     report.set_defaults(handler=cmd_report)
+
+    data = commands.add_parser("data", help="market data: `data fetch` downloads history bars")
+    data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    fetch = data_commands.add_parser("fetch", help="download bars from Alpaca's history into a data folder (resumable)")
+    fetch.add_argument("--symbols", required=True, metavar="A,B", help="comma-separated: AAPL,BTC/USD, an option's OCC symbol")
+    fetch.add_argument("--from", dest="from_", required=True, metavar="DATE", help="first New York day (or an ISO datetime)")
+    fetch.add_argument("--to", required=True, metavar="DATE", help="last New York day, included (or an ISO datetime, excluded)")
+    fetch.add_argument("--timeframe", default="1Min", help="[1-59]Min, [1-23]Hour or 1Day (default: 1Min)")
+    fetch.add_argument("--out", type=Path, required=True, metavar="DIR", help="the data folder (bars go to DIR/bars/)")
+    fetch.add_argument("--feed", choices=["iex", "sip"], help="stock feed (default: settings.yaml broker.stock_feed)")
+    fetch.add_argument("--format", choices=["parquet", "csv"], help="of a new file (default: parquet); a file keeps its own")
+    _add_file_options(fetch)
+    fetch.set_defaults(handler=cmd_data_fetch)
+
+    backtest = commands.add_parser("backtest", help="run the engine over recorded data; write the report to --out")
+    backtest.add_argument("--data", type=Path, required=True, metavar="DIR", help="a data folder (docs/data.md)")
+    backtest.add_argument("--from", dest="from_", metavar="DATE", help="first day in system.timezone (default: the data's)")
+    backtest.add_argument("--to", metavar="DATE", help="last day, included (default: the data's)")
+    backtest.add_argument(
+        "--cash", type=_positive_usd, metavar="USD", help="starting cash (default: settings.yaml sim.starting_cash)"
+    )
+    backtest.add_argument("--out", type=Path, metavar="DIR", help="a new folder (default: backtests/<UTC time>/)")
+    backtest.add_argument("--fill-timing", choices=["next", "submit"], default="next",
+                          help="next: the row after the order (default); submit: the quote standing, as the sim")  # fmt: skip
+    backtest.add_argument("--slippage-bps", type=float, default=2.0, metavar="BPS", help="market orders' slippage (default: 2)")
+    _add_file_options(backtest)
+    backtest.set_defaults(handler=cmd_backtest)
 
     facts = commands.add_parser("facts", help="list the facts guards may use, with types and units")
     facts.add_argument("kind", choices=kinds, nargs="?", default="momentum")
