@@ -1,0 +1,232 @@
+"""`python -m engine data fetch`, `backtest` and `run --record` as a user types them (issue 9): in a subprocess,
+against the in-process emulator's history on 127.0.0.1 and the simulated exchange."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.brokers.emulator import Emulator
+from engine.brokers.sim.exchange import SimExchange
+from engine.core.clock import ManualClock
+from engine.core.journal import read_events
+from engine.data.dataset import DataSet
+from engine.data.files import read_bars
+from tests.brokers.conftest import KEY, SECRET
+from tests.conftest import ProjectCopy
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)  # Monday 10:00 in New York
+MONDAY_OPEN = "2026-11-23T09:30:00-05:00"
+
+
+def files(project: ProjectCopy) -> list[str]:
+    return ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+
+
+def without_keys() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+
+
+def engine(project: ProjectCopy, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", *args, *files(project)], capture_output=True, text=True,
+                          cwd=project.root, env=env or without_keys(), timeout=120)  # fmt: skip
+
+
+def state(project: ProjectCopy) -> list[str]:
+    return ["--state-db", str(project.root / "s.db"), "--log", str(project.root / "app.jsonl")]
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(SimExchange(ManualClock(NOW), seed=7), key=KEY, secret=SECRET) as running:
+        yield running
+
+
+def emulator_env(emulator: Emulator, key: str = KEY, secret: str = SECRET) -> dict[str, str]:
+    return {**without_keys(), "ALPACA_KEY": key, "ALPACA_SECRET": secret,
+            "ALPACA_API_BASE_URL": emulator.url, "ALPACA_DATA_BASE_URL": emulator.url}  # fmt: skip
+
+
+@pytest.fixture
+def no_options(project: ProjectCopy) -> ProjectCopy:
+    """mom_AAPL and crypto_core: a day of their bars is fetched and replayed in about a second."""
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    return project
+
+
+# --- data fetch ---------------------------------------------------------------------------------------------------
+
+
+def test_fetch_then_backtest_writes_the_report(no_options: ProjectCopy, emulator: Emulator) -> None:
+    project, env = no_options, emulator_env(emulator)
+    args = ["data", "fetch", "--symbols", "AAPL,BTC/USD,eth/usd", "--from", "2026-11-19", "--to", "2026-11-19",
+            "--timeframe", "1Min", "--out", "data"]  # fmt: skip
+    fetched = engine(project, *args, env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    lines = fetched.stdout.splitlines()
+    assert lines[0] == "AAPL: 390 bars written (1 request), stored through 2026-11-19T20:59:00Z in data/bars/AAPL.parquet"
+    assert lines[1].startswith("BTC/USD: 1440 bars written") and "data/bars/BTC-USD.parquet" in lines[1]
+    assert lines[2].startswith("ETH/USD: 1440 bars written")
+    assert lines[3] == "3270 bars of 3 symbols (1Min) in data: 3 requests"
+    assert "\x1b[" not in fetched.stdout  # no progress bar off a terminal
+    assert len(read_bars(project.root / "data", "BTC/USD")) == 1440
+
+    again = engine(project, *args, env=env)  # resumable: only what could be missing is asked for
+    assert again.returncode == 0, again.stderr
+    # AAPL's day ends at 16:00 New York, before the New York day does: its evening is asked for (and has no bars)
+    assert again.stdout.splitlines() == ["AAPL: 0 bars written (1 request), stored through 2026-11-19T20:59:00Z",
+                                         "BTC/USD: nothing missing, stored through 2026-11-20T04:59:00Z",
+                                         "ETH/USD: nothing missing, stored through 2026-11-20T04:59:00Z",
+                                         "0 bars of 3 symbols (1Min) in data: 1 request"]  # fmt: skip
+
+    started = time.monotonic()
+    result = engine(project, "backtest", "--data", "data", "--out", "bt", "--cash", "50000")
+    assert result.returncode == 0, result.stderr
+    out = project.root / "bt"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["starting_cash"] == 50000
+    assert (out / "trades.csv").read_text().startswith("bot,symbol,")
+    assert "plotly" in (out / "report.html").read_text()[:200_000].lower()
+    table = result.stdout.splitlines()
+    assert table[0].split() == ["bot", "trades", "win", "rate", "realized", "P&L", "max", "drawdown"]
+    assert [line.split()[0] for line in table[1:4]] == ["mom_AAPL", "crypto_core", "total"]
+    assert table[3].split()[1] == str(summary["total"]["trades"])
+    assert f"{summary['total']['realized_pnl']:+,.2f}" in table[3]
+    assert result.stdout.rstrip().endswith("wrote bt/: summary.json, trades.csv, equity.csv, report.html, state.db, app.jsonl")
+    assert time.monotonic() - started < 20
+
+
+def test_fetch_without_keys_fetches_crypto_but_not_stocks(project: ProjectCopy, emulator: Emulator) -> None:
+    env = {**without_keys(), "ALPACA_DATA_BASE_URL": emulator.url}
+    args = ["data", "fetch", "--from", "2026-11-19", "--to", "2026-11-19", "--out", "data"]
+    refused = engine(project, *args, "--symbols", "AAPL,BTC/USD", env=env)
+    assert refused.returncode == 1 and "ALPACA_KEY and ALPACA_SECRET are needed to fetch AAPL" in refused.stderr
+    crypto = engine(project, *args, "--symbols", "BTC/USD", "--timeframe", "1Hour", "--format", "csv", env=env)
+    assert crypto.returncode == 0, crypto.stderr
+    assert crypto.stdout.startswith("BTC/USD: 24 bars written") and (project.root / "data/bars/BTC-USD.csv").is_file()
+
+
+def test_fetch_refuses_placeholder_keys_and_bad_input(project: ProjectCopy, emulator: Emulator) -> None:
+    args = ["data", "fetch", "--symbols", "AAPL", "--from", "2026-11-19", "--to", "2026-11-19", "--out", "data"]
+    placeholder = engine(project, *args, env=emulator_env(emulator, "YOUR_KEY", "YOUR_SECRET"))
+    assert placeholder.returncode == 1 and "placeholder of .env.example" in placeholder.stderr
+    assert emulator.requests == []  # refused before anything was sent
+    for bad, message in ((["--timeframe", "90Min"], "--timeframe: timeframe '90Min'"),
+                         (["--to", "2026-11-40"], "--to: '2026-11-40' is not a date"),
+                         (["--to", "2026-11-18"], "is not after the start")):  # fmt: skip
+        result = engine(project, *args, *bad, env=emulator_env(emulator))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_fetch_error_from_alpaca_exits_1(project: ProjectCopy, emulator: Emulator) -> None:
+    result = engine(project, "data", "fetch", "--symbols", "AAPL", "--from", "2026-11-19", "--to", "2026-11-19",
+                    "--out", "data", env=emulator_env(emulator, KEY, "wrong-secret"))  # fmt: skip
+    assert result.returncode == 1 and result.stderr.startswith("error: AAPL: "), result.stderr
+    assert "the same command resumes" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- backtest -----------------------------------------------------------------------------------------------------
+
+
+def test_backtest_on_bad_data_exits_2_with_every_problem_at_its_line(project: ProjectCopy) -> None:
+    bars = project.root / "data" / "bars"
+    bars.mkdir(parents=True)
+    (bars / "AAPL.csv").write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2026-11-23T14:30:00Z,100,101,99,100.5,1000\n"
+        "2026-11-23T14:30:00Z,100,101,99,100.5,1000\n"
+        "2026-11-23T14:32:00Z,100,101,99,-1,1000\n",
+        encoding="utf-8",
+    )
+    (bars / "BTC-USD.csv").write_text("timestamp,open,high,low,close,vol\n", encoding="utf-8")
+    result = engine(project, "backtest", "--data", "data", "--out", "bt")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("data/bars/AAPL.csv:3:0: row 2: timestamp") and "duplicate" in line for line in lines), lines
+    assert any(line.startswith("data/bars/AAPL.csv:4:0: row 3: ") for line in lines), lines
+    assert any(line.startswith("data/bars/BTC-USD.csv:1:0: ") and "'vol'" in line for line in lines), lines
+    assert lines[-1].endswith("errors") and "Traceback" not in result.stderr
+    assert not (project.root / "bt").exists()
+
+
+def test_backtest_names_the_bots_without_data(no_options: ProjectCopy) -> None:
+    from engine.data.files import write_bars
+    from tests.replay.conftest import minute_bars
+
+    open_ = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+    write_bars(no_options.root / "data", "AAPL", minute_bars(open_, [100.0 + i * 0.01 for i in range(30)]), fsync=False)
+    result = engine(no_options, "backtest", "--data", "data", "--out", "bt")
+    assert result.returncode == 2
+    assert result.stderr.startswith("no data for bot crypto_core:\n")
+    assert "crypto_core trades BTC/USD, which has no data here" in result.stderr
+    assert "crypto_core trades ETH/USD" in result.stderr and "mom_AAPL" not in result.stderr
+    assert not (no_options.root / "bt").exists()
+
+
+def test_backtest_usage_errors_exit_2(project: ProjectCopy, tmp_path: Path) -> None:
+    missing = engine(project, "backtest", "--data", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    (tmp_path / "d").mkdir()
+    for bad, message in ((["--from", "2026-13-01"], "--from: '2026-13-01' is not a date"),
+                         (["--cash", "-5"], "must be a positive amount"),
+                         (["--from", "2026-11-23T09:30:00"], "has no time zone")):  # fmt: skip
+        result = engine(project, "backtest", "--data", str(tmp_path / "d"), *bad)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+# --- run --record ---------------------------------------------------------------------------------------------------
+
+
+def test_a_recorded_sim_run_backtests(project: ProjectCopy) -> None:
+    run = engine(project, "run", "--ticks", "50", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "recorded 250 quotes of 5 symbols to rec (replay: python -m engine backtest --data rec)"
+    data = DataSet.open(project.root / "rec")
+    assert sorted(data.symbols) == ["AAPL", "BTC/USD", "ETH/USD", "QQQ", "SPY"]
+    stamps = data.table("quotes", "AAPL").column("timestamp").to_pylist()
+    assert len(stamps) == 50 and stamps[0] == datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+    assert next(e for e in read_events(project.root / "app.jsonl") if e["event"] == "recording_closed")["quotes"] == 250
+
+    result = engine(project, "backtest", "--data", "rec", "--fill-timing", "submit", "--slippage-bps", "0")
+    assert result.returncode == 0, result.stderr
+    written = list((project.root / "backtests").iterdir())
+    assert len(written) == 1 and len(written[0].name) == len("20261130T175000Z") and written[0].name.endswith("Z")
+    summary = json.loads((written[0] / "summary.json").read_text())
+    assert summary["period"]["frames"] == 50 and summary["fill_model"]["timing"] == "submit"
+    assert (written[0] / "report.html").is_file() and (written[0] / "trades.csv").is_file()
+    assert "50 ticks, 250 bar-events" in result.stdout
+
+
+def test_a_recording_is_closed_on_sigterm(project: ProjectCopy) -> None:
+    command = [sys.executable, "-m", "engine", "run", "--ticks", "1000000000", "--start", MONDAY_OPEN, "--record", "rec",
+               *files(project), *state(project)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root,
+                               env=without_keys())  # fmt: skip
+    try:
+        log = project.root / "app.jsonl"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.read_text().count('"event":"tick"') >= 20):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    ticks = [e for e in read_events(project.root / "app.jsonl") if e["event"] == "tick"]
+    data = DataSet.open(project.root / "rec")  # every part complete and readable
+    stamps = data.table("quotes", "AAPL").column("timestamp").to_pylist()
+    assert len(stamps) == len(ticks)  # the last tick's quotes were flushed at the close, not lost
+    assert f"recorded {5 * len(ticks)} quotes of 5 symbols to rec" in out
