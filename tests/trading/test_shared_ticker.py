@@ -98,3 +98,40 @@ def test_a_crash_around_the_post_with_two_bots_on_a_ticker_leaves_exactly_one_or
         assert set(exchange.by_client_id) <= {r.client_order_id for r in restarted.store.orders()}  # none unknown
         assert sum(ledgers(restarted).values()) == pytest.approx(broker_qty(restarted))
         assert restarted.engine.system.state == "armed"
+
+
+def test_the_emulator_refuses_a_crossing_order_and_the_engine_never_sends_one(project: ProjectCopy, clock) -> None:
+    """Through the real alpaca-py clients: Alpaca's rule is enforced by the emulator (422 42210000), and the
+    engine holds the crossing order instead of sending it."""
+    from engine.brokers.base import BrokerError, OrderRequest
+    from engine.brokers.emulator import Emulator
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.brokers.snapshot import SnapshotBroker
+    from tests.brokers.conftest import KEY, SECRET, make_api
+
+    with Emulator(SimExchange(clock), key=KEY, secret=SECRET) as emulator:  # the rule, as Alpaca has it
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        broker.submit_order(OrderRequest("AAPL", "buy", "manual-1", "limit", "day", qty=1, limit_price=1.0))
+        with pytest.raises(BrokerError) as refused:
+            broker.submit_order(OrderRequest("AAPL", "sell", "manual-2", "market", "day", qty=1))
+        assert refused.value.status == 422 and refused.value.reason == "wash_trade"
+
+    for name in ("settings.yaml", "bots.yaml"):
+        shutil.copy(PROJECT_ROOT / "examples" / "shared-ticker" / "config" / name, project.config / name)
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:  # the engine never meets it
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        rig.ticks(3)
+        orders, day = rig.engine.orders, rig.engine.trading_date(clock.now())
+        with rig.store.transaction():
+            entry = OrderRequest("AAPL", "buy", orders.next_client_order_id(FAST, day), "limit", "day", qty=1, limit_price=1.0)
+            orders.record_intent(FAST, day, "entry", entry, "test")
+        orders.send_pending()
+        with rig.store.transaction():
+            crossing = OrderRequest("AAPL", "sell", orders.next_client_order_id(SLOW, day), "market", "day", qty=1)
+            orders.record_intent(SLOW, day, "exit", crossing, "test")
+        orders.send_pending()
+        posts = [r.body.get("client_order_id") for r in emulator.requests if r.method == "POST" and r.path == "/v2/orders"]
+        assert entry.client_order_id in posts and crossing.client_order_id not in posts  # held, never sent to be refused
+        assert [e["client_order_id"] for e in rig.events("order") if e.get("action") == "held"] == [crossing.client_order_id]
