@@ -6,6 +6,7 @@ the file they read passed its schema (a check cannot reason about a value of the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -45,7 +46,32 @@ def timezone_exists(settings: Settings, doc: YamlDocument) -> list[Problem]:
     return []
 
 
-SETTINGS_CHECKS: tuple[Callable[[Settings, YamlDocument], list[Problem]], ...] = (timezone_exists,)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def alert_urls_named(settings: Settings, doc: YamlDocument) -> list[Problem]:
+    """`alerts.urls_env` lists names of environment variables, never URLs: an apprise URL carries its service's
+    token (a Telegram bot token, a Discord webhook's key), and settings.yaml is shared, committed and printed.
+    A URL found here is refused whether or not alerts are enabled: it is already a leaked secret."""
+    alerts = settings.alerts
+    problems = []
+    for index, name in enumerate(alerts.urls_env):
+        if "://" in name or "@" in name or ":" in name:
+            message = (
+                "is a URL in clear: it carries its service's token, so it must not be in settings.yaml; put it in the "
+                "environment or .env (e.g. HYDRA_ALERT_URL=...) and list that variable's name here"
+            )
+            problems.append(doc.problem(("alerts", "urls_env", index), message))
+        elif not ENV_NAME.fullmatch(name):
+            message = f"'{name}' is not the name of an environment variable (letters, digits and _, e.g. HYDRA_ALERT_URL)"
+            problems.append(doc.problem(("alerts", "urls_env", index), message))
+    if alerts.enabled and not alerts.urls_env:
+        message = "alerts are enabled but urls_env names no variable holding an apprise URL"
+        problems.append(doc.problem(("alerts", "enabled"), message))
+    return problems
+
+
+SETTINGS_CHECKS: tuple[Callable[[Settings, YamlDocument], list[Problem]], ...] = (timezone_exists, alert_urls_named)
 
 
 # --- bots.yaml ---------------------------------------------------------------------------------------------

@@ -84,6 +84,21 @@ class SimSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Notifications through apprise (engine/operator/alerts.py). `urls_env` names environment variables or .env
+    keys that hold the URLs: a URL carries its service's token, so it never sits in this file in clear."""
+
+    enabled: bool = False
+    urls_env: tuple[str, ...] = ()
+    events: tuple[str, ...] = ("halt", "resume", "loss_warning", "broker_error", "daily_summary")
+    loss_warning_pct_of_limit: float = 80.0
+    heartbeat_minutes: float = 60.0
+    max_attempts: int = 5
+    retry_backoff_seconds: float = 2.0
+    queue_size: int = 100
+
+
+@dataclass(frozen=True)
 class Settings:
     system: SystemSettings
     runner: RunnerSettings
@@ -93,6 +108,7 @@ class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     options: OptionsSettings = field(default_factory=OptionsSettings)
     sim: SimSettings = field(default_factory=SimSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 # --- bots.yaml ---------------------------------------------------------------------------------------------
