@@ -84,6 +84,7 @@ class Session:
     stop_reason: str | None = field(default=None)  # set to stop the loop after the tick in progress
     recorder: Any = None  # `run --record DIR`: an engine.data.recorder.Recorder, closed by close_session
     _recorded: Any = field(default=None, repr=False)  # the last snapshot recorded (a tick that failed reuses it)
+    alerts: Any = None  # an engine.operator.alerts.Alerter when settings.yaml's alerts are enabled; closed by close_session
 
     @property
     def local(self) -> LocalTime:
@@ -134,6 +135,7 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
         except StartupError as exc:
             raise RunError(str(exc)) from None
         store.set_meta("broker", name)
+        alerts = _start_alerts(report, env, journal, engine)
     except BaseException:
         if journal is not None:
             journal.close()
@@ -145,7 +147,7 @@ def open_session(report: Report, options: RunOptions, env: dict[str, str], defau
         from engine.brokers.sim.persist import SimPersistence
 
         engine.on_persist = SimPersistence(exchange, store)
-    session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock)
+    session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock, alerts=alerts)
     if options.until_close or (name == "sim" and options.ticks is None and not options.once):
         session.close_at = _session_close(exchange, clock) if exchange is not None else None
     return session
@@ -181,12 +183,30 @@ def _check_broker(broker: Broker, report: Report) -> None:
         raise RunError("the run cannot start:\n  " + "\n  ".join(problems))
 
 
+def _start_alerts(report: Report, env: dict[str, str], journal: Journal, engine: Engine) -> Any:
+    """The alerts' listener on the journal, only when settings.yaml enables them (apprise is imported only then);
+    alerts that are on but cannot be sent refuse the run: an operator who asked for them counts on them."""
+    assert report.config is not None
+    if not report.config.settings.alerts.enabled:
+        return None
+    from engine.operator.alerts import AlertSetupError, start_alerts
+
+    try:
+        return start_alerts(report.config.settings, env, journal, engine)
+    except AlertSetupError as exc:
+        raise RunError(str(exc)) from None
+
+
 def close_session(session: Session) -> None:
-    """Close the recording, the log and the database, then let another engine have the state file (in that
-    order). Every path out of `run` (the end, a SIGINT or SIGTERM, an error) comes here."""
+    """Close the recording, the alerts (a few seconds at most to deliver what is queued), the log and the
+    database, then let another engine have the state file (in that order). Every path out of `run` (the end, a
+    SIGINT or SIGTERM, an error) comes here."""
     try:
         if session.recorder is not None:
             _close_recorder(session)
+        if session.alerts is not None:
+            alerts, session.alerts = session.alerts, None
+            alerts.close()
         session.journal.close()
         session.store.close()
     finally:

@@ -1,0 +1,478 @@
+"""Alerts: halts, resumes, a daily loss nearing its limit, broker errors, fills, the daily summary and a heartbeat,
+sent through apprise (one library for Telegram, Discord, Slack, e-mail, ntfy and webhooks).
+
+Why it is built this way:
+
+- The journal is the one source. The Alerter is a journal listener (`Journal.subscribe`): it hears every event
+  after its line is written, so an alert never says something the log does not, and the engine needs no alert
+  calls of its own.
+- A tick must never wait for a network. The listener only turns a record into a short text and appends it to
+  a bounded deque (a lock held for an append); a background thread delivers. When the queue is full the oldest
+  alert is dropped and counted (the newest is the one that matters, e.g. the halt after a flood of broker
+  errors), and the next alert delivered says how many were dropped.
+- Delivery fails (a service down, a bad token): each failed try is an `alert_failed` event, and the alert is
+  retried with a doubling backoff, up to `max_attempts`. The worker thread never writes the journal itself
+  (the journal is not thread-safe, and a sim run's events carry simulated time only): it leaves the failures
+  in an outbox that the main thread logs after each `tick` event and at close.
+- The URLs carry tokens: they are read from the environment or .env by name, never logged, and a failure is
+  described by the URL's scheme and an HTTP status or "connection failed" only. apprise's own log, which may
+  name hosts, is captured and never printed.
+- apprise is imported only when alerts are enabled and a run starts, so `--validate` does not pay its import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
+
+from engine.config.model import AlertSettings, Settings
+from engine.core.journal import Journal
+from engine.core.store import Halt
+
+if TYPE_CHECKING:
+    from engine.trading.engine import Engine
+
+MAX_BACKOFF_SECONDS = 300.0
+BROKER_ERROR_QUIET = timedelta(minutes=5)  # one broker_error alert per 5 engine minutes; the rest are counted in the next
+CLOSE_TIMEOUT_SECONDS = 5.0  # how long close_session waits for the queue to drain
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the engine's last tick saw, read on the main thread right after it: today's P&L in percent (the
+    `daily_pnl_pct` fact), whether the market is open, the equity, and the halts in force (an operator's
+    `python -m engine halt` is written to SQLite by another process: this journal hears only its effect)."""
+
+    daily_pnl_pct: float | None = None
+    market_open: bool | None = None
+    equity: float | None = None
+    halts: tuple[Halt, ...] = ()
+
+
+Probe = Callable[[], Reading]
+
+
+class AlertSetupError(Exception):
+    """Alerts are enabled but cannot be sent (a variable unset, a URL apprise does not know): the run refuses."""
+
+
+class Target(Protocol):
+    """One destination. `send` returns None when delivered, else a reason that holds no secret."""
+
+    name: str  # the environment variable's name
+    scheme: str
+
+    def send(self, title: str, body: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    title: str
+    body: str
+
+
+def scheme_of(url: str) -> str:
+    """The part of a URL that may be logged: `tgram` of `tgram://TOKEN/CHAT`."""
+    scheme, sep, _rest = url.partition("://")
+    return scheme.lower() if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "unknown"
+
+
+def resolve_urls(settings: AlertSettings, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable name, URL) for each name in `urls_env`: the process environment first, then .env (`env`).
+    Every unset name is reported at once."""
+    found, missing = [], []
+    for name in settings.urls_env:
+        value = (os.environ.get(name) or env.get(name) or "").strip().strip('"').strip("'")
+        if value:
+            found.append((name, value))
+        else:
+            missing.append(name)
+    if missing:
+        raise AlertSetupError(
+            f"alerts are enabled but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in the environment "
+            "or .env: set each to an apprise URL (e.g. HYDRA_ALERT_URL=ntfy://my-topic), or set alerts.enabled to false"
+        )
+    return found
+
+
+class _Captured(logging.Handler):
+    """apprise's log lines of the current try, kept in memory: they explain a failure but may name a host."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a malformed record must not reach the worker
+            self.messages.append(record.getMessage())
+
+
+_captured = _Captured()
+
+
+def _quiet_apprise() -> None:
+    """Route apprise's logger to memory only: Python's last-resort handler would print its warnings on stderr."""
+    logger = logging.getLogger("apprise")
+    if _captured not in logger.handlers:
+        logger.addHandler(_captured)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+
+def _reason(messages: Sequence[str]) -> str:
+    """A failure's cause without the URL: apprise's `error=500` status, or that the connection failed."""
+    text = " ".join(messages)
+    status = re.search(r"error=(\d{3})\b", text)
+    if status:
+        return f"HTTP {status.group(1)}"
+    if "onnection" in text or "timed out" in text.lower():
+        return "connection failed"
+    return "not delivered"
+
+
+class AppriseTarget:
+    """One apprise URL. Each URL gets its own Apprise object, so a failure is known per URL (and per scheme)."""
+
+    def __init__(self, name: str, url: str) -> None:
+        import apprise  # only here: its import costs more than all of --validate
+
+        _quiet_apprise()
+        self.name, self.scheme = name, scheme_of(url)
+        self._apprise = apprise.Apprise()
+        if not self._apprise.add(url):
+            raise AlertSetupError(f"{name} does not hold an apprise URL that apprise can use (scheme '{self.scheme}')")
+        # apprise's own timeouts hold (4 s to connect, 4 s to read; a URL's cto= and rto= change them)
+
+    def send(self, title: str, body: str) -> str | None:
+        _captured.messages.clear()
+        try:
+            delivered = self._apprise.notify(body=body, title=title)
+        except Exception as exc:  # a plugin that raises is a failed try like any other
+            return f"{type(exc).__name__}"
+        return None if delivered else _reason(_captured.messages)
+
+
+def doubling_backoff(base_seconds: float) -> Callable[[int], float]:
+    """The wait after the n-th failed try (1-based): base, 2 × base, 4 × base, ... up to 5 minutes."""
+    return lambda attempt: min(base_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+
+
+@dataclass
+class _Day:
+    """What the daily summary tells, gathered from the day's events."""
+
+    trades: dict[str, list[float]] = field(default_factory=dict)  # bot -> [realized P&L, trades, fees]
+    fills: int = 0
+    halts: list[str] = field(default_factory=list)
+
+
+class Alerter:
+    """The journal listener and its delivery thread. `start()` subscribes and starts the thread; `close()` drains
+    the queue for at most a few seconds, logs what failed and what was left, and unsubscribes.
+
+    `backoff(attempt)` gives the seconds to wait before the next try; tests pass `lambda _: 0`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        targets: Sequence[Target],
+        journal: Journal,
+        probe: Probe | None = None,
+        backoff: Callable[[int], float] | None = None,
+    ) -> None:
+        self.config = settings.alerts
+        self.targets = tuple(targets)
+        self.journal = journal
+        self.probe = probe
+        self.tz = ZoneInfo(settings.system.timezone)
+        self.loss_limit_pct = settings.risk.global_max_daily_loss_pct
+        self.backoff = backoff or doubling_backoff(self.config.retry_backoff_seconds)
+        self.events = frozenset(self.config.events)
+        self.sent = self.failed = self.dropped = 0
+        self._queue: deque[Alert] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._abort = threading.Event()  # set when close gives up waiting: the worker stops retrying
+        self._dropped_untold = 0
+        self._outbox: deque[dict[str, Any]] = deque()  # alert_failed records, logged by the main thread
+        self._thread = threading.Thread(target=self._work, name="alerts", daemon=True)
+        self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "halt": self._on_halt,
+            "resume": self._on_resume,
+            "broker_error": self._on_broker_error,
+            "fill": self._on_fill,
+            "trade": self._on_trade,
+            "tick": self._on_tick,
+            "run_start": self._on_run_start,
+            "run_end": self._on_run_end,
+        }
+        self._day = _Day()
+        self._warned_on: date | None = None
+        self._was_open: bool | None = None
+        self._next_heartbeat: datetime | None = None
+        self._broker_quiet_until: datetime | None = None
+        self._broker_errors_untold = 0
+        self._last = Reading()
+        self._halts: dict[int, Halt] | None = None  # the halts in force at the last tick (None: no tick yet)
+        # (scope, reason) of `halt` events and scopes of `resume` events already alerted, with the tick they came in:
+        # the engine's view is read at the start of a tick, so what a tick wrote shows in the next tick's view
+        self._halts_heard: dict[tuple[str, str], int] = {}
+        self._resumes_heard: dict[str, int] = {}
+        self._ticks = 0
+        self._system = "?"
+
+    # --- the main thread ---------------------------------------------------------------------------------------
+
+    def start(self) -> Alerter:
+        self._thread.start()
+        self.journal.subscribe(self)
+        return self
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        """The journal listener: a dict lookup for the events that never alert. A record it cannot read is
+        skipped here rather than raised: the journal would drop a listener that raises, and every later alert."""
+        handler = self._handlers.get(record["event"])
+        if handler is not None:
+            try:
+                handler(record)
+            except Exception as exc:
+                unreadable = {"alert": record["event"], "target": "-", "scheme": "-", "attempt": 0}
+                self._outbox.append({**unreadable, "reason": f"unreadable event: {type(exc).__name__}", "retry_in_s": None})
+
+    def put(self, alert: Alert) -> None:
+        """Queue an alert; never blocks beyond a lock held for an append. Full: the oldest goes, counted."""
+        with self._cond:
+            if len(self._queue) >= self.config.queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+                self._dropped_untold += 1
+            self._queue.append(alert)
+            self._cond.notify()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued within `timeout` seconds (CLOSE_TIMEOUT_SECONDS), then stop; log the failures and
+        `alerts_closed`."""
+        timeout = CLOSE_TIMEOUT_SECONDS if timeout is None else timeout
+        self.journal.unsubscribe(self)
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._abort.set()  # a worker still busy stops at its next wait; it is a daemon, so it never holds the exit
+        with self._cond:
+            left = len(self._queue)
+            self._queue.clear()
+        self._log_failures()
+        self.journal.log("alerts_closed", sent=self.sent, failed=self.failed, dropped=self.dropped, undelivered=left)
+
+    def _log_failures(self) -> None:
+        while True:
+            try:
+                record = self._outbox.popleft()
+            except IndexError:
+                return
+            self.journal.log("alert_failed", **record)
+
+    def _alert(self, kind: str, title: str, body: str) -> None:
+        if kind in self.events:
+            self.put(Alert(kind, title, body))
+
+    def _local(self, ts: str | datetime | None) -> str:
+        if ts is None:
+            return "-"
+        at = datetime.fromisoformat(ts) if isinstance(ts, str) else ts
+        return at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
+
+    def _on_halt(self, r: dict[str, Any]) -> None:
+        self._day.halts.append(str(r.get("reason")))
+        self._halts_heard[(str(r.get("scope")), str(r.get("reason")))] = self._ticks
+        conditions = ", ".join(r.get("conditions") or []) or "-"
+        body = (
+            f"{r.get('reason')}\nscope {r.get('scope')}, by {r.get('by')}, at {self._local(r['ts'])}\n"
+            f"conditions: {conditions}; flatten: {'yes' if r.get('flatten') else 'no'}; until: {self._local(r.get('until'))}"
+        )
+        self._alert("halt", f"Trading Hydra HALT: {r.get('reason')}", body)
+
+    def _on_resume(self, r: dict[str, Any]) -> None:
+        self._resumes_heard[str(r.get("scope"))] = self._ticks
+        why = f": {r['reason']}" if r.get("reason") else ""
+        body = f"scope {r.get('scope')}, by {r.get('by')}, at {self._local(r['ts'])}{why}"
+        self._alert("resume", "Trading Hydra resumed", body)
+
+    def _on_broker_error(self, r: dict[str, Any]) -> None:
+        at = datetime.fromisoformat(r["ts"])
+        if self._broker_quiet_until is not None and at < self._broker_quiet_until:
+            self._broker_errors_untold += 1
+            return
+        self._broker_quiet_until = at + BROKER_ERROR_QUIET
+        more = f"\n(+{self._broker_errors_untold} more broker errors since the last alert)" if self._broker_errors_untold else ""
+        self._broker_errors_untold = 0
+        status = f" HTTP {r['status']}" if r.get("status") else ""
+        body = f"{r.get('operation')}: {r.get('kind')}/{r.get('reason')}{status}: {r.get('message')}\nat {self._local(at)}{more}"
+        self._alert("broker_error", "Trading Hydra broker error", body)
+
+    def _on_fill(self, r: dict[str, Any]) -> None:
+        self._day.fills += 1
+        body = f"{r.get('bot')}: {r.get('side')} {r.get('qty'):g} {r.get('symbol')} at {r.get('price')} ({self._local(r['ts'])})"
+        self._alert("fill", f"Fill: {r.get('bot')} {r.get('side')} {r.get('symbol')}", body)
+
+    def _on_trade(self, r: dict[str, Any]) -> None:
+        totals = self._day.trades.setdefault(str(r.get("bot")), [0.0, 0.0, 0.0])
+        totals[0] += float(r.get("pnl") or 0.0)
+        totals[1] += 1
+        totals[2] += float(r.get("fees") or 0.0)
+
+    def _on_run_start(self, r: dict[str, Any]) -> None:
+        if "heartbeat" in self.events:
+            self._next_heartbeat = datetime.fromisoformat(r["ts"]) + timedelta(minutes=self.config.heartbeat_minutes)
+
+    def _on_tick(self, r: dict[str, Any]) -> None:
+        if self._outbox:
+            self._log_failures()
+        self._system = str(r.get("system"))
+        self._ticks += 1
+        if self.probe is None:
+            return
+        self._last = reading = self.probe()
+        pnl, is_open, equity = reading.daily_pnl_pct, reading.market_open, reading.equity
+        self._compare_halts(reading.halts, r["ts"])
+        threshold = self.loss_limit_pct * self.config.loss_warning_pct_of_limit / 100
+        if pnl is not None and pnl <= -threshold:
+            day = datetime.fromisoformat(r["ts"]).astimezone(self.tz).date()
+            if day != self._warned_on:
+                self._warned_on = day
+                body = (
+                    f"daily P&L {pnl:+.2f} % is past {self.config.loss_warning_pct_of_limit:g} % of the "
+                    f"{self.loss_limit_pct:g} % limit (the kill switch halts at -{self.loss_limit_pct:g} %)\n"
+                    f"equity {equity if equity is not None else '-'}, system {self._system}, at {self._local(r['ts'])}"
+                )
+                self._alert("loss_warning", f"Trading Hydra: daily loss {pnl:+.2f} % nearing the limit", body)
+        if self._was_open and is_open is False:
+            self._summary(f"Trading Hydra: the market closed ({self._local(r['ts'])})")
+        if is_open is not None:
+            self._was_open = is_open
+        if self._next_heartbeat is not None:
+            at = datetime.fromisoformat(r["ts"])
+            if at >= self._next_heartbeat:
+                self._next_heartbeat = at + timedelta(minutes=self.config.heartbeat_minutes)
+                body = f"system {self._system}, {self._figures()}, at {self._local(at)}"
+                self._alert("heartbeat", "Trading Hydra is running", body)
+
+    def _compare_halts(self, halts: tuple[Halt, ...], ts: str) -> None:
+        """Halts that began or ended with no event in this journal: written by another process, or in force
+        when the run started. Those whose `halt` or `resume` event was heard were alerted already."""
+        current = {h.id: h for h in halts}
+        known, self._halts = self._halts, current
+        first = known is None
+        for halt_id, h in current.items():
+            if known is not None and halt_id in known:
+                continue
+            if self._halts_heard.pop((h.scope, h.reason), None) is not None:
+                continue
+            self._day.halts.append(h.reason)
+            title = f"Trading Hydra HALT{' IN FORCE' if first else ''}: {h.reason}"
+            until = self._local(h.until) if h.until else "`python -m engine resume`"
+            conditions = ", ".join(h.conditions) or "-"
+            body = f"{h.reason}\nscope {h.scope}, since {self._local(h.started_at)}, until {until}; conditions: {conditions}"
+            self._alert("halt", title, body)
+        for halt_id, h in (known or {}).items():
+            if halt_id not in current and not ({h.scope, "all"} & self._resumes_heard.keys()):
+                self._alert(
+                    "resume", "Trading Hydra resumed", f"the halt '{h.reason}' (scope {h.scope}) ended by {self._local(ts)}"
+                )
+        old = self._ticks - 2
+        self._halts_heard = {k: tick for k, tick in self._halts_heard.items() if tick >= old}
+        self._resumes_heard = {k: tick for k, tick in self._resumes_heard.items() if tick >= old}
+
+    def _on_run_end(self, r: dict[str, Any]) -> None:
+        self._summary(f"Trading Hydra: the run ended ({r.get('reason')}) at {self._local(r['ts'])}")
+
+    def _figures(self) -> str:
+        pnl, equity = self._last.daily_pnl_pct, self._last.equity
+        pnl_text = f"{pnl:+.2f} %" if pnl is not None else "-"
+        return f"equity {equity:.2f}, daily P&L {pnl_text}" if equity is not None else f"daily P&L {pnl_text}"
+
+    def _summary(self, title: str) -> None:
+        day, self._day = self._day, _Day()
+        lines = [f"{bot}: {pnl:+.2f} USD [{int(n)} trades], fees {fees:.2f}" for bot, (pnl, n, fees) in day.trades.items()]
+        total = sum(v[0] for v in day.trades.values())
+        lines.append(f"total realized {total:+.2f} USD; {day.fills} fills; {self._figures()}; system {self._system}")
+        if day.halts:
+            lines.append("halts: " + "; ".join(day.halts))
+        self._alert("daily_summary", title, "\n".join(lines))
+
+    # --- the delivery thread -----------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue or self._abort.is_set():
+                    return
+                alert = self._queue.popleft()
+                dropped, self._dropped_untold = self._dropped_untold, 0
+            body = alert.body + (f"\n({dropped} earlier alerts were dropped: the queue was full)" if dropped else "")
+            for target in self.targets:
+                self._deliver(alert, body, target)
+
+    def _deliver(self, alert: Alert, body: str, target: Target) -> None:
+        attempts = self.config.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                reason = target.send(alert.title, body)
+            except Exception as exc:  # a target must never end the thread
+                reason = type(exc).__name__
+            if reason is None:
+                self.sent += 1
+                return
+            last = attempt == attempts or self._abort.is_set()
+            wait = None if last else self.backoff(attempt)
+            failure = {"alert": alert.kind, "target": target.name, "scheme": target.scheme, "attempt": attempt}
+            self._outbox.append({**failure, "reason": reason, "retry_in_s": wait})
+            if wait is None:
+                self.failed += 1
+                return
+            if self._abort.wait(wait):  # close gave up waiting: no more tries
+                self.failed += 1
+                return
+
+
+def engine_probe(engine: Engine) -> Probe:
+    """The Reading of the tick that just ended, from the engine's last view: `daily_pnl_pct` is the fact's own
+    function applied to the same account, so the warning and the kill condition cannot disagree."""
+    from engine.trading.facts_builder import daily_pnl_pct
+
+    def probe() -> Reading:
+        view = engine._view
+        if view is None:
+            return Reading()
+        snapshot = view.snapshot
+        account = snapshot.account
+        return Reading(
+            daily_pnl_pct(account),
+            snapshot.clock.is_open if snapshot.clock else None,
+            account.equity if account else None,
+            view.halts,
+        )
+
+    return probe
+
+
+def start_alerts(settings: Settings, env: Mapping[str, str], journal: Journal, engine: Engine | None = None) -> Alerter | None:
+    """The run's Alerter, started and subscribed, or None when alerts are off; AlertSetupError when on but unusable."""
+    if not settings.alerts.enabled:
+        return None
+    targets = [AppriseTarget(name, url) for name, url in resolve_urls(settings.alerts, env)]
+    return Alerter(settings, targets, journal, engine_probe(engine) if engine is not None else None).start()

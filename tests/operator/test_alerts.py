@@ -1,0 +1,278 @@
+"""Alerts (engine/operator/alerts.py) delivered to a webhook receiver on 127.0.0.1 through apprise's json://.
+
+No test sleeps to pass: retries wait `backoff(attempt)` seconds, zero here, and a stuck service is a target
+blocked on an Event, released at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+from engine.config.loader import load_config
+from engine.config.model import AlertSettings, Settings
+from engine.core.clock import ManualClock, default_sim_start
+from engine.core.journal import Journal, read_events
+from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.operator import alerts as alerts_module
+from engine.operator.alerts import Alerter, AppriseTarget, Reading
+from engine.paths import PROJECT_ROOT
+from engine.trading.events import log_halt
+from engine.trading.runner import RunError, RunOptions, Session, close_session, open_session, operator_halt, run
+from engine.validate import load_valid
+from tests.conftest import ProjectCopy
+
+AT = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+NO_WAIT = lambda _attempt: 0.0  # noqa: E731
+
+
+class Receiver:
+    """A webhook on 127.0.0.1 that answers each POST with the next scripted status (then 200)."""
+
+    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
+        self.statuses = deque(statuses)
+        self.posts: list[tuple[int, dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                status = receiver.statuses.popleft() if receiver.statuses else 200
+                receiver.posts.append((status, body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def delivered(self) -> list[dict[str, Any]]:
+        return [body for status, body in self.posts if status == 200]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def _settings(**alerts: Any) -> Settings:
+    settings = load_config(PROJECT_ROOT / "config").settings
+    return dataclasses.replace(settings, alerts=AlertSettings(enabled=True, urls_env=("HYDRA_ALERT_URL",), **alerts))
+
+
+def _journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "app.jsonl", ManualClock(AT))
+
+
+def test_a_halt_is_delivered_with_its_reason_and_the_url_is_never_logged(tmp_path: Path, receiver: Receiver) -> None:
+    journal = _journal(tmp_path)
+    alerter = Alerter(_settings(), [AppriseTarget("HYDRA_ALERT_URL", receiver.url)], journal, backoff=NO_WAIT).start()
+    log_halt(
+        journal,
+        scope=SYSTEM_SCOPE,
+        reason="daily loss limit",
+        conditions=["max_daily_loss_halt"],
+        flatten=True,
+        until=None,
+        by="exitbot",
+    )
+    alerter.close(timeout=10)
+    journal.close()
+    [body] = receiver.delivered()
+    assert body["title"] == "Trading Hydra HALT: daily loss limit"
+    assert "max_daily_loss_halt" in body["message"] and "2026-11-23 07:00 PST" in body["message"]  # system.timezone
+    log = (tmp_path / "app.jsonl").read_text()
+    assert receiver.url.split("://")[1] not in log
+    assert read_events(tmp_path / "app.jsonl")[-1] == {
+        "ts": AT.isoformat(),
+        "event": "alerts_closed",
+        "sent": 1,
+        "failed": 0,
+        "dropped": 0,
+        "undelivered": 0,
+    }
+
+
+def test_a_service_that_fails_twice_gets_the_alert_on_the_third_try(tmp_path: Path) -> None:
+    receiver = Receiver(statuses=(500, 500))
+    journal = _journal(tmp_path)
+    alerter = Alerter(_settings(), [AppriseTarget("HYDRA_ALERT_URL", receiver.url)], journal, backoff=NO_WAIT).start()
+    log_halt(
+        journal,
+        scope=SYSTEM_SCOPE,
+        reason="broker down",
+        conditions=["api_failure_halt"],
+        flatten=False,
+        until=None,
+        by="exitbot",
+    )
+    alerter.close(timeout=10)
+    journal.close()
+    receiver.server.shutdown()
+    assert [status for status, _ in receiver.posts] == [500, 500, 200]
+    assert receiver.delivered()[0]["title"] == "Trading Hydra HALT: broker down"
+    failed = [e for e in read_events(tmp_path / "app.jsonl") if e["event"] == "alert_failed"]
+    assert [(e["attempt"], e["reason"], e["scheme"], e["target"], e["retry_in_s"]) for e in failed] == [
+        (1, "HTTP 500", "json", "HYDRA_ALERT_URL", 0.0),
+        (2, "HTTP 500", "json", "HYDRA_ALERT_URL", 0.0),
+    ]
+    assert "127.0.0.1" not in json.dumps(failed)  # the scheme only, never the URL
+
+
+def test_a_dead_service_is_given_up_after_max_attempts_and_counted(tmp_path: Path) -> None:
+    receiver = Receiver(statuses=(503, 503, 503))
+    journal = _journal(tmp_path)
+    alerter = Alerter(_settings(max_attempts=3), [AppriseTarget("HYDRA_ALERT_URL", receiver.url)], journal, backoff=NO_WAIT)
+    alerter.start()
+    journal.log("resume", scope="all", by="operator")
+    alerter.close(timeout=10)
+    journal.close()
+    receiver.server.shutdown()
+    events = read_events(tmp_path / "app.jsonl")
+    assert [e["retry_in_s"] for e in events if e["event"] == "alert_failed"] == [0.0, 0.0, None]  # None: given up
+    assert events[-1]["failed"] == 1 and events[-1]["sent"] == 0
+
+
+class FakeTarget:
+    name, scheme = "HYDRA_ALERT_URL", "test"
+
+    def __init__(self, release: threading.Event | None = None) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.release = release
+        self.entered = threading.Event()
+
+    def send(self, title: str, body: str) -> str | None:
+        self.entered.set()
+        if self.release is not None:
+            self.release.wait()
+        self.sent.append((title, body))
+        return None
+
+
+def test_the_daily_loss_warns_once_a_day_at_80_percent_of_the_limit(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    target = FakeTarget()
+    readings = iter([Reading(-0.5), Reading(-0.81, True, 99190.0), Reading(-0.9, True), Reading(-0.95, False)])
+    alerter = Alerter(_settings(), [target], journal, probe=lambda: next(readings), backoff=NO_WAIT).start()
+    for _ in range(4):
+        journal.log("tick", system="armed")
+    journal.log("trade", bot="mom_AAPL", pnl=-120.5, fees=0.0)
+    alerter.close(timeout=10)
+    journal.close()
+    titles = [title for title, _ in target.sent]
+    assert titles == [
+        "Trading Hydra: daily loss -0.81 % nearing the limit",
+        "Trading Hydra: the market closed (2026-11-23 07:00 PST)",
+    ]
+    assert "past 80 % of the 1 % limit" in target.sent[0][1]
+
+
+def _session(project: ProjectCopy, options: RunOptions, env: dict[str, str]) -> Session:
+    report = load_valid(project.config, project.machines, project.rules)
+    options.state_db, options.log = project.root / "s.db", project.root / "app.jsonl"
+    return open_session(report, options, env, default_sim_start(datetime(2026, 11, 23).date()))
+
+
+def _enable(project: ProjectCopy, extra: str = "") -> None:
+    with (project.config / "settings.yaml").open("a") as f:
+        f.write(f"\nalerts:\n  enabled: true\n  urls_env: [HYDRA_ALERT_URL]\n{extra}")
+
+
+def test_a_run_alerts_an_operator_halt_from_another_process_and_the_run_end(project: ProjectCopy, receiver: Receiver) -> None:
+    _enable(project)
+    options = RunOptions(ticks=10)
+    session = _session(project, options, {"HYDRA_ALERT_URL": receiver.url})  # as read from .env
+    operator = StateStore(session.store.path), Journal(session.journal.path, session.clock)
+
+    def on_tick(_report: object) -> None:
+        if session.engine.ticks == 3:  # `python -m engine halt` typed beside the run: only SQLite tells this engine
+            operator_halt(*operator, "ops check", session.clock.now())
+
+    try:
+        run(session, options, on_tick=on_tick)
+    finally:
+        close_session(session)
+        operator[0].close()
+        operator[1].close()
+    titles = [body["title"] for body in receiver.delivered()]
+    assert titles[0] == "Trading Hydra HALT: ops check"
+    assert titles[-1].startswith("Trading Hydra: the run ended (completed)")
+    assert read_events(project.root / "app.jsonl")[-1]["event"] == "alerts_closed"
+
+
+def test_an_alert_variable_that_is_not_set_refuses_the_run(project: ProjectCopy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HYDRA_ALERT_URL", raising=False)
+    _enable(project)
+    with pytest.raises(RunError, match=r"HYDRA_ALERT_URL is not set in the environment or \.env"):
+        _session(project, RunOptions(ticks=1), {})
+    assert not (project.root / "app.jsonl").exists() or "tick" not in (project.root / "app.jsonl").read_text()
+
+
+def test_a_stuck_service_never_slows_the_tick(project: ProjectCopy, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tick queues a heartbeat while the only target is stuck in its first send: the queue stays at its
+    size (the oldest dropped, counted), the ticks stay fast, and close gives up after its timeout."""
+    _enable(project, "  events: [heartbeat, fill]\n  heartbeat_minutes: 0.05\n  queue_size: 3\n")
+    options = RunOptions(ticks=200)
+    session = _session(project, options, {"HYDRA_ALERT_URL": receiver.url})
+    release = threading.Event()
+    stuck = FakeTarget(release)
+    session.alerts.targets = (stuck,)
+    tick_seconds: list[float] = []
+    last = [time.perf_counter()]
+
+    def on_tick(_report: object) -> None:
+        now = time.perf_counter()
+        tick_seconds.append(now - last[0])
+        last[0] = now
+
+    monkeypatch.setattr(alerts_module, "CLOSE_TIMEOUT_SECONDS", 0.05)
+    alerter = session.alerts
+    try:
+        run(session, options, on_tick=on_tick)
+        assert stuck.entered.is_set() and not stuck.sent  # the worker is inside its first send all along
+        assert len(alerter._queue) == 3 and alerter.dropped > 150
+        started = time.perf_counter()
+    finally:
+        close_session(session)
+        release.set()
+    assert time.perf_counter() - started < 2
+    assert max(tick_seconds) < 0.5  # a tick on the sim takes about a millisecond; blocking would be forever
+    closed = read_events(project.root / "app.jsonl")[-1]
+    assert closed["event"] == "alerts_closed" and closed["undelivered"] == 3 and closed["dropped"] == alerter.dropped
+
+
+def test_validate_refuses_a_url_in_clear(project: ProjectCopy, capsys: pytest.CaptureFixture[str]) -> None:
+    token = "123456789:AAbbCCddEEffGGhh"
+    with (project.config / "settings.yaml").open("a") as f:
+        f.write(f'\nalerts:\n  urls_env: ["tgram://{token}/42"]\n')  # refused even while alerts are off
+    code = main(
+        ["--validate", "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    )
+    out = capsys.readouterr()
+    assert code == 2
+    assert "alerts.urls_env[0]: is a URL in clear" in out.out + out.err
+    assert token not in out.out + out.err
+
+
+def test_apprise_is_not_imported_by_validate() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, engine.cli as c; c.main(['--validate']); assert 'apprise' not in sys.modules, 'imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT, capture_output=True)
