@@ -431,6 +431,39 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The status page (engine/operator/status_page.py): read-only but for its token-guarded halt/resume buttons.
+    A non-loopback bind without HYDRA_SERVE_TOKEN is refused before anything is read (exit 2)."""
+    import os
+
+    from engine.operator.status_page import TOKEN_ENV, ServeRefused, check_bind, make_server
+    from engine.trading.runner import paths_for
+
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    try:
+        check_bind(args.host, token)
+    except ServeRefused as exc:
+        raise InvalidInput(f"error: {exc}") from None
+    report = _load(args)
+    db, log = paths_for(report, args.state_db, args.log)
+    try:
+        server = make_server(report, db, log, args.host, args.port, token)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    buttons = "halt/resume need the token" if token else f"halt/resume are off ({TOKEN_ENV} is not set)"
+    print(f"status page on {server.url} (state {db}; {buttons}); Ctrl-C stops it.")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        server.app.close()
+    return EXIT_OK
+
+
 def cmd_why(args: argparse.Namespace) -> int:
     """Reads the bot's saved state and the last tick's facts (engine/operator/why.py): works while `run` runs."""
     import json
@@ -824,6 +857,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_options(health)
     _add_state_options(health)
     health.set_defaults(handler=cmd_health)
+
+    serve = commands.add_parser("serve", help="a live status page on 127.0.0.1 (and /api/status as JSON)")
+    serve.add_argument("--port", type=int, default=8766, help="default: 8766 (0: any free port)")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1; any other address needs HYDRA_SERVE_TOKEN")
+    _add_file_options(serve)
+    _add_state_options(serve)
+    serve.set_defaults(handler=cmd_serve)
 
     why = commands.add_parser("why", help="why a bot is in its state and did not trade: guards, facts, preflight")
     why.add_argument("bot", metavar="BOT", help="a bot_id from bots.yaml")

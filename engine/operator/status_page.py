@@ -1,0 +1,612 @@
+"""`python -m engine serve`: the engine's state as a live web page on 127.0.0.1, and the same as JSON.
+
+Why it is built this way:
+- Standard library only (http.server's ThreadingHTTPServer): the page must work from a fresh clone with no web
+  framework, and a browser on the operator's machine is all it needs.
+- It reads the same records as `status`, `why` and `report` (SQLite in WAL mode, so reading never stands in the
+  way of a running engine) and writes nothing, except through the halt and resume buttons, which call the very
+  functions behind `python -m engine halt` / `resume` (engine/trading/runner.py), so a halt from the page is
+  the same record, the same log event, and survives a restart the same way.
+- The page is one static HTML document whose inline script polls `/api/status` every few seconds and builds the
+  view with `textContent` only (nothing from the state file is ever parsed as HTML). No script is downloaded:
+  Mermaid.js is megabytes, so each machine is shown as its transition table with the current state highlighted,
+  and its Mermaid text (engine/machines/render.py, the same as `diagram KIND --bot BOT`) is there to copy.
+- A token (HYDRA_SERVE_TOKEN) guards what must not be open: without it the server refuses a non-loopback bind,
+  reads on a non-loopback bind need it, and halt/resume always need it (`Authorization: Bearer TOKEN`; a header
+  a cross-site form cannot send). On a loopback bind the Host header must name a loopback address, so a web page
+  elsewhere cannot read the state through DNS rebinding.
+- Every time is shown in `system.timezone` (engine/operator/local.py), like every other command.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import sys
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from engine.core.store import SYSTEM_SCOPE, StateStore, TradeRow
+from engine.machines import render
+from engine.machines.spec import MachineSpec
+from engine.operator.local import LocalTime
+from engine.validate import Report
+
+TOKEN_ENV = "HYDRA_SERVE_TOKEN"
+DEFAULT_PORT = 8766
+REFRESH_SECONDS = 3
+MAX_BODY = 16 * 1024  # a halt reason, not an upload
+
+
+class ServeRefused(Exception):
+    """The server must not start as asked (a non-loopback bind without a token): exit 2."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address reaches this machine only. A name other than localhost is not trusted to be one."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a bind that would show the account to the network without a token."""
+    if not is_loopback(host) and not token:
+        raise ServeRefused(
+            f"refusing to serve on {host}: a non-loopback address needs a token; set {TOKEN_ENV} in the environment "
+            "(e.g. export HYDRA_SERVE_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')) "
+            "or serve on 127.0.0.1"
+        )
+
+
+# --- the record ------------------------------------------------------------------------------------------------
+
+
+def _diagram(spec: MachineSpec, current: str) -> dict[str, Any]:
+    """A machine as data the page draws as a table: its states, its transitions in the order they are tried,
+    and its Mermaid text with the current state highlighted."""
+    return {
+        "initial": spec.initial,
+        "states": [{"name": s.name, "description": s.description} for s in spec.states.values()],
+        "transitions": [
+            {"from": state, "trigger": t.trigger, "when": t.guard_text, "to": t.dest, "actions": list(t.actions)}
+            for state in spec.states
+            for t in spec.from_state(state)
+        ],
+        "mermaid": render.mermaid(spec, current),
+    }
+
+
+def _preflight(store: StateStore, report: Report, bots: list[str], local: LocalTime) -> dict[str, Any]:
+    """Each bot's preflight at the last tick, from `why`'s record (the facts saved in that tick's transaction)."""
+    from engine.operator.why import WhyError, explain
+
+    out: dict[str, Any] = {}
+    for bot in bots:
+        try:
+            record = explain(store, report, bot)
+        except WhyError as exc:
+            out[bot] = {"error": str(exc), "checks": [], "failed": [], "blocked_entry": None, "tick": None}
+            continue
+        out[bot] = {
+            "error": None,
+            "tick": local(datetime.fromisoformat(record["tick"])),
+            "checks": [{"name": c["name"], "ok": bool(c["ok"]), "error": c["error"]} for c in record["preflight"]],
+            "failed": record["preflight_failed"],
+            "blocked_entry": record["blocked_entry"]["reasons"] if record["blocked_entry"] else None,
+            "unsized_signal": record["unsized_signal"],
+        }
+    return out
+
+
+def _equity(store: StateStore, day: Any, local: LocalTime) -> dict[str, list[tuple[str, float]]]:
+    """Today's cumulative realized P&L per bot and in total: the report's equity curve (ReportData.equity_curve),
+    built from the trades table alone; the log is not read on every refresh."""
+    from engine.operator.report import ReportData
+
+    data = ReportData(first=day, last=day, timezone=local.name, trades=store.trades(since=day, until=day), days={}, halts=[],
+                      in_force=[], blocked=[], guards=[], triggers=[], broker_errors=[], runs=[], log=Path())  # fmt: skip
+    return {name: [(local(at), value) for at, value in points] for name, points in data.equity_curve().items()}
+
+
+def _trade(t: TradeRow, local: LocalTime) -> dict[str, Any]:
+    return {"bot": t.bot_id, "symbol": t.symbol, "opened_at": local(t.opened_at), "closed_at": local(t.closed_at),
+            "qty": t.qty, "entry_price": t.entry_price, "exit_price": t.exit_price, "pnl": round(t.pnl, 2),
+            "fees": round(t.fees, 2), "exit_trigger": t.exit_trigger}  # fmt: skip
+
+
+def status_record(store: StateStore | None, report: Report, now: datetime, local: LocalTime) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON: machines (shown halted as soon as a halt is in force, as `status`
+    does), their diagrams, the halts in force, positions by bot, today's trades and P&L, each bot's last preflight,
+    and today's equity curve. `store` is None before anything has run."""
+    from engine.config.checks import trading_bots
+    from engine.operator.summary import halts_in_force
+    from engine.trading.runner import last_tick, running_pid, state_now
+
+    assert report.config is not None
+    generated = datetime.now(timezone.utc)
+    record: dict[str, Any] = {
+        "generated_at": local(generated),
+        "timezone": local.name,
+        "refresh_seconds": REFRESH_SECONDS,
+        "has_state": store is not None,
+    }
+    if store is None:
+        return {**record, "as_of": local(now), "simulated": False, "machines": [], "halts": [], "halted": False,
+                "positions": {}, "today": None, "preflight": {}, "equity": {}, "last_tick": None, "engine_pid": None}  # fmt: skip
+    now, simulated = state_now(store, now)
+    live = halts_in_force(store, now)
+    machines = []
+    for saved in store.machine_states():
+        scope = SYSTEM_SCOPE if saved.kind == "system" else saved.bot_id
+        halt = next((h for h in reversed(live) if h.scope == scope), None)
+        pending = halt is not None and saved.state != "halted"
+        spec = report.machines.get(saved.kind)
+        machines.append(
+            {
+                "kind": saved.kind,
+                "bot": saved.bot_id,
+                "state": "halted" if pending else saved.state,
+                "saved_state": saved.state,
+                "since": local(halt.started_at if pending and halt is not None else saved.since),
+                "moves_at_next_tick": pending,
+                "diagram": _diagram(spec, saved.state) if spec is not None else None,
+            }
+        )
+    positions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in store.positions():
+        positions[p.bot_id].append({"symbol": p.symbol, "qty": p.qty, "avg_entry_price": p.avg_entry_price,
+                                    "opened_at": local(p.opened_at)})  # fmt: skip
+    day = local.day(now)
+    trades = store.trades(since=day, until=day)
+    realized = {bot: round(pnl, 2) for bot, pnl in store.realized_pnl(day).items()}
+    bots = [bot.bot_id for _path, bot in trading_bots(report.config.bots) if bot.enabled]  # a disabled bot never ticks
+    tick = last_tick(store, now)
+    return {
+        **record,
+        "as_of": local(now),
+        "simulated": simulated,
+        "last_tick": local(tick.last) if tick is not None else None,
+        "engine_pid": running_pid(store.path),
+        "halted": any(h.scope == SYSTEM_SCOPE for h in live),
+        "halts": [
+            {"scope": h.scope, "reason": h.reason, "since": local(h.started_at), "until": local(h.until) if h.until else None}
+            for h in live
+        ],
+        "machines": machines,
+        "positions": dict(positions),
+        "today": {
+            "day": day.isoformat(),
+            "trades": [_trade(t, local) for t in trades],
+            "pnl_by_bot": realized,
+            "total_pnl": round(sum(realized.values()), 2),
+            "fees": round(sum(t.fees for t in trades), 2),
+        },
+        "preflight": _preflight(store, report, bots, local),
+        "equity": _equity(store, day, local),
+    }
+
+
+# --- the server ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StatusApp:
+    """What the handlers share: the validated project, the state and log paths, the token, one SQLite connection
+    (opened once the state file exists, used under a lock: sqlite3 connections are not for concurrent threads)."""
+
+    report: Report
+    state_db: Path
+    log: Path
+    local: LocalTime
+    token: str | None
+    loopback: bool
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self._store: StateStore | None = None
+
+    def store(self, create: bool = False) -> StateStore | None:
+        """The state file, never created by reading: a page opened before the first run shows 'no state yet'."""
+        if self._store is None and (create or self.state_db.is_file()):
+            self._store = StateStore(self.state_db)
+        return self._store
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            record = status_record(self.store(), self.report, datetime.now(timezone.utc), self.local)
+        record["controls"] = self.token is not None
+        return record
+
+    def change(self, action: str, reason: str) -> dict[str, Any]:
+        """Halt or resume through the CLI's own functions, stamped like the CLI stamps them (a simulation's own time)."""
+        from engine.core.clock import ManualClock, SystemClock
+        from engine.core.journal import Journal
+        from engine.trading.runner import operator_halt, operator_resume, state_now
+
+        with self.lock:
+            store = self.store(create=True)
+            assert store is not None
+            now, simulated = state_now(store, SystemClock().now())
+            journal = Journal(self.log, ManualClock(now) if simulated else SystemClock())
+            try:
+                if action == "halt":
+                    operator_halt(store, journal, reason, now)
+                    return {"ok": True, "message": f"halted: {reason} (until resume)"}
+                ended = operator_resume(store, journal, now)
+                return {"ok": True, "message": f"resumed: {ended} halt(s) ended; the system re-arms only through preflight"}
+            finally:
+                journal.close()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+class StatusServer(ThreadingHTTPServer):
+    daemon_threads = True  # a browser's kept-alive connection must not hold up Ctrl-C
+
+    def __init__(self, app: StatusApp, host: str, port: int):
+        self.app = app
+        if ":" in host.strip("[]"):
+            import socket
+
+            self.address_family = socket.AF_INET6
+        super().__init__((host.strip("[]"), port), StatusHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = str(self.server_address[0]), self.server_address[1]
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+
+class StatusHandler(BaseHTTPRequestHandler):
+    server: StatusServer
+    server_version = "TradingHydra"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet for the page's polling; halts, resumes and refusals are worth a line."""
+        if self.command == "POST" or (len(args) > 1 and not str(args[1]).startswith(("2", "3"))):
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    # -- plumbing --
+
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("X-Frame-Options", "DENY")
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any) -> None:
+        self._send(status, json.dumps(payload, default=str).encode(), "application/json; charset=utf-8")
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"ok": False, "error": message})
+
+    def _authorized(self) -> bool:
+        token = self.server.app.token
+        header = self.headers.get("Authorization", "")
+        if token is None or not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), token.encode())
+
+    def _host_ok(self) -> bool:
+        """On a loopback bind, only a loopback Host: a rebinding DNS name pointing at 127.0.0.1 is refused."""
+        if not self.server.app.loopback:
+            return True
+        host = urlsplit("//" + self.headers.get("Host", "")).hostname or ""
+        return is_loopback(host)
+
+    # -- routes --
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        if not self._host_ok():
+            self._error(HTTPStatus.MISDIRECTED_REQUEST, "unexpected Host header")
+            return
+        path = urlsplit(self.path).path
+        if path in ("/", "/index.html"):
+            self._send(HTTPStatus.OK, PAGE_BYTES, "text/html; charset=utf-8", {"Content-Security-Policy": PAGE_CSP})
+        elif path == "/api/status":
+            if not self.server.app.loopback and not self._authorized():
+                self._error(HTTPStatus.UNAUTHORIZED, f"this server is not on loopback: send Authorization: Bearer ${TOKEN_ENV}")
+                return
+            try:
+                self._json(HTTPStatus.OK, self.server.app.status())
+            except Exception as exc:  # shown on the page, which keeps polling; the server stays up
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+        elif path == "/favicon.ico":
+            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
+
+    def do_POST(self) -> None:
+        if not self._host_ok():
+            self._error(HTTPStatus.MISDIRECTED_REQUEST, "unexpected Host header")
+            return
+        path = urlsplit(self.path).path
+        if path not in ("/api/halt", "/api/resume"):
+            self._error(HTTPStatus.NOT_FOUND, f"no such action: {path}")
+            return
+        if self.server.app.token is None:
+            self._error(HTTPStatus.FORBIDDEN, f"halt and resume are off: start `serve` with {TOKEN_ENV} set to enable them")
+            return
+        if not self._authorized():
+            self._error(HTTPStatus.UNAUTHORIZED, "a valid token is needed: Authorization: Bearer TOKEN")
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self._error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self._error(HTTPStatus.BAD_REQUEST, "the body must be JSON")
+            return
+        reason = str(body.get("reason", "")).strip() if isinstance(body, dict) else ""
+        action = path.rsplit("/", 1)[1]
+        if action == "halt" and not reason:
+            self._error(HTTPStatus.BAD_REQUEST, "a halt needs a reason")
+            return
+        try:
+            self._json(HTTPStatus.OK, self.server.app.change(action, reason))
+        except Exception as exc:  # a busy or broken state file: the operator must see that it did not happen
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{action} failed: {type(exc).__name__}: {exc}")
+
+
+def make_server(report: Report, state_db: Path, log: Path, host: str, port: int, token: str | None) -> StatusServer:
+    """A bound server (OSError if the address is taken), after the token rules (ServeRefused)."""
+    assert report.config is not None
+    token = token.strip() if token else None
+    check_bind(host, token)
+    app = StatusApp(report, state_db, log, LocalTime(report.config.settings.system.timezone), token or None, is_loopback(host))
+    return StatusServer(app, host, port)
+
+
+# --- the page --------------------------------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.2em 2em;color:#222;background:#fafafa}
+h1{margin:0 0 .2em}h2{margin:1.2em 0 .4em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.3em 0 1em;background:#fff}
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:.88em;vertical-align:top}
+th{background:#f0f0f0}.num{text-align:right;font-variant-numeric:tabular-nums}
+#banner{padding:.6em 1em;border-radius:6px;font-weight:bold;margin:.6em 0}
+.ok{background:#e3f5e1;color:#1b5e20}.halted{background:#ffe0e0;color:#b00020}
+.current,.current td{background:#ffd54f}.from-current td{background:#fff3c4}
+.pass{color:#1b5e20}.fail{color:#b00020;font-weight:bold}.muted{color:#777}
+.machine{display:inline-block;vertical-align:top;margin:0 1.5em 1em 0}
+details pre{background:#fff;border:1px solid #ccc;padding:.5em;max-width:60em;overflow:auto;font-size:.8em}
+#controls{background:#fff;border:1px solid #ccc;padding:.6em 1em;border-radius:6px;margin:.6em 0}
+#controls input{margin-right:.5em}#error{color:#b00020}
+"""
+
+SCRIPT = """
+"use strict";
+const $ = (id) => document.getElementById(id);
+const token = () => sessionStorage.getItem("hydraToken") || "";
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+function table(head, rows, rowClass) {
+  if (!rows.length) return el("p", "none", "muted");
+  const t = el("table"), h = el("tr");
+  head.forEach((c) => h.appendChild(el("th", c)));
+  t.appendChild(h);
+  rows.forEach((r, i) => {
+    const tr = el("tr");
+    if (rowClass) tr.className = rowClass(i) || "";
+    r.forEach((c) => {
+      if (c instanceof Node) { const td = el("td"); td.appendChild(c); tr.appendChild(td); }
+      else tr.appendChild(el("td", c, typeof c === "number" ? "num" : ""));
+    });
+    t.appendChild(tr);
+  });
+  return t;
+}
+const money = (v) => (v >= 0 ? "+" : "") + v.toFixed(2);
+function fill(id, ...nodes) { const box = $(id); box.replaceChildren(...nodes); }
+function machine(m) {
+  const box = el("div", null, "machine");
+  box.dataset.machine = m.kind + ":" + m.bot;
+  const title = el("h3", m.kind + " " + m.bot + ": " + m.state);
+  box.appendChild(title);
+  const note = m.moves_at_next_tick ? " (a halt is in force; the machine, " + m.saved_state + ", moves at its next tick)" : "";
+  box.appendChild(el("div", "since " + m.since + note, "muted"));
+  if (!m.diagram) return box;
+  const d = m.diagram;
+  box.appendChild(table(["state", "description"], d.states.map((s) => [s.name, s.description]),
+    (i) => d.states[i].name === m.state ? "current" : ""));
+  box.appendChild(table(["from", "trigger", "guards", "to", "actions"],
+    d.transitions.map((t) => [t.from, t.trigger, t.when || "(always)", t.to, t.actions.join(", ") || "-"]),
+    (i) => d.transitions[i].from === m.saved_state ? "from-current" : ""));
+  const det = el("details");
+  det.appendChild(el("summary", "Mermaid diagram (paste into any Mermaid viewer)"));
+  det.appendChild(el("pre", d.mermaid));
+  box.appendChild(det);
+  return box;
+}
+function equity(series) {
+  const names = Object.keys(series);
+  if (!names.length) return el("p", "no trade closed today", "muted");
+  const ns = "http://www.w3.org/2000/svg", W = 640, H = 220, P = 40;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "today's realized P&L over time");
+  const all = names.flatMap((n) => series[n]);
+  const ts = all.map((p) => Date.parse(p[0])), vs = all.map((p) => p[1]).concat([0]);
+  const t0 = Math.min(...ts), t1 = Math.max(...ts) || t0 + 1, v0 = Math.min(...vs), v1 = Math.max(...vs);
+  const x = (t) => P + (W - 2 * P) * (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0));
+  const y = (v) => H - P - (H - 2 * P) * (v1 === v0 ? 0.5 : (v - v0) / (v1 - v0));
+  const line = (x1, y1, x2, y2, color, width) => {
+    const l = document.createElementNS(ns, "line");
+    const attrs = { x1, y1, x2, y2, stroke: color, "stroke-width": width };
+    Object.entries(attrs).forEach(([k, v]) => l.setAttribute(k, v));
+    svg.appendChild(l);
+  };
+  line(P, y(0), W - P, y(0), "#999", 1);
+  const colors = ["#1565c0", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#ad1457"];
+  names.forEach((n, i) => {
+    let pts = [[P, y(0)]];
+    series[n].forEach((p) => { const px = x(Date.parse(p[0])); pts.push([px, pts[pts.length - 1][1]], [px, y(p[1])]); });
+    pts.push([W - P, pts[pts.length - 1][1]]);  // each line holds its last value to the latest trade
+    const pl = document.createElementNS(ns, "polyline");
+    pl.setAttribute("points", pts.map((p) => p.join(",")).join(" "));
+    pl.setAttribute("fill", "none");
+    pl.setAttribute("stroke", n === "total" ? "#000" : colors[i % colors.length]);
+    pl.setAttribute("stroke-width", n === "total" ? 3 : 1.5);
+    svg.appendChild(pl);
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", W - P + 4); label.setAttribute("y", 14 + 14 * i); label.setAttribute("font-size", 11);
+    label.setAttribute("fill", n === "total" ? "#000" : colors[i % colors.length]);
+    label.textContent = n + " " + money(series[n][series[n].length - 1][1]);
+    svg.appendChild(label);
+  });
+  [[v1, y(v1)], [v0, y(v0)]].forEach(([v, py]) => {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", 2); t.setAttribute("y", py + 4); t.setAttribute("font-size", 10); t.textContent = money(v);
+    svg.appendChild(t);
+  });
+  const box = el("div");
+  box.appendChild(svg);
+  box.style.overflowX = "auto";
+  svg.setAttribute("width", W + 160);
+  return box;
+}
+function show(s) {
+  const engine = s.engine_pid ? "; engine running (pid " + s.engine_pid + ")" : "; no engine running";
+  $("asof").textContent = "as of " + s.as_of + (s.simulated ? " (simulated clock)" : "") + "; times in " + s.timezone
+    + "; last tick " + (s.last_tick || "none") + engine;
+  const banner = $("banner");
+  if (!s.has_state) { banner.textContent = "no state yet: nothing has run"; banner.className = "ok"; }
+  else if (s.halts.length) {
+    banner.textContent = "HALTED: " + s.halts.map((h) => (h.scope === "system" ? "the system" : "bot " + h.scope)
+      + " since " + h.since + ": " + h.reason + " (until " + (h.until || "resume") + ")").join("; ");
+    banner.className = "halted";
+  } else { banner.textContent = "not halted"; banner.className = "ok"; }
+  fill("machines", ...s.machines.map(machine));
+  const pos = [];
+  Object.entries(s.positions).forEach(([bot, ps]) => ps.forEach(
+    (p) => pos.push([bot, p.symbol, p.qty, p.avg_entry_price, p.opened_at])));
+  fill("positions", table(["bot", "symbol", "qty", "avg entry", "opened"], pos));
+  const today = s.today;
+  if (today) {
+    $("day").textContent = today.day;
+    const pnl = Object.entries(today.pnl_by_bot).map(([b, v]) => [b, money(v)]).concat([["total", money(today.total_pnl)]]);
+    const count = "fees " + today.fees.toFixed(2) + ", " + today.trades.length + " trades";
+    fill("pnl", table(["bot", "realized P&L USD"], pnl), el("p", count));
+    fill("trades", table(["bot", "symbol", "opened", "closed", "qty", "entry", "exit", "P&L", "fees", "exit trigger"],
+      today.trades.map((t) => [t.bot, t.symbol, t.opened_at, t.closed_at, t.qty, t.entry_price, t.exit_price, money(t.pnl),
+        t.fees.toFixed(2), t.exit_trigger])));
+  } else { fill("pnl", el("p", "none", "muted")); fill("trades", el("p", "none", "muted")); }
+  const pre = [];
+  Object.entries(s.preflight).forEach(([bot, p]) => {
+    if (p.error) { pre.push(el("p", bot + ": " + p.error, "muted")); return; }
+    pre.push(el("h3", bot + " (tick " + p.tick + ")"));
+    const result = (c) => el("span", c.ok ? "ok" : (c.error ? "ERROR " + c.error : "FAILED"), c.ok ? "pass" : "fail");
+    pre.push(table(["check", "result"], p.checks.map((c) => [c.name, result(c)])));
+    if (p.blocked_entry) pre.push(el("p", "last entry refused: " + p.blocked_entry.join("; "), "fail"));
+    if (p.unsized_signal) pre.push(el("p", "signal fired but not sized: " + p.unsized_signal, "fail"));
+  });
+  fill("preflight", ...(pre.length ? pre : [el("p", "no tick yet", "muted")]));
+  fill("equity", equity(s.equity));
+  $("controls").hidden = !s.controls;
+}
+async function refresh() {
+  try {
+    const headers = token() ? { Authorization: "Bearer " + token() } : {};
+    const r = await fetch("/api/status", { headers, cache: "no-store" });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    show(body);
+    $("error").textContent = "";
+    document.body.dataset.loaded = "yes";
+  } catch (e) { $("error").textContent = "refresh failed: " + e.message; }
+}
+async function act(action) {
+  const reason = $("reason").value.trim();
+  if (action === "halt" && !reason) { $("result").textContent = "a halt needs a reason"; return; }
+  sessionStorage.setItem("hydraToken", $("token").value.trim() || token());
+  const r = await fetch("/api/" + action, { method: "POST", headers: { Authorization: "Bearer " + token(),
+    "Content-Type": "application/json" }, body: JSON.stringify({ reason }) });
+  const body = await r.json();
+  $("result").textContent = body.ok ? body.message : "refused: " + body.error;
+  refresh();
+}
+const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromHash) { sessionStorage.setItem("hydraToken", fromHash); history.replaceState(null, "", location.pathname); }
+$("halt").addEventListener("click", () => act("halt"));
+$("resume").addEventListener("click", () => act("resume"));
+refresh();
+setInterval(refresh, REFRESH_MS);
+""".replace("REFRESH_MS", str(REFRESH_SECONDS * 1000))
+
+BODY = """
+<h1>Trading Hydra</h1>
+<div id="asof" class="muted">loading…</div>
+<div id="error"></div>
+<div id="banner">loading…</div>
+<div id="controls" hidden>
+  <label>token <input id="token" type="password" autocomplete="off" size="24"></label>
+  <label>reason <input id="reason" size="30" placeholder="why halt"></label>
+  <button id="halt" type="button">Halt</button> <button id="resume" type="button">Resume</button>
+  <span id="result"></span>
+</div>
+<noscript>This page needs JavaScript; the same data is at <a href="/api/status">/api/status</a>.</noscript>
+<h2>Today (<span id="day">-</span>): P&amp;L</h2><div id="pnl"></div>
+<h2>Equity curve (realized P&amp;L of today's closed trades)</h2><div id="equity"></div>
+<h2>Positions by bot</h2><div id="positions"></div>
+<h2>Preflight at the last tick</h2><div id="preflight"></div>
+<h2>Today's trades</h2><div id="trades"></div>
+<h2>Machines</h2><div id="machines"></div>
+"""
+
+
+def _hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+PAGE = (
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Trading Hydra status</title>'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    f"<style>{STYLE}</style></head><body>{BODY}<script>{SCRIPT}</script></body></html>\n"
+)
+PAGE_BYTES = PAGE.encode()
+# Only this page's own inline script and style run: nothing is loaded from anywhere, not even from this server.
+PAGE_CSP = (
+    f"default-src 'none'; script-src {_hash(SCRIPT)}; style-src {_hash(STYLE)}; connect-src 'self'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
