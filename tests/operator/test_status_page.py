@@ -1,0 +1,194 @@
+"""`serve`: /api/status carries what the page shows (machines shown halted at once, diagrams, positions, today's
+trades and P&L, preflight, the equity curve, times in system.timezone), and the token rules: a non-loopback bind
+needs a token, reads there need it, halt/resume always need it, and a foreign Host is refused on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.brokers.sim.persist import SimPersistence
+from engine.cli import main
+from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.operator.status_page import ServeRefused, StatusServer, check_bind, is_loopback, make_server
+from engine.trading.runner import operator_halt
+from engine.validate import load_valid
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@contextmanager
+def serving(project: ProjectCopy, db: Path, log: Path, token: str | None = None) -> Iterator[StatusServer]:
+    report = load_valid(project.config, project.machines, project.rules)
+    server = make_server(report, db, log, "127.0.0.1", 0, token)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.app.close()
+
+
+def call(server: StatusServer, path: str, *, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None
+         ) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    request = urllib.request.Request(server.url.rstrip("/") + path, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw, status, got = response.read(), response.status, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        raw, status, got = exc.read(), exc.code, dict(exc.headers)
+    text = raw.decode()
+    return status, (json.loads(text) if got.get("Content-Type", "").startswith("application/json") else text), got
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def halted(rig: Rig) -> Rig:
+    """A simulated morning with closed trades, saved as `run` saves a simulation (so the state's own time is the
+    simulated clock), then an operator halt the machines have not ticked through yet."""
+    rig.until(lambda r: len(r.store.trades()) >= 2, limit=3000)
+    rig.store.set_meta("broker", "sim")
+    SimPersistence(rig.exchange, rig.store)()
+    operator_halt(rig.store, rig.engine.journal, "news at 10:00", rig.clock.now())
+    rig.engine.journal.flush()
+    return rig
+
+
+def test_api_status_shows_the_halt_machines_positions_trades_preflight_and_equity(project: ProjectCopy, halted: Rig) -> None:
+    with serving(project, halted.store.path, halted.log) as server:
+        status, record, headers = call(server, "/api/status")
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert record["has_state"] and record["simulated"] is True and record["timezone"] == "America/Los_Angeles"
+    assert record["halted"] is True and record["controls"] is False
+    (halt,) = record["halts"]
+    assert halt["scope"] == SYSTEM_SCOPE and halt["reason"] == "news at 10:00" and halt["until"] is None
+
+    machines = {(m["kind"], m["bot"]): m for m in record["machines"]}
+    assert set(machines) == {(s.kind, s.bot_id) for s in halted.store.machine_states()}
+    system = machines[("system", SYSTEM_SCOPE)]
+    # shown halted at once, as `status` does, though its machine moves only at its next tick
+    assert system["state"] == "halted" and system["moves_at_next_tick"] and system["saved_state"] != "halted"
+    diagram = system["diagram"]
+    assert {s["name"] for s in diagram["states"]} == {"idle", "armed", "halted"}
+    assert any(t["from"] == "armed" and t["trigger"] == "kill" and t["to"] == "halted" for t in diagram["transitions"])
+    assert diagram["mermaid"].startswith("stateDiagram-v2") and f"class {system['saved_state']} current" in diagram["mermaid"]
+
+    positions = {(p.bot_id, p.symbol): p.qty for p in halted.store.positions()}
+    assert {(bot, p["symbol"]): p["qty"] for bot, ps in record["positions"].items() for p in ps} == positions
+
+    trades = halted.store.trades()
+    today = record["today"]
+    assert today["day"] == "2026-11-23" and len(today["trades"]) == len(trades)
+    assert today["pnl_by_bot"] == {b: round(v, 2) for b, v in halted.store.realized_pnl(trades[0].trading_date).items()}
+    assert record["equity"]["total"][-1][1] == round(sum(t.pnl for t in trades), 2)
+
+    assert set(record["preflight"]) == {"mom_AAPL", "opt_core", "crypto_core"}
+    checks = record["preflight"]["mom_AAPL"]["checks"]
+    assert checks and {"name", "ok", "error"} <= set(checks[0])
+    # every time shown is in system.timezone (Los Angeles in November)
+    times = re.findall(r"T\d\d:\d\d:\d\d([+-]\d\d:\d\d)", json.dumps(record))
+    assert times and set(times) == {"-08:00"}
+
+
+def test_the_page_is_one_self_contained_document(project: ProjectCopy, halted: Rig) -> None:
+    with serving(project, halted.store.path, halted.log) as server:
+        status, page, headers = call(server, "/")
+        missing, body, _ = call(server, "/nope")
+    assert status == 200 and page.startswith("<!DOCTYPE html>") and "/api/status" in page
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing is downloaded
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert missing == 404 and body["ok"] is False
+
+
+def test_no_state_yet_is_shown_and_the_state_file_is_not_created(project: ProjectCopy, tmp_path: Path) -> None:
+    db = tmp_path / "none" / "state.db"
+    with serving(project, db, tmp_path / "app.jsonl") as server:
+        status, record, _ = call(server, "/api/status")
+    assert status == 200 and record["has_state"] is False and record["machines"] == [] and not db.exists()
+
+
+def test_loopback_needs_no_token_and_anything_else_does() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert is_loopback(host)
+        check_bind(host, None)
+    for host in ("0.0.0.0", "192.168.1.10", "::", "example.com"):
+        assert not is_loopback(host)
+        with pytest.raises(ServeRefused, match="HYDRA_SERVE_TOKEN"):
+            check_bind(host, None)
+        check_bind(host, TOKEN)
+
+
+def test_serve_on_a_network_address_without_a_token_exits_2(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("HYDRA_SERVE_TOKEN", raising=False)
+    argv = ["serve", "--host", "0.0.0.0", "--port", "0", "--config", str(project.config)]
+    assert main([*argv, "--machines", str(project.machines), "--rules", str(project.rules)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0" in err and "HYDRA_SERVE_TOKEN" in err
+    monkeypatch.setenv("HYDRA_SERVE_TOKEN", "   ")  # blank is no token
+    assert main([*argv, "--machines", str(project.machines), "--rules", str(project.rules)]) == 2
+
+
+def test_reads_off_loopback_need_the_token(project: ProjectCopy, halted: Rig) -> None:
+    with serving(project, halted.store.path, halted.log, TOKEN) as server:
+        server.app.loopback = False  # as if bound to a network address: the rules follow the bind, not the socket
+        assert call(server, "/api/status")[0] == 401
+        assert call(server, "/api/status", headers=bearer("wrong"))[0] == 401
+        status, record, _ = call(server, "/api/status", headers=bearer(TOKEN))
+        assert status == 200 and record["halted"] and record["controls"] is True
+        assert call(server, "/")[0] == 200  # the page holds no data; it asks for the token
+
+
+def test_a_foreign_host_header_is_refused_on_loopback(project: ProjectCopy, halted: Rig) -> None:
+    with serving(project, halted.store.path, halted.log, TOKEN) as server:
+        port = server.server_address[1]
+        assert call(server, "/api/status", headers={"Host": f"attacker.example:{port}"})[0] == 421
+        assert call(server, "/api/resume", method="POST", headers={"Host": "attacker.example", **bearer(TOKEN)})[0] == 421
+        assert call(server, "/api/status", headers={"Host": f"localhost:{port}"})[0] == 200
+    assert halted.store.halts(open_only=True)
+
+
+def test_halt_and_resume_need_the_token_and_use_the_cli_functions(project: ProjectCopy, rig: Rig) -> None:
+    rig.ticks(5)
+    rig.engine.journal.flush()
+    with serving(project, rig.store.path, rig.log) as server:  # no token configured: the buttons are off
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "x"}, headers=bearer("anything"))
+        assert status == 403 and "HYDRA_SERVE_TOKEN" in body["error"]
+    with serving(project, rig.store.path, rig.log, TOKEN) as server:
+        assert call(server, "/api/halt", method="POST", body={"reason": "x"})[0] == 401
+        assert call(server, "/api/halt", method="POST", body={"reason": "x"}, headers=bearer(TOKEN + "x"))[0] == 401
+        assert call(server, "/api/halt", method="POST", body={"reason": "  "}, headers=bearer(TOKEN))[0] == 400
+        assert call(server, "/api/halt", method="GET")[0] == 404
+        assert not rig.store.halts()  # nothing refused wrote anything
+
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "from the page"}, headers=bearer(TOKEN))
+        assert status == 200 and body["ok"]
+        assert call(server, "/api/status")[1]["halts"][0]["reason"] == "from the page"
+        status, body, _ = call(server, "/api/resume", method="POST", headers=bearer(TOKEN))
+        assert status == 200 and body["message"].startswith("resumed: 1 halt(s) ended")
+        assert call(server, "/api/status")[1]["halted"] is False
+
+    (halt,) = StateStore(rig.store.path).halts()
+    assert halt.reason == "from the page" and halt.conditions == ("operator",) and halt.ended_at is not None
+    events = [e for e in rig.events() if e["event"] in ("halt", "resume")]  # logged as the CLI logs them
+    assert [(e["event"], e.get("by")) for e in events] == [("halt", "operator"), ("resume", "operator")]
+    assert events[0]["reason"] == "from the page"

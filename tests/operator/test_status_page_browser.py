@@ -1,0 +1,123 @@
+"""The status page in a real headless browser: Debian's Chromium (/usr/bin/chromium) driven by Playwright, which
+is told to use that binary (no browser is downloaded). The page must render a halted state from the state file,
+with the reason, and a screenshot of it is saved; then the Resume button, with the token, ends the halt.
+
+Skipped, with the reason, when Chromium or Playwright is not installed; .ci/run installs both so CI runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.brokers.sim.persist import SimPersistence
+from engine.core.store import StateStore
+from engine.operator.status_page import StatusServer, make_server
+from engine.trading.runner import operator_halt
+from engine.validate import load_valid
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig
+
+CHROMIUM = os.environ.get("HYDRA_CHROMIUM", "/usr/bin/chromium")
+TOKEN = "browser-test-token"
+
+
+def _unavailable(reason: str) -> None:
+    """Skip where the browser is not installed; fail in CI (.ci/run sets HYDRA_REQUIRE_BROWSER), which installs it."""
+    if os.environ.get("HYDRA_REQUIRE_BROWSER"):
+        pytest.fail(f"HYDRA_REQUIRE_BROWSER is set but {reason}")
+    pytest.skip(reason)
+
+
+def _playwright() -> Any:
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright is not installed (pip install -e '.[browser]')")
+    return sync_playwright
+
+
+@pytest.fixture
+def server(project: ProjectCopy, rig: Rig) -> Iterator[StatusServer]:
+    """A simulated morning with a trade closed, saved as a simulation, then halted by the operator."""
+    rig.until(lambda r: len(r.store.trades()) >= 1, limit=3000)
+    rig.store.set_meta("broker", "sim")
+    SimPersistence(rig.exchange, rig.store)()
+    operator_halt(rig.store, rig.engine.journal, "news at 10:00", rig.clock.now())
+    rig.engine.journal.flush()
+    report = load_valid(project.config, project.machines, project.rules)
+    srv = make_server(report, rig.store.path, rig.log, "127.0.0.1", 0, TOKEN)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        srv.app.close()
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    sync_playwright = _playwright()
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        except Exception as exc:  # a Chromium that cannot start here (no driver for it in this Playwright)
+            _unavailable(f"Chromium at {CHROMIUM} does not start under Playwright: {str(exc).splitlines()[0]}")
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            tab.errors = errors
+            yield tab
+        finally:
+            browser.close()
+
+
+def test_the_page_renders_the_halted_state_and_a_screenshot_is_taken(server: StatusServer, page: Any, tmp_path: Path) -> None:
+    page.goto(server.url, wait_until="load", timeout=10_000)
+    page.wait_for_selector("body[data-loaded=yes]", timeout=10_000)
+    banner = page.locator("#banner")
+    assert banner.get_attribute("class") == "halted"
+    text = banner.inner_text()
+    assert text.startswith("HALTED: the system since 2026-11-23T") and "news at 10:00" in text and "-08:00" in text
+    system = page.locator("[data-machine='system:system']")
+    assert "system system: halted" in system.locator("h3").inner_text()
+    assert system.locator("tr.current").count() == 1  # the current state highlighted in its table
+    assert page.locator("#preflight h3").count() == 3  # the three enabled bots
+    assert page.locator("#trades tr").count() >= 2  # a header and a trade
+    assert page.locator("#equity svg polyline").count() >= 2  # a bot's curve and the total
+    assert page.locator("#controls").is_visible()  # a token is configured: the buttons are there
+
+    shot = tmp_path / "halted.png"
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+    assert page.errors == []  # no script error, no CSP refusal
+
+
+def test_resume_from_the_page_needs_the_token_and_ends_the_halt(server: StatusServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url, wait_until="load", timeout=10_000)
+    page.wait_for_selector("body[data-loaded=yes]", timeout=10_000)
+    page.fill("#token", "wrong")
+    page.click("#resume")
+    expect(page.locator("#result")).to_have_text(re.compile(r"^refused: "), timeout=5_000)  # (the CSP forbids eval)
+    assert StateStore(server.app.state_db).halts(open_only=True)
+
+    page.fill("#token", TOKEN)
+    page.click("#resume")
+    expect(page.locator("#banner")).to_have_text("not halted", timeout=5_000)
+    assert "resumed: 1 halt(s) ended" in page.locator("#result").inner_text()
+    assert not StateStore(server.app.state_db).halts(open_only=True)
