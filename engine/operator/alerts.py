@@ -204,6 +204,7 @@ class Alerter:
         self._closing = False
         self._abort = threading.Event()  # set when close gives up waiting: the worker stops retrying
         self._dropped_untold = 0
+        self._in_flight = 0  # 1 while the worker holds an alert (changed under the lock)
         self._outbox: deque[dict[str, Any]] = deque()  # alert_failed records, logged by the main thread
         self._thread = threading.Thread(target=self._work, name="alerts", daemon=True)
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -271,7 +272,7 @@ class Alerter:
             self._thread.join(timeout)
         self._abort.set()  # a worker still busy stops at its next wait; it is a daemon, so it never holds the exit
         with self._cond:
-            left = len(self._queue)
+            left = len(self._queue) + self._in_flight  # the one a stuck worker holds is undelivered too
             self._queue.clear()
         self._log_failures()
         self.journal.log("alerts_closed", sent=self.sent, failed=self.failed, dropped=self.dropped, undelivered=left)
@@ -423,9 +424,12 @@ class Alerter:
                     return
                 alert = self._queue.popleft()
                 dropped, self._dropped_untold = self._dropped_untold, 0
+                self._in_flight = 1
             body = alert.body + (f"\n({dropped} earlier alerts were dropped: the queue was full)" if dropped else "")
             for target in self.targets:
                 self._deliver(alert, body, target)
+            with self._cond:
+                self._in_flight = 0
 
     def _deliver(self, alert: Alert, body: str, target: Target) -> None:
         attempts = self.config.max_attempts
