@@ -330,19 +330,22 @@ class Engine:
         compiled, own = self.compiled[kind], self._own_checks[kind]
         order = tuple(compiled.preflight)
         shared = tuple(name for name in order if name in shared_failed)
-        checks = tuple(own.values())
+        own_items = tuple(own.items())
 
         def failed(facts: Mapping[str, Any]) -> tuple[str, ...]:
-            try:  # the usual answer first: every own check passes
-                for check in checks:
-                    if not check(facts):
-                        break
-                else:
-                    return shared
-            except Exception:  # a check that cannot be evaluated fails: named below, with the others
-                pass
-            both = shared_failed.union(compiled.failed_checks(own, facts))
-            return tuple(name for name in order if name in both)
+            failing: set[str] | None = None
+            for name, check in own_items:
+                try:
+                    ok = check(facts)
+                except Exception:  # a check that cannot be evaluated fails (its error is logged by _remember)
+                    ok = False
+                if not ok:
+                    if failing is None:
+                        failing = set(shared_failed)
+                    failing.add(name)
+            if failing is None:  # the usual answer: every own check passes
+                return shared
+            return tuple(name for name in order if name in failing)
 
         return failed
 
