@@ -18,6 +18,7 @@ class Intent:
     action: str
     bot_id: str
     trigger: str
+    because: tuple[str, ...] = ()  # the guards that held, innermost last (e.g. exit_rule_hit, stop_loss_hit)
 
 
 BOT_ACTIONS = {

@@ -39,6 +39,7 @@ class MachineModel:
         self.bot_id = bot_id
         self.facts: Mapping[str, Any] = {}
         self.intents: list[Intent] = []
+        self.held: tuple[str, ...] = ()  # the guards that held for the transition firing now
         self.candidate: int | None = None  # the transition the guards selected, while it fires
 
     def __repr__(self) -> str:
@@ -70,6 +71,7 @@ class MachineRuntime:
     spec: MachineSpec
     evaluate_guard: GuardEvaluator
     guards: Mapping[str, Predicate] | None = None
+    composites: Mapping[str, conditions.Condition] = field(default_factory=dict)  # a named guard's own `when:`
     machine: Machine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -132,7 +134,7 @@ class MachineRuntime:
     def _action(name: str, trigger: str) -> Callable[[EventData], None]:
         def action(event: EventData) -> None:
             model: MachineModel = event.model  # type: ignore[assignment]  # transitions types its models as object
-            model.intents.append(Intent(name, model.bot_id, trigger))
+            model.intents.append(Intent(name, model.bot_id, trigger, model.held))
 
         return action
 
@@ -176,10 +178,14 @@ class MachineRuntime:
             result = self.evaluate_guard(name, facts)
             if result:
                 held.append(name)
+                inner = self.composites.get(name)
+                if inner is not None:  # name the guard inside that made it hold (stop_loss_hit, not exit_rule_hit)
+                    conditions.evaluate(inner, holds)
             return result
 
         conditions.evaluate(candidate.when, holds)  # again, only to name the guards that held, for the log
         model.facts = facts
+        model.held = tuple(held)
         model.intents = []
         model.candidate = candidate.index
         try:
@@ -215,4 +221,5 @@ def build_runtime(spec: MachineSpec, book: RuleBook) -> tuple[MachineRuntime, Co
     compiled, problems = compile_rules(book, spec.kind, needed=spec.guards_used())
     if problems:
         raise ConfigError(problems)
-    return MachineRuntime(spec, compiled.guard_holds, compiled.guards), compiled
+    composites = {name: conditions.parse(e.body["when"]) for name, e in book.guards.items() if "when" in e.body}
+    return MachineRuntime(spec, compiled.guard_holds, compiled.guards, composites), compiled

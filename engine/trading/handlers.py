@@ -98,7 +98,9 @@ def close_position(tick: TickContext, intent: Intent) -> None:
             "gtc" if crypto else "day",
             qty=position.qty,
         )
-        engine.orders.record_intent(intent.bot_id, view.day, "exit", request, intent.trigger)
+        # the reason names the rule that fired, as the trade's exit trigger: "exit: stop_loss_hit"
+        reason = f"{intent.trigger}: {intent.because[-1]}" if intent.because else intent.trigger
+        engine.orders.record_intent(intent.bot_id, view.day, "exit", request, reason)
 
 
 def _shared_symbols(view: TickView) -> set[str]:

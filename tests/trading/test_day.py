@@ -77,8 +77,11 @@ def test_every_round_trip_is_a_trade_in_sqlite_and_the_log(rig: Rig) -> None:
     assert {t.bot_id for t in trades} == {"mom_AAPL", "opt_core", "crypto_core"}
     events = rig.events("trade")
     assert [(e["bot"], e["symbol"], e["pnl"]) for e in events] == [(t.bot_id, t.symbol, round(t.pnl, 2)) for t in trades]
+    rules = {"stop_loss_hit", "take_profit_hit", "time_stop_hit", "flatten_requested", "near_close", "past_manage_until"}
     for t in trades:
-        assert t.opened_at < t.closed_at and t.qty > 0 and t.exit_trigger
+        assert t.opened_at < t.closed_at and t.qty > 0
+        trigger, _, rule = t.exit_trigger.partition(": ")
+        assert trigger in ("exit", "flatten") and rule in rules, t.exit_trigger  # which exit rule, not only "exit"
         sign = 1 if t.exit_price >= t.entry_price else -1
         assert (t.pnl >= 0) == (sign > 0) or abs(t.pnl) < 1e-9
     held = {p.bot_id: p.realized for p in rig.store.positions()}  # partial exits of what is still open
