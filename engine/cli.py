@@ -679,8 +679,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     _aware("--to", end)
     if not args.data.is_dir():
         raise InvalidInput(f"--data {args.data}: no such folder")
+    if args.sweep is None and (args.jobs is not None or args.metric is not None or args.ray is not None):
+        raise InvalidInput("--jobs, --metric and --ray go with --sweep")
     report = _load(args)
     assert report.config is not None
+    if args.sweep is not None:
+        return _backtest_sweep(args, report)
     cash = args.cash if args.cash is not None else report.config.settings.sim.starting_cash
     out = args.out or Path("backtests") / datetime_type.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     try:
@@ -719,6 +723,56 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"{local(result.start)} to {local(result.end)}: {speed}")
     print(f"wrote {shown(result.out_dir)}/: " + ", ".join(p.name for p in result.files))
     return EXIT_OK
+
+
+def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
+    """`backtest --sweep`: one backtest per combination (engine/replay/sweep.py), then the comparison table."""
+    import os
+    from datetime import datetime as datetime_type
+    from datetime import timezone
+
+    from engine.config.errors import ConfigError
+    from engine.paths import shown
+    from engine.replay import sweep
+
+    if not args.sweep.is_file():
+        raise InvalidInput(f"--sweep {args.sweep}: no such file")
+    metric = args.metric or "realized_pnl"
+    if args.ray is not None:
+        try:
+            import ray  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+        except ImportError:
+            raise InvalidInput("--ray needs the optional extra ray: pip install -e '.[ray]'") from None
+    try:
+        from engine.replay.fills import FillModel
+
+        FillModel(timing=args.fill_timing, slippage_bps=args.slippage_bps)
+    except ValueError as exc:
+        raise InvalidInput(f"fill model: {exc}") from None
+    out = args.out or Path("backtests") / datetime_type.now(timezone.utc).strftime("sweep-%Y%m%dT%H%M%SZ")
+    try:
+        overrides, specs = sweep.prepare(args.sweep, report, out, machines_dir=args.machines, rules_dir=args.rules,
+                                         data_dir=args.data, start=args.from_, end=args.to, cash=args.cash,
+                                         fill_timing=args.fill_timing, slippage_bps=args.slippage_bps)  # fmt: skip
+    except ConfigError as exc:
+        raise InvalidInput(problems_text(exc.problems)) from None
+    jobs = args.jobs or min(len(specs), os.cpu_count() or 1)
+    where = f"on the Ray cluster at {args.ray}" if args.ray is not None else f"in {jobs} process{'es' if jobs != 1 else ''}"
+    print(f"{len(specs)} run{'s' if len(specs) != 1 else ''} {where}, in {shown(out)}/")
+    finished = 0
+
+    def done(row: dict[str, Any]) -> None:
+        nonlocal finished
+        finished += 1
+        outcome = f"error: {row['error']}" if row.get("error") else f"realized P&L {row['realized_pnl']:+,.2f}"
+        print(f"[{finished}/{len(specs)}] {row['run']}: {outcome}", flush=True)
+
+    rows = sweep.run_ray(specs, args.ray, done) if args.ray is not None else sweep.run_local(specs, jobs, done)
+    rows = sweep.sweep_rows(rows, metric)
+    sweep.write_csv(rows, overrides, out / "sweep.csv")
+    print(sweep.table(rows, overrides))
+    print(f"sorted by {metric}; wrote {shown(out / 'sweep.csv')} (each run's config and state in run-NNN/)")
+    return EXIT_INVALID if any(row.get("error") for row in rows) else EXIT_OK
 
 
 def backtest_table(summary: dict[str, Any]) -> str:
@@ -770,6 +824,16 @@ def _positive_usd(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not an amount in USD: {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive amount in USD: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
     return value
 
 
@@ -907,6 +971,11 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--fill-timing", choices=["next", "submit"], default="next",
                           help="next: the row after the order (default); submit: the quote standing, as the sim")  # fmt: skip
     backtest.add_argument("--slippage-bps", type=float, default=2.0, metavar="BPS", help="market orders' slippage (default: 2)")
+    backtest.add_argument("--sweep", type=Path, metavar="FILE", help="a grid of bots.yaml overrides: one backtest each")
+    backtest.add_argument("--jobs", type=_positive_int, metavar="N", help="with --sweep: parallel processes (default: CPUs)")
+    backtest.add_argument("--metric", choices=["realized_pnl", "trades", "win_rate", "sharpe", "max_drawdown_pct", "return_pct"],
+                          help="with --sweep: sort sweep.csv by (default: realized_pnl)")  # fmt: skip
+    backtest.add_argument("--ray", metavar="ADDRESS", help="with --sweep: run on this Ray cluster (needs the ray extra)")
     _add_file_options(backtest)
     backtest.set_defaults(handler=cmd_backtest)
 

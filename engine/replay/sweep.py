@@ -1,0 +1,407 @@
+"""Parameter sweeps (issue 9, item 8): one backtest per combination of a grid of bots.yaml overrides.
+
+A sweep file maps keys of bots.yaml to lists of values:
+
+    momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3, 0.5, 0.8]
+    cryptobot.risk.max_trades_per_day: [2, 4]
+
+A bot inside a list is addressed by its bot_id (`momentum_bots[mom_AAPL]`), then a dotted path. `read_sweep`
+checks every key and every value against bots.yaml and its schema, each problem at its place in the sweep file;
+`prepare` writes each combination's config (bots.yaml as written, with only the swept values changed) to its
+own `run-NNN/config/` and validates it with the engine's own loader, so an invalid combination is refused
+before anything runs. `run_one(spec) -> row` is the whole of one run: the local process pool and a Ray remote
+call both run it, and `sweep_rows` sorts what they return into the comparison table.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+import re
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config.errors import ConfigError, PathPart, Problem, format_path
+from engine.config.yaml_source import YamlDocument, load_yaml
+
+# metric -> True when a larger value ranks first
+METRICS: dict[str, bool] = {
+    "realized_pnl": True,
+    "trades": True,
+    "win_rate": True,
+    "sharpe": True,
+    "max_drawdown_pct": False,
+    "return_pct": True,
+}
+FIGURES = ("trades", "win_rate", "realized_pnl", "max_drawdown_usd", "max_drawdown_pct", "sharpe", "return_pct")
+BOTS_SCHEMA = "bots.schema.json"
+_SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\[\]]+)\])?$")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One key of the sweep file: where it points in bots.yaml's data, and its values."""
+
+    key: str
+    path: tuple[PathPart, ...]
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs, picklable and made of plain paths (the same on every machine of a cluster)."""
+
+    name: str
+    overrides: tuple[tuple[str, Any], ...]
+    config_dir: str
+    machines_dir: str
+    rules_dir: str
+    data_dir: str
+    out_dir: str
+    start: str | None = None  # ISO date or datetime, as the command line took it
+    end: str | None = None
+    cash: float | None = None
+    fill_timing: str = "next"
+    slippage_bps: float = 2.0
+
+
+def _resolve(key: str, data: Any) -> tuple[tuple[PathPart, ...], str | None]:
+    """The data path `key` names in bots.yaml, or a message saying why it names none."""
+    path: list[PathPart] = []
+    node = data
+    segments = key.split(".")
+    for number, segment in enumerate(segments):
+        match = _SEGMENT.match(segment)
+        if match is None:
+            return (), f"'{segment}' is not a key: write keys as a.b.c, a bot in a list as momentum_bots[bot_id]"
+        name, selector = match.group(1), match.group(2)
+        last = number == len(segments) - 1
+        where = format_path(path) or "bots.yaml"
+        if not isinstance(node, dict):
+            return (), f"{where} holds no keys"
+        if name not in node:
+            if last and selector is None:
+                path.append(name)  # a key bots.yaml leaves to its default: the schema says whether it exists
+                return tuple(path), None
+            return (), f"unknown key '{name}' in {where} (keys: {', '.join(sorted(node))})"
+        path.append(name)
+        node = node[name]
+        if selector is not None:
+            if not isinstance(node, list):
+                return (), f"{format_path(path)} is not a list: write {format_path(path)}.{'.'.join(segments[number + 1 :])}"
+            ids = [item.get("bot_id") for item in node if isinstance(item, dict)]
+            if selector not in ids:
+                return (), f"no bot '{selector}' in {format_path(path)} (bots: {', '.join(str(i) for i in ids)})"
+            index = ids.index(selector)
+            path.append(index)
+            node = node[index]
+        elif isinstance(node, list) and not last:
+            return (), f"{format_path(path)} is a list: address a bot by its bot_id, {format_path(path)}[bot_id]"
+    if path and path[-1] == "bot_id":
+        return (), "a bot_id cannot be swept (the sweep addresses bots by it)"
+    return tuple(path), None
+
+
+def apply(data: Any, changes: Iterable[tuple[tuple[PathPart, ...], Any]]) -> Any:
+    """A deep copy of `data` with each path set to its value (the path's parents exist)."""
+    result = copy.deepcopy(data)
+    for path, value in changes:
+        node = result
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = copy.deepcopy(value)
+    return result
+
+
+def _bots_problems(data: Any, bots_doc: YamlDocument, signals: Mapping[str, Any] | None) -> list[Problem]:
+    """What the engine's loader (engine/config/loader.py) finds in bots.yaml's data: the schema, then the checks."""
+    from engine.config import checks
+    from engine.config.build import build
+    from engine.config.model import BotsConfig
+    from engine.config.schema_check import schema_problems
+
+    doc = YamlDocument(bots_doc.path, data, bots_doc.key_positions, bots_doc.value_positions, bots_doc.lines)
+    problems = schema_problems(doc, BOTS_SCHEMA)
+    if problems:
+        return problems
+    bots = build(BotsConfig, data)
+    for check in checks.BOTS_CHECKS:
+        problems.extend(check(bots, doc))
+    if signals is not None:
+        problems.extend(checks.signal_modes_known(bots, doc, signals))
+    return problems
+
+
+def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, Any] | None = None) -> list[Override]:
+    """The sweep file's overrides, each key and value checked against bots.yaml; ConfigError with every problem."""
+    from engine.config.schema_check import show_value
+    from engine.paths import shown
+
+    sweep = load_yaml(sweep_path, shown(sweep_path))
+    problems = list(sweep.problems)
+    if not problems and (not isinstance(sweep.data, dict) or not sweep.data):
+        problems.append(Problem(sweep.path, 1, 1, "", "a sweep maps keys of bots.yaml to lists of values"))
+    if problems:
+        raise ConfigError(problems)
+    overrides: list[Override] = []
+    for key, raw in sweep.data.items():
+        line, col = sweep.position((key,), of_key=True)
+        path, refused = _resolve(str(key), bots_doc.data)
+        if refused is not None:
+            problems.append(Problem(sweep.path, line, col, str(key), refused))
+            continue
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            problems.append(sweep.problem((key,), "no values: give a list of at least one"))
+            continue
+        if len(values) != len({repr(v) for v in values}):
+            problems.append(sweep.problem((key,), "a value is listed twice"))
+        bad = []
+        for index, value in enumerate(values):
+            found = _bots_problems(apply(bots_doc.data, [(path, value)]), bots_doc, signals)
+            for p in found:
+                said = p.message if p.path == format_path(path) else f"{p.path}: {p.message}"
+                if p.message.startswith("unknown key"):
+                    problems.append(Problem(sweep.path, line, col, str(key), said))
+                else:
+                    at = sweep.position((key, index) if isinstance(raw, list) else (key,))
+                    problems.append(Problem(sweep.path, *at, str(key), f"{show_value(value)} is refused: {said}"))
+            bad.extend(found)
+        if not bad:
+            overrides.append(Override(str(key), path, tuple(values)))
+    if problems:
+        raise ConfigError(problems)
+    return overrides
+
+
+def combinations(overrides: Sequence[Override]) -> list[tuple[tuple[Override, Any], ...]]:
+    """Every combination, the last key varying fastest (the sweep file's order)."""
+    return [tuple(zip(overrides, values, strict=True)) for values in itertools.product(*(o.values for o in overrides))]
+
+
+def _write_bots(source: Path, target: Path, changes: Iterable[tuple[tuple[PathPart, ...], Any]]) -> None:
+    """bots.yaml as written (comments, order, quoting), with only the swept values changed."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the shipped files' layout
+    node = yaml.load(source.read_text(encoding="utf-8"))
+    for path, value in changes:
+        parent = node
+        for part in path[:-1]:
+            parent = parent[part]
+        parent[path[-1]] = copy.deepcopy(value)
+    stream = io.StringIO()
+    yaml.dump(node, stream)
+    target.write_text(stream.getvalue(), encoding="utf-8")
+
+
+def prepare(
+    sweep_path: Path,
+    report: Any,
+    out_dir: Path,
+    *,
+    machines_dir: Path,
+    rules_dir: Path,
+    data_dir: Path,
+    start: str | None = None,
+    end: str | None = None,
+    cash: float | None = None,
+    fill_timing: str = "next",
+    slippage_bps: float = 2.0,
+) -> tuple[list[Override], list[RunSpec]]:
+    """Check the sweep against the validated `report`, write each run's config to `out_dir/run-NNN/config/` and
+    validate it with the engine's loader. ConfigError (every problem) when anything is refused; `out_dir` is
+    then left as it was found."""
+    from engine.config.loader import load_config
+    from engine.paths import shown
+
+    config = report.config
+    signals = report.book.signal_specs() if report.book is not None else None
+    overrides = read_sweep(sweep_path, config.bots_doc, signals)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError([Problem(shown(out_dir), 0, 0, "", "not empty: a sweep writes a new folder (give another --out)")])
+    created = not out_dir.exists()
+    specs: list[RunSpec] = []
+    problems: list[Problem] = []
+    first_line, first_col = load_yaml(sweep_path, shown(sweep_path)).position((overrides[0].key,), of_key=True)
+    for number, combination in enumerate(combinations(overrides), 1):
+        name = f"run-{number:03d}"
+        run_config = out_dir / name / "config"
+        run_config.mkdir(parents=True)
+        shutil.copyfile(config.config_dir / "settings.yaml", run_config / "settings.yaml")
+        _write_bots(config.config_dir / "bots.yaml", run_config / "bots.yaml", [(o.path, v) for o, v in combination])
+        try:
+            load_config(run_config, signals)
+        except ConfigError as exc:
+            said = ", ".join(f"{o.key}={_cell(v)}" for o, v in combination)
+            problems.extend(
+                Problem(shown(sweep_path), first_line, first_col, "", f"{name} ({said}): {p.headline}") for p in exc.problems
+            )
+        config_s, machines_s, rules_s, data_s, out_s = (
+            str(f.resolve()) for f in (run_config, machines_dir, rules_dir, data_dir, out_dir / name)
+        )
+        specs.append(
+            RunSpec(
+                name,
+                tuple((o.key, v) for o, v in combination),
+                config_s,
+                machines_s,
+                rules_s,
+                data_s,
+                out_s,
+                start=start,
+                end=end,
+                cash=cash,
+                fill_timing=fill_timing,
+                slippage_bps=slippage_bps,
+            )
+        )
+    if problems:
+        if created:
+            shutil.rmtree(out_dir)
+        else:
+            for spec in specs:
+                shutil.rmtree(spec.out_dir)
+        raise ConfigError(problems)
+    return overrides, specs
+
+
+def _when(text: str | None) -> Any:
+    from datetime import date, datetime
+
+    if text is None:
+        return None
+    return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    """One backtest of one combination; the row of the comparison table (with `error` when it could not run).
+
+    The only function a worker runs, locally or on a Ray cluster: everything it reads is named by `spec`."""
+    from engine.config.errors import ConfigError as Refused
+    from engine.replay.backtest import BacktestError, run_backtest
+    from engine.replay.fills import FillModel
+    from engine.validate import load_valid
+
+    row: dict[str, Any] = {"run": spec.name, **dict(spec.overrides)}
+    try:
+        report = load_valid(Path(spec.config_dir), Path(spec.machines_dir), Path(spec.rules_dir))
+        assert report.config is not None
+        cash = spec.cash if spec.cash is not None else report.config.settings.sim.starting_cash
+        model = FillModel(timing=spec.fill_timing, slippage_bps=spec.slippage_bps)  # type: ignore[arg-type]
+        result = run_backtest(report, Path(spec.data_dir), start=_when(spec.start), end=_when(spec.end), cash=cash,
+                              out_dir=Path(spec.out_dir), fill_model=model, html=False)  # fmt: skip
+    except Refused as exc:  # bad data, missing data: every problem
+        return {**row, "error": "; ".join(p.headline for p in exc.problems)}
+    except (BacktestError, ValueError) as exc:
+        return {**row, "error": str(exc)}
+    total = result.summary["total"]
+    return {**row, **{name: total.get(name) for name in FIGURES}, "error": ""}
+
+
+def run_local(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Each spec in a process of a local pool of `jobs` (in this process when 1)."""
+    if jobs <= 1:
+        rows = []
+        for spec in specs:
+            rows.append(run_one(spec))
+            if done is not None:
+                done(rows[-1])
+        return rows
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # forkserver: workers start from a clean process, not a fork of one that may hold threads (a progress bar)
+    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    rows = []
+    with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context) as pool:
+        for future in as_completed([pool.submit(run_one, spec) for spec in specs]):
+            rows.append(future.result())
+            if done is not None:
+                done(rows[-1])
+    return rows
+
+
+class RayMissing(RuntimeError):
+    """`--ray` without the optional extra installed."""
+
+
+def run_ray(specs: Sequence[RunSpec], address: str, done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Each spec as a Ray task on the cluster at `address` ("local" starts one here). The cluster's workers must
+    have this project installed and see the specs' paths (a shared folder at the same path)."""
+    try:
+        import ray  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise RayMissing("--ray needs the optional extra: pip install -e '.[ray]'") from None
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(run_one)
+    pending = [remote.remote(spec) for spec in specs]
+    rows: list[dict[str, Any]] = []
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        rows.append(ray.get(ready[0]))
+        if done is not None:
+            done(rows[-1])
+    return rows
+
+
+def sweep_rows(rows: Iterable[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Rows best first by `metric` (runs that failed, then those without the metric, last; ties by run)."""
+    larger_first = METRICS[metric]
+
+    def rank(row: dict[str, Any]) -> tuple[int, float, str]:
+        value = row.get(metric)
+        if row.get("error") or value is None:
+            return (2 if row.get("error") else 1, 0.0, row["run"])
+        return (0, -float(value) if larger_first else float(value), row["run"])
+
+    return sorted(rows, key=rank)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def columns(overrides: Sequence[Override]) -> list[str]:
+    return ["run", *(o.key for o in overrides), *FIGURES, "error"]
+
+
+def write_csv(rows: Sequence[dict[str, Any]], overrides: Sequence[Override], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        names = columns(overrides)
+        writer.writerow(names)
+        writer.writerows([_cell(row.get(name)) for name in names] for row in rows)
+
+
+def table(rows: Sequence[dict[str, Any]], overrides: Sequence[Override]) -> str:
+    """The comparison table for a terminal: the overrides, then trades, win rate, P&L, drawdown, Sharpe."""
+
+    def figures(row: dict[str, Any]) -> list[str]:
+        if row.get("error"):
+            return ["error", "", "", "", ""]
+        rate = f"{row['win_rate'] * 100:.1f} %" if row.get("win_rate") is not None else "-"
+        sharpe = f"{row['sharpe']:.2f}" if row.get("sharpe") is not None else "-"
+        drawdown = f"{row['max_drawdown_usd']:,.2f} ({row['max_drawdown_pct']:.2f} %)"
+        return [str(row["trades"]), rate, f"{row['realized_pnl']:+,.2f}", drawdown, sharpe]
+
+    lines = [["run", *(o.key for o in overrides), "trades", "win rate", "realized P&L", "max drawdown", "Sharpe"]]
+    lines += [[row["run"], *(_cell(row.get(o.key)) for o in overrides), *figures(row)] for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    text = [
+        "  ".join(c.ljust(w) if i <= len(overrides) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+        for line in lines
+    ]
+    text += [f"{row['run']}: {row['error']}" for row in rows if row.get("error")]
+    return "\n".join(text)
