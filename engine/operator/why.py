@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.config.checks import bot_kind, trading_bots
 from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.operator.local import LocalTime
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
 from engine.rules.facts import bot_config_values, vocabulary
@@ -154,9 +155,11 @@ def _blocked(denial: tuple[str, ...], facts: Mapping[str, Any], halts: list[Any]
 def render(record: Mapping[str, Any], tz: Any = None) -> str:
     """The record for a person: times in the system's time zone, guards marked held or not."""
 
-    def when(text: str) -> str:
+    local = LocalTime(tz) if tz else None
+
+    def when(text: str) -> str:  # as every command shows a time: ISO 8601 with its offset, in system.timezone
         moment = datetime.fromisoformat(text)
-        return (moment.astimezone(tz) if tz else moment).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+        return local(moment) if local else moment.isoformat(timespec="seconds")
 
     def shown(facts: list[dict[str, Any]]) -> str:
         return ", ".join(f"{f['name']}={_value(f['value'])}{(' ' + f['unit']) if f['unit'] else ''}" for f in facts)
