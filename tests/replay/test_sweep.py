@@ -1,0 +1,131 @@
+"""`backtest --sweep`: a grid of bots.yaml overrides, one backtest per combination, one comparison table."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from engine.cli import build_parser, main
+from engine.replay.sweep import METRICS
+from tests.conftest import ProjectCopy
+from tests.replay.conftest import MONDAY_OPEN, session_bars
+
+GRID = """\
+momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3, 0.8]
+momentum_bots[mom_AAPL].exits.take_profit_pct: [0.5, 1.0]
+"""
+
+
+def _data(folder: Path) -> Path:
+    """AAPL over a session, up, down, up again: the momentum bot trades, and the exits change its P&L."""
+    closes = [190.0]
+    for minute in range(1, 390):
+        closes.append(round(closes[-1] + (0.08 if (minute // 40) % 2 == 0 else -0.07), 2))
+    session_bars(folder, "AAPL", MONDAY_OPEN, closes)
+    return folder
+
+
+def _args(project: ProjectCopy, data: Path, sweep: Path, *more: str) -> list[str]:
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    return ["backtest", "--data", str(data), "--sweep", str(sweep), *files, *more]
+
+
+def _sweep(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_grid_runs_in_parallel_and_writes_one_sorted_row_per_combination(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, GRID)
+    assert main(_args(momentum_project, data, sweep, "--jobs", "2", "--out", str(tmp_path / "a"))) == 0
+    text = (tmp_path / "a" / "sweep.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    keys = ("momentum_bots[mom_AAPL].exits.stop_loss_pct", "momentum_bots[mom_AAPL].exits.take_profit_pct")
+    assert sorted((r[keys[0]], r[keys[1]]) for r in rows) == [("0.3", "0.5"), ("0.3", "1.0"), ("0.8", "0.5"), ("0.8", "1.0")]
+    pnl = [float(r["realized_pnl"]) for r in rows]
+    assert pnl == sorted(pnl, reverse=True) and len(set(pnl)) > 1  # the overrides changed the outcome
+    assert all(int(r["trades"]) > 0 and r["error"] == "" for r in rows)
+    for row in rows:  # each run has its own config (only the swept values changed) and its own report
+        run = tmp_path / "a" / row["run"]
+        bots = (run / "config" / "bots.yaml").read_text()
+        assert f"stop_loss_pct: {row[keys[0]]}\n" in bots and f"take_profit_pct: {row[keys[1]]}\n" in bots
+        assert "stop_loss_pct: 0.60" in bots  # mom_TSLA untouched, as written
+        assert (run / "summary.json").is_file() and (run / "state.db").is_file()
+    out = capsys.readouterr().out
+    assert "realized P&L" in out and "sorted by realized_pnl" in out
+    # The same sweep again, in one process: the same bytes.
+    assert main(_args(momentum_project, data, sweep, "--jobs", "1", "--out", str(tmp_path / "b"))) == 0
+    assert (tmp_path / "b" / "sweep.csv").read_text() == text
+    # Another metric sorts the same rows another way.
+    assert (
+        main(_args(momentum_project, data, sweep, "--jobs", "2", "--metric", "max_drawdown_pct", "--out", str(tmp_path / "c")))
+        == 0
+    )
+    drawdowns = [float(r["max_drawdown_pct"]) for r in csv.DictReader((tmp_path / "c" / "sweep.csv").open())]
+    assert drawdowns == sorted(drawdowns)
+
+
+def test_a_bad_key_or_value_exits_2_at_its_line_before_anything_runs(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _data(tmp_path / "data")
+    sweep = _sweep(
+        tmp_path,
+        "momentum_bots[mom_AAPL].exits.stop_los_pct: [0.3]\n"
+        "momentum_bots[mom_NOPE].exits.stop_loss_pct: [0.3]\n"
+        "optionsbot.exits.take_profit_pct: [0.4, -1]\n"
+        "cryptobot.risk.max_trades_per_day: [2, 2.5]\n",
+    )
+    assert main(_args(momentum_project, data, sweep, "--out", str(tmp_path / "out"))) == 2
+    err = capsys.readouterr().err
+    assert f"{sweep}:1:1: momentum_bots[mom_AAPL].exits.stop_los_pct: unknown key 'stop_los_pct'" in err
+    assert f"{sweep}:2:1: momentum_bots[mom_NOPE].exits.stop_loss_pct: no bot 'mom_NOPE' in momentum_bots" in err
+    assert f"{sweep}:3:41: optionsbot.exits.take_profit_pct: -1 is refused" in err
+    assert f"{sweep}:4:40: cryptobot.risk.max_trades_per_day: 2.5 is refused" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_combination_the_engine_refuses_is_refused_before_anything_runs(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each value is valid alone (against bots.yaml's dte_max 45 and dte_min 7); dte_min 30 with dte_max 20 is not.
+    sweep = _sweep(tmp_path, "optionsbot.chain_rules.dte_min: [7, 30]\noptionsbot.chain_rules.dte_max: [20, 45]\n")
+    code = main(_args(momentum_project, _data(tmp_path / "data"), sweep, "--out", str(tmp_path / "out")))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{sweep}:1:1: run-003 (optionsbot.chain_rules.dte_min=30, optionsbot.chain_rules.dte_max=20): " in err
+    assert "run-001" not in err and "run-004" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_without_the_extra_exits_2_saying_what_to_install(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("ray is installed")
+    sweep = _sweep(tmp_path, GRID)
+    assert main(_args(momentum_project, _data(tmp_path / "data"), sweep, "--ray", "auto", "--out", str(tmp_path / "o"))) == 2
+    assert "pip install -e '.[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
+def test_the_same_sweep_on_a_local_ray_instance(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, GRID)
+    assert main(_args(momentum_project, data, sweep, "--jobs", "1", "--out", str(tmp_path / "local"))) == 0
+    assert main(_args(momentum_project, data, sweep, "--ray", "local", "--out", str(tmp_path / "ray"))) == 0
+    assert (tmp_path / "ray" / "sweep.csv").read_text() == (tmp_path / "local" / "sweep.csv").read_text()
+
+
+def test_sweep_options_need_sweep_and_the_metrics_are_the_modules() -> None:
+    for metric in METRICS:
+        assert build_parser().parse_args(["backtest", "--data", ".", "--metric", metric]).metric == metric
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["backtest", "--data", ".", "--metric", "luck"])
+    assert main(["backtest", "--data", ".", "--jobs", "2"]) == 2
