@@ -241,9 +241,11 @@ def prepare(
             load_config(run_config, signals)
         except ConfigError as exc:
             said = ", ".join(f"{o.key}={_cell(v)}" for o, v in combination)
-            problems.extend(
-                Problem(shown(sweep_path), first_line, first_col, "", f"{name} ({said}): {p.headline}") for p in exc.problems
-            )
+            # The run's bots.yaml keeps the original's lines, and is removed: the original's place is shown.
+            original = {shown(run_config / "bots.yaml"): shown(config.config_dir / "bots.yaml")}
+            for p in exc.problems:
+                where = f"{original.get(p.file, p.file)}:{p.line}:{p.col}: {p.path + ': ' if p.path else ''}"
+                problems.append(Problem(shown(sweep_path), first_line, first_col, "", f"{name} ({said}): {where}{p.message}"))
         config_s, machines_s, rules_s, data_s, out_s = (
             str(f.resolve()) for f in (run_config, machines_dir, rules_dir, data_dir, out_dir / name)
         )

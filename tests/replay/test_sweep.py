@@ -100,6 +100,11 @@ def test_a_combination_the_engine_refuses_is_refused_before_anything_runs(
     err = capsys.readouterr().err
     assert code == 2, err
     assert f"{sweep}:1:1: run-003 (optionsbot.chain_rules.dte_min=30, optionsbot.chain_rules.dte_max=20): " in err
+    line = momentum_project.line_of("config/bots.yaml", "dte_min")
+    assert (
+        f"{momentum_project.config / 'bots.yaml'}:{line}:14: optionsbot.chain_rules.dte_min: dte_min 30 is above dte_max 20"
+        in err
+    )
     assert "run-001" not in err and "run-004" not in err
     assert not (tmp_path / "out").exists()
 
