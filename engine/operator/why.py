@@ -90,7 +90,7 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
         "transitions": transitions,
         "preflight": preflight,
         "preflight_failed": list(failed_checks),
-        "blocked_entry": _blocked(tuple(denial), facts, halts) if denial else None,
+        "blocked_entry": _blocked(tuple(denial), facts, halts, compiled.preflight_facts) if denial else None,
         "unsized_signal": _unsized(facts) if facts.get("entry_signal") and not facts.get("entry_sized") else None,
         "halts": [
             {
@@ -129,7 +129,9 @@ def _unsized(facts: Mapping[str, Any]) -> str:
     )
 
 
-def _blocked(denial: tuple[str, ...], facts: Mapping[str, Any], halts: list[Any]) -> dict[str, Any]:
+def _blocked(
+    denial: tuple[str, ...], facts: Mapping[str, Any], halts: list[Any], reads: Mapping[str, frozenset[str]]
+) -> dict[str, Any]:
     """The last refused entry in words: which rule, and the values behind it."""
     reasons = []
     for name in denial:
@@ -147,8 +149,9 @@ def _blocked(denial: tuple[str, ...], facts: Mapping[str, Any], halts: list[Any]
         elif name == "system_armed":
             halt = next((h for h in halts if h.scope == SYSTEM_SCOPE), None)
             reasons.append("the system is not armed" + (f": halted ({halt.reason})" if halt else ""))
-        else:
-            reasons.append(f"preflight check '{name}' failed")
+        else:  # any other check: its name and the values it read
+            values = ", ".join(f"{fact}={_value(facts.get(fact))}" for fact in sorted(reads.get(name, ())))
+            reasons.append(f"preflight check '{name}' failed" + (f" ({values})" if values else ""))
     return {"failed": list(denial), "reasons": reasons}
 
 

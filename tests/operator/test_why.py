@@ -50,32 +50,43 @@ def test_the_order_rate_is_shown_with_its_values_when_it_holds_bots_back(project
     assert "order_rate_ok: FAILED" in render(record)
 
 
-# each preflight check, failing, explained with the values behind it
+# each preflight check, failing, explained with the values behind it: (bot, facts to change, words expected)
 VIOLATIONS = {
-    "system_armed": ({"system_armed": False}, "not armed"),
-    "account_ok": ({"account_ok": False}, "account_ok"),
-    "market_open": ({"tradable_now": False}, "market_open"),
-    "quotes_fresh": ({"quote_age_s": 99.0}, "quotes_fresh"),
-    "api_failures_ok": ({"api_failures_in_window": 50}, "api_failures_ok"),
-    "daily_loss_ok": ({"daily_pnl_pct": -5.0}, "daily_loss_ok"),
-    "order_rate_ok": ({"orders_last_minute": 10}, "order rate: 10 orders in the last minute, limit 10"),
-    "capital_available": ({"capital_room_usd": 0.0}, "capital reserved: 0.0 USD"),
-    "budget_known": ({"budget_usd": 0.0}, "risk budget for today is used up"),
+    "system_armed": ("mom_AAPL", {"system_armed": False}, "not armed"),
+    "account_ok": ("mom_AAPL", {"account_ok": False}, "'account_ok' failed (account_ok=false)"),
+    "account_active": ("mom_AAPL", {"account_status": "ACCOUNT_CLOSED"}, "account_status=ACCOUNT_CLOSED"),
+    "trading_not_blocked": ("mom_AAPL", {"trading_blocked": True}, "trading_blocked=true"),
+    "account_not_blocked": ("mom_AAPL", {"account_blocked": True}, "account_blocked=true"),
+    "trading_not_suspended_by_user": ("mom_AAPL", {"trade_suspended_by_user": True}, "trade_suspended_by_user=true"),
+    "crypto_enabled": ("crypto_core", {"crypto_status": "INACTIVE"}, "crypto_status=INACTIVE"),
+    "options_level_ok": ("opt_core", {"options_trading_level": 1}, "options_trading_level=1"),
+    "market_open": ("mom_AAPL", {"tradable_now": False}, "tradable_now=false"),
+    "quotes_fresh": ("mom_AAPL", {"quote_age_s": 99.0}, "quote_age_s=99"),
+    "quotes_usable": ("mom_AAPL", {"quotes_usable": False}, "quotes_usable=false"),
+    "api_failures_ok": ("mom_AAPL", {"api_failures_in_window": 50}, "api_failures_in_window=50"),
+    "daily_loss_ok": ("mom_AAPL", {"daily_pnl_pct": -5.0}, "daily_pnl_pct=-5"),
+    "order_rate_ok": ("mom_AAPL", {"orders_last_minute": 10}, "order rate: 10 orders in the last minute, limit 10"),
+    "capital_available": ("mom_AAPL", {"capital_room_usd": 0.0}, "capital reserved: 0.0 USD"),
+    "budget_known": ("mom_AAPL", {"budget_usd": 0.0}, "risk budget for today is used up"),
 }
+
+
+def test_every_preflight_check_has_an_explanation_case(project: ProjectCopy) -> None:
+    assert set(VIOLATIONS) == set(report_of(project).book.preflight)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("check", sorted(VIOLATIONS))
 def test_each_preflight_check_that_refused_an_entry_is_explained(project: ProjectCopy, rig: Rig, check: str) -> None:
     rig.ticks(3)
-    changes, words = VIOLATIONS[check]
+    bot, changes, words = VIOLATIONS[check]
     at, body = rig.store.last_facts(LAST_FACTS_SCOPE)  # type: ignore[misc]
     system, names, by_bot = marshal.loads(body)
-    facts = dict(zip(names, by_bot["mom_AAPL"][0], strict=True))
+    facts = dict(zip(names, by_bot[bot][0], strict=True))
     system = {**system, **{k: v for k, v in changes.items() if k not in facts}}
     facts.update({k: v for k, v in changes.items() if k in facts})
-    by_bot["mom_AAPL"] = (tuple(facts[n] for n in names), (check,), (check,))
+    by_bot[bot] = (tuple(facts[n] for n in names), (check,), (check,))
     rig.store.save_last_facts([(LAST_FACTS_SCOPE, at, marshal.dumps((system, names, by_bot)))])
-    record = explain(rig.store, report_of(project), "mom_AAPL")
+    record = explain(rig.store, report_of(project), bot)
     failing = {c["name"] for c in record["preflight"] if not c["ok"]}
     assert check in failing
     assert any(words in reason for reason in record["blocked_entry"]["reasons"]), record["blocked_entry"]
