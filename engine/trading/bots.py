@@ -43,9 +43,10 @@ class Bot:
     trades_around_the_clock: bool
     memory: BotMemory = field(default_factory=BotMemory)
 
-    @property
-    def bot_id(self) -> str:
-        return self.config.bot_id
+    bot_id: str = field(init=False)  # read several times a tick for every bot: an attribute, not a property
+
+    def __post_init__(self) -> None:
+        self.bot_id = self.config.bot_id
 
     @property
     def lookback(self) -> int:

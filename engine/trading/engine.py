@@ -332,20 +332,23 @@ class Engine:
         shared = tuple(name for name in order if name in shared_failed)
         own_items = tuple(own.items())
 
+        answers: dict[tuple[str, ...], tuple[str, ...]] = {(): shared}  # own failures -> every failure, in order
+
         def failed(facts: Mapping[str, Any]) -> tuple[str, ...]:
-            failing: set[str] | None = None
+            own_failed: list[str] = []
             for name, check in own_items:
                 try:
                     ok = check(facts)
                 except Exception:  # a check that cannot be evaluated fails (its error is logged by _remember)
                     ok = False
                 if not ok:
-                    if failing is None:
-                        failing = set(shared_failed)
-                    failing.add(name)
-            if failing is None:  # the usual answer: every own check passes
-                return shared
-            return tuple(name for name in order if name in failing)
+                    own_failed.append(name)
+            key = tuple(own_failed)
+            answer = answers.get(key)
+            if answer is None:  # a new combination this tick: put it in the rules' order once
+                both = shared_failed.union(key)
+                answer = answers[key] = tuple(name for name in order if name in both)
+            return answer
 
         return failed
 
