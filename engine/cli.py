@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -807,24 +807,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
+def _positive(what: str) -> Callable[[str], float]:
+    """An argparse type for a positive, finite number of `what` (seconds, an amount in USD)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive {what.removeprefix('a ').removeprefix('an ')}: {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_usd(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an amount in USD: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive amount in USD: {text!r}")
-    return value
+_positive_seconds = _positive("a number of seconds")
+_positive_usd = _positive("an amount in USD")
 
 
 def _positive_int(text: str) -> int:

@@ -374,9 +374,6 @@ class StateStore:
             datetime.fromisoformat(r[0]) for r in self._rows("SELECT created_at FROM orders WHERE created_at >= ?", (_ts(since),))
         ]
 
-    def orders_since(self, since: datetime) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM orders WHERE created_at >= ?", (_ts(since),))[0][0])
-
     # --- owned positions -----------------------------------------------------------------------------------
 
     def positions(self, bot_id: str | None = None) -> list[PositionRow]:

@@ -28,7 +28,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.brokers.base import Asset, Broker, BrokerError, Snapshot
+from engine.brokers.base import Asset, Broker, BrokerError, Quote, Snapshot
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
 from engine.core.clock import Clock
@@ -236,7 +236,8 @@ class Engine:
         reconcile.adopt_fee_shortfalls(self.store, self.journal, snapshot)
         if self._assets_read_on != self.trading_date(now):
             self._read_assets(self.trading_date(now))
-        self._remember_prices(snapshot)
+        usable = usable_quotes(snapshot, self.config.settings.health.max_spread_pct)  # judged once a tick
+        self._remember_prices(usable)
         if not self.reconciled:
             self._reconcile(snapshot)
         view = self._view = read_view(self.store, snapshot, now, self.tz, self._view)
@@ -259,7 +260,7 @@ class Engine:
             if "portfolio" in self.runtimes:
                 self._step("portfolio", self.portfolio_model, system, tick)
             self.log_allocations(view.day, asked=False)
-            self._step_bots(view, system, tick)
+            self._step_bots(view, system, tick, usable)
             duties, shared = self.exitbot.duties(view, self._by_id, self.system.state == "halted")
             for intent in duties:
                 dispatch(tick, intent)
@@ -294,7 +295,7 @@ class Engine:
         )
         return system_facts(view, inputs)
 
-    def _step_bots(self, view: TickView, system: Facts, tick: TickContext) -> None:
+    def _step_bots(self, view: TickView, system: Facts, tick: TickContext, usable: Mapping[str, Quote]) -> None:
         """Each bot in turn, gated one by one: what one bot is granted, the next one sees."""
         history = {symbol: tuple(prices) for symbol, prices in self._history.items()}
         # What `why` reads: this tick's facts, saved in its transaction as one record: the system's facts, and for
@@ -304,7 +305,7 @@ class Engine:
         own_facts = operator.itemgetter(*WHY_BOT_FACTS)
         account = view.snapshot.account
         equity = account.equity if account else None
-        for kind in {bot.kind for bot in self.bots}:
+        for kind in self._own_checks:  # every kind some enabled bot has
             shared_failed = set(self.compiled[kind].failed_checks(self._shared_checks[kind], system))
             self._preflight[kind] = self._preflight_for(kind, shared_failed)
         for bot in self.bots:
@@ -317,6 +318,7 @@ class Engine:
                 entry_blocked=bot.memory.entry_blocked,
                 preflight=self._preflight[bot.kind],
                 assets=self.assets or {},
+                usable=usable,
             )
             evaluated = bot_facts(view, bot, system, inputs)
             tick.evaluated[bot.bot_id] = evaluated
@@ -402,8 +404,8 @@ class Engine:
         api = getattr(self.broker, "api", None)
         return int(getattr(api, "requests_made", 0))
 
-    def _remember_prices(self, snapshot: Snapshot) -> None:
-        for symbol, quote in usable_quotes(snapshot, self.config.settings.health.max_spread_pct).items():
+    def _remember_prices(self, usable: Mapping[str, Quote]) -> None:
+        for symbol, quote in usable.items():
             history = self._history.get(symbol)
             if history is None:
                 history = self._history[symbol] = deque(maxlen=self._keep)

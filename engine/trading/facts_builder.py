@@ -76,6 +76,7 @@ class BotInputs(NamedTuple):
     entry_blocked: bool  # the gate refused this bot's last entry
     preflight: PreflightCheck
     assets: Mapping[str, Asset]  # the crypto pairs' minimums and increments (`universe.crypto_assets`)
+    usable: Mapping[str, Quote] | None = None  # this tick's `usable_quotes`, judged once for every bot (None: here)
 
 
 class BotFacts(NamedTuple):
@@ -179,7 +180,8 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     busy = {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
     signal_symbol = _signal(bot, inputs.history, busy)
     max_spread_pct = system["health_max_spread_pct"]
-    quote_age_s, quotes_usable = _quotes_state(bot.symbols, snapshot.quotes, now, max_spread_pct)
+    usable = inputs.usable if inputs.usable is not None else usable_quotes(snapshot, max_spread_pct)
+    quote_age_s, quotes_usable = _quotes_state(bot.symbols, snapshot.quotes, usable, now)
     facts: Facts = {
         **system,
         **bot.config_facts,
@@ -240,7 +242,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
 
 
 def _quotes_state(
-    symbols: Sequence[str], quotes: Mapping[str, Quote], now: datetime, max_spread_pct: float
+    symbols: Sequence[str], quotes: Mapping[str, Quote], usable_now: Mapping[str, Quote], now: datetime
 ) -> tuple[float | None, bool]:
     """(seconds since the oldest of the symbols' quotes, from each quote's own time; whether every one is a
     price). The age is missing, and the quotes not usable, when any quote is missing."""
@@ -250,7 +252,7 @@ def _quotes_state(
         quote = quotes.get(symbol)
         if quote is None:
             return None, False
-        if usable and not entries.usable(quote, max_spread_pct):
+        if usable and symbol not in usable_now:
             usable = False
         if oldest is None or quote.timestamp < oldest:
             oldest = quote.timestamp

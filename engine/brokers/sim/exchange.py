@@ -52,7 +52,7 @@ from engine.brokers.base import (
 )
 from engine.brokers.sim import options
 from engine.brokers.sim.prices import BASE_PRICES, PricePaths, PriceSource
-from engine.brokers.symbols import asset_class_of, occ_symbol, parse_occ
+from engine.brokers.symbols import OPTION_CONTRACT_SIZE, asset_class_of, occ_symbol, parse_occ
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 
@@ -538,7 +538,7 @@ class SimExchange:
     # --- account -------------------------------------------------------------------------------------------
 
     def _multiplier(self, asset_class: str) -> float:
-        return options.CONTRACT_SIZE if asset_class == "us_option" else 1.0
+        return OPTION_CONTRACT_SIZE if asset_class == "us_option" else 1.0  # the one constant (brokers/symbols.py)
 
     def equity(self) -> float:
         now = self.clock.now()

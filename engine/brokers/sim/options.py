@@ -18,7 +18,6 @@ import numpy.typing as npt
 
 NEW_YORK = ZoneInfo("America/New_York")
 RATE = 0.04
-CONTRACT_SIZE = 100
 MIN_PRICE = 0.01  # the model never quotes a contract below a cent
 
 Floats = npt.NDArray[np.float64]
