@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
+from json import encoder as json_encoder
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +33,17 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def _line_encoder() -> Callable[[dict[str, Any]], str]:
+    """`json.dumps(record, default=_default, separators=(",", ":"))`, with the C encoder built once rather than
+    on every call (`JSONEncoder.encode` builds one each time: half the cost of a line, measured). No circular
+    check: a record is built from plain values by the engine, never from a structure that contains itself."""
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator: the same text, the standard way
+        return json.JSONEncoder(default=_default, separators=(",", ":"), check_circular=False).encode
+    encode = make(None, _default, json_encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda record: "".join(encode(record, 0))
+
+
 class Journal:
     def __init__(self, path: Path, clock: Clock, secrets: Iterable[str] = ()):
         self.path = path
@@ -39,7 +51,7 @@ class Journal:
         self._file: IO[str] = path.open("a", encoding="utf-8")
         self._clock = clock
         self._secrets = tuple(s for s in secrets if s and len(s) >= 8)
-        self._encoder = json.JSONEncoder(default=_default, separators=(",", ":"))
+        self._encode = _line_encoder()
         self._stamped_at: datetime | None = None
         self._stamp = ""
         self._listeners: list[Listener] = []
@@ -50,7 +62,7 @@ class Journal:
         if now != self._stamped_at:  # a tick logs many events at one instant: format its time once
             self._stamped_at, self._stamp = now, now.astimezone(timezone.utc).isoformat()
         record = {"ts": self._stamp, "event": event, **fields}
-        line = self._encoder.encode(record)
+        line = self._encode(record)
         redacted = False
         for secret in self._secrets:
             if secret in line:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from transitions import EventData, Machine
+from transitions import EventData, Machine, Transition
 
 from engine.config.errors import ConfigError
 from engine.machines.actions import Intent
@@ -75,6 +75,7 @@ class MachineRuntime:
     machine: Machine = field(init=False)
 
     def __post_init__(self) -> None:
+        self._selectors: dict[Callable[[EventData], bool], int] = {}  # each transition's condition -> its index
         self.machine = Machine(
             model=[],
             states=list(self.spec.states),
@@ -88,6 +89,37 @@ class MachineRuntime:
         self._candidates: dict[str, tuple[TransitionSpec, ...]] = {
             state: self.spec.from_state(state) for state in self.spec.states
         }
+        # The guards that held, known from the `when:` tree alone when it cannot short-circuit (None: walk it).
+        self._held: dict[int, tuple[str, ...] | None] = {t.index: self._static_held(t.when, True) for t in self.spec.transitions}
+        # Each (transition, source) as `transitions` built it, to be executed directly once the guards chose it.
+        self._built: dict[tuple[int, str], Transition] = {}
+        for event in self.machine.events.values():
+            for source, built in event.transitions.items():
+                for transition in built:
+                    for condition in transition.conditions:
+                        self._built[(self._selectors[condition.func], source)] = transition  # type: ignore[index]  # typed as str | Callable
+
+    def _static_held(self, condition: conditions.Condition, value: bool) -> tuple[str, ...] | None:
+        """The guards `_fire` would name for `condition` evaluating to `value`, when no short-circuit decides
+        which are evaluated: a guard that holds is named (then, for a `when:` guard, those inside it that held);
+        `all` true and `any` false evaluate every item. None when it depends on the facts."""
+        if isinstance(condition, conditions.Ref):
+            if not value:
+                return ()
+            inner = self.composites.get(condition.name)
+            rest = () if inner is None else self._static_held(inner, True)
+            return None if rest is None else (condition.name, *rest)
+        if isinstance(condition, conditions.Not):
+            return self._static_held(condition.item, not value)
+        if value != isinstance(condition, conditions.All):
+            return None  # `all` false or `any` true: which items were evaluated depends on the facts
+        held: tuple[str, ...] = ()
+        for item in condition.items:
+            part = self._static_held(item, value)
+            if part is None:
+                return None
+            held += part
+        return held
 
     def _compile(self, condition: conditions.Condition) -> Predicate:
         """One callable for a `when:` tree, short-circuiting left to right like `conditions.evaluate`."""
@@ -111,12 +143,17 @@ class MachineRuntime:
             return parts[0]
         return lambda facts: any(part(facts) for part in parts)
 
+    def _selector(self, spec: TransitionSpec) -> Callable[[EventData], bool]:
+        selector = self._selected(spec)
+        self._selectors[selector] = spec.index
+        return selector
+
     def _transition_config(self, spec: TransitionSpec) -> dict[str, Any]:
         return {
             "trigger": spec.trigger,
             "source": list(spec.sources),
             "dest": spec.dest,
-            "conditions": [self._selected(spec)],
+            "conditions": [self._selector(spec)],
             "after": [self._action(name, spec.trigger) for name in spec.actions],
         }
 
@@ -171,28 +208,38 @@ class MachineRuntime:
         return StepResult(model.bot_id, source, source)
 
     def _fire(self, model: MachineModel, candidate: TransitionSpec, facts: Mapping[str, Any]) -> StepResult:
+        """`transitions` executes the transition the guards chose (its conditions and callbacks, the state set on
+        the model), from the `Transition` it built for this source: the event's dispatch, which would only
+        look that transition up again, is skipped (about half the cost of a trigger, measured)."""
         source = model.state
-        held: list[str] = []
+        held = self._held[candidate.index]
+        if held is None:
+            named: list[str] = []
 
-        def holds(name: str) -> bool:
-            result = self.evaluate_guard(name, facts)
-            if result:
-                held.append(name)
-                inner = self.composites.get(name)
-                if inner is not None:  # name the guard inside that made it hold (stop_loss_hit, not exit_rule_hit)
-                    conditions.evaluate(inner, holds)
-            return result
+            def holds(name: str) -> bool:
+                result = self.evaluate_guard(name, facts)
+                if result:
+                    named.append(name)
+                    inner = self.composites.get(name)
+                    if inner is not None:  # name the guard inside that made it hold (stop_loss_hit, not exit_rule_hit)
+                        conditions.evaluate(inner, holds)
+                return result
 
-        conditions.evaluate(candidate.when, holds)  # again, only to name the guards that held, for the log
+            conditions.evaluate(candidate.when, holds)  # again, only to name the guards that held, for the log
+            held = tuple(named)
         model.facts = facts
-        model.held = tuple(held)
+        model.held = held
         model.intents = []
         model.candidate = candidate.index
+        machine = self.machine
+        event = EventData(machine.get_state(source), machine.events[candidate.trigger], machine, model, (), {})
+        event.transition = transition = self._built[(candidate.index, source)]
         try:
-            model.trigger(candidate.trigger)
+            if not transition.execute(event):
+                raise RuntimeError(f"{self.spec.kind} {model.bot_id}: {candidate.trigger} from {source} did not fire")
         finally:
             model.candidate = None
-        return StepResult(model.bot_id, source, model.state, candidate, tuple(model.intents), tuple(held))
+        return StepResult(model.bot_id, source, model.state, candidate, tuple(model.intents), held)
 
 
 def _named(error: BaseException, candidate: TransitionSpec, evaluate: GuardEvaluator, facts: Mapping[str, Any]) -> BaseException:

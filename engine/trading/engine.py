@@ -321,7 +321,7 @@ class Engine:
                 usable=usable,
             )
             evaluated = bot_facts(view, bot, system, inputs)
-            tick.evaluated[bot.bot_id] = evaluated
+            tick.evaluated = {bot.bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once
             self._remember(bot, evaluated.facts, evaluated.failed_checks, evaluated.plan is None, view.day)
             self._step(bot.kind, bot.model, evaluated.facts, tick)
             explained[bot.bot_id] = (own_facts(evaluated.facts), evaluated.failed_checks, bot.memory.last_denial)
@@ -358,7 +358,9 @@ class Engine:
         """Log what changed since the last tick: preflight's answer, an unsizeable signal (once a day)."""
         memory = bot.memory
         if failed != memory.last_failed_checks:
-            errors = self.compiled[bot.kind].check_errors(self.compiled[bot.kind].preflight, facts) if failed else {}
+            compiled = self.compiled[bot.kind]
+            # Only a failing check can have raised: the passing ones are not evaluated again.
+            errors = compiled.check_errors({name: compiled.preflight[name] for name in failed}, facts) if failed else {}
             self.journal.log("preflight", bot=bot.bot_id, ok=not failed, failed=list(failed), errors=errors)
             memory.last_failed_checks = failed
         if facts["entry_signal"] and unsized and memory.size_blocked_on != day:

@@ -49,3 +49,67 @@ def test_one_machine_serves_many_models_independently() -> None:
     assert runtime.step(a, {"true": {"may_open"}}).dest == "armed"
     assert runtime.step(b, {"true": set()}).dest == "idle"  # not may_open -> disarm
     assert (a.state, b.state) == ("armed", "idle")
+
+
+def test_the_guards_named_for_a_transition_are_those_that_held_whatever_the_facts() -> None:
+    # The runtime names the guards that held without walking the `when:` tree again when the tree cannot
+    # short-circuit; for every shipped transition and many truth assignments, the names equal a fresh walk's.
+    import random
+
+    from engine.rules import conditions
+    from engine.validate import load_valid
+
+    report = load_valid(PROJECT_ROOT / "config", PROJECT_ROOT / "machines", PROJECT_ROOT / "rules")
+    assert report.book is not None
+    composites = {n: conditions.parse(e.body["when"]) for n, e in report.book.guards.items() if "when" in e.body}
+    rng = random.Random(7)
+    checked = 0
+    for kind, spec in SPECS.items():
+
+        def truth(name: str, facts: dict[str, set[str]]) -> bool:  # a `when:` guard holds when its tree does
+            if name in composites:
+                return conditions.evaluate(composites[name], lambda inner: truth(inner, facts))
+            return name in facts["base"]
+
+        runtime = MachineRuntime(spec, truth, composites=composites)
+        names = sorted({*spec.guards_used(), *(g for c in composites.values() for g in _refs(c))} - set(composites))
+        for _ in range(300):
+            base = {name for name in names if rng.random() < 0.5}
+            true = {name for name in {*names, *composites} if truth(name, {"base": base})}
+            for state in spec.states:
+                model = MachineModel("b")
+                runtime.add(model, state)
+                result = runtime.step(model, {"base": base})
+                if result.transition is None:
+                    continue
+                assert result.guards_held == _walked(result.transition.when, true, composites), (kind, state, result.transition.trigger, true)
+                checked += 1
+    assert checked > 1000
+
+
+def _walked(when: object, true: set[str], composites: dict[str, object]) -> tuple[str, ...]:
+    """The guards that held, named by walking the tree with short-circuits, as the runtime used to each time."""
+    from engine.rules import conditions
+
+    named: list[str] = []
+
+    def holds(name: str) -> bool:
+        if name in true:
+            named.append(name)
+            if name in composites:
+                conditions.evaluate(composites[name], holds)  # type: ignore[arg-type]
+        return name in true
+
+    conditions.evaluate(when, holds)  # type: ignore[arg-type]
+    return tuple(named)
+
+
+def _refs(condition: object) -> set[str]:
+    from engine.rules import conditions
+
+    if isinstance(condition, conditions.Ref):
+        return {condition.name}
+    if isinstance(condition, conditions.Not):
+        return _refs(condition.item)
+    assert isinstance(condition, (conditions.All, conditions.AnyOf))
+    return {name for item in condition.items for name in _refs(item)}

@@ -1,0 +1,37 @@
+"""The JSONL line format: the journal's own encoder writes exactly what `json.dumps` would, for every kind of
+value the engine logs (other tools parse these lines)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from engine.core.clock import ManualClock
+from engine.core.journal import Journal, _default, read_events
+
+AT = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+
+
+def test_each_line_is_what_json_dumps_writes(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "app.jsonl", ManualClock(AT))
+    fields = {
+        "bot": "mom_AAPL",
+        "ok": False,
+        "failed": ["order_rate_ok"],
+        "errors": {"quotes_fresh": "MissingFact: quote_age_s"},
+        "price": 189.25,
+        "nan": float("nan"),
+        "none": None,
+        "text": "café ✓",
+        "at": datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc),
+        "day": date(2026, 11, 23),
+        "tuple": ("a", 1),
+        "nested": {"list": [1, 2.5, {"deep": True}]},
+        "other": Path("state/x.db"),
+    }
+    journal.log("sample", **fields)
+    journal.flush()
+    expected = json.dumps({"ts": AT.isoformat(), "event": "sample", **fields}, default=_default, separators=(",", ":"))
+    assert (tmp_path / "app.jsonl").read_text(encoding="utf-8") == expected + "\n"
+    assert read_events(tmp_path / "app.jsonl")[0]["text"] == "café ✓"
