@@ -269,6 +269,14 @@ class CompiledRules:
     preflight_facts: dict[str, frozenset[str]] = field(default_factory=dict)
     guard_facts: dict[str, frozenset[str]] = field(default_factory=dict)
     kill_facts: dict[str, frozenset[str]] = field(default_factory=dict)
+    preflight_nodes: dict[str, Node] = field(default_factory=dict)  # the checked trees, for `all_pass`
+
+    def all_pass(self, names: Sequence[str]) -> Predicate:
+        """One generated function for "every one of these preflight checks holds": the common answer for a bot,
+        found in one call instead of one per check. It raises whenever one of them would; the caller then asks
+        the checks one by one (`failed_checks`), which says which failed and why."""
+        node = expressions.logic("and", [self.preflight_nodes[name] for name in names])
+        return expressions.compile_node(node, "preflight").function
 
     def guard_holds(self, name: str, facts: Mapping[str, Any]) -> bool:
         """Evaluate one named guard; any failure becomes GuardError (the caller fails closed)."""
@@ -311,18 +319,20 @@ def compile_rules(book: RuleBook, kind: str, needed: Iterable[str] | None = None
         guards[name], guard_facts[name] = compiled.function, compiled.facts
     preflight: dict[str, Predicate] = {}
     preflight_facts: dict[str, frozenset[str]] = {}
+    preflight_nodes: dict[str, Node] = {}
     kills: dict[str, Predicate] = {}
     kill_facts: dict[str, frozenset[str]] = {}
     if kind in BOT_KINDS:
         for name, node in _check_nodes(book.preflight.values(), kind, problems).items():
             compiled = expressions.compile_node(node, name)
             preflight[name], preflight_facts[name] = compiled.function, compiled.facts
+            preflight_nodes[name] = node
     if kind == "system":
         for name, node in _check_nodes(book.kill_conditions.values(), kind, problems).items():
             compiled = expressions.compile_node(node, name)
             kills[name], kill_facts[name] = compiled.function, compiled.facts
     flatten = frozenset(n for n, e in book.kill_conditions.items() if e.body.get("flatten", False))
-    rules = CompiledRules(kind, guards, preflight, kills, flatten, preflight_facts, guard_facts, kill_facts)
+    rules = CompiledRules(kind, guards, preflight, kills, flatten, preflight_facts, guard_facts, kill_facts, preflight_nodes)
     return rules, problems
 
 

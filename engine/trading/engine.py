@@ -149,12 +149,14 @@ class Engine:
         shared_facts = {f.name for f in (*SYSTEM_FACTS, *SETTINGS_FACTS)} - PER_BOT_SYSTEM_FACTS
         self._shared_checks: dict[str, dict[str, Any]] = {}
         self._own_checks: dict[str, dict[str, Any]] = {}
+        self._own_all_pass: dict[str, Callable[[Mapping[str, Any]], bool]] = {}
         self._preflight: dict[str, Callable[[Mapping[str, Any]], tuple[str, ...]]] = {}
         for kind in {bot.kind for bot in self.bots}:
             compiled = self.compiled[kind]
             shared = {n for n in compiled.preflight if compiled.preflight_facts[n] <= shared_facts}
             self._shared_checks[kind] = {n: p for n, p in compiled.preflight.items() if n in shared}
             self._own_checks[kind] = {n: p for n, p in compiled.preflight.items() if n not in shared}
+            self._own_all_pass[kind] = compiled.all_pass(tuple(self._own_checks[kind]))
 
     def _restore_states(self) -> None:
         saved = {(s.kind, s.bot_id): s.state for s in self.store.machine_states()}
@@ -243,7 +245,7 @@ class Engine:
         view = self._view = read_view(self.store, snapshot, now, self.tz, self._view)
         self._halt_writes_seen = self.store.halt_writes
         with self.store.transaction():
-            anomalies = self.exitbot.anomalies(snapshot, view, self._by_id, self.reconciled)
+            anomalies = self.exitbot.anomalies(snapshot, view, self._with_records(view), self.reconciled)
             self.exitbot.end_expired(view)
             view = self._halts_as_written(view)
             stale = feed_health(snapshot, self.needs, now, self.config.settings.health)
@@ -261,7 +263,7 @@ class Engine:
                 self._step("portfolio", self.portfolio_model, system, tick)
             self.log_allocations(view.day, asked=False)
             self._step_bots(view, system, tick, usable)
-            duties, shared = self.exitbot.duties(view, self._by_id, self.system.state == "halted")
+            duties, shared = self.exitbot.duties(view, self._with_records(view), self.system.state == "halted")
             for intent in duties:
                 dispatch(tick, intent)
             for symbol, holders in shared.items():
@@ -274,6 +276,13 @@ class Engine:
             with self.store.transaction():
                 self.on_persist()
         return snapshot.broker_requests + self._broker_calls() - calls_before
+
+    def _with_records(self, view: TickView) -> list[str]:
+        """The bots SQLite holds anything about today, in config order: the only ones the ExitBot has to look
+        at (a bot with no record has no halt, no counter, no order and no position)."""
+        if len(view.bots) >= len(self._by_id):
+            return list(self._by_id)
+        return [bot_id for bot_id in self._by_id if bot_id in view.bots]
 
     def _halts_as_written(self, view: TickView) -> TickView:
         """The view with the halts the ExitBot wrote or ended since it was read (re-read only if any)."""
@@ -308,23 +317,27 @@ class Engine:
         for kind in self._own_checks:  # every kind some enabled bot has
             shared_failed = set(self.compiled[kind].failed_checks(self._shared_checks[kind], system))
             self._preflight[kind] = self._preflight_for(kind, shared_failed)
+        budget, portfolio_state, gate, assets = self.portfolio.budget, self.portfolio_model.state, tick.gate, self.assets or {}
+        records_of, preflight, day = view.bot, self._preflight, view.day
         for bot in self.bots:
-            records = view.bot(bot.bot_id)
+            bot_id, memory = bot.bot_id, bot.memory
             inputs = BotInputs(
-                history=history,
-                budget_usd=self.portfolio.budget(bot.config, equity, records.realized_pnl, self.portfolio_model.state),
-                orders_last_minute=tick.gate.orders_last_minute,
-                capital_room_usd=tick.gate.capital_room_usd,
-                entry_blocked=bot.memory.entry_blocked,
-                preflight=self._preflight[bot.kind],
-                assets=self.assets or {},
-                usable=usable,
+                history,
+                budget(bot.config, equity, records_of(bot_id).realized_pnl, portfolio_state),
+                gate.orders_last_minute,
+                gate.capital_room_usd,
+                memory.entry_blocked,
+                preflight[bot.kind],
+                assets,
+                usable,
             )
             evaluated = bot_facts(view, bot, system, inputs)
-            tick.evaluated = {bot.bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once
-            self._remember(bot, evaluated.facts, evaluated.failed_checks, evaluated.plan is None, view.day)
-            self._step(bot.kind, bot.model, evaluated.facts, tick)
-            explained[bot.bot_id] = (own_facts(evaluated.facts), evaluated.failed_checks, bot.memory.last_denial)
+            facts, failed = evaluated.facts, evaluated.failed_checks
+            tick.evaluated = {bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once
+            if failed != memory.last_failed_checks or (facts["entry_signal"] and evaluated.plan is None):
+                self._remember(bot, facts, failed, evaluated.plan is None, day)
+            self._step(bot.kind, bot.model, facts, tick)
+            explained[bot_id] = (own_facts(facts), failed, memory.last_denial)
         self.store.save_last_facts([(LAST_FACTS_SCOPE, view.now, marshal.dumps((system, WHY_BOT_FACTS, explained)))])
 
     def _preflight_for(self, kind: str, shared_failed: set[str]) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
@@ -335,8 +348,14 @@ class Engine:
         own_items = tuple(own.items())
 
         answers: dict[tuple[str, ...], tuple[str, ...]] = {(): shared}  # own failures -> every failure, in order
+        all_pass = self._own_all_pass[kind]
 
         def failed(facts: Mapping[str, Any]) -> tuple[str, ...]:
+            try:
+                if all_pass(facts):
+                    return shared  # every own check holds: most bots, most ticks
+            except Exception:  # one cannot be evaluated: asked one by one below, which says which
+                pass
             own_failed: list[str] = []
             for name, check in own_items:
                 try:
@@ -369,8 +388,10 @@ class Engine:
             memory.size_blocked_on = day
 
     def _step(self, kind: str, model: MachineModel, facts: Mapping[str, Any], tick: TickContext) -> StepResult:
-        now = tick.view.now
         result = self.runtimes[kind].step(model, facts, reads_failed=not facts["broker_ok"])
+        if result.source == result.dest and result.error is None and not result.intents:
+            return result  # nothing happened: the common case, at every bot on most ticks
+        now = tick.view.now
         if result.deferred:  # the broker failed us this tick; api_failure_halt deals with it if it goes on
             self.journal.log("step_deferred", machine=kind, bot=model.bot_id, state=result.source, error=result.error)
         elif result.error:
