@@ -65,6 +65,20 @@ WHY_BOT_FACTS: tuple[str, ...] = (*(f.name for f in BOT_FACTS), *sorted(PER_BOT_
 LAST_FACTS_SCOPE = "tick"  # the one row of `last_facts` the engine writes
 
 
+def _failing(checks: Sequence[tuple[str, Callable[[Mapping[str, Any]], bool]]], facts: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names of the checks that do not hold; one that cannot be evaluated fails (its error is logged by
+    `Engine._remember`)."""
+    failed = []
+    for name, check in checks:
+        try:
+            ok = check(facts)
+        except Exception:  # fails closed, as said above
+            ok = False
+        if not ok:
+            failed.append(name)
+    return tuple(failed)
+
+
 def freeze_long_lived() -> None:
     """Called once the engine is built, before the loop. Everything built so far (config, compiled rules,
     machines, the simulated exchange) lives as long as the process; moving it out of the cyclic collector's
@@ -144,18 +158,26 @@ class Engine:
         return now.astimezone(self.tz).date()
 
     def _split_preflight(self) -> None:
-        """Preflight checks that read only system-wide facts give one answer per tick for every bot of a kind;
-        they are evaluated once per tick, the others once per bot."""
+        """Preflight's checks in three tiers, by what they read: only system-wide facts (one answer per tick for
+        every bot of a kind), those and the gate's running counts (one answer per count: they change only when
+        an entry is granted), or the bot's own facts (every bot)."""
         shared_facts = {f.name for f in (*SYSTEM_FACTS, *SETTINGS_FACTS)} - PER_BOT_SYSTEM_FACTS
+        gate_facts = shared_facts | PER_BOT_SYSTEM_FACTS
         self._shared_checks: dict[str, dict[str, Any]] = {}
+        self._gate_checks: dict[str, dict[str, Any]] = {}
         self._own_checks: dict[str, dict[str, Any]] = {}
         self._own_all_pass: dict[str, Callable[[Mapping[str, Any]], bool]] = {}
         self._preflight: dict[str, Callable[[Mapping[str, Any]], tuple[str, ...]]] = {}
         for kind in {bot.kind for bot in self.bots}:
             compiled = self.compiled[kind]
-            shared = {n for n in compiled.preflight if compiled.preflight_facts[n] <= shared_facts}
-            self._shared_checks[kind] = {n: p for n, p in compiled.preflight.items() if n in shared}
-            self._own_checks[kind] = {n: p for n, p in compiled.preflight.items() if n not in shared}
+            reads = compiled.preflight_facts
+            self._shared_checks[kind] = {n: p for n, p in compiled.preflight.items() if reads[n] <= shared_facts}
+            self._gate_checks[kind] = {
+                n: p for n, p in compiled.preflight.items() if reads[n] <= gate_facts and n not in self._shared_checks[kind]
+            }
+            self._own_checks[kind] = {
+                n: p for n, p in compiled.preflight.items() if not reads[n] <= gate_facts
+            }
             self._own_all_pass[kind] = compiled.all_pass(tuple(self._own_checks[kind]))
 
     def _restore_states(self) -> None:
@@ -341,34 +363,29 @@ class Engine:
         self.store.save_last_facts([(LAST_FACTS_SCOPE, view.now, marshal.dumps((system, WHY_BOT_FACTS, explained)))])
 
     def _preflight_for(self, kind: str, shared_failed: set[str]) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
-        """The bot's preflight for this tick: its own checks, plus the shared ones already answered."""
-        compiled, own = self.compiled[kind], self._own_checks[kind]
+        """The bot's preflight for this tick: the shared checks already answered, the gate's checks answered once
+        per count of the gate, and the bot's own checks (in one call when all of them hold)."""
+        compiled = self.compiled[kind]
         order = tuple(compiled.preflight)
-        shared = tuple(name for name in order if name in shared_failed)
-        own_items = tuple(own.items())
-
-        answers: dict[tuple[str, ...], tuple[str, ...]] = {(): shared}  # own failures -> every failure, in order
+        gate_checks, own_checks = tuple(self._gate_checks[kind].items()), tuple(self._own_checks[kind].items())
         all_pass = self._own_all_pass[kind]
+        by_counts: dict[tuple[Any, Any], tuple[str, ...]] = {}  # the gate's counts -> its checks that fail
+        answers: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}  # -> every failure, in order
 
         def failed(facts: Mapping[str, Any]) -> tuple[str, ...]:
+            counts = (facts["orders_last_minute"], facts["capital_room_usd"])
+            gate_failed = by_counts.get(counts)
+            if gate_failed is None:
+                gate_failed = by_counts[counts] = _failing(gate_checks, facts)
             try:
-                if all_pass(facts):
-                    return shared  # every own check holds: most bots, most ticks
-            except Exception:  # one cannot be evaluated: asked one by one below, which says which
-                pass
-            own_failed: list[str] = []
-            for name, check in own_items:
-                try:
-                    ok = check(facts)
-                except Exception:  # a check that cannot be evaluated fails (its error is logged by _remember)
-                    ok = False
-                if not ok:
-                    own_failed.append(name)
-            key = tuple(own_failed)
+                own_failed = () if all_pass(facts) else _failing(own_checks, facts)  # all hold: most bots, most ticks
+            except Exception:  # one cannot be evaluated: asked one by one, which says which
+                own_failed = _failing(own_checks, facts)
+            key = (gate_failed, own_failed)
             answer = answers.get(key)
             if answer is None:  # a new combination this tick: put it in the rules' order once
-                both = shared_failed.union(key)
-                answer = answers[key] = tuple(name for name in order if name in both)
+                every = shared_failed.union(gate_failed, own_failed)
+                answer = answers[key] = tuple(name for name in order if name in every)
             return answer
 
         return failed
