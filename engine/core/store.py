@@ -283,7 +283,11 @@ class StateStore:
 
     def save_machine_states(self, moved: Iterable[tuple[str, str, str, datetime]]) -> None:
         """(kind, bot id, state, since) for each machine that moved: one statement, however many moved."""
-        rows = [(kind, bot_id, state, _ts(since)) for kind, bot_id, state, since in moved]
+        stamps: dict[tuple[datetime, object], str] = {}  # the moves of one tick share one time: formatted once
+        rows = [
+            (kind, bot_id, state, stamps.get((since, since.tzinfo)) or stamps.setdefault((since, since.tzinfo), _ts(since)))
+            for kind, bot_id, state, since in moved
+        ]
         if not rows:
             return
         self.statements += 1

@@ -86,8 +86,8 @@ class MachineRuntime:
             ignore_invalid_triggers=True,
         )
         self._when: dict[int, Predicate] = {t.index: self._compile(t.when) for t in self.spec.transitions}
-        self._candidates: dict[str, tuple[TransitionSpec, ...]] = {
-            state: self.spec.from_state(state) for state in self.spec.states
+        self._candidates: dict[str, tuple[tuple[TransitionSpec, Predicate], ...]] = {
+            state: tuple((t, self._when[t.index]) for t in self.spec.from_state(state)) for state in self.spec.states
         }
         # The guards that held, known from the `when:` tree alone when it cannot short-circuit (None: walk it).
         self._held: dict[int, tuple[str, ...] | None] = {t.index: self._static_held(t.when, True) for t in self.spec.transitions}
@@ -193,9 +193,9 @@ class MachineRuntime:
         The guards are evaluated here, outside `transitions`; `transitions` then fires the one transition they
         selected, with its callbacks, so its trigger machinery runs only when something happens."""
         source = model.state
-        for candidate in self._candidates[source]:
+        for candidate, when in self._candidates[source]:
             try:
-                if not self._when[candidate.index](facts):
+                if not when(facts):
                     continue
             except Exception as exc:  # fail closed: the transition does not fire and the bot halts
                 error = f"{candidate.trigger}: {_named(exc, candidate, self.evaluate_guard, facts)}"
