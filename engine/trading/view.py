@@ -71,15 +71,18 @@ class TickView:
     def with_halts(self, open_halts: tuple[Halt, ...]) -> TickView:
         """The same view after the ExitBot wrote or ended halts (`open_halts`: the halts not ended, re-read)."""
         in_force = tuple(h for h in open_halts if h.in_force(self.now))
-        bots = {bot_id: dataclasses.replace(records, halt=_latest(in_force, bot_id)) for bot_id, records in self.bots.items()}
-        for halt in in_force:
-            if halt.scope != SYSTEM_SCOPE and halt.scope not in bots:
-                bots[halt.scope] = BotRecords(halt=halt)
+        if in_force == self.halts:  # the same halts in force: every bot's records stand as they are
+            return self if open_halts == self.open_halts else dataclasses.replace(self, open_halts=open_halts)
+        latest = {h.scope: h for h in in_force}  # oldest first: the latest of each scope wins
+        bots = dict(self.bots)
+        for bot_id, records in self.bots.items():
+            halt = latest.get(bot_id)
+            if records.halt is not halt:
+                bots[bot_id] = dataclasses.replace(records, halt=halt)
+        for scope, halt in latest.items():
+            if scope != SYSTEM_SCOPE and scope not in bots:
+                bots[scope] = BotRecords(halt=halt)
         return dataclasses.replace(self, halts=in_force, open_halts=open_halts, bots=bots)
-
-
-def _latest(halts: tuple[Halt, ...], scope: str) -> Halt | None:
-    return next((h for h in reversed(halts) if h.scope == scope), None)
 
 
 def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo, previous: TickView | None = None) -> TickView:
@@ -108,13 +111,14 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
     bot_ids = set(positions) | {b for b, _ in open_orders} | set(last_entries) | set(counters) | set(realized)
     bot_ids |= {h.scope for h in halts if h.scope != SYSTEM_SCOPE}
     recent = tuple(store.orders_created_since(now - timedelta(seconds=60)))
+    latest = {h.scope: h for h in halts}  # oldest first: the latest of each scope wins
     bots = {
         bot_id: BotRecords(
             positions=tuple(positions.get(bot_id, ())),
             open_entries=tuple(open_orders.get((bot_id, "entry"), ())),
             open_exits=tuple(open_orders.get((bot_id, "exit"), ())),
             last_entry=last_entries.get(bot_id),
-            halt=_latest(halts, bot_id),
+            halt=latest.get(bot_id),
             counters=MappingProxyType(counters.get(bot_id, {})),
             realized_pnl=realized.get(bot_id, 0.0),
         )

@@ -127,3 +127,16 @@ def test_a_new_trading_day_reads_again(tmp_path: Path) -> None:
     first = read_view(store, SNAPSHOT, NOW, TZ)
     tomorrow = read_view(store, SNAPSHOT, NOW + timedelta(days=1), TZ, first)
     assert tomorrow.day == TODAY + timedelta(days=1) and tomorrow.bot("bot0").counter("entries") == 0
+
+
+def test_a_halt_whose_cooloff_runs_out_leaves_the_reused_records(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 2)
+    store.start_halt("bot0", "paused", ("refusals",), False, NOW, NOW + timedelta(minutes=1))
+    store.start_halt("bot1", "mine", ("operator",), False, NOW, None)
+    first = read_view(store, SNAPSHOT, NOW, TZ)
+    assert first.bot("bot0").halt is not None and first.bot("bot1").halt is not None
+    same = read_view(store, SNAPSHOT, NOW + timedelta(seconds=30), TZ, first)  # nothing written, still in force
+    assert same.bot("bot0").halt is not None and same.bots == first.bots
+    later = read_view(store, SNAPSHOT, NOW + timedelta(minutes=2), TZ, same)
+    assert later.bot("bot0").halt is None and later.bot("bot0").positions == first.bot("bot0").positions
+    assert later.bot("bot1").halt is not None and [h.scope for h in later.halts] == ["bot1"]
