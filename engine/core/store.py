@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -198,6 +198,9 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+T = TypeVar("T")
+
+
 class StateStore:
     """The engine's SQLite file. One connection; writes happen inside `transaction()`."""
 
@@ -214,6 +217,12 @@ class StateStore:
         self.statements = 0  # reads and writes run so far: the bench prints them per tick
         self.halt_writes = 0  # halts started or ended through this connection: a tick re-reads them only if it moved
         self.records_version = 0  # orders, positions, counters, P&L or halts written through this connection
+        # Per-tick reads of what only this engine writes (open orders, owned positions: the engine's lock keeps
+        # any other process from writing them), kept until our next write or rollback, or another connection's
+        # commit seen by `records_stamp`.
+        self._kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._kept_at: tuple[int, int] = (-1, -1)
+        self._data_version = -1  # SQLite's data_version as `records_stamp` last read it
         self._migrate()
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -245,6 +254,7 @@ class StateStore:
             yield
         except BaseException:
             self._conn.execute("ROLLBACK")
+            self.records_version += 1  # what was read inside the transaction is gone with it
             raise
         else:
             self._conn.execute("COMMIT")
@@ -253,10 +263,22 @@ class StateStore:
 
     def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
         self.statements += 1
+        self.records_version += 1
         if not self._in_transaction:
             with self.transaction():
                 return self._conn.execute(sql, params)
         return self._conn.execute(sql, params)
+
+    def _kept_rows(self, key: tuple[Any, ...], read: Callable[[], Iterable[T]]) -> list[T]:
+        """`read()`, or what it returned since nothing was written (see `_kept`)."""
+        stamp = (self.records_version, self._data_version)
+        if stamp != self._kept_at:
+            self._kept.clear()
+            self._kept_at = stamp
+        rows = self._kept.get(key)
+        if rows is None:
+            rows = self._kept[key] = tuple(read())
+        return list(rows)
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         self.statements += 1
@@ -305,7 +327,6 @@ class StateStore:
 
     def add_order(self, row: OrderRow) -> None:
         """Record an order intent (status 'pending') before it is sent."""
-        self.records_version += 1
         values = dataclasses.asdict(row)
         values.update(trading_date=row.trading_date.isoformat(), created_at=_ts(row.created_at), updated_at=_ts(row.updated_at))
         columns = ", ".join(values)
@@ -313,7 +334,6 @@ class StateStore:
         self._write(f"INSERT INTO orders ({columns}) VALUES ({marks})", values)
 
     def update_order(self, client_order_id: str, now: datetime, **changes: Any) -> None:
-        self.records_version += 1
         sets = ", ".join(f"{k} = :{k}" for k in changes)
         self._write(
             f"UPDATE orders SET {sets}, updated_at = :updated_at WHERE client_order_id = :cid",
@@ -329,6 +349,12 @@ class StateStore:
     ) -> list[OrderRow]:
         """Orders in creation order. Per-tick callers pass `statuses` (open ones: an index range that does not
         grow with history) or `day`; the unfiltered form is for reports and tests."""
+        if statuses is not None and bot_id is None and day is None:  # the per-tick form
+            wanted = tuple(sorted(statuses))
+            return self._kept_rows(("orders", wanted), lambda: self._orders(wanted, None, None))
+        return self._orders(statuses, bot_id, day)
+
+    def _orders(self, statuses: Iterable[str] | None, bot_id: str | None, day: date | None) -> list[OrderRow]:
         sql, params = "SELECT * FROM orders WHERE 1=1", []
         if statuses is not None:
             wanted = sorted(statuses)
@@ -366,7 +392,8 @@ class StateStore:
     def records_stamp(self) -> tuple[int, int]:
         """Changes to what a tick reads: ours (counted) and other connections' (SQLite's data_version, which
         moves when another process, e.g. `engine halt`, commits). Equal stamps: the same records."""
-        return self.records_version, int(self._rows("PRAGMA data_version")[0][0])
+        self._data_version = int(self._rows("PRAGMA data_version")[0][0])
+        return self.records_version, self._data_version
 
     def last_trading_date(self) -> date | None:
         """The latest trading date any order was recorded on."""
@@ -381,6 +408,11 @@ class StateStore:
     # --- owned positions -----------------------------------------------------------------------------------
 
     def positions(self, bot_id: str | None = None) -> list[PositionRow]:
+        if bot_id is None:  # the per-tick form
+            return self._kept_rows(("positions",), lambda: self._positions(None))
+        return self._positions(bot_id)
+
+    def _positions(self, bot_id: str | None) -> list[PositionRow]:
         sql = "SELECT * FROM positions" + (" WHERE bot_id = ?" if bot_id else "") + " ORDER BY bot_id, symbol"
         return [
             PositionRow(
@@ -399,7 +431,6 @@ class StateStore:
 
     def save_position(self, row: PositionRow) -> None:
         """Write a position with its round trip so far (a zero quantity removes it)."""
-        self.records_version += 1
         if abs(row.qty) < 1e-12:
             self._write("DELETE FROM positions WHERE bot_id = ? AND symbol = ?", (row.bot_id, row.symbol))
             return
@@ -422,7 +453,6 @@ class StateStore:
         )
 
     def add_trade(self, trade: TradeRow) -> None:
-        self.records_version += 1
         self._write(
             "INSERT INTO trades (bot_id, symbol, trading_date, opened_at, closed_at, qty, entry_price, exit_price, pnl, fees, "
             "exit_trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -470,7 +500,6 @@ class StateStore:
         ]
 
     def set_position(self, bot_id: str, symbol: str, qty: float, avg_entry_price: float, opened_at: datetime) -> None:
-        self.records_version += 1
         if abs(qty) < 1e-12:
             self._write("DELETE FROM positions WHERE bot_id = ? AND symbol = ?", (bot_id, symbol))
             return
@@ -489,7 +518,6 @@ class StateStore:
         return int(rows[0][0]) if rows else 0
 
     def bump_counter(self, day: date, bot_id: str, name: str, by: int = 1) -> int:
-        self.records_version += 1
         self._write(
             "INSERT INTO counters (trading_date, bot_id, name, value) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (trading_date, bot_id, name) DO UPDATE SET value = value + excluded.value",
@@ -504,7 +532,6 @@ class StateStore:
         return out
 
     def add_realized_pnl(self, day: date, bot_id: str, pnl: float) -> None:
-        self.records_version += 1
         self._write(
             "INSERT INTO realized_pnl (trading_date, bot_id, pnl) VALUES (?, ?, ?) "
             "ON CONFLICT (trading_date, bot_id) DO UPDATE SET pnl = pnl + excluded.pnl",
@@ -552,7 +579,6 @@ class StateStore:
         self, scope: str, reason: str, conditions: tuple[str, ...], flatten: bool, started_at: datetime, until: datetime | None
     ) -> int:
         self.halt_writes += 1
-        self.records_version += 1
         cursor = self._write(
             "INSERT INTO halts (scope, reason, conditions, flatten, started_at, until) VALUES (?, ?, ?, ?, ?, ?)",
             (scope, reason, json.dumps(list(conditions)), int(flatten), _ts(started_at), _ts(until) if until else None),
@@ -562,14 +588,12 @@ class StateStore:
     def end_halt(self, halt_id: int, ended_at: datetime, ended_by: str) -> None:
         """End one halt (a cooloff that ran out), leaving any other halt of its scope in force."""
         self.halt_writes += 1
-        self.records_version += 1
         self._write(
             "UPDATE halts SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL", (_ts(ended_at), ended_by, halt_id)
         )
 
     def end_halts(self, scope: str, ended_at: datetime, ended_by: str) -> int:
         self.halt_writes += 1
-        self.records_version += 1
         cursor = self._write(
             "UPDATE halts SET ended_at = ?, ended_by = ? WHERE scope = ? AND ended_at IS NULL",
             (_ts(ended_at), ended_by, scope),

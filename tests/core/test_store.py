@@ -59,3 +59,27 @@ def test_naive_datetimes_never_reach_the_file(tmp_path) -> None:
     store = StateStore(tmp_path / "s.db")
     with pytest.raises(ValueError):
         store.save_machine_state("system", "system", "idle", datetime(2026, 1, 1))
+
+
+def test_per_tick_reads_are_kept_only_until_something_changes(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    store.set_position("a", "AAPL", 1.0, 100.0, NOW)
+    store.records_stamp()
+    assert [p.symbol for p in store.positions()] == ["AAPL"]
+    before = store.statements
+    assert [p.symbol for p in store.positions()] == ["AAPL"] and store.statements == before  # kept
+    store.set_position("a", "MSFT", 2.0, 50.0, NOW)  # our write
+    assert [p.symbol for p in store.positions()] == ["AAPL", "MSFT"]
+    with pytest.raises(RuntimeError), store.transaction():  # a write, read back, then rolled back
+        store.set_position("a", "TSLA", 1.0, 10.0, NOW)
+        assert len(store.positions()) == 3
+        raise RuntimeError("boom")
+    assert [p.symbol for p in store.positions()] == ["AAPL", "MSFT"]
+    other = StateStore(tmp_path / "s.db")  # another connection commits: seen once the stamp is read
+    other.set_position("a", "MSFT", 0.0, 0.0, NOW)
+    other.close()
+    store.records_stamp()
+    assert [p.symbol for p in store.positions()] == ["AAPL"]
+    returned = store.positions()
+    returned.clear()  # a caller's list is its own
+    assert len(store.positions()) == 1
