@@ -7,6 +7,9 @@ are read once into sorted lists of open and close instants, and a question is a 
 microsecond). A question outside the span widens it, once.
 
 exchange-calendars is imported on first use, never at import: `python -m engine --validate` must stay fast.
+For XNYS, a span inside the years of engine/core/xnys_sessions.py (exchange-calendars' own sessions, written by
+tools/make_xnys_sessions.py and checked against it by the tests) is built from that table instead: the import
+costs about 0.45 s, which a simulated day or a short backtest would otherwise spend before its first tick.
 """
 
 from __future__ import annotations
@@ -65,8 +68,17 @@ class MarketCalendar:
     `margin_years` on each side of it.
     """
 
-    def __init__(self, exchange: str = "XNYS", *, start: date | None = None, end: date | None = None, margin_years: int = 5):
+    def __init__(
+        self,
+        exchange: str = "XNYS",
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        margin_years: int = 5,
+        table: bool = True,
+    ):
         self.exchange = exchange
+        self._table = table and exchange == "XNYS"  # False: always ask exchange-calendars (the table's own check)
         self._margin = timedelta(days=366 * margin_years)
         self._lock = threading.Lock()
         self._span: _Span | None = None
@@ -79,6 +91,12 @@ class MarketCalendar:
     # --- the span -------------------------------------------------------------------------------------------
 
     def _read(self, first: date, last: date) -> _Span:
+        if self._table:
+            from engine.core import xnys_sessions as table
+
+            if first >= table.FIRST and last <= table.LAST:
+                return _span_of(first, last, _table_sessions(first, last))
+            # Past the table's years (or the margin reaching past them): exchange-calendars itself.
         try:
             import exchange_calendars  # type: ignore[import-untyped]  # ships no type hints
         except ImportError as exc:  # pragma: no cover - a dependency of the project
@@ -93,18 +111,12 @@ class MarketCalendar:
                 raise ValueError(f"the {self.exchange} calendar cannot cover {first} to {last}: {exc}") from exc
             early = {label.date() for label in calendar.early_closes}
             schedule = calendar.schedule
-        opens: list[float] = []
-        closes: list[float] = []
-        sessions: list[Session] = []
-        for label, opened, closed in zip(schedule.index, schedule["open"], schedule["close"], strict=True):
-            session = Session(label.date(), opened.to_pydatetime().astimezone(timezone.utc),
-                              closed.to_pydatetime().astimezone(timezone.utc), label.date() in early)
-            sessions.append(session)
-            opens.append(session.open.timestamp())
-            closes.append(session.close.timestamp())
-        # A day's session lies within a day of its UTC midnight, so one day inside each edge is fully known.
-        return _Span(first, last, _midnight_utc(first) + _DAY, _midnight_utc(last), tuple(opens), tuple(closes),
-                     tuple(sessions), tuple(s.day for s in sessions))
+        sessions = [
+            Session(label.date(), opened.to_pydatetime().astimezone(timezone.utc),
+                    closed.to_pydatetime().astimezone(timezone.utc), label.date() in early)
+            for label, opened, closed in zip(schedule.index, schedule["open"], schedule["close"], strict=True)
+        ]
+        return _span_of(first, last, sessions)
 
     def _cover(self, first: date, last: date) -> _Span:
         """The span, widened (by the margin, so this is rare) until it includes the days [first, last]."""
@@ -205,6 +217,42 @@ class MarketCalendar:
         open_days = set(self.trading_days(start, end))
         days = (start + timedelta(days=n) for n in range((end - start).days + 1))
         return [day for day in days if day.weekday() < 5 and day not in open_days]
+
+
+def _span_of(first: date, last: date, sessions: Sequence[Session]) -> _Span:
+    # A day's session lies within a day of its UTC midnight, so one day inside each edge is fully known.
+    return _Span(
+        first,
+        last,
+        _midnight_utc(first) + _DAY,
+        _midnight_utc(last),
+        tuple(s.open.timestamp() for s in sessions),
+        tuple(s.close.timestamp() for s in sessions),
+        tuple(sessions),
+        tuple(s.day for s in sessions),
+    )
+
+
+def _table_sessions(first: date, last: date) -> list[Session]:
+    """The sessions of the days [first, last] from the shipped XNYS table (engine/core/xnys_sessions.py)."""
+    from engine.core import xnys_sessions as table
+
+    closed = frozenset(date.fromisoformat(d) for d in table.CLOSED)
+    special = {date.fromisoformat(d): hours for d, hours in table.SPECIAL.items()}
+    regular = (*table.REGULAR, False)
+    sessions = []
+    day = first
+    while day <= last:
+        if day.weekday() < 5 and day not in closed:
+            opens, closes, early = special.get(day, regular)
+            sessions.append(Session(day, _at_new_york(day, opens), _at_new_york(day, closes), early))
+        day += timedelta(days=1)
+    return sessions
+
+
+def _at_new_york(day: date, hhmm: str) -> datetime:
+    hour, minute = hhmm.split(":")
+    return datetime(day.year, day.month, day.day, int(hour), int(minute), tzinfo=NEW_YORK).astimezone(timezone.utc)
 
 
 _SHARED: dict[str, MarketCalendar] = {}

@@ -142,3 +142,26 @@ def test_validation_imports_neither_the_calendar_nor_pyarrow() -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
     assert "engine.config" in imported  # the list is real
     assert not {name for name in imported if name.split(".")[0] in ("pyarrow", "exchange_calendars", "pandas")}
+
+
+def test_the_shipped_xnys_table_is_exchange_calendars_own_answer() -> None:
+    # The table (engine/core/xnys_sessions.py) stands in for exchange-calendars inside its years; it must give
+    # every session, hour and early close that the installed exchange-calendars gives. When this fails after an
+    # upgrade, run tools/make_xnys_sessions.py.
+    from engine.core import xnys_sessions as table
+
+    from_table = MarketCalendar(start=table.FIRST, end=table.LAST)
+    from_library = MarketCalendar(start=table.FIRST, end=table.LAST, table=False)
+    first, last = table.FIRST + timedelta(days=1), table.LAST - timedelta(days=1)  # inside: nothing is read again
+    sessions = from_table.sessions(first, last)
+    assert from_table._table and not from_library._table
+    assert sessions == from_library.sessions(first, last) and len(sessions) > 9000
+
+
+def test_a_span_past_the_table_is_read_from_exchange_calendars() -> None:
+    from engine.core import xnys_sessions as table
+
+    beyond = table.LAST + timedelta(days=400)
+    calendar = MarketCalendar(start=table.LAST - timedelta(days=30), end=beyond)
+    sessions = calendar.sessions(table.LAST - timedelta(days=30), beyond)
+    assert sessions[-1].day > table.LAST and all(s.day.weekday() < 5 for s in sessions)
