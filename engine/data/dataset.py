@@ -2,28 +2,32 @@
 
 Opening reads and checks every file first, so a backtest either starts on data that is entirely valid or is told
 every problem of every file at once; it never stops halfway through a year on a bad row. The rows stay in Arrow
-tables (8 bytes a value) and become records only while they are replayed, a chunk at a time.
+tables (8 bytes a value). While they are replayed, a stretch of up to `_CHUNK` rows per file at a time becomes
+Python lists, merged into frames by one sort of its instants; a row becomes a record (`Bar`, `Quote`) only when
+someone reads it as one.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from engine.config.errors import Problem
 from engine.data.errors import DataError
-from engine.data.files import batch_records, iter_bars, iter_quotes, micros, read_source, scan
-from engine.data.records import Bar, Kind, Quote, Row
+from engine.data.files import iter_bars, iter_quotes, micros, read_source, scan
+from engine.data.records import COLUMNS, Bar, Kind, Quote, Row
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_CHUNK = 65536
+_CHUNK = 131072  # rows of all files together turned into Python lists at a time (about 25 MB of bars)
+R = TypeVar("R", Bar, Quote)
 
 
 def _micros(when: datetime) -> int:
@@ -33,6 +37,77 @@ def _micros(when: datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+RowRef = tuple["RowBlock", int]  # a row: its block and its index there
+
+
+class RowBlock:
+    """A stretch of one symbol's rows as Python lists, so that reading a value is one list index (a numpy or Arrow
+    scalar costs ten times that): `stamps` (the rows' own timestamps, µs since the epoch, not shifted) and
+    `columns` (by name, `COLUMNS` without the timestamp). A record is built only for a row someone reads as one,
+    once. `derived` is for a reader's columns computed from these (the replay's quote sides), kept as long as the
+    block is."""
+
+    __slots__ = ("_records", "columns", "derived", "kind", "stamps")
+
+    def __init__(self, kind: Kind, table: Any):
+        names = COLUMNS[kind]
+        self.kind = kind
+        self.stamps: list[int] = micros(table)
+        self.columns: dict[str, list[float]] = {name: table.column(name).to_pylist() for name in names[1:]}
+        self.derived: dict[str, Any] = {}
+        self._records: dict[int, Row] = {}
+
+    def record(self, i: int) -> Row:
+        row = self._records.get(i)
+        if row is None:
+            at = _EPOCH + timedelta(microseconds=self.stamps[i])
+            values = [column[i] for column in self.columns.values()]
+            row = self._records[i] = Bar(at, *values) if self.kind == "bars" else Quote(at, *values)
+        return row
+
+
+class FrameRows(Mapping[str, R]):
+    """Each symbol's latest row at one frame (a `Frame`'s `bars` or `quotes`): a read-only mapping of records, and
+    the same rows' values read straight from their columns (`value`, `micros`, or `refs` for a loop over many
+    symbols), which is what a price source reads every tick without making a record of each row."""
+
+    __slots__ = ("_refs",)
+
+    def __init__(self, refs: dict[str, RowRef]):
+        self._refs = refs
+
+    @property
+    def refs(self) -> Mapping[str, RowRef]:
+        """symbol -> (its block, the row's index there): the rows themselves, not to be changed."""
+        return self._refs
+
+    def __getitem__(self, symbol: str) -> R:
+        block, i = self._refs[symbol]
+        return cast(R, block.record(i))
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._refs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __repr__(self) -> str:
+        return f"FrameRows({dict(self.items())!r})"
+
+    def value(self, symbol: str, column: str) -> float:
+        """`self[symbol].<column>` without building the record; KeyError when the symbol has no row."""
+        block, i = self._refs[symbol]
+        return block.columns[column][i]
+
+    def micros(self, symbol: str) -> int:
+        """The row's own timestamp (as stored, not shifted), in microseconds since the epoch."""
+        block, i = self._refs[symbol]
+        return block.stamps[i]
+
+
 @dataclass(frozen=True)
 class Frame:
     """One step of the replay clock: the instant, and what the market looked like then.
@@ -40,12 +115,13 @@ class Frame:
     `bars` and `quotes` hold each symbol's latest row at or before `at` (a symbol appears once its first row has
     been seen, and keeps its last row until a newer one comes); `new_bars` and `new_quotes` name the symbols whose
     row is stamped exactly `at` (a fill model fills at the next quote or bar, not at a stale one). The mappings
-    are this frame's own: keeping a frame keeps what it said.
+    are this frame's own: keeping a frame keeps what it said. They are read-only `FrameRows`, whose records are
+    built when read: a price source reads the values it needs from the columns instead (`FrameRows.value`).
     """
 
     at: datetime
-    bars: Mapping[str, Bar]
-    quotes: Mapping[str, Quote]
+    bars: FrameRows[Bar]
+    quotes: FrameRows[Quote]
     new_bars: tuple[str, ...]
     new_quotes: tuple[str, ...]
 
@@ -112,8 +188,8 @@ class DataSet:
         start_us = _micros(start) if start is not None else None
         end_us = _micros(end) if end is not None else None
         delay = bars_known_after // timedelta(microseconds=1)
-        streams: list[tuple[Kind, str, Iterator[tuple[int, Row]]]] = []
-        latest: dict[Kind, dict[str, Row]] = {"bars": {}, "quotes": {}}
+        streams: list[_Stream] = []
+        latest: dict[Kind, dict[str, RowRef]] = {"bars": {}, "quotes": {}}
         for (kind, symbol), table in sorted(self._tables.items()):
             if not len(table):
                 continue
@@ -123,51 +199,84 @@ class DataSet:
             if start_us is not None:
                 first = pc.sum(pc.less(stamps, start_us - shift)).as_py() or 0
                 if first:
-                    latest[kind][symbol] = next(_rows(table.slice(first - 1, 1), kind, 0))[1]
+                    latest[kind][symbol] = (RowBlock(kind, table.slice(first - 1, 1)), 0)
             if first < len(table):
-                streams.append((kind, symbol, _rows(table.slice(first), kind, shift)))
+                streams.append(_Stream(kind, symbol, table.slice(first), stamps.slice(first), shift))
         yield from _merge(streams, latest, end_us)
 
 
-def _rows(table: Any, kind: Kind, shift: int) -> Iterator[tuple[int, Row]]:
-    """(the instant a row is known, in µs since the epoch; the row), a chunk at a time."""
-    for batch in table.to_batches(max_chunksize=_CHUNK):
-        stamps = micros(batch)
-        records: Iterator[Row] = batch_records(batch, Bar, stamps) if kind == "bars" else batch_records(batch, Quote, stamps)
-        yield from zip([stamp + shift for stamp in stamps] if shift else stamps, records, strict=True)
+@dataclass
+class _Stream:
+    """One file's rows from the window's start: the Arrow table and its timestamps (µs), `shift` added to each."""
+
+    kind: Kind
+    symbol: str
+    table: Any
+    stamps: Any
+    shift: int
+
+    def known(self, first: int, count: int) -> npt.NDArray[np.int64]:
+        """When rows first..first+count-1 become known, µs since the epoch."""
+        return cast(npt.NDArray[np.int64], self.stamps.slice(first, count).to_numpy() + self.shift)
 
 
-def _merge(streams: list[tuple[Kind, str, Iterator[tuple[int, Row]]]], latest: dict[Kind, dict[str, Row]],
-           end_us: int | None) -> Iterator[Frame]:
-    # A heap of each stream's next row, keyed (instant, stream index): ties leave in the streams' (sorted) order,
-    # so a replay is deterministic, and rows themselves are never compared.
-    heap: list[tuple[int, int, Row]] = []
-    for index, (_, _, rows) in enumerate(streams):
-        head = next(rows, None)
-        if head is not None:
-            heap.append((head[0], index, head[1]))
-    heapq.heapify(heap)
-    bars = cast(dict[str, Bar], latest["bars"])
-    quotes = cast(dict[str, Quote], latest["quotes"])
-    while heap:
-        now = heap[0][0]
-        if end_us is not None and now > end_us:
+def _merge(streams: list[_Stream], latest: dict[Kind, dict[str, RowRef]], end_us: int | None) -> Iterator[Frame]:
+    """The streams merged into frames a stretch at a time, a stretch holding about `_CHUNK` rows of all streams
+    together (so memory is that of the tables, not of a year of records, whatever the number of symbols). Within a
+    stretch the order is found by one sort of the instants, ties in the streams' (sorted) order, so a replay is
+    deterministic; only the per-frame bookkeeping is Python."""
+    bar_refs = latest["bars"]
+    quote_refs = latest["quotes"]
+    done = [0] * len(streams)
+    while True:
+        live = [n for n, stream in enumerate(streams) if done[n] < len(stream.table)]
+        if not live:
             return
+        # The stretch ends at the instant by which the first stream would exceed its share of _CHUNK rows.
+        share = max(1, _CHUNK // len(live))
+        full = [streams[n].known(done[n] + share - 1, 1)[0] for n in live if len(streams[n].table) - done[n] >= share]
+        hi: int | None = int(min(full)) if full else None
+        last = False
+        if end_us is not None and (hi is None or hi >= end_us):
+            hi, last = end_us, True
+        knowns: list[npt.NDArray[np.int64]] = []
+        taken: list[tuple[bool, str, RowBlock]] = []
+        for n in live:
+            stream = streams[n]
+            known = stream.known(done[n], min(share, len(stream.table) - done[n]))
+            count = len(known) if hi is None else int(np.searchsorted(known, hi, "right"))
+            if not count:
+                continue
+            taken.append((stream.kind == "bars", stream.symbol, RowBlock(stream.kind, stream.table.slice(done[n], count))))
+            knowns.append(known[:count])
+            done[n] += count
+        if knowns:
+            yield from _stretch(knowns, taken, bar_refs, quote_refs)
+        if last:
+            return
+
+
+def _stretch(knowns: list[npt.NDArray[np.int64]], taken: list[tuple[bool, str, RowBlock]], bar_refs: dict[str, RowRef],
+             quote_refs: dict[str, RowRef]) -> Iterator[Frame]:
+    instants = np.concatenate(knowns)
+    source = np.repeat(np.arange(len(knowns)), [len(k) for k in knowns])
+    row = np.concatenate([np.arange(len(k)) for k in knowns])
+    order = np.lexsort((source, instants))  # by instant, then by stream: the streams are in (kind, symbol) order
+    ordered = instants[order]
+    cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    stamps = ordered[np.concatenate(([0], cuts))].tolist()
+    bounds = [0, *cuts.tolist(), len(ordered)]
+    sources, rows = source[order].tolist(), row[order].tolist()
+    for f, now in enumerate(stamps):
         new_bars: list[str] = []
         new_quotes: list[str] = []
-        while heap and heap[0][0] == now:
-            _, index, row = heap[0]
-            kind, symbol, rows = streams[index]
-            if kind == "bars":
-                bars[symbol] = cast(Bar, row)
+        for e in range(bounds[f], bounds[f + 1]):
+            is_bar, symbol, block = taken[sources[e]]
+            if is_bar:
+                bar_refs[symbol] = (block, rows[e])
                 new_bars.append(symbol)
             else:
-                quotes[symbol] = cast(Quote, row)
+                quote_refs[symbol] = (block, rows[e])
                 new_quotes.append(symbol)
-            head = next(rows, None)
-            if head is None:
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (head[0], index, head[1]))
-        at = _EPOCH + timedelta(microseconds=now)
-        yield Frame(at, dict(bars), dict(quotes), tuple(new_bars), tuple(new_quotes))
+        yield Frame(_EPOCH + timedelta(microseconds=now), FrameRows(dict(bar_refs)), FrameRows(dict(quote_refs)),
+                    tuple(new_bars), tuple(new_quotes))
