@@ -57,6 +57,16 @@ class SnapshotBroker:
     settings: BrokerSettings = field(default_factory=BrokerSettings)
     _chains: dict[str, tuple[datetime, tuple[OptionContract, ...]]] = field(default_factory=dict)
     _market_clock: tuple[datetime, MarketClock] | None = None
+    _sorted: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)  # the needs' symbols, sorted once
+
+    def _symbols(self, needed: tuple[str, ...]) -> tuple[str, ...]:
+        """`needed` without repeats, sorted: the same few tuples come every tick, so each is sorted once."""
+        symbols = self._sorted.get(needed)
+        if symbols is None:
+            if len(self._sorted) >= 64:
+                self._sorted.clear()
+            symbols = self._sorted[needed] = tuple(sorted(set(needed)))
+        return symbols
 
     @property
     def name(self) -> str:
@@ -88,12 +98,12 @@ class SnapshotBroker:
         orders = self._read(errors, "open_orders", self.api.get_open_orders)
         quotes: dict[str, Quote] = {}
         chunk = self.settings.symbols_per_request
-        stocks = sorted(set(needs.stocks))
+        stocks = self._symbols(needs.stocks)
         for start in range(0, len(stocks), chunk):
             part = stocks[start : start + chunk]
             got = self._read(errors, "stock_quotes", functools.partial(self.api.get_stock_quotes, part))
             quotes.update(got or {})
-        crypto = sorted(set(needs.crypto))
+        crypto = self._symbols(needs.crypto)
         if crypto:
             quotes.update(self._read(errors, "crypto_quotes", lambda: self.api.get_crypto_quotes(crypto)) or {})
         chains = {u: c for u in sorted(set(needs.option_underlyings)) if (c := self._chain(u, needs, now, errors)) is not None}

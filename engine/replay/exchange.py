@@ -35,6 +35,7 @@ class ReplayExchange(SimExchange):
             raise TypeError("a ReplayExchange is priced by FramePrices (pass prices=FramePrices(...))")
         super().__post_init__()
         self.feed: FramePrices = self.prices
+        self._clock_span: tuple[datetime, datetime, bool, datetime, datetime] | None = None
         self.fill_at_submit = self.fill_model.timing == "submit"
 
     # --- market hours from the exchange calendar -------------------------------------------------------------
@@ -44,7 +45,13 @@ class ReplayExchange(SimExchange):
 
     def market_clock(self) -> MarketClock:
         now = self.clock.now()
-        return MarketClock(now, self.calendar.is_open(now), self.calendar.next_open(now), self.calendar.next_close(now))
+        span = self._clock_span
+        if span is None or not span[0] <= now < span[1]:
+            calendar = self.calendar
+            is_open, next_open, next_close = calendar.is_open(now), calendar.next_open(now), calendar.next_close(now)
+            # All three hold until the market next opens or closes: the calendar is asked once per boundary.
+            span = self._clock_span = (now, next_close if is_open else next_open, is_open, next_open, next_close)
+        return MarketClock(now, span[2], span[3], span[4])
 
     # --- symbols exist once the data has them ------------------------------------------------------------
 
@@ -53,8 +60,10 @@ class ReplayExchange(SimExchange):
         is priced from its underlying)."""
         if not super().listed(symbol):
             return False
-        occ = parse_occ(symbol)
-        return self.feed.has(symbol) or (occ is not None and self.feed.has(occ[0]))
+        if self.feed.has(symbol):
+            return True
+        occ = parse_occ(symbol) if self._asset_class(symbol) == "us_option" else None
+        return occ is not None and self.feed.has(occ[0])
 
     # --- the fill model --------------------------------------------------------------------------------------
 

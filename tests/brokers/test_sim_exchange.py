@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -123,3 +124,29 @@ def test_crypto_fees_come_out_of_what_is_received() -> None:
     order = exchange.submit(OrderRequest("BTC/USD", "buy", "c1", "market", "gtc", qty=0.01))
     assert order.filled_qty == 0.01  # the order reports the gross quantity, as Alpaca's does
     assert exchange.position_views()[0].qty == pytest.approx(0.01 * (1 - 0.0025))
+
+
+def test_answers_built_without_init_are_the_dataclasses_their_constructors_make() -> None:
+    # The account, positions, orders and quotes are made as pickle restores them (engine/brokers/sim/exchange.py
+    # `_make`): each must hold every field, and equal what the class's own constructor makes of the same values.
+    clock = ManualClock(MONDAY_10AM)
+    exchange = SimExchange(clock)
+    exchange.submit(OrderRequest("AAPL", "buy", "a", qty=3))
+    exchange.submit(OrderRequest("SPY", "buy", "b", "limit", "day", qty=2, limit_price=1.0))
+    exchange.move_cash(25.0)
+    answers = [exchange.account(), *exchange.position_views(), *exchange.open_orders(), exchange.find_by_client_id("a"),
+               *exchange.quotes(["AAPL", "BTC/USD"]).values()]  # fmt: skip
+    assert {type(a).__name__ for a in answers} == {"Account", "Position", "Order", "Quote"}
+    for answer in answers:
+        fields = {f.name: getattr(answer, f.name) for f in dataclasses.fields(answer)}
+        assert set(vars(answer)) == set(fields)
+        assert type(answer)(**fields) == answer
+
+
+def test_listed_symbols_are_remembered_until_an_asset_changes() -> None:
+    exchange = SimExchange(ManualClock(MONDAY_10AM))
+    assert exchange.answerable(["AAPL", "ZZZZ"]) == ["AAPL", "ZZZZ"]
+    exchange.set_asset("ZZZZ", exists=False)
+    assert exchange.answerable(["AAPL", "ZZZZ"]) == ["AAPL"]
+    with pytest.raises(SimReject, match="invalid symbol: bad!"):
+        exchange.answerable(["AAPL", "bad!"])

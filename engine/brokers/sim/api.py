@@ -62,11 +62,7 @@ class SimAPI:
 
     def _quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """As the data API answers: a malformed symbol refuses the request, an unknown one is left out."""
-        x = self.exchange
-        bad = [s for s in symbols if not x.well_formed(s)]
-        if bad:
-            raise SimReject(400, None, f"invalid symbol: {bad[0]}")
-        return {s: x.quote(s) for s in symbols if x.listed(s)}
+        return self.exchange.quotes(self.exchange.answerable(symbols))
 
     def get_stock_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         return self._call("stock_quotes", lambda: self._quotes(symbols), data_api=True)

@@ -28,10 +28,11 @@ import random
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from itertools import repeat
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -51,14 +52,14 @@ from engine.brokers.base import (
     Quote,
 )
 from engine.brokers.sim import options
-from engine.brokers.sim.prices import BASE_PRICES, PricePaths, PriceSource
+from engine.brokers.sim.prices import BASE_PRICES, SPREAD, PricePaths, PriceSource, spread_sides
+from engine.brokers.sim.rounding import round_to
 from engine.brokers.symbols import OPTION_CONTRACT_SIZE, asset_class_of, occ_symbol, parse_occ
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 
 NEW_YORK = ZoneInfo("America/New_York")
 OPEN_TIME, CLOSE_TIME = time(9, 30), time(16, 0)
-SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.002}  # full spread, as a fraction of the mid
 LIQUIDITY = {"us_equity": 2_000.0, "crypto": 1e9, "us_option": 50.0}  # units per step
 CRYPTO_FEE = {"limit": 0.0015, "market": 0.0025}  # maker and taker rates, Alpaca's lowest tier
 # A USD-quoted crypto buy under $10 is refused: 403 40310000 "cost basis must be >= minimal amount of order 10"
@@ -285,6 +286,7 @@ class SimExchange:
         self._classes: dict[str, str] = {}
         self._layouts: dict[tuple[str, tuple[date, ...], tuple[float, ...]], _ChainLayout] = {}
         self._formed: dict[str, bool] = {}
+        self._listed: set[str] = set()  # symbols `answerable` found listed
         self.quote_modes: dict[str, QuoteMode] = {}  # market-data quirks, by symbol (not saved: the feed's, not ours)
         self.asset_overrides: dict[str, dict[str, Any] | None] = {}  # None: no such asset
         self.lock = threading.RLock()
@@ -429,23 +431,50 @@ class SimExchange:
 
     def quote(self, symbol: str) -> Quote:
         now = self.clock.now()
-        memo = self._memo_at(now)
-        quote = memo.quotes.get(symbol)
+        known = self._memo_at(now).quotes
+        quote = known.get(symbol)
         if quote is None:
-            asset_class = self._asset_class(symbol)
-            step_time = self.paths.price_time(symbol, now)
-            sides = self.paths.quote_sides(symbol, now)
-            if sides is not None:
-                quote = Quote(symbol, sides[0], sides[1], step_time)
-            elif asset_class == "us_option":
-                priced, i = self._option_row(symbol, now)
-                quote = Quote(symbol, priced.bid[i], priced.ask[i], step_time)
-            else:
-                quote = _quote(symbol, asset_class, self.paths.price(symbol, now), step_time)
-            if self.quote_modes:
-                quote = self._apply_mode(quote)
-            memo.quotes[symbol] = quote
+            self._quote_now([symbol], now)
+            quote = known[symbol]
         return quote
+
+    def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """`quote` of each symbol, as one call: what a data request for many symbols reads. Stocks and coins come
+        from the price source in one call (`PriceSource.quotes`), which at a thousand symbols a tick is most of
+        what the simulator's snapshot costs."""
+        now = self.clock.now()
+        known = self._memo_at(now).quotes
+        todo = [symbol for symbol in symbols if symbol not in known]
+        if todo:
+            self._quote_now(todo, now)
+        return {symbol: known[symbol] for symbol in symbols}
+
+    def _quote_now(self, symbols: list[str], now: datetime) -> None:
+        """The quotes of `symbols` (none of them in the memo yet) at `now`, into the memo."""
+        known = self._memo_at(now).quotes
+        classes = self._classes
+        plain = [symbol for symbol in symbols if (classes.get(symbol) or self._asset_class(symbol)) != "us_option"]
+        if plain:
+            bids, asks, times = self.paths.quotes(plain, now)
+            for symbol, bid, ask, when in zip(plain, bids, asks, times, strict=True):
+                known[symbol] = _new_quote(symbol, bid, ask, when)
+        if len(plain) < len(symbols):
+            for symbol in symbols:
+                if classes[symbol] == "us_option":
+                    known[symbol] = self._option_quote(symbol, now)
+        if self.quote_modes:
+            for symbol in symbols:
+                if symbol in self.quote_modes:
+                    known[symbol] = self._apply_mode(known[symbol])
+
+    def _option_quote(self, occ: str, now: datetime) -> Quote:
+        """A contract's quote: the price source's when it has data for it, else the option model's."""
+        step_time = self.paths.price_time(occ, now)
+        sides = self.paths.quote_sides(occ, now)
+        if sides is not None:
+            return Quote(occ, sides[0], sides[1], step_time)
+        priced, i = self._option_row(occ, now)
+        return Quote(occ, priced.bid[i], priced.ask[i], step_time)
 
     def set_quote_mode(self, symbol: str, mode: QuoteMode | None) -> None:
         """Make `symbol`'s quotes depart from the model (None: back to normal), from this instant on."""
@@ -561,18 +590,21 @@ class SimExchange:
 
     def intraday_adjustments(self) -> float:
         """Today's (New York) cash moved without a trade."""
+        if not self.activities:
+            return 0  # what the sum of none is, without finding today
         today = self.clock.now().astimezone(NEW_YORK).date()
         return sum(a.net_amount for a in self.activities if a.created_at and a.created_at.astimezone(NEW_YORK).date() == today)
 
     def account(self) -> Account:
         self.process()
         f = self.flags
-        spendable = round(max(self.cash - self._reserved(), 0.0), 2)
-        adjustments = round(self.intraday_adjustments(), 2)
-        return Account(
-            equity=round(self.equity(), 2),
-            last_equity=round(self.last_equity, 2),
-            cash=round(self.cash, 2),
+        spendable = round_to(max(self.cash - self._reserved(), 0.0), 2)
+        adjustments = round_to(self.intraday_adjustments(), 2)
+        return _make(
+            Account,
+            equity=round_to(self.equity(), 2),
+            last_equity=round_to(self.last_equity, 2),
+            cash=round_to(self.cash, 2),
             buying_power=spendable,
             status=f.status,
             trading_blocked=f.trading_blocked,
@@ -585,6 +617,7 @@ class SimExchange:
             trade_suspended_by_user=f.trade_suspended_by_user,
             non_trade_cash_today=adjustments,
             non_trade_cash_source="intraday_adjustments",
+            non_trade_activities=(),
         )
 
     def move_cash(self, amount: float, activity_type: str = "CSD") -> NonTradeActivity:
@@ -631,7 +664,10 @@ class SimExchange:
             price = self.last_price(symbol, now)
             mult = self._multiplier(p.asset_class)
             value, pnl = p.qty * price * mult, p.qty * (price - p.avg_price) * mult
-            views.append(Position(symbol, p.qty, p.avg_price, price, value, pnl, cast(AssetClass, p.asset_class)))
+            views.append(
+                _make(Position, symbol=symbol, qty=p.qty, avg_entry_price=p.avg_price, current_price=price, market_value=value,
+                      unrealized_pl=pnl, asset_class=cast(AssetClass, p.asset_class))
+            )  # fmt: skip
         return views
 
     # --- assets --------------------------------------------------------------------------------------------
@@ -647,10 +683,26 @@ class SimExchange:
         """Whether the symbol exists (quotes are given for it), without building its Asset."""
         return self.well_formed(symbol) and not (symbol in self.asset_overrides and self.asset_overrides[symbol] is None)
 
+    def answerable(self, symbols: Sequence[str]) -> list[str]:
+        """The symbols a latest-quotes request answers for, in their order: a malformed one refuses the whole
+        request (400, as the data API does), one not listed is left out. A symbol found listed is remembered
+        until `set_asset` (a replay lists a symbol once its data starts, and never unlists it)."""
+        known = self._listed
+        if all(symbol in known for symbol in symbols):
+            return list(symbols)
+        bad = [symbol for symbol in symbols if symbol not in known and not self.well_formed(symbol)]
+        if bad:
+            raise SimReject(400, None, f"invalid symbol: {bad[0]}")
+        for symbol in symbols:
+            if symbol not in known and self.listed(symbol):
+                known.add(symbol)
+        return [symbol for symbol in symbols if symbol in known]
+
     def set_asset(self, symbol: str, **fields: Any) -> None:
         """Override an asset's fields (`status="inactive"`, `tradable=False`, `fractionable=False`), or
         `exists=False` for a symbol Alpaca does not list."""
         with self.lock:
+            self._listed.clear()
             if fields.get("exists", True) is False:
                 self.asset_overrides[symbol] = None
             else:
@@ -696,7 +748,8 @@ class SimExchange:
     def order_view(self, order: SimOrder) -> Order:
         r = order.request
         avg = order.filled_value / order.filled_qty if order.filled_qty else None
-        return Order(
+        return _make(
+            Order,
             id=order.id,
             client_order_id=r.client_order_id,
             symbol=r.symbol,
@@ -710,7 +763,7 @@ class SimExchange:
             limit_price=r.limit_price,
             status=order.status,
             created_at=order.created_at,
-            asset_class=order.asset_class,  # type: ignore[arg-type]
+            asset_class=order.asset_class,
             replaced_by=order.replaced_by,
             replaces=order.replaces,
         )
@@ -1149,8 +1202,45 @@ def _order_row(o: SimOrder) -> dict[str, Any]:
 
 def _quote(symbol: str, asset_class: str, mid: float, step_time: datetime) -> Quote:
     """A stock's or a coin's quote (an option's is `options.cent_quote`, in cents)."""
-    half = mid * SPREAD[asset_class] / 2
-    return Quote(symbol, round(mid - half, 4), round(mid + half, 4), step_time)
+    return Quote(symbol, *spread_sides(mid, asset_class), step_time)
+
+
+# A snapshot makes a Quote per symbol per tick, and the frozen dataclass's generated __init__ (an object.__setattr__
+# per field) is most of what one costs; as for OptionContract, a quote is made the way pickle restores one. Only
+# while Quote is a plain dataclass of exactly these fields; otherwise through __init__.
+_QUOTES_FROM_STATE = (
+    tuple(f.name for f in dataclasses.fields(Quote)) == ("symbol", "bid", "ask", "timestamp")
+    and not hasattr(Quote, "__post_init__")
+    and not hasattr(Quote, "__slots__")
+)
+
+
+def _new_quote(symbol: str, bid: float, ask: float, timestamp: datetime, from_state: bool = _QUOTES_FROM_STATE) -> Quote:
+    if not from_state:
+        return Quote(symbol, bid, ask, timestamp)
+    quote = object.__new__(Quote)
+    quote.__dict__.update(symbol=symbol, bid=bid, ask=ask, timestamp=timestamp)
+    return quote
+
+
+_T = TypeVar("_T")
+# The account, positions and orders the snapshot reads every tick are built the same way, for the same reason: the
+# classes below, while each is a plain dataclass (no __post_init__, no slots, no default factories).
+_FROM_STATE: dict[type, bool] = {
+    cls: not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
+    and all(f.default_factory is dataclasses.MISSING for f in dataclasses.fields(cls))
+    for cls in (Account, Position, Order)
+}  # fmt: skip
+
+
+def _make(cls: type[_T], **values: Any) -> _T:
+    """`cls(**values)`; `values` names every field, defaults included (tests/brokers/test_sim_exchange.py compares
+    each answer with the class's own constructor)."""
+    if not _FROM_STATE.get(cls, False):
+        return cls(**values)
+    made = object.__new__(cls)
+    made.__dict__.update(values)
+    return made
 
 
 def _marketable(side: str, price: float, limit: float) -> bool:

@@ -14,9 +14,15 @@ from __future__ import annotations
 import math
 import random
 from array import array
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import numpy as np
+
+from engine.brokers.sim.rounding import round_many, round_to
+
+SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.002}  # full spread, as a fraction of the mid
 BASE_PRICES = {"AAPL": 190.0, "TSLA": 250.0, "SPY": 500.0, "QQQ": 430.0, "MSFT": 420.0, "BTC/USD": 60_000.0, "ETH/USD": 3_000.0}
 REGIME_STEPS = 360  # half an hour of 5-second steps
 DRIFTS = (-0.00004, 0.0, 0.00004, 0.00007)  # per step
@@ -44,6 +50,12 @@ class PriceSource(Protocol):
 
     def price_time(self, symbol: str, at: datetime) -> datetime:
         """When the price of `symbol` given at `at` was observed: the quote's timestamp."""
+        ...
+
+    def quotes(self, symbols: Sequence[str], at: datetime) -> tuple[list[float], list[float], list[datetime]]:
+        """The bids, asks and times of `symbols`, stocks and coins only (an option is the exchange's to price):
+        `quote_sides` when the source has them, else `spread_sides` around `price`, at `price_time`. The same
+        answer as asking one symbol at a time, in one call: a snapshot quotes every symbol every tick."""
         ...
 
     def step_of(self, at: datetime) -> int: ...
@@ -88,6 +100,23 @@ class PricePaths:
     def price_time(self, symbol: str, at: datetime) -> datetime:
         return self._step(at)[2]
 
+    def quotes(self, symbols: Sequence[str], at: datetime) -> tuple[list[float], list[float], list[datetime]]:
+        _, step, step_time = self._step(at)
+        paths = self._paths
+        mids = []
+        for symbol in symbols:
+            path = paths.get(symbol)
+            mids.append(path[step] if path is not None and step < len(path) else self._extend(symbol, step)[step])
+        if len(mids) < _VECTOR_FROM:  # a few symbols (the simulated day's): no lists of spreads
+            bids, asks = [], []
+            for symbol, mid in zip(symbols, mids, strict=True):
+                half = mid * SPREAD["crypto" if "/" in symbol else "us_equity"] / 2  # spread_sides, inlined
+                bids.append(round_to(mid - half, 4))
+                asks.append(round_to(mid + half, 4))
+        else:
+            bids, asks = spread_many(mids, [SPREAD["crypto" if "/" in symbol else "us_equity"] for symbol in symbols])
+        return bids, asks, [step_time] * len(mids)
+
     def base_price(self, symbol: str) -> float:
         if symbol in BASE_PRICES:
             return BASE_PRICES[symbol]
@@ -127,3 +156,28 @@ class PricePaths:
         end = self.step_of(at)
         path = self._extend(symbol, end)
         return list(path[max(0, end - steps + 1) : end + 1])
+
+
+def spread_sides(mid: float, asset_class: str) -> tuple[float, float]:
+    """The simulator's bid and ask around a stock's or a coin's price: its spread for the class, to 4 decimals (an
+    option's is `options.cent_quote`, in cents)."""
+    half = mid * SPREAD[asset_class] / 2
+    return round_to(mid - half, 4), round_to(mid + half, 4)
+
+
+_VECTOR_FROM = 32  # below this many prices, numpy's overhead costs more than it saves
+
+
+def spread_many(mids: Sequence[float], spreads: Sequence[float]) -> tuple[list[float], list[float]]:
+    """`spread_sides` of many prices, each with its spread fraction: the bids and the asks. Numpy's arithmetic is
+    the same IEEE arithmetic as Python's, operation for operation, so a long list is done there bit for bit."""
+    if len(mids) < _VECTOR_FROM:
+        bids, asks = [], []
+        for mid, spread in zip(mids, spreads, strict=True):
+            half = mid * spread / 2
+            bids.append(round_to(mid - half, 4))
+            asks.append(round_to(mid + half, 4))
+        return bids, asks
+    prices = np.array(mids, dtype=np.float64)
+    halves = prices * np.array(spreads, dtype=np.float64) / 2
+    return round_many(prices - halves, 4), round_many(prices + halves, 4)

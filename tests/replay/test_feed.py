@@ -1,0 +1,85 @@
+"""The replay's quotes for many symbols at once are, value for value, what it answers one symbol at a time."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from engine.brokers.base import Quote
+from engine.brokers.sim.exchange import SimExchange
+from engine.core.calendar import market_calendar
+from engine.core.clock import ManualClock
+from engine.data.dataset import DataSet
+from engine.data.files import write_bars, write_quotes
+from engine.data.records import Bar
+from engine.data.records import Quote as Row
+from engine.replay.exchange import ReplayExchange
+from engine.replay.feed import FramePrices
+from tests.replay.conftest import MONDAY_OPEN
+
+MINUTE = timedelta(minutes=1)
+
+
+def thin_bars(rng: random.Random, start: datetime, minutes: int, keep: float) -> list[Bar]:
+    """A bar in `keep` of the minutes: a thin symbol's gaps make its price stale now and then."""
+    bars, price = [], rng.uniform(20, 400)
+    for m in range(minutes):
+        close = round(price * (1 + rng.gauss(0, 0.002)), 2)
+        if rng.random() < keep:
+            bars.append(Bar(start + m * MINUTE, price, max(price, close), min(price, close), close, 100.0))
+        price = close
+    return bars
+
+
+def one_at_a_time(exchange: SimExchange, symbol: str) -> Quote:
+    """The quote as `SimExchange.quote` made it before quotes came many at a time."""
+    now = exchange.clock.now()
+    sides = exchange.paths.quote_sides(symbol, now)
+    assert sides is not None
+    return Quote(symbol, sides[0], sides[1], exchange.paths.price_time(symbol, now))
+
+
+def test_bulk_quotes_match_single_quotes_through_sessions_gaps_and_nights(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    start = MONDAY_OPEN - timedelta(hours=2)  # before the open, over the close, into the night
+    minutes = 9 * 60
+    for n, keep in enumerate((1.0, 0.5, 0.1, 0.02)):
+        write_bars(tmp_path, f"S{chr(65 + n)}", thin_bars(rng, start, minutes, keep), fsync=False)
+    write_bars(tmp_path, "BTC/USD", thin_bars(rng, start, minutes, 0.3), fsync=False)
+    stamps = sorted(rng.sample(range(minutes * 60), 400))
+    write_quotes(tmp_path, "QQ", [Row(start + timedelta(seconds=t), 10.0 + i / 100, 10.02 + i / 100) for i, t in enumerate(stamps)],
+                 fsync=False)  # fmt: skip
+    data = DataSet.open(tmp_path)
+    feed = FramePrices(MINUTE, calendar=market_calendar())
+    frames = data.frames(bars_known_after=MINUTE)
+    first = next(frames)
+    feed.advance(first)
+    clock = ManualClock(first.at)
+    exchange = ReplayExchange(clock, prices=feed)
+    checked = stale = 0
+    for frame in frames:
+        feed.advance(frame)
+        clock.set(frame.at)
+        symbols = [s for s in data.symbols if feed.has(s)]
+        expected = [one_at_a_time(exchange, s) for s in symbols]
+        assert list(exchange.quotes(symbols).values()) == expected
+        checked += len(symbols)
+        stale += sum(q.timestamp != frame.at for q in expected)
+    assert checked > 5000 and stale > 500  # both branches of a bar's age were met
+
+
+def test_bulk_quotes_of_the_simulator_match_its_one_symbol_formula() -> None:
+    clock = ManualClock(datetime(2026, 11, 23, 14, 30, 2, tzinfo=timezone.utc))
+    exchange = SimExchange(clock, seed=11)
+    few = ["AAPL", "BTC/USD", "SPY"]
+    many = [f"X{i:03d}" for i in range(200)] + ["ETH/USD"]  # the vectorised path
+    for _ in range(150):
+        clock.advance(5)
+        for symbols in (few, many):
+            got = exchange.quotes(symbols)
+            now = clock.now()
+            for symbol in symbols:
+                mid = exchange.paths.price(symbol, now)
+                half = mid * (0.0005 if "/" in symbol else 0.0002) / 2
+                assert got[symbol] == Quote(symbol, round(mid - half, 4), round(mid + half, 4), exchange.paths.price_time(symbol, now))
