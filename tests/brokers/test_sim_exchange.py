@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from engine.brokers.base import OrderRequest
+from engine.brokers.sim import prices
 from engine.brokers.sim.exchange import SimExchange, SimReject
 from engine.brokers.sim.prices import PricePaths
 from engine.brokers.symbols import normalize, occ_symbol, parse_occ
@@ -150,3 +153,20 @@ def test_listed_symbols_are_remembered_until_an_asset_changes() -> None:
     assert exchange.answerable(["AAPL", "ZZZZ"]) == ["AAPL"]
     with pytest.raises(SimReject, match="invalid symbol: bad!"):
         exchange.answerable(["AAPL", "bad!"])
+
+
+def test_paths_are_the_random_walk_drawn_with_random_gauss() -> None:
+    # _extend inlines random.Random.gauss for speed: the path must stay the one gauss itself draws, bit for bit,
+    # across regime changes and however the path is extended.
+    paths = PricePaths(7, MONDAY_10AM)
+    for symbol in ("AAPL", "BTC/USD", "QWE"):
+        got = [paths.price(symbol, MONDAY_10AM + timedelta(seconds=5 * step)) for step in range(0, 3000, 37)]
+        rng = random.Random(f"7:path:{symbol}")
+        sigma = prices.SIGMA * (1.5 if "/" in symbol else 1.0)
+        walk, drift, last = [paths.base_price(symbol)], None, paths.base_price(symbol)
+        for step in range(1, 3000):
+            if step % prices.REGIME_STEPS == 1 or drift is None:
+                drift = rng.choice(prices.DRIFTS)
+            last *= math.exp(rng.gauss(drift, sigma))
+            walk.append(last)
+        assert got == [walk[step] for step in range(0, 3000, 37)]

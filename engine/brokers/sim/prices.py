@@ -30,6 +30,32 @@ SIGMA = 0.0003  # per step
 AHEAD_STEPS = 60  # generated beyond the step asked for, five minutes of 5-second steps
 
 
+_TWO_PI = 2.0 * math.pi
+
+
+def _gauss_inlines() -> bool:
+    """Whether `PricePaths._extend`'s copy of `random.Random.gauss` (Box-Muller, the second value kept in
+    `gauss_next`) draws what this Python's own does: else `_extend` calls it."""
+    ours, theirs = random.Random("gauss check"), random.Random("gauss check")
+    if not hasattr(ours, "gauss_next"):
+        return False
+    drawn = []
+    for _ in range(6):
+        spare = ours.gauss_next
+        if spare is None:
+            x2pi = ours.random() * _TWO_PI
+            g2rad = math.sqrt(-2.0 * math.log(1.0 - ours.random()))
+            z, spare = math.cos(x2pi) * g2rad, math.sin(x2pi) * g2rad
+        else:
+            z, spare = spare, None
+        ours.gauss_next = spare
+        drawn.append(0.25 + z * 0.5)
+    return drawn == [theirs.gauss(0.25, 0.5) for _ in range(6)]
+
+
+_INLINE_GAUSS = _gauss_inlines()
+
+
 class PriceSource(Protocol):
     """What the simulated exchange asks about prices. A step is the unit of matching: an order fills at most once
     a step. An answer is for the instant asked; a source may answer only for its present instant (a replay)."""
@@ -130,15 +156,33 @@ class PricePaths:
             path = array("d", [self.base_price(symbol)])
             self._paths[symbol] = path
             self._rngs[symbol] = random.Random(f"{self.seed}:path:{symbol}")
-        gauss, choice, exp = self._rngs[symbol].gauss, self._rngs[symbol].choice, math.exp
+        rng = self._rngs[symbol]
+        choice, exp = rng.choice, math.exp
         sigma = SIGMA * (1.5 if "/" in symbol else 1.0)
         drift = self._drift.get(symbol)
         last = path[-1]
-        for step in range(len(path), upto + AHEAD_STEPS + 1):
-            if step % REGIME_STEPS == 1 or drift is None:
-                drift = choice(DRIFTS)
-            last *= exp(gauss(drift, sigma))
-            path.append(last)
+        steps = range(len(path), upto + AHEAD_STEPS + 1)
+        if not _INLINE_GAUSS:
+            for step in steps:
+                if step % REGIME_STEPS == 1 or drift is None:
+                    drift = choice(DRIFTS)
+                last *= exp(rng.gauss(drift, sigma))
+                path.append(last)
+        else:  # rng.gauss(drift, sigma), its body inlined (its call was half of what a step cost); checked at import
+            uniform, log, sqrt, cos, sin = rng.random, math.log, math.sqrt, math.cos, math.sin
+            spare = rng.gauss_next  # type: ignore[attr-defined]  # CPython keeps gauss's spare here
+            for step in steps:
+                if step % REGIME_STEPS == 1 or drift is None:
+                    drift = choice(DRIFTS)
+                if spare is None:
+                    x2pi = uniform() * _TWO_PI
+                    g2rad = sqrt(-2.0 * log(1.0 - uniform()))
+                    z, spare = cos(x2pi) * g2rad, sin(x2pi) * g2rad
+                else:
+                    z, spare = spare, None
+                last *= exp(drift + z * sigma)
+                path.append(last)
+            rng.gauss_next = spare  # type: ignore[attr-defined]
         if drift is not None:
             self._drift[symbol] = drift
         return path
