@@ -261,9 +261,12 @@ class StateStore:
         finally:
             self._in_transaction = False
 
-    def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = (), *, records: bool = True) -> sqlite3.Cursor:
+        """`records`: the write changes what a tick reads (every table but `meta`, which the simulated exchange
+        saves itself into every tick it changed): the view and the kept reads are read again."""
         self.statements += 1
-        self.records_version += 1
+        if records:
+            self.records_version += 1
         if not self._in_transaction:
             with self.transaction():
                 return self._conn.execute(sql, params)
@@ -570,7 +573,9 @@ class StateStore:
 
     def set_meta(self, key: str, value: str) -> None:
         self._write(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+            records=False,
         )
 
     # --- halts ---------------------------------------------------------------------------------------------

@@ -140,3 +140,13 @@ def test_a_halt_whose_cooloff_runs_out_leaves_the_reused_records(tmp_path: Path)
     later = read_view(store, SNAPSHOT, NOW + timedelta(minutes=2), TZ, same)
     assert later.bot("bot0").halt is None and later.bot("bot0").positions == first.bot("bot0").positions
     assert later.bot("bot1").halt is not None and [h.scope for h in later.halts] == ["bot1"]
+
+
+def test_the_simulated_exchange_saving_itself_does_not_make_the_view_read_again(tmp_path: Path) -> None:
+    # The simulator saves its book into `meta` every tick it changed; that is not what a tick reads.
+    store = store_with_bots(tmp_path, 2)
+    first = read_view(store, SNAPSHOT, NOW, TZ)
+    store.set_meta("sim_exchange", "{}")
+    before = store.statements
+    read_view(store, SNAPSHOT, NOW + timedelta(seconds=5), TZ, first)
+    assert store.statements - before == 1
