@@ -55,6 +55,7 @@ from engine.trading.gate import Gate
 from engine.trading.handlers import TickContext, dispatch, flatten_shared
 from engine.trading.orders import OrderManager
 from engine.trading.portfolio import PortfolioBot
+from engine.trading.preflight import PreflightTiers, TickPreflight
 from engine.trading.universe import crypto_assets, data_needs
 from engine.trading.view import TickView, read_view
 
@@ -63,20 +64,6 @@ PER_BOT_SYSTEM_FACTS = frozenset({"orders_last_minute", "capital_room_usd"})
 # The facts `why` keeps of each bot every tick (the rest are the system's, or config values from bots.yaml).
 WHY_BOT_FACTS: tuple[str, ...] = (*(f.name for f in BOT_FACTS), *sorted(PER_BOT_SYSTEM_FACTS))
 LAST_FACTS_SCOPE = "tick"  # the one row of `last_facts` the engine writes
-
-
-def _failing(checks: Sequence[tuple[str, Callable[[Mapping[str, Any]], bool]]], facts: Mapping[str, Any]) -> tuple[str, ...]:
-    """The names of the checks that do not hold; one that cannot be evaluated fails (its error is logged by
-    `Engine._remember`)."""
-    failed = []
-    for name, check in checks:
-        try:
-            ok = check(facts)
-        except Exception:  # fails closed, as said above
-            ok = False
-        if not ok:
-            failed.append(name)
-    return tuple(failed)
 
 
 def freeze_long_lived() -> None:
@@ -158,27 +145,13 @@ class Engine:
         return now.astimezone(self.tz).date()
 
     def _split_preflight(self) -> None:
-        """Preflight's checks in three tiers, by what they read: only system-wide facts (one answer per tick for
-        every bot of a kind), those and the gate's running counts (one answer per count: they change only when
-        an entry is granted), or the bot's own facts (every bot)."""
+        """Each kind's preflight checks in their tiers (engine/trading/preflight.py)."""
         shared_facts = {f.name for f in (*SYSTEM_FACTS, *SETTINGS_FACTS)} - PER_BOT_SYSTEM_FACTS
-        gate_facts = shared_facts | PER_BOT_SYSTEM_FACTS
-        self._shared_checks: dict[str, dict[str, Any]] = {}
-        self._gate_checks: dict[str, dict[str, Any]] = {}
-        self._own_checks: dict[str, dict[str, Any]] = {}
-        self._own_all_pass: dict[str, Callable[[Mapping[str, Any]], bool]] = {}
-        self._preflight: dict[str, Callable[[Mapping[str, Any]], tuple[str, ...]]] = {}
-        for kind in {bot.kind for bot in self.bots}:
-            compiled = self.compiled[kind]
-            reads = compiled.preflight_facts
-            self._shared_checks[kind] = {n: p for n, p in compiled.preflight.items() if reads[n] <= shared_facts}
-            self._gate_checks[kind] = {
-                n: p for n, p in compiled.preflight.items() if reads[n] <= gate_facts and n not in self._shared_checks[kind]
-            }
-            self._own_checks[kind] = {
-                n: p for n, p in compiled.preflight.items() if not reads[n] <= gate_facts
-            }
-            self._own_all_pass[kind] = compiled.all_pass(tuple(self._own_checks[kind]))
+        self._preflight_tiers = {
+            kind: PreflightTiers.split(self.compiled[kind], shared_facts, shared_facts | PER_BOT_SYSTEM_FACTS)
+            for kind in {bot.kind for bot in self.bots}
+        }
+        self._preflight: dict[str, TickPreflight] = {}
 
     def _restore_states(self) -> None:
         saved = {(s.kind, s.bot_id): s.state for s in self.store.machine_states()}
@@ -336,9 +309,8 @@ class Engine:
         own_facts = operator.itemgetter(*WHY_BOT_FACTS)
         account = view.snapshot.account
         equity = account.equity if account else None
-        for kind in self._own_checks:  # every kind some enabled bot has
-            shared_failed = set(self.compiled[kind].failed_checks(self._shared_checks[kind], system))
-            self._preflight[kind] = self._preflight_for(kind, shared_failed)
+        for kind, tiers in self._preflight_tiers.items():  # every kind some enabled bot has
+            self._preflight[kind] = tiers.for_tick(system)
         budget, portfolio_state, gate, assets = self.portfolio.budget, self.portfolio_model.state, tick.gate, self.assets or {}
         records_of, preflight, day = view.bot, self._preflight, view.day
         for bot in self.bots:
@@ -362,41 +334,14 @@ class Engine:
             explained[bot_id] = (own_facts(facts), failed, memory.last_denial)
         self.store.save_last_facts([(LAST_FACTS_SCOPE, view.now, marshal.dumps((system, WHY_BOT_FACTS, explained)))])
 
-    def _preflight_for(self, kind: str, shared_failed: set[str]) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
-        """The bot's preflight for this tick: the shared checks already answered, the gate's checks answered once
-        per count of the gate, and the bot's own checks (in one call when all of them hold)."""
-        compiled = self.compiled[kind]
-        order = tuple(compiled.preflight)
-        gate_checks, own_checks = tuple(self._gate_checks[kind].items()), tuple(self._own_checks[kind].items())
-        all_pass = self._own_all_pass[kind]
-        by_counts: dict[tuple[Any, Any], tuple[str, ...]] = {}  # the gate's counts -> its checks that fail
-        answers: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}  # -> every failure, in order
-
-        def failed(facts: Mapping[str, Any]) -> tuple[str, ...]:
-            counts = (facts["orders_last_minute"], facts["capital_room_usd"])
-            gate_failed = by_counts.get(counts)
-            if gate_failed is None:
-                gate_failed = by_counts[counts] = _failing(gate_checks, facts)
-            try:
-                own_failed = () if all_pass(facts) else _failing(own_checks, facts)  # all hold: most bots, most ticks
-            except Exception:  # one cannot be evaluated: asked one by one, which says which
-                own_failed = _failing(own_checks, facts)
-            key = (gate_failed, own_failed)
-            answer = answers.get(key)
-            if answer is None:  # a new combination this tick: put it in the rules' order once
-                every = shared_failed.union(gate_failed, own_failed)
-                answer = answers[key] = tuple(name for name in order if name in every)
-            return answer
-
-        return failed
-
     def _remember(self, bot: Bot, facts: Facts, failed: tuple[str, ...], unsized: bool, day: date) -> None:
         """Log what changed since the last tick: preflight's answer, an unsizeable signal (once a day)."""
         memory = bot.memory
         if failed != memory.last_failed_checks:
-            compiled = self.compiled[bot.kind]
-            # Only a failing check can have raised: the passing ones are not evaluated again.
-            errors = compiled.check_errors({name: compiled.preflight[name] for name in failed}, facts) if failed else {}
+            errors = {}
+            if self._preflight[bot.kind].raised:  # only a failing check can have raised: those are asked again
+                compiled = self.compiled[bot.kind]
+                errors = compiled.check_errors({name: compiled.preflight[name] for name in failed}, facts)
             self.journal.log("preflight", bot=bot.bot_id, ok=not failed, failed=list(failed), errors=errors)
             memory.last_failed_checks = failed
         if facts["entry_signal"] and unsized and memory.size_blocked_on != day:

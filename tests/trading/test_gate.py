@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from engine.brokers.base import OrderRequest, Quote, Snapshot
-from engine.trading.facts_builder import BotInputs, EntryPlan, bot_facts, feed_health
+from engine.trading.facts_builder import EntryPlan
 from engine.trading.gate import Denial, Gate, Grant
 from tests.brokers.test_requests_per_snapshot import config_with_momentum_bots
 from tests.conftest import ProjectCopy
@@ -77,36 +77,3 @@ def test_a_grant_counts_the_order_and_its_cost_at_the_ask() -> None:
 
 def test_without_allocations_there_is_no_capital_to_deploy() -> None:
     assert Gate.open(4, None, SNAPSHOT).capital_room_usd == 0.0
-
-
-def test_preflight_answers_each_tier_from_the_facts_it_reads(project: ProjectCopy, clock) -> None:
-    # Checks of three tiers: system-wide facts only (answered once a tick), the gate's running counts (once per
-    # count), the bot's own facts (every bot). However answers are shared within a tick, each one must follow
-    # the facts as they are when the bot is evaluated.
-    with (project.rules / "preflight.yaml").open("a") as f:
-        f.write(
-            "  gate_tier:\n    description: test\n    expr: orders_last_minute < 1 or capital_room_usd > 500\n"
-            "  own_tier:\n    description: test\n    expr: trades_today < 1 and orders_last_minute < 5\n"
-        )
-    rig = make_rig(project, clock)
-    rig.ticks(3)
-    engine, view = rig.engine, rig.engine._view
-    assert view is not None
-    assert "gate_tier" in engine._gate_checks["momentum"] and "own_tier" in engine._own_checks["momentum"]
-    failed = engine._preflight_for("momentum", set())
-    bot = next(b for b in engine.bots if b.kind == "momentum")
-    feed = feed_health(view.snapshot, engine.needs, view.now, engine.config.settings.health)
-    system = engine._system_facts(view, 0, feed, kill_triggered=False)
-
-    def answer(orders: int, room: float, trades: int) -> tuple[str, ...]:
-        facts = bot_facts(view, bot, system, BotInputs({}, 100.0, orders, room, False, failed, {}, None)).facts
-        facts["trades_today"] = trades
-        return tuple(name for name in failed(facts) if name in ("order_rate_ok", "gate_tier", "own_tier"))
-
-    assert answer(0, 1000.0, 0) == ()
-    assert answer(2, 1000.0, 0) == ()  # room left: the gate's check holds
-    assert answer(2, 100.0, 0) == ("gate_tier",)
-    assert answer(2, 100.0, 1) == ("gate_tier", "own_tier")  # the same counts, another bot's own facts
-    assert answer(0, 100.0, 1) == ("own_tier",)
-    assert answer(20, 100.0, 0) == ("order_rate_ok", "gate_tier", "own_tier")
-    assert answer(0, 1000.0, 0) == ()  # an answer given earlier in the tick is given again

@@ -1,0 +1,68 @@
+"""Preflight at run time (engine/trading/preflight.py): each tier answered from the facts it reads, however the
+answers are shared between bots within a tick, and a check that cannot be evaluated failing with its error."""
+
+from __future__ import annotations
+
+from engine.trading.facts_builder import BotInputs, bot_facts, feed_health
+from engine.trading.preflight import failing
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import make_rig
+
+
+def test_preflight_answers_each_tier_from_the_facts_it_reads(project: ProjectCopy, clock) -> None:
+    # Checks of three tiers: system-wide facts only (answered once a tick), the gate's running counts (once per
+    # count), the bot's own facts (every bot). However answers are shared within a tick, each one must follow
+    # the facts as they are when the bot is evaluated.
+    with (project.rules / "preflight.yaml").open("a") as f:
+        f.write(
+            "  gate_tier:\n    description: test\n    expr: orders_last_minute < 1 or capital_room_usd > 500\n"
+            "  own_tier:\n    description: test\n    expr: trades_today < 1 and orders_last_minute < 5\n"
+        )
+    rig = make_rig(project, clock)
+    rig.ticks(3)
+    engine, view = rig.engine, rig.engine._view
+    assert view is not None
+    tiers = engine._preflight_tiers["momentum"]
+    assert "gate_tier" in dict(tiers.gate) and "own_tier" in dict(tiers.own) and "market_open" in dict(tiers.own)
+    feed = feed_health(view.snapshot, engine.needs, view.now, engine.config.settings.health)
+    failed = tiers.for_tick(engine._system_facts(view, 0, feed, kill_triggered=False))
+    bot = next(b for b in engine.bots if b.kind == "momentum")
+    system = engine._system_facts(view, 0, feed, kill_triggered=False)
+
+    def answer(orders: int, room: float, trades: int) -> tuple[str, ...]:
+        facts = bot_facts(view, bot, system, BotInputs({}, 100.0, orders, room, False, failed, {}, None)).facts
+        facts["trades_today"] = trades
+        return tuple(name for name in failed(facts) if name in ("order_rate_ok", "gate_tier", "own_tier"))
+
+    assert answer(0, 1000.0, 0) == ()
+    assert answer(2, 1000.0, 0) == ()  # room left: the gate's check holds
+    assert answer(2, 100.0, 0) == ("gate_tier",)
+    assert answer(2, 100.0, 1) == ("gate_tier", "own_tier")  # the same counts, another bot's own facts
+    assert answer(0, 100.0, 1) == ("own_tier",)
+    assert answer(20, 100.0, 0) == ("order_rate_ok", "gate_tier", "own_tier")
+    assert answer(0, 1000.0, 0) == ()  # an answer given earlier in the tick is given again
+
+
+def test_a_check_that_cannot_be_evaluated_fails_and_says_so() -> None:
+    def explode(facts: object) -> bool:
+        raise KeyError("quote_age_s")
+
+    checks = (("fine", lambda f: True), ("broken", explode), ("false", lambda f: False))
+    assert failing(checks, {}) == (("broken", "false"), True)
+    assert failing(checks[::2], {}) == (("false",), False)
+
+
+def test_the_engine_logs_an_error_only_for_a_check_that_raised(project: ProjectCopy, clock) -> None:
+    # An own-tier check that raises (ZeroDivisionError) beside one that is simply false: both fail, and only the
+    # first has an error in the `preflight` event.
+    project.replace(
+        "rules/preflight.yaml",
+        "expr: quote_age_s <= health_max_price_staleness_seconds",
+        "expr: quote_age_s / (equity_usd - equity_usd) <= health_max_price_staleness_seconds",
+    )
+    project.replace("rules/preflight.yaml", "expr: safety_allow_budget_fallback or budget_usd > 0", "expr: budget_usd < 0")
+    rig = make_rig(project, clock)
+    rig.ticks(3)
+    events = [e for e in rig.events("preflight") if e["bot"] == "mom_AAPL"]
+    assert events and {"quotes_fresh", "budget_known"} <= set(events[0]["failed"])
+    assert set(events[0]["errors"]) == {"quotes_fresh"} and "ZeroDivisionError" in events[0]["errors"]["quotes_fresh"]
