@@ -13,10 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from engine.brokers.base import MarketClock, Quote
+from engine.brokers.base import Quote
 from engine.brokers.sim.exchange import SimExchange, SimOrder
 from engine.brokers.symbols import parse_occ
-from engine.core.calendar import MarketCalendar, market_calendar
 from engine.data.records import Bar
 from engine.replay.feed import FramePrices
 from engine.replay.fills import FillModel
@@ -25,7 +24,6 @@ from engine.replay.fills import FillModel
 @dataclass
 class ReplayExchange(SimExchange):
     fill_model: FillModel = field(default_factory=FillModel)
-    calendar: MarketCalendar = field(default_factory=market_calendar)
     # What each order paid beyond its price, in dollars, by client_order_id: commissions and crypto fees (the
     # latter valued at the fill price), for the report's fees by bot.
     fees: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -35,23 +33,7 @@ class ReplayExchange(SimExchange):
             raise TypeError("a ReplayExchange is priced by FramePrices (pass prices=FramePrices(...))")
         super().__post_init__()
         self.feed: FramePrices = self.prices
-        self._clock_span: tuple[datetime, datetime, bool, datetime, datetime] | None = None
         self.fill_at_submit = self.fill_model.timing == "submit"
-
-    # --- market hours from the exchange calendar -------------------------------------------------------------
-
-    def equity_market_open(self, at: datetime) -> bool:  # type: ignore[override]  # a calendar, not a rule of thumb
-        return self.calendar.is_open(at)
-
-    def market_clock(self) -> MarketClock:
-        now = self.clock.now()
-        span = self._clock_span
-        if span is None or not span[0] <= now < span[1]:
-            calendar = self.calendar
-            is_open, next_open, next_close = calendar.is_open(now), calendar.next_open(now), calendar.next_close(now)
-            # All three hold until the market next opens or closes: the calendar is asked once per boundary.
-            span = self._clock_span = (now, next_close if is_open else next_open, is_open, next_open, next_close)
-        return MarketClock(now, span[2], span[3], span[4])
 
     # --- symbols exist once the data has them ------------------------------------------------------------
 

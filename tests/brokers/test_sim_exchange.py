@@ -170,3 +170,20 @@ def test_paths_are_the_random_walk_drawn_with_random_gauss() -> None:
             last *= math.exp(rng.gauss(drift, sigma))
             walk.append(last)
         assert got == [walk[step] for step in range(0, 3000, 37)]
+
+
+def test_the_market_keeps_the_exchange_calendar_thanksgiving_and_its_early_close() -> None:
+    # XNYS 2026: closed on Thanksgiving (Thursday 26 November), closes at 13:00 New York the day after.
+    clock = ManualClock(datetime(2026, 11, 26, 16, 0, tzinfo=timezone.utc))  # 11:00 New York, Thanksgiving
+    ex = SimExchange(clock)
+    assert not ex.equity_market_open(clock.now()) and ex.tradable("crypto", clock.now())
+    market = ex.market_clock()
+    assert not market.is_open and market.next_open == datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)
+    assert market.next_close == datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc)  # 13:00 New York
+    clock.set(datetime(2026, 11, 27, 17, 0, tzinfo=timezone.utc))  # 12:00 New York, open for an hour more
+    assert ex.market_clock().is_open
+    order = ex.submit(OrderRequest("AAPL", "buy", "day-1", "limit", "day", qty=1, limit_price=1.0))
+    clock.set(datetime(2026, 11, 27, 17, 59, tzinfo=timezone.utc))
+    assert ex.find(order.id).status != "expired"
+    clock.set(datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc))  # the early close: the day order ends with it
+    assert not ex.market_clock().is_open and ex.find(order.id).status == "expired"

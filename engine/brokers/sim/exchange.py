@@ -30,7 +30,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from itertools import repeat
 from typing import Any, NamedTuple, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -56,10 +56,10 @@ from engine.brokers.sim.prices import BASE_PRICES, SPREAD, PricePaths, PriceSour
 from engine.brokers.sim.rounding import round_to
 from engine.brokers.symbols import OPTION_CONTRACT_SIZE, asset_class_of, occ_symbol, parse_occ
 from engine.core import order_lifecycle as lifecycle
+from engine.core.calendar import MarketCalendar, market_calendar
 from engine.core.clock import Clock
 
 NEW_YORK = ZoneInfo("America/New_York")
-OPEN_TIME, CLOSE_TIME = time(9, 30), time(16, 0)
 LIQUIDITY = {"us_equity": 2_000.0, "crypto": 1e9, "us_option": 50.0}  # units per step
 CRYPTO_FEE = {"limit": 0.0015, "market": 0.0025}  # maker and taker rates, Alpaca's lowest tier
 # A USD-quoted crypto buy under $10 is refused: 403 40310000 "cost basis must be >= minimal amount of order 10"
@@ -272,6 +272,8 @@ class SimExchange:
     # serialising anything, whether the account moved since it last wrote it. Code that edits the fields above
     # directly must call `changed()`.
     revision: int = field(default=0, init=False)
+    # When the equity market is open: the exchange's own calendar, as Alpaca's clock follows it.
+    calendar: MarketCalendar = field(default_factory=market_calendar, repr=False)
 
     def __post_init__(self) -> None:
         now = self.clock.now()
@@ -290,6 +292,7 @@ class SimExchange:
         self.quote_modes: dict[str, QuoteMode] = {}  # market-data quirks, by symbol (not saved: the feed's, not ours)
         self.asset_overrides: dict[str, dict[str, Any] | None] = {}  # None: no such asset
         self.lock = threading.RLock()
+        self._clock_span: tuple[datetime, datetime, bool, datetime, datetime] | None = None  # `market_clock`'s answer
 
     def changed(self) -> None:
         self.revision += 1
@@ -358,24 +361,19 @@ class SimExchange:
 
     # --- time and markets ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def equity_market_open(at: datetime) -> bool:
-        local = at.astimezone(NEW_YORK)
-        return local.weekday() < 5 and OPEN_TIME <= local.time() < CLOSE_TIME
+    def equity_market_open(self, at: datetime) -> bool:
+        """Open by the exchange calendar (XNYS): weekends, holidays and early closes as the real market has them."""
+        return self.calendar.is_open(at)
 
     def market_clock(self) -> MarketClock:
         now = self.clock.now()
-        local = now.astimezone(NEW_YORK)
-        is_open = self.equity_market_open(now)
-        day = local.date()
-        if local.time() >= OPEN_TIME or local.weekday() >= 5:
-            day += timedelta(days=1)
-        while day.weekday() >= 5:
-            day += timedelta(days=1)
-        next_open = datetime.combine(day, OPEN_TIME, NEW_YORK)
-        close_day = local.date() if is_open or (local.weekday() < 5 and local.time() < OPEN_TIME) else day
-        next_close = datetime.combine(close_day, CLOSE_TIME, NEW_YORK)
-        return MarketClock(now, is_open, next_open, next_close)
+        span = self._clock_span
+        if span is None or not span[0] <= now < span[1]:
+            calendar = self.calendar
+            is_open, next_open, next_close = calendar.is_open(now), calendar.next_open(now), calendar.next_close(now)
+            # All three hold until the market next opens or closes: the calendar is asked once per boundary.
+            span = self._clock_span = (now, next_close if is_open else next_open, is_open, next_open, next_close)
+        return MarketClock(now, span[2], span[3], span[4])
 
     def tradable(self, asset_class: str, at: datetime) -> bool:
         return asset_class == "crypto" or self.equity_market_open(at)
@@ -1100,11 +1098,9 @@ class SimExchange:
         self.changed()
 
     def _past_close(self, order: SimOrder, now: datetime) -> bool:
-        created = order.created_at.astimezone(NEW_YORK)
-        close = datetime.combine(created.date(), CLOSE_TIME, NEW_YORK)
-        if created.time() >= CLOSE_TIME:  # placed after the close: lives through the next session
-            close = datetime.combine(self.market_clock().next_close.date(), CLOSE_TIME, NEW_YORK)
-        return now >= close
+        """A day order lives until the close of its session: the one it was placed in, or, placed while the market
+        was closed, the next one (an early close ends it early)."""
+        return now >= self.calendar.next_close(order.created_at)
 
     def _match(self, order: SimOrder, now: datetime) -> None:
         r = order.request
