@@ -68,26 +68,31 @@ class TickPreflight:
 
     def __init__(self, tiers: PreflightTiers, shared_failed: frozenset[str], shared_raised: bool):
         self._tiers = tiers
+        self._own_all_pass = tiers.own_all_pass
         self._shared_failed = shared_failed
         self._shared_raised = shared_raised
+        self._only_shared = tuple(name for name in tiers.order if name in shared_failed)  # when the rest all hold
         self._by_counts: dict[tuple[Any, Any], tuple[tuple[str, ...], bool]] = {}  # the gate's counts -> its answer
         self._answers: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}  # -> every failure, in order
         self.raised = False  # whether a check of the last answer could not be evaluated
 
     def __call__(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
-        tiers = self._tiers
         counts = (facts["orders_last_minute"], facts["capital_room_usd"])
         gate = self._by_counts.get(counts)
         if gate is None:
-            gate = self._by_counts[counts] = failing(tiers.gate, facts)
+            gate = self._by_counts[counts] = failing(self._tiers.gate, facts)
         try:
-            own = ((), False) if tiers.own_all_pass(facts) else failing(tiers.own, facts)
-        except Exception:  # one cannot be evaluated: asked one by one, which says which
-            own = failing(tiers.own, facts)
+            own_hold = self._own_all_pass(facts)
+        except Exception:  # one cannot be evaluated: asked one by one below, which says which
+            own_hold = False
+        if own_hold and not gate[0]:  # most bots, most ticks
+            self.raised = self._shared_raised
+            return self._only_shared
+        own = ((), False) if own_hold else failing(self._tiers.own, facts)
         self.raised = self._shared_raised or gate[1] or own[1]
         key = (gate[0], own[0])
         answer = self._answers.get(key)
         if answer is None:  # a new combination this tick: put it in the rules' order once
             every = self._shared_failed.union(gate[0], own[0])
-            answer = self._answers[key] = tuple(name for name in tiers.order if name in every)
+            answer = self._answers[key] = tuple(name for name in self._tiers.order if name in every)
         return answer
