@@ -33,7 +33,7 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def _line_encoder() -> Callable[[dict[str, Any]], str]:
+def _line_encoder() -> Callable[[Any], str]:
     """`json.dumps(record, default=_default, separators=(",", ":"))`, with the C encoder built once rather than
     on every call (`JSONEncoder.encode` builds one each time: half the cost of a line, measured). No circular
     check: a record is built from plain values by the engine, never from a structure that contains itself."""
@@ -41,7 +41,7 @@ def _line_encoder() -> Callable[[dict[str, Any]], str]:
     if make is None:  # an interpreter without the C accelerator: the same text, the standard way
         return json.JSONEncoder(default=_default, separators=(",", ":"), check_circular=False).encode
     encode = make(None, _default, json_encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
-    return lambda record: "".join(encode(record, 0))
+    return lambda value: "".join(encode(value, 0))
 
 
 class Journal:
@@ -54,6 +54,7 @@ class Journal:
         self._encode = _line_encoder()
         self._stamped_at: datetime | None = None
         self._stamp = ""
+        self._prefix = ""
         self._listeners: list[Listener] = []
         self.listener_errors: list[str] = []  # why listeners were dropped, for whoever added them
 
@@ -61,8 +62,11 @@ class Journal:
         now = self._clock.now()
         if now != self._stamped_at:  # a tick logs many events at one instant: format its time once
             self._stamped_at, self._stamp = now, now.astimezone(timezone.utc).isoformat()
-        record = {"ts": self._stamp, "event": event, **fields}
-        line = self._encode(record)
+            self._prefix = '{"ts":' + json_encoder.encode_basestring_ascii(self._stamp) + ',"event":'
+        # The line is the record {"ts", "event", **fields} as the encoder writes it, put together from the time's
+        # text (once a tick), the event's name and the fields: the record itself is built only for listeners.
+        body = self._encode(fields)
+        line = self._prefix + json_encoder.encode_basestring_ascii(event) + ("}" if body == "{}" else "," + body[1:])
         redacted = False
         for secret in self._secrets:
             if secret in line:
@@ -70,7 +74,7 @@ class Journal:
                 redacted = True
         self._file.write(line + "\n")
         if self._listeners:
-            self._tell(json.loads(line) if redacted else record)
+            self._tell(json.loads(line) if redacted else {"ts": self._stamp, "event": event, **fields})
 
     def subscribe(self, listener: Listener) -> None:
         """`listener(record)` after each event is written: `ts` (UTC text), `event`, then the fields as logged

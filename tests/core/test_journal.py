@@ -30,8 +30,15 @@ def test_each_line_is_what_json_dumps_writes(tmp_path: Path) -> None:
         "nested": {"list": [1, 2.5, {"deep": True}]},
         "other": Path("state/x.db"),
     }
+    heard: list[dict[str, object]] = []
+    journal.subscribe(heard.append)
     journal.log("sample", **fields)
+    journal.log("bare")
     journal.flush()
-    expected = json.dumps({"ts": AT.isoformat(), "event": "sample", **fields}, default=_default, separators=(",", ":"))
-    assert (tmp_path / "app.jsonl").read_text(encoding="utf-8") == expected + "\n"
+    expected = [
+        json.dumps({"ts": AT.isoformat(), "event": "sample", **fields}, default=_default, separators=(",", ":")),
+        json.dumps({"ts": AT.isoformat(), "event": "bare"}, separators=(",", ":")),
+    ]
+    assert (tmp_path / "app.jsonl").read_text(encoding="utf-8") == "\n".join(expected) + "\n"
+    assert heard == [{"ts": AT.isoformat(), "event": "sample", **fields}, {"ts": AT.isoformat(), "event": "bare"}]
     assert read_events(tmp_path / "app.jsonl")[0]["text"] == "café ✓"
