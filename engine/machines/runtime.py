@@ -12,11 +12,12 @@ and the model is put in `halted`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from transitions import EventData, Machine, Transition
+from transitions import EventData, Machine, State, Transition
 
 from engine.config.errors import ConfigError
 from engine.machines.actions import Intent
@@ -26,6 +27,45 @@ from engine.rules.book import CompiledRules, RuleBook, compile_rules
 from engine.rules.errors import GuardError, MissingFact
 
 GuardEvaluator = Callable[[str, Mapping[str, Any]], bool]
+
+
+class _State(State):
+    """transitions' State, entered and left without its debug logging and without walking an empty list of
+    callbacks (none of ours has any): at a thousand bots changing state in one tick, that was a third of the cost
+    of each transition (measured)."""
+
+    def enter(self, event_data: EventData) -> None:
+        if self.on_enter:
+            event_data.machine.callbacks(self.on_enter, event_data)
+
+    def exit(self, event_data: EventData) -> None:
+        if self.on_exit:
+            event_data.machine.callbacks(self.on_exit, event_data)
+
+
+class _Transition(Transition):
+    """transitions' Transition.execute (transitions 0.9), step for step: prepare callbacks, conditions, before
+    callbacks, the state change (exit, set, enter), after callbacks; only the debug logging and the empty callback
+    lists are left out. tests/machines/test_runtime.py holds it to the original's order of callbacks."""
+
+    def execute(self, event_data: EventData) -> bool:
+        machine = event_data.machine
+        if self.prepare:
+            machine.callbacks(self.prepare, event_data)
+        if not self._eval_conditions(event_data):
+            return False
+        if machine.before_state_change or self.before:
+            machine.callbacks(itertools.chain(machine.before_state_change, self.before), event_data)
+        if self.dest:  # None: an internal transition, no change of state
+            self._change_state(event_data)
+        if self.after or machine.after_state_change:
+            machine.callbacks(itertools.chain(self.after, machine.after_state_change), event_data)
+        return True
+
+
+class _Machine(Machine):
+    state_cls = _State
+    transition_cls = _Transition
 HALTED = "halted"
 
 
@@ -76,7 +116,7 @@ class MachineRuntime:
 
     def __post_init__(self) -> None:
         self._selectors: dict[Callable[[EventData], bool], int] = {}  # each transition's condition -> its index
-        self.machine = Machine(
+        self.machine = _Machine(
             model=[],
             states=list(self.spec.states),
             initial=self.spec.initial,

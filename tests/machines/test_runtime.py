@@ -113,3 +113,47 @@ def _refs(condition: object) -> set[str]:
         return _refs(condition.item)
     assert isinstance(condition, (conditions.All, conditions.AnyOf))
     return {name for item in condition.items for name in _refs(item)}
+
+
+def test_our_quiet_transitions_run_the_callbacks_of_transitions_own_in_the_same_order() -> None:
+    # engine/machines/runtime.py executes transitions with its own Transition and State classes (no debug log, no
+    # empty callback lists); with every kind of callback set, they must do what transitions' own classes do.
+    from transitions import Machine
+
+    from engine.machines.runtime import _Machine
+
+    def run(machine_class: type[Machine]) -> list[str]:
+        calls: list[str] = []
+
+        def note(name: str) -> object:
+            return lambda *_: calls.append(name)
+
+        class Model:
+            pass
+
+        model = Model()
+        machine = machine_class(
+            model=model,
+            states=[
+                {"name": "a", "on_exit": [note("exit a")]},
+                {"name": "b", "on_enter": [note("enter b")], "on_exit": [note("exit b")]},
+            ],
+            initial="a",
+            transitions=[
+                {"trigger": "go", "source": "a", "dest": "b", "prepare": [note("prepare")], "conditions": [lambda: True],
+                 "before": [note("before")], "after": [note("after")]},
+                {"trigger": "blocked", "source": "b", "dest": "a", "conditions": [lambda: False], "before": [note("never")]},
+                {"trigger": "stay", "source": "b", "dest": None, "after": [note("internal")]},
+            ],
+            before_state_change=[note("machine before")],
+            after_state_change=[note("machine after")],
+            auto_transitions=False,
+        )
+        assert machine.models[0] is model
+        for trigger in ("go", "blocked", "stay"):
+            calls.append(f"{trigger}: {getattr(model, trigger)()} -> {model.state}")  # type: ignore[attr-defined]
+        return calls
+
+    expected = run(Machine)
+    assert "enter b" in expected and "never" not in expected
+    assert run(_Machine) == expected
