@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from array import array
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -161,7 +162,9 @@ class PricePaths:
         sigma = SIGMA * (1.5 if "/" in symbol else 1.0)
         drift = self._drift.get(symbol)
         last = path[-1]
-        steps = range(len(path), upto + AHEAD_STEPS + 1)
+        # How far ahead differs from one symbol to the next, so that a thousand symbols started together do not all
+        # run out, and all extend, on the same tick (a 14 ms tick every five minutes at 1,000 symbols, measured).
+        steps = range(len(path), upto + AHEAD_STEPS + zlib.crc32(symbol.encode()) % AHEAD_STEPS + 1)
         if not _INLINE_GAUSS:
             for step in steps:
                 if step % REGIME_STEPS == 1 or drift is None:
