@@ -221,7 +221,7 @@ def run_backtest(
     journal.subscribe(recorded.journal_event)
     started = time.perf_counter()
     try:
-        engine = Engine(config, report.book, report.machines, broker, store, journal, clock)
+        engine = Engine(config, report.book, report.machines, broker, store, journal, clock, flush_each_tick=False)
         journal.log(
             "backtest_start", data=str(data.folder), start=window_start, end=window_end, cash=cash, fill_model=model.as_dict()
         )
