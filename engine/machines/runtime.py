@@ -62,6 +62,21 @@ class _Transition(Transition):
             machine.callbacks(itertools.chain(self.after, machine.after_state_change), event_data)
         return True
 
+    def _change_state(self, event_data: EventData) -> None:
+        """Transition._change_state for states named by strings (ours are): exit the source, set the model's
+        state, point the event at the destination, enter it, then the machine's final callbacks if it is final;
+        the states looked up by name directly instead of through `get_state`'s checks."""
+        machine = event_data.machine
+        states = machine.states
+        states[self.source].exit(event_data)
+        assert self.dest is not None  # execute() changes state only for a transition with a destination
+        dest = states[self.dest]
+        setattr(event_data.model, machine.model_attribute, dest.value)
+        event_data.state = dest
+        dest.enter(event_data)
+        if dest.final:
+            machine.callbacks(machine.on_final, event_data)
+
 
 class _Machine(Machine):
     state_cls = _State
@@ -77,7 +92,6 @@ class MachineModel:
 
     def __init__(self, bot_id: str):
         self.bot_id = bot_id
-        self.facts: Mapping[str, Any] = {}
         self.intents: list[Intent] = []
         self.held: tuple[str, ...] = ()  # the guards that held for the transition firing now
         self.candidate: int | None = None  # the transition the guards selected, while it fires
@@ -267,12 +281,11 @@ class MachineRuntime:
 
             conditions.evaluate(candidate.when, holds)  # again, only to name the guards that held, for the log
             held = tuple(named)
-        model.facts = facts
         model.held = held
         model.intents = []
         model.candidate = candidate.index
         machine = self.machine
-        event = EventData(machine.get_state(source), machine.events[candidate.trigger], machine, model, (), {})
+        event = EventData(machine.states[source], machine.events[candidate.trigger], machine, model, (), {})
         event.transition = transition = self._built[(candidate.index, source)]
         try:
             if not transition.execute(event):
