@@ -7,6 +7,7 @@ SQLite files in temporary folders, never a mock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sqlite3
@@ -217,9 +218,11 @@ class StateStore:
         self.statements = 0  # reads and writes run so far: the bench prints them per tick
         self.halt_writes = 0  # halts started or ended through this connection: a tick re-reads them only if it moved
         self.records_version = 0  # orders, positions, counters, P&L or halts written through this connection
-        # Per-tick reads of what only this engine writes (open orders, owned positions: the engine's lock keeps
-        # any other process from writing them), kept until our next write or rollback, or another connection's
-        # commit seen by `records_stamp`.
+        # Per-tick reads of what only the engine writes (open orders, owned positions: its lock keeps any other
+        # process from writing them), kept until our next write or rollback, or another connection's commit seen
+        # by `records_stamp`. Only for the engine's own connection (`Engine` turns it on): a reader that lives
+        # long (the status page) must see every commit the engine makes.
+        self.keep_tick_reads = False
         self._kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._kept_at: tuple[int, int] = (-1, -1)
         self._data_version = -1  # SQLite's data_version as `records_stamp` last read it
@@ -257,7 +260,13 @@ class StateStore:
             self.records_version += 1  # what was read inside the transaction is gone with it
             raise
         else:
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:  # not committed (disk full, I/O): nothing read inside it may be kept
+                self.records_version += 1
+                with contextlib.suppress(sqlite3.Error):  # the COMMIT's own error is the one raised
+                    self._conn.execute("ROLLBACK")
+                raise
         finally:
             self._in_transaction = False
 
@@ -274,6 +283,8 @@ class StateStore:
 
     def _kept_rows(self, key: tuple[Any, ...], read: Callable[[], Iterable[T]]) -> list[T]:
         """`read()`, or what it returned since nothing was written (see `_kept`)."""
+        if not self.keep_tick_reads:
+            return list(read())
         stamp = (self.records_version, self._data_version)
         if stamp != self._kept_at:
             self._kept.clear()

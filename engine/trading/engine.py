@@ -135,6 +135,7 @@ class Engine:
         self._view: TickView | None = None  # the last tick's, whose records are reused when nothing was written
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
         self._split_preflight()
+        self.store.keep_tick_reads = True  # this engine is the only writer of its orders and positions (the run lock)
         self._restore_states()
 
     @property

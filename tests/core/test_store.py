@@ -63,6 +63,7 @@ def test_naive_datetimes_never_reach_the_file(tmp_path) -> None:
 
 def test_per_tick_reads_are_kept_only_until_something_changes(tmp_path) -> None:
     store = StateStore(tmp_path / "s.db")
+    store.keep_tick_reads = True  # as the engine's own connection does
     store.set_position("a", "AAPL", 1.0, 100.0, NOW)
     store.records_stamp()
     assert [p.symbol for p in store.positions()] == ["AAPL"]
@@ -83,3 +84,41 @@ def test_per_tick_reads_are_kept_only_until_something_changes(tmp_path) -> None:
     returned = store.positions()
     returned.clear()  # a caller's list is its own
     assert len(store.positions()) == 1
+
+
+def test_a_reader_that_lives_long_sees_every_commit_of_the_engine(tmp_path) -> None:
+    # The status page keeps one connection open and never reads the records' stamp: it must not keep reads.
+    engine = StateStore(tmp_path / "s.db")
+    engine.keep_tick_reads = True
+    page = StateStore(tmp_path / "s.db")
+    engine.set_position("a", "AAPL", 1.0, 100.0, NOW)
+    assert [p.symbol for p in page.positions()] == ["AAPL"]
+    engine.set_position("a", "MSFT", 1.0, 100.0, NOW)
+    engine.set_position("a", "AAPL", 0.0, 0.0, NOW)
+    assert [p.symbol for p in page.positions()] == ["MSFT"]
+
+
+def test_a_commit_that_fails_keeps_nothing_read_inside_it(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    store.keep_tick_reads = True
+    version = store.records_version
+    real = store._conn
+
+    class FailingCommit:
+        def __init__(self, conn: sqlite3.Connection):
+            self.conn = conn
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.conn, name)
+
+    store._conn = FailingCommit(real)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError), store.transaction():
+        store.set_position("a", "AAPL", 1.0, 100.0, NOW)
+        assert len(store.positions()) == 1
+    store._conn = real
+    assert store.records_version > version + 1 and store.positions() == []

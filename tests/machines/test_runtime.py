@@ -157,3 +157,25 @@ def test_our_quiet_transitions_run_the_callbacks_of_transitions_own_in_the_same_
     expected = run(Machine)
     assert "enter b" in expected and "never" not in expected
     assert run(_Machine) == expected
+
+
+def test_a_step_fires_as_a_trigger_would_actions_included() -> None:
+    # `step` executes the Transition it built for the source directly; `model.trigger`, transitions' own way in,
+    # must land in the same state with the same intents, for every transition that has actions.
+    runtime = MachineRuntime(SPECS["momentum"], lambda name, facts: name in facts["true"])
+    checked = 0
+    for spec in SPECS["momentum"].transitions:
+        if not spec.actions:
+            continue
+        for source in spec.sources:
+            stepped, triggered = MachineModel("a"), MachineModel("b")
+            runtime.add(stepped, source)
+            runtime.add(triggered, source)
+            runtime._candidates[source] = ((spec, lambda facts: True),)  # only this transition can be chosen
+            result = runtime.step(stepped, {"true": set()})
+            triggered.candidate, triggered.intents = spec.index, []
+            assert triggered.trigger(spec.trigger)
+            assert (stepped.state, [i.action for i in result.intents]) == (triggered.state, [i.action for i in triggered.intents])
+            assert stepped.state == spec.dest and [i.action for i in result.intents] == list(spec.actions)
+            checked += 1
+    assert checked >= 4
