@@ -316,20 +316,17 @@ class Engine:
         equity = account.equity if account else None
         for kind, tiers in self._preflight_tiers.items():  # every kind some enabled bot has
             self._preflight[kind] = tiers.for_tick(system)
-        budget, portfolio_state, gate, assets = self.portfolio.budget, self.portfolio_model.state, tick.gate, self.assets or {}
-        records_of, preflight, day = view.bot, self._preflight, view.day
+        inputs = BotInputs(
+            history,
+            self.portfolio.budgets(equity, self.portfolio_model.state),
+            tick.gate,
+            self._preflight,
+            self.assets or {},
+            usable,
+        )
+        day = view.day
         for bot in self.bots:
             bot_id, memory = bot.bot_id, bot.memory
-            inputs = BotInputs(
-                history,
-                budget(bot.config, equity, records_of(bot_id).realized_pnl, portfolio_state),
-                gate.orders_last_minute,
-                gate.capital_room_usd,
-                memory.entry_blocked,
-                preflight[bot.kind],
-                assets,
-                usable,
-            )
             evaluated = bot_facts(view, bot, system, inputs)
             facts, failed = evaluated.facts, evaluated.failed_checks
             tick.evaluated = {bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
 from engine.config.model import HealthSettings
@@ -24,6 +24,7 @@ from engine.core import order_lifecycle as lifecycle
 from engine.core.store import PositionRow
 from engine.trading import entries
 from engine.trading.bots import Bot
+from engine.trading.portfolio import budget_left
 from engine.trading.view import TickView
 
 Facts = dict[str, Any]
@@ -65,16 +66,21 @@ class EntryPlan:
     spread_pct: float | None = None  # options: the chosen contract's spread, in percent of its mid
 
 
+class GateCounts(Protocol):
+    """The risk gate's running counts (engine/trading/gate.py): a bot sees them as the bots before it left them."""
+
+    orders_last_minute: int
+    capital_room_usd: float
+
+
 class BotInputs(NamedTuple):
-    """What one bot's facts need beyond the view and the system's facts. (A named tuple, as is BotFacts: one
-    of each is made per bot per tick, and a frozen dataclass costs several times more to build.)"""
+    """What the bots' facts need beyond the view and the system's facts: one for the whole tick, read by every
+    bot (a named tuple, as is BotFacts: cheap to build and to read)."""
 
     history: Mapping[str, Sequence[float]]  # recent mids per symbol, oldest first (usable quotes only)
-    budget_usd: float | None  # None: unknown (no equity, PortfolioBot not armed)
-    orders_last_minute: int  # the gate's count, entries granted earlier this tick included
-    capital_room_usd: float  # the gate's room, entries granted earlier this tick deducted
-    entry_blocked: bool  # the gate refused this bot's last entry
-    preflight: PreflightCheck
+    budgets: Mapping[str, float]  # bot id -> today's budget before its losses (`PortfolioBot.budgets`); absent: unknown
+    gate: GateCounts  # entries granted earlier this tick counted and their capital deducted
+    preflight: Mapping[str, PreflightCheck]  # by bot kind
     assets: Mapping[str, Asset]  # the crypto pairs' minimums and increments (`universe.crypto_assets`)
     usable: Mapping[str, Quote] | None = None  # this tick's `usable_quotes`, judged once for every bot (None: here)
 
@@ -175,6 +181,8 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     owned = records.positions
     entries_open = records.open_entries
     last_entry = records.last_entry
+    gate = inputs.gate
+    budget_usd = budget_left(inputs.budgets.get(bot.bot_id), records.realized_pnl)
     # A position is a symbol: one the bot holds or is entering. An entry never adds to one, so
     # risk.max_concurrent_positions caps the distinct symbols held or being entered.
     busy = {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
@@ -185,21 +193,21 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     # Copied, then filled key by key: a third cheaper than one literal with `**` (measured at 1,000 bots).
     facts: Facts = system.copy()
     facts.update(bot.config_facts)
-    facts["orders_last_minute"] = inputs.orders_last_minute
-    facts["capital_room_usd"] = inputs.capital_room_usd
+    facts["orders_last_minute"] = gate.orders_last_minute
+    facts["capital_room_usd"] = gate.capital_room_usd
     facts["in_trade_window"] = bot.trade_start <= local <= bot.trade_end
     facts["past_trade_end"] = local > bot.trade_end
     facts["past_manage_until"] = local >= bot.manage_until
     facts["tradable_now"] = True if bot.trades_around_the_clock else system["market_open"]
     facts["bot_halted"] = records.halt is not None
-    facts["budget_usd"] = inputs.budget_usd
+    facts["budget_usd"] = budget_usd
     facts["trades_today"] = records.counter("entries")
     facts["open_positions"] = len(busy)
     facts["holds_position"] = bool(owned)
     facts["entry_order_open"] = bool(entries_open)
     facts["exit_order_open"] = bool(records.open_exits)
     facts["entry_failed"] = not entries_open and (
-        inputs.entry_blocked
+        bot.memory.entry_blocked  # the gate refused the entry the machine last asked for
         or last_entry is None
         or (last_entry.status in lifecycle.ENDED and last_entry.status != "filled" and not last_entry.filled_qty)
     )
@@ -216,12 +224,12 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["trades_options"] = bot.kind == "options"
     facts["entry_signal"] = signal_symbol is not None
     plan = None
-    if signal_symbol is not None and inputs.budget_usd is not None:
+    if signal_symbol is not None and budget_usd is not None:
         request, choice = entries.plan_entry(
             bot.config,
             signal_symbol,
-            inputs.budget_usd,
-            inputs.capital_room_usd,
+            budget_usd,
+            gate.capital_room_usd,
             snapshot,
             view.day,
             max_spread_pct=max_spread_pct,
@@ -234,7 +242,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
             plan = EntryPlan(request, None, signal_symbol)
     facts["entry_sized"] = plan is not None
     facts["preflight_ok"] = None  # read by no preflight check; set from their answers just below
-    failed = inputs.preflight(facts)
+    failed = inputs.preflight[bot.kind](facts)
     facts["preflight_ok"] = not failed
     return BotFacts(facts, plan, failed)
 

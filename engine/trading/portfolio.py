@@ -20,7 +20,7 @@ from datetime import date
 from functools import cached_property
 
 from engine.config.checks import bot_kind, trading_bots
-from engine.config.model import BotsConfig, TradingBotConfig
+from engine.config.model import BotsConfig
 
 BUCKET_OF = {
     "momentum": "momentum_bucket_pct_of_daily_risk",
@@ -85,10 +85,10 @@ def allocate(bots: BotsConfig, equity: float, max_daily_loss_pct: float, pcts: M
     return Allocations(equity, daily_risk, deployable, shares(bots) if pcts is None else pcts)
 
 
-def fallback_allocation(bots: BotsConfig, bot: TradingBotConfig, equity: float, max_daily_loss_pct: float) -> Allocation:
+def fallback_budget_usd(bots: BotsConfig, equity: float, max_daily_loss_pct: float) -> float:
     """With safety.allow_budget_fallback: the guardrail minimum, the smallest budget any bot can have."""
     pct = bots.portfoliobot.guardrails.per_bot_min_pct_of_daily_risk
-    return Allocation(bot.bot_id, pct, equity * max_daily_loss_pct / 100 * pct / 100)
+    return equity * max_daily_loss_pct / 100 * pct / 100
 
 
 def shares_for(
@@ -119,6 +119,7 @@ class PortfolioBot:
 
     def __post_init__(self) -> None:
         self._pcts = shares(self.bots)
+        self._budgets: tuple[tuple[Allocations | None, float | None, str], Mapping[str, float]] | None = None
 
     def allocate(self, equity: float | None) -> Allocations | None:
         """Today's allocations at this equity (recomputed only when the equity moved)."""
@@ -144,11 +145,31 @@ class PortfolioBot:
         self._logged = (day, risk)
         return self.allocations.summary()
 
-    def budget(self, bot: TradingBotConfig, equity: float | None, realized_today: float, machine_state: str) -> float | None:
-        """The bot's budget left today (its allocation less today's realized losses), or None when unknown."""
-        budget = self.allocations.budget_usd(bot.bot_id) if self.allocations else None
-        if budget is None and self.allow_fallback and equity is not None:
-            budget = fallback_allocation(self.bots, bot, equity, self.max_daily_loss_pct).budget_usd
-        if budget is None or machine_state not in ("armed", "idle"):
-            return None
-        return max(0.0, budget + min(0.0, realized_today))
+    def budgets(self, equity: float | None, machine_state: str) -> Mapping[str, float]:
+        """Each bot's budget today before its realized losses (`budget_left` takes those off), by bot id; a bot
+        missing has none known: no equity, or the PortfolioBot's machine neither armed nor idle. Every bot of a
+        tick reads it, so it is worked out once per change of allocations, equity or machine state."""
+        key = (self.allocations, equity, machine_state)
+        cached = self._budgets
+        if cached is not None and cached[0][0] is key[0] and cached[0][1:] == key[1:]:
+            return cached[1]
+        out: dict[str, float] = {}
+        if machine_state in ("armed", "idle"):
+            fallback = None
+            if self.allow_fallback and equity is not None:
+                fallback = fallback_budget_usd(self.bots, equity, self.max_daily_loss_pct)
+            allocations = self.allocations
+            for bot_id in self._pcts:
+                allocated = allocations.budget_usd(bot_id) if allocations is not None else None
+                if allocated is None:
+                    allocated = fallback
+                if allocated is not None:
+                    out[bot_id] = allocated
+        self._budgets = (key, out)
+        return out
+
+
+def budget_left(allocated: float | None, realized_today: float) -> float | None:
+    """A bot's budget left today: its allocation (`PortfolioBot.budgets`) less today's realized losses (gains
+    add nothing), or None when unknown."""
+    return None if allocated is None else max(0.0, allocated + min(0.0, realized_today))

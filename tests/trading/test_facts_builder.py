@@ -12,7 +12,7 @@ from engine.brokers.base import Account, BrokerError, DataNeeds, MarketClock, Qu
 from engine.config.model import HealthSettings, ReferenceSymbols
 from engine.core.clock import ManualClock
 from engine.core.store import PositionRow
-from engine.rules.facts import vocabulary
+from engine.rules.facts import BOT_KINDS, vocabulary
 from engine.trading.facts_builder import (
     BotInputs,
     FeedHealth,
@@ -23,15 +23,19 @@ from engine.trading.facts_builder import (
     position_pnl_pct,
     system_facts,
 )
+from engine.trading.gate import Gate
 from engine.trading.view import read_view
 from tests.trading.conftest import Rig
 
 FRESH = FeedHealth(0, 0)
 
 
+BOTS = ("mom_AAPL", "opt_core", "crypto_core")
+
+
 def inputs(preflight=lambda facts: ()) -> BotInputs:  # type: ignore[no-untyped-def]
-    return BotInputs(history={}, budget_usd=100.0, orders_last_minute=0, capital_room_usd=1000.0, entry_blocked=False,
-                     preflight=preflight, assets={})  # fmt: skip
+    return BotInputs(history={}, budgets=dict.fromkeys(BOTS, 100.0), gate=Gate(0, 1000.0),
+                     preflight=dict.fromkeys(BOT_KINDS, preflight), assets={})  # fmt: skip
 
 
 def current_view(rig: Rig):  # type: ignore[no-untyped-def]

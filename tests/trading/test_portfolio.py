@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.config.loader import load_config
-from engine.trading.portfolio import allocate, shares_for
+from engine.trading.portfolio import PortfolioBot, allocate, budget_left, shares_for
 from tests.conftest import ProjectCopy
 
 
@@ -37,3 +37,24 @@ def test_the_spread_counts_against_the_budget() -> None:
     # an option at 10.00/10.10 (x100): the stop costs 3.03 a contract, the spread 10.00 more
     assert shares_for(250, price=1010, stop_loss_pct=0.3, room_usd=1e9) == 82
     assert shares_for(250, price=1010, stop_loss_pct=0.3, room_usd=1e9, spread=10.0) == 19
+
+
+def test_a_bot_s_budget_is_known_only_while_the_portfoliobot_may_give_one(project: ProjectCopy) -> None:
+    bots = load_config(project.config).bots
+    portfolio = PortfolioBot(bots, max_daily_loss_pct=1.0, allow_fallback=False)
+    assert portfolio.budgets(100_000, "armed") == {}  # no allocations yet, no fallback: unknown
+    portfolio.allocate(100_000)
+    assert portfolio.budgets(100_000, "armed") == {"mom_AAPL": 250.0, "opt_core": 250.0, "crypto_core": 250.0}
+    assert portfolio.budgets(100_000, "halted") == {}  # the PortfolioBot's machine neither armed nor idle
+    portfolio.allocate(50_000)  # the equity moved: worked out again, not the last answer kept
+    assert portfolio.budgets(50_000, "idle")["mom_AAPL"] == 125.0
+    assert budget_left(250.0, -100.0) == 150.0 and budget_left(250.0, 40.0) == 250.0  # gains add nothing
+    assert budget_left(250.0, -400.0) == 0.0 and budget_left(None, -1.0) is None
+
+
+def test_without_allocations_the_fallback_is_the_guardrail_minimum(project: ProjectCopy) -> None:
+    bots = load_config(project.config).bots
+    portfolio = PortfolioBot(bots, max_daily_loss_pct=1.0, allow_fallback=True)
+    minimum = bots.portfoliobot.guardrails.per_bot_min_pct_of_daily_risk
+    assert portfolio.budgets(100_000, "idle") == dict.fromkeys(("mom_AAPL", "opt_core", "crypto_core"), 1_000 * minimum / 100)
+    assert portfolio.budgets(None, "idle") == {}  # no equity: nothing to take a share of

@@ -4,6 +4,7 @@ answers are shared between bots within a tick, and a check that cannot be evalua
 from __future__ import annotations
 
 from engine.trading.facts_builder import BotInputs, bot_facts, feed_health
+from engine.trading.gate import Gate
 from engine.trading.preflight import failing
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import make_rig
@@ -30,7 +31,8 @@ def test_preflight_answers_each_tier_from_the_facts_it_reads(project: ProjectCop
     system = engine._system_facts(view, 0, feed, kill_triggered=False)
 
     def answer(orders: int, room: float, trades: int) -> tuple[str, ...]:
-        facts = bot_facts(view, bot, system, BotInputs({}, 100.0, orders, room, False, failed, {}, None)).facts
+        inputs = BotInputs({}, {bot.bot_id: 100.0}, Gate(orders, room), {"momentum": failed}, {}, None)
+        facts = bot_facts(view, bot, system, inputs).facts
         facts["trades_today"] = trades
         return tuple(name for name in failed(facts) if name in ("order_rate_ok", "gate_tier", "own_tier"))
 
