@@ -13,7 +13,7 @@ and the model is put in `halted`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -126,6 +126,9 @@ class MachineRuntime:
     evaluate_guard: GuardEvaluator
     guards: Mapping[str, Predicate] | None = None
     composites: Mapping[str, conditions.Condition] = field(default_factory=dict)  # a named guard's own `when:`
+    # Compiles a state's `when:` trees into one function giving the index of the first that holds (-1: none):
+    # `CompiledRules.first_holding`. Without it, a step asks the transitions' callables one by one.
+    first_holding: Callable[[Sequence[conditions.Condition]], Callable[[Mapping[str, Any]], int]] | None = None
     machine: Machine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -143,6 +146,10 @@ class MachineRuntime:
         self._candidates: dict[str, tuple[tuple[TransitionSpec, Predicate], ...]] = {
             state: tuple((t, self._when[t.index]) for t in self.spec.from_state(state)) for state in self.spec.states
         }
+        self._first: dict[str, Callable[[Mapping[str, Any]], int]] = {}
+        if self.first_holding is not None:
+            for state, candidates in self._candidates.items():
+                self._first[state] = self.first_holding([t.when for t, _ in candidates])
         # The guards that held, known from the `when:` tree alone when it cannot short-circuit (None: walk it).
         self._held: dict[int, tuple[str, ...] | None] = {t.index: self._static_held(t.when, True) for t in self.spec.transitions}
         # Each (transition, source) as `transitions` built it, to be executed directly once the guards chose it.
@@ -247,6 +254,16 @@ class MachineRuntime:
         The guards are evaluated here, outside `transitions`; `transitions` then fires the one transition they
         selected, with its callbacks, so its trigger machinery runs only when something happens."""
         source = model.state
+        first = self._first.get(source)
+        if first is not None:
+            try:
+                index = first(facts)  # every candidate in one call: the common case
+            except Exception:  # one raised: asked one by one below, which names it and fails closed
+                pass
+            else:
+                if index < 0:
+                    return StepResult(model.bot_id, source, source)
+                return self._fire(model, self._candidates[source][index][0], facts)
         for candidate, when in self._candidates[source]:
             try:
                 if not when(facts):
@@ -322,4 +339,4 @@ def build_runtime(spec: MachineSpec, book: RuleBook) -> tuple[MachineRuntime, Co
     if problems:
         raise ConfigError(problems)
     composites = {name: conditions.parse(e.body["when"]) for name, e in book.guards.items() if "when" in e.body}
-    return MachineRuntime(spec, compiled.guard_holds, compiled.guards, composites), compiled
+    return MachineRuntime(spec, compiled.guard_holds, compiled.guards, composites, compiled.first_holding), compiled

@@ -270,6 +270,13 @@ class CompiledRules:
     guard_facts: dict[str, frozenset[str]] = field(default_factory=dict)
     kill_facts: dict[str, frozenset[str]] = field(default_factory=dict)
     preflight_nodes: dict[str, Node] = field(default_factory=dict)  # the checked trees, for `all_pass`
+    guard_nodes: dict[str, Node] = field(default_factory=dict)  # the checked trees, for `first_holding`
+
+    def first_holding(self, whens: Sequence[conditions.Condition]) -> Callable[[Mapping[str, Any]], int]:
+        """One generated function for "which of these `when:` trees (a state's transitions, in file order) holds
+        first": a machine's step in one call instead of one or more per transition. It returns -1 when none holds
+        and raises whenever asking them in order would; the caller then asks them one by one, which says which."""
+        return expressions.compile_first([_composition(when, self.guard_nodes) for when in whens], "step")
 
     def all_pass(self, names: Sequence[str]) -> Predicate:
         """One generated function for "every one of these preflight checks holds": the common answer for a bot,
@@ -314,9 +321,11 @@ def compile_rules(book: RuleBook, kind: str, needed: Iterable[str] | None = None
     problems: list[Problem] = []
     guards: dict[str, Predicate] = {}
     guard_facts: dict[str, frozenset[str]] = {}
+    guard_nodes: dict[str, Node] = {}
     for name, node in _guard_nodes(book, kind, book.guards if needed is None else needed, problems).items():
         compiled = expressions.compile_node(node, name)
         guards[name], guard_facts[name] = compiled.function, compiled.facts
+        guard_nodes[name] = node
     preflight: dict[str, Predicate] = {}
     preflight_facts: dict[str, frozenset[str]] = {}
     preflight_nodes: dict[str, Node] = {}
@@ -332,7 +341,9 @@ def compile_rules(book: RuleBook, kind: str, needed: Iterable[str] | None = None
             compiled = expressions.compile_node(node, name)
             kills[name], kill_facts[name] = compiled.function, compiled.facts
     flatten = frozenset(n for n, e in book.kill_conditions.items() if e.body.get("flatten", False))
-    rules = CompiledRules(kind, guards, preflight, kills, flatten, preflight_facts, guard_facts, kill_facts, preflight_nodes)
+    rules = CompiledRules(
+        kind, guards, preflight, kills, flatten, preflight_facts, guard_facts, kill_facts, preflight_nodes, guard_nodes
+    )
     return rules, problems
 
 

@@ -511,6 +511,30 @@ def compile_node(node: Node, name: str = "expression") -> Compiled:
     return Compiled(function, facts_of(node), source)
 
 
+def compile_first(nodes: Sequence[Node], name: str = "first") -> Callable[[Mapping[str, Any]], int]:
+    """One Python function `f(facts) -> int`: the index of the first of `nodes` (checked boolean trees) that
+    holds, tried in order with short-circuits, or -1. An error is raised as GuardError named after the innermost
+    named guard that raised it (the caller finds which node raised by asking them one by one)."""
+    names = [name]
+    tests = [f"        if {_emit(node, names)}:\n            return {i}\n" for i, node in enumerate(nodes)]
+    source = (
+        "def _rule(f):\n"
+        "    _i = 0\n"
+        "    try:\n"
+        f"{''.join(tests)}"
+        "        return -1\n"
+        "    except _GuardError:\n"
+        "        raise\n"
+        "    except _Exception as _e:\n"
+        "        raise _GuardError(_names[_i], _e) from _e\n"
+    )
+    namespace: dict[str, Any] = {"__builtins__": {}, **_RUNTIME, "_names": tuple(names)}
+    exec(compile(source, f"<rule {name}>", "exec"), namespace)  # generated from the checked trees only
+    function: Callable[[Mapping[str, Any]], int] = namespace["_rule"]
+    function.__name__ = function.__qualname__ = "first_holding"
+    return function
+
+
 def compile_expression(text: str, types: Mapping[str, str], unknown: Callable[[str], str] | None = None) -> Compiled:
     """Parse, check and compile in one call; raises ExpressionError."""
     return compile_node(parse(text, types, unknown))

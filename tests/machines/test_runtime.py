@@ -179,3 +179,36 @@ def test_a_step_fires_as_a_trigger_would_actions_included() -> None:
             assert stepped.state == spec.dest and [i.action for i in result.intents] == list(spec.actions)
             checked += 1
     assert checked >= 4
+
+
+def test_a_step_in_one_call_chooses_what_asking_one_by_one_chooses() -> None:
+    # build_runtime compiles each state's `when:` trees into one function (CompiledRules.first_holding); on
+    # random facts, missing ones included, it must choose the same transition, or fail with the same error.
+    import random
+
+    from engine.machines.runtime import build_runtime
+    from engine.rules.facts import vocabulary
+    from engine.validate import load_valid
+
+    report = load_valid(PROJECT_ROOT / "config", PROJECT_ROOT / "machines", PROJECT_ROOT / "rules")
+    assert report.book is not None
+    rng = random.Random(11)
+    values = {"bool": lambda: rng.random() < 0.5, "float": lambda: rng.choice([-2.0, -0.5, 0.0, 0.4, 1.0, 30.0]),
+              "int": lambda: rng.choice([0, 1, 2, 3, 10]), "str": lambda: rng.choice(["ACTIVE", "INACTIVE"])}  # fmt: skip
+    compared = errors = 0
+    for kind, spec in SPECS.items():
+        fast, rules = build_runtime(spec, report.book)
+        slow = MachineRuntime(spec, rules.guard_holds, rules.guards, fast.composites)
+        assert fast._first and not slow._first
+        facts_of = vocabulary(kind)
+        for _ in range(150):
+            facts = {name: (None if rng.random() < 0.03 else values[f.type]()) for name, f in facts_of.items()}
+            for state in spec.states:
+                a, b = MachineModel("same"), MachineModel("same")
+                fast.add(a, state)
+                slow.add(b, state)
+                got, want = fast.step(a, facts), slow.step(b, facts)
+                assert (got.dest, got.transition, got.error, got.intents) == (want.dest, want.transition, want.error, want.intents)
+                compared += 1
+                errors += got.error is not None
+    assert compared > 2000 and errors > 20  # missing facts did reach guards
