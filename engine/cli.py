@@ -309,6 +309,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         try:
+            from engine.trading.engine import freeze_long_lived
+
+            freeze_long_lived()  # the engine is built: what lives as long as the run leaves the collector's sight
             if args.record is not None:
                 from engine.data.recorder import Recorder
 

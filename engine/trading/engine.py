@@ -66,13 +66,22 @@ WHY_BOT_FACTS: tuple[str, ...] = (*(f.name for f in BOT_FACTS), *sorted(PER_BOT_
 LAST_FACTS_SCOPE = "tick"  # the one row of `last_facts` the engine writes
 
 
+GC_YOUNG_THRESHOLD = 50_000  # allocations between two collections of the young generation (Python's default: 700)
+
+
 def freeze_long_lived() -> None:
-    """Called once the engine is built, before the loop. Everything built so far (config, compiled rules,
-    machines, the simulated exchange) lives as long as the process; moving it out of the cyclic collector's
-    sight keeps its full collections (65 ms at 1,000 bots, measured) out of the tick. A tick's own objects are
-    freed by reference counting as before."""
+    """Called once the engine is built, before the loop (`python -m engine run`, a backtest, the benches).
+
+    Everything built so far (config, compiled rules, machines, the simulated exchange) lives as long as the
+    process; moving it out of the cyclic collector's sight keeps its full collections (65 ms at 1,000 bots,
+    measured) out of the tick. Then the young generation is collected every 50,000 allocations instead of every
+    700: a tick allocates tens of thousands of short-lived containers that reference counting frees, and at
+    1,000 bots the collector ran 3.5 times a tick to find next to nothing (56 objects in 200 ticks; 0.33 ms a
+    tick). Cycles are still collected, only less often."""
     gc.collect()
     gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 class StartupError(Exception):
