@@ -164,7 +164,7 @@ class Engine:
             kind: PreflightTiers.split(self.compiled[kind], shared_facts, shared_facts | PER_BOT_SYSTEM_FACTS)
             for kind in {bot.kind for bot in self.bots}
         }
-        self._preflight: dict[str, TickPreflight] = {}
+        self._preflight: dict[str, TickPreflight] = {}  # this tick's, by kind
 
     def _restore_states(self) -> None:
         saved = {(s.kind, s.bot_id): s.state for s in self.store.machine_states()}
@@ -329,7 +329,7 @@ class Engine:
             history,
             self.portfolio.budgets(equity, self.portfolio_model.state),
             tick.gate,
-            self._preflight,
+            {kind: preflight.failed for kind, preflight in self._preflight.items()},
             self.assets or {},
             usable,
         )

@@ -64,7 +64,8 @@ class PreflightTiers:
 
 
 class TickPreflight:
-    """`preflight(facts)`: the names of the checks that fail for one bot, in the rules' order."""
+    """`preflight.failed(facts)` (or `preflight(facts)`): the names of the checks that fail for one bot, in the
+    rules' order. `failed` is the one to hand out: a bound method is called faster than an instance."""
 
     def __init__(self, tiers: PreflightTiers, shared_failed: frozenset[str], shared_raised: bool):
         self._tiers = tiers
@@ -77,6 +78,9 @@ class TickPreflight:
         self.raised = False  # whether a check of the last answer could not be evaluated
 
     def __call__(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.failed(facts)
+
+    def failed(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
         counts = (facts["orders_last_minute"], facts["capital_room_usd"])
         gate = self._by_counts.get(counts)
         if gate is None:
