@@ -1,11 +1,11 @@
 """The JSONL event log: one JSON object a line, `ts` in UTC ISO 8601, `event` naming what happened.
 
-Events are written as they happen and flushed at the end of each tick. Values are plain JSON; anything else
+Events are encoded as they happen, handed to the file a few hundred lines at a time, and flushed at the end of
+each tick and before every order request (what a flush writes is on disk before the engine goes on). Values are plain JSON; anything else
 is turned into a string. The engine never passes keys or secrets here, and the journal refuses to write a
 line containing a configured secret.
 
-Listeners (the terminal's live view) are told of each event after its line is written, so what a person sees
-is never ahead of the log. The hot path pays one truth test when nobody listens, and a listener that raises
+Listeners (the terminal's live view) are told of each event after its line is made, in the order of the log. The hot path pays one truth test when nobody listens, and a listener that raises
 is dropped rather than allowed to reach the tick: a display must never halt trading.
 """
 
@@ -44,6 +44,9 @@ def _line_encoder() -> Callable[[Any], str]:
     return lambda value: "".join(encode(value, 0))
 
 
+_LINES_HELD = 512  # lines gathered before one write to the file (a flush writes them all, whatever their number)
+
+
 class Journal:
     def __init__(self, path: Path, clock: Clock, secrets: Iterable[str] = ()):
         self.path = path
@@ -55,6 +58,7 @@ class Journal:
         self._stamped_at: datetime | None = None
         self._stamp = ""
         self._prefix = ""
+        self._lines: list[str] = []  # lines not yet handed to the file: one write for many (`_LINES_HELD`)
         self._listeners: list[Listener] = []
         self.listener_errors: list[str] = []  # why listeners were dropped, for whoever added them
 
@@ -72,7 +76,9 @@ class Journal:
             if secret in line:
                 line = line.replace(secret, "***")
                 redacted = True
-        self._file.write(line + "\n")
+        self._lines.append(line)
+        if len(self._lines) >= _LINES_HELD:
+            self._write_lines()
         if self._listeners:
             self._tell(json.loads(line) if redacted else {"ts": self._stamp, "event": event, **fields})
 
@@ -93,10 +99,17 @@ class Journal:
                 self._listeners.remove(listener)
                 self.listener_errors.append(f"{type(exc).__name__}: {exc}")
 
+    def _write_lines(self) -> None:
+        self._file.write("\n".join(self._lines) + "\n")
+        self._lines.clear()
+
     def flush(self) -> None:
+        if self._lines:
+            self._write_lines()
         self._file.flush()
 
     def close(self) -> None:
+        self.flush()
         self._file.close()
 
 

@@ -42,3 +42,14 @@ def test_each_line_is_what_json_dumps_writes(tmp_path: Path) -> None:
     assert (tmp_path / "app.jsonl").read_text(encoding="utf-8") == "\n".join(expected) + "\n"
     assert heard == [{"ts": AT.isoformat(), "event": "sample", **fields}, {"ts": AT.isoformat(), "event": "bare"}]
     assert read_events(tmp_path / "app.jsonl")[0]["text"] == "café ✓"
+
+
+def test_every_line_reaches_the_file_in_order_at_a_flush_or_at_close(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "app.jsonl", ManualClock(AT))
+    for n in range(1_100):  # more than one batch of lines
+        journal.log("n", n=n)
+    journal.flush()
+    assert [e["n"] for e in read_events(tmp_path / "app.jsonl")] == list(range(1_100))
+    journal.log("last")
+    journal.close()  # no flush asked: closing writes what is held
+    assert read_events(tmp_path / "app.jsonl")[-1]["event"] == "last"
