@@ -1,12 +1,13 @@
 """The JSONL event log: one JSON object a line, `ts` in UTC ISO 8601, `event` naming what happened.
 
 Events are encoded as they happen, handed to the file a few hundred lines at a time, and flushed at the end of
-each tick and before every order request (what a flush writes is on disk before the engine goes on). Values are plain JSON; anything else
-is turned into a string. The engine never passes keys or secrets here, and the journal refuses to write a
-line containing a configured secret.
+each tick and before every order request (what a flush writes is on disk before the engine goes on). Values
+are plain JSON; anything else is turned into a string. The engine never passes keys or secrets here, and the
+journal refuses to write a line containing a configured secret.
 
-Listeners (the terminal's live view) are told of each event after its line is made, in the order of the log. The hot path pays one truth test when nobody listens, and a listener that raises
-is dropped rather than allowed to reach the tick: a display must never halt trading.
+Listeners (the terminal's live view) are told of each event once its line is made, in the order of the log.
+The hot path pays one truth test when nobody listens, and a listener that raises is dropped rather than
+allowed to reach the tick: a display must never halt trading.
 """
 
 from __future__ import annotations
