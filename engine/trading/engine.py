@@ -335,15 +335,17 @@ class Engine:
             self.assets or {},
             usable,
         )
-        day = view.day
+        day, runtimes = view.day, self.runtimes
         for bot in self.bots:
-            bot_id, memory = bot.bot_id, bot.memory
+            bot_id, memory, model = bot.bot_id, bot.memory, bot.model
             evaluated = bot_facts(view, bot, system, inputs)
             facts, failed = evaluated.facts, evaluated.failed_checks
             tick.evaluated = {bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once
             if failed != memory.last_failed_checks or (facts["entry_signal"] and evaluated.plan is None):
                 self._remember(bot, facts, failed, evaluated.plan is None, day)
-            self._step(bot.kind, bot.model, facts, tick)
+            result = runtimes[bot.kind].step(model, facts, reads_failed=not facts["broker_ok"])  # `_step`, inlined
+            if result.source != result.dest or result.error is not None or result.intents:
+                self._stepped(bot.kind, model, result, tick)
             explained[bot_id] = (own_facts(facts), failed, memory.last_denial)
         self.store.save_last_facts([(LAST_FACTS_SCOPE, view.now, marshal.dumps((system, WHY_BOT_FACTS, explained)))])
 
@@ -364,8 +366,13 @@ class Engine:
 
     def _step(self, kind: str, model: MachineModel, facts: Mapping[str, Any], tick: TickContext) -> StepResult:
         result = self.runtimes[kind].step(model, facts, reads_failed=not facts["broker_ok"])
-        if result.source == result.dest and result.error is None and not result.intents:
-            return result  # nothing happened: the common case, at every bot on most ticks
+        if result.source != result.dest or result.error is not None or result.intents:
+            self._stepped(kind, model, result, tick)
+        return result
+
+    def _stepped(self, kind: str, model: MachineModel, result: StepResult, tick: TickContext) -> None:
+        """What a step that did something leads to: its errors logged (a bot's guard error halts it), its
+        transition recorded, its intents dispatched."""
         now = tick.view.now
         if result.deferred:  # the broker failed us this tick; api_failure_halt deals with it if it goes on
             self.journal.log("step_deferred", machine=kind, bot=model.bot_id, state=result.source, error=result.error)
@@ -378,7 +385,6 @@ class Engine:
             self._record_transition(kind, model.bot_id, result.source, result.dest, trigger, result.guards_held, now)
         for intent in result.intents:
             dispatch(tick, intent)
-        return result
 
     def _record_transition(
         self, kind: str, bot_id: str, source: str, dest: str, trigger: str, guards: Sequence[str], now: datetime
