@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
@@ -147,13 +147,13 @@ def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: Hea
     is open: stocks by the broker's clock, crypto always. So one thin ticker, or stock quotes going quiet after
     the close, halt nothing: a stale symbol blocks its own bots, through preflight. A market that looks stale
     because its quote read or the clock read failed this tick is unknown (None), not stale."""
-    limit = health.max_price_staleness_seconds
+    cutoff = now - timedelta(seconds=health.max_price_staleness_seconds)  # older than the limit: before this
     quotes, clock = snapshot.quotes, snapshot.clock
     failed = {error.operation for error in snapshot.errors}
 
     def stale(symbol: str) -> bool:
         quote = quotes.get(symbol)
-        return quote is None or (now - quote.timestamp).total_seconds() > limit
+        return quote is None or quote.timestamp < cutoff
 
     reference = health.reference_symbols
     stale_quotes = 0

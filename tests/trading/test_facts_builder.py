@@ -142,6 +142,15 @@ def test_a_market_whose_every_watched_symbol_is_stale_is_a_stale_market() -> Non
     assert (feed.stale_markets, feed.markets) == (1, ("crypto",))
 
 
+def test_a_quote_exactly_the_limit_old_is_not_stale_and_one_microsecond_more_is() -> None:
+    at_limit = feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 15.0}), NEEDS, T0, health())
+    past_it = feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 15.000001}), NEEDS, T0, health())
+    assert (at_limit.stale_quotes, past_it.stale_quotes) == (0, 1)
+    fractional = health(max_price_staleness_seconds=2.5)
+    assert feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 2.5}), NEEDS, T0, fractional).stale_quotes == 0
+    assert feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 2.6}), NEEDS, T0, fractional).stale_quotes == 1
+
+
 def test_stock_quotes_going_stale_after_the_close_do_not_make_a_stale_market() -> None:
     closed = feed_snapshot({**FRESH_ALL, "AAPL": 3600.0, "SPY": 3600.0, "QQQ": 3600.0}, market_open=False)
     feed = feed_health(closed, NEEDS, T0, health())
