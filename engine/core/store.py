@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import sqlite3
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,6 +201,7 @@ def _dt(text: str | None) -> datetime | None:
 
 
 T = TypeVar("T")
+_PACKED = b"\x00zlib:"  # a `last_facts` body stored compressed; no encoded record starts with a zero byte
 
 
 class StateStore:
@@ -559,13 +561,17 @@ class StateStore:
     # --- the last tick's facts (for `why`) ----------------------------------------------------------------------
 
     def save_last_facts(self, rows: list[tuple[str, datetime, bytes]]) -> None:
-        """(scope, tick time, encoded record) for the system and every bot: one statement a tick."""
+        """(scope, tick time, encoded record) for the system and every bot: one statement a tick.
+
+        The record is stored compressed (zlib, level 1). At 1,000 bots it is about 94 KB raw: rewritten every
+        tick, it filled the write-ahead log in some forty ticks, and each checkpoint that followed cost a tick 3-4
+        ms. Compressed, in 0.09 ms, it is about 5 KB."""
         self.statements += 1
         sql = (
             "INSERT INTO last_facts (scope, at, body) VALUES (?, ?, ?) "
             "ON CONFLICT (scope) DO UPDATE SET at = excluded.at, body = excluded.body"
         )
-        params = [(scope, _ts(at), body) for scope, at, body in rows]
+        params = [(scope, _ts(at), _PACKED + zlib.compress(body, 1)) for scope, at, body in rows]
         if self._in_transaction:
             self._conn.executemany(sql, params)
         else:
@@ -574,7 +580,12 @@ class StateStore:
 
     def last_facts(self, scope: str) -> tuple[datetime, bytes] | None:
         rows = self._rows("SELECT at, body FROM last_facts WHERE scope = ?", (scope,))
-        return (datetime.fromisoformat(rows[0][0]), bytes(rows[0][1])) if rows else None
+        if not rows:
+            return None
+        body = bytes(rows[0][1])
+        if body.startswith(_PACKED):  # files written before compression hold the record as it was given
+            body = zlib.decompress(body[len(_PACKED) :])
+        return datetime.fromisoformat(rows[0][0]), body
 
     # --- meta: small named values (which broker wrote this file, the simulated exchange's state) ------------
 

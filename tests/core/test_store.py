@@ -122,3 +122,17 @@ def test_a_commit_that_fails_keeps_nothing_read_inside_it(tmp_path) -> None:
         assert len(store.positions()) == 1
     store._conn = real
     assert store.records_version > version + 1 and store.positions() == []
+
+
+def test_the_last_facts_are_stored_compressed_and_read_back_whole(tmp_path) -> None:
+    import marshal
+
+    store = StateStore(tmp_path / "s.db")
+    record = marshal.dumps(({"market_open": True}, ("a", "b"), {f"bot{i}": (i, True, 1.5) for i in range(1000)}))
+    store.save_last_facts([("tick", NOW, record)])
+    assert store.last_facts("tick") == (NOW, record)
+    stored = store._conn.execute("SELECT body FROM last_facts WHERE scope = 'tick'").fetchone()[0]
+    assert len(stored) < len(record) / 4
+    # a file written before compression holds the record as it was: still read
+    store._conn.execute("UPDATE last_facts SET body = ? WHERE scope = 'tick'", (record,))
+    assert store.last_facts("tick") == (NOW, record)
