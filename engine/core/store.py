@@ -202,6 +202,11 @@ def _dt(text: str | None) -> datetime | None:
 
 T = TypeVar("T")
 _PACKED = b"\x00zlib:"  # a `last_facts` body stored compressed; no encoded record starts with a zero byte
+_PAGE = 4096
+
+
+def _packed(body: bytes) -> bytes:
+    return _PACKED + zlib.compress(body, 1) if len(body) > _PAGE else body
 
 
 class StateStore:
@@ -563,15 +568,16 @@ class StateStore:
     def save_last_facts(self, rows: list[tuple[str, datetime, bytes]]) -> None:
         """(scope, tick time, encoded record) for the system and every bot: one statement a tick.
 
-        The record is stored compressed (zlib, level 1). At 1,000 bots it is about 94 KB raw: rewritten every
-        tick, it filled the write-ahead log in some forty ticks, and each checkpoint that followed cost a tick 3-4
-        ms. Compressed, in 0.09 ms, it is about 5 KB."""
+        A record larger than a page is stored compressed (zlib, level 1). At 1,000 bots it is about 94 KB raw:
+        rewritten every tick, it filled the write-ahead log in some forty ticks, and each checkpoint that followed
+        cost a tick 3-4 ms. Compressed, in 0.09 ms, it is about 5 KB. A small one (a few bots) stays as it is:
+        compressing it would save no page."""
         self.statements += 1
         sql = (
             "INSERT INTO last_facts (scope, at, body) VALUES (?, ?, ?) "
             "ON CONFLICT (scope) DO UPDATE SET at = excluded.at, body = excluded.body"
         )
-        params = [(scope, _ts(at), _PACKED + zlib.compress(body, 1)) for scope, at, body in rows]
+        params = [(scope, _ts(at), _packed(body)) for scope, at, body in rows]
         if self._in_transaction:
             self._conn.executemany(sql, params)
         else:

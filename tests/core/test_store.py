@@ -136,3 +136,6 @@ def test_the_last_facts_are_stored_compressed_and_read_back_whole(tmp_path) -> N
     # a file written before compression holds the record as it was: still read
     store._conn.execute("UPDATE last_facts SET body = ? WHERE scope = 'tick'", (record,))
     assert store.last_facts("tick") == (NOW, record)
+    small = marshal.dumps(({"market_open": True}, ("a",), {"bot0": (1,)}))  # a few bots: stored as it is
+    store.save_last_facts([("tick", NOW, small)])
+    assert store._conn.execute("SELECT body FROM last_facts").fetchone()[0] == small and store.last_facts("tick") == (NOW, small)
