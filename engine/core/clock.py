@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
@@ -69,11 +68,12 @@ class FollowingClock:
 
 
 def default_sim_start(today: date) -> datetime:
-    """The market open (09:30 New York) of `today`, or of the next weekday when `today` is a weekend day."""
-    day = today
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return datetime.combine(day, time(9, 30), ZoneInfo("America/New_York"))
+    """The open (New York time) of the first session on or after `today`, by the exchange calendar: the simulator
+    keeps it, so a simulated day started on a weekend or a holiday would find the market shut."""
+    from engine.core.calendar import NEW_YORK, market_calendar  # imported here: `--validate` needs no calendar
+
+    midnight = datetime.combine(today, time(0, 0), NEW_YORK)
+    return market_calendar().next_open(midnight).astimezone(NEW_YORK)
 
 
 def parse_start(text: str) -> datetime:

@@ -165,3 +165,18 @@ def test_a_span_past_the_table_is_read_from_exchange_calendars() -> None:
     calendar = MarketCalendar(start=table.LAST - timedelta(days=30), end=beyond)
     sessions = calendar.sessions(table.LAST - timedelta(days=30), beyond)
     assert sessions[-1].day > table.LAST and all(s.day.weekday() < 5 for s in sessions)
+
+
+@pytest.mark.parametrize(
+    ("today", "opens"),
+    [
+        (date(2026, 11, 23), ny(2026, 11, 23, 9, 30)),  # a Monday: its own open
+        (date(2026, 11, 28), ny(2026, 11, 30, 9, 30)),  # a Saturday: Monday's
+        (date(2026, 11, 26), ny(2026, 11, 27, 9, 30)),  # Thanksgiving: the next day's (which closes at 13:00)
+        (date(2026, 12, 25), ny(2026, 12, 28, 9, 30)),  # Christmas, a Friday: the Monday after
+    ],
+)
+def test_a_simulated_day_starts_at_the_first_session_on_or_after_today(today: date, opens: datetime) -> None:
+    from engine.core.clock import default_sim_start
+
+    assert default_sim_start(today) == opens
