@@ -304,7 +304,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     recorder = None
     with StopSignals() as stop:
         try:
-            session = open_session(report, options, _env(args), default_sim_start(date.today()))
+            session = open_session(report, options, _env(args), lambda: default_sim_start(date.today()))
         except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
@@ -706,6 +706,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             bar.update(task, completed=step.fraction, status=f"{local(step.at)}: {step.frames} ticks, equity {step.equity:,.2f}")
 
     try:
+        from engine.trading.engine import freeze_long_lived
+
+        freeze_long_lived()  # a process that runs one backtest: what is loaded lives as long as it
         result = run_backtest(report, args.data, start=start, end=end, cash=cash, out_dir=out, fill_model=model,
                               progress=progress)  # fmt: skip
     except MissingData as exc:

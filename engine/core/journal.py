@@ -84,8 +84,9 @@ class Journal:
             self._tell(json.loads(line) if redacted else {"ts": self._stamp, "event": event, **fields})
 
     def subscribe(self, listener: Listener) -> None:
-        """`listener(record)` after each event is written: `ts` (UTC text), `event`, then the fields as logged
-        (datetimes still datetimes), or the line as written when a secret had to be masked in it."""
+        """`listener(record)` once each event's line is made (it reaches the file with the next batch or flush):
+        `ts` (UTC text), `event`, then the fields as logged (datetimes still datetimes), or the line as written
+        when a secret had to be masked in it."""
         self._listeners.append(listener)
 
     def unsubscribe(self, listener: Listener) -> None:

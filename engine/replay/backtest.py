@@ -37,7 +37,7 @@ from engine.replay.exchange import ReplayExchange
 from engine.replay.feed import FramePrices
 from engine.replay.fills import FillModel
 from engine.replay.report import Recorded
-from engine.trading.engine import Engine, freeze_long_lived
+from engine.trading.engine import Engine
 from engine.trading.startup import symbols_by_bot
 from engine.validate import Report
 
@@ -222,7 +222,6 @@ def run_backtest(
     started = time.perf_counter()
     try:
         engine = Engine(config, report.book, report.machines, broker, store, journal, clock, flush_each_tick=False)
-        freeze_long_lived()  # as `python -m engine run` does: the collector leaves what lives as long as the run
         journal.log(
             "backtest_start", data=str(data.folder), start=window_start, end=window_end, cash=cash, fill_model=model.as_dict()
         )

@@ -30,6 +30,7 @@ from engine.trading.view import TickView
 Facts = dict[str, Any]
 PreflightCheck = Callable[[Mapping[str, Any]], tuple[str, ...]]  # facts -> the names of the checks that fail
 _NOTHING: frozenset[str] = frozenset()
+_CENTURY_SECONDS = 100 * 365.25 * 86400
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: Hea
     is open: stocks by the broker's clock, crypto always. So one thin ticker, or stock quotes going quiet after
     the close, halt nothing: a stale symbol blocks its own bots, through preflight. A market that looks stale
     because its quote read or the clock read failed this tick is unknown (None), not stale."""
-    cutoff = now - timedelta(seconds=health.max_price_staleness_seconds)  # older than the limit: before this
+    # Older than the limit: before this instant. A limit past any date ("never stale") is held to a century.
+    cutoff = now - timedelta(seconds=min(health.max_price_staleness_seconds, _CENTURY_SECONDS))
     quotes, clock = snapshot.quotes, snapshot.clock
     failed = {error.operation for error in snapshot.errors}
 

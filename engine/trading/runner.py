@@ -97,7 +97,9 @@ def paths_for(report: Report, state_db: Path | None, log: Path | None) -> tuple[
     return state_db or report.config.resolve(system.state_db_path), log or report.config.resolve(system.log_path)
 
 
-def open_session(report: Report, options: RunOptions, env: dict[str, str], default_start: datetime) -> Session:
+def open_session(
+    report: Report, options: RunOptions, env: dict[str, str], default_start: datetime | Callable[[], datetime]
+) -> Session:
     """Everything a run needs, or RunError. A refused run leaves no state file and no log behind, and a run
     refused because another engine holds the state file does not touch that file or its log."""
     from engine.brokers.factory import choose_broker
@@ -229,7 +231,9 @@ def _alpaca(report: Report, options: RunOptions, env: dict[str, str]) -> tuple[B
     return broker, clock, None
 
 
-def _sim(report: Report, options: RunOptions, store: StateStore, default_start: datetime) -> tuple[Broker, Clock, Any, bool]:
+def _sim(
+    report: Report, options: RunOptions, store: StateStore, default_start: datetime | Callable[[], datetime]
+) -> tuple[Broker, Clock, Any, bool]:
     """A new simulated exchange, or the one saved in the state file (a later run continues the same account)."""
     from engine.brokers.factory import build_sim
     from engine.brokers.sim.api import SimAPI
@@ -244,7 +248,14 @@ def _sim(report: Report, options: RunOptions, store: StateStore, default_start: 
     except SimStateError as exc:
         raise RunError(f"{store.path}: the saved simulation cannot be read: {exc}") from None
     if state is None:
-        clock = ManualClock(options.start or default_start)
+        # the default start is asked for only here: a live run, or a sim resuming its saved day, never needs it
+        start = options.start
+        if start is None:
+            try:
+                start = default_start() if callable(default_start) else default_start
+            except Exception as exc:  # the exchange calendar could not say: the user is told to give the start
+                raise RunError(f"cannot find the next market open ({type(exc).__name__}: {exc}); give --start") from None
+        clock = ManualClock(start)
         broker, exchange = build_sim(settings, clock)
         return broker, clock, exchange, False
     # the saved time is the last tick's; the simulation goes on one interval later

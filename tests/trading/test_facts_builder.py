@@ -149,6 +149,8 @@ def test_a_quote_exactly_the_limit_old_is_not_stale_and_one_microsecond_more_is(
     fractional = health(max_price_staleness_seconds=2.5)
     assert feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 2.5}), NEEDS, T0, fractional).stale_quotes == 0
     assert feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 2.6}), NEEDS, T0, fractional).stale_quotes == 1
+    never = health(max_price_staleness_seconds=1e11)  # "never stale": past any date, held to a century
+    assert feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 86400.0 * 3650}), NEEDS, T0, never).stale_quotes == 0
 
 
 def test_stock_quotes_going_stale_after_the_close_do_not_make_a_stale_market() -> None:
