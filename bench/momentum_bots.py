@@ -64,6 +64,7 @@ def bench(bots: int, ticks: int) -> dict[str, float]:
         store = StateStore(folder / "state.db")
         journal = Journal(folder / "app.jsonl", clock)
         engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
+        _exchange.open_paths((*engine.needs.stocks, *engine.needs.crypto))  # as `python -m engine run` does
         freeze_long_lived()  # as `python -m engine run` does
         durations, requests, queries = [], [], []
         started = time.perf_counter()

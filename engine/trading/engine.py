@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.brokers.base import Asset, Broker, BrokerError, Quote, Snapshot
+from engine.brokers.base import Asset, Broker, BrokerError, DataNeeds, Quote, Snapshot
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
 from engine.core.clock import Clock
@@ -436,7 +436,9 @@ class Engine:
         except BrokerError as exc:
             self._record_failure(exc)
             return
-        problems = unexplained(self.store, self.broker.snapshot(self.needs))
+        # Read again after the recovery (it may have found or sent orders): the account, positions and open orders
+        # are all reconciliation compares, so no quote and no chain is asked for.
+        problems = unexplained(self.store, self.broker.snapshot(DataNeeds()))
         if problems:
             if problems == self._unexplained_at_start:
                 return  # already halted for exactly this; checked again every tick until it is explained

@@ -149,6 +149,7 @@ def open_session(
         from engine.brokers.sim.persist import SimPersistence
 
         engine.on_persist = SimPersistence(exchange, store)
+        exchange.open_paths((*engine.needs.stocks, *engine.needs.crypto))  # startup work, not the first tick's
     session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock, alerts=alerts)
     if options.until_close or (name == "sim" and options.ticks is None and not options.once):
         session.close_at = _session_close(exchange, clock) if exchange is not None else None

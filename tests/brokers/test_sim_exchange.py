@@ -187,3 +187,15 @@ def test_the_market_keeps_the_exchange_calendar_thanksgiving_and_its_early_close
     assert ex.find(order.id).status != "expired"
     clock.set(datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc))  # the early close: the day order ends with it
     assert not ex.market_clock().is_open and ex.find(order.id).status == "expired"
+
+
+def test_paths_opened_at_start_give_the_prices_drawn_on_demand() -> None:
+    # The runner opens the bots' paths before the first tick; prices must not depend on it, nor on chunking.
+    opened, lazy = ManualClock(MONDAY_10AM), ManualClock(MONDAY_10AM)
+    a, b = SimExchange(opened), SimExchange(lazy)
+    symbols = ["AAPL", "MSFT", "BTC/USD", *(f"S{i}" for i in range(50))]
+    a.open_paths(symbols)
+    for _ in range(200):
+        assert a.quotes(symbols) == b.quotes(symbols)
+        opened.advance(5)
+        lazy.advance(5)

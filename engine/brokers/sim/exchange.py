@@ -28,7 +28,7 @@ import random
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from itertools import repeat
@@ -293,6 +293,7 @@ class SimExchange:
         self.asset_overrides: dict[str, dict[str, Any] | None] = {}  # None: no such asset
         self.lock = threading.RLock()
         self._clock_span: tuple[datetime, datetime, bool, datetime, datetime] | None = None  # `market_clock`'s answer
+        self.calendar.is_open(now)  # its sessions read now, when the exchange is built, not in the first tick
 
     def changed(self) -> None:
         self.revision += 1
@@ -360,6 +361,13 @@ class SimExchange:
         return exchange
 
     # --- time and markets ----------------------------------------------------------------------------------
+
+    def open_paths(self, symbols: Iterable[str]) -> None:
+        """Draw the opening stretch of these symbols' synthetic paths now (each a seeded generator of its own),
+        as the simulator opens, rather than in the first tick that quotes them: about 30 ms at 1,000 symbols.
+        Prices are the same either way. A replay's prices come from its data: nothing to draw."""
+        if isinstance(self.paths, PricePaths):
+            self.paths.open(symbols, self.clock.now())
 
     def equity_market_open(self, at: datetime) -> bool:
         """Open by the exchange calendar (XNYS): weekends, holidays and early closes as the real market has them."""
@@ -738,6 +746,8 @@ class SimExchange:
     def assets(self, asset_class: str | None = None) -> list[Asset]:
         """The listed universe: the named symbols, every symbol this exchange has priced, and overrides."""
         names = sorted({*BASE_PRICES, *self._classes, *self.asset_overrides})
+        if asset_class is not None:  # only those of the class are built (an override may change a symbol's)
+            names = [n for n in names if n in self.asset_overrides or self._asset_class(n) == asset_class]
         found = (self.asset(name) for name in names)
         return [a for a in found if a is not None and (asset_class is None or a.asset_class == asset_class)]
 
