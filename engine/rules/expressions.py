@@ -493,20 +493,9 @@ def compile_node(node: Node, name: str = "expression") -> Compiled:
     expression = _emit(node, names)
     if len(names) == 1:
         source = f"def _rule(f):\n    return {expression}\n"
+        function = _generated(source, name, names)
     else:
-        source = (
-            "def _rule(f):\n"
-            "    _i = 0\n"
-            "    try:\n"
-            f"        return {expression}\n"
-            "    except _GuardError:\n"
-            "        raise\n"
-            "    except _Exception as _e:\n"
-            "        raise _GuardError(_names[_i], _e) from _e\n"
-        )
-    namespace: dict[str, Any] = {"__builtins__": {}, **_RUNTIME, "_names": tuple(names)}
-    exec(compile(source, f"<rule {name}>", "exec"), namespace)  # generated from the checked tree only
-    function = namespace["_rule"]
+        source, function = _guarded(f"        return {expression}\n", name, names)
     function.__name__ = function.__qualname__ = f"rule_{name}" if name.isidentifier() else "rule"
     return Compiled(function, facts_of(node), source)
 
@@ -516,22 +505,32 @@ def compile_first(nodes: Sequence[Node], name: str = "first") -> Callable[[Mappi
     holds, tried in order with short-circuits, or -1. An error is raised as GuardError named after the innermost
     named guard that raised it (the caller finds which node raised by asking them one by one)."""
     names = [name]
-    tests = [f"        if {_emit(node, names)}:\n            return {i}\n" for i, node in enumerate(nodes)]
+    tests = "".join(f"        if {_emit(node, names)}:\n            return {i}\n" for i, node in enumerate(nodes))
+    _source, function = _guarded(tests + "        return -1\n", name, names)
+    function.__name__ = function.__qualname__ = "first_holding"
+    return function
+
+
+def _guarded(body: str, name: str, names: list[str]) -> tuple[str, Callable[[Mapping[str, Any]], Any]]:
+    """`body` (statements indented for a `try:`) as a function whose errors are raised as GuardError, named after
+    the innermost named guard that raised (`_i`, set by `_emit`)."""
     source = (
         "def _rule(f):\n"
         "    _i = 0\n"
         "    try:\n"
-        f"{''.join(tests)}"
-        "        return -1\n"
+        f"{body}"
         "    except _GuardError:\n"
         "        raise\n"
         "    except _Exception as _e:\n"
         "        raise _GuardError(_names[_i], _e) from _e\n"
     )
+    return source, _generated(source, name, names)
+
+
+def _generated(source: str, name: str, names: list[str]) -> Callable[[Mapping[str, Any]], Any]:
     namespace: dict[str, Any] = {"__builtins__": {}, **_RUNTIME, "_names": tuple(names)}
-    exec(compile(source, f"<rule {name}>", "exec"), namespace)  # generated from the checked trees only
-    function: Callable[[Mapping[str, Any]], int] = namespace["_rule"]
-    function.__name__ = function.__qualname__ = "first_holding"
+    exec(compile(source, f"<rule {name}>", "exec"), namespace)  # generated from checked trees only
+    function: Callable[[Mapping[str, Any]], Any] = namespace["_rule"]
     return function
 
 

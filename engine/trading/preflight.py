@@ -64,8 +64,8 @@ class PreflightTiers:
 
 
 class TickPreflight:
-    """`preflight.failed(facts)` (or `preflight(facts)`): the names of the checks that fail for one bot, in the
-    rules' order. `failed` is the one to hand out: a bound method is called faster than an instance."""
+    """`preflight.failed(facts)`: the names of the checks that fail for one bot, in the rules' order (handed to
+    the bots as the bound method: called faster than an instance with `__call__`)."""
 
     def __init__(self, tiers: PreflightTiers, shared_failed: frozenset[str], shared_raised: bool):
         self._tiers = tiers
@@ -76,9 +76,6 @@ class TickPreflight:
         self._by_counts: dict[tuple[Any, Any], tuple[tuple[str, ...], bool]] = {}  # the gate's counts -> its answer
         self._answers: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}  # -> every failure, in order
         self.raised = False  # whether a check of the last answer could not be evaluated
-
-    def __call__(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
-        return self.failed(facts)
 
     def failed(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
         counts = (facts["orders_last_minute"], facts["capital_room_usd"])

@@ -26,7 +26,7 @@ def test_preflight_answers_each_tier_from_the_facts_it_reads(project: ProjectCop
     tiers = engine._preflight_tiers["momentum"]
     assert "gate_tier" in dict(tiers.gate) and "own_tier" in dict(tiers.own) and "market_open" in dict(tiers.own)
     feed = feed_health(view.snapshot, engine.needs, view.now, engine.config.settings.health)
-    failed = tiers.for_tick(engine._system_facts(view, 0, feed, kill_triggered=False))
+    failed = tiers.for_tick(engine._system_facts(view, 0, feed, kill_triggered=False)).failed
     bot = next(b for b in engine.bots if b.kind == "momentum")
     system = engine._system_facts(view, 0, feed, kill_triggered=False)
 
