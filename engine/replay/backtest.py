@@ -205,7 +205,15 @@ def run_backtest(
         )
     window_start = first.at
     window_end = finish if finish is not None else (data.end + interval if data.end else first.at)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise BacktestError(f"{out} is a file: a backtest writes a folder (give another --out)")
+    try:  # an --out that cannot be written is told before the run, not after it
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise BacktestError(f"{out}: cannot write the backtest there ({exc.strerror or exc})") from None
     model = fill_model or FillModel()
     clock = ManualClock(first.at)
     calendar = market_calendar()
@@ -251,18 +259,21 @@ def run_backtest(
         journal.flush()
         if progress is not None:
             progress(BacktestProgress(frame.at, recorded.frames, 1.0, recorded.equity[-1][1]))
-        summary, files = reporting.write(
-            out,
-            engine=engine,
-            exchange=exchange,
-            data=data,
-            recorded=recorded,
-            cash=cash,
-            model=model,
-            start=window_start,
-            end=frame.at,
-            html=html,
-        )
+        try:
+            summary, files = reporting.write(
+                out,
+                engine=engine,
+                exchange=exchange,
+                data=data,
+                recorded=recorded,
+                cash=cash,
+                model=model,
+                start=window_start,
+                end=frame.at,
+                html=html,
+            )
+        except OSError as exc:  # a full disk, a folder made read-only meanwhile: the run's state and log stay
+            raise BacktestError(f"{out}: the run ended but its report could not be written ({exc.strerror or exc})") from None
     finally:
         journal.close()
         store.close()

@@ -112,6 +112,23 @@ def test_a_folder_holding_a_run_is_not_overwritten(momentum_project: ProjectCopy
         run_backtest(report, tmp_path / "data", out_dir=tmp_path / "out")
 
 
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("a_file", "a_file is a file: a backtest writes a folder"),
+        ("a_file/out", "cannot write the backtest there"),  # its parent is a file: the folder cannot be made
+    ],
+)
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_run(
+    momentum_project: ProjectCopy, tmp_path: Path, out: str, message: str
+) -> None:
+    trending_day(tmp_path / "data")
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(BacktestError, match=message):
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / out, html=False)
+    assert (tmp_path / "a_file").read_text() == "not a folder"
+
+
 def test_dates_are_days_in_the_engine_time_zone(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     trending_day(tmp_path / "data", MONDAY_OPEN + timedelta(days=1))
