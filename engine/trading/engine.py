@@ -258,15 +258,18 @@ class Engine:
             self.exitbot.end_expired(view)
             view = self._halts_as_written(view)
             stale = feed_health(snapshot, self.needs, now, self.config.settings.health)
-            kills = self.exitbot.evaluate_kills(self._system_facts(view, anomalies, stale, kill_triggered=False))
+            before_kills = self._system_facts(view, anomalies, stale, kill_triggered=False)
+            kills = self.exitbot.evaluate_kills(before_kills)
             allocations = self.portfolio.allocate(snapshot.account.equity if snapshot.account else None)
             gate = Gate.open(view.orders_last_minute, allocations.deployable_usd if allocations else None, snapshot)
             tick = TickContext(self, view, gate, kills)
-            self._step(
-                "system", self.system, self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding)), tick
-            )
+            # The kill switch's verdict is the one fact it changes (evaluating kill conditions writes nothing).
+            system = {**before_kills, "kill_triggered": bool(kills.holding)}
+            system_state, system_view = self.system.state, view
+            self._step("system", self.system, system, tick)
             tick.view = view = self._halts_as_written(view)
-            system = self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding))
+            if view is not system_view or self.system.state != system_state:  # a halt written or ended, a move
+                system = self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding))
             tick.system_armed = self.system.state == "armed"
             if "portfolio" in self.runtimes:
                 self._step("portfolio", self.portfolio_model, system, tick)

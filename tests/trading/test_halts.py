@@ -315,3 +315,29 @@ def test_a_short_position_no_bot_opened_halts_as_unexplained(project: ProjectCop
         assert "position AAPL: broker -5, bots own 0" in halt.reason
     finally:
         emulator.stop()
+
+
+def _system_facts_the_bots_saw(rig: Rig) -> dict[str, object]:
+    import marshal
+
+    from engine.trading.engine import LAST_FACTS_SCOPE
+
+    row = rig.store.last_facts(LAST_FACTS_SCOPE)
+    assert row is not None
+    system, _names, _by_bot = marshal.loads(row[1])
+    return dict(system)
+
+
+def test_the_bots_see_the_system_as_its_own_step_left_it(rig: Rig) -> None:
+    """The system machine steps before the bots, in the same tick: the tick it arms or halts in, the bots' facts
+    already say so (built again after its move, not reused from before it)."""
+    rig.ticks(1)
+    assert rig.engine.system.state == "armed"
+    seen = _system_facts_the_bots_saw(rig)
+    assert seen["system_armed"] is True and seen["system_halted"] is False
+    operator_halt(rig.store, rig.engine.journal, "news at 10:00", rig.clock.now())
+    rig.ticks(1)
+    assert rig.engine.system.state == "halted"
+    seen = _system_facts_the_bots_saw(rig)
+    assert seen["system_halted"] is True and seen["system_armed"] is False and seen["halt_active"] is True
+    assert seen["kill_triggered"] is False
