@@ -108,6 +108,8 @@ class _EngineComposer(Composer):
             raise _Refused(event.start_mark.line, event.start_mark.column, _ALIAS_MESSAGE.format(name=event.anchor))
         if isinstance(event, NodeEvent) and event.anchor is not None:
             raise _Refused(event.start_mark.line, event.start_mark.column, _ANCHOR_MESSAGE.format(name=event.anchor))
+        if isinstance(event, NodeEvent):
+            _refuse_tag(event)
         self._nesting += 1
         try:
             if self._nesting > MAX_NESTING:
@@ -116,6 +118,33 @@ class _EngineComposer(Composer):
             return super().compose_node(parent, index)
         finally:
             self._nesting -= 1
+
+
+# Tags whose values the engine reads: the JSON types (an explicit `!!str 1` is the text '1'), and '!', which only
+# says "not a plain scalar". `!!binary`, `!!timestamp` and `!!set` are built and then refused with a message of
+# their own (see `_unsupported`), so that every such value of a file is reported, not only the first.
+_READ_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")} | {"!"}
+_EXPLAINED_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("binary", "timestamp", "set")}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_tag(event: Any) -> None:
+    """Refuse a node with a tag the engine does not read (`!!omap`, `!!pairs`, `!custom`), before it is built.
+
+    ruamel builds such a list or mapping without the line and column of its items, and a custom tag on a
+    mapping would otherwise be dropped without a word: the value would be read as if the tag were not there.
+    """
+    tag = getattr(event, "tag", None)
+    if tag is None or tag in _READ_TAGS or tag in _EXPLAINED_TAGS:
+        return
+    shown_tag = "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
+    mark = event.start_mark
+    raise _Refused(
+        mark.line,
+        mark.column,
+        f"the YAML tag '{shown_tag}' is not allowed in engine files: write a plain value (text, a number, true or "
+        "false, a list or a mapping) without it",
+    )
 
 
 class _EngineConstructor(RoundTripConstructor):
@@ -131,10 +160,20 @@ class _EngineConstructor(RoundTripConstructor):
             mark = node.start_mark
             raise _Refused(mark.line, mark.column, f"this value cannot be read ({exc})") from None
 
+    def flatten_mapping(self, node: Any) -> Any:
+        """Refuse the merge key `<<`: it copies another mapping's keys in, so those keys would have no line of
+        their own in this mapping (and ruamel keeps no position for them), and it is the alias feature again."""
+        for key_node, _value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                mark = key_node.start_mark
+                raise _Refused(mark.line, mark.column, _MERGE_MESSAGE)
+        return super().flatten_mapping(node)
+
 
 _ALIAS_MESSAGE = (
     "YAML anchors and aliases are not allowed in engine files (alias '*{name}'): write the values out where they are used"
 )
+_MERGE_MESSAGE = "the YAML merge key '<<' is not allowed in engine files: write the keys out in this mapping"
 _ANCHOR_MESSAGE = (
     "YAML anchors and aliases are not allowed in engine files (anchor '&{name}'): write the values out where they are used"
 )
@@ -144,12 +183,17 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            child = (*path, str(key))
+            child = (*path, key if isinstance(key, str) else _key_text(key))
             kline, kcol = node.lc.key(key)
             vline, vcol = node.lc.value(key)
             doc.key_positions[child] = (kline + 1, kcol + 1)
             doc.value_positions[child] = (vline + 1, vcol + 1)
-            out[str(key)] = _plain(value, child, doc)
+            if not isinstance(key, str):
+                # `1:` and `"1":` (or `true:` and `"True":`) would become one key and one value would vanish;
+                # JSON keys are text, and so are every key the engine reads.
+                doc.problems.append(doc.problem(child, _key_message(key), of_key=True))
+                continue
+            out[key] = _plain(value, child, doc)
         return out
     if isinstance(node, CommentedSeq):
         items = []
@@ -173,6 +217,26 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
             return value
     doc.problems.append(doc.problem(path, _unsupported(node)))
     return None
+
+
+def _key_text(key: Any) -> str:
+    """A key that is not text, as YAML spells it (`true`, `null`, `1`); a list or mapping used as a key as `?`."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, (int, float)):
+        return str(key)
+    return "?"
+
+
+def _key_message(key: Any) -> str:
+    """Why a key that YAML did not read as text is refused."""
+    if key is None or isinstance(key, (bool, int, float)):
+        kind = "null" if key is None else "a bool" if isinstance(key, bool) else "a number"
+        written = _key_text(key)
+        return f'YAML reads the key {written} as {kind}, not as text: put it in quotes ("{written}": ...)'
+    return "a list or a mapping cannot be a key: a key is text"
 
 
 def _unsupported(node: Any) -> str:

@@ -1,0 +1,81 @@
+"""YAML features the engine does not read: tags on lists and mappings, the merge key, keys that are not text,
+and files whose name cannot even be resolved. Each is refused at its place, never a traceback, never dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config.errors import ConfigError, Problem
+from engine.config.yaml_source import parse_yaml
+from engine.validate import validate
+from tests.conftest import ProjectCopy
+
+
+def refused_text(text: str) -> Problem:
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml(text, "f.yaml")
+    assert len(caught.value.problems) == 1, caught.value
+    return caught.value.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "tag", "line", "col"),
+    [
+        ("a: !foo {b: 1}\n", "!foo", 1, 4),  # was read as if the tag were not there
+        ("a: !foo [1]\n", "!foo", 1, 4),  # was a TypeError
+        ("a:\n  b: !!omap [c: 1]\n", "!!omap", 2, 6),  # was a TypeError
+        ("a: !!pairs [c: 1]\n", "!!pairs", 1, 4),
+        ("!thing\na: 1\n", "!thing", 1, 1),
+        ("a: !custom 3\n", "!custom", 1, 4),
+    ],
+)
+def test_a_tag_the_engine_does_not_read_is_refused_at_its_place(text: str, tag: str, line: int, col: int) -> None:
+    p = refused_text(text)
+    assert (p.line, p.col) == (line, col)
+    assert f"the YAML tag '{tag}' is not allowed" in p.message
+
+
+@pytest.mark.parametrize(("text", "expected"), [("a: !!str 1\n", "1"), ("a: ! 3\n", 3), ("a: !!float 3\n", 3.0)])
+def test_the_json_tags_are_still_read(text: str, expected: object) -> None:
+    doc = parse_yaml(text, "f.yaml")
+    assert doc.data == {"a": expected} and not doc.problems
+
+
+@pytest.mark.parametrize(("text", "line", "col"), [("<<: {a: 1}\nb: 2\n", 1, 1), ("x:\n  b: 1\n  <<: [{a: 1}, {c: 2}]\n", 3, 3)])
+def test_the_merge_key_is_refused_not_a_key_error(text: str, line: int, col: int) -> None:
+    p = refused_text(text)
+    assert (p.line, p.col) == (line, col) and "merge key '<<'" in p.message
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "line", "col", "says"),
+    [
+        ('1: a\n"1": b\n', "1", 1, 1, "the key 1 as a number"),  # both were one key: 'a' vanished
+        ('true: a\n"True": b\n', "true", 1, 1, "the key true as a bool"),
+        ("~: a\n", "null", 1, 1, "the key null as null"),
+        ("x:\n  0x10: a\n", "x.16", 2, 3, "the key 16 as a number"),
+        ("[a, b]: 1\n", "?", 1, 1, "a list or a mapping cannot be a key"),
+    ],
+)
+def test_a_key_that_is_not_text_is_a_problem_at_the_key(text: str, path: str, line: int, col: int, says: str) -> None:
+    doc = parse_yaml(text, "f.yaml")
+    assert [(p.path, p.line, p.col) for p in doc.problems] == [(path, line, col)]
+    assert says in doc.problems[0].message
+
+
+def test_a_non_text_key_in_bots_yaml_fails_validation(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "    params: {}", "    params: {12: 3}")
+    found = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    assert any(p.path == "momentum_bots[0].signal.params.12" and "put it in quotes" in p.message for p in found), found
+
+
+@pytest.mark.parametrize("relative", ["config/bots.yaml", "machines/system.yaml", "rules/guards.yaml"])
+def test_a_symlink_loop_is_a_file_that_cannot_be_read(project: ProjectCopy, relative: str) -> None:
+    path: Path = project.root / relative
+    path.unlink()
+    path.symlink_to(path)
+    found = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    mine = [p for p in found if p.file.endswith(relative)]
+    assert mine and all(p.line == 0 and "cannot read file" in p.message for p in mine), found
