@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from engine.config.errors import Problem
@@ -178,8 +178,34 @@ BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
 
 
 class DeclaredSignal(Protocol):
-    params: frozenset[str]
-    kinds: frozenset[str]
+    @property
+    def params(self) -> frozenset[str]: ...
+    @property
+    def kinds(self) -> frozenset[str]: ...
+    @property
+    def param_types(self) -> Mapping[str, str]: ...
+
+
+def param_type_problem(declared: str, value: Any) -> str | None:
+    """Why `value` cannot be a signal parameter declared `integer` or `number`, or None.
+
+    A signal reads its parameters with int() and float(): text would raise inside a tick, and 1.5 for an
+    integer would be cut to 1 without a word."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{_shown_param(value)} is not a number: the parameter is declared {declared}"
+    if declared == "integer" and not isinstance(value, int):
+        return f"{value!r} is not a whole number: the parameter is declared integer"
+    return None
+
+
+def _shown_param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "a mapping"
+    return repr(value)
 
 
 def signal_modes_known(bots: BotsConfig, doc: YamlDocument, signals: Mapping[str, DeclaredSignal]) -> list[Problem]:
@@ -195,9 +221,13 @@ def signal_modes_known(bots: BotsConfig, doc: YamlDocument, signals: Mapping[str
             kinds = ", ".join(sorted(signals[mode].kinds))
             message = f"signal '{mode}' is for {kinds} bots, not {bot_kind(bot)} bots"
             problems.append(doc.problem((*path, "signal", "mode"), message))
-        for key in bot.signal.params:
+        for key, value in bot.signal.params.items():
             if key not in signals[mode].params:
                 allowed = ", ".join(sorted(signals[mode].params)) or "none"
                 message = f"signal '{mode}' has no parameter '{key}' (declared: {allowed})"
                 problems.append(doc.problem((*path, "signal", "params", key), message, of_key=True))
+                continue
+            wrong = param_type_problem(signals[mode].param_types.get(key, "number"), value)
+            if wrong:
+                problems.append(doc.problem((*path, "signal", "params", key), wrong))
     return problems

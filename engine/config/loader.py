@@ -37,7 +37,13 @@ def _load_one(path: Path, schema: str, cls: type[T], problems: list[Problem]) ->
     docs = load_checked([path], schema, problems)
     if not docs:
         return None, None
-    return docs[0], build(cls, docs[0].data if docs[0].data is not None else {})
+    try:
+        return docs[0], build(cls, docs[0].data if docs[0].data is not None else {})
+    except (TypeError, ValueError, OverflowError) as exc:
+        # The schema should have refused whatever cannot be built; if a value slips past it, it is still a
+        # problem in this file, never a traceback.
+        problems.append(Problem(docs[0].path, 1, 1, "", f"a value in this file cannot be read: {exc}"))
+        return None, None
 
 
 def load_config(config_dir: Path, signals: Mapping[str, checks.DeclaredSignal] | None = None) -> Config:

@@ -43,6 +43,9 @@ Position = tuple[int, int]  # 1-based line and column
 
 MAX_FILE_BYTES = 1024 * 1024  # about 2,800 MomentumBots in bots.yaml; parsed in about 4 s
 MAX_NESTING = 64
+# The largest integer of SQLite and of most JSON readers (a signed 64-bit integer); a larger one is a typo, and
+# Python cannot make a float of one over 309 digits (OverflowError while the config is built).
+MAX_INTEGER = 2**63 - 1
 _LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # the line breaks YAML counts, as ruamel does
 
 
@@ -212,11 +215,24 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
         if isinstance(node, plain_type):
             value = plain_type(node)
             if isinstance(value, float) and not math.isfinite(value):
-                spelled = ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
-                doc.problems.append(doc.problem(path, f"{spelled} is not a number the engine can use: write a finite number"))
+                doc.problems.append(doc.problem(path, _not_finite(value, doc, path)))
+            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+                digits = len(str(abs(value)))
+                message = f"a whole number of {digits} digits is too large: the engine reads integers up to {MAX_INTEGER:,}"
+                doc.problems.append(doc.problem(path, message))
             return value
     doc.problems.append(doc.problem(path, _unsupported(node)))
     return None
+
+
+def _not_finite(value: float, doc: YamlDocument, path: tuple[PathPart, ...]) -> str:
+    """`.nan` and `.inf` by name; a number written out but too large for a float (1e309) reads as infinity."""
+    line, col = doc.position(path)
+    written = doc.lines[line - 1][col - 1 :].lstrip("+-") if 0 < line <= len(doc.lines) else ""
+    if not math.isnan(value) and written[:1].isdigit():
+        return "this number is too large (over 1.8e308, which reads as infinity): write a finite number"
+    spelled = ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    return f"{spelled} is not a number the engine can use: write a finite number"
 
 
 def _key_text(key: Any) -> str:

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from engine.config.checks import param_type_problem
 from engine.config.errors import ConfigError, Problem, format_path, shown_path
 from engine.config.schema_check import load_checked
 from engine.config.yaml_source import YamlDocument
@@ -29,10 +30,12 @@ SECTIONS = ("guards", "preflight", "kill_conditions", "signals")
 
 @dataclass(frozen=True)
 class SignalSpec:
-    """A declared signal's parameter names and the bot kinds that may use it."""
+    """A declared signal's parameter names, the bot kinds that may use it, and each parameter's declared type
+    (`integer` or `number`): a value in bots.yaml of another type would only fail inside a tick."""
 
     params: frozenset[str]
     kinds: frozenset[str]
+    param_types: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,12 @@ class RuleBook:
     def signal_specs(self) -> dict[str, SignalSpec]:
         """Signal mode -> what it accepts (for the config's signal check)."""
         return {
-            name: SignalSpec(frozenset(e.body.get("params", {})), frozenset(e.body["kinds"])) for name, e in self.signals.items()
+            name: SignalSpec(
+                frozenset(e.body.get("params") or {}),
+                frozenset(e.body["kinds"]),
+                {param: spec["type"] for param, spec in (e.body.get("params") or {}).items()},
+            )
+            for name, e in self.signals.items()
         }
 
 
@@ -127,6 +135,11 @@ def _check_signals(book: RuleBook) -> list[Problem]:
             hint = did_you_mean(implementation, SIGNALS)
             message = f"no function '{implementation}' in engine/strategy/signals.py{hint}"
             problems.append(entry.problem("implementation", message))
+        for param, spec in (entry.body.get("params") or {}).items():
+            wrong = param_type_problem(spec["type"], spec["default"])
+            if wrong:
+                path = ("signals", entry.name, "params", param, "default")
+                problems.append(entry.doc.problem(path, wrong))
     return problems
 
 
