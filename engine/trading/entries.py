@@ -103,7 +103,7 @@ def choose_contract(
         if spread is None or spread > rules.max_spread_pct:
             continue
         age = (snapshot.taken_at - c.quote_time).total_seconds()
-        if age > rules.max_quote_age_seconds:
+        if not -rules.max_quote_age_seconds <= age <= rules.max_quote_age_seconds:  # too old, or stamped ahead of us
             continue
         key = (abs(abs(greeks.delta) - target), c.expiry)
         if best is None or key < best:

@@ -140,6 +140,15 @@ def usable_quotes(snapshot: Snapshot, max_spread_pct: float) -> dict[str, Quote]
     return {symbol: quote for symbol, quote in snapshot.quotes.items() if entries.usable(quote, max_spread_pct)}
 
 
+def fresh_window(now: datetime, limit_seconds: float) -> tuple[datetime, datetime]:
+    """The span a quote's own time must fall in to count as fresh: no older than the limit, and no further ahead
+    of the engine's clock than the limit either. A quote stamped in the future is a feed or a clock that is wrong,
+    and one that stays there would never grow old: a frozen feed would pass every staleness check for ever. A
+    limit past any date ("never stale") is held to a century."""
+    span = timedelta(seconds=min(limit_seconds, _CENTURY_SECONDS))
+    return now - span, now + span
+
+
 def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: HealthSettings) -> FeedHealth:
     """Staleness per symbol and per market, from each quote's own time.
 
@@ -148,14 +157,13 @@ def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: Hea
     is open: stocks by the broker's clock, crypto always. So one thin ticker, or stock quotes going quiet after
     the close, halt nothing: a stale symbol blocks its own bots, through preflight. A market that looks stale
     because its quote read or the clock read failed this tick is unknown (None), not stale."""
-    # Older than the limit: before this instant. A limit past any date ("never stale") is held to a century.
-    cutoff = now - timedelta(seconds=min(health.max_price_staleness_seconds, _CENTURY_SECONDS))
+    cutoff, ahead = fresh_window(now, health.max_price_staleness_seconds)
     quotes, clock = snapshot.quotes, snapshot.clock
     failed = {error.operation for error in snapshot.errors}
 
     def stale(symbol: str) -> bool:
         quote = quotes.get(symbol)
-        return quote is None or quote.timestamp < cutoff
+        return quote is None or not cutoff <= quote.timestamp <= ahead
 
     reference = health.reference_symbols
     stale_quotes = 0
@@ -191,7 +199,9 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     signal_symbol = _signal(bot, inputs.history, busy)
     max_spread_pct = system["health_max_spread_pct"]
     usable = inputs.usable if inputs.usable is not None else usable_quotes(snapshot, max_spread_pct)
-    quote_age_s, quotes_usable = _quotes_state(bot.symbols, snapshot.quotes, usable, now)
+    quote_age_s, quotes_usable = _quotes_state(
+        bot.symbols, snapshot.quotes, usable, now, system["health_max_price_staleness_seconds"]
+    )
     # Copied, then filled key by key: a third cheaper than one literal with `**` (measured at 1,000 bots).
     facts: Facts = system.copy()
     facts.update(bot.config_facts)
@@ -250,11 +260,13 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
 
 
 def _quotes_state(
-    symbols: Sequence[str], quotes: Mapping[str, Quote], usable_now: Mapping[str, Quote], now: datetime
+    symbols: Sequence[str], quotes: Mapping[str, Quote], usable_now: Mapping[str, Quote], now: datetime, limit_s: float
 ) -> tuple[float | None, bool]:
     """(seconds since the oldest of the symbols' quotes, from each quote's own time; whether every one is a
-    price). The age is missing, and the quotes not usable, when any quote is missing."""
-    oldest = None
+    price). The age is missing, and the quotes not usable, when any quote is missing. The age is missing too when
+    a quote is stamped further ahead of the clock than the staleness limit (`fresh_window`): an age that cannot
+    be trusted is not a small one."""
+    oldest = newest = None
     usable = True
     for symbol in symbols:
         quote = quotes.get(symbol)
@@ -264,7 +276,13 @@ def _quotes_state(
             usable = False
         if oldest is None or quote.timestamp < oldest:
             oldest = quote.timestamp
-    return (None if oldest is None else (now - oldest).total_seconds()), usable
+        if newest is None or quote.timestamp > newest:
+            newest = quote.timestamp
+    if oldest is None or newest is None:
+        return None, usable
+    if newest > now and (newest - now).total_seconds() > min(limit_s, _CENTURY_SECONDS):
+        return None, usable
+    return (now - oldest).total_seconds(), usable
 
 
 def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[str]) -> str | None:

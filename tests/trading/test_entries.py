@@ -94,6 +94,7 @@ def _chain_with(snapshot: Snapshot, symbol: str, **fields) -> Snapshot:  # type:
         ("crossed", {"bid": 9.0, "ask": 8.0}),
         ("spread over chain_rules.max_spread_pct (10)", {"bid": 8.0, "ask": 9.0}),
         ("quote over chain_rules.max_quote_age_seconds (120)", {"quote_time": NOW - timedelta(seconds=121)}),
+        ("quote stamped further ahead of the clock than that", {"quote_time": NOW + timedelta(seconds=121)}),
     ],
 )
 def test_a_contract_whose_quote_is_not_good_enough_is_skipped(snapshot: Snapshot, why: str, fields: dict) -> None:

@@ -153,6 +153,32 @@ def test_a_quote_exactly_the_limit_old_is_not_stale_and_one_microsecond_more_is(
     assert feed_health(feed_snapshot({**FRESH_ALL, "AAPL": 86400.0 * 3650}), NEEDS, T0, never).stale_quotes == 0
 
 
+def test_a_quote_stamped_ahead_of_the_clock_by_more_than_the_limit_is_stale() -> None:
+    """A feed frozen on a quote from the future would never grow old: beyond the limit ahead, it is stale too."""
+    within = feed_health(feed_snapshot({**FRESH_ALL, "AAPL": -15.0}), NEEDS, T0, health())  # 15 s ahead: clock skew
+    beyond = feed_health(feed_snapshot({**FRESH_ALL, "AAPL": -15.000001}), NEEDS, T0, health())
+    assert (within.stale_quotes, beyond.stale_quotes) == (0, 1)
+    years_ahead = {**FRESH_ALL, "AAPL": -86400.0 * 365, "SPY": -86400.0 * 365, "QQQ": -86400.0 * 365}
+    assert feed_health(feed_snapshot(years_ahead), NEEDS, T0, health()).markets == ("stocks",)
+
+
+def test_a_bot_whose_quote_is_stamped_ahead_of_the_clock_has_no_quote_age(rig: Rig) -> None:
+    rig.ticks(3)
+    view = current_view(rig)
+    bot = rig.engine.bot("mom_AAPL")
+    system = system_facts(view, _inputs(rig))
+    limit = system["health_max_price_staleness_seconds"]
+
+    def age_with_aapl_at(offset_s: float) -> object:
+        quote = dataclasses.replace(view.snapshot.quotes["AAPL"], timestamp=view.now + timedelta(seconds=offset_s))
+        snapshot = dataclasses.replace(view.snapshot, quotes={**view.snapshot.quotes, "AAPL": quote})
+        return bot_facts(dataclasses.replace(view, snapshot=snapshot), bot, system, inputs()).facts["quote_age_s"]
+
+    assert age_with_aapl_at(-2.0) == pytest.approx(2.0)
+    assert age_with_aapl_at(limit) == pytest.approx(-limit)  # within the limit ahead: skew, still an age
+    assert age_with_aapl_at(limit + 1) is None  # an age that cannot be trusted is missing: quotes_fresh fails closed
+
+
 def test_stock_quotes_going_stale_after_the_close_do_not_make_a_stale_market() -> None:
     closed = feed_snapshot({**FRESH_ALL, "AAPL": 3600.0, "SPY": 3600.0, "QQQ": 3600.0}, market_open=False)
     feed = feed_health(closed, NEEDS, T0, health())
