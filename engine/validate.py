@@ -32,6 +32,9 @@ class Report:
     config: Config | None = None
     book: RuleBook | None = None
     machines: dict[str, MachineSpec] = field(default_factory=dict)
+    # The problems of machines/scenarios/ (also in `problems`): `--validate` reports them, but they do not stop
+    # the other commands; `test` runs every good scenario file and lists the bad ones itself.
+    scenario_problems: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -139,6 +142,11 @@ def validate(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Pa
     if report.config is not None and machines.specs:
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
         report.problems.extend(persisted_state_problems(db, machines.specs, complete=machines.complete))
+    if report.config is not None and machines.specs and machines.complete:
+        from engine.machines.scenarios import read_cases
+
+        report.scenario_problems = sorted(set(read_cases(machines_dir, report.config, machines.specs).problems))
+        report.problems.extend(report.scenario_problems)
     report.problems = sorted(set(report.problems))
     return report
 
@@ -146,6 +154,8 @@ def validate(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Pa
 def load_valid(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None) -> Report:
     """Validate and raise ConfigError unless everything is valid: what every command but `validate` uses."""
     report = validate(config_dir, machines_dir, rules_dir, state_db)
-    if not report.ok:
-        raise ConfigError(report.problems)
+    scenarios_only = set(report.scenario_problems)
+    blocking = [p for p in report.problems if p not in scenarios_only]
+    if blocking:
+        raise ConfigError(blocking)
     return report

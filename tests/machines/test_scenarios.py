@@ -90,3 +90,16 @@ def test_unknown_trigger_and_action_in_an_expectation(project: ProjectCopy) -> N
         "unknown trigger of the momentum machine 'exlt' (did you mean 'exit'?)",
         "unknown action for momentum machines 'close_positon' (did you mean 'close_position'?)",
     ]
+
+
+def test_validate_reports_a_bad_scenario_file_but_does_not_block_the_other_commands(project: ProjectCopy) -> None:
+    """README: `--validate` reads machines/scenarios/ too. A scenario naming a bot that bots.yaml no longer has
+    passed `--validate` and only failed `engine test`; it must not stop `run` or `test` (which lists it)."""
+    from engine.validate import validate
+
+    project.replace("machines/scenarios/momentum_exits.yaml", "bot: mom_AAPL", "bot: mom_NOPE")
+    report = validate(project.config, project.machines, project.rules, project.root / "none.db")
+    line = project.line_of("machines/scenarios/momentum_exits.yaml", "bot: mom_NOPE")
+    assert [(p.path, p.line, p.message) for p in report.problems] == [("bot", line, "no momentum bot 'mom_NOPE' in bots.yaml")]
+    assert report.scenario_problems == report.problems
+    assert load_valid(project.config, project.machines, project.rules, project.root / "none.db").config is not None
