@@ -14,6 +14,7 @@ exits 130 (what it wrote stays; the same command resumes it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -333,8 +334,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 with console:
                     summary = run(session, options, stop, on_tick=console.tick)
             print(format_summary(summary, local))
-        finally:
-            close_session(session)  # closes the recorder too (on every path: the end, a signal, an error)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error that stopped the run is the one to tell
+                close_session(session)  # closes the recorder too (on every path: the end, a signal, an error)
+            raise
+        close_session(session)
     if recorder is not None:
         print(_recording_line(recorder, args.record))
     return EXIT_OK
@@ -371,16 +375,29 @@ def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from engine.trading.runner import status_text
+    """Reads only: a state file that does not exist is not created (nor the log), so a mistyped --state-db
+    leaves nothing behind."""
+    from engine.core.clock import SystemClock
+    from engine.core.store import StateStore
+    from engine.trading.runner import paths_for, state_now, status_text
 
-    store, journal, now, report = _open_state(args)
-    journal.close()
-    if store.meta("broker") is None and not store.machine_states():
-        print(f"{store.path}: no state yet (nothing has run)")
+    report = _load(args)
+    db, _log = paths_for(report, args.state_db, args.log)
+    if not db.exists():
+        print(f"{db}: no state yet (nothing has run)")
         return EXIT_OK
-    local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
-    print(f"state {store.path} (broker: {store.meta('broker')}; as of {local(now)})")
-    print(status_text(store, now, local=local))
+    store = StateStore(db)
+    try:
+        now, _simulated = state_now(store, SystemClock().now())
+        if store.meta("broker") is None and not store.machine_states():
+            print(f"{store.path}: no state yet (nothing has run)")
+            return EXIT_OK
+        local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
+        text = status_text(store, now, local=local)
+        print(f"state {store.path} (broker: {store.meta('broker')}; as of {local(now)})")
+        print(text)
+    finally:
+        store.close()
     return EXIT_OK
 
 
@@ -1005,6 +1022,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except BrokenPipeError:  # `python -m engine table momentum | head`
         return EXIT_OK
+    except Exception as exc:
+        code = file_error_code(exc)
+        if code is None:
+            raise
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return code
+
+
+def file_error_code(exc: BaseException) -> int | None:
+    """The exit code of an error met on the state file or the log (both name the file and what is wrong in
+    their one line), or None for any other error. Whatever command meets a file it cannot use stops there,
+    having decided nothing on it: 1 when the file cannot be used now (read-only, locked, a full disk), 2 when
+    its content or kind is wrong (damaged, another application's, a newer schema, a folder)."""
+    from engine.core.journal import JournalError
+    from engine.core.store import StateFileError
+
+    if isinstance(exc, (StateFileError, JournalError)):
+        return EXIT_FAILURE if exc.runtime else EXIT_INVALID
+    return None
 
 
 if __name__ == "__main__":

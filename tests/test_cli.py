@@ -239,7 +239,7 @@ def test_a_damaged_state_file_is_reported_not_a_traceback(tmp_path) -> None:
     db.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
     result = run_engine("validate", "--state-db", str(db))
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
-    assert result.stdout.splitlines() == [f"{db}:0:0: cannot read the saved machine states: file is not a database", "1 error"]
+    assert result.stdout.splitlines() == [f"{db}:0:0: cannot read the saved machine states: not a SQLite database (file is not a database)", "1 error"]
 
 
 # --- report and why (issue 10) ----------------------------------------------------------------------------------

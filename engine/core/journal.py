@@ -12,6 +12,7 @@ allowed to reach the tick: a display must never halt trading.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
@@ -48,11 +49,35 @@ def _line_encoder() -> Callable[[Any], str]:
 _LINES_HELD = 512  # lines gathered before one write to the file (a flush writes them all, whatever their number)
 
 
+class JournalError(OSError):
+    """The log file cannot be opened or written: one line naming the file and what is wrong.
+
+    An OSError, so that what already stops on one (an order is not sent when its event cannot be flushed first)
+    stops on this one too. `runtime` is False when the path holds something that is not a log file (a folder:
+    the user's input to fix, exit 2), True when the file cannot be written now (permission, a full disk: exit 1)."""
+
+    def __init__(self, path: Path, exc: OSError):
+        self.path = path
+        self.runtime = not isinstance(exc, IsADirectoryError)
+        what = "is a folder, not a log file" if isinstance(exc, IsADirectoryError) else (exc.strerror or str(exc))
+        super().__init__(exc.errno, f"log file {path}: {what}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    @property
+    def message(self) -> str:
+        return str(self.strerror)
+
+
 class Journal:
     def __init__(self, path: Path, clock: Clock, secrets: Iterable[str] = ()):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = path.open("a", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[str] = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise JournalError(path, exc) from None
         self._clock = clock
         self._secrets = tuple(s for s in secrets if s and len(s) >= 8)
         self._encode = _line_encoder()
@@ -102,17 +127,30 @@ class Journal:
                 self.listener_errors.append(f"{type(exc).__name__}: {exc}")
 
     def _write_lines(self) -> None:
-        self._file.write("\n".join(self._lines) + "\n")
+        """Lines that could not be written stay held (the next flush tries them again) and the error, named
+        after the file, goes up: an order whose event is not on disk is not sent."""
+        try:
+            self._file.write("\n".join(self._lines) + "\n")
+        except OSError as exc:
+            raise JournalError(self.path, exc) from None
         self._lines.clear()
 
     def flush(self) -> None:
         if self._lines:
             self._write_lines()
-        self._file.flush()
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise JournalError(self.path, exc) from None
 
     def close(self) -> None:
-        self.flush()
-        self._file.close()
+        """Flush, then close the file whatever the flush said (a full disk must not keep it open); the flush's
+        error is raised after."""
+        try:
+            self.flush()
+        finally:
+            with contextlib.suppress(OSError):  # the buffer's own flush failing again: the error above counts
+                self._file.close()
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

@@ -86,6 +86,85 @@ MIGRATIONS: tuple[str, ...] = (
 SYSTEM_SCOPE = "system"
 
 
+class StateFileError(sqlite3.DatabaseError):
+    """The state file cannot be used: the message names the file and what is wrong with it, in one line.
+
+    A subclass of sqlite3.DatabaseError so that every caller that already treats a database error as "this
+    file cannot be read" (validation, the tick boundary) treats this one the same way. `runtime` tells the
+    two kinds apart for the exit code: True when the file may be sound but cannot be used now (read-only,
+    locked, a full disk, an I/O error: exit 1), False when its content is not what this engine wrote or can
+    read (not a database, damaged, another application's, a newer schema, a value that does not parse: exit
+    2). Either way nothing is decided on it: the engine fails closed."""
+
+    def __init__(self, path: Path, what: str, *, runtime: bool):
+        self.path, self.what, self.runtime = path, what, runtime
+        super().__init__(what)  # the file is named by whoever tells it (`message`, validation's file:line)
+
+    @property
+    def message(self) -> str:
+        """The one line a person reads: the file, then what is wrong with it."""
+        return f"state file {self.path}: {self.what}"
+
+
+# SQLite's primary result codes that say the file is not at fault but cannot be used now (the exit code 1).
+_RUNTIME_CODES = {
+    "SQLITE_BUSY": "locked by another process (a write transaction held longer than the wait)",
+    "SQLITE_LOCKED": "locked by another connection",
+    "SQLITE_READONLY": "cannot be written (a read-only file or folder)",
+    "SQLITE_CANTOPEN": "cannot be opened (missing permission, or its folder cannot hold the -wal/-shm files)",
+    "SQLITE_FULL": "cannot be written: the disk is full",
+    "SQLITE_IOERR": "an I/O error while reading or writing it",
+    "SQLITE_PERM": "permission denied",
+    "SQLITE_NOMEM": "out of memory",
+    "SQLITE_INTERRUPT": "interrupted",
+}
+_DAMAGED_CODES = {
+    "SQLITE_CORRUPT": "damaged (truncated or overwritten)",
+    "SQLITE_NOTADB": "not a SQLite database",
+}
+
+
+def state_file_error(path: Path, exc: BaseException) -> StateFileError:
+    """One line for an error met reading or writing the state file, classified runtime or damaged (see
+    StateFileError). Python's sqlite3 names the result code from 3.11 on; before, the message is all there is."""
+    if isinstance(exc, StateFileError):
+        return exc
+    if isinstance(exc, OSError) and not isinstance(exc, sqlite3.Error):
+        return StateFileError(path, f"{exc.strerror or exc}", runtime=True)
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc) or type(exc).__name__
+    for code, meaning in _RUNTIME_CODES.items():
+        if name.startswith(code):
+            return StateFileError(path, f"{meaning} ({text})", runtime=True)
+    for code, meaning in _DAMAGED_CODES.items():
+        if name.startswith(code):
+            return StateFileError(path, f"{meaning} ({text})", runtime=False)
+    lowered = text.lower()
+    runtime_words = ("locked", "readonly", "read-only", "unable to open", "disk is full", "disk i/o", "permission")
+    if any(word in lowered for word in runtime_words):
+        return StateFileError(path, text, runtime=True)
+    return StateFileError(path, f"{text} (damaged, or not written by this engine)", runtime=False)
+
+
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """Every table of the newest schema with its columns, as the migrations build them (in memory, once)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for script in MIGRATIONS:
+            conn.executescript(script)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {
+            t: frozenset(r[1] for r in conn.execute(f"PRAGMA table_info({t})")) for t in tables if not t.startswith("sqlite_")
+        }
+    finally:
+        conn.close()
+
+
+_EXPECTED: dict[str, frozenset[str]] = {}
+# What a row's value that does not parse raises (a time, a date, JSON, a number, a compressed body).
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, zlib.error)
+
+
 @dataclass(frozen=True)
 class MachineState:
     kind: str
@@ -197,7 +276,16 @@ def _ts(value: datetime) -> str:
 
 
 def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    return _aware(text) if text else None
+
+
+def _aware(text: str) -> datetime:
+    """A saved time, which the engine always writes with its zone: a naive one (a hand edit) would fail later,
+    compared with aware times in the middle of a tick, so it is refused as unreadable here."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return value
 
 
 T = TypeVar("T")
@@ -214,13 +302,6 @@ class StateStore:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
         self._in_transaction = False
         self.statements = 0  # reads and writes run so far: the bench prints them per tick
         self.halt_writes = 0  # halts started or ended through this connection: a tick re-reads them only if it moved
@@ -233,20 +314,89 @@ class StateStore:
         self._kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._kept_at: tuple[int, int] = (-1, -1)
         self._data_version = -1  # SQLite's data_version as `records_stamp` last read it
-        self._migrate()
+        self._conn = self._open(str(path))
 
     # --- plumbing ------------------------------------------------------------------------------------------
 
-    def _migrate(self) -> None:
+    def _open(self, name: str) -> sqlite3.Connection:
+        """The connection, migrated and checked, or StateFileError naming the file and what is wrong: a file
+        this engine cannot trust is refused before anything is read from it or written to it."""
+        if name != ":memory:":
+            if self.path.is_dir():
+                raise StateFileError(self.path, "is a folder, not a state file", runtime=False)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateFileError(self.path, f"its folder cannot be created ({exc.strerror or exc})", runtime=True) from None
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            self._conn = conn
+            self._check_identity()  # before anything changes the file, even its journal mode
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+            self._check_schema()
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise state_file_error(self.path, exc) from None
+            raise
+        return conn
+
+    def _check_identity(self) -> None:
+        """Refuse a file this engine did not write or cannot read: a newer schema, or another application's
+        database (no schema version, and tables of its own: ours are never added to it)."""
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
-            raise RuntimeError(f"{self.path} has schema version {version}, newer than this engine ({len(MIGRATIONS)})")
+            raise StateFileError(
+                self.path,
+                f"has schema version {version}, newer than this engine's ({len(MIGRATIONS)}): "
+                "run the engine that wrote it, or give another --state-db",
+                runtime=False,
+            )
+        if version == 0:  # a new file; one that holds tables is another application's: never written into
+            foreign = [
+                r[0]
+                for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
+            ]
+            if foreign:
+                shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+                raise StateFileError(
+                    self.path,
+                    f"is not a Trading Hydra state file (no schema version; it holds the tables {shown}): "
+                    "give another --state-db",
+                    runtime=False,
+                )
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
                 for statement in script.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version={number}")
+
+    def _check_schema(self) -> None:
+        """Every table and column this engine reads is there: a file whose tables were altered (by hand, by
+        another program) is refused at once rather than failing in the middle of a tick."""
+        if not _EXPECTED:
+            _EXPECTED.update(_expected_columns())
+        for table, columns in _EXPECTED.items():
+            found = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if not found:
+                raise StateFileError(self.path, f"has no table {table} although its schema version says so", runtime=False)
+            missing = sorted(columns - found)
+            if missing:
+                raise StateFileError(self.path, f"table {table} lacks the column(s) {', '.join(missing)}", runtime=False)
+
+    def _unreadable(self, table: str, exc: BaseException) -> StateFileError:
+        """A row whose value does not parse (a time, a date, JSON): the file was damaged or edited by hand."""
+        return StateFileError(self.path, f"a row of table {table} cannot be read ({type(exc).__name__}: {exc})", runtime=False)
 
     @property
     def schema_version(self) -> int:
@@ -258,21 +408,30 @@ class StateStore:
         if self._in_transaction:
             yield
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # locked past the wait, read-only, damaged: said as the file's error
+            raise state_file_error(self.path, exc) from None
         self._in_transaction = True
         try:
             yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may have rolled back already (a full disk, an I/O error): the first error is the one raised
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
             self.records_version += 1  # what was read inside the transaction is gone with it
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, StateFileError):
+                raise state_file_error(self.path, exc) from exc
             raise
         else:
             try:
                 self._conn.execute("COMMIT")
-            except BaseException:  # not committed (disk full, I/O): nothing read inside it may be kept
+            except BaseException as exc:  # not committed (disk full, I/O): nothing read inside it may be kept
                 self.records_version += 1
                 with contextlib.suppress(sqlite3.Error):  # the COMMIT's own error is the one raised
                     self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise state_file_error(self.path, exc) from exc
                 raise
         finally:
             self._in_transaction = False
@@ -303,7 +462,10 @@ class StateStore:
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         self.statements += 1
-        return self._conn.execute(sql, params).fetchall()
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:  # a damaged page, a lock, an I/O error: said as the file's error
+            raise state_file_error(self.path, exc) from None
 
     def close(self) -> None:
         self._conn.close()
@@ -312,10 +474,11 @@ class StateStore:
 
     def machine_states(self, kind: str | None = None) -> list[MachineState]:
         sql = "SELECT * FROM machine_states" + (" WHERE kind = ?" if kind else "") + " ORDER BY kind, bot_id"
-        return [
-            MachineState(r["kind"], r["bot_id"], r["state"], _dt(r["since"]))  # type: ignore[arg-type]
-            for r in self._rows(sql, (kind,) if kind else ())
-        ]
+        rows = self._rows(sql, (kind,) if kind else ())
+        try:
+            return [MachineState(r["kind"], r["bot_id"], r["state"], _aware(r["since"])) for r in rows]
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("machine_states", exc) from None
 
     def machine_state(self, kind: str, bot_id: str) -> MachineState | None:
         found = [s for s in self.machine_states(kind) if s.bot_id == bot_id]
@@ -363,7 +526,10 @@ class StateStore:
 
     def order(self, client_order_id: str) -> OrderRow | None:
         rows = self._rows("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
-        return OrderRow.from_db(rows[0]) if rows else None
+        try:
+            return OrderRow.from_db(rows[0]) if rows else None
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("orders", exc) from None
 
     def orders(
         self, *, statuses: Iterable[str] | None = None, bot_id: str | None = None, day: date | None = None
@@ -387,7 +553,11 @@ class StateStore:
         if day is not None:
             sql += " AND trading_date = ?"
             params.append(day.isoformat())
-        return [OrderRow.from_db(r) for r in self._rows(sql + " ORDER BY created_at, client_order_id", tuple(params))]
+        rows = self._rows(sql + " ORDER BY created_at, client_order_id", tuple(params))
+        try:
+            return [OrderRow.from_db(r) for r in rows]
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("orders", exc) from None
 
     def last_entries(self, day: date) -> dict[str, OrderRow]:
         """Each bot's latest entry order of `day`, from one query over that day's orders only."""
@@ -396,7 +566,10 @@ class StateStore:
             "GROUP BY bot_id)",  # rowids grow with insertion: the latest intent of each bot
             (day.isoformat(),),
         )
-        return {r["bot_id"]: OrderRow.from_db(r) for r in rows}
+        try:
+            return {r["bot_id"]: OrderRow.from_db(r) for r in rows}
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("orders", exc) from None
 
     def known_client_order_ids(self, client_order_ids: Iterable[str]) -> set[str]:
         """Which of these ids we sent: primary-key lookups, whatever the size of the history."""
@@ -419,12 +592,17 @@ class StateStore:
     def last_trading_date(self) -> date | None:
         """The latest trading date any order was recorded on."""
         value = self._rows("SELECT max(trading_date) FROM orders")[0][0]
-        return date.fromisoformat(value) if value else None
+        try:
+            return date.fromisoformat(value) if value else None
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("orders", exc) from None
 
     def orders_created_since(self, since: datetime) -> list[datetime]:
-        return [
-            datetime.fromisoformat(r[0]) for r in self._rows("SELECT created_at FROM orders WHERE created_at >= ?", (_ts(since),))
-        ]
+        rows = self._rows("SELECT created_at FROM orders WHERE created_at >= ?", (_ts(since),))
+        try:
+            return [datetime.fromisoformat(r[0]) for r in rows]
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("orders", exc) from None
 
     # --- owned positions -----------------------------------------------------------------------------------
 
@@ -435,20 +613,24 @@ class StateStore:
 
     def _positions(self, bot_id: str | None) -> list[PositionRow]:
         sql = "SELECT * FROM positions" + (" WHERE bot_id = ?" if bot_id else "") + " ORDER BY bot_id, symbol"
-        return [
-            PositionRow(
-                r["bot_id"],
-                r["symbol"],
-                float(r["qty"]),
-                float(r["avg_entry_price"]),
-                datetime.fromisoformat(r["opened_at"]),
-                float(r["bought_qty"]),
-                float(r["sold_qty"]),
-                float(r["sold_value"]),
-                float(r["realized"]),
-            )
-            for r in self._rows(sql, (bot_id,) if bot_id else ())
-        ]
+        rows = self._rows(sql, (bot_id,) if bot_id else ())
+        try:
+            return [
+                PositionRow(
+                    r["bot_id"],
+                    r["symbol"],
+                    float(r["qty"]),
+                    float(r["avg_entry_price"]),
+                    datetime.fromisoformat(r["opened_at"]),
+                    float(r["bought_qty"]),
+                    float(r["sold_qty"]),
+                    float(r["sold_value"]),
+                    float(r["realized"]),
+                )
+                for r in rows
+            ]
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("positions", exc) from None
 
     def save_position(self, row: PositionRow) -> None:
         """Write a position with its round trip so far (a zero quantity removes it)."""
@@ -503,22 +685,26 @@ class StateStore:
         if bot_id:
             sql += " AND bot_id = ?"
             params.append(bot_id)
-        return [
-            TradeRow(
-                r["bot_id"],
-                r["symbol"],
-                date.fromisoformat(r["trading_date"]),
-                datetime.fromisoformat(r["opened_at"]),
-                datetime.fromisoformat(r["closed_at"]),
-                float(r["qty"]),
-                float(r["entry_price"]),
-                float(r["exit_price"]),
-                float(r["pnl"]),
-                float(r["fees"]),
-                r["exit_trigger"],
-            )
-            for r in self._rows(sql + " ORDER BY closed_at, id", tuple(params))
-        ]
+        rows = self._rows(sql + " ORDER BY closed_at, id", tuple(params))
+        try:
+            return [
+                TradeRow(
+                    r["bot_id"],
+                    r["symbol"],
+                    date.fromisoformat(r["trading_date"]),
+                    datetime.fromisoformat(r["opened_at"]),
+                    datetime.fromisoformat(r["closed_at"]),
+                    float(r["qty"]),
+                    float(r["entry_price"]),
+                    float(r["exit_price"]),
+                    float(r["pnl"]),
+                    float(r["fees"]),
+                    r["exit_trigger"],
+                )
+                for r in rows
+            ]
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("trades", exc) from None
 
     def set_position(self, bot_id: str, symbol: str, qty: float, avg_entry_price: float, opened_at: datetime) -> None:
         if abs(qty) < 1e-12:
@@ -536,7 +722,10 @@ class StateStore:
         rows = self._rows(
             "SELECT value FROM counters WHERE trading_date = ? AND bot_id = ? AND name = ?", (day.isoformat(), bot_id, name)
         )
-        return int(rows[0][0]) if rows else 0
+        try:
+            return int(rows[0][0]) if rows else 0
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("counters", exc) from None
 
     def bump_counter(self, day: date, bot_id: str, name: str, by: int = 1) -> int:
         self._write(
@@ -548,8 +737,11 @@ class StateStore:
 
     def counters(self, day: date) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for r in self._rows("SELECT * FROM counters WHERE trading_date = ? ORDER BY bot_id, name", (day.isoformat(),)):
-            out.setdefault(r["bot_id"], {})[r["name"]] = int(r["value"])
+        try:
+            for r in self._rows("SELECT * FROM counters WHERE trading_date = ? ORDER BY bot_id, name", (day.isoformat(),)):
+                out.setdefault(r["bot_id"], {})[r["name"]] = int(r["value"])
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("counters", exc) from None
         return out
 
     def add_realized_pnl(self, day: date, bot_id: str, pnl: float) -> None:
@@ -561,7 +753,10 @@ class StateStore:
 
     def realized_pnl(self, day: date) -> dict[str, float]:
         rows = self._rows("SELECT bot_id, pnl FROM realized_pnl WHERE trading_date = ?", (day.isoformat(),))
-        return {r["bot_id"]: float(r["pnl"]) for r in rows}
+        try:
+            return {r["bot_id"]: float(r["pnl"]) for r in rows}
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("realized_pnl", exc) from None
 
     # --- the last tick's facts (for `why`) ----------------------------------------------------------------------
 
@@ -588,10 +783,13 @@ class StateStore:
         rows = self._rows("SELECT at, body FROM last_facts WHERE scope = ?", (scope,))
         if not rows:
             return None
-        body = bytes(rows[0][1])
-        if body.startswith(_PACKED):  # files written before compression hold the record as it was given
-            body = zlib.decompress(body[len(_PACKED) :])
-        return datetime.fromisoformat(rows[0][0]), body
+        try:
+            body = bytes(rows[0][1])
+            if body.startswith(_PACKED):  # files written before compression hold the record as it was given
+                body = zlib.decompress(body[len(_PACKED) :])
+            return datetime.fromisoformat(rows[0][0]), body
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("last_facts", exc) from None
 
     # --- meta: small named values (which broker wrote this file, the simulated exchange's state) ------------
 
@@ -641,19 +839,23 @@ class StateStore:
             params.append(scope)
         if open_only:
             sql += " AND ended_at IS NULL"
-        return [
-            Halt(
-                r["id"],
-                r["scope"],
-                r["reason"],
-                tuple(json.loads(r["conditions"])),
-                bool(r["flatten"]),
-                datetime.fromisoformat(r["started_at"]),
-                _dt(r["until"]),
-                _dt(r["ended_at"]),
-            )
-            for r in self._rows(sql + " ORDER BY id", tuple(params))
-        ]
+        rows = self._rows(sql + " ORDER BY id", tuple(params))
+        try:
+            return [
+                Halt(
+                    r["id"],
+                    r["scope"],
+                    r["reason"],
+                    tuple(json.loads(r["conditions"])),
+                    bool(r["flatten"]),
+                    _aware(r["started_at"]),
+                    _dt(r["until"]),
+                    _dt(r["ended_at"]),
+                )
+                for r in rows
+            ]
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable("halts", exc) from None
 
     def halt_in_force(self, scope: str, now: datetime) -> Halt | None:
         """The latest halt of `scope` still in force at `now`, if any."""

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.config.checks import bot_kind, trading_bots
-from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore
 from engine.operator.local import LocalTime
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
@@ -41,12 +41,17 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
     kind = bot_kind(config)
     saved_state = store.machine_state(kind, bot_id)
     row = store.last_facts(LAST_FACTS_SCOPE)
-    system, names, by_bot = marshal.loads(row[1]) if row is not None else ({}, (), {})
-    if saved_state is None or row is None or bot_id not in by_bot:
-        raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
+    try:
+        system, names, by_bot = marshal.loads(row[1]) if row is not None else ({}, (), {})
+        if saved_state is None or row is None or bot_id not in by_bot:
+            raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
+        values, failed_checks, denial = by_bot[bot_id]
+        facts: dict[str, Any] = {**system, **bot_config_values(config), **dict(zip(names, values, strict=True))}
+    except (ValueError, TypeError, EOFError, KeyError) as exc:  # a record the engine did not write: damaged
+        raise StateFileError(
+            store.path, f"the last tick's facts (table last_facts) cannot be read ({type(exc).__name__}: {exc})", runtime=False
+        ) from None
     tick_at = row[0]
-    values, failed_checks, denial = by_bot[bot_id]
-    facts: dict[str, Any] = {**system, **bot_config_values(config), **dict(zip(names, values, strict=True))}
     compiled, _problems = compile_rules(report.book, kind)
     units = vocabulary(kind)
     spec = report.machines[kind]

@@ -36,7 +36,7 @@ from engine.brokers.symbols import contract_multiplier
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import Journal
 from engine.core.lock import LockHeld, RunLock, lock_path
-from engine.core.store import SYSTEM_SCOPE, Halt, StateStore
+from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_record, halts_in_force, in_force_lines, period_lines, period_record
 from engine.paths import PROJECT_ROOT
@@ -203,18 +203,27 @@ def _start_alerts(report: Report, env: dict[str, str], journal: Journal, engine:
 def close_session(session: Session) -> None:
     """Close the recording, the alerts (a few seconds at most to deliver what is queued), the log and the
     database, then let another engine have the state file (in that order). Every path out of `run` (the end, a
-    SIGINT or SIGTERM, an error) comes here."""
-    try:
-        if session.recorder is not None:
-            _close_recorder(session)
-        if session.alerts is not None:
-            alerts, session.alerts = session.alerts, None
-            alerts.close()
-        session.journal.close()
-        session.store.close()
-    finally:
-        if session.lock is not None:
-            session.lock.release()
+    SIGINT or SIGTERM, an error) comes here.
+
+    Each step runs even when one before it failed (a log on a full disk must not leave the database open or
+    the lock held); the first failure is raised after the last step."""
+    steps: list[Callable[[], None]] = []
+    if session.recorder is not None:
+        steps.append(lambda: _close_recorder(session))
+    if session.alerts is not None:
+        alerts, session.alerts = session.alerts, None
+        steps.append(alerts.close)
+    steps += [session.journal.close, session.store.close]
+    if session.lock is not None:
+        steps.append(session.lock.release)
+    first: BaseException | None = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def _alpaca(report: Report, options: RunOptions, env: dict[str, str]) -> tuple[Broker, Clock, None]:
@@ -392,8 +401,9 @@ def run(
                 stop.wait(interval - (time.perf_counter() - tick_started))
     except BaseException as exc:
         reason = f"error: {type(exc).__name__}: {exc}"
-        engine.journal.log("run_end", reason=reason, ticks=engine.ticks)
-        engine.journal.flush()
+        with contextlib.suppress(Exception):  # the log may be what failed: the error raised is the first one
+            engine.journal.log("run_end", reason=reason, ticks=engine.ticks)
+            engine.journal.flush()
         _record_run_end(session, started_at, reason)
         raise
     reason = session.stop_reason or "completed"
@@ -531,7 +541,23 @@ def state_now(store: StateStore, wall_now: datetime) -> tuple[datetime, bool]:
     saved = store.meta(SIM_STATE_KEY) if store.meta("broker") == "sim" else None
     if saved is None:
         return wall_now, False
-    return datetime.fromisoformat(json.loads(saved)["now"]), True
+    try:
+        return _aware_time(json.loads(saved)["now"]), True
+    except (ValueError, TypeError, KeyError) as exc:  # without its time no halt of the simulation can be judged
+        raise _meta_error(store, SIM_STATE_KEY, exc) from None
+
+
+def _aware_time(text: Any) -> datetime:
+    """A time saved in `meta`, which the engine always writes with its zone."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return value
+
+
+def _meta_error(store: StateStore, key: str, exc: BaseException) -> StateFileError:
+    """A `meta` value the engine did not write as it reads (a hand edit, a damaged file): said, never guessed."""
+    return StateFileError(store.path, f"meta '{key}' cannot be read ({type(exc).__name__}: {exc})", runtime=False)
 
 
 @dataclass(frozen=True)
@@ -552,7 +578,10 @@ def last_tick(store: StateStore, wall_now: datetime) -> TickAge | None:
     now, simulated = state_now(store, wall_now)
     text = store.meta(LAST_TICK_KEY)
     if text is not None:
-        return TickAge(datetime.fromisoformat(text), now, simulated)
+        try:
+            return TickAge(_aware_time(text), now, simulated)
+        except (ValueError, TypeError) as exc:
+            raise _meta_error(store, LAST_TICK_KEY, exc) from None
     return TickAge(now, now, simulated) if simulated else None
 
 
@@ -588,8 +617,20 @@ def running_pid(state_db: Path) -> int | None:
 
 
 def last_run(store: StateStore) -> dict[str, Any] | None:
+    """The latest run's record, its times checked: `status` reads them as aware times."""
     text = store.meta(LAST_RUN_KEY)
-    return json.loads(text) if text else None
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+        if not isinstance(record, dict):
+            raise TypeError(f"not a JSON object: {text[:40]!r}")
+        _aware_time(record["started_at"])
+        if record.get("ended_at"):
+            _aware_time(record["ended_at"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _meta_error(store, LAST_RUN_KEY, exc) from None
+    return record
 
 
 def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: list[Halt], local: LocalTime) -> str:
@@ -632,7 +673,7 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
         ended = datetime.fromisoformat(run["ended_at"]) if run.get("ended_at") else None
         holder = running_pid(store.path)
         if ended is not None:
-            how = f"ended {local(ended)} ({run['reason']})"
+            how = f"ended {local(ended)} ({run.get('reason', 'no reason recorded')})"
         else:
             how = f"running (pid {holder})" if holder else "stopped without a summary (killed, or the machine stopped)"
         lines.append(f"last run: started {local(started)}, {how}")

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from engine.core.store import MIGRATIONS, SYSTEM_SCOPE, StateStore
+from engine.core.store import MIGRATIONS, SYSTEM_SCOPE, StateFileError, StateStore
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 
@@ -24,7 +24,7 @@ def test_a_newer_schema_is_refused(tmp_path) -> None:
     StateStore(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    with pytest.raises(RuntimeError, match="newer than this engine"):
+    with pytest.raises(StateFileError, match="newer than this engine"):
         StateStore(path)
 
 
@@ -117,7 +117,7 @@ def test_a_commit_that_fails_keeps_nothing_read_inside_it(tmp_path) -> None:
             return getattr(self.conn, name)
 
     store._conn = FailingCommit(real)  # type: ignore[assignment]
-    with pytest.raises(sqlite3.OperationalError), store.transaction():
+    with pytest.raises(StateFileError, match="disk I/O error"), store.transaction():
         store.set_position("a", "AAPL", 1.0, 100.0, NOW)
         assert len(store.positions()) == 1
     store._conn = real

@@ -1,0 +1,161 @@
+"""A state file the engine cannot trust is refused with one StateFileError naming the file and what is wrong,
+never a traceback of whatever failed first, and nothing is written into it. Real SQLite files, damaged the
+ways a tester (or a disk) damages them."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.core.store import SYSTEM_SCOPE, OrderRow, StateFileError, StateStore, state_file_error
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+
+
+def _filled(path: Path) -> Path:
+    """A state file with a row in every table the engine reads back."""
+    store = StateStore(path)
+    store.save_machine_state("momentum", "mom_AAPL", "armed", NOW)
+    store.start_halt(SYSTEM_SCOPE, "operator", ("operator",), False, NOW, None)
+    store.set_position("mom_AAPL", "AAPL", 1.0, 100.0, NOW)
+    day, cid = date(2026, 11, 23), "mom_AAPL-20261123-0001"
+    entry = ("entry", "AAPL", "buy", 1.0, None, "market", None, "day", "filled", "b1", 1.0, 100.0, "", None, NOW, NOW)
+    store.add_order(OrderRow(cid, "mom_AAPL", day, *entry))
+    store.save_last_facts([("tick", NOW, b"x" * 5000)])
+    store.close()
+    return path
+
+
+def _edit(sql: str) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute(sql)
+        conn.close()
+
+    return edit
+
+
+DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
+    "random bytes": (lambda p: p.write_bytes(bytes(range(256)) * 64), "not a SQLite database"),
+    "text": (lambda p: p.write_text("hello\n"), "not a SQLite database"),
+    "a SQLite header then garbage": (lambda p: p.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8), "not a SQLite"),
+    "a newer schema": (_edit("PRAGMA user_version=99"), "newer than this engine"),
+    "a missing column": (_edit("ALTER TABLE halts DROP COLUMN until"), "table halts lacks the column(s) until"),
+    "a missing table": (_edit("DROP TABLE machine_states"), "has no table machine_states"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_AT_OPEN))
+def test_a_damaged_file_is_refused_at_open_as_damaged(tmp_path, damage: str) -> None:
+    path = _filled(tmp_path / "s.db")
+    breaks, what = DAMAGED_AT_OPEN[damage]
+    breaks(path)
+    with pytest.raises(StateFileError) as caught:
+        StateStore(path)
+    assert what in str(caught.value) and not caught.value.runtime
+    assert caught.value.message.startswith(f"state file {path}: ")
+    assert "\n" not in caught.value.message
+
+
+def test_another_applications_database_is_refused_and_left_as_it_was(tmp_path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StateFileError, match=r"not a Trading Hydra state file.*users") as caught:
+        StateStore(path)
+    assert not caught.value.runtime
+    assert path.read_bytes() == before  # no table of ours was added to it
+
+
+def test_a_stale_wal_of_another_database_is_refused_rather_than_read_as_an_empty_state(tmp_path) -> None:
+    """SQLite replays a -wal beside the file whatever database wrote it: the state (and its halts) would be
+    replaced by the other database's pages, and a run would start afresh."""
+    path = _filled(tmp_path / "s.db")
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE z (x)")
+    conn.commit()
+    Path(f"{path}-wal").write_bytes(Path(f"{other}-wal").read_bytes())
+    Path(f"{path}-shm").write_bytes(Path(f"{other}-shm").read_bytes())
+    conn.close()
+    with pytest.raises(StateFileError):
+        StateStore(path)
+
+
+def test_a_folder_at_the_path_is_refused(tmp_path) -> None:
+    (tmp_path / "s.db").mkdir()
+    with pytest.raises(StateFileError, match="is a folder") as caught:
+        StateStore(tmp_path / "s.db")
+    assert not caught.value.runtime
+
+
+def test_a_path_under_a_file_is_a_runtime_error(tmp_path) -> None:
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(StateFileError, match="its folder cannot be created") as caught:
+        StateStore(tmp_path / "plain" / "s.db")
+    assert caught.value.runtime
+
+
+UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
+    "a machine's since": ("UPDATE machine_states SET since = 'yesterday'", lambda s: s.machine_states()),
+    "a naive since": ("UPDATE machine_states SET since = '2026-11-23T10:00:00'", lambda s: s.machine_states()),
+    "a halt's start": ("UPDATE halts SET started_at = 'garbage'", lambda s: s.halts()),
+    "a halt's until": ("UPDATE halts SET until = 'soon'", lambda s: s.halt_in_force(SYSTEM_SCOPE, NOW)),
+    "a naive until": ("UPDATE halts SET until = '2026-11-24T10:00:00'", lambda s: s.halt_in_force(SYSTEM_SCOPE, NOW)),
+    "a halt's conditions": ("UPDATE halts SET conditions = '{not json'", lambda s: s.halts(open_only=True)),
+    "an order's time": ("UPDATE orders SET created_at = 'x'", lambda s: s.orders(statuses=("filled",))),
+    "an order's day": ("UPDATE orders SET trading_date = 'y'", lambda s: s.last_trading_date()),
+    "a position's opening": ("UPDATE positions SET opened_at = 'zz'", lambda s: s.positions()),
+    "a position's quantity": ("UPDATE positions SET qty = 'many'", lambda s: s.positions("mom_AAPL")),
+    "the last facts' body": ("UPDATE last_facts SET body = X'007A6C69623A0000'", lambda s: s.last_facts("tick")),
+}
+
+
+@pytest.mark.parametrize("row", sorted(UNREADABLE_ROWS))
+def test_a_row_that_does_not_parse_is_a_state_file_error(tmp_path, row: str) -> None:
+    path = _filled(tmp_path / "s.db")
+    sql, read = UNREADABLE_ROWS[row]
+    _edit(sql)(path)
+    store = StateStore(path)
+    with pytest.raises(StateFileError, match=r"a row of table .* cannot be read") as caught:
+        read(store)
+    assert not caught.value.runtime
+
+
+def test_sqlites_errors_are_told_apart_runtime_or_damaged(tmp_path) -> None:
+    """Real errors, not made-up ones: a write to a file opened read-only is runtime (exit 1), a file that is
+    not a database is damaged (exit 2)."""
+    path = _filled(tmp_path / "s.db")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.Error) as readonly:
+        conn.execute("DELETE FROM halts")
+    conn.close()
+    assert state_file_error(path, readonly.value).runtime
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database at all, but long enough to have a header" * 10)
+    conn = sqlite3.connect(junk)
+    with pytest.raises(sqlite3.Error) as notadb:
+        conn.execute("SELECT * FROM sqlite_master")
+    conn.close()
+    assert not state_file_error(junk, notadb.value).runtime
+
+
+def test_a_write_that_fails_is_named_after_the_file_and_rolled_back(tmp_path) -> None:
+    path = _filled(tmp_path / "s.db")
+    store = StateStore(path)
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    reader.row_factory = sqlite3.Row
+    store._conn.close()
+    store._conn = reader  # the file can be read but not written: SQLite's own readonly error
+    with pytest.raises(StateFileError, match="cannot be written") as caught:
+        store.start_halt(SYSTEM_SCOPE, "x", ("operator",), False, NOW, None)
+    assert caught.value.runtime and caught.value.path == path
+    assert len(store.halts()) == 1

@@ -1,0 +1,167 @@
+"""Every command that reads or writes the state meets a broken state file with one line naming the file and
+what is wrong, and the README's exit code (2: the file's content, 1: the file cannot be used now), never a
+traceback; `run` sends nothing on it. In-process through `engine.cli.main` (fast), real SQLite files."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.paths import PROJECT_ROOT
+
+FILES = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+         "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+COMMANDS: dict[str, list[str]] = {
+    "status": ["status"],
+    "why": ["why", "mom_AAPL"],
+    "report": ["report"],
+    "health": ["health"],
+    "halt": ["halt", "--reason", "probe"],
+    "resume": ["resume"],
+    "diagram": ["diagram", "momentum", "--bot", "mom_AAPL"],
+    "run": ["run", "--ticks", "2", "--quiet"],
+}
+
+
+@pytest.fixture(scope="module")
+def good_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state file after a short simulated run and an operator's halt."""
+    folder = tmp_path_factory.mktemp("good")
+    db, log = folder / "s.db", folder / "app.jsonl"
+    assert main(["run", "--ticks", "30", "--quiet", "--state-db", str(db), "--log", str(log), *FILES[:2], *FILES[2:]]) == 0
+    assert main(["halt", "--reason", "kept", "--state-db", str(db), "--log", str(log), *FILES]) == 0
+    return db
+
+
+def _sql(statement: str) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute(statement)
+        conn.close()
+
+    return edit
+
+
+# damage -> (how, a phrase of the message, the commands that do not read what is damaged)
+DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
+    "newer schema": (_sql("PRAGMA user_version=99"), "newer than this engine", set()),
+    "missing column": (_sql("ALTER TABLE halts DROP COLUMN until"), "lacks the column", set()),
+    "another application's": (lambda p: _another(p), "not a Trading Hydra state file", set()),
+    "bad machine time": (_sql("UPDATE machine_states SET since = 'yesterday'"), "machine_states", set()),
+    "bad halt time": (_sql("UPDATE halts SET started_at = 'garbage'"), "table halts", {"health", "halt", "diagram"}),
+    "bad halt conditions": (_sql("UPDATE halts SET conditions = '{x'"), "table halts", {"health", "halt", "diagram"}),
+    "bad position": (
+        _sql("UPDATE positions SET opened_at = 'zz'"),
+        "positions",
+        {"why", "report", "health", "halt", "resume", "diagram"},
+    ),
+    "bad sim clock": (_sql("UPDATE meta SET value = '{' WHERE key = 'sim_exchange'"), "sim_exchange", {"why", "diagram"}),
+    "bad last run": (
+        _sql("UPDATE meta SET value = '[' WHERE key = 'last_run'"),
+        "meta 'last_run'",
+        {"why", "report", "health", "halt", "resume", "diagram", "run"},
+    ),
+    "bad last facts": (
+        _sql("UPDATE last_facts SET body = X'00DEADBEEF'"),
+        "last_facts",
+        {"status", "report", "health", "halt", "resume", "diagram", "run"},
+    ),
+    "a folder": (lambda p: (p.unlink(), p.mkdir()), "is a folder", {"why", "report", "health"}),
+}
+
+
+def _another(path: Path) -> None:
+    path.unlink()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")
+    conn.close()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_state_file_is_one_line_and_exit_2(
+    tmp_path, good_state: Path, damage: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    breaks, phrase, unaffected = DAMAGES[damage]
+    breaks(db)
+    code = main([*COMMANDS[command], "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    if command in unaffected:
+        assert code in (0, 1), out + err  # it answered from what it could read (health/why: 1 when nothing is there)
+        return
+    # a saved simulation that cannot be read refuses the run as a runtime failure (tests/brokers/test_sim_persist.py)
+    assert code == (1 if (damage, command) == ("bad sim clock", "run") else 2), out + err
+    text = (err + out).strip()
+    assert phrase in text and str(db.name) in text, text
+    lines = [line for line in text.splitlines() if phrase in line]
+    assert len(lines) == 1, text
+    if command == "run":
+        assert "ticks to" not in out  # no tick ran on it
+        assert not log.exists() or '"event":"order"' not in log.read_text()
+
+
+def test_a_state_file_that_cannot_be_written_is_exit_1_and_the_halt_not_claimed(
+    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only state (simulated here through SQLite's own read-only mode: tests run as root, which file
+    modes do not stop): `halt` says it could not record the halt, exit 1, and does not print `halted`."""
+    import engine.core.store as store_module
+
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    real_connect = sqlite3.connect
+
+    def read_only(name: str, *args: object, **kwargs: object) -> sqlite3.Connection:
+        if name == str(db):
+            return real_connect(f"file:{db}?mode=ro", *args, uri=True, **kwargs)  # type: ignore[arg-type]
+        return real_connect(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", read_only)
+    code = main(["halt", "--reason", "x", "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code == 1 and "halted:" not in out
+    assert err.strip().splitlines() == [err.strip()] and f"state file {db}: cannot be written" in err
+
+
+@pytest.mark.parametrize("command", ["status", "why", "report", "health"])
+def test_reading_commands_do_not_create_a_state_file(tmp_path, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db, log = tmp_path / "new" / "s.db", tmp_path / "new" / "app.jsonl"
+    code = main([*COMMANDS[command], "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code in (0, 1) and "no state" in out + err
+    assert not db.exists() and not log.exists()
+
+
+@pytest.mark.parametrize("command", ["halt", "resume", "run"])
+def test_a_folder_at_the_log_path_is_one_line_and_exit_2(
+    tmp_path, good_state: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    log.mkdir()
+    code = main([*COMMANDS[command], "--state-db", str(db), "--log", str(log), *FILES])
+    _out, err = capsys.readouterr()
+    assert code == 2 and err.strip() == f"error: log file {log}: is a folder, not a log file"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_under_the_log_stops_the_run_with_exit_1_and_sends_nothing(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/dev/full takes the file open and refuses every write (ENOSPC), as a disk that filled up would."""
+    db = tmp_path / "s.db"
+    code = main(["run", "--ticks", "40", "--quiet", "--state-db", str(db), "--log", "/dev/full", *FILES])
+    _out, err = capsys.readouterr()
+    assert code == 1 and err.strip().splitlines()[-1] == "error: log file /dev/full: No space left on device"
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM orders WHERE status != 'not_sent'").fetchone()[0] == 0
+    conn.close()
