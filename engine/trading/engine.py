@@ -48,6 +48,7 @@ from engine.trading.facts_builder import (
     SystemInputs,
     bot_facts,
     feed_health,
+    finite,
     system_facts,
     usable_quotes,
 )
@@ -260,7 +261,7 @@ class Engine:
             stale = feed_health(snapshot, self.needs, now, self.config.settings.health)
             before_kills = self._system_facts(view, anomalies, stale, kill_triggered=False)
             kills = self.exitbot.evaluate_kills(before_kills)
-            allocations = self.portfolio.allocate(snapshot.account.equity if snapshot.account else None)
+            allocations = self.portfolio.allocate(finite(snapshot.account.equity) if snapshot.account else None)
             gate = Gate.open(view.orders_last_minute, allocations.deployable_usd if allocations else None, snapshot)
             tick = TickContext(self, view, gate, kills)
             # The kill switch's verdict is the one fact it changes (evaluating kill conditions writes nothing).
@@ -325,7 +326,7 @@ class Engine:
         explained: dict[str, tuple[Any, ...]] = {}
         own_facts = operator.itemgetter(*WHY_BOT_FACTS)
         account = view.snapshot.account
-        equity = account.equity if account else None
+        equity = finite(account.equity) if account else None
         for kind, tiers in self._preflight_tiers.items():  # every kind some enabled bot has
             self._preflight[kind] = tiers.for_tick(system)
         inputs = BotInputs(

@@ -12,6 +12,7 @@ quote's own time, per symbol for the bots (`quote_age_s`) and per market for the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
         "halt_active": halt is not None,
         "flatten_requested": bool(halt and halt.flatten),
         "daily_pnl_pct": daily_pnl_pct(account),
-        "equity_usd": account.equity if account else None,
+        "equity_usd": finite(account.equity) if account else None,
         "api_failures_in_window": inputs.api_failures,
         "stale_quotes": inputs.feed.stale_quotes,
         "stale_markets": inputs.feed.stale_markets,
@@ -132,7 +133,14 @@ def daily_pnl_pct(account: Account | None) -> float | None:
     broker could not say how much cash moved."""
     if account is None or not account.last_equity or account.non_trade_cash_today is None:
         return None
-    return (account.equity - account.last_equity - account.non_trade_cash_today) / account.last_equity * 100
+    return finite((account.equity - account.last_equity - account.non_trade_cash_today) / account.last_equity * 100)
+
+
+def finite(value: float | None) -> float | None:
+    """A number a guard can compare, else missing: NaN compares false with everything, so a NaN loss would never
+    reach a loss limit and a NaN P&L never a stop. The broker adapters refuse such values already; this holds the
+    facts to it whatever the source."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def usable_quotes(snapshot: Snapshot, max_spread_pct: float) -> dict[str, Quote]:
@@ -313,4 +321,4 @@ def position_pnl_pct(
             price = quote.mid
         cost += p.avg_entry_price * p.qty
         value += price * p.qty
-    return (value / cost - 1) * 100 if cost else None
+    return finite((value / cost - 1) * 100) if cost else None

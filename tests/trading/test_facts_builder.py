@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -222,6 +223,22 @@ def test_a_withdrawal_is_not_a_loss_and_a_deposit_does_not_hide_one() -> None:
     assert daily_pnl_pct(account(non_trade_cash_today=None)) is None  # not known: missing, never guessed as 0
     assert daily_pnl_pct(account(last_equity=0.0)) is None
     assert daily_pnl_pct(None) is None
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_number_no_guard_can_compare_is_missing(rig: Rig, bad: float) -> None:
+    """NaN compares false with everything: a NaN loss would never reach the loss limit, a NaN P&L never a stop."""
+    assert daily_pnl_pct(account(equity=bad)) is None
+    assert daily_pnl_pct(account(non_trade_cash_today=bad)) is None
+    held = (PositionRow("b", "AAPL", 2.0, 100.0, T0),)
+    empty = Snapshot(T0, None, (), (), {}, {}, None)
+    assert position_pnl_pct(held, {"AAPL": bad}, empty, max_spread_pct=1.0) is None
+    rig.ticks(1)
+    view = current_view(rig)
+    assert view.snapshot.account is not None
+    odd = dataclasses.replace(view.snapshot, account=dataclasses.replace(view.snapshot.account, equity=bad))
+    facts = system_facts(dataclasses.replace(view, snapshot=odd), _inputs(rig))
+    assert facts["equity_usd"] is None and facts["daily_pnl_pct"] is None
 
 
 # --- item 4: the account's flags, as facts --------------------------------------------------------------------
