@@ -434,6 +434,9 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_halt(args: argparse.Namespace) -> int:
     from engine.trading.runner import operator_halt
 
+    if not args.reason.strip():  # a halt nobody can explain later; refused before anything is opened
+        raise InvalidInput("--reason: give the reason for the halt (it is recorded in SQLite and the log)")
+
     store, journal, now, _report = _open_state(args)
     operator_halt(store, journal, args.reason, now)
     journal.close()
@@ -488,11 +491,17 @@ def cmd_why(args: argparse.Namespace) -> int:
     """Reads the bot's saved state and the last tick's facts (engine/operator/why.py): works while `run` runs."""
     import json
 
+    from engine.config.checks import trading_bots
+    from engine.core.names import did_you_mean
     from engine.core.store import StateStore
     from engine.operator.why import WhyError, explain, render
     from engine.trading.runner import paths_for
 
     report = _load(args)
+    assert report.config is not None
+    bots = [bot.bot_id for _path, bot in trading_bots(report.config.bots)]
+    if args.bot not in bots:  # bad usage whatever the state: said before the state file is looked at
+        raise InvalidInput(f"error: no bot '{args.bot}' in bots.yaml{did_you_mean(args.bot, bots)} (bots: {', '.join(bots)})")
     db, _log = paths_for(report, args.state_db, args.log)
     if not db.is_file():
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
@@ -859,6 +868,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535: out of range is bad usage (exit 2), not a bind() traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine",
@@ -900,7 +920,7 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.set_defaults(handler=cmd_snapshot)
 
     emulator = commands.add_parser("emulator", help="serve the simulated exchange as a local Alpaca API on 127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--port", type=_port, default=8765)
     emulator.add_argument("--start", metavar="ISO_DATETIME", help="simulated time at launch (default: real time)")
     _add_file_options(emulator)
     emulator.set_defaults(handler=cmd_emulator)
@@ -908,7 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the trading loop (sim: a simulated trading day, no keys needed)")
     run.add_argument("--broker", choices=["sim", "alpaca"], help="default: settings.yaml broker.name (auto: sim without keys)")
     run.add_argument("--once", action="store_true", help="one tick, then stop")
-    run.add_argument("--ticks", type=int, metavar="N", help="stop after N ticks")
+    run.add_argument("--ticks", type=_positive_int, metavar="N", help="stop after N ticks")
     run.add_argument("--start", metavar="ISO_DATETIME", help="sim only: simulated start (default: a market open)")
     run.add_argument("--until-close", action="store_true", help="stop at the market close (the sim default)")
     run.add_argument("--live", action="store_true", help="trade real money: also needs ALPACA_PAPER=false")
@@ -945,7 +965,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.set_defaults(handler=cmd_health)
 
     serve = commands.add_parser("serve", help="a live status page on 127.0.0.1 (and /api/status as JSON)")
-    serve.add_argument("--port", type=int, default=8766, help="default: 8766 (0: any free port)")
+    serve.add_argument("--port", type=_port, default=8766, help="default: 8766 (0: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1; any other address needs HYDRA_SERVE_TOKEN")
     _add_file_options(serve)
     _add_state_options(serve)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from engine.paths import PROJECT_ROOT
 from tests.conftest import ProjectCopy
 
@@ -239,7 +241,10 @@ def test_a_damaged_state_file_is_reported_not_a_traceback(tmp_path) -> None:
     db.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
     result = run_engine("validate", "--state-db", str(db))
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
-    assert result.stdout.splitlines() == [f"{db}:0:0: cannot read the saved machine states: not a SQLite database (file is not a database)", "1 error"]
+    assert result.stdout.splitlines() == [
+        f"{db}:0:0: cannot read the saved machine states: not a SQLite database (file is not a database)",
+        "1 error",
+    ]
 
 
 # --- report and why (issue 10) ----------------------------------------------------------------------------------
@@ -300,4 +305,43 @@ def test_why_is_wired_with_text_and_json(project: ProjectCopy) -> None:
     as_json = _on_copy(project, "why", "mom_AAPL", "--json")
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["kind"] == "momentum"
     unknown = _on_copy(project, "why", "mom_AAPLE")
-    assert unknown.returncode == 1 and "no bot 'mom_AAPLE'" in unknown.stderr
+    assert unknown.returncode == 2 and "no bot 'mom_AAPLE'" in unknown.stderr
+
+
+BAD_USAGE = {
+    "negative ticks": (["run", "--ticks", "-1"], "--ticks: must be 1 or more"),
+    "zero ticks": (["run", "--ticks", "0"], "--ticks: must be 1 or more"),
+    "serve port out of range": (["serve", "--port", "99999"], "--port: must be 0 to 65535"),
+    "emulator port out of range": (["emulator", "--port", "-1"], "--port: must be 0 to 65535"),
+    "negative max age": (["health", "--max-age", "-1"], "--max-age: must be a positive"),
+    "unknown diagram kind": (["diagram", "nope"], "invalid choice: 'nope'"),
+    "unknown table kind": (["table", "nope"], "invalid choice: 'nope'"),
+    "unknown facts kind": (["facts", "nope"], "invalid choice: 'nope'"),
+    "unknown flag": (["status", "--bogus"], "unrecognized arguments: --bogus"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_USAGE))
+def test_bad_usage_is_exit_2_with_the_flag_named(case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    argv, phrase = BAD_USAGE[case]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and phrase in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "phrase"), [
+    (["why", "nobody"], "no bot 'nobody' in bots.yaml"),
+    (["halt", "--reason", "  "], "--reason: give the reason"),
+])  # fmt: skip
+def test_bad_input_to_the_state_commands_is_exit_2_before_the_state_is_opened(
+    tmp_path, argv: list[str], phrase: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+
+    db = tmp_path / "s.db"
+    config = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+              "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+    assert main([*argv, "--state-db", str(db), "--log", str(tmp_path / "a.jsonl"), *config]) == 2
+    assert phrase in capsys.readouterr().err and not db.exists()

@@ -28,6 +28,10 @@ class WhyError(Exception):
     """The question cannot be answered (no such bot, nothing has run yet)."""
 
 
+class UnknownBot(WhyError):
+    """The bot asked about is not in bots.yaml: the user's input to fix (the CLI's exit 2), not a runtime state."""
+
+
 def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
     """The why record of one bot, plain data (for `--json`): its state, the transitions it could take with each
     guard's value and the facts behind it, preflight, the last refused entry, and the halt in force."""
@@ -37,7 +41,7 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
     if config is None:
         from engine.core.names import did_you_mean
 
-        raise WhyError(f"no bot '{bot_id}' in bots.yaml{did_you_mean(bot_id, bots)}")
+        raise UnknownBot(f"no bot '{bot_id}' in bots.yaml{did_you_mean(bot_id, bots)}")
     kind = bot_kind(config)
     saved_state = store.machine_state(kind, bot_id)
     row = store.last_facts(LAST_FACTS_SCOPE)
