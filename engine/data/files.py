@@ -13,10 +13,12 @@ one, so a reader, or a kill at any moment, sees the old file or the new one and 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 # pyarrow ships no type hints (no py.typed): its names are Any to mypy.
+import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
@@ -44,13 +47,35 @@ _TIMESTAMP_PY = pa.timestamp("us", tz="+00:00")
 _UTC_ZONES = frozenset({"UTC", "Etc/UTC", "+00:00", "Z", "utc", "GMT", "Etc/GMT"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+# The instants a file may hold: [FIRST_INSTANT, END_INSTANT). Outside them a timestamp is a mistake, not market
+# data: a placeholder (0001-01-01, 9999-12-31, pandas' NaT read as a number), or seconds taken for microseconds.
+# Python's datetime cannot even hold most of them (a traceback halfway through a replay), and the exchange
+# calendar has no sessions there, so a stock would silently never trade.
+FIRST_INSTANT = datetime(1900, 1, 1, tzinfo=timezone.utc)
+END_INSTANT = datetime(2200, 1, 1, tzinfo=timezone.utc)
+_FIRST_US = (FIRST_INSTANT - _EPOCH) // timedelta(microseconds=1)
+_END_US = (END_INSTANT - _EPOCH) // timedelta(microseconds=1)
+_RANGE_TEXT = "timestamps lie in the years 1900 to 2199"
+_US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
 # The one text form of an instant in CSV: ISO 8601 in UTC, 'T' or a space between date and time.
 _UTC_TEXT = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)$"
-_NAIVE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
-_OFFSET_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(?P<offset>Z|[+-]\d{2}(:?\d{2})?)$")
+# ASCII digits only (re.ASCII): Python's \d also matches other scripts' digits, which Arrow's parser never reads,
+# so without it a timestamp written in full-width digits was said to be "not in UTC".
+_NAIVE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$", re.ASCII)
+_OFFSET_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(?P<offset>Z|[+-]\d{2}(:?\d{2})?)$", re.ASCII)
 _NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _NAN = "NaN (a missing value, which the format does not allow)"
+_EXACT = 2**53  # the largest integer a float64 holds exactly, with every one below it
 _PRICE_COLUMNS: dict[Kind, tuple[str, ...]] = {"bars": ("open", "high", "low", "close"), "quotes": ("bid", "ask")}
+
+
+def iso_micros(stamp: int) -> str:
+    """`iso` of an instant in µs since the epoch, any int64 included: how a problem shows a timestamp that a
+    datetime cannot hold (year 0, or past 9999)."""
+    if _FIRST_US <= stamp < _END_US:
+        return iso(_EPOCH + timedelta(microseconds=stamp))
+    return _numpy_text(stamp, "us")
 
 
 def iso(when: datetime) -> str:
@@ -129,7 +154,7 @@ def _timestamp_text_problem(text: str) -> str:
         return f"timestamp: '{text}' has no time zone: timestamps are UTC, e.g. 2026-11-23T14:30:00Z"
     found = _OFFSET_TEXT.match(text)
     if found:
-        if re.search(r"\.\d{7,}", text):
+        if re.search(r"\.\d{7,}", text, re.ASCII):
             return f"timestamp: '{text}' is finer than a microsecond"
         return f"timestamp: '{text}' is not in UTC (offset {found['offset']}): write it in UTC, e.g. 2026-11-23T14:30:00Z"
     return f"timestamp: '{text}' is not an ISO 8601 timestamp in UTC, e.g. 2026-11-23T14:30:00Z"
@@ -198,13 +223,34 @@ def _timestamps_from_parquet(values: Any, report: _Report) -> Any | None:
         report.file(f"timestamp: the column is in time zone {kind.tz}: the format stores UTC, timestamp[us, tz=UTC]")
         return None
     _empty_cells("timestamp", values, report)
+    raw = values.cast(pa.int64())
     if kind.unit == "ns":
-        nanos = values.cast(pa.int64())
-        fine = pc.not_equal(pc.multiply(pc.divide(nanos, 1000), 1000), nanos)
+        fine = pc.not_equal(pc.multiply(pc.divide(raw, 1000), 1000), raw)
         report.rows("the timestamp is finer than a microsecond", _indices(fine),
-                    lambda row: f"timestamp: {nanos[row].as_py()} ns is finer than a microsecond")
+                    lambda row: f"timestamp: {raw[row].as_py()} ns is finer than a microsecond")
         values = _null_where(values, fine)
-    return values.cast(TIMESTAMP, safe=False)
+        raw = pc.divide(raw, 1000)
+    unit = "us" if kind.unit == "ns" else kind.unit
+    # Checked in the column's own unit: cast to µs first, a value in seconds past the range would wrap around.
+    per = _US_PER_UNIT[unit]
+    outside = pc.or_(pc.less(raw, -(-_FIRST_US // per)), pc.greater_equal(raw, -(-_END_US // per)))
+    report.rows("the timestamp is out of range", _indices(outside),
+                lambda row: f"timestamp {_unit_text(raw[row].as_py(), unit)} is out of range: {_RANGE_TEXT}")
+    return _null_where(values, outside).cast(TIMESTAMP, safe=False)
+
+
+def _unit_text(value: int, unit: str) -> str:
+    """A raw timestamp of a Parquet column, as an instant when numpy can show one (its range is far wider)."""
+    return _numpy_text(value, unit)
+
+
+def _numpy_text(value: int, unit: str) -> str:
+    """An instant no datetime holds, in numpy's ISO form (years past 9999 and before 1 included)."""
+    if value == -(2**63):
+        return f"{value} (the smallest 64-bit integer: pandas' NaT, a missing time)"
+    numpy_unit: Any = unit  # one of s, ms, us: numpy's stubs want the literal
+    text = str(np.datetime64(value, numpy_unit))
+    return f"{text[:-7] if text.endswith('.000000') else text}Z"
 
 
 def _numbers_from_parquet(column: str, values: Any, report: _Report) -> Any | None:
@@ -213,6 +259,14 @@ def _numbers_from_parquet(column: str, values: Any, report: _Report) -> Any | No
         report.file(f"{column}: the column is {kind}, not a number")
         return None
     _empty_cells(column, values, report)
+    if pa.types.is_integer(kind) and kind.bit_width == 64:
+        # A float holds every integer up to 2**53 exactly; past it Arrow refuses the cast (a traceback, before).
+        limit = pa.scalar(_EXACT, kind)  # of the column's own type: uint64 and int64 have no common one
+        huge = pc.greater(values, limit) if pa.types.is_unsigned_integer(kind) else \
+            pc.or_(pc.greater(values, limit), pc.less(values, pa.scalar(-_EXACT, kind)))
+        report.rows(f"{column} is too large", _indices(huge),
+                    lambda row: f"{column}: {values[row].as_py()} is too large to be read exactly as a number (beyond ±2**53)")
+        values = _null_where(values, huge)
     typed = values.cast(pa.float64())
     nan = pc.is_nan(typed)
     report.rows(f"{column} is NaN", _indices(nan), lambda row: f"{column}: {_NAN}")
@@ -268,12 +322,20 @@ def _check_values(kind: Kind, columns: dict[str, Any], report: _Report) -> None:
         report.rows("bid is above ask", _indices(crossed),
                     lambda row: f"bid {value('bid', row)} is above ask {value('ask', row)} (a crossed quote)")
 
+    if "timestamp" in columns:
+        raw = columns["timestamp"].cast(pa.int64())
+        outside = pc.or_(pc.less(raw, _FIRST_US), pc.greater_equal(raw, _END_US))
+        report.rows("the timestamp is out of range", _indices(outside),
+                    lambda row: f"timestamp {iso_micros(raw[row].as_py())} is out of range: {_RANGE_TEXT}")
+        columns["timestamp"] = _null_where(columns["timestamp"], outside)
+
     if "timestamp" in columns and len(columns["timestamp"]) > 1:
         stamps = columns["timestamp"]
         current, previous = stamps.slice(1), stamps.slice(0, len(stamps) - 1)
+        micros_ = stamps.cast(pa.int64())
 
         def stamp(row: int) -> str:
-            return iso(stamps[row].as_py())
+            return iso_micros(micros_[row].as_py())
 
         # Row r+1 (0-based) is compared with row r, which is "row r+1" to a reader counting from 1.
         report.rows("the timestamp repeats the row before's", [r + 1 for r in _indices(pc.equal(current, previous))],
@@ -301,24 +363,44 @@ def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]
     if data.startswith(b"PAR1"):
         report.file("not a CSV file: it is a Parquet file (name it .parquet)")
         return None, report.problems
-    if b"\0" in data[:65536]:
-        report.file("not a CSV file: it holds binary data")
+    # Whole-file checks on the bytes, each a C scan: a copy of a file of hundreds of MB as text is not made
+    # unless the file needs the slow reader.
+    nul = data.find(b"\0")
+    if nul >= 0:
+        report.file("not a CSV file: it holds binary data (a NUL byte)", data.count(b"\n", 0, nul) + 1)
         return None, report.problems
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        report.file(f"not a CSV file: byte {exc.start + 1} is not UTF-8 text", data.count(b"\n", 0, exc.start) + 1)
+    bad_utf8 = _first_non_utf8(data)
+    if bad_utf8 is not None:
+        report.file(f"not a CSV file: byte {bad_utf8 + 1} is not UTF-8 text", data.count(b"\n", 0, bad_utf8) + 1)
         return None, report.problems
-    header_line = text.split("\n", 1)[0].rstrip("\r")
+    bare_cr = re.search(rb"\r(?!\n)", data) if b"\r" in data else None
+    if bare_cr is not None:
+        # Arrow's reader and Python's csv module would each end a line there, and disagree on line numbers.
+        line = data.count(b"\n", 0, bare_cr.start()) + 1
+        report.file("a line ends with a carriage return alone (old Mac line ends): lines end with LF or CRLF", line)
+        return None, report.problems
+    end = data.find(b"\n")
+    header_line = data[: end if end >= 0 else len(data)].decode("utf-8-sig").rstrip("\r")
     if not header_line.strip():
         report.file(f"no header: the first line names the columns ({','.join(COLUMNS[kind])})", 1)
         return None, report.problems
-    header = next(csv.reader([header_line]))
+    try:
+        header = next(csv.reader([header_line]))
+    except csv.Error as exc:
+        report.file(f"the header cannot be read as CSV: {exc}", 1)
+        return None, report.problems
+    not_a_header = _not_a_header(header, header_line, kind)
+    if not_a_header is not None:
+        report.file(not_a_header, 1)
+        return None, report.problems
     present = _check_header(header, kind, report, 1)
 
-    cells = _read_csv_quickly(data, text, header)
+    cells = _read_csv_quickly(data, header)
     if cells is None:
-        cells, report.lines = _read_csv_slowly(text, header, report)
+        cells, report.lines = _read_csv_slowly(data.decode("utf-8-sig"), header, report)
+        if cells is None:
+            return None, report.problems
+    del data  # the bytes of a large file are not kept while its columns are typed
 
     columns: dict[str, Any] = {}
     for index, name in enumerate(header):
@@ -330,10 +412,44 @@ def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]
     return (_table(kind, columns) if not report.problems else None), report.problems
 
 
-def _read_csv_quickly(data: bytes, text: str, header: list[str]) -> list[Any] | None:
+_UTF8_STRETCH = 1 << 24
+
+
+def _first_non_utf8(data: bytes) -> int | None:
+    """The offset of the first byte that is not UTF-8 text, or None: checked a stretch at a time (a 16 MB string
+    at most, not a copy of the whole file)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for offset in range(0, len(data), _UTF8_STRETCH):
+        pending = len(decoder.getstate()[0])  # the start of a character cut by the stretch before, decoded first
+        try:
+            decoder.decode(view[offset : offset + _UTF8_STRETCH])
+        except UnicodeDecodeError as exc:
+            return offset - pending + exc.start
+    pending = len(decoder.getstate()[0])
+    return len(data) - pending if pending else None
+
+
+def _not_a_header(header: Sequence[str], line: str, kind: Kind) -> str | None:
+    """Why the first line is not a header at all, when none of its names is a column: it is data, another kind's
+    header, or a header separated by something other than commas. One clear line instead of a dozen."""
+    known = COLUMNS[kind]
+    other = next(k for k in KINDS if k != kind)
+    if set(header) == set(COLUMNS[other]):
+        return f"this is a {other} file ({', '.join(header)}), in the {kind}/ folder: {kind} files have {', '.join(known)}"
+    if any(name in known for name in header):
+        return None
+    for separator, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+        if separator in line and any(cell.strip() in known for cell in line.split(separator)):
+            return f"the columns are separated by {called}: the format separates them with commas ({','.join(known)})"
+    if re.match(r"^\s*[+-]?\d", header[0], re.ASCII):
+        return f"no header: the first line is data ({line[:60]!r}); the first line names the columns ({','.join(known)})"
+    return None
+
+
+def _read_csv_quickly(data: bytes, header: list[str]) -> list[Any] | None:
     """Every cell as text, row i on line i + 2; None when that may not hold (quoted cells, blank or ragged lines)."""
-    body = text.split("\n", 1)[1] if "\n" in text else ""
-    if '"' in text or re.search(r"(^|\n)[ \t]*\r?(\n|$)", body.rstrip("\r\n")) or body.endswith(("\n\n", "\n\r\n")):
+    if b'"' in data:
         return None
     ragged: list[Any] = []
 
@@ -353,26 +469,40 @@ def _read_csv_quickly(data: bytes, text: str, header: list[str]) -> list[Any] | 
         return None
     if ragged or table.num_columns != len(header):
         return None
-    return [table.column(index).combine_chunks() for index in range(len(header))]
+    cells = [table.column(index).combine_chunks() for index in range(len(header))]
+    # Arrow reads a blank line as a row of empty cells: the slow reader tells it as the blank line it is.
+    blank = pc.equal(pc.binary_length(cells[0]), 0)
+    for column in cells[1:]:
+        if not pc.any(blank).as_py():
+            break
+        blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
+    return None if pc.any(blank).as_py() else cells
 
 
-def _read_csv_slowly(text: str, header: list[str], report: _Report) -> tuple[list[Any], list[int]]:
-    """Every cell as text with its row's line: the path for files with quoted cells, blank or ragged lines."""
+def _read_csv_slowly(text: str, header: list[str], report: _Report) -> tuple[list[Any] | None, list[int]]:
+    """Every cell as text with its row's line: the path for files with quoted cells, blank or ragged lines.
+    None when the csv module cannot read the file (a field past its size limit): a problem at the line."""
     cells: list[list[str]] = [[] for _ in header]
     lines: list[int] = []
     reader = csv.reader(io.StringIO(text, newline=""))
-    next(reader, None)
-    after = reader.line_num
-    for row in reader:
-        line, after = after + 1, reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            report.file("a blank line (a row with no cells)", line)
-        elif len(row) != len(header):
-            report.file(f"{len(row)} cells where the header has {len(header)} ({','.join(header)})", line)
-        else:
-            for column, cell in zip(cells, row, strict=True):
-                column.append(cell)
-            lines.append(line)
+    after = 0
+    try:
+        next(reader, None)
+        after = reader.line_num
+        for row in reader:
+            line, after = after + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                report.file("a blank line (a row with no cells)", line)
+            elif len(row) != len(header):
+                unclosed = " (a quote opened on this line is not closed on it)" if any("\n" in c for c in row) else ""
+                report.file(f"{len(row)} cells where the header has {len(header)} ({','.join(header)}){unclosed}", line)
+            else:
+                for column, cell in zip(cells, row, strict=True):
+                    column.append(cell)
+                lines.append(line)
+    except csv.Error as exc:
+        report.file(f"cannot be read as CSV: {exc}", after + 1)
+        return None, lines
     return [pa.array(column, pa.string()) for column in cells], lines
 
 
@@ -381,19 +511,29 @@ def _read_parquet(path: Path, display: str, kind: Kind) -> tuple[Any, list[Probl
     try:
         with path.open("rb") as f:
             head = f.read(4)
-            f.seek(max(0, path.stat().st_size - 4))
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4))
             tail = f.read(4)
     except OSError as exc:
         report.file(f"cannot be read: {exc.strerror or exc}")
         return None, report.problems
-    if head != b"PAR1" or tail != b"PAR1":
+    if head != b"PAR1":
         text = head.lstrip(b"\xef\xbb\xbf")[:1].isalpha()
         report.file("not a Parquet file" + (" (it begins like text: name it .csv if it is CSV)" if text else ""))
         return None, report.problems
+    if tail != b"PAR1":
+        report.file("not a whole Parquet file: it begins as one but does not end with a Parquet footer "
+                    "(truncated, or still being written)")
+        return None, report.problems
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        report.file(f"cannot be read as Parquet: {exc}")
+        # ParquetFile, not read_table: a file with a column name twice is read, and told as such by the header check.
+        # Page checksums, where the writer stored them (this module's writers do), are verified.
+        table = pq.ParquetFile(path, page_checksum_verification=True).read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        report.file(f"cannot be read as Parquet (corrupt or truncated): {_one_line(exc)}")
+        return None, report.problems
+    not_a_header = _not_a_header(table.column_names, ",".join(table.column_names), kind)
+    if not_a_header is not None:
+        report.file(not_a_header)
         return None, report.problems
     present = _check_header(table.column_names, kind, report, 0)
     columns: dict[str, Any] = {}
@@ -401,11 +541,39 @@ def _read_parquet(path: Path, display: str, kind: Kind) -> tuple[Any, list[Probl
         if name not in present or name in columns:
             continue
         values = table.column(index).combine_chunks()
+        if pa.types.is_dictionary(values.type):  # dictionary-encoded by its writer: the values are what counts
+            values = values.dictionary_decode()
         typed = _timestamps_from_parquet(values, report) if name == "timestamp" else _numbers_from_parquet(name, values, report)
         if typed is not None:
             columns[name] = typed
     _check_values(kind, columns, report)
     return (_table(kind, columns) if not report.problems else None), report.problems
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's error as one line of a problem: Arrow's span several, the last often empty or a schema dump."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines[:2]) if lines else type(exc).__name__
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                (stat.S_ISBLK, "a device"))
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` (a symbolic link followed) cannot be a data file, or None when it is a regular file.
+
+    Checked before it is opened: opening a FIFO waits for a writer forever, and /dev/zero never ends."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    what = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+    return f"is {what}, not a regular file: a data file is a plain file"
 
 
 def read_file(path: Path, kind: Kind, display: str | None = None) -> tuple[Any, list[Problem]]:
@@ -415,11 +583,14 @@ def read_file(path: Path, kind: Kind, display: str | None = None) -> tuple[Any, 
     """
     display = display or str(path)
     fmt = SUFFIXES.get(path.suffix)
+    if fmt is None:
+        return None, [Problem(display, 0, 0, "", f"not a Parquet or CSV file (name it .parquet or .csv){_suffix_hint(path)}")]
+    refused = _not_a_file(path)
+    if refused is not None:
+        return None, [Problem(display, 0, 0, "", refused)]
     if fmt == "csv":
         return _read_csv(path, display, kind)
-    if fmt == "parquet":
-        return _read_parquet(path, display, kind)
-    return None, [Problem(display, 0, 0, "", f"not a Parquet or CSV file (name it .parquet or .csv){_suffix_hint(path)}")]
+    return _read_parquet(path, display, kind)
 
 
 def _suffix_hint(path: Path) -> str:
@@ -432,16 +603,14 @@ def _suffix_hint(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Source:
-    """A symbol's data of one kind: `path` is its file, or its parts folder whose `parts` are read in name order."""
+    """A symbol's data of one kind: `path` is its file, or its parts folder (`is_folder`) whose `parts` are read in
+    name order."""
 
     kind: Kind
     symbol: str
     path: Path
     parts: tuple[Path, ...] = ()
-
-    @property
-    def is_folder(self) -> bool:
-        return self.path.is_dir()
+    is_folder: bool = False
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -452,27 +621,57 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")  # a writer's temporary file, or an editor's: never data
 
 
+def _is_dir(path: Path) -> bool | str:
+    """Whether `path` is a folder (a symbolic link followed), or why that cannot be known: unlike Path.is_dir, a
+    folder the user may not look into is a problem to tell, not a traceback."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+
+
+def _listing(folder: Path) -> list[Path] | str:
+    """The entries of `folder` in name order, or why it cannot be listed."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        return f"cannot be listed: {exc.strerror or exc}"
+
+
 def _source(kind: Kind, symbol: str, path: Path, display: Callable[[Path], str]) -> tuple[Source, list[Problem]]:
-    if not path.is_dir():
+    folder = _is_dir(path)
+    if isinstance(folder, str):
+        return Source(kind, symbol, path), [Problem(display(path), 0, 0, "", folder)]
+    if not folder:
         return Source(kind, symbol, path), []
     problems: list[Problem] = []
     parts: list[Path] = []
-    for entry in sorted(path.iterdir()):
+    entries = _listing(path)
+    if isinstance(entries, str):
+        return Source(kind, symbol, path, is_folder=True), [Problem(display(path), 0, 0, "", entries)]
+    for entry in entries:
         if _is_hidden(entry):
             continue
-        if entry.is_dir() or entry.suffix not in SUFFIXES:
+        if entry.suffix not in SUFFIXES:
             problems.append(Problem(display(entry), 0, 0, "", f"not a Parquet or CSV part file{_suffix_hint(entry)}"))
+            continue
+        refused = _not_a_file(entry)
+        if refused is not None:
+            problems.append(Problem(display(entry), 0, 0, "", f"{refused}: a parts folder holds part files"))
         else:
             parts.append(entry)
-    return Source(kind, symbol, path, tuple(parts)), problems
+    return Source(kind, symbol, path, tuple(parts), is_folder=True), problems
 
 
 def locate(folder: Path, kind: Kind, symbol: str) -> Source | None:
     """Where `symbol`'s `kind` data is in `folder`, or None; DataError when it is in two places at once."""
     stem = file_stem(symbol)
     base = folder / kind
-    found = [p for p in (base / f"{stem}{suffix}" for suffix in SUFFIXES) if p.is_file()]
-    if (base / stem).is_dir():
+    found = [p for p in (base / f"{stem}{suffix}" for suffix in SUFFIXES) if os.path.lexists(p)]
+    folder_found = _is_dir(base / stem)
+    if folder_found is True or isinstance(folder_found, str):
         found.append(base / stem)
     if len(found) > 1:
         raise DataError(_two_sources(found, kind, symbol, str))
@@ -490,12 +689,23 @@ def _two_sources(found: Sequence[Path], kind: Kind, symbol: str, display: Callab
 
 
 def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
-    """Every symbol's sources in a data folder, and every problem with its names and layout."""
+    """Every symbol's sources in a data folder, and every problem with its names and layout (never an OSError)."""
     problems: list[Problem] = []
-    if not folder.is_dir():
+    found_folder = _is_dir(folder)
+    if isinstance(found_folder, str):
+        return [], [Problem(str(folder), 0, 0, "", found_folder)]
+    if not found_folder:
         return [], [Problem(str(folder), 0, 0, "", "no such data folder")]
-    kinds = [kind for kind in KINDS if (folder / kind).is_dir()]
-    if not kinds:
+    kinds: list[Kind] = []
+    for kind in KINDS:
+        is_folder = _is_dir(folder / kind)
+        if isinstance(is_folder, str):
+            problems.append(Problem(str(folder / kind), 0, 0, "", is_folder))
+        elif is_folder:
+            kinds.append(kind)
+        elif os.path.lexists(folder / kind):
+            problems.append(Problem(str(folder / kind), 0, 0, "", f"is not a folder: {kind}/ is a folder of files"))
+    if not kinds and not problems:
         return [], [Problem(str(folder), 0, 0, "", "holds neither a bars/ nor a quotes/ folder (docs/data.md)")]
 
     def display(path: Path) -> str:
@@ -503,14 +713,26 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
 
     sources: list[Source] = []
     for kind in kinds:
+        entries = _listing(folder / kind)
+        if isinstance(entries, str):
+            problems.append(Problem(display(folder / kind), 0, 0, "", entries))
+            continue
         by_symbol: dict[str, list[Path]] = {}
-        for entry in sorted((folder / kind).iterdir()):
+        for entry in entries:
             if _is_hidden(entry):
                 continue
-            if entry.is_file() and entry.suffix not in SUFFIXES:
+            is_folder = _is_dir(entry)
+            if isinstance(is_folder, str):
+                problems.append(Problem(display(entry), 0, 0, "", is_folder))
+                continue
+            if is_folder and entry.suffix in SUFFIXES:
+                problems.append(Problem(display(entry), 0, 0, "", f"is a folder, not a {SUFFIXES[entry.suffix]} file "
+                                        f"(a symbol's parts folder is named without a suffix: {entry.stem}/)"))
+                continue
+            if not is_folder and entry.suffix not in SUFFIXES:
                 problems.append(Problem(display(entry), 0, 0, "", f"not a Parquet or CSV file{_suffix_hint(entry)}"))
                 continue
-            stem = entry.name if entry.is_dir() else entry.stem
+            stem = entry.name if is_folder else entry.stem
             try:
                 symbol = symbol_of_stem(stem)
             except ValueError as exc:
@@ -704,7 +926,8 @@ def write_table(path: Path, table: Any, kind: Kind, *, fsync: bool = True, befor
         payload = before + _csv_text(table, kind, header=not before).encode("utf-8")
         _replace(path, lambda p: p.write_bytes(payload), fsync)
     else:
-        _replace(path, lambda p: pq.write_table(table, str(p)), fsync)
+        # Page checksums: a reader that verifies them (this one) tells a file damaged on disk from bad data.
+        _replace(path, lambda p: pq.write_table(table, str(p), write_page_checksum=True), fsync)
 
 
 PART_NAME = "part-{:06d}"

@@ -48,9 +48,10 @@ class Quote(NamedTuple):
 
 Row = Bar | Quote
 
-# Upper-case letters and digits, dots for class shares (BRK.B); one '-' joins a crypto pair's two legs.
-_STEM = re.compile(r"^[A-Z0-9][A-Z0-9.]*(-[A-Z0-9]+)?$")
-_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.]*(/[A-Z0-9]+)?$")
+# Upper-case letters and digits, a dot between two of them for class shares (BRK.B: never at the end, never two in
+# a row, which no symbol has and a typo does); one '-' joins a crypto pair's two legs.
+_STEM = re.compile(r"^[A-Z0-9]+(\.[A-Z0-9]+)*(-[A-Z0-9]+)?$", re.ASCII)
+_SYMBOL = re.compile(r"^[A-Z0-9]+(\.[A-Z0-9]+)*(/[A-Z0-9]+)?$", re.ASCII)
 
 
 def file_stem(symbol: str) -> str:
