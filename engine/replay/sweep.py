@@ -137,6 +137,28 @@ def _bots_problems(data: Any, bots_doc: YamlDocument, signals: Mapping[str, Any]
     return problems
 
 
+MAX_RUNS = 1000
+"""The most combinations one sweep runs. Each is a folder of config and a whole backtest, and every one is
+written and loaded before the first runs: a grid of a million (three keys of a hundred values) would fill the
+disk for hours before telling anything. Past this the sweep is refused, before a value is checked."""
+
+
+def _value_key(value: Any) -> tuple[str, Any]:
+    """Values the same to the engine compare the same: 1 and 1.0 are one value (YAML types them apart), true and
+    1 are not."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    return ("other", repr(value))
+
+
+def _overlap(path: tuple[PathPart, ...], other: tuple[PathPart, ...]) -> bool:
+    """Whether setting one path also sets (part of) the other: the same place, or one inside the other."""
+    shorter = min(len(path), len(other))
+    return path[:shorter] == other[:shorter]
+
+
 def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, Any] | None = None) -> list[Override]:
     """The sweep file's overrides, each key and value checked against bots.yaml; ConfigError with every problem."""
     from engine.config.schema_check import show_value
@@ -148,18 +170,38 @@ def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, A
         problems.append(Problem(sweep.path, 1, 1, "", "a sweep maps keys of bots.yaml to lists of values"))
     if problems:
         raise ConfigError(problems)
-    overrides: list[Override] = []
+    keys: list[tuple[Any, tuple[PathPart, ...], Any, list[Any], int, int]] = []
     for key, raw in sweep.data.items():
         line, col = sweep.position((key,), of_key=True)
         path, refused = _resolve(str(key), bots_doc.data)
         if refused is not None:
             problems.append(Problem(sweep.path, line, col, str(key), refused))
             continue
+        clash = next(((k, other, at) for k, other, _raw, _values, at, _col in keys if _overlap(path, other)), None)
+        if clash is not None:
+            # Both would be written, the later over the earlier, and the table would show a value never run.
+            same = ("the same setting as" if len(path) == len(clash[1])
+                    else "a setting inside" if len(path) > len(clash[1]) else "a setting that holds")
+            problems.append(Problem(sweep.path, line, col, str(key),
+                                    f"sweeps {same} {clash[0]} (line {clash[2]}): each setting is swept by one key"))
+            continue
         values = raw if isinstance(raw, list) else [raw]
         if not values:
             problems.append(sweep.problem((key,), "no values: give a list of at least one"))
             continue
-        if len(values) != len({repr(v) for v in values}):
+        keys.append((key, path, raw, values, line, col))
+    runs = 1
+    for *_, values, _line, _col in keys:
+        runs *= len(values)
+    if runs > MAX_RUNS:
+        sizes = " x ".join(str(len(values)) for *_, values, _line, _col in keys)
+        line, col = keys[0][4], keys[0][5]
+        problems.append(Problem(sweep.path, line, col, "", f"{runs:,} combinations ({sizes}): a sweep runs at most "
+                                f"{MAX_RUNS:,}; give fewer values, or split it into several sweeps"))
+        raise ConfigError(problems)
+    overrides: list[Override] = []
+    for key, path, raw, values, line, col in keys:
+        if len(values) != len({_value_key(v) for v in values}):
             problems.append(sweep.problem((key,), "a value is listed twice"))
         bad = []
         for index, value in enumerate(values):

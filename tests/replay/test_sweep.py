@@ -134,3 +134,47 @@ def test_sweep_options_need_sweep_and_the_metrics_are_the_modules() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["backtest", "--data", ".", "--metric", "luck"])
     assert main(["backtest", "--data", ".", "--jobs", "2"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a million runs: every config folder was written and loaded before the first ran (no end in sight)
+        ("momentum_bots[mom_AAPL].exits.stop_loss_pct: [{a}]\nmomentum_bots[mom_AAPL].exits.take_profit_pct: [{a}]\n"
+         "momentum_bots[mom_AAPL].exits.time_stop_minutes: [{n}]\n",
+         "1:1: 1,000,000 combinations (100 x 100 x 100): a sweep runs at most 1,000"),
+        ("momentum_bots[mom_AAPL].exits.time_stop_minutes: [{m}]\n", "1:1: 1,001 combinations (1001): a sweep runs at most"),
+        # the child was written over the parent's value, and the table showed the parent's, never run
+        ("momentum_bots[mom_AAPL].exits: [{{stop_loss_pct: 0.3, take_profit_pct: 1.0, time_stop_minutes: 25}}]\n"
+         "momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.5]\n",
+         "2:1: momentum_bots[mom_AAPL].exits.stop_loss_pct: sweeps a setting inside momentum_bots[mom_AAPL].exits (line 1)"),
+        ("momentum_bots[mom_AAPL].signal.params.lookback_ticks: [5]\nmomentum_bots[mom_AAPL].signal: [{{}}]\n",
+         "2:1: momentum_bots[mom_AAPL].signal: sweeps a setting that holds momentum_bots[mom_AAPL].signal.params.lookback_ticks"),
+        # 1 and 1.0 are one value to the engine: two runs of the same thing
+        ("momentum_bots[mom_AAPL].exits.stop_loss_pct: [1, 1.0]\n", "1:46: momentum_bots[mom_AAPL].exits.stop_loss_pct: a value is listed twice"),
+    ],
+    ids=["million", "one_past_the_limit", "parent_then_child", "child_then_parent", "int_and_float"],
+)
+def test_a_sweep_too_large_or_setting_a_value_twice_is_refused_before_anything_is_written(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    values = ", ".join(f"{0.1 + i / 1000:.3f}" for i in range(100))
+    sweep = _sweep(tmp_path, text.format(a=values, n=", ".join(str(i) for i in range(1, 101)),
+                                         m=", ".join(str(i) for i in range(1, 1002))))
+    assert main(_args(momentum_project, _data(tmp_path / "data"), sweep, "--out", str(tmp_path / "out"))) == 2
+    assert f"{sweep}:{expected}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_at_the_limit_runs(momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.config.errors import ConfigError
+    from engine.replay import sweep as sweeping
+    from tests.replay.conftest import load
+
+    monkeypatch.setattr(sweeping, "MAX_RUNS", 4)
+    bots = load(momentum_project).config.bots_doc
+    at_limit = _sweep(tmp_path, GRID)  # 2 x 2
+    assert [len(o.values) for o in sweeping.read_sweep(at_limit, bots)] == [2, 2]
+    past = _sweep(tmp_path, GRID.replace("[0.5, 1.0]", "[0.5, 1.0, 1.5]"))
+    with pytest.raises(ConfigError, match="6 combinations"):
+        sweeping.read_sweep(past, bots)
