@@ -182,7 +182,13 @@ def cmd_facts(args: argparse.Namespace) -> int:
 def _env(args: argparse.Namespace) -> dict[str, str]:
     from engine.brokers.factory import read_environment
 
-    return read_environment(Path(".env") if Path(".env").is_file() else args.config.resolve().parent / ".env")
+    path = Path(".env") if Path(".env").is_file() else args.config.resolve().parent / ".env"
+    try:
+        return read_environment(path)
+    except UnicodeDecodeError as exc:  # never the bytes themselves: the file holds keys
+        raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8 (see .env.example)") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _local(report: Report) -> LocalTime:

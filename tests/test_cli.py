@@ -345,3 +345,21 @@ def test_bad_input_to_the_state_commands_is_exit_2_before_the_state_is_opened(
               "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
     assert main([*argv, "--state-db", str(db), "--log", str(tmp_path / "a.jsonl"), *config]) == 2
     assert phrase in capsys.readouterr().err and not db.exists()
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00ALPACA_KEY=x\n", b"ALPACA_SECRET=caf\xe9\n"])
+def test_an_env_file_that_is_not_utf8_is_exit_2_naming_it_without_its_bytes(
+    tmp_path, content: bytes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+
+    (tmp_path / ".env").write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ALPACA_KEY", raising=False)
+    monkeypatch.delenv("ALPACA_SECRET", raising=False)
+    config = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+              "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+    code = main(["run", "--once", "--quiet", "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "a.jsonl"), *config])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(".env: not UTF-8 text (byte ") and len(err.strip().splitlines()) == 1
+    assert "caf" not in err and not (tmp_path / "s.db").exists()
