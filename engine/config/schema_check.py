@@ -61,7 +61,23 @@ def show_value(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
     return repr(value)
+
+
+# JSON Schema's type names as a YAML author reads them (jsonschema's own message spells the value in Python).
+_TYPE_WORDS = {
+    "number": "a number",
+    "integer": "a whole number",
+    "string": "text",
+    "boolean": "true or false",
+    "object": "a mapping (key: value)",
+    "array": "a list",
+    "null": "null",
+}
 
 
 def _schema_of(error: ValidationError) -> dict[str, Any]:
@@ -93,6 +109,11 @@ def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
     custom = _schema_of(error).get("x-message")
     if custom and error.validator in ("pattern", "const", "format", "oneOf"):
         return [doc.problem(path, f"{show_value(error.instance)} {custom}")]
+    if error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        kinds = " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in wanted)
+        # a key with nothing after it has no place of its own: the key is where the user looks
+        return [doc.problem(path, f"{show_value(error.instance)} is not {kinds}", of_key=error.instance is None)]
     if error.validator == "enum" and isinstance(error.validator_value, list):
         options = ", ".join(show_value(v) for v in error.validator_value)
         return [doc.problem(path, f"{show_value(error.instance)} is not one of {options}")]

@@ -112,7 +112,7 @@ def test_undeclared_signal_param(project: ProjectCopy) -> None:
 def test_integers_where_integers_are_meant(project: ProjectCopy, file: str, old: str, new: str, path: str) -> None:
     p = only(problems_after(project, file, old, new))
     assert (p.line, p.path) == (project.line_of(f"config/{file}", new), path)
-    assert "is not of type 'integer'" in p.message
+    assert p.message.endswith("is not a whole number")
 
 
 @pytest.mark.parametrize(
@@ -233,3 +233,22 @@ def test_the_crypto_minimum_applies_to_usd_pairs_of_an_enabled_bot(project: Proj
     project.replace("config/bots.yaml", 'pairs: ["ETH/BTC"]', 'pairs: ["ETH/USD"]')
     project.replace("config/bots.yaml", "cryptobot:\n  enabled: true", "cryptobot:\n  enabled: false")
     load_config(project.config, SIGNALS)  # a disabled bot sends nothing
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("", "null is not a number"),
+        ("true", "true is not a number"),
+        ("'15'", "'15' is not a number"),
+        ("[1, 2]", "a list is not a number"),
+        ("{a: 1}", "a mapping is not a number"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_said_in_yaml_words_at_its_key(project: ProjectCopy, written: str, said: str) -> None:
+    """The schema's own message spells values in Python (None, True, {'a': 1}); the user wrote YAML. A key with
+    nothing after it is pointed at on its own line, not the next one."""
+    new = f"max_price_staleness_seconds: {written}".rstrip()
+    p = only(problems_after(project, "settings.yaml", "max_price_staleness_seconds: 15", new))
+    assert p.path == "health.max_price_staleness_seconds" and p.message == said
+    assert p.line == project.line_of("config/settings.yaml", new)

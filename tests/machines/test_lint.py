@@ -171,6 +171,8 @@ def test_a_machine_at_the_limits_is_linted_in_linear_time(project: ProjectCopy) 
     from engine.machines.spec import MAX_STATES, MAX_TRANSITIONS
 
     (project.machines / "momentum.yaml").write_text(chain_machine(MAX_STATES, MAX_TRANSITIONS), encoding="utf-8")
+    for scenario in project.machines.glob("scenarios/momentum_*.yaml"):  # cases of the shipped machine, not this one
+        scenario.unlink()
     started = time.perf_counter()
     found = problems(project)
     elapsed = time.perf_counter() - started
