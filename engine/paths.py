@@ -10,8 +10,10 @@ DEFAULT_RULES_DIR = Path("rules")
 
 
 def shown(path: Path) -> str:
-    """A path as the user should see it in a message: relative to the working folder when it is below it."""
+    """A path as the user should see it in a message: relative to the working folder when it is below it, else as
+    given. Naming a broken path must never be what breaks a message: a symlink loop makes `resolve` raise
+    (RuntimeError before Python 3.13, OSError after), and so does a working folder that was deleted."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):
         return str(path)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import cast
 
 from engine.config.checks import DeclaredSignal
-from engine.config.errors import ConfigError, Problem, shown_path
+from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config, load_config
 from engine.config.model import TradingBotConfig
 from engine.config.schema_check import load_checked
 from engine.machines.lint import lint_all
 from engine.machines.spec import MachineSpec, read_machines
+from engine.paths import shown
 from engine.rules.book import SECTIONS, Entry, RuleBook, check_all_rules, load_rules
 
 
@@ -64,12 +65,12 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
     try:
         store = StateStore(db_path)
     except (sqlite3.Error, OSError) as exc:  # a damaged or foreign file is a problem to report, not a traceback
-        return [Problem(shown_path(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
+        return [Problem(shown(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
     try:
         saved_states = store.machine_states()
     except sqlite3.Error as exc:
         store.close()
-        return [Problem(shown_path(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
+        return [Problem(shown(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
     try:
         for saved in saved_states:
             spec = machines.get(saved.kind)
@@ -81,7 +82,7 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
                 message = f"{saved.kind} '{saved.bot_id}' is saved in state '{saved.state}', which {spec.doc.path} no longer has"
             else:
                 continue
-            problems.append(Problem(shown_path(db_path), 0, 0, f"machine_states.{saved.kind}.{saved.bot_id}", message))
+            problems.append(Problem(shown(db_path), 0, 0, f"machine_states.{saved.kind}.{saved.bot_id}", message))
     finally:
         store.close()
     return problems
@@ -129,7 +130,7 @@ def validate(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Pa
             lint_all(
                 machines.specs,
                 readable,
-                shown_path(machines_dir),
+                shown(machines_dir),
                 machines_complete=machines.complete,
                 rules_complete=rules_complete,
             )

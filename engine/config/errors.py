@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 PathPart = str | int
 
@@ -79,15 +78,3 @@ class ConfigError(Exception):
     def __init__(self, problems: Iterable[Problem]):
         self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
-
-
-def shown_path(path: Path) -> str:
-    """`engine.paths.shown`, or the path as given when it cannot be resolved: a symlink loop makes
-    `Path.resolve` raise (RuntimeError before Python 3.13, OSError after), and naming a broken file must never
-    be what breaks the validator."""
-    from engine.paths import shown
-
-    try:
-        return shown(path)
-    except (OSError, RuntimeError):
-        return str(path)

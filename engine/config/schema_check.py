@@ -19,10 +19,10 @@ from jsonschema.validators import extend
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from engine.config.errors import ConfigError, Problem, shown_path
+from engine.config.errors import ConfigError, Problem
 from engine.config.yaml_source import YamlDocument, load_yaml
 from engine.core.names import nearest
-from engine.paths import SCHEMAS_DIR
+from engine.paths import SCHEMAS_DIR, shown
 
 
 def _strict_integer(_checker: Any, instance: Any) -> bool:
@@ -137,7 +137,7 @@ def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem
     documents = []
     for path in paths:
         try:
-            doc = load_yaml(path, shown_path(path))
+            doc = load_yaml(path, shown(path))
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config.errors import ConfigError, Problem, shown_path
+from engine.config.errors import ConfigError, Problem
 from engine.config.schema_check import load_checked
 from engine.config.yaml_source import YamlDocument
+from engine.paths import shown
 from engine.rules import conditions
 from engine.rules.conditions import Condition
 
@@ -137,12 +138,12 @@ def read_machines(machines_dir: Path) -> MachineFiles:
     found = MachineFiles()
     paths = sorted(machines_dir.glob("*.yaml"))
     if not paths:
-        found.problems.append(Problem(shown_path(machines_dir), 0, 0, "", "no machine files (*.yaml) in this folder"))
-        found.unread.append(shown_path(machines_dir))
+        found.problems.append(Problem(shown(machines_dir), 0, 0, "", "no machine files (*.yaml) in this folder"))
+        found.unread.append(shown(machines_dir))
         return found
     docs = load_checked(paths, "machine.schema.json", found.problems)
     read = {doc.path for doc in docs}
-    found.unread.extend(shown_path(path) for path in paths if shown_path(path) not in read)
+    found.unread.extend(shown(path) for path in paths if shown(path) not in read)
     for doc in docs:
         too_large = _size_problems(doc)
         if too_large:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.config.checks import param_type_problem
-from engine.config.errors import ConfigError, Problem, format_path, shown_path
+from engine.config.errors import ConfigError, Problem, format_path
 from engine.config.schema_check import load_checked
 from engine.config.yaml_source import YamlDocument
 from engine.core.names import did_you_mean, unknown_name_message
+from engine.paths import shown
 from engine.rules import builtins, conditions, expressions
 from engine.rules.errors import ExpressionError, GuardError
 from engine.rules.expressions import Node
@@ -98,8 +99,8 @@ def load_rules(rules_dir: Path) -> RuleBook:
     problems: list[Problem] = []
     paths = sorted(rules_dir.glob("*.yaml"))
     if not paths:
-        raise ConfigError([Problem(shown_path(rules_dir), 0, 0, "", "no rule files (*.yaml) in this folder")])
-    by_shown = {shown_path(path): path for path in paths}
+        raise ConfigError([Problem(shown(rules_dir), 0, 0, "", "no rule files (*.yaml) in this folder")])
+    by_shown = {shown(path): path for path in paths}
     for doc in load_checked(paths, "rules.schema.json", problems):
         book.files.append(doc.path)
         if not isinstance(doc.data, dict):
