@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
+from time import monotonic as _monotonic
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,7 @@ from engine.brokers.base import (
     NON_TRADE_ACTIVITY_TYPES,
     Account,
     Asset,
+    AssetClass,
     BrokerError,
     BulkResult,
     ErrorKind,
@@ -51,35 +53,116 @@ NEW_YORK = ZoneInfo("America/New_York")
 ACTIVITY_PAGE_SIZE = 100  # the endpoint's maximum (trading-api.json)
 ACTIVITY_PAGES = 20  # a day of cash movements is a handful; more pages than this is not an answer we understand
 OPTION_FEEDS = ("indicative", "opra")
+ASSET_CLASSES = frozenset({"us_equity", "us_option", "crypto"})  # base.AssetClass
 NAN = float("nan")
+# A day's largest answers are an option chain page (1,000 contracts, well under a megabyte) and the asset list
+# (tens of thousands of assets, a few megabytes); a body past this is not an answer we understand.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+# The SDK follows `next_page_token` for as long as the server gives one. A chain of 100 pages of 1,000 contracts
+# is past any underlying's; more is a server that never stops paging, and the tick would never end.
+MAX_REQUESTS_PER_CALL = 100
+# The longest a server's X-RateLimit-Reset or Retry-After may hold our trading requests back: Alpaca's budget is
+# per minute, so a later reset is a header we cannot read, and it must not stop the engine from ever asking again.
+MAX_BACKOFF = timedelta(seconds=60)
+# How far the broker's clock may be from ours. An emulator started at a simulated time (`emulator --start`) is
+# days away, and the engine judges quotes by its own clock anyway; a clock years away (9999-01-01) is junk, and
+# the exchange calendar could not say whether the market is open then.
+MAX_CLOCK_SKEW = timedelta(days=366)
+# The longest the market stays shut is a long weekend with holidays on both sides (four or five days, or a week
+# in 2001 and 2012): a next open or close further away than this is not a clock we can read.
+MAX_SESSION_GAP = timedelta(days=14)
+
+
+class Unreadable(ValueError):
+    """A value in a broker answer that the engine cannot read (missing where required, not a finite number, a
+    negative quantity or price, an unknown enum, a time without a zone). The whole answer is then a bad response:
+    a value is never guessed, defaulted or passed on as NaN or infinity, which every comparison would misread."""
 
 
 def _enum_value(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None or value == "" else float(value)
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _required(value: Any, name: str) -> float:
-    """A number the engine cannot do without: missing or empty is a bad response, never a zero."""
-    number = _float(value)
-    if number is None:
-        raise ValueError(f"{name} is missing")
+def _float(value: Any, name: str = "a number", *, minimum: float | None = None) -> float | None:
+    """An optional number: None (or "") when the broker did not send it, otherwise a finite float. "NaN", "inf",
+    "1e400" (infinity once parsed), "abc" and booleans are unreadable, never a value; so is a number under
+    `minimum` (a negative price or quantity)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise Unreadable(f"{name} is {_shown(value)}, not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise Unreadable(f"{name} is {_shown(value)}, not a number") from None
+    if not math.isfinite(number):
+        raise Unreadable(f"{name} is {_shown(value)}, not a finite number")
+    if minimum is not None and number < minimum:
+        raise Unreadable(f"{name} is {_shown(value)}, below {minimum:g}")
     return number
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def _required(value: Any, name: str, *, minimum: float | None = None) -> float:
+    """A number the engine cannot do without: missing or empty is a bad response, never a zero."""
+    number = _float(value, name, minimum=minimum)
+    if number is None:
+        raise Unreadable(f"{name} is missing")
+    return number
 
 
-def _timestamp(value: Any) -> datetime | None:
+def _flag(raw: dict[str, Any], name: str) -> bool:
+    """A flag the engine blocks trading on: a JSON true or false, never a default for one that is missing."""
+    value = raw.get(name)
+    if not isinstance(value, bool):
+        raise Unreadable(f"{name} is {'missing' if value is None else _shown(value)}, not true or false")
+    return value
+
+
+def _text(value: Any, name: str) -> str:
+    """A name the engine keys on (a symbol, a side): present and not empty."""
+    text = _enum_value(value) if value is not None else ""
+    if not text or text == "None":
+        raise Unreadable(f"{name} is missing")
+    return text
+
+
+def _aware(value: datetime, name: str = "a time") -> datetime:
+    """A time with its zone. One without is unreadable: guessing UTC would move the clock's New York times by
+    four or five hours, and a quote's age with them."""
+    if not isinstance(value, datetime):
+        raise Unreadable(f"{name} is {_shown(value)}, not a time")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise Unreadable(f"{name} is {value.isoformat()}, a time without a zone")
+    return value
+
+
+def _timestamp(value: Any, name: str = "a time") -> datetime | None:
     """An RFC 3339 time from a raw answer; its fraction may have nine digits (Python reads six)."""
-    if not value:
+    if value is None or value == "":
         return None
     text = _NANOS.sub(r"\1", str(value)).replace("Z", "+00:00")
-    return _aware(datetime.fromisoformat(text))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise Unreadable(f"{name} is {_shown(value)}, not a time") from None
+    return _aware(parsed, name)
+
+
+def _unique(items: Sequence[T], key: Callable[[T], str], what: str) -> list[T]:
+    """The items, refused when two share a key: two positions in one symbol, or two orders with one id, cannot
+    both be true, and a dict built from them would silently keep one."""
+    seen: set[str] = set()
+    for item in items:
+        k = key(item)
+        if k in seen:
+            raise Unreadable(f"the broker listed {what} {k!r} twice")
+        seen.add(k)
+    return list(items)
 
 
 _NANOS = re.compile(r"(\.\d{6})\d+")
@@ -94,7 +177,8 @@ def _body(text: str) -> tuple[int | None, str]:
     if not isinstance(parsed, dict):
         return None, text
     code = parsed.get("code")
-    return (int(code) if isinstance(code, (int, float)) else None), str(parsed.get("message", text))
+    readable = isinstance(code, int) and not isinstance(code, bool) and abs(code) < 10**12
+    return (code if readable else None), str(parsed.get("message", text))
 
 
 class AlpacaAPI:
@@ -113,6 +197,8 @@ class AlpacaAPI:
         feed: str = "iex",
         options_feed: str = "indicative",
         clock: Clock | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_requests_per_call: int = MAX_REQUESTS_PER_CALL,
     ):
         from alpaca.data.historical import CryptoHistoricalDataClient, OptionHistoricalDataClient, StockHistoricalDataClient
         from alpaca.trading.client import TradingClient
@@ -131,6 +217,12 @@ class AlpacaAPI:
         self.requests_made = 0
         self.bucket = bucket
         self.timeout = (min(timeout_seconds, 5.0), timeout_seconds)
+        # Reading one answer (its pages included) must end: a body is read up to `max_body_bytes` and for at most
+        # twice the timeout, and one call makes at most `max_requests_per_call` requests.
+        self.max_body_bytes = max_body_bytes
+        self.max_requests_per_call = max_requests_per_call
+        self._call_requests: int | None = None
+        self._page_tokens: set[str] = set()
         self.trading = TradingClient(key, secret, paper=paper, url_override=api_base_url)
         self.stocks = StockHistoricalDataClient(key, secret, url_override=data_base_url)
         self.crypto = CryptoHistoricalDataClient(key, secret, url_override=data_base_url)
@@ -149,25 +241,78 @@ class AlpacaAPI:
         send = session.request
 
         def request(method: str, url: str, **kwargs: Any) -> Any:
+            self._count_page(kwargs.get("params"))
             if rate_limited and not self.bucket.try_acquire():
                 raise BrokerError("rate_limited", "client-side budget of trading requests per minute is used up")
             kwargs.setdefault("timeout", self.timeout)
+            kwargs["stream"] = True  # the body is read here, within a size and a time limit
             self.requests_made += 1
+            started = _monotonic()
             response = send(method, url, **kwargs)
             if rate_limited:
                 self._observe_rate_limit(response.headers)
+            self._read_body(response, started)
             return response
 
         session.request = request
 
+    def _count_page(self, params: Any) -> None:
+        """One more request for the call in progress: refused past the budget, or when the SDK is sent back to
+        a page it has already read (a `next_page_token` that repeats would page for ever)."""
+        if self._call_requests is None:
+            return
+        self._call_requests += 1
+        if self._call_requests > self.max_requests_per_call:
+            limit = self.max_requests_per_call
+            raise BrokerError("bad_response", f"more than {limit} requests for one answer (pages that never end)")
+        token = params.get("page_token") if isinstance(params, dict) else None
+        if token:
+            if token in self._page_tokens:
+                raise BrokerError("bad_response", "the broker gave the same next_page_token twice (pages that never end)")
+            self._page_tokens.add(str(token))
+
+    def _read_body(self, response: Any, started: float) -> None:
+        """The whole body, read now: refused when it declares or reaches more than `max_body_bytes`, or is still
+        arriving after twice the timeout (a server that trickles would otherwise hold the tick for ever)."""
+        limit = self.max_body_bytes
+        deadline = started + 2 * self.timeout[1]
+        try:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+                raise BrokerError("bad_response", f"an answer of {int(declared):,} bytes (more than {limit:,})")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise BrokerError("bad_response", f"an answer of more than {limit:,} bytes")
+                if _monotonic() > deadline:
+                    raise BrokerError("timeout", f"the answer was still arriving after {2 * self.timeout[1]:g} s")
+                chunks.append(chunk)
+        except BaseException:
+            response.close()  # the connection is in an unknown state: never reused
+            raise
+        response._content = b"".join(chunks)  # what requests keeps a read body in; .text and .json() read it
+
     def _observe_rate_limit(self, headers: Any) -> None:
+        """X-RateLimit-Remaining/Reset and Retry-After tighten the bucket. A header we cannot read is ignored (we
+        keep our own count), and no header holds requests back longer than MAX_BACKOFF: a reset in the year 3000
+        would otherwise stop the engine from ever asking again, and so from ever recovering."""
+        now = self.clock.now()
+        latest = now + MAX_BACKOFF
         try:
             remaining = headers.get("X-RateLimit-Remaining")
             reset = headers.get("X-RateLimit-Reset")
-            reset_at = datetime.fromtimestamp(int(reset), timezone.utc) if reset else None
-            self.bucket.observe(int(remaining) if remaining is not None else None, reset_at)
+            reset_at = min(datetime.fromtimestamp(int(reset), timezone.utc), latest) if reset else None
+            self.bucket.observe(max(int(remaining), 0) if remaining is not None else None, reset_at)
+        except (TypeError, ValueError, OverflowError, OSError):
+            pass
+        try:
+            wait = float(headers.get("Retry-After") or "nan")  # seconds; an HTTP date is not something we read
         except (TypeError, ValueError):
-            return  # an unreadable header only means we keep our own count
+            return
+        if math.isfinite(wait) and wait > 0:
+            self.bucket.observe(0, min(now + timedelta(seconds=wait), latest))
 
     # --- errors --------------------------------------------------------------------------------------------
 
@@ -206,17 +351,28 @@ class AlpacaAPI:
             kind, message = "connection", "cannot connect"
         elif isinstance(exc, requests.exceptions.RequestException):
             kind, message = "connection", type(exc).__name__
-        elif isinstance(exc, (pydantic.ValidationError, ValueError, TypeError, KeyError, AttributeError)):
+        elif isinstance(exc, Unreadable):
+            kind, message = "bad_response", f"unreadable answer: {exc}"
+        elif isinstance(exc, pydantic.ValidationError):  # the fields by name, never their values
+            fields = sorted({".".join(str(part) for part in e["loc"]) for e in exc.errors()})
+            kind, message = "bad_response", f"unexpected answer (ValidationError: {', '.join(fields[:4])})"
+        elif isinstance(exc, (ValueError, TypeError, KeyError, AttributeError)):
             kind, message = "bad_response", f"unexpected answer ({type(exc).__name__})"
         else:
             kind, message = "bad_response", f"unexpected failure ({type(exc).__name__})"
         return BrokerError(kind, self._scrub(message), status=status, operation=operation)
 
     def _call(self, operation: str, call: Callable[[], T], *, data_api: bool = False) -> T:
+        outermost = self._call_requests is None
+        if outermost:  # one budget of requests and page tokens per call, however the SDK pages
+            self._call_requests, self._page_tokens = 0, set()
         try:
             return call()
         except Exception as exc:  # mapped to one typed BrokerError; nothing escapes untyped
             raise self.to_error(exc, operation, data_api=data_api) from None
+        finally:
+            if outermost:
+                self._call_requests = None
 
     def _found(self, operation: str, call: Callable[[], T]) -> T | None:
         try:
@@ -238,26 +394,31 @@ class AlpacaAPI:
             a = TradeAccount(**raw)  # the SDK's own check of the shape
             crypto_status = _enum_value(a.crypto_status) if a.crypto_status is not None else None
             activities: tuple[NonTradeActivity, ...] = ()
-            if raw.get("intraday_adjustments") not in (None, ""):
-                moved: float | None = float(raw["intraday_adjustments"])
+            moved = _float(raw.get("intraday_adjustments"), "intraday_adjustments")
+            if moved is not None:
                 source = "intraday_adjustments"
             else:
                 activities = tuple(self._activities_today())
                 moved, source = round(sum(x.net_amount for x in activities), 2), "activities"
+            for level in ("options_trading_level", "options_approved_level"):
+                if (getattr(a, level) or 0) < 0:
+                    raise Unreadable(f"{level} is {getattr(a, level)}, below 0")
+            # Money may be negative where Alpaca means it (cash borrowed on margin, a deficit): finite is the rule.
+            # The flags that block trading must be there: a missing one is not "not blocked".
             return Account(
                 equity=_required(a.equity, "equity"),
                 last_equity=_required(a.last_equity, "last_equity"),
                 cash=_required(a.cash, "cash"),
                 buying_power=_required(a.buying_power, "buying_power"),
                 status=_enum_value(a.status),
-                trading_blocked=bool(a.trading_blocked),
-                account_blocked=bool(a.account_blocked),
+                trading_blocked=_flag(raw, "trading_blocked"),
+                account_blocked=_flag(raw, "account_blocked"),
                 crypto_status=crypto_status,
                 options_trading_level=a.options_trading_level,
                 options_approved_level=a.options_approved_level,
-                non_marginable_buying_power=_float(a.non_marginable_buying_power),
-                options_buying_power=_float(a.options_buying_power),
-                trade_suspended_by_user=bool(a.trade_suspended_by_user),
+                non_marginable_buying_power=_float(a.non_marginable_buying_power, "non_marginable_buying_power"),
+                options_buying_power=_float(a.options_buying_power, "options_buying_power"),
+                trade_suspended_by_user=_flag(raw, "trade_suspended_by_user"),
                 non_trade_cash_today=moved,
                 non_trade_cash_source=source,  # type: ignore[arg-type]  # one of the two literals above
                 non_trade_activities=activities,
@@ -289,7 +450,10 @@ class AlpacaAPI:
                     found.append(activity)
             if len(page) < ACTIVITY_PAGE_SIZE:
                 return found
-            params["page_token"] = page[-1]["id"]
+            last = page[-1].get("id") if isinstance(page[-1], dict) else None
+            if not last or last == params.get("page_token"):
+                raise Unreadable("a full page of account activities whose last id cannot take us further")
+            params["page_token"] = last
         raise ValueError(f"more than {ACTIVITY_PAGES} pages of account activities for one day")
 
     def get_positions(self) -> list[Position]:
@@ -299,55 +463,95 @@ class AlpacaAPI:
 
             for item in _models(self.trading.get_all_positions()):
                 p = _model(item, AlpacaPosition)
-                asset_class = _enum_value(p.asset_class)
+                asset_class = _asset_class(p.asset_class)
+                symbol = _text(p.symbol, "a position's symbol")
                 # Alpaca writes a short as side "short" with a signed qty ("-5", Alpaca-API issue #86): the sign
-                # comes from the side, applied once, whatever the qty's own sign.
-                qty = abs(float(p.qty)) * (-1 if _enum_value(p.side) == "short" else 1)
+                # comes from the side, applied once, whatever the qty's own sign. A long with a negative qty says
+                # two things at once: unreadable.
+                short = _text(p.side, f"{symbol}'s side") == "short"
+                qty = _required(p.qty, f"{symbol}'s qty", minimum=None if short else 0.0)
                 out.append(
                     Position(
-                        normalize(p.symbol, asset_class),
-                        qty,
-                        _required(p.avg_entry_price, "avg_entry_price"),
-                        _required(p.current_price, "current_price"),
-                        _required(p.market_value, "market_value"),
-                        _required(p.unrealized_pl, "unrealized_pl"),
-                        asset_class,  # type: ignore[arg-type]
+                        normalize(symbol, asset_class),
+                        -abs(qty) if short else qty,
+                        _required(p.avg_entry_price, f"{symbol}'s avg_entry_price", minimum=0.0),
+                        _required(p.current_price, f"{symbol}'s current_price", minimum=0.0),
+                        _required(p.market_value, f"{symbol}'s market_value"),
+                        _required(p.unrealized_pl, f"{symbol}'s unrealized_pl"),
+                        asset_class,
                     )
                 )
-            return out
+            return _unique(out, lambda p: p.symbol, "a position in")
 
         return self._call("positions", read)
 
     def _order(self, o: Any) -> Order:
+        """An order, every field the engine reads checked: quantities and prices finite and not negative, one of
+        qty and notional, no more filled than ordered, the side, symbol and class present, a time with a zone."""
+        from alpaca.trading.models import Order as AlpacaOrder
+
+        o = _model(o, AlpacaOrder)
+        name = f"order {o.client_order_id!r}"
+        qty = _float(o.qty, f"{name}'s qty", minimum=0.0)
+        notional = _float(o.notional, f"{name}'s notional", minimum=0.0)
+        if qty is None and notional is None:
+            raise Unreadable(f"{name} has neither qty nor notional")
+        filled = _required(o.filled_qty, f"{name}'s filled_qty", minimum=0.0)
+        if qty is not None and filled > qty * (1 + 1e-9):
+            raise Unreadable(f"{name} has {filled:g} filled of {qty:g}")
         return Order(
             id=str(o.id),
             client_order_id=o.client_order_id,
-            symbol=o.symbol,
-            side=_enum_value(o.side),  # type: ignore[arg-type]
-            qty=_float(o.qty),
-            notional=_float(o.notional),
-            filled_qty=float(o.filled_qty or 0),
-            filled_avg_price=_float(o.filled_avg_price),
-            order_type=_enum_value(o.order_type or o.type),
+            symbol=_text(o.symbol, f"{name}'s symbol"),
+            side=_text(o.side, f"{name}'s side"),  # type: ignore[arg-type]  # OrderSide: buy or sell
+            qty=qty,
+            notional=notional,
+            filled_qty=filled,
+            filled_avg_price=_float(o.filled_avg_price, f"{name}'s filled_avg_price", minimum=0.0),
+            order_type=_text(o.order_type or o.type, f"{name}'s type"),
             time_in_force=_enum_value(o.time_in_force),
-            limit_price=_float(o.limit_price),
+            limit_price=_float(o.limit_price, f"{name}'s limit_price", minimum=0.0),
             status=_enum_value(o.status),
-            created_at=_aware(o.created_at),
-            asset_class=_enum_value(o.asset_class),  # type: ignore[arg-type]
+            created_at=self._not_ahead(_aware(o.created_at, f"{name}'s created_at"), f"{name}'s created_at"),
+            asset_class=_asset_class(o.asset_class),
             replaced_by=str(o.replaced_by) if o.replaced_by else None,
             replaces=str(o.replaces) if o.replaces else None,
         )
+
+    def _not_ahead(self, moment: datetime, name: str) -> datetime:
+        """A time the broker says has passed: one further ahead of our clock than MAX_CLOCK_SKEW is junk, and an
+        order created in 9999 would never grow old enough to be cancelled."""
+        if moment - self.clock.now() > MAX_CLOCK_SKEW:
+            raise Unreadable(f"{name} is {moment.isoformat()}, far ahead of our clock")
+        return moment
 
     def get_open_orders(self) -> list[Order]:
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
 
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
-        return self._call("open_orders", lambda: [self._order(o) for o in self.trading.get_orders(filter=request)])
+
+        def read() -> list[Order]:
+            orders = [self._order(o) for o in _models(self.trading.get_orders(filter=request))]
+            _unique(orders, lambda o: o.client_order_id, "the client_order_id")
+            return _unique(orders, lambda o: o.id, "the order id")
+
+        return self._call("open_orders", read)
 
     def _quotes(self, raw: Any) -> dict[str, Quote]:
-        # bid and ask as sent (0 for an empty side), and the quote's own time: the engine judges both
-        return {symbol: Quote(symbol, float(q.bid_price), float(q.ask_price), _aware(q.timestamp)) for symbol, q in raw.items()}
+        """Bid and ask as sent (0 for an empty side, crossed as crossed) and the quote's own time: the engine
+        judges those. A side that is not a finite number at least 0, or a time without a zone, is unreadable."""
+        if not isinstance(raw, dict):
+            raise Unreadable(f"expected quotes by symbol, got {type(raw).__name__}")
+        return {
+            symbol: Quote(
+                symbol,
+                _required(q.bid_price, f"{symbol}'s bid", minimum=0.0),
+                _required(q.ask_price, f"{symbol}'s ask", minimum=0.0),
+                _aware(q.timestamp, f"{symbol}'s quote time"),
+            )
+            for symbol, q in raw.items()
+        }
 
     def get_stock_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         from alpaca.data.enums import DataFeed
@@ -382,6 +586,11 @@ class AlpacaAPI:
                 if parsed is None or quote is None:
                     continue  # no quote, no price: nothing to choose or to value it by
                 _root, expiry, option_type, strike = parsed
+                if greeks is not None:
+                    for greek in ("delta", "gamma", "theta", "vega"):
+                        _required(getattr(greeks, greek), f"{occ}'s {greek}")
+                    if abs(greeks.delta) > 1:
+                        raise Unreadable(f"{occ}'s delta is {greeks.delta}, outside -1..1")
                 out.append(
                     OptionContract(
                         occ,
@@ -389,19 +598,19 @@ class AlpacaAPI:
                         "call" if option_type == "call" else "put",
                         strike,
                         expiry,
-                        float(quote.bid_price),
-                        float(quote.ask_price),
-                        _aware(quote.timestamp),
+                        _required(quote.bid_price, f"{occ}'s bid", minimum=0.0),
+                        _required(quote.ask_price, f"{occ}'s ask", minimum=0.0),
+                        _aware(quote.timestamp, f"{occ}'s quote time"),
                         # Thin contracts come without greeks (alpaca-trade-api-go marketdata/options_test.go):
                         # kept, with NaN greeks that no delta range admits; `OptionContract.greeks` is None.
                         float(greeks.delta) if greeks else NAN,
                         float(greeks.gamma) if greeks else NAN,
                         float(greeks.theta) if greeks else NAN,
                         float(greeks.vega) if greeks else NAN,
-                        _float(snap.implied_volatility),
+                        _float(snap.implied_volatility, f"{occ}'s implied volatility", minimum=0.0),
                     )
                 )
-            return out
+            return _unique(out, lambda c: c.symbol, "the contract")
 
         return self._call("option_chain", read, data_api=True)
 
@@ -410,9 +619,38 @@ class AlpacaAPI:
             from alpaca.trading.models import Clock
 
             c = _model(self.trading.get_clock(), Clock)
-            return MarketClock(_aware(c.timestamp), bool(c.is_open), _aware(c.next_open), _aware(c.next_close))
+            return self._checked_clock(
+                MarketClock(
+                    _aware(c.timestamp, "the clock's timestamp"),
+                    c.is_open,
+                    _aware(c.next_open, "the clock's next_open"),
+                    _aware(c.next_close, "the clock's next_close"),
+                )
+            )
 
         return self._call("clock", read)
+
+    def _checked_clock(self, clock: MarketClock) -> MarketClock:
+        """The market clock, if it can be believed: within MAX_CLOCK_SKEW of ours, its next open and close ahead
+        of its own time and in the order `is_open` implies, and not open when the exchange calendar has no
+        session then (a clock that says open on a holiday). The calendar may not know an unscheduled closure, so
+        a clock that says closed is believed."""
+        now = self.clock.now()
+        if abs(clock.timestamp - now) > MAX_CLOCK_SKEW:
+            raise Unreadable(f"the broker's clock says {clock.timestamp.isoformat()}, ours {now.isoformat()}")
+        if not (clock.timestamp < clock.next_open <= clock.timestamp + MAX_SESSION_GAP
+                and clock.timestamp < clock.next_close <= clock.timestamp + MAX_SESSION_GAP):  # fmt: skip
+            raise Unreadable("the clock's next_open or next_close is not within days after its own time")
+        if clock.is_open != (clock.next_close < clock.next_open):
+            raise Unreadable(f"the clock says is_open {clock.is_open} with next_open {clock.next_open.isoformat()} "
+                             f"and next_close {clock.next_close.isoformat()}")  # fmt: skip
+        if clock.is_open:
+            from engine.core.calendar import market_calendar
+
+            if not market_calendar().is_open(clock.timestamp):
+                at = clock.timestamp.isoformat()
+                raise Unreadable(f"the clock says open at {at}, when the exchange calendar has no session")
+        return clock
 
     def get_asset(self, symbol: str) -> Asset | None:
         """/v2/assets/{symbol}; crypto by its old spelling BTCUSD (trading-api.json: "the symbol has to follow
@@ -533,8 +771,8 @@ def _activity(item: Any) -> NonTradeActivity | None:
     return NonTradeActivity(
         id=str(item.get("id", "")),
         activity_type=str(item["activity_type"]),
-        net_amount=_required(item.get("net_amount"), "net_amount"),
-        created_at=_timestamp(item.get("created_at")),
+        net_amount=_required(item.get("net_amount"), "an activity's net_amount"),
+        created_at=_timestamp(item.get("created_at"), "an activity's created_at"),
         date=str(item.get("date", "")),
         status=str(item.get("status", "executed")),
     )
@@ -552,8 +790,9 @@ def _asset(a: Any) -> Asset:
 
     a = _model(a, AlpacaAsset)
     asset_class = _enum_value(a.asset_class)
+    symbol = _text(a.symbol, "an asset's symbol")
     return Asset(
-        symbol=normalize(a.symbol, asset_class),
+        symbol=normalize(symbol, asset_class),
         asset_class=asset_class,
         exchange=_enum_value(a.exchange),
         status=_enum_value(a.status),
@@ -561,16 +800,28 @@ def _asset(a: Any) -> Asset:
         fractionable=bool(a.fractionable),
         marginable=bool(a.marginable),
         shortable=bool(a.shortable),
-        min_order_size=_finite(a.min_order_size),
-        min_trade_increment=_finite(a.min_trade_increment),
-        price_increment=_finite(a.price_increment),
+        # absent: the broker gives none (stocks); present, a size or step must be a finite number above 0
+        min_order_size=_positive(a.min_order_size, f"{symbol}'s min_order_size"),
+        min_trade_increment=_positive(a.min_trade_increment, f"{symbol}'s min_trade_increment"),
+        price_increment=_positive(a.price_increment, f"{symbol}'s price_increment"),
         attributes=tuple(a.attributes or ()),
     )
 
 
-def _finite(value: Any) -> float | None:
-    number = _float(value)
-    return number if number is not None and math.isfinite(number) else None
+def _positive(value: Any, name: str) -> float | None:
+    number = _float(value, name, minimum=0.0)
+    if number == 0:
+        raise Unreadable(f"{name} is 0")
+    return number
+
+
+def _asset_class(value: Any) -> AssetClass:
+    """One of the classes the engine trades. alpaca-py also knows crypto_perp: a position or order in it is
+    nothing the engine can value or attribute, so it is not read as one of ours."""
+    name = _enum_value(value) if value is not None else "missing"
+    if name not in ASSET_CLASSES:
+        raise Unreadable(f"asset class {name!r} is not one the engine trades")
+    return name  # type: ignore[return-value]  # checked against ASSET_CLASSES just above
 
 
 M = TypeVar("M")

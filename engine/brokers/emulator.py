@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import random
 import re
+import socket
 import threading
 import uuid
 import zlib
@@ -66,7 +68,13 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 @dataclass
 class Fault:
-    """One scripted answer. `after=True` processes the request first, then answers with the fault."""
+    """One scripted answer. `after=True` processes the request first, then answers with the fault.
+
+    A bad answer is rarely a whole body of junk: more often one field of a real answer is wrong. `patch` and
+    `drop` edit the real answer instead of replacing it, so a test can say "the account, with cash NaN" without
+    restating the account. Their keys are dotted paths into the JSON, where `*` stands for every item of a list
+    or every value of an object: `{"cash": "NaN"}`, `{"*.qty": "-5"}`, `{"quotes.*.bp": -1}`. A patched answer
+    keeps the route's own status (the fault's `status` is not used)."""
 
     status: int = 500
     body: str = '{"code":50010000,"message":"internal server error"}'
@@ -75,6 +83,15 @@ class Fault:
     hang_seconds: float = 0.0
     path_prefix: str = ""  # only requests whose path starts with this take the fault
     method: str = ""  # ... and, when set, only requests with this method
+    patch: dict[str, Any] = field(default_factory=dict)  # path -> the value put there (created when missing)
+    drop: list[str] = field(default_factory=list)  # paths removed from the answer
+    headers: dict[str, str] = field(default_factory=dict)  # added to the answer (Retry-After, X-RateLimit-*)
+    times: int = 1  # how many requests take it; 0: every matching request until the faults are cleared
+    disconnect: bool = False  # close the connection without an answer (a dropped connection)
+
+    @property
+    def edits(self) -> bool:
+        return bool(self.patch or self.drop)
 
 
 @dataclass
@@ -352,6 +369,7 @@ class Emulator:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._release = threading.Event()
+        self._fault_lock = threading.Lock()
         self._minute: tuple[int, int] = (0, 0)
         self.account_id = str(uuid.UUID(int=self.exchange.seed, version=4))
         self.exchange.fill_at_submit = self.fill_at_submit
@@ -748,10 +766,14 @@ class Emulator:
     # --- routing -------------------------------------------------------------------------------------------
 
     def take_fault(self, method: str, path: str) -> Fault | None:
-        for fault in list(self.faults):
-            if path.startswith(fault.path_prefix) and fault.method in ("", method):
-                self.faults.remove(fault)
-                return fault
+        with self._fault_lock:  # the server answers on several threads
+            for fault in list(self.faults):
+                if path.startswith(fault.path_prefix) and fault.method in ("", method):
+                    if fault.times == 1:
+                        self.faults.remove(fault)
+                    elif fault.times > 1:
+                        fault.times -= 1
+                    return fault
         return None
 
     def count_request(self) -> tuple[dict[str, str], bool]:
@@ -994,6 +1016,35 @@ def _position_symbol(path_symbol: str, exchange: SimExchange) -> str:
     return path_symbol
 
 
+def edited(payload: Any, patch: dict[str, Any], drop: list[str]) -> Any:
+    """A deep copy of `payload` with `patch`'s values put at their paths and `drop`'s paths removed (Fault)."""
+    out = json.loads(json.dumps(payload))
+    for path, value in patch.items():
+        _edit(out, path.split("."), value, remove=False)
+    for path in drop:
+        _edit(out, path.split("."), None, remove=True)
+    return out
+
+
+def _edit(node: Any, parts: list[str], value: Any, *, remove: bool) -> None:
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, list):
+        indexes = range(len(node)) if head == "*" else [int(head)] if head.lstrip("-").isdigit() else []
+        children: list[tuple[Any, Any]] = [(node, i) for i in indexes if -len(node) <= i < len(node)]
+    elif isinstance(node, dict):
+        keys = list(node) if head == "*" else [head]
+        children = [(node, k) for k in keys if k in node or (not rest and not remove)]
+    else:
+        return
+    for parent, key in children:
+        if rest:
+            _edit(parent[key], rest, value, remove=remove)
+        elif remove:
+            del parent[key]
+        else:
+            parent[key] = value
+
+
 def _data_path(path: str) -> bool:
     return path.startswith(("/v2/stocks", "/v1beta1/", "/v1beta3/"))
 
@@ -1035,16 +1086,30 @@ class _Handler(BaseHTTPRequestHandler):
         fault = emulator.take_fault(method, path)
         if fault and fault.hang_seconds:
             emulator._release.wait(fault.hang_seconds)
-        if fault and not fault.after and fault.status:
+        if fault and fault.disconnect and not fault.after:
+            return self._disconnect()
+        if fault:
+            rate_headers = {**rate_headers, **fault.headers}
+        if fault and not fault.after and fault.status and not fault.edits:
             return self._send_raw(fault.status, fault.body, fault.content_type, rate_headers)
         try:
             with emulator.exchange.lock:
                 status, payload = emulator.route(method, path, query, body)
         except SimReject as exc:
             status, payload = exc.status, exc.body()
+        if fault and fault.disconnect:
+            return self._disconnect()
+        if fault and fault.edits:
+            return self._send(status, edited(payload, fault.patch, fault.drop), rate_headers)
         if fault and fault.after and fault.status:
             return self._send_raw(fault.status, fault.body, fault.content_type, rate_headers)
         self._send(status, payload, rate_headers)
+
+    def _disconnect(self) -> None:
+        """No answer at all: the connection closes under the client (a dropped connection, a crashed proxy)."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _auth_refusal(self, path: str) -> tuple[int, Any] | None:
         """Bad keys: 401 code 40110000 on the trading API (reference §5); 403 {"message": "forbidden."} on the data
