@@ -72,6 +72,36 @@ class InvalidInput(Exception):
     """Bad input the user must fix; printed without a traceback, exit code 2."""
 
 
+def _given_path(flag: str, path: Path, *, folder: bool) -> None:
+    """A file or folder the user named on the command line, refused plainly when it is missing, of the wrong kind
+    (a FIFO would hang a reader), or cannot be looked at."""
+    import stat
+
+    kind = "folder" if folder else "file"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InvalidInput(f"{flag} {path}: no such {kind}") from None
+    except OSError as exc:  # a folder on the way that may not be searched, a symlink loop
+        raise InvalidInput(f"{flag} {path}: cannot be read ({exc.strerror or exc})") from None
+    if folder and not stat.S_ISDIR(mode):
+        raise InvalidInput(f"{flag} {path}: not a folder")
+    if not folder and not stat.S_ISREG(mode):
+        raise InvalidInput(f"{flag} {path}: not a regular file")
+
+
+def _writable_folder(flag: str, path: Path) -> None:
+    """A folder the command will write into, made now and tried, so a run never ends having written nothing."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        reason = "not a folder" if path.exists() and not path.is_dir() else f"cannot write there ({exc.strerror or exc})"
+        raise InvalidInput(f"{flag} {path}: {reason}") from None
+
+
 def _load(args: argparse.Namespace) -> Report:
     """Everything validated, or InvalidInput carrying every problem."""
     from engine.config.errors import ConfigError
@@ -306,8 +336,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = _load(args)
     options = _run_options(args)
     local = _local(report)
-    if args.record is not None and args.record.exists() and not args.record.is_dir():
-        raise InvalidInput(f"--record {args.record}: not a folder")
+    if args.record is not None:
+        _writable_folder("--record", args.record)
     recorder = None
     with StopSignals() as stop:
         try:
@@ -712,8 +742,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     start, end = _when("--from", args.from_), _when("--to", args.to)
     _aware("--from", start)
     _aware("--to", end)
-    if not args.data.is_dir():
-        raise InvalidInput(f"--data {args.data}: no such folder")
+    _given_path("--data", args.data, folder=True)
     if args.sweep is None and (args.jobs is not None or args.metric is not None or args.ray is not None):
         raise InvalidInput("--jobs, --metric and --ray go with --sweep")
     report = _load(args)
@@ -773,8 +802,7 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     from engine.paths import shown
     from engine.replay import sweep
 
-    if not args.sweep.is_file():
-        raise InvalidInput(f"--sweep {args.sweep}: no such file")
+    _given_path("--sweep", args.sweep, folder=False)
     metric = args.metric or "realized_pnl"
     if args.ray is not None:
         try:
@@ -1036,15 +1064,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        if args.validate:
-            return cmd_validate(args)
+    if args.command is None and not args.validate:
         parser.print_help()
         return EXIT_INVALID
     try:
-        return int(args.handler(args))
+        return int(cmd_validate(args) if args.command is None else args.handler(args))
     except InvalidInput as exc:
-        print(exc, file=sys.stderr if args.command != "validate" else sys.stdout)
+        print(exc, file=sys.stdout if args.command in (None, "validate") else sys.stderr)
         return EXIT_INVALID
     except BrokenPipeError:  # `python -m engine table momentum | head`
         return EXIT_OK

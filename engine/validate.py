@@ -59,18 +59,25 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
         return []
     import sqlite3
 
-    from engine.core.store import StateStore
+    from engine.core.store import StateFileError, StateStore
+
+    def unreadable(exc: BaseException) -> list[Problem]:
+        """A damaged or foreign file is a problem of the input (exit 2); one that is sound but cannot be used now
+        (locked, read-only, a full disk) is the runtime's (exit 1, raised to the command)."""
+        if isinstance(exc, StateFileError) and exc.runtime:
+            raise exc
+        return [Problem(shown(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
 
     problems = []
     try:
         store = StateStore(db_path)
-    except (sqlite3.Error, OSError) as exc:  # a damaged or foreign file is a problem to report, not a traceback
-        return [Problem(shown(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
+    except (sqlite3.Error, OSError) as exc:
+        return unreadable(exc)
     try:
         saved_states = store.machine_states()
     except sqlite3.Error as exc:
         store.close()
-        return [Problem(shown(db_path), 0, 0, "", f"cannot read the saved machine states: {exc}")]
+        return unreadable(exc)
     try:
         for saved in saved_states:
             spec = machines.get(saved.kind)

@@ -363,3 +363,29 @@ def test_an_env_file_that_is_not_utf8_is_exit_2_naming_it_without_its_bytes(
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(".env: not UTF-8 text (byte ") and len(err.strip().splitlines()) == 1
     assert "caf" not in err and not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize(("argv", "phrase"), [
+    (["run", "--once", "--record", "{tmp}/a_file"], "--record {tmp}/a_file: not a folder"),
+    (["run", "--once", "--record", "{tmp}/a_file/below"], "--record {tmp}/a_file/below: cannot write there"),
+    (["backtest", "--data", "{tmp}/a_file"], "--data {tmp}/a_file: not a folder"),
+    (["backtest", "--data", "{tmp}/nothing"], "--data {tmp}/nothing: no such folder"),
+    (["backtest", "--data", "{tmp}/loop"], "--data {tmp}/loop: cannot be read"),
+    (["backtest", "--data", "{tmp}", "--sweep", "{tmp}/fifo"], "--sweep {tmp}/fifo: not a regular file"),
+    (["backtest", "--data", "{tmp}", "--sweep", "{tmp}/nothing"], "--sweep {tmp}/nothing: no such file"),
+])  # fmt: skip
+def test_a_path_given_on_the_command_line_is_checked_before_anything_runs(
+    tmp_path, argv: list[str], phrase: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO would hang its reader, a folder that cannot be written would end a run having recorded nothing."""
+    from engine.cli import main
+
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    os.mkfifo(tmp_path / "fifo")
+    db = tmp_path / "s.db"
+    config = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+              "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+    state = ["--state-db", str(db), "--log", str(tmp_path / "a.jsonl")] if argv[0] == "run" else []
+    assert main([*(a.format(tmp=tmp_path) for a in argv), *state, *config]) == 2
+    assert phrase.format(tmp=tmp_path) in capsys.readouterr().err and not db.exists()

@@ -17,6 +17,7 @@ ignored". The halt is in SQLite, so it survives a restart.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import marshal
 import operator
@@ -210,12 +211,19 @@ class Engine:
         except Exception as exc:  # the tick boundary: any exception halts the system, with the reason
             error = f"{type(exc).__name__}: {exc}"
             self.journal.log("anomaly", what="exception", detail=error)
-            with self.store.transaction():
-                self._moves.clear()  # the tick's transaction was rolled back with them
-                source = self.exitbot.anomaly_halt(now, f"exception in tick: {error}")
-                if source is not None:
-                    self._record_transition("system", "system", source, "halted", "anomaly", (), now)
-                self._save_moves()
+            try:
+                with self.store.transaction():
+                    self._moves.clear()  # the tick's transaction was rolled back with them
+                    source = self.exitbot.anomaly_halt(now, f"exception in tick: {error}")
+                    if source is not None:
+                        self._record_transition("system", "system", source, "halted", "anomaly", (), now)
+                    self._save_moves()
+            except Exception as saving:  # the halt and its transition are in the log already: say they are not saved
+                not_saved = f"{type(saving).__name__}: {saving}"
+                self.journal.log("halt_not_saved", reason=f"exception in tick: {error}", error=not_saved)
+                with contextlib.suppress(Exception):
+                    self.journal.flush()
+                raise
         self.ticks += 1
         report = TickReport(
             now,

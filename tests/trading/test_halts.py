@@ -3,7 +3,10 @@ restart and ends after its cooloff; the operator's halt lasts until resume."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
+
+import pytest
 
 from engine.brokers.base import DataNeeds, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
@@ -341,3 +344,22 @@ def test_the_bots_see_the_system_as_its_own_step_left_it(rig: Rig) -> None:
     seen = _system_facts_the_bots_saw(rig)
     assert seen["system_halted"] is True and seen["system_armed"] is False and seen["halt_active"] is True
     assert seen["kill_triggered"] is False
+
+
+def test_a_halt_the_state_file_refuses_is_said_in_the_log_not_left_as_if_saved(rig: Rig) -> None:
+    """The log tells the halt and its transition as they are decided; when the state file then refuses them (a
+    full disk, read-only), the log says so and the error leaves the tick: the run stops rather than trade on."""
+    rig.ticks(2)
+
+    def broken(needs: DataNeeds):  # a bug, not a broker failure
+        raise RuntimeError("something nobody expected")
+
+    rig.engine.broker.snapshot = broken  # type: ignore[method-assign]
+    rig.store._conn.execute("PRAGMA query_only = ON")  # SQLite itself refuses every write from here on
+    with pytest.raises(sqlite3.Error, match="readonly"):
+        rig.engine.tick()
+    rig.store._conn.execute("PRAGMA query_only = OFF")
+    assert halt_reasons(rig) == []
+    [not_saved] = rig.events("halt_not_saved")
+    assert not_saved["reason"] == "exception in tick: RuntimeError: something nobody expected"
+    assert "readonly" in not_saved["error"]
