@@ -1,7 +1,8 @@
 """Choosing and building the broker: `sim` or `alpaca`, paper unless the user says live twice.
 
-Keys come from the environment or `.env` (python-dotenv); the environment wins. `ALPACA_PAPER` must be
-exactly `false` *and* the run must be given `--live` for live trading; anything else is paper.
+Keys come from the environment or `.env` (python-dotenv); the environment wins. `ALPACA_PAPER` must say
+`false` (any case; spaces and quotes around it ignored) *and* the run must be given `--live` for live trading;
+anything else is paper.
 """
 
 from __future__ import annotations
