@@ -186,17 +186,26 @@ class Engine:
                 self.store.save_machine_state(kind, model.bot_id, model.state, self.clock.now())
 
     def _record_failure(self, error: BrokerError) -> None:
-        """Every broker failure counts towards `api_failure_halt`; the broker refusing our keys halts at once
-        (they will not fix themselves, and every order would be refused)."""
+        """Every broker failure counts towards `api_failure_halt`. Two halt at once: the broker refusing our keys
+        (they will not fix themselves, and every order would be refused), and an answer the engine cannot read
+        (a number that is not one, a field missing, pages that never end): not a failure to reach the broker
+        that a retry fixes, but a broker, or something between it and us, saying what we do not understand.
+        Unknown means halt; the halt's cooloff ends it, and the system re-arms once the answers read again."""
         now = self.clock.now()
         self.exitbot.record_failure(error, now)
         if error.reason == "unauthorized" and not self._keys_refused:
             self._keys_refused = True
-            with self.store.transaction():
-                source = self.exitbot.anomaly_halt(now, f"the broker refused the API keys ({error.operation}: {error.message})")
-                if source is not None:
-                    self._record_transition("system", "system", source, "halted", "unauthorized", (), now)
-                self._save_moves()
+            self._halt_for_broker(now, f"the broker refused the API keys ({error.operation}: {error.message})", "unauthorized")
+        elif error.kind == "bad_response" and self.system.state != "halted":
+            reason = f"the broker's answer could not be read ({error.operation}: {error.message})"
+            self._halt_for_broker(now, reason, "bad_response")
+
+    def _halt_for_broker(self, now: datetime, reason: str, trigger: str) -> None:
+        with self.store.transaction():
+            source = self.exitbot.anomaly_halt(now, reason)
+            if source is not None:
+                self._record_transition("system", "system", source, "halted", trigger, (), now)
+            self._save_moves()
 
     # --- the tick ------------------------------------------------------------------------------------------
 

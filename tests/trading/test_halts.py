@@ -363,3 +363,25 @@ def test_a_halt_the_state_file_refuses_is_said_in_the_log_not_left_as_if_saved(r
     [not_saved] = rig.events("halt_not_saved")
     assert not_saved["reason"] == "exception in tick: RuntimeError: something nobody expected"
     assert "readonly" in not_saved["error"]
+
+
+def test_an_answer_the_engine_cannot_read_halts_at_once_and_the_run_recovers(project: ProjectCopy, clock) -> None:
+    """One unreadable value (equity 'NaN') is the broker saying what we do not understand: halt now, not after
+    five of them; the cooloff ends the halt and the system re-arms once the answers read again."""
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
+        rig.ticks(3)
+        assert rig.engine.system.state == "armed"
+        emulator.faults.append(Fault(path_prefix="/v2/account", patch={"equity": "NaN"}, times=3))
+        rig.ticks(1)
+        assert rig.engine.system.state == "halted"
+        rig.ticks(2)  # the same answer again while halted: no second halt
+        [halt] = rig.store.halts()
+        assert halt.reason.startswith("the broker's answer could not be read (account: ") and "equity" in halt.reason
+        assert [e["trigger"] for e in rig.events("transition") if e["machine"] == "system"][-1] == "bad_response"
+        cooloff = rig.engine.config.settings.safety.global_cooldown_minutes
+        rig.clock.advance(timedelta(minutes=cooloff).total_seconds())
+        rig.ticks(3)
+        assert rig.engine.system.state == "armed" and len(rig.store.halts()) == 1  # one halt, not one a tick
+    finally:
+        emulator.stop()
