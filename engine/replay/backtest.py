@@ -186,6 +186,9 @@ def run_backtest(
     if problems:
         raise MissingData(problems)
     notes: list[str] = []
+    both = sorted(set(data.bar_symbols) & set(data.quote_symbols))
+    if both:  # documented, but easy to miss: the bars given for them set no price
+        notes.append(f"{', '.join(both)}: both bars and quotes given; quotes set the price (docs/backtest.md, Prices)")
     # Every bot has a price from the first tick: the window starts when the last of their symbols has one.
     needed = {symbol for _bot, symbol, _f in symbols_by_bot(config.bots)}
     ready = max((known[0] for s in needed if (known := _first_known(data, s, interval)) is not None), default=None)

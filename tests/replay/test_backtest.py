@@ -129,6 +129,17 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_the_run(
     assert (tmp_path / "a_file").read_text() == "not a folder"
 
 
+def test_a_symbol_with_both_bars_and_quotes_is_noted(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    from engine.data.files import write_quotes
+    from engine.data.records import Quote as QuoteRow
+
+    trending_day(tmp_path / "data")
+    quotes = [QuoteRow(MONDAY_OPEN + timedelta(minutes=m), 189.9 + m * 0.01, 190.1 + m * 0.01) for m in range(60)]
+    write_quotes(tmp_path / "data", "AAPL", quotes, fsync=False)
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    assert "AAPL: both bars and quotes given; quotes set the price (docs/backtest.md, Prices)" in result.notes
+
+
 def test_dates_are_days_in_the_engine_time_zone(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     trending_day(tmp_path / "data", MONDAY_OPEN + timedelta(days=1))
