@@ -136,14 +136,17 @@ class OrderManager:
         self._recorded = 0
         rows = self.store.orders(statuses=("pending",))
         now = self.clock.now()
-        halts = (
-            [h for h in self.store.halts(open_only=True) if h.in_force(now)] if any(r.purpose == "entry" for r in rows) else []
-        )
+        entries = any(r.purpose == "entry" for r in rows)
+        halts = [h for h in self.store.halts(open_only=True) if h.in_force(now)] if entries else []
+        halts_read_at = self.store.halt_writes
         working = self.store.orders(statuses=lifecycle.WORKING) if rows else []
         sides = {(o.symbol, o.side) for o in working}
         held: set[str] = set()
         attempted = 0
         for row in rows:
+            if row.purpose == "entry" and self.store.halt_writes != halts_read_at:  # a send before halted (a bad answer)
+                halts = [h for h in self.store.halts(open_only=True) if h.in_force(now)]
+                halts_read_at = self.store.halt_writes
             halt = next((h for h in reversed(halts) if h.scope in (SYSTEM_SCOPE, row.bot_id)), None)
             if row.purpose == "entry" and halt is not None:
                 self._set(row, status="not_sent", error=f"halted before it was sent: {halt.reason}")

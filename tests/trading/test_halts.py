@@ -385,3 +385,30 @@ def test_an_answer_the_engine_cannot_read_halts_at_once_and_the_run_recovers(pro
         assert rig.engine.system.state == "armed" and len(rig.store.halts()) == 1  # one halt, not one a tick
     finally:
         emulator.stop()
+
+
+def test_an_entry_after_a_send_that_halted_the_system_is_not_sent(project: ProjectCopy, clock) -> None:
+    """Two entries granted in one tick; the first one's answer cannot be read, which halts the system: the second
+    is checked against the halts as they are now, not as they were when the sends began."""
+    from engine.brokers.base import OrderRequest as Request
+
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
+        rig.ticks(3)
+        orders, day = rig.engine.orders, rig.engine.trading_date(clock.now())
+        with rig.store.transaction():
+            aapl = Request("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+            orders.record_intent("mom_AAPL", day, "entry", aapl, "test")
+            btc = Request("BTC/USD", "buy", orders.next_client_order_id("crypto_core", day), "limit", "gtc", qty=0.001,
+                          limit_price=20_000.0)  # fmt: skip
+            orders.record_intent("crypto_core", day, "entry", btc, "test")
+        emulator.faults.append(Fault(path_prefix="/v2/orders", method="POST", patch={"qty": "NaN"}, after=True))
+        orders.send_pending()
+        assert rig.engine.system.state == "halted"
+        posted = [r.body["client_order_id"] for r in emulator.requests if r.method == "POST" and r.path == "/v2/orders"]
+        assert len(posted) == 1  # the first one only
+        other = ({aapl.client_order_id, btc.client_order_id} - set(posted)).pop()
+        row = rig.store.order(other)
+        assert row is not None and row.status == "not_sent" and "could not be read" in (row.error or "")
+    finally:
+        emulator.stop()
