@@ -190,10 +190,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         mark = "ok  " if outcome.passed else "FAIL"
         print(f"{mark} {case.file}:{case.line}: {case.name}" + ("" if outcome.passed else f": {outcome.message}"))
     print(f"{passed} passed, {failed} failed")
-    if found.problems:
-        bad = len({p.file for p in found.problems})
+    if found.not_run:
+        bad = len({p.file for p in found.not_run})
         print(f"{bad} scenario file{'s' if bad != 1 else ''} not run:")
-        print(problems_text(found.problems))
+        print(problems_text(found.not_run))
         return EXIT_INVALID
     return EXIT_OK if failed == 0 else EXIT_FAILURE
 

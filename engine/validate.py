@@ -35,7 +35,6 @@ class Report:
     machines: dict[str, MachineSpec] = field(default_factory=dict)
     # The problems of machines/scenarios/ (also in `problems`): `--validate` reports them, but they do not stop
     # the other commands; `test` runs every good scenario file and lists the bad ones itself.
-    scenario_problems: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -114,7 +113,9 @@ def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
     return book, len(docs) == len(paths)
 
 
-def validate(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None) -> Report:
+def validate(
+    config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None, *, scenarios: bool = True
+) -> Report:
     report = Report()
     readable: RuleBook | None
     try:
@@ -150,20 +151,18 @@ def validate(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Pa
     if report.config is not None and machines.specs:
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
         report.problems.extend(persisted_state_problems(db, machines.specs, complete=machines.complete))
-    if report.config is not None and machines.specs and machines.complete:
+    if scenarios and report.config is not None and machines.specs and machines.complete:
         from engine.machines.scenarios import read_cases
 
-        report.scenario_problems = sorted(set(read_cases(machines_dir, report.config, machines.specs).problems))
-        report.problems.extend(report.scenario_problems)
+        report.problems.extend(read_cases(machines_dir, report.config, machines.specs).problems)
     report.problems = sorted(set(report.problems))
     return report
 
 
 def load_valid(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None) -> Report:
-    """Validate and raise ConfigError unless everything is valid: what every command but `validate` uses."""
-    report = validate(config_dir, machines_dir, rules_dir, state_db)
-    scenarios_only = set(report.scenario_problems)
-    blocking = [p for p in report.problems if p not in scenarios_only]
-    if blocking:
-        raise ConfigError(blocking)
+    """Validate and raise ConfigError unless everything is valid: what every command but `validate` uses. The
+    scenario files are not read: no command but `validate` and `test` (which reads them itself) needs them."""
+    report = validate(config_dir, machines_dir, rules_dir, state_db, scenarios=False)
+    if report.problems:
+        raise ConfigError(report.problems)
     return report

@@ -93,13 +93,29 @@ def test_unknown_trigger_and_action_in_an_expectation(project: ProjectCopy) -> N
 
 
 def test_validate_reports_a_bad_scenario_file_but_does_not_block_the_other_commands(project: ProjectCopy) -> None:
-    """README: `--validate` reads machines/scenarios/ too. A scenario naming a bot that bots.yaml no longer has
-    passed `--validate` and only failed `engine test`; it must not stop `run` or `test` (which lists it)."""
+    """README: `--validate` reads machines/scenarios/ too; a broken scenario must not stop `run` (which does not
+    read them) or `test` (which runs the others and lists it)."""
+    from engine.validate import validate
+
+    project.replace("machines/scenarios/momentum_exits.yaml", "trigger: exit", "trigger: exlt")
+    report = validate(project.config, project.machines, project.rules, project.root / "none.db")
+    line = project.line_of("machines/scenarios/momentum_exits.yaml", "trigger: exlt")
+    assert [(p.file.endswith("momentum_exits.yaml"), p.line) for p in report.problems] == [(True, line)]
+    assert load_valid(project.config, project.machines, project.rules, project.root / "none.db").problems == []
+
+
+def test_a_scenario_for_a_bot_of_another_config_is_not_run_and_fails_no_validation(project: ProjectCopy) -> None:
+    """The shipped scenarios name mom_AAPL: `--validate --config` of another bots.yaml (an example, a renamed bot)
+    is about that config and the machines, which are valid together; `test` says which files it could not run."""
+    from engine.machines.scenarios import read_cases
     from engine.validate import validate
 
     project.replace("machines/scenarios/momentum_exits.yaml", "bot: mom_AAPL", "bot: mom_NOPE")
-    report = validate(project.config, project.machines, project.rules, project.root / "none.db")
+    assert validate(project.config, project.machines, project.rules, project.root / "none.db").problems == []
+    report = load_valid(project.config, project.machines, project.rules, project.root / "none.db")
+    assert report.config is not None
+    found = read_cases(project.machines, report.config, report.machines)
     line = project.line_of("machines/scenarios/momentum_exits.yaml", "bot: mom_NOPE")
-    assert [(p.path, p.line, p.message) for p in report.problems] == [("bot", line, "no momentum bot 'mom_NOPE' in bots.yaml")]
-    assert report.scenario_problems == report.problems
-    assert load_valid(project.config, project.machines, project.rules, project.root / "none.db").config is not None
+    assert [(p.path, p.line, p.message) for p in found.not_run] == [("bot", line, "no momentum bot 'mom_NOPE' in bots.yaml")]
+    assert found.problems == [] and all(case.file.endswith(".yaml") for case in found.cases)
+    assert not any(case.file.endswith("momentum_exits.yaml") for case in found.cases)
