@@ -18,15 +18,18 @@ instants and shown in that zone. plotly is imported only to write the HTML (`--o
 
 from __future__ import annotations
 
+import errno
 import html
 import json
 import re
+import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from engine.core.journal import JournalError
 from engine.core.store import StateStore, TradeRow
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_lines, in_force_lines, period_record
@@ -63,11 +66,19 @@ class ReportData:
     log: Path
     log_found: bool = True
     events_read: int = 0
+    lines_skipped: int = 0  # lines that looked like wanted events but could not be read (see _events)
+    clipped: bool = False  # the period reaches past FIRST_DAY or LAST_DAY: read up to them
     pnl_by_bot: dict[str, float] = field(default_factory=dict)
 
     @property
     def period_text(self) -> str:
         return self.first.isoformat() if self.first == self.last else f"{self.first.isoformat()} to {self.last.isoformat()}"
+
+    @property
+    def zone_text(self) -> str:
+        """The zone times are shown in, and the years the period was read within when it reached past them."""
+        clipped = f"; read from {FIRST_DAY} to {LAST_DAY}, the years a record can have" if self.clipped else ""
+        return f"times in {self.timezone}{clipped}"
 
     @property
     def total_pnl(self) -> float:
@@ -88,58 +99,131 @@ class ReportData:
         return dict(curves)
 
 
+# The days a record can fall on. Outside them an instant cannot even be moved between zones (the day after
+# 9999-12-31 does not exist), and no engine ran there: a period reaching past them is read up to them, so
+# `--from 0001-01-01` costs what 300 years cost (one query a day), never a traceback or minutes.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2199, 12, 31)
+
+
 def build_report(store: StateStore, log: Path, first: date, last: date, local: LocalTime, now: datetime) -> ReportData:
-    start, end = local.day_bounds(first, last)
+    data = ReportData(first=first, last=last, timezone=local.name, trades=[], days={}, halts=[], in_force=[], blocked=[],
+                      guards=[], triggers=[], broker_errors=[], runs=[], log=log)  # fmt: skip
+    lo, hi = max(first, FIRST_DAY), min(last, LAST_DAY)
+    data.clipped = (lo, hi) != (first, last)
+    if lo > hi:  # wholly outside the years a record can have: nothing to read
+        return data
+    start, end = local.day_bounds(lo, hi)
     period = period_record(store, start, end - timedelta(microseconds=1), now, local)
     pnl_by_bot: dict[str, float] = defaultdict(float)
     for bots in period["days"].values():
         for bot, values in bots.items():
             pnl_by_bot[bot] = round(pnl_by_bot[bot] + values["realized"], 2)
-    data = ReportData(
-        first=first,
-        last=last,
-        timezone=local.name,
-        trades=store.trades(since=first, until=last),
-        days=period["days"],
-        halts=period["halts"],
-        in_force=period["in_force"],
-        blocked=[],
-        guards=[],
-        triggers=[],
-        broker_errors=[],
-        runs=[],
-        log=log,
-        pnl_by_bot=dict(pnl_by_bot),
-    )
+    data.trades = store.trades(since=lo, until=hi)
+    data.days, data.halts, data.in_force = period["days"], period["halts"], period["in_force"]
+    data.pnl_by_bot = dict(pnl_by_bot)
     _read_log(data, log, start, end, local)
     return data
 
 
-def _events(log: Path, tail: list[str]) -> Any:
-    """The wanted events of the log, oldest first, each parsed once; a line cut short by a crash is skipped.
-    `tail` ends up holding the log's last line, whatever its event (a run still going logs ticks only)."""
-    needles = tuple(f'"event":"{name}"' for name in WANTED)
-    line = ""
-    with log.open(encoding="utf-8") as f:
+# The fields each wanted event must carry, with their JSON types, for the report to count it: a line of another
+# program, a hand edit or a damaged file is skipped and counted (`lines_skipped`), never read as letters (a
+# `failed` of "abc" counted as three checks) or allowed to stop the report with a traceback.
+_LIST_OF_TEXT = "a list of text"
+# A type ending in "!" is required: an event without it says nothing the report can count.
+_FIELDS: dict[str, dict[str, str]] = {
+    "entry_blocked": {"bot": "text!", "failed": _LIST_OF_TEXT},
+    "preflight": {"bot": "text!", "failed": _LIST_OF_TEXT},
+    "transition": {"machine": "text!", "trigger": "text!", "guards": _LIST_OF_TEXT},
+    "broker_error": {"operation": "text", "reason": "text", "kind": "text"},
+    "run_start": {},
+    "run_end": {"reason": "text", "ticks": "number", "equity": "number"},
+}
+
+
+def _field_ok(value: Any, kind: str) -> bool:
+    """A field absent or null is allowed unless required (the engine leaves some out); present, it must be of
+    its type."""
+    if value is None:
+        return not kind.endswith("!")
+    kind = kind.rstrip("!")
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _event_time(event: dict[str, Any], local: LocalTime) -> datetime | None:
+    """The event's `ts` as an aware instant that can be shown in UTC and in system.timezone, or None."""
+    text = event.get("ts")
+    if not isinstance(text, str):
+        return None
+    try:
+        at = local.parse_utc(text)
+        at.astimezone(timezone.utc), at.astimezone(local.tz)  # a year-1 or year-9999 instant cannot be shown
+    except (ValueError, OverflowError):
+        return None
+    return at
+
+
+def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int]) -> Any:
+    """(instant, event) for the wanted events of the log, oldest first, each parsed once. A line that is not
+    UTF-8, not JSON, not an object, or whose time or fields are not what the engine writes (a line cut short by
+    a crash, a damaged file, another program's line) is skipped and counted in `skipped[0]`. `tail` ends up
+    holding the log's last line, whatever its event (a run still going logs ticks only)."""
+    needles = tuple(f'"event":"{name}"'.encode() for name in WANTED)
+    line = b""
+    try:
+        f = log.open("rb")
+    except OSError as exc:
+        raise JournalError(log, exc) from None
+    with f:
         for line in f:
             if not any(n in line for n in needles):
                 continue
             try:
-                yield json.loads(line)
-            except ValueError:
+                event = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is one
+                event = None
+            if not isinstance(event, dict):
+                skipped[0] += 1
                 continue
+            at, fields = _event_time(event, local), _FIELDS.get(str(event.get("event")))
+            if at is None or fields is None or not all(_field_ok(event.get(k), kind) for k, kind in fields.items()):
+                skipped[0] += 1
+                continue
+            yield at, event
     tail.append(line)
 
 
-def _last_time(tail: list[str], local: LocalTime) -> datetime | None:
+def _last_time(tail: list[bytes], local: LocalTime) -> datetime | None:
     try:
-        return local.parse_utc(str(json.loads(tail[-1])["ts"])) if tail and tail[-1].strip() else None
-    except (ValueError, KeyError, TypeError):
+        event = json.loads(tail[-1].decode("utf-8")) if tail and tail[-1].strip() else None
+    except ValueError:
         return None
+    return _event_time(event, local) if isinstance(event, dict) else None
+
+
+def _check_log(log: Path) -> bool:
+    """Whether there is a log to read: False when there is none; a log of the wrong kind is refused in one
+    line (a folder, a FIFO that would hang the reader: exit 2), as every command refuses it."""
+    try:
+        mode = log.stat().st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise JournalError(log, exc) from None
+    if stat.S_ISDIR(mode):
+        raise JournalError(log, IsADirectoryError(errno.EISDIR, "is a folder"))
+    if not stat.S_ISREG(mode):
+        error = JournalError(log, OSError(errno.EINVAL, "is not a regular file (a FIFO, a device or a socket)"))
+        error.runtime = False  # the wrong kind of file: the user's input to fix
+        raise error
+    return True
 
 
 def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local: LocalTime) -> None:
-    if not log.is_file():
+    if not _check_log(log):
         data.log_found = False
         return
     blocked: Counter[tuple[str, str]] = Counter()
@@ -158,9 +242,9 @@ def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local
                 seconds[(check, bot)] += held
 
     last_at: datetime | None = None
-    tail: list[str] = []
-    for event in _events(log, tail):
-        at = local.parse_utc(str(event.get("ts")))
+    tail: list[bytes] = []
+    skipped = [0]
+    for at, event in _events(log, tail, local, skipped):
         last_at = at
         name = event.get("event")
         if name in ("run_start", "run_end"):  # the bots' preflight memory starts afresh with each run
@@ -191,6 +275,7 @@ def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local
             errors[f"{event.get('operation')}: {event.get('reason') or event.get('kind')}"] += 1
         elif name == "run_end":
             data.runs.append(event)
+    data.lines_skipped = skipped[0]
     for bot in list(failing):  # still failing when the log ends (a run still going): up to its last line
         close(bot, max(filter(None, (_last_time(tail, local), last_at)), default=end))
     keys = set(blocked) | set(began) | set(seconds)
@@ -240,12 +325,21 @@ def halts_text(data: ReportData, local: LocalTime) -> str:
     return "\n".join([*lines, *in_force_lines(data.in_force, local)])
 
 
+def skipped_text(data: ReportData) -> str:
+    """Said whenever lines were skipped: the counts below leave them out."""
+    if not data.lines_skipped:
+        return ""
+    many = data.lines_skipped != 1
+    return (f"  ({data.lines_skipped} line{'s' if many else ''} of {data.log} could not be read and {'were' if many else 'was'} "
+            "left out: cut short by a crash, damaged, or not written by the engine)")  # fmt: skip
+
+
 def blocked_text(data: ReportData) -> str:
     if not data.log_found:
         return f"  (no log at {data.log})"
+    lines = [skipped_text(data)] if data.lines_skipped else []
     if not data.blocked:
-        return "  none"
-    lines = []
+        return "\n".join([*lines, "  none"])
     for b in data.blocked:
         parts = [f"{b.entries_blocked} entries blocked"] if b.entries_blocked else []
         if b.began_failing or b.seconds_failing:
@@ -281,7 +375,7 @@ def runs_text(data: ReportData, local: LocalTime) -> str:
 
 def render_text(data: ReportData, local: LocalTime) -> str:
     sections = [
-        (f"report {data.period_text} (times in {data.timezone})", ""),
+        (f"report {data.period_text} ({data.zone_text})", ""),
         ("P&L by bot (realized, USD):", pnl_text(data)),
         (f"trades: {len(data.trades)}", trades_text(data, local)),
         (f"halts: {len(data.halts)}", halts_text(data, local)),
@@ -379,7 +473,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
     in_force = "".join(f'<p class="halt">{html.escape(line)}</p>' for line in in_force_lines(data.in_force, local))
     sections = [
         f"<h1>Trading Hydra report {html.escape(data.period_text)}</h1>",
-        f"<p>Times in {html.escape(data.timezone)}. Total realized P&amp;L <b>{data.total_pnl:+.2f} USD</b>, fees "
+        f"<p>{html.escape(data.zone_text.capitalize())}. Total realized P&amp;L <b>{data.total_pnl:+.2f} USD</b>, fees "
         f"{data.fees:.2f}, {len(data.trades)} trades, {len(data.halts)} halts.</p>",
         in_force,
         "<h2>Equity curve</h2>",
@@ -393,6 +487,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
         "<h2>Halts</h2>",
         _table(["scope", "started", "ended", "reason"], halt_rows),
         "<h2>Entries blocked, by check</h2>",
+        f"<p>{html.escape(skipped_text(data).strip())}</p>" if data.lines_skipped else "",
         _table(["check", "bot", "entries blocked", "began failing", "time failing"], blocked_rows),
         "<h2>Guards that held in fired transitions</h2>",
         _table(["machine", "guard", "held"], [list(g) for g in data.guards]),

@@ -1,0 +1,95 @@
+"""`report` over logs and periods an outside tester would try: every line the engine did not write is left out
+and counted (never a traceback, never read as something else), a log of the wrong kind is refused in one line,
+and no period, however far it reaches, overflows a date or reads one day per query for millennia."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.core.journal import JournalError
+from engine.core.store import StateStore
+from engine.operator.local import LocalTime
+from engine.operator.report import FIRST_DAY, LAST_DAY, BlockedCheck, build_report, render_html, render_text
+
+LA = LocalTime("America/Los_Angeles")
+MONDAY = date(2026, 11, 23)
+NOON = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)  # noon in Los Angeles
+NOW = NOON + timedelta(days=1)
+
+
+def _line(event: str, **fields: object) -> str:
+    return json.dumps({"ts": NOON.isoformat(), "event": event, **fields}, separators=(",", ":"))
+
+
+GOOD = _line("entry_blocked", bot="mom_AAPL", failed=["order_rate"])
+# Each of these names a wanted event but is not what the engine writes; each used to stop the report with a
+# traceback (a list, a time that is not one, a number where a list belongs) or be read as something else
+# (a `failed` of "abc" counted as the checks a, b and c).
+ODD = [
+    '[{"event":"run_end"}]',
+    'not JSON "event":"run_end"',
+    '42 "event":"run_end"',
+    '{"ts":5,"event":"preflight","bot":"mom_AAPL","failed":["x"]}',
+    '{"ts":null,"event":"run_end"}',
+    '{"event":"entry_blocked","bot":"a","failed":["x"]}',
+    '{"ts":"not a time","event":"transition","machine":"m","trigger":"t"}',
+    '{"ts":"0001-01-01T00:00:00+05:00","event":"run_end"}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"transition","machine":"m","trigger":"t","guards":7}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"transition","machine":"m","trigger":"t","guards":"abc"}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"entry_blocked","bot":"mom_AAPL","failed":"abc"}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"entry_blocked","bot":"mom_AAPL","failed":12}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"preflight","bot":null,"failed":["x"]}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"preflight","bot":"b","failed":[["nested"]]}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"run_end","reason":"x","ticks":"many"}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"broker_error","operation":{"x":1}}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"entry_blocked","bot":"mom_A',  # cut short by a crash
+]
+
+
+def test_lines_the_engine_did_not_write_are_left_out_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "app.jsonl"
+    with log.open("wb") as f:
+        f.write(("\n".join([GOOD, *ODD]) + "\n").encode())
+        f.write(b'{"ts":"2026-11-23T20:00:00+00:00","event":"run_end","reason":"\xff\xfe"}\n')  # not UTF-8
+        f.write(b'{"ts":"2026-11-23T20:00:00+00:00","event":"martian","failed":"abc"}\n')  # not wanted: not read
+        f.write((GOOD + "\n").encode())
+    data = build_report(StateStore(tmp_path / "s.db"), log, MONDAY, MONDAY, LA, NOW)
+    assert data.lines_skipped == len(ODD) + 1
+    assert data.blocked == [BlockedCheck("order_rate", "mom_AAPL", entries_blocked=2)]
+    assert data.guards == [] and data.triggers == [] and data.runs == [] and data.broker_errors == []
+    text = render_text(data, LA)
+    assert f"({len(ODD) + 1} lines of {log} could not be read and were left out" in text
+    assert "could not be read" in render_html(data, LA)
+
+
+def test_a_log_of_the_wrong_kind_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = StateStore(tmp_path / "s.db")
+    (tmp_path / "folder.jsonl").mkdir()
+    os.mkfifo(tmp_path / "fifo.jsonl")  # opening it would wait for a writer forever
+    for name, said in (("folder.jsonl", "is a folder"), ("fifo.jsonl", "is not a regular file")):
+        with pytest.raises(JournalError, match=said) as caught:
+            build_report(store, tmp_path / name, MONDAY, MONDAY, LA, NOW)
+        assert caught.value.runtime is False  # the user's input to fix: exit 2
+    store.close()
+    code = main(["report", "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "fifo.jsonl")])
+    assert code == 2 and "is not a regular file" in capsys.readouterr().err
+
+
+def test_a_period_past_the_years_a_record_can_have_is_read_up_to_them(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    log = tmp_path / "app.jsonl"
+    log.write_text(GOOD + "\n", encoding="utf-8")
+    last = build_report(store, log, date.max, date.max, LA, NOW)  # the day after it does not exist
+    assert last.trades == [] and last.days == {} and last.clipped
+    assert "read from 1900-01-01 to 2199-12-31" in render_text(last, LA)
+    ages = build_report(store, log, date.min, date.max, LA, NOW)  # one query a day: 300 years, not 10,000
+    assert len(ages.days) == (LAST_DAY - FIRST_DAY).days + 1
+    assert ages.blocked == [BlockedCheck("order_rate", "mom_AAPL", entries_blocked=1)]
+    ten_years = build_report(store, log, date(2017, 1, 1), date(2026, 12, 31), LA, NOW)
+    assert not ten_years.clipped and "read from" not in render_text(ten_years, LA)
