@@ -133,11 +133,11 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     spec = _machine(report, args.kind)
     current = None
     if args.bot:
-        from engine.core.store import StateStore
+        from engine.core.store import StateStore, state_file_exists
         from engine.trading.runner import paths_for
 
         db, _log = paths_for(report, args.state_db, args.log)
-        saved = StateStore(db).machine_state(args.kind, args.bot) if db.exists() else None
+        saved = StateStore(db).machine_state(args.kind, args.bot) if state_file_exists(db) else None
         if saved is None:
             print(f"no saved state for {args.kind} '{args.bot}' in {db}: showing the initial state", file=sys.stderr)
         current = saved.state if saved else spec.initial
@@ -414,12 +414,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Reads only: a state file that does not exist is not created (nor the log), so a mistyped --state-db
     leaves nothing behind."""
     from engine.core.clock import SystemClock
-    from engine.core.store import StateStore
+    from engine.core.store import StateStore, state_file_exists
     from engine.trading.runner import paths_for, state_now, status_text
 
     report = _load(args)
     db, _log = paths_for(report, args.state_db, args.log)
-    if not db.exists():
+    if not state_file_exists(db):
         print(f"{db}: no state yet (nothing has run)")
         return EXIT_OK
     store = StateStore(db)
@@ -441,7 +441,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the last tick is younger than --max-age, 1 otherwise: for a container's or a supervisor's
     health check. It reads one row of the state file and never creates it (nor takes the run's lock)."""
     from engine.core.clock import SystemClock
-    from engine.core.store import StateStore
+    from engine.core.store import StateStore, state_file_exists
     from engine.trading.runner import last_tick, paths_for
 
     report = _load(args)
@@ -449,7 +449,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     interval = report.config.settings.runner.loop_interval_seconds
     max_age = args.max_age if args.max_age is not None else 3 * interval + 30
     db, _log = paths_for(report, args.state_db, args.log)
-    if not db.is_file():
+    if not state_file_exists(db):
         print(f"unhealthy: no state file {db} (no run has started)")
         return EXIT_FAILURE
     store = StateStore(db)
@@ -529,7 +529,7 @@ def cmd_why(args: argparse.Namespace) -> int:
 
     from engine.config.checks import trading_bots
     from engine.core.names import did_you_mean
-    from engine.core.store import StateStore
+    from engine.core.store import StateStore, state_file_exists
     from engine.operator.why import WhyError, explain, render
     from engine.trading.runner import paths_for
 
@@ -539,7 +539,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     if args.bot not in bots:  # bad usage whatever the state: said before the state file is looked at
         raise InvalidInput(f"error: no bot '{args.bot}' in bots.yaml{did_you_mean(args.bot, bots)} (bots: {', '.join(bots)})")
     db, _log = paths_for(report, args.state_db, args.log)
-    if not db.is_file():
+    if not state_file_exists(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
         return EXIT_FAILURE
     store = StateStore(db)
@@ -558,13 +558,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     """The trading day (or days) for review, from SQLite and the JSONL (engine/operator/report.py); plotly is
     imported only for --out."""
     from engine.core.clock import SystemClock
-    from engine.core.store import StateStore
+    from engine.core.store import StateStore, state_file_exists
     from engine.operator.report import build_report, fill_prompt, render_html, render_text
     from engine.trading.runner import paths_for, state_now
 
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
-    if not db.is_file():
+    if not state_file_exists(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
         return EXIT_FAILURE
     local = _local(report)

@@ -54,11 +54,12 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
 
     With `complete=False` (a machine file could not be read) a kind with no machine is not reported: its
     machine may be in the unreadable file."""
-    if not db_path.is_file():
-        return []
     import sqlite3
 
-    from engine.core.store import StateFileError, StateStore
+    from engine.core.store import StateFileError, StateStore, state_file_exists
+
+    if not state_file_exists(db_path):
+        return []
 
     def unreadable(exc: BaseException) -> list[Problem]:
         """A damaged or foreign file is a problem of the input (exit 2); one that is sound but cannot be used now

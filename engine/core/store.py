@@ -106,6 +106,8 @@ class StateFileError(sqlite3.DatabaseError):
         return f"state file {self.path}: {self.what}"
 
 
+# sqlite3's errors that say the engine misused the database, whatever the file holds.
+_ENGINE_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 # SQLite's primary result codes that say the file is not at fault but cannot be used now (the exit code 1).
 _RUNTIME_CODES = {
     "SQLITE_BUSY": "locked by another process (a write transaction held longer than the wait)",
@@ -144,6 +146,18 @@ def state_file_error(path: Path, exc: BaseException) -> StateFileError:
     if any(word in lowered for word in runtime_words):
         return StateFileError(path, text, runtime=True)
     return StateFileError(path, f"{text} (damaged, or not written by this engine)", runtime=False)
+
+
+def state_file_exists(path: Path) -> bool:
+    """Whether something is at `path`: False when nothing is, StateFileError (runtime) when it cannot be told
+    (a folder on the way that may not be searched; `Path.exists` raises PermissionError for it)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise StateFileError(path, f"cannot be looked at ({exc.strerror or exc})", runtime=True) from None
+    return True
 
 
 def _expected_columns() -> dict[str, frozenset[str]]:
@@ -322,7 +336,7 @@ class StateStore:
         """The connection, migrated and checked, or StateFileError naming the file and what is wrong: a file
         this engine cannot trust is refused before anything is read from it or written to it."""
         if name != ":memory:":
-            if self.path.is_dir():
+            if state_file_exists(self.path) and self.path.is_dir():
                 raise StateFileError(self.path, "is a folder, not a state file", runtime=False)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -343,7 +357,7 @@ class StateStore:
             if conn is not None:
                 conn.close()
             if isinstance(exc, (sqlite3.Error, OSError)):
-                raise state_file_error(self.path, exc) from None
+                raise self._file_error(exc) from None
             raise
         return conn
 
@@ -394,6 +408,14 @@ class StateStore:
             if missing:
                 raise StateFileError(self.path, f"table {table} lacks the column(s) {', '.join(missing)}", runtime=False)
 
+    def _file_error(self, exc: BaseException) -> BaseException:
+        """What to raise for an error met on the file: a StateFileError naming it, except for the engine's own
+        mistakes (a constraint broken, a closed connection, a bad binding), which stay what they are. A bug is not
+        a damaged file: an operator told so might delete the file, and the halts and the positions' owners in it."""
+        if isinstance(exc, _ENGINE_BUGS):
+            return exc
+        return state_file_error(self.path, exc)
+
     def _unreadable(self, table: str, exc: BaseException) -> StateFileError:
         """A row whose value does not parse (a time, a date, JSON): the file was damaged or edited by hand."""
         return StateFileError(self.path, f"a row of table {table} cannot be read ({type(exc).__name__}: {exc})", runtime=False)
@@ -411,7 +433,7 @@ class StateStore:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:  # locked past the wait, read-only, damaged: said as the file's error
-            raise state_file_error(self.path, exc) from None
+            raise self._file_error(exc) from None
         self._in_transaction = True
         try:
             yield
@@ -420,7 +442,7 @@ class StateStore:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
             self.records_version += 1  # what was read inside the transaction is gone with it
-            if isinstance(exc, sqlite3.Error) and not isinstance(exc, StateFileError):
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, (StateFileError, *_ENGINE_BUGS)):
                 raise state_file_error(self.path, exc) from exc
             raise
         else:
@@ -430,7 +452,7 @@ class StateStore:
                 self.records_version += 1
                 with contextlib.suppress(sqlite3.Error):  # the COMMIT's own error is the one raised
                     self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, _ENGINE_BUGS):
                     raise state_file_error(self.path, exc) from exc
                 raise
         finally:
@@ -465,7 +487,7 @@ class StateStore:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:  # a damaged page, a lock, an I/O error: said as the file's error
-            raise state_file_error(self.path, exc) from None
+            raise self._file_error(exc) from None
 
     def close(self) -> None:
         self._conn.close()

@@ -159,3 +159,38 @@ def test_a_write_that_fails_is_named_after_the_file_and_rolled_back(tmp_path) ->
         store.start_halt(SYSTEM_SCOPE, "x", ("operator",), False, NOW, None)
     assert caught.value.runtime and caught.value.path == path
     assert len(store.halts()) == 1
+
+
+def test_the_engines_own_mistakes_are_not_called_a_damaged_file(tmp_path) -> None:
+    """A constraint the engine breaks, or a closed connection it uses, is a bug: told as itself, never as "the
+    state file is damaged", which could lead an operator to delete a sound file (its halts, its positions)."""
+    store = StateStore(tmp_path / "s.db")
+    with pytest.raises(sqlite3.IntegrityError), store.transaction():
+        store._write("INSERT INTO meta (key, value) VALUES ('k', 'a')")
+        store._write("INSERT INTO meta (key, value) VALUES ('k', 'b')")
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError) as closed:
+        store.meta("k")
+    assert not isinstance(closed.value, StateFileError)
+
+
+def test_a_path_that_cannot_be_looked_at_is_a_runtime_error_not_a_traceback(tmp_path, monkeypatch) -> None:
+    """A folder on the way that may not be searched: Path.exists raises PermissionError for it. (The tests run
+    as root, whom no permission stops, so the refusal the kernel would give is given here.)"""
+    from engine.core.store import state_file_exists
+
+    locked = tmp_path / "locked" / "s.db"
+    real_stat = Path.stat
+
+    def stat(self: Path, *args: object, **kwargs: object) -> object:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert state_file_exists(tmp_path / "nothing.db") is False
+    (tmp_path / "a_file").write_text("x")
+    assert state_file_exists(tmp_path / "a_file" / "below.db") is False  # ENOTDIR: nothing can be there
+    with pytest.raises(StateFileError, match="cannot be looked at") as caught:
+        StateStore(locked)
+    assert caught.value.runtime

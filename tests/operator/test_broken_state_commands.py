@@ -72,7 +72,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
         "last_facts",
         {"status", "report", "health", "halt", "resume", "diagram", "run"},
     ),
-    "a folder": (lambda p: (p.unlink(), p.mkdir()), "is a folder", {"why", "report", "health"}),
+    "a folder": (lambda p: (p.unlink(), p.mkdir()), "is a folder", set()),
 }
 
 
