@@ -21,10 +21,12 @@ Why it is built this way:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import json
+import stat
 import sys
 import threading
 from collections import defaultdict
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.core.store import SYSTEM_SCOPE, StateStore, TradeRow
+from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.machines import render
 from engine.machines.spec import MachineSpec
 from engine.operator.local import LocalTime
@@ -218,11 +220,40 @@ class StatusApp:
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self._store: StateStore | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file _store has open
+        self._gone = False  # a file was read, then disappeared: said until another appears
 
     def store(self, create: bool = False) -> StateStore | None:
-        """The state file, never created by reading: a page opened before the first run shows 'no state yet'."""
-        if self._store is None and (create or self.state_db.is_file()):
+        """The state file, never created by reading: a page opened before the first run shows 'no state yet'.
+
+        Checked at every poll (one stat): a connection follows the file it opened, not the path, so without this
+        a state file deleted, moved away or replaced (a fresh one for a new account, one restored from a backup)
+        went on being shown, halts and all, as if it were current. A file replaced is opened again; one gone
+        after it was read, or a path that is not a regular file, is an error the page shows instead of data."""
+        try:
+            info = self.state_db.stat()
+        except FileNotFoundError:
+            info = None
+        except OSError as exc:
+            raise StateFileError(self.state_db, f"cannot be looked at ({exc.strerror or exc})", runtime=True) from None
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            self._forget()
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise StateFileError(self.state_db, f"is {kind}, not a state file", runtime=False)
+        identity = (info.st_dev, info.st_ino) if info is not None else None
+        if self._store is not None and identity != self._identity:
+            gone = identity is None
+            self._forget()
+            if gone and not create:
+                self._gone = True
+        if identity is None and not create:
+            if self._gone:
+                raise StateFileError(self.state_db, "was read before but is gone now (moved or deleted)", runtime=True)
+            return None
+        if self._store is None:
             self._store = StateStore(self.state_db)
+            after = self.state_db.stat()
+            self._identity, self._gone = (after.st_dev, after.st_ino), False
         return self._store
 
     def status(self) -> dict[str, Any]:
@@ -230,6 +261,13 @@ class StatusApp:
             record = status_record(self.store(), self.report, datetime.now(timezone.utc), self.local)
         record["controls"] = self.token is not None
         return record
+
+    def _forget(self) -> None:
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
+            self._store = None
+            self._identity = None
 
     def change(self, action: str, reason: str) -> dict[str, Any]:
         """Halt or resume through the CLI's own functions, stamped like the CLI stamps them (a simulation's own time)."""
@@ -253,13 +291,19 @@ class StatusApp:
 
     def close(self) -> None:
         with self.lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+            self._forget()
 
 
 class StatusServer(ThreadingHTTPServer):
     daemon_threads = True  # a browser's kept-alive connection must not hold up Ctrl-C
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line on stderr, never a traceback: a client that went away mid-answer (a closed tab, a timeout) is
+        not worth one; anything else is said with its type and message, and the server stays up."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        sys.stderr.write(f"{client_address[0]}: request failed: {type(error).__name__}: {_printable(str(error))}\n")
 
     def __init__(self, app: StatusApp, host: str, port: int):
         self.app = app
@@ -276,15 +320,23 @@ class StatusServer(ThreadingHTTPServer):
         return f"http://{shown}:{port}/"
 
 
+def _printable(text: str) -> str:
+    """Text from a request or a state file for the operator's terminal: control characters (an escape sequence
+    that would recolour or rewrite the terminal, a newline that would forge a line) shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class StatusHandler(BaseHTTPRequestHandler):
     server: StatusServer
     server_version = "TradingHydra"
     sys_version = ""
+    timeout = 30  # a connection that stops sending (half a request) gives its thread back, rather than never
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Quiet for the page's polling; halts, resumes and refusals are worth a line."""
+        """Quiet for the page's polling; halts, resumes and refusals are worth a line, the request line made
+        printable (anyone who can reach the port writes it)."""
         if self.command == "POST" or (len(args) > 1 and not str(args[1]).startswith(("2", "3"))):
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+            sys.stderr.write(f"{self.address_string()} {_printable(format % args)}\n")
 
     # -- plumbing --
 
@@ -319,7 +371,10 @@ class StatusHandler(BaseHTTPRequestHandler):
         """On a loopback bind, only a loopback Host: a rebinding DNS name pointing at 127.0.0.1 is refused."""
         if not self.server.app.loopback:
             return True
-        host = urlsplit("//" + self.headers.get("Host", "")).hostname or ""
+        try:
+            host = urlsplit("//" + self.headers.get("Host", "")).hostname or ""
+        except ValueError:  # not a host at all ("[::1", a bad port): refused like a foreign one
+            return False
         return is_loopback(host)
 
     # -- routes --
@@ -339,9 +394,14 @@ class StatusHandler(BaseHTTPRequestHandler):
                 self._error(HTTPStatus.UNAUTHORIZED, f"this server is not on loopback: send Authorization: Bearer ${TOKEN_ENV}")
                 return
             try:
-                self._json(HTTPStatus.OK, self.server.app.status())
-            except Exception as exc:  # shown on the page, which keeps polling; the server stays up
-                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+                record = self.server.app.status()
+            except StateFileError as exc:  # shown on the page instead of the state, which keeps polling
+                self._error(HTTPStatus.SERVICE_UNAVAILABLE, exc.message)
+                return
+            except Exception as exc:  # one line, never a traceback; the server stays up
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot read the state: {type(exc).__name__}: {exc}")
+                return
+            self._json(HTTPStatus.OK, record)
         elif path == "/favicon.ico":
             self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         else:
@@ -402,7 +462,7 @@ table{border-collapse:collapse;margin:.3em 0 1em;background:#fff}
 td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:.88em;vertical-align:top}
 th{background:#f0f0f0}.num{text-align:right;font-variant-numeric:tabular-nums}
 #banner{padding:.6em 1em;border-radius:6px;font-weight:bold;margin:.6em 0}
-.ok{background:#e3f5e1;color:#1b5e20}.halted{background:#ffe0e0;color:#b00020}
+.ok{background:#e3f5e1;color:#1b5e20}.halted{background:#ffe0e0;color:#b00020}.unknown{background:#ffe9c7;color:#8a4b00}
 .current,.current td{background:#ffd54f}.from-current td{background:#fff3c4}
 .pass{color:#1b5e20}.fail{color:#b00020;font-weight:bold}.muted{color:#777}
 .machine{display:inline-block;vertical-align:top;margin:0 1.5em 1em 0}
@@ -554,7 +614,17 @@ async function refresh() {
     show(body);
     $("error").textContent = "";
     document.body.dataset.loaded = "yes";
-  } catch (e) { $("error").textContent = "refresh failed: " + e.message; }
+  } catch (e) { $("error").textContent = "refresh failed: " + e.message; unknown(e.message); }
+}
+// What the page showed before is no longer known to be true: it is taken away, never left up as if current.
+function unknown(why) {
+  $("banner").textContent = "STATE UNKNOWN: " + why + " (nothing is shown until the state can be read again)";
+  $("banner").className = "unknown";
+  $("asof").textContent = "as of: unknown";
+  $("day").textContent = "-";
+  ["pnl", "equity", "positions", "preflight", "trades", "machines"].forEach(
+    (id) => fill(id, el("p", "not shown: the state cannot be read", "muted")));
+  document.body.dataset.loaded = "error";
 }
 async function act(action) {
   const reason = $("reason").value.trim();

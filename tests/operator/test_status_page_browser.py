@@ -121,3 +121,20 @@ def test_resume_from_the_page_needs_the_token_and_ends_the_halt(server: StatusSe
     expect(page.locator("#banner")).to_have_text("not halted", timeout=5_000)
     assert "resumed: 1 halt(s) ended" in page.locator("#result").inner_text()
     assert not StateStore(server.app.state_db).halts(open_only=True)
+
+
+def test_a_state_that_cannot_be_read_takes_the_last_one_off_the_page(server: StatusServer, page: Any) -> None:
+    """The page must not go on showing "HALTED" or "not halted", positions and P&L it can no longer read."""
+    page.goto(server.url, wait_until="load", timeout=10_000)
+    page.wait_for_selector("body[data-loaded=yes]", timeout=10_000)
+    assert page.locator("#banner").get_attribute("class") == "halted"
+    db = server.app.state_db
+    db.rename(db.with_name("moved.db"))
+    page.evaluate("refresh()")  # the next poll, now rather than in 3 s
+    page.wait_for_selector("body[data-loaded=error]", timeout=10_000)
+    banner = page.locator("#banner")
+    assert banner.get_attribute("class") == "unknown"
+    assert banner.inner_text().startswith("STATE UNKNOWN: state file ") and "gone now" in banner.inner_text()
+    assert "not shown: the state cannot be read" in page.locator("#machines").inner_text()
+    assert page.locator("#trades tr").count() == 0 and page.locator("#equity svg").count() == 0
+    assert page.errors == [] or all("503" in e for e in page.errors)  # the browser logs the 503 itself

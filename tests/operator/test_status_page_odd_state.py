@@ -1,0 +1,123 @@
+"""`serve` against state that changes under it and requests an outside tester sends: the page never shows a
+state file it no longer reads as if it were current, and no request makes the server print a traceback or
+keep a thread forever."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.core.clock import ManualClock
+from engine.core.journal import Journal
+from engine.core.store import StateStore
+from engine.operator.status_page import StatusHandler, StatusServer
+from engine.trading.runner import operator_halt
+from tests.conftest import ProjectCopy
+from tests.operator.test_status_page import call, serving
+from tests.trading.conftest import Rig
+
+NOON = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
+
+
+def _state(path: Path, halt: str | None = None) -> None:
+    """A state file, closed, with an operator halt in force when `halt` gives its reason."""
+    store = StateStore(path)
+    if halt is not None:
+        journal = Journal(path.with_suffix(".jsonl"), ManualClock(NOON))
+        operator_halt(store, journal, halt, NOON)
+        journal.close()
+    store.close()
+
+
+def test_a_state_file_replaced_deleted_or_made_a_folder_is_never_shown_as_current(
+    project: ProjectCopy, tmp_path: Path
+) -> None:
+    db = tmp_path / "served.db"
+    _state(db)
+    _state(tmp_path / "other.db", halt="restored from a backup")
+    with serving(project, db, tmp_path / "app.jsonl") as server:
+        status, record, _ = call(server, "/api/status")
+        assert status == 200 and record["halted"] is False
+
+        os.replace(tmp_path / "other.db", db)  # replaced: the new file is read, its halt shown
+        status, record, _ = call(server, "/api/status")
+        assert status == 200 and record["halted"] is True
+        assert [h["reason"] for h in record["halts"]] == ["restored from a backup"]
+
+        db.unlink()  # gone after it was read: said, never the last thing read
+        status, body, _ = call(server, "/api/status")
+        assert status == 503 and body == {"ok": False, "error": f"state file {db}: was read before but is gone now (moved or deleted)"}
+
+        db.mkdir()
+        status, body, _ = call(server, "/api/status")
+        assert status == 503 and body["error"] == f"state file {db}: is a folder, not a state file"
+        db.rmdir()
+
+        db.write_bytes(b"not a database" * 1000)
+        status, body, _ = call(server, "/api/status")
+        assert status == 503 and "not a SQLite database" in body["error"] and "Traceback" not in body["error"]
+
+
+def test_a_state_path_that_is_a_folder_is_not_no_state_yet(project: ProjectCopy, tmp_path: Path) -> None:
+    (tmp_path / "state.db").mkdir()
+    with serving(project, tmp_path / "state.db", tmp_path / "app.jsonl") as server:
+        status, body, _ = call(server, "/api/status")
+    assert status == 503 and "is a folder" in body["error"]
+
+
+def _raw(server: StatusServer, data: bytes, *, timeout: float = 5) -> bytes:
+    with socket.create_connection(server.server_address[:2], timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_odd_requests_get_an_answer_and_no_traceback(
+    project: ProjectCopy, rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig.ticks(2)
+    with serving(project, rig.store.path, rig.log) as server:
+        for host in ("[::1", "]", ""):  # not a host: refused like a foreign one
+            assert _raw(server, f"GET /api/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()).startswith(
+                b"HTTP/1.0 421"
+            )
+        answer = _raw(server, b"GET /\x1b[2J\x1b[31mred HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 404")
+        assert call(server, "/api/status?x=1&y=%3Cscript%3E")[0] == 200
+        assert call(server, "/../../etc/passwd")[0] == 404
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "\x1b" not in err and "\\x1b[2J" in err  # the request line, made printable for the terminal
+
+
+def test_a_client_gone_mid_answer_is_not_a_traceback_and_any_other_failure_is_one_line(
+    project: ProjectCopy, rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serving(project, rig.store.path, rig.log) as server:
+        for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset")):
+            try:
+                raise error
+            except OSError:
+                server.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("odd\nsecond line")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 1))
+    assert capsys.readouterr().err == "127.0.0.1: request failed: ValueError: odd\\nsecond line\n"
+
+
+def test_half_a_request_gives_its_thread_back(project: ProjectCopy, rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert StatusHandler.timeout is not None and 0 < StatusHandler.timeout <= 60  # the server's own bound
+    monkeypatch.setattr(StatusHandler, "timeout", 0.2)  # the same bound, short for the test
+    with serving(project, rig.store.path, rig.log) as server:
+        # the request line and no end of headers: the server closes the connection once its timeout passes
+        assert _raw(server, b"GET / HTTP/1.1\r\n", timeout=5) == b""
+    assert sys.exc_info() == (None, None, None)
