@@ -7,19 +7,24 @@ lost is only what was buffered since the last flush (at most `flush_seconds` of 
 holds at most `segment_rows` rows, then the next part starts, so a flush costs at most that many rows per symbol
 however long the recording runs, and a day makes a handful of files, not thousands.
 
-A quote the format would refuse (a price not above 0, not finite, a bid above the ask, a timestamp not after the
-symbol's last) is not written and is counted in `skipped`, so a bad tick from a feed never makes the recording
-unreadable, and never passes unnoticed either.
+A quote the format would refuse (a price that is not a number, not above 0, not finite, a bid above the ask, a
+timestamp outside the years the format holds or not after the symbol's last) is not written and is counted in
+`skipped`, so a bad tick from a feed never makes the recording unreadable, never stops the recording, and never
+passes unnoticed either. A repeat of the symbol's last instant (a feed's unchanged quote read again) is counted
+apart from an instant before it (a recording into a folder that already holds later quotes, or a clock gone
+back): the first is routine, the second means the quotes are lost.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 
@@ -27,10 +32,32 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hi
 
 from engine.config.errors import Problem
 from engine.data.errors import DataError
-from engine.data.files import TIMESTAMP, micros, next_part, read_file, write_table
+from engine.data.files import END_INSTANT, FIRST_INSTANT, TIMESTAMP, micros, next_part, read_file, write_table
 from engine.data.records import SUFFIXES, Format, file_stem
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# Why a quote was not recorded (the keys of Recorder.skipped).
+NOT_A_NUMBER = "a price is not a number"
+OUT_OF_RANGE = f"the timestamp is outside the years {FIRST_INSTANT.year} to {END_INSTANT.year - 1}"
+REPEAT = "the timestamp is not after the symbol's last"  # the same instant again: a feed's unchanged quote
+BEFORE_LAST = "the timestamp is before the symbol's last recorded quote"
+
+
+def _part_number(path: Path) -> tuple[int, str]:
+    digits = path.name.removeprefix("part-").split(".")[0]
+    return (int(digits) if digits.isdigit() else -1, path.name)
+
+
+def _is_number(value: object) -> bool:
+    """A real number that converts to a float (True is not a price, nor is the text "1.5"; 10**400 does not fit)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
+        return False
+    try:
+        float(value)
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 @dataclass
@@ -90,16 +117,23 @@ class Recorder:
         segment = self._segments.get(symbol) or self._open(symbol)
         delta = timestamp - _EPOCH
         stamp = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-        bid, ask = float(bid), float(ask)
         why = None
-        if not (math.isfinite(bid) and math.isfinite(ask)):
-            why = "a price is not a finite number"
-        elif bid <= 0 or ask <= 0:
-            why = "a price is not above 0"
-        elif bid > ask:
-            why = "the bid is above the ask"
-        elif segment.last is not None and stamp <= segment.last:
-            why = "the timestamp is not after the symbol's last"
+        if not (_is_number(bid) and _is_number(ask)):
+            why = NOT_A_NUMBER
+        else:
+            bid, ask = float(bid), float(ask)
+            if not (math.isfinite(bid) and math.isfinite(ask)):
+                why = "a price is not a finite number"
+            elif bid <= 0 or ask <= 0:
+                why = "a price is not above 0"
+            elif bid > ask:
+                why = "the bid is above the ask"
+            elif not FIRST_INSTANT <= timestamp < END_INSTANT:
+                why = OUT_OF_RANGE
+            elif segment.last is not None and stamp == segment.last:
+                why = REPEAT
+            elif segment.last is not None and stamp < segment.last:
+                why = BEFORE_LAST
         if why is not None:
             self.skipped[why] += 1
             return False
@@ -138,11 +172,16 @@ class Recorder:
             raise DataError([Problem(str(single[0]), 0, 0, "", f"{symbol}'s quotes are this one file, so they cannot also be "
                                      f"recorded as parts in {base / stem}/: record into another folder")])
         folder = base / stem
+        for path in (base, folder):  # a file where a folder belongs: said with the path, not as errno 17 or 20
+            if path.exists() and not path.is_dir():
+                raise DataError([Problem(str(path), 0, 0, "", f"is a file, so {symbol}'s quotes cannot be recorded as "
+                                         f"parts in {folder}/: record into another folder")])
         folder.mkdir(parents=True, exist_ok=True)
         for leftover in folder.glob(".part-*.tmp"):  # a temporary file of a flush that a kill interrupted
             leftover.unlink(missing_ok=True)
         last = None
-        parts = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix in SUFFIXES)
+        # by number, as next_part numbers them: part-1000000 comes after part-999999, though not as text
+        parts = sorted((p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix in SUFFIXES), key=_part_number)
         if parts:
             table, problems = read_file(parts[-1], "quotes")
             if problems:

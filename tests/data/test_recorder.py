@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.data.dataset import DataSet
 from engine.data.errors import DataError
-from engine.data.files import read_quotes, write_quotes
+from engine.data.files import read_quotes, write_quotes, write_table
 from engine.data.recorder import Recorder
 from engine.data.records import Quote
 from engine.paths import PROJECT_ROOT
@@ -77,7 +79,8 @@ def test_quotes_the_format_refuses_are_skipped_and_counted(tmp_path: Path) -> No
         with pytest.raises(ValueError, match="naive"):
             recorder.record("AAPL", datetime(2026, 11, 23, 15), 100, 101)
     assert recorder.recorded == 2
-    assert recorder.skipped == {"the timestamp is not after the symbol's last": 2, "a price is not above 0": 1,
+    assert recorder.skipped == {"the timestamp is not after the symbol's last": 1, "a price is not above 0": 1,
+                                "the timestamp is before the symbol's last recorded quote": 1,
                                 "the bid is above the ask": 1, "a price is not a finite number": 1}
     assert len(DataSet.open(tmp_path).quotes("AAPL")) == 2
 
@@ -105,6 +108,7 @@ def test_a_symbol_whose_quotes_are_one_file_is_not_recorded_beside_it(tmp_path: 
 KILLED = """
 import sys
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from engine.data.recorder import Recorder
 
 t0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
@@ -157,3 +161,59 @@ def test_a_recording_killed_between_writing_a_part_and_putting_it_in_place(tmp_p
         assert again.record("AAPL", T0 + timedelta(seconds=30), 1, 2)
     assert parts(tmp_path / "quotes" / "AAPL") == ["part-000001.parquet", "part-000002.parquet"]
     assert len(DataSet.open(tmp_path).quotes("AAPL")) == 31
+
+
+def test_odd_values_are_skipped_and_counted_never_raised_nor_recorded_unreadable(tmp_path: Path) -> None:
+    """Every one of these used to raise (and stop the whole recording: engine/trading/runner.py ends it on any
+    error) or be written: True as a price of 1, a year the format refuses, which made the folder unreadable."""
+    odd = [None, "1.5", "abc", True, 10**400, object(), Decimal("sNaN")]
+    with Recorder(tmp_path, fsync=False, monotonic=FakeMonotonic()) as recorder:
+        for i, value in enumerate(odd):
+            assert not recorder.record("AAPL", T0 + timedelta(seconds=i), value, 101)  # type: ignore[arg-type]
+            assert not recorder.record("AAPL", T0 + timedelta(seconds=i), 100, value)  # type: ignore[arg-type]
+        assert not recorder.record("AAPL", datetime(9999, 12, 31, tzinfo=timezone.utc), 100, 101)
+        assert not recorder.record("AAPL", datetime(1, 1, 1, tzinfo=timezone.utc), 100, 101)
+        assert recorder.record("AAPL", T0 + timedelta(seconds=99), Decimal("100.5"), 101)  # a number of another type
+        assert recorder.record("AAPL", T0 + timedelta(seconds=100), 100, 101)
+    assert recorder.skipped == {"a price is not a number": 2 * len(odd), "the timestamp is outside the years 1900 to 2199": 2}
+    assert [q.bid for q in DataSet.open(tmp_path).quotes("AAPL")] == [100.5, 100.0]  # the folder reads whole
+
+
+def test_a_recording_into_a_folder_holding_later_quotes_says_what_it_lost(tmp_path: Path) -> None:
+    """Repeats of the last instant are routine; quotes older than what the folder holds are lost, and counted
+    apart (the run's last line names every reason but the routine one)."""
+    with Recorder(tmp_path, fsync=False) as first:
+        first.record("AAPL", T0 + timedelta(hours=1), 1, 2)
+    with Recorder(tmp_path, fsync=False) as second:
+        assert not second.record("AAPL", T0 + timedelta(hours=1), 1, 2)
+        for i in range(3):
+            assert not second.record("AAPL", T0 + timedelta(seconds=i), 1, 2)
+    assert second.skipped == {"the timestamp is not after the symbol's last": 1,
+                              "the timestamp is before the symbol's last recorded quote": 3}
+
+
+@pytest.mark.parametrize("where", ["quotes", "quotes/AAPL"])
+def test_a_file_where_a_folder_belongs_is_named(tmp_path: Path, where: str) -> None:
+    (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / where).write_text("notes")
+    with Recorder(tmp_path, fsync=False) as recorder, pytest.raises(DataError, match="is a file, so AAPL's quotes cannot"):
+        recorder.record("AAPL", T0, 1, 2)
+
+
+def test_parts_are_continued_after_the_highest_number_not_the_last_name(tmp_path: Path) -> None:
+    folder = tmp_path / "quotes" / "AAPL"
+    folder.mkdir(parents=True)
+    write_table(folder / "part-999999.parquet", _quotes([T0]), "quotes", fsync=False)
+    write_table(folder / "part-1000000.parquet", _quotes([T0 + timedelta(seconds=5)]), "quotes", fsync=False)
+    with Recorder(tmp_path, fsync=False) as recorder:
+        assert not recorder.record("AAPL", T0 + timedelta(seconds=3), 1, 2)  # before the last part's last quote
+        assert recorder.record("AAPL", T0 + timedelta(seconds=6), 1, 2)
+    assert (folder / "part-1000001.parquet").is_file()
+
+
+def _quotes(stamps: list[datetime]) -> Any:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    from engine.data.files import TIMESTAMP
+
+    return pa.table({"timestamp": pa.array(stamps, TIMESTAMP), "bid": [1.0] * len(stamps), "ask": [2.0] * len(stamps)})
