@@ -13,12 +13,14 @@ allowed to reach the tick: a display must never halt trading.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from json import encoder as json_encoder
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from engine.core.clock import Clock
 
@@ -56,10 +58,12 @@ class JournalError(OSError):
     stops on this one too. `runtime` is False when the path holds something that is not a log file (a folder:
     the user's input to fix, exit 2), True when the file cannot be written now (permission, a full disk: exit 1)."""
 
-    def __init__(self, path: Path, exc: OSError):
+    def __init__(self, path: Path, exc: OSError, *, wrong_kind: str | None = None):
         self.path = path
-        self.runtime = not isinstance(exc, IsADirectoryError)
-        what = "is a folder, not a log file" if isinstance(exc, IsADirectoryError) else (exc.strerror or str(exc))
+        if isinstance(exc, IsADirectoryError):
+            wrong_kind = "a folder"
+        self.runtime = wrong_kind is None
+        what = f"is {wrong_kind}, not a log file" if wrong_kind else (exc.strerror or str(exc))
         super().__init__(exc.errno, f"log file {path}: {what}")
 
     def __str__(self) -> str:
@@ -75,9 +79,17 @@ class Journal:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[str] = path.open("a", encoding="utf-8")
+            if path.is_dir():  # os.open would give EISDIR only at the first write
+                raise IsADirectoryError(21, "Is a directory", str(path))
+            # Not blocking: a FIFO no process reads fails at once (ENXIO) instead of hanging the open. A device
+            # or a FIFO that is read (`--log /dev/stdout` under a supervisor) is fine; writes then block as usual.
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+            os.set_blocking(self._fd, True)
         except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise JournalError(path, exc, wrong_kind="a FIFO that no process reads") from None
             raise JournalError(path, exc) from None
+        self._unwritten = bytearray()  # encoded lines the OS has not taken yet (see `_write_lines`)
         self._clock = clock
         self._secrets = tuple(s for s in secrets if s and len(s) >= 8)
         self._encode = _line_encoder()
@@ -127,21 +139,29 @@ class Journal:
                 self.listener_errors.append(f"{type(exc).__name__}: {exc}")
 
     def _write_lines(self) -> None:
-        """Lines that could not be written stay held (the next flush tries them again) and the error, named
-        after the file, goes up: an order whose event is not on disk is not sent."""
+        """Hand the held lines to the OS. What it does not take (a full disk) stays held, from the first byte it
+        refused, and the error, named after the file, goes up: an order whose event is not on disk is not sent.
+        Counting the bytes taken is what keeps a retry from writing a line twice or leaving half of one: a
+        buffered file may pass part of a batch on before it fails, and would then have the whole batch again."""
+        if self._lines:
+            self._unwritten += ("\n".join(self._lines) + "\n").encode("utf-8")
+            self._lines.clear()
+        if self._fd is None:
+            raise JournalError(self.path, OSError(9, "the log is closed"))
+        view = memoryview(self._unwritten)
+        taken = 0
         try:
-            self._file.write("\n".join(self._lines) + "\n")
+            while taken < len(view):
+                taken += os.write(self._fd, view[taken:])
         except OSError as exc:
             raise JournalError(self.path, exc) from None
-        self._lines.clear()
+        finally:
+            view.release()
+            del self._unwritten[:taken]
 
     def flush(self) -> None:
-        if self._lines:
+        if self._lines or self._unwritten:
             self._write_lines()
-        try:
-            self._file.flush()
-        except OSError as exc:
-            raise JournalError(self.path, exc) from None
 
     def close(self) -> None:
         """Flush, then close the file whatever the flush said (a full disk must not keep it open); the flush's
@@ -149,8 +169,10 @@ class Journal:
         try:
             self.flush()
         finally:
-            with contextlib.suppress(OSError):  # the buffer's own flush failing again: the error above counts
-                self._file.close()
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

@@ -53,3 +53,58 @@ def test_every_line_reaches_the_file_in_order_at_a_flush_or_at_close(tmp_path: P
     journal.log("last")
     journal.close()  # no flush asked: closing writes what is held
     assert read_events(tmp_path / "app.jsonl")[-1]["event"] == "last"
+
+
+_FILL_THE_DISK = """
+import resource, signal, sys
+from datetime import datetime, timezone
+from pathlib import Path
+from engine.core.clock import ManualClock
+from engine.core.journal import Journal, JournalError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG instead of killing us
+journal = Journal(Path(sys.argv[1]), ManualClock(datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)))
+_soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # the disk is full past 20 kB: a batch half taken
+failed = 0
+for n in range(600):
+    try:
+        journal.log("tick", n=n, padding="x" * 40)
+    except JournalError:
+        failed += 1
+try:
+    journal.flush()
+except JournalError:
+    failed += 1
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space again
+journal.close()
+print(failed)
+"""
+
+
+def test_a_full_disk_loses_nothing_and_writes_nothing_twice(tmp_path: Path) -> None:
+    """A write that a full disk cuts short has handed part of a batch to the file: the retry must go on from the
+    first byte refused, not write the batch again (duplicate lines, half a line). The limit is the kernel's own
+    (RLIMIT_FSIZE, in a child process), not a stand-in."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "app.jsonl"
+    done = subprocess.run([sys.executable, "-c", _FILL_THE_DISK, str(path)], capture_output=True, text=True, check=True)
+    assert int(done.stdout) >= 1  # the limit was hit
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["n"] for line in lines] == list(range(600))
+
+
+def test_a_fifo_no_process_reads_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    from engine.core.journal import JournalError
+
+    fifo = tmp_path / "app.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(JournalError, match="is a FIFO that no process reads") as refused:
+        Journal(fifo, ManualClock(AT))
+    assert not refused.value.runtime  # the user's input to fix: exit 2
