@@ -231,8 +231,8 @@ class OrderRow:
             r["filled_avg_price"],
             r["reason"],
             r["error"],
-            datetime.fromisoformat(r["created_at"]),
-            datetime.fromisoformat(r["updated_at"]),
+            _aware(r["created_at"]),
+            _aware(r["updated_at"]),
         )
 
 
@@ -622,7 +622,7 @@ class StateStore:
     def orders_created_since(self, since: datetime) -> list[datetime]:
         rows = self._rows("SELECT created_at FROM orders WHERE created_at >= ?", (_ts(since),))
         try:
-            return [datetime.fromisoformat(r[0]) for r in rows]
+            return [_aware(r[0]) for r in rows]
         except _DECODE_ERRORS as exc:
             raise self._unreadable("orders", exc) from None
 
@@ -643,7 +643,7 @@ class StateStore:
                     r["symbol"],
                     float(r["qty"]),
                     float(r["avg_entry_price"]),
-                    datetime.fromisoformat(r["opened_at"]),
+                    _aware(r["opened_at"]),
                     float(r["bought_qty"]),
                     float(r["sold_qty"]),
                     float(r["sold_value"]),
@@ -714,8 +714,8 @@ class StateStore:
                     r["bot_id"],
                     r["symbol"],
                     date.fromisoformat(r["trading_date"]),
-                    datetime.fromisoformat(r["opened_at"]),
-                    datetime.fromisoformat(r["closed_at"]),
+                    _aware(r["opened_at"]),
+                    _aware(r["closed_at"]),
                     float(r["qty"]),
                     float(r["entry_price"]),
                     float(r["exit_price"]),
@@ -809,7 +809,7 @@ class StateStore:
             body = bytes(rows[0][1])
             if body.startswith(_PACKED):  # files written before compression hold the record as it was given
                 body = zlib.decompress(body[len(_PACKED) :])
-            return datetime.fromisoformat(rows[0][0]), body
+            return _aware(rows[0][0]), body
         except _DECODE_ERRORS as exc:
             raise self._unreadable("last_facts", exc) from None
 

@@ -114,6 +114,8 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     "an order's time": ("UPDATE orders SET created_at = 'x'", lambda s: s.orders(statuses=("filled",))),
     "an order's day": ("UPDATE orders SET trading_date = 'y'", lambda s: s.last_trading_date()),
     "a position's opening": ("UPDATE positions SET opened_at = 'zz'", lambda s: s.positions()),
+    "a naive opening": ("UPDATE positions SET opened_at = '2026-11-23T10:00:00'", lambda s: s.positions()),
+    "an order's naive time": ("UPDATE orders SET created_at = '2026-11-23T10:00:00'", lambda s: s.orders(statuses=("filled",))),
     "a position's quantity": ("UPDATE positions SET qty = 'many'", lambda s: s.positions("mom_AAPL")),
     "the last facts' body": ("UPDATE last_facts SET body = X'007A6C69623A0000'", lambda s: s.last_facts("tick")),
 }
