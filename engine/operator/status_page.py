@@ -42,6 +42,7 @@ from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.machines import render
 from engine.machines.spec import MachineSpec
 from engine.operator.local import LocalTime
+from engine.operator.summary import one_line
 from engine.validate import Report
 
 TOKEN_ENV = "HYDRA_SERVE_TOKEN"
@@ -303,7 +304,7 @@ class StatusServer(ThreadingHTTPServer):
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionError, TimeoutError)):
             return
-        sys.stderr.write(f"{client_address[0]}: request failed: {type(error).__name__}: {_printable(str(error))}\n")
+        sys.stderr.write(f"{client_address[0]}: request failed: {type(error).__name__}: {one_line(str(error))}\n")
 
     def __init__(self, app: StatusApp, host: str, port: int):
         self.app = app
@@ -320,12 +321,6 @@ class StatusServer(ThreadingHTTPServer):
         return f"http://{shown}:{port}/"
 
 
-def _printable(text: str) -> str:
-    """Text from a request or a state file for the operator's terminal: control characters (an escape sequence
-    that would recolour or rewrite the terminal, a newline that would forge a line) shown as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 class StatusHandler(BaseHTTPRequestHandler):
     server: StatusServer
     server_version = "TradingHydra"
@@ -336,7 +331,7 @@ class StatusHandler(BaseHTTPRequestHandler):
         """Quiet for the page's polling; halts, resumes and refusals are worth a line, the request line made
         printable (anyone who can reach the port writes it)."""
         if self.command == "POST" or (len(args) > 1 and not str(args[1]).startswith(("2", "3"))):
-            sys.stderr.write(f"{self.address_string()} {_printable(format % args)}\n")
+            sys.stderr.write(f"{self.address_string()} {one_line(format % args)}\n")
 
     # -- plumbing --
 

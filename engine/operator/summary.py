@@ -21,6 +21,13 @@ from engine.operator.local import LocalTime
 RESUME_COMMAND = "python -m engine resume"
 
 
+def one_line(text: str) -> str:
+    """Text from the state file (a halt's reason: the operator's words, or an exception or a broker's message in
+    a kill condition's) for a terminal: a newline would forge a line of the summary ("halt: none"), an escape
+    sequence would recolour or clear the screen; both are shown as escapes, the rest as written."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _utc(when: datetime | None) -> str | None:
     from datetime import timezone
 
@@ -122,7 +129,7 @@ def halt_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
     lines = [f"halts: {len(halts)}"]
     for h in halts:
         started = local(datetime.fromisoformat(h["started_at"]))
-        lines.append(f"  {h['scope']}: {started} -> {_halt_end(h, local)}: {h['reason']}")
+        lines.append(f"  {h['scope']}: {started} -> {_halt_end(h, local)}: {one_line(h['reason'])}")
     return lines
 
 
@@ -137,7 +144,7 @@ def in_force_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
             else f"until `{RESUME_COMMAND}`"
         )
         started = local(datetime.fromisoformat(h["started_at"]))
-        lines.append(f"HALT IN FORCE: {who} is halted since {started}: {h['reason']}; {until}")
+        lines.append(f"HALT IN FORCE: {who} is halted since {started}: {one_line(h['reason'])}; {until}")
     return lines
 
 

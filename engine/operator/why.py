@@ -17,6 +17,7 @@ from typing import Any
 from engine.config.checks import bot_kind, trading_bots
 from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore
 from engine.operator.local import LocalTime
+from engine.operator.summary import one_line
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
 from engine.rules.facts import bot_config_values, vocabulary
@@ -48,6 +49,8 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
     try:
         system, names, by_bot = marshal.loads(row[1]) if row is not None else ({}, (), {})
         if saved_state is None or row is None or bot_id not in by_bot:
+            if not config.enabled:  # "not yet" would promise a tick that never comes
+                raise WhyError(f"'{bot_id}' is disabled in bots.yaml (enabled: false): it never ticks, nothing to explain")
             raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
         values, failed_checks, denial = by_bot[bot_id]
         facts: dict[str, Any] = {**system, **bot_config_values(config), **dict(zip(names, values, strict=True))}
@@ -182,7 +185,7 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
     ]
     for halt in record["halts"]:
         until = when(halt["until"]) if halt["until"] else "resume"
-        lines.append(f"halted ({halt['scope']}): {halt['reason']} (since {when(halt['since'])}, until {until})")
+        lines.append(f"halted ({halt['scope']}): {one_line(halt['reason'])} (since {when(halt['since'])}, until {until})")
     lines.append(f"transitions from {record['state']}, tried in order:")
     for t in record["transitions"]:
         mark = (

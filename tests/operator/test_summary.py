@@ -102,3 +102,15 @@ def test_halts_that_touched_the_span_with_start_end_and_reason_and_the_one_still
     assert halts[3:] == [
         "HALT IN FORCE: the system is halted since 2026-11-23T11:30:00-08:00: news at 10:00; until `python -m engine resume`"
     ]
+
+
+def test_a_halt_reason_with_newlines_and_escape_sequences_stays_on_its_line(store: StateStore) -> None:
+    """A reason is the operator's text, or an exception's or a broker's message: a newline in it forged a line
+    ("halt: none"), an escape sequence recoloured or cleared the terminal that printed the summary."""
+    reason = "line1\nhalt: none\x1b[2J\x1b[31m <script>x</script> ünïcødé " + "X" * 10_000
+    store.start_halt(SYSTEM_SCOPE, reason, ("operator",), False, MON, None)
+    lines = period_lines(period_record(store, MON, MON + timedelta(hours=1), MON + timedelta(hours=1), LA), LA)
+    shown = [line for line in lines if "line1" in line]
+    assert len(shown) == 2 and all("\n" not in line and "\x1b" not in line for line in shown)
+    assert shown[1].startswith("HALT IN FORCE: the system is halted since 2026-11-23T06:30:00-08:00: line1\\nhalt: none\\x1b[2J")
+    assert "<script>x</script> ünïcødé " + "X" * 10_000 in shown[1]  # everything else as written, nothing cut

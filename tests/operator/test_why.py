@@ -98,3 +98,19 @@ def test_an_unknown_bot_or_a_bot_that_never_ticked_is_a_clear_error(project: Pro
         explain(rig.store, report_of(project), "mom_AAPX")
     with pytest.raises(WhyError, match="has not been through a tick"):
         explain(rig.store, report_of(project), "mom_AAPL")
+
+
+def test_a_disabled_bot_is_said_to_be_disabled_not_waiting_for_a_tick(project: ProjectCopy, rig: Rig) -> None:
+    rig.ticks(3)
+    with pytest.raises(WhyError, match=r"'mom_TSLA' is disabled in bots.yaml \(enabled: false\): it never ticks"):
+        explain(rig.store, report_of(project), "mom_TSLA")
+
+
+def test_a_halt_reason_is_rendered_on_one_line(project: ProjectCopy, rig: Rig) -> None:
+    from engine.trading.runner import operator_halt
+
+    rig.ticks(3)
+    operator_halt(rig.store, rig.engine.journal, "a\nb\x1b[31m", rig.clock.now())
+    rig.ticks(1)
+    text = render(explain(rig.store, report_of(project), "mom_AAPL"))
+    assert "halted (system): a\\nb\\x1b[31m (since" in text and "\x1b" not in text
