@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from time import monotonic as _monotonic
@@ -55,6 +56,7 @@ ACTIVITY_PAGES = 20  # a day of cash movements is a handful; more pages than thi
 OPTION_FEEDS = ("indicative", "opra")
 ASSET_CLASSES = frozenset({"us_equity", "us_option", "crypto"})  # base.AssetClass
 NAN = float("nan")
+_FLOAT_MAX = sys.float_info.max
 # A day's largest answers are an option chain page (1,000 contracts, well under a megabyte) and the asset list
 # (tens of thousands of assets, a few megabytes); a body past this is not an answer we understand.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -543,15 +545,26 @@ class AlpacaAPI:
         judges those. A side that is not a finite number at least 0, or a time without a zone, is unreadable."""
         if not isinstance(raw, dict):
             raise Unreadable(f"expected quotes by symbol, got {type(raw).__name__}")
-        return {
-            symbol: Quote(
-                symbol,
-                _required(q.bid_price, f"{symbol}'s bid", minimum=0.0),
-                _required(q.ask_price, f"{symbol}'s ask", minimum=0.0),
-                _aware(q.timestamp, f"{symbol}'s quote time"),
-            )
-            for symbol, q in raw.items()
-        }
+        quotes = {}
+        for symbol, q in raw.items():
+            bid, ask, at = q.bid_price, q.ask_price, q.timestamp
+            # What the checks below would pass as it is, passed without them (a thousand quotes a tick): a float
+            # from 0 to the largest finite one (NaN fails both comparisons), a time with its zone.
+            if (
+                type(bid) is float
+                and type(ask) is float
+                and 0.0 <= bid <= _FLOAT_MAX
+                and 0.0 <= ask <= _FLOAT_MAX
+                and type(at) is datetime
+                and at.tzinfo is not None
+                and at.utcoffset() is not None
+            ):
+                quotes[symbol] = Quote(symbol, bid, ask, at)
+            else:  # the checks name the field that is wrong
+                bid = _required(bid, f"{symbol}'s bid", minimum=0.0)
+                ask = _required(ask, f"{symbol}'s ask", minimum=0.0)
+                quotes[symbol] = Quote(symbol, bid, ask, _aware(at, f"{symbol}'s quote time"))
+        return quotes
 
     def get_stock_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         from alpaca.data.enums import DataFeed
