@@ -133,11 +133,27 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     spec = _machine(report, args.kind)
     current = None
     if args.bot:
+        from engine.config.checks import bot_kind, trading_bots
+        from engine.core.names import did_you_mean
         from engine.core.store import StateStore, state_file_exists
         from engine.trading.runner import paths_for
 
+        assert report.config is not None
+        kinds = {bot.bot_id: bot_kind(bot) for _path, bot in trading_bots(report.config.bots)}
+        if args.bot not in kinds:
+            raise InvalidInput(f"--bot: no bot '{args.bot}' in bots.yaml{did_you_mean(args.bot, kinds)}")
+        if kinds[args.bot] != args.kind:
+            raise InvalidInput(
+                f"--bot: '{args.bot}' is a {kinds[args.bot]} bot: python -m engine diagram {kinds[args.bot]} --bot {args.bot}"
+            )
         db, _log = paths_for(report, args.state_db, args.log)
-        saved = StateStore(db).machine_state(args.kind, args.bot) if state_file_exists(db) else None
+        saved = None
+        if state_file_exists(db):
+            store = StateStore(db)
+            try:
+                saved = store.machine_state(args.kind, args.bot)
+            finally:
+                store.close()
         if saved is None:
             print(f"no saved state for {args.kind} '{args.bot}' in {db}: showing the initial state", file=sys.stderr)
         current = saved.state if saved else spec.initial
@@ -376,11 +392,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         close_session(session)
     if recorder is not None:
-        print(_recording_line(recorder, args.record))
+        print(_recording_line(recorder, args.record, session.recording_error))
     return EXIT_OK
 
 
-def _recording_line(recorder: object, folder: Path) -> str:
+def _recording_line(recorder: object, folder: Path, stopped: str | None = None) -> str:
     """What `run --record` wrote; repeats of a quote already recorded (a feed's unchanged quote seen again next
     tick) are not news, every other skipped quote is."""
     from engine.data.recorder import Recorder
@@ -389,6 +405,8 @@ def _recording_line(recorder: object, folder: Path) -> str:
     assert isinstance(recorder, Recorder)
     symbols = sorted(p.name for p in (folder / "quotes").iterdir() if p.is_dir()) if (folder / "quotes").is_dir() else []
     line = f"recorded {recorder.recorded} quotes of {len(symbols)} symbol{'s' if len(symbols) != 1 else ''} to {shown(folder)}"
+    if stopped is not None:
+        line = f"the recording stopped before the run did ({stopped}): {line}, until then"
     skipped = {why: n for why, n in recorder.skipped.items() if why != "the timestamp is not after the symbol's last"}
     if skipped:
         line += "; not recorded: " + ", ".join(f"{n} ({why})" for why, n in sorted(skipped.items()))
@@ -476,7 +494,9 @@ def cmd_halt(args: argparse.Namespace) -> int:
     store, journal, now, _report = _open_state(args)
     operator_halt(store, journal, args.reason, now)
     journal.close()
-    print(f"halted: {args.reason} (until `python -m engine resume`); recorded in {store.path}")
+    from engine.operator.summary import one_line
+
+    print(f"halted: {one_line(args.reason)} (until `python -m engine resume`); recorded in {store.path}")
     return EXIT_OK
 
 

@@ -389,3 +389,42 @@ def test_a_path_given_on_the_command_line_is_checked_before_anything_runs(
     state = ["--state-db", str(db), "--log", str(tmp_path / "a.jsonl")] if argv[0] == "run" else []
     assert main([*(a.format(tmp=tmp_path) for a in argv), *state, *config]) == 2
     assert phrase.format(tmp=tmp_path) in capsys.readouterr().err and not db.exists()
+
+
+@pytest.mark.parametrize(("argv", "phrase"), [
+    (["diagram", "momentum", "--bot", "mom_AAPLE"], "--bot: no bot 'mom_AAPLE' in bots.yaml (did you mean 'mom_AAPL'?)"),
+    (["diagram", "momentum", "--bot", "crypto_core"], "--bot: 'crypto_core' is a crypto bot: python -m engine diagram crypto"),
+])  # fmt: skip
+def test_diagram_of_a_bot_that_is_not_of_that_kind_is_exit_2(
+    tmp_path, argv: list[str], phrase: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+
+    config = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+              "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+    assert main([*argv, "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "a.jsonl"), *config]) == 2
+    said = capsys.readouterr()
+    assert phrase in said.out + said.err and not (tmp_path / "s.db").exists()
+
+
+def test_a_halt_reason_cannot_forge_lines_or_move_the_terminal(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator's words go to SQLite as written; on a terminal a newline or an escape is shown as such."""
+    from engine.cli import main
+
+    config = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+              "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+    state = ["--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "a.jsonl")]
+    assert main(["halt", "--reason", "lunch\nhalt: none\x1b[2J", *state, *config]) == 0
+    assert main(["status", *state, *config]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\nhalt: none" not in out and "lunch\\nhalt: none\\x1b[2J" in out
+
+
+def test_the_recording_line_says_when_the_recording_stopped_before_the_run(tmp_path) -> None:
+    from engine.cli import _recording_line
+    from engine.data.recorder import Recorder
+
+    recorder = Recorder(tmp_path / "rec", fsync=False)
+    assert _recording_line(recorder, tmp_path / "rec").startswith("recorded 0 quotes of 0 symbols to ")
+    stopped = _recording_line(recorder, tmp_path / "rec", "OSError: No space left on device")
+    assert stopped.startswith("the recording stopped before the run did (OSError: No space left on device): recorded 0")

@@ -38,7 +38,7 @@ from engine.core.journal import Journal
 from engine.core.lock import LockHeld, RunLock, lock_path
 from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_record, halts_in_force, in_force_lines, period_lines, period_record
+from engine.operator.summary import halt_record, halts_in_force, in_force_lines, one_line, period_lines, period_record
 from engine.paths import PROJECT_ROOT
 from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
@@ -83,6 +83,7 @@ class Session:
     lock: RunLock | None = None
     stop_reason: str | None = field(default=None)  # set to stop the loop after the tick in progress
     recorder: Any = None  # `run --record DIR`: an engine.data.recorder.Recorder, closed by close_session
+    recording_error: str | None = None  # why the recording stopped before the run did, if it did
     _recorded: Any = field(default=None, repr=False)  # the last snapshot recorded (a tick that failed reuses it)
     alerts: Any = None  # an engine.operator.alerts.Alerter when settings.yaml's alerts are enabled; closed by close_session
 
@@ -450,6 +451,7 @@ def _close_recorder(session: Session) -> None:
 
 def _recording_failed(session: Session, folder: Path, exc: Exception) -> None:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    session.recording_error = f"{type(exc).__name__}: {text}"
     with contextlib.suppress(Exception):
         session.journal.log("recording_failed", folder=str(folder), error=f"{type(exc).__name__}: {text}")
     # os.write, as the signal handler does: this may run on the SIGTERM path, with stderr mid-write
@@ -654,7 +656,7 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     lines.append("halt: none" if not live else "halt:")
     for h in live:
         until = local(h.until) if h.until else "resume"
-        lines.append(f"  {h.scope}: {h.reason} (since {local(h.started_at)}, until {until})")
+        lines.append(f"  {h.scope}: {one_line(h.reason)} (since {local(h.started_at)}, until {until})")
     lines.append("positions by bot:")
     positions = store.positions()
     lines += [f"  {p.bot_id:<14} {p.symbol:<20} {p.qty:g} @ {p.avg_entry_price:.4f}" for p in positions] or ["  none"]
