@@ -35,7 +35,9 @@ from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, NodeEvent
+from ruamel.yaml.parser import Parser
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.scanner import Scanner
 
 from engine.config.errors import ConfigError, PathPart, Problem, caret_excerpt, format_path
 
@@ -332,6 +334,10 @@ def parse_yaml(text: str, shown: str) -> YamlDocument:
         raise ConfigError([Problem(shown, 1, 1, "", _too_large(size))])
     lines = _LINE_BREAK.split(text)
     yaml = YAML(typ="rt")
+    # The round-trip nodes (and so every key's and value's line and column), without the round-trip scanner's
+    # comment keeping: nothing writes these documents back, and gathering comments was a quarter of parsing.
+    yaml.Scanner = Scanner
+    yaml.Parser = Parser
     yaml.Composer = _EngineComposer
     yaml.Constructor = _EngineConstructor
     try:
