@@ -92,11 +92,10 @@ def _given_path(flag: str, path: Path, *, folder: bool) -> None:
 
 def _writable_folder(flag: str, path: Path) -> None:
     """A folder the command will write into, made now and tried, so a run never ends having written nothing."""
+    from engine.paths import ensure_writable_folder
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-check"
-        probe.touch()
-        probe.unlink()
+        ensure_writable_folder(path)
     except OSError as exc:
         reason = "not a folder" if path.exists() and not path.is_dir() else f"cannot write there ({exc.strerror or exc})"
         raise InvalidInput(f"{flag} {path}: {reason}") from None

@@ -17,3 +17,12 @@ def shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError, RuntimeError):
         return str(path)
+
+
+def ensure_writable_folder(path: Path) -> None:
+    """Make `path` a folder if it is not one and try a write in it: OSError now, rather than a run or a backtest
+    that ends having written nothing. The tried file is hidden and removed again."""
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write-check"
+    probe.touch()
+    probe.unlink()

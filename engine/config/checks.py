@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from engine.config.errors import Problem
 from engine.config.model import BotsConfig, MomentumBotConfig, OptionsBotConfig, Settings, TradingBotConfig
+from engine.config.schema_check import show_value
 from engine.config.yaml_source import YamlDocument
 from engine.core.clock import parse_hhmm
 from engine.core.names import did_you_mean
@@ -192,20 +193,10 @@ def param_type_problem(declared: str, value: Any) -> str | None:
     A signal reads its parameters with int() and float(): text would raise inside a tick, and 1.5 for an
     integer would be cut to 1 without a word."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"{_shown_param(value)} is not a number: the parameter is declared {declared}"
+        return f"{show_value(value)} is not a number: the parameter is declared {declared}"
     if declared == "integer" and not isinstance(value, int):
         return f"{value!r} is not a whole number: the parameter is declared integer"
     return None
-
-
-def _shown_param(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (list, dict)):
-        return "a list" if isinstance(value, list) else "a mapping"
-    return repr(value)
 
 
 def signal_modes_known(bots: BotsConfig, doc: YamlDocument, signals: Mapping[str, DeclaredSignal]) -> list[Problem]:

@@ -231,8 +231,8 @@ class OrderRow:
             r["filled_avg_price"],
             r["reason"],
             r["error"],
-            _aware(r["created_at"]),
-            _aware(r["updated_at"]),
+            aware_time(r["created_at"]),
+            aware_time(r["updated_at"]),
         )
 
 
@@ -290,10 +290,10 @@ def _ts(value: datetime) -> str:
 
 
 def _dt(text: str | None) -> datetime | None:
-    return _aware(text) if text else None
+    return aware_time(text) if text else None
 
 
-def _aware(text: str) -> datetime:
+def aware_time(text: str) -> datetime:
     """A saved time, which the engine always writes with its zone: a naive one (a hand edit) would fail later,
     compared with aware times in the middle of a tick, so it is refused as unreadable here."""
     value = datetime.fromisoformat(text)
@@ -498,7 +498,7 @@ class StateStore:
         sql = "SELECT * FROM machine_states" + (" WHERE kind = ?" if kind else "") + " ORDER BY kind, bot_id"
         rows = self._rows(sql, (kind,) if kind else ())
         try:
-            return [MachineState(r["kind"], r["bot_id"], r["state"], _aware(r["since"])) for r in rows]
+            return [MachineState(r["kind"], r["bot_id"], r["state"], aware_time(r["since"])) for r in rows]
         except _DECODE_ERRORS as exc:
             raise self._unreadable("machine_states", exc) from None
 
@@ -622,7 +622,7 @@ class StateStore:
     def orders_created_since(self, since: datetime) -> list[datetime]:
         rows = self._rows("SELECT created_at FROM orders WHERE created_at >= ?", (_ts(since),))
         try:
-            return [_aware(r[0]) for r in rows]
+            return [aware_time(r[0]) for r in rows]
         except _DECODE_ERRORS as exc:
             raise self._unreadable("orders", exc) from None
 
@@ -643,7 +643,7 @@ class StateStore:
                     r["symbol"],
                     float(r["qty"]),
                     float(r["avg_entry_price"]),
-                    _aware(r["opened_at"]),
+                    aware_time(r["opened_at"]),
                     float(r["bought_qty"]),
                     float(r["sold_qty"]),
                     float(r["sold_value"]),
@@ -714,8 +714,8 @@ class StateStore:
                     r["bot_id"],
                     r["symbol"],
                     date.fromisoformat(r["trading_date"]),
-                    _aware(r["opened_at"]),
-                    _aware(r["closed_at"]),
+                    aware_time(r["opened_at"]),
+                    aware_time(r["closed_at"]),
                     float(r["qty"]),
                     float(r["entry_price"]),
                     float(r["exit_price"]),
@@ -809,7 +809,7 @@ class StateStore:
             body = bytes(rows[0][1])
             if body.startswith(_PACKED):  # files written before compression hold the record as it was given
                 body = zlib.decompress(body[len(_PACKED) :])
-            return _aware(rows[0][0]), body
+            return aware_time(rows[0][0]), body
         except _DECODE_ERRORS as exc:
             raise self._unreadable("last_facts", exc) from None
 
@@ -870,7 +870,7 @@ class StateStore:
                     r["reason"],
                     tuple(json.loads(r["conditions"])),
                     bool(r["flatten"]),
-                    _aware(r["started_at"]),
+                    aware_time(r["started_at"]),
                     _dt(r["until"]),
                     _dt(r["ended_at"]),
                 )

@@ -32,6 +32,7 @@ from engine.data.dataset import DataSet
 from engine.data.errors import DataError
 from engine.data.files import iso
 from engine.data.records import Kind, file_stem
+from engine.paths import ensure_writable_folder
 from engine.replay import report as reporting
 from engine.replay.exchange import ReplayExchange
 from engine.replay.feed import FramePrices
@@ -211,10 +212,7 @@ def run_backtest(
     if out.exists() and not out.is_dir():
         raise BacktestError(f"{out} is a file: a backtest writes a folder (give another --out)")
     try:  # an --out that cannot be written is told before the run, not after it
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-check"
-        probe.touch()
-        probe.unlink()
+        ensure_writable_folder(out)
     except OSError as exc:
         raise BacktestError(f"{out}: cannot write the backtest there ({exc.strerror or exc})") from None
     model = fill_model or FillModel()

@@ -36,7 +36,7 @@ from engine.brokers.symbols import contract_multiplier
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import Journal
 from engine.core.lock import LockHeld, RunLock, lock_path
-from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore
+from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_record, halts_in_force, in_force_lines, one_line, period_lines, period_record
 from engine.paths import PROJECT_ROOT
@@ -544,17 +544,9 @@ def state_now(store: StateStore, wall_now: datetime) -> tuple[datetime, bool]:
     if saved is None:
         return wall_now, False
     try:
-        return _aware_time(json.loads(saved)["now"]), True
+        return aware_time(json.loads(saved)["now"]), True
     except (ValueError, TypeError, KeyError) as exc:  # without its time no halt of the simulation can be judged
         raise _meta_error(store, SIM_STATE_KEY, exc) from None
-
-
-def _aware_time(text: Any) -> datetime:
-    """A time saved in `meta`, which the engine always writes with its zone."""
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone")
-    return value
 
 
 def _meta_error(store: StateStore, key: str, exc: BaseException) -> StateFileError:
@@ -581,7 +573,7 @@ def last_tick(store: StateStore, wall_now: datetime) -> TickAge | None:
     text = store.meta(LAST_TICK_KEY)
     if text is not None:
         try:
-            return TickAge(_aware_time(text), now, simulated)
+            return TickAge(aware_time(text), now, simulated)
         except (ValueError, TypeError) as exc:
             raise _meta_error(store, LAST_TICK_KEY, exc) from None
     return TickAge(now, now, simulated) if simulated else None
@@ -627,9 +619,9 @@ def last_run(store: StateStore) -> dict[str, Any] | None:
         record = json.loads(text)
         if not isinstance(record, dict):
             raise TypeError(f"not a JSON object: {text[:40]!r}")
-        _aware_time(record["started_at"])
+        aware_time(record["started_at"])
         if record.get("ended_at"):
-            _aware_time(record["ended_at"])
+            aware_time(record["ended_at"])
     except (ValueError, TypeError, KeyError) as exc:
         raise _meta_error(store, LAST_RUN_KEY, exc) from None
     return record
