@@ -9,7 +9,8 @@ Groups the rest of the engine reads, all derived from the table so there is one 
 - LOCAL: intents the broker has not confirmed (sent only after a lookup by client_order_id);
 - WORKING: at the broker and not done; it may still fill, so it counts as open and is cancelled on a halt;
 - OPEN: LOCAL plus WORKING (a bot with an open order waits for it);
-- ENDED: nothing more will happen to it.
+- ENDED: nothing more will happen to it. One exception: `not_sent` is our conclusion, and the broker may yet
+  show the order (a POST that landed late, a lookup that lagged); then it is adopted (see _from_not_sent).
 """
 
 from __future__ import annotations
@@ -67,11 +68,20 @@ def _from_local(status: str) -> dict[str, str]:
     return moves
 
 
+def _from_not_sent() -> dict[str, str]:
+    """`not_sent` is our conclusion from lookups that answered 404, not the broker's word that the order is done:
+    a POST that timed out may still land, or a lookup may not find an order yet. When the broker later shows the
+    order, it is the broker's account that counts, so the order is adopted (its fills owned), never ignored."""
+    shown = "the broker showed the order after all (lookups had not found it)"
+    return {status: shown for status in (*_WORKING_AT_BROKER, "filled", "canceled", "expired", "rejected", "replaced")}
+
+
 TABLE: Mapping[str, Mapping[str, str]] = {
     "pending": _from_local("pending"),
     "unknown": _from_local("unknown"),
     **{status: _from_working(status) for status in _WORKING_AT_BROKER},
     **{status: {} for status in _ENDED},
+    "not_sent": _from_not_sent(),
 }
 
 LOCAL: frozenset[str] = frozenset({"pending", "unknown"})

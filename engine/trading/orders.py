@@ -34,6 +34,18 @@ EXITBOT_ID = "exitbot"  # owns the kill switch's flatten of a symbol several bot
 # Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per
 # kind (`refused:<reason>`), never an anomaly of the account. Any other refusal is a `rejection`.
 REFUSALS = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forbidden"})
+# The error a send of an `unknown` order is recorded with when the broker said it already has the client_order_id
+# (422 "client_order_id must be unique", reference/alpaca-api.md section 6): the order exists, so lookups that
+# answer 404 prove nothing about it and it never ends `not_sent` or `rejected`; it is looked up until found.
+EXISTS = "the broker has this client_order_id"
+# Why an intent ended `not_sent` without any request for it: nothing to look for at the broker.
+NEVER_POSTED = ("halted before it was sent", "held too long")
+
+
+def _duplicate_id(error: BrokerError) -> bool:
+    """The broker refused a POST because the client_order_id is taken: an earlier attempt landed."""
+    text = error.message.lower()
+    return error.status == 422 and "client_order_id" in text and "unique" in text
 
 
 def client_order_id(bot_id: str, day: date, sequence: int) -> str:
@@ -217,6 +229,8 @@ class OrderManager:
         if found is not None:
             self.sent += 1
             self._apply(row, found, "found_after_error")
+        elif _duplicate_id(error):  # it exists though the lookup did not find it yet: looked up until it is
+            self._set(row, status="unknown", error=f"{EXISTS}: {error.message}")
         elif error.kind == "rejected" or error.reason in REFUSALS:
             refused = error.reason in REFUSALS
             self._set(row, status="rejected", error=f"{error.reason}: {error.message}")
@@ -235,15 +249,23 @@ class OrderManager:
     # --- keeping up with the broker ------------------------------------------------------------------------
 
     def sync(self, snapshot: Snapshot) -> None:
-        """Bring every order we think is open up to date from the snapshot, looking up the ones that left it."""
+        """Bring every order we think is open up to date from the snapshot, looking up the ones that left it.
+
+        The broker's account is the one that counts. An open order at the broker whose row ended `not_sent` (a POST
+        that landed after lookups had answered 404) is adopted, and so is one that already filled, found by
+        looking up the day's unsent orders on a symbol whose position differs from what the bots own. An order
+        the broker shows open although it ended here (filled, then new) cannot happen: it is reported as an answer
+        that cannot be read (`bad_response`, which halts the system) and the other orders are still brought up
+        to date, so one contradiction never stops the tick, nor the exits it manages."""
         if snapshot.open_orders is None:
             return  # unknown this tick: nothing is concluded from a failed read
         live = {o.client_order_id: o for o in snapshot.open_orders}
         now = self.clock.now()
-        for row in self.store.orders(statuses=lifecycle.WORKING | {"unknown"}):
+        rows = self.store.orders(statuses=lifecycle.WORKING | {"unknown"})
+        for row in rows:
             order = live.get(row.client_order_id)
             if order is not None:
-                self._apply(row, order, "update")
+                self._checked(row, order, "update")
                 continue
             try:
                 found = self.broker.get_order_by_client_id(row.client_order_id)
@@ -251,10 +273,59 @@ class OrderManager:
                 self.on_failure(exc)
                 continue
             if found is not None:
-                self._apply(row, found, "update")
-            elif row.status == "unknown" and now - row.created_at > RESEND_WITHIN:
+                self._checked(row, found, "update")
+            elif row.status == "unknown" and now - row.created_at > RESEND_WITHIN and not (row.error or "").startswith(EXISTS):
                 self._set(row, status="not_sent")
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
+        seen = {r.client_order_id for r in rows}
+        for cid, order in live.items():
+            if cid in seen:
+                continue
+            ended = self.store.order(cid)  # None: no bot sent it, which reconciliation reports
+            if ended is not None and ended.status in lifecycle.ENDED:
+                self._checked(ended, order, "found_after_not_sent" if ended.status == "not_sent" else "update")
+        self._find_unsent_fills(snapshot)
+
+    def _find_unsent_fills(self, snapshot: Snapshot) -> None:
+        """Where the broker holds another quantity of a symbol than the bots own, the day's orders on it that
+        ended `not_sent` after a request may have been sent after all (and filled at once, so never seen open):
+        look them up. Only while such a difference lasts, so an account that agrees costs nothing."""
+        if snapshot.positions is None:
+            return
+        owned: dict[str, float] = {}
+        for p in self.store.positions():
+            owned[p.symbol] = owned.get(p.symbol, 0.0) + p.qty
+        at_broker = {p.symbol: p.qty for p in snapshot.positions}
+        differ = {
+            s
+            for s in set(owned) | set(at_broker)
+            if abs(owned.get(s, 0.0) - at_broker.get(s, 0.0)) > 1e-6 * max(1.0, abs(at_broker.get(s, 0.0)))
+        }
+        if not differ:
+            return
+        today = self.clock.now().date()  # UTC; the trading date may be the day before: both are read
+        for day in (today - timedelta(days=1), today):
+            for row in self.store.orders(statuses=("not_sent",), day=day):
+                if row.symbol in differ and not (row.error or "").startswith(NEVER_POSTED):
+                    self._look_up_unsent(row)
+
+    def _look_up_unsent(self, row: OrderRow) -> None:
+        try:
+            found = self.broker.get_order_by_client_id(row.client_order_id)
+        except BrokerError as exc:
+            self.on_failure(exc)
+            return
+        if found is not None:
+            self._checked(row, found, "found_after_not_sent")
+
+    def _checked(self, row: OrderRow, order: Order, action: str) -> None:
+        """`_apply`, with a move the lifecycle table refuses reported as an unreadable answer (it halts)."""
+        try:
+            self._apply(row, order, action)
+        except lifecycle.IllegalOrderMove as exc:
+            self.journal.log("order", action="illegal_move", bot=row.bot_id, client_order_id=row.client_order_id,
+                             source=exc.source, dest=exc.dest)  # fmt: skip
+            self.on_failure(BrokerError("bad_response", f"{exc} (the broker contradicts itself)", operation="order_sync"))
 
     def recover_pending(self) -> None:
         """At start-up (and at reconciliation after a failed start): intents committed before a crash, each
@@ -267,6 +338,8 @@ class OrderManager:
             found = self.broker.get_order_by_client_id(row.client_order_id)  # BrokerError: retried next start/tick
             if found is not None:
                 self._apply(row, found, "recovered")
+            elif (row.error or "").startswith(EXISTS):
+                continue  # the broker said it has it: it stays `unknown`, looked up every tick until found
             elif row.purpose == "exit" and now - row.created_at <= RESEND_WITHIN:
                 self.journal.log("order", action="resend_after_restart", bot=row.bot_id, client_order_id=row.client_order_id)
                 self._send(row)
@@ -284,9 +357,27 @@ class OrderManager:
     def _apply(self, row: OrderRow, order: Order, action: str) -> None:
         """Record the broker's view of an order and turn any new fill into owned-position changes. A `replaced`
         order (Alpaca may replace one itself, after a corporate action) is followed to its replacement first,
-        which the engine then owns like the order it replaces; until the replacement is read, nothing moves."""
-        if order.status == "replaced" and row.status != "replaced" and not self._adopt_replacement(row, order):
-            return
+        which the engine then owns like the order it replaces; until the replacement is read, nothing moves.
+
+        The order's new status and filled quantity, the positions its fill moves and the counters commit in one
+        transaction: a crash between them would leave a fill recorded on the order but owned by no bot, which no
+        later sync could repair (the fill is counted from the difference in filled quantity). The replacement
+        is read before it, so no transaction waits on the network."""
+        replacement: Order | None = None
+        if order.status == "replaced" and row.status != "replaced" and order.replaced_by:
+            try:
+                replacement = self.broker.get_order(order.replaced_by)
+            except BrokerError as exc:
+                self.on_failure(exc)
+                return
+            if replacement is None:
+                return  # not readable yet: the replaced order stays as it was, followed again next tick
+        with self.store.transaction():
+            if replacement is not None:
+                self._adopt_replacement(row, replacement)
+            self._record(row, order, action)
+
+    def _record(self, row: OrderRow, order: Order, action: str) -> None:
         old_qty, old_avg = row.filled_qty, row.filled_avg_price
         new_qty, new_avg = order.filled_qty, order.filled_avg_price
         changed = order.status != row.status or new_qty != old_qty
@@ -300,6 +391,7 @@ class OrderManager:
             filled_avg_price=new_avg,
             qty=order.qty if order.qty is not None else row.qty,
         )
+        failpoints.reach("order_updated")  # the crash tests' kill between an order's new fill and its position
         if new_qty > old_qty + 1e-12 and new_avg is not None:
             delta = new_qty - old_qty
             price = (new_avg * new_qty - (old_avg or 0) * old_qty) / delta
@@ -318,18 +410,8 @@ class OrderManager:
                 symbol=row.symbol,
             )
 
-    def _adopt_replacement(self, row: OrderRow, order: Order) -> bool:
-        """Record the order that replaced `row` under the same bot and purpose. False when it cannot be read
-        now (the replaced order stays as it was, and is followed again next tick)."""
-        if not order.replaced_by:
-            return True  # replaced by nothing we can follow: it simply ends
-        try:
-            replacement = self.broker.get_order(order.replaced_by)
-        except BrokerError as exc:
-            self.on_failure(exc)
-            return False
-        if replacement is None:
-            return False
+    def _adopt_replacement(self, row: OrderRow, replacement: Order) -> None:
+        """Record the order that replaced `row` under the same bot and purpose (once)."""
         if self.store.order(replacement.client_order_id) is None:
             now = self.clock.now()
             adopted = dataclasses.replace(
@@ -355,8 +437,7 @@ class OrderManager:
                 client_order_id=adopted.client_order_id,
                 replaces=row.client_order_id,
             )
-            self._apply(adopted, replacement, "update")
-        return True
+            self._record(adopted, replacement, "update")
 
     def _fill(self, row: OrderRow, qty: float, price: float) -> None:
         """A fill moves the bot's own position; the sell that makes it flat closes its round trip: a `trade`.

@@ -29,7 +29,7 @@ def test_every_edge_has_a_reason_and_leads_to_a_known_status() -> None:
             assert dest in lifecycle.TABLE and reason.strip(), (source, dest)
 
 
-@pytest.mark.parametrize("ended", sorted(lifecycle.ENDED))
+@pytest.mark.parametrize("ended", sorted(lifecycle.ENDED - {"not_sent"}))
 def test_an_ended_order_never_moves(ended: str) -> None:
     for dest in lifecycle.TABLE:
         if dest != ended:
@@ -52,3 +52,12 @@ def test_the_broker_cannot_send_an_order_back_to_one_of_our_statuses_or_an_unkno
 
 def test_a_cancel_is_not_asked_of_an_order_whose_cancel_or_replace_is_pending() -> None:
     assert {"pending_cancel", "pending_replace"} == lifecycle.NO_CANCEL
+
+
+def test_an_order_we_concluded_was_never_sent_is_adopted_when_the_broker_shows_it() -> None:
+    # a POST that landed late or a lookup that lagged: the broker's account counts, never back to one of ours
+    for dest in lifecycle.BROKER:
+        assert lifecycle.check_move("c-1", "not_sent", dest)
+    for ours in ("pending", "unknown"):
+        with pytest.raises(lifecycle.IllegalOrderMove):
+            lifecycle.check_move("c-1", "not_sent", ours)

@@ -95,7 +95,8 @@ def check_invariants(project: ProjectCopy, emulator: Emulator, *, halted_since: 
     store.close()
 
 
-MOMENTS = ["intent_committed", "before_post", "after_post"]
+# order_updated: an order's new fill recorded, its position not yet moved (they commit together or not at all)
+MOMENTS = ["intent_committed", "before_post", "after_post", "order_updated"]
 
 
 @pytest.mark.parametrize("failpoint", [f"{m}:{n}" for m in MOMENTS for n in (1, 2)])

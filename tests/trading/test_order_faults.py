@@ -1,0 +1,125 @@
+"""The order path under broker faults: the emulator behind the real alpaca-py clients, real SQLite, a manual
+clock. Whatever the broker does, an order it holds is one the engine accounts for, and no id is POSTed twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
+from engine.core.journal import Journal
+from engine.core.store import OrderRow, StateStore
+from engine.trading.exitbot import unexplained
+from engine.trading.orders import RESEND_WITHIN, OrderManager
+from tests.brokers.conftest import KEY, OPEN, SECRET, make_api
+
+NOT_FOUND = '{"code":40410000,"message":"order not found"}'
+
+
+@dataclass
+class Desk:
+    clock: ManualClock
+    exchange: SimExchange
+    emulator: Emulator
+    store: StateStore
+    orders: OrderManager
+    failures: list[BrokerError]
+
+    def intent(self, qty: float = 10.0, order_type: str = "market", limit: float | None = None) -> OrderRow:
+        day = self.clock.now().date()
+        cid = self.orders.next_client_order_id("b1", day)
+        request = OrderRequest("AAPL", "buy", cid, order_type, "day", qty=qty, limit_price=limit)  # type: ignore[arg-type]
+        with self.store.transaction():
+            return self.orders.record_intent("b1", day, "entry", request, "test")
+
+    def tick(self, seconds: float = 5.0) -> None:
+        self.clock.advance(seconds)
+        self.orders.sync(self.orders.broker.snapshot(DataNeeds()))
+
+    def posts(self, cid: str) -> int:
+        return sum(1 for r in self.emulator.requests if r.method == "POST" and r.body.get("client_order_id") == cid)
+
+    def unexplained(self) -> list[str]:
+        return unexplained(self.store, self.orders.broker.snapshot(DataNeeds()))
+
+    def status(self, cid: str) -> str:
+        row = self.store.order(cid)
+        assert row is not None
+        return row.status
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    clock = ManualClock(OPEN)
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        store = StateStore(tmp_path / "state.db")
+        failures: list[BrokerError] = []
+        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append)
+        yield Desk(clock, exchange, emulator, store, orders, failures)
+        store.close()
+
+
+def test_a_duplicate_id_refusal_is_an_order_that_exists_not_a_rejection(desk: Desk) -> None:
+    row = desk.intent()
+    desk.exchange.submit(OrderRequest("AAPL", "buy", row.client_order_id, "market", "day", qty=10.0))  # an attempt landed
+    desk.emulator.faults.extend(Fault(status=404, body=NOT_FOUND, path_prefix="/v2/orders:by_client_order_id") for _ in range(21))
+    desk.orders.send_pending()  # 422 "client_order_id must be unique", and the lookup does not find it (yet)
+    assert desk.status(row.client_order_id) == "unknown"  # was `rejected`: its fill then belonged to no bot
+    for _ in range(20):  # 100 s of lookups answering 404: it exists, so it never ends `not_sent`
+        desk.tick()
+    assert desk.status(row.client_order_id) == "unknown"
+    desk.tick()
+    assert desk.status(row.client_order_id) == "filled" and desk.posts(row.client_order_id) == 1
+    assert [p.qty for p in desk.store.positions("b1")] == [10.0] and desk.unexplained() == []
+
+
+def test_an_order_concluded_never_sent_that_filled_after_all_is_adopted(desk: Desk) -> None:
+    row = desk.intent()
+    desk.emulator.faults.append(Fault(status=504, after=True, path_prefix="/v2/orders", method="POST"))  # accepted, then 504
+    desk.emulator.faults.append(Fault(status=404, body=NOT_FOUND, path_prefix="/v2/orders:by_client_order_id", times=0))
+    desk.orders.send_pending()
+    for _ in range(int(RESEND_WITHIN.total_seconds() // 5) + 4):
+        desk.tick()
+    assert desk.status(row.client_order_id) == "not_sent"  # what lookups said, for longer than RESEND_WITHIN
+    desk.emulator.faults.clear()
+    desk.tick()  # the lookup answers again: the broker holds 10 AAPL the bots do not, so the unsent order is asked for
+    assert desk.status(row.client_order_id) == "filled" and desk.posts(row.client_order_id) == 1
+    assert [p.qty for p in desk.store.positions("b1")] == [10.0] and desk.unexplained() == []
+
+
+def test_an_order_concluded_never_sent_that_turns_up_open_is_adopted(desk: Desk) -> None:
+    row = desk.intent(order_type="limit", limit=1.0)  # far below the market: it stays open
+    desk.emulator.faults.append(Fault(status=503, path_prefix="/v2/orders", method="POST"))
+    desk.orders.send_pending()
+    desk.tick(RESEND_WITHIN.total_seconds() + 1)
+    assert desk.status(row.client_order_id) == "not_sent"  # it really was not there
+    # the POST that seemed lost lands late (a request stuck between us and the broker)
+    desk.exchange.submit(OrderRequest("AAPL", "buy", row.client_order_id, "limit", "day", qty=10.0, limit_price=1.0))
+    desk.tick()
+    assert desk.status(row.client_order_id) in ("new", "accepted", "pending_new")
+    assert desk.unexplained() == []
+
+
+def test_a_broker_contradiction_halts_without_stopping_the_other_orders(desk: Desk) -> None:
+    first, second = desk.intent(), desk.intent(order_type="limit", limit=1.0)
+    desk.orders.send_pending()
+    desk.tick()
+    assert desk.status(first.client_order_id) == "filled"
+    # the broker now shows the filled order open again, and the other one is cancelled at the same time
+    order = desk.exchange.orders[desk.exchange.by_client_id[first.client_order_id]]
+    order.status = "new"
+    desk.exchange._working[order.id] = order
+    desk.exchange.cancel(desk.exchange.by_client_id[second.client_order_id])
+    desk.tick(60)
+    assert [f.kind for f in desk.failures] == ["bad_response"]  # the engine halts at once on a bad_response
+    assert "'filled' cannot become 'new'" in desk.failures[0].message
+    assert desk.status(first.client_order_id) == "filled" and desk.status(second.client_order_id) == "canceled"
