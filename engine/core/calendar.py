@@ -50,6 +50,15 @@ class _Span:
     days: Sequence[date]
 
 
+def _shift(day: date, delta: timedelta) -> date:
+    """`day + delta`, held to the dates Python has: a question near year 1 or 9999 is then refused by the calendar
+    as a span it cannot cover (ValueError, with the span), not an OverflowError from the date arithmetic."""
+    try:
+        return day + delta
+    except OverflowError:
+        return date.max if delta > timedelta(0) else date.min
+
+
 def _midnight_utc(day: date) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
 
@@ -124,7 +133,7 @@ class MarketCalendar:
             span = self._span
             if span is not None and span.first < first and last < span.last:
                 return span
-            lo, hi = first - self._margin, last + self._margin
+            lo, hi = _shift(first, -self._margin), _shift(last, self._margin)
             if span is not None:
                 lo, hi = min(lo, span.first), max(hi, span.last)
             self._span = span = self._read(lo, hi)
@@ -135,7 +144,7 @@ class MarketCalendar:
         if span is not None and span.lo <= t < span.hi:
             return span
         day = datetime.fromtimestamp(t, timezone.utc).date()
-        return self._cover(day - timedelta(days=2), day + timedelta(days=2))
+        return self._cover(_shift(day, timedelta(days=-2)), _shift(day, timedelta(days=2)))
 
     def _days(self, first: date, last: date) -> _Span:
         span = self._span
@@ -167,7 +176,7 @@ class MarketCalendar:
         span = self._at(t)
         index = bisect_right(span.opens, t)
         while index >= len(span.opens):  # past the span's last session: widen it forward
-            span = self._cover(span.last, span.last + timedelta(days=14))
+            span = self._cover(span.last, _shift(span.last, timedelta(days=14)))
             index = bisect_right(span.opens, t)
         return span.sessions[index].open
 
@@ -177,7 +186,7 @@ class MarketCalendar:
         span = self._at(t)
         index = bisect_right(span.closes, t)
         while index >= len(span.closes):
-            span = self._cover(span.last, span.last + timedelta(days=14))
+            span = self._cover(span.last, _shift(span.last, timedelta(days=14)))
             index = bisect_right(span.closes, t)
         return span.sessions[index].close
 
@@ -187,7 +196,7 @@ class MarketCalendar:
         span = self._at(t)
         index = bisect_right(span.closes, t) - 1
         while index < 0:
-            span = self._cover(span.first - timedelta(days=14), span.first)
+            span = self._cover(_shift(span.first, timedelta(days=-14)), span.first)
             index = bisect_right(span.closes, t) - 1
         return span.sessions[index].close
 

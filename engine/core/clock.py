@@ -1,6 +1,11 @@
 """Time, injected: the engine never calls `datetime.now()` itself, so tests and the simulator control the clock.
 
-All datetimes are timezone-aware. Wall-clock windows (HH:MM) are read in the configured time zone.
+All datetimes are timezone-aware, and every clock answers in UTC. Python adds a timedelta to an aware datetime
+on its wall clock: in America/New_York, 01:59:55 plus five seconds on the night clocks fall back is 02:00 EST, an
+hour and five seconds later, and on the night they spring forward 02:59:55 plus five seconds is 03:00 EDT, the same
+instant as 02:00 EST, an hour earlier. Two datetimes of one zone also subtract on the wall clock. A clock kept in
+UTC moves by exactly the seconds it is told and its differences are elapsed time, whatever the start's zone.
+Wall-clock windows (HH:MM) are read in the configured time zone.
 """
 
 from __future__ import annotations
@@ -8,6 +13,12 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Protocol
+
+# The instants a run may start at (`parse_start`): the span every reader of the project's times accepts (the
+# recorder, the backtest, the report read 1900..2199), well inside what the exchange calendar can answer
+# (pandas' nanosecond timestamps end in 2262).
+FIRST_START = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LAST_START = datetime(2200, 1, 1, tzinfo=timezone.utc)
 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
@@ -33,13 +44,18 @@ class SystemClock:
         return datetime.now(timezone.utc)
 
 
+def _utc(when: datetime, who: str) -> datetime:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{who} needs timezone-aware datetimes")
+    return when.astimezone(timezone.utc)
+
+
 class ManualClock:
-    """A clock that moves only when told to: the simulator's and the tests'."""
+    """A clock that moves only when told to: the simulator's and the tests'. Kept in UTC (see the module's
+    docstring): a start given in a zone with summer time would otherwise skip or repeat an hour at the change."""
 
     def __init__(self, start: datetime):
-        if start.tzinfo is None:
-            raise ValueError("ManualClock needs a timezone-aware start")
-        self._now = start
+        self._now = _utc(start, "ManualClock")
 
     def now(self) -> datetime:
         return self._now
@@ -49,18 +65,14 @@ class ManualClock:
         return self._now
 
     def set(self, when: datetime) -> None:
-        if when.tzinfo is None:
-            raise ValueError("ManualClock needs timezone-aware datetimes")
-        self._now = when
+        self._now = _utc(when, "ManualClock")
 
 
 class FollowingClock:
     """Real time, shifted to start at `start`: the standalone emulator's clock (a session at any hour)."""
 
     def __init__(self, start: datetime):
-        if start.tzinfo is None:
-            raise ValueError("FollowingClock needs a timezone-aware start")
-        self._start = start
+        self._start = _utc(start, "FollowingClock")  # in UTC, as ManualClock: elapsed time, not wall-clock time
         self._launched = datetime.now(timezone.utc)
 
     def now(self) -> datetime:
@@ -77,8 +89,16 @@ def default_sim_start(today: date) -> datetime:
 
 
 def parse_start(text: str) -> datetime:
-    """An ISO 8601 datetime with an offset; raises ValueError for a naive or malformed one."""
+    """An ISO 8601 datetime with an offset, from 1900 to 2199 (`FIRST_START`, `LAST_START`); raises ValueError for
+    a naive or malformed one, or one outside those years (the exchange calendar cannot say when the market opens
+    in year 1 or 2300: such a start was a traceback in the first tick)."""
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError(f"'{text}' has no UTC offset (write e.g. 2026-11-23T09:30:00-05:00)")
+    try:
+        inside = FIRST_START <= value < LAST_START
+    except OverflowError:  # 0001-01-01 with a positive offset is before year 1 in UTC
+        inside = False
+    if not inside:
+        raise ValueError(f"'{text}' is outside the years {FIRST_START.year} to {LAST_START.year - 1}")
     return value

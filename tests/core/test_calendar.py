@@ -180,3 +180,11 @@ def test_a_simulated_day_starts_at_the_first_session_on_or_after_today(today: da
     from engine.core.clock import default_sim_start
 
     assert default_sim_start(today) == opens
+
+
+@pytest.mark.parametrize("year", [1, 9999, 2300])
+def test_an_instant_the_calendar_cannot_cover_is_a_value_error_naming_the_span(year: int) -> None:
+    """Near year 1 or 9999 the span's margins left the dates Python has (an OverflowError, a traceback at the CLI);
+    past 2262 pandas cannot hold the sessions. Each is the one error a caller handles: ValueError."""
+    with pytest.raises(ValueError, match="calendar cannot cover"):
+        MarketCalendar(table=False).is_open(datetime(year, 6, 1, tzinfo=timezone.utc))
