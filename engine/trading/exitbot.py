@@ -35,6 +35,11 @@ REJECTIONS_BEFORE_ANOMALY = 3
 REFUSALS_BEFORE_PAUSE = 3  # of one kind (insufficient funds, below minimum, wash trade, forbidden)
 REFUSAL_PAUSE = timedelta(minutes=30)  # the bot's, not the account's: the other bots trade on
 MISMATCH_TICKS = 2  # a broker/SQLite mismatch must persist this many ticks (a fill racing the reads is not one)
+# How far behind the latest tick the clock may read before it is an anomaly: NTP slews by milliseconds and steps by
+# fractions of a second on a healthy host; a step of seconds or more (a bad time source, a VM restored from a
+# snapshot, a hand-set clock) makes every time the engine wrote (an order's, a position's, a halt's) later than now.
+CLOCK_BACKWARDS_TOLERANCE = timedelta(seconds=1)
+LAST_TICK_SCOPE = "tick"  # the `last_facts` row the engine writes each tick (engine.LAST_FACTS_SCOPE), with its time
 
 
 # --- the one writer of halts ---------------------------------------------------------------------------------
@@ -97,6 +102,9 @@ class ExitBot:
     model: MachineModel = field(default_factory=lambda: MachineModel("system"))
     _failures: deque[datetime] = field(default_factory=deque)
     _mismatch: dict[str, int] = field(default_factory=dict)
+    _latest: datetime | None = None  # the latest tick's time: this process's, or the state file's last tick
+    _latest_read: bool = False
+    _behind_logged: bool = False
 
     # --- health --------------------------------------------------------------------------------------------
 
@@ -150,6 +158,8 @@ class ExitBot:
         """Unexplained differences that persist, and bots whose orders are rejected repeatedly (each of which
         is halted on its own: its rules can no longer be trusted)."""
         count = 0
+        if self.clock_behind(view.now) is not None:
+            count += 1
         if reconciled:
             problems = unexplained(self.store, snapshot)
             self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in problems}
@@ -169,6 +179,33 @@ class ExitBot:
                 continue
             self._pause_if_refused(bot_id, records.counters, view.now, view.day)
         return count
+
+    def clock_behind(self, now: datetime) -> float | None:
+        """Seconds the clock reads behind the latest tick (this run's, or the last one the state file holds), when
+        that is more than CLOCK_BACKWARDS_TOLERANCE; else None.
+
+        A clock that went backwards is an anomaly for as long as it stays behind: the engine cannot tell whether
+        the times it wrote or the time it reads now are wrong, and every rule that measures time (a position's
+        age for the time stop, the orders of the last minute, a cooloff, today's counters) would measure from a
+        wrong instant. With the default `anomaly_halt` the system halts, and keeps halting past each cooloff
+        until the clock has caught up; exits are still managed. Logged once each time the clock falls behind.
+        The latest time is read from the state file once a process, then kept here: nothing per tick but a
+        comparison."""
+        if not self._latest_read:
+            last = self.store.last_facts(LAST_TICK_SCOPE)
+            self._latest = last[0] if last is not None else None
+            self._latest_read = True
+        latest = self._latest
+        if latest is not None and now < latest - CLOCK_BACKWARDS_TOLERANCE:
+            behind = (latest - now).total_seconds()
+            if not self._behind_logged:
+                self._behind_logged = True
+                self.journal.log("anomaly", what="clock_backwards", behind_s=behind, latest=latest.isoformat())
+            return behind
+        self._behind_logged = False
+        if latest is None or now > latest:
+            self._latest = now
+        return None
 
     def _pause_if_refused(self, bot_id: str, counters: Mapping[str, int], now: datetime, day: date) -> None:
         """The broker refused this bot's orders on their merits (`refused:<reason>` counters, by orders.py)

@@ -87,11 +87,14 @@ class TickView:
 
 def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo, previous: TickView | None = None) -> TickView:
     """Seven queries, whatever the number of bots and the length of the history; one when nothing was written
-    since `previous` (by this engine or any other process) on the same trading day: its records are reused."""
+    since `previous` (by this engine or any other process) on the same trading day, the clock not behind it: its
+    records are reused. The orders of the last minute are then `previous`'s, less those that left the window,
+    which holds only while the window moves forward: a clock set back would bring back into it orders `previous`
+    never read, and the rate limit would count too few."""
     local = now.astimezone(tz)
     day = local.date()
     stamp = store.records_stamp()
-    if previous is not None and previous.stamp == stamp and previous.day == day:
+    if previous is not None and previous.stamp == stamp and previous.day == day and now >= previous.now:
         recent = tuple(t for t in previous.recent_orders if t >= now - timedelta(seconds=60))
         view = dataclasses.replace(
             previous, now=now, local_time=local.time(), snapshot=snapshot, recent_orders=recent, orders_last_minute=len(recent)

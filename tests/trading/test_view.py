@@ -150,3 +150,12 @@ def test_the_simulated_exchange_saving_itself_does_not_make_the_view_read_again(
     before = store.statements
     read_view(store, SNAPSHOT, NOW + timedelta(seconds=5), TZ, first)
     assert store.statements - before == 1
+
+
+def test_a_clock_set_back_reads_the_orders_of_the_last_minute_again(tmp_path: Path) -> None:
+    """The reused view keeps only orders still in the window; set back, the window holds orders it never read."""
+    store = store_with_bots(tmp_path, 1)  # bot0-2 created a minute before NOW, bot0-1 five minutes before
+    first = read_view(store, SNAPSHOT, NOW + timedelta(minutes=3), TZ)
+    assert first.orders_last_minute == 0
+    back = read_view(store, SNAPSHOT, NOW - timedelta(seconds=30), TZ, first)
+    assert back.orders_last_minute == 1

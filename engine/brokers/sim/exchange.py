@@ -1064,7 +1064,7 @@ class SimExchange:
             if memo.processed == self.revision:  # done at this instant, and nothing happened since
                 return
             today = now.astimezone(NEW_YORK).date()
-            if today != self._day:
+            if today > self._day:  # forward only: a clock set back starts no day again (last_equity would reset)
                 self._roll_day(today)
             for order in self._open_orders():
                 if not self.fill_at_submit and order.created_at >= now:
