@@ -307,4 +307,7 @@ def unexplained(store: StateStore, snapshot: Snapshot) -> list[str]:
     if snapshot.open_orders is None:
         return []
     known = store.known_client_order_ids(o.client_order_id for o in snapshot.open_orders)
-    return reconcile.unexplained(store.positions(), known, snapshot)
+    owned = store.positions()
+    short = reconcile.short_crypto(owned, snapshot)
+    fills = reconcile.holders_fills(store, owned, short) if short else {}
+    return reconcile.unexplained(owned, known, snapshot, fills)

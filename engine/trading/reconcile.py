@@ -2,12 +2,15 @@
 open orders no bot sent. At start-up anything here halts; while running, a difference that persists does.
 
 One difference is explained: crypto fees. Alpaca takes them out of the coins a buy delivers while the order
-reports the gross quantity, so the broker holds a little less than the bots' fills add up to. A shortfall of
-at most CRYPTO_FEE_TOLERANCE is adopted as what the bots own (`fee_shortfalls`), never a surplus."""
+reports the gross quantity, so the broker holds a little less than the bots' fills add up to. What the fees have
+taken over a position's life, the fills' net quantity less what the broker holds, is adopted as what the bots
+own while it is at most CRYPTO_FEE_TOLERANCE of what the position bought (`fee_shortfalls`), never a surplus.
+Measured against the fills, not against what the bots own after the last adoption: 0.5 % missing again and
+again would otherwise be adopted each time, and coins could drain away without a halt."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from engine.brokers.base import Snapshot
 from engine.brokers.symbols import is_crypto
@@ -24,8 +27,12 @@ def _held(owned: Iterable[PositionRow]) -> dict[str, float]:
     return held
 
 
-def fee_shortfalls(owned: Iterable[PositionRow], snapshot: Snapshot) -> dict[str, float]:
-    """Crypto symbol -> the broker's quantity, where the broker holds less than the bots own by a fee's worth."""
+Fills = Mapping[str, tuple[float, float]]  # crypto symbol -> (bought, sold) by its holders since their positions opened
+
+
+def short_crypto(owned: Iterable[PositionRow], snapshot: Snapshot) -> dict[str, float]:
+    """Crypto symbol -> the broker's quantity, where the broker holds less than the bots own, by no more than a
+    fee could take: the symbols whose fills `fee_shortfalls` needs (none, nearly every tick)."""
     if snapshot.positions is None:
         return {}
     at_broker = {p.symbol: p.qty for p in snapshot.positions}
@@ -36,14 +43,47 @@ def fee_shortfalls(owned: Iterable[PositionRow], snapshot: Snapshot) -> dict[str
     }
 
 
-def unexplained(owned: Iterable[PositionRow], known_client_ids: set[str], snapshot: Snapshot) -> list[str]:
-    """One line per difference; empty when the snapshot could not tell (a failed read proves nothing)."""
+def fee_shortfalls(owned: Iterable[PositionRow], snapshot: Snapshot, fills: Fills) -> dict[str, float]:
+    """Crypto symbol -> the broker's quantity, where all the fees taken since the position opened (its fills'
+    net quantity less what the broker holds) are within CRYPTO_FEE_TOLERANCE of what it bought."""
+    found = {}
+    for symbol, at_broker in short_crypto(owned, snapshot).items():
+        bought, sold = fills.get(symbol, (0.0, 0.0))
+        taken = bought - sold - at_broker
+        if bought > 0 and 0 < taken <= CRYPTO_FEE_TOLERANCE * bought:
+            found[symbol] = at_broker
+    return found
+
+
+def holders_fills(store: StateStore, owned: Iterable[PositionRow], symbols: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """(bought, sold) per symbol by the bots that hold it, from their orders that filled since their position
+    opened (an order of an earlier position ended before it). Read only for a symbol short of a fee's worth: a
+    crypto buy's tick, not every tick."""
+    wanted = set(symbols)
+    fills: dict[str, tuple[float, float]] = {}
+    for p in owned:
+        if p.symbol not in wanted:
+            continue
+        bought, sold = fills.get(p.symbol, (0.0, 0.0))
+        for order in store.orders(bot_id=p.bot_id):
+            if order.symbol == p.symbol and order.filled_qty and order.updated_at >= p.opened_at:
+                if order.side == "buy":
+                    bought += order.filled_qty
+                else:
+                    sold += order.filled_qty
+        fills[p.symbol] = (bought, sold)
+    return fills
+
+
+def unexplained(owned: Iterable[PositionRow], known_client_ids: set[str], snapshot: Snapshot, fills: Fills) -> list[str]:
+    """One line per difference; empty when the snapshot could not tell (a failed read proves nothing). `fills`:
+    `holders_fills` of the symbols `short_crypto` names."""
     if snapshot.positions is None or snapshot.open_orders is None:
         return []
     found = []
     owned = list(owned)
     held = _held(owned)
-    fees = fee_shortfalls(owned, snapshot)
+    fees = fee_shortfalls(owned, snapshot, fills)
     at_broker = {p.symbol: p.qty for p in snapshot.positions}
     for symbol in sorted(set(held) | set(at_broker)):
         mine, theirs = held.get(symbol, 0.0), at_broker.get(symbol, 0.0)
@@ -62,7 +102,10 @@ def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot
     if not any(is_crypto(p.symbol) for p in snapshot.positions or ()):
         return  # fees are taken from crypto only: nothing to read
     owned = store.positions()
-    shortfalls = fee_shortfalls(owned, snapshot)
+    short = short_crypto(owned, snapshot)
+    if not short:
+        return
+    shortfalls = fee_shortfalls(owned, snapshot, holders_fills(store, owned, short))
     if not shortfalls:
         return
     with store.transaction():
