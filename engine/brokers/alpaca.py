@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from time import monotonic as _monotonic
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from engine.brokers.base import (
     NON_TRADE_ACTIVITY_TYPES,
@@ -47,10 +46,10 @@ from engine.brokers.base import (
 from engine.brokers.errors import classify
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.symbols import normalize, parse_occ, position_path_symbol
+from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
 
 T = TypeVar("T")
-NEW_YORK = ZoneInfo("America/New_York")
 ACTIVITY_PAGE_SIZE = 100  # the endpoint's maximum (trading-api.json)
 ACTIVITY_PAGES = 20  # a day of cash movements is a handful; more pages than this is not an answer we understand
 OPTION_FEEDS = ("indicative", "opra")

@@ -48,16 +48,15 @@ from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
-from zoneinfo import ZoneInfo
 
 from engine.brokers.base import Asset, NonTradeActivity, OptionContract, Order, OrderRequest, Position
 from engine.brokers.sim import options
 from engine.brokers.sim.exchange import SPREAD, QuoteMode, SimExchange, SimReject
 from engine.brokers.sim.prices import PricePaths
 from engine.brokers.symbols import asset_class_of, normalize, parse_occ, position_path_symbol
+from engine.core.calendar import NEW_YORK
 
 ADMIN_PREFIX = "/__emulator"
-NEW_YORK = ZoneInfo("America/New_York")
 CHAIN_LIMIT_DEFAULT, CHAIN_LIMIT_MAX = 100, 1000  # market-data-api.json, /v1beta1/options/snapshots/{underlying}
 ACTIVITIES_PAGE_MAX = 100  # trading-api.json, /v2/account/activities page_size
 CONTRACTS_LIMIT_MAX = 10_000  # reference/alpaca-api.md §7, /v2/options/contracts

@@ -32,6 +32,7 @@ from engine.brokers.base import (
     Snapshot,
 )
 from engine.config.model import BrokerSettings
+from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock
 
 T = TypeVar("T")
@@ -128,7 +129,7 @@ class SnapshotBroker:
         cached = self._chains.get(underlying)
         if cached and (now - cached[0]).total_seconds() < self.settings.option_chain_cache_seconds:
             return cached[1]
-        today = now.date()
+        today = now.astimezone(NEW_YORK).date()  # expiries are New York dates; after 19:00 there, UTC is tomorrow
         expiry_from = today + timedelta(days=needs.option_dte_min)
         expiry_to = today + timedelta(days=needs.option_dte_max)
         fetched = self._read(errors, "option_chain", lambda: self.api.get_option_chain(underlying, expiry_from, expiry_to))

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -284,9 +284,11 @@ class Halt:
 
 
 def _ts(value: datetime) -> str:
+    """A time as the store writes it: in UTC, so that the text sorts as the instants do (queries compare times
+    as text: `created_at >= ?`; a row written with another offset would sort in the wrong place)."""
     if value.tzinfo is None:
         raise ValueError("naive datetime reached the store")
-    return value.isoformat()
+    return value.astimezone(timezone.utc).isoformat()
 
 
 def _dt(text: str | None) -> datetime | None:

@@ -26,16 +26,15 @@ from datetime import date, datetime, timedelta, timezone
 from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from engine.brokers.base import BrokerError
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.symbols import asset_class_of
+from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
 from engine.data.files import last_timestamp, write_bars
 from engine.data.records import Bar, Format
 
-NEW_YORK = ZoneInfo("America/New_York")
 _TIMEFRAME = re.compile(r"^([1-9]\d*)(Min|Hour|Day)$")
 _UNIT_SECONDS = {"Min": 60, "Hour": 3600, "Day": 86400}
 _UNIT_MAX = {"Min": 59, "Hour": 23, "Day": 1}  # Alpaca's bars: [1-59]Min, [1-23]Hour, 1Day

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 from engine.brokers.emulator import Emulator
 from engine.paths import PROJECT_ROOT
@@ -36,7 +37,8 @@ def test_snapshot_on_sim() -> None:
     data = json.loads(result.stdout)
     assert set(KEYS) <= set(data)
     assert data["account"]["equity"] == 100000.0 and isinstance(data["broker_requests"], int)
-    assert data["clock"]["is_open"] is True and data["taken_at"] == "2026-11-23T10:00:00-05:00"
+    assert data["clock"]["is_open"] is True  # the instant asked for (the clock keeps it in UTC)
+    assert datetime.fromisoformat(data["taken_at"]) == datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
     assert set(data["quotes"]) == {"AAPL", "SPY", "QQQ", "BTC/USD", "ETH/USD"}
     assert set(data["option_chains"]) == {"SPY", "QQQ"}
 

@@ -139,3 +139,18 @@ def test_the_last_facts_are_stored_compressed_and_read_back_whole(tmp_path) -> N
     small = marshal.dumps(({"market_open": True}, ("a",), {"bot0": (1,)}))  # a few bots: stored as it is
     store.save_last_facts([("tick", NOW, small)])
     assert store._conn.execute("SELECT body FROM last_facts").fetchone()[0] == small and store.last_facts("tick") == (NOW, small)
+
+
+def test_times_are_written_in_utc_so_that_their_text_sorts_as_the_instants_do(tmp_path) -> None:
+    """`orders_created_since` compares times as text: one written at -05:00 ("10:00-05:00", 15:00 UTC) sorts
+    before "14:59+00:00" as text although it is later. Written in UTC, the text and the instants agree."""
+    from zoneinfo import ZoneInfo
+
+    from engine.core.store import OrderRow
+
+    store = StateStore(tmp_path / "s.db")
+    new_york = NOW.astimezone(ZoneInfo("America/New_York"))  # 10:00-05:00
+    day, rest = date(2026, 11, 23), ("AAPL", "buy", 1.0, None, "market", None, "day", "new", None, 0.0, None, "", None)
+    store.add_order(OrderRow("b-20261123-0001", "b", day, "entry", *rest, new_york, new_york))
+    assert store.orders_created_since(NOW - timedelta(minutes=1)) == [NOW]
+    assert store.orders_created_since(NOW + timedelta(seconds=1)) == []

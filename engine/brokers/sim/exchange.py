@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from itertools import repeat
 from typing import Any, NamedTuple, TypeVar, cast
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -56,10 +55,9 @@ from engine.brokers.sim.prices import BASE_PRICES, SPREAD, PricePaths, PriceSour
 from engine.brokers.sim.rounding import round_to
 from engine.brokers.symbols import OPTION_CONTRACT_SIZE, asset_class_of, occ_symbol, parse_occ
 from engine.core import order_lifecycle as lifecycle
-from engine.core.calendar import MarketCalendar, market_calendar
+from engine.core.calendar import NEW_YORK, MarketCalendar, market_calendar
 from engine.core.clock import Clock
 
-NEW_YORK = ZoneInfo("America/New_York")
 LIQUIDITY = {"us_equity": 2_000.0, "crypto": 1e9, "us_option": 50.0}  # units per step
 CRYPTO_FEE = {"limit": 0.0015, "market": 0.0025}  # maker and taker rates, Alpaca's lowest tier
 # A USD-quoted crypto buy under $10 is refused: 403 40310000 "cost basis must be >= minimal amount of order 10"

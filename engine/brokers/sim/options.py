@@ -11,12 +11,12 @@ import functools
 import math
 from datetime import date, datetime, time, timedelta
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
-NEW_YORK = ZoneInfo("America/New_York")
+from engine.core.calendar import NEW_YORK
+
 RATE = 0.04
 MIN_PRICE = 0.01  # the model never quotes a contract below a cent
 
