@@ -309,5 +309,5 @@ def unexplained(store: StateStore, snapshot: Snapshot) -> list[str]:
     known = store.known_client_order_ids(o.client_order_id for o in snapshot.open_orders)
     owned = store.positions()
     short = reconcile.short_crypto(owned, snapshot)
-    fills = reconcile.holders_fills(store, owned, short) if short else {}
+    fills = reconcile.holders_fills(owned, short) if short else {}
     return reconcile.unexplained(owned, known, snapshot, fills)

@@ -55,23 +55,15 @@ def fee_shortfalls(owned: Iterable[PositionRow], snapshot: Snapshot, fills: Fill
     return found
 
 
-def holders_fills(store: StateStore, owned: Iterable[PositionRow], symbols: Iterable[str]) -> dict[str, tuple[float, float]]:
-    """(bought, sold) per symbol by the bots that hold it, from their orders that filled since their position
-    opened (an order of an earlier position ended before it). Read only for a symbol short of a fee's worth: a
-    crypto buy's tick, not every tick."""
+def holders_fills(owned: Iterable[PositionRow], symbols: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """(bought, sold) per symbol by the bots that hold it, since their positions opened: what each position row
+    keeps of its round trip (a fee adoption keeps it; a flatten's sale is counted on the holder's row)."""
     wanted = set(symbols)
     fills: dict[str, tuple[float, float]] = {}
     for p in owned:
-        if p.symbol not in wanted:
-            continue
-        bought, sold = fills.get(p.symbol, (0.0, 0.0))
-        for order in store.orders(bot_id=p.bot_id):
-            if order.symbol == p.symbol and order.filled_qty and order.updated_at >= p.opened_at:
-                if order.side == "buy":
-                    bought += order.filled_qty
-                else:
-                    sold += order.filled_qty
-        fills[p.symbol] = (bought, sold)
+        if p.symbol in wanted:
+            bought, sold = fills.get(p.symbol, (0.0, 0.0))
+            fills[p.symbol] = (bought + p.bought_qty, sold + p.sold_qty)
     return fills
 
 
@@ -105,7 +97,7 @@ def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot
     short = short_crypto(owned, snapshot)
     if not short:
         return
-    shortfalls = fee_shortfalls(owned, snapshot, holders_fills(store, owned, short))
+    shortfalls = fee_shortfalls(owned, snapshot, holders_fills(owned, short))
     if not shortfalls:
         return
     with store.transaction():
