@@ -372,6 +372,8 @@ class OrderManager:
                 return
             if replacement is None:
                 return  # not readable yet: the replaced order stays as it was, followed again next tick
+        if replacement is None and _unchanged(row, order):
+            return  # nothing new: no write, no transaction (every working order, every tick)
         with self.store.transaction():
             if replacement is not None:
                 self._adopt_replacement(row, replacement)
@@ -381,7 +383,7 @@ class OrderManager:
         old_qty, old_avg = row.filled_qty, row.filled_avg_price
         new_qty, new_avg = order.filled_qty, order.filled_avg_price
         changed = order.status != row.status or new_qty != old_qty
-        if not changed and order.id == row.broker_order_id and (order.qty is None or order.qty == row.qty):
+        if _unchanged(row, order):
             return  # nothing new: no write
         row = self._set(
             row,
@@ -535,3 +537,13 @@ class OrderManager:
             except BrokerError as exc:
                 if exc.kind != "rejected":  # 422: it already ended; the next sync records how
                     self.on_failure(exc)
+
+
+def _unchanged(row: OrderRow, order: Order) -> bool:
+    """The broker says nothing the row does not: same status, filled quantity, id and quantity."""
+    return (
+        order.status == row.status
+        and order.filled_qty == row.filled_qty
+        and order.id == row.broker_order_id
+        and (order.qty is None or order.qty == row.qty)
+    )

@@ -19,6 +19,7 @@ from engine.core.store import OrderRow, StateStore
 from engine.trading.exitbot import unexplained
 from engine.trading.orders import RESEND_WITHIN, OrderManager
 from tests.brokers.conftest import KEY, OPEN, SECRET, make_api
+from tests.trading.conftest import Rig
 
 NOT_FOUND = '{"code":40410000,"message":"order not found"}'
 
@@ -123,3 +124,23 @@ def test_a_broker_contradiction_halts_without_stopping_the_other_orders(desk: De
     assert [f.kind for f in desk.failures] == ["bad_response"]  # the engine halts at once on a bad_response
     assert "'filled' cannot become 'new'" in desk.failures[0].message
     assert desk.status(first.client_order_id) == "filled" and desk.status(second.client_order_id) == "canceled"
+
+
+def test_a_working_order_the_broker_says_nothing_new_about_costs_no_transaction(rig: Rig) -> None:
+    """Every working order is synced every tick: when nothing changed, no BEGIN IMMEDIATE / COMMIT (SQLite's write
+    lock, a few µs each, a thousand resting orders a tick)."""
+    rig.ticks(3)
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        resting = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", resting, "test")
+    orders.send_pending()
+    snapshot = rig.engine.broker.snapshot(rig.engine.needs)
+    orders.sync(snapshot)  # the first sync may record the broker's status
+    begun: list[str] = []
+    rig.store._conn.set_trace_callback(lambda sql: begun.append(sql) if sql.startswith("BEGIN") else None)
+    try:
+        orders.sync(snapshot)
+    finally:
+        rig.store._conn.set_trace_callback(None)
+    assert begun == []
