@@ -105,6 +105,7 @@ class ExitBot:
     _latest: datetime | None = None  # the latest tick's time: this process's, or the state file's last tick
     _latest_read: bool = False
     _behind_logged: bool = False
+    _behind_halted: bool = False  # the halt for this time behind is written (`_halt_while_behind`)
 
     # --- health --------------------------------------------------------------------------------------------
 
@@ -158,8 +159,7 @@ class ExitBot:
         """Unexplained differences that persist, and bots whose orders are rejected repeatedly (each of which
         is halted on its own: its rules can no longer be trusted)."""
         count = 0
-        if self.clock_behind(view.now) is not None:
-            count += 1
+        self._halt_while_behind(view.now)
         if reconciled:
             problems = unexplained(self.store, snapshot)
             self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in problems}
@@ -180,15 +180,32 @@ class ExitBot:
             self._pause_if_refused(bot_id, records.counters, view.now, view.day)
         return count
 
-    def clock_behind(self, now: datetime) -> float | None:
-        """Seconds the clock reads behind the latest tick (this run's, or the last one the state file holds), when
-        that is more than CLOCK_BACKWARDS_TOLERANCE; else None.
-
-        A clock that went backwards is an anomaly for as long as it stays behind: the engine cannot tell whether
+    def _halt_while_behind(self, now: datetime) -> None:
+        """A clock that went backwards halts the system until it has caught up: the engine cannot tell whether
         the times it wrote or the time it reads now are wrong, and every rule that measures time (a position's
         age for the time stop, the orders of the last minute, a cooloff, today's counters) would measure from a
-        wrong instant. With the default `anomaly_halt` the system halts, and keeps halting past each cooloff
-        until the clock has caught up; exits are still managed. Logged once each time the clock falls behind.
+        wrong instant. The halt is written once, when the clock falls behind, and lasts until the latest tick's
+        time, when the clock reads the time it read before (not a kill switch's cooloff: a two-second NTP step
+        must not stop a day's trading). Exits are still managed. `resume` ends it like any halt: the operator's
+        word that the clock is right."""
+        if self.clock_behind(now) is None or self._behind_halted:
+            return
+        self._behind_halted = True
+        latest = self._latest
+        assert latest is not None
+        record_halt(
+            self.store,
+            self.journal,
+            scope=SYSTEM_SCOPE,
+            reason=f"the clock went back {(latest - now).total_seconds():.1f} s (behind the last tick, {latest.isoformat()})",
+            conditions=("clock_backwards",),
+            now=now,
+            until=latest,
+        )
+
+    def clock_behind(self, now: datetime) -> float | None:
+        """Seconds the clock reads behind the latest tick (this run's, or the last one the state file holds), when
+        that is more than CLOCK_BACKWARDS_TOLERANCE; else None. Logged once each time the clock falls behind.
         The latest time is read from the state file once a process, then kept here: nothing per tick but a
         comparison."""
         if not self._latest_read:
@@ -202,7 +219,7 @@ class ExitBot:
                 self._behind_logged = True
                 self.journal.log("anomaly", what="clock_backwards", behind_s=behind, latest=latest.isoformat())
             return behind
-        self._behind_logged = False
+        self._behind_logged = self._behind_halted = False
         if latest is None or now > latest:
             self._latest = now
         return None

@@ -25,11 +25,28 @@ def test_a_clock_set_back_halts_until_it_has_caught_up(rig: Rig) -> None:
     rig.ticks(20)
     assert rig.engine.system.state == "armed"
     latest = rig.clock.now() - timedelta(seconds=5)  # the last tick's time
+    rig.clock.set(latest - timedelta(seconds=12))  # within the quotes' staleness limit: only the clock is wrong
+    rig.ticks(1)
+    assert rig.engine.system.state == "halted"
+    [halt] = rig.store.halts(SYSTEM_SCOPE)
+    assert halt.conditions == ("clock_backwards",) and halt.until == latest
+    assert halt.reason.startswith("the clock went back 12.0 s")
+    assert [e["behind_s"] for e in clock_events(rig)] == [12.0]
+    rig.ticks(1)  # still behind: the anomaly logged once, the halt written once, no entry
+    assert len(clock_events(rig)) == 1 and len(rig.store.halts(SYSTEM_SCOPE)) == 1
+    rig.until(lambda r: r.engine.system.state == "armed", limit=20)  # caught up: the halt ends, preflight re-arms
+    assert rig.clock.now() < latest + timedelta(minutes=1)  # seconds, not a kill switch's cooloff of hours
+    assert rig.store.halts(SYSTEM_SCOPE)[0].ended_at is not None
+
+
+def test_a_clock_set_far_back_halts_and_sends_no_entry_while_behind(rig: Rig) -> None:
+    """Ten minutes back: the clock's own halt, and the quotes now stamped ahead of it are stale too."""
+    rig.ticks(20)
+    latest = rig.clock.now() - timedelta(seconds=5)
     rig.clock.set(latest - timedelta(minutes=10))
     rig.ticks(1)
     assert rig.engine.system.state == "halted"
-    assert ["anomaly_halt" in h.conditions for h in rig.store.halts(SYSTEM_SCOPE)] == [True]
-    assert [e["behind_s"] for e in clock_events(rig)] == [600.0]
+    assert "clock_backwards" in {c for h in rig.store.halts(SYSTEM_SCOPE) for c in h.conditions}
     sent = len(rig.store.orders())
     rig.ticks(100)  # still behind: no entry goes out, the anomaly is logged once
     assert len(clock_events(rig)) == 1
