@@ -78,6 +78,7 @@ class OrderManager:
     cancel_requested: set[str] = field(default_factory=set)
     _recorded: int = 0  # intents recorded since the last send_pending
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
+    _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
 
     # --- intents -------------------------------------------------------------------------------------------
 
@@ -224,7 +225,8 @@ class OrderManager:
             found = self.broker.get_order_by_client_id(row.client_order_id)
         except BrokerError as exc:
             self.on_failure(exc)
-            self._set(row, status="unknown", error=f"{error.kind}: {error.message}; lookup failed: {exc.kind}")
+            said = f"{EXISTS}: {error.message}" if _duplicate_id(error) else f"{error.kind}: {error.message}"
+            self._set(row, status="unknown", error=f"{said}; lookup failed: {exc.kind}")  # the marker kept first
             return
         if found is not None:
             self.sent += 1
@@ -289,8 +291,20 @@ class OrderManager:
     def _find_unsent_fills(self, snapshot: Snapshot) -> None:
         """Where the broker holds another quantity of a symbol than the bots own, the day's orders on it that
         ended `not_sent` after a request may have been sent after all (and filled at once, so never seen open):
-        look them up. Only while such a difference lasts, so an account that agrees costs nothing."""
-        if snapshot.positions is None:
+        look them up. Only while such rows exist (none, nearly always: then not even the positions are compared)
+        and only for a symbol whose quantities differ."""
+        if snapshot.positions is None or not self._maybe_unsent:
+            return
+        # The trading date may be the UTC date's day before or after (system.timezone): the three are read.
+        today = self.clock.now().date()
+        unsent = [
+            row
+            for day in (today - timedelta(days=1), today, today + timedelta(days=1))
+            for row in self.store.orders(statuses=("not_sent",), day=day)
+            if not (row.error or "").startswith(NEVER_POSTED)
+        ]
+        if not unsent:
+            self._maybe_unsent = False  # until one ends `not_sent` after a request: nothing to compare per tick
             return
         owned: dict[str, float] = {}
         for p in self.store.positions():
@@ -301,13 +315,9 @@ class OrderManager:
             for s in set(owned) | set(at_broker)
             if abs(owned.get(s, 0.0) - at_broker.get(s, 0.0)) > 1e-6 * max(1.0, abs(at_broker.get(s, 0.0)))
         }
-        if not differ:
-            return
-        today = self.clock.now().date()  # UTC; the trading date may be the day before: both are read
-        for day in (today - timedelta(days=1), today):
-            for row in self.store.orders(statuses=("not_sent",), day=day):
-                if row.symbol in differ and not (row.error or "").startswith(NEVER_POSTED):
-                    self._look_up_unsent(row)
+        for row in unsent:
+            if row.symbol in differ:
+                self._look_up_unsent(row)
 
     def _look_up_unsent(self, row: OrderRow) -> None:
         try:
@@ -351,6 +361,8 @@ class OrderManager:
     def _set(self, row: OrderRow, **changes: Any) -> OrderRow:
         if "status" in changes:
             lifecycle.check_move(row.client_order_id, row.status, changes["status"])
+            if changes["status"] == "not_sent" and not str(changes.get("error") or "").startswith(NEVER_POSTED):
+                self._maybe_unsent = True  # a request went out for it: `_find_unsent_fills` has one to look for
         self.store.update_order(row.client_order_id, self.clock.now(), **changes)
         return dataclasses.replace(row, **changes)
 

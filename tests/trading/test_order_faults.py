@@ -83,6 +83,21 @@ def test_a_duplicate_id_refusal_is_an_order_that_exists_not_a_rejection(desk: De
     assert [p.qty for p in desk.store.positions("b1")] == [10.0] and desk.unexplained() == []
 
 
+def test_a_duplicate_id_refusal_keeps_its_mark_when_the_lookup_after_it_fails(desk: Desk) -> None:
+    """The lookup right after the 422 fails (503): the row still says the broker has the id, so 404s after it
+    never conclude `not_sent`, which the broker had already contradicted."""
+    row = desk.intent()
+    desk.exchange.submit(OrderRequest("AAPL", "buy", row.client_order_id, "market", "day", qty=10.0))  # an attempt landed
+    desk.emulator.faults.append(Fault(status=503, path_prefix="/v2/orders:by_client_order_id"))
+    desk.emulator.faults.extend(Fault(status=404, body=NOT_FOUND, path_prefix="/v2/orders:by_client_order_id") for _ in range(20))
+    desk.orders.send_pending()
+    for _ in range(20):  # 100 s of lookups answering 404, past RESEND_WITHIN
+        desk.tick()
+    assert desk.status(row.client_order_id) == "unknown"
+    desk.tick()
+    assert desk.status(row.client_order_id) == "filled" and desk.posts(row.client_order_id) == 1
+
+
 def test_an_order_concluded_never_sent_that_filled_after_all_is_adopted(desk: Desk) -> None:
     row = desk.intent()
     desk.emulator.faults.append(Fault(status=504, after=True, path_prefix="/v2/orders", method="POST"))  # accepted, then 504

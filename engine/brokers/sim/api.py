@@ -22,6 +22,7 @@ from engine.brokers.base import (
 )
 from engine.brokers.errors import classify
 from engine.brokers.sim.exchange import SimExchange, SimReject
+from engine.core.calendar import NEW_YORK
 
 T = TypeVar("T")
 _KIND_BY_STATUS: dict[int, ErrorKind] = {401: "unauthorized", 404: "not_found", 429: "rate_limited"}
@@ -71,7 +72,7 @@ class SimAPI:
         return self._call("crypto_quotes", lambda: self._quotes(symbols), data_api=True)
 
     def get_option_chain(self, underlying: str, expiry_from: date, expiry_to: date) -> list[OptionContract]:
-        today = self.exchange.clock.now().date()
+        today = self.exchange.clock.now().astimezone(NEW_YORK).date()  # as the adapter counts DTE: New York days
         dte_min, dte_max = (expiry_from - today).days, (expiry_to - today).days
         return self._call("option_chain", lambda: self.exchange.option_chain(underlying, dte_min, dte_max), data_api=True)
 
