@@ -154,3 +154,23 @@ def test_times_are_written_in_utc_so_that_their_text_sorts_as_the_instants_do(tm
     store.add_order(OrderRow("b-20261123-0001", "b", day, "entry", *rest, new_york, new_york))
     assert store.orders_created_since(NOW - timedelta(minutes=1)) == [NOW]
     assert store.orders_created_since(NOW + timedelta(seconds=1)) == []
+
+
+def test_times_written_with_another_offset_before_are_moved_to_utc_once(tmp_path) -> None:
+    """A state file of the previous schema (a simulation started at a New York time wrote -05:00) is rewritten
+    in UTC when opened: the same instants, text that sorts as they do. A naive time stays as it was (unreadable)."""
+    path = tmp_path / "s.db"
+    StateStore(path).close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("INSERT INTO machine_states VALUES ('momentum', 'a', 'armed', '2026-11-23T10:00:00.250000-05:00')")
+        conn.execute("INSERT INTO machine_states VALUES ('momentum', 'b', 'armed', '2026-11-23T10:00:00')")
+        conn.execute("INSERT INTO halts (scope, reason, conditions, flatten, started_at, until) "
+                     "VALUES ('system', 'r', '[]', 0, '2026-11-24T01:30:00+10:30', NULL)")  # fmt: skip
+        conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    store = StateStore(path)
+    assert store.schema_version == len(MIGRATIONS)
+    texts = dict(store._conn.execute("SELECT bot_id, since FROM machine_states").fetchall())
+    assert texts == {"a": "2026-11-23T15:00:00.250000+00:00", "b": "2026-11-23T10:00:00"}
+    assert store._conn.execute("SELECT started_at, until FROM halts").fetchone()[:] == ("2026-11-23T15:00:00+00:00", None)
