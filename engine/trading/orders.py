@@ -78,6 +78,7 @@ class OrderManager:
     cancel_requested: set[str] = field(default_factory=set)
     _recorded: int = 0  # intents recorded since the last send_pending
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
+    _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
     _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
 
     # --- intents -------------------------------------------------------------------------------------------
@@ -263,6 +264,7 @@ class OrderManager:
             return  # unknown this tick: nothing is concluded from a failed read
         live = {o.client_order_id: o for o in snapshot.open_orders}
         now = self.clock.now()
+        self._read_after_snapshot.clear()
         rows = self.store.orders(statuses=lifecycle.WORKING | {"unknown"})
         for row in rows:
             order = live.get(row.client_order_id)
@@ -281,7 +283,7 @@ class OrderManager:
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
         seen = {r.client_order_id for r in rows}
         for cid, order in live.items():
-            if cid in seen:
+            if cid in seen or cid in self._read_after_snapshot:  # a replacement read since is newer than the list
                 continue
             ended = self.store.order(cid)  # None: no bot sent it, which reconciliation reports
             if ended is not None and ended.status in lifecycle.ENDED:
@@ -426,6 +428,7 @@ class OrderManager:
 
     def _adopt_replacement(self, row: OrderRow, replacement: Order) -> None:
         """Record the order that replaced `row` under the same bot and purpose (once)."""
+        self._read_after_snapshot.add(replacement.client_order_id)
         if self.store.order(replacement.client_order_id) is None:
             now = self.clock.now()
             adopted = dataclasses.replace(

@@ -159,3 +159,24 @@ def test_a_working_order_the_broker_says_nothing_new_about_costs_no_transaction(
     finally:
         rig.store._conn.set_trace_callback(None)
     assert begun == []
+
+
+def test_a_replacement_read_after_the_snapshot_is_not_a_contradiction_of_its_older_list(rig: Rig) -> None:
+    """The snapshot lists the replacement open; by the time the replaced order is followed to it, it has filled.
+    The list is older than that read: filled-then-new there is not the broker contradicting itself."""
+    rig.ticks(3)
+    rig.exchange.fill_at_submit = False  # orders rest until the exchange next steps, as at Alpaca
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "market", "day", qty=1)
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.send_pending()
+    new_id = rig.exchange.replace_order(rig.exchange.by_client_id[entry.client_order_id])
+    snapshot = rig.engine.broker.snapshot(rig.engine.needs)  # the replacement listed open
+    rig.clock.advance(5)
+    rig.exchange.process()  # ...and filled since
+    failures: list[BrokerError] = []
+    orders.on_failure = failures.append
+    orders.sync(snapshot)
+    replacement = rig.store.order(rig.exchange.orders[new_id].request.client_order_id)
+    assert replacement is not None and replacement.status == "filled" and failures == []
