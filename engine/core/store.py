@@ -19,6 +19,20 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+
+def _time_in_utc(table: str, column: str) -> str:
+    """One column's times rewritten in UTC, once (migration 5): queries compare times as text, and a row written
+    with another offset (a simulation started at a New York time) sorted in the wrong place. Only times that carry
+    their offset are moved (a naive one stays unreadable); the fraction is kept as written (offsets are whole
+    minutes); a value SQLite cannot read as a time is left for the readers to refuse."""
+    c = column
+    return (
+        f"UPDATE {table} SET {c} = strftime('%Y-%m-%dT%H:%M:%S', {c}) "
+        f"|| CASE WHEN instr({c}, '.') > 0 THEN substr({c}, instr({c}, '.'), 7) ELSE '' END || '+00:00' "
+        f"WHERE ({c} LIKE '%+__:__' OR {c} LIKE '%-__:__') AND {c} NOT LIKE '%+00:00' AND strftime('%s', {c}) IS NOT NULL"
+    )
+
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
     """
@@ -82,52 +96,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE last_facts (scope TEXT PRIMARY KEY, at TEXT NOT NULL, body BLOB NOT NULL);
     """,
-    # 5: every time in UTC, as `_ts` now writes them: queries compare times as text, and a row written with
-    # another offset (a simulation started at a New York time) sorted in the wrong place. Only times that carry
-    # their offset are moved (a naive one stays unreadable); the fraction is kept as written (offsets are whole
-    # minutes); a value SQLite cannot read as a time is left for the readers to refuse.
-    """
-    UPDATE machine_states SET since = strftime('%Y-%m-%dT%H:%M:%S', since)
-        || CASE WHEN instr(since, '.') > 0 THEN substr(since, instr(since, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (since LIKE '%+__:__' OR since LIKE '%-__:__') AND since NOT LIKE '%+00:00'
-        AND strftime('%s', since) IS NOT NULL;
-    UPDATE orders SET created_at = strftime('%Y-%m-%dT%H:%M:%S', created_at)
-        || CASE WHEN instr(created_at, '.') > 0 THEN substr(created_at, instr(created_at, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (created_at LIKE '%+__:__' OR created_at LIKE '%-__:__') AND created_at NOT LIKE '%+00:00'
-        AND strftime('%s', created_at) IS NOT NULL;
-    UPDATE orders SET updated_at = strftime('%Y-%m-%dT%H:%M:%S', updated_at)
-        || CASE WHEN instr(updated_at, '.') > 0 THEN substr(updated_at, instr(updated_at, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (updated_at LIKE '%+__:__' OR updated_at LIKE '%-__:__') AND updated_at NOT LIKE '%+00:00'
-        AND strftime('%s', updated_at) IS NOT NULL;
-    UPDATE positions SET opened_at = strftime('%Y-%m-%dT%H:%M:%S', opened_at)
-        || CASE WHEN instr(opened_at, '.') > 0 THEN substr(opened_at, instr(opened_at, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (opened_at LIKE '%+__:__' OR opened_at LIKE '%-__:__') AND opened_at NOT LIKE '%+00:00'
-        AND strftime('%s', opened_at) IS NOT NULL;
-    UPDATE halts SET started_at = strftime('%Y-%m-%dT%H:%M:%S', started_at)
-        || CASE WHEN instr(started_at, '.') > 0 THEN substr(started_at, instr(started_at, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (started_at LIKE '%+__:__' OR started_at LIKE '%-__:__') AND started_at NOT LIKE '%+00:00'
-        AND strftime('%s', started_at) IS NOT NULL;
-    UPDATE halts SET until = strftime('%Y-%m-%dT%H:%M:%S', until)
-        || CASE WHEN instr(until, '.') > 0 THEN substr(until, instr(until, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (until LIKE '%+__:__' OR until LIKE '%-__:__') AND until NOT LIKE '%+00:00'
-        AND strftime('%s', until) IS NOT NULL;
-    UPDATE halts SET ended_at = strftime('%Y-%m-%dT%H:%M:%S', ended_at)
-        || CASE WHEN instr(ended_at, '.') > 0 THEN substr(ended_at, instr(ended_at, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (ended_at LIKE '%+__:__' OR ended_at LIKE '%-__:__') AND ended_at NOT LIKE '%+00:00'
-        AND strftime('%s', ended_at) IS NOT NULL;
-    UPDATE trades SET opened_at = strftime('%Y-%m-%dT%H:%M:%S', opened_at)
-        || CASE WHEN instr(opened_at, '.') > 0 THEN substr(opened_at, instr(opened_at, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (opened_at LIKE '%+__:__' OR opened_at LIKE '%-__:__') AND opened_at NOT LIKE '%+00:00'
-        AND strftime('%s', opened_at) IS NOT NULL;
-    UPDATE trades SET closed_at = strftime('%Y-%m-%dT%H:%M:%S', closed_at)
-        || CASE WHEN instr(closed_at, '.') > 0 THEN substr(closed_at, instr(closed_at, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (closed_at LIKE '%+__:__' OR closed_at LIKE '%-__:__') AND closed_at NOT LIKE '%+00:00'
-        AND strftime('%s', closed_at) IS NOT NULL;
-    UPDATE last_facts SET at = strftime('%Y-%m-%dT%H:%M:%S', at)
-        || CASE WHEN instr(at, '.') > 0 THEN substr(at, instr(at, '.'), 7) ELSE '' END || '+00:00'
-        WHERE (at LIKE '%+__:__' OR at LIKE '%-__:__') AND at NOT LIKE '%+00:00'
-        AND strftime('%s', at) IS NOT NULL;
-    """,
+    # 5: every time in UTC, as `_ts` now writes them (`_time_in_utc`)
+    ";\n".join(
+        _time_in_utc(table, column)
+        for table, columns in (
+            ("machine_states", ("since",)),
+            ("orders", ("created_at", "updated_at")),
+            ("positions", ("opened_at",)),
+            ("halts", ("started_at", "until", "ended_at")),
+            ("trades", ("opened_at", "closed_at")),
+            ("last_facts", ("at",)),
+        )
+        for column in columns
+    ),
 )
 SYSTEM_SCOPE = "system"
 
