@@ -55,6 +55,7 @@ ACTIVITY_PAGES = 20  # a day of cash movements is a handful; more pages than thi
 OPTION_FEEDS = ("indicative", "opra")
 ASSET_CLASSES = frozenset({"us_equity", "us_option", "crypto"})  # base.AssetClass
 NAN = float("nan")
+NOTIONAL_SLACK = 1.05  # a notional order's fill may pass its amount by a rounding of the quantity, not by more
 _FLOAT_MAX = sys.float_info.max
 # A day's largest answers are an option chain page (1,000 contracts, well under a megabyte) and the asset list
 # (tens of thousands of assets, a few megabytes); a body past this is not an answer we understand.
@@ -500,6 +501,13 @@ class AlpacaAPI:
         filled = _required(o.filled_qty, f"{name}'s filled_qty", minimum=0.0)
         if qty is not None and filled > qty * (1 + 1e-9):
             raise Unreadable(f"{name} has {filled:g} filled of {qty:g}")
+        status = _enum_value(o.status)
+        average = _float(o.filled_avg_price, f"{name}'s filled_avg_price", minimum=0.0)
+        if status in ("filled", "partially_filled") and not (filled > 0 and average):
+            # a fill of nothing, or at no price: booked, it would close the order and own none of what the broker holds
+            raise Unreadable(f"{name} is {status} with {filled:g} filled at {average if average is not None else 'no price'}")
+        if notional is not None and average and filled * average > notional * NOTIONAL_SLACK:
+            raise Unreadable(f"{name} has {filled:g} filled at {average:g}, more than its notional {notional:g}")
         return Order(
             id=str(o.id),
             client_order_id=o.client_order_id,
@@ -508,11 +516,11 @@ class AlpacaAPI:
             qty=qty,
             notional=notional,
             filled_qty=filled,
-            filled_avg_price=_float(o.filled_avg_price, f"{name}'s filled_avg_price", minimum=0.0),
+            filled_avg_price=average,
             order_type=_text(o.order_type or o.type, f"{name}'s type"),
             time_in_force=_enum_value(o.time_in_force),
             limit_price=_float(o.limit_price, f"{name}'s limit_price", minimum=0.0),
-            status=_enum_value(o.status),
+            status=status,
             created_at=self._not_ahead(_aware(o.created_at, f"{name}'s created_at"), f"{name}'s created_at"),
             asset_class=_asset_class(o.asset_class),
             replaced_by=str(o.replaced_by) if o.replaced_by else None,

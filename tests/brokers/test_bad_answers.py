@@ -142,6 +142,25 @@ def test_a_long_position_with_a_negative_qty_and_more_filled_than_ordered(held: 
     assert_bad(held, emulator, ORDERS, Fault(path_prefix=ORDERS, method="GET", patch={"*.filled_qty": "2"}))
 
 
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"*.status": "filled"},  # filled, with filled_qty "0": booked, it would own nothing of the broker's fill
+        {"*.status": "partially_filled"},
+        {"*.status": "filled", "*.filled_qty": "1", "*.filled_avg_price": None},  # a fill at no price
+    ],
+)
+def test_a_fill_of_nothing_or_at_no_price_is_a_bad_answer(held: AlpacaAPI, emulator: Emulator, patch: dict[str, Any]) -> None:
+    assert_bad(held, emulator, ORDERS, Fault(path_prefix=ORDERS, method="GET", patch=patch))
+
+
+def test_a_notional_order_filled_past_its_amount_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator) -> None:
+    api.submit_order(OrderRequest("BTC/USD", "buy", "note-1", "limit", "gtc", notional=50.0, limit_price=1.0))
+    fault = Fault(path_prefix=ORDERS, method="GET", patch={"*.status": "filled", "*.filled_qty": "999", "*.filled_avg_price": "60000"})
+    error = assert_bad(api, emulator, ORDERS, fault)
+    assert "more than its notional" in error.message
+
+
 def test_the_same_position_or_order_listed_twice_is_a_bad_answer(held: AlpacaAPI, emulator: Emulator) -> None:
     position = next(iter(held.get_positions()))
     assert position.symbol == "AAPL"
