@@ -461,8 +461,8 @@ class Engine:
         # are all reconciliation compares, so no quote and no chain is asked for.
         problems = unexplained(self.store, self.broker.snapshot(DataNeeds()))
         if problems:
-            if problems == self._unexplained_at_start:
-                return  # already halted for exactly this; checked again every tick until it is explained
+            if problems == self._unexplained_at_start and self.system.state == "halted":
+                return  # halted for exactly this; checked again every tick, and halted again when the halt ends
             self._unexplained_at_start = problems
             self.journal.log("anomaly", what="reconciliation", details=problems)
             now = self.clock.now()

@@ -85,10 +85,13 @@ class KillVerdict:
     holding: tuple[str, ...]  # enabled conditions that hold, or that tripped because they could not be read
     errors: Mapping[str, str]  # condition -> why it could not be evaluated (tripped ones included)
     deferred: tuple[str, ...]  # could not be read because a broker read failed this tick: blocks, no halt
+    anomalies: tuple[str, ...] = ()  # what the anomalies are, named in the reason when anomaly_halt holds
 
     @property
     def reason(self) -> str:
         parts = [f"{name} ({self.errors[name]})" if name in self.errors else name for name in self.holding]
+        if "anomaly_halt" in self.holding and self.anomalies:
+            parts.append("; ".join(self.anomalies))
         return "kill condition: " + ", ".join(parts)
 
 
@@ -105,6 +108,7 @@ class ExitBot:
     _latest: datetime | None = None  # the latest tick's time: this process's, or the state file's last tick
     _latest_read: bool = False
     _behind_logged: bool = False
+    _anomalies: list[str] = field(default_factory=list)  # this tick's, for the halt's reason
     _behind_halted: bool = False  # the halt for this time behind is written (`_halt_while_behind`)
 
     # --- health --------------------------------------------------------------------------------------------
@@ -151,7 +155,7 @@ class ExitBot:
             except Exception as exc:  # a kill condition is never skipped: what cannot be evaluated trips
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 holding.append(name)
-        return KillVerdict(tuple(holding), errors, tuple(deferred))
+        return KillVerdict(tuple(holding), errors, tuple(deferred), tuple(self._anomalies))
 
     # --- anomalies -----------------------------------------------------------------------------------------
 
@@ -159,6 +163,7 @@ class ExitBot:
         """Unexplained differences that persist, and bots whose orders are rejected repeatedly (each of which
         is halted on its own: its rules can no longer be trusted)."""
         count = 0
+        self._anomalies = []
         self._halt_while_behind(view.now)
         if reconciled:
             problems = unexplained(self.store, snapshot)
@@ -168,6 +173,7 @@ class ExitBot:
                     self.journal.log("anomaly", what="unexplained", detail=problem)
                 if ticks >= MISMATCH_TICKS:
                     count += 1
+                    self._anomalies.append(problem)
         for bot_id in bot_ids:
             records = view.bot(bot_id)
             if records.halt is not None:
@@ -176,6 +182,7 @@ class ExitBot:
                 self.halt_bot(bot_id, reason="orders rejected repeatedly", condition="anomaly", now=view.now)
                 self.journal.log("anomaly", what="repeated_rejections", bot=bot_id)
                 count += 1
+                self._anomalies.append(f"{bot_id}'s orders rejected repeatedly")
                 continue
             self._pause_if_refused(bot_id, records.counters, view.now, view.day)
         return count

@@ -101,7 +101,7 @@ def test_an_unowned_position_appearing_halts_as_an_anomaly(rig: Rig) -> None:
     rig.exchange.submit(OrderRequest("MSFT", "buy", "placed-by-hand", qty=1))
     rig.ticks(3)
     assert rig.engine.system.state == "halted"
-    assert halt_reasons(rig) == ["kill condition: anomaly_halt"]
+    assert halt_reasons(rig) == ["kill condition: anomaly_halt, position MSFT: broker 1, bots own 0"]  # says what
     assert any("MSFT" in e.get("detail", "") for e in rig.events("anomaly"))
 
 
@@ -112,6 +112,20 @@ def test_an_unowned_position_at_start_up_halts(project: ProjectCopy, clock) -> N
     assert rig.engine.system.state == "halted" and not rig.engine.reconciled
     assert halt_reasons(rig)[0].startswith("reconciliation: position AAPL: broker 5, bots own 0")
     assert rig.store.orders() == []  # nothing was sent
+
+
+def test_an_unexplained_start_halts_again_when_its_halt_ends_until_it_is_explained(rig: Rig) -> None:
+    """Ended by `resume` (or its cooloff) while the position is still nobody's: halted again, with the reason,
+    not left idle with "halt: none" and nothing said."""
+    rig.exchange.submit(OrderRequest("AAPL", "buy", "manual-1", qty=5))
+    rig.ticks(3)
+    assert rig.engine.system.state == "halted" and len(rig.store.halts(SYSTEM_SCOPE)) == 1
+    operator_resume(rig.store, rig.engine.journal, rig.clock.now())
+    rig.ticks(3)
+    assert rig.engine.system.state == "halted" and not rig.engine.reconciled
+    reasons = halt_reasons(rig)
+    assert len(reasons) == 2 and all(r.startswith("reconciliation: position AAPL: broker 5, bots own 0") for r in reasons)
+    assert rig.store.orders() == []
 
 
 def test_the_halt_survives_a_restart_and_ends_after_its_cooloff(project: ProjectCopy, clock) -> None:
@@ -189,7 +203,7 @@ def test_rejections_of_no_known_kind_are_an_anomaly(project: ProjectCopy, clock)
         rig.until(lambda r: r.engine.system.state == "halted", limit=3000)
         bot = next(r.bot_id for r in rig.store.orders() if r.status == "rejected")
         assert rig.store.halt_in_force(bot, clock.now()).reason == "orders rejected repeatedly"  # type: ignore[union-attr]
-        assert halt_reasons(rig) == ["kill condition: anomaly_halt"]
+        assert halt_reasons(rig) == [f"kill condition: anomaly_halt, {bot}'s orders rejected repeatedly"]
     finally:
         emulator.stop()
 
