@@ -38,6 +38,8 @@ REFUSALS = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forb
 # (422 "client_order_id must be unique", reference/alpaca-api.md section 6): the order exists, so lookups that
 # answer 404 prove nothing about it and it never ends `not_sent` or `rejected`; it is looked up until found.
 EXISTS = "the broker has this client_order_id"
+# How long an order the broker said it has may go unfound before that answer is taken for one we cannot read.
+EXISTS_PATIENCE = timedelta(minutes=5)
 # Why an intent ended `not_sent` without any request for it: nothing to look for at the broker.
 NEVER_POSTED = ("halted before it was sent", "held too long")
 
@@ -278,7 +280,11 @@ class OrderManager:
                 continue
             if found is not None:
                 self._checked(row, found, "update")
-            elif row.status == "unknown" and now - row.created_at > RESEND_WITHIN and not (row.error or "").startswith(EXISTS):
+            elif (row.error or "").startswith(EXISTS):
+                if now - row.created_at > EXISTS_PATIENCE:  # its bot waits on it: someone must look
+                    self.on_failure(BrokerError("bad_response", f"{row.client_order_id}: refused as a duplicate id, not found "
+                                                f"since {row.created_at.isoformat()}", operation="get_order"))  # fmt: skip
+            elif row.status == "unknown" and now - row.created_at > RESEND_WITHIN:
                 self._set(row, status="not_sent")
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
         seen = {r.client_order_id for r in rows}

@@ -98,6 +98,24 @@ def test_a_duplicate_id_refusal_keeps_its_mark_when_the_lookup_after_it_fails(de
     assert desk.status(row.client_order_id) == "filled" and desk.posts(row.client_order_id) == 1
 
 
+def test_a_duplicate_id_the_broker_never_shows_is_reported_after_a_while(desk: Desk) -> None:
+    """A 422 "must be unique" for an order that never landed (a broker answering wrongly): it is looked up, never
+    resent, and after EXISTS_PATIENCE it is an answer we cannot read (which halts): its bot waits on it."""
+    from engine.trading.orders import EXISTS_PATIENCE
+
+    row = desk.intent()
+    refusal = '{"code":42210000,"message":"client_order_id must be unique"}'
+    desk.emulator.faults.append(Fault(status=422, body=refusal, path_prefix="/v2/orders", method="POST"))
+    desk.orders.send_pending()
+    desk.tick()
+    assert desk.status(row.client_order_id) == "unknown"
+    assert [f.kind for f in desk.failures] == ["rejected"]  # the 422 itself, counted as every failure is
+    desk.tick(EXISTS_PATIENCE.total_seconds())
+    assert desk.status(row.client_order_id) == "unknown" and desk.posts(row.client_order_id) == 1
+    [failure] = [f for f in desk.failures if f.kind == "bad_response"]
+    assert row.client_order_id in failure.message and "duplicate id" in failure.message
+
+
 def test_an_order_concluded_never_sent_that_filled_after_all_is_adopted(desk: Desk) -> None:
     row = desk.intent()
     desk.emulator.faults.append(Fault(status=504, after=True, path_prefix="/v2/orders", method="POST"))  # accepted, then 504
