@@ -8,7 +8,7 @@ one generated function; the user's text itself is never evaluated.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -429,23 +429,39 @@ def _guard_nodes(book: RuleBook, kind: str, needed: Iterable[str], problems: lis
 
 
 def _closure(book: RuleBook, needed: Iterable[str]) -> list[str]:
-    """The needed guards and every guard their compositions use, each once, dependencies first."""
+    """The needed guards and every guard their compositions use, each once, dependencies first.
+
+    Walked with an explicit stack, not recursion: a chain of compositions of any length is ordered here, and
+    refused by _guard_node as too deep to compile, instead of overflowing Python's stack. A guard already on the
+    path (a cycle) is not entered again; _guard_node reports the cycle."""
     ordered: list[str] = []
     seen: set[str] = set()
-
-    def visit(name: str, trail: tuple[str, ...]) -> None:
-        if name in seen or name in trail:
-            return
-        entry = book.guards.get(name)
-        if entry is not None and "when" in entry.body:
-            for ref in conditions.refs(conditions.parse(entry.body["when"])):
-                visit(ref, (*trail, name))
-        seen.add(name)
-        ordered.append(name)
-
-    for name in needed:
-        visit(name, ())
+    for root in needed:
+        if root in seen:
+            continue
+        on_path: set[str] = {root}
+        stack: list[tuple[str, Iterator[str]]] = [(root, _composed(book, root))]
+        while stack:
+            name, refs = stack[-1]
+            ref = next(refs, None)
+            if ref is None:
+                stack.pop()
+                on_path.discard(name)
+                if name not in seen:
+                    seen.add(name)
+                    ordered.append(name)
+            elif ref not in seen and ref not in on_path:
+                on_path.add(ref)
+                stack.append((ref, _composed(book, ref)))
     return ordered
+
+
+def _composed(book: RuleBook, name: str) -> Iterator[str]:
+    """The guards a composition (`when:`) names, in order; none for any other guard."""
+    entry = book.guards.get(name)
+    if entry is None or "when" not in entry.body:
+        return iter(())
+    return iter(list(conditions.refs(conditions.parse(entry.body["when"]))))
 
 
 def _guard_node(
@@ -471,7 +487,13 @@ def _guard_node(
                 return None
             problems.append(entry.problem("when", f"guard '{ref}' is part of a cycle of compositions"))
             return None
-    return _composition(condition, compiled)
+    node = _composition(condition, compiled)
+    levels = expressions.depth(node)
+    if levels > expressions.MAX_DEPTH:
+        message = f"the guards it composes nest {levels} levels deep; at most {expressions.MAX_DEPTH} can be compiled"
+        problems.append(entry.problem("when", message))
+        return None
+    return node
 
 
 def _composition(condition: conditions.Condition, compiled: Mapping[str, Node]) -> Node:

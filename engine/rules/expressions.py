@@ -52,6 +52,10 @@ Type = Literal["bool", "number", "str"]
 Predicate = Callable[[Mapping[str, Any]], bool]
 _OF_FACT: dict[str, Type] = {"bool": "bool", "int": "number", "float": "number", "str": "str"}
 COMPARISONS = ("<", "<=", "==", "!=", ">=", ">")
+# How deep a checked tree may nest (`not not ... x`, `1 + 1 + ...`, guards composing guards). The generated Python
+# nests one parenthesis per level, and CPython refuses more than 200 ("too many nested parentheses"); a machine's
+# `when:` (itself at most 64 YAML levels) composes these trees, so the whole stays far below that bound.
+MAX_DEPTH = 60
 ARITHMETIC = ("+", "-", "*", "/", "%")
 
 
@@ -177,6 +181,33 @@ def guard(name: str, body: Node) -> Guard:
     return Guard(body.type, 0, 0, name, body)
 
 
+def depth(node: Node) -> int:
+    """How many levels the tree nests (a fact or a constant is 1), walked without recursion so that a tree too
+    deep for Python's stack is measured too."""
+    deepest = 0
+    stack: list[tuple[Node, int]] = [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(current, Unary):
+            stack.append((current.operand, level + 1))
+        elif isinstance(current, Logic):
+            stack.extend((operand, level + 1) for operand in current.operands)
+        elif isinstance(current, Binary):
+            stack.extend(((current.left, level + 1), (current.right, level + 1)))
+        elif isinstance(current, Guard):
+            stack.append((current.body, level + 1))
+    return deepest
+
+
+def too_deep(node: Node) -> str | None:
+    """Why the tree cannot be compiled (it nests deeper than MAX_DEPTH), or None."""
+    levels = depth(node)
+    if levels <= MAX_DEPTH:
+        return None
+    return f"the expression nests {levels} levels deep; at most {MAX_DEPTH} (split it into guards composed with when:)"
+
+
 def facts_of(node: Node) -> frozenset[str]:
     """Every fact the expression may read (whichever branch short-circuiting takes)."""
     return frozenset(n.name for n in _walk(node) if isinstance(n, Fact))
@@ -267,6 +298,9 @@ def parse(text: str, types: Mapping[str, str], unknown: Callable[[str], str] | N
         node = parser.convert(tree.body)
     except RecursionError:
         raise ExpressionError("syntax", "the expression is nested too deeply", indent) from None
+    deep = too_deep(node)
+    if deep:
+        raise ExpressionError("syntax", deep, indent, len(body.rstrip()))
     if node.type != "bool":
         reason = f"expression gives {described(node.type)}, not true/false"
         raise ExpressionError("result", reason, indent, len(body.rstrip()))

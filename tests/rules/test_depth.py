@@ -1,0 +1,57 @@
+"""Expressions and compositions nested too deeply for the generated Python are refused as errors of the file,
+never raised as SyntaxError or RecursionError from inside `--validate` or a tick."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.paths import PROJECT_ROOT as ROOT
+from engine.rules import conditions, expressions
+from engine.rules.book import Entry, RuleBook, compile_rules, load_rules
+from engine.rules.errors import ExpressionError
+
+TYPES = {"flag": "bool", "n": "int"}
+
+
+def test_deepest_allowed_expression_compiles_and_one_more_is_refused() -> None:
+    ok = "not " * (expressions.MAX_DEPTH - 1) + "flag"
+    assert expressions.compile_expression(ok, TYPES).function({"flag": True}) is (expressions.MAX_DEPTH % 2 == 1)
+    with pytest.raises(ExpressionError, match="nests 61 levels deep"):
+        expressions.compile_expression("not " + ok, TYPES)
+
+
+@pytest.mark.parametrize("text", ["not " * 250 + "flag", "n" + " + 1" * 300 + " > 0"])
+def test_expressions_python_would_not_compile_are_expression_errors(text: str) -> None:
+    with pytest.raises(ExpressionError):
+        expressions.compile_expression(text, TYPES)
+
+
+def _chain(book: RuleBook, length: int) -> None:
+    """Guards chain0 .. chain{length}: each composes the next; the last is a fact."""
+    template = book.guards["in_trade_window"]
+    for i in range(length):
+        body = {"description": "c", "when": f"chain{i + 1}"}
+        book.entries["guards"][f"chain{i}"] = Entry("guards", f"chain{i}", body, template.doc)
+    last = {"description": "c", "expr": "in_trade_window"}
+    book.entries["guards"][f"chain{length}"] = Entry("guards", f"chain{length}", last, template.doc)
+
+
+def test_a_chain_of_compositions_of_any_length_is_one_problem_not_a_recursion_error() -> None:
+    book = load_rules(ROOT / "rules")
+    _chain(book, 1500)
+    _rules, problems = compile_rules(book, "momentum", ["chain0"])
+    assert len(problems) == 1
+    assert "nest 61 levels deep" in problems[0].message
+
+
+def test_deepest_machine_when_over_deepest_guards_compiles() -> None:
+    """A machine's `when:` (at most about 60 YAML levels) over guards at the depth limit still compiles."""
+    book = load_rules(ROOT / "rules")
+    _chain(book, expressions.MAX_DEPTH - 2)
+    rules, problems = compile_rules(book, "momentum", ["chain0"])
+    assert problems == []
+    when: conditions.Condition = conditions.Ref("chain0")
+    for _ in range(62):
+        when = conditions.Not(when)
+    step = rules.first_holding([when])
+    assert step({"in_trade_window": True}) == 0  # an even number of nots over a guard that holds
