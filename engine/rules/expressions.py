@@ -56,6 +56,7 @@ COMPARISONS = ("<", "<=", "==", "!=", ">=", ">")
 # nests one parenthesis per level, and CPython refuses more than 200 ("too many nested parentheses"); a machine's
 # `when:` (itself at most 64 YAML levels) composes these trees, so the whole stays far below that bound.
 MAX_DEPTH = 60
+MAX_INTEGER = 2**63 - 1
 ARITHMETIC = ("+", "-", "*", "/", "%")
 
 
@@ -131,6 +132,10 @@ def fact(name: str, types: Mapping[str, str], column: int = 0, unknown: Callable
 def const(value: bool | int | float | str, column: int = 0, width: int = 1) -> Const:
     if isinstance(value, bool):
         return Const("bool", column, width, value)
+    if isinstance(value, int) and not -MAX_INTEGER <= value <= MAX_INTEGER:
+        # Checked before isfinite, which cannot convert such an int to a float (OverflowError); the bound is the
+        # config's own, which SQLite and JSON can hold.
+        raise ExpressionError("syntax", f"number out of range (integers reach {MAX_INTEGER})", column, width)
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ExpressionError("syntax", "number out of range", column, width)

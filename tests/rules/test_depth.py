@@ -55,3 +55,14 @@ def test_deepest_machine_when_over_deepest_guards_compiles() -> None:
         when = conditions.Not(when)
     step = rules.first_holding([when])
     assert step({"in_trade_window": True}) == 0  # an even number of nots over a guard that holds
+
+
+@pytest.mark.parametrize("text", ["n < " + "9" * 60, "n > -" + "9" * 60, f"n < {2**63}"])
+def test_integers_past_the_configs_bound_are_expression_errors(text: str) -> None:
+    """Such an integer cannot be converted to a float to be checked: it was an OverflowError traceback."""
+    with pytest.raises(ExpressionError, match="number out of range"):
+        expressions.compile_expression(text, TYPES)
+
+
+def test_the_largest_integer_is_a_number() -> None:
+    assert expressions.compile_expression(f"n < {2**63 - 1}", TYPES).function({"n": 1}) is True
