@@ -80,6 +80,9 @@ _TYPE_WORDS = {
 }
 
 
+_NAME_RULES = {"^[a-z][a-z0-9_]*$": "a name is lower-case letters, digits and '_', starting with a letter"}
+
+
 def _schema_of(error: ValidationError) -> dict[str, Any]:
     return error.schema if isinstance(error.schema, dict) else {}
 
@@ -96,10 +99,16 @@ def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
     path = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(_schema_of(error).get("properties", {}))
+        patterns = list(_schema_of(error).get("patternProperties", {}))
         problems = []
         for key in _unknown_keys(error):
             guess = nearest(key, allowed)
-            hint = f" (did you mean '{guess}'?)" if guess else f" (allowed: {', '.join(allowed)})"
+            if guess:
+                hint = f" (did you mean '{guess}'?)"
+            elif allowed:
+                hint = f" (allowed: {', '.join(allowed)})"
+            else:  # names of the user's own choosing (rules): what a name may be
+                hint = " (" + " or ".join(_NAME_RULES.get(p, f"a name matching {p}") for p in patterns) + ")"
             problems.append(doc.problem([*path, key], f"unknown key '{key}'{hint}", of_key=True))
         return problems
     if error.validator == "required":

@@ -9,6 +9,7 @@ from engine.paths import PROJECT_ROOT as ROOT
 from engine.rules import conditions, expressions
 from engine.rules.book import Entry, RuleBook, compile_rules, load_rules
 from engine.rules.errors import ExpressionError
+from tests.conftest import ProjectCopy
 
 TYPES = {"flag": "bool", "n": "int"}
 
@@ -66,3 +67,14 @@ def test_integers_past_the_configs_bound_are_expression_errors(text: str) -> Non
 
 def test_the_largest_integer_is_a_number() -> None:
     assert expressions.compile_expression(f"n < {2**63 - 1}", TYPES).function({"n": 1}) is True
+
+
+def test_a_rule_name_the_schema_refuses_says_what_a_name_may_be(project: ProjectCopy) -> None:
+    """Rule names are the user's own: there is no list of allowed ones to show ("allowed: " with nothing after)."""
+    from engine.validate import validate
+
+    project.replace("rules/guards.yaml", "  past_manage_until:", "  Past_manage_until:")
+    [problem] = [p for p in validate(project.config, project.machines, project.rules).problems if "Past_manage" in p.message]
+    assert problem.message == (
+        "unknown key 'Past_manage_until' (a name is lower-case letters, digits and '_', starting with a letter)"
+    )
