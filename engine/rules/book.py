@@ -8,6 +8,9 @@ one generated function; the user's text itself is never evaluated.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -136,12 +139,47 @@ def _check_signals(book: RuleBook) -> list[Problem]:
             hint = did_you_mean(implementation, SIGNALS)
             message = f"no function '{implementation}' in engine/strategy/signals.py{hint}"
             problems.append(entry.problem("implementation", message))
+        else:
+            declared = set(entry.body.get("params") or {})
+            for param in sorted(required_signal_params(SIGNALS[implementation]) - declared):
+                message = (
+                    f"'{implementation}' in engine/strategy/signals.py reads the parameter '{param}', "
+                    f"which this signal does not declare: declare it under params"
+                )
+                problems.append(entry.problem("params", message))
         for param, spec in (entry.body.get("params") or {}).items():
             wrong = param_type_problem(spec["type"], spec["default"])
             if wrong:
                 path = ("signals", entry.name, "params", param, "default")
                 problems.append(entry.doc.problem(path, wrong))
     return problems
+
+
+@cache
+def required_signal_params(function: Callable[..., Any]) -> frozenset[str]:
+    """The parameter names a signal function reads as `params["name"]` (its second argument, subscripted).
+
+    Such a read raises KeyError when the name is not declared in rules/signals.yaml (only declared parameters
+    get their defaults filled in), which would halt the system in the first tick instead of failing
+    `--validate`. A function whose source cannot be read (an installed .pyc) is not checked: nothing is known.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return frozenset()
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef) or len(definition.args.args) < 2:
+        return frozenset()
+    params = definition.args.args[1].arg
+    return frozenset(
+        node.slice.value
+        for node in ast.walk(definition)
+        if isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == params
+        and isinstance(node.slice, ast.Constant)
+        and isinstance(node.slice.value, str)
+    )
 
 
 # --- compilation -------------------------------------------------------------------------------------------
