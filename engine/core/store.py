@@ -445,6 +445,14 @@ class StateStore:
             return exc
         return state_file_error(self.path, exc)
 
+    @contextmanager
+    def _reading(self, table: str) -> Iterator[None]:
+        """Rows of `table` turned into values: one that does not parse is the file's error, named after the table."""
+        try:
+            yield
+        except _DECODE_ERRORS as exc:
+            raise self._unreadable(table, exc) from None
+
     def _unreadable(self, table: str, exc: BaseException) -> StateFileError:
         """A row whose value does not parse (a time, a date, JSON): the file was damaged or edited by hand."""
         return StateFileError(self.path, f"a row of table {table} cannot be read ({type(exc).__name__}: {exc})", runtime=False)
@@ -526,10 +534,8 @@ class StateStore:
     def machine_states(self, kind: str | None = None) -> list[MachineState]:
         sql = "SELECT * FROM machine_states" + (" WHERE kind = ?" if kind else "") + " ORDER BY kind, bot_id"
         rows = self._rows(sql, (kind,) if kind else ())
-        try:
+        with self._reading("machine_states"):
             return [MachineState(r["kind"], r["bot_id"], r["state"], aware_time(r["since"])) for r in rows]
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("machine_states", exc) from None
 
     def machine_state(self, kind: str, bot_id: str) -> MachineState | None:
         found = [s for s in self.machine_states(kind) if s.bot_id == bot_id]
@@ -577,10 +583,8 @@ class StateStore:
 
     def order(self, client_order_id: str) -> OrderRow | None:
         rows = self._rows("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
-        try:
+        with self._reading("orders"):
             return OrderRow.from_db(rows[0]) if rows else None
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("orders", exc) from None
 
     def orders(
         self, *, statuses: Iterable[str] | None = None, bot_id: str | None = None, day: date | None = None
@@ -605,10 +609,8 @@ class StateStore:
             sql += " AND trading_date = ?"
             params.append(day.isoformat())
         rows = self._rows(sql + " ORDER BY created_at, client_order_id", tuple(params))
-        try:
+        with self._reading("orders"):
             return [OrderRow.from_db(r) for r in rows]
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("orders", exc) from None
 
     def last_entries(self, day: date) -> dict[str, OrderRow]:
         """Each bot's latest entry order of `day`, from one query over that day's orders only."""
@@ -617,10 +619,8 @@ class StateStore:
             "GROUP BY bot_id)",  # rowids grow with insertion: the latest intent of each bot
             (day.isoformat(),),
         )
-        try:
+        with self._reading("orders"):
             return {r["bot_id"]: OrderRow.from_db(r) for r in rows}
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("orders", exc) from None
 
     def known_client_order_ids(self, client_order_ids: Iterable[str]) -> set[str]:
         """Which of these ids we sent: primary-key lookups, whatever the size of the history."""
@@ -643,17 +643,13 @@ class StateStore:
     def last_trading_date(self) -> date | None:
         """The latest trading date any order was recorded on."""
         value = self._rows("SELECT max(trading_date) FROM orders")[0][0]
-        try:
+        with self._reading("orders"):
             return date.fromisoformat(value) if value else None
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("orders", exc) from None
 
     def orders_created_since(self, since: datetime) -> list[datetime]:
         rows = self._rows("SELECT created_at FROM orders WHERE created_at >= ?", (_ts(since),))
-        try:
+        with self._reading("orders"):
             return [aware_time(r[0]) for r in rows]
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("orders", exc) from None
 
     # --- owned positions -----------------------------------------------------------------------------------
 
@@ -665,7 +661,7 @@ class StateStore:
     def _positions(self, bot_id: str | None) -> list[PositionRow]:
         sql = "SELECT * FROM positions" + (" WHERE bot_id = ?" if bot_id else "") + " ORDER BY bot_id, symbol"
         rows = self._rows(sql, (bot_id,) if bot_id else ())
-        try:
+        with self._reading("positions"):
             return [
                 PositionRow(
                     r["bot_id"],
@@ -680,8 +676,6 @@ class StateStore:
                 )
                 for r in rows
             ]
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("positions", exc) from None
 
     def save_position(self, row: PositionRow) -> None:
         """Write a position with its round trip so far (a zero quantity removes it)."""
@@ -737,7 +731,7 @@ class StateStore:
             sql += " AND bot_id = ?"
             params.append(bot_id)
         rows = self._rows(sql + " ORDER BY closed_at, id", tuple(params))
-        try:
+        with self._reading("trades"):
             return [
                 TradeRow(
                     r["bot_id"],
@@ -754,8 +748,6 @@ class StateStore:
                 )
                 for r in rows
             ]
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("trades", exc) from None
 
     def set_position(self, bot_id: str, symbol: str, qty: float, avg_entry_price: float, opened_at: datetime) -> None:
         if abs(qty) < 1e-12:
@@ -773,10 +765,8 @@ class StateStore:
         rows = self._rows(
             "SELECT value FROM counters WHERE trading_date = ? AND bot_id = ? AND name = ?", (day.isoformat(), bot_id, name)
         )
-        try:
+        with self._reading("counters"):
             return int(rows[0][0]) if rows else 0
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("counters", exc) from None
 
     def bump_counter(self, day: date, bot_id: str, name: str, by: int = 1) -> int:
         self._write(
@@ -788,11 +778,9 @@ class StateStore:
 
     def counters(self, day: date) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        try:
+        with self._reading("counters"):
             for r in self._rows("SELECT * FROM counters WHERE trading_date = ? ORDER BY bot_id, name", (day.isoformat(),)):
                 out.setdefault(r["bot_id"], {})[r["name"]] = int(r["value"])
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("counters", exc) from None
         return out
 
     def add_realized_pnl(self, day: date, bot_id: str, pnl: float) -> None:
@@ -804,10 +792,8 @@ class StateStore:
 
     def realized_pnl(self, day: date) -> dict[str, float]:
         rows = self._rows("SELECT bot_id, pnl FROM realized_pnl WHERE trading_date = ?", (day.isoformat(),))
-        try:
+        with self._reading("realized_pnl"):
             return {r["bot_id"]: float(r["pnl"]) for r in rows}
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("realized_pnl", exc) from None
 
     # --- the last tick's facts (for `why`) ----------------------------------------------------------------------
 
@@ -834,13 +820,11 @@ class StateStore:
         rows = self._rows("SELECT at, body FROM last_facts WHERE scope = ?", (scope,))
         if not rows:
             return None
-        try:
+        with self._reading("last_facts"):
             body = bytes(rows[0][1])
             if body.startswith(_PACKED):  # files written before compression hold the record as it was given
                 body = zlib.decompress(body[len(_PACKED) :])
             return aware_time(rows[0][0]), body
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("last_facts", exc) from None
 
     # --- meta: small named values (which broker wrote this file, the simulated exchange's state) ------------
 
@@ -891,7 +875,7 @@ class StateStore:
         if open_only:
             sql += " AND ended_at IS NULL"
         rows = self._rows(sql + " ORDER BY id", tuple(params))
-        try:
+        with self._reading("halts"):
             return [
                 Halt(
                     r["id"],
@@ -905,8 +889,6 @@ class StateStore:
                 )
                 for r in rows
             ]
-        except _DECODE_ERRORS as exc:
-            raise self._unreadable("halts", exc) from None
 
     def halt_in_force(self, scope: str, now: datetime) -> Halt | None:
         """The latest halt of `scope` still in force at `now`, if any."""
