@@ -28,6 +28,7 @@ from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
 from engine.core.store import SYSTEM_SCOPE, OrderRow, PositionRow, StateStore, TradeRow
+from engine.trading import reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
 EXITBOT_ID = "exitbot"  # owns the kill switch's flatten of a symbol several bots hold (split among them on fill)
@@ -273,10 +274,8 @@ class OrderManager:
             if order is not None:
                 self._checked(row, order, "update")
                 continue
-            try:
-                found = self.broker.get_order_by_client_id(row.client_order_id)
-            except BrokerError as exc:
-                self.on_failure(exc)
+            looked_up, found = self._look_up(row)
+            if not looked_up:
                 continue
             if found is not None:
                 self._checked(row, found, "update")
@@ -314,27 +313,20 @@ class OrderManager:
         if not unsent:
             self._maybe_unsent = False  # until one ends `not_sent` after a request: nothing to compare per tick
             return
-        owned: dict[str, float] = {}
-        for p in self.store.positions():
-            owned[p.symbol] = owned.get(p.symbol, 0.0) + p.qty
-        at_broker = {p.symbol: p.qty for p in snapshot.positions}
-        differ = {
-            s
-            for s in set(owned) | set(at_broker)
-            if abs(owned.get(s, 0.0) - at_broker.get(s, 0.0)) > 1e-6 * max(1.0, abs(at_broker.get(s, 0.0)))
-        }
+        differ = reconcile.differences(self.store.positions(), snapshot.positions)
         for row in unsent:
             if row.symbol in differ:
-                self._look_up_unsent(row)
+                _, found = self._look_up(row)
+                if found is not None:
+                    self._checked(row, found, "found_after_not_sent")
 
-    def _look_up_unsent(self, row: OrderRow) -> None:
+    def _look_up(self, row: OrderRow) -> tuple[bool, Order | None]:
+        """(whether the broker answered, the order it has under the row's client_order_id); a failure is recorded."""
         try:
-            found = self.broker.get_order_by_client_id(row.client_order_id)
+            return True, self.broker.get_order_by_client_id(row.client_order_id)
         except BrokerError as exc:
             self.on_failure(exc)
-            return
-        if found is not None:
-            self._checked(row, found, "found_after_not_sent")
+            return False, None
 
     def _checked(self, row: OrderRow, order: Order, action: str) -> None:
         """`_apply`, with a move the lifecycle table refuses reported as an unreadable answer (it halts)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from engine.brokers.base import Snapshot
+from engine.brokers.base import Position, Snapshot
 from engine.brokers.symbols import is_crypto
 from engine.core.journal import Journal
 from engine.core.store import PositionRow, StateStore
@@ -25,6 +25,18 @@ def _held(owned: Iterable[PositionRow]) -> dict[str, float]:
     for p in owned:
         held[p.symbol] = held.get(p.symbol, 0.0) + p.qty
     return held
+
+
+def differences(owned: Iterable[PositionRow], positions: Iterable[Position]) -> dict[str, tuple[float, float]]:
+    """Symbol -> (what the bots own, what the broker holds), for every symbol where the two differ."""
+    held = _held(owned)
+    at_broker = {p.symbol: p.qty for p in positions}
+    found = {}
+    for symbol in sorted(set(held) | set(at_broker)):
+        mine, theirs = held.get(symbol, 0.0), at_broker.get(symbol, 0.0)
+        if abs(mine - theirs) > 1e-6 * max(1.0, abs(theirs)):
+            found[symbol] = (mine, theirs)
+    return found
 
 
 Fills = Mapping[str, tuple[float, float]]  # crypto symbol -> (bought, sold) by its holders since their positions opened
@@ -72,17 +84,13 @@ def unexplained(owned: Iterable[PositionRow], known_client_ids: set[str], snapsh
     `holders_fills` of the symbols `short_crypto` names."""
     if snapshot.positions is None or snapshot.open_orders is None:
         return []
-    found = []
     owned = list(owned)
-    held = _held(owned)
     fees = fee_shortfalls(owned, snapshot, fills)
-    at_broker = {p.symbol: p.qty for p in snapshot.positions}
-    for symbol in sorted(set(held) | set(at_broker)):
-        mine, theirs = held.get(symbol, 0.0), at_broker.get(symbol, 0.0)
-        if symbol in fees:
-            continue
-        if abs(mine - theirs) > 1e-6 * max(1.0, abs(theirs)):
-            found.append(f"position {symbol}: broker {theirs:g}, bots own {mine:g}")
+    found = [
+        f"position {symbol}: broker {theirs:g}, bots own {mine:g}"
+        for symbol, (mine, theirs) in differences(owned, snapshot.positions).items()
+        if symbol not in fees
+    ]
     for order in snapshot.open_orders:
         if order.client_order_id not in known_client_ids:
             found.append(f"open order {order.client_order_id} ({order.symbol}) belongs to no bot")
