@@ -357,6 +357,8 @@ class StateStore:
         self._kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._kept_at: tuple[int, int] = (-1, -1)
         self._data_version = -1  # SQLite's data_version as `records_stamp` last read it
+        self._hold_every = 0  # `hold_commits`: > 0, transactions are savepoints committed this many at a time
+        self._released = 0  # savepoints released since the held transaction's last commit
         self._conn = self._open(str(path))
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -461,14 +463,48 @@ class StateStore:
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
+    def hold_commits(self, every: int) -> None:
+        """Commit every `every` transactions instead of each one: for a file only its run reads, a backtest's.
+
+        Each `transaction()` is then a savepoint inside one held write transaction: it is released or rolled back
+        whole exactly as before, and what it wrote is visible to this connection at once. Only the COMMIT, the
+        write of the file's pages a tick, is made every `every` transactions, and at `commit_held()` or
+        `close()`. A process killed meanwhile loses the transactions since the last commit, never part of one.
+        While the write lock is held no other connection can commit, so `records_stamp` need not ask SQLite
+        whether one did."""
+        if every < 1:
+            raise ValueError(f"every must be at least 1, not {every}")
+        self._hold_every = every
+
+    def commit_held(self) -> None:
+        """Commit what the held transaction holds (nothing to do when none is open)."""
+        if self._in_transaction or not self._conn.in_transaction:
+            return
+        self._released = 0
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            self.records_version += 1
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, _ENGINE_BUGS):
+                raise state_file_error(self.path, exc) from exc
+            raise
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All writes inside commit together or not at all. Nested calls join the outer transaction."""
         if self._in_transaction:
             yield
             return
+        held = self._hold_every > 0
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if not held:
+                self._conn.execute("BEGIN IMMEDIATE")
+            else:
+                if not self._conn.in_transaction:  # the first, after a commit, or after SQLite rolled back itself
+                    self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("SAVEPOINT held")
         except sqlite3.Error as exc:  # locked past the wait, read-only, damaged: said as the file's error
             raise self._file_error(exc) from None
         self._in_transaction = True
@@ -477,14 +513,18 @@ class StateStore:
         except BaseException as exc:
             # SQLite may have rolled back already (a full disk, an I/O error): the first error is the one raised
             with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
+                if held and self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK TO held")
+                    self._conn.execute("RELEASE held")
+                else:
+                    self._conn.execute("ROLLBACK")
             self.records_version += 1  # what was read inside the transaction is gone with it
             if isinstance(exc, sqlite3.Error) and not isinstance(exc, (StateFileError, *_ENGINE_BUGS)):
                 raise state_file_error(self.path, exc) from exc
             raise
         else:
             try:
-                self._conn.execute("COMMIT")
+                self._conn.execute("RELEASE held" if held else "COMMIT")
             except BaseException as exc:  # not committed (disk full, I/O): nothing read inside it may be kept
                 self.records_version += 1
                 with contextlib.suppress(sqlite3.Error):  # the COMMIT's own error is the one raised
@@ -494,6 +534,10 @@ class StateStore:
                 raise
         finally:
             self._in_transaction = False
+        if held:
+            self._released += 1
+            if self._released >= self._hold_every:
+                self.commit_held()
 
     def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = (), *, records: bool = True) -> sqlite3.Cursor:
         """`records`: the write changes what a tick reads (every table but `meta`, which the simulated exchange
@@ -527,7 +571,11 @@ class StateStore:
             raise self._file_error(exc) from None
 
     def close(self) -> None:
-        self._conn.close()
+        """Closed, after committing what a held transaction holds (`hold_commits`)."""
+        try:
+            self.commit_held()
+        finally:
+            self._conn.close()
 
     # --- machine states ------------------------------------------------------------------------------------
 
@@ -637,6 +685,8 @@ class StateStore:
     def records_stamp(self) -> tuple[int, int]:
         """Changes to what a tick reads: ours (counted) and other connections' (SQLite's data_version, which
         moves when another process, e.g. `engine halt`, commits). Equal stamps: the same records."""
+        if self._hold_every and self._conn.in_transaction:  # our write lock is held: no one else has committed
+            return self.records_version, self._data_version
         self._data_version = int(self._rows("PRAGMA data_version")[0][0])
         return self.records_version, self._data_version
 

@@ -174,3 +174,67 @@ def test_times_written_with_another_offset_before_are_moved_to_utc_once(tmp_path
     texts = dict(store._conn.execute("SELECT bot_id, since FROM machine_states").fetchall())
     assert texts == {"a": "2026-11-23T15:00:00.250000+00:00", "b": "2026-11-23T10:00:00"}
     assert store._conn.execute("SELECT started_at, until FROM halts").fetchone()[:] == ("2026-11-23T15:00:00+00:00", None)
+
+
+def _reader_sees(path, kind: str) -> list[str]:
+    """What another connection reads: only what was committed."""
+    with sqlite3.connect(path) as conn:
+        return [r[0] for r in conn.execute("SELECT bot_id FROM machine_states WHERE kind = ? ORDER BY bot_id", (kind,))]
+
+
+def test_held_commits_write_the_file_every_n_transactions_and_at_close(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.hold_commits(3)
+    for bot in ("a", "b"):
+        with store.transaction():
+            store.save_machine_state("momentum", bot, "armed", NOW)
+    assert [s.bot_id for s in store.machine_states("momentum")] == ["a", "b"]  # seen at once by its own connection
+    assert _reader_sees(path, "momentum") == []  # not committed yet
+    with store.transaction():
+        store.save_machine_state("momentum", "c", "armed", NOW)
+    assert _reader_sees(path, "momentum") == ["a", "b", "c"]  # the third transaction committed the three
+    with store.transaction():
+        store.save_machine_state("momentum", "d", "armed", NOW)
+    store.close()
+    assert _reader_sees(path, "momentum") == ["a", "b", "c", "d"]
+
+
+def test_a_failed_held_transaction_undoes_itself_only(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.hold_commits(100)
+    with store.transaction():
+        store.save_machine_state("momentum", "a", "armed", NOW)
+    with pytest.raises(ValueError), store.transaction():
+        store.save_machine_state("momentum", "b", "armed", NOW)
+        store.bump_counter(date(2026, 11, 23), "b", "entries")
+        raise ValueError("mid-tick failure")
+    with store.transaction():  # the next one still works, inside the same held transaction
+        store.save_machine_state("momentum", "c", "armed", NOW)
+    assert store.counters(date(2026, 11, 23)) == {}
+    store.commit_held()
+    assert _reader_sees(path, "momentum") == ["a", "c"]
+
+
+def test_held_commits_skip_asking_sqlite_whether_another_process_wrote(tmp_path) -> None:
+    """While the write lock is held nobody else can commit: the stamp is ours alone, and costs no statement."""
+    store = StateStore(tmp_path / "s.db")
+    store.records_stamp()
+    before = store.statements
+    store.records_stamp()
+    assert store.statements == before + 1  # not held: SQLite's data_version is read
+    store.hold_commits(10)
+    with store.transaction():
+        store.save_machine_state("momentum", "a", "armed", NOW)
+    before = store.statements
+    assert store.records_stamp() == store.records_stamp()
+    assert store.statements == before
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # and another writer indeed cannot commit
+        other = sqlite3.connect(tmp_path / "s.db", timeout=0)
+        other.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
+
+
+def test_hold_commits_wants_a_positive_count(tmp_path) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        StateStore(tmp_path / "s.db").hold_commits(0)

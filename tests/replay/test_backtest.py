@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -170,3 +171,26 @@ def test_the_metrics() -> None:
     assert _ratio([0.01], downside=False) is None and _ratio([0.01, 0.01], downside=False) is None
     assert _ratio([0.01, -0.01, 0.02], downside=False) == round(0.02 / 3 / 0.01527525 * 252**0.5, 4)
     assert _ratio([0.01, 0.02], downside=True) is None  # no losing day: no downside to divide by
+
+
+def test_a_backtest_stopped_midway_keeps_its_state_up_to_the_last_tick(
+    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its transactions are committed a few hundred at a time (StateStore.hold_commits): an interrupted run (here
+    Ctrl-C, raised from the progress callback) still leaves its state file holding every tick it finished."""
+    trending_day(tmp_path / "data")
+    monkeypatch.setattr("engine.replay.backtest.PROGRESS_EVERY", 100)
+
+    def interrupt(progress: BacktestProgress) -> None:
+        if progress.frames == 300:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", progress=interrupt, html=False)
+    full = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "full", html=False)
+    with sqlite3.connect(tmp_path / "out" / "state.db") as conn:  # another connection: only what was committed
+        saved = conn.execute("SELECT count(*), max(created_at) FROM orders").fetchone()
+    cut = (full.start + timedelta(minutes=299)).astimezone(timezone.utc).isoformat()
+    with sqlite3.connect(tmp_path / "full" / "state.db") as conn:
+        expected = conn.execute("SELECT count(*) FROM orders WHERE created_at <= ?", (cut,)).fetchone()[0]
+    assert expected > 0 and saved[0] == expected
