@@ -238,3 +238,28 @@ def test_held_commits_skip_asking_sqlite_whether_another_process_wrote(tmp_path)
 def test_hold_commits_wants_a_positive_count(tmp_path) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         StateStore(tmp_path / "s.db").hold_commits(0)
+
+
+def test_held_commits_write_only_each_scopes_last_facts_and_forget_a_failed_transactions(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.hold_commits(100)
+    for minute in range(3):
+        with store.transaction():
+            store.save_last_facts([("tick", NOW + timedelta(minutes=minute), b"facts %d" % minute)])
+    with pytest.raises(ValueError), store.transaction():
+        store.save_last_facts([("tick", NOW + timedelta(minutes=3), b"never happened")])
+        raise ValueError("mid-tick failure")
+    assert store.last_facts("tick") == (NOW + timedelta(minutes=2), b"facts 2")  # its own connection reads it at once
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM last_facts").fetchone()[0] == 0  # nothing written yet
+    store.close()
+    assert StateStore(path).last_facts("tick") == (NOW + timedelta(minutes=2), b"facts 2")
+
+
+def test_facts_held_outside_any_transaction_are_written_at_close(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    store.hold_commits(5)
+    store.save_last_facts([("tick", NOW, b"alone")])
+    store.close()
+    assert StateStore(tmp_path / "s.db").last_facts("tick") == (NOW, b"alone")
