@@ -18,6 +18,7 @@ alpaca-py is imported lazily: it takes about half a second, and `--validate` mus
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -50,6 +51,7 @@ from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
 
 T = TypeVar("T")
+OPEN_ORDERS_LIMIT = 500  # /v2/orders answers at most 500 orders, and gives no next page (reference §2)
 ACTIVITY_PAGE_SIZE = 100  # the endpoint's maximum (trading-api.json)
 ACTIVITY_PAGES = 20  # a day of cash movements is a handful; more pages than this is not an answer we understand
 OPTION_FEEDS = ("indicative", "opra")
@@ -168,6 +170,14 @@ def _unique(items: Sequence[T], key: Callable[[T], str], what: str) -> list[T]:
 
 
 _NANOS = re.compile(r"(\.\d{6})\d+")
+# The numbers the engine reads, where pydantic's lax parsing turns a JSON true/false into 1.0/0.0 (or 1/0): a
+# quote's `"bp": true`, an order's `"filled_qty": true` or an account's `"options_trading_level": false` would
+# be read as a price, a quantity or a level. Alpaca sends these as numbers or decimal strings, never booleans.
+_NUMBER_AS_BOOL = re.compile(
+    rb'"(?:bp|ap|bs|as|p|qty|filled_qty|filled_avg_price|limit_price|stop_price|notional|delta|gamma|rho|theta|vega|'
+    rb"impliedVolatility|options_trading_level|options_approved_level|daytrade_count|min_order_size|"
+    rb'min_trade_increment|price_increment|net_amount|status)"\s*:\s*(?:true|false)\b'
+)
 
 
 def _body(text: str) -> tuple[int | None, str]:
@@ -254,9 +264,23 @@ class AlpacaAPI:
             if rate_limited:
                 self._observe_rate_limit(response.headers)
             self._read_body(response, started)
+            self._no_boolean_numbers(response)
             return response
 
         session.request = request
+
+    @staticmethod
+    def _no_boolean_numbers(response: Any) -> None:
+        """A JSON true or false where Alpaca sends a number is refused on the wire, before pydantic reads it as
+        1.0 or 0.0 (a quote's bid, an order's filled quantity). Quote and chain pages seldom hold a boolean at
+        all: the substring test spares them the pattern."""
+        body = response.content
+        if response.status_code >= 300 or (b"true" not in body and b"false" not in body):
+            return
+        found = _NUMBER_AS_BOOL.search(body)
+        if found:
+            name = found.group().split(b'"')[1].decode()
+            raise BrokerError("bad_response", f"unreadable answer: {name} is a JSON boolean, not a number")
 
     def _count_page(self, params: Any) -> None:
         """One more request for the call in progress: refused past the budget, or when the SDK is sent back to
@@ -487,12 +511,21 @@ class AlpacaAPI:
 
         return self._call("positions", read)
 
-    def _order(self, o: Any) -> Order:
+    def _order(self, o: Any, **expected: str) -> Order:
         """An order, every field the engine reads checked: quantities and prices finite and not negative, one of
-        qty and notional, no more filled than ordered, the side, symbol and class present, a time with a zone."""
+        qty and notional, no more filled than ordered, the side, symbol and class present, a time with a zone.
+        `expected` names fields (id, client_order_id, symbol, side) the answer must carry as asked: an answer
+        about another order is not an answer to this question, and booked it would move the wrong order."""
         from alpaca.trading.models import Order as AlpacaOrder
 
         o = _model(o, AlpacaOrder)
+        order = self._read_order(o)
+        for field, value in expected.items():
+            if str(getattr(order, field)) != value:
+                raise Unreadable(f"asked about {field} {_shown(value)}, the broker answered {_shown(getattr(order, field))}")
+        return order
+
+    def _read_order(self, o: Any) -> Order:
         name = f"order {o.client_order_id!r}"
         qty = _float(o.qty, f"{name}'s qty", minimum=0.0)
         notional = _float(o.notional, f"{name}'s notional", minimum=0.0)
@@ -508,10 +541,12 @@ class AlpacaAPI:
             raise Unreadable(f"{name} is {status} with {filled:g} filled at {average if average is not None else 'no price'}")
         if notional is not None and average and filled * average > notional * NOTIONAL_SLACK:
             raise Unreadable(f"{name} has {filled:g} filled at {average:g}, more than its notional {notional:g}")
+        asset_class = _asset_class(o.asset_class)
         return Order(
             id=str(o.id),
             client_order_id=o.client_order_id,
-            symbol=_text(o.symbol, f"{name}'s symbol"),
+            # crypto as BTC/USD whichever spelling the order carries (positions and old orders say BTCUSD)
+            symbol=normalize(_text(o.symbol, f"{name}'s symbol"), asset_class),
             side=_text(o.side, f"{name}'s side"),  # type: ignore[arg-type]  # OrderSide: buy or sell
             qty=qty,
             notional=notional,
@@ -522,7 +557,7 @@ class AlpacaAPI:
             limit_price=_float(o.limit_price, f"{name}'s limit_price", minimum=0.0),
             status=status,
             created_at=self._not_ahead(_aware(o.created_at, f"{name}'s created_at"), f"{name}'s created_at"),
-            asset_class=_asset_class(o.asset_class),
+            asset_class=asset_class,
             replaced_by=str(o.replaced_by) if o.replaced_by else None,
             replaces=str(o.replaces) if o.replaces else None,
         )
@@ -538,22 +573,32 @@ class AlpacaAPI:
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
 
-        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=OPEN_ORDERS_LIMIT)
 
         def read() -> list[Order]:
-            orders = [self._order(o) for o in _models(self.trading.get_orders(filter=request))]
+            listed = _models(self.trading.get_orders(filter=request))
+            if len(listed) >= OPEN_ORDERS_LIMIT:
+                # /v2/orders has no next_page_token: a full page may have cut orders off, and an order of ours
+                # missing from the list would be taken for one that ended.
+                raise Unreadable(f"{len(listed)} open orders, the most one answer gives: the list may be cut short")
+            orders = [self._order(o) for o in listed]
             _unique(orders, lambda o: o.client_order_id, "the client_order_id")
             return _unique(orders, lambda o: o.id, "the order id")
 
         return self._call("open_orders", read)
 
-    def _quotes(self, raw: Any) -> dict[str, Quote]:
+    def _quotes(self, raw: Any, asked: Sequence[str]) -> dict[str, Quote]:
         """Bid and ask as sent (0 for an empty side, crossed as crossed) and the quote's own time: the engine
-        judges those. A side that is not a finite number at least 0, or a time without a zone, is unreadable."""
+        judges those. A side that is not a finite number at least 0, or a time without a zone, is unreadable; so
+        is a quote for a symbol we did not ask for (the answer to another question: a symbol left out is only
+        missing, one put in its place would be read as its price)."""
         if not isinstance(raw, dict):
             raise Unreadable(f"expected quotes by symbol, got {type(raw).__name__}")
+        wanted = set(asked)
         quotes = {}
         for symbol, q in raw.items():
+            if symbol not in wanted:
+                raise Unreadable(f"a quote for {_shown(symbol)}, which was not asked for")
             bid, ask, at = q.bid_price, q.ask_price, q.timestamp
             # What the checks below would pass as it is, passed without them (a thousand quotes a tick): a float
             # from 0 to the largest finite one (NaN fails both comparisons), a time with its zone.
@@ -578,13 +623,15 @@ class AlpacaAPI:
         from alpaca.data.requests import StockLatestQuoteRequest
 
         request = StockLatestQuoteRequest(symbol_or_symbols=list(symbols), feed=DataFeed(self.feed))
-        return self._call("stock_quotes", lambda: self._quotes(self.stocks.get_stock_latest_quote(request)), data_api=True)
+        read = functools.partial(self.stocks.get_stock_latest_quote, request)
+        return self._call("stock_quotes", lambda: self._quotes(read(), symbols), data_api=True)
 
     def get_crypto_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         from alpaca.data.requests import CryptoLatestQuoteRequest
 
         request = CryptoLatestQuoteRequest(symbol_or_symbols=list(symbols))
-        return self._call("crypto_quotes", lambda: self._quotes(self.crypto.get_crypto_latest_quote(request)), data_api=True)
+        read = functools.partial(self.crypto.get_crypto_latest_quote, request)
+        return self._call("crypto_quotes", lambda: self._quotes(read(), symbols), data_api=True)
 
     def get_option_chain(self, underlying: str, expiry_from: date, expiry_to: date) -> list[OptionContract]:
         from alpaca.data.enums import OptionsFeed
@@ -597,6 +644,8 @@ class AlpacaAPI:
             expiration_date_lte=expiry_to,
         )
 
+        base = underlying.replace(".", "")  # BRK.B's contracts are BRKB...
+
         def read() -> list[OptionContract]:
             out = []
             # the SDK follows next_page_token, 1,000 contracts a page (each page one counted request)
@@ -605,7 +654,13 @@ class AlpacaAPI:
                 quote, greeks = snap.latest_quote, snap.greeks
                 if parsed is None or quote is None:
                     continue  # no quote, no price: nothing to choose or to value it by
-                _root, expiry, option_type, strike = parsed
+                root, expiry, option_type, strike = parsed
+                if root != base:
+                    if root.startswith(base):
+                        continue  # a variant root (SPXW): not the standard contract the engine values
+                    raise Unreadable(f"{occ} in the chain of {underlying}: a contract of another underlying")
+                if not expiry_from <= expiry <= expiry_to:
+                    raise Unreadable(f"{occ} expires {expiry}, outside the {expiry_from}..{expiry_to} asked for")
                 if greeks is not None:
                     for greek in ("delta", "gamma", "theta", "vega"):
                         _required(getattr(greeks, greek), f"{occ}'s {greek}")
@@ -638,11 +693,15 @@ class AlpacaAPI:
         def read() -> MarketClock:
             from alpaca.trading.models import Clock
 
-            c = _model(self.trading.get_clock(), Clock)
+            # read raw, as the account is: the model's lax bool would read "is_open": "yes" or 1 as true
+            raw = self.trading.get("/clock")
+            if not isinstance(raw, dict):
+                raise ValueError(f"expected the clock as a JSON object, got {type(raw).__name__}")
+            c = Clock(**raw)  # the SDK's own check of the shape
             return self._checked_clock(
                 MarketClock(
                     _aware(c.timestamp, "the clock's timestamp"),
-                    c.is_open,
+                    _flag(raw, "is_open"),
                     _aware(c.next_open, "the clock's next_open"),
                     _aware(c.next_close, "the clock's next_close"),
                 )
@@ -675,7 +734,14 @@ class AlpacaAPI:
     def get_asset(self, symbol: str) -> Asset | None:
         """/v2/assets/{symbol}; crypto by its old spelling BTCUSD (trading-api.json: "the symbol has to follow
         old symbology"), which also keeps the slash out of the path."""
-        return self._found("asset", lambda: _asset(self.trading.get_asset(position_path_symbol(symbol))))
+
+        def read() -> Asset:
+            asset = _asset(self.trading.get_asset(position_path_symbol(symbol)))
+            if position_path_symbol(asset.symbol) != position_path_symbol(symbol).upper():
+                raise Unreadable(f"asked for the asset {_shown(symbol)}, the broker answered {_shown(asset.symbol)}")
+            return asset
+
+        return self._found("asset", read)
 
     def get_assets(self, asset_class: str | None = None) -> list[Asset]:
         from alpaca.trading.enums import AssetClass, AssetStatus
@@ -705,21 +771,29 @@ class AlpacaAPI:
                 sdk_request: Any = LimitOrderRequest(limit_price=request.limit_price, **common)
             else:
                 sdk_request = MarketOrderRequest(**common)
-            return self._order(self.trading.submit_order(sdk_request))
+            answer = self.trading.submit_order(sdk_request)
+            return self._order(answer, client_order_id=request.client_order_id, symbol=request.symbol, side=request.side)
 
         return self._call("submit_order", send)
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
-        return self._found("get_order", lambda: self._order(self.trading.get_order_by_client_id(client_order_id)))
+        def read() -> Order:
+            return self._order(self.trading.get_order_by_client_id(client_order_id), client_order_id=client_order_id)
+
+        return self._found("get_order", read)
 
     def get_order(self, order_id: str) -> Order | None:
-        return self._found("get_order", lambda: self._order(self.trading.get_order_by_id(order_id)))
+        return self._found("get_order", lambda: self._order(self.trading.get_order_by_id(order_id), id=order_id.lower()))
 
     def cancel_order(self, order_id: str) -> None:
         self._call("cancel_order", lambda: self.trading.cancel_order_by_id(order_id))
 
     def close_position(self, symbol: str) -> Order:
-        return self._call("close_position", lambda: self._order(self.trading.close_position(position_path_symbol(symbol))))
+        def close() -> Order:
+            answer = self.trading.close_position(position_path_symbol(symbol))
+            return self._order(answer, symbol=symbol)
+
+        return self._call("close_position", close)
 
     def cancel_all_orders(self) -> tuple[BulkResult, ...]:
         def cancel() -> tuple[BulkResult, ...]:
@@ -742,10 +816,18 @@ class AlpacaAPI:
             out = []
             for raw in _models(self.trading.close_all_positions(cancel_orders=True)):  # 207: one status per position
                 item = _model(raw, ClosePositionResponse)
-                status, symbol = int(item.status or 0), str(item.symbol or "")
+                if item.status is None:
+                    raise Unreadable("an item of the close-all answer has no status")
+                status, symbol = item.status, _text(item.symbol, "an item of the close-all answer's symbol")
+                closed = isinstance(item.body, AlpacaOrder)
+                if closed != (200 <= status < 300):  # an order under an error status, or a refusal under a 2xx
+                    raise Unreadable(f"{symbol}'s close answered {status} with {'an order' if closed else 'an error'}")
                 if isinstance(item.body, AlpacaOrder):  # BTCUSD at the top, BTC/USD in the order (alpaca-py fixture)
                     order = self._order(item.body)
-                    out.append(BulkResult(normalize(symbol, order.asset_class), status, order=order))
+                    target = normalize(symbol, order.asset_class)
+                    if order.symbol != target:
+                        raise Unreadable(f"the close of {symbol} answered with an order in {order.symbol}")
+                    out.append(BulkResult(target, status, order=order))
                 else:
                     error = self._item_error(status, item.body.model_dump(), "close_all_positions")
                     out.append(BulkResult(symbol, status, error=error))
@@ -788,6 +870,8 @@ def _activity(item: Any) -> NonTradeActivity | None:
         return None
     if item.get("status") == "canceled":
         return None
+    if not item.get("created_at") and not item.get("date"):  # undated, it would silently count on no day at all
+        raise Unreadable(f"the {item['activity_type']} activity {_shown(item.get('id'))} has neither created_at nor date")
     return NonTradeActivity(
         id=str(item.get("id", "")),
         activity_type=str(item["activity_type"]),

@@ -119,7 +119,11 @@ def _ny(value: datetime) -> str:
 
 
 def _money(value: float) -> str:
-    return f"{value:.10g}"
+    """Money and quantities as Alpaca writes them: a plain decimal string of up to nine decimals ("0.00005",
+    "12.123456789", "1250000"), never an exponent ("5e-05") and never cut to ten significant digits (trading-api.json:
+    qty and notional "can take up to 9 decimal points")."""
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def _decimal(value: float) -> str:
@@ -497,7 +501,7 @@ class Emulator:
             "notional": _money(o.notional) if o.notional is not None else None,
             "filled_qty": _money(o.filled_qty),
             "filled_avg_price": _money(o.filled_avg_price) if o.filled_avg_price is not None else None,
-            "order_class": "",  # trading-api.json examples: "" for a simple order
+            "order_class": "simple",  # reference §4 (alpaca-py reads "" as simple too)
             "type": o.order_type,
             "order_type": o.order_type,
             "side": o.side,
@@ -511,6 +515,10 @@ class Emulator:
             "trail_percent": None,
             "trail_price": None,
             "hwm": None,
+            # newer fields (trading-api.json Order): readers must tolerate what they do not use
+            "expires_at": None,
+            "subtag": None,
+            "source": None,
         }
 
     def position_json(self, p: Position) -> dict[str, Any]:
@@ -587,8 +595,11 @@ class Emulator:
     # --- JSON shapes: data API -----------------------------------------------------------------------------
 
     def quote_json(self, symbol: str) -> dict[str, Any]:
-        """A latest quote (alpaca-py tests/data fixtures); `bp`/`ap` 0 when that side is empty, as Alpaca sends."""
+        """A latest quote (alpaca-py tests/data fixtures); `bp`/`ap` 0 when that side is empty, as Alpaca sends. A
+        crypto quote has only t, bp, bs, ap and as, its sizes in coins (reference §4: no exchange, condition or tape)."""
         q = self.exchange.quote(symbol)
+        if asset_class_of(symbol) == "crypto":
+            return {"t": _ts(q.timestamp), "bp": q.bid, "bs": 0.5 if q.bid else 0, "ap": q.ask, "as": 0.5 if q.ask else 0}
         return {
             "t": _ts(q.timestamp),
             "bp": q.bid,
@@ -833,7 +844,7 @@ class Emulator:
                 return 207, [self.cancel_item(oid, status) for oid, status in x.cancel_all()]
             if path == "/v2/positions":
                 return 207, [self.close_item(s, st, outcome) for s, st, outcome in x.close_all()]
-            if m := re.fullmatch(r"/v2/positions/([A-Z0-9]+)", path):
+            if m := re.fullmatch(r"/v2/positions/([A-Z0-9.]+)", path):  # BRK.B is a position's symbol too
                 symbol = _position_symbol(m.group(1), x)
                 return 200, self.order_json(x.close_position(symbol))
         return 404, {"code": 40410000, "message": "endpoint not found"}

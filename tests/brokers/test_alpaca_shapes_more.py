@@ -1,0 +1,242 @@
+"""More of Alpaca's real shapes, and answers that look right but are not, through the real alpaca-py clients
+against the emulator on loopback (no patched SDK, no network).
+
+Each test names what the real API sends (reference/alpaca-api.md, alpaca-py 0.44.0's models) and pins one
+disagreement that was found between it and the adapter or the emulator:
+- valid answers the adapter must read as sent (crypto quantities with nine decimals, every order status, a
+  crypto order spelt BTCUSD, fields it does not use, a position in BRK.B);
+- answers to another question, which must be refused as bad_response: a quote, contract or order the engine
+  did not ask about, a list cut short at its limit, a 207 item whose status and body disagree, a JSON boolean
+  where a number belongs.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from engine.brokers.alpaca import OPEN_ORDERS_LIMIT, AlpacaAPI
+from engine.brokers.base import BrokerError, OrderRequest
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.sim.exchange import SimExchange
+from engine.core.clock import ManualClock
+from tests.brokers.test_real_shapes import raw
+
+ORDERS, CHAIN = "/v2/orders", "/v1beta1/options/snapshots/SPY"
+QUOTE = {"t": "2026-11-23T15:00:00.123456789Z", "bp": 10.0, "bs": 1, "ap": 10.1, "as": 1}
+EXPIRY_FROM, EXPIRY_TO = date(2026, 11, 30), date(2027, 1, 7)
+
+
+def bad(call: Any) -> BrokerError:
+    with pytest.raises(BrokerError) as caught:
+        call()
+    assert caught.value.kind == "bad_response", caught.value
+    return caught.value
+
+
+# --- the emulator writes numbers and quotes as Alpaca does ------------------------------------------------------
+
+
+def test_quantities_are_decimal_strings_with_up_to_nine_decimals(
+    emulator: Emulator, api: AlpacaAPI, exchange: SimExchange
+) -> None:
+    """Alpaca: qty "can take up to 9 decimal points", written as plain decimals. The emulator wrote "5e-05" and cut
+    "12.123456789" to ten significant digits ("12.12345679")."""
+    exchange.set_position("BTC/USD", 0.00005, 60_000.0)
+    exchange.set_position("ETH/USD", 12.123456789, 3_000.0)
+    wire = {p["symbol"]: p["qty"] for p in raw(emulator, "GET", "/v2/positions").json()}
+    assert wire == {"BTCUSD": "0.00005", "ETHUSD": "12.123456789"}
+    assert {p.symbol: p.qty for p in api.get_positions()} == {"BTC/USD": 0.00005, "ETH/USD": 12.123456789}
+    account = raw(emulator, "GET", "/v2/account").json()
+    assert all("e" not in account[k] for k in ("cash", "equity", "buying_power"))
+
+
+def test_a_crypto_quote_has_only_its_five_keys(emulator: Emulator, api: AlpacaAPI) -> None:
+    """reference §4: a crypto latestQuote is {t, bp, bs, ap, as}; stock quotes add bx, ax, c and z."""
+    crypto = raw(emulator, "GET", "/v1beta3/crypto/us/latest/quotes", params={"symbols": "BTC/USD"}).json()["quotes"]
+    assert set(crypto["BTC/USD"]) == {"t", "bp", "bs", "ap", "as"}
+    stock = raw(emulator, "GET", "/v2/stocks/quotes/latest", params={"symbols": "AAPL"}).json()["quotes"]["AAPL"]
+    assert set(stock) == {"t", "bp", "bs", "ap", "as", "bx", "ax", "c", "z"}
+    assert api.get_crypto_quotes(["BTC/USD"])["BTC/USD"].two_sided
+
+
+def test_a_simple_order_says_simple_and_empty_is_read_too(emulator: Emulator, api: AlpacaAPI) -> None:
+    """reference §4: "order_class":"simple" (the emulator said ""); alpaca-py reads "" and a missing one as simple."""
+    order = api.submit_order(OrderRequest("AAPL", "buy", "cls-1", "limit", "day", qty=1, limit_price=1.0))
+    assert raw(emulator, "GET", f"/v2/orders/{order.id}").json()["order_class"] == "simple"
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch={"*.order_class": ""}))
+    assert [o.id for o in api.get_open_orders()] == [order.id]
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", drop=["*.order_class"]))
+    assert [o.id for o in api.get_open_orders()] == [order.id]
+
+
+def test_a_position_in_brk_b_can_be_closed(api: AlpacaAPI, exchange: SimExchange) -> None:
+    """/v2/positions/BRK.B is a real path: the emulator answered it 404 "endpoint not found"."""
+    exchange.set_position("BRK.B", 2, 400.0)
+    assert [p.symbol for p in api.get_positions()] == ["BRK.B"]
+    closed = api.close_position("BRK.B")
+    assert (closed.symbol, closed.side, closed.qty) == ("BRK.B", "sell", 2.0)
+
+
+# --- valid answers the adapter reads as sent ----------------------------------------------------------------------
+
+STATUSES = ["new", "accepted", "pending_new", "accepted_for_bidding", "pending_cancel", "pending_replace", "pending_review",
+            "held", "calculated", "stopped", "suspended", "done_for_day", "canceled", "expired", "rejected", "replaced"]  # fmt: skip
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_every_order_status_passes_through(api: AlpacaAPI, emulator: Emulator, status: str) -> None:
+    api.submit_order(OrderRequest("AAPL", "buy", "st-1", "limit", "day", qty=1, limit_price=1.0))
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch={"*.status": status}))
+    (order,) = api.get_open_orders()
+    assert order.status == status and order.filled_avg_price is None and order.filled_qty == 0
+
+
+def test_unknown_fields_nulls_and_nanosecond_times_are_read(api: AlpacaAPI, emulator: Emulator) -> None:
+    """Alpaca adds fields over time and sends null for what does not apply (a market order's limit_price, a new
+    order's filled_avg_price, legs, expires_at); times carry nine fraction digits and Z."""
+    api.submit_order(OrderRequest("AAPL", "buy", "x-1", qty=3))
+    patch = {"*.expires_at": "2026-11-23T21:00:00.123456789Z", "*.legs": [], "*.brand_new_field": {"a": [1]},
+             "*.created_at": "2026-11-23T14:59:59.987654321Z", "*.limit_price": None, "*.filled_avg_price": None}  # fmt: skip
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch=patch))
+    (order,) = api.get_open_orders()
+    assert (order.qty, order.limit_price, order.filled_avg_price) == (3.0, None, None)
+    assert order.created_at.microsecond == 987654 and order.created_at.utcoffset() == timedelta(0)
+
+
+def test_a_notional_order_has_no_qty(api: AlpacaAPI, emulator: Emulator) -> None:
+    order = api.submit_order(OrderRequest("BTC/USD", "buy", "n-1", "limit", "gtc", notional=50.0, limit_price=1.0))
+    wire = raw(emulator, "GET", f"/v2/orders/{order.id}").json()
+    assert (wire["qty"], wire["notional"]) == (None, "50")
+    assert (order.qty, order.notional) == (None, 50.0)
+
+
+def test_a_crypto_order_spelt_btcusd_is_read_as_btc_usd(api: AlpacaAPI, emulator: Emulator) -> None:
+    """Positions (and orders placed in the old symbology) say BTCUSD; the engine keys every crypto symbol as
+    BTC/USD, so an order read as BTCUSD would never match its position or its request."""
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="POST", patch={"symbol": "BTCUSD"}))
+    order = api.submit_order(OrderRequest("BTC/USD", "buy", "old-1", "market", "gtc", qty=0.001))
+    assert order.symbol == "BTC/USD"
+
+
+# --- answers to another question -------------------------------------------------------------------------------
+
+
+def test_a_quote_for_a_symbol_not_asked_for_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator) -> None:
+    emulator.faults.append(Fault(path_prefix="/v2/stocks/quotes/latest", patch={"quotes.MSFT": QUOTE}))
+    assert "not asked for" in bad(lambda: api.get_stock_quotes(["AAPL"])).message
+    emulator.faults.append(Fault(path_prefix="/v1beta3/crypto", patch={"quotes.BTCUSD": QUOTE}))
+    bad(lambda: api.get_crypto_quotes(["BTC/USD"]))
+    assert set(api.get_stock_quotes(["AAPL", "MSFT"])) == {"AAPL", "MSFT"}
+
+
+def chain(api: AlpacaAPI) -> list[Any]:
+    return api.get_option_chain("SPY", EXPIRY_FROM, EXPIRY_TO)
+
+
+@pytest.mark.parametrize(
+    "occ", ["QQQ261204C00500000", "SPY301220C00500000", "SPY261127C00500000"], ids=["other-underlying", "later", "earlier"]
+)
+def test_a_contract_the_chain_was_not_asked_for_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator, occ: str) -> None:
+    emulator.faults.append(Fault(path_prefix=CHAIN, patch={f"snapshots.{occ}": {"latestQuote": QUOTE}}))
+    bad(lambda: chain(api))
+    assert all(c.symbol.startswith("SPY") and EXPIRY_FROM <= c.expiry <= EXPIRY_TO for c in chain(api))
+
+
+def test_a_variant_root_is_left_out_of_the_chain(api: AlpacaAPI, emulator: Emulator) -> None:
+    """A root that extends the underlying's (SPXW beside SPX) is not the standard contract: left out, not guessed."""
+    emulator.faults.append(Fault(path_prefix=CHAIN, patch={"snapshots.SPYW261204C00500000": {"latestQuote": QUOTE}}))
+    assert "SPYW261204C00500000" not in {c.symbol for c in chain(api)}
+
+
+@pytest.mark.parametrize("patch", [{"client_order_id": "someone-else"}, {"symbol": "MSFT"}, {"side": "sell"}])
+def test_an_order_answer_about_another_order_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator, patch: dict[str, str]) -> None:
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="POST", patch=patch))
+    assert "the broker answered" in bad(lambda: api.submit_order(OrderRequest("AAPL", "buy", "mine-1", qty=1))).message
+
+
+def test_a_lookup_answered_with_another_order_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator) -> None:
+    order = api.submit_order(OrderRequest("AAPL", "buy", "look-1", "limit", "day", qty=1, limit_price=1.0))
+    emulator.faults.append(Fault(path_prefix="/v2/orders:by_client_order_id", patch={"client_order_id": "look-2"}))
+    bad(lambda: api.get_order_by_client_id("look-1"))
+    emulator.faults.append(Fault(path_prefix=f"/v2/orders/{order.id}", patch={"id": str(uuid.uuid4())}))
+    bad(lambda: api.get_order(order.id))
+    assert api.get_order(order.id) is not None and api.get_order_by_client_id("look-1") is not None
+
+
+def test_a_close_answered_with_an_order_in_another_symbol_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange
+) -> None:
+    exchange.set_position("AAPL", 3, 190.0)
+    emulator.faults.append(Fault(path_prefix="/v2/positions/AAPL", patch={"symbol": "MSFT"}))
+    bad(lambda: api.close_position("AAPL"))
+
+
+def test_a_full_page_of_open_orders_may_be_cut_short(api: AlpacaAPI, emulator: Emulator) -> None:
+    """/v2/orders gives at most `limit` (500) orders and no next page: 500 may be 500 of more."""
+    api.submit_order(OrderRequest("AAPL", "buy", "many-0", "limit", "day", qty=1, limit_price=1.0))
+    (one,) = raw(emulator, "GET", ORDERS).json()
+
+    def orders(count: int) -> str:
+        return json.dumps([{**one, "id": str(uuid.uuid4()), "client_order_id": f"many-{n}"} for n in range(count)])
+
+    emulator.faults.append(Fault(status=200, body=orders(OPEN_ORDERS_LIMIT), path_prefix=ORDERS, method="GET"))
+    assert "cut short" in bad(api.get_open_orders).message
+    emulator.faults.append(Fault(status=200, body=orders(OPEN_ORDERS_LIMIT - 1), path_prefix=ORDERS, method="GET"))
+    assert len(api.get_open_orders()) == OPEN_ORDERS_LIMIT - 1
+
+
+@pytest.mark.parametrize(
+    ("patch", "drop"),
+    [
+        ({}, ["0.status"]),
+        ({}, ["0.symbol"]),
+        ({"0.body": {"code": 40310000, "message": "insufficient qty available for order"}}, []),  # a refusal under 200
+        ({"0.status": 403}, []),  # an order under an error status
+        ({"0.symbol": "MSFT"}, []),  # the order closes another position
+    ],
+    ids=["no-status", "no-symbol", "200-with-error", "403-with-order", "other-symbol"],
+)
+def test_a_close_all_item_whose_status_and_body_disagree_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, patch: dict[str, Any], drop: list[str]
+) -> None:
+    exchange.set_position("AAPL", 3, 190.0)
+    emulator.faults.append(Fault(path_prefix="/v2/positions", method="DELETE", patch=patch, drop=drop))
+    bad(api.close_all_positions)
+
+
+@pytest.mark.parametrize("value", ["true", 1, "yes"])
+def test_a_clock_whose_is_open_is_not_a_boolean_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator, value: object) -> None:
+    emulator.faults.append(Fault(path_prefix="/v2/clock", patch={"is_open": value}))
+    bad(api.get_clock)
+    assert api.get_clock().is_open
+
+
+@pytest.mark.parametrize("field", ["options_trading_level", "options_approved_level"])
+def test_an_options_level_that_is_a_boolean_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator, field: str) -> None:
+    emulator.faults.append(Fault(path_prefix="/v2/account", patch={field: True}))
+    bad(api.get_account)
+
+
+def test_an_asset_answer_for_another_symbol_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator) -> None:
+    emulator.faults.append(Fault(path_prefix="/v2/assets/AAPL", patch={"symbol": "MSFT"}))
+    bad(lambda: api.get_asset("AAPL"))
+    btc = api.get_asset("BTC/USD")  # asked as BTCUSD, answered as BTC/USD: the same asset
+    assert btc is not None and btc.symbol == "BTC/USD"
+
+
+def test_an_undated_cash_movement_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, clock: ManualClock
+) -> None:
+    """Without intraday_adjustments the day's activities are read: one with neither created_at nor date would
+    count on no day at all, and the day's P&L would silently include a deposit."""
+    emulator.intraday_adjustments = False
+    exchange.move_cash(1_000, "CSD")
+    emulator.faults.append(Fault(path_prefix="/v2/account/activities", drop=["*.created_at", "*.date"]))
+    bad(api.get_account)
+    account = api.get_account()
+    assert account.non_trade_cash_today == 1_000
