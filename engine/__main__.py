@@ -1,7 +1,15 @@
-"""`python -m engine ...`: see engine/cli.py."""
+"""`python -m engine ...`: see engine/cli.py.
+
+Ctrl-C while the engine is still being imported (before `main` can answer it) ends in one line and exit code
+130, never a traceback: nothing has been opened yet.
+"""
 
 import sys
 
-from engine.cli import main
+try:
+    from engine.cli import main
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,34 +38,44 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C ended
+
+
+def _path(text: str) -> Path:
+    """An argparse type for a path: empty text is refused (Path("") would silently be the working folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError(f"a path cannot hold a NUL byte: {text!r}")
+    return Path(text)
 
 
 def _add_file_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        type=Path,
+        type=_path,
         default=DEFAULT_CONFIG_DIR,
         metavar="DIR",
         help="folder holding settings.yaml and bots.yaml (default: config/)",
     )
     parser.add_argument(
-        "--machines", type=Path, default=DEFAULT_MACHINES_DIR, metavar="DIR", help="folder of machine files (default: machines/)"
+        "--machines", type=_path, default=DEFAULT_MACHINES_DIR, metavar="DIR", help="folder of machine files (default: machines/)"
     )
     parser.add_argument(
-        "--rules", type=Path, default=DEFAULT_RULES_DIR, metavar="DIR", help="folder of rule files (default: rules/)"
+        "--rules", type=_path, default=DEFAULT_RULES_DIR, metavar="DIR", help="folder of rule files (default: rules/)"
     )
 
 
 def _add_state_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-db",
-        type=Path,
+        type=_path,
         default=None,
         metavar="PATH",
         help="SQLite state file (default: system.state_db_path in settings.yaml)",
     )
     parser.add_argument(
-        "--log", type=Path, default=None, metavar="PATH", help="JSONL event log (default: system.log_path in settings.yaml)"
+        "--log", type=_path, default=None, metavar="PATH", help="JSONL event log (default: system.log_path in settings.yaml)"
     )
 
 
@@ -101,15 +112,124 @@ def _writable_folder(flag: str, path: Path) -> None:
         raise InvalidInput(f"{flag} {path}: {reason}") from None
 
 
+class RuntimeFailure(Exception):
+    """A failure of the moment (a full disk, a file that may not be written); printed in one line, exit code 1."""
+
+
+def _state_path(flag: str, path: Path | None) -> None:
+    """The state file or the log, before anything opens it: a state file that is a FIFO, a device or a socket
+    (SQLite would hang or fail with "disk I/O error"), or a path below a regular file, is bad usage. A folder
+    is left to the store and the journal, which say it in their own words (exit 2 too); a log may be a FIFO
+    or a device, which the journal judges."""
+    import stat
+
+    if path is None:
+        return
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:  # a file on the way (ENOTDIR), a symlink loop, a folder that may not be searched
+        raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None
+    if mode is not None:
+        if flag == "--state-db" and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise InvalidInput(f"{flag} {path}: not a regular file (a FIFO, a device or a socket)")
+        return
+    if path.is_symlink():
+        raise InvalidInput(f"{flag} {path}: a link to nothing")
+    for parent in path.parents:  # not there yet: it will be made in the first folder that exists
+        try:
+            parent_mode = parent.stat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return  # said by whoever opens it, in its own words
+        if not stat.S_ISDIR(parent_mode):
+            raise InvalidInput(f"{flag} {path}: {parent} is not a folder")
+        return
+
+
+def _state_path_error(exc: OSError) -> int:
+    """An OSError met making the run's lock file beside the state file: one line, exit 2 when the path is of
+    the wrong kind or missing, 1 when it cannot be used now (read-only, no space, no permission)."""
+    import errno
+
+    wrong_kind = {errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
+    where = exc.filename if exc.filename is not None else "the state file"
+    print(f"error: {where}: cannot be used ({exc.strerror or exc})", file=sys.stderr)
+    return EXIT_INVALID if exc.errno in wrong_kind else EXIT_FAILURE
+
+
 def _load(args: argparse.Namespace) -> Report:
-    """Everything validated, or InvalidInput carrying every problem."""
+    """Everything validated, or InvalidInput carrying every problem. The state file and the log, given or from
+    settings.yaml, are looked at (not opened) first, so that no command opens a FIFO or makes a folder of a file."""
     from engine.config.errors import ConfigError
     from engine.validate import load_valid
 
+    has_state = hasattr(args, "state_db")
+    if has_state:
+        _state_path("--state-db", args.state_db)
+        _state_path("--log", args.log)
     try:
-        return load_valid(args.config, args.machines, args.rules, getattr(args, "state_db", None))
+        report = load_valid(args.config, args.machines, args.rules, getattr(args, "state_db", None))
     except ConfigError as exc:
         raise InvalidInput(problems_text(exc.problems)) from None
+    if has_state and (args.state_db is None or args.log is None):
+        from engine.trading.runner import paths_for
+
+        db, log = paths_for(report, args.state_db, args.log)
+        _state_path("--state-db", db)
+        _state_path("--log", log)
+    return report
+
+
+def _output_file(flag: str, path: Path) -> None:
+    """A file the command will write (-o, --out): refused before any work when it is a folder, a FIFO (which
+    would hang the write) or a device, or its folder is missing or a file."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InvalidInput(f"{flag} {path}: {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}; give a file name")
+    parent = path.parent
+    try:
+        parent_mode = parent.stat().st_mode
+    except FileNotFoundError:
+        raise InvalidInput(f"{flag} {path}: no such folder {parent}") from None
+    except OSError as exc:
+        raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None
+    if not stat.S_ISDIR(parent_mode):
+        raise InvalidInput(f"{flag} {path}: {parent} is not a folder")
+
+
+def _write_output(flag: str, path: Path, data: str | bytes) -> None:
+    """Write the whole file or nothing: a temporary file beside it, then renamed over it, so a full disk or an
+    interruption never leaves half a file (or an old file cut short)."""
+    import os
+    import tempfile
+
+    _output_file(flag, path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+    except OSError as exc:
+        raise RuntimeFailure(f"error: {flag} {path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def problems_text(problems: Sequence[object]) -> str:
@@ -128,6 +248,8 @@ def _machine(report: Report, kind: str) -> MachineSpec:
 def cmd_diagram(args: argparse.Namespace) -> int:
     from engine.machines import render
 
+    if args.output is not None:
+        _output_file("-o", args.output)
     report = _load(args)
     spec = _machine(report, args.kind)
     current = None
@@ -168,7 +290,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     graph = pygraphviz.AGraph(string=render.dot(spec, current))
     data = graph.draw(format=args.format, prog="dot")
     if args.output:
-        args.output.write_bytes(data)
+        _write_output("-o", args.output, data)
     else:
         sys.stdout.buffer.write(data)
     return EXIT_OK
@@ -176,7 +298,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
 
 def _emit(text: str, output: Path | None) -> None:
     if output:
-        output.write_text(text, encoding="utf-8")
+        _write_output("-o", output, text)
     else:
         sys.stdout.write(text)
 
@@ -184,6 +306,8 @@ def _emit(text: str, output: Path | None) -> None:
 def cmd_table(args: argparse.Namespace) -> int:
     from engine.machines import render
 
+    if args.output is not None:
+        _output_file("-o", args.output)
     report = _load(args)
     _emit(render.table(_machine(report, args.kind)), args.output)
     return EXIT_OK
@@ -225,15 +349,40 @@ def cmd_facts(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> dict[str, str]:
-    from engine.brokers.factory import read_environment
+    """The keys and settings of the environment over `.env`: the working folder's `.env` when there is one (of
+    whatever kind: a folder or a FIFO there is refused, never passed over for another file), else the one beside
+    the config folder. A `.env` that cannot be read is bad input (exit 2), said without any of its bytes."""
+    from engine.brokers.factory import EnvFileError, read_environment
 
-    path = Path(".env") if Path(".env").is_file() else args.config.resolve().parent / ".env"
+    here = Path(".env")
+    path = here if here.exists() or here.is_symlink() else args.config.resolve().parent / ".env"
     try:
         return read_environment(path)
     except UnicodeDecodeError as exc:  # never the bytes themselves: the file holds keys
         raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8 (see .env.example)") from None
+    except EnvFileError as exc:
+        raise InvalidInput(str(exc)) from None
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _broker_choice(args: argparse.Namespace, report: Report, env: dict[str, str]) -> tuple[str, str]:
+    """(broker, why), or InvalidInput: one Alpaca key without the other, or `--live` on the simulated exchange
+    (the user asked for real money and would silently get a simulation)."""
+    from engine.brokers.base import BrokerError
+    from engine.brokers.factory import choose_broker
+
+    assert report.config is not None
+    try:
+        name, why = choose_broker(getattr(args, "broker", None), report.config.settings, env)
+    except BrokerError as exc:
+        raise InvalidInput(f"error: {exc.message}") from None
+    if getattr(args, "live", False) and name != "alpaca":
+        raise InvalidInput(
+            f"error: --live trades real money on Alpaca, but this run would use the simulated exchange ({why}); "
+            "live trading needs Alpaca keys, ALPACA_PAPER=false and --live"
+        )
+    return name, why
 
 
 def _local(report: Report) -> LocalTime:
@@ -250,7 +399,10 @@ def _sim_clock(args: argparse.Namespace, report: Report) -> ManualClock:
     from engine.core.clock import ManualClock, default_sim_start, parse_start
 
     assert report.config is not None
-    text = getattr(args, "start", None) or report.config.settings.sim.start
+    given = getattr(args, "start", None)
+    if given is not None and not given.strip():
+        raise InvalidInput("--start: an empty time (give e.g. 2026-11-23T09:30:00-05:00)")
+    text = given or report.config.settings.sim.start
     try:
         start = parse_start(text) if text else default_sim_start(date.today())
     except ValueError as exc:
@@ -260,7 +412,7 @@ def _sim_clock(args: argparse.Namespace, report: Report) -> ManualClock:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from engine.brokers.base import BrokerError
-    from engine.brokers.factory import build_alpaca, build_sim, choose_broker
+    from engine.brokers.factory import build_alpaca, build_sim
     from engine.brokers.render import snapshot_json
     from engine.core.clock import SystemClock
     from engine.trading.runner import RunError, refuse_placeholder_keys
@@ -269,7 +421,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     report = _load(args)
     assert report.config is not None
     env = _env(args)
-    name, why = choose_broker(args.broker, report.config.settings, env)
+    name, why = _broker_choice(args, report, env)
     print(why, file=sys.stderr)
     try:
         if name == "sim":
@@ -295,7 +447,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     settings = report.config.settings
     # Real time by default, so that a real-time engine (`run --broker alpaca`) sees fresh quotes; with --start
     # the quotes carry simulated times, which such an engine rightly treats as stale.
-    clock = FollowingClock(_sim_clock(args, report).now()) if args.start else SystemClock()
+    clock = FollowingClock(_sim_clock(args, report).now()) if args.start is not None else SystemClock()
     env = _env(args)
     key, secret = env.get("ALPACA_KEY") or None, env.get("ALPACA_SECRET") or None
     exchange = SimExchange(clock, seed=settings.sim.seed, starting_cash=settings.sim.starting_cash)
@@ -319,7 +471,9 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
     from engine.trading.runner import RunOptions
 
     start = None
-    if getattr(args, "start", None):
+    if getattr(args, "start", None) is not None:
+        if not args.start.strip():
+            raise InvalidInput("--start: an empty time (give e.g. 2026-11-23T09:30:00-05:00)")
         try:
             start = parse_start(args.start)
         except ValueError as exc:
@@ -351,15 +505,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = _load(args)
     options = _run_options(args)
     local = _local(report)
+    env = _env(args)
+    _broker_choice(args, report, env)
     if args.record is not None:
         _writable_folder("--record", args.record)
     recorder = None
     with StopSignals() as stop:
         try:
-            session = open_session(report, options, _env(args), lambda: default_sim_start(date.today()))
+            session = open_session(report, options, env, lambda: default_sim_start(date.today()))
         except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
+        except OSError as exc:  # the lock file beside the state file cannot be made: nothing was written
+            if file_error_code(exc) is not None:  # the store's and the journal's own errors say it their way
+                raise
+            return _state_path_error(exc)
         try:
             from engine.trading.engine import freeze_long_lived
 
@@ -489,6 +649,10 @@ def cmd_halt(args: argparse.Namespace) -> int:
 
     if not args.reason.strip():  # a halt nobody can explain later; refused before anything is opened
         raise InvalidInput("--reason: give the reason for the halt (it is recorded in SQLite and the log)")
+    try:
+        args.reason.encode("utf-8")
+    except UnicodeEncodeError:  # bytes from the shell that are not UTF-8: SQLite and the log could not hold them
+        raise InvalidInput("--reason: not UTF-8 text (write the reason in UTF-8)") from None
 
     store, journal, now, _report = _open_state(args)
     operator_halt(store, journal, args.reason, now)
@@ -581,6 +745,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from engine.operator.report import build_report, fill_prompt, render_html, render_text
     from engine.trading.runner import paths_for, state_now
 
+    if args.prompt_file is not None:
+        if not args.prompt:
+            raise InvalidInput("--prompt-file goes with --prompt")
+        _given_path("--prompt-file", args.prompt_file, folder=False)
+    if args.out is not None:
+        _output_file("--out", args.out)
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
     if not state_file_exists(db):
@@ -595,7 +765,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.out:
-        args.out.write_text(render_html(data, local), encoding="utf-8")
+        _write_output("--out", args.out, render_html(data, local))
         print(f"wrote {args.out}: {data.period_text} ({len(data.trades)} trades, P&L {data.total_pnl:+.2f} USD)")
     if args.prompt:
         try:
@@ -615,6 +785,8 @@ def _report_days(args: argparse.Namespace, today: date) -> tuple[date, date]:
 
     def parse(flag: str, text: str) -> date_type:
         try:
+            if not _DATE.fullmatch(text):  # fromisoformat also reads 20261123 and 2026-W48-1
+                raise ValueError(text)
             return date_type.fromisoformat(text)
         except ValueError:
             raise InvalidInput(f"{flag}: '{text}' is not a date (YYYY-MM-DD)") from None
@@ -633,18 +805,32 @@ def _report_days(args: argparse.Namespace, today: date) -> tuple[date, date]:
     return today, today
 
 
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}.*")
+FIRST_YEAR, LAST_YEAR = 1900, 2199  # the years a date is read within (as --start and report's)
+
+
 def _when(flag: str, text: str | None) -> date | datetime | None:
-    """A date (YYYY-MM-DD), or an ISO datetime with its offset; None when the flag was not given."""
+    """A date (YYYY-MM-DD), or an ISO datetime with its offset, within 1900-2199; None when the flag was not
+    given."""
     from datetime import date as date_type
     from datetime import datetime as datetime_type
 
     if text is None:
         return None
+    value: date_type | datetime_type | None = None
     try:
-        return date_type.fromisoformat(text) if len(text) == 10 else datetime_type.fromisoformat(text.replace("Z", "+00:00"))
+        if _DATE.fullmatch(text):
+            value = date_type.fromisoformat(text)
+        elif _DATETIME.fullmatch(text):
+            value = datetime_type.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         pass
-    raise InvalidInput(f"{flag}: '{text}' is not a date (YYYY-MM-DD) or an ISO datetime with its offset")
+    if value is None:
+        raise InvalidInput(f"{flag}: '{text}' is not a date (YYYY-MM-DD) or an ISO datetime with its offset")
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise InvalidInput(f"{flag}: '{text}' is outside the years {FIRST_YEAR} to {LAST_YEAR}")
+    return value
 
 
 def _aware(flag: str, value: date | datetime | None) -> None:
@@ -668,7 +854,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     """Bars from Alpaca's historical API (or the emulator, with ALPACA_DATA_BASE_URL) into `--out`/bars/, resumable
     (engine/data/fetch.py). Keys as `run --broker alpaca` reads them; crypto bars need none."""
     from engine.brokers.base import BrokerError
-    from engine.brokers.factory import alpaca_environment, keys_configured
+    from engine.brokers.factory import alpaca_environment, data_base_url, keys_configured
     from engine.brokers.symbols import asset_class_of
     from engine.config.errors import ConfigError
     from engine.data.fetch import FetchError, Timeframe, fetch, history_clients
@@ -699,7 +885,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
             if keyed:
                 raise RunError(f"ALPACA_KEY and ALPACA_SECRET are needed to fetch {', '.join(keyed)} (crypto bars need none): "
                                "put your Alpaca keys in .env (see .env.example)")  # fmt: skip
-            url = env.get("ALPACA_DATA_BASE_URL", "").strip().rstrip("/") or None
+            url = data_base_url(env)  # checked as with keys: an empty or unusable URL is refused, never the default
             clients = history_clients(None, None, data_base_url=url)
     except (BrokerError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -884,6 +1070,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from engine.validate import validate
 
     started = time.perf_counter()
+    _state_path("--state-db", getattr(args, "state_db", None))
     report = validate(args.config, args.machines, args.rules, getattr(args, "state_db", None))
     if report.ok:
         print(f"{report.summary()} ({time.perf_counter() - started:.2f} s)")
@@ -951,14 +1138,14 @@ def build_parser() -> argparse.ArgumentParser:
     diagram.add_argument("kind", choices=kinds)
     diagram.add_argument("--bot", help="highlight this bot's persisted current state")
     diagram.add_argument("--format", choices=["mermaid", "svg", "png"], default="mermaid")
-    diagram.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
+    diagram.add_argument("-o", "--output", type=_path, help="write to this file instead of standard output")
     _add_file_options(diagram)
     _add_state_options(diagram)
     diagram.set_defaults(handler=cmd_diagram)
 
     table = commands.add_parser("table", help="print a machine's transition table as Markdown")
     table.add_argument("kind", choices=kinds)
-    table.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
+    table.add_argument("-o", "--output", type=_path, help="write to this file instead of standard output")
     _add_file_options(table)
     table.set_defaults(handler=cmd_table)
 
@@ -987,7 +1174,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--live", action="store_true", help="trade real money: also needs ALPACA_PAPER=false")
     run.add_argument("--quiet", action="store_true", help="no live progress (also when standard output is not a terminal)")
     run.add_argument(
-        "--record", type=Path, metavar="DIR", help="write every quote the engine reads to DIR/quotes/ (docs/data.md)"
+        "--record", type=_path, metavar="DIR", help="write every quote the engine reads to DIR/quotes/ (docs/data.md)"
     )
     _add_file_options(run)
     _add_state_options(run)
@@ -1035,9 +1222,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--date", metavar="YYYY-MM-DD", help="one trading day (default: the state's today: a simulation's own)")
     report.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", help="first day of a range")
     report.add_argument("--to", metavar="YYYY-MM-DD", help="last day of a range")
-    report.add_argument("--out", type=Path, metavar="FILE.html", help="write a self-contained HTML report with the equity curve")
+    report.add_argument("--out", type=_path, metavar="FILE.html", help="write a self-contained HTML report with the equity curve")
     report.add_argument("--prompt", action="store_true", help="print tools/analyst_prompt.txt filled with the period's figures")
-    report.add_argument("--prompt-file", type=Path, default=None, metavar="FILE", help="another prompt template for --prompt")
+    report.add_argument("--prompt-file", type=_path, default=None, metavar="FILE", help="another prompt template for --prompt")
     _add_file_options(report)
     _add_state_options(report)
     report.set_defaults(handler=cmd_report)
@@ -1049,24 +1236,24 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--from", dest="from_", required=True, metavar="DATE", help="first New York day (or an ISO datetime)")
     fetch.add_argument("--to", required=True, metavar="DATE", help="last New York day, included (or an ISO datetime, excluded)")
     fetch.add_argument("--timeframe", default="1Min", help="[1-59]Min, [1-23]Hour or 1Day (default: 1Min)")
-    fetch.add_argument("--out", type=Path, required=True, metavar="DIR", help="the data folder (bars go to DIR/bars/)")
+    fetch.add_argument("--out", type=_path, required=True, metavar="DIR", help="the data folder (bars go to DIR/bars/)")
     fetch.add_argument("--feed", choices=["iex", "sip"], help="stock feed (default: settings.yaml broker.stock_feed)")
     fetch.add_argument("--format", choices=["parquet", "csv"], help="of a new file (default: parquet); a file keeps its own")
     _add_file_options(fetch)
     fetch.set_defaults(handler=cmd_data_fetch)
 
     backtest = commands.add_parser("backtest", help="run the engine over recorded data; write the report to --out")
-    backtest.add_argument("--data", type=Path, required=True, metavar="DIR", help="a data folder (docs/data.md)")
+    backtest.add_argument("--data", type=_path, required=True, metavar="DIR", help="a data folder (docs/data.md)")
     backtest.add_argument("--from", dest="from_", metavar="DATE", help="first day in system.timezone (default: the data's)")
     backtest.add_argument("--to", metavar="DATE", help="last day, included (default: the data's)")
     backtest.add_argument(
         "--cash", type=_positive_usd, metavar="USD", help="starting cash (default: settings.yaml sim.starting_cash)"
     )
-    backtest.add_argument("--out", type=Path, metavar="DIR", help="a new folder (default: backtests/<UTC time>/)")
+    backtest.add_argument("--out", type=_path, metavar="DIR", help="a new folder (default: backtests/<UTC time>/)")
     backtest.add_argument("--fill-timing", choices=["next", "submit"], default="next",
                           help="next: the row after the order (default); submit: the quote standing, as the sim")  # fmt: skip
     backtest.add_argument("--slippage-bps", type=float, default=2.0, metavar="BPS", help="market orders' slippage (default: 2)")
-    backtest.add_argument("--sweep", type=Path, metavar="FILE", help="a grid of bots.yaml overrides: one backtest each")
+    backtest.add_argument("--sweep", type=_path, metavar="FILE", help="a grid of bots.yaml overrides: one backtest each")
     backtest.add_argument("--jobs", type=_positive_int, metavar="N", help="with --sweep: parallel processes (default: CPUs)")
     backtest.add_argument("--metric", choices=["realized_pnl", "trades", "win_rate", "sharpe", "max_drawdown_pct", "return_pct"],
                           help="with --sweep: sort sweep.csv by (default: realized_pnl)")  # fmt: skip
@@ -1091,6 +1278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInput as exc:
         print(exc, file=sys.stdout if args.command in (None, "validate") else sys.stderr)
         return EXIT_INVALID
+    except RuntimeFailure as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:  # Ctrl-C before `run` holds the signals, or in a command that reads: one line
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `python -m engine table momentum | head`
         return EXIT_OK
     except Exception as exc:

@@ -1,13 +1,15 @@
 """Choosing and building the broker: `sim` or `alpaca`, paper unless the user says live twice.
 
 Keys come from the environment or `.env` (python-dotenv); the environment wins. `ALPACA_PAPER` must say
-`false` (any case; spaces and quotes around it ignored) *and* the run must be given `--live` for live trading;
-anything else is paper.
+`false` (any case; spaces and one pair of double quotes around it ignored) *and* the run must be given `--live`
+for live trading; anything else is paper, and `--live` without it is refused. A paper run pointed at Alpaca's live
+host is refused, and so are keys and base URLs that cannot be what they claim to be.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +30,66 @@ class AlpacaEnvironment:
     data_base_url: str | None
 
 
-def read_environment(env_file: Path | None = None) -> dict[str, str]:
-    """The process environment over the values in `.env` (which never overrides what is already set)."""
-    from dotenv import dotenv_values
+class EnvFileError(Exception):
+    """`.env` exists but cannot be read as KEY=VALUE lines: said with the file and line, never a value."""
 
+
+# Alpaca's own hosts: a paper run must never be pointed at the live one (the SDK's `paper` flag only picks the
+# default host; an override wins), and a live run pointed at the paper host is not what was asked for either.
+LIVE_API_HOST = "api.alpaca.markets"
+PAPER_API_HOST = "paper-api.alpaca.markets"
+# The journal and the adapter mask a key in what they write only from this length on (a shorter one would
+# mangle ordinary words), so a shorter key could be printed: it is refused. Alpaca's keys are 20 and 40 long.
+MIN_KEY_LENGTH = 8
+# Printable ASCII without spaces, quotes or backslashes: what an HTTP header carries as given (a quote left by
+# Docker's --env-file, a newline from a pasted key, would be sent, or land in an error that quotes the header).
+_KEY_CHARACTERS = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+")
+
+
+def read_environment(env_file: Path | None = None) -> dict[str, str]:
+    """The process environment over the values in `.env` (which never overrides what is already set).
+
+    `.env` is read as systemd's `EnvironmentFile` and Docker would read it: no `${VAR}` expansion, so the engine
+    and the service see the same values. A line that cannot be read, or an `ALPACA_*` variable given twice with
+    different values, refuses the whole file (EnvFileError): a value that cannot be read is missing, and which of
+    two values was meant is not something to guess. A `.env` that is a folder, a FIFO or a device is refused too
+    (a FIFO would hang the read). UnicodeDecodeError and OSError pass through for the caller to name the file."""
     values: dict[str, str] = {}
-    if env_file is not None and env_file.is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    if env_file is not None:
+        values.update(_env_file_values(env_file))
     values.update({k: v for k, v in os.environ.items() if k.startswith("ALPACA_")})
+    return values
+
+
+def _env_file_values(path: Path) -> dict[str, str]:
+    import io
+    import stat
+
+    from dotenv.parser import parse_stream
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise EnvFileError(f"{path}: a link to nothing, not a file of KEY=VALUE lines") from None
+        return {}
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise EnvFileError(f"{path}: {what}, not a file of KEY=VALUE lines (see .env.example)")
+    text = path.read_bytes().decode("utf-8-sig")  # strict: UnicodeDecodeError is the caller's to name
+    values: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            raise EnvFileError(f"{path}:{line}: cannot be read as KEY=VALUE (see .env.example)")
+        if binding.key is None or binding.value is None:
+            continue
+        key = binding.key
+        if key in values and key.startswith("ALPACA_") and values[key] != binding.value:
+            raise EnvFileError(f"{path}:{line}: {key} is set again with another value (first on line {lines[key]}): keep one")
+        values[key] = binding.value
+        lines.setdefault(key, line)
     return values
 
 
@@ -43,28 +97,103 @@ def keys_configured(env: Mapping[str, str]) -> bool:
     return bool(env.get("ALPACA_KEY")) and bool(env.get("ALPACA_SECRET"))
 
 
+def half_configured_keys(env: Mapping[str, str]) -> str | None:
+    """The sentence for one key given without the other, else None: neither a broker choice nor a default."""
+    has_key, has_secret = bool(env.get("ALPACA_KEY")), bool(env.get("ALPACA_SECRET"))
+    if has_key == has_secret:
+        return None
+    given, missing = ("ALPACA_KEY", "ALPACA_SECRET") if has_key else ("ALPACA_SECRET", "ALPACA_KEY")
+    return f"{given} is set but {missing} is not: set both (see .env.example), or remove both to use the simulated exchange"
+
+
+def _check_key(env: Mapping[str, str], name: str) -> str:
+    """The key as given, or BrokerError naming the variable and never its value."""
+    value = env[name]
+    if not _KEY_CHARACTERS.fullmatch(value):
+        raise BrokerError("config", f"{name} holds spaces, quotes, control or non-ASCII characters: it is not an Alpaca key")
+    if len(value) < MIN_KEY_LENGTH:
+        raise BrokerError("config", f"{name} is shorter than {MIN_KEY_LENGTH} characters: it is not an Alpaca key")
+    return value
+
+
+def paper_setting_is_false(value: str | None) -> bool:
+    """`ALPACA_PAPER` says `false`: any case, spaces around it and one pair of double quotes around it ignored.
+    Anything else (unset, empty, `0`, `no`, an unbalanced quote, `'false'` in single quotes) is not `false`."""
+    if value is None:
+        return False
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].strip()
+    return text.lower() == "false"
+
+
 def _base_url(env: Mapping[str, str], name: str) -> str | None:
+    from urllib.parse import urlsplit
+
     if name not in env:
         return None
     value = env[name].strip().rstrip("/")
     if not value:
         # The SDK would silently treat an empty override as the real paper host.
         raise BrokerError("config", f"{name} is set but empty; unset it or give a URL")
+    problem = None
+    if not re.fullmatch(r"[\x21-\x7e]+", value):
+        problem = "it holds spaces, control or non-ASCII characters"
+    else:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  # a port that is not a number, or past 65535, raises here
+        except ValueError:
+            parts, problem = None, "it cannot be read as a URL"
+        if parts is not None:
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problem = "it is not an http:// or https:// URL with a host"
+            elif parts.username is not None or parts.password is not None:
+                problem = "it holds a user name or password (keys go in ALPACA_KEY and ALPACA_SECRET)"
+            elif parts.query or parts.fragment:
+                problem = "it holds a query or a fragment"
+    if problem:
+        raise BrokerError("config", f"{name} is not a usable base URL: {problem} (e.g. http://127.0.0.1:8765)")
     return value
 
 
+def data_base_url(env: Mapping[str, str]) -> str | None:
+    """ALPACA_DATA_BASE_URL checked as a run checks it (for `data fetch` of crypto bars, which needs no keys)."""
+    return _base_url(env, "ALPACA_DATA_BASE_URL")
+
+
+def _host(url: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "").rstrip(".").lower() if url else None
+
+
 def alpaca_environment(env: Mapping[str, str], live_flag: bool) -> AlpacaEnvironment:
+    half = half_configured_keys(env)
+    if half is not None:
+        raise BrokerError("config", half)
     if not keys_configured(env):
         raise BrokerError("config", "ALPACA_KEY and ALPACA_SECRET are needed for --broker alpaca (see .env.example)")
-    paper_setting = env.get("ALPACA_PAPER", "true").strip().strip('"').lower()
-    if live_flag and paper_setting != "false":
+    key, secret = _check_key(env, "ALPACA_KEY"), _check_key(env, "ALPACA_SECRET")
+    paper_false = paper_setting_is_false(env.get("ALPACA_PAPER"))
+    if live_flag and not paper_false:
         raise BrokerError("config", "--live was given but ALPACA_PAPER is not 'false'; live trading needs both")
-    live = live_flag and paper_setting == "false"
+    live = live_flag and paper_false
+    api_base_url = _base_url(env, "ALPACA_API_BASE_URL")
+    host = _host(api_base_url)
+    if not live and host == LIVE_API_HOST:
+        raise BrokerError(
+            "config",
+            f"ALPACA_API_BASE_URL points at the live host {LIVE_API_HOST} but this run is paper: live trading needs "
+            "ALPACA_PAPER=false and --live; unset ALPACA_API_BASE_URL for paper trading",
+        )
+    if live and host == PAPER_API_HOST:
+        raise BrokerError("config", f"--live was given but ALPACA_API_BASE_URL points at the paper host {PAPER_API_HOST}")
     return AlpacaEnvironment(
-        key=env["ALPACA_KEY"],
-        secret=env["ALPACA_SECRET"],
+        key=key,
+        secret=secret,
         paper=not live,
-        api_base_url=_base_url(env, "ALPACA_API_BASE_URL"),
+        api_base_url=api_base_url,
         data_base_url=_base_url(env, "ALPACA_DATA_BASE_URL"),
     )
 
@@ -74,6 +203,9 @@ def choose_broker(requested: str | None, settings: Settings, env: Mapping[str, s
     name = requested or settings.broker.name
     if name != "auto":
         return name, f"broker '{name}' ({'--broker' if requested else 'settings.yaml broker.name'})"
+    half = half_configured_keys(env)
+    if half is not None:  # neither alpaca nor, silently, the simulated exchange: the user meant one of them
+        raise BrokerError("config", half)
     if keys_configured(env):
         return "alpaca", "broker 'alpaca' (keys are configured)"
     return "sim", "broker 'sim': no Alpaca keys are configured, so the built-in simulated exchange is used"

@@ -79,3 +79,120 @@ def test_the_options_feed_is_indicative_unless_the_settings_say_opra() -> None:
 
     assert options_feed(SETTINGS) == "indicative"
     assert options_feed(SimpleNamespace(options=SimpleNamespace(feed="opra"))) == "opra"  # type: ignore[arg-type]
+
+
+# --- hostile or careless input (the command line and the environment probed as a user would) ------------------
+
+
+@pytest.mark.parametrize("paper_value", ['"false', 'false"', '""false""', "'false'", "false # live", "0", "no", ""])
+def test_a_paper_setting_that_is_not_plainly_false_never_goes_live(paper_value: str) -> None:
+    with pytest.raises(BrokerError) as caught:
+        alpaca_environment({**KEYS, "ALPACA_PAPER": paper_value}, live_flag=True)
+    assert caught.value.kind == "config" and "ALPACA_PAPER is not 'false'" in str(caught.value)
+    assert alpaca_environment({**KEYS, "ALPACA_PAPER": paper_value}, live_flag=False).paper is True
+
+
+@pytest.mark.parametrize("env", [{"ALPACA_KEY": KEYS["ALPACA_KEY"]}, {"ALPACA_SECRET": KEYS["ALPACA_SECRET"]},
+                                 {**KEYS, "ALPACA_SECRET": ""}])  # fmt: skip
+def test_one_key_without_the_other_is_refused_not_taken_for_no_keys(env: dict[str, str]) -> None:
+    with pytest.raises(BrokerError) as caught:
+        choose_broker(None, SETTINGS, env)
+    assert "is set but" in caught.value.message and KEYS["ALPACA_SECRET"] not in str(caught.value)
+    assert choose_broker("sim", SETTINGS, env)[0] == "sim"  # asked for by name: the keys do not matter
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("ALPACA_KEY", "k3y"), ("ALPACA_SECRET", "s3cr"), ("ALPACA_KEY", "PKTESTKEY0123456789\n"),
+    ("ALPACA_SECRET", "secret with space 0123"), ("ALPACA_SECRET", "secret0123456789é"), ("ALPACA_KEY", '"PKTESTKEY0123456789"'), ("ALPACA_SECRET", "'secret0123456789'"),
+])  # fmt: skip
+def test_a_key_that_cannot_be_an_alpaca_key_is_refused_without_its_value(name: str, value: str) -> None:
+    """A key under 8 characters is not masked by the journal or the adapter; a newline goes into an HTTP header,
+    whose error would carry it."""
+    with pytest.raises(BrokerError) as caught:
+        alpaca_environment({**KEYS, name: value}, live_flag=False)
+    assert caught.value.kind == "config" and name in str(caught.value) and value.strip() not in str(caught.value)
+
+
+def test_a_paper_run_pointed_at_the_live_host_is_refused() -> None:
+    """The SDK's paper flag only picks the default host: an override at the live host would trade real money."""
+    for url in ("https://api.alpaca.markets", "https://API.Alpaca.Markets./", "https://api.alpaca.markets:443/v2"):
+        with pytest.raises(BrokerError) as caught:
+            alpaca_environment({**KEYS, "ALPACA_API_BASE_URL": url}, live_flag=False)
+        assert "live host" in str(caught.value)
+    live = {**KEYS, "ALPACA_PAPER": "false"}
+    with pytest.raises(BrokerError):
+        alpaca_environment({**live, "ALPACA_API_BASE_URL": "https://paper-api.alpaca.markets"}, live_flag=True)
+    assert alpaca_environment({**live, "ALPACA_API_BASE_URL": "https://api.alpaca.markets"}, live_flag=True).paper is False
+    assert alpaca_environment({**KEYS, "ALPACA_API_BASE_URL": "https://paper-api.alpaca.markets"}, False).paper is True
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1:9", "127.0.0.1:9", "http://", "http://127.0.0.1:99999",
+                                 "http://user:pw@127.0.0.1:9", "http://127.0.0.1:9/?x=1", "http://127.0.0.1:9/\x00"])  # fmt: skip
+def test_an_unusable_base_url_is_refused_before_any_request(url: str) -> None:
+    from engine.brokers.factory import data_base_url
+
+    for name in ("ALPACA_API_BASE_URL", "ALPACA_DATA_BASE_URL"):
+        with pytest.raises(BrokerError) as caught:
+            alpaca_environment({**KEYS, name: url}, live_flag=False)
+        assert caught.value.kind == "config" and f"{name} is not a usable base URL" in str(caught.value)
+    with pytest.raises(BrokerError):
+        data_base_url({"ALPACA_DATA_BASE_URL": url})
+    with pytest.raises(BrokerError):
+        data_base_url({"ALPACA_DATA_BASE_URL": "  "})
+
+
+def _env_file(tmp_path, monkeypatch: pytest.MonkeyPatch, content: bytes):
+    for name in ("ALPACA_KEY", "ALPACA_SECRET", "ALPACA_PAPER"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / ".env"
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(("content", "line"), [
+    (b'ALPACA_KEY=PKTESTKEY0123456789\nALPACA_PAPER="false\n', 2),
+    (b"ALPACA_KEY=PKTESTKEY0123456789\nthis is not a line\nALPACA_PAPER=false\n", 2),
+])  # fmt: skip
+def test_an_env_file_line_that_cannot_be_read_refuses_the_file(tmp_path, monkeypatch, content: bytes, line: int) -> None:
+    from engine.brokers.factory import EnvFileError
+
+    path = _env_file(tmp_path, monkeypatch, content)
+    with pytest.raises(EnvFileError) as caught:
+        read_environment(path)
+    assert str(caught.value).startswith(f"{path}:{line}: cannot be read") and "PKTEST" not in str(caught.value)
+
+
+def test_an_alpaca_variable_given_twice_with_two_values_refuses_the_file(tmp_path, monkeypatch) -> None:
+    from engine.brokers.factory import EnvFileError
+
+    path = _env_file(tmp_path, monkeypatch, b"ALPACA_PAPER=true\nALPACA_PAPER=true\nOTHER=1\nOTHER=2\nALPACA_PAPER=false\n")
+    with pytest.raises(EnvFileError) as caught:
+        read_environment(path)
+    assert str(caught.value) == f"{path}:5: ALPACA_PAPER is set again with another value (first on line 1): keep one"
+
+
+def test_env_file_variants_read_as_systemd_would(tmp_path, monkeypatch) -> None:
+    """CRLF, `export`, a UTF-8 BOM and quotes are read; `${VAR}` is not expanded (systemd and Docker do not)."""
+    content = b'\xef\xbb\xbfexport ALPACA_KEY="PKTESTKEY0123456789"\r\nALPACA_SECRET=secret0123456789\r\nX=false\r\nALPACA_PAPER=${X}\r\n'
+    env = read_environment(_env_file(tmp_path, monkeypatch, content))
+    assert (env["ALPACA_KEY"], env["ALPACA_SECRET"], env["ALPACA_PAPER"]) == ("PKTESTKEY0123456789", "secret0123456789", "${X}")
+    with pytest.raises(BrokerError):
+        alpaca_environment(env, live_flag=True)
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "dangling link"])
+def test_an_env_file_that_is_not_a_file_is_refused_not_skipped(tmp_path, kind: str) -> None:
+    import os
+
+    from engine.brokers.factory import EnvFileError
+
+    path = tmp_path / ".env"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would hang
+    else:
+        path.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(EnvFileError):
+        read_environment(path)
+    assert read_environment(tmp_path / "absent") is not None  # no .env at all: the environment alone

@@ -1,0 +1,254 @@
+"""The command line and the environment as a hostile or careless user meets them: every bad input is one line,
+its documented exit code, no traceback, and nothing written; live trading only when asked for twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.paths import PROJECT_ROOT
+
+CONFIG = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+          "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+KEY, SECRET = "PKHOSTILEKEY01234567", "hostilesecret0123456789abcdefghijklmnop"
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder of its own (its `.env` is the one read) and an environment without Alpaca variables."""
+    for name in [n for n in os.environ if n.startswith("ALPACA_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def state(folder: Path) -> list[str]:
+    return ["--state-db", str(folder / "s.db"), "--log", str(folder / "a.jsonl")]
+
+
+def main_(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from engine.cli import main
+
+    code = main(argv)
+    said = capsys.readouterr()
+    return code, said.out + said.err
+
+
+def assert_refused(code: int, text: str, expected_code: int, phrase: str, folder: Path) -> None:
+    assert code == expected_code, text
+    assert phrase in text, text
+    assert "Traceback" not in text and KEY not in text and SECRET not in text
+    assert not (folder / "s.db").exists() and not (folder / "a.jsonl").exists()
+
+
+# --- live trading: never the default, never on a guess ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [[], ["--broker", "sim"]])
+def test_live_on_the_simulated_exchange_is_refused_not_run_as_a_simulation(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, extra: list[str]
+) -> None:
+    monkeypatch.setenv("ALPACA_PAPER", "false")
+    code, text = main_(["run", "--live", "--once", "--quiet", *extra, *state(here), *CONFIG], capsys)
+    assert_refused(code, text, 2, "--live trades real money on Alpaca, but this run would use the simulated exchange", here)
+    assert len(text.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("content", "phrase"), [
+    ("DIR", ".env: a folder, not a file of KEY=VALUE lines"),
+    ("FIFO", ".env: not a regular file"),
+    (f"ALPACA_KEY={KEY}\nALPACA_SECRET={SECRET}\nALPACA_PAPER=true\nALPACA_PAPER=false\n".encode(),
+     ".env:4: ALPACA_PAPER is set again with another value (first on line 3): keep one"),
+    (f"ALPACA_KEY={KEY}\nALPACA_SECRET={SECRET}\nALPACA_PAPER='false\n".encode(), ".env:3: cannot be read as KEY=VALUE"),
+    (f"ALPACA_KEY={KEY}\n".encode(), "ALPACA_KEY is set but ALPACA_SECRET is not"),
+    (f"ALPACA_KEY={KEY}\nALPACA_SECRET=\n".encode(), "ALPACA_KEY is set but ALPACA_SECRET is not"),
+])  # fmt: skip
+@pytest.mark.parametrize("live", [False, True])
+def test_an_env_file_that_is_not_plainly_readable_is_exit_2_and_nothing_runs(
+    here: Path, capsys: pytest.CaptureFixture[str], content: str | bytes, phrase: str, live: bool
+) -> None:
+    """A folder or FIFO named .env was passed over (and a run went on as a simulation); two values of one key,
+    an unreadable line, or one key without the other were guessed at."""
+    env = here / ".env"
+    if content == "DIR":
+        env.mkdir()
+    elif content == "FIFO":
+        os.mkfifo(env)
+    else:
+        assert isinstance(content, bytes)
+        env.write_bytes(content)
+    code, text = main_(["run", "--once", "--quiet", *(["--live"] if live else []), *state(here), *CONFIG], capsys)
+    assert_refused(code, text, 2, phrase, here)
+    assert len(text.strip().splitlines()) == 1
+
+
+def test_the_environment_still_wins_over_a_readable_env_file(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (here / ".env").write_bytes(f"ALPACA_KEY={KEY}\r\nALPACA_SECRET={SECRET}\r\nALPACA_PAPER=false\r\n".encode())
+    monkeypatch.setenv("ALPACA_PAPER", "true")
+    monkeypatch.setenv("ALPACA_API_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALPACA_DATA_BASE_URL", "http://127.0.0.1:9")
+    code, text = main_(["run", "--live", "--once", "--quiet", *state(here), *CONFIG], capsys)
+    assert_refused(code, text, 1, "--live was given but ALPACA_PAPER is not 'false'", here)
+
+
+# --- secrets -----------------------------------------------------------------------------------------------------
+
+
+def test_a_crypto_fetch_with_an_unusable_data_url_is_refused_before_any_request(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without keys the data URL was read on its own, unchecked (an empty one even meant Alpaca's own host)."""
+    monkeypatch.setenv("ALPACA_DATA_BASE_URL", "zzz")
+    code, text = main_(["data", "fetch", "--symbols", "BTC/USD", "--from", "2026-01-05", "--to", "2026-01-05",
+                        "--out", str(here / "d"), *CONFIG], capsys)  # fmt: skip
+    assert code == 1 and "ALPACA_DATA_BASE_URL is not a usable base URL" in text and "Traceback" not in text
+    assert not (here / "d").exists()
+
+
+def test_a_key_with_a_newline_is_refused_without_being_printed(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALPACA_KEY", KEY + "\n")
+    monkeypatch.setenv("ALPACA_SECRET", SECRET)
+    monkeypatch.setenv("ALPACA_API_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALPACA_DATA_BASE_URL", "http://127.0.0.1:9")
+    code, text = main_(["run", "--once", "--quiet", *state(here), *CONFIG], capsys)
+    assert_refused(code, text, 1, "ALPACA_KEY holds spaces, quotes, control or non-ASCII characters", here)
+
+
+# --- paths, values and dates ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--once", "--state-db", ""], ["run", "--once", "--log", ""], ["run", "--once", "--record", ""],
+    ["--validate", "--config", ""], ["status", "--machines", ""], ["table", "momentum", "-o", ""],
+    ["backtest", "--data", ""], ["report", "--out", ""],
+])  # fmt: skip
+def test_an_empty_path_is_bad_usage_not_the_working_folder(
+    here: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Path("") is the working folder: `run --record ""` recorded into it, `--config ""` read it."""
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as exited:  # in a folder of its own: the old reading wrote nothing elsewhere
+        main(argv)
+    assert exited.value.code == 2 and "an empty path" in capsys.readouterr().err
+    assert list(here.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["run", "--once"], ["snapshot", "--broker", "sim"]])
+def test_an_empty_start_is_refused_not_taken_as_no_start(
+    here: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    extra = state(here) if command[0] == "run" else []
+    code, text = main_([*command, "--start", " ", *extra, *CONFIG], capsys)
+    assert_refused(code, text, 2, "--start: an empty time", here)
+
+
+@pytest.mark.parametrize(("argv", "phrase"), [
+    (["run", "--once", "--state-db", "{tmp}/fifo"], "--state-db {tmp}/fifo: not a regular file"),
+    (["status", "--state-db", "{tmp}/fifo"], "--state-db {tmp}/fifo: not a regular file"),
+    (["validate", "--state-db", "{tmp}/fifo"], "--state-db {tmp}/fifo: not a regular file"),
+    (["run", "--once", "--state-db", "{tmp}/a_file/s.db"], "--state-db {tmp}/a_file/s.db: cannot be used"),
+    (["run", "--once", "--log", "{tmp}/a_file/a.jsonl"], "--log {tmp}/a_file/a.jsonl: cannot be used"),
+    (["halt", "--reason", "x", "--state-db", "{tmp}/a_file/deeper/s.db"], "--state-db {tmp}/a_file/deeper/s.db: cannot be used"),
+    (["table", "momentum", "-o", "{tmp}"], "-o {tmp}: a folder; give a file name"),
+    (["table", "momentum", "-o", "{tmp}/fifo"], "-o {tmp}/fifo: not a regular file"),
+    (["diagram", "momentum", "-o", "{tmp}/nothing/d.mmd"], "-o {tmp}/nothing/d.mmd: no such folder {tmp}/nothing"),
+    (["diagram", "momentum", "-o", "{tmp}/a_file/d.mmd"], "-o {tmp}/a_file/d.mmd: cannot be used"),
+    (["report", "--out", "{tmp}"], "--out {tmp}: a folder; give a file name"),
+    (["report", "--prompt", "--prompt-file", "{tmp}/fifo"], "--prompt-file {tmp}/fifo: not a regular file"),
+    (["report", "--prompt-file", "{tmp}/a_file"], "--prompt-file goes with --prompt"),
+])  # fmt: skip
+def test_a_path_of_the_wrong_kind_is_exit_2_in_one_line_and_nothing_is_written(
+    tmp_path: Path, argv: list[str], phrase: str
+) -> None:
+    """These were tracebacks (a state file below a file, -o a folder), exit 1 ("disk I/O error" on a FIFO), or a
+    hang (a FIFO as -o or as the prompt template): run in a process, with a timeout."""
+    (tmp_path / "a_file").write_text("not a folder")
+    os.mkfifo(tmp_path / "fifo")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    extra = []
+    if argv[0] not in ("table", "diagram", "validate"):  # the state files not given are kept in tmp_path
+        for flag, default in (("--state-db", tmp_path / "s.db"), ("--log", tmp_path / "a.jsonl")):
+            extra += [] if flag in argv else [flag, str(default)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    result = subprocess.run([sys.executable, "-m", "engine", *argv, *extra, *CONFIG], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=30)  # fmt: skip
+    assert_refused(result.returncode, result.stdout + result.stderr, 2, phrase.format(tmp=tmp_path), tmp_path)
+    assert len((result.stdout + result.stderr).strip().splitlines()) == 1
+    assert (tmp_path / "a_file").read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "fifo"]
+
+
+def test_a_fifo_as_the_prompt_template_does_not_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "report", "--prompt", "--prompt-file", str(tmp_path / "fifo"), *state(tmp_path), *CONFIG],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2 and "not a regular file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_output_file_is_replaced_whole(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = here / "t.md"
+    out.write_text("old content that is much longer than nothing\n" * 1000)
+    code, _text = main_(["table", "momentum", "-o", str(out), *CONFIG], capsys)
+    assert code == 0 and out.read_text().startswith("# momentum") and "old content" not in out.read_text()
+    assert [p.name for p in here.iterdir()] == ["t.md"]  # no temporary file left
+
+
+@pytest.mark.parametrize(("argv", "phrase"), [
+    (["report", "--date", "20261123"], "--date: '20261123' is not a date (YYYY-MM-DD)"),
+    (["report", "--date", "2026-W48-1"], "--date: '2026-W48-1' is not a date (YYYY-MM-DD)"),
+    (["data", "fetch", "--symbols", "BTC/USD", "--from", "0001-01-01", "--to", "9999-12-31", "--out", "{tmp}/d"],
+     "--from: '0001-01-01' is outside the years 1900 to 2199"),
+    (["backtest", "--data", "{tmp}", "--from", "2026-W01-1"], "--from: '2026-W01-1' is not a date"),
+    (["backtest", "--data", "{tmp}", "--to", "3000-01-01"], "--to: '3000-01-01' is outside the years 1900 to 2199"),
+])  # fmt: skip
+def test_a_malformed_or_out_of_range_date_is_exit_2(
+    here: Path, capsys: pytest.CaptureFixture[str], argv: list[str], phrase: str
+) -> None:
+    """`data fetch --from 0001-01-01` was an OverflowError traceback; 20261123 was read as a date."""
+    from engine.cli import main
+
+    if argv[0] == "report":  # a state to report on: a halt makes the state file
+        assert main(["halt", "--reason", "x", *state(here), *CONFIG]) == 0
+        capsys.readouterr()
+    extra = state(here) if argv[0] == "report" else []
+    code = main([*(a.format(tmp=here) for a in argv), *extra, *CONFIG])
+    text = capsys.readouterr().err
+    assert code == 2 and phrase.format(tmp=here) in text and "Traceback" not in text
+    assert not (here / "d").exists()
+
+
+def test_a_halt_reason_that_is_not_utf8_is_exit_2_before_the_state_is_opened(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bytes from the shell that are not UTF-8 arrive as lone surrogates: SQLite raised UnicodeEncodeError."""
+    code, text = main_(["halt", "--reason", "lunch \udcff", *state(here), *CONFIG], capsys)
+    assert_refused(code, text, 2, "--reason: not UTF-8 text", here)
+
+
+# --- signals -----------------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_outside_the_run_loop_is_one_line_and_exit_130(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before `run` holds the signals (loading the config), or in any other command, Ctrl-C was a traceback."""
+    import engine.cli
+
+    def interrupted(_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.cli, "cmd_status", interrupted)
+    code, text = main_(["status", *state(here), *CONFIG], capsys)
+    assert code == 130 and text.strip() == "interrupted"
