@@ -145,6 +145,8 @@ class Engine:
         self._keys_refused = False  # the system was halted because the broker refused the keys (once a run)
         self._view: TickView | None = None  # the last tick's, whose records are reused when nothing was written
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
+        # (bot, symbol) -> (owned, sent) of the last exit sized below what the bots own (handlers._exit_qty)
+        self.exits_limited: dict[tuple[str, str], tuple[float, float]] = {}
         self._split_preflight()
         self.store.keep_tick_reads = True  # this engine is the only writer of its orders and positions (the run lock)
         self._restore_states()

@@ -7,6 +7,7 @@ broker calls: the orders are sent after the transaction commits.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ class TickContext:
     system_armed: bool = False
     evaluated: dict[str, BotFacts] = field(default_factory=dict)  # bot id -> its facts this tick
     closing: set[tuple[str, str]] = field(default_factory=set)  # (bot, symbol) given an exit this tick
+    sell_room: dict[str, float] = field(default_factory=dict)  # symbol -> what exits may still sell (`_sellable`)
 
 
 Handler = Callable[[TickContext, Intent], None]
@@ -89,6 +91,9 @@ def close_position(tick: TickContext, intent: Intent) -> None:
         if position.symbol in busy or key in tick.closing or position.symbol in shared:
             continue  # already closing; or, under a flatten, a symbol others hold too: the ExitBot closes it once
         tick.closing.add(key)
+        qty = _exit_qty(tick, intent.bot_id, position.symbol, position.qty)
+        if qty is None:
+            continue
         crypto = is_crypto(position.symbol)
         request = OrderRequest(
             position.symbol,
@@ -96,11 +101,59 @@ def close_position(tick: TickContext, intent: Intent) -> None:
             engine.orders.next_client_order_id(intent.bot_id, view.day),
             "market",
             "gtc" if crypto else "day",
-            qty=position.qty,
+            qty=qty,
         )
         # the reason names the rule that fired, as the trade's exit trigger: "exit: stop_loss_hit"
         reason = f"{intent.trigger}: {intent.because[-1]}" if intent.because else intent.trigger
         engine.orders.record_intent(intent.bot_id, view.day, "exit", request, reason)
+
+
+def _sellable(tick: TickContext, symbol: str) -> float | None:
+    """What exits may still sell of `symbol` this tick: what the broker says the account holds long, less what
+    the working and pending sells on it and the exits recorded earlier in this tick will sell. None when the
+    broker's positions were not read this tick."""
+    room = tick.sell_room.get(symbol)
+    if room is None:
+        positions = tick.view.snapshot.positions
+        if positions is None:
+            return None
+        held = sum(p.qty for p in positions if p.symbol == symbol)
+        selling = sum(
+            max((r.qty or 0.0) - r.filled_qty, 0.0)
+            for records in tick.view.bots.values()
+            for r in records.open_exits
+            if r.symbol == symbol
+        )
+        room = tick.sell_room[symbol] = max(held, 0.0) - selling
+    return room
+
+
+def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float | None:
+    """The quantity an exit of `owned` sells: never more than the account holds and no other sell will take
+    (`_sellable`), so that an exit can only reduce a position, never open a short one. The bots' count is more
+    than the broker's only when something outside the engine sold (by hand, or an earlier exit the broker had not
+    shown yet): then what is there is sold, and what the bots still own is a difference reconciliation halts on.
+    None when nothing is left to sell (said in the log). With the broker's positions unread, the bots' count."""
+    room = _sellable(tick, symbol)
+    if room is None:
+        return owned
+    qty = owned
+    if owned > room * (1 + _QTY_SLACK) + _QTY_SLACK:
+        qty = math.floor(max(room, 0.0) * 1e9) / 1e9  # Alpaca's quantities: at most 9 decimals
+        withheld = qty <= 0
+        said = tick.engine.exits_limited
+        if said.get((owner, symbol)) != (owned, qty):  # once for each difference, not once a tick
+            said[owner, symbol] = (owned, qty)
+            tick.engine.journal.log(
+                "exit_limited", bot=owner, symbol=symbol, owned=owned, sellable=max(room, 0.0), sent=0.0 if withheld else qty
+            )
+        if withheld:
+            return None
+    tick.sell_room[symbol] = room - qty
+    return qty
+
+
+_QTY_SLACK = 1e-9  # float sums of quantities: a difference this small is no difference
 
 
 def _shared_symbols(view: TickView) -> set[str]:
@@ -122,8 +175,11 @@ def flatten_shared(tick: TickContext, symbol: str, holders: list[str]) -> None:
     keys = [(bot_id, symbol) for bot_id in holders]
     if any(key in tick.closing for key in keys):
         return
-    qty = sum(p.qty for bot_id in holders for p in view.bot(bot_id).positions if p.symbol == symbol)
+    owned = sum(p.qty for bot_id in holders for p in view.bot(bot_id).positions if p.symbol == symbol)
     tick.closing.update(keys)
+    qty = _exit_qty(tick, EXITBOT_ID, symbol, owned)
+    if qty is None:
+        return
     request = OrderRequest(
         symbol,
         "sell",
