@@ -360,6 +360,8 @@ class StateStore:
         self._hold_every = 0  # `hold_commits`: > 0, transactions are savepoints committed this many at a time
         self._released = 0  # savepoints released since the held transaction's last commit
         self._held_facts: dict[str, tuple[datetime, bytes]] = {}  # held: each scope's last record, written at commit
+        self._held_lost: str | None = None  # held: why the transactions since the last commit were lost (`_held_lost_by`)
+        self._closed = False
         self._conn = self._open(str(path))
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -478,24 +480,47 @@ class StateStore:
         self._hold_every = every
 
     def commit_held(self) -> None:
-        """Commit what the held transaction holds (nothing to do when none is open)."""
-        if self._in_transaction or not (self._conn.in_transaction or self._held_facts):
+        """Commit what the held transaction holds (nothing to do when commits are not held, or none is open)."""
+        if not self._hold_every or self._in_transaction or self._closed:
             return
-        self._released = 0
+        self._refuse_if_held_lost()
+        if not (self._conn.in_transaction or self._held_facts):
+            return
         try:
             if not self._conn.in_transaction:  # only facts saved outside any transaction are waiting
                 self._conn.execute("BEGIN IMMEDIATE")
             if self._held_facts:
                 self._upsert_last_facts([(scope, at, body) for scope, (at, body) in self._held_facts.items()])
-                self._held_facts.clear()
             self._conn.execute("COMMIT")
         except BaseException as exc:
             self.records_version += 1
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error) and not isinstance(exc, _ENGINE_BUGS):
-                raise state_file_error(self.path, exc) from exc
-            raise
+            raise self._held_lost_by(exc) from exc
+        self._released = 0
+        self._held_facts.clear()
+
+    def _refuse_if_held_lost(self) -> None:
+        if self._held_lost is not None:
+            raise StateFileError(self.path, self._held_lost, runtime=True)
+
+    def _held_lost_by(self, exc: BaseException, *, current: int = 0) -> BaseException:
+        """The error to raise when the held transaction ended without its commit (a failed COMMIT, or SQLite
+        rolling back by itself on a full disk or an I/O error): what the transactions since the last commit wrote
+        is gone while the run, its log and its exchange went on from it. The file no longer tells the run's story:
+        every later write is refused with the same error, so the run stops instead of reporting from it."""
+        lost = self._released + current  # `current`: the transaction that met the error, when it went too
+        self._held_facts.clear()
+        self._released = 0
+        if lost:
+            self._held_lost = (
+                f"the last {lost} transaction(s) held for one commit were lost ({type(exc).__name__}: {exc}): "
+                "the state file no longer matches the run"
+            )
+            return StateFileError(self.path, self._held_lost, runtime=True)
+        if isinstance(exc, sqlite3.Error) and not isinstance(exc, (StateFileError, *_ENGINE_BUGS)):
+            return state_file_error(self.path, exc)
+        return exc
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -508,7 +533,10 @@ class StateStore:
             if not held:
                 self._conn.execute("BEGIN IMMEDIATE")
             else:
-                if not self._conn.in_transaction:  # the first, after a commit, or after SQLite rolled back itself
+                self._refuse_if_held_lost()
+                if not self._conn.in_transaction:  # the first one, or the first after a commit
+                    if self._released:  # SQLite ended it without our commit: what it held is gone
+                        raise self._held_lost_by(sqlite3.OperationalError("the held transaction ended uncommitted"))
                     self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute("SAVEPOINT held")
         except sqlite3.Error as exc:  # locked past the wait, read-only, damaged: said as the file's error
@@ -528,6 +556,9 @@ class StateStore:
                 else:
                     self._conn.execute("ROLLBACK")
             self.records_version += 1  # what was read inside the transaction is gone with it
+            self._in_transaction = False
+            if held and self._released and not self._conn.in_transaction:  # earlier transactions went with it
+                raise self._held_lost_by(exc, current=1) from exc
             if isinstance(exc, sqlite3.Error) and not isinstance(exc, (StateFileError, *_ENGINE_BUGS)):
                 raise state_file_error(self.path, exc) from exc
             raise
@@ -537,7 +568,16 @@ class StateStore:
             except BaseException as exc:  # not committed (disk full, I/O): nothing read inside it may be kept
                 self.records_version += 1
                 with contextlib.suppress(sqlite3.Error):  # the COMMIT's own error is the one raised
-                    self._conn.execute("ROLLBACK")
+                    if held and self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK TO held")
+                        self._conn.execute("RELEASE held")
+                    else:
+                        self._conn.execute("ROLLBACK")
+                if held and facts_before is not None:
+                    self._held_facts = facts_before
+                self._in_transaction = False
+                if held and self._released and not self._conn.in_transaction:
+                    raise self._held_lost_by(exc, current=1) from exc
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, _ENGINE_BUGS):
                     raise state_file_error(self.path, exc) from exc
                 raise
@@ -580,10 +620,14 @@ class StateStore:
             raise self._file_error(exc) from None
 
     def close(self) -> None:
-        """Closed, after committing what a held transaction holds (`hold_commits`)."""
+        """Closed, after committing what a held transaction holds (`hold_commits`); closing again does nothing."""
+        if self._closed:
+            return
         try:
-            self.commit_held()
+            if self._held_lost is None:  # lost, it was said when it happened: closing adds no second error
+                self.commit_held()
         finally:
+            self._closed = True
             self._conn.close()
 
     # --- machine states ------------------------------------------------------------------------------------
@@ -867,7 +911,10 @@ class StateStore:
         With commits held (`hold_commits`) only each scope's last record is written, when the held transaction
         commits: a record a tick that nobody reads meanwhile was a twentieth of a one-symbol backtest's tick."""
         if self._hold_every:
-            self._held_facts.update((scope, (at, body)) for scope, at, body in rows)
+            for scope, at, body in rows:
+                if at.tzinfo is None:  # refused now, not at the commit hundreds of ticks later
+                    raise ValueError("naive datetime reached the store")
+                self._held_facts[scope] = (at, body)
             return
         if self._in_transaction:
             self._upsert_last_facts(rows)

@@ -281,8 +281,10 @@ def run_backtest(
         except OSError as exc:  # a full disk, a folder made read-only meanwhile: the run's state and log stay
             raise BacktestError(f"{out}: the run ended but its report could not be written ({exc.strerror or exc})") from None
     finally:
-        journal.close()
-        store.close()
+        try:
+            journal.close()
+        finally:  # the state file's held ticks are committed even when the log cannot be closed
+            store.close()
     return BacktestResult(
         out,
         summary,

@@ -263,3 +263,36 @@ def test_facts_held_outside_any_transaction_are_written_at_close(tmp_path) -> No
     store.save_last_facts([("tick", NOW, b"alone")])
     store.close()
     assert StateStore(tmp_path / "s.db").last_facts("tick") == (NOW, b"alone")
+
+
+def test_held_transactions_sqlite_rolled_back_by_itself_stop_every_later_write(tmp_path) -> None:
+    """An interrupted write (as a full disk or an I/O error can) makes SQLite roll back the whole held
+    transaction: the ticks since the last commit are gone while the run went on from them. That is said, and
+    every later write is refused, rather than the run carrying on from a file that no longer tells its story."""
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.hold_commits(100)
+    for bot in ("a", "b"):
+        with store.transaction():
+            store.save_machine_state("momentum", bot, "armed", NOW)
+    with pytest.raises(StateFileError, match=r"last 3 transaction\(s\) held for one commit were lost"), store.transaction():
+        store._conn.set_progress_handler(lambda: 1, 1)  # every statement from now on is interrupted
+        store.save_machine_state("momentum", "c", "armed", NOW)
+    store._conn.set_progress_handler(None, 1)
+    with pytest.raises(StateFileError, match="were lost"), store.transaction():
+        store.save_machine_state("momentum", "d", "armed", NOW)
+    with pytest.raises(StateFileError, match="were lost"):
+        store.commit_held()
+    store.close()  # said already: closing raises nothing more
+    store.close()
+    assert _reader_sees(path, "momentum") == []
+
+
+def test_closing_twice_is_harmless_and_an_unheld_store_commits_nothing_at_close(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store._conn.execute("BEGIN")
+    store._conn.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
+    store.close()  # a transaction left open is not committed by closing
+    store.close()
+    assert StateStore(path).meta("x") is None

@@ -180,6 +180,7 @@ def test_a_backtest_stopped_midway_keeps_its_state_up_to_the_last_tick(
     Ctrl-C, raised from the progress callback) still leaves its state file holding every tick it finished."""
     trending_day(tmp_path / "data")
     monkeypatch.setattr("engine.replay.backtest.PROGRESS_EVERY", 100)
+    monkeypatch.setattr("engine.replay.backtest.COMMIT_EVERY", 70)  # commits mid-run, and some ticks left to close()
 
     def interrupt(progress: BacktestProgress) -> None:
         if progress.frames == 300:
