@@ -183,11 +183,19 @@ def _load(args: argparse.Namespace) -> Report:
     return report
 
 
+def _to_stdout(path: Path) -> bool:
+    """`-o -` or `-o /dev/stdout`: the output goes to standard output, as without -o."""
+    return str(path) in ("-", "/dev/stdout")
+
+
 def _output_file(flag: str, path: Path) -> None:
     """A file the command will write (-o, --out): refused before any work when it is a folder, a FIFO (which
-    would hang the write) or a device, or its folder is missing or a file."""
+    would hang the write) or a device, or its folder is missing or a file. A link is judged by what it names."""
     import stat
 
+    if _to_stdout(path):
+        return
+    path = path.resolve() if path.is_symlink() else path
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -215,14 +223,23 @@ def _write_output(flag: str, path: Path, data: str | bytes) -> None:
 
     _output_file(flag, path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    if _to_stdout(path):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(payload)
+        return
+    path = path.resolve() if path.is_symlink() else path  # the file the link names is the one replaced
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
+            try:  # a file written again keeps its mode; a new one gets what the umask allows
+                mode = path.stat().st_mode & 0o7777
+            except FileNotFoundError:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.chmod(temporary, mode)
             os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -366,18 +383,22 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
         raise InvalidInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
-def _broker_choice(args: argparse.Namespace, report: Report, env: dict[str, str]) -> tuple[str, str]:
-    """(broker, why), or InvalidInput: one Alpaca key without the other, or `--live` on the simulated exchange
-    (the user asked for real money and would silently get a simulation)."""
+def _broker_choice(args: argparse.Namespace, report: Report, env: dict[str, str], *, orders: bool) -> tuple[str, str]:
+    """(broker, why), or InvalidInput: one Alpaca key without the other, keys or hosts Alpaca's cannot be, a
+    live/paper contradiction, or `--live` on the simulated exchange (the user asked for real money and would
+    silently get a simulation). `orders`: whether the command may send orders (see `alpaca_environment`)."""
     from engine.brokers.base import BrokerError
-    from engine.brokers.factory import choose_broker
+    from engine.brokers.factory import alpaca_environment, choose_broker
 
     assert report.config is not None
+    live = getattr(args, "live", False)
     try:
         name, why = choose_broker(getattr(args, "broker", None), report.config.settings, env)
+        if name == "alpaca":  # keys, hosts and live/paper checked before anything runs: a config mistake is exit 2
+            alpaca_environment(env, live, orders=orders)
     except BrokerError as exc:
         raise InvalidInput(f"error: {exc.message}") from None
-    if getattr(args, "live", False) and name != "alpaca":
+    if live and name != "alpaca":
         raise InvalidInput(
             f"error: --live trades real money on Alpaca, but this run would use the simulated exchange ({why}); "
             "live trading needs Alpaca keys, ALPACA_PAPER=false and --live"
@@ -421,14 +442,14 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     report = _load(args)
     assert report.config is not None
     env = _env(args)
-    name, why = _broker_choice(args, report, env)
+    name, why = _broker_choice(args, report, env, orders=False)
     print(why, file=sys.stderr)
     try:
         if name == "sim":
             broker, _exchange = build_sim(report.config.settings, _sim_clock(args, report))
         else:
             refuse_placeholder_keys(env)
-            broker = build_alpaca(report.config.settings, SystemClock(), env, live_flag=False)
+            broker = build_alpaca(report.config.settings, SystemClock(), env, live_flag=False, orders=False)
     except (BrokerError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -506,7 +527,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _run_options(args)
     local = _local(report)
     env = _env(args)
-    _broker_choice(args, report, env)
+    _broker_choice(args, report, env, orders=True)
     if args.record is not None:
         _writable_folder("--record", args.record)
     recorder = None
@@ -878,7 +899,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     try:
         if keys_configured(env):
             refuse_placeholder_keys(env)
-            alpaca = alpaca_environment(env, live_flag=False)
+            alpaca = alpaca_environment(env, live_flag=False, orders=False)
             clients = history_clients(alpaca.key, alpaca.secret, data_base_url=alpaca.data_base_url)
         else:
             keyed = [s for s in symbols if asset_class_of(s) != "crypto"]
@@ -887,7 +908,12 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
                                "put your Alpaca keys in .env (see .env.example)")  # fmt: skip
             url = data_base_url(env)  # checked as with keys: an empty or unusable URL is refused, never the default
             clients = history_clients(None, None, data_base_url=url)
-    except (BrokerError, RunError) as exc:
+    except BrokerError as exc:
+        if exc.kind == "config":  # keys or hosts that cannot be right: the user's to fix (exit 2)
+            raise InvalidInput(f"error: {exc.message}") from None
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     per_minute = broker.max_requests_per_minute

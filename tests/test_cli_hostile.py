@@ -94,7 +94,7 @@ def test_the_environment_still_wins_over_a_readable_env_file(
     monkeypatch.setenv("ALPACA_API_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("ALPACA_DATA_BASE_URL", "http://127.0.0.1:9")
     code, text = main_(["run", "--live", "--once", "--quiet", *state(here), *CONFIG], capsys)
-    assert_refused(code, text, 1, "--live was given but ALPACA_PAPER is not 'false'", here)
+    assert_refused(code, text, 2, "--live was given but ALPACA_PAPER is not 'false'", here)
 
 
 # --- secrets -----------------------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_a_crypto_fetch_with_an_unusable_data_url_is_refused_before_any_request(
     monkeypatch.setenv("ALPACA_DATA_BASE_URL", "zzz")
     code, text = main_(["data", "fetch", "--symbols", "BTC/USD", "--from", "2026-01-05", "--to", "2026-01-05",
                         "--out", str(here / "d"), *CONFIG], capsys)  # fmt: skip
-    assert code == 1 and "ALPACA_DATA_BASE_URL is not a usable base URL" in text and "Traceback" not in text
+    assert code == 2 and "ALPACA_DATA_BASE_URL is not a usable base URL" in text and "Traceback" not in text
     assert not (here / "d").exists()
 
 
@@ -119,7 +119,7 @@ def test_a_key_with_a_newline_is_refused_without_being_printed(
     monkeypatch.setenv("ALPACA_API_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("ALPACA_DATA_BASE_URL", "http://127.0.0.1:9")
     code, text = main_(["run", "--once", "--quiet", *state(here), *CONFIG], capsys)
-    assert_refused(code, text, 1, "ALPACA_KEY holds spaces, quotes, control or non-ASCII characters", here)
+    assert_refused(code, text, 2, "ALPACA_KEY holds spaces, quotes, control or non-ASCII characters", here)
 
 
 # --- paths, values and dates ------------------------------------------------------------------------------------
@@ -252,3 +252,72 @@ def test_ctrl_c_outside_the_run_loop_is_one_line_and_exit_130(
     monkeypatch.setattr(engine.cli, "cmd_status", interrupted)
     code, text = main_(["status", *state(here), *CONFIG], capsys)
     assert code == 130 and text.strip() == "interrupted"
+
+
+# --- from review: the contract's exit code for every live/paper and key mistake; reading is not trading --------
+
+
+@pytest.mark.parametrize(("env", "flags", "phrase"), [
+    ({"ALPACA_PAPER": "true"}, ["--live"], "--live was given but ALPACA_PAPER is not 'false'"),
+    ({"ALPACA_API_BASE_URL": "https://api.alpaca.markets"}, [], "points at the live host api.alpaca.markets"),
+    ({"ALPACA_PAPER": "false", "ALPACA_API_BASE_URL": "https://paper-api.alpaca.markets"}, ["--live"],
+     "points at the paper host"),
+    ({"ALPACA_KEY": "PKSHORT"}, [], "ALPACA_KEY is shorter than 8 characters"),
+])  # fmt: skip
+def test_every_live_paper_or_key_mistake_is_exit_2_before_anything_runs(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+    flags: list[str], phrase: str,
+) -> None:
+    """Exit 2 is bad usage, which the service does not restart on (exit 1 is restarted every 30 s)."""
+    monkeypatch.setenv("ALPACA_KEY", KEY)
+    monkeypatch.setenv("ALPACA_SECRET", SECRET)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, text = main_(["run", "--once", "--quiet", "--broker", "alpaca", *flags, *state(here), *CONFIG], capsys)
+    assert code == 2, text
+    assert phrase in text and "Traceback" not in text and SECRET not in text
+    assert not (here / "s.db").exists()
+
+
+def test_a_live_accounts_env_still_serves_the_commands_that_only_read() -> None:
+    """A live trader's .env (ALPACA_PAPER=false, the live host) is not refused by a command that sends no order
+    (`snapshot`, `data fetch`): the refusal it met is about trading, and reading is not trading."""
+    from engine.brokers.base import BrokerError
+    from engine.brokers.factory import alpaca_environment
+
+    env = {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_PAPER": "false",
+           "ALPACA_API_BASE_URL": "https://api.alpaca.markets"}  # fmt: skip
+    reads = alpaca_environment(env, live_flag=False, orders=False)
+    assert reads.paper is False  # the live account is the one read
+    with pytest.raises(BrokerError, match=r"this run is paper"):
+        alpaca_environment(env, live_flag=False)  # a run without --live is still refused
+    paper_reads = {**env, "ALPACA_PAPER": "true"}
+    with pytest.raises(BrokerError, match="points at the live host"):
+        alpaca_environment(paper_reads, live_flag=False, orders=False)  # a contradiction stays one
+
+
+def test_a_semicolon_comment_in_env_is_a_comment_as_systemd_reads_it(here: Path) -> None:
+    from engine.brokers.factory import read_environment
+
+    (here / ".env").write_text(f"; keys for the paper account\nALPACA_KEY={KEY}\n  ; indented too\nALPACA_SECRET={SECRET}\n")
+    values = read_environment(here / ".env")
+    assert values["ALPACA_KEY"] == KEY and values["ALPACA_SECRET"] == SECRET
+
+
+@pytest.mark.parametrize("target", ["-", "/dev/stdout"])
+def test_an_output_to_stdout_is_written_there(here: Path, capsys: pytest.CaptureFixture[str], target: str) -> None:
+    code, text = main_(["table", "momentum", "-o", target, *CONFIG], capsys)
+    assert code == 0 and text.startswith("# momentum"), text
+    assert not (here / "-").exists()
+
+
+def test_an_output_through_a_link_replaces_the_file_it_names_and_keeps_its_mode(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = here / "real.md"
+    real.write_text("old")
+    real.chmod(0o600)
+    (here / "link.md").symlink_to(real)
+    code, text = main_(["table", "momentum", "-o", str(here / "link.md"), *CONFIG], capsys)
+    assert code == 0, text
+    assert (here / "link.md").is_symlink() and real.read_text() != "old" and (real.stat().st_mode & 0o777) == 0o600

@@ -49,7 +49,7 @@ _KEY_CHARACTERS = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+")
 def read_environment(env_file: Path | None = None) -> dict[str, str]:
     """The process environment over the values in `.env` (which never overrides what is already set).
 
-    `.env` is read as systemd's `EnvironmentFile` and Docker would read it: no `${VAR}` expansion, so the engine
+    `.env` is read close to how systemd's `EnvironmentFile` reads it (`#` and `;` comments, no `${VAR}` expansion), so the engine
     and the service see the same values. A line that cannot be read, or an `ALPACA_*` variable given twice with
     different values, refuses the whole file (EnvFileError): a value that cannot be read is missing, and which of
     two values was meant is not something to guess. A `.env` that is a folder, a FIFO or a device is refused too
@@ -77,6 +77,8 @@ def _env_file_values(path: Path) -> dict[str, str]:
         what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
         raise EnvFileError(f"{path}: {what}, not a file of KEY=VALUE lines (see .env.example)")
     text = path.read_bytes().decode("utf-8-sig")  # strict: UnicodeDecodeError is the caller's to name
+    # systemd's EnvironmentFile takes `;` as a comment too (dotenv only `#`): blanked, so line numbers stand
+    text = "".join("\n" if line.lstrip().startswith(";") else line for line in text.splitlines(keepends=True))
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
     for binding in parse_stream(io.StringIO(text)):
@@ -168,7 +170,12 @@ def _host(url: str | None) -> str | None:
     return (urlsplit(url).hostname or "").rstrip(".").lower() if url else None
 
 
-def alpaca_environment(env: Mapping[str, str], live_flag: bool) -> AlpacaEnvironment:
+def alpaca_environment(env: Mapping[str, str], live_flag: bool, *, orders: bool = True) -> AlpacaEnvironment:
+    """The keys, hosts and account to use, or BrokerError(kind="config") saying what is wrong (never a value).
+
+    `orders`: whether the command may send orders (`run`). One that only reads (`snapshot`, `data fetch`) reads
+    the account ALPACA_PAPER names, live included, without `--live`: reading is not trading. Either way a host
+    that contradicts the account (a paper account pointed at the live host, or the reverse) is refused."""
     half = half_configured_keys(env)
     if half is not None:
         raise BrokerError("config", half)
@@ -178,14 +185,15 @@ def alpaca_environment(env: Mapping[str, str], live_flag: bool) -> AlpacaEnviron
     paper_false = paper_setting_is_false(env.get("ALPACA_PAPER"))
     if live_flag and not paper_false:
         raise BrokerError("config", "--live was given but ALPACA_PAPER is not 'false'; live trading needs both")
-    live = live_flag and paper_false
+    live = (live_flag or not orders) and paper_false
     api_base_url = _base_url(env, "ALPACA_API_BASE_URL")
     host = _host(api_base_url)
     if not live and host == LIVE_API_HOST:
+        needs = "ALPACA_PAPER=false and --live" if orders else "ALPACA_PAPER=false"
         raise BrokerError(
             "config",
-            f"ALPACA_API_BASE_URL points at the live host {LIVE_API_HOST} but this run is paper: live trading needs "
-            "ALPACA_PAPER=false and --live; unset ALPACA_API_BASE_URL for paper trading",
+            f"ALPACA_API_BASE_URL points at the live host {LIVE_API_HOST} but this run is paper: the live account needs "
+            f"{needs}; unset ALPACA_API_BASE_URL for paper trading",
         )
     if live and host == PAPER_API_HOST:
         raise BrokerError("config", f"--live was given but ALPACA_API_BASE_URL points at the paper host {PAPER_API_HOST}")
@@ -211,10 +219,13 @@ def choose_broker(requested: str | None, settings: Settings, env: Mapping[str, s
     return "sim", "broker 'sim': no Alpaca keys are configured, so the built-in simulated exchange is used"
 
 
-def build_alpaca(settings: Settings, clock: Clock, env: Mapping[str, str], live_flag: bool) -> SnapshotBroker:
+def build_alpaca(
+    settings: Settings, clock: Clock, env: Mapping[str, str], live_flag: bool, *, orders: bool = True
+) -> SnapshotBroker:
+    """`orders`: as `alpaca_environment`'s (False for a command that only reads)."""
     from engine.brokers.alpaca import AlpacaAPI
 
-    alpaca_env = alpaca_environment(env, live_flag)
+    alpaca_env = alpaca_environment(env, live_flag, orders=orders)
     api = AlpacaAPI(
         alpaca_env.key,
         alpaca_env.secret,

@@ -195,4 +195,5 @@ def test_an_env_file_that_is_not_a_file_is_refused_not_skipped(tmp_path, kind: s
         path.symlink_to(tmp_path / "nowhere")
     with pytest.raises(EnvFileError):
         read_environment(path)
-    assert read_environment(tmp_path / "absent") is not None  # no .env at all: the environment alone
+    alpaca_set = {k: v for k, v in os.environ.items() if k.startswith("ALPACA_")}
+    assert read_environment(tmp_path / "absent") == alpaca_set  # no .env at all: the environment alone

@@ -63,7 +63,7 @@ def test_snapshot_through_the_alpaca_adapter_against_the_emulator(emulator: Emul
 
 def test_snapshot_with_an_empty_base_url_fails_closed() -> None:
     result = run("--broker", "alpaca", env={"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": ""})
-    assert result.returncode == 1 and "empty" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "empty" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_the_emulator_command_serves_the_alpaca_adapter() -> None:
