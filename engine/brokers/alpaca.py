@@ -215,11 +215,19 @@ class AlpacaAPI:
         from alpaca.data.historical import CryptoHistoricalDataClient, OptionHistoricalDataClient, StockHistoricalDataClient
         from alpaca.trading.client import TradingClient
 
+        from engine.brokers.factory import MIN_KEY_LENGTH
+        from engine.core.journal import Secrets
+
         if not key or not secret:
             raise BrokerError("config", "ALPACA_KEY and ALPACA_SECRET must both be set")
+        for name, value in (("ALPACA_KEY", key), ("ALPACA_SECRET", secret)):
+            # every message this adapter makes is masked of both keys; keys this short are not Alpaca's (20 and 40
+            # characters) and, masked wherever they appear, would mask ordinary words: refused, never left unmasked
+            if len(value) < MIN_KEY_LENGTH:
+                raise BrokerError("config", f"{name} is shorter than {MIN_KEY_LENGTH} characters: it is not an Alpaca key")
         if options_feed not in OPTION_FEEDS:
             raise BrokerError("config", f"options feed {options_feed!r} is not one of {', '.join(OPTION_FEEDS)}")
-        self._secrets = (key, secret)
+        self._secrets = Secrets((key, secret))
         self.paper = paper
         self.feed = feed
         # Without an OPRA subscription Alpaca serves `indicative` (trades delayed 15 minutes, quotes modified);
@@ -343,10 +351,10 @@ class AlpacaAPI:
     # --- errors --------------------------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if len(secret) >= 8:  # real keys are long; a short test key would mangle ordinary words
-                text = text.replace(secret, "***")
-        return text[:300]
+        """A message to pass on: both keys masked wherever they appear (whatever their length: the constructor
+        refuses keys too short to be real), then cut to 300 characters (after masking, so no cut leaves part of
+        a key behind)."""
+        return self._secrets.masked(text)[:300]
 
     def to_error(self, exc: BaseException, operation: str, *, data_api: bool = False) -> BrokerError:
         import pydantic

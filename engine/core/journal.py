@@ -3,7 +3,8 @@
 Events are encoded as they happen, handed to the file a few hundred lines at a time, and flushed at the end of
 each tick and before every order request (what a flush writes is on disk before the engine goes on). Values
 are plain JSON; anything else is turned into a string. The engine never passes keys or secrets here, and the
-journal refuses to write a line containing a configured secret.
+journal masks every configured secret, whatever its length, wherever it appears in the text of an event (its
+name, a field's name or value, at any depth; raw or as JSON escapes it), so a line never carries one (`Secrets`).
 
 Listeners (the terminal's live view) are told of each event once its line is made, in the order of the log.
 The hot path pays one truth test when nobody listens, and a listener that raises is dropped rather than
@@ -48,6 +49,51 @@ def _line_encoder() -> Callable[[Any], str]:
     return lambda value: "".join(encode(value, 0))
 
 
+# Masks to write in a secret's place: the first that contains none of the secrets (a one-character secret
+# could be part of "***"), so that masking never writes back what it removed.
+_MASKS = ("***", "###", "~~~", "%%%", "^^^", "@@@")
+
+
+class Secrets:
+    """Configured secrets (the broker's keys), masked exactly wherever they appear in a text, whatever their length.
+
+    Exact masking never changes ordinary text for a real key (Alpaca's are 20 and 40 random characters); a short
+    secret is masked too, since leaving it would write it, at the price of masking the same characters where
+    they meant something else. The mask never holds a secret, and a text in which masking one secret brings
+    another occurrence together (`x*` in `xx*`) is replaced whole: nothing that holds a secret is returned."""
+
+    def __init__(self, values: Iterable[str]):
+        self.values: tuple[str, ...] = tuple(sorted({v for v in values if v}, key=len, reverse=True))
+        mask = next((m for m in _MASKS if not any(v in m for v in self.values)), None)
+        if mask is None:
+            raise ValueError("no mask can stand in for these secrets: each holds the characters of every mask")
+        self.mask = mask
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def found_in(self, text: str) -> bool:
+        return any(v in text for v in self.values)
+
+    def masked(self, text: str) -> str:
+        """`text` with every occurrence of every secret replaced by the mask (longest secret first)."""
+        if not self.found_in(text):
+            return text
+        for value in self.values:
+            text = text.replace(value, self.mask)
+        return self.mask if self.found_in(text) else text
+
+    def masked_value(self, value: Any) -> Any:
+        """A decoded JSON value with every string in it masked, names of fields included, at any depth."""
+        if isinstance(value, str):
+            return self.masked(value)
+        if isinstance(value, list):
+            return [self.masked_value(v) for v in value]
+        if isinstance(value, dict):
+            return {self.masked(k): self.masked_value(v) for k, v in value.items()}
+        return value  # numbers, true, false, null: made by the engine, never text a secret could be in
+
+
 _LINES_HELD = 512  # lines gathered before one write to the file (a flush writes them all, whatever their number)
 
 
@@ -77,6 +123,10 @@ class JournalError(OSError):
 class Journal:
     def __init__(self, path: Path, clock: Clock, secrets: Iterable[str] = ()):
         self.path = path
+        self._secrets = Secrets(secrets)
+        # what a secret looks like inside a line: as given, and as the encoder escapes it (a quote, a backslash,
+        # a non-ASCII character); a line holding either is decoded, masked string by string, and encoded again
+        self._needles = tuple({form for v in self._secrets.values for form in (v, json_encoder.encode_basestring_ascii(v)[1:-1])})
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.is_dir():  # os.open would give EISDIR only at the first write
@@ -91,7 +141,6 @@ class Journal:
             raise JournalError(path, exc) from None
         self._unwritten = bytearray()  # encoded lines the OS has not taken yet (see `_write_lines`)
         self._clock = clock
-        self._secrets = tuple(s for s in secrets if s and len(s) >= 8)
         self._encode = _line_encoder()
         self._stamped_at: datetime | None = None
         self._stamp = ""
@@ -109,16 +158,18 @@ class Journal:
         # text (once a tick), the event's name and the fields: the record itself is built only for listeners.
         body = self._encode(fields)
         line = self._prefix + json_encoder.encode_basestring_ascii(event) + ("}" if body == "{}" else "," + body[1:])
-        redacted = False
-        for secret in self._secrets:
-            if secret in line:
-                line = line.replace(secret, "***")
-                redacted = True
+        masked: dict[str, Any] | None = None
+        if self._needles and any(needle in line for needle in self._needles):
+            # the time is the journal's own text (from the clock, never from input): only what was passed is masked
+            event, values = self._secrets.masked(event), self._secrets.masked_value(json.loads(body))
+            masked = {"ts": self._stamp, "event": event, **values}
+            body = self._encode(values)
+            line = self._prefix + json_encoder.encode_basestring_ascii(event) + ("}" if body == "{}" else "," + body[1:])
         self._lines.append(line)
         if len(self._lines) >= _LINES_HELD:
             self._write_lines()
         if self._listeners:
-            self._tell(json.loads(line) if redacted else {"ts": self._stamp, "event": event, **fields})
+            self._tell(masked if masked is not None else {"ts": self._stamp, "event": event, **fields})
 
     def subscribe(self, listener: Listener) -> None:
         """`listener(record)` once each event's line is made (it reaches the file with the next batch or flush):

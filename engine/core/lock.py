@@ -12,10 +12,20 @@ deleted: unlinking a lock file lets a later process lock a fresh inode while ano
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
+
+from engine.core.store import StateFileError
+
+# What the OS says when the path itself is wrong (the user's to fix: exit 2); anything else (read-only, no space,
+# no permission, no locks on this file system) is a failure of the moment (exit 1). As engine/cli.py's
+# _state_path_error reads an OSError met on the state file's path.
+_WRONG_KIND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG})
 
 
 def lock_path(state_db: Path) -> Path:
@@ -31,6 +41,22 @@ class LockHeld(Exception):
         super().__init__(f"{state_db} is in use by another engine ({holder}; lock {lock}): one running engine per state file")
 
 
+class LockFileError(StateFileError):
+    """The lock file beside the state file cannot be made, opened, locked or written: one line naming both files.
+
+    A StateFileError (the lock is part of the state file: a run that cannot lock it cannot use it), so whatever
+    reports the state store's errors reports this one: `runtime` True for a failure of the moment (a read-only
+    folder, a full disk, no permission: exit 1), False for a path of the wrong kind (under a regular file, a
+    folder or a FIFO where the lock file goes, a symlink loop: exit 2). `errno` is the OS's."""
+
+    def __init__(self, state_db: Path, lock: Path, exc: OSError | None = None, *, wrong_kind: str | None = None):
+        self.lock, self.errno = lock, exc.errno if exc is not None else None
+        runtime = wrong_kind is None and (exc is None or exc.errno not in _WRONG_KIND)
+        where = f" ({exc.filename})" if exc is not None and exc.filename not in (None, str(lock)) else ""
+        what = wrong_kind or (f"{exc.strerror or exc}{where}" if exc is not None else "unknown error")
+        super().__init__(state_db, f"its lock file {lock} cannot be used: {what}", runtime=runtime)
+
+
 class RunLock:
     """The exclusive lock of one state file, held by one open descriptor of this process."""
 
@@ -44,34 +70,53 @@ class RunLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        """Take the lock now or raise LockHeld: a second engine is refused, never queued behind the first."""
+        """Take the lock now or raise LockHeld: a second engine is refused, never queued behind the first.
+        A lock file that cannot be made, opened, locked or written raises LockFileError, holding nothing."""
         if self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Not blocking: a FIFO put where the lock file goes must be refused, not waited on
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK, 0o644)
+        except OSError as exc:
+            raise LockFileError(self.state_db, self.path, exc) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LockFileError(self.state_db, self.path, wrong_kind="not a regular file")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pid = _read_pid(fd)
             os.close(fd)
             raise LockHeld(self.state_db, self.path, pid) from None
+        except OSError as exc:  # ENOLCK, or a file system without locks
+            os.close(fd)
+            raise LockFileError(self.state_db, self.path, exc) from None
         except BaseException:
             os.close(fd)
             raise
-        data = f"{os.getpid()}\n".encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        try:
+            data = f"{os.getpid()}\n".encode()
+            os.ftruncate(fd, 0)
+            if os.pwrite(fd, data, 0) != len(data):  # part of a pid would name another process
+                raise OSError(errno.ENOSPC, "no room for the pid")
+        except OSError as exc:  # a full disk: the pid cannot be written, so the lock is not kept either
+            os.close(fd)
+            raise LockFileError(self.state_db, self.path, exc) from None
         self._fd = fd
 
     def release(self) -> None:
-        """Forget the pid, then let go. Closing the descriptor is what releases the lock."""
+        """Forget the pid, then let go. Closing the descriptor is what releases the lock, and the kernel releases
+        it whatever `close` says; a pid that cannot be emptied is left (nothing trusts it: `running_pid` checks
+        that the process lives), so neither fails the end of a run that has already closed its state file."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
-            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         finally:
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -82,5 +127,9 @@ class RunLock:
 
 
 def _read_pid(fd: int) -> int | None:
-    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    return int(text) if text.isdigit() else None
+    """The holder's pid for the refusal message, or None: a pid that cannot be read does not change the refusal."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and text.isascii() else None

@@ -101,12 +101,21 @@ def paths_for(report: Report, state_db: Path | None, log: Path | None) -> tuple[
 def open_session(
     report: Report, options: RunOptions, env: dict[str, str], default_start: datetime | Callable[[], datetime]
 ) -> Session:
-    """Everything a run needs, or RunError. A refused run leaves no state file and no log behind, and a run
+    """Everything a run needs, or RunError (the broker cannot be chosen or set up, another engine holds the state
+    file, ...), StateFileError (the state file or its lock file cannot be used; engine/core/store.py) or
+    JournalError (the log cannot be opened). A refused run leaves no state file and no log behind, and a run
     refused because another engine holds the state file does not touch that file or its log."""
     from engine.brokers.factory import choose_broker
 
     assert report.config is not None and report.book is not None
-    name, notice = choose_broker(options.broker, report.config.settings, env)
+    try:
+        name, notice = choose_broker(options.broker, report.config.settings, env)
+    except BrokerError as exc:  # one Alpaca key without the other: neither broker is what the user meant
+        raise RunError(exc.message) from None
+    if name not in ("sim", "alpaca"):  # the command line and the schema allow only these; a library caller may not
+        raise RunError(f"unknown broker {name!r}: 'sim' or 'alpaca'")
+    if options.start is not None and options.start.utcoffset() is None:  # compared with aware times below
+        raise RunError(f"start {options.start.isoformat()} has no UTC offset: give one (e.g. -05:00)")
     db_path, log_path = paths_for(report, options.state_db, options.log)
     if name == "alpaca":
         refuse_placeholder_keys(env)
@@ -120,6 +129,7 @@ def open_session(
         raise RunError(str(exc)) from None
     store: StateStore | None = None
     journal: Journal | None = None
+    alerts: Any = None
     try:
         store = StateStore(db_path)
         written_by = store.meta("broker")
@@ -139,21 +149,23 @@ def open_session(
             raise RunError(str(exc)) from None
         store.set_meta("broker", name)
         alerts = _start_alerts(report, env, journal, engine)
-    except BaseException:
-        if journal is not None:
-            journal.close()
-        if store is not None:
-            store.close()
-        lock.release()
-        raise
-    if exchange is not None:
-        from engine.brokers.sim.persist import SimPersistence
+        if exchange is not None:
+            from engine.brokers.sim.persist import SimPersistence
 
-        engine.on_persist = SimPersistence(exchange, store)
-        exchange.open_paths((*engine.needs.stocks, *engine.needs.crypto))  # startup work, not the first tick's
-    session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock, alerts=alerts)
-    if options.until_close or (name == "sim" and options.ticks is None and not options.once):
-        session.close_at = _session_close(exchange, clock) if exchange is not None else None
+            engine.on_persist = SimPersistence(exchange, store)
+            exchange.open_paths((*engine.needs.stocks, *engine.needs.crypto))  # startup work, not the first tick's
+        session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock, alerts=alerts)
+        if options.until_close or (name == "sim" and options.ticks is None and not options.once):
+            session.close_at = _session_close(exchange, clock) if exchange is not None else None
+    except BaseException:
+        # every step runs whatever the one before it raised (a log on a full disk must not leave the database
+        # open or the lock held: a library caller that tries again would find its own process holding the file);
+        # the error raised is the one that refused the run
+        steps: list[Callable[[], None]] = [s.close for s in (alerts, journal, store) if s is not None]
+        for step in (*steps, lock.release):
+            with contextlib.suppress(Exception):
+                step()
+        raise
     return session
 
 
@@ -161,10 +173,13 @@ def placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".en
     """The key variables that still hold .env.example's placeholder values (those it ships with, and whatever
     the project's own .env.example says, should it change)."""
     placeholders = set(PLACEHOLDER_VALUES)
-    if example.is_file():
-        from dotenv import dotenv_values
+    try:
+        if example.is_file():
+            from dotenv import dotenv_values
 
-        placeholders |= {v for k, v in dotenv_values(example).items() if k in ("ALPACA_KEY", "ALPACA_SECRET") and v}
+            placeholders |= {v for k, v in dotenv_values(example).items() if k in ("ALPACA_KEY", "ALPACA_SECRET") and v}
+    except (OSError, ValueError):  # unreadable, or not UTF-8: the placeholders it ships with are still refused
+        pass
     return [name for name in ("ALPACA_KEY", "ALPACA_SECRET") if env.get(name, "").strip().strip('"') in placeholders]
 
 
@@ -324,12 +339,16 @@ class StopSignals:
         self._pipe = None
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        """Nothing here may raise: an exception from a handler surfaces in the main thread wherever it stands,
+        mid-tick included, between an order's intent and its POST. Hence os.write, never print (the main thread
+        may be inside a write to sys.stderr), and a write that fails (stderr closed, a pipe nobody reads) is let go."""
         name = signal.Signals(signum).name
         if self.reason is not None:
+            _say(f"{name} again: exiting at once with {128 + signum}\n")
+            _show_cursor()  # a live view at a terminal hid it; os._exit skips whatever would have shown it again
             os._exit(128 + signum)
         self.reason = name
-        # os.write, not print: the main thread may be inside a write to sys.stderr when the handler runs
-        os.write(2, f"{name}: stopping after the tick in progress; a second signal stops at once\n".encode())
+        _say(f"{name}: stopping after the tick in progress; a second signal stops at once\n")
 
     def wait(self, seconds: float) -> None:
         """Sleep up to `seconds`; return as soon as a stop is requested."""
@@ -352,6 +371,19 @@ class StopSignals:
                 pass
         except BlockingIOError:
             pass
+
+
+def _say(text: str) -> None:
+    """One line on stderr from a signal handler or a failure path: os.write, and never an exception."""
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode())
+
+
+def _show_cursor() -> None:
+    """Show the terminal's cursor again (the live view hides it while it draws), when stdout is a terminal."""
+    with contextlib.suppress(OSError):
+        if os.isatty(1) and os.environ.get("TERM", "") != "dumb":
+            os.write(1, b"\x1b[?25h\n")
 
 
 def run(
@@ -455,7 +487,7 @@ def _recording_failed(session: Session, folder: Path, exc: Exception) -> None:
     with contextlib.suppress(Exception):
         session.journal.log("recording_failed", folder=str(folder), error=f"{type(exc).__name__}: {text}")
     # os.write, as the signal handler does: this may run on the SIGTERM path, with stderr mid-write
-    os.write(2, f"recording to {folder} stopped: {type(exc).__name__}: {text}\n".encode())
+    _say(f"recording to {folder} stopped: {type(exc).__name__}: {text}\n")
 
 
 def _utc(when: datetime) -> str:
@@ -603,10 +635,10 @@ def running_pid(state_db: Path) -> int | None:
         return None
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
+    except PermissionError:  # alive, another user's
         return pid
+    except (OSError, OverflowError):  # no such process, or a number no pid can be (a file edited by hand)
+        return None
     return pid
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.core.lock import LockHeld, RunLock, lock_path
+from engine.cli import EXIT_FAILURE, EXIT_INVALID, file_error_code
+from engine.core.lock import LockFileError, LockHeld, RunLock, lock_path
+from engine.core.store import StateFileError
 from engine.paths import PROJECT_ROOT
 
 HOLD = """
@@ -72,4 +74,90 @@ def test_a_holder_killed_with_sigkill_leaves_no_stale_lock(tmp_path: Path) -> No
     assert holder.returncode == -signal.SIGKILL
     assert lock_path(db).read_text() == f"{holder.pid}\n"  # the dead holder's pid is still written...
     with RunLock(db):  # ...and means nothing: the kernel released the lock with the process
+        pass
+
+
+# --- a lock file that cannot be made: the project's own error, naming the file, with its exit code -----------------
+
+
+def _refused(db: Path) -> LockFileError:
+    lock = RunLock(db)
+    with pytest.raises(LockFileError) as refused:
+        lock.acquire()
+    assert not lock.held
+    assert isinstance(refused.value, StateFileError)  # reported as the state store's errors are (engine/cli.py)
+    assert str(lock_path(db)) in refused.value.message and refused.value.message.startswith(f"state file {db}: ")
+    return refused.value
+
+
+def test_a_lock_file_under_a_regular_file_is_bad_usage(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    error = _refused(tmp_path / "afile" / "state" / "s.db")
+    assert not error.runtime and file_error_code(error) == EXIT_INVALID
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_lock_path_that_is_not_a_regular_file_is_bad_usage(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "s.db"
+    if kind == "folder":
+        lock_path(db).mkdir()
+    else:
+        os.mkfifo(lock_path(db))  # refused at once, never waited on
+    error = _refused(db)
+    assert not error.runtime and file_error_code(error) == EXIT_INVALID
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_a_read_only_folder_is_a_failure_of_the_moment(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        error = _refused(folder / "s.db")
+    finally:
+        folder.chmod(0o755)
+    assert error.runtime and file_error_code(error) == EXIT_FAILURE
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from engine.core.lock import LockFileError, RunLock
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG instead of killing us
+_soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # no room for the pid
+lock = RunLock(Path(sys.argv[1]))
+try:
+    lock.acquire()
+except LockFileError as exc:
+    print(exc.runtime, lock.held, exc.message, sep="|")
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+lock.acquire()  # the refused attempt kept no descriptor: the lock is free
+print("then locked", flush=True)
+"""
+
+
+def test_a_full_disk_is_a_failure_of_the_moment_and_holds_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(db)], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=60, check=True)  # fmt: skip
+    runtime, held, message = done.stdout.splitlines()[0].split("|")
+    assert (runtime, held) == ("True", "False") and "File too large" in message and str(lock_path(db)) in message
+    assert done.stdout.splitlines()[1] == "then locked"
+
+
+def test_release_lets_go_even_when_the_pid_cannot_be_emptied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "s.db"
+    lock = RunLock(db)
+    lock.acquire()
+
+    def failing(_fd: int, _length: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "ftruncate", failing)
+    lock.release()  # the run has closed its state file: a pid left behind must not fail its end
+    monkeypatch.undo()
+    assert not lock.held
+    with RunLock(db):
         pass

@@ -1,5 +1,5 @@
 """Opening a run: the simulator's default start is asked for only when it is needed, and a failure to find it is
-a clear error, not a traceback."""
+a clear error, not a traceback; so is every other refusal, and a refused run holds nothing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from engine.core.store import StateFileError
 from engine.trading.runner import RunError, RunOptions, close_session, open_session
 from engine.validate import load_valid
 from tests.conftest import ProjectCopy
@@ -43,3 +44,65 @@ def test_a_default_start_that_cannot_be_found_is_a_clear_error(project: ProjectC
 
     with pytest.raises(RunError, match=r"cannot find the next market open .*2040.*; give --start"):
         open_session(report, _options(project), {}, broken)
+
+
+# --- every refusal is the runner's own error, and a refused run holds nothing ------------------------------------
+
+
+def _nothing_written(project: ProjectCopy, name: str = "s") -> None:
+    assert not (project.root / f"{name}.db").exists() and not (project.root / f"{name}.jsonl").exists()
+
+
+def test_one_alpaca_key_without_the_other_is_a_run_error(project: ProjectCopy) -> None:
+    report = load_valid(project.config, project.machines, project.rules)
+    options = RunOptions(state_db=project.root / "s.db", log=project.root / "s.jsonl")  # broker.name: auto
+    with pytest.raises(RunError, match="ALPACA_KEY is set but ALPACA_SECRET is not") as refused:
+        open_session(report, options, {"ALPACA_KEY": "PKTESTKEY0123456789"}, MONDAY_OPEN)
+    assert "PKTESTKEY0123456789" not in str(refused.value)
+    _nothing_written(project)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [({"broker": "ib"}, "unknown broker 'ib'"), ({"start": datetime(2026, 11, 23, 9, 30)}, "has no UTC offset")],
+)
+def test_what_only_a_library_caller_can_pass_wrong_is_a_run_error(
+    project: ProjectCopy, fields: dict[str, object], match: str
+) -> None:
+    report = load_valid(project.config, project.machines, project.rules)
+    options = RunOptions(**{"broker": "sim", "state_db": project.root / "s.db", "log": project.root / "s.jsonl", **fields})  # type: ignore[arg-type]
+    with pytest.raises(RunError, match=match):
+        open_session(report, options, {}, MONDAY_OPEN)
+    _nothing_written(project)
+
+
+def test_a_lock_file_that_cannot_be_made_is_the_state_files_error(project: ProjectCopy) -> None:
+    report = load_valid(project.config, project.machines, project.rules)
+    (project.root / "afile").write_text("")
+    options = RunOptions(broker="sim", state_db=project.root / "afile" / "s.db", log=project.root / "s.jsonl")
+    with pytest.raises(StateFileError) as refused:
+        open_session(report, options, {}, MONDAY_OPEN)
+    assert "afile" in refused.value.message and "s.db.lock" in refused.value.message and not refused.value.runtime
+
+
+def test_a_refused_run_closes_everything_even_when_closing_fails(project: ProjectCopy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error that refused the run is the one raised, and the lock is let go even when the log cannot be
+    closed (a full disk): a library caller trying again is not refused by its own process."""
+    from engine.core.journal import Journal, JournalError
+    from engine.core.lock import RunLock
+    from engine.trading import runner
+
+    report = load_valid(project.config, project.machines, project.rules)
+
+    def refuse(*_args: object) -> None:
+        raise RunError("alerts cannot be sent")
+
+    def full_disk(self: Journal) -> None:
+        raise JournalError(self.path, OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(runner, "_start_alerts", refuse)
+    monkeypatch.setattr(Journal, "close", full_disk)
+    with pytest.raises(RunError, match="alerts cannot be sent"):
+        open_session(report, _options(project), {}, MONDAY_OPEN)
+    with RunLock(project.root / "s.db"):  # free
+        pass
