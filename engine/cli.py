@@ -932,7 +932,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     try:
         result = fetch(clients, symbols, start, end, timeframe, args.out, progress=progress, feed=feed,
                        fmt=args.format, per_minute=per_minute)  # fmt: skip
-    except ConfigError as exc:  # DataError: a stored file cannot be read, or Alpaca sent a bar the format refuses
+    except ConfigError as exc:  # DataError: a stored file cannot be read (a bad bar from Alpaca is a FetchError, exit 1)
         raise InvalidInput(problems_text(exc.problems)) from None
     except ValueError as exc:
         raise InvalidInput(f"error: {exc}") from None

@@ -62,6 +62,8 @@ ACTIVITIES_PAGE_MAX = 100  # trading-api.json, /v2/account/activities page_size
 CONTRACTS_LIMIT_MAX = 10_000  # reference/alpaca-api.md §7, /v2/options/contracts
 INDICATIVE_TRADE_DELAY = timedelta(minutes=15)  # market-data-api.json: indicative trades are delayed
 BARS_LIMIT_DEFAULT, BARS_LIMIT_MAX = 1000, 10_000  # market-data-api.json, /v2/stocks/bars and the crypto and option bars
+_STOCK_FEEDS = frozenset({"iex", "sip", "delayed_sip", "boats", "overnight", "otc"})  # reference §2, alpaca-py DataFeed
+_ADJUSTMENTS = frozenset({"raw", "split", "dividend", "spin-off", "all"})  # market-data-api.json, comma-separated
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -688,12 +690,20 @@ class Emulator:
         sort = query.get("sort", ["asc"])[0]
         if sort not in ("asc", "desc"):
             raise SimReject(400, None, f"invalid sort: {sort}")
+        if asset_class == "us_equity":  # the stock endpoint's own parameters (market-data-api.json StockBars)
+            feed = query.get("feed", ["sip"])[0]
+            if feed not in _STOCK_FEEDS:
+                raise SimReject(400, None, f"invalid feed: {feed}")
+            adjustment = query.get("adjustment", ["raw"])[0]
+            if not set(adjustment.split(",")) <= _ADJUSTMENTS:
+                raise SimReject(400, None, f"invalid adjustment: {adjustment}")
         now = self.exchange.clock.now()
         today = datetime.combine(now.astimezone(NEW_YORK).date(), datetime.min.time(), NEW_YORK)
         start = _instant(query.get("start", [None])[0]) or today
-        end = min(_instant(query.get("end", [None])[0]) or now, now)
-        if end < start:
+        asked_end = _instant(query.get("end", [None])[0]) or now
+        if asked_end < start:  # the end asked for, not the end served: a window in the future is only empty
             raise SimReject(400, None, "end should not be before start")
+        end = min(asked_end, now)
         ended = now.timestamp() - seconds  # a bar is given once it has ended (a day bar: its day has)
         after = _after_bars_token(query.get("page_token", [None])[0])
         given: list[tuple[str, MinuteBar]] = []
@@ -715,7 +725,7 @@ class Emulator:
                 break
         bars: dict[str, list[dict[str, Any]]] = {}
         for symbol, bar in given:
-            bars.setdefault(symbol, []).append(_bar_json(bar))
+            bars.setdefault(symbol, []).append(_bar_json(bar, whole_volume=asset_class != "crypto"))
         token = _bars_token(given[-1][0], given[-1][1][0]) if more else None
         return {"bars": bars, "next_page_token": token}
 
@@ -964,9 +974,13 @@ class Emulator:
         return [s for s in symbols if self.exchange.listed(s)]
 
 
-def _bar_json(bar: MinuteBar) -> dict[str, Any]:
+def _bar_json(bar: MinuteBar, *, whole_volume: bool = True) -> dict[str, Any]:
+    """A bar as the data API writes it: stock and option volumes are whole numbers (`"v": 4553`), crypto volumes
+    decimals (`"v": 0.3724`) (alpaca-py tests/data/test_historical_*_data.py)."""
     t, o, h, low, c, v, n, vw = bar
-    return {"t": _ts(datetime.fromtimestamp(t, timezone.utc)), "o": o, "h": h, "l": low, "c": c, "v": v, "n": n, "vw": vw}
+    volume: float | int = int(v) if whole_volume and float(v).is_integer() else v
+    return {"t": _ts(datetime.fromtimestamp(t, timezone.utc)), "o": o, "h": h, "l": low, "c": c, "v": volume, "n": n,
+            "vw": vw}  # fmt: skip
 
 
 def _chronological(pair: tuple[int, NonTradeActivity]) -> tuple[datetime, int]:

@@ -18,6 +18,8 @@ Dates are New York days: `--from 2026-10-01 --to 2026-10-31` is from 00:00 on 1 
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +34,7 @@ from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.symbols import asset_class_of
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
-from engine.data.files import last_timestamp, write_bars
+from engine.data.files import iso, last_timestamp, write_bars
 from engine.data.records import Bar, Format
 
 _TIMEFRAME = re.compile(r"^([1-9]\d*)(Min|Hour|Day)$")
@@ -164,6 +166,57 @@ class FetchResult:
         return sum(s.rows for s in self.symbols)
 
 
+# A window's bars fit in a few pages (a week of minute bars is about 10,000, one page's limit); past this many
+# distinct next_page_tokens the answer is not one we understand, and alpaca-py would follow it for ever.
+PAGES_PER_WINDOW = 50
+
+
+class _BadPage(Exception):
+    """A page of bars that alpaca-py must not be given: it would loop forever on it, or fail with a traceback."""
+
+
+@dataclass
+class _Pages:
+    """What each page of a window's bars is checked for before alpaca-py reads it (it follows `next_page_token`
+    by itself, and trusts it): a token already given in this window would make it ask for the same pages forever
+    (reference §2), and `"bars": null`, which Alpaca's own Go client reads as no bars, makes alpaca-py fail with
+    an AttributeError; it is read as `{}`. Anything else that is not an object of lists is refused here."""
+
+    tokens: set[str] = field(default_factory=set)
+
+    def new_window(self) -> None:
+        self.tokens.clear()
+
+    def check(self, url: str, response: Any) -> None:
+        if not url.endswith("/bars") or not 200 <= getattr(response, "status_code", 0) < 300:
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            return  # alpaca-py raises its own JSONDecodeError, a RequestException
+        if not isinstance(body, dict):
+            raise _BadPage(f"the data API answered a page of bars that is not a JSON object: {str(body)[:100]}")
+        bars = body.get("bars", {})
+        if bars is None:
+            body["bars"] = {}
+            response._content = json.dumps(body).encode()
+        elif not isinstance(bars, dict) or not all(isinstance(v, list) and all(isinstance(b, dict) for b in v)
+                                                   for v in bars.values()):
+            raise _BadPage(f"the data API answered 'bars' that is not an object of lists of bars: {json.dumps(bars)[:100]}")
+        token = body.get("next_page_token")
+        if token is None:
+            return
+        if not isinstance(token, str) or not token:
+            raise _BadPage(f"the data API answered a next_page_token that is not a text: {token!r}")
+        if len(self.tokens) >= PAGES_PER_WINDOW:
+            raise _BadPage(f"the data API answered more than {PAGES_PER_WINDOW} pages for one window, whose bars fit in a "
+                           "few: its pages may never end")  # fmt: skip
+        if token in self.tokens:
+            raise _BadPage(f"the data API answered the next_page_token {token!r} a second time in one window "
+                           "(its pages would be asked for again and again)")  # fmt: skip
+        self.tokens.add(token)
+
+
 @dataclass
 class _Throttle:
     """Every request waits for a token of the bucket; waiting is counted, never done by spinning."""
@@ -173,6 +226,7 @@ class _Throttle:
     sleep: Callable[[float], None]
     requests: int = 0
     waited: float = 0.0
+    pages: _Pages = field(default_factory=lambda: _Pages())
     _restore: list[tuple[Any, Any]] = field(default_factory=list)
 
     def wait(self) -> None:
@@ -200,7 +254,9 @@ class _Throttle:
             def request(method: str, url: str, _send: Any = send, **kwargs: Any) -> Any:
                 self.wait()
                 kwargs.setdefault("timeout", (5.0, 30.0))
-                return _send(method, url, **kwargs)
+                response = _send(method, url, **kwargs)
+                self.pages.check(url, response)
+                return response
 
             session.request = request
 
@@ -247,19 +303,57 @@ def _request(
 
 
 def _rows(answer: Any, symbol: str) -> list[Bar]:
-    """The bars of `symbol` in a BarSet (or in the raw dict alpaca-py gives with raw_data=True)."""
+    """The bars of `symbol` in a BarSet (or in the raw dict alpaca-py gives with raw_data=True), times as given
+    (a time without a zone stays naive, for `_checked` to refuse: astimezone would take it as local time)."""
     if isinstance(answer, dict):
-        raw = answer.get(symbol, [])
+        raw = answer.get(symbol) or []
         return [Bar(_parse_time(b["t"]), float(b["o"]), float(b["h"]), float(b["l"]), float(b["c"]), float(b["v"])) for b in raw]
     return [
-        Bar(b.timestamp.astimezone(timezone.utc), float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
+        Bar(b.timestamp, float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
         for b in answer.data.get(symbol, [])
     ]
 
 
 def _parse_time(text: str) -> datetime:
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))
+
+
+def _bar_problem(bar: Bar, start: datetime, end: datetime, after: datetime | None) -> str | None:
+    """Why `bar` (of the window [start, end), following the bar or stored row at `after`) cannot be stored."""
+    when = bar.timestamp
+    if when.utcoffset() is None:
+        return "has a time without a time zone (Alpaca's are UTC, with Z)"
+    if not start <= when < end:
+        return f"lies outside the window asked for ({iso(start)} to {iso(end)}, the end excluded)"
+    if after is not None and when <= after:
+        return f"is not after the bar before it ({iso(after)}): a duplicate, or out of order"
+    for name in ("open", "high", "low", "close"):
+        value = getattr(bar, name)
+        if not (math.isfinite(value) and value > 0):
+            return f"has {name} {value!r} (a price must be a number above 0)"
+    if not (math.isfinite(bar.volume) and bar.volume >= 0):
+        return f"has volume {bar.volume!r} (it must be a number, 0 or more)"
+    if bar.high < bar.low:
+        return f"has high {bar.high!r} below low {bar.low!r}"
+    for name in ("open", "close"):
+        if not bar.low <= getattr(bar, name) <= bar.high:
+            return f"has {name} {getattr(bar, name)!r} outside low..high ({bar.low!r}..{bar.high!r})"
+    return None
+
+
+def _checked(symbol: str, bars: list[Bar], start: datetime, end: datetime, last: datetime | None) -> list[Bar]:
+    """`bars` if every one can be stored; otherwise FetchError naming the first bad one (nothing is dropped
+    or repaired: a window with one bad bar is not written at all)."""
+    after = last
+    for bar in bars:
+        problem = _bar_problem(bar, start, end, after)
+        if problem is not None:
+            when = bar.timestamp.isoformat() if bar.timestamp.utcoffset() is None else iso(bar.timestamp)
+            raise FetchError(symbol, f"the data API sent a bar at {when} that {problem}; "
+                                     f"nothing from {iso(start)} on was written")  # fmt: skip
+        after = bar.timestamp
+    return [b if b.timestamp.tzinfo is timezone.utc else b._replace(timestamp=b.timestamp.astimezone(timezone.utc))
+            for b in bars]  # fmt: skip
 
 
 def _explain(exc: BaseException) -> str:
@@ -364,11 +458,15 @@ def _fetch_symbol(
     while cursor < finish:
         upto = min(cursor + window, finish)
         client_name, request = _request(symbol, asset_class, frame, cursor, upto, feed, adjustment)
-        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle)
-        floor = last or datetime.min.replace(tzinfo=timezone.utc)
-        rows = [b for b in _rows(answer, symbol) if cursor <= b.timestamp < upto and b.timestamp > floor]
+        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, cursor)
+        rows = _checked(symbol, _rows(answer, symbol), cursor, upto, last)
         if rows:
-            path = write_bars(folder, symbol, rows, fmt)
+            try:
+                path = write_bars(folder, symbol, rows, fmt)
+            except OSError as exc:  # a full disk, a read-only folder: nothing of this window was written
+                where = exc.filename or folder
+                raise FetchError(symbol, f"cannot write {where}: {exc.strerror or exc}; nothing from {iso(cursor)} "
+                                         "on was written") from None  # fmt: skip
             written += len(rows)
             last = rows[-1].timestamp
         cursor = upto
@@ -377,15 +475,19 @@ def _fetch_symbol(
     return SymbolFetch(symbol, written, throttle.requests - requests_before, asked, last, path, note)
 
 
-def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle) -> Any:
+def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle, start: datetime) -> Any:
     """One window (alpaca-py follows its pages); a 429 is waited out a few times before it is an error."""
     import requests
     from alpaca.common.exceptions import APIError
 
     call = {"stocks": "get_stock_bars", "crypto": "get_crypto_bars", "options": "get_option_bars"}[which]
+    window = f" (the window from {iso(start)})"
     for attempt in range(RATE_LIMIT_RETRIES + 1):
+        throttle.pages.new_window()
         try:
             return getattr(client, call)(request)
+        except _BadPage as exc:
+            raise FetchError(symbol, f"{exc}{window}") from None
         except APIError as exc:
             if getattr(exc, "status_code", None) == 429 and attempt < RATE_LIMIT_RETRIES:
                 pause = 60.0
@@ -393,6 +495,8 @@ def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle
                 throttle.sleep(pause)
                 continue
             raise FetchError(symbol, _explain(exc)) from None
-        except (requests.RequestException, BrokerError, ValueError) as exc:  # ValueError: pydantic's ValidationError
+        # ValueError: pydantic's ValidationError (a bar without n or vw, a time that is no time); the others: a
+        # shape alpaca-py does not expect ({"bars": [...]}), which it meets with a traceback
+        except (requests.RequestException, BrokerError, ValueError, TypeError, AttributeError, KeyError) as exc:
             raise FetchError(symbol, _explain(exc)) from None
     raise FetchError(symbol, "rate limited")  # pragma: no cover - the loop returns or raises

@@ -14,6 +14,7 @@ one, so a reader, or a kill at any moment, sees the old file or the new one and 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import os
@@ -897,9 +898,39 @@ def _csv_text(table: Any, kind: Kind, header: bool) -> str:
     return out.getvalue()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's process, alive
+        return True
+    return True
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete the temporary files beside `path` that writers killed mid-write left (`.NAME.PID.tmp`, PID no longer
+    running): readers ignore them, but each was a whole copy of the file, and a folder fetched again after a kill
+    would otherwise never be the folder an uninterrupted fetch makes. A live writer's file is left alone."""
+    removed = []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp$")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match and int(match[1]) != os.getpid() and not _alive(int(match[1])):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
 def _replace(path: Path, write: Callable[[Path], object], fsync: bool) -> None:
     """`write` a hidden temporary file beside `path`, then rename it over `path`: all of it lands, or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(temporary)

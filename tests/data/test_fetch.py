@@ -252,3 +252,181 @@ def test_history_is_the_same_whatever_the_window(emulator: Emulator) -> None:
     assert later == whole[390:] and len(whole) == 780
     # one session opens where the last one closed
     assert whole[390][1] == pytest.approx(whole[389][4], rel=2e-3)
+
+
+# --- the answers' shapes: what Alpaca may send is read, what it must not send is refused (issue: history fidelity) ---
+
+
+def fault_on(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, nth: int, fault: Fault) -> None:
+    """`fault` on the `nth` request for bars (1-based), whatever comes before it."""
+    asked = {"bars": 0}
+    original = emulator.take_fault
+
+    def take(method: str, path: str) -> Fault | None:
+        if path.endswith("/bars"):
+            asked["bars"] += 1
+            if asked["bars"] == nth:
+                return fault
+        return original(method, path)
+
+    monkeypatch.setattr(emulator, "take_fault", take)
+
+
+def test_bars_null_is_read_as_no_bars(emulator: Emulator, clients: HistoryClients, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """`"bars": null` made alpaca-py raise AttributeError ('NoneType' object has no attribute 'items'), a traceback
+    out of the fetch; Alpaca's Go client reads it as no bars, and so does the fetch now."""
+    emulator.bars_page_cap = 100
+    fault_on(emulator, monkeypatch, 1, Fault(patch={"bars": None}))  # the first page says no bars, with a token
+    result = fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    start = datetime(2026, 11, 19, 5, tzinfo=timezone.utc)
+    assert result.rows == 290 and read_bars(tmp_path, "AAPL") == served(emulator, "AAPL", start, start + timedelta(days=1))[100:]
+    fault_on(emulator, monkeypatch, 1, Fault(patch={"bars": None, "next_page_token": None}))
+    assert fetch(clients, ["MSFT"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path).rows == 0
+
+
+def test_an_empty_answer_and_an_absent_symbol_store_nothing(emulator: Emulator, clients: HistoryClients,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    # a Saturday: Alpaca answers {"bars": {}} (the symbol absent), as the emulator does
+    result = fetch(clients, ["AAPL"], date(2026, 11, 21), date(2026, 11, 21), "1Min", tmp_path)
+    assert result.rows == 0 and result.symbols[0].last is None and not (tmp_path / "bars").exists()
+    emulator.faults.append(Fault(patch={"bars": {"MSFT": []}}))  # another symbol's (empty) list, AAPL's absent
+    assert fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path).rows == 0
+
+
+def test_crypto_float_volumes_and_nanosecond_times_are_read_exactly(emulator: Emulator, clients: HistoryClients,
+                                                                    tmp_path: Path) -> None:  # fmt: skip
+    fetch(clients, ["ETH/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    answer = bar_requests(emulator)[0]
+    assert answer.path == "/v1beta3/crypto/us/bars"
+    stored = read_bars(tmp_path, "ETH/USD")
+    start = datetime(2026, 11, 19, 5, tzinfo=timezone.utc)
+    assert stored == served(emulator, "ETH/USD", start, start + timedelta(days=1))
+    assert any(not b.volume.is_integer() for b in stored)
+    # a time with nine fraction digits and Z, and one with an offset of +00:00: both are the same instant
+    emulator.faults.append(Fault(patch={"bars.BTC/USD.0.t": "2026-11-19T05:00:00.000000999Z",
+                                        "bars.BTC/USD.1.t": "2026-11-19T05:01:00+00:00"}))  # fmt: skip
+    fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    first = read_bars(tmp_path, "BTC/USD")[:2]
+    assert [b.timestamp for b in first] == [start, start + timedelta(minutes=1)]
+
+
+@pytest.mark.parametrize(
+    ("page", "patch", "says"),
+    [
+        (1, {"bars.AAPL.3.o": float("nan")}, "at 2026-11-19T14:33:00Z that has open nan"),
+        (1, {"bars.AAPL.3.l": -1.5}, "at 2026-11-19T14:33:00Z that has low -1.5 (a price must be a number above 0)"),
+        (1, {"bars.AAPL.3.c": 0}, "at 2026-11-19T14:33:00Z that has close 0.0"),
+        (1, {"bars.AAPL.3.v": -1}, "at 2026-11-19T14:33:00Z that has volume -1.0"),
+        (1, {"bars.AAPL.3.h": 1.0}, "at 2026-11-19T14:33:00Z that has high 1.0 below low"),
+        (1, {"bars.AAPL.3.o": 500.0}, "at 2026-11-19T14:33:00Z that has open 500.0 outside low..high"),
+        (1, {"bars.AAPL.3.t": "2026-11-19T14:33:00"}, "at 2026-11-19T14:33:00 that has a time without a time zone"),
+        (1, {"bars.AAPL.0.t": "2026-11-18T20:59:00Z"}, "at 2026-11-18T20:59:00Z that lies outside the window asked for"),
+        (2, {"bars.AAPL.29.t": "2026-11-20T05:00:00Z"}, "at 2026-11-20T05:00:00Z that lies outside the window"),
+        (2, {"bars.AAPL.0.t": "2026-11-19T14:59:00Z"}, "at 2026-11-19T14:59:00Z that is not after the bar before it "
+                                                       "(2026-11-19T14:59:00Z): a duplicate"),
+        (2, {"bars.AAPL.0.t": "2026-11-19T14:40:00Z"}, "at 2026-11-19T14:40:00Z that is not after the bar before it"),
+    ],
+)
+def test_a_bar_the_format_refuses_stops_the_fetch_naming_symbol_and_time(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    page: int, patch: dict, says: str,
+) -> None:  # fmt: skip
+    """Bad bars were a DataError about '(rows to write)' (exit 2, as if the user's input were wrong); a naive time
+    was taken as the machine's local time; a bar outside the window was silently dropped. Now each is a
+    FetchError naming the symbol and the bar's time, and nothing of the window is written."""
+    emulator.bars_page_cap = 30
+    fault_on(emulator, monkeypatch, page, Fault(patch=patch))
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    assert caught.value.symbol == "AAPL" and says in caught.value.message, caught.value.message
+    assert "nothing from 2026-11-19T05:00:00Z on was written" in caught.value.message
+    assert not (tmp_path / "bars").exists()
+
+
+def test_a_bad_bar_in_a_later_window_keeps_the_earlier_windows(emulator: Emulator, clients: HistoryClients,
+                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    fault_on(emulator, monkeypatch, 3, Fault(patch={"bars.BTC/USD.5.h": 0.5}))  # a week is 2 pages: week 2's first
+    with pytest.raises(FetchError, match=r"BTC/USD: the data API sent a bar at 2026-11-08T04:05:00Z that has high"):
+        fetch(clients, ["BTC/USD"], date(2026, 11, 1), date(2026, 11, 20), "1Min", tmp_path)
+    assert read_bars(tmp_path, "BTC/USD")[-1].timestamp == datetime(2026, 11, 8, 3, 59, tzinfo=timezone.utc)
+
+
+def test_a_repeated_next_page_token_is_refused_instead_of_looping_forever(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path
+) -> None:
+    """alpaca-py follows next_page_token while it is not null: the same token again asked for the same page
+    forever (reference §2), the rate limiter's waits included."""
+    emulator.bars_page_cap = 50
+    emulator.faults.append(Fault(patch={"next_page_token": "QUFQTHwx"}, times=0))
+
+    def sleep(seconds: float) -> None:  # reached only by a loop: 190 requests of one minute
+        raise AssertionError("the fetch kept asking for the same page")
+
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path, sleep=sleep)
+    assert caught.value.symbol == "AAPL" and "next_page_token 'QUFQTHwx' a second time" in caught.value.message
+    assert len(bar_requests(emulator)) == 2 and not (tmp_path / "bars").exists()
+
+
+def test_pages_that_never_end_are_refused_though_every_token_is_new(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path
+) -> None:
+    """A server paging a window far past what its bars fill (here 5 bars a page: 78 pages for one session)
+    is not followed for ever: past PAGES_PER_WINDOW distinct tokens the fetch stops, having written nothing."""
+    from engine.data.fetch import PAGES_PER_WINDOW
+
+    emulator.bars_page_cap = 5
+    with pytest.raises(FetchError, match=f"more than {PAGES_PER_WINDOW} pages for one window"):
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    assert len(bar_requests(emulator)) == PAGES_PER_WINDOW + 1 and not (tmp_path / "bars").exists()
+
+
+@pytest.mark.parametrize("bars", [[], {"AAPL": {"t": "x"}}, {"AAPL": [1, 2]}, "none"])
+def test_bars_that_are_not_an_object_of_lists_are_refused(emulator: Emulator, clients: HistoryClients, tmp_path: Path,
+                                                          bars: object) -> None:  # fmt: skip
+    """A list, an object of objects, a list of numbers: alpaca-py met them with AttributeError or TypeError."""
+    emulator.faults.append(Fault(patch={"bars": bars}))
+    with pytest.raises(FetchError, match="AAPL: the data API answered 'bars' that is not an object of lists"):
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+
+
+def test_the_emulator_answers_bars_in_alpacas_shapes(emulator: Emulator) -> None:
+    import json
+    import urllib.request
+    from urllib.error import HTTPError
+
+    def get(path: str, query: str) -> tuple[int, dict]:
+        request = urllib.request.Request(f"{emulator.url}{path}?{query}", headers={"APCA-API-KEY-ID": KEY,
+                                         "APCA-API-SECRET-KEY": SECRET})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request) as answer:
+                return answer.status, json.loads(answer.read())
+        except HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    window = "timeframe=1Min&start=2026-11-20T14:30:00Z&end=2026-11-20T14:34:00Z"
+    _, stocks = get("/v2/stocks/bars", f"symbols=AAPL&{window}&feed=iex&adjustment=split")
+    # stock volumes and trade counts are whole numbers, as Alpaca writes them; times are RFC 3339 with 9 digits and Z
+    assert all(type(b["v"]) is int and type(b["n"]) is int for b in stocks["bars"]["AAPL"]) and len(stocks["bars"]["AAPL"]) == 5
+    assert stocks["bars"]["AAPL"][0]["t"] == "2026-11-20T14:30:00.000000000Z"
+    _, crypto = get("/v1beta3/crypto/us/bars", f"symbols=BTC/USD&{window}")
+    assert all(type(b["v"]) is float for b in crypto["bars"]["BTC/USD"])
+    _, options = get("/v1beta1/options/bars", f"symbols=SPY261204C00500000&{window}")
+    assert all(type(b["v"]) is int for b in options["bars"]["SPY261204C00500000"])
+    # an empty window: `bars` is an empty object, not null; a window after now is empty, not a 400
+    assert get("/v2/stocks/bars", "symbols=AAPL&timeframe=1Min&start=2026-11-21T00:00:00Z&end=2026-11-22T00:00:00Z") == (
+        200, {"bars": {}, "next_page_token": None})
+    assert get("/v2/stocks/bars", "symbols=AAPL&timeframe=1Min&start=2026-11-24T00:00:00Z&end=2026-11-25T00:00:00Z") == (
+        200, {"bars": {}, "next_page_token": None})
+    assert get("/v2/stocks/bars", "symbols=AAPL&timeframe=1Min&start=2026-11-25T00:00:00Z&end=2026-11-24T00:00:00Z")[0] == 400
+    assert get("/v2/stocks/bars", f"symbols=AAPL&{window}&feed=nasdaq")[0] == 400
+    assert get("/v2/stocks/bars", f"symbols=AAPL&{window}&adjustment=everything")[0] == 400
+
+
+def test_a_fetch_into_the_future_stores_what_has_happened(emulator: Emulator, clients: HistoryClients,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """Minute windows are a week: the last one starts after now. The emulator answered it 400 'end should not be
+    before start' (it compared the start with the end cut at now), so such a fetch always failed."""
+    result = fetch(clients, ["BTC/USD"], date(2026, 11, 20), date(2026, 12, 10), "1Min", tmp_path)
+    assert read_bars(tmp_path, "BTC/USD")[-1].timestamp == NOW - timedelta(minutes=1) and result.rows == 4920
