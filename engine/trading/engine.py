@@ -360,6 +360,9 @@ class Engine:
         for bot in self.bots:
             bot_id, memory, model = bot.bot_id, bot.memory, bot.model
             evaluated = bot_facts(view, bot, system, inputs)
+            if evaluated.signal_error is not None:
+                self._signal_failed(bot, evaluated.signal_error, view)
+                evaluated.facts["bot_halted"] = True  # as it now is: its machine halts, never asks the missing signal
             facts, failed = evaluated.facts, evaluated.failed_checks
             tick.evaluated = {bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once
             if failed != memory.last_failed_checks or (facts["entry_signal"] and evaluated.plan is None):
@@ -369,6 +372,15 @@ class Engine:
                 self._stepped(bot.kind, model, result, tick)
             explained[bot_id] = (own_facts(facts), failed, memory.last_denial)
         self.store.save_last_facts([(LAST_FACTS_SCOPE, view.now, marshal.dumps((system, WHY_BOT_FACTS, explained)))])
+
+    def _signal_failed(self, bot: Bot, error: str, view: TickView) -> None:
+        """The bot's signal (the user's code) raised or gave no True/False answer: the bot is halted, as for a
+        guard that fails, until the operator resumes it (the code needs fixing); its positions are closed by the
+        kill switch. Said once, when the halt is written: a halted bot's signal failing again adds nothing."""
+        if view.bot(bot.bot_id).halt is not None or self.store.halt_in_force(bot.bot_id, view.now) is not None:
+            return
+        self.journal.log("signal_error", bot=bot.bot_id, signal=bot.config.signal.mode, error=error)
+        self.exitbot.halt_bot(bot.bot_id, reason=f"signal failed: {error}", condition="signal_error", now=view.now)
 
     def _remember(self, bot: Bot, facts: Facts, failed: tuple[str, ...], unsized: bool, day: date) -> None:
         """Log what changed since the last tick: preflight's answer, an unsizeable signal (once a day)."""
@@ -399,7 +411,9 @@ class Engine:
             self.journal.log("step_deferred", machine=kind, bot=model.bot_id, state=result.source, error=result.error)
         elif result.error:
             self.journal.log("guard_error", machine=kind, bot=model.bot_id, error=result.error, state=result.dest)
-            if kind not in ("system", "portfolio") and tick.view.bot(model.bot_id).halt is None:
+            if kind not in ("system", "portfolio") and tick.view.bot(model.bot_id).halt is None and (
+                self.store.halt_in_force(model.bot_id, now) is None  # halted since the view was read: once is enough
+            ):
                 self.exitbot.halt_bot(model.bot_id, reason=f"guard failed: {result.error}", condition="guard_error", now=now)
         if result.source != result.dest:
             trigger = result.transition.trigger if result.transition else "forced_halt"

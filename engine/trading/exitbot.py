@@ -251,7 +251,12 @@ class ExitBot:
 
     def anomaly_halt(self, now: datetime, reason: str) -> str | None:
         """A system halt for what cannot be explained: reconciliation, an exception at the tick boundary. The
-        system machine is put in `halted` at once; returns the state it left, if it moved."""
+        system machine is put in `halted` at once; returns the state it left, if it moved. The same anomaly
+        again while its halt is in force (an exception every tick) is recorded once, not once a tick."""
+        if self.model.state == "halted":
+            current = self.store.halt_in_force(SYSTEM_SCOPE, now)
+            if current is not None and current.reason == reason:
+                return None
         until = now + timedelta(minutes=self.config.settings.safety.global_cooldown_minutes)
         record_halt(
             self.store, self.journal, scope=SYSTEM_SCOPE, reason=reason, conditions=("anomaly_halt",), now=now, until=until

@@ -91,6 +91,7 @@ class BotFacts(NamedTuple):
     facts: Facts
     plan: EntryPlan | None
     failed_checks: tuple[str, ...]
+    signal_error: str | None = None  # the bot's signal raised or answered neither True nor False (`_signal`)
 
 
 def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
@@ -204,7 +205,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     # A position is a symbol: one the bot holds or is entering. An entry never adds to one, so
     # risk.max_concurrent_positions caps the distinct symbols held or being entered.
     busy = {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
-    signal_symbol = _signal(bot, inputs.history, busy)
+    signal_symbol, signal_error = _signal(bot, inputs.history, busy)
     max_spread_pct = system["health_max_spread_pct"]
     usable = inputs.usable if inputs.usable is not None else usable_quotes(snapshot, max_spread_pct)
     quote_age_s, quotes_usable = _quotes_state(
@@ -242,7 +243,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["quotes_usable"] = quotes_usable
     facts["trades_crypto"] = bot.kind == "crypto"
     facts["trades_options"] = bot.kind == "options"
-    facts["entry_signal"] = signal_symbol is not None
+    facts["entry_signal"] = signal_symbol is not None if signal_error is None else None  # missing: it failed
     plan = None
     if signal_symbol is not None and budget_usd is not None:
         request, choice = entries.plan_entry(
@@ -264,7 +265,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["preflight_ok"] = None  # read by no preflight check; set from their answers just below
     failed = inputs.preflight[bot.kind](facts)
     facts["preflight_ok"] = not failed
-    return BotFacts(facts, plan, failed)
+    return BotFacts(facts, plan, failed, signal_error)
 
 
 def _quotes_state(
@@ -293,15 +294,28 @@ def _quotes_state(
     return (now - oldest).total_seconds(), usable
 
 
-def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[str]) -> str | None:
-    """The first of the bot's symbols, not one it holds or is entering, whose signal says enter now."""
+def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[str]) -> tuple[str | None, str | None]:
+    """(the first of the bot's symbols, not one it holds or is entering, whose signal says enter now; why the signal
+    could not be asked). A signal is the user's own code: one that raises, or answers anything but True or False,
+    is this bot's fault, not the tick's: the bot stops there (its `entry_signal` is missing, and the engine halts
+    it), while the other bots, and every exit, go on."""
     for symbol in bot.symbols:
         if symbol in busy:
             continue
         prices = history.get(symbol)
-        if prices and bot.signal(prices, bot.signal_params):
-            return symbol
-    return None
+        if not prices:
+            continue
+        try:
+            answer = bot.signal(prices, bot.signal_params)
+        except Exception as exc:  # the user's code: whatever it raises halts its bot, named
+            return None, f"{type(exc).__name__}: {exc}"
+        if answer is True:
+            return symbol, None
+        if answer is not False and type(answer).__name__ != "bool_":  # numpy's bool is an answer too
+            return None, f"answered {answer!r} ({type(answer).__name__}), not True or False"
+        if answer:
+            return symbol, None
+    return None, None
 
 
 def position_pnl_pct(

@@ -450,3 +450,38 @@ def test_an_exit_never_sells_more_than_the_account_holds(rig: Rig, left: float) 
         assert len(limited) == 1
     rig.ticks(5)  # what the bots own and the broker does not is an unexplained difference (a halt, when armed)
     assert any(e["detail"].startswith("position AAPL: broker 0, bots own") for e in rig.events("anomaly"))
+
+
+def _raises(prices: object, params: object) -> bool:
+    raise ZeroDivisionError("the user's own bug")
+
+
+@pytest.mark.parametrize(("signal", "said"), [
+    (_raises, "signal failed: ZeroDivisionError: the user's own bug"),
+    (lambda prices, params: "yes", "signal failed: answered 'yes' (str), not True or False"),
+])  # fmt: skip
+def test_a_signal_that_fails_halts_its_bot_only_and_the_others_trade_on(rig: Rig, signal: object, said: str) -> None:
+    """A signal is the user's code: one that raises (or answers neither True nor False) stopped every tick at the
+    tick boundary, so no bot's exits were managed any more, and a system halt was written every tick."""
+    rig.engine.bot("mom_AAPL").signal = signal  # type: ignore[assignment]
+    rig.ticks(60)
+    assert rig.engine.system.state == "armed"
+    assert not rig.events("anomaly")  # no tick failed
+    (halt,) = rig.store.halts("mom_AAPL")  # once, however many ticks followed
+    assert halt.reason == said and halt.until is None  # until the operator resumes it: the code needs fixing
+    assert rig.engine.bot("mom_AAPL").model.state == "halted"
+    assert [e["bot"] for e in rig.events("signal_error")] == ["mom_AAPL"]
+    assert not rig.store.halts("crypto_core") and rig.engine.bot("crypto_core").model.state != "halted"
+    assert not rig.events("guard_error")  # the machine halted on the halt, never asked the missing signal
+
+
+def test_an_exception_every_tick_is_one_system_halt_not_one_a_tick(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig.ticks(2)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the same fault every tick")
+
+    monkeypatch.setattr(rig.engine.portfolio, "allocate", broken)
+    rig.ticks(20)
+    assert [h.reason for h in rig.store.halts(SYSTEM_SCOPE)] == ["exception in tick: RuntimeError: the same fault every tick"]
+    assert len(rig.events("anomaly")) == 20  # each is still logged
