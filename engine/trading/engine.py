@@ -21,6 +21,7 @@ import contextlib
 import gc
 import marshal
 import operator
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -359,9 +360,19 @@ class Engine:
         day, runtimes = view.day, self.runtimes
         for bot in self.bots:
             bot_id, memory, model = bot.bot_id, bot.memory, bot.model
-            evaluated = bot_facts(view, bot, system, inputs)
+            try:
+                evaluated = bot_facts(view, bot, system, inputs)  # reads only: nothing is written before it returns
+            except Exception as exc:
+                if isinstance(exc, sqlite3.Error):  # the state file's, not the bot's: the tick boundary's
+                    raise
+                # data this bot's facts cannot be built from (an option chain, a position): the bot halts, and the
+                # others, with every exit, go on; a fault that stopped the whole tick would stop those every tick
+                error = f"{type(exc).__name__}: {exc}"
+                self._halt_for_fault(bot, f"its facts could not be built: {error}", "facts_error", error, view)
+                continue
             if evaluated.signal_error is not None:
-                self._signal_failed(bot, evaluated.signal_error, view)
+                failure = evaluated.signal_error
+                self._halt_for_fault(bot, f"signal failed: {failure}", "signal_error", failure, view)
                 evaluated.facts["bot_halted"] = True  # as it now is: its machine halts, never asks the missing signal
             facts, failed = evaluated.facts, evaluated.failed_checks
             tick.evaluated = {bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once
@@ -373,14 +384,15 @@ class Engine:
             explained[bot_id] = (own_facts(facts), failed, memory.last_denial)
         self.store.save_last_facts([(LAST_FACTS_SCOPE, view.now, marshal.dumps((system, WHY_BOT_FACTS, explained)))])
 
-    def _signal_failed(self, bot: Bot, error: str, view: TickView) -> None:
-        """The bot's signal (the user's code) raised or gave no True/False answer: the bot is halted, as for a
-        guard that fails, until the operator resumes it (the code needs fixing); its positions are closed by the
-        kill switch. Said once, when the halt is written: a halted bot's signal failing again adds nothing."""
+    def _halt_for_fault(self, bot: Bot, reason: str, condition: str, error: str, view: TickView) -> None:
+        """A fault of this bot alone: its signal (the user's code) raised or gave no True/False answer, or its facts
+        could not be built. The bot is halted, as for a guard that fails, until the operator resumes it (the code
+        or the data needs looking at); the kill switch closes its positions. Said once, when the halt is written:
+        the same fault again while the bot is halted adds nothing."""
         if view.bot(bot.bot_id).halt is not None or self.store.halt_in_force(bot.bot_id, view.now) is not None:
             return
-        self.journal.log("signal_error", bot=bot.bot_id, signal=bot.config.signal.mode, error=error)
-        self.exitbot.halt_bot(bot.bot_id, reason=f"signal failed: {error}", condition="signal_error", now=view.now)
+        self.journal.log(condition, bot=bot.bot_id, signal=bot.config.signal.mode, error=error)
+        self.exitbot.halt_bot(bot.bot_id, reason=reason, condition=condition, now=view.now)
 
     def _remember(self, bot: Bot, facts: Facts, failed: tuple[str, ...], unsized: bool, day: date) -> None:
         """Log what changed since the last tick: preflight's answer, an unsizeable signal (once a day)."""

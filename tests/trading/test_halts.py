@@ -485,3 +485,25 @@ def test_an_exception_every_tick_is_one_system_halt_not_one_a_tick(rig: Rig, mon
     rig.ticks(20)
     assert [h.reason for h in rig.store.halts(SYSTEM_SCOPE)] == ["exception in tick: RuntimeError: the same fault every tick"]
     assert len(rig.events("anomaly")) == 20  # each is still logged
+
+
+def test_a_bot_whose_facts_cannot_be_built_halts_alone(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data one bot's facts cannot be built from (here its option chain read as something no contract can be
+    chosen from) halts that bot; the tick, the other bots and their exits go on."""
+    import engine.trading.facts_builder as facts_builder
+
+    real = facts_builder.entries.plan_entry
+
+    def plan_entry(config: object, symbol: str, *args: object, **kwargs: object) -> object:
+        if getattr(config, "bot_id", "") == "opt_core":
+            raise KeyError("strike")
+        return real(config, symbol, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(facts_builder.entries, "plan_entry", plan_entry)
+    rig.until(lambda r: bool(r.store.halts("opt_core")), limit=400)
+    rig.ticks(20)
+    (halt,) = rig.store.halts("opt_core")
+    assert halt.reason == "its facts could not be built: KeyError: 'strike'"
+    assert rig.engine.system.state == "armed" and not rig.events("anomaly")
+    assert [e["bot"] for e in rig.events("facts_error")] == ["opt_core"]
+    assert rig.engine.bot("mom_AAPL").model.state != "halted"
