@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR
+from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR, PathKind, path_kind
 
 if TYPE_CHECKING:
     from datetime import date, datetime
@@ -86,18 +86,15 @@ class InvalidInput(Exception):
 def _given_path(flag: str, path: Path, *, folder: bool) -> None:
     """A file or folder the user named on the command line, refused plainly when it is missing, of the wrong kind
     (a FIFO would hang a reader), or cannot be looked at."""
-    import stat
-
-    kind = "folder" if folder else "file"
     try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise InvalidInput(f"{flag} {path}: no such {kind}") from None
+        found = path_kind(path)
     except OSError as exc:  # a folder on the way that may not be searched, a symlink loop
         raise InvalidInput(f"{flag} {path}: cannot be read ({exc.strerror or exc})") from None
-    if folder and not stat.S_ISDIR(mode):
+    if found.absent:
+        raise InvalidInput(f"{flag} {path}: no such {'folder' if folder else 'file'}")
+    if folder and found is not PathKind.FOLDER:
         raise InvalidInput(f"{flag} {path}: not a folder")
-    if not folder and not stat.S_ISREG(mode):
+    if not folder and found is not PathKind.FILE:
         raise InvalidInput(f"{flag} {path}: not a regular file")
 
 
@@ -121,30 +118,26 @@ def _state_path(flag: str, path: Path | None) -> None:
     (SQLite would hang or fail with "disk I/O error"), or a path below a regular file, is bad usage. A folder
     is left to the store and the journal, which say it in their own words (exit 2 too); a log may be a FIFO
     or a device, which the journal judges."""
-    import stat
-
     if path is None:
         return
     try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        mode = None
+        found = path_kind(path)
     except OSError as exc:  # a file on the way (ENOTDIR), a symlink loop, a folder that may not be searched
         raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None
-    if mode is not None:
-        if flag == "--state-db" and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if found is PathKind.LINK_TO_NOTHING:
+        raise InvalidInput(f"{flag} {path}: a link to nothing")
+    if found is not PathKind.NOTHING:
+        if flag == "--state-db" and found not in (PathKind.FILE, PathKind.FOLDER):
             raise InvalidInput(f"{flag} {path}: not a regular file (a FIFO, a device or a socket)")
         return
-    if path.is_symlink():
-        raise InvalidInput(f"{flag} {path}: a link to nothing")
     for parent in path.parents:  # not there yet: it will be made in the first folder that exists
         try:
-            parent_mode = parent.stat().st_mode
-        except FileNotFoundError:
-            continue
+            parent_found = path_kind(parent)
         except OSError:
             return  # said by whoever opens it, in its own words
-        if not stat.S_ISDIR(parent_mode):
+        if parent_found.absent:
+            continue
+        if parent_found is not PathKind.FOLDER:
             raise InvalidInput(f"{flag} {path}: {parent} is not a folder")
         return
 
@@ -191,27 +184,23 @@ def _to_stdout(path: Path) -> bool:
 def _output_file(flag: str, path: Path) -> None:
     """A file the command will write (-o, --out): refused before any work when it is a folder, a FIFO (which
     would hang the write) or a device, or its folder is missing or a file. A link is judged by what it names."""
-    import stat
-
     if _to_stdout(path):
         return
     path = path.resolve() if path.is_symlink() else path
     try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        mode = None
+        found = path_kind(path)
     except OSError as exc:
         raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None
-    if mode is not None and not stat.S_ISREG(mode):
-        raise InvalidInput(f"{flag} {path}: {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}; give a file name")
+    if not found.absent and found is not PathKind.FILE:
+        raise InvalidInput(f"{flag} {path}: {'a folder' if found is PathKind.FOLDER else 'not a regular file'}; give a file name")
     parent = path.parent
     try:
-        parent_mode = parent.stat().st_mode
-    except FileNotFoundError:
-        raise InvalidInput(f"{flag} {path}: no such folder {parent}") from None
+        parent_found = path_kind(parent)
     except OSError as exc:
         raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None
-    if not stat.S_ISDIR(parent_mode):
+    if parent_found.absent:
+        raise InvalidInput(f"{flag} {path}: no such folder {parent}")
+    if parent_found is not PathKind.FOLDER:
         raise InvalidInput(f"{flag} {path}: {parent} is not a folder")
 
 

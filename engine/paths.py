@@ -1,5 +1,7 @@
 """Where the project's own folders are: the engine ships next to config/, machines/, rules/ and schemas/."""
 
+import enum
+import stat
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,3 +28,47 @@ def ensure_writable_folder(path: Path) -> None:
     probe = path / ".write-check"
     probe.touch()
     probe.unlink()
+
+
+class PathKind(enum.Enum):
+    """What `path_kind` found. Only a fact, never a message: each caller says it in its own words and decides
+    which kinds are bad input and which a failure of the moment."""
+
+    NOTHING = "nothing"
+    LINK_TO_NOTHING = "a link to nothing"
+    FILE = "a regular file"
+    FOLDER = "a folder"
+    FIFO = "a FIFO"
+    SOCKET = "a socket"
+    DEVICE = "a device"
+    OTHER = "another kind"  # what some systems have and Linux does not (a Solaris door, a BSD whiteout)
+
+    @property
+    def absent(self) -> bool:
+        """Nothing to open either way: most callers treat a link to nothing as no file at all."""
+        return self in (PathKind.NOTHING, PathKind.LINK_TO_NOTHING)
+
+
+def path_kind(path: Path) -> PathKind:
+    """What is at `path`, a link followed, found without opening it: opening a FIFO waits for a writer forever and
+    a device may never end, so what the engine is given is judged by this first. An OSError other than "not
+    found" (a folder that may not be searched, a file on the way, a symlink loop) passes through, because only the
+    caller knows whether it is bad input or a failure of the moment, and how to say it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        try:  # a link whose target is missing: told apart, since using it would make a file somewhere else
+            return PathKind.LINK_TO_NOTHING if stat.S_ISLNK(path.lstat().st_mode) else PathKind.NOTHING
+        except FileNotFoundError:
+            return PathKind.NOTHING
+    if stat.S_ISREG(mode):
+        return PathKind.FILE
+    if stat.S_ISDIR(mode):
+        return PathKind.FOLDER
+    if stat.S_ISFIFO(mode):
+        return PathKind.FIFO
+    if stat.S_ISSOCK(mode):
+        return PathKind.SOCKET
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return PathKind.DEVICE
+    return PathKind.OTHER

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
 
-from engine.paths import shown
+from engine.paths import PathKind, path_kind, shown
 
 
 def test_a_path_below_the_working_folder_is_shown_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,3 +22,34 @@ def test_a_symlink_loop_is_shown_as_given(tmp_path: Path, monkeypatch: pytest.Mo
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
     assert shown(loop / "state.db") == str(loop / "state.db")
+
+
+def test_what_is_at_a_path_is_told_without_opening_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a socket's name must be short: relative, below the working folder
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "to-file").symlink_to(tmp_path / "file")
+    (tmp_path / "to-nothing").symlink_to(tmp_path / "gone")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind("sock")
+        assert path_kind(Path("sock")) is PathKind.SOCKET
+    assert path_kind(tmp_path / "file") is PathKind.FILE
+    assert path_kind(tmp_path / "to-file") is PathKind.FILE  # a link is judged by what it names
+    assert path_kind(tmp_path / "folder") is PathKind.FOLDER
+    assert path_kind(tmp_path / "fifo") is PathKind.FIFO  # and never opened: that would wait for a writer
+    assert path_kind(Path(os.devnull)) is PathKind.DEVICE
+    assert path_kind(tmp_path / "gone") is PathKind.NOTHING
+    assert path_kind(tmp_path / "gone" / "deeper") is PathKind.NOTHING
+    assert path_kind(tmp_path / "to-nothing") is PathKind.LINK_TO_NOTHING
+    assert PathKind.NOTHING.absent and PathKind.LINK_TO_NOTHING.absent and not PathKind.FILE.absent
+
+
+def test_what_cannot_be_looked_at_is_the_callers_to_say(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(NotADirectoryError):
+        path_kind(tmp_path / "file" / "below")
+    with pytest.raises(OSError, match="symbolic links"):
+        path_kind(loop)

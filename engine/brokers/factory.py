@@ -19,6 +19,7 @@ from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.snapshot import SnapshotBroker
 from engine.config.model import Settings
 from engine.core.clock import Clock
+from engine.paths import PathKind, path_kind
 
 
 @dataclass(frozen=True)
@@ -63,18 +64,16 @@ def read_environment(env_file: Path | None = None) -> dict[str, str]:
 
 def _env_file_values(path: Path) -> dict[str, str]:
     import io
-    import stat
 
     from dotenv.parser import parse_stream
 
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise EnvFileError(f"{path}: a link to nothing, not a file of KEY=VALUE lines") from None
+    found = path_kind(path)  # an OSError is the caller's to name, as one from reading it
+    if found is PathKind.NOTHING:
         return {}
-    if not stat.S_ISREG(mode):
-        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+    if found is PathKind.LINK_TO_NOTHING:
+        raise EnvFileError(f"{path}: a link to nothing, not a file of KEY=VALUE lines")
+    if found is not PathKind.FILE:
+        what = "a folder" if found is PathKind.FOLDER else "not a regular file"
         raise EnvFileError(f"{path}: {what}, not a file of KEY=VALUE lines (see .env.example)")
     text = path.read_bytes().decode("utf-8-sig")  # strict: UnicodeDecodeError is the caller's to name
     # systemd's EnvironmentFile takes `;` as a comment too (dotenv only `#`): blanked, so line numbers stand

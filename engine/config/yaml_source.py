@@ -21,9 +21,10 @@ It is also the validator's first line of defence, so nothing a file holds may cr
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scanner import Scanner
 
 from engine.config.errors import ConfigError, PathPart, Problem, caret_excerpt, format_path
+from engine.paths import PathKind, path_kind
 
 Position = tuple[int, int]  # 1-based line and column
 
@@ -280,11 +282,14 @@ def read_text(path: Path, shown: str) -> str:
         return refuse(_too_large(size), 1, 1)
 
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
+        found = path_kind(path)
+        if found.absent:  # said as the failed open would say it
+            raise refuse(f"cannot read file: {os.strerror(errno.ENOENT)}")
+        if found is not PathKind.FILE:
             raise refuse("not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise refuse_size(info.st_size)
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise refuse_size(size)
         with path.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:

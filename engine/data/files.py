@@ -16,10 +16,10 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import errno
 import io
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -38,6 +38,7 @@ from engine.core import failpoints
 from engine.core.names import unknown_name_message
 from engine.data.errors import DataError
 from engine.data.records import COLUMNS, KINDS, SUFFIXES, Bar, Format, Kind, Quote, Row, file_stem, symbol_of_stem
+from engine.paths import PathKind, path_kind
 
 MAX_ROWS_PER_CHECK = 20
 
@@ -557,8 +558,7 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(lines[:2]) if lines else type(exc).__name__
 
 
-_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                (stat.S_ISBLK, "a device"))
+_NOT_REGULAR = {PathKind.FIFO: "a named pipe (FIFO)", PathKind.SOCKET: "a socket", PathKind.DEVICE: "a device"}
 
 
 def _not_a_file(path: Path) -> str | None:
@@ -566,15 +566,16 @@ def _not_a_file(path: Path) -> str | None:
 
     Checked before it is opened: opening a FIFO waits for a writer forever, and /dev/zero never ends."""
     try:
-        mode = path.stat().st_mode
+        found = path_kind(path)
     except OSError as exc:
         return f"cannot be read: {exc.strerror or exc}"
-    if stat.S_ISREG(mode):
+    if found is PathKind.FILE:
         return None
-    if stat.S_ISDIR(mode):
+    if found.absent:  # said as the failed open would say it
+        return f"cannot be read: {os.strerror(errno.ENOENT)}"
+    if found is PathKind.FOLDER:
         return "is a folder, not a file"
-    what = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
-    return f"is {what}, not a regular file: a data file is a plain file"
+    return f"is {_NOT_REGULAR.get(found, 'not a regular file')}, not a regular file: a data file is a plain file"
 
 
 def read_file(path: Path, kind: Kind, display: str | None = None) -> tuple[Any, list[Problem]]:
@@ -626,9 +627,7 @@ def _is_dir(path: Path) -> bool | str:
     """Whether `path` is a folder (a symbolic link followed), or why that cannot be known: unlike Path.is_dir, a
     folder the user may not look into is a problem to tell, not a traceback."""
     try:
-        return stat.S_ISDIR(path.stat().st_mode)
-    except FileNotFoundError:
-        return False
+        return path_kind(path) is PathKind.FOLDER
     except OSError as exc:
         return f"cannot be read: {exc.strerror or exc}"
 

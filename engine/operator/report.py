@@ -22,7 +22,6 @@ import errno
 import html
 import json
 import re
-import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -33,7 +32,7 @@ from engine.core.journal import JournalError
 from engine.core.store import StateStore, TradeRow
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_lines, in_force_lines, period_record
-from engine.paths import PROJECT_ROOT
+from engine.paths import PROJECT_ROOT, PathKind, path_kind
 
 PROMPT_FILE = PROJECT_ROOT / "tools" / "analyst_prompt.txt"
 # Events the report reads; every other line (ticks above all: thousands a day) is skipped before it is parsed.
@@ -208,14 +207,14 @@ def _check_log(log: Path) -> bool:
     """Whether there is a log to read: False when there is none; a log of the wrong kind is refused in one
     line (a folder, a FIFO that would hang the reader: exit 2), as every command refuses it."""
     try:
-        mode = log.stat().st_mode
-    except FileNotFoundError:
-        return False
+        found = path_kind(log)
     except OSError as exc:
         raise JournalError(log, exc) from None
-    if stat.S_ISDIR(mode):
+    if found.absent:
+        return False
+    if found is PathKind.FOLDER:
         raise JournalError(log, IsADirectoryError(errno.EISDIR, "is a folder"))
-    if not stat.S_ISREG(mode):
+    if found is not PathKind.FILE:
         error = JournalError(log, OSError(errno.EINVAL, "is not a regular file (a FIFO, a device or a socket)"))
         error.runtime = False  # the wrong kind of file: the user's input to fix
         raise error

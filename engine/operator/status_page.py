@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import stat
 import sys
 import threading
 from collections import defaultdict
@@ -43,6 +42,7 @@ from engine.machines import render
 from engine.machines.spec import MachineSpec
 from engine.operator.local import LocalTime
 from engine.operator.summary import one_line
+from engine.paths import PathKind, path_kind
 from engine.validate import Report
 
 TOKEN_ENV = "HYDRA_SERVE_TOKEN"
@@ -227,19 +227,20 @@ class StatusApp:
     def store(self, create: bool = False) -> StateStore | None:
         """The state file, never created by reading: a page opened before the first run shows 'no state yet'.
 
-        Checked at every poll (one stat): a connection follows the file it opened, not the path, so without this
+        Checked at every poll (a stat or two): a connection follows the file it opened, not the path, so without this
         a state file deleted, moved away or replaced (a fresh one for a new account, one restored from a backup)
         went on being shown, halts and all, as if it were current. A file replaced is opened again; one gone
         after it was read, or a path that is not a regular file, is an error the page shows instead of data."""
         try:
-            info = self.state_db.stat()
-        except FileNotFoundError:
-            info = None
+            found = path_kind(self.state_db)
+            info = self.state_db.stat() if found is PathKind.FILE else None  # its identity
+        except FileNotFoundError:  # gone between the two looks: as if it had not been there
+            found, info = PathKind.NOTHING, None
         except OSError as exc:
             raise StateFileError(self.state_db, f"cannot be looked at ({exc.strerror or exc})", runtime=True) from None
-        if info is not None and not stat.S_ISREG(info.st_mode):
+        if not found.absent and found is not PathKind.FILE:
             self._forget()
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            kind = "a folder" if found is PathKind.FOLDER else "not a regular file"
             raise StateFileError(self.state_db, f"is {kind}, not a state file", runtime=False)
         identity = (info.st_dev, info.st_ino) if info is not None else None
         if self._store is not None and identity != self._identity:
