@@ -332,6 +332,9 @@ def aware_time(text: str) -> datetime:
 
 
 T = TypeVar("T")
+# Less than half of Alpaca's smallest quantity (9 decimals): what is left of a position after its exit is float
+# noise (a fill split among bots, a fee taken in coin, then sold in 9 decimals), not something anyone holds.
+QTY_DUST = 5e-10
 _PACKED = b"\x00zlib:"  # a `last_facts` body stored compressed; no encoded record starts with a zero byte
 _PAGE = 4096
 
@@ -781,8 +784,8 @@ class StateStore:
             ]
 
     def save_position(self, row: PositionRow) -> None:
-        """Write a position with its round trip so far (a zero quantity removes it)."""
-        if abs(row.qty) < 1e-12:
+        """Write a position with its round trip so far (a zero quantity, or dust, removes it)."""
+        if abs(row.qty) < QTY_DUST:
             self._write("DELETE FROM positions WHERE bot_id = ? AND symbol = ?", (row.bot_id, row.symbol))
             return
         self._write(

@@ -130,30 +130,36 @@ def _sellable(tick: TickContext, symbol: str) -> float | None:
 
 def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float | None:
     """The quantity an exit of `owned` sells: never more than the account holds and no other sell will take
-    (`_sellable`), so that an exit can only reduce a position, never open a short one. The bots' count is more
-    than the broker's only when something outside the engine sold (by hand, or an earlier exit the broker had not
-    shown yet): then what is there is sold, and what the bots still own is a difference reconciliation halts on.
-    None when nothing is left to sell (said in the log). With the broker's positions unread, the bots' count."""
+    (`_sellable`), so that an exit can only reduce a position, never open a short one, nor be refused for a
+    float's last digit. The bots' count is more than the broker's when something outside the engine sold (by
+    hand, or an earlier exit the broker had not shown yet): then what is there is sold, and what the bots still own
+    is a difference reconciliation halts on. None when nothing is left to sell. A shortfall no larger than what
+    this tick's fills bought is the snapshot's order of reads (positions before orders), not a sale: `owned` goes.
+    With the broker's positions unread this tick, the bots' count stands."""
+    wanted = round(owned, 9)  # Alpaca takes 9 decimals; past them is a float sum's tail (a split fill), not a quantity
     room = _sellable(tick, symbol)
     if room is None:
-        return owned
-    qty = owned
-    if owned > room * (1 + _QTY_SLACK) + _QTY_SLACK:
-        qty = math.floor(max(room, 0.0) * 1e9) / 1e9  # Alpaca's quantities: at most 9 decimals
-        withheld = qty <= 0
-        said = tick.engine.exits_limited
-        if said.get((owner, symbol)) != (owned, qty):  # once for each difference, not once a tick
-            said[owner, symbol] = (owned, qty)
-            tick.engine.journal.log(
-                "exit_limited", bot=owner, symbol=symbol, owned=owned, sellable=max(room, 0.0), sent=0.0 if withheld else qty
-            )
-        if withheld:
-            return None
+        return wanted
+    said = tick.engine.exits_limited
+    short = owned - room
+    if wanted <= room or short <= tick.engine.orders.bought_this_tick.get(symbol, 0.0) * (1 + _QTY_SLACK):
+        said.pop((owner, symbol), None)  # not limited: a later difference is news again
+        tick.sell_room[symbol] = room - wanted
+        return wanted
+    # 9 decimals, rounded down but not below a decimal a float sum only just missed
+    qty = min(math.floor(max(room, 0.0) * 1e9 + 1e-6) / 1e9, wanted)
+    if short > _QTY_SLACK * max(1.0, owned) and said.get((owner, symbol)) != (owned, qty):  # once per difference
+        said[owner, symbol] = (owned, qty)
+        tick.engine.journal.log(
+            "exit_limited", bot=owner, symbol=symbol, owned=owned, sellable=max(room, 0.0), sent=max(qty, 0.0)
+        )
+    if qty <= 0:
+        return None
     tick.sell_room[symbol] = room - qty
     return qty
 
 
-_QTY_SLACK = 1e-9  # float sums of quantities: a difference this small is no difference
+_QTY_SLACK = 1e-9  # float sums of quantities: a difference this small (relative) is no difference to report
 
 
 def _shared_symbols(view: TickView) -> set[str]:

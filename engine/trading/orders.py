@@ -27,7 +27,7 @@ from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import SYSTEM_SCOPE, OrderRow, PositionRow, StateStore, TradeRow
+from engine.core.store import QTY_DUST, SYSTEM_SCOPE, OrderRow, PositionRow, StateStore, TradeRow
 from engine.trading import reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
@@ -79,6 +79,9 @@ class OrderManager:
     fills: int = 0
     sent: int = 0
     cancel_requested: set[str] = field(default_factory=set)
+    # symbol -> quantity bought in fills this tick's sync learned: the snapshot read the positions before the
+    # orders, so these may be missing from its positions (handlers._exit_qty)
+    bought_this_tick: dict[str, float] = field(default_factory=dict)
     _recorded: int = 0  # intents recorded since the last send_pending
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
@@ -263,6 +266,7 @@ class OrderManager:
         the broker shows open although it ended here (filled, then new) cannot happen: it is reported as an answer
         that cannot be read (`bad_response`, which halts the system) and the other orders are still brought up
         to date, so one contradiction never stops the tick, nor the exits it manages."""
+        self.bought_this_tick.clear()
         if snapshot.open_orders is None:
             return  # unknown this tick: nothing is concluded from a failed read
         live = {o.client_order_id: o for o in snapshot.open_orders}
@@ -481,6 +485,7 @@ class OrderManager:
         if held is None:
             held = PositionRow(bot_id, symbol, 0.0, 0.0, now)
         if row.side == "buy":
+            self.bought_this_tick[symbol] = self.bought_this_tick.get(symbol, 0.0) + qty
             total = held.qty + qty
             avg = (held.avg_entry_price * held.qty + price * qty) / total
             self.store.save_position(dataclasses.replace(held, qty=total, avg_entry_price=avg, bought_qty=held.bought_qty + qty))
@@ -496,7 +501,7 @@ class OrderManager:
             realized=held.realized + pnl,
         )
         self.store.save_position(after)
-        if abs(after.qty) < 1e-12 and after.sold_qty > 0:
+        if abs(after.qty) < QTY_DUST and after.sold_qty > 0:
             self._close_trade(after, row, now)
 
     def _close_trade(self, position: PositionRow, exit_row: OrderRow, now: datetime) -> None:
