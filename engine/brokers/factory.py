@@ -19,6 +19,7 @@ from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.snapshot import SnapshotBroker
 from engine.config.model import Settings
 from engine.core.clock import Clock
+from engine.core.journal import MIN_SECRET_LENGTH
 from engine.paths import PathKind, path_kind
 
 
@@ -39,9 +40,9 @@ class EnvFileError(Exception):
 # default host; an override wins), and a live run pointed at the paper host is not what was asked for either.
 LIVE_API_HOST = "api.alpaca.markets"
 PAPER_API_HOST = "paper-api.alpaca.markets"
-# The journal and the adapter mask a key in what they write only from this length on (a shorter one would
-# mangle ordinary words), so a shorter key could be printed: it is refused. Alpaca's keys are 20 and 40 long.
-MIN_KEY_LENGTH = 8
+# The journal and the adapter mask keys exactly, which a key shorter than this cannot be (it would mangle ordinary
+# words): it is refused. Alpaca's keys are 20 and 40 long.
+MIN_KEY_LENGTH = MIN_SECRET_LENGTH
 # Printable ASCII without spaces, quotes or backslashes: what an HTTP header carries as given (a quote left by
 # Docker's --env-file, a newline from a pasted key, would be sent, or land in an error that quotes the header).
 _KEY_CHARACTERS = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+")

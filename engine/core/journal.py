@@ -54,16 +54,23 @@ def _line_encoder() -> Callable[[Any], str]:
 _MASKS = ("***", "###", "~~~", "%%%", "^^^", "@@@")
 
 
-class Secrets:
-    """Configured secrets (the broker's keys), masked exactly wherever they appear in a text, whatever their length.
+# The shortest secret that can be masked exactly without masking ordinary words with it ("ord" would turn every
+# "order" event into "***er"): a shorter one is refused, neither masked everywhere nor left unmasked. Alpaca's
+# keys are 20 and 40 random characters; the broker factory refuses shorter ones with the same limit.
+MIN_SECRET_LENGTH = 8
 
-    Exact masking never changes ordinary text for a real key (Alpaca's are 20 and 40 random characters); a short
-    secret is masked too, since leaving it would write it, at the price of masking the same characters where
-    they meant something else. The mask never holds a secret, and a text in which masking one secret brings
-    another occurrence together (`x*` in `xx*`) is replaced whole: nothing that holds a secret is returned."""
+
+class Secrets:
+    """Configured secrets (the broker's keys), masked exactly wherever they appear in a text.
+
+    Exact masking never changes ordinary text for a real key. The mask never holds a secret, and a text in which
+    masking one secret brings another occurrence together (`x*` in `xx*`) is replaced whole: nothing that holds a
+    secret is returned. ValueError for a secret shorter than MIN_SECRET_LENGTH."""
 
     def __init__(self, values: Iterable[str]):
         self.values: tuple[str, ...] = tuple(sorted({v for v in values if v}, key=len, reverse=True))
+        if any(len(v) < MIN_SECRET_LENGTH for v in self.values):
+            raise ValueError(f"a secret shorter than {MIN_SECRET_LENGTH} characters cannot be masked without masking words")
         mask = next((m for m in _MASKS if not any(v in m for v in self.values)), None)
         if mask is None:
             raise ValueError("no mask can stand in for these secrets: each holds the characters of every mask")

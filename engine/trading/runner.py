@@ -34,7 +34,7 @@ from typing import Any
 from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import contract_multiplier
 from engine.core.clock import Clock, ManualClock, SystemClock
-from engine.core.journal import Journal
+from engine.core.journal import MIN_SECRET_LENGTH, Journal
 from engine.core.lock import LockHeld, RunLock, lock_path
 from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
 from engine.operator.local import LocalTime
@@ -142,7 +142,10 @@ def open_session(
                 notice += f"; continuing the simulation saved in {db_path} at {at}"
         if name == "sim":
             _check_broker(broker, report)
-        journal = Journal(log_path, clock, secrets=(env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")))
+        # The keys in use are masked in the log: Alpaca's, which the factory checked; a simulated run's environment
+        # may hold keys it never uses, masked too when they could be real ones
+        keys = (env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", ""))
+        journal = Journal(log_path, clock, secrets=keys if name == "alpaca" else [k for k in keys if len(k) >= MIN_SECRET_LENGTH])
         try:
             engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
         except StartupError as exc:

@@ -106,3 +106,21 @@ def test_a_refused_run_closes_everything_even_when_closing_fails(project: Projec
         open_session(report, _options(project), {}, MONDAY_OPEN)
     with RunLock(project.root / "s.db"):  # free
         pass
+
+
+def test_a_simulated_runs_unused_short_keys_do_not_mask_its_log(project: ProjectCopy) -> None:
+    """Keys a simulated run never uses are masked only when they could be real ones: a short one ("ord") would
+    have turned every "order" event into "***er", and the commands that read the log by event name with it."""
+    from engine.core.journal import read_events
+
+    report = load_valid(project.config, project.machines, project.rules)
+    options = _options(project, ticks=200)
+    session = open_session(report, options, {"ALPACA_KEY": "ord", "ALPACA_SECRET": "PKLONGENOUGHSECRET"}, MONDAY_OPEN)
+    for _ in range(200):
+        session.engine.tick()
+        session.clock.advance(5)  # type: ignore[attr-defined]
+    session.journal.log("probe", note="PKLONGENOUGHSECRET")
+    close_session(session)
+    events = read_events(project.root / "s.jsonl")
+    assert any(e["event"] == "order" for e in events) and not any("***er" in e["event"] for e in events)
+    assert [e["note"] for e in events if e["event"] == "probe"] == ["***"]  # one long enough to be real still is
