@@ -215,6 +215,7 @@ def _write_output(flag: str, path: Path, data: str | bytes) -> None:
     if _to_stdout(path):
         sys.stdout.flush()
         sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()  # here, where a closed pipe is answered (main's BrokenPipeError), not at exit
         return
     path = path.resolve() if path.is_symlink() else path  # the file the link names is the one replaced
     try:

@@ -343,8 +343,10 @@ def _bar_problem(bar: Bar, start: datetime, end: datetime, after: datetime | Non
 
 def _checked(symbol: str, bars: list[Bar], start: datetime, end: datetime, last: datetime | None) -> list[Bar]:
     """`bars` if every one can be stored; otherwise FetchError naming the first bad one (nothing is dropped
-    or repaired: a window with one bad bar is not written at all)."""
+    or repaired: a window with one bad bar is not written at all). A bar at or after the window's end is left to
+    the next window, which asks for it and checks it: the API may read the end asked for loosely."""
     after = last
+    bars = [b for b in bars if b.timestamp.utcoffset() is None or b.timestamp < end]
     for bar in bars:
         problem = _bar_problem(bar, start, end, after)
         if problem is not None:
@@ -402,6 +404,10 @@ def fetch(
     clients = api_or_clients if isinstance(api_or_clients, HistoryClients) else HistoryClients.from_api(api_or_clients)
     folder = Path(out)
     clock = clock or SystemClock()
+    # Only bars that have ended: one still forming (today's day bar, this minute's) would be stored for good, since
+    # a file is only ever appended to and the next run starts after it. A bar stamped t ends at t + its length.
+    length = timedelta(days=1) if frame.unit == "Day" else timedelta(seconds=frame.seconds)
+    finish = min(finish, clock.now().astimezone(timezone.utc) - length + timedelta(microseconds=1))
     throttle = _Throttle(TokenBucket(per_minute, clock), per_minute, sleep or time.sleep)
     throttle.install([clients.stocks, clients.crypto, clients.options])
     results: list[SymbolFetch] = []

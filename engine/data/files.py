@@ -900,7 +900,7 @@ def _csv_text(table: Any, kind: Kind, header: bool) -> str:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process, or a number no pid can be (a name made by hand)
         return False
     except OSError:  # PermissionError: another user's process, alive
         return True

@@ -322,7 +322,6 @@ def test_crypto_float_volumes_and_nanosecond_times_are_read_exactly(emulator: Em
         (1, {"bars.AAPL.3.o": 500.0}, "at 2026-11-19T14:33:00Z that has open 500.0 outside low..high"),
         (1, {"bars.AAPL.3.t": "2026-11-19T14:33:00"}, "at 2026-11-19T14:33:00 that has a time without a time zone"),
         (1, {"bars.AAPL.0.t": "2026-11-18T20:59:00Z"}, "at 2026-11-18T20:59:00Z that lies outside the window asked for"),
-        (2, {"bars.AAPL.29.t": "2026-11-20T05:00:00Z"}, "at 2026-11-20T05:00:00Z that lies outside the window"),
         (2, {"bars.AAPL.0.t": "2026-11-19T14:59:00Z"}, "at 2026-11-19T14:59:00Z that is not after the bar before it "
                                                        "(2026-11-19T14:59:00Z): a duplicate"),
         (2, {"bars.AAPL.0.t": "2026-11-19T14:40:00Z"}, "at 2026-11-19T14:40:00Z that is not after the bar before it"),
@@ -342,6 +341,28 @@ def test_a_bar_the_format_refuses_stops_the_fetch_naming_symbol_and_time(
     assert caught.value.symbol == "AAPL" and says in caught.value.message, caught.value.message
     assert "nothing from 2026-11-19T05:00:00Z on was written" in caught.value.message
     assert not (tmp_path / "bars").exists()
+
+
+def test_a_bar_at_the_windows_end_is_left_to_the_next_window(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API that reads the end asked for loosely may send the bar stamped at it: that bar is the next window's
+    first (asked for and checked there), not a reason to stop a fetch that every run would stop at again."""
+    emulator.bars_page_cap = 30
+    fault_on(emulator, monkeypatch, 2, Fault(patch={"bars.AAPL.29.t": "2026-11-20T05:00:00Z"}))
+    fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    stored = read_bars(tmp_path, "AAPL")
+    assert stored and stored[-1].timestamp < datetime(2026, 11, 20, 5, 0, tzinfo=timezone.utc)
+
+
+def test_a_fetch_stores_no_bar_that_has_not_ended(emulator: Emulator, clients: HistoryClients, tmp_path: Path) -> None:
+    """A bar still forming (this minute's, today's day bar) would be stored for good: files are only appended to,
+    and the next run starts after the last bar. Bars are stored up to the last that has ended by the clock."""
+    from engine.core.clock import ManualClock
+
+    now = datetime(2026, 11, 19, 15, 0, 30, tzinfo=timezone.utc)  # 10:00:30 in New York, mid-session
+    fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path, clock=ManualClock(now))
+    assert read_bars(tmp_path, "AAPL")[-1].timestamp == datetime(2026, 11, 19, 14, 59, tzinfo=timezone.utc)
 
 
 def test_a_bad_bar_in_a_later_window_keeps_the_earlier_windows(emulator: Emulator, clients: HistoryClients,

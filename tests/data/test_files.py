@@ -327,3 +327,19 @@ def test_parts_are_read_in_name_order_as_one_series(tmp_path: Path) -> None:
         read_bars(tmp_path, "AAPL")
     assert errors(bad) == [f"{folder}/part-000001.csv:2:0: row 1: timestamp 2026-11-23T14:30:00Z is not after the last row of "
                            "part-000000.parquet (2026-11-23T14:35:00.000014Z): parts are read in name order, each after the one before"]
+
+
+def test_leftovers_of_dead_writers_are_removed_and_an_impossible_pid_is_one(tmp_path: Path) -> None:
+    """A temporary file a killed writer left is removed when its target is written again; one whose pid is past
+    any real pid (a name made by hand) made every later write of the file fail with OverflowError."""
+    import os
+
+    from engine.data.files import remove_leftovers
+
+    target = tmp_path / "AAPL.parquet"
+    dead = tmp_path / ".AAPL.parquet.99999999999999999999.tmp"
+    alive = tmp_path / f".AAPL.parquet.{os.getpid()}.tmp"
+    for path in (dead, alive):
+        path.write_bytes(b"half a file")
+    assert remove_leftovers(target) == [dead]
+    assert not dead.exists() and alive.exists()  # a writer still running keeps its file
