@@ -103,8 +103,9 @@ def open_session(
 ) -> Session:
     """Everything a run needs, or RunError (the broker cannot be chosen or set up, another engine holds the state
     file, ...), StateFileError (the state file or its lock file cannot be used; engine/core/store.py) or
-    JournalError (the log cannot be opened). A refused run leaves no state file and no log behind, and a run
-    refused because another engine holds the state file does not touch that file or its log."""
+    JournalError (the log cannot be opened). A run refused before its state file is opened (the broker, the keys,
+    the lock) leaves no state file and no log behind, and one refused because another engine holds the state
+    file does not touch that file or its log; whatever was opened is closed again, and the lock released."""
     from engine.brokers.factory import choose_broker
 
     assert report.config is not None and report.book is not None
