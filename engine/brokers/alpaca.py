@@ -12,6 +12,10 @@
   contract without greeks is kept (NaN greeks), every order status is kept as Alpaca names it.
 - The account is read raw through the SDK's own REST client (`TradingClient.get`): alpaca-py 0.44.0's model
   drops `intraday_adjustments` and it has no activities method, and both are needed for daily P&L.
+- Positions and orders (the open-order list, lookups, the answers to a submit or a close) are read raw too, each
+  field the engine reads checked here: alpaca-py's models also validate fields the engine never reads against
+  enums that lag the API (a position's `exchange`, alpaca-py issue #704; an order's `order_class`,
+  `position_intent`, legs), and one new value there made a whole list unreadable and the engine halt for ever.
 
 alpaca-py is imported lazily: it takes about half a second, and `--validate` must stay fast.
 """
@@ -23,7 +27,8 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from time import monotonic as _monotonic
 from typing import Any, TypeVar
@@ -56,6 +61,13 @@ ACTIVITY_PAGE_SIZE = 100  # the endpoint's maximum (trading-api.json)
 ACTIVITY_PAGES = 20  # a day of cash movements is a handful; more pages than this is not an answer we understand
 OPTION_FEEDS = ("indicative", "opra")
 ASSET_CLASSES = frozenset({"us_equity", "us_option", "crypto"})  # base.AssetClass
+# The values of the fields the engine reads from positions and orders, as alpaca-py 0.44.0's enums name them
+# (PositionSide, OrderSide, OrderType, TimeInForce). Positions and orders are read raw (see get_positions): a
+# value outside these in a field the engine reads is refused; fields it does not read are not looked at.
+POSITION_SIDES = frozenset({"long", "short"})
+ORDER_SIDES = frozenset({"buy", "sell"})
+ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop"})
+TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
 NAN = float("nan")
 NOTIONAL_SLACK = 1.05  # a notional order's fill may pass its amount by a rounding of the quantity, not by more
 _FLOAT_MAX = sys.float_info.max
@@ -133,6 +145,45 @@ def _text(value: Any, name: str) -> str:
     if not text or text == "None":
         raise Unreadable(f"{name} is missing")
     return text
+
+
+def _raw_text(raw: Mapping[str, Any], key: str, name: str) -> str:
+    """A name the engine keys on, from a raw answer: a JSON string, present and not empty (a number is not a
+    symbol, an id or a side)."""
+    value = raw.get(key)
+    if value is None or value == "":
+        raise Unreadable(f"{name} is missing")
+    if not isinstance(value, str):
+        raise Unreadable(f"{name} is {_shown(value)}, not text")
+    return value
+
+
+def _choice(raw: Mapping[str, Any], key: str, name: str, allowed: frozenset[str]) -> str:
+    """An enum the engine reads, from a raw answer: one of the values it knows, exactly as Alpaca spells them."""
+    text = _raw_text(raw, key, name)
+    if text not in allowed:
+        raise Unreadable(f"{name} is {_shown(text)}, not one of {', '.join(sorted(allowed))}")
+    return text
+
+
+def _uuid(value: Any, name: str) -> str:
+    """An id the engine keys on and sends back (an order's id): a UUID, in its canonical lower-case spelling."""
+    if not isinstance(value, str):
+        raise Unreadable(f"{name} is {'missing' if value is None else _shown(value)}, not a UUID")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise Unreadable(f"{name} is {_shown(value)}, not a UUID") from None
+
+
+def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
+    """A raw list answer whose items are JSON objects."""
+    if not isinstance(value, list):
+        raise Unreadable(f"expected a list of {what}, got {type(value).__name__}")
+    for item in value:
+        if not isinstance(item, dict):
+            raise Unreadable(f"an item of the {what} is {type(item).__name__}, not an object")
+    return value
 
 
 def _aware(value: datetime, name: str = "a time") -> datetime:
@@ -491,83 +542,74 @@ class AlpacaAPI:
         raise ValueError(f"more than {ACTIVITY_PAGES} pages of account activities for one day")
 
     def get_positions(self) -> list[Position]:
-        def read() -> list[Position]:
-            out = []
-            from alpaca.trading.models import Position as AlpacaPosition
+        """Every position, read raw (GET /v2/positions, as the account and the clock are): alpaca-py's Position
+        model validates fields the engine never reads against enums that lag the API (`exchange`, alpaca-py issue
+        #704), and one value it does not know made the whole list unreadable, and so the engine halt for ever.
+        The fields the engine reads are checked here, each as strictly as before; the others are not looked at."""
 
-            for item in _models(self.trading.get_all_positions()):
-                p = _model(item, AlpacaPosition)
-                asset_class = _asset_class(p.asset_class)
-                symbol = _text(p.symbol, "a position's symbol")
-                # Alpaca writes a short as side "short" with a signed qty ("-5", Alpaca-API issue #86): the sign
-                # comes from the side, applied once, whatever the qty's own sign. A long with a negative qty says
-                # two things at once: unreadable.
-                short = _text(p.side, f"{symbol}'s side") == "short"
-                qty = _required(p.qty, f"{symbol}'s qty", minimum=None if short else 0.0)
-                out.append(
-                    Position(
-                        normalize(symbol, asset_class),
-                        -abs(qty) if short else qty,
-                        _required(p.avg_entry_price, f"{symbol}'s avg_entry_price", minimum=0.0),
-                        _required(p.current_price, f"{symbol}'s current_price", minimum=0.0),
-                        _required(p.market_value, f"{symbol}'s market_value"),
-                        _required(p.unrealized_pl, f"{symbol}'s unrealized_pl"),
-                        asset_class,
-                    )
-                )
-            return _unique(out, lambda p: p.symbol, "a position in")
+        def read() -> list[Position]:
+            listed = _objects(self.trading.get("/positions"), "positions")
+            return _unique([_position(raw) for raw in listed], lambda p: p.symbol, "a position in")
 
         return self._call("positions", read)
 
-    def _order(self, o: Any, **expected: str) -> Order:
+    def _order(self, raw: Any, **expected: str) -> Order:
         """An order, every field the engine reads checked: quantities and prices finite and not negative, one of
         qty and notional, no more filled than ordered, the side, symbol and class present, a time with a zone.
         `expected` names fields (id, client_order_id, symbol, side) the answer must carry as asked: an answer
-        about another order is not an answer to this question, and booked it would move the wrong order."""
-        from alpaca.trading.models import Order as AlpacaOrder
+        about another order is not an answer to this question, and booked it would move the wrong order.
 
-        o = _model(o, AlpacaOrder)
-        order = self._read_order(o)
+        Read raw, as positions are: alpaca-py's Order model also validates fields the engine never reads against
+        enums that lag the API (`order_class`, `position_intent`, the legs), and one new value there made every
+        order answer, the open-order list included, unreadable."""
+        if not isinstance(raw, dict):
+            raise Unreadable(f"expected an order as a JSON object, got {type(raw).__name__}")
+        order = self._read_order(raw)
         for field, value in expected.items():
             if str(getattr(order, field)) != value:
                 raise Unreadable(f"asked about {field} {_shown(value)}, the broker answered {_shown(getattr(order, field))}")
         return order
 
-    def _read_order(self, o: Any) -> Order:
-        name = f"order {o.client_order_id!r}"
-        qty = _float(o.qty, f"{name}'s qty", minimum=0.0)
-        notional = _float(o.notional, f"{name}'s notional", minimum=0.0)
+    def _read_order(self, o: Mapping[str, Any]) -> Order:
+        client_order_id = _raw_text(o, "client_order_id", "an order's client_order_id")
+        name = f"order {client_order_id!r}"
+        qty = _float(o.get("qty"), f"{name}'s qty", minimum=0.0)
+        notional = _float(o.get("notional"), f"{name}'s notional", minimum=0.0)
         if qty is None and notional is None:
             raise Unreadable(f"{name} has neither qty nor notional")
-        filled = _required(o.filled_qty, f"{name}'s filled_qty", minimum=0.0)
+        filled = _required(o.get("filled_qty"), f"{name}'s filled_qty", minimum=0.0)
         if qty is not None and filled > qty * (1 + 1e-9):
             raise Unreadable(f"{name} has {filled:g} filled of {qty:g}")
-        status = _enum_value(o.status)
-        average = _float(o.filled_avg_price, f"{name}'s filled_avg_price", minimum=0.0)
+        status = _choice(o, "status", f"{name}'s status", Order.ALL_STATUSES)
+        average = _float(o.get("filled_avg_price"), f"{name}'s filled_avg_price", minimum=0.0)
         if status in ("filled", "partially_filled") and not (filled > 0 and average):
             # a fill of nothing, or at no price: booked, it would close the order and own none of what the broker holds
             raise Unreadable(f"{name} is {status} with {filled:g} filled at {average if average is not None else 'no price'}")
         if notional is not None and average and filled * average > notional * NOTIONAL_SLACK:
             raise Unreadable(f"{name} has {filled:g} filled at {average:g}, more than its notional {notional:g}")
-        asset_class = _asset_class(o.asset_class)
+        asset_class = _asset_class(o.get("asset_class"))
+        created_at = _timestamp(o.get("created_at"), f"{name}'s created_at")
+        if created_at is None:
+            raise Unreadable(f"{name}'s created_at is missing")
+        type_key = "order_type" if o.get("order_type") else "type"  # the SDK read `order_type or type`
         return Order(
-            id=str(o.id),
-            client_order_id=o.client_order_id,
+            id=_uuid(o.get("id"), f"{name}'s id"),
+            client_order_id=client_order_id,
             # crypto as BTC/USD whichever spelling the order carries (positions and old orders say BTCUSD)
-            symbol=normalize(_text(o.symbol, f"{name}'s symbol"), asset_class),
-            side=_text(o.side, f"{name}'s side"),  # type: ignore[arg-type]  # OrderSide: buy or sell
+            symbol=normalize(_raw_text(o, "symbol", f"{name}'s symbol"), asset_class),
+            side=_choice(o, "side", f"{name}'s side", ORDER_SIDES),  # type: ignore[arg-type]  # buy or sell
             qty=qty,
             notional=notional,
             filled_qty=filled,
             filled_avg_price=average,
-            order_type=_text(o.order_type or o.type, f"{name}'s type"),
-            time_in_force=_enum_value(o.time_in_force),
-            limit_price=_float(o.limit_price, f"{name}'s limit_price", minimum=0.0),
+            order_type=_choice(o, type_key, f"{name}'s type", ORDER_TYPES),
+            time_in_force=_choice(o, "time_in_force", f"{name}'s time_in_force", TIME_IN_FORCE),
+            limit_price=_float(o.get("limit_price"), f"{name}'s limit_price", minimum=0.0),
             status=status,
-            created_at=self._not_ahead(_aware(o.created_at, f"{name}'s created_at"), f"{name}'s created_at"),
+            created_at=self._not_ahead(created_at, f"{name}'s created_at"),
             asset_class=asset_class,
-            replaced_by=str(o.replaced_by) if o.replaced_by else None,
-            replaces=str(o.replaces) if o.replaces else None,
+            replaced_by=_uuid(o["replaced_by"], f"{name}'s replaced_by") if o.get("replaced_by") else None,
+            replaces=_uuid(o["replaces"], f"{name}'s replaces") if o.get("replaces") else None,
         )
 
     def _not_ahead(self, moment: datetime, name: str) -> datetime:
@@ -581,10 +623,10 @@ class AlpacaAPI:
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
 
-        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=OPEN_ORDERS_LIMIT)
+        params = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=OPEN_ORDERS_LIMIT).to_request_fields()
 
         def read() -> list[Order]:
-            listed = _models(self.trading.get_orders(filter=request))
+            listed = _objects(self.trading.get("/orders", params), "open orders")  # raw: see _order
             if len(listed) >= OPEN_ORDERS_LIMIT:
                 # /v2/orders has no next_page_token: a full page may have cut orders off, and an order of ours
                 # missing from the list would be taken for one that ended.
@@ -779,26 +821,34 @@ class AlpacaAPI:
                 sdk_request: Any = LimitOrderRequest(limit_price=request.limit_price, **common)
             else:
                 sdk_request = MarketOrderRequest(**common)
-            answer = self.trading.submit_order(sdk_request)
+            # the SDK's own submit_order, read raw (see _order): the request is built and checked by its model
+            answer = self.trading.post("/orders", sdk_request.to_request_fields())
             return self._order(answer, client_order_id=request.client_order_id, symbol=request.symbol, side=request.side)
 
         return self._call("submit_order", send)
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         def read() -> Order:
-            return self._order(self.trading.get_order_by_client_id(client_order_id), client_order_id=client_order_id)
+            answer = self.trading.get("/orders:by_client_order_id", {"client_order_id": client_order_id})
+            return self._order(answer, client_order_id=client_order_id)
 
         return self._found("get_order", read)
 
     def get_order(self, order_id: str) -> Order | None:
-        return self._found("get_order", lambda: self._order(self.trading.get_order_by_id(order_id), id=order_id.lower()))
+        from alpaca.common.utils import validate_uuid_id_param
+
+        def read() -> Order:
+            answer = self.trading.get(f"/orders/{validate_uuid_id_param(order_id, 'order_id')}")  # as the SDK asks
+            return self._order(answer, id=order_id.lower())
+
+        return self._found("get_order", read)
 
     def cancel_order(self, order_id: str) -> None:
         self._call("cancel_order", lambda: self.trading.cancel_order_by_id(order_id))
 
     def close_position(self, symbol: str) -> Order:
         def close() -> Order:
-            answer = self.trading.close_position(position_path_symbol(symbol))
+            answer = self.trading.delete(f"/positions/{position_path_symbol(symbol)}", {})  # as the SDK asks; raw
             return self._order(answer, symbol=symbol)
 
         return self._call("close_position", close)
@@ -818,27 +868,28 @@ class AlpacaAPI:
 
     def close_all_positions(self) -> tuple[BulkResult, ...]:
         def close() -> tuple[BulkResult, ...]:
-            from alpaca.trading.models import ClosePositionResponse
-            from alpaca.trading.models import Order as AlpacaOrder
-
             out = []
-            for raw in _models(self.trading.close_all_positions(cancel_orders=True)):  # 207: one status per position
-                item = _model(raw, ClosePositionResponse)
-                if item.status is None:
-                    raise Unreadable("an item of the close-all answer has no status")
-                status, symbol = item.status, _text(item.symbol, "an item of the close-all answer's symbol")
-                closed = isinstance(item.body, AlpacaOrder)
+            # 207: one status per position (alpaca-py test_position_routes.py), read raw as orders are (_order);
+            # `cancel_orders` goes out as the SDK sends it
+            for item in _objects(self.trading.delete("/positions", {"cancel_orders": True}), "close-all answer"):
+                status = item.get("status")
+                if not isinstance(status, int) or isinstance(status, bool):
+                    raise Unreadable(f"an item of the close-all answer has {'no' if status is None else 'an unreadable'} status")
+                symbol = _raw_text(item, "symbol", "an item of the close-all answer's symbol")
+                body = item.get("body")
+                if not isinstance(body, dict):
+                    raise Unreadable(f"{symbol}'s close answered {status} with {'no' if body is None else 'an unreadable'} body")
+                closed = "id" in body  # an Order carries its id; a refusal is {code, message, ...}
                 if closed != (200 <= status < 300):  # an order under an error status, or a refusal under a 2xx
                     raise Unreadable(f"{symbol}'s close answered {status} with {'an order' if closed else 'an error'}")
-                if isinstance(item.body, AlpacaOrder):  # BTCUSD at the top, BTC/USD in the order (alpaca-py fixture)
-                    order = self._order(item.body)
+                if closed:  # BTCUSD at the top, BTC/USD in the order (alpaca-py fixture)
+                    order = self._order(body)
                     target = normalize(symbol, order.asset_class)
                     if order.symbol != target:
                         raise Unreadable(f"the close of {symbol} answered with an order in {order.symbol}")
                     out.append(BulkResult(target, status, order=order))
                 else:
-                    error = self._item_error(status, item.body.model_dump(), "close_all_positions")
-                    out.append(BulkResult(symbol, status, error=error))
+                    out.append(BulkResult(symbol, status, error=self._item_error(status, body, "close_all_positions")))
             return tuple(out)
 
         return self._call("close_all_positions", close)
@@ -934,6 +985,32 @@ def _asset_class(value: Any) -> AssetClass:
     if name not in ASSET_CLASSES:
         raise Unreadable(f"asset class {name!r} is not one the engine trades")
     return name  # type: ignore[return-value]  # checked against ASSET_CLASSES just above
+
+
+def _position(raw: Mapping[str, Any]) -> Position:
+    """One raw position. A position in an asset class the engine does not trade (crypto_perp, or one alpaca-py
+    does not know yet) is the account's all the same: dropped, the engine would value and risk the account
+    without it; read as one of its own classes, it would be valued and traded as what it is not. It is refused,
+    so the positions are a bad answer until the position is gone (fail closed: the engine stops trading)."""
+    symbol = _raw_text(raw, "symbol", "a position's symbol")
+    try:
+        asset_class = _asset_class(raw.get("asset_class"))
+    except Unreadable as exc:
+        raise Unreadable(f"the position in {_shown(symbol)}: {exc}") from None
+    # Alpaca writes a short as side "short" with a signed qty ("-5", Alpaca-API issue #86): the sign comes from
+    # the side, applied once, whatever the qty's own sign. A long with a negative qty says two things at once:
+    # unreadable.
+    short = _choice(raw, "side", f"{symbol}'s side", POSITION_SIDES) == "short"
+    qty = _required(raw.get("qty"), f"{symbol}'s qty", minimum=None if short else 0.0)
+    return Position(
+        normalize(symbol, asset_class),
+        -abs(qty) if short else qty,
+        _required(raw.get("avg_entry_price"), f"{symbol}'s avg_entry_price", minimum=0.0),
+        _required(raw.get("current_price"), f"{symbol}'s current_price", minimum=0.0),
+        _required(raw.get("market_value"), f"{symbol}'s market_value"),
+        _required(raw.get("unrealized_pl"), f"{symbol}'s unrealized_pl"),
+        asset_class,
+    )
 
 
 M = TypeVar("M")

@@ -240,3 +240,135 @@ def test_an_undated_cash_movement_is_a_bad_answer(
     bad(api.get_account)
     account = api.get_account()
     assert account.non_trade_cash_today == 1_000
+
+
+# --- values alpaca-py's enums do not know, in fields the engine does not read ------------------------------------
+# Positions and orders are read raw: alpaca-py's models validate fields the engine never reads against enums that
+# lag the API, and one new value (a position's `exchange`, alpaca-py issue #704) made the whole list unreadable and
+# the engine halt for ever. The fields the engine reads are still checked, each as strictly as before.
+
+POSITIONS = "/v2/positions"
+UNREAD_POSITION_FIELDS: dict[str, Any] = {
+    "*.exchange": "NEWEX",  # alpaca-py's AssetExchange has no such value (issue #704)
+    "*.asset_id": "not-a-uuid",
+    "*.asset_marginable": "sometimes",
+    "*.usd": {"brand_new": [1]},
+    "*.cost_basis": {"currency": "USD"},
+    "*.lastday_price": "NaN",
+}
+
+
+def test_a_position_with_values_the_sdk_does_not_know_in_unread_fields_is_read(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange
+) -> None:
+    exchange.set_position("AAPL", -5, 190.0)
+    exchange.set_position("BTC/USD", 0.01, 60_000.0)
+    expected = {p.symbol: p for p in api.get_positions()}
+    emulator.faults.append(Fault(path_prefix=POSITIONS, method="GET", patch=UNREAD_POSITION_FIELDS))
+    assert {p.symbol: p for p in api.get_positions()} == expected
+    emulator.faults.append(Fault(path_prefix=POSITIONS, method="GET", drop=["*.exchange", "*.asset_id", "*.cost_basis"]))
+    assert {p.symbol: p for p in api.get_positions()} == expected
+    assert expected["AAPL"].qty == -5 and expected["BTC/USD"].asset_class == "crypto"
+
+
+@pytest.mark.parametrize("asset_class", ["crypto_perp", "us_bond"], ids=["known-to-alpaca-py", "unknown"])
+def test_a_position_in_a_class_the_engine_does_not_trade_is_refused_not_dropped(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, asset_class: str
+) -> None:
+    """The position is the account's: dropped, the engine would value and risk the account without it; read as
+    one of its classes, it would be traded as what it is not. The whole list is a bad answer (fail closed)."""
+    exchange.set_position("AAPL", 3, 190.0)
+    exchange.set_position("MSFT", 1, 400.0)
+    emulator.faults.append(Fault(path_prefix=POSITIONS, method="GET", patch={"1.asset_class": asset_class}))
+    error = bad(api.get_positions)
+    assert asset_class in error.message and "MSFT" in error.message
+    assert [p.symbol for p in api.get_positions()] == ["AAPL", "MSFT"]
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [{"*.symbol": 5}, {"*.side": "LONG"}, {"*.side": 1}, {"*.asset_class": "US_EQUITY"}, {"*.asset_class": ["us_equity"]},
+     {"0": "AAPL"}],
+    ids=["numeric-symbol", "side-upper-case", "numeric-side", "class-upper-case", "class-list", "item-not-an-object"],
+)  # fmt: skip
+def test_a_position_field_the_engine_reads_is_still_checked(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, patch: dict[str, Any]
+) -> None:
+    exchange.set_position("AAPL", 3, 190.0)
+    emulator.faults.append(Fault(path_prefix=POSITIONS, method="GET", patch=patch))
+    bad(api.get_positions)
+    emulator.faults.append(Fault(status=200, body='{"positions": []}', path_prefix=POSITIONS, method="GET"))
+    bad(api.get_positions)  # an object where the list belongs
+
+
+def test_position_numbers_sent_as_json_numbers_are_read(api: AlpacaAPI, emulator: Emulator, exchange: SimExchange) -> None:
+    """Alpaca writes them as decimal strings; a finite JSON number means the same and is read as it (a boolean is
+    not: test_bad_answers)."""
+    exchange.set_position("AAPL", 3, 190.0)
+    emulator.faults.append(Fault(path_prefix=POSITIONS, method="GET", patch={"*.qty": 3, "*.current_price": 191.5}))
+    (position,) = api.get_positions()
+    assert (position.qty, position.current_price) == (3.0, 191.5)
+
+
+UNREAD_ORDER_FIELDS: dict[str, Any] = {
+    "order_class": "brand_new_class",  # alpaca-py's OrderClass: simple mleg bracket oco oto
+    "position_intent": "open_something",  # PositionIntent: buy/sell to open/close
+    "legs": [{"id": "junk", "order_class": "?"}],  # nested Orders alpaca-py would validate in full
+    "extended_hours": None,
+    "updated_at": "later",
+    "submitted_at": None,
+    "asset_id": "not-a-uuid",
+    "stop_price": {"x": 1},
+}
+
+
+def test_orders_with_values_the_sdk_does_not_know_in_unread_fields_are_read(api: AlpacaAPI, emulator: Emulator) -> None:
+    """The open-order list, a lookup by id or client_order_id, and the answer to a submit."""
+    order = api.submit_order(OrderRequest("AAPL", "buy", "new-1", "limit", "day", qty=1, limit_price=1.0))
+    listed = {f"*.{k}": v for k, v in UNREAD_ORDER_FIELDS.items()}
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch=listed))
+    assert api.get_open_orders() == [order]
+    emulator.faults.append(Fault(path_prefix=f"{ORDERS}/{order.id}", patch=UNREAD_ORDER_FIELDS))
+    assert api.get_order(order.id) == order
+    emulator.faults.append(Fault(path_prefix=f"{ORDERS}:by_client_order_id", patch=UNREAD_ORDER_FIELDS))
+    assert api.get_order_by_client_id("new-1") == order
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="POST", patch=UNREAD_ORDER_FIELDS))
+    sent = api.submit_order(OrderRequest("MSFT", "buy", "new-2", "limit", "day", qty=1, limit_price=1.0))
+    assert (sent.client_order_id, sent.symbol, sent.status) == ("new-2", "MSFT", "pending_new")
+
+
+def test_a_close_answered_with_values_the_sdk_does_not_know_is_read(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange
+) -> None:
+    exchange.set_position("AAPL", 3, 190.0)
+    emulator.faults.append(Fault(path_prefix="/v2/positions/AAPL", method="DELETE", patch={"position_intent": "new"}))
+    assert api.close_position("AAPL").symbol == "AAPL"
+    exchange.set_position("MSFT", 2, 400.0)
+    patch = {"*.body.position_intent": "new", "*.body.order_class": "new"}
+    emulator.faults.append(Fault(path_prefix=POSITIONS, method="DELETE", patch=patch))
+    closed = {r.target: r for r in api.close_all_positions()}["MSFT"]
+    assert closed.ok and closed.order is not None and (closed.target, closed.order.side) == ("MSFT", "sell")
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [{"*.time_in_force": "gtd"}, {"*.type": "new_type", "*.order_type": "new_type"}, {"*.id": "not-a-uuid"},
+     {"*.client_order_id": 7}, {"*.side": "BUY"}, {"*.replaced_by": "junk"}, {"*.created_at": 1764000000}, {"0": []}],
+    ids=["time-in-force", "type", "id", "numeric-client-order-id", "side-upper-case", "replaced-by", "numeric-time",
+         "item-not-an-object"],
+)  # fmt: skip
+def test_an_order_field_the_engine_reads_is_still_checked(api: AlpacaAPI, emulator: Emulator, patch: dict[str, Any]) -> None:
+    api.submit_order(OrderRequest("AAPL", "buy", "chk-1", "limit", "day", qty=1, limit_price=1.0))
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch=patch))
+    bad(api.get_open_orders)
+    assert [o.client_order_id for o in api.get_open_orders()] == ["chk-1"]
+
+
+def test_an_option_chain_with_exchange_codes_the_sdk_does_not_know_is_read(api: AlpacaAPI, emulator: Emulator) -> None:
+    """alpaca-py types a quote's bx/ax and a trade's x as `str | Exchange` and conditions as `str | list`: a new
+    venue code or condition does not break the chain, so the chain stays on the SDK's models."""
+    expected = chain(api)
+    patch = {"snapshots.*.latestQuote.bx": "Q9", "snapshots.*.latestQuote.ax": "?", "snapshots.*.latestQuote.c": "new",
+             "snapshots.*.latestTrade.x": "Q9", "snapshots.*.latestTrade.c": ["zz"]}  # fmt: skip
+    emulator.faults.append(Fault(path_prefix=CHAIN, patch=patch))
+    assert chain(api) == expected
