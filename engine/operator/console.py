@@ -89,6 +89,13 @@ def describe(record: Mapping[str, Any], local: LocalTime) -> tuple[str, str, str
     if event == "anomaly":
         detail = record.get("detail") or record.get("details") or record.get("bot") or ""
         return at, "ANOMALY", f"{record.get('what')}: {detail}"
+    if event == "exit_limited":  # the bots own more than the account holds: something sold outside the engine
+        return (
+            at,
+            "EXIT LIMITED",
+            f"{record.get('bot')} {record.get('symbol')}: the bots own {record.get('owned'):g}, the account holds "
+            f"{record.get('sellable'):g} to sell; sold {record.get('sent'):g}",
+        )
     if event == "transition" and record.get("machine") == "system":
         return at, "SYSTEM", f"{record.get('from')} -> {record.get('to')} ({record.get('trigger')})"
     return None
