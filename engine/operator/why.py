@@ -51,6 +51,10 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
         if saved_state is None or row is None or bot_id not in by_bot:
             if not config.enabled:  # "not yet" would promise a tick that never comes
                 raise WhyError(f"'{bot_id}' is disabled in bots.yaml (enabled: false): it never ticks, nothing to explain")
+            if saved_state is not None and row is not None:  # it ticked, but its facts could not be built last tick
+                halt = store.halt_in_force(bot_id, row[0])
+                why_not = f": {halt.reason}" if halt is not None else ""
+                raise WhyError(f"'{bot_id}' has no facts from the last tick ({row[0].isoformat()}){why_not}")
             raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
         values, failed_checks, denial = by_bot[bot_id]
         facts: dict[str, Any] = {**system, **bot_config_values(config), **dict(zip(names, values, strict=True))}

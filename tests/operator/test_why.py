@@ -114,3 +114,24 @@ def test_a_halt_reason_is_rendered_on_one_line(project: ProjectCopy, rig: Rig) -
     rig.ticks(1)
     text = render(explain(rig.store, report_of(project), "mom_AAPL"))
     assert "halted (system): a\\nb\\x1b[31m (since" in text and "\x1b" not in text
+
+
+def test_a_bot_whose_facts_could_not_be_built_is_said_to_be_halted_for_it(
+    project: ProjectCopy, rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bot halted because its facts could not be built has none in the last tick's record: `why` says so and
+    why, not that it never ticked."""
+    import engine.trading.facts_builder as facts_builder
+
+    rig.ticks(2)
+    real = facts_builder.entries.plan_entry
+
+    def plan_entry(config: object, *args: object, **kwargs: object) -> object:
+        if getattr(config, "bot_id", "") == "opt_core":
+            raise KeyError("strike")
+        return real(config, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(facts_builder.entries, "plan_entry", plan_entry)
+    rig.until(lambda r: bool(r.store.halts("opt_core")), limit=400)
+    with pytest.raises(WhyError, match=r"'opt_core' has no facts from the last tick \(.*\): its facts could not be built"):
+        explain(rig.store, report_of(project), "opt_core")
