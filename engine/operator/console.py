@@ -89,6 +89,8 @@ def describe(record: Mapping[str, Any], local: LocalTime) -> tuple[str, str, str
     if event == "anomaly":
         detail = record.get("detail") or record.get("details") or record.get("bot") or ""
         return at, "ANOMALY", f"{record.get('what')}: {detail}"
+    if event == "exit_waiting":
+        return at, "EXIT WAITING", f"{record.get('bot')} {record.get('symbol')} ({record.get('owned'):g}): {record.get('reason')}"
     if event == "exit_limited":  # the bots own more than the account holds: something sold outside the engine
         return (
             at,

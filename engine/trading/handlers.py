@@ -135,12 +135,24 @@ def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float
     hand, or an earlier exit the broker had not shown yet): then what is there is sold, and what the bots still own
     is a difference reconciliation halts on. None when nothing is left to sell. A shortfall no larger than what
     this tick's fills bought is the snapshot's order of reads (positions before orders), not a sale: `owned` goes.
-    With the broker's positions unread this tick, the bots' count stands."""
+
+    None too, the exit waiting for the next tick, when the broker's positions could not be read this tick (what
+    the account holds is unknown: the bots' count, sent blind, opened a short where the broker held none), or when
+    the broker says the account may not trade (every order would be refused, again each tick). Said once a spell."""
     wanted = round(owned, 9)  # Alpaca takes 9 decimals; past them is a float sum's tail (a split fill), not a quantity
-    room = _sellable(tick, symbol)
-    if room is None:
-        return wanted
     said = tick.engine.exits_limited
+    snapshot = tick.view.snapshot
+    waiting = (
+        "the broker's positions could not be read this tick" if snapshot.positions is None
+        else "the broker says the account may not trade now (its status or a block)"
+        if snapshot.account is not None and not snapshot.account.usable else None
+    )  # fmt: skip
+    room = _sellable(tick, symbol) if waiting is None else None
+    if room is None:
+        if said.get((owner, symbol)) != (owned, -1.0):  # -1: waiting, said once until the exit is sized again
+            said[owner, symbol] = (owned, -1.0)
+            tick.engine.journal.log("exit_waiting", bot=owner, symbol=symbol, owned=owned, reason=waiting)
+        return None
     short = owned - room
     if wanted <= room or short <= tick.engine.orders.bought_this_tick.get(symbol, 0.0) * (1 + _QTY_SLACK):
         said.pop((owner, symbol), None)  # not limited: a later difference is news again

@@ -61,6 +61,8 @@ TS = "2026-11-23T14:31:05+00:00"  # 06:31:05 in Los Angeles
          ("SYSTEM", "armed -> halted (kill)")),
         ({"event": "transition", "machine": "momentum", "bot": "mom_AAPL", "from": "idle", "to": "armed", "trigger": "arm"}, None),
         ({"event": "tick", "duration_ms": 0.2}, None),
+        ({"event": "exit_waiting", "bot": "mom_AAPL", "symbol": "AAPL", "owned": 253.0, "reason": "r"},
+         ("EXIT WAITING", "mom_AAPL AAPL (253): r")),
         ({"event": "exit_limited", "bot": "mom_AAPL", "symbol": "AAPL", "owned": 253.0, "sellable": 100.0, "sent": 100.0},
          ("EXIT LIMITED", "mom_AAPL AAPL: the bots own 253, the account holds 100 to sell; sold 100")),
     ],

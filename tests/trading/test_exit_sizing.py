@@ -65,3 +65,26 @@ def test_a_shortfall_this_ticks_fills_explain_is_the_snapshots_order_of_reads_no
     tick = tick_with_broker_holding(rig, 3.0)
     rig.engine.orders.bought_this_tick[SYMBOL] = bought
     assert _exit_qty(tick, "a", SYMBOL, 5.0) == sent
+
+
+def test_an_exit_waits_while_the_brokers_positions_are_unknown_or_the_account_may_not_trade(rig: Rig) -> None:
+    """The chaos run's finding: with the positions read failing, the bots' count went out blind, every tick,
+    though the account held none (on a margin account, a short). Now the exit waits for a tick that knows; so it
+    does while the broker says the account may not trade (each order would be refused, again each tick)."""
+    import dataclasses
+
+    tick = tick_with_broker_holding(rig, 0.0)
+    unread = dataclasses.replace(tick.view.snapshot, positions=None)
+    tick.view = dataclasses.replace(tick.view, snapshot=unread)
+    assert _exit_qty(tick, "a", SYMBOL, 5.0) is None
+    assert _exit_qty(tick, "a", SYMBOL, 5.0) is None  # said once
+    tick = tick_with_broker_holding(rig, 5.0)
+    account = tick.view.snapshot.account
+    assert account is not None
+    blocked = dataclasses.replace(tick.view.snapshot, account=dataclasses.replace(account, trading_blocked=True))
+    tick.view = dataclasses.replace(tick.view, snapshot=blocked)
+    assert _exit_qty(tick, "b", SYMBOL, 5.0) is None
+    waiting = [(e["bot"], e["reason"]) for e in rig.events("exit_waiting")]
+    assert waiting == [("a", "the broker's positions could not be read this tick"),
+                       ("b", "the broker says the account may not trade now (its status or a block)")]  # fmt: skip
+    assert _exit_qty(tick_with_broker_holding(rig, 5.0), "b", SYMBOL, 5.0) == 5.0  # known again: it goes
