@@ -290,6 +290,11 @@ class OrderManager:
             elif row.status == "unknown" and now - row.created_at > RESEND_WITHIN:
                 self._set(row, status="not_sent")
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
+            elif row.broker_order_id and now - row.updated_at > EXISTS_PATIENCE:
+                # the broker took it (it gave it an id) and now neither lists nor finds it: a moment's lag is
+                # waited out; past that, its bot waits on an order nobody can see (its exit is never sent again)
+                self.on_failure(BrokerError("bad_response", f"{row.client_order_id}: accepted as {row.broker_order_id}, "
+                                            f"not found since {row.updated_at.isoformat()}", operation="get_order"))  # fmt: skip
         seen = {r.client_order_id for r in rows}
         for cid, order in live.items():
             if cid in seen or cid in self._read_after_snapshot:  # a replacement read since is newer than the list

@@ -198,3 +198,25 @@ def test_a_replacement_read_after_the_snapshot_is_not_a_contradiction_of_its_old
     orders.sync(snapshot)
     replacement = rig.store.order(rig.exchange.orders[new_id].request.client_order_id)
     assert replacement is not None and replacement.status == "filled" and failures == []
+
+
+def test_an_order_the_broker_took_and_then_cannot_find_is_reported_after_a_while(desk: Desk) -> None:
+    """From the chaos run: a working order the broker gave an id, then neither listed nor found (a lookup
+    answering 404), was looked up every tick without a word; its bot waited on it for ever (an exit of a
+    position is never sent twice). A moment's lag is waited out; past EXISTS_PATIENCE it is an answer we cannot
+    read, which halts."""
+    from engine.trading.orders import EXISTS_PATIENCE
+
+    row = desk.intent(order_type="limit", limit=1.0)  # rests: working at the broker
+    desk.orders.send_pending()
+    desk.tick()
+    working = desk.store.order(row.client_order_id)
+    assert working is not None and working.broker_order_id and working.status in ("new", "accepted")
+    desk.exchange._working.pop(working.broker_order_id)  # the broker lists it open no more,
+    desk.exchange.by_client_id.pop(row.client_order_id)  # and does not find it when asked
+    for _ in range(10):
+        desk.tick()
+    assert not [f for f in desk.failures if f.kind == "bad_response"]  # a moment's lag is waited out
+    desk.tick(EXISTS_PATIENCE.total_seconds())
+    [failure] = [f for f in desk.failures if f.kind == "bad_response"]
+    assert row.client_order_id in failure.message and "not found since" in failure.message
