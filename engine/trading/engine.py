@@ -35,7 +35,7 @@ from engine.config.checks import trading_bots
 from engine.config.loader import Config
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import StateStore
+from engine.core.store import SYSTEM_SCOPE, StateStore
 from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, build_runtime
 from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
@@ -67,6 +67,7 @@ PER_BOT_SYSTEM_FACTS = frozenset({"orders_last_minute", "capital_room_usd"})
 # The facts `why` keeps of each bot every tick (the rest are the system's, or config values from bots.yaml).
 WHY_BOT_FACTS: tuple[str, ...] = (*(f.name for f in BOT_FACTS), *sorted(PER_BOT_SYSTEM_FACTS))
 LAST_FACTS_SCOPE = "tick"  # the one row of `last_facts` the engine writes
+RECONCILIATION = "reconciliation: "  # how a start-up reconciliation halt's reason begins
 
 
 GC_YOUNG_THRESHOLD = 50_000  # allocations between two collections of the young generation (Python's default: 700)
@@ -494,8 +495,11 @@ class Engine:
             self._unexplained_at_start = problems
             self.journal.log("anomaly", what="reconciliation", details=problems)
             now = self.clock.now()
+            in_force = self.store.halt_in_force(SYSTEM_SCOPE, now)
+            if in_force is not None and in_force.reason.startswith(RECONCILIATION) and self.system.state == "halted":
+                return  # the difference moved (an order of ours filling meanwhile): said above, not a new cooloff
             with self.store.transaction():
-                source = self.exitbot.anomaly_halt(now, "reconciliation: " + "; ".join(problems))
+                source = self.exitbot.anomaly_halt(now, RECONCILIATION + "; ".join(problems))
                 if source is not None:
                     self._record_transition("system", "system", source, "halted", "anomaly", (), now)
                 self._save_moves()

@@ -507,3 +507,15 @@ def test_a_bot_whose_facts_cannot_be_built_halts_alone(rig: Rig, monkeypatch: py
     assert rig.engine.system.state == "armed" and not rig.events("anomaly")
     assert [e["bot"] for e in rig.events("facts_error")] == ["opt_core"]
     assert rig.engine.bot("mom_AAPL").model.state != "halted"
+
+
+def test_a_start_up_difference_that_moves_is_said_but_is_not_a_new_halt_each_time(rig: Rig) -> None:
+    """From the chaos run: while one difference kept reconciliation failing, each change of its text (here the
+    unexplained position growing) wrote a new system halt, each restarting the 390-minute cooloff."""
+    rig.exchange.submit(OrderRequest("AAPL", "buy", "manual-1", qty=5))
+    rig.ticks(3)
+    rig.exchange.submit(OrderRequest("AAPL", "buy", "manual-2", qty=4))
+    rig.ticks(3)
+    assert halt_reasons(rig) == ["reconciliation: position AAPL: broker 5, bots own 0"]
+    details = [e["details"] for e in rig.events("anomaly") if e["what"] == "reconciliation"]
+    assert details == [["position AAPL: broker 5, bots own 0"], ["position AAPL: broker 9, bots own 0"]]
