@@ -7,6 +7,10 @@ enter now? It must be pure and fast; it never sees the broker.
 
 To add your own: write a function with the same signature, add it to SIGNALS, declare it in
 rules/signals.yaml, set `signal.mode` in bots.yaml, then run `python -m engine --validate`.
+
+If it raises, or answers anything but True or False, its bot halts on its own (`signal_error`, the exception in
+the halt's reason) until `python -m engine resume`; the kill switch closes what the bot holds, and the other bots
+trade on. Backtest it first (`python -m engine backtest`).
 """
 
 from __future__ import annotations
