@@ -40,3 +40,22 @@ class ProjectCopy:
 @pytest.fixture
 def project(tmp_path: Path) -> ProjectCopy:
     return ProjectCopy(tmp_path / "project")
+
+
+def read_terminal(master: int) -> str:
+    """Everything a child wrote to its pseudo-terminal until it closed it (then the master is closed too)."""
+    import os
+
+    chunks: list[bytes] = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode("utf-8", "replace")

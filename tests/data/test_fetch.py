@@ -210,19 +210,24 @@ def test_a_csv_file_is_appended_as_csv(clients: HistoryClients, tmp_path: Path) 
     assert len(text.splitlines()) == 1 + 2 * 78
 
 
-def test_the_emulator_pages_and_refuses_as_alpaca_does(emulator: Emulator) -> None:
+def emulator_get(emulator: Emulator, path: str, query: str) -> tuple[int, dict]:
+    """A GET of the emulator's data API as any client sends one (status, JSON body), without the SDK."""
     import json
     import urllib.request
     from urllib.error import HTTPError
 
+    request = urllib.request.Request(f"{emulator.url}{path}?{query}", headers={"APCA-API-KEY-ID": KEY,
+                                     "APCA-API-SECRET-KEY": SECRET})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, json.loads(answer.read())
+    except HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_emulator_pages_and_refuses_as_alpaca_does(emulator: Emulator) -> None:
     def get(query: str) -> tuple[int, dict]:
-        request = urllib.request.Request(f"{emulator.url}/v2/stocks/bars?{query}", headers={"APCA-API-KEY-ID": KEY,
-                                         "APCA-API-SECRET-KEY": SECRET})  # fmt: skip
-        try:
-            with urllib.request.urlopen(request) as answer:
-                return answer.status, json.loads(answer.read())
-        except HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return emulator_get(emulator, "/v2/stocks/bars", query)
 
     window = "timeframe=1Hour&start=2026-11-20T00:00:00Z&end=2026-11-21T00:00:00Z"
     status, body = get(f"symbols=SPY,AAPL&{window}&limit=10")
@@ -413,18 +418,8 @@ def test_bars_that_are_not_an_object_of_lists_are_refused(emulator: Emulator, cl
 
 
 def test_the_emulator_answers_bars_in_alpacas_shapes(emulator: Emulator) -> None:
-    import json
-    import urllib.request
-    from urllib.error import HTTPError
-
     def get(path: str, query: str) -> tuple[int, dict]:
-        request = urllib.request.Request(f"{emulator.url}{path}?{query}", headers={"APCA-API-KEY-ID": KEY,
-                                         "APCA-API-SECRET-KEY": SECRET})  # fmt: skip
-        try:
-            with urllib.request.urlopen(request) as answer:
-                return answer.status, json.loads(answer.read())
-        except HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return emulator_get(emulator, path, query)
 
     window = "timeframe=1Min&start=2026-11-20T14:30:00Z&end=2026-11-20T14:34:00Z"
     _, stocks = get("/v2/stocks/bars", f"symbols=AAPL&{window}&feed=iex&adjustment=split")

@@ -25,7 +25,7 @@ from engine.core.lock import RunLock
 from engine.core.store import StateStore
 from engine.paths import PROJECT_ROOT
 from tests.brokers.conftest import KEY, SECRET
-from tests.conftest import ProjectCopy
+from tests.conftest import ProjectCopy, read_terminal
 
 FOREVER = "1000000000"  # --ticks for a simulated run that lasts until it is stopped
 
@@ -315,18 +315,9 @@ def on_terminal(project: ProjectCopy, *args: str) -> tuple[int, str]:
     process = subprocess.Popen(command(project, *args), stdout=slave, stderr=subprocess.PIPE, cwd=project.root, env=env)
     _started.append(process)  # type: ignore[arg-type]
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
+    shown = read_terminal(master)
     process.wait(timeout=60)
-    return process.returncode, b"".join(chunks).decode("utf-8", "replace")
+    return process.returncode, shown
 
 
 def plain(text: str) -> str:

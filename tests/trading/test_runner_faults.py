@@ -22,7 +22,7 @@ from engine.brokers.base import BrokerError
 from engine.core.journal import read_events
 from engine.paths import PROJECT_ROOT
 from engine.trading.runner import placeholder_keys, running_pid
-from tests.conftest import ProjectCopy
+from tests.conftest import ProjectCopy, read_terminal
 
 CHILD = """
 import os, signal, sys
@@ -70,20 +70,11 @@ def _child(project: ProjectCopy, signame: str, second: str, *, terminal: bool = 
     master, slave = pty.openpty()
     process = subprocess.Popen(args, stdout=slave, stderr=subprocess.PIPE, cwd=PROJECT_ROOT, env=env)
     os.close(slave)
-    chunks: list[bytes] = []
     try:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
+        shown = read_terminal(master)
     finally:
-        os.close(master)
         _out, err = process.communicate(timeout=120)
-    return process.returncode, b"".join(chunks).decode("utf-8", "replace"), err.decode()
+    return process.returncode, shown, err.decode()
 
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
