@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from engine.brokers.base import OrderRequest
+from engine.brokers.base import Account, OrderRequest
 from engine.brokers.symbols import is_crypto
 from engine.machines.actions import Intent
 from engine.trading.exitbot import KillVerdict
@@ -144,8 +144,8 @@ def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float
     snapshot = tick.view.snapshot
     waiting = (
         "the broker's positions could not be read this tick" if snapshot.positions is None
-        else "the broker says the account may not trade now (its status or a block)"
-        if snapshot.account is not None and not snapshot.account.usable else None
+        else "the broker says the account may not place orders (trading_blocked, account_blocked or suspended)"
+        if snapshot.account is not None and _blocked(snapshot.account) else None
     )  # fmt: skip
     room = _sellable(tick, symbol) if waiting is None else None
     if room is None:
@@ -169,6 +169,12 @@ def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float
         return None
     tick.sell_room[symbol] = room - qty
     return qty
+
+
+def _blocked(account: Account) -> bool:
+    """The broker says every order would be refused. Only its explicit blocks: a status other than ACTIVE (an
+    account being updated) is not known to refuse an order that closes a position."""
+    return account.trading_blocked or account.account_blocked or account.trade_suspended_by_user
 
 
 _QTY_SLACK = 1e-9  # float sums of quantities: a difference this small (relative) is no difference to report

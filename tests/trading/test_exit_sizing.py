@@ -86,5 +86,6 @@ def test_an_exit_waits_while_the_brokers_positions_are_unknown_or_the_account_ma
     assert _exit_qty(tick, "b", SYMBOL, 5.0) is None
     waiting = [(e["bot"], e["reason"]) for e in rig.events("exit_waiting")]
     assert waiting == [("a", "the broker's positions could not be read this tick"),
-                       ("b", "the broker says the account may not trade now (its status or a block)")]  # fmt: skip
+                       ("b", "the broker says the account may not place orders (trading_blocked, account_blocked or "
+                             "suspended)")]  # fmt: skip
     assert _exit_qty(tick_with_broker_holding(rig, 5.0), "b", SYMBOL, 5.0) == 5.0  # known again: it goes
