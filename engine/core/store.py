@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -335,6 +336,12 @@ T = TypeVar("T")
 # Less than half of Alpaca's smallest quantity (9 decimals): what is left of a position after its exit is float
 # noise (a fill split among bots, a fee taken in coin, then sold in 9 decimals), not something anyone holds.
 QTY_DUST = 5e-10
+
+
+def is_dust(qty: float, of: float = 0.0) -> bool:
+    """Whether `qty` left of a position is float noise: under QTY_DUST, or within a few of the float steps of the
+    quantity `of` it was computed from (millions of coins of a cheap token carry noise above 5e-10)."""
+    return abs(qty) < max(QTY_DUST, 4 * math.ulp(of))
 _PACKED = b"\x00zlib:"  # a `last_facts` body stored compressed; no encoded record starts with a zero byte
 _PAGE = 4096
 
@@ -785,7 +792,7 @@ class StateStore:
 
     def save_position(self, row: PositionRow) -> None:
         """Write a position with its round trip so far (a zero quantity, or dust, removes it)."""
-        if abs(row.qty) < QTY_DUST:
+        if is_dust(row.qty, row.bought_qty):
             self._write("DELETE FROM positions WHERE bot_id = ? AND symbol = ?", (row.bot_id, row.symbol))
             return
         self._write(
@@ -856,7 +863,7 @@ class StateStore:
             ]
 
     def set_position(self, bot_id: str, symbol: str, qty: float, avg_entry_price: float, opened_at: datetime) -> None:
-        if abs(qty) < 1e-12:
+        if is_dust(qty):
             self._write("DELETE FROM positions WHERE bot_id = ? AND symbol = ?", (bot_id, symbol))
             return
         self._write(

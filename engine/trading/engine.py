@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.brokers.base import Asset, Broker, BrokerError, DataNeeds, Quote, Snapshot
+from engine.brokers.base import Asset, Broker, BrokerError, DataNeeds, Position, Quote, Snapshot
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
 from engine.core.clock import Clock
@@ -149,6 +149,8 @@ class Engine:
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
         # (bot, symbol) -> (owned, sent) of the last exit sized below what the bots own (handlers._exit_qty)
         self.exits_limited: dict[tuple[str, str], tuple[float, float]] = {}
+        # The broker's positions as last read: exits are sized against them while a read fails (handlers._sellable)
+        self.last_positions: tuple[Position, ...] | None = None
         self._split_preflight()
         self.store.keep_tick_reads = True  # this engine is the only writer of its orders and positions (the run lock)
         self._restore_states()
@@ -263,6 +265,8 @@ class Engine:
         """One tick; returns the broker requests it made."""
         snapshot = self.broker.snapshot(self.needs)
         calls_before = self._broker_calls()  # the snapshot counts its own requests
+        if snapshot.positions is not None:
+            self.last_positions = snapshot.positions
         for err in snapshot.errors:
             self._record_failure(err)
         self.orders.sync(snapshot)
@@ -297,6 +301,7 @@ class Engine:
                 self._step("portfolio", self.portfolio_model, system, tick)
             self.log_allocations(view.day, asked=False)
             self._step_bots(view, system, tick, usable)
+            tick.view = view = self._halts_as_written(view)  # a bot halted just now is closed this tick, not the next
             duties, shared = self.exitbot.duties(view, self._with_records(view), self.system.state == "halted")
             for intent in duties:
                 dispatch(tick, intent)
@@ -359,16 +364,22 @@ class Engine:
             usable,
         )
         day, runtimes = view.day, self.runtimes
+        faulted: dict[str, str] = {}  # a fault building a bot's facts -> the first bot it hit this tick
         for bot in self.bots:
             bot_id, memory, model = bot.bot_id, bot.memory, bot.model
             try:
                 evaluated = bot_facts(view, bot, system, inputs)  # reads only: nothing is written before it returns
             except Exception as exc:
-                if isinstance(exc, sqlite3.Error):  # the state file's, not the bot's: the tick boundary's
+                if isinstance(exc, (sqlite3.Error, MemoryError, RecursionError)):  # the state file's, the process's
                     raise
                 # data this bot's facts cannot be built from (an option chain, a position): the bot halts, and the
-                # others, with every exit, go on; a fault that stopped the whole tick would stop those every tick
+                # others, with every exit, go on; a fault that stopped the whole tick would stop those every tick.
+                # The same fault in a second bot is the engine's, not one bot's data: the tick boundary's, which
+                # halts the system without closing anything (halting bot after bot would sell what each holds).
                 error = f"{type(exc).__name__}: {exc}"
+                first = faulted.setdefault(error, bot_id)
+                if first != bot_id:
+                    raise RuntimeError(f"the same fault building the facts of {first} and {bot_id}: {error}") from exc
                 self._halt_for_fault(bot, f"its facts could not be built: {error}", "facts_error", error, view)
                 continue
             if evaluated.signal_error is not None:
@@ -392,7 +403,10 @@ class Engine:
         the same fault again while the bot is halted adds nothing."""
         if view.bot(bot.bot_id).halt is not None or self.store.halt_in_force(bot.bot_id, view.now) is not None:
             return
-        self.journal.log(condition, bot=bot.bot_id, signal=bot.config.signal.mode, error=error)
+        if condition == "signal_error":
+            self.journal.log(condition, bot=bot.bot_id, signal=bot.config.signal.mode, error=error)
+        else:
+            self.journal.log(condition, bot=bot.bot_id, error=error)
         self.exitbot.halt_bot(bot.bot_id, reason=reason, condition=condition, now=view.now)
 
     def _remember(self, bot: Bot, facts: Facts, failed: tuple[str, ...], unsized: bool, day: date) -> None:

@@ -311,11 +311,17 @@ def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[
             return None, f"{type(exc).__name__}: {exc}"
         if answer is True:
             return symbol, None
-        if answer is not False and type(answer).__name__ != "bool_":  # numpy's bool is an answer too
+        if answer is not False and not _numpy_bool(answer):  # numpy's bool (np.mean(p) > x) is an answer too
             return None, f"answered {answer!r} ({type(answer).__name__}), not True or False"
         if answer:
             return symbol, None
     return None, None
+
+
+def _numpy_bool(value: object) -> bool:
+    """numpy's own True and False (`numpy.bool_`, named `bool` since numpy 2), told without importing numpy."""
+    kind = type(value)
+    return kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")
 
 
 def position_pnl_pct(

@@ -115,6 +115,8 @@ def _sellable(tick: TickContext, symbol: str) -> float | None:
     room = tick.sell_room.get(symbol)
     if room is None:
         positions = tick.view.snapshot.positions
+        if positions is None:  # this tick's read failed: the last one read, the engine's own fills since being in
+            positions = tick.engine.last_positions  # `owned` and its own sells in `selling` below
         if positions is None:
             return None
         held = sum(p.qty for p in positions if p.symbol == symbol)
@@ -136,14 +138,18 @@ def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float
     is a difference reconciliation halts on. None when nothing is left to sell. A shortfall no larger than what
     this tick's fills bought is the snapshot's order of reads (positions before orders), not a sale: `owned` goes.
 
-    None too, the exit waiting for the next tick, when the broker's positions could not be read this tick (what
-    the account holds is unknown: the bots' count, sent blind, opened a short where the broker held none), or when
-    the broker says the account may not trade (every order would be refused, again each tick). Said once a spell."""
+    While the positions read fails, the exit is sized against the positions last read: exits must go on through a
+    broker's partial outage, and what can have changed since is a sale outside the engine in that very spell.
+    None, the exit waiting for the next tick, when no positions were ever read (what the account holds is
+    unknown: the bots' count, sent blind, opened a short where the broker held none), or when the broker blocks
+    the account's orders (every order would be refused, again each tick). Said once a spell."""
     wanted = round(owned, 9)  # Alpaca takes 9 decimals; past them is a float sum's tail (a split fill), not a quantity
+    if wanted <= 0:  # dust the store has not removed yet: nothing Alpaca could sell
+        return None
     said = tick.engine.exits_limited
     snapshot = tick.view.snapshot
     waiting = (
-        "the broker's positions could not be read this tick" if snapshot.positions is None
+        "the broker's positions could not be read yet" if snapshot.positions is None and tick.engine.last_positions is None
         else "the broker says the account may not place orders (trading_blocked, account_blocked or suspended)"
         if snapshot.account is not None and _blocked(snapshot.account) else None
     )  # fmt: skip

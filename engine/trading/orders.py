@@ -27,7 +27,7 @@ from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import QTY_DUST, SYSTEM_SCOPE, OrderRow, PositionRow, StateStore, TradeRow
+from engine.core.store import SYSTEM_SCOPE, OrderRow, PositionRow, StateStore, TradeRow, is_dust
 from engine.trading import reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
@@ -85,6 +85,7 @@ class OrderManager:
     _recorded: int = 0  # intents recorded since the last send_pending
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
+    _missing_since: dict[str, datetime] = field(default_factory=dict)  # see sync
     _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
 
     # --- intents -------------------------------------------------------------------------------------------
@@ -273,6 +274,8 @@ class OrderManager:
         now = self.clock.now()
         self._read_after_snapshot.clear()
         rows = self.store.orders(statuses=lifecycle.WORKING | {"unknown"})
+        # working orders the broker has neither listed nor found, since when: kept only while still unfound
+        missing, self._missing_since = self._missing_since, {}
         for row in rows:
             order = live.get(row.client_order_id)
             if order is not None:
@@ -280,6 +283,8 @@ class OrderManager:
                 continue
             looked_up, found = self._look_up(row)
             if not looked_up:
+                if row.client_order_id in missing:  # a failed lookup proves nothing either way: the wait goes on
+                    self._missing_since[row.client_order_id] = missing[row.client_order_id]
                 continue
             if found is not None:
                 self._checked(row, found, "update")
@@ -290,11 +295,14 @@ class OrderManager:
             elif row.status == "unknown" and now - row.created_at > RESEND_WITHIN:
                 self._set(row, status="not_sent")
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
-            elif row.broker_order_id and now - row.updated_at > EXISTS_PATIENCE:
+            elif row.broker_order_id:
                 # the broker took it (it gave it an id) and now neither lists nor finds it: a moment's lag is
                 # waited out; past that, its bot waits on an order nobody can see (its exit is never sent again)
-                self.on_failure(BrokerError("bad_response", f"{row.client_order_id}: accepted as {row.broker_order_id}, "
-                                            f"not found since {row.updated_at.isoformat()}", operation="get_order"))  # fmt: skip
+                since = self._missing_since[row.client_order_id] = missing.get(row.client_order_id, now)
+                if now - since > EXISTS_PATIENCE:
+                    lost = f"{row.client_order_id}: accepted as {row.broker_order_id}, neither listed nor found since "
+                    lost += since.isoformat()
+                    self.on_failure(BrokerError("bad_response", lost, operation="get_order"))
         seen = {r.client_order_id for r in rows}
         for cid, order in live.items():
             if cid in seen or cid in self._read_after_snapshot:  # a replacement read since is newer than the list
@@ -469,9 +477,12 @@ class OrderManager:
         if row.bot_id == EXITBOT_ID:
             holders = [p for p in self.store.positions() if p.symbol == row.symbol and p.qty > 0]
             total = sum(p.qty for p in holders)
-            shares = [qty * p.qty / total for p in holders] if total > 0 else []
-            if shares:
-                shares[-1] = qty - sum(shares[:-1])  # the split adds up to the fill exactly
+            if total > 0 and is_dust(total - qty, total):  # the whole sum sold: each holder sells all it holds
+                shares = [p.qty for p in holders]
+            else:
+                shares = [qty * p.qty / total for p in holders] if total > 0 else []
+                if shares:
+                    shares[-1] = qty - sum(shares[:-1])  # the split adds up to the fill exactly
             for holder, share in zip(holders, shares, strict=True):
                 self._fill_position(dataclasses.replace(row, bot_id=holder.bot_id), holder, share, price)
         else:
@@ -506,7 +517,7 @@ class OrderManager:
             realized=held.realized + pnl,
         )
         self.store.save_position(after)
-        if abs(after.qty) < QTY_DUST and after.sold_qty > 0:
+        if is_dust(after.qty, after.bought_qty) and after.sold_qty > 0:
             self._close_trade(after, row, now)
 
     def _close_trade(self, position: PositionRow, exit_row: OrderRow, now: datetime) -> None:

@@ -69,13 +69,14 @@ def test_a_shortfall_this_ticks_fills_explain_is_the_snapshots_order_of_reads_no
 
 def test_an_exit_waits_while_the_brokers_positions_are_unknown_or_the_account_may_not_trade(rig: Rig) -> None:
     """The chaos run's finding: with the positions read failing, the bots' count went out blind, every tick,
-    though the account held none (on a margin account, a short). Now the exit waits for a tick that knows; so it
-    does while the broker says the account may not trade (each order would be refused, again each tick)."""
+    though the account held none (on a margin account, a short). With positions never read the exit waits; so it
+    does while the broker blocks the account's orders (each order would be refused, again each tick)."""
     import dataclasses
 
     tick = tick_with_broker_holding(rig, 0.0)
     unread = dataclasses.replace(tick.view.snapshot, positions=None)
     tick.view = dataclasses.replace(tick.view, snapshot=unread)
+    assert rig.engine.last_positions is None  # never read
     assert _exit_qty(tick, "a", SYMBOL, 5.0) is None
     assert _exit_qty(tick, "a", SYMBOL, 5.0) is None  # said once
     tick = tick_with_broker_holding(rig, 5.0)
@@ -85,7 +86,22 @@ def test_an_exit_waits_while_the_brokers_positions_are_unknown_or_the_account_ma
     tick.view = dataclasses.replace(tick.view, snapshot=blocked)
     assert _exit_qty(tick, "b", SYMBOL, 5.0) is None
     waiting = [(e["bot"], e["reason"]) for e in rig.events("exit_waiting")]
-    assert waiting == [("a", "the broker's positions could not be read this tick"),
+    assert waiting == [("a", "the broker's positions could not be read yet"),
                        ("b", "the broker says the account may not place orders (trading_blocked, account_blocked or "
                              "suspended)")]  # fmt: skip
     assert _exit_qty(tick_with_broker_holding(rig, 5.0), "b", SYMBOL, 5.0) == 5.0  # known again: it goes
+
+
+@pytest.mark.parametrize(("held_when_last_read", "sent"), [(5.0, 5.0), (0.0, None), (2.0, 2.0)])
+def test_while_the_positions_read_fails_an_exit_is_sized_against_the_last_one_read(
+    rig: Rig, held_when_last_read: float, sent: float | None
+) -> None:
+    """From review: waiting for a read that fails for good (one position the adapter cannot read makes the whole
+    list unreadable) would stop every stop-loss of every bot. The positions last read stand in: the engine's own
+    fills since are in what the bots own, and its own sells in what is being sold."""
+    import dataclasses
+
+    rig.engine.last_positions = tick_with_broker_holding(rig, held_when_last_read).view.snapshot.positions
+    tick = tick_with_broker_holding(rig, 5.0)
+    tick.view = dataclasses.replace(tick.view, snapshot=dataclasses.replace(tick.view.snapshot, positions=None))
+    assert _exit_qty(tick, "a", SYMBOL, 5.0) == sent

@@ -519,3 +519,36 @@ def test_a_start_up_difference_that_moves_is_said_but_is_not_a_new_halt_each_tim
     assert halt_reasons(rig) == ["reconciliation: position AAPL: broker 5, bots own 0"]
     details = [e["details"] for e in rig.events("anomaly") if e["what"] == "reconciliation"]
     assert details == [["position AAPL: broker 5, bots own 0"], ["position AAPL: broker 9, bots own 0"]]
+
+
+@pytest.mark.parametrize("answer", ["True", "False"])
+def test_numpys_true_and_false_are_answers_of_a_signal(rig: Rig, answer: str) -> None:
+    """From review: a signal written `np.mean(prices) > x` answers numpy's bool, named `bool` since numpy 2; it
+    was refused, and its bot halted on the first tick with prices."""
+    import numpy
+
+    value = numpy.True_ if answer == "True" else numpy.False_
+    rig.engine.bot("mom_AAPL").signal = lambda prices, params: value  # type: ignore[assignment]
+    rig.ticks(30)
+    assert not rig.store.halts("mom_AAPL") and not rig.events("signal_error")
+
+
+def test_the_same_fault_in_two_bots_facts_is_the_engines_and_halts_the_system_not_each_bot(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From review: a fault in shared code halted every bot whose facts met it, one by one, and the kill switch
+    sold what each held while the system stayed armed. A second bot meeting the same fault in a tick makes it
+    the tick's: one system halt, nothing closed for it."""
+    import engine.trading.facts_builder as facts_builder
+
+    rig.ticks(3)
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise ZeroDivisionError("shared code")
+
+    monkeypatch.setattr(facts_builder, "_quotes_state", broken)
+    rig.ticks(3)
+    assert rig.engine.system.state == "halted"
+    (reason,) = halt_reasons(rig)
+    assert reason.startswith("exception in tick: RuntimeError: the same fault building the facts of ")
+    assert not [h for h in rig.store.halts() if h.scope != SYSTEM_SCOPE]  # no bot halted and flattened for it

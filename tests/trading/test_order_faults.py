@@ -219,4 +219,25 @@ def test_an_order_the_broker_took_and_then_cannot_find_is_reported_after_a_while
     assert not [f for f in desk.failures if f.kind == "bad_response"]  # a moment's lag is waited out
     desk.tick(EXISTS_PATIENCE.total_seconds())
     [failure] = [f for f in desk.failures if f.kind == "bad_response"]
-    assert row.client_order_id in failure.message and "not found since" in failure.message
+    assert row.client_order_id in failure.message and "neither listed nor found since 2026-11-23T15:00:10" in failure.message
+
+
+def test_an_old_resting_order_missed_once_is_not_reported_at_once(desk: Desk) -> None:
+    """From review: the patience ran from the order's last update, so an order resting unchanged for more than
+    EXISTS_PATIENCE halted the system on its first miss. It runs from the first miss, and a sighting ends it."""
+    from engine.trading.orders import EXISTS_PATIENCE
+
+    row = desk.intent(order_type="limit", limit=1.0)
+    desk.orders.send_pending()
+    desk.tick()
+    desk.tick(EXISTS_PATIENCE.total_seconds() + 60)  # rests, unchanged, longer than the patience
+    working = desk.store.order(row.client_order_id)
+    assert working is not None and working.broker_order_id
+    hidden = desk.exchange._working.pop(working.broker_order_id)
+    desk.exchange.by_client_id.pop(row.client_order_id)
+    desk.tick()  # missed once
+    assert not [f for f in desk.failures if f.kind == "bad_response"]
+    desk.exchange._working[working.broker_order_id] = hidden  # seen again: the wait is over
+    desk.exchange.by_client_id[row.client_order_id] = working.broker_order_id
+    desk.tick()
+    assert not [f for f in desk.failures if f.kind == "bad_response"]
