@@ -151,6 +151,7 @@ class Engine:
         self.exits_limited: dict[tuple[str, str], tuple[float, float]] = {}
         # The broker's positions as last read: exits are sized against them while a read fails (handlers._sellable)
         self.last_positions: tuple[Position, ...] | None = None
+        self.last_positions_at: datetime | None = None
         self._split_preflight()
         self.store.keep_tick_reads = True  # this engine is the only writer of its orders and positions (the run lock)
         self._restore_states()
@@ -266,7 +267,7 @@ class Engine:
         snapshot = self.broker.snapshot(self.needs)
         calls_before = self._broker_calls()  # the snapshot counts its own requests
         if snapshot.positions is not None:
-            self.last_positions = snapshot.positions
+            self.last_positions, self.last_positions_at = snapshot.positions, now
         for err in snapshot.errors:
             self._record_failure(err)
         self.orders.sync(snapshot)
@@ -509,9 +510,8 @@ class Engine:
             self._unexplained_at_start = problems
             self.journal.log("anomaly", what="reconciliation", details=problems)
             now = self.clock.now()
-            in_force = self.store.halt_in_force(SYSTEM_SCOPE, now)
-            if in_force is not None and in_force.reason.startswith(RECONCILIATION) and self.system.state == "halted":
-                return  # the difference moved (an order of ours filling meanwhile): said above, not a new cooloff
+            if self.system.state == "halted" and _named_by_a_halt(problems, self.store, now):
+                return  # the same things, moved (an order of ours filling meanwhile): said above, not a new cooloff
             with self.store.transaction():
                 source = self.exitbot.anomaly_halt(now, RECONCILIATION + "; ".join(problems))
                 if source is not None:
@@ -520,3 +520,11 @@ class Engine:
             return
         self.reconciled = True
         self.journal.log("reconciled", positions=len(snapshot.positions), open_orders=len(snapshot.open_orders))
+
+
+def _named_by_a_halt(problems: Sequence[str], store: StateStore, now: datetime) -> bool:
+    """Whether every problem is about a position or an order (`position AAPL: ...`) that a reconciliation halt in
+    force already names: whatever other halts came since (an operator's, a kill condition's). A new one is not."""
+    halts = store.halts(SYSTEM_SCOPE, open_only=True)
+    reasons = [h.reason for h in halts if h.in_force(now) and h.reason.startswith(RECONCILIATION)]
+    return bool(reasons) and all(any(f"{p.split(':', 1)[0]}:" in r for r in reasons) for p in problems)

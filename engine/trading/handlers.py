@@ -10,9 +10,10 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from engine.brokers.base import Account, OrderRequest
+from engine.brokers.base import Account, OrderRequest, Position
 from engine.brokers.symbols import is_crypto
 from engine.machines.actions import Intent
 from engine.trading.exitbot import KillVerdict
@@ -116,7 +117,7 @@ def _sellable(tick: TickContext, symbol: str) -> float | None:
     if room is None:
         positions = tick.view.snapshot.positions
         if positions is None:  # this tick's read failed: the last one read, the engine's own fills since being in
-            positions = tick.engine.last_positions  # `owned` and its own sells in `selling` below
+            positions = _stand_in(tick)  # `owned` and its own sells in `selling` below
         if positions is None:
             return None
         held = sum(p.qty for p in positions if p.symbol == symbol)
@@ -147,11 +148,15 @@ def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float
     if wanted <= 0:  # dust the store has not removed yet: nothing Alpaca could sell
         return None
     said = tick.engine.exits_limited
-    snapshot = tick.view.snapshot
+    snapshot, now = tick.view.snapshot, tick.view.now
+    refused_at = tick.engine.orders.exits_refused.get((owner, symbol))
     waiting = (
-        "the broker's positions could not be read yet" if snapshot.positions is None and tick.engine.last_positions is None
-        else "the broker says the account may not place orders (trading_blocked, account_blocked or suspended)"
-        if snapshot.account is not None and _blocked(snapshot.account) else None
+        "the broker's positions could not be read lately" if snapshot.positions is None and _stand_in(tick) is None
+        else "the broker says the account may not place these orders (trading_blocked, account_blocked, suspended, "
+             "or crypto not active)"
+        if snapshot.account is not None and _blocked(snapshot.account, symbol)
+        else f"the broker refused the last exit at {refused_at.isoformat()}: tried again a minute after"
+        if refused_at is not None and now - refused_at < EXIT_RETRY_AFTER else None
     )  # fmt: skip
     room = _sellable(tick, symbol) if waiting is None else None
     if room is None:
@@ -177,10 +182,27 @@ def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float
     return qty
 
 
-def _blocked(account: Account) -> bool:
-    """The broker says every order would be refused. Only its explicit blocks: a status other than ACTIVE (an
-    account being updated) is not known to refuse an order that closes a position."""
-    return account.trading_blocked or account.account_blocked or account.trade_suspended_by_user
+def _blocked(account: Account, symbol: str) -> bool:
+    """The broker says an order in `symbol` would be refused. Only its explicit blocks (and, for a coin, crypto
+    trading not active): a status other than ACTIVE (an account being updated) is not known to refuse an order
+    that closes a position."""
+    if account.trading_blocked or account.account_blocked or account.trade_suspended_by_user:
+        return True
+    return is_crypto(symbol) and account.crypto_status is not None and account.crypto_status != "ACTIVE"
+
+
+def _stand_in(tick: TickContext) -> tuple[Position, ...] | None:
+    """The positions last read, while they are recent enough to stand in for a read that failed (a moment's
+    outage); older, what the account holds is unknown (a sale by hand in a long outage would be sold again)."""
+    engine = tick.engine
+    if engine.last_positions is None or engine.last_positions_at is None:
+        return None
+    return engine.last_positions if tick.view.now - engine.last_positions_at <= POSITIONS_STAND_IN else None
+
+
+# How long the positions last read stand in for reads that fail; and how long after a refused exit the next waits.
+POSITIONS_STAND_IN = timedelta(minutes=1)
+EXIT_RETRY_AFTER = timedelta(minutes=1)
 
 
 _QTY_SLACK = 1e-9  # float sums of quantities: a difference this small (relative) is no difference to report

@@ -86,6 +86,7 @@ class OrderManager:
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
     _missing_since: dict[str, datetime] = field(default_factory=dict)  # see sync
+    exits_refused: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (bot, symbol) -> last refusal
     _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
 
     # --- intents -------------------------------------------------------------------------------------------
@@ -244,6 +245,8 @@ class OrderManager:
         elif error.kind == "rejected" or error.reason in REFUSALS:
             refused = error.reason in REFUSALS
             self._set(row, status="rejected", error=f"{error.reason}: {error.message}")
+            if row.purpose == "exit":  # the next exit of it waits a while (handlers._exit_qty), not the next tick
+                self.exits_refused[row.bot_id, row.symbol] = self.clock.now()
             self.store.bump_counter(row.trading_date, row.bot_id, f"refused:{error.reason}" if refused else "rejections")
             self.journal.log(
                 "order",

@@ -86,9 +86,9 @@ def test_an_exit_waits_while_the_brokers_positions_are_unknown_or_the_account_ma
     tick.view = dataclasses.replace(tick.view, snapshot=blocked)
     assert _exit_qty(tick, "b", SYMBOL, 5.0) is None
     waiting = [(e["bot"], e["reason"]) for e in rig.events("exit_waiting")]
-    assert waiting == [("a", "the broker's positions could not be read yet"),
-                       ("b", "the broker says the account may not place orders (trading_blocked, account_blocked or "
-                             "suspended)")]  # fmt: skip
+    assert waiting == [("a", "the broker's positions could not be read lately"),
+                       ("b", "the broker says the account may not place these orders (trading_blocked, account_blocked, "
+                             "suspended, or crypto not active)")]  # fmt: skip
     assert _exit_qty(tick_with_broker_holding(rig, 5.0), "b", SYMBOL, 5.0) == 5.0  # known again: it goes
 
 
@@ -102,6 +102,30 @@ def test_while_the_positions_read_fails_an_exit_is_sized_against_the_last_one_re
     import dataclasses
 
     rig.engine.last_positions = tick_with_broker_holding(rig, held_when_last_read).view.snapshot.positions
+    rig.engine.last_positions_at = rig.clock.now()
+    rig.clock.advance(50)
     tick = tick_with_broker_holding(rig, 5.0)
     tick.view = dataclasses.replace(tick.view, snapshot=dataclasses.replace(tick.view.snapshot, positions=None))
     assert _exit_qty(tick, "a", SYMBOL, 5.0) == sent
+    rig.clock.advance(20)  # read more than a minute ago: what the account holds is unknown again
+    tick = tick_with_broker_holding(rig, 5.0)
+    tick.view = dataclasses.replace(tick.view, snapshot=dataclasses.replace(tick.view.snapshot, positions=None))
+    assert _exit_qty(tick, "b", SYMBOL, 5.0) is None
+
+
+def test_after_a_refused_exit_the_next_waits_a_minute_and_a_coin_waits_while_crypto_is_not_active(rig: Rig) -> None:
+    """From the chaos re-run: a refused exit (the broker holding less than a stale read said, or crypto trading
+    not active) was sent again every tick, each under a new id."""
+    import dataclasses
+
+    rig.engine.orders.exits_refused[("a", SYMBOL)] = rig.clock.now()
+    assert _exit_qty(tick_with_broker_holding(rig, 5.0), "a", SYMBOL, 5.0) is None
+    assert _exit_qty(tick_with_broker_holding(rig, 5.0), "b", SYMBOL, 5.0) == 5.0  # another bot's is not held back
+    rig.clock.advance(61)
+    assert _exit_qty(tick_with_broker_holding(rig, 5.0), "a", SYMBOL, 5.0) == 5.0
+    tick = tick_with_broker_holding(rig, 5.0)
+    account = tick.view.snapshot.account
+    assert account is not None
+    inactive = dataclasses.replace(tick.view.snapshot, account=dataclasses.replace(account, crypto_status="INACTIVE"))
+    tick.view = dataclasses.replace(tick.view, snapshot=inactive)
+    assert _exit_qty(tick, "c", SYMBOL, 5.0) is None

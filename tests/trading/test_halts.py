@@ -552,3 +552,18 @@ def test_the_same_fault_in_two_bots_facts_is_the_engines_and_halts_the_system_no
     (reason,) = halt_reasons(rig)
     assert reason.startswith("exception in tick: RuntimeError: the same fault building the facts of ")
     assert not [h for h in rig.store.halts() if h.scope != SYSTEM_SCOPE]  # no bot halted and flattened for it
+
+
+def test_a_new_unexplained_symbol_gets_its_halt_and_a_known_one_none_whatever_halts_came_since(rig: Rig) -> None:
+    """From the chaos re-run: the check looked only at the latest system halt, so after an operator's halt the
+    same difference was halted again (a new cooloff), and a new symbol under a halt naming another got none."""
+    rig.exchange.submit(OrderRequest("AAPL", "buy", "manual-1", qty=5))
+    rig.ticks(3)
+    operator_halt(rig.store, rig.engine.journal, "looking into it", rig.clock.now())
+    rig.exchange.submit(OrderRequest("AAPL", "buy", "manual-2", qty=4))
+    rig.ticks(3)
+    assert halt_reasons(rig) == ["reconciliation: position AAPL: broker 5, bots own 0", "looking into it"]
+    rig.exchange.set_position("SPY", 3, 500.0)  # another symbol nobody owns
+    rig.ticks(3)
+    reasons = halt_reasons(rig)
+    assert len(reasons) == 3 and "position SPY: broker 3, bots own 0" in reasons[-1]
