@@ -112,7 +112,7 @@ def close_position(tick: TickContext, intent: Intent) -> None:
 def _sellable(tick: TickContext, symbol: str) -> float | None:
     """What exits may still sell of `symbol` this tick: what the broker says the account holds long, less what
     the working and pending sells on it and the exits recorded earlier in this tick will sell. None when the
-    broker's positions were not read this tick."""
+    broker's positions were not read this tick nor within POSITIONS_STAND_IN."""
     room = tick.sell_room.get(symbol)
     if room is None:
         positions = tick.view.snapshot.positions
@@ -139,11 +139,12 @@ def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float
     is a difference reconciliation halts on. None when nothing is left to sell. A shortfall no larger than what
     this tick's fills bought is the snapshot's order of reads (positions before orders), not a sale: `owned` goes.
 
-    While the positions read fails, the exit is sized against the positions last read: exits must go on through a
-    broker's partial outage, and what can have changed since is a sale outside the engine in that very spell.
-    None, the exit waiting for the next tick, when no positions were ever read (what the account holds is
-    unknown: the bots' count, sent blind, opened a short where the broker held none), or when the broker blocks
-    the account's orders (every order would be refused, again each tick). Said once a spell."""
+    While the positions read fails, the exit is sized against the positions last read, for POSITIONS_STAND_IN:
+    exits must go on through a moment's outage, and what can have changed since is a sale outside the engine in
+    that very moment. None, the exit waiting for a later tick, when no positions were read lately (what the
+    account holds is unknown: the bots' count, sent blind, opened a short where the broker held none), when the
+    broker blocks the account's orders in the symbol, or within EXIT_RETRY_AFTER of the broker refusing this
+    bot's last exit of it (either would be refused again, each tick). Said once a spell (`exit_waiting`)."""
     wanted = round(owned, 9)  # Alpaca takes 9 decimals; past them is a float sum's tail (a split fill), not a quantity
     if wanted <= 0:  # dust the store has not removed yet: nothing Alpaca could sell
         return None
