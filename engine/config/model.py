@@ -90,7 +90,7 @@ class AlertSettings:
 
     enabled: bool = False
     urls_env: tuple[str, ...] = ()
-    events: tuple[str, ...] = ("halt", "resume", "loss_warning", "broker_error", "daily_summary")
+    events: tuple[str, ...] = ("halt", "resume", "loss_warning", "broker_error", "exit_waiting", "daily_summary")
     loss_warning_pct_of_limit: float = 80.0
     heartbeat_minutes: float = 60.0
     max_attempts: int = 5

@@ -211,6 +211,7 @@ class Alerter:
             "halt": self._on_halt,
             "resume": self._on_resume,
             "broker_error": self._on_broker_error,
+            "exit_waiting": self._on_exit_waiting,
             "fill": self._on_fill,
             "trade": self._on_trade,
             "tick": self._on_tick,
@@ -322,6 +323,11 @@ class Alerter:
         status = f" HTTP {r['status']}" if r.get("status") else ""
         body = f"{r.get('operation')}: {r.get('kind')}/{r.get('reason')}{status}: {r.get('message')}\nat {self._local(at)}{more}"
         self._alert("broker_error", "Trading Hydra broker error", body)
+
+    def _on_exit_waiting(self, r: dict[str, Any]) -> None:
+        """An exit that is due and cannot go (said once a spell by the engine): a stop-loss that waits is money."""
+        body = f"{r.get('bot')}: {r.get('owned')} {r.get('symbol')} to sell; {r.get('reason')} ({self._local(r['ts'])})"
+        self._alert("exit_waiting", f"Trading Hydra: an exit of {r.get('symbol')} is waiting", body)
 
     def _on_fill(self, r: dict[str, Any]) -> None:
         self._day.fills += 1

@@ -276,3 +276,19 @@ def test_apprise_is_not_imported_by_validate() -> None:
 
     code = "import sys, engine.cli as c; c.main(['--validate']); assert 'apprise' not in sys.modules, 'imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT, capture_output=True)
+
+
+def test_an_exit_that_waits_is_alerted_by_default(tmp_path: Path) -> None:
+    """A stop-loss that cannot go (the broker's positions unknown, the account's orders blocked, its last exit
+    refused) is money: alerted among the default events, once a spell as the engine says it."""
+    journal = _journal(tmp_path)
+    target = FakeTarget()
+    alerter = Alerter(_settings(), [target], journal, probe=lambda: Reading(0.0), backoff=NO_WAIT).start()
+    journal.log("exit_waiting", bot="mom_AAPL", symbol="AAPL", owned=253.0, reason="the broker's positions could not be read lately")
+    alerter.close(timeout=10)
+    journal.close()
+    [(title, body)] = [(t, b) for t, b in target.sent if "exit" in t]
+    assert title == "Trading Hydra: an exit of AAPL is waiting"
+    assert body.startswith("mom_AAPL: 253.0 AAPL to sell; the broker's positions could not be read lately")
+    off = Alerter(_settings(events=("halt",)), [FakeTarget()], _journal(tmp_path / "b"), probe=lambda: Reading(0.0))
+    assert "exit_waiting" not in off.events
