@@ -311,7 +311,9 @@ class Engine:
             self._save_moves()
             if self.on_persist is not None:
                 self.on_persist()
-        sent = self.orders.send_pending() if self.reconciled else 0  # nothing leaves before reconciliation
+        # before reconciliation no entry leaves (the system is not armed); the exits recorded meanwhile go out at
+        # the next tick's recovery, looked up first (OrderManager.recover_pending)
+        sent = self.orders.send_pending() if self.reconciled else 0
         if sent and self.on_persist is not None:  # the simulated exchange now holds the orders just sent
             with self.store.transaction():
                 self.on_persist()

@@ -87,6 +87,7 @@ class OrderManager:
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
     _missing_since: dict[str, datetime] = field(default_factory=dict)  # see sync
     exits_refused: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (bot, symbol) -> last refusal
+    _mine: set[str] = field(default_factory=set)  # intents this process recorded (the others: a run that ended)
     _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
 
     # --- intents -------------------------------------------------------------------------------------------
@@ -120,6 +121,7 @@ class OrderManager:
         )
         self.store.add_order(row)
         self._recorded += 1
+        self._mine.add(row.client_order_id)
         self.journal.log(
             "order",
             action="intent",
@@ -371,7 +373,10 @@ class OrderManager:
             elif (row.error or "").startswith(EXISTS):
                 continue  # the broker said it has it: it stays `unknown`, looked up every tick until found
             elif row.purpose == "exit" and now - row.created_at <= RESEND_WITHIN:
-                self.journal.log("order", action="resend_after_restart", bot=row.bot_id, client_order_id=row.client_order_id)
+                # an exit this run recorded while start-up reconciliation still failed (exits are managed
+                # meanwhile: sized reduce-only, they cannot add risk), or one a run that ended left
+                action = "send_before_reconciled" if row.client_order_id in self._mine else "resend_after_restart"
+                self.journal.log("order", action=action, bot=row.bot_id, client_order_id=row.client_order_id)
                 self._send(row)
             else:
                 reason = "an entry is not resent after a restart" if row.purpose == "entry" else "too old to resend"

@@ -567,3 +567,16 @@ def test_a_new_unexplained_symbol_gets_its_halt_and_a_known_one_none_whatever_ha
     rig.ticks(3)
     reasons = halt_reasons(rig)
     assert len(reasons) == 3 and "position SPY: broker 3, bots own 0" in reasons[-1]
+
+
+def test_an_exit_sent_while_reconciliation_fails_is_said_for_what_it_is(rig: Rig) -> None:
+    """From the chaos re-run: exits recorded by this run while start-up reconciliation still failed went out at
+    the next tick's recovery logged as `resend_after_restart`, though nothing had restarted."""
+    rig.until(lambda r: any(p.symbol == "AAPL" for p in r.store.positions()))
+    rig.engine.reconciled = False  # as after a start whose reconciliation fails
+    rig.exchange.set_position("SPY", 3, 500.0)  # a position nobody owns keeps it failing
+    (holder,) = {p.bot_id for p in rig.store.positions() if p.symbol == "AAPL"}
+    rig.engine.exitbot.halt_bot(holder, reason="looked at", condition="operator", now=rig.clock.now())  # closes it
+    rig.ticks(4)
+    actions = [e["action"] for e in rig.events("order") if e.get("action") in ("resend_after_restart", "send_before_reconciled")]
+    assert actions and set(actions) == {"send_before_reconciled"}
