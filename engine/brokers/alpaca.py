@@ -266,16 +266,13 @@ class AlpacaAPI:
         from alpaca.data.historical import CryptoHistoricalDataClient, OptionHistoricalDataClient, StockHistoricalDataClient
         from alpaca.trading.client import TradingClient
 
-        from engine.brokers.factory import MIN_KEY_LENGTH
+        from engine.brokers.factory import check_key
         from engine.core.journal import Secrets
 
         if not key or not secret:
             raise BrokerError("config", "ALPACA_KEY and ALPACA_SECRET must both be set")
-        for name, value in (("ALPACA_KEY", key), ("ALPACA_SECRET", secret)):
-            # every message this adapter makes is masked of both keys; keys this short are not Alpaca's (20 and 40
-            # characters) and, masked wherever they appear, would mask ordinary words: refused, never left unmasked
-            if len(value) < MIN_KEY_LENGTH:
-                raise BrokerError("config", f"{name} is shorter than {MIN_KEY_LENGTH} characters: it is not an Alpaca key")
+        check_key("ALPACA_KEY", key)  # as the factory checks them: every message here is masked of both keys
+        check_key("ALPACA_SECRET", secret)
         if options_feed not in OPTION_FEEDS:
             raise BrokerError("config", f"options feed {options_feed!r} is not one of {', '.join(OPTION_FEEDS)}")
         self._secrets = Secrets((key, secret))

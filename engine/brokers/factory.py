@@ -40,9 +40,6 @@ class EnvFileError(Exception):
 # default host; an override wins), and a live run pointed at the paper host is not what was asked for either.
 LIVE_API_HOST = "api.alpaca.markets"
 PAPER_API_HOST = "paper-api.alpaca.markets"
-# The journal and the adapter mask keys exactly, which a key shorter than this cannot be (it would mangle ordinary
-# words): it is refused. Alpaca's keys are 20 and 40 long.
-MIN_KEY_LENGTH = MIN_SECRET_LENGTH
 # Printable ASCII without spaces, quotes or backslashes: what an HTTP header carries as given (a quote left by
 # Docker's --env-file, a newline from a pasted key, would be sent, or land in an error that quotes the header).
 _KEY_CHARACTERS = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+")
@@ -108,13 +105,14 @@ def half_configured_keys(env: Mapping[str, str]) -> str | None:
     return f"{given} is set but {missing} is not: set both (see .env.example), or remove both to use the simulated exchange"
 
 
-def _check_key(env: Mapping[str, str], name: str) -> str:
-    """The key as given, or BrokerError naming the variable and never its value."""
-    value = env[name]
+def check_key(name: str, value: str) -> str:
+    """The key as given, or BrokerError naming the variable and never its value. The journal and the adapter mask
+    keys exactly, which a key shorter than MIN_SECRET_LENGTH cannot be (it would mangle ordinary words); Alpaca's
+    are 20 and 40 characters."""
     if not _KEY_CHARACTERS.fullmatch(value):
         raise BrokerError("config", f"{name} holds spaces, quotes, control or non-ASCII characters: it is not an Alpaca key")
-    if len(value) < MIN_KEY_LENGTH:
-        raise BrokerError("config", f"{name} is shorter than {MIN_KEY_LENGTH} characters: it is not an Alpaca key")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise BrokerError("config", f"{name} is shorter than {MIN_SECRET_LENGTH} characters: it is not an Alpaca key")
     return value
 
 
@@ -181,7 +179,7 @@ def alpaca_environment(env: Mapping[str, str], live_flag: bool, *, orders: bool 
         raise BrokerError("config", half)
     if not keys_configured(env):
         raise BrokerError("config", "ALPACA_KEY and ALPACA_SECRET are needed for --broker alpaca (see .env.example)")
-    key, secret = _check_key(env, "ALPACA_KEY"), _check_key(env, "ALPACA_SECRET")
+    key, secret = check_key("ALPACA_KEY", env["ALPACA_KEY"]), check_key("ALPACA_SECRET", env["ALPACA_SECRET"])
     paper_false = paper_setting_is_false(env.get("ALPACA_PAPER"))
     if live_flag and not paper_false:
         raise BrokerError("config", "--live was given but ALPACA_PAPER is not 'false'; live trading needs both")

@@ -182,13 +182,19 @@ def _reader_sees(path, kind: str) -> list[str]:
         return [r[0] for r in conn.execute("SELECT bot_id FROM machine_states WHERE kind = ? ORDER BY bot_id", (kind,))]
 
 
-def test_held_commits_write_the_file_every_n_transactions_and_at_close(tmp_path) -> None:
-    path = tmp_path / "s.db"
+def _held_with_a_and_b(path, every: int) -> StateStore:
+    """A store holding its commits, `every` transactions a commit, after two: bots a and b saved, one each."""
     store = StateStore(path)
-    store.hold_commits(3)
+    store.hold_commits(every)
     for bot in ("a", "b"):
         with store.transaction():
             store.save_machine_state("momentum", bot, "armed", NOW)
+    return store
+
+
+def test_held_commits_write_the_file_every_n_transactions_and_at_close(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    store = _held_with_a_and_b(path, 3)
     assert [s.bot_id for s in store.machine_states("momentum")] == ["a", "b"]  # seen at once by its own connection
     assert _reader_sees(path, "momentum") == []  # not committed yet
     with store.transaction():
@@ -270,11 +276,7 @@ def test_held_transactions_sqlite_rolled_back_by_itself_stop_every_later_write(t
     transaction: the ticks since the last commit are gone while the run went on from them. That is said, and
     every later write is refused, rather than the run carrying on from a file that no longer tells its story."""
     path = tmp_path / "s.db"
-    store = StateStore(path)
-    store.hold_commits(100)
-    for bot in ("a", "b"):
-        with store.transaction():
-            store.save_machine_state("momentum", bot, "armed", NOW)
+    store = _held_with_a_and_b(path, 100)
     with pytest.raises(StateFileError, match=r"last 3 transaction\(s\) held for one commit were lost"), store.transaction():
         store._conn.set_progress_handler(lambda: 1, 1)  # every statement from now on is interrupted
         store.save_machine_state("momentum", "c", "armed", NOW)
