@@ -9,6 +9,8 @@ import pytest
 
 from engine.paths import PROJECT_ROOT
 
+pytest_plugins = ["tests.browser"]  # the `page` fixture: a headless Chromium tab
+
 
 class ProjectCopy:
     """A temporary copy of config/, machines/ and rules/, with text edits that keep line numbers readable."""

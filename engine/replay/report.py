@@ -311,21 +311,54 @@ def write(
 # --- report.html ---------------------------------------------------------------------------------------------
 
 
-def _price_line(data: DataSet, symbol: str, start: datetime, end: datetime) -> tuple[list[datetime], list[float]]:
-    """The symbol's price over the window (quote mids, else bar closes), thinned to about PLOT_POINTS points."""
+def thinned(values: Any, points: int = PLOT_POINTS) -> Any:
+    """The indices of `values` (a numpy array) a plot keeps: all of them up to `points`, else in each of about
+    `points / 4` buckets its first, lowest, highest and last. A plain stride would drop the spikes and the worst
+    drawdown a reader looks for; these keep every extreme where it happened."""
+    import numpy as np
+
+    count = len(values)
+    if count <= points:
+        return np.arange(count)
+    size = math.ceil(count / max(points // 4, 1))
+    whole = count // size * size
+    starts = np.arange(0, count, size)
+    blocks = values[:whole].reshape(-1, size)
+    picks = [starts, np.minimum(starts + size - 1, count - 1)]
+    picks += [np.argmin(blocks, axis=1) + starts[: len(blocks)], np.argmax(blocks, axis=1) + starts[: len(blocks)]]
+    if whole < count:  # the last, shorter bucket
+        tail = values[whole:]
+        picks.append(np.array([whole + int(np.argmin(tail)), whole + int(np.argmax(tail))]))
+    return np.unique(np.concatenate(picks))
+
+
+def _price_line(data: DataSet, symbol: str, start: datetime, end: datetime) -> tuple[Any, Any]:
+    """The symbol's price over the window (quote mids, else bar closes), thinned to about PLOT_POINTS points (numpy
+    arrays: plotly writes them into the page as binary, not as a list of numbers in text)."""
     import pyarrow.compute as pc  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
     kind: Kind = "quotes" if data.rows("quotes", symbol) else "bars"
     table = data.table(kind, symbol)
     stamps = table.column("timestamp")
-    keep = pc.and_(pc.greater_equal(stamps, start), pc.less_equal(stamps, end))
-    table = table.filter(keep)
-    step = max(1, math.ceil(len(table) / PLOT_POINTS))
-    times = [t.astimezone(timezone.utc) for t in table.column("timestamp").to_pylist()[::step]]
+    table = table.filter(pc.and_(pc.greater_equal(stamps, start), pc.less_equal(stamps, end)))
     if kind == "quotes":
-        bids, asks = table.column("bid").to_pylist()[::step], table.column("ask").to_pylist()[::step]
-        return times, [(b + a) / 2 for b, a in zip(bids, asks, strict=True)]
-    return times, table.column("close").to_pylist()[::step]
+        prices = (table.column("bid").to_numpy() + table.column("ask").to_numpy()) / 2
+    else:
+        prices = table.column("close").to_numpy()
+    keep = thinned(prices)
+    return _utc_times(table.column("timestamp").to_numpy()[keep]), prices[keep]
+
+
+def _utc_times(stamps: Any) -> Any:
+    """Timestamps as naive UTC datetime64: plotly draws a time as written, so every time on the page is UTC (the
+    page says so), the markers' as the lines'."""
+    import numpy as np
+
+    return np.asarray(stamps).astype("datetime64[ms]")
+
+
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def html_report(
@@ -336,15 +369,16 @@ def html_report(
     start: datetime,
     end: datetime,
 ) -> str:
+    import numpy as np
     import plotly.graph_objects as go  # type: ignore[import-untyped]  # plotly ships no type hints
     from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
-    times = [at for at, _e, _c in equity]
-    values = [e for _at, e, _c in equity]
-    peak, drawdown = -math.inf, []
-    for value in values:
-        peak = max(peak, value)
-        drawdown.append(-(peak - value) / peak * 100 if peak > 0 else 0.0)
+    times = np.array([_utc(at) for at, _e, _c in equity], dtype="datetime64[ms]")
+    values = np.array([e for _at, e, _c in equity], dtype=float)
+    peaks = np.maximum.accumulate(values) if len(values) else values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drawdown = np.where(peaks > 0, -(peaks - values) / peaks * 100, 0.0)
+    kept_values, kept_drawdown = thinned(values), thinned(drawdown)
     curve = make_subplots(
         rows=2,
         cols=1,
@@ -353,9 +387,18 @@ def html_report(
         vertical_spacing=0.04,
         subplot_titles=("Equity (USD)", "Drawdown from the peak (%)"),
     )
-    curve.add_trace(go.Scatter(x=times, y=values, mode="lines", name="equity"), row=1, col=1)
+    curve.add_trace(go.Scatter(x=times[kept_values], y=values[kept_values], mode="lines", name="equity"), row=1, col=1)
     curve.add_trace(
-        go.Scatter(x=times, y=drawdown, mode="lines", name="drawdown", fill="tozeroy", line={"color": "#c0392b"}), row=2, col=1
+        go.Scatter(
+            x=times[kept_drawdown],
+            y=drawdown[kept_drawdown],
+            mode="lines",
+            name="drawdown",
+            fill="tozeroy",
+            line={"color": "#c0392b"},
+        ),
+        row=2,
+        col=1,
     )
     curve.update_layout(height=560, showlegend=False, margin={"t": 40, "b": 30})
 
@@ -371,7 +414,7 @@ def html_report(
             for t in mine:
                 figure.add_trace(
                     go.Scatter(
-                        x=[t.opened_at, t.closed_at],
+                        x=[_utc(t.opened_at), _utc(t.closed_at)],
                         y=[t.entry_price, t.exit_price],
                         mode="lines",
                         line={"color": "#bdc3c7"},
@@ -381,7 +424,7 @@ def html_report(
         text = [f"{t.bot_id} qty {t.qty:g} P&L {t.pnl:+.2f}" for t in mine]
         figure.add_trace(
             go.Scatter(
-                x=[t.opened_at for t in mine],
+                x=[_utc(t.opened_at) for t in mine],
                 y=[t.entry_price for t in mine],
                 mode="markers",
                 name="entry",
@@ -391,7 +434,7 @@ def html_report(
         )
         figure.add_trace(
             go.Scatter(
-                x=[t.closed_at for t in mine],
+                x=[_utc(t.closed_at) for t in mine],
                 y=[t.exit_price for t in mine],
                 mode="markers",
                 name="exit",
@@ -412,10 +455,10 @@ def html_report(
     )
     for bot_id in bots:
         mine = [t for t in trades if t.bot_id == bot_id]
-        running, xs, ys = 0.0, [start], [0.0]
+        running, xs, ys = 0.0, [_utc(start)], [0.0]
         for t in mine:
             running += t.pnl
-            xs.append(t.closed_at)
+            xs.append(_utc(t.closed_at))
             ys.append(running)
         pnl.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"{bot_id} cumulative", xaxis="x2", yaxis="y2"))
     pnl.update_layout(
@@ -439,7 +482,8 @@ td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}} td:first
 </head><body>
 <h1>Backtest</h1>
 <p>{period["start"]} to {period["end"]} ({period["trading_days"]} trading days, {period["frames"]} ticks);
-starting cash {summary["starting_cash"]:.2f}, final equity {total["final_equity"]:.2f} ({total["return_pct"]:+.2f} %).</p>
+starting cash {summary["starting_cash"]:.2f}, final equity {total["final_equity"]:.2f} ({total["return_pct"]:+.2f} %).
+Times on the charts are UTC.</p>
 <table><tr><th></th><th>trades</th><th>win rate</th><th>realized P&amp;L</th><th>fees</th><th>max drawdown</th><th>Sharpe</th>
 <th>exposure</th><th>halts</th></tr>{rows}</table>
 {"".join(parts)}

@@ -1,14 +1,10 @@
-"""The status page in a real headless browser: Debian's Chromium (/usr/bin/chromium) driven by Playwright, which
-is told to use that binary (no browser is downloaded). The page must render a halted state from the state file,
-with the reason, and a screenshot of it is saved; then the Resume button, with the token, ends the halt.
-
-Skipped, with the reason, when Chromium or Playwright is not installed; .ci/run installs both so CI runs it."""
+"""The status page in a real headless browser (the `page` fixture, tests/browser.py). The page must render a
+halted state from the state file, with the reason, and a screenshot of it is saved; then the Resume button, with
+the token, ends the halt."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,25 +20,7 @@ from engine.validate import load_valid
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig
 
-CHROMIUM = os.environ.get("HYDRA_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "browser-test-token"
-
-
-def _unavailable(reason: str) -> None:
-    """Skip where the browser is not installed; fail in CI (.ci/run sets HYDRA_REQUIRE_BROWSER), which installs it."""
-    if os.environ.get("HYDRA_REQUIRE_BROWSER"):
-        pytest.fail(f"HYDRA_REQUIRE_BROWSER is set but {reason}")
-    pytest.skip(reason)
-
-
-def _playwright() -> Any:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright is not installed (pip install -e '.[browser]')")
-    return sync_playwright
 
 
 @pytest.fixture
@@ -63,25 +41,6 @@ def server(project: ProjectCopy, rig: Rig) -> Iterator[StatusServer]:
         srv.shutdown()
         srv.server_close()
         srv.app.close()
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    sync_playwright = _playwright()
-    with sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        except Exception as exc:  # a Chromium that cannot start here (no driver for it in this Playwright)
-            _unavailable(f"Chromium at {CHROMIUM} does not start under Playwright: {str(exc).splitlines()[0]}")
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            tab.on("pageerror", lambda exc: errors.append(str(exc)))
-            tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            tab.errors = errors
-            yield tab
-        finally:
-            browser.close()
 
 
 def test_the_page_renders_the_halted_state_and_a_screenshot_is_taken(server: StatusServer, page: Any, tmp_path: Path) -> None:
