@@ -16,6 +16,7 @@
   field the engine reads checked here: alpaca-py's models also validate fields the engine never reads against
   enums that lag the API (a position's `exchange`, alpaca-py issue #704; an order's `order_class`,
   `position_intent`, legs), and one new value there made a whole list unreadable and the engine halt for ever.
+  Assets are read raw for the same reason (their `exchange`).
 
 alpaca-py is imported lazily: it takes about half a second, and `--validate` must stay fast.
 """
@@ -51,6 +52,7 @@ from engine.brokers.base import (
 )
 from engine.brokers.errors import classify
 from engine.brokers.ratelimit import TokenBucket
+from engine.brokers.snapshot import log
 from engine.brokers.symbols import normalize, parse_occ, position_path_symbol
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
@@ -65,6 +67,7 @@ ASSET_CLASSES = frozenset({"us_equity", "us_option", "crypto"})  # base.AssetCla
 # (PositionSide, OrderSide, OrderType, TimeInForce). Positions and orders are read raw (see get_positions): a
 # value outside these in a field the engine reads is refused; fields it does not read are not looked at.
 POSITION_SIDES = frozenset({"long", "short"})
+ASSET_STATUSES = frozenset({"active", "inactive"})
 ORDER_SIDES = frozenset({"buy", "sell"})
 ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop"})
 TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
@@ -131,11 +134,12 @@ def _required(value: Any, name: str, *, minimum: float | None = None) -> float:
     return number
 
 
-def _flag(raw: dict[str, Any], name: str) -> bool:
+def _flag(raw: Mapping[str, Any], name: str, of: str = "") -> bool:
     """A flag the engine blocks trading on: a JSON true or false, never a default for one that is missing."""
     value = raw.get(name)
     if not isinstance(value, bool):
-        raise Unreadable(f"{name} is {'missing' if value is None else _shown(value)}, not true or false")
+        whose = f"{of}'s " if of else ""
+        raise Unreadable(f"{whose}{name} is {'missing' if value is None else _shown(value)}, not true or false")
     return value
 
 
@@ -779,11 +783,14 @@ class AlpacaAPI:
         return clock
 
     def get_asset(self, symbol: str) -> Asset | None:
-        """/v2/assets/{symbol}; crypto by its old spelling BTCUSD (trading-api.json: "the symbol has to follow
-        old symbology"), which also keeps the slash out of the path."""
+        """/v2/assets/{symbol}, read raw (see `_asset`); crypto by its old spelling BTCUSD (trading-api.json: "the
+        symbol has to follow old symbology"), which also keeps the slash out of the path."""
 
         def read() -> Asset:
-            asset = _asset(self.trading.get_asset(position_path_symbol(symbol)))
+            raw = self.trading.get(f"/assets/{position_path_symbol(symbol)}")
+            if not isinstance(raw, dict):
+                raise Unreadable(f"expected the asset {_shown(symbol)} as a JSON object, got {type(raw).__name__}")
+            asset = _asset(raw)
             if position_path_symbol(asset.symbol) != position_path_symbol(symbol).upper():
                 raise Unreadable(f"asked for the asset {_shown(symbol)}, the broker answered {_shown(asset.symbol)}")
             return asset
@@ -791,11 +798,35 @@ class AlpacaAPI:
         return self._found("asset", read)
 
     def get_assets(self, asset_class: str | None = None) -> list[Asset]:
-        from alpaca.trading.enums import AssetClass, AssetStatus
-        from alpaca.trading.requests import GetAssetsRequest
+        """The active assets (of a class), read raw (see `_asset`). The list holds hundreds of assets the engine
+        never trades: one of them it cannot read is left out and said on the `engine.brokers` logger, not a reason
+        to refuse the others. Nor is a symbol listed twice one to choose from: both are left out. So an asset the
+        engine needs and cannot read is missing, and what needs it fails closed (a crypto entry cannot be sized)."""
+        params = {"status": "active", **({"asset_class": asset_class} if asset_class else {})}
 
-        request = GetAssetsRequest(status=AssetStatus.ACTIVE, asset_class=AssetClass(asset_class) if asset_class else None)
-        return self._call("assets", lambda: [_asset(a) for a in _models(self.trading.get_all_assets(request))])
+        def read() -> list[Asset]:
+            assets: dict[str, Asset] = {}
+            left_out: dict[str, str] = {}  # symbol (as sent) -> why
+            for raw in _objects(self.trading.get("/assets", params), "assets"):
+                sent = raw.get("symbol")
+                key = sent if isinstance(sent, str) else repr(sent)
+                try:
+                    asset = _asset(raw)
+                except Unreadable as exc:
+                    left_out[key] = str(exc)
+                    continue
+                if key in left_out or asset.symbol in assets:
+                    assets.pop(asset.symbol, None)
+                    left_out[key] = f"{_shown(sent)} is listed twice"
+                    continue
+                assets[asset.symbol] = asset
+            for key, why in left_out.items():
+                assets.pop(normalize(key, asset_class), None)  # a pair given twice, once as BTC/USD and once as BTCUSD
+                assets.pop(key, None)
+                log.info("asset left out: %s", why)
+            return list(assets.values())
+
+        return self._call("assets", read)
 
     # --- orders --------------------------------------------------------------------------------------------
 
@@ -945,26 +976,30 @@ def _on_day(activity: NonTradeActivity, day: date) -> bool:
     return activity.date[:10] == day.isoformat()
 
 
-def _asset(a: Any) -> Asset:
-    from alpaca.trading.models import Asset as AlpacaAsset
-
-    a = _model(a, AlpacaAsset)
-    asset_class = _enum_value(a.asset_class)
-    symbol = _text(a.symbol, "an asset's symbol")
+def _asset(raw: Mapping[str, Any]) -> Asset:
+    """One raw asset, as positions are read: alpaca-py's Asset model checks `exchange` against an enum that lags
+    the API, and one new venue made the whole crypto list unreadable, so no crypto entry could be sized again; it
+    also reads "yes" or 1 as a flag. The fields the engine reads (symbol, class, status, tradable, fractionable,
+    the sizes and increments) are checked strictly; the others are kept only when they are what they claim."""
+    symbol = _raw_text(raw, "symbol", "an asset's symbol")
+    name = f"the asset {_shown(symbol)}"
+    asset_class = _choice(raw, "class", f"{name}'s class", ASSET_CLASSES)
+    attributes = raw.get("attributes")
+    exchange = raw.get("exchange")
     return Asset(
         symbol=normalize(symbol, asset_class),
         asset_class=asset_class,
-        exchange=_enum_value(a.exchange),
-        status=_enum_value(a.status),
-        tradable=bool(a.tradable),
-        fractionable=bool(a.fractionable),
-        marginable=bool(a.marginable),
-        shortable=bool(a.shortable),
+        exchange=exchange if isinstance(exchange, str) else "",
+        status=_choice(raw, "status", f"{name}'s status", ASSET_STATUSES),
+        tradable=_flag(raw, "tradable", name),
+        fractionable=_flag(raw, "fractionable", name),
+        marginable=raw.get("marginable") is True,
+        shortable=raw.get("shortable") is True,
         # absent: the broker gives none (stocks); present, a size or step must be a finite number above 0
-        min_order_size=_positive(a.min_order_size, f"{symbol}'s min_order_size"),
-        min_trade_increment=_positive(a.min_trade_increment, f"{symbol}'s min_trade_increment"),
-        price_increment=_positive(a.price_increment, f"{symbol}'s price_increment"),
-        attributes=tuple(a.attributes or ()),
+        min_order_size=_positive(raw.get("min_order_size"), f"{symbol}'s min_order_size"),
+        min_trade_increment=_positive(raw.get("min_trade_increment"), f"{symbol}'s min_trade_increment"),
+        price_increment=_positive(raw.get("price_increment"), f"{symbol}'s price_increment"),
+        attributes=tuple(a for a in attributes if isinstance(a, str)) if isinstance(attributes, list) else (),
     )
 
 
