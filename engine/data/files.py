@@ -68,6 +68,7 @@ _NAIVE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?
 _OFFSET_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(?P<offset>Z|[+-]\d{2}(:?\d{2})?)$", re.ASCII)
 _NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _NAN = "NaN (a missing value, which the format does not allow)"
+_SHOWN = 60  # characters of a cell or a column name a problem shows
 _EXACT = 2**53  # the largest integer a float64 holds exactly, with every one below it
 _PRICE_COLUMNS: dict[Kind, tuple[str, ...]] = {"bars": ("open", "high", "low", "close"), "quotes": ("bid", "ask")}
 
@@ -106,6 +107,16 @@ class _Report:
     def file(self, message: str, line: int = 0) -> None:
         self.problems.append(Problem(self.display, line, 0, "", message))
 
+    def at_lines(self, what: str, lines: Sequence[int], message: Callable[[int], str]) -> None:
+        """One problem of the file at each of `lines` (1-based), up to MAX_ROWS_PER_CHECK, then one that counts the
+        rest: a file of a million blank or ragged lines is a few lines of problems, not a million (nor minutes)."""
+        for line in lines[:MAX_ROWS_PER_CHECK]:
+            self.file(message(line), line)
+        if len(lines) > MAX_ROWS_PER_CHECK:
+            more = len(lines) - MAX_ROWS_PER_CHECK
+            self.file(f"and {more} more line{'s' if more > 1 else ''} where {what} "
+                      f"(only the first {MAX_ROWS_PER_CHECK} are listed)", lines[MAX_ROWS_PER_CHECK])
+
     def rows(self, what: str, rows: Sequence[int], message: Callable[[int], str]) -> None:
         """One problem for each of `rows` (0-based), up to MAX_ROWS_PER_CHECK, then one that counts the rest."""
         for row in rows[:MAX_ROWS_PER_CHECK]:
@@ -136,30 +147,68 @@ def _check_header(names: Sequence[str], kind: Kind, report: _Report, line: int) 
     """The known columns present; every missing, unknown or repeated column is a problem."""
     known = COLUMNS[kind]
     seen: set[str] = set()
+    unknown = 0
     for name in names:
         if name in seen:
-            report.file(f"column '{name}' appears twice", line)
+            report.file(f"column '{_cut(name)}' appears twice", line)
         seen.add(name)
         if name not in known:
+            unknown += 1
+            if unknown > MAX_ROWS_PER_CHECK:  # a header of a million names is a few lines, not a million
+                continue
             hint = " (a pandas index: write the frame with index=False)" if name.startswith("__index_level_") else ""
-            report.file(unknown_name_message("column", name, known) + hint + f"; {kind} files have {', '.join(known)}", line)
+            message = unknown_name_message("column", _cut(name), known)
+            report.file(f"{message}{hint}; {kind} files have {', '.join(known)}", line)
+    if unknown > MAX_ROWS_PER_CHECK:
+        more = unknown - MAX_ROWS_PER_CHECK
+        report.file(f"and {more} more unknown column{'s' if more > 1 else ''} "
+                    f"(only the first {MAX_ROWS_PER_CHECK} are listed)", line)
     for name in known:
         if name not in seen:
             report.file(f"missing column '{name}' ({kind} files have {', '.join(known)})", line)
     return [name for name in known if name in seen]
 
 
+def _cut(text: str) -> str:
+    """A cell or name as a problem shows it: a 100,000-character cell is one line of problem, not 100 KB of it."""
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN - 3]}..."
+
+
 def _timestamp_text_problem(text: str) -> str:
     if text == "":
         return "timestamp: empty cell"
-    if _NAIVE_TEXT.match(text):
-        return f"timestamp: '{text}' has no time zone: timestamps are UTC, e.g. 2026-11-23T14:30:00Z"
-    found = _OFFSET_TEXT.match(text)
+    shown = _cut(text)
+    # fullmatch: `$` would also match before a final newline (a quoted cell's), calling "...Z\n" "not in UTC".
+    if _NAIVE_TEXT.fullmatch(text):
+        return f"timestamp: '{shown}' has no time zone: timestamps are UTC, e.g. 2026-11-23T14:30:00Z"
+    found = _OFFSET_TEXT.fullmatch(text)
     if found:
         if re.search(r"\.\d{7,}", text, re.ASCII):
-            return f"timestamp: '{text}' is finer than a microsecond"
-        return f"timestamp: '{text}' is not in UTC (offset {found['offset']}): write it in UTC, e.g. 2026-11-23T14:30:00Z"
-    return f"timestamp: '{text}' is not an ISO 8601 timestamp in UTC, e.g. 2026-11-23T14:30:00Z"
+            return f"timestamp: '{shown}' is finer than a microsecond"
+        return f"timestamp: '{shown}' is not in UTC (offset {found['offset']}): write it in UTC, e.g. 2026-11-23T14:30:00Z"
+    return f"timestamp: '{shown}' is not an ISO 8601 timestamp in UTC, e.g. 2026-11-23T14:30:00Z"
+
+
+_SECOND = "%Y-%m-%dT%H:%M:%S"
+
+
+def _unreal_times(candidates: Any) -> Any:
+    """Which texts of the UTC shape (`_UTC_TEXT`, or null) name no real instant: month 13, Feb 30, 24:00, a leap
+    second. Vectorised, because checking each row alone took seconds a file: each text's date and time to the
+    second are parsed and written back, and a field out of range (which strptime carries over: Feb 30 becomes
+    Mar 2) does not come back as it was written."""
+    head = pc.binary_join_element_wise(pc.utf8_slice_codeunits(candidates, 0, 10),
+                                       pc.utf8_slice_codeunits(candidates, 11, 19), "T")
+    back = pc.strftime(pc.strptime(head, format=_SECOND, unit="s", error_is_null=True), format=_SECOND)
+    return pc.and_(pc.is_valid(candidates), pc.invert(pc.fill_null(pc.equal(back, head), False)))
+
+
+def _unreal_time(text: str) -> bool:
+    try:
+        pa.scalar(text).cast(TIMESTAMP)
+    except pa.ArrowInvalid:
+        return True
+    return False
 
 
 def _timestamps_from_text(values: Any, report: _Report) -> Any:
@@ -167,20 +216,15 @@ def _timestamps_from_text(values: Any, report: _Report) -> Any:
     candidates = _null_where(values, pc.invert(ok))
     try:
         typed = candidates.cast(TIMESTAMP)
-    except pa.ArrowInvalid:  # the shape is right but a field is not (month 13, Feb 30): find which, one by one
-        texts = candidates.to_pylist()
-        impossible = []
-        for row, text in enumerate(texts):
-            if text is not None:
-                try:
-                    pa.scalar(text).cast(TIMESTAMP)
-                except pa.ArrowInvalid:
-                    impossible.append(row)
-        report.rows("the timestamp is not a real date and time", impossible,
-                    lambda row: f"timestamp: '{texts[row]}' is not a real date and time")
-        unreal = set(impossible)
-        candidates = _null_where(candidates, pa.array([row in unreal for row in range(len(texts))]))
-        typed = candidates.cast(TIMESTAMP)
+    except pa.ArrowInvalid:  # the shape is right but a field is not (month 13, Feb 30): find which
+        unreal = _unreal_times(candidates)
+        try:
+            typed = _null_where(candidates, unreal).cast(TIMESTAMP)
+        except pa.ArrowInvalid:  # a text Arrow's cast refuses and the check above let by: one row at a time
+            unreal = pa.array([text is not None and _unreal_time(text) for text in candidates.to_pylist()])
+            typed = _null_where(candidates, unreal).cast(TIMESTAMP)
+        report.rows("the timestamp is not a real date and time", _indices(unreal),
+                    lambda row: f"timestamp: '{candidates[row].as_py()}' is not a real date and time")
     bad = _indices(pc.invert(ok))
     if bad:
         texts_all = values.to_pylist()
@@ -191,11 +235,12 @@ def _timestamps_from_text(values: Any, report: _Report) -> Any:
 def _number_text_problem(column: str, text: str) -> str:
     if text == "":
         return f"{column}: empty cell"
+    shown = _cut(text)
     if text.strip().lower().lstrip("+-") == "nan":
         return f"{column}: {_NAN}"
     if text.strip().lower().lstrip("+-") in ("inf", "infinity"):
-        return f"{column}: {text} is not a finite number"
-    return f"{column}: '{text}' is not a number"
+        return f"{column}: {shown} is not a finite number"
+    return f"{column}: '{shown}' is not a number"
 
 
 def _numbers_from_text(column: str, values: Any, report: _Report) -> Any:
@@ -226,23 +271,31 @@ def _timestamps_from_parquet(values: Any, report: _Report) -> Any | None:
         return None
     _empty_cells("timestamp", values, report)
     raw = values.cast(pa.int64())
-    if kind.unit == "ns":
-        fine = pc.not_equal(pc.multiply(pc.divide(raw, 1000), 1000), raw)
+    unit = kind.unit
+    # Checked in the column's own unit: cast to µs first, a value in seconds past the range would wrap around.
+    # The range first: pandas' NaT in nanoseconds (-2**63) is a missing time, not also "finer than a microsecond".
+    if unit == "ns":
+        first, end = _FIRST_US * 1000, _END_US * 1000  # both well inside int64
+    else:
+        per = _US_PER_UNIT[unit]
+        first, end = -(-_FIRST_US // per), -(-_END_US // per)
+    outside = pc.or_(pc.less(raw, first), pc.greater_equal(raw, end))
+    report.rows("the timestamp is out of range", _indices(outside),
+                lambda row: f"timestamp {_unit_text(raw[row].as_py(), unit)} is out of range: {_RANGE_TEXT}")
+    values = _null_where(values, outside)
+    if unit == "ns":
+        fine = pc.and_(pc.invert(outside), pc.not_equal(pc.multiply(pc.divide(raw, 1000), 1000), raw))
         report.rows("the timestamp is finer than a microsecond", _indices(fine),
                     lambda row: f"timestamp: {raw[row].as_py()} ns is finer than a microsecond")
         values = _null_where(values, fine)
-        raw = pc.divide(raw, 1000)
-    unit = "us" if kind.unit == "ns" else kind.unit
-    # Checked in the column's own unit: cast to µs first, a value in seconds past the range would wrap around.
-    per = _US_PER_UNIT[unit]
-    outside = pc.or_(pc.less(raw, -(-_FIRST_US // per)), pc.greater_equal(raw, -(-_END_US // per)))
-    report.rows("the timestamp is out of range", _indices(outside),
-                lambda row: f"timestamp {_unit_text(raw[row].as_py(), unit)} is out of range: {_RANGE_TEXT}")
-    return _null_where(values, outside).cast(TIMESTAMP, safe=False)
+    return values.cast(TIMESTAMP, safe=False)
 
 
 def _unit_text(value: int, unit: str) -> str:
-    """A raw timestamp of a Parquet column, as an instant when numpy can show one (its range is far wider)."""
+    """A raw timestamp of a Parquet column, as an instant when numpy can show one (its range is far wider); whole
+    microseconds of a nanosecond column as microseconds, the form every other instant is shown in."""
+    if unit == "ns" and value % 1000 == 0:
+        return _numpy_text(value // 1000, "us")
     return _numpy_text(value, unit)
 
 
@@ -396,6 +449,8 @@ def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]
         report.file(not_a_header, 1)
         return None, report.problems
     present = _check_header(header, kind, report, 1)
+    if not present:  # no column to check: reading every cell of a header of a million names would take minutes
+        return None, report.problems
 
     cells = _read_csv_quickly(data, header)
     if cells is None:
@@ -444,7 +499,7 @@ def _not_a_header(header: Sequence[str], line: str, kind: Kind) -> str | None:
     for separator, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
         if separator in line and any(cell.strip() in known for cell in line.split(separator)):
             return f"the columns are separated by {called}: the format separates them with commas ({','.join(known)})"
-    if re.match(r"^\s*[+-]?\d", header[0], re.ASCII):
+    if header and re.match(r"^\s*[+-]?\d", header[0], re.ASCII):  # a Parquet file may have no column at all
         return f"no header: the first line is data ({line[:60]!r}); the first line names the columns ({','.join(known)})"
     return None
 
@@ -486,24 +541,34 @@ def _read_csv_slowly(text: str, header: list[str], report: _Report) -> tuple[lis
     None when the csv module cannot read the file (a field past its size limit): a problem at the line."""
     cells: list[list[str]] = [[] for _ in header]
     lines: list[int] = []
+    blank: list[int] = []
+    ragged: dict[int, str] = {}  # line -> what is wrong with it, each kept only while it may still be listed
+    ragged_lines: list[int] = []
     reader = csv.reader(io.StringIO(text, newline=""))
     after = 0
+    failed = None
     try:
         next(reader, None)
         after = reader.line_num
         for row in reader:
             line, after = after + 1, reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
-                report.file("a blank line (a row with no cells)", line)
+                blank.append(line)
             elif len(row) != len(header):
-                unclosed = " (a quote opened on this line is not closed on it)" if any("\n" in c for c in row) else ""
-                report.file(f"{len(row)} cells where the header has {len(header)} ({','.join(header)}){unclosed}", line)
+                ragged_lines.append(line)
+                if len(ragged) < MAX_ROWS_PER_CHECK:
+                    unclosed = " (a quote opened on this line is not closed on it)" if any("\n" in c for c in row) else ""
+                    ragged[line] = f"{len(row)} cells where the header has {len(header)} ({_cut(','.join(header))}){unclosed}"
             else:
                 for column, cell in zip(cells, row, strict=True):
                     column.append(cell)
                 lines.append(line)
     except csv.Error as exc:
-        report.file(f"cannot be read as CSV: {exc}", after + 1)
+        failed = f"cannot be read as CSV: {exc}"
+    report.at_lines("the line is blank", blank, lambda _line: "a blank line (a row with no cells)")
+    report.at_lines("the line has another number of cells than the header", ragged_lines, ragged.__getitem__)
+    if failed is not None:
+        report.file(failed, after + 1)
         return None, lines
     return [pa.array(column, pa.string()) for column in cells], lines
 
@@ -583,7 +648,7 @@ def read_file(path: Path, kind: Kind, display: str | None = None) -> tuple[Any, 
 
     The table has the kind's columns in `COLUMNS` order, `timestamp` as timestamp[us, tz=UTC], the rest float64.
     """
-    display = display or str(path)
+    display = display or shown_path(path)
     fmt = SUFFIXES.get(path.suffix)
     if fmt is None:
         return None, [Problem(display, 0, 0, "", f"not a Parquet or CSV file (name it .parquet or .csv){_suffix_hint(path)}")]
@@ -617,6 +682,13 @@ class Source:
     @property
     def files(self) -> tuple[Path, ...]:
         return self.parts if self.is_folder else (self.path,)
+
+
+def shown_path(path: Path) -> str:
+    """A path as a problem names it, its control characters escaped: a newline in a file's name would split its
+    problem over two lines, and a terminal would act on an escape sequence in it."""
+    text = str(path)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _is_hidden(path: Path) -> bool:
@@ -694,8 +766,9 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
     found_folder = _is_dir(folder)
     if isinstance(found_folder, str):
         return [], [Problem(str(folder), 0, 0, "", found_folder)]
-    if not found_folder:
-        return [], [Problem(str(folder), 0, 0, "", "no such data folder")]
+    if not found_folder:  # said as it is: a file given for the folder is not "no such folder"
+        why = "no such data folder" if path_kind(folder).absent else "is not a folder: a data folder holds bars/ and quotes/"
+        return [], [Problem(str(folder), 0, 0, "", why)]
     kinds: list[Kind] = []
     for kind in KINDS:
         is_folder = _is_dir(folder / kind)
@@ -708,9 +781,7 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
     if not kinds and not problems:
         return [], [Problem(str(folder), 0, 0, "", "holds neither a bars/ nor a quotes/ folder (docs/data.md)")]
 
-    def display(path: Path) -> str:
-        return str(path)
-
+    display = shown_path
     sources: list[Source] = []
     for kind in kinds:
         entries = _listing(folder / kind)
@@ -760,14 +831,16 @@ def read_source(source: Source) -> tuple[Any, list[Problem]]:
         if table is None:
             previous = None
             continue
-        if previous is not None and len(table) and len(previous[1]):
+        if previous is not None and len(table):
             last, first = previous[1].column("timestamp")[-1].as_py(), table.column("timestamp")[0].as_py()
             if first <= last:
                 line = 2 if path.suffix == ".csv" else 1
-                problems.append(Problem(str(path), line, 0, "row 1",
-                                        f"timestamp {iso(first)} is not after the last row of {previous[0].name} ({iso(last)}): "
+                before = shown_path(Path(previous[0].name))
+                problems.append(Problem(shown_path(path), line, 0, "row 1",
+                                        f"timestamp {iso(first)} is not after the last row of {before} ({iso(last)}): "
                                         "parts are read in name order, each after the one before"))
-        previous = (path, table)
+        if len(table):  # an empty part (a header only) is skipped over: the next part must follow the last row
+            previous = (path, table)
         tables.append(table)
     if problems:
         return None, problems
@@ -851,7 +924,11 @@ def rows_to_table(rows: Iterable[Row | Sequence[Any]], kind: Kind, display: str)
     values: list[list[float | None]] = [[] for _ in names[1:]]
     unreadable: dict[str, dict[int, str]] = {}  # what is wrong -> row -> message, so each check is listed once
     for row, item in enumerate(rows):
-        if len(item) != len(names):
+        if isinstance(item, (str, bytes)) or not hasattr(item, "__len__"):  # len() of a number is a TypeError
+            unreadable.setdefault("the row is not a sequence of values", {})[row] = (
+                f"{item!r:.40} is not a row (a {Bar.__name__}, a {Quote.__name__} or a tuple of values)")
+            item = (None,) * len(names)
+        elif len(item) != len(names):
             wrong = unreadable.setdefault("the row has the wrong number of values", {})
             wrong[row] = f"{len(item)} values where {kind} have {len(names)}"
             item = (None,) * len(names)
@@ -865,15 +942,14 @@ def rows_to_table(rows: Iterable[Row | Sequence[Any]], kind: Kind, display: str)
                     f"timestamp: {when!r} is not a timezone-aware datetime")
             stamps.append(None)
         for column, (name, value) in enumerate(zip(names[1:], item[1:], strict=True)):
-            number: float | None = None
-            if value is not None:
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    unreadable.setdefault(f"{name} is not a number", {})[row] = f"{name}: {value!r} is not a number"
-                if number is not None and number != number:
-                    unreadable.setdefault(f"{name} is NaN", {})[row] = f"{name}: {_NAN}"
-                    number = None
+            number: float | None = value if type(value) is float else None  # what the writers here pass: no call
+            if number is None and value is not None:
+                number, why = _row_number(value)
+                if why is not None:  # cut: an int of 400 digits
+                    unreadable.setdefault(f"{name} is {why}", {})[row] = f"{name}: {_cut(repr(value))} is {why}"
+            if number is not None and number != number:
+                unreadable.setdefault(f"{name} is NaN", {})[row] = f"{name}: {_NAN}"
+                number = None
             values[column].append(number)
     for what, messages in unreadable.items():
         report.rows(what, sorted(messages), messages.__getitem__)
@@ -884,6 +960,21 @@ def rows_to_table(rows: Iterable[Row | Sequence[Any]], kind: Kind, display: str)
     if report.problems:
         raise DataError(report.problems)
     return _table(kind, columns)
+
+
+def _row_number(value: Any) -> tuple[float | None, str | None]:
+    """A value of a row to write as the float the format stores, or None and what is wrong with it. Only numbers
+    are numbers: `float()` alone would take True for 1.0 and the text '1_0' for 10.0, and raise OverflowError (a
+    traceback) for an integer past a float's range. An integer a float cannot hold exactly is refused, as it is in
+    a Parquet file."""
+    if isinstance(value, (bool, np.bool_, str, bytes, bytearray)):
+        return None, "not a number"
+    if isinstance(value, (int, np.integer)) and not -_EXACT <= value <= _EXACT:
+        return None, "too large to be read exactly as a number (beyond ±2**53)"
+    try:
+        return float(value), None
+    except (TypeError, ValueError, OverflowError):
+        return None, "not a number"
 
 
 def _csv_text(table: Any, kind: Kind, header: bool) -> str:

@@ -49,20 +49,21 @@ class Quote(NamedTuple):
 Row = Bar | Quote
 
 # Upper-case letters and digits, a dot between two of them for class shares (BRK.B: never at the end, never two in
-# a row, which no symbol has and a typo does); one '-' joins a crypto pair's two legs.
-_STEM = re.compile(r"^[A-Z0-9]+(\.[A-Z0-9]+)*(-[A-Z0-9]+)?$", re.ASCII)
-_SYMBOL = re.compile(r"^[A-Z0-9]+(\.[A-Z0-9]+)*(/[A-Z0-9]+)?$", re.ASCII)
+# a row, which no symbol has and a typo does); one '-' joins a crypto pair's two legs. Matched with `fullmatch`:
+# `$` also matches before a final newline, which let a file named "AAPL\n.csv" through as the symbol "AAPL\n".
+_STEM = re.compile(r"[A-Z0-9]+(\.[A-Z0-9]+)*(-[A-Z0-9]+)?", re.ASCII)
+_SYMBOL = re.compile(r"[A-Z0-9]+(\.[A-Z0-9]+)*(/[A-Z0-9]+)?", re.ASCII)
 
 
 def file_stem(symbol: str) -> str:
     """`BTC/USD` -> `BTC-USD`, `AAPL` -> `AAPL`: the name (without suffix) of a symbol's file or parts folder."""
-    if not _SYMBOL.match(symbol):
+    if not _SYMBOL.fullmatch(symbol):
         raise ValueError(f"{symbol!r} is not a symbol the data format can store (upper case, e.g. AAPL or BTC/USD)")
     return symbol.replace("/", "-")
 
 
 def symbol_of_stem(stem: str) -> str:
     """`BTC-USD` -> `BTC/USD`: the inverse of `file_stem`; ValueError for a name no symbol maps to."""
-    if not _STEM.match(stem):
+    if not _STEM.fullmatch(stem):
         raise ValueError(f"{stem!r} is not a symbol's file name (upper case letters and digits, e.g. AAPL or BTC-USD)")
     return stem.replace("-", "/")
