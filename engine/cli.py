@@ -839,6 +839,8 @@ def _when(flag: str, text: str | None) -> date | datetime | None:
         pass
     if value is None:
         raise InvalidInput(f"{flag}: '{text}' is not a date (YYYY-MM-DD) or an ISO datetime with its offset")
+    if re.search(r"[.,][0-9]{7,}", text):  # Python would cut the digits past the microsecond: not the time asked
+        raise InvalidInput(f"{flag}: '{text}' is finer than a microsecond")
     if not FIRST_YEAR <= value.year <= LAST_YEAR:
         raise InvalidInput(f"{flag}: '{text}' is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     return value
@@ -1095,23 +1097,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID
 
 
-def _positive(what: str) -> Callable[[str], float]:
-    """An argparse type for a positive, finite number of `what` (seconds, an amount in USD)."""
+_PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+
+
+def _positive(what: str, most: float) -> Callable[[str], float]:
+    """An argparse type for a positive number of `what` (seconds, an amount in USD), written plainly (digits and
+    one point: Python's float() would also take '1_000', '1e-300', 'inf'), and at most `most`."""
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive {what.removeprefix('a ').removeprefix('an ')}: {text!r}")
+        if not _PLAIN_NUMBER.fullmatch(text.strip()):
+            raise argparse.ArgumentTypeError(f"not {what} (digits, and a point for a fraction): {text!r}")
+        value = float(text)
+        if not 0 < value <= most:
+            name = what.removeprefix("a ").removeprefix("an ")
+            raise argparse.ArgumentTypeError(f"must be a positive {name}, at most {most:,.0f}: {text!r}")
         return value
 
     return parse
 
 
-_positive_seconds = _positive("a number of seconds")
-_positive_usd = _positive("an amount in USD")
+_positive_seconds = _positive("a number of seconds", 366 * 86400)
+_positive_usd = _positive("an amount in USD", 1e12)  # as sim.starting_cash
 
 
 def _positive_int(text: str) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-_OCC = re.compile(r"^(?P<root>[A-Z]{1,6})(?P<yy>\d{2})(?P<mm>\d{2})(?P<dd>\d{2})(?P<cp>[CP])(?P<strike>\d{8})$")
+_OCC = re.compile(r"(?P<root>[A-Z]{1,6})(?P<yy>\d{2})(?P<mm>\d{2})(?P<dd>\d{2})(?P<cp>[CP])(?P<strike>\d{8})", re.ASCII)
 _QUOTES = ("USDT", "USDC", "USD", "BTC")
 
 
@@ -35,7 +35,7 @@ def occ_symbol(root: str, expiry: date, option_type: str, strike: float) -> str:
 
 def parse_occ(symbol: str) -> tuple[str, date, str, float] | None:
     """(root, expiry, 'call'|'put', strike) or None when `symbol` is not an OCC option symbol."""
-    match = _OCC.match(symbol)
+    match = _OCC.fullmatch(symbol)
     if not match:
         return None
     expiry = date(2000 + int(match["yy"]), int(match["mm"]), int(match["dd"]))

@@ -7,10 +7,12 @@ a limit order fills at its limit (or better, when the bar opens through it) only
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 Timing = Literal["next", "submit"]
+MAX_SLIPPAGE_BPS = 10_000  # the whole price
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,13 @@ class FillModel:
             raise ValueError(f"timing must be 'next' or 'submit', not {self.timing!r}")
         for name in ("slippage_bps", "commission_per_share", "commission_per_contract", "crypto_maker_fee", "crypto_taker_fee"):
             value = getattr(self, name)
-            if not value >= 0:  # NaN too
-                raise ValueError(f"{name} must be 0 or more, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:  # NaN too
+                raise ValueError(f"{name} must be a finite number, 0 or more, not {value!r}")
+        if self.slippage_bps > MAX_SLIPPAGE_BPS:  # past the whole price a sale would be paid a negative price
+            raise ValueError(f"slippage_bps must be at most {MAX_SLIPPAGE_BPS:,} (the whole price), not {self.slippage_bps!r}")
+        for name in ("crypto_maker_fee", "crypto_taker_fee"):
+            if getattr(self, name) >= 1:
+                raise ValueError(f"{name} is a fraction of the trade, below 1 (0.0025 is 0.25 %), not {getattr(self, name)!r}")
 
     def slipped(self, price: float, side: str) -> float:
         """A market order's price after slippage: higher for a buy, lower for a sell."""

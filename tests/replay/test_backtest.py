@@ -195,3 +195,13 @@ def test_a_backtest_stopped_midway_keeps_its_state_up_to_the_last_tick(
     with sqlite3.connect(tmp_path / "full" / "state.db") as conn:
         expected = conn.execute("SELECT count(*) FROM orders WHERE created_at <= ?", (cut,)).fetchone()[0]
     assert expected > 0 and saved[0] == expected
+
+
+@pytest.mark.parametrize("inside", [".", "bars", "bars/run"])
+def test_a_backtest_is_never_written_into_its_data_folder(momentum_project: ProjectCopy, tmp_path: Path, inside: str) -> None:
+    """Its trades.csv in bars/ would make every later backtest of the folder refuse it ('trades' is no symbol)."""
+    trending_day(tmp_path / "data")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "data").rglob("*"))
+    with pytest.raises(BacktestError, match="inside the data folder"):
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "data" / inside, html=False)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "data").rglob("*")) == before

@@ -70,8 +70,8 @@ OPEN_STATUSES = lifecycle.WORKING  # the statuses this exchange gives an order t
 _MATCHED = frozenset({"pending_new", "accepted", "new", "partially_filled", "pending_cancel", "pending_replace"})
 _REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(OrderRequest))
 NON_TRADE_TYPES = NON_TRADE_ACTIVITY_TYPES
-_STOCK_SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
-_CRYPTO_SYMBOL = re.compile(r"^[A-Z0-9]{2,10}/[A-Z]{3,4}$")
+_STOCK_SYMBOL = re.compile(r"[A-Z][A-Z0-9.]{0,9}")  # fullmatch: `$` matches before a final newline
+_CRYPTO_SYMBOL = re.compile(r"[A-Z0-9]{2,10}/[A-Z]{3,4}")
 
 
 def kept_in_state(status: str, created_at: datetime, now: datetime) -> bool:
@@ -81,7 +81,7 @@ def kept_in_state(status: str, created_at: datetime, now: datetime) -> bool:
 
 def well_formed(symbol: str) -> bool:
     """A symbol the data API would look up (an unknown one is left out of its answer); anything else is a 400."""
-    return bool(_STOCK_SYMBOL.match(symbol) or _CRYPTO_SYMBOL.match(symbol) or parse_occ(symbol))
+    return bool(_STOCK_SYMBOL.fullmatch(symbol) or _CRYPTO_SYMBOL.fullmatch(symbol) or parse_occ(symbol))
 
 
 class SimReject(Exception):
