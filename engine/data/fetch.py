@@ -175,6 +175,9 @@ class _BadPage(Exception):
     """A page of bars that alpaca-py must not be given: it would loop forever on it, or fail with a traceback."""
 
 
+_BAR_NUMBERS = ("o", "h", "l", "c", "v", "n", "vw")  # a bar's numbers in the data API's JSON
+
+
 @dataclass
 class _Pages:
     """What each page of a window's bars is checked for before alpaca-py reads it (it follows `next_page_token`
@@ -203,6 +206,12 @@ class _Pages:
         elif not isinstance(bars, dict) or not all(isinstance(v, list) and all(isinstance(b, dict) for b in v)
                                                    for v in bars.values()):
             raise _BadPage(f"the data API answered 'bars' that is not an object of lists of bars: {json.dumps(bars)[:100]}")
+        for symbol, rows in bars.items():  # pydantic would read a JSON true as the price 1.0, which looks like one
+            for row in rows:
+                flag = next((key for key in _BAR_NUMBERS if isinstance(row.get(key), bool)), None)
+                if flag is not None:
+                    raise _BadPage(f"the data API sent a bar of {symbol} at {str(row.get('t'))[:40]} whose {flag!r} is "
+                                   f"{json.dumps(row[flag])}, a JSON boolean, not a number")
         token = body.get("next_page_token")
         if token is None:
             return

@@ -197,8 +197,9 @@ def test_a_read_only_folder_exits_1_with_one_line(project: ProjectCopy, emulator
         (Fault(status=200, body="<html>maintenance</html>", content_type="text/html"), "JSONDecodeError"),
         (Fault(patch={"bars.BTC/USD.7.l": -3.0}), "the data API sent a bar at 2026-10-15T04:07:00Z that has low -3.0"),
         (Fault(patch={"next_page_token": "QlRDL1VTRHwx"}, times=0), "next_page_token 'QlRDL1VTRHwx' a second time"),
+        (Fault(patch={"bars.BTC/USD.3.v": True}), "whose 'v' is true, a JSON boolean, not a number"),  # volume 1.0
     ],
-    ids=["500", "disconnect", "html", "bad-bar", "token-repeats"],
+    ids=["500", "disconnect", "html", "bad-bar", "token-repeats", "boolean-price"],
 )
 def test_the_data_api_failing_mid_way_exits_1_and_the_rerun_completes_it(
     project: ProjectCopy, emulator_clean: Emulator, whole: dict[str, bytes], monkeypatch: pytest.MonkeyPatch,
