@@ -105,7 +105,12 @@ def _writable_folder(flag: str, path: Path) -> None:
     try:
         ensure_writable_folder(path)
     except OSError as exc:
-        reason = "not a folder" if path.exists() and not path.is_dir() else f"cannot write there ({exc.strerror or exc})"
+        try:
+            found = path_kind(path)
+        except OSError:  # a name too long, a symlink loop: said by the first error
+            found = PathKind.NOTHING
+        wrong_kind = not found.absent and found is not PathKind.FOLDER
+        reason = "not a folder" if wrong_kind else f"cannot write there ({exc.strerror or exc})"
         raise InvalidInput(f"{flag} {path}: {reason}") from None
 
 
@@ -186,8 +191,8 @@ def _output_file(flag: str, path: Path) -> None:
     would hang the write) or a device, or its folder is missing or a file. A link is judged by what it names."""
     if _to_stdout(path):
         return
-    path = path.resolve() if path.is_symlink() else path
     try:
+        path = path.resolve() if path.is_symlink() else path
         found = path_kind(path)
     except OSError as exc:
         raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None

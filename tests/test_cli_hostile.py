@@ -165,6 +165,9 @@ def test_an_empty_start_is_refused_not_taken_as_no_start(
     (["report", "--out", "{tmp}"], "--out {tmp}: a folder; give a file name"),
     (["report", "--prompt", "--prompt-file", "{tmp}/fifo"], "--prompt-file {tmp}/fifo: not a regular file"),
     (["report", "--prompt-file", "{tmp}/a_file"], "--prompt-file goes with --prompt"),
+    (["report", "--out", "{tmp}/" + "x" * 300], "File name too long"),  # tracebacks: is_symlink, exists raise
+    (["run", "--once", "--record", "{tmp}/" + "x" * 300], "File name too long"),
+    (["table", "momentum", "-o", "{tmp}/" + "x" * 300], "File name too long"),
 ])  # fmt: skip
 def test_a_path_of_the_wrong_kind_is_exit_2_in_one_line_and_nothing_is_written(
     tmp_path: Path, argv: list[str], phrase: str

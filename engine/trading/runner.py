@@ -380,7 +380,7 @@ class StopSignals:
 def _say(text: str) -> None:
     """One line on stderr from a signal handler or a failure path: os.write, and never an exception."""
     with contextlib.suppress(OSError):
-        os.write(2, text.encode())
+        os.write(2, text.encode(errors="backslashreplace"))  # a path may hold bytes that are no UTF-8
 
 
 def _show_cursor() -> None:
