@@ -64,14 +64,17 @@ def buying_power(cfg: TradingBotConfig, account: Account | None) -> float | None
     return account.buying_power
 
 
-def cost_usd(request: OrderRequest, snapshot: Snapshot) -> float:
-    """What an entry will cost at today's prices (for counting down the capital within a tick)."""
+def cost_usd(request: OrderRequest, snapshot: Snapshot) -> float | None:
+    """What an entry will cost at today's prices (for counting down the capital within a tick); None when that
+    cannot be told (no price, no quantity): never 0, which would leave the room whole for the next entry."""
     if request.notional is not None:
         return request.notional
     quote = snapshot.quotes.get(request.symbol)
     chain_ask = next((c.ask for chain in snapshot.option_chains.values() for c in chain if c.symbol == request.symbol), None)
-    price = request.limit_price or (quote.ask if quote else chain_ask) or 0.0
-    return (request.qty or 0.0) * price * contract_multiplier(request.symbol)
+    price = request.limit_price or (quote.ask if quote else chain_ask)
+    if not price or not request.qty:
+        return None
+    return request.qty * price * contract_multiplier(request.symbol)
 
 
 @dataclass(frozen=True)

@@ -54,5 +54,7 @@ class Gate:
         if plan is None:
             return Denial(("size",))
         self.orders_last_minute += 1
-        self.capital_room_usd -= entries.cost_usd(plan.request, snapshot)
+        cost = entries.cost_usd(plan.request, snapshot)
+        # an entry whose cost cannot be told takes what room is left: no later entry this tick counts on it
+        self.capital_room_usd = self.capital_room_usd - cost if cost is not None else min(self.capital_room_usd, 0.0)
         return Grant(plan)

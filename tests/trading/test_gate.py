@@ -77,3 +77,11 @@ def test_a_grant_counts_the_order_and_its_cost_at_the_ask() -> None:
 
 def test_without_allocations_there_is_no_capital_to_deploy() -> None:
     assert Gate.open(4, None, SNAPSHOT).capital_room_usd == 0.0
+
+
+def test_a_grant_whose_cost_cannot_be_told_takes_the_room_left() -> None:
+    """No quote for the symbol and no limit price: the cost was 0 and the next entry in the tick had the room whole."""
+    gate = Gate(0, 1000.0)
+    unpriced = EntryPlan(OrderRequest("MSFT", "buy", "cid-2", "market", "day", qty=3), None, "MSFT")
+    assert gate.grant(failed_checks=(), system_armed=True, plan=unpriced, snapshot=SNAPSHOT) == Grant(unpriced)
+    assert gate.capital_room_usd == 0.0
