@@ -9,7 +9,8 @@ unreadable, since what it defines is unknown; they run again once it is fixed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -18,7 +19,7 @@ from engine.config.checks import DeclaredSignal
 from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config, load_config
 from engine.config.model import TradingBotConfig
-from engine.config.schema_check import load_checked
+from engine.config.schema_check import load_checked, yaml_files
 from engine.machines.lint import lint_all
 from engine.machines.spec import MachineSpec, read_machines
 from engine.paths import shown
@@ -95,11 +96,47 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
     return problems
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The file `path` names (device and inode, through links), or None when there is none to name."""
+    try:
+        found = path.stat()
+    except (OSError, ValueError):
+        return None
+    return (found.st_dev, found.st_ino)
+
+
+def output_path_problems(config: Config, inputs: Iterable[Path]) -> list[Problem]:
+    """`system.log_path` and `system.state_db_path` are written by `run`: one naming a file the engine reads (a
+    config, machine, rule or scenario file) would have the log appended to it or SQLite write into it, and the
+    two in one file would damage both. Each is refused at its key, before anything is written."""
+    system = config.settings.system
+    outputs = {"log_path": config.resolve(system.log_path), "state_db_path": config.resolve(system.state_db_path)}
+    read = {file_id: path for path in inputs if (file_id := _file_id(path)) is not None}
+    problems = []
+    for key, path in outputs.items():
+        target = _file_id(path)
+        if target is not None and target in read:
+            message = f"is {shown(read[target])}, a file the engine reads: `run` would write into it; give a file of its own"
+            problems.append(config.settings_doc.problem(("system", key), message))
+    log, state = outputs["log_path"], outputs["state_db_path"]
+    same = _file_id(log) is not None and _file_id(log) == _file_id(state)
+    if same or os.path.normpath(log.absolute()) == os.path.normpath(state.absolute()):
+        message = "is the same file as system.state_db_path: the log and the state each need a file of their own"
+        problems.append(config.settings_doc.problem(("system", "log_path"), message))
+    return problems
+
+
+def _input_files(config_dir: Path, machines_dir: Path, rules_dir: Path) -> list[Path]:
+    """Every YAML file the engine reads."""
+    folders = (config_dir, machines_dir, machines_dir / "scenarios", rules_dir)
+    return [path for folder in folders for path in sorted(folder.glob("*.yaml"))]
+
+
 def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
     """The rules of the files that can be read (parsed, schema-valid), each name once, and whether that is every
     file. Only for checking the machines and the config while the rules have problems (load_rules reports
     them): a machine's guards in a readable file are still compiled and checked."""
-    paths = sorted(rules_dir.glob("*.yaml"))
+    paths, strays = yaml_files(rules_dir)
     docs = load_checked(paths, "rules.schema.json", [])
     if not docs:
         return None, False
@@ -111,7 +148,7 @@ def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
         for section in SECTIONS:
             for name, body in (doc.data.get(section) or {}).items():
                 book.entries[section].setdefault(name, Entry(section, name, body, doc))
-    return book, len(docs) == len(paths)
+    return book, len(docs) == len(paths) and not strays
 
 
 def validate(
@@ -149,7 +186,10 @@ def validate(
         # machines use were compiled by the lint for the kinds that use them.
         used = [guard for spec in machines.specs.values() for guard in spec.guards_used()]
         report.problems.extend(check_all_rules(readable, used=used))
-    if report.config is not None and machines.specs:
+    outputs = output_path_problems(report.config, _input_files(config_dir, machines_dir, rules_dir)) if report.config else []
+    report.problems.extend(outputs)
+    state_is_input = state_db is None and any(p.path == "system.state_db_path" for p in outputs)  # told once, above
+    if report.config is not None and machines.specs and not state_is_input:
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
         report.problems.extend(persisted_state_problems(db, machines.specs, complete=machines.complete))
     if scenarios and report.config is not None and machines.specs and machines.complete:

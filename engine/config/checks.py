@@ -15,7 +15,7 @@ from engine.config.errors import Problem
 from engine.config.model import BotsConfig, MomentumBotConfig, OptionsBotConfig, Settings, TradingBotConfig
 from engine.config.schema_check import show_value
 from engine.config.yaml_source import YamlDocument
-from engine.core.clock import parse_hhmm
+from engine.core.clock import parse_hhmm, parse_start
 from engine.core.names import did_you_mean
 
 
@@ -72,7 +72,28 @@ def alert_urls_named(settings: Settings, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
-SETTINGS_CHECKS: tuple[Callable[[Settings, YamlDocument], list[Problem]], ...] = (timezone_exists, alert_urls_named)
+def sim_start_readable(settings: Settings, doc: YamlDocument) -> list[Problem]:
+    """`sim.start` is read as `--start` is (`parse_start`): a start that cannot be read is refused here, at its
+    line, instead of when a simulation is started (or never, by a command that does not read it). Empty means
+    the default, a market open; only spaces is a typo, not that."""
+    text = settings.sim.start
+    if text == "":
+        return []
+    try:
+        parse_start(text)
+    except ValueError as exc:
+        said = str(exc)  # parse_start's own reasons name the value; Python's (a malformed date) do not
+        if not said.startswith(repr(text)):
+            said = f"{show_value(text)} is not an ISO 8601 time with its UTC offset (e.g. 2026-11-23T06:30:00-08:00)"
+        return [doc.problem(("sim", "start"), f"{said}; leave sim.start out to start at the next market open")]
+    return []
+
+
+SETTINGS_CHECKS: tuple[Callable[[Settings, YamlDocument], list[Problem]], ...] = (
+    timezone_exists,
+    alert_urls_named,
+    sim_start_readable,
+)
 
 
 # --- bots.yaml ---------------------------------------------------------------------------------------------

@@ -137,6 +137,32 @@ def schema_problems(doc: YamlDocument, schema_name: str) -> list[Problem]:
     return sorted(set(problems))
 
 
+def _hidden(path: Path) -> bool:
+    """A name starting with '.' is no engine file, as a shell's `*.yaml` says: it is an editor's (Emacs keeps
+    `.#guards.yaml`, a link to nothing, while guards.yaml is being edited) or macOS's (`._guards.yaml`), and
+    reading it would stop every command for as long as the editor holds it."""
+    return path.name.startswith(".")
+
+
+def yaml_files(folder: Path) -> tuple[list[Path], list[Problem]]:
+    """The engine files of `folder` (`*.yaml`), sorted; a file named like one but with another spelling of the
+    extension (`guards.yml`, `GUARDS.YAML`) is a problem, never passed over: its rules or its machine would be
+    missing without a word (a preflight file renamed `.yml` would switch every preflight check off). Returns the
+    files and one problem per such file; the callers count those files as unread."""
+    paths = sorted(p for p in folder.glob("*.yaml") if not _hidden(p))
+    try:
+        strays = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.suffix != ".yaml" and not _hidden(p)
+        )
+    except OSError:  # the folder itself cannot be listed: the caller finds no file and says so
+        strays = []
+    message = (
+        "the engine reads only files named *.yaml, so this one would be left out: rename it to {name}, or move it out "
+        "of this folder"
+    )
+    return paths, [Problem(shown(path), 0, 0, "", message.format(name=f"{path.stem}.yaml")) for path in strays]
+
+
 def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem]) -> list[YamlDocument]:
     """Parse and schema-check files; the ones without problems are returned, every problem is collected.
 
@@ -150,9 +176,10 @@ def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        # A value refused while reading (a date, a NaN) is reported once, not again by the schema.
-        placed = {(p.line, p.col, p.path) for p in doc.problems}
-        found = [*doc.problems, *(p for p in schema_problems(doc, schema_name) if (p.line, p.col, p.path) not in placed)]
+        # A value refused while reading (a date, a NaN) is reported once, not again by the schema: it was read as
+        # null, and the schema's "null is not text" would point at its key, a second problem for one mistake.
+        placed = {p.path for p in doc.problems if p.path}
+        found = [*doc.problems, *(p for p in schema_problems(doc, schema_name) if p.path not in placed)]
         problems.extend(found)
         if not found:
             documents.append(doc)

@@ -67,6 +67,9 @@ class YamlDocument:
     value_positions: dict[tuple[PathPart, ...], Position] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list, repr=False)
     problems: list[Problem] = field(default_factory=list)
+    # A value Python could not build (a date of month 13, `!!int abc`): the file is refused whole, with every such
+    # value and every other problem of `problems` at its place.
+    unreadable: bool = field(default=False, repr=False)
 
     def position(self, path: Sequence[PathPart], *, of_key: bool = False) -> Position:
         """Where `path` is written; falls back to the nearest written ancestor, then to the file's start."""
@@ -154,18 +157,31 @@ def _refuse_tag(event: Any) -> None:
     )
 
 
+class _Unreadable:
+    """A value Python could not build (a date of month 13, `!!int abc`, an integer of more than 4300 digits), left
+    in its place so that it is reported at its key path, beside every other problem of the file, not alone."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
 class _EngineConstructor(RoundTripConstructor):
-    """ruamel's round-trip constructor, turning any error of Python's while it builds a value (an integer of
-    more than 4300 digits raises ValueError) into a problem at that value, instead of a traceback."""
+    """ruamel's round-trip constructor, turning any error of Python's while it builds a value into an
+    `_Unreadable` at that value (a problem of the document), instead of a traceback."""
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
+        was_deep = self.deep_construct
         try:
             return super().construct_object(node, deep=deep)
         except (_Refused, YAMLError, RecursionError):
             raise
         except Exception as exc:  # whatever Python raised, the value is refused at its place
-            mark = node.start_mark
-            raise _Refused(mark.line, mark.column, f"this value cannot be read ({exc})") from None
+            self.recursive_objects.pop(node, None)
+            self.deep_construct = was_deep
+            value = self.constructed_objects[node] = _Unreadable(str(exc))
+            return value
 
     def flatten_mapping(self, node: Any) -> Any:
         """Refuse the merge key `<<`: it copies another mapping's keys in, so those keys would have no line of
@@ -198,6 +214,7 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
             if not isinstance(key, str):
                 # `1:` and `"1":` (or `true:` and `"True":`) would become one key and one value would vanish;
                 # JSON keys are text, and so are every key the engine reads.
+                doc.unreadable = doc.unreadable or isinstance(key, _Unreadable)
                 doc.problems.append(doc.problem(child, _key_message(key), of_key=True))
                 continue
             out[key] = _plain(value, child, doc)
@@ -225,6 +242,10 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
                 message = f"a whole number of {digits} digits is too large: the engine reads integers up to {MAX_INTEGER:,}"
                 doc.problems.append(doc.problem(path, message))
             return value
+    if isinstance(node, _Unreadable):
+        doc.unreadable = True
+        doc.problems.append(doc.problem(path, f"this value cannot be read ({node.reason})"))
+        return None
     doc.problems.append(doc.problem(path, _unsupported(node)))
     return None
 
@@ -252,6 +273,8 @@ def _key_text(key: Any) -> str:
 
 def _key_message(key: Any) -> str:
     """Why a key that YAML did not read as text is refused."""
+    if isinstance(key, _Unreadable):
+        return f"this key cannot be read ({key.reason}): a key is text; put it in quotes"
     if key is None or isinstance(key, (bool, int, float)):
         kind = "null" if key is None else "a bool" if isinstance(key, bool) else "a number"
         written = _key_text(key)
@@ -359,6 +382,8 @@ def parse_yaml(text: str, shown: str) -> YamlDocument:
     if node is None:  # the schema would say "None is not of type 'object'"
         doc.problems.append(Problem(shown, 1, 1, "", "the file is empty (or holds only comments)"))
     doc.data = _plain(node, (), doc)
+    if doc.unreadable:
+        raise ConfigError(doc.problems)
     return doc
 
 

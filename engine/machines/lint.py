@@ -24,7 +24,7 @@ from engine.config.model import KillConditions
 from engine.core.names import unknown_name_message
 from engine.machines.actions import actions_for
 from engine.machines.runtime import MachineModel
-from engine.machines.spec import MachineSpec
+from engine.machines.spec import MachineSpec, TransitionSpec
 from engine.rules import conditions
 from engine.rules.book import RuleBook, compile_rules
 
@@ -128,6 +128,7 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
     _compiled, compile_problems = compile_rules(book, spec.kind, needed=used)
     if structurally_ok:
         _graph_problems(spec, found)
+        _always_problems(spec, found)
     return [*found.result(), *compile_problems]
 
 
@@ -156,6 +157,59 @@ def _graph_problems(spec: MachineSpec, found: _Findings) -> None:
             found.add(where, f"state '{name}' has no path back to 'idle'", of_key=True)
         if "halted" in spec.states and name != "halted" and name not in into_halted:
             found.add(where, f"'halted' cannot be entered from state '{name}'", of_key=True)
+
+
+def _always_problems(spec: MachineSpec, found: _Findings) -> None:
+    """What a transition without `when` (omitted means always) does to the others: from each of its sources it
+    fires first every tick, so a transition listed after it from that source never fires (a halt included), and
+    a cycle of such transitions changes the state every tick forever, running their actions each time."""
+    first_always: dict[str, TransitionSpec] = {}
+    shadowed: dict[int, tuple[TransitionSpec, list[str], TransitionSpec]] = {}
+    for state in spec.states:
+        for transition in spec.from_state(state):
+            always = first_always.get(state)
+            if always is not None:
+                shadowed.setdefault(transition.index, (transition, [], always))[1].append(state)
+            elif transition.when == conditions.TRUE:
+                first_always[state] = transition
+    for transition, sources, always in shadowed.values():
+        message = (
+            f"never fires from {_names(sources)}: transition '{always.trigger}' (line "
+            f"{spec.doc.position(('transitions', always.index))[0]}) comes first from there and has no `when`, so it "
+            "always fires; give it a `when`, or move this transition above it"
+        )
+        found.add(("transitions", transition.index, "trigger"), message)
+    for cycle in _cycles({state: t.dest for state, t in first_always.items()}):
+        first = min((first_always[state] for state in cycle), key=lambda t: t.index)
+        loop = " -> ".join([*cycle, cycle[0]])
+        triggers = ", ".join(f"'{first_always[state].trigger}'" for state in cycle)
+        message = (
+            f"the machine would change state every tick forever ({loop}): transitions {triggers} have no `when`, "
+            "so each always fires; give one of them a `when`"
+        )
+        found.add(("transitions", first.index, "trigger"), message)
+
+
+def _names(states: Iterable[str]) -> str:
+    return ", ".join(f"'{state}'" for state in states)
+
+
+def _cycles(successor: Mapping[str, str]) -> list[list[str]]:
+    """The cycles of a graph where each node has at most one successor, each once, from its first node met."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+    for start in successor:
+        path: list[str] = []
+        on_path: set[str] = set()
+        node: str | None = start
+        while node is not None and node not in done and node not in on_path:
+            path.append(node)
+            on_path.add(node)
+            node = successor.get(node)
+        if node is not None and node in on_path:
+            cycles.append(path[path.index(node) :])
+        done.update(path)
+    return cycles
 
 
 def lint_all(

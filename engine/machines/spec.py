@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config.errors import ConfigError, Problem
-from engine.config.schema_check import load_checked
+from engine.config.schema_check import load_checked, yaml_files
 from engine.config.yaml_source import YamlDocument
 from engine.paths import shown
 from engine.rules import conditions
@@ -136,7 +136,9 @@ class MachineFiles:
 def read_machines(machines_dir: Path) -> MachineFiles:
     """Every machines/*.yaml that can be read, by kind, with every problem; never raises for a bad file."""
     found = MachineFiles()
-    paths = sorted(machines_dir.glob("*.yaml"))
+    paths, strays = yaml_files(machines_dir)
+    found.problems.extend(strays)
+    found.unread.extend(p.file for p in strays)
     if not paths:
         found.problems.append(Problem(shown(machines_dir), 0, 0, "", "no machine files (*.yaml) in this folder"))
         found.unread.append(shown(machines_dir))

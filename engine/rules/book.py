@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.config.checks import param_type_problem
 from engine.config.errors import ConfigError, Problem, format_path
-from engine.config.schema_check import load_checked
+from engine.config.schema_check import load_checked, yaml_files
 from engine.config.yaml_source import YamlDocument
 from engine.core.names import did_you_mean, unknown_name_message
 from engine.paths import shown
@@ -97,10 +97,9 @@ class RuleBook:
 def load_rules(rules_dir: Path) -> RuleBook:
     """Read every rules/*.yaml; raises ConfigError with every problem found."""
     book = RuleBook()
-    problems: list[Problem] = []
-    paths = sorted(rules_dir.glob("*.yaml"))
+    paths, problems = yaml_files(rules_dir)
     if not paths:
-        raise ConfigError([Problem(shown(rules_dir), 0, 0, "", "no rule files (*.yaml) in this folder")])
+        raise ConfigError([*problems, Problem(shown(rules_dir), 0, 0, "", "no rule files (*.yaml) in this folder")])
     by_shown = {shown(path): path for path in paths}
     for doc in load_checked(paths, "rules.schema.json", problems):
         book.files.append(doc.path)
@@ -447,10 +446,25 @@ def _guard_of(problem: Problem) -> str | None:
     return rest.partition(".")[0] if section == "guards" else None
 
 
+# The fact each section's rules decide together: it is not known yet while they are evaluated (preflight_ok is
+# missing, so a check reading it fails for ever; kill_triggered reads false, so `not kill_triggered` halts every
+# tick), and validation would otherwise pass a rule that can never work.
+_DECIDED_BY = {
+    "preflight": ("preflight_ok", "whether every preflight check passes, so a check cannot read it: it is not "
+                                  "known while they run, and this check would fail on every tick"),
+    "kill_conditions": ("kill_triggered", "whether a kill condition holds, so a kill condition cannot read it: it "
+                                          "reads false while they run"),
+}  # fmt: skip
+
+
 def _check_nodes(entries: Iterable[Entry], kind: str, problems: list[Problem]) -> dict[str, Node]:
     nodes = {}
     for entry in entries:
         node = _expression_node(entry, kind, problems)
+        circular = _DECIDED_BY.get(entry.section)
+        if node is not None and circular is not None and circular[0] in expressions.facts_of(node):
+            problems.append(entry.problem("expr", f"the fact '{circular[0]}' is {circular[1]}"))
+            continue
         if node is not None:
             nodes[entry.name] = node
     return nodes

@@ -1,0 +1,120 @@
+"""Values a hand edit can leave in settings.yaml and bots.yaml that used to pass validation, or to be told only in
+part: each is now refused at its line, with its key path, every one at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config.errors import ConfigError
+from engine.config.yaml_source import parse_yaml
+from engine.validate import validate
+from tests.conftest import ProjectCopy
+
+SETTINGS = "config/settings.yaml"
+
+
+def _problems(project: ProjectCopy) -> list[str]:
+    return [p.headline for p in validate(project.config, project.machines, project.rules).problems]
+
+
+@pytest.mark.parametrize(
+    ("written", "says"),
+    [
+        ("garbage", "'garbage' is not an ISO 8601 time with its UTC offset"),
+        ("' '", "' ' is not an ISO 8601 time with its UTC offset"),
+        ("'2026-11-23T09:30:00'", "'2026-11-23T09:30:00' has no UTC offset"),
+        ("'9999-01-01T00:00:00+00:00'", "is outside the years 1900 to 2199"),
+    ],
+)
+def test_a_sim_start_that_cannot_be_read_is_refused_by_validate(project: ProjectCopy, written: str, says: str) -> None:
+    """`sim.start` was checked by no one: `--validate` passed, and `run` went on from the default start."""
+    project.replace(SETTINGS, "options:\n", f"sim:\n  start: {written}\noptions:\n")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert (problem.line, problem.col, problem.path) == (project.line_of(SETTINGS, "start:"), 10, "sim.start")
+    assert says in problem.message and "leave sim.start out" in problem.message
+
+
+def test_a_readable_sim_start_still_validates(project: ProjectCopy) -> None:
+    project.replace(SETTINGS, "options:\n", "sim:\n  start: '2026-11-23T06:30:00-08:00'\noptions:\n")
+    assert _problems(project) == []
+
+
+@pytest.mark.parametrize("key", ["log_path", "state_db_path"])
+def test_a_path_holding_nul_is_refused_not_a_traceback(project: ProjectCopy, key: str) -> None:
+    """`state_db_path: "a\\0b"` passed the schema, and validate then died opening it (ValueError: embedded null
+    byte); a NUL `log_path` passed validation."""
+    project.replace(SETTINGS, f"  {key}: ", f'  {key}: "a\\0b"\n  old_{key}: ')
+    project.replace(SETTINGS, f"  old_{key}: ", "  # ")
+    (problem,) = _problems(project)
+    assert f"system.{key}: 'a\\x00b' is not a file path: a path cannot hold the character NUL" in problem
+
+
+def test_a_date_is_one_problem_not_also_null_is_not_text(project: ProjectCopy) -> None:
+    """An unquoted date was told twice: as a date at its value, and as "null is not text" at its key."""
+    project.replace("config/bots.yaml", 'trade_start: "06:40"', "trade_start: 2026-11-23")
+    project.replace("config/bots.yaml", "tickers: [SPY, QQQ]", "tickers: [SPY, 2020-01-01]")
+    found = _problems(project)
+    assert len(found) == 2, found
+    assert "optionsbot.tickers[1]: YAML reads 2020-01-01 as a date" in found[0]
+    assert "optionsbot.session.trade_start: YAML reads 2026-11-23 as a date" in found[1]
+
+
+def test_every_value_python_cannot_build_is_told_at_once_with_its_key_path() -> None:
+    """A date of month 13 stopped the parse at the first such value, with no key path."""
+    text = "a:\n  b: 2026-13-01\n  c: !!int abc\n  d: .nan\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml(text, "f.yaml")
+    found = [(p.line, p.col, p.path, p.message.split(" (")[0]) for p in caught.value.problems]
+    assert found == [
+        (2, 6, "a.b", "this value cannot be read"),
+        (3, 6, "a.c", "this value cannot be read"),
+        (4, 6, "a.d", ".nan is not a number the engine can use: write a finite number"),
+    ]
+    assert "month must be in 1..12" in caught.value.problems[0].message
+
+
+def test_a_key_python_cannot_build_is_a_problem_at_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml("x: 1\n2026-13-01: 1\n", "f.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.col) == (2, 1) and problem.message.startswith("this key cannot be read (month must be")
+
+
+@pytest.mark.parametrize(
+    ("key", "written", "says"),
+    [
+        ("log_path", "./config/settings.yaml", "is config/settings.yaml, a file the engine reads"),
+        ("log_path", "rules/guards.yaml", "is rules/guards.yaml, a file the engine reads"),
+        ("log_path", "machines/scenarios/system.yaml", "is machines/scenarios/system.yaml, a file the engine reads"),
+        ("state_db_path", "./config/bots.yaml", "is config/bots.yaml, a file the engine reads"),
+        ("log_path", "state/../state/trading_state.db", "is the same file as system.state_db_path"),
+    ],
+)
+def test_a_log_or_state_path_naming_a_file_the_engine_reads_is_refused(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, key: str, written: str, says: str
+) -> None:
+    """`log_path: ./config/settings.yaml` passed validation, and `run` then appended its JSONL log to settings.yaml:
+    the next command could not read the config at all."""
+    monkeypatch.chdir(project.root)
+    default = {"log_path": "./logs/app.jsonl", "state_db_path": "./state/trading_state.db"}[key]
+    project.replace(SETTINGS, f"{key}: {default}", f"{key}: {written}")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert (problem.path, problem.line) == (f"system.{key}", project.line_of(SETTINGS, f"{key}:"))
+    assert says in problem.message
+
+
+def test_run_refuses_a_log_path_naming_settings_yaml_and_writes_nothing(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+
+    monkeypatch.chdir(project.root)
+    project.replace(SETTINGS, "log_path: ./logs/app.jsonl", "log_path: ./config/settings.yaml")
+    project.replace(SETTINGS, "state_db_path: ./state/trading_state.db", "state_db_path: ./st/s.db")
+    before = (project.config / "settings.yaml").read_bytes()
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    assert main(["run", "--once", "--quiet", *files]) == 2
+    said = capsys.readouterr()
+    assert "system.log_path: is config/settings.yaml, a file the engine reads" in said.err + said.out
+    assert "Traceback" not in said.err and (project.config / "settings.yaml").read_bytes() == before
+    assert not (project.root / "st").exists()

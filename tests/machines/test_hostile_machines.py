@@ -1,0 +1,96 @@
+"""Transitions without `when` (omitted means always) and files the engine would pass over for their name: what
+validation used to pass, though the machine could not work as written."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config.errors import Problem
+from engine.validate import validate
+from tests.conftest import ProjectCopy
+
+SYSTEM = "machines/system.yaml"
+
+
+def problems(project: ProjectCopy) -> list[Problem]:
+    return validate(project.config, project.machines, project.rules).problems
+
+
+def test_a_cycle_of_transitions_without_when_is_refused(project: ProjectCopy) -> None:
+    """idle -> armed -> idle with neither guarded changed the system's state on every tick, for ever."""
+    project.replace(SYSTEM, "    when: system_ready\n    reason: The broker answered", "    reason: The broker answered")
+    project.replace(SYSTEM, "    when: {not: system_ready}\n", "")
+    (p,) = problems(project)
+    assert p.file.endswith(SYSTEM) and p.path == "transitions[2].trigger"
+    assert p.line == project.line_of(SYSTEM, "trigger: arm")
+    assert "would change state every tick forever (idle -> armed -> idle)" in p.message
+    assert "'arm', 'disarm' have no `when`" in p.message
+
+
+def test_one_transition_without_when_is_still_valid(project: ProjectCopy) -> None:
+    """Omitted means always: arming without a guard is odd but works (disarm is guarded, so nothing loops)."""
+    project.replace(SYSTEM, "    when: system_ready\n    reason: The broker answered", "    reason: The broker answered")
+    assert problems(project) == []
+
+
+def test_a_transition_after_one_without_when_from_the_same_state_is_refused(project: ProjectCopy) -> None:
+    """With `kill` first and unguarded, `halt`, `arm` and `disarm` could never fire from idle or armed."""
+    project.replace(SYSTEM, "    when: kill_triggered\n", "")
+    found = problems(project)
+    assert [p.path for p in found] == ["transitions[1].trigger", "transitions[2].trigger", "transitions[3].trigger"]
+    assert "never fires from 'idle', 'armed': transition 'kill' (line 16) comes first" in found[0].message
+    assert "never fires from 'idle': transition 'kill'" in found[1].message
+    assert "never fires from 'armed': transition 'kill'" in found[2].message
+
+
+def test_a_machine_or_rule_file_named_yml_is_refused_not_left_out(project: ProjectCopy) -> None:
+    """rules/preflight.yml was passed over: every preflight check vanished, and validation said OK."""
+    (project.rules / "preflight.yaml").rename(project.rules / "preflight.yml")
+    (project.machines / "crypto.yaml").rename(project.machines / "Crypto.YAML")
+    found = problems(project)
+    assert [(p.file.rsplit("/", 2)[-2:], p.line, p.col) for p in found] == [
+        (["machines", "Crypto.YAML"], 0, 0),
+        (["rules", "preflight.yml"], 0, 0),
+    ], found
+    assert "the engine reads only files named *.yaml" in found[0].message and "rename it to Crypto.yaml" in found[0].message
+    assert "rename it to preflight.yaml" in found[1].message
+
+
+def test_other_files_beside_the_yaml_files_are_still_left_alone(project: ProjectCopy) -> None:
+    (project.rules / "README.md").write_text("notes\n", encoding="utf-8")
+    (project.rules / "guards.yaml.bak").write_text("guards: {}\n", encoding="utf-8")
+    assert problems(project) == []
+
+
+DESCRIPTION = "description: Not armed; booting, or waiting for the broker, reconciliation or preflight."
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        (DESCRIPTION, 'description: "flat\\nidle --> armed : forged"', "states.idle.description"),
+        (DESCRIPTION, 'description: "red \\x1b[31m"', "states.idle.description"),
+        ("kind: system\ndescription: The whole", "kind: system\ndescription: |\n  two\n  lines\nx: The whole", "description"),
+        ("reason: The broker or the account", 'reason: "a\\rb"\n    x: The broker', "transitions[3].reason"),
+    ],
+)
+def test_a_description_or_reason_that_is_not_one_line_is_refused(project: ProjectCopy, old: str, new: str, path: str) -> None:
+    """A line break in a description was written into the Mermaid diagram as a line of its own: it could draw a
+    transition the machine does not have (and a control character reached the terminal)."""
+    project.replace(SYSTEM, old, new)
+    found = [p for p in problems(project) if p.path == path]
+    assert len(found) == 1 and "is not one line of text" in found[0].message, problems(project)
+
+
+def test_a_folded_description_is_one_line_and_still_valid(project: ProjectCopy) -> None:
+    project.replace(SYSTEM, DESCRIPTION, "description: >-\n      Not armed; booting,\n      or waiting.")
+    assert problems(project) == []
+
+
+def test_an_editors_hidden_files_are_not_engine_files(project: ProjectCopy) -> None:
+    """Emacs keeps `.#guards.yaml`, a link to nothing, while guards.yaml is open: every command stopped on it
+    ("cannot read file") for as long as the file was being edited; macOS leaves `._name.yaml` files."""
+    (project.rules / ".#guards.yaml").symlink_to("user@host.1234:1700000000")
+    (project.machines / "._system.yaml").write_bytes(b"\x00\x05\x16\x07binary")
+    (project.machines / ".old.yml").write_text("kind: system\n", encoding="utf-8")
+    assert problems(project) == []
