@@ -206,6 +206,19 @@ class DeclaredSignal(Protocol):
     def kinds(self) -> frozenset[str]: ...
     @property
     def param_types(self) -> Mapping[str, str]: ...
+    @property
+    def param_bounds(self) -> Mapping[str, tuple[float | None, float | None]]: ...
+
+
+def param_bounds_problem(bounds: tuple[float | None, float | None], value: float) -> str | None:
+    """Why `value` is outside a signal parameter's declared (minimum, maximum), or None: a lookback of 0 or -3
+    reads the wrong price, or none, without a word."""
+    low, high = bounds
+    if low is not None and value < low:
+        return f"{value!r} is below the parameter's minimum, {low:g}"
+    if high is not None and value > high:
+        return f"{value!r} is above the parameter's maximum, {high:g}"
+    return None
 
 
 def param_type_problem(declared: str, value: Any) -> str | None:
@@ -240,6 +253,8 @@ def signal_modes_known(bots: BotsConfig, doc: YamlDocument, signals: Mapping[str
                 problems.append(doc.problem((*path, "signal", "params", key), message, of_key=True))
                 continue
             wrong = param_type_problem(signals[mode].param_types.get(key, "number"), value)
+            if wrong is None:
+                wrong = param_bounds_problem(signals[mode].param_bounds.get(key, (None, None)), value)
             if wrong:
                 problems.append(doc.problem((*path, "signal", "params", key), wrong))
     return problems

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from engine.config.checks import param_type_problem
+from engine.config.checks import param_bounds_problem, param_type_problem
 from engine.config.errors import ConfigError, Problem, format_path
 from engine.config.schema_check import load_checked, yaml_files
 from engine.config.yaml_source import YamlDocument
@@ -38,6 +38,7 @@ class SignalSpec:
     params: frozenset[str]
     kinds: frozenset[str]
     param_types: Mapping[str, str] = field(default_factory=dict)
+    param_bounds: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)  # (minimum, maximum)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class RuleBook:
                 frozenset(e.body.get("params") or {}),
                 frozenset(e.body["kinds"]),
                 {param: spec["type"] for param, spec in (e.body.get("params") or {}).items()},
+                {param: _bounds(spec) for param, spec in (e.body.get("params") or {}).items()},
             )
             for name, e in self.signals.items()
         }
@@ -145,11 +147,19 @@ def _check_signals(book: RuleBook) -> list[Problem]:
                 )
                 problems.append(entry.problem("params", message))
         for param, spec in (entry.body.get("params") or {}).items():
-            wrong = param_type_problem(spec["type"], spec["default"])
+            path = ("signals", entry.name, "params", param, "default")
+            wrong = param_type_problem(spec["type"], spec["default"]) or param_bounds_problem(_bounds(spec), spec["default"])
             if wrong:
-                path = ("signals", entry.name, "params", param, "default")
                 problems.append(entry.doc.problem(path, wrong))
+            low, high = _bounds(spec)
+            if low is not None and high is not None and low > high:
+                path = ("signals", entry.name, "params", param, "minimum")
+                problems.append(entry.doc.problem(path, f"the minimum {low:g} is above the maximum {high:g}"))
     return problems
+
+
+def _bounds(spec: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    return spec.get("minimum"), spec.get("maximum")
 
 
 @cache

@@ -25,6 +25,8 @@ def momentum_breakout(prices: Sequence[float], params: Mapping[str, Any]) -> boo
     """Placeholder: the price rose at least `min_move_pct` percent over the last `lookback_ticks` ticks,
     and the last tick was up. Deliberately simple; it exists to exercise the machines, not to make money."""
     lookback = int(params["lookback_ticks"])
+    if lookback < 1:  # 0 would compare the price with itself, a negative count read an old price as the start
+        raise ValueError(f"lookback_ticks must be 1 or more, not {lookback}")
     if len(prices) <= lookback:
         return False
     start, last = prices[-1 - lookback], prices[-1]

@@ -118,6 +118,9 @@ def test_every_number_in_the_config_schemas_has_a_maximum(name: str) -> None:
         ("{lookback_ticks: true}", "lookback_ticks", "true is not a number"),
         ("{min_move_pct: [1]}", "min_move_pct", "a list is not a number: the parameter is declared number"),
         ("{min_move_pct: null}", "min_move_pct", "null is not a number"),
+        # a lookback of 0 compared the price with itself; -3 read an old price as the start, without a word
+        ("{lookback_ticks: 0}", "lookback_ticks", "0 is below the parameter's minimum, 1"),
+        ("{lookback_ticks: -3}", "lookback_ticks", "-3 is below the parameter's minimum, 1"),
     ],
 )
 def test_a_signal_parameter_of_the_wrong_type_is_refused(project: ProjectCopy, written: str, key: str, says: str) -> None:
@@ -140,3 +143,18 @@ def test_a_declared_default_of_the_wrong_type_is_refused(project: ProjectCopy) -
         load_rules(project.rules)
     [p] = caught.value.problems
     assert p.path == "signals.placeholder_momentum_v1.params.lookback_ticks.default" and "not a whole number" in p.message
+
+
+def test_a_declared_default_outside_its_bounds_is_refused(project: ProjectCopy) -> None:
+    project.replace("rules/signals.yaml", "lookback_ticks: {type: integer, default: 12, minimum: 1,",
+                    "lookback_ticks: {type: integer, default: 0, minimum: 1, maximum: 100,")  # fmt: skip
+    project.replace("rules/signals.yaml", "min_move_pct: {type: number, default: 0.15,",
+                    "min_move_pct: {type: number, default: 0.15, minimum: 1, maximum: 0,")  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load_rules(project.rules)
+    found = sorted((p.path, p.message) for p in caught.value.problems)
+    assert found == [
+        ("signals.placeholder_crypto_momo_v1.params.min_move_pct.default", "0.15 is below the parameter's minimum, 1"),
+        ("signals.placeholder_crypto_momo_v1.params.min_move_pct.minimum", "the minimum 1 is above the maximum 0"),
+        ("signals.placeholder_momentum_v1.params.lookback_ticks.default", "0 is below the parameter's minimum, 1"),
+    ]
