@@ -410,20 +410,30 @@ def _local(report: Report) -> LocalTime:
 
 
 def _sim_clock(args: argparse.Namespace, report: Report) -> ManualClock:
-    from datetime import date
-
-    from engine.core.clock import ManualClock, default_sim_start, parse_start
+    from engine.core.clock import ManualClock, parse_start
 
     assert report.config is not None
     given = getattr(args, "start", None)
     if given is not None and not given.strip():
         raise InvalidInput("--start: an empty time (give e.g. 2026-11-23T09:30:00-05:00)")
-    text = given or report.config.settings.sim.start
-    try:
-        start = parse_start(text) if text else default_sim_start(date.today())
-    except ValueError as exc:
-        raise InvalidInput(f"--start: {exc}") from None
-    return ManualClock(start)
+    if given is not None:
+        try:
+            return ManualClock(parse_start(given))
+        except ValueError as exc:
+            raise InvalidInput(f"--start: {exc}") from None
+    return ManualClock(_sim_default_start(report))
+
+
+def _sim_default_start(report: Report) -> datetime:
+    """Where a simulation starts without --start: settings.yaml's `sim.start` (checked by validation), else the
+    open of today's session (of the next one on a weekend or a holiday)."""
+    from datetime import date
+
+    from engine.core.clock import default_sim_start, parse_start
+
+    assert report.config is not None
+    text = report.config.settings.sim.start
+    return parse_start(text) if text else default_sim_start(date.today())
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -513,9 +523,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     The plain lines (the broker, the files, any halt in force, the summary) are the same whether or not a
     person watches; the live view (engine/operator/console.py, which imports rich) is added only at a
     terminal without --quiet, so a service's log stays clean."""
-    from datetime import date
 
-    from engine.core.clock import default_sim_start
     from engine.trading.runner import RunError, StopSignals, close_session, format_summary, halt_notice, open_session, run
 
     report = _load(args)
@@ -528,7 +536,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     recorder = None
     with StopSignals() as stop:
         try:
-            session = open_session(report, options, env, lambda: default_sim_start(date.today()))
+            session = open_session(report, options, env, lambda: _sim_default_start(report))
         except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILURE

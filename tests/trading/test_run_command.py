@@ -423,3 +423,15 @@ def test_placeholder_keys_from_env_example_are_refused(project: ProjectCopy) -> 
     assert "--broker sim" in result.stderr
     assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
     assert engine(project, "run", "--once", "--broker", "sim").returncode == 0  # the way out it names
+
+
+def test_a_simulated_run_starts_at_sim_start_when_no_start_is_given(project: ProjectCopy) -> None:
+    """settings.yaml's `sim.start` is documented as the default start: `run` ignored it (`snapshot` read it)."""
+    settings = project.config / "settings.yaml"
+    settings.write_text(settings.read_text() + "\nsim:\n  start: '2026-11-24T07:00:00-08:00'\n")
+    result = engine(project, "run", "--once", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "starting at 2026-11-24T07:00:00-08:00" in result.stdout
+    given = engine(project, "run", "--once", "--quiet", "--start", "2026-11-25T07:00:00-08:00", "--state-db",
+                   str(project.root / "other.db"))  # fmt: skip
+    assert given.returncode == 0 and "starting at 2026-11-25T07:00:00-08:00" in given.stdout  # --start wins
