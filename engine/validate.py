@@ -129,7 +129,7 @@ def output_path_problems(config: Config, inputs: Iterable[Path]) -> list[Problem
 def _input_files(config_dir: Path, machines_dir: Path, rules_dir: Path) -> list[Path]:
     """Every YAML file the engine reads."""
     folders = (config_dir, machines_dir, machines_dir / "scenarios", rules_dir)
-    return [path for folder in folders for path in sorted(folder.glob("*.yaml"))]
+    return [path for folder in folders for path in yaml_files(folder)[0]]
 
 
 def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:

@@ -169,6 +169,7 @@ def test_an_empty_start_is_refused_not_taken_as_no_start(
     (["run", "--once", "--record", "{tmp}/" + "x" * 300], "File name too long"),
     (["table", "momentum", "-o", "{tmp}/" + "x" * 300], "File name too long"),
 ])  # fmt: skip
+
 def test_a_path_of_the_wrong_kind_is_exit_2_in_one_line_and_nothing_is_written(
     tmp_path: Path, argv: list[str], phrase: str
 ) -> None:
@@ -324,3 +325,13 @@ def test_an_output_through_a_link_replaces_the_file_it_names_and_keeps_its_mode(
     code, text = main_(["table", "momentum", "-o", str(here / "link.md"), *CONFIG], capsys)
     assert code == 0, text
     assert (here / "link.md").is_symlink() and real.read_text() != "old" and (real.stat().st_mode & 0o777) == 0o600
+
+
+@pytest.mark.parametrize("flag", ["--machines", "--rules", "--config"])
+def test_a_folder_whose_name_is_too_long_is_a_problem_not_a_traceback(flag: str, tmp_path: Path) -> None:
+    argv = [a if a != str(PROJECT_ROOT / flag.strip("-")) else str(tmp_path / ("x" * 300)) for a in CONFIG]
+    for command in (["validate"], ["test"]):
+        result = subprocess.run([sys.executable, "-m", "engine", *command, *argv], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=60)  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "x" * 300 in result.stdout + result.stderr

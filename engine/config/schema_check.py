@@ -149,13 +149,12 @@ def yaml_files(folder: Path) -> tuple[list[Path], list[Problem]]:
     extension (`guards.yml`, `GUARDS.YAML`) is a problem, never passed over: its rules or its machine would be
     missing without a word (a preflight file renamed `.yml` would switch every preflight check off). Returns the
     files and one problem per such file; the callers count those files as unread."""
-    paths = sorted(p for p in folder.glob("*.yaml") if not _hidden(p))
     try:
-        strays = sorted(
-            p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.suffix != ".yaml" and not _hidden(p)
-        )
-    except OSError:  # the folder itself cannot be listed: the caller finds no file and says so
-        strays = []
+        listed = [p for p in folder.iterdir() if not _hidden(p)]
+    except OSError:  # the folder cannot be listed (missing, a name too long, no permission): the caller says so
+        return [], []
+    paths = sorted(p for p in listed if p.suffix == ".yaml")
+    strays = sorted(p for p in listed if p.suffix.lower() in (".yaml", ".yml") and p.suffix != ".yaml")
     message = (
         "the engine reads only files named *.yaml, so this one would be left out: rename it to {name}, or move it out "
         "of this folder"

@@ -22,7 +22,7 @@ from typing import Any
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config
-from engine.config.schema_check import load_checked, show_value
+from engine.config.schema_check import load_checked, show_value, yaml_files
 from engine.config.yaml_source import YamlDocument
 from engine.core.names import unknown_name_message
 from engine.machines.actions import actions_for
@@ -69,8 +69,6 @@ def quiet_facts(kind: str, config: Config, bot_id: str | None) -> dict[str, Any]
     return facts
 
 
-def scenario_paths(machines_dir: Path) -> list[Path]:
-    return sorted((machines_dir / "scenarios").glob("*.yaml"))
 
 
 @dataclass
@@ -92,7 +90,8 @@ class ScenarioFiles:
 def read_cases(machines_dir: Path, config: Config, specs: Mapping[str, MachineSpec]) -> ScenarioFiles:
     """Every scenario file checked; never raises for a bad file (see the module's docstring)."""
     found = ScenarioFiles()
-    for doc in load_checked(scenario_paths(machines_dir), "scenario.schema.json", found.problems):
+    paths, found.problems = yaml_files(machines_dir / "scenarios")  # a scenarios.yml is said, not passed over
+    for doc in load_checked(paths, "scenario.schema.json", found.problems):
         problems: list[Problem] = []
         cases = list(_cases_of(doc, config, specs, problems, found.other_config))
         found.problems.extend(problems)

@@ -119,3 +119,15 @@ def test_a_scenario_for_a_bot_of_another_config_is_not_run_and_fails_no_validati
     assert [(p.path, p.line, p.message) for p in found.not_run] == [("bot", line, "no momentum bot 'mom_NOPE' in bots.yaml")]
     assert found.problems == [] and all(case.file.endswith(".yaml") for case in found.cases)
     assert not any(case.file.endswith("momentum_exits.yaml") for case in found.cases)
+
+
+def test_a_scenario_file_named_yml_is_said_and_an_editors_lock_file_is_passed_over(project: ProjectCopy) -> None:
+    """scenarios/*.yml were left out without a word (their cases never ran), and an editor's `.#x.yaml` was read."""
+    scenarios = project.machines / "scenarios"
+    (scenarios / "system.yaml").rename(scenarios / "system.yml")
+    (scenarios / ".#crypto.yaml").symlink_to(scenarios / "nowhere")
+    found = read_project_cases(project)
+    assert [(p.file, p.message.split(":")[0]) for p in found.problems] == [
+        (str(scenarios / "system.yml"), "the engine reads only files named *.yaml, so this one would be left out")
+    ]
+    assert {c.kind for c in found.cases} >= {"momentum", "crypto"}
