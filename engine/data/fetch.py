@@ -201,7 +201,7 @@ class _Pages:
             raise _BadPage(f"the data API answered a page of bars that is not a JSON object: {str(body)[:100]}")
         bars = body.get("bars", {})
         if bars is None:
-            body["bars"] = {}
+            bars = body["bars"] = {}
             response._content = json.dumps(body).encode()
         elif not isinstance(bars, dict) or not all(isinstance(v, list) and all(isinstance(b, dict) for b in v)
                                                    for v in bars.values()):
