@@ -1311,10 +1311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(cmd_validate(args) if args.command is None else args.handler(args))
     except InvalidInput as exc:
-        print(exc, file=sys.stdout if args.command in (None, "validate") else sys.stderr)
+        print(terminal_safe(str(exc)), file=sys.stdout if args.command in (None, "validate") else sys.stderr)
         return EXIT_INVALID
     except RuntimeFailure as exc:
-        print(exc, file=sys.stderr)
+        print(terminal_safe(str(exc)), file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:  # Ctrl-C before `run` holds the signals, or in a command that reads: one line
         print("interrupted", file=sys.stderr)
@@ -1327,6 +1327,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return code
+
+
+def terminal_safe(text: str) -> str:
+    """A message as a terminal may show it: it echoes what the user gave (a bot id, a path, a date), and an
+    escape sequence there would be acted on (colours, a moved cursor, a retitled window), a carriage return would
+    hide what came before it, and bytes that are no UTF-8 would make printing raise. Line breaks separate problems
+    and stay."""
+    if text.isprintable() or all(c.isprintable() or c in "\n\t" for c in text):
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text).encode(
+        "utf-8", "backslashreplace"
+    ).decode("utf-8")
 
 
 def file_error_code(exc: BaseException) -> int | None:

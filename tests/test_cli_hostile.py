@@ -335,3 +335,10 @@ def test_a_folder_whose_name_is_too_long_is_a_problem_not_a_traceback(flag: str,
                                 cwd=tmp_path, timeout=60)  # fmt: skip
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert "x" * 300 in result.stdout + result.stderr
+
+
+def test_a_value_echoed_in_an_error_cannot_drive_the_terminal(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bot id with an escape sequence and a carriage return was printed raw: the terminal acted on it."""
+    code, text = main_(["diagram", "momentum", "--bot", "a\x1b[31mRED\rX", *CONFIG], capsys)
+    assert code == 2 and "\x1b" not in text and "\r" not in text
+    assert "--bot: no bot 'a\\x1b[31mRED\\rX' in bots.yaml" in text
