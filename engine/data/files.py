@@ -1017,7 +1017,7 @@ def remove_leftovers(path: Path) -> list[Path]:
     return removed
 
 
-def _replace(path: Path, write: Callable[[Path], object], fsync: bool) -> None:
+def replace_whole(path: Path, write: Callable[[Path], object], fsync: bool) -> None:
     """`write` a hidden temporary file beside `path`, then rename it over `path`: all of it lands, or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
@@ -1045,10 +1045,10 @@ def write_table(path: Path, table: Any, kind: Kind, *, fsync: bool = True, befor
         if before and not before.endswith(b"\n"):
             before += b"\n"
         payload = before + _csv_text(table, kind, header=not before).encode("utf-8")
-        _replace(path, lambda p: p.write_bytes(payload), fsync)
+        replace_whole(path, lambda p: p.write_bytes(payload), fsync)
     else:
         # Page checksums: a reader that verifies them (this one) tells a file damaged on disk from bad data.
-        _replace(path, lambda p: pq.write_table(table, str(p), write_page_checksum=True), fsync)
+        replace_whole(path, lambda p: pq.write_table(table, str(p), write_page_checksum=True), fsync)
 
 
 PART_NAME = "part-{:06d}"

@@ -3,7 +3,10 @@
 Crash behaviour, the reason for the layout: each symbol's quotes go to a parts folder, `quotes/AAPL/`, whose
 current part (`part-000001.parquet`) is rewritten whole at each flush into a hidden temporary file that is then
 renamed over it. A rename is atomic, so a kill at any instant leaves every part complete and readable: what is
-lost is only what was buffered since the last flush (at most `flush_seconds` of quotes, by the wall clock). A part
+lost is only what was buffered since the last flush: at most `flush_seconds` of quotes by the wall clock, and at
+most `flush_rows` quotes, since a simulated day runs in two seconds and a kill in it would otherwise lose all of
+it while the state file keeps every tick. A symbol's folder is made by its first write, so a recording killed
+before any flush leaves no empty folder that a replay would read as a symbol without data. A part
 holds at most `segment_rows` rows, then the next part starts, so a flush costs at most that many rows per symbol
 however long the recording runs, and a day makes a handful of files, not thousands.
 
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,7 +37,16 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hi
 
 from engine.config.errors import Problem
 from engine.data.errors import DataError
-from engine.data.files import END_INSTANT, FIRST_INSTANT, TIMESTAMP, micros, next_part, read_file, write_table
+from engine.data.files import (
+    END_INSTANT,
+    FIRST_INSTANT,
+    TIMESTAMP,
+    micros,
+    next_part,
+    read_file,
+    remove_leftovers,
+    write_table,
+)
 from engine.data.records import SUFFIXES, Format, file_stem
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -42,6 +56,8 @@ NOT_A_NUMBER = "a price is not a number"
 OUT_OF_RANGE = f"the timestamp is outside the years {FIRST_INSTANT.year} to {END_INSTANT.year - 1}"
 REPEAT = "the timestamp is not after the symbol's last"  # the same instant again: a feed's unchanged quote
 BEFORE_LAST = "the timestamp is before the symbol's last recorded quote"
+LOCK_FILE = ".recording.lock"  # hidden: readers ignore names that start with "."
+_LEFTOVER = re.compile(r"^\.(part-\d+\.\w+)\.\d+\.tmp$")  # files.py's temporary name: .TARGET.PID.tmp
 
 
 def _part_number(path: Path) -> tuple[int, str]:
@@ -79,24 +95,27 @@ class Recorder:
     """
 
     def __init__(self, folder: Path | str, *, fmt: Format = "parquet", flush_seconds: float = 5.0, segment_rows: int = 5000,
-                 fsync: bool = True, monotonic: Callable[[], float] = time.monotonic):
+                 fsync: bool = True, monotonic: Callable[[], float] = time.monotonic, flush_rows: int = 2500):
         if fmt not in ("parquet", "csv"):
             raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
-        if flush_seconds < 0 or segment_rows < 1:
-            raise ValueError("flush_seconds must be >= 0 and segment_rows >= 1")
+        if flush_seconds < 0 or segment_rows < 1 or flush_rows < 1:
+            raise ValueError("flush_seconds must be >= 0, segment_rows and flush_rows >= 1")
         self.folder = Path(folder)
         self.fmt: Format = fmt
         self.flush_seconds = flush_seconds
         self.segment_rows = segment_rows
+        self.flush_rows = flush_rows
         self.fsync = fsync
         self._monotonic = monotonic
         self._flushed_at = monotonic()
         self._segments: dict[str, _Segment] = {}
         self._dirty: set[str] = set()
+        self._unflushed = 0  # quotes recorded since the last flush, every symbol together
         self.skipped: Counter[str] = Counter()  # why -> how many quotes were not recorded
         self.recorded = 0
         self.flushes = 0
         self._closed = False
+        self._lock: int | None = None  # the folder's lock file, held from the first quote to close()
 
     def __enter__(self) -> Recorder:
         return self
@@ -142,10 +161,11 @@ class Recorder:
         segment.asks.append(ask)
         segment.last = stamp
         self.recorded += 1
+        self._unflushed += 1
         self._dirty.add(symbol)
         if len(segment.stamps) >= self.segment_rows:
             self._write(symbol)
-        if self._monotonic() - self._flushed_at >= self.flush_seconds:
+        if self._unflushed >= self.flush_rows or self._monotonic() - self._flushed_at >= self.flush_seconds:
             self.flush()
         return True
 
@@ -154,17 +174,48 @@ class Recorder:
         for symbol in sorted(self._dirty):
             self._write(symbol)
         self._flushed_at = self._monotonic()
+        self._unflushed = 0
 
     def close(self) -> None:
         """Flush and stop; closing twice is harmless."""
         if not self._closed:
-            self.flush()
-            self._closed = True
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                if self._lock is not None:
+                    os.close(self._lock)  # also releases the lock
+                    self._lock = None
 
     # --- parts ----------------------------------------------------------------------------------------------
 
+    def _hold_folder(self) -> None:
+        """Lock the folder for this recording. Two recordings into one folder at once would each start the same
+        next part and rename over each other's, silently keeping only the last writer's quotes, and each would
+        take the other's temporary files for a killed flush's. One after the other is fine (the next part);
+        at once, the second is refused. The lock is the kernel's (flock), so a kill releases it."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; one recording per folder is then the user's to keep
+            return
+        path = self.folder / LOCK_FILE
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataError([Problem(str(self.folder), 0, 0, "", "another recording is writing to this folder now "
+                                     "(its lock is held): record into another folder")]) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock = fd
+
     def _open(self, symbol: str) -> _Segment:
         """The symbol's next part, after the last one a previous recording left (whose rows are not rewritten)."""
+        if self._lock is None:
+            self._hold_folder()
         stem = file_stem(symbol)
         base = self.folder / "quotes"
         single = [base / f"{stem}{suffix}" for suffix in SUFFIXES if (base / f"{stem}{suffix}").exists()]
@@ -176,12 +227,15 @@ class Recorder:
             if path.exists() and not path.is_dir():
                 raise DataError([Problem(str(path), 0, 0, "", f"is a file, so {symbol}'s quotes cannot be recorded as "
                                          f"parts in {folder}/: record into another folder")])
-        folder.mkdir(parents=True, exist_ok=True)
-        for leftover in folder.glob(".part-*.tmp"):  # a temporary file of a flush that a kill interrupted
-            leftover.unlink(missing_ok=True)
+        # Not made here but by the first write: an empty folder would read as a symbol recorded without data.
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+        # The temporary files of flushes a kill interrupted; one whose writer still runs (a recording beside
+        # this one) is its own, and is left alone.
+        for name in sorted({m[1] for p in entries if (m := _LEFTOVER.match(p.name))}):
+            remove_leftovers(folder / name)
         last = None
         # by number, as next_part numbers them: part-1000000 comes after part-999999, though not as text
-        parts = sorted((p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix in SUFFIXES), key=_part_number)
+        parts = sorted((p for p in entries if not p.name.startswith(".") and p.suffix in SUFFIXES), key=_part_number)
         if parts:
             table, problems = read_file(parts[-1], "quotes")
             if problems:

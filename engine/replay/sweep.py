@@ -15,15 +15,22 @@ call both run it, and `sweep_rows` sorts what they return into the comparison ta
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
 import itertools
+import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from engine.config.errors import ConfigError, PathPart, Problem, format_path
@@ -129,7 +136,10 @@ def _bots_problems(data: Any, bots_doc: YamlDocument, signals: Mapping[str, Any]
     problems = schema_problems(doc, BOTS_SCHEMA)
     if problems:
         return problems
-    bots = build(BotsConfig, data)
+    try:
+        bots = build(BotsConfig, data)
+    except (TypeError, ValueError, OverflowError) as exc:  # as the loader: a value past the schema is still a problem
+        return [Problem(doc.path, 1, 1, "", f"a value in this file cannot be read: {exc}")]
     for check in checks.BOTS_CHECKS:
         problems.extend(check(bots, doc))
     if signals is not None:
@@ -208,8 +218,9 @@ def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, A
             found = _bots_problems(apply(bots_doc.data, [(path, value)]), bots_doc, signals)
             for p in found:
                 said = p.message if p.path == format_path(path) else f"{p.path}: {p.message}"
-                if p.message.startswith("unknown key"):
-                    problems.append(Problem(sweep.path, line, col, str(key), said))
+                if p.message.startswith("unknown key"):  # the key's problem, the same for every value: told once
+                    unknown = Problem(sweep.path, line, col, str(key), said)
+                    problems.extend([] if unknown in problems else [unknown])
                 else:
                     at = sweep.position((key, index) if isinstance(raw, list) else (key,))
                     problems.append(Problem(sweep.path, *at, str(key), f"{show_value(value)} is refused: {said}"))
@@ -244,6 +255,28 @@ def _write_bots(source: Path, target: Path, changes: Iterable[tuple[tuple[PathPa
     target.write_text(stream.getvalue(), encoding="utf-8")
 
 
+def _check_out(out_dir: Path) -> None:
+    """ConfigError unless `out_dir` is an empty folder that can be written (it is made if missing): a file, a
+    folder holding something, or one that cannot be written is told before any run's folder is, never as the
+    traceback of the first mkdir. A folder made here and refused is removed again."""
+    from engine.paths import ensure_writable_folder, shown
+
+    def refuse(message: str) -> ConfigError:
+        return ConfigError([Problem(shown(out_dir), 0, 0, "", message)])
+
+    existed = out_dir.is_dir()
+    if out_dir.exists() and not existed:
+        raise refuse("not a folder: a sweep writes a new folder (give another --out)")
+    try:
+        if existed and any(out_dir.iterdir()):
+            raise refuse("not empty: a sweep writes a new folder (give another --out)")
+        ensure_writable_folder(out_dir)
+    except OSError as exc:
+        if not existed and out_dir.is_dir():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise refuse(f"cannot write the sweep there ({exc.strerror or exc})") from None
+
+
 def prepare(
     sweep_path: Path,
     report: Any,
@@ -267,9 +300,8 @@ def prepare(
     config = report.config
     signals = report.book.signal_specs() if report.book is not None else None
     overrides = read_sweep(sweep_path, config.bots_doc, signals)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ConfigError([Problem(shown(out_dir), 0, 0, "", "not empty: a sweep writes a new folder (give another --out)")])
     created = not out_dir.exists()
+    _check_out(out_dir)
     specs: list[RunSpec] = []
     problems: list[Problem] = []
     first_line, first_col = load_yaml(sweep_path, shown(sweep_path)).position((overrides[0].key,), of_key=True)
@@ -350,27 +382,131 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     return {**row, **{name: total.get(name) for name in FIGURES}, "error": ""}
 
 
+class SweepStopped(KeyboardInterrupt):
+    """SIGTERM during a local sweep: raised where the sweep stands, as Ctrl-C raises KeyboardInterrupt, so both
+    take the same way out (a run in this process commits what it finished; the workers are stopped)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+WORKER_DIED = "a worker process of the sweep ended before this run did (killed, or out of memory): run it again"
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM as SweepStopped for the block. By default it would end the process where it stands: no run's held
+    ticks committed, and the workers left running their queue with no one to read what they return. A second
+    SIGTERM, once the first is being handled, ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals
+        return
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise SweepStopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _worker_start(parent: Connection) -> None:
+    """Each worker's first act. Ctrl-C at a terminal reaches every process of its group: the workers leave it to
+    the sweep's process, which stops them, instead of each printing a traceback. And a worker ends with the sweep's
+    process however that ends: `parent` is the reading end of a pipe only that process writes to, so its death,
+    SIGKILL included, is end-of-file here. Without this a killed sweep's workers ran the rest of the grid into its
+    folder, then waited on their queue for ever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="sweep-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            parent.recv_bytes()
+    os._exit(1)  # mid-run: that run's folder keeps what it committed, and has no summary.json
+
+
+def _stop_workers(pool: Any, parent_alive: Connection) -> None:
+    """End every worker now: the runs they hold are cut short (their folders have no summary.json)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    parent_alive.close()  # the workers' watch thread sees end-of-file (the workers not yet listed too)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _say_stopped(specs: Sequence[RunSpec], rows: Sequence[dict[str, Any]], why: str) -> None:
+    folder = Path(specs[0].out_dir).parent if specs else Path()
+    print(f"{why}: the sweep stopped after {len(rows)} of {len(specs)} runs (their reports in {folder}/run-NNN/); "
+          f"sweep.csv is not written", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def run_local(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Each spec in a process of a local pool of `jobs` (in this process when 1)."""
-    if jobs <= 1:
-        rows = []
-        for spec in specs:
-            rows.append(run_one(spec))
-            if done is not None:
-                done(rows[-1])
-        return rows
+    """Each spec in a process of a local pool of `jobs` (in this process when 1).
+
+    Ctrl-C or SIGTERM stops the sweep at once: runs not started are not, runs in a worker are cut short, one in
+    this process commits what it finished (as `backtest` does); one line says how many finished, and the
+    exception goes on (KeyboardInterrupt: the command's exit 130; SIGTERM: SystemExit(143)). A worker that dies
+    (killed, out of memory) fails the runs it had not returned, each with WORKER_DIED as its error."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with _stop_on_sigterm():
+            if jobs <= 1:
+                for spec in specs:
+                    rows.append(run_one(spec))
+                    if done is not None:
+                        done(rows[-1])
+            else:
+                _run_pool(specs, jobs, done, rows)
+    except SweepStopped as exc:
+        _say_stopped(specs, rows, signal.Signals(exc.signum).name)
+        raise SystemExit(128 + exc.signum) from None
+    except KeyboardInterrupt:
+        _say_stopped(specs, rows, "interrupted")
+        raise
+    return rows
+
+
+def _run_pool(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any]], None] | None,
+              rows: list[dict[str, Any]]) -> None:  # fmt: skip
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     # forkserver: workers start from a clean process, not a fork of one that may hold threads (a progress bar)
     context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-    rows = []
-    with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context) as pool:
-        for future in as_completed([pool.submit(run_one, spec) for spec in specs]):
-            rows.append(future.result())
+    watched, parent_alive = context.Pipe(duplex=False)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context, initializer=_worker_start,
+                               initargs=(watched,))  # fmt: skip
+    try:
+        futures = {pool.submit(run_one, spec): spec for spec in specs}
+        for future in as_completed(futures):
+            try:
+                row = future.result()
+            except BrokenProcessPool:
+                row = {"run": futures[future].name, **dict(futures[future].overrides), "error": WORKER_DIED}
+            rows.append(row)
             if done is not None:
-                done(rows[-1])
-    return rows
+                done(row)
+    except BaseException:
+        _stop_workers(pool, parent_alive)
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        watched.close()
+        parent_alive.close()
 
 
 class RayMissing(RuntimeError):
@@ -422,11 +558,17 @@ def columns(overrides: Sequence[Override]) -> list[str]:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], overrides: Sequence[Override], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        names = columns(overrides)
-        writer.writerow(names)
-        writer.writerows([_cell(row.get(name)) for name in names] for row in rows)
+    """The table as `path`, whole or not at all: sweep.csv is what says a sweep finished, so a kill while it is
+    written must not leave half a table that reads as a whole one (the data files' atomic write)."""
+    from engine.data.files import replace_whole
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    names = columns(overrides)
+    writer.writerow(names)
+    writer.writerows([_cell(row.get(name)) for name in names] for row in rows)
+    payload = text.getvalue().encode("utf-8")
+    replace_whole(path, lambda temporary: temporary.write_bytes(payload), fsync=True)
 
 
 def table(rows: Sequence[dict[str, Any]], overrides: Sequence[Override]) -> str:

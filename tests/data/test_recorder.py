@@ -90,7 +90,7 @@ def test_a_new_recording_continues_after_the_last_one_without_rewriting_it(tmp_p
         first.record("AAPL", T0, 1, 2)
         first.record("AAPL", T0 + timedelta(seconds=1), 1, 2)
     written = (tmp_path / "quotes" / "AAPL" / "part-000001.parquet").read_bytes()
-    (tmp_path / "quotes" / "AAPL" / ".part-000002.parquet.999.tmp").write_bytes(b"half a flush")
+    (tmp_path / "quotes" / "AAPL" / ".part-000002.parquet.999999999.tmp").write_bytes(b"half a flush")
     with Recorder(tmp_path, fmt="csv", fsync=False) as second:
         assert not second.record("AAPL", T0 + timedelta(seconds=1), 1, 2)  # already recorded
         assert second.record("AAPL", T0 + timedelta(seconds=2), 1, 2)
