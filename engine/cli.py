@@ -1003,11 +1003,21 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             bar.update(task, completed=step.fraction, status=f"{local(step.at)}: {step.frames} ticks, equity {step.equity:,.2f}")
 
     try:
+        from engine.core.stop import Terminated, sigterm_raises
         from engine.trading.engine import freeze_long_lived
 
         freeze_long_lived()  # a process that runs one backtest: what is loaded lives as long as it
-        result = run_backtest(report, args.data, start=start, end=end, cash=cash, out_dir=out, fill_model=model,
-                              progress=progress)  # fmt: skip
+        with sigterm_raises():  # a service's stop: the ticks run so far committed, the log closed, one line
+            result = run_backtest(report, args.data, start=start, end=end, cash=cash, out_dir=out, fill_model=model,
+                                  progress=progress)  # fmt: skip
+    except Terminated as exc:
+        if bar is not None:
+            bar.stop()
+        import signal
+
+        print(f"{signal.Signals(exc.signum).name}: the backtest stopped; {shown(out)}/ keeps its state.db and app.jsonl "
+              "up to the last tick run, and no report (summary.json is written last)", file=sys.stderr)  # fmt: skip
+        return 128 + exc.signum
     except MissingData as exc:
         bots = sorted({p.message.split(" ", 1)[0] for p in exc.problems})
         raise InvalidInput(f"no data for bot{'s' if len(bots) != 1 else ''} {', '.join(bots)}:\n"

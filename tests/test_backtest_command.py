@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -236,3 +237,58 @@ def test_a_recording_is_closed_on_sigterm(project: ProjectCopy) -> None:
     stamps = data.table("quotes", "AAPL").column("timestamp").to_pylist()
     assert len(stamps) == len(ticks)  # the last tick's quotes were flushed at the close, not lost
     assert f"recorded {5 * len(ticks)} quotes of 5 symbols to rec" in out
+
+
+def _long_data(project: ProjectCopy, sessions: int) -> None:
+    from engine.core.calendar import market_calendar
+    from engine.data.files import write_bars
+    from tests.replay.conftest import minute_bars
+
+    days = market_calendar().sessions(datetime(2026, 9, 1).date(), datetime(2026, 12, 31).date())[:sessions]
+    bars = [b for i, d in enumerate(days) for b in minute_bars(d.open, [100.0 + (i + m % 40) * 0.01 for m in range(390)])]
+    write_bars(project.root / "data", "AAPL", bars, fsync=False)
+
+
+def test_a_backtest_stopped_by_sigterm_commits_its_ticks_and_says_so(project: ProjectCopy) -> None:
+    """SIGTERM ended the process where it stood: up to 500 held ticks lost, the log not closed, nothing said."""
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    project.replace("config/bots.yaml", "cryptobot:\n  enabled: true", "cryptobot:\n  enabled: false")
+    _long_data(project, 80)
+    command = [sys.executable, "-m", "engine", "backtest", "--data", "data", "--out", "bt", *files(project)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root,
+                               env=without_keys())  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        log = project.root / "bt" / "app.jsonl"
+        while not (log.exists() and log.stat().st_size > 0):  # ticks are running (the log is written in blocks)
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143, err
+    assert err.startswith("SIGTERM: the backtest stopped; bt/ keeps its state.db and app.jsonl") and "Traceback" not in err
+    assert not (project.root / "bt" / "summary.json").exists()
+    assert not (project.root / "bt" / "state.db-wal").exists()  # closed, not left mid-transaction
+    events = read_events(log)  # every line whole
+    ticks = sum(1 for e in events if e["event"] == "tick")
+    assert events[0]["event"] == "backtest_start" and 0 < ticks < 80 * 390
+    with sqlite3.connect(project.root / "bt" / "state.db") as db:  # the held ticks were committed at the stop
+        assert db.execute("SELECT count(*) FROM last_facts").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("nth", [1, 3])
+def test_a_backtest_killed_while_writing_its_report_leaves_no_summary(project: ProjectCopy, nth: int) -> None:
+    """summary.json, which says the run finished, was written first, and each file with a plain write: a kill then
+    left a summary beside no trades.csv, or half a file. Now each is whole or absent, and the summary comes last."""
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    project.replace("config/bots.yaml", "cryptobot:\n  enabled: true", "cryptobot:\n  enabled: false")
+    _long_data(project, 1)
+    env = {**without_keys(), "TRADING_HYDRA_FAILPOINT": f"data_before_rename:{nth}"}  # trades.csv, ..., report.html
+    killed = engine(project, "backtest", "--data", "data", "--out", "bt", env=env)
+    assert killed.returncode == -signal.SIGKILL
+    written = {p.name for p in (project.root / "bt").iterdir() if not p.name.startswith(".")}
+    assert written - {"state.db", "app.jsonl", "state.db-wal", "state.db-shm"} == set(["trades.csv", "equity.csv"][: nth - 1])

@@ -23,6 +23,7 @@ cash plus cumulative realized P&L for a bot. Exposure is the share of the backte
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import json
@@ -38,7 +39,7 @@ from zoneinfo import ZoneInfo
 from engine.brokers.symbols import contract_multiplier
 from engine.core.store import SYSTEM_SCOPE, Halt, TradeRow
 from engine.data.dataset import DataSet
-from engine.data.files import iso
+from engine.data.files import iso, replace_whole
 from engine.data.records import Kind
 from engine.replay.exchange import ReplayExchange
 from engine.replay.fills import FillModel
@@ -298,13 +299,15 @@ def write(
         engine=engine, exchange=exchange, recorded=recorded, cash=cash, model=model, data=data, start=start, end=end
     )
     trades = engine.store.trades()
-    files = [out / "summary.json", out / "trades.csv", out / "equity.csv"]
-    files[0].write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    files[1].write_text(trades_csv(trades), encoding="utf-8")
-    files[2].write_text(equity_csv(recorded.equity), encoding="utf-8")
+    texts = {"trades.csv": trades_csv(trades), "equity.csv": equity_csv(recorded.equity)}
     if html:
-        files.append(out / "report.html")
-        files[-1].write_text(html_report(summary, trades, recorded.equity, data, start, end), encoding="utf-8")
+        texts["report.html"] = html_report(summary, trades, recorded.equity, data, start, end)
+    # summary.json says the run finished, so it is written last; each file whole or not at all (a kill while
+    # writing leaves no half a file that reads as a whole one)
+    texts["summary.json"] = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    for name, text in texts.items():
+        replace_whole(out / name, functools.partial(Path.write_text, data=text, encoding="utf-8"), fsync=False)
+    files = [out / name for name in ("summary.json", "trades.csv", "equity.csv", "report.html") if name in texts]
     return summary, tuple(files)
 
 

@@ -26,15 +26,15 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from engine.config.errors import ConfigError, PathPart, Problem, format_path
 from engine.config.yaml_source import YamlDocument, load_yaml
+from engine.core.stop import Terminated, sigterm_raises
 
 # metric -> True when a larger value ranks first
 METRICS: dict[str, bool] = {
@@ -382,36 +382,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     return {**row, **{name: total.get(name) for name in FIGURES}, "error": ""}
 
 
-class SweepStopped(KeyboardInterrupt):
-    """SIGTERM during a local sweep: raised where the sweep stands, as Ctrl-C raises KeyboardInterrupt, so both
-    take the same way out (a run in this process commits what it finished; the workers are stopped)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
 WORKER_DIED = "a worker process of the sweep ended before this run did (killed, or out of memory): run it again"
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM as SweepStopped for the block. By default it would end the process where it stands: no run's held
-    ticks committed, and the workers left running their queue with no one to read what they return. A second
-    SIGTERM, once the first is being handled, ends the process at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may handle signals
-        return
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise SweepStopped(signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _worker_start(parent: Connection) -> None:
@@ -461,7 +432,7 @@ def run_local(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any
     (killed, out of memory) fails the runs it had not returned, each with WORKER_DIED as its error."""
     rows: list[dict[str, Any]] = []
     try:
-        with _stop_on_sigterm():
+        with sigterm_raises():
             if jobs <= 1:
                 for spec in specs:
                     rows.append(run_one(spec))
@@ -469,7 +440,7 @@ def run_local(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any
                         done(rows[-1])
             else:
                 _run_pool(specs, jobs, done, rows)
-    except SweepStopped as exc:
+    except Terminated as exc:
         _say_stopped(specs, rows, signal.Signals(exc.signum).name)
         raise SystemExit(128 + exc.signum) from None
     except KeyboardInterrupt:

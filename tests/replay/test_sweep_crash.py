@@ -148,7 +148,8 @@ def test_a_worker_that_dies_fails_its_runs_with_a_clear_error(sweep_command: lis
 def test_sweep_csv_is_whole_or_absent(sweep_command: list[str], tmp_path: Path) -> None:
     """Killed while the table is written (the failpoint between writing it and putting it in place): no
     sweep.csv, where a plain write left its first rows as a table that read as complete."""
-    env = {**os.environ, "TRADING_HYDRA_FAILPOINT": "data_before_rename"}  # the sweep's only atomic write
+    # each run writes trades.csv, equity.csv and summary.json whole (no report.html in a sweep): the table is next
+    env = {**os.environ, "TRADING_HYDRA_FAILPOINT": f"data_before_rename:{3 * RUNS + 1}"}
     child = _start(sweep_command, "--jobs", "1", env=env)
     _out, err = _finish(child)
     assert child.returncode == -signal.SIGKILL, err
