@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from engine.core.clock import ManualClock
     from engine.core.journal import Journal
     from engine.core.store import StateStore
+    from engine.data.recorder import Recorder
     from engine.machines.spec import MachineSpec
     from engine.operator.local import LocalTime
     from engine.trading.runner import RunOptions
@@ -531,27 +532,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     local = _local(report)
     env = _env(args)
     _broker_choice(args, report, env, orders=True)
-    if args.record is not None:
-        _writable_folder("--record", args.record)
-    recorder = None
+    recorder = _recorder(args.record) if args.record is not None else None
     with StopSignals() as stop:
         try:
             session = open_session(report, options, env, lambda: _sim_default_start(report))
-        except RunError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
-        except OSError as exc:  # the lock file beside the state file cannot be made: nothing was written
-            if file_error_code(exc) is not None:  # the store's and the journal's own errors say it their way
-                raise
-            return _state_path_error(exc)
+        except BaseException as exc:
+            if recorder is not None:
+                recorder.close()  # its folder's lock released: nothing was recorded
+            if isinstance(exc, RunError):
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_FAILURE
+            if isinstance(exc, OSError) and file_error_code(exc) is None:  # the lock beside the state file
+                return _state_path_error(exc)
+            raise
         try:
             from engine.trading.engine import freeze_long_lived
 
             freeze_long_lived()  # the engine is built: what lives as long as the run leaves the collector's sight
-            if args.record is not None:
-                from engine.data.recorder import Recorder
-
-                recorder = session.recorder = Recorder(args.record)
+            session.recorder = recorder
             print(session.notice)
             until = f" until {local(session.close_at)}" if session.close_at else ""
             print(f"state {session.store.path}, log {session.journal.path}; starting at {local(session.clock.now())}{until}")
@@ -579,6 +577,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _recorder(folder: Path) -> Recorder:
+    """`run --record`'s recorder, its folder checked and locked before the run starts: a second recording into a
+    folder another one is writing is refused now (exit 2), not found at its first quote and run unrecorded."""
+    from engine.config.errors import ConfigError
+    from engine.data.recorder import Recorder
+
+    _writable_folder("--record", folder)
+    recorder = Recorder(folder)
+    try:
+        recorder.hold_folder()
+    except ConfigError as exc:  # DataError
+        raise InvalidInput(problems_text(exc.problems)) from None
+    return recorder
+
+
 def _recording_line(recorder: object, folder: Path, stopped: str | None = None) -> str:
     """What `run --record` wrote; repeats of a quote already recorded (a feed's unchanged quote seen again next
     tick) are not news, every other skipped quote is."""
@@ -586,7 +599,7 @@ def _recording_line(recorder: object, folder: Path, stopped: str | None = None) 
     from engine.paths import shown
 
     assert isinstance(recorder, Recorder)
-    symbols = sorted(p.name for p in (folder / "quotes").iterdir() if p.is_dir()) if (folder / "quotes").is_dir() else []
+    symbols = recorder.symbols
     line = f"recorded {recorder.recorded} quotes of {len(symbols)} symbol{'s' if len(symbols) != 1 else ''} to {shown(folder)}"
     if stopped is not None:
         line = f"the recording stopped before the run did ({stopped}): {line}, until then"

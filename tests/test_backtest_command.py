@@ -292,3 +292,17 @@ def test_a_backtest_killed_while_writing_its_report_leaves_no_summary(project: P
     assert killed.returncode == -signal.SIGKILL
     written = {p.name for p in (project.root / "bt").iterdir() if not p.name.startswith(".")}
     assert written - {"state.db", "app.jsonl", "state.db-wal", "state.db-shm"} == set(["trades.csv", "equity.csv"][: nth - 1])
+
+
+def test_a_second_recording_into_a_folder_being_recorded_is_refused_before_the_run(project: ProjectCopy) -> None:
+    """It used to be found at the first quote: the run went on unrecorded, and said '0 quotes of 5 symbols'."""
+    from engine.data.recorder import Recorder
+
+    with Recorder(project.root / "rec") as first:
+        first.hold_folder()
+        second = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert second.returncode == 2, second.stderr
+    assert "another recording is writing to this folder now" in second.stderr and "Traceback" not in second.stderr
+    assert not (project.root / "s.db").exists()  # refused before the state file was opened
+    after = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert after.returncode == 0 and "recorded 5 quotes of 5 symbols to rec" in after.stdout  # the lock went with it

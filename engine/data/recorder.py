@@ -189,11 +189,19 @@ class Recorder:
 
     # --- parts ----------------------------------------------------------------------------------------------
 
-    def _hold_folder(self) -> None:
-        """Lock the folder for this recording. Two recordings into one folder at once would each start the same
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols this recording has written quotes of."""
+        return sorted(self._segments)
+
+    def hold_folder(self) -> None:
+        """Called by the first quote, or before, to refuse a second recording before its run starts (harmless
+        twice). Lock the folder for this recording. Two recordings into one folder at once would each start the same
         next part and rename over each other's, silently keeping only the last writer's quotes, and each would
         take the other's temporary files for a killed flush's. One after the other is fine (the next part);
         at once, the second is refused. The lock is the kernel's (flock), so a kill releases it."""
+        if self._lock is not None:
+            return
         try:
             import fcntl
         except ImportError:  # Windows: no flock; one recording per folder is then the user's to keep
@@ -215,7 +223,7 @@ class Recorder:
     def _open(self, symbol: str) -> _Segment:
         """The symbol's next part, after the last one a previous recording left (whose rows are not rewritten)."""
         if self._lock is None:
-            self._hold_folder()
+            self.hold_folder()
         stem = file_stem(symbol)
         base = self.folder / "quotes"
         single = [base / f"{stem}{suffix}" for suffix in SUFFIXES if (base / f"{stem}{suffix}").exists()]
