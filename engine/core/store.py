@@ -502,6 +502,13 @@ class StateStore:
             if self._held_facts:
                 self._upsert_last_facts([(scope, at, body) for scope, (at, body) in self._held_facts.items()])
             self._conn.execute("COMMIT")
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM raised as one (engine/core/stop.py): nothing was lost
+            # A signal's handler runs once SQLite's call has returned: after the COMMIT, it is done; before it,
+            # the held transactions are still whole, and `close()` commits them on the way out.
+            if not self._conn.in_transaction:
+                self._released = 0
+                self._held_facts.clear()
+            raise
         except BaseException as exc:
             self.records_version += 1
             with contextlib.suppress(sqlite3.Error):

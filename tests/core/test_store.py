@@ -298,3 +298,44 @@ def test_closing_twice_is_harmless_and_an_unheld_store_commits_nothing_at_close(
     store.close()  # a transaction left open is not committed by closing
     store.close()
     assert StateStore(path).meta("x") is None
+
+
+class _InterruptedAfter:
+    """The store's connection, with a signal's KeyboardInterrupt arriving just after one statement has returned
+    (a handler runs at the next bytecode after SQLite's call: the statement is done)."""
+
+    def __init__(self, conn: sqlite3.Connection, statement: str):
+        self._conn, self._statement = conn, statement
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self._conn.execute(sql, *args)
+        if sql == self._statement:
+            self._statement = ""  # once
+            raise KeyboardInterrupt
+        return cursor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("statement", ["COMMIT", "BEGIN IMMEDIATE"])
+def test_ctrl_c_or_sigterm_at_a_held_commit_loses_nothing(tmp_path, statement: str) -> None:
+    """Stopped just after the held COMMIT, the store said the 3 transactions were lost and refused every later
+    write (exit 1, not the stop's 143); just before it, it rolled them back. Both times they are in the file."""
+    path = tmp_path / "s.db"
+    store = _held_with_a_and_b(path, 3)
+    if statement == "BEGIN IMMEDIATE":  # a commit with only the last facts waiting: it begins its own transaction
+        store.commit_held()
+        store.save_last_facts([("engine", NOW, b"facts")])
+    store._conn = _InterruptedAfter(store._conn, statement)  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        if statement == "COMMIT":
+            with store.transaction():
+                store.save_machine_state("momentum", "c", "armed", NOW)
+        else:
+            store.commit_held()
+    store.close()  # no error: nothing was lost
+    assert _reader_sees(path, "momentum") == (["a", "b", "c"] if statement == "COMMIT" else ["a", "b"])
+    if statement == "BEGIN IMMEDIATE":
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM last_facts").fetchone()[0] == 1  # the waiting facts too
