@@ -179,7 +179,30 @@ def _load(args: argparse.Namespace) -> Report:
         db, log = paths_for(report, args.state_db, args.log)
         _state_path("--state-db", db)
         _state_path("--log", log)
+    if has_state:
+        _not_an_input(args, report)
     return report
+
+
+def _not_an_input(args: argparse.Namespace, report: Report) -> None:
+    """The state file and the log given on the command line are neither a file the engine reads (a command that
+    writes would append its log to bots.yaml) nor one file for both. settings.yaml's paths are checked by
+    validation (`validate.output_path_problems`)."""
+    from engine.paths import shown
+    from engine.trading.runner import paths_for
+    from engine.validate import input_file_named
+
+    db, log = paths_for(report, args.state_db, args.log)
+    for flag, path in (("--state-db", args.state_db), ("--log", args.log)):
+        named = input_file_named(path, args.config, args.machines, args.rules) if path is not None else None
+        if named is not None:
+            raise InvalidInput(f"{flag} {path}: is {shown(named)}, a file the engine reads: give a file of its own")
+    try:
+        same = db.absolute() == log.absolute() or db.samefile(log)
+    except OSError:  # either not there yet (or not to be looked at): only the same name is the same file
+        same = False
+    if same:
+        raise InvalidInput(f"--log {log}: is the state file too: the log and the state each need a file of their own")
 
 
 def _to_stdout(path: Path) -> bool:
@@ -345,7 +368,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if found.not_run:
         bad = len({p.file for p in found.not_run})
         print(f"{bad} scenario file{'s' if bad != 1 else ''} not run:")
-        print(problems_text(found.not_run))
+        print(terminal_safe(problems_text(found.not_run)))
         return EXIT_INVALID
     return EXIT_OK if failed == 0 else EXIT_FAILURE
 
@@ -1028,8 +1051,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             bar.stop()
         import signal
 
-        print(f"{signal.Signals(exc.signum).name}: the backtest stopped; {shown(out)}/ keeps its state.db and app.jsonl "
-              "up to the last tick run, and no report (summary.json is written last)", file=sys.stderr)  # fmt: skip
+        kept = (f"{shown(out)}/ keeps its state.db and app.jsonl up to the last tick run, and no report (summary.json "
+                "is written last)") if (Path(out) / "state.db").exists() else "it had not started: nothing was written"
+        print(f"{signal.Signals(exc.signum).name}: the backtest stopped; {kept}", file=sys.stderr)
         return 128 + exc.signum
     except MissingData as exc:
         bots = sorted({p.message.split(" ", 1)[0] for p in exc.problems})
@@ -1129,7 +1153,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"{report.summary()} ({time.perf_counter() - started:.2f} s)")
         return EXIT_OK
-    print(problems_text(report.problems))
+    print(terminal_safe(problems_text(report.problems)))
     return EXIT_INVALID
 
 

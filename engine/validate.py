@@ -126,6 +126,15 @@ def output_path_problems(config: Config, inputs: Iterable[Path]) -> list[Problem
     return problems
 
 
+def input_file_named(path: Path, config_dir: Path, machines_dir: Path, rules_dir: Path) -> Path | None:
+    """The config, machine, rule or scenario file `path` names (through links), or None: a state file or a log
+    given on the command line must not be one, as `run` would write into it."""
+    target = _file_id(path)
+    if target is None:
+        return None
+    return next((f for f in _input_files(config_dir, machines_dir, rules_dir) if _file_id(f) == target), None)
+
+
 def _input_files(config_dir: Path, machines_dir: Path, rules_dir: Path) -> list[Path]:
     """Every YAML file the engine reads."""
     folders = (config_dir, machines_dir, machines_dir / "scenarios", rules_dir)

@@ -342,3 +342,28 @@ def test_a_value_echoed_in_an_error_cannot_drive_the_terminal(here: Path, capsys
     code, text = main_(["diagram", "momentum", "--bot", "a\x1b[31mRED\rX", *CONFIG], capsys)
     assert code == 2 and "\x1b" not in text and "\r" not in text
     assert "--bot: no bot 'a\\x1b[31mRED\\rX' in bots.yaml" in text
+
+
+@pytest.mark.parametrize("flag", ["--log", "--state-db"])
+def test_a_state_file_or_log_that_is_a_config_file_is_refused_and_left_as_it_was(
+    here: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    """`run --log bots.yaml` appended the run's log to the user's bots.yaml."""
+    import shutil
+
+    for folder in ("config", "machines", "rules"):
+        shutil.copytree(PROJECT_ROOT / folder, here / folder)
+    bots = here / "config" / "bots.yaml"
+    before = bots.read_bytes()
+    other = "--state-db" if flag == "--log" else "--log"
+    argv = ["run", "--once", flag, str(bots), other, str(here / "x"), "--config", str(here / "config"),
+            "--machines", str(here / "machines"), "--rules", str(here / "rules")]  # fmt: skip
+    code, text = main_(argv, capsys)
+    said = f"{flag} {bots}: is config/bots.yaml, a file the engine reads" if flag == "--log" else "not a SQLite database"
+    assert code == 2 and said in text, text
+    assert bots.read_bytes() == before
+
+
+def test_one_file_for_the_log_and_the_state_is_refused(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = main_(["halt", "--reason", "x", "--state-db", str(here / "s"), "--log", str(here / "s"), *CONFIG], capsys)
+    assert code == 2 and "is the state file too" in text and not (here / "s").exists()

@@ -180,6 +180,8 @@ def _always_problems(spec: MachineSpec, found: _Findings) -> None:
         )
         found.add(("transitions", transition.index, "trigger"), message)
     for cycle in _cycles({state: t.dest for state, t in first_always.items()}):
+        if len(cycle) == 1:  # a transition to its own state: said already ("is both source and destination")
+            continue
         first = min((first_always[state] for state in cycle), key=lambda t: t.index)
         loop = " -> ".join([*cycle, cycle[0]])
         triggers = ", ".join(f"'{first_always[state].trigger}'" for state in cycle)

@@ -300,7 +300,13 @@ def prepare(
     config = report.config
     signals = report.book.signal_specs() if report.book is not None else None
     overrides = read_sweep(sweep_path, config.bots_doc, signals)
+    from engine.replay.backtest import BacktestError, refuse_out_in_data
+
     created = not out_dir.exists()
+    try:  # as a single backtest: its runs' files in the data folder would be read as data next time
+        refuse_out_in_data(out_dir, data_dir)
+    except BacktestError as exc:
+        raise ConfigError([Problem(shown(out_dir), 0, 0, "", str(exc).split(": ", 1)[1])]) from None
     _check_out(out_dir)
     specs: list[RunSpec] = []
     problems: list[Problem] = []
@@ -382,7 +388,8 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     return {**row, **{name: total.get(name) for name in FIGURES}, "error": ""}
 
 
-WORKER_DIED = "a worker process of the sweep ended before this run did (killed, or out of memory): run it again"
+WORKER_DIED = ("not finished: a worker process of the sweep died (killed, or out of memory), which stops every run "
+               "not finished by then; run the sweep again")
 
 
 def _worker_start(parent: Connection) -> None:

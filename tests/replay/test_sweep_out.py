@@ -57,3 +57,13 @@ def test_an_unknown_key_is_told_once_not_once_per_value(
         read_sweep(sweep, load(momentum_project).config.bots_doc)
     (problem,) = caught.value.problems
     assert problem.message.startswith("unknown key 'symbols'")
+
+
+@pytest.mark.parametrize("inside", [".", "quotes/sw"])
+def test_an_out_inside_the_data_folder_is_refused_and_nothing_is_written(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], inside: str
+) -> None:
+    """Its runs' folders and sweep.csv in quotes/ made every later backtest of the folder refuse it."""
+    code, err = _run(momentum_project, tmp_path, tmp_path / "data" / inside, capsys)
+    assert code == 2 and "inside the data folder" in err
+    assert list((tmp_path / "data").iterdir()) == []
