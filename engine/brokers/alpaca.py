@@ -90,6 +90,12 @@ MAX_CLOCK_SKEW = timedelta(days=366)
 # The longest the market stays shut is a long weekend with holidays on both sides (four or five days, or a week
 # in 2001 and 2012): a next open or close further away than this is not a clock we can read.
 MAX_SESSION_GAP = timedelta(days=14)
+# Alpaca's equity is cash + long_market_value + short_market_value (its Account's definition), all three figures of
+# one answer. An equity off from the sum by more than a cent's rounding is one wrong figure, not a loss: read as
+# one, half the equity in a single glitched answer tripped the daily-loss kill condition, whose flatten sold every
+# position. The slack is the larger of EQUITY_SLACK_USD and EQUITY_SLACK_PCT of the larger side.
+EQUITY_SLACK_USD = 1.0
+EQUITY_SLACK_PCT = 0.1
 
 
 class Unreadable(ValueError):
@@ -491,10 +497,12 @@ class AlpacaAPI:
                     raise Unreadable(f"{level} is {getattr(a, level)}, below 0")
             # Money may be negative where Alpaca means it (cash borrowed on margin, a deficit): finite is the rule.
             # The flags that block trading must be there: a missing one is not "not blocked".
+            equity, cash = _required(a.equity, "equity"), _required(a.cash, "cash")
+            _check_equity(equity, cash, raw)
             return Account(
-                equity=_required(a.equity, "equity"),
+                equity=equity,
                 last_equity=_required(a.last_equity, "last_equity"),
-                cash=_required(a.cash, "cash"),
+                cash=cash,
                 buying_power=_required(a.buying_power, "buying_power"),
                 status=_enum_value(a.status),
                 trading_blocked=_flag(raw, "trading_blocked"),
@@ -974,6 +982,19 @@ def _on_day(activity: NonTradeActivity, day: date) -> bool:
     if activity.created_at is not None:
         return activity.created_at.astimezone(NEW_YORK).date() == day
     return activity.date[:10] == day.isoformat()
+
+
+def _check_equity(equity: float, cash: float, raw: Mapping[str, Any]) -> None:
+    """Unreadable when the account's equity is not its cash and market values summed (EQUITY_SLACK_USD). An answer
+    without the market values is not checked: an older or thinner account shape is no reason to refuse it."""
+    long_value = _float(raw.get("long_market_value"), "long_market_value")
+    short_value = _float(raw.get("short_market_value"), "short_market_value")
+    if long_value is None or short_value is None:
+        return
+    held = cash + long_value + short_value
+    slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(equity), abs(held)))
+    if abs(equity - held) > slack:
+        raise Unreadable(f"equity {equity:.2f} is not cash + long_market_value + short_market_value ({held:.2f})")
 
 
 def _asset(raw: Mapping[str, Any]) -> Asset:

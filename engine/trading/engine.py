@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from engine.brokers.base import Asset, Broker, BrokerError, DataNeeds, Position, Quote, Snapshot
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
+from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
 from engine.core.store import SYSTEM_SCOPE, StateStore
@@ -67,6 +68,7 @@ PER_BOT_SYSTEM_FACTS = frozenset({"orders_last_minute", "capital_room_usd"})
 # The facts `why` keeps of each bot every tick (the rest are the system's, or config values from bots.yaml).
 WHY_BOT_FACTS: tuple[str, ...] = (*(f.name for f in BOT_FACTS), *sorted(PER_BOT_SYSTEM_FACTS))
 LAST_FACTS_SCOPE = "tick"  # the one row of `last_facts` the engine writes
+ASSETS_RETRY_SECONDS = 60.0  # a crypto pair left out of /v2/assets is asked for again after this
 RECONCILIATION = "reconciliation: "  # how a start-up reconciliation halt's reason begins
 
 
@@ -140,10 +142,12 @@ class Engine:
         self.needs = data_needs(self.config.bots, self.config.settings)
         self.assets: Mapping[str, Asset] | None = None  # the crypto pairs' rules (`_read_assets`)
         self._assets_read_on: date | None = None
+        self._assets_retry_at: datetime | None = None  # a pair missing from the last read: asked again from then
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
         self._keep = max((b.lookback for b in self.bots), default=12) + 2
         self._halt_writes_seen = 0
         self._unexplained_at_start: list[str] = []  # what start-up reconciliation last halted for
+        self._unconfirmed: list[str] = []  # what it last found on symbols with orders of ours working (`_reconcile`)
         self._keys_refused = False  # the system was halted because the broker refused the keys (once a run)
         self._view: TickView | None = None  # the last tick's, whose records are reused when nothing was written
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
@@ -272,8 +276,8 @@ class Engine:
             self._record_failure(err)
         self.orders.sync(snapshot)
         reconcile.adopt_fee_shortfalls(self.store, self.journal, snapshot)
-        if self._assets_read_on != self.trading_date(now):
-            self._read_assets(self.trading_date(now))
+        if self._assets_read_on != self.trading_date(now) and (self._assets_retry_at is None or now >= self._assets_retry_at):
+            self._read_assets(self.trading_date(now), now)
         usable = usable_quotes(snapshot, self.config.settings.health.max_spread_pct)  # judged once a tick
         self._remember_prices(usable)
         if not self.reconciled:
@@ -481,18 +485,30 @@ class Engine:
             prices = recent.get(symbol, ()) + (quote.mid,)  # noqa: RUF005  # concatenation: half the cost of unpacking
             recent[symbol] = prices[1:] if len(prices) > keep else prices
 
-    def _read_assets(self, day: date) -> None:
+    def _read_assets(self, day: date, now: datetime) -> None:
         """The crypto pairs' minimums and increments, read once a trading day (Alpaca moves them with the price).
         A failed read is tried again next tick; meanwhile the last ones read stand (none at start: no crypto entry
-        can be sized)."""
+        can be sized). A read that leaves a pair out (not listed, not tradable, or one field of its answer
+        unreadable: `get_assets` drops it) is read again ASSETS_RETRY_SECONDS later, not the next trading day:
+        one bad answer kept the pair's entries unsized the whole day."""
         try:
-            self.assets = crypto_assets(self.broker, self.needs.crypto)
+            assets = crypto_assets(self.broker, self.needs.crypto)
         except BrokerError as exc:
             self._record_failure(exc)
             return
+        self.assets = assets
+        if any(pair not in assets for pair in self.needs.crypto):
+            self._assets_retry_at = now + timedelta(seconds=ASSETS_RETRY_SECONDS)
+            return
+        self._assets_retry_at = None
         self._assets_read_on = day
 
     # --- start-up reconciliation ---------------------------------------------------------------------------
+
+    def _ours_working(self, problems: Sequence[str]) -> bool:
+        """Whether a position problem names a symbol on which an order of ours is still open here."""
+        named = {s for s in map(_problem_symbol, problems) if s is not None}
+        return bool(named) and any(row.symbol in named for row in self.store.orders(statuses=lifecycle.OPEN))
 
     def _reconcile(self, snapshot: Snapshot) -> None:
         """Recover committed intents, then compare SQLite with the broker. Unexplained halts."""
@@ -506,6 +522,14 @@ class Engine:
         # Read again after the recovery (it may have found or sent orders): the account, positions and open orders
         # are all reconciliation compares, so no quote and no chain is asked for.
         problems = unexplained(self.store, self.broker.snapshot(DataNeeds()))
+        if problems and problems != self._unconfirmed and self._ours_working(problems):
+            # An order of ours on a symbol named is working here: it may have filled between this tick's reads
+            # (exits go out while unreconciled; recovery sends what was committed), its fill not yet synced. A
+            # second reconciliation halt named a sale of our own as a position no bot explained. The next tick,
+            # its fill read, says whether the difference stays: the same problems again halt.
+            self._unconfirmed = problems
+            return
+        self._unconfirmed = []
         if problems:
             if problems == self._unexplained_at_start and self.system.state == "halted":
                 return  # halted for exactly this; checked again every tick, and halted again when the halt ends
@@ -522,6 +546,12 @@ class Engine:
             return
         self.reconciled = True
         self.journal.log("reconciled", positions=len(snapshot.positions), open_orders=len(snapshot.open_orders))
+
+
+def _problem_symbol(problem: str) -> str | None:
+    """The symbol of a `position SYMBOL: ...` problem (`reconcile.unexplained`); None for an order's."""
+    head = problem.split(":", 1)[0]
+    return head[len("position "):] if head.startswith("position ") else None
 
 
 def _named_by_a_halt(problems: Sequence[str], store: StateStore, now: datetime) -> bool:

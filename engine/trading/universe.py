@@ -44,9 +44,11 @@ def crypto_assets(broker: Broker, pairs: Iterable[str]) -> Mapping[str, Asset]:
     """The pairs' assets (minimum order size, quantity and price increments) from one `/v2/assets` read.
 
     Alpaca changes the increments with the price, so they are read, never written down. A pair the broker does
-    not list is left out, and an entry on it cannot be sized (fail closed). Raises BrokerError when the read
-    fails: the caller decides when to try again."""
+    not list, or lists as not active or not tradable, is left out, and an entry on it cannot be sized (fail
+    closed: Alpaca would refuse the order, and repeated refusals halt). Raises BrokerError when the read fails:
+    the caller decides when to try again."""
     wanted = set(pairs)
     if not wanted:
         return {}
-    return {asset.symbol: asset for asset in broker.get_assets("crypto") if asset.symbol in wanted}
+    found = broker.get_assets("crypto")
+    return {a.symbol: a for a in found if a.symbol in wanted and a.tradable and a.status == "active"}

@@ -1,0 +1,32 @@
+"""One account answer with a wrong equity (chaos harness, seed runs 500+) must not flatten the book: it tripped
+max_daily_loss_halt, whose flatten sold every position of an account that had lost nothing. It is a bad response
+instead (its equity is not its cash and market values summed): the system halts, nothing is sold."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import make_rig
+
+
+@pytest.mark.parametrize(("field", "factor"), [("equity", 0.5), ("equity", 1.6)])
+def test_one_glitched_figure_does_not_flatten(project: ProjectCopy, clock: ManualClock, field: str, factor: float) -> None:
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: bool(exchange.positions), limit=400)
+        held = {s: p.qty for s, p in exchange.positions.items()}
+        value = getattr(exchange.account(), field)
+        emulator.faults.append(Fault(patch={field: f"{value * factor:.2f}"}, path_prefix="/v2/account", method="GET"))
+        rig.ticks(3)
+        halts = rig.store.halts("system")
+        assert halts and not any(h.flatten for h in halts), [(h.reason, h.flatten) for h in halts]
+        assert all("max_daily_loss" not in h.reason for h in halts)
+        assert {s: p.qty for s, p in exchange.positions.items()} == held  # nothing sold
+        assert not [r for r in rig.store.orders() if r.purpose == "exit"]
