@@ -96,6 +96,7 @@ MAX_SESSION_GAP = timedelta(days=14)
 # position. The slack is the larger of EQUITY_SLACK_USD and EQUITY_SLACK_PCT of the larger side.
 EQUITY_SLACK_USD = 1.0
 EQUITY_SLACK_PCT = 0.1
+LAST_EQUITY_CONFIRMATIONS = 3  # answers in a row with one new last_equity (same balance_asof): a correction
 
 
 class Unreadable(ValueError):
@@ -293,6 +294,8 @@ class AlpacaAPI:
         self.options_feed = options_feed
         self.clock: Clock = clock or SystemClock()
         self.requests_made = 0
+        self._last_equity_seen: tuple[str, float] | None = None  # (balance_asof, last_equity): `_last_equity_steady`
+        self._last_equity_moved: tuple[float, int] | None = None  # another value, and how many answers in a row
         self.bucket = bucket
         self.timeout = (min(timeout_seconds, 5.0), timeout_seconds)
         # Reading one answer (its pages included) must end: a body is read up to `max_body_bytes` and for at most
@@ -499,9 +502,11 @@ class AlpacaAPI:
             # The flags that block trading must be there: a missing one is not "not blocked".
             equity, cash = _required(a.equity, "equity"), _required(a.cash, "cash")
             _check_equity(equity, cash, raw)
+            last_equity = _required(a.last_equity, "last_equity")
+            self._last_equity_steady(raw.get("balance_asof"), last_equity)
             return Account(
                 equity=equity,
-                last_equity=_required(a.last_equity, "last_equity"),
+                last_equity=last_equity,
                 cash=cash,
                 buying_power=_required(a.buying_power, "buying_power"),
                 status=_enum_value(a.status),
@@ -519,6 +524,33 @@ class AlpacaAPI:
             )
 
         return self._call("account", read)
+
+    def _last_equity_steady(self, asof: Any, last_equity: float) -> None:
+        """Unreadable when `last_equity` moved while `balance_asof` did not. It is the equity at the close of the
+        day `balance_asof` names, so it does not move within a day: one that does is a wrong figure, and read as
+        one, a last_equity doubled in a single answer was a 50 % loss, the daily-loss kill condition and its
+        flatten of every position. The value first read for a day is the reference; a new one that comes back
+        LAST_EQUITY_CONFIRMATIONS answers in a row is a correction, and becomes it. Without `balance_asof`
+        nothing is checked."""
+        if not isinstance(asof, str) or not asof:
+            return
+        reference = self._last_equity_seen
+        if reference is None or reference[0] != asof:
+            self._last_equity_seen, self._last_equity_moved = (asof, last_equity), None
+            return
+        slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(reference[1]), abs(last_equity)))
+        if abs(last_equity - reference[1]) <= slack:
+            self._last_equity_moved = None
+            return
+        moved = self._last_equity_moved
+        count = moved[1] + 1 if moved is not None and moved[0] == last_equity else 1
+        if count >= LAST_EQUITY_CONFIRMATIONS:
+            self._last_equity_seen, self._last_equity_moved = (asof, last_equity), None
+            return
+        self._last_equity_moved = (last_equity, count)
+        raise Unreadable(
+            f"last_equity {last_equity:.2f} is not the {reference[1]:.2f} read before for the same balance_asof {asof}"
+        )
 
     def _activities_today(self) -> list[NonTradeActivity]:
         """Today's (New York) non-trade cash activities, every page. `after`/`until` bound the creation time,

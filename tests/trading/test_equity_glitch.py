@@ -15,7 +15,7 @@ from tests.conftest import ProjectCopy
 from tests.trading.conftest import make_rig
 
 
-@pytest.mark.parametrize(("field", "factor"), [("equity", 0.5), ("equity", 1.6)])
+@pytest.mark.parametrize(("field", "factor"), [("equity", 0.5), ("equity", 1.6), ("last_equity", 2.0)])
 def test_one_glitched_figure_does_not_flatten(project: ProjectCopy, clock: ManualClock, field: str, factor: float) -> None:
     exchange = SimExchange(clock, seed=7)
     with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
@@ -30,3 +30,21 @@ def test_one_glitched_figure_does_not_flatten(project: ProjectCopy, clock: Manua
         assert all("max_daily_loss" not in h.reason for h in halts)
         assert {s: p.qty for s, p in exchange.positions.items()} == held  # nothing sold
         assert not [r for r in rig.store.orders() if r.purpose == "exit"]
+
+
+def test_a_last_equity_corrected_for_good_is_taken_after_a_few_answers(clock: ManualClock) -> None:
+    """A new last_equity for the same day is refused while it may be a glitch; the same value three answers in a row
+    is a correction, and is read from then on (the system would otherwise never trade again that day)."""
+    from engine.brokers.alpaca import LAST_EQUITY_CONFIRMATIONS
+    from engine.brokers.base import BrokerError
+
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        api = make_api(emulator, clock)
+        first = api.get_account().last_equity
+        corrected = f"{first + 250:.2f}"
+        emulator.faults.append(Fault(patch={"last_equity": corrected}, path_prefix="/v2/account", method="GET", times=0))
+        for _ in range(LAST_EQUITY_CONFIRMATIONS - 1):
+            with pytest.raises(BrokerError, match="last_equity"):
+                api.get_account()
+        assert api.get_account().last_equity == first + 250
