@@ -63,8 +63,14 @@ def sweep_command(momentum_project: ProjectCopy, tmp_path: Path) -> Iterator[lis
 
 
 def _start(command: list[str], *more: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The command as a terminal starts it. SIGINT is set back to its default first: a test run in the background
+    of a shell inherits it ignored, and a Python started so never turns it into KeyboardInterrupt."""
     return subprocess.Popen([*command, *more], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=env)  # fmt: skip
+                            text=True, start_new_session=True, env=env, preexec_fn=_default_sigint)  # fmt: skip
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _after_first_run(child: subprocess.Popen[str]) -> None:
