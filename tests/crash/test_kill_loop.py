@@ -31,7 +31,7 @@ from tests.conftest import ProjectCopy
 from tests.crash.scaled_clock import ScaledClock
 
 START = datetime(2026, 11, 23, 9, 40, tzinfo=ZoneInfo("America/New_York"))  # a Monday, the market open
-SPEED = 100.0  # simulated seconds per real second: a 5-second loop ticks every 50 ms
+SPEED = 200.0  # simulated seconds per real second: a 5-second loop ticks every 25 ms
 
 
 def eager(project: ProjectCopy) -> None:
