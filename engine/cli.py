@@ -1157,16 +1157,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID
 
 
-_PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+_PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 
 
 def _positive(what: str, most: float) -> Callable[[str], float]:
-    """An argparse type for a positive number of `what` (seconds, an amount in USD), written plainly (digits and
-    one point: Python's float() would also take '1_000', '1e-300', 'inf'), and at most `most`."""
+    """An argparse type for a positive number of `what` (seconds, an amount in USD), written as a number is (digits,
+    a point, an exponent: Python's float() would also take '1_000', 'inf' or 'nan'), and at most `most`."""
 
     def parse(text: str) -> float:
         if not _PLAIN_NUMBER.fullmatch(text.strip()):
-            raise argparse.ArgumentTypeError(f"not {what} (digits, and a point for a fraction): {text!r}")
+            raise argparse.ArgumentTypeError(f"not {what} (digits, a point for a fraction, e.g. 25000.50): {text!r}")
         value = float(text)
         if not 0 < value <= most:
             name = what.removeprefix("a ").removeprefix("an ")
