@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR, PathKind, path_kind
+from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR, PathKind, escaped, path_kind
 
 if TYPE_CHECKING:
     from datetime import date, datetime
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from engine.trading.runner import RunOptions
     from engine.validate import Report
 
+_LINE_BREAKS = "\n\t"  # what a message of several problems keeps when it is escaped (`paths.escaped`)
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
@@ -173,36 +174,27 @@ def _load(args: argparse.Namespace) -> Report:
         report = load_valid(args.config, args.machines, args.rules, getattr(args, "state_db", None))
     except ConfigError as exc:
         raise InvalidInput(problems_text(exc.problems)) from None
-    if has_state and (args.state_db is None or args.log is None):
+    if has_state:
         from engine.trading.runner import paths_for
 
         db, log = paths_for(report, args.state_db, args.log)
-        _state_path("--state-db", db)
-        _state_path("--log", log)
-    if has_state:
-        _not_an_input(args, report)
+        if args.state_db is None or args.log is None:  # settings.yaml's, looked at as the flags were
+            _state_path("--state-db", db)
+            _state_path("--log", log)
+        _not_an_input(args, db, log)
     return report
 
 
-def _not_an_input(args: argparse.Namespace, report: Report) -> None:
-    """The state file and the log given on the command line are neither a file the engine reads (a command that
-    writes would append its log to bots.yaml) nor one file for both. settings.yaml's paths are checked by
-    validation (`validate.output_path_problems`)."""
-    from engine.paths import shown
-    from engine.trading.runner import paths_for
-    from engine.validate import input_file_named
+def _not_an_input(args: argparse.Namespace, db: Path, log: Path) -> None:
+    """The state file and the log are neither a file the engine reads (a command that writes would append its
+    log to bots.yaml) nor one file for both (`validate.output_clashes`, which validation asks of settings.yaml's
+    paths)."""
+    from engine.validate import input_files, output_clashes
 
-    db, log = paths_for(report, args.state_db, args.log)
-    for flag, path in (("--state-db", args.state_db), ("--log", args.log)):
-        named = input_file_named(path, args.config, args.machines, args.rules) if path is not None else None
-        if named is not None:
-            raise InvalidInput(f"{flag} {path}: is {shown(named)}, a file the engine reads: give a file of its own")
-    try:
-        same = db.absolute() == log.absolute() or db.samefile(log)
-    except OSError:  # either not there yet (or not to be looked at): only the same name is the same file
-        same = False
-    if same:
-        raise InvalidInput(f"--log {log}: is the state file too: the log and the state each need a file of their own")
+    clashes = output_clashes(log, db, input_files(args.config, args.machines, args.rules), state_name="--state-db")
+    for name, flag, path in (("state", "--state-db", db), ("log", "--log", log)):
+        if name in clashes:
+            raise InvalidInput(f"{flag} {path}: {clashes[name]}")
 
 
 def _to_stdout(path: Path) -> bool:
@@ -368,7 +360,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if found.not_run:
         bad = len({p.file for p in found.not_run})
         print(f"{bad} scenario file{'s' if bad != 1 else ''} not run:")
-        print(terminal_safe(problems_text(found.not_run)))
+        print(escaped(problems_text(found.not_run), keep=_LINE_BREAKS))
         return EXIT_INVALID
     return EXIT_OK if failed == 0 else EXIT_FAILURE
 
@@ -1153,7 +1145,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"{report.summary()} ({time.perf_counter() - started:.2f} s)")
         return EXIT_OK
-    print(terminal_safe(problems_text(report.problems)))
+    print(escaped(problems_text(report.problems), keep=_LINE_BREAKS))
     return EXIT_INVALID
 
 
@@ -1358,10 +1350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(cmd_validate(args) if args.command is None else args.handler(args))
     except InvalidInput as exc:
-        print(terminal_safe(str(exc)), file=sys.stdout if args.command in (None, "validate") else sys.stderr)
+        print(escaped(str(exc), keep=_LINE_BREAKS), file=sys.stdout if args.command in (None, "validate") else sys.stderr)
         return EXIT_INVALID
     except RuntimeFailure as exc:
-        print(terminal_safe(str(exc)), file=sys.stderr)
+        print(escaped(str(exc), keep=_LINE_BREAKS), file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:  # Ctrl-C before `run` holds the signals, or in a command that reads: one line
         print("interrupted", file=sys.stderr)
@@ -1372,20 +1364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = file_error_code(exc)
         if code is None:
             raise
-        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        print(escaped(f"error: {getattr(exc, 'message', exc)}", keep=_LINE_BREAKS), file=sys.stderr)
         return code
-
-
-def terminal_safe(text: str) -> str:
-    """A message as a terminal may show it: it echoes what the user gave (a bot id, a path, a date), and an
-    escape sequence there would be acted on (colours, a moved cursor, a retitled window), a carriage return would
-    hide what came before it, and bytes that are no UTF-8 would make printing raise. Line breaks separate problems
-    and stay."""
-    if text.isprintable() or all(c.isprintable() or c in "\n\t" for c in text):
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text).encode(
-        "utf-8", "backslashreplace"
-    ).decode("utf-8")
 
 
 def file_error_code(exc: BaseException) -> int | None:

@@ -21,6 +21,16 @@ def shown(path: Path) -> str:
         return str(path)
 
 
+def escaped(text: str, keep: str = "") -> str:
+    """`text` as a terminal may show it, for a message that echoes what the user gave (a path, a bot id): every
+    character that is not printable as its Python escape (an escape sequence would be acted on, a carriage return
+    would hide what came before it, a newline in a file's name would split its problem over two lines), except
+    those in `keep`; bytes that are no UTF-8 (a path's surrogates) as \\xNN, so that printing never raises."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def ensure_writable_folder(path: Path) -> None:
     """Make `path` a folder if it is not one and try a write in it: OSError now, rather than a run or a backtest
     that ends having written nothing. The tried file is hidden and removed again."""

@@ -10,7 +10,7 @@ unreadable, since what it defines is unknown; they run again once it is fixed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -59,8 +59,8 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
 
     from engine.core.store import StateFileError, StateStore, state_file_exists
 
-    if not state_file_exists(db_path):
-        return []
+    if not state_file_exists(db_path) or (db_path.is_file() and db_path.stat().st_size == 0):
+        return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
 
     def unreadable(exc: BaseException) -> list[Problem]:
         """A damaged or foreign file is a problem of the input (exit 2); one that is sound but cannot be used now
@@ -105,40 +105,29 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return (found.st_dev, found.st_ino)
 
 
-def output_path_problems(config: Config, inputs: Iterable[Path]) -> list[Problem]:
-    """`system.log_path` and `system.state_db_path` are written by `run`: one naming a file the engine reads (a
-    config, machine, rule or scenario file) would have the log appended to it or SQLite write into it, and the
-    two in one file would damage both. Each is refused at its key, before anything is written."""
-    system = config.settings.system
-    outputs = {"log_path": config.resolve(system.log_path), "state_db_path": config.resolve(system.state_db_path)}
-    read = {file_id: path for path in inputs if (file_id := _file_id(path)) is not None}
-    problems = []
-    for key, path in outputs.items():
-        target = _file_id(path)
-        if target is not None and target in read:
-            message = f"is {shown(read[target])}, a file the engine reads: `run` would write into it; give a file of its own"
-            problems.append(config.settings_doc.problem(("system", key), message))
-    log, state = outputs["log_path"], outputs["state_db_path"]
+def output_clashes(log: Path, state: Path, inputs: Mapping[tuple[int, int], Path], *, state_name: str) -> dict[str, str]:
+    """What is wrong with the paths `run` writes, by "log" and "state": one naming a file the engine reads (a
+    config, machine, rule or scenario file) would have the log appended to it or SQLite write into it, and the two
+    in one file would damage both. `inputs`: `input_files(...)`; `state_name`: how the state path is named to the
+    user. Checked for settings.yaml's keys by validation and for --log and --state-db by the command line."""
+    clashes = {}
+    for name, path in (("log", log), ("state", state)):
+        file_id = _file_id(path)
+        named = inputs.get(file_id) if file_id is not None else None
+        if named is not None:
+            clashes[name] = f"is {shown(named)}, a file the engine reads: `run` would write into it; give a file of its own"
     same = _file_id(log) is not None and _file_id(log) == _file_id(state)
     if same or os.path.normpath(log.absolute()) == os.path.normpath(state.absolute()):
-        message = "is the same file as system.state_db_path: the log and the state each need a file of their own"
-        problems.append(config.settings_doc.problem(("system", "log_path"), message))
-    return problems
+        clashes.setdefault("log", f"is the same file as {state_name}: the log and the state each need a file of their own")
+    return clashes
 
 
-def input_file_named(path: Path, config_dir: Path, machines_dir: Path, rules_dir: Path) -> Path | None:
-    """The config, machine, rule or scenario file `path` names (through links), or None: a state file or a log
-    given on the command line must not be one, as `run` would write into it."""
-    target = _file_id(path)
-    if target is None:
-        return None
-    return next((f for f in _input_files(config_dir, machines_dir, rules_dir) if _file_id(f) == target), None)
-
-
-def _input_files(config_dir: Path, machines_dir: Path, rules_dir: Path) -> list[Path]:
-    """Every YAML file the engine reads."""
+def input_files(config_dir: Path, machines_dir: Path, rules_dir: Path) -> dict[tuple[int, int], Path]:
+    """Every YAML file the engine reads, by the file it is (device and inode: a link or another spelling of the
+    path is the same file)."""
     folders = (config_dir, machines_dir, machines_dir / "scenarios", rules_dir)
-    return [path for folder in folders for path in yaml_files(folder)[0]]
+    paths = [path for folder in folders for path in yaml_files(folder)[0]]
+    return {file_id: path for path in paths if (file_id := _file_id(path)) is not None}
 
 
 def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
@@ -195,7 +184,13 @@ def validate(
         # machines use were compiled by the lint for the kinds that use them.
         used = [guard for spec in machines.specs.values() for guard in spec.guards_used()]
         report.problems.extend(check_all_rules(readable, used=used))
-    outputs = output_path_problems(report.config, _input_files(config_dir, machines_dir, rules_dir)) if report.config else []
+    outputs: list[Problem] = []
+    if report.config is not None:
+        config, system = report.config, report.config.settings.system
+        log, state = config.resolve(system.log_path), config.resolve(system.state_db_path)
+        clashes = output_clashes(log, state, input_files(config_dir, machines_dir, rules_dir), state_name="system.state_db_path")
+        keys = {"log": "log_path", "state": "state_db_path"}
+        outputs = [config.settings_doc.problem(("system", keys[name]), why) for name, why in clashes.items()]
     report.problems.extend(outputs)
     state_is_input = state_db is None and any(p.path == "system.state_db_path" for p in outputs)  # told once, above
     if report.config is not None and machines.specs and not state_is_input:

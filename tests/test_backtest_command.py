@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from engine.data.dataset import DataSet
 from engine.data.files import read_bars
 from tests.brokers.conftest import KEY, SECRET
 from tests.conftest import ProjectCopy
+from tests.replay.conftest import only_momentum
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)  # Monday 10:00 in New York
 MONDAY_OPEN = "2026-11-23T09:30:00-05:00"
@@ -214,24 +215,31 @@ def test_a_recorded_sim_run_backtests(project: ProjectCopy) -> None:
     assert "50 ticks, 250 bar-events" in result.stdout
 
 
-def test_a_recording_is_closed_on_sigterm(project: ProjectCopy) -> None:
-    command = [sys.executable, "-m", "engine", "run", "--ticks", "1000000000", "--start", MONDAY_OPEN, "--record", "rec",
-               *files(project), *state(project)]  # fmt: skip
+def sigterm_once(project: ProjectCopy, command: list[str], ready: Callable[[], bool]) -> tuple[int, str, str]:
+    """Start `command`, send it SIGTERM once `ready()` says it is where the test wants it, and wait for its end:
+    (its exit code, stdout, stderr). Never left running."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root,
                                env=without_keys())  # fmt: skip
     try:
-        log = project.root / "app.jsonl"
         deadline = time.monotonic() + 60
-        while not (log.exists() and log.read_text().count('"event":"tick"') >= 20):
+        while not ready():
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.01)
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 0, err
+    return process.returncode, out, err
+
+
+def test_a_recording_is_closed_on_sigterm(project: ProjectCopy) -> None:
+    command = [sys.executable, "-m", "engine", "run", "--ticks", "1000000000", "--start", MONDAY_OPEN, "--record", "rec",
+               *files(project), *state(project)]  # fmt: skip
+    log = project.root / "app.jsonl"
+    code, out, err = sigterm_once(project, command, lambda: log.exists() and log.read_text().count('"event":"tick"') >= 20)
+    assert code == 0, err
     ticks = [e for e in read_events(project.root / "app.jsonl") if e["event"] == "tick"]
     data = DataSet.open(project.root / "rec")  # every part complete and readable
     stamps = data.table("quotes", "AAPL").column("timestamp").to_pylist()
@@ -251,25 +259,13 @@ def _long_data(project: ProjectCopy, sessions: int) -> None:
 
 def test_a_backtest_stopped_by_sigterm_commits_its_ticks_and_says_so(project: ProjectCopy) -> None:
     """SIGTERM ended the process where it stood: up to 500 held ticks lost, the log not closed, nothing said."""
-    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
-    project.replace("config/bots.yaml", "cryptobot:\n  enabled: true", "cryptobot:\n  enabled: false")
+    only_momentum(project)
     _long_data(project, 80)
     command = [sys.executable, "-m", "engine", "backtest", "--data", "data", "--out", "bt", *files(project)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root,
-                               env=without_keys())  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        log = project.root / "bt" / "app.jsonl"
-        while not (log.exists() and log.stat().st_size > 0):  # ticks are running (the log is written in blocks)
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.01)
-        process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 143, err
+    log = project.root / "bt" / "app.jsonl"
+    # sent once ticks are running (the log is written in blocks)
+    code, _out, err = sigterm_once(project, command, lambda: log.exists() and log.stat().st_size > 0)
+    assert code == 143, err
     assert err.startswith("SIGTERM: the backtest stopped; bt/ keeps its state.db and app.jsonl") and "Traceback" not in err
     assert not (project.root / "bt" / "summary.json").exists()
     assert not (project.root / "bt" / "state.db-wal").exists()  # closed, not left mid-transaction
@@ -284,8 +280,7 @@ def test_a_backtest_stopped_by_sigterm_commits_its_ticks_and_says_so(project: Pr
 def test_a_backtest_killed_while_writing_its_report_leaves_no_summary(project: ProjectCopy, nth: int) -> None:
     """summary.json, which says the run finished, was written first, and each file with a plain write: a kill then
     left a summary beside no trades.csv, or half a file. Now each is whole or absent, and the summary comes last."""
-    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
-    project.replace("config/bots.yaml", "cryptobot:\n  enabled: true", "cryptobot:\n  enabled: false")
+    only_momentum(project)
     _long_data(project, 1)
     env = {**without_keys(), "TRADING_HYDRA_FAILPOINT": f"data_before_rename:{nth}"}  # trades.csv, ..., report.html
     killed = engine(project, "backtest", "--data", "data", "--out", "bt", env=env)

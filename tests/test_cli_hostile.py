@@ -353,17 +353,20 @@ def test_a_state_file_or_log_that_is_a_config_file_is_refused_and_left_as_it_was
 
     for folder in ("config", "machines", "rules"):
         shutil.copytree(PROJECT_ROOT / folder, here / folder)
-    bots = here / "config" / "bots.yaml"
-    before = bots.read_bytes()
+    # bots.yaml as the log; as the state file, an empty YAML file (SQLite would take one for a new database, where
+    # bots.yaml itself is refused as no database)
+    target = here / "config" / ("bots.yaml" if flag == "--log" else "notes.yaml")
+    if flag == "--state-db":
+        target.write_bytes(b"")
+    before = target.read_bytes()
     other = "--state-db" if flag == "--log" else "--log"
-    argv = ["run", "--once", flag, str(bots), other, str(here / "x"), "--config", str(here / "config"),
+    argv = ["run", "--once", flag, str(target), other, str(here / "x"), "--config", str(here / "config"),
             "--machines", str(here / "machines"), "--rules", str(here / "rules")]  # fmt: skip
     code, text = main_(argv, capsys)
-    said = f"{flag} {bots}: is config/bots.yaml, a file the engine reads" if flag == "--log" else "not a SQLite database"
-    assert code == 2 and said in text, text
-    assert bots.read_bytes() == before
+    assert code == 2 and f"{flag} {target}: is config/{target.name}, a file the engine reads" in text, text
+    assert target.read_bytes() == before
 
 
 def test_one_file_for_the_log_and_the_state_is_refused(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, text = main_(["halt", "--reason", "x", "--state-db", str(here / "s"), "--log", str(here / "s"), *CONFIG], capsys)
-    assert code == 2 and "is the state file too" in text and not (here / "s").exists()
+    assert code == 2 and "is the same file as --state-db" in text and not (here / "s").exists()

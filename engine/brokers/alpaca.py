@@ -846,23 +846,20 @@ class AlpacaAPI:
 
         def read() -> list[Asset]:
             assets: dict[str, Asset] = {}
-            left_out: dict[str, str] = {}  # symbol (as sent) -> why
+            left_out: dict[str, str] = {}  # symbol (BTC/USD for BTCUSD) -> why
             for raw in _objects(self.trading.get("/assets", params), "assets"):
                 sent = raw.get("symbol")
-                key = sent if isinstance(sent, str) else repr(sent)
                 try:
                     asset = _asset(raw)
                 except Unreadable as exc:
-                    left_out[key] = str(exc)
+                    left_out[normalize(sent, asset_class) if isinstance(sent, str) else repr(sent)] = str(exc)
                     continue
-                if key in left_out or asset.symbol in assets:
-                    assets.pop(asset.symbol, None)
-                    left_out[key] = f"{_shown(sent)} is listed twice"
+                if asset.symbol in assets or asset.symbol in left_out:  # BTC/USD and BTCUSD are one pair too
+                    left_out[asset.symbol] = f"{_shown(sent)} is listed twice"
                     continue
                 assets[asset.symbol] = asset
-            for key, why in left_out.items():
-                assets.pop(normalize(key, asset_class), None)  # a pair given twice, once as BTC/USD and once as BTCUSD
-                assets.pop(key, None)
+            for symbol, why in left_out.items():
+                assets.pop(symbol, None)
                 log.info("asset left out: %s", why)
             return list(assets.values())
 

@@ -38,7 +38,7 @@ from engine.core import failpoints
 from engine.core.names import unknown_name_message
 from engine.data.errors import DataError
 from engine.data.records import COLUMNS, KINDS, SUFFIXES, Bar, Format, Kind, Quote, Row, file_stem, symbol_of_stem
-from engine.paths import PathKind, path_kind
+from engine.paths import PathKind, escaped, path_kind
 
 MAX_ROWS_PER_CHECK = 20
 
@@ -687,8 +687,7 @@ class Source:
 def shown_path(path: Path) -> str:
     """A path as a problem names it, its control characters escaped: a newline in a file's name would split its
     problem over two lines, and a terminal would act on an escape sequence in it."""
-    text = str(path)
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return escaped(str(path))
 
 
 def _is_hidden(path: Path) -> bool:

@@ -143,12 +143,14 @@ def missing_data(
     return problems
 
 
-def refuse_out_in_data(out: Path, data_folder: Path) -> None:
-    """BacktestError when `out` is the data folder or inside it: the run's files there (trades.csv, a folder of
-    runs) would be read as data by the next backtest of that folder, or refused as files no symbol maps to."""
+def out_in_data(out: Path, data_folder: Path) -> str | None:
+    """Why `out` cannot hold a backtest or a sweep, when it is the data folder or inside it (the run's files there,
+    trades.csv or a folder of runs, would be read as data by the next backtest of that folder, or refused as files
+    no symbol maps to); None when it is elsewhere."""
     out_real, data_real = out.resolve(), data_folder.resolve()
     if out_real == data_real or data_real in out_real.parents:
-        raise BacktestError(f"{out}: inside the data folder {data_folder}: a backtest writes elsewhere (give another --out)")
+        return f"inside the data folder {data_folder}: a backtest writes elsewhere (give another --out)"
+    return None
 
 
 def _bound(value: date | datetime | None, *, end: bool, tz: Any) -> datetime | None:
@@ -209,7 +211,9 @@ def run_backtest(
             notes.append(f"starts at {iso(ready)}, when every bot's symbols have a price")
         begin = ready
     out = Path(out_dir)
-    refuse_out_in_data(out, data.folder)
+    inside = out_in_data(out, data.folder)
+    if inside is not None:
+        raise BacktestError(f"{out}: {inside}")
     for name in (STATE_FILE, LOG_FILE):
         if (out / name).exists():
             raise BacktestError(f"{out / name} exists: a backtest writes a new folder (give another --out)")

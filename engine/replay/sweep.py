@@ -300,13 +300,12 @@ def prepare(
     config = report.config
     signals = report.book.signal_specs() if report.book is not None else None
     overrides = read_sweep(sweep_path, config.bots_doc, signals)
-    from engine.replay.backtest import BacktestError, refuse_out_in_data
+    from engine.replay.backtest import out_in_data
 
     created = not out_dir.exists()
-    try:  # as a single backtest: its runs' files in the data folder would be read as data next time
-        refuse_out_in_data(out_dir, data_dir)
-    except BacktestError as exc:
-        raise ConfigError([Problem(shown(out_dir), 0, 0, "", str(exc).split(": ", 1)[1])]) from None
+    inside = out_in_data(out_dir, data_dir)  # as for a single backtest
+    if inside is not None:
+        raise ConfigError([Problem(shown(out_dir), 0, 0, "", inside)])
     _check_out(out_dir)
     specs: list[RunSpec] = []
     problems: list[Problem] = []

@@ -55,7 +55,8 @@ def test_a_symbol_and_its_file_name_map_both_ways(symbol: str, stem: str) -> Non
     assert symbol_of_stem(stem) == symbol
 
 
-@pytest.mark.parametrize("bad", ["aapl", "BTC/USD/X", "", "../AAPL", "A B"])
+# with a final newline: `$` matches before one, and "AAPL\n.csv" was read as the symbol "AAPL\n"
+@pytest.mark.parametrize("bad", ["aapl", "BTC/USD/X", "", "../AAPL", "A B", "AAPL\n", "BTC/USD\n", "BRK.B\n"])
 def test_a_name_no_symbol_maps_to_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="symbol"):
         file_stem(bad)

@@ -17,7 +17,7 @@ import pytest
 from engine.data.dataset import DataSet
 from engine.data.errors import DataError
 from engine.data.files import MAX_ROWS_PER_CHECK, read_file, rows_to_table, scan, write_bars
-from engine.data.records import Bar, file_stem, symbol_of_stem
+from engine.data.records import Bar
 
 T0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
 T0_US = (T0 - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
@@ -49,15 +49,6 @@ def problems_of(path: Path, kind: Any = "bars") -> list[str]:
 
 
 # --- names ----------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["AAPL\n", "BTC-USD\n", "BRK.B\n"])
-def test_a_name_ending_in_a_newline_is_no_symbol(name: str) -> None:
-    # `$` matches before a final newline: "AAPL\n.csv" was read as the symbol "AAPL\n"
-    with pytest.raises(ValueError, match="is not a symbol's file name"):
-        symbol_of_stem(name)
-    with pytest.raises(ValueError, match="is not a symbol the data format can store"):
-        file_stem(name.replace("-", "/"))
 
 
 def test_a_file_named_with_a_newline_is_refused_not_read_as_a_symbol(tmp_path: Path) -> None:
