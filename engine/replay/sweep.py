@@ -421,6 +421,12 @@ def _stop_workers(pool: Any, parent_alive: Connection) -> None:
         if process.is_alive():
             process.kill()
             process.join()
+    # The pool's manager thread closes its wake-up pipe as it ends; concurrent.futures' exit hook writes to that
+    # pipe unless it is closed, so an exit racing the close printed an OSError traceback after the one line.
+    # Waiting for the thread here leaves the hook nothing to race.
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(5)
 
 
 def _say_stopped(specs: Sequence[RunSpec], rows: Sequence[dict[str, Any]], why: str) -> None:
