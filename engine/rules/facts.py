@@ -101,9 +101,25 @@ SYSTEM_FACTS: tuple[Fact, ...] = (
 
 # Facts about one trading bot.
 BOT_FACTS: tuple[Fact, ...] = (
-    _f("in_trade_window", "bool", "", "Local time is between session.trade_start and session.trade_end."),
-    _f("past_trade_end", "bool", "", "Local time is after session.trade_end."),
-    _f("past_manage_until", "bool", "", "Local time is at or after session.manage_until."),
+    _f(
+        "in_trade_window",
+        "bool",
+        "",
+        "Local time is between session.trade_start and session.trade_end (for stocks and options, not in the"
+        " last 5 min before a close that trade_end reaches: an early close).",
+    ),
+    _f(
+        "past_trade_end",
+        "bool",
+        "",
+        "Local time is after session.trade_end, or 5 min before a close it reaches (stocks and options).",
+    ),
+    _f(
+        "past_manage_until",
+        "bool",
+        "",
+        "Local time is at or after session.manage_until, or 5 min before a close it reaches (stocks and options).",
+    ),
     _f("tradable_now", "bool", "", "The bot's market is open (the equity market; always true for crypto)."),
     _f("preflight_ok", "bool", "", "Every preflight check for an entry by this bot passes."),
     _f("bot_halted", "bool", "", "This bot is halted on its own (a guard failed, repeated rejections, an operator)."),

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
@@ -32,6 +32,11 @@ Facts = dict[str, Any]
 PreflightCheck = Callable[[Mapping[str, Any]], tuple[str, ...]]  # facts -> the names of the checks that fail
 _NOTHING: frozenset[str] = frozenset()
 _CENTURY_SECONDS = 100 * 365.25 * 86400
+# A bot of the equity market whose session.trade_end or manage_until falls at or after the session's close (an
+# early close, 13:00 in New York; a zone whose clocks change on other days than New York's) is treated as past it
+# this long before the close: its wall clock would otherwise flatten only once the market is shut, by an order
+# that waits for the next session, and hold the position over the close.
+CLOSE_MARGIN_MINUTES = 5.0
 
 
 @dataclass(frozen=True)
@@ -216,9 +221,16 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts.update(bot.config_facts)
     facts["orders_last_minute"] = gate.orders_last_minute
     facts["capital_room_usd"] = gate.capital_room_usd
-    facts["in_trade_window"] = bot.trade_start <= local <= bot.trade_end
-    facts["past_trade_end"] = local > bot.trade_end
-    facts["past_manage_until"] = local >= bot.manage_until
+    closing = (
+        not bot.trades_around_the_clock
+        and system["market_open"] is True
+        and system["minutes_to_close"] is not None
+        and system["minutes_to_close"] <= CLOSE_MARGIN_MINUTES
+    )
+    ends_at_close = closing and _at_or_after_close(view, bot.trade_end)
+    facts["in_trade_window"] = bot.trade_start <= local <= bot.trade_end and not ends_at_close
+    facts["past_trade_end"] = local > bot.trade_end or ends_at_close
+    facts["past_manage_until"] = local >= bot.manage_until or (closing and _at_or_after_close(view, bot.manage_until))
     facts["tradable_now"] = True if bot.trades_around_the_clock else system["market_open"]
     facts["bot_halted"] = records.halt is not None
     facts["budget_usd"] = budget_usd
@@ -266,6 +278,15 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     failed = inputs.preflight[bot.kind](facts)
     facts["preflight_ok"] = not failed
     return BotFacts(facts, plan, failed, signal_error)
+
+
+def _at_or_after_close(view: TickView, at: time) -> bool:
+    """Is `at` (a wall-clock time of the session's trading date, in system.timezone) at or after the close of
+    the session open now: the bot's own clock cannot act on it while the market is open."""
+    clock = view.snapshot.clock
+    if clock is None or view.zone is None:
+        return False
+    return datetime.combine(view.day, at, view.zone) >= clock.next_close
 
 
 def _quotes_state(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from functools import cached_property
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
@@ -54,6 +54,7 @@ class TickView:
     orders_last_minute: int
     recent_orders: tuple[datetime, ...] = ()  # when the orders of the last minute were created
     stamp: tuple[int, int] = (-1, -1)  # `StateStore.records_stamp()` when the records were read
+    zone: tzinfo | None = None  # system.timezone, in which `day` and `local_time` are read
 
     @cached_property
     def broker_prices(self) -> Mapping[str, float]:
@@ -138,4 +139,5 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
         orders_last_minute=len(recent),
         recent_orders=recent,
         stamp=stamp,
+        zone=tz,
     )
