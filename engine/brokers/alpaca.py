@@ -803,8 +803,9 @@ class AlpacaAPI:
     def _checked_clock(self, clock: MarketClock) -> MarketClock:
         """The market clock, if it can be believed: within MAX_CLOCK_SKEW of ours, its next open and close ahead
         of its own time and in the order `is_open` implies, and not open when the exchange calendar has no
-        session then (a clock that says open on a holiday). The calendar may not know an unscheduled closure, so
-        a clock that says closed is believed."""
+        session then (a clock that says open on a holiday), nor closing later than the calendar says (16:00 on an
+        early-close day). The calendar may not know an unscheduled closure, so a clock that says closed, or closing
+        earlier, is believed."""
         now = self.clock.now()
         if abs(clock.timestamp - now) > MAX_CLOCK_SKEW:
             raise Unreadable(f"the broker's clock says {clock.timestamp.isoformat()}, ours {now.isoformat()}")
@@ -817,9 +818,17 @@ class AlpacaAPI:
         if clock.is_open:
             from engine.core.calendar import market_calendar
 
-            if not market_calendar().is_open(clock.timestamp):
+            calendar = market_calendar()
+            if not calendar.is_open(clock.timestamp):
                 at = clock.timestamp.isoformat()
                 raise Unreadable(f"the clock says open at {at}, when the exchange calendar has no session")
+            # A close later than the calendar's (16:00 on an early-close day) would keep positions past the real
+            # close: every rule that flattens before the close reads it. An earlier one (a closure the calendar
+            # does not know yet) is believed.
+            close = calendar.next_close(clock.timestamp)
+            if clock.next_close > close:
+                raise Unreadable(f"the clock says the market closes at {clock.next_close.isoformat()}, "
+                                 f"the exchange calendar at {close.isoformat()}")  # fmt: skip
         return clock
 
     def get_asset(self, symbol: str) -> Asset | None:

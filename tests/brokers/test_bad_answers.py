@@ -194,6 +194,28 @@ def test_a_clock_that_says_open_on_a_holiday_is_a_bad_answer(emulator: Emulator,
     assert "calendar" in error.message
 
 
+EARLY_CLOSE_DAY = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)  # 10:00 New York; the market closes at 13:00
+
+
+def test_a_clock_that_closes_later_than_an_early_close_is_a_bad_answer(emulator: Emulator, clock: ManualClock) -> None:
+    """Believed, 16:00 would keep every flatten-before-the-close rule waiting past the real close."""
+    clock.set(EARLY_CLOSE_DAY)
+    api = make_api(emulator, clock)
+    assert api.get_clock().next_close == datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc)
+    late = datetime(2026, 11, 27, 21, 0, tzinfo=timezone.utc).isoformat()
+    error = assert_bad(api, emulator, CLOCK, Fault(path_prefix=CLOCK, patch={"next_close": late}))
+    assert "calendar" in error.message and "closes at" in error.message
+
+
+def test_a_clock_that_closes_earlier_than_the_calendar_is_believed(emulator: Emulator, clock: ManualClock) -> None:
+    """A closure the calendar does not know yet: closing earlier fails closed on its own."""
+    clock.set(EARLY_CLOSE_DAY)
+    api = make_api(emulator, clock)
+    early = datetime(2026, 11, 27, 16, 0, tzinfo=timezone.utc)
+    emulator.faults.append(Fault(path_prefix=CLOCK, patch={"next_close": early.isoformat()}))
+    assert api.get_clock().next_close == early
+
+
 def test_a_clock_that_contradicts_itself_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator) -> None:
     assert api.get_clock().is_open
     assert_bad(api, emulator, CLOCK, Fault(path_prefix=CLOCK, patch={"is_open": False}))
