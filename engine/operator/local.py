@@ -31,6 +31,14 @@ class LocalTime:
         """The time of day only, for lines that already say which day they are about."""
         return when.astimezone(self.tz).strftime("%H:%M:%S")
 
+    def after(self, when: datetime, since: datetime) -> str:
+        """`when`, shown after `since` on one line: its time of day while both share a date and a UTC offset, else
+        in full (a trade held over a night, or over the hour clocks fall back, where 01:19 PST follows 01:32 PDT)."""
+        shown, base = when.astimezone(self.tz), since.astimezone(self.tz)
+        if shown.date() == base.date() and shown.utcoffset() == base.utcoffset():
+            return shown.strftime("%H:%M:%S")
+        return shown.isoformat(timespec="seconds")
+
     def day(self, when: datetime) -> date:
         """The trading date of an instant: the engine counts days in the same zone (Engine.trading_date)."""
         return when.astimezone(self.tz).date()

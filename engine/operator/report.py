@@ -313,7 +313,7 @@ def trades_text(data: ReportData, local: LocalTime) -> str:
     if not data.trades:
         return "  none"
     return "\n".join(
-        f"  {local(t.opened_at)} -> {local.clock(t.closed_at)} {t.bot_id} {t.symbol} qty {t.qty:g} "
+        f"  {local(t.opened_at)} -> {local.after(t.closed_at, t.opened_at)} {t.bot_id} {t.symbol} qty {t.qty:g} "
         f"{t.entry_price:.4f} -> {t.exit_price:.4f} P&L {t.pnl:+.2f} fees {t.fees:.2f} exit: {t.exit_trigger}"
         for t in data.trades
     )

@@ -36,6 +36,14 @@ def test_local_time_is_one_zone_to_the_second() -> None:
     assert (LA(start), LA(end)) == ("2026-11-23T00:00:00-08:00", "2026-11-25T00:00:00-08:00")
 
 
+def test_an_exit_time_is_shown_whole_when_its_date_or_offset_differs_from_the_entrys() -> None:
+    """Clocks fall back on 2026-11-01: 01:19 PST is after 01:32 PDT, and must not read as before it."""
+    entry = datetime(2026, 11, 1, 8, 32, 25, tzinfo=timezone.utc)  # 01:32:25 PDT
+    assert LA.after(entry + timedelta(minutes=40), entry) == "2026-11-01T01:12:25-08:00"
+    assert LA.after(entry + timedelta(minutes=10), entry) == "01:42:25"
+    assert LA.after(MON + timedelta(days=3), MON) == "2026-11-26T06:30:00-08:00"  # held over nights
+
+
 def test_every_day_of_the_span_with_each_bots_pnl_and_trades(store: StateStore) -> None:
     mon, tue, thu = date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 26)
     store.add_realized_pnl(mon, "mom_AAPL", -10.0)
