@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -197,6 +198,80 @@ BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
     chain_ranges,
     crypto_minimum,
 )
+
+
+# --- both files ----------------------------------------------------------------------------------------------
+
+EXCHANGE_ZONE = ZoneInfo("America/New_York")
+REGULAR_SESSION = (time(9, 30), time(16, 0))  # New York time; an early close only shortens it
+_SAMPLE_DAYS = tuple(date(2026, 1, 5) + timedelta(weeks=week) for week in range(53))  # a Monday a week, a year
+
+
+def _sessions_here(zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The regular session of a Monday of each week of a year, in `zone`: the two zones' clocks change on
+    different days, so the session's local hours can take up to four values over a year."""
+    sessions = []
+    for day in _SAMPLE_DAYS:
+        opens, closes = (datetime.combine(day, at, EXCHANGE_ZONE).astimezone(zone) for at in REGULAR_SESSION)
+        sessions.append((opens, closes))
+    return sessions
+
+
+def _meets(start: time, end: time, opens: datetime, closes: datetime) -> bool:
+    """Whether a window of wall-clock times overlaps a session that opens and closes on one date (a close at
+    midnight, 17:30-00:00 in Moscow, ends the day)."""
+    minutes = (start.hour * 60 + start.minute, end.hour * 60 + end.minute)
+    opened = opens.hour * 60 + opens.minute
+    closed = opened + round((closes - opens).total_seconds() / 60)
+    return minutes[0] < closed and opened <= minutes[1]
+
+
+def _hours(sessions: list[tuple[datetime, datetime]]) -> str:
+    shown = dict.fromkeys(f"{opens:%H:%M}-{closes:%H:%M}" for opens, closes in sessions)
+    return " or ".join(shown)
+
+
+def sessions_in_zone(settings: Settings, settings_doc: YamlDocument, bots: BotsConfig, bots_doc: YamlDocument) -> list[Problem]:
+    """Stock and options bots against the exchange's hours as `system.timezone` sees them. Their sessions are
+    wall-clock times of that zone, and so is the trading date by which counters and budgets are kept.
+
+    A zone in which the New York session crosses midnight (Asia/Tokyo: 23:30-06:00) would change the trading
+    date in the middle of a session: every bot's daily counters and budget would start again, and a bot could
+    make twice its `max_trades_per_day`. A window that never meets the session (06:35-09:30 left as shipped, in
+    Europe/Berlin) would never trade, without a word. Crypto trades around the clock: neither applies."""
+    try:
+        zone = ZoneInfo(settings.system.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return []  # timezone_exists says so
+    stock_bots = [(path, bot) for path, bot in trading_bots(bots) if bot.enabled and bot_kind(bot) != "crypto"]
+    if not stock_bots:
+        return []
+    sessions = _sessions_here(zone)
+    name = settings.system.timezone
+    if any(opens.date() != (closes - timedelta(microseconds=1)).date() for opens, closes in sessions):
+        names = ", ".join(bot.bot_id for _path, bot in stock_bots)
+        message = (
+            f"the New York session (09:30-16:00 America/New_York) crosses midnight in {name} ({_hours(sessions)}): "
+            f"the trading date would change in the middle of a session, and with it every bot's daily counters and "
+            f"budget; the stock and options bots ({names}) need a zone in which it does not (America/New_York, "
+            f"Europe/London, ...), or must be disabled"
+        )
+        return [settings_doc.problem(("system", "timezone"), message)]
+    problems = []
+    for path, bot in stock_bots:
+        try:
+            start, end = parse_hhmm(bot.session.trade_start), parse_hhmm(bot.session.trade_end)
+        except ValueError:
+            continue  # the schema refuses it
+        if start > end:
+            continue  # session_order says so
+        if not any(_meets(start, end, opens, closes) for opens, closes in sessions):
+            message = (
+                f"{bot.bot_id} trades {bot.session.trade_start}-{bot.session.trade_end} {name} time, which never meets "
+                f"the New York session ({_hours(sessions)} in {name}): it would never enter"
+            )
+            problems.append(bots_doc.problem((*path, "session", "trade_start"), message))
+    return problems
 
 
 class DeclaredSignal(Protocol):

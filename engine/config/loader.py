@@ -62,6 +62,8 @@ def load_config(config_dir: Path, signals: Mapping[str, checks.DeclaredSignal] |
             problems.extend(bots_check(bots, bots_doc))
         if signals is not None:
             problems.extend(checks.signal_modes_known(bots, bots_doc, signals))
+    if settings is not None and settings_doc is not None and bots is not None and bots_doc is not None:
+        problems.extend(checks.sessions_in_zone(settings, settings_doc, bots, bots_doc))
     if problems:
         raise ConfigError(problems)
     assert settings is not None and bots is not None and settings_doc is not None and bots_doc is not None

@@ -252,3 +252,47 @@ def test_a_value_of_the_wrong_type_is_said_in_yaml_words_at_its_key(project: Pro
     p = only(problems_after(project, "settings.yaml", "max_price_staleness_seconds: 15", new))
     assert p.path == "health.max_price_staleness_seconds" and p.message == said
     assert p.line == project.line_of("config/settings.yaml", new)
+
+
+def _disable_stock_and_options_bots(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "bot_id: mom_AAPL\n    enabled: true", "bot_id: mom_AAPL\n    enabled: false")
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+
+
+def test_a_zone_where_the_new_york_session_crosses_midnight_is_refused_for_stock_bots(project: ProjectCopy) -> None:
+    """In Tokyo the session is 23:30-06:00: the trading date, and every daily counter and budget with it, would
+    start again in the middle of it (a bot could make twice its max_trades_per_day)."""
+    p = only(problems_after(project, "settings.yaml", "America/Los_Angeles", "Asia/Tokyo"))
+    assert (p.file.endswith("settings.yaml"), p.line, p.col, p.path) == (True, 2, 13, "system.timezone")
+    assert "crosses midnight in Asia/Tokyo (23:30-06:00 or 22:30-05:00)" in p.message
+    assert "(mom_AAPL, opt_core)" in p.message  # the enabled ones; crypto trades around the clock
+    _disable_stock_and_options_bots(project)
+    assert load_config(project.config, SIGNALS).settings.system.timezone == "Asia/Tokyo"
+
+
+def test_a_trade_window_that_never_meets_the_session_is_refused_at_its_start(project: ProjectCopy) -> None:
+    """Europe/Berlin with the shipped windows: 06:35-09:30 there is hours before New York opens (15:30)."""
+    problems = problems_after(project, "settings.yaml", "America/Los_Angeles", "Europe/Berlin")
+    assert [(p.path, p.line) for p in problems] == [
+        ("momentum_bots[0].session.trade_start", 26),
+        ("optionsbot.session.trade_start", 63),
+    ]  # mom_TSLA is disabled, the crypto bot trades around the clock
+    assert "mom_AAPL trades 06:35-09:30 Europe/Berlin time, which never meets the New York session " in problems[0].message
+    assert "(15:30-22:00 or 14:30-21:00 in Europe/Berlin)" in problems[0].message
+    project.replace("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "15:35"', 2)
+    project.replace("config/bots.yaml", 'trade_start: "06:40"', 'trade_start: "15:40"')
+    project.replace("config/bots.yaml", '"09:30"', '"17:30"', 2)
+    project.replace("config/bots.yaml", '"09:50"', '"17:50"')
+    project.replace("config/bots.yaml", '"12:55"', '"21:55"', 3)
+    assert load_config(project.config, SIGNALS).settings.system.timezone == "Europe/Berlin"
+
+
+def test_a_session_closing_at_local_midnight_is_met_before_it(project: ProjectCopy) -> None:
+    """Moscow: 17:30-00:00 in the northern winter; a window of 23:35-23:50 trades in it."""
+    _disable_stock_and_options_bots(project)
+    project.replace("config/bots.yaml", "bot_id: mom_AAPL\n    enabled: false", "bot_id: mom_AAPL\n    enabled: true")
+    project.replace("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "23:35"')
+    project.replace("config/bots.yaml", 'trade_end: "09:30"', 'trade_end: "23:50"')
+    project.replace("config/bots.yaml", 'manage_until: "12:55"', 'manage_until: "23:55"')
+    project.replace("config/settings.yaml", "America/Los_Angeles", "Europe/Moscow")
+    assert load_config(project.config, SIGNALS).bots.momentum_bots[0].session.trade_start == "23:35"

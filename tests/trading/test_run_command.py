@@ -348,9 +348,9 @@ def test_every_time_shown_is_in_the_configured_time_zone_and_the_log_stays_utc(p
     assert engine(project, "halt", "--reason", "lunch").returncode == 0
     shown = run.stdout + engine(project, "status").stdout + engine(project, "report").stdout + engine(project, "health").stdout
     assert {m.group(1) for m in ISO_TIME.finditer(shown)} == {"-08:00"}  # Los Angeles in November, from settings.yaml
-    project.replace("config/settings.yaml", "timezone: America/Los_Angeles", "timezone: Europe/Berlin")
-    berlin = engine(project, "status").stdout
-    assert {m.group(1) for m in ISO_TIME.finditer(berlin)} == {"+01:00"}
+    project.replace("config/settings.yaml", "timezone: America/Los_Angeles", "timezone: America/Denver")
+    denver = engine(project, "status").stdout
+    assert {m.group(1) for m in ISO_TIME.finditer(denver)} == {"-07:00"}
     assert all(e["ts"].endswith("+00:00") for e in read_events(project.root / "app.jsonl"))
 
 
