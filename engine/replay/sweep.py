@@ -387,16 +387,22 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     return {**row, **{name: total.get(name) for name in FIGURES}, "error": ""}
 
 
-WORKER_DIED = ("not finished: a worker process of the sweep died (killed, or out of memory), which stops every run "
-               "not finished by then; run the sweep again")
+WORKER_DIED = "not finished: its worker process died (killed, or out of memory), and again on its retry in a new worker"
+WORKERS_KEEP_DYING = ("not finished: the sweep's worker processes died (killed, or out of memory) in two pools in a row "
+                      "before any run finished or was found dying")
+
+_started: Connection | None = None
+"""In a worker: where it tells the sweep's process which run it starts (see _run_saying_so)."""
 
 
-def _worker_start(parent: Connection) -> None:
+def _worker_start(parent: Connection, started: Connection) -> None:
     """Each worker's first act. Ctrl-C at a terminal reaches every process of its group: the workers leave it to
     the sweep's process, which stops them, instead of each printing a traceback. And a worker ends with the sweep's
     process however that ends: `parent` is the reading end of a pipe only that process writes to, so its death,
     SIGKILL included, is end-of-file here. Without this a killed sweep's workers ran the rest of the grid into its
-    folder, then waited on their queue for ever."""
+    folder, then waited on their queue for ever. `started` is where the worker says which run it starts."""
+    global _started
+    _started = started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="sweep-parent", daemon=True).start()
 
@@ -408,9 +414,23 @@ def _exit_with_parent(parent: Connection) -> None:
     os._exit(1)  # mid-run: that run's folder keeps what it committed, and has no summary.json
 
 
+def _run_saying_so(run: Callable[[RunSpec], dict[str, Any]], spec: RunSpec) -> dict[str, Any]:
+    """`run(spec)` in a worker, after telling the sweep's process this worker's pid and the run it starts.
+
+    A broken pool says only that some worker died: this is how the sweep knows which run was in it, so that a run
+    which kills its worker (eats all memory) is tried twice, not for ever, while the runs the pool took down with
+    it run again. The message is one write of a few bytes to a pipe (atomic), so a worker killed at any moment
+    leaves no half message and holds no lock. `run` is passed, not called by name, so that it is looked up in the
+    sweep's process when the run is sent: a test can hand the workers a run that kills them."""
+    if _started is not None:
+        _started.send_bytes(f"{os.getpid()} {spec.name}".encode())
+    return run(spec)
+
+
 def _stop_workers(pool: Any, parent_alive: Connection) -> None:
     """End every worker now: the runs they hold are cut short (their folders have no summary.json)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown forgets it too
     pool.shutdown(wait=False, cancel_futures=True)
     parent_alive.close()  # the workers' watch thread sees end-of-file (the workers not yet listed too)
     for process in processes:
@@ -423,8 +443,8 @@ def _stop_workers(pool: Any, parent_alive: Connection) -> None:
             process.join()
     # The pool's manager thread closes its wake-up pipe as it ends; concurrent.futures' exit hook writes to that
     # pipe unless it is closed, so an exit racing the close printed an OSError traceback after the one line.
-    # Waiting for the thread here leaves the hook nothing to race.
-    manager = getattr(pool, "_executor_manager_thread", None)
+    # Waiting for the thread here leaves the hook nothing to race. It is read before shutdown, which sets it to
+    # None: read after, it was never waited for, and the traceback still came on busy cores.
     if manager is not None:
         manager.join(5)
 
@@ -441,7 +461,8 @@ def run_local(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any
     Ctrl-C or SIGTERM stops the sweep at once: runs not started are not, runs in a worker are cut short, one in
     this process commits what it finished (as `backtest` does); one line says how many finished, and the
     exception goes on (KeyboardInterrupt: the command's exit 130; SIGTERM: SystemExit(143)). A worker that dies
-    (killed, out of memory) fails the runs it had not returned, each with WORKER_DIED as its error."""
+    (killed, out of memory) breaks the pool: the runs it had not returned run again in a new pool, except a run
+    whose worker died under it a second time, which gets WORKER_DIED as its error (see _run_pool)."""
     rows: list[dict[str, Any]] = []
     try:
         with sigterm_raises():
@@ -461,35 +482,215 @@ def run_local(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any
     return rows
 
 
+@dataclass(frozen=True)
+class _Broken:
+    """What a pool that broke left: the runs it returned no row for, in grid order, and those of them whose own
+    worker died under them, each with that worker's exit code (None when it could not be told)."""
+
+    unfinished: tuple[RunSpec, ...]
+    died: dict[str, int | None]
+
+
 def _run_pool(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any]], None] | None,
               rows: list[dict[str, Any]]) -> None:  # fmt: skip
+    """The specs in pools of `jobs` processes, a new pool each time one breaks.
+
+    Python's pool breaks as a whole when one worker dies: it fails every run it holds, and kills its other
+    workers. One OOM kill used to lose the rest of the grid. Now the runs without a row run again in a new pool,
+    from a clean folder (_clear_cut_short); the run whose worker died gets one retry in all, so a run that itself
+    kills its worker gets WORKER_DIED the second time, and the runs taken down with it go on. Two breaks in a row
+    with no row returned and no run found dying (workers dying before any run) end the sweep's remaining runs
+    with WORKERS_KEEP_DYING instead of starting pools for ever. One line on stderr tells each break."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
 
     # forkserver: workers start from a clean process, not a fork of one that may hold threads (a progress bar)
     context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-    watched, parent_alive = context.Pipe(duplex=False)
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context, initializer=_worker_start,
-                               initargs=(watched,))  # fmt: skip
+    watched, parent_alive = context.Pipe(duplex=False)  # one for every pool: no worker outlives the sweep's process
+    grid_order = {spec.name: number for number, spec in enumerate(specs)}
+    deaths: dict[str, int] = {}  # run -> how many workers died under it
+    pending: Sequence[RunSpec] = specs
+    stalled = False  # the last pool broke with no row returned and no run found dying
+
+    def finish(spec: RunSpec, error: str) -> None:
+        rows.append({"run": spec.name, **dict(spec.overrides), "error": error})
+        if done is not None:
+            done(rows[-1])
+
     try:
-        futures = {pool.submit(run_one, spec): spec for spec in specs}
-        for future in as_completed(futures):
-            try:
-                row = future.result()
-            except BrokenProcessPool:
-                row = {"run": futures[future].name, **dict(futures[future].overrides), "error": WORKER_DIED}
-            rows.append(row)
-            if done is not None:
-                done(row)
-    except BaseException:
-        _stop_workers(pool, parent_alive)
-        raise
-    else:
-        pool.shutdown()
+        while pending:
+            broken = _pool_round(context, pending, jobs, watched, parent_alive, done, rows)
+            if broken is None:
+                return
+            progress = len(broken.unfinished) < len(pending) or bool(broken.died)
+            if not progress and stalled:
+                _say_worker_died(broken, (), broken.unfinished, grid_order)
+                for spec in broken.unfinished:
+                    finish(spec, WORKERS_KEEP_DYING)
+                return
+            stalled = not progress
+            retry: list[RunSpec] = []
+            given_up: list[RunSpec] = []
+            for spec in broken.unfinished:
+                if spec.name in broken.died:
+                    deaths[spec.name] = deaths.get(spec.name, 0) + 1
+                (given_up if deaths.get(spec.name, 0) > 1 else retry).append(spec)
+            _say_worker_died(broken, retry, given_up, grid_order)
+            for spec in given_up:
+                finish(spec, WORKER_DIED)
+            pending = []
+            for spec in retry:
+                try:
+                    _clear_cut_short(spec)
+                except OSError as exc:
+                    finish(spec, f"not finished: its worker process died, and its folder could not be cleared for a retry "
+                                 f"({exc.strerror or exc})")  # fmt: skip
+                else:
+                    pending.append(spec)
     finally:
         watched.close()
         parent_alive.close()
+
+
+def _pool_round(context: Any, specs: Sequence[RunSpec], jobs: int, watched: Connection, parent_alive: Connection,
+                done: Callable[[dict[str, Any]], None] | None, rows: list[dict[str, Any]]) -> _Broken | None:  # fmt: skip
+    """The specs in one pool: each row in `rows` (and to `done`) as it comes; None when every spec returned one,
+    else what the broken pool left. Any other exception (Ctrl-C, SIGTERM) stops every worker and goes on."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    started_reader, started_writer = context.Pipe(duplex=False)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context, initializer=_worker_start,
+                               initargs=(watched, started_writer))  # fmt: skip
+    started: dict[int, str] = {}  # worker pid -> the run it started last
+    try:
+        futures = {pool.submit(_run_saying_so, run_one, spec): spec for spec in specs}
+        waiting = set(futures)
+        broke = False
+        for future in as_completed(futures):
+            _read_started(started_reader, started)  # keeps the pipe from filling
+            try:
+                row = future.result()
+            except BrokenProcessPool:
+                broke = True
+                break
+            waiting.discard(future)
+            rows.append(row)
+            if done is not None:
+                done(row)
+        if not broke:
+            pool.shutdown()
+            return None
+        processes = dict(getattr(pool, "_processes", None) or {})  # pid -> process, before shutdown forgets them
+        wait(waiting)  # the broken pool fails every run it holds; a row it had received still counts
+        unfinished: list[RunSpec] = []
+        for future in [f for f in futures if f in waiting]:  # grid order
+            try:
+                row = future.result()
+            except BrokenProcessPool:
+                unfinished.append(futures[future])
+                continue
+            rows.append(row)
+            if done is not None:
+                done(row)
+        _end_broken_pool(pool, processes.values())
+        _read_started(started_reader, started)
+        return _Broken(tuple(unfinished), _died_under(unfinished, started, processes))
+    except BaseException:
+        _stop_workers(pool, parent_alive)
+        raise
+    finally:
+        started_reader.close()
+        started_writer.close()
+
+
+def _read_started(reader: Connection, started: dict[int, str]) -> None:
+    while reader.poll():
+        pid, name = reader.recv_bytes().decode().split(" ", 1)
+        started[int(pid)] = name
+
+
+def _end_broken_pool(pool: Any, processes: Iterable[Any]) -> None:
+    """Wait for a broken pool's workers to be gone (the pool terminates them) before their runs' folders are
+    cleared for a retry: a worker still running would write on into a folder being emptied."""
+    pool.shutdown(wait=True)
+    for process in processes:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _died_under(unfinished: Sequence[RunSpec], started: Mapping[int, str], processes: Mapping[int, Any]) -> dict[str, int | None]:
+    """The runs without a row whose own worker died under them, with its exit code.
+
+    The pool ends its other workers with SIGTERM, so a worker that exited otherwise (SIGKILL from the OOM killer,
+    a crash) died of itself, and the run it had started last is the one to blame, if that run returned no row (a
+    worker killed between runs blames none). When no worker is seen dying of itself (one killed by SIGTERM from
+    outside looks like the pool's), every run then in a worker is blamed: each is tried twice at most, not for
+    ever."""
+    without_row = {spec.name for spec in unfinished}
+    exits = {pid: process.exitcode for pid, process in processes.items()}
+    died_alone = [pid for pid, code in exits.items() if code is not None and code != -signal.SIGTERM]
+    if died_alone:
+        return {started[pid]: exits[pid] for pid in died_alone if started.get(pid) in without_row}
+    return {name: exits.get(pid) for pid, name in started.items() if name in without_row}
+
+
+def _clear_cut_short(spec: RunSpec) -> None:
+    """Empty the run's folder of what an attempt cut short left there, all but the run's config, for its retry.
+
+    run_backtest refuses a folder that holds a state.db or an app.jsonl (a backtest never writes over another
+    run), and the dead attempt's partial state, log and report files must not mix with the retry's: the retry
+    starts from the folder `prepare` made, and ends with the same report as a run never interrupted."""
+    folder, config = Path(spec.out_dir), Path(spec.config_dir)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry == config:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _say_worker_died(broken: _Broken, retry: Sequence[RunSpec], given_up: Sequence[RunSpec],
+                     grid_order: Mapping[str, int]) -> None:  # fmt: skip
+    """One line on stderr for a broken pool: which run's worker died and how, which runs run again, which not."""
+    if broken.died:
+        blamed = sorted(broken.died.items(), key=lambda item: grid_order[item[0]])
+        dead = ", ".join(f"{name} ({_how_it_died(code)})" for name, code in blamed)
+        said = f"a worker process of the sweep died running {dead}"
+    else:
+        said = "a worker process of the sweep died (no run was found in it)"
+    if given_up:
+        why = "its worker died on its retry too" if broken.died else "the workers keep dying"
+        said += f"; not retried ({why}): {_named(given_up, grid_order)}"
+    if retry:
+        said += f"; retried in a new pool: {_named(retry, grid_order)}"
+    print(said, file=sys.stderr, flush=True)
+
+
+def _how_it_died(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "how is not known"
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    return f"{name}: killed, or out of memory" if exitcode == -signal.SIGKILL else name
+
+
+def _named(specs: Iterable[RunSpec], grid_order: Mapping[str, int]) -> str:
+    """The runs' names in grid order, three or more in a row as `run-004 to run-009`: a line, not a page."""
+    ordered = sorted(specs, key=lambda spec: grid_order[spec.name])
+    parts: list[str] = []
+    for _offset, group in itertools.groupby(enumerate(ordered), key=lambda item: grid_order[item[1].name] - item[0]):
+        names = [spec.name for _index, spec in group]
+        parts.extend([f"{names[0]} to {names[-1]}"] if len(names) > 2 else names)
+    return ", ".join(parts)
 
 
 class RayMissing(RuntimeError):

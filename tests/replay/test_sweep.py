@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.cli import build_parser, main
-from engine.replay.sweep import METRICS
+from engine.replay.sweep import METRICS, RunSpec
 from tests.conftest import ProjectCopy
 from tests.replay.conftest import MONDAY_OPEN, session_bars
 
@@ -172,9 +174,45 @@ def test_a_sweep_at_the_limit_runs(momentum_project: ProjectCopy, tmp_path: Path
     from tests.replay.conftest import load
 
     monkeypatch.setattr(sweeping, "MAX_RUNS", 4)
-    bots = load(momentum_project).config.bots_doc
+    config = load(momentum_project).config
+    assert config is not None
+    bots = config.bots_doc
     at_limit = _sweep(tmp_path, GRID)  # 2 x 2
     assert [len(o.values) for o in sweeping.read_sweep(at_limit, bots)] == [2, 2]
     past = _sweep(tmp_path, GRID.replace("[0.5, 1.0]", "[0.5, 1.0, 1.5]"))
     with pytest.raises(ConfigError, match="6 combinations"):
         sweeping.read_sweep(past, bots)
+
+
+def _spec(name: str) -> RunSpec:
+    return RunSpec(name, (), "config", "machines", "rules", "data", name)
+
+
+def test_the_run_blamed_for_a_dead_worker_is_the_one_it_had_started() -> None:
+    """A broken pool says only that a worker died: the sweep blames the run that worker had started, never the
+    runs the pool ended with SIGTERM beside it, which would otherwise use up their one retry for nothing."""
+    from types import SimpleNamespace
+
+    from engine.replay.sweep import _died_under
+
+    def exits(**codes: int) -> dict[int, Any]:
+        return {int(pid[1:]): SimpleNamespace(exitcode=code) for pid, code in codes.items()}
+
+    unfinished = [_spec("run-002"), _spec("run-003"), _spec("run-004")]
+    started = {11: "run-002", 12: "run-003"}  # run-004 was still waiting
+    killed, ended = -signal.SIGKILL, -signal.SIGTERM
+    assert _died_under(unfinished, started, exits(p11=killed, p12=ended)) == {"run-002": killed}
+    assert _died_under(unfinished, started, exits(p11=killed, p12=killed)) == {"run-002": killed, "run-003": killed}
+    # killed between runs: its last run had returned its row; the run beside it is not to blame
+    assert _died_under(unfinished, {11: "run-001", 12: "run-003"}, exits(p11=killed, p12=ended)) == {}
+    # no worker seen dying of itself (SIGTERM from outside looks like the pool's): each run in a worker is blamed
+    assert _died_under(unfinished, started, exits(p11=ended, p12=ended)) == {"run-002": ended, "run-003": ended}
+    assert _died_under(unfinished, started, {}) == {"run-002": None, "run-003": None}
+
+
+def test_the_runs_retried_are_named_in_grid_order_with_stretches_shortened() -> None:
+    from engine.replay.sweep import _named
+
+    order = {f"run-{n:03d}": n for n in range(1, 13)}
+    runs = [_spec(f"run-{n:03d}") for n in (9, 2, 4, 5, 6, 7, 11, 12)]
+    assert _named(runs, order) == "run-002, run-004 to run-007, run-009, run-011, run-012"

@@ -1,13 +1,17 @@
-"""`backtest --sweep` stopped or killed midway: no worker left running, no half table, one line saying so.
+"""`backtest --sweep` stopped or killed midway: no worker left running, no half table, one line saying so; a
+worker that dies costs its runs one retry in a new pool, not the rest of the sweep.
 
 Each test starts the real command in a session of its own (so every process it makes, the forkserver and the
-workers included, can be found by the session id) and stops it once its first run is reported, by reading its
-output, never after a guessed delay. A worker's death is a failpoint (engine/core/failpoints.py) inherited by
-the workers through the environment.
+workers included, can be found by the session id) and stops it once its first run (or first retry) is reported,
+by reading its output, never after a guessed delay. A worker's death is a failpoint (engine/core/failpoints.py):
+for every worker, inherited through the environment; for one run only, armed by a module function the sweep
+sends to its workers in place of run_one (`_victim_dies_once`, `_victim_dies_every_time`), its attempts counted
+in a file.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -15,11 +19,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from engine.cli import main
+from engine.core import failpoints
 from engine.paths import PROJECT_ROOT
-from engine.replay.sweep import WORKER_DIED
+from engine.replay import sweep as sweeping
+from engine.replay.sweep import WORKER_DIED, RunSpec, run_one
 from tests.conftest import ProjectCopy
 from tests.replay.test_sweep import _args, _data, _sweep
 
@@ -56,10 +64,14 @@ def _gone(sid: int, within: float = 15.0) -> list[int]:
     return left
 
 
+def _command(project: ProjectCopy, tmp_path: Path, grid: str) -> list[str]:
+    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, grid)
+    return [sys.executable, "-m", "engine", *_args(project, data, sweep, "--out", str(tmp_path / "out"))]
+
+
 @pytest.fixture
 def sweep_command(momentum_project: ProjectCopy, tmp_path: Path) -> Iterator[list[str]]:
-    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, GRID)
-    yield [sys.executable, "-m", "engine", *_args(momentum_project, data, sweep, "--out", str(tmp_path / "out"))]
+    yield _command(momentum_project, tmp_path, GRID)
 
 
 def _start(command: list[str], *more: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -138,17 +150,133 @@ def test_sigterm_stops_a_sweep_run_in_its_own_process(sweep_command: list[str], 
     assert not (tmp_path / "out" / "sweep.csv").exists()
 
 
-def test_a_worker_that_dies_fails_its_runs_with_a_clear_error(sweep_command: list[str], tmp_path: Path) -> None:
+def test_runs_that_kill_their_worker_every_time_fail_with_a_clear_error(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     """A worker killed (OOM, kill -9) used to end the command in a BrokenProcessPool traceback, the runs that
-    had finished unreported."""
+    had finished unreported. Here every worker dies at its first order, in every pool: each run is retried once
+    in a new pool, then fails with WORKER_DIED; the sweep ends (no pool after pool), each run reported once.
+    Three runs, not nine: each try of each run starts a worker."""
+    runs = 3
+    command = _command(momentum_project, tmp_path, "momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3, 0.5, 0.8]\n")
     env = {**os.environ, "TRADING_HYDRA_FAILPOINT": "before_post"}  # each worker dies at its first order
-    child = _start(sweep_command, "--jobs", "2", env=env)
+    child = _start(command, "--jobs", "2", env=env)
     out, err = _finish(child)
     assert child.returncode == 2, err
     assert "Traceback" not in err, err
     assert WORKER_DIED in out
     rows = (tmp_path / "out" / "sweep.csv").read_text().splitlines()
-    assert len(rows) == 1 + RUNS and all(WORKER_DIED in row for row in rows[1:])
+    assert len(rows) == 1 + runs and all(WORKER_DIED in row for row in rows[1:])
+    assert len([line for line in out.splitlines() if line.startswith("[")]) == runs
+    assert "a worker process of the sweep died running run-" in err and "; retried in a new pool: run-" in err
+    assert "not retried (its worker died on its retry too): " in err
+
+
+VICTIM = "run-002"
+
+
+def _attempts(spec: RunSpec) -> Path:
+    """The victim's attempts, a line each, beside the sweep's folder (tmp_path/out/run-NNN -> tmp_path)."""
+    return Path(spec.out_dir).parents[1] / f"{VICTIM}.attempts"
+
+
+def _victim_dies(spec: RunSpec, dying_attempts: int) -> dict[str, Any]:
+    """run_one in a worker, except that the victim's first `dying_attempts` attempts kill the worker at their first
+    order (SIGKILL, as the OOM killer would): mid-run, its folder holding a state.db and an app.jsonl but no
+    summary.json."""
+    if spec.name == VICTIM:
+        attempts = _attempts(spec)
+        before = len(attempts.read_text().splitlines()) if attempts.exists() else 0
+        with attempts.open("a") as file:
+            file.write("attempt\n")
+        if before < dying_attempts:
+            failpoints._ARMED = ("before_post", 1)
+            failpoints._hits.clear()
+    return run_one(spec)
+
+
+def _victim_dies_once(spec: RunSpec) -> dict[str, Any]:
+    return _victim_dies(spec, 1)
+
+
+def _victim_dies_every_time(spec: RunSpec) -> dict[str, Any]:
+    return _victim_dies(spec, sys.maxsize)
+
+
+def test_a_run_whose_worker_dies_is_retried_in_a_new_pool_and_the_sweep_finishes_whole(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker killed used to fail every run not finished by then; now they run again, the victim's folder
+    emptied of its cut-short attempt, and the sweep's table is the one of a sweep where no worker died."""
+    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, GRID)
+    assert main(_args(momentum_project, data, sweep, "--jobs", "2", "--out", str(tmp_path / "clean"))) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sweeping, "run_one", _victim_dies_once)
+    code = main(_args(momentum_project, data, sweep, "--jobs", "2", "--out", str(tmp_path / "out")))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert (tmp_path / f"{VICTIM}.attempts").read_text() == "attempt\n" * 2
+    assert (tmp_path / "out" / "sweep.csv").read_text() == (tmp_path / "clean" / "sweep.csv").read_text()
+    assert len(list((tmp_path / "out").glob("run-*/summary.json"))) == RUNS
+    for name in ("summary.json", "trades.csv"):  # the retry's report, whole, and the same as an undisturbed run's
+        assert (tmp_path / "out" / VICTIM / name).read_bytes() == (tmp_path / "clean" / VICTIM / name).read_bytes()
+    assert (tmp_path / "out" / VICTIM / "app.jsonl").read_text().count('"backtest_start"') == 1  # a fresh log
+    progress = [line.split()[1] for line in out.splitlines() if line.startswith("[")]
+    assert sorted(progress) == [f"run-{n:03d}:" for n in range(1, RUNS + 1)]  # each run reported once
+    [said] = err.splitlines()
+    assert said.startswith(f"a worker process of the sweep died running {VICTIM} (SIGKILL: killed, or out of memory); "
+                           "retried in a new pool: run-0")  # fmt: skip
+    assert "not retried" not in said
+
+
+def test_a_run_that_kills_its_worker_every_time_fails_alone(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that kills its worker whatever happens (eats all memory) is tried twice, not for ever, and the runs
+    the two broken pools took down with it still finish."""
+    monkeypatch.setattr(sweeping, "run_one", _victim_dies_every_time)
+    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, GRID)
+    code = main(_args(momentum_project, data, sweep, "--jobs", "2", "--out", str(tmp_path / "out")))
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert (tmp_path / f"{VICTIM}.attempts").read_text() == "attempt\n" * 2
+    rows = list(csv.DictReader((tmp_path / "out" / "sweep.csv").read_text().splitlines()))
+    assert len(rows) == RUNS and rows[-1]["run"] == VICTIM
+    assert {row["run"]: row["error"] for row in rows if row["error"]} == {VICTIM: WORKER_DIED}
+    finished = sorted(path.parent.name for path in (tmp_path / "out").glob("run-*/summary.json"))
+    assert finished == [f"run-{n:03d}" for n in range(1, RUNS + 1) if f"run-{n:03d}" != VICTIM]
+    assert len([line for line in out.splitlines() if line.startswith("[")]) == RUNS
+    first, second = err.splitlines()
+    assert first.startswith(f"a worker process of the sweep died running {VICTIM} (SIGKILL") and "not retried" not in first
+    assert f"; not retried (its worker died on its retry too): {VICTIM}" in second
+
+
+def _after_first_retry(child: subprocess.Popen[str]) -> None:
+    """Read the command's errors up to its first retry: a pool broke, the next is starting or running."""
+    assert child.stderr is not None
+    for line in child.stderr:
+        if "; retried in a new pool: " in line:
+            return
+    raise AssertionError(f"the sweep ended before a retry: {child.wait()}")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143)])
+def test_a_sweep_stopped_while_retrying_leaves_no_worker_running(
+    sweep_command: list[str], tmp_path: Path, signum: int, code: int
+) -> None:
+    """The pools of the retries watch the sweep's process as the first did, and are stopped as it was: whatever
+    ends the sweep's process (the signal to it alone), no worker outlives it."""
+    env = {**os.environ, "TRADING_HYDRA_FAILPOINT": "before_post"}  # every worker dies: pool after pool
+    child = _start(sweep_command, "--jobs", "2", env=env)
+    try:
+        _after_first_retry(child)
+        os.kill(child.pid, signum)
+        assert child.wait(timeout=30) == code
+        assert _gone(child.pid) == []
+    finally:
+        _out, err = _finish(child)
+    assert "Traceback" not in err, err
+    if signum == signal.SIGTERM:
+        assert "SIGTERM: the sweep stopped after " in err and f" of {RUNS} runs" in err, err
+    assert not (tmp_path / "out" / "sweep.csv").exists()
 
 
 def test_sweep_csv_is_whole_or_absent(sweep_command: list[str], tmp_path: Path) -> None:
