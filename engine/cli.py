@@ -654,12 +654,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = StateStore(db)
     try:
         now, _simulated = state_now(store, SystemClock().now())
-        if store.meta("broker") is None and not store.machine_states():
+        if store.meta("broker") is None and not store.machine_states() and not store.halts():  # a halt set before any run shows
             print(f"{store.path}: no state yet (nothing has run)")
             return EXIT_OK
         local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
         text = status_text(store, now, local=local)
-        print(f"state {store.path} (broker: {store.meta('broker')}; as of {local(now)})")
+        print(f"state {store.path} (broker: {store.meta('broker') or 'none yet'}; as of {local(now)})")
         print(text)
     finally:
         store.close()
@@ -706,13 +706,49 @@ def cmd_halt(args: argparse.Namespace) -> int:
     except UnicodeEncodeError:  # bytes from the shell that are not UTF-8: SQLite and the log could not hold them
         raise InvalidInput("--reason: not UTF-8 text (write the reason in UTF-8)") from None
 
-    store, journal, now, _report = _open_state(args)
+    store, journal, now = _open_state_to_halt(args)
     operator_halt(store, journal, args.reason, now)
     journal.close()
     from engine.operator.summary import one_line
 
     print(f"halted: {one_line(args.reason)} (until `python -m engine resume`); recorded in {store.path}")
     return EXIT_OK
+
+
+def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime]:
+    """The state file and log for `halt`, which must work when it is needed most: while a half-edited config,
+    machine or rule file cannot be read. The running engine read its files when it started, and stops at the halt
+    written to its state file. Without the files settings.yaml names neither the state file nor the log, so the
+    halt then needs both flags: a halt written to a guessed file would be one the engine never sees."""
+    from engine.config.errors import ConfigError
+    from engine.core.clock import ManualClock, SystemClock
+    from engine.core.journal import Journal
+    from engine.core.store import StateStore
+    from engine.trading.runner import state_now
+    from engine.validate import load_valid
+
+    try:
+        store, journal, now, _report = _open_state(args)
+        return store, journal, now
+    except InvalidInput:
+        try:
+            load_valid(args.config, args.machines, args.rules, args.state_db)
+        except ConfigError as exc:
+            problems = problems_text(exc.problems)
+        else:
+            raise  # not the files: a state file or log that cannot be used, said as it was
+    if args.state_db is None or args.log is None:
+        raise InvalidInput(f"{problems}\nthe halt is NOT recorded: settings.yaml cannot be read, so the state file and the "
+                           f"log are not known; give both --state-db PATH and --log PATH (those of the running engine)")
+    db, log = args.state_db, args.log
+    _state_path("--state-db", db)
+    _state_path("--log", log)
+    _not_an_input(args, db, log)
+    print(f"{problems}\nwarning: the files above cannot be read; the halt goes to --state-db {escaped(str(db))} "
+          f"and --log {escaped(str(log))} as given", file=sys.stderr)  # fmt: skip
+    store = StateStore(db)
+    now, simulated = state_now(store, SystemClock().now())
+    return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -429,6 +429,8 @@ def run(
                 record_quotes(session)
             if on_tick is not None:
                 on_tick(report)
+            if session.lock is not None:  # its lock file deleted under it, a second run could have started
+                session.lock.keep()
             if session.simulated:
                 assert isinstance(clock, ManualClock)
                 clock.advance(interval)
@@ -680,7 +682,9 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     local = local or LocalTime()
     live = halts_in_force(store, now)
     lines = ["machines:"]
-    lines += [_machine_line(s.kind, s.bot_id, s.state, s.since, live, local) for s in store.machine_states()]
+    lines += [_machine_line(s.kind, s.bot_id, s.state, s.since, live, local) for s in store.machine_states()] or [
+        "  none yet (no run has started)"
+    ]
     lines.append("halt: none" if not live else "halt:")
     for h in live:
         until = local(h.until) if h.until else "resume"

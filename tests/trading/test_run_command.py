@@ -133,6 +133,50 @@ def test_status_before_anything_ran(project: ProjectCopy) -> None:
     assert result.returncode == 0 and "no state yet" in result.stdout
 
 
+def test_a_halt_set_before_any_run_is_shown_by_status(project: ProjectCopy) -> None:
+    """Status used to say "no state yet (nothing has run)" over a halt in force."""
+    assert engine(project, "halt", "--reason", "not before the news").returncode == 0
+    status = engine(project, "status")
+    assert status.returncode == 0 and "no state yet" not in status.stdout
+    assert "none yet (no run has started)" in status.stdout and "HALT IN FORCE" in status.stdout
+    assert "system: not before the news" in status.stdout and "broker: none yet" in status.stdout
+
+
+def test_halt_works_while_the_config_cannot_be_read_given_both_paths(project: ProjectCopy) -> None:
+    """An operator mid-edit of bots.yaml must still be able to stop the engine that is running: it read its files
+    when it started, and stops at the halt in its state file."""
+    engine(project, "run", "--ticks", "5", "--start", "2026-11-23T09:30:00-05:00")
+    project.replace("config/bots.yaml", "max_trades_per_day: 3", "max_trades_per_day: [")
+    halted = engine(project, "halt", "--reason", "mid-edit")
+    assert halted.returncode == 0, halted.stderr
+    assert "bots.yaml:" in halted.stderr and "warning: the files above cannot be read" in halted.stderr
+    assert "Traceback" not in halted.stderr
+    store = StateStore(project.root / "s.db")
+    try:
+        assert [h.reason for h in store.halts(open_only=True)] == ["mid-edit"]
+    finally:
+        store.close()
+    assert [e["reason"] for e in read_events(project.root / "app.jsonl") if e["event"] == "halt"] == ["mid-edit"]
+
+
+def test_halt_without_a_readable_config_or_both_paths_records_nothing_and_says_so(project: ProjectCopy) -> None:
+    """settings.yaml names the state file: with it unreadable, a halt written to a guessed file would be one the
+    running engine never sees."""
+    engine(project, "run", "--ticks", "5", "--start", "2026-11-23T09:30:00-05:00")
+    project.replace("config/settings.yaml", "timezone: America/Los_Angeles", "timezone: Mars/Olympus")
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    refused = subprocess.run([sys.executable, "-m", "engine", "halt", "--reason", "x", *files, "--state-db",
+                              str(project.root / "s.db")], capture_output=True, text=True, cwd=project.root,
+                             env=without_keys(), timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "the halt is NOT recorded" in refused.stderr and "--log PATH" in refused.stderr
+    store = StateStore(project.root / "s.db")
+    try:
+        assert store.halts() == []
+    finally:
+        store.close()
+
+
 def test_a_persisted_state_the_machines_no_longer_have_stops_the_run(project: ProjectCopy) -> None:
     engine(project, "run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00")
     import sqlite3
