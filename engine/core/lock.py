@@ -64,6 +64,7 @@ class RunLock:
         self.state_db = state_db
         self.path = lock_path(state_db)
         self._fd: int | None = None
+        self._inode = (0, 0)  # (device, inode) of the lock file held
 
     @property
     def held(self) -> bool:
@@ -103,6 +104,36 @@ class RunLock:
             os.close(fd)
             raise LockFileError(self.state_db, self.path, exc) from None
         self._fd = fd
+        self._inode = (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+
+    def keep(self) -> None:
+        """Between ticks: the lock file at the path is still the one this run holds locked. Deleted or replaced
+        under a running engine (by hand, a cleanup job), a second `run` would lock the new file and trade the same
+        state file: the path is locked again at once; when another engine has locked it already, LockFileError
+        (exit 1) stops this run, the one whose lock was taken away. A path that cannot be made now (a read-only
+        folder) cannot be locked by another run either: the lock held stands."""
+        if self._fd is None:
+            return
+        try:
+            found = os.stat(self.path)
+            if (found.st_dev, found.st_ino) == self._inode:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:  # cannot tell now (a folder made unsearchable): nor can another run get at it
+            return
+        fresh = RunLock(self.state_db)
+        try:
+            fresh.acquire()
+        except LockHeld as exc:
+            holder = f"pid {exc.pid}" if exc.pid is not None else "another process"
+            lost = OSError(errno.EBUSY, f"it was deleted or replaced under this engine, and {holder} holds the new one")
+            raise LockFileError(self.state_db, self.path, lost) from None
+        except LockFileError:
+            return
+        old, self._fd, self._inode = self._fd, fresh._fd, fresh._inode
+        with contextlib.suppress(OSError):
+            os.close(old)
 
     def release(self) -> None:
         """Forget the pid, then let go. Closing the descriptor is what releases the lock, and the kernel releases
