@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from json import encoder as json_encoder
@@ -147,6 +148,9 @@ class Journal:
                 raise JournalError(path, exc, wrong_kind="a FIFO that no process reads") from None
             raise JournalError(path, exc) from None
         self._unwritten = bytearray()  # encoded lines the OS has not taken yet (see `_write_lines`)
+        self._opened = self._identity(self._fd)
+        if self._cut_short(self._fd):  # a line cut short (a crash, a full disk): ours starts on a line of its own
+            self._unwritten += b"\n"
         self._clock = clock
         self._encode = _line_encoder()
         self._stamped_at: datetime | None = None
@@ -155,6 +159,56 @@ class Journal:
         self._lines: list[str] = []  # lines not yet handed to the file: one write for many (`_LINES_HELD`)
         self._listeners: list[Listener] = []
         self.listener_errors: list[str] = []  # why listeners were dropped, for whoever added them
+
+    @staticmethod
+    def _identity(fd: int) -> tuple[int, int, bool]:
+        """(device, inode, regular file) of an open log."""
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino, stat.S_ISREG(st.st_mode)
+
+    def _cut_short(self, fd: int) -> bool:
+        """Whether the regular file ends in the middle of a line: appended to as it is, our first line would
+        be glued onto that broken one and lost to every reader with it."""
+        if not self._opened[2]:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return False
+            with open(self.path, "rb") as f:  # `fd` is write-only
+                f.seek(size - 1)
+                return f.read(1) not in (b"\n", b"")
+        except OSError:  # unreadable to us: nothing to tell
+            return False
+
+    def _follow_path(self) -> None:
+        """Reopen the log when its path no longer names the file we hold open: rotated away (renamed) or deleted
+        under a running engine, every later event would go to a file nobody reads. The new file at the path is
+        created as at the start; when it cannot be, the error goes up (a log that cannot be written)."""
+        assert self._fd is not None
+        if not self._opened[2]:  # a FIFO or a device (`--log /dev/stdout`): nothing to rotate
+            return
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._opened[:2]:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise JournalError(self.path, exc) from None
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+            os.set_blocking(fd, True)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise JournalError(self.path, exc, wrong_kind="a FIFO that no process reads") from None
+            raise JournalError(self.path, exc) from None
+        old, self._fd = self._fd, fd
+        with contextlib.suppress(OSError):
+            os.close(old)
+        self._opened = self._identity(fd)
+        if self._cut_short(fd) and not self._unwritten.startswith(b"\n"):
+            self._unwritten[:0] = b"\n"
 
     def log(self, event: str, **fields: Any) -> None:
         now = self._clock.now()
@@ -206,6 +260,7 @@ class Journal:
             self._lines.clear()
         if self._fd is None:
             raise JournalError(self.path, OSError(9, "the log is closed"))
+        self._follow_path()
         view = memoryview(self._unwritten)
         taken = 0
         try:
