@@ -232,6 +232,7 @@ class Engine:
             error = f"{type(exc).__name__}: {exc}"
             self.journal.log("anomaly", what="exception", detail=error)
             try:
+                self.orders.drop_cancels()
                 with self.store.transaction():
                     self._moves.clear()  # the tick's transaction was rolled back with them
                     source = self.exitbot.anomaly_halt(now, f"exception in tick: {error}")
@@ -317,7 +318,8 @@ class Engine:
                 self.on_persist()
         # before reconciliation no entry leaves (the system is not armed); the exits recorded meanwhile go out at
         # the next tick's recovery, looked up first (OrderManager.recover_pending)
-        sent = self.orders.send_pending() if self.reconciled else 0
+        sent = self.orders.send_cancels()  # the kill switch's and the machines' cancels, the write lock released
+        sent += self.orders.send_pending() if self.reconciled else 0
         if sent and self.on_persist is not None:  # the simulated exchange now holds the orders just sent
             with self.store.transaction():
                 self.on_persist()

@@ -245,7 +245,7 @@ def flatten_shared(tick: TickContext, symbol: str, holders: list[str]) -> None:
 
 
 def cancel_entry(tick: TickContext, intent: Intent) -> None:
-    tick.engine.orders.cancel_entries(tick.view.bot(intent.bot_id).open_entries)
+    tick.engine.orders.cancel_after_commit(tick.view.bot(intent.bot_id).open_entries)  # no request inside the transaction
 
 
 def record_halt(tick: TickContext, intent: Intent) -> None:

@@ -89,6 +89,7 @@ class OrderManager:
     exits_refused: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (bot, symbol) -> last refusal
     _mine: set[str] = field(default_factory=set)  # intents this process recorded (the others: a run that ended)
     _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
+    _cancels_due: list[OrderRow] = field(default_factory=list)  # `cancel_after_commit`: asked for inside the tick
 
     # --- intents -------------------------------------------------------------------------------------------
 
@@ -160,19 +161,17 @@ class OrderManager:
         self._recorded = 0
         rows = self.store.orders(statuses=("pending",))
         now = self.clock.now()
-        entries = any(r.purpose == "entry" for r in rows)
-        halts = [h for h in self.store.halts(open_only=True) if h.in_force(now)] if entries else []
-        halts_read_at = self.store.halt_writes
         working = self.store.orders(statuses=lifecycle.WORKING) if rows else []
         sides = {(o.symbol, o.side) for o in working}
         held: set[str] = set()
         attempted = 0
         for row in rows:
-            if row.purpose == "entry" and self.store.halt_writes != halts_read_at:  # a send before halted (a bad answer)
+            halt = None
+            if row.purpose == "entry":  # read again before each one: a halt committed while an earlier order of this
+                # tick was on its way (another process's `engine halt`, or a bad answer that halted) stops it
                 halts = [h for h in self.store.halts(open_only=True) if h.in_force(now)]
-                halts_read_at = self.store.halt_writes
-            halt = next((h for h in reversed(halts) if h.scope in (SYSTEM_SCOPE, row.bot_id)), None)
-            if row.purpose == "entry" and halt is not None:
+                halt = next((h for h in reversed(halts) if h.scope in (SYSTEM_SCOPE, row.bot_id)), None)
+            if halt is not None:
                 self._set(row, status="not_sent", error=f"halted before it was sent: {halt.reason}")
                 self.journal.log(
                     "order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=halt.reason
@@ -559,9 +558,25 @@ class OrderManager:
 
     # --- cancels -------------------------------------------------------------------------------------------
 
-    def cancel_entries(self, rows: Iterable[OrderRow]) -> None:
+    def cancel_after_commit(self, rows: Iterable[OrderRow]) -> None:
+        """Cancel these working entries once the tick's transaction is committed (`send_cancels`): a request made
+        inside it would hold SQLite's write lock for as long as the broker takes to answer (its whole timeout),
+        and an operator's `halt` or `resume` meanwhile would fail on a locked state file."""
+        self._cancels_due.extend(rows)
+
+    def send_cancels(self) -> int:
+        """Send the cancels asked for during the committed tick; returns how many were requested."""
+        due, self._cancels_due = self._cancels_due, []
+        return self.cancel_entries(due)
+
+    def drop_cancels(self) -> None:
+        """The tick's transaction was rolled back: what it asked to cancel is decided again next tick."""
+        self._cancels_due.clear()
+
+    def cancel_entries(self, rows: Iterable[OrderRow]) -> int:
         """Cancel these working entry orders, once each (a cancel already asked for, or one the broker would
-        refuse while a cancel or replace is pending, is not asked again)."""
+        refuse while a cancel or replace is pending, is not asked again); returns how many were requested."""
+        requested = 0
         for row in rows:
             if (
                 row.purpose != "entry"
@@ -574,11 +589,13 @@ class OrderManager:
             try:
                 self.journal.log("order", action="cancel_requested", bot=row.bot_id, client_order_id=row.client_order_id)
                 self.journal.flush()
+                requested += 1
                 self.broker.cancel_order(row.broker_order_id)
                 self.cancel_requested.add(row.client_order_id)
             except BrokerError as exc:
                 if exc.kind != "rejected":  # 422: it already ended; the next sync records how
                     self.on_failure(exc)
+        return requested
 
 
 def _unchanged(row: OrderRow, order: Order) -> bool:

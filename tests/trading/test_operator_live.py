@@ -1,0 +1,76 @@
+"""Operator commands landing on a live engine: a halt committed by another process while the engine is sending."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.brokers.base import Order, OrderRequest
+from engine.core.journal import Journal
+from engine.core.store import StateStore
+from engine.trading.runner import operator_halt
+from tests.trading.conftest import Rig
+
+
+def test_a_halt_committed_during_a_send_stops_the_ticks_later_entries(rig: Rig) -> None:
+    """Two entries of one tick: while the first is in flight (a POST takes a while on Alpaca), `engine halt`
+    commits from another process. The second entry must not leave: the halt is read again before each one."""
+    rig.ticks(3)  # reconciled and armed
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        first = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        second = OrderRequest("SPY", "buy", orders.next_client_order_id("opt_core", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", first, "test")
+        orders.record_intent("opt_core", day, "entry", second, "test")
+    broker = rig.engine.orders.broker
+    real_submit = broker.submit_order
+    posted: list[str] = []
+
+    def submit_while_the_operator_halts(request: OrderRequest) -> Order:
+        posted.append(request.client_order_id)
+        if len(posted) == 1:  # the operator's halt commits while this POST is on its way
+            other = StateStore(rig.store.path)
+            try:
+                operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now())
+            finally:
+                other.close()
+        return real_submit(request)
+
+    broker.submit_order = submit_while_the_operator_halts  # type: ignore[method-assign]
+    orders.send_pending()
+    assert posted == [first.client_order_id]  # nothing after the halt was committed
+    row = rig.store.order(second.client_order_id)
+    assert row is not None and row.status == "not_sent" and row.error == "halted before it was sent: news"
+
+
+def test_no_broker_request_is_made_while_the_state_file_is_write_locked(rig: Rig) -> None:
+    """A request to the broker can take its whole timeout (10 s). Made inside the tick's transaction, it keeps
+    SQLite's write lock that long, and an operator's `halt` or `resume` meanwhile fails "database is locked"
+    after its 5 s wait. The kill switch's cancels of working entries, after an operator's halt, are such requests."""
+    rig.ticks(3)  # reconciled and armed
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.send_pending()
+    row = rig.store.order(entry.client_order_id)
+    assert row is not None and row.status in ("new", "accepted", "pending_new")  # working, far from the market
+    broker = rig.engine.broker
+    locked_calls: list[str] = []
+    for name in ("snapshot", "submit_order", "cancel_order", "get_order", "get_order_by_client_id", "close_position"):
+        real = getattr(broker, name)
+
+        def watched(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            if rig.store._conn.in_transaction:
+                locked_calls.append(_name)
+            return _real(*args, **kwargs)
+
+        setattr(broker, name, watched)
+    other = StateStore(rig.store.path)
+    try:
+        operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now())
+    finally:
+        other.close()
+    rig.ticks(3)  # the kill switch cancels the working entry
+    assert entry.client_order_id in orders.cancel_requested
+    assert rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
+    assert locked_calls == []
