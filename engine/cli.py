@@ -707,8 +707,11 @@ def cmd_halt(args: argparse.Namespace) -> int:
         raise InvalidInput("--reason: not UTF-8 text (write the reason in UTF-8)") from None
 
     store, journal, now = _open_state_to_halt(args)
-    operator_halt(store, journal, args.reason, now)
-    journal.close()
+    try:
+        operator_halt(store, journal, args.reason, now)
+    finally:  # closed, not left to the garbage collector: the halt is then in the state file itself, not its WAL
+        journal.close()
+        store.close()
     from engine.operator.summary import one_line
 
     print(f"halted: {one_line(args.reason)} (until `python -m engine resume`); recorded in {store.path}")
@@ -732,7 +735,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
         return store, journal, now
     except InvalidInput:
         try:
-            load_valid(args.config, args.machines, args.rules, args.state_db)
+            load_valid(args.config, args.machines, args.rules)  # the files alone: a damaged state file is said as it was
         except ConfigError as exc:
             problems = problems_text(exc.problems)
         else:
@@ -755,8 +758,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from engine.trading.runner import operator_resume
 
     store, journal, now, _report = _open_state(args)
-    ended = operator_resume(store, journal, now)
-    journal.close()
+    try:
+        ended = operator_resume(store, journal, now)
+    finally:
+        journal.close()
+        store.close()
     print(f"resumed: {ended} halt(s) ended; the system re-arms only through preflight")
     return EXIT_OK
 
