@@ -26,6 +26,7 @@ import shutil
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -383,8 +384,22 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         return {**row, "error": "; ".join(p.headline for p in exc.problems)}
     except (BacktestError, ValueError) as exc:
         return {**row, "error": str(exc)}
+    except Exception as exc:  # a full disk, a state file or log that failed, a bug: this run's alone
+        return {**row, "error": _unexpected(exc, Path(spec.out_dir))}
     total = result.summary["total"]
     return {**row, **{name: total.get(name) for name in FIGURES}, "error": ""}
+
+
+def _unexpected(exc: Exception, out_dir: Path) -> str:
+    """The row's error for a run stopped by what no check foresaw. The other runs go on (a sweep of a hundred
+    used to end in a traceback at the first), and the traceback is kept in the run's folder for whoever fixes it."""
+    said = f"{type(exc).__name__}: {exc}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "error.txt").write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:
+        return f"stopped by {said}"
+    return f"stopped by {said} (traceback in {out_dir / 'error.txt'})"
 
 
 WORKER_DIED = "not finished: its worker process died (killed, or out of memory), and again on its retry in a new worker"

@@ -216,3 +216,28 @@ def test_the_runs_retried_are_named_in_grid_order_with_stretches_shortened() -> 
     order = {f"run-{n:03d}": n for n in range(1, 13)}
     runs = [_spec(f"run-{n:03d}") for n in (9, 2, 4, 5, 6, 7, 11, 12)]
     assert _named(runs, order) == "run-002, run-004 to run-007, run-009, run-011, run-012"
+
+
+def test_a_run_stopped_by_an_unforeseen_error_fails_alone_with_its_traceback_kept(
+    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk in one run (or a bug one combination meets) used to end the whole sweep in a traceback."""
+    from engine.replay import backtest
+
+    real = backtest.run_backtest
+
+    def disk_full_in_run_002(*args: Any, **kwargs: Any) -> Any:
+        if kwargs["out_dir"].name == "run-002":
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backtest, "run_backtest", disk_full_in_run_002)
+    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, GRID)
+    assert main(_args(momentum_project, data, sweep, "--jobs", "1", "--out", str(tmp_path / "out"))) == 2
+    rows = {r["run"]: r for r in csv.DictReader((tmp_path / "out" / "sweep.csv").open())}
+    assert sorted(rows) == ["run-001", "run-002", "run-003", "run-004"]
+    failed = rows.pop("run-002")["error"]
+    assert failed.startswith("stopped by OSError: [Errno 28] No space left on device (traceback in ")
+    assert "Traceback (most recent call last)" in (tmp_path / "out" / "run-002" / "error.txt").read_text()
+    assert all(r["error"] == "" and int(r["trades"]) > 0 for r in rows.values())
+    assert "Traceback" not in capsys.readouterr().err
