@@ -1042,7 +1042,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     from engine.config.errors import ConfigError
     from engine.paths import shown
-    from engine.replay.backtest import BacktestError, MissingData, run_backtest
+    from engine.replay.backtest import BacktestError, MissingData, OutputFailed, run_backtest
     from engine.replay.fills import FillModel
 
     start, end = _when("--from", args.from_), _when("--to", args.to)
@@ -1095,6 +1095,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                            + problems_text(exc.problems)) from None  # fmt: skip
     except ConfigError as exc:  # DataError: every problem of every file, as file:line:col
         raise InvalidInput(problems_text(exc.problems)) from None
+    except OutputFailed as exc:  # the folder cannot be written now: a runtime failure, as a full disk is elsewhere
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except (BacktestError, ValueError) as exc:
         raise InvalidInput(f"error: {exc}") from None
     finally:

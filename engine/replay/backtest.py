@@ -13,6 +13,7 @@ data), never at its start, so a tick never sees a close before it happened.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,14 @@ COMMIT_EVERY = 500
 
 class BacktestError(Exception):
     """The backtest cannot run as asked (a folder already holding a run, no data in the window)."""
+
+
+class OutputFailed(BacktestError):
+    """The --out folder cannot be written now (a full disk, read-only, no permission): a runtime failure, exit 1,
+    as for the state file and the log; the request itself was sound."""
+
+
+_WRONG_KIND = {errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
 
 
 class MissingData(DataError):
@@ -230,7 +239,8 @@ def run_backtest(
     try:  # an --out that cannot be written is told before the run, not after it
         ensure_writable_folder(out)
     except OSError as exc:
-        raise BacktestError(f"{out}: cannot write the backtest there ({exc.strerror or exc})") from None
+        refused = BacktestError if exc.errno in _WRONG_KIND else OutputFailed
+        raise refused(f"{out}: cannot write the backtest there ({exc.strerror or exc})") from None
     model = fill_model or FillModel()
     clock = ManualClock(first.at)
     calendar = market_calendar()
@@ -292,7 +302,7 @@ def run_backtest(
                 html=html,
             )
         except OSError as exc:  # a full disk, a folder made read-only meanwhile: the run's state and log stay
-            raise BacktestError(f"{out}: the run ended but its report could not be written ({exc.strerror or exc})") from None
+            raise OutputFailed(f"{out}: the run ended but its report could not be written ({exc.strerror or exc})") from None
     finally:
         try:
             journal.close()

@@ -205,3 +205,27 @@ def test_a_backtest_is_never_written_into_its_data_folder(momentum_project: Proj
     with pytest.raises(BacktestError, match="inside the data folder"):
         run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "data" / inside, html=False)
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "data").rglob("*")) == before
+
+
+def test_a_report_the_disk_cannot_take_is_a_runtime_failure_exit_1(
+    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's exit codes: a file that cannot be used now (a full disk, read-only) is 1, not the 2 of bad
+    input; the run's state and log stay. A folder whose parent is a file is bad input: 2."""
+    import errno
+
+    from engine.cli import main
+    from engine.replay import report as reporting
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    trending_day(tmp_path / "data")
+    files = ["--config", str(momentum_project.config), "--machines", str(momentum_project.machines),
+             "--rules", str(momentum_project.rules)]  # fmt: skip
+    monkeypatch.setattr(reporting, "write", disk_full)
+    assert main(["backtest", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *files]) == 1
+    assert "the run ended but its report could not be written (No space left on device)" in capsys.readouterr().err
+    assert (tmp_path / "out" / "state.db").is_file() and (tmp_path / "out" / "app.jsonl").is_file()
+    (tmp_path / "a_file").write_text("not a folder")
+    assert main(["backtest", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "a_file" / "out"), *files]) == 2
