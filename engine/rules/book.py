@@ -25,7 +25,7 @@ from engine.rules import builtins, conditions, expressions
 from engine.rules.errors import ExpressionError, GuardError
 from engine.rules.expressions import Node
 from engine.rules.facts import BOT_KINDS, SYSTEM_KINDS, all_kinds, vocabulary
-from engine.strategy.signals import SIGNALS
+from engine.strategy import SignalFunction, SignalsUnreadable, load_signals
 
 SECTIONS = ("guards", "preflight", "kill_conditions", "signals")
 
@@ -63,6 +63,8 @@ class RuleBook:
 
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {s: {} for s in SECTIONS})
     files: list[str] = field(default_factory=list)
+    # engine/strategy/signals.py's SIGNALS, imported for this book (`load_signals`): what its bots call
+    signal_functions: dict[str, SignalFunction] = field(default_factory=dict)
 
     @property
     def guards(self) -> dict[str, Entry]:
@@ -132,15 +134,22 @@ def _lines(path: Path | None) -> tuple[str, ...]:
 
 def _check_signals(book: RuleBook) -> list[Problem]:
     problems = []
+    functions: dict[str, SignalFunction] | None = None
+    try:
+        functions = book.signal_functions = load_signals()
+    except SignalsUnreadable as exc:  # said once, at its place in the file; the parameters are still checked
+        problems.append(Problem(exc.file, exc.line, exc.col, "", exc.message))
     for entry in book.signals.values():
         implementation = entry.body["implementation"]
-        if implementation not in SIGNALS:
-            hint = did_you_mean(implementation, SIGNALS)
+        if functions is None:
+            pass
+        elif implementation not in functions:
+            hint = did_you_mean(implementation, functions)
             message = f"no function '{implementation}' in engine/strategy/signals.py{hint}"
             problems.append(entry.problem("implementation", message))
         else:
             declared = set(entry.body.get("params") or {})
-            for param in sorted(required_signal_params(SIGNALS[implementation]) - declared):
+            for param in sorted(required_signal_params(functions[implementation]) - declared):
                 message = (
                     f"'{implementation}' in engine/strategy/signals.py reads the parameter '{param}', "
                     f"which this signal does not declare: declare it under params"

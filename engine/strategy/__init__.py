@@ -1,1 +1,78 @@
-"""Trading strategy code the user owns: entry signals. Everything else about a bot lives in YAML."""
+"""Trading strategy code the user owns: entry signals. Everything else about a bot lives in YAML.
+
+The user's module (engine/strategy/signals.py) is imported only through `load_signals`, never at the import of
+an engine module: a syntax error, a failing import or a `sys.exit()` in it is then one problem `--validate`
+places in the file, and the commands that must work whatever the user's code says (`halt`, `resume`, `status`,
+`health`) never run it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+MODULE = "engine.strategy.signals"
+SHOWN = "engine/strategy/signals.py"
+
+SignalFunction = Callable[[Sequence[float], Mapping[str, Any]], bool]
+
+
+class SignalsUnreadable(Exception):
+    """engine/strategy/signals.py could not be imported, or its SIGNALS is not a dict of functions (`message`
+    says which, at `line` and `col` of the file when there is a place: 0 otherwise)."""
+
+    def __init__(self, message: str, line: int = 0, col: int = 0):
+        super().__init__(message)
+        self.file, self.message, self.line, self.col = SHOWN, message, line, col
+
+
+_handed_out: list[Any] = []  # the module whose functions a rule book was given (at most one)
+
+
+def load_signals() -> dict[str, SignalFunction]:
+    """The user's SIGNALS, from a fresh run of their module whenever an earlier rule book of this process was
+    given its functions: a signal that keeps state in the module (a global counter, a cache) starts each backtest
+    of a sweep as it starts a run of its own, so a sweep's results do not depend on `--jobs` or on the runs before.
+    State kept elsewhere (another module, a class attribute of an imported one) is not reset: a signal must be pure.
+
+    Raises SignalsUnreadable, with the place in the file when there is one; a Ctrl-C is let through."""
+    try:
+        module = sys.modules.get(MODULE)
+        if module is None:
+            module = importlib.import_module(MODULE)
+        elif _handed_out and _handed_out[0] is module:
+            module = importlib.reload(module)
+    except KeyboardInterrupt:
+        raise
+    except SyntaxError as exc:
+        sys.modules.pop(MODULE, None)  # a reload that failed leaves the old module: never run code that is not the file's
+        if exc.filename and not _is_signals(exc.filename):  # a module it imports
+            raise SignalsUnreadable(f"failed to import: SyntaxError in {exc.filename}:{exc.lineno}: {exc.msg}") from None
+        raise SignalsUnreadable(f"cannot be read: {exc.msg}", exc.lineno or 0, exc.offset or 0) from None
+    except BaseException as exc:  # an import that fails, or code at its top level that raises or calls sys.exit()
+        sys.modules.pop(MODULE, None)
+        line = next((f.lineno or 0 for f in reversed(traceback.extract_tb(exc.__traceback__)) if _is_signals(f.filename)), 0)
+        raise SignalsUnreadable(f"failed to import: {describe(exc)}", line) from None
+    signals = getattr(module, "SIGNALS", None)
+    if not isinstance(signals, dict) or not all(isinstance(k, str) and callable(f) for k, f in signals.items()):
+        raise SignalsUnreadable(f"SIGNALS must be a dict of names to functions, not {type(signals).__name__}")
+    _handed_out[:] = [module]
+    return dict(signals)
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` of an exception raised by the user's code, never raising itself (a __str__ that raises)
+    and never longer than `limit` characters (a message holding a whole price history)."""
+    try:
+        message = str(exc)
+        text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    except Exception:
+        text = f"{type(exc).__name__}: (its message could not be read)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_signals(filename: str) -> bool:
+    return filename.replace("\\", "/").endswith(SHOWN)

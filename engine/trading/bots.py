@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
+from types import MappingProxyType
 from typing import Any
 
 from engine.config.checks import bot_kind
@@ -15,7 +16,7 @@ from engine.core.clock import parse_hhmm
 from engine.machines.runtime import MachineModel
 from engine.rules.book import RuleBook
 from engine.rules.facts import bot_config_values
-from engine.strategy.signals import SIGNALS, SignalFunction
+from engine.strategy import SignalFunction
 
 
 @dataclass
@@ -65,14 +66,17 @@ def make_bot(config: TradingBotConfig, book: RuleBook) -> Bot:
     declared = book.signals[config.signal.mode].body
     params = {name: spec["default"] for name, spec in (declared.get("params") or {}).items()}
     params.update(config.signal.params)
+    # read-only: a signal that wrote to its parameters changed what bots.yaml says for every later tick, silently;
+    # now the write raises, and the bot halts on it (`signal_error`) at its first tick
+    readonly = MappingProxyType(params)
     session = config.session
     return Bot(
         config=config,
         kind=kind,
         model=MachineModel(config.bot_id),
         symbols=symbols,
-        signal=SIGNALS[declared["implementation"]],
-        signal_params=params,
+        signal=book.signal_functions[declared["implementation"]],
+        signal_params=readonly,
         config_facts=bot_config_values(config),
         trade_start=parse_hhmm(session.trade_start),
         trade_end=parse_hhmm(session.trade_end),

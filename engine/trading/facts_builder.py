@@ -13,6 +13,7 @@ quote's own time, per symbol for the bots (`quote_age_s`) and per market for the
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from typing import Any, NamedTuple, Protocol
 from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
 from engine.config.model import HealthSettings
 from engine.core import order_lifecycle as lifecycle
+from engine.core.stop import Terminated
 from engine.core.store import PositionRow
+from engine.strategy import describe
 from engine.trading import entries
 from engine.trading.bots import Bot
 from engine.trading.portfolio import budget_left
@@ -329,14 +332,38 @@ def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[
         try:
             answer = bot.signal(prices, bot.signal_params)
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, describe(exc)
+        except BaseException as exc:  # sys.exit(), GeneratorExit, ...: ended the whole run, every exit with it
+            if _operators(exc):
+                raise
+            return None, describe(exc)
         if answer is True:
             return symbol, None
         if answer is not False and not _numpy_bool(answer):  # numpy's bool (np.mean(p) > x) is an answer too
-            return None, f"answered {answer!r} ({type(answer).__name__}), not True or False"
+            return None, f"answered {_shown(answer)} ({type(answer).__name__}), not True or False"
         if answer:
             return symbol, None
     return None, None
+
+
+def _operators(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt that came out of a signal is the operator's Ctrl-C or SIGTERM, which must stop
+    the command (a backtest, a sweep: Python's default SIGINT handler raises it wherever the code stands, a
+    signal's included), or the user's code raising it: under `run`, whose own handler only records a stop
+    (`runner.StopSignals`), none can come from the operator. Any other BaseException is the code's."""
+    if not isinstance(exc, KeyboardInterrupt):
+        return False
+    return isinstance(exc, Terminated) or signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _shown(answer: object, limit: int = 200) -> str:
+    """The repr of a signal's answer that is no answer, cut short, and never raising (a __repr__ that raises
+    would have been taken for a fault of the engine's)."""
+    try:
+        text = repr(answer)
+    except Exception:
+        return "(an object whose repr failed)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _numpy_bool(value: object) -> bool:

@@ -1,0 +1,97 @@
+"""The user's own signal module as hostile input: a module that cannot be imported, and one that keeps state
+between calls. engine/strategy/signals.py itself is never edited here: `engine.strategy.MODULE` is pointed at a
+module written into a temporary folder, and a copy of the package stands in for the commands run as processes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import engine.strategy as strategy
+from engine.config.errors import ConfigError
+from engine.paths import PROJECT_ROOT
+from engine.rules.book import load_rules
+from tests.conftest import ProjectCopy
+
+STATEFUL = """
+CALLS = []
+
+
+def momentum_breakout(prices, params):
+    CALLS.append(1)
+    return len(CALLS) % 7 == 0 and params["lookback_ticks"] > 0 and params["min_move_pct"] >= 0
+
+
+SIGNALS = {"momentum_breakout": momentum_breakout}
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The path of a module the engine takes for engine/strategy/signals.py while the test runs."""
+    folder = tmp_path / "user"
+    folder.mkdir()
+    name = f"user_signals_{abs(hash(tmp_path))}"
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(strategy, "MODULE", name)
+    monkeypatch.setattr(strategy, "SHOWN", f"{name}.py")
+    monkeypatch.setattr(strategy, "_handed_out", [])
+    yield folder / f"{name}.py"
+    sys.modules.pop(name, None)
+
+
+def test_a_signal_that_keeps_state_starts_afresh_for_each_rule_book(project: ProjectCopy, user_module: Path) -> None:
+    """A sweep runs several backtests in one process (`--jobs 1`, and each worker of a pool): a signal counting its
+    calls in a global went on counting from the run before, so the same combination gave other results with
+    another --jobs (found with a counter that fired every 7th call)."""
+    user_module.write_text(STATEFUL, encoding="utf-8")
+    first = load_rules(project.rules).signal_functions["momentum_breakout"]
+    params = {"lookback_ticks": 12, "min_move_pct": 0.1}
+    answers = [first((1.0, 2.0), params) for _ in range(7)]
+    second = load_rules(project.rules).signal_functions["momentum_breakout"]
+    assert [second((1.0, 2.0), params) for _ in range(7)] == answers == [False] * 6 + [True]
+
+
+@pytest.mark.parametrize(("source", "line", "says"), [
+    ("x = 1\ndef broken(:\n    pass\n", 2, "cannot be read: "),
+    ("import os\nimport no_such_module_of_the_user\n", 2, "failed to import: ModuleNotFoundError"),
+    ("import sys\nsys.exit(0)\n", 2, "failed to import: SystemExit: 0"),
+    ("SIGNALS = [print]\n", 0, "SIGNALS must be a dict of names to functions, not list"),
+])  # fmt: skip
+def test_a_signal_module_that_cannot_be_imported_is_a_problem_in_its_file(
+    project: ProjectCopy, user_module: Path, source: str, line: int, says: str
+) -> None:
+    """A syntax error in signals.py was a traceback from the import of the engine's own modules."""
+    user_module.write_text(source, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_rules(project.rules)
+    (problem,) = raised.value.problems
+    assert problem.file == strategy.SHOWN and problem.line == line and problem.message.startswith(says), problem
+
+
+def test_halt_works_and_validate_says_where_while_signals_py_does_not_compile(tmp_path: Path) -> None:
+    """From a run: with a syntax error in engine/strategy/signals.py every command, `halt` included, ended in a
+    traceback (exit 1): the engine's modules imported it as they were imported. The operator's halt is the one
+    command that must work while a file is half edited; --validate now places the error."""
+    root = tmp_path / "copy"
+    shutil.copytree(PROJECT_ROOT / "engine", root / "engine", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("config", "machines", "rules", "schemas"):
+        shutil.copytree(PROJECT_ROOT / folder, root / folder)
+    signals = root / "engine" / "strategy" / "signals.py"
+    signals.write_text(signals.read_text(encoding="utf-8") + "\n\ndef broken(:\n    pass\n", encoding="utf-8")
+    line = len(signals.read_text(encoding="utf-8").splitlines()) - 1
+
+    def engine(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine", *args], cwd=root, capture_output=True, text=True, timeout=60)
+
+    checked = engine("--validate")
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr + checked.stdout
+    assert f"engine/strategy/signals.py:{line}:" in checked.stdout
+    halted = engine("halt", "--reason", "signals.py is broken", "--state-db", "s.db", "--log", "a.jsonl")
+    assert halted.returncode == 0, halted.stderr
+    assert "halted: signals.py is broken" in halted.stdout

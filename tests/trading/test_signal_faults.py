@@ -1,0 +1,126 @@
+"""The user's signal code as hostile input inside a tick: what it raises or answers halts its own bot only, and
+nothing it does stops the tick, the other bots or their exits (see also test_halts.py)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from engine.core.stop import Terminated
+from tests.trading.conftest import Rig
+
+
+class UserStop(BaseException):
+    pass
+
+
+def raising(exc: BaseException) -> Any:
+    def signal_function(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        raise exc
+
+    return signal_function
+
+
+def assert_halted_alone(rig: Rig, said: str) -> None:
+    assert rig.engine.system.state == "armed" and not rig.events("anomaly")
+    (halt,) = rig.store.halts("mom_AAPL")
+    assert halt.reason == f"signal failed: {said}"
+    assert rig.engine.bot("mom_AAPL").model.state == "halted"
+    assert not rig.store.halts("crypto_core") and rig.engine.bot("crypto_core").model.state != "halted"
+
+
+@pytest.fixture
+def run_handles_sigint() -> Iterator[None]:
+    """SIGINT held as `run` holds it (runner.StopSignals records a stop, never raises)."""
+    assert threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize(("exc", "said"), [
+    (SystemExit(3), "SystemExit: 3"),
+    (GeneratorExit(), "GeneratorExit"),
+    (UserStop("mine"), "UserStop: mine"),
+])  # fmt: skip
+def test_a_signal_raising_a_base_exception_halts_its_bot_not_the_run(rig: Rig, exc: BaseException, said: str) -> None:
+    """From a run: a signal calling sys.exit() ended `run` (exit 3) at the first tick with prices, and a
+    GeneratorExit with a traceback: no bot's exits were managed any more."""
+    rig.engine.bot("mom_AAPL").signal = raising(exc)
+    rig.ticks(30)
+    assert_halted_alone(rig, said)
+
+
+def test_a_keyboard_interrupt_raised_by_the_signal_under_run_halts_its_bot(rig: Rig, run_handles_sigint: None) -> None:
+    """Under `run` SIGINT never raises (StopSignals records it), so a KeyboardInterrupt is the code's: it ended
+    the run as 'interrupted', exit 130, as if the operator had stopped it."""
+    rig.engine.bot("mom_AAPL").signal = raising(KeyboardInterrupt())
+    try:
+        rig.ticks(30)
+    except KeyboardInterrupt:  # not let through: it would end the test session
+        pytest.fail("the signal's KeyboardInterrupt ended the tick")
+    assert_halted_alone(rig, "KeyboardInterrupt")
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), Terminated(signal.SIGTERM)])
+def test_the_operators_ctrl_c_or_sigterm_inside_a_signal_still_stops_a_backtest(rig: Rig, exc: BaseException) -> None:
+    """Where Ctrl-C raises (Python's default handler: a backtest, a sweep) or SIGTERM does (`sigterm_raises`), the
+    exception met inside a signal is the operator's stop: it goes on up, no bot is halted for it."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    rig.engine.bot("mom_AAPL").signal = raising(exc)
+    with pytest.raises(KeyboardInterrupt):
+        rig.ticks(30)
+    assert not rig.store.halts("mom_AAPL")
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class Unsayable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+@pytest.mark.parametrize(("answer", "said"), [
+    (lambda prices, params: Unprintable(), "answered (an object whose repr failed) (Unprintable), not True or False"),
+    (raising(Unsayable()), "Unsayable: (its message could not be read)"),
+])  # fmt: skip
+def test_an_answer_or_exception_that_cannot_be_shown_halts_each_bot_alone(rig: Rig, answer: Any, said: str) -> None:
+    """The repr of the answer (or the str of the exception) raised out of `_signal`: taken for the facts'
+    fault, and, with two bots sharing the signal, for the engine's: a system halt instead of two bot halts."""
+    for bot_id in ("mom_AAPL", "crypto_core"):
+        rig.engine.bot(bot_id).signal = answer
+    rig.ticks(30)
+    assert rig.engine.system.state == "armed" and not rig.events("anomaly") and not rig.events("facts_error")
+    for bot_id in ("mom_AAPL", "crypto_core"):
+        (halt,) = rig.store.halts(bot_id)
+        assert halt.reason == f"signal failed: {said}"
+
+
+def test_a_huge_answer_is_cut_short_in_the_halt(rig: Rig) -> None:
+    rig.engine.bot("mom_AAPL").signal = lambda prices, params: "yes" * 100_000  # type: ignore[assignment]
+    rig.ticks(30)
+    (halt,) = rig.store.halts("mom_AAPL")
+    assert len(halt.reason) < 300 and halt.reason.endswith("... (str), not True or False")
+
+
+def test_a_signal_cannot_change_its_parameters_for_later_ticks(rig: Rig) -> None:
+    """A signal that wrote to its `params` changed what bots.yaml says for every later tick of its bot, and
+    silently: now the write raises, and the bot halts at its first tick."""
+    before = dict(rig.engine.bot("mom_AAPL").signal_params)
+
+    def rewrites(prices: Sequence[float], params: Any) -> bool:
+        params["min_move_pct"] = -100.0  # "always enter"
+        return False
+
+    rig.engine.bot("mom_AAPL").signal = rewrites
+    rig.ticks(30)
+    assert dict(rig.engine.bot("mom_AAPL").signal_params) == before
+    (halt,) = rig.store.halts("mom_AAPL")
+    assert halt.reason.startswith("signal failed: TypeError: ")
