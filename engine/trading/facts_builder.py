@@ -26,6 +26,7 @@ from engine.core import order_lifecycle as lifecycle
 from engine.core.stop import Terminated
 from engine.core.store import PositionRow
 from engine.strategy import describe
+from engine.strategy.watchdog import CALL
 from engine.trading import entries
 from engine.trading.bots import Bot
 from engine.trading.portfolio import budget_left
@@ -330,7 +331,11 @@ def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[
         if not prices:
             continue
         try:
-            answer = bot.signal(prices, bot.signal_params)
+            CALL.since = CALL.clock()  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped
+            try:
+                answer = bot.signal(prices, bot.signal_params)
+            finally:
+                CALL.since = None
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
             return None, describe(exc)
         except BaseException as exc:  # sys.exit(), GeneratorExit, ...: ended the whole run, every exit with it

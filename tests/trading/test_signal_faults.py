@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from engine.core.stop import Terminated
+from engine.strategy.watchdog import watching
+from tests.strategy.test_watchdog import FakeClock, hangs_after
 from tests.trading.conftest import Rig
 
 
@@ -124,3 +126,15 @@ def test_a_signal_cannot_change_its_parameters_for_later_ticks(rig: Rig) -> None
     assert dict(rig.engine.bot("mom_AAPL").signal_params) == before
     (halt,) = rig.store.halts("mom_AAPL")
     assert halt.reason.startswith("signal failed: TypeError: ")
+
+
+def test_a_hung_signal_halts_its_bot_and_the_others_go_on(rig: Rig) -> None:
+    clock = FakeClock()
+    rig.engine.bot("mom_AAPL").signal = hangs_after(clock, 10.0)
+    with watching(5.0, clock=clock, period=0.005):
+        rig.ticks(30)
+    assert rig.engine.system.state == "armed" and not rig.events("anomaly")
+    (halt,) = rig.store.halts("mom_AAPL")
+    assert halt.reason.startswith("signal failed: SignalTimeout: the signal ran past its 5 s budget")
+    assert rig.engine.bot("mom_AAPL").model.state == "halted"
+    assert rig.engine.bot("crypto_core").model.state != "halted" and not rig.store.halts("crypto_core")
