@@ -556,7 +556,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 recorder.close()  # its folder's lock released: nothing was recorded
             if isinstance(exc, RunError):
                 print(f"error: {exc}", file=sys.stderr)
-                return EXIT_FAILURE
+                return EXIT_INVALID if exc.invalid else EXIT_FAILURE
             if isinstance(exc, OSError) and file_error_code(exc) is None:  # the lock beside the state file
                 return _state_path_error(exc)
             raise

@@ -18,7 +18,7 @@ from typing import cast
 from engine.config.checks import DeclaredSignal
 from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config, load_config
-from engine.config.model import TradingBotConfig
+from engine.config.model import BotsConfig, TradingBotConfig
 from engine.config.schema_check import load_checked, yaml_files
 from engine.machines.lint import lint_all
 from engine.machines.spec import MachineSpec, read_machines
@@ -50,14 +50,20 @@ class Report:
         return f"OK: {files} files, {len(trading)} bots ({enabled} enabled), {len(self.machines)} machines, {rules} rules"
 
 
-def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *, complete: bool = True) -> list[Problem]:
-    """States saved in SQLite that the machine files no longer have: the engine could not restore them.
+def persisted_state_problems(
+    db_path: Path, machines: dict[str, MachineSpec], *, complete: bool = True, bots: BotsConfig | None = None
+) -> list[Problem]:
+    """States saved in SQLite that the machine files no longer have: the engine could not restore them. With
+    `bots`, also the positions and working orders saved for a bot that bots.yaml no longer runs as the same kind
+    (`startup.unmanaged`): nothing would manage their exits, or the wrong rules would.
 
     With `complete=False` (a machine file could not be read) a kind with no machine is not reported: its
     machine may be in the unreadable file."""
     import sqlite3
 
+    from engine.core import order_lifecycle as lifecycle
     from engine.core.store import StateFileError, StateStore, state_file_exists
+    from engine.trading.startup import unmanaged
 
     if not state_file_exists(db_path) or (db_path.is_file() and db_path.stat().st_size == 0):
         return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
@@ -76,6 +82,7 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
         return unreadable(exc)
     try:
         saved_states = store.machine_states()
+        held = (store.positions(), store.orders(statuses=lifecycle.OPEN)) if bots is not None else None
     except sqlite3.Error as exc:
         store.close()
         return unreadable(exc)
@@ -91,6 +98,8 @@ def persisted_state_problems(db_path: Path, machines: dict[str, MachineSpec], *,
             else:
                 continue
             problems.append(Problem(shown(db_path), 0, 0, f"machine_states.{saved.kind}.{saved.bot_id}", message))
+        if bots is not None and held is not None:
+            problems += [Problem(shown(db_path), 0, 0, where, line) for where, line in unmanaged(bots, *held)]
     finally:
         store.close()
     return problems
@@ -150,8 +159,17 @@ def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
 
 
 def validate(
-    config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None, *, scenarios: bool = True
+    config_dir: Path,
+    machines_dir: Path,
+    rules_dir: Path,
+    state_db: Path | None = None,
+    *,
+    scenarios: bool = True,
+    holders: bool = True,
 ) -> Report:
+    """Every problem of every file. `holders`: also the positions and working orders saved for a bot bots.yaml no
+    longer runs as their kind (`persisted_state_problems`); `run` refuses them itself (the engine's start-up), and
+    the commands that read or halt must keep working while one is found."""
     report = Report()
     readable: RuleBook | None
     try:
@@ -195,7 +213,9 @@ def validate(
     state_is_input = state_db is None and any(p.path == "system.state_db_path" for p in outputs)  # told once, above
     if report.config is not None and machines.specs and not state_is_input:
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
-        report.problems.extend(persisted_state_problems(db, machines.specs, complete=machines.complete))
+        report.problems.extend(
+            persisted_state_problems(db, machines.specs, complete=machines.complete, bots=report.config.bots if holders else None)
+        )
     if scenarios and report.config is not None and machines.specs and machines.complete:
         from engine.machines.scenarios import read_cases
 
@@ -206,8 +226,10 @@ def validate(
 
 def load_valid(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None) -> Report:
     """Validate and raise ConfigError unless everything is valid: what every command but `validate` uses. The
-    scenario files are not read: no command but `validate` and `test` (which reads them itself) needs them."""
-    report = validate(config_dir, machines_dir, rules_dir, state_db, scenarios=False)
+    scenario files are not read: no command but `validate` and `test` (which reads them itself) needs them. Nor
+    are the saved positions' holders: `status`, `halt` and `resume` must work while bots.yaml no longer runs a bot
+    that holds one, and `run` refuses to start on it (Engine: StartupError)."""
+    report = validate(config_dir, machines_dir, rules_dir, state_db, scenarios=False, holders=False)
     if report.problems:
         raise ConfigError(report.problems)
     return report

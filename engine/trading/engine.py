@@ -60,6 +60,7 @@ from engine.trading.handlers import TickContext, dispatch, flatten_shared
 from engine.trading.orders import OrderManager
 from engine.trading.portfolio import PortfolioBot
 from engine.trading.preflight import PreflightTiers, TickPreflight
+from engine.trading.startup import unmanaged
 from engine.trading.universe import crypto_assets, data_needs
 from engine.trading.view import TickView, read_view
 
@@ -157,6 +158,7 @@ class Engine:
         self.last_positions: tuple[Position, ...] | None = None
         self.last_positions_at: datetime | None = None
         self._split_preflight()
+        self._refuse_unmanaged()
         self.store.keep_tick_reads = True  # this engine is the only writer of its orders and positions (the run lock)
         self._restore_states()
 
@@ -178,6 +180,14 @@ class Engine:
             for kind in {bot.kind for bot in self.bots}
         }
         self._preflight: dict[str, TickPreflight] = {}  # this tick's, by kind
+
+    def _refuse_unmanaged(self) -> None:
+        """A position or working order saved for a bot this bots.yaml removed, renamed, disabled or gave another
+        kind: nobody would manage its exit (or the wrong rules would), and reconciliation cannot tell, since SQLite
+        explains it. `--validate` says so too (validate.persisted_state_problems)."""
+        found = unmanaged(self.config.bots, self.store.positions(), self.store.orders(statuses=lifecycle.OPEN))
+        if found:
+            raise StartupError(f"{self.store.path}: " + "; ".join(line for _where, line in found))
 
     def _restore_states(self) -> None:
         saved = {(s.kind, s.bot_id): s.state for s in self.store.machine_states()}

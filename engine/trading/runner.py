@@ -54,7 +54,13 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RunError(Exception):
-    """The run cannot start: say why, exit non-zero, no traceback."""
+    """The run cannot start: say why, exit non-zero, no traceback. `invalid`: the files the user edited disagree
+    with the state file (a saved state the machines no longer have, a position whose bot bots.yaml no longer
+    runs), bad input to fix (exit 2) rather than a failure now (exit 1)."""
+
+    def __init__(self, message: str, *, invalid: bool = False):
+        super().__init__(message)
+        self.invalid = invalid
 
 
 @dataclass
@@ -150,7 +156,7 @@ def open_session(
         try:
             engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
         except StartupError as exc:
-            raise RunError(str(exc)) from None
+            raise RunError(str(exc), invalid=True) from None
         store.set_meta("broker", name)
         alerts = _start_alerts(report, env, journal, engine)
         if exchange is not None:

@@ -1,13 +1,18 @@
-"""What must hold before a run may start: the broker accepts our keys, and every configured symbol exists and
-trades. A failure here is a clear start-up error naming the bot, and a non-zero exit, never a run that
-starts and then cannot trade (or trades what the user did not mean).
+"""What must hold before a run may start: the broker accepts our keys, every configured symbol exists and
+trades, and every position and working order SQLite holds has a bot in bots.yaml to manage it. A failure here
+is a clear start-up error naming the bot, and a non-zero exit, never a run that starts and then cannot trade
+(or trades what the user did not mean, or leaves a position nobody manages).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from engine.brokers.base import Broker, BrokerError
-from engine.config.checks import trading_bots
+from engine.brokers.symbols import asset_class_of
+from engine.config.checks import bot_kind, trading_bots
 from engine.config.model import BotsConfig, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig
+from engine.core.store import OrderRow, PositionRow
 
 
 def symbols_by_bot(bots: BotsConfig) -> list[tuple[str, str, bool]]:
@@ -43,4 +48,40 @@ def check_broker(broker: Broker, bots: BotsConfig) -> list[str]:
             problems.append(f"{bot_id}: '{symbol}' is not tradable at the broker ({state})")
         elif fractional and not asset.fractionable:
             problems.append(f"{bot_id}: '{symbol}' cannot be traded in fractions, which this bot's sizing needs")
+    return problems
+
+
+_HOLDS = {"us_equity": "shares", "us_option": "option contracts", "crypto": "coins"}
+_TRADES = {"momentum": "us_equity", "options": "us_option", "crypto": "crypto"}
+
+
+def unmanaged(bots: BotsConfig, positions: Iterable[PositionRow], orders: Iterable[OrderRow]) -> list[tuple[str, str]]:
+    """(`positions.BOT.SYMBOL` or `orders.CLIENT_ORDER_ID`, one line) for each position or working order SQLite
+    holds for a bot this bots.yaml would not manage: a bot removed, renamed or disabled since (nothing would manage
+    its exit, and reconciliation cannot see the orphan: SQLite still explains it), or a bot id now given to a bot
+    of another kind (rules written for shares, options or coins would sell what they were not written for). A bot
+    whose ticker, tickers or pairs changed still manages what it holds: its exits read the position itself.
+    Empty when every holder is an enabled bot of the kind it holds."""
+    configured = {bot.bot_id: bot for _path, bot in trading_bots(bots)}
+    held = [(f"positions.{p.bot_id}.{p.symbol}", p.bot_id, p.symbol, f"holds {p.qty:g} {p.symbol}") for p in positions if p.qty]
+    working = [
+        (f"orders.{o.client_order_id}", o.bot_id, o.symbol, f"has a working {o.purpose} order {o.client_order_id} ({o.symbol})")
+        for o in orders
+    ]
+    problems = []
+    for where, bot_id, symbol, what in (*held, *working):
+        bot = configured.get(bot_id)
+        if bot is None:
+            fix = (f"bots.yaml has no bot '{bot_id}' (removed or renamed): nothing would manage its exit; put the bot "
+                   f"back under that bot_id, enabled, until it is flat")  # fmt: skip
+        elif not bot.enabled:
+            fix = (f"bots.yaml disables '{bot_id}' (enabled: false): nothing would manage its exit; enable it until "
+                   f"it is flat, then disable it")  # fmt: skip
+        elif _TRADES[kind := bot_kind(bot)] != asset_class_of(symbol):
+            fix = (f"bots.yaml now makes '{bot_id}' {'an' if kind[0] in 'aeiou' else 'a'} {kind} bot, whose rules are "
+                   f"not written for {_HOLDS[asset_class_of(symbol)]}; give it back its kind, or this bot_id back to "
+                   f"the bot that opened this, until it is flat")  # fmt: skip
+        else:
+            continue
+        problems.append((where, f"'{bot_id}' {what}, but {fix}"))
     return problems

@@ -1,0 +1,106 @@
+"""bots.yaml edited between two runs while SQLite holds a position or a working order: a bot that held it
+removed, renamed, disabled or given another kind would leave it orphaned (nobody managing its exit, and
+reconciliation blind to it: SQLite still explains it) or sold by rules written for something else. The run
+refuses to start, naming the bot, the position and what to do; a bot whose ticker changed still manages it."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.brokers.base import OrderRequest
+from engine.core.clock import ManualClock
+from engine.core.store import StateStore
+from engine.trading.engine import StartupError
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig
+from tests.trading.test_run_command import engine
+
+DISABLE = ("config/bots.yaml", "bot_id: mom_AAPL\n    enabled: true", "bot_id: mom_AAPL\n    enabled: false")
+RENAME = ("config/bots.yaml", "bot_id: mom_AAPL", "bot_id: mom_APPLE")
+# the momentum bot's id given to the options bot (which keeps opt_core's nothing), mom_AAPL renamed away
+REUSED = ("config/bots.yaml", "bot_id: opt_core", "bot_id: mom_AAPL")
+
+
+def _holding_aapl(rig: Rig) -> None:
+    rig.until(lambda r: bool(r.store.positions("mom_AAPL")))
+
+
+def _restart_refused(rig: Rig, project: ProjectCopy, clock: ManualClock) -> str:
+    with pytest.raises(StartupError) as refused:
+        make_rig(project, clock, broker=rig.engine.broker, exchange=rig.exchange)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("edits", "said"),
+    [
+        ([DISABLE], "bots.yaml disables 'mom_AAPL' (enabled: false): nothing would manage its exit"),
+        ([RENAME], "bots.yaml has no bot 'mom_AAPL' (removed or renamed): nothing would manage its exit"),
+        ([RENAME, REUSED], "bots.yaml now makes 'mom_AAPL' an options bot, whose rules are not written for shares"),
+    ],
+    ids=["disabled", "renamed", "id_reused_by_another_kind"],
+)
+def test_a_position_whose_bot_is_gone_refuses_the_start(
+    rig: Rig, project: ProjectCopy, clock: ManualClock, edits: list[tuple[str, str, str]], said: str
+) -> None:
+    _holding_aapl(rig)
+    (held,) = rig.store.positions("mom_AAPL")
+    for edit in edits:
+        project.replace(*edit)
+    reason = _restart_refused(rig, project, clock)
+    assert f"'mom_AAPL' holds {held.qty:g} AAPL, but {said}" in reason
+    assert rig.store.positions("mom_AAPL") == [held]  # nothing sold, nothing forgotten
+
+
+def test_a_working_order_whose_bot_was_removed_refuses_the_start(rig: Rig, project: ProjectCopy, clock: ManualClock) -> None:
+    rig.ticks(3)
+    orders, day = rig.engine.orders, rig.engine.trading_date(clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.send_pending()
+    project.replace(*RENAME)
+    reason = _restart_refused(rig, project, clock)
+    assert f"'mom_AAPL' has a working entry order {entry.client_order_id} (AAPL), but bots.yaml has no bot 'mom_AAPL'" in reason
+
+
+def test_a_bot_whose_ticker_changed_still_manages_what_it_holds(rig: Rig, project: ProjectCopy, clock: ManualClock) -> None:
+    _holding_aapl(rig)
+    project.replace("config/bots.yaml", "ticker: AAPL", "ticker: MSFT")
+    again = make_rig(project, clock, broker=rig.engine.broker, exchange=rig.exchange)
+    again.until(lambda r: not r.store.positions("mom_AAPL"))
+    exits = [e for e in again.events("order") if e.get("action") == "intent" and e["purpose"] == "exit"]
+    assert [(e["bot"], e["symbol"]) for e in exits][-1:] == [("mom_AAPL", "AAPL")]
+
+
+def test_run_refuses_validate_names_it_and_status_still_reads(project: ProjectCopy) -> None:
+    """One line naming the bot and the position, exit 2 (the edited config disagrees with the state file, as a
+    saved state the machines no longer have), no traceback, nothing written; `status` and `halt` still work."""
+    first = engine(project, "run", "--ticks", "80", "--start", "2026-11-23T09:30:00-05:00")
+    assert first.returncode == 0, first.stderr
+    store = StateStore(project.root / "s.db")
+    try:
+        (held,) = store.positions("mom_AAPL")
+    finally:
+        store.close()
+    project.replace(*DISABLE)
+    before = (project.root / "s.db").read_bytes(), (project.root / "app.jsonl").read_bytes()
+    refused = engine(project, "run", "--ticks", "5")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr  # invalid input, as the README says
+    (line,) = refused.stderr.splitlines()
+    assert f"'mom_AAPL' holds {held.qty:g} AAPL, but bots.yaml disables 'mom_AAPL'" in line
+    assert ((project.root / "s.db").read_bytes(), (project.root / "app.jsonl").read_bytes()) == before
+    check = engine(project, "validate")
+    assert check.returncode == 2 and "s.db:0:0: positions.mom_AAPL.AAPL: 'mom_AAPL' holds" in check.stdout
+    status = engine(project, "status")
+    assert status.returncode == 0 and "mom_AAPL" in status.stdout
+    assert engine(project, "halt", "--reason", "looking").returncode == 0
+
+
+def test_a_flat_bot_may_be_renamed_or_disabled(project: ProjectCopy) -> None:
+    engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00")  # nothing held yet
+    project.replace(*RENAME)
+    renamed = engine(project, "run", "--ticks", "3")
+    assert renamed.returncode == 0, renamed.stderr
+    project.replace("config/bots.yaml", "bot_id: mom_APPLE\n    enabled: true", "bot_id: mom_APPLE\n    enabled: false")
+    assert engine(project, "validate").returncode == 0
