@@ -214,7 +214,11 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     # A position is a symbol: one the bot holds or is entering. An entry never adds to one, so
     # risk.max_concurrent_positions caps the distinct symbols held or being entered.
     busy = {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
-    signal_symbol, signal_error = _signal(bot, inputs.history, busy)
+    if records.halt is not None and "signal_error" in records.halt.conditions:
+        # halted for its signal's fault: not asked again until resumed (a hung one would cost its budget each tick)
+        signal_symbol, signal_error = None, None
+    else:
+        signal_symbol, signal_error = _signal(bot, inputs.history, busy)
     max_spread_pct = system["health_max_spread_pct"]
     usable = inputs.usable if inputs.usable is not None else usable_quotes(snapshot, max_spread_pct)
     quote_age_s, quotes_usable = _quotes_state(

@@ -40,6 +40,7 @@ from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aw
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_record, halts_in_force, in_force_lines, one_line, period_lines, period_record
 from engine.paths import PROJECT_ROOT
+from engine.strategy.watchdog import watching
 from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
 from engine.trading.startup import check_broker
@@ -411,6 +412,14 @@ def run(
     if stop is None:
         with StopSignals() as own:
             return run(session, options, own, on_tick)
+    # every signal call of the loop on a time budget: a hung one halts its bot, not every exit (strategy/watchdog.py)
+    with watching(session.engine.config.settings.health.max_signal_seconds):
+        return _loop(session, options, stop, on_tick)
+
+
+def _loop(
+    session: Session, options: RunOptions, stop: StopSignals, on_tick: Callable[[TickReport], None] | None
+) -> dict[str, Any]:
     engine, clock = session.engine, session.clock
     interval = engine.config.settings.runner.loop_interval_seconds
     limit = 1 if options.once else options.ticks

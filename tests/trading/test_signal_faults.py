@@ -12,6 +12,7 @@ import pytest
 
 from engine.core.stop import Terminated
 from engine.strategy.watchdog import watching
+from tests.conftest import ProjectCopy
 from tests.strategy.test_watchdog import FakeClock, hangs_after
 from tests.trading.conftest import Rig
 
@@ -138,3 +139,35 @@ def test_a_hung_signal_halts_its_bot_and_the_others_go_on(rig: Rig) -> None:
     assert halt.reason.startswith("signal failed: SignalTimeout: the signal ran past its 5 s budget")
     assert rig.engine.bot("mom_AAPL").model.state == "halted"
     assert rig.engine.bot("crypto_core").model.state != "halted" and not rig.store.halts("crypto_core")
+
+
+def test_run_holds_every_signal_call_to_the_budget_in_settings(project: ProjectCopy) -> None:
+    """Through `run`, with a signal that spins for ever: stopped after health.max_signal_seconds of real time
+    (0.05 s here), its bot halted, not asked again while halted, and the run goes to its last tick."""
+    from datetime import date
+
+    from engine.core.clock import default_sim_start
+    from engine.trading.runner import RunOptions, close_session, open_session, run
+    from engine.validate import load_valid
+
+    project.replace("config/settings.yaml", "  max_spread_pct: 1.0", "  max_signal_seconds: 0.05\n  max_spread_pct: 1.0")
+    calls: list[int] = []
+
+    def spins(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        calls.append(1)
+        while True:
+            pass
+
+    report = load_valid(project.config, project.machines, project.rules)
+    options = RunOptions(ticks=60, state_db=project.root / "s.db", log=project.root / "app.jsonl")
+    session = open_session(report, options, {}, default_sim_start(date(2026, 11, 23)))
+    try:
+        session.engine.bot("mom_AAPL").signal = spins
+        run(session, options)
+        assert session.engine.ticks == 60
+        (halt,) = session.store.halts("mom_AAPL")
+        assert halt.reason.startswith("signal failed: SignalTimeout: the signal ran past its 0.05 s budget")
+        assert calls == [1]  # halted for its signal: not asked again, so no tick waits on it again
+        assert session.engine.bot("crypto_core").model.state != "halted"
+    finally:
+        close_session(session)
