@@ -187,7 +187,7 @@ class Engine:
         explains it. `--validate` says so too (validate.persisted_state_problems)."""
         found = unmanaged(self.config.bots, self.store.positions(), self.store.orders(statuses=lifecycle.OPEN))
         if found:
-            raise StartupError(f"{self.store.path}: " + "; ".join(line for _where, line in found))
+            raise StartupError("\n".join(f"{self.store.path}: {line}" for _where, line in found))  # one line each
 
     def _restore_states(self) -> None:
         saved = {(s.kind, s.bot_id): s.state for s in self.store.machine_states()}

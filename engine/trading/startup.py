@@ -62,11 +62,14 @@ def unmanaged(bots: BotsConfig, positions: Iterable[PositionRow], orders: Iterab
     of another kind (rules written for shares, options or coins would sell what they were not written for). A bot
     whose ticker, tickers or pairs changed still manages what it holds: its exits read the position itself.
     Empty when every holder is an enabled bot of the kind it holds."""
+    from engine.trading.orders import EXITBOT_ID  # the kill switch's flatten of a shared symbol: split among its holders
+
     configured = {bot.bot_id: bot for _path, bot in trading_bots(bots)}
     held = [(f"positions.{p.bot_id}.{p.symbol}", p.bot_id, p.symbol, f"holds {p.qty:g} {p.symbol}") for p in positions if p.qty]
     working = [
         (f"orders.{o.client_order_id}", o.bot_id, o.symbol, f"has a working {o.purpose} order {o.client_order_id} ({o.symbol})")
         for o in orders
+        if o.bot_id != EXITBOT_ID
     ]
     problems = []
     for where, bot_id, symbol, what in (*held, *working):

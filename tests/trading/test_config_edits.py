@@ -5,6 +5,8 @@ refuses to start, naming the bot, the position and what to do; a bot whose ticke
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from engine.brokers.base import OrderRequest
@@ -104,3 +106,24 @@ def test_a_flat_bot_may_be_renamed_or_disabled(project: ProjectCopy) -> None:
     assert renamed.returncode == 0, renamed.stderr
     project.replace("config/bots.yaml", "bot_id: mom_APPLE\n    enabled: true", "bot_id: mom_APPLE\n    enabled: false")
     assert engine(project, "validate").returncode == 0
+
+
+def test_the_kill_switchs_flatten_of_a_shared_symbol_is_no_unmanaged_order() -> None:
+    """`flatten_shared` records it under the ExitBot, which no bots.yaml names: a restart while it worked (the
+    daily loss limit hit with two bots on one ticker) was refused, with every exit."""
+    from datetime import date, datetime, timezone
+
+    from engine.config.loader import load_config
+    from engine.core.store import OrderRow
+    from engine.paths import PROJECT_ROOT
+    from engine.trading.orders import EXITBOT_ID
+    from engine.trading.startup import unmanaged
+
+    bots = load_config(PROJECT_ROOT / "config").bots
+    now = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+    flatten = OrderRow(client_order_id="exitbot-1", bot_id=EXITBOT_ID, trading_date=date(2026, 11, 23), purpose="exit",
+                       symbol="AAPL", side="sell", qty=10.0, notional=None, order_type="market", limit_price=None,
+                       time_in_force="day", status="accepted", broker_order_id="b1", filled_qty=0.0,
+                       filled_avg_price=None, reason="kill switch", error=None, created_at=now, updated_at=now)  # fmt: skip
+    assert unmanaged(bots, [], [flatten]) == []
+    assert unmanaged(bots, [], [dataclasses.replace(flatten, bot_id="mom_GONE")])  # a bot's own order is still checked
