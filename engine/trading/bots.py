@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
-from types import MappingProxyType
 from typing import Any
 
 from engine.config.checks import bot_kind
@@ -66,9 +65,6 @@ def make_bot(config: TradingBotConfig, book: RuleBook) -> Bot:
     declared = book.signals[config.signal.mode].body
     params = {name: spec["default"] for name, spec in (declared.get("params") or {}).items()}
     params.update(config.signal.params)
-    # read-only: a signal that wrote to its parameters changed what bots.yaml says for every later tick, silently;
-    # now the write raises, and the bot halts on it (`signal_error`) at its first tick
-    readonly = MappingProxyType(params)
     session = config.session
     return Bot(
         config=config,
@@ -76,7 +72,7 @@ def make_bot(config: TradingBotConfig, book: RuleBook) -> Bot:
         model=MachineModel(config.bot_id),
         symbols=symbols,
         signal=book.signal_functions[declared["implementation"]],
-        signal_params=readonly,
+        signal_params=params,
         config_facts=bot_config_values(config),
         trade_start=parse_hhmm(session.trade_start),
         trade_end=parse_hhmm(session.trade_end),

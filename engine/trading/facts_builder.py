@@ -214,7 +214,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     # A position is a symbol: one the bot holds or is entering. An entry never adds to one, so
     # risk.max_concurrent_positions caps the distinct symbols held or being entered.
     busy = {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
-    if records.halt is not None and "signal_error" in records.halt.conditions:
+    if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
         # halted for its signal's fault: not asked again until resumed (a hung one would cost its budget each tick)
         signal_symbol, signal_error = None, None
     else:
@@ -337,7 +337,9 @@ def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[
         try:
             CALL.since = CALL.clock()  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped
             try:
-                answer = bot.signal(prices, bot.signal_params)
+                # a dict of its own each call: a signal that writes to it changed bots.yaml's value for every later
+                # tick, silently; a read-only mapping broke copy.deepcopy and json.dumps of it in ordinary code
+                answer = bot.signal(prices, dict(bot.signal_params))
             finally:
                 CALL.since = None
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
