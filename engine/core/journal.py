@@ -128,6 +128,23 @@ class JournalError(OSError):
         return str(self.strerror)
 
 
+def _open_log(path: Path) -> int:
+    """The log's descriptor, appending, its folder made if missing; JournalError when it cannot be opened."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():  # os.open would give EISDIR only at the first write
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        # Not blocking: a FIFO no process reads fails at once (ENXIO) instead of hanging the open. A device
+        # or a FIFO that is read (`--log /dev/stdout` under a supervisor) is fine; writes then block as usual.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        os.set_blocking(fd, True)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise JournalError(path, exc, wrong_kind="a FIFO that no process reads") from None
+        raise JournalError(path, exc) from None
+    return fd
+
+
 class Journal:
     def __init__(self, path: Path, clock: Clock, secrets: Iterable[str] = ()):
         self.path = path
@@ -135,18 +152,7 @@ class Journal:
         # what a secret looks like inside a line: as given, and as the encoder escapes it (a quote, a backslash,
         # a non-ASCII character); a line holding either is decoded, masked string by string, and encoded again
         self._needles = tuple({form for v in self._secrets.values for form in (v, json_encoder.encode_basestring_ascii(v)[1:-1])})
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_dir():  # os.open would give EISDIR only at the first write
-                raise IsADirectoryError(21, "Is a directory", str(path))
-            # Not blocking: a FIFO no process reads fails at once (ENXIO) instead of hanging the open. A device
-            # or a FIFO that is read (`--log /dev/stdout` under a supervisor) is fine; writes then block as usual.
-            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
-            os.set_blocking(self._fd, True)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:
-                raise JournalError(path, exc, wrong_kind="a FIFO that no process reads") from None
-            raise JournalError(path, exc) from None
+        self._fd: int | None = _open_log(path)
         self._unwritten = bytearray()  # encoded lines the OS has not taken yet (see `_write_lines`)
         self._opened = self._identity(self._fd)
         if self._cut_short(self._fd):  # a line cut short (a crash, a full disk): ours starts on a line of its own
@@ -196,13 +202,7 @@ class Journal:
             pass
         except OSError as exc:
             raise JournalError(self.path, exc) from None
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
-            os.set_blocking(fd, True)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:
-                raise JournalError(self.path, exc, wrong_kind="a FIFO that no process reads") from None
-            raise JournalError(self.path, exc) from None
+        fd = _open_log(self.path)  # its folder too, if that went with it (`rm -rf logs/`)
         old, self._fd = self._fd, fd
         with contextlib.suppress(OSError):
             os.close(old)

@@ -41,6 +41,20 @@ def test_a_deleted_log_is_created_again(tmp_path: Path) -> None:
     assert [e["event"] for e in read_events(log)] == ["after", "halt", "later"]
 
 
+def test_a_deleted_log_folder_is_made_again(tmp_path: Path) -> None:
+    """`rm -rf logs/` by a cleanup job: the reopen raised, which halted the system and ended the run."""
+    import shutil
+
+    log = tmp_path / "logs" / "app.jsonl"
+    journal = Journal(log, ManualClock(AT))
+    journal.log("before")
+    journal.flush()
+    shutil.rmtree(tmp_path / "logs")
+    journal.log("after")
+    journal.close()
+    assert [e["event"] for e in read_events(log)] == ["after"]
+
+
 def test_a_truncated_log_is_appended_to_from_its_new_end(tmp_path: Path) -> None:
     log = tmp_path / "app.jsonl"
     journal = Journal(log, ManualClock(AT))
