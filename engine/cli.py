@@ -152,12 +152,14 @@ def _state_path(flag: str, path: Path | None) -> None:
 def _state_path_error(exc: OSError) -> int:
     """An OSError met making the run's lock file beside the state file: one line, exit 2 when the path is of
     the wrong kind or missing, 1 when it cannot be used now (read-only, no space, no permission)."""
-    import errno
+    from engine.core.lock import WRONG_KIND
 
-    wrong_kind = {errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
     where = exc.filename if exc.filename is not None else "the state file"
     print(f"error: {where}: cannot be used ({exc.strerror or exc})", file=sys.stderr)
-    return EXIT_INVALID if exc.errno in wrong_kind else EXIT_FAILURE
+    return EXIT_INVALID if exc.errno in WRONG_KIND else EXIT_FAILURE
+
+
+SIGNAL_COMMANDS = ("run", "backtest")  # the only commands that call a signal: the others never import signals.py
 
 
 def _load(args: argparse.Namespace) -> Report:
@@ -170,8 +172,9 @@ def _load(args: argparse.Namespace) -> Report:
     if has_state:
         _state_path("--state-db", args.state_db)
         _state_path("--log", args.log)
+    user_code = getattr(args, "command", None) in SIGNAL_COMMANDS
     try:
-        report = load_valid(args.config, args.machines, args.rules, getattr(args, "state_db", None))
+        report = load_valid(args.config, args.machines, args.rules, getattr(args, "state_db", None), user_code=user_code)
     except ConfigError as exc:
         raise InvalidInput(problems_text(exc.problems)) from None
     if has_state:
@@ -724,6 +727,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     written to its state file. Without the files settings.yaml names neither the state file nor the log, so the
     halt then needs both flags: a halt written to a guessed file would be one the engine never sees."""
     from engine.config.errors import ConfigError
+    from engine.config.loader import load_config
     from engine.core.clock import ManualClock, SystemClock
     from engine.core.journal import Journal
     from engine.core.store import StateStore
@@ -734,21 +738,28 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
         store, journal, now, _report = _open_state(args)
         return store, journal, now
     except InvalidInput:
-        try:
-            load_valid(args.config, args.machines, args.rules)  # the files alone: a damaged state file is said as it was
+        try:  # the files alone: a damaged state file is said as it was
+            load_valid(args.config, args.machines, args.rules, user_code=False)
         except ConfigError as exc:
             problems = problems_text(exc.problems)
         else:
             raise  # not the files: a state file or log that cannot be used, said as it was
-    if args.state_db is None or args.log is None:
-        raise InvalidInput(f"{problems}\nthe halt is NOT recorded: settings.yaml cannot be read, so the state file and the "
-                           f"log are not known; give both --state-db PATH and --log PATH (those of the running engine)")
     db, log = args.state_db, args.log
+    if db is None or log is None:
+        try:  # settings.yaml and bots.yaml may read though a machine or rule file does not
+            config = load_config(args.config)
+        except ConfigError:
+            raise InvalidInput(f"{problems}\nthe halt is NOT recorded: the config cannot be read, so the state file and "
+                               f"the log are not known; give both --state-db PATH and --log PATH (those of the running "
+                               f"engine)") from None  # fmt: skip
+        system = config.settings.system
+        db = db or config.resolve(system.state_db_path)
+        log = log or config.resolve(system.log_path)
     _state_path("--state-db", db)
     _state_path("--log", log)
     _not_an_input(args, db, log)
-    print(f"{problems}\nwarning: the files above cannot be read; the halt goes to --state-db {escaped(str(db))} "
-          f"and --log {escaped(str(log))} as given", file=sys.stderr)  # fmt: skip
+    print(f"{problems}\nwarning: the files above cannot be read; the halt goes to the state file {escaped(str(db))} "
+          f"and the log {escaped(str(log))}", file=sys.stderr)  # fmt: skip
     store = StateStore(db)
     now, simulated = state_now(store, SystemClock().now())
     return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now

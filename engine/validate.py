@@ -166,6 +166,7 @@ def validate(
     *,
     scenarios: bool = True,
     holders: bool = True,
+    user_code: bool = True,
 ) -> Report:
     """Every problem of every file. `holders`: also the positions and working orders saved for a bot bots.yaml no
     longer runs as their kind (`persisted_state_problems`); `run` refuses them itself (the engine's start-up), and
@@ -173,7 +174,7 @@ def validate(
     report = Report()
     readable: RuleBook | None
     try:
-        report.book = readable = load_rules(rules_dir)
+        report.book = readable = load_rules(rules_dir, user_code=user_code)
         rules_complete = True
     except ConfigError as exc:
         report.problems.extend(exc.problems)
@@ -224,12 +225,15 @@ def validate(
     return report
 
 
-def load_valid(config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None) -> Report:
+def load_valid(
+    config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None, *, user_code: bool = True
+) -> Report:
     """Validate and raise ConfigError unless everything is valid: what every command but `validate` uses. The
     scenario files are not read: no command but `validate` and `test` (which reads them itself) needs them. Nor
     are the saved positions' holders: `status`, `halt` and `resume` must work while bots.yaml no longer runs a bot
-    that holds one, and `run` refuses to start on it (Engine: StartupError)."""
-    report = validate(config_dir, machines_dir, rules_dir, state_db, scenarios=False, holders=False)
+    that holds one, and `run` refuses to start on it (Engine: StartupError). `user_code=False`: nor is the user's
+    signals module imported (`status`, `halt`, `health`... never call a signal, and must work while it is broken)."""
+    report = validate(config_dir, machines_dir, rules_dir, state_db, scenarios=False, holders=False, user_code=user_code)
     if report.problems:
         raise ConfigError(report.problems)
     return report

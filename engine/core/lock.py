@@ -25,7 +25,7 @@ from engine.core.store import StateFileError
 # What the OS says when the path itself is wrong (the user's to fix: exit 2); anything else (read-only, no space,
 # no permission, no locks on this file system) is a failure of the moment (exit 1). As engine/cli.py's
 # _state_path_error reads an OSError met on the state file's path.
-_WRONG_KIND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG})
+WRONG_KIND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG})
 
 
 def lock_path(state_db: Path) -> Path:
@@ -51,7 +51,7 @@ class LockFileError(StateFileError):
 
     def __init__(self, state_db: Path, lock: Path, exc: OSError | None = None, *, wrong_kind: str | None = None):
         self.lock, self.errno = lock, exc.errno if exc is not None else None
-        runtime = wrong_kind is None and (exc is None or exc.errno not in _WRONG_KIND)
+        runtime = wrong_kind is None and (exc is None or exc.errno not in WRONG_KIND)
         where = f" ({exc.filename})" if exc is not None and exc.filename not in (None, str(lock)) else ""
         what = wrong_kind or (f"{exc.strerror or exc}{where}" if exc is not None else "unknown error")
         super().__init__(state_db, f"its lock file {lock} cannot be used: {what}", runtime=runtime)

@@ -13,7 +13,6 @@ data), never at its start, so a tick never sees a close before it happened.
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from engine.config.model import BotsConfig
 from engine.core.calendar import market_calendar
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
+from engine.core.lock import WRONG_KIND
 from engine.core.store import StateStore
 from engine.data.dataset import DataSet
 from engine.data.errors import DataError
@@ -60,7 +60,6 @@ class OutputFailed(BacktestError):
     as for the state file and the log; the request itself was sound."""
 
 
-_WRONG_KIND = {errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
 
 
 class MissingData(DataError):
@@ -239,7 +238,7 @@ def run_backtest(
     try:  # an --out that cannot be written is told before the run, not after it
         ensure_writable_folder(out)
     except OSError as exc:
-        refused = BacktestError if exc.errno in _WRONG_KIND else OutputFailed
+        refused = BacktestError if exc.errno in WRONG_KIND else OutputFailed
         raise refused(f"{out}: cannot write the backtest there ({exc.strerror or exc})") from None
     model = fill_model or FillModel()
     clock = ManualClock(first.at)

@@ -98,8 +98,9 @@ class RuleBook:
         }
 
 
-def load_rules(rules_dir: Path) -> RuleBook:
-    """Read every rules/*.yaml; raises ConfigError with every problem found."""
+def load_rules(rules_dir: Path, *, user_code: bool = True) -> RuleBook:
+    """Read every rules/*.yaml; raises ConfigError with every problem found. `user_code=False`: the user's
+    signals module is not imported (the commands that never call a signal must work while it is broken)."""
     book = RuleBook()
     paths, problems = yaml_files(rules_dir)
     if not paths:
@@ -119,7 +120,7 @@ def load_rules(rules_dir: Path) -> RuleBook:
                     problems.append(entry.problem(None, f"{section} '{name}' is already defined ({earlier.doc.path}:{line})"))
                     continue
                 book.entries[section][name] = entry
-    problems.extend(_check_signals(book))
+    problems.extend(_check_signals(book, user_code=user_code))
     if problems:
         raise ConfigError(problems)
     return book
@@ -132,11 +133,12 @@ def _lines(path: Path | None) -> tuple[str, ...]:
         return ()
 
 
-def _check_signals(book: RuleBook) -> list[Problem]:
+def _check_signals(book: RuleBook, *, user_code: bool = True) -> list[Problem]:
     problems = []
     functions: dict[str, SignalFunction] | None = None
     try:
-        functions = book.signal_functions = load_signals()
+        if user_code:
+            functions = book.signal_functions = load_signals()
     except SignalsUnreadable as exc:  # said once, at its place in the file; the parameters are still checked
         problems.append(Problem(exc.file, exc.line, exc.col, "", exc.message))
     for entry in book.signals.values():

@@ -1,9 +1,9 @@
 """Trading strategy code the user owns: entry signals. Everything else about a bot lives in YAML.
 
 The user's module (engine/strategy/signals.py) is imported only through `load_signals`, never at the import of
-an engine module: a syntax error, a failing import or a `sys.exit()` in it is then one problem `--validate`
-places in the file, and the commands that must work whatever the user's code says (`halt`, `resume`, `status`,
-`health`) never run it.
+an engine module, and only by the commands that call a signal (`run`, `backtest`: cli.SIGNAL_COMMANDS): a syntax
+error, a failing import or a `sys.exit()` in it is then one problem `--validate` places in the file, and the
+commands that must work whatever the user's code says (`halt`, `resume`, `status`, `health`) never run it.
 """
 
 from __future__ import annotations

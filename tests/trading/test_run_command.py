@@ -159,6 +159,23 @@ def test_halt_works_while_the_config_cannot_be_read_given_both_paths(project: Pr
     assert [e["reason"] for e in read_events(project.root / "app.jsonl") if e["event"] == "halt"] == ["mid-edit"]
 
 
+def test_halt_takes_the_paths_from_settings_while_a_machine_file_cannot_be_read(project: ProjectCopy) -> None:
+    """settings.yaml reads, so it names the running engine's state file and log: no flag is needed."""
+    project.replace("config/settings.yaml", "state_db_path: ", "state_db_path: s.db #")
+    project.replace("config/settings.yaml", "log_path: ", "log_path: app.jsonl #")
+    project.replace("machines/momentum.yaml", "transitions:", "transitions: [")
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    halted = subprocess.run([sys.executable, "-m", "engine", "halt", "--reason", "mid-edit", *files], capture_output=True,
+                            text=True, cwd=project.root, env=without_keys(), timeout=120)  # fmt: skip
+    assert halted.returncode == 0, halted.stderr
+    assert "momentum.yaml" in halted.stderr and "warning: the files above cannot be read" in halted.stderr
+    store = StateStore(project.config.parent / "s.db")
+    try:
+        assert [h.reason for h in store.halts(open_only=True)] == ["mid-edit"]
+    finally:
+        store.close()
+
+
 def test_halt_without_a_readable_config_or_both_paths_records_nothing_and_says_so(project: ProjectCopy) -> None:
     """settings.yaml names the state file: with it unreadable, a halt written to a guessed file would be one the
     running engine never sees."""
