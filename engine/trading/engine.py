@@ -531,6 +531,7 @@ class Engine:
         except BrokerError as exc:
             self._record_failure(exc)
             return
+        self._cancel_abandoned_entries()
         # Read again after the recovery (it may have found or sent orders): the account, positions and open orders
         # are all reconciliation compares, so no quote and no chain is asked for.
         problems = unexplained(self.store, self.broker.snapshot(DataNeeds()))
@@ -558,6 +559,23 @@ class Engine:
             return
         self.reconciled = True
         self.journal.log("reconciled", positions=len(snapshot.positions), open_orders=len(snapshot.open_orders))
+
+
+    def _cancel_abandoned_entries(self) -> None:
+        """Working entries of a bot that is no longer entering, left by the run that died: its machine left
+        `entering` (abandoned the entry, cancel_entry) and committed that, and the process ended before the cancel
+        was sent (cancels go out after the tick's commit). Nothing else would ever cancel it: a GTC entry would
+        work on, and fill, for a bot that gave it up. A halted bot's entries the ExitBot cancels every tick."""
+        stale = [
+            row
+            for row in self.store.orders(statuses=lifecycle.WORKING)
+            if row.purpose == "entry"
+            and (bot := self._by_id.get(row.bot_id)) is not None
+            and bot.model.state not in ("entering", "halted")
+        ]
+        if stale:
+            self.journal.log("order", action="abandoned_at_restart", orders=[row.client_order_id for row in stale])
+            self.orders.cancel_entries(stale)
 
 
 def _problem_symbol(problem: str) -> str | None:

@@ -8,6 +8,7 @@ from engine.brokers.base import Order, OrderRequest
 from engine.core.journal import Journal
 from engine.core.store import StateStore
 from engine.trading.runner import operator_halt
+from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig
 
 
@@ -74,3 +75,56 @@ def test_no_broker_request_is_made_while_the_state_file_is_write_locked(rig: Rig
     assert entry.client_order_id in orders.cancel_requested
     assert rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
     assert locked_calls == []
+
+
+def test_an_entry_its_bot_abandoned_before_a_crash_is_cancelled_at_restart(rig: Rig) -> None:
+    """The machine left `entering` (cancel_entry) and committed it; the process died before the cancel, which goes
+    out after the commit, was sent. Nothing else would cancel it: a GTC entry would work on, and fill, for a bot
+    that gave it up (found by the chaos run)."""
+    rig.ticks(3)  # reconciled and armed
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.send_pending()
+    with rig.store.transaction():  # what the tick committed: the bot gave the entry up
+        rig.store.save_machine_states([("momentum", "mom_AAPL", "idle", rig.clock.now())])
+    restarted = rig.restart()
+    restarted.ticks(3)
+    row = restarted.store.order(entry.client_order_id)
+    assert row is not None and row.status == "canceled"
+    [said] = [e for e in restarted.events("order") if e.get("action") == "abandoned_at_restart"]
+    assert said["orders"] == [entry.client_order_id]
+
+
+def test_a_working_entry_of_a_bot_still_entering_is_kept_at_restart(rig: Rig) -> None:
+    rig.ticks(3)
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.send_pending()
+    with rig.store.transaction():
+        rig.store.save_machine_states([("momentum", "mom_AAPL", "entering", rig.clock.now())])
+    restarted = rig.restart()
+    restarted.ticks(1)
+    row = restarted.store.order(entry.client_order_id)
+    assert row is not None and row.status not in ("canceled", "pending_cancel")
+    assert not [e for e in restarted.events("order") if e.get("action") == "abandoned_at_restart"]
+
+
+def test_halt_and_resume_wait_longer_than_a_signal_may_hold_the_tick(project: ProjectCopy) -> None:
+    """A tick holds the write lock while it runs the bots' signals, each up to health.max_signal_seconds (5 s);
+    SQLite's own 5 s wait made an operator's halt fail "database is locked" behind one slow signal (chaos run)."""
+    from engine.cli import OPERATOR_WAIT_SECONDS, _open_state, build_parser
+
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules),
+             "--state-db", str(project.root / "s.db"), "--log", str(project.root / "a.jsonl")]  # fmt: skip
+    for command in (["halt", "--reason", "x"], ["resume"]):
+        store, journal, _now, _report = _open_state(build_parser().parse_args([*command, *files]))
+        try:
+            [(waits_ms,)] = store._conn.execute("PRAGMA busy_timeout").fetchall()
+        finally:
+            journal.close()
+            store.close()
+        assert waits_ms == OPERATOR_WAIT_SECONDS * 1000 > 5000 + 250  # the default budget and the watchdog's period
