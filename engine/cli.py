@@ -159,6 +159,10 @@ def _state_path_error(exc: OSError) -> int:
     return EXIT_INVALID if exc.errno in WRONG_KIND else EXIT_FAILURE
 
 
+# `halt` and `resume` wait this long for the running engine's tick to commit: a tick holds the state file's write lock
+# while it runs the bots' signals, each up to health.max_signal_seconds (5 s by default), which SQLite's default
+# 5 s wait did not cover: the operator's halt failed "database is locked" behind a slow signal
+OPERATOR_WAIT_SECONDS = 30.0
 SIGNAL_COMMANDS = ("run", "backtest")  # the only commands that call a signal: the others never import signals.py
 
 
@@ -637,7 +641,7 @@ def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime
 
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
-    store = StateStore(db)
+    store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
     now, simulated = state_now(store, SystemClock().now())
     return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now, report
 
@@ -760,7 +764,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     _not_an_input(args, db, log)
     print(f"{problems}\nwarning: the files above cannot be read; the halt goes to the state file {escaped(str(db))} "
           f"and the log {escaped(str(log))}", file=sys.stderr)  # fmt: skip
-    store = StateStore(db)
+    store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
     now, simulated = state_now(store, SystemClock().now())
     return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now
 

@@ -353,8 +353,9 @@ def _packed(body: bytes) -> bytes:
 class StateStore:
     """The engine's SQLite file. One connection; writes happen inside `transaction()`."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, busy_wait_seconds: float = 5.0):
         self.path = Path(path)
+        self._busy_wait = busy_wait_seconds  # how long a write waits for another connection's transaction
         self._in_transaction = False
         self.statements = 0  # reads and writes run so far: the bench prints them per tick
         self.halt_writes = 0  # halts started or ended through this connection: a tick re-reads them only if it moved
@@ -388,7 +389,7 @@ class StateStore:
                 raise StateFileError(self.path, f"its folder cannot be created ({exc.strerror or exc})", runtime=True) from None
         conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False, timeout=self._busy_wait)
             conn.row_factory = sqlite3.Row
             self._conn = conn
             self._check_identity()  # before anything changes the file, even its journal mode
