@@ -43,16 +43,22 @@ def test_a_halt_committed_during_a_send_stops_the_ticks_later_entries(rig: Rig) 
     assert row is not None and row.status == "not_sent" and row.error == "halted before it was sent: news"
 
 
-def test_no_broker_request_is_made_while_the_state_file_is_write_locked(rig: Rig) -> None:
-    """A request to the broker can take its whole timeout (10 s). Made inside the tick's transaction, it keeps
-    SQLite's write lock that long, and an operator's `halt` or `resume` meanwhile fails "database is locked"
-    after its 5 s wait. The kill switch's cancels of working entries, after an operator's halt, are such requests."""
+def working_entry(rig: Rig) -> OrderRequest:
+    """mom_AAPL's entry, sent and working (a limit far from the market), once the engine is armed."""
     rig.ticks(3)  # reconciled and armed
     orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
     with rig.store.transaction():
         entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
         orders.record_intent("mom_AAPL", day, "entry", entry, "test")
     orders.send_pending()
+    return entry
+
+
+def test_no_broker_request_is_made_while_the_state_file_is_write_locked(rig: Rig) -> None:
+    """A request to the broker can take its whole timeout (10 s). Made inside the tick's transaction, it keeps
+    SQLite's write lock that long, and an operator's `halt` or `resume` meanwhile fails "database is locked"
+    after its 5 s wait. The kill switch's cancels of working entries, after an operator's halt, are such requests."""
+    entry = working_entry(rig)
     row = rig.store.order(entry.client_order_id)
     assert row is not None and row.status in ("new", "accepted", "pending_new")  # working, far from the market
     broker = rig.engine.broker
@@ -72,7 +78,7 @@ def test_no_broker_request_is_made_while_the_state_file_is_write_locked(rig: Rig
     finally:
         other.close()
     rig.ticks(3)  # the kill switch cancels the working entry
-    assert entry.client_order_id in orders.cancel_requested
+    assert entry.client_order_id in rig.engine.orders.cancel_requested
     assert rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
     assert locked_calls == []
 
@@ -81,12 +87,7 @@ def test_an_entry_its_bot_abandoned_before_a_crash_is_cancelled_at_restart(rig: 
     """The machine left `entering` (cancel_entry) and committed it; the process died before the cancel, which goes
     out after the commit, was sent. Nothing else would cancel it: a GTC entry would work on, and fill, for a bot
     that gave it up (found by the chaos run)."""
-    rig.ticks(3)  # reconciled and armed
-    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
-    with rig.store.transaction():
-        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
-        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
-    orders.send_pending()
+    entry = working_entry(rig)
     with rig.store.transaction():  # what the tick committed: the bot gave the entry up
         rig.store.save_machine_states([("momentum", "mom_AAPL", "idle", rig.clock.now())])
     restarted = rig.restart()
@@ -98,12 +99,7 @@ def test_an_entry_its_bot_abandoned_before_a_crash_is_cancelled_at_restart(rig: 
 
 
 def test_a_working_entry_of_a_bot_still_entering_is_kept_at_restart(rig: Rig) -> None:
-    rig.ticks(3)
-    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
-    with rig.store.transaction():
-        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
-        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
-    orders.send_pending()
+    entry = working_entry(rig)
     with rig.store.transaction():
         rig.store.save_machine_states([("momentum", "mom_AAPL", "entering", rig.clock.now())])
     restarted = rig.restart()
