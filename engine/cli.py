@@ -632,18 +632,24 @@ def _recording_line(recorder: object, folder: Path, stopped: str | None = None) 
 
 
 def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime, Report]:
+    """The state file, its log, and the state's own time (`_state_at`), from the validated files."""
+    from engine.trading.runner import paths_for
+
+    report = _load(args)
+    return (*_state_at(*paths_for(report, args.state_db, args.log)), report)
+
+
+def _state_at(db: Path, log: Path) -> tuple[StateStore, Journal, datetime]:
     """The state file, its log, and the state's own time: on a simulation the simulated clock, so a halt or
     a resume typed beside a simulated run is stamped in the simulation's time, in SQLite and in the log."""
     from engine.core.clock import ManualClock, SystemClock
     from engine.core.journal import Journal
     from engine.core.store import StateStore
-    from engine.trading.runner import paths_for, state_now
+    from engine.trading.runner import state_now
 
-    report = _load(args)
-    db, log = paths_for(report, args.state_db, args.log)
     store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
     now, simulated = state_now(store, SystemClock().now())
-    return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now, report
+    return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -732,10 +738,6 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     halt then needs both flags: a halt written to a guessed file would be one the engine never sees."""
     from engine.config.errors import ConfigError
     from engine.config.loader import load_config
-    from engine.core.clock import ManualClock, SystemClock
-    from engine.core.journal import Journal
-    from engine.core.store import StateStore
-    from engine.trading.runner import state_now
     from engine.validate import load_valid
 
     try:
@@ -764,9 +766,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     _not_an_input(args, db, log)
     print(f"{problems}\nwarning: the files above cannot be read; the halt goes to the state file {escaped(str(db))} "
           f"and the log {escaped(str(log))}", file=sys.stderr)  # fmt: skip
-    store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
-    now, simulated = state_now(store, SystemClock().now())
-    return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now
+    return _state_at(db, log)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -104,7 +104,8 @@ class RunLock:
             os.close(fd)
             raise LockFileError(self.state_db, self.path, exc) from None
         self._fd = fd
-        self._inode = (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+        held = os.fstat(fd)
+        self._inode = (held.st_dev, held.st_ino)
 
     def keep(self) -> None:
         """Between ticks: the lock file at the path is still the one this run holds locked. Deleted or replaced

@@ -71,6 +71,11 @@ def describe(exc: BaseException, limit: int = 300) -> str:
         text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     except Exception:
         text = f"{type(exc).__name__}: (its message could not be read)"
+    return clipped(text, limit)
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with `...` when longer: what the user's code says goes into one line."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

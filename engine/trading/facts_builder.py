@@ -25,7 +25,7 @@ from engine.config.model import HealthSettings
 from engine.core import order_lifecycle as lifecycle
 from engine.core.stop import Terminated
 from engine.core.store import PositionRow
-from engine.strategy import describe
+from engine.strategy import clipped, describe
 from engine.strategy.watchdog import CALL
 from engine.trading import entries
 from engine.trading.bots import Bot
@@ -374,7 +374,7 @@ def _shown(answer: object, limit: int = 200) -> str:
         text = repr(answer)
     except Exception:
         return "(an object whose repr failed)"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clipped(text, limit)
 
 
 def _numpy_bool(value: object) -> bool:

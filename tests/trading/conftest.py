@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.brokers.base import Broker
+from engine.brokers.base import Broker, OrderRequest
 from engine.brokers.factory import build_sim
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal, read_events
@@ -71,3 +71,14 @@ def clock() -> ManualClock:
 @pytest.fixture
 def rig(project: ProjectCopy, clock: ManualClock) -> Rig:
     return make_rig(project, clock)
+
+
+def working_entry(rig: Rig) -> OrderRequest:
+    """mom_AAPL's entry, sent and working (a limit far from the market), once the engine is armed."""
+    rig.ticks(3)  # reconciled and armed
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.send_pending()
+    return entry

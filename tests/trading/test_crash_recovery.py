@@ -13,7 +13,7 @@ from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
 from tests.brokers.conftest import KEY, SECRET, make_api
 from tests.conftest import ProjectCopy
-from tests.trading.conftest import Rig, make_rig
+from tests.trading.conftest import Rig, make_rig, working_entry
 
 
 class Crash(BaseException):
@@ -136,12 +136,8 @@ def test_an_entry_granted_before_an_operator_halt_is_not_sent(project: ProjectCo
 
 def test_an_order_that_would_cross_a_working_opposite_order_is_held_not_refused(rig: Rig) -> None:
     """Alpaca refuses a potential wash trade: the exit waits for the bot's own working entry, which is cancelled."""
-    rig.ticks(3)  # reconciled and armed
+    entry = working_entry(rig)
     orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
-    with rig.store.transaction():
-        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
-        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
-    orders.send_pending()
     assert rig.store.order(entry.client_order_id).status in ("new", "accepted", "pending_new")  # type: ignore[union-attr]
     with rig.store.transaction():
         exit_ = OrderRequest("AAPL", "sell", orders.next_client_order_id("mom_AAPL", day), "market", "day", qty=1)

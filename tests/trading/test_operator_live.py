@@ -9,7 +9,7 @@ from engine.core.journal import Journal
 from engine.core.store import StateStore
 from engine.trading.runner import operator_halt
 from tests.conftest import ProjectCopy
-from tests.trading.conftest import Rig
+from tests.trading.conftest import Rig, working_entry
 
 
 def test_a_halt_committed_during_a_send_stops_the_ticks_later_entries(rig: Rig) -> None:
@@ -41,17 +41,6 @@ def test_a_halt_committed_during_a_send_stops_the_ticks_later_entries(rig: Rig) 
     assert posted == [first.client_order_id]  # nothing after the halt was committed
     row = rig.store.order(second.client_order_id)
     assert row is not None and row.status == "not_sent" and row.error == "halted before it was sent: news"
-
-
-def working_entry(rig: Rig) -> OrderRequest:
-    """mom_AAPL's entry, sent and working (a limit far from the market), once the engine is armed."""
-    rig.ticks(3)  # reconciled and armed
-    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
-    with rig.store.transaction():
-        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
-        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
-    orders.send_pending()
-    return entry
 
 
 def test_no_broker_request_is_made_while_the_state_file_is_write_locked(rig: Rig) -> None:
