@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from engine.brokers.base import Broker, BrokerError, Order, OrderRequest, Snapshot
 from engine.brokers.symbols import contract_multiplier
@@ -90,6 +90,8 @@ class OrderManager:
     _mine: set[str] = field(default_factory=set)  # intents this process recorded (the others: a run that ended)
     _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
     _cancels_due: list[OrderRow] = field(default_factory=list)  # `cancel_after_commit`: asked for inside the tick
+    # entries whose cancel a committed tick asked for and that no request has reached yet (`send_cancels`)
+    _cancels_wanted: dict[str, None] = field(default_factory=dict)
 
     # --- intents -------------------------------------------------------------------------------------------
 
@@ -565,12 +567,41 @@ class OrderManager:
         self._cancels_due.extend(rows)
 
     def send_cancels(self) -> int:
-        """Send the cancels asked for during the committed tick; returns how many were requested."""
+        """Send the cancels asked for during the committed tick, and again those earlier ticks asked for that no
+        request has reached yet; returns how many were requested.
+
+        A machine asks for its entry's cancel once, as it leaves `entering`; nothing asks again. So a cancel stays
+        wanted until the broker took the request (or said the order can no longer be cancelled, or the order
+        ended): a DELETE that timed out, an entry whose POST answer was lost (no broker id yet: recovery finds it)
+        or one the broker is replacing is asked again next tick. A GTC entry left working would fill, later, for
+        a bot that gave it up. An entry still here, held back behind an opposite order, is not sent at all."""
         due, self._cancels_due = self._cancels_due, []
-        return self.cancel_entries(due)
+        fresh = {row.client_order_id: row for row in due if row.purpose == "entry"}
+        wanted = {**self._cancels_wanted, **dict.fromkeys(fresh)}
+        self._cancels_wanted = {}
+        requested = 0
+        for client_order_id in wanted:
+            row = fresh.get(client_order_id) or self.store.order(client_order_id)
+            if row is None or row.status not in lifecycle.OPEN or client_order_id in self.cancel_requested:
+                continue  # ended, or the broker has the request
+            if row.status == "pending":  # never reached the broker (held behind an opposite order): it never will
+                self._set(row, status="not_sent", error="its bot gave the entry up before it was sent")
+                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=client_order_id,
+                                 reason="its bot gave the entry up")  # fmt: skip
+                continue
+            if row.status == "pending_cancel":
+                continue  # a cancel is under way already
+            if not row.broker_order_id or row.status not in lifecycle.WORKING or row.status in lifecycle.NO_CANCEL:
+                self._cancels_wanted[client_order_id] = None  # its send in doubt, or being replaced: next tick
+                continue
+            requested += 1
+            if self._request_cancel(row) == "failed":
+                self._cancels_wanted[client_order_id] = None  # not reached the broker: asked again next tick
+        return requested
 
     def drop_cancels(self) -> None:
-        """The tick's transaction was rolled back: what it asked to cancel is decided again next tick."""
+        """The tick's transaction was rolled back: what it asked to cancel is decided again next tick (what a
+        committed tick asked for stays wanted)."""
         self._cancels_due.clear()
 
     def cancel_entries(self, rows: Iterable[OrderRow]) -> int:
@@ -586,16 +617,25 @@ class OrderManager:
                 or row.client_order_id in self.cancel_requested
             ):
                 continue
-            try:
-                self.journal.log("order", action="cancel_requested", bot=row.bot_id, client_order_id=row.client_order_id)
-                self.journal.flush()
-                requested += 1
-                self.broker.cancel_order(row.broker_order_id)
-                self.cancel_requested.add(row.client_order_id)
-            except BrokerError as exc:
-                if exc.kind != "rejected":  # 422: it already ended; the next sync records how
-                    self.on_failure(exc)
+            self._request_cancel(row)
+            requested += 1
         return requested
+
+    def _request_cancel(self, row: OrderRow) -> Literal["taken", "refused", "failed"]:
+        """One DELETE for a working order with a broker id: taken by the broker, refused as no longer cancellable
+        (422: the next sync records how it ended), or failed to get through (counted as a broker failure)."""
+        assert row.broker_order_id is not None
+        self.journal.log("order", action="cancel_requested", bot=row.bot_id, client_order_id=row.client_order_id)
+        self.journal.flush()
+        try:
+            self.broker.cancel_order(row.broker_order_id)
+        except BrokerError as exc:
+            if exc.kind == "rejected":
+                return "refused"
+            self.on_failure(exc)
+            return "failed"
+        self.cancel_requested.add(row.client_order_id)
+        return "taken"
 
 
 def _unchanged(row: OrderRow, order: Order) -> bool:

@@ -1,0 +1,57 @@
+"""An entry its bot gave up (the machine's cancel_entry, asked for once as it leaves `entering`) is cancelled even
+when the first request does not get through: a GTC entry left working fills, later, for a bot that gave it up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.brokers.base import BrokerError, OrderRequest
+from tests.trading.conftest import Rig, working_entry
+
+
+def _fail_cancels(rig: Rig, times: int) -> list[str]:
+    """The broker's DELETE times out `times` times, then works; the ids it was asked for."""
+    broker = rig.engine.orders.broker
+    real_cancel = broker.cancel_order
+    asked: list[str] = []
+
+    def cancel(order_id: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(order_id)
+        if len(asked) <= times:
+            raise BrokerError("timeout", "read timed out", operation="cancel_order")
+        return real_cancel(order_id, *args, **kwargs)
+
+    broker.cancel_order = cancel  # type: ignore[method-assign]
+    return asked
+
+
+def test_a_cancel_that_did_not_get_through_is_asked_again_next_tick(rig: Rig) -> None:
+    entry = working_entry(rig)
+    row = rig.store.order(entry.client_order_id)
+    assert row is not None and row.broker_order_id
+    asked = _fail_cancels(rig, times=2)
+    rig.engine.orders.cancel_after_commit([row])  # what the machine's cancel_entry asked for in a committed tick
+    assert rig.engine.orders.send_cancels() == 1
+    assert rig.store.order(entry.client_order_id).status not in ("canceled", "pending_cancel")  # type: ignore[union-attr]
+    rig.ticks(3)  # nothing asks for this cancel again but the wish itself
+    assert asked == [row.broker_order_id] * 3  # once a tick until it got through, then never again
+    assert rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
+    assert rig.engine.system.state == "armed"  # two timeouts are not a halt
+
+
+def test_an_entry_given_up_before_it_was_sent_is_never_sent(rig: Rig) -> None:
+    """An entry still `pending` (held behind an opposite order, Alpaca's wash-trade rule) when its bot gives it up:
+    sending it later would buy for a bot that no longer wants it."""
+    rig.ticks(3)  # reconciled and armed
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        row = orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.cancel_after_commit([row])
+    orders.send_cancels()
+    orders.send_pending()
+    after = rig.store.order(entry.client_order_id)
+    assert after is not None and after.status == "not_sent" and after.broker_order_id is None
+    assert not [o for o in rig.exchange.orders.values() if o.client_order_id == entry.client_order_id]
+    [said] = [e for e in rig.events("order") if e.get("action") == "not_sent"]
+    assert said["client_order_id"] == entry.client_order_id and said["reason"] == "its bot gave the entry up"
