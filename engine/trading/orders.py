@@ -27,7 +27,7 @@ from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import SYSTEM_SCOPE, OrderRow, PositionRow, StateStore, TradeRow, is_dust
+from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore, TradeRow, is_dust
 from engine.trading import reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
@@ -168,11 +168,9 @@ class OrderManager:
         held: set[str] = set()
         attempted = 0
         for row in rows:
-            halt = None
-            if row.purpose == "entry":  # read again before each one: a halt committed while an earlier order of this
-                # tick was on its way (another process's `engine halt`, or a bad answer that halted) stops it
-                halts = [h for h in self.store.halts(open_only=True) if h.in_force(now)]
-                halt = next((h for h in reversed(halts) if h.scope in (SYSTEM_SCOPE, row.bot_id)), None)
+            # read again before each entry: a halt committed while an earlier order of this tick was on its way
+            # (another process's `engine halt`, or a bad answer that halted) stops it
+            halt = self._halt_over(row, now) if row.purpose == "entry" else None
             if halt is not None:
                 self._set(row, status="not_sent", error=f"halted before it was sent: {halt.reason}")
                 self.journal.log(
@@ -188,6 +186,11 @@ class OrderManager:
             sides.add((row.symbol, row.side))  # it may be working now: a later opposite intent waits for it
         self._held = held
         return attempted
+
+    def _halt_over(self, row: OrderRow, now: datetime) -> Halt | None:
+        """The latest halt in force, as the state file has it now, for the system or the order's bot."""
+        halts = [h for h in self.store.halts(open_only=True) if h.in_force(now)]
+        return next((h for h in reversed(halts) if h.scope in (SYSTEM_SCOPE, row.bot_id)), None)
 
     def _hold(self, row: OrderRow, in_the_way: list[OrderRow], now: datetime, held: set[str]) -> None:
         """Keep an intent back while an opposite order on its symbol works (see send_pending)."""
@@ -585,6 +588,9 @@ class OrderManager:
             if row is None or row.status not in lifecycle.OPEN or client_order_id in self.cancel_requested:
                 continue  # ended, or the broker has the request
             if row.status == "pending":  # never reached the broker (held behind an opposite order): it never will
+                if self._halt_over(row, self.clock.now()) is not None:
+                    self._cancels_wanted[client_order_id] = None  # send_pending ends it, naming the halt
+                    continue
                 self._set(row, status="not_sent", error="its bot gave the entry up before it was sent")
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=client_order_id,
                                  reason="its bot gave the entry up")  # fmt: skip

@@ -55,3 +55,22 @@ def test_an_entry_given_up_before_it_was_sent_is_never_sent(rig: Rig) -> None:
     assert not [o for o in rig.exchange.orders.values() if o.client_order_id == entry.client_order_id]
     [said] = [e for e in rig.events("order") if e.get("action") == "not_sent"]
     assert said["client_order_id"] == entry.client_order_id and said["reason"] == "its bot gave the entry up"
+
+
+def test_a_held_entry_of_a_halted_bot_ends_naming_the_halt(rig: Rig) -> None:
+    """The kill switch cancels a halted bot's entries too: one not yet sent ends `not_sent` with the halt's reason,
+    which tells a person more than that the bot gave it up."""
+    from engine.core.journal import Journal
+    from engine.trading.runner import operator_halt
+
+    rig.ticks(3)
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        row = orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    operator_halt(rig.store, Journal(rig.log, rig.clock), "news", rig.clock.now())
+    orders.cancel_after_commit([row])
+    orders.send_cancels()
+    orders.send_pending()
+    after = rig.store.order(entry.client_order_id)
+    assert after is not None and after.status == "not_sent" and after.error == "halted before it was sent: news"
