@@ -296,6 +296,10 @@ class TradeRow:
     exit_trigger: str
 
 
+_ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(OrderRow))
+_INSERT_ORDER = f"INSERT INTO orders ({', '.join(_ORDER_FIELDS)}) VALUES ({', '.join(f':{k}' for k in _ORDER_FIELDS)})"
+
+
 @dataclass(frozen=True)
 class Halt:
     id: int
@@ -346,6 +350,13 @@ _PACKED = b"\x00zlib:"  # a `last_facts` body stored compressed; no encoded reco
 _PAGE = 4096
 
 
+FactsBody = bytes | Callable[[], bytes]  # a `last_facts` record, or what encodes it (`save_last_facts`)
+
+
+def _encoded(body: FactsBody) -> bytes:
+    return body if isinstance(body, bytes) else body()
+
+
 def _packed(body: bytes) -> bytes:
     return _PACKED + zlib.compress(body, 1) if len(body) > _PAGE else body
 
@@ -370,7 +381,8 @@ class StateStore:
         self._data_version = -1  # SQLite's data_version as `records_stamp` last read it
         self._hold_every = 0  # `hold_commits`: > 0, transactions are savepoints committed this many at a time
         self._released = 0  # savepoints released since the held transaction's last commit
-        self._held_facts: dict[str, tuple[datetime, bytes]] = {}  # held: each scope's last record, written at commit
+        # held: each scope's last record, written at commit; its body still unencoded when given as a callable
+        self._held_facts: dict[str, tuple[datetime, FactsBody]] = {}
         self._held_lost: str | None = None  # held: why the transactions since the last commit were lost (`_held_lost_by`)
         self._closed = False
         self._conn = self._open(str(path))
@@ -501,7 +513,7 @@ class StateStore:
             if not self._conn.in_transaction:  # only facts saved outside any transaction are waiting
                 self._conn.execute("BEGIN IMMEDIATE")
             if self._held_facts:
-                self._upsert_last_facts([(scope, at, body) for scope, (at, body) in self._held_facts.items()])
+                self._upsert_last_facts([(scope, at, _encoded(body)) for scope, (at, body) in self._held_facts.items()])
             self._conn.execute("COMMIT")
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM raised as one (engine/core/stop.py): nothing was lost
             # A signal's handler runs once SQLite's call has returned: after the COMMIT, it is done; before it,
@@ -686,12 +698,11 @@ class StateStore:
     # --- orders --------------------------------------------------------------------------------------------
 
     def add_order(self, row: OrderRow) -> None:
-        """Record an order intent (status 'pending') before it is sent."""
-        values = dataclasses.asdict(row)
+        """Record an order intent (status 'pending') before it is sent. Its fields are read one level deep: every
+        one is a plain value (`dataclasses.asdict` deep-copied each, a fifth of what recording an intent cost)."""
+        values = {name: getattr(row, name) for name in _ORDER_FIELDS}
         values.update(trading_date=row.trading_date.isoformat(), created_at=_ts(row.created_at), updated_at=_ts(row.updated_at))
-        columns = ", ".join(values)
-        marks = ", ".join(f":{k}" for k in values)
-        self._write(f"INSERT INTO orders ({columns}) VALUES ({marks})", values)
+        self._write(_INSERT_ORDER, values)
 
     def update_order(self, client_order_id: str, now: datetime, **changes: Any) -> None:
         sets = ", ".join(f"{k} = :{k}" for k in changes)
@@ -752,6 +763,12 @@ class StateStore:
                 r[0] for r in self._rows(f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})", tuple(chunk))
             )
         return found
+
+    def reads_stamp(self) -> tuple[int, int]:
+        """What the kept tick reads are keyed on (`_kept_rows`), without asking SQLite anything: our writes, and
+        other connections' commits as `records_stamp` last saw them. A reader of kept rows may keep what it worked
+        out from them under this stamp, with the same guarantee the kept rows have."""
+        return self.records_version, self._data_version
 
     def records_stamp(self) -> tuple[int, int]:
         """Changes to what a tick reads: ours (counted) and other connections' (SQLite's data_version, which
@@ -918,7 +935,7 @@ class StateStore:
 
     # --- the last tick's facts (for `why`) ----------------------------------------------------------------------
 
-    def save_last_facts(self, rows: list[tuple[str, datetime, bytes]]) -> None:
+    def save_last_facts(self, rows: list[tuple[str, datetime, FactsBody]]) -> None:
         """(scope, tick time, encoded record) for the system and every bot: one statement a tick.
 
         A record larger than a page is stored compressed (zlib, level 1). At 1,000 bots it is about 94 KB raw:
@@ -927,18 +944,26 @@ class StateStore:
         compressing it would save no page.
 
         With commits held (`hold_commits`) only each scope's last record is written, when the held transaction
-        commits: a record a tick that nobody reads meanwhile was a twentieth of a one-symbol backtest's tick."""
+        commits: a record a tick that nobody reads meanwhile was a twentieth of a one-symbol backtest's tick.
+
+        A body may be given as a callable returning the bytes (`functools.partial(marshal.dumps, record)`): with
+        commits held it is called only for the record that is written or read (`last_facts`), so the ticks whose
+        record is replaced before anyone reads it never encode theirs (a backtest encoded 500 records per one kept).
+        The record must then be of values that do not change once given (the facts' numbers, strings, booleans
+        and None, in tuples and a dict nobody writes to again): encoding later gives the bytes encoding now gave.
+        Without held commits it is called at once."""
         if self._hold_every:
             for scope, at, body in rows:
                 if at.tzinfo is None:  # refused now, not at the commit hundreds of ticks later
                     raise ValueError("naive datetime reached the store")
                 self._held_facts[scope] = (at, body)
             return
+        encoded = [(scope, at, _encoded(body)) for scope, at, body in rows]
         if self._in_transaction:
-            self._upsert_last_facts(rows)
+            self._upsert_last_facts(encoded)
         else:
             with self.transaction():
-                self._upsert_last_facts(rows)
+                self._upsert_last_facts(encoded)
 
     def _upsert_last_facts(self, rows: list[tuple[str, datetime, bytes]]) -> None:
         self.statements += 1
@@ -951,7 +976,9 @@ class StateStore:
     def last_facts(self, scope: str) -> tuple[datetime, bytes] | None:
         held = self._held_facts.get(scope)
         if held is not None:  # saved while commits are held, not written yet
-            return held[0].astimezone(timezone.utc), held[1]
+            body = _encoded(held[1])
+            self._held_facts[scope] = (held[0], body)  # encoded once, however often it is read
+            return held[0].astimezone(timezone.utc), body
         rows = self._rows("SELECT at, body FROM last_facts WHERE scope = ?", (scope,))
         if not rows:
             return None

@@ -110,6 +110,10 @@ class ExitBot:
     _behind_logged: bool = False
     _anomalies: list[str] = field(default_factory=list)  # this tick's, for the halt's reason
     _behind_halted: bool = False  # the halt for this time behind is written (`_halt_while_behind`)
+    # `unexplained`'s last answer, with what it was worked out from (`_unexplained`)
+    _explained: tuple[tuple[Any, ...], list[str]] | None = None
+    # bot id -> the counters (the view's own mapping) last found to call for no halt and no pause (`anomalies`)
+    _quiet: dict[str, Mapping[str, int]] = field(default_factory=dict)
 
     # --- health --------------------------------------------------------------------------------------------
 
@@ -166,7 +170,7 @@ class ExitBot:
         self._anomalies = []
         self._halt_while_behind(view.now)
         if reconciled:
-            problems = unexplained(self.store, snapshot)
+            problems = self._unexplained(snapshot)
             self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in problems}
             for problem, ticks in self._mismatch.items():
                 if ticks == MISMATCH_TICKS:
@@ -174,9 +178,13 @@ class ExitBot:
                 if ticks >= MISMATCH_TICKS:
                     count += 1
                     self._anomalies.append(problem)
+        quiet = self._quiet
         for bot_id in bot_ids:
             records = view.bot(bot_id)
             if records.halt is not None:
+                continue
+            counters = records.counters
+            if quiet.get(bot_id) is counters:  # the same counters called for nothing last time: nor do they now
                 continue
             if records.counter("rejections") >= REJECTIONS_BEFORE_ANOMALY:
                 self.halt_bot(bot_id, reason="orders rejected repeatedly", condition="anomaly", now=view.now)
@@ -184,8 +192,30 @@ class ExitBot:
                 count += 1
                 self._anomalies.append(f"{bot_id}'s orders rejected repeatedly")
                 continue
-            self._pause_if_refused(bot_id, records.counters, view.now, view.day)
+            if not self._pause_if_refused(bot_id, counters, view.now, view.day):
+                quiet[bot_id] = counters
         return count
+
+    def _unexplained(self, snapshot: Snapshot) -> list[str]:
+        """`unexplained(store, snapshot)`, worked out again only when what it reads moved: the bots' positions and
+        the orders SQLite holds (the store's own stamp of its kept reads, `StateStore.reads_stamp`), and the
+        quantities and open orders the broker shows. The same inputs give the same answer (it is a pure function of
+        them), so a tick whose account and records did not move skips the lookup of every open order's id.
+        Only while the store keeps its tick reads (the engine's own connection): otherwise each call reads."""
+        store = self.store
+        if not store.keep_tick_reads or snapshot.positions is None or snapshot.open_orders is None:
+            return unexplained(store, snapshot)
+        key = (
+            store.reads_stamp(),
+            tuple([(p.symbol, p.qty) for p in snapshot.positions]),
+            tuple([(o.client_order_id, o.symbol) for o in snapshot.open_orders]),
+        )
+        last = self._explained
+        if last is not None and last[0] == key:
+            return list(last[1])
+        problems = unexplained(store, snapshot)
+        self._explained = (key, list(problems))
+        return problems
 
     def _halt_while_behind(self, now: datetime) -> None:
         """A clock that went backwards halts the system until it has caught up: the engine cannot tell whether
@@ -231,10 +261,10 @@ class ExitBot:
             self._latest = now
         return None
 
-    def _pause_if_refused(self, bot_id: str, counters: Mapping[str, int], now: datetime, day: date) -> None:
+    def _pause_if_refused(self, bot_id: str, counters: Mapping[str, int], now: datetime, day: date) -> bool:
         """The broker refused this bot's orders on their merits (`refused:<reason>` counters, by orders.py)
         several times of one kind since its last pause: the bot pauses for REFUSAL_PAUSE. Not an anomaly: the
-        account and the other bots are fine."""
+        account and the other bots are fine. True when it paused the bot."""
         for name, refused in counters.items():
             if not name.startswith("refused:"):
                 continue
@@ -244,7 +274,8 @@ class ExitBot:
                 self.store.bump_counter(day, bot_id, f"paused_at:{kind}", since_pause)
                 reason = f"orders refused repeatedly ({kind})"
                 self.halt_bot(bot_id, reason=reason, condition="refusals", now=now, until=now + REFUSAL_PAUSE)
-                return
+                return True
+        return False
 
     def halt_bot(self, bot_id: str, *, reason: str, condition: str, now: datetime, until: datetime | None = None) -> None:
         record_halt(self.store, self.journal, scope=bot_id, reason=reason, conditions=(condition,), now=now, until=until)

@@ -96,9 +96,24 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
     day = local.date()
     stamp = store.records_stamp()
     if previous is not None and previous.stamp == stamp and previous.day == day and now >= previous.now:
-        recent = tuple(t for t in previous.recent_orders if t >= now - timedelta(seconds=60))
-        view = dataclasses.replace(
-            previous, now=now, local_time=local.time(), snapshot=snapshot, recent_orders=recent, orders_last_minute=len(recent)
+        if previous.recent_orders:
+            since = now - timedelta(seconds=60)
+            recent = tuple(t for t in previous.recent_orders if t >= since)
+        else:
+            recent = ()
+        # built field by field, as `dataclasses.replace` would (a third of what a tick that wrote nothing spent here)
+        view = TickView(
+            now=now,
+            day=day,
+            local_time=local.time(),
+            snapshot=snapshot,
+            halts=previous.halts,
+            open_halts=previous.open_halts,
+            bots=previous.bots,
+            orders_last_minute=len(recent),
+            recent_orders=recent,
+            stamp=stamp,
+            zone=previous.zone,
         )
         return view.with_halts(previous.open_halts)
     positions: dict[str, list[PositionRow]] = {}
