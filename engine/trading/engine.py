@@ -49,7 +49,9 @@ from engine.trading.facts_builder import (
     BotInputs,
     Facts,
     FeedHealth,
+    SignalAnswer,
     SystemInputs,
+    ask_signal,
     bot_facts,
     feed_health,
     finite,
@@ -296,6 +298,7 @@ class Engine:
             self._reconcile(snapshot)
         view = self._view = read_view(self.store, snapshot, now, self.tz, self._view)
         self._halt_writes_seen = self.store.halt_writes
+        signals = self._ask_signals(view)  # the user's code, each call up to its budget: the write lock not yet taken
         with self.store.transaction():
             anomalies = self.exitbot.anomalies(snapshot, view, self._with_records(view), self.reconciled)
             self.exitbot.end_expired(view)
@@ -317,7 +320,7 @@ class Engine:
             if "portfolio" in self.runtimes:
                 self._step("portfolio", self.portfolio_model, system, tick)
             self.log_allocations(view.day, asked=False)
-            self._step_bots(view, system, tick, usable)
+            self._step_bots(view, system, tick, usable, signals)
             tick.view = view = self._halts_as_written(view)  # a bot halted just now is closed this tick, not the next
             duties, shared = self.exitbot.duties(view, self._with_records(view), self.system.state == "halted")
             for intent in duties:
@@ -363,7 +366,15 @@ class Engine:
         )
         return system_facts(view, inputs)
 
-    def _step_bots(self, view: TickView, system: Facts, tick: TickContext, usable: Mapping[str, Quote]) -> None:
+    def _ask_signals(self, view: TickView) -> dict[str, SignalAnswer]:
+        """Every bot's signal, asked in config order before the tick's transaction opens (`ask_signal` says why).
+        The prices they read are read-only to them; `_remember_prices` alone changes them."""
+        history = MappingProxyType(self._history)
+        return {bot.bot_id: ask_signal(view, bot, history) for bot in self.bots}
+
+    def _step_bots(
+        self, view: TickView, system: Facts, tick: TickContext, usable: Mapping[str, Quote], signals: Mapping[str, SignalAnswer]
+    ) -> None:
         """Each bot in turn, gated one by one: what one bot is granted, the next one sees."""
         history = MappingProxyType(self._history)  # read-only for the bots; `_remember_prices` alone changes it
         # What `why` reads: this tick's facts, saved in its transaction as one record: the system's facts, and for
@@ -382,6 +393,7 @@ class Engine:
             {kind: preflight.failed for kind, preflight in self._preflight.items()},
             self.assets or {},
             usable,
+            signals,
         )
         day, runtimes = view.day, self.runtimes
         faulted: dict[str, str] = {}  # a fault building a bot's facts -> the first bot it hit this tick

@@ -30,7 +30,7 @@ from engine.strategy.watchdog import CALL
 from engine.trading import entries
 from engine.trading.bots import Bot
 from engine.trading.portfolio import budget_left
-from engine.trading.view import TickView
+from engine.trading.view import BotRecords, TickView
 
 Facts = dict[str, Any]
 PreflightCheck = Callable[[Mapping[str, Any]], tuple[str, ...]]  # facts -> the names of the checks that fail
@@ -84,6 +84,9 @@ class GateCounts(Protocol):
     capital_room_usd: float
 
 
+SignalAnswer = tuple[str | None, str | None]  # (the symbol to enter, why the signal could not be asked): `_signal`
+
+
 class BotInputs(NamedTuple):
     """What the bots' facts need beyond the view and the system's facts: one for the whole tick, read by every
     bot (a named tuple, as is BotFacts: cheap to build and to read)."""
@@ -94,6 +97,8 @@ class BotInputs(NamedTuple):
     preflight: Mapping[str, PreflightCheck]  # by bot kind
     assets: Mapping[str, Asset]  # the crypto pairs' minimums and increments (`universe.crypto_assets`)
     usable: Mapping[str, Quote] | None = None  # this tick's `usable_quotes`, judged once for every bot (None: here)
+    # bot id -> its signal's answer this tick (`ask_signal`), asked before the tick's transaction; None: asked here
+    signals: Mapping[str, SignalAnswer] | None = None
 
 
 class BotFacts(NamedTuple):
@@ -211,14 +216,9 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     last_entry = records.last_entry
     gate = inputs.gate
     budget_usd = budget_left(inputs.budgets.get(bot.bot_id), records.realized_pnl)
-    # A position is a symbol: one the bot holds or is entering. An entry never adds to one, so
-    # risk.max_concurrent_positions caps the distinct symbols held or being entered.
-    busy = {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
-    if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
-        # halted for its signal's fault: not asked again until resumed (a hung one would cost its budget each tick)
-        signal_symbol, signal_error = None, None
-    else:
-        signal_symbol, signal_error = _signal(bot, inputs.history, busy)
+    busy = _busy(records)
+    answer = inputs.signals.get(bot.bot_id) if inputs.signals is not None else None
+    signal_symbol, signal_error = answer if answer is not None else ask_signal(view, bot, inputs.history)
     max_spread_pct = system["health_max_spread_pct"]
     usable = inputs.usable if inputs.usable is not None else usable_quotes(snapshot, max_spread_pct)
     quote_age_s, quotes_usable = _quotes_state(
@@ -286,6 +286,27 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     failed = inputs.preflight[bot.kind](facts)
     facts["preflight_ok"] = not failed
     return BotFacts(facts, plan, failed, signal_error)
+
+
+def _busy(records: BotRecords) -> AbstractSet[str]:
+    """The bot's positions, as symbols: one it holds or is entering. An entry never adds to one, so
+    risk.max_concurrent_positions caps the distinct symbols held or being entered."""
+    owned, entries_open = records.positions, records.open_entries
+    return {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
+
+
+def ask_signal(view: TickView, bot: Bot, history: Mapping[str, Sequence[float]]) -> SignalAnswer:
+    """The bot's signal's answer this tick (`_signal`), or none at all while the bot is halted for its signal's
+    fault: not asked again until resumed (a hung one would cost its budget each tick).
+
+    The engine asks every bot's signal before the tick's transaction opens (`Engine._ask_signals`): a signal is the
+    user's code and may take its whole budget (health.max_signal_seconds), and inside the transaction SQLite's
+    write lock would be held meanwhile, an operator's `halt` waiting on it. What the answer depends on, the recent
+    prices and the bot's own positions and working entries, no step of the tick before the bots' changes."""
+    records = view.bot(bot.bot_id)
+    if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
+        return None, None
+    return _signal(bot, history, _busy(records))
 
 
 def _at_or_after_close(view: TickView, at: time) -> bool:

@@ -113,3 +113,26 @@ def test_halt_and_resume_wait_longer_than_a_signal_may_hold_the_tick(project: Pr
             journal.close()
             store.close()
         assert waits_ms == OPERATOR_WAIT_SECONDS * 1000 > 5000 + 250  # the default budget and the watchdog's period
+
+
+def test_an_operator_can_halt_while_a_signal_runs(rig: Rig) -> None:
+    """A signal is the user's code and may take its whole budget (health.max_signal_seconds) each call: asked inside
+    the tick's transaction, SQLite's write lock was held meanwhile, and an operator's `halt` waited on it, or failed
+    "database is locked" behind a few slow signals. The signals are asked before the transaction opens."""
+    rig.ticks(3)  # reconciled and armed
+    halted_during: list[int] = []
+
+    def signal_while_the_operator_halts(prices: Any, params: Any) -> bool:
+        if not halted_during:
+            other = StateStore(rig.store.path, busy_wait_seconds=0.0)  # a lock held now fails at once
+            try:
+                halted_during.append(operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now()))
+            finally:
+                other.close()
+        return False
+
+    rig.engine.bot("mom_AAPL").signal = signal_while_the_operator_halts
+    report = rig.engine.tick()
+    assert report.error is None and len(halted_during) == 1
+    rig.ticks(1)
+    assert rig.engine.system.state == "halted"
