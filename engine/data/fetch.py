@@ -4,8 +4,15 @@ Through alpaca-py's own historical clients, so what works here works against Alp
 endpoints test it through the same SDK on loopback. Each symbol is asked for a window of time at a time (a week
 of minute bars, a year of hour bars); alpaca-py follows `next_page_token` inside a window by itself, and the
 window is written (atomically, `files.write_bars`) before the next is asked for. So a fetch that stops (Ctrl-C,
-a network error, a 403) keeps every window it finished, and the next call starts after the last stored bar
-(`files.last_timestamp`): it asks only for what is missing.
+a network error, a 403, a kill) keeps every window it finished, and the next call starts at the last stored bar
+(`_stored`): it asks only for what is missing, and for that one bar again, which must come back as it
+was stored. A file is only ever appended to, so bars of another history (corrected since, another feed, another
+adjustment) or of another timeframe would otherwise be joined to it without a word.
+
+One fetch at a time writes into a folder: two at once would each read a file, append their window and rename
+it over the other's, and a window one of them wrote could be lost under the other's, leaving a hole in the bars
+that no reader sees. The folder is locked (`.fetch.lock`, the kernel's lock, which a kill releases) while a fetch
+runs, and a second fetch into it is refused at once.
 
 Every HTTP request, a page included, first takes a token from the same client-side `TokenBucket` the adapter
 uses (190 a minute by default; Alpaca's free data plan allows 200). The bucket never sleeps; here, unlike in a
@@ -18,12 +25,14 @@ Dates are New York days: `--from 2026-10-01 --to 2026-10-31` is from 00:00 on 1 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as time_of_day
 from pathlib import Path
@@ -32,10 +41,13 @@ from typing import Any
 from engine.brokers.base import BrokerError
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.symbols import asset_class_of
+from engine.config.errors import Problem
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
-from engine.data.files import iso, last_timestamp, write_bars
+from engine.data.errors import DataError
+from engine.data.files import iso, iter_bars, locate, read_source, shown_path, write_bars
 from engine.data.records import Bar, Format
+from engine.paths import PathKind, path_kind
 
 _TIMEFRAME = re.compile(r"^([1-9]\d*)(Min|Hour|Day)$")
 _UNIT_SECONDS = {"Min": 60, "Hour": 3600, "Day": 86400}
@@ -43,6 +55,8 @@ _UNIT_MAX = {"Min": 59, "Hour": 23, "Day": 1}  # Alpaca's bars: [1-59]Min, [1-23
 # Days of data asked for in one window: about a page (10,000 bars) of a symbol trading around the clock.
 _WINDOW_DAYS = {"Min": 7, "Hour": 365, "Day": 3650}
 RATE_LIMIT_RETRIES = 3
+SETTLE = timedelta(minutes=15)  # a bar is stored only this long after it ended (late trades revise it until then)
+LOCK_FILE = ".fetch.lock"  # hidden: readers ignore names that start with "."
 
 
 class FetchError(Exception):
@@ -398,8 +412,9 @@ def fetch(
     `api_or_clients` is an `AlpacaAPI` or a `HistoryClients`. `feed` (stocks: iex on the free plan, or sip) and
     `adjustment` (raw, as the engine sees prices live; or split, dividend, all) are Alpaca's. `fmt` is the format
     of a new file (Parquet unless csv); an existing file keeps its own. Raises FetchError (keeping what was
-    written), ValueError for bad arguments, DataError when a stored file is unreadable or Alpaca sent a bar the
-    format refuses.
+    written; also when another fetch is writing into `out`), ValueError for bad arguments (`out` a file, or under
+    one), DataError when a stored file is unreadable, or its last bar is not what the data API serves now at its
+    time (another history or timeframe: nothing is appended to it).
     """
     frame = timeframe if isinstance(timeframe, Timeframe) else Timeframe.parse(timeframe)
     begin, finish = _instant(start, end=False), _instant(end, end=True)
@@ -412,24 +427,125 @@ def fetch(
         raise ValueError("no symbols to fetch")
     clients = api_or_clients if isinstance(api_or_clients, HistoryClients) else HistoryClients.from_api(api_or_clients)
     folder = Path(out)
+    _check_folder(folder)
     clock = clock or SystemClock()
-    # Only bars that have ended: one still forming (today's day bar, this minute's) would be stored for good, since
-    # a file is only ever appended to and the next run starts after it. A bar stamped t ends at t + its length.
+    # Only bars that have ended, and settled: one still forming (today's day bar, this minute's) would be stored for
+    # good, since a file is only ever appended to, and Alpaca revises a bar that just ended with trades reported late
+    # (its stream sends them as "updated bars"): the next fetch, asking for the last stored bar again, would find
+    # it changed and refuse to go on (`_check_seam`). A bar stamped t ends at t + its length.
     length = timedelta(days=1) if frame.unit == "Day" else timedelta(seconds=frame.seconds)
-    finish = min(finish, clock.now().astimezone(timezone.utc) - length + timedelta(microseconds=1))
+    settled = clock.now().astimezone(timezone.utc) - length - SETTLE
+    finish = min(finish, settled + timedelta(microseconds=1))
     throttle = _Throttle(TokenBucket(per_minute, clock), per_minute, sleep or time.sleep)
-    throttle.install([clients.stocks, clients.crypto, clients.options])
     results: list[SymbolFetch] = []
-    try:
-        for index, symbol in enumerate(wanted):
-            results.append(
-                _fetch_symbol(
-                    clients, throttle, symbol, index, len(wanted), frame, begin, finish, folder, feed, adjustment, fmt, progress
+    with _folder_lock(folder):
+        throttle.install([clients.stocks, clients.crypto, clients.options])
+        try:
+            for index, symbol in enumerate(wanted):
+                results.append(
+                    _fetch_symbol(
+                        clients, throttle, symbol, index, len(wanted), frame, begin, finish, folder, feed, adjustment, fmt,
+                        progress,
+                    )
                 )
-            )
-    finally:
-        throttle.remove()
+        finally:
+            throttle.remove()
     return FetchResult(tuple(results), throttle.requests, throttle.waited, str(frame), folder)
+
+
+def _check_folder(folder: Path) -> None:
+    """`folder` can be a data folder: ValueError when it, or a folder above it, is a file (or no folder at all).
+    Found later, it was `folder/bars/AAPL: cannot be read: Not a directory`, a path that names nothing there."""
+    for path in (folder, *folder.parents):
+        try:
+            found = path_kind(path)
+        except NotADirectoryError:  # a file above it: found on the way up
+            continue
+        except OSError:  # a folder that may not be searched, a symlink loop: the write says it, with its path
+            return
+        if found is PathKind.FOLDER:
+            return
+        if not found.absent:
+            kind = "a file" if found is PathKind.FILE else f"not a folder ({found.value})"
+            if path == folder:
+                raise ValueError(f"{shown_path(folder)} is {kind}: the data folder (--out) is a folder, which holds bars/")
+            raise ValueError(f"{shown_path(folder)} cannot be a data folder (--out): {shown_path(path)} is {kind}")
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder`'s fetch lock (made with the folder) for as long as the fetch runs; FetchError when another fetch
+    holds it. The lock is the kernel's (flock): a fetch killed outright releases it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one fetch per folder is then the user's to keep
+        yield
+        return
+    path = folder / LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only place, a full disk: nothing was written
+        where = shown_path(Path(exc.filename)) if exc.filename else shown_path(path)
+        raise FetchError("", f"cannot write {where}: {exc.strerror or exc}; nothing was fetched") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FetchError("", f"another fetch is writing to {shown_path(folder)} now (it holds {shown_path(path)}); "
+                                 "two at once could lose each other's bars. Let it finish, then run this one: it "
+                                 "fetches only what is still missing") from None  # fmt: skip
+        yield
+    finally:
+        os.close(fd)  # also releases the lock
+
+
+def _stored(folder: Path, symbol: str) -> Any:
+    """`symbol`'s stored bars as a typed table, None when there are none; a DataError says what to do about a file
+    that cannot be read (a fetch appends to it, so it cannot go on while it is broken)."""
+    table: Any = None
+    try:
+        source = locate(folder, "bars", symbol)
+        if source is None:
+            return None
+        table, problems = read_source(source)
+    except DataError as exc:
+        problems, source = exc.problems, None
+    if not problems:
+        return table
+    where = shown_path(source.path) if source is not None else "it"
+    hint = (f"    a fetch appends to {symbol}'s stored bars, so it cannot go on while they cannot be read: move {where} "
+            f"away (or delete it), and the same command fetches {symbol} afresh")  # fmt: skip
+    raise DataError([*problems[:-1], replace(problems[-1], excerpt=hint)])
+
+
+def _same_bar(stored: Bar, served: Bar) -> bool:
+    return stored.timestamp == served.timestamp and all(
+        getattr(stored, name) == getattr(served, name) for name in ("open", "high", "low", "close", "volume")
+    )
+
+
+def _check_seam(symbol: str, stored: Bar, bars: list[Bar], file: str) -> list[Bar]:
+    """`bars` (asked from the last stored bar's time on) without their first, which must be the stored bar as it
+    was stored; DataError otherwise, since the bars after it would be another history's, or another timeframe's."""
+    first = bars[0] if bars else None
+    if first is not None and first.timestamp.utcoffset() is None:
+        return bars  # `_checked` refuses it, saying why
+    if first is not None and _same_bar(stored, first):
+        return bars[1:]
+
+    def text(bar: Bar) -> str:
+        return f"open {bar.open!r}, high {bar.high!r}, low {bar.low!r}, close {bar.close!r}, volume {bar.volume!r}"
+
+    when = iso(stored.timestamp)
+    if first is not None and first.timestamp == stored.timestamp:
+        what = f"the data API's bar at {when} is not the one stored: stored {text(stored)}; now {text(first)}"
+    else:
+        what = f"the data API has no bar at {when}, where the stored bars end"
+    raise DataError([Problem(file, 0, 0, "", (
+        f"{symbol}: {what}. The bars stored here are of another history than the one served now (corrected since, "
+        "another feed or adjustment), or of another timeframe, and the bars fetched now would be joined to them. "
+        f"Nothing was written: fetch into a new --out, or move {file} away and run the same command again"))])
 
 
 def _fetch_symbol(
@@ -448,18 +564,21 @@ def _fetch_symbol(
     progress: Callable[[FetchProgress], None] | None,
 ) -> SymbolFetch:
     asset_class = asset_class_of(symbol)
-    last = last_timestamp(folder, "bars", symbol)
-    first_stored = None
+    table = _stored(folder, symbol)
+    last: datetime | None = None
+    seam: Bar | None = None  # the last stored bar, asked for again with the first window (`_check_seam`)
     note = ""
     asked = begin
-    if last is not None:
+    if table is not None and len(table):
+        seam = next(iter_bars(table.slice(len(table) - 1)))
+        last = seam.timestamp
         asked = max(begin, last + frame.after_last)
-        from engine.data.files import read_table
-
-        table = read_table(folder, "bars", symbol)
-        first_stored = table.column("timestamp")[0].as_py() if len(table) else None
-        if first_stored is not None and begin.astimezone(NEW_YORK).date() < first_stored.astimezone(NEW_YORK).date():
+        first_stored = next(iter_bars(table.slice(0, 1))).timestamp
+        if begin.astimezone(NEW_YORK).date() < first_stored.astimezone(NEW_YORK).date():
             note = f"bars before {first_stored.isoformat()} are not fetched: a stored file is only ever appended to"
+        if asked > last + frame.after_last:  # a later start than the stored bars: no seam to check
+            seam = None
+    del table
     if asked >= finish:
         return SymbolFetch(symbol, 0, 0, None, last, None, note or "complete: nothing is missing")
     which = {"us_equity": "stocks", "crypto": "crypto", "us_option": "options"}[asset_class]
@@ -472,9 +591,15 @@ def _fetch_symbol(
     cursor = asked
     while cursor < finish:
         upto = min(cursor + window, finish)
-        client_name, request = _request(symbol, asset_class, frame, cursor, upto, feed, adjustment)
-        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, cursor)
-        rows = _checked(symbol, _rows(answer, symbol), cursor, upto, last)
+        ask_from = seam.timestamp if seam is not None else cursor
+        client_name, request = _request(symbol, asset_class, frame, ask_from, upto, feed, adjustment)
+        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, ask_from)
+        bars = _rows(answer, symbol)
+        if seam is not None:
+            source = locate(folder, "bars", symbol)
+            bars = _check_seam(symbol, seam, bars, shown_path(source.path) if source is not None else str(folder))
+            seam = None
+        rows = _checked(symbol, bars, cursor, upto, last)
         if rows:
             try:
                 path = write_bars(folder, symbol, rows, fmt)

@@ -70,8 +70,8 @@ def test_a_resumed_fetch_asks_only_for_what_is_missing(emulator: Emulator, clien
     emulator.requests.clear()
     second = fetch(clients, ["AAPL", "BTC/USD"], date(2026, 11, 16), date(2026, 11, 18), "1Min", tmp_path / "parts")
     starts = [(r.query["symbols"][0], r.query["start"][0]) for r in bar_requests(emulator)]
-    # from the bar after the last stored one: 16:00 New York for AAPL (the next session opens later), midnight for BTC
-    assert starts == [("AAPL", "2026-11-17T21:00:00+00:00"), ("BTC/USD", "2026-11-18T05:00:00+00:00")]
+    # from the last stored bar (asked again, to check the history it continues): 15:59 New York for AAPL, 23:59 for BTC
+    assert starts == [("AAPL", "2026-11-17T20:59:00+00:00"), ("BTC/USD", "2026-11-18T04:59:00+00:00")]
     assert [s.rows for s in second.symbols] == [390, 1440]
     # resumed, the data is what one whole fetch gives
     whole = fetch(clients, ["AAPL", "BTC/USD"], date(2026, 11, 16), date(2026, 11, 18), "1Min", tmp_path / "whole")
@@ -156,8 +156,8 @@ def test_a_failure_keeps_the_windows_written_and_the_next_call_resumes(
     assert len(kept) == 7 * 1440 and kept[-1].timestamp == datetime(2026, 11, 8, 3, 59, tzinfo=timezone.utc)
     emulator.requests.clear()
     resumed = fetch(clients, ["BTC/USD"], date(2026, 11, 1), date(2026, 11, 20), "1Min", tmp_path)
-    # ... and the next call starts after it
-    assert bar_requests(emulator)[0].query["start"] == ["2026-11-08T04:00:00+00:00"]
+    # ... and the next call starts at its last bar (asked again, and checked against the stored one)
+    assert bar_requests(emulator)[0].query["start"] == ["2026-11-08T03:59:00+00:00"]
     assert resumed.symbols[0].asked_from == datetime(2026, 11, 8, 4, tzinfo=timezone.utc)
     assert len(read_bars(tmp_path, "BTC/USD")) == 20 * 1440 + 60  # 1 November has 25 hours in New York
 
@@ -362,11 +362,17 @@ def test_a_bar_at_the_windows_end_is_left_to_the_next_window(
 
 def test_a_fetch_stores_no_bar_that_has_not_ended(emulator: Emulator, clients: HistoryClients, tmp_path: Path) -> None:
     """A bar still forming (this minute's, today's day bar) would be stored for good: files are only appended to,
-    and the next run starts after the last bar. Bars are stored up to the last that has ended by the clock."""
+    and the next run starts after the last bar. Nor is one that ended in the last SETTLE (15 minutes): Alpaca
+    revises it with trades reported late, and the next fetch, which asks for the last stored bar again, would find
+    it changed and refuse to go on. Bars are stored up to the last that ended SETTLE ago by the clock."""
     from engine.core.clock import ManualClock
+    from engine.data.fetch import SETTLE
 
     now = datetime(2026, 11, 19, 15, 0, 30, tzinfo=timezone.utc)  # 10:00:30 in New York, mid-session
     fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path, clock=ManualClock(now))
+    last = read_bars(tmp_path, "AAPL")[-1].timestamp
+    assert last == datetime(2026, 11, 19, 14, 59, tzinfo=timezone.utc) - SETTLE  # ended at 14:45, 15:30 before now
+    fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path, clock=ManualClock(now + SETTLE))
     assert read_bars(tmp_path, "AAPL")[-1].timestamp == datetime(2026, 11, 19, 14, 59, tzinfo=timezone.utc)
 
 

@@ -72,7 +72,7 @@ def whole(project: ProjectCopy, emulator: Emulator) -> dict[str, bytes]:
     result = engine(project, emulator, *FETCH, "--out", "whole")
     assert result.returncode == 0, result.stderr
     made = contents(project.root / "whole")
-    assert sorted(made) == ["bars/AAPL.parquet", "bars/BTC-USD.parquet"]
+    assert sorted(made) == [".fetch.lock", "bars/AAPL.parquet", "bars/BTC-USD.parquet"]
     return made
 
 
@@ -89,8 +89,8 @@ def bar_starts(emulator: Emulator) -> list[tuple[str, str]]:
 
 
 def rerun_completes(project: ProjectCopy, emulator: Emulator, out: str, whole: dict[str, bytes]) -> None:
-    """The folder as left is readable; the same command again asks only after what is stored, and ends with
-    exactly the bytes of the uninterrupted fetch (no leftover temporary file either)."""
+    """The folder as left is readable; the same command again asks only from the last stored bar on (which it
+    checks), and ends with exactly the bytes of the uninterrupted fetch (no leftover temporary file either)."""
     folder = project.root / out
     DataSet.open(folder)  # readable as it stands: raises DataError otherwise
     stored = {s: last_timestamp(folder, "bars", s) for s in ("AAPL", "BTC/USD")}
@@ -101,8 +101,8 @@ def rerun_completes(project: ProjectCopy, emulator: Emulator, out: str, whole: d
     for symbol, start in bar_starts(emulator):
         firsts.setdefault(symbol, start)
     for symbol, last in stored.items():
-        if last is not None and symbol in firsts:  # it resumed after the last stored bar, not from the start
-            assert datetime.fromisoformat(firsts[symbol]) > last
+        if last is not None and symbol in firsts:  # it resumed at the last stored bar, not from the start
+            assert datetime.fromisoformat(firsts[symbol]) == last
     assert contents(folder) == whole
 
 
