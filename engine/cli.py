@@ -443,8 +443,19 @@ def _sim_clock(args: argparse.Namespace, report: Report) -> ManualClock:
         try:
             return ManualClock(parse_start(given))
         except ValueError as exc:
-            raise InvalidInput(f"--start: {exc}") from None
+            raise InvalidInput(_start_refused(given, exc)) from None
     return ManualClock(_sim_default_start(report))
+
+
+def _start_refused(given: str, exc: ValueError) -> str:
+    """--start's refusal in plain words: parse_start's own reasons name the value; Python's do not (an offset of
+    +25:00 was "offset must be a timedelta strictly between -timedelta(hours=24) and ...")."""
+    said = str(exc)
+    if said.startswith(repr(given)) or said.startswith(f"'{given}'"):
+        return f"--start: {escaped(said)}"
+    if said.startswith(("month", "day", "year", "hour", "minute", "second")):  # a date or time out of its range
+        return f"--start: {escaped(repr(given))}: {said}"
+    return f"--start: {escaped(repr(given))} is not an ISO 8601 time with its UTC offset (e.g. 2026-11-23T06:30:00-08:00)"
 
 
 def _sim_default_start(report: Report) -> datetime:
@@ -526,7 +537,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         try:
             start = parse_start(args.start)
         except ValueError as exc:
-            raise InvalidInput(f"--start: {exc}") from None
+            raise InvalidInput(_start_refused(args.start, exc)) from None
     return RunOptions(
         broker=getattr(args, "broker", None),
         state_db=args.state_db,

@@ -38,8 +38,28 @@ def bot_kind(bot: TradingBotConfig) -> str:
 # --- settings.yaml -----------------------------------------------------------------------------------------
 
 
+# Files of the zone database that name no zone, and why each cannot be the engine's: ZoneInfo reads them all, so a
+# session validated on one machine meant other hours on another (a laptop in California, a container in UTC).
+_NOT_ZONES = {
+    "localtime": "a link to this machine's own zone, whichever that is",
+    "posixrules": "the default rules of this machine's zone database",
+    "factory": "the zone database's 'no zone set' (an offset of 0 named -00)",
+}
+
+
+def _not_a_zone(name: str) -> str | None:
+    """Why `name` is refused although ZoneInfo reads it, or None."""
+    why = _NOT_ZONES.get(name.casefold())
+    if why is None:
+        return None
+    return f"'{name}' is not a time zone but {why}: name the zone, e.g. America/Los_Angeles"
+
+
 def timezone_exists(settings: Settings, doc: YamlDocument) -> list[Problem]:
     name = settings.system.timezone
+    not_a_zone = _not_a_zone(name)
+    if not_a_zone is not None:
+        return [doc.problem(("system", "timezone"), not_a_zone)]
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -101,14 +121,26 @@ SETTINGS_CHECKS: tuple[Callable[[Settings, YamlDocument], list[Problem]], ...] =
 
 
 def duplicate_bot_ids(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
-    seen: dict[str, tuple[str | int, ...]] = {}
+    """A bot id used twice; or two that differ only in case (`mom_AAPL`, `MOM_AAPL`): one id to a person reading
+    `status`, the log or the broker's orders, and the prefix of both bots' client_order_ids, which the broker need
+    not tell apart by case (an order of one bot could be looked up, and adopted, as the other's)."""
+    seen: dict[str, tuple[tuple[str | int, ...], str]] = {}
     problems = []
     for path, bot in trading_bots(bots):
-        if bot.bot_id in seen:
-            first = doc.position((*seen[bot.bot_id], "bot_id"))
-            problems.append(doc.problem((*path, "bot_id"), f"bot id '{bot.bot_id}' is already used (line {first[0]})"))
+        folded = bot.bot_id.casefold()
+        if folded in seen:
+            first_path, first_id = seen[folded]
+            line = doc.position((*first_path, "bot_id"))[0]
+            if first_id == bot.bot_id:
+                message = f"bot id '{bot.bot_id}' is already used (line {line})"
+            else:
+                message = (
+                    f"bot id '{bot.bot_id}' differs from '{first_id}' (line {line}) only in case: bot ids must differ "
+                    "in more than case"
+                )
+            problems.append(doc.problem((*path, "bot_id"), message))
         else:
-            seen[bot.bot_id] = path
+            seen[folded] = (path, bot.bot_id)
     return problems
 
 
@@ -239,6 +271,8 @@ def sessions_in_zone(settings: Settings, settings_doc: YamlDocument, bots: BotsC
     date in the middle of a session: every bot's daily counters and budget would start again, and a bot could
     make twice its `max_trades_per_day`. A window that never meets the session (06:35-09:30 left as shipped, in
     Europe/Berlin) would never trade, without a word. Crypto trades around the clock: neither applies."""
+    if _not_a_zone(settings.system.timezone) is not None:
+        return []  # timezone_exists says so
     try:
         zone = ZoneInfo(settings.system.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -177,7 +177,8 @@ def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem
             continue
         # A value refused while reading (a date, a NaN) is reported once, not again by the schema: it was read as
         # null, and the schema's "null is not text" would point at its key, a second problem for one mistake.
-        placed = {p.path for p in doc.problems if p.path}
+        # An empty file is said once as such: not also as "null is not a mapping" at its first line.
+        placed = {p.path for p in doc.problems if p.path or doc.data is None}
         found = [*doc.problems, *(p for p in schema_problems(doc, schema_name) if p.path not in placed)]
         problems.extend(found)
         if not found:

@@ -36,6 +36,7 @@ from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, NodeEvent
+from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.parser import Parser
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scanner import Scanner
@@ -103,6 +104,23 @@ class _Refused(Exception):
         self.message = message
 
 
+class _EngineScanner(Scanner):
+    """ruamel's scanner, refusing a `%YAML` directive of another version than 1.2 where it is written.
+
+    Under `%YAML 1.1` ruamel reads `off` as false, `010` as 8 and `1:30` as 90, where YAML 1.2, which the engine,
+    its schemas and its messages follow, reads the text 'off', 10 and the text '1:30': one line at the top of a
+    file would change what its values mean, and still validate. And `%YAML 1.3` (or 1.0) failed an assertion of
+    ruamel's: a traceback, not a problem at a line."""
+
+    def scan_directive(self) -> Any:
+        token = super().scan_directive()
+        if token.name == "YAML" and tuple(token.value) != (1, 2):
+            mark = token.start_mark
+            shown_version = ".".join(str(part) for part in token.value)
+            raise _Refused(mark.line, mark.column, _VERSION_MESSAGE.format(version=shown_version))
+        return token
+
+
 class _EngineComposer(Composer):
     """ruamel's composer, refusing anchors, aliases and deep nesting as the parser meets them.
 
@@ -128,6 +146,18 @@ class _EngineComposer(Composer):
             return super().compose_node(parent, index)
         finally:
             self._nesting -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        """A list or a mapping used as a key (`? [a]`, `[a, b]: 1`) is replaced by a placeholder the constructor
+        builds as a `_ComplexKey`, reported at its place as a key that is not text. Left to ruamel, a key holding
+        a mapping (`? [{a: 1}]`, `? {a: {b: 1}}`) raised TypeError ("unhashable type") while the document was
+        built: a traceback instead of a problem."""
+        node = super().compose_mapping_node(anchor)
+        node.value = [
+            (key if isinstance(key, ScalarNode) else ScalarNode(_COMPLEX_KEY_TAG, "?", key.start_mark, key.end_mark), value)
+            for key, value in node.value
+        ]
+        return node
 
 
 # Tags whose values the engine reads: the JSON types (an explicit `!!str 1` is the text '1'), and '!', which only
@@ -155,6 +185,15 @@ def _refuse_tag(event: Any) -> None:
         f"the YAML tag '{shown_tag}' is not allowed in engine files: write a plain value (text, a number, true or "
         "false, a list or a mapping) without it",
     )
+
+
+_COMPLEX_KEY_TAG = "tag:trading-hydra.local,2026:complex-key"  # never written by a user: `_refuse_tag` refuses it
+
+
+class _ComplexKey:
+    """A list or a mapping used as a key, in its place: each one a different key (two are never a duplicate)."""
+
+    __slots__ = ()
 
 
 class _Unreadable:
@@ -193,8 +232,14 @@ class _EngineConstructor(RoundTripConstructor):
         return super().flatten_mapping(node)
 
 
+_EngineConstructor.add_constructor(_COMPLEX_KEY_TAG, lambda _constructor, _node: _ComplexKey())
+
 _ALIAS_MESSAGE = (
     "YAML anchors and aliases are not allowed in engine files (alias '*{name}'): write the values out where they are used"
+)
+_VERSION_MESSAGE = (
+    "the directive '%YAML {version}' is not allowed in engine files: they are YAML 1.2, and under another version "
+    "values read differently (in 1.1, off is false, 010 is 8 and 1:30 is 90); remove the directive"
 )
 _MERGE_MESSAGE = "the YAML merge key '<<' is not allowed in engine files: write the keys out in this mapping"
 _ANCHOR_MESSAGE = (
@@ -364,7 +409,7 @@ def parse_yaml(text: str, shown: str) -> YamlDocument:
     yaml = YAML(typ="rt")
     # The round-trip nodes (and so every key's and value's line and column), without the round-trip scanner's
     # comment keeping: nothing writes these documents back, and gathering comments was a quarter of parsing.
-    yaml.Scanner = Scanner
+    yaml.Scanner = _EngineScanner
     yaml.Parser = Parser
     yaml.Composer = _EngineComposer
     yaml.Constructor = _EngineConstructor
@@ -380,11 +425,19 @@ def parse_yaml(text: str, shown: str) -> YamlDocument:
         raise ConfigError([Problem(shown, 0, 0, "", f"YAML error: {exc}")]) from None
     doc = YamlDocument(shown, None, lines=lines)
     if node is None:  # the schema would say "None is not of type 'object'"
-        doc.problems.append(Problem(shown, 1, 1, "", "the file is empty (or holds only comments)"))
+        doc.problems.append(Problem(shown, 1, 1, "", _empty_message(lines)))
     doc.data = _plain(node, (), doc)
     if doc.unreadable:
         raise ConfigError(doc.problems)
     return doc
+
+
+def _empty_message(lines: list[str]) -> str:
+    """Why a document that reads as null holds nothing to use: it is empty, or says null (`~`, `null`)."""
+    written = [s for s in (line.strip() for line in lines) if s and not s.startswith("#") and s not in ("---", "...")]
+    if not written:
+        return "the file is empty (or holds only comments)"
+    return "the file holds only null, not a mapping of keys and values"
 
 
 def _at(shown: str, lines: list[str], line0: int, col0: int, message: str, width: int = 1) -> Problem:

@@ -120,6 +120,11 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
         for index, action in enumerate(transition.actions):
             if action not in known_actions:
                 found.add((*at, "actions", index), _unknown(f"action for {spec.kind} machines", action, known_actions))
+            elif action in transition.actions[:index]:
+                # Each name runs once per listing: `open_entry` twice sent two entries in one tick, each sized to the
+                # bot's whole budget, so the bot risked twice what its config allows.
+                message = f"action '{action}' is listed twice: it would run twice when the transition fires; keep one"
+                found.add((*at, "actions", index), message)
         trigger_problem = _trigger_problem(spec, transition.trigger)
         if trigger_problem:
             found.add((*at, "trigger"), trigger_problem)

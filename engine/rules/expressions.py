@@ -171,7 +171,9 @@ def binary(op: str, left: Node, right: Node, column: int = 0, width: int = 1) ->
                 raise ExpressionError("type", f"'{op}' takes numbers, not {_shown(side)}", column, width)
         if op in ("/", "%") and isinstance(right, Const) and right.value == 0:
             raise ExpressionError("type", "division by zero", right.column, right.width)
-        return Binary("number", column, width, op, left, right)
+        node = Binary("number", column, width, op, left, right)
+        _check_constant(node)
+        return node
     if op not in COMPARISONS:
         raise ExpressionError("syntax", f"'{op}' is not an operator of the guard language", column, width)
     if left.type != right.type:
@@ -180,6 +182,46 @@ def binary(op: str, left: Node, right: Node, column: int = 0, width: int = 1) ->
     if op not in ("==", "!=") and left.type == "bool":
         raise ExpressionError("type", f"'{op}' orders numbers or strings, not true/false", column, width)
     return Binary("bool", column, width, op, left, right)
+
+
+def _constant_value(node: Node) -> int | float | None:
+    """The number an arithmetic tree of constants only gives (`1e308 * 10`, `1 / (2 - 2)`), or None when it reads a
+    fact; raises ZeroDivisionError or OverflowError as Python would. Only called on a new node whose operands were
+    checked already, so it never goes deeper than their own constant operands."""
+    if isinstance(node, Const) and node.type == "number":
+        return node.value  # type: ignore[return-value]  # a number constant holds an int or a float
+    if isinstance(node, Unary) and node.op in ("-", "+"):
+        value = _constant_value(node.operand)
+        return None if value is None else (-value if node.op == "-" else value)
+    if isinstance(node, Binary) and node.op in ARITHMETIC:
+        left, right = _constant_value(node.left), _constant_value(node.right)
+        if left is None or right is None:
+            return None
+        return _ARITHMETIC[node.op](left, right)
+    return None
+
+
+_ARITHMETIC: dict[str, Callable[[Any, Any], int | float]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "%": lambda a, b: a % b,
+}
+
+
+def _check_constant(node: Binary) -> None:
+    """Refuse arithmetic of constants that divides by zero or gives no finite number (`1e308 * 10` is infinity,
+    which every comparison but != answers as if the limit were switched off), at its operator."""
+    try:
+        value = _constant_value(node)
+    except ZeroDivisionError:
+        raise ExpressionError("type", "division by zero", node.column, node.width) from None
+    except OverflowError:
+        value = math.inf
+    if isinstance(value, float) and not math.isfinite(value):  # an int is exact, however large
+        reason = "this arithmetic gives a number too large to use (over 1.8e308, which is infinity)"
+        raise ExpressionError("type", reason, node.column, node.width)
 
 
 def guard(name: str, body: Node) -> Guard:
@@ -470,6 +512,13 @@ def _as_str(name: str, value: Any) -> str:
     raise FactTypeError(name, "a string", value)
 
 
+def _finite(value: int | float) -> int | float:
+    """`value`, a result of arithmetic, if it is a finite number (`x - x` is 0 for those only); else OverflowError."""
+    if value - value == 0:
+        return value
+    raise OverflowError("the arithmetic gave a number too large to use (infinity or NaN)")
+
+
 # What generated code may name: helpers only, never a builtin (no __builtins__ at all).
 _RUNTIME: dict[str, Any] = {
     "_bool": bool,
@@ -479,6 +528,7 @@ _RUNTIME: dict[str, Any] = {
     "_as_bool": _as_bool,
     "_as_number": _as_number,
     "_as_str": _as_str,
+    "_finite": _finite,
     "_GuardError": GuardError,
     "_Exception": Exception,
 }
@@ -509,7 +559,13 @@ def _emit(node: Node, names: list[str]) -> str:
         return "(" + joiner.join(_emit(operand, names) for operand in node.operands) + ")"
     if isinstance(node, Binary):
         op = {o: o for o in (*COMPARISONS, *ARITHMETIC)}[node.op]  # a fixed table, never the node's own text
-        return f"({_emit(node.left, names)} {op} {_emit(node.right, names)})"
+        if op in COMPARISONS:
+            return f"({_emit(node.left, names)} {op} {_emit(node.right, names)})"
+        # Arithmetic on floats never raises: past 1.8e308 it gives infinity, and infinity less infinity gives NaN,
+        # which every comparison but != answers False (a kill condition that could never hold). `_finite` raises
+        # instead, as a division by zero does. Its call's parentheses are the only ones: one level per level of
+        # the tree, as before (CPython nests 200 at most, see MAX_DEPTH).
+        return f"_finite({_emit(node.left, names)} {op} {_emit(node.right, names)})"
     if isinstance(node, Guard):
         names.append(node.name)
         return f"((_i := {len(names) - 1}) and {_emit(node.body, names)})"

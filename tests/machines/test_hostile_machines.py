@@ -94,3 +94,16 @@ def test_an_editors_hidden_files_are_not_engine_files(project: ProjectCopy) -> N
     (project.machines / "._system.yaml").write_bytes(b"\x00\x05\x16\x07binary")
     (project.machines / ".old.yml").write_text("kind: system\n", encoding="utf-8")
     assert problems(project) == []
+
+
+@pytest.mark.parametrize("action", ["open_entry", "close_position"])
+def test_an_action_listed_twice_in_one_transition_is_refused(project: ProjectCopy, action: str) -> None:
+    """`actions: [open_entry, open_entry]` validated, and the run sent two entries in one tick, each sized to the
+    bot's whole risk budget: the bot lost twice what its config allows on one trade (found by a hostile edit)."""
+    momentum = "machines/momentum.yaml"
+    project.replace(momentum, f"actions: [{action}]", f"actions: [{action}, {action}]")
+    found = problems(project)
+    assert len(found) == 1, found
+    p = found[0]
+    assert p.file.endswith(momentum) and p.line == project.line_of(momentum, f"[{action}, {action}]")
+    assert p.path.endswith(".actions[1]") and f"action '{action}' is listed twice" in p.message
