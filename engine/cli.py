@@ -1030,9 +1030,12 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
             bar.update(task, completed=step.fraction, description=f"{step.symbol} ({step.index + 1}/{step.symbols})",
                        status=f"{step.rows} bars, {step.requests} requests")  # fmt: skip
 
+    from engine.core.stop import Terminated, sigterm_raises
+
     try:
-        result = fetch(clients, symbols, start, end, timeframe, args.out, progress=progress, feed=feed,
-                       fmt=args.format, per_minute=per_minute)  # fmt: skip
+        with sigterm_raises():  # a service's stop: the window being written is left whole or not at all, one line
+            result = fetch(clients, symbols, start, end, timeframe, args.out, progress=progress, feed=feed,
+                           fmt=args.format, per_minute=per_minute)  # fmt: skip
     except ConfigError as exc:  # DataError: a stored file cannot be read (a bad bar from Alpaca is a FetchError, exit 1)
         raise InvalidInput(problems_text(exc.problems)) from None
     except ValueError as exc:
@@ -1040,9 +1043,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     except FetchError as exc:
         print(f"error: {exc}\n(the bars written before it stay in {shown(args.out)}; the same command resumes)", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         print(f"interrupted: the bars written stay in {shown(args.out)}; the same command resumes", file=sys.stderr)
-        return 130
+        return 128 + exc.signum if isinstance(exc, Terminated) else 130
     finally:
         if bar is not None:
             bar.stop()
@@ -1106,15 +1109,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         with sigterm_raises():  # a service's stop: the ticks run so far committed, the log closed, one line
             result = run_backtest(report, args.data, start=start, end=end, cash=cash, out_dir=out, fill_model=model,
                                   progress=progress)  # fmt: skip
-    except Terminated as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): what was kept said the same for both
         if bar is not None:
             bar.stop()
         import signal
 
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         kept = (f"{shown(out)}/ keeps its state.db and app.jsonl up to the last tick run, and no report (summary.json "
                 "is written last)") if (Path(out) / "state.db").exists() else "it had not started: nothing was written"
-        print(f"{signal.Signals(exc.signum).name}: the backtest stopped; {kept}", file=sys.stderr)
-        return 128 + exc.signum
+        print(f"{signal.Signals(signum).name}: the backtest stopped; {kept}", file=sys.stderr)
+        return 128 + signum
     except MissingData as exc:
         bots = sorted({p.message.split(" ", 1)[0] for p in exc.problems})
         raise InvalidInput(f"no data for bot{'s' if len(bots) != 1 else ''} {', '.join(bots)}:\n"
