@@ -38,6 +38,7 @@ class TickContext:
     evaluated: dict[str, BotFacts] = field(default_factory=dict)  # bot id -> its facts this tick
     closing: set[tuple[str, str]] = field(default_factory=set)  # (bot, symbol) given an exit this tick
     sell_room: dict[str, float] = field(default_factory=dict)  # symbol -> what exits may still sell (`_sellable`)
+    entered: set[str] = field(default_factory=set)  # bots granted an entry this tick (`open_entry`)
 
 
 Handler = Callable[[TickContext, Intent], None]
@@ -47,6 +48,12 @@ def open_entry(tick: TickContext, intent: Intent) -> None:
     """Ask the gate; a grant numbers the planned order and commits its intent, a denial is logged."""
     engine, view = tick.engine, tick.view
     bot = engine.bot(intent.bot_id)
+    if bot.bot_id in tick.entered:
+        # One entry a bot a tick: its facts, and the plan sized to its whole budget, were worked out before the first
+        # was granted, and a second would be sized the same (two entries, twice the risk its config allows). A
+        # machine asking twice in one step is refused by validation; this holds whatever the machine says.
+        engine.journal.log("entry_blocked", bot=bot.bot_id, failed=["one_entry_per_tick"])
+        return
     evaluated = tick.evaluated[intent.bot_id]
     verdict = tick.gate.grant(
         failed_checks=evaluated.failed_checks, system_armed=tick.system_armed, plan=evaluated.plan, snapshot=view.snapshot
@@ -61,6 +68,7 @@ def open_entry(tick: TickContext, intent: Intent) -> None:
     bot.memory.entry_blocked = False
     bot.memory.last_denial = ()
     bot.memory.size_blocked_on = None
+    tick.entered.add(bot.bot_id)
     engine.orders.record_intent(bot.bot_id, view.day, "entry", request, intent.trigger)
     engine.store.bump_counter(view.day, bot.bot_id, "entries")
     contract = plan.contract
