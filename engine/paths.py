@@ -1,6 +1,7 @@
 """Where the project's own folders are: the engine ships next to config/, machines/, rules/ and schemas/."""
 
 import enum
+import os
 import stat
 from pathlib import Path
 
@@ -13,10 +14,20 @@ DEFAULT_RULES_DIR = Path("rules")
 
 def shown(path: Path) -> str:
     """A path as the user should see it in a message: relative to the working folder when it is below it, else as
-    given. Naming a broken path must never be what breaks a message: a symlink loop makes `resolve` raise
-    (RuntimeError before Python 3.13, OSError after), and so does a working folder that was deleted."""
+    given. A symlink is named as itself, not as what it points to: `config/settings.yaml`, linked to a file that is
+    gone, was reported as the target the user never typed. Naming a broken path must never be what breaks a
+    message: a symlink loop makes `resolve` raise (RuntimeError before Python 3.13, OSError after), and so does a
+    working folder that was deleted."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        here = Path.cwd()
+    except OSError:
+        return str(path)
+    try:  # lexically first (`..` folded, no link followed); then through the links, for a path given via one
+        return str(Path(os.path.abspath(path)).relative_to(here))
+    except ValueError:
+        pass
+    try:
+        return str(path.resolve().relative_to(here.resolve()))
     except (ValueError, OSError, RuntimeError):
         return str(path)
 

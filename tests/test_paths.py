@@ -17,11 +17,28 @@ def test_a_path_below_the_working_folder_is_shown_relative(tmp_path: Path, monke
     assert shown(Path("/elsewhere/x")) == "/elsewhere/x"
 
 
-def test_a_symlink_loop_is_shown_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    loop = tmp_path / "loop"
+def test_a_symlink_loop_is_shown_without_raising(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below the working folder, relative as any path; elsewhere, where only resolving could tell, as given."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    loop = tmp_path / "here" / "loop"
     loop.symlink_to(loop)
-    assert shown(loop / "state.db") == str(loop / "state.db")
+    assert shown(loop / "state.db") == os.path.join("loop", "state.db")
+    away = tmp_path / "away"
+    away.symlink_to(away)
+    assert shown(away / "state.db") == str(away / "state.db")
+
+
+def test_a_symlink_is_shown_as_itself_not_as_its_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`config/settings.yaml` linked to a file that is gone was named `config/nowhere.yaml`: a path the user never
+    typed, and the file they edit never named."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "settings.yaml").symlink_to("nowhere.yaml")
+    (tmp_path / "config" / "bots.yaml").symlink_to(tmp_path / "elsewhere" / "bots.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert shown(Path("config/settings.yaml")) == os.path.join("config", "settings.yaml")
+    assert shown(tmp_path / "config" / "bots.yaml") == os.path.join("config", "bots.yaml")
+    assert shown(Path("config/../config/settings.yaml")) == os.path.join("config", "settings.yaml")
 
 
 def test_what_is_at_a_path_is_told_without_opening_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
