@@ -10,6 +10,8 @@ second, ticks a second, beside them the replay's own cost (the data set's frames
 and the time the report took to write (summary, trades, equity and report.html).
 
     .venv/bin/python bench/backtest.py [--symbols 1 10 100] [--days 21] [--profile 10]
+
+The profile is sorted by own time; BENCH_SORT=cumulative and BENCH_ROWS=45 in the environment change that.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import random
 import shutil
@@ -105,7 +108,8 @@ def bench(count: int, days: int, profile: bool) -> dict[str, float]:
         if profiler:
             profiler.disable()
             text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(18)
+            order, rows = os.environ.get("BENCH_SORT", "tottime"), int(os.environ.get("BENCH_ROWS", "18"))
+            pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(rows)
             print(text.getvalue())
         wall = result.wall_seconds
         return {
