@@ -29,6 +29,7 @@ import math
 import re
 import sys
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from time import monotonic as _monotonic
@@ -97,6 +98,11 @@ MAX_SESSION_GAP = timedelta(days=14)
 EQUITY_SLACK_USD = 1.0
 EQUITY_SLACK_PCT = 0.1
 LAST_EQUITY_CONFIRMATIONS = 3  # answers in a row with one new last_equity (same balance_asof): a correction
+# How long after the close the broker's clock may still say open (our clock a little ahead of Alpaca's, an answer
+# on its way across the close). Past it, the answer is not about now: a cached or replayed one (a proxy, a CDN).
+CLOCK_LAG = timedelta(seconds=60)
+# Orders remembered by `_OrderMemory` (a day has tens to a few hundred; the oldest are forgotten first).
+ORDERS_REMEMBERED = 20_000
 
 
 class Unreadable(ValueError):
@@ -255,6 +261,95 @@ def _body(text: str) -> tuple[int | None, str]:
     return (code if readable else None), str(parsed.get("message", text))
 
 
+def _same_number(a: float, b: float) -> bool:
+    """Two quantities or prices the same to Alpaca's nine decimals."""
+    return abs(a - b) <= 1e-9 + 1e-9 * max(abs(a), abs(b))
+
+
+class _OrderMemory:
+    """What this run asked for and what the broker has said about each order, so that an answer contradicting an
+    earlier one is refused (`Unreadable`), never booked. An order never changes what it is: its client_order_id,
+    symbol, side, type, time in force, quantity, notional and limit price are fixed (Alpaca changes an order by
+    replacing it with another, under a new id), and its filled quantity never goes down. The broker's order under
+    one of our client_order_ids is the order we asked for, and a replacement is in the symbol and on the side of
+    the order it replaces. Each of these, believed, moved a bot's position: a fill counted twice (filled_qty 5,
+    then 3, then 5 again booked 7), a sell of MSFT booked as a buy of AAPL, an order of 100 shares for one of 10.
+
+    Forgetful by design: a restart starts empty (the engine's own rows are then the record), and past
+    ORDERS_REMEMBERED the oldest are forgotten."""
+
+    IDENTITY = ("client_order_id", "symbol", "side", "order_type", "time_in_force", "asset_class")
+    AMOUNTS = ("qty", "notional", "limit_price")
+
+    def __init__(self, size: int = ORDERS_REMEMBERED):
+        self.size = size
+        self._orders: OrderedDict[str, Order] = OrderedDict()  # order id -> the latest answer read
+        self._ids: OrderedDict[str, str] = OrderedDict()  # client_order_id -> order id
+        self._asked: OrderedDict[str, OrderRequest] = OrderedDict()  # client_order_id -> what we sent
+        self._replaced: OrderedDict[str, str] = OrderedDict()  # replacement id -> the id of the order it replaces
+
+    def asked(self, request: OrderRequest) -> None:
+        """Recorded before the request leaves: an answer that is lost and then looked up is held to it too."""
+        self._put(self._asked, request.client_order_id, request)
+
+    def check(self, order: Order) -> None:
+        """Unreadable when the answer contradicts what was asked or said before about the order."""
+        name = f"order {order.client_order_id!r}"
+        request = self._asked.get(order.client_order_id)
+        if request is not None:
+            self._as_asked(order, request, name)
+        known = self._ids.get(order.client_order_id)
+        if known is not None and known != order.id:
+            raise Unreadable(f"{name} is {order.id}, where the broker said {known} before")
+        before = self._orders.get(order.id)
+        if before is not None:
+            for field in self.IDENTITY:
+                if getattr(before, field) != getattr(order, field):
+                    raise Unreadable(f"order {order.id}'s {field} was {_shown(getattr(before, field))}, now "
+                                     f"{_shown(getattr(order, field))}")  # fmt: skip
+            for field in self.AMOUNTS:
+                was, now = getattr(before, field), getattr(order, field)
+                if was is not None and now is not None and not _same_number(was, now):
+                    raise Unreadable(f"{name}'s {field} was {was:g}, now {now:g}")
+            if order.filled_qty < before.filled_qty and not _same_number(order.filled_qty, before.filled_qty):
+                raise Unreadable(f"{name}'s filled_qty went down from {before.filled_qty:g} to {order.filled_qty:g}")
+            if before.replaced_by and order.replaced_by != before.replaced_by:
+                raise Unreadable(f"{name} was replaced by {before.replaced_by}, now {_shown(order.replaced_by)}")
+        replaced_id = self._replaced.get(order.id) or order.replaces
+        replaced = self._orders.get(replaced_id) if replaced_id else None
+        if order.id in self._replaced and order.replaces != replaced_id:
+            raise Unreadable(f"{name} replaced {replaced_id}, the broker says it replaces {_shown(order.replaces)}")
+        if replaced is not None:
+            for field in ("symbol", "side", "asset_class"):
+                if getattr(replaced, field) != getattr(order, field):
+                    raise Unreadable(f"{name} replaces an order with {field} {_shown(getattr(replaced, field))}, "
+                                     f"not {_shown(getattr(order, field))}")  # fmt: skip
+
+    def remember(self, order: Order) -> None:
+        self._put(self._orders, order.id, order)
+        self._put(self._ids, order.client_order_id, order.id)
+        if order.replaced_by:
+            self._put(self._replaced, order.replaced_by, order.id)
+
+    def _as_asked(self, order: Order, request: OrderRequest, name: str) -> None:
+        asked = {"symbol": request.symbol, "side": request.side, "order_type": request.order_type,
+                 "time_in_force": request.time_in_force}  # fmt: skip
+        for field, value in asked.items():
+            if getattr(order, field) != value:
+                raise Unreadable(f"{name} was sent with {field} {_shown(value)}, the broker has {_shown(getattr(order, field))}")
+        for field in self.AMOUNTS:
+            value, got = getattr(request, field), getattr(order, field)
+            if value is not None and (got is None or not _same_number(value, got)):
+                shown = "none" if got is None else f"{got:g}"
+                raise Unreadable(f"{name} was sent with {field} {value:g}, the broker has {shown}")
+
+    def _put(self, table: OrderedDict[str, Any], key: str, value: Any) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > self.size:
+            table.popitem(last=False)
+
+
 class AlpacaAPI:
     name = "alpaca"
 
@@ -296,6 +391,7 @@ class AlpacaAPI:
         self.requests_made = 0
         self._last_equity_seen: tuple[str, float] | None = None  # (balance_asof, last_equity): `_last_equity_steady`
         self._last_equity_moved: tuple[float, int] | None = None  # another value, and how many answers in a row
+        self._orders_seen = _OrderMemory()  # what the broker said about each order: see _order
         self.bucket = bucket
         self.timeout = (min(timeout_seconds, 5.0), timeout_seconds)
         # Reading one answer (its pages included) must end: a body is read up to `max_body_bytes` and for at most
@@ -594,11 +690,13 @@ class AlpacaAPI:
 
         return self._call("positions", read)
 
-    def _order(self, raw: Any, **expected: str) -> Order:
+    def _order(self, raw: Any, *, remember: bool = True, **expected: str) -> Order:
         """An order, every field the engine reads checked: quantities and prices finite and not negative, one of
         qty and notional, no more filled than ordered, the side, symbol and class present, a time with a zone.
         `expected` names fields (id, client_order_id, symbol, side) the answer must carry as asked: an answer
-        about another order is not an answer to this question, and booked it would move the wrong order.
+        about another order is not an answer to this question, and booked it would move the wrong order. Nor may
+        it contradict what was asked or an earlier answer (`_OrderMemory`); it is remembered unless `remember` is
+        False (a list remembers its orders once the whole list is read).
 
         Read raw, as positions are: alpaca-py's Order model also validates fields the engine never reads against
         enums that lag the API (`order_class`, `position_intent`, the legs), and one new value there made every
@@ -609,6 +707,9 @@ class AlpacaAPI:
         for field, value in expected.items():
             if str(getattr(order, field)) != value:
                 raise Unreadable(f"asked about {field} {_shown(value)}, the broker answered {_shown(getattr(order, field))}")
+        self._orders_seen.check(order)
+        if remember:
+            self._orders_seen.remember(order)
         return order
 
     def _read_order(self, o: Mapping[str, Any]) -> Order:
@@ -672,9 +773,12 @@ class AlpacaAPI:
                 # /v2/orders has no next_page_token: a full page may have cut orders off, and an order of ours
                 # missing from the list would be taken for one that ended.
                 raise Unreadable(f"{len(listed)} open orders, the most one answer gives: the list may be cut short")
-            orders = [self._order(o) for o in listed]
+            orders = [self._order(o, remember=False) for o in listed]
             _unique(orders, lambda o: o.client_order_id, "the client_order_id")
-            return _unique(orders, lambda o: o.id, "the order id")
+            _unique(orders, lambda o: o.id, "the order id")
+            for order in orders:
+                self._orders_seen.remember(order)
+            return orders
 
         return self._call("open_orders", read)
 
@@ -802,10 +906,10 @@ class AlpacaAPI:
 
     def _checked_clock(self, clock: MarketClock) -> MarketClock:
         """The market clock, if it can be believed: within MAX_CLOCK_SKEW of ours, its next open and close ahead
-        of its own time and in the order `is_open` implies, and not open when the exchange calendar has no
-        session then (a clock that says open on a holiday), nor closing later than the calendar says (16:00 on an
-        early-close day). The calendar may not know an unscheduled closure, so a clock that says closed, or closing
-        earlier, is believed."""
+        of its own time and in the order `is_open` implies, not open past its own next close by our clock (more
+        than CLOCK_LAG), and not open when the exchange calendar has no session then (a clock that says open on a
+        holiday), nor closing later than the calendar says (16:00 on an early-close day). The calendar may not know
+        an unscheduled closure, so a clock that says closed, or closing earlier, is believed."""
         now = self.clock.now()
         if abs(clock.timestamp - now) > MAX_CLOCK_SKEW:
             raise Unreadable(f"the broker's clock says {clock.timestamp.isoformat()}, ours {now.isoformat()}")
@@ -815,6 +919,12 @@ class AlpacaAPI:
         if clock.is_open != (clock.next_close < clock.next_open):
             raise Unreadable(f"the clock says is_open {clock.is_open} with next_open {clock.next_open.isoformat()} "
                              f"and next_close {clock.next_close.isoformat()}")  # fmt: skip
+        if clock.is_open and now >= clock.next_close + CLOCK_LAG:
+            # An answer about a session that has ended by our clock (a cached or replayed answer: Friday's "open"
+            # read on Saturday): believed, every stock bot may enter while the market is shut, and Alpaca queues
+            # a day order for the next open. One that says closed is believed: it fails closed on its own.
+            raise Unreadable(f"the clock says open until {clock.next_close.isoformat()}, already past by ours "
+                             f"({now.isoformat()}): an answer that is not about now")  # fmt: skip
         if clock.is_open:
             from engine.core.calendar import market_calendar
 
@@ -896,6 +1006,7 @@ class AlpacaAPI:
             else:
                 sdk_request = MarketOrderRequest(**common)
             # the SDK's own submit_order, read raw (see _order): the request is built and checked by its model
+            self._orders_seen.asked(request)
             answer = self.trading.post("/orders", sdk_request.to_request_fields())
             return self._order(answer, client_order_id=request.client_order_id, symbol=request.symbol, side=request.side)
 
@@ -957,13 +1068,16 @@ class AlpacaAPI:
                 if closed != (200 <= status < 300):  # an order under an error status, or a refusal under a 2xx
                     raise Unreadable(f"{symbol}'s close answered {status} with {'an order' if closed else 'an error'}")
                 if closed:  # BTCUSD at the top, BTC/USD in the order (alpaca-py fixture)
-                    order = self._order(body)
+                    order = self._order(body, remember=False)  # remembered once the whole answer is read
                     target = normalize(symbol, order.asset_class)
                     if order.symbol != target:
                         raise Unreadable(f"the close of {symbol} answered with an order in {order.symbol}")
                     out.append(BulkResult(target, status, order=order))
                 else:
                     out.append(BulkResult(symbol, status, error=self._item_error(status, body, "close_all_positions")))
+            for result in out:
+                if result.order is not None:
+                    self._orders_seen.remember(result.order)
             return tuple(out)
 
         return self._call("close_all_positions", close)
