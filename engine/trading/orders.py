@@ -16,6 +16,7 @@ positions are reconciled.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -231,8 +232,7 @@ class OrderManager:
             )
             self._after_send_error(row, exc)
             return
-        self.sent += 1
-        self._apply(row, order, "submitted")
+        self._sent(row, order, "submitted")
 
     def _after_send_error(self, row: OrderRow, error: BrokerError) -> None:
         """Never re-POST blindly: ask the broker whether the order exists."""
@@ -244,8 +244,7 @@ class OrderManager:
             self._set(row, status="unknown", error=f"{said}; lookup failed: {exc.kind}")  # the marker kept first
             return
         if found is not None:
-            self.sent += 1
-            self._apply(row, found, "found_after_error")
+            self._sent(row, found, "found_after_error")
         elif _duplicate_id(error):  # it exists though the lookup did not find it yet: looked up until it is
             self._set(row, status="unknown", error=f"{EXISTS}: {error.message}")
         elif error.kind == "rejected" or error.reason in REFUSALS:
@@ -355,13 +354,32 @@ class OrderManager:
             return False, None
 
     def _checked(self, row: OrderRow, order: Order, action: str) -> None:
-        """`_apply`, with a move the lifecycle table refuses reported as an unreadable answer (it halts)."""
+        """`_apply`, with a move the lifecycle table refuses, or an answer contradicting the order's row (`_contradicts`),
+        reported as an unreadable answer (it halts) and nothing of it recorded."""
         try:
             self._apply(row, order, action)
         except lifecycle.IllegalOrderMove as exc:
             self.journal.log("order", action="illegal_move", bot=row.bot_id, client_order_id=row.client_order_id,
                              source=exc.source, dest=exc.dest)  # fmt: skip
             self.on_failure(BrokerError("bad_response", f"{exc} (the broker contradicts itself)", operation="order_sync"))
+        except Contradiction as exc:
+            self._contradicted(row, exc)
+
+    def _contradicted(self, row: OrderRow, exc: Contradiction) -> None:
+        self.journal.log("order", action="contradicted", bot=row.bot_id, client_order_id=row.client_order_id,
+                         detail=str(exc))  # fmt: skip
+        self.on_failure(BrokerError("bad_response", f"{exc} (nothing of it was recorded)", operation="order_sync"))
+
+    def _sent(self, row: OrderRow, order: Order, action: str) -> None:
+        """The broker's answer to a send (or the lookup after a failed one) recorded; one that contradicts the row
+        leaves the order `unknown` (the broker has something under its client_order_id: never sent again, looked
+        up every tick), and halts."""
+        self.sent += 1
+        try:
+            self._apply(row, order, action)
+        except Contradiction as exc:
+            self._contradicted(row, exc)
+            self._set(row, status="unknown", error=f"{EXISTS}: {exc}")
 
     def recover_pending(self) -> None:
         """At start-up (and at reconciliation after a failed start): intents committed before a crash, each
@@ -373,7 +391,7 @@ class OrderManager:
         for row in self.store.orders(statuses=lifecycle.LOCAL):
             found = self.broker.get_order_by_client_id(row.client_order_id)  # BrokerError: retried next start/tick
             if found is not None:
-                self._apply(row, found, "recovered")
+                self._checked(row, found, "recovered")
             elif (row.error or "").startswith(EXISTS):
                 continue  # the broker said it has it: it stays `unknown`, looked up every tick until found
             elif row.purpose == "exit" and now - row.created_at <= RESEND_WITHIN:
@@ -403,7 +421,12 @@ class OrderManager:
         The order's new status and filled quantity, the positions its fill moves and the counters commit in one
         transaction: a crash between them would leave a fill recorded on the order but owned by no bot, which no
         later sync could repair (the fill is counted from the difference in filled quantity). The replacement
-        is read before it, so no transaction waits on the network."""
+        is read before it, so no transaction waits on the network.
+
+        Contradiction when the answer is not about the order the row records (`_contradicts`): nothing is written."""
+        contradiction = _contradicts(row, order)
+        if contradiction is not None:
+            raise Contradiction(f"order {row.client_order_id}: {contradiction}")
         replacement: Order | None = None
         if order.status == "replaced" and row.status != "replaced" and order.replaced_by:
             try:
@@ -413,6 +436,10 @@ class OrderManager:
                 return
             if replacement is None:
                 return  # not readable yet: the replaced order stays as it was, followed again next tick
+            for name in ("symbol", "side"):  # a replacement changes the amounts, the price, the time in force only
+                if getattr(replacement, name) != getattr(row, name):
+                    raise Contradiction(f"order {row.client_order_id} ({getattr(row, name)}) was replaced by "
+                                        f"{replacement.id}, whose {name} is {getattr(replacement, name)}")  # fmt: skip
         if replacement is None and _unchanged(row, order):
             return  # nothing new: no write, no transaction (every working order, every tick)
         with self.store.transaction():
@@ -464,6 +491,8 @@ class OrderManager:
                 qty=replacement.qty,
                 notional=replacement.notional,
                 limit_price=replacement.limit_price,
+                order_type=replacement.order_type,
+                time_in_force=replacement.time_in_force,
                 status="pending",
                 broker_order_id=None,
                 filled_qty=0.0,
@@ -642,6 +671,31 @@ class OrderManager:
             return "failed"
         self.cancel_requested.add(row.client_order_id)
         return "taken"
+
+
+class Contradiction(Exception):
+    """The broker's answer about an order is not about the order its row records: unreadable, never booked."""
+
+
+def _contradicts(row: OrderRow, order: Order) -> str | None:
+    """What in the broker's `order` contradicts its row, or None. An order never changes what it is (Alpaca changes
+    one by replacing it, under a new id), and its filled quantity never goes down. The adapter holds its answers to
+    what it sent and said this run; after a restart the row is the only record, and a fill booked from such an
+    answer moved a bot's position for good: MSFT's fill onto an AAPL position, a fill reported 5, 3, then 5 booked
+    as 7 (the rise counted from the row's lowered quantity)."""
+    for name in ("symbol", "side", "order_type", "time_in_force"):
+        mine, theirs = getattr(row, name), getattr(order, name)
+        if mine != theirs:
+            return f"recorded with {name} {mine}, the broker's answer has {theirs}"
+    for name in ("qty", "notional", "limit_price"):
+        mine, theirs = getattr(row, name), getattr(order, name)
+        if mine is not None and theirs is not None and not math.isclose(mine, theirs, rel_tol=1e-9, abs_tol=1e-9):
+            return f"recorded with {name} {mine:g}, the broker's answer has {theirs:g}"
+    if row.broker_order_id and order.id != row.broker_order_id:
+        return f"recorded as the broker's {row.broker_order_id}, the broker's answer is {order.id}"
+    if order.filled_qty < row.filled_qty and not math.isclose(order.filled_qty, row.filled_qty, rel_tol=1e-9, abs_tol=1e-9):
+        return f"{row.filled_qty:g} recorded filled, the broker's answer has {order.filled_qty:g}: a fill never goes back"
+    return None
 
 
 def _unchanged(row: OrderRow, order: Order) -> bool:

@@ -253,7 +253,6 @@ def test_a_replacement_in_another_symbol_is_not_adopted(desk: Desk) -> None:
 # to each other (see the report): symbol, side, type, quantity, limit price, a filled_qty that never goes down.
 
 
-@pytest.mark.xfail(strict=True, reason="orders.py _record books a fill of the broker's order in the row's symbol unchecked")
 def test_after_a_restart_an_order_of_ours_in_another_symbol_books_nothing(desk: Desk) -> None:
     row = desk.intent()
     desk.orders.send_pending()
@@ -262,10 +261,9 @@ def test_after_a_restart_an_order_of_ours_in_another_symbol_books_nothing(desk: 
     desk.tick()
     stored = desk.store.order(row.client_order_id)
     assert stored is not None and stored.filled_qty == 0
-    assert desk.owned() == {}  # fails: {"AAPL": 5} at MSFT's price
+    assert desk.owned() == {}  # it was {"AAPL": 5}, at MSFT's price
 
 
-@pytest.mark.xfail(strict=True, reason="orders.py _record lowers a row's filled_qty, and books the next rise twice")
 def test_after_a_restart_a_fill_that_goes_down_and_up_again_is_booked_once(desk: Desk) -> None:
     desk.intent()
     desk.orders.send_pending()
@@ -275,7 +273,7 @@ def test_after_a_restart_a_fill_that_goes_down_and_up_again_is_booked_once(desk:
     for filled in ("3", "5"):
         desk.emulator.faults.append(listed({**PARTIAL, "*.filled_qty": filled}))
         desk.tick()
-    assert desk.owned() == {"AAPL": 5}  # fails: 7
+    assert desk.owned() == {"AAPL": 5}  # it was 7
 
 
 # --- the whole engine ------------------------------------------------------------------------------------------
