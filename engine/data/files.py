@@ -46,7 +46,6 @@ MAX_ROWS_PER_CHECK = 20
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 # The same instants, typed so that `to_pylist()` gives datetimes in `timezone.utc` (a "UTC" type gives ZoneInfo).
 _TIMESTAMP_PY = pa.timestamp("us", tz="+00:00")
-_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "+00:00", "Z", "utc", "GMT", "Etc/GMT"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # The instants a file may hold: [FIRST_INSTANT, END_INSTANT). Outside them a timestamp is a mistake, not market
@@ -60,13 +59,18 @@ _END_US = (END_INSTANT - _EPOCH) // timedelta(microseconds=1)
 _RANGE_TEXT = "timestamps lie in the years 1900 to 2199"
 _US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
-# The one text form of an instant in CSV: ISO 8601 in UTC, 'T' or a space between date and time.
-_UTC_TEXT = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)$"
+# The text form of an instant in CSV: ISO 8601 with its zone, 'T' or a space between date and time, `Z` or an
+# offset (`+00:00`, `-04:00`, `-0400`, `-04`). An offset names one instant exactly, so it is read, not refused; a
+# time without one is refused, because nothing in the file says whether it is UTC or New York's clock.
+_ISO_TEXT = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)$"
 # ASCII digits only (re.ASCII): Python's \d also matches other scripts' digits, which Arrow's parser never reads,
 # so without it a timestamp written in full-width digits was said to be "not in UTC".
 _NAIVE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$", re.ASCII)
 _OFFSET_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(?P<offset>Z|[+-]\d{2}(:?\d{2})?)$", re.ASCII)
 _NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_EPOCH_TEXT = re.compile(r"^[+-]?\d+(\.\d*)?$", re.ASCII)
+# Digits with a thousands separator or a decimal comma (a spreadsheet's local format): `1,200`, `1 200.5`, `101,25`.
+_GROUPED_TEXT = re.compile(r"^[+-]?\d+([,'_ ]\d+)+(\.\d*)?$", re.ASCII)
 _NAN = "NaN (a missing value, which the format does not allow)"
 _SHOWN = 60  # characters of a cell or a column name a problem shows
 _EXACT = 2**53  # the largest integer a float64 holds exactly, with every one below it
@@ -143,19 +147,70 @@ def _null_where(values: Any, mask: Any) -> Any:
 # Columns: the header, then each column typed (a cell that cannot be read becomes null, and a problem)
 
 
-def _check_header(names: Sequence[str], kind: Kind, report: _Report, line: int) -> list[str]:
-    """The known columns present; every missing, unknown or repeated column is a problem."""
+# Other tools' names for the format's columns: Alpaca's JSON keys (t, o, h, l, c, v; bp, ap), yfinance's Date, and
+# any name in another case or with spaces around it. Each is told as the rename it needs, not read under a guess.
+_ALIASES: dict[Kind, dict[str, str]] = {
+    "bars": {"t": "timestamp", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"},
+    "quotes": {"t": "timestamp", "bp": "bid", "ap": "ask", "bid_price": "bid", "ask_price": "ask"},
+}
+_TIME_NAMES = frozenset({"date", "datetime", "time", "time_utc", "timestamp_utc", "ts"})
+# Columns other tools write that the format has no place for: what each is, so the problem says why it goes.
+_EXTRAS: dict[Kind, dict[str, str]] = {
+    "bars": {"n": "Alpaca's trade count", "trade_count": "Alpaca's trade count", "vw": "Alpaca's volume-weighted price",
+             "vwap": "Alpaca's volume-weighted price", "adj close": "an adjusted close, not a price that traded",
+             "adj_close": "an adjusted close, not a price that traded", "dividends": "yfinance's dividends",
+             "stock splits": "yfinance's splits"},
+    "quotes": {"bs": "Alpaca's bid size", "as": "Alpaca's ask size", "bid_size": "the bid's size", "ask_size": "the ask's size",
+               "bx": "Alpaca's bid exchange", "ax": "Alpaca's ask exchange", "bid_exchange": "the bid's exchange",
+               "ask_exchange": "the ask's exchange", "c": "Alpaca's quote conditions", "conditions": "the quote's conditions",
+               "z": "Alpaca's tape", "tape": "the tape"},
+}
+
+
+def _check_header(names: Sequence[str], kind: Kind, report: _Report, line: int, *, index_times: bool = False) -> list[str]:
+    """The known columns present; every missing, unknown or repeated column is a problem. A name that stands for a
+    missing column (`Open`, `o`, `Date`) is one problem that says the rename, not also a missing column.
+    `index_times`: the file's `__index_level_0__` is a pandas index of timestamps (a Parquet file's column type)."""
     known = COLUMNS[kind]
+    present = set(names)
+    renamed: set[str] = set()  # the known columns a name in the file stands for
     seen: set[str] = set()
     unknown = 0
-    for name in names:
+
+    def stands_for(target: str) -> bool:
+        if target in present or target in renamed:
+            return False
+        renamed.add(target)
+        return True
+
+    for position, name in enumerate(names):
         if name in seen:
             report.file(f"column '{_cut(name)}' appears twice", line)
         seen.add(name)
-        if name not in known:
-            unknown += 1
-            if unknown > MAX_ROWS_PER_CHECK:  # a header of a million names is a few lines, not a million
-                continue
+        if name in known:
+            continue
+        unknown += 1
+        if unknown > MAX_ROWS_PER_CHECK:  # a header of a million names is a few lines, not a million
+            continue
+        key = name.strip().lower()
+        target = key if key in known else _ALIASES[kind].get(key) or ("timestamp" if key in _TIME_NAMES else None)
+        if name.startswith("__index_level_") and index_times and stands_for("timestamp"):
+            report.file(f"missing column 'timestamp': the timestamps are the frame's index, which has no name ('{_cut(name)}'): "
+                        "name it before writing (pandas: df.index.name = 'timestamp'; then df.to_parquet())", line)
+        elif not key and position == 0 and stands_for("timestamp"):
+            report.file("missing column 'timestamp': the first column has no name (how pandas writes an index without one): "
+                        "if it holds the timestamps, name it timestamp (pandas: df.index.name = 'timestamp' before "
+                        "df.to_csv()), else write the frame with index=False", line)
+        elif target is not None and stands_for(target):
+            report.file(f"column '{_cut(name)}' is what the format calls '{target}': rename it "
+                        f"({kind} files have {', '.join(known)}, in lower case)", line)
+        elif not key:
+            report.file("a column has no name (a comma at the end of the header, or pandas' index: write the frame with "
+                        f"index=False): remove it and its cells; {kind} files have {', '.join(known)}", line)
+        elif key in _EXTRAS[kind] or key == "symbol":
+            what = _EXTRAS[kind].get(key, "the file's name gives the symbol")
+            report.file(f"unknown column '{_cut(name)}' ({what}): remove the column; {kind} files have {', '.join(known)}", line)
+        else:
             hint = " (a pandas index: write the frame with index=False)" if name.startswith("__index_level_") else ""
             message = unknown_name_message("column", _cut(name), known)
             report.file(f"{message}{hint}; {kind} files have {', '.join(known)}", line)
@@ -164,7 +219,7 @@ def _check_header(names: Sequence[str], kind: Kind, report: _Report, line: int) 
         report.file(f"and {more} more unknown column{'s' if more > 1 else ''} "
                     f"(only the first {MAX_ROWS_PER_CHECK} are listed)", line)
     for name in known:
-        if name not in seen:
+        if name not in seen and name not in renamed:
             report.file(f"missing column '{name}' ({kind} files have {', '.join(known)})", line)
     return [name for name in known if name in seen]
 
@@ -180,20 +235,23 @@ def _timestamp_text_problem(text: str) -> str:
     shown = _cut(text)
     # fullmatch: `$` would also match before a final newline (a quoted cell's), calling "...Z\n" "not in UTC".
     if _NAIVE_TEXT.fullmatch(text):
-        return f"timestamp: '{shown}' has no time zone: timestamps are UTC, e.g. 2026-11-23T14:30:00Z"
-    found = _OFFSET_TEXT.fullmatch(text)
-    if found:
+        return (f"timestamp: '{shown}' has no time zone, so it could be UTC or New York time: end it with Z if it is "
+                "UTC (2026-11-23T14:30:00Z), or with its offset (-05:00 in New York's winter, -04:00 in its summer)")
+    if _OFFSET_TEXT.fullmatch(text):
         if re.search(r"\.\d{7,}", text, re.ASCII):
             return f"timestamp: '{shown}' is finer than a microsecond"
-        return f"timestamp: '{shown}' is not in UTC (offset {found['offset']}): write it in UTC, e.g. 2026-11-23T14:30:00Z"
-    return f"timestamp: '{shown}' is not an ISO 8601 timestamp in UTC, e.g. 2026-11-23T14:30:00Z"
+        return f"timestamp: '{shown}' has no seconds: write them, e.g. 2026-11-23T14:30:00Z"
+    if _EPOCH_TEXT.fullmatch(text.strip()):
+        return (f"timestamp: '{shown}' is a number, not a date and time: a count since 1970 could be seconds, "
+                "milliseconds or nanoseconds; write the instant as ISO 8601, e.g. 2026-11-23T14:30:00Z")
+    return f"timestamp: '{shown}' is not an ISO 8601 timestamp with a time zone, e.g. 2026-11-23T14:30:00Z"
 
 
 _SECOND = "%Y-%m-%dT%H:%M:%S"
 
 
 def _unreal_times(candidates: Any) -> Any:
-    """Which texts of the UTC shape (`_UTC_TEXT`, or null) name no real instant: month 13, Feb 30, 24:00, a leap
+    """Which texts of the ISO shape (`_ISO_TEXT`, or null) name no real instant: month 13, Feb 30, 24:00, a leap
     second. Vectorised, because checking each row alone took seconds a file: each text's date and time to the
     second are parsed and written back, and a field out of range (which strptime carries over: Feb 30 becomes
     Mar 2) does not come back as it was written."""
@@ -212,8 +270,11 @@ def _unreal_time(text: str) -> bool:
 
 
 def _timestamps_from_text(values: Any, report: _Report) -> Any:
-    ok = pc.match_substring_regex(values, _UTC_TEXT)
-    candidates = _null_where(values, pc.invert(ok))
+    # Nanoseconds that are whole microseconds (`.123456000`, what a nanosecond column is written as): the same
+    # instant, as in a Parquet file. Other digits past the sixth stay, and are refused as finer than a microsecond.
+    micro = pc.replace_substring_regex(values, pattern=r"(:\d{2}\.\d{6})0{1,3}(Z|[+-]\d)", replacement=r"\1\2")
+    ok = pc.match_substring_regex(micro, _ISO_TEXT)
+    candidates = _null_where(micro, pc.invert(ok))
     try:
         typed = candidates.cast(TIMESTAMP)
     except pa.ArrowInvalid:  # the shape is right but a field is not (month 13, Feb 30): find which
@@ -240,6 +301,9 @@ def _number_text_problem(column: str, text: str) -> str:
         return f"{column}: {_NAN}"
     if text.strip().lower().lstrip("+-") in ("inf", "infinity"):
         return f"{column}: {shown} is not a finite number"
+    if _GROUPED_TEXT.fullmatch(text.strip()):
+        return (f"{column}: '{shown}' is written with a separator inside: write numbers plainly, with no thousands "
+                "separator and a decimal point (1200, 101.25)")
     return f"{column}: '{shown}' is not a number"
 
 
@@ -258,17 +322,33 @@ def _empty_cells(column: str, values: Any, report: _Report) -> None:
         report.rows(f"{column} is empty", _indices(pc.is_null(values)), lambda row: f"{column}: empty cell")
 
 
+def _is_text(kind: Any) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind))
+
+
 def _timestamps_from_parquet(values: Any, report: _Report) -> Any | None:
     kind = values.type
+    if _is_text(kind):  # text, as a CSV file has it (polars writes large_string): read by the same rules
+        return _timestamps_from_text(values.cast(pa.string()), report)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        report.file(f"timestamp: the column is {kind}, a number, not a timestamp: a count since 1970 could be seconds, "
+                    "milliseconds or nanoseconds, and is not guessed; store it as timestamp[<unit>, tz=UTC] in its unit "
+                    "(pandas: pd.to_datetime(df['timestamp'], unit='ms', utc=True) for milliseconds)")
+        return None
+    if pa.types.is_date(kind):
+        report.file(f"timestamp: the column is {kind}, a day without a time: store the instant each row starts, "
+                    "timestamp[us, tz=UTC] (a New York day starts at 05:00Z in winter, 04:00Z in summer)")
+        return None
     if not pa.types.is_timestamp(kind):
         report.file(f"timestamp: the column is {kind}, not a timestamp: Parquet files store timestamp[us, tz=UTC]")
         return None
     if kind.tz is None:
-        report.file(f"timestamp: the column ({kind}) has no time zone: the format stores UTC instants, timestamp[us, tz=UTC]")
+        report.file(f"timestamp: the column ({kind}) has no time zone, so it could be UTC or New York time: store "
+                    "instants, timestamp[us, tz=UTC] (pandas: df.index.tz_localize('UTC') if the times are UTC, "
+                    "tz_localize('America/New_York') if they are New York's)")
         return None
-    if kind.tz not in _UTC_ZONES:
-        report.file(f"timestamp: the column is in time zone {kind.tz}: the format stores UTC, timestamp[us, tz=UTC]")
-        return None
+    # Any time zone: Parquet stores an instant (UTC-adjusted) whatever zone its writer shows it in, so a column of
+    # America/New_York times holds the same numbers as one in UTC; the zone is only how they are displayed.
     _empty_cells("timestamp", values, report)
     raw = values.cast(pa.int64())
     unit = kind.unit
@@ -310,8 +390,13 @@ def _numpy_text(value: int, unit: str) -> str:
 
 def _numbers_from_parquet(column: str, values: Any, report: _Report) -> Any | None:
     kind = values.type
+    if pa.types.is_float16(kind):  # about 3 digits: 101.23 is 101.25, which looks like a price and is not this one
+        report.file(f"{column}: the column is {kind} (a 16-bit float, about 3 significant digits): store the numbers "
+                    "as float64 (double)")
+        return None
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
-        report.file(f"{column}: the column is {kind}, not a number")
+        text = " (text): store the numbers as float64 (pandas: pd.to_numeric)" if _is_text(kind) else ""
+        report.file(f"{column}: the column is {kind}, not a number{text}")
         return None
     _empty_cells(column, values, report)
     if pa.types.is_integer(kind) and kind.bit_width == 64:
@@ -322,10 +407,33 @@ def _numbers_from_parquet(column: str, values: Any, report: _Report) -> Any | No
         report.rows(f"{column} is too large", _indices(huge),
                     lambda row: f"{column}: {values[row].as_py()} is too large to be read exactly as a number (beyond ±2**53)")
         values = _null_where(values, huge)
-    typed = values.cast(pa.float64())
+    # A decimal through its exact text: Arrow's cast of a decimal to a float is not correctly rounded (a
+    # decimal(12, 2) 101.60 became 101.60000000000001), while the text is parsed to the nearest float, as in CSV.
+    typed = (values.cast(pa.string()) if pa.types.is_decimal(kind) else values).cast(pa.float64())
+    if pa.types.is_floating(kind) and kind.bit_width < 64:
+        typed = _null_where(typed, _narrow_floats(column, values, typed, report))
     nan = pc.is_nan(typed)
     report.rows(f"{column} is NaN", _indices(nan), lambda row: f"{column}: {_NAN}")
     return _null_where(typed, nan)
+
+
+def _narrow_floats(column: str, values: Any, typed: Any, report: _Report) -> Any:
+    """The rows of a float32 column whose value is not the number it shows, reported; their mask.
+
+    A 32-bit float holds about 7 digits: pandas' `astype('float32')` of 101.23 stores 101.2300033569336, which
+    every tool shows as 101.23, and the engine would trade at the stored number. A value the narrow float holds
+    exactly (99.0, 101.5, a volume of 1200) is read as it is."""
+    shown = values.cast(pa.string())  # Arrow writes a narrow float in its shortest form: '101.23'
+    inexact = pc.and_(pc.is_finite(typed), pc.not_equal(typed, shown.cast(pa.float64())))
+    rows = _indices(inexact)
+    if rows:  # one line a column: the fix is the column's type, whichever rows show it
+        row, more = rows[0], len(rows) - 1
+        more_text = f" (and in {more} more row{'s' if more > 1 else ''} of the column)" if more else ""
+        report.problems.append(Problem(report.display, report.line(row), 0, f"row {row + 1}",
+                                       f"{column}: {shown[row].as_py()} is stored as a 32-bit float (float32), "
+                                       f"which holds {typed[row].as_py()!r} instead{more_text}: store the column as float64 "
+                                       "(double), made from the original numbers"))
+    return inexact
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,6 +526,9 @@ def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]
     if data.startswith(b"PAR1"):
         report.file("not a CSV file: it is a Parquet file (name it .parquet)")
         return None, report.problems
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text", PowerShell's Out-File
+        report.file("not a CSV file: it is UTF-16 text (its first bytes say so): save it as UTF-8 (Excel: CSV UTF-8)")
+        return None, report.problems
     # Whole-file checks on the bytes, each a C scan: a copy of a file of hundreds of MB as text is not made
     # unless the file needs the slow reader.
     nul = data.find(b"\0")
@@ -458,6 +569,12 @@ def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]
         if cells is None:
             return None, report.problems
     del data  # the bytes of a large file are not kept while its columns are typed
+    again = _header_again(cells, header)
+    if again is not None:  # told once, as the line it is, not as a bad value in each of its cells
+        rows = _indices(again)
+        report.at_lines("the header is repeated", [report.line(row) for row in rows],
+                        lambda _line: "the header again, inside the data (files joined with their headers?): delete this line")
+        cells = [_null_where(column, again) for column in cells]
 
     columns: dict[str, Any] = {}
     for index, name in enumerate(header):
@@ -467,6 +584,19 @@ def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]
         columns[name] = _timestamps_from_text(values, report) if name == "timestamp" else _numbers_from_text(name, values, report)
     _check_values(kind, columns, report)
     return (_table(kind, columns) if not report.problems else None), report.problems
+
+
+def _header_again(cells: list[Any], header: list[str]) -> Any | None:
+    """Which rows are the header line again (`cat a.csv b.csv`), or None when there is none."""
+    again = None
+    for column, name in zip(cells, header, strict=True):
+        if not len(column):
+            return None
+        same = pc.equal(column if again is not None else pc.utf8_ltrim(column, "\ufeff"), name)
+        again = same if again is None else pc.and_(again, same)
+        if not pc.any(again).as_py():
+            return None
+    return again
 
 
 _UTF8_STRETCH = 1 << 24
@@ -497,7 +627,7 @@ def _not_a_header(header: Sequence[str], line: str, kind: Kind) -> str | None:
     if any(name in known for name in header):
         return None
     for separator, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
-        if separator in line and any(cell.strip() in known for cell in line.split(separator)):
+        if separator in line and any(cell.strip().lower() in known for cell in line.split(separator)):
             return f"the columns are separated by {called}: the format separates them with commas ({','.join(known)})"
     if header and re.match(r"^\s*[+-]?\d", header[0], re.ASCII):  # a Parquet file may have no column at all
         return f"no header: the first line is data ({line[:60]!r}); the first line names the columns ({','.join(known)})"
@@ -505,8 +635,9 @@ def _not_a_header(header: Sequence[str], line: str, kind: Kind) -> str | None:
 
 
 def _read_csv_quickly(data: bytes, header: list[str]) -> list[Any] | None:
-    """Every cell as text, row i on line i + 2; None when that may not hold (quoted cells, blank or ragged lines)."""
-    if b'"' in data:
+    """Every cell as text, row i on line i + 2; None when that may not hold (a quoted cell over two lines, blank
+    or ragged lines)."""
+    if b'"' in data and _quote_spans_lines(data):
         return None
     ragged: list[Any] = []
 
@@ -533,17 +664,49 @@ def _read_csv_quickly(data: bytes, header: list[str]) -> list[Any] | None:
         if not pc.any(blank).as_py():
             break
         blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
-    return None if pc.any(blank).as_py() else cells
+    if not pc.any(blank).as_py():
+        return cells
+    # Rows of empty cells at the end only (a spreadsheet's `,,,,,` lines): the file ends before them.
+    empty = _indices(blank)
+    end = len(blank) - len(empty)
+    return [column.slice(0, end) for column in cells] if empty[0] == end else None
+
+
+def _quote_spans_lines(data: bytes) -> bool:
+    """Whether a line has an odd number of `"`: a quoted cell goes on to the next line (or is never closed), so
+    rows and lines part. Quoted cells on their own lines (a quoted header, `"1,200"`) keep each row on its line, and
+    the file on the fast reader: the slow one took 17 times the file's size in memory."""
+    raw = np.frombuffer(data, np.uint8)
+    quotes = np.flatnonzero(raw == 0x22)
+    line_of = np.searchsorted(np.flatnonzero(raw == 0x0A), quotes)
+    return bool((np.bincount(line_of) % 2).any())
 
 
 def _read_csv_slowly(text: str, header: list[str], report: _Report) -> tuple[list[Any] | None, list[int]]:
     """Every cell as text with its row's line: the path for files with quoted cells, blank or ragged lines.
-    None when the csv module cannot read the file (a field past its size limit): a problem at the line."""
+    None when the csv module cannot read the file (a field past its size limit): a problem at the line.
+
+    Blank lines and lines of empty cells (`,,,,,`) after the last row are the end of the file, as a spreadsheet
+    writes it, not rows: they are not read. Before the last row, they are problems."""
     cells: list[list[str]] = [[] for _ in header]
     lines: list[int] = []
     blank: list[int] = []
     ragged: dict[int, str] = {}  # line -> what is wrong with it, each kept only while it may still be listed
     ragged_lines: list[int] = []
+    empty: list[tuple[int, list[str]]] = []  # lines of empty cells since the last line with a value
+    last = 0  # the last line with a value
+
+    def take(line: int, row: list[str]) -> None:
+        if len(row) != len(header):
+            ragged_lines.append(line)
+            if len(ragged) < MAX_ROWS_PER_CHECK:
+                unclosed = " (a quote opened on this line is not closed on it)" if any("\n" in c for c in row) else ""
+                ragged[line] = f"{len(row)} cells where the header has {len(header)} ({_cut(','.join(header))}){unclosed}"
+        else:
+            for column, cell in zip(cells, row, strict=True):
+                column.append(cell)
+            lines.append(line)
+
     reader = csv.reader(io.StringIO(text, newline=""))
     after = 0
     failed = None
@@ -554,17 +717,17 @@ def _read_csv_slowly(text: str, header: list[str], report: _Report) -> tuple[lis
             line, after = after + 1, reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 blank.append(line)
-            elif len(row) != len(header):
-                ragged_lines.append(line)
-                if len(ragged) < MAX_ROWS_PER_CHECK:
-                    unclosed = " (a quote opened on this line is not closed on it)" if any("\n" in c for c in row) else ""
-                    ragged[line] = f"{len(row)} cells where the header has {len(header)} ({_cut(','.join(header))}){unclosed}"
+            elif not any(cell.strip() for cell in row):
+                empty.append((line, row))
             else:
-                for column, cell in zip(cells, row, strict=True):
-                    column.append(cell)
-                lines.append(line)
+                for line_before, row_before in empty:  # not the end after all: rows like any other
+                    take(line_before, row_before)
+                empty.clear()
+                take(line, row)
+                last = line
     except csv.Error as exc:
         failed = f"cannot be read as CSV: {exc}"
+    blank = [line for line in blank if line < last] if failed is None else blank
     report.at_lines("the line is blank", blank, lambda _line: "a blank line (a row with no cells)")
     report.at_lines("the line has another number of cells than the header", ragged_lines, ragged.__getitem__)
     if failed is not None:
@@ -602,7 +765,9 @@ def _read_parquet(path: Path, display: str, kind: Kind) -> tuple[Any, list[Probl
     if not_a_header is not None:
         report.file(not_a_header)
         return None, report.problems
-    present = _check_header(table.column_names, kind, report, 0)
+    index = table.schema.field("__index_level_0__") if table.column_names.count("__index_level_0__") == 1 else None
+    index_times = index is not None and pa.types.is_timestamp(index.type)
+    present = _check_header(table.column_names, kind, report, 0, index_times=index_times)
     columns: dict[str, Any] = {}
     for index, name in enumerate(table.column_names):
         if name not in present or name in columns:
@@ -636,7 +801,10 @@ def _not_a_file(path: Path) -> str | None:
         return f"cannot be read: {exc.strerror or exc}"
     if found is PathKind.FILE:
         return None
-    if found.absent:  # said as the failed open would say it
+    if found.absent:  # said as the failed open would say it; a link, with where it points
+        if os.path.islink(path):
+            with contextlib.suppress(OSError):
+                return f"is a symbolic link to {escaped(os.readlink(path))}, which does not exist"
         return f"cannot be read: {os.strerror(errno.ENOENT)}"
     if found is PathKind.FOLDER:
         return "is a folder, not a file"
@@ -736,6 +904,16 @@ def _source(kind: Kind, symbol: str, path: Path, display: Callable[[Path], str])
     return Source(kind, symbol, path, tuple(parts), is_folder=True), problems
 
 
+def _rename_hint(stem: str, suffix: str) -> str:
+    """`: rename it AAPL.csv` for `aapl.csv` or `BTC_USD.csv`, when the name is a symbol's in another spelling."""
+    meant = stem.upper().replace("_", "-")
+    try:
+        symbol_of_stem(meant)
+    except ValueError:
+        return ""
+    return f": rename it {meant}{suffix}" + (f" (the symbol {meant.replace('-', '/')})" if "-" in meant else "")
+
+
 def locate(folder: Path, kind: Kind, symbol: str) -> Source | None:
     """Where `symbol`'s `kind` data is in `folder`, or None; DataError when it is in two places at once."""
     stem = file_stem(symbol)
@@ -806,7 +984,7 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
             try:
                 symbol = symbol_of_stem(stem)
             except ValueError as exc:
-                problems.append(Problem(display(entry), 0, 0, "", str(exc)))
+                problems.append(Problem(display(entry), 0, 0, "", f"{exc}{_rename_hint(stem, entry.suffix)}"))
                 continue
             by_symbol.setdefault(symbol, []).append(entry)
         for symbol, found in sorted(by_symbol.items()):

@@ -189,7 +189,7 @@ def test_every_problem_of_every_csv_file_at_once_at_its_line(tmp_path: Path) -> 
           "2026-11-23T14:31:00Z,100,101,99,102,-5\n"       # row 3: duplicate timestamp, close above high, negative volume
           "2026-11-23T14:30:30Z,,101,99,NaN,1\n"           # row 4: unsorted, empty open, NaN close
           "2026-11-23T14:33:00,100,101,99,100,1\n"         # row 5: no time zone
-          "2026-11-23T09:34:00-05:00,0,101,99,100,1\n"     # row 6: not UTC, zero price
+          "2026-11-23T09:34:00-05:00,0,101,99,100,1\n"     # row 6: New York time with its offset (read), zero price
           "2026-02-30T14:35:00Z,abc,101,99,100,1\n"        # row 7: no such day, not a number
           "2026-11-23T14:36:00Z,98,101,99,100,1\n")        # row 8: open below low
     write(tmp_path / "quotes" / "BTC-USD.csv", "timestamp,bid,ask,size\n2026-11-23T14:30:00Z,10,9,1\n")
@@ -205,9 +205,9 @@ def test_every_problem_of_every_csv_file_at_once_at_its_line(tmp_path: Path) -> 
         f"{aapl}:5:0: row 4: close: NaN (a missing value, which the format does not allow)",
         f"{aapl}:5:0: row 4: open: empty cell",
         f"{aapl}:5:0: row 4: timestamp 2026-11-23T14:30:30Z is earlier than row 3's (2026-11-23T14:31:00Z): rows must be in time order",
-        f"{aapl}:6:0: row 5: timestamp: '2026-11-23T14:33:00' has no time zone: timestamps are UTC, e.g. 2026-11-23T14:30:00Z",
+        f"{aapl}:6:0: row 5: timestamp: '2026-11-23T14:33:00' has no time zone, so it could be UTC or New York time: end it "
+        "with Z if it is UTC (2026-11-23T14:30:00Z), or with its offset (-05:00 in New York's winter, -04:00 in its summer)",
         f"{aapl}:7:0: row 6: open: 0.0 is not a positive price",
-        f"{aapl}:7:0: row 6: timestamp: '2026-11-23T09:34:00-05:00' is not in UTC (offset -05:00): write it in UTC, e.g. 2026-11-23T14:30:00Z",
         f"{aapl}:8:0: row 7: open: 'abc' is not a number",
         f"{aapl}:8:0: row 7: timestamp: '2026-02-30T14:35:00Z' is not a real date and time",
         f"{aapl}:9:0: row 8: open 98.0 is outside the bar's range [low 99.0, high 101.0]",
@@ -262,9 +262,10 @@ def test_every_problem_of_every_parquet_file_at_once_at_its_row(tmp_path: Path) 
         f"{q}/A.parquet:3:0: row 3: timestamp 2026-11-23T14:31:00Z is earlier than row 2's (2026-11-23T14:32:00Z): rows must be in time order",
         f"{q}/A.parquet:4:0: row 4: ask: inf is not a finite number",
         f"{q}/A.parquet:4:0: row 4: timestamp 2026-11-23T14:31:00Z is the same as row 3's (a duplicate)",
-        f"{q}/B.parquet:0:0: timestamp: the column (timestamp[us]) has no time zone: the format stores UTC instants, timestamp[us, tz=UTC]",
-        f"{q}/C.parquet:0:0: bid: the column is string, not a number",
-        f"{q}/C.parquet:0:0: timestamp: the column is in time zone America/New_York: the format stores UTC, timestamp[us, tz=UTC]",
+        f"{q}/B.parquet:0:0: timestamp: the column (timestamp[us]) has no time zone, so it could be UTC or New York time: "
+        "store instants, timestamp[us, tz=UTC] (pandas: df.index.tz_localize('UTC') if the times are UTC, "
+        "tz_localize('America/New_York') if they are New York's)",
+        f"{q}/C.parquet:0:0: bid: the column is string, not a number (text): store the numbers as float64 (pandas: pd.to_numeric)",
         f"{q}/C.parquet:0:0: unknown column '__index_level_0__' (a pandas index: write the frame with index=False); "
         "quotes files have timestamp, bid, ask",
         f"{q}/D.parquet:1:0: row 1: timestamp: 1795444200000000001 ns is finer than a microsecond",
@@ -288,7 +289,8 @@ def test_files_that_are_not_data_and_names_that_are_not_symbols(tmp_path: Path) 
         f"{b}/QQQ.csv:0:0: not a CSV file: it is a Parquet file (name it .parquet)",
         f"{b}/SPY.csv:0:0: SPY has bars in two places ({b}/SPY.csv and {b}/SPY.parquet): keep one",
         f"{b}/SPY.parquet:0:0: SPY has bars in two places ({b}/SPY.csv and {b}/SPY.parquet): keep one",
-        f"{b}/aapl.csv:0:0: 'aapl' is not a symbol's file name (upper case letters and digits, e.g. AAPL or BTC-USD)",
+        f"{b}/aapl.csv:0:0: 'aapl' is not a symbol's file name (upper case letters and digits, e.g. AAPL or BTC-USD): "
+        "rename it AAPL.csv",
         f"{b}/notes.txt:0:0: not a Parquet or CSV file: '.txt' is not a data file's suffix",
     ]
 
