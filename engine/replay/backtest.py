@@ -128,6 +128,8 @@ def missing_data(
         span = _first_known(data, symbol, interval)
         stem = file_stem(symbol)
         if span is None:
+            joined = symbol.replace("/", "")  # a pair's file named without its dash (BTCUSD.csv) is BTCUSD's: say so
+            there = f"; {joined}'s data is here, but a pair's file is named {stem}" if joined in data.symbols else ""
             problems.append(
                 Problem(
                     str(data.folder),
@@ -135,7 +137,7 @@ def missing_data(
                     0,
                     "",
                     f"{bot_id} trades {symbol}, which has no data here "
-                    f"(bars/{stem}.parquet or .csv, or quotes/{stem}): fetch it, or disable the bot",
+                    f"(bars/{stem}.parquet or .csv, or quotes/{stem}){there}: fetch it, or disable the bot",
                 )
             )
         elif (start is not None and span[1] < start) or (end is not None and span[0] > end):

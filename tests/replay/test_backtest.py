@@ -99,6 +99,18 @@ def test_bots_whose_data_is_missing_are_named_at_start(project: ProjectCopy, tmp
     assert not (tmp_path / "out").exists()  # nothing was started
 
 
+def test_a_pairs_file_named_without_its_dash_is_pointed_at(project: ProjectCopy, tmp_path: Path) -> None:
+    """bars/BTCUSD.csv is a valid name, for the symbol BTCUSD: the crypto bot on BTC/USD was told there was no data,
+    with nothing pointing at the file that was there."""
+    trending_day(tmp_path / "data")
+    session_bars(tmp_path / "data", "BTCUSD", MONDAY_OPEN, [50_000.0 + i for i in range(390)])
+    with pytest.raises(MissingData) as caught:
+        run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out")
+    assert "crypto_core trades BTC/USD, which has no data here (bars/BTC-USD.parquet or .csv, or quotes/BTC-USD); " \
+        "BTCUSD's data is here, but a pair's file is named BTC-USD" in str(caught.value)
+    assert "ETH/USD, which has no data here (bars/ETH-USD.parquet or .csv, or quotes/ETH-USD): fetch" in str(caught.value)
+
+
 def test_data_outside_the_window_is_missing_data(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     with pytest.raises(MissingData, match="outside the backtest's window"):
