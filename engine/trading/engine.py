@@ -297,8 +297,11 @@ class Engine:
         if not self.reconciled:
             self._reconcile(snapshot)
         view = self._view = read_view(self.store, snapshot, now, self.tz, self._view)
-        self._halt_writes_seen = self.store.halt_writes
         signals = self._ask_signals(view)  # the user's code, each call up to its budget: the write lock not yet taken
+        # Read again (only what another process committed meanwhile: the same view otherwise): an operator's halt
+        # written while the signals ran must stop this tick's entries, not only their send.
+        view = self._view = read_view(self.store, snapshot, now, self.tz, view)
+        self._halt_writes_seen = self.store.halt_writes
         with self.store.transaction():
             anomalies = self.exitbot.anomalies(snapshot, view, self._with_records(view), self.reconciled)
             self.exitbot.end_expired(view)
@@ -579,15 +582,17 @@ class Engine:
 
     def _cancel_abandoned_entries(self) -> None:
         """Working entries of a bot that is no longer entering, left by the run that died: its machine left
-        `entering` (abandoned the entry, cancel_entry) and committed that, and the process ended before the cancel
-        was sent (cancels go out after the tick's commit). Nothing else would ever cancel it: a GTC entry would
-        work on, and fill, for a bot that gave it up. A halted bot's entries the ExitBot cancels every tick."""
+        `entering` (abandoned the entry, cancel_entry, or halted) and committed that, and the process ended before
+        the cancel was sent (cancels go out after the tick's commit). Nothing else would ever cancel it: a GTC entry
+        would work on, and fill, for a bot that gave it up. A halted bot's included: the ExitBot cancels entries
+        only while a halt is in force, and one the operator ended meanwhile left the machine `halted` with its
+        entry working, never flat, so never resumed. The cancel is asked again until the broker takes it."""
         stale = [
             row
             for row in self.store.orders(statuses=lifecycle.WORKING)
             if row.purpose == "entry"
             and (bot := self._by_id.get(row.bot_id)) is not None
-            and bot.model.state not in ("entering", "halted")
+            and bot.model.state != "entering"
         ]
         if stale:
             self.journal.log("order", action="abandoned_at_restart", orders=[row.client_order_id for row in stale])

@@ -599,16 +599,27 @@ class OrderManager:
         self._cancels_due.extend(rows)
 
     def send_cancels(self) -> int:
-        """Send the cancels asked for during the committed tick, and again those earlier ticks asked for that no
-        request has reached yet; returns how many were requested.
-
-        A machine asks for its entry's cancel once, as it leaves `entering`; nothing asks again. So a cancel stays
-        wanted until the broker took the request (or said the order can no longer be cancelled, or the order
-        ended): a DELETE that timed out, an entry whose POST answer was lost (no broker id yet: recovery finds it)
-        or one the broker is replacing is asked again next tick. A GTC entry left working would fill, later, for
-        a bot that gave it up. An entry still here, held back behind an opposite order, is not sent at all."""
+        """Send the cancels asked for during the committed tick, and again those asked for earlier that no request
+        has reached yet (`cancel_entries`); returns how many were requested."""
         due, self._cancels_due = self._cancels_due, []
-        fresh = {row.client_order_id: row for row in due if row.purpose == "entry"}
+        return self.cancel_entries(due)
+
+    def drop_cancels(self) -> None:
+        """The tick's transaction was rolled back: what it asked to cancel is decided again next tick (what a
+        committed tick asked for stays wanted)."""
+        self._cancels_due.clear()
+
+    def cancel_entries(self, rows: Iterable[OrderRow]) -> int:
+        """Cancel these entry orders now, and those asked for earlier that no request has reached yet; returns how
+        many were requested. Each is asked for once the broker took it (`cancel_requested`).
+
+        A machine asks for its entry's cancel once, as it leaves `entering`, and a restart once for the entries a
+        dead run abandoned; nothing asks again. So a cancel stays wanted until the broker took the request (or said
+        the order can no longer be cancelled, or the order ended): a DELETE that timed out, an entry whose POST
+        answer was lost (no broker id yet: recovery finds it) or one the broker is replacing is asked again next
+        tick. A GTC entry left working would fill, later, for a bot that gave it up. An entry still here, held back
+        behind an opposite order, is not sent at all."""
+        fresh = {row.client_order_id: row for row in rows if row.purpose == "entry"}
         wanted = {**self._cancels_wanted, **dict.fromkeys(fresh)}
         self._cancels_wanted = {}
         requested = 0
@@ -632,28 +643,6 @@ class OrderManager:
             requested += 1
             if self._request_cancel(row) == "failed":
                 self._cancels_wanted[client_order_id] = None  # not reached the broker: asked again next tick
-        return requested
-
-    def drop_cancels(self) -> None:
-        """The tick's transaction was rolled back: what it asked to cancel is decided again next tick (what a
-        committed tick asked for stays wanted)."""
-        self._cancels_due.clear()
-
-    def cancel_entries(self, rows: Iterable[OrderRow]) -> int:
-        """Cancel these working entry orders, once each (a cancel already asked for, or one the broker would
-        refuse while a cancel or replace is pending, is not asked again); returns how many were requested."""
-        requested = 0
-        for row in rows:
-            if (
-                row.purpose != "entry"
-                or row.status not in lifecycle.WORKING
-                or row.status in lifecycle.NO_CANCEL
-                or not row.broker_order_id
-                or row.client_order_id in self.cancel_requested
-            ):
-                continue
-            self._request_cancel(row)
-            requested += 1
         return requested
 
     def _request_cancel(self, row: OrderRow) -> Literal["taken", "refused", "failed"]:

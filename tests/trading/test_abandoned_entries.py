@@ -74,3 +74,28 @@ def test_a_held_entry_of_a_halted_bot_ends_naming_the_halt(rig: Rig) -> None:
     orders.send_pending()
     after = rig.store.order(entry.client_order_id)
     assert after is not None and after.status == "not_sent" and after.error == "halted before it was sent: news"
+
+
+def test_an_entry_abandoned_before_a_crash_is_cancelled_at_restart_even_when_the_first_cancel_fails(rig: Rig) -> None:
+    """The restart's cancel was asked once: a 503 to it left the GTC entry working for good (chaos run)."""
+    entry = working_entry(rig)
+    with rig.store.transaction():  # what the tick committed before the process died: the bot gave the entry up
+        rig.store.save_machine_states([("momentum", "mom_AAPL", "idle", rig.clock.now())])
+    restarted = rig.restart()
+    asked = _fail_cancels(restarted, times=1)
+    restarted.ticks(4)
+    row = restarted.store.order(entry.client_order_id)
+    assert row is not None and row.status == "canceled" and len(asked) == 2
+
+
+def test_an_entry_of_a_bot_left_halted_at_restart_is_cancelled(rig: Rig) -> None:
+    """Halted while entering, the process died before the cancel went out, and the operator resumed meanwhile: no
+    halt in force, so the ExitBot cancels nothing, and the machine stays `halted` (it resumes only when flat) with
+    its entry working, for ever (chaos run)."""
+    entry = working_entry(rig)
+    with rig.store.transaction():
+        rig.store.save_machine_states([("momentum", "mom_AAPL", "halted", rig.clock.now())])
+    restarted = rig.restart()
+    restarted.ticks(4)
+    row = restarted.store.order(entry.client_order_id)
+    assert row is not None and row.status == "canceled"

@@ -136,3 +136,30 @@ def test_an_operator_can_halt_while_a_signal_runs(rig: Rig) -> None:
     assert report.error is None and len(halted_during) == 1
     rig.ticks(1)
     assert rig.engine.system.state == "halted"
+
+
+def test_a_halt_committed_while_the_signals_run_stops_that_ticks_entries(rig: Rig) -> None:
+    """The signals run before the tick's transaction, and may take seconds: a halt another process commits meanwhile
+    must keep this tick's entries from being recorded (and a trade of the daily cap counted), not only from being
+    sent (chaos run)."""
+    from datetime import timedelta
+
+    from tests.trading.conftest import OPEN
+
+    rig.until(lambda r: r.clock.now() >= OPEN + timedelta(minutes=5, seconds=5))  # inside mom_AAPL's trade window
+    halted: list[int] = []
+
+    def enter_while_the_operator_halts(prices: Any, params: Any) -> bool:
+        if not halted:
+            other = StateStore(rig.store.path)
+            try:
+                halted.append(operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now()))
+            finally:
+                other.close()
+        return True
+
+    rig.engine.bot("mom_AAPL").signal = enter_while_the_operator_halts
+    rig.ticks(1)
+    assert halted and rig.engine.system.state == "halted"
+    assert not [o for o in rig.store.orders() if o.bot_id == "mom_AAPL" and o.purpose == "entry"]
+    assert rig.store.counters(rig.engine.trading_date(rig.clock.now())).get("mom_AAPL", {}).get("entries", 0) == 0
