@@ -481,8 +481,11 @@ class OrderManager:
             )
 
     def _adopt_replacement(self, row: OrderRow, replacement: Order) -> None:
-        """Record the order that replaced `row` under the same bot and purpose (once)."""
+        """Record the order that replaced `row` under the same bot and purpose (once). A cancel still wanted for
+        `row` (its bot gave it up while the broker replaced it) is wanted for its replacement: it would work on."""
         self._read_after_snapshot.add(replacement.client_order_id)
+        if row.client_order_id in self._cancels_wanted:
+            self._cancels_wanted[replacement.client_order_id] = None
         if self.store.order(replacement.client_order_id) is None:
             now = self.clock.now()
             adopted = dataclasses.replace(

@@ -99,3 +99,22 @@ def test_an_entry_of_a_bot_left_halted_at_restart_is_cancelled(rig: Rig) -> None
     restarted.ticks(4)
     row = restarted.store.order(entry.client_order_id)
     assert row is not None and row.status == "canceled"
+
+
+def test_an_entry_given_up_while_the_broker_replaces_it_has_its_replacement_cancelled(rig: Rig) -> None:
+    """A cancel is refused while a replace is pending (Alpaca may replace an order itself, after a corporate action):
+    it stays wanted, and the replaced order ends, so the wish must pass to the replacement, which would work on."""
+    entry = working_entry(rig)
+    row = rig.store.order(entry.client_order_id)
+    assert row is not None and row.broker_order_id
+    rig.exchange.replace_order(row.broker_order_id, limit_price=1.5, pending=True)
+    rig.ticks(1)  # the sync reads pending_replace
+    row = rig.store.order(entry.client_order_id)
+    assert row is not None and row.status == "pending_replace"
+    rig.engine.orders.cancel_after_commit([row])  # the bot gives the entry up
+    rig.engine.orders.send_cancels()
+    rig.ticks(4)  # the replace completes; the replacement is adopted as the bot's entry
+    working = [o for o in rig.exchange.orders.values() if o.status in ("new", "accepted", "partially_filled", "pending_new")]
+    assert working == []
+    [adopted] = [r for r in rig.store.orders() if r.reason == f"replaces {entry.client_order_id}"]
+    assert adopted.status == "canceled"
