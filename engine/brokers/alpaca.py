@@ -37,6 +37,8 @@ from typing import Any, TypeVar
 
 from engine.brokers.base import (
     NON_TRADE_ACTIVITY_TYPES,
+    ORDER_AMOUNTS,
+    ORDER_FIXED,
     Account,
     Asset,
     AssetClass,
@@ -50,6 +52,7 @@ from engine.brokers.base import (
     OrderRequest,
     Position,
     Quote,
+    same_amount,
 )
 from engine.brokers.errors import classify
 from engine.brokers.ratelimit import TokenBucket
@@ -261,11 +264,6 @@ def _body(text: str) -> tuple[int | None, str]:
     return (code if readable else None), str(parsed.get("message", text))
 
 
-def _same_number(a: float, b: float) -> bool:
-    """Two quantities or prices the same to Alpaca's nine decimals."""
-    return abs(a - b) <= 1e-9 + 1e-9 * max(abs(a), abs(b))
-
-
 class _OrderMemory:
     """What this run asked for and what the broker has said about each order, so that an answer contradicting an
     earlier one is refused (`Unreadable`), never booked. An order never changes what it is: its client_order_id,
@@ -278,8 +276,8 @@ class _OrderMemory:
     Forgetful by design: a restart starts empty (the engine's own rows are then the record), and past
     ORDERS_REMEMBERED the oldest are forgotten."""
 
-    IDENTITY = ("client_order_id", "symbol", "side", "order_type", "time_in_force", "asset_class")
-    AMOUNTS = ("qty", "notional", "limit_price")
+    IDENTITY = ("client_order_id", *ORDER_FIXED, "asset_class")
+    AMOUNTS = ORDER_AMOUNTS
 
     def __init__(self, size: int = ORDERS_REMEMBERED):
         self.size = size
@@ -309,9 +307,9 @@ class _OrderMemory:
                                      f"{_shown(getattr(order, field))}")  # fmt: skip
             for field in self.AMOUNTS:
                 was, now = getattr(before, field), getattr(order, field)
-                if was is not None and now is not None and not _same_number(was, now):
+                if was is not None and now is not None and not same_amount(was, now):
                     raise Unreadable(f"{name}'s {field} was {was:g}, now {now:g}")
-            if order.filled_qty < before.filled_qty and not _same_number(order.filled_qty, before.filled_qty):
+            if order.filled_qty < before.filled_qty and not same_amount(order.filled_qty, before.filled_qty):
                 raise Unreadable(f"{name}'s filled_qty went down from {before.filled_qty:g} to {order.filled_qty:g}")
             if before.replaced_by and order.replaced_by != before.replaced_by:
                 raise Unreadable(f"{name} was replaced by {before.replaced_by}, now {_shown(order.replaced_by)}")
@@ -332,14 +330,13 @@ class _OrderMemory:
             self._put(self._replaced, order.replaced_by, order.id)
 
     def _as_asked(self, order: Order, request: OrderRequest, name: str) -> None:
-        asked = {"symbol": request.symbol, "side": request.side, "order_type": request.order_type,
-                 "time_in_force": request.time_in_force}  # fmt: skip
-        for field, value in asked.items():
+        for field in ORDER_FIXED:
+            value = getattr(request, field)
             if getattr(order, field) != value:
                 raise Unreadable(f"{name} was sent with {field} {_shown(value)}, the broker has {_shown(getattr(order, field))}")
         for field in self.AMOUNTS:
             value, got = getattr(request, field), getattr(order, field)
-            if value is not None and (got is None or not _same_number(value, got)):
+            if value is not None and (got is None or not same_amount(value, got)):
                 shown = "none" if got is None else f"{got:g}"
                 raise Unreadable(f"{name} was sent with {field} {value:g}, the broker has {shown}")
 

@@ -136,6 +136,18 @@ class Position:
     asset_class: AssetClass
 
 
+# What an order is, which never changes: Alpaca changes an order only by replacing it with another, under a new id.
+# An answer about an order saying otherwise is about another order (engine/brokers/alpaca.py `_OrderMemory`, against
+# what this run sent and read; engine/trading/orders.py `_contradicts`, against the order's row).
+ORDER_FIXED: tuple[str, ...] = ("symbol", "side", "order_type", "time_in_force")
+ORDER_AMOUNTS: tuple[str, ...] = ("qty", "notional", "limit_price")
+
+
+def same_amount(a: float, b: float) -> bool:
+    """Two quantities or prices the same to Alpaca's nine decimals."""
+    return abs(a - b) <= 1e-9 + 1e-9 * max(abs(a), abs(b))
+
+
 @dataclass(frozen=True)
 class Order:
     id: str

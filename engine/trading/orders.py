@@ -16,13 +16,12 @@ positions are reconciled.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from engine.brokers.base import Broker, BrokerError, Order, OrderRequest, Snapshot
+from engine.brokers.base import ORDER_AMOUNTS, ORDER_FIXED, Broker, BrokerError, Order, OrderRequest, Snapshot, same_amount
 from engine.brokers.symbols import contract_multiplier
 from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
@@ -675,17 +674,17 @@ def _contradicts(row: OrderRow, order: Order) -> str | None:
     what it sent and said this run; after a restart the row is the only record, and a fill booked from such an
     answer moved a bot's position for good: MSFT's fill onto an AAPL position, a fill reported 5, 3, then 5 booked
     as 7 (the rise counted from the row's lowered quantity)."""
-    for name in ("symbol", "side", "order_type", "time_in_force"):
+    for name in ORDER_FIXED:
         mine, theirs = getattr(row, name), getattr(order, name)
         if mine != theirs:
             return f"recorded with {name} {mine}, the broker's answer has {theirs}"
-    for name in ("qty", "notional", "limit_price"):
+    for name in ORDER_AMOUNTS:
         mine, theirs = getattr(row, name), getattr(order, name)
-        if mine is not None and theirs is not None and not math.isclose(mine, theirs, rel_tol=1e-9, abs_tol=1e-9):
+        if mine is not None and theirs is not None and not same_amount(mine, theirs):
             return f"recorded with {name} {mine:g}, the broker's answer has {theirs:g}"
     if row.broker_order_id and order.id != row.broker_order_id:
         return f"recorded as the broker's {row.broker_order_id}, the broker's answer is {order.id}"
-    if order.filled_qty < row.filled_qty and not math.isclose(order.filled_qty, row.filled_qty, rel_tol=1e-9, abs_tol=1e-9):
+    if order.filled_qty < row.filled_qty and not same_amount(order.filled_qty, row.filled_qty):
         return f"{row.filled_qty:g} recorded filled, the broker's answer has {order.filled_qty:g}: a fill never goes back"
     return None
 
