@@ -22,10 +22,11 @@ def shown(path: Path) -> str:
         here = Path.cwd()
     except OSError:
         return str(path)
-    try:  # lexically first (`..` folded, no link followed); then through the links, for a path given via one
-        return str(Path(os.path.abspath(path)).relative_to(here))
-    except ValueError:
-        pass
+    if ".." not in path.parts:  # as written first, no link followed (with `..`, only resolving says where it is)
+        try:
+            return str(Path(os.path.abspath(path)).relative_to(here))
+        except ValueError:
+            pass
     try:
         return str(path.resolve().relative_to(here.resolve()))
     except (ValueError, OSError, RuntimeError):

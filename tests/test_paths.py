@@ -38,7 +38,12 @@ def test_a_symlink_is_shown_as_itself_not_as_its_target(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert shown(Path("config/settings.yaml")) == os.path.join("config", "settings.yaml")
     assert shown(tmp_path / "config" / "bots.yaml") == os.path.join("config", "bots.yaml")
-    assert shown(Path("config/../config/settings.yaml")) == os.path.join("config", "settings.yaml")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.yaml").write_text("")
+    (tmp_path / "config" / "link").symlink_to(tmp_path / "elsewhere" / "deeper")
+    (tmp_path / "elsewhere" / "deeper").mkdir()
+    # `..` after a linked folder leaves the link's target: the file read is elsewhere/x.yaml, not config/x.yaml
+    assert shown(Path("config/link/../x.yaml")) == os.path.join("elsewhere", "x.yaml")
 
 
 def test_what_is_at_a_path_is_told_without_opening_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

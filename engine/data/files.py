@@ -1280,7 +1280,8 @@ def write_bars(folder: Path, symbol: str, rows: Iterable[Bar | Sequence[Any]], f
     """Append `rows` to `symbol`'s bars in `folder` (creating the file, Parquet unless `fmt` says), atomically.
 
     Resumable: what is there is read first (strictly), and rows not after its last timestamp are refused, so a
-    fetch that stopped can start again from `last_timestamp()`. Returns the file (or part) written.
+    fetch that stopped can start again after the last stored row (engine/data/fetch.py, which asks for that row
+    again to check it is unchanged). Returns the file (or part) written.
     """
     return _write(folder, "bars", symbol, rows, fmt, fsync)
 

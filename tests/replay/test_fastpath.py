@@ -3,7 +3,11 @@
 
 The shortcuts: the ExitBot keeps `unexplained`'s answer while its inputs stand and skips the counters it already
 found quiet (engine/trading/exitbot.py), and the engine hands the store the `why` record's encoder rather than its
-bytes, so that with commits held only the record written is encoded (engine/core/store.py `save_last_facts`)."""
+bytes, so that with commits held only the record written is encoded (engine/core/store.py `save_last_facts`).
+
+A backtest's account never holds what its bots do not explain, nor are its orders refused, so this cannot tell a
+cache key that misses an input: the tests of halts (tests/trading/test_halts.py) and of a position that flips side
+(tests/brokers/test_hostile_lifecycle.py) fail when either shortcut keeps an answer it should not."""
 
 from __future__ import annotations
 
