@@ -438,14 +438,14 @@ def fetch(
     finish = min(finish, settled + timedelta(microseconds=1))
     throttle = _Throttle(TokenBucket(per_minute, clock), per_minute, sleep or time.sleep)
     results: list[SymbolFetch] = []
-    with _folder_lock(folder):
+    with _folder_lock(folder) as keep_lock:
         throttle.install([clients.stocks, clients.crypto, clients.options])
         try:
             for index, symbol in enumerate(wanted):
                 results.append(
                     _fetch_symbol(
                         clients, throttle, symbol, index, len(wanted), frame, begin, finish, folder, feed, adjustment, fmt,
-                        progress,
+                        progress, keep_lock,
                     )
                 )
         finally:
@@ -472,32 +472,83 @@ def _check_folder(folder: Path) -> None:
             raise ValueError(f"{shown_path(folder)} cannot be a data folder (--out): {shown_path(path)} is {kind}")
 
 
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Hold `folder`'s fetch lock (made with the folder) for as long as the fetch runs; FetchError when another fetch
-    holds it. The lock is the kernel's (flock): a fetch killed outright releases it."""
-    try:
+class _FolderLock:
+    """`folder`'s fetch lock (`.fetch.lock`, made with the folder), held for as long as the fetch runs. The lock is
+    the kernel's (flock): a fetch killed outright releases it. A lock file deleted or replaced meanwhile (a cleanup)
+    would let a second fetch lock the new file and write beside this one, so the lock is taken again before each
+    window is written (`keep`), and the fetch stops if another took it."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.path = folder, folder / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or FetchError when another fetch holds it (or the file cannot be made)."""
+        for _attempt in range(5):  # the file replaced between its open and its lock: open the one there now
+            fd = self._lock_new(held_by_other=(f"another fetch is writing to {shown_path(self.folder)} now (it holds "
+                                               f"{shown_path(self.path)}); two at once could lose each other's bars. "
+                                               "Let it finish, then run this one: it fetches only what is still "
+                                               "missing"))  # fmt: skip
+            if self._names(fd):
+                self._fd = fd
+                return
+            os.close(fd)
+        raise FetchError("", f"{shown_path(self.path)} keeps being replaced: cannot lock {shown_path(self.folder)}")
+
+    def keep(self) -> None:
+        """Before a window is written: the path still names the file this fetch holds locked; else lock it again."""
+        if self._fd is None or self._names(self._fd):
+            return
+        old, self._fd = self._fd, None
+        os.close(old)
+        self._fd = self._lock_new(held_by_other=(f"{shown_path(self.path)} was deleted or replaced while this fetch ran, "
+                                                 "and another fetch now holds it: stopped before writing beside it; the "
+                                                 "bars written so far stay, the same command resumes"))  # fmt: skip
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # also releases the lock
+            self._fd = None
+
+    def _lock_new(self, *, held_by_other: str) -> int:
         import fcntl
-    except ImportError:  # Windows: no flock; one fetch per folder is then the user's to keep
-        yield
-        return
-    path = folder / LOCK_FILE
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:  # a read-only place, a full disk: nothing was written
-        where = shown_path(Path(exc.filename)) if exc.filename else shown_path(path)
-        raise FetchError("", f"cannot write {where}: {exc.strerror or exc}; nothing was fetched") from None
-    try:
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only place, a full disk: nothing was written
+            where = shown_path(Path(exc.filename)) if exc.filename else shown_path(self.path)
+            raise FetchError("", f"cannot write {where}: {exc.strerror or exc}; nothing was fetched") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FetchError("", f"another fetch is writing to {shown_path(folder)} now (it holds {shown_path(path)}); "
-                                 "two at once could lose each other's bars. Let it finish, then run this one: it "
-                                 "fetches only what is still missing") from None  # fmt: skip
-        yield
+            os.close(fd)
+            raise FetchError("", held_by_other) from None
+        return fd
+
+    def _names(self, fd: int) -> bool:
+        try:
+            there = os.stat(self.path)
+        except OSError:
+            return False
+        held = os.fstat(fd)
+        return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[Callable[[], None]]:
+    """Hold `folder`'s fetch lock while the fetch runs (`_FolderLock`); yields its `keep`, for before each write."""
+    try:
+        import fcntl  # noqa: F401  # only to know it is there
+    except ImportError:  # Windows: no flock; one fetch per folder is then the user's to keep
+        yield lambda: None
+        return
+    lock = _FolderLock(folder)
+    lock.acquire()
+    try:
+        yield lock.keep
     finally:
-        os.close(fd)  # also releases the lock
+        lock.release()
 
 
 def _stored(folder: Path, symbol: str) -> Any:
@@ -562,6 +613,7 @@ def _fetch_symbol(
     adjustment: str,
     fmt: Format | None,
     progress: Callable[[FetchProgress], None] | None,
+    keep_lock: Callable[[], None] = lambda: None,
 ) -> SymbolFetch:
     asset_class = asset_class_of(symbol)
     table = _stored(folder, symbol)
@@ -601,6 +653,7 @@ def _fetch_symbol(
             seam = None
         rows = _checked(symbol, bars, cursor, upto, last)
         if rows:
+            keep_lock()  # the folder's lock still ours: no other fetch writes beside this one
             try:
                 path = write_bars(folder, symbol, rows, fmt)
             except OSError as exc:  # a full disk, a read-only folder: nothing of this window was written

@@ -293,3 +293,21 @@ def test_ctrl_c_mid_backtest_says_what_it_kept_as_sigterm_does(project: ProjectC
     one_line_error(result, 130)
     assert result.stderr.startswith("SIGINT: the backtest stopped; bt-ctrl-c/ keeps its state.db"), result.stderr
 
+
+
+def test_a_fetch_whose_lock_file_is_deleted_locks_it_again_before_it_writes(tmp_path: Path) -> None:
+    """A cleanup deleting hidden files under a running fetch let a second fetch lock a new file and write beside the
+    first (chaos run). The first takes the lock again before each window; if a second took it meanwhile, the first
+    stops before writing."""
+    from engine.data.fetch import _folder_lock
+
+    folder = tmp_path / "data"
+    with _folder_lock(folder) as keep:
+        (folder / LOCK_FILE).unlink()
+        keep()  # nobody else took it: locked again
+        with pytest.raises(FetchError, match="another fetch is writing to"), _folder_lock(folder):
+            pass
+        (folder / LOCK_FILE).unlink()
+        # a second fetch, started while the file was gone
+        with _folder_lock(folder), pytest.raises(FetchError, match="was deleted or replaced while this fetch ran"):
+            keep()
