@@ -41,6 +41,9 @@ REFUSALS = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forb
 EXISTS = "the broker has this client_order_id"
 # How long an order the broker said it has may go unfound before that answer is taken for one we cannot read.
 EXISTS_PATIENCE = timedelta(minutes=5)
+# A cancel the broker took (204) is asynchronous: an order still working this long after, not even pending_cancel,
+# is asked again (the broker may drop a cancel it took); once a minute at most.
+CANCEL_PATIENCE = timedelta(seconds=60)
 # Why an intent ended `not_sent` without any request for it: nothing to look for at the broker.
 NEVER_POSTED = ("halted before it was sent", "held too long")
 
@@ -78,7 +81,7 @@ class OrderManager:
     on_failure: Callable[[BrokerError], None]
     fills: int = 0
     sent: int = 0
-    cancel_requested: set[str] = field(default_factory=set)
+    cancel_requested: dict[str, datetime] = field(default_factory=dict)  # client_order_id -> when the broker took it
     # symbol -> quantity bought in fills this tick's sync learned: the snapshot read the positions before the
     # orders, so these may be missing from its positions (handlers._exit_qty)
     bought_this_tick: dict[str, float] = field(default_factory=dict)
@@ -613,7 +616,8 @@ class OrderManager:
 
     def cancel_entries(self, rows: Iterable[OrderRow]) -> int:
         """Cancel these entry orders now, and those asked for earlier that no request has reached yet; returns how
-        many were requested. Each is asked for once the broker took it (`cancel_requested`).
+        many were requested. One the broker took (`cancel_requested`) stays wanted until the order ends, and is asked
+        again if it still works, not even pending_cancel, CANCEL_PATIENCE later.
 
         A machine asks for its entry's cancel once, as it leaves `entering`, and a restart once for the entries a
         dead run abandoned; nothing asks again. So a cancel stays wanted until the broker took the request (or said
@@ -625,12 +629,18 @@ class OrderManager:
         wanted = {**self._cancels_wanted, **dict.fromkeys(fresh)}
         self._cancels_wanted = {}
         requested = 0
+        now = self.clock.now()
         for client_order_id in wanted:
             row = fresh.get(client_order_id) or self.store.order(client_order_id)
-            if row is None or row.status not in lifecycle.OPEN or client_order_id in self.cancel_requested:
-                continue  # ended, or the broker has the request
+            if row is None or row.status not in lifecycle.OPEN:
+                continue  # ended
+            taken_at = self.cancel_requested.get(client_order_id)
+            if taken_at is not None:
+                self._cancels_wanted[client_order_id] = None  # the broker has the request: wanted until the order ends
+                if row.status == "pending_cancel" or now - taken_at < CANCEL_PATIENCE:
+                    continue
             if row.status == "pending":  # never reached the broker (held behind an opposite order): it never will
-                if self._halt_over(row, self.clock.now()) is not None:
+                if self._halt_over(row, now) is not None:
                     self._cancels_wanted[client_order_id] = None  # send_pending ends it, naming the halt
                     continue
                 self._set(row, status="not_sent", error="its bot gave the entry up before it was sent")
@@ -643,8 +653,8 @@ class OrderManager:
                 self._cancels_wanted[client_order_id] = None  # its send in doubt, or being replaced: next tick
                 continue
             requested += 1
-            if self._request_cancel(row) == "failed":
-                self._cancels_wanted[client_order_id] = None  # not reached the broker: asked again next tick
+            if self._request_cancel(row) != "refused":  # failed: asked again next tick; taken: watched until it ends
+                self._cancels_wanted[client_order_id] = None
         return requested
 
     def _request_cancel(self, row: OrderRow) -> Literal["taken", "refused", "failed"]:
@@ -660,7 +670,7 @@ class OrderManager:
                 return "refused"
             self.on_failure(exc)
             return "failed"
-        self.cancel_requested.add(row.client_order_id)
+        self.cancel_requested[row.client_order_id] = self.clock.now()
         return "taken"
 
 

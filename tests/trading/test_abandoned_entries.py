@@ -118,3 +118,35 @@ def test_an_entry_given_up_while_the_broker_replaces_it_has_its_replacement_canc
     assert working == []
     [adopted] = [r for r in rig.store.orders() if r.reason == f"replaces {entry.client_order_id}"]
     assert adopted.status == "canceled"
+
+
+def test_a_cancel_the_broker_took_but_never_carried_out_is_asked_again_after_a_while(rig: Rig) -> None:
+    """A cancel is asynchronous at Alpaca (204, then pending_cancel, then canceled): one the broker took and then
+    dropped left the entry working, never asked again. Still working, not even pending_cancel, CANCEL_PATIENCE after,
+    it is asked again; not sooner, so a cancel on its way is not asked twice."""
+    from datetime import timedelta
+
+    from engine.trading.orders import CANCEL_PATIENCE
+
+    entry = working_entry(rig)
+    row = rig.store.order(entry.client_order_id)
+    assert row is not None and row.broker_order_id
+    broker = rig.engine.orders.broker
+    real_cancel = broker.cancel_order
+    asked: list[str] = []
+
+    def cancel(order_id: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(order_id)
+        return None if len(asked) == 1 else real_cancel(order_id, *args, **kwargs)  # the first, taken and dropped
+
+    broker.cancel_order = cancel  # type: ignore[method-assign]
+    rig.engine.orders.cancel_after_commit([row])
+    rig.engine.orders.send_cancels()
+    rig.ticks(3)
+    assert len(asked) == 1 and rig.store.order(entry.client_order_id).status not in ("canceled", "pending_cancel")  # type: ignore[union-attr]
+    rig.clock.advance(CANCEL_PATIENCE.total_seconds())
+    rig.ticks(3)
+    assert len(asked) == 2 and rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
+    rig.clock.advance(timedelta(minutes=5).total_seconds())
+    rig.ticks(2)
+    assert len(asked) == 2  # ended: never asked again
