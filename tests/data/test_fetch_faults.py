@@ -13,7 +13,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -24,6 +23,7 @@ from engine.data.dataset import DataSet
 from engine.data.files import last_timestamp
 from tests.brokers.conftest import KEY, SECRET
 from tests.conftest import ProjectCopy
+from tests.data.conftest import contents
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 FETCH = ["data", "fetch", "--symbols", "AAPL,BTC/USD", "--from", "2026-10-01", "--to", "2026-10-31", "--timeframe", "1Min"]
@@ -59,11 +59,6 @@ def engine(project: ProjectCopy, emulator: Emulator, *args: str, file_limit: int
     files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
     return subprocess.run([sys.executable, "-m", "engine", *args, *files], capture_output=True, text=True,
                           cwd=project.root, env=env_for(emulator, **extra), timeout=120, preexec_fn=limit)  # fmt: skip
-
-
-def contents(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder`, hidden ones included, by relative path."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from engine.data.fetch import LOCK_FILE, FetchError, fetch, history_clients
 from engine.data.files import read_bars
 from tests.brokers.conftest import KEY, SECRET
 from tests.conftest import ProjectCopy
+from tests.data.conftest import contents
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 # AAPL: one window; BTC/USD: two (a week of minute bars is one window): about a second a fetch
@@ -78,10 +79,6 @@ def fetch_here(emulator: Emulator, folder: Path, symbols: tuple[str, ...] = ("AA
     """`FETCH` in this process (the command's own code, without the second it takes to start): rows written."""
     clients = history_clients(KEY, SECRET, data_base_url=emulator.url)
     return fetch(clients, list(symbols), date(2026, 10, 1), to, timeframe, folder, clock=ManualClock(NOW)).rows
-
-
-def contents(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
