@@ -12,6 +12,15 @@ from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, working_entry
 
 
+def halt_from_another_process(rig: Rig, busy_wait_seconds: float = 5.0) -> int:
+    """`engine halt --reason news`, as another process does it: its own connection to the state file."""
+    other = StateStore(rig.store.path, busy_wait_seconds=busy_wait_seconds)
+    try:
+        return operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now())
+    finally:
+        other.close()
+
+
 def test_a_halt_committed_during_a_send_stops_the_ticks_later_entries(rig: Rig) -> None:
     """Two entries of one tick: while the first is in flight (a POST takes a while on Alpaca), `engine halt`
     commits from another process. The second entry must not leave: the halt is read again before each one."""
@@ -29,11 +38,7 @@ def test_a_halt_committed_during_a_send_stops_the_ticks_later_entries(rig: Rig) 
     def submit_while_the_operator_halts(request: OrderRequest) -> Order:
         posted.append(request.client_order_id)
         if len(posted) == 1:  # the operator's halt commits while this POST is on its way
-            other = StateStore(rig.store.path)
-            try:
-                operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now())
-            finally:
-                other.close()
+            halt_from_another_process(rig)
         return real_submit(request)
 
     broker.submit_order = submit_while_the_operator_halts  # type: ignore[method-assign]
@@ -61,11 +66,7 @@ def test_no_broker_request_is_made_while_the_state_file_is_write_locked(rig: Rig
             return _real(*args, **kwargs)
 
         setattr(broker, name, watched)
-    other = StateStore(rig.store.path)
-    try:
-        operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now())
-    finally:
-        other.close()
+    halt_from_another_process(rig)
     rig.ticks(3)  # the kill switch cancels the working entry
     assert entry.client_order_id in rig.engine.orders.cancel_requested
     assert rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
@@ -124,11 +125,7 @@ def test_an_operator_can_halt_while_a_signal_runs(rig: Rig) -> None:
 
     def signal_while_the_operator_halts(prices: Any, params: Any) -> bool:
         if not halted_during:
-            other = StateStore(rig.store.path, busy_wait_seconds=0.0)  # a lock held now fails at once
-            try:
-                halted_during.append(operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now()))
-            finally:
-                other.close()
+            halted_during.append(halt_from_another_process(rig, busy_wait_seconds=0.0))  # a lock held fails at once
         return False
 
     rig.engine.bot("mom_AAPL").signal = signal_while_the_operator_halts
@@ -151,11 +148,7 @@ def test_a_halt_committed_while_the_signals_run_stops_that_ticks_entries(rig: Ri
 
     def enter_while_the_operator_halts(prices: Any, params: Any) -> bool:
         if not halted:
-            other = StateStore(rig.store.path)
-            try:
-                halted.append(operator_halt(other, Journal(rig.log, rig.clock), "news", rig.clock.now()))
-            finally:
-                other.close()
+            halted.append(halt_from_another_process(rig))
         return True
 
     rig.engine.bot("mom_AAPL").signal = enter_while_the_operator_halts
