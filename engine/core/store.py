@@ -112,6 +112,7 @@ MIGRATIONS: tuple[str, ...] = (
     ),
 )
 SYSTEM_SCOPE = "system"
+EXITBOT_ID = "exitbot"  # owns the kill switch's flatten of a symbol several bots hold (split among them on fill)
 
 
 class StateFileError(sqlite3.DatabaseError):

@@ -44,6 +44,7 @@ from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
+from engine.core.lock import LockFileError, LockHeld, RunLock
 from engine.data.errors import DataError
 from engine.data.files import iso, iter_bars, locate, read_source, shown_path, write_bars
 from engine.data.records import Bar, Format
@@ -472,81 +473,34 @@ def _check_folder(folder: Path) -> None:
             raise ValueError(f"{shown_path(folder)} cannot be a data folder (--out): {shown_path(path)} is {kind}")
 
 
-class _FolderLock:
-    """`folder`'s fetch lock (`.fetch.lock`, made with the folder), held for as long as the fetch runs. The lock is
-    the kernel's (flock): a fetch killed outright releases it. A lock file deleted or replaced meanwhile (a cleanup)
-    would let a second fetch lock the new file and write beside this one, so the lock is taken again before each
-    window is written (`keep`), and the fetch stops if another took it."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.path = folder, folder / LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        """Take the lock, or FetchError when another fetch holds it (or the file cannot be made)."""
-        for _attempt in range(5):  # the file replaced between its open and its lock: open the one there now
-            fd = self._lock_new(held_by_other=(f"another fetch is writing to {shown_path(self.folder)} now (it holds "
-                                               f"{shown_path(self.path)}); two at once could lose each other's bars. "
-                                               "Let it finish, then run this one: it fetches only what is still "
-                                               "missing"))  # fmt: skip
-            if self._names(fd):
-                self._fd = fd
-                return
-            os.close(fd)
-        raise FetchError("", f"{shown_path(self.path)} keeps being replaced: cannot lock {shown_path(self.folder)}")
-
-    def keep(self) -> None:
-        """Before a window is written: the path still names the file this fetch holds locked; else lock it again."""
-        if self._fd is None or self._names(self._fd):
-            return
-        old, self._fd = self._fd, None
-        os.close(old)
-        self._fd = self._lock_new(held_by_other=(f"{shown_path(self.path)} was deleted or replaced while this fetch ran, "
-                                                 "and another fetch now holds it: stopped before writing beside it; the "
-                                                 "bars written so far stay, the same command resumes"))  # fmt: skip
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # also releases the lock
-            self._fd = None
-
-    def _lock_new(self, *, held_by_other: str) -> int:
-        import fcntl
-
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:  # a read-only place, a full disk: nothing was written
-            where = shown_path(Path(exc.filename)) if exc.filename else shown_path(self.path)
-            raise FetchError("", f"cannot write {where}: {exc.strerror or exc}; nothing was fetched") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FetchError("", held_by_other) from None
-        return fd
-
-    def _names(self, fd: int) -> bool:
-        try:
-            there = os.stat(self.path)
-        except OSError:
-            return False
-        held = os.fstat(fd)
-        return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
-
-
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[Callable[[], None]]:
-    """Hold `folder`'s fetch lock while the fetch runs (`_FolderLock`); yields its `keep`, for before each write."""
+    """Hold `folder`'s fetch lock (`.fetch.lock`) while the fetch runs; yields what takes it again before each
+    window is written. The engine's own run lock (engine/core/lock.py `RunLock`): the kernel's flock, which a fetch
+    killed outright releases, the holder's pid in the file, and the file locked again when a cleanup deleted or
+    replaced it under the fetch (a second fetch would lock the new file and write beside this one). FetchError when
+    another fetch holds it, or took it meanwhile, or when it cannot be made."""
+    lock = RunLock(folder / LOCK_FILE.removesuffix(".lock"))  # RunLock's lock file is its path + ".lock"
     try:
-        import fcntl  # noqa: F401  # only to know it is there
-    except ImportError:  # Windows: no flock; one fetch per folder is then the user's to keep
-        yield lambda: None
-        return
-    lock = _FolderLock(folder)
-    lock.acquire()
+        lock.acquire()
+    except LockHeld:
+        raise FetchError("", f"another fetch is writing to {shown_path(folder)} now (it holds {shown_path(lock.path)}); "
+                             "two at once could lose each other's bars. Let it finish, then run this one: it fetches "
+                             "only what is still missing") from None  # fmt: skip
+    except LockFileError as exc:  # a read-only place, a full disk, a folder where the file goes: nothing was written
+        why = os.strerror(exc.errno) if exc.errno else "not a regular file"
+        raise FetchError("", f"cannot write {shown_path(lock.path)}: {why}; nothing was fetched") from None
+
+    def keep() -> None:
+        try:
+            lock.keep()
+        except LockFileError:  # deleted or replaced under this fetch, and another fetch holds the new one
+            raise FetchError("", f"{shown_path(lock.path)} was deleted or replaced while this fetch ran, and another "
+                                 "fetch now holds it: stopped before writing beside it; the bars written so far stay, "
+                                 "the same command resumes") from None  # fmt: skip
+
     try:
-        yield lock.keep
+        yield keep
     finally:
         lock.release()
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from engine.brokers.base import Account, OrderRequest, Position
 from engine.brokers.symbols import is_crypto
+from engine.core.store import EXITBOT_ID
 from engine.machines.actions import Intent
 from engine.trading.exitbot import KillVerdict
 from engine.trading.facts_builder import BotFacts
 from engine.trading.gate import Denial, Gate
-from engine.trading.orders import EXITBOT_ID
 from engine.trading.view import TickView
 
 if TYPE_CHECKING:

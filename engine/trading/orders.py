@@ -27,11 +27,10 @@ from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore, TradeRow, is_dust
+from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore, TradeRow, is_dust
 from engine.trading import reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
-EXITBOT_ID = "exitbot"  # owns the kill switch's flatten of a symbol several bots hold (split among them on fill)
 # Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per
 # kind (`refused:<reason>`), never an anomaly of the account. Any other refusal is a `rejection`.
 REFUSALS = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forbidden"})

@@ -12,7 +12,7 @@ from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import asset_class_of
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.model import BotsConfig, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig
-from engine.core.store import OrderRow, PositionRow
+from engine.core.store import EXITBOT_ID, OrderRow, PositionRow
 
 
 def symbols_by_bot(bots: BotsConfig) -> list[tuple[str, str, bool]]:
@@ -62,7 +62,6 @@ def unmanaged(bots: BotsConfig, positions: Iterable[PositionRow], orders: Iterab
     of another kind (rules written for shares, options or coins would sell what they were not written for). A bot
     whose ticker, tickers or pairs changed still manages what it holds: its exits read the position itself.
     Empty when every holder is an enabled bot of the kind it holds."""
-    from engine.trading.orders import EXITBOT_ID  # the kill switch's flatten of a shared symbol: split among its holders
 
     configured = {bot.bot_id: bot for _path, bot in trading_bots(bots)}
     held = [(f"positions.{p.bot_id}.{p.symbol}", p.bot_id, p.symbol, f"holds {p.qty:g} {p.symbol}") for p in positions if p.qty]

@@ -114,9 +114,8 @@ def test_the_kill_switchs_flatten_of_a_shared_symbol_is_no_unmanaged_order() -> 
     from datetime import date, datetime, timezone
 
     from engine.config.loader import load_config
-    from engine.core.store import OrderRow
+    from engine.core.store import EXITBOT_ID, OrderRow
     from engine.paths import PROJECT_ROOT
-    from engine.trading.orders import EXITBOT_ID
     from engine.trading.startup import unmanaged
 
     bots = load_config(PROJECT_ROOT / "config").bots

@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 
-from engine.core.store import SYSTEM_SCOPE
+from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE
 from engine.paths import PROJECT_ROOT
 from engine.trading.exitbot import record_halt
-from engine.trading.orders import EXITBOT_ID
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig
 
