@@ -202,11 +202,14 @@ def _blocked(account: Account, symbol: str) -> bool:
 
 def _stand_in(tick: TickContext) -> tuple[Position, ...] | None:
     """The positions last read, while they are recent enough to stand in for a read that failed (a moment's
-    outage); older, what the account holds is unknown (a sale by hand in a long outage would be sold again)."""
+    outage); older, what the account holds is unknown (a sale by hand in a long outage would be sold again).
+    Aged at the clock's time now, not the tick's start: a snapshot whose reads hung (each up to its timeout) has
+    spent part of the minute before the exit is sized, and the age the exit trusts is the age it is sent at."""
     engine = tick.engine
     if engine.last_positions is None or engine.last_positions_at is None:
         return None
-    return engine.last_positions if tick.view.now - engine.last_positions_at <= POSITIONS_STAND_IN else None
+    now = max(tick.view.now, engine.clock.now())
+    return engine.last_positions if now - engine.last_positions_at <= POSITIONS_STAND_IN else None
 
 
 # How long the positions last read stand in for reads that fail; and how long after a refused exit the next waits.

@@ -113,6 +113,21 @@ def test_while_the_positions_read_fails_an_exit_is_sized_against_the_last_one_re
     assert _exit_qty(tick, "b", SYMBOL, 5.0) is None
 
 
+def test_the_positions_last_read_are_aged_when_the_exit_is_sized_not_when_the_tick_began(rig: Rig) -> None:
+    """From the chaos run (seeds 911, 2916): a snapshot whose reads hung took most of a minute, and the positions
+    read 50 s before the tick began were trusted as 50 s old when the exit went out at 90 s."""
+    import dataclasses
+
+    rig.engine.last_positions = tick_with_broker_holding(rig, 5.0).view.snapshot.positions
+    rig.engine.last_positions_at = rig.clock.now()
+    rig.clock.advance(50)
+    tick = tick_with_broker_holding(rig, 5.0)  # the tick begins: its view is stamped now
+    tick.view = dataclasses.replace(tick.view, snapshot=dataclasses.replace(tick.view.snapshot, positions=None))
+    rig.clock.advance(40)  # the failing positions read (and the others) hung this long
+    assert _exit_qty(tick, "a", SYMBOL, 5.0) is None
+    assert [e["reason"] for e in rig.events("exit_waiting")] == ["the broker's positions could not be read lately"]
+
+
 def test_after_a_refused_exit_the_next_waits_a_minute_and_a_coin_waits_while_crypto_is_not_active(rig: Rig) -> None:
     """From the chaos re-run: a refused exit (the broker holding less than a stale read said, or crypto trading
     not active) was sent again every tick, each under a new id."""
