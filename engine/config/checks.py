@@ -55,14 +55,23 @@ def _not_a_zone(name: str) -> str | None:
     return f"'{name}' is not a time zone but {why}: name the zone, e.g. America/Los_Angeles"
 
 
+def _zone(name: str) -> ZoneInfo | None:
+    """The zone `name` names, or None when it names none. ZoneInfo reads the name as a path under the zone
+    database, so besides its own errors it raises what opening that path raises: `America` is a folder
+    (IsADirectoryError), a name of a few thousand letters is too long for the file system (OSError), and either
+    was a traceback of `--validate` instead of a problem at system.timezone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
 def timezone_exists(settings: Settings, doc: YamlDocument) -> list[Problem]:
     name = settings.system.timezone
     not_a_zone = _not_a_zone(name)
     if not_a_zone is not None:
         return [doc.problem(("system", "timezone"), not_a_zone)]
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    if _zone(name) is None:
         hint = did_you_mean(name, available_timezones())
         return [doc.problem(("system", "timezone"), f"'{name}' is not a known time zone{hint}")]
     return []
@@ -273,9 +282,8 @@ def sessions_in_zone(settings: Settings, settings_doc: YamlDocument, bots: BotsC
     Europe/Berlin) would never trade, without a word. Crypto trades around the clock: neither applies."""
     if _not_a_zone(settings.system.timezone) is not None:
         return []  # timezone_exists says so
-    try:
-        zone = ZoneInfo(settings.system.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    zone = _zone(settings.system.timezone)
+    if zone is None:
         return []  # timezone_exists says so
     stock_bots = [(path, bot) for path, bot in trading_bots(bots) if bot.enabled and bot_kind(bot) != "crypto"]
     if not stock_bots:

@@ -125,3 +125,13 @@ def test_a_zone_file_that_names_no_zone_is_refused(project: ProjectCopy, zone: s
     project.replace(SETTINGS, "timezone: America/Los_Angeles", f"timezone: {zone}")
     (p,) = problems(project)
     assert p.path == "system.timezone" and f"'{zone}' is not a time zone but" in p.message
+
+
+@pytest.mark.parametrize("zone", ["America", "Europe", "A" * 300])
+def test_a_zone_that_names_a_folder_or_is_too_long_is_a_problem_not_a_traceback(project: ProjectCopy, zone: str) -> None:
+    """ZoneInfo opens the name as a file of the zone database: `America` raised IsADirectoryError and a name
+    longer than the file system allows raised OSError (File name too long), both tracebacks of `--validate`."""
+    project.replace(SETTINGS, "timezone: America/Los_Angeles", f"timezone: {zone}")
+    (p,) = problems(project)
+    assert p.path == "system.timezone" and (p.line, p.col) == (2, 13)
+    assert f"'{zone}' is not a known time zone" in p.message
