@@ -26,7 +26,8 @@ from engine.machines.actions import actions_for
 from engine.machines.runtime import MachineModel
 from engine.machines.spec import MachineSpec, TransitionSpec
 from engine.rules import conditions
-from engine.rules.book import RuleBook, compile_rules
+from engine.rules.book import RuleBook, compile_rules, composed_too_large
+from engine.rules.expressions import MAX_NODES
 
 CANONICAL_STATES = {
     "momentum": ("idle", "armed", "in_position", "managing", "halted"),
@@ -130,7 +131,13 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
             found.add((*at, "trigger"), trigger_problem)
 
     used = [g for g in spec.guards_used() if g in book.guards]
-    _compiled, compile_problems = compile_rules(book, spec.kind, needed=used)
+    compiled, compile_problems = compile_rules(book, spec.kind, needed=used)
+    for transition in spec.transitions:
+        # The runtime writes each state's `when:` trees out into one function (CompiledRules.first_holding): a
+        # `when: {all: [g, g, ...]}` of a large guard, thousands of times, would be compiled at every start.
+        written = compiled.composed_size(transition.when)
+        if written is not None and written > MAX_NODES:
+            found.add(("transitions", transition.index, "when"), composed_too_large(written))
     if structurally_ok:
         _graph_problems(spec, found)
         _always_problems(spec, found)

@@ -354,6 +354,13 @@ class CompiledRules:
         and raises whenever asking them in order would; the caller then asks them one by one, which says which."""
         return expressions.compile_first([_composition(when, self.guard_nodes) for when in whens], "step")
 
+    def composed_size(self, when: conditions.Condition) -> int | None:
+        """How many terms the `when:` tree holds once its guards are written out (expressions.size), or None when
+        a guard it names is not compiled (unknown, or with problems of its own, reported already)."""
+        if any(name not in self.guard_nodes for name in conditions.refs(when)):
+            return None
+        return expressions.size(_composition(when, self.guard_nodes))
+
     def all_pass(self, names: Sequence[str]) -> Predicate:
         """One generated function for "every one of these preflight checks holds": the common answer for a bot,
         found in one call instead of one per check. It raises whenever one of them would; the caller then asks
@@ -566,12 +573,24 @@ def _guard_node(
             problems.append(entry.problem("when", f"guard '{ref}' is part of a cycle of compositions"))
             return None
     node = _composition(condition, compiled)
+    written = expressions.size(node)  # first: `depth` walks the tree written out, which this bounds
+    if written > expressions.MAX_NODES:
+        problems.append(entry.problem("when", composed_too_large(written)))
+        return None
     levels = expressions.depth(node)
     if levels > expressions.MAX_DEPTH:
         message = f"the guards it composes nest {levels} levels deep; at most {expressions.MAX_DEPTH} can be compiled"
         problems.append(entry.problem("when", message))
         return None
     return node
+
+
+def composed_too_large(written: int) -> str:
+    """Why a composition (a guard's or a transition's `when:`) is refused: see expressions.MAX_NODES."""
+    return (
+        f"the guards it composes add up to {written:,} terms, each written out wherever it is used (a guard named "
+        f"twice counts twice); at most {expressions.MAX_NODES:,} can be compiled"
+    )
 
 
 def _composition(condition: conditions.Condition, compiled: Mapping[str, Node]) -> Node:

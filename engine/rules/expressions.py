@@ -56,6 +56,11 @@ COMPARISONS = ("<", "<=", "==", "!=", ">=", ">")
 # nests one parenthesis per level, and CPython refuses more than 200 ("too many nested parentheses"); a machine's
 # `when:` (itself at most 64 YAML levels) composes these trees, so the whole stays far below that bound.
 MAX_DEPTH = 60
+# How many nodes a tree may hold once written out (`size`). A composition writes out every guard it names wherever
+# it names it, so guards composing the one before twice (`g2: {all: [g1, g1]}`, `g3: {all: [g2, g2]}`...) double
+# at each step: 55 such guards, within MAX_DEPTH, wrote out 2^55 nodes, and `--validate` took 30 s at 23 and ran for
+# ever after, as would every tick, which evaluates the whole. The shipped rules hold 24 at most.
+MAX_NODES = 2000
 MAX_INTEGER = 2**63 - 1
 ARITHMETIC = ("+", "-", "*", "/", "%")
 
@@ -245,6 +250,32 @@ def depth(node: Node) -> int:
         elif isinstance(current, Guard):
             stack.append((current.body, level + 1))
     return deepest
+
+
+def size(node: Node) -> int:
+    """How many nodes the tree holds written out, a part that appears twice counted twice (as the generated code
+    writes it twice, and a tick evaluates it twice). Each shared part is measured once, so a tree of guards
+    composing guards is measured in the time of its distinct nodes, however large it is written out."""
+    sizes: dict[int, int] = {}
+
+    def measure(current: Node) -> int:
+        known = sizes.get(id(current))
+        if known is not None:
+            return known
+        if isinstance(current, Unary):
+            found = 1 + measure(current.operand)
+        elif isinstance(current, Logic):
+            found = 1 + sum(measure(operand) for operand in current.operands)
+        elif isinstance(current, Binary):
+            found = 1 + measure(current.left) + measure(current.right)
+        elif isinstance(current, Guard):
+            found = 1 + measure(current.body)
+        else:
+            found = 1
+        sizes[id(current)] = found
+        return found
+
+    return measure(node)
 
 
 def too_deep(node: Node) -> str | None:

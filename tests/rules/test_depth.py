@@ -78,3 +78,40 @@ def test_a_rule_name_the_schema_refuses_says_what_a_name_may_be(project: Project
     assert problem.message == (
         "unknown key 'Past_manage_until' (a name is lower-case letters, digits and '_', starting with a letter)"
     )
+
+
+def _doubling(project: ProjectCopy, levels: int) -> None:
+    """Guards twice0 .. twice{levels}, each composing the one before twice: shallow, but 2^levels written out."""
+    lines = ["guards:", "  twice0: {description: c, expr: in_trade_window}"]
+    lines += [f"  twice{i}: {{description: c, when: {{all: [twice{i - 1}, twice{i - 1}]}}}}" for i in range(1, levels + 1)]
+    (project.rules / "twice.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_guards_composing_guards_twice_over_are_refused_at_the_first_too_large_not_compiled_for_ever(
+    project: ProjectCopy,
+) -> None:
+    """Each level doubles what is written out (and what a tick evaluates): 23 levels took `--validate` 30 s, 55 (far
+    within MAX_DEPTH) would never end. Now the first guard past MAX_NODES is the one problem, at once."""
+    from engine.validate import validate
+
+    _doubling(project, 55)
+    problems = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    (p,) = problems
+    assert p.file.endswith("rules/twice.yaml") and p.path == "guards.twice9.when" and p.line == 11
+    assert "add up to 2,045 terms" in p.message and f"at most {expressions.MAX_NODES:,}" in p.message
+
+
+def test_a_composition_at_the_limit_compiles(project: ProjectCopy) -> None:
+    from engine.validate import validate
+
+    _doubling(project, 8)  # 1,021 terms: 256 facts, 510 guards named, 255 `all`s
+    assert validate(project.config, project.machines, project.rules, project.root / "none.db").problems == []
+
+
+def test_a_transition_naming_a_guard_thousands_of_times_is_refused_at_its_when(project: ProjectCopy) -> None:
+    """The runtime writes each state's `when:` trees out in one function, at every start."""
+    from engine.validate import validate
+
+    project.replace("machines/momentum.yaml", "when: may_open\n", "when: {all: [" + ", ".join(["may_open"] * 300) + "]}\n")
+    (p,) = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    assert p.file.endswith("machines/momentum.yaml") and p.path.endswith(".when") and "terms" in p.message
