@@ -14,6 +14,7 @@ bad file does not hide the results of the others.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from engine.core.names import unknown_name_message
 from engine.machines.actions import actions_for
 from engine.machines.runtime import MachineModel, MachineRuntime, build_runtime
 from engine.machines.spec import MachineSpec
+from engine.paths import PathKind, path_kind, shown
 from engine.rules.book import RuleBook
 from engine.rules.facts import BOT_KINDS, Fact, bot_config_values, settings_values, vocabulary
 
@@ -87,10 +89,28 @@ class ScenarioFiles:
         return sorted(set(self.problems) | set(self.other_config))
 
 
+def _folder_problems(folder: Path) -> list[Problem]:
+    """machines/scenarios/ may be missing (no scenarios yet), but what is there must be a folder that can be read.
+    A file of that name, a link to nothing or a folder that cannot be listed left every scenario out without a
+    word: `--validate` said OK and `test` "0 passed, 0 failed" with exit 0, so a CI running it stayed green."""
+    try:
+        found = path_kind(folder)
+        if found is PathKind.NOTHING:
+            return []
+        if found is PathKind.FOLDER:
+            os.listdir(folder)
+            return []
+        message = f"{found.value}, not a folder: scenario files go in a folder of this name (remove it for none)"
+    except OSError as exc:
+        message = f"cannot read the scenario files here: {exc.strerror or exc}"
+    return [Problem(shown(folder), 0, 0, "", message)]
+
+
 def read_cases(machines_dir: Path, config: Config, specs: Mapping[str, MachineSpec]) -> ScenarioFiles:
     """Every scenario file checked; never raises for a bad file (see the module's docstring)."""
     found = ScenarioFiles()
     paths, found.problems = yaml_files(machines_dir / "scenarios")  # a scenarios.yml is said, not passed over
+    found.problems.extend(_folder_problems(machines_dir / "scenarios"))
     for doc in load_checked(paths, "scenario.schema.json", found.problems):
         problems: list[Problem] = []
         cases = list(_cases_of(doc, config, specs, problems, found.other_config))

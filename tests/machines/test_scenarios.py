@@ -131,3 +131,25 @@ def test_a_scenario_file_named_yml_is_said_and_an_editors_lock_file_is_passed_ov
         (str(scenarios / "system.yml"), "the engine reads only files named *.yaml, so this one would be left out")
     ]
     assert {c.kind for c in found.cases} >= {"momentum", "crypto"}
+
+
+@pytest.mark.parametrize("kind", ["file", "link to nothing"])
+def test_a_scenarios_that_is_not_a_folder_is_said_not_taken_for_no_scenarios(project: ProjectCopy, kind: str) -> None:
+    """A file (or a dangling link) named machines/scenarios left every scenario out without a word: `--validate`
+    said OK, and `test` "0 passed, 0 failed" with exit 0. No folder at all is still no scenarios."""
+    import shutil
+
+    from engine.cli import main
+    from engine.validate import validate
+
+    scenarios = project.machines / "scenarios"
+    shutil.rmtree(scenarios)
+    assert validate(project.config, project.machines, project.rules, project.root / "none.db").problems == []
+    if kind == "file":
+        scenarios.write_text("cases: []\n", encoding="utf-8")
+    else:
+        scenarios.symlink_to(project.root / "nowhere")
+    (p,) = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    assert p.file.endswith("machines/scenarios") and (p.line, p.col) == (0, 0) and "not a folder" in p.message
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    assert main(["test", *files]) == 2
