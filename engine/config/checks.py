@@ -6,9 +6,11 @@ the file they read passed its schema (a check cannot reason about a value of the
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -119,10 +121,39 @@ def sim_start_readable(settings: Settings, doc: YamlDocument) -> list[Problem]:
     return []
 
 
+def output_paths_usable(settings: Settings, doc: YamlDocument) -> list[Problem]:
+    """`system.log_path` and `system.state_db_path` must name a path this machine can look at. Two did not, and
+    every command that reads settings.yaml (`--validate` too) ended in a traceback: `~nosuchuser/state.db`, whose
+    home folder Path.expanduser cannot find (RuntimeError), and a lone UTF-16 surrogate (`"\\ud800"` in a
+    double-quoted value), which no file name can hold (UnicodeEncodeError when the path is looked at)."""
+    problems = []
+    for key in ("log_path", "state_db_path"):
+        text = getattr(settings.system, key)
+        try:
+            os.fsencode(text)
+        except UnicodeEncodeError as exc:
+            where = exc.object[exc.start : exc.end]
+            message = (
+                f"{show_value(text)} cannot be a file name: U+{ord(where[0]):04X} is half of a UTF-16 pair (a "
+                "surrogate), not a character"
+            )
+            problems.append(doc.problem(("system", key), message))
+            continue
+        try:
+            Path(text).expanduser()
+        except RuntimeError:
+            user = text[1:].split("/", 1)[0]
+            whose = f"the user '{user}'" if user else "this user (HOME is not set)"
+            message = f"{show_value(text)} names the home folder of {whose}, which this machine does not know"
+            problems.append(doc.problem(("system", key), message))
+    return problems
+
+
 SETTINGS_CHECKS: tuple[Callable[[Settings, YamlDocument], list[Problem]], ...] = (
     timezone_exists,
     alert_urls_named,
     sim_start_readable,
+    output_paths_usable,
 )
 
 

@@ -49,6 +49,29 @@ def test_a_path_holding_nul_is_refused_not_a_traceback(project: ProjectCopy, key
     assert f"system.{key}: 'a\\x00b' is not a file path: a path cannot hold the character NUL" in problem
 
 
+@pytest.mark.parametrize("key", ["log_path", "state_db_path"])
+@pytest.mark.parametrize(
+    ("written", "says"),
+    [
+        ("~no_such_user_of_hydra/x", "'~no_such_user_of_hydra/x' names the home folder of the user 'no_such_user_of_hydra'"),
+        ('"./\\ud800.x"', "'./\\ud800.x' cannot be a file name: U+D800 is half of a UTF-16 pair"),
+    ],
+)
+def test_a_path_no_file_can_have_is_refused_at_its_key_not_a_traceback(
+    project: ProjectCopy, key: str, written: str, says: str
+) -> None:
+    """A home folder Path.expanduser cannot find raised RuntimeError, and a lone surrogate UnicodeEncodeError when
+    the path was looked at: `--validate`, `run` and every command reading settings.yaml ended in a traceback."""
+    from engine.cli import main
+
+    project.replace(SETTINGS, f"  {key}: ", f"  {key}: {written}\n  # ")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert problem.path == f"system.{key}" and problem.line == project.line_of(SETTINGS, f"{key}:")
+    assert says in problem.message
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    assert main(["run", "--once", "--quiet", *files]) == 2
+
+
 def test_a_date_is_one_problem_not_also_null_is_not_text(project: ProjectCopy) -> None:
     """An unquoted date was told twice: as a date at its value, and as "null is not text" at its key."""
     project.replace("config/bots.yaml", 'trade_start: "06:40"', "trade_start: 2026-11-23")
