@@ -120,6 +120,21 @@ class _EngineScanner(Scanner):
             raise _Refused(mark.line, mark.column, _VERSION_MESSAGE.format(version=shown_version))
         return token
 
+    def scan_flow_scalar_non_spaces(self, double: Any, start_mark: Any) -> Any:
+        """ruamel's, refusing an escape past the last character of Unicode (`"\\U00110000"`) where it is written:
+        ruamel passes its eight digits to chr(), whose ValueError (or OverflowError) was a traceback, not a problem at a
+        line."""
+        try:
+            return super().scan_flow_scalar_non_spaces(double, start_mark)
+        except (ValueError, OverflowError):  # chr() of 0x110000, and of 0x80000000 and more
+            mark = self.reader.get_mark()  # at the escape's digits, after its backslash and 'U'
+            digits = self.reader.prefix(8)
+            message = (
+                f"'\\U{digits}' is past the last character of Unicode (U+10FFFF): no text can hold it; write the "
+                "character itself, or an escape of one"
+            )
+            raise _Refused(mark.line, max(0, mark.column - 2), message) from None
+
 
 class _EngineComposer(Composer):
     """ruamel's composer, refusing anchors, aliases and deep nesting as the parser meets them.

@@ -79,3 +79,17 @@ def test_a_symlink_loop_is_a_file_that_cannot_be_read(project: ProjectCopy, rela
     found = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
     mine = [p for p in found if p.file.endswith(relative)]
     assert mine and all(p.line == 0 and "cannot read file" in p.message for p in mine), found
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col", "escape"),
+    [('a: "\\U00110000"\n', 1, 5, "\\U00110000"), ('a: 1\nb: "xy \\UFFFFFFFF"\n', 2, 8, "\\UFFFFFFFF")],
+)
+def test_an_escape_past_the_last_unicode_character_is_refused_at_its_place(text: str, line: int, col: int, escape: str) -> None:
+    """ruamel passes the escape's digits to chr(): a ValueError (or an OverflowError past 0x7FFFFFFF) traceback."""
+    p = refused_text(text)
+    assert (p.line, p.col) == (line, col) and f"'{escape}' is past the last character of Unicode" in p.message
+
+
+def test_the_last_unicode_character_is_still_read() -> None:
+    assert parse_yaml('a: "\\U0010FFFF"\n', "f.yaml").data == {"a": "\U0010ffff"}
