@@ -285,18 +285,20 @@ def _builtin_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | No
         problems.append(entry.problem("builtin", f"unknown built-in guard '{name}'{hint}"))
         return None
     params = dict(entry.body.get("params") or {})
+    at = (entry.section, entry.name, "params")
     ok = True
-    for key in params.keys() - spec.params.keys():
-        problems.append(entry.problem("params", f"built-in '{name}' has no parameter '{key}'"))
+    for key in sorted(params.keys() - spec.params.keys()):
+        problems.append(entry.doc.problem((*at, key), f"built-in '{name}' has no parameter '{key}'", of_key=True))
         ok = False
     for key, param_kind in spec.params.items():
         if key not in params:
             problems.append(entry.problem("params", f"built-in '{name}' needs parameter '{key}'"))
             ok = False
             continue
-        message = _param_problem(params[key], param_kind, kind)
-        if message:
-            problems.append(entry.problem("params", f"{key}: {message}"))
+        # Each at its own value (each fact of a list at its item), every one at once: they were all said at
+        # `params`, and of a list of facts only the first unknown one.
+        for where, message in _param_problems(params[key], param_kind, kind):
+            problems.append(entry.doc.problem((*at, key, *where), message))
             ok = False
     if not ok:
         return None
@@ -307,27 +309,29 @@ def _builtin_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | No
         return None
 
 
-def _param_problem(value: Any, param_kind: str, kind: str) -> str | None:
+def _param_problems(value: Any, param_kind: str, kind: str) -> list[tuple[tuple[int, ...], str]]:
+    """What is wrong with one built-in parameter: (where inside the value, message) for each mistake."""
     facts = fact_types(kind)
 
-    def unknown(name: Any) -> str | None:
+    def unknown(name: Any) -> list[tuple[tuple[int, ...], str]]:
         if isinstance(name, str) and name in facts:
-            return None
-        return _unknown(kind)(str(name))
+            return []
+        return [((), _unknown(kind)(str(name)))]
 
     if param_kind == "fact":
         return unknown(value)
     if param_kind == "facts":
         if not isinstance(value, list) or not value:
-            return "must be a list of fact names"
-        return next((m for m in (unknown(v) for v in value) if m), None)
+            return [((), "must be a list of fact names")]
+        return [((index,), message) for index, item in enumerate(value) for _here, message in unknown(item)]
     if param_kind == "op":
-        return None if value in builtins.OPERATORS else f"'{value}' is not one of {', '.join(builtins.OPERATORS)}"
+        return [] if value in builtins.OPERATORS else [((), f"'{value}' is not one of {', '.join(builtins.OPERATORS)}")]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if param_kind == "fact_or_number":
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else unknown(value)
+        return [] if number else unknown(value)
     if param_kind == "number":
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "must be a number"
-    return f"unknown parameter kind {param_kind}"
+        return [] if number else [((), "must be a number")]
+    return [((), f"unknown parameter kind {param_kind}")]
 
 
 @dataclass

@@ -138,6 +138,24 @@ def test_a_builtin_guard_evaluates_and_is_type_checked(project: ProjectCopy) -> 
     assert "built-in 'compare': '>=' compares 'holds_position' (true/false) with a number" in p.message
 
 
+def test_every_wrong_builtin_parameter_is_told_at_its_own_value(project: ProjectCopy) -> None:
+    """They were all said at `params`, and of a list of facts only the first unknown one."""
+    project.replace(
+        "rules/guards.yaml",
+        'builtin: compare\n    params: {left: minutes_since_entry_order, op: ">=", right: 2}',
+        "builtin: all_true\n    params: {facts: [holds_positon, tradable_now, tradable_nw], extra: 1}",
+    )
+    found = compile_rules(load_rules(project.rules), "momentum", needed=["entry_timed_out"])[1]
+    line = project.line_of("rules/guards.yaml", "holds_positon")
+    assert [(p.path, p.line, p.col) for p in found] == [
+        ("guards.entry_timed_out.params.extra", line, 65),
+        ("guards.entry_timed_out.params.facts[0]", line, 22),
+        ("guards.entry_timed_out.params.facts[2]", line, 51),
+    ]
+    assert found[0].message == "built-in 'all_true' has no parameter 'extra'"
+    assert found[1].message.startswith("unknown fact 'holds_positon' (did you mean 'holds_position'?)")
+
+
 # --- where a problem points ----------------------------------------------------------------------------------
 
 
