@@ -692,7 +692,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the last tick is younger than --max-age, 1 otherwise: for a container's or a supervisor's
-    health check. It reads one row of the state file and never creates it (nor takes the run's lock)."""
+    health check. It reads one row of the state file and never creates it (nor takes the run's lock). A last tick
+    more than --max-age ahead of the clock is unhealthy too: it cannot tell that the loop is alive."""
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore, state_file_exists
     from engine.trading.runner import last_tick, paths_for
@@ -713,8 +714,13 @@ def cmd_health(args: argparse.Namespace) -> int:
     if age is None:
         print(f"unhealthy: no tick recorded in {db} yet")
         return EXIT_FAILURE
-    healthy = age.seconds <= max_age
     clock = " on the simulated clock" if age.simulated else ""
+    ahead = (age.last - age.now).total_seconds()
+    if ahead > max_age:  # age 0 would say "recent" for as long as the skew lasts, a dead engine included
+        print(f"unhealthy: last tick {_local(report)(age.last)} is {ahead:.0f} s ahead of this machine's clock{clock} "
+              f"(the clock moved back, or the tick was written by a clock that ran ahead); max age {max_age:g} s")  # fmt: skip
+        return EXIT_FAILURE
+    healthy = age.seconds <= max_age
     verdict = "healthy" if healthy else "unhealthy"
     print(f"{verdict}: last tick {_local(report)(age.last)}, age {age.seconds:.0f} s{clock} (max age {max_age:g} s)")
     return EXIT_OK if healthy else EXIT_FAILURE

@@ -67,6 +67,19 @@ def test_health_is_the_age_of_the_last_tick_against_max_age(project: ProjectCopy
     assert code == EXIT_FAILURE and out.startswith("unhealthy:") and "age 60" in out
 
 
+def test_a_last_tick_in_the_future_is_unhealthy_not_age_0(project: ProjectCopy, capsys) -> None:
+    """A last tick ahead of the clock (the clock moved back, a state file from a machine whose clock ran ahead) says
+    nothing about whether the loop is alive: read as age 0 it was "healthy" for as long as the skew lasts, a dead
+    engine included. A skew within max-age is a tick just written."""
+    now = datetime.now(timezone.utc)
+    real_time_state(project, now + timedelta(days=180))
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE and out.startswith("unhealthy: last tick") and "ahead of this machine's clock" in out
+    real_time_state(project, now + timedelta(seconds=5))
+    code, out = health(project, capsys)
+    assert code == EXIT_OK and out.startswith("healthy: last tick") and "age 0 s" in out
+
+
 def test_the_default_max_age_follows_the_loop_interval(project: ProjectCopy, capsys) -> None:
     project.replace("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 20")
     real_time_state(project, datetime.now(timezone.utc) - timedelta(seconds=60))
