@@ -70,31 +70,41 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
     def fact_list(read: frozenset[str]) -> list[dict[str, Any]]:
         return [{"name": n, "value": facts.get(n), "unit": units[n].unit if n in units else ""} for n in sorted(read)]
 
+    errors: dict[str, str] = {}  # guards that raised on these facts, with why
+
     def guard(name: str) -> dict[str, Any]:
+        read = compiled.guard_facts.get(name, frozenset())
         try:
             value: Any = compiled.guard_holds(name, facts)
         except Exception as exc:  # shown as the answer: a guard that cannot be evaluated fails closed
-            value = f"error: {exc}"
-        return {"name": name, "holds": value, "facts": fact_list(compiled.guard_facts.get(name, frozenset()))}
+            absent = sorted(n for n in read if n not in facts)  # facts saved by an older engine lack today's
+            errors[name] = f"{exc}" + (f"; not in the facts saved at the last tick: {', '.join(absent)}" if absent else "")
+            value = f"error: {errors[name]}"
+        return {"name": name, "holds": value, "facts": fact_list(read)}
 
     transitions = []
-    fired = False
+    decided = False  # a transition fired, or a guard could not be evaluated: the engine tries none after it
     for transition in spec.from_state(saved_state.state):
         guards = [guard(n) for n in dict.fromkeys(conditions.refs(transition.when))]
-        holds = {g["name"]: g["holds"] is True for g in guards}
-        passes = conditions.evaluate(transition.when, holds.__getitem__)
-        stopped_by = next((g["name"] for g in guards if g["holds"] is not True), None) if not passes else None
+        passes, unevaluable = _evaluate(transition.when, {g["name"]: g["holds"] is True for g in guards}, errors)
+        stopped_by = unevaluable or (next((g["name"] for g in guards if g["holds"] is not True), None) if not passes else None)
         transitions.append(
             {
                 "trigger": transition.trigger,
                 "to": transition.dest,
                 "when": transition.guard_text,
-                "would_fire": passes and not fired,
+                "would_fire": passes and not decided,
                 "guards": guards,
                 "stopped_by": stopped_by,
+                "error": (
+                    f"guard '{unevaluable}' cannot be evaluated ({errors[unevaluable]}): the engine fires no transition "
+                    "from here and halts the bot (fail closed)"
+                    if unevaluable and not decided
+                    else None
+                ),
             }
         )
-        fired = fired or passes
+        decided = decided or passes or unevaluable is not None
     preflight = [_check(compiled, name, facts, fact_list) for name in compiled.preflight]
     halts = [h for h in store.halts(open_only=True) if h.in_force(tick_at) and h.scope in (SYSTEM_SCOPE, bot_id)]
     return {
@@ -118,6 +128,27 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
             for h in halts
         ],
     }
+
+
+class _Unevaluable(Exception):
+    """A guard that raised, met where the engine meets it."""
+
+
+def _evaluate(when: conditions.Condition, holds: Mapping[str, bool], errors: Mapping[str, str]) -> tuple[bool, str | None]:
+    """Whether the transition passes, and the guard that cannot be evaluated where the engine would meet it
+    (short-circuits included: `a and b` never reaches a `b` that raises when `a` is false). The engine does not
+    read such a guard as false: the transition does not fire, none after it is tried, and the bot halts
+    (engine/machines/runtime.py, MachineRuntime.step). Read as false, `not g` would be said to fire."""
+
+    def value(name: str) -> bool:
+        if name in errors:
+            raise _Unevaluable(name)
+        return holds[name]
+
+    try:
+        return conditions.evaluate(when, value), None
+    except _Unevaluable as exc:
+        return False, str(exc.args[0])
 
 
 def _check(compiled: CompiledRules, name: str, facts: Mapping[str, Any], fact_list: Any) -> dict[str, Any]:
@@ -191,12 +222,16 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
         until = when(halt["until"]) if halt["until"] else "resume"
         lines.append(f"halted ({halt['scope']}): {one_line(halt['reason'])} (since {when(halt['since'])}, until {until})")
     lines.append(f"transitions from {record['state']}, tried in order:")
+    unevaluable = False
     for t in record["transitions"]:
-        mark = (
-            "FIRES"
-            if t["would_fire"]
-            else (f"stopped by {t['stopped_by']}" if t["stopped_by"] else "holds, but an earlier one fires")
-        )
+        if t.get("error"):
+            mark, unevaluable = f"CANNOT BE EVALUATED: {t['error']}", True
+        elif unevaluable:
+            mark = "not tried (a guard above cannot be evaluated)"
+        elif t["would_fire"]:
+            mark = "FIRES"
+        else:
+            mark = f"stopped by {t['stopped_by']}" if t["stopped_by"] else "holds, but an earlier one fires"
         lines.append(f"  {t['trigger']} -> {t['to']}  [{t['when'] or 'always'}]  {mark}")
         for g in t["guards"]:
             lines.append(f"      {g['name']}: {_value(g['holds'])}   ({shown(g['facts'])})")

@@ -135,3 +135,26 @@ def test_a_bot_whose_facts_could_not_be_built_is_said_to_be_halted_for_it(
     rig.until(lambda r: bool(r.store.halts("opt_core")), limit=400)
     with pytest.raises(WhyError, match=r"'opt_core' has no facts from the last tick \(.*\): its facts could not be built"):
         explain(rig.store, report_of(project), "opt_core")
+
+
+def test_a_guard_that_cannot_be_evaluated_fires_nothing_after_it_as_in_the_engine(project: ProjectCopy, rig: Rig) -> None:
+    """Facts saved by an older engine lack a fact today's rules read (here `preflight_ok`, read by `may_open`).
+    The engine fails closed on a guard it cannot evaluate: that transition does not fire, none after it is tried,
+    and the bot halts. `why` read the error as false, so `disarm [not may_open]` was said to FIRE."""
+    rig.until(lambda r: next(b for b in r.engine.bots if b.bot_id == "mom_AAPL").model.state == "armed")
+    at, body = rig.store.last_facts(LAST_FACTS_SCOPE)  # type: ignore[misc]
+    system, names, by_bot = marshal.loads(body)
+    keep = [i for i, name in enumerate(names) if name != "preflight_ok"]
+    older = {bot: (tuple(row[0][i] for i in keep), *row[1:]) for bot, row in by_bot.items()}
+    rig.store.save_last_facts([(LAST_FACTS_SCOPE, at, marshal.dumps((system, tuple(names[i] for i in keep), older)))])
+
+    record = explain(rig.store, report_of(project), "mom_AAPL")
+    assert not any(t["would_fire"] for t in record["transitions"])
+    disarm = next(t for t in record["transitions"] if t["trigger"] == "disarm")
+    assert disarm["stopped_by"] == "may_open" and "cannot be evaluated" in disarm["error"]
+    assert "preflight_ok" in disarm["error"] and "not in the facts saved" in disarm["error"]
+    later = record["transitions"][record["transitions"].index(disarm) + 1 :]
+    assert later and all(t["error"] is None and not t["would_fire"] for t in later)
+    text = render(record)
+    assert "FIRES" not in text and "CANNOT BE EVALUATED" in text and "not tried" in text
+    json.dumps(record)
