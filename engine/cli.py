@@ -906,7 +906,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report_days(args: argparse.Namespace, today: date) -> tuple[date, date]:
     """--date D, or --from D --to D (either alone is that one day), else the state's own today (a simulation's
-    simulated day)."""
+    simulated day). A flag given empty (`--date "$DAY"` with DAY unset) is a date that is not one, never "not
+    given": that read gave today's report for the day asked."""
     from datetime import date as date_type
 
     def parse(flag: str, text: str) -> date_type:
@@ -917,14 +918,15 @@ def _report_days(args: argparse.Namespace, today: date) -> tuple[date, date]:
         except ValueError:
             raise InvalidInput(f"{flag}: '{text}' is not a date (YYYY-MM-DD)") from None
 
-    if args.date and (args.from_ or args.to):
+    given = [name for name, value in (("date", args.date), ("from", args.from_), ("to", args.to)) if value is not None]
+    if "date" in given and len(given) > 1:
         raise InvalidInput("give --date, or --from and --to, not both")
-    if args.date:
+    if args.date is not None:
         day = parse("--date", args.date)
         return day, day
-    if args.from_ or args.to:
-        first = parse("--from", args.from_) if args.from_ else parse("--to", args.to)
-        last = parse("--to", args.to) if args.to else first
+    if given:
+        first = parse("--from", args.from_) if args.from_ is not None else parse("--to", args.to)
+        last = parse("--to", args.to) if args.to is not None else first
         if last < first:
             raise InvalidInput(f"--to {last} is before --from {first}")
         return first, last

@@ -93,3 +93,17 @@ def test_a_period_past_the_years_a_record_can_have_is_read_up_to_them(tmp_path: 
     assert ages.blocked == [BlockedCheck("order_rate", "mom_AAPL", entries_blocked=1)]
     ten_years = build_report(store, log, date(2017, 1, 1), date(2026, 12, 31), LA, NOW)
     assert not ten_years.clipped and "read from" not in render_text(ten_years, LA)
+
+
+@pytest.mark.parametrize("args", [["--date", ""], ["--from", ""], ["--to", ""], ["--from", "2026-11-20", "--to", ""],
+                                  ["--date", "", "--from", "2026-11-20"]])  # fmt: skip
+def test_an_empty_date_is_refused_not_taken_as_today(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    """`report --date "$DAY"` with DAY unset gave today's report, as if no date had been asked for."""
+    StateStore(tmp_path / "s.db").close()
+    (tmp_path / "app.jsonl").write_text(GOOD + "\n", encoding="utf-8")
+    code = main(["report", *args, "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "app.jsonl")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "", captured.out
+    assert "is not a date (YYYY-MM-DD)" in captured.err or "not both" in captured.err
