@@ -877,6 +877,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _given_path("--prompt-file", args.prompt_file, folder=False)
     if args.out is not None:
         _output_file("--out", args.out)
+    asked = _report_days(args)  # bad usage whatever the state: said before the state file is looked at
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
     if not state_file_exists(db):
@@ -886,7 +887,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = StateStore(db)
     try:
         now, _simulated = state_now(store, SystemClock().now())
-        first, last = _report_days(args, local.day(now))
+        first, last = asked or (local.day(now), local.day(now))
         data = build_report(store, log, first, last, local, now)
     finally:
         store.close()
@@ -904,10 +905,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _report_days(args: argparse.Namespace, today: date) -> tuple[date, date]:
-    """--date D, or --from D --to D (either alone is that one day), else the state's own today (a simulation's
-    simulated day). A flag given empty (`--date "$DAY"` with DAY unset) is a date that is not one, never "not
-    given": that read gave today's report for the day asked."""
+def _report_days(args: argparse.Namespace) -> tuple[date, date] | None:
+    """--date D, or --from D --to D (either alone is that one day), else None: the state's own today (a
+    simulation's simulated day), known once the state file is read. A flag given empty (`--date "$DAY"` with
+    DAY unset) is a date that is not one, never "not given": that read gave today's report for the day asked."""
     from datetime import date as date_type
 
     def parse(flag: str, text: str) -> date_type:
@@ -930,7 +931,7 @@ def _report_days(args: argparse.Namespace, today: date) -> tuple[date, date]:
         if last < first:
             raise InvalidInput(f"--to {last} is before --from {first}")
         return first, last
-    return today, today
+    return None
 
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

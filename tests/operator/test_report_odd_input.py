@@ -107,3 +107,16 @@ def test_an_empty_date_is_refused_not_taken_as_today(
     captured = capsys.readouterr()
     assert code == 2 and captured.out == "", captured.out
     assert "is not a date (YYYY-MM-DD)" in captured.err or "not both" in captured.err
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--date", "23/11/2026"], "--date: '23/11/2026' is not a date (YYYY-MM-DD)"),
+    (["--from", "2026-11-24", "--to", "2026-11-01"], "--to 2026-11-01 is before --from 2026-11-24"),
+])  # fmt: skip
+def test_a_bad_date_is_bad_usage_before_anything_ran_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    """Before the first run a bad date was 'no state yet' with exit 1: the usage error, the one to fix, went unsaid."""
+    code = main(["report", *args, "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "app.jsonl")])
+    assert code == 2 and capsys.readouterr().err.strip() == said
+    assert list(tmp_path.iterdir()) == []
