@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import html
 import json
+import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -147,8 +148,8 @@ def _field_ok(value: Any, kind: str) -> bool:
     kind = kind.rstrip("!")
     if kind == "text":
         return isinstance(value, str)
-    if kind == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "number":  # finite: Python's json reads NaN, Infinity and 1e400, which no engine writes
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 

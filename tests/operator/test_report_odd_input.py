@@ -48,6 +48,9 @@ ODD = [
     '{"ts":"2026-11-23T20:00:00+00:00","event":"preflight","bot":"b","failed":[["nested"]]}',
     '{"ts":"2026-11-23T20:00:00+00:00","event":"run_end","reason":"x","ticks":"many"}',
     '{"ts":"2026-11-23T20:00:00+00:00","event":"broker_error","operation":{"x":1}}',
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"run_end","reason":"x","equity":NaN}',  # Python's json reads these;
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"run_end","reason":"x","ticks":1e400}',  # shown as "nan", "inf ticks"
+    '{"ts":"2026-11-23T20:00:00+00:00","event":"run_end","reason":"x","equity":-Infinity}',
     '{"ts":"2026-11-23T20:00:00+00:00","event":"entry_blocked","bot":"mom_A',  # cut short by a crash
 ]
 
