@@ -253,7 +253,9 @@ class StatusApp:
                 raise StateFileError(self.state_db, "was read before but is gone now (moved or deleted)", runtime=True)
             return None
         if self._store is None:
-            self._store = StateStore(self.state_db)
+            from engine.cli import OPERATOR_WAIT_SECONDS  # halt/resume wait for a tick as long as the CLI's do
+
+            self._store = StateStore(self.state_db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
             after = self.state_db.stat()
             self._identity, self._gone = (after.st_dev, after.st_ino), False
         return self._store
@@ -272,7 +274,9 @@ class StatusApp:
             self._identity = None
 
     def change(self, action: str, reason: str) -> dict[str, Any]:
-        """Halt or resume through the CLI's own functions, stamped like the CLI stamps them (a simulation's own time)."""
+        """Halt or resume through the CLI's own functions, stamped like the CLI stamps them (a simulation's own time),
+        waiting as long as the CLI does for a tick's write transaction (the connection's busy wait): with SQLite's
+        default 5 s the button failed "database is locked" where `python -m engine halt` went through."""
         from engine.core.clock import ManualClock, SystemClock
         from engine.core.journal import Journal
         from engine.trading.runner import operator_halt, operator_resume, state_now

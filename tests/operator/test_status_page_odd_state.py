@@ -18,7 +18,7 @@ from engine.core.store import StateStore
 from engine.operator.status_page import StatusHandler, StatusServer
 from engine.trading.runner import operator_halt
 from tests.conftest import ProjectCopy
-from tests.operator.test_status_page import call, serving
+from tests.operator.test_status_page import TOKEN, call, serving
 from tests.trading.conftest import Rig
 
 NOON = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
@@ -121,3 +121,18 @@ def test_half_a_request_gives_its_thread_back(project: ProjectCopy, rig: Rig, mo
         # the request line and no end of headers: the server closes the connection once its timeout passes
         assert _raw(server, b"GET / HTTP/1.1\r\n", timeout=5) == b""
     assert sys.exc_info() == (None, None, None)
+
+
+def test_a_halt_from_the_page_waits_for_a_tick_as_long_as_the_cli_halt(project: ProjectCopy, rig: Rig) -> None:
+    """The Halt button is `python -m engine halt` (the same function), which waits OPERATOR_WAIT_SECONDS for a
+    tick's write transaction: the page's connection kept SQLite's 5 s, so with a tick holding the lock for longer
+    the button answered "halt failed: ... database is locked" where the CLI's halt went through."""
+    from engine.cli import OPERATOR_WAIT_SECONDS
+
+    rig.ticks(2)
+    with serving(project, rig.store.path, rig.log, token=TOKEN) as server:
+        assert call(server, "/api/status")[0] == 200
+        store = server.app.store()
+        assert store is not None
+        [(waits_ms,)] = store._conn.execute("PRAGMA busy_timeout").fetchall()
+    assert waits_ms == OPERATOR_WAIT_SECONDS * 1000
