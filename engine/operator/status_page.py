@@ -334,8 +334,9 @@ class StatusHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet for the page's polling; halts, resumes and refusals are worth a line, the request line made
-        printable (anyone who can reach the port writes it)."""
-        if self.command == "POST" or (len(args) > 1 and not str(args[1]).startswith(("2", "3"))):
+        printable (anyone who can reach the port writes it). A connection that timed out before its first request
+        line (a browser's preconnect) is logged with no command set yet: quiet too, never an AttributeError."""
+        if getattr(self, "command", None) == "POST" or (len(args) > 1 and not str(args[1]).startswith(("2", "3"))):
             sys.stderr.write(f"{self.address_string()} {one_line(format % args)}\n")
 
     # -- plumbing --

@@ -136,3 +136,16 @@ def test_a_halt_from_the_page_waits_for_a_tick_as_long_as_the_cli_halt(project: 
         assert store is not None
         [(waits_ms,)] = store._conn.execute("PRAGMA busy_timeout").fetchall()
     assert waits_ms == OPERATOR_WAIT_SECONDS * 1000
+
+
+def test_a_connection_that_never_sends_is_closed_quietly(
+    project: ProjectCopy, rig: Rig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Browsers open connections they may never use (Chrome's preconnect). At its timeout http.server logs "Request
+    timed out" before any request line was read, and the quiet log read `self.command`, not set yet: every such
+    connection printed "request failed: AttributeError: 'StatusHandler' object has no attribute 'command'"."""
+    monkeypatch.setattr(StatusHandler, "timeout", 0.2)
+    with serving(project, rig.store.path, rig.log) as server:
+        assert _raw(server, b"", timeout=5) == b""  # closed by the server once its timeout passed, after any line
+        assert call(server, "/api/status")[0] == 200
+    assert capsys.readouterr().err == ""
