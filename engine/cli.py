@@ -752,21 +752,32 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     """The state file and log for `halt`, which must work when it is needed most: while a half-edited config,
     machine or rule file cannot be read. The running engine read its files when it started, and stops at the halt
     written to its state file. Without the files settings.yaml names neither the state file nor the log, so the
-    halt then needs both flags: a halt written to a guessed file would be one the engine never sees."""
+    halt then needs both flags: a halt written to a guessed file would be one the engine never sees. Files that
+    read but no longer fit the saved state (a machine file whose state was renamed mid-edit) are the same case:
+    the engine runs on the files it read, and the halt must reach it."""
     from engine.config.errors import ConfigError
     from engine.config.loader import load_config
+    from engine.trading.runner import paths_for
     from engine.validate import load_valid
 
+    what = "the files above cannot be read"
     try:
         store, journal, now, _report = _open_state(args)
         return store, journal, now
-    except InvalidInput:
+    except InvalidInput as refused:
         try:  # the files alone: a damaged state file is said as it was
-            load_valid(args.config, args.machines, args.rules, user_code=False)
+            report = load_valid(args.config, args.machines, args.rules, user_code=False)
         except ConfigError as exc:
             problems = problems_text(exc.problems)
         else:
-            raise  # not the files: a state file or log that cannot be used, said as it was
+            try:  # the files read: is it a saved machine state they no longer have (validation's machine_states.*)?
+                load_valid(args.config, args.machines, args.rules, paths_for(report, args.state_db, args.log)[0],
+                           user_code=False)  # fmt: skip
+                raise refused from None  # not the files: a state file or log that cannot be used, said as it was
+            except ConfigError as exc:
+                if not all(p.path.startswith("machine_states.") for p in exc.problems):  # a damaged file: as it was
+                    raise refused from None
+                problems, what = problems_text(exc.problems), "the files above no longer fit the saved state"
     db, log = args.state_db, args.log
     if db is None or log is None:
         try:  # settings.yaml and bots.yaml may read though a machine or rule file does not
@@ -781,7 +792,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     _state_path("--state-db", db)
     _state_path("--log", log)
     _not_an_input(args, db, log)
-    print(f"{problems}\nwarning: the files above cannot be read; the halt goes to the state file {escaped(str(db))} "
+    print(f"{problems}\nwarning: {what}; the halt goes to the state file {escaped(str(db))} "
           f"and the log {escaped(str(log))}", file=sys.stderr)  # fmt: skip
     return _state_at(db, log)
 

@@ -165,3 +165,27 @@ def test_a_full_disk_under_the_log_stops_the_run_with_exit_1_and_sends_nothing(
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM orders WHERE status != 'not_sent'").fetchone()[0] == 0
     conn.close()
+
+
+def test_halt_works_while_a_machine_file_no_longer_has_a_saved_state(
+    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator mid-edit of a machine file (a state renamed) while the engine runs on the files it read at its
+    start: the files validate alone, but not with the state saved in the old one. `halt` refused, exit 2, nothing
+    recorded: the engine went on trading. It records the halt and says what disagrees, as for a file that cannot
+    be read; the other commands still refuse (exit 2), saying the same."""
+    from engine.core.store import StateStore
+
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    _sql("UPDATE machine_states SET state = 'cruising' WHERE bot_id = 'mom_AAPL'")(db)
+    code = main(["halt", "--reason", "mid-edit", "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "saved in state 'cruising'" in err and "warning:" in err and out.startswith("halted: mid-edit")
+    store = StateStore(db)
+    try:
+        assert "mid-edit" in [h.reason for h in store.halts(open_only=True)]
+    finally:
+        store.close()
+    assert main(["status", "--state-db", str(db), "--log", str(log), *FILES]) == 2
