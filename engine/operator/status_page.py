@@ -439,6 +439,11 @@ class StatusHandler(BaseHTTPRequestHandler):
         if action == "halt" and not reason:
             self._error(HTTPStatus.BAD_REQUEST, "a halt needs a reason")
             return
+        try:  # JSON carries lone surrogates (\ud800) that SQLite and the log cannot hold: refused as the CLI refuses them
+            reason.encode("utf-8")
+        except UnicodeEncodeError:
+            self._error(HTTPStatus.BAD_REQUEST, "the reason is not UTF-8 text")
+            return
         try:
             self._json(HTTPStatus.OK, self.server.app.change(action, reason))
         except Exception as exc:  # a busy or broken state file: the operator must see that it did not happen

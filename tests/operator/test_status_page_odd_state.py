@@ -18,7 +18,7 @@ from engine.core.store import StateStore
 from engine.operator.status_page import StatusHandler, StatusServer
 from engine.trading.runner import operator_halt
 from tests.conftest import ProjectCopy
-from tests.operator.test_status_page import TOKEN, call, serving
+from tests.operator.test_status_page import TOKEN, bearer, call, serving
 from tests.trading.conftest import Rig
 
 NOON = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
@@ -149,3 +149,13 @@ def test_a_connection_that_never_sends_is_closed_quietly(
         assert _raw(server, b"", timeout=5) == b""  # closed by the server once its timeout passed, after any line
         assert call(server, "/api/status")[0] == 200
     assert capsys.readouterr().err == ""
+
+
+def test_a_halt_reason_that_is_not_utf8_text_is_the_requests_fault(project: ProjectCopy, rig: Rig) -> None:
+    """JSON can carry a lone surrogate (\\ud800) that no UTF-8 file can hold: it reached SQLite and came back as
+    500 "halt failed: UnicodeEncodeError"; the CLI's halt refuses it as bad input, and so does the page (400)."""
+    rig.ticks(2)
+    with serving(project, rig.store.path, rig.log, token=TOKEN) as server:
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "a\ud800b"}, headers=bearer(TOKEN))
+        assert status == 400 and body["error"] == "the reason is not UTF-8 text"
+    assert not StateStore(rig.store.path).halts()
