@@ -879,7 +879,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     imported only for --out."""
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore, state_file_exists
-    from engine.operator.report import build_report, fill_prompt, render_html, render_text
+    from engine.operator.report import PROMPT_FILE, build_report, fill_prompt, render_html, render_text
     from engine.trading.runner import paths_for, state_now
 
     if args.prompt_file is not None:
@@ -910,6 +910,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             prompt = fill_prompt(data, local, args.prompt_file)
         except OSError as exc:
             raise InvalidInput(f"--prompt: cannot read {exc.filename}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:  # a template saved in another encoding, or a binary file named by mistake
+            flag, path = ("--prompt-file", args.prompt_file) if args.prompt_file is not None else ("--prompt", PROMPT_FILE)
+            where = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+            raise InvalidInput(f"{flag} {path}: not UTF-8 text ({where})") from None
         print(prompt)
     elif not args.out:
         print(render_text(data, local))

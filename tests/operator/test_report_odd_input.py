@@ -123,3 +123,15 @@ def test_a_bad_date_is_bad_usage_before_anything_ran_too(
     code = main(["report", *args, "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "app.jsonl")])
     assert code == 2 and capsys.readouterr().err.strip() == said
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_prompt_file_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A template saved in Latin-1 (or a binary file named by mistake) ended `report --prompt` in a traceback."""
+    StateStore(tmp_path / "s.db").close()
+    (tmp_path / "app.jsonl").write_text(GOOD + "\n", encoding="utf-8")
+    (tmp_path / "prompt.txt").write_bytes(b"Period: {period}, caf\xe9\n")
+    code = main(["report", "--prompt", "--prompt-file", str(tmp_path / "prompt.txt"),
+                 "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "app.jsonl")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err == f"--prompt-file {tmp_path / 'prompt.txt'}: not UTF-8 text (byte 0xe9 at offset 21)\n"
