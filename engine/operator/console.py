@@ -28,6 +28,7 @@ from rich.text import Text
 
 from engine.core.store import SYSTEM_SCOPE, Halt
 from engine.operator.local import LocalTime
+from engine.operator.summary import one_line
 from engine.trading.engine import TickReport
 from engine.trading.runner import RunOptions, Session
 
@@ -202,7 +203,9 @@ class LiveConsole:
     # --- drawing -------------------------------------------------------------------------------------------
 
     def _print(self, at: str, label: str, text: str) -> None:
-        self.console.print(Text.assemble((at, "dim"), " ", (label, STYLES.get(label, "bold")), " ", text))
+        """One line: the text carries others' words (a halt's reason, a broker's message), shown as escapes where
+        not printable, as `status` shows them: rich passes a newline and an escape sequence to the terminal."""
+        self.console.print(Text.assemble((at, "dim"), " ", (label, STYLES.get(label, "bold")), " ", one_line(text)))
 
     def _fail(self, exc: Exception) -> None:
         self.failed = f"{type(exc).__name__}: {exc}"
@@ -260,7 +263,7 @@ class LiveConsole:
             return ""
         h = live[-1]
         more = f" (+{len(live) - 1})" if len(live) > 1 else ""
-        return f" · HALTED {h.scope}: {h.reason}{more}"
+        return f" · HALTED {h.scope}: {one_line(h.reason)}{more}"
 
     def _poll_halts(self) -> None:
         """Halts started or ended by another process (`python -m engine halt` while this runs) are not in this

@@ -182,3 +182,32 @@ def test_not_imported_where_it_is_not_used() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=os.getcwd())
     assert result.returncode == 0, result.stderr
+
+
+def test_a_halt_reason_cannot_forge_a_line_or_drive_the_terminal(project: ProjectCopy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A halt reason is anyone's text (`halt --reason`, the page's button, a broker's message in a kill condition's):
+    printed as written, a newline forged a line ("HALT ENDED ...", all clear) and an escape sequence cleared the
+    screen. Shown as escapes, as `status`, `why` and the page show it (summary.one_line)."""
+    monkeypatch.setattr(console_module, "REFRESH_SECONDS", 0.0)
+    options = RunOptions(ticks=6)
+    session = _session(project, options)
+    terminal, out = _terminal()
+    live = LiveConsole(session, options, console=terminal)
+    operator = StateStore(session.store.path), Journal(session.journal.path, session.clock)
+    reason = "x\x1b[2J\nHALT ENDED system: all clear"
+
+    def on_tick(_report: object) -> None:
+        live.tick(_report)  # type: ignore[arg-type]
+        if session.engine.ticks == 2:  # typed beside the run: seen in SQLite
+            operator_halt(*operator, reason, session.clock.now())
+
+    try:
+        with live:
+            run(session, options, on_tick=on_tick)
+    finally:
+        close_session(session)
+        operator[0].close()
+        operator[1].close()
+    text = out.getvalue()
+    assert "HALT system: x\\x1b[2J\\nHALT ENDED system: all clear" in text
+    assert "\x1b[2J" not in text and "\nHALT ENDED" not in text
