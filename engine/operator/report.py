@@ -32,7 +32,7 @@ from typing import Any
 from engine.core.journal import JournalError
 from engine.core.store import StateStore, TradeRow
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_lines, in_force_lines, period_record
+from engine.operator.summary import halt_lines, in_force_lines, one_line, period_record
 from engine.paths import PROJECT_ROOT, PathKind, path_kind
 
 PROMPT_FILE = PROJECT_ROOT / "tools" / "analyst_prompt.txt"
@@ -335,6 +335,8 @@ def skipped_text(data: ReportData) -> str:
 
 
 def blocked_text(data: ReportData) -> str:
+    """Entries blocked per check. The log's words (here and in the other sections) are shown through one_line:
+    anyone who can write the file wrote them, and a newline or an escape sequence must not reach the terminal."""
     if not data.log_found:
         return f"  (no log at {data.log})"
     lines = [skipped_text(data)] if data.lines_skipped else []
@@ -344,7 +346,7 @@ def blocked_text(data: ReportData) -> str:
         parts = [f"{b.entries_blocked} entries blocked"] if b.entries_blocked else []
         if b.began_failing or b.seconds_failing:
             parts.append(f"began failing {b.began_failing}x, failing {_duration(b.seconds_failing)} in all")
-        lines.append(f"  {b.check} ({b.bot}): {'; '.join(parts)}")
+        lines.append(f"  {one_line(b.check)} ({one_line(b.bot)}): {'; '.join(parts)}")
     return "\n".join(lines)
 
 
@@ -354,21 +356,22 @@ def guards_text(data: ReportData) -> str:
         return "  none"
     lines = []
     for machine in sorted({m for m, _g, _n in data.guards} | {m for m, _t, _n in data.triggers}):
-        held = ", ".join(f"{g} {n}x" for m, g, n in data.guards if m == machine)
-        fired = ", ".join(f"{t} {n}x" for m, t, n in data.triggers if m == machine)
-        lines.append(f"  {machine}: guards held: {held or 'none'}; triggers fired: {fired or 'none'}")
+        held = ", ".join(f"{one_line(g)} {n}x" for m, g, n in data.guards if m == machine)
+        fired = ", ".join(f"{one_line(t)} {n}x" for m, t, n in data.triggers if m == machine)
+        lines.append(f"  {one_line(machine)}: guards held: {held or 'none'}; triggers fired: {fired or 'none'}")
     return "\n".join(lines)
 
 
 def errors_text(data: ReportData) -> str:
-    return "\n".join(f"  {what}: {n}" for what, n in data.broker_errors) or "  none"
+    return "\n".join(f"  {one_line(what)}: {n}" for what, n in data.broker_errors) or "  none"
 
 
 def runs_text(data: ReportData, local: LocalTime) -> str:
     if not data.runs:
         return "  none ended in the period"
     return "\n".join(
-        f"  {local(local.parse_utc(str(r['ts'])))}: {r.get('reason')}, {r.get('ticks')} ticks, equity {r.get('equity')}"
+        f"  {local(local.parse_utc(str(r['ts'])))}: {one_line(str(r.get('reason')))}, {r.get('ticks')} ticks, "
+        f"equity {r.get('equity')}"
         for r in data.runs
     )
 

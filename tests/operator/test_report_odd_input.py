@@ -15,7 +15,7 @@ from engine.cli import main
 from engine.core.journal import JournalError
 from engine.core.store import StateStore
 from engine.operator.local import LocalTime
-from engine.operator.report import FIRST_DAY, LAST_DAY, BlockedCheck, build_report, render_html, render_text
+from engine.operator.report import FIRST_DAY, LAST_DAY, BlockedCheck, build_report, fill_prompt, render_html, render_text
 
 LA = LocalTime("America/Los_Angeles")
 MONDAY = date(2026, 11, 23)
@@ -135,3 +135,22 @@ def test_a_prompt_file_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path, c
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err == f"--prompt-file {tmp_path / 'prompt.txt'}: not UTF-8 text (byte 0xe9 at offset 21)\n"
+
+
+def test_words_from_the_log_cannot_forge_a_line_or_drive_the_terminal(tmp_path: Path) -> None:
+    """The log's text (a run's end reason, a check's, a bot's or a broker error's name) is anyone's who can write
+    the file: printed as written, an escape sequence recoloured or cleared the screen and a newline forged a line.
+    Shown as escapes, as halt reasons are (summary.one_line)."""
+    log = tmp_path / "app.jsonl"
+    lines = [
+        _line("run_end", reason="x\x1b[2J\nruns ended: none", ticks=3, equity=1.0),
+        _line("entry_blocked", bot="mom_AAPL\x1b[31m", failed=["order_rate\nHALT: none"]),
+        _line("broker_error", operation="get_account\r", reason="server_error\x1b]0;title\x07", kind="server"),
+        _line("transition", machine="momentum\x1b[1m", trigger="arm\n", guards=["may_open\x1b[0m"]),
+    ]
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = build_report(StateStore(tmp_path / "s.db"), log, MONDAY, MONDAY, LA, NOW)
+    for text in (render_text(data, LA), fill_prompt(data, LA)):
+        assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+        assert "\nruns ended: none" not in text and "\nHALT: none" not in text
+        assert "x\\x1b[2J\\nruns ended: none" in text and "order_rate\\nHALT: none (mom_AAPL\\x1b[31m)" in text
