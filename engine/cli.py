@@ -291,7 +291,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     if args.bot:
         from engine.config.checks import bot_kind, trading_bots
         from engine.core.names import did_you_mean
-        from engine.core.store import StateStore, state_file_exists
+        from engine.core.store import StateStore
         from engine.trading.runner import paths_for
 
         assert report.config is not None
@@ -304,7 +304,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
             )
         db, _log = paths_for(report, args.state_db, args.log)
         saved = None
-        if state_file_exists(db):
+        if not _nothing_saved(db):
             store = StateStore(db)
             try:
                 saved = store.machine_state(args.kind, args.bot)
@@ -663,16 +663,31 @@ def _state_at(db: Path, log: Path) -> tuple[StateStore, Journal, datetime]:
     return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now
 
 
+def _nothing_saved(db: Path) -> bool:
+    """Whether a reading command (status, why, report, health, diagram --bot) has no state file to open: nothing
+    at `db` (StateFileError when that cannot be told), or an empty file, which holds nothing (validation reads it
+    so). Opened, an empty file gets a new database written into it by SQLite, and a reading command writes
+    nothing: the path may name any file (a mistyped --state-db, the run's lock file)."""
+    from engine.core.store import state_file_exists
+
+    if not state_file_exists(db):
+        return True
+    try:
+        return db.is_file() and db.stat().st_size == 0
+    except OSError:  # said by the store as it opens it
+        return False
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Reads only: a state file that does not exist is not created (nor the log), so a mistyped --state-db
     leaves nothing behind."""
     from engine.core.clock import SystemClock
-    from engine.core.store import StateStore, state_file_exists
+    from engine.core.store import StateStore
     from engine.trading.runner import paths_for, state_now, status_text
 
     report = _load(args)
     db, _log = paths_for(report, args.state_db, args.log)
-    if not state_file_exists(db):
+    if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)")
         return EXIT_OK
     store = StateStore(db)
@@ -695,7 +710,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     health check. It reads one row of the state file and never creates it (nor takes the run's lock). A last tick
     more than --max-age ahead of the clock is unhealthy too: it cannot tell that the loop is alive."""
     from engine.core.clock import SystemClock
-    from engine.core.store import StateStore, state_file_exists
+    from engine.core.store import StateStore
     from engine.trading.runner import last_tick, paths_for
 
     report = _load(args)
@@ -703,7 +718,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     interval = report.config.settings.runner.loop_interval_seconds
     max_age = args.max_age if args.max_age is not None else 3 * interval + 30
     db, _log = paths_for(report, args.state_db, args.log)
-    if not state_file_exists(db):
+    if _nothing_saved(db):
         print(f"unhealthy: no state file {db} (no run has started)")
         return EXIT_FAILURE
     store = StateStore(db)
@@ -849,7 +864,7 @@ def cmd_why(args: argparse.Namespace) -> int:
 
     from engine.config.checks import trading_bots
     from engine.core.names import did_you_mean
-    from engine.core.store import StateStore, state_file_exists
+    from engine.core.store import StateStore
     from engine.operator.why import WhyError, explain, render
     from engine.trading.runner import paths_for
 
@@ -859,7 +874,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     if args.bot not in bots:  # bad usage whatever the state: said before the state file is looked at
         raise InvalidInput(f"error: no bot '{args.bot}' in bots.yaml{did_you_mean(args.bot, bots)} (bots: {', '.join(bots)})")
     db, _log = paths_for(report, args.state_db, args.log)
-    if not state_file_exists(db):
+    if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
         return EXIT_FAILURE
     store = StateStore(db)
@@ -878,7 +893,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """The trading day (or days) for review, from SQLite and the JSONL (engine/operator/report.py); plotly is
     imported only for --out."""
     from engine.core.clock import SystemClock
-    from engine.core.store import StateStore, state_file_exists
+    from engine.core.store import StateStore
     from engine.operator.report import PROMPT_FILE, build_report, fill_prompt, render_html, render_text
     from engine.trading.runner import paths_for, state_now
 
@@ -891,7 +906,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     asked = _report_days(args)  # bad usage whatever the state: said before the state file is looked at
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
-    if not state_file_exists(db):
+    if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
         return EXIT_FAILURE
     local = _local(report)

@@ -230,7 +230,9 @@ class StatusApp:
         Checked at every poll (a stat or two): a connection follows the file it opened, not the path, so without this
         a state file deleted, moved away or replaced (a fresh one for a new account, one restored from a backup)
         went on being shown, halts and all, as if it were current. A file replaced is opened again; one gone
-        after it was read, or a path that is not a regular file, is an error the page shows instead of data."""
+        after it was read, or a path that is not a regular file, is an error the page shows instead of data.
+        An empty file is nothing saved, as validation reads it: a read never opens it (SQLite would write a new
+        database into it)."""
         try:
             found = path_kind(self.state_db)
             info = self.state_db.stat() if found is PathKind.FILE else None  # its identity
@@ -242,6 +244,8 @@ class StatusApp:
             self._forget()
             kind = "a folder" if found is PathKind.FOLDER else "not a regular file"
             raise StateFileError(self.state_db, f"is {kind}, not a state file", runtime=False)
+        if info is not None and info.st_size == 0 and not create:  # holds nothing; opened, SQLite would write into it
+            info = None
         identity = (info.st_dev, info.st_ino) if info is not None else None
         if self._store is not None and identity != self._identity:
             gone = identity is None

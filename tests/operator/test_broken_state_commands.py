@@ -189,3 +189,15 @@ def test_halt_works_while_a_machine_file_no_longer_has_a_saved_state(
     finally:
         store.close()
     assert main(["status", "--state-db", str(db), "--log", str(log), *FILES]) == 2
+
+
+@pytest.mark.parametrize("command", ["status", "why", "report", "health", "diagram"])
+def test_reading_commands_leave_an_empty_file_empty(tmp_path, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty file at the state path holds nothing (validation reads it so), but the reading commands opened it,
+    and SQLite wrote a new database into it: whatever file --state-db named (a mistyped path, the run's lock file)."""
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    db.touch()
+    code = main([*COMMANDS[command], "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code in (0, 1) and ("no state" in out + err or "no saved state" in err), out + err
+    assert db.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]

@@ -159,3 +159,15 @@ def test_a_halt_reason_that_is_not_utf8_text_is_the_requests_fault(project: Proj
         status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "a\ud800b"}, headers=bearer(TOKEN))
         assert status == 400 and body["error"] == "the reason is not UTF-8 text"
     assert not StateStore(rig.store.path).halts()
+
+
+def test_an_empty_state_file_is_no_state_yet_and_left_empty(project: ProjectCopy, tmp_path: Path) -> None:
+    """An empty file holds nothing: the page opened it and SQLite wrote a new database into it, then showed it as
+    a state (has_state, no halt) where `status` says "no state yet"."""
+    (tmp_path / "state").mkdir()
+    db = tmp_path / "state" / "s.db"
+    db.touch()
+    with serving(project, db, tmp_path / "state" / "app.jsonl") as server:
+        status, record, _ = call(server, "/api/status")
+    assert status == 200 and record["has_state"] is False
+    assert db.read_bytes() == b"" and sorted(p.name for p in db.parent.iterdir()) == ["s.db"]
