@@ -729,15 +729,16 @@ def cmd_health(args: argparse.Namespace) -> int:
     if age is None:
         print(f"unhealthy: no tick recorded in {db} yet")
         return EXIT_FAILURE
+    last = _local(report)(age.last)
     clock = " on the simulated clock" if age.simulated else ""
     ahead = (age.last - age.now).total_seconds()
     if ahead > max_age:  # age 0 would say "recent" for as long as the skew lasts, a dead engine included
-        print(f"unhealthy: last tick {_local(report)(age.last)} is {ahead:.0f} s ahead of this machine's clock{clock} "
+        print(f"unhealthy: last tick {last} is {ahead:.0f} s ahead of this machine's clock{clock} "
               f"(the clock moved back, or the tick was written by a clock that ran ahead); max age {max_age:g} s")  # fmt: skip
         return EXIT_FAILURE
     healthy = age.seconds <= max_age
     verdict = "healthy" if healthy else "unhealthy"
-    print(f"{verdict}: last tick {_local(report)(age.last)}, age {age.seconds:.0f} s{clock} (max age {max_age:g} s)")
+    print(f"{verdict}: last tick {last}, age {age.seconds:.0f} s{clock} (max age {max_age:g} s)")
     return EXIT_OK if healthy else EXIT_FAILURE
 
 

@@ -174,3 +174,16 @@ def test_the_image_gets_what_it_copies_and_never_the_keys_or_the_state() -> None
     for secret_or_state in (".env", "state", "logs", ".venv", ".git"):
         assert excluded(secret_or_state), secret_or_state
     assert {"engine", "schemas", "config", "machines", "rules", "pyproject.toml"} <= set(copied)
+
+
+@pytest.mark.parametrize("saved", ["0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59-12:00"])
+def test_a_last_tick_at_the_calendars_ends_is_unhealthy_in_one_line(project: ProjectCopy, capsys, saved: str) -> None:
+    """A hand-edited or damaged last tick at the ends of the calendar reads, but moved into system.timezone it left
+    the years Python has: health ended in an OverflowError traceback. It is shown as saved, and unhealthy (long
+    past, or far ahead of the clock)."""
+    real_time_state(project, None)
+    store = StateStore(project.root / "s.db")
+    store.set_meta(LAST_TICK_KEY, saved)
+    store.close()
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE and out.startswith(f"unhealthy: last tick {saved}")

@@ -25,23 +25,32 @@ class LocalTime:
     def __call__(self, when: datetime | None) -> str:
         if when is None:
             return "-"
-        return when.astimezone(self.tz).isoformat(timespec="seconds")
+        return self._in_zone(when).isoformat(timespec="seconds")
+
+    def _in_zone(self, when: datetime) -> datetime:
+        """`when` in this zone, or as it was saved when this zone cannot hold it: a time at the calendar's ends
+        (0001-01-01 UTC is still year 0 in Los Angeles) comes only from a damaged or hand-edited record, and every
+        command must show it, as written, rather than end in an OverflowError traceback."""
+        try:
+            return when.astimezone(self.tz)
+        except OverflowError:
+            return when
 
     def clock(self, when: datetime) -> str:
         """The time of day only, for lines that already say which day they are about."""
-        return when.astimezone(self.tz).strftime("%H:%M:%S")
+        return self._in_zone(when).strftime("%H:%M:%S")
 
     def after(self, when: datetime, since: datetime) -> str:
         """`when`, shown after `since` on one line: its time of day while both share a date and a UTC offset, else
         in full (a trade held over a night, or over the hour clocks fall back, where 01:19 PST follows 01:32 PDT)."""
-        shown, base = when.astimezone(self.tz), since.astimezone(self.tz)
+        shown, base = self._in_zone(when), self._in_zone(since)
         if shown.date() == base.date() and shown.utcoffset() == base.utcoffset():
             return shown.strftime("%H:%M:%S")
         return shown.isoformat(timespec="seconds")
 
     def day(self, when: datetime) -> date:
         """The trading date of an instant: the engine counts days in the same zone (Engine.trading_date)."""
-        return when.astimezone(self.tz).date()
+        return self._in_zone(when).date()
 
     def day_bounds(self, first: date, last: date) -> tuple[datetime, datetime]:
         """From the start of `first` to the start of the day after `last`, in this zone."""

@@ -201,3 +201,28 @@ def test_reading_commands_leave_an_empty_file_empty(tmp_path, command: str, caps
     out, err = capsys.readouterr()
     assert code in (0, 1) and ("no state" in out + err or "no saved state" in err), out + err
     assert db.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
+
+
+YEAR_ONE = "0001-01-01T00:00:00+00:00"  # a time Python reads, and cannot move into America/Los_Angeles (year 0)
+
+
+@pytest.mark.parametrize("statement", [
+    f"UPDATE halts SET started_at = '{YEAR_ONE}'",
+    f"UPDATE machine_states SET since = '{YEAR_ONE}' WHERE bot_id = 'mom_AAPL'",
+    f"UPDATE last_facts SET at = '{YEAR_ONE}'",
+    f"UPDATE trades SET closed_at = '{YEAR_ONE}'",
+])  # fmt: skip
+@pytest.mark.parametrize("command", ["status", "why", "report"])
+def test_a_saved_time_at_the_calendars_start_is_shown_as_saved_not_a_traceback(
+    tmp_path, good_state: Path, statement: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-edited or damaged time of year 1 reads, but shown in system.timezone it left the years Python has:
+    status, why and report ended in an OverflowError traceback. It is shown as it was saved."""
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    _sql(statement)(db)
+    code = main([*COMMANDS[command], "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code in (0, 1) and "Traceback" not in err, out + err
+    if command == "status" and "halts" in statement:
+        assert f"kept (since {YEAR_ONE}, until resume)" in out  # the operator's halt of good_state, as saved
