@@ -438,8 +438,12 @@ class StatusHandler(BaseHTTPRequestHandler):
         except ValueError:
             self._error(HTTPStatus.BAD_REQUEST, "the body must be JSON")
             return
-        reason = str(body.get("reason", "")).strip() if isinstance(body, dict) else ""
+        given = body.get("reason", "") if isinstance(body, dict) else ""
         action = path.rsplit("/", 1)[1]
+        if action == "halt" and not isinstance(given, str):  # str() of null, 5 or a list is no one's reason: "None"
+            self._error(HTTPStatus.BAD_REQUEST, "a halt needs a reason (text)")
+            return
+        reason = given.strip() if isinstance(given, str) else ""
         if action == "halt" and not reason:
             self._error(HTTPStatus.BAD_REQUEST, "a halt needs a reason")
             return

@@ -171,3 +171,16 @@ def test_an_empty_state_file_is_no_state_yet_and_left_empty(project: ProjectCopy
         status, record, _ = call(server, "/api/status")
     assert status == 200 and record["has_state"] is False
     assert db.read_bytes() == b"" and sorted(p.name for p in db.parent.iterdir()) == ["s.db"]
+
+
+@pytest.mark.parametrize("reason", [None, 5, False, ["news"], {"text": "news"}])
+def test_a_halt_reason_that_is_not_text_is_refused_not_recorded_as_its_repr(
+    project: ProjectCopy, rig: Rig, reason: object
+) -> None:
+    """`{"reason": null}` was recorded as a halt whose reason is "None" (and 5 as "5", a list as "['news']"): a
+    halt nobody can explain later, which the CLI refuses."""
+    rig.ticks(2)
+    with serving(project, rig.store.path, rig.log, token=TOKEN) as server:
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": reason}, headers=bearer(TOKEN))
+        assert status == 400 and body["error"] == "a halt needs a reason (text)"
+    assert not StateStore(rig.store.path).halts()
