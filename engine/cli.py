@@ -604,7 +604,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             with contextlib.suppress(Exception):  # the error that stopped the run is the one to tell
                 close_session(session)  # closes the recorder too (on every path: the end, a signal, an error)
             raise
+        alerts = session.alerts
         close_session(session)
+        shortfall = alerts.shortfall() if alerts is not None else None
+        if shortfall is not None:  # only in the log, a dead alert service read as if the operator had been told
+            print(f"warning: {shortfall}", file=sys.stderr)
     if recorder is not None:
         print(_recording_line(recorder, args.record, session.recording_error))
     return EXIT_OK

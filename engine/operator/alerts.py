@@ -198,7 +198,7 @@ class Alerter:
         self.loss_limit_pct = settings.risk.global_max_daily_loss_pct
         self.backoff = backoff or doubling_backoff(self.config.retry_backoff_seconds)
         self.events = frozenset(self.config.events)
-        self.sent = self.failed = self.dropped = 0
+        self.sent = self.failed = self.dropped = self.undelivered = 0
         self._queue: deque[Alert] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -275,8 +275,17 @@ class Alerter:
         with self._cond:
             left = len(self._queue) + self._in_flight  # the one a stuck worker holds is undelivered too
             self._queue.clear()
+        self.undelivered = left
         self._log_failures()
         self.journal.log("alerts_closed", sent=self.sent, failed=self.failed, dropped=self.dropped, undelivered=left)
+
+    def shortfall(self) -> str | None:
+        """After `close`: one line for the terminal when not every alert reached every target, else None. The log
+        has each failure, but a run that ended with its usual summary and nothing else read as if they had."""
+        if not (self.failed or self.dropped or self.undelivered):
+            return None
+        return (f"alerts: {self.sent} sent, {self.failed} failed, {self.dropped} dropped, {self.undelivered} undelivered "
+                f"(alert_failed events in {self.journal.path} say why)")  # fmt: skip
 
     def _log_failures(self) -> None:
         while True:

@@ -292,3 +292,25 @@ def test_an_exit_that_waits_is_alerted_by_default(tmp_path: Path) -> None:
     assert body.startswith("mom_AAPL: 253.0 AAPL to sell; the broker's positions could not be read lately")
     off = Alerter(_settings(events=("halt",)), [FakeTarget()], _journal(tmp_path / "b"), probe=lambda: Reading(0.0))
     assert "exit_waiting" not in off.events
+
+
+def test_a_run_whose_alerts_all_failed_says_so_at_its_end(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Alerts to a service that is down (here a closed port on 127.0.0.1): every failure is in the log, but the run
+    ended with its usual summary and not a word on the terminal, as if the operator's phone had been told."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: each try is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HYDRA_ALERT_URL", f"json://127.0.0.1:{port}/hook?token=SECRETTOKENXYZ")
+    _enable(project, "  events: [fill, daily_summary]\n  max_attempts: 1\n")
+    code = main(["run", "--ticks", "60", "--quiet", "--start", "2026-11-23T09:30:00-05:00", "--config", str(project.config),
+                 "--machines", str(project.machines), "--rules", str(project.rules),
+                 "--state-db", str(project.root / "s.db"), "--log", str(project.root / "app.jsonl")])  # fmt: skip
+    out, err = capsys.readouterr()
+    closed = read_events(project.root / "app.jsonl")[-1]
+    assert code == 0 and closed["event"] == "alerts_closed" and closed["failed"] > 0 and closed["sent"] == 0
+    assert err.count("\n") == 1 and err.startswith(f"warning: alerts: 0 sent, {closed['failed']} failed")
+    assert "alert_failed" in err and "SECRETTOKENXYZ" not in out + err
