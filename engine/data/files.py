@@ -329,6 +329,9 @@ def _is_text(kind: Any) -> bool:
 def _timestamps_from_parquet(values: Any, report: _Report) -> Any | None:
     kind = values.type
     if _is_text(kind):  # text, as a CSV file has it (polars writes large_string): read by the same rules
+        # A CSV cell is never null, so the text rules do not look for one; Parquet text can be (pandas' None), and a
+        # null let by became a row without a time, a traceback in the replay instead of a problem at its row.
+        _empty_cells("timestamp", values, report)
         return _timestamps_from_text(values.cast(pa.string()), report)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         report.file(f"timestamp: the column is {kind}, a number, not a timestamp: a count since 1970 could be seconds, "

@@ -196,6 +196,17 @@ def test_parquet_timestamps_as_text_are_read_by_the_csv_rules(tmp_path: Path, ki
     assert refused(path)[0].startswith(f"{path}:2:0: row 2: timestamp: '2026-10-01 13:31:00' has no time zone")
 
 
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string(), pa.dictionary(pa.int32(), pa.string())])
+def test_a_missing_time_in_a_parquet_text_column_is_an_empty_cell(tmp_path: Path, kind: pa.DataType) -> None:
+    # A null among text timestamps (pandas' None in an object column, polars' null) was taken as no problem: the
+    # file was accepted with a row without a time, and the backtest failed on it with a traceback or a bare
+    # "cannot convert float NaN to integer", naming no file.
+    path = parquet(tmp_path, "bars/AAPL.parquet", bars_columns(timestamp=pa.array(["2026-10-01T13:30:00Z", None]).cast(kind)))
+    assert refused(path) == [f"{path}:2:0: row 2: timestamp: empty cell"]
+    with pytest.raises(DataError):
+        DataSet.open(tmp_path)
+
+
 @pytest.mark.parametrize("kind", [pa.int64(), pa.float64()])
 def test_an_epoch_number_is_not_guessed_as_seconds_or_milliseconds(tmp_path: Path, kind: pa.DataType) -> None:
     path = parquet(tmp_path, "AAPL.parquet", bars_columns(timestamp=pa.array([T0_US // 1000, T0_US // 1000 + 60_000], kind)))
