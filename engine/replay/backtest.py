@@ -32,7 +32,7 @@ from engine.core.store import StateStore
 from engine.data.dataset import DataSet
 from engine.data.errors import DataError
 from engine.data.files import iso
-from engine.data.records import Kind, file_stem
+from engine.data.records import SUFFIXES, Kind, file_stem
 from engine.paths import ensure_writable_folder
 from engine.replay import report as reporting
 from engine.replay.exchange import ReplayExchange
@@ -127,7 +127,20 @@ def missing_data(
     for bot_id, symbol, _fractional in symbols_by_bot(bots):
         span = _first_known(data, symbol, interval)
         stem = file_stem(symbol)
-        if span is None:
+        if span is None and symbol in data.symbols:  # its file is there, with no row: said as that, not as no file
+            kinds: tuple[tuple[Kind, tuple[str, ...]], ...] = (("bars", data.bar_symbols), ("quotes", data.quote_symbols))
+            empty = [_shown_source(data, kind, symbol) for kind, symbols in kinds if symbol in symbols]
+            holds = f"{' and '.join(empty)} hold{'s' if len(empty) == 1 else ''} none"
+            problems.append(
+                Problem(
+                    str(data.folder),
+                    0,
+                    0,
+                    "",
+                    f"{bot_id} trades {symbol}, whose data here has no rows ({holds}): fetch it, or disable the bot",
+                )
+            )
+        elif span is None:
             joined = symbol.replace("/", "")  # a pair's file named without its dash (BTCUSD.csv) is BTCUSD's: say so
             there = f"; {joined}'s data is here, but a pair's file is named {stem}" if joined in data.symbols else ""
             problems.append(
@@ -151,6 +164,15 @@ def missing_data(
                 )
             )
     return problems
+
+
+def _shown_source(data: DataSet, kind: Kind, symbol: str) -> str:
+    """Where `symbol`'s `kind` data is in the data folder, as the user named it: `bars/AAPL.csv`, `quotes/AAPL/`."""
+    stem = file_stem(symbol)
+    for suffix in SUFFIXES:
+        if (data.folder / kind / f"{stem}{suffix}").exists():
+            return f"{kind}/{stem}{suffix}"
+    return f"{kind}/{stem}/"
 
 
 def out_in_data(out: Path, data_folder: Path) -> str | None:

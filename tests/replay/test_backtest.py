@@ -111,6 +111,23 @@ def test_a_pairs_file_named_without_its_dash_is_pointed_at(project: ProjectCopy,
     assert "ETH/USD, which has no data here (bars/ETH-USD.parquet or .csv, or quotes/ETH-USD): fetch" in str(caught.value)
 
 
+@pytest.mark.parametrize("layout", ["bars/AAPL.csv", "quotes/AAPL/"])
+def test_a_symbol_whose_file_holds_no_rows_is_told_so(momentum_project: ProjectCopy, tmp_path: Path, layout: str) -> None:
+    """A header only, or an empty parts folder: the message said "no data here" and then "AAPL's data is here, but
+    a pair's file is named AAPL", pointing away from the file that was there, empty."""
+    path = tmp_path / "data" / layout
+    if layout.endswith("/"):
+        path.mkdir(parents=True)
+    else:
+        path.parent.mkdir(parents=True)
+        path.write_text("timestamp,open,high,low,close,volume\n")
+    with pytest.raises(MissingData) as caught:
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out")
+    text = str(caught.value)
+    assert f"mom_AAPL trades AAPL, whose data here has no rows ({layout} holds none): fetch it, or disable the bot" in text
+    assert "pair" not in text
+
+
 def test_data_outside_the_window_is_missing_data(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     with pytest.raises(MissingData, match="outside the backtest's window"):
