@@ -1023,7 +1023,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     from engine.brokers.factory import alpaca_environment, data_base_url, keys_configured
     from engine.brokers.symbols import asset_class_of
     from engine.config.errors import ConfigError
-    from engine.data.fetch import FetchError, Timeframe, fetch, history_clients
+    from engine.data.fetch import FetchError, Timeframe, fetch, history_clients, unstorable
     from engine.paths import shown
     from engine.trading.runner import RunError, refuse_placeholder_keys
 
@@ -1037,6 +1037,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     symbols = list(dict.fromkeys(s.strip().upper() for s in args.symbols.split(",") if s.strip()))
     if not symbols:
         raise InvalidInput("--symbols: no symbol given (e.g. --symbols AAPL,BTC/USD)")
+    refused = unstorable(symbols)
+    if refused is not None:
+        raise InvalidInput(f"--symbols: {refused}")
     report = _load(args)
     assert report.config is not None and start is not None and end is not None
     broker = report.config.settings.broker

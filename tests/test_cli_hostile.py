@@ -111,6 +111,14 @@ def test_a_crypto_fetch_with_an_unusable_data_url_is_refused_before_any_request(
     assert not (here / "d").exists()
 
 
+def test_a_fetch_of_a_symbol_that_is_not_one_is_exit_2_before_anything(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """'BTC USD' (a space for the slash) was taken for a stock: exit 1, "ALPACA_KEY and ALPACA_SECRET are needed"."""
+    code, text = main_(["data", "fetch", "--symbols", "BTC USD", "--from", "2026-01-05", "--to", "2026-01-05",
+                        "--out", str(here / "d"), *CONFIG], capsys)  # fmt: skip
+    assert code == 2 and "--symbols: 'BTC USD': not a symbol the data format can store" in text, text
+    assert "ALPACA_KEY" not in text and not (here / "d").exists()
+
+
 def test_a_key_with_a_newline_is_refused_without_being_printed(
     here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,7 +47,7 @@ from engine.core.clock import Clock, SystemClock
 from engine.core.lock import LockFileError, LockHeld, RunLock
 from engine.data.errors import DataError
 from engine.data.files import iso, iter_bars, locate, read_source, shown_path, write_bars
-from engine.data.records import Bar, Format
+from engine.data.records import Bar, Format, file_stem
 from engine.paths import PathKind, path_kind
 
 _TIMEFRAME = re.compile(r"^([1-9]\d*)(Min|Hour|Day)$")
@@ -392,6 +392,22 @@ def _explain(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
+def unstorable(symbols: Iterable[str]) -> str | None:
+    """What is wrong with the symbols no file can be named for (`file_stem` refuses them: a space, `..`, a letter
+    outside A-Z), or None. Checked before the first request: a list with one bad symbol was fetched up to it, and
+    a symbol with a space was taken for a stock that needed keys."""
+    bad = []
+    for symbol in symbols:
+        try:
+            file_stem(symbol)
+        except ValueError:
+            bad.append(repr(symbol))
+    if not bad:
+        return None
+    what = "not a symbol" if len(bad) == 1 else "not symbols"
+    return f"{', '.join(bad)}: {what} the data format can store (upper case letters and digits, e.g. AAPL, BRK.B, BTC/USD)"
+
+
 def fetch(
     api_or_clients: Any,
     symbols: Sequence[str],
@@ -426,6 +442,9 @@ def fetch(
     wanted = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
     if not wanted:
         raise ValueError("no symbols to fetch")
+    refused = unstorable(wanted)
+    if refused is not None:
+        raise ValueError(refused)
     clients = api_or_clients if isinstance(api_or_clients, HistoryClients) else HistoryClients.from_api(api_or_clients)
     folder = Path(out)
     _check_folder(folder)

@@ -193,6 +193,16 @@ def test_bad_arguments_are_refused_before_any_request(emulator: Emulator, client
     assert Timeframe.parse("15Min").seconds == 900 and str(Timeframe.parse("1Hour")) == "1Hour"
 
 
+def test_a_symbol_the_format_cannot_store_is_refused_before_any_request(emulator: Emulator, clients: HistoryClients,
+                                                                        tmp_path: Path) -> None:
+    """BTC/USD was fetched and written first, and only then did '../X' stop the fetch (and a lone bad symbol still
+    left the folder made, with its lock file)."""
+    with pytest.raises(ValueError, match=r"'\.\./X', 'BTC USD': not symbols the data format can store"):
+        fetch(clients, ["BTC/USD", "../x", "btc usd"], date(2026, 11, 2), date(2026, 11, 2), "1Min", tmp_path / "d")
+    assert emulator.requests == []
+    assert not (tmp_path / "d").exists()
+
+
 def test_a_stored_file_that_is_not_readable_stops_the_fetch(clients: HistoryClients, tmp_path: Path) -> None:
     (tmp_path / "bars").mkdir()
     (tmp_path / "bars" / "AAPL.csv").write_text("timestamp,open\n")
