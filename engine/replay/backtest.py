@@ -13,6 +13,7 @@ data), never at its start, so a tick never sees a close before it happened.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 
 from engine.brokers.sim.api import SimAPI
 from engine.brokers.snapshot import SnapshotBroker
+from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
 from engine.config.model import BotsConfig
 from engine.core.calendar import market_calendar
@@ -44,6 +46,7 @@ from engine.trading.startup import symbols_by_bot
 from engine.validate import Report
 
 STATE_FILE, LOG_FILE = "state.db", "app.jsonl"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EQUITY_EVERY = timedelta(minutes=1)  # equity.csv keeps a row at most this often (and the last one)
 PROGRESS_EVERY = 500  # frames between progress calls
 # Transactions committed together (StateStore.hold_commits): only the run reads its state file, and a commit a tick
@@ -163,7 +166,65 @@ def missing_data(
                     f"{bot_id} trades {symbol}, whose data ({iso(span[0])} to {iso(span[1])}) is outside the backtest's window",
                 )
             )
+        elif asset_class_of(symbol) != "crypto" and (closed := _closed_throughout(data, symbol, interval, start, end)):
+            problems.append(
+                Problem(
+                    str(data.folder),
+                    0,
+                    0,
+                    "",
+                    f"{bot_id} trades {symbol}, whose data in the window ({iso(closed[0])} to {iso(closed[1])}) has no row "
+                    "while its market is open (XNYS sessions): only weekends, holidays or nights, where it cannot trade; "
+                    "if the times are New York's, write them with their offset (-05:00 in winter, -04:00 in summer)",
+                )
+            )
     return problems
+
+
+def _closed_throughout(
+    data: DataSet, symbol: str, interval: timedelta, start: datetime | None, end: datetime | None
+) -> tuple[datetime, datetime] | None:
+    """When every row of `symbol` known in [start, end] starts while its exchange is closed, the first and last of
+    them (as known); None when one starts in a session, or none is in the window. Such data replays to a report of
+    no trades, as sound-looking as any other: a holiday's file, or New York's times written as UTC at night."""
+    import numpy as np
+    import pyarrow as pa
+
+    assert data.start is not None and data.end is not None  # the symbol has rows
+    opens, closes = _session_bounds(data.start.date() - timedelta(days=1), data.end.date() + timedelta(days=1))
+    known: list[int] = []
+    kinds: tuple[tuple[Kind, int], ...] = (("quotes", 0), ("bars", interval // timedelta(microseconds=1)))
+    for kind, shift in kinds:
+        if not data.rows(kind, symbol):
+            continue
+        stamps = data.table(kind, symbol).column("timestamp").cast(pa.int64()).to_numpy()
+        first = 0 if start is None else int(np.searchsorted(stamps + shift, _us(start), "left"))
+        last = len(stamps) if end is None else int(np.searchsorted(stamps + shift, _us(end), "right"))
+        stamps = stamps[first:last]
+        if not len(stamps):
+            continue
+        index = np.searchsorted(opens, stamps, "right") - 1
+        if bool(((index >= 0) & (stamps < closes[np.maximum(index, 0)])).any()):
+            return None
+        known += [int(stamps[0]) + shift, int(stamps[-1]) + shift]
+    if not known:
+        return None
+    return _EPOCH + timedelta(microseconds=min(known)), _EPOCH + timedelta(microseconds=max(known))
+
+
+@functools.lru_cache(maxsize=4)
+def _session_bounds(first: date, last: date) -> tuple[Any, Any]:
+    """The opens and closes (µs) of the exchange's sessions from `first` to `last`, once for every symbol of a data
+    set (a thousand symbols' years of sessions are not built a thousand times); [0], [0] when there is none."""
+    import numpy as np
+
+    days = market_calendar().sessions(first, last)
+    return (np.array([_us(session.open) for session in days] or [0], np.int64),
+            np.array([_us(session.close) for session in days] or [0], np.int64))
+
+
+def _us(when: datetime) -> int:
+    return (when - _EPOCH) // timedelta(microseconds=1)
 
 
 def _shown_source(data: DataSet, kind: Kind, symbol: str) -> str:

@@ -134,6 +134,31 @@ def test_data_outside_the_window_is_missing_data(momentum_project: ProjectCopy, 
         run_backtest(load(momentum_project), tmp_path / "data", start=date(2026, 12, 1), out_dir=tmp_path / "out")
 
 
+@pytest.mark.parametrize("day_open", [
+    datetime(2026, 11, 26, 14, 30, tzinfo=timezone.utc),  # Thanksgiving
+    datetime(2026, 11, 28, 14, 30, tzinfo=timezone.utc),  # a Saturday
+    datetime(2026, 11, 24, 2, 30, tzinfo=timezone.utc),  # Monday 21:30 in New York: New York's times written as UTC?
+])  # fmt: skip
+def test_stock_data_with_no_row_in_a_session_is_missing_data(momentum_project: ProjectCopy, tmp_path: Path,
+                                                             day_open: datetime) -> None:
+    """A day of bars the exchange is closed for: the run went through it, made no trade and exited 0, its report
+    as sound as any other's."""
+    trending_day(tmp_path / "data", day_open)
+    with pytest.raises(MissingData) as caught:
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out")
+    assert "mom_AAPL trades AAPL, whose data in the window (" in str(caught.value)
+    assert "has no row while its market is open (XNYS sessions)" in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_window_with_no_session_is_missing_data_too(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    trending_day(tmp_path / "data")  # Monday
+    session_bars(tmp_path / "data", "AAPL", MONDAY_OPEN + timedelta(days=5), [190.0] * 390)  # and Saturday
+    with pytest.raises(MissingData, match="has no row while its market is open"):
+        run_backtest(load(momentum_project), tmp_path / "data", start=date(2026, 11, 28), out_dir=tmp_path / "out")
+    run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)  # Monday's are
+
+
 def test_a_folder_holding_a_run_is_not_overwritten(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     report = load(momentum_project)
