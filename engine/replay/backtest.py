@@ -97,16 +97,42 @@ class BacktestResult:
 def bar_interval(data: DataSet, sample: int = 2000) -> timedelta:
     """The bars' length: the smallest gap between two bars of a symbol (60 s for minute bars); a minute when the
     data has only quotes."""
-    import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
-    import pyarrow.compute as pc  # type: ignore[import-untyped]
+    return min((smallest for smallest, _usual in bar_gaps(data, sample).values()), default=timedelta(minutes=1))
 
-    smallest: int | None = None
+
+def bar_gaps(data: DataSet, sample: int = 2000) -> dict[str, tuple[timedelta, timedelta]]:
+    """Each bar symbol's smallest and median gap between two of its bars (among its first `sample`), when it has
+    two bars."""
+    import numpy as np
+    import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
+
+    gaps: dict[str, tuple[timedelta, timedelta]] = {}
     for symbol in data.bar_symbols:
-        stamps = data.table("bars", symbol).column("timestamp").slice(0, sample).cast(pa.int64())
+        stamps = data.table("bars", symbol).column("timestamp").slice(0, sample).cast(pa.int64()).to_numpy()
         if len(stamps) > 1:
-            gap = pc.min(pc.subtract(stamps.slice(1), stamps.slice(0, len(stamps) - 1))).as_py()
-            smallest = gap if smallest is None else min(smallest, gap)
-    return timedelta(microseconds=smallest) if smallest else timedelta(minutes=1)
+            between = np.diff(stamps)
+            gaps[symbol] = (timedelta(microseconds=int(between.min())), timedelta(microseconds=int(np.median(between))))
+    return gaps
+
+
+def _longer_bars(data: DataSet, interval: timedelta) -> str | None:
+    """A note naming the bar symbols whose bars are mostly (by the median gap) at least twice the replay's bar
+    length apart, or None.
+
+    One length is inferred for every bar, the smallest gap of any symbol: hourly bars in a folder of minute bars,
+    or minute bars two of which are a second apart, are replayed a minute (a second) after they start, each one's
+    close seen before it happened. The data cannot say which bars are long and which are sparse (a thin option's
+    minute bars), so this is said, not refused."""
+    gaps = bar_gaps(data)
+    longer = sorted(symbol for symbol, (_smallest, usual) in gaps.items() if usual >= 2 * interval)
+    if not longer:
+        return None
+    shortest = min(gaps, key=lambda symbol: (gaps[symbol][0], symbol))
+    named = ", ".join(f"{symbol}'s bars are mostly {gaps[symbol][1]} apart" for symbol in longer[:5])
+    more = f" (and {len(longer) - 5} more symbols')" if len(longer) > 5 else ""
+    return (f"{named}{more}, but each bar is replayed {interval} after its timestamp (the smallest gap between two bars "
+            f"of a symbol, {shortest}'s): a bar longer than that is seen before it ends; keep one bar length (one "
+            "--timeframe) per data folder, and bars of a symbol at least one length apart")
 
 
 def _first_known(data: DataSet, symbol: str, interval: timedelta) -> tuple[datetime, datetime] | None:
@@ -293,6 +319,9 @@ def run_backtest(
     if problems:
         raise MissingData(problems)
     notes: list[str] = []
+    longer = _longer_bars(data, interval)
+    if longer is not None:
+        notes.append(longer)
     both = sorted(set(data.bar_symbols) & set(data.quote_symbols))
     if both:  # documented, but easy to miss: the bars given for them set no price
         notes.append(f"{', '.join(both)}: both bars and quotes given; quotes set the price (docs/backtest.md, Prices)")

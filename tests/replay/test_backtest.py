@@ -159,6 +159,29 @@ def test_a_window_with_no_session_is_missing_data_too(momentum_project: ProjectC
     run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)  # Monday's are
 
 
+def test_bars_further_apart_than_the_replays_bar_length_are_told(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """Hourly AAPL bars beside minute SPY bars (two fetches with different --timeframe into one folder): every bar is
+    replayed a minute after it starts, so each AAPL bar's close was seen 59 minutes before it happened, unsaid."""
+    from engine.data.files import write_bars
+    from tests.replay.conftest import minute_bars
+
+    bars = minute_bars(MONDAY_OPEN, [190.0 + i for i in range(6)])
+    hourly = [bar._replace(timestamp=MONDAY_OPEN + timedelta(hours=i)) for i, bar in enumerate(bars)]
+    write_bars(tmp_path / "data", "AAPL", hourly, fsync=False)
+    session_bars(tmp_path / "data", "SPY", MONDAY_OPEN, [500.0] * 390)
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    assert ("AAPL's bars are mostly 1:00:00 apart, but each bar is replayed 0:01:00 after its timestamp (the smallest "
+            "gap between two bars of a symbol, SPY's)") in "\n".join(result.notes)
+    trending_day(tmp_path / "minute")  # bars of one length: nothing to say
+    assert run_backtest(load(momentum_project), tmp_path / "minute", out_dir=tmp_path / "out2", html=False).notes == ()
+    # one stray bar a second after another: every bar was replayed a second after it started, unsaid
+    stray = minute_bars(MONDAY_OPEN, [190.0 + i / 10 for i in range(390)])
+    stray[1] = stray[1]._replace(timestamp=MONDAY_OPEN + timedelta(seconds=1))
+    write_bars(tmp_path / "stray", "AAPL", stray, fsync=False)
+    result = run_backtest(load(momentum_project), tmp_path / "stray", out_dir=tmp_path / "out3", html=False)
+    assert "AAPL's bars are mostly 0:01:00 apart, but each bar is replayed 0:00:01 after its timestamp" in "\n".join(result.notes)
+
+
 def test_a_folder_holding_a_run_is_not_overwritten(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     report = load(momentum_project)
