@@ -999,6 +999,18 @@ def _when(flag: str, text: str | None) -> date | datetime | None:
     return value
 
 
+def _in_order(args: argparse.Namespace, start: date | datetime | None, end: date | datetime | None) -> None:
+    """--to before --from, said with the values as typed: past here they are instants (a day's start in New York or
+    in system.timezone, in UTC), and the fetch's "end is not after the start" showed two equal ones. Two dates or two
+    datetimes only; a date beside a datetime is the commands' own to compare."""
+    from datetime import datetime as datetime_type
+
+    if start is None or end is None or isinstance(start, datetime_type) != isinstance(end, datetime_type):
+        return
+    if end < start:  # both dates, or both aware datetimes (`_aware`)
+        raise InvalidInput(f"--to {args.to} is before --from {args.from_}")
+
+
 def _aware(flag: str, value: date | datetime | None) -> None:
     from datetime import datetime as datetime_type
 
@@ -1030,6 +1042,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     start, end = _when("--from", args.from_), _when("--to", args.to)
     _aware("--from", start)
     _aware("--to", end)
+    _in_order(args, start, end)
     try:
         timeframe = Timeframe.parse(args.timeframe)
     except ValueError as exc:
@@ -1124,6 +1137,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     start, end = _when("--from", args.from_), _when("--to", args.to)
     _aware("--from", start)
     _aware("--to", end)
+    _in_order(args, start, end)
     _given_path("--data", args.data, folder=True)
     if args.sweep is None and (args.jobs is not None or args.metric is not None or args.ray is not None):
         raise InvalidInput("--jobs, --metric and --ray go with --sweep")

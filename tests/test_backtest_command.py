@@ -124,7 +124,7 @@ def test_fetch_refuses_placeholder_keys_and_bad_input(project: ProjectCopy, emul
     assert emulator.requests == []  # refused before anything was sent
     for bad, message in ((["--timeframe", "90Min"], "--timeframe: timeframe '90Min'"),
                          (["--to", "2026-11-40"], "--to: '2026-11-40' is not a date"),
-                         (["--to", "2026-11-18"], "is not after the start")):  # fmt: skip
+                         (["--to", "2026-11-18"], "--to 2026-11-18 is before --from 2026-11-19")):  # fmt: skip
         result = engine(project, *args, *bad, env=emulator_env(emulator))
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr

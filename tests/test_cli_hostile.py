@@ -241,6 +241,20 @@ def test_a_malformed_or_out_of_range_date_is_exit_2(
     assert not (here / "d").exists()
 
 
+@pytest.mark.parametrize("command", [
+    ["data", "fetch", "--symbols", "BTC/USD", "--out", "{tmp}/d"],
+    ["backtest", "--data", "{tmp}", "--out", "{tmp}/out"],
+])  # fmt: skip
+def test_to_before_from_is_said_with_the_dates_given(here: Path, capsys: pytest.CaptureFixture[str],
+                                                     command: list[str]) -> None:
+    """The fetch said "the end (2026-11-24T05:00:00+00:00) is not after the start (2026-11-24T05:00:00+00:00)": two
+    equal instants, neither of them a date that was typed."""
+    (here / "bars").mkdir()
+    code, text = main_([*(a.format(tmp=here) for a in command), "--from", "2026-11-24", "--to", "2026-11-23", *CONFIG], capsys)
+    assert code == 2 and "--to 2026-11-23 is before --from 2026-11-24" in text and "Traceback" not in text, text
+    assert not (here / "d").exists() and not (here / "out").exists()
+
+
 def test_a_halt_reason_that_is_not_utf8_is_exit_2_before_the_state_is_opened(
     here: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
