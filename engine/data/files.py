@@ -940,6 +940,35 @@ def _two_sources(found: Sequence[Path], kind: Kind, symbol: str, display: Callab
     return [Problem(display(p), 0, 0, "", f"{symbol} has {kind} in two places ({names}): keep one") for p in found]
 
 
+def _kinds_misspelled(folder: Path) -> list[Problem]:
+    """The entries beside bars/ and quotes/ named as one of them in another spelling (`quote/`, `Quotes/`, `BARS/`):
+    other entries are not read, so the files in them were left out of the backtest without a word."""
+    entries = _listing(folder)
+    if isinstance(entries, str):
+        return []  # said where the kinds are looked for
+    problems = []
+    for entry in entries:
+        meant = entry.name.lower() if entry.name.lower() in KINDS else f"{entry.name.lower()}s"
+        if entry.name in KINDS or meant not in KINDS:
+            continue
+        with contextlib.suppress(OSError):  # a file system that ignores case: Bars/ is read as bars/
+            if os.path.samefile(entry, folder / meant):
+                continue
+        problems.append(Problem(shown_path(entry), 0, 0, "", f"is not read: the folder of {meant} is named {meant}/ (rename it)"))
+    return problems
+
+
+def _kind_given_itself(folder: Path) -> str:
+    """`: it is a bars/ folder itself ...` when the folder given is a kind's folder of data files: the folder above
+    it was meant."""
+    entries = _listing(folder)
+    files = [entry.name for entry in entries if entry.suffix in SUFFIXES] if not isinstance(entries, str) else []
+    if folder.name not in KINDS or not files:
+        return ""
+    shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+    return f": it is a {folder.name}/ folder itself, of data files ({shown}): give the folder it is in, {folder.parent}"
+
+
 def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
     """Every symbol's sources in a data folder, and every problem with its names and layout (never an OSError)."""
     problems: list[Problem] = []
@@ -958,8 +987,10 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
             kinds.append(kind)
         elif os.path.lexists(folder / kind):
             problems.append(Problem(str(folder / kind), 0, 0, "", f"is not a folder: {kind}/ is a folder of files"))
+    problems += _kinds_misspelled(folder)
     if not kinds and not problems:
-        return [], [Problem(str(folder), 0, 0, "", "holds neither a bars/ nor a quotes/ folder (docs/data.md)")]
+        return [], [Problem(str(folder), 0, 0, "", "holds neither a bars/ nor a quotes/ folder (docs/data.md)"
+                            + _kind_given_itself(folder))]
 
     display = shown_path
     sources: list[Source] = []

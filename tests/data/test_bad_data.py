@@ -268,6 +268,25 @@ def test_a_folder_that_cannot_be_looked_into_is_a_problem_not_a_traceback(
     assert f"{denied}:0:0: {said}: Permission denied" in refused(tmp_path)
 
 
+@pytest.mark.parametrize("name", ["quote", "Quotes", "QUOTES", "bar"])
+def test_a_kind_folder_spelled_otherwise_is_not_silently_left_unread(tmp_path: Path, name: str) -> None:
+    """bars/ beside quote/SPY.csv: the quotes were never read, and the backtest priced SPY by its bars, unsaid."""
+    put(tmp_path, "bars/SPY.csv", BARS + ROW)
+    put(tmp_path, f"{name}/SPY.csv", "timestamp,bid,ask\n2026-11-23T14:30:00Z,10,10.5\n")
+    kind = "quotes" if name.lower().startswith("quote") else "bars"
+    assert refused(tmp_path) == [f"{tmp_path / name}:0:0: is not read: the folder of {kind} is named {kind}/ (rename it)"]
+    (tmp_path / "notes").mkdir()  # another entry beside them is still not read
+    (tmp_path / name).rename(tmp_path / "quotes")
+    DataSet.open(tmp_path)
+
+
+def test_a_kind_folder_given_as_the_data_folder_says_to_give_its_parent(tmp_path: Path) -> None:
+    put(tmp_path, "bars/SPY.csv", BARS + ROW)
+    assert refused(tmp_path / "bars") == [
+        f"{tmp_path / 'bars'}:0:0: holds neither a bars/ nor a quotes/ folder (docs/data.md): it is a bars/ folder itself, "
+        f"of data files (SPY.csv): give the folder it is in, {tmp_path}"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_an_unreadable_file_is_a_problem(tmp_path: Path) -> None:
     path = put(tmp_path, "quotes/AAPL.csv", "timestamp,bid,ask\n")
