@@ -207,6 +207,20 @@ def missing_data(
     return problems
 
 
+def _ended_before(bots: BotsConfig, data: DataSet, interval: timedelta, ready: datetime) -> list[Problem]:
+    """One problem per enabled bot's symbol whose data ends before `ready`, the instant the last of the bots' symbols
+    has a price, where the run starts: that data is never replayed (as data outside a window given is refused)."""
+    spans = {symbol: span for _bot, symbol, _f in symbols_by_bot(bots) if (span := _first_known(data, symbol, interval))}
+    last = min((symbol for symbol, span in spans.items() if span[0] == ready), default="")
+    return [
+        Problem(str(data.folder), 0, 0, "",
+                f"{bot_id} trades {symbol}, whose data ({iso(span[0])} to {iso(span[1])}) ends before the backtest can start: "
+                f"it starts at {iso(ready)}, when every enabled bot's symbols have a price ({last}'s first); give them data "
+                "over the same days, or disable the bot")
+        for bot_id, symbol, _f in symbols_by_bot(bots) if (span := spans.get(symbol)) is not None and span[1] < ready
+    ]  # fmt: skip
+
+
 def _closed_throughout(
     data: DataSet, symbol: str, interval: timedelta, start: datetime | None, end: datetime | None
 ) -> tuple[datetime, datetime] | None:
@@ -329,6 +343,9 @@ def run_backtest(
     needed = {symbol for _bot, symbol, _f in symbols_by_bot(config.bots)}
     ready = max((known[0] for s in needed if (known := _first_known(data, s, interval)) is not None), default=None)
     if ready is not None and (begin is None or ready > begin):
+        ended = _ended_before(config.bots, data, interval, ready)
+        if ended:
+            raise MissingData(ended)
         if begin is not None:
             notes.append(f"starts at {iso(ready)}, when every bot's symbols have a price")
         begin = ready

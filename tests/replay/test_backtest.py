@@ -182,6 +182,22 @@ def test_bars_further_apart_than_the_replays_bar_length_are_told(momentum_projec
     assert "AAPL's bars are mostly 0:01:00 apart, but each bar is replayed 0:00:01 after its timestamp" in "\n".join(result.notes)
 
 
+def test_a_bots_data_that_ends_before_the_others_begin_is_missing_data(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """AAPL on Monday, TSLA on Tuesday: the run starts when every bot has a price, Tuesday, and Monday's AAPL was left
+    out without a word (mom_AAPL: no trade, no halt, exit 0)."""
+    momentum_project.replace("config/bots.yaml", "  - bot_id: mom_TSLA\n    enabled: false", "  - bot_id: mom_TSLA\n    enabled: true")
+    trending_day(tmp_path / "data")
+    session_bars(tmp_path / "data", "TSLA", MONDAY_OPEN + timedelta(days=1), [250.0] * 390)
+    with pytest.raises(MissingData) as caught:
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out")
+    assert str(caught.value).endswith(
+        "mom_AAPL trades AAPL, whose data (2026-11-23T14:31:00Z to 2026-11-23T21:00:00Z) ends before the backtest can "
+        "start: it starts at 2026-11-24T14:31:00Z, when every enabled bot's symbols have a price (TSLA's first); give "
+        "them data over the same days, or disable the bot")
+    assert "mom_TSLA" not in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_folder_holding_a_run_is_not_overwritten(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     report = load(momentum_project)
