@@ -1308,6 +1308,14 @@ _positive_seconds = _positive("a number of seconds", 366 * 86400)
 _positive_usd = _positive("an amount in USD", 1e12)  # as sim.starting_cash
 
 
+def _bps(text: str) -> float:
+    """An argparse type for --slippage-bps: a number written as one (float() alone took '1_0' for 10). Infinity and
+    NaN are read, for the fill model to refuse with its own range."""
+    if not (_PLAIN_NUMBER.fullmatch(text.strip()) or re.fullmatch(r"[+-]?(inf|infinity|nan)", text.strip(), re.IGNORECASE)):
+        raise argparse.ArgumentTypeError(f"not a number of basis points (digits, a point for a fraction, e.g. 2.5): {text!r}")
+    return float(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -1462,7 +1470,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--out", type=_path, metavar="DIR", help="a new folder (default: backtests/<UTC time>/)")
     backtest.add_argument("--fill-timing", choices=["next", "submit"], default="next",
                           help="next: the row after the order (default); submit: the quote standing, as the sim")  # fmt: skip
-    backtest.add_argument("--slippage-bps", type=float, default=2.0, metavar="BPS", help="market orders' slippage (default: 2)")
+    backtest.add_argument("--slippage-bps", type=_bps, default=2.0, metavar="BPS", help="market orders' slippage (default: 2)")
     backtest.add_argument("--sweep", type=_path, metavar="FILE", help="a grid of bots.yaml overrides: one backtest each")
     backtest.add_argument("--jobs", type=_positive_int, metavar="N", help="with --sweep: parallel processes (default: CPUs)")
     backtest.add_argument("--metric", choices=["realized_pnl", "trades", "win_rate", "sharpe", "max_drawdown_pct", "return_pct"],

@@ -255,6 +255,20 @@ def test_to_before_from_is_said_with_the_dates_given(here: Path, capsys: pytest.
     assert not (here / "d").exists() and not (here / "out").exists()
 
 
+@pytest.mark.parametrize("text", ["1_0", "1,5", "0x10", "2 bps"])
+def test_a_slippage_not_written_plainly_is_exit_2(here: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
+    """float() took '1_0' for 10 basis points: --cash refused the same text, --slippage-bps ran with it."""
+    from engine.cli import main
+
+    (here / "bars").mkdir()
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        main(["backtest", "--data", str(here), "--out", str(here / "out"), "--slippage-bps", text, *CONFIG])
+    said = capsys.readouterr().err
+    assert exited.value.code == 2, said
+    assert f"argument --slippage-bps: not a number of basis points (digits, a point for a fraction, e.g. 2.5): {text!r}" in said
+    assert not (here / "out").exists()
+
+
 def test_a_halt_reason_that_is_not_utf8_is_exit_2_before_the_state_is_opened(
     here: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
