@@ -336,7 +336,8 @@ def run_backtest(
     longer = _longer_bars(data, interval)
     if longer is not None:
         notes.append(longer)
-    both = sorted(set(data.bar_symbols) & set(data.quote_symbols))
+    # Quotes set the price only once there is one: a quotes file with no row (a header only) leaves the bars to it.
+    both = sorted(s for s in set(data.bar_symbols) & set(data.quote_symbols) if data.rows("quotes", s))
     if both:  # documented, but easy to miss: the bars given for them set no price
         notes.append(f"{', '.join(both)}: both bars and quotes given; quotes set the price (docs/backtest.md, Prices)")
     # Every bot has a price from the first tick: the window starts when the last of their symbols has one.

@@ -234,6 +234,17 @@ def test_a_symbol_with_both_bars_and_quotes_is_noted(momentum_project: ProjectCo
     assert "AAPL: both bars and quotes given; quotes set the price (docs/backtest.md, Prices)" in result.notes
 
 
+def test_a_quotes_file_with_no_row_beside_bars_is_not_said_to_set_the_price(momentum_project: ProjectCopy,
+                                                                           tmp_path: Path) -> None:
+    """quotes/AAPL.csv a header only: the note said the quotes set AAPL's price, while its bars did."""
+    trending_day(tmp_path / "data")
+    (tmp_path / "data" / "quotes").mkdir()
+    (tmp_path / "data" / "quotes" / "AAPL.csv").write_text("timestamp,bid,ask\n")
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    assert result.notes == ()
+    assert result.summary["total"]["trades"] >= 2  # priced by its bars
+
+
 def test_dates_are_days_in_the_engine_time_zone(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     trending_day(tmp_path / "data", MONDAY_OPEN + timedelta(days=1))
