@@ -243,23 +243,23 @@ class OrderRow:
     @classmethod
     def from_db(cls, r: sqlite3.Row) -> OrderRow:
         return cls(
-            r["client_order_id"],
-            r["bot_id"],
+            _text(r["client_order_id"]),
+            _text(r["bot_id"]),
             date.fromisoformat(r["trading_date"]),
-            r["purpose"],
-            r["symbol"],
-            r["side"],
-            r["qty"],
-            r["notional"],
-            r["order_type"],
-            r["limit_price"],
-            r["time_in_force"],
-            r["status"],
-            r["broker_order_id"],
-            float(r["filled_qty"] or 0.0),
-            r["filled_avg_price"],
-            r["reason"],
-            r["error"],
+            _text(r["purpose"]),
+            _text(r["symbol"]),
+            _text(r["side"]),
+            _number_or_none(r["qty"]),
+            _number_or_none(r["notional"]),
+            _text(r["order_type"]),
+            _number_or_none(r["limit_price"]),
+            _text(r["time_in_force"]),
+            _text(r["status"]),
+            _text_or_none(r["broker_order_id"]),
+            _number(r["filled_qty"] or 0.0),
+            _number_or_none(r["filled_avg_price"]),
+            _text(r["reason"]),
+            _text_or_none(r["error"]),
             aware_time(r["created_at"]),
             aware_time(r["updated_at"]),
         )
@@ -335,6 +335,46 @@ def aware_time(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone")
     return value
+
+
+def _text(value: object) -> str:
+    """A text column's value. SQLite keeps whatever a hand edit writes, whatever the column's type: bytes or a
+    number where the engine reads text failed far from the store (`status` formatting a halt's reason, `run`
+    comparing a symbol) as a traceback; refused here, it is the file's error, named after its table."""
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not text")
+    return value
+
+
+def _conditions(text: object) -> tuple[str, ...]:
+    """A halt's conditions: a JSON list of names (a JSON string would be read as one condition per letter)."""
+    value = json.loads(_text(text))
+    if not isinstance(value, list):
+        raise TypeError(f"{text!r} is not a list of conditions")
+    return tuple(_text(name) for name in value)
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _number(value: object) -> float:
+    """A number column's value, finite: text left in it by a hand edit (SQLite keeps it) or an infinity (which a
+    REAL column holds) would fail, or be traded on, in the middle of a tick."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
+
+
+def _count(value: object) -> int:
+    """A counter: an integer (a REAL infinity left by a hand edit raised OverflowError from `int`, a traceback)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def _number_or_none(value: object) -> float | None:
+    return None if value is None else _number(value)
 
 
 T = TypeVar("T")
@@ -667,7 +707,7 @@ class StateStore:
         sql = "SELECT * FROM machine_states" + (" WHERE kind = ?" if kind else "") + " ORDER BY kind, bot_id"
         rows = self._rows(sql, (kind,) if kind else ())
         with self._reading("machine_states"):
-            return [MachineState(r["kind"], r["bot_id"], r["state"], aware_time(r["since"])) for r in rows]
+            return [MachineState(_text(r["kind"]), _text(r["bot_id"]), _text(r["state"]), aware_time(r["since"])) for r in rows]
 
     def machine_state(self, kind: str, bot_id: str) -> MachineState | None:
         found = [s for s in self.machine_states(kind) if s.bot_id == bot_id]
@@ -803,15 +843,15 @@ class StateStore:
         with self._reading("positions"):
             return [
                 PositionRow(
-                    r["bot_id"],
-                    r["symbol"],
-                    float(r["qty"]),
-                    float(r["avg_entry_price"]),
+                    _text(r["bot_id"]),
+                    _text(r["symbol"]),
+                    _number(r["qty"]),
+                    _number(r["avg_entry_price"]),
                     aware_time(r["opened_at"]),
-                    float(r["bought_qty"]),
-                    float(r["sold_qty"]),
-                    float(r["sold_value"]),
-                    float(r["realized"]),
+                    _number(r["bought_qty"]),
+                    _number(r["sold_qty"]),
+                    _number(r["sold_value"]),
+                    _number(r["realized"]),
                 )
                 for r in rows
             ]
@@ -873,17 +913,17 @@ class StateStore:
         with self._reading("trades"):
             return [
                 TradeRow(
-                    r["bot_id"],
-                    r["symbol"],
+                    _text(r["bot_id"]),
+                    _text(r["symbol"]),
                     date.fromisoformat(r["trading_date"]),
                     aware_time(r["opened_at"]),
                     aware_time(r["closed_at"]),
-                    float(r["qty"]),
-                    float(r["entry_price"]),
-                    float(r["exit_price"]),
-                    float(r["pnl"]),
-                    float(r["fees"]),
-                    r["exit_trigger"],
+                    _number(r["qty"]),
+                    _number(r["entry_price"]),
+                    _number(r["exit_price"]),
+                    _number(r["pnl"]),
+                    _number(r["fees"]),
+                    _text(r["exit_trigger"]),
                 )
                 for r in rows
             ]
@@ -905,7 +945,7 @@ class StateStore:
             "SELECT value FROM counters WHERE trading_date = ? AND bot_id = ? AND name = ?", (day.isoformat(), bot_id, name)
         )
         with self._reading("counters"):
-            return int(rows[0][0]) if rows else 0
+            return _count(rows[0][0]) if rows else 0
 
     def bump_counter(self, day: date, bot_id: str, name: str, by: int = 1) -> int:
         self._write(
@@ -919,7 +959,7 @@ class StateStore:
         out: dict[str, dict[str, int]] = {}
         with self._reading("counters"):
             for r in self._rows("SELECT * FROM counters WHERE trading_date = ? ORDER BY bot_id, name", (day.isoformat(),)):
-                out.setdefault(r["bot_id"], {})[r["name"]] = int(r["value"])
+                out.setdefault(_text(r["bot_id"]), {})[_text(r["name"])] = _count(r["value"])
         return out
 
     def add_realized_pnl(self, day: date, bot_id: str, pnl: float) -> None:
@@ -932,7 +972,7 @@ class StateStore:
     def realized_pnl(self, day: date) -> dict[str, float]:
         rows = self._rows("SELECT bot_id, pnl FROM realized_pnl WHERE trading_date = ?", (day.isoformat(),))
         with self._reading("realized_pnl"):
-            return {r["bot_id"]: float(r["pnl"]) for r in rows}
+            return {_text(r["bot_id"]): _number(r["pnl"]) for r in rows}
 
     # --- the last tick's facts (for `why`) ----------------------------------------------------------------------
 
@@ -1042,9 +1082,9 @@ class StateStore:
             return [
                 Halt(
                     r["id"],
-                    r["scope"],
-                    r["reason"],
-                    tuple(json.loads(r["conditions"])),
+                    _text(r["scope"]),
+                    _text(r["reason"]),
+                    _conditions(r["conditions"]),
                     bool(r["flatten"]),
                     aware_time(r["started_at"]),
                     _dt(r["until"]),

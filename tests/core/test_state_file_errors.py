@@ -118,6 +118,16 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     "an order's naive time": ("UPDATE orders SET created_at = '2026-11-23T10:00:00'", lambda s: s.orders(statuses=("filled",))),
     "a position's quantity": ("UPDATE positions SET qty = 'many'", lambda s: s.positions("mom_AAPL")),
     "the last facts' body": ("UPDATE last_facts SET body = X'007A6C69623A0000'", lambda s: s.last_facts("tick")),
+    # SQLite keeps whatever a hand edit writes, whatever the column's type: bytes where text belongs failed far
+    # from the store (`status` formatting the halt's reason, `run` comparing symbols), as a traceback
+    "a halt's reason in bytes": ("UPDATE halts SET reason = X'FF00'", lambda s: s.halts(open_only=True)),
+    "a halt's conditions not a list": ("""UPDATE halts SET conditions = '"operator"'""", lambda s: s.halts()),
+    "a machine's state in bytes": ("UPDATE machine_states SET state = X'6964'", lambda s: s.machine_states()),
+    "a position's symbol in bytes": ("UPDATE positions SET symbol = X'41'", lambda s: s.positions()),
+    "an infinite position": ("UPDATE positions SET qty = 9e999", lambda s: s.positions()),
+    "an order's quantity in words": ("UPDATE orders SET qty = 'lots'", lambda s: s.orders(statuses=("filled",))),
+    "an infinite counter": ("INSERT INTO counters VALUES ('2026-11-23', 'mom_AAPL', 'entries', 9e999)", lambda s: s.counters(NOW.date())),
+    "an order's status in bytes": ("UPDATE orders SET status = X'00'", lambda s: s.order("mom_AAPL-20261123-0001")),
 }
 
 

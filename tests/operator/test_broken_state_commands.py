@@ -56,6 +56,12 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
     "bad machine time": (_sql("UPDATE machine_states SET since = 'yesterday'"), "machine_states", set()),
     "bad halt time": (_sql("UPDATE halts SET started_at = 'garbage'"), "table halts", {"health", "halt", "diagram"}),
     "bad halt conditions": (_sql("UPDATE halts SET conditions = '{x'"), "table halts", {"health", "halt", "diagram"}),
+    "halt reason in bytes": (_sql("UPDATE halts SET reason = X'FF00'"), "table halts", {"health", "halt", "diagram"}),
+    "position symbol in bytes": (
+        _sql("UPDATE positions SET symbol = X'41' WHERE rowid = (SELECT min(rowid) FROM positions)"),
+        "positions",
+        {"why", "report", "health", "halt", "resume", "diagram"},
+    ),
     "bad position": (
         _sql("UPDATE positions SET opened_at = 'zz'"),
         "positions",
