@@ -29,7 +29,11 @@ WRONG_KIND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
 
 
 def lock_path(state_db: Path) -> Path:
-    return state_db.with_name(state_db.name + ".lock")
+    """Beside the file the path leads to, its symlinks followed, as SQLite follows them to put its -wal and -shm:
+    a lock beside a symlink let a second engine, given the link, run on the same state file as the first."""
+    real = os.path.realpath(state_db)
+    path = Path(real) if real != os.path.abspath(state_db) else state_db  # no symlink: the path as given (its messages)
+    return path.with_name(path.name + ".lock")
 
 
 class LockHeld(Exception):

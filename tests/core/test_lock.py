@@ -41,6 +41,27 @@ def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> N
     assert not db.exists()  # the lock writes its own file only
 
 
+def test_a_second_holder_through_a_symlink_to_the_state_file_is_refused(tmp_path: Path) -> None:
+    """SQLite follows a symlink to its file (its -wal and -shm go beside the file linked to): a second engine given
+    the link, or a link to the link, is on the same state file and must meet the same lock."""
+    db = tmp_path / "state" / "s.db"
+    db.parent.mkdir()
+    db.write_bytes(b"")
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "link.db"
+    link.symlink_to(db)
+    chained = tmp_path / "chained.db"
+    chained.symlink_to(link)
+    with RunLock(db):
+        for other in (link, chained):
+            with pytest.raises(LockHeld) as refused:
+                RunLock(other).acquire()
+            assert refused.value.pid == os.getpid() and refused.value.state_db == other
+    with RunLock(link), pytest.raises(LockHeld):  # and the other way round
+        RunLock(db).acquire()
+    assert lock_path(link) == lock_path(db) == db.parent / "s.db.lock"  # beside the file itself, as its -wal is
+
+
 def test_release_lets_the_next_one_in_and_keeps_the_file(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with RunLock(db):
