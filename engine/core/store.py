@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -426,6 +427,7 @@ class StateStore:
         self._held_facts: dict[str, tuple[datetime, FactsBody]] = {}
         self._held_lost: str | None = None  # held: why the transactions since the last commit were lost (`_held_lost_by`)
         self._closed = False
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the file opened (`check_at_path`)
         self._conn = self._open(str(path))
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -445,6 +447,9 @@ class StateStore:
             conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False, timeout=self._busy_wait)
             conn.row_factory = sqlite3.Row
             self._conn = conn
+            if name != ":memory:":
+                found = os.stat(self.path)
+                self._file_id = (found.st_dev, found.st_ino)
             self._check_identity()  # before anything changes the file, even its journal mode
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -525,6 +530,32 @@ class StateStore:
     def _unreadable(self, table: str, exc: BaseException) -> StateFileError:
         """A row whose value does not parse (a time, a date, JSON): the file was damaged or edited by hand."""
         return StateFileError(self.path, f"a row of table {table} cannot be read ({type(exc).__name__}: {exc})", runtime=False)
+
+    def check_at_path(self) -> None:
+        """The file at the path is still the one this store opened, or StateFileError (runtime: exit 1).
+
+        SQLite goes on with the file it opened whatever happens to its path: deleted under a running engine (a
+        cleanup job's `rm -rf state/`), every later record was lost when the run ended; replaced (a backup moved
+        into place), the operator's `halt`, which opens the path, went to a file the engine never read while it
+        traded on. The run loop asks before each tick (one stat), so neither outlives a tick. A path that cannot
+        be looked at now (a folder made unsearchable) proves nothing, and stops nothing."""
+        if self._file_id is None or self._closed:
+            return
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        else:
+            if (found.st_dev, found.st_ino) == self._file_id:
+                return
+        raise StateFileError(
+            self.path,
+            "was deleted or replaced under the running engine (the file at the path is not the one it opened): "
+            "it stops rather than trade on records nobody can read; start it again on the file now at the path",
+            runtime=True,
+        )
 
     @property
     def schema_version(self) -> int:

@@ -437,6 +437,7 @@ def _loop(
                 break
             if session.close_at is not None and clock.now() >= session.close_at:
                 break
+            session.store.check_at_path()  # deleted or replaced since the last tick: nothing more is decided on it
             tick_started = time.perf_counter()
             report = engine.tick()
             durations.append(report.duration_ms)

@@ -3,6 +3,7 @@ a clear error, not a traceback; so is every other refusal, and a refused run hol
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 
 import pytest
@@ -124,3 +125,49 @@ def test_a_simulated_runs_unused_short_keys_do_not_mask_its_log(project: Project
     events = read_events(project.root / "s.jsonl")
     assert any(e["event"] == "order" for e in events) and not any("***er" in e["event"] for e in events)
     assert [e["note"] for e in events if e["event"] == "probe"] == ["***"]  # one long enough to be real still is
+
+
+# --- the state file deleted or replaced under a running engine -------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_state_file_deleted_or_replaced_under_the_run_stops_it_before_its_next_tick(project: ProjectCopy, how: str) -> None:
+    """SQLite goes on writing to the file it opened, whatever is at its path now: a cleanup job's `rm -rf state/`
+    lost every later tick's records with the run's end, and a backup moved into place took the operator's `halt`
+    (which opens the path) while the engine traded on without ever seeing it."""
+    import shutil
+
+    from engine.core.journal import Journal, read_events
+    from engine.core.store import StateStore
+    from engine.trading.runner import operator_halt, run
+
+    report = load_valid(project.config, project.machines, project.rules)
+    options = _options(project, ticks=5)
+    session = open_session(report, options, {}, MONDAY_OPEN)
+    db = project.root / "s.db"
+    backup = project.root / "backup.db"
+
+    def meanwhile(_report: object) -> None:
+        if session.engine.ticks != 1:
+            return
+        if how == "deleted":
+            for path in (db, db.with_name("s.db-wal"), db.with_name("s.db-shm")):
+                path.unlink(missing_ok=True)
+            return
+        shutil.copy(db, backup)
+        os.replace(backup, db)  # `mv backup.db s.db`
+        operator = StateStore(db)
+        journal = Journal(project.root / "operator.jsonl", session.clock)
+        operator_halt(operator, journal, "stop it", session.clock.now())  # says "halted ... recorded in s.db"
+        journal.close()
+        operator.close()
+
+    try:
+        with pytest.raises(StateFileError, match="deleted or replaced") as stopped:
+            run(session, options, on_tick=meanwhile)
+    finally:
+        close_session(session)
+    assert stopped.value.runtime and stopped.value.path == db  # exit 1: the file may be sound, it is not this run's
+    assert session.engine.ticks == 1  # no tick ran, and no order went out, on a file nobody can see
+    ends = [e for e in read_events(project.root / "s.jsonl") if e["event"] == "run_end"]
+    assert len(ends) == 1 and "deleted or replaced" in ends[0]["reason"]
