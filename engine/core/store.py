@@ -468,6 +468,11 @@ class StateStore:
         """Refuse a file this engine did not write or cannot read: a newer schema, or another application's
         database (no schema version, and tables of its own: ours are never added to it)."""
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < 0:  # taken as an old version, the migrations would run from the end of the list, setting it to 0
+            raise StateFileError(
+                self.path, f"has schema version {version}, which no Trading Hydra engine writes (damaged, or another "
+                "application's): give another --state-db", runtime=False,
+            )  # fmt: skip
         if version > len(MIGRATIONS):
             raise StateFileError(
                 self.path,

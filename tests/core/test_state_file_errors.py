@@ -44,6 +44,8 @@ DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "text": (lambda p: p.write_text("hello\n"), "not a SQLite database"),
     "a SQLite header then garbage": (lambda p: p.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8), "not a SQLite"),
     "a newer schema": (_edit("PRAGMA user_version=99"), "newer than this engine"),
+    # no engine writes one; taken as an old version, migrations ran from the end of the list and set it to 0
+    "a negative schema version": (_edit("PRAGMA user_version=-1"), "schema version -1"),
     "a missing column": (_edit("ALTER TABLE halts DROP COLUMN until"), "table halts lacks the column(s) until"),
     "a missing table": (_edit("DROP TABLE machine_states"), "has no table machine_states"),
 }
