@@ -275,7 +275,7 @@ def _sim(
     from engine.brokers.factory import build_sim
     from engine.brokers.sim.api import SimAPI
     from engine.brokers.sim.exchange import SimExchange
-    from engine.brokers.sim.persist import SimStateError, load_state
+    from engine.brokers.sim.persist import BOOK_KEY, SimStateError, load_state
     from engine.brokers.snapshot import SnapshotBroker
 
     assert report.config is not None
@@ -300,7 +300,12 @@ def _sim(
     if options.start and options.start < resume_at:
         raise RunError(f"--start {options.start.isoformat()} is before the simulation's time {state['now']}")
     clock = ManualClock(options.start or resume_at)
-    exchange = SimExchange.from_state(state, clock)
+    try:
+        exchange = SimExchange.from_state(state, clock)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # JSON that parses but holds a value of the wrong kind (a hand edit, a damaged write): not a traceback from
+        # deep in the rebuild, and never a run on part of it
+        raise RunError(f"{store.path}: the saved simulation cannot be read: {BOOK_KEY}: {type(exc).__name__}: {exc}") from None
     return SnapshotBroker(SimAPI(exchange), clock, settings.broker), clock, exchange, True
 
 

@@ -312,3 +312,22 @@ def test_a_run_refuses_a_state_it_cannot_read(project: ProjectCopy) -> None:
     result = engine(project, "run", "--once")
     assert result.returncode == 1 and "the saved simulation cannot be read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("cash", None), ("positions", []), ("epoch", "soon"), ("flags", None), ("activities", [1]), ("seed", "a")],
+)
+def test_a_run_refuses_a_saved_book_whose_values_cannot_be_read(project: ProjectCopy, field: str, value: object) -> None:
+    """JSON that parses but holds a value of the wrong kind (a hand edit, a damaged write) was a traceback from
+    deep in the exchange's rebuild; it is the same refusal as a book that is not JSON."""
+    assert engine(project, "run", "--ticks", "1", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    with sqlite3.connect(project.root / "s.db") as conn:
+        book = json.loads(conn.execute("SELECT value FROM meta WHERE key = ?", (BOOK_KEY,)).fetchone()[0])
+        book[field] = value
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(book), BOOK_KEY))
+    conn.close()
+    result = engine(project, "run", "--once")
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1 and "the saved simulation cannot be read" in result.stderr and BOOK_KEY in result.stderr
+    assert "ticks to" not in result.stdout
