@@ -747,6 +747,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
+    from engine.core.journal import JournalError
     from engine.trading.runner import operator_halt
 
     if not args.reason.strip():  # a halt nobody can explain later; refused before anything is opened
@@ -757,11 +758,21 @@ def cmd_halt(args: argparse.Namespace) -> int:
         raise InvalidInput("--reason: not UTF-8 text (write the reason in UTF-8)") from None
 
     store, journal, now = _open_state_to_halt(args)
+    unlogged: JournalError | None = None
     try:
         operator_halt(store, journal, args.reason, now)
+    except JournalError:  # the halt is committed before its event is written: in force whatever the log says
+        pass  # its event is written again at close, and said below if that fails too
     finally:  # closed, not left to the garbage collector: the halt is then in the state file itself, not its WAL
-        journal.close()
-        store.close()
+        try:
+            journal.close()
+        except JournalError as exc:
+            unlogged = exc
+        finally:
+            store.close()
+    if unlogged is not None:  # "error: log file ...: No space left" alone reads as "not halted"
+        raise RuntimeFailure(f"error: {unlogged.message}; the halt IS recorded in {store.path} and in force (its event is "
+                             f"not in the log)")  # fmt: skip
     from engine.operator.summary import one_line
 
     print(f"halted: {one_line(args.reason)} (until `python -m engine resume`); recorded in {store.path}")

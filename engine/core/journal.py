@@ -276,6 +276,15 @@ class Journal:
         if self._lines or self._unwritten:
             self._write_lines()
 
+    def discard(self) -> None:
+        """Forget the events not yet handed to the OS: those of a decision undone because the log could not take
+        them (the operator's resume on a full disk), which a later flush or `close` must not write as if it had
+        been made. What part of a line the OS did take stays, and the next line starts on a line of its own."""
+        self._lines.clear()
+        self._unwritten.clear()
+        if self._fd is not None and self._cut_short(self._fd):
+            self._unwritten += b"\n"
+
     def close(self) -> None:
         """Flush, then close the file whatever the flush said (a full disk must not keep it open); the flush's
         error is raised after."""

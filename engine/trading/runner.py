@@ -645,8 +645,15 @@ def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetim
 
 
 def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
-    ended = end_halts(store, journal, now=now, by="operator")
-    journal.flush()
+    """End every halt, committed only once the `resume` event is on disk: a log that cannot take it (a full disk)
+    leaves every halt in force, never trading resumed with no trace of who resumed it (the command says error)."""
+    with store.transaction():
+        ended = end_halts(store, journal, now=now, by="operator")
+        try:
+            journal.flush()
+        except OSError:
+            journal.discard()  # the resume is not made: its event must not reach the log later (at close)
+            raise
     return ended
 
 

@@ -98,6 +98,44 @@ def test_a_full_disk_loses_nothing_and_writes_nothing_twice(tmp_path: Path) -> N
     assert [json.loads(line)["n"] for line in lines] == list(range(600))
 
 
+_DISCARD_ON_A_FULL_DISK = """
+import resource, signal, sys
+from datetime import datetime, timezone
+from pathlib import Path
+from engine.core.clock import ManualClock
+from engine.core.journal import Journal, JournalError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+journal = Journal(Path(sys.argv[1]), ManualClock(datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)))
+journal.log("kept", n=0)
+journal.flush()
+_soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (Path(sys.argv[1]).stat().st_size + 20, hard))  # room for part of a line
+journal.log("resume", scope="all", by="operator", ended=1)
+try:
+    journal.flush()
+except JournalError:
+    journal.discard()  # the resume was rolled back
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space again
+journal.log("after", n=1)
+journal.close()
+"""
+
+
+def test_events_discarded_on_a_full_disk_never_reach_the_log_and_the_next_line_stands_alone(tmp_path: Path) -> None:
+    """The operator's resume is undone when its event cannot be written: neither the next flush nor `close`
+    may write it later, and the part of it the disk took must not swallow the next event."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "app.jsonl"
+    subprocess.run([sys.executable, "-c", _DISCARD_ON_A_FULL_DISK, str(path)], capture_output=True, text=True, check=True)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[0])["event"] == "kept" and json.loads(lines[-1])["event"] == "after"
+    assert len(lines) == 3 and lines[1].startswith('{"ts":') and not lines[1].endswith("}")  # the part taken, cut short
+    assert "resume" not in path.read_text(encoding="utf-8")
+
+
 def test_a_fifo_no_process_reads_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
     import os
 

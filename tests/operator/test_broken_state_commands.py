@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,42 @@ def test_a_saved_time_at_the_calendars_start_is_shown_as_saved_not_a_traceback(
     assert code in (0, 1) and "Traceback" not in err, out + err
     if command == "status" and "halts" in statement:
         assert f"kept (since {YEAR_ONE}, until resume)" in out  # the operator's halt of good_state, as saved
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_resume_the_log_cannot_take_ends_no_halt(tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The halts' end was committed before the log was written: on a full disk `resume` said "error" and exit 1,
+    yet every halt was over and trading went on, with no `resume` event anywhere. Now nothing is resumed."""
+    from engine.core.store import SYSTEM_SCOPE, StateStore
+
+    db = tmp_path / "s.db"
+    shutil.copy(good_state, db)
+    code = main(["resume", "--state-db", str(db), "--log", "/dev/full", *FILES])
+    _out, err = capsys.readouterr()
+    assert code == 1 and err.strip().splitlines()[-1] == "error: log file /dev/full: No space left on device"
+    store = StateStore(db)
+    try:
+        halt = store.halt_in_force(SYSTEM_SCOPE, datetime.now(timezone.utc) + timedelta(days=3650))
+        assert halt is not None and halt.reason == "kept"  # good_state's operator halt, still in force
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_halt_the_log_cannot_take_is_in_force_and_says_so(tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A halt is committed first, whatever the log says: it must stop the engine. The command said only "error:
+    log file ...: No space left on device", which reads as "not halted"; it now says the halt is in force."""
+    from engine.core.store import SYSTEM_SCOPE, StateStore
+
+    db = tmp_path / "s.db"
+    shutil.copy(good_state, db)
+    code = main(["halt", "--reason", "disk full", "--state-db", str(db), "--log", "/dev/full", *FILES])
+    _out, err = capsys.readouterr()
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "No space left on device" in err and f"the halt IS recorded in {db} and in force" in err
+    store = StateStore(db)
+    try:
+        halt = store.halt_in_force(SYSTEM_SCOPE, datetime.now(timezone.utc) + timedelta(days=3650))
+        assert halt is not None and halt.reason == "disk full"
+    finally:
+        store.close()
