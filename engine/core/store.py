@@ -509,12 +509,23 @@ class StateStore:
         if not _EXPECTED:
             _EXPECTED.update(_expected_columns())
         for table, columns in _EXPECTED.items():
-            found = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            info = self._conn.execute(f"PRAGMA table_info({table})").fetchall()
+            found = {r[1] for r in info}
             if not found:
                 raise StateFileError(self.path, f"has no table {table} although its schema version says so", runtime=False)
             missing = sorted(columns - found)
             if missing:
                 raise StateFileError(self.path, f"table {table} lacks the column(s) {', '.join(missing)}", runtime=False)
+            # a column of its own that every insert must fill (NOT NULL, no default) fails each of ours: the
+            # operator's halt among them, found only when it is needed (an extra column that may be empty is harmless)
+            required = sorted(r[1] for r in info if r[1] not in columns and r[3] and r[4] is None and not r[5])
+            if required:
+                raise StateFileError(
+                    self.path,
+                    f"table {table} has the column(s) {', '.join(required)}, which this engine does not write and "
+                    "which may not be empty: every write to it would fail",
+                    runtime=False,
+                )
 
     def _file_error(self, exc: BaseException) -> BaseException:
         """What to raise for an error met on the file: a StateFileError naming it, except for the engine's own

@@ -39,6 +39,15 @@ def _edit(sql: str) -> Callable[[Path], None]:
     return edit
 
 
+def _script(sql: str) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        conn = sqlite3.connect(path)
+        conn.executescript(sql)
+        conn.close()
+
+    return edit
+
+
 DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "random bytes": (lambda p: p.write_bytes(bytes(range(256)) * 64), "not a SQLite database"),
     "text": (lambda p: p.write_text("hello\n"), "not a SQLite database"),
@@ -48,6 +57,14 @@ DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "a negative schema version": (_edit("PRAGMA user_version=-1"), "schema version -1"),
     "a missing column": (_edit("ALTER TABLE halts DROP COLUMN until"), "table halts lacks the column(s) until"),
     "a missing table": (_edit("DROP TABLE machine_states"), "has no table machine_states"),
+    # every insert into it fails: `halt` was a traceback (IntegrityError, taken for the engine's own bug), unrecorded
+    "an extra required column": (_script(
+        "ALTER TABLE halts RENAME TO old_halts;"
+        "CREATE TABLE halts (id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, reason TEXT NOT NULL, "
+        "conditions TEXT NOT NULL, flatten INTEGER NOT NULL, started_at TEXT NOT NULL, until TEXT, ended_at TEXT, "
+        "ended_by TEXT, operator TEXT NOT NULL);"
+        "DROP TABLE old_halts;"
+    ), "table halts has the column(s) operator"),
 }
 
 
