@@ -57,6 +57,7 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
                 raise WhyError(f"'{bot_id}' has no facts from the last tick ({row[0].isoformat()}){why_not}")
             raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
         values, failed_checks, denial = by_bot[bot_id]
+        failed_checks, denial = _check_names(failed_checks), _check_names(denial)
         facts: dict[str, Any] = {**system, **bot_config_values(config), **dict(zip(names, values, strict=True))}
     except (ValueError, TypeError, EOFError, KeyError) as exc:  # a record the engine did not write: damaged
         raise StateFileError(
@@ -149,6 +150,15 @@ def _evaluate(when: conditions.Condition, holds: Mapping[str, bool], errors: Map
         return conditions.evaluate(when, value), None
     except _Unevaluable as exc:
         return False, str(exc.args[0])
+
+
+def _check_names(value: Any) -> tuple[str, ...]:
+    """Check names as the engine records them (a bot's failed checks, its last denial): anything else is a record
+    the engine did not write, said as the state file's error here rather than a traceback further on."""
+    names = tuple(value)
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(f"{value!r} is not a list of check names")
+    return names
 
 
 def _check(compiled: CompiledRules, name: str, facts: Mapping[str, Any], fact_list: Any) -> dict[str, Any]:

@@ -79,8 +79,30 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
         "last_facts",
         {"status", "report", "health", "halt", "resume", "diagram", "run"},
     ),
+    "last facts of another shape": (
+        lambda p: _reshape_facts(p),
+        "last_facts",
+        {"status", "report", "health", "halt", "resume", "diagram", "run"},
+    ),
     "a folder": (lambda p: (p.unlink(), p.mkdir()), "is a folder", set()),
 }
+
+
+def _reshape_facts(path: Path) -> None:
+    """The why record decodes, but a bot's refused checks are a number where names belong (a traceback in `why`)."""
+    import marshal
+    import zlib
+
+    conn = sqlite3.connect(path)
+    with conn:
+        body = bytes(conn.execute("SELECT body FROM last_facts WHERE scope = 'tick'").fetchone()[0])
+        if body.startswith(b"\x00zlib:"):
+            body = zlib.decompress(body[len(b"\x00zlib:") :])
+        system, names, by_bot = marshal.loads(body)
+        values, _failed, _denial = by_bot["mom_AAPL"]
+        by_bot["mom_AAPL"] = (values, 5, 7)
+        conn.execute("UPDATE last_facts SET body = ? WHERE scope = 'tick'", (marshal.dumps((system, names, by_bot)),))
+    conn.close()
 
 
 def _another(path: Path) -> None:
