@@ -114,6 +114,9 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return (found.st_dev, found.st_ino)
 
 
+_STATE_COMPANIONS = ("-wal", "-shm", "-journal", ".lock")  # the files SQLite and the run lock keep beside a state file
+
+
 def output_clashes(log: Path, state: Path, inputs: Mapping[tuple[int, int], Path], *, state_name: str) -> dict[str, str]:
     """What is wrong with the paths `run` writes, by "log" and "state": one naming a file the engine reads (a
     config, machine, rule or scenario file) would have the log appended to it or SQLite write into it, and the two
@@ -128,6 +131,13 @@ def output_clashes(log: Path, state: Path, inputs: Mapping[tuple[int, int], Path
     same = _file_id(log) is not None and _file_id(log) == _file_id(state)
     if same or os.path.normpath(log.absolute()) == os.path.normpath(state.absolute()):
         clashes.setdefault("log", f"is the same file as {state_name}: the log and the state each need a file of their own")
+    # SQLite's and the run lock's files beside the state file (the one a symlink leads to, as they follow it): the
+    # log appended to a -wal is deleted with it at the run's end, or read back as frames of the state; the lock
+    # file is emptied when the run ends
+    real_state = os.path.realpath(state)
+    if os.path.realpath(log) in {real_state + suffix for suffix in _STATE_COMPANIONS}:
+        kept = f"is a file kept beside {state_name} (SQLite's, or the run lock's): give the log a file of its own"
+        clashes.setdefault("log", kept)
     return clashes
 
 

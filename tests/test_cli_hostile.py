@@ -406,3 +406,15 @@ def test_a_state_file_or_log_that_is_a_config_file_is_refused_and_left_as_it_was
 def test_one_file_for_the_log_and_the_state_is_refused(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, text = main_(["halt", "--reason", "x", "--state-db", str(here / "s"), "--log", str(here / "s"), *CONFIG], capsys)
     assert code == 2 and "is the same file as --state-db" in text and not (here / "s").exists()
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm", "-journal", ".lock"])
+def test_a_log_that_is_one_of_the_state_files_own_files_is_refused(
+    here: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    """`--log state.db-wal` appended the log to SQLite's write-ahead log (deleted with the log in it at the run's
+    end, or read back as frames of the state), `--log state.db.lock` to the run's lock file (emptied at its end)."""
+    for command in (["run", "--once", "--quiet"], ["halt", "--reason", "x"]):
+        code, text = main_([*command, "--state-db", str(here / "s.db"), "--log", str(here / f"s.db{suffix}"), *CONFIG], capsys)
+        assert code == 2 and f"--log {here / f's.db{suffix}'}: is a file kept beside --state-db" in text, text
+        assert list(here.glob("s.db*")) == []
