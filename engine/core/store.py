@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -205,6 +206,7 @@ def _expected_columns() -> dict[str, frozenset[str]]:
 
 
 _EXPECTED: dict[str, frozenset[str]] = {}
+_pause = time.sleep  # between tries to switch a new file to WAL mode (`_use_wal`); a test passes its own
 # What a row's value that does not parse raises (a time, a date, JSON, a number, a compressed body).
 _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, zlib.error)
 
@@ -451,7 +453,7 @@ class StateStore:
                 found = os.stat(self.path)
                 self._file_id = (found.st_dev, found.st_ino)
             self._check_identity()  # before anything changes the file, even its journal mode
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -464,9 +466,36 @@ class StateStore:
             raise
         return conn
 
+    def _use_wal(self) -> None:
+        """WAL mode, once. Switching a file to it takes an exclusive lock that SQLite does not wait for while another
+        connection holds the write lock of a file still in rollback mode: two processes making a new state file at
+        once (`run` as `halt` is typed), the second was told "database is locked" at once. It is asked again for up
+        to the busy wait; a file already in WAL mode is not asked at all (nothing to take a lock for)."""
+        if str(self._conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        deadline = time.monotonic() + self._busy_wait
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise
+            _pause(0.01)
+
     def _check_identity(self) -> None:
         """Refuse a file this engine did not write or cannot read: a newer schema, or another application's
         database (no schema version, and tables of its own: ours are never added to it)."""
+        own = not self._conn.in_transaction
+        if own:  # one snapshot: a new file's version and tables as another process committed them, never half of it
+            self._conn.execute("BEGIN")
+        try:
+            self._check_version_and_tables()
+        finally:
+            if own and self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+
+    def _check_version_and_tables(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version < 0:  # taken as an old version, the migrations would run from the end of the list, setting it to 0
             raise StateFileError(
@@ -495,9 +524,16 @@ class StateStore:
                 )
 
     def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.transaction():
+        """The pending migrations, in one transaction under the write lock, the version and the tables looked at
+        again once it is held: two processes making a new state file at once (`run` as `halt` is typed) both read
+        version 0, and the second migrated from 0 again ("table machine_states already exists": a sound file
+        called damaged). Now the second waits for the lock and finds the file migrated."""
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+            return
+        with self.transaction():
+            self._check_identity()
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in script.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)

@@ -28,6 +28,53 @@ def test_a_newer_schema_is_refused(tmp_path) -> None:
         StateStore(path)
 
 
+def test_two_processes_making_a_new_state_file_at_once_both_open_it(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` starting on a new state file while `halt` is typed (or the status page makes it): each read version 0,
+    then migrated from 0; the second one met "table machine_states already exists" and was told the file was
+    damaged (exit 2), or saw the first one's tables before its version and called it another application's. The
+    interleaving is made here, not waited for: the other process migrates between our look and our migration."""
+    path = tmp_path / "s.db"
+    real_check = StateStore._check_identity
+    others: list[StateStore] = []
+    started: list[bool] = []
+
+    def look_then_let_another_migrate(self: StateStore) -> None:
+        real_check(self)
+        if not started:
+            started.append(True)
+            others.append(StateStore(path))  # the other process, all its migrations committed
+
+    monkeypatch.setattr(StateStore, "_check_identity", look_then_let_another_migrate)
+    ours = StateStore(path)
+    assert ours.schema_version == len(MIGRATIONS) == others[0].schema_version
+    ours.start_halt(SYSTEM_SCOPE, "operator", ("operator",), False, NOW, None)
+    assert others[0].halt_in_force(SYSTEM_SCOPE, NOW) is not None
+    ours.close()
+    others[0].close()
+
+
+def test_a_new_state_file_another_process_holds_locked_is_waited_for(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting WAL mode takes an exclusive lock SQLite does not wait for while another connection holds the write
+    lock of a new file: the second of two processes making it at once was told "database is locked" at once."""
+    import engine.core.store as store_module
+
+    path = tmp_path / "s.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process making the same new file, its write lock held
+    waits: list[float] = []
+
+    def pause(seconds: float) -> None:  # the other process finishes while we wait: no real sleep
+        waits.append(seconds)
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+
+    monkeypatch.setattr(store_module, "_pause", pause)
+    store = StateStore(path)
+    assert waits and store.schema_version == len(MIGRATIONS)
+    store.close()
+    other.close()
+
+
 def test_a_failed_transaction_leaves_nothing(tmp_path) -> None:
     store = StateStore(tmp_path / "s.db")
     with pytest.raises(ValueError), store.transaction():
