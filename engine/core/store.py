@@ -22,6 +22,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from engine.core import order_lifecycle as lifecycle
+
 
 def _time_in_utc(table: str, column: str) -> str:
     """One column's times rewritten in UTC, once (migration 5): queries compare times as text, and a row written
@@ -562,6 +564,23 @@ class StateStore:
                     "which may not be empty: every write to it would fail",
                     runtime=False,
                 )
+        self._check_order_statuses()
+
+    def _check_order_statuses(self) -> None:
+        """Every order's status is one of the lifecycle's: the engine finds the orders it must follow by status
+        (`orders(statuses=...)`), so a row whose status it does not know (edited by hand, written by another
+        program) was never looked up again: an order that may be working at the broker, taken for ended."""
+        known = sorted(lifecycle.TABLE)
+        rows = self._conn.execute(
+            f"SELECT client_order_id, status FROM orders WHERE status NOT IN ({', '.join('?' for _ in known)}) LIMIT 3",
+            known,
+        ).fetchall()
+        if rows:
+            shown = ", ".join(f"{r[0]!r} is {r[1]!r}" for r in rows)
+            raise StateFileError(
+                self.path, f"an order's status is none this engine knows ({shown}): it cannot tell whether the order "
+                "is working", runtime=False,
+            )  # fmt: skip
 
     def _file_error(self, exc: BaseException) -> BaseException:
         """What to raise for an error met on the file: a StateFileError naming it, except for the engine's own

@@ -65,6 +65,11 @@ DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
         "ended_by TEXT, operator TEXT NOT NULL);"
         "DROP TABLE old_halts;"
     ), "table halts has the column(s) operator"),
+    # orders are found by status: one the engine does not know was never looked up again, taken for ended
+    "an order status no engine writes": (
+        _edit("UPDATE orders SET status = 'partially filled'"), "'mom_AAPL-20261123-0001' is 'partially filled'"
+    ),
+    "an order's status in bytes": (_edit("UPDATE orders SET status = X'00'"), "'mom_AAPL-20261123-0001' is b'\\x00'"),
 }
 
 
@@ -146,7 +151,6 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     "an infinite position": ("UPDATE positions SET qty = 9e999", lambda s: s.positions()),
     "an order's quantity in words": ("UPDATE orders SET qty = 'lots'", lambda s: s.orders(statuses=("filled",))),
     "an infinite counter": ("INSERT INTO counters VALUES ('2026-11-23', 'mom_AAPL', 'entries', 9e999)", lambda s: s.counters(NOW.date())),
-    "an order's status in bytes": ("UPDATE orders SET status = X'00'", lambda s: s.order("mom_AAPL-20261123-0001")),
 }
 
 
