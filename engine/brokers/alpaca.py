@@ -57,7 +57,7 @@ from engine.brokers.base import (
 from engine.brokers.errors import classify
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.snapshot import log
-from engine.brokers.symbols import normalize, parse_occ, position_path_symbol
+from engine.brokers.symbols import contract_multiplier, normalize, parse_occ, position_path_symbol
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
 
@@ -1204,15 +1204,35 @@ def _position(raw: Mapping[str, Any]) -> Position:
     # unreadable.
     short = _choice(raw, "side", f"{symbol}'s side", POSITION_SIDES) == "short"
     qty = _required(raw.get("qty"), f"{symbol}'s qty", minimum=None if short else 0.0)
+    name = normalize(symbol, asset_class)
+    price = _required(raw.get("current_price"), f"{symbol}'s current_price", minimum=0.0)
+    value = _required(raw.get("market_value"), f"{symbol}'s market_value")
+    _check_position_value(symbol, asset_class, qty, price, value, contract_multiplier(name))
     return Position(
-        normalize(symbol, asset_class),
+        name,
         -abs(qty) if short else qty,
         _required(raw.get("avg_entry_price"), f"{symbol}'s avg_entry_price", minimum=0.0),
-        _required(raw.get("current_price"), f"{symbol}'s current_price", minimum=0.0),
-        _required(raw.get("market_value"), f"{symbol}'s market_value"),
+        price,
+        value,
         _required(raw.get("unrealized_pl"), f"{symbol}'s unrealized_pl"),
         asset_class,
     )
+
+
+def _check_position_value(symbol: str, asset_class: str, qty: float, price: float, value: float, multiplier: float) -> None:
+    """Unreadable when a position's market value is not its quantity times its price (times 100 for a contract),
+    beyond the equity's slack (EQUITY_SLACK_USD, EQUITY_SLACK_PCT), or when a share or a coin is priced at 0. The
+    engine values a bot's position at the broker's current_price first (facts_builder.position_pnl_pct): one
+    glitched answer with a price of 0 was a 100 % loss, and every bot's stop loss sold all it held at market. An
+    option may be worth nothing; a share or a coin the broker holds never is. Signs are left out: a short's qty
+    and market value are negative on the wire (Alpaca-API issue #86), and its side is read separately."""
+    if price == 0 and qty and asset_class != "us_option":
+        raise Unreadable(f"{symbol}'s current_price is 0: no price for a position of {abs(qty):g}")
+    held = abs(qty) * price * multiplier
+    slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(value), held))
+    if abs(abs(value) - held) > slack:
+        raise Unreadable(f"{symbol}'s market_value {value:.2f} is not its qty {abs(qty):g} times its current_price "
+                         f"{price:g} ({held:.2f})")  # fmt: skip
 
 
 M = TypeVar("M")

@@ -308,7 +308,8 @@ def test_position_numbers_sent_as_json_numbers_are_read(api: AlpacaAPI, emulator
     """Alpaca writes them as decimal strings; a finite JSON number means the same and is read as it (a boolean is
     not: test_bad_answers)."""
     exchange.set_position("AAPL", 3, 190.0)
-    emulator.faults.append(Fault(path_prefix=POSITIONS, method="GET", patch={"*.qty": 3, "*.current_price": 191.5}))
+    emulator.faults.append(Fault(path_prefix=POSITIONS, method="GET", patch={"*.qty": 3, "*.current_price": 191.5,
+                                                                                "*.market_value": 574.5}))  # fmt: skip
     (position,) = api.get_positions()
     assert (position.qty, position.current_price) == (3.0, 191.5)
 

@@ -321,8 +321,9 @@ def test_a_position_that_flips_side_halts_and_nothing_is_sold_into_it(project: P
         rig.until(lambda r: "AAPL" in exchange.positions, limit=600)
         held = exchange.positions["AAPL"].qty
         sent = len([r for r in emulator.requests if r.method in ("POST", "DELETE")])
+        assert min(exchange.positions) == "AAPL"  # the first position listed, the only one flipped
         emulator.faults.append(Fault(path_prefix="/v2/positions", method="GET", times=0,
-                                     patch={"*.side": "short", "*.qty": f"-{held:g}"}))  # fmt: skip
+                                     patch={"0.side": "short", "0.qty": f"-{held:g}"}))  # fmt: skip
         rig.ticks(30)
         assert len([r for r in emulator.requests if r.method in ("POST", "DELETE")]) == sent
         (halt,) = [h.reason for h in rig.store.halts("system")]
