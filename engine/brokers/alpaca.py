@@ -388,6 +388,8 @@ class AlpacaAPI:
         self.requests_made = 0
         self._last_equity_seen: tuple[str, float] | None = None  # (balance_asof, last_equity): `_last_equity_steady`
         self._last_equity_moved: tuple[float, int] | None = None  # another value, and how many answers in a row
+        self._cash_moved_seen: tuple[str, float, float] | None = None  # (balance_asof, equity, moved): see
+        self._cash_moved_alone: tuple[float, int] | None = None  # `_cash_moved_with_equity`
         self._orders_seen = _OrderMemory()  # what the broker said about each order: see _order
         self.bucket = bucket
         self.timeout = (min(timeout_seconds, 5.0), timeout_seconds)
@@ -597,6 +599,7 @@ class AlpacaAPI:
             _check_equity(equity, cash, raw)
             last_equity = _required(a.last_equity, "last_equity")
             self._last_equity_steady(raw.get("balance_asof"), last_equity)
+            self._cash_moved_with_equity(raw.get("balance_asof"), equity, moved, source)
             return Account(
                 equity=equity,
                 last_equity=last_equity,
@@ -644,6 +647,33 @@ class AlpacaAPI:
         raise Unreadable(
             f"last_equity {last_equity:.2f} is not the {reference[1]:.2f} read before for the same balance_asof {asof}"
         )
+
+    def _cash_moved_with_equity(self, asof: Any, equity: float, moved: float, source: str) -> None:
+        """Unreadable when the day's non-trade cash (`intraday_adjustments`, or the activities summed) moved since the
+        last answer read and the equity did not move with it. The daily P&L leaves that cash out (equity -
+        last_equity - moved), so a deposit or a withdrawal moves the equity and the cash moved together and the P&L
+        not at all; one figure moving alone moves the P&L by all of it, and read as one, a single answer saying 30 %
+        of the equity had been deposited was a 30 % loss, the daily-loss kill condition and its flatten of every
+        position. The equity must show at least half the movement, in its direction (the rest is the market over
+        one tick); otherwise the new figure is refused until the same one comes back LAST_EQUITY_CONFIRMATIONS
+        answers in a row (a broker that books the movement a moment after the cash). Per `balance_asof`, as
+        `_last_equity_steady`; without it nothing is checked."""
+        if not isinstance(asof, str) or not asof:
+            return
+        reference = self._cash_moved_seen
+        if reference is not None and reference[0] == asof:
+            _, equity_before, moved_before = reference
+            change = moved - moved_before
+            slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(equity), abs(equity_before)))
+            if abs(change) > slack and abs(equity - equity_before - change) > abs(change) / 2:
+                alone = self._cash_moved_alone
+                count = alone[1] + 1 if alone is not None and alone[0] == moved else 1
+                if count < LAST_EQUITY_CONFIRMATIONS:
+                    self._cash_moved_alone = (moved, count)
+                    name = "intraday_adjustments" if source == "intraday_adjustments" else "the day's cash activities"
+                    raise Unreadable(f"{name} moved from {moved_before:.2f} to {moved:.2f} while the equity moved "
+                                     f"{equity - equity_before:+.2f}: cash moved without the equity")  # fmt: skip
+        self._cash_moved_seen, self._cash_moved_alone = (asof, equity, moved), None
 
     def _activities_today(self) -> list[NonTradeActivity]:
         """Today's (New York) non-trade cash activities, every page. `after`/`until` bound the creation time,
