@@ -501,8 +501,8 @@ class AlpacaAPI:
             wait = float(headers.get("Retry-After") or "nan")  # seconds; an HTTP date is not something we read
         except (TypeError, ValueError):
             return
-        if math.isfinite(wait) and wait > 0:
-            self.bucket.observe(0, min(now + timedelta(seconds=wait), latest))
+        if math.isfinite(wait) and wait > 0:  # capped in seconds: a timedelta of 1e20 s is an OverflowError
+            self.bucket.observe(0, now + timedelta(seconds=min(wait, MAX_BACKOFF.total_seconds())))
 
     # --- errors --------------------------------------------------------------------------------------------
 

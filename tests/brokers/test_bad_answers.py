@@ -288,6 +288,24 @@ def test_a_rate_limit_reset_we_cannot_believe_holds_back_a_minute_at_most(
     assert api.get_account().equity == 100_000  # and the engine can always ask again
 
 
+@pytest.mark.parametrize("wait", ["99999999999999999999", "1e300", "-5", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_a_retry_after_we_cannot_believe_holds_back_a_minute_at_most(
+    api: AlpacaAPI, emulator: Emulator, clock: ManualClock, wait: str
+) -> None:
+    """A 429 is a rate limit whatever its Retry-After says: a wait past any date was an OverflowError, read as a
+    bad answer, and so a system halt for global_cooldown_minutes instead of a minute's wait at most."""
+    emulator.faults.append(Fault(status=0, path_prefix=ACCOUNT, headers={"Retry-After": wait}))
+    assert api.get_account().equity == 100_000  # a good answer with an odd header is still a good answer
+    clock.advance(61)
+    emulator.faults.append(Fault(status=429, body='{"code":42910000,"message":"rate limit exceeded"}', path_prefix=ACCOUNT,
+                                 headers={"Retry-After": wait}))  # fmt: skip
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert (caught.value.kind, caught.value.reason) == ("rate_limited", "rate_limited")
+    clock.advance(61)
+    assert api.get_account().equity == 100_000  # and the engine can always ask again
+
+
 def test_retry_after_holds_trading_requests_back_until_then(api: AlpacaAPI, emulator: Emulator, clock: ManualClock) -> None:
     emulator.faults.append(Fault(status=429, body="{}", path_prefix=ACCOUNT, headers={"Retry-After": "30"}))
     with pytest.raises(BrokerError):
