@@ -81,6 +81,7 @@ class OrderManager:
     fills: int = 0
     sent: int = 0
     cancel_requested: dict[str, datetime] = field(default_factory=dict)  # client_order_id -> when the broker took it
+    cancels_refused: set[str] = field(default_factory=set)  # client_order_ids whose cancel the broker refused (422)
     # symbol -> quantity bought in fills this tick's sync learned: the snapshot read the positions before the
     # orders, so these may be missing from its positions (handlers._exit_qty)
     bought_this_tick: dict[str, float] = field(default_factory=dict)
@@ -619,8 +620,8 @@ class OrderManager:
         again if it still works, not even pending_cancel, CANCEL_PATIENCE later.
 
         A machine asks for its entry's cancel once, as it leaves `entering`, and a restart once for the entries a
-        dead run abandoned; nothing asks again. So a cancel stays wanted until the broker took the request (or said
-        the order can no longer be cancelled, or the order ended): a DELETE that timed out, an entry whose POST
+        dead run abandoned; nothing asks again. So a cancel stays wanted until the order ended (a refusal as no
+        longer cancellable included: `_cancel_refused`): a DELETE that timed out, an entry whose POST
         answer was lost (no broker id yet: recovery finds it) or one the broker is replacing is asked again next
         tick. A GTC entry left working would fill, later, for a bot that gave it up. An entry still here, held back
         behind an opposite order, is not sent at all."""
@@ -652,9 +653,24 @@ class OrderManager:
                 self._cancels_wanted[client_order_id] = None  # its send in doubt, or being replaced: next tick
                 continue
             requested += 1
-            if self._request_cancel(row) != "refused":  # failed: asked again next tick; taken: watched until it ends
-                self._cancels_wanted[client_order_id] = None
+            # failed: asked again next tick; taken or refused: watched until the order ends (`_cancel_refused`)
+            if self._request_cancel(row) == "refused":
+                self._cancel_refused(row, now)
+            self._cancels_wanted[client_order_id] = None
         return requested
+
+    def _cancel_refused(self, row: OrderRow, now: datetime) -> None:
+        """The broker refused a cancel as not cancellable (422): true of an order that has just ended, which the next
+        sync records, and the wish ends with it. Believed at once, an entry the broker went on showing working was
+        never asked for again: it worked on, silently, for a bot that had given it up. So the refusal is treated as a
+        cancel taken: asked again if the order still works CANCEL_PATIENCE later; and a second refusal of an order
+        the broker still shows working contradicts the first: reported as an answer that cannot be read (it
+        halts), the cancel still asked once a minute until the order ends."""
+        if row.client_order_id in self.cancels_refused:
+            said = f"{row.client_order_id}: the broker refuses to cancel it as not cancelable, and still shows it {row.status}"
+            self.on_failure(BrokerError("bad_response", said, operation="cancel_order"))
+        self.cancels_refused.add(row.client_order_id)
+        self.cancel_requested[row.client_order_id] = now
 
     def _request_cancel(self, row: OrderRow) -> Literal["taken", "refused", "failed"]:
         """One DELETE for a working order with a broker id: taken by the broker, refused as no longer cancellable

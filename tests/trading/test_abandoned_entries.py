@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from engine.brokers.base import BrokerError, OrderRequest
-from tests.trading.conftest import Rig, working_entry
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig, working_entry
 
 
 def _fail_cancels(rig: Rig, times: int) -> list[str]:
@@ -150,3 +156,38 @@ def test_a_cancel_the_broker_took_but_never_carried_out_is_asked_again_after_a_w
     rig.clock.advance(timedelta(minutes=5).total_seconds())
     rig.ticks(2)
     assert len(asked) == 2  # ended: never asked again
+
+
+def test_a_cancel_refused_while_the_entry_still_works_is_asked_again_and_reported(project: ProjectCopy, clock: ManualClock) -> None:
+    """The broker answers a cancel 422 "not cancelable" and goes on showing the entry working: the refusal was
+    taken for an order that had ended, nothing asked again, and the entry worked on, silently, for a bot that gave
+    it up (a GTC entry fills hours later). The cancel stays wanted while the order works: asked again
+    CANCEL_PATIENCE later, and a second refusal of an order still working is an answer the engine cannot read (the
+    system halts, naming it)."""
+    from engine.trading.orders import CANCEL_PATIENCE
+
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        entry = working_entry(rig)
+        row = rig.store.order(entry.client_order_id)
+        assert row is not None and row.broker_order_id
+        refusal = '{"code":42210000,"message":"order is not cancelable"}'
+        emulator.faults.append(Fault(status=422, body=refusal, path_prefix="/v2/orders/", method="DELETE", times=2))
+
+        def deletes() -> int:
+            return len([r for r in emulator.requests if r.method == "DELETE"])
+
+        rig.engine.orders.cancel_after_commit([row])
+        rig.engine.orders.send_cancels()
+        rig.ticks(3)
+        assert deletes() == 1 and rig.store.order(entry.client_order_id).status == "new"  # type: ignore[union-attr]
+        assert not rig.store.halts("system")  # one refusal may be of an order that just ended
+        rig.clock.advance(CANCEL_PATIENCE.total_seconds())
+        rig.ticks(1)
+        assert deletes() == 2
+        (halt,) = [h.reason for h in rig.store.halts("system")]
+        assert f"{entry.client_order_id}: the broker refuses to cancel it" in halt
+        rig.clock.advance(CANCEL_PATIENCE.total_seconds())
+        rig.ticks(2)
+        assert deletes() == 3 and rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
