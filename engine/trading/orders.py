@@ -89,6 +89,7 @@ class OrderManager:
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
     _missing_since: dict[str, datetime] = field(default_factory=dict)  # see sync
+    _replacements_missing: dict[str, datetime] = field(default_factory=dict)  # see _replacement_unfound
     exits_refused: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (bot, symbol) -> last refusal
     _mine: set[str] = field(default_factory=set)  # intents this process recorded (the others: a run that ended)
     _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
@@ -436,8 +437,10 @@ class OrderManager:
             except BrokerError as exc:
                 self.on_failure(exc)
                 return
-            if replacement is None:
-                return  # not readable yet: the replaced order stays as it was, followed again next tick
+            if replacement is None:  # not readable yet: the replaced order stays as it was, followed again next tick
+                self._replacement_unfound(row, order.replaced_by)
+                return
+            self._replacements_missing.pop(row.client_order_id, None)
             for name in ("symbol", "side"):  # a replacement changes the amounts, the price, the time in force only
                 if getattr(replacement, name) != getattr(row, name):
                     raise Contradiction(f"order {row.client_order_id} ({getattr(row, name)}) was replaced by "
@@ -448,6 +451,17 @@ class OrderManager:
             if replacement is not None:
                 self._adopt_replacement(row, replacement)
             self._record(row, order, action)
+
+    def _replacement_unfound(self, row: OrderRow, replaced_by: str) -> None:
+        """The broker says it replaced the order, and does not find the replacement: a moment's lag is waited out;
+        past EXISTS_PATIENCE it is an answer we cannot read (reported every tick until the replacement is read,
+        which halts), as for an order the broker took and then neither lists nor finds. Unreported, the replaced
+        order was followed every tick for ever, its row working and its bot waiting on an order nobody can see."""
+        now = self.clock.now()
+        since = self._replacements_missing.setdefault(row.client_order_id, now)
+        if now - since > EXISTS_PATIENCE:
+            lost = f"{row.client_order_id}: replaced by {replaced_by}, which the broker has not found since {since.isoformat()}"
+            self.on_failure(BrokerError("bad_response", lost, operation="get_order"))
 
     def _record(self, row: OrderRow, order: Order, action: str) -> None:
         old_qty, old_avg = row.filled_qty, row.filled_avg_price

@@ -241,3 +241,32 @@ def test_an_old_resting_order_missed_once_is_not_reported_at_once(desk: Desk) ->
     desk.exchange.by_client_id[row.client_order_id] = working.broker_order_id
     desk.tick()
     assert not [f for f in desk.failures if f.kind == "bad_response"]
+
+
+def test_a_replacement_the_broker_never_finds_is_reported_after_a_while(desk: Desk) -> None:
+    """A working order the broker says it replaced (`replaced_by`), whose replacement it answers 404 for and does
+    not list: the replaced order was followed every tick without a word, its row working for ever and its bot
+    waiting on it (its cancel goes to an order that is no longer cancellable). A moment's lag is waited out; past
+    EXISTS_PATIENCE it is an answer we cannot read, which halts."""
+    from engine.trading.orders import EXISTS_PATIENCE
+
+    desk.exchange.fill_at_submit = False
+    row = desk.intent(order_type="limit", limit=1.0)
+    desk.orders.send_pending()
+    desk.tick()
+    working = desk.store.order(row.client_order_id)
+    assert working is not None and working.broker_order_id
+    new_id = desk.exchange.replace_order(working.broker_order_id, limit_price=1.5)
+    desk.emulator.faults.append(Fault(status=404, body=NOT_FOUND, path_prefix=f"/v2/orders/{new_id}", times=0))
+    desk.emulator.faults.append(Fault(path_prefix="/v2/orders", method="GET", drop=["0"], times=0))  # nor listed
+    for _ in range(10):
+        desk.tick()
+    assert not [f for f in desk.failures if f.kind == "bad_response"]  # a moment's lag is waited out
+    desk.tick(EXISTS_PATIENCE.total_seconds())
+    [failure] = [f for f in desk.failures if f.kind == "bad_response"]
+    assert row.client_order_id in failure.message and new_id in failure.message
+    desk.emulator.faults.clear()
+    desk.tick()  # the replacement readable again: adopted, and the wait is over
+    assert [r.limit_price for r in desk.store.orders() if r.client_order_id != row.client_order_id] == [1.5]
+    desk.tick(EXISTS_PATIENCE.total_seconds())
+    assert len([f for f in desk.failures if f.kind == "bad_response"]) == 1
