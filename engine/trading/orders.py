@@ -647,7 +647,9 @@ class OrderManager:
         for client_order_id in wanted:
             row = fresh.get(client_order_id) or self.store.order(client_order_id)
             if row is None or row.status not in lifecycle.OPEN:
-                continue  # ended
+                self.cancel_requested.pop(client_order_id, None)  # ended: nothing more to watch, nor to remember
+                self.cancels_refused.discard(client_order_id)
+                continue
             taken_at = self.cancel_requested.get(client_order_id)
             if taken_at is not None:
                 self._cancels_wanted[client_order_id] = None  # the broker has the request: wanted until the order ends

@@ -156,6 +156,7 @@ def test_a_cancel_the_broker_took_but_never_carried_out_is_asked_again_after_a_w
     rig.clock.advance(timedelta(minutes=5).total_seconds())
     rig.ticks(2)
     assert len(asked) == 2  # ended: never asked again
+    assert entry.client_order_id not in rig.engine.orders.cancel_requested  # nor remembered for the rest of the run
 
 
 def test_a_cancel_refused_while_the_entry_still_works_is_asked_again_and_reported(project: ProjectCopy, clock: ManualClock) -> None:
@@ -191,3 +192,5 @@ def test_a_cancel_refused_while_the_entry_still_works_is_asked_again_and_reporte
         rig.clock.advance(CANCEL_PATIENCE.total_seconds())
         rig.ticks(2)
         assert deletes() == 3 and rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
+        rig.ticks(1)
+        assert entry.client_order_id not in rig.engine.orders.cancels_refused | rig.engine.orders.cancel_requested.keys()
