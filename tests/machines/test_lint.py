@@ -168,15 +168,26 @@ def chain_machine(states: int, transitions: int) -> str:
 
 
 def test_a_machine_at_the_limits_is_linted_in_linear_time(project: ProjectCopy) -> None:
+    """Linear, measured against the same machine at a quarter of the limits on the same machine and moment: four
+    times the size takes about four times as long (a quadratic check would take sixteen). Not an absolute figure,
+    which a loaded CI machine's two cores would make fail at random; the absolute bound only catches a hang."""
     from engine.machines.spec import MAX_STATES, MAX_TRANSITIONS
 
-    (project.machines / "momentum.yaml").write_text(chain_machine(MAX_STATES, MAX_TRANSITIONS), encoding="utf-8")
     for scenario in project.machines.glob("scenarios/momentum_*.yaml"):  # cases of the shipped machine, not this one
         scenario.unlink()
-    started = time.perf_counter()
-    found = problems(project)
-    elapsed = time.perf_counter() - started
-    assert found == [] and elapsed < 4, (elapsed, found[:3])
+
+    def linted(states: int, transitions: int) -> float:
+        (project.machines / "momentum.yaml").write_text(chain_machine(states, transitions), encoding="utf-8")
+        started = time.perf_counter()
+        found = problems(project)
+        assert found == [], found[:3]
+        return time.perf_counter() - started
+
+    quarter = min(linted(MAX_STATES // 4, MAX_TRANSITIONS // 4) for _ in range(2))
+    full = linted(MAX_STATES, MAX_TRANSITIONS)
+    if full >= 8 * quarter + 0.5:  # once more, in case another process had the core: a slow check stays slow
+        full = min(full, linted(MAX_STATES, MAX_TRANSITIONS))
+    assert full < 8 * quarter + 0.5 and full < 20, (full, quarter)
 
 
 def test_a_5_mb_machine_file_is_answered_in_under_5_seconds(project: ProjectCopy) -> None:
