@@ -139,6 +139,18 @@ class StateFileError(sqlite3.DatabaseError):
         return f"state file {self.path}: {self.what}"
 
 
+def _hard_linked(names: int) -> str:
+    """Why a state file with a second name is refused. SQLite names its -wal and -shm after the path it was given,
+    so a process given the other name (a second engine: its lock file beside that name too, or `halt`) reads and
+    writes beside another log of the same file: commits one of them never sees, and a file SQLite's own
+    documentation lists among the ways to corrupt a database."""
+    return (
+        f"has {names} names (hard links): SQLite keeps its write-ahead log beside the name it is given, so a "
+        "process given another name would write beside another log and could corrupt the file; keep one name "
+        "(copy the file where a link was made, then delete the link)"
+    )
+
+
 # sqlite3's errors that say the engine misused the database, whatever the file holds.
 _ENGINE_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 # SQLite's primary result codes that say the file is not at fault but cannot be used now (the exit code 1).
@@ -462,6 +474,8 @@ class StateStore:
             if name != ":memory:":
                 found = os.stat(self.path)
                 self._file_id = (found.st_dev, found.st_ino)
+                if found.st_nlink > 1:
+                    raise StateFileError(self.path, _hard_linked(found.st_nlink), runtime=False)
             self._check_identity()  # before anything changes the file, even its journal mode
             self._use_wal()
             conn.execute("PRAGMA synchronous=FULL")  # each commit on the disk: see the class
@@ -628,6 +642,8 @@ class StateStore:
             return
         else:
             if (found.st_dev, found.st_ino) == self._file_id:
+                if found.st_nlink > 1:
+                    raise StateFileError(self.path, _hard_linked(found.st_nlink), runtime=True)
                 return
         raise StateFileError(
             self.path,

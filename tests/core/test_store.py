@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import date, datetime, timedelta, timezone
 
@@ -28,6 +29,20 @@ def test_every_commit_is_synced_to_the_disk_except_a_backtests(tmp_path) -> None
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
     store.close()
     assert StateStore(tmp_path / "s.db")._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # per connection
+
+
+def test_a_state_file_with_a_second_name_is_refused(tmp_path) -> None:
+    """A hard link is a second path to the same file, beside which SQLite would keep a second write-ahead log (and
+    the run lock, a second lock file): two engines, or an engine and a `halt`, could each miss the other's commits."""
+    path = tmp_path / "s.db"
+    StateStore(path).close()
+    os.link(path, tmp_path / "backup.db")
+    for name in (path, tmp_path / "backup.db"):
+        with pytest.raises(StateFileError, match="has 2 names") as refused:
+            StateStore(name)
+        assert not refused.value.runtime  # the user's to fix: exit 2
+    os.unlink(tmp_path / "backup.db")
+    StateStore(path).close()  # one name again: opened
 
 
 def test_a_newer_schema_is_refused(tmp_path) -> None:

@@ -171,3 +171,28 @@ def test_a_state_file_deleted_or_replaced_under_the_run_stops_it_before_its_next
     assert session.engine.ticks == 1  # no tick ran, and no order went out, on a file nobody can see
     ends = [e for e in read_events(project.root / "s.jsonl") if e["event"] == "run_end"]
     assert len(ends) == 1 and "deleted or replaced" in ends[0]["reason"]
+
+
+def test_a_second_name_given_to_the_state_file_under_the_run_stops_it_before_its_next_tick(project: ProjectCopy) -> None:
+    """`ln state.db copy.db` while the engine runs: a `halt` given the new name writes beside another
+    write-ahead log of the same file, which the engine never reads, and the two logs can corrupt it."""
+    from engine.core.journal import read_events
+    from engine.trading.runner import run
+
+    report = load_valid(project.config, project.machines, project.rules)
+    options = _options(project, ticks=5)
+    session = open_session(report, options, {}, MONDAY_OPEN)
+    db = project.root / "s.db"
+
+    def meanwhile(_report: object) -> None:
+        if session.engine.ticks == 1:
+            os.link(db, project.root / "copy.db")
+
+    try:
+        with pytest.raises(StateFileError, match="has 2 names") as stopped:
+            run(session, options, on_tick=meanwhile)
+    finally:
+        close_session(session)
+    assert stopped.value.runtime and session.engine.ticks == 1
+    ends = [e for e in read_events(project.root / "s.jsonl") if e["event"] == "run_end"]
+    assert len(ends) == 1 and "hard links" in ends[0]["reason"]
