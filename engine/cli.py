@@ -22,7 +22,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.paths import DEFAULT_CONFIG_DIR, DEFAULT_MACHINES_DIR, DEFAULT_RULES_DIR, PathKind, escaped, path_kind
+from engine.paths import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_MACHINES_DIR,
+    DEFAULT_RULES_DIR,
+    PathKind,
+    escaped,
+    path_kind,
+    unusable_output,
+)
 
 if TYPE_CHECKING:
     from datetime import date, datetime
@@ -121,32 +129,12 @@ class RuntimeFailure(Exception):
 
 
 def _state_path(flag: str, path: Path | None) -> None:
-    """The state file or the log, before anything opens it: a state file that is a FIFO, a device or a socket
-    (SQLite would hang or fail with "disk I/O error"), or a path below a regular file, is bad usage. A folder
-    is left to the store and the journal, which say it in their own words (exit 2 too); a log may be a FIFO
-    or a device, which the journal judges."""
+    """The state file or the log, before anything opens it: InvalidInput saying what is wrong (`unusable_output`)."""
     if path is None:
         return
-    try:
-        found = path_kind(path)
-    except OSError as exc:  # a file on the way (ENOTDIR), a symlink loop, a folder that may not be searched
-        raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None
-    if found is PathKind.LINK_TO_NOTHING:
-        raise InvalidInput(f"{flag} {path}: a link to nothing")
-    if found is not PathKind.NOTHING:
-        if flag == "--state-db" and found not in (PathKind.FILE, PathKind.FOLDER):
-            raise InvalidInput(f"{flag} {path}: not a regular file (a FIFO, a device or a socket)")
-        return
-    for parent in path.parents:  # not there yet: it will be made in the first folder that exists
-        try:
-            parent_found = path_kind(parent)
-        except OSError:
-            return  # said by whoever opens it, in its own words
-        if parent_found.absent:
-            continue
-        if parent_found is not PathKind.FOLDER:
-            raise InvalidInput(f"{flag} {path}: {parent} is not a folder")
-        return
+    reason = unusable_output(path, state=flag == "--state-db")
+    if reason is not None:
+        raise InvalidInput(f"{flag} {path}: {reason}")
 
 
 def _state_path_error(exc: OSError) -> int:

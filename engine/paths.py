@@ -94,3 +94,33 @@ def path_kind(path: Path) -> PathKind:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return PathKind.DEVICE
     return PathKind.OTHER
+
+
+def unusable_output(path: Path, *, state: bool) -> str | None:
+    """Why `run` could not use `path` for its state file (`state`) or its log, looked at without opening it; None
+    when nothing is wrong that can be seen before. A state file that is a FIFO, a device or a socket (SQLite would
+    hang or fail with "disk I/O error"), a path below a regular file, a link to nothing (using it would make a file
+    wherever the link points). A folder is left to the store and the journal, which say it in their own words; a
+    log may be a FIFO or a device, which the journal judges. One judgement for the command line's --state-db and
+    --log and for settings.yaml's paths, so `--validate` passes exactly what `run` accepts."""
+    try:
+        found = path_kind(path)
+    except OSError as exc:  # a file on the way (ENOTDIR), a symlink loop, a folder that may not be searched
+        return f"cannot be used ({exc.strerror or exc})"
+    if found is PathKind.LINK_TO_NOTHING:
+        return "a link to nothing"
+    if found is not PathKind.NOTHING:
+        if state and found not in (PathKind.FILE, PathKind.FOLDER):
+            return "not a regular file (a FIFO, a device or a socket)"
+        return None
+    for parent in path.parents:  # not there yet: it will be made in the first folder that exists
+        try:
+            parent_found = path_kind(parent)
+        except OSError:
+            return None  # said by whoever opens it, in its own words
+        if parent_found.absent:
+            continue
+        if parent_found is not PathKind.FOLDER:
+            return f"{parent} is not a folder"
+        return None
+    return None

@@ -22,7 +22,7 @@ from engine.config.model import BotsConfig, TradingBotConfig
 from engine.config.schema_check import load_checked, yaml_files
 from engine.machines.lint import lint_all
 from engine.machines.spec import MachineSpec, read_machines
-from engine.paths import shown
+from engine.paths import shown, unusable_output
 from engine.rules.book import SECTIONS, Entry, RuleBook, check_all_rules, load_rules
 
 
@@ -218,6 +218,10 @@ def validate(
         config, system = report.config, report.config.settings.system
         log, state = config.resolve(system.log_path), config.resolve(system.state_db_path)
         clashes = output_clashes(log, state, input_files(config_dir, machines_dir, rules_dir), state_name="system.state_db_path")
+        for name, path in (("log", log), ("state", state)):  # what `run` would refuse of them, said now
+            reason = unusable_output(path, state=name == "state")
+            if reason is not None:
+                clashes.setdefault(name, f"{shown(path)}: {reason}")
         keys = {"log": "log_path", "state": "state_db_path"}
         outputs = [config.settings_doc.problem(("system", keys[name]), why) for name, why in clashes.items()]
     report.problems.extend(outputs)

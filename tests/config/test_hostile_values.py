@@ -141,3 +141,35 @@ def test_run_refuses_a_log_path_naming_settings_yaml_and_writes_nothing(
     assert "system.log_path: is config/settings.yaml, a file the engine reads" in said.err + said.out
     assert "Traceback" not in said.err and (project.config / "settings.yaml").read_bytes() == before
     assert not (project.root / "st").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "make", "says"),
+    [
+        ("state_db_path", "link", "st/s.db: a link to nothing"),
+        ("log_path", "link", "st/s.db: a link to nothing"),
+        ("state_db_path", "under_file", "st/s.db: cannot be used (Not a directory)"),
+        ("state_db_path", "fifo", "st/s.db: not a regular file (a FIFO, a device or a socket)"),
+    ],
+)
+def test_validate_refuses_the_paths_run_would_refuse(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, key: str, make: str, says: str
+) -> None:
+    """`--validate` said OK to a state path that is a link to nothing, which `run` then refused (using it would make
+    a file wherever the link points): validation and the command line judge the two paths one way."""
+    import os
+
+    monkeypatch.chdir(project.root)
+    default = {"log_path": "./logs/app.jsonl", "state_db_path": "./state/trading_state.db"}[key]
+    project.replace(SETTINGS, f"{key}: {default}", f"{key}: ./st/s.db")
+    if make == "under_file":
+        (project.root / "st").write_text("a file, not a folder\n")
+    else:
+        (project.root / "st").mkdir()
+        if make == "link":
+            (project.root / "st" / "s.db").symlink_to(project.root / "nowhere" / "x.db")
+        else:
+            os.mkfifo(project.root / "st" / "s.db")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert (problem.path, problem.line) == (f"system.{key}", project.line_of(SETTINGS, f"{key}:"))
+    assert problem.message == says
