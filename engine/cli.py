@@ -147,10 +147,6 @@ def _state_path_error(exc: OSError) -> int:
     return EXIT_INVALID if exc.errno in WRONG_KIND else EXIT_FAILURE
 
 
-# `halt` and `resume` wait this long for the running engine's tick to commit: a tick holds the state file's write lock
-# while it runs the bots' signals, each up to health.max_signal_seconds (5 s by default), which SQLite's default
-# 5 s wait did not cover: the operator's halt failed "database is locked" behind a slow signal
-OPERATOR_WAIT_SECONDS = 30.0
 SIGNAL_COMMANDS = ("run", "backtest")  # the only commands that call a signal: the others never import signals.py
 
 
@@ -647,7 +643,7 @@ def _state_at(db: Path, log: Path) -> tuple[StateStore, Journal, datetime]:
     a resume typed beside a simulated run is stamped in the simulation's time, in SQLite and in the log."""
     from engine.core.clock import ManualClock, SystemClock
     from engine.core.journal import Journal
-    from engine.core.store import StateStore
+    from engine.core.store import OPERATOR_WAIT_SECONDS, StateStore
     from engine.trading.runner import state_now
 
     store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)

@@ -419,6 +419,13 @@ def _packed(body: bytes) -> bytes:
     return _PACKED + zlib.compress(body, 1) if len(body) > _PAGE else body
 
 
+# `halt` and `resume` (the command line's and the status page's) wait this long for the running engine's tick to
+# commit: a tick holds the state file's write lock while it runs the bots' signals, each up to
+# health.max_signal_seconds (5 s by default), which SQLite's default 5 s wait did not cover: the operator's halt
+# failed "database is locked" behind a slow signal
+OPERATOR_WAIT_SECONDS = 30.0
+
+
 class StateStore:
     """The engine's SQLite file. One connection; writes happen inside `transaction()`.
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
+from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.machines import render
 from engine.machines.spec import MachineSpec
 from engine.operator.local import LocalTime
@@ -256,9 +256,7 @@ class StatusApp:
             if self._gone:
                 raise StateFileError(self.state_db, "was read before but is gone now (moved or deleted)", runtime=True)
             return None
-        if self._store is None:
-            from engine.cli import OPERATOR_WAIT_SECONDS  # halt/resume wait for a tick as long as the CLI's do
-
+        if self._store is None:  # halt and resume wait for a tick as long as the command line's do
             self._store = StateStore(self.state_db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
             after = self.state_db.stat()
             self._identity, self._gone = (after.st_dev, after.st_ino), False

@@ -127,7 +127,7 @@ def test_a_halt_from_the_page_waits_for_a_tick_as_long_as_the_cli_halt(project: 
     """The Halt button is `python -m engine halt` (the same function), which waits OPERATOR_WAIT_SECONDS for a
     tick's write transaction: the page's connection kept SQLite's 5 s, so with a tick holding the lock for longer
     the button answered "halt failed: ... database is locked" where the CLI's halt went through."""
-    from engine.cli import OPERATOR_WAIT_SECONDS
+    from engine.core.store import OPERATOR_WAIT_SECONDS
 
     rig.ticks(2)
     with serving(project, rig.store.path, rig.log, token=TOKEN) as server:
