@@ -346,7 +346,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         passed += outcome.passed
         failed += not outcome.passed
         mark = "ok  " if outcome.passed else "FAIL"
-        print(f"{mark} {case.file}:{case.line}: {case.name}" + ("" if outcome.passed else f": {outcome.message}"))
+        # One line a case: its name and what it found echo the user's text (a name may hold a newline).
+        print(escaped(f"{mark} {case.file}:{case.line}: {case.name}" + ("" if outcome.passed else f": {outcome.message}")))
     print(f"{passed} passed, {failed} failed")
     if found.not_run:
         bad = len({p.file for p in found.not_run})

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from engine.paths import escaped
+
 PathPart = str | int
 
 # Wider lines are shown as a window around the column, so a minified or binary-looking line stays readable.
@@ -52,7 +54,8 @@ def caret_excerpt(line_text: str, col: int, width: int = 1) -> str:
 class Problem:
     """One error in one file, with a 1-based line and column (0 when the place is the whole file).
 
-    `excerpt` (not part of equality or order) is printed below the one-line form: see `caret_excerpt`.
+    `excerpt` (not part of equality or order) is printed below the one-line form, indented: see `caret_excerpt`.
+    A message is one line (`headline` escapes a line break in it); what is shown under it belongs in `excerpt`.
     """
 
     file: str
@@ -64,9 +67,17 @@ class Problem:
 
     @property
     def headline(self) -> str:
-        """The one-line form, `file:line:col: path: message`."""
-        where = f"{self.file}:{self.line}:{self.col}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        """The one-line form, `file:line:col: path: message`, always one line.
+
+        The file's name, the path and the message echo what the user wrote (keys, state and trigger names, values),
+        and YAML lets a quoted key hold a newline, an escape sequence or a line separator (U+2028): printed as
+        written, one bad key would print lines that read as further `file:line:col:` problems to a person or to
+        the tool reading the output. So every character that is not printable is shown as its Python escape,
+        here, where every problem of every command is put into words; text that is printable is unchanged.
+        """
+        where = f"{escaped(self.file)}:{self.line}:{self.col}"
+        message = escaped(self.message)
+        return f"{where}: {escaped(self.path)}: {message}" if self.path else f"{where}: {message}"
 
     def __str__(self) -> str:
         return f"{self.headline}\n{self.excerpt}" if self.excerpt else self.headline

@@ -263,8 +263,7 @@ def _expression_problem(entry: Entry, text: str, error: ExpressionError) -> Prob
     path = (entry.section, entry.name, "expr")
     line, col = entry.doc.position(path)
     col += _token_offset(entry.lines, line, col, text, error.column)
-    message = f"{error.message}\n{expressions.pointer(text, error)}"
-    return Problem(entry.doc.path, line, col, format_path(path), message)
+    return Problem(entry.doc.path, line, col, format_path(path), error.message, expressions.pointer(text, error))
 
 
 def _token_offset(lines: Sequence[str], line: int, col: int, text: str, column: int) -> int:

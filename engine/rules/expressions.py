@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
+from engine.config.errors import caret_excerpt
 from engine.core.names import nearest, unknown_name_message
 from engine.rules.errors import ExpressionError, FactTypeError, GuardError, MissingFact
 
@@ -665,10 +666,11 @@ def compile_expression(text: str, types: Mapping[str, str], unknown: Callable[[s
     return compile_node(parse(text, types, unknown))
 
 
-def pointer(text: str, error: ExpressionError, indent: str = "    ") -> str:
-    """The expression on one line and a caret under the offending token, to append to a message."""
+def pointer(text: str, error: ExpressionError) -> str:
+    """The expression on one line and a caret under the offending token: a Problem's `excerpt` (a message is one
+    line), drawn as every excerpt is, so that a control character in the expression cannot move the caret or the
+    terminal's cursor."""
     flat = text.replace("\r", " ").replace("\n", " ")
     column = min(error.column, len(flat))
-    pad = "".join("\t" if c == "\t" else " " for c in flat[:column])
     width = max(1, min(error.width, len(flat) - column))
-    return f"{indent}{flat}\n{indent}{pad}{'^' * width}"
+    return caret_excerpt(flat, column + 1, width)

@@ -165,7 +165,7 @@ def test_a_type_error_points_at_the_operator_in_the_yaml_line(project: ProjectCo
     line = project.line_of("rules/guards.yaml", "trades_today < 'three'")
     text = (project.rules / "guards.yaml").read_text(encoding="utf-8").splitlines()[line - 1]
     assert (p.line, p.col) == (line, text.index("<") + 1)
-    assert p.message.splitlines() == [
+    assert [p.message, *p.excerpt.splitlines()] == [
         "expression error: '<' compares 'trades_today' (a number) with a string; both sides must be of one type",
         "    trades_today < 'three'",
         "                 ^",
@@ -193,7 +193,7 @@ def test_a_block_scalar_points_at_the_value(project: ProjectCopy) -> None:
     p = only(compile_rules(load_rules(project.rules), "momentum", needed=["under_position_cap"])[1])
     text = (project.rules / "guards.yaml").read_text(encoding="utf-8").splitlines()[p.line - 1]
     assert text.strip() == "expr: >-" and p.col == text.index(">") + 1
-    assert "    open_positions < risk_max_concurrent_position\n" in p.message
+    assert "    open_positions < risk_max_concurrent_position\n" in p.excerpt
 
 
 def test_a_syntax_error_points_at_its_column(project: ProjectCopy) -> None:
@@ -261,7 +261,7 @@ def test_guards_the_machines_use_are_left_to_their_lint(project: ProjectCopy) ->
 def test_a_preflight_check_must_compile_for_every_bot_kind(project: ProjectCopy) -> None:
     project.replace("rules/preflight.yaml", "expr: tradable_now", "expr: tradable_now and exits_flatten_before_close_minutes > 0")
     found = check_all_rules(load_rules(project.rules))
-    assert {p.message.splitlines()[0] for p in found} == {
+    assert {p.message for p in found} == {
         "fact 'exits_flatten_before_close_minutes' is not available to momentum machines",
         "fact 'exits_flatten_before_close_minutes' is not available to crypto machines",
     }
