@@ -5,7 +5,9 @@ A sweep file maps keys of bots.yaml to lists of values:
     momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3, 0.5, 0.8]
     cryptobot.risk.max_trades_per_day: [2, 4]
 
-A bot inside a list is addressed by its bot_id (`momentum_bots[mom_AAPL]`), then a dotted path. `read_sweep`
+A bot inside a list is addressed by its bot_id (`momentum_bots[mom_AAPL]`), then a dotted path. A key the schema
+knows may be swept though bots.yaml leaves it out (an optional key left to its default); only one the schema does
+not know is "unknown". `read_sweep`
 checks every key and every value against bots.yaml and its schema, each problem at its place in the sweep file;
 `prepare` writes each combination's config (bots.yaml as written, with only the swept values changed) to its
 own `run-NNN/config/` and validates it with the engine's own loader, so an invalid combination is refused
@@ -78,52 +80,81 @@ class RunSpec:
     slippage_bps: float = 2.0
 
 
-def _resolve(key: str, data: Any) -> tuple[tuple[PathPart, ...], str | None]:
-    """The data path `key` names in bots.yaml, or a message saying why it names none."""
+def _resolve(key: str, data: Any) -> tuple[tuple[PathPart, ...], str | None, int | None]:
+    """The data path `key` names in bots.yaml, or a message saying why it names none; and how much of the path
+    bots.yaml holds (the index of the first key it leaves out, or None when it holds the whole path).
+
+    A key bots.yaml leaves out is resolved all the same, the mappings on the way made when a value is set: an
+    optional key (`optionsbot.signal`, a chain rule left to its default) may be swept. Whether the schema knows the
+    key is not asked here (see `_unknown_key`): a key missing from the file is not thereby unknown."""
     path: list[PathPart] = []
+    absent: int | None = None
     node = data
     segments = key.split(".")
     for number, segment in enumerate(segments):
         match = _SEGMENT.match(segment)
         if match is None:
-            return (), f"'{segment}' is not a key: write keys as a.b.c, a bot in a list as momentum_bots[bot_id]"
+            return (), f"'{segment}' is not a key: write keys as a.b.c, a bot in a list as momentum_bots[bot_id]", None
         name, selector = match.group(1), match.group(2)
         last = number == len(segments) - 1
         where = format_path(path) or "bots.yaml"
         if not isinstance(node, dict):
-            return (), f"{where} holds no keys"
+            return (), f"{where} holds no keys", None
         if name not in node:
-            if last and selector is None:
-                path.append(name)  # a key bots.yaml leaves to its default: the schema says whether it exists
-                return tuple(path), None
-            return (), f"unknown key '{name}' in {where} (keys: {', '.join(sorted(node))})"
+            absent = len(path) if absent is None else absent
+            path.append(name)
+            if selector is not None:  # a list the file leaves out holds no bot to address
+                return tuple(path), f"no bot '{selector}': {format_path(path)} is not set in bots.yaml", absent
+            node = {}
+            continue
         path.append(name)
         node = node[name]
         if selector is not None:
             if not isinstance(node, list):
-                return (), f"{format_path(path)} is not a list: write {format_path(path)}.{'.'.join(segments[number + 1 :])}"
+                rest = ".".join(segments[number + 1 :])
+                return (), f"{format_path(path)} is not a list: write {format_path(path)}.{rest}", None
             ids = [item.get("bot_id") for item in node if isinstance(item, dict)]
             if selector not in ids:
-                return (), f"no bot '{selector}' in {format_path(path)} (bots: {', '.join(str(i) for i in ids)})"
+                return (), f"no bot '{selector}' in {format_path(path)} (bots: {', '.join(str(i) for i in ids)})", None
             index = ids.index(selector)
             path.append(index)
             node = node[index]
         elif isinstance(node, list) and not last:
-            return (), f"{format_path(path)} is a list: address a bot by its bot_id, {format_path(path)}[bot_id]"
+            return (), f"{format_path(path)} is a list: address a bot by its bot_id, {format_path(path)}[bot_id]", None
     if path and path[-1] == "bot_id":
-        return (), "a bot_id cannot be swept (the sweep addresses bots by it)"
-    return tuple(path), None
+        return (), "a bot_id cannot be swept (the sweep addresses bots by it)", None
+    return tuple(path), None, absent
+
+
+def _set(root: Any, path: Sequence[PathPart], value: Any) -> None:
+    """Set `value` at `path` in `root` (plain data or ruamel's round-trip nodes), making each mapping on the way
+    that bots.yaml leaves out: a swept optional key may sit in an optional mapping the file does not write."""
+    node = root
+    for part in path[:-1]:
+        if isinstance(node, dict) and part not in node:
+            node[part] = {}
+        node = node[part]
+    node[path[-1]] = copy.deepcopy(value)
 
 
 def apply(data: Any, changes: Iterable[tuple[tuple[PathPart, ...], Any]]) -> Any:
-    """A deep copy of `data` with each path set to its value (the path's parents exist)."""
+    """A deep copy of `data` with each path set to its value."""
     result = copy.deepcopy(data)
     for path, value in changes:
-        node = result
-        for part in path[:-1]:
-            node = node[part]
-        node[path[-1]] = copy.deepcopy(value)
+        _set(result, path, value)
     return result
+
+
+def _unknown_key(bots_doc: YamlDocument, path: tuple[PathPart, ...]) -> str | None:
+    """The schema's "unknown key" message for the last key of `path`, a key bots.yaml leaves out; None when the
+    schema knows it (an optional key, simply not set). Asked of the schema, not of the file: only the schema says
+    which keys exist."""
+    from engine.config.schema_check import schema_problems
+
+    probe = apply(bots_doc.data, [(path, {})])
+    doc = YamlDocument(bots_doc.path, probe, bots_doc.key_positions, bots_doc.value_positions, bots_doc.lines)
+    found = (p for p in schema_problems(doc, BOTS_SCHEMA) if p.path == format_path(path))
+    return next((p.message for p in found if p.message.startswith("unknown key")), None)
 
 
 def _bots_problems(data: Any, bots_doc: YamlDocument, signals: Mapping[str, Any] | None) -> list[Problem]:
@@ -182,9 +213,14 @@ def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, A
     if problems:
         raise ConfigError(problems)
     keys: list[tuple[Any, tuple[PathPart, ...], Any, list[Any], int, int]] = []
+    made: dict[str, tuple[tuple[PathPart, ...], ...]] = {}  # by key: the mappings bots.yaml leaves out that it sets
     for key, raw in sweep.data.items():
         line, col = sweep.position((key,), of_key=True)
-        path, refused = _resolve(str(key), bots_doc.data)
+        path, refused, absent = _resolve(str(key), bots_doc.data)
+        unknown = _unknown_key(bots_doc, path[: absent + 1]) if absent is not None else None
+        if unknown is not None:  # the key's problem, the same for every value: told once
+            problems.append(Problem(sweep.path, line, col, str(key), unknown))
+            continue
         if refused is not None:
             problems.append(Problem(sweep.path, line, col, str(key), refused))
             continue
@@ -201,6 +237,7 @@ def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, A
             problems.append(sweep.problem((key,), "no values: give a list of at least one"))
             continue
         keys.append((key, path, raw, values, line, col))
+        made[str(key)] = tuple(path[:end] for end in range(absent + 1, len(path))) if absent is not None else ()
     runs = 1
     for *_, values, _line, _col in keys:
         runs *= len(values)
@@ -214,19 +251,26 @@ def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, A
     for key, path, raw, values, line, col in keys:
         if len(values) != len({_value_key(v) for v in values}):
             problems.append(sweep.problem((key,), "a value is listed twice"))
-        bad = []
+        ok = True
         for index, value in enumerate(values):
             found = _bots_problems(apply(bots_doc.data, [(path, value)]), bots_doc, signals)
             for p in found:
                 said = p.message if p.path == format_path(path) else f"{p.path}: {p.message}"
-                if p.message.startswith("unknown key"):  # the key's problem, the same for every value: told once
-                    unknown = Problem(sweep.path, line, col, str(key), said)
-                    problems.extend([] if unknown in problems else [unknown])
+                mapping = next((m for m in made[str(key)] if format_path(m) == p.path), None)
+                if mapping is not None:
+                    # A mapping the sweep makes lacks a key the schema requires (`optionsbot.signal` needs its
+                    # params): the key's problem, told once, unless another key of the sweep sets what is inside
+                    # it (then the whole combination is checked, by `prepare`).
+                    if any(len(o) > len(mapping) and o[: len(mapping)] == mapping for k, o, *_ in keys if k != key):
+                        continue
+                    told = Problem(sweep.path, line, col, str(key), f"{said} (bots.yaml does not set {p.path}: set "
+                                   f"it there, or sweep {p.path} whole)")  # fmt: skip
+                    problems.extend([] if told in problems else [told])
                 else:
                     at = sweep.position((key, index) if isinstance(raw, list) else (key,))
                     problems.append(Problem(sweep.path, *at, str(key), f"{show_value(value)} is refused: {said}"))
-            bad.extend(found)
-        if not bad:
+                ok = False
+        if ok:
             overrides.append(Override(str(key), path, tuple(values)))
     if problems:
         raise ConfigError(problems)
@@ -247,10 +291,7 @@ def _write_bots(source: Path, target: Path, changes: Iterable[tuple[tuple[PathPa
     yaml.indent(mapping=2, sequence=4, offset=2)  # the shipped files' layout
     node = yaml.load(source.read_text(encoding="utf-8"))
     for path, value in changes:
-        parent = node
-        for part in path[:-1]:
-            parent = parent[part]
-        parent[path[-1]] = copy.deepcopy(value)
+        _set(node, path, value)
     stream = io.StringIO()
     yaml.dump(node, stream)
     target.write_text(stream.getvalue(), encoding="utf-8")

@@ -1,0 +1,93 @@
+"""Which keys a sweep may set: every key the schema knows, written in bots.yaml or left to its default.
+
+A key bots.yaml leaves out was called "unknown" (with the keys the file happens to write as the list to choose
+from), though the schema knows it: an optional key, simply not set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config.errors import ConfigError, Problem
+from engine.config.loader import load_config
+from engine.replay.sweep import prepare, read_sweep
+from tests.conftest import ProjectCopy
+from tests.replay.conftest import load
+
+SPREAD = "    max_spread_pct: 10           # skip contracts whose spread is wider, in percent of the mid\n"
+
+
+def _refused(project: ProjectCopy, tmp_path: Path, text: str) -> list[Problem]:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        read_sweep(sweep, load(project).config.bots_doc)
+    return caught.value.problems
+
+
+def _prepared(project: ProjectCopy, tmp_path: Path, text: str) -> list[Path]:
+    """Each run's config folder, written and loaded by the engine's own loader."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(text, encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    _overrides, specs = prepare(sweep, load(project), tmp_path / "out", machines_dir=project.machines,
+                                rules_dir=project.rules, data_dir=tmp_path / "data")  # fmt: skip
+    return [Path(spec.config_dir) for spec in specs]
+
+
+def test_an_optional_key_bots_yaml_leaves_out_is_swept(project: ProjectCopy, tmp_path: Path) -> None:
+    project.replace("config/bots.yaml", SPREAD, "")
+    runs = _prepared(project, tmp_path, "optionsbot.chain_rules.max_spread_pct: [5, 20]\n")
+    spreads = [load_config(run).bots.optionsbot.chain_rules.max_spread_pct for run in runs]
+    assert spreads == [5, 20]
+
+
+def test_an_optional_mapping_bots_yaml_leaves_out_is_made_by_the_keys_that_fill_it(project: ProjectCopy, tmp_path: Path) -> None:
+    """optionsbot.signal is optional (the bot then runs placeholder_options_v1 with its defaults)."""
+    sweep = "optionsbot.signal.mode: [placeholder_options_v1]\noptionsbot.signal.params.min_move_pct: [0.2, 0.3]\n"
+    runs = _prepared(project, tmp_path, sweep)
+    signals = [load_config(run).bots.optionsbot.signal for run in runs]
+    assert [(s.mode, dict(s.params)) for s in signals] == [
+        ("placeholder_options_v1", {"min_move_pct": 0.2}),
+        ("placeholder_options_v1", {"min_move_pct": 0.3}),
+    ]
+    written = (runs[0] / "bots.yaml").read_text(encoding="utf-8")
+    assert "  signal:\n    mode: placeholder_options_v1\n    params:\n      min_move_pct: 0.2\n" in written
+
+
+def test_a_key_that_leaves_an_optional_mapping_incomplete_is_told_once_and_not_called_unknown(
+    project: ProjectCopy, tmp_path: Path
+) -> None:
+    (problem,) = _refused(project, tmp_path, "optionsbot.signal.mode: [placeholder_options_v1, other]\n")
+    assert (problem.line, problem.col, problem.path) == (1, 1, "optionsbot.signal.mode")
+    assert problem.message == (
+        "optionsbot.signal: missing required key 'params' (bots.yaml does not set optionsbot.signal: set it there, "
+        "or sweep optionsbot.signal whole)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("optionsbot.chain_rules.max_sprad_pct", "unknown key 'max_sprad_pct' (did you mean 'max_spread_pct'?)"),
+        (
+            "optionsbot.nope.x",
+            "unknown key 'nope' (allowed: bot_id, chain_rules, enabled, exits, risk, session, signal, tickers)",
+        ),
+        (
+            "optionsbot.nope[bot].x",
+            "unknown key 'nope' (allowed: bot_id, chain_rules, enabled, exits, risk, session, signal, tickers)",
+        ),
+    ],
+)
+def test_a_key_the_schema_does_not_know_is_unknown_told_once(project: ProjectCopy, tmp_path: Path, key: str, said: str) -> None:
+    project.replace("config/bots.yaml", SPREAD, "")
+    (problem,) = _refused(project, tmp_path, f"{key}: [1, 2]\n")
+    assert (problem.line, problem.col, problem.path, problem.message) == (1, 1, key, said)
+
+
+def test_a_bot_in_a_list_bots_yaml_leaves_out_is_not_called_unknown(project: ProjectCopy, tmp_path: Path) -> None:
+    (problem,) = _refused(project, tmp_path, "optionsbot.signal[x].mode: [a]\n")
+    assert problem.message == "no bot 'x': optionsbot.signal is not set in bots.yaml"
