@@ -147,9 +147,12 @@ def test_machine_schema_error_points_at_the_key(project: ProjectCopy) -> None:
 # --- bounded time: every check is linear, and a file over the size limit is refused (issue 13, item 7) ---------
 
 
-def chain_machine(states: int, transitions: int) -> str:
+def chain_machine(states: int, transitions: int, *, spread: str = "*") -> str:
     """A momentum machine of `states` states in a chain, each able to halt and go back to idle, and `transitions`
-    transitions in all (the rest leave from every state): valid, so every check runs, the graph ones included."""
+    transitions in all, counted as the limit counts them (once per source state): valid, so every check runs,
+    the graph ones included. The rest leave from every state, as many as fit, written as `spread` says: "*" as
+    `source: '*'`, "list" as the list of every state but the destination, "none" not at all; then from one state
+    each."""
     names = ["idle", "armed", "in_position", "managing", "halted"] + [f"s{i}" for i in range(states - 5)]
     chain = ["idle", "armed", "in_position", "managing", *names[5:]]
     edges = [
@@ -158,9 +161,16 @@ def chain_machine(states: int, transitions: int) -> str:
         *(f"{{trigger: step_{i}, source: {a}, dest: {b}, when: flat}}" for i, (a, b) in enumerate(pairwise(chain))),
         *(f"{{trigger: back_{i}, source: {name}, dest: idle, when: flat}}" for i, name in enumerate(chain[1:])),
     ]
-    edges += [
-        f"{{trigger: any_{i}, source: '*', dest: {names[i % len(names)]}, when: flat}}" for i in range(transitions - len(edges))
-    ]
+    left = transitions - (len(names) - 1) - 1 - 2 * (len(chain) - 1)
+    assert left >= 0, "too few transitions for the chain"
+    wide = len(names) - 1  # a wildcard leaves every state but its destination
+    for i in range(left // wide if spread != "none" else 0):
+        dest = names[i % len(names)]
+        source = "'*'" if spread == "*" else "[" + ", ".join(n for n in names if n != dest) + "]"
+        edges.append(f"{{trigger: any_{i}, source: {source}, dest: {dest}, when: flat}}")
+    for i in range(left % wide if spread != "none" else left):
+        source = chain[1 + i % (len(chain) - 1)]
+        edges.append(f"{{trigger: one_{i}, source: {source}, dest: idle, when: flat}}")
     lines = ["kind: momentum", "description: A machine at the size limits.", "initial: idle", "states:"]
     lines += [f"  {name}: {{description: State {name}.}}" for name in names]
     lines += ["transitions:", *(f"  - {edge}" for edge in edges)]
@@ -191,7 +201,7 @@ def test_a_machine_at_the_limits_is_linted_in_linear_time(project: ProjectCopy) 
 
 
 def test_a_5_mb_machine_file_is_answered_in_under_5_seconds(project: ProjectCopy) -> None:
-    text = chain_machine(5000, 80000)
+    text = chain_machine(5000, 85000, spread="none")
     assert len(text) > 5_000_000
     (project.machines / "momentum.yaml").write_text(text, encoding="utf-8")
     started = time.perf_counter()
@@ -203,13 +213,39 @@ def test_a_5_mb_machine_file_is_answered_in_under_5_seconds(project: ProjectCopy
 def test_too_many_states_or_transitions_are_refused_with_the_limit(project: ProjectCopy) -> None:
     from engine.machines.spec import MAX_STATES, MAX_TRANSITIONS
 
-    (project.machines / "momentum.yaml").write_text(chain_machine(MAX_STATES + 1, MAX_TRANSITIONS + 1), encoding="utf-8")
+    text = chain_machine(MAX_STATES + 1, MAX_TRANSITIONS + 1)
+    (project.machines / "momentum.yaml").write_text(text, encoding="utf-8")
     found = problems(project)
+    written = text.count("\n  - {trigger")
     assert [p.message for p in found] == [
         f"{MAX_STATES + 1} states: a machine may have at most {MAX_STATES}",
-        f"{MAX_TRANSITIONS + 1} transitions: a machine may have at most {MAX_TRANSITIONS}",
+        f'{MAX_TRANSITIONS + 1} transitions ({written} as written; one counts once per source state, `source: "*"` '
+        f"once per state it leaves): a machine may have at most {MAX_TRANSITIONS}",
     ]
     assert [p.path for p in found] == ["states", "transitions"]
+
+
+@pytest.mark.parametrize("spread", ["*", "list"])
+def test_a_wildcard_counts_once_per_state_it_leaves_up_to_the_limit(project: ProjectCopy, spread: str) -> None:
+    """Ten `source: '*'` over 200 states are 1,990 transitions to the runtime and the lint, as ten lists of the
+    199 other states are: both count so toward MAX_TRANSITIONS (a wildcard counted once let a machine of 2,000
+    written wildcards, 398,000 transitions, through)."""
+    from engine.machines.spec import MAX_STATES, MAX_TRANSITIONS
+
+    for scenario in project.machines.glob("scenarios/momentum_*.yaml"):
+        scenario.unlink()
+    path = project.machines / "momentum.yaml"
+    at_limit = chain_machine(MAX_STATES, MAX_TRANSITIONS, spread=spread)
+    path.write_text(at_limit, encoding="utf-8")
+    assert problems(project) == []
+    over = chain_machine(MAX_STATES, MAX_TRANSITIONS + 1, spread=spread)
+    written = over.count("\n  - {trigger")
+    assert written < MAX_TRANSITIONS
+    path.write_text(over, encoding="utf-8")
+    (p,) = problems(project)
+    assert (p.path, p.line) == ("transitions", over.splitlines().index("transitions:") + 1)
+    assert p.message.startswith(f"{MAX_TRANSITIONS + 1} transitions")
+    assert p.message.endswith(f": a machine may have at most {MAX_TRANSITIONS}")
 
 
 def test_a_machine_with_thousands_of_mistakes_reports_the_first_hundred(project: ProjectCopy) -> None:
