@@ -751,8 +751,9 @@ class AlpacaAPI:
             raise Unreadable(f"{name} has {filled:g} filled of {qty:g}")
         status = _choice(o, "status", f"{name}'s status", Order.ALL_STATUSES)
         average = _float(o.get("filled_avg_price"), f"{name}'s filled_avg_price", minimum=0.0)
-        if status in ("filled", "partially_filled") and not (filled > 0 and average):
-            # a fill of nothing, or at no price: booked, it would close the order and own none of what the broker holds
+        if (status in ("filled", "partially_filled") and not filled > 0) or (filled > 0 and not average):
+            # a fill of nothing, or at no price under any status (an order canceled after a partial fill keeps its
+            # filled_qty): booked, it would record the fill on the order and own none of what the broker holds
             raise Unreadable(f"{name} is {status} with {filled:g} filled at {average if average is not None else 'no price'}")
         if notional is not None and average and filled * average > notional * NOTIONAL_SLACK:
             raise Unreadable(f"{name} has {filled:g} filled at {average:g}, more than its notional {notional:g}")

@@ -371,3 +371,23 @@ def test_a_post_answered_with_an_error_is_never_sent_twice_and_what_landed_is_tr
         assert stored.status in ("not_sent", "rejected") and not desk.exchange.by_client_id.get(row.client_order_id)
     assert desk.failures  # every one of them was counted
     assert all(SECRET not in str(f) for f in desk.failures)
+
+
+# --- fills the answer cannot price, or that undo the value already filled -----------------------------------------
+
+
+@pytest.mark.parametrize("status", ["canceled", "expired", "done_for_day", "pending_cancel", "new"])
+def test_a_fill_at_no_price_under_any_status_books_nothing_and_halts(desk: Desk, status: str) -> None:
+    """An order canceled after a partial fill is `canceled` with its filled_qty; one without a filled_avg_price
+    was recorded with the fill and no position for it: the bot never owned what the broker held, for good."""
+    row = desk.intent()
+    desk.orders.send_pending()
+    desk.emulator.faults.append(listed({"*.status": status, "*.filled_qty": "5", "*.filled_avg_price": None}))
+    desk.tick()
+    assert [e.kind for e in desk.errors] == ["bad_response"]
+    assert "no price" in desk.errors[0].message
+    stored = desk.store.order(row.client_order_id)
+    assert stored is not None and stored.filled_qty == 0 and stored.status != status
+    desk.emulator.faults.append(listed({"*.status": status, "*.filled_qty": "5", "*.filled_avg_price": "100"}))
+    desk.tick()
+    assert desk.owned() == {"AAPL": 5}  # the same fill, priced, is booked once
