@@ -755,6 +755,9 @@ class AlpacaAPI:
             # a fill of nothing, or at no price under any status (an order canceled after a partial fill keeps its
             # filled_qty): booked, it would record the fill on the order and own none of what the broker holds
             raise Unreadable(f"{name} is {status} with {filled:g} filled at {average if average is not None else 'no price'}")
+        if status == "filled" and qty is not None and filled < qty and not same_amount(filled, qty):
+            # "filled" is the whole order: booked, it would end with the rest neither owned nor working
+            raise Unreadable(f"{name} is filled with {filled:g} filled of {qty:g}")
         if notional is not None and average and filled * average > notional * NOTIONAL_SLACK:
             raise Unreadable(f"{name} has {filled:g} filled at {average:g}, more than its notional {notional:g}")
         asset_class = _asset_class(o.get("asset_class"))

@@ -148,6 +148,8 @@ def test_a_long_position_with_a_negative_qty_and_more_filled_than_ordered(held: 
         {"*.status": "filled"},  # filled, with filled_qty "0": booked, it would own nothing of the broker's fill
         {"*.status": "partially_filled"},
         {"*.status": "filled", "*.filled_qty": "1", "*.filled_avg_price": None},  # a fill at no price
+        # filled, with less filled than ordered: the order ends, and the rest of it is neither owned nor working
+        {"*.status": "filled", "*.filled_qty": "0.5", "*.filled_avg_price": "1"},
     ],
 )
 def test_a_fill_of_nothing_or_at_no_price_is_a_bad_answer(held: AlpacaAPI, emulator: Emulator, patch: dict[str, Any]) -> None:
