@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from engine.brokers.base import ORDER_AMOUNTS, ORDER_FIXED, Broker, BrokerError, Order, OrderRequest, Snapshot, same_amount
+from engine.brokers.base import (
+    ORDER_AMOUNTS,
+    ORDER_FIXED,
+    Broker,
+    BrokerError,
+    Order,
+    OrderRequest,
+    Snapshot,
+    added_fill_price,
+    same_amount,
+)
 from engine.brokers.symbols import contract_multiplier
 from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
@@ -479,9 +489,9 @@ class OrderManager:
         )
         failpoints.reach("order_updated")  # the crash tests' kill between an order's new fill and its position
         if new_qty > old_qty + 1e-12 and new_avg is not None:
-            delta = new_qty - old_qty
-            price = (new_avg * new_qty - (old_avg or 0) * old_qty) / delta
-            self._fill(row, delta, price)
+            price = added_fill_price(old_qty, old_avg, new_qty, new_avg)
+            if price is not None:  # None: the value filled went down, refused before (`_contradicts`)
+                self._fill(row, new_qty - old_qty, price)
         if order.status == "rejected" and changed:
             self.store.bump_counter(row.trading_date, row.bot_id, "rejections")
         if changed:
@@ -727,6 +737,13 @@ def _contradicts(row: OrderRow, order: Order) -> str | None:
         return f"recorded as the broker's {row.broker_order_id}, the broker's answer is {order.id}"
     if order.filled_qty < row.filled_qty and not same_amount(order.filled_qty, row.filled_qty):
         return f"{row.filled_qty:g} recorded filled, the broker's answer has {order.filled_qty:g}: a fill never goes back"
+    if (
+        order.filled_qty > row.filled_qty
+        and order.filled_avg_price is not None
+        and added_fill_price(row.filled_qty, row.filled_avg_price, order.filled_qty, order.filled_avg_price) is None
+    ):
+        return (f"{row.filled_qty:g} recorded filled at {row.filled_avg_price or 0:g}, the broker's answer has "
+                f"{order.filled_qty:g} at {order.filled_avg_price:g}: the value filled went down")  # fmt: skip
     return None
 
 

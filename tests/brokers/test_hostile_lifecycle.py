@@ -391,3 +391,25 @@ def test_a_fill_at_no_price_under_any_status_books_nothing_and_halts(desk: Desk,
     desk.emulator.faults.append(listed({"*.status": status, "*.filled_qty": "5", "*.filled_avg_price": "100"}))
     desk.tick()
     assert desk.owned() == {"AAPL": 5}  # the same fill, priced, is booked once
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same-run", "after-restart"])
+def test_a_fill_that_lowers_the_value_filled_books_nothing_and_halts(desk: Desk, restart: bool) -> None:
+    """5 filled at 100, then 6 at 50: the value filled went from 500 to 300, so the sixth share was bought at -200.
+    Booked, it moved the bot's entry price to 50 (and every stop and target read from it)."""
+    desk.intent()
+    desk.orders.send_pending()
+    desk.emulator.faults.append(listed({**PARTIAL, "*.filled_qty": "5"}))
+    desk.tick()
+    if restart:
+        desk.restart()  # the adapter remembers nothing: the order's row is the record
+    desk.emulator.faults.append(listed({**PARTIAL, "*.filled_qty": "6", "*.filled_avg_price": "50"}))
+    desk.tick()
+    failed = [*desk.errors, *desk.failures]
+    assert [e.kind for e in failed] == ["bad_response"] and "value filled" in failed[0].message
+    held = desk.store.positions("b1")
+    assert [(p.symbol, p.qty, p.avg_entry_price) for p in held] == [("AAPL", 5, 100)]
+    desk.emulator.faults.append(listed({**PARTIAL, "*.filled_qty": "6", "*.filled_avg_price": "100.5"}))
+    desk.tick()
+    held = desk.store.positions("b1")
+    assert [(p.qty, round(p.avg_entry_price, 6)) for p in held] == [(6, 100.5)]  # the sixth at 103, as priced
