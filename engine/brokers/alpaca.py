@@ -590,6 +590,8 @@ class AlpacaAPI:
             if not isinstance(raw, dict):
                 raise ValueError(f"expected the account as a JSON object, got {type(raw).__name__}")
             a = TradeAccount(**raw)  # the SDK's own check of the shape
+            if raw.get("currency") != "USD":  # every amount below is read as dollars
+                raise Unreadable(f"the account's currency is {_shown(raw.get('currency'))}, not 'USD'")
             crypto_status = _enum_value(a.crypto_status) if a.crypto_status is not None else None
             activities: tuple[NonTradeActivity, ...] = ()
             moved = _float(raw.get("intraday_adjustments"), "intraday_adjustments")

@@ -225,6 +225,17 @@ def test_an_options_level_that_is_a_boolean_is_a_bad_answer(api: AlpacaAPI, emul
     bad(api.get_account)
 
 
+@pytest.mark.parametrize("patch", [{"currency": "EUR"}, {"currency": None}, {"currency": "usd"}, {"currency": 840}])
+def test_an_account_in_another_currency_than_usd_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, patch: dict[str, Any]
+) -> None:
+    """Every amount the engine reads (equity, cash, buying power) is in dollars: an account in another currency, or
+    one that does not say, would be read as dollars all the same."""
+    emulator.faults.append(Fault(path_prefix="/v2/account", patch=patch))
+    assert "currency" in bad(api.get_account).message
+    assert api.get_account().equity > 0
+
+
 def test_an_asset_answer_for_another_symbol_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator) -> None:
     emulator.faults.append(Fault(path_prefix="/v2/assets/AAPL", patch={"symbol": "MSFT"}))
     bad(lambda: api.get_asset("AAPL"))
