@@ -700,16 +700,14 @@ class AlpacaAPI:
         }
         found: list[NonTradeActivity] = []
         for _ in range(ACTIVITY_PAGES):
-            page = self.trading.get("/account/activities", params)
-            if not isinstance(page, list):
-                raise ValueError(f"expected a list of activities, got {type(page).__name__}")
+            page = _objects(self.trading.get("/account/activities", params), "account activities")
             for item in page:
                 activity = _activity(item)
                 if activity is not None and _on_day(activity, now.date()):
                     found.append(activity)
             if len(page) < ACTIVITY_PAGE_SIZE:
                 return found
-            last = page[-1].get("id") if isinstance(page[-1], dict) else None
+            last = page[-1].get("id")
             if not last or last == params.get("page_token"):
                 raise Unreadable("a full page of account activities whose last id cannot take us further")
             params["page_token"] = last
@@ -1151,10 +1149,10 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _activity(item: Any) -> NonTradeActivity | None:
+def _activity(item: Mapping[str, Any]) -> NonTradeActivity | None:
     """One non-trade activity (trading-api.json NonTradeActivities), or None for one that moved no cash today:
     a trade, another type, a cancelled entry."""
-    if not isinstance(item, dict) or item.get("activity_type") not in NON_TRADE_ACTIVITY_TYPES:
+    if item.get("activity_type") not in NON_TRADE_ACTIVITY_TYPES:
         return None
     if item.get("status") == "canceled":
         return None

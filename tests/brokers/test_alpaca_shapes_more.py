@@ -256,6 +256,19 @@ def test_an_undated_cash_movement_is_a_bad_answer(
     assert account.non_trade_cash_today == 1_000
 
 
+@pytest.mark.parametrize("item", [["CSD", "1000"], "CSD", None, 1000])
+def test_a_cash_movement_that_is_not_an_object_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, item: object
+) -> None:
+    """An item of the day's activities that is not a JSON object cannot be read: skipped, a deposit it stands for
+    would be left out of the day's cash and counted as profit."""
+    emulator.intraday_adjustments = False
+    exchange.move_cash(1_000, "CSD")
+    emulator.faults.append(Fault(path_prefix="/v2/account/activities", patch={"0": item}))
+    bad(api.get_account)
+    assert api.get_account().non_trade_cash_today == 1_000
+
+
 # --- values alpaca-py's enums do not know, in fields the engine does not read ------------------------------------
 # Positions and orders are read raw: alpaca-py's models validate fields the engine never reads against enums that
 # lag the API, and one new value (a position's `exchange`, alpaca-py issue #704) made the whole list unreadable and
