@@ -52,7 +52,6 @@ from engine.brokers.base import (
     OrderRequest,
     Position,
     Quote,
-    added_fill_price,
     same_amount,
 )
 from engine.brokers.errors import classify
@@ -312,13 +311,6 @@ class _OrderMemory:
                     raise Unreadable(f"{name}'s {field} was {was:g}, now {now:g}")
             if order.filled_qty < before.filled_qty and not same_amount(order.filled_qty, before.filled_qty):
                 raise Unreadable(f"{name}'s filled_qty went down from {before.filled_qty:g} to {order.filled_qty:g}")
-            if (
-                order.filled_qty > before.filled_qty
-                and order.filled_avg_price is not None
-                and added_fill_price(before.filled_qty, before.filled_avg_price, order.filled_qty, order.filled_avg_price) is None
-            ):
-                raise Unreadable(f"{name} had {before.filled_qty:g} filled at {before.filled_avg_price or 0:g}, now "
-                                 f"{order.filled_qty:g} at {order.filled_avg_price:g}: the value filled went down")  # fmt: skip
             if before.replaced_by and order.replaced_by != before.replaced_by:
                 raise Unreadable(f"{name} was replaced by {before.replaced_by}, now {_shown(order.replaced_by)}")
         replaced_id = self._replaced.get(order.id) or order.replaces

@@ -148,22 +148,30 @@ def same_amount(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-9 + 1e-9 * max(abs(a), abs(b))
 
 
-# How far an order's filled value (filled_qty times filled_avg_price) may seem to go down between two answers by the
+# How far an order's filled value (filled_qty times filled_avg_price) may seem to move between two answers by the
 # rounding of the average price alone: a cent, or this fraction of the value.
 FILL_VALUE_SLACK = 1e-4
 
 
-def added_fill_price(old_qty: float, old_avg: float | None, new_qty: float, new_avg: float) -> float | None:
-    """The average price of what an order filled between two answers about it, from the filled quantity and average
-    price of each; None when the value filled went down (beyond a rounding of the averages), which no fill at any
-    price does: 5 filled at 100, then 6 at 50, is a sixth share bought at -200. A value that stays level within that
-    rounding prices the new part at the order's average."""
-    before = (old_avg or 0.0) * old_qty
-    added = new_avg * new_qty - before
-    if added < -max(0.01, FILL_VALUE_SLACK * max(before, new_avg * new_qty)):
-        return None
-    delta = new_qty - old_qty
-    return added / delta if added > 0 else new_avg
+def fill_value_contradicts(old_qty: float, old_avg: float | None, new_qty: float, new_avg: float | None) -> bool:
+    """Whether two answers about one order's fills cannot both be true: the value filled went down while the filled
+    quantity grew (5 filled at 100, then 6 at 50, is a sixth share bought at -200), or moved while it stayed (the
+    same 5 at 100, then at 50), beyond a rounding of the averages. A fill at some price only ever adds value."""
+    if new_avg is None:
+        return False  # nothing filled, or a fill at no price, which the adapter refuses
+    before, now = (old_avg or 0.0) * old_qty, new_avg * new_qty
+    slack = max(0.01, FILL_VALUE_SLACK * max(before, now))
+    if same_amount(old_qty, new_qty):
+        return abs(now - before) > slack
+    return new_qty > old_qty and now < before - slack
+
+
+def added_fill_price(old_qty: float, old_avg: float | None, new_qty: float, new_avg: float) -> float:
+    """The average price of what an order filled between two answers about it (more filled in the second), from
+    the filled quantity and average price of each. A value that stays level within the rounding of the averages
+    (`fill_value_contradicts` refuses one that goes down) prices the new part at the order's average."""
+    added = new_avg * new_qty - (old_avg or 0.0) * old_qty
+    return added / (new_qty - old_qty) if added > 0 else new_avg
 
 
 @dataclass(frozen=True)

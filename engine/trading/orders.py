@@ -30,6 +30,7 @@ from engine.brokers.base import (
     OrderRequest,
     Snapshot,
     added_fill_price,
+    fill_value_contradicts,
     same_amount,
 )
 from engine.brokers.symbols import contract_multiplier
@@ -489,9 +490,7 @@ class OrderManager:
         )
         failpoints.reach("order_updated")  # the crash tests' kill between an order's new fill and its position
         if new_qty > old_qty + 1e-12 and new_avg is not None:
-            price = added_fill_price(old_qty, old_avg, new_qty, new_avg)
-            if price is not None:  # None: the value filled went down, refused before (`_contradicts`)
-                self._fill(row, new_qty - old_qty, price)
+            self._fill(row, new_qty - old_qty, added_fill_price(old_qty, old_avg, new_qty, new_avg))
         if order.status == "rejected" and changed:
             self.store.bump_counter(row.trading_date, row.bot_id, "rejections")
         if changed:
@@ -724,7 +723,9 @@ def _contradicts(row: OrderRow, order: Order) -> str | None:
     one by replacing it, under a new id), and its filled quantity never goes down. The adapter holds its answers to
     what it sent and said this run; after a restart the row is the only record, and a fill booked from such an
     answer moved a bot's position for good: MSFT's fill onto an AAPL position, a fill reported 5, 3, then 5 booked
-    as 7 (the rise counted from the row's lowered quantity)."""
+    as 7 (the rise counted from the row's lowered quantity). The value filled is judged here only
+    (`fill_value_contradicts`): the row holds what was booked, where the adapter's memory would also keep an answer
+    refused here and then refuse the right one measured against it."""
     for name in ORDER_FIXED:
         mine, theirs = getattr(row, name), getattr(order, name)
         if mine != theirs:
@@ -737,13 +738,9 @@ def _contradicts(row: OrderRow, order: Order) -> str | None:
         return f"recorded as the broker's {row.broker_order_id}, the broker's answer is {order.id}"
     if order.filled_qty < row.filled_qty and not same_amount(order.filled_qty, row.filled_qty):
         return f"{row.filled_qty:g} recorded filled, the broker's answer has {order.filled_qty:g}: a fill never goes back"
-    if (
-        order.filled_qty > row.filled_qty
-        and order.filled_avg_price is not None
-        and added_fill_price(row.filled_qty, row.filled_avg_price, order.filled_qty, order.filled_avg_price) is None
-    ):
+    if fill_value_contradicts(row.filled_qty, row.filled_avg_price, order.filled_qty, order.filled_avg_price):
         return (f"{row.filled_qty:g} recorded filled at {row.filled_avg_price or 0:g}, the broker's answer has "
-                f"{order.filled_qty:g} at {order.filled_avg_price:g}: the value filled went down")  # fmt: skip
+                f"{order.filled_qty:g} at {order.filled_avg_price:g}: no fill lowers or moves the value filled")  # fmt: skip
     return None
 
 

@@ -413,3 +413,25 @@ def test_a_fill_that_lowers_the_value_filled_books_nothing_and_halts(desk: Desk,
     desk.tick()
     held = desk.store.positions("b1")
     assert [(p.qty, round(p.avg_entry_price, 6)) for p in held] == [(6, 100.5)]  # the sixth at 103, as priced
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same-run", "after-restart"])
+def test_a_fill_repriced_without_a_new_fill_books_nothing_and_halts(desk: Desk, restart: bool) -> None:
+    """5 filled at 100, then (with a new status) the same 5 at 50: recorded, the next fill, a sixth share at 103,
+    was priced from the 250 the row then said was filled, and booked at 353."""
+    desk.intent()
+    desk.orders.send_pending()
+    desk.emulator.faults.append(listed({**PARTIAL, "*.filled_qty": "5"}))
+    desk.tick()
+    if restart:
+        desk.restart()
+    desk.emulator.faults.append(listed({"*.status": "pending_cancel", "*.filled_qty": "5", "*.filled_avg_price": "50"}))
+    desk.tick()
+    failed = [*desk.errors, *desk.failures]
+    assert [e.kind for e in failed] == ["bad_response"] and "value filled" in failed[0].message
+    stored = desk.store.order(desk.store.orders()[0].client_order_id)
+    assert stored is not None and (stored.status, stored.filled_avg_price) == ("partially_filled", 100)
+    desk.emulator.faults.append(listed({**PARTIAL, "*.filled_qty": "6", "*.filled_avg_price": "100.5"}))
+    desk.tick()
+    held = desk.store.positions("b1")
+    assert [(p.qty, round(p.avg_entry_price, 6)) for p in held] == [(6, 100.5)]
