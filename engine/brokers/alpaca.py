@@ -428,6 +428,13 @@ class AlpacaAPI:
             if rate_limited:
                 self._observe_rate_limit(response.headers)
             self._read_body(response, started)
+            if 300 <= response.status_code < 400:
+                # alpaca-py follows no redirect (allow_redirects=False) and raises from 400 up only: a 3xx would be
+                # read as the answer, and one with no body as a DELETE the broker took (204)
+                status = response.status_code
+                raise BrokerError(
+                    "bad_response", f"HTTP {status}: a redirect, not an answer", status=status, reason="bad_response"
+                )
             self._no_boolean_numbers(response)
             return response
 

@@ -8,6 +8,8 @@ as usual. Faults edit the emulator's real answers (`Fault.patch` / `Fault.drop`)
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -276,6 +278,22 @@ def test_a_dropped_connection_is_a_connection_error(api: AlpacaAPI, emulator: Em
         api.submit_order(OrderRequest("AAPL", "buy", "dropped-1", qty=1))
     assert caught.value.kind == "connection"
     assert api.get_order_by_client_id("dropped-1") is not None  # it landed: the lookup, never a blind re-POST, says so
+
+
+@pytest.mark.parametrize("status", [301, 302, 304, 307])
+def test_a_redirect_is_not_an_answer(held: AlpacaAPI, emulator: Emulator, status: int) -> None:
+    """alpaca-py follows no redirect and raises only from 400 up: a 3xx with an empty body was a cancel the broker
+    took (DELETE answers 204 with no body), and one with a JSON body would be read as the answer."""
+    order_id = held.get_open_orders()[0].id
+    emulator.faults.append(Fault(status=status, body="", path_prefix=f"{ORDERS}/{order_id}", method="DELETE"))
+    with pytest.raises(BrokerError) as caught:
+        held.cancel_order(order_id)
+    assert caught.value.kind == "bad_response" and caught.value.status == status
+    account = held.get_account()
+    body = json.dumps({"id": str(uuid.uuid4()), "account_number": "PA1", "status": "ACTIVE", "currency": "USD", "cash": "1.00"})
+    assert_bad(held, emulator, ACCOUNT, Fault(status=status, body=body, path_prefix=ACCOUNT))
+    assert held.get_account().cash == account.cash
+    assert [o.id for o in held.get_open_orders()] == [order_id]  # the order was never cancelled
 
 
 @pytest.mark.parametrize("reset", ["32503680000", "99999999999999999999", "-5", "soon"])
