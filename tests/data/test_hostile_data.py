@@ -186,9 +186,10 @@ def test_impossible_dates_in_a_large_file_are_found_at_once(tmp_path: Path) -> N
 
 
 def test_a_quoted_timestamp_ending_in_a_newline_is_not_called_another_offset(tmp_path: Path) -> None:
+    """The newline is shown escaped: a problem is always one line (`Problem.headline`)."""
     path = put(tmp_path, "AAPL.csv", BARS + '"2026-11-23T14:30:00Z\n",1,2,0.5,1.5,10\n')
     assert problems_of(path) == [
-        f"{path}:2:0: row 1: timestamp: '2026-11-23T14:30:00Z\n' is not an ISO 8601 timestamp with a time zone, e.g. 2026-11-23T14:30:00Z"
+        f"{path}:2:0: row 1: timestamp: '2026-11-23T14:30:00Z\\n' is not an ISO 8601 timestamp with a time zone, e.g. 2026-11-23T14:30:00Z"
     ]
 
 
