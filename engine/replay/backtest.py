@@ -381,7 +381,7 @@ def run_backtest(
         clock, seed=config.settings.sim.seed, starting_cash=cash, prices=feed, fill_model=model, calendar=calendar
     )
     broker = SnapshotBroker(SimAPI(exchange), clock, config.settings.broker)
-    store = StateStore(out / STATE_FILE)
+    store = StateStore(out / STATE_FILE, synced=False)  # written again by running again: nothing is sent on it
     store.hold_commits(COMMIT_EVERY)
     journal = Journal(out / LOG_FILE, clock)
     recorded = Recorded()

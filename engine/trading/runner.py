@@ -139,7 +139,7 @@ def open_session(
     journal: Journal | None = None
     alerts: Any = None
     try:
-        store = StateStore(db_path)
+        store = StateStore(db_path, synced=name == "alpaca")  # a real broker acts on what is committed
         written_by = store.meta("broker")
         if written_by is not None and written_by != name:
             raise RunError(f"{db_path} holds the state of a '{written_by}' account; a '{name}' run needs its own --state-db")

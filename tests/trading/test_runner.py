@@ -196,3 +196,25 @@ def test_a_second_name_given_to_the_state_file_under_the_run_stops_it_before_its
     assert stopped.value.runtime and session.engine.ticks == 1
     ends = [e for e in read_events(project.root / "s.jsonl") if e["event"] == "run_end"]
     assert len(ends) == 1 and "hard links" in ends[0]["reason"]
+
+
+def test_a_run_against_alpaca_syncs_each_commit_and_a_simulated_one_does_not(project: ProjectCopy) -> None:
+    """Alpaca acts on an order whose intent the tick committed: that commit must outlive a power cut (SQLite's
+    synchronous FULL, 2). A simulated run sends nothing anywhere and keeps NORMAL (1), half the tick's time."""
+    from engine.brokers.emulator import Emulator
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.core.clock import SystemClock
+    from tests.brokers.conftest import KEY, SECRET
+
+    report = load_valid(project.config, project.machines, project.rules)
+    synchronous: dict[str, int] = {}
+    session = open_session(report, _options(project, "sim"), {}, lambda: MONDAY_OPEN)
+    synchronous["sim"] = session.store._conn.execute("PRAGMA synchronous").fetchone()[0]
+    close_session(session)
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        env = {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": emulator.url, "ALPACA_DATA_BASE_URL": emulator.url}
+        options = RunOptions(broker="alpaca", state_db=project.root / "paper.db", log=project.root / "paper.jsonl")
+        session = open_session(report, options, env, lambda: MONDAY_OPEN)
+        synchronous["alpaca"] = session.store._conn.execute("PRAGMA synchronous").fetchone()[0]
+        close_session(session)
+    assert synchronous == {"sim": 1, "alpaca": 2}
