@@ -160,18 +160,27 @@ def fill_value_contradicts(old_qty: float, old_avg: float | None, new_qty: float
     if new_avg is None:
         return False  # nothing filled, or a fill at no price, which the adapter refuses
     before, now = (old_avg or 0.0) * old_qty, new_avg * new_qty
-    slack = max(0.01, FILL_VALUE_SLACK * max(before, now))
+    slack = _fill_value_slack(before, now)
     if same_amount(old_qty, new_qty):
         return abs(now - before) > slack
     return new_qty > old_qty and now < before - slack
 
 
+def _fill_value_slack(before: float, now: float) -> float:
+    """How far an order's filled value (quantity times average price) may move by the rounding of the averages
+    alone: a cent, or FILL_VALUE_SLACK of the value."""
+    return max(0.01, FILL_VALUE_SLACK * max(before, now))
+
+
 def added_fill_price(old_qty: float, old_avg: float | None, new_qty: float, new_avg: float) -> float:
     """The average price of what an order filled between two answers about it (more filled in the second), from
-    the filled quantity and average price of each. A value that stays level within the rounding of the averages
-    (`fill_value_contradicts` refuses one that goes down) prices the new part at the order's average."""
-    added = new_avg * new_qty - (old_avg or 0.0) * old_qty
-    return added / (new_qty - old_qty) if added > 0 else new_avg
+    the filled quantity and average price of each. A value that rose by no more than the rounding of the averages
+    (`fill_value_contradicts` refuses one that went down further) says nothing of the new part's price: it is
+    priced at the order's average. Divided, that rounding priced a sixth share after 5 at 100 at 0.04 (6 at 83.34)
+    and a tiny crypto fill of a large order at any price at all."""
+    before, now = (old_avg or 0.0) * old_qty, new_avg * new_qty
+    added = now - before
+    return added / (new_qty - old_qty) if added > _fill_value_slack(before, now) else new_avg
 
 
 @dataclass(frozen=True)
