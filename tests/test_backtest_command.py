@@ -301,3 +301,22 @@ def test_a_second_recording_into_a_folder_being_recorded_is_refused_before_the_r
     assert not (project.root / "s.db").exists()  # refused before the state file was opened
     after = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
     assert after.returncode == 0 and "recorded 5 quotes of 5 symbols to rec" in after.stdout  # the lock went with it
+
+
+def test_a_recording_folder_whose_last_part_is_cut_short_is_refused_before_the_run(project: ProjectCopy) -> None:
+    """A recording goes on after a folder's last part, which it reads first: one cut short (a copy stopped half
+    way, a damaged disk) was found at the first quote, and the run went on unrecorded ('0 quotes of 0 symbols')."""
+    from engine.data.recorder import Recorder
+
+    with Recorder(project.root / "rec") as first:
+        first.record("AAPL", NOW, 187.0, 187.1)
+    part = project.root / "rec" / "quotes" / "AAPL" / "part-000001.parquet"
+    part.write_bytes(part.read_bytes()[:-20])  # mid-footer
+    result = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{Path('rec', 'quotes', 'AAPL', 'part-000001.parquet')}:0:0: not a whole Parquet file" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 2
+    assert not (project.root / "s.db").exists()  # refused before the state file was opened
+    part.unlink()
+    after = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert after.returncode == 0 and "recorded 5 quotes of 5 symbols to rec" in after.stdout, after.stderr

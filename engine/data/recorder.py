@@ -116,6 +116,7 @@ class Recorder:
         self.flushes = 0
         self._closed = False
         self._lock: int | None = None  # the folder's lock file, held from the first quote to close()
+        self._lasts: dict[Path, int | None] = {}  # a parts folder -> its last quote's stamp, read by hold_folder
 
     def __enter__(self) -> Recorder:
         return self
@@ -219,6 +220,13 @@ class Recorder:
             os.close(fd)
             raise
         self._lock = fd
+        # Each symbol's last part, which its recording goes on after, is read now: one that cannot be read (cut
+        # short by a copy stopped half way, a damaged disk) refuses the recording before the run, not at its
+        # first quote with the run going on unrecorded.
+        quotes = self.folder / "quotes"
+        for folder in sorted(quotes.iterdir()) if quotes.is_dir() else []:
+            if folder.is_dir() and folder not in self._lasts:
+                self._lasts[folder] = _last_stamp(folder)
 
     def _open(self, symbol: str) -> _Segment:
         """The symbol's next part, after the last one a previous recording left (whose rows are not rewritten)."""
@@ -236,20 +244,7 @@ class Recorder:
                 raise DataError([Problem(str(path), 0, 0, "", f"is a file, so {symbol}'s quotes cannot be recorded as "
                                          f"parts in {folder}/: record into another folder")])
         # Not made here but by the first write: an empty folder would read as a symbol recorded without data.
-        entries = list(folder.iterdir()) if folder.is_dir() else []
-        # The temporary files of flushes a kill interrupted; one whose writer still runs (a recording beside
-        # this one) is its own, and is left alone.
-        for name in sorted({m[1] for p in entries if (m := _LEFTOVER.match(p.name))}):
-            remove_leftovers(folder / name)
-        last = None
-        # by number, as next_part numbers them: part-1000000 comes after part-999999, though not as text
-        parts = sorted((p for p in entries if not p.name.startswith(".") and p.suffix in SUFFIXES), key=_part_number)
-        if parts:
-            table, problems = read_file(parts[-1], "quotes")
-            if problems:
-                raise DataError(problems)
-            if len(table):
-                last = micros(table.slice(len(table) - 1))[0]
+        last = self._lasts.pop(folder) if folder in self._lasts else _last_stamp(folder)
         segment = _Segment(next_part(folder, self.fmt), last)
         self._segments[symbol] = segment
         return segment
@@ -268,3 +263,20 @@ class Recorder:
         if len(segment.stamps) >= self.segment_rows:  # full: the next quote starts the next part
             self._segments[symbol] = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
         self._dirty.discard(symbol)
+
+
+def _last_stamp(folder: Path) -> int | None:
+    """The stamp (microseconds since the epoch) of the last quote in a symbol's parts folder, None when it has
+    none; a last part that cannot be read is a DataError naming it. The temporary files of flushes a kill
+    interrupted are deleted first; one whose writer still runs (a recording beside this one) is left alone."""
+    entries = list(folder.iterdir()) if folder.is_dir() else []
+    for name in sorted({m[1] for p in entries if (m := _LEFTOVER.match(p.name))}):
+        remove_leftovers(folder / name)
+    # by number, as next_part numbers them: part-1000000 comes after part-999999, though not as text
+    parts = sorted((p for p in entries if not p.name.startswith(".") and p.suffix in SUFFIXES), key=_part_number)
+    if not parts:
+        return None
+    table, problems = read_file(parts[-1], "quotes")
+    if problems:
+        raise DataError(problems)
+    return micros(table.slice(len(table) - 1))[0] if len(table) else None
