@@ -217,10 +217,10 @@ def _output_file(flag: str, path: Path) -> None:
 
 
 def _write_output(flag: str, path: Path, data: str | bytes) -> None:
-    """Write the whole file or nothing: a temporary file beside it, then renamed over it, so a full disk or an
-    interruption never leaves half a file (or an old file cut short)."""
-    import os
-    import tempfile
+    """Write the whole file or nothing, as every data file is (`replace_whole`: a temporary file beside it, then
+    renamed over it), so a full disk or an interruption never leaves half a file (or an old file cut short), and
+    the temporary file a kill left is removed by the next write. A file written again keeps its mode."""
+    from engine.data.files import replace_whole
 
     _output_file(flag, path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -230,23 +230,14 @@ def _write_output(flag: str, path: Path, data: str | bytes) -> None:
         sys.stdout.buffer.flush()  # here, where a closed pipe is answered (main's BrokenPipeError), not at exit
         return
     path = path.resolve() if path.is_symlink() else path  # the file the link names is the one replaced
+
+    def write(temporary: Path) -> None:
+        temporary.write_bytes(payload)  # a new file gets what the umask allows
+        with contextlib.suppress(FileNotFoundError):
+            temporary.chmod(path.stat().st_mode & 0o7777)
+
     try:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-            try:  # a file written again keeps its mode; a new one gets what the umask allows
-                mode = path.stat().st_mode & 0o7777
-            except FileNotFoundError:
-                umask = os.umask(0)
-                os.umask(umask)
-                mode = 0o666 & ~umask
-            os.chmod(temporary, mode)
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        replace_whole(path, write, fsync=False)
     except OSError as exc:
         raise RuntimeFailure(f"error: {flag} {path}: cannot be written ({exc.strerror or exc})") from None
 

@@ -217,6 +217,24 @@ def test_an_output_file_is_replaced_whole(here: Path, capsys: pytest.CaptureFixt
     assert [p.name for p in here.iterdir()] == ["t.md"]  # no temporary file left
 
 
+def test_an_output_file_killed_mid_write_keeps_the_old_file_and_the_next_write_leaves_no_temporary_file(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kill between writing the temporary file and renaming it left a `.t.md.<random>.tmp` that no later write
+    removed: each kill added one. The temporary file is now the data files' (`.t.md.<pid>.tmp`), removed by the
+    next write once its writer is gone."""
+    out = here / "t.md"
+    out.write_text("old\n")
+    env = {**os.environ, "TRADING_HYDRA_FAILPOINT": "data_before_rename:1"}
+    killed = subprocess.run([sys.executable, "-m", "engine", "table", "momentum", "-o", str(out), *CONFIG],
+                            capture_output=True, text=True, cwd=here, env=env, timeout=60)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert out.read_text() == "old\n" and len(list(here.iterdir())) == 2  # the old file whole, beside the temporary one
+    code, text = main_(["table", "momentum", "-o", str(out), *CONFIG], capsys)
+    assert code == 0 and out.read_text().startswith("# momentum"), text
+    assert [p.name for p in here.iterdir()] == ["t.md"]
+
+
 @pytest.mark.parametrize(("argv", "phrase"), [
     (["report", "--date", "20261123"], "--date: '20261123' is not a date (YYYY-MM-DD)"),
     (["report", "--date", "2026-W48-1"], "--date: '2026-W48-1' is not a date (YYYY-MM-DD)"),
