@@ -750,6 +750,9 @@ def _read_parquet(path: Path, display: str, kind: Kind) -> tuple[Any, list[Probl
         report.file(f"cannot be read: {exc.strerror or exc}")
         return None, report.problems
     if head != b"PAR1":
+        if len(head) < 4 and b"PAR1".startswith(head) and head:  # the first bytes of a Parquet file, and no more
+            report.file(f"not a whole Parquet file: {len(head)} bytes, cut short (truncated, or still being written)")
+            return None, report.problems
         text = head.lstrip(b"\xef\xbb\xbf")[:1].isalpha()
         report.file("not a Parquet file" + (" (it begins like text: name it .csv if it is CSV)" if text else ""))
         return None, report.problems

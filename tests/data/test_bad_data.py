@@ -184,6 +184,16 @@ def test_a_truncated_parquet_is_told_as_truncated_not_as_text(tmp_path: Path) ->
                      "(truncated, or still being written)"]
 
 
+@pytest.mark.parametrize("kept", [1, 3])
+def test_a_parquet_cut_within_its_first_bytes_is_told_as_truncated(tmp_path: Path, kept: int) -> None:
+    """"PAR", all a kill left of a file, read as text: "name it .csv if it is CSV"."""
+    written = write_quotes(tmp_path / "w", "AAPL", [(T0, 10.0, 10.5)], fsync=False)
+    path = put(tmp_path, "quotes/AAPL.parquet", written.read_bytes()[:kept])
+    assert refused(tmp_path) == [
+        f"{path}:0:0: not a whole Parquet file: {kept} bytes, cut short (truncated, or still being written)"
+    ]
+
+
 def test_a_written_parquet_damaged_on_disk_is_refused_by_its_page_checksums(tmp_path: Path) -> None:
     rows = [(T0 + timedelta(seconds=i), 10.0 + i / 100, 10.5 + i / 100) for i in range(2000)]
     path = write_quotes(tmp_path, "AAPL", rows, fsync=False)
