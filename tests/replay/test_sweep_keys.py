@@ -76,6 +76,7 @@ def test_a_key_that_leaves_an_optional_mapping_incomplete_is_told_once_and_not_c
             "optionsbot.nope.x",
             "unknown key 'nope' (allowed: bot_id, chain_rules, enabled, exits, risk, session, signal, tickers)",
         ),
+        ("optionsbot.signal.nope", "unknown key 'nope' (allowed: mode, params)"),  # under a mapping bots.yaml leaves out
         (
             "optionsbot.nope[bot].x",
             "unknown key 'nope' (allowed: bot_id, chain_rules, enabled, exits, risk, session, signal, tickers)",
