@@ -218,10 +218,11 @@ def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, A
         line, col = sweep.position((key,), of_key=True)
         path, refused, absent = _resolve(str(key), bots_doc.data)
         # each key from the first bots.yaml leaves out: `signal.nope` under an absent `signal` is unknown too
-        unknown = next(
-            (found for end in range(absent + 1, len(path) + 1) if (found := _unknown_key(bots_doc, path[:end])) is not None),
-            None,
-        ) if absent is not None else None  # fmt: skip
+        unknown = None
+        for end in range(absent + 1, len(path) + 1) if absent is not None else ():
+            unknown = _unknown_key(bots_doc, path[:end])
+            if unknown is not None:
+                break
         if unknown is not None:  # the key's problem, the same for every value: told once
             problems.append(Problem(sweep.path, line, col, str(key), unknown))
             continue
