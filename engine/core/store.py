@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sqlite3
 import time
 import zlib
@@ -220,6 +221,8 @@ def _expected_columns() -> dict[str, frozenset[str]]:
 
 
 _EXPECTED: dict[str, frozenset[str]] = {}
+# What the engine's own schema never holds, in a table's or an index's SQL (`_check_rules_of_its_own`).
+_ADDED_RULE = re.compile(r"\b(CHECK|REFERENCES|UNIQUE)\b", re.IGNORECASE)
 _pause = time.sleep  # between tries to switch a new file to WAL mode (`_use_wal`); a test passes its own
 # What a row's value that does not parse raises (a time, a date, JSON, a number, a compressed body).
 _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, zlib.error)
@@ -596,7 +599,34 @@ class StateStore:
                     "which may not be empty: every write to it would fail",
                     runtime=False,
                 )
+        self._check_rules_of_its_own()
         self._check_order_statuses()
+
+    def _check_rules_of_its_own(self) -> None:
+        """No trigger, constraint or unique index this engine did not make: one added by hand or by another program
+        may refuse or change any write, and was found only when a write met it: a tick ended in a traceback
+        (IntegrityError, taken for the engine's own bug), and so did the operator's `halt` when it was needed. The
+        engine makes none of them (its tables have primary keys and plain indexes only), so any is refused at open."""
+        ours = tuple(_EXPECTED)
+        marks = ", ".join("?" for _ in ours)
+        found = [f"the trigger {name!r} on {table}" for name, table in self._conn.execute(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")]  # fmt: skip
+        found += [f"the unique index {name!r} on {table}" for name, table, sql in self._conn.execute(
+            f"SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ({marks}) ORDER BY name",
+            ours) if _ADDED_RULE.search(str(sql or ""))]  # fmt: skip
+        for table, sql in self._conn.execute(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ({marks}) ORDER BY name", ours
+        ):
+            added = sorted({m.upper() for m in _ADDED_RULE.findall(str(sql or ""))})
+            if added:
+                found.append(f"{' and '.join(added)} constraint(s) in table {table}")
+        if found:
+            raise StateFileError(
+                self.path,
+                f"has {'; '.join(found[:3])}, which this engine did not make: they may refuse or change its writes "
+                "(the operator's halt among them); remove them, or start from a state file of its own",
+                runtime=False,
+            )
 
     def _check_order_statuses(self) -> None:
         """Every order's status is one of the lifecycle's: the engine finds the orders it must follow by status

@@ -70,6 +70,20 @@ DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
         _edit("UPDATE orders SET status = 'partially filled'"), "'mom_AAPL-20261123-0001' is 'partially filled'"
     ),
     "an order's status in bytes": (_edit("UPDATE orders SET status = X'00'"), "'mom_AAPL-20261123-0001' is b'\\x00'"),
+    # each refused or changed the engine's writes only when one met it: a tick, or `halt`, ended in a traceback
+    "a trigger added by hand": (
+        _edit("CREATE TRIGGER no_moves BEFORE UPDATE ON machine_states BEGIN SELECT RAISE(ABORT, 'nope'); END"),
+        "the trigger 'no_moves' on machine_states",
+    ),
+    "a unique index added by hand": (
+        _edit("CREATE UNIQUE INDEX one_halt_a_scope ON halts (scope)"), "the unique index 'one_halt_a_scope' on halts"
+    ),
+    "a CHECK constraint added by hand": (_script(
+        "ALTER TABLE counters RENAME TO old_counters;"
+        "CREATE TABLE counters (trading_date TEXT NOT NULL, bot_id TEXT NOT NULL, name TEXT NOT NULL, "
+        "value INTEGER NOT NULL CHECK (value < 2), PRIMARY KEY (trading_date, bot_id, name));"
+        "DROP TABLE old_counters;"
+    ), "CHECK constraint(s) in table counters"),
 }
 
 
