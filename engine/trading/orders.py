@@ -177,6 +177,8 @@ class OrderManager:
         failpoints.reach("intent_committed")  # after the tick's transaction, before any of its sends
         self._recorded = 0
         rows = self.store.orders(statuses=("pending",))
+        if rows:
+            self.store.sync_to_disk()  # the intents outlive a power cut before the broker hears of them
         now = self.clock.now()
         working = self.store.orders(statuses=lifecycle.WORKING) if rows else []
         sides = {(o.symbol, o.side) for o in working}

@@ -139,7 +139,7 @@ def open_session(
     journal: Journal | None = None
     alerts: Any = None
     try:
-        store = StateStore(db_path, synced=name == "alpaca")  # a real broker acts on what is committed
+        store = StateStore(db_path, synced=name == "alpaca")  # a real broker acts on what is committed and sent
         written_by = store.meta("broker")
         if written_by is not None and written_by != name:
             raise RunError(f"{db_path} holds the state of a '{written_by}' account; a '{name}' run needs its own --state-db")
@@ -640,6 +640,7 @@ def last_tick(store: StateStore, wall_now: datetime) -> TickAge | None:
 
 def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetime) -> int:
     halt_id = record_halt(store, journal, scope=SYSTEM_SCOPE, reason=reason, conditions=("operator",), now=now, by="operator")
+    store.sync_to_disk()  # on the disk before the operator is told it is recorded
     journal.flush()
     return halt_id
 

@@ -20,13 +20,38 @@ def test_new_file_is_migrated_and_in_wal_mode(tmp_path) -> None:
     StateStore(tmp_path / "s.db")  # reopening does not migrate twice
 
 
-def test_every_commit_is_synced_to_the_disk_unless_told_otherwise(tmp_path) -> None:
-    """An intent is committed before its order is sent: it must outlive a power cut, not only a killed process
-    (SQLite's synchronous: 2 is FULL, 1 NORMAL). A simulated run's or a backtest's file is not synced."""
-    store = StateStore(tmp_path / "s.db")
-    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+def _fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files os.fsync is asked to sync from now on (the real fsync still runs): read from /proc."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a descriptor's file through /proc")
+def test_sync_to_disk_syncs_the_write_ahead_log_beside_the_file_a_link_leads_to(tmp_path, monkeypatch) -> None:
+    """An intent is committed before its order is sent: synced, it outlives a power cut, not only a killed process.
+    The committed frames are in the -wal, which SQLite keeps beside the file a symlink names."""
+    real = tmp_path / "real" / "s.db"
+    real.parent.mkdir()
+    StateStore(real).close()
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    store = StateStore(link)
+    with store.transaction():
+        store.save_machine_state("momentum", "a", "armed", NOW)
+    synced = _fsynced(monkeypatch)
+    store.sync_to_disk()
+    assert synced == [f"{real}-wal"]
     store.close()
-    assert StateStore(tmp_path / "s.db", synced=False)._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    unsynced = StateStore(real, synced=False)  # a simulated run's or a backtest's: nothing sent on it
+    unsynced.sync_to_disk()
+    assert synced == [f"{real}-wal"]
 
 
 def test_a_state_file_with_a_second_name_is_refused(tmp_path) -> None:

@@ -194,3 +194,23 @@ def test_a_cancel_refused_while_the_entry_still_works_is_asked_again_and_reporte
         assert deletes() == 3 and rig.store.order(entry.client_order_id).status == "canceled"  # type: ignore[union-attr]
         rig.ticks(1)
         assert entry.client_order_id not in rig.engine.orders.cancels_refused | rig.engine.orders.cancel_requested.keys()
+
+
+def test_the_intents_are_synced_to_the_disk_before_any_is_sent(rig: Rig) -> None:
+    """An order's intent is committed, synced (`StateStore.sync_to_disk`: it outlives a power cut), then sent."""
+    calls: list[str] = []
+    store, broker = rig.store, rig.engine.orders.broker
+    real_sync, real_submit = store.sync_to_disk, broker.submit_order
+
+    def sync() -> None:
+        calls.append("sync")
+        real_sync()
+
+    def submit(request: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append("post")
+        return real_submit(request, *args, **kwargs)
+
+    store.sync_to_disk = sync  # type: ignore[method-assign]
+    broker.submit_order = submit  # type: ignore[method-assign]
+    working_entry(rig)
+    assert calls[-2:] == ["sync", "post"] and calls.count("post") == 1

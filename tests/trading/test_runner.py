@@ -198,23 +198,32 @@ def test_a_second_name_given_to_the_state_file_under_the_run_stops_it_before_its
     assert len(ends) == 1 and "hard links" in ends[0]["reason"]
 
 
-def test_a_run_against_alpaca_syncs_each_commit_and_a_simulated_one_does_not(project: ProjectCopy) -> None:
-    """Alpaca acts on an order whose intent the tick committed: that commit must outlive a power cut (SQLite's
-    synchronous FULL, 2). A simulated run sends nothing anywhere and keeps NORMAL (1), half the tick's time."""
+def test_a_run_against_alpaca_syncs_its_intents_to_the_disk_and_a_simulated_one_does_not(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alpaca acts on an order whose intent the tick committed: before it is sent, that commit must outlive a power
+    cut (`StateStore.sync_to_disk`, an fsync). A simulated run sends nothing anywhere and is not synced."""
     from engine.brokers.emulator import Emulator
     from engine.brokers.sim.exchange import SimExchange
     from engine.core.clock import SystemClock
     from tests.brokers.conftest import KEY, SECRET
 
     report = load_valid(project.config, project.machines, project.rules)
-    synchronous: dict[str, int] = {}
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    synced: dict[str, int] = {}
     session = open_session(report, _options(project, "sim"), {}, lambda: MONDAY_OPEN)
-    synchronous["sim"] = session.store._conn.execute("PRAGMA synchronous").fetchone()[0]
+    before = len(fsyncs)
+    session.store.sync_to_disk()
+    synced["sim"] = len(fsyncs) - before
     close_session(session)
     with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
         env = {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": emulator.url, "ALPACA_DATA_BASE_URL": emulator.url}
         options = RunOptions(broker="alpaca", state_db=project.root / "paper.db", log=project.root / "paper.jsonl")
         session = open_session(report, options, env, lambda: MONDAY_OPEN)
-        synchronous["alpaca"] = session.store._conn.execute("PRAGMA synchronous").fetchone()[0]
+        before = len(fsyncs)
+        session.store.sync_to_disk()
+        synced["alpaca"] = len(fsyncs) - before
         close_session(session)
-    assert synchronous == {"sim": 1, "alpaca": 2}
+    assert synced == {"sim": 0, "alpaca": 1}
