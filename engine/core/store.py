@@ -607,19 +607,15 @@ class StateStore:
         may refuse or change any write, and was found only when a write met it: a tick ended in a traceback
         (IntegrityError, taken for the engine's own bug), and so did the operator's `halt` when it was needed. The
         engine makes none of them (its tables have primary keys and plain indexes only), so any is refused at open."""
-        ours = tuple(_EXPECTED)
-        marks = ", ".join("?" for _ in ours)
-        found = [f"the trigger {name!r} on {table}" for name, table in self._conn.execute(
-            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")]  # fmt: skip
-        found += [f"the unique index {name!r} on {table}" for name, table, sql in self._conn.execute(
-            f"SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ({marks}) ORDER BY name",
-            ours) if _ADDED_RULE.search(str(sql or ""))]  # fmt: skip
-        for table, sql in self._conn.execute(
-            f"SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ({marks}) ORDER BY name", ours
+        found = []
+        for kind, name, table, sql in self._conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('trigger', 'index', 'table') ORDER BY name"
         ):
-            added = sorted({m.upper() for m in _ADDED_RULE.findall(str(sql or ""))})
-            if added:
-                found.append(f"{' and '.join(added)} constraint(s) in table {table}")
+            if kind == "trigger":
+                found.append(f"the trigger {name!r} on {table}")
+            elif table in _EXPECTED and (added := sorted({m.upper() for m in _ADDED_RULE.findall(str(sql or ""))})):
+                what = f"the unique index {name!r} on" if kind == "index" else f"{' and '.join(added)} constraint(s) in table"
+                found.append(f"{what} {table}")
         if found:
             raise StateFileError(
                 self.path,
