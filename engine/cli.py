@@ -168,10 +168,7 @@ def _load(args: argparse.Namespace) -> Report:
     if has_state:
         from engine.trading.runner import paths_for
 
-        db, log = paths_for(report, args.state_db, args.log)
-        if args.state_db is None or args.log is None:  # settings.yaml's, looked at as the flags were
-            _state_path("--state-db", db)
-            _state_path("--log", log)
+        db, log = paths_for(report, args.state_db, args.log)  # settings.yaml's were looked at by validation
         _not_an_input(args, db, log)
     return report
 
