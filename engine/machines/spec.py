@@ -124,7 +124,9 @@ def _spec_from(doc: YamlDocument) -> MachineSpec:
     transitions = []
     for index, body in enumerate(data["transitions"]):
         raw = body["source"]
-        listed = [s for s in states if s != body["dest"]] if _any_source(raw) else [raw] if isinstance(raw, str) else list(raw)
+        listed = [raw] if isinstance(raw, str) else list(raw)
+        if _any_source(raw):
+            listed = [s for s in states if s != body["dest"]]
         transitions.append(
             TransitionSpec(
                 index=index,
