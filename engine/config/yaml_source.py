@@ -42,6 +42,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scanner import Scanner
 
 from engine.config.errors import ConfigError, PathPart, Problem, caret_excerpt, format_path
+from engine.config.yaml_fast import parse_common
 from engine.paths import PathKind, path_kind
 
 Position = tuple[int, int]  # 1-based line and column
@@ -51,7 +52,7 @@ MAX_NESTING = 64
 # The largest integer of SQLite and of most JSON readers (a signed 64-bit integer); a larger one is a typo, and
 # Python cannot make a float of one over 309 digits (OverflowError while the config is built).
 MAX_INTEGER = 2**63 - 1
-_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # the line breaks YAML counts, as ruamel does
+LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # the line breaks YAML counts, as ruamel does
 
 
 @dataclass
@@ -420,7 +421,16 @@ def parse_yaml(text: str, shown: str) -> YamlDocument:
     size = len(text.encode("utf-8", errors="replace"))
     if size > MAX_FILE_BYTES:
         raise ConfigError([Problem(shown, 1, 1, "", _too_large(size))])
-    lines = _LINE_BREAK.split(text)
+    lines = LINE_BREAK.split(text)
+    common = parse_common(text)  # libyaml, for a file both parsers read alike (engine/config/yaml_fast.py)
+    if common is not None:
+        data, key_positions, value_positions = common
+        return YamlDocument(shown, data, key_positions, value_positions, lines=lines)
+    return ruamel_document(text, shown, lines)
+
+
+def ruamel_document(text: str, shown: str, lines: list[str]) -> YamlDocument:
+    """The file as ruamel reads it: the engine's reading of YAML, and every error's wording."""
     yaml = YAML(typ="rt")
     # The round-trip nodes (and so every key's and value's line and column), without the round-trip scanner's
     # comment keeping: nothing writes these documents back, and gathering comments was a quarter of parsing.
@@ -464,8 +474,8 @@ def _at(shown: str, lines: list[str], line0: int, col0: int, message: str, width
 def _reader_problem(exc: ReaderError, shown: str, text: str, lines: list[str]) -> Problem:
     position = exc.position if isinstance(exc.position, int) else 0
     before = text[:position]
-    line0 = len(_LINE_BREAK.findall(before))
-    last = _LINE_BREAK.split(before)[-1] if before else ""
+    line0 = len(LINE_BREAK.findall(before))
+    last = LINE_BREAK.split(before)[-1] if before else ""
     character = exc.character if isinstance(exc.character, int) else 0
     message = f"a control character (U+{character:04X}) that YAML text may not contain: is this a text file?"
     return _at(shown, lines, line0, len(last), message)
