@@ -25,7 +25,10 @@ COPY machines ./machines
 COPY rules ./rules
 # Editable: the engine finds schemas/, config/, machines/ and rules/ beside its package (engine/paths.py).
 # tzdata: the configured time zones, whether or not the base image ships /usr/share/zoneinfo.
+# compileall: the engine's bytecode, written once here (PYTHONDONTWRITEBYTECODE keeps any run from writing it, and
+# an editable install does not), so the health check every 30 s does not compile the whole engine each time.
 RUN pip install -e . tzdata \
+    && python -m compileall -q engine \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin hydra \
     && mkdir -p state logs \
     && chown hydra:hydra state logs
