@@ -20,6 +20,7 @@ left to ruamel, with its messages.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -133,6 +134,13 @@ class _Reader:
         raise _NotHere
 
 
+@functools.lru_cache(maxsize=4096)
+def _plain_tag(value: str) -> str:
+    """The tag ruamel's resolver gives a plain scalar: the same for the same text, and a file repeats its words
+    (`true`, `3`, `bot_id`); asked of the resolver each time, it was half of what reading a large file cost."""
+    return str(_RESOLVER.resolve(ScalarNode, value, (True, False)))
+
+
 def _place(event: Any) -> Position:
     """Where an event's node starts, 1-based (libyaml's marks are 0-based, in characters)."""
     mark = event.start_mark
@@ -147,7 +155,7 @@ def _scalar(event: Any) -> Any:
         return value
     if not value:  # nothing written (`key:`): ruamel places it at what follows, libyaml after the colon
         raise _NotHere
-    tag = _RESOLVER.resolve(ScalarNode, value, (True, False))
+    tag = _plain_tag(value)
     if tag == _STR:
         return value
     if tag == _INT and _INTEGER.fullmatch(value) is not None and abs(number := int(value)) <= _LARGEST:

@@ -5,9 +5,9 @@ in the user's file. ruamel.yaml's round-trip loader keeps those positions on its
 copies the data out once and keeps an index from the key path to the (line, col) of the key and of the value.
 
 It is also the validator's first line of defence, so nothing a file holds may crash or hang it:
-- a file over `MAX_FILE_BYTES` is refused before it is read (ruamel's pure-Python parser reads about 250 KB a
-  second: a 5 MB machine file took over 30 s and 500 MB; the shipped files are under 6 KB, and the limit still
-  leaves room for a bots.yaml of a few thousand bots);
+- a file over `MAX_FILE_BYTES` is refused before it is read (ruamel's pure-Python parser, which reads every file
+  libyaml's shortcut leaves to it, reads about 250 KB a second: a 5 MB machine file took over 30 s and 500 MB;
+  the shipped files are under 6 KB, and the limit still leaves room for a bots.yaml of a few thousand bots);
 - bytes that are not UTF-8 are named (byte, offset, line) instead of raising UnicodeDecodeError;
 - anchors (`&name`) and aliases (`*name`) are refused while the file is parsed, before anything is built, so an
   alias bomb ("billion laughs") costs nothing; copying a block by alias also hides which line a value came
@@ -47,7 +47,7 @@ from engine.paths import PathKind, path_kind
 
 Position = tuple[int, int]  # 1-based line and column
 
-MAX_FILE_BYTES = 1024 * 1024  # about 2,800 MomentumBots in bots.yaml; parsed in about 4 s
+MAX_FILE_BYTES = 1024 * 1024  # about 2,800 MomentumBots in bots.yaml; parsed in about 4 s by ruamel, 0.5 s by libyaml
 MAX_NESTING = 64
 # The largest integer of SQLite and of most JSON readers (a signed 64-bit integer); a larger one is a typo, and
 # Python cannot make a float of one over 309 digits (OverflowError while the config is built).
