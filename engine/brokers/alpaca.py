@@ -539,6 +539,12 @@ class AlpacaAPI:
             reason = classify(status, code, message, data_api=data_api)
             if reason == "unauthorized":
                 kind = "unauthorized"
+            if status == 404 and code is None and not data_api:
+                # The trading API says "no such order" (or asset, or position) with its own body, code 40410000. A
+                # 404 without one (a proxy's page, an empty body) says nothing of the order: read as "not found", a
+                # lookup after a lost POST answer concluded the order never sent, and its bot entered again.
+                kind = reason = "bad_response"
+                message = f"HTTP 404 without Alpaca's error code ({message[:80]}): not the broker saying nothing is there"
             return BrokerError(kind, self._scrub(message), status=status, operation=operation, reason=reason, code=code)
         if isinstance(exc, requests.exceptions.Timeout):
             kind, message = "timeout", "no answer in time"

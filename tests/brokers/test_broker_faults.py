@@ -1,0 +1,60 @@
+"""Broker faults and unusual answers found by the hunt of hunt_brk, through the real alpaca-py clients against the
+emulator on loopback (and the engine's own order path over real SQLite where the engine's decision is the point).
+
+Each test names the answer, what the engine made of it, and what it must make of it instead."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.brokers.alpaca import AlpacaAPI
+from engine.brokers.base import BrokerError, OrderRequest
+from engine.brokers.emulator import Emulator, Fault
+from tests.brokers.conftest import SECRET
+from tests.brokers.test_hostile_lifecycle import Desk, desk  # noqa: F401  # the fixture, used by name
+
+ORDERS, LOOKUP = "/v2/orders", "/v2/orders:by_client_order_id"
+NOT_ALPACAS_404 = [
+    Fault(status=404, body="<html><body><h1>404 Not Found</h1></body></html>", content_type="text/html"),
+    Fault(status=404, body=""),
+    Fault(status=404, body='{"message":"Not Found"}'),
+]
+
+
+@pytest.mark.parametrize("fault", NOT_ALPACAS_404, ids=["html", "empty", "no-code"])
+def test_a_404_that_is_not_alpacas_answer_is_not_a_missing_order(api: AlpacaAPI, emulator: Emulator, fault: Fault) -> None:
+    """Alpaca answers a lookup of an order it does not have 404 with its own error body ({"code":40410000,...}). A
+    404 without it (a proxy's page, an empty body) is not the broker saying the order does not exist: read as
+    "not found", an order whose POST answer was lost was concluded never sent, and its bot entered again."""
+    api.submit_order(OrderRequest("AAPL", "buy", "rest-1", "limit", "day", qty=1, limit_price=1.0))
+    emulator.faults.append(Fault(**{**fault.__dict__, "path_prefix": LOOKUP}))
+    with pytest.raises(BrokerError) as caught:
+        api.get_order_by_client_id("rest-1")
+    assert caught.value.kind == "bad_response" and caught.value.status == 404
+    assert SECRET not in str(caught.value)
+    assert api.get_order_by_client_id("nobody-1") is None  # Alpaca's own 404 is still "no such order"
+    emulator.faults.append(Fault(**{**fault.__dict__, "path_prefix": "/v2/assets"}))
+    with pytest.raises(BrokerError):
+        api.get_asset("AAPL")
+
+
+def test_an_order_whose_answer_was_lost_and_whose_lookups_meet_a_foreign_404_is_never_concluded_unsent(desk: Desk) -> None:  # noqa: F811
+    """The POST's answer is lost after the broker took the order (a gateway timeout), the order fills at once (so it
+    is never in the open-order list), and every lookup meets a 404 that is not Alpaca's. The order must stay
+    `unknown` (looked up every tick), never `not_sent`: a bot whose entry ended `not_sent` may enter again."""
+    desk.emulator.faults.append(Fault(status=504, body="<html>Gateway Timeout</html>", content_type="text/html",
+                                      path_prefix=ORDERS, method="POST", after=True))  # fmt: skip
+    desk.emulator.faults.append(Fault(status=404, body="<html>Not Found</html>", content_type="text/html",
+                                      path_prefix=LOOKUP, times=0))  # fmt: skip
+    day = desk.clock.now().date()
+    request = OrderRequest("AAPL", "buy", desk.orders.next_client_order_id("b1", day), "limit", "day", qty=1,
+                           limit_price=10_000.0)  # fmt: skip
+    with desk.store.transaction():
+        row = desk.orders.record_intent("b1", day, "entry", request, "test")
+    desk.orders.send_pending()
+    for _ in range(20):  # 100 s: past the minute after which an unfound order is concluded unsent
+        desk.tick()
+    assert desk.exchange.by_client_id.get(row.client_order_id)  # the broker has it
+    stored = desk.store.order(row.client_order_id)
+    assert stored is not None and stored.status == "unknown"
+    assert {f.kind for f in desk.failures} >= {"bad_response"}
