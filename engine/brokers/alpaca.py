@@ -125,12 +125,16 @@ def _shown(value: Any) -> str:
 
 def _float(value: Any, name: str = "a number", *, minimum: float | None = None) -> float | None:
     """An optional number: None (or "") when the broker did not send it, otherwise a finite float. "NaN", "inf",
-    "1e400" (infinity once parsed), "abc" and booleans are unreadable, never a value; so is a number under
-    `minimum` (a negative price or quantity)."""
+    "1e400" (infinity once parsed), "abc", "1_000" and booleans are unreadable, never a value; so is a number
+    under `minimum` (a negative price or quantity)."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise Unreadable(f"{name} is {_shown(value)}, not a number")
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        # float() also reads "1_000", Arabic-Indic or full-width digits and padding: no JSON writer spells a number
+        # so, and what it would make of one is a guess
+        raise Unreadable(f"{name} is {_shown(value)}, not a decimal number")
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -241,6 +245,14 @@ def _unique(items: Sequence[T], key: Callable[[T], str], what: str) -> list[T]:
 
 
 _NANOS = re.compile(r"(\.\d{6})\d+")
+# A number as Alpaca writes one in a string ("99429", "0.00005", "-5"), in JSON's grammar (ASCII digits only).
+_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
+# The numbers of the data API, which pydantic reads from the wire (quotes, trades, option snapshots): sent as a
+# string, one that is not a plain decimal ("1_0", full-width digits) would be read as pydantic reads it (10).
+_DATA_NUMBER_AS_ODD_TEXT = re.compile(
+    rb'"(?:bp|ap|bs|as|p|s|delta|gamma|rho|theta|vega|impliedVolatility)"\s*:\s*'
+    rb'"(?!-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")'
+)
 # The numbers the engine reads, where pydantic's lax parsing turns a JSON true/false into 1.0/0.0 (or 1/0): a
 # quote's `"bp": true`, an order's `"filled_qty": true` or an account's `"options_trading_level": false` would
 # be read as a price, a quantity or a level. Alpaca sends these as numbers or decimal strings, never booleans.
@@ -435,18 +447,25 @@ class AlpacaAPI:
                 raise BrokerError(
                     "bad_response", f"HTTP {status}: a redirect, not an answer", status=status, reason="bad_response"
                 )
-            self._no_boolean_numbers(response)
+            self._no_misread_numbers(response)
             return response
 
         session.request = request
 
     @staticmethod
-    def _no_boolean_numbers(response: Any) -> None:
+    def _no_misread_numbers(response: Any) -> None:
         """A JSON true or false where Alpaca sends a number is refused on the wire, before pydantic reads it as
         1.0 or 0.0 (a quote's bid, an order's filled quantity). Quote and chain pages seldom hold a boolean at
-        all: the substring test spares them the pattern."""
+        all: the substring test spares them the pattern. So is a data-API number sent as a string that is not a
+        plain decimal ("1_0", which pydantic reads as 10): the fields read raw are held to the same by `_float`."""
         body = response.content
-        if response.status_code >= 300 or (b"true" not in body and b"false" not in body):
+        if response.status_code >= 300:
+            return
+        found = _DATA_NUMBER_AS_ODD_TEXT.search(body)
+        if found:
+            name = found.group().split(b'"')[1].decode()
+            raise BrokerError("bad_response", f"unreadable answer: {name} is text that is not a decimal number")
+        if b"true" not in body and b"false" not in body:
             return
         found = _NUMBER_AS_BOOL.search(body)
         if found:

@@ -58,3 +58,46 @@ def test_an_order_whose_answer_was_lost_and_whose_lookups_meet_a_foreign_404_is_
     stored = desk.store.order(row.client_order_id)
     assert stored is not None and stored.status == "unknown"
     assert {f.kind for f in desk.failures} >= {"bad_response"}
+
+
+# --- numbers spelt in ways no JSON writer spells them -----------------------------------------------------------
+
+ODD_SPELLINGS = [
+    ("/v2/account", "buying_power", "99_429"),  # Python's float() reads digit separators: 99429
+    ("/v2/account", "buying_power", "\u0669\u0669"),  # Arabic-Indic digits: float() reads 99
+    ("/v2/account", "buying_power", "\uff19\uff19\uff14\uff12\uff19"),  # full-width digits: 99429
+    ("/v2/account", "buying_power", " 99429 "),
+    ("/v2/orders", "*.filled_qty", "0_0"),
+    ("/v2/positions", "*.unrealized_pl", "0_0"),
+    ("/v2/stocks/quotes/latest", "quotes.*.bp", "1_0"),  # pydantic reads it too: a bid of 10
+    ("/v1beta3/crypto", "quotes.*.bp", "1_0"),
+    ("/v1beta1/options", "snapshots.*.latestQuote.bp", "1_0"),
+    ("/v1beta1/options", "snapshots.*.greeks.theta", "-0_1"),
+]
+
+
+@pytest.mark.parametrize(("path", "field", "value"), ODD_SPELLINGS, ids=[f"{p}:{f}:{v!r}" for p, f, v in ODD_SPELLINGS])
+def test_a_number_in_a_spelling_no_json_writer_uses_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, path: str, field: str, value: str
+) -> None:
+    """Alpaca writes numbers as JSON numbers or plain decimal strings ("99429", "0.00005", "-5"). Python's float()
+    and pydantic also read "1_0" as 10, Arabic-Indic or full-width digits as digits, and padding: a spelling no
+    writer of JSON produces is a corrupted answer, and its number a guess."""
+    from datetime import date
+
+    exchange = emulator.exchange
+    exchange.set_position("AAPL", 3, 190.0)
+    api.submit_order(OrderRequest("MSFT", "buy", "rest-1", "limit", "day", qty=1, limit_price=1.0))
+    reads = {
+        "/v2/account": api.get_account,
+        "/v2/orders": api.get_open_orders,
+        "/v2/positions": api.get_positions,
+        "/v2/stocks/quotes/latest": lambda: api.get_stock_quotes(["AAPL", "SPY"]),
+        "/v1beta3/crypto": lambda: api.get_crypto_quotes(["BTC/USD"]),
+        "/v1beta1/options": lambda: api.get_option_chain("SPY", date(2026, 11, 30), date(2027, 1, 7)),
+    }
+    emulator.faults.append(Fault(path_prefix=path, method="GET", patch={field: value}))
+    with pytest.raises(BrokerError) as caught:
+        reads[path]()
+    assert caught.value.kind == "bad_response", caught.value
+    reads[path]()  # the next good answer reads as usual
