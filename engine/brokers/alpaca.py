@@ -12,10 +12,11 @@
   contract without greeks is kept (NaN greeks), every order status is kept as Alpaca names it.
 - The account is read raw through the SDK's own REST client (`TradingClient.get`): alpaca-py 0.44.0's model
   drops `intraday_adjustments` and it has no activities method, and both are needed for daily P&L.
-- Positions and orders (the open-order list, lookups, the answers to a submit or a close) are read raw too, each
-  field the engine reads checked here: alpaca-py's models also validate fields the engine never reads against
-  enums that lag the API (a position's `exchange`, alpaca-py issue #704; an order's `order_class`,
-  `position_intent`, legs), and one new value there made a whole list unreadable and the engine halt for ever.
+- The account (not through its model either), positions and orders (the open-order list, lookups, the answers to
+  a submit or a close) are read raw too, each field the engine reads checked here: alpaca-py's models also
+  validate fields the engine never reads, against enums that lag the API (a position's `exchange`, alpaca-py
+  issue #704; an order's `order_class`, `position_intent`, legs) or as types Alpaca need not keep (an account's
+  `sma` as text), and one new value there made a whole answer unreadable and the engine halt for ever.
   Assets are read raw for the same reason (their `exchange`).
 
 alpaca-py is imported lazily: it takes about half a second, and `--validate` must stay fast.
@@ -72,6 +73,12 @@ ASSET_CLASSES = frozenset({"us_equity", "us_option", "crypto"})  # base.AssetCla
 # value outside these in a field the engine reads is refused; fields it does not read are not looked at.
 POSITION_SIDES = frozenset({"long", "short"})
 ASSET_STATUSES = frozenset({"active", "inactive"})
+# alpaca-py 0.44.0's AccountStatus: the account's `status` and `crypto_status` (an unknown one is a bad answer)
+ACCOUNT_STATUSES = frozenset(
+    {"ACCOUNT_CLOSED", "ACCOUNT_UPDATED", "ACTION_REQUIRED", "ACTIVE", "AML_REVIEW", "APPROVAL_PENDING", "APPROVED",
+     "DISABLED", "DISABLE_PENDING", "EDITED", "INACTIVE", "KYC_SUBMITTED", "LIMITED", "ONBOARDING", "PAPER_ONLY",
+     "REAPPROVAL_PENDING", "REJECTED", "RESUBMITTED", "SIGNED_UP", "SUBMISSION_FAILED", "SUBMITTED"}
+)  # fmt: skip
 ORDER_SIDES = frozenset({"buy", "sell"})
 ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop"})
 TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
@@ -160,6 +167,18 @@ def _flag(raw: Mapping[str, Any], name: str, of: str = "") -> bool:
     if not isinstance(value, bool):
         whose = f"{of}'s " if of else ""
         raise Unreadable(f"{whose}{name} is {'missing' if value is None else _shown(value)}, not true or false")
+    return value
+
+
+def _level(value: Any, name: str) -> int | None:
+    """An options level: absent when the broker did not say (None), else a whole number from 0 up, as a JSON
+    integer or its decimal text ("2"), as alpaca-py read it. A fraction, a word or a negative is unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Unreadable(f"{name} is {_shown(value)}, not a level from 0 up")
     return value
 
 
@@ -608,15 +627,19 @@ class AlpacaAPI:
 
     def get_account(self) -> Account:
         def read() -> Account:
-            from alpaca.trading.models import TradeAccount
-
+            # Read raw, as positions and orders are: alpaca-py's TradeAccount also validates fields the engine never
+            # reads (`sma` or `accrued_fees` as text, `created_at` as a time, `id` as a UUID, the deprecated day-trade
+            # fields), and one value there made every account answer unreadable, so the engine halted every tick for
+            # ever. The fields the engine reads are checked here, as strictly as the model did.
             raw = self.trading.get("/account")
             if not isinstance(raw, dict):
                 raise ValueError(f"expected the account as a JSON object, got {type(raw).__name__}")
-            a = TradeAccount(**raw)  # the SDK's own check of the shape
             if raw.get("currency") != "USD":  # every amount below is read as dollars
                 raise Unreadable(f"the account's currency is {_shown(raw.get('currency'))}, not 'USD'")
-            crypto_status = _enum_value(a.crypto_status) if a.crypto_status is not None else None
+            status = _choice(raw, "status", "the account's status", ACCOUNT_STATUSES)
+            crypto_status = raw.get("crypto_status")
+            if crypto_status is not None:
+                crypto_status = _choice(raw, "crypto_status", "the account's crypto_status", ACCOUNT_STATUSES)
             activities: tuple[NonTradeActivity, ...] = ()
             moved = _float(raw.get("intraday_adjustments"), "intraday_adjustments")
             if moved is not None:
@@ -624,29 +647,26 @@ class AlpacaAPI:
             else:
                 activities = tuple(self._activities_today())
                 moved, source = round(sum(x.net_amount for x in activities), 2), "activities"
-            for level in ("options_trading_level", "options_approved_level"):
-                if (getattr(a, level) or 0) < 0:
-                    raise Unreadable(f"{level} is {getattr(a, level)}, below 0")
             # Money may be negative where Alpaca means it (cash borrowed on margin, a deficit): finite is the rule.
             # The flags that block trading must be there: a missing one is not "not blocked".
-            equity, cash = _required(a.equity, "equity"), _required(a.cash, "cash")
+            equity, cash = _required(raw.get("equity"), "equity"), _required(raw.get("cash"), "cash")
             _check_equity(equity, cash, raw)
-            last_equity = _required(a.last_equity, "last_equity")
+            last_equity = _required(raw.get("last_equity"), "last_equity")
             self._last_equity_steady(raw.get("balance_asof"), last_equity)
             self._cash_moved_with_equity(raw.get("balance_asof"), equity, moved, source)
             return Account(
                 equity=equity,
                 last_equity=last_equity,
                 cash=cash,
-                buying_power=_required(a.buying_power, "buying_power"),
-                status=_enum_value(a.status),
+                buying_power=_required(raw.get("buying_power"), "buying_power"),
+                status=status,
                 trading_blocked=_flag(raw, "trading_blocked"),
                 account_blocked=_flag(raw, "account_blocked"),
                 crypto_status=crypto_status,
-                options_trading_level=a.options_trading_level,
-                options_approved_level=a.options_approved_level,
-                non_marginable_buying_power=_float(a.non_marginable_buying_power, "non_marginable_buying_power"),
-                options_buying_power=_float(a.options_buying_power, "options_buying_power"),
+                options_trading_level=_level(raw.get("options_trading_level"), "options_trading_level"),
+                options_approved_level=_level(raw.get("options_approved_level"), "options_approved_level"),
+                non_marginable_buying_power=_float(raw.get("non_marginable_buying_power"), "non_marginable_buying_power"),
+                options_buying_power=_float(raw.get("options_buying_power"), "options_buying_power"),
                 trade_suspended_by_user=_flag(raw, "trade_suspended_by_user"),
                 non_trade_cash_today=moved,
                 non_trade_cash_source=source,  # type: ignore[arg-type]  # one of the two literals above

@@ -101,3 +101,55 @@ def test_a_number_in_a_spelling_no_json_writer_uses_is_a_bad_answer(
         reads[path]()
     assert caught.value.kind == "bad_response", caught.value
     reads[path]()  # the next good answer reads as usual
+
+
+# --- the account: fields the engine never reads ----------------------------------------------------------------
+
+UNREAD_ACCOUNT_FIELDS: dict[str, object] = {
+    "sma": 0,  # a JSON number: alpaca-py's TradeAccount types every money field as text
+    "accrued_fees": 0.0,
+    "created_at": "2024-01-02",
+    "id": "PA0EMULATOR1",  # not a UUID
+    "daytrade_count": None,  # deprecated since 2026-04-27 (trading-api.json)
+    "pattern_day_trader": None,
+    "multiplier": 1,
+    "new_field": {"nested": [1, 2]},
+}
+
+
+def test_an_account_with_values_the_sdk_does_not_know_in_unread_fields_is_read(api: AlpacaAPI, emulator: Emulator) -> None:
+    """alpaca-py's TradeAccount validates fields the engine never reads (`sma` as text, `created_at` as a time,
+    `id` as a UUID, the deprecated day-trade fields); one value it does not take made every account answer
+    unreadable, and the engine halt every tick for ever, as positions and orders did before they were read raw."""
+    expected = api.get_account()
+    emulator.faults.append(Fault(path_prefix="/v2/account", method="GET", patch=UNREAD_ACCOUNT_FIELDS))
+    assert api.get_account() == expected
+    emulator.faults.append(Fault(path_prefix="/v2/account", method="GET", drop=["id", "account_number", "created_at"]))
+    assert api.get_account() == expected
+    emulator.faults.append(
+        Fault(path_prefix="/v2/account", method="GET", patch={"cash": expected.cash, "buying_power": expected.buying_power})
+    )
+    assert api.get_account() == expected  # money as JSON numbers, as positions may send them
+
+
+@pytest.mark.parametrize(
+    ("patch", "said"),
+    [({"status": 1}, "status"), ({"crypto_status": ["ACTIVE"]}, "crypto_status"), ({"crypto_status": "WEIRD"}, "crypto_status"), ({"options_trading_level": "2.5"}, "options_trading_level"),
+     ({"options_approved_level": -1}, "options_approved_level"), ({"options_trading_level": "high"}, "options_trading_level")],
+)  # fmt: skip
+def test_an_account_field_the_engine_reads_is_still_checked(
+    api: AlpacaAPI, emulator: Emulator, patch: dict[str, object], said: str
+) -> None:
+    emulator.faults.append(Fault(path_prefix="/v2/account", method="GET", patch=patch))
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.kind == "bad_response" and said in caught.value.message
+
+
+def test_the_account_statuses_are_alpaca_pys() -> None:
+    """The statuses the account is held to are those alpaca-py's model checked (read raw, they are checked here)."""
+    from alpaca.trading.enums import AccountStatus
+
+    from engine.brokers.alpaca import ACCOUNT_STATUSES
+
+    assert {s.value for s in AccountStatus} == ACCOUNT_STATUSES
