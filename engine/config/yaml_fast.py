@@ -16,6 +16,10 @@ on the 2-core machine of 2026-12-02).
 Scalars are resolved by ruamel's own resolver (YAML 1.2), so `yes`, `off` and `07:30` are text here as there;
 a scalar ruamel would build as anything but the five kinds above (a date, `0x1f`, `1_0`, `1e5`, `.inf`, `=`) is
 left to ruamel, with its messages.
+
+Where libyaml (a YAML 1.1 reader) accepts what ruamel refuses or reads otherwise, the file is ruamel's too (a
+differential fuzzer found these): a file that is one scalar, a block scalar with `#` right after its indicators or
+a first line of spaces, a second `...`, and a pair in a flow list whose ':' has no space after it.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ _NULLS = frozenset(("~", "null", "Null", "NULL"))
 _STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null"))
 _LARGEST = 2**63 - 1  # yaml_source.MAX_INTEGER: a larger one is a problem ruamel's reading reports
 _DEEPEST = 60  # under yaml_source.MAX_NESTING (64): deeper files are refused by ruamel, with its message
+_BLOCK_STYLES = frozenset("|>")
+_BLOCK_HEADER = re.compile(r"[|>][-+0-9]*(?=[ \n]|\Z)")  # the indicators, then a space, a line break or the end
+_DOCUMENT_END = re.compile(r"^\.\.\.(?=[ \n]|\Z)", re.MULTILINE)
 _RESOLVER = VersionedResolver()  # YAML 1.2, as ruamel's round-trip loader reads an engine file
 
 
@@ -90,6 +97,7 @@ def parse_common(text: str) -> Parsed | None:
 
 class _Reader:
     def __init__(self, text: str) -> None:
+        self.text = text
         self.parser = CParser(text)
         self.keys: dict[tuple[PathPart, ...], Position] = {}
         self.values: dict[tuple[PathPart, ...], Position] = {}
@@ -101,26 +109,39 @@ class _Reader:
         start = get()
         if type(start) is not DocumentStartEvent or start.version is not None or start.tags:
             raise _NotHere  # no document (an empty file), or a %YAML or %TAG directive
-        data = self.node(get(), (), 1)
-        if data is None or type(get()) is not DocumentEndEvent or type(get()) is not StreamEndEvent:
-            raise _NotHere  # null (said in words by yaml_source), or a second document
+        root = get()
+        if type(root) is ScalarEvent:
+            # Null, or text that no engine file is (yaml_source and the schema say so); and ruamel reads a block
+            # scalar at the top differently (`|-` then a blank line and `...` at the end is the text '\n...' there).
+            raise _NotHere
+        data = self.node(root, (), 1)
+        end = get()
+        if type(end) is not DocumentEndEvent or type(get()) is not StreamEndEvent:
+            raise _NotHere  # a second document
+        if end.explicit and len(_DOCUMENT_END.findall(self.text)) > 1:
+            raise _NotHere  # libyaml skips a second `...`; ruamel reads a second (empty) document there
         return data, self.keys, self.values
 
     def node(self, event: Any, path: tuple[PathPart, ...], depth: int) -> Any:
         kind = type(event)
         if kind is ScalarEvent:
+            if event.style in _BLOCK_STYLES:
+                self.check_block_scalar(event)
             return _scalar(event)
         if depth > _DEEPEST or getattr(event, "anchor", None) is not None or getattr(event, "tag", None) is not None:
             raise _NotHere  # an alias event has an anchor too
         get: Callable[[], Any] = self.parser.get_event
         if kind is MappingStartEvent:
             mapping: dict[str, Any] = {}
+            pair = event.flow_style and self.text[event.start_mark.index] != "{"  # `[a: 1]`, a pair in a list
             while type(key_event := get()) is not MappingEndEvent:
-                key = _scalar(key_event) if type(key_event) is ScalarEvent else None
+                key = self.node(key_event, path, depth) if type(key_event) is ScalarEvent else None
                 if type(key) is not str or key in mapping:
                     raise _NotHere  # a key that is not text (`1:`, `? [a]`, `<<`), or said twice
                 child = (*path, key)
                 value_event = get()
+                if pair:
+                    self.check_pair_colon(key_event, value_event)
                 self.keys[child], self.values[child] = _place(key_event), _place(value_event)
                 mapping[key] = self.node(value_event, child, depth + 1)
             return mapping
@@ -132,6 +153,31 @@ class _Reader:
                 items.append(self.node(item_event, child, depth + 1))
             return items
         raise _NotHere
+
+    def check_pair_colon(self, key_event: Any, value_event: Any) -> None:
+        """Leave to ruamel a pair in a list whose ':' has no space after it (`["a":b]`, `['a' :b]`): in a flow
+        list YAML 1.2 reads such a ':' as text, so ruamel refuses the list, where libyaml reads a pair."""
+        between = self.text[key_event.end_mark.index : value_event.start_mark.index]
+        colon = between.find(":")
+        if colon >= 0 and between[colon + 1 : colon + 2] not in (" ", "\n"):
+            raise _NotHere
+
+    def check_block_scalar(self, event: Any) -> None:
+        """Leave to ruamel the block scalars (`|`, `>`) whose header or first line libyaml reads and ruamel refuses:
+        a comment right after the indicators (`|#`, `>-#`: libyaml reads a comment, ruamel an error), and a first
+        line of spaces only, which ruamel refuses as "more indented follow up line than first" when a line below
+        is indented more (libyaml reads it; editors leave such lines, so this is not rare)."""
+        text = self.text
+        header = _BLOCK_HEADER.match(text, event.start_mark.index)
+        if header is None:
+            raise _NotHere
+        line_end = text.find("\n", header.end())
+        if line_end < 0:
+            return
+        next_end = text.find("\n", line_end + 1)
+        first = text[line_end + 1 : next_end if next_end >= 0 else len(text)]
+        if first and not first.strip(" "):
+            raise _NotHere
 
 
 @functools.lru_cache(maxsize=4096)

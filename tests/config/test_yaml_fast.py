@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.errors import ConfigError
 from engine.config.yaml_fast import parse_common
 from engine.config.yaml_source import LINE_BREAK, YamlDocument, parse_yaml, ruamel_document
 
@@ -53,7 +54,9 @@ def test_parse_yaml_takes_the_shortcut_and_answers_as_ruamel() -> None:
         "---\nlist:\n- a\n- - nested\n  - more\n- k: v\n  j: w\n...\n",
         "# comment\nkey: value # trailing\n\n\n# end\n",
         "quoted_keys:\n  'single': 1\n  \"double\": 2\n",
-        "just text",
+        'pairs: [a: 1, \'b\': 2, "c": 3]\njson: {"a":1}\n',  # a ':' with a space after it, or in braces
+        "text: | # a comment after a space\n  x\nkept: |\n\n    y\n",  # a first line that is empty, not spaces
+        "a: 1\n...\n# the end\n",
     ],
 )
 def test_what_both_parsers_read_alike_is_read_by_the_shortcut(text: str) -> None:
@@ -101,6 +104,43 @@ def test_what_both_parsers_read_alike_is_read_by_the_shortcut(text: str) -> None
     ],
 )
 def test_anything_else_is_left_to_ruamel(text: str) -> None:
+    assert parse_common(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: |#x\n  b\n",  # a comment without a space before it after a block scalar's indicators
+        "a: >-#x\n  b\n",
+        "a: |2#\n  b\n",
+        "a: |\n  \n    b\n",  # a first line of spaces, then a line indented more
+        ">- \n \n   \n \n",
+        "- a\n...\n...\n",  # a second document end
+        "- a\n...\n# c\n...\n",
+        'a: ["b":c]\n',  # in a list, a ':' with no space after it does not start a value
+        "a: ['b':c]\n",
+        'a: ["b" :c]\n',
+        'a: [x, ? "b":c]\n',
+    ],
+)
+def test_what_ruamel_refuses_is_left_to_ruamel(text: str) -> None:
+    """libyaml read each of these (found by a differential fuzzer); ruamel refuses it, with a message at its line."""
+    assert parse_common(text) is None
+    with pytest.raises(ConfigError):
+        by_ruamel(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "|-\n\n...",  # ruamel reads the text '\n...', libyaml '' (it reads a document end)
+        "just text",
+        "'quoted'\n",
+        "--- >\n  folded\n",
+    ],
+)
+def test_a_file_that_is_one_scalar_is_left_to_ruamel(text: str) -> None:
+    """No engine file is a scalar, and at the top ruamel reads a block scalar unlike libyaml: ruamel reads them."""
     assert parse_common(text) is None
 
 
