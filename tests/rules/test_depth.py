@@ -115,3 +115,25 @@ def test_a_transition_naming_a_guard_thousands_of_times_is_refused_at_its_when(p
     project.replace("machines/momentum.yaml", "when: may_open\n", "when: {all: [" + ", ".join(["may_open"] * 300) + "]}\n")
     (p,) = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
     assert p.file.endswith("machines/momentum.yaml") and p.path.endswith(".when") and "terms" in p.message
+
+
+def test_an_expression_of_more_terms_than_can_be_compiled_is_refused_before_it_is_checked() -> None:
+    """A guard of 140,000 terms (1 MB) was checked and compiled whole, in 18 s, before a composition's size was
+    measured; with wide characters, placing each term took minutes. Now it is refused once Python has parsed it."""
+    at_limit = " or ".join(["flag"] * (expressions.MAX_NODES // 2))  # 1,000 facts and one `or`
+    assert expressions.compile_expression(at_limit, TYPES).function({"flag": False}) is False
+    over = " or ".join(["flag"] * expressions.MAX_NODES)
+    with pytest.raises(ExpressionError, match=f"more than {expressions.MAX_NODES:,} terms") as caught:
+        expressions.parse(over, TYPES)
+    assert (caught.value.column, caught.value.width) == (0, len(over))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["'é' == 'é' and nope", "'\U0001f600x' == 'ü€' and nope", "flag and 'e\u0301' == 'a' and nope", "nope"],
+)
+def test_columns_count_characters_after_wide_ones(text: str) -> None:
+    """ast counts UTF-8 bytes; the error's column counts characters, as the caret under the text is drawn."""
+    with pytest.raises(ExpressionError, match="nope") as caught:
+        expressions.parse(text, TYPES)
+    assert caught.value.column == text.index("nope")
