@@ -43,6 +43,7 @@ import ast
 import bisect
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
@@ -369,7 +370,7 @@ def parse(text: str, types: Mapping[str, str], unknown: Callable[[str], str] | N
     if not body.strip():
         raise ExpressionError("syntax", "the expression is empty", 0, len(text))
     try:
-        tree = ast.parse(body, mode="eval")
+        tree = _parsed(body)
     except SyntaxError as exc:
         raise _syntax_error(body, exc, indent) from None
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes; absurd nesting
@@ -389,6 +390,19 @@ def parse(text: str, types: Mapping[str, str], unknown: Callable[[str], str] | N
         reason = f"expression gives {described(node.type)}, not true/false"
         raise ExpressionError("result", reason, indent, len(body.rstrip()))
     return node
+
+
+def _parsed(body: str) -> ast.Expression:
+    """Python's tree of `body`, where what Python only warns about is a SyntaxError of the expression.
+
+    `count < 1and ok` and `count < 0x1for ok` (read as `0x1f or ok`) parsed with a SyntaxWarning ("invalid
+    decimal literal") that Python wrote to standard error as `<unknown>:1: SyntaxWarning: ...`, a line outside
+    the `file:line:col` contract, once per reading, while the guard validated; `'\\d'` (an escape Python does not
+    know, kept as a backslash) warns from Python 3.12 and is a DeprecationWarning before. Refused at the column."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SyntaxWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        return ast.parse(body, mode="eval")
 
 
 def _too_many_terms(tree: ast.expr) -> str | None:

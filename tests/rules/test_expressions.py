@@ -158,6 +158,25 @@ def test_refused_forms_say_what_and_where(text: str, message: str, column: int) 
     assert found.column == column, found.message
 
 
+@pytest.mark.parametrize(
+    ("text", "message", "column"),
+    [
+        ("count < 1and ok", "invalid decimal literal", 8),
+        ("count < 0x1for ok", "invalid hexadecimal literal", 11),  # Python read `0x1f or ok`
+        ("mode == '\\d' and ok", "invalid escape sequence", 8),
+    ],
+)
+def test_what_python_only_warns_about_is_refused_without_a_word_on_stderr(
+    text: str, message: str, column: int, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Python wrote `<unknown>:1: SyntaxWarning: ...` to standard error, outside the one-line-per-problem output,
+    and the guard validated."""
+    found = error(text)
+    assert message in found.message and found.message.startswith("expression syntax error: ")
+    assert found.column == column, found.message
+    assert not recwarn.list
+
+
 def test_a_dotted_config_name_suggests_its_fact() -> None:
     found = error("exits.stop_loss_pct > 1", {"exits_stop_loss_pct": "float"})
     assert "(did you mean 'exits_stop_loss_pct'?)" in found.message
