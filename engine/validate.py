@@ -22,7 +22,7 @@ from engine.config.model import BotsConfig, TradingBotConfig
 from engine.config.schema_check import load_checked, yaml_files
 from engine.machines.lint import lint_all
 from engine.machines.spec import MachineSpec, read_machines
-from engine.paths import shown, unusable_output
+from engine.paths import PathKind, path_kind, shown, unusable_output
 from engine.rules.book import SECTIONS, Entry, RuleBook, check_all_rules, load_rules
 
 
@@ -168,6 +168,26 @@ def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
     return book, len(docs) == len(paths) and not strays
 
 
+_EXAMPLE_FILE = {"log": "app.jsonl", "state": "trading_state.db"}
+
+
+def _log_folder(path: Path) -> str | None:
+    """The journal's words for a log path that is a folder: `run` refused it (exit 2) after `--validate` had passed
+    it, since `unusable_output` leaves a folder to the journal."""
+    try:
+        return "is a folder, not a log file" if path_kind(path) is PathKind.FOLDER else None
+    except OSError:  # said by unusable_output already
+        return None
+
+
+def _names_a_folder(configured: str, example: str) -> str | None:
+    """Why a settings path written with a '/' at its end is refused: it names a folder, yet pathlib drops the '/'
+    and `run` wrote a file of that name (`logs/` made a file `logs` beside config/), without a word."""
+    if not configured.endswith(("/", os.sep)):
+        return None
+    return f"'{configured}' ends in '/', so it names a folder, not a file: name the file in it (e.g. '{configured}{example}')"
+
+
 def validate(
     config_dir: Path,
     machines_dir: Path,
@@ -219,9 +239,13 @@ def validate(
         log, state = config.resolve(system.log_path), config.resolve(system.state_db_path)
         clashes = output_clashes(log, state, input_files(config_dir, machines_dir, rules_dir), state_name="system.state_db_path")
         for name, path in (("log", log), ("state", state)):  # what `run` would refuse of them, said now
-            reason = unusable_output(path, state=name == "state")
+            reason = unusable_output(path, state=name == "state") or (_log_folder(path) if name == "log" else None)
             if reason is not None:
                 clashes.setdefault(name, f"{shown(path)}: {reason}")
+        for name, configured in (("log", system.log_path), ("state", system.state_db_path)):
+            slash = _names_a_folder(configured, _EXAMPLE_FILE[name])
+            if slash is not None:
+                clashes[name] = slash
         keys = {"log": "log_path", "state": "state_db_path"}
         outputs = [config.settings_doc.problem(("system", keys[name]), why) for name, why in clashes.items()]
     report.problems.extend(outputs)

@@ -173,3 +173,44 @@ def test_validate_refuses_the_paths_run_would_refuse(
     (problem,) = validate(project.config, project.machines, project.rules).problems
     assert (problem.path, problem.line) == (f"system.{key}", project.line_of(SETTINGS, f"{key}:"))
     assert problem.message == says
+
+
+@pytest.mark.parametrize(
+    ("key", "written", "says"),
+    [
+        ("log_path", ".", "is a folder, not a log file"),
+        ("log_path", "machines", "is a folder, not a log file"),
+        (
+            "log_path",
+            "logs/",
+            "'logs/' ends in '/', so it names a folder, not a file: name the file in it (e.g. 'logs/app.jsonl')",
+        ),
+        ("state_db_path", "state/", "'state/' ends in '/', so it names a folder"),
+    ],
+)
+def test_a_log_or_state_path_naming_a_folder_is_refused_by_validate_as_by_run(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, key: str, written: str, says: str
+) -> None:
+    """`log_path: .` passed `--validate` and `run` then refused it ("is a folder, not a log file"); `logs/` passed
+    both, and `run` wrote its log to a file named `logs` beside config/."""
+    monkeypatch.chdir(project.root)
+    default = {"log_path": "./logs/app.jsonl", "state_db_path": "./state/trading_state.db"}[key]
+    project.replace(SETTINGS, f"{key}: {default}", f"{key}: {written}")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert (problem.path, problem.line) == (f"system.{key}", project.line_of(SETTINGS, f"{key}:"))
+    assert says in problem.message
+
+
+def test_run_refuses_a_log_path_ending_in_a_slash_and_writes_nothing(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+
+    monkeypatch.chdir(project.root)
+    project.replace(SETTINGS, "log_path: ./logs/app.jsonl", "log_path: logs/")
+    project.replace(SETTINGS, "state_db_path: ./state/trading_state.db", "state_db_path: ./st/s.db")
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    assert main(["run", "--once", "--quiet", *files]) == 2
+    said = capsys.readouterr()
+    assert "system.log_path: 'logs/' ends in '/'" in said.err + said.out
+    assert not (project.root / "logs").exists() and not (project.root / "st").exists()
