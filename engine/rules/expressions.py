@@ -6,7 +6,8 @@ evaluated for every bot on every tick). This module needs only `ast` and evaluat
 1 µs (`bench/guards.py`).
 
 The language (what rules/*.yaml, the tests and the README use, and no more):
-- facts by name (`python -m engine facts KIND`), numbers (`2`, `0.5`, `1e3`), strings (`'abc'`), `true`, `false`
+- facts by name (`python -m engine facts KIND`, in ASCII), numbers in decimal (`2`, `0.5`, `1e3`; not `0x10`, `1_0`),
+  strings (`'abc'`), `true`, `false`
 - `and`, `or`, `not`, parentheses; `and`/`or` short-circuit left to right
 - comparisons `<`, `<=`, `==`, `!=`, `>=`, `>`, one per comparison: a chain such as `a < b < c` is refused,
   because readers from other languages read it as `(a < b) < c`; write `a < b and b < c`
@@ -458,6 +459,10 @@ def _syntax_error(body: str, exc: SyntaxError, indent: int) -> ExpressionError:
     return ExpressionError("syntax", reason, column + indent)
 
 
+# A number as the guard language writes one: decimal digits, a fraction, an exponent (no base prefix, no `_`).
+_DECIMAL_LITERAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+
+
 class _Parser:
     """The whitelist: Python's tree in, a typed `Node` out, or an ExpressionError at the offending token."""
 
@@ -504,13 +509,34 @@ class _Parser:
         if isinstance(node, ast.Compare):
             return self.compare(node)
         if isinstance(node, ast.Name):
+            self.written_as_read(node, column, width)
             return self.name(node.id, column)
         if isinstance(node, ast.Constant):
+            self.written_as_read(node, column, width)
             return self.constant(node.value, column, width)
         if isinstance(node, ast.Attribute):
             raise self.attribute(node, column, width)
         reason = _REFUSED_NODES.get(type(node), f"{type(node).__name__} is not part of the guard language")
         raise self.refuse(reason, column, width)
+
+    def written_as_read(self, node: ast.Name | ast.Constant, column: int, width: int) -> None:
+        """Refuse a name or a number that Python reads as something other than what is written: a name in other
+        letters (Python folds the full-width `ｃount` into `count`), a number in another base or with `_` (`0x10`
+        is 16, `1_0` is 10), or one so small it reads as 0 (`1e-400`). Each validated as the value Python made of
+        it, which the guard's reader would not recognise in the file."""
+        written = self.body[column - self.indent : column - self.indent + width]
+        if isinstance(node, ast.Name):
+            if written != node.id:
+                reason = f"'{written}' is read by Python as '{node.id}': write names in ASCII letters, digits and '_'"
+                raise self.refuse(reason, column, width)
+            return
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        if _DECIMAL_LITERAL.fullmatch(written) is None:
+            raise self.refuse(f"write the number {written} in plain decimal digits (Python reads it as {value!r})", column, width)
+        if value == 0 and any(digit in written.lower().partition("e")[0] for digit in "123456789"):
+            raise self.refuse(f"the number {written} is too small: it reads as 0", column, width)
 
     def unary(self, node: ast.UnaryOp, column: int) -> Node:
         op = _UNARY_OPS.get(type(node.op))

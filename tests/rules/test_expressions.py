@@ -177,6 +177,29 @@ def test_what_python_only_warns_about_is_refused_without_a_word_on_stderr(
     assert not recwarn.list
 
 
+@pytest.mark.parametrize(
+    ("text", "message", "column"),
+    [
+        ("count < 0x10", "write the number 0x10 in plain decimal digits (Python reads it as 16)", 8),
+        ("count < 1_0", "write the number 1_0 in plain decimal digits (Python reads it as 10)", 8),
+        ("count < 0o7 and ok", "(Python reads it as 7)", 8),
+        ("pnl < 1e-400", "the number 1e-400 is too small: it reads as 0", 6),
+        ("ok and \uff43ount < 3", "'\uff43ount' is read by Python as 'count': write names in ASCII", 7),
+    ],
+)
+def test_what_python_reads_as_another_name_or_number_is_refused(text: str, message: str, column: int) -> None:
+    """Validated as the value Python made of it (the full-width letter folded into ASCII, the hexadecimal read
+    as 16, the underflow read as 0), each guard meant something its reader would not see in the file."""
+    found = error(text)
+    assert message in found.message, found.message
+    assert found.column == column, found.message
+
+
+@pytest.mark.parametrize("text", ["pnl < 1.5e-3", "pnl < .5", "pnl < 1.", "pnl < 0.0", "pnl > -1e3", "count < 10"])
+def test_plain_decimal_numbers_stay_as_they_are(text: str) -> None:
+    expressions.compile_expression(text, TYPES)
+
+
 def test_a_dotted_config_name_suggests_its_fact() -> None:
     found = error("exits.stop_loss_pct > 1", {"exits_stop_loss_pct": "float"})
     assert "(did you mean 'exits_stop_loss_pct'?)" in found.message
