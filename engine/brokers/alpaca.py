@@ -236,6 +236,10 @@ def _aware(value: datetime, name: str = "a time") -> datetime:
         raise Unreadable(f"{name} is {_shown(value)}, not a time")
     if value.tzinfo is None or value.utcoffset() is None:
         raise Unreadable(f"{name} is {value.isoformat()}, a time without a zone")
+    try:
+        value.astimezone(timezone.utc)  # 0001-01-01T00:00+05:00 is in year 0 in UTC: no datetime holds it
+    except OverflowError:
+        raise Unreadable(f"{name} is {value.isoformat()}, a time that cannot be told in UTC") from None
     return value
 
 
@@ -888,6 +892,7 @@ class AlpacaAPI:
                 and type(at) is datetime
                 and at.tzinfo is not None
                 and at.utcoffset() is not None
+                and 1 < at.year < 9999  # the first and last years may not be told in UTC (`_aware`)
             ):
                 quotes[symbol] = Quote(symbol, bid, ask, at)
             else:  # the checks name the field that is wrong

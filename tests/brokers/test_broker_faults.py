@@ -153,3 +153,26 @@ def test_the_account_statuses_are_alpaca_pys() -> None:
     from engine.brokers.alpaca import ACCOUNT_STATUSES
 
     assert {s.value for s in AccountStatus} == ACCOUNT_STATUSES
+
+
+# --- times at the ends of the calendar --------------------------------------------------------------------------
+
+EDGE_TIMES = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"]
+
+
+@pytest.mark.parametrize("stamp", EDGE_TIMES)
+def test_a_time_that_cannot_be_told_in_utc_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator, stamp: str) -> None:
+    """A quote stamped in year 1 east of UTC (year 0 in UTC) was read, then judged stale; converting it raised
+    OverflowError wherever it was told in UTC (the recorder's file, whose writes stopped for the rest of the run).
+    Refused where the answer is read, as any time that cannot be a time."""
+    emulator.faults.append(Fault(path_prefix="/v2/stocks/quotes/latest", method="GET", patch={"quotes.*.t": stamp}))
+    with pytest.raises(BrokerError) as caught:
+        api.get_stock_quotes(["AAPL", "SPY"])
+    assert caught.value.kind == "bad_response", caught.value
+    assert "cannot be told in UTC" in caught.value.message
+    api.submit_order(OrderRequest("MSFT", "buy", "edge-1", "limit", "day", qty=1, limit_price=1.0))
+    emulator.faults.append(Fault(path_prefix="/v2/orders", method="GET", patch={"*.created_at": stamp}))
+    with pytest.raises(BrokerError) as caught:
+        api.get_open_orders()
+    assert caught.value.kind == "bad_response", caught.value
+    assert api.get_stock_quotes(["AAPL"])["AAPL"].timestamp.year == 2026  # the next good answer reads as usual
