@@ -1191,15 +1191,40 @@ def _row_number(value: Any) -> tuple[float | None, str | None]:
         return None, "not a number"
 
 
-def _csv_text(table: Any, kind: Kind, header: bool) -> str:
-    names = COLUMNS[kind]
+def _csv_text(table: Any, header: bool) -> str:
+    """The rows of `table` as CSV lines, its columns in the table's order (a file's own, when appending to it)."""
+    names = table.column_names
     out = io.StringIO()
     if header:
         out.write(",".join(names) + "\n")
-    stamps = [iso(when) for when in table.column("timestamp").cast(_TIMESTAMP_PY).to_pylist()]
-    columns = [[repr(v) for v in table.column(name).to_pylist()] for name in names[1:]]
-    out.writelines(",".join(cells) + "\n" for cells in zip(stamps, *columns, strict=True))
+    columns = [[iso(when) for when in table.column(name).cast(_TIMESTAMP_PY).to_pylist()] if name == "timestamp"
+               else [repr(v) for v in table.column(name).to_pylist()] for name in names]
+    out.writelines(",".join(cells) + "\n" for cells in zip(*columns, strict=True))
     return out.getvalue()
+
+
+def _csv_to_append_to(data: bytes) -> tuple[bytes, list[str]]:
+    """A CSV file's bytes, already read by the strict rules, as rows are appended after them: without the empty
+    lines after its last row (the end of the file to a reader, but lines before a row once one follows them, which
+    made the file unreadable), and the order of its columns (any order is read, and rows written in the format's
+    own under another header were read under the wrong names: an open as a close, without a word)."""
+    end = data.find(b"\n")
+    header = next(csv.reader([data[: end if end >= 0 else len(data)].decode("utf-8-sig").rstrip("\r")]))
+    while True:
+        body = data[:-1] if data.endswith(b"\n") else data
+        start = body.rfind(b"\n") + 1
+        if start == 0 or not _empty_line(body[start:]):  # the header is never an empty line
+            return data, header
+        data = data[:start]
+
+
+def _empty_line(line: bytes) -> bool:
+    """Whether a line is blank or only empty cells (`,,,,,`), as the reader tells the end of a file."""
+    try:
+        row = next(csv.reader([line.decode("utf-8").rstrip("\r")]), [])
+    except csv.Error:
+        return False
+    return not any(cell.strip() for cell in row)
 
 
 def _alive(pid: int) -> bool:
@@ -1258,7 +1283,7 @@ def write_table(path: Path, table: Any, kind: Kind, *, fsync: bool = True, befor
     if SUFFIXES.get(path.suffix) == "csv":
         if before and not before.endswith(b"\n"):
             before += b"\n"
-        payload = before + _csv_text(table, kind, header=not before).encode("utf-8")
+        payload = before + _csv_text(table, header=not before).encode("utf-8")
         replace_whole(path, lambda p: p.write_bytes(payload), fsync)
     else:
         # Page checksums: a reader that verifies them (this one) tells a file damaged on disk from bad data.
@@ -1306,7 +1331,8 @@ def _write(folder: Path, kind: Kind, symbol: str, rows: Iterable[Row | Sequence[
         if len(new):
             write_table(target, new, kind, fsync=fsync)
     elif SUFFIXES[target.suffix] == "csv":
-        write_table(target, new, kind, fsync=fsync, before=target.read_bytes())
+        before, order = _csv_to_append_to(target.read_bytes())
+        write_table(target, new.select(order), kind, fsync=fsync, before=before)
     else:
         write_table(target, pa.concat_tables([existing, new]), kind, fsync=fsync)
     return target

@@ -152,6 +152,25 @@ def test_appending_to_a_hand_written_csv_without_a_final_line_end(tmp_path: Path
     assert path.read_text().splitlines()[1:] == ["2026-11-23T14:30:00Z,1,2,0.5,1.5,0", "2026-11-23T14:31:00Z,1.0,2.0,1.0,2.0,3.0"]
 
 
+def test_appending_to_a_csv_with_its_columns_in_another_order_writes_them_in_that_order(tmp_path: Path) -> None:
+    # close and open swapped in the header: rows written in the format's own order went under the wrong names,
+    # each new bar's open read as its close and the other way round, without a word.
+    path = write(tmp_path / "bars" / "AAPL.csv", "timestamp,close,high,low,open,volume\n2026-11-23T14:30:00Z,1.5,2,0.5,1,0\n")
+    write_bars(tmp_path, "AAPL", [Bar(T0 + timedelta(minutes=1), 1.25, 2, 1, 1.75, 3)], "csv")
+    assert path.read_text().splitlines()[2] == "2026-11-23T14:31:00Z,1.75,2.0,1.0,1.25,3.0"
+    assert read_bars(tmp_path, "AAPL")[1] == Bar(T0 + timedelta(minutes=1), 1.25, 2, 1, 1.75, 3)
+
+
+@pytest.mark.parametrize("end", ["\n", "\n\n", "\n,,,,,\n", "\r\n,,,,,\r\n\r\n", "\n\"\",,,,,"])
+def test_appending_after_empty_lines_at_the_end_of_a_csv_keeps_it_readable(tmp_path: Path, end: str) -> None:
+    # Empty lines after the last row are the end of the file; rows appended after them made them lines before a
+    # row, and the file unreadable.
+    path = write(tmp_path / "bars" / "AAPL.csv", HEADER + "2026-11-23T14:30:00Z,1,2,0.5,1.5,0" + end)
+    write_bars(tmp_path, "AAPL", [Bar(T0 + timedelta(minutes=1), 1, 2, 1, 2, 3)])
+    assert [bar.timestamp for bar in read_bars(tmp_path, "AAPL")] == [T0, T0 + timedelta(minutes=1)]
+    assert path.read_text().splitlines()[-1] == "2026-11-23T14:31:00Z,1.0,2.0,1.0,2.0,3.0"
+
+
 def test_appending_to_a_broken_file_is_refused_with_its_problems(tmp_path: Path) -> None:
     write(tmp_path / "bars" / "AAPL.csv", HEADER + "2026-11-23T14:30:00Z,1,2,0.5,9,0\n")
     with pytest.raises(DataError, match=r"AAPL.csv:2:0: row 1: close 9.0 is outside"):
