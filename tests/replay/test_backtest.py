@@ -182,6 +182,28 @@ def test_bars_further_apart_than_the_replays_bar_length_are_told(momentum_projec
     assert "AAPL's bars are mostly 0:01:00 apart, but each bar is replayed 0:00:01 after its timestamp" in "\n".join(result.notes)
 
 
+def test_the_bar_length_is_read_from_every_bar_not_the_first_two_thousand(tmp_path: Path) -> None:
+    """A file of 5-minute bars that goes on in minute bars (or the other way round): only its first 2,000 bars were
+    looked at, so the minute bars were replayed 5 minutes after they started (4 minutes late), and bars mostly 5
+    minutes apart were replayed a minute after they started without the note that says so."""
+    from engine.data.dataset import DataSet
+    from engine.data.files import write_bars
+    from engine.data.records import Bar
+    from engine.replay.backtest import _longer_bars, bar_interval
+
+    def series(first: timedelta, then: timedelta) -> list[Bar]:
+        stamps = [MONDAY_OPEN + first * i for i in range(2001)]
+        stamps += [stamps[-1] + then * i for i in range(1, 6001)]
+        return [Bar(at, 100.0, 101.0, 99.0, 100.0, 10.0) for at in stamps]
+
+    write_bars(tmp_path / "later", "AAPL", series(timedelta(minutes=5), timedelta(minutes=1)), fsync=False)
+    assert bar_interval(DataSet.open(tmp_path / "later")) == timedelta(minutes=1)
+    write_bars(tmp_path / "mostly", "AAPL", series(timedelta(minutes=1), timedelta(minutes=5)), fsync=False)
+    data = DataSet.open(tmp_path / "mostly")
+    assert bar_interval(data) == timedelta(minutes=1)
+    assert (_longer_bars(data, timedelta(minutes=1)) or "").startswith("AAPL's bars are mostly 0:05:00 apart")
+
+
 def test_a_bots_data_that_ends_before_the_others_begin_is_missing_data(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     """AAPL on Monday, TSLA on Tuesday: the run starts when every bot has a price, Tuesday, and Monday's AAPL was left
     out without a word (mom_AAPL: no trade, no halt, exit 0)."""
