@@ -17,6 +17,7 @@ import codecs
 import contextlib
 import csv
 import errno
+import functools
 import io
 import os
 import re
@@ -314,7 +315,22 @@ def _numbers_from_text(column: str, values: Any, report: _Report) -> Any:
     if bad:
         texts = values.to_pylist()
         report.rows(f"{column} cannot be read", bad, lambda row: _number_text_problem(column, texts[row]))
+    # Past a float's range a number reads as inf, and too close to 0 as 0 (a nonzero digit before the exponent):
+    # told as written, not as 'inf is not a finite number' or '0.0 is not a positive price' of a cell that says
+    # 1e309 or 1e-400, values found nowhere in the file; and a volume of 1e-400 is not taken for 0 without a word.
+    huge = pc.is_inf(typed)
+    tiny = pc.and_(pc.equal(typed, 0), pc.match_substring_regex(values, r"^[+-]?[0-9.]*[1-9]"))
+    for wrong, what, why in ((huge, "too large", "too large for a number (beyond about 1.8e308)"),
+                             (tiny, "too close to 0", "too close to 0 for a number (it would read as 0)")):
+        rows = _indices(wrong)
+        if rows:
+            report.rows(f"{column} is {what} for a number", rows, functools.partial(_out_of_range, column, values, why))
+            typed = _null_where(typed, wrong)
     return typed
+
+
+def _out_of_range(column: str, values: Any, why: str, row: int) -> str:
+    return f"{column}: '{_cut(values[row].as_py())}' is {why}"
 
 
 def _empty_cells(column: str, values: Any, report: _Report) -> None:

@@ -79,6 +79,21 @@ def test_a_bad_csv_is_refused_at_its_line(tmp_path: Path, case: str) -> None:
     assert any(h.startswith(f"{path}:{line}:0: ") and message in h for h in found), found
 
 
+def test_a_number_beyond_a_floats_range_is_told_as_written(tmp_path: Path) -> None:
+    # Read as inf or 0.0, and told as that: 'open: 0.0 is not a positive price' of a cell that says 1e-400, a value
+    # found nowhere in the file. A volume of 1e-400 was even read as 0 without a word.
+    put(tmp_path, "bars/AAPL.csv", BARS + "2026-11-23T14:30:00Z,1e309,1e309,99,100.5,10\n"
+        "2026-11-23T14:31:00Z,1e-400,101,99,100.5,-1e-400\n" + "2026-11-23T14:32:00Z,1" + "0" * 400 + ",101,99,100.5,10\n")
+    found = [h.split(": ", 1)[1] for h in refused(tmp_path)]
+    assert found == [
+        "row 1: high: '1e309' is too large for a number (beyond about 1.8e308)",
+        "row 1: open: '1e309' is too large for a number (beyond about 1.8e308)",
+        "row 2: open: '1e-400' is too close to 0 for a number (it would read as 0)",
+        "row 2: volume: '-1e-400' is too close to 0 for a number (it would read as 0)",
+        f"row 3: open: '1{'0' * 56}...' is too large for a number (beyond about 1.8e308)",
+    ], found
+
+
 def test_an_out_of_range_timestamp_is_not_also_told_as_a_duplicate(tmp_path: Path) -> None:
     put(tmp_path, "bars/AAPL.csv", BARS + "0000" + ROW[4:] + "0000" + ROW[4:])
     found = refused(tmp_path)
