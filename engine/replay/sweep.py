@@ -406,7 +406,8 @@ def _when(text: str | None) -> Any:
 
     if text is None:
         return None
-    return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    # 'Z' replaced as the command line does: Python 3.10, which the project supports, reads no 'Z'
+    return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
