@@ -171,11 +171,12 @@ def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
 _EXAMPLE_FILE = {"log": "app.jsonl", "state": "trading_state.db"}
 
 
-def _log_folder(path: Path) -> str | None:
-    """The journal's words for a log path that is a folder: `run` refused it (exit 2) after `--validate` had passed
-    it, since `unusable_output` leaves a folder to the journal."""
+def _a_folder(path: Path, what: str) -> str | None:
+    """Why settings.yaml's log or state path that is a folder is refused, at its key: `unusable_output` leaves a
+    folder to the journal and the store, so `run` refused a log folder (exit 2) after `--validate` had passed it,
+    and a state folder was told at no line of settings.yaml (`DIR:0:0:`)."""
     try:
-        return "is a folder, not a log file" if path_kind(path) is PathKind.FOLDER else None
+        return f"is a folder, not a {what} file" if path_kind(path) is PathKind.FOLDER else None
     except OSError:  # said by unusable_output already
         return None
 
@@ -239,7 +240,7 @@ def validate(
         log, state = config.resolve(system.log_path), config.resolve(system.state_db_path)
         clashes = output_clashes(log, state, input_files(config_dir, machines_dir, rules_dir), state_name="system.state_db_path")
         for name, path in (("log", log), ("state", state)):  # what `run` would refuse of them, said now
-            reason = unusable_output(path, state=name == "state") or (_log_folder(path) if name == "log" else None)
+            reason = unusable_output(path, state=name == "state") or _a_folder(path, name)
             if reason is not None:
                 clashes.setdefault(name, f"{shown(path)}: {reason}")
         for name, configured in (("log", system.log_path), ("state", system.state_db_path)):

@@ -186,6 +186,7 @@ def test_validate_refuses_the_paths_run_would_refuse(
             "'logs/' ends in '/', so it names a folder, not a file: name the file in it (e.g. 'logs/app.jsonl')",
         ),
         ("state_db_path", "state/", "'state/' ends in '/', so it names a folder"),
+        ("state_db_path", "machines", "is a folder, not a state file"),  # was told as `machines:0:0:`, at no line
     ],
 )
 def test_a_log_or_state_path_naming_a_folder_is_refused_by_validate_as_by_run(
