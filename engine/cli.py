@@ -765,6 +765,11 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     from engine.validate import load_valid
 
     what = "the files above cannot be read"
+    # A --state-db or --log that no command may use (a FIFO, a device) is refused as every command refuses it: the
+    # fallback below would otherwise open it as a database to learn why the files were refused ("disk I/O error",
+    # exit 1, a device given by mistake opened for writing)
+    _state_path("--state-db", args.state_db)
+    _state_path("--log", args.log)
     try:
         store, journal, now, _report = _open_state(args)
         return store, journal, now

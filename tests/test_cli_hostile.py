@@ -162,6 +162,10 @@ def test_an_empty_start_is_refused_not_taken_as_no_start(
 @pytest.mark.parametrize(("argv", "phrase"), [
     (["run", "--once", "--state-db", "{tmp}/fifo"], "--state-db {tmp}/fifo: not a regular file"),
     (["status", "--state-db", "{tmp}/fifo"], "--state-db {tmp}/fifo: not a regular file"),
+    # `halt` looks again at why its files were refused, and opened the FIFO as a database to find out: "disk I/O
+    # error", exit 1 (a device given by mistake was opened for writing)
+    (["halt", "--reason", "x", "--state-db", "{tmp}/fifo"], "--state-db {tmp}/fifo: not a regular file"),
+    (["resume", "--state-db", "{tmp}/fifo"], "--state-db {tmp}/fifo: not a regular file"),
     (["validate", "--state-db", "{tmp}/fifo"], "--state-db {tmp}/fifo: not a regular file"),
     (["run", "--once", "--state-db", "{tmp}/a_file/s.db"], "--state-db {tmp}/a_file/s.db: cannot be used"),
     (["run", "--once", "--log", "{tmp}/a_file/a.jsonl"], "--log {tmp}/a_file/a.jsonl: cannot be used"),
