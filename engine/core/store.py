@@ -393,6 +393,14 @@ def _count(value: object) -> int:
     return value
 
 
+def _flag(value: object) -> bool:
+    """A yes/no column (a halt's `flatten`): the 0 or 1 the engine writes. Read by truthiness, any text a hand edit
+    left in it ('false', 'no') was true: a halt that flattens, and the kill switch sold every position."""
+    if type(value) is not int or value not in (0, 1):
+        raise ValueError(f"{value!r} is not 0 or 1")
+    return value == 1
+
+
 def _number_or_none(value: object) -> float | None:
     return None if value is None else _number(value)
 
@@ -1267,7 +1275,7 @@ class StateStore:
                     _text(r["scope"]),
                     _text(r["reason"]),
                     _conditions(r["conditions"]),
-                    bool(r["flatten"]),
+                    _flag(r["flatten"]),
                     aware_time(r["started_at"]),
                     _dt(r["until"]),
                     _dt(r["ended_at"]),

@@ -164,6 +164,9 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     "a position's symbol in bytes": ("UPDATE positions SET symbol = X'41'", lambda s: s.positions()),
     "an infinite position": ("UPDATE positions SET qty = 9e999", lambda s: s.positions()),
     "an order's quantity in words": ("UPDATE orders SET qty = 'lots'", lambda s: s.orders(statuses=("filled",))),
+    # read by truthiness, 'false' (or 'no') was a halt that flattens: the kill switch sold every position
+    "a halt's flatten in words": ("UPDATE halts SET flatten = 'false'", lambda s: s.halts(open_only=True)),
+    "a halt's flatten neither 0 nor 1": ("UPDATE halts SET flatten = 2", lambda s: s.halts(open_only=True)),
     "an infinite counter": ("INSERT INTO counters VALUES ('2026-11-23', 'mom_AAPL', 'entries', 9e999)", lambda s: s.counters(NOW.date())),
 }
 
