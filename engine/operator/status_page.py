@@ -280,7 +280,7 @@ class StatusApp:
         waiting as long as the CLI does for a tick's write transaction (the connection's busy wait): with SQLite's
         default 5 s the button failed "database is locked" where `python -m engine halt` went through."""
         from engine.core.clock import ManualClock, SystemClock
-        from engine.core.journal import Journal
+        from engine.core.journal import Journal, JournalError
         from engine.trading.runner import operator_halt, operator_resume, state_now
 
         with self.lock:
@@ -288,14 +288,34 @@ class StatusApp:
             assert store is not None
             now, simulated = state_now(store, SystemClock().now())
             journal = Journal(self.log, ManualClock(now) if simulated else SystemClock())
-            try:
-                if action == "halt":
-                    operator_halt(store, journal, reason, now)
-                    return {"ok": True, "message": f"halted: {reason} (until resume)"}
-                ended = operator_resume(store, journal, now)
+            if action != "halt":
+                try:
+                    ended = operator_resume(store, journal, now)
+                finally:
+                    journal.close()
                 return {"ok": True, "message": f"resumed: {ended} halt(s) ended; the system re-arms only through preflight"}
+            # The halt is committed before its event is written: in force whatever the log says. A log that cannot
+            # take the event (a full disk) was answered "halt failed", shown as "refused", which reads as not halted.
+            unlogged: JournalError | None = None
+            try:
+                operator_halt(store, journal, reason, now)
+            except JournalError as exc:
+                unlogged = exc
             finally:
-                journal.close()
+                try:
+                    journal.close()  # writes the event again, if the log takes it now
+                except JournalError as exc:
+                    unlogged = exc
+                else:
+                    unlogged = None
+            if unlogged is not None:
+                return {
+                    "ok": True,
+                    "message": f"halted: {reason} (until resume); the halt IS in force, but its event is NOT in the log "
+                    f"({unlogged.message})",
+                    "warning": unlogged.message,
+                }
+            return {"ok": True, "message": f"halted: {reason} (until resume)"}
 
     def close(self) -> None:
         with self.lock:

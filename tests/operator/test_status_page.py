@@ -192,3 +192,23 @@ def test_halt_and_resume_need_the_token_and_use_the_cli_functions(project: Proje
     events = [e for e in rig.events() if e["event"] in ("halt", "resume")]  # logged as the CLI logs them
     assert [(e["event"], e.get("by")) for e in events] == [("halt", "operator"), ("resume", "operator")]
     assert events[0]["reason"] == "from the page"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_halt_from_the_page_the_log_cannot_take_is_said_in_force(project: ProjectCopy, rig: Rig) -> None:
+    """The halt is committed before its event is written, so it stops the engine whatever the log says. The page
+    answered "halt failed: JournalError: ... No space left on device", shown as "refused: ...", which reads as not
+    halted; it now says the halt is in force and that its event is not in the log, as `halt` does."""
+    rig.ticks(3)
+    rig.engine.journal.flush()
+    with serving(project, rig.store.path, Path("/dev/full"), TOKEN) as server:
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "disk full"}, headers=bearer(TOKEN))
+        assert status == 200 and body["ok"], body
+        assert body["message"].startswith("halted: disk full") and "NOT in the log" in body["message"]
+        assert "No space left on device" in body["warning"]
+        assert call(server, "/api/status")[1]["halted"] is True
+        status, body, _ = call(server, "/api/resume", method="POST", headers=bearer(TOKEN))
+        assert status == 500 and "No space left on device" in body["error"]  # not made: its event cannot be written
+        assert call(server, "/api/status")[1]["halted"] is True
+    (halt,) = StateStore(rig.store.path).halts(open_only=True)
+    assert halt.reason == "disk full"
