@@ -206,21 +206,57 @@ def state_file_exists(path: Path) -> bool:
     return True
 
 
-def _expected_columns() -> dict[str, frozenset[str]]:
-    """Every table of the newest schema with its columns, as the migrations build them (in memory, once)."""
+def _expected_shapes() -> dict[str, dict[str, tuple[Any, ...]]]:
+    """Every table of the newest schema, each column's `PRAGMA table_info` row (cid, name, type, notnull, default,
+    pk) by name, as the migrations build them (in memory)."""
     conn = sqlite3.connect(":memory:")
     try:
         for script in MIGRATIONS:
             conn.executescript(script)
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         return {
-            t: frozenset(r[1] for r in conn.execute(f"PRAGMA table_info({t})")) for t in tables if not t.startswith("sqlite_")
+            t: {r[1]: tuple(r) for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables if not t.startswith("sqlite_")
         }
     finally:
         conn.close()
 
 
+def _affinity(declared: str) -> str:
+    """SQLite's type affinity of a declared column type (its documented rules, in their order): what a value
+    written to the column is stored as (a number written to a TEXT column is kept as text)."""
+    kind = declared.upper()
+    if "INT" in kind:
+        return "INTEGER"
+    if any(word in kind for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in kind or not kind:
+        return "BLOB"
+    if any(word in kind for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def _altered_columns(expected: dict[str, tuple[Any, ...]], found: dict[str, tuple[Any, ...]]) -> list[str]:
+    """How the columns the engine made differ in what its writes and reads rely on: the type's affinity (a number
+    stored as text), the primary key (every upsert names it in ON CONFLICT), the default (the inserts that leave a
+    column out) and the row's id (`INTEGER PRIMARY KEY` alone is the rowid, which gives a new halt its id)."""
+    altered = []
+    for name, (_cid, _name, kind, _notnull, default, pk) in expected.items():
+        _cid2, _name2, found_kind, _found_notnull, found_default, found_pk = found[name]
+        if _affinity(kind) != _affinity(found_kind):
+            altered.append(f"column {name} is {found_kind or 'untyped'}, not {kind}")
+        elif kind.upper() == "INTEGER" and pk and found_kind.upper() != "INTEGER":
+            altered.append(f"column {name} is {found_kind}, not INTEGER (the row's id)")
+        if bool(pk) != bool(found_pk):
+            altered.append(f"column {name} is {'not ' if pk else ''}in its primary key")
+        if default != found_default:
+            altered.append(f"column {name} defaults to {found_default or 'nothing'}, not {default or 'nothing'}")
+    return altered
+
+
 _EXPECTED: dict[str, frozenset[str]] = {}
+_SHAPES: dict[str, dict[str, tuple[Any, ...]]] = {}  # `_expected_shapes()`, once
+_WITHOUT_ROWID = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
 # What the engine's own schema never holds, in a table's or an index's SQL (`_check_rules_of_its_own`).
 _ADDED_RULE = re.compile(r"\b(CHECK|REFERENCES|UNIQUE)\b", re.IGNORECASE)
 _pause = time.sleep  # between tries to switch a new file to WAL mode (`_use_wal`); a test passes its own
@@ -588,7 +624,10 @@ class StateStore:
         """Every table and column this engine reads is there: a file whose tables were altered (by hand, by
         another program) is refused at once rather than failing in the middle of a tick."""
         if not _EXPECTED:
-            _EXPECTED.update(_expected_columns())
+            _SHAPES.update(_expected_shapes())
+            _EXPECTED.update({table: frozenset(columns) for table, columns in _SHAPES.items()})
+        master = self._conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+        tables = {name: str(sql or "") for name, sql in master}
         for table, columns in _EXPECTED.items():
             info = self._conn.execute(f"PRAGMA table_info({table})").fetchall()
             found = {r[1] for r in info}
@@ -597,6 +636,19 @@ class StateStore:
             missing = sorted(columns - found)
             if missing:
                 raise StateFileError(self.path, f"table {table} lacks the column(s) {', '.join(missing)}", runtime=False)
+            # a table made again by hand or by another program, its columns all there: each write or read that met
+            # the change failed mid-run (a fill's position read back as text after its order went out), or wrote
+            # other values than the engine's (a changed default)
+            altered = _altered_columns(_SHAPES[table], {r[1]: tuple(r) for r in info})
+            if _WITHOUT_ROWID.search(tables.get(table, "")):
+                altered.append("it is WITHOUT ROWID (the engine reads rows by rowid)")
+            if altered:
+                raise StateFileError(
+                    self.path,
+                    f"table {table} is not as this engine made it ({'; '.join(altered[:3])}): its writes would fail or "
+                    "be read back changed; start from a state file of its own",
+                    runtime=False,
+                )
             # a column of its own that every insert must fill (NOT NULL, no default) fails each of ours: the
             # operator's halt among them, found only when it is needed (an extra column that may be empty is harmless)
             required = sorted(r[1] for r in info if r[1] not in columns and r[3] and r[4] is None and not r[5])

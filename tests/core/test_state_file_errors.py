@@ -48,6 +48,30 @@ def _script(sql: str) -> Callable[[Path], None]:
     return edit
 
 
+_POSITIONS = (
+    "bot_id TEXT NOT NULL, symbol TEXT NOT NULL, qty {qty} NOT NULL, avg_entry_price REAL NOT NULL, opened_at TEXT NOT NULL, "
+    "sold_qty REAL NOT NULL DEFAULT {sold}, sold_value REAL NOT NULL DEFAULT 0, realized REAL NOT NULL DEFAULT 0, "
+    "bought_qty REAL NOT NULL DEFAULT 0, PRIMARY KEY (bot_id, symbol)"
+)
+_HALTS = (
+    "{id}, scope TEXT NOT NULL, reason TEXT NOT NULL, conditions TEXT NOT NULL, flatten INTEGER NOT NULL, "
+    "started_at TEXT NOT NULL, until TEXT, ended_at TEXT, ended_by TEXT"
+)
+
+
+def _rebuild(table: str, columns: str) -> Callable[[Path], None]:
+    """`table` made again with these columns, its rows and its indexes kept, as a database browser alters one."""
+
+    def edit(path: Path) -> None:
+        conn = sqlite3.connect(path)
+        indexes = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,))]
+        conn.executescript(f"ALTER TABLE {table} RENAME TO old; CREATE TABLE {table} ({columns}); "
+                           f"INSERT INTO {table} SELECT * FROM old; DROP TABLE old; " + "; ".join(indexes))  # fmt: skip
+        conn.close()
+
+    return edit
+
+
 DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "random bytes": (lambda p: p.write_bytes(bytes(range(256)) * 64), "not a SQLite database"),
     "text": (lambda p: p.write_text("hello\n"), "not a SQLite database"),
@@ -84,6 +108,21 @@ DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
         "value INTEGER NOT NULL CHECK (value < 2), PRIMARY KEY (trading_date, bot_id, name));"
         "DROP TABLE old_counters;"
     ), "CHECK constraint(s) in table counters"),
+    # The columns were all there, so the file was taken; each broke a write, or the reading of it, mid-run: a
+    # fill's position read back as text ('1.5' is not a number) after the order went out; every machine's move
+    # ("ON CONFLICT clause does not match any PRIMARY KEY"); a new position's partial exits starting at 5; a
+    # halt whose id stayed NULL, so that it could never be ended by id; the latest entry of each bot (by rowid)
+    "a number column made text": (_rebuild("positions", _POSITIONS.format(qty="TEXT", sold="0")), "column qty is TEXT, not REAL"),
+    "a primary key removed": (
+        _rebuild("machine_states", "kind TEXT NOT NULL, bot_id TEXT NOT NULL, state TEXT NOT NULL, since TEXT NOT NULL"),
+        "column kind is not in its primary key",
+    ),
+    "a default changed": (_rebuild("positions", _POSITIONS.format(qty="REAL", sold="5")), "column sold_qty defaults to 5, not 0"),
+    "an id that is not the row's": (_rebuild("halts", _HALTS.format(id="id INT PRIMARY KEY")), "column id is INT, not INTEGER"),
+    "a table without rowids": (_script(
+        "ALTER TABLE last_facts RENAME TO old; CREATE TABLE last_facts (scope TEXT PRIMARY KEY, at TEXT NOT NULL, "
+        "body BLOB NOT NULL) WITHOUT ROWID; DROP TABLE old;"
+    ), "table last_facts is not as this engine made it (it is WITHOUT ROWID"),
 }
 
 
