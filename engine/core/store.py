@@ -221,6 +221,23 @@ def _expected_shapes() -> dict[str, dict[str, tuple[Any, ...]]]:
         conn.close()
 
 
+def _expected_indexes() -> dict[str, str]:
+    """Every index of the newest schema by name, its SQL as the migrations write it (`_statement`)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for script in MIGRATIONS:
+            conn.executescript(script)
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        return {name: _statement(sql) for name, sql in rows if sql}
+    finally:
+        conn.close()
+
+
+def _statement(sql: str) -> str:
+    """A statement as SQLite keeps it in sqlite_master, its spacing made one: what it does, not how it is laid out."""
+    return " ".join(sql.split())
+
+
 def _affinity(declared: str) -> str:
     """SQLite's type affinity of a declared column type (its documented rules, in their order): what a value
     written to the column is stored as (a number written to a TEXT column is kept as text)."""
@@ -256,6 +273,7 @@ def _altered_columns(expected: dict[str, tuple[Any, ...]], found: dict[str, tupl
 
 _EXPECTED: dict[str, frozenset[str]] = {}
 _SHAPES: dict[str, dict[str, tuple[Any, ...]]] = {}  # `_expected_shapes()`, once
+_INDEXES: dict[str, str] = {}  # `_expected_indexes()`, once
 _WITHOUT_ROWID = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
 # What the engine's own schema never holds, in a table's or an index's SQL (`_check_rules_of_its_own`).
 _ADDED_RULE = re.compile(r"\b(CHECK|REFERENCES|UNIQUE)\b", re.IGNORECASE)
@@ -659,8 +677,32 @@ class StateStore:
                     "which may not be empty: every write to it would fail",
                     runtime=False,
                 )
+        self._check_indexes()
         self._check_rules_of_its_own()
         self._check_order_statuses()
+
+    def _check_indexes(self) -> None:
+        """Every index the engine made, as it made it. The halts in force are read through theirs (INDEXED BY):
+        without it each read of them failed, `status` and the run's first tick, while `halt` went on writing; the
+        others keep a tick's reads from growing with the history. An index of its own beside them is harmless (a
+        unique one is refused as a rule, `_check_rules_of_its_own`)."""
+        if not _INDEXES:
+            _INDEXES.update(_expected_indexes())
+        rows = self._conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        found = {name: _statement(str(sql or "")) for name, sql in rows}
+        missing = sorted(name for name in _INDEXES if name not in found)
+        if missing:
+            raise StateFileError(
+                self.path, f"lacks the index(es) {', '.join(missing)} this engine made: start from a state file of its own",
+                runtime=False,
+            )  # fmt: skip
+        for name, sql in sorted(_INDEXES.items()):
+            if found[name] != sql:
+                table = sql.split(" ON ", 1)[1].split()[0]
+                raise StateFileError(
+                    self.path, f"table {table}: its index {name} is not as this engine made it ({found[name] or 'none'}, "
+                    f"not {sql}): start from a state file of its own", runtime=False,
+                )  # fmt: skip
 
     def _check_rules_of_its_own(self) -> None:
         """No trigger, constraint or unique index this engine did not make: one added by hand or by another program

@@ -119,6 +119,14 @@ DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "a default changed": (_rebuild("positions", _POSITIONS.format(qty="REAL", sold="5")), "column sold_qty defaults to 5, not 0"),
     "an id that is not the row's": (_rebuild("halts", _HALTS.format(id="id INT PRIMARY KEY")), "column id is INT, not INTEGER"),
+    # the halts in force are read through their index (INDEXED BY): without it every read of them failed, `status`
+    # and the run's first tick, while `halt` went on writing; the others keep each tick's reads from growing with
+    # the history
+    "a missing index": (_edit("DROP INDEX halts_open"), "lacks the index(es) halts_open"),
+    "an index made again on other columns": (
+        _script("DROP INDEX orders_by_status; CREATE INDEX orders_by_status ON orders (symbol)"),
+        "its index orders_by_status is not as this engine made it",
+    ),
     "a table without rowids": (_script(
         "ALTER TABLE last_facts RENAME TO old; CREATE TABLE last_facts (scope TEXT PRIMARY KEY, at TEXT NOT NULL, "
         "body BLOB NOT NULL) WITHOUT ROWID; DROP TABLE old;"
