@@ -807,9 +807,18 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from engine.trading.runner import operator_resume
+    """Ends every halt in the state file. Where there is none (nothing at the path, or an empty file) no halt can be
+    in force, and nothing is created: a new state file, its folder and a log made at a mistyped --state-db said
+    "resumed: 0 halt(s) ended" while the engine stayed halted, and an empty file (the run's lock file) had a
+    database written into it."""
+    from engine.trading.runner import operator_resume, paths_for
 
-    store, journal, now, _report = _open_state(args)
+    report = _load(args)
+    db, log = paths_for(report, args.state_db, args.log)
+    if _nothing_saved(db):
+        print(f"{db}: no state yet (nothing has run): no halt to end, nothing written")
+        return EXIT_OK
+    store, journal, now = _state_at(db, log)
     try:
         ended = operator_resume(store, journal, now)
     finally:

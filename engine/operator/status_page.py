@@ -284,8 +284,9 @@ class StatusApp:
         from engine.trading.runner import operator_halt, operator_resume, state_now
 
         with self.lock:
-            store = self.store(create=True)
-            assert store is not None
+            store = self.store(create=action == "halt")  # a halt may come before the first run; a resume ends none
+            if store is None:  # nothing at the path, or an empty file: no halt can be in force, and nothing is made
+                return {"ok": True, "message": f"{self.state_db}: no state yet (nothing has run): no halt to end"}
             now, simulated = state_now(store, SystemClock().now())
             journal = Journal(self.log, ManualClock(now) if simulated else SystemClock())
             if action != "halt":

@@ -212,3 +212,12 @@ def test_a_halt_from_the_page_the_log_cannot_take_is_said_in_force(project: Proj
         assert call(server, "/api/status")[1]["halted"] is True
     (halt,) = StateStore(rig.store.path).halts(open_only=True)
     assert halt.reason == "disk full"
+
+
+def test_resume_from_the_page_with_no_state_file_creates_none(project: ProjectCopy, tmp_path: Path) -> None:
+    """The page's resume made a state file (and a log) where there was none, and said "resumed: 0 halt(s) ended"."""
+    db, log = tmp_path / "new" / "s.db", tmp_path / "new" / "app.jsonl"
+    with serving(project, db, log, TOKEN) as server:
+        status, body, _ = call(server, "/api/resume", method="POST", headers=bearer(TOKEN))
+        assert status == 200 and body["ok"] and "no state yet" in body["message"], body
+    assert not db.exists() and not log.exists()
