@@ -667,6 +667,7 @@ async function act(action) {
     "Content-Type": "application/json" }, body: JSON.stringify({ reason }) });
   const body = await r.json();
   $("result").textContent = body.ok ? body.message : "refused: " + body.error;
+  $("result").className = body.ok && !body.warning ? "" : "fail";  // in force, but its event is not in the log
   refresh();
 }
 const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
