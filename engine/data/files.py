@@ -319,7 +319,9 @@ def _numbers_from_text(column: str, values: Any, report: _Report) -> Any:
     # told as written, not as 'inf is not a finite number' or '0.0 is not a positive price' of a cell that says
     # 1e309 or 1e-400, values found nowhere in the file; and a volume of 1e-400 is not taken for 0 without a word.
     huge = pc.is_inf(typed)
-    tiny = pc.and_(pc.equal(typed, 0), pc.match_substring_regex(values, r"^[+-]?[0-9.]*[1-9]"))
+    zero = pc.equal(typed, 0)
+    # the pattern only where a cell read as 0: over every cell it cost a pass of a regex per number column
+    tiny = pc.and_(zero, pc.match_substring_regex(values, r"^[+-]?[0-9.]*[1-9]")) if pc.any(zero).as_py() else zero
     for wrong, what, why in ((huge, "too large", "too large for a number (beyond about 1.8e308)"),
                              (tiny, "too close to 0", "too close to 0 for a number (it would read as 0)")):
         rows = _indices(wrong)

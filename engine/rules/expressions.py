@@ -399,7 +399,9 @@ def _parsed(body: str) -> ast.Expression:
     `count < 1and ok` and `count < 0x1for ok` (read as `0x1f or ok`) parsed with a SyntaxWarning ("invalid
     decimal literal") that Python wrote to standard error as `<unknown>:1: SyntaxWarning: ...`, a line outside
     the `file:line:col` contract, once per reading, while the guard validated; `'\\d'` (an escape Python does not
-    know, kept as a backslash) warns from Python 3.12 and is a DeprecationWarning before. Refused at the column."""
+    know, kept as a backslash) warns from Python 3.12 and is a DeprecationWarning before. Refused at the column.
+    `catch_warnings` changes the process's filters for the moment of the parse: guards are parsed while the config
+    is loaded, before the status page's or the alerts' threads start, never while they run."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", SyntaxWarning)
         warnings.simplefilter("error", DeprecationWarning)
