@@ -23,6 +23,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from engine.core import jsontext
 from engine.core import order_lifecycle as lifecycle
 
 
@@ -422,7 +423,7 @@ def _text(value: object) -> str:
 
 def _conditions(text: object) -> tuple[str, ...]:
     """A halt's conditions: a JSON list of names (a JSON string would be read as one condition per letter)."""
-    value = json.loads(_text(text))
+    value = jsontext.loads(_text(text))
     if not isinstance(value, list):
         raise TypeError(f"{text!r} is not a list of conditions")
     return tuple(_text(name) for name in value)

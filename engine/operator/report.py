@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import html
-import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -29,6 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from engine.core import jsontext
 from engine.core.journal import JournalError
 from engine.core.store import StateStore, TradeRow
 from engine.operator.local import LocalTime
@@ -182,7 +182,7 @@ def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int]) 
             if not any(n in line for n in needles):
                 continue
             try:
-                event = json.loads(line.decode("utf-8"))
+                event = jsontext.loads(line.decode("utf-8"))
             except ValueError:  # UnicodeDecodeError is one
                 event = None
             if not isinstance(event, dict):
@@ -198,7 +198,7 @@ def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int]) 
 
 def _last_time(tail: list[bytes], local: LocalTime) -> datetime | None:
     try:
-        event = json.loads(tail[-1].decode("utf-8")) if tail and tail[-1].strip() else None
+        event = jsontext.loads(tail[-1].decode("utf-8")) if tail and tail[-1].strip() else None
     except ValueError:
         return None
     return _event_time(event, local) if isinstance(event, dict) else None

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from engine.core import jsontext
 from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.machines import render
 from engine.machines.spec import MachineSpec
@@ -453,7 +454,7 @@ class StatusHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
             return
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = jsontext.loads(self.rfile.read(length) or b"{}")
         except ValueError:
             self._error(HTTPStatus.BAD_REQUEST, "the body must be JSON")
             return

@@ -33,6 +33,7 @@ from typing import Any
 
 from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import contract_multiplier
+from engine.core import jsontext
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import MIN_SECRET_LENGTH, Journal
 from engine.core.lock import LockHeld, RunLock, lock_path
@@ -597,13 +598,12 @@ def halt_notice(store: StateStore, now: datetime, local: LocalTime) -> list[str]
 def state_now(store: StateStore, wall_now: datetime) -> tuple[datetime, bool]:
     """The state's own time, and whether it is simulated: a simulation's clock is the time saved with its
     exchange (its halts and ticks run on it), anything else runs on the wall clock."""
-    import json
 
     saved = store.meta(SIM_STATE_KEY) if store.meta("broker") == "sim" else None
     if saved is None:
         return wall_now, False
     try:
-        return aware_time(json.loads(saved)["now"]), True
+        return aware_time(jsontext.loads(saved)["now"]), True
     except (ValueError, TypeError, KeyError) as exc:  # without its time no halt of the simulation can be judged
         raise _meta_error(store, SIM_STATE_KEY, exc) from None
 
@@ -683,7 +683,7 @@ def last_run(store: StateStore) -> dict[str, Any] | None:
     if not text:
         return None
     try:
-        record = json.loads(text)
+        record = jsontext.loads(text)
         if not isinstance(record, dict):
             raise TypeError(f"not a JSON object: {text[:40]!r}")
         aware_time(record["started_at"])

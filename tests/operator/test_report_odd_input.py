@@ -154,3 +154,16 @@ def test_words_from_the_log_cannot_forge_a_line_or_drive_the_terminal(tmp_path: 
         assert "\x1b" not in text and "\r" not in text and "\x07" not in text
         assert "\nruns ended: none" not in text and "\nHALT: none" not in text
         assert "x\\x1b[2J\\nruns ended: none" in text and "order_rate\\nHALT: none (mom_AAPL\\x1b[31m)" in text
+
+
+def test_a_line_nested_past_the_parsers_depth_is_left_out_and_counted(tmp_path: Path) -> None:
+    """JSON nested deeper than Python's recursion limit (a few kilobytes of brackets: another program's line, a
+    hostile one) raises RecursionError, which is not a ValueError: the report ended in a traceback. It is a line
+    the engine did not write, skipped and counted like the others, and the last line too."""
+    deep = "[" * 100_000 + "]" * 100_000
+    log = tmp_path / "app.jsonl"
+    nested = '{"ts":"2026-11-23T20:00:00+00:00","event":"preflight","bot":"b","failed":[],"x":' + deep + "}"
+    log.write_text("\n".join([GOOD, nested, GOOD, nested]) + "\n")
+    data = build_report(StateStore(tmp_path / "s.db"), log, MONDAY, MONDAY, LA, NOW)
+    assert data.lines_skipped == 2
+    assert data.blocked == [BlockedCheck("order_rate", "mom_AAPL", entries_blocked=2)]

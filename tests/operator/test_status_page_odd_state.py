@@ -184,3 +184,19 @@ def test_a_halt_reason_that_is_not_text_is_refused_not_recorded_as_its_repr(
         status, body, _ = call(server, "/api/halt", method="POST", body={"reason": reason}, headers=bearer(TOKEN))
         assert status == 400 and body["error"] == "a halt needs a reason (text)"
     assert not StateStore(rig.store.path).halts()
+
+
+def test_a_body_nested_past_the_parsers_depth_is_refused_as_not_json(
+    project: ProjectCopy, rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """16 KB of `[` decodes to a RecursionError, not a ValueError: the server dropped the connection with no answer
+    and printed "request failed: RecursionError" where any other body that is not JSON gets 400."""
+    rig.ticks(2)
+    with serving(project, rig.store.path, rig.log, token=TOKEN) as server:
+        data = b"[" * 8000 + b"]" * 8000
+        request = (b"POST /api/halt HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + TOKEN.encode() +
+                   b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n")  # fmt: skip
+        answer = _raw(server, request + data)
+    assert answer.startswith(b"HTTP/1.0 400") and b"the body must be JSON" in answer
+    assert "RecursionError" not in capsys.readouterr().err
+    assert not StateStore(rig.store.path).halts()

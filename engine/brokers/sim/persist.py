@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from engine.brokers.sim.exchange import SimExchange, kept_in_state
+from engine.core import jsontext
 
 STATE_KEY = "sim_exchange"
 BOOK_KEY = "sim_exchange.book"
@@ -79,7 +80,7 @@ def _record(now: datetime, revision: int) -> str:
 def _saved_revision(saved: str) -> int | None:
     """The revision of the book saved with this record; None when there is no such book (version 1)."""
     try:
-        record = json.loads(saved)
+        record = jsontext.loads(saved)
     except ValueError:
         return None
     if not isinstance(record, dict) or record.get("version") != VERSION:
@@ -127,7 +128,7 @@ def _kept(row: dict[str, Any], now: str) -> bool:
 
 def _parse(raw: str, key: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = jsontext.loads(raw)
     except ValueError as exc:
         raise SimStateError(f"{key}: not JSON ({exc})") from None
     if not isinstance(value, dict):
