@@ -675,7 +675,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             return EXIT_OK
         local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
         text = status_text(store, now, local=local)
-        print(f"state {store.path} (broker: {store.meta('broker') or 'none yet'}; as of {local(now)})")
+        from engine.operator.summary import one_line
+
+        print(f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)})")
         print(text)
     finally:
         store.close()

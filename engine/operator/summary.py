@@ -109,7 +109,7 @@ def day_lines(days: dict[str, dict[str, dict[str, float]]]) -> list[str]:
             quiet.append(day)
             continue
         fold()
-        parts = [f"{bot} {_money(v['realized'])} [{int(v['trades'])}]" for bot, v in bots.items()]
+        parts = [f"{one_line(bot)} {_money(v['realized'])} [{int(v['trades'])}]" for bot, v in bots.items()]
         total = sum(v["realized"] for v in bots.values())
         fees = sum(v["fees"] for v in bots.values())
         lines.append(f"  {day}: {', '.join(parts)}; total {_money(total)}; fees {fees:.2f}")
@@ -129,7 +129,7 @@ def halt_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
     lines = [f"halts: {len(halts)}"]
     for h in halts:
         started = local(datetime.fromisoformat(h["started_at"]))
-        lines.append(f"  {h['scope']}: {started} -> {_halt_end(h, local)}: {one_line(h['reason'])}")
+        lines.append(f"  {one_line(h['scope'])}: {started} -> {_halt_end(h, local)}: {one_line(h['reason'])}")
     return lines
 
 
@@ -137,7 +137,7 @@ def in_force_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
     """The sentence nobody should miss: a halt in force now, whose, since when, why, and what ends it."""
     lines = []
     for h in halts:
-        who = "the system" if h["scope"] == SYSTEM_SCOPE else f"bot {h['scope']}"
+        who = "the system" if h["scope"] == SYSTEM_SCOPE else f"bot {one_line(h['scope'])}"
         until = (
             f"until {local(datetime.fromisoformat(h['until']))} (or `{RESUME_COMMAND}`)"
             if h["until"]

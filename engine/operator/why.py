@@ -230,7 +230,8 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
     ]
     for halt in record["halts"]:
         until = when(halt["until"]) if halt["until"] else "resume"
-        lines.append(f"halted ({halt['scope']}): {one_line(halt['reason'])} (since {when(halt['since'])}, until {until})")
+        scope, reason = one_line(halt["scope"]), one_line(halt["reason"])
+        lines.append(f"halted ({scope}): {reason} (since {when(halt['since'])}, until {until})")
     lines.append(f"transitions from {record['state']}, tried in order:")
     unevaluable = False
     for t in record["transitions"]:

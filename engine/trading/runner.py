@@ -699,6 +699,7 @@ def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: li
     machine moves at its next tick, but the operator must see it halted now, since the halt began."""
     scope = SYSTEM_SCOPE if kind == "system" else bot_id
     halt = next((h for h in reversed(halts) if h.scope == scope), None)
+    kind, bot_id, saved = one_line(kind), one_line(bot_id), one_line(saved)  # the state file's words (see status_text)
     if saved != "halted" and halt is not None:
         note = f"(its machine, {saved}, moves at its next tick)"
         return f"  {kind:<9} {bot_id:<14} {'halted':<12} since {local(halt.started_at)} {note}"
@@ -707,7 +708,10 @@ def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: li
 
 def status_text(store: StateStore, now: datetime, day: date | None = None, local: LocalTime | None = None) -> str:
     """Every machine (shown halted as soon as a halt is in force), the halts in force, positions, today's
-    counters, then the latest run summed up: P&L per bot per day and every halt that touched it."""
+    counters, then the latest run summed up: P&L per bot per day and every halt that touched it.
+
+    Every word read from the state file goes through one_line, not only a halt's reason: the last run's reason is
+    an exception's text, and a newline in any word forged a line ("halt: none") or an escape drove the terminal."""
     local = local or LocalTime()
     live = halts_in_force(store, now)
     lines = ["machines:"]
@@ -717,17 +721,19 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     lines.append("halt: none" if not live else "halt:")
     for h in live:
         until = local(h.until) if h.until else "resume"
-        lines.append(f"  {h.scope}: {one_line(h.reason)} (since {local(h.started_at)}, until {until})")
+        lines.append(f"  {one_line(h.scope)}: {one_line(h.reason)} (since {local(h.started_at)}, until {until})")
     lines.append("positions by bot:")
     positions = store.positions()
-    lines += [f"  {p.bot_id:<14} {p.symbol:<20} {p.qty:g} @ {p.avg_entry_price:.4f}" for p in positions] or ["  none"]
+    lines += [
+        f"  {one_line(p.bot_id):<14} {one_line(p.symbol):<20} {p.qty:g} @ {p.avg_entry_price:.4f}" for p in positions
+    ] or ["  none"]
     day = day or store.last_trading_date() or local.day(now)
     lines.append(f"counters {day.isoformat()}:")
     counters = store.counters(day)
     realized = store.realized_pnl(day)
     for bot_id in sorted(set(counters) | set(realized)):
         values = ", ".join(f"{k} {v}" for k, v in sorted(counters.get(bot_id, {}).items()))
-        lines.append(f"  {bot_id:<14} {values}; realized P&L {realized.get(bot_id, 0.0):+.2f}")
+        lines.append(f"  {one_line(bot_id):<14} {values}; realized P&L {realized.get(bot_id, 0.0):+.2f}")
     if not counters:
         lines.append("  none")
     run = last_run(store)
@@ -736,7 +742,7 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
         ended = datetime.fromisoformat(run["ended_at"]) if run.get("ended_at") else None
         holder = running_pid(store.path)
         if ended is not None:
-            how = f"ended {local(ended)} ({run.get('reason', 'no reason recorded')})"
+            how = f"ended {local(ended)} ({one_line(str(run.get('reason', 'no reason recorded')))})"
         else:
             how = f"running (pid {holder})" if holder else "stopped without a summary (killed, or the machine stopped)"
         lines.append(f"last run: started {local(started)}, {how}")

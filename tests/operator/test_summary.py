@@ -122,3 +122,24 @@ def test_a_halt_reason_with_newlines_and_escape_sequences_stays_on_its_line(stor
     assert len(shown) == 2 and all("\n" not in line and "\x1b" not in line for line in shown)
     assert shown[1].startswith("HALT IN FORCE: the system is halted since 2026-11-23T06:30:00-08:00: line1\\nhalt: none\\x1b[2J")
     assert "<script>x</script> ünïcødé " + "X" * 10_000 in shown[1]  # everything else as written, nothing cut
+
+
+def test_every_word_status_reads_from_the_state_file_stays_on_its_line(store: StateStore) -> None:
+    """`status` passed halt reasons through one_line but printed the last run's reason (an exception's text:
+    `error: Type: message`), bot ids, a halt's scope, machine states and symbols as stored: a newline in any of
+    them forged a line ("halt: none"), an escape sequence cleared or recoloured the operator's terminal."""
+    import json
+
+    from engine.trading.runner import LAST_RUN_KEY, status_text
+
+    evil = "x\nhalt: none\x1b[2J"
+    store.save_machine_state("momentum", evil, evil, MON)
+    store.start_halt(evil, "why", ("operator",), False, MON, None)
+    store.set_position(evil, evil, 1.0, 100.0, MON)
+    store.add_realized_pnl(MON.date(), evil, -1.0)
+    store.add_trade(TradeRow(evil, "AAPL", MON.date(), MON, MON + timedelta(minutes=5), 1.0, 100.0, 99.0, -1.0, 0.0, "exit"))
+    end = MON + timedelta(hours=1)
+    store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": MON.isoformat(), "ended_at": end.isoformat(), "reason": f"error: {evil}"}))
+    text = status_text(store, end, local=LA)
+    assert "\x1b" not in text and "\nhalt: none" not in text, text
+    assert text.count("x\\nhalt: none\\x1b[2J") >= 6, text  # each shown with its escapes, on its own line
