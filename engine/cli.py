@@ -688,9 +688,12 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the last tick is younger than --max-age, 1 otherwise: for a container's or a supervisor's
     health check. It reads one row of the state file and never creates it (nor takes the run's lock). A last tick
     more than --max-age ahead of the clock is unhealthy too: it cannot tell that the loop is alive."""
+    from datetime import datetime
+
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore
-    from engine.trading.runner import last_tick, paths_for
+    from engine.operator.summary import one_line
+    from engine.trading.runner import last_run, last_tick, paths_for, running_pid
 
     report = _load(args)
     assert report.config is not None
@@ -703,13 +706,25 @@ def cmd_health(args: argparse.Namespace) -> int:
     store = StateStore(db)
     try:
         age = last_tick(store, SystemClock().now())
+        run = last_run(store)
     finally:
         store.close()
     if age is None:
         print(f"unhealthy: no tick recorded in {db} yet")
         return EXIT_FAILURE
-    last = _local(report)(age.last)
+    local = _local(report)
+    last = local(age.last)
     clock = " on the simulated clock" if age.simulated else ""
+    # A recent last tick is not a live loop: a run that ended left one (a real-time run's is recent for max-age, a
+    # simulation's age is always 0), and both were "healthy" for a run that had stopped, a simulation's for ever.
+    if run is not None and run.get("ended_at"):
+        ended = local(datetime.fromisoformat(run["ended_at"]))
+        print(f"unhealthy: the last run ended {ended} ({one_line(str(run.get('reason')))}); last tick {last}{clock}")
+        return EXIT_FAILURE
+    if age.simulated and running_pid(db) is None:  # killed mid-run: no end recorded, and its age stays 0
+        print(f"unhealthy: no engine is running on {db} (the last run stopped without a summary: killed, or the machine "
+              f"stopped); last tick {last}{clock}")  # fmt: skip
+        return EXIT_FAILURE
     ahead = (age.last - age.now).total_seconds()
     if ahead > max_age:  # age 0 would say "recent" for as long as the skew lasts, a dead engine included
         print(f"unhealthy: last tick {last} is {ahead:.0f} s ahead of this machine's clock{clock} "

@@ -7,6 +7,8 @@ here: the health check's verdicts, and that the shipped unit and image say what 
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -16,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from engine.cli import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, main
+from engine.core.lock import lock_path
 from engine.core.store import StateStore
 from engine.paths import PROJECT_ROOT
-from engine.trading.runner import LAST_TICK_KEY
+from engine.trading.runner import LAST_RUN_KEY, LAST_TICK_KEY
 from tests.conftest import ProjectCopy
 from tests.trading.test_run_command import engine
 
@@ -96,9 +99,43 @@ def test_health_refuses_a_max_age_that_is_not_a_positive_duration(project: Proje
 
 def test_health_of_a_simulation_is_on_the_simulated_clock(project: ProjectCopy, capsys) -> None:
     assert engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    store = StateStore(project.root / "s.db")  # as it reads while that run is still going: no end, its pid in the lock
+    store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": "2026-11-23T14:30:00+00:00", "broker": "sim"}))
+    store.close()
+    lock_path(project.root / "s.db").write_text(str(os.getpid()))
     code, out = health(project, capsys)  # by the wall clock this tick is long past; by the simulation's, it is now
     assert code == EXIT_OK
     assert out == "healthy: last tick 2026-11-23T06:30:10-08:00, age 0 s on the simulated clock (max age 45 s)\n"
+
+
+def test_a_run_that_ended_is_unhealthy_however_recent_its_last_tick(project: ProjectCopy, capsys) -> None:
+    """A simulation's tick age is always 0 and a real-time run's last tick stays recent for max-age after it
+    stopped: both said "healthy" for a run that had ended (a completed day, a SIGTERM, an error), a simulation's
+    for ever. The run's recorded end says it is not running."""
+    assert engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE
+    assert out.startswith("unhealthy: the last run ended 2026-11-23T06:30:15-08:00 (completed); last tick 2026-11-23T06:30:10")
+    now = datetime.now(timezone.utc)
+    real_time_state(project, now - timedelta(seconds=5))
+    store = StateStore(project.root / "s.db")
+    store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": (now - timedelta(hours=1)).isoformat(),
+                                             "ended_at": now.isoformat(), "reason": "SIGTERM\x1b[2J"}))  # fmt: skip
+    store.close()
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE and out.startswith("unhealthy: the last run ended ") and "(SIGTERM\\x1b[2J)" in out
+
+
+def test_a_simulation_no_engine_runs_on_is_unhealthy(project: ProjectCopy, capsys) -> None:
+    """A simulation killed mid-run (kill -9, the machine stopped) records no end, and its tick age is 0 for ever:
+    with no engine holding the state file it is not running."""
+    assert engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    store = StateStore(project.root / "s.db")
+    store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": "2026-11-23T14:30:00+00:00", "broker": "sim"}))
+    store.close()
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE
+    assert out.startswith("unhealthy: no engine is running on") and "stopped without a summary" in out
 
 
 # --- the systemd unit --------------------------------------------------------------------------------------

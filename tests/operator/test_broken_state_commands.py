@@ -74,7 +74,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
     "bad last run": (
         _sql("UPDATE meta SET value = '[' WHERE key = 'last_run'"),
         "meta 'last_run'",
-        {"why", "report", "health", "halt", "resume", "diagram", "run"},
+        {"why", "report", "halt", "resume", "diagram", "run"},
     ),
     "bad last facts": (
         _sql("UPDATE last_facts SET body = X'00DEADBEEF'"),
@@ -91,7 +91,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
     "deeply nested last run": (
         _sql(f"UPDATE meta SET value = '{DEEP}' WHERE key = 'last_run'"),
         "meta 'last_run'",
-        {"why", "report", "health", "halt", "resume", "diagram", "run"},
+        {"why", "report", "halt", "resume", "diagram", "run"},
     ),
     "deeply nested halt conditions": (
         _sql(f"UPDATE halts SET conditions = '{DEEP}'"), "table halts", {"health", "halt", "diagram"}
