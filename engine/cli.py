@@ -828,7 +828,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     in force, and nothing is created: a new state file, its folder and a log made at a mistyped --state-db said
     "resumed: 0 halt(s) ended" while the engine stayed halted, and an empty file (the run's lock file) had a
     database written into it."""
-    from engine.trading.runner import operator_resume, paths_for
+    from engine.trading.runner import operator_resume, paths_for, resume_text
 
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
@@ -841,7 +841,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     finally:
         journal.close()
         store.close()
-    print(f"resumed: {ended} halt(s) ended; the system re-arms only through preflight")
+    print(resume_text(ended))
     return EXIT_OK
 
 

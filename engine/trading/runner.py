@@ -647,15 +647,26 @@ def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetim
 
 def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
     """End every halt, committed only once the `resume` event is on disk: a log that cannot take it (a full disk)
-    leaves every halt in force, never trading resumed with no trace of who resumed it (the command says error)."""
+    leaves every halt in force, never trading resumed with no trace of who resumed it (the command says error).
+
+    Returns how many of the halts ended were in force: one whose cooloff ran out is still open until the engine's
+    next tick ends it, and counted, it made "resumed: 1 halt(s) ended" of a resume that resumed nothing."""
     with store.transaction():
-        ended = end_halts(store, journal, now=now, by="operator")
+        in_force = sum(h.in_force(now) for h in store.halts(open_only=True))
+        end_halts(store, journal, now=now, by="operator")
         try:
             journal.flush()
         except OSError:
             journal.discard()  # the resume is not made: its event must not reach the log later (at close)
             raise
-    return ended
+    return in_force
+
+
+def resume_text(ended: int) -> str:
+    """What `resume` (the command and the page's button) says: 'resumed' only when a halt in force was ended."""
+    if not ended:
+        return "nothing to resume: no halt was in force"
+    return f"resumed: {ended} halt(s) ended; the system re-arms only through preflight"
 
 
 def running_pid(state_db: Path) -> int | None:

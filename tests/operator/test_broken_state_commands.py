@@ -311,3 +311,20 @@ def test_a_halt_the_log_cannot_take_is_in_force_and_says_so(tmp_path, good_state
         assert halt is not None and halt.reason == "disk full"
     finally:
         store.close()
+
+
+def test_resume_with_no_halt_in_force_says_nothing_was_resumed(
+    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`resume` said "resumed: 0 halt(s) ended" when no halt was in force, and "resumed: 1 halt(s) ended" for a
+    halt whose cooloff had run out (open until the engine's next tick ends it): 'resumed' where nothing was."""
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    args = ["resume", "--state-db", str(db), "--log", str(log), *FILES]
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("resumed: 1 halt(s) ended")  # the halt `kept`
+    assert main(args) == 0
+    assert capsys.readouterr().out == "nothing to resume: no halt was in force\n"
+    _sql("UPDATE halts SET ended_at = NULL, ended_by = NULL, until = '2000-01-01T00:00:00+00:00'")(db)  # run out
+    assert main(args) == 0
+    assert capsys.readouterr().out == "nothing to resume: no halt was in force\n"
