@@ -44,7 +44,7 @@ from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import BOT_FACTS, SETTINGS_FACTS, SYSTEM_FACTS, settings_values
 from engine.trading import events, reconcile
 from engine.trading.bots import Bot, make_bot
-from engine.trading.exitbot import ExitBot, unexplained
+from engine.trading.exitbot import ExitBot, KillVerdict, unexplained
 from engine.trading.facts_builder import (
     BotInputs,
     Facts,
@@ -317,9 +317,13 @@ class Engine:
             system_state, system_view = self.system.state, view
             self._step("system", self.system, system, tick)
             tick.view = view = self._halts_as_written(view)
+            if kills.holding and system_state != "halted" and view.system_halt is None:
+                self._kill_outside_machine(kills, system_state, view.now)
+                tick.view = view = self._halts_as_written(view)
             if view is not system_view or self.system.state != system_state:  # a halt written or ended, a move
                 system = self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding))
-            tick.system_armed = self.system.state == "armed"
+            # armed, and no system halt in force: a machine may be left armed by a halt its step did not take
+            tick.system_armed = self.system.state == "armed" and view.system_halt is None
             if "portfolio" in self.runtimes:
                 self._step("portfolio", self.portfolio_model, system, tick)
             self.log_allocations(view.day, asked=False)
@@ -341,6 +345,15 @@ class Engine:
             with self.store.transaction():
                 self.on_persist()
         return snapshot.broker_requests + self._broker_calls() - calls_before
+
+    def _kill_outside_machine(self, kills: KillVerdict, state: str, now: datetime) -> None:
+        """A kill condition holds, the system was not halted, and its machine's step wrote no halt: the machine
+        file has no `kill` edge from that state, one listed after another that fired first, or one without
+        `record_halt`. The kill switch does not depend on the edges drawn: the ExitBot writes the halt itself
+        (entries stop this tick; the machine enters `halted` through `halt_active` next tick), and says so once,
+        naming the state the machine could not halt from."""
+        self.journal.log("kill_outside_machine", state=state, conditions=list(kills.holding))
+        self.exitbot.record_kill(kills, now)
 
     def _with_records(self, view: TickView) -> list[str]:
         """The bots SQLite holds anything about today, in config order: the only ones the ExitBot has to look
