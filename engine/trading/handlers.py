@@ -19,7 +19,7 @@ from engine.core.store import EXITBOT_ID
 from engine.machines.actions import Intent
 from engine.trading.exitbot import KillVerdict
 from engine.trading.facts_builder import BotFacts
-from engine.trading.gate import Denial, Gate
+from engine.trading.gate import Denial, Gate, limits_reached
 from engine.trading.view import TickView
 
 if TYPE_CHECKING:
@@ -56,7 +56,11 @@ def open_entry(tick: TickContext, intent: Intent) -> None:
         return
     evaluated = tick.evaluated[intent.bot_id]
     verdict = tick.gate.grant(
-        failed_checks=evaluated.failed_checks, system_armed=tick.system_armed, plan=evaluated.plan, snapshot=view.snapshot
+        failed_checks=evaluated.failed_checks,
+        system_armed=tick.system_armed,
+        plan=evaluated.plan,
+        snapshot=view.snapshot,
+        limits=limits_reached(evaluated.facts, bot.config.risk),
     )
     if isinstance(verdict, Denial):
         bot.memory.entry_blocked = True

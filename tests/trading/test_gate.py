@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from engine.brokers.base import OrderRequest, Quote, Snapshot
+from engine.config.model import BotRisk
 from engine.trading.facts_builder import EntryPlan
-from engine.trading.gate import Denial, Gate, Grant
+from engine.trading.gate import Denial, Gate, Grant, limits_reached
 from tests.brokers.test_requests_per_snapshot import config_with_momentum_bots
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import make_rig
@@ -85,3 +86,15 @@ def test_a_grant_whose_cost_cannot_be_told_takes_the_room_left() -> None:
     unpriced = EntryPlan(OrderRequest("MSFT", "buy", "cid-2", "market", "day", qty=3), None, "MSFT")
     assert gate.grant(failed_checks=(), system_armed=True, plan=unpriced, snapshot=SNAPSHOT) == Grant(unpriced)
     assert gate.capital_room_usd == 0.0
+
+
+def test_a_limit_of_the_bot_is_the_denial_s_reason_after_preflight_and_arming() -> None:
+    """The bot's trade window and caps (bots.yaml) are held by the gate whatever the machine's `when` asked."""
+    risk = BotRisk(max_trades_per_day=2, max_concurrent_positions=1)
+    within = {"in_trade_window": True, "trades_today": 1, "open_positions": 0}
+    assert limits_reached(within, risk) == ()
+    past = {"in_trade_window": False, "trades_today": 2, "open_positions": 1}
+    limits = limits_reached(past, risk)
+    assert limits == ("trade_window", "max_trades_per_day", "max_concurrent_positions")
+    assert Gate(0, 1000.0).grant(failed_checks=(), system_armed=True, plan=PLAN, snapshot=SNAPSHOT, limits=limits) == Denial(limits)
+    assert Gate(0, 1000.0).grant(failed_checks=("market_open",), system_armed=True, plan=PLAN, snapshot=SNAPSHOT, limits=limits) == Denial(("market_open",))

@@ -46,3 +46,32 @@ def test_a_kill_transition_without_record_halt_halts_once_not_every_other_tick(
     assert rig.engine.system.state == "halted"
     moves = [e for e in rig.events("transition") if e["machine"] == "system"]
     assert [(e["from"], e["to"]) for e in moves] == [("idle", "armed"), ("armed", "halted")]
+
+
+MOMENTUM = "machines/momentum.yaml"
+# The momentum bot arms on preflight alone: its trade window and both caps (the `may_open` guard) left out.
+ARM_ON_PREFLIGHT = [
+    (MOMENTUM, "    when: may_open\n    reason: Inside", "    when: preflight_ok\n    reason: Inside"),
+    (MOMENTUM, "when: {not: may_open}", "when: {not: preflight_ok}"),
+]
+
+
+def test_the_gate_holds_the_trade_window_and_the_caps_of_bots_yaml_whatever_the_machine_asks(
+    project: ProjectCopy, clock: ManualClock
+) -> None:
+    """A momentum machine arming on `preflight_ok` alone validated, and its bot entered before trade_start and past
+    risk.max_trades_per_day (two entries with a cap of one, in the simulated day): those limits lived only in the
+    `may_open` guard. The gate now refuses such an entry, naming the key of bots.yaml."""
+    for edit in ARM_ON_PREFLIGHT:
+        project.replace(*edit)
+    project.replace("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "06:40"')  # the rig opens at 06:30
+    project.replace("config/bots.yaml", "max_trades_per_day: 3", "max_trades_per_day: 1")
+    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 1")
+    project.replace("config/bots.yaml", "params: {}", "params: {lookback_ticks: 2, min_move_pct: 0.0}")
+    rig = make_rig(project, clock)
+    rig.ticks(400)
+    entries = [r for r in rig.store.orders(bot_id="mom_AAPL") if r.purpose == "entry"]
+    assert len(entries) == 1
+    assert entries[0].created_at >= clock.now().replace(hour=14, minute=40)  # 06:40 in Los Angeles
+    blocked = {c for e in rig.events("entry_blocked") if e["bot"] == "mom_AAPL" for c in e["failed"]}
+    assert {"trade_window", "max_trades_per_day"} <= blocked
