@@ -2,7 +2,7 @@
 
 Unknown states, guards, actions and facts (with the nearest valid name); unreachable states; states with no
 way back to idle; a state from which halted cannot be entered; trigger names that would shadow the model's
-own attributes; missing canonical states; missing machine kinds.
+own attributes; missing canonical states; missing machine kinds; an entry from which no exit can be reached.
 
 Every check is linear in the size of the machine (states plus edges, a `source: "*"` counting once per
 state): the graph is walked once forwards from the initial state and once backwards from idle, never once
@@ -141,6 +141,7 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
     if structurally_ok:
         _graph_problems(spec, found)
         _always_problems(spec, found)
+        _exit_problems(spec, found)
     return [*found.result(), *compile_problems]
 
 
@@ -169,6 +170,31 @@ def _graph_problems(spec: MachineSpec, found: _Findings) -> None:
             found.add(where, f"state '{name}' has no path back to 'idle'", of_key=True)
         if "halted" in spec.states and name != "halted" and name not in into_halted:
             found.add(where, f"'halted' cannot be entered from state '{name}'", of_key=True)
+
+
+def _exit_problems(spec: MachineSpec, found: _Findings) -> None:
+    """An `open_entry` whose destination reaches no transition carrying `close_position`: every state still had its
+    way back to idle (`position_gone`, once flat), so the graph checks passed, and the run held each position it
+    entered until something outside the machine (the daily-loss kill switch) sold it. One backward walk from the
+    sources of every `close_position`, linear like the other checks."""
+    closing = {source for source, transition in spec.edges() if "close_position" in transition.actions}
+    into: dict[str, set[str]] = {}
+    for source, transition in spec.edges():
+        into.setdefault(transition.dest, set()).add(source)
+    can_close = set(closing)
+    queue = deque(closing)
+    while queue:
+        for source in into.get(queue.popleft(), ()):
+            if source not in can_close:
+                can_close.add(source)
+                queue.append(source)
+    for transition in spec.transitions:
+        if "open_entry" in transition.actions and transition.dest not in can_close:
+            message = (
+                "a position entered here could never be closed: no transition with `close_position` can be reached "
+                f"from '{transition.dest}'; give the states that hold a position an exit"
+            )
+            found.add(("transitions", transition.index, "actions", transition.actions.index("open_entry")), message)
 
 
 def _always_problems(spec: MachineSpec, found: _Findings) -> None:

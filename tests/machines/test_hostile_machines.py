@@ -107,3 +107,27 @@ def test_an_action_listed_twice_in_one_transition_is_refused(project: ProjectCop
     p = found[0]
     assert p.file.endswith(momentum) and p.line == project.line_of(momentum, f"[{action}, {action}]")
     assert p.path.endswith(".actions[1]") and f"action '{action}' is listed twice" in p.message
+
+
+def test_an_entry_from_which_no_exit_can_be_reached_is_refused(project: ProjectCopy) -> None:
+    """`close_position` taken off `exit` and `flatten` validated (every state still had its way back to idle, through
+    `position_gone`), and the run held each position it entered until the daily-loss kill switch flattened it."""
+    momentum = "machines/momentum.yaml"
+    project.replace(momentum, "    when: exit_rule_hit\n    actions: [close_position]\n", "    when: exit_rule_hit\n")
+    project.replace(momentum, "    when: past_manage_until\n    actions: [close_position]\n", "    when: past_manage_until\n")
+    found = [p for p in problems(project) if p.file.endswith(momentum)]
+    assert [(p.path, p.line) for p in found] == [
+        ("transitions[9].actions[0]", project.line_of(momentum, "actions: [open_entry]")),
+        ("transitions[17].actions[0]", project.line_of(momentum, "    reason: Room for another") - 1),
+    ], found
+    assert found[0].message == (
+        "a position entered here could never be closed: no transition with `close_position` can be reached from "
+        "'entering'; give the states that hold a position an exit"
+    )
+
+
+def test_an_entry_whose_exit_is_reached_only_through_other_states_is_valid(project: ProjectCopy) -> None:
+    """Exits from in_position only (none from managing) still close what entering leads to: not refused."""
+    momentum = "machines/momentum.yaml"
+    project.replace(momentum, "    when: past_manage_until\n    actions: [close_position]\n", "    when: past_manage_until\n")
+    assert [p for p in problems(project) if p.file.endswith(momentum)] == []
