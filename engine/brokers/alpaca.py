@@ -25,7 +25,6 @@ alpaca-py is imported lazily: it takes about half a second, and `--validate` mus
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 import sys
@@ -59,6 +58,7 @@ from engine.brokers.errors import classify
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.snapshot import log
 from engine.brokers.symbols import contract_multiplier, normalize, parse_occ, position_path_symbol
+from engine.core import jsontext
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
 
@@ -289,8 +289,8 @@ _NUMBER_AS_BOOL = re.compile(
 def _body(text: str) -> tuple[int | None, str]:
     """Alpaca's error code and message from an error body; (None, a description) when it is not JSON."""
     try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
+        parsed = jsontext.loads(text)
+    except ValueError:  # not JSON, or nested past the recursion limit (which json.loads raises as RecursionError)
         return None, "a non-JSON body"
     if not isinstance(parsed, dict):
         return None, text

@@ -212,6 +212,8 @@ class _Pages:
             body = response.json()
         except ValueError:
             return  # alpaca-py raises its own JSONDecodeError, a RequestException
+        except RecursionError:  # nested past the interpreter's limit: a traceback, not a failed fetch, before
+            raise _BadPage("the data API answered a page of bars nested too deeply to read") from None
         if not isinstance(body, dict):
             raise _BadPage(f"the data API answered a page of bars that is not a JSON object: {str(body)[:100]}")
         bars = body.get("bars", {})

@@ -176,3 +176,12 @@ def test_a_time_that_cannot_be_told_in_utc_is_a_bad_answer(api: AlpacaAPI, emula
         api.get_open_orders()
     assert caught.value.kind == "bad_response", caught.value
     assert api.get_stock_quotes(["AAPL"])["AAPL"].timestamp.year == 2026  # the next good answer reads as usual
+
+
+def test_an_error_body_nested_past_the_recursion_limit_is_a_broker_error(api: AlpacaAPI, emulator: Emulator) -> None:
+    """json.loads raises RecursionError, not ValueError, for a body of 100,000 '[': reading the error's code from
+    it raised out of the adapter's error mapping, a traceback instead of a failed read."""
+    emulator.faults.append(Fault(status=500, body="[" * 100_000, path_prefix="/v2/account"))
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.kind == "server", caught.value
