@@ -24,7 +24,8 @@ class BotMemory:
 
     last_failed_checks: tuple[str, ...] | None = None  # logged when it changes
     entry_blocked: bool = False  # the gate refused the entry the machine asked for; `entry_failed` says so
-    size_blocked_on: date | None = None  # the day an unsizeable signal was last logged (once a day)
+    size_blocked_on: date | None = None  # the day of the reasons in `size_blocked_for`
+    size_blocked_for: set[str] = field(default_factory=set)  # why an unsizeable signal was logged that day
     last_denial: tuple[str, ...] = ()  # why the gate last refused an entry (cleared by a grant): for `why`
 
 

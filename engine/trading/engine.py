@@ -437,7 +437,7 @@ class Engine:
             facts, failed = evaluated.facts, evaluated.failed_checks
             tick.evaluated = {bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once
             if failed != memory.last_failed_checks or (facts["entry_signal"] and evaluated.plan is None):
-                self._remember(bot, facts, failed, evaluated.plan is None, day)
+                self._remember(bot, facts, failed, evaluated.unsized, day)
             result = runtimes[bot.kind].step(model, facts, reads_failed=not facts["broker_ok"])  # `_step`, inlined
             if result.source != result.dest or result.error is not None or result.intents:
                 self._stepped(bot.kind, model, result, tick)
@@ -460,8 +460,10 @@ class Engine:
             self.journal.log(condition, bot=bot.bot_id, error=error)
         self.exitbot.halt_bot(bot.bot_id, reason=reason, condition=condition, now=view.now)
 
-    def _remember(self, bot: Bot, facts: Facts, failed: tuple[str, ...], unsized: bool, day: date) -> None:
-        """Log what changed since the last tick: preflight's answer, an unsizeable signal (once a day)."""
+    def _remember(self, bot: Bot, facts: Facts, failed: tuple[str, ...], unsized: str | None, day: date) -> None:
+        """Log what changed since the last tick: preflight's answer, an unsizeable signal (once a day for each
+        reason: a reason said early, the budget before the bot's window, hid a later one, chain rules that select
+        no contract, for the rest of the day)."""
         memory = bot.memory
         if failed != memory.last_failed_checks:
             errors = {}
@@ -470,10 +472,15 @@ class Engine:
                 errors = compiled.check_errors({name: compiled.preflight[name] for name in failed}, facts)
             self.journal.log("preflight", bot=bot.bot_id, ok=not failed, failed=list(failed), errors=errors)
             memory.last_failed_checks = failed
-        if facts["entry_signal"] and unsized and memory.size_blocked_on != day:
-            # once a day until an entry is granted: the reason (budget or capital used up) rarely changes sooner
-            self.journal.log("entry_blocked", bot=bot.bot_id, failed=["size"])
-            memory.size_blocked_on = day
+        if facts["entry_signal"] and unsized is not None:
+            # once a day for each reason until an entry is granted: the reason (budget or capital used up, no
+            # contract in the chain rules) rarely changes sooner, and each is fixed text (`explain_entry`)
+            if memory.size_blocked_on != day:
+                memory.size_blocked_on = day
+                memory.size_blocked_for.clear()
+            if unsized not in memory.size_blocked_for:
+                self.journal.log("entry_blocked", bot=bot.bot_id, failed=["size"], reason=unsized)
+                memory.size_blocked_for.add(unsized)
 
     def _step(self, kind: str, model: MachineModel, facts: Mapping[str, Any], tick: TickContext) -> StepResult:
         result = self.runtimes[kind].step(model, facts, reads_failed=not facts["broker_ok"])

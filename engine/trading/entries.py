@@ -12,7 +12,7 @@ and refused under its minimums (docs/alpaca.md, "Crypto"). Exits are planned els
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
@@ -141,47 +141,117 @@ def plan_entry(
     capital or buying power, no usable quote, no contract inside the chain rules, or (crypto) the pair's rules
     unknown or the order under its minimums. `symbol` is the one whose signal fired; `busy` the symbols the bot
     holds or is entering (an entry never adds to one: each counts once against max_concurrent_positions)."""
+    request, choice, _why = explain_entry(
+        cfg, symbol, risk_usd, room, snapshot, day, max_spread_pct=max_spread_pct, assets=assets, busy=busy
+    )
+    return request, choice
+
+
+def explain_entry(
+    cfg: TradingBotConfig,
+    symbol: str,
+    risk_usd: float,
+    room: float,
+    snapshot: Snapshot,
+    day: date,
+    *,
+    max_spread_pct: float,
+    assets: Mapping[str, Asset],
+    busy: AbstractSet[str] = _NOTHING,
+) -> tuple[OrderRequest | None, ContractChoice | None, str | None]:
+    """`plan_entry`, with why no entry could be sized when none is (None when one is).
+
+    The reason is what the `entry_blocked` event says: one word, `size`, covered everything from a budget used up
+    to chain rules that select no contract, so a bot configured into never trading (dte_min 0 on a day without an
+    expiry, a crypto order that rounds to under 10 USD) looked like one short of money. Each reason is fixed text
+    (config values and symbols, never a price), so that it can be said once a day per reason."""
     power = buying_power(cfg, snapshot.account)
     if power is None:
-        return None, None
+        return None, None, "the broker did not say the buying power that pays for this entry"
+    if risk_usd <= 0:
+        return None, None, "the bot's risk budget for today is used up"
+    if min(room, power) <= 0:
+        return None, None, "no capital left to deploy (cash_reserve_pct, positions held, buying power)"
     room = min(room, power)
-    if risk_usd <= 0 or room <= 0:
-        return None, None
     if isinstance(cfg, OptionsBotConfig):
         choice = choose_contract(cfg.chain_rules, symbol, snapshot, day, busy)
         if choice is None:
-            return None, None
+            return None, None, no_contract_reason(cfg.chain_rules, symbol, snapshot, day, busy)
         contract = choice.contract
         spread = (contract.ask - contract.bid) * 100
         contracts = shares_for(risk_usd, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread=spread)
         if contracts < 1:
-            return None, None
-        return OrderRequest(contract.symbol, "buy", UNNUMBERED, "market", "day", qty=contracts), choice
+            return None, None, f"one contract on {symbol} {_TOO_BIG}"  # the underlying: fixed text
+        return OrderRequest(contract.symbol, "buy", UNNUMBERED, "market", "day", qty=contracts), choice, None
     quote = snapshot.quotes.get(symbol)
-    if symbol in busy or quote is None or not usable(quote, max_spread_pct):
-        return None, None
+    if symbol in busy:
+        return None, None, f"the bot already holds or is entering {symbol}"
+    if quote is None or not usable(quote, max_spread_pct):
+        return None, None, f"no usable quote for {symbol} (none, a side at 0, crossed, or wider than health.max_spread_pct)"
     if isinstance(cfg, MomentumBotConfig):
         qty = shares_for(risk_usd, quote.ask, cfg.exits.stop_loss_pct, room, spread=quote.ask - quote.bid)
-        return (OrderRequest(symbol, "buy", UNNUMBERED, "market", "day", qty=qty) if qty >= 1 else None), None
+        if qty < 1:
+            return None, None, f"one share of {symbol} {_TOO_BIG}"
+        return OrderRequest(symbol, "buy", UNNUMBERED, "market", "day", qty=qty), None, None
     assert isinstance(cfg, CryptoBotConfig)
-    return _crypto_entry(cfg, symbol, risk_usd, room, quote, assets.get(symbol)), None
+    request, why = _crypto_entry(cfg, symbol, risk_usd, room, quote, assets.get(symbol))
+    return request, None, why
+
+
+_TOO_BIG = (
+    "risks more than the bot's budget left today at exits.stop_loss_pct (the spread included), or costs more than "
+    "the capital left to deploy"
+)
+
+
+def no_contract_reason(
+    rules: ChainRules, underlying: str, snapshot: Snapshot, day: date, exclude: AbstractSet[str] = _NOTHING
+) -> str:
+    """Which of `choose_contract`'s filters left no contract of `underlying`'s chain: the first that none passed,
+    in the order it applies them. Read only when no contract was chosen (off the path of a tick that enters)."""
+    chain = snapshot.option_chains.get(underlying)
+    if not chain:
+        # the chain is read for dte_min..dte_max only (`DataNeeds`): empty, no contract expires in the range
+        return (
+            f"no contract of {underlying} expires within chain_rules dte_min..dte_max ({rules.dte_min}-{rules.dte_max} "
+            "days), or its chain could not be read"
+        )
+    left = [c for c in chain if c.option_type == "call"]
+    steps: list[tuple[str, Callable[[OptionContract], bool]]] = [
+        (f"within chain_rules dte_min..dte_max ({rules.dte_min}-{rules.dte_max} days)",
+         lambda c: rules.dte_min <= (c.expiry - day).days <= rules.dte_max),
+        (f"with greeks and an absolute delta within delta_min..delta_max ({rules.delta_min:g}-{rules.delta_max:g})",
+         lambda c: c.greeks is not None and rules.delta_min <= abs(c.greeks.delta) <= rules.delta_max),
+        (f"with a two-sided quote no wider than chain_rules.max_spread_pct ({rules.max_spread_pct:g} %)",
+         lambda c: (spread := spread_pct(c.bid, c.ask)) is not None and spread <= rules.max_spread_pct),
+        (f"with a quote no older than chain_rules.max_quote_age_seconds ({rules.max_quote_age_seconds:g} s)",
+         lambda c: abs((snapshot.taken_at - c.quote_time).total_seconds()) <= rules.max_quote_age_seconds),
+        ("that the bot does not already hold or enter", lambda c: c.symbol not in exclude),
+    ]  # fmt: skip
+    if not left:
+        return f"no call in the option chain of {underlying}"
+    for what, keeps in steps:
+        left = [c for c in left if keeps(c)]
+        if not left:
+            return f"no call of {underlying} {what}"
+    return f"no call of {underlying} passes chain_rules"  # not reached: the filters are choose_contract's
 
 
 def _crypto_entry(
     cfg: CryptoBotConfig, symbol: str, risk_usd: float, room: float, quote: Quote, asset: Asset | None
-) -> OrderRequest | None:
+) -> tuple[OrderRequest | None, str | None]:
     """A buy limit sits at the ask rounded up to the pair's price increment (BTC/USD's is 1 dollar), so that it
     stays marketable; a quantity is rounded down to the pair's quantity increment. The order must reach the
-    pair's min_order_size and, for a USD-quoted pair, Alpaca's 10 USD minimum."""
+    pair's min_order_size and, for a USD-quoted pair, Alpaca's 10 USD minimum. With no order, why not."""
     if asset is None:
-        return None  # the pair's rules are unknown: nothing to round to
+        return None, f"{symbol}'s trading rules (minimums, increments) are not known: read from the broker's assets"
     execution = cfg.execution
     loss_per_dollar = cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask
     notional = min(execution.default_notional_usd, room, risk_usd / loss_per_dollar)
     limit = None
     if execution.order_type == "limit":
         if not asset.price_increment:
-            return None
+            return None, f"the broker gives {symbol} no price increment: a limit price cannot be set"
         limit = ceil_to(quote.ask, asset.price_increment)
     price = limit or quote.ask
     if execution.use_notional:
@@ -190,12 +260,20 @@ def _crypto_entry(
         size = {"notional": notional}
     else:
         if not asset.min_trade_increment:
-            return None
+            return None, f"the broker gives {symbol} no quantity increment: a quantity cannot be rounded"
         qty = floor_to(notional / price, asset.min_trade_increment)
         notional = qty * price
         size = {"qty": qty}
     if qty <= 0 or qty < (asset.min_order_size or 0.0):
-        return None
+        return None, (
+            f"the order, the least of execution.default_notional_usd, the capital left and the budget at the stop, "
+            f"comes to under {symbol}'s minimum order size"
+        )
     if symbol.endswith("/USD") and notional < CRYPTO_MIN_USD:
-        return None
-    return OrderRequest(symbol, "buy", UNNUMBERED, execution.order_type, execution.tif, limit_price=limit, **size)
+        rounded = "" if execution.use_notional else ", its quantity rounded down to the pair's increment"
+        return None, (
+            f"the order, the least of execution.default_notional_usd, the capital left and the budget at the stop"
+            f"{rounded}, comes to under Alpaca's {CRYPTO_MIN_USD:g} USD minimum for a buy of {symbol}"
+        )
+    order = OrderRequest(symbol, "buy", UNNUMBERED, execution.order_type, execution.tif, limit_price=limit, **size)
+    return order, None

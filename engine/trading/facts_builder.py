@@ -106,6 +106,7 @@ class BotFacts(NamedTuple):
     plan: EntryPlan | None
     failed_checks: tuple[str, ...]
     signal_error: str | None = None  # the bot's signal raised or answered neither True nor False (`_signal`)
+    unsized: str | None = None  # the signal fired and no entry could be sized: why (`entries.explain_entry`)
 
 
 def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
@@ -265,8 +266,11 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["trades_options"] = bot.kind == "options"
     facts["entry_signal"] = signal_symbol is not None if signal_error is None else None  # missing: it failed
     plan = None
-    if signal_symbol is not None and budget_usd is not None:
-        request, choice = entries.plan_entry(
+    unsized = None
+    if signal_symbol is not None and budget_usd is None:
+        unsized = "the bot's budget is unknown (no equity, or the PortfolioBot is not armed)"
+    elif signal_symbol is not None and budget_usd is not None:
+        request, choice, unsized = entries.explain_entry(
             bot.config,
             signal_symbol,
             budget_usd,
@@ -285,7 +289,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["preflight_ok"] = None  # read by no preflight check; set from their answers just below
     failed = inputs.preflight[bot.kind](facts)
     facts["preflight_ok"] = not failed
-    return BotFacts(facts, plan, failed, signal_error)
+    return BotFacts(facts, plan, failed, signal_error, unsized)
 
 
 def _busy(records: BotRecords) -> AbstractSet[str]:

@@ -72,6 +72,7 @@ def open_entry(tick: TickContext, intent: Intent) -> None:
     bot.memory.entry_blocked = False
     bot.memory.last_denial = ()
     bot.memory.size_blocked_on = None
+    bot.memory.size_blocked_for.clear()
     tick.entered.add(bot.bot_id)
     engine.orders.record_intent(bot.bot_id, view.day, "entry", request, intent.trigger)
     engine.store.bump_counter(view.day, bot.bot_id, "entries")

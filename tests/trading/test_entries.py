@@ -14,7 +14,16 @@ from engine.brokers.factory import build_sim
 from engine.config.loader import load_config
 from engine.core.clock import ManualClock
 from engine.paths import PROJECT_ROOT
-from engine.trading.entries import ceil_to, choose_contract, floor_to, plan_entry, room_usd, spread_pct, usable
+from engine.trading.entries import (
+    ceil_to,
+    choose_contract,
+    explain_entry,
+    floor_to,
+    plan_entry,
+    room_usd,
+    spread_pct,
+    usable,
+)
 
 CONFIG = load_config(PROJECT_ROOT / "config")
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
@@ -253,3 +262,57 @@ def test_a_pair_whose_rules_are_unknown_is_not_sized(snapshot: Snapshot) -> None
 def test_a_symbol_the_bot_holds_is_not_entered_again(snapshot: Snapshot) -> None:
     assert plan(CRYPTO, "BTC/USD", snapshot, busy=frozenset({"BTC/USD"})) == (None, None)
     assert plan(CRYPTO, "ETH/USD", snapshot, busy=frozenset({"BTC/USD"}))[0] is not None
+
+
+# --- why no entry was sized: the `entry_blocked` event's reason -------------------------------------------------
+
+
+def explain(cfg, symbol, snapshot, risk=250.0, room=1e9, **kw):  # type: ignore[no-untyped-def]
+    kw = {"max_spread_pct": MAX_SPREAD, "assets": ASSETS, **kw}
+    return explain_entry(cfg, symbol, risk, room, snapshot, NOW.date(), **kw)
+
+
+def test_a_sized_entry_has_no_reason(snapshot: Snapshot) -> None:
+    for cfg, symbol in ((MOMENTUM, "AAPL"), (OPTIONS, "SPY"), (CRYPTO, "BTC/USD")):
+        request, _choice, why = explain(cfg, symbol, snapshot)
+        assert request is not None and why is None
+        assert explain(cfg, symbol, snapshot)[:2] == plan(cfg, symbol, snapshot)
+
+
+def test_chain_rules_that_select_nothing_are_named_not_the_budget(snapshot: Snapshot) -> None:
+    # A delta range no call reaches was logged as `size` alone, and `why` read it as a budget too small for one
+    # contract: a bot configured into never trading looked like one short of money.
+    no_delta = dataclasses.replace(OPTIONS, chain_rules=dataclasses.replace(RULES, delta_min=0.999, delta_max=1.0))
+    assert explain(no_delta, "SPY", snapshot) == (
+        None,
+        None,
+        "no call of SPY with greeks and an absolute delta within delta_min..delta_max (0.999-1)",
+    )
+    far = dataclasses.replace(OPTIONS, chain_rules=dataclasses.replace(RULES, dte_min=100, dte_max=120))
+    assert explain(far, "SPY", snapshot)[2] == "no call of SPY within chain_rules dte_min..dte_max (100-120 days)"
+    tight = dataclasses.replace(OPTIONS, chain_rules=dataclasses.replace(RULES, max_spread_pct=1e-9))
+    assert "max_spread_pct" in (explain(tight, "SPY", snapshot)[2] or "")
+    # the chain is read for the DTE range only: an empty one says so
+    assert "dte_min..dte_max (7-45 days)" in (explain(OPTIONS, "QQQ", snapshot)[2] or "")  # QQQ's chain not read
+
+
+def test_each_reason_an_entry_is_not_sized(snapshot: Snapshot) -> None:
+    assert explain(MOMENTUM, "AAPL", snapshot, risk=0.0)[2] == "the bot's risk budget for today is used up"
+    assert "no capital left" in (explain(MOMENTUM, "AAPL", snapshot, room=0.0)[2] or "")
+    assert "one share of AAPL risks more" in (explain(MOMENTUM, "AAPL", snapshot, risk=0.01)[2] or "")
+    assert "one contract on SPY" in (explain(OPTIONS, "SPY", snapshot, risk=0.01)[2] or "")
+    assert "already holds" in (explain(MOMENTUM, "AAPL", snapshot, busy=frozenset({"AAPL"}))[2] or "")
+    assert "no usable quote" in (explain(MOMENTUM, "AAPL", with_quote(snapshot, "AAPL", 0.0, 1.0))[2] or "")
+    assert "buying power" in (explain(MOMENTUM, "AAPL", dataclasses.replace(snapshot, account=None))[2] or "")
+    assert "not known" in (explain(CRYPTO, "BTC/USD", snapshot, assets={})[2] or "")
+
+
+def test_a_crypto_quantity_rounded_under_10_usd_says_so(snapshot: Snapshot) -> None:
+    # default_notional_usd 10 by quantity: rounded down to the increment it is always under Alpaca's minimum, and
+    # the bot never traded with nothing but `size` to say why
+    execution = dataclasses.replace(CRYPTO.execution, use_notional=False, default_notional_usd=10.0)
+    by_qty = dataclasses.replace(CRYPTO, execution=execution)
+    coarse = {**ASSETS, "BTC/USD": dataclasses.replace(BTC, min_trade_increment=0.0001)}
+    request, _choice, why = explain(by_qty, "BTC/USD", snapshot, assets=coarse)
+    assert request is None
+    assert why is not None and "rounded down" in why and "10 USD minimum" in why
