@@ -21,7 +21,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
-from engine.config.model import HealthSettings
+from engine.config.model import HealthSettings, OptionsBotConfig, TradingBotConfig
 from engine.core import order_lifecycle as lifecycle
 from engine.core.stop import Terminated
 from engine.core.store import PositionRow
@@ -269,6 +269,8 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     unsized = None
     if signal_symbol is not None and budget_usd is None:
         unsized = "the bot's budget is unknown (no equity, or the PortfolioBot is not armed)"
+    elif signal_symbol is not None and (flattening := _flattening(bot.config, system)) is not None:
+        unsized = flattening
     elif signal_symbol is not None and budget_usd is not None:
         request, choice, unsized = entries.explain_entry(
             bot.config,
@@ -290,6 +292,18 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     failed = inputs.preflight[bot.kind](facts)
     facts["preflight_ok"] = not failed
     return BotFacts(facts, plan, failed, signal_error, unsized)
+
+
+def _flattening(config: TradingBotConfig, system: Facts) -> str | None:
+    """Why an OptionsBot may not open now: the close is within its exits.flatten_before_close_minutes, so what it
+    bought would be sold at the next tick (`near_close`), losing the spread each time, up to max_trades_per_day
+    times a day (a flatten of 300 minutes, or one inside the window of an early close). None when it may."""
+    if not isinstance(config, OptionsBotConfig):
+        return None
+    minutes, to_close = config.exits.flatten_before_close_minutes, system["minutes_to_close"]
+    if system["market_open"] is not True or to_close is None or to_close > minutes:
+        return None
+    return f"the close is within exits.flatten_before_close_minutes ({minutes}): an entry would be flattened at once"
 
 
 def _busy(records: BotRecords) -> AbstractSet[str]:
