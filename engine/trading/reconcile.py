@@ -97,8 +97,30 @@ def unexplained(owned: Iterable[PositionRow], known_client_ids: set[str], snapsh
     return found
 
 
+def fee_split(holders: list[PositionRow], at_broker: float) -> list[float]:
+    """What each holder of one coin owns once the broker's `at_broker` is adopted: the fees charged to the bots whose
+    buys paid them. The fee is a share of each buy, so of all the fees taken over the holders' round trips (their
+    fills' net quantity less `at_broker`) each holder's fair part is in proportion to what it bought; what its
+    ledger already gave up to fees (its own fills' net less what it owns) is deducted, and the shortfall is charged
+    to the holders that still owe theirs. Split by quantity held instead, a bot that held before another bought paid
+    part of the newcomer's fee, its ledger and P&L smaller for a purchase it never made. Falls back to the split by
+    quantity held when the fills do not tell (no quantity bought recorded, nothing owed, or a share that would go
+    below zero)."""
+    total = sum(p.qty for p in holders)
+    short = total - at_broker
+    bought = sum(p.bought_qty for p in holders)
+    taken = bought - sum(p.sold_qty for p in holders) - at_broker
+    owed = [max(taken * p.bought_qty / bought - (p.bought_qty - p.sold_qty - p.qty), 0.0) if bought > 0 else 0.0
+            for p in holders]  # fmt: skip
+    if sum(owed) > 0:
+        split = [p.qty - short * o / sum(owed) for p, o in zip(holders, owed, strict=True)]
+        if min(split) >= 0:
+            return split
+    return [p.qty * at_broker / total for p in holders]
+
+
 def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot) -> None:
-    """The bots own what the broker delivered after crypto fees, split in proportion to their fills."""
+    """The bots own what the broker delivered after crypto fees, each charged the fees of its own buys (`fee_split`)."""
     if not any(is_crypto(p.symbol) for p in snapshot.positions or ()):
         return  # fees are taken from crypto only: nothing to read
     owned = store.positions()
@@ -111,8 +133,6 @@ def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot
     with store.transaction():
         for symbol, at_broker in shortfalls.items():
             holders = [p for p in owned if p.symbol == symbol]
-            total = sum(p.qty for p in holders)
-            for p in holders:
-                qty = p.qty * at_broker / total
+            for p, qty in zip(holders, fee_split(holders, at_broker), strict=True):
                 store.set_position(p.bot_id, symbol, qty, p.avg_entry_price, p.opened_at)
                 journal.log("fee_adjusted", bot=p.bot_id, symbol=symbol, qty_before=p.qty, qty_after=qty)
