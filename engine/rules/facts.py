@@ -133,7 +133,7 @@ BOT_FACTS: tuple[Fact, ...] = (
     ),
     _f("holds_position", "bool", "", "The bot holds at least one position."),
     _f("entry_order_open", "bool", "", "An entry order of the bot is working at the broker."),
-    _f("exit_order_open", "bool", "", "An exit order of the bot is working at the broker."),
+    _f("exit_order_open", "bool", "", "An exit order of the bot, or the ExitBot's flatten of a symbol it holds, is working."),
     _f("entry_failed", "bool", "", "The bot's last entry order ended (canceled, rejected, expired) with nothing filled."),
     _f("minutes_since_entry_order", "float", "min", "Minutes since the bot's working entry order was sent (0 if none)."),
     _f("position_pnl_pct", "float", "%", "Unrealized P&L of the bot's positions against their cost, in percent."),

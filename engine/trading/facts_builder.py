@@ -24,7 +24,7 @@ from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, Order
 from engine.config.model import HealthSettings, OptionsBotConfig, TradingBotConfig
 from engine.core import order_lifecycle as lifecycle
 from engine.core.stop import Terminated
-from engine.core.store import PositionRow
+from engine.core.store import EXITBOT_ID, PositionRow
 from engine.strategy import clipped, describe
 from engine.strategy.watchdog import CALL
 from engine.trading import entries
@@ -247,7 +247,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["open_positions"] = len(busy)
     facts["holds_position"] = bool(owned)
     facts["entry_order_open"] = bool(entries_open)
-    facts["exit_order_open"] = bool(records.open_exits)
+    facts["exit_order_open"] = bool(records.open_exits) or _flatten_working(view, owned)
     facts["entry_failed"] = not entries_open and (
         bot.memory.entry_blocked  # the gate refused the entry the machine last asked for
         or last_entry is None
@@ -292,6 +292,17 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     failed = inputs.preflight[bot.kind](facts)
     facts["preflight_ok"] = not failed
     return BotFacts(facts, plan, failed, signal_error, unsized)
+
+
+def _flatten_working(view: TickView, owned: Sequence[PositionRow]) -> bool:
+    """The ExitBot's flatten of a symbol several bots hold is working on one of the bot's own positions: that order
+    is the bot's exit (its fills are split among the holders, orders.py), so the bot's machine waits on it in
+    `exiting`. Counted as the bot's own orders only, the bot found its exit stalled each tick while the flatten
+    worked (hours of ticks for one placed while the market is closed), and went back to `in_position` and out again."""
+    if not owned:
+        return False
+    flattens = view.bot(EXITBOT_ID).open_exits
+    return bool(flattens) and any(r.symbol == p.symbol for r in flattens for p in owned)
 
 
 def _flattening(config: TradingBotConfig, system: Facts) -> str | None:

@@ -3,16 +3,23 @@ for one of them (engine/trading/reconcile.py, orders.py, handlers.py)."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from engine.brokers.base import Position, Snapshot
+from engine.brokers.base import Order, OrderRequest, Position, Snapshot
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
-from engine.core.store import PositionRow, StateStore
+from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, PositionRow, StateStore
+from engine.paths import PROJECT_ROOT
+from engine.trading.exitbot import record_halt
 from engine.trading.reconcile import adopt_fee_shortfalls
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig
+from tests.trading.test_shared_ticker import FAST, SLOW, broker_qty, ledgers
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 
@@ -42,3 +49,42 @@ def test_fees_of_buys_made_together_are_split_in_proportion_to_what_each_bought(
     adopt_fee_shortfalls(store, journal, coins(3.99))
     owned = {p.bot_id: p.qty for p in store.positions()}
     assert owned == {"crypto_a": pytest.approx(2.9925), "crypto_b": pytest.approx(0.9975)}
+
+
+def shared_rig(project: ProjectCopy, clock: ManualClock) -> Rig:
+    for name in ("settings.yaml", "bots.yaml"):
+        shutil.copy(PROJECT_ROOT / "examples" / "shared-ticker" / "config" / name, project.config / name)
+    return make_rig(project, clock)
+
+
+def test_holders_wait_on_the_exitbot_s_flatten_of_their_shares_instead_of_retrying_every_tick(
+    project: ProjectCopy, clock: ManualClock
+) -> None:
+    """A kill-switch flatten of AAPL, which both bots hold, that the market does not fill at once (placed while the
+    market is closed it waits for the open: hours of ticks). Each holder's exit is that working order: its machine
+    waits in `exiting`. Before, `exit_order_open` saw only the bot's own orders, so every tick each holder found its
+    exit stalled, went back to `in_position` and exited again (two transitions a bot a tick, all night)."""
+    rig = shared_rig(project, clock)
+    rig.until(lambda r: FAST in ledgers(r) and SLOW in ledgers(r), limit=1500)
+    exchange, submit = rig.exchange, rig.exchange.submit
+    exchange.fill_at_submit = False
+
+    def not_filled(request: OrderRequest) -> Order:  # the flatten waits, as for the open
+        order = submit(request)
+        if request.client_order_id.startswith(EXITBOT_ID):
+            exchange.suspend_order(order.id)
+        return exchange.find(order.id)  # type: ignore[no-any-return]
+
+    exchange.submit = not_filled
+    seen = len(rig.events("transition"))
+    record_halt(rig.store, rig.engine.journal, scope=SYSTEM_SCOPE, reason="test flatten", conditions=("operator",),
+                now=clock.now(), flatten=True)  # fmt: skip
+    rig.ticks(20)
+    moves: list[dict[str, Any]] = [e for e in rig.events("transition")[seen:] if e["bot"] in (FAST, SLOW)]
+    assert [e for e in moves if e["trigger"] == "retry_exit"] == []
+    assert sum(e["trigger"] == "exit" for e in moves) <= 2  # each holder exits once
+    flatten = next(r for r in rig.store.orders() if r.bot_id == EXITBOT_ID)
+    exchange.resume_order(flatten.broker_order_id)
+    rig.ticks(5)
+    assert ledgers(rig) == {} and broker_qty(rig) == 0
+    assert {rig.engine.bot(b).model.state for b in (FAST, SLOW)} == {"halted"}
