@@ -822,6 +822,12 @@ class AlpacaAPI:
         if created_at is None:
             raise Unreadable(f"{name}'s created_at is missing")
         type_key = "order_type" if o.get("order_type") else "type"  # the SDK read `order_type or type`
+        replaced_by = _uuid(o["replaced_by"], f"{name}'s replaced_by") if o.get("replaced_by") else None
+        if status == "replaced" and replaced_by is None:
+            # Alpaca replaces an order with another (replaced_by names it) that works on in its place: booked, the
+            # order ended here and its replacement worked on unfollowed, an exit of it selling what the bot's next
+            # exit sold again
+            raise Unreadable(f"{name} is replaced, by no order it names")
         return Order(
             id=_uuid(o.get("id"), f"{name}'s id"),
             client_order_id=client_order_id,
@@ -838,7 +844,7 @@ class AlpacaAPI:
             status=status,
             created_at=self._not_ahead(created_at, f"{name}'s created_at"),
             asset_class=asset_class,
-            replaced_by=_uuid(o["replaced_by"], f"{name}'s replaced_by") if o.get("replaced_by") else None,
+            replaced_by=replaced_by,
             replaces=_uuid(o["replaces"], f"{name}'s replaces") if o.get("replaces") else None,
         )
 

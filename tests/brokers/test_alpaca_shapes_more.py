@@ -91,7 +91,10 @@ STATUSES = ["new", "accepted", "pending_new", "accepted_for_bidding", "pending_c
 @pytest.mark.parametrize("status", STATUSES)
 def test_every_order_status_passes_through(api: AlpacaAPI, emulator: Emulator, status: str) -> None:
     api.submit_order(OrderRequest("AAPL", "buy", "st-1", "limit", "day", qty=1, limit_price=1.0))
-    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch={"*.status": status}))
+    patch = {"*.status": status}
+    if status == "replaced":  # Alpaca names the replacement (an answer without it is refused: test_hostile_lifecycle)
+        patch["*.replaced_by"] = "00000000-0000-4000-8000-000000000009"
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch=patch))
     (order,) = api.get_open_orders()
     assert order.status == status and order.filled_avg_price is None and order.filled_qty == 0
 

@@ -435,3 +435,30 @@ def test_a_fill_repriced_without_a_new_fill_books_nothing_and_halts(desk: Desk, 
     desk.tick()
     held = desk.store.positions("b1")
     assert [(p.qty, round(p.avg_entry_price, 6)) for p in held] == [(6, 100.5)]
+
+
+# --- statuses the engine rarely sees -----------------------------------------------------------------------------
+
+
+def test_a_replaced_order_that_names_no_replacement_is_a_bad_answer(desk: Desk) -> None:
+    """Alpaca's `replaced` names the order that works on in its place (replaced_by). Read without it, the row ended
+    `replaced` and nothing followed the replacement: an exit of it sold on at the broker while the bot, its exit
+    ended, sent another."""
+    desk.exchange.fill_at_submit = False
+    row = desk.intent()
+    desk.orders.send_pending()
+    desk.tick()
+    desk.emulator.faults.append(listed({"*.status": "replaced"}))
+    desk.tick()
+    desk.emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", drop=["0"]))  # not listed: looked up
+    desk.emulator.faults.append(Fault(path_prefix=LOOKUP, patch={"status": "replaced", "replaced_by": None}))
+    desk.tick()
+    failed = [*desk.errors, *desk.failures]
+    assert [e.kind for e in failed] == ["bad_response"] * 2
+    assert all("replaced, by no order it names" in e.message for e in failed)
+    stored = desk.store.order(row.client_order_id)
+    assert stored is not None and stored.status == "new"  # nothing of it was recorded
+    assert stored.broker_order_id is not None
+    desk.exchange.replace_order(stored.broker_order_id, limit_price=1.5)
+    desk.tick()  # the real replacement is followed and adopted
+    assert [(r.status, r.limit_price) for r in desk.store.orders()] == [("replaced", 1.0), ("new", 1.5)]
