@@ -58,6 +58,7 @@ def _from_local(status: str) -> dict[str, str]:
         filled="the broker confirmed the order, already filled",
         canceled="the broker confirmed the order, already cancelled",
         expired="the broker confirmed the order, already expired",
+        replaced="the broker confirmed the order, already replaced by another (followed to it: replaced_by)",
         rejected="the broker refused the order",
         not_sent="lookups by client_order_id proved the broker never got it",
     )

@@ -462,3 +462,28 @@ def test_a_replaced_order_that_names_no_replacement_is_a_bad_answer(desk: Desk) 
     desk.exchange.replace_order(stored.broker_order_id, limit_price=1.5)
     desk.tick()  # the real replacement is followed and adopted
     assert [(r.status, r.limit_price) for r in desk.store.orders()] == [("replaced", 1.0), ("new", 1.5)]
+
+
+def test_an_order_replaced_before_the_lookup_after_a_lost_post_is_followed(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The POST's answer is lost, and by the lookup that follows the broker has replaced the order: the intent,
+    still `pending`, could not become `replaced`, and the IllegalOrderMove escaped the send (the tick failed, the
+    intent stayed `pending` and the replacement worked on unfollowed)."""
+    desk.exchange.fill_at_submit = False
+    submit = desk.exchange.submit
+
+    def submit_then_replace(request: OrderRequest) -> Any:
+        order = submit(request)
+        desk.exchange.replace_order(order.id, limit_price=1.5)
+        return order
+
+    monkeypatch.setattr(desk.exchange, "submit", submit_then_replace)
+    desk.emulator.faults.append(Fault(path_prefix=ORDERS, method="POST", after=True, status=500))
+    row = desk.intent()
+    desk.orders.send_pending()
+    monkeypatch.undo()
+    desk.tick()
+    assert [f.kind for f in desk.failures] == ["server"]  # the lost answer only
+    stored = desk.store.order(row.client_order_id)
+    assert stored is not None and stored.status == "replaced"
+    (replacement,) = [r for r in desk.store.orders() if r.client_order_id != row.client_order_id]
+    assert (replacement.status, replacement.limit_price, replacement.reason) == ("new", 1.5, f"replaces {row.client_order_id}")
