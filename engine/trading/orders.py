@@ -42,6 +42,8 @@ from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, Position
 from engine.trading import reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
+# How many replacements in a row (each replaced in turn between two reads) are followed in one read; more is junk.
+MAX_REPLACEMENTS = 8
 # Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per
 # kind (`refused:<reason>`), never an anomaly of the account. Any other refusal is a `rejection`.
 REFUSALS = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forbidden"})
@@ -443,27 +445,53 @@ class OrderManager:
         contradiction = _contradicts(row, order)
         if contradiction is not None:
             raise Contradiction(f"order {row.client_order_id}: {contradiction}")
-        replacement: Order | None = None
+        chain: list[Order] = []  # the replacement, and its own replacements when it was replaced in turn
         if order.status == "replaced" and row.status != "replaced" and order.replaced_by:
+            chain = self._replacements(row, order)
+            if not chain:
+                return  # a replacement not readable yet: the replaced order stays as it was, followed again next tick
+        if not chain and _unchanged(row, order):
+            return  # nothing new: no write, no transaction (every working order, every tick)
+        with self.store.transaction():
+            replaced = row
+            for replacement in chain:
+                replaced = self._adopt_replacement(replaced, replacement)
+            self._record(row, order, action)
+
+    def _replacements(self, row: OrderRow, order: Order) -> list[Order]:
+        """The order that replaced `order`, and, while that one was replaced too (twice between two reads: each
+        `replaced`, naming the next), each next one: the last is the order that works on. Only the first was
+        followed: the second, adopted as a new intent, cannot be `replaced` (IllegalOrderMove), so every tick
+        halted on it and the order working at the broker was never followed. A chain ends at a replacement some
+        row already records (its own row follows it). Empty when one is unreadable (a failure) or not found yet.
+
+        Contradiction when a replacement is in another symbol or side, or the chain comes back on itself."""
+        chain: list[Order] = []
+        seen = {order.id}
+        current = order
+        while current.status == "replaced" and current.replaced_by:
+            if current.replaced_by in seen or len(chain) >= MAX_REPLACEMENTS:
+                why = "which it already passed through" if current.replaced_by in seen else "too many times to follow"
+                raise Contradiction(f"order {row.client_order_id}: replaced by {current.replaced_by}, {why}")
             try:
-                replacement = self.broker.get_order(order.replaced_by)
+                replacement = self.broker.get_order(current.replaced_by)
             except BrokerError as exc:
                 self.on_failure(exc)
-                return
-            if replacement is None:  # not readable yet: the replaced order stays as it was, followed again next tick
-                self._replacement_unfound(row, order.replaced_by)
-                return
-            self._replacements_missing.pop(row.client_order_id, None)
+                return []
+            if replacement is None:
+                self._replacement_unfound(row, current.replaced_by)
+                return []
             for name in ("symbol", "side"):  # a replacement changes the amounts, the price, the time in force only
                 if getattr(replacement, name) != getattr(row, name):
                     raise Contradiction(f"order {row.client_order_id} ({getattr(row, name)}) was replaced by "
                                         f"{replacement.id}, whose {name} is {getattr(replacement, name)}")  # fmt: skip
-        if replacement is None and _unchanged(row, order):
-            return  # nothing new: no write, no transaction (every working order, every tick)
-        with self.store.transaction():
-            if replacement is not None:
-                self._adopt_replacement(row, replacement)
-            self._record(row, order, action)
+            chain.append(replacement)
+            seen.add(replacement.id)
+            if self.store.order(replacement.client_order_id) is not None:
+                break  # already recorded: its own row follows it
+            current = replacement
+        self._replacements_missing.pop(row.client_order_id, None)
+        return chain
 
     def _replacement_unfound(self, row: OrderRow, replaced_by: str) -> None:
         """The broker says it replaced the order, and does not find the replacement: a moment's lag is waited out;
@@ -507,13 +535,15 @@ class OrderManager:
                 symbol=row.symbol,
             )
 
-    def _adopt_replacement(self, row: OrderRow, replacement: Order) -> None:
-        """Record the order that replaced `row` under the same bot and purpose (once). A cancel still wanted for
-        `row` (its bot gave it up while the broker replaced it) is wanted for its replacement: it would work on."""
+    def _adopt_replacement(self, row: OrderRow, replacement: Order) -> OrderRow:
+        """Record the order that replaced `row` under the same bot and purpose (once); its row. A cancel still
+        wanted for `row` (its bot gave it up while the broker replaced it) is wanted for its replacement: it would
+        work on."""
         self._read_after_snapshot.add(replacement.client_order_id)
         if row.client_order_id in self._cancels_wanted:
             self._cancels_wanted[replacement.client_order_id] = None
-        if self.store.order(replacement.client_order_id) is None:
+        adopted = self.store.order(replacement.client_order_id)
+        if adopted is None:
             now = self.clock.now()
             adopted = dataclasses.replace(
                 row,
@@ -541,6 +571,7 @@ class OrderManager:
                 replaces=row.client_order_id,
             )
             self._record(adopted, replacement, "update")
+        return adopted
 
     def _fill(self, row: OrderRow, qty: float, price: float) -> None:
         """A fill moves the bot's own position; the sell that makes it flat closes its round trip: a `trade`.

@@ -464,6 +464,27 @@ def test_a_replaced_order_that_names_no_replacement_is_a_bad_answer(desk: Desk) 
     assert [(r.status, r.limit_price) for r in desk.store.orders()] == [("replaced", 1.0), ("new", 1.5)]
 
 
+def test_an_order_replaced_twice_between_two_reads_is_followed_to_the_one_that_works(desk: Desk) -> None:
+    """A replaced by B, B by C before the engine looked: only B was followed, and B, adopted as a new intent, could
+    not become `replaced`; every tick halted on it and C, working at the broker, was followed by no row."""
+    desk.exchange.fill_at_submit = False
+    row = desk.intent()
+    desk.orders.send_pending()
+    desk.tick()
+    stored = desk.store.order(row.client_order_id)
+    assert stored is not None and stored.broker_order_id
+    second = desk.exchange.replace_order(stored.broker_order_id, limit_price=1.5)
+    assert second is not None
+    third = desk.exchange.replace_order(second, limit_price=2.0)
+    desk.tick()
+    desk.tick()
+    assert not desk.failures and not desk.errors
+    rows = desk.store.orders()
+    assert [(r.status, r.limit_price) for r in rows] == [("replaced", 1.0), ("replaced", 1.5), ("new", 2.0)]
+    assert rows[-1].broker_order_id == third and {r.bot_id for r in rows} == {"b1"}
+    assert {r.purpose for r in rows} == {"entry"}
+
+
 def test_an_order_replaced_before_the_lookup_after_a_lost_post_is_followed(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
     """The POST's answer is lost, and by the lookup that follows the broker has replaced the order: the intent,
     still `pending`, could not become `replaced`, and the IllegalOrderMove escaped the send (the tick failed, the
