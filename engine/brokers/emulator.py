@@ -1156,8 +1156,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_raw(self, status: int, text: str, content_type: str, headers: dict[str, str] | None = None) -> None:
         data = text.encode("utf-8")
+        if data and (status < 200 or status in (204, 304)):
+            # HTTP gives these no body, so the client reads none: the bytes would be left on the kept-alive
+            # connection and read as the start of the next answer (a test's next request failing by the timing)
+            self.close_connection = True
         try:
             self.send_response(status)
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
