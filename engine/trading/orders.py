@@ -176,6 +176,10 @@ class OrderManager:
         is stale)."""
         if not self._recorded and not self._held:
             return 0
+        # The tick's transaction is committed: its events (intents, fills, trades, halts) go to the log now, not
+        # at the first send or the tick's end, so that a kill during the sync to disk below, or before a send,
+        # cannot leave SQLite holding what the log never says (the window is down to this one write)
+        self.journal.flush()
         failpoints.reach("intent_committed")  # after the tick's transaction, before any of its sends
         self._recorded = 0
         rows = self.store.orders(statuses=("pending",))

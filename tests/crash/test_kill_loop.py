@@ -22,7 +22,7 @@ import pytest
 
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
-from engine.core.journal import Journal
+from engine.core.journal import Journal, read_events
 from engine.core.store import StateStore
 from engine.paths import PROJECT_ROOT
 from engine.trading.runner import operator_halt
@@ -105,6 +105,25 @@ def test_killed_at_each_step_of_the_order_path(project: ProjectCopy, broker_and_
     assert run_engine(project, emulator, clock, 1500, failpoint) == -signal.SIGKILL  # it did reach the point
     assert run_engine(project, emulator, clock, 60, None) == 0
     check_invariants(project, emulator)
+
+
+@pytest.mark.parametrize("failpoint", ["intent_committed:1", "intent_committed:2"])
+def test_what_a_killed_tick_committed_is_in_the_log(project: ProjectCopy, broker_and_clock, failpoint: str) -> None:
+    """Killed after the tick's transaction and before its first send: every order SQLite holds has its `intent`
+    line, and every fill booked on an order its `fill` lines (the log is the audit trail of what was committed)."""
+    emulator, clock = broker_and_clock
+    assert run_engine(project, emulator, clock, 1500, failpoint) == -signal.SIGKILL
+    events = read_events(project.root / "app.jsonl")
+    intents = {e["client_order_id"] for e in events if e["event"] == "order" and e["action"] == "intent"}
+    filled: Counter[str] = Counter()
+    for e in events:
+        if e["event"] == "fill":
+            filled[e["client_order_id"]] += e["qty"]
+    store = StateStore(project.root / "state.db")
+    rows = store.orders()
+    store.close()
+    assert rows and {r.client_order_id for r in rows} <= intents, {r.client_order_id for r in rows} - intents
+    assert {r.client_order_id: r.filled_qty for r in rows if r.filled_qty} == pytest.approx(dict(filled))
 
 
 def test_an_operator_halt_while_down_stops_every_entry(project: ProjectCopy, broker_and_clock) -> None:
