@@ -1083,6 +1083,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the request log is the record
         return
 
+    def handle(self) -> None:
+        """A client that dies mid-connection (an engine killed with SIGKILL, as the crash tests and a rehearsal
+        with `kill -9` do) resets it: the client's end, not the emulator's error, so no traceback on its console."""
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
+
     def _handle(self, method: str) -> None:
         emulator = self.emulator
         parts = urlsplit(self.path)
