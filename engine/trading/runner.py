@@ -216,7 +216,8 @@ def _check_broker(broker: Broker, report: Report) -> None:
 
 def _start_alerts(report: Report, env: dict[str, str], journal: Journal, engine: Engine) -> Any:
     """The alerts' listener on the journal, only when settings.yaml enables them (apprise is imported only then);
-    alerts that are on but cannot be sent refuse the run: an operator who asked for them counts on them."""
+    alerts that are on but cannot be sent refuse the run: an operator who asked for them counts on them. An unset
+    variable or a URL apprise refuses is input to fix (exit 2), as a bad key is: a restart would refuse it again."""
     assert report.config is not None
     if not report.config.settings.alerts.enabled:
         return None
@@ -225,7 +226,7 @@ def _start_alerts(report: Report, env: dict[str, str], journal: Journal, engine:
     try:
         return start_alerts(report.config.settings, env, journal, engine)
     except AlertSetupError as exc:
-        raise RunError(str(exc)) from None
+        raise RunError(str(exc), invalid=True) from None
 
 
 def close_session(session: Session) -> None:

@@ -314,3 +314,19 @@ def test_a_run_whose_alerts_all_failed_says_so_at_its_end(
     assert code == 0 and closed["event"] == "alerts_closed" and closed["failed"] > 0 and closed["sent"] == 0
     assert err.count("\n") == 1 and err.startswith(f"warning: alerts: 0 sent, {closed['failed']} failed")
     assert "alert_failed" in err and "SECRETTOKENXYZ" not in out + err
+
+
+@pytest.mark.parametrize("url", ["tgram://not-a-token", ""])
+def test_an_alert_url_that_cannot_be_used_is_bad_input_exit_2(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    """A URL apprise refuses (or a variable left unset) is input to fix, as a bad key is: exit 2, which the
+    systemd unit does not restart every 30 s, with the variable's name and never its value."""
+    monkeypatch.setenv("HYDRA_ALERT_URL", url)
+    _enable(project)
+    code = main(["run", "--ticks", "1", "--quiet", "--config", str(project.config), "--machines", str(project.machines),
+                 "--rules", str(project.rules), "--state-db", str(project.root / "s.db"),
+                 "--log", str(project.root / "app.jsonl")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "HYDRA_ALERT_URL" in err and (not url or url not in out + err)
