@@ -7,9 +7,10 @@ Why it is built this way:
   after its line is written, so an alert never says something the log does not, and the engine needs no alert
   calls of its own.
 - A tick must never wait for a network. The listener only turns a record into a short text and appends it to
-  a bounded deque (a lock held for an append); a background thread delivers. When the queue is full the oldest
-  alert is dropped and counted (the newest is the one that matters, e.g. the halt after a flood of broker
-  errors), and the next alert delivered says how many were dropped.
+  a bounded deque per destination (a lock held for an append); a background thread per destination delivers, so
+  a destination that hangs or is retried after a backoff never delays another's alerts. When a queue is full
+  its oldest alert is dropped and counted (the newest is the one that matters, e.g. the halt after a flood of
+  broker errors), and the next alert delivered there says how many were dropped.
 - Delivery fails (a service down, a bad token): each failed try is an `alert_failed` event, and the alert is
   retried with a doubling backoff, up to `max_attempts`. The worker thread never writes the journal itself
   (the journal is not thread-safe, and a sim run's events carry simulated time only): it leaves the failures
@@ -27,8 +28,9 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -106,15 +108,33 @@ def resolve_urls(settings: AlertSettings, env: Mapping[str, str]) -> list[tuple[
 
 
 class _Captured(logging.Handler):
-    """apprise's log lines of the current try, kept in memory: they explain a failure but may name a host."""
+    """apprise's log lines during each send in progress, kept in memory: they explain a failure but may name a
+    host. apprise may log from a thread of its own, so a line goes to every send in progress: two destinations
+    failing at the same moment may see each other's cause (a status or "connection failed", never a secret)."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
+        self._open: list[list[str]] = []
+        self._lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):  # a malformed record must not reach the worker
-            self.messages.append(record.getMessage())
+            message = record.getMessage()
+            with self._lock:
+                for lines in self._open:
+                    lines.append(message)
+
+    @contextlib.contextmanager
+    def during(self) -> Iterator[list[str]]:
+        """The lines apprise logs while the block runs."""
+        lines: list[str] = []
+        with self._lock:
+            self._open.append(lines)
+        try:
+            yield lines
+        finally:
+            with self._lock:
+                self._open.remove(lines)
 
 
 _captured = _Captured()
@@ -154,17 +174,28 @@ class AppriseTarget:
         # apprise's own timeouts hold (4 s to connect, 4 s to read; a URL's cto= and rto= change them)
 
     def send(self, title: str, body: str) -> str | None:
-        _captured.messages.clear()
-        try:
-            delivered = self._apprise.notify(body=body, title=title)
-        except Exception as exc:  # a plugin that raises is a failed try like any other
-            return f"{type(exc).__name__}"
-        return None if delivered else _reason(_captured.messages)
+        with _captured.during() as messages:
+            try:
+                delivered = self._apprise.notify(body=body, title=title)
+            except Exception as exc:  # a plugin that raises is a failed try like any other
+                return f"{type(exc).__name__}"
+        return None if delivered else _reason(messages)
 
 
 def doubling_backoff(base_seconds: float) -> Callable[[int], float]:
     """The wait after the n-th failed try (1-based): base, 2 × base, 4 × base, ... up to 5 minutes."""
     return lambda attempt: min(base_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+
+
+@dataclass
+class _Lane:
+    """One destination's queue and the thread that delivers it (its counts changed under the Alerter's lock)."""
+
+    target: Target
+    queue: deque[Alert] = field(default_factory=deque)
+    dropped_untold: int = 0
+    in_flight: int = 0  # 1 while the thread holds an alert
+    thread: threading.Thread | None = None
 
 
 @dataclass
@@ -199,14 +230,12 @@ class Alerter:
         self.backoff = backoff or doubling_backoff(self.config.retry_backoff_seconds)
         self.events = frozenset(self.config.events)
         self.sent = self.failed = self.dropped = self.undelivered = 0
-        self._queue: deque[Alert] = deque()
+        self._lanes = [_Lane(target) for target in self.targets]
         self._cond = threading.Condition()
         self._closing = False
-        self._abort = threading.Event()  # set when close gives up waiting: the worker stops retrying
-        self._dropped_untold = 0
-        self._in_flight = 0  # 1 while the worker holds an alert (changed under the lock)
+        self._abort = threading.Event()  # set when close gives up waiting: the workers stop retrying
+        self._counted = False  # set under the lock when close has counted: a worker still busy changes nothing after
         self._outbox: deque[dict[str, Any]] = deque()  # alert_failed records, logged by the main thread
-        self._thread = threading.Thread(target=self._work, name="alerts", daemon=True)
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "halt": self._on_halt,
             "resume": self._on_resume,
@@ -236,7 +265,9 @@ class Alerter:
     # --- the main thread ---------------------------------------------------------------------------------------
 
     def start(self) -> Alerter:
-        self._thread.start()
+        for index, lane in enumerate(self._lanes):
+            lane.thread = threading.Thread(target=self._work, args=(lane,), name=f"alerts-{index}", daemon=True)
+            lane.thread.start()
         self.journal.subscribe(self)
         return self
 
@@ -252,29 +283,36 @@ class Alerter:
                 self._outbox.append({**unreadable, "reason": f"unreadable event: {type(exc).__name__}", "retry_in_s": None})
 
     def put(self, alert: Alert) -> None:
-        """Queue an alert; never blocks beyond a lock held for an append. Full: the oldest goes, counted."""
+        """Queue an alert for every destination; never blocks beyond a lock held for the appends. A destination's
+        queue full: its oldest goes, counted."""
         with self._cond:
-            if len(self._queue) >= self.config.queue_size:
-                self._queue.popleft()
-                self.dropped += 1
-                self._dropped_untold += 1
-            self._queue.append(alert)
-            self._cond.notify()
+            for lane in self._lanes:
+                if len(lane.queue) >= self.config.queue_size:
+                    lane.queue.popleft()
+                    self.dropped += 1
+                    lane.dropped_untold += 1
+                lane.queue.append(alert)
+            self._cond.notify_all()
 
     def close(self, timeout: float | None = None) -> None:
-        """Deliver what is queued within `timeout` seconds (CLOSE_TIMEOUT_SECONDS), then stop; log the failures and
-        `alerts_closed`."""
+        """Deliver what is queued within `timeout` seconds (CLOSE_TIMEOUT_SECONDS) in all, then stop; log the
+        failures and `alerts_closed`. An alert not delivered by then (queued, in a send, waiting to be retried)
+        is counted undelivered, once: a worker still busy counts nothing after."""
         timeout = CLOSE_TIMEOUT_SECONDS if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         self.journal.unsubscribe(self)
         with self._cond:
             self._closing = True
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._cond.notify_all()
+        for lane in self._lanes:
+            if lane.thread is not None and lane.thread.is_alive():
+                lane.thread.join(max(0.0, deadline - time.monotonic()))
         self._abort.set()  # a worker still busy stops at its next wait; it is a daemon, so it never holds the exit
         with self._cond:
-            left = len(self._queue) + self._in_flight  # the one a stuck worker holds is undelivered too
-            self._queue.clear()
+            left = sum(len(lane.queue) + lane.in_flight for lane in self._lanes)  # what a stuck worker holds too
+            for lane in self._lanes:
+                lane.queue.clear()
+            self._counted = True
         self.undelivered = left
         self._log_failures()
         self.journal.log("alerts_closed", sent=self.sent, failed=self.failed, dropped=self.dropped, undelivered=left)
@@ -430,42 +468,44 @@ class Alerter:
 
     # --- the delivery thread -----------------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, lane: _Lane) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                while not lane.queue and not self._closing:
                     self._cond.wait()
-                if not self._queue or self._abort.is_set():
+                if not lane.queue or self._abort.is_set():
                     return
-                alert = self._queue.popleft()
-                dropped, self._dropped_untold = self._dropped_untold, 0
-                self._in_flight = 1
+                alert = lane.queue.popleft()
+                dropped, lane.dropped_untold = lane.dropped_untold, 0
+                lane.in_flight = 1
             body = alert.body + (f"\n({dropped} earlier alerts were dropped: the queue was full)" if dropped else "")
-            for target in self.targets:
-                self._deliver(alert, body, target)
-            with self._cond:
-                self._in_flight = 0
+            if not self._deliver(alert, body, lane):
+                return
 
-    def _deliver(self, alert: Alert, body: str, target: Target) -> None:
-        attempts = self.config.max_attempts
+    def _deliver(self, alert: Alert, body: str, lane: _Lane) -> bool:
+        """Send with retries; False when close gave up (this alert is then among those it counts undelivered)."""
+        target, attempts = lane.target, self.config.max_attempts
         for attempt in range(1, attempts + 1):
             try:
                 reason = target.send(alert.title, body)
             except Exception as exc:  # a target must never end the thread
                 reason = type(exc).__name__
-            if reason is None:
-                self.sent += 1
-                return
-            last = attempt == attempts or self._abort.is_set()
-            wait = None if last else self.backoff(attempt)
-            failure = {"alert": alert.kind, "target": target.name, "scheme": target.scheme, "attempt": attempt}
-            self._outbox.append({**failure, "reason": reason, "retry_in_s": wait})
-            if wait is None:
-                self.failed += 1
-                return
-            if self._abort.wait(wait):  # close gave up waiting: no more tries
-                self.failed += 1
-                return
+            with self._cond:
+                if self._counted:
+                    return False
+                last = attempt == attempts or self._abort.is_set()
+                wait = None if last or reason is None else self.backoff(attempt)
+                if reason is not None:
+                    failure = {"alert": alert.kind, "target": target.name, "scheme": target.scheme, "attempt": attempt}
+                    self._outbox.append({**failure, "reason": reason, "retry_in_s": wait})
+                if wait is None:
+                    self.sent += reason is None
+                    self.failed += reason is not None
+                    lane.in_flight = 0
+                    return True
+            if self._abort.wait(wait):  # close gave up waiting: no more tries, the alert counted undelivered
+                return False
+        return True  # not reached: the last attempt returns above
 
 
 def engine_probe(engine: Engine) -> Probe:

@@ -232,7 +232,7 @@ def test_a_stuck_service_never_slows_the_tick(project: ProjectCopy, receiver: Re
     session = _session(project, options, {"HYDRA_ALERT_URL": receiver.url})
     release = threading.Event()
     stuck = FakeTarget(release)
-    session.alerts.targets = (stuck,)
+    session.alerts._lanes[0].target = stuck
     tick_seconds: list[float] = []
     last = [time.perf_counter()]
 
@@ -246,7 +246,7 @@ def test_a_stuck_service_never_slows_the_tick(project: ProjectCopy, receiver: Re
     try:
         run(session, options, on_tick=on_tick)
         assert stuck.entered.is_set() and not stuck.sent  # the worker is inside its first send all along
-        assert len(alerter._queue) == 3 and alerter.dropped > 150
+        assert len(alerter._lanes[0].queue) == 3 and alerter.dropped > 150
         started = time.perf_counter()
     finally:
         close_session(session)
@@ -330,3 +330,37 @@ def test_an_alert_url_that_cannot_be_used_is_bad_input_exit_2(
     out, err = capsys.readouterr()
     assert code == 2
     assert "HYDRA_ALERT_URL" in err and (not url or url not in out + err)
+
+
+class FailingTarget:
+    name, scheme = "HYDRA_ALERT_URL_2", "test"
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def send(self, title: str, body: str) -> str | None:
+        self.tries += 1
+        return "HTTP 500"
+
+
+def test_a_stuck_or_failing_destination_never_delays_the_others(tmp_path: Path) -> None:
+    """Three destinations: one stuck in its send, one failing every try (retried after a long backoff), one
+    well. The well one gets every alert at once: destinations are delivered to each on its own."""
+    journal = _journal(tmp_path)
+    release = threading.Event()
+    stuck, failing, well = FakeTarget(release), FailingTarget(), FakeTarget()
+    alerter = Alerter(_settings(max_attempts=3), [stuck, failing, well], journal, backoff=lambda _: 60.0).start()
+    try:
+        for reason in ("first", "second"):
+            log_halt(journal, scope=SYSTEM_SCOPE, reason=reason, conditions=[], flatten=False, until=None, by="exitbot")
+        deadline = time.monotonic() + 5
+        while len(well.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [title for title, _ in well.sent] == ["Trading Hydra HALT: first", "Trading Hydra HALT: second"]
+        assert failing.tries == 1  # waiting 60 s for its second try
+    finally:
+        alerter.close(timeout=0.2)
+        release.set()
+        journal.close()
+    closed = read_events(tmp_path / "app.jsonl")[-1]
+    assert closed["sent"] == 2 and closed["failed"] == 0 and closed["undelivered"] == 4  # 2 each: held and queued
