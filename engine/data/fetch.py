@@ -330,7 +330,14 @@ def _request(
 
 def _rows(answer: Any, symbol: str) -> list[Bar]:
     """The bars of `symbol` in a BarSet (or in the raw dict alpaca-py gives with raw_data=True), times as given
-    (a time without a zone stays naive, for `_checked` to refuse: astimezone would take it as local time)."""
+    (a time without a zone stays naive, for `_checked` to refuse: astimezone would take it as local time).
+    Bars under another key (BTCUSD, btc/usd, another symbol) are refused: read as none, they were a hole no word
+    told of, and that the next call never fills (it resumes after the last stored bar)."""
+    data = answer if isinstance(answer, dict) else getattr(answer, "data", {})
+    other = next((key for key, rows in data.items() if key != symbol and rows), None)
+    if other is not None:
+        raise FetchError(symbol, f"the data API answered bars of {other!r}, not asked for, where {symbol}'s were asked: "
+                                 "nothing of this window was written")  # fmt: skip
     if isinstance(answer, dict):
         raw = answer.get(symbol) or []
         return [Bar(_parse_time(b["t"]), float(b["o"]), float(b["h"]), float(b["l"]), float(b["c"]), float(b["v"])) for b in raw]

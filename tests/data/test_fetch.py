@@ -309,6 +309,20 @@ def test_an_empty_answer_and_an_absent_symbol_store_nothing(emulator: Emulator, 
     assert fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path).rows == 0
 
 
+@pytest.mark.parametrize("key", ["BTCUSD", "btc/usd", "ETH/USD"])
+def test_bars_under_another_symbols_key_are_refused_not_dropped(emulator: Emulator, clients: HistoryClients,
+                                                                tmp_path: Path, key: str) -> None:  # fmt: skip
+    """The day's bars answered under another key than the symbol asked for (BTCUSD, the trading API's spelling;
+    lower case; another pair): they were dropped without a word, and the fetch said it had stored 0 bars of a
+    day that has 1,440, a hole the next call never fills since it resumes after the last stored bar."""
+    bar = {"t": "2026-11-19T05:00:00Z", "o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 1.0, "n": 1, "vw": 1.0}
+    emulator.faults.append(Fault(patch={"bars": {key: [bar]}}))
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    assert caught.value.symbol == "BTC/USD" and f"bars of {key!r}, not asked for" in caught.value.message
+    assert not (tmp_path / "bars").exists()
+
+
 def test_crypto_float_volumes_and_nanosecond_times_are_read_exactly(emulator: Emulator, clients: HistoryClients,
                                                                     tmp_path: Path) -> None:  # fmt: skip
     fetch(clients, ["ETH/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
