@@ -581,6 +581,11 @@ def _check_seam(symbol: str, stored: Bar, bars: list[Bar], file: str) -> list[Ba
         f"Nothing was written: fetch into a new --out, or move {file} away and run the same command again"))])
 
 
+def _seam_file(folder: Path, symbol: str) -> str:
+    source = locate(folder, "bars", symbol)
+    return shown_path(source.path) if source is not None else str(folder)
+
+
 def _fetch_symbol(
     clients: HistoryClients,
     throttle: _Throttle,
@@ -610,8 +615,9 @@ def _fetch_symbol(
         first_stored = next(iter_bars(table.slice(0, 1))).timestamp
         if begin.astimezone(NEW_YORK).date() < first_stored.astimezone(NEW_YORK).date():
             note = f"bars before {first_stored.isoformat()} are not fetched: a stored file is only ever appended to"
-        if asked > last + frame.after_last:  # a later start than the stored bars: no seam to check
-            seam = None
+        if asked > last + frame.after_last:  # a later start: the seam is asked for on its own (below)
+            note = (f"bars from {iso(last)} (the last stored) to {iso(asked)} are not fetched: --from is later, "
+                    "and the file has a gap there")  # fmt: skip
     del table
     if asked >= finish:
         return SymbolFetch(symbol, 0, 0, None, last, None, note or "complete: nothing is missing")
@@ -623,6 +629,15 @@ def _fetch_symbol(
     path: Path | None = None
     window = timedelta(days=_WINDOW_DAYS[frame.unit] * (frame.amount if frame.unit == "Min" else 1))
     cursor = asked
+    if seam is not None and asked > seam.timestamp + frame.after_last:
+        # the last stored bar alone: skipped, bars of another timeframe (day bars after minute bars) or history
+        # were appended after a gap without a word
+        client_name, request = _request(symbol, asset_class, frame, seam.timestamp, seam.timestamp + frame.after_last,
+                                        feed, adjustment)  # fmt: skip
+        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, seam.timestamp)
+        rest = _check_seam(symbol, seam, _rows(answer, symbol), _seam_file(folder, symbol))
+        _checked(symbol, rest, seam.timestamp, seam.timestamp + frame.after_last, seam.timestamp)  # a time without a zone
+        seam = None
     while cursor < finish:
         upto = min(cursor + window, finish)
         ask_from = seam.timestamp if seam is not None else cursor
@@ -630,8 +645,7 @@ def _fetch_symbol(
         answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, ask_from)
         bars = _rows(answer, symbol)
         if seam is not None:
-            source = locate(folder, "bars", symbol)
-            bars = _check_seam(symbol, seam, bars, shown_path(source.path) if source is not None else str(folder))
+            bars = _check_seam(symbol, seam, bars, _seam_file(folder, symbol))
             seam = None
         rows = _checked(symbol, bars, cursor, upto, last)
         if rows:

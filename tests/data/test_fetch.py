@@ -13,6 +13,7 @@ from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
 from engine.core.clock import ManualClock
 from engine.data.dataset import DataSet
+from engine.data.errors import DataError
 from engine.data.fetch import FetchError, FetchProgress, HistoryClients, Timeframe, fetch, history_clients
 from engine.data.files import read_bars
 from engine.data.records import Bar
@@ -166,6 +167,30 @@ def test_an_earlier_start_than_the_stored_data_is_said_not_fetched(clients: Hist
     fetch(clients, ["ETH/USD"], date(2026, 11, 18), date(2026, 11, 18), "1Hour", tmp_path)
     result = fetch(clients, ["ETH/USD"], date(2026, 11, 16), date(2026, 11, 19), "1Hour", tmp_path)
     assert result.rows == 24 and "not fetched" in result.symbols[0].note
+
+
+@pytest.mark.parametrize(("first", "then"), [("1Min", "1Day"), ("1Min", "1Hour"), ("1Hour", "1Min")])
+def test_a_later_start_in_another_timeframe_is_refused_not_appended(emulator: Emulator, clients: HistoryClients,
+                                                                    tmp_path: Path, first: str, then: str) -> None:  # fmt: skip
+    """The stored bars' last one is asked for again to check the history it continues; with a --from later than
+    the day after it, that check was skipped, and bars of another timeframe were appended to the file without a
+    word (day bars after minute bars). The last stored bar is now asked for on its own, and refused."""
+    fetch(clients, ["AAPL"], date(2026, 11, 16), date(2026, 11, 16), first, tmp_path)
+    before = read_bars(tmp_path, "AAPL")
+    with pytest.raises(DataError, match=r"AAPL: the data API( has no bar at 2026-11-16T2|'s bar at .* is not the one stored)"):
+        fetch(clients, ["AAPL"], date(2026, 11, 18), date(2026, 11, 19), then, tmp_path)
+    assert read_bars(tmp_path, "AAPL") == before
+
+
+def test_a_later_start_in_the_same_timeframe_checks_the_last_bar_and_says_what_is_left_out(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path
+) -> None:
+    fetch(clients, ["AAPL"], date(2026, 11, 16), date(2026, 11, 16), "1Min", tmp_path)
+    emulator.requests.clear()
+    result = fetch(clients, ["AAPL"], date(2026, 11, 18), date(2026, 11, 18), "1Min", tmp_path)
+    assert result.rows == 390 and len(read_bars(tmp_path, "AAPL")) == 780
+    assert bar_requests(emulator)[0].query["start"][0] == "2026-11-16T20:59:00+00:00"
+    assert "2026-11-16T20:59:00Z" in result.symbols[0].note and "not fetched" in result.symbols[0].note
 
 
 def test_option_bars_and_day_bars(emulator: Emulator, clients: HistoryClients, tmp_path: Path) -> None:
