@@ -351,8 +351,10 @@ def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))
 
 
-def _bar_problem(bar: Bar, start: datetime, end: datetime, after: datetime | None) -> str | None:
-    """Why `bar` (of the window [start, end), following the bar or stored row at `after`) cannot be stored."""
+def _bar_problem(bar: Bar, start: datetime, end: datetime, after: datetime | None, frame: Timeframe | None) -> str | None:
+    """Why `bar` (of the window [start, end), following the bar or stored row at `after`, of `frame`) cannot be
+    stored. Bars of a timeframe start on a whole minute and at least its length apart (a day bar: 23 hours, when
+    the clocks change): closer ones are of another timeframe (a proxy that dropped it), stored as this one."""
     when = bar.timestamp
     if when.utcoffset() is None:
         return "has a time without a time zone (Alpaca's are UTC, with Z)"
@@ -360,6 +362,12 @@ def _bar_problem(bar: Bar, start: datetime, end: datetime, after: datetime | Non
         return f"lies outside the window asked for ({iso(start)} to {iso(end)}, the end excluded)"
     if after is not None and when <= after:
         return f"is not after the bar before it ({iso(after)}): a duplicate, or out of order"
+    if frame is not None:
+        if when.second or when.microsecond:
+            return "is not on a whole minute, as bars of any timeframe are"
+        apart = timedelta(hours=23) if frame.unit == "Day" else timedelta(seconds=frame.seconds)
+        if after is not None and when - after < apart:
+            return f"is less than {frame} after the bar before it ({iso(after)}): a bar of another timeframe"
     for name in ("open", "high", "low", "close"):
         value = getattr(bar, name)
         if not (math.isfinite(value) and value > 0):
@@ -374,14 +382,16 @@ def _bar_problem(bar: Bar, start: datetime, end: datetime, after: datetime | Non
     return None
 
 
-def _checked(symbol: str, bars: list[Bar], start: datetime, end: datetime, last: datetime | None) -> list[Bar]:
+def _checked(
+    symbol: str, bars: list[Bar], start: datetime, end: datetime, last: datetime | None, frame: Timeframe | None = None
+) -> list[Bar]:
     """`bars` if every one can be stored; otherwise FetchError naming the first bad one (nothing is dropped
     or repaired: a window with one bad bar is not written at all). A bar at or after the window's end is left to
     the next window, which asks for it and checks it: the API may read the end asked for loosely."""
     after = last
     bars = [b for b in bars if b.timestamp.utcoffset() is None or b.timestamp < end]
     for bar in bars:
-        problem = _bar_problem(bar, start, end, after)
+        problem = _bar_problem(bar, start, end, after, frame)
         if problem is not None:
             when = bar.timestamp.isoformat() if bar.timestamp.utcoffset() is None else iso(bar.timestamp)
             raise FetchError(symbol, f"the data API sent a bar at {when} that {problem}; "
@@ -647,7 +657,7 @@ def _fetch_symbol(
         if seam is not None:
             bars = _check_seam(symbol, seam, bars, _seam_file(folder, symbol))
             seam = None
-        rows = _checked(symbol, bars, cursor, upto, last)
+        rows = _checked(symbol, bars, cursor, upto, last, frame)
         if rows:
             keep_lock()  # the folder's lock still ours: no other fetch writes beside this one
             try:

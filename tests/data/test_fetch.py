@@ -397,6 +397,24 @@ def test_a_bar_the_format_refuses_stops_the_fetch_naming_symbol_and_time(
     assert not (tmp_path / "bars").exists()
 
 
+@pytest.mark.parametrize(
+    ("timeframe", "patch", "says"),
+    [
+        ("1Hour", {"bars.AAPL.1.t": "2026-11-19T14:01:00Z"}, "at 2026-11-19T14:01:00Z that is less than 1Hour after"),
+        ("1Min", {"bars.AAPL.3.t": "2026-11-19T14:32:30Z"}, "at 2026-11-19T14:32:30Z that is not on a whole minute"),
+    ],
+)
+def test_bars_closer_than_the_timeframe_or_off_the_minute_are_refused(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, timeframe: str, patch: dict, says: str
+) -> None:
+    """Minute bars answered to a 1Hour request (a proxy dropping the timeframe), or a bar half-way through a
+    minute, were stored as bars of the timeframe asked for, without a word."""
+    emulator.faults.append(Fault(patch=patch))
+    with pytest.raises(FetchError, match=says):
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), timeframe, tmp_path)
+    assert not (tmp_path / "bars").exists()
+
+
 def test_a_bar_at_the_windows_end_is_left_to_the_next_window(
     emulator: Emulator, clients: HistoryClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
