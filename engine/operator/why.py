@@ -56,8 +56,13 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
                 why_not = f": {halt.reason}" if halt is not None else ""
                 raise WhyError(f"'{bot_id}' has no facts from the last tick ({row[0].isoformat()}){why_not}")
             raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
-        values, failed_checks, denial = by_bot[bot_id]
+        values, failed_checks, denial, *rest = by_bot[bot_id]
         failed_checks, denial = _check_names(failed_checks), _check_names(denial)
+        # why the entry could not be sized, in the engine's words (the `entry_blocked` event's reason); absent from
+        # the records of an engine before 2026-12-02, whose words are then made again from the facts
+        sized_not: str | None = rest[0] if rest else None
+        if len(rest) > 1 or not (sized_not is None or isinstance(sized_not, str)):
+            raise ValueError("a bot's record holds more than its facts, checks, denial and sizing reason")
         facts: dict[str, Any] = {**system, **bot_config_values(config), **dict(zip(names, values, strict=True))}
     except (ValueError, TypeError, EOFError, KeyError) as exc:  # a record the engine did not write: damaged
         raise StateFileError(
@@ -117,8 +122,8 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
         "transitions": transitions,
         "preflight": preflight,
         "preflight_failed": list(failed_checks),
-        "blocked_entry": _blocked(tuple(denial), facts, halts, compiled.preflight_facts) if denial else None,
-        "unsized_signal": _unsized(facts) if facts.get("entry_signal") and not facts.get("entry_sized") else None,
+        "blocked_entry": _blocked(tuple(denial), facts, halts, compiled.preflight_facts, sized_not) if denial else None,
+        "unsized_signal": (sized_not or _unsized(facts)) if facts.get("entry_signal") and not facts.get("entry_sized") else None,
         "halts": [
             {
                 "scope": h.scope,
@@ -187,13 +192,18 @@ def _unsized(facts: Mapping[str, Any]) -> str:
 
 
 def _blocked(
-    denial: tuple[str, ...], facts: Mapping[str, Any], halts: list[Any], reads: Mapping[str, frozenset[str]]
+    denial: tuple[str, ...],
+    facts: Mapping[str, Any],
+    halts: list[Any],
+    reads: Mapping[str, frozenset[str]],
+    sized_not: str | None = None,
 ) -> dict[str, Any]:
-    """The last refused entry in words: which rule, and the values behind it."""
+    """The last refused entry in words: which rule, and the values behind it (for `size`, the engine's own reason
+    when it recorded one)."""
     reasons = []
     for name in denial:
         if name == "size":
-            reasons.append(_unsized(facts))
+            reasons.append(sized_not or _unsized(facts))
         elif name == "order_rate_ok":
             reasons.append(
                 f"order rate: {facts.get('orders_last_minute')} orders in the last minute, "

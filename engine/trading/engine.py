@@ -441,7 +441,7 @@ class Engine:
             result = runtimes[bot.kind].step(model, facts, reads_failed=not facts["broker_ok"])  # `_step`, inlined
             if result.source != result.dest or result.error is not None or result.intents:
                 self._stepped(bot.kind, model, result, tick)
-            explained[bot_id] = (own_facts(facts), failed, memory.last_denial)
+            explained[bot_id] = (own_facts(facts), failed, memory.last_denial, evaluated.unsized)
         # Encoded when written (`save_last_facts`: a backtest writes one record in hundreds); nothing in it is
         # changed after this tick: `system` is not written to again, and every value is a fact's scalar.
         record = functools.partial(marshal.dumps, (system, WHY_BOT_FACTS, explained))

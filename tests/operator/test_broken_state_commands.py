@@ -113,7 +113,7 @@ def _reshape_facts(path: Path) -> None:
         if body.startswith(b"\x00zlib:"):
             body = zlib.decompress(body[len(b"\x00zlib:") :])
         system, names, by_bot = marshal.loads(body)
-        values, _failed, _denial = by_bot["mom_AAPL"]
+        values, *_rest = by_bot["mom_AAPL"]
         by_bot["mom_AAPL"] = (values, 5, 7)
         conn.execute("UPDATE last_facts SET body = ? WHERE scope = 'tick'", (marshal.dumps((system, names, by_bot)),))
     conn.close()

@@ -158,3 +158,25 @@ def test_a_guard_that_cannot_be_evaluated_fires_nothing_after_it_as_in_the_engin
     text = render(record)
     assert "FIRES" not in text and "CANNOT BE EVALUATED" in text and "not tried" in text
     json.dumps(record)
+
+
+def test_an_unsized_signal_is_explained_in_the_engines_own_words_and_an_older_record_still_reads(
+    project: ProjectCopy, rig: Rig
+) -> None:
+    """`entry_blocked` names why an entry could not be sized (no contract within the chain rules, under Alpaca's
+    minimum); `why` made its own guess from the budget and capital, the same generic words whatever the cause."""
+    rig.ticks(3)
+    at, body = rig.store.last_facts(LAST_FACTS_SCOPE)  # type: ignore[misc]
+    system, names, by_bot = marshal.loads(body)
+    facts = dict(zip(names, by_bot["opt_core"][0], strict=True))
+    facts.update(entry_signal=True, entry_sized=False)
+    said = "no contract of SPY expires within chain_rules dte_min..dte_max (0-0 days)"
+    for record_of_bot, expected in (
+        ((tuple(facts[n] for n in names), (), ("size",), said), said),
+        ((tuple(facts[n] for n in names), (), ("size",)), "budget"),  # written before the reason was kept
+    ):
+        by_bot["opt_core"] = record_of_bot
+        rig.store.save_last_facts([(LAST_FACTS_SCOPE, at, marshal.dumps((system, names, by_bot)))])
+        record = explain(rig.store, report_of(project), "opt_core")
+        assert expected in record["unsized_signal"], record["unsized_signal"]
+        assert any(expected in reason for reason in record["blocked_entry"]["reasons"]), record["blocked_entry"]
