@@ -167,6 +167,16 @@ class Desk:
     def owned(self) -> dict[str, float]:
         return {p.symbol: p.qty for p in self.store.positions("b1")}
 
+    def resting(self) -> OrderRow:
+        """An entry sent and left working at the broker (not filled at once), read back with its broker id."""
+        self.exchange.fill_at_submit = False
+        row = self.intent()
+        self.orders.send_pending()
+        self.tick()
+        stored = self.store.order(row.client_order_id)
+        assert stored is not None and stored.broker_order_id
+        return stored
+
     def restart(self) -> None:
         """A new process: a new adapter (remembering nothing) and order manager on the same SQLite file."""
         broker = SnapshotBroker(make_api(self.emulator, self.clock), self.clock)
@@ -228,13 +238,8 @@ def test_a_submit_answered_for_ten_times_the_size_books_nothing_and_is_not_sent_
 
 
 def test_a_replacement_in_another_symbol_is_not_adopted(desk: Desk) -> None:
-    desk.exchange.fill_at_submit = False
-    row = desk.intent()
-    desk.orders.send_pending()
-    desk.tick()
-    stored = desk.store.order(row.client_order_id)
-    assert stored is not None and stored.broker_order_id
-    new_id = desk.exchange.replace_order(stored.broker_order_id, limit_price=1.5)
+    row = desk.resting()
+    new_id = desk.exchange.replace_order(row.broker_order_id, limit_price=1.5)
     # the replacement is first seen through the lookup that follows the replaced order (the list does not show it
     # yet), in another symbol and side
     desk.emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", drop=["0"]))
@@ -444,10 +449,7 @@ def test_a_replaced_order_that_names_no_replacement_is_a_bad_answer(desk: Desk) 
     """Alpaca's `replaced` names the order that works on in its place (replaced_by). Read without it, the row ended
     `replaced` and nothing followed the replacement: an exit of it sold on at the broker while the bot, its exit
     ended, sent another."""
-    desk.exchange.fill_at_submit = False
-    row = desk.intent()
-    desk.orders.send_pending()
-    desk.tick()
+    row = desk.resting()
     desk.emulator.faults.append(listed({"*.status": "replaced"}))
     desk.tick()
     desk.emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", drop=["0"]))  # not listed: looked up
@@ -467,13 +469,7 @@ def test_a_replaced_order_that_names_no_replacement_is_a_bad_answer(desk: Desk) 
 def test_an_order_replaced_twice_between_two_reads_is_followed_to_the_one_that_works(desk: Desk) -> None:
     """A replaced by B, B by C before the engine looked: only B was followed, and B, adopted as a new intent, could
     not become `replaced`; every tick halted on it and C, working at the broker, was followed by no row."""
-    desk.exchange.fill_at_submit = False
-    row = desk.intent()
-    desk.orders.send_pending()
-    desk.tick()
-    stored = desk.store.order(row.client_order_id)
-    assert stored is not None and stored.broker_order_id
-    second = desk.exchange.replace_order(stored.broker_order_id, limit_price=1.5)
+    second = desk.exchange.replace_order(desk.resting().broker_order_id, limit_price=1.5)
     assert second is not None
     third = desk.exchange.replace_order(second, limit_price=2.0)
     desk.tick()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config.errors import ConfigError
+from engine.config.errors import ConfigError, Problem
 from engine.config.yaml_source import parse_yaml
 from engine.validate import validate
 from tests.conftest import ProjectCopy
@@ -118,12 +118,7 @@ def test_a_log_or_state_path_naming_a_file_the_engine_reads_is_refused(
 ) -> None:
     """`log_path: ./config/settings.yaml` passed validation, and `run` then appended its JSONL log to settings.yaml:
     the next command could not read the config at all."""
-    monkeypatch.chdir(project.root)
-    default = {"log_path": "./logs/app.jsonl", "state_db_path": "./state/trading_state.db"}[key]
-    project.replace(SETTINGS, f"{key}: {default}", f"{key}: {written}")
-    (problem,) = validate(project.config, project.machines, project.rules).problems
-    assert (problem.path, problem.line) == (f"system.{key}", project.line_of(SETTINGS, f"{key}:"))
-    assert says in problem.message
+    assert says in _the_one_problem_at(project, monkeypatch, key, written).message
 
 
 def test_run_refuses_a_log_path_naming_settings_yaml_and_writes_nothing(
@@ -194,12 +189,7 @@ def test_a_log_or_state_path_naming_a_folder_is_refused_by_validate_as_by_run(
 ) -> None:
     """`log_path: .` passed `--validate` and `run` then refused it ("is a folder, not a log file"); `logs/` passed
     both, and `run` wrote its log to a file named `logs` beside config/."""
-    monkeypatch.chdir(project.root)
-    default = {"log_path": "./logs/app.jsonl", "state_db_path": "./state/trading_state.db"}[key]
-    project.replace(SETTINGS, f"{key}: {default}", f"{key}: {written}")
-    (problem,) = validate(project.config, project.machines, project.rules).problems
-    assert (problem.path, problem.line) == (f"system.{key}", project.line_of(SETTINGS, f"{key}:"))
-    assert says in problem.message
+    assert says in _the_one_problem_at(project, monkeypatch, key, written).message
 
 
 def test_run_refuses_a_log_path_ending_in_a_slash_and_writes_nothing(
@@ -215,3 +205,14 @@ def test_run_refuses_a_log_path_ending_in_a_slash_and_writes_nothing(
     said = capsys.readouterr()
     assert "system.log_path: 'logs/' ends in '/'" in said.err + said.out
     assert not (project.root / "logs").exists() and not (project.root / "st").exists()
+
+
+def _the_one_problem_at(project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, key: str, written: str) -> Problem:
+    """settings.yaml's `key` (log_path or state_db_path) written as `written`: the one problem validation finds,
+    told at that key's line."""
+    monkeypatch.chdir(project.root)
+    default = {"log_path": "./logs/app.jsonl", "state_db_path": "./state/trading_state.db"}[key]
+    project.replace(SETTINGS, f"{key}: {default}", f"{key}: {written}")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert (problem.path, problem.line) == (f"system.{key}", project.line_of(SETTINGS, f"{key}:"))
+    return problem

@@ -29,25 +29,26 @@ def coins(qty: float) -> Snapshot:
     return Snapshot(NOW, None, (position,), (), {}, {}, None)
 
 
+def after_fees(tmp_path: Path, *, a: tuple[float, float], b: tuple[float, float], broker: float) -> dict[str, float]:
+    """What crypto_a and crypto_b own of BTC/USD (each given as held and bought) once the broker's `broker` coins
+    are adopted, in a real state file."""
+    store, journal = StateStore(tmp_path / "s.db"), Journal(tmp_path / "j.jsonl", ManualClock(NOW))
+    with store.transaction():
+        store.save_position(PositionRow("crypto_a", "BTC/USD", a[0], 60_000.0, NOW, bought_qty=a[1]))
+        store.save_position(PositionRow("crypto_b", "BTC/USD", b[0], 61_000.0, NOW, bought_qty=b[1]))
+    adopt_fee_shortfalls(store, journal, coins(broker))
+    return {p.bot_id: p.qty for p in store.positions()}
+
+
 def test_a_crypto_fee_is_charged_to_the_bot_whose_buy_paid_it_not_to_one_that_held_before(tmp_path: Path) -> None:
     """A held 0.9975 BTC (its own buy's 0.25 % fee adopted); B then buys 1 BTC and receives 0.9975. B's fee is B's:
     A's ledger, and its P&L, must not shrink for another bot's purchase."""
-    store, journal = StateStore(tmp_path / "s.db"), Journal(tmp_path / "j.jsonl", ManualClock(NOW))
-    with store.transaction():
-        store.save_position(PositionRow("crypto_a", "BTC/USD", 0.9975, 60_000.0, NOW, bought_qty=1.0))
-        store.save_position(PositionRow("crypto_b", "BTC/USD", 1.0, 61_000.0, NOW, bought_qty=1.0))
-    adopt_fee_shortfalls(store, journal, coins(1.995))
-    owned = {p.bot_id: p.qty for p in store.positions()}
+    owned = after_fees(tmp_path, a=(0.9975, 1.0), b=(1.0, 1.0), broker=1.995)
     assert owned == {"crypto_a": pytest.approx(0.9975), "crypto_b": pytest.approx(0.9975)}
 
 
 def test_fees_of_buys_made_together_are_split_in_proportion_to_what_each_bought(tmp_path: Path) -> None:
-    store, journal = StateStore(tmp_path / "s.db"), Journal(tmp_path / "j.jsonl", ManualClock(NOW))
-    with store.transaction():
-        store.save_position(PositionRow("crypto_a", "BTC/USD", 3.0, 60_000.0, NOW, bought_qty=3.0))
-        store.save_position(PositionRow("crypto_b", "BTC/USD", 1.0, 61_000.0, NOW, bought_qty=1.0))
-    adopt_fee_shortfalls(store, journal, coins(3.99))
-    owned = {p.bot_id: p.qty for p in store.positions()}
+    owned = after_fees(tmp_path, a=(3.0, 3.0), b=(1.0, 1.0), broker=3.99)
     assert owned == {"crypto_a": pytest.approx(2.9925), "crypto_b": pytest.approx(0.9975)}
 
 
