@@ -474,7 +474,7 @@ class Engine:
             memory.last_failed_checks = failed
         if facts["entry_signal"] and unsized is not None:
             # once a day for each reason until an entry is granted: the reason (budget or capital used up, no
-            # contract in the chain rules) rarely changes sooner, and each is fixed text (`explain_entry`)
+            # contract in the chain rules) rarely changes sooner, and each is fixed text (`plan_entry`)
             if memory.size_blocked_on != day:
                 memory.size_blocked_on = day
                 memory.size_blocked_for.clear()

@@ -89,29 +89,42 @@ class ContractChoice:
 def choose_contract(
     rules: ChainRules, underlying: str, snapshot: Snapshot, day: date, exclude: AbstractSet[str] = _NOTHING
 ) -> ContractChoice | None:
-    """A call within dte_min..dte_max and delta_min..delta_max whose quote is two-sided, no older than
-    max_quote_age_seconds and no wider than max_spread_pct, with greeks (a contract without them cannot be
-    placed in the delta range), and not in `exclude` (the contracts the bot holds or is entering): the delta
-    nearest the middle, then the nearest expiry."""
+    """A call that passes every one of `_chain_filters` (within dte_min..dte_max and delta_min..delta_max, with
+    greeks, a two-sided quote no wider than max_spread_pct and no older than max_quote_age_seconds, not in
+    `exclude`: the contracts the bot holds or is entering): the delta nearest the middle, then the nearest expiry."""
     target = (rules.delta_min + rules.delta_max) / 2
+    filters = [keeps for _what, keeps in _chain_filters(rules, snapshot, day, exclude)]
     best: tuple[float, date] | None = None
     chosen = None
     for c in snapshot.option_chains.get(underlying, ()):
-        if c.option_type != "call" or c.symbol in exclude or not rules.dte_min <= (c.expiry - day).days <= rules.dte_max:
+        if c.option_type != "call" or not all(keeps(c) for keeps in filters):
             continue
-        greeks = c.greeks
-        if greeks is None or not rules.delta_min <= abs(greeks.delta) <= rules.delta_max:
-            continue
-        spread = spread_pct(c.bid, c.ask)
-        if spread is None or spread > rules.max_spread_pct:
-            continue
-        age = (snapshot.taken_at - c.quote_time).total_seconds()
-        if not -rules.max_quote_age_seconds <= age <= rules.max_quote_age_seconds:  # too old, or stamped ahead of us
-            continue
-        key = (abs(abs(greeks.delta) - target), c.expiry)
+        assert c.greeks is not None  # a filter's
+        key = (abs(abs(c.greeks.delta) - target), c.expiry)
         if best is None or key < best:
-            best, chosen = key, ContractChoice(c, age, spread)
+            spread = spread_pct(c.bid, c.ask)
+            assert spread is not None  # a filter's
+            best, chosen = key, ContractChoice(c, (snapshot.taken_at - c.quote_time).total_seconds(), spread)
     return chosen
+
+
+def _chain_filters(
+    rules: ChainRules, snapshot: Snapshot, day: date, exclude: AbstractSet[str]
+) -> list[tuple[str, Callable[[OptionContract], bool]]]:
+    """The chain rules, each a test of a contract and the words for none passing it (`no_contract_reason`), in
+    the order they are told: one definition for the choice and for the reason no contract was chosen."""
+    return [
+        (f"within chain_rules dte_min..dte_max ({rules.dte_min}-{rules.dte_max} days)",
+         lambda c: rules.dte_min <= (c.expiry - day).days <= rules.dte_max),
+        (f"with greeks and an absolute delta within delta_min..delta_max ({rules.delta_min:g}-{rules.delta_max:g})",
+         lambda c: c.greeks is not None and rules.delta_min <= abs(c.greeks.delta) <= rules.delta_max),
+        (f"with a two-sided quote no wider than chain_rules.max_spread_pct ({rules.max_spread_pct:g} %)",
+         lambda c: (spread := spread_pct(c.bid, c.ask)) is not None and spread <= rules.max_spread_pct),
+        # too old, or stamped ahead of us
+        (f"with a quote no older than chain_rules.max_quote_age_seconds ({rules.max_quote_age_seconds:g} s)",
+         lambda c: abs((snapshot.taken_at - c.quote_time).total_seconds()) <= rules.max_quote_age_seconds),
+        ("that the bot does not already hold or enter", lambda c: c.symbol not in exclude),
+    ]  # fmt: skip
 
 
 def floor_to(value: float, step: float) -> float:
@@ -136,30 +149,11 @@ def plan_entry(
     max_spread_pct: float,
     assets: Mapping[str, Asset],
     busy: AbstractSet[str] = _NOTHING,
-) -> tuple[OrderRequest | None, ContractChoice | None]:
-    """(the order, the chosen contract for options) or (None, None) when no entry can be sized: no budget, no
+) -> tuple[OrderRequest | None, ContractChoice | None, str | None]:
+    """(the order, the chosen contract for options, None) or (None, None, why no entry can be sized): no budget, no
     capital or buying power, no usable quote, no contract inside the chain rules, or (crypto) the pair's rules
     unknown or the order under its minimums. `symbol` is the one whose signal fired; `busy` the symbols the bot
-    holds or is entering (an entry never adds to one: each counts once against max_concurrent_positions)."""
-    request, choice, _why = explain_entry(
-        cfg, symbol, risk_usd, room, snapshot, day, max_spread_pct=max_spread_pct, assets=assets, busy=busy
-    )
-    return request, choice
-
-
-def explain_entry(
-    cfg: TradingBotConfig,
-    symbol: str,
-    risk_usd: float,
-    room: float,
-    snapshot: Snapshot,
-    day: date,
-    *,
-    max_spread_pct: float,
-    assets: Mapping[str, Asset],
-    busy: AbstractSet[str] = _NOTHING,
-) -> tuple[OrderRequest | None, ContractChoice | None, str | None]:
-    """`plan_entry`, with why no entry could be sized when none is (None when one is).
+    holds or is entering (an entry never adds to one: each counts once against max_concurrent_positions).
 
     The reason is what the `entry_blocked` event says: one word, `size`, covered everything from a budget used up
     to chain rules that select no contract, so a bot configured into never trading (dte_min 0 on a day without an
@@ -217,20 +211,9 @@ def no_contract_reason(
             "days), or its chain could not be read"
         )
     left = [c for c in chain if c.option_type == "call"]
-    steps: list[tuple[str, Callable[[OptionContract], bool]]] = [
-        (f"within chain_rules dte_min..dte_max ({rules.dte_min}-{rules.dte_max} days)",
-         lambda c: rules.dte_min <= (c.expiry - day).days <= rules.dte_max),
-        (f"with greeks and an absolute delta within delta_min..delta_max ({rules.delta_min:g}-{rules.delta_max:g})",
-         lambda c: c.greeks is not None and rules.delta_min <= abs(c.greeks.delta) <= rules.delta_max),
-        (f"with a two-sided quote no wider than chain_rules.max_spread_pct ({rules.max_spread_pct:g} %)",
-         lambda c: (spread := spread_pct(c.bid, c.ask)) is not None and spread <= rules.max_spread_pct),
-        (f"with a quote no older than chain_rules.max_quote_age_seconds ({rules.max_quote_age_seconds:g} s)",
-         lambda c: abs((snapshot.taken_at - c.quote_time).total_seconds()) <= rules.max_quote_age_seconds),
-        ("that the bot does not already hold or enter", lambda c: c.symbol not in exclude),
-    ]  # fmt: skip
     if not left:
         return f"no call in the option chain of {underlying}"
-    for what, keeps in steps:
+    for what, keeps in _chain_filters(rules, snapshot, day, exclude):
         left = [c for c in left if keeps(c)]
         if not left:
             return f"no call of {underlying} {what}"

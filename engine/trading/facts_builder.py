@@ -106,7 +106,7 @@ class BotFacts(NamedTuple):
     plan: EntryPlan | None
     failed_checks: tuple[str, ...]
     signal_error: str | None = None  # the bot's signal raised or answered neither True nor False (`_signal`)
-    unsized: str | None = None  # the signal fired and no entry could be sized: why (`entries.explain_entry`)
+    unsized: str | None = None  # the signal fired and no entry could be sized: why (`entries.plan_entry`)
 
 
 def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
@@ -272,7 +272,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     elif signal_symbol is not None and (flattening := _flattening(bot.config, system)) is not None:
         unsized = flattening
     elif signal_symbol is not None and budget_usd is not None:
-        request, choice, unsized = entries.explain_entry(
+        request, choice, unsized = entries.plan_entry(
             bot.config,
             signal_symbol,
             budget_usd,

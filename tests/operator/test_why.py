@@ -124,14 +124,14 @@ def test_a_bot_whose_facts_could_not_be_built_is_said_to_be_halted_for_it(
     import engine.trading.facts_builder as facts_builder
 
     rig.ticks(2)
-    real = facts_builder.entries.explain_entry
+    real = facts_builder.entries.plan_entry
 
-    def explain_entry(config: object, *args: object, **kwargs: object) -> object:
+    def plan_entry(config: object, *args: object, **kwargs: object) -> object:
         if getattr(config, "bot_id", "") == "opt_core":
             raise KeyError("strike")
         return real(config, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(facts_builder.entries, "explain_entry", explain_entry)
+    monkeypatch.setattr(facts_builder.entries, "plan_entry", plan_entry)
     rig.until(lambda r: bool(r.store.halts("opt_core")), limit=400)
     with pytest.raises(WhyError, match=r"'opt_core' has no facts from the last tick \(.*\): its facts could not be built"):
         explain(rig.store, report_of(project), "opt_core")

@@ -17,7 +17,6 @@ from engine.paths import PROJECT_ROOT
 from engine.trading.entries import (
     ceil_to,
     choose_contract,
-    explain_entry,
     floor_to,
     plan_entry,
     room_usd,
@@ -45,7 +44,8 @@ def snapshot() -> Snapshot:
 
 
 def plan(cfg, symbol, snapshot, risk=250.0, room=1e9, **kw):  # type: ignore[no-untyped-def]
-    return plan_entry(cfg, symbol, risk, room, snapshot, NOW.date(), **{"max_spread_pct": MAX_SPREAD, "assets": ASSETS, **kw})
+    request, choice, _why = explain(cfg, symbol, snapshot, risk, room, **kw)
+    return request, choice
 
 
 def with_quote(snapshot: Snapshot, symbol: str, bid: float, ask: float) -> Snapshot:
@@ -269,7 +269,7 @@ def test_a_symbol_the_bot_holds_is_not_entered_again(snapshot: Snapshot) -> None
 
 def explain(cfg, symbol, snapshot, risk=250.0, room=1e9, **kw):  # type: ignore[no-untyped-def]
     kw = {"max_spread_pct": MAX_SPREAD, "assets": ASSETS, **kw}
-    return explain_entry(cfg, symbol, risk, room, snapshot, NOW.date(), **kw)
+    return plan_entry(cfg, symbol, risk, room, snapshot, NOW.date(), **kw)
 
 
 def test_a_sized_entry_has_no_reason(snapshot: Snapshot) -> None:

@@ -492,14 +492,14 @@ def test_a_bot_whose_facts_cannot_be_built_halts_alone(rig: Rig, monkeypatch: py
     chosen from) halts that bot; the tick, the other bots and their exits go on."""
     import engine.trading.facts_builder as facts_builder
 
-    real = facts_builder.entries.explain_entry
+    real = facts_builder.entries.plan_entry
 
-    def explain_entry(config: object, symbol: str, *args: object, **kwargs: object) -> object:
+    def plan_entry(config: object, symbol: str, *args: object, **kwargs: object) -> object:
         if getattr(config, "bot_id", "") == "opt_core":
             raise KeyError("strike")
         return real(config, symbol, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(facts_builder.entries, "explain_entry", explain_entry)
+    monkeypatch.setattr(facts_builder.entries, "plan_entry", plan_entry)
     rig.until(lambda r: bool(r.store.halts("opt_core")), limit=400)
     rig.ticks(20)
     (halt,) = rig.store.halts("opt_core")
