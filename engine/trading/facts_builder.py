@@ -247,7 +247,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["open_positions"] = len(busy)
     facts["holds_position"] = bool(owned)
     facts["entry_order_open"] = bool(entries_open)
-    facts["exit_order_open"] = bool(records.open_exits) or _flatten_working(view, owned)
+    facts["exit_order_open"] = bool(records.open_exits) or (bool(owned) and _flatten_working(view, owned))
     facts["entry_failed"] = not entries_open and (
         bot.memory.entry_blocked  # the gate refused the entry the machine last asked for
         or last_entry is None
@@ -299,8 +299,6 @@ def _flatten_working(view: TickView, owned: Sequence[PositionRow]) -> bool:
     is the bot's exit (its fills are split among the holders, orders.py), so the bot's machine waits on it in
     `exiting`. Counted as the bot's own orders only, the bot found its exit stalled each tick while the flatten
     worked (hours of ticks for one placed while the market is closed), and went back to `in_position` and out again."""
-    if not owned:
-        return False
     flattens = view.bot(EXITBOT_ID).open_exits
     return bool(flattens) and any(r.symbol == p.symbol for r in flattens for p in owned)
 
