@@ -355,3 +355,24 @@ def test_a_report_the_disk_cannot_take_is_a_runtime_failure_exit_1(
     assert (tmp_path / "out" / "state.db").is_file() and (tmp_path / "out" / "app.jsonl").is_file()
     (tmp_path / "a_file").write_text("not a folder")
     assert main(["backtest", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "a_file" / "out"), *files]) == 2
+
+
+def test_a_crypto_pair_the_simulator_names_but_the_data_lacks_fails_no_assets_read(
+    project: ProjectCopy, tmp_path: Path
+) -> None:
+    """The CryptoBot on BTC/USD alone: the simulator's universe also names ETH/USD, which the data lacks. Its asset
+    was priced from the data, so the one /v2/assets read the engine makes failed (404) at every tick, and BTC/USD's
+    minimums were never known: the bot never sized an entry, all month."""
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    project.replace("config/bots.yaml", "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: true",
+                    "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: false")  # fmt: skip
+    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["BTC/USD"]')
+    closes = [50_000.0]
+    for minute in range(1, 390):
+        closes.append(round(closes[-1] * (1.0015 if (minute // 30) % 2 == 0 else 0.9986), 2))
+    session_bars(tmp_path / "data", "BTC/USD", MONDAY_OPEN, closes)
+    result = run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    events = [json.loads(line) for line in (tmp_path / "out" / "app.jsonl").read_text().splitlines()]
+    assert [e for e in events if e["event"] == "broker_error"] == []
+    assert not any("trading rules" in e.get("reason", "") for e in events if e["event"] == "entry_blocked")
+    assert result.summary["bots"]["crypto_core"]["trades"] >= 1
