@@ -637,7 +637,9 @@ class OrderManager:
             entry_price=position.avg_entry_price,
             exit_price=position.sold_value / position.sold_qty,
             pnl=position.realized,
-            fees=0.0,  # crypto fees are taken from the coins delivered: in the quantity sold, so in the P&L already
+            # a crypto buy's fee is taken from the coins delivered: in the entry price (`reconcile.cost_kept`), so in
+            # the P&L already; a sell's is taken from the dollars received, which no order or position shows
+            fees=0.0,
             exit_trigger=exit_row.reason,
         )
         self.store.add_trade(trade)

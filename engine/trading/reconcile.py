@@ -134,5 +134,14 @@ def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot
         for symbol, at_broker in shortfalls.items():
             holders = [p for p in owned if p.symbol == symbol]
             for p, qty in zip(holders, fee_split(holders, at_broker), strict=True):
-                store.set_position(p.bot_id, symbol, qty, p.avg_entry_price, p.opened_at)
+                store.set_position(p.bot_id, symbol, qty, cost_kept(p.avg_entry_price, p.qty, qty), p.opened_at)
                 journal.log("fee_adjusted", bot=p.bot_id, symbol=symbol, qty_before=p.qty, qty_after=qty)
+
+
+def cost_kept(avg_entry_price: float, qty_before: float, qty_after: float) -> float:
+    """The entry price of a position the fee made smaller: what was paid, over the coins left. The bot paid for
+    the coins the fee took; kept at the fill's price, their cost left the ledger, and every crypto round trip's
+    realized P&L (the bot's budget, the run's and the backtest's figures) came out higher by the buy's fee."""
+    if qty_after <= 0 or qty_before <= 0:
+        return avg_entry_price
+    return avg_entry_price * qty_before / qty_after
