@@ -22,14 +22,16 @@ cash plus cumulative realized P&L for a bot. Exposure is the share of the backte
 
 from __future__ import annotations
 
+import bisect
 import csv
+import dataclasses
 import functools
 import html
 import io
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -37,7 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.brokers.symbols import contract_multiplier
-from engine.core.store import SYSTEM_SCOPE, Halt, TradeRow
+from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, TradeRow
 from engine.data.dataset import DataSet
 from engine.data.files import iso, replace_whole
 from engine.data.records import Kind
@@ -246,6 +248,28 @@ def summarize(
     }
 
 
+def with_fees(trades: Sequence[TradeRow], orders: Iterable[OrderRow], paid: Mapping[str, float]) -> list[TradeRow]:
+    """The round trips, each with what its own orders paid the exchange (`ReplayExchange.fees`: commissions and
+    crypto fees). SQLite's `trades` say 0: a live run cannot see a fee in any order. An order of a bot's symbol
+    belongs to the first of that bot's round trips in it closed at or after the order was sent (an order after the
+    last one is the open position's). The ExitBot's flatten of a symbol several bots hold belongs to none of them."""
+    closes: dict[tuple[str, str], list[tuple[datetime, int]]] = defaultdict(list)
+    for i, t in enumerate(trades):
+        closes[(t.bot_id, t.symbol)].append((t.closed_at, i))
+    for ends in closes.values():
+        ends.sort()
+    fees = [0.0] * len(trades)
+    for order in orders:
+        fee = paid.get(order.client_order_id)
+        closed = closes.get((order.bot_id, order.symbol))
+        if not fee or not closed:
+            continue
+        at = bisect.bisect_left(closed, (order.created_at, -1))
+        if at < len(closed):
+            fees[closed[at][1]] += fee
+    return [dataclasses.replace(t, fees=fee) if fee else t for t, fee in zip(trades, fees, strict=True)]
+
+
 def trades_csv(trades: Sequence[TradeRow]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -298,7 +322,7 @@ def write(
     summary = summarize(
         engine=engine, exchange=exchange, recorded=recorded, cash=cash, model=model, data=data, start=start, end=end
     )
-    trades = engine.store.trades()
+    trades = with_fees(engine.store.trades(), engine.store.orders(), exchange.fees)
     texts = {"trades.csv": trades_csv(trades), "equity.csv": equity_csv(recorded.equity)}
     if html:
         texts["report.html"] = html_report(summary, trades, recorded.equity, data, start, end)

@@ -376,3 +376,16 @@ def test_a_crypto_pair_the_simulator_names_but_the_data_lacks_fails_no_assets_re
     assert [e for e in events if e["event"] == "broker_error"] == []
     assert not any("trading rules" in e.get("reason", "") for e in events if e["event"] == "entry_blocked")
     assert result.summary["bots"]["crypto_core"]["trades"] >= 1
+
+
+def test_each_round_trip_in_trades_csv_carries_the_fees_its_orders_paid(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """SQLite's trades say 0 (no live order shows a fee): trades.csv said 0 on every row while summary.json counted
+    the commissions paid."""
+    trending_day(tmp_path / "data")
+    model = FillModel(commission_per_share=0.01)
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False, fill_model=model)
+    rows = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
+    assert len(rows) >= 2 and StateStore(tmp_path / "out" / "state.db").positions() == []  # every trade closed
+    for row in rows:
+        assert float(row["fees"]) == pytest.approx(2 * float(row["qty"]) * 0.01), row  # a buy and a sell of qty shares
+    assert sum(float(r["fees"]) for r in rows) == pytest.approx(result.summary["bots"]["mom_AAPL"]["fees"], abs=0.01)
