@@ -627,6 +627,7 @@ class OrderManager:
             self._close_trade(after, row, now)
 
     def _close_trade(self, position: PositionRow, exit_row: OrderRow, now: datetime) -> None:
+        entry_price, fees = entry_and_fees(position)
         trade = TradeRow(
             bot_id=position.bot_id,
             symbol=position.symbol,
@@ -634,12 +635,10 @@ class OrderManager:
             opened_at=position.opened_at,
             closed_at=now,
             qty=max(position.bought_qty, position.sold_qty),
-            entry_price=position.avg_entry_price,
+            entry_price=entry_price,
             exit_price=position.sold_value / position.sold_qty,
             pnl=position.realized,
-            # a crypto buy's fee is taken from the coins delivered: in the entry price (`reconcile.cost_kept`), so in
-            # the P&L already; a sell's is taken from the dollars received, which no order or position shows
-            fees=0.0,
+            fees=fees,
             exit_trigger=exit_row.reason,
         )
         self.store.add_trade(trade)
@@ -791,3 +790,20 @@ def _unchanged(row: OrderRow, order: Order) -> bool:
         and order.id == row.broker_order_id
         and (order.qty is None or order.qty == row.qty)
     )
+
+
+def entry_and_fees(position: PositionRow) -> tuple[float, float]:
+    """(the buys' average fill price, the fees the round trip is seen to have paid) of a position sold whole.
+
+    A crypto buy's fee is taken from the coins delivered, and the position keeps what they cost
+    (`reconcile.cost_kept`): its entry price is then above the fills', and its realized P&L already net of that
+    fee. What the buys paid is the cost of everything sold, `sold_value - realized` (per unit of the contract); over
+    the quantity bought, that is the fills' price again, and the coins bought but never sold are the fee. Nothing
+    else is seen: no order shows a commission, and a crypto sell's fee comes out of the dollars received. A
+    position whose buys are not recorded (adopted) keeps its entry price and no fee."""
+    bought, sold = position.bought_qty, position.sold_qty
+    if bought <= 0 or sold <= 0:
+        return position.avg_entry_price, 0.0
+    paid = position.sold_value - position.realized / contract_multiplier(position.symbol)
+    entry = paid / bought
+    return entry, max((bought - sold) * entry, 0.0)

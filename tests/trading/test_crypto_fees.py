@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from engine.core.clock import ManualClock
 from engine.core.store import TradeRow
 from tests.conftest import ProjectCopy
@@ -47,3 +49,9 @@ def test_the_coins_a_buy_s_fee_took_keep_their_cost_in_the_round_trip_s_p_and_l(
     trade = closed(rig)[0]
     assert trade.qty == bought["qty"]  # one buy, sold whole
     assert abs(trade.pnl - (trade.exit_price * held.qty - bought["qty"] * bought["price"])) < 1e-6
+    # the record says it plainly: the fill's price, the fee seen (the coins it took, at that price), the P&L net of it
+    assert trade.entry_price == pytest.approx(bought["price"], rel=1e-12)
+    assert trade.fees == pytest.approx((bought["qty"] - held.qty) * bought["price"], rel=1e-9) and trade.fees > 0
+    assert trade.pnl == pytest.approx((trade.exit_price - trade.entry_price) * held.qty - trade.fees, rel=1e-9)
+    logged = next(e for e in rig.events("trade") if e["bot"] == held.bot_id and e["symbol"] == held.symbol)
+    assert logged["fees"] == trade.fees
