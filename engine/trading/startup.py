@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine.brokers.base import Broker, BrokerError
+from engine.brokers.base import Asset, Broker, BrokerError
 from engine.brokers.symbols import asset_class_of
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.model import BotsConfig, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig
@@ -34,6 +34,7 @@ def check_broker(broker: Broker, bots: BotsConfig) -> list[str]:
     """One line per reason the run cannot start; empty when it can. The broker refusing our keys, or not
     answering, stops at the first question: nothing else can be known."""
     problems: list[str] = []
+    kinds = {bot.bot_id: bot_kind(bot) for _path, bot in trading_bots(bots)}
     for bot_id, symbol, fractional in symbols_by_bot(bots):
         try:
             asset = broker.get_asset(symbol)
@@ -46,9 +47,36 @@ def check_broker(broker: Broker, bots: BotsConfig) -> list[str]:
         elif asset.status != "active" or not asset.tradable:
             state = f"status {asset.status}, tradable {asset.tradable}"
             problems.append(f"{bot_id}: '{symbol}' is not tradable at the broker ({state})")
+        elif asset.asset_class != _ASSET_CLASS_OF_BOT[kinds[bot_id]]:
+            problems.append(f"{bot_id}: {_other_class(symbol, asset, kinds[bot_id])}")
         elif fractional and not asset.fractionable:
             problems.append(f"{bot_id}: '{symbol}' cannot be traded in fractions, which this bot's sizing needs")
     return problems
+
+
+# The asset class of the symbols each kind of bot is configured with: the OptionsBot names its underlyings,
+# stocks and ETFs; its contracts are chosen live.
+_ASSET_CLASS_OF_BOT = {"momentum": "us_equity", "options": "us_equity", "crypto": "crypto"}
+_WHAT_A_BOT_TRADES = {"momentum": "stocks", "options": "stocks' options", "crypto": "crypto pairs"}
+_CLASS_NAMES = {"us_equity": "stock", "us_option": "option", "crypto": "crypto"}
+
+
+def _other_class(symbol: str, asset: Asset, kind: str) -> str:
+    """Why a symbol the broker knows is not one its bot can trade. `BTCUSD` passes the schema's ticker pattern,
+    and Alpaca answers /v2/assets/BTCUSD with the pair BTC/USD (its old spelling): a MomentumBot ran on a coin as
+    if it were a share, waiting for stock quotes that never come."""
+    what = _CLASS_NAMES.get(asset.asset_class, repr(asset.asset_class))
+    named = f" ({asset.symbol})" if asset.symbol != symbol else ""
+    if kind == "crypto":
+        fix = "give it a pair like BTC/USD, or trade the stock with a momentum bot"
+    else:
+        fix = "give it a stock's ticker, or trade the pair with the cryptobot"
+    is_a = f"{_article(what)} {what} asset at the broker{named}"
+    return f"'{symbol}' is {is_a}, but {_article(kind)} {kind} bot trades {_WHAT_A_BOT_TRADES[kind]}: {fix}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
 _HOLDS = {"us_equity": "shares", "us_option": "option contracts", "crypto": "coins"}

@@ -43,3 +43,20 @@ def test_bad_keys_at_start_are_a_clear_error_and_a_non_zero_exit(project: Projec
     assert done.returncode == 1, done.stderr
     assert "the broker refused the API keys" in done.stderr and "Traceback" not in done.stderr
     assert not (project.root / "state").exists()  # refused before anything was written
+
+
+def test_a_symbol_of_another_asset_class_than_its_bot_trades_is_refused(project: ProjectCopy, clock) -> None:
+    """`BTCUSD` is a ticker to the schema (capital letters) and, to Alpaca, the old spelling of the pair BTC/USD:
+    /v2/assets/BTCUSD answers the crypto asset, which exists and trades. A MomentumBot (or the OptionsBot's
+    underlying) given it passed the start-up check and ran as a stock bot on a coin: stock quotes that never come,
+    orders with a stock's time in force. The asset's class must be the one its bot trades."""
+    project.replace("config/bots.yaml", "ticker: AAPL", "ticker: BTCUSD")
+    project.replace("config/bots.yaml", "tickers: [SPY, QQQ]", "tickers: [SPY, ETHUSD]")
+    with Emulator(SimExchange(clock), key=KEY, secret=SECRET) as emulator:
+        problems = check_broker(SnapshotBroker(make_api(emulator, clock), clock), load_config(project.config).bots)
+    assert problems == [
+        "mom_AAPL: 'BTCUSD' is a crypto asset at the broker (BTC/USD), but a momentum bot trades stocks: give it "
+        "a stock's ticker, or trade the pair with the cryptobot",
+        "opt_core: 'ETHUSD' is a crypto asset at the broker (ETH/USD), but an options bot trades stocks' options: "
+        "give it a stock's ticker, or trade the pair with the cryptobot",
+    ]
