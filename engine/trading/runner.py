@@ -266,7 +266,9 @@ def _alpaca(report: Report, options: RunOptions, env: dict[str, str]) -> tuple[B
         raise RunError(str(exc)) from None
     live = not getattr(getattr(broker, "api", None), "paper", True)
     if live and not report.config.bots.exitbot.enabled:
-        raise RunError("live trading needs the kill switch: exitbot.enabled is false in bots.yaml")
+        # a setting to fix, not a failure of the moment: exit 2, which the service does not restart on (a restart
+        # every 30 s would refuse it again for ever)
+        raise RunError("live trading needs the kill switch: exitbot.enabled is false in bots.yaml", invalid=True)
     return broker, clock, None
 
 
