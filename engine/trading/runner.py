@@ -143,7 +143,12 @@ def open_session(
         store = StateStore(db_path, synced=name == "alpaca")  # a real broker acts on what is committed and sent
         written_by = store.meta("broker")
         if written_by is not None and written_by != name:
-            raise RunError(f"{db_path} holds the state of a '{written_by}' account; a '{name}' run needs its own --state-db")
+            # input to fix (exit 2): no restart changes whose account the file holds
+            held, asked = ("an" if w == "alpaca" else "a" for w in (written_by, name))
+            raise RunError(
+                f"{db_path} holds the state of {held} '{written_by}' account; {asked} '{name}' run needs its own --state-db",
+                invalid=True,
+            )
         if name == "sim":
             broker, clock, exchange, resumed = _sim(report, options, store, default_start)
             if resumed:

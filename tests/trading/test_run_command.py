@@ -498,3 +498,15 @@ def test_a_simulated_run_starts_at_sim_start_when_no_start_is_given(project: Pro
     given = engine(project, "run", "--once", "--quiet", "--start", "2026-11-25T07:00:00-08:00", "--state-db",
                    str(project.root / "other.db"))  # fmt: skip
     assert given.returncode == 0 and "starting at 2026-11-25T07:00:00-08:00" in given.stdout  # --start wins
+
+
+def test_a_state_file_of_the_other_broker_is_bad_input_exit_2(project: ProjectCopy) -> None:
+    """A simulation's state file given to an Alpaca run (keys added to a folder that ran the sim): restarting
+    cannot change whose state it holds, so it is input to fix (exit 2), never a failure of the moment (exit 1),
+    which the shipped service restarted every 30 s for ever."""
+    assert engine(project, "run", "--ticks", "1").returncode == 0
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        result = subprocess.run(command(project, "run", "--broker", "alpaca", "--once"), capture_output=True, text=True,
+                                cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "holds the state of a 'sim' account" in result.stderr and "Traceback" not in result.stderr
