@@ -216,3 +216,19 @@ def _the_one_problem_at(project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, k
     (problem,) = validate(project.config, project.machines, project.rules).problems
     assert (problem.path, problem.line) == (f"system.{key}", project.line_of(SETTINGS, f"{key}:"))
     return problem
+
+
+@pytest.mark.parametrize("written", ["0.0000001", "1e-300", "0.0004", "0.09"])
+def test_a_loop_interval_the_simulated_clock_cannot_advance_by_is_refused(project: ProjectCopy, written: str) -> None:
+    """`runner.loop_interval_seconds: 0.0000001` passed (above 0), and `run` on the simulated exchange never ended:
+    the clock advances by a timedelta, whose resolution is a microsecond, so it stood still and the session's
+    close never came (tens of thousands of ticks a second, all at 06:30:00, logged for ever). A few milliseconds
+    moved it, but a session was millions of ticks (hours, and a log of as many lines)."""
+    project.replace(SETTINGS, "loop_interval_seconds: 5", f"loop_interval_seconds: {written}")
+    (problem,) = _problems(project)
+    assert "runner.loop_interval_seconds:" in problem and "is less than the minimum of 0.1" in problem
+
+
+def test_a_loop_interval_of_a_tenth_of_a_second_still_validates(project: ProjectCopy) -> None:
+    project.replace(SETTINGS, "loop_interval_seconds: 5", "loop_interval_seconds: 0.1")
+    assert _problems(project) == []
