@@ -307,7 +307,8 @@ def _sim(
     # the saved time is the last tick's; the simulation goes on one interval later
     resume_at = datetime.fromisoformat(state["now"]) + timedelta(seconds=settings.runner.loop_interval_seconds)
     if options.start and options.start < resume_at:
-        raise RunError(f"--start {options.start.isoformat()} is before the simulation's time {state['now']}")
+        # bad usage (exit 2): the same --start is refused again however often it is tried
+        raise RunError(f"--start {options.start.isoformat()} is before the simulation's time {state['now']}", invalid=True)
     clock = ManualClock(options.start or resume_at)
     try:
         exchange = SimExchange.from_state(state, clock)

@@ -110,7 +110,8 @@ def test_a_second_run_continues_the_simulation(project: ProjectCopy) -> None:
     assert result.returncode == 0 and "continuing the simulation" in result.stdout
     assert "1 ticks to 2026-11-23T06:30:55-08:00" in result.stdout
     backwards = engine(project, "run", "--once", "--start", "2026-11-23T09:00:00-05:00")
-    assert backwards.returncode == 1 and "before the simulation's time" in backwards.stderr
+    # bad usage, exit 2 (README): no retry of the same --start can succeed
+    assert backwards.returncode == 2 and "before the simulation's time" in backwards.stderr
 
 
 def test_halt_status_resume(project: ProjectCopy) -> None:
