@@ -292,7 +292,8 @@ def _sim(
     try:
         state = load_state(store)
     except SimStateError as exc:
-        raise RunError(f"{store.path}: the saved simulation cannot be read: {exc}") from None
+        # a damaged state file: input to fix, exit 2 (README), never retried by the service as a failure of the moment
+        raise RunError(f"{store.path}: the saved simulation cannot be read: {exc}", invalid=True) from None
     if state is None:
         # the default start is asked for only here: a live run, or a sim resuming its saved day, never needs it
         start = options.start
@@ -315,7 +316,9 @@ def _sim(
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         # JSON that parses but holds a value of the wrong kind (a hand edit, a damaged write): not a traceback from
         # deep in the rebuild, and never a run on part of it
-        raise RunError(f"{store.path}: the saved simulation cannot be read: {BOOK_KEY}: {type(exc).__name__}: {exc}") from None
+        raise RunError(
+            f"{store.path}: the saved simulation cannot be read: {BOOK_KEY}: {type(exc).__name__}: {exc}", invalid=True
+        ) from None
     return SnapshotBroker(SimAPI(exchange), clock, settings.broker), clock, exchange, True
 
 

@@ -310,7 +310,8 @@ def test_a_run_refuses_a_state_it_cannot_read(project: ProjectCopy) -> None:
     with sqlite3.connect(project.root / "s.db") as conn:
         conn.execute("DELETE FROM meta WHERE key = ?", (BOOK_KEY,))
     result = engine(project, "run", "--once")
-    assert result.returncode == 1 and "the saved simulation cannot be read" in result.stderr
+    # a damaged state file is exit 2 (README), not 1, a failure of the moment that a retry could get past
+    assert result.returncode == 2 and "the saved simulation cannot be read" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -329,5 +330,5 @@ def test_a_run_refuses_a_saved_book_whose_values_cannot_be_read(project: Project
     conn.close()
     result = engine(project, "run", "--once")
     assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 1 and "the saved simulation cannot be read" in result.stderr and BOOK_KEY in result.stderr
+    assert result.returncode == 2 and "the saved simulation cannot be read" in result.stderr and BOOK_KEY in result.stderr
     assert "ticks to" not in result.stdout
