@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import PurePath
 
 from engine.config.errors import PathPart, Problem
 from engine.config.model import KillConditions
@@ -271,12 +272,28 @@ def lint_all(
         problems.extend(lint_machine(spec, book, rules_complete=rules_complete))
     if rules_complete:
         problems.extend(_kill_condition_problems(book))
+        problems.extend(_preflight_problems(book))
     if machines_complete:
         for kind in REQUIRED_KINDS:
             if kind not in specs:
                 problems.append(Problem(machines_dir, 0, 0, "", f"no machine of kind '{kind}' (every bot kind needs one)"))
     # A rule-file problem is found once per kind that compiles the rule; report it once.
     return sorted(set(problems))
+
+
+def _preflight_problems(book: RuleBook) -> list[Problem]:
+    """A rule book with no preflight check at all: rules/preflight.yaml deleted, or its section emptied. Every
+    entry would then pass preflight whatever the market, the quotes, the account or the day's loss (the gate
+    still holds the system's arming and the bot's own limits, nothing else), and validation said OK. One check
+    is the user's choice of what to ask; none is a file gone missing, as preflight.yml, which is refused."""
+    if book.preflight:
+        return []
+    where = str(PurePath(book.files[0]).parent) if book.files else "rules"  # the folder: no file holds what is missing
+    message = (
+        "no preflight check in rules/: every entry would go out whatever the market, the quotes, the account and the "
+        "day's loss say; put rules/preflight.yaml back (the shipped checks), or declare the checks under preflight:"
+    )
+    return [Problem(where, 0, 0, "preflight", message)]
 
 
 def _kill_condition_problems(book: RuleBook) -> list[Problem]:

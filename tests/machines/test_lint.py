@@ -301,3 +301,23 @@ def test_a_typo_in_a_guard_no_machine_uses_is_reported_by_validate(project: Proj
     )
     p = only(problems(project))
     assert p.path == "guards.not_used_yet.expr" and "did you mean 'holds_position'" in p.message
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_a_rule_book_without_any_preflight_check_is_refused(project: ProjectCopy, how: str) -> None:
+    """rules/preflight.yaml deleted (or its section left empty) validated OK, and every entry then passed
+    preflight: market closed, quotes stale, the account blocked, the daily loss past its limit (the gate still
+    holds the system's arming and the bot's limits, nothing else). As with preflight.yml, which the engine passes
+    over, every check vanishing is refused."""
+    path = project.rules / "preflight.yaml"
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.write_text("preflight: {}\n", encoding="utf-8")
+    p = only(problems(project))
+    assert p.path == "preflight" and "no preflight check" in p.message, p
+
+
+def test_one_preflight_check_is_enough_for_the_rule_book(project: ProjectCopy) -> None:
+    (project.rules / "preflight.yaml").write_text("preflight:\n  market_open:\n    description: Open.\n    expr: tradable_now\n")
+    assert problems(project) == []
