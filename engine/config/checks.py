@@ -149,11 +149,27 @@ def output_paths_usable(settings: Settings, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
+def failure_window_spans_ticks(settings: Settings, doc: YamlDocument) -> list[Problem]:
+    """Broker failures are stamped when they happen and counted over the last `api_failure_window_seconds`
+    (engine/trading/exitbot.py). A window shorter than `loop_interval_seconds` holds one tick's failures at
+    most: a broker failing a request every tick for ever never reached `max_api_failures_in_window`, and
+    api_failure_halt, the kill switch for a broker that keeps failing, could never trip."""
+    window, interval = settings.health.api_failure_window_seconds, settings.runner.loop_interval_seconds
+    if window >= interval:
+        return []
+    message = (
+        f"{window:g} s is shorter than runner.loop_interval_seconds ({interval:g} s): the window would hold one "
+        "tick's broker failures at most, and a broker failing every tick would never trip api_failure_halt"
+    )
+    return [doc.problem(("health", "api_failure_window_seconds"), message)]
+
+
 SETTINGS_CHECKS: tuple[Callable[[Settings, YamlDocument], list[Problem]], ...] = (
     timezone_exists,
     alert_urls_named,
     sim_start_readable,
     output_paths_usable,
+    failure_window_spans_ticks,
 )
 
 

@@ -232,3 +232,18 @@ def test_a_loop_interval_the_simulated_clock_cannot_advance_by_is_refused(projec
 def test_a_loop_interval_of_a_tenth_of_a_second_still_validates(project: ProjectCopy) -> None:
     project.replace(SETTINGS, "loop_interval_seconds: 5", "loop_interval_seconds: 0.1")
     assert _problems(project) == []
+
+
+def test_an_api_failure_window_shorter_than_a_tick_is_refused(project: ProjectCopy) -> None:
+    """Broker failures are stamped with their tick's time and counted within api_failure_window_seconds. A window
+    shorter than loop_interval_seconds holds one tick's failures at most: a broker failing a request every tick
+    for ever never reached max_api_failures_in_window, and api_failure_halt could never trip, without a word."""
+    project.replace(SETTINGS, "api_failure_window_seconds: 60", "api_failure_window_seconds: 4")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert (problem.line, problem.path) == (project.line_of(SETTINGS, "api_failure_window_seconds"), "health.api_failure_window_seconds")
+    assert "4 s is shorter than runner.loop_interval_seconds (5 s)" in problem.message
+
+
+def test_an_api_failure_window_of_one_tick_still_validates(project: ProjectCopy) -> None:
+    project.replace(SETTINGS, "api_failure_window_seconds: 60", "api_failure_window_seconds: 5")
+    assert _problems(project) == []
