@@ -360,7 +360,33 @@ def sessions_in_zone(settings: Settings, settings_doc: YamlDocument, bots: BotsC
                 f"the New York session ({_hours(sessions)} in {name}): it would never enter"
             )
             problems.append(bots_doc.problem((*path, "session", "trade_start"), message))
+        elif isinstance(bot, OptionsBotConfig):
+            problems.extend(_options_window_before_flatten(bot, path, start, end, sessions, name, bots_doc))
     return problems
+
+
+def _options_window_before_flatten(
+    bot: OptionsBotConfig,
+    path: tuple[str | int, ...],
+    start: time,
+    end: time,
+    sessions: list[tuple[datetime, datetime]],
+    name: str,
+    doc: YamlDocument,
+) -> list[Problem]:
+    """The OptionsBot opens nothing within `exits.flatten_before_close_minutes` of the close (an entry there would
+    be flattened at once: `_flattening` in engine/trading/facts_builder.py). A trade window that lies wholly in
+    those last minutes of every session would never enter, without a word (one `entry_blocked` a day in the log)."""
+    before = timedelta(minutes=bot.exits.flatten_before_close_minutes)
+    open_to_entries = [(opens, max(opens, closes - before)) for opens, closes in sessions]
+    if any(_meets(start, end, opens, until) for opens, until in open_to_entries):
+        return []
+    message = (
+        f"{bot.bot_id} trades {bot.session.trade_start}-{bot.session.trade_end} {name} time, which never meets the "
+        f"New York session before its last {bot.exits.flatten_before_close_minutes} minutes, when no entry is made "
+        f"({_hours(open_to_entries)} in {name}): it would never enter"
+    )
+    return [doc.problem((*path, "exits", "flatten_before_close_minutes"), message)]
 
 
 class DeclaredSignal(Protocol):

@@ -296,3 +296,19 @@ def test_a_session_closing_at_local_midnight_is_met_before_it(project: ProjectCo
     project.replace("config/bots.yaml", 'manage_until: "12:55"', 'manage_until: "23:55"')
     project.replace("config/settings.yaml", "America/Los_Angeles", "Europe/Moscow")
     assert load_config(project.config, SIGNALS).bots.momentum_bots[0].session.trade_start == "23:35"
+
+
+def test_an_options_window_entirely_within_the_flatten_before_the_close_is_refused(project: ProjectCopy) -> None:
+    """Entries within exits.flatten_before_close_minutes of the close are refused (an entry would be flattened at
+    once). 380 minutes before a 13:00 close is 06:40 Los Angeles time: the shipped 06:40-09:50 window would never
+    enter, and validation said OK; the run logged one entry_blocked and traded nothing all day."""
+    problems = problems_after(project, "bots.yaml", "flatten_before_close_minutes: 10", "flatten_before_close_minutes: 380")
+    p = only(problems)
+    assert (p.path, p.line) == ("optionsbot.exits.flatten_before_close_minutes", project.line_of("config/bots.yaml", "flatten_before"))
+    assert "opt_core trades 06:40-09:50 America/Los_Angeles time, which never meets the New York session before its last" in p.message
+    assert "(06:30-06:40 in America/Los_Angeles)" in p.message
+
+
+def test_an_options_window_that_meets_the_session_before_the_flatten_still_validates(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "flatten_before_close_minutes: 10", "flatten_before_close_minutes: 379")
+    assert load_config(project.config, SIGNALS).bots.optionsbot.exits.flatten_before_close_minutes == 379
