@@ -1506,6 +1506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None and not args.validate:
         parser.print_help()
         return EXIT_INVALID
+    if args.validate and args.command not in (None, "validate"):
+        # `--validate run` ran the trading loop, `--validate halt` wrote a halt: the flag was dropped without a
+        # word. A check of the files must never trade or change the state, so the two together are bad usage.
+        parser.error(f"--validate checks the files and does nothing else: give it alone, or run '{args.command}' without it")
     try:
         return int(cmd_validate(args) if args.command is None else args.handler(args))
     except InvalidInput as exc:

@@ -428,3 +428,20 @@ def test_the_recording_line_says_when_the_recording_stopped_before_the_run(tmp_p
     assert _recording_line(recorder, tmp_path / "rec").startswith("recorded 0 quotes of 0 symbols to ")
     stopped = _recording_line(recorder, tmp_path / "rec", "OSError: No space left on device")
     assert stopped.startswith("the recording stopped before the run did (OSError: No space left on device): recorded 0")
+
+
+@pytest.mark.parametrize("command", [["run", "--ticks", "5"], ["halt", "--reason", "x"], ["resume"], ["status"]])
+def test_validate_with_another_command_is_bad_usage_and_does_nothing(project: ProjectCopy, command: list[str]) -> None:
+    """`python -m engine --validate run` ran the trading loop (on Alpaca when keys are set), and `--validate halt`
+    wrote a halt: the flag was dropped without a word as soon as a command was given. Asking to check the files
+    must never trade or change the state: it is refused, exit 2, before anything is read or written."""
+    done = _on_copy(project, "--validate", *command)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"--validate checks the files and does nothing else: give it alone, or run '{command[0]}' without it" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
+
+
+def test_validate_with_the_validate_command_is_still_the_check(project: ProjectCopy) -> None:
+    done = _on_copy(project, "--validate", "validate")
+    assert done.returncode == 0 and done.stdout.startswith("OK: "), done.stdout + done.stderr
