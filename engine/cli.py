@@ -60,19 +60,30 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-def _add_file_options(parser: argparse.ArgumentParser) -> None:
+def _add_file_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """--config, --machines and --rules, before the command (`top_level`) or after it. Only the top level holds
+    the defaults: a command's own default replaced a folder given before the command (argparse writes a
+    subparser's defaults over what the main parser read), and `--config other run` ran on ./config."""
+
+    def default(value: Path) -> Any:
+        return value if top_level else argparse.SUPPRESS
+
     parser.add_argument(
         "--config",
         type=_path,
-        default=DEFAULT_CONFIG_DIR,
+        default=default(DEFAULT_CONFIG_DIR),
         metavar="DIR",
         help="folder holding settings.yaml and bots.yaml (default: config/)",
     )
     parser.add_argument(
-        "--machines", type=_path, default=DEFAULT_MACHINES_DIR, metavar="DIR", help="folder of machine files (default: machines/)"
+        "--machines",
+        type=_path,
+        default=default(DEFAULT_MACHINES_DIR),
+        metavar="DIR",
+        help="folder of machine files (default: machines/)",
     )
     parser.add_argument(
-        "--rules", type=_path, default=DEFAULT_RULES_DIR, metavar="DIR", help="folder of rule files (default: rules/)"
+        "--rules", type=_path, default=default(DEFAULT_RULES_DIR), metavar="DIR", help="folder of rule files (default: rules/)"
     )
 
 
@@ -1358,7 +1369,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trading Hydra: a fail-closed trading engine whose bots are state machines declared in YAML.",
     )
     parser.add_argument("--validate", action="store_true", help="check every config, machine and rule file")
-    _add_file_options(parser)
+    _add_file_options(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     validate = commands.add_parser("validate", help="check every config, machine and rule file")

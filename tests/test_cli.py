@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -445,3 +446,28 @@ def test_validate_with_another_command_is_bad_usage_and_does_nothing(project: Pr
 def test_validate_with_the_validate_command_is_still_the_check(project: ProjectCopy) -> None:
     done = _on_copy(project, "--validate", "validate")
     assert done.returncode == 0 and done.stdout.startswith("OK: "), done.stdout + done.stderr
+
+
+def _in_project(project: ProjectCopy, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=project.root,
+                          env=env, timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["validate"], ["run", "--ticks", "1"]])
+def test_a_config_folder_given_before_the_command_is_used_not_the_default(project: ProjectCopy, command: list[str]) -> None:
+    """`python -m engine --config other/config run` ran on ./config: the command's own --config, left at its
+    default, replaced the one given before the command (argparse's subparser defaults win), without a word."""
+    shutil.copytree(project.config, project.root / "other")
+    (project.root / "other" / "bots.yaml").write_text("not: [a, bots, file]\n", encoding="utf-8")  # ./config is valid
+    done = _in_project(project, "--config", "other", *command)
+    assert done.returncode == 2 and "other/bots.yaml" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert not (project.root / "state").exists() and not (project.root / "logs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--machines", "--rules"])
+def test_a_machines_or_rules_folder_given_before_the_command_is_used(project: ProjectCopy, flag: str) -> None:
+    (project.root / "empty").mkdir()
+    done = _in_project(project, flag, "empty", "validate")
+    assert done.returncode == 2 and "empty:0:0: no " in done.stdout, done.stdout + done.stderr
+    assert _in_project(project, flag, "empty", "validate", flag, flag.strip("-")).returncode == 0  # the later one wins
