@@ -20,6 +20,7 @@ from engine.config.schema_check import show_value
 from engine.config.yaml_source import YamlDocument
 from engine.core.clock import parse_hhmm, parse_start
 from engine.core.names import did_you_mean
+from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE
 
 
 def trading_bots(bots: BotsConfig) -> Iterator[tuple[tuple[str | int, ...], TradingBotConfig]]:
@@ -200,6 +201,29 @@ def duplicate_bot_ids(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
+# Ids the engine uses for itself, where a bot's id goes too (client_order_id prefixes, halt scopes, the records
+# `why` reads, the resume event), each with what it is; compared without case, as bot ids are.
+_ENGINE_IDS = {
+    EXITBOT_ID: "the kill switch's own id (its flatten orders carry it; a fill of one is split among the holders)",
+    SYSTEM_SCOPE: "the system's own id (its halts and its facts for `why` are kept under it)",
+    "portfolio": "the PortfolioBot's own id (engine/trading/engine.py)",
+    "all": "what a resume of every halt is recorded under (the `resume` event's scope)",
+}
+
+
+def engine_bot_ids(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    """A bot named as the engine names its own parts. A MomentumBot named `exitbot` validated: its orders carried
+    the kill switch's prefix, and its first buy was taken for a flatten of a shared symbol and split among the
+    bots holding it (none), so the fill vanished from its ledger and reconciliation halted on the difference. One
+    named `system` wrote its own halts as the whole system's."""
+    problems = []
+    for path, bot in trading_bots(bots):
+        what = _ENGINE_IDS.get(bot.bot_id.casefold())
+        if what is not None:
+            problems.append(doc.problem((*path, "bot_id"), f"bot id '{bot.bot_id}' is taken by the engine: it is {what}"))
+    return problems
+
+
 def duplicate_symbols(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     """A symbol listed twice in one bot's list is a typo. Several bots on one symbol are fine: each owns a ledger of
     its own fills on Alpaca's one netted position (engine/trading/orders.py; README "Several bots on one ticker")."""
@@ -279,6 +303,7 @@ def crypto_minimum(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
 
 BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
     duplicate_bot_ids,
+    engine_bot_ids,
     duplicate_symbols,
     session_order,
     bucket_sum,

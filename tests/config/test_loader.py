@@ -312,3 +312,22 @@ def test_an_options_window_entirely_within_the_flatten_before_the_close_is_refus
 def test_an_options_window_that_meets_the_session_before_the_flatten_still_validates(project: ProjectCopy) -> None:
     project.replace("config/bots.yaml", "flatten_before_close_minutes: 10", "flatten_before_close_minutes: 379")
     assert load_config(project.config, SIGNALS).bots.optionsbot.exits.flatten_before_close_minutes == 379
+
+
+@pytest.mark.parametrize(
+    ("bot_id", "says"),
+    [
+        ("exitbot", "the kill switch's own id"),
+        ("ExitBot", "the kill switch's own id"),
+        ("system", "the system's own id"),
+        ("portfolio", "the PortfolioBot's own id"),
+        ("all", "what a resume of every halt is recorded under"),
+    ],
+)
+def test_a_bot_id_the_engine_uses_itself_is_refused(project: ProjectCopy, bot_id: str, says: str) -> None:
+    """A MomentumBot named `exitbot` validated: its orders carried the kill switch's prefix, and its first buy was
+    taken for a flatten of a shared symbol, split among the bots holding it (none), so the fill vanished from
+    its ledger. One named `system` wrote its halts, and its facts for `why`, as the whole system's."""
+    p = only(problems_after(project, "bots.yaml", "bot_id: mom_AAPL", f"bot_id: {bot_id}"))
+    assert (p.path, p.line) == ("momentum_bots[0].bot_id", project.line_of("config/bots.yaml", f"bot_id: {bot_id}"))
+    assert f"bot id '{bot_id}' is taken by the engine" in p.message and says in p.message
