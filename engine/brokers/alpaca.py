@@ -656,7 +656,10 @@ class AlpacaAPI:
             # The flags that block trading must be there: a missing one is not "not blocked".
             equity, cash = _required(raw.get("equity"), "equity"), _required(raw.get("cash"), "cash")
             _check_equity(equity, cash, raw)
-            last_equity = _required(raw.get("last_equity"), "last_equity")
+            # The base of the daily P&L's percent: a debt at yesterday's close would turn its sign over, and every
+            # gain read as a loss past the limit tripped the daily-loss kill condition, whose flatten sold every
+            # position (0, an account funded today, leaves the percent missing: facts_builder.daily_pnl_pct).
+            last_equity = _required(raw.get("last_equity"), "last_equity", minimum=0.0)
             self._last_equity_steady(raw.get("balance_asof"), last_equity)
             self._cash_moved_with_equity(raw.get("balance_asof"), equity, moved, source)
             return Account(

@@ -10,6 +10,11 @@ from engine.brokers.alpaca import AlpacaAPI
 from engine.brokers.base import BrokerError
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import make_rig
 
 ACCOUNT = "/v2/account"
 
@@ -46,3 +51,35 @@ def test_a_market_value_that_is_no_number_is_a_bad_response(api: AlpacaAPI, emul
         api.get_account()
     assert caught.value.kind == "bad_response"
 
+
+
+@pytest.mark.parametrize("last_equity", ["-100000", "-0.01"])
+def test_a_last_equity_below_zero_is_a_bad_response(api: AlpacaAPI, emulator: Emulator, last_equity: str) -> None:
+    """The daily P&L is a percent of last_equity: a negative one turns its sign over (a gain read as a loss)."""
+    emulator.faults.append(Fault(path_prefix=ACCOUNT, patch={"last_equity": last_equity}))
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.kind == "bad_response" and "last_equity" in caught.value.message
+    assert api.get_account().last_equity > 0  # the next answer is read
+
+
+def test_a_last_equity_below_zero_halts_and_nothing_is_flattened(project: ProjectCopy, clock: ManualClock) -> None:
+    """Read as it came, last_equity -100000 with an equity of 100000 was a daily P&L of -200 %: the daily-loss kill
+    condition tripped, and its flatten sold what the bots held, on an account that had lost nothing. Within a run a
+    last_equity that moves is refused already (`_last_equity_steady`); after a restart the first answer is all
+    there is."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: "AAPL" in exchange.positions, limit=600)
+        rig.ticks(2)
+        held = exchange.positions["AAPL"].qty
+        sent = len([r for r in emulator.requests if r.method in ("POST", "DELETE")])
+        emulator.faults.append(Fault(path_prefix=ACCOUNT, patch={"last_equity": "-100000"}, times=0))
+        rig = rig.restart(SnapshotBroker(make_api(emulator, clock), clock))
+        rig.ticks(6)
+        assert [r.body for r in emulator.requests if r.method in ("POST", "DELETE")][sent:] == []
+        assert exchange.positions["AAPL"].qty == held
+        (halt,) = rig.store.halts("system")
+        assert "the broker's answer could not be read (account:" in halt.reason and "last_equity" in halt.reason
+        assert not halt.flatten
