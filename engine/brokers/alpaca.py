@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import sys
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -84,7 +83,6 @@ ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop
 TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
 NAN = float("nan")
 NOTIONAL_SLACK = 1.05  # a notional order's fill may pass its amount by a rounding of the quantity, not by more
-_FLOAT_MAX = sys.float_info.max
 # A day's largest answers are an option chain page (1,000 contracts, well under a megabyte) and the asset list
 # (tens of thousands of assets, a few megabytes); a body past this is not an answer we understand.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -111,6 +109,11 @@ LAST_EQUITY_CONFIRMATIONS = 3  # answers in a row with one new last_equity (same
 # How long after the close the broker's clock may still say open (our clock a little ahead of Alpaca's, an answer
 # on its way across the close). Past it, the answer is not about now: a cached or replayed one (a proxy, a CDN).
 CLOCK_LAG = timedelta(seconds=60)
+# The largest sum of dollars an answer may hold: a trillion, more than any one account at any broker. An equity of
+# 1e300, every figure of the account consistent with it, was read as one: the budgets and the room grew with it,
+# and the bots sent orders for 2.5e297 shares of AAPL and 4e296 option contracts. A price, a market value, a
+# position's cost or an order's amount past it is junk, not money (a position of 1e15 shares of AAPL, too).
+MAX_USD = 1e12
 # Orders remembered by `_OrderMemory` (a day has tens to a few hundred; the oldest are forgotten first).
 ORDERS_REMEMBERED = 20_000
 
@@ -130,10 +133,10 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _float(value: Any, name: str = "a number", *, minimum: float | None = None) -> float | None:
+def _float(value: Any, name: str = "a number", *, minimum: float | None = None, usd: bool = False) -> float | None:
     """An optional number: None (or "") when the broker did not send it, otherwise a finite float. "NaN", "inf",
     "1e400" (infinity once parsed), "abc", "1_000" and booleans are unreadable, never a value; so is a number
-    under `minimum` (a negative price or quantity)."""
+    under `minimum` (a negative price or quantity), and a sum of dollars (`usd`) past MAX_USD either way."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -150,12 +153,20 @@ def _float(value: Any, name: str = "a number", *, minimum: float | None = None) 
         raise Unreadable(f"{name} is {_shown(value)}, not a finite number")
     if minimum is not None and number < minimum:
         raise Unreadable(f"{name} is {_shown(value)}, below {minimum:g}")
+    if usd:
+        _within_usd(number, name)
     return number
 
 
-def _required(value: Any, name: str, *, minimum: float | None = None) -> float:
+def _within_usd(dollars: float, name: str) -> None:
+    """Unreadable when a sum of dollars is past MAX_USD, either way."""
+    if abs(dollars) > MAX_USD:
+        raise Unreadable(f"{name} is {dollars:g} USD, past {MAX_USD:g}: more than any account holds")
+
+
+def _required(value: Any, name: str, *, minimum: float | None = None, usd: bool = False) -> float:
     """A number the engine cannot do without: missing or empty is a bad response, never a zero."""
-    number = _float(value, name, minimum=minimum)
+    number = _float(value, name, minimum=minimum, usd=usd)
     if number is None:
         raise Unreadable(f"{name} is missing")
     return number
@@ -646,7 +657,7 @@ class AlpacaAPI:
             if crypto_status is not None:
                 crypto_status = _choice(raw, "crypto_status", "the account's crypto_status", ACCOUNT_STATUSES)
             activities: tuple[NonTradeActivity, ...] = ()
-            moved = _float(raw.get("intraday_adjustments"), "intraday_adjustments")
+            moved = _float(raw.get("intraday_adjustments"), "intraday_adjustments", usd=True)
             if moved is not None:
                 source = "intraday_adjustments"
             else:
@@ -654,27 +665,29 @@ class AlpacaAPI:
                 moved, source = round(sum(x.net_amount for x in activities), 2), "activities"
             # Money may be negative where Alpaca means it (cash borrowed on margin, a deficit): finite is the rule.
             # The flags that block trading must be there: a missing one is not "not blocked".
-            equity, cash = _required(raw.get("equity"), "equity"), _required(raw.get("cash"), "cash")
+            equity, cash = _required(raw.get("equity"), "equity", usd=True), _required(raw.get("cash"), "cash", usd=True)
             _check_equity(equity, cash, raw)
             # The base of the daily P&L's percent: a debt at yesterday's close would turn its sign over, and every
             # gain read as a loss past the limit tripped the daily-loss kill condition, whose flatten sold every
             # position (0, an account funded today, leaves the percent missing: facts_builder.daily_pnl_pct).
-            last_equity = _required(raw.get("last_equity"), "last_equity", minimum=0.0)
+            last_equity = _required(raw.get("last_equity"), "last_equity", minimum=0.0, usd=True)
             self._last_equity_steady(raw.get("balance_asof"), last_equity)
             self._cash_moved_with_equity(raw.get("balance_asof"), equity, moved, source)
             return Account(
                 equity=equity,
                 last_equity=last_equity,
                 cash=cash,
-                buying_power=_required(raw.get("buying_power"), "buying_power"),
+                buying_power=_required(raw.get("buying_power"), "buying_power", usd=True),
                 status=status,
                 trading_blocked=_flag(raw, "trading_blocked"),
                 account_blocked=_flag(raw, "account_blocked"),
                 crypto_status=crypto_status,
                 options_trading_level=_level(raw.get("options_trading_level"), "options_trading_level"),
                 options_approved_level=_level(raw.get("options_approved_level"), "options_approved_level"),
-                non_marginable_buying_power=_float(raw.get("non_marginable_buying_power"), "non_marginable_buying_power"),
-                options_buying_power=_float(raw.get("options_buying_power"), "options_buying_power"),
+                non_marginable_buying_power=_float(
+                    raw.get("non_marginable_buying_power"), "non_marginable_buying_power", usd=True
+                ),
+                options_buying_power=_float(raw.get("options_buying_power"), "options_buying_power", usd=True),
                 trade_suspended_by_user=_flag(raw, "trade_suspended_by_user"),
                 non_trade_cash_today=moved,
                 non_trade_cash_source=source,  # type: ignore[arg-type]  # one of the two literals above
@@ -803,14 +816,19 @@ class AlpacaAPI:
         client_order_id = _raw_text(o, "client_order_id", "an order's client_order_id")
         name = f"order {client_order_id!r}"
         qty = _float(o.get("qty"), f"{name}'s qty", minimum=0.0)
-        notional = _float(o.get("notional"), f"{name}'s notional", minimum=0.0)
+        notional = _float(o.get("notional"), f"{name}'s notional", minimum=0.0, usd=True)
         if qty is None and notional is None:
             raise Unreadable(f"{name} has neither qty nor notional")
         filled = _required(o.get("filled_qty"), f"{name}'s filled_qty", minimum=0.0)
         if qty is not None and filled > qty * (1 + 1e-9):
             raise Unreadable(f"{name} has {filled:g} filled of {qty:g}")
         status = _choice(o, "status", f"{name}'s status", Order.ALL_STATUSES)
-        average = _float(o.get("filled_avg_price"), f"{name}'s filled_avg_price", minimum=0.0)
+        average = _float(o.get("filled_avg_price"), f"{name}'s filled_avg_price", minimum=0.0, usd=True)
+        limit_price = _float(o.get("limit_price"), f"{name}'s limit_price", minimum=0.0, usd=True)
+        if average:
+            _within_usd(filled * average, f"{name}'s filled value")
+        if limit_price and qty is not None:
+            _within_usd(qty * limit_price, f"{name}'s value at its limit price")
         if (status in ("filled", "partially_filled") and not filled > 0) or (filled > 0 and not average):
             # a fill of nothing, or at no price under any status (an order canceled after a partial fill keeps its
             # filled_qty): booked, it would record the fill on the order and own none of what the broker holds
@@ -843,7 +861,7 @@ class AlpacaAPI:
             filled_avg_price=average,
             order_type=_choice(o, type_key, f"{name}'s type", ORDER_TYPES),
             time_in_force=_choice(o, "time_in_force", f"{name}'s time_in_force", TIME_IN_FORCE),
-            limit_price=_float(o.get("limit_price"), f"{name}'s limit_price", minimum=0.0),
+            limit_price=limit_price,
             status=status,
             created_at=self._not_ahead(created_at, f"{name}'s created_at"),
             asset_class=asset_class,
@@ -893,12 +911,12 @@ class AlpacaAPI:
                 raise Unreadable(f"a quote for {_shown(symbol)}, which was not asked for")
             bid, ask, at = q.bid_price, q.ask_price, q.timestamp
             # What the checks below would pass as it is, passed without them (a thousand quotes a tick): a float
-            # from 0 to the largest finite one (NaN fails both comparisons), a time with its zone.
+            # from 0 to MAX_USD (NaN fails both comparisons), a time with its zone.
             if (
                 type(bid) is float
                 and type(ask) is float
-                and 0.0 <= bid <= _FLOAT_MAX
-                and 0.0 <= ask <= _FLOAT_MAX
+                and 0.0 <= bid <= MAX_USD
+                and 0.0 <= ask <= MAX_USD
                 and type(at) is datetime
                 and at.tzinfo is not None
                 and at.utcoffset() is not None
@@ -906,8 +924,8 @@ class AlpacaAPI:
             ):
                 quotes[symbol] = Quote(symbol, bid, ask, at)
             else:  # the checks name the field that is wrong
-                bid = _required(bid, f"{symbol}'s bid", minimum=0.0)
-                ask = _required(ask, f"{symbol}'s ask", minimum=0.0)
+                bid = _required(bid, f"{symbol}'s bid", minimum=0.0, usd=True)
+                ask = _required(ask, f"{symbol}'s ask", minimum=0.0, usd=True)
                 quotes[symbol] = Quote(symbol, bid, ask, _aware(at, f"{symbol}'s quote time"))
         return quotes
 
@@ -966,8 +984,8 @@ class AlpacaAPI:
                         "call" if option_type == "call" else "put",
                         strike,
                         expiry,
-                        _required(quote.bid_price, f"{occ}'s bid", minimum=0.0),
-                        _required(quote.ask_price, f"{occ}'s ask", minimum=0.0),
+                        _required(quote.bid_price, f"{occ}'s bid", minimum=0.0, usd=True),
+                        _required(quote.ask_price, f"{occ}'s ask", minimum=0.0, usd=True),
                         _aware(quote.timestamp, f"{occ}'s quote time"),
                         # Thin contracts come without greeks (alpaca-trade-api-go marketdata/options_test.go):
                         # kept, with NaN greeks that no delta range admits; `OptionContract.greeks` is None.
@@ -1220,7 +1238,7 @@ def _activity(item: Mapping[str, Any]) -> NonTradeActivity | None:
     return NonTradeActivity(
         id=str(item.get("id", "")),
         activity_type=str(item["activity_type"]),
-        net_amount=_required(item.get("net_amount"), "an activity's net_amount"),
+        net_amount=_required(item.get("net_amount"), "an activity's net_amount", usd=True),
         created_at=_timestamp(item.get("created_at"), "an activity's created_at"),
         date=str(item.get("date", "")),
         status=str(item.get("status", "executed")),
@@ -1237,8 +1255,8 @@ def _on_day(activity: NonTradeActivity, day: date) -> bool:
 def _check_equity(equity: float, cash: float, raw: Mapping[str, Any]) -> None:
     """Unreadable when the account's equity is not its cash and market values summed (EQUITY_SLACK_USD). An answer
     without the market values is not checked: an older or thinner account shape is no reason to refuse it."""
-    long_value = _float(raw.get("long_market_value"), "long_market_value")
-    short_value = _float(raw.get("short_market_value"), "short_market_value")
+    long_value = _float(raw.get("long_market_value"), "long_market_value", usd=True)
+    short_value = _float(raw.get("short_market_value"), "short_market_value", usd=True)
     if long_value is None or short_value is None:
         return
     held = cash + long_value + short_value
@@ -1306,16 +1324,19 @@ def _position(raw: Mapping[str, Any]) -> Position:
     short = _choice(raw, "side", f"{symbol}'s side", POSITION_SIDES) == "short"
     qty = _required(raw.get("qty"), f"{symbol}'s qty", minimum=None if short else 0.0)
     name = normalize(symbol, asset_class)
-    price = _required(raw.get("current_price"), f"{symbol}'s current_price", minimum=0.0)
-    value = _required(raw.get("market_value"), f"{symbol}'s market_value")
-    _check_position_value(symbol, asset_class, qty, price, value, contract_multiplier(name))
+    price = _required(raw.get("current_price"), f"{symbol}'s current_price", minimum=0.0, usd=True)
+    value = _required(raw.get("market_value"), f"{symbol}'s market_value", usd=True)
+    entry = _required(raw.get("avg_entry_price"), f"{symbol}'s avg_entry_price", minimum=0.0, usd=True)
+    multiplier = contract_multiplier(name)
+    _check_position_value(symbol, asset_class, qty, price, value, multiplier)
+    _within_usd(abs(qty) * entry * multiplier, f"{symbol}'s cost")  # a contract now worth 0 was bought at a price
     return Position(
         name,
         -abs(qty) if short else qty,
-        _required(raw.get("avg_entry_price"), f"{symbol}'s avg_entry_price", minimum=0.0),
+        entry,
         price,
         value,
-        _required(raw.get("unrealized_pl"), f"{symbol}'s unrealized_pl"),
+        _required(raw.get("unrealized_pl"), f"{symbol}'s unrealized_pl", usd=True),
         asset_class,
     )
 
