@@ -1021,14 +1021,21 @@ class AlpacaAPI:
         return self._call("clock", read)
 
     def _checked_clock(self, clock: MarketClock) -> MarketClock:
-        """The market clock, if it can be believed: within MAX_CLOCK_SKEW of ours, its next open and close ahead
-        of its own time and in the order `is_open` implies, not open past its own next close by our clock (more
-        than CLOCK_LAG), and not open when the exchange calendar has no session then (a clock that says open on a
-        holiday), nor closing later than the calendar says (16:00 on an early-close day). The calendar may not know
-        an unscheduled closure, so a clock that says closed, or closing earlier, is believed."""
+        """The market clock, if it can be believed: within MAX_CLOCK_SKEW of ours and not ahead of it by more than
+        CLOCK_LAG, its next open and close ahead of its own time and in the order `is_open` implies, not open past
+        its own next close nor closed past its own next open by our clock (more than CLOCK_LAG), and not open when
+        the exchange calendar has no session then (a clock that says open on a holiday), nor closing later than the
+        calendar says (16:00 on an early-close day). The calendar may not know an unscheduled closure, so a clock
+        that says closed, or closing earlier, is believed."""
         now = self.clock.now()
         if abs(clock.timestamp - now) > MAX_CLOCK_SKEW:
             raise Unreadable(f"the broker's clock says {clock.timestamp.isoformat()}, ours {now.isoformat()}")
+        if clock.timestamp - now > CLOCK_LAG:
+            # Its is_open is about a moment that has not come yet by ours (an answer about another day, an emulator
+            # started at a later time): Monday's "open" read on a Saturday passed every check below, and the stock
+            # and option bots entered while the market was shut (Alpaca queues a day order for the next open).
+            raise Unreadable(f"the broker's clock says {clock.timestamp.isoformat()}, ahead of ours "
+                             f"({now.isoformat()}): an answer that is not about now")  # fmt: skip
         if not (clock.timestamp < clock.next_open <= clock.timestamp + MAX_SESSION_GAP
                 and clock.timestamp < clock.next_close <= clock.timestamp + MAX_SESSION_GAP):  # fmt: skip
             raise Unreadable("the clock's next_open or next_close is not within days after its own time")
@@ -1038,8 +1045,14 @@ class AlpacaAPI:
         if clock.is_open and now >= clock.next_close + CLOCK_LAG:
             # An answer about a session that has ended by our clock (a cached or replayed answer: Friday's "open"
             # read on Saturday): believed, every stock bot may enter while the market is shut, and Alpaca queues
-            # a day order for the next open. One that says closed is believed: it fails closed on its own.
+            # a day order for the next open.
             raise Unreadable(f"the clock says open until {clock.next_close.isoformat()}, already past by ours "
+                             f"({now.isoformat()}): an answer that is not about now")  # fmt: skip
+        if not clock.is_open and now >= clock.next_open + CLOCK_LAG:
+            # Saturday's "closed until Monday 09:30" read on Monday at noon: it blocks entries, but the options bot's
+            # flatten before the close reads the clock too (`near_close` needs the market open), and believed for a
+            # session it never fires. Not believed either: the system halts and says why.
+            raise Unreadable(f"the clock says closed until {clock.next_open.isoformat()}, already past by ours "
                              f"({now.isoformat()}): an answer that is not about now")  # fmt: skip
         if clock.is_open:
             from engine.core.calendar import market_calendar

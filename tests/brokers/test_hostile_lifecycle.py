@@ -504,3 +504,46 @@ def test_an_order_replaced_before_the_lookup_after_a_lost_post_is_followed(desk:
     assert stored is not None and stored.status == "replaced"
     (replacement,) = [r for r in desk.store.orders() if r.client_order_id != row.client_order_id]
     assert (replacement.status, replacement.limit_price, replacement.reason) == ("new", 1.5, f"replaces {row.client_order_id}")
+
+
+MONDAYS_CLOCK = {"timestamp": "2026-11-23T10:00:00-05:00", "is_open": True, "next_open": "2026-11-24T09:30:00-05:00",
+                 "next_close": "2026-11-23T16:00:00-05:00"}  # fmt: skip
+
+
+def test_a_clock_ahead_of_ours_is_a_bad_answer(emulator: Emulator, clock: ManualClock) -> None:
+    """Its is_open is about a moment that has not come: Monday's open, read on Saturday."""
+    api = make_api(emulator, clock)
+    clock.set(SATURDAY)
+    emulator.faults.append(Fault(path_prefix=CLOCK, patch=MONDAYS_CLOCK))
+    assert "ahead of ours" in bad(api.get_clock).message
+    clock.set(datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc) - CLOCK_LAG)  # a minute behind Alpaca's: believed
+    emulator.faults.append(Fault(path_prefix=CLOCK, patch=MONDAYS_CLOCK))
+    assert api.get_clock().is_open
+
+
+def test_a_clock_still_closed_past_its_own_open_is_a_bad_answer(emulator: Emulator, clock: ManualClock) -> None:
+    """Saturday's answer read on Monday at 10:00: believed, the options bot's flatten before the close never fires."""
+    api = make_api(emulator, clock)
+    saturdays = {"timestamp": "2026-11-21T10:00:00-05:00", "is_open": False, "next_open": "2026-11-23T09:30:00-05:00",
+                 "next_close": "2026-11-23T16:00:00-05:00"}  # fmt: skip
+    clock.set(datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc) + CLOCK_LAG - timedelta(seconds=1))
+    emulator.faults.append(Fault(path_prefix=CLOCK, patch=saturdays))
+    assert api.get_clock().is_open is False  # an answer on its way across the open
+    clock.set(OPEN)
+    emulator.faults.append(Fault(path_prefix=CLOCK, patch=saturdays))
+    assert "closed until 2026-11-23T09:30:00-05:00, already past by ours" in bad(api.get_clock).message
+    assert api.get_clock().is_open is True
+
+
+def test_mondays_clock_read_on_saturday_halts_and_no_stock_order_leaves(project: ProjectCopy) -> None:
+    """Believed, the momentum and options bots entered on a Saturday (AAPL, SPY calls): Alpaca queues day orders."""
+    clock = ManualClock(SATURDAY)
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        emulator.faults.append(Fault(path_prefix=CLOCK, patch=MONDAYS_CLOCK, times=0))
+        rig.ticks(300)
+        sent = [r.body["symbol"] for r in emulator.requests if r.method == "POST" and r.path == ORDERS]
+        assert all("/" in symbol for symbol in sent)  # crypto only
+        (halt,) = [h.reason for h in rig.store.halts("system")]
+        assert "the broker's clock says 2026-11-23T10:00:00-05:00, ahead of ours" in halt
