@@ -673,6 +673,12 @@ class AlpacaAPI:
             last_equity = _required(raw.get("last_equity"), "last_equity", minimum=0.0, usd=True)
             self._last_equity_steady(raw.get("balance_asof"), last_equity)
             self._cash_moved_with_equity(raw.get("balance_asof"), equity, moved, source)
+            level = _level(raw.get("options_trading_level"), "options_trading_level")
+            approved = _level(raw.get("options_approved_level"), "options_approved_level")
+            if level is not None and approved is not None and level > approved:
+                # the effective level is the least of the approved one and the owner's cap (trading-api.json): one
+                # above what was approved is not the account's, and the options bot would trade on it
+                raise Unreadable(f"options_trading_level {level} is above options_approved_level {approved}")
             return Account(
                 equity=equity,
                 last_equity=last_equity,
@@ -682,8 +688,8 @@ class AlpacaAPI:
                 trading_blocked=_flag(raw, "trading_blocked"),
                 account_blocked=_flag(raw, "account_blocked"),
                 crypto_status=crypto_status,
-                options_trading_level=_level(raw.get("options_trading_level"), "options_trading_level"),
-                options_approved_level=_level(raw.get("options_approved_level"), "options_approved_level"),
+                options_trading_level=level,
+                options_approved_level=approved,
                 non_marginable_buying_power=_float(
                     raw.get("non_marginable_buying_power"), "non_marginable_buying_power", usd=True
                 ),

@@ -135,7 +135,9 @@ def test_an_account_with_values_the_sdk_does_not_know_in_unread_fields_is_read(a
 @pytest.mark.parametrize(
     ("patch", "said"),
     [({"status": 1}, "status"), ({"crypto_status": ["ACTIVE"]}, "crypto_status"), ({"crypto_status": "WEIRD"}, "crypto_status"), ({"options_trading_level": "2.5"}, "options_trading_level"),
-     ({"options_approved_level": -1}, "options_approved_level"), ({"options_trading_level": "high"}, "options_trading_level")],
+     ({"options_approved_level": -1}, "options_approved_level"), ({"options_trading_level": "high"}, "options_trading_level"),
+     # the effective level is the least of the approved one and the owner's cap: never above what was approved
+     ({"options_approved_level": 1, "options_trading_level": 3}, "above options_approved_level 1")],
 )  # fmt: skip
 def test_an_account_field_the_engine_reads_is_still_checked(
     api: AlpacaAPI, emulator: Emulator, patch: dict[str, object], said: str
