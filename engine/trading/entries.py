@@ -188,7 +188,7 @@ def plan_entry(
             return None, None, f"one share of {symbol} {_TOO_BIG}"
         return OrderRequest(symbol, "buy", UNNUMBERED, "market", "day", qty=qty), None, None
     assert isinstance(cfg, CryptoBotConfig)
-    request, why = _crypto_entry(cfg, symbol, risk_usd, room, quote, assets.get(symbol))
+    request, why = _crypto_entry(cfg, symbol, risk_usd, room, quote, assets.get(symbol), max_spread_pct)
     return request, None, why
 
 
@@ -221,11 +221,21 @@ def no_contract_reason(
 
 
 def _crypto_entry(
-    cfg: CryptoBotConfig, symbol: str, risk_usd: float, room: float, quote: Quote, asset: Asset | None
+    cfg: CryptoBotConfig,
+    symbol: str,
+    risk_usd: float,
+    room: float,
+    quote: Quote,
+    asset: Asset | None,
+    max_spread_pct: float,
 ) -> tuple[OrderRequest | None, str | None]:
     """A buy limit sits at the ask rounded up to the pair's price increment (BTC/USD's is 1 dollar), so that it
     stays marketable; a quantity is rounded down to the pair's quantity increment. The order must reach the
-    pair's min_order_size and, for a USD-quoted pair, Alpaca's 10 USD minimum. With no order, why not."""
+    pair's min_order_size and, for a USD-quoted pair, Alpaca's 10 USD minimum. With no order, why not.
+
+    A limit the rounding lifts further above the ask than `max_spread_pct` (the widest quote that is a price) is
+    no limit: an increment of 100,000 (an asset answer that is junk) sent ETH/USD's buy at 100,000 with the ask at
+    3,010. The pair is then not sized, as for an increment the broker does not give."""
     if asset is None:
         return None, f"{symbol}'s trading rules (minimums, increments) are not known: read from the broker's assets"
     execution = cfg.execution
@@ -236,6 +246,11 @@ def _crypto_entry(
         if not asset.price_increment:
             return None, f"the broker gives {symbol} no price increment: a limit price cannot be set"
         limit = ceil_to(quote.ask, asset.price_increment)
+        if limit > quote.ask * (1 + max_spread_pct / 100):
+            return None, (
+                f"the broker's price increment for {symbol} lifts a limit at the ask by more than health.max_spread_pct: "
+                "a limit price cannot be set"
+            )
     price = limit or quote.ask
     if execution.use_notional:
         notional = floor_to(notional, 0.01)

@@ -259,6 +259,15 @@ def test_a_pair_whose_rules_are_unknown_is_not_sized(snapshot: Snapshot) -> None
     assert plan(CRYPTO, "BTC/USD", snapshot, assets=no_increment) == (None, None)  # a limit order cannot be priced
 
 
+def test_a_price_increment_that_lifts_the_limit_past_a_spread_is_not_used(snapshot: Snapshot) -> None:
+    """An asset answer with ETH/USD's increment at 100,000 sent a buy limit at 100,000, the ask at 3,010: no limit."""
+    junk = {**ASSETS, "ETH/USD": dataclasses.replace(ETH, price_increment=100_000.0)}
+    request, _choice, why = explain(CRYPTO, "ETH/USD", snapshot, assets=junk)
+    assert request is None and "price increment for ETH/USD" in (why or "")
+    coarse = {**ASSETS, "BTC/USD": dataclasses.replace(BTC, price_increment=10.0)}  # ten dollars on 60,000: a price
+    assert plan(CRYPTO, "BTC/USD", snapshot, assets=coarse)[0] is not None
+
+
 def test_a_symbol_the_bot_holds_is_not_entered_again(snapshot: Snapshot) -> None:
     assert plan(CRYPTO, "BTC/USD", snapshot, busy=frozenset({"BTC/USD"})) == (None, None)
     assert plan(CRYPTO, "ETH/USD", snapshot, busy=frozenset({"BTC/USD"}))[0] is not None
