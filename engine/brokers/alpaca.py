@@ -56,7 +56,7 @@ from engine.brokers.base import (
 from engine.brokers.errors import classify
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.snapshot import log
-from engine.brokers.symbols import contract_multiplier, normalize, parse_occ, position_path_symbol
+from engine.brokers.symbols import asset_class_of, contract_multiplier, normalize, parse_occ, position_path_symbol
 from engine.core import jsontext
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
@@ -859,7 +859,7 @@ class AlpacaAPI:
             id=_uuid(o.get("id"), f"{name}'s id"),
             client_order_id=client_order_id,
             # crypto as BTC/USD whichever spelling the order carries (positions and old orders say BTCUSD)
-            symbol=normalize(_raw_text(o, "symbol", f"{name}'s symbol"), asset_class),
+            symbol=_named(_raw_text(o, "symbol", f"{name}'s symbol"), asset_class, f"{name}'s"),
             side=_choice(o, "side", f"{name}'s side", ORDER_SIDES),  # type: ignore[arg-type]  # buy or sell
             qty=qty,
             notional=notional,
@@ -1327,6 +1327,17 @@ def _asset_class(value: Any) -> AssetClass:
     return name  # type: ignore[return-value]  # checked against ASSET_CLASSES just above
 
 
+def _named(symbol: str, asset_class: AssetClass, whose: str) -> str:
+    """The engine's spelling of a position's or an order's symbol, refused when its asset class is not the one the
+    symbol's own spelling names (an OCC symbol is an option, BASE/QUOTE a coin, the rest a share). AAPL said to
+    be a us_option was read as a contract, which may be worth nothing: at a current_price of 0 (its market value 0
+    to match) it passed the position's checks, and the momentum bot's stop loss sold every share it held."""
+    name = normalize(symbol, asset_class)
+    if asset_class_of(name) != asset_class:
+        raise Unreadable(f"{whose} symbol {_shown(symbol)} is a {asset_class_of(name)} symbol, its asset_class {asset_class}")
+    return name
+
+
 def _position(raw: Mapping[str, Any]) -> Position:
     """One raw position. A position in an asset class the engine does not trade (crypto_perp, or one alpaca-py
     does not know yet) is the account's all the same: dropped, the engine would value and risk the account
@@ -1342,7 +1353,7 @@ def _position(raw: Mapping[str, Any]) -> Position:
     # unreadable.
     short = _choice(raw, "side", f"{symbol}'s side", POSITION_SIDES) == "short"
     qty = _required(raw.get("qty"), f"{symbol}'s qty", minimum=None if short else 0.0)
-    name = normalize(symbol, asset_class)
+    name = _named(symbol, asset_class, "a position's")
     price = _required(raw.get("current_price"), f"{symbol}'s current_price", minimum=0.0, usd=True)
     value = _required(raw.get("market_value"), f"{symbol}'s market_value", usd=True)
     entry = _required(raw.get("avg_entry_price"), f"{symbol}'s avg_entry_price", minimum=0.0, usd=True)

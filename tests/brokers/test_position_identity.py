@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.brokers.alpaca import AlpacaAPI
-from engine.brokers.base import BrokerError
+from engine.brokers.base import BrokerError, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
@@ -77,3 +77,46 @@ def test_a_position_priced_at_nothing_halts_and_nothing_is_sold(project: Project
         (halt,) = [h.reason for h in rig.store.halts("system")]
         assert "the broker's answer could not be read (positions:" in halt and "current_price" in halt
         assert len(rig.events("trade")) == trades
+
+
+@pytest.mark.parametrize(
+    ("symbol", "asset_class"),
+    [("AAPL", "us_option"), ("AAPL", "crypto"), ("SPY261204C00500000", "us_equity"), ("SPY261204C00500000", "crypto")],
+)
+def test_a_position_whose_class_is_not_its_symbol_s_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, symbol: str, asset_class: str
+) -> None:
+    exchange.set_position(symbol, 2, 5.0)
+    good = api.get_positions()
+    emulator.faults.append(Fault(path_prefix=POSITIONS, patch={"*.asset_class": asset_class}))
+    with pytest.raises(BrokerError) as caught:
+        api.get_positions()
+    assert caught.value.kind == "bad_response" and f"its asset_class {asset_class}" in caught.value.message
+    assert api.get_positions() == good
+
+
+def test_an_order_whose_class_is_not_its_symbol_s_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator) -> None:
+    api.submit_order(OrderRequest("MSFT", "buy", "rest-1", "limit", "day", qty=1, limit_price=1.0))
+    emulator.faults.append(Fault(path_prefix="/v2/orders", method="GET", patch={"*.asset_class": "us_option"}))
+    with pytest.raises(BrokerError) as caught:
+        api.get_open_orders()
+    assert caught.value.kind == "bad_response" and "its asset_class us_option" in caught.value.message
+
+
+def test_shares_said_to_be_a_contract_worth_nothing_halt_and_nothing_is_sold(project: ProjectCopy, clock: ManualClock) -> None:
+    """An option may be priced at 0; AAPL said to be one was, and the momentum bot's stop loss sold every share."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: "AAPL" in exchange.positions, limit=600)
+        rig.ticks(2)
+        held = exchange.positions["AAPL"].qty
+        sent = len([r for r in emulator.requests if r.method in ("POST", "DELETE")])
+        assert min(exchange.positions) == "AAPL"  # the first position listed
+        patch = {"0.asset_class": "us_option", "0.current_price": "0", "0.market_value": "0"}
+        emulator.faults.append(Fault(path_prefix=POSITIONS, method="GET", patch=patch, times=0))
+        rig.ticks(6)
+        assert [r.body for r in emulator.requests if r.method in ("POST", "DELETE")][sent:] == []
+        assert exchange.positions["AAPL"].qty == held
+        (halt,) = [h.reason for h in rig.store.halts("system")]
+        assert "the broker's answer could not be read (positions:" in halt and "its asset_class us_option" in halt
