@@ -82,6 +82,7 @@ ORDER_SIDES = frozenset({"buy", "sell"})
 ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop"})
 TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
 NAN = float("nan")
+LIMIT_SLACK = 1e-6  # how far an average fill price may be past its limit by the rounding of the average (and 1e-4)
 NOTIONAL_SLACK = 1.05  # a notional order's fill may pass its amount by a rounding of the quantity, not by more
 # A day's largest answers are an option chain page (1,000 contracts, well under a megabyte) and the asset list
 # (tens of thousands of assets, a few megabytes); a body past this is not an answer we understand.
@@ -855,17 +856,26 @@ class AlpacaAPI:
             # order ended here and its replacement worked on unfollowed, an exit of it selling what the bot's next
             # exit sold again
             raise Unreadable(f"{name} is replaced, by no order it names")
+        side = _choice(o, "side", f"{name}'s side", ORDER_SIDES)
+        order_type = _choice(o, type_key, f"{name}'s type", ORDER_TYPES)
+        if average and limit_price and order_type in ("limit", "stop_limit"):
+            # A limit order fills at its limit or better, never worse: a buy at no more, a sell at no less (within
+            # the rounding of an average). A buy limit at 1 "filled" at 100 was booked at 100, and the bot's P&L
+            # (and its stop loss) went with it.
+            worse = average - limit_price if side == "buy" else limit_price - average
+            if worse > LIMIT_SLACK * limit_price + 1e-4:
+                raise Unreadable(f"{name}, a {side} limit at {limit_price:g}, filled at {average:g}: worse than its limit")
         return Order(
             id=_uuid(o.get("id"), f"{name}'s id"),
             client_order_id=client_order_id,
             # crypto as BTC/USD whichever spelling the order carries (positions and old orders say BTCUSD)
             symbol=_named(_raw_text(o, "symbol", f"{name}'s symbol"), asset_class, f"{name}'s"),
-            side=_choice(o, "side", f"{name}'s side", ORDER_SIDES),  # type: ignore[arg-type]  # buy or sell
+            side=side,  # type: ignore[arg-type]  # buy or sell
             qty=qty,
             notional=notional,
             filled_qty=filled,
             filled_avg_price=average,
-            order_type=_choice(o, type_key, f"{name}'s type", ORDER_TYPES),
+            order_type=order_type,
             time_in_force=_choice(o, "time_in_force", f"{name}'s time_in_force", TIME_IN_FORCE),
             limit_price=limit_price,
             status=status,

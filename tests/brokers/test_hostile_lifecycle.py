@@ -41,9 +41,14 @@ def bad(call: Any) -> BrokerError:
     return caught.value
 
 
+# A buy limit below AAPL's price (about 190 here): it works and never fills by itself. Above the prices the faults
+# below say it filled at (100, 103): a buy limit fills at its limit or better, and one filled above it is refused.
+RESTING_LIMIT = 150.0
+
+
 def resting(api: AlpacaAPI, cid: str = "rest-1", qty: float = 10) -> str:
-    """A limit buy far below the market: it works and never fills by itself. Its order id."""
-    return api.submit_order(OrderRequest("AAPL", "buy", cid, "limit", "day", qty=qty, limit_price=1.0)).id
+    """A limit buy below the market (RESTING_LIMIT): it works and never fills by itself. Its order id."""
+    return api.submit_order(OrderRequest("AAPL", "buy", cid, "limit", "day", qty=qty, limit_price=RESTING_LIMIT)).id
 
 
 def listed(patch: dict[str, Any]) -> Fault:
@@ -153,7 +158,7 @@ class Desk:
     def intent(self, qty: float = 10.0) -> OrderRow:
         day = self.clock.now().date()
         request = OrderRequest(
-            "AAPL", "buy", self.orders.next_client_order_id("b1", day), "limit", "day", qty=qty, limit_price=1.0
+            "AAPL", "buy", self.orders.next_client_order_id("b1", day), "limit", "day", qty=qty, limit_price=RESTING_LIMIT
         )
         with self.store.transaction():
             return self.orders.record_intent("b1", day, "entry", request, "test")
@@ -463,7 +468,7 @@ def test_a_replaced_order_that_names_no_replacement_is_a_bad_answer(desk: Desk) 
     assert stored.broker_order_id is not None
     desk.exchange.replace_order(stored.broker_order_id, limit_price=1.5)
     desk.tick()  # the real replacement is followed and adopted
-    assert [(r.status, r.limit_price) for r in desk.store.orders()] == [("replaced", 1.0), ("new", 1.5)]
+    assert [(r.status, r.limit_price) for r in desk.store.orders()] == [("replaced", RESTING_LIMIT), ("new", 1.5)]
 
 
 def test_an_order_replaced_twice_between_two_reads_is_followed_to_the_one_that_works(desk: Desk) -> None:
@@ -476,7 +481,7 @@ def test_an_order_replaced_twice_between_two_reads_is_followed_to_the_one_that_w
     desk.tick()
     assert not desk.failures and not desk.errors
     rows = desk.store.orders()
-    assert [(r.status, r.limit_price) for r in rows] == [("replaced", 1.0), ("replaced", 1.5), ("new", 2.0)]
+    assert [(r.status, r.limit_price) for r in rows] == [("replaced", RESTING_LIMIT), ("replaced", 1.5), ("new", 2.0)]
     assert rows[-1].broker_order_id == third and {r.bot_id for r in rows} == {"b1"}
     assert {r.purpose for r in rows} == {"entry"}
 
@@ -547,3 +552,33 @@ def test_mondays_clock_read_on_saturday_halts_and_no_stock_order_leaves(project:
         assert all("/" in symbol for symbol in sent)  # crypto only
         (halt,) = [h.reason for h in rig.store.halts("system")]
         assert "the broker's clock says 2026-11-23T10:00:00-05:00, ahead of ours" in halt
+
+
+@pytest.mark.parametrize(
+    ("side", "average"), [("buy", "15000"), ("buy", "150.01"), ("sell", "100")], ids=["buy-far", "buy-a-cent", "sell"]
+)
+def test_a_limit_order_filled_worse_than_its_limit_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, side: str, average: str
+) -> None:
+    """A limit fills at its limit or better: a buy limit at 150 "filled" at 15000 is not an answer about that order."""
+    resting(api)
+    emulator.faults.append(listed({**PARTIAL, "*.side": side, "*.filled_qty": "5", "*.filled_avg_price": average}))
+    assert "worse than its limit" in bad(api.get_open_orders).message
+
+
+def test_a_limit_order_filled_at_or_better_than_its_limit_is_read(api: AlpacaAPI, emulator: Emulator) -> None:
+    resting(api)
+    emulator.faults.append(listed({**PARTIAL, "*.filled_qty": "5", "*.filled_avg_price": "150.00005"}))  # rounding
+    assert [o.filled_avg_price for o in api.get_open_orders()] == [150.00005]
+    emulator.faults.append(listed({**PARTIAL, "*.filled_qty": "6", "*.filled_avg_price": "149"}))
+    assert [o.filled_avg_price for o in api.get_open_orders()] == [149]
+
+
+def test_an_entry_filled_worse_than_its_limit_books_nothing_and_halts(desk: Desk) -> None:
+    row = desk.resting()
+    desk.emulator.faults.append(listed({**PARTIAL, "*.filled_qty": "5", "*.filled_avg_price": "15000"}))
+    desk.tick()
+    assert desk.owned() == {}
+    stored = desk.store.order(row.client_order_id)
+    assert stored is not None and stored.filled_qty == 0
+    assert ["worse than its limit" in e.message for e in desk.errors] == [True]
