@@ -82,6 +82,7 @@ ORDER_SIDES = frozenset({"buy", "sell"})
 ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop"})
 TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
 NAN = float("nan")
+GREEK_SLACK = 1e-4  # how far a model's rounding may put a greek past its bound (a far call's delta at -0.00001)
 LIMIT_SLACK = 1e-6  # how far an average fill price may be past its limit by the rounding of the average (and 1e-4)
 NOTIONAL_SLACK = 1.05  # a notional order's fill may pass its amount by a rounding of the quantity, not by more
 # A day's largest answers are an option chain page (1,000 contracts, well under a megabyte) and the asset list
@@ -993,6 +994,15 @@ class AlpacaAPI:
                         _required(getattr(greeks, greek), f"{occ}'s {greek}")
                     if abs(greeks.delta) > 1:
                         raise Unreadable(f"{occ}'s delta is {greeks.delta}, outside -1..1")
+                    # A call gains with its underlying, a put loses (delta 0..1 and -1..0), and a bought option's
+                    # gamma and vega are never below 0. The chain rules choose a call by |delta|: a call said to be
+                    # at -0.5 was chosen as one at 0.5 and bought.
+                    low, high = (0.0, 1.0) if option_type == "call" else (-1.0, 0.0)
+                    if not low - GREEK_SLACK <= greeks.delta <= high + GREEK_SLACK:
+                        raise Unreadable(f"{occ}'s delta is {greeks.delta}, outside {low:g}..{high:g} for a {option_type}")
+                    for greek in ("gamma", "vega"):
+                        if getattr(greeks, greek) < -GREEK_SLACK:
+                            raise Unreadable(f"{occ}'s {greek} is {getattr(greeks, greek)}, below 0")
                 out.append(
                     OptionContract(
                         occ,

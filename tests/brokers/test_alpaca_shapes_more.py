@@ -150,6 +150,23 @@ def test_a_contract_the_chain_was_not_asked_for_is_a_bad_answer(api: AlpacaAPI, 
     assert all(c.symbol.startswith("SPY") and EXPIRY_FROM <= c.expiry <= EXPIRY_TO for c in chain(api))
 
 
+@pytest.mark.parametrize(
+    ("kind", "greeks"),
+    [("call", {"delta": -0.5}), ("put", {"delta": 0.5}), ("call", {"gamma": -0.01}), ("put", {"vega": -0.2})],
+    ids=["call-delta-below-0", "put-delta-above-0", "gamma-below-0", "vega-below-0"],
+)
+def test_a_greek_of_the_wrong_sign_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator, kind: str, greeks: dict[str, float]) -> None:
+    """A call's delta is 0..1, a put's -1..0, gamma and vega never below 0. The chain rules choose a call by |delta|:
+    a call said to be at -0.5 was chosen as one at 0.5, and bought."""
+    contract = next(c for c in chain(api) if c.option_type == kind and c.greeks is not None)
+    patch = {f"snapshots.{contract.symbol}.greeks.{greek}": value for greek, value in greeks.items()}
+    emulator.faults.append(Fault(path_prefix=CHAIN, patch=patch))
+    assert contract.symbol in bad(lambda: chain(api)).message
+    far_call = {f"snapshots.{contract.symbol}.greeks.delta": -0.00001 if kind == "call" else 0.00001}
+    emulator.faults.append(Fault(path_prefix=CHAIN, patch=far_call))  # a model's rounding near 0: read
+    assert contract.symbol in {c.symbol for c in chain(api)}
+
+
 def test_a_variant_root_is_left_out_of_the_chain(api: AlpacaAPI, emulator: Emulator) -> None:
     """A root that extends the underlying's (SPXW beside SPX) is not the standard contract: left out, not guessed."""
     emulator.faults.append(Fault(path_prefix=CHAIN, patch={"snapshots.SPYW261204C00500000": {"latestQuote": QUOTE}}))
