@@ -155,6 +155,7 @@ class Journal:
         self._fd: int | None = _open_log(path)
         self._unwritten = bytearray()  # encoded lines the OS has not taken yet (see `_write_lines`)
         self._opened = self._identity(self._fd)
+        self.reopened = 0  # times the path named another file and the log went on in that one (`_follow_path`)
         if self._cut_short(self._fd):  # a line cut short (a crash, a full disk): ours starts on a line of its own
             self._unwritten += b"\n"
         self._clock = clock
@@ -207,8 +208,26 @@ class Journal:
         with contextlib.suppress(OSError):
             os.close(old)
         self._opened = self._identity(fd)
+        self.reopened += 1
         if self._cut_short(fd) and not self._unwritten.startswith(b"\n"):
             self._unwritten[:0] = b"\n"
+
+    def whole_at_path(self) -> bool:
+        """Whether the file at the path holds every line this journal wrote: it is the file opened first, and the
+        log never had to go on in another. A running engine's log is followed through a rotation (the lines before
+        it are in the rotated file); a log that must be one whole file (a backtest's, which its report is read
+        from) is incomplete otherwise. A path that cannot be looked at now proves nothing either way: True."""
+        if self.reopened:
+            return False
+        if not self._opened[2]:
+            return True
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) == self._opened[:2]
 
     def log(self, event: str, **fields: Any) -> None:
         now = self._clock.now()

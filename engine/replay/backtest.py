@@ -30,7 +30,7 @@ from engine.core.calendar import market_calendar
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
 from engine.core.lock import WRONG_KIND
-from engine.core.store import StateStore
+from engine.core.store import StateFileError, StateStore
 from engine.data.dataset import DataSet
 from engine.data.errors import DataError
 from engine.data.files import iso
@@ -63,6 +63,22 @@ class OutputFailed(BacktestError):
     as for the state file and the log; the request itself was sound."""
 
 
+
+
+def _still_in_place(out: Path, store: StateStore, journal: Journal) -> None:
+    """OutputFailed when the run's state file or log is no longer the file at its path in `out` (the folder
+    deleted or moved away during the run, a cleanup job's `rm -rf backtests/`). SQLite goes on writing a file
+    deleted under it, and the log is opened again at its path, folder and all: the run ended "wrote state.db,
+    app.jsonl" and exit 0, over a folder that held no state.db and a log without its first part. One stat each,
+    every PROGRESS_EVERY frames and before the report, which is then not written."""
+    try:
+        store.check_at_path()
+        gone = None if journal.whole_at_path() else LOG_FILE
+    except StateFileError:
+        gone = STATE_FILE
+    if gone is not None:
+        raise OutputFailed(f"{out}: its {gone} was deleted or replaced during the backtest (the folder removed or moved "
+                           "away?): the run's records are not all there, so no report is written; run it again")
 
 
 class MissingData(DataError):
@@ -405,6 +421,8 @@ def run_backtest(
             if last_kept is None or frame.at - last_kept >= EQUITY_EVERY:
                 recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
                 last_kept = frame.at
+            if recorded.frames % PROGRESS_EVERY == 0:
+                _still_in_place(out, store, journal)
             if progress is not None and recorded.frames % PROGRESS_EVERY == 0:
                 fraction = min((frame.at - window_start).total_seconds() / span, 1.0)
                 progress(BacktestProgress(frame.at, recorded.frames, fraction, recorded.equity[-1][1]))
@@ -422,6 +440,7 @@ def run_backtest(
         store.commit_held()
         if progress is not None:
             progress(BacktestProgress(frame.at, recorded.frames, 1.0, recorded.equity[-1][1]))
+        _still_in_place(out, store, journal)
         try:
             summary, files = reporting.write(
                 out,

@@ -18,9 +18,12 @@ def test_a_log_rotated_away_is_reopened_at_its_path(tmp_path: Path) -> None:
     journal = Journal(log, ManualClock(AT))
     journal.log("before")
     journal.flush()
+    assert journal.whole_at_path()
     log.rename(tmp_path / "app.jsonl.1")  # logrotate's default: rename, the writer is expected to follow the path
+    assert not journal.whole_at_path()  # before the next write too: the file at the path lacks "before"
     journal.log("after")
     journal.close()
+    assert not journal.whole_at_path()  # a log that must be one whole file (a backtest's) is not
     assert [e["event"] for e in read_events(tmp_path / "app.jsonl.1")] == ["before"]
     assert [e["event"] for e in read_events(log)] == ["after"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sqlite3
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +16,7 @@ from engine.brokers.sim.exchange import SimExchange
 from engine.core.clock import ManualClock
 from engine.core.store import StateStore
 from engine.data.fetch import fetch, history_clients
-from engine.replay.backtest import BacktestError, BacktestProgress, MissingData, run_backtest
+from engine.replay.backtest import BacktestError, BacktestProgress, MissingData, OutputFailed, run_backtest
 from engine.replay.fills import FillModel
 from engine.replay.report import _drawdown, _exposure, _ratio
 from tests.conftest import ProjectCopy
@@ -321,6 +322,38 @@ def test_a_backtest_stopped_midway_keeps_its_state_up_to_the_last_tick(
     with sqlite3.connect(tmp_path / "full" / "state.db") as conn:
         expected = conn.execute("SELECT count(*) FROM orders WHERE created_at <= ?", (cut,)).fetchone()[0]
     assert expected > 0 and saved[0] == expected
+
+
+def _remove(out: Path, what: str) -> None:
+    """What a cleanup job does to a backtest folder while the backtest runs."""
+    if what == "folder":
+        shutil.rmtree(out)
+    elif what == "moved":
+        out.rename(out.with_name("moved"))
+    else:
+        (out / what).unlink()
+
+
+@pytest.mark.parametrize("what", ["folder", "moved", "state.db", "app.jsonl"])
+@pytest.mark.parametrize("at", [100, 1.0])
+def test_an_out_folder_removed_during_the_backtest_is_an_output_failure_not_a_report(
+    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str, at: float
+) -> None:
+    """SQLite goes on writing a state file deleted under it and the log is opened again at its path: the backtest
+    said 'wrote ... state.db, app.jsonl' over a folder without its state.db, or a log without its first part.
+    Removed mid-run (at frame 100) it stops at the next check; removed after the last tick, before the report."""
+    trending_day(tmp_path / "data")
+    monkeypatch.setattr("engine.replay.backtest.PROGRESS_EVERY", 100)
+    out = tmp_path / "out"
+
+    def remove(progress: BacktestProgress) -> None:
+        if progress.frames == at or progress.fraction == at:
+            _remove(out, what)
+
+    with pytest.raises(OutputFailed, match=f"its {'app.jsonl' if what == 'app.jsonl' else 'state.db'} was deleted or "
+                       "replaced during the backtest"):  # fmt: skip
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=out, progress=remove, html=False)
+    assert not (out / "summary.json").exists() and not (out / "trades.csv").exists()
 
 
 @pytest.mark.parametrize("inside", [".", "bars", "bars/run"])
