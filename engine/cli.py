@@ -6,9 +6,9 @@ Exit codes are a contract other tools rely on:
      error), a failing scenario in `test`, or `health` finding no recent tick
   2  invalid input: a bad config, machine or rule file, or bad command-line usage
 
-`run` exits 0 when it stops on its own or on a first SIGINT/SIGTERM (after the tick in progress); a second
-signal ends it at once with 128 + the signal's number (130, 143), like a kill. `data fetch` stopped by Ctrl-C
-exits 130 (what it wrote stays; the same command resumes it).
+`run` exits 0 when it stops on its own or on a first SIGINT/SIGTERM/SIGHUP (after the tick in progress); a
+second signal ends it at once with 128 + the signal's number (130, 143, 129), like a kill. `backtest` and `data
+fetch` stopped by one exit with 128 + its number (what they wrote stays; the same fetch resumes it).
 """
 
 from __future__ import annotations

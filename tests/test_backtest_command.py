@@ -215,8 +215,9 @@ def test_a_recorded_sim_run_backtests(project: ProjectCopy) -> None:
     assert "50 ticks, 250 bar-events" in result.stdout
 
 
-def sigterm_once(project: ProjectCopy, command: list[str], ready: Callable[[], bool]) -> tuple[int, str, str]:
-    """Start `command`, send it SIGTERM once `ready()` says it is where the test wants it, and wait for its end:
+def sigterm_once(project: ProjectCopy, command: list[str], ready: Callable[[], bool],
+                 sig: signal.Signals = signal.SIGTERM) -> tuple[int, str, str]:  # fmt: skip
+    """Start `command`, send it `sig` (SIGTERM) once `ready()` says it is where the test wants it, and wait for its end:
     (its exit code, stdout, stderr). Never left running."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root,
                                env=without_keys())  # fmt: skip
@@ -225,7 +226,7 @@ def sigterm_once(project: ProjectCopy, command: list[str], ready: Callable[[], b
         while not ready():
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.01)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(sig)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -257,16 +258,18 @@ def _long_data(project: ProjectCopy, sessions: int) -> None:
     write_bars(project.root / "data", "AAPL", bars, fsync=False)
 
 
-def test_a_backtest_stopped_by_sigterm_commits_its_ticks_and_says_so(project: ProjectCopy) -> None:
-    """SIGTERM ended the process where it stood: up to 500 held ticks lost, the log not closed, nothing said."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_backtest_stopped_by_sigterm_commits_its_ticks_and_says_so(project: ProjectCopy, sig: signal.Signals) -> None:
+    """SIGTERM, or SIGHUP (the terminal closed), ended the process where it stood: up to 500 held ticks lost, the
+    log not closed, nothing said."""
     only_momentum(project)
     _long_data(project, 80)
     command = [sys.executable, "-m", "engine", "backtest", "--data", "data", "--out", "bt", *files(project)]
     log = project.root / "bt" / "app.jsonl"
     # sent once ticks are running (the log is written in blocks)
-    code, _out, err = sigterm_once(project, command, lambda: log.exists() and log.stat().st_size > 0)
-    assert code == 143, err
-    assert err.startswith("SIGTERM: the backtest stopped; bt/ keeps its state.db and app.jsonl") and "Traceback" not in err
+    code, _out, err = sigterm_once(project, command, lambda: log.exists() and log.stat().st_size > 0, sig)
+    assert code == 128 + sig, err
+    assert err.startswith(f"{sig.name}: the backtest stopped; bt/ keeps its state.db and app.jsonl") and "Traceback" not in err
     assert not (project.root / "bt" / "summary.json").exists()
     assert not (project.root / "bt" / "state.db-wal").exists()  # closed, not left mid-transaction
     events = read_events(log)  # every line whole

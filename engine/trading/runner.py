@@ -37,6 +37,7 @@ from engine.core import jsontext
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import MIN_SECRET_LENGTH, Journal
 from engine.core.lock import LockHeld, RunLock, lock_path
+from engine.core.stop import stop_signals
 from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_record, halts_in_force, in_force_lines, one_line, period_lines, period_record
@@ -52,7 +53,6 @@ LAST_TICK_KEY = "last_tick_at"  # a real-time run's last tick (ISO time), for `h
 LAST_RUN_KEY = "last_run"  # the latest run's start (and end, once it ended) as JSON: the span `status` sums up
 # The values .env.example ships with: a copied .env that still holds them would be sent to Alpaca as keys.
 PLACEHOLDER_VALUES = frozenset({"YOUR_KEY", "YOUR_SECRET"})
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RunError(Exception):
@@ -328,14 +328,15 @@ def _session_close(exchange: Any, clock: Clock) -> datetime:
 
 
 class StopSignals:
-    """SIGINT and SIGTERM as requests to stop at the next safe point; a second one ends the process at once.
+    """SIGINT, SIGTERM and SIGHUP (`stop.stop_signals`: a closed terminal or ssh session, which by default ended
+    the engine mid-tick) as requests to stop at the next safe point; a second one ends the process at once.
 
     The handler only records the request: Python runs it between two bytecodes of the main thread, which may be
     in the middle of a tick, and a tick must run to its end (an intent committed is also sent and recorded).
     The loop looks at `reason` between ticks. The wait between real-time ticks watches the wakeup pipe that
     `signal.set_wakeup_fd` writes to when a signal arrives, so it ends at the signal, not when the interval
     runs out. An operator who sends a second signal wants the process gone even mid-tick: `os._exit` with
-    128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as a kill would; what the tick had committed
+    128 + the signal's number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP), as a kill would; what the tick had committed
     stays committed, and the next run reconciles with the broker before it sends anything.
     """
 
@@ -352,7 +353,7 @@ class StopSignals:
         os.set_blocking(reader, False)
         os.set_blocking(writer, False)
         self._pipe = (reader, writer)
-        for signum in STOP_SIGNALS:
+        for signum in (signal.SIGINT, *stop_signals()):  # SIGHUP too, unless started under nohup
             self._previous[signum] = signal.signal(signum, self._handle)
         self._previous_wakeup = signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
         return self

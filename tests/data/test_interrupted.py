@@ -259,11 +259,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize(("sig", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize(("sig", "code"), [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
 def test_ctrl_c_while_a_window_is_put_in_place_keeps_the_windows_before_and_resumes(
     project: ProjectCopy, emulator_clean: Emulator, whole: dict[str, bytes], sig: str, code: int
 ) -> None:
-    """A service's stop (SIGTERM) as Ctrl-C: it killed the fetch outright, with no word and a temporary file left."""
+    """A service's stop (SIGTERM), or the terminal closed (SIGHUP), as Ctrl-C: each killed the fetch outright, with
+    no word and a temporary file left."""
     out = f"stopped-by-{sig}"  # a folder of its own: the project is shared by the module's tests
     env = {**env_for(emulator_clean), "NTH": "3", "SIG": sig}  # AAPL's two weeks are written; BTC/USD's first is not
     result = subprocess.run([sys.executable, "-c", INTERRUPTED_AT, *FETCH, "--out", out, *files(project)],

@@ -310,6 +310,38 @@ def test_a_refused_run_writes_nothing(project: ProjectCopy) -> None:
     assert len(run_ends(project)) == 1
 
 
+def test_sighup_stops_after_the_tick_as_sigterm_does(project: ProjectCopy) -> None:
+    """The terminal or ssh session the engine ran in closed: SIGHUP's default action ended it mid-tick, without a
+    word, its log's last events unwritten (a tick is never to be cut between an order's intent and its POST)."""
+    process = start(project, "--ticks", FOREVER, "--start", "2026-11-23T09:30:00-05:00")
+    wait_for_ticks(project, process, 3)
+    process.send_signal(signal.SIGHUP)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "SIGHUP: stopping after the tick in progress" in err and "Traceback" not in err and "P&L by bot" in out
+    end = run_ends(project)[-1]
+    assert end["reason"] == "SIGHUP" and store_orders(project.root / "s.db", "pending") == []
+
+
+def test_a_run_started_under_nohup_goes_on_through_a_sighup(project: ProjectCopy) -> None:
+    """`nohup` ignores SIGHUP so that the engine outlives its terminal: the engine leaves it ignored."""
+
+    def as_nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    process = subprocess.Popen(command(project, "run", "--ticks", FOREVER, "--start", "2026-11-23T09:30:00-05:00"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root,
+                               env=without_keys(), preexec_fn=as_nohup)  # fmt: skip
+    _started.append(process)
+    wait_for_ticks(project, process, 3)
+    process.send_signal(signal.SIGHUP)
+    ticks = project.root.joinpath("app.jsonl").read_text().count('"event":"tick"')
+    wait_for_ticks(project, process, ticks + 50)  # still ticking
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "SIGHUP" not in err and run_ends(project)[-1]["reason"] == "SIGTERM", err
+
+
 def test_a_second_signal_stops_at_once_even_mid_tick(project: ProjectCopy) -> None:
     with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
         # every account read hangs for a minute: the first tick cannot end before the test's timeout
