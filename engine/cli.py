@@ -2,8 +2,8 @@
 
 Exit codes are a contract other tools rely on:
   0  success
-  1  a runtime failure (broker unreachable at start, another engine holds the state file, an unexpected
-     error), a failing scenario in `test`, or `health` finding no recent tick
+  1  a runtime failure (broker unreachable at start, another engine holds the state file, standard output that
+     cannot be written, an unexpected error), a failing scenario in `test`, or `health` finding no recent tick
   2  invalid input: a bad config, machine or rule file, or bad command-line usage
 
 `run` exits 0 when it stops on its own or on a first SIGINT/SIGTERM/SIGHUP (after the tick in progress); a
@@ -235,7 +235,7 @@ def _write_output(flag: str, path: Path, data: str | bytes) -> None:
     if _to_stdout(path):
         sys.stdout.flush()
         sys.stdout.buffer.write(payload)
-        sys.stdout.buffer.flush()  # here, where a closed pipe is answered (main's BrokenPipeError), not at exit
+        sys.stdout.buffer.flush()  # here, where a closed pipe is noticed (main's GuardedOutput), not at exit
         return
     path = path.resolve() if path.is_symlink() else path  # the file the link names is the one replaced
 
@@ -1511,7 +1511,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class GuardedOutput:
+    """Standard output (text or its binary `buffer`) that a write can no longer fail: the first error (the reader
+    of a pipe gone, `| head`; a full disk under `> file`; /dev/full) is kept in `failure.error` and everything
+    written after it is dropped. A print is never where a command stops: an exception from it stopped `run`
+    before its first tick and `backtest` after its last one (both exit 0, the run having done nothing), made
+    `health`'s verdict exit 0 whatever it was, and any error but EPIPE (ENOSPC, EIO) was a traceback. Once
+    failed, the descriptor is pointed at /dev/null, so the interpreter's own flush at exit does not fail again."""
+
+    def __init__(self, inner: Any, failure: OutputFailure):
+        self._inner = inner
+        self._failure = failure
+
+    def write(self, data: Any) -> int:
+        if self._failure.error is None:
+            try:
+                return int(self._inner.write(data))
+            except OSError as exc:
+                self._failure.failed(exc, self._inner)
+        return len(data)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._failure.error is None:
+            try:
+                self._inner.flush()
+            except OSError as exc:
+                self._failure.failed(exc, self._inner)
+
+    @property
+    def buffer(self) -> GuardedOutput:
+        return GuardedOutput(self._inner.buffer, self._failure)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's own
+        return getattr(self._inner, name)
+
+
+class OutputFailure:
+    """The first error met writing standard output, or None (`GuardedOutput`)."""
+
+    def __init__(self) -> None:
+        self.error: OSError | None = None
+
+    def failed(self, exc: OSError, stream: Any) -> None:
+        self.error = exc
+        with contextlib.suppress(Exception):  # a stream without a descriptor (a test's capture) holds nothing
+            fd = stream.fileno()
+            import os
+
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+
+    def line(self) -> str:
+        assert self.error is not None
+        return (f"error: standard output cannot be written ({self.error.strerror or self.error}): the command ran to its "
+                "end, but what it printed is not all there")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command, with standard output guarded (`GuardedOutput`): the command does all it does whether or not
+    its output can be written; when it could not be, one line on stderr says so, and a command that would have
+    exited 0 exits 1 (a runtime failure), whatever error it met: the reader gone (EPIPE) or a full disk."""
+    failure = OutputFailure()
+    stdout = sys.stdout
+    if stdout is None:  # started with standard output closed (`>&-`): print drops what it is given, as asked
+        return _main(argv)
+    sys.stdout = GuardedOutput(stdout, failure)
+    try:
+        code = _main(argv)
+    finally:
+        sys.stdout = stdout
+    if failure.error is not None:
+        with contextlib.suppress(OSError):  # a terminal gone (SIGHUP) takes stderr with it: the code still says it
+            print(failure.line(), file=sys.stderr)
+        return code or EXIT_FAILURE
+    return code
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None and not args.validate:
@@ -1532,8 +1613,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before `run` holds the signals, or in a command that reads: one line
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `python -m engine table momentum | head`
-        return EXIT_OK
     except Exception as exc:
         code = file_error_code(exc)
         if code is None:

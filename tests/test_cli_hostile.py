@@ -440,3 +440,77 @@ def test_a_log_that_is_one_of_the_state_files_own_files_is_refused(
         code, text = main_([*command, "--state-db", str(here / "s.db"), "--log", str(here / f"s.db{suffix}"), *CONFIG], capsys)
         assert code == 2 and f"--log {here / f's.db{suffix}'}: is a file kept beside --state-db" in text, text
         assert list(here.glob("s.db*")) == []
+
+
+# --- standard output that cannot be written: the reader gone (`| head -0`), a full disk (`> /dev/full`) -----------
+
+
+def _stdout_fails(error: OSError, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Standard output whose every write and flush fails as a closed pipe or a full disk does."""
+
+    class Failing:
+        def write(self, _data: object) -> int:
+            raise error
+
+        def flush(self) -> None:
+            raise error
+
+        def isatty(self) -> bool:
+            return False
+
+        @property
+        def buffer(self) -> Failing:
+            return self
+
+    monkeypatch.setattr(sys, "stdout", Failing())
+
+
+@pytest.mark.parametrize("error", [BrokenPipeError(32, "Broken pipe"), OSError(28, "No space left on device")],
+                         ids=["EPIPE", "ENOSPC"])  # fmt: skip
+def test_a_command_whose_output_cannot_be_written_does_its_work_then_exits_1_in_one_line(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: OSError
+) -> None:
+    """A print was where a command stopped: a closed pipe ended `run` before its first tick, exit 0 (nothing
+    traded, the operator told success), gave `health` exit 0 whatever its verdict, and a full disk was a traceback.
+    The work is done whatever the output; that the output is lost is said in one line, exit 1."""
+    from engine.cli import main
+    from engine.core.journal import read_events
+
+    _stdout_fails(error, monkeypatch)
+    code = main(["run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00", *state(here), *CONFIG])
+    err = capsys.readouterr().err
+    assert code == 1 and err.endswith(f"error: standard output cannot be written ({error.strerror}): the command ran to "
+                                      "its end, but what it printed is not all there\n"), err  # fmt: skip
+    assert "Traceback" not in err
+    ends = [e for e in read_events(here / "a.jsonl") if e["event"] == "run_end"]
+    assert [(e["reason"], e["ticks"]) for e in ends] == [("completed", 3)]  # the run ran
+    assert main(["halt", "--reason", "unseen", *state(here), *CONFIG]) == 1
+    monkeypatch.undo()
+    for name in [n for n in os.environ if n.startswith("ALPACA_")]:
+        monkeypatch.delenv(name)
+    capsys.readouterr()
+    assert main(["status", *state(here), *CONFIG]) == 0
+    assert "unseen" in capsys.readouterr().out  # the halt was recorded, though its line was not shown
+
+
+def test_standard_output_closed_by_its_reader_is_one_line_and_exit_1_not_a_traceback(tmp_path: Path) -> None:
+    """The real pipe, read end closed before the command writes (`| head -0`): the interpreter's own flush at
+    exit must not say anything more either."""
+    files = ["--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "a.jsonl"), *CONFIG]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    subprocess.run([sys.executable, "-m", "engine", "run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00", *files],
+                   check=True, capture_output=True, cwd=tmp_path, env=env, timeout=60)  # fmt: skip
+    for command in (["status"], ["health"], ["why", "mom_AAPL"], ["table", "momentum"]):
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            result = subprocess.run([sys.executable, "-m", "engine", *command, *(files if command[0] != "table" else CONFIG)],
+                                    stdout=writer, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env, timeout=60)  # fmt: skip
+        finally:
+            os.close(writer)
+        assert result.returncode == 1, (command, result.stderr)
+        assert result.stderr.splitlines() == ["error: standard output cannot be written (Broken pipe): the command ran "
+                                              "to its end, but what it printed is not all there"], (command, result.stderr)  # fmt: skip
+    closed = subprocess.run([sys.executable, "-m", "engine", "status", *files], stdout=None, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path, env=env, timeout=60, pass_fds=(), preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert closed.returncode == 0 and closed.stderr == "", closed.stderr  # `>&-`: the output was not wanted
