@@ -620,6 +620,8 @@ def _recording_line(recorder: object, folder: Path, stopped: str | None = None) 
     from engine.paths import shown
 
     assert isinstance(recorder, Recorder)
+    if recorder.lost:  # its folder deleted or moved away: none of the quotes counted is there to replay
+        return f"the recording stopped before the run did ({stopped}); nothing it recorded is left in {shown(folder)}"
     symbols = recorder.symbols
     line = f"recorded {recorder.recorded} quotes of {len(symbols)} symbol{'s' if len(symbols) != 1 else ''} to {shown(folder)}"
     if stopped is not None:

@@ -116,6 +116,8 @@ class Recorder:
         self.flushes = 0
         self._closed = False
         self._lock: int | None = None  # the folder's lock file, held from the first quote to close()
+        self._lock_id: tuple[int, int] | None = None  # (device, inode) of that lock file: the folder is still ours
+        self.lost = False  # the folder was deleted or moved away under the recording: what it wrote is not there
         self._lasts: dict[Path, int | None] = {}  # a parts folder -> its last quote's stamp, read by hold_folder
 
     def __enter__(self) -> Recorder:
@@ -220,6 +222,8 @@ class Recorder:
             os.close(fd)
             raise
         self._lock = fd
+        held = os.fstat(fd)
+        self._lock_id = (held.st_dev, held.st_ino)
         # Each symbol's last part, which its recording goes on after, is read now: one that cannot be read (cut
         # short by a copy stopped half way, a damaged disk) refuses the recording before the run, not at its
         # first quote with the run going on unrecorded.
@@ -227,6 +231,27 @@ class Recorder:
         for folder in sorted(quotes.iterdir()) if quotes.is_dir() else []:
             if folder.is_dir() and folder not in self._lasts:
                 self._lasts[folder] = _last_stamp(folder)
+
+    def _still_ours(self) -> None:
+        """DataError when the folder's lock file is no longer the one this recording holds: the folder was deleted
+        or moved away under it (a cleanup job's `rm -rf rec/`). Each write makes the folders it needs, so the
+        recording went on into a new, empty folder: the parts written before were gone, a later replay began
+        mid-run, and the run still ended `recorded N quotes to rec`. Also another recording could lock the new
+        folder and write beside this one. A lock file that cannot be looked at now proves nothing."""
+        if self._lock_id is None:
+            return
+        path = self.folder / LOCK_FILE
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            found = None
+        except OSError:
+            return
+        if found is None or (found.st_dev, found.st_ino) != self._lock_id:
+            self.lost = True
+            raise DataError([Problem(str(self.folder), 0, 0, "", "the recording folder was deleted or replaced during "
+                                     f"the recording ({LOCK_FILE} is not the one it locked): the quotes recorded before are "
+                                     "not in it; record again into a folder of its own")])  # fmt: skip
 
     def _open(self, symbol: str) -> _Segment:
         """The symbol's next part, after the last one a previous recording left (whose rows are not rewritten)."""
@@ -252,6 +277,7 @@ class Recorder:
     def _write(self, symbol: str) -> None:
         segment = self._segments[symbol]
         if len(segment.stamps) > segment.on_disk:
+            self._still_ours()
             table = pa.table({
                 "timestamp": pa.array(segment.stamps, pa.int64()).cast(TIMESTAMP),
                 "bid": pa.array(segment.bids, pa.float64()),

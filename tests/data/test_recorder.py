@@ -217,3 +217,30 @@ def _quotes(stamps: list[datetime]) -> Any:
     from engine.data.files import TIMESTAMP
 
     return pa.table({"timestamp": pa.array(stamps, TIMESTAMP), "bid": [1.0] * len(stamps), "ask": [2.0] * len(stamps)})
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+def test_a_recording_whose_folder_is_deleted_or_moved_away_stops_and_says_so(tmp_path: Path, how: str) -> None:
+    """Each write makes the folders it needs: the recording went on into a new, empty folder, its earlier parts
+    gone, and the run still said it had recorded them all."""
+    import shutil
+
+    folder = tmp_path / "rec"
+    recorder = Recorder(folder, flush_seconds=0, fsync=False)  # every quote flushed
+    recorder.record("AAPL", T0, 100.0, 100.2)
+    if how == "deleted":
+        shutil.rmtree(folder)
+    else:
+        folder.rename(tmp_path / "elsewhere")
+    assert not recorder.lost
+    with pytest.raises(DataError, match="the recording folder was deleted or replaced during the recording"):
+        recorder.record("AAPL", T0 + timedelta(seconds=5), 100.1, 100.3)
+    assert recorder.lost
+    assert not (folder / "quotes").exists()  # nothing written into a new folder as if it were the recording
+    with pytest.raises(DataError, match="deleted or replaced"):
+        recorder.close()  # what is held is not written there either
+    assert not (folder / "quotes").exists()
+    from engine.cli import _recording_line
+
+    line = _recording_line(recorder, folder, "DataError: deleted")
+    assert line == f"the recording stopped before the run did (DataError: deleted); nothing it recorded is left in {folder}"
