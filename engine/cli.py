@@ -1129,7 +1129,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidInput(f"error: {exc}") from None
     except FetchError as exc:
-        print(f"error: {exc}\n(the bars written before it stay in {shown(args.out)}; the same command resumes)", file=sys.stderr)
+        kept = f"\n(the bars written before it stay in {shown(args.out)}; the same command resumes)" if exc.kept else ""
+        print(f"error: {exc}{kept}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         print(f"interrupted: the bars written stay in {shown(args.out)}; the same command resumes", file=sys.stderr)

@@ -61,11 +61,13 @@ LOCK_FILE = ".fetch.lock"  # hidden: readers ignore names that start with "."
 
 
 class FetchError(Exception):
-    """The fetch stopped: what was written before stays, and the next call resumes after it."""
+    """The fetch stopped: what was written before stays, and the next call resumes after it (`kept` False: what
+    was written is gone, the message says so, and the next call fetches it again)."""
 
-    def __init__(self, symbol: str, message: str):
+    def __init__(self, symbol: str, message: str, *, kept: bool = True):
         self.symbol = symbol
         self.message = message
+        self.kept = kept
         super().__init__(f"{symbol}: {message}" if symbol else message)
 
 
@@ -637,6 +639,7 @@ def _fetch_symbol(
     requests_before = throttle.requests
     written = 0
     path: Path | None = None
+    left: tuple[int, int] | None = None  # (device, inode) of the file this fetch last wrote, as it left it
     window = timedelta(days=_WINDOW_DAYS[frame.unit] * (frame.amount if frame.unit == "Min" else 1))
     cursor = asked
     if seam is not None and asked > seam.timestamp + frame.after_last:
@@ -660,18 +663,42 @@ def _fetch_symbol(
         rows = _checked(symbol, bars, cursor, upto, last, frame)
         if rows:
             keep_lock()  # the folder's lock still ours: no other fetch writes beside this one
+            if path is not None and _identity(path) != left:
+                raise _written_gone(symbol, path, cursor)
             try:
                 path = write_bars(folder, symbol, rows, fmt)
+                left = _identity(path)
             except OSError as exc:  # a full disk, a read-only folder: nothing of this window was written
                 where = exc.filename or folder
                 raise FetchError(symbol, f"cannot write {where}: {exc.strerror or exc}; nothing from {iso(cursor)} "
                                          "on was written") from None  # fmt: skip
+            if left is None:  # gone as soon as it was put in place
+                raise _written_gone(symbol, path, upto)
             written += len(rows)
             last = rows[-1].timestamp
         cursor = upto
         if progress is not None:
             progress(FetchProgress(symbol, index, count, asked, finish, cursor, written, throttle.requests))
     return SymbolFetch(symbol, written, throttle.requests - requests_before, asked, last, path, note)
+
+
+def _written_gone(symbol: str, path: Path, until: datetime) -> FetchError:
+    return FetchError(symbol, f"{shown_path(path)} was deleted or replaced while this fetch ran (its folder removed?): "
+                              f"the bars it wrote before {iso(until)} are not in it, and the next window would have "
+                              "started the file again there without a word. Nothing more was written; the same "
+                              "command fetches what is missing", kept=False)  # fmt: skip
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none. A window's write replaces the file whole
+    (a new inode), so the next write finds at the path the file the last one left, unless it was deleted or
+    replaced meanwhile; each write reads what is there and appends to it, so a file deleted under the fetch
+    was started again from that window on, its earlier bars gone, and the fetch said it had written them all."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle, start: datetime) -> Any:

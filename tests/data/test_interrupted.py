@@ -309,3 +309,35 @@ def test_a_fetch_whose_lock_file_is_deleted_locks_it_again_before_it_writes(tmp_
         # a second fetch, started while the file was gone
         with _folder_lock(folder), pytest.raises(FetchError, match="was deleted or replaced while this fetch ran"):
             keep()
+
+
+@pytest.mark.parametrize("how", ["folder", "file", "replaced"])
+def test_a_file_deleted_under_a_fetch_stops_it_rather_than_start_it_again_without_its_first_windows(
+    emulator_clean: Emulator, tmp_path: Path, how: str
+) -> None:
+    """Each window's write reads the file and appends to it: deleted under the fetch (a cleanup's `rm -rf data/`),
+    the next window started the file again from there, and the fetch said it had written every bar; a resumed
+    fetch would then find nothing missing. It stops before the next window, saying what is gone."""
+    import shutil
+
+    from engine.data.fetch import FetchProgress
+
+    folder = tmp_path / "data"
+    file = folder / "bars" / "BTC-USD.parquet"
+
+    def remove(step: FetchProgress) -> None:
+        if file.exists() and step.symbol == "BTC/USD":
+            if how == "folder":
+                shutil.rmtree(folder)
+            elif how == "file":
+                file.unlink()
+            else:
+                file.rename(tmp_path / "elsewhere.parquet")
+                shutil.copy(tmp_path / "elsewhere.parquet", file)
+
+    clients = history_clients(KEY, SECRET, data_base_url=emulator_clean.url)
+    with pytest.raises(FetchError, match=r"BTC-USD\.parquet was deleted or replaced while this fetch ran") as caught:
+        fetch(clients, ["BTC/USD"], date(2026, 10, 1), date(2026, 10, 9), "1Min", folder, clock=ManualClock(NOW),
+              progress=remove)  # fmt: skip
+    assert not caught.value.kept
+    assert how == "replaced" or not file.exists()  # nothing written after the hole
