@@ -430,6 +430,37 @@ def test_on_a_terminal_run_shows_progress_and_events_as_they_happen(project: Pro
     assert "400 ticks to 2026-11-23T07:03:20-08:00" in out  # the same summary after the live view
 
 
+def test_a_terminal_closed_under_a_run_stops_it_after_the_tick_and_exit_1(project: ProjectCopy) -> None:
+    """The terminal (an ssh session) goes away: SIGHUP, then every write to it fails (EIO). The run was killed by
+    the SIGHUP mid-tick, without run_end; it now stops after the tick in progress, records its end, and exits 1
+    for the output it could not show (one line, which the gone terminal cannot show either)."""
+
+    def own_terminal() -> None:  # the pseudo-terminal becomes the run's controlling terminal, as a login's is
+        import fcntl
+        import termios
+
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    master, slave = pty.openpty()
+    env = {**without_keys(), "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    process = subprocess.Popen(command(project, "run", "--ticks", FOREVER, "--start", MONDAY_OPEN), stdin=slave,
+                               stdout=slave, stderr=slave, cwd=project.root, env=env, preexec_fn=own_terminal)  # fmt: skip
+    _started.append(process)  # type: ignore[arg-type]
+    os.close(slave)
+    log = project.root / "app.jsonl"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text().count('"event":"tick"') >= 20):  # the live view drawing
+        assert process.poll() is None and time.monotonic() < deadline
+        if select.select([master], [], [], 0.05)[0]:
+            os.read(master, 65536)
+    os.close(master)  # the terminal is gone
+    assert process.wait(timeout=60) == 1
+    end = run_ends(project)[-1]
+    assert end["reason"] == "SIGHUP" and end["ticks"] >= 20
+    assert store_orders(project.root / "s.db", "pending") == []
+
+
 def test_quiet_and_not_a_terminal_print_the_plain_lines_only(project: ProjectCopy) -> None:
     code, quiet = on_terminal(project, "run", "--quiet", "--ticks", "100", "--start", MONDAY_OPEN)
     assert code == 0 and "\x1b[" not in quiet and "ticks/s" not in quiet and "FILL" not in quiet
