@@ -466,7 +466,31 @@ def _worker_start(parent: Connection, started: Connection) -> None:
     global _started
     _started = started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # a closed terminal's SIGHUP reaches the group too: the sweep's process stops it
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="sweep-parent", daemon=True).start()
+
+
+def _helpers_ignore_sighup(context: Any) -> None:
+    """Start multiprocessing's helper processes (the resource tracker and, for forkserver, the fork server) with
+    SIGHUP ignored, as they ignore SIGINT and SIGTERM. A terminal that closes sends SIGHUP to the whole process
+    group: they died of it while the sweep's process stopped (exit 129), and the tracker, started again, printed
+    tracebacks about resources it no longer knew. An ignored signal stays ignored through their exec; a helper
+    already running is left as it is. Only the main thread may set a handler: elsewhere this does nothing."""
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is None or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(hup, signal.SIG_IGN)
+    try:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        if context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+    finally:
+        signal.signal(hup, previous)
 
 
 def _exit_with_parent(parent: Connection) -> None:
@@ -567,6 +591,7 @@ def _run_pool(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any
 
     # forkserver: workers start from a clean process, not a fork of one that may hold threads (a progress bar)
     context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    _helpers_ignore_sighup(context)
     watched, parent_alive = context.Pipe(duplex=False)  # one for every pool: no worker outlives the sweep's process
     grid_order = {spec.name: number for number, spec in enumerate(specs)}
     deaths: dict[str, int] = {}  # run -> how many workers died under it

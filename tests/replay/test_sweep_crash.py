@@ -116,7 +116,8 @@ def test_a_sweep_killed_outright_leaves_no_worker_running(sweep_command: list[st
     assert not (tmp_path / "out" / "sweep.csv").exists()
 
 
-@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "interrupted"),
+                                                    (signal.SIGHUP, 129, "SIGHUP")])
 def test_sigterm_or_ctrl_c_stops_a_sweep_at_once_saying_so(
     sweep_command: list[str], tmp_path: Path, signum: int, code: int, said: str
 ) -> None:
