@@ -623,7 +623,8 @@ def _recording_line(recorder: object, folder: Path, stopped: str | None = None) 
     if recorder.lost:  # its folder deleted or moved away: none of the quotes counted is there to replay
         return f"the recording stopped before the run did ({stopped}); nothing it recorded is left in {shown(folder)}"
     symbols = recorder.symbols
-    line = f"recorded {recorder.recorded} quotes of {len(symbols)} symbol{'s' if len(symbols) != 1 else ''} to {shown(folder)}"
+    # the quotes on disk: a recording stopped by a failed write (a full disk) had taken more than it could write
+    line = f"recorded {recorder.written} quotes of {len(symbols)} symbol{'s' if len(symbols) != 1 else ''} to {shown(folder)}"
     if stopped is not None:
         line = f"the recording stopped before the run did ({stopped}): {line}, until then"
     skipped = {why: n for why, n in recorder.skipped.items() if why != "the timestamp is not after the symbol's last"}

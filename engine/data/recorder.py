@@ -112,7 +112,8 @@ class Recorder:
         self._dirty: set[str] = set()
         self._unflushed = 0  # quotes recorded since the last flush, every symbol together
         self.skipped: Counter[str] = Counter()  # why -> how many quotes were not recorded
-        self.recorded = 0
+        self.recorded = 0  # quotes taken (buffered or written)
+        self.written = 0  # of them, those on disk: fewer when a write failed (a full disk) and the rest was never written
         self.flushes = 0
         self._closed = False
         self._lock: int | None = None  # the folder's lock file, held from the first quote to close()
@@ -284,6 +285,7 @@ class Recorder:
                 "ask": pa.array(segment.asks, pa.float64()),
             })
             write_table(segment.path, table, "quotes", fsync=self.fsync)
+            self.written += len(segment.stamps) - segment.on_disk
             segment.on_disk = len(segment.stamps)
             self.flushes += 1
         if len(segment.stamps) >= self.segment_rows:  # full: the next quote starts the next part

@@ -244,3 +244,25 @@ def test_a_recording_whose_folder_is_deleted_or_moved_away_stops_and_says_so(tmp
 
     line = _recording_line(recorder, folder, "DataError: deleted")
     assert line == f"the recording stopped before the run did (DataError: deleted); nothing it recorded is left in {folder}"
+
+
+def test_the_quotes_said_recorded_are_those_on_disk_when_a_write_fails(tmp_path: Path) -> None:
+    """A recording stopped by a write that failed (a full disk) said 'recorded 5000 quotes ..., until then' where
+    its files held 2500: the quotes taken since the last flush were counted as recorded."""
+    import shutil
+
+    from engine.cli import _recording_line
+
+    recorder = Recorder(tmp_path, flush_seconds=3600, fsync=False, monotonic=FakeMonotonic())
+    recorder.record("AAPL", T0, 100.0, 100.2)
+    recorder.record("BTC/USD", T0, 50_000, 50_010)
+    recorder.flush()
+    recorder.record("AAPL", T0 + timedelta(seconds=5), 100.1, 100.3)
+    recorder.record("BTC/USD", T0 + timedelta(seconds=5), 50_001, 50_011)
+    shutil.rmtree(tmp_path / "quotes" / "BTC-USD")
+    (tmp_path / "quotes" / "BTC-USD").write_text("in the way")  # BTC/USD's next write fails, AAPL's (first) does not
+    with pytest.raises(OSError):
+        recorder.flush()
+    assert (recorder.recorded, recorder.written) == (4, 3)
+    assert _recording_line(recorder, tmp_path, "OSError: no room").startswith(
+        "the recording stopped before the run did (OSError: no room): recorded 3 quotes of 2 symbols to ")
