@@ -3,7 +3,8 @@
 Exit codes are a contract other tools rely on:
   0  success
   1  a runtime failure (broker unreachable at start, another engine holds the state file, standard output that
-     cannot be written, an unexpected error), a failing scenario in `test`, or `health` finding no recent tick
+     cannot be written but for a reader that closed the pipe, an unexpected error), a failing scenario in `test`,
+     or `health` finding no recent tick
   2  invalid input: a bad config, machine or rule file, or bad command-line usage
 
 `run` exits 0 when it stops on its own or on a first SIGINT/SIGTERM/SIGHUP (after the tick in progress); a
@@ -1578,8 +1579,10 @@ class OutputFailure:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command, with standard output guarded (`GuardedOutput`): the command does all it does whether or not
-    its output can be written; when it could not be, one line on stderr says so, and a command that would have
-    exited 0 exits 1 (a runtime failure), whatever error it met: the reader gone (EPIPE) or a full disk."""
+    its output can be written. When it could not be (a full disk, a terminal gone), one line on stderr says so,
+    and a command that would have exited 0 exits 1 (a runtime failure). A reader that closed the pipe (`status |
+    head`) chose to read no more: nothing is said, and the command's code stands (`health`'s verdict, `run`'s
+    completion)."""
     failure = OutputFailure()
     stdout = sys.stdout
     if stdout is None:  # started with standard output closed (`>&-`): print drops what it is given, as asked
@@ -1589,11 +1592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _main(argv)
     finally:
         sys.stdout = stdout
-    if failure.error is not None:
+    if failure.error is not None and not isinstance(failure.error, BrokenPipeError):
         with contextlib.suppress(OSError):  # a terminal gone (SIGHUP) takes stderr with it: the code still says it
             print(failure.line(), file=sys.stderr)
         return code or EXIT_FAILURE
-    return code
+    return code  # the reader stopped reading (`| head`): it had what it wanted, and the command's own code stands
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

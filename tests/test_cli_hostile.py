@@ -467,24 +467,28 @@ def _stdout_fails(error: OSError, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("error", [BrokenPipeError(32, "Broken pipe"), OSError(28, "No space left on device")],
                          ids=["EPIPE", "ENOSPC"])  # fmt: skip
-def test_a_command_whose_output_cannot_be_written_does_its_work_then_exits_1_in_one_line(
+def test_a_command_whose_output_cannot_be_written_does_its_work(
     here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: OSError
 ) -> None:
     """A print was where a command stopped: a closed pipe ended `run` before its first tick, exit 0 (nothing
-    traded, the operator told success), gave `health` exit 0 whatever its verdict, and a full disk was a traceback.
-    The work is done whatever the output; that the output is lost is said in one line, exit 1."""
+    traded, the operator told success), and a full disk was a traceback. The work is done whatever the output.
+    Output lost to a full disk is said in one line, exit 1; a reader that closed the pipe chose to read no more:
+    nothing is said, and the command's own code stands."""
     from engine.cli import main
     from engine.core.journal import read_events
 
     _stdout_fails(error, monkeypatch)
     code = main(["run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00", *state(here), *CONFIG])
     err = capsys.readouterr().err
-    assert code == 1 and err.endswith(f"error: standard output cannot be written ({error.strerror}): the command ran to "
-                                      "its end, but what it printed is not all there\n"), err  # fmt: skip
+    if isinstance(error, BrokenPipeError):
+        assert code == 0 and err == "", err
+    else:
+        assert code == 1 and err.endswith(f"error: standard output cannot be written ({error.strerror}): the command ran "
+                                          "to its end, but what it printed is not all there\n"), err  # fmt: skip
     assert "Traceback" not in err
     ends = [e for e in read_events(here / "a.jsonl") if e["event"] == "run_end"]
     assert [(e["reason"], e["ticks"]) for e in ends] == [("completed", 3)]  # the run ran
-    assert main(["halt", "--reason", "unseen", *state(here), *CONFIG]) == 1
+    assert main(["halt", "--reason", "unseen", *state(here), *CONFIG]) == (0 if isinstance(error, BrokenPipeError) else 1)
     monkeypatch.undo()
     for name in [n for n in os.environ if n.startswith("ALPACA_")]:
         monkeypatch.delenv(name)
@@ -493,14 +497,16 @@ def test_a_command_whose_output_cannot_be_written_does_its_work_then_exits_1_in_
     assert "unseen" in capsys.readouterr().out  # the halt was recorded, though its line was not shown
 
 
-def test_standard_output_closed_by_its_reader_is_one_line_and_exit_1_not_a_traceback(tmp_path: Path) -> None:
-    """The real pipe, read end closed before the command writes (`| head -0`): the interpreter's own flush at
-    exit must not say anything more either."""
+def test_standard_output_closed_by_its_reader_is_silent_and_keeps_the_command_s_code(tmp_path: Path) -> None:
+    """The real pipe, read end closed before the command writes (`| head -0`): no traceback, no line (the reader
+    had what it wanted), not even from the interpreter's own flush at exit, and the command's own exit code (a
+    healthy `health` 0, a `why` of a bot that does not exist 2)."""
     files = ["--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "a.jsonl"), *CONFIG]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
     subprocess.run([sys.executable, "-m", "engine", "run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00", *files],
                    check=True, capture_output=True, cwd=tmp_path, env=env, timeout=60)  # fmt: skip
-    for command in (["status"], ["health"], ["why", "mom_AAPL"], ["table", "momentum"]):
+    for command, code in ((["status"], 0), (["health"], 1), (["why", "mom_AAPL"], 0), (["why", "nobody"], 2),
+                          (["table", "momentum"], 0)):  # fmt: skip
         reader, writer = os.pipe()
         os.close(reader)
         try:
@@ -508,9 +514,8 @@ def test_standard_output_closed_by_its_reader_is_one_line_and_exit_1_not_a_trace
                                     stdout=writer, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env, timeout=60)  # fmt: skip
         finally:
             os.close(writer)
-        assert result.returncode == 1, (command, result.stderr)
-        assert result.stderr.splitlines() == ["error: standard output cannot be written (Broken pipe): the command ran "
-                                              "to its end, but what it printed is not all there"], (command, result.stderr)  # fmt: skip
+        assert result.returncode == code, (command, result.stderr)
+        assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr, (command, result.stderr)
     closed = subprocess.run([sys.executable, "-m", "engine", "status", *files], stdout=None, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path, env=env, timeout=60, pass_fds=(), preexec_fn=lambda: os.close(1))  # fmt: skip
     assert closed.returncode == 0 and closed.stderr == "", closed.stderr  # `>&-`: the output was not wanted
