@@ -154,6 +154,8 @@ def plan_entry(
     capital or buying power, no usable quote, no contract inside the chain rules, or (crypto) the pair's rules
     unknown or the order under its minimums. `symbol` is the one whose signal fired; `busy` the symbols the bot
     holds or is entering (an entry never adds to one: each counts once against max_concurrent_positions).
+    `day` is New York's date (`TickView.exchange_day`): an option's days to expiry count from the exchange's date,
+    not from system.timezone's.
 
     The reason is what the `entry_blocked` event says: one word, `size`, covered everything from a budget used up
     to chain rules that select no contract, so a bot configured into never trading (dte_min 0 on a day without an

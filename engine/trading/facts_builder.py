@@ -278,7 +278,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
             budget_usd,
             gate.capital_room_usd,
             snapshot,
-            view.day,
+            view.exchange_day,  # expiries are New York dates (the chain was read from New York's date too)
             max_spread_pct=max_spread_pct,
             assets=inputs.assets,
             busy=busy,

@@ -84,7 +84,7 @@ def open_entry(tick: TickContext, intent: Intent) -> None:
             symbol=contract.symbol,
             underlying=contract.underlying,
             expiry=contract.expiry,
-            dte=(contract.expiry - view.day).days,
+            dte=(contract.expiry - view.exchange_day).days,
             delta=round(contract.delta, 4),
             bid=contract.bid,
             ask=contract.ask,

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from engine.brokers.base import Snapshot
 from engine.core import order_lifecycle as lifecycle
+from engine.core.calendar import NEW_YORK
 from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
@@ -55,6 +56,13 @@ class TickView:
     recent_orders: tuple[datetime, ...] = ()  # when the orders of the last minute were created
     stamp: tuple[int, int] = (-1, -1)  # `StateStore.records_stamp()` when the records were read
     zone: tzinfo | None = None  # system.timezone, in which `day` and `local_time` are read
+
+    @cached_property
+    def exchange_day(self) -> date:
+        """Today's date in New York, the exchange's: an option's expiry is a New York date, and its days to expiry
+        count from this one. `day` is the wall-clock date of system.timezone (counters, budgets), which in a zone
+        east of UTC+9:30 (Pacific/Auckland) is New York's date plus one through the whole session."""
+        return self.now.astimezone(NEW_YORK).date()
 
     @cached_property
     def broker_prices(self) -> Mapping[str, float]:
