@@ -751,7 +751,10 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     lines += [
         f"  {one_line(p.bot_id):<14} {one_line(p.symbol):<20} {p.qty:g} @ {p.avg_entry_price:.4f}" for p in positions
     ] or ["  none"]
-    day = day or store.last_trading_date() or local.day(now)
+    # today in system.timezone at the state's own time (a simulation's, see state_now), as the engine counts days;
+    # not the last day any order was recorded on: the day after a day of trading, that showed the day before's
+    # counters, a bot at its max_trades_per_day read as capped today
+    day = day or local.day(now)
     lines.append(f"counters {day.isoformat()}:")
     counters = store.counters(day)
     realized = store.realized_pnl(day)

@@ -89,3 +89,21 @@ def test_every_round_trip_is_a_trade_in_sqlite_and_the_log(rig: Rig) -> None:
     for bot, realized in rig.store.realized_pnl(day).items():
         closed = sum(t.pnl for t in trades if t.bot_id == bot)
         assert closed + held.get(bot, 0.0) == pytest.approx(realized), bot
+
+
+def test_status_shows_the_counters_of_the_states_today(rig: Rig) -> None:
+    """`status` shows today's counters (README): the day after a day of trading, before any order of its own, it
+    showed the day before's under that day's date, a bot at its max_trades_per_day read as capped today."""
+    from datetime import timedelta
+
+    from engine.operator.local import LocalTime
+
+    rig.ticks(200)
+    day = rig.engine.trading_date(rig.clock.now())
+    assert rig.store.counters(day)  # the bots traded today
+    local = LocalTime("America/Los_Angeles")
+    lines = status_text(rig.store, rig.clock.now() + timedelta(days=1), local=local).splitlines()
+    at = lines.index(f"counters {(day + timedelta(days=1)).isoformat()}:")
+    assert lines[at + 1] == "  none"
+    lines = status_text(rig.store, rig.clock.now(), local=local).splitlines()
+    assert f"counters {day.isoformat()}:" in lines and lines[lines.index(f"counters {day.isoformat()}:") + 1] != "  none"
