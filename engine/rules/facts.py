@@ -112,13 +112,15 @@ BOT_FACTS: tuple[Fact, ...] = (
         "past_trade_end",
         "bool",
         "",
-        "Local time is after session.trade_end, or 5 min before a close it reaches (stocks and options).",
+        "Local time is after session.trade_end, or 5 min before a close it reaches (stocks and options), or the bot"
+        " holds a position opened on an earlier trading date.",
     ),
     _f(
         "past_manage_until",
         "bool",
         "",
-        "Local time is at or after session.manage_until, or 5 min before a close it reaches (stocks and options).",
+        "Local time is at or after session.manage_until, or 5 min before a close it reaches (stocks and options),"
+        " or the bot holds a position opened on an earlier trading date.",
     ),
     _f("tradable_now", "bool", "", "The bot's market is open (the equity market; always true for crypto)."),
     _f("preflight_ok", "bool", "", "Every preflight check for an entry by this bot passes."),

@@ -237,9 +237,12 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         and system["minutes_to_close"] <= CLOSE_MARGIN_MINUTES
     )
     ends_at_close = closing and _at_or_after_close(view, bot.trade_end)
+    held_over = bool(owned) and _held_from_an_earlier_day(view, owned)
     facts["in_trade_window"] = bot.trade_start <= local <= bot.trade_end and not ends_at_close
-    facts["past_trade_end"] = local > bot.trade_end or ends_at_close
-    facts["past_manage_until"] = local >= bot.manage_until or (closing and _at_or_after_close(view, bot.manage_until))
+    facts["past_trade_end"] = local > bot.trade_end or ends_at_close or held_over
+    facts["past_manage_until"] = (
+        local >= bot.manage_until or (closing and _at_or_after_close(view, bot.manage_until)) or held_over
+    )
     facts["tradable_now"] = True if bot.trades_around_the_clock else system["market_open"]
     facts["bot_halted"] = records.halt is not None
     facts["budget_usd"] = budget_usd
@@ -334,6 +337,20 @@ def ask_signal(view: TickView, bot: Bot, history: Mapping[str, Sequence[float]])
     if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
         return None, None
     return _signal(bot, history, _busy(records))
+
+
+def _held_from_an_earlier_day(view: TickView, owned: Sequence[PositionRow]) -> bool:
+    """Does the bot hold a position opened on an earlier trading date (system.timezone) than today's: its windows
+    are wall-clock times of one date (validation refuses one that wraps past midnight), so that position's
+    manage_until is over, though the wall clock starts again at 00:00. A tick need not fall between manage_until
+    and midnight (a backtest on minute bars ticks at 23:59:00, then at 00:00:00): the bot carried the position
+    into the next day and managed it as that day's, where a run on 5-second ticks had flattened it. The same holds
+    for a position left overnight by a run that stopped mid-session."""
+    zone = view.zone
+    if zone is None:
+        return False
+    day = view.day
+    return any(p.opened_at.astimezone(zone).date() < day for p in owned)
 
 
 def _at_or_after_close(view: TickView, at: time) -> bool:

@@ -1,0 +1,43 @@
+"""A bot's day ends at its session.manage_until: whatever it holds then is closed, whatever the ticks' spacing.
+
+The windows are wall-clock times of one date (validation refuses one that wraps past midnight), so a position
+still held when the trading date changes was opened in a window that is over. A tick need not fall inside the
+last minute of a day: a backtest on minute bars ticks at 23:59:00 (not past trade_end 23:59) and then at 00:00:00,
+where the wall clock starts again; a run whose loop_interval_seconds is 60 can do the same. The bot then carried
+its position into the next day, where a live run on 5-second ticks had flattened it at 23:59.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from engine.core.clock import ManualClock
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import make_rig
+
+LATE = datetime(2026, 11, 24, 7, 40, tzinfo=timezone.utc)  # 23:40 Monday in Los Angeles
+AFTER_MIDNIGHT = datetime(2026, 11, 24, 8, 10, tzinfo=timezone.utc)  # 00:10 Tuesday there
+
+
+def _crypto_holding(project: ProjectCopy) -> None:
+    """crypto_core alone, ticking once a minute on the minute, its exits out of reach: only the day's end closes."""
+    project.replace("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 60")
+    project.replace("config/bots.yaml", "- bot_id: mom_AAPL\n    enabled: true", "- bot_id: mom_AAPL\n    enabled: false")
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.75", "stop_loss_pct: 50")
+    project.replace("config/bots.yaml", "take_profit_pct: 1.50", "take_profit_pct: 90")
+    project.replace("config/bots.yaml", "time_stop_minutes: 240", "time_stop_minutes: 6000")
+
+
+def test_a_position_held_into_the_next_day_is_flattened(project: ProjectCopy) -> None:
+    _crypto_holding(project)
+    rig = make_rig(project, ManualClock(LATE))
+    rig.until(lambda r: bool(r.store.positions("crypto_core")), limit=15)  # entered before 23:55
+    rig.until(lambda r: r.clock.now() >= AFTER_MIDNIGHT, limit=60)
+    flattens = [e for e in rig.events("transition") if e["bot"] == "crypto_core" and e["trigger"] == "flatten"]
+    assert flattens, [(e["ts"], e["trigger"]) for e in rig.events("transition") if e["bot"] == "crypto_core"]
+    midnight = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+    exits = [r for r in rig.store.orders(bot_id="crypto_core") if r.purpose == "exit"]
+    assert exits and all(midnight <= r.created_at <= midnight + timedelta(minutes=2) for r in exits)
+    assert all(r.trading_date.isoformat() == "2026-11-24" for r in exits)
+    assert all(p.opened_at >= midnight for p in rig.store.positions("crypto_core"))  # only the new day's, if any
