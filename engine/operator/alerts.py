@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from engine.config.model import AlertSettings, Settings
+from engine.core.calendar import NEW_YORK
 from engine.core.journal import Journal
 from engine.core.store import Halt
 
@@ -248,7 +249,7 @@ class Alerter:
             "run_end": self._on_run_end,
         }
         self._day = _Day()
-        self._warned_on: date | None = None
+        self._warned_on: date | None = None  # the New York day last warned of a daily loss
         self._was_open: bool | None = None
         self._next_heartbeat: datetime | None = None
         self._broker_quiet_until: datetime | None = None
@@ -403,7 +404,9 @@ class Alerter:
         self._compare_halts(reading.halts, r["ts"])
         threshold = self.loss_limit_pct * self.config.loss_warning_pct_of_limit / 100
         if pnl is not None and pnl <= -threshold:
-            day = datetime.fromisoformat(r["ts"]).astimezone(self.tz).date()
+            # once a day of the daily P&L, which is the broker's (equity - last_equity): a New York day, which
+            # need not be system.timezone's (its new day starts at 21:00 in Los Angeles)
+            day = datetime.fromisoformat(r["ts"]).astimezone(NEW_YORK).date()
             if day != self._warned_on:
                 self._warned_on = day
                 body = (

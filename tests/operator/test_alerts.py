@@ -183,6 +183,31 @@ def test_the_daily_loss_warns_once_a_day_at_80_percent_of_the_limit(tmp_path: Pa
     assert "past 80 % of the 1 % limit" in target.sent[0][1]
 
 
+def test_the_loss_warning_comes_again_on_the_brokers_next_day(tmp_path: Path) -> None:
+    """The daily P&L is the broker's, over a New York day (equity - last_equity): its day starts at midnight New
+    York, 21:00 in Los Angeles (system.timezone). Keyed by Los Angeles' date, a loss of the broker's new day,
+    past 80 % of the limit at 22:00 there, was not warned of: the warning of 20:00 was the same date's."""
+    clock = ManualClock(datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc))  # 20:00 Monday in Los Angeles
+    journal = Journal(tmp_path / "app.jsonl", clock)
+    target = FakeTarget()
+    readings = iter([Reading(-0.85, False), Reading(-0.9, False), Reading(-0.86, False), Reading(-0.95, False)])
+    alerter = Alerter(_settings(), [target], journal, probe=lambda: next(readings), backoff=NO_WAIT).start()
+    journal.log("tick", system="armed")  # 20:00: warned
+    clock.advance(1800)
+    journal.log("tick", system="armed")  # 20:30, the same New York day: not again
+    clock.advance(5400)
+    journal.log("tick", system="armed")  # 22:00 Los Angeles, 01:00 Tuesday in New York: the broker's next day
+    clock.advance(1800)
+    journal.log("tick", system="armed")  # and once only
+    alerter.close(timeout=10)
+    journal.close()
+    titles = [title for title, _ in target.sent]
+    assert titles == [
+        "Trading Hydra: daily loss -0.85 % nearing the limit",
+        "Trading Hydra: daily loss -0.86 % nearing the limit",
+    ]
+
+
 def _session(project: ProjectCopy, options: RunOptions, env: dict[str, str]) -> Session:
     report = load_valid(project.config, project.machines, project.rules)
     options.state_db, options.log = project.root / "s.db", project.root / "app.jsonl"
