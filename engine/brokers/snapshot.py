@@ -90,6 +90,11 @@ class SnapshotBroker:
             log_error(exc)
             raise
 
+    def market_clock(self) -> MarketClock:
+        """The broker's market clock, read now (never the snapshot's cache): when a run must know the close before
+        its first tick (`run --until-close`). BrokerError when it cannot be read."""
+        return self._call("clock", self.api.get_clock)
+
     def snapshot(self, needs: DataNeeds) -> Snapshot:
         errors: list[BrokerError] = []
         before = self.api.requests_made

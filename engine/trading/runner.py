@@ -125,12 +125,22 @@ def open_session(
         raise RunError(f"unknown broker {name!r}: 'sim' or 'alpaca'")
     if options.start is not None and options.start.utcoffset() is None:  # compared with aware times below
         raise RunError(f"start {options.start.isoformat()} has no UTC offset: give one (e.g. -05:00)")
+    if name == "alpaca" and options.start is not None:
+        # the user asked for a simulated clock and would silently get orders on the account now, in real time
+        raise RunError(
+            f"--start {options.start.isoformat()} sets the simulated exchange's clock; a run on Alpaca trades in real "
+            "time: leave --start out, or run with --broker sim",
+            invalid=True,
+        )
     db_path, log_path = paths_for(report, options.state_db, options.log)
+    alpaca_close: datetime | None = None
     if name == "alpaca":
         refuse_placeholder_keys(env)
         broker, clock, exchange = _alpaca(report, options, env)
         notice += " (PAPER)" if getattr(getattr(broker, "api", None), "paper", True) else " (LIVE: real money)"
         _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
+        if options.until_close:
+            alpaca_close = _broker_close(broker)
     lock = RunLock(db_path)
     try:
         lock.acquire()
@@ -173,7 +183,7 @@ def open_session(
             exchange.open_paths((*engine.needs.stocks, *engine.needs.crypto))  # startup work, not the first tick's
         session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock, alerts=alerts)
         if options.until_close or (name == "sim" and options.ticks is None and not options.once):
-            session.close_at = _session_close(exchange, clock) if exchange is not None else None
+            session.close_at = _session_close(exchange, clock) if exchange is not None else alpaca_close
     except BaseException:
         # every step runs whatever the one before it raised (a log on a full disk must not leave the database
         # open or the lock held: a library caller that tries again would find its own process holding the file);
@@ -320,6 +330,19 @@ def _sim(
             f"{store.path}: the saved simulation cannot be read: {BOOK_KEY}: {type(exc).__name__}: {exc}", invalid=True
         ) from None
     return SnapshotBroker(SimAPI(exchange), clock, settings.broker), clock, exchange, True
+
+
+def _broker_close(broker: Broker) -> datetime:
+    """`--until-close` on Alpaca: the broker's clock's next close (the session in progress, or the next one when the
+    market is closed), as `_session_close` answers on the simulated exchange. A clock that cannot be read refuses
+    the run: asked to stop at the close, it would otherwise run on through the night."""
+    read = getattr(broker, "market_clock", None)
+    if read is None:
+        raise RunError(f"--until-close: the {broker.name} broker does not say when the market closes")
+    try:
+        return read().next_close
+    except BrokerError as exc:
+        raise RunError(f"--until-close: cannot read the market clock from the broker: {exc}") from None
 
 
 def _session_close(exchange: Any, clock: Clock) -> datetime:

@@ -574,3 +574,38 @@ def test_a_state_file_of_the_other_broker_is_bad_input_exit_2(project: ProjectCo
                                 cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "holds the state of a 'sim' account" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_until_close_on_alpaca_stops_at_the_brokers_next_close(project: ProjectCopy) -> None:
+    """`run --until-close` on Alpaca ran on past the close, all night: the close was looked up on the simulated
+    exchange only, and a real-time run had none, so the option was dropped without a word."""
+    from engine.core.calendar import market_calendar
+    from engine.trading.runner import RunOptions, close_session, open_session
+    from engine.validate import load_valid
+
+    report = load_valid(project.config, project.machines, project.rules)
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        options = RunOptions(broker="alpaca", until_close=True, state_db=project.root / "s.db", log=project.root / "app.jsonl")
+        session = open_session(report, options, _emulator_env(emulator), lambda: SystemClock().now())
+        try:
+            assert session.close_at == market_calendar().next_close(SystemClock().now())
+        finally:
+            close_session(session)
+        options.until_close = False
+        session = open_session(report, options, _emulator_env(emulator), lambda: SystemClock().now())
+        try:
+            assert session.close_at is None  # real time, and no stop asked for: it runs until stopped
+        finally:
+            close_session(session)
+
+
+def test_start_on_alpaca_is_refused(project: ProjectCopy) -> None:
+    """`--start` sets a simulated clock; on Alpaca the run trades in real time. It was ignored without a word: a
+    user who asked for a replay of a morning got orders on the account now. Refused as --live on the sim is."""
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        result = subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--start", "2026-11-23T09:30:00-05:00"),
+                                capture_output=True, text=True, cwd=project.root, env=_emulator_env(emulator), timeout=60)  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert "--start" in result.stderr and "simulated" in result.stderr
+        assert not any(r.path.startswith("/v2/orders") for r in emulator.requests)
+    assert not (project.root / "app.jsonl").exists() and not (project.root / "s.db").exists()
