@@ -14,6 +14,7 @@ from engine.brokers.sim import prices
 from engine.brokers.sim.exchange import SimExchange, SimReject
 from engine.brokers.sim.prices import PricePaths
 from engine.brokers.symbols import normalize, occ_symbol, parse_occ
+from engine.core.calendar import market_calendar
 from engine.core.clock import ManualClock
 
 MONDAY_10AM = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
@@ -98,7 +99,10 @@ def test_option_chain_has_occ_symbols_and_sane_greeks() -> None:
     assert chain
     for contract in chain:
         assert parse_occ(contract.symbol) == ("SPY", contract.expiry, contract.option_type, contract.strike)
-        assert 7 <= (contract.expiry - MONDAY_10AM.date()).days <= 45 and contract.expiry.weekday() == 4
+        assert 7 <= (contract.expiry - MONDAY_10AM.date()).days <= 45
+        # a Friday, or the week's last trading day when its Friday is a holiday (Christmas 2026: Thursday 12-24)
+        later = [contract.expiry + timedelta(days=n) for n in range(1, 5 - contract.expiry.weekday())]
+        assert market_calendar().is_trading_day(contract.expiry) and not any(map(market_calendar().is_trading_day, later))
         assert (0 < contract.delta < 1) if contract.option_type == "call" else (-1 < contract.delta < 0)
         assert contract.gamma > 0 and contract.vega > 0 and contract.ask > contract.bid > 0
         if contract.option_type == "call":  # a deep in-the-money European put may gain with time when rates are positive

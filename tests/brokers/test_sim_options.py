@@ -136,7 +136,8 @@ def test_the_chain_is_todays_chain() -> None:
         20: ("SPY261204C00500000", 9.05, 9.07, 0.5199527873929246, 0.01815626836963197, -0.4161164165676643),
         21: ("SPY261204P00500000", 8.43, 8.45, -0.4800472126070754, 0.01815626836963197, -0.36138940928175006),
         101: ("SPY261218P00490000", 8.07, 8.09, -0.3512311441519844, 0.011273155243356476, -0.22147623484462303),
-        209: ("SPY270101P00550000", 50.61, 50.71, -0.853744729629623, 0.005512570489151842, -0.0691143362566381),
+        # the week of New Year's Day expires on Thursday 2026-12-31: the market is shut on Friday 2027-01-01
+        209: ("SPY261231P00550000", 50.54, 50.64, -0.8573996454291357, 0.005489737033633168, -0.0684185637125076),
     }
     for i, (symbol, bid, ask, delta, gamma, theta) in pinned.items():
         c = chain[i]
@@ -207,6 +208,25 @@ def test_a_step_fills_an_order_once_however_often_the_account_is_read() -> None:
     exchange.submit(OrderRequest("AAPL", "buy", "small", "limit", "day", qty=1, limit_price=1.0))
     clock.advance(5)
     assert exchange.find(order.id).status == "filled"
+
+
+def test_no_contract_expires_on_a_day_the_market_is_closed() -> None:
+    """A week whose Friday is a holiday expires on its last trading day before it (Good Friday 2026-04-03:
+    Thursday 04-02); the chain listed contracts expiring on the holiday itself, which do not exist."""
+    from datetime import date
+
+    from engine.core.calendar import market_calendar
+
+    assert options.expiries(date(2026, 3, 30), 0, 10) == (date(2026, 4, 2),)
+    assert options.expiries(date(2026, 3, 30), 4, 10) == ()  # Thursday is 3 days away: outside 4..10
+    assert options.expiries(date(2026, 6, 15), 0, 4) == (date(2026, 6, 18),)  # Juneteenth, a Friday
+    calendar = market_calendar()
+    for week in range(104):
+        monday = date(2026, 1, 5) + timedelta(weeks=week)
+        for expiry in options.expiries(monday, 0, 60):
+            assert calendar.is_trading_day(expiry), expiry
+    chain = SimExchange(ManualClock(datetime(2026, 3, 30, 15, 0, tzinfo=timezone.utc))).option_chain("SPY", 0, 10)
+    assert chain and {c.expiry for c in chain} == {date(2026, 4, 2)}
 
 
 def test_a_short_window_without_a_friday_is_an_empty_chain() -> None:

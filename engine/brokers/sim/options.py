@@ -254,13 +254,24 @@ def years_to_expiry(expiry: date, now: datetime) -> float:
 
 @functools.lru_cache(maxsize=64)
 def expiries(today: date, dte_min: int, dte_max: int) -> tuple[date, ...]:
-    """Weekly Friday expiries between dte_min and dte_max days away (a chain asks the same every minute of a day)."""
+    """Weekly expiries between dte_min and dte_max days away (a chain asks the same every minute of a day): each
+    week's Friday, or, when the market is shut that Friday (Good Friday, Juneteenth, Christmas, New Year's Day),
+    the last trading day before it in the same week, as the listed weeklies move. A contract expiring on a day the
+    market is closed does not exist: the chain offered one for every Friday holiday (SPY270101), which no broker
+    lists and which could never be traded on its expiry day."""
+    from engine.core.calendar import market_calendar  # the exchange's sessions (its own import is lazy)
+
+    calendar = market_calendar()
     out = []
-    day = today + timedelta(days=max(dte_min, 0))
-    while (day - today).days <= dte_max:
-        if day.weekday() == 4:
-            out.append(day)
-        day += timedelta(days=1)
+    first = today + timedelta(days=max(dte_min, 0))
+    friday = first + timedelta(days=(4 - first.weekday()) % 7)
+    while (friday - today).days <= dte_max + 4:  # a Friday past dte_max may move back inside it
+        expiry = friday
+        while expiry.weekday() > 0 and not calendar.is_trading_day(expiry):
+            expiry -= timedelta(days=1)
+        if calendar.is_trading_day(expiry) and max(dte_min, 0) <= (expiry - today).days <= dte_max:
+            out.append(expiry)
+        friday += timedelta(days=7)
     return tuple(out)
 
 
