@@ -332,11 +332,13 @@ def _sessions_here(zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
 
 def _meets(start: time, end: time, opens: datetime, closes: datetime) -> bool:
     """Whether a window of wall-clock times overlaps a session that opens and closes on one date (a close at
-    midnight, 17:30-00:00 in Moscow, ends the day)."""
+    midnight, 17:30-00:00 in Moscow, ends the day) for longer than an instant. A window that ends at the open
+    (06:35-09:30 in America/New_York, the shipped window in the exchange's own zone) met it only at 09:30:00,
+    where the bot armed and a tick later disarmed: it never entered, as one that starts at the close never does."""
     minutes = (start.hour * 60 + start.minute, end.hour * 60 + end.minute)
     opened = opens.hour * 60 + opens.minute
     closed = opened + round((closes - opens).total_seconds() / 60)
-    return minutes[0] < closed and opened <= minutes[1]
+    return minutes[0] < closed and opened < minutes[1]
 
 
 def _hours(sessions: list[tuple[datetime, datetime]]) -> str:

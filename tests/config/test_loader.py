@@ -287,6 +287,17 @@ def test_a_trade_window_that_never_meets_the_session_is_refused_at_its_start(pro
     assert load_config(project.config, SIGNALS).settings.system.timezone == "Europe/Berlin"
 
 
+def test_a_trade_window_that_ends_at_the_open_is_refused(project: ProjectCopy) -> None:
+    """America/New_York, the exchange's own zone, with the shipped windows: 06:35-09:30 ends at the open. It met
+    the session only at the instant 09:30:00, where the bot armed and, a tick later, disarmed: it never entered, and
+    validation had said OK. A window ending a minute after the open meets the session."""
+    problems = problems_after(project, "settings.yaml", "America/Los_Angeles", "America/New_York")
+    assert [(p.path, p.line) for p in problems] == [("momentum_bots[0].session.trade_start", 26)]
+    assert "mom_AAPL trades 06:35-09:30 America/New_York time, which never meets the New York session" in problems[0].message
+    project.replace("config/bots.yaml", 'trade_end: "09:30"', 'trade_end: "09:31"')
+    assert load_config(project.config, SIGNALS).settings.system.timezone == "America/New_York"
+
+
 def test_a_session_closing_at_local_midnight_is_met_before_it(project: ProjectCopy) -> None:
     """Moscow: 17:30-00:00 in the northern winter; a window of 23:35-23:50 trades in it."""
     _disable_stock_and_options_bots(project)
