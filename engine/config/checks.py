@@ -245,6 +245,13 @@ def session_order(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
         if start > end:
             message = f"trade_end '{s.trade_end}' is before trade_start '{s.trade_start}'"
             problems.append(doc.problem((*path, "session", "trade_end"), message))
+        elif start == end:
+            # the window is the one instant HH:MM:00: the bot arms there and disarms a tick later, never entering
+            message = (
+                f"trade_end '{s.trade_end}' is trade_start: a window of one instant, in which the bot arms and "
+                "disarms a tick later without ever entering"
+            )
+            problems.append(doc.problem((*path, "session", "trade_end"), message))
         if end > until:
             message = f"manage_until '{s.manage_until}' is before trade_end '{s.trade_end}'"
             problems.append(doc.problem((*path, "session", "manage_until"), message))

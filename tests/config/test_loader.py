@@ -298,6 +298,16 @@ def test_a_trade_window_that_ends_at_the_open_is_refused(project: ProjectCopy) -
     assert load_config(project.config, SIGNALS).settings.system.timezone == "America/New_York"
 
 
+def test_a_trade_window_of_one_instant_is_refused(project: ProjectCopy) -> None:
+    """trade_start 10:00, trade_end 10:00: in_trade_window held at 10:00:00 only, where the bot armed; at the next
+    tick it disarmed, so it never entered, and validation had said OK. A window a minute long is kept."""
+    crypto = 'trade_start: "00:00"\n    trade_end: "23:59"'
+    p = only(problems_after(project, "bots.yaml", crypto, 'trade_start: "10:00"\n    trade_end: "10:00"'))
+    assert p.path == "cryptobot.session.trade_end" and "a window of one instant" in p.message
+    project.replace("config/bots.yaml", 'trade_end: "10:00"', 'trade_end: "10:01"')
+    assert load_config(project.config, SIGNALS).bots.cryptobot.session.trade_end == "10:01"
+
+
 def test_a_session_closing_at_local_midnight_is_met_before_it(project: ProjectCopy) -> None:
     """Moscow: 17:30-00:00 in the northern winter; a window of 23:35-23:50 trades in it."""
     _disable_stock_and_options_bots(project)
