@@ -53,6 +53,7 @@ from engine.trading.facts_builder import (
     SystemInputs,
     ask_signal,
     bot_facts,
+    close_margin_minutes,
     feed_health,
     finite,
     system_facts,
@@ -144,6 +145,9 @@ class Engine:
         self.bots = [make_bot(bot, self.book) for _path, bot in trading_bots(self.config.bots) if bot.enabled]
         self._by_id = {bot.bot_id: bot for bot in self.bots}
         self.needs = data_needs(self.config.bots, self.config.settings)
+        # how long before a close a bot whose window reaches it is treated as past it: a tick must fall in it
+        # (a backtest, which ticks once a bar, sets its own)
+        self.close_margin = close_margin_minutes(settings.runner.loop_interval_seconds)
         self.assets: Mapping[str, Asset] | None = None  # the crypto pairs' rules (`_read_assets`)
         self._assets_read_on: date | None = None
         self._assets_retry_at: datetime | None = None  # a pair missing from the last read: asked again from then
@@ -410,6 +414,7 @@ class Engine:
             self.assets or {},
             usable,
             signals,
+            self.close_margin,
         )
         day, runtimes = view.day, self.runtimes
         faulted: dict[str, str] = {}  # a fault building a bot's facts -> the first bot it hit this tick

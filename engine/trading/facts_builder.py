@@ -38,9 +38,18 @@ _NOTHING: frozenset[str] = frozenset()
 _CENTURY_SECONDS = 100 * 365.25 * 86400
 # A bot of the equity market whose session.trade_end or manage_until falls at or after the session's close (an
 # early close, 13:00 in New York; a zone whose clocks change on other days than New York's) is treated as past it
-# this long before the close: its wall clock would otherwise flatten only once the market is shut, by an order
-# that waits for the next session, and hold the position over the close.
+# this long before the close (longer on a slower loop: `close_margin_minutes`): its wall clock would otherwise
+# flatten only once the market is shut, by an order that waits for the next session, and hold the position over
+# the close.
 CLOSE_MARGIN_MINUTES = 5.0
+
+
+def close_margin_minutes(tick_seconds: float, ticks_to_fill: int = 1) -> float:
+    """CLOSE_MARGIN_MINUTES, or longer when the ticks are further apart: the first tick within the margin must
+    come at least a minute before the close with `ticks_to_fill` ticks still to go (a backtest that fills at the
+    next bar needs one more), or the flatten is sent once the market is shut. A run on a 10-minute loop ticked at
+    12:50 (ten minutes out: not yet) and 13:00 on an early close, and held its positions over the close."""
+    return max(CLOSE_MARGIN_MINUTES, ticks_to_fill * tick_seconds / 60 + 1)
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,7 @@ class BotInputs(NamedTuple):
     usable: Mapping[str, Quote] | None = None  # this tick's `usable_quotes`, judged once for every bot (None: here)
     # bot id -> its signal's answer this tick (`ask_signal`), asked before the tick's transaction; None: asked here
     signals: Mapping[str, SignalAnswer] | None = None
+    close_margin: float = CLOSE_MARGIN_MINUTES  # `close_margin_minutes` of the run's tick interval
 
 
 class BotFacts(NamedTuple):
@@ -234,7 +244,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         not bot.trades_around_the_clock
         and system["market_open"] is True
         and system["minutes_to_close"] is not None
-        and system["minutes_to_close"] <= CLOSE_MARGIN_MINUTES
+        and system["minutes_to_close"] <= inputs.close_margin
     )
     ends_at_close = closing and _at_or_after_close(view, bot.trade_end)
     held_over = bool(owned) and _held_from_an_earlier_day(view, owned)

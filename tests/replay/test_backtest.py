@@ -16,6 +16,8 @@ from engine.brokers.sim.exchange import SimExchange
 from engine.core.clock import ManualClock
 from engine.core.store import StateStore
 from engine.data.fetch import fetch, history_clients
+from engine.data.files import write_bars
+from engine.data.records import Bar
 from engine.replay.backtest import BacktestError, BacktestProgress, MissingData, OutputFailed, run_backtest
 from engine.replay.fills import FillModel
 from engine.replay.report import _drawdown, _exposure, _ratio
@@ -422,3 +424,25 @@ def test_each_round_trip_in_trades_csv_carries_the_fees_its_orders_paid(momentum
     for row in rows:
         assert float(row["fees"]) == pytest.approx(2 * float(row["qty"]) * 0.01), row  # a buy and a sell of qty shares
     assert sum(float(r["fees"]) for r in rows) == pytest.approx(result.summary["bots"]["mom_AAPL"]["fees"], abs=0.01)
+
+
+def test_a_backtest_on_five_minute_bars_flattens_before_an_early_close(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """The day after Thanksgiving closes at 13:00. mom_AAPL holds until manage_until (12:55 Los Angeles, past the
+    close), so it is flattened before the close. On 5-minute bars the tick 5 minutes before the close is 12:55
+    and its market order fills at the next bar, known at 13:00, when the market is shut: the order expired and the
+    position was held over the close. The margin now leaves a bar to decide on and one to fill in."""
+    project = momentum_project
+    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 600")
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 50")
+    project.replace("config/bots.yaml", "take_profit_pct: 1.00", "take_profit_pct: 90")
+    project.replace("config/bots.yaml", 'mode: "placeholder_momentum_v1"\n      params: {}',
+                    'mode: "placeholder_momentum_v1"\n      params: {lookback_ticks: 2, min_move_pct: 0.0}')  # fmt: skip
+    opened = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)  # 09:30 New York; the close is 13:00
+    bars = [Bar(opened + timedelta(minutes=5 * i), 190.0 + 0.1 * i, 190.2 + 0.1 * i, 189.9 + 0.1 * i, 190.1 + 0.1 * i, 1000.0)
+            for i in range(42)]  # fmt: skip
+    write_bars(tmp_path / "data", "AAPL", bars, fsync=False)
+    result = run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    trades = (tmp_path / "out" / "trades.csv").read_text().splitlines()[1:]
+    assert trades, "the bot entered and its position was closed"
+    assert all(row.split(",")[3] < "2026-11-27T18:00:00Z" for row in trades)  # every exit before the close
+    assert result.summary["bots"]["mom_AAPL"]["unrealized_pnl"] == 0  # nothing held over the close

@@ -50,3 +50,24 @@ def test_a_manage_until_before_the_close_is_kept(project: ProjectCopy) -> None:
     [event] = [e for e in rig.events("transition") if e["bot"] == "mom_AAPL" and e["trigger"] == "flatten"]
     at = datetime.fromisoformat(event["ts"]).astimezone(NEW_YORK)
     assert (at.hour, at.minute) == (15, 50)
+
+
+def test_a_loop_slower_than_the_margin_still_flattens_before_an_early_close(project: ProjectCopy) -> None:
+    """A position is flattened before the close at the tick that falls within CLOSE_MARGIN_MINUTES of it; with
+    loop_interval_seconds 600 no tick may fall there (12:50, then 13:00, shut). The position was held over the
+    early close, its flatten sent at 13:00 to wait for Monday. The margin now covers one interval and a minute."""
+    _hold_until_manage_until(project)
+    project.replace("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 600")
+    project.replace("config/settings.yaml", "api_failure_window_seconds: 60", "api_failure_window_seconds: 1800")
+    project.replace(  # a lookback of two 10-minute ticks, not twelve: an entry before the early close
+        "config/bots.yaml", 'mode: "placeholder_momentum_v1"\n      params: {}',
+        'mode: "placeholder_momentum_v1"\n      params: {lookback_ticks: 2, min_move_pct: 0.0}',
+    )
+    clock = ManualClock(EARLY_OPEN)
+    rig = make_rig(project, clock)
+    rig.until(lambda r: r.clock.now() >= EARLY_CLOSE, limit=40)
+    entries = [r for r in rig.store.orders(bot_id="mom_AAPL") if r.purpose == "entry"]
+    assert entries, "the bot entered during the session"
+    exits = [r for r in rig.store.orders(bot_id="mom_AAPL") if r.purpose == "exit"]
+    assert exits and all(r.created_at < EARLY_CLOSE for r in exits)  # sent while the market was open
+    assert rig.store.positions("mom_AAPL") == []
