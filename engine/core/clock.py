@@ -100,5 +100,14 @@ def parse_start(text: str) -> datetime:
     except OverflowError:  # 0001-01-01 with a positive offset is before year 1 in UTC
         inside = False
     if not inside:
-        raise ValueError(f"'{text}' is outside the years {FIRST_START.year} to {LAST_START.year - 1}")
+        # the years are UTC's: a time written inside them whose offset carries it out (2199-12-31T20:00-05:00 is
+        # 2200 in UTC) is told so, not refused as if its own year were outside them
+        years = f"the years {FIRST_START.year} to {LAST_START.year - 1}"
+        try:
+            utc = value.astimezone(timezone.utc)
+        except OverflowError:
+            utc = value
+        if utc.year != value.year:
+            raise ValueError(f"'{text}' is {utc.isoformat()} in UTC, outside {years} (counted in UTC)")
+        raise ValueError(f"'{text}' is outside {years}")
     return value

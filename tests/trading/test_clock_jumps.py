@@ -126,6 +126,18 @@ def test_a_start_the_calendar_cannot_place_is_refused(text: str) -> None:
         parse_start(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "utc"),
+    [("2199-12-31T20:00:00-05:00", "2200-01-01T01:00:00+00:00"), ("1900-01-01T00:30:00+01:00", "1899-12-31T23:30:00+00:00")],
+)
+def test_a_start_whose_offset_carries_it_out_of_the_years_says_so(text: str, utc: str) -> None:
+    """Written in 2199 (or 1900), refused as 'outside the years 1900 to 2199': the years are counted in UTC, and
+    the message now says where the time falls there."""
+    with pytest.raises(ValueError, match="outside the years 1900 to 2199") as caught:
+        parse_start(text)
+    assert f"is {utc} in UTC, outside the years 1900 to 2199 (counted in UTC)" in str(caught.value)
+
+
 def test_a_start_inside_the_years_is_taken_as_given() -> None:
     assert parse_start("2040-06-04T09:30:00-04:00") == datetime(2040, 6, 4, 13, 30, tzinfo=timezone.utc)
     assert parse_start("1990-01-03T09:30:00-05:00").utcoffset() == timedelta(hours=-5)
