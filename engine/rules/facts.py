@@ -106,21 +106,24 @@ BOT_FACTS: tuple[Fact, ...] = (
         "bool",
         "",
         "Local time is between session.trade_start and session.trade_end (for stocks and options, not in the"
-        " last 5 min (a tick interval and a minute, if longer) before a close that trade_end reaches: an early close).",
+        " last 5 min (a tick interval and a minute, if longer) before a close that trade_end reaches or falls within:"
+        " an early close).",
     ),
     _f(
         "past_trade_end",
         "bool",
         "",
         "Local time is after session.trade_end, or 5 min (a tick interval and a minute, if longer) before a close"
-        " it reaches (stocks and options), or the bot holds a position opened on an earlier trading date.",
+        " it reaches or falls within (stocks and options), or the bot holds a position opened on an earlier"
+        " trading date.",
     ),
     _f(
         "past_manage_until",
         "bool",
         "",
         "Local time is at or after session.manage_until, or 5 min (a tick interval and a minute, if longer) before a"
-        " close it reaches (stocks and options), or the bot holds a position opened on an earlier trading date.",
+        " close it reaches or falls within (stocks and options), or the bot holds a position opened on an earlier"
+        " trading date.",
     ),
     _f("tradable_now", "bool", "", "The bot's market is open (the equity market; always true for crypto)."),
     _f("preflight_ok", "bool", "", "Every preflight check for an entry by this bot passes."),

@@ -37,10 +37,10 @@ PreflightCheck = Callable[[Mapping[str, Any]], tuple[str, ...]]  # facts -> the 
 _NOTHING: frozenset[str] = frozenset()
 _CENTURY_SECONDS = 100 * 365.25 * 86400
 # A bot of the equity market whose session.trade_end or manage_until falls at or after the session's close (an
-# early close, 13:00 in New York; a zone whose clocks change on other days than New York's) is treated as past it
-# this long before the close (longer on a slower loop: `close_margin_minutes`): its wall clock would otherwise
-# flatten only once the market is shut, by an order that waits for the next session, and hold the position over
-# the close.
+# early close, 13:00 in New York; a zone whose clocks change on other days than New York's), or inside this margin
+# before it, is treated as past it this long before the close (longer on a slower loop: `close_margin_minutes`):
+# its wall clock would otherwise flatten only once the market is shut, or too late for the order to fill, by an
+# order that waits for the next session, and hold the position over the close.
 CLOSE_MARGIN_MINUTES = 5.0
 
 
@@ -246,12 +246,12 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         and system["minutes_to_close"] is not None
         and system["minutes_to_close"] <= inputs.close_margin
     )
-    ends_at_close = closing and _at_or_after_close(view, bot.trade_end)
+    ends_at_close = closing and _at_or_after_close(view, bot.trade_end, inputs.close_margin)
     held_over = bool(owned) and _held_from_an_earlier_day(view, owned)
     facts["in_trade_window"] = bot.trade_start <= local <= bot.trade_end and not ends_at_close
     facts["past_trade_end"] = local > bot.trade_end or ends_at_close or held_over
     facts["past_manage_until"] = (
-        local >= bot.manage_until or (closing and _at_or_after_close(view, bot.manage_until)) or held_over
+        local >= bot.manage_until or (closing and _at_or_after_close(view, bot.manage_until, inputs.close_margin)) or held_over
     )
     facts["tradable_now"] = True if bot.trades_around_the_clock else system["market_open"]
     facts["bot_halted"] = records.halt is not None
@@ -363,13 +363,16 @@ def _held_from_an_earlier_day(view: TickView, owned: Sequence[PositionRow]) -> b
     return any(p.opened_at.astimezone(zone).date() < day for p in owned)
 
 
-def _at_or_after_close(view: TickView, at: time) -> bool:
-    """Is `at` (a wall-clock time of the session's trading date, in system.timezone) at or after the close of
-    the session open now: the bot's own clock cannot act on it while the market is open."""
+def _at_or_after_close(view: TickView, at: time, margin_minutes: float) -> bool:
+    """Is `at` (a wall-clock time of the session's trading date, in system.timezone) inside the close margin of
+    the session open now, or past its close: the bot's own clock cannot act on it in time. One after the close
+    would act only once the market is shut; one inside the margin may fall after the last tick that can still
+    get an order filled (on 5-minute bars, manage_until 15:55 New York acted at 15:55 by an order that would fill
+    at the next bar, at 16:00, shut), so it is met where the margin begins."""
     clock = view.snapshot.clock
     if clock is None or view.zone is None:
         return False
-    return datetime.combine(view.day, at, view.zone) >= clock.next_close
+    return datetime.combine(view.day, at, view.zone) >= clock.next_close - timedelta(minutes=margin_minutes)
 
 
 def _quotes_state(

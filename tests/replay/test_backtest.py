@@ -446,3 +446,24 @@ def test_a_backtest_on_five_minute_bars_flattens_before_an_early_close(momentum_
     assert trades, "the bot entered and its position was closed"
     assert all(row.split(",")[3] < "2026-11-27T18:00:00Z" for row in trades)  # every exit before the close
     assert result.summary["bots"]["mom_AAPL"]["unrealized_pnl"] == 0  # nothing held over the close
+
+
+def test_a_manage_until_inside_the_close_margin_is_met_in_time_on_five_minute_bars(
+    momentum_project: ProjectCopy, tmp_path: Path
+) -> None:
+    """manage_until 12:55 Los Angeles is 15:55 New York, five minutes before a regular close. On 5-minute bars the
+    tick at 15:55 flattened, and its market order fills at the next bar, known at 16:00 with the market shut: the
+    position was held overnight. A manage_until inside the close margin is met where the margin begins."""
+    project = momentum_project
+    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 600")
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 50")
+    project.replace("config/bots.yaml", "take_profit_pct: 1.00", "take_profit_pct: 90")
+    project.replace("config/bots.yaml", 'mode: "placeholder_momentum_v1"\n      params: {}',
+                    'mode: "placeholder_momentum_v1"\n      params: {lookback_ticks: 2, min_move_pct: 0.0}')  # fmt: skip
+    bars = [Bar(MONDAY_OPEN + timedelta(minutes=5 * i), 190.0 + 0.1 * i, 190.2 + 0.1 * i, 189.9 + 0.1 * i, 190.1 + 0.1 * i,
+                1000.0) for i in range(78)]  # fmt: skip
+    write_bars(tmp_path / "data", "AAPL", bars, fsync=False)
+    result = run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    trades = (tmp_path / "out" / "trades.csv").read_text().splitlines()[1:]
+    assert trades and all(row.split(",")[3] < "2026-11-23T21:00:00Z" for row in trades)  # every exit before the close
+    assert result.summary["bots"]["mom_AAPL"]["unrealized_pnl"] == 0  # nothing held overnight
