@@ -11,6 +11,7 @@ lines made from it for a person are in local time.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -65,17 +66,21 @@ def period_record(
     store: StateStore, start: datetime, end: datetime, now: datetime, local: LocalTime, bots: Sequence[str] = ()
 ) -> dict[str, Any]:
     """P&L per bot per trading day of [start, end] (the realized_pnl table, which also counts partial exits,
-    with the trades closed and their fees), every halt that overlapped it, and whether one is in force at `now`."""
+    with the trades closed and their fees), every halt that overlapped it, and whether one is in force at `now`.
+    Realized P&L is in cents; fees are what was paid (to nine decimals), rounded only where they are shown."""
     first, last = local.day(start), local.day(max(start, end))
     trades = store.trades(since=first, until=last)
     days: dict[str, dict[str, dict[str, float]]] = {}
     for day in _days(first, last):
         realized = store.realized_pnl(day)
         rows = {bot: {"realized": round(pnl, 2), "trades": 0, "fees": 0.0} for bot, pnl in realized.items()}
-        for t in (t for t in trades if t.trading_date == day):
+        paid: dict[str, float] = defaultdict(float)  # summed as paid, rounded once: rounded at each trade, three
+        for t in (t for t in trades if t.trading_date == day):  # fees of 0.004 made 0.00, twenty of 0.0151 0.40
             row = rows.setdefault(t.bot_id, {"realized": 0.0, "trades": 0, "fees": 0.0})
             row["trades"] += 1
-            row["fees"] = round(row["fees"] + t.fees, 2)
+            paid[t.bot_id] += t.fees
+        for bot, fees in paid.items():  # to Alpaca's nine decimals: a line adding bots' fees rounds once too
+            rows[bot]["fees"] = round(fees, 9)
         order = {bot: n for n, bot in enumerate(bots)}
         days[day.isoformat()] = dict(sorted(rows.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     all_halts = store.halts()

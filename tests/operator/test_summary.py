@@ -143,3 +143,22 @@ def test_every_word_status_reads_from_the_state_file_stays_on_its_line(store: St
     text = status_text(store, end, local=LA)
     assert "\x1b" not in text and "\nhalt: none" not in text, text
     assert text.count("x\\nhalt: none\\x1b[2J") >= 6, text  # each shown with its escapes, on its own line
+
+
+def test_a_days_fees_are_the_sum_of_its_trades_fees_rounded_once(store: StateStore) -> None:
+    """Each trade's fee was added to a running figure rounded to the cent at every step: three crypto round trips
+    paying 0.004 each summed to 0.00 (each step rounded back to 0) where the report's own total said 0.01, and a
+    day of twenty 0.0151 fees read 0.40 for 0.30 paid. The day's line sums what was paid, rounded once."""
+    mon = date(2026, 11, 23)
+    for n in range(3):
+        store.add_trade(trade("crypto_core", mon, MON + timedelta(minutes=10 * (n + 1)), 0.5, fees=0.004))
+    for n in range(20):
+        store.add_trade(trade("mom_AAPL", mon, MON + timedelta(hours=1, minutes=n), 1.0, fees=0.0151))
+    store.add_trade(trade("crypto_alt", mon, MON + timedelta(hours=2), 0.5, fees=0.004))
+    end = MON + timedelta(hours=6)
+    record = period_record(store, MON, end, end, LA)
+    day = record["days"]["2026-11-23"]
+    assert day["crypto_core"]["fees"] == pytest.approx(0.012) and day["mom_AAPL"]["fees"] == pytest.approx(0.302)
+    assert day["crypto_core"]["trades"] == 3 and day["mom_AAPL"]["trades"] == 20
+    line = period_lines(record, LA)[1]
+    assert line.endswith("; fees 0.32"), line  # 0.318 paid: not 0.40, nor 0.31 of each bot's cents added up
