@@ -581,13 +581,21 @@ def summarize(session: Session, seconds: float, durations: list[float], started_
             realized[bot_id] = realized.get(bot_id, 0.0) + values["realized"]
     snapshot = engine.broker.snapshot(engine.needs)
     prices = {p.symbol: p.current_price for p in snapshot.positions or ()}
-    by_bot: dict[str, dict[str, float]] = {}
+    by_bot: dict[str, dict[str, float | None]] = {}
     for bot in engine.bots:
-        unrealized = 0.0
+        # A holding the broker gave no price for (its positions unreadable now, or not holding the symbol) has no
+        # unrealized P&L anyone knows: None, said as unknown. Priced at its entry, it read +0.00.
+        unrealized: float | None = 0.0
         for p in store.positions(bot.bot_id):
-            price = prices.get(p.symbol, p.avg_entry_price)
+            price = prices.get(p.symbol)
+            if price is None or unrealized is None:
+                unrealized = None
+                continue
             unrealized += (price - p.avg_entry_price) * p.qty * contract_multiplier(p.symbol)
-        by_bot[bot.bot_id] = {"realized": round(realized.get(bot.bot_id, 0.0), 2), "unrealized": round(unrealized, 2)}
+        by_bot[bot.bot_id] = {
+            "realized": round(realized.get(bot.bot_id, 0.0), 2),
+            "unrealized": round(unrealized, 2) if unrealized is not None else None,
+        }
     ordered = sorted(durations)
     return {
         "ticks": engine.ticks,
@@ -607,6 +615,12 @@ def summarize(session: Session, seconds: float, durations: list[float], started_
     }
 
 
+def _known(value: float | None, spec: str) -> str:
+    """A figure the broker's last answer could not give (its positions or account unreadable) is said unknown,
+    never shown as 0 or `None`."""
+    return format(value, spec) if value is not None else "unknown (the broker's answer could not be read)"
+
+
 def format_summary(summary: dict[str, Any], local: LocalTime | None = None) -> str:
     """The summary for a person: the run's figures, P&L by bot over the run, then by day, the halts that
     touched the run, and a last line for any halt still in force. Times in `local` (system.timezone)."""
@@ -615,9 +629,9 @@ def format_summary(summary: dict[str, Any], local: LocalTime | None = None) -> s
     lines = [
         f"{summary['ticks']} ticks to {until} in {summary['wall_seconds']} s (median tick {summary['tick_ms_median']} ms)",
         f"{summary['transitions']} transitions, {summary['orders']} orders, {summary['fills']} fills; "
-        f"system {summary['system_state']}; equity {summary['equity']}",
+        f"system {summary['system_state']}; equity {_known(summary['equity'], '.2f')}",
         "P&L by bot over the run (realized / unrealized now, USD):",
-        *[f"  {bot}: {v['realized']:+.2f} / {v['unrealized']:+.2f}" for bot, v in summary["pnl_by_bot"].items()],
+        *[f"  {bot}: {v['realized']:+.2f} / {_known(v['unrealized'], '+.2f')}" for bot, v in summary["pnl_by_bot"].items()],
         *period_lines(summary, local),
     ]
     return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""The end-of-run summary's figures against what the broker and SQLite hold: a figure the broker could not give
+is said unknown, never made up."""
+
+from __future__ import annotations
+
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
+from engine.trading.runner import Session, format_summary, summarize
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig
+
+
+def _session(rig: Rig) -> Session:
+    return Session(engine=rig.engine, clock=rig.clock, simulated=False, broker_name="alpaca", notice="",
+                   store=rig.store, journal=rig.engine.journal)  # fmt: skip
+
+
+def test_unrealized_pnl_the_broker_cannot_price_now_is_unknown_not_zero(project: ProjectCopy, clock: ManualClock) -> None:
+    """The summary priced each holding at the broker's current price, and at its own entry price when the broker
+    gave none: with the positions unreadable at the run's end (a 503), an open position's unrealized P&L read
+    +0.00 as if flat. It is unknown, said so, and null in the run_end record."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: bool(r.store.positions("crypto_core")))
+        rig.ticks(30)  # the price moves away from the entry
+        session = _session(rig)
+        read = summarize(session, 1.0, [0.1], clock.now())
+        held = read["pnl_by_bot"]["crypto_core"]["unrealized"]
+        assert held is not None and held != 0.0
+        emulator.faults.append(Fault(status=503, path_prefix="/v2/positions", times=0))
+        unread = summarize(session, 1.0, [0.1], clock.now())
+        emulator.faults.clear()
+    assert unread["pnl_by_bot"]["crypto_core"]["unrealized"] is None
+    assert unread["pnl_by_bot"]["mom_AAPL"]["unrealized"] == 0.0  # holds nothing: 0 is known
+    text = format_summary(unread)
+    line = next(line for line in text.splitlines() if line.startswith("  crypto_core:"))
+    assert line.endswith("/ unknown (the broker's answer could not be read)"), line
