@@ -928,6 +928,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """The trading day (or days) for review, from SQLite and the JSONL (engine/operator/report.py); plotly is
     imported only for --out."""
     from engine.core.clock import SystemClock
+    from engine.core.money import money
     from engine.core.store import StateStore
     from engine.operator.report import PROMPT_FILE, build_report, fill_prompt, render_html, render_text
     from engine.trading.runner import paths_for, state_now
@@ -954,7 +955,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         store.close()
     if args.out:
         _write_output("--out", args.out, render_html(data, local))
-        print(f"wrote {args.out}: {data.period_text} ({len(data.trades)} trades, P&L {data.total_pnl:+.2f} USD)")
+        print(f"wrote {args.out}: {data.period_text} ({len(data.trades)} trades, P&L {money(data.total_pnl)} USD)")
     if args.prompt:
         try:
             prompt = fill_prompt(data, local, args.prompt_file)
@@ -1285,11 +1286,12 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
 
 def backtest_table(summary: dict[str, Any]) -> str:
     """Per bot and in total: trades, win rate, realized P&L, max drawdown (summary.json's figures)."""
+    from engine.core.money import money
 
     def row(name: str, f: dict[str, Any]) -> list[str]:
         rate = f"{f['win_rate'] * 100:.1f} %" if f.get("win_rate") is not None else "-"
         drawdown = f"{f['max_drawdown_usd']:,.2f} ({f['max_drawdown_pct']:.2f} %)"
-        return [name, str(f["trades"]), rate, f"{f['realized_pnl']:+,.2f}", drawdown]
+        return [name, str(f["trades"]), rate, money(f["realized_pnl"], group=True), drawdown]
 
     rows = [["bot", "trades", "win rate", "realized P&L", "max drawdown"]]
     rows += [row(bot, figures) for bot, figures in summary["bots"].items()]
@@ -1299,7 +1301,8 @@ def backtest_table(summary: dict[str, Any]) -> str:
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows
     ]
     total = summary["total"]
-    lines.append(f"final equity {total['final_equity']:,.2f} USD ({total['return_pct']:+.2f} %), fees {total['fees']:,.2f}")
+    fees = money(total["fees"], sign=False, group=True)
+    lines.append(f"final equity {total['final_equity']:,.2f} USD ({total['return_pct']:+.2f} %), fees {fees}")
     return "\n".join(lines)
 
 

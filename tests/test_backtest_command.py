@@ -323,3 +323,15 @@ def test_a_recording_folder_whose_last_part_is_cut_short_is_refused_before_the_r
     part.unlink()
     after = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
     assert after.returncode == 0 and "recorded 5 quotes of 5 symbols to rec" in after.stdout, after.stderr
+
+
+def test_the_backtest_table_shows_sub_cent_pnl_and_fees_not_zero() -> None:
+    """A bot whose round trips came to -0.004 read '-0.00' in the terminal table, and 0.003 of fees '0.00'."""
+    from engine.cli import backtest_table
+
+    figures = {"trades": 1, "win_rate": 0.0, "realized_pnl": -0.004, "max_drawdown_usd": 0.01, "max_drawdown_pct": 0.0}
+    summary = {"bots": {"crypto_core": figures},
+               "total": {**figures, "final_equity": 99999.99, "return_pct": 0.0, "fees": 0.003}}  # fmt: skip
+    table = backtest_table(summary)
+    assert table.splitlines()[1].split()[4] == "-0.004", table
+    assert table.endswith("fees 0.003"), table

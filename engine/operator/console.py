@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.text import Text
 
+from engine.core.money import money
 from engine.core.store import SYSTEM_SCOPE, Halt
 from engine.operator.local import LocalTime
 from engine.operator.summary import one_line
@@ -77,7 +78,7 @@ def describe(record: Mapping[str, Any], local: LocalTime) -> tuple[str, str, str
             "TRADE",
             (
                 f"{record.get('bot')} {record.get('symbol')} {record.get('qty'):g}: {record.get('entry_price')} -> "
-                f"{record.get('exit_price')}, P&L {float(record.get('pnl') or 0):+.2f} ({record.get('exit_trigger')})"
+                f"{record.get('exit_price')}, P&L {money(float(record.get('pnl') or 0))} ({record.get('exit_trigger')})"
             ),
         )
     if event == "broker_error":
@@ -244,14 +245,14 @@ class LiveConsole:
             self._progress.update(self._task, total=total, completed=done, description=self._clock_text())
             line = (
                 f"{self._rate:,.0f} ticks/s · orders {engine.orders.sent} · fills {engine.orders.fills} · "
-                f"P&L {pnl:+.2f} · system {engine.system.state}{halt}"
+                f"P&L {money(pnl)} · system {engine.system.state}{halt}"
             )
         else:
             positions = self.session.store.positions()
             error = self._last_error or "none"
             line = (
                 f"{self.local.clock(now)} system {engine.system.state}{halt or ' · halt: none'} · positions {len(positions)} · "
-                f"today's P&L {pnl:+.2f} · last broker error: {error}"
+                f"today's P&L {money(pnl)} · last broker error: {error}"
             )
         self._status.plain = line
         if self._live is not None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from engine.core import jsontext
 from engine.core.journal import JournalError
+from engine.core.money import cents, money
 from engine.core.store import StateStore, TradeRow
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_lines, in_force_lines, one_line, period_record
@@ -82,11 +83,11 @@ class ReportData:
 
     @property
     def total_pnl(self) -> float:
-        return round(sum(self.pnl_by_bot.values()), 2)
+        return cents(sum(self.pnl_by_bot.values()))
 
     @property
     def fees(self) -> float:
-        return round(sum(t.fees for t in self.trades), 2)
+        return cents(sum(t.fees for t in self.trades))
 
     def equity_curve(self) -> dict[str, list[tuple[datetime, float]]]:
         """Cumulative realized P&L of closed trades: per bot, and "total"; each starts at 0 at the period's start."""
@@ -117,7 +118,7 @@ def build_report(store: StateStore, log: Path, first: date, last: date, local: L
     pnl_by_bot: dict[str, float] = defaultdict(float)
     for bots in period["days"].values():
         for bot, values in bots.items():
-            pnl_by_bot[bot] = round(pnl_by_bot[bot] + values["realized"], 2)
+            pnl_by_bot[bot] = cents(pnl_by_bot[bot] + values["realized"])
     data.trades = store.trades(since=lo, until=hi)
     data.days, data.halts, data.in_force = period["days"], period["halts"], period["in_force"]
     data.pnl_by_bot = dict(pnl_by_bot)
@@ -300,12 +301,12 @@ def _duration(seconds: float) -> str:
 
 
 def pnl_text(data: ReportData) -> str:
-    lines = [f"  {bot}: {pnl:+.2f}" for bot, pnl in sorted(data.pnl_by_bot.items(), key=lambda kv: kv[1])]
-    lines.append(f"  total: {data.total_pnl:+.2f} USD (fees {data.fees:.2f})")
+    lines = [f"  {bot}: {money(pnl)}" for bot, pnl in sorted(data.pnl_by_bot.items(), key=lambda kv: kv[1])]
+    lines.append(f"  total: {money(data.total_pnl)} USD (fees {money(data.fees, sign=False)})")
     if len(data.days) > 1:
         for day, bots in data.days.items():
             if bots:
-                parts = ", ".join(f"{bot} {v['realized']:+.2f}" for bot, v in bots.items())
+                parts = ", ".join(f"{bot} {money(v['realized'])}" for bot, v in bots.items())
                 lines.append(f"  {day}: {parts}")
     return "\n".join(lines)
 
@@ -315,7 +316,7 @@ def trades_text(data: ReportData, local: LocalTime) -> str:
         return "  none"
     return "\n".join(
         f"  {local(t.opened_at)} -> {local.after(t.closed_at, t.opened_at)} {t.bot_id} {t.symbol} qty {t.qty:g} "
-        f"{t.entry_price:.4f} -> {t.exit_price:.4f} P&L {t.pnl:+.2f} fees {t.fees:.2f} exit: {t.exit_trigger}"
+        f"{t.entry_price:.4f} -> {t.exit_price:.4f} P&L {money(t.pnl)} fees {money(t.fees, sign=False)} exit: {t.exit_trigger}"
         for t in data.trades
     )
 
@@ -398,8 +399,8 @@ def prompt_values(data: ReportData, local: LocalTime) -> dict[str, str]:
         "date": data.period_text,
         "timezone": data.timezone,
         "pnl_by_bot": pnl_text(data),
-        "total_pnl": f"{data.total_pnl:+.2f}",
-        "fees": f"{data.fees:.2f}",
+        "total_pnl": money(data.total_pnl),
+        "fees": money(data.fees, sign=False),
         "trade_count": str(len(data.trades)),
         "trades": trades_text(data, local),
         "halts": halts_text(data, local),
@@ -458,15 +459,15 @@ def equity_figure_html(data: ReportData, local: LocalTime) -> str:
 
 
 def render_html(data: ReportData, local: LocalTime) -> str:
-    pnl_rows = [[bot, f"{pnl:+.2f}"] for bot, pnl in data.pnl_by_bot.items()] + [["total", f"{data.total_pnl:+.2f}"]]
+    pnl_rows = [[bot, money(pnl)] for bot, pnl in data.pnl_by_bot.items()] + [["total", money(data.total_pnl)]]
     day_rows = [
-        [day, bot, f"{v['realized']:+.2f}", int(v["trades"]), f"{v['fees']:.2f}"]
+        [day, bot, money(v["realized"]), int(v["trades"]), money(v["fees"], sign=False)]
         for day, bots in data.days.items()
         for bot, v in bots.items()
     ]
     trade_rows = [
         [t.bot_id, t.symbol, local(t.opened_at), local(t.closed_at), f"{t.qty:g}", f"{t.entry_price:.4f}", f"{t.exit_price:.4f}",
-         f"{t.pnl:+.2f}", f"{t.fees:.2f}", t.exit_trigger]
+         money(t.pnl), money(t.fees, sign=False), t.exit_trigger]
         for t in data.trades
     ]  # fmt: skip
     halt_rows = [
@@ -476,8 +477,8 @@ def render_html(data: ReportData, local: LocalTime) -> str:
     in_force = "".join(f'<p class="halt">{html.escape(line)}</p>' for line in in_force_lines(data.in_force, local))
     sections = [
         f"<h1>Trading Hydra report {html.escape(data.period_text)}</h1>",
-        f"<p>{html.escape(data.zone_text.capitalize())}. Total realized P&amp;L <b>{data.total_pnl:+.2f} USD</b>, fees "
-        f"{data.fees:.2f}, {len(data.trades)} trades, {len(data.halts)} halts.</p>",
+        f"<p>{html.escape(data.zone_text.capitalize())}. Total realized P&amp;L <b>{money(data.total_pnl)} USD</b>, fees "
+        f"{money(data.fees, sign=False)}, {len(data.trades)} trades, {len(data.halts)} halts.</p>",
         in_force,
         "<h2>Equity curve</h2>",
         "<p>Realized P&amp;L of closed trades over time, from 0 at the start of the period; it moves when a trade closes.</p>",

@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine.core import jsontext
+from engine.core.money import cents
 from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.machines import render
 from engine.machines.spec import MachineSpec
@@ -128,8 +129,8 @@ def _equity(store: StateStore, day: Any, local: LocalTime) -> dict[str, list[tup
 
 def _trade(t: TradeRow, local: LocalTime) -> dict[str, Any]:
     return {"bot": t.bot_id, "symbol": t.symbol, "opened_at": local(t.opened_at), "closed_at": local(t.closed_at),
-            "qty": t.qty, "entry_price": t.entry_price, "exit_price": t.exit_price, "pnl": round(t.pnl, 2),
-            "fees": round(t.fees, 2), "exit_trigger": t.exit_trigger}  # fmt: skip
+            "qty": t.qty, "entry_price": t.entry_price, "exit_price": t.exit_price, "pnl": cents(t.pnl),
+            "fees": cents(t.fees), "exit_trigger": t.exit_trigger}  # fmt: skip
 
 
 def status_record(store: StateStore | None, report: Report, now: datetime, local: LocalTime) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
                                     "opened_at": local(p.opened_at)})  # fmt: skip
     day = local.day(now)
     trades = store.trades(since=day, until=day)
-    realized = {bot: round(pnl, 2) for bot, pnl in store.realized_pnl(day).items()}
+    realized = {bot: cents(pnl) for bot, pnl in store.realized_pnl(day).items()}
     bots = [bot.bot_id for _path, bot in trading_bots(report.config.bots) if bot.enabled]  # a disabled bot never ticks
     tick = last_tick(store, now)
     return {
@@ -196,8 +197,8 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
             "day": day.isoformat(),
             "trades": [_trade(t, local) for t in trades],
             "pnl_by_bot": realized,
-            "total_pnl": round(sum(realized.values()), 2),
-            "fees": round(sum(t.fees for t in trades), 2),
+            "total_pnl": cents(sum(realized.values())),
+            "fees": cents(sum(t.fees for t in trades)),
         },
         "preflight": _preflight(store, report, bots, local),
         "equity": _equity(store, day, local),
@@ -531,7 +532,13 @@ function table(head, rows, rowClass) {
   });
   return t;
 }
-const money = (v) => (v >= 0 ? "+" : "") + v.toFixed(2);
+// as engine/operator/summary.py's money(): a figure that is not 0 never reads 0.00 or -0.00
+function money(v, sign = true) {
+  const a = Math.abs(v);
+  if (a < 1e-9) return (sign ? "+" : "") + "0.00";
+  const text = v.toFixed(a >= 0.005 ? 2 : Math.min(9, -Math.floor(Math.log10(a))));
+  return (sign && v > 0 ? "+" : "") + text;
+}
 function fill(id, ...nodes) { const box = $(id); box.replaceChildren(...nodes); }
 function machine(m) {
   const box = el("div", null, "machine");
@@ -620,11 +627,11 @@ function show(s) {
   if (today) {
     $("day").textContent = today.day;
     const pnl = Object.entries(today.pnl_by_bot).map(([b, v]) => [b, money(v)]).concat([["total", money(today.total_pnl)]]);
-    const count = "fees " + today.fees.toFixed(2) + ", " + today.trades.length + " trades";
+    const count = "fees " + money(today.fees, false) + ", " + today.trades.length + " trades";
     fill("pnl", table(["bot", "realized P&L USD"], pnl), el("p", count));
     fill("trades", table(["bot", "symbol", "opened", "closed", "qty", "entry", "exit", "P&L", "fees", "exit trigger"],
       today.trades.map((t) => [t.bot, t.symbol, t.opened_at, t.closed_at, t.qty, t.entry_price, t.exit_price, money(t.pnl),
-        t.fees.toFixed(2), t.exit_trigger])));
+        money(t.fees, false), t.exit_trigger])));
   } else { fill("pnl", el("p", "none", "muted")); fill("trades", el("p", "none", "muted")); }
   const pre = [];
   Object.entries(s.preflight).forEach(([bot, p]) => {

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from engine.core.money import cents, money
 from engine.core.store import SYSTEM_SCOPE, Halt, StateStore
 from engine.operator.local import LocalTime
 
@@ -73,7 +74,7 @@ def period_record(
     days: dict[str, dict[str, dict[str, float]]] = {}
     for day in _days(first, last):
         realized = store.realized_pnl(day)
-        rows = {bot: {"realized": round(pnl, 2), "trades": 0, "fees": 0.0} for bot, pnl in realized.items()}
+        rows = {bot: {"realized": cents(pnl), "trades": 0, "fees": 0.0} for bot, pnl in realized.items()}
         paid: dict[str, float] = defaultdict(float)  # summed as paid, rounded once: rounded at each trade, three
         for t in (t for t in trades if t.trading_date == day):  # fees of 0.004 made 0.00, twenty of 0.0151 0.40
             row = rows.setdefault(t.bot_id, {"realized": 0.0, "trades": 0, "fees": 0.0})
@@ -93,10 +94,6 @@ def period_record(
     }
 
 
-def _money(value: float) -> str:
-    return f"{value:+.2f}"
-
-
 def day_lines(days: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     """One line per trading day with each bot's realized P&L and its closed trades; runs of days with nothing
     realized are folded into one line."""
@@ -114,10 +111,10 @@ def day_lines(days: dict[str, dict[str, dict[str, float]]]) -> list[str]:
             quiet.append(day)
             continue
         fold()
-        parts = [f"{one_line(bot)} {_money(v['realized'])} [{int(v['trades'])}]" for bot, v in bots.items()]
+        parts = [f"{one_line(bot)} {money(v['realized'])} [{int(v['trades'])}]" for bot, v in bots.items()]
         total = sum(v["realized"] for v in bots.values())
         fees = sum(v["fees"] for v in bots.values())
-        lines.append(f"  {day}: {', '.join(parts)}; total {_money(total)}; fees {fees:.2f}")
+        lines.append(f"  {day}: {', '.join(parts)}; total {money(total)}; fees {money(fees, sign=False)}")
     fold()
     return lines
 

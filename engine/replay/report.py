@@ -39,6 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.brokers.symbols import contract_multiplier
+from engine.core.money import money
 from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, TradeRow
 from engine.data.dataset import DataSet
 from engine.data.files import iso, replace_whole
@@ -448,7 +449,7 @@ def html_report(
                         showlegend=False,
                     )
                 )
-        text = [f"{t.bot_id} qty {t.qty:g} P&L {t.pnl:+.2f}" for t in mine]
+        text = [f"{t.bot_id} qty {t.qty:g} P&L {money(t.pnl)}" for t in mine]
         figure.add_trace(
             go.Scatter(
                 x=[_utc(t.opened_at) for t in mine],
@@ -522,7 +523,8 @@ def _row(name: str, f: dict[str, Any]) -> str:
     win_rate = "" if f["win_rate"] is None else f"{f['win_rate'] * 100:.1f} %"
     sharpe = "" if f["sharpe"] is None else f"{f['sharpe']:.2f}"
     return (
-        f"<tr><td>{html.escape(name)}</td><td>{f['trades']}</td><td>{win_rate}</td><td>{f['realized_pnl']:+.2f}</td>"
-        f"<td>{f['fees']:.2f}</td><td>{f['max_drawdown_pct']:.2f} %</td><td>{sharpe}</td><td>{f['exposure_pct']:.1f} %</td>"
+        f"<tr><td>{html.escape(name)}</td><td>{f['trades']}</td><td>{win_rate}</td><td>{money(f['realized_pnl'])}</td>"
+        f"<td>{money(f['fees'], sign=False)}</td>"
+        f"<td>{f['max_drawdown_pct']:.2f} %</td><td>{sharpe}</td><td>{f['exposure_pct']:.1f} %</td>"
         f"<td>{len(f['halts'])}</td></tr>"
     )

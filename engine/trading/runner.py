@@ -37,6 +37,7 @@ from engine.core import jsontext
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import MIN_SECRET_LENGTH, Journal
 from engine.core.lock import LockHeld, RunLock, lock_path
+from engine.core.money import cents, money
 from engine.core.stop import stop_signals
 from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
 from engine.operator.local import LocalTime
@@ -593,8 +594,8 @@ def summarize(session: Session, seconds: float, durations: list[float], started_
                 continue
             unrealized += (price - p.avg_entry_price) * p.qty * contract_multiplier(p.symbol)
         by_bot[bot.bot_id] = {
-            "realized": round(realized.get(bot.bot_id, 0.0), 2),
-            "unrealized": round(unrealized, 2) if unrealized is not None else None,
+            "realized": cents(realized.get(bot.bot_id, 0.0)),
+            "unrealized": cents(unrealized) if unrealized is not None else None,
         }
     ordered = sorted(durations)
     return {
@@ -615,10 +616,10 @@ def summarize(session: Session, seconds: float, durations: list[float], started_
     }
 
 
-def _known(value: float | None, spec: str) -> str:
+def _known(value: float | None, *, sign: bool = True) -> str:
     """A figure the broker's last answer could not give (its positions or account unreadable) is said unknown,
     never shown as 0 or `None`."""
-    return format(value, spec) if value is not None else "unknown (the broker's answer could not be read)"
+    return money(value, sign=sign) if value is not None else "unknown (the broker's answer could not be read)"
 
 
 def format_summary(summary: dict[str, Any], local: LocalTime | None = None) -> str:
@@ -629,9 +630,9 @@ def format_summary(summary: dict[str, Any], local: LocalTime | None = None) -> s
     lines = [
         f"{summary['ticks']} ticks to {until} in {summary['wall_seconds']} s (median tick {summary['tick_ms_median']} ms)",
         f"{summary['transitions']} transitions, {summary['orders']} orders, {summary['fills']} fills; "
-        f"system {summary['system_state']}; equity {_known(summary['equity'], '.2f')}",
+        f"system {summary['system_state']}; equity {_known(summary['equity'], sign=False)}",
         "P&L by bot over the run (realized / unrealized now, USD):",
-        *[f"  {bot}: {v['realized']:+.2f} / {_known(v['unrealized'], '+.2f')}" for bot, v in summary["pnl_by_bot"].items()],
+        *[f"  {bot}: {money(v['realized'])} / {_known(v['unrealized'])}" for bot, v in summary["pnl_by_bot"].items()],
         *period_lines(summary, local),
     ]
     return "\n".join(lines)
@@ -797,7 +798,7 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     realized = store.realized_pnl(day)
     for bot_id in sorted(set(counters) | set(realized)):
         values = ", ".join(f"{k} {v}" for k, v in sorted(counters.get(bot_id, {}).items()))
-        lines.append(f"  {one_line(bot_id):<14} {values}; realized P&L {realized.get(bot_id, 0.0):+.2f}")
+        lines.append(f"  {one_line(bot_id):<14} {values}; realized P&L {money(realized.get(bot_id, 0.0))}")
     if not counters:
         lines.append("  none")
     run = last_run(store)

@@ -142,3 +142,24 @@ def test_a_check_still_failing_in_a_run_still_going_counts_up_to_the_last_tick(t
     log.write_text("\n".join(lines) + "\n", encoding="utf-8")
     data = build_report(StateStore(tmp_path / "s.db"), log, MONDAY, MONDAY, LA, opened + timedelta(hours=1))
     assert data.blocked == [BlockedCheck("budget_left", "opt_core", began_failing=1, seconds_failing=2700.0)]
+
+
+def test_sub_cent_pnl_and_fees_are_shown_not_rounded_to_zero(tmp_path: Path) -> None:
+    """The report printed a crypto round trip's -0.004 as -0.00 and its 0.003 of fees as 0.00, in the text, the
+    HTML and the analyst prompt: a loss as minus nothing, fees paid as none."""
+    from engine.core.store import TradeRow
+
+    store = StateStore(tmp_path / "s.db")
+    opened = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+    store.add_realized_pnl(MONDAY, "crypto_core", -0.004)
+    store.add_trade(TradeRow("crypto_core", "BTC/USD", MONDAY, opened, opened + timedelta(minutes=5), 0.0001, 60000.0,
+                             59960.0, -0.004, 0.003, "exit: stop_loss_hit"))  # fmt: skip
+    data = build_report(store, tmp_path / "none.jsonl", MONDAY, MONDAY, LA, opened + timedelta(hours=1))
+    text = render_text(data, LA)
+    assert "  crypto_core: -0.004\n  total: -0.004 USD (fees 0.003)" in text, text
+    assert "P&L -0.004 fees 0.003 exit" in text
+    assert "-0.00 " not in text and "0.00)" not in text
+    values = prompt_values(data, LA)
+    assert (values["total_pnl"], values["fees"]) == ("-0.004", "0.003")
+    page = render_html(data, LA)
+    assert "<b>-0.004 USD</b>, fees 0.003" in page and "<td>-0.004</td>" in page and "<td>0.003</td>" in page

@@ -221,3 +221,34 @@ def test_resume_from_the_page_with_no_state_file_creates_none(project: ProjectCo
         status, body, _ = call(server, "/api/resume", method="POST", headers=bearer(TOKEN))
         assert status == 200 and body["ok"] and "no state yet" in body["message"], body
     assert not db.exists() and not log.exists()
+
+
+def test_sub_cent_pnl_and_fees_reach_the_page_and_are_shown_not_zero(project: ProjectCopy, tmp_path: Path) -> None:
+    """/api/status rounded a trade's -0.004 to -0.0 and its 0.003 of fees to 0.0 before the page saw them, and the
+    page's money() wrote what was left as +0.00 and 0.00: a loss and fees paid shown as none."""
+    import shutil
+    import subprocess
+    from datetime import datetime, timedelta, timezone
+
+    from engine.core.store import TradeRow
+    from engine.operator.local import LocalTime
+    from engine.operator.status_page import SCRIPT, status_record
+
+    report = load_valid(project.config, project.machines, project.rules)
+    store = StateStore(tmp_path / "s.db")
+    now = datetime(2026, 11, 23, 16, 0, tzinfo=timezone.utc)
+    local = LocalTime("America/Los_Angeles")
+    day = local.day(now)
+    store.add_realized_pnl(day, "crypto_core", -0.004)
+    store.add_trade(TradeRow("crypto_core", "BTC/USD", day, now - timedelta(minutes=9), now - timedelta(minutes=4), 0.0001,
+                             60000.0, 59960.0, -0.004, 0.003, "exit: stop_loss_hit"))  # fmt: skip
+    today = status_record(store, report, now, local)["today"]
+    assert (today["pnl_by_bot"], today["total_pnl"], today["fees"]) == ({"crypto_core": -0.004}, -0.004, 0.003)
+    assert (today["trades"][0]["pnl"], today["trades"][0]["fees"]) == (-0.004, 0.003)
+    node = shutil.which("node")
+    if node is None:
+        return  # the figures the page gets are checked; its money() is run where Node.js is installed
+    money = SCRIPT[SCRIPT.index("function money") : SCRIPT.index("function fill")]
+    script = money + "console.log([-0.004, 0.003, -1e-12, -0, 12.345, -0.005].map((v) => money(v)).join(' '), money(0.003, false));"
+    shown = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    assert shown == "-0.004 +0.003 +0.00 +0.00 +12.35 -0.01 0.003", shown

@@ -162,3 +162,34 @@ def test_a_days_fees_are_the_sum_of_its_trades_fees_rounded_once(store: StateSto
     assert day["crypto_core"]["trades"] == 3 and day["mom_AAPL"]["trades"] == 20
     line = period_lines(record, LA)[1]
     assert line.endswith("; fees 0.32"), line  # 0.318 paid: not 0.40, nor 0.31 of each bot's cents added up
+
+
+def test_money_that_is_not_zero_never_reads_zero_nor_minus_zero() -> None:
+    from engine.core.money import cents, money
+
+    assert [money(v) for v in (0.0, -0.0, -1e-12, 0.004, -0.004, -0.0003, 0.005, -1234.567)] == [
+        "+0.00", "+0.00", "+0.00", "+0.004", "-0.004", "-0.0003", "+0.01", "-1234.57",
+    ]  # fmt: skip
+    assert money(0.003, sign=False) == "0.003" and money(-1234.5, group=True) == "-1,234.50"
+    assert (cents(-0.004), cents(1.234), cents(-3e-12)) == (-0.004, 1.23, 0.0)
+
+
+def test_a_day_of_sub_cent_figures_shows_them_not_zero(store: StateStore) -> None:
+    """A crypto round trip on a few dollars realizes fractions of a cent and pays them in fees: the day's line
+    read "crypto_core -0.00 [1]; total -0.00; fees 0.00", a loss shown as minus nothing and fees paid as none.
+    status's counters read "realized P&L -0.00" too."""
+    import json
+
+    from engine.trading.runner import LAST_RUN_KEY, status_text
+
+    mon = date(2026, 11, 23)
+    store.add_realized_pnl(mon, "crypto_core", -0.0041)
+    store.add_trade(trade("crypto_core", mon, MON + timedelta(minutes=10), -0.0041, fees=0.003))
+    store.save_machine_state("crypto", "crypto_core", "idle", MON)
+    end = MON + timedelta(hours=1)
+    store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": MON.isoformat(), "ended_at": end.isoformat(), "reason": "completed"}))
+    record = period_record(store, MON, end, end, LA)
+    assert record["days"]["2026-11-23"]["crypto_core"]["realized"] == -0.0041  # kept: it rounds to 0 cents
+    assert period_lines(record, LA)[1] == "  2026-11-23: crypto_core -0.004 [1]; total -0.004; fees 0.003"
+    text = status_text(store, end, day=mon, local=LA)
+    assert "realized P&L -0.004" in text and "-0.00 " not in text and "-0.00\n" not in text, text
