@@ -208,6 +208,9 @@ _ENGINE_IDS = {
     SYSTEM_SCOPE: "the system's own id (its halts and its facts for `why` are kept under it)",
     "portfolio": "the PortfolioBot's own id (engine/trading/engine.py)",
     "all": "what a resume of every halt is recorded under (the `resume` event's scope)",
+    # a bot of this name was added into the sum beside it: the report's and the page's total curve counted its
+    # trades twice, and its P&L row stood beside the total's under the same name (report, serve, backtest)
+    "total": "the name of the sum of every bot's P&L in the report, the status page and the backtest's table",
 }
 
 

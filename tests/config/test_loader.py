@@ -343,6 +343,7 @@ def test_an_options_window_that_meets_the_session_before_the_flatten_still_valid
         ("system", "the system's own id"),
         ("portfolio", "the PortfolioBot's own id"),
         ("all", "what a resume of every halt is recorded under"),
+        ("Total", "the name of the sum of every bot's P&L"),
     ],
 )
 def test_a_bot_id_the_engine_uses_itself_is_refused(project: ProjectCopy, bot_id: str, says: str) -> None:
