@@ -275,5 +275,8 @@ def _value(value: Any) -> str:
     if value is None:
         return "missing"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        # what the guard compared: six digits when they are the value, else the whole value. Rounded, a daily
+        # loss of -0.9999996 % read -1 beside a limit of 1 with the check ok, and 1234567.89 USD read 1.23457e+06
+        short = f"{value:.6g}"
+        return short if "e" not in short and float(short) == value else repr(value)
     return str(value)

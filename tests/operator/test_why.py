@@ -180,3 +180,23 @@ def test_an_unsized_signal_is_explained_in_the_engines_own_words_and_an_older_re
         record = explain(rig.store, report_of(project), "opt_core")
         assert expected in record["unsized_signal"], record["unsized_signal"]
         assert any(expected in reason for reason in record["blocked_entry"]["reasons"]), record["blocked_entry"]
+
+
+def test_a_fact_is_shown_as_the_engine_evaluated_it_not_rounded_to_six_digits(project: ProjectCopy, rig: Rig) -> None:
+    """Facts were shown to six significant digits: a daily loss of -0.9999996 % read "daily_pnl_pct=-1 %" beside
+    a limit of 1 and the check said ok (-1 > -1 reads false), and a capital room of 1234567.89 USD read
+    "1.23457e+06". A value is shown in six digits only when that is the value; otherwise whole."""
+    rig.ticks(3)
+    at, body = rig.store.last_facts(LAST_FACTS_SCOPE)  # type: ignore[misc]
+    system, names, by_bot = marshal.loads(body)
+    facts = dict(zip(names, by_bot["mom_AAPL"][0], strict=True))
+    changes = {"daily_pnl_pct": -0.9999996, "capital_room_usd": 1234567.89, "budget_usd": 1_000_000.0}
+    system = {**system, **{k: v for k, v in changes.items() if k not in facts}}
+    facts.update({k: v for k, v in changes.items() if k in facts})
+    by_bot["mom_AAPL"] = (tuple(facts[n] for n in names), *by_bot["mom_AAPL"][1:])
+    rig.store.save_last_facts([(LAST_FACTS_SCOPE, at, marshal.dumps((system, names, by_bot)))])
+    text = render(explain(rig.store, report_of(project), "mom_AAPL"))
+    daily = next(line for line in text.splitlines() if line.startswith("  daily_loss_ok:"))
+    assert daily.startswith("  daily_loss_ok: ok") and "daily_pnl_pct=-0.9999996 %" in daily, daily
+    assert "capital_room_usd=1234567.89 USD" in text and "budget_usd=1000000.0 USD" in text
+    assert "e+06" not in text and "quote_age_s=0 s" in text  # what six digits tell whole stays short
