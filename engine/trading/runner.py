@@ -468,6 +468,7 @@ def _loop(
     limit = 1 if options.once else options.ticks
     started = time.perf_counter()
     started_at = clock.now()
+    realized_before = session.store.realized_pnl(engine.trading_date(started_at))  # the day's, before this run
     session.store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": _utc(started_at), "broker": session.broker_name}))
     engine.journal.log("run_start", broker=session.broker_name, simulated=session.simulated, notice=session.notice)
     durations: list[float] = []
@@ -505,7 +506,7 @@ def _loop(
         _record_run_end(session, started_at, reason)
         raise
     reason = session.stop_reason or "completed"
-    summary = {"reason": reason, **summarize(session, time.perf_counter() - started, durations, started_at)}
+    summary = {"reason": reason, **summarize(session, time.perf_counter() - started, durations, started_at, realized_before)}
     engine.journal.log("run_end", **summary)
     engine.journal.flush()
     _record_run_end(session, started_at, reason)
@@ -570,16 +571,28 @@ def _record_run_end(session: Session, started_at: datetime, reason: str) -> None
         session.store.set_meta(LAST_RUN_KEY, json.dumps(record))
 
 
-def summarize(session: Session, seconds: float, durations: list[float], started_at: datetime | None = None) -> dict[str, Any]:
+def summarize(
+    session: Session,
+    seconds: float,
+    durations: list[float],
+    started_at: datetime | None = None,
+    realized_before: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """The run's figures and, over every trading day from `started_at` to now, P&L per bot per day and the
-    halts (engine/operator/summary.py). Instants are UTC text, like the rest of the JSONL."""
+    halts (engine/operator/summary.py). Instants are UTC text, like the rest of the JSONL.
+
+    `realized_before` is what each bot had realized on the first day before the run started: the days are whole
+    days, but "P&L by bot over the run" is the run's. Without it, a run continuing a day (the next `run` after
+    `--ticks`, a restart) showed the earlier run's trades as its own, beside the run's own counts of orders."""
     engine, store = session.engine, session.store
     now = session.clock.now()
     period = period_record(store, started_at or now, now, now, session.local, [b.bot_id for b in engine.bots])
-    realized: dict[str, float] = {}
-    for bots in period["days"].values():
-        for bot_id, values in bots.items():
-            realized[bot_id] = realized.get(bot_id, 0.0) + values["realized"]
+    realized: dict[str, float] = {}  # as recorded, rounded once at the end (a difference of cents made cents of 0)
+    for day in period["days"]:
+        for bot_id, pnl in store.realized_pnl(date.fromisoformat(day)).items():
+            realized[bot_id] = realized.get(bot_id, 0.0) + pnl
+    for bot_id, before in (realized_before or {}).items():
+        realized[bot_id] = realized.get(bot_id, 0.0) - before
     snapshot = engine.broker.snapshot(engine.needs)
     prices = {p.symbol: p.current_price for p in snapshot.positions or ()}
     by_bot: dict[str, dict[str, float | None]] = {}

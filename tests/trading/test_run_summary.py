@@ -39,3 +39,34 @@ def test_unrealized_pnl_the_broker_cannot_price_now_is_unknown_not_zero(project:
     text = format_summary(unread)
     line = next(line for line in text.splitlines() if line.startswith("  crypto_core:"))
     assert line.endswith("/ unknown (the broker's answer could not be read)"), line
+
+
+def test_pnl_by_bot_over_the_run_is_the_runs_own_when_it_continues_a_day(project: ProjectCopy) -> None:
+    """The summary's "P&L by bot over the run" summed the whole days the run touched: a run continuing the day of
+    an earlier one (the next `run` after `--ticks`, a restart) showed that run's losses as its own, beside its own
+    7 orders and 7 fills that closed none of them. The days' lines stay whole days; the by-bot figure is the run's."""
+    from datetime import date, datetime, timezone
+
+    from engine.trading.runner import RunOptions, close_session, open_session, run
+    from engine.validate import load_valid
+
+    report = load_valid(project.config, project.machines, project.rules)
+    db, log = project.root / "s.db", project.root / "s.jsonl"
+    day = date(2026, 11, 23)
+
+    def one_run(ticks: int, start: datetime | None = None) -> tuple[dict, dict[str, float]]:  # type: ignore[type-arg]
+        options = RunOptions(broker="sim", state_db=db, log=log, ticks=ticks, start=start)
+        session = open_session(report, options, {}, datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc))
+        try:
+            summary = run(session, options)
+            return summary, session.store.realized_pnl(day)
+        finally:
+            close_session(session)
+
+    first, after_first = one_run(700, datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc))
+    second, after_second = one_run(1200)
+    assert first["pnl_by_bot"]["mom_AAPL"]["realized"] == round(after_first["mom_AAPL"], 2) != 0.0
+    for bot, figures in second["pnl_by_bot"].items():
+        assert figures["realized"] == round(after_second.get(bot, 0.0) - after_first.get(bot, 0.0), 2), bot
+    assert second["pnl_by_bot"]["mom_AAPL"]["realized"] == 0.0  # it closed nothing in the second run
+    assert second["days"]["2026-11-23"]["mom_AAPL"]["realized"] == round(after_second["mom_AAPL"], 2)  # the whole day
