@@ -39,7 +39,9 @@ from zoneinfo import ZoneInfo
 from engine.config.model import AlertSettings, Settings
 from engine.core.calendar import NEW_YORK
 from engine.core.journal import Journal
+from engine.core.money import money
 from engine.core.store import Halt
+from engine.operator.summary import one_line
 
 if TYPE_CHECKING:
     from engine.trading.engine import Engine
@@ -75,6 +77,13 @@ class Target(Protocol):
     scheme: str
 
     def send(self, title: str, body: str) -> str | None: ...
+
+
+def _w(value: Any) -> str:
+    """Words from the log or the state file (a halt's reason: the operator's text, an exception's or a broker's
+    message) in an alert: one line, escapes shown, as `status` shows them. A newline in a reason forged lines of
+    the alert ("scope system, by operator ..." or "resumed") on the operator's phone."""
+    return one_line(str(value))
 
 
 @dataclass(frozen=True)
@@ -347,17 +356,17 @@ class Alerter:
     def _on_halt(self, r: dict[str, Any]) -> None:
         self._day.halts.append(str(r.get("reason")))
         self._halts_heard[(str(r.get("scope")), str(r.get("reason")))] = self._ticks
-        conditions = ", ".join(r.get("conditions") or []) or "-"
+        conditions = _w(", ".join(r.get("conditions") or []) or "-")
         body = (
-            f"{r.get('reason')}\nscope {r.get('scope')}, by {r.get('by')}, at {self._local(r['ts'])}\n"
+            f"{_w(r.get('reason'))}\nscope {_w(r.get('scope'))}, by {_w(r.get('by'))}, at {self._local(r['ts'])}\n"
             f"conditions: {conditions}; flatten: {'yes' if r.get('flatten') else 'no'}; until: {self._local(r.get('until'))}"
         )
-        self._alert("halt", f"Trading Hydra HALT: {r.get('reason')}", body)
+        self._alert("halt", f"Trading Hydra HALT: {_w(r.get('reason'))}", body)
 
     def _on_resume(self, r: dict[str, Any]) -> None:
         self._resumes_heard[str(r.get("scope"))] = self._ticks
-        why = f": {r['reason']}" if r.get("reason") else ""
-        body = f"scope {r.get('scope')}, by {r.get('by')}, at {self._local(r['ts'])}{why}"
+        why = f": {_w(r['reason'])}" if r.get("reason") else ""
+        body = f"scope {_w(r.get('scope'))}, by {_w(r.get('by'))}, at {self._local(r['ts'])}{why}"
         self._alert("resume", "Trading Hydra resumed", body)
 
     def _on_broker_error(self, r: dict[str, Any]) -> None:
@@ -369,13 +378,15 @@ class Alerter:
         more = f"\n(+{self._broker_errors_untold} more broker errors since the last alert)" if self._broker_errors_untold else ""
         self._broker_errors_untold = 0
         status = f" HTTP {r['status']}" if r.get("status") else ""
-        body = f"{r.get('operation')}: {r.get('kind')}/{r.get('reason')}{status}: {r.get('message')}\nat {self._local(at)}{more}"
+        body = (f"{_w(r.get('operation'))}: {_w(r.get('kind'))}/{_w(r.get('reason'))}{_w(status)}: {_w(r.get('message'))}\n"
+                f"at {self._local(at)}{more}")  # fmt: skip
         self._alert("broker_error", "Trading Hydra broker error", body)
 
     def _on_exit_waiting(self, r: dict[str, Any]) -> None:
         """An exit that is due and cannot go (said once a spell by the engine): a stop-loss that waits is money."""
-        body = f"{r.get('bot')}: {r.get('owned')} {r.get('symbol')} to sell; {r.get('reason')} ({self._local(r['ts'])})"
-        self._alert("exit_waiting", f"Trading Hydra: an exit of {r.get('symbol')} is waiting", body)
+        symbol = _w(r.get("symbol"))
+        body = f"{_w(r.get('bot'))}: {r.get('owned')} {symbol} to sell; {_w(r.get('reason'))} ({self._local(r['ts'])})"
+        self._alert("exit_waiting", f"Trading Hydra: an exit of {symbol} is waiting", body)
 
     def _on_fill(self, r: dict[str, Any]) -> None:
         self._day.fills += 1
@@ -438,22 +449,22 @@ class Alerter:
             if self._halts_heard.pop((h.scope, h.reason), None) is not None:
                 continue
             self._day.halts.append(h.reason)
-            title = f"Trading Hydra HALT{' IN FORCE' if first else ''}: {h.reason}"
+            title = f"Trading Hydra HALT{' IN FORCE' if first else ''}: {_w(h.reason)}"
             until = self._local(h.until) if h.until else "`python -m engine resume`"
-            conditions = ", ".join(h.conditions) or "-"
-            body = f"{h.reason}\nscope {h.scope}, since {self._local(h.started_at)}, until {until}; conditions: {conditions}"
+            conditions = _w(", ".join(h.conditions) or "-")
+            since = self._local(h.started_at)
+            body = f"{_w(h.reason)}\nscope {_w(h.scope)}, since {since}, until {until}; conditions: {conditions}"
             self._alert("halt", title, body)
         for halt_id, h in (known or {}).items():
             if halt_id not in current and not ({h.scope, "all"} & self._resumes_heard.keys()):
-                self._alert(
-                    "resume", "Trading Hydra resumed", f"the halt '{h.reason}' (scope {h.scope}) ended by {self._local(ts)}"
-                )
+                ended = f"the halt '{_w(h.reason)}' (scope {_w(h.scope)}) ended by {self._local(ts)}"
+                self._alert("resume", "Trading Hydra resumed", ended)
         old = self._ticks - 2
         self._halts_heard = {k: tick for k, tick in self._halts_heard.items() if tick >= old}
         self._resumes_heard = {k: tick for k, tick in self._resumes_heard.items() if tick >= old}
 
     def _on_run_end(self, r: dict[str, Any]) -> None:
-        self._summary(f"Trading Hydra: the run ended ({r.get('reason')}) at {self._local(r['ts'])}")
+        self._summary(f"Trading Hydra: the run ended ({_w(r.get('reason'))}) at {self._local(r['ts'])}")
 
     def _figures(self) -> str:
         pnl, equity = self._last.daily_pnl_pct, self._last.equity
@@ -462,11 +473,14 @@ class Alerter:
 
     def _summary(self, title: str) -> None:
         day, self._day = self._day, _Day()
-        lines = [f"{bot}: {pnl:+.2f} USD [{int(n)} trades], fees {fees:.2f}" for bot, (pnl, n, fees) in day.trades.items()]
+        lines = [
+            f"{_w(bot)}: {money(pnl)} USD [{int(n)} trades], fees {money(fees, sign=False)}"
+            for bot, (pnl, n, fees) in day.trades.items()
+        ]
         total = sum(v[0] for v in day.trades.values())
-        lines.append(f"total realized {total:+.2f} USD; {day.fills} fills; {self._figures()}; system {self._system}")
+        lines.append(f"total realized {money(total)} USD; {day.fills} fills; {self._figures()}; system {self._system}")
         if day.halts:
-            lines.append("halts: " + "; ".join(day.halts))
+            lines.append("halts: " + "; ".join(_w(reason) for reason in day.halts))
         self._alert("daily_summary", title, "\n".join(lines))
 
     # --- the delivery thread -----------------------------------------------------------------------------------

@@ -389,3 +389,31 @@ def test_a_stuck_or_failing_destination_never_delays_the_others(tmp_path: Path) 
         journal.close()
     closed = read_events(tmp_path / "app.jsonl")[-1]
     assert closed["sent"] == 2 and closed["failed"] == 0 and closed["undelivered"] == 4  # 2 each: held and queued
+
+
+def test_words_from_the_log_stay_on_their_line_and_sub_cent_figures_are_not_zero(tmp_path: Path) -> None:
+    """A halt's reason is the operator's text or an exception's; a broker's message is the broker's. In an alert
+    a newline in them forged lines ("Trading Hydra resumed" under a halt's title, a fake "scope" line) and an
+    escape sequence reached whoever reads it in a terminal; `status` and the console show them escaped. The daily
+    summary printed a round trip's -0.004 as -0.00 and its 0.003 of fees as 0.00."""
+    journal = _journal(tmp_path)
+    target = FakeTarget()
+    alerter = Alerter(_settings(), [target], journal, probe=lambda: Reading(0.0, True), backoff=NO_WAIT).start()
+    evil = "news\nTrading Hydra resumed\x1b[2J"
+    log_halt(journal, scope=SYSTEM_SCOPE, reason=evil, conditions=["operator"], flatten=False, until=None, by="operator")
+    journal.log("broker_error", operation="get_account", kind="server", reason="http", status=503, message="down\nall fine")
+    journal.log("trade", bot="crypto_core", pnl=-0.004, fees=0.003)
+    journal.log("run_end", reason="error: X: a\nb")
+    alerter.close(timeout=10)
+    journal.close()
+    by_title = {title: body for title, body in target.sent}
+    halt_title = "Trading Hydra HALT: news\\nTrading Hydra resumed\\x1b[2J"
+    assert halt_title in by_title, list(by_title)
+    assert by_title[halt_title].splitlines()[0] == "news\\nTrading Hydra resumed\\x1b[2J"
+    assert len(by_title[halt_title].splitlines()) == 3
+    broker = by_title["Trading Hydra broker error"]
+    assert broker.splitlines()[0].endswith(": down\\nall fine"), broker
+    summary = next(body for title, body in target.sent if title.startswith("Trading Hydra: the run ended (error: X: a\\nb)"))
+    assert summary.splitlines()[0] == "crypto_core: -0.004 USD [1 trades], fees 0.003", summary
+    assert "halts: news\\nTrading Hydra resumed\\x1b[2J" in summary
+    assert all("\x1b" not in title + body for title, body in target.sent)
