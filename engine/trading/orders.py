@@ -38,6 +38,7 @@ from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
+from engine.core.money import cents
 from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore, TradeRow, is_dust
 from engine.trading import reconcile
 
@@ -651,7 +652,7 @@ class OrderManager:
             qty=trade.qty,
             entry_price=round(trade.entry_price, 6),
             exit_price=round(trade.exit_price, 6),
-            pnl=round(trade.pnl, 2),
+            pnl=cents(trade.pnl),  # rounded to the cent, a loss of 0.004 was logged -0.0
             fees=trade.fees,
             exit_trigger=trade.exit_trigger,
         )

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from engine.brokers.symbols import parse_occ
+from engine.core.money import cents
 from engine.trading.runner import status_text
 from tests.trading.conftest import Rig
 
@@ -76,7 +77,7 @@ def test_every_round_trip_is_a_trade_in_sqlite_and_the_log(rig: Rig) -> None:
     trades = rig.store.trades()
     assert {t.bot_id for t in trades} == {"mom_AAPL", "opt_core", "crypto_core"}
     events = rig.events("trade")
-    assert [(e["bot"], e["symbol"], e["pnl"]) for e in events] == [(t.bot_id, t.symbol, round(t.pnl, 2)) for t in trades]
+    assert [(e["bot"], e["symbol"], e["pnl"]) for e in events] == [(t.bot_id, t.symbol, cents(t.pnl)) for t in trades]
     rules = {"stop_loss_hit", "take_profit_hit", "time_stop_hit", "flatten_requested", "near_close", "past_manage_until"}
     for t in trades:
         assert t.opened_at < t.closed_at and t.qty > 0
@@ -107,3 +108,22 @@ def test_status_shows_the_counters_of_the_states_today(rig: Rig) -> None:
     assert lines[at + 1] == "  none"
     lines = status_text(rig.store, rig.clock.now(), local=local).splitlines()
     assert f"counters {day.isoformat()}:" in lines and lines[lines.index(f"counters {day.isoformat()}:") + 1] != "  none"
+
+
+def test_a_round_trip_of_less_than_a_cent_is_logged_with_its_pnl_not_minus_zero(rig: Rig) -> None:
+    """The `trade` event rounded its P&L to the cent: a round trip that lost 0.004 was logged as -0.0, and the
+    live console and the alerts' daily summary, which read the event, showed it as nothing (or -0.00)."""
+    from dataclasses import replace
+
+    from engine.core.store import OrderRow, PositionRow
+
+    now = rig.clock.now()
+    day = rig.engine.trading_date(now)
+    exit_row = OrderRow("mom_AAPL-x", "mom_AAPL", day, "exit", "AAPL", "sell", 1.0, None, "market", None, "day", "filled",
+                        "b-1", 1.0, 99.996, "exit: stop_loss_hit", None, now, now)  # fmt: skip
+    held = PositionRow("mom_AAPL", "AAPL", 0.0, 100.0, now, bought_qty=1.0, sold_qty=1.0, sold_value=99.996, realized=-0.004)
+    rig.engine.orders._close_trade(held, exit_row, now)
+    rig.engine.orders._close_trade(replace(held, sold_value=100.0, realized=-1e-13), exit_row, now)  # float residue: 0
+    logged = [e["pnl"] for e in rig.events("trade")]
+    assert logged == [-0.004, 0.0] and str(logged[1]) == "0.0"
+    assert [t.pnl for t in rig.store.trades()] == [-0.004, -1e-13]  # the record keeps what was realized
