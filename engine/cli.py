@@ -898,10 +898,11 @@ def cmd_why(args: argparse.Namespace) -> int:
     import json
 
     from engine.config.checks import trading_bots
+    from engine.core.clock import SystemClock
     from engine.core.names import did_you_mean
     from engine.core.store import StateStore
     from engine.operator.why import WhyError, explain, render
-    from engine.trading.runner import paths_for
+    from engine.trading.runner import paths_for, state_now
 
     report = _load(args)
     assert report.config is not None
@@ -914,7 +915,8 @@ def cmd_why(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     store = StateStore(db)
     try:
-        record = explain(store, report, args.bot)
+        now, _simulated = state_now(store, SystemClock().now())  # a simulation's halts run on its own clock
+        record = explain(store, report, args.bot, now)
     except WhyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

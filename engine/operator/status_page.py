@@ -95,14 +95,14 @@ def _diagram(spec: MachineSpec, current: str) -> dict[str, Any]:
     }
 
 
-def _preflight(store: StateStore, report: Report, bots: list[str], local: LocalTime) -> dict[str, Any]:
+def _preflight(store: StateStore, report: Report, bots: list[str], local: LocalTime, now: datetime) -> dict[str, Any]:
     """Each bot's preflight at the last tick, from `why`'s record (the facts saved in that tick's transaction)."""
     from engine.operator.why import WhyError, explain
 
     out: dict[str, Any] = {}
     for bot in bots:
         try:
-            record = explain(store, report, bot)
+            record = explain(store, report, bot, now)
         except WhyError as exc:
             out[bot] = {"error": str(exc), "checks": [], "failed": [], "blocked_entry": None, "tick": None}
             continue
@@ -200,7 +200,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
             "total_pnl": cents(sum(realized.values())),
             "fees": cents(sum(t.fees for t in trades)),
         },
-        "preflight": _preflight(store, report, bots, local),
+        "preflight": _preflight(store, report, bots, local, now),
         "equity": _equity(store, day, local),
     }
 

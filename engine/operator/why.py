@@ -33,9 +33,13 @@ class UnknownBot(WhyError):
     """The bot asked about is not in bots.yaml: the user's input to fix (the CLI's exit 2), not a runtime state."""
 
 
-def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
+def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None = None) -> dict[str, Any]:
     """The why record of one bot, plain data (for `--json`): its state, the transitions it could take with each
-    guard's value and the facts behind it, preflight, the last refused entry, and the halt in force."""
+    guard's value and the facts behind it, preflight, the last refused entry, and the halts: in force at the last
+    tick, or at `now` (the state's own time; the tick's when not given). A halt set after the last tick (`halt`
+    while no run goes, or between two ticks) was shown as one the tick saw, and named as the reason its refused
+    entry was refused; one whose cooloff ran out since was shown as holding. Each now says which it is, and the
+    refused entry names only the halts the tick saw."""
     assert report.config is not None and report.book is not None
     bots = {bot.bot_id: bot for _path, bot in trading_bots(report.config.bots)}
     config = bots.get(bot_id)
@@ -112,7 +116,13 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
         )
         decided = decided or passes or unevaluable is not None
     preflight = [_check(compiled, name, facts, fact_list) for name in compiled.preflight]
-    halts = [h for h in store.halts(open_only=True) if h.in_force(tick_at) and h.scope in (SYSTEM_SCOPE, bot_id)]
+    now = now or tick_at
+
+    def seen(h: Any) -> bool:  # in force at the tick: begun by then (Halt.in_force does not look at the start)
+        return h.started_at <= tick_at and h.in_force(tick_at)
+
+    halts = [h for h in store.halts(open_only=True) if h.scope in (SYSTEM_SCOPE, bot_id) and (seen(h) or h.in_force(now))]
+    at_tick = [h for h in halts if seen(h)]
     return {
         "bot": bot_id,
         "kind": kind,
@@ -122,7 +132,7 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
         "transitions": transitions,
         "preflight": preflight,
         "preflight_failed": list(failed_checks),
-        "blocked_entry": _blocked(tuple(denial), facts, halts, compiled.preflight_facts, sized_not) if denial else None,
+        "blocked_entry": _blocked(tuple(denial), facts, at_tick, compiled.preflight_facts, sized_not) if denial else None,
         "unsized_signal": (sized_not or _unsized(facts)) if facts.get("entry_signal") and not facts.get("entry_sized") else None,
         "halts": [
             {
@@ -130,6 +140,8 @@ def explain(store: StateStore, report: Report, bot_id: str) -> dict[str, Any]:
                 "reason": h.reason,
                 "since": h.started_at.isoformat(),
                 "until": h.until.isoformat() if h.until else None,
+                "in_force_at_tick": seen(h),
+                "in_force_now": h.in_force(now),
             }
             for h in halts
         ],
@@ -241,7 +253,13 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
     for halt in record["halts"]:
         until = when(halt["until"]) if halt["until"] else "resume"
         scope, reason = one_line(halt["scope"]), one_line(halt["reason"])
-        lines.append(f"halted ({scope}): {reason} (since {when(halt['since'])}, until {until})")
+        if halt.get("in_force_at_tick", True) is False:
+            note = "; set after this tick: the bot's machine moves at its next tick"
+        elif halt.get("in_force_now", True) is False:
+            note = "; no longer in force (its cooloff ran out): it ends at the next tick"
+        else:
+            note = ""
+        lines.append(f"halted ({scope}): {reason} (since {when(halt['since'])}, until {until}){note}")
     lines.append(f"transitions from {record['state']}, tried in order:")
     unevaluable = False
     for t in record["transitions"]:

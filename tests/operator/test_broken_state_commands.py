@@ -70,7 +70,8 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
         "positions",
         {"why", "report", "health", "halt", "resume", "diagram"},
     ),
-    "bad sim clock": (_sql("UPDATE meta SET value = '{' WHERE key = 'sim_exchange'"), "sim_exchange", {"why", "diagram"}),
+    # why reads the simulation's clock as status does (to tell the halts in force now)
+    "bad sim clock": (_sql("UPDATE meta SET value = '{' WHERE key = 'sim_exchange'"), "sim_exchange", {"diagram"}),
     "bad last run": (
         _sql("UPDATE meta SET value = '[' WHERE key = 'last_run'"),
         "meta 'last_run'",
@@ -97,7 +98,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
         _sql(f"UPDATE halts SET conditions = '{DEEP}'"), "table halts", {"health", "halt", "diagram"}
     ),
     "deeply nested sim clock": (
-        _sql(f"UPDATE meta SET value = '{DEEP}' WHERE key = 'sim_exchange'"), "sim_exchange", {"why", "diagram"}
+        _sql(f"UPDATE meta SET value = '{DEEP}' WHERE key = 'sim_exchange'"), "sim_exchange", {"diagram"}
     ),
 }
 

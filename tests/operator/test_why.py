@@ -200,3 +200,39 @@ def test_a_fact_is_shown_as_the_engine_evaluated_it_not_rounded_to_six_digits(pr
     assert daily.startswith("  daily_loss_ok: ok") and "daily_pnl_pct=-0.9999996 %" in daily, daily
     assert "capital_room_usd=1234567.89 USD" in text and "budget_usd=1000000.0 USD" in text
     assert "e+06" not in text and "quote_age_s=0 s" in text  # what six digits tell whole stays short
+
+
+def test_a_halt_set_after_the_last_tick_is_shown_and_one_run_out_since_is_said_so(
+    project: ProjectCopy, rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`why` showed the halts in force at the last tick only: an operator's halt typed after the run stopped (or
+    between two ticks) was not mentioned while `status` said HALT IN FORCE; and a bot's halt whose cooloff ran out
+    since was shown as holding. Both are shown, each saying which it is; the command uses the state's own time."""
+    from datetime import timedelta
+
+    from engine.brokers.sim.persist import SimPersistence
+    from engine.cli import main
+    from engine.trading.runner import operator_halt
+
+    rig.ticks(3)
+    tick_at = rig.store.last_facts(LAST_FACTS_SCOPE)[0]  # type: ignore[index]
+    rig.store.start_halt("mom_AAPL", "orders refused", ("refusals",), False, tick_at - timedelta(minutes=5),
+                         tick_at + timedelta(seconds=1))  # fmt: skip
+    later = tick_at + timedelta(minutes=2)
+    operator_halt(rig.store, rig.engine.journal, "news at 10:00", later)
+    at, body = rig.store.last_facts(LAST_FACTS_SCOPE)  # type: ignore[misc]
+    system, names, by_bot = marshal.loads(body)
+    by_bot["mom_AAPL"] = (by_bot["mom_AAPL"][0], ("system_armed",), ("system_armed",), *by_bot["mom_AAPL"][3:])
+    rig.store.save_last_facts([(LAST_FACTS_SCOPE, at, marshal.dumps((system, names, by_bot)))])
+    record = explain(rig.store, report_of(project), "mom_AAPL", later)
+    assert record["blocked_entry"]["reasons"] == ["the system is not armed"]  # not the halt typed after that tick
+    text = render(record)
+    assert "halted (system): news at 10:00 (since" in text and "set after this tick" in text, text
+    assert "halted (mom_AAPL): orders refused (since" in text and "no longer in force (its cooloff ran out)" in text
+    rig.store.set_meta("broker", "sim")  # saved as `run` saves a simulation: the state's own time is its clock
+    rig.clock.advance(120)
+    SimPersistence(rig.exchange, rig.store)()
+    rig.engine.journal.flush()
+    assert main(["why", "mom_AAPL", "--state-db", str(rig.store.path), "--log", str(rig.log),
+                 "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]) == 0  # fmt: skip
+    assert "halted (system): news at 10:00" in capsys.readouterr().out
