@@ -367,12 +367,23 @@ def errors_text(data: ReportData) -> str:
     return "\n".join(f"  {one_line(what)}: {n}" for what, n in data.broker_errors) or "  none"
 
 
+def _equity_text(run: dict[str, Any]) -> str:
+    """A run's equity at its end, in dollars; a run that ended in an error logs none, and one whose broker could
+    not say logs null: both 'unknown', never 'None'."""
+    equity = run.get("equity")
+    return money(equity, sign=False) if equity is not None else "unknown"
+
+
+def _ticks_text(run: dict[str, Any]) -> str:
+    return str(run["ticks"]) if run.get("ticks") is not None else "unknown"
+
+
 def runs_text(data: ReportData, local: LocalTime) -> str:
     if not data.runs:
         return "  none ended in the period"
     return "\n".join(
-        f"  {local(local.parse_utc(str(r['ts'])))}: {one_line(str(r.get('reason')))}, {r.get('ticks')} ticks, "
-        f"equity {r.get('equity')}"
+        f"  {local(local.parse_utc(str(r['ts'])))}: {one_line(str(r.get('reason')))}, {_ticks_text(r)} ticks, "
+        f"equity {_equity_text(r)}"
         for r in data.runs
     )
 
@@ -501,7 +512,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
         "<h2>Runs ended</h2>",
         _table(
             ["ended", "reason", "ticks", "equity"],
-            [[local(local.parse_utc(str(r["ts"]))), r.get("reason"), r.get("ticks"), r.get("equity")] for r in data.runs],
+            [[local(local.parse_utc(str(r["ts"]))), r.get("reason"), _ticks_text(r), _equity_text(r)] for r in data.runs],
         ),
     ]
     style = (

@@ -163,3 +163,21 @@ def test_sub_cent_pnl_and_fees_are_shown_not_rounded_to_zero(tmp_path: Path) -> 
     assert (values["total_pnl"], values["fees"]) == ("-0.004", "0.003")
     page = render_html(data, LA)
     assert "<b>-0.004 USD</b>, fees 0.003" in page and "<td>-0.004</td>" in page and "<td>0.003</td>" in page
+
+
+def test_a_runs_end_equity_is_dollars_and_unknown_when_none_was_logged(tmp_path: Path) -> None:
+    """'runs ended' printed the run_end's equity as logged: a float's every digit, and 'None' for a run that ended
+    in an error (which logs no equity) or whose broker could not say (null)."""
+    log = tmp_path / "app.jsonl"
+    ends = [
+        {"ts": "2026-11-23T16:00:00+00:00", "event": "run_end", "reason": "completed", "ticks": 10, "equity": 99483.50999999999},
+        {"ts": "2026-11-23T17:00:00+00:00", "event": "run_end", "reason": "error: OSError: disk full", "ticks": 3},
+        {"ts": "2026-11-23T18:00:00+00:00", "event": "run_end", "reason": "completed", "ticks": 5, "equity": None},
+    ]
+    log.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in ends))
+    store = StateStore(tmp_path / "s.db")
+    data = build_report(store, log, MONDAY, MONDAY, LA, datetime(2026, 11, 23, 19, 0, tzinfo=timezone.utc))
+    runs = render_text(data, LA).split("runs ended:\n", 1)[1].splitlines()
+    assert [line.rsplit(", equity ", 1)[1] for line in runs] == ["99483.51", "unknown", "unknown"], runs
+    page = render_html(data, LA)
+    assert "<td>99483.51</td>" in page and "None" not in page.split("Runs ended", 1)[1]
