@@ -245,7 +245,7 @@ class LiveConsole:
             self._progress.update(self._task, total=total, completed=done, description=self._clock_text())
             line = (
                 f"{self._rate:,.0f} ticks/s · orders {engine.orders.sent} · fills {engine.orders.fills} · "
-                f"P&L {money(pnl)} · system {engine.system.state}{halt}"
+                f"today's P&L {money(pnl)} · system {engine.system.state}{halt}"
             )
         else:
             positions = self.session.store.positions()

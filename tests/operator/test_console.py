@@ -118,6 +118,8 @@ def test_a_simulated_run_shows_progress_fills_and_halts_from_another_process(
     assert "SYSTEM armed -> halted (halt)" in text  # the engine's own next tick
     assert "HALT ENDED system: ops check" in text
     assert "ticks/s · orders" in text and "· system armed" in text
+    # the day's realized P&L, said so: beside this run's orders and fills, a run continuing a day read as its own
+    assert "· today's P&L " in text and "· P&L " not in text
     assert "100%" in text  # the bar ends full: 60 ticks of 60
 
 
