@@ -210,11 +210,13 @@ class _Lane:
 
 @dataclass
 class _Day:
-    """What the daily summary tells, gathered from the day's events."""
+    """What the daily summary tells, gathered from the events this run heard since `since` (its start, or the
+    last summary): not the whole day when the run started mid-day, so the summary says from when."""
 
     trades: dict[str, list[float]] = field(default_factory=dict)  # bot -> [realized P&L, trades, fees]
     fills: int = 0
     halts: list[str] = field(default_factory=list)
+    since: str | None = None  # the instant the figures start from (UTC text, as the log's `ts`)
 
 
 class Alerter:
@@ -400,6 +402,7 @@ class Alerter:
         totals[2] += float(r.get("fees") or 0.0)
 
     def _on_run_start(self, r: dict[str, Any]) -> None:
+        self._day.since = self._day.since or r["ts"]
         if "heartbeat" in self.events:
             self._next_heartbeat = datetime.fromisoformat(r["ts"]) + timedelta(minutes=self.config.heartbeat_minutes)
 
@@ -427,7 +430,7 @@ class Alerter:
                 )
                 self._alert("loss_warning", f"Trading Hydra: daily loss {pnl:+.2f} % nearing the limit", body)
         if self._was_open and is_open is False:
-            self._summary(f"Trading Hydra: the market closed ({self._local(r['ts'])})")
+            self._summary(f"Trading Hydra: the market closed ({self._local(r['ts'])})", r["ts"])
         if is_open is not None:
             self._was_open = is_open
         if self._next_heartbeat is not None:
@@ -464,16 +467,20 @@ class Alerter:
         self._resumes_heard = {k: tick for k, tick in self._resumes_heard.items() if tick >= old}
 
     def _on_run_end(self, r: dict[str, Any]) -> None:
-        self._summary(f"Trading Hydra: the run ended ({_w(r.get('reason'))}) at {self._local(r['ts'])}")
+        self._summary(f"Trading Hydra: the run ended ({_w(r.get('reason'))}) at {self._local(r['ts'])}", r["ts"])
 
     def _figures(self) -> str:
         pnl, equity = self._last.daily_pnl_pct, self._last.equity
         pnl_text = f"{pnl:+.2f} %" if pnl is not None else "-"
         return f"equity {equity:.2f}, daily P&L {pnl_text}" if equity is not None else f"daily P&L {pnl_text}"
 
-    def _summary(self, title: str) -> None:
-        day, self._day = self._day, _Day()
-        lines = [
+    def _summary(self, title: str, ts: str) -> None:
+        """The trades, fills and halts heard since the run started or the last summary, said from when: a run
+        started at 10:00 told the close's 'total realized' without the morning's trades, as if the day's."""
+        day, self._day = self._day, _Day(since=ts)
+        since = f"since {self._local(day.since)}" if day.since else "since this run's alerts started"
+        lines = [f"{since} (this run's trades and fills):"]
+        lines += [
             f"{_w(bot)}: {money(pnl)} USD [{int(n)} trades], fees {money(fees, sign=False)}"
             for bot, (pnl, n, fees) in day.trades.items()
         ]

@@ -414,6 +414,33 @@ def test_words_from_the_log_stay_on_their_line_and_sub_cent_figures_are_not_zero
     broker = by_title["Trading Hydra broker error"]
     assert broker.splitlines()[0].endswith(": down\\nall fine"), broker
     summary = next(body for title, body in target.sent if title.startswith("Trading Hydra: the run ended (error: X: a\\nb)"))
-    assert summary.splitlines()[0] == "crypto_core: -0.004 USD [1 trades], fees 0.003", summary
+    assert summary.splitlines()[1] == "crypto_core: -0.004 USD [1 trades], fees 0.003", summary
     assert "halts: news\\nTrading Hydra resumed\\x1b[2J" in summary
     assert all("\x1b" not in title + body for title, body in target.sent)
+
+
+def test_the_daily_summary_says_from_when_its_figures_are(tmp_path: Path) -> None:
+    """The summary at the close sums the trades this run heard since it started or since the last summary: a run
+    started at 10:00 told 'total realized' without the morning's trades, under a title that reads as the day's.
+    Its first line now says from when."""
+    clock = ManualClock(AT)
+    journal = Journal(tmp_path / "app.jsonl", clock)
+    target = FakeTarget()
+    readings = iter([Reading(0.0, True), Reading(0.0, False)])
+    alerter = Alerter(_settings(), [target], journal, probe=lambda: next(readings), backoff=NO_WAIT).start()
+    journal.log("run_start", broker="sim")
+    clock.advance(3600)
+    journal.log("trade", bot="mom_AAPL", pnl=-3.0, fees=0.0)
+    journal.log("tick", system="armed")
+    clock.advance(3600)
+    journal.log("tick", system="armed")  # the market closed
+    clock.advance(600)
+    journal.log("run_end", reason="completed")
+    alerter.close(timeout=10)
+    journal.close()
+    summaries = [body for title, body in target.sent if "closed" in title or "run ended" in title]
+    assert [body.splitlines()[0] for body in summaries] == [
+        "since 2026-11-23 07:00 PST (this run's trades and fills):",  # the run's start, not the day's
+        "since 2026-11-23 09:00 PST (this run's trades and fills):",  # the close's summary
+    ]
+    assert "mom_AAPL: -3.00 USD [1 trades]" in summaries[0] and "mom_AAPL" not in summaries[1]
