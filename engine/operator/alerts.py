@@ -41,7 +41,7 @@ from engine.core.calendar import NEW_YORK
 from engine.core.journal import Journal
 from engine.core.money import money
 from engine.core.store import Halt
-from engine.operator.summary import one_line
+from engine.operator.summary import number, one_line
 
 if TYPE_CHECKING:
     from engine.trading.engine import Engine
@@ -392,7 +392,8 @@ class Alerter:
 
     def _on_fill(self, r: dict[str, Any]) -> None:
         self._day.fills += 1
-        body = f"{r.get('bot')}: {r.get('side')} {r.get('qty'):g} {r.get('symbol')} at {r.get('price')} ({self._local(r['ts'])})"
+        qty = number(r["qty"])
+        body = f"{_w(r.get('bot'))}: {r.get('side')} {qty} {_w(r.get('symbol'))} at {r.get('price')} ({self._local(r['ts'])})"
         self._alert("fill", f"Fill: {r.get('bot')} {r.get('side')} {r.get('symbol')}", body)
 
     def _on_trade(self, r: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from rich.text import Text
 from engine.core.money import money
 from engine.core.store import SYSTEM_SCOPE, Halt
 from engine.operator.local import LocalTime
-from engine.operator.summary import one_line
+from engine.operator.summary import number, one_line
 from engine.trading.engine import TickReport
 from engine.trading.runner import RunOptions, Session
 
@@ -70,14 +70,14 @@ def describe(record: Mapping[str, Any], local: LocalTime) -> tuple[str, str, str
         return (
             at,
             "FILL",
-            f"{record.get('bot')} {record.get('side')} {record.get('qty'):g} {record.get('symbol')} @ {record.get('price')}",
+            f"{record.get('bot')} {record.get('side')} {number(record['qty'])} {record.get('symbol')} @ {record.get('price')}",
         )
     if event == "trade":
         return (
             at,
             "TRADE",
             (
-                f"{record.get('bot')} {record.get('symbol')} {record.get('qty'):g}: {record.get('entry_price')} -> "
+                f"{record.get('bot')} {record.get('symbol')} {number(record['qty'])}: {record.get('entry_price')} -> "
                 f"{record.get('exit_price')}, P&L {money(float(record.get('pnl') or 0))} ({record.get('exit_trigger')})"
             ),
         )
@@ -92,13 +92,14 @@ def describe(record: Mapping[str, Any], local: LocalTime) -> tuple[str, str, str
         detail = record.get("detail") or record.get("details") or record.get("bot") or ""
         return at, "ANOMALY", f"{record.get('what')}: {detail}"
     if event == "exit_waiting":
-        return at, "EXIT WAITING", f"{record.get('bot')} {record.get('symbol')} ({record.get('owned'):g}): {record.get('reason')}"
+        owned = number(record["owned"])
+        return at, "EXIT WAITING", f"{record.get('bot')} {record.get('symbol')} ({owned}): {record.get('reason')}"
     if event == "exit_limited":  # the bots own more than the account holds: something sold outside the engine
         return (
             at,
             "EXIT LIMITED",
-            f"{record.get('bot')} {record.get('symbol')}: the bots own {record.get('owned'):g}, the account holds "
-            f"{record.get('sellable'):g} to sell; sold {record.get('sent'):g}",
+            f"{record.get('bot')} {record.get('symbol')}: the bots own {number(record['owned'])}, the account holds "
+            f"{number(record['sellable'])} to sell; sold {number(record['sent'])}",
         )
     if event == "transition" and record.get("machine") == "system":
         return at, "SYSTEM", f"{record.get('from')} -> {record.get('to')} ({record.get('trigger')})"

@@ -33,7 +33,7 @@ from engine.core.journal import JournalError
 from engine.core.money import cents, money
 from engine.core.store import StateStore, TradeRow
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_lines, in_force_lines, one_line, period_record
+from engine.operator.summary import halt_lines, in_force_lines, number, one_line, period_record
 from engine.paths import PROJECT_ROOT, PathKind, path_kind
 
 PROMPT_FILE = PROJECT_ROOT / "tools" / "analyst_prompt.txt"
@@ -315,7 +315,7 @@ def trades_text(data: ReportData, local: LocalTime) -> str:
     if not data.trades:
         return "  none"
     return "\n".join(
-        f"  {local(t.opened_at)} -> {local.after(t.closed_at, t.opened_at)} {t.bot_id} {t.symbol} qty {t.qty:g} "
+        f"  {local(t.opened_at)} -> {local.after(t.closed_at, t.opened_at)} {t.bot_id} {t.symbol} qty {number(t.qty)} "
         f"{t.entry_price:.4f} -> {t.exit_price:.4f} P&L {money(t.pnl)} fees {money(t.fees, sign=False)} exit: {t.exit_trigger}"
         for t in data.trades
     )
@@ -477,7 +477,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
         for bot, v in bots.items()
     ]
     trade_rows = [
-        [t.bot_id, t.symbol, local(t.opened_at), local(t.closed_at), f"{t.qty:g}", f"{t.entry_price:.4f}", f"{t.exit_price:.4f}",
+        [t.bot_id, t.symbol, local(t.opened_at), local(t.closed_at), number(t.qty), f"{t.entry_price:.4f}", f"{t.exit_price:.4f}",
          money(t.pnl), money(t.fees, sign=False), t.exit_trigger]
         for t in data.trades
     ]  # fmt: skip

@@ -30,6 +30,18 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def number(value: float) -> str:
+    """A quantity, a price or a fact's value as the engine holds it: in six significant digits when they are the
+    value (253, 0.75, 248.7033), else whole. `:g` turned 1234567 shares into 1.23457e+06, a crypto position of
+    0.016175803525 into 0.0161758 (not what the broker shows), and a guard's -0.9999996 into -1 beside a limit
+    of 1; `:.4f` a price of 0.0000123 into 0.0000."""
+    value = float(value)  # an int from a record too
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    short = f"{value:.6g}"
+    return short if "e" not in short and float(short) == value else repr(value)
+
+
 def _utc(when: datetime | None) -> str | None:
     from datetime import timezone
 

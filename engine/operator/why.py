@@ -17,7 +17,7 @@ from typing import Any
 from engine.config.checks import bot_kind, trading_bots
 from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore
 from engine.operator.local import LocalTime
-from engine.operator.summary import one_line
+from engine.operator.summary import number, one_line
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
 from engine.rules.facts import bot_config_values, vocabulary
@@ -295,6 +295,5 @@ def _value(value: Any) -> str:
     if isinstance(value, float):
         # what the guard compared: six digits when they are the value, else the whole value. Rounded, a daily
         # loss of -0.9999996 % read -1 beside a limit of 1 with the check ok, and 1234567.89 USD read 1.23457e+06
-        short = f"{value:.6g}"
-        return short if "e" not in short and float(short) == value else repr(value)
+        return number(value)
     return str(value)

@@ -41,7 +41,15 @@ from engine.core.money import cents, money
 from engine.core.stop import stop_signals
 from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_record, halts_in_force, in_force_lines, one_line, period_lines, period_record
+from engine.operator.summary import (
+    halt_record,
+    halts_in_force,
+    in_force_lines,
+    number,
+    one_line,
+    period_lines,
+    period_record,
+)
 from engine.paths import PROJECT_ROOT
 from engine.strategy.watchdog import watching
 from engine.trading.engine import Engine, StartupError, TickReport
@@ -769,6 +777,13 @@ def last_run(store: StateStore) -> dict[str, Any] | None:
     return record
 
 
+def _price(value: float) -> str:
+    """A price to 4 decimals as status has always shown it, or whole when that would read as another price (a
+    coin of 0.0000123 read 0.0000)."""
+    text = f"{value:.4f}"
+    return text if float(text) == value or abs(value) >= 1 else number(value)
+
+
 def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: list[Halt], local: LocalTime) -> str:
     """A halt written since the machine's last tick (`halt` from another process) is in force already: the
     machine moves at its next tick, but the operator must see it halted now, since the halt began."""
@@ -800,7 +815,7 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     lines.append("positions by bot:")
     positions = store.positions()
     lines += [
-        f"  {one_line(p.bot_id):<14} {one_line(p.symbol):<20} {p.qty:g} @ {p.avg_entry_price:.4f}" for p in positions
+        f"  {one_line(p.bot_id):<14} {one_line(p.symbol):<20} {number(p.qty)} @ {_price(p.avg_entry_price)}" for p in positions
     ] or ["  none"]
     # today in system.timezone at the state's own time (a simulation's, see state_now), as the engine counts days;
     # not the last day any order was recorded on: the day after a day of trading, that showed the day before's

@@ -47,6 +47,10 @@ TS = "2026-11-23T14:31:05+00:00"  # 06:31:05 in Los Angeles
             {"event": "fill", "bot": "mom_AAPL", "side": "buy", "qty": 253.0, "symbol": "AAPL", "price": 189.3945},
             ("FILL", "mom_AAPL buy 253 AAPL @ 189.3945"),
         ),
+        (  # a crypto fill's quantity whole, as the broker shows it (:g made it 0.0161758)
+            {"event": "fill", "bot": "crypto_core", "side": "buy", "qty": 0.016175803525142564, "symbol": "ETH/USD", "price": 3086.3},
+            ("FILL", "crypto_core buy 0.016175803525142564 ETH/USD @ 3086.3"),
+        ),
         (
             {"event": "trade", "bot": "mom_AAPL", "symbol": "AAPL", "qty": 3.0, "entry_price": 186.85, "exit_price": 185.85,
              "pnl": -3.0, "exit_trigger": "exit"},

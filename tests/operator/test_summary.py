@@ -193,3 +193,19 @@ def test_a_day_of_sub_cent_figures_shows_them_not_zero(store: StateStore) -> Non
     assert period_lines(record, LA)[1] == "  2026-11-23: crypto_core -0.004 [1]; total -0.004; fees 0.003"
     text = status_text(store, end, day=mon, local=LA)
     assert "realized P&L -0.004" in text and "-0.00 " not in text and "-0.00\n" not in text, text
+
+
+def test_status_shows_a_positions_quantity_and_price_as_held(store: StateStore) -> None:
+    """status printed quantities with :g and prices with :.4f: 1,234,567 shares read 1.23457e+06, a crypto position
+    of 0.016175803525 coins read 0.0161758 (not what the broker shows), and a coin priced 0.0000123 read 0.0000."""
+    from engine.operator.summary import number
+    from engine.trading.runner import status_text
+
+    store.set_position("mom_PENNY", "PNNY", 1_234_567.0, 0.5, MON)
+    store.set_position("crypto_core", "ETH/USD", 0.016175803525142564, 3086.3555, MON)
+    store.set_position("crypto_alt", "SHIB/USD", 2_000_000.5, 0.0000123, MON)
+    text = status_text(store, MON + timedelta(hours=1), day=MON.date(), local=LA)
+    assert "PNNY                 1234567 @ 0.5000" in text, text
+    assert "ETH/USD              0.016175803525142564 @ 3086.3555" in text
+    assert "SHIB/USD             2000000.5 @ 1.23e-05" in text
+    assert [number(v) for v in (253.0, 0.75, 248.7033, -0.9999996, 1e-7, 3)] == ["253", "0.75", "248.7033", "-0.9999996", "1e-07", "3"]

@@ -198,7 +198,7 @@ def test_a_fact_is_shown_as_the_engine_evaluated_it_not_rounded_to_six_digits(pr
     text = render(explain(rig.store, report_of(project), "mom_AAPL"))
     daily = next(line for line in text.splitlines() if line.startswith("  daily_loss_ok:"))
     assert daily.startswith("  daily_loss_ok: ok") and "daily_pnl_pct=-0.9999996 %" in daily, daily
-    assert "capital_room_usd=1234567.89 USD" in text and "budget_usd=1000000.0 USD" in text
+    assert "capital_room_usd=1234567.89 USD" in text and "budget_usd=1000000 USD" in text
     assert "e+06" not in text and "quote_age_s=0 s" in text  # what six digits tell whole stays short
 
 
