@@ -314,9 +314,11 @@ def pnl_text(data: ReportData) -> str:
 def trades_text(data: ReportData, local: LocalTime) -> str:
     if not data.trades:
         return "  none"
+    # the trigger is the exit order's reason, which names itself ("exit: stop_loss_hit", "flatten")
     return "\n".join(
-        f"  {local(t.opened_at)} -> {local.after(t.closed_at, t.opened_at)} {t.bot_id} {t.symbol} qty {number(t.qty)} "
-        f"{t.entry_price:.4f} -> {t.exit_price:.4f} P&L {money(t.pnl)} fees {money(t.fees, sign=False)} exit: {t.exit_trigger}"
+        f"  {local(t.opened_at)} -> {local.after(t.closed_at, t.opened_at)} {one_line(t.bot_id)} {one_line(t.symbol)} "
+        f"qty {number(t.qty)} {t.entry_price:.4f} -> {t.exit_price:.4f} P&L {money(t.pnl)} "
+        f"fees {money(t.fees, sign=False)} closed by {one_line(t.exit_trigger)}"
         for t in data.trades
     )
 

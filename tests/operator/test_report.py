@@ -3,15 +3,26 @@ check, guard statistics, the equity curve (self-contained HTML) and the analyst 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.core.store import SYSTEM_SCOPE, StateStore, TradeRow
 from engine.operator.local import LocalTime
-from engine.operator.report import PROMPT_FILE, BlockedCheck, build_report, fill_prompt, prompt_values, render_html, render_text
+from engine.operator.report import (
+    PROMPT_FILE,
+    BlockedCheck,
+    ReportData,
+    build_report,
+    fill_prompt,
+    prompt_values,
+    render_html,
+    render_text,
+    trades_text,
+)
 from engine.trading.runner import operator_halt
 from tests.trading.conftest import Rig
 
@@ -157,7 +168,7 @@ def test_sub_cent_pnl_and_fees_are_shown_not_rounded_to_zero(tmp_path: Path) -> 
     data = build_report(store, tmp_path / "none.jsonl", MONDAY, MONDAY, LA, opened + timedelta(hours=1))
     text = render_text(data, LA)
     assert "  crypto_core: -0.004\n  total: -0.004 USD (fees 0.003)" in text, text
-    assert "P&L -0.004 fees 0.003 exit" in text
+    assert "P&L -0.004 fees 0.003 closed by" in text
     assert "-0.00 " not in text and "0.00)" not in text
     values = prompt_values(data, LA)
     assert (values["total_pnl"], values["fees"]) == ("-0.004", "0.003")
@@ -181,3 +192,15 @@ def test_a_runs_end_equity_is_dollars_and_unknown_when_none_was_logged(tmp_path:
     assert [line.rsplit(", equity ", 1)[1] for line in runs] == ["99483.51", "unknown", "unknown"], runs
     page = render_html(data, LA)
     assert "<td>99483.51</td>" in page and "None" not in page.split("Runs ended", 1)[1]
+
+
+def test_a_trade_line_names_its_exit_trigger_once_and_on_its_line(tmp_path: Path) -> None:
+    """The trigger is the exit order's reason, which says what it is ("exit: stop_loss_hit", "flatten"): the line
+    read "exit: exit: stop_loss_hit", and a reason hand-edited with a newline faked a line of the report."""
+    at = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+    trade = TradeRow("mom_AAPL", "AAPL", date(2026, 11, 23), at, at, 1.0, 100.0, 99.0, -1.0, 0.0, "exit: stop_loss_hit")
+    forged = dataclasses.replace(trade, exit_trigger="flatten\n  total: +1000000.00 USD")
+    data = ReportData(date(2026, 11, 23), date(2026, 11, 23), "UTC", [trade, forged], {}, [], [], [], [], [], [], [], tmp_path)
+    lines = trades_text(data, LocalTime("UTC")).splitlines()
+    assert len(lines) == 2 and lines[0].endswith("closed by exit: stop_loss_hit"), lines
+    assert not any("exit: exit" in line for line in lines)
