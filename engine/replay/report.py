@@ -39,7 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.brokers.symbols import contract_multiplier
-from engine.core.money import money
+from engine.core.money import cents, money
 from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, TradeRow
 from engine.data.dataset import DataSet
 from engine.data.files import iso, replace_whole
@@ -183,9 +183,9 @@ def summarize(
             "trades": len(bot_trades),
             "wins": wins,
             "win_rate": _num(wins / len(bot_trades), 4) if bot_trades else None,
-            "realized_pnl": _num(sum(t.pnl for t in bot_trades), 2),
-            "unrealized_pnl": _num(open_pnl, 2),
-            "fees": _num(paid, 2),
+            "realized_pnl": cents(sum(t.pnl for t in bot_trades)),
+            "unrealized_pnl": cents(open_pnl),
+            "fees": cents(paid),  # a few coins' fee is under a cent: never written as 0
             "max_drawdown_usd": _num(drawdown[0], 2),
             "max_drawdown_pct": _num(drawdown[1] * 100, 4),
             "sharpe": _ratio(returns, downside=False),

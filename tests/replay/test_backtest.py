@@ -467,3 +467,22 @@ def test_a_manage_until_inside_the_close_margin_is_met_in_time_on_five_minute_ba
     trades = (tmp_path / "out" / "trades.csv").read_text().splitlines()[1:]
     assert trades and all(row.split(",")[3] < "2026-11-23T21:00:00Z" for row in trades)  # every exit before the close
     assert result.summary["bots"]["mom_AAPL"]["unrealized_pnl"] == 0  # nothing held overnight
+
+
+def test_fees_and_p_and_l_under_a_cent_are_not_written_as_0_in_summary_json(project: ProjectCopy, tmp_path: Path) -> None:
+    """summary.json rounded realized P&L and fees to the cent: a CryptoBot on a few dollars paid fees under a cent
+    and summary.json said 0.0, as if it paid none."""
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    project.replace("config/bots.yaml", "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: true",
+                    "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: false")  # fmt: skip
+    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["BTC/USD"]')
+    project.replace("config/bots.yaml", "default_notional_usd: 50", "default_notional_usd: 10")
+    project.replace("config/bots.yaml", "max_trades_per_day: 6", "max_trades_per_day: 1")
+    closes = [50_000.0]
+    for minute in range(1, 390):
+        closes.append(round(closes[-1] * (1.0015 if (minute // 30) % 2 == 0 else 0.9986), 2))
+    session_bars(tmp_path / "data", "BTC/USD", MONDAY_OPEN, closes)
+    run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False,
+                 fill_model=FillModel(crypto_maker_fee=0.0002, crypto_taker_fee=0.0002))  # fmt: skip
+    bot = json.loads((tmp_path / "out" / "summary.json").read_text())["bots"]["crypto_core"]
+    assert bot["trades"] == 1 and 0 < bot["fees"] < 0.005, bot
