@@ -335,3 +335,29 @@ def test_the_backtest_table_shows_sub_cent_pnl_and_fees_not_zero() -> None:
     table = backtest_table(summary)
     assert table.splitlines()[1].split()[4] == "-0.004", table
     assert table.endswith("fees 0.003"), table
+
+
+def _transitions(log: Path) -> list[tuple[str, ...]]:
+    return [(e["ts"], e["bot"], e["from"], e["to"], e["trigger"]) for e in read_events(log) if e["event"] == "transition"]
+
+
+def _orders(db: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT client_order_id, symbol, side, qty, notional, status, created_at FROM orders "
+                                  "ORDER BY client_order_id").fetchall()  # fmt: skip
+
+
+@pytest.mark.parametrize("interval", ["7", "2.5"])
+def test_a_run_ticking_between_its_quotes_times_replays_at_its_own_ticks(project: ProjectCopy, interval: str) -> None:
+    """The simulator's quotes step every 5 s; a loop of 7 s (or 2.5 s) ticks between them. The replay ticked at each
+    quote's time instead, so it decided at other instants than the run, on other quotes, and made other transitions
+    and orders, without a word. The recording now holds its ticks (rec/ticks/), and the replay ticks there."""
+    project.replace("config/settings.yaml", "loop_interval_seconds: 5", f"loop_interval_seconds: {interval}")
+    run = engine(project, "run", "--ticks", "700", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert run.returncode == 0, run.stderr
+    result = engine(project, "backtest", "--data", "rec", "--fill-timing", "submit", "--slippage-bps", "0", "--out", "bt")
+    assert result.returncode == 0, result.stderr
+    assert "700 ticks" in result.stdout and "note:" not in result.stdout, result.stdout
+    recorded, replayed = _transitions(project.root / "app.jsonl"), _transitions(project.root / "bt" / "app.jsonl")
+    assert len(recorded) > 5 and replayed == recorded
+    assert _orders(project.root / "bt" / "state.db") == _orders(project.root / "s.db") != []

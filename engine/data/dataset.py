@@ -22,7 +22,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from engine.config.errors import Problem
 from engine.data.errors import DataError
-from engine.data.files import iter_bars, iter_quotes, micros, read_source, scan
+from engine.data.files import iter_bars, iter_quotes, micros, read_source, read_ticks, scan
 from engine.data.records import COLUMNS, Bar, Kind, Quote, Row
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -129,9 +129,13 @@ class Frame:
 class DataSet:
     """Every symbol's bars and quotes in one data folder (docs/data.md), checked and ready to replay."""
 
-    def __init__(self, folder: Path, tables: Mapping[tuple[Kind, str], Any]):
+    def __init__(self, folder: Path, tables: Mapping[tuple[Kind, str], Any], ticks: Any = None):
         self.folder = folder
         self._tables = dict(tables)
+        # A recording's `ticks/` (the instants its run ticked at, µs since the epoch), or None: `frames` steps there.
+        self.ticks: npt.NDArray[np.int64] | None = (
+            ticks.column("timestamp").cast(pa.int64()).to_numpy() if ticks is not None else None
+        )
         self.bar_symbols: tuple[str, ...] = tuple(sorted(s for k, s in self._tables if k == "bars"))
         self.quote_symbols: tuple[str, ...] = tuple(sorted(s for k, s in self._tables if k == "quotes"))
         self.symbols: tuple[str, ...] = tuple(sorted(set(self.bar_symbols) | set(self.quote_symbols)))
@@ -151,11 +155,13 @@ class DataSet:
             problems.extend(found)
             if table is not None:
                 tables[source.kind, source.symbol] = table
+        ticks, found = read_ticks(folder)
+        problems.extend(found)
         if problems:
             raise DataError(problems)
         if not tables:
             raise DataError([Problem(str(folder), 0, 0, "", "holds no symbol's bars or quotes (docs/data.md)")])
-        return cls(folder, tables)
+        return cls(folder, tables, ticks)
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         """The first and last timestamp of any row, or None when every file is empty."""
@@ -184,6 +190,11 @@ class DataSet:
         before it. `bars_known_after` moves each bar to the instant it became known: Alpaca stamps a 1-minute bar
         with its start, so replaying it at its own timestamp would let a strategy see the minute's close at the
         minute's open; pass `timedelta(minutes=1)` for such bars. Quotes are known at their own timestamp.
+
+        A recording's data set (`ticks`) steps at its run's ticks in the window instead, and only there: a run whose
+        ticks fell between its quotes' times (a 7 s loop over 5 s quotes) made its decisions then, on the rows known
+        by then. Each such frame's `new_bars` and `new_quotes` are the symbols with a row since the tick before; the
+        frames count the rows that no tick saw (`TickFrames.unseen`).
         """
         start_us = _micros(start) if start is not None else None
         end_us = _micros(end) if end is not None else None
@@ -202,7 +213,63 @@ class DataSet:
                     latest[kind][symbol] = (RowBlock(kind, table.slice(first - 1, 1)), 0)
             if first < len(table):
                 streams.append(_Stream(kind, symbol, table.slice(first), stamps.slice(first), shift))
-        yield from _merge(streams, latest, end_us)
+        merged = _merge(streams, latest, end_us)
+        if self.ticks is None:
+            return merged
+        ticks = self.ticks
+        if start_us is not None:
+            ticks = ticks[int(np.searchsorted(ticks, start_us, "left")):]
+        whole = len(ticks)
+        if end_us is not None:
+            ticks = ticks[: int(np.searchsorted(ticks, end_us, "right"))]
+        # Rows after the last tick were seen by none when it is the recording's last, not when the window cut the rest.
+        return TickFrames(merged, ticks.tolist(), FrameRows(dict(latest["bars"])), FrameRows(dict(latest["quotes"])),
+                          trailing=len(ticks) == whole)
+
+
+class TickFrames(Iterator[Frame]):
+    """The frames of a recording at its run's ticks: each tick sees each symbol's latest row at or before it.
+
+    A recording holds the quotes its ticks read, one row a symbol a tick at most (a repeat is not written again), so
+    a row followed by another of its symbol before the next tick, or after the last tick, was seen by no tick of
+    this recording: data merged into its folder from elsewhere, or ticks lost. `unseen` counts them, and
+    `first_unseen` is the first one's time, so the replay can say it is not the run's."""
+
+    def __init__(self, frames: Iterator[Frame], ticks: list[int], bars: FrameRows[Bar], quotes: FrameRows[Quote], *,
+                 trailing: bool = True):
+        self._frames = frames
+        self._trailing = trailing
+        self._ticks = iter(ticks)
+        self._bars, self._quotes = bars, quotes
+        self._pending = next(frames, None)
+        self.unseen = 0
+        self.first_unseen: datetime | None = None
+
+    def __next__(self) -> Frame:
+        for tick in self._ticks:
+            new_bars: dict[str, None] = {}
+            new_quotes: dict[str, None] = {}
+            while self._pending is not None and _micros(self._pending.at) <= tick:
+                frame = self._pending
+                for symbols, new in ((frame.new_bars, new_bars), (frame.new_quotes, new_quotes)):
+                    for symbol in symbols:
+                        if symbol in new:  # its row before this one was seen by no tick
+                            self._unseen(frame.at)
+                        new[symbol] = None
+                self._bars, self._quotes = frame.bars, frame.quotes
+                self._pending = next(self._frames, None)
+            if self._bars or self._quotes:  # a tick before any price is not replayed: nothing to decide on
+                return Frame(_EPOCH + timedelta(microseconds=tick), self._bars, self._quotes, tuple(new_bars), tuple(new_quotes))
+        while self._pending is not None and self._trailing:  # rows after the recording's last tick: no tick saw them
+            for _ in (*self._pending.new_bars, *self._pending.new_quotes):
+                self._unseen(self._pending.at)
+            self._pending = next(self._frames, None)
+        raise StopIteration
+
+    def _unseen(self, at: datetime) -> None:
+        self.unseen += 1
+        if self.first_unseen is None:
+            self.first_unseen = at
 
 
 @dataclass

@@ -75,7 +75,7 @@ _GROUPED_TEXT = re.compile(r"^[+-]?\d+([,'_ ]\d+)+(\.\d*)?$", re.ASCII)
 _NAN = "NaN (a missing value, which the format does not allow)"
 _SHOWN = 60  # characters of a cell or a column name a problem shows
 _EXACT = 2**53  # the largest integer a float64 holds exactly, with every one below it
-_PRICE_COLUMNS: dict[Kind, tuple[str, ...]] = {"bars": ("open", "high", "low", "close"), "quotes": ("bid", "ask")}
+_PRICE_COLUMNS: dict[Kind, tuple[str, ...]] = {"bars": ("open", "high", "low", "close"), "quotes": ("bid", "ask"), "ticks": ()}
 
 
 def iso_micros(stamp: int) -> str:
@@ -153,6 +153,7 @@ def _null_where(values: Any, mask: Any) -> Any:
 _ALIASES: dict[Kind, dict[str, str]] = {
     "bars": {"t": "timestamp", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"},
     "quotes": {"t": "timestamp", "bp": "bid", "ap": "ask", "bid_price": "bid", "ask_price": "ask"},
+    "ticks": {"t": "timestamp"},
 }
 _TIME_NAMES = frozenset({"date", "datetime", "time", "time_utc", "timestamp_utc", "ts"})
 # Columns other tools write that the format has no place for: what each is, so the problem says why it goes.
@@ -165,6 +166,7 @@ _EXTRAS: dict[Kind, dict[str, str]] = {
                "bx": "Alpaca's bid exchange", "ax": "Alpaca's ask exchange", "bid_exchange": "the bid's exchange",
                "ask_exchange": "the ask's exchange", "c": "Alpaca's quote conditions", "conditions": "the quote's conditions",
                "z": "Alpaca's tape", "tape": "the tape"},
+    "ticks": {},
 }
 
 
@@ -1083,6 +1085,28 @@ def read_source(source: Source) -> tuple[Any, list[Problem]]:
     if not tables:
         return empty_table(source.kind), []
     return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), []
+
+
+TICKS = "ticks"  # a recording's folder of the instants its run ticked at (engine/data/recorder.py)
+
+
+def read_ticks(folder: Path) -> tuple[Any, list[Problem]]:
+    """The instants a recorded run ticked at, `folder/ticks/` (parts of one `timestamp` column, strictly increasing
+    over every part), as a typed table; (None, []) when the folder has no `ticks/` (data not recorded by a run, or
+    recorded before the ticks were). Read by the format's rules, so a part cut short or out of order is a problem
+    at its file and row, like any data file's."""
+    path = folder / TICKS
+    if not os.path.lexists(path):
+        return None, []
+    is_folder = _is_dir(path)
+    if isinstance(is_folder, str):
+        return None, [Problem(shown_path(path), 0, 0, "", is_folder)]
+    if not is_folder:
+        return None, [Problem(shown_path(path), 0, 0, "", f"is not a folder: {TICKS}/ is a folder of part files")]
+    source, problems = _source("ticks", "", path, shown_path)
+    if problems:
+        return None, problems
+    return read_source(source)
 
 
 def empty_table(kind: Kind) -> Any:

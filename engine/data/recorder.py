@@ -16,6 +16,12 @@ timestamp outside the years the format holds or not after the symbol's last) is 
 passes unnoticed either. A repeat of the symbol's last instant (a feed's unchanged quote read again) is counted
 apart from an instant before it (a recording into a folder that already holds later quotes, or a clock gone
 back): the first is routine, the second means the quotes are lost.
+
+Beside the quotes, `tick(at)` records the instant of each tick that read them, in `ticks/` (parts of one `timestamp`
+column). A replay ticks at those instants and nowhere else (`DataSet.frames`), so a run whose ticks fall between
+its quotes' times (a loop of 7 s over quotes that step every 5 s, a live feed) is replayed at its own ticks,
+each seeing the quotes it saw, not at every quote's time. A flush writes the ticks after the quotes, so a kill in
+the middle of one leaves quotes after the last tick (not replayed), never a tick without the quotes it read.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from engine.data.errors import DataError
 from engine.data.files import (
     END_INSTANT,
     FIRST_INSTANT,
+    TICKS,
     TIMESTAMP,
     micros,
     next_part,
@@ -47,7 +54,7 @@ from engine.data.files import (
     remove_leftovers,
     write_table,
 )
-from engine.data.records import SUFFIXES, Format, file_stem
+from engine.data.records import SUFFIXES, Format, Kind, file_stem
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -56,6 +63,7 @@ NOT_A_NUMBER = "a price is not a number"
 OUT_OF_RANGE = f"the timestamp is outside the years {FIRST_INSTANT.year} to {END_INSTANT.year - 1}"
 REPEAT = "the timestamp is not after the symbol's last"  # the same instant again: a feed's unchanged quote
 BEFORE_LAST = "the timestamp is before the symbol's last recorded quote"
+TICK_NOT_AFTER = "the tick is not after the recording's last tick"  # a recording into a folder holding later ticks
 LOCK_FILE = ".recording.lock"  # hidden: readers ignore names that start with "."
 _LEFTOVER = re.compile(r"^\.(part-\d+\.\w+)\.\d+\.tmp$")  # files.py's temporary name: .TARGET.PID.tmp
 
@@ -120,6 +128,8 @@ class Recorder:
         self._lock_id: tuple[int, int] | None = None  # (device, inode) of that lock file: the folder is still ours
         self.lost = False  # the folder was deleted or moved away under the recording: what it wrote is not there
         self._lasts: dict[Path, int | None] = {}  # a parts folder -> its last quote's stamp, read by hold_folder
+        self._ticks: _Segment | None = None  # the instants of the ticks that read the quotes (`tick`)
+        self.ticks = 0  # ticks taken (buffered or written)
 
     def __enter__(self) -> Recorder:
         return self
@@ -173,10 +183,36 @@ class Recorder:
             self.flush()
         return True
 
+    def tick(self, at: datetime) -> bool:
+        """Record the instant of a tick whose quotes were just recorded: a replay ticks there (the module's
+        docstring). False, counted in `skipped`, when it is not after the recording's last tick."""
+        if self._closed:
+            raise RuntimeError("the recorder is closed")
+        if at.utcoffset() is None:
+            raise ValueError(f"{at!r} is naive: ticks are recorded at timezone-aware instants")
+        segment = self._ticks or self._open_ticks()
+        delta = at - _EPOCH
+        stamp = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        if not FIRST_INSTANT <= at < END_INSTANT:
+            self.skipped[OUT_OF_RANGE] += 1
+            return False
+        if segment.last is not None and stamp <= segment.last:
+            self.skipped[TICK_NOT_AFTER] += 1
+            return False
+        segment.stamps.append(stamp)
+        segment.last = stamp
+        self.ticks += 1
+        if len(segment.stamps) >= self.segment_rows:
+            self._write_ticks()
+        if self._monotonic() - self._flushed_at >= self.flush_seconds:
+            self.flush()
+        return True
+
     def flush(self) -> None:
-        """Write every symbol's new quotes now (each part replaced atomically)."""
+        """Write every symbol's new quotes now (each part replaced atomically), then the ticks that read them."""
         for symbol in sorted(self._dirty):
             self._write(symbol)
+        self._write_ticks()
         self._flushed_at = self._monotonic()
         self._unflushed = 0
 
@@ -232,6 +268,9 @@ class Recorder:
         for folder in sorted(quotes.iterdir()) if quotes.is_dir() else []:
             if folder.is_dir() and folder not in self._lasts:
                 self._lasts[folder] = _last_stamp(folder)
+        ticks = self.folder / TICKS
+        if ticks.is_dir() and ticks not in self._lasts:
+            self._lasts[ticks] = _last_stamp(ticks, "ticks")
 
     def _still_ours(self) -> None:
         """DataError when the folder's lock file is no longer the one this recording holds: the folder was deleted
@@ -275,6 +314,31 @@ class Recorder:
         self._segments[symbol] = segment
         return segment
 
+    def _open_ticks(self) -> _Segment:
+        """The ticks' next part, after the last one a previous recording left (whose rows are not rewritten)."""
+        if self._lock is None:
+            self.hold_folder()
+        folder = self.folder / TICKS
+        if folder.exists() and not folder.is_dir():
+            raise DataError([Problem(str(folder), 0, 0, "", "is a file, so the run's ticks cannot be recorded as parts in "
+                                     f"{folder}/: record into another folder")])
+        last = self._lasts.pop(folder) if folder in self._lasts else _last_stamp(folder, "ticks")
+        self._ticks = _Segment(next_part(folder, self.fmt), last)
+        return self._ticks
+
+    def _write_ticks(self) -> None:
+        segment = self._ticks
+        if segment is None:
+            return
+        if len(segment.stamps) > segment.on_disk:
+            self._still_ours()
+            table = pa.table({"timestamp": pa.array(segment.stamps, pa.int64()).cast(TIMESTAMP)})
+            write_table(segment.path, table, "ticks", fsync=self.fsync)
+            segment.on_disk = len(segment.stamps)
+            self.flushes += 1
+        if len(segment.stamps) >= self.segment_rows:  # full: the next tick starts the next part
+            self._ticks = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
+
     def _write(self, symbol: str) -> None:
         segment = self._segments[symbol]
         if len(segment.stamps) > segment.on_disk:
@@ -293,8 +357,8 @@ class Recorder:
         self._dirty.discard(symbol)
 
 
-def _last_stamp(folder: Path) -> int | None:
-    """The stamp (microseconds since the epoch) of the last quote in a symbol's parts folder, None when it has
+def _last_stamp(folder: Path, kind: Kind = "quotes") -> int | None:
+    """The stamp (microseconds since the epoch) of the last row in a symbol's (or the ticks') parts folder, None when it has
     none; a last part that cannot be read is a DataError naming it. The temporary files of flushes a kill
     interrupted are deleted first; one whose writer still runs (a recording beside this one) is left alone."""
     entries = list(folder.iterdir()) if folder.is_dir() else []
@@ -304,7 +368,7 @@ def _last_stamp(folder: Path) -> int | None:
     parts = sorted((p for p in entries if not p.name.startswith(".") and p.suffix in SUFFIXES), key=_part_number)
     if not parts:
         return None
-    table, problems = read_file(parts[-1], "quotes")
+    table, problems = read_file(parts[-1], kind)
     if problems:
         raise DataError(problems)
     return micros(table.slice(len(table) - 1))[0] if len(table) else None

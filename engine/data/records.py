@@ -11,7 +11,9 @@ import re
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-Kind = Literal["bars", "quotes"]
+# "ticks" is not a kind of market data but the instants a recorded run ticked at (`run --record`'s `ticks/`, one
+# `timestamp` column, read by `files.read_ticks`): the data folder's symbols are in the KINDS folders only.
+Kind = Literal["bars", "quotes", "ticks"]
 Format = Literal["parquet", "csv"]
 
 KINDS: tuple[Kind, ...] = ("bars", "quotes")
@@ -22,6 +24,7 @@ SUFFIXES: dict[str, Format] = {".parquet": "parquet", ".csv": "csv"}
 COLUMNS: dict[Kind, tuple[str, ...]] = {
     "bars": ("timestamp", "open", "high", "low", "close", "volume"),
     "quotes": ("timestamp", "bid", "ask"),
+    "ticks": ("timestamp",),
 }
 
 

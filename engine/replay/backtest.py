@@ -7,8 +7,9 @@ by the same `SnapshotBroker` and `SimAPI` as the simulator. Only the clock and t
 that answers from the present frame.
 
 The engine ticks once per instant of the data, not every `loop_interval_seconds`: on minute bars it decides
-once a minute. A bar is replayed when it became known (its timestamp plus the bar's length, inferred from the
-data), never at its start, so a tick never sees a close before it happened.
+once a minute. A recording made by `run --record` holds its run's tick instants (`ticks/`): its replay ticks at
+those, where the run decided, and nowhere else. A bar is replayed when it became known (its timestamp plus the
+bar's length, inferred from the data), never at its start, so a tick never sees a close before it happened.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from engine.core.clock import ManualClock
 from engine.core.journal import Journal
 from engine.core.lock import WRONG_KIND
 from engine.core.store import StateFileError, StateStore
-from engine.data.dataset import DataSet
+from engine.data.dataset import DataSet, TickFrames
 from engine.data.errors import DataError
 from engine.data.files import iso
 from engine.data.records import SUFFIXES, Kind, file_stem
@@ -437,6 +438,10 @@ def run_backtest(
             clock.set(frame.at)
         if recorded.equity[-1][0] != frame.at:
             recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
+        if isinstance(frames, TickFrames) and frames.unseen and frames.first_unseen is not None:
+            notes.append(f"{frames.unseen} rows of {data.folder} were seen by no tick of the recording there (the first at "
+                         f"{iso(frames.first_unseen)}): data not recorded with these ticks (another recording's, merged "
+                         "into the folder?) or ticks lost, so the replay is not that run's there")
         wall = time.perf_counter() - started
         journal.log("backtest_end", frames=recorded.frames, bar_events=recorded.bar_events, equity=round(exchange.equity(), 2))
         journal.flush()

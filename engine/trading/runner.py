@@ -538,6 +538,7 @@ def record_quotes(session: Session) -> None:
     try:
         for symbol, quote in snapshot.quotes.items():
             recorder.record(symbol, quote.timestamp, quote.bid, quote.ask)
+        recorder.tick(snapshot.taken_at)  # the replay ticks here, seeing these quotes (not at each quote's time)
     except Exception as exc:  # any failure of the recording ends the recording, not the run
         session.recorder = None  # what was flushed stays readable (engine/data/recorder.py)
         _recording_failed(session, recorder.folder, exc)

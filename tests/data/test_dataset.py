@@ -94,3 +94,42 @@ def test_a_long_series_crosses_the_replay_chunks_in_order(tmp_path: Path, monkey
     assert [s.new_quotes for s in steps] == [("A",), ("B",)] * n
     assert steps[-1].quotes == {"A": Quote(T0 + timedelta(seconds=2 * n - 2), 1.0, float(n)),
                                 "B": Quote(T0 + timedelta(seconds=2 * n - 1), 1.0, float(n))}
+
+
+def recording(folder: Path, quotes: dict[str, list[tuple[float, float]]], ticks: list[float]) -> DataSet:
+    """A recording's folder: each symbol's quotes (minutes, bid) and the run's ticks (minutes), via the recorder."""
+    from engine.data.recorder import Recorder
+
+    with Recorder(folder, fsync=False) as recorder:
+        for symbol, rows in quotes.items():
+            for minutes, bid in rows:
+                recorder.record(symbol, at(minutes), bid, bid + 0.1)
+        for minutes in ticks:
+            recorder.tick(at(minutes))
+    return DataSet.open(folder)
+
+
+def test_a_recording_steps_at_its_runs_ticks_each_seeing_the_rows_known_by_then(tmp_path: Path) -> None:
+    """A run that ticked between its quotes' times (every 1.4 minutes here, over quotes every minute) decided then:
+    its replay ticks there, not at the quotes' times, and a quote is new at the first tick after it."""
+    data = recording(tmp_path, {"AAPL": [(0, 100), (1, 101), (2, 102)], "SPY": [(0, 50), (2, 52)]}, [0, 1.4, 2.8])
+    assert [summary(f) for f in data.frames()] == [
+        (0.0, {}, {"AAPL": 100, "SPY": 50}, (), ("AAPL", "SPY")),
+        (1.4, {}, {"AAPL": 101, "SPY": 50}, (), ("AAPL",)),
+        (2.8, {}, {"AAPL": 102, "SPY": 52}, (), ("AAPL", "SPY")),
+    ]
+    frames = data.frames(at(1), at(2.8))  # a window: its first tick knows the rows before it
+    assert [summary(f) for f in frames] == [(1.4, {}, {"AAPL": 101, "SPY": 50}, (), ("AAPL",)),
+                                            (2.8, {}, {"AAPL": 102, "SPY": 52}, (), ("AAPL", "SPY"))]
+    assert getattr(frames, "unseen") == 0  # noqa: B009
+
+
+def test_rows_no_recorded_tick_saw_are_counted(tmp_path: Path) -> None:
+    """Two rows of a symbol between two ticks, or rows after the last tick, were not read by this recording's run:
+    data merged in from elsewhere, or ticks lost. The replay cannot be the run's there, and can say so."""
+    data = recording(tmp_path, {"AAPL": [(0, 100), (1, 101), (1.2, 101.2), (3, 103)]}, [0, 1.4])
+    frames = data.frames()
+    assert [summary(f) for f in frames] == [(0.0, {}, {"AAPL": 100}, (), ("AAPL",)), (1.4, {}, {"AAPL": 101.2}, (), ("AAPL",))]
+    assert (frames.unseen, frames.first_unseen) == (2, at(1.2))  # type: ignore[attr-defined]
+    cut = data.frames(None, at(2))  # the window ends before the row after the last tick: nothing unseen in it
+    assert len(list(cut)) == 2 and cut.unseen == 1  # type: ignore[attr-defined]

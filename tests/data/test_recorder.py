@@ -266,3 +266,52 @@ def test_the_quotes_said_recorded_are_those_on_disk_when_a_write_fails(tmp_path:
     assert (recorder.recorded, recorder.written) == (4, 3)
     assert _recording_line(recorder, tmp_path, "OSError: no room").startswith(
         "the recording stopped before the run did (OSError: no room): recorded 3 quotes of 2 symbols to ")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_the_ticks_that_read_the_quotes_are_recorded_and_continued_by_the_next_recording(tmp_path: Path, fmt: str) -> None:
+    """A replay ticks where the run ticked (DataSet.frames): the ticks are in ticks/, after the quotes at each flush."""
+    with Recorder(tmp_path, fmt=fmt, flush_seconds=3600, segment_rows=3, fsync=False, monotonic=FakeMonotonic()) as first:
+        for i in range(4):
+            first.record("AAPL", T0 + timedelta(seconds=5 * i), 100.0, 100.1)
+            assert first.tick(T0 + timedelta(seconds=7 * i))
+        assert parts(tmp_path / "ticks") == [f"part-000001.{fmt}"]  # full at 3 rows, like a symbol's part
+    with Recorder(tmp_path, fsync=False, monotonic=FakeMonotonic()) as second:
+        assert not second.tick(T0 + timedelta(seconds=21))  # the first recording's last tick
+        assert second.tick(T0 + timedelta(seconds=28))
+        with pytest.raises(ValueError, match="naive"):
+            second.tick(datetime(2026, 11, 23, 15))
+    assert second.skipped == {"the tick is not after the recording's last tick": 1} and second.ticks == 1
+    data = DataSet.open(tmp_path)
+    assert data.ticks is not None and data.ticks.tolist() == [
+        ((T0 - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)) + 7_000_000 * i for i in range(5)]
+
+
+def test_a_flush_writes_the_ticks_after_the_quotes_they_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill in the middle of a flush leaves quotes no tick read (not replayed), never a tick without its quotes."""
+    import engine.data.recorder as recorder_module
+
+    written: list[str] = []
+
+    def spying(path: Path, table: Any, kind: Any, **kwargs: Any) -> None:
+        written.append(path.parent.name)
+        write_table(path, table, kind, **kwargs)
+
+    monkeypatch.setattr(recorder_module, "write_table", spying)
+    with Recorder(tmp_path, fsync=False, monotonic=FakeMonotonic()) as recorder:
+        recorder.record("SPY", T0, 1, 2)
+        recorder.record("AAPL", T0, 1, 2)
+        recorder.tick(T0)
+    assert written == ["AAPL", "SPY", "ticks"]
+
+
+def test_a_ticks_folder_that_cannot_be_read_refuses_the_data_and_the_next_recording(tmp_path: Path) -> None:
+    with Recorder(tmp_path, fsync=False) as first:
+        first.record("AAPL", T0, 1, 2)
+        first.tick(T0)
+    part = tmp_path / "ticks" / "part-000001.parquet"
+    part.write_bytes(part.read_bytes()[:-10])  # cut short: a copy stopped half way
+    with pytest.raises(DataError, match=r"ticks/part-000001\.parquet.*not a whole Parquet file"):
+        DataSet.open(tmp_path)
+    with pytest.raises(DataError, match=r"ticks/part-000001\.parquet"):
+        Recorder(tmp_path, fsync=False).hold_folder()

@@ -486,3 +486,26 @@ def test_fees_and_p_and_l_under_a_cent_are_not_written_as_0_in_summary_json(proj
                  fill_model=FillModel(crypto_maker_fee=0.0002, crypto_taker_fee=0.0002))  # fmt: skip
     bot = json.loads((tmp_path / "out" / "summary.json").read_text())["bots"]["crypto_core"]
     assert bot["trades"] == 1 and 0 < bot["fees"] < 0.005, bot
+
+
+def test_a_recording_with_rows_its_ticks_never_read_says_its_replay_is_not_the_runs(momentum_project: ProjectCopy,
+                                                                                    tmp_path: Path) -> None:
+    """A recording's replay ticks at its run's ticks. Rows merged into its folder from elsewhere (another day's
+    quotes without their ticks) are read by no tick: the replay is not the run's there, and it says so."""
+    from engine.data.recorder import Recorder
+
+    with Recorder(tmp_path / "rec", fsync=False) as recorder:
+        for second in range(0, 600, 5):
+            recorder.record("AAPL", MONDAY_OPEN + timedelta(seconds=second), 190.0, 190.02)
+            recorder.tick(MONDAY_OPEN + timedelta(seconds=second))
+    quiet = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out", html=False)
+    assert quiet.frames == 120 and quiet.notes == ()
+    with Recorder(tmp_path / "other", fsync=False) as other:  # the next day's quotes, recorded without ticks
+        for second in range(0, 60, 5):
+            other.record("AAPL", MONDAY_OPEN + timedelta(days=1, seconds=second), 191.0, 191.02)
+    shutil.copy(tmp_path / "other" / "quotes" / "AAPL" / "part-000001.parquet",
+                tmp_path / "rec" / "quotes" / "AAPL" / "part-000002.parquet")
+    result = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out2", html=False)
+    assert result.frames == 120
+    assert ("12 rows of" in "\n".join(result.notes) and "were seen by no tick of the recording there (the first at "
+            "2026-11-24T14:30:00Z)" in "\n".join(result.notes))
