@@ -10,7 +10,7 @@ someone reads it as one.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -22,7 +22,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from engine.config.errors import Problem
 from engine.data.errors import DataError
-from engine.data.files import iter_bars, iter_quotes, micros, read_source, read_ticks, scan
+from engine.data.files import iso_micros, iter_bars, iter_quotes, micros, read_source, read_ticks, scan
 from engine.data.records import COLUMNS, Bar, Kind, Quote, Row
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -108,6 +108,9 @@ class FrameRows(Mapping[str, R]):
         return block.stamps[i]
 
 
+_NONE: FrameRows[Quote] = FrameRows({})  # no unusable quote (shared: a frame's mappings are never changed)
+
+
 @dataclass(frozen=True)
 class Frame:
     """One step of the replay clock: the instant, and what the market looked like then.
@@ -117,6 +120,10 @@ class Frame:
     row is stamped exactly `at` (a fill model fills at the next quote or bar, not at a stale one). The mappings
     are this frame's own: keeping a frame keeps what it said. They are read-only `FrameRows`, whose records are
     built when read: a price source reads the values it needs from the columns instead (`FrameRows.value`).
+
+    `unusable` holds each symbol's latest quote from a recording's `unusable/` (a side at 0, or crossed: what the
+    run read, which is not a price); it is the symbol's quote now when it is later than the one in `quotes`. A
+    symbol that received one at `at` is in `new_quotes` too.
     """
 
     at: datetime
@@ -124,6 +131,7 @@ class Frame:
     quotes: FrameRows[Quote]
     new_bars: tuple[str, ...]
     new_quotes: tuple[str, ...]
+    unusable: FrameRows[Quote] = field(default_factory=lambda: FrameRows({}))
 
 
 class DataSet:
@@ -157,6 +165,9 @@ class DataSet:
                 tables[source.kind, source.symbol] = table
         ticks, found = read_ticks(folder)
         problems.extend(found)
+        for (kind, symbol), table in sorted(tables.items()):
+            if kind == "unusable" and ("quotes", symbol) in tables:
+                problems.extend(_same_instants(folder, symbol, tables["quotes", symbol], table))
         if problems:
             raise DataError(problems)
         if not tables:
@@ -200,7 +211,7 @@ class DataSet:
         end_us = _micros(end) if end is not None else None
         delay = bars_known_after // timedelta(microseconds=1)
         streams: list[_Stream] = []
-        latest: dict[Kind, dict[str, RowRef]] = {"bars": {}, "quotes": {}}
+        latest: dict[Kind, dict[str, RowRef]] = {"bars": {}, "quotes": {}, "unusable": {}}
         for (kind, symbol), table in sorted(self._tables.items()):
             if not len(table):
                 continue
@@ -223,8 +234,20 @@ class DataSet:
         if end_us is not None:
             ticks = ticks[: int(np.searchsorted(ticks, end_us, "right"))]
         # Rows after the last tick were seen by none when it is the recording's last, not when the window cut the rest.
-        return TickFrames(merged, ticks.tolist(), FrameRows(dict(latest["bars"])), FrameRows(dict(latest["quotes"])),
-                          trailing=len(ticks) == whole)
+        known = Frame(_EPOCH, FrameRows(dict(latest["bars"])), FrameRows(dict(latest["quotes"])), (), (),
+                      FrameRows(dict(latest["unusable"])))  # what the window's first tick knows before any row of it
+        return TickFrames(merged, ticks.tolist(), known, trailing=len(ticks) == whole)
+
+
+def _same_instants(folder: Path, symbol: str, quotes: Any, unusable: Any) -> list[Problem]:
+    """A symbol's quote and unusable quote at one instant: which of the two the feed gave then cannot be told."""
+    both = np.intersect1d(quotes.column("timestamp").cast(pa.int64()).to_numpy(),
+                          unusable.column("timestamp").cast(pa.int64()).to_numpy())
+    if not len(both):
+        return []
+    first = iso_micros(int(both[0]))
+    return [Problem(str(folder / "unusable"), 0, 0, "", f"{symbol} has a quote in quotes/ and one in unusable/ at the same "
+                    f"instant ({len(both)} instant{'s' if len(both) > 1 else ''}, the first {first}): keep one")]
 
 
 class TickFrames(Iterator[Frame]):
@@ -235,12 +258,11 @@ class TickFrames(Iterator[Frame]):
     this recording: data merged into its folder from elsewhere, or ticks lost. `unseen` counts them, and
     `first_unseen` is the first one's time, so the replay can say it is not the run's."""
 
-    def __init__(self, frames: Iterator[Frame], ticks: list[int], bars: FrameRows[Bar], quotes: FrameRows[Quote], *,
-                 trailing: bool = True):
+    def __init__(self, frames: Iterator[Frame], ticks: list[int], first: Frame, *, trailing: bool = True):
         self._frames = frames
         self._trailing = trailing
         self._ticks = iter(ticks)
-        self._bars, self._quotes = bars, quotes
+        self._known = first  # the rows known so far: the last frame taken
         self._pending = next(frames, None)
         self.unseen = 0
         self.first_unseen: datetime | None = None
@@ -256,10 +278,12 @@ class TickFrames(Iterator[Frame]):
                         if symbol in new:  # its row before this one was seen by no tick
                             self._unseen(frame.at)
                         new[symbol] = None
-                self._bars, self._quotes = frame.bars, frame.quotes
+                self._known = frame
                 self._pending = next(self._frames, None)
-            if self._bars or self._quotes:  # a tick before any price is not replayed: nothing to decide on
-                return Frame(_EPOCH + timedelta(microseconds=tick), self._bars, self._quotes, tuple(new_bars), tuple(new_quotes))
+            known = self._known
+            if known.bars or known.quotes:  # a tick before any price is not replayed: nothing to decide on
+                return Frame(_EPOCH + timedelta(microseconds=tick), known.bars, known.quotes, tuple(new_bars), tuple(new_quotes),
+                             known.unusable)
         while self._pending is not None and self._trailing:  # rows after the recording's last tick: no tick saw them
             for _ in (*self._pending.new_bars, *self._pending.new_quotes):
                 self._unseen(self._pending.at)
@@ -307,24 +331,24 @@ def _merge(streams: list[_Stream], latest: dict[Kind, dict[str, RowRef]], end_us
         if end_us is not None and (hi is None or hi >= end_us):
             hi, last = end_us, True
         knowns: list[npt.NDArray[np.int64]] = []
-        taken: list[tuple[bool, str, RowBlock]] = []
+        taken: list[tuple[Kind, str, RowBlock]] = []
         for n in live:
             stream = streams[n]
             known = stream.known(done[n], min(share, len(stream.table) - done[n]))
             count = len(known) if hi is None else int(np.searchsorted(known, hi, "right"))
             if not count:
                 continue
-            taken.append((stream.kind == "bars", stream.symbol, RowBlock(stream.kind, stream.table.slice(done[n], count))))
+            taken.append((stream.kind, stream.symbol, RowBlock(stream.kind, stream.table.slice(done[n], count))))
             knowns.append(known[:count])
             done[n] += count
         if knowns:
-            yield from _stretch(knowns, taken, bar_refs, quote_refs)
+            yield from _stretch(knowns, taken, bar_refs, quote_refs, latest["unusable"])
         if last:
             return
 
 
-def _stretch(knowns: list[npt.NDArray[np.int64]], taken: list[tuple[bool, str, RowBlock]], bar_refs: dict[str, RowRef],
-             quote_refs: dict[str, RowRef]) -> Iterator[Frame]:
+def _stretch(knowns: list[npt.NDArray[np.int64]], taken: list[tuple[Kind, str, RowBlock]], bar_refs: dict[str, RowRef],
+             quote_refs: dict[str, RowRef], unusable_refs: dict[str, RowRef]) -> Iterator[Frame]:
     instants = np.concatenate(knowns)
     source = np.repeat(np.arange(len(knowns)), [len(k) for k in knowns])
     row = np.concatenate([np.arange(len(k)) for k in knowns])
@@ -338,12 +362,15 @@ def _stretch(knowns: list[npt.NDArray[np.int64]], taken: list[tuple[bool, str, R
         new_bars: list[str] = []
         new_quotes: list[str] = []
         for e in range(bounds[f], bounds[f + 1]):
-            is_bar, symbol, block = taken[sources[e]]
-            if is_bar:
+            kind, symbol, block = taken[sources[e]]
+            if kind == "bars":
                 bar_refs[symbol] = (block, rows[e])
                 new_bars.append(symbol)
-            else:
+            elif kind == "quotes":
                 quote_refs[symbol] = (block, rows[e])
                 new_quotes.append(symbol)
+            else:
+                unusable_refs[symbol] = (block, rows[e])
+                new_quotes.append(symbol)
         yield Frame(_EPOCH + timedelta(microseconds=now), FrameRows(dict(bar_refs)), FrameRows(dict(quote_refs)),
-                    tuple(new_bars), tuple(new_quotes))
+                    tuple(new_bars), tuple(new_quotes), FrameRows(dict(unusable_refs)) if unusable_refs else _NONE)

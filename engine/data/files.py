@@ -38,7 +38,19 @@ from engine.config.errors import Problem
 from engine.core import failpoints
 from engine.core.names import unknown_name_message
 from engine.data.errors import DataError
-from engine.data.records import COLUMNS, KINDS, SUFFIXES, Bar, Format, Kind, Quote, Row, file_stem, symbol_of_stem
+from engine.data.records import (
+    COLUMNS,
+    KINDS,
+    SUFFIXES,
+    UNUSABLE,
+    Bar,
+    Format,
+    Kind,
+    Quote,
+    Row,
+    file_stem,
+    symbol_of_stem,
+)
 from engine.paths import PathKind, escaped, path_kind
 
 MAX_ROWS_PER_CHECK = 20
@@ -75,7 +87,8 @@ _GROUPED_TEXT = re.compile(r"^[+-]?\d+([,'_ ]\d+)+(\.\d*)?$", re.ASCII)
 _NAN = "NaN (a missing value, which the format does not allow)"
 _SHOWN = 60  # characters of a cell or a column name a problem shows
 _EXACT = 2**53  # the largest integer a float64 holds exactly, with every one below it
-_PRICE_COLUMNS: dict[Kind, tuple[str, ...]] = {"bars": ("open", "high", "low", "close"), "quotes": ("bid", "ask"), "ticks": ()}
+_PRICE_COLUMNS: dict[Kind, tuple[str, ...]] = {"bars": ("open", "high", "low", "close"), "quotes": ("bid", "ask"), "ticks": (),
+                                                 "unusable": ("bid", "ask")}
 
 
 def iso_micros(stamp: int) -> str:
@@ -155,6 +168,7 @@ _ALIASES: dict[Kind, dict[str, str]] = {
     "quotes": {"t": "timestamp", "bp": "bid", "ap": "ask", "bid_price": "bid", "ask_price": "ask"},
     "ticks": {"t": "timestamp"},
 }
+_ALIASES["unusable"] = _ALIASES["quotes"]
 _TIME_NAMES = frozenset({"date", "datetime", "time", "time_utc", "timestamp_utc", "ts"})
 # Columns other tools write that the format has no place for: what each is, so the problem says why it goes.
 _EXTRAS: dict[Kind, dict[str, str]] = {
@@ -168,6 +182,7 @@ _EXTRAS: dict[Kind, dict[str, str]] = {
                "z": "Alpaca's tape", "tape": "the tape"},
     "ticks": {},
 }
+_EXTRAS["unusable"] = _EXTRAS["quotes"]
 
 
 def _check_header(names: Sequence[str], kind: Kind, report: _Report, line: int, *, index_times: bool = False) -> list[str]:
@@ -478,6 +493,8 @@ def _check_values(kind: Kind, columns: dict[str, Any], report: _Report) -> None:
         values = _null_where(values, infinite)
         if column == "volume":
             wrong, what, why = pc.less(values, 0), "the volume is negative", "is negative"
+        elif kind == "unusable":  # a side at 0 is what makes a recorded quote unusable: below 0 is no quote at all
+            wrong, what, why = pc.less(values, 0), f"{column} is negative", "is negative"
         else:
             wrong, what, why = pc.less_equal(values, 0), f"{column} is not a positive price", "is not a positive price"
         report.rows(what, _indices(wrong), lambda row: f"{column}: {value(column, row)} {why}")
@@ -507,6 +524,12 @@ def _check_values(kind: Kind, columns: dict[str, Any], report: _Report) -> None:
         crossed = pc.greater(columns["bid"], columns["ask"])
         report.rows("bid is above ask", _indices(crossed),
                     lambda row: f"bid {value('bid', row)} is above ask {value('ask', row)} (a crossed quote)")
+    if kind == "unusable" and {"bid", "ask"} <= columns.keys():
+        bid, ask = columns["bid"], columns["ask"]
+        usable = pc.and_(pc.and_(pc.greater(bid, 0), pc.greater(ask, 0)), pc.less_equal(bid, ask))
+        report.rows("the quote is usable", _indices(usable),
+                    lambda row: f"bid {value('bid', row)} and ask {value('ask', row)} are a usable quote: it belongs in "
+                    "quotes/ (unusable/ holds quotes with a side at 0, or crossed)")
 
     if "timestamp" in columns:
         raw = columns["timestamp"].cast(pa.int64())
@@ -1018,6 +1041,13 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
     if not kinds and not problems:
         return [], [Problem(str(folder), 0, 0, "", "holds neither a bars/ nor a quotes/ folder (docs/data.md)"
                             + _kind_given_itself(folder))]
+    is_folder = _is_dir(folder / UNUSABLE)  # a recording's quotes that are not prices, beside its quotes/
+    if isinstance(is_folder, str):
+        problems.append(Problem(str(folder / UNUSABLE), 0, 0, "", is_folder))
+    elif is_folder:
+        kinds.append(UNUSABLE)
+    elif os.path.lexists(folder / UNUSABLE):
+        problems.append(Problem(str(folder / UNUSABLE), 0, 0, "", f"is not a folder: {UNUSABLE}/ is a folder of files"))
 
     display = shown_path
     sources: list[Source] = []

@@ -10,18 +10,23 @@ before any flush leaves no empty folder that a replay would read as a symbol wit
 holds at most `segment_rows` rows, then the next part starts, so a flush costs at most that many rows per symbol
 however long the recording runs, and a day makes a handful of files, not thousands.
 
-A quote the format would refuse (a price that is not a number, not above 0, not finite, a bid above the ask, a
-timestamp outside the years the format holds or not after the symbol's last) is not written and is counted in
-`skipped`, so a bad tick from a feed never makes the recording unreadable, never stops the recording, and never
-passes unnoticed either. A repeat of the symbol's last instant (a feed's unchanged quote read again) is counted
-apart from an instant before it (a recording into a folder that already holds later quotes, or a clock gone
-back): the first is routine, the second means the quotes are lost.
+A quote that is not a price but is what a feed sends (a side at 0, Alpaca's empty side; a bid above the ask) is
+what the engine read and acted on (it trades on no such quote), so a replay must read it too: it goes to
+`unusable/<SYMBOL>/` parts beside `quotes/`, in the same order of time as the symbol's quotes, and is counted in
+`unusable`. Left out, its replay showed the quote before it instead, a price the run never had then, and traded on
+it. A quote no feed sends (a price that is not a number, below 0, not finite, a timestamp outside the years the
+format holds or not after the symbol's last) is not written and is counted in `skipped`, so a bad tick from a feed
+never makes the recording unreadable, never stops the recording, and never passes unnoticed either. A repeat of the
+symbol's last instant (a feed's unchanged quote read again) is counted apart from an instant before it (a recording
+into a folder that already holds later quotes, or a clock gone back): the first is routine, the second means the
+quotes are lost.
 
-Beside the quotes, `tick(at)` records the instant of each tick that read them, in `ticks/` (parts of one `timestamp`
-column). A replay ticks at those instants and nowhere else (`DataSet.frames`), so a run whose ticks fall between
-its quotes' times (a loop of 7 s over quotes that step every 5 s, a live feed) is replayed at its own ticks,
-each seeing the quotes it saw, not at every quote's time. A flush writes the ticks after the quotes, so a kill in
-the middle of one leaves quotes after the last tick (not replayed), never a tick without the quotes it read.
+Beside the quotes, `tick(at)` records the instant of each tick that read them, in `ticks/` (parts of one
+`timestamp` column). A replay ticks at those instants and nowhere else (`DataSet.frames`), so a run whose ticks
+fall between its quotes' times (a loop of 7 s over quotes that step every 5 s, a live feed) is replayed at its own
+ticks, each seeing the quotes it saw, not at every quote's time. A flush writes the ticks after the quotes, so a
+kill in the middle of one leaves quotes after the last tick (not replayed), never a tick without the quotes it
+read.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from engine.data.files import (
     remove_leftovers,
     write_table,
 )
-from engine.data.records import SUFFIXES, Format, Kind, file_stem
+from engine.data.records import SUFFIXES, UNUSABLE, Format, Kind, file_stem
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -116,8 +121,11 @@ class Recorder:
         self.fsync = fsync
         self._monotonic = monotonic
         self._flushed_at = monotonic()
-        self._segments: dict[str, _Segment] = {}
+        self._segments: dict[str, _Segment] = {}  # its `last` is the symbol's last quote, usable or not
         self._dirty: set[str] = set()
+        self._unusables: dict[str, _Segment] = {}  # the quotes that are not prices (unusable/), by symbol
+        self._dirty_unusable: set[str] = set()
+        self.unusable = 0  # quotes taken that are not prices (a side at 0, crossed): in unusable/
         self._unflushed = 0  # quotes recorded since the last flush, every symbol together
         self.skipped: Counter[str] = Counter()  # why -> how many quotes were not recorded
         self.recorded = 0  # quotes taken (buffered or written)
@@ -157,10 +165,8 @@ class Recorder:
             bid, ask = float(bid), float(ask)
             if not (math.isfinite(bid) and math.isfinite(ask)):
                 why = "a price is not a finite number"
-            elif bid <= 0 or ask <= 0:
-                why = "a price is not above 0"
-            elif bid > ask:
-                why = "the bid is above the ask"
+            elif bid < 0 or ask < 0:
+                why = "a price is below 0"
             elif not FIRST_INSTANT <= timestamp < END_INSTANT:
                 why = OUT_OF_RANGE
             elif segment.last is not None and stamp == segment.last:
@@ -170,15 +176,22 @@ class Recorder:
         if why is not None:
             self.skipped[why] += 1
             return False
+        segment.last = stamp
+        unusable = bid == 0 or ask == 0 or bid > ask
+        if unusable:  # read by the engine as no price: replayed as read, from its own parts
+            self.unusable += 1
+            segment = self._unusables.get(symbol) or self._open_unusable(symbol)
+            segment.last = stamp
+            self._dirty_unusable.add(symbol)
+        else:
+            self._dirty.add(symbol)
         segment.stamps.append(stamp)
         segment.bids.append(bid)
         segment.asks.append(ask)
-        segment.last = stamp
         self.recorded += 1
         self._unflushed += 1
-        self._dirty.add(symbol)
         if len(segment.stamps) >= self.segment_rows:
-            self._write(symbol)
+            self._write(symbol, unusable)
         if self._unflushed >= self.flush_rows or self._monotonic() - self._flushed_at >= self.flush_seconds:
             self.flush()
         return True
@@ -212,6 +225,8 @@ class Recorder:
         """Write every symbol's new quotes now (each part replaced atomically), then the ticks that read them."""
         for symbol in sorted(self._dirty):
             self._write(symbol)
+        for symbol in sorted(self._dirty_unusable):
+            self._write(symbol, unusable=True)
         self._write_ticks()
         self._flushed_at = self._monotonic()
         self._unflushed = 0
@@ -264,10 +279,11 @@ class Recorder:
         # Each symbol's last part, which its recording goes on after, is read now: one that cannot be read (cut
         # short by a copy stopped half way, a damaged disk) refuses the recording before the run, not at its
         # first quote with the run going on unrecorded.
-        quotes = self.folder / "quotes"
-        for folder in sorted(quotes.iterdir()) if quotes.is_dir() else []:
-            if folder.is_dir() and folder not in self._lasts:
-                self._lasts[folder] = _last_stamp(folder)
+        for kind in ("quotes", UNUSABLE):
+            quotes = self.folder / kind
+            for folder in sorted(quotes.iterdir()) if quotes.is_dir() else []:
+                if folder.is_dir() and folder not in self._lasts:
+                    self._lasts[folder] = _last_stamp(folder, kind)
         ticks = self.folder / TICKS
         if ticks.is_dir() and ticks not in self._lasts:
             self._lasts[ticks] = _last_stamp(ticks, "ticks")
@@ -308,10 +324,24 @@ class Recorder:
             if path.exists() and not path.is_dir():
                 raise DataError([Problem(str(path), 0, 0, "", f"is a file, so {symbol}'s quotes cannot be recorded as "
                                          f"parts in {folder}/: record into another folder")])
+        unusable = self.folder / UNUSABLE / stem
+        for path in (unusable.parent, unusable):
+            if path.exists() and not path.is_dir():
+                raise DataError([Problem(str(path), 0, 0, "", f"is a file, so {symbol}'s unusable quotes cannot be recorded "
+                                         f"as parts in {unusable}/: record into another folder")])
         # Not made here but by the first write: an empty folder would read as a symbol recorded without data.
         last = self._lasts.pop(folder) if folder in self._lasts else _last_stamp(folder)
+        last_unusable = self._lasts.pop(unusable) if unusable in self._lasts else _last_stamp(unusable, UNUSABLE)
+        if last is None or (last_unusable is not None and last_unusable > last):
+            last = last_unusable  # the symbol's last quote, in either folder: the next must come after it
         segment = _Segment(next_part(folder, self.fmt), last)
         self._segments[symbol] = segment
+        return segment
+
+    def _open_unusable(self, symbol: str) -> _Segment:
+        """The symbol's next part of unusable quotes (its folder checked by `_open`, which always runs first)."""
+        folder = self.folder / UNUSABLE / file_stem(symbol)
+        segment = self._unusables[symbol] = _Segment(next_part(folder, self.fmt), self._segments[symbol].last)
         return segment
 
     def _open_ticks(self) -> _Segment:
@@ -339,8 +369,9 @@ class Recorder:
         if len(segment.stamps) >= self.segment_rows:  # full: the next tick starts the next part
             self._ticks = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
 
-    def _write(self, symbol: str) -> None:
-        segment = self._segments[symbol]
+    def _write(self, symbol: str, unusable: bool = False) -> None:
+        segments, dirty = (self._unusables, self._dirty_unusable) if unusable else (self._segments, self._dirty)
+        segment = segments[symbol]
         if len(segment.stamps) > segment.on_disk:
             self._still_ours()
             table = pa.table({
@@ -348,13 +379,13 @@ class Recorder:
                 "bid": pa.array(segment.bids, pa.float64()),
                 "ask": pa.array(segment.asks, pa.float64()),
             })
-            write_table(segment.path, table, "quotes", fsync=self.fsync)
+            write_table(segment.path, table, UNUSABLE if unusable else "quotes", fsync=self.fsync)
             self.written += len(segment.stamps) - segment.on_disk
             segment.on_disk = len(segment.stamps)
             self.flushes += 1
         if len(segment.stamps) >= self.segment_rows:  # full: the next quote starts the next part
-            self._segments[symbol] = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
-        self._dirty.discard(symbol)
+            segments[symbol] = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
+        dirty.discard(symbol)
 
 
 def _last_stamp(folder: Path, kind: Kind = "quotes") -> int | None:

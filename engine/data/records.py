@@ -12,8 +12,10 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 # "ticks" is not a kind of market data but the instants a recorded run ticked at (`run --record`'s `ticks/`, one
-# `timestamp` column, read by `files.read_ticks`): the data folder's symbols are in the KINDS folders only.
-Kind = Literal["bars", "quotes", "ticks"]
+# `timestamp` column, read by `files.read_ticks`). "unusable" holds the quotes a recorded run read that are not
+# prices (a side at 0, crossed: `unusable/<SYMBOL>/`), replayed as read. The KINDS are the folders a data set
+# needs one of.
+Kind = Literal["bars", "quotes", "ticks", "unusable"]
 Format = Literal["parquet", "csv"]
 
 KINDS: tuple[Kind, ...] = ("bars", "quotes")
@@ -25,7 +27,9 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
     "bars": ("timestamp", "open", "high", "low", "close", "volume"),
     "quotes": ("timestamp", "bid", "ask"),
     "ticks": ("timestamp",),
+    "unusable": ("timestamp", "bid", "ask"),
 }
+UNUSABLE: Kind = "unusable"
 
 
 class Bar(NamedTuple):

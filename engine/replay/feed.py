@@ -2,6 +2,8 @@
 present frame of a `DataSet` (docs/data.md), never from a later one.
 
 A symbol with quotes is priced by its quotes (mid, bid and ask as recorded, each quote with its own time); a
+quote a recording kept in `unusable/` (a side at 0, crossed) is the symbol's quote while it is the latest, as the
+run read it, but never its price (a position is valued, an option priced, at the last usable quote's mid); a
 symbol with bars only, by its latest bar's close, with the simulator's spread around it. An option contract with
 no data of its own is priced by the exchange from its underlying (the simulator's chain model).
 
@@ -55,6 +57,7 @@ class FramePrices:
         self._frame: Frame | None = None
         self._bars: FrameRows[Bar] = FrameRows({})
         self._quotes: FrameRows[Quote] = FrameRows({})
+        self._unusable: FrameRows[Quote] = FrameRows({})
         self._new: tuple[frozenset[str], frozenset[str]] | None = None  # this frame's new bars and quotes, when asked
         self._open_us: int | None = _UNKNOWN  # the open of the session at this frame, µs; None when closed
         self._sides: dict[str, tuple[float, float] | None] = {}  # this frame's answers, by symbol
@@ -70,6 +73,7 @@ class FramePrices:
         self._frame = frame
         self._bars = frame.bars  # the frame's own mappings, never changed here
         self._quotes = frame.quotes
+        self._unusable = frame.unusable
         self._new = None
         self._open_us = _UNKNOWN
         self._sides = {}
@@ -127,12 +131,22 @@ class FramePrices:
             return self._sides[symbol]
         sides: tuple[float, float] | None = None
         quotes = self._quotes
-        if symbol in quotes:
+        if self._unusable_now(symbol):
+            sides = (self._unusable.value(symbol, "bid"), self._unusable.value(symbol, "ask"))
+        elif symbol in quotes:
             sides = (quotes.value(symbol, "bid"), quotes.value(symbol, "ask"))
         elif symbol in self._bars:
             sides = _spread(self._bars.value(symbol, "close"), asset_class_of(symbol))
         self._sides[symbol] = sides
         return sides
+
+    def _unusable_now(self, symbol: str) -> bool:
+        """Whether the symbol's latest quote is an unusable one (a recording's `unusable/`), later than its last
+        usable quote."""
+        unusable = self._unusable
+        if symbol not in unusable:
+            return False
+        return symbol not in self._quotes or unusable.micros(symbol) > self._quotes.micros(symbol)
 
     def price_time(self, symbol: str, at: datetime) -> datetime:
         if symbol in self._quotes:
@@ -180,7 +194,13 @@ class FramePrices:
         bids: list[float] = []
         asks: list[float] = []
         times: list[datetime] = []
+        unusable = self._unusable
         for symbol in symbols:
+            if unusable and self._unusable_now(symbol):  # the run read this quote, not a price: replayed as read
+                bids.append(unusable.value(symbol, "bid"))
+                asks.append(unusable.value(symbol, "ask"))
+                times.append(unusable[symbol].timestamp)
+                continue
             ref = quote_refs.get(symbol)
             if ref is not None:
                 block, i = ref

@@ -553,7 +553,7 @@ def _close_recorder(session: Session) -> None:
         return
     with contextlib.suppress(Exception):
         session.journal.log("recording_closed", folder=str(recorder.folder), quotes=recorder.recorded,
-                            skipped=dict(recorder.skipped))  # fmt: skip
+                            unusable=recorder.unusable, ticks=recorder.ticks, skipped=dict(recorder.skipped))  # fmt: skip
 
 
 def _recording_failed(session: Session, folder: Path, exc: Exception) -> None:

@@ -133,3 +133,31 @@ def test_rows_no_recorded_tick_saw_are_counted(tmp_path: Path) -> None:
     assert (frames.unseen, frames.first_unseen) == (2, at(1.2))  # type: ignore[attr-defined]
     cut = data.frames(None, at(2))  # the window ends before the row after the last tick: nothing unseen in it
     assert len(list(cut)) == 2 and cut.unseen == 1  # type: ignore[attr-defined]
+
+
+def test_unusable_quotes_are_checked_as_what_they_are(tmp_path: Path) -> None:
+    """unusable/ holds a recording's quotes that are not prices: a side at 0 or crossed, never below 0, never a
+    usable quote (which belongs in quotes/), never at an instant the symbol's quotes/ also has."""
+    from engine.data.errors import DataError
+
+    write_quotes(tmp_path, "AAPL", [Quote(at(0), 100, 100.1), Quote(at(1), 100, 100.1)])
+    (tmp_path / "unusable" / "AAPL").mkdir(parents=True)
+    (tmp_path / "unusable" / "AAPL" / "part-000001.csv").write_text(
+        "timestamp,bid,ask\n2026-11-23T14:30:30Z,0,100.1\n2026-11-23T14:30:40Z,100.2,100.1\n2026-11-23T14:30:50Z,-1,100\n"
+        "2026-11-23T14:30:55Z,100,100.1\n2026-11-23T14:31:00Z,0,0\n")
+    with pytest.raises(DataError) as refused:
+        DataSet.open(tmp_path)
+    text = str(refused.value)
+    assert "part-000001.csv:4:0: row 3: bid: -1.0 is negative" in text
+    assert "row 4: bid 100.0 and ask 100.1 are a usable quote: it belongs in quotes/" in text
+    assert "row 2" not in text and "row 1:" not in text
+    (tmp_path / "unusable" / "AAPL" / "part-000001.csv").write_text("timestamp,bid,ask\n2026-11-23T14:31:00Z,0,0\n")
+    with pytest.raises(DataError, match=r"AAPL has a quote in quotes/ and one in unusable/ at the same instant "
+                                        r"\(1 instant, the first 2026-11-23T14:31:00Z\): keep one"):
+        DataSet.open(tmp_path)
+    (tmp_path / "unusable" / "AAPL" / "part-000001.csv").unlink()
+    (tmp_path / "unusable" / "AAPL").rmdir()
+    (tmp_path / "unusable").rmdir()
+    (tmp_path / "unusable").write_text("a file")
+    with pytest.raises(DataError, match="unusable:0:0: is not a folder: unusable/ is a folder of files"):
+        DataSet.open(tmp_path)

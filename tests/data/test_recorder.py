@@ -72,17 +72,42 @@ def test_quotes_the_format_refuses_are_skipped_and_counted(tmp_path: Path) -> No
         assert recorder.record("AAPL", T0, 100, 100)  # a locked quote is a quote
         assert not recorder.record("AAPL", T0, 100, 101)  # the same instant again
         assert not recorder.record("AAPL", T0 - timedelta(seconds=1), 100, 101)
-        assert not recorder.record("AAPL", T0 + timedelta(seconds=1), 0, 101)  # a feed's missing side
-        assert not recorder.record("AAPL", T0 + timedelta(seconds=1), 102, 101)
+        assert not recorder.record("AAPL", T0 + timedelta(seconds=1), -1, 101)  # no feed's
         assert not recorder.record("AAPL", T0 + timedelta(seconds=1), float("nan"), 101)
         assert recorder.record("AAPL", T0 + timedelta(seconds=1), 100, 101)
         with pytest.raises(ValueError, match="naive"):
             recorder.record("AAPL", datetime(2026, 11, 23, 15), 100, 101)
     assert recorder.recorded == 2
-    assert recorder.skipped == {"the timestamp is not after the symbol's last": 1, "a price is not above 0": 1,
+    assert recorder.skipped == {"the timestamp is not after the symbol's last": 1, "a price is below 0": 1,
                                 "the timestamp is before the symbol's last recorded quote": 1,
-                                "the bid is above the ask": 1, "a price is not a finite number": 1}
+                                "a price is not a finite number": 1}
     assert len(DataSet.open(tmp_path).quotes("AAPL")) == 2
+
+
+def test_quotes_that_are_not_prices_are_recorded_apart_and_replayed_as_read(tmp_path: Path) -> None:
+    """A side at 0 (Alpaca's empty side) and a crossed quote are what the engine read, and it traded on neither; they
+    were skipped, so a replay showed the quote before them instead (stale, or a price the run did not have then):
+    a replay of a feed gone one-sided halted on stale data where the run had not. They go to unusable/ now, in time
+    order with the symbol's quotes, and a replay's frames carry them."""
+    with Recorder(tmp_path, fsync=False, monotonic=FakeMonotonic()) as recorder:
+        assert recorder.record("AAPL", T0, 100, 100.1)
+        assert recorder.record("AAPL", T0 + timedelta(seconds=1), 0, 100.2)  # a feed's missing side
+        assert recorder.record("AAPL", T0 + timedelta(seconds=2), 100.3, 100.2)  # crossed
+        assert not recorder.record("AAPL", T0 + timedelta(seconds=2), 100, 101)  # its instant is taken
+        assert recorder.record("AAPL", T0 + timedelta(seconds=3), 100.3, 100.4)
+        assert recorder.record("AAPL", T0 + timedelta(seconds=4), 0, 0)  # no quote on either side
+    assert (recorder.recorded, recorder.unusable, recorder.written) == (5, 3, 5)
+    assert parts(tmp_path / "unusable" / "AAPL") == ["part-000001.parquet"]
+    data = DataSet.open(tmp_path)
+    assert [(q.bid, q.ask) for q in data.quotes("AAPL")] == [(100, 100.1), (100.3, 100.4)]
+    frames = list(data.frames())
+    assert [(f.at - T0).seconds for f in frames] == [0, 1, 2, 3, 4] and all(f.new_quotes == ("AAPL",) for f in frames)
+    assert [(f.unusable["AAPL"].bid, f.quotes["AAPL"].bid) if "AAPL" in f.unusable else None for f in frames] == [
+        None, (0, 100), (100.3, 100), (100.3, 100.3), (0, 100.3)]
+    with Recorder(tmp_path, fsync=False) as second:  # the next recording goes on after the last of either folder
+        assert not second.record("AAPL", T0 + timedelta(seconds=4), 100, 101)
+        assert second.record("AAPL", T0 + timedelta(seconds=5), 100, 101)
+    assert parts(tmp_path / "quotes" / "AAPL") == ["part-000001.parquet", "part-000002.parquet"]
 
 
 def test_a_new_recording_continues_after_the_last_one_without_rewriting_it(tmp_path: Path) -> None:

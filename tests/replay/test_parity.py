@@ -84,3 +84,38 @@ def test_a_recorded_simulated_day_replays_to_the_same_transitions_and_orders(pro
     # its unrounded path; their cents agree here, so the P&L does too, to the cent.
     assert [round(t.pnl, 2) for t in replay_store.trades()] == [round(t.pnl, 2) for t in store.trades()]
     assert result.summary["total"]["final_equity"] == sim_equity
+
+
+def test_quotes_that_are_not_prices_are_replayed_as_the_run_read_them(project: ProjectCopy, tmp_path: Path) -> None:
+    """The stock feed goes one-sided (Alpaca's bid of 0) for a while. The run read those quotes, traded on none, and
+    went on. They were not recorded, so the replay saw each stock's last two-sided quote grow old and halted the
+    system on stale data (data_stale_halt), where the run had not. They are recorded apart now (unusable/), and the
+    replay reads them as the run did."""
+    from engine.brokers.sim.exchange import QuoteMode
+
+    report = load(project)
+    assert report.config is not None and report.book is not None
+    clock = ManualClock(MONDAY_OPEN)
+    broker, exchange = build_sim(report.config.settings, clock)
+    recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
+    store = StateStore(tmp_path / "sim.db")
+    engine = Engine(report.config, report.book, report.machines, RecordingBroker(broker, recorder), store,  # type: ignore[arg-type]
+                    Journal(tmp_path / "sim.jsonl", clock), clock)  # fmt: skip
+    for tick in range(200):
+        for symbol in ("AAPL", "QQQ", "SPY"):
+            if tick == 10:
+                exchange.set_quote_mode(symbol, QuoteMode(no_bid=True))
+            if tick == 150:
+                exchange.set_quote_mode(symbol, None)
+        engine.tick()
+        clock.advance(report.config.settings.runner.loop_interval_seconds)
+    recorder.close()
+    engine.journal.close()
+    assert recorder.unusable == 3 * 140 and not recorder.skipped
+
+    run_backtest(report, tmp_path / "recorded", out_dir=tmp_path / "replay", cash=report.config.settings.sim.starting_cash,
+                 fill_model=FillModel(timing="submit", slippage_bps=0.0), html=False)  # fmt: skip
+    recorded, replayed = transitions(tmp_path / "sim.jsonl"), transitions(tmp_path / "replay" / "app.jsonl")
+    assert not [t for t in recorded if t[4] == "halted"] and len(recorded) > 5
+    assert replayed == recorded
+    assert orders(StateStore(tmp_path / "replay" / "state.db")) == orders(store)
