@@ -1136,7 +1136,11 @@ def read_ticks(folder: Path) -> tuple[Any, list[Problem]]:
     source, problems = _source("ticks", "", path, shown_path)
     if problems:
         return None, problems
-    return read_source(source)
+    table, problems = read_source(source)
+    if table is not None and not len(table):  # no instant to tick at: the replay would run no tick at all
+        return None, [Problem(shown_path(path), 0, 0, "", f"holds no tick: a recording's {TICKS}/ holds the instants its "
+                              f"run ticked at, where its replay ticks (remove {TICKS}/ to replay at each row's time)")]
+    return table, problems
 
 
 def empty_table(kind: Kind) -> Any:

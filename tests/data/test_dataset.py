@@ -161,3 +161,15 @@ def test_unusable_quotes_are_checked_as_what_they_are(tmp_path: Path) -> None:
     (tmp_path / "unusable").write_text("a file")
     with pytest.raises(DataError, match="unusable:0:0: is not a folder: unusable/ is a folder of files"):
         DataSet.open(tmp_path)
+
+
+def test_a_ticks_folder_without_a_tick_is_refused_not_replayed_as_no_data(tmp_path: Path) -> None:
+    """An empty ticks/ left the replay nothing to tick at: 'no data between ... and its end', over a folder of quotes."""
+    from engine.data.errors import DataError
+
+    write_quotes(tmp_path, "AAPL", [Quote(at(0), 100, 100.1)])
+    (tmp_path / "ticks").mkdir()
+    (tmp_path / "ticks" / "part-000001.csv").write_text("timestamp\n")
+    with pytest.raises(DataError, match=r"ticks:0:0: holds no tick: a recording's ticks/ holds the instants its run "
+                                        r"ticked at, where its replay ticks \(remove ticks/ to replay at each row's time\)"):
+        DataSet.open(tmp_path)
