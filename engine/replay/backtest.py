@@ -297,6 +297,20 @@ def _shown_source(data: DataSet, kind: Kind, symbol: str) -> str:
     return f"{kind}/{stem}/"
 
 
+def _starts_inside_the_run(data: DataSet, start: datetime) -> str | None:
+    """A note when a recording's replay starts after its run's first tick (`--from` inside it, or a second day of a
+    folder two runs recorded): the run then held what it had bought, its cash and its machines' states, which the
+    replay does not know; it starts flat with `--cash`, so its first decisions are not the run's. None otherwise."""
+    if data.ticks is None or not len(data.ticks) or int(data.ticks[0]) >= _us(start):
+        return None
+    before = int(data.ticks[(data.ticks < _us(start)).sum() - 1])
+    return (f"the replay starts at {iso(start)}, after the first recorded tick of {data.folder} "
+            f"({iso(_EPOCH + timedelta(microseconds=int(data.ticks[0])))}; the last before the start: "
+            f"{iso(_EPOCH + timedelta(microseconds=before))}): what the recorded run held then (positions, cash, its "
+            "machines' states, halts) is not known here, and the replay starts flat with --cash, so it is not the "
+            "run's from there; replay from the recording's start for that")
+
+
 def out_in_data(out: Path, data_folder: Path) -> str | None:
     """Why `out` cannot hold a backtest or a sweep, when it is the data folder or inside it (the run's files there,
     trades.csv or a folder of runs, would be read as data by the next backtest of that folder, or refused as files
@@ -386,6 +400,9 @@ def run_backtest(
         )
     window_start = first.at
     window_end = finish if finish is not None else (data.end + interval if data.end else first.at)
+    cut = _starts_inside_the_run(data, window_start)
+    if cut is not None:
+        notes.append(cut)
     if out.exists() and not out.is_dir():
         raise BacktestError(f"{out} is a file: a backtest writes a folder (give another --out)")
     try:  # an --out that cannot be written is told before the run, not after it

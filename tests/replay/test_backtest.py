@@ -509,3 +509,23 @@ def test_a_recording_with_rows_its_ticks_never_read_says_its_replay_is_not_the_r
     assert result.frames == 120
     assert ("12 rows of" in "\n".join(result.notes) and "were seen by no tick of the recording there (the first at "
             "2026-11-24T14:30:00Z)" in "\n".join(result.notes))
+
+
+def test_a_replay_starting_inside_a_recorded_run_says_it_starts_flat(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """--from inside a recording (or the second day of a folder two runs recorded): the run then held positions,
+    cash and machine states the replay does not know, and it started flat without a word."""
+    from engine.data.recorder import Recorder
+
+    with Recorder(tmp_path / "rec", fsync=False) as recorder:
+        for second in range(0, 1200, 5):
+            recorder.record("AAPL", MONDAY_OPEN + timedelta(seconds=second), 190.0, 190.02)
+            recorder.tick(MONDAY_OPEN + timedelta(seconds=second))
+    whole = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out", html=False)
+    assert whole.notes == ()
+    cut = run_backtest(load(momentum_project), tmp_path / "rec", start=MONDAY_OPEN + timedelta(minutes=10),
+                       out_dir=tmp_path / "out2", html=False)  # fmt: skip
+    assert cut.frames == 120
+    assert (f"the replay starts at 2026-11-23T14:40:00Z, after the first recorded tick of {tmp_path / 'rec'} "
+            "(2026-11-23T14:30:00Z; the last before the start: 2026-11-23T14:39:55Z): what the recorded run held then "
+            "(positions, cash, its machines' states, halts) is not known here, and the replay starts flat with --cash"
+            ) in "\n".join(cut.notes)  # fmt: skip
