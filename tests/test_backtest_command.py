@@ -361,3 +361,16 @@ def test_a_run_ticking_between_its_quotes_times_replays_at_its_own_ticks(project
     recorded, replayed = _transitions(project.root / "app.jsonl"), _transitions(project.root / "bt" / "app.jsonl")
     assert len(recorded) > 5 and replayed == recorded
     assert _orders(project.root / "bt" / "state.db") == _orders(project.root / "s.db") != []
+
+
+def test_a_recorded_weekend_run_replays_with_its_stock_bots_idle(project: ProjectCopy) -> None:
+    """Saturday: only the crypto bot trades. The backtest refused the recording whole ('no data for bots mom_AAPL,
+    opt_core ... only weekends, holidays or nights'), a check for New York times written as UTC, which a recording
+    (the engine's own instants) cannot have. It replays now, as it ran."""
+    run = engine(project, "run", "--ticks", "400", "--start", "2026-11-28T09:30:00-05:00", "--record", "rec", *state(project))
+    assert run.returncode == 0, run.stderr
+    result = engine(project, "backtest", "--data", "rec", "--fill-timing", "submit", "--slippage-bps", "0", "--out", "bt")
+    assert result.returncode == 0, result.stderr
+    recorded, replayed = _transitions(project.root / "app.jsonl"), _transitions(project.root / "bt" / "app.jsonl")
+    assert any(t[1] == "crypto_core" and t[3] == "in_position" for t in recorded) and replayed == recorded
+    assert not any(t[1] in ("mom_AAPL", "opt_core") and t[3] not in ("armed", "idle") for t in replayed)

@@ -172,7 +172,10 @@ def _first_known(data: DataSet, symbol: str, interval: timedelta) -> tuple[datet
 def missing_data(
     bots: BotsConfig, data: DataSet, interval: timedelta, start: datetime | None = None, end: datetime | None = None
 ) -> list[Problem]:
-    """One problem per enabled bot's symbol that has no data, or none inside [start, end]."""
+    """One problem per enabled bot's symbol that has no data, or none inside [start, end]. Stock data with no row
+    in a session is one too (New York's times written as UTC, a holiday's file), except in a recording (`ticks/`):
+    its times are the engine's own instants, and a run over a weekend or a night, where only the crypto bots
+    trade, is replayed as it ran, the stock bots idle as they were."""
     problems = []
     for bot_id, symbol, _fractional in symbols_by_bot(bots):
         span = _first_known(data, symbol, interval)
@@ -213,7 +216,8 @@ def missing_data(
                     f"{bot_id} trades {symbol}, whose data ({iso(span[0])} to {iso(span[1])}) is outside the backtest's window",
                 )
             )
-        elif asset_class_of(symbol) != "crypto" and (closed := _closed_throughout(data, symbol, interval, start, end)):
+        elif (data.ticks is None and asset_class_of(symbol) != "crypto"
+              and (closed := _closed_throughout(data, symbol, interval, start, end))):  # fmt: skip
             problems.append(
                 Problem(
                     str(data.folder),
