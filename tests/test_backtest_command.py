@@ -374,3 +374,30 @@ def test_a_recorded_weekend_run_replays_with_its_stock_bots_idle(project: Projec
     recorded, replayed = _transitions(project.root / "app.jsonl"), _transitions(project.root / "bt" / "app.jsonl")
     assert any(t[1] == "crypto_core" and t[3] == "in_position" for t in recorded) and replayed == recorded
     assert not any(t[1] in ("mom_AAPL", "opt_core") and t[3] not in ("armed", "idle") for t in replayed)
+
+
+def test_what_a_recorded_run_met_that_its_replay_cannot_have_is_told(project: ProjectCopy) -> None:
+    """A run halted by the operator before it started, and one whose broker calls failed: neither can be replayed
+    (a replay starts unhalted, and its broker never fails), and the replay traded on where the run had not, without
+    a word. The run writes them to rec/recording.jsonl now, and the backtest of the folder says where it parts."""
+    from engine.brokers.emulator import Fault
+    from engine.core.clock import SystemClock
+
+    halted = engine(project, "halt", "--reason", "maintenance", *state(project))
+    assert halted.returncode == 0, halted.stderr
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        emulator.faults.append(Fault(status=500, path_prefix="/v2/positions"))
+        run = engine(project, "run", "--broker", "alpaca", "--once", "--record", "rec", *state(project),
+                     env=emulator_env(emulator))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    notes = [json.loads(line) for line in (project.root / "rec" / "recording.jsonl").read_text().splitlines()]
+    assert [n["event"] for n in notes] == ["broker_error", "run"]
+    assert notes[1]["halts"] == [{"scope": "system", "reason": "maintenance"}] and notes[1]["broker"] == "alpaca"
+    result = engine(project, "backtest", "--data", "rec", "--out", "bt", "--cash", str(notes[1]["cash"]))
+    assert result.returncode == 0, result.stderr
+    assert "note: the recorded run was halted where the replay was not: system at " in result.stdout
+    assert "(maintenance); the replay traded on where the run could not" in result.stdout
+    assert "note: the recorded run's broker calls failed at 1 tick (the first at " in result.stdout
+    assert "give --cash" not in result.stdout
+    other = engine(project, "backtest", "--data", "rec", "--out", "bt2", "--cash", "5000")
+    assert f"with cash {notes[1]['cash']:,.2f}, the replay with 5,000.00: give --cash" in other.stdout

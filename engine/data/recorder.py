@@ -27,10 +27,16 @@ fall between its quotes' times (a loop of 7 s over quotes that step every 5 s, a
 ticks, each seeing the quotes it saw, not at every quote's time. A flush writes the ticks after the quotes, so a
 kill in the middle of one leaves quotes after the last tick (not replayed), never a tick without the quotes it
 read.
+
+What a replay cannot have is written to `recording.jsonl` by `note(event, at, **fields)`, one JSON object a line
+(`run`: what the run held at its first recorded tick, positions, cash and the halts in force; `halt`: a halt that
+came into force during the run; `broker_error`: a broker call that failed), so a backtest of the folder can say
+where its replay is not the run's (`read_notes`). A kill can cut its last line, which the reader leaves out.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -43,6 +49,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Any
 
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
@@ -70,6 +77,7 @@ REPEAT = "the timestamp is not after the symbol's last"  # the same instant agai
 BEFORE_LAST = "the timestamp is before the symbol's last recorded quote"
 TICK_NOT_AFTER = "the tick is not after the recording's last tick"  # a recording into a folder holding later ticks
 LOCK_FILE = ".recording.lock"  # hidden: readers ignore names that start with "."
+NOTES_FILE = "recording.jsonl"  # what the run met that its replay cannot have (`Recorder.note`)
 _LEFTOVER = re.compile(r"^\.(part-\d+\.\w+)\.\d+\.tmp$")  # files.py's temporary name: .TARGET.PID.tmp
 
 
@@ -137,6 +145,7 @@ class Recorder:
         self.lost = False  # the folder was deleted or moved away under the recording: what it wrote is not there
         self._lasts: dict[Path, int | None] = {}  # a parts folder -> its last quote's stamp, read by hold_folder
         self._ticks: _Segment | None = None  # the instants of the ticks that read the quotes (`tick`)
+        self._notes: IO[str] | None = None  # recording.jsonl, opened by the first note
         self.ticks = 0  # ticks taken (buffered or written)
 
     def __enter__(self) -> Recorder:
@@ -221,6 +230,23 @@ class Recorder:
             self.flush()
         return True
 
+    def note(self, event: str, at: datetime, **fields: Any) -> None:
+        """Append one line to `recording.jsonl`: what the run met at `at` that its replay cannot have (see the
+        module's docstring). Written at once (a kill loses at most a line being written), synced with the flush."""
+        if self._closed:
+            raise RuntimeError("the recorder is closed")
+        if at.utcoffset() is None:
+            raise ValueError(f"{at!r} is naive: notes are made at timezone-aware instants")
+        if self._notes is None:
+            if self._lock is None:
+                self.hold_folder()
+            self._still_ours()
+            self._notes = (self.folder / NOTES_FILE).open("a", encoding="utf-8")
+        line = json.dumps({"event": event, "at": at.astimezone(timezone.utc).isoformat(), **fields}, default=str,
+                          ensure_ascii=False)  # fmt: skip
+        self._notes.write(line + "\n")
+        self._notes.flush()
+
     def flush(self) -> None:
         """Write every symbol's new quotes now (each part replaced atomically), then the ticks that read them."""
         for symbol in sorted(self._dirty):
@@ -228,6 +254,8 @@ class Recorder:
         for symbol in sorted(self._dirty_unusable):
             self._write(symbol, unusable=True)
         self._write_ticks()
+        if self._notes is not None and self.fsync:
+            os.fsync(self._notes.fileno())
         self._flushed_at = self._monotonic()
         self._unflushed = 0
 
@@ -238,6 +266,9 @@ class Recorder:
                 self.flush()
             finally:
                 self._closed = True
+                if self._notes is not None:
+                    self._notes.close()
+                    self._notes = None
                 if self._lock is not None:
                     os.close(self._lock)  # also releases the lock
                     self._lock = None
@@ -403,3 +434,35 @@ def _last_stamp(folder: Path, kind: Kind = "quotes") -> int | None:
     if problems:
         raise DataError(problems)
     return micros(table.slice(len(table) - 1))[0] if len(table) else None
+
+
+def read_notes(folder: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The lines of a recording's `recording.jsonl` (none when it has none), and why any line could not be read.
+
+    A last line without its end is the one a kill cut while it was written, and is left out without a word; any
+    other line that is not a JSON object with an `event` and an aware `at` is told, by number."""
+    path = folder / NOTES_FILE
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        return [], [f"{path} cannot be read: {exc.strerror or exc}"]
+    lines = text.split("\n")
+    lines.pop()  # "" after a last line that ended; else the line a kill cut short
+    notes: list[dict[str, Any]] = []
+    unread: list[str] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+                raise ValueError("not an event")
+            at = datetime.fromisoformat(str(record.get("at")))
+            if at.utcoffset() is None:
+                raise ValueError("a naive time")
+        except ValueError:
+            unread.append(f"{path}:{number}")
+            continue
+        record["at"] = at.astimezone(timezone.utc)
+        notes.append(record)
+    return notes, unread

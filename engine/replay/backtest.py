@@ -35,6 +35,7 @@ from engine.core.store import StateFileError, StateStore
 from engine.data.dataset import DataSet, TickFrames
 from engine.data.errors import DataError
 from engine.data.files import iso
+from engine.data.recorder import NOTES_FILE, read_notes
 from engine.data.records import SUFFIXES, Kind, file_stem
 from engine.paths import ensure_writable_folder
 from engine.replay import report as reporting
@@ -315,6 +316,59 @@ def _starts_inside_the_run(data: DataSet, start: datetime) -> str | None:
             "run's from there; replay from the recording's start for that")
 
 
+def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, store: StateStore) -> list[str]:
+    """Notes where a recording's replay cannot be its run, from what the run wrote in `recording.jsonl`
+    (engine/data/recorder.py) between `start` and `end`: the run started holding positions, or other cash, or
+    halted (an operator's halt from before it: the replay starts unhalted); a halt came into force in the run and not
+    in the replay (an operator's, one for broker errors), or one in the replay the run did not have; the run's
+    broker calls failed (a replay's never do). None of it can be replayed: it is said, so the user knows where the
+    replay and the run part."""
+    records, unread = read_notes(folder)
+    said: list[str] = []
+    if unread:
+        said.append(f"{len(unread)} line{'s' if len(unread) > 1 else ''} of {folder / NOTES_FILE} cannot be read "
+                    f"({', '.join(unread[:3])}): what the run met there (halts, broker errors) is not known here")
+    if not records:
+        return said
+    inside = [r for r in records if start <= r["at"] <= end]
+    runs = [r for r in inside if r["event"] == "run"]
+    if runs and runs[0]["at"] == start:  # the replay starts with this run: what it held, the replay does not
+        first = runs[0]
+        held = first.get("positions")
+        if isinstance(held, dict) and held:
+            shown = ", ".join(f"{symbol} {qty}" for symbol, qty in sorted(held.items())[:5])
+            shown += ", ..." if len(held) > 5 else ""
+            said.append(f"the recorded run started at {iso(start)} holding {shown}; the replay starts with no position, so "
+                        "its exits and budgets are not the run's")
+        run_cash = first.get("cash")
+        if isinstance(run_cash, (int, float)) and abs(run_cash - cash) >= 0.005:
+            said.append(f"the recorded run started at {iso(start)} with cash {run_cash:,.2f}, the replay with {cash:,.2f}: "
+                        f"give --cash {run_cash:.2f} to size as it did")
+    theirs: list[tuple[datetime, str, str]] = [(r["at"], str(h.get("scope")), str(h.get("reason"))) for r in runs
+                                               for h in r.get("halts") or () if isinstance(h, dict)]
+    theirs += [(r["at"], str(r.get("scope")), str(r.get("reason"))) for r in inside if r["event"] == "halt"]
+    ours = store.halts()
+    missing = [(at, scope, reason) for at, scope, reason in sorted(theirs) if not any(
+        h.scope == scope and h.started_at <= at and (h.ended_at is None or h.ended_at > at) for h in ours)]
+    if missing:
+        listed = "; ".join(f"{scope} at {iso(at)} ({reason})" for at, scope, reason in missing[:3])
+        said.append(f"the recorded run was halted where the replay was not: {listed}"
+                    f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''}; the replay traded on where the run "
+                    "could not")
+    seen = {(at, scope) for at, scope, _reason in theirs}
+    extra = [h for h in ours if start <= h.started_at <= end and (h.started_at, h.scope) not in seen]
+    if extra:
+        listed = "; ".join(f"{h.scope} at {iso(h.started_at)} ({h.reason})" for h in extra[:3])
+        said.append(f"the replay was halted where the recorded run was not: {listed}"
+                    f"{f' and {len(extra) - 3} more' if len(extra) > 3 else ''}")
+    errors = [r for r in inside if r["event"] == "broker_error"]
+    if errors:
+        said.append(f"the recorded run's broker calls failed at {len(errors)} tick{'s' if len(errors) > 1 else ''} (the first "
+                    f"at {iso(errors[0]['at'])}: {errors[0].get('operation')}: {errors[0].get('message')}), the replay's "
+                    "never do: from there its orders and halts can differ from the run's")
+    return said
+
+
 def out_in_data(out: Path, data_folder: Path) -> str | None:
     """Why `out` cannot hold a backtest or a sweep, when it is the data folder or inside it (the run's files there,
     trades.csv or a folder of runs, would be read as data by the next backtest of that folder, or refused as files
@@ -459,6 +513,7 @@ def run_backtest(
             clock.set(frame.at)
         if recorded.equity[-1][0] != frame.at:
             recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
+        notes.extend(_not_the_runs(data.folder, window_start, frame.at, cash, store))
         if isinstance(frames, TickFrames) and frames.unseen and frames.first_unseen is not None:
             notes.append(f"{frames.unseen} rows of {data.folder} were seen by no tick of the recording there (the first at "
                          f"{iso(frames.first_unseen)}): data not recorded with these ticks (another recording's, merged "

@@ -18,6 +18,7 @@ signal instead of running out. A second signal ends the process at once, as a ki
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
@@ -102,6 +103,8 @@ class Session:
     recorder: Any = None  # `run --record DIR`: an engine.data.recorder.Recorder, closed by close_session
     recording_error: str | None = None  # why the recording stopped before the run did, if it did
     _recorded: Any = field(default=None, repr=False)  # the last snapshot recorded (a tick that failed reuses it)
+    _recorded_halts: set[int] | None = field(default=None, repr=False)  # the halts in force at the last recorded tick
+    _broker_error: dict[str, Any] | None = field(default=None, repr=False)  # the tick's first, for the recording
     alerts: Any = None  # an engine.operator.alerts.Alerter when settings.yaml's alerts are enabled; closed by close_session
 
     @property
@@ -480,6 +483,8 @@ def _loop(
     session.store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": _utc(started_at), "broker": session.broker_name}))
     engine.journal.log("run_start", broker=session.broker_name, simulated=session.simulated, notice=session.notice)
     durations: list[float] = []
+    if session.recorder is not None:  # the broker errors the run meets, in the recording's notes
+        engine.journal.subscribe(functools.partial(_note_broker_error, session))
     try:
         while True:
             session.stop_reason = session.stop_reason or stop.reason
@@ -494,7 +499,7 @@ def _loop(
             report = engine.tick()
             durations.append(report.duration_ms)
             if session.recorder is not None:
-                record_quotes(session)
+                record_quotes(session, report)
             if on_tick is not None:
                 on_tick(report)
             if session.lock is not None:  # its lock file deleted under it, a second run could have started
@@ -521,7 +526,7 @@ def _loop(
     return summary
 
 
-def record_quotes(session: Session) -> None:
+def record_quotes(session: Session, report: TickReport | None = None) -> None:
     """`run --record`: every quote of the snapshot the tick just decided on, as the engine read it.
 
     The Engine keeps no reference of its own to its last snapshot; `engine._view` (the last TickView, read from
@@ -531,17 +536,53 @@ def record_quotes(session: Session) -> None:
     logged, said once on stderr, and stopped, and the run goes on."""
     view = session.engine._view
     snapshot = view.snapshot if view is not None else None
+    error, session._broker_error = session._broker_error, None
     if snapshot is None or snapshot is session._recorded:
+        if error is not None and report is not None and session.recorder is not None:  # a tick that read nothing
+            with contextlib.suppress(Exception):
+                session.recorder.note("broker_error", report.at, **error)
         return
+    first = session._recorded is None
     session._recorded = snapshot
     recorder = session.recorder
     try:
         for symbol, quote in snapshot.quotes.items():
             recorder.record(symbol, quote.timestamp, quote.bid, quote.ask)
         recorder.tick(snapshot.taken_at)  # the replay ticks here, seeing these quotes (not at each quote's time)
+        if error is not None:  # at the tick's recorded instant, where its replay ticks
+            recorder.note("broker_error", snapshot.taken_at, **error)
+        _note_context(session, snapshot, first)
     except Exception as exc:  # any failure of the recording ends the recording, not the run
         session.recorder = None  # what was flushed stays readable (engine/data/recorder.py)
         _recording_failed(session, recorder.folder, exc)
+
+
+def _note_context(session: Session, snapshot: Any, first: bool) -> None:
+    """What the recorded run met that its replay cannot have, in the recording's notes (engine/data/recorder.py):
+    at its first recorded tick what it held (positions, cash, halts in force: a replay starts flat, unhalted), then
+    each halt that comes into force (an operator's `halt`, one for broker errors: a replay only has those its data
+    makes). A backtest of the folder compares them with its own."""
+    recorder, at = session.recorder, snapshot.taken_at
+    halts = halts_in_force(session.store, at)
+    if first:
+        account = snapshot.account
+        recorder.note("run", at, broker=session.broker_name,
+                      cash=account.cash if account is not None else None,
+                      equity=account.equity if account is not None else None,
+                      positions={p.symbol: p.qty for p in snapshot.positions} if snapshot.positions is not None else None,
+                      halts=[{"scope": h.scope, "reason": h.reason} for h in halts])  # fmt: skip
+    elif session._recorded_halts is not None:
+        for h in halts:
+            if h.id not in session._recorded_halts:
+                recorder.note("halt", at, scope=h.scope, reason=h.reason, conditions=list(h.conditions))
+    session._recorded_halts = {h.id for h in halts}
+
+
+def _note_broker_error(session: Session, record: dict[str, Any]) -> None:
+    """A journal listener: the first broker call that failed in a tick, which `record_quotes` notes in the recording
+    after the tick (one a tick: an outage fails every call of every tick)."""
+    if record.get("event") == "broker_error" and session._broker_error is None:
+        session._broker_error = {"operation": record.get("operation"), "message": record.get("message")}
 
 
 def _close_recorder(session: Session) -> None:

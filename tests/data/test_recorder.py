@@ -340,3 +340,22 @@ def test_a_ticks_folder_that_cannot_be_read_refuses_the_data_and_the_next_record
         DataSet.open(tmp_path)
     with pytest.raises(DataError, match=r"ticks/part-000001\.parquet"):
         Recorder(tmp_path, fsync=False).hold_folder()
+
+
+def test_the_notes_of_a_recording_are_read_back_a_line_cut_by_a_kill_left_out(tmp_path: Path) -> None:
+    """recording.jsonl: what the run met that its replay cannot have (engine/trading/runner.py writes it)."""
+    from engine.data.recorder import read_notes
+
+    assert read_notes(tmp_path) == ([], [])
+    with Recorder(tmp_path, fsync=False) as recorder:
+        recorder.note("run", T0, positions={"AAPL": 10.0}, cash=5.0)
+        recorder.note("halt", T0 + timedelta(seconds=5), scope="system", reason="operator")
+        with pytest.raises(ValueError, match="naive"):
+            recorder.note("halt", datetime(2026, 11, 23, 15))
+    notes, unread = read_notes(tmp_path)
+    assert unread == [] and [(n["event"], n["at"]) for n in notes] == [("run", T0), ("halt", T0 + timedelta(seconds=5))]
+    assert notes[0]["positions"] == {"AAPL": 10.0}
+    with (tmp_path / "recording.jsonl").open("a") as f:
+        f.write('{"event": "halt", "at": "2026-11-23T14:30:10"}\nnot json\n{"event": "halt", "at": "2026-11')  # cut
+    notes, unread = read_notes(tmp_path)
+    assert len(notes) == 2 and unread == [f"{tmp_path / 'recording.jsonl'}:3", f"{tmp_path / 'recording.jsonl'}:4"]

@@ -529,3 +529,24 @@ def test_a_replay_starting_inside_a_recorded_run_says_it_starts_flat(momentum_pr
             "(2026-11-23T14:30:00Z; the last before the start: 2026-11-23T14:39:55Z): what the recorded run held then "
             "(positions, cash, its machines' states, halts) is not known here, and the replay starts flat with --cash"
             ) in "\n".join(cut.notes)  # fmt: skip
+
+
+def test_a_recording_whose_run_held_positions_or_other_cash_says_the_replay_does_not(momentum_project: ProjectCopy,
+                                                                                     tmp_path: Path) -> None:
+    """The run's first recorded tick held AAPL and had other cash (the next session of an account): the replay
+    starts flat with --cash, and said nothing; nor of notes it could not read."""
+    from engine.data.recorder import Recorder
+
+    with Recorder(tmp_path / "rec", fsync=False) as recorder:
+        for second in range(0, 600, 5):
+            recorder.record("AAPL", MONDAY_OPEN + timedelta(seconds=second), 190.0, 190.02)
+            recorder.tick(MONDAY_OPEN + timedelta(seconds=second))
+        recorder.note("run", MONDAY_OPEN, cash=81_000.0, equity=100_000.0, positions={"AAPL": 100.0}, halts=[])
+    with (tmp_path / "rec" / "recording.jsonl").open("a") as f:
+        f.write("damaged\n")
+    result = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out", html=False, cash=100_000)
+    said = "\n".join(result.notes)
+    assert ("the recorded run started at 2026-11-23T14:30:00Z holding AAPL 100.0; the replay starts with no position"
+            in said)
+    assert "with cash 81,000.00, the replay with 100,000.00: give --cash 81000.00 to size as it did" in said
+    assert f"1 line of {tmp_path / 'rec' / 'recording.jsonl'} cannot be read ({tmp_path / 'rec' / 'recording.jsonl'}:2)" in said
