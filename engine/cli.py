@@ -628,6 +628,8 @@ def _recording_line(recorder: object, folder: Path, stopped: str | None = None) 
     line = f"recorded {recorder.written} quotes of {len(symbols)} symbol{'s' if len(symbols) != 1 else ''} to {shown(folder)}"
     if recorder.unusable:  # replayed as read, but worth knowing: the feed gave these sides at 0, or crossed
         line += f", {recorder.unusable} of them not prices (a side at 0, or crossed: kept in unusable/)"
+    if recorder.missing_quotes:  # asked for and not answered: replayed as not answered
+        line += f", {recorder.missing_quotes} asked for and not answered (kept in missing/)"
     if stopped is not None:
         line = f"the recording stopped before the run did ({stopped}): {line}, until then"
     skipped = {why: n for why, n in recorder.skipped.items() if why != "the timestamp is not after the symbol's last"}

@@ -123,7 +123,8 @@ class Frame:
 
     `unusable` holds each symbol's latest quote from a recording's `unusable/` (a side at 0, or crossed: what the
     run read, which is not a price); it is the symbol's quote now when it is later than the one in `quotes`. A
-    symbol that received one at `at` is in `new_quotes` too.
+    symbol that received one at `at` is in `new_quotes` too. `missing` names the symbols a recording's run got no
+    quote for at this instant, one of its ticks (`missing/`): the feed left them out, and so does the replay.
     """
 
     at: datetime
@@ -132,6 +133,7 @@ class Frame:
     new_bars: tuple[str, ...]
     new_quotes: tuple[str, ...]
     unusable: FrameRows[Quote] = field(default_factory=lambda: FrameRows({}))
+    missing: tuple[str, ...] = ()
 
 
 class DataSet:
@@ -211,7 +213,7 @@ class DataSet:
         end_us = _micros(end) if end is not None else None
         delay = bars_known_after // timedelta(microseconds=1)
         streams: list[_Stream] = []
-        latest: dict[Kind, dict[str, RowRef]] = {"bars": {}, "quotes": {}, "unusable": {}}
+        latest: dict[Kind, dict[str, RowRef]] = {"bars": {}, "quotes": {}, "unusable": {}, "missing": {}}
         for (kind, symbol), table in sorted(self._tables.items()):
             if not len(table):
                 continue
@@ -220,7 +222,7 @@ class DataSet:
             first = 0
             if start_us is not None:
                 first = pc.sum(pc.less(stamps, start_us - shift)).as_py() or 0
-                if first:
+                if first and kind != "missing":  # a quote missing once is not missing later: not carried over
                     latest[kind][symbol] = (RowBlock(kind, table.slice(first - 1, 1)), 0)
             if first < len(table):
                 streams.append(_Stream(kind, symbol, table.slice(first), stamps.slice(first), shift))
@@ -282,8 +284,9 @@ class TickFrames(Iterator[Frame]):
                 self._pending = next(self._frames, None)
             known = self._known
             if known.bars or known.quotes:  # a tick before any price is not replayed: nothing to decide on
+                missing = known.missing if _micros(known.at) == tick else ()  # a quote missing at this very tick
                 return Frame(_EPOCH + timedelta(microseconds=tick), known.bars, known.quotes, tuple(new_bars), tuple(new_quotes),
-                             known.unusable)
+                             known.unusable, missing)
         while self._pending is not None and self._trailing:  # rows after the recording's last tick: no tick saw them
             for _ in (*self._pending.new_bars, *self._pending.new_quotes):
                 self._unseen(self._pending.at)
@@ -361,6 +364,7 @@ def _stretch(knowns: list[npt.NDArray[np.int64]], taken: list[tuple[Kind, str, R
     for f, now in enumerate(stamps):
         new_bars: list[str] = []
         new_quotes: list[str] = []
+        missing: list[str] = []
         for e in range(bounds[f], bounds[f + 1]):
             kind, symbol, block = taken[sources[e]]
             if kind == "bars":
@@ -369,8 +373,11 @@ def _stretch(knowns: list[npt.NDArray[np.int64]], taken: list[tuple[Kind, str, R
             elif kind == "quotes":
                 quote_refs[symbol] = (block, rows[e])
                 new_quotes.append(symbol)
+            elif kind == "missing":
+                missing.append(symbol)
             else:
                 unusable_refs[symbol] = (block, rows[e])
                 new_quotes.append(symbol)
         yield Frame(_EPOCH + timedelta(microseconds=now), FrameRows(dict(bar_refs)), FrameRows(dict(quote_refs)),
-                    tuple(new_bars), tuple(new_quotes), FrameRows(dict(unusable_refs)) if unusable_refs else _NONE)
+                    tuple(new_bars), tuple(new_quotes), FrameRows(dict(unusable_refs)) if unusable_refs else _NONE,
+                    tuple(missing))

@@ -41,6 +41,7 @@ from engine.data.errors import DataError
 from engine.data.records import (
     COLUMNS,
     KINDS,
+    MISSING,
     SUFFIXES,
     UNUSABLE,
     Bar,
@@ -88,7 +89,7 @@ _NAN = "NaN (a missing value, which the format does not allow)"
 _SHOWN = 60  # characters of a cell or a column name a problem shows
 _EXACT = 2**53  # the largest integer a float64 holds exactly, with every one below it
 _PRICE_COLUMNS: dict[Kind, tuple[str, ...]] = {"bars": ("open", "high", "low", "close"), "quotes": ("bid", "ask"), "ticks": (),
-                                                 "unusable": ("bid", "ask")}
+                                                 "unusable": ("bid", "ask"), "missing": ()}
 
 
 def iso_micros(stamp: int) -> str:
@@ -169,6 +170,7 @@ _ALIASES: dict[Kind, dict[str, str]] = {
     "ticks": {"t": "timestamp"},
 }
 _ALIASES["unusable"] = _ALIASES["quotes"]
+_ALIASES["missing"] = _ALIASES["ticks"]
 _TIME_NAMES = frozenset({"date", "datetime", "time", "time_utc", "timestamp_utc", "ts"})
 # Columns other tools write that the format has no place for: what each is, so the problem says why it goes.
 _EXTRAS: dict[Kind, dict[str, str]] = {
@@ -183,6 +185,7 @@ _EXTRAS: dict[Kind, dict[str, str]] = {
     "ticks": {},
 }
 _EXTRAS["unusable"] = _EXTRAS["quotes"]
+_EXTRAS["missing"] = {}
 
 
 def _check_header(names: Sequence[str], kind: Kind, report: _Report, line: int, *, index_times: bool = False) -> list[str]:
@@ -1041,13 +1044,14 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
     if not kinds and not problems:
         return [], [Problem(str(folder), 0, 0, "", "holds neither a bars/ nor a quotes/ folder (docs/data.md)"
                             + _kind_given_itself(folder))]
-    is_folder = _is_dir(folder / UNUSABLE)  # a recording's quotes that are not prices, beside its quotes/
-    if isinstance(is_folder, str):
-        problems.append(Problem(str(folder / UNUSABLE), 0, 0, "", is_folder))
-    elif is_folder:
-        kinds.append(UNUSABLE)
-    elif os.path.lexists(folder / UNUSABLE):
-        problems.append(Problem(str(folder / UNUSABLE), 0, 0, "", f"is not a folder: {UNUSABLE}/ is a folder of files"))
+    for extra in (UNUSABLE, MISSING):  # a recording's quotes that are not prices, and those it did not get
+        is_folder = _is_dir(folder / extra)
+        if isinstance(is_folder, str):
+            problems.append(Problem(str(folder / extra), 0, 0, "", is_folder))
+        elif is_folder:
+            kinds.append(extra)
+        elif os.path.lexists(folder / extra):
+            problems.append(Problem(str(folder / extra), 0, 0, "", f"is not a folder: {extra}/ is a folder of files"))
 
     display = shown_path
     sources: list[Source] = []

@@ -28,6 +28,11 @@ ticks, each seeing the quotes it saw, not at every quote's time. A flush writes 
 kill in the middle of one leaves quotes after the last tick (not replayed), never a tick without the quotes it
 read.
 
+A symbol the tick asked for and got no quote of (the feed left it out) is recorded by `missing(symbol, at)` in
+`missing/<SYMBOL>/` (the tick's instant, one `timestamp` column), and its replay leaves it out of that tick's
+answer too: shown the quote before, the engine saw a quote seconds old where the run saw none (a feed without its
+stocks halts at once on stale data; its replay halted 15 s later).
+
 What a replay cannot have is written to `recording.jsonl` by `note(event, at, **fields)`, one JSON object a line
 (`run`: what the run held at its first recorded tick, positions, cash and the halts in force; `halt`: a halt that
 came into force during the run; `broker_error`: a broker call that failed), so a backtest of the folder can say
@@ -66,7 +71,7 @@ from engine.data.files import (
     remove_leftovers,
     write_table,
 )
-from engine.data.records import SUFFIXES, UNUSABLE, Format, Kind, file_stem
+from engine.data.records import MISSING, SUFFIXES, UNUSABLE, Format, Kind, file_stem
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -76,6 +81,7 @@ OUT_OF_RANGE = f"the timestamp is outside the years {FIRST_INSTANT.year} to {END
 REPEAT = "the timestamp is not after the symbol's last"  # the same instant again: a feed's unchanged quote
 BEFORE_LAST = "the timestamp is before the symbol's last recorded quote"
 TICK_NOT_AFTER = "the tick is not after the recording's last tick"  # a recording into a folder holding later ticks
+MISSING_NOT_AFTER = "a missing quote's tick is not after the symbol's last"
 LOCK_FILE = ".recording.lock"  # hidden: readers ignore names that start with "."
 NOTES_FILE = "recording.jsonl"  # what the run met that its replay cannot have (`Recorder.note`)
 _LEFTOVER = re.compile(r"^\.(part-\d+\.\w+)\.\d+\.tmp$")  # files.py's temporary name: .TARGET.PID.tmp
@@ -134,6 +140,9 @@ class Recorder:
         self._unusables: dict[str, _Segment] = {}  # the quotes that are not prices (unusable/), by symbol
         self._dirty_unusable: set[str] = set()
         self.unusable = 0  # quotes taken that are not prices (a side at 0, crossed): in unusable/
+        self._missings: dict[str, _Segment] = {}  # the ticks that got no quote of a symbol (missing/), by symbol
+        self._dirty_missing: set[str] = set()
+        self.missing_quotes = 0  # (symbol, tick) pairs recorded as missing
         self._unflushed = 0  # quotes recorded since the last flush, every symbol together
         self.skipped: Counter[str] = Counter()  # why -> how many quotes were not recorded
         self.recorded = 0  # quotes taken (buffered or written)
@@ -230,6 +239,30 @@ class Recorder:
             self.flush()
         return True
 
+    def missing(self, symbol: str, at: datetime) -> bool:
+        """Record that the tick at `at` asked for `symbol` and got no quote of it (the module's docstring). False,
+        counted in `skipped`, when `at` is not after the last tick the symbol was recorded missing at."""
+        if self._closed:
+            raise RuntimeError("the recorder is closed")
+        if at.utcoffset() is None:
+            raise ValueError(f"{at!r} is naive: ticks are recorded at timezone-aware instants")
+        segment = self._missings.get(symbol) or self._open_missing(symbol)
+        delta = at - _EPOCH
+        stamp = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        if not FIRST_INSTANT <= at < END_INSTANT:
+            self.skipped[OUT_OF_RANGE] += 1
+            return False
+        if segment.last is not None and stamp <= segment.last:
+            self.skipped[MISSING_NOT_AFTER] += 1
+            return False
+        segment.stamps.append(stamp)
+        segment.last = stamp
+        self.missing_quotes += 1
+        self._dirty_missing.add(symbol)
+        if len(segment.stamps) >= self.segment_rows:
+            self._write_stamps(self._missings, symbol, MISSING)
+        return True
+
     def note(self, event: str, at: datetime, **fields: Any) -> None:
         """Append one line to `recording.jsonl`: what the run met at `at` that its replay cannot have (see the
         module's docstring). Written at once (a kill loses at most a line being written), synced with the flush."""
@@ -253,6 +286,9 @@ class Recorder:
             self._write(symbol)
         for symbol in sorted(self._dirty_unusable):
             self._write(symbol, unusable=True)
+        for symbol in sorted(self._dirty_missing):
+            self._write_stamps(self._missings, symbol, MISSING)
+        self._dirty_missing.clear()
         self._write_ticks()
         if self._notes is not None and self.fsync:
             os.fsync(self._notes.fileno())
@@ -310,7 +346,7 @@ class Recorder:
         # Each symbol's last part, which its recording goes on after, is read now: one that cannot be read (cut
         # short by a copy stopped half way, a damaged disk) refuses the recording before the run, not at its
         # first quote with the run going on unrecorded.
-        for kind in ("quotes", UNUSABLE):
+        for kind in ("quotes", UNUSABLE, MISSING):
             quotes = self.folder / kind
             for folder in sorted(quotes.iterdir()) if quotes.is_dir() else []:
                 if folder.is_dir() and folder not in self._lasts:
@@ -374,6 +410,31 @@ class Recorder:
         folder = self.folder / UNUSABLE / file_stem(symbol)
         segment = self._unusables[symbol] = _Segment(next_part(folder, self.fmt), self._segments[symbol].last)
         return segment
+
+    def _open_missing(self, symbol: str) -> _Segment:
+        """The symbol's next part of missing quotes, after the last one a previous recording left."""
+        if self._lock is None:
+            self.hold_folder()
+        folder = self.folder / MISSING / file_stem(symbol)
+        for path in (folder.parent, folder):
+            if path.exists() and not path.is_dir():
+                raise DataError([Problem(str(path), 0, 0, "", f"is a file, so the ticks without a quote of {symbol} cannot be "
+                                         f"recorded as parts in {folder}/: record into another folder")])
+        last = self._lasts.pop(folder) if folder in self._lasts else _last_stamp(folder, MISSING)
+        segment = self._missings[symbol] = _Segment(next_part(folder, self.fmt), last)
+        return segment
+
+    def _write_stamps(self, segments: dict[str, _Segment], key: str, kind: Kind) -> None:
+        """Write a segment of one `timestamp` column (missing quotes), and start the next part when it is full."""
+        segment = segments[key]
+        if len(segment.stamps) > segment.on_disk:
+            self._still_ours()
+            table = pa.table({"timestamp": pa.array(segment.stamps, pa.int64()).cast(TIMESTAMP)})
+            write_table(segment.path, table, kind, fsync=self.fsync)
+            segment.on_disk = len(segment.stamps)
+            self.flushes += 1
+        if len(segment.stamps) >= self.segment_rows:
+            segments[key] = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
 
     def _open_ticks(self) -> _Segment:
         """The ticks' next part, after the last one a previous recording left (whose rows are not rewritten)."""

@@ -13,9 +13,10 @@ from typing import Literal, NamedTuple
 
 # "ticks" is not a kind of market data but the instants a recorded run ticked at (`run --record`'s `ticks/`, one
 # `timestamp` column, read by `files.read_ticks`). "unusable" holds the quotes a recorded run read that are not
-# prices (a side at 0, crossed: `unusable/<SYMBOL>/`), replayed as read. The KINDS are the folders a data set
+# prices (a side at 0, crossed: `unusable/<SYMBOL>/`), replayed as read; "missing" the ticks at which it got no
+# quote for a symbol at all (`missing/<SYMBOL>/`, one `timestamp` column). The KINDS are the folders a data set
 # needs one of.
-Kind = Literal["bars", "quotes", "ticks", "unusable"]
+Kind = Literal["bars", "quotes", "ticks", "unusable", "missing"]
 Format = Literal["parquet", "csv"]
 
 KINDS: tuple[Kind, ...] = ("bars", "quotes")
@@ -28,8 +29,10 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
     "quotes": ("timestamp", "bid", "ask"),
     "ticks": ("timestamp",),
     "unusable": ("timestamp", "bid", "ask"),
+    "missing": ("timestamp",),
 }
 UNUSABLE: Kind = "unusable"
+MISSING: Kind = "missing"
 
 
 class Bar(NamedTuple):

@@ -10,6 +10,7 @@ refusals a simulated or a live run would.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +47,14 @@ class ReplayExchange(SimExchange):
             return True
         occ = parse_occ(symbol) if self._asset_class(symbol) == "us_option" else None
         return occ is not None and self.feed.has(occ[0])
+
+    def answerable(self, symbols: Sequence[str]) -> list[str]:
+        """As the simulator's, less the symbols the recorded run got no quote for at this tick (its `missing/`):
+        the data API left them out of its answer then, and the replay's answer leaves them out too, so the engine
+        sees the same hole (a quote missing, its age unknown) instead of the last quote before it."""
+        answered = super().answerable(symbols)
+        missing = self.feed.missing
+        return [symbol for symbol in answered if symbol not in missing] if missing else answered
 
     def asset(self, symbol: str) -> Asset | None:
         """A crypto pair's minimum order and increments follow its price, so one the data has no price for yet is

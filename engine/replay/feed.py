@@ -58,6 +58,7 @@ class FramePrices:
         self._bars: FrameRows[Bar] = FrameRows({})
         self._quotes: FrameRows[Quote] = FrameRows({})
         self._unusable: FrameRows[Quote] = FrameRows({})
+        self.missing: tuple[str, ...] = ()  # the symbols the recorded run got no quote for at this frame's tick
         self._new: tuple[frozenset[str], frozenset[str]] | None = None  # this frame's new bars and quotes, when asked
         self._open_us: int | None = _UNKNOWN  # the open of the session at this frame, µs; None when closed
         self._sides: dict[str, tuple[float, float] | None] = {}  # this frame's answers, by symbol
@@ -74,6 +75,7 @@ class FramePrices:
         self._bars = frame.bars  # the frame's own mappings, never changed here
         self._quotes = frame.quotes
         self._unusable = frame.unusable
+        self.missing = frame.missing
         self._new = None
         self._open_us = _UNKNOWN
         self._sides = {}

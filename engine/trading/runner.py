@@ -548,6 +548,8 @@ def record_quotes(session: Session, report: TickReport | None = None) -> None:
     try:
         for symbol, quote in snapshot.quotes.items():
             recorder.record(symbol, quote.timestamp, quote.bid, quote.ask)
+        for symbol in snapshot.missing_quotes:  # asked for, not answered: the replay leaves them out at this tick too
+            recorder.missing(symbol, snapshot.taken_at)
         recorder.tick(snapshot.taken_at)  # the replay ticks here, seeing these quotes (not at each quote's time)
         if error is not None:  # at the tick's recorded instant, where its replay ticks
             recorder.note("broker_error", snapshot.taken_at, **error)

@@ -359,3 +359,22 @@ def test_the_notes_of_a_recording_are_read_back_a_line_cut_by_a_kill_left_out(tm
         f.write('{"event": "halt", "at": "2026-11-23T14:30:10"}\nnot json\n{"event": "halt", "at": "2026-11')  # cut
     notes, unread = read_notes(tmp_path)
     assert len(notes) == 2 and unread == [f"{tmp_path / 'recording.jsonl'}:3", f"{tmp_path / 'recording.jsonl'}:4"]
+
+
+def test_the_ticks_that_got_no_quote_of_a_symbol_are_recorded(tmp_path: Path) -> None:
+    """missing/<SYMBOL>/: the ticks whose snapshot asked for the symbol and got none; a frame there names it."""
+    with Recorder(tmp_path, fsync=False, monotonic=FakeMonotonic()) as recorder:
+        for second in range(4):
+            at = T0 + timedelta(seconds=5 * second)
+            recorder.record("AAPL", at, 100.0, 100.1)
+            if second in (1, 2):
+                assert recorder.missing("SPY", at)
+            else:
+                recorder.record("SPY", at, 50.0, 50.1)
+            recorder.tick(at)
+        assert not recorder.missing("SPY", T0 + timedelta(seconds=10))  # already recorded missing then
+    assert recorder.missing_quotes == 2 and recorder.skipped == {"a missing quote's tick is not after the symbol's last": 1}
+    assert parts(tmp_path / "missing" / "SPY") == ["part-000001.parquet"]
+    frames = list(DataSet.open(tmp_path).frames())
+    assert [f.missing for f in frames] == [(), ("SPY",), ("SPY",), ()]
+    assert [f.quotes["SPY"].timestamp for f in frames] == [T0, T0, T0, T0 + timedelta(seconds=15)]

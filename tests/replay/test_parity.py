@@ -119,3 +119,55 @@ def test_quotes_that_are_not_prices_are_replayed_as_the_run_read_them(project: P
     assert not [t for t in recorded if t[4] == "halted"] and len(recorded) > 5
     assert replayed == recorded
     assert orders(StateStore(tmp_path / "replay" / "state.db")) == orders(store)
+
+
+class DroppingBroker:
+    """The simulated broker whose quotes of `gone` are left out of the snapshots while `on`, as a data API leaves
+    out a symbol it has no quote for (the snapshot names them in `missing_quotes`)."""
+
+    def __init__(self, broker: Any, gone: tuple[str, ...]):
+        self._broker, self._gone, self.on = broker, gone, False
+
+    def snapshot(self, needs: DataNeeds) -> Snapshot:
+        import dataclasses
+
+        snapshot = self._broker.snapshot(needs)
+        if not self.on:
+            return snapshot
+        return dataclasses.replace(snapshot, quotes={s: q for s, q in snapshot.quotes.items() if s not in self._gone},
+                                   missing_quotes=tuple(sorted({*snapshot.missing_quotes, *self._gone})))  # fmt: skip
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+
+def test_quotes_the_run_did_not_get_are_missing_in_the_replay_too(project: ProjectCopy, tmp_path: Path) -> None:
+    """The feed leaves out every stock for ten ticks: the run sees no quote, and halts on stale data at once. The
+    recording had nothing for those ticks, so the replay showed each stock's quote from before, still fresh, and
+    halted 15 s later, at other instants than the run. `run --record` writes what was missing (missing/), and the
+    replay's answer leaves it out at the same ticks (record_quotes is what `run --record` calls after each tick)."""
+    from engine.trading.runner import Session, record_quotes
+
+    report = load(project)
+    assert report.config is not None and report.book is not None
+    clock = ManualClock(MONDAY_OPEN)
+    sim, _exchange = build_sim(report.config.settings, clock)
+    broker = DroppingBroker(sim, ("AAPL", "QQQ", "SPY"))
+    recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
+    store = StateStore(tmp_path / "sim.db")
+    journal = Journal(tmp_path / "sim.jsonl", clock)
+    engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)  # type: ignore[arg-type]
+    session = Session(engine, clock, True, "sim", "", store, journal, recorder=recorder)
+    for tick in range(120):
+        broker.on = 50 <= tick < 60
+        record_quotes(session, engine.tick())
+        clock.advance(report.config.settings.runner.loop_interval_seconds)
+    recorder.close()
+    journal.close()
+    assert recorder.missing_quotes == 30
+
+    run_backtest(report, tmp_path / "recorded", out_dir=tmp_path / "replay", cash=report.config.settings.sim.starting_cash,
+                 fill_model=FillModel(timing="submit", slippage_bps=0.0), html=False)  # fmt: skip
+    recorded, replayed = transitions(tmp_path / "sim.jsonl"), transitions(tmp_path / "replay" / "app.jsonl")
+    assert ("2026-11-23T14:34:10+00:00", "system", "system", "armed", "halted", "kill") in recorded
+    assert replayed == recorded
