@@ -401,3 +401,17 @@ def test_what_a_recorded_run_met_that_its_replay_cannot_have_is_told(project: Pr
     assert "give --cash" not in result.stdout
     other = engine(project, "backtest", "--data", "rec", "--out", "bt2", "--cash", "5000")
     assert f"with cash {notes[1]['cash']:,.2f}, the replay with 5,000.00: give --cash" in other.stdout
+
+
+def test_two_runs_recorded_into_one_folder_replay_as_one_without_a_note(project: ProjectCopy) -> None:
+    """The next run of the same state recorded into the same folder: its replay is the two runs', and says nothing
+    (no lost ticks, no start inside a run, no halt or cash that differs)."""
+    for start in (["--start", MONDAY_OPEN], []):  # the second goes on from the state's time
+        run = engine(project, "run", "--ticks", "300", *start, "--record", "rec", *state(project))
+        assert run.returncode == 0, run.stderr
+    notes = [json.loads(line) for line in (project.root / "rec" / "recording.jsonl").read_text().splitlines()]
+    assert [n["event"] for n in notes] == ["run", "run"] and notes[1]["state_last_tick"] == notes[1]["recorded_last_tick"]
+    result = engine(project, "backtest", "--data", "rec", "--fill-timing", "submit", "--slippage-bps", "0", "--out", "bt")
+    assert result.returncode == 0, result.stderr
+    assert "note:" not in result.stdout and "600 ticks" in result.stdout
+    assert _transitions(project.root / "bt" / "app.jsonl") == _transitions(project.root / "app.jsonl")

@@ -50,7 +50,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -238,6 +238,11 @@ class Recorder:
         if self._monotonic() - self._flushed_at >= self.flush_seconds:
             self.flush()
         return True
+
+    def last_tick(self) -> datetime | None:
+        """The recording's last tick: this recording's, else the one the folder held when it began (None: none)."""
+        segment = self._ticks or self._open_ticks()
+        return _EPOCH + timedelta(microseconds=segment.last) if segment.last is not None else None
 
     def missing(self, symbol: str, at: datetime) -> bool:
         """Record that the tick at `at` asked for `symbol` and got no quote of it (the module's docstring). False,

@@ -361,12 +361,32 @@ def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, sto
         listed = "; ".join(f"{h.scope} at {iso(h.started_at)} ({h.reason})" for h in extra[:3])
         said.append(f"the replay was halted where the recorded run was not: {listed}"
                     f"{f' and {len(extra) - 3} more' if len(extra) > 3 else ''}")
+    for run in (r for r in records if r["event"] == "run"):  # ticks the state ran that the folder lost (a kill)
+        try:
+            ran, kept = aware(run.get("state_last_tick")), aware(run.get("recorded_last_tick"))
+        except ValueError:
+            said.append(f"{folder / NOTES_FILE}: the run at {iso(run['at'])} has a last tick that is not a time")
+            continue
+        if ran is not None and kept is not None and ran > kept and kept < end and ran >= start:
+            said.append(f"the recorded run ticked from {iso(kept)} to {iso(ran)} with nothing recorded (a kill loses the "
+                        "quotes and ticks buffered since the last flush): the replay has no tick there, and what the run "
+                        "did then is not in it")
     errors = [r for r in inside if r["event"] == "broker_error"]
     if errors:
         said.append(f"the recorded run's broker calls failed at {len(errors)} tick{'s' if len(errors) > 1 else ''} (the first "
                     f"at {iso(errors[0]['at'])}: {errors[0].get('operation')}: {errors[0].get('message')}), the replay's "
                     "never do: from there its orders and halts can differ from the run's")
     return said
+
+
+def aware(value: object) -> datetime | None:
+    """An ISO time of a recording's notes as an aware UTC datetime; None for None; ValueError for anything else."""
+    if value is None:
+        return None
+    when = datetime.fromisoformat(str(value))
+    if when.utcoffset() is None:
+        raise ValueError(f"{value!r} has no time zone")
+    return when.astimezone(timezone.utc)
 
 
 def out_in_data(out: Path, data_folder: Path) -> str | None:

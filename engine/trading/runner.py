@@ -105,6 +105,7 @@ class Session:
     _recorded: Any = field(default=None, repr=False)  # the last snapshot recorded (a tick that failed reuses it)
     _recorded_halts: set[int] | None = field(default=None, repr=False)  # the halts in force at the last recorded tick
     _broker_error: dict[str, Any] | None = field(default=None, repr=False)  # the tick's first, for the recording
+    _state_last_tick: datetime | None = field(default=None, repr=False)  # the state's last tick before this run
     alerts: Any = None  # an engine.operator.alerts.Alerter when settings.yaml's alerts are enabled; closed by close_session
 
     @property
@@ -485,6 +486,9 @@ def _loop(
     durations: list[float] = []
     if session.recorder is not None:  # the broker errors the run meets, in the recording's notes
         engine.journal.subscribe(functools.partial(_note_broker_error, session))
+        with contextlib.suppress(Exception):  # what it cannot read, it does not note
+            previous = last_tick(session.store, datetime.now(timezone.utc))
+            session._state_last_tick = previous.last if previous is not None else None
     try:
         while True:
             session.stop_reason = session.stop_reason or stop.reason
@@ -546,6 +550,7 @@ def record_quotes(session: Session, report: TickReport | None = None) -> None:
     session._recorded = snapshot
     recorder = session.recorder
     try:
+        recorded_last = recorder.last_tick() if first else None  # before this run's first tick
         for symbol, quote in snapshot.quotes.items():
             recorder.record(symbol, quote.timestamp, quote.bid, quote.ask)
         for symbol in snapshot.missing_quotes:  # asked for, not answered: the replay leaves them out at this tick too
@@ -553,17 +558,19 @@ def record_quotes(session: Session, report: TickReport | None = None) -> None:
         recorder.tick(snapshot.taken_at)  # the replay ticks here, seeing these quotes (not at each quote's time)
         if error is not None:  # at the tick's recorded instant, where its replay ticks
             recorder.note("broker_error", snapshot.taken_at, **error)
-        _note_context(session, snapshot, first)
+        _note_context(session, snapshot, first, recorded_last)
     except Exception as exc:  # any failure of the recording ends the recording, not the run
         session.recorder = None  # what was flushed stays readable (engine/data/recorder.py)
         _recording_failed(session, recorder.folder, exc)
 
 
-def _note_context(session: Session, snapshot: Any, first: bool) -> None:
+def _note_context(session: Session, snapshot: Any, first: bool, recorded_last: datetime | None = None) -> None:
     """What the recorded run met that its replay cannot have, in the recording's notes (engine/data/recorder.py):
     at its first recorded tick what it held (positions, cash, halts in force: a replay starts flat, unhalted), then
     each halt that comes into force (an operator's `halt`, one for broker errors: a replay only has those its data
-    makes). A backtest of the folder compares them with its own."""
+    makes). A backtest of the folder compares them with its own. The first note also has the state's last tick
+    before this run and the folder's last recorded tick: a state that ticked on after the recording's last tick (a
+    kill lost the ticks buffered since the last flush) ran ticks no replay has."""
     recorder, at = session.recorder, snapshot.taken_at
     halts = halts_in_force(session.store, at)
     if first:
@@ -572,7 +579,8 @@ def _note_context(session: Session, snapshot: Any, first: bool) -> None:
                       cash=account.cash if account is not None else None,
                       equity=account.equity if account is not None else None,
                       positions={p.symbol: p.qty for p in snapshot.positions} if snapshot.positions is not None else None,
-                      halts=[{"scope": h.scope, "reason": h.reason} for h in halts])  # fmt: skip
+                      halts=[{"scope": h.scope, "reason": h.reason} for h in halts],
+                      state_last_tick=session._state_last_tick, recorded_last_tick=recorded_last)  # fmt: skip
     elif session._recorded_halts is not None:
         for h in halts:
             if h.id not in session._recorded_halts:

@@ -550,3 +550,21 @@ def test_a_recording_whose_run_held_positions_or_other_cash_says_the_replay_does
             in said)
     assert "with cash 81,000.00, the replay with 100,000.00: give --cash 81000.00 to size as it did" in said
     assert f"1 line of {tmp_path / 'rec' / 'recording.jsonl'} cannot be read ({tmp_path / 'rec' / 'recording.jsonl'}:2)" in said
+
+
+def test_ticks_a_kill_lost_from_a_recording_are_told(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """A kill loses the ticks buffered since the last flush, while the state file kept them: the next run goes on
+    from the state's last tick, and the replay had no tick in between, without a word. The next run's first note
+    has both last ticks, and the backtest says what is not in the replay."""
+    from engine.data.recorder import Recorder
+
+    with Recorder(tmp_path / "rec", fsync=False) as recorder:
+        for second in [*range(0, 300, 5), *range(600, 900, 5)]:  # 14:35 to 14:40 lost
+            recorder.record("AAPL", MONDAY_OPEN + timedelta(seconds=second), 190.0, 190.02)
+            recorder.tick(MONDAY_OPEN + timedelta(seconds=second))
+        recorder.note("run", MONDAY_OPEN + timedelta(seconds=600), cash=100_000.0, positions={}, halts=[],
+                      state_last_tick=MONDAY_OPEN + timedelta(seconds=595),
+                      recorded_last_tick=MONDAY_OPEN + timedelta(seconds=295))  # fmt: skip
+    result = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out", html=False)
+    assert ("the recorded run ticked from 2026-11-23T14:34:55Z to 2026-11-23T14:39:55Z with nothing recorded (a kill "
+            "loses the quotes and ticks buffered since the last flush)") in "\n".join(result.notes)
