@@ -399,6 +399,8 @@ def test_what_a_recorded_run_met_that_its_replay_cannot_have_is_told(project: Pr
     assert "(maintenance); the replay traded on where the run could not" in result.stdout
     assert "note: the recorded run's broker calls failed at 1 tick (the first at " in result.stdout
     assert "give --cash" not in result.stdout
+    assert ("note: opt_core: the recorded run read its option chains from alpaca, which a recording does not hold; "
+            "the replay prices contracts with the simulator's model") in result.stdout
     other = engine(project, "backtest", "--data", "rec", "--out", "bt2", "--cash", "5000")
     assert f"with cash {notes[1]['cash']:,.2f}, the replay with 5,000.00: give --cash" in other.stdout
 

@@ -316,7 +316,16 @@ def _starts_inside_the_run(data: DataSet, start: datetime) -> str | None:
             "run's from there; replay from the recording's start for that")
 
 
-def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, store: StateStore) -> list[str]:
+def _options_bots(bots: BotsConfig) -> list[str]:
+    """The enabled options bots' ids: their contracts are priced by the simulator's model in a replay."""
+    from engine.config.checks import trading_bots
+    from engine.config.model import OptionsBotConfig
+
+    return [bot.bot_id for _path, bot in trading_bots(bots) if bot.enabled and isinstance(bot, OptionsBotConfig)]
+
+
+def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, store: StateStore,
+                  options_bots: list[str] | None = None) -> list[str]:  # fmt: skip
     """Notes where a recording's replay cannot be its run, from what the run wrote in `recording.jsonl`
     (engine/data/recorder.py) between `start` and `end`: the run started holding positions, or other cash, or
     halted (an operator's halt from before it: the replay starts unhalted); a halt came into force in the run and not
@@ -371,6 +380,11 @@ def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, sto
             said.append(f"the recorded run ticked from {iso(kept)} to {iso(ran)} with nothing recorded (a kill loses the "
                         "quotes and ticks buffered since the last flush): the replay has no tick there, and what the run "
                         "did then is not in it")
+    live = sorted({str(r.get("broker")) for r in inside if r["event"] == "run" and r.get("broker") != "sim"})
+    if options_bots and live:  # a recording holds the stocks' and coins' quotes, not the option chains the run read
+        said.append(f"{', '.join(options_bots)}: the recorded run read its option chains from {', '.join(live)}, which a "
+                    "recording does not hold; the replay prices contracts with the simulator's model from the "
+                    "underlying's recorded quotes, so its option entries, prices and exits are not the run's")
     errors = [r for r in inside if r["event"] == "broker_error"]
     if errors:
         said.append(f"the recorded run's broker calls failed at {len(errors)} tick{'s' if len(errors) > 1 else ''} (the first "
@@ -533,7 +547,7 @@ def run_backtest(
             clock.set(frame.at)
         if recorded.equity[-1][0] != frame.at:
             recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
-        notes.extend(_not_the_runs(data.folder, window_start, frame.at, cash, store))
+        notes.extend(_not_the_runs(data.folder, window_start, frame.at, cash, store, _options_bots(config.bots)))
         if isinstance(frames, TickFrames) and frames.unseen and frames.first_unseen is not None:
             notes.append(f"{frames.unseen} rows of {data.folder} were seen by no tick of the recording there (the first at "
                          f"{iso(frames.first_unseen)}): data not recorded with these ticks (another recording's, merged "
