@@ -151,7 +151,7 @@ class Engine:
         self.assets: Mapping[str, Asset] | None = None  # the crypto pairs' rules (`_read_assets`)
         self._assets_read_on: date | None = None
         self._assets_retry_at: datetime | None = None  # a pair missing from the last read: asked again from then
-        self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure)
+        self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure, self.tz)
         self._keep = max((b.lookback for b in self.bots), default=12) + 2
         self._halt_writes_seen = 0
         self._unexplained_at_start: list[str] = []  # what start-up reconciliation last halted for

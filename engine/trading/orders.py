@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from engine.brokers.base import (
@@ -92,6 +92,9 @@ class OrderManager:
     journal: Journal
     clock: Clock
     on_failure: Callable[[BrokerError], None]
+    # system.timezone: a fill is booked (realized P&L, its trade, the `fills` counter) on the trading date it is
+    # seen on, which may be a later one than its order's (`_fill`)
+    zone: tzinfo
     fills: int = 0
     sent: int = 0
     cancel_requested: dict[str, datetime] = field(default_factory=dict)  # client_order_id -> when the broker took it
@@ -580,7 +583,13 @@ class OrderManager:
 
     def _fill(self, row: OrderRow, qty: float, price: float) -> None:
         """A fill moves the bot's own position; the sell that makes it flat closes its round trip: a `trade`.
-        A fill of the ExitBot's flatten of a shared symbol is split among the bots holding it, in proportion."""
+        A fill of the ExitBot's flatten of a shared symbol is split among the bots holding it, in proportion.
+
+        What it realizes, its trade and its count are the day's it is seen on (system.timezone), not its order's:
+        a day order sent after the close fills at the next open, a GTC crypto order past midnight. Booked on the
+        order's date, a loss taken today went to a day that is over: today's budget (`portfolio.budget_left`) never
+        saw it, and the bot went on opening with the budget it had just lost."""
+        day = self.clock.now().astimezone(self.zone).date()
         if row.bot_id == EXITBOT_ID:
             holders = [p for p in self.store.positions() if p.symbol == row.symbol and p.qty > 0]
             total = sum(p.qty for p in holders)
@@ -591,18 +600,18 @@ class OrderManager:
                 if shares:
                     shares[-1] = qty - sum(shares[:-1])  # the split adds up to the fill exactly
             for holder, share in zip(holders, shares, strict=True):
-                self._fill_position(dataclasses.replace(row, bot_id=holder.bot_id), holder, share, price)
+                self._fill_position(dataclasses.replace(row, bot_id=holder.bot_id), holder, share, price, day)
         else:
             held = next((p for p in self.store.positions(row.bot_id) if p.symbol == row.symbol), None)
-            self._fill_position(row, held, qty, price)
-        self.store.bump_counter(row.trading_date, row.bot_id, "fills")
+            self._fill_position(row, held, qty, price, day)
+        self.store.bump_counter(day, row.bot_id, "fills")
         self.fills += 1
         self.journal.log(
             "fill", bot=row.bot_id, client_order_id=row.client_order_id, symbol=row.symbol, side=row.side, qty=qty,
             price=round(price, 6),
         )  # fmt: skip
 
-    def _fill_position(self, row: OrderRow, held: PositionRow | None, qty: float, price: float) -> None:
+    def _fill_position(self, row: OrderRow, held: PositionRow | None, qty: float, price: float, day: date) -> None:
         bot_id, symbol = row.bot_id, row.symbol
         now = self.clock.now()
         if held is None:
@@ -615,7 +624,7 @@ class OrderManager:
             return
         sold = min(qty, held.qty)  # never more than the bot owns
         pnl = sold * (price - held.avg_entry_price) * contract_multiplier(symbol)
-        self.store.add_realized_pnl(row.trading_date, bot_id, pnl)
+        self.store.add_realized_pnl(day, bot_id, pnl)
         after = dataclasses.replace(
             held,
             qty=held.qty - sold,
@@ -625,14 +634,14 @@ class OrderManager:
         )
         self.store.save_position(after)
         if is_dust(after.qty, after.bought_qty) and after.sold_qty > 0:
-            self._close_trade(after, row, now)
+            self._close_trade(after, row, now, day)
 
-    def _close_trade(self, position: PositionRow, exit_row: OrderRow, now: datetime) -> None:
+    def _close_trade(self, position: PositionRow, exit_row: OrderRow, now: datetime, day: date) -> None:
         entry_price, fees = entry_and_fees(position)
         trade = TradeRow(
             bot_id=position.bot_id,
             symbol=position.symbol,
-            trading_date=exit_row.trading_date,
+            trading_date=day,
             opened_at=position.opened_at,
             closed_at=now,
             qty=max(position.bought_qty, position.sold_qty),

@@ -186,7 +186,7 @@ class Desk:
         """A new process: a new adapter (remembering nothing) and order manager on the same SQLite file."""
         broker = SnapshotBroker(make_api(self.emulator, self.clock), self.clock)
         journal = Journal(self.store.path.parent / "app.jsonl", self.clock)
-        self.orders = OrderManager(self.store, broker, journal, self.clock, self.failures.append)
+        self.orders = OrderManager(self.store, broker, journal, self.clock, self.failures.append, timezone.utc)
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
         broker = SnapshotBroker(make_api(emulator, clock), clock)
         store = StateStore(tmp_path / "state.db")
         failures: list[BrokerError] = []
-        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append)
+        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append, timezone.utc)
         yield Desk(clock, exchange, emulator, store, orders, failures, [])
         store.close()
 

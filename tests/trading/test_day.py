@@ -122,8 +122,8 @@ def test_a_round_trip_of_less_than_a_cent_is_logged_with_its_pnl_not_minus_zero(
     exit_row = OrderRow("mom_AAPL-x", "mom_AAPL", day, "exit", "AAPL", "sell", 1.0, None, "market", None, "day", "filled",
                         "b-1", 1.0, 99.996, "exit: stop_loss_hit", None, now, now)  # fmt: skip
     held = PositionRow("mom_AAPL", "AAPL", 0.0, 100.0, now, bought_qty=1.0, sold_qty=1.0, sold_value=99.996, realized=-0.004)
-    rig.engine.orders._close_trade(held, exit_row, now)
-    rig.engine.orders._close_trade(replace(held, sold_value=100.0, realized=-1e-13), exit_row, now)  # float residue: 0
+    rig.engine.orders._close_trade(held, exit_row, now, day)
+    rig.engine.orders._close_trade(replace(held, sold_value=100.0, realized=-1e-13), exit_row, now, day)  # float residue: 0
     logged = [e["pnl"] for e in rig.events("trade")]
     assert logged == [-0.004, 0.0] and str(logged[1]) == "0.0"
     assert [t.pnl for t in rig.store.trades()] == [-0.004, -1e-13]  # the record keeps what was realized

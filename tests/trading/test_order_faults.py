@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
         broker = SnapshotBroker(make_api(emulator, clock), clock)
         store = StateStore(tmp_path / "state.db")
         failures: list[BrokerError] = []
-        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append)
+        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append, timezone.utc)
         yield Desk(clock, exchange, emulator, store, orders, failures)
         store.close()
 

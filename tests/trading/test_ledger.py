@@ -1,0 +1,130 @@
+"""The engine's ledger against the broker's money: over a sequence of orders, what SQLite says each bot made
+(`realized_pnl` by day, `trades`, positions) must be what the broker's cash and positions moved, less only the fees
+the engine cannot see (a crypto sell's fee), and on the day the money moved.
+
+Driven through the real alpaca-py clients against the emulator on loopback (the exchange answers an order at
+once and fills it at a later step, as Alpaca does), with the engine's own order path and real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
+from engine.brokers.emulator import Emulator
+from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
+from engine.core.journal import Journal
+from engine.core.store import OrderRow, StateStore
+from engine.trading.orders import OrderManager
+from engine.trading.portfolio import budget_left
+from engine.trading.reconcile import adopt_fee_shortfalls
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import make_rig
+
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")  # the shipped system.timezone
+MONDAY_OPEN = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)  # 09:30 New York, 06:30 Los Angeles
+MONDAY, TUESDAY = date(2026, 11, 23), date(2026, 11, 24)
+
+
+@dataclass
+class Desk:
+    clock: ManualClock
+    exchange: SimExchange
+    store: StateStore
+    orders: OrderManager
+    failures: list[BrokerError]
+
+    def send(self, bot: str, purpose: str, side: str, qty: float, symbol: str = "AAPL") -> OrderRow:
+        """One market order, recorded on today's trading date (Los Angeles) and sent."""
+        day = self.clock.now().astimezone(LOS_ANGELES).date()
+        cid = self.orders.next_client_order_id(bot, day)
+        tif = "gtc" if "/" in symbol else "day"
+        request = OrderRequest(symbol, side, cid, "market", tif, qty=qty)  # type: ignore[arg-type]
+        with self.store.transaction():
+            row = self.orders.record_intent(bot, day, purpose, request, "test")
+        self.orders.send_pending()
+        return row
+
+    def tick(self, seconds: float = 5.0) -> None:
+        self.clock.advance(seconds)
+        self.orders.sync(self.orders.broker.snapshot(DataNeeds()))
+
+    def status(self, cid: str) -> str:
+        row = self.store.order(cid)
+        assert row is not None
+        return row.status
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    clock = ManualClock(MONDAY_OPEN)
+    exchange = SimExchange(clock, seed=7)
+    exchange.fill_at_submit = False  # as Alpaca: an order is answered first and fills at a later step
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        store = StateStore(tmp_path / "state.db")
+        failures: list[BrokerError] = []
+        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append, LOS_ANGELES)
+        yield Desk(clock, exchange, store, orders, failures)
+        store.close()
+
+
+def test_an_exit_sent_after_the_close_books_its_loss_on_the_day_it_fills(desk: Desk) -> None:
+    """A stop hit after the close sends a day order that Alpaca queues for the next open. The loss is taken then:
+    it is Tuesday's, the day the cash moved, and Tuesday's budget must count it. Booked on the order's date
+    (Monday), Tuesday's realized P&L read 0 and the bot went on opening with the budget it had just lost."""
+    cash = desk.exchange.cash
+    entry = desk.send("b1", "entry", "buy", 10)
+    desk.tick()
+    assert desk.status(entry.client_order_id) == "filled"
+    desk.clock.set(datetime(2026, 11, 23, 21, 30, tzinfo=timezone.utc))  # 16:30 New York: the market is closed
+    exit_row = desk.send("b1", "exit", "sell", 10)
+    desk.tick()
+    assert desk.status(exit_row.client_order_id) == "accepted"  # queued for the next session
+    desk.clock.set(datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc))  # Tuesday's open
+    desk.tick()
+    desk.tick()
+    assert desk.status(exit_row.client_order_id) == "filled" and desk.store.positions() == []
+    moved = desk.exchange.cash - cash
+    assert desk.store.realized_pnl(TUESDAY) == {"b1": pytest.approx(moved, abs=1e-6)}
+    assert desk.store.realized_pnl(MONDAY) == {}
+    [trade] = desk.store.trades()
+    assert trade.trading_date == TUESDAY and trade.pnl == pytest.approx(moved, abs=1e-6)
+    assert desk.store.counter(TUESDAY, "b1", "fills") == 1 and desk.store.counter(MONDAY, "b1", "fills") == 1
+    assert budget_left(1_000.0, desk.store.realized_pnl(TUESDAY)["b1"]) == pytest.approx(1_000.0 + min(moved, 0.0))
+    assert desk.failures == []
+
+
+def test_a_crypto_exit_sent_before_midnight_and_filled_after_is_the_new_day_s(desk: Desk) -> None:
+    """Crypto trades around the clock; a GTC exit sent at 23:59:58 in system.timezone fills at the next step,
+    after midnight: its P&L, its trade and its fill count are the new day's."""
+    desk.clock.set(datetime(2026, 11, 24, 7, 59, 0, tzinfo=timezone.utc))  # 23:59:00 Monday in Los Angeles
+    desk.send("c1", "entry", "buy", 0.01, symbol="BTC/USD")
+    desk.tick()
+    adopt_fee_shortfalls(desk.store, desk.orders.journal, desk.orders.broker.snapshot(DataNeeds()))  # the buy's fee
+    [held] = desk.store.positions("c1")
+    assert held.qty == pytest.approx(desk.exchange.positions["BTC/USD"].qty) and held.qty < 0.01
+    desk.clock.set(datetime(2026, 11, 24, 7, 59, 58, tzinfo=timezone.utc))  # 23:59:58
+    desk.send("c1", "exit", "sell", round(held.qty, 9), symbol="BTC/USD")
+    desk.tick()  # 00:00:03 Tuesday
+    assert desk.store.realized_pnl(MONDAY) == {}
+    assert list(desk.store.realized_pnl(TUESDAY)) == ["c1"]
+    assert [t.trading_date for t in desk.store.trades()] == [TUESDAY]
+
+
+def test_the_engine_books_fills_in_its_system_timezone(project: ProjectCopy) -> None:
+    """The engine hands its order path the zone its days are counted in (system.timezone)."""
+    rig = make_rig(project, ManualClock(MONDAY_OPEN))
+    assert rig.engine.orders.zone == rig.engine.tz == LOS_ANGELES
+    assert rig.engine.orders.clock.now().astimezone(rig.engine.orders.zone).date() == rig.engine.trading_date(
+        rig.clock.now()
+    )
+
