@@ -119,8 +119,16 @@ def fee_split(holders: list[PositionRow], at_broker: float) -> list[float]:
     return [p.qty * at_broker / total for p in holders]
 
 
-def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot) -> None:
-    """The bots own what the broker delivered after crypto fees, each charged the fees of its own buys (`fee_split`)."""
+def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot, bought: Mapping[str, float]) -> None:
+    """The bots own what the broker delivered after crypto fees, each charged the fees of its own buys (`fee_split`).
+
+    `bought`: symbol -> what the buys booked by this tick's sync bought (`OrderManager.bought_this_tick`). The
+    snapshot reads the positions before the orders, so a buy that filled between the two reads is owned by a bot
+    while the broker's positions do not show it yet; if it is small beside what the bots hold, its whole quantity
+    looked like a fee, and was adopted as one: the holders' ledgers lost coins they had paid for (their entry
+    prices raised by the cost) and the next read showed the broker holding more than they own, which no fee
+    explains. A fee is a small share of a buy, never nearly all of it: where the shortfall is about what this tick's
+    buys bought or more, the positions may predate them, and the shortfall waits for the next read."""
     if not any(is_crypto(p.symbol) for p in snapshot.positions or ()):
         return  # fees are taken from crypto only: nothing to read
     owned = store.positions()
@@ -128,6 +136,12 @@ def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot
     if not short:
         return
     shortfalls = fee_shortfalls(owned, snapshot, holders_fills(owned, short))
+    held = _held(owned)
+    shortfalls = {
+        symbol: at_broker
+        for symbol, at_broker in shortfalls.items()
+        if not (bought.get(symbol, 0.0) > 0 and held[symbol] - at_broker >= bought[symbol] * (1 - CRYPTO_FEE_TOLERANCE))
+    }
     if not shortfalls:
         return
     with store.transaction():

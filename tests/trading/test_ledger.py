@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -109,7 +110,7 @@ def test_a_crypto_exit_sent_before_midnight_and_filled_after_is_the_new_day_s(de
     desk.clock.set(datetime(2026, 11, 24, 7, 59, 0, tzinfo=timezone.utc))  # 23:59:00 Monday in Los Angeles
     desk.send("c1", "entry", "buy", 0.01, symbol="BTC/USD")
     desk.tick()
-    adopt_fee_shortfalls(desk.store, desk.orders.journal, desk.orders.broker.snapshot(DataNeeds()))  # the buy's fee
+    adopt_fee_shortfalls(desk.store, desk.orders.journal, desk.orders.broker.snapshot(DataNeeds()), {})  # its fee
     [held] = desk.store.positions("c1")
     assert held.qty == pytest.approx(desk.exchange.positions["BTC/USD"].qty) and held.qty < 0.01
     desk.clock.set(datetime(2026, 11, 24, 7, 59, 58, tzinfo=timezone.utc))  # 23:59:58
@@ -128,3 +129,63 @@ def test_the_engine_books_fills_in_its_system_timezone(project: ProjectCopy) -> 
         rig.clock.now()
     )
 
+
+
+class FillsBetweenReads:
+    """The real adapter, whose clock steps a second once the positions are read: an order sent at the tick's instant
+    fills between the snapshot's positions read and its orders read, as a resting order may at Alpaca at any time."""
+
+    def __init__(self, api: Any, clock: ManualClock) -> None:
+        self._api, self._clock = api, clock
+        self.racing = False
+
+    def get_positions(self) -> Any:
+        positions = self._api.get_positions()
+        if self.racing:
+            self._clock.advance(1)
+        return positions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+
+def test_a_crypto_buy_filling_between_the_reads_is_not_taken_for_a_fee(tmp_path: Path) -> None:
+    """c1 holds a coin; c2's buy of 0.005 fills after the snapshot read the positions and before it read the orders.
+    The sync books c2's fill; the positions, read before it, do not show it: the bots own 0.005 more than the broker
+    holds, within a fee's tolerance of what they bought. Adopted as a fee, c1's ledger lost 0.005 BTC (and its entry
+    price rose by their cost) for a purchase it never made, and the next tick's broker held more than the bots owned,
+    a difference no fee explains. The shortfall waits for a read that includes the buy."""
+    clock = ManualClock(MONDAY_OPEN)
+    exchange = SimExchange(clock, seed=7)
+    exchange.fill_at_submit = False
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        api = FillsBetweenReads(make_api(emulator, clock), clock)
+        store = StateStore(tmp_path / "state.db")
+        failures: list[BrokerError] = []
+        journal = Journal(tmp_path / "app.jsonl", clock)
+        orders = OrderManager(store, SnapshotBroker(api, clock), journal, clock, failures.append, LOS_ANGELES)  # type: ignore[arg-type]
+        desk = Desk(clock, exchange, store, orders, failures)
+
+        def tick(seconds: float = 5.0) -> None:
+            clock.advance(seconds)
+            snapshot = orders.broker.snapshot(DataNeeds())
+            orders.sync(snapshot)
+            adopt_fee_shortfalls(store, journal, snapshot, orders.bought_this_tick)
+
+        desk.send("c1", "entry", "buy", 1.0, symbol="BTC/USD")
+        tick()
+        tick()
+        [c1] = store.positions("c1")
+        assert c1.qty == pytest.approx(0.9975)  # its own buy's fee adopted, in the tick its fill was read
+        desk.send("c2", "entry", "buy", 0.005, symbol="BTC/USD")
+        api.racing = True
+        tick(0)  # the buy fills between the reads
+        api.racing = False
+        assert store.positions("c1") == [c1]  # untouched
+        tick()  # the next read shows the buy: c2's own fee is c2's
+        owned = {p.bot_id: p.qty for p in store.positions()}
+        assert owned == {"c1": pytest.approx(0.9975), "c2": pytest.approx(0.005 * 0.9975)}
+        assert sum(owned.values()) == pytest.approx(exchange.positions["BTC/USD"].qty)
+        assert store.positions("c1")[0].avg_entry_price == c1.avg_entry_price
+        assert failures == []
+        store.close()

@@ -36,7 +36,7 @@ def after_fees(tmp_path: Path, *, a: tuple[float, float], b: tuple[float, float]
     with store.transaction():
         store.save_position(PositionRow("crypto_a", "BTC/USD", a[0], 60_000.0, NOW, bought_qty=a[1]))
         store.save_position(PositionRow("crypto_b", "BTC/USD", b[0], 61_000.0, NOW, bought_qty=b[1]))
-    adopt_fee_shortfalls(store, journal, coins(broker))
+    adopt_fee_shortfalls(store, journal, coins(broker), {})
     return {p.bot_id: p.qty for p in store.positions()}
 
 
