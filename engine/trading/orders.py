@@ -16,6 +16,7 @@ positions are reconciled.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
@@ -592,14 +593,7 @@ class OrderManager:
         day = self.clock.now().astimezone(self.zone).date()
         if row.bot_id == EXITBOT_ID:
             holders = [p for p in self.store.positions() if p.symbol == row.symbol and p.qty > 0]
-            total = sum(p.qty for p in holders)
-            if total > 0 and is_dust(total - qty, total):  # the whole sum sold: each holder sells all it holds
-                shares = [p.qty for p in holders]
-            else:
-                shares = [qty * p.qty / total for p in holders] if total > 0 else []
-                if shares:
-                    shares[-1] = qty - sum(shares[:-1])  # the split adds up to the fill exactly
-            for holder, share in zip(holders, shares, strict=True):
+            for holder, share in zip(holders, split_fill(qty, [p.qty for p in holders]), strict=True):
                 self._fill_position(dataclasses.replace(row, bot_id=holder.bot_id), holder, share, price, day)
         else:
             held = next((p for p in self.store.positions(row.bot_id) if p.symbol == row.symbol), None)
@@ -760,6 +754,32 @@ class OrderManager:
             return "failed"
         self.cancel_requested[row.client_order_id] = self.clock.now()
         return "taken"
+
+
+def split_fill(qty: float, held: list[float]) -> list[float]:
+    """What each holder sells of a fill of `qty` of the ExitBot's flatten of a symbol they hold `held` of: in
+    proportion, adding up to the fill exactly; all of it when the whole sum sold.
+
+    Whole units stay whole: where the fill and every holding are whole numbers (option contracts always, shares
+    bought whole), each share is a whole number, the remainders going one unit each to the largest fractions. Split
+    in exact proportion, a flatten of 60 contracts held 20 and 40, filled 50 and expired at the close, left 3.33 and
+    6.67 contracts owned: each bot's exit of its own was refused (an option order takes whole contracts), and so
+    was every exit after it."""
+    total = sum(held)
+    if total <= 0:
+        return []
+    if is_dust(total - qty, total):  # the whole sum sold: each holder sells all it holds
+        return list(held)
+    exact = [qty * h / total for h in held]
+    if float(qty).is_integer() and all(float(h).is_integer() for h in held):
+        whole = [float(math.floor(x + 1e-9)) for x in exact]
+        left = round(qty - sum(whole))
+        by_fraction = sorted(range(len(held)), key=lambda i: (-(exact[i] - whole[i]), -held[i], i))
+        for i in by_fraction[:left]:
+            whole[i] += 1.0
+        return whole
+    exact[-1] = qty - sum(exact[:-1])  # the split adds up to the fill exactly
+    return exact
 
 
 class Contradiction(Exception):

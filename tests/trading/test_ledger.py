@@ -22,8 +22,8 @@ from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
-from engine.core.store import OrderRow, StateStore
-from engine.trading.orders import OrderManager
+from engine.core.store import EXITBOT_ID, OrderRow, StateStore
+from engine.trading.orders import OrderManager, split_fill
 from engine.trading.portfolio import budget_left
 from engine.trading.reconcile import adopt_fee_shortfalls
 from tests.brokers.conftest import KEY, SECRET, make_api
@@ -189,3 +189,54 @@ def test_a_crypto_buy_filling_between_the_reads_is_not_taken_for_a_fee(tmp_path:
         assert store.positions("c1")[0].avg_entry_price == c1.avg_entry_price
         assert failures == []
         store.close()
+
+
+def test_a_shared_flatten_filled_in_part_leaves_each_bot_whole_contracts_it_can_sell(desk: Desk) -> None:
+    """Two bots hold 20 and 40 of one option; the kill switch's flatten of the 60 (one order, the ExitBot's) fills
+    50 and expires at the close. Split in exact proportion, o1 kept 3.33 contracts and o2 6.67: each one's exit was
+    refused, an option order taking whole contracts, and so was every exit after it. Each keeps whole contracts,
+    which its own exit sells, and the ledger adds up to the broker's cash."""
+    chain = desk.exchange.option_chain("SPY", 7, 45)
+    contract = chain[len(chain) // 2].symbol
+    cash = desk.exchange.cash
+    desk.send("o1", "entry", "buy", 20, symbol=contract)
+    desk.send("o2", "entry", "buy", 40, symbol=contract)
+    desk.tick(60)
+    assert {p.bot_id: p.qty for p in desk.store.positions()} == {"o1": 20, "o2": 40}
+    desk.clock.set(datetime(2026, 11, 23, 20, 59, 0, tzinfo=timezone.utc))  # 15:59 in New York
+    flatten = desk.send(EXITBOT_ID, "exit", "sell", 60, symbol=contract)
+    desk.tick(30)  # 50 contracts fill (a step's liquidity)
+    desk.tick(60)  # the close: the rest expires
+    stored = desk.store.order(flatten.client_order_id)
+    assert stored is not None and (stored.status, stored.filled_qty) == ("expired", 50)
+    owned = {p.bot_id: p.qty for p in desk.store.positions()}
+    assert owned == {"o1": 3, "o2": 7} and sum(owned.values()) == desk.exchange.positions[contract].qty
+    desk.clock.set(datetime(2026, 11, 24, 14, 31, tzinfo=timezone.utc))  # Tuesday's session
+    exits = [desk.send(bot, "exit", "sell", qty, symbol=contract) for bot, qty in owned.items()]
+    desk.tick(60)
+    assert [desk.status(e.client_order_id) for e in exits] == ["filled", "filled"]
+    assert desk.store.positions() == [] and contract not in desk.exchange.positions
+    trades = desk.store.trades()
+    assert sorted((t.bot_id, t.qty) for t in trades) == [("o1", 20), ("o2", 40)]
+    realized = sum(desk.store.realized_pnl(MONDAY).values()) + sum(desk.store.realized_pnl(TUESDAY).values())
+    assert realized == pytest.approx(desk.exchange.cash - cash, abs=1e-6)
+    assert sum(t.pnl for t in trades) == pytest.approx(realized, abs=1e-6)
+    assert desk.failures == []
+
+
+@pytest.mark.parametrize(
+    ("qty", "held", "split"),
+    [
+        (50.0, [20.0, 40.0], [17.0, 33.0]),  # 16.67 and 33.33: the unit left goes to the larger fraction
+        (60.0, [20.0, 40.0], [20.0, 40.0]),  # the whole sum: all of each
+        (3.0, [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),
+        (1.0, [1.0, 1.0], [1.0, 0.0]),  # a tie: the first holder
+        (0.5, [0.25, 0.75], [0.125, 0.375]),  # coins: in exact proportion
+    ],
+)
+def test_a_flatten_s_fill_is_split_in_proportion_in_whole_units_where_all_are_whole(
+    qty: float, held: list[float], split: list[float]
+) -> None:
+    shares = split_fill(qty, held)
+    assert shares == pytest.approx(split) and sum(shares) == pytest.approx(qty)
+    assert all(0 <= s <= h for s, h in zip(shares, held, strict=True))
