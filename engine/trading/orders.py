@@ -34,7 +34,7 @@ from engine.brokers.base import (
     fill_value_contradicts,
     same_amount,
 )
-from engine.brokers.symbols import contract_multiplier
+from engine.brokers.symbols import contract_multiplier, is_crypto
 from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
@@ -593,7 +593,8 @@ class OrderManager:
         day = self.clock.now().astimezone(self.zone).date()
         if row.bot_id == EXITBOT_ID:
             holders = [p for p in self.store.positions() if p.symbol == row.symbol and p.qty > 0]
-            for holder, share in zip(holders, split_fill(qty, [p.qty for p in holders]), strict=True):
+            shares = split_fill(qty, [p.qty for p in holders], coins=is_crypto(row.symbol))
+            for holder, share in zip(holders, shares, strict=True):
                 self._fill_position(dataclasses.replace(row, bot_id=holder.bot_id), holder, share, price, day)
         else:
             held = next((p for p in self.store.positions(row.bot_id) if p.symbol == row.symbol), None)
@@ -756,12 +757,12 @@ class OrderManager:
         return "taken"
 
 
-def split_fill(qty: float, held: list[float]) -> list[float]:
+def split_fill(qty: float, held: list[float], *, coins: bool) -> list[float]:
     """What each holder sells of a fill of `qty` of the ExitBot's flatten of a symbol they hold `held` of: in
     proportion, adding up to the fill exactly; all of it when the whole sum sold.
 
-    Whole units stay whole: where the fill and every holding are whole numbers (option contracts always, shares
-    bought whole), each share is a whole number, the remainders going one unit each to the largest fractions. Split
+    Whole units stay whole: where the fill and every holding are whole numbers and not `coins` (option contracts
+    always, shares bought whole), each share is a whole number, the remainders going one unit each to the largest fractions. Split
     in exact proportion, a flatten of 60 contracts held 20 and 40, filled 50 and expired at the close, left 3.33 and
     6.67 contracts owned: each bot's exit of its own was refused (an option order takes whole contracts), and so
     was every exit after it."""
@@ -771,7 +772,7 @@ def split_fill(qty: float, held: list[float]) -> list[float]:
     if is_dust(total - qty, total):  # the whole sum sold: each holder sells all it holds
         return list(held)
     exact = [qty * h / total for h in held]
-    if float(qty).is_integer() and all(float(h).is_integer() for h in held):
+    if not coins and float(qty).is_integer() and all(float(h).is_integer() for h in held):
         whole = [float(math.floor(x + 1e-9)) for x in exact]
         left = round(qty - sum(whole))
         by_fraction = sorted(range(len(held)), key=lambda i: (-(exact[i] - whole[i]), -held[i], i))

@@ -225,18 +225,19 @@ def test_a_shared_flatten_filled_in_part_leaves_each_bot_whole_contracts_it_can_
 
 
 @pytest.mark.parametrize(
-    ("qty", "held", "split"),
+    ("qty", "held", "coins", "split"),
     [
-        (50.0, [20.0, 40.0], [17.0, 33.0]),  # 16.67 and 33.33: the unit left goes to the larger fraction
-        (60.0, [20.0, 40.0], [20.0, 40.0]),  # the whole sum: all of each
-        (3.0, [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),
-        (1.0, [1.0, 1.0], [1.0, 0.0]),  # a tie: the first holder
-        (0.5, [0.25, 0.75], [0.125, 0.375]),  # coins: in exact proportion
+        (50.0, [20.0, 40.0], False, [17.0, 33.0]),  # 16.67 and 33.33: the unit left goes to the larger fraction
+        (60.0, [20.0, 40.0], False, [20.0, 40.0]),  # the whole sum: all of each
+        (3.0, [1.0, 1.0, 1.0], False, [1.0, 1.0, 1.0]),
+        (1.0, [1.0, 1.0], False, [1.0, 0.0]),  # a tie: the first holder
+        (1.5, [0.5, 1.5], False, [0.375, 1.125]),  # fractional shares: in exact proportion
+        (2.0, [1.0, 2.0], True, [2 / 3, 4 / 3]),  # coins, even a whole number of them: in exact proportion
     ],
 )
 def test_a_flatten_s_fill_is_split_in_proportion_in_whole_units_where_all_are_whole(
-    qty: float, held: list[float], split: list[float]
+    qty: float, held: list[float], coins: bool, split: list[float]
 ) -> None:
-    shares = split_fill(qty, held)
+    shares = split_fill(qty, held, coins=coins)
     assert shares == pytest.approx(split) and sum(shares) == pytest.approx(qty)
     assert all(0 <= s <= h for s, h in zip(shares, held, strict=True))
