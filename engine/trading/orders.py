@@ -279,7 +279,7 @@ class OrderManager:
             self._set(row, status="rejected", error=f"{error.reason}: {error.message}")
             if row.purpose == "exit":  # the next exit of it waits a while (handlers._exit_qty), not the next tick
                 self.exits_refused[row.bot_id, row.symbol] = self.clock.now()
-            self.store.bump_counter(row.trading_date, row.bot_id, f"refused:{error.reason}" if refused else "rejections")
+            self.store.bump_counter(self._today(), row.bot_id, f"refused:{error.reason}" if refused else "rejections")
             self.journal.log(
                 "order",
                 action="refused" if refused else "rejected",
@@ -531,7 +531,7 @@ class OrderManager:
         if new_qty > old_qty + 1e-12 and new_avg is not None:
             self._fill(row, new_qty - old_qty, added_fill_price(old_qty, old_avg, new_qty, new_avg))
         if order.status == "rejected" and changed:
-            self.store.bump_counter(row.trading_date, row.bot_id, "rejections")
+            self.store.bump_counter(self._today(), row.bot_id, "rejections")
         if changed:
             self.journal.log(
                 "order",
@@ -582,6 +582,12 @@ class OrderManager:
             self._record(adopted, replacement, "update")
         return adopted
 
+    def _today(self) -> date:
+        """The trading date in system.timezone now: what a fill or a refusal is counted on, whatever its order's date
+        (a held intent sent, or a queued order refused, after midnight). Counted on the order's day, a refusal went
+        to a day that is over, and the ExitBot's repeated-rejections anomaly, which reads today's count, missed it."""
+        return self.clock.now().astimezone(self.zone).date()
+
     def _fill(self, row: OrderRow, qty: float, price: float) -> None:
         """A fill moves the bot's own position; the sell that makes it flat closes its round trip: a `trade`.
         A fill of the ExitBot's flatten of a shared symbol is split among the bots holding it, in proportion.
@@ -590,7 +596,7 @@ class OrderManager:
         a day order sent after the close fills at the next open, a GTC crypto order past midnight. Booked on the
         order's date, a loss taken today went to a day that is over: today's budget (`portfolio.budget_left`) never
         saw it, and the bot went on opening with the budget it had just lost."""
-        day = self.clock.now().astimezone(self.zone).date()
+        day = self._today()
         if row.bot_id == EXITBOT_ID:
             holders = [p for p in self.store.positions() if p.symbol == row.symbol and p.qty > 0]
             shares = split_fill(qty, [p.qty for p in holders], coins=is_crypto(row.symbol))

@@ -241,3 +241,19 @@ def test_a_flatten_s_fill_is_split_in_proportion_in_whole_units_where_all_are_wh
     shares = split_fill(qty, held, coins=coins)
     assert shares == pytest.approx(split) and sum(shares) == pytest.approx(qty)
     assert all(0 <= s <= h for s, h in zip(shares, held, strict=True))
+
+
+def test_a_refusal_counts_on_the_day_it_comes_not_its_order_s(desk: Desk) -> None:
+    """An intent recorded on Monday and sent on Tuesday (held while the broker could not be reached) that the
+    broker refuses is one of Tuesday's refusals: the ExitBot's repeated-rejections anomaly reads today's count,
+    and counted on Monday, a day that is over, it was never seen."""
+    cid = desk.orders.next_client_order_id("b1", MONDAY)
+    request = OrderRequest("AAPL", "sell", cid, "market", "day", qty=10)  # nothing held: no shorting on Alpaca
+    with desk.store.transaction():
+        desk.orders.record_intent("b1", MONDAY, "exit", request, "test")
+    desk.clock.set(datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc))  # Tuesday's open
+    desk.orders.send_pending()
+    assert desk.status(cid) == "rejected"
+    tuesday, monday = desk.store.counters(TUESDAY).get("b1", {}), desk.store.counters(MONDAY).get("b1", {})
+    assert sum(n for name, n in tuesday.items() if name == "rejections" or name.startswith("refused:")) == 1, tuesday
+    assert not any(name == "rejections" or name.startswith("refused:") for name in monday), monday
