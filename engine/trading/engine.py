@@ -302,11 +302,13 @@ class Engine:
             self._reconcile(snapshot)
         view = self._view = read_view(self.store, snapshot, now, self.tz, self._view)
         signals = self._ask_signals(view)  # the user's code, each call up to its budget: the write lock not yet taken
-        # Read again (only what another process committed meanwhile: the same view otherwise): an operator's halt
-        # written while the signals ran must stop this tick's entries, not only their send.
-        view = self._view = read_view(self.store, snapshot, now, self.tz, view)
-        self._halt_writes_seen = self.store.halt_writes
         with self.store.transaction():
+            # Read again (only what another process committed meanwhile: the same view otherwise): an operator's
+            # halt written while the signals ran must stop this tick's entries, not only their send. Read inside
+            # the transaction, whose write lock no other process can commit past: read before it, a halt committed
+            # while this BEGIN waited on the halt's own write lock was missed, and the tick recorded its entries.
+            view = self._view = read_view(self.store, snapshot, now, self.tz, view)
+            self._halt_writes_seen = self.store.halt_writes
             anomalies = self.exitbot.anomalies(snapshot, view, self._with_records(view), self.reconciled)
             self.exitbot.end_expired(view)
             view = self._halts_as_written(view)

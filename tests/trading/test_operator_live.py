@@ -159,3 +159,38 @@ def test_a_halt_committed_while_the_signals_run_stops_that_ticks_entries(rig: Ri
     assert halted and rig.engine.system.state == "halted"
     assert not [o for o in rig.store.orders() if o.bot_id == "mom_AAPL" and o.purpose == "entry"]
     assert rig.store.counters(rig.engine.trading_date(rig.clock.now())).get("mom_AAPL", {}).get("entries", 0) == 0
+
+
+def test_a_halt_committed_as_the_ticks_transaction_opens_stops_that_ticks_entries(rig: Rig) -> None:
+    """`engine halt` holds SQLite's write lock for its own short transaction. A tick that read the state file just
+    before (the halt not yet committed) then waits on that lock in its BEGIN, and goes on once the halt is
+    committed: the view it read has no halt, and the entry its bot asks for was recorded and counted against the
+    daily cap, stopped only at its send. Inside the tick's transaction nothing else can commit: what it reads there
+    is what holds."""
+    from datetime import timedelta
+
+    from tests.trading.conftest import OPEN
+
+    rig.until(lambda r: r.clock.now() >= OPEN + timedelta(minutes=5, seconds=5))  # inside mom_AAPL's trade window
+    rig.engine.bot("mom_AAPL").signal = lambda prices, params: True
+    engine, store = rig.engine, rig.store
+    asked = engine._ask_signals
+    real_transaction = store.transaction
+    signals_asked: list[bool] = []
+    halted: list[int] = []
+
+    def ask(view: Any) -> Any:
+        signals_asked.append(True)
+        return asked(view)
+
+    def transaction() -> Any:
+        if signals_asked and not halted:  # the tick's own transaction: its BEGIN waited for the operator's commit
+            halted.append(halt_from_another_process(rig))
+        return real_transaction()
+
+    engine._ask_signals = ask  # type: ignore[method-assign]
+    store.transaction = transaction  # type: ignore[method-assign]
+    rig.ticks(1)
+    assert halted and rig.engine.system.state == "halted"
+    assert not [o for o in rig.store.orders() if o.bot_id == "mom_AAPL" and o.purpose == "entry"]
+    assert rig.store.counters(rig.engine.trading_date(rig.clock.now())).get("mom_AAPL", {}).get("entries", 0) == 0
