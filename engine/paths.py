@@ -45,11 +45,16 @@ def escaped(text: str, keep: str = "") -> str:
 
 def ensure_writable_folder(path: Path) -> None:
     """Make `path` a folder if it is not one and try a write in it: OSError now, rather than a run or a backtest
-    that ends having written nothing. The tried file is hidden and removed again."""
+    that ends having written nothing. The tried file is hidden, of a name no other process uses at the same time,
+    and removed again: with one name for every process, two commands trying one folder at once (two backtests given
+    the same --out, two `run --record` into one folder) removed each other's, and the second was told ENOENT, "cannot
+    write there", for a folder it could write."""
+    import tempfile
+
     path.mkdir(parents=True, exist_ok=True)
-    probe = path / ".write-check"
-    probe.touch()
-    probe.unlink()
+    fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
+    os.close(fd)
+    os.unlink(probe)
 
 
 class PathKind(enum.Enum):

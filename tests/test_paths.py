@@ -75,3 +75,17 @@ def test_what_cannot_be_looked_at_is_the_callers_to_say(tmp_path: Path) -> None:
         path_kind(tmp_path / "file" / "below")
     with pytest.raises(OSError, match="symbolic links"):
         path_kind(loop)
+
+
+def test_trying_a_folder_leaves_another_commands_probe_in_place(tmp_path: Path) -> None:
+    """Two commands try one folder at once (two backtests given the same --out, two `run --record` into it): each
+    makes a file, then removes it. Made under one name for all, the first removed the second's, whose own removal
+    then failed (ENOENT), and it was told "cannot write there" of a folder it could write."""
+    from engine.paths import ensure_writable_folder
+
+    others = tmp_path / ".write-check"
+    others.write_text("")  # the other command's probe, at this instant
+    ensure_writable_folder(tmp_path)
+    assert others.exists()
+    ensure_writable_folder(tmp_path)  # and again while it is there
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".write-check"]  # ours removed, each time
