@@ -1184,7 +1184,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.sweep is not None:
         return _backtest_sweep(args, report)
     cash = args.cash if args.cash is not None else report.config.settings.sim.starting_cash
-    out = args.out or Path("backtests") / datetime_type.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    made = None if args.out is not None else _default_out(datetime_type.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    out: Path = args.out if made is None else made
     try:
         model = FillModel(timing=args.fill_timing, slippage_bps=args.slippage_bps)
     except ValueError as exc:
@@ -1205,9 +1206,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         from engine.trading.engine import freeze_long_lived
 
         freeze_long_lived()  # a process that runs one backtest: what is loaded lives as long as it
-        with sigterm_raises():  # a service's stop: the ticks run so far committed, the log closed, one line
-            result = run_backtest(report, args.data, start=start, end=end, cash=cash, out_dir=out, fill_model=model,
-                                  progress=progress)  # fmt: skip
+        try:
+            with sigterm_raises():  # a service's stop: the ticks run so far committed, the log closed, one line
+                result = run_backtest(report, args.data, start=start, end=end, cash=cash, out_dir=out,
+                                      fill_model=model, progress=progress)  # fmt: skip
+        except BaseException:
+            _unmake(made)  # refused or stopped before it wrote anything: no empty folder left behind
+            raise
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): what was kept said the same for both
         if bar is not None:
             bar.stop()
@@ -1264,13 +1269,17 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
         FillModel(timing=args.fill_timing, slippage_bps=args.slippage_bps)
     except ValueError as exc:
         raise InvalidInput(f"fill model: {exc}") from None
-    out = args.out or Path("backtests") / datetime_type.now(timezone.utc).strftime("sweep-%Y%m%dT%H%M%SZ")
+    made = None if args.out is not None else _default_out(datetime_type.now(timezone.utc).strftime("sweep-%Y%m%dT%H%M%SZ"))
+    out: Path = args.out if made is None else made
     try:
         overrides, specs = sweep.prepare(args.sweep, report, out, machines_dir=args.machines, rules_dir=args.rules,
                                          data_dir=args.data, start=args.from_, end=args.to, cash=args.cash,
                                          fill_timing=args.fill_timing, slippage_bps=args.slippage_bps)  # fmt: skip
-    except ConfigError as exc:
-        raise InvalidInput(problems_text(exc.problems)) from None
+    except BaseException as exc:
+        _unmake(made)
+        if isinstance(exc, ConfigError):
+            raise InvalidInput(problems_text(exc.problems)) from None
+        raise
     jobs = args.jobs or min(len(specs), os.cpu_count() or 1)
     where = f"on the Ray cluster at {args.ray}" if args.ray is not None else f"in {jobs} process{'es' if jobs != 1 else ''}"
     print(f"{len(specs)} run{'s' if len(specs) != 1 else ''} {where}, in {shown(out)}/")
@@ -1288,6 +1297,31 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     print(sweep.table(rows, overrides))
     print(f"sorted by {metric}; wrote {shown(out / 'sweep.csv')} (each run's config and state in run-NNN/)")
     return EXIT_INVALID if any(row.get("error") for row in rows) else EXIT_OK
+
+
+def _default_out(stem: str) -> Path:
+    """`backtests/STEM`, or `STEM-2`, `STEM-3`... when taken: made now, so that it is this command's. Named by the
+    second, two backtests (or sweeps) started in one second without --out were given one folder: the second was
+    refused "exists ... (give another --out)", an --out it had never given, or both ran into it. A folder that
+    cannot be made is returned as it is, for the command's own check to say why (a read-only working folder)."""
+    base = Path("backtests")
+    for number in range(1, 1000):
+        out = base / (stem if number == 1 else f"{stem}-{number}")
+        try:
+            out.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError:
+            return out
+        return out
+    return base / stem  # a thousand in one second: refused by the command's own check, as any folder holding a run
+
+
+def _unmake(made: Path | None) -> None:
+    """The default folder made for a command that wrote nothing into it (refused, interrupted before its run)."""
+    if made is not None:
+        with contextlib.suppress(OSError):
+            made.rmdir()  # only when empty: whatever the command wrote stays
 
 
 def backtest_table(summary: dict[str, Any]) -> str:

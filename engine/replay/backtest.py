@@ -15,6 +15,7 @@ bar's length, inferred from the data), never at its start, so a tick never sees 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -413,6 +414,14 @@ def out_in_data(out: Path, data_folder: Path) -> str | None:
     return None
 
 
+def _claim(state_file: Path) -> None:
+    """Make the run's state file, empty, or FileExistsError when it is there already: the folder is this run's
+    from then on. Looked at first and made later, two backtests given one --out at once both found none, and
+    both ran into the one state file and log, each one's report read from both runs. A file is made by one
+    process only (O_EXCL); SQLite writes the new database into it."""
+    os.close(os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+
+
 def _bound(value: date | datetime | None, *, end: bool, tz: Any) -> datetime | None:
     """A date is a day in the engine's time zone (an end date includes the whole day)."""
     if value is None or isinstance(value, datetime):
@@ -499,6 +508,10 @@ def run_backtest(
         raise BacktestError(f"{out} is a file: a backtest writes a folder (give another --out)")
     try:  # an --out that cannot be written is told before the run, not after it
         ensure_writable_folder(out)
+        _claim(out / STATE_FILE)
+    except FileExistsError:
+        raise BacktestError(f"{out / STATE_FILE} exists: a backtest writes a new folder (give another --out; another "
+                            "backtest may be writing to it now)") from None  # fmt: skip
     except OSError as exc:
         refused = BacktestError if exc.errno in WRONG_KIND else OutputFailed
         raise refused(f"{out}: cannot write the backtest there ({exc.strerror or exc})") from None

@@ -354,13 +354,18 @@ def prepare(
     if inside is not None:
         raise ConfigError([Problem(shown(out_dir), 0, 0, "", inside)])
     _check_out(out_dir)
+    try:  # the folder is this sweep's from here: found empty by two sweeps at once, both wrote their runs into it
+        (out_dir / "run-001").mkdir()
+    except FileExistsError:
+        raise ConfigError([Problem(shown(out_dir), 0, 0, "", "not empty: a sweep writes a new folder (give another "
+                                   "--out; another sweep is writing to it now)")]) from None  # fmt: skip
     specs: list[RunSpec] = []
     problems: list[Problem] = []
     first_line, first_col = load_yaml(sweep_path, shown(sweep_path)).position((overrides[0].key,), of_key=True)
     for number, combination in enumerate(combinations(overrides), 1):
         name = f"run-{number:03d}"
         run_config = out_dir / name / "config"
-        run_config.mkdir(parents=True)
+        run_config.mkdir(parents=True, exist_ok=number == 1)  # run-001 made above
         shutil.copyfile(config.config_dir / "settings.yaml", run_config / "settings.yaml")
         _write_bots(config.config_dir / "bots.yaml", run_config / "bots.yaml", [(o.path, v) for o, v in combination])
         try:

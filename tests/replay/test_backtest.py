@@ -568,3 +568,61 @@ def test_ticks_a_kill_lost_from_a_recording_are_told(momentum_project: ProjectCo
     result = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out", html=False)
     assert ("the recorded run ticked from 2026-11-23T14:34:55Z to 2026-11-23T14:39:55Z with nothing recorded (a kill "
             "loses the quotes and ticks buffered since the last flush)") in "\n".join(result.notes)
+
+
+def test_two_backtests_into_one_out_at_once_never_share_it(
+    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two backtests given one --out, started together: both found no state.db, and both went on into the folder,
+    the second one's ticks written into the first one's state.db and log (its report read from both runs). The
+    folder is claimed as the run's state file is made: the one that comes second is refused, the other's files
+    are left whole."""
+    import engine.replay.backtest as backtest
+
+    trending_day(tmp_path / "data")
+    report, out = load(momentum_project), tmp_path / "out"
+    real = backtest.ensure_writable_folder
+    others: list[object] = []
+
+    def the_other_one_runs_meanwhile(folder: Path) -> None:  # between this run's checks and its first write
+        real(folder)
+        if not others:
+            others.append(folder)  # before it runs: the other one's own call to this comes through as it is
+            run_backtest(report, tmp_path / "data", out_dir=out, html=False)
+
+    monkeypatch.setattr(backtest, "ensure_writable_folder", the_other_one_runs_meanwhile)
+    with pytest.raises(BacktestError, match=r"state\.db exists"):
+        run_backtest(report, tmp_path / "data", out_dir=out, html=False)
+    assert others
+    starts = [line for line in (out / "app.jsonl").read_text().splitlines() if '"backtest_start"' in line]
+    assert len(starts) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    with sqlite3.connect(out / "state.db") as db:
+        assert db.execute("SELECT count(*) FROM trades").fetchone()[0] == summary["total"]["trades"]
+
+
+def test_backtests_started_in_one_second_without_out_get_a_folder_each(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default folder is named by the second: of two backtests started in one second (a script starting one per
+    data folder), the second was refused "state.db exists ... (give another --out)", exit 2, though it gave no --out.
+    It gets the name with -2. A default folder the backtest wrote nothing into is not left behind."""
+    from engine.cli import main
+
+    trending_day(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    now = datetime.now(timezone.utc)
+    for seconds in range(-2, 60):  # the folder of whichever second the command starts in holds a run already
+        taken = tmp_path / "backtests" / (now + timedelta(seconds=seconds)).strftime("%Y%m%dT%H%M%SZ")
+        taken.mkdir(parents=True)
+        (taken / "state.db").write_bytes(b"")
+    files = ["--config", str(momentum_project.config), "--machines", str(momentum_project.machines), "--rules",
+             str(momentum_project.rules)]  # fmt: skip
+    assert main(["backtest", "--data", "data", *files]) == 0
+    said = capsys.readouterr()
+    made = [p for p in (tmp_path / "backtests").iterdir() if p.name.endswith("Z-2")]
+    assert len(made) == 1 and (made[0] / "summary.json").is_file()
+    assert f"wrote {Path('backtests') / made[0].name}/" in said.out
+    before = sorted((tmp_path / "backtests").iterdir())
+    assert main(["backtest", "--data", "data", "--from", "2026-12-01", *files]) == 2  # no data then: refused
+    assert sorted((tmp_path / "backtests").iterdir()) == before

@@ -67,3 +67,65 @@ def test_an_out_inside_the_data_folder_is_refused_and_nothing_is_written(
     code, err = _run(momentum_project, tmp_path, tmp_path / "data" / inside, capsys)
     assert code == 2 and "inside the data folder" in err
     assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_two_sweeps_into_one_out_at_once_never_share_it(
+    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both found the folder empty; the second one's first run folder was then there already: a FileExistsError
+    traceback, or, a moment earlier, both sweeps' runs in one folder. The first run's folder claims it."""
+    from engine.config.errors import ConfigError
+    from engine.replay import sweep
+    from tests.replay.conftest import load
+
+    (tmp_path / "data").mkdir()
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(SWEEP, encoding="utf-8")
+    report, out = load(momentum_project), tmp_path / "sw"
+
+    def prepare() -> list[sweep.RunSpec]:
+        return sweep.prepare(sweep_file, report, out, machines_dir=momentum_project.machines,
+                             rules_dir=momentum_project.rules, data_dir=tmp_path / "data")[1]  # fmt: skip
+
+    real = sweep._check_out
+    others: list[list[sweep.RunSpec]] = []
+
+    def the_other_one_prepares_meanwhile(folder: Path) -> None:  # found empty by this one, then by the other
+        real(folder)
+        if not others:
+            others.append([])
+            others[0] = prepare()
+
+    monkeypatch.setattr(sweep, "_check_out", the_other_one_prepares_meanwhile)
+    with pytest.raises(ConfigError) as refused:
+        prepare()
+    assert "another sweep is writing to it now" in refused.value.problems[0].message
+    assert [Path(s.out_dir).name for s in others[0]] == ["run-001", "run-002"]
+    assert sorted(p.name for p in out.iterdir()) == ["run-001", "run-002"]
+    assert all((Path(s.config_dir) / "bots.yaml").is_file() for s in others[0])  # the other's left whole
+
+
+def test_sweeps_started_in_one_second_without_out_get_a_folder_each(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default folder is named by the second: the second sweep was refused "not empty ... (give another --out)",
+    a flag it had not given. It gets the name with -2."""
+    from datetime import datetime, timedelta, timezone
+
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    now = datetime.now(timezone.utc)
+    for seconds in range(-2, 60):  # the folder of whichever second the command starts in is taken already
+        taken = tmp_path / "backtests" / (now + timedelta(seconds=seconds)).strftime("sweep-%Y%m%dT%H%M%SZ")
+        (taken / "run-001").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "sweep.yaml").write_text(SWEEP, encoding="utf-8")
+    files = ["--config", str(momentum_project.config), "--machines", str(momentum_project.machines), "--rules",
+             str(momentum_project.rules)]  # fmt: skip
+    main(["backtest", "--data", "data", "--sweep", "sweep.yaml", "--jobs", "1", *files])
+    said = capsys.readouterr()
+    assert "give another --out" not in said.err and "Traceback" not in said.err
+    made = [p for p in (tmp_path / "backtests").iterdir() if p.name.endswith("Z-2")]
+    assert len(made) == 1 and (made[0] / "sweep.csv").is_file()
+    assert f"in {Path('backtests') / made[0].name}/" in said.out
