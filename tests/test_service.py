@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, main
-from engine.core.lock import lock_path
+from engine.core.lock import RunLock
 from engine.core.store import StateStore
 from engine.paths import PROJECT_ROOT
 from engine.trading.runner import LAST_RUN_KEY, LAST_TICK_KEY
@@ -102,8 +101,8 @@ def test_health_of_a_simulation_is_on_the_simulated_clock(project: ProjectCopy, 
     store = StateStore(project.root / "s.db")  # as it reads while that run is still going: no end, its pid in the lock
     store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": "2026-11-23T14:30:00+00:00", "broker": "sim"}))
     store.close()
-    lock_path(project.root / "s.db").write_text(str(os.getpid()))
-    code, out = health(project, capsys)  # by the wall clock this tick is long past; by the simulation's, it is now
+    with RunLock(project.root / "s.db"):  # held, its pid written, as by the engine that runs on it
+        code, out = health(project, capsys)  # by the wall clock this tick is long past; by the simulation's, it is now
     assert code == EXIT_OK
     assert out == "healthy: last tick 2026-11-23T06:30:10-08:00, age 0 s on the simulated clock (max age 45 s)\n"
 

@@ -162,6 +162,32 @@ class RunLock:
         self.release()
 
 
+def flock_holders(path: Path, *, proc_locks: Path = Path("/proc/locks")) -> frozenset[int] | None:
+    """The pids that hold an flock on the file at `path`, found without taking the lock (the kernel's table of
+    locks, Linux's /proc/locks); None when that cannot be told (another system, /proc not mounted), or when there
+    is no file at `path` (empty: nothing holds what is not there). Taking the lock to learn whether it is free,
+    even for an instant, would refuse the writer that starts in that instant ("another engine holds it"); a pid
+    written in the file names a dead holder's successor once the pid is reused."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return frozenset()
+    except OSError:
+        return None
+    where = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    try:
+        table = proc_locks.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    holders = set()
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 25601 fe:00:2285637 0 EOF"; a waiter's line starts "1: -> FLOCK ..."
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
+            holders.add(int(fields[4]))
+    return frozenset(holders)
+
+
 def _read_pid(fd: int) -> int | None:
     """The holder's pid for the refusal message, or None: a pid that cannot be read does not change the refusal."""
     try:

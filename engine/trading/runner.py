@@ -37,7 +37,7 @@ from engine.brokers.symbols import contract_multiplier
 from engine.core import jsontext
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import MIN_SECRET_LENGTH, Journal
-from engine.core.lock import LockHeld, RunLock, lock_path
+from engine.core.lock import LockHeld, RunLock, flock_holders, lock_path
 from engine.core.money import cents, money
 from engine.core.stop import stop_signals
 from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
@@ -796,13 +796,19 @@ def resume_text(ended: int) -> str:
 def running_pid(state_db: Path) -> int | None:
     """The pid of the engine running on this state file, read from its lock file (written while the lock is
     held, emptied on release) and alive. Only for display: the lock itself is never taken here, since `status`
-    must not stand in the way of a run starting."""
+    must not stand in the way of a run starting. Where the kernel's table of locks can be read, a lock nobody
+    holds is no engine, whatever the file says: a run killed with SIGKILL leaves its pid there, and once the
+    system gave that pid to another process, `status` said "running (pid N)" and `health` found a dead
+    simulation's engine alive."""
     try:
         pid = int(lock_path(state_db).read_text().strip() or 0)
     except (OSError, ValueError):
         return None
     if pid <= 0:
         return None
+    holders = flock_holders(lock_path(state_db))
+    if holders is not None:
+        return pid if holders else None  # held: the pid the holder wrote (its own, in its pid namespace)
     try:
         os.kill(pid, 0)
     except PermissionError:  # alive, another user's

@@ -182,3 +182,39 @@ def test_release_lets_go_even_when_the_pid_cannot_be_emptied(tmp_path: Path, mon
     assert not lock.held
     with RunLock(db):
         pass
+
+
+# --- who holds the lock, told without taking it ------------------------------------------------------------------
+
+
+def test_the_holders_of_a_lock_are_read_from_the_kernels_table_without_taking_it(tmp_path: Path) -> None:
+    from engine.core.lock import flock_holders
+
+    db = tmp_path / "s.db"
+    assert flock_holders(lock_path(db)) == frozenset()  # no file: nothing holds it
+    with RunLock(db):
+        assert flock_holders(lock_path(db)) == {os.getpid()}
+        with pytest.raises(LockHeld):  # asking took nothing: the lock is still this holder's alone
+            RunLock(db).acquire()
+    assert flock_holders(lock_path(db)) == frozenset()
+    assert flock_holders(lock_path(db), proc_locks=tmp_path / "no-proc-locks") is None  # cannot be told
+
+
+def test_a_dead_engines_pid_given_to_another_process_is_no_running_engine(tmp_path: Path) -> None:
+    """A run killed with SIGKILL leaves its pid in the lock file. Once the system gives that pid to another process
+    (any process: here this one, which holds no lock), `status` said "running (pid N)" of an engine that was dead."""
+    from engine.trading.runner import running_pid
+
+    db = tmp_path / "s.db"
+    lock_path(db).write_text(f"{os.getpid()}\n")  # the pid, alive, of a process that is not an engine on this file
+    assert running_pid(db) is None
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert running_pid(db) == holder.pid
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert running_pid(db) is None
