@@ -1169,7 +1169,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     from engine.config.errors import ConfigError
     from engine.paths import shown
-    from engine.replay.backtest import BacktestError, MissingData, OutputFailed, run_backtest
+    from engine.replay.backtest import BacktestError, DataBusy, MissingData, OutputFailed, run_backtest
     from engine.replay.fills import FillModel
 
     start, end = _when("--from", args.from_), _when("--to", args.to)
@@ -1229,7 +1229,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                            + problems_text(exc.problems)) from None  # fmt: skip
     except ConfigError as exc:  # DataError: every problem of every file, as file:line:col
         raise InvalidInput(problems_text(exc.problems)) from None
-    except OutputFailed as exc:  # the folder cannot be written now: a runtime failure, as a full disk is elsewhere
+    except (OutputFailed, DataBusy) as exc:  # a folder that cannot be used now: a runtime failure, as a full disk
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except (BacktestError, ValueError) as exc:
@@ -1255,8 +1255,12 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     from engine.config.errors import ConfigError
     from engine.paths import shown
     from engine.replay import sweep
+    from engine.replay.backtest import being_written
 
     _given_path("--sweep", args.sweep, folder=False)
+    busy = being_written(args.data)
+    if busy is not None:  # told once, before the runs, not as the error of each of them
+        raise RuntimeFailure(f"error: {busy}")
     metric = args.metric or "realized_pnl"
     if args.ray is not None:
         try:

@@ -67,6 +67,32 @@ class OutputFailed(BacktestError):
     as for the state file and the log; the request itself was sound."""
 
 
+class DataBusy(BacktestError):
+    """The data folder is being written now (a `run --record` or a `data fetch` holds its lock): a failure of the
+    moment, exit 1, as a state file another engine holds; the same command works once the writer has ended."""
+
+
+def being_written(folder: Path) -> str | None:
+    """Why `folder` cannot be replayed now, or None: a recording or a fetch holds its lock (told by the kernel's
+    table of locks, never by taking the lock, which would refuse the writer starting in that instant). Its files
+    are each whole (written aside, then renamed), but each symbol's as of its own last write: the replay ran to a
+    moment that depended on when it was started, said nothing of it, and a symbol read a flush (up to 2,500
+    quotes) behind the others was replayed as a feed that went quiet. Where the table cannot be read, nothing is
+    said."""
+    from engine.core.lock import flock_holders
+    from engine.data.fetch import LOCK_FILE as FETCH_LOCK
+    from engine.data.recorder import LOCK_FILE as RECORDING_LOCK
+
+    for lock, writer, until in ((RECORDING_LOCK, "recorded by a `run --record`", "the run has ended"),
+                                (FETCH_LOCK, "fetched by a `data fetch`", "the fetch has finished")):  # fmt: skip
+        holders = flock_holders(folder / lock)
+        if holders:
+            pids = ", ".join(str(pid) for pid in sorted(holders))
+            return (f"{folder} is being {writer} now (pid {pids} holds {lock}): each symbol's data there is as of its "
+                    f"own last write; backtest it once {until}, or a copy of it")  # fmt: skip
+    return None
+
+
 
 
 def _still_in_place(out: Path, store: StateStore, journal: Journal) -> None:
@@ -451,7 +477,8 @@ def run_backtest(
     `out_dir`, which must not hold a run already.
 
     Raises DataError for bad data (every problem of every file), MissingData when an enabled bot's symbol has no
-    data, BacktestError when the window holds no data or `out_dir` holds a run, ValueError for bad arguments.
+    data, BacktestError when the window holds no data or `out_dir` holds a run (DataBusy when `data_dir` is being
+    recorded or fetched now), ValueError for bad arguments.
     """
     from zoneinfo import ZoneInfo
 
@@ -460,6 +487,10 @@ def run_backtest(
         raise ValueError(f"cash must be above 0, not {cash!r}")
     config = report.config
     tz = ZoneInfo(config.settings.system.timezone)
+    if not isinstance(data_dir, DataSet):
+        busy = being_written(Path(data_dir))
+        if busy is not None:
+            raise DataBusy(busy)
     data = data_dir if isinstance(data_dir, DataSet) else DataSet.open(data_dir)
     begin, finish = _bound(start, end=False, tz=tz), _bound(end, end=True, tz=tz)
     if begin is not None and finish is not None and finish < begin:

@@ -626,3 +626,53 @@ def test_backtests_started_in_one_second_without_out_get_a_folder_each(
     before = sorted((tmp_path / "backtests").iterdir())
     assert main(["backtest", "--data", "data", "--from", "2026-12-01", *files]) == 2  # no data then: refused
     assert sorted((tmp_path / "backtests").iterdir()) == before
+
+
+_HOLD_FOLDER = """
+import sys
+from pathlib import Path
+from engine.core.lock import RunLock
+from engine.data.recorder import Recorder
+folder = Path(sys.argv[2])
+if sys.argv[1] == "record":
+    Recorder(folder).hold_folder()  # as `run --record` does before its run starts, until it ends
+else:
+    RunLock(folder / ".fetch").acquire()  # as `data fetch` does (engine/data/fetch.py `_folder_lock`)
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize(("writer", "said"), [("record", "being recorded by a `run --record` now"),
+                                               ("fetch", "being fetched by a `data fetch` now")])  # fmt: skip
+def test_a_data_folder_being_written_now_is_refused_in_one_line_with_exit_1(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], writer: str, said: str
+) -> None:
+    """`backtest --data rec` while `run --record rec` still runs: every file there is whole, but each symbol's is as of
+    its own last flush, and the replay ran to whatever moment it found, a symbol a flush behind replayed as a feed
+    gone quiet, without a word. Refused while the writer holds the folder; replayed once it is gone."""
+    import subprocess
+    import sys
+
+    from engine.cli import main
+    from engine.paths import PROJECT_ROOT
+
+    trending_day(tmp_path / "data")
+    files = ["--config", str(momentum_project.config), "--machines", str(momentum_project.machines), "--rules",
+             str(momentum_project.rules)]  # fmt: skip
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3, 0.8]\n", encoding="utf-8")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_FOLDER, writer, str(tmp_path / "data")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        for extra in ([], ["--sweep", str(sweep), "--jobs", "1"]):
+            out = tmp_path / ("sw" if extra else "out")
+            assert main(["backtest", "--data", str(tmp_path / "data"), "--out", str(out), *extra, *files]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and said in err and f"pid {holder.pid}" in err and len(err.splitlines()) == 1
+            assert not (out / "state.db").exists() and not (out / "run-001").exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert main(["backtest", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *files]) == 0
