@@ -66,6 +66,7 @@ class RunLock:
 
     def __init__(self, state_db: Path):
         self.state_db = state_db
+        self._real = os.path.realpath(state_db)  # the file the lock guards: where the path led when it was made
         self.path = lock_path(state_db)
         self._fd: int | None = None
         self._inode = (0, 0)  # (device, inode) of the lock file held
@@ -110,6 +111,19 @@ class RunLock:
         self._fd = fd
         held = os.fstat(fd)
         self._inode = (held.st_dev, held.st_ino)
+
+    def guards(self, file_id: tuple[int, int] | None) -> bool:
+        """Whether the file opened as the state file, (device, inode), is the one this lock guards: where the path
+        led when the lock was made. A symlink on the path replaced between the two (a deploy switching a `current`
+        link) opened another file than the one locked, and a second `run`, given the same path, locked that file's
+        own lock and ran on it too: two engines on one state file, each with a lock of its own."""
+        if file_id is None:  # not a file on disk (":memory:")
+            return True
+        try:
+            found = os.stat(self._real)
+        except OSError:
+            return False
+        return (found.st_dev, found.st_ino) == file_id
 
     def keep(self) -> None:
         """Between ticks: the lock file at the path is still the one this run holds locked. Deleted or replaced

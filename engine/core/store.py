@@ -812,6 +812,11 @@ class StateStore:
             raise StateFileError(self.path, f"cannot be synced to the disk ({exc.strerror or exc})", runtime=True) from None
 
     @property
+    def file_id(self) -> tuple[int, int] | None:
+        """(device, inode) of the file this store opened; None for ":memory:"."""
+        return self._file_id
+
+    @property
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 

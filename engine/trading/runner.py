@@ -164,6 +164,9 @@ def open_session(
     alerts: Any = None
     try:
         store = StateStore(db_path, synced=name == "alpaca")  # a real broker acts on what is committed and sent
+        if not lock.guards(store.file_id):  # before the run reads or writes its records: not the file locked
+            raise StateFileError(db_path, f"is not the file its lock {lock.path} was taken for: the path was changed (a "
+                                 "symlink replaced?) as the run started; start it again", runtime=True)  # fmt: skip
         written_by = store.meta("broker")
         if written_by is not None and written_by != name:
             # input to fix (exit 2): no restart changes whose account the file holds
