@@ -550,6 +550,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     local = _local(report)
     env = _env(args)
     _broker_choice(args, report, env, orders=True)
+    if args.record is not None:
+        held = _engine_running_on(report, options)
+        if held is not None:  # said as without --record: not as the recording folder the running engine holds too
+            print(f"error: {held}", file=sys.stderr)
+            return EXIT_FAILURE
     recorder = _recorder(args.record) if args.record is not None else None
     with StopSignals() as stop:
         try:
@@ -597,6 +602,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if recorder is not None:
         print(_recording_line(recorder, args.record, session.recording_error))
     return EXIT_OK
+
+
+def _engine_running_on(report: Report, options: Any) -> str | None:
+    """The refusal of a second `run` on a state file an engine holds (open_session's, word for word), told without
+    taking the lock, or None. `run --record` locks its recording folder before the state file: a second run of
+    the same command was refused "another recording is writing to this folder" (exit 2), not as one running
+    engine per state file (exit 1, the holder's pid) as the README says of every second run."""
+    from engine.core.lock import LockHeld, flock_holders, lock_path
+    from engine.trading.runner import paths_for, running_pid
+
+    db, _log = paths_for(report, options.state_db, options.log)
+    if not flock_holders(lock_path(db)):
+        return None
+    return str(LockHeld(db, lock_path(db), running_pid(db)))
 
 
 def _recorder(folder: Path) -> Recorder:

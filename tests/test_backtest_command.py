@@ -22,6 +22,7 @@ from engine.core.clock import ManualClock
 from engine.core.journal import read_events
 from engine.data.dataset import DataSet
 from engine.data.files import read_bars
+from engine.paths import PROJECT_ROOT
 from tests.brokers.conftest import KEY, SECRET
 from tests.conftest import ProjectCopy
 from tests.replay.conftest import only_momentum
@@ -304,6 +305,36 @@ def test_a_second_recording_into_a_folder_being_recorded_is_refused_before_the_r
     assert not (project.root / "s.db").exists()  # refused before the state file was opened
     after = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
     assert after.returncode == 0 and "recorded 5 quotes of 5 symbols to rec" in after.stdout  # the lock went with it
+
+
+_RUNNING_WITH_RECORD = """
+import sys
+from pathlib import Path
+from engine.core.lock import RunLock
+from engine.data.recorder import Recorder
+Recorder(Path(sys.argv[2])).hold_folder()  # as `run --record rec` holds them, the folder first
+RunLock(Path(sys.argv[1])).acquire()
+print("running", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_run_with_record_on_a_state_file_in_use_is_refused_as_any_second_run(project: ProjectCopy) -> None:
+    """The same `run --record rec` started twice (a service restarted while the old one still stops): the second was
+    refused "another recording is writing to this folder", exit 2, where the README says a second run on the state
+    file exits 1 naming it and the pid of the engine holding it."""
+    first = subprocess.Popen([sys.executable, "-c", _RUNNING_WITH_RECORD, str(project.root / "s.db"), str(project.root / "rec")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)  # fmt: skip
+    try:
+        assert first.stdout is not None and first.stdout.readline() == "running\n"
+        second = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    assert second.returncode == 1, second.stderr
+    assert second.stderr == (f"error: {project.root / 's.db'} is in use by another engine (pid {first.pid}; lock "
+                             f"{project.root / 's.db.lock'}): one running engine per state file\n")  # fmt: skip
+    assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
 
 
 def test_a_recording_folder_whose_last_part_is_cut_short_is_refused_before_the_run(project: ProjectCopy) -> None:
