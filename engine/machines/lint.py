@@ -2,7 +2,8 @@
 
 Unknown states, guards, actions and facts (with the nearest valid name); unreachable states; states with no
 way back to idle; a state from which halted cannot be entered; trigger names that would shadow the model's
-own attributes; missing canonical states; missing machine kinds; an entry from which no exit can be reached.
+own attributes; missing canonical states; missing machine kinds; an entry from which no exit can be reached;
+an initial state other than idle.
 
 Every check is linear in the size of the machine (states plus edges, a `source: "*"` counting once per
 state): the graph is walked once forwards from the initial state and once backwards from idle, never once
@@ -99,6 +100,14 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
     states = spec.states
     if spec.initial not in states:
         found.add(("initial",), lambda: unknown_name_message("state", spec.initial, states))
+    elif spec.initial != "idle" and "idle" in states:
+        # A new bot (no saved state) or a fresh state file starts in `initial`: `armed` (or `in_position`) began
+        # the first tick past the permission, the caps and the reconciliation that `idle` -> `armed` asks for.
+        message = (
+            f"initial state '{spec.initial}': every machine starts in 'idle' (not armed, nothing held), and gets "
+            "further only through its guarded transitions; write `initial: idle`"
+        )
+        found.add(("initial",), message)
     for state in CANONICAL_STATES.get(spec.kind, ()):
         if state not in states:
             found.add(("states",), f"{spec.kind} machines need the state '{state}'", of_key=True)

@@ -131,3 +131,13 @@ def test_an_entry_whose_exit_is_reached_only_through_other_states_is_valid(proje
     momentum = "machines/momentum.yaml"
     project.replace(momentum, "    when: past_manage_until\n    actions: [close_position]\n", "    when: past_manage_until\n")
     assert [p for p in problems(project) if p.file.endswith(momentum)] == []
+
+
+@pytest.mark.parametrize("relative", [SYSTEM, "machines/momentum.yaml"])
+def test_an_initial_state_other_than_idle_is_refused(project: ProjectCopy, relative: str) -> None:
+    """`initial: armed` validated: a new bot began armed (past may_open), the system armed before any reconciliation."""
+    project.replace(relative, "initial: idle", "initial: armed")
+    (p,) = problems(project)
+    assert p.file.endswith(relative) and p.path == "initial" and p.line == project.line_of(relative, "initial: armed")
+    assert "initial state 'armed'" in p.message and "write `initial: idle`" in p.message
+
