@@ -3,7 +3,7 @@
 Unknown states, guards, actions and facts (with the nearest valid name); unreachable states; states with no
 way back to idle; a state from which halted cannot be entered; trigger names that would shadow the model's
 own attributes; missing canonical states; missing machine kinds; an entry from which no exit can be reached;
-an initial state other than idle.
+an initial state other than idle; an entry or an arming listed above a halt from the same state.
 
 Every check is linear in the size of the machine (states plus edges, a `source: "*"` counting once per
 state): the graph is walked once forwards from the initial state and once backwards from idle, never once
@@ -152,6 +152,7 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
         _graph_problems(spec, found)
         _always_problems(spec, found)
         _exit_problems(spec, found)
+        _order_problems(spec, found)
     return [*found.result(), *compile_problems]
 
 
@@ -205,6 +206,28 @@ def _exit_problems(spec: MachineSpec, found: _Findings) -> None:
                 f"from '{transition.dest}'; give the states that hold a position an exit"
             )
             found.add(("transitions", transition.index, "actions", transition.actions.index("open_entry")), message)
+
+
+def _order_problems(spec: MachineSpec, found: _Findings) -> None:
+    """A transition that opens (`open_entry`) or arms (its destination `armed`) listed above a halt from the same
+    state: the first transition that holds fires, so on a tick where both held the bot entered, or the system
+    armed, and the halt was looked at only a tick later. Halts go first, as the shipped machines write them."""
+    for state in spec.states:
+        opening: list[TransitionSpec] = []
+        for transition in spec.from_state(state):
+            if transition.dest == "halted":
+                for early in opening:
+                    what = "opens a position" if "open_entry" in early.actions else "arms"
+                    line = spec.doc.position(("transitions", transition.index))[0]
+                    message = (
+                        f"'{early.trigger}' {what} from '{state}' and is listed above '{transition.trigger}' (line "
+                        f"{line}), which halts from there: when both hold the first fires, so the halt would be looked "
+                        "at only after it; move the halts above it"
+                    )
+                    found.add(("transitions", early.index, "trigger"), message)
+                opening.clear()
+            elif "open_entry" in transition.actions or transition.dest == "armed":
+                opening.append(transition)
 
 
 def _always_problems(spec: MachineSpec, found: _Findings) -> None:

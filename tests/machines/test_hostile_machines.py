@@ -141,3 +141,44 @@ def test_an_initial_state_other_than_idle_is_refused(project: ProjectCopy, relat
     assert p.file.endswith(relative) and p.path == "initial" and p.line == project.line_of(relative, "initial: armed")
     assert "initial state 'armed'" in p.message and "write `initial: idle`" in p.message
 
+
+ENTER = """  - trigger: enter
+    source: armed
+    dest: entering
+    when: entry_signal
+    actions: [open_entry]
+    reason: The signal fired; an entry order is sized from the budget and sent.
+"""
+
+
+def test_an_entry_listed_above_the_halts_of_its_state_is_refused(project: ProjectCopy) -> None:
+    """`enter` moved above the halts validated: on a tick where the signal and a halt both held, the bot entered."""
+    momentum = "machines/momentum.yaml"
+    project.replace(momentum, ENTER, "")
+    project.replace(momentum, "  # --- halts: before anything else", ENTER + "  # --- halts: before anything else")
+    (p,) = problems(project)
+    assert p.file.endswith(momentum) and p.path == "transitions[0].trigger"
+    assert p.line == project.line_of(momentum, "trigger: enter")
+    halt_line = project.line_of(momentum, "trigger: halt")
+    assert f"'enter' opens a position from 'armed' and is listed above 'halt' (line {halt_line})" in p.message
+
+
+def test_arming_the_system_above_its_kill_is_refused(project: ProjectCopy) -> None:
+    """`arm` listed first armed the system on the tick a kill condition held."""
+    arm = (
+        "  - trigger: arm\n    source: idle\n    dest: armed\n    when: system_ready\n"
+        "    reason: The broker answered, the account is usable and reconciliation found nothing unexplained.\n"
+    )
+    project.replace(SYSTEM, arm, "")
+    project.replace(SYSTEM, "  - trigger: kill", arm + "  - trigger: kill")
+    (p,) = problems(project)
+    assert p.path == "transitions[0].trigger" and "'arm' arms from 'idle' and is listed above 'kill'" in p.message
+
+
+def test_an_entry_listed_below_the_halts_is_still_valid(project: ProjectCopy) -> None:
+    """Only the order relative to the halts of the same state matters: `enter` moved to the end is fine."""
+    momentum = "machines/momentum.yaml"
+    project.replace(momentum, ENTER, "")
+    path = project.root / momentum
+    path.write_text(path.read_text(encoding="utf-8") + ENTER, encoding="utf-8")
+    assert problems(project) == []

@@ -164,8 +164,10 @@ def chain_machine(states: int, transitions: int, *, spread: str = "*") -> str:
     left = transitions - (len(names) - 1) - 1 - 2 * (len(chain) - 1)
     assert left >= 0, "too few transitions for the chain"
     wide = len(names) - 1  # a wildcard leaves every state but its destination
+    # Never into armed or halted: an edge that arms listed above one that halts from the same state is refused.
+    dests = [name for name in names if name not in ("armed", "halted")]
     for i in range(left // wide if spread != "none" else 0):
-        dest = names[i % len(names)]
+        dest = dests[i % len(dests)]
         source = "'*'" if spread == "*" else "[" + ", ".join(n for n in names if n != dest) + "]"
         edges.append(f"{{trigger: any_{i}, source: {source}, dest: {dest}, when: flat}}")
     for i in range(left % wide if spread != "none" else left):
