@@ -218,6 +218,26 @@ def fact_types(kind: str) -> Mapping[str, str]:
     return {name: fact.type for name, fact in vocabulary(kind).items()}
 
 
+# A config value's unit is not declared beside it (its fact says `config`): its name ends in it, as the schemas
+# word it (`exits.stop_loss_pct` is percent, as position_pnl_pct is; `health.max_price_staleness_seconds`).
+_CONFIG_UNITS = (("_pct", "%"), ("_minutes", "min"), ("_seconds", "s"), ("_usd", "USD"))
+_MEASURED_UNITS = frozenset({"%", "min", "s", "USD", "count"})
+
+
+@cache
+def fact_units(kind: str) -> Mapping[str, str]:
+    """Fact name -> unit, for the facts whose unit is known: what `check_units` compares."""
+    units: dict[str, str] = {}
+    for name, fact in vocabulary(kind).items():
+        if fact.unit in _MEASURED_UNITS:
+            units[name] = fact.unit
+        elif fact.unit == "config" and fact.type in ("int", "float"):
+            unit = next((unit for suffix, unit in _CONFIG_UNITS if name.endswith(suffix)), None)
+            if unit is not None:
+                units[name] = unit
+    return units
+
+
 @cache
 def _every_fact() -> frozenset[str]:
     return frozenset(name for kind in all_kinds() for name in vocabulary(kind))
@@ -252,7 +272,9 @@ def facts_read(text: str, kind: str) -> frozenset[str]:
 def _expression_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | None:
     text = entry.body["expr"]
     try:
-        return expressions.parse(text, fact_types(kind), _unknown(kind))
+        node = expressions.parse(text, fact_types(kind), _unknown(kind))
+        expressions.check_units(node, fact_units(kind))
+        return node
     except ExpressionError as exc:
         problems.append(_expression_problem(entry, text, exc))
         return None
@@ -302,7 +324,9 @@ def _builtin_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | No
     if not ok:
         return None
     try:
-        return spec.build(params, fact_types(kind), _unknown(kind))
+        node = spec.build(params, fact_types(kind), _unknown(kind))
+        expressions.check_units(node, fact_units(kind))
+        return node
     except ExpressionError as exc:
         problems.append(entry.problem("params", f"built-in '{name}': {exc.reason}"))
         return None

@@ -760,3 +760,77 @@ def pointer(text: str, error: ExpressionError) -> str:
     column = min(error.column, len(flat))
     width = max(1, min(error.width, len(flat) - column))
     return caret_excerpt(flat, column + 1, width)
+
+
+# --- units ---------------------------------------------------------------------------------------------------
+
+_UNIT_WORDS = {
+    "%": "percent",
+    "fraction": "a fraction (percent / 100)",
+    "min": "minutes",
+    "s": "seconds",
+    "USD": "dollars",
+    "count": "a count",
+}
+
+
+def check_units(node: Node, units: Mapping[str, str]) -> None:
+    """Refuse a comparison, `+` or `-` of two sides whose units differ as the facts' units say (`python -m engine
+    facts KIND`): `minutes_in_position >= health_max_price_staleness_seconds` type-checks (two numbers) and is off
+    by sixty; `daily_pnl_pct <= -risk_global_max_daily_loss_pct / 100` compares percent with a fraction and a
+    kill condition so written fires a hundred times late. `units` maps a fact to its unit (absent: unknown); a
+    constant has none. `* 60` turns minutes into seconds, `/ 60` seconds into minutes, `/ 100` percent into a
+    fraction and `* 100` back; any other constant factor keeps the unit; a product of two facts has none."""
+    _unit(node, units)
+
+
+def _unit(node: Node, units: Mapping[str, str]) -> str | None:
+    if isinstance(node, Fact):
+        return units.get(node.name)
+    if isinstance(node, Unary):
+        inner = _unit(node.operand, units)
+        return None if node.op == "not" else inner
+    if isinstance(node, Logic):
+        for operand in node.operands:
+            _unit(operand, units)
+        return None
+    if isinstance(node, Guard):
+        _unit(node.body, units)
+        return None
+    if not isinstance(node, Binary):
+        return None
+    left, right = _unit(node.left, units), _unit(node.right, units)
+    if node.op in ("*", "/"):
+        return _scaled(node, left, right)
+    if node.op == "%":
+        return left
+    if left is not None and right is not None and left != right:
+        words = (
+            f"{_UNIT_WORDS.get(left, left)}: {_shown_side(node.left)}, "
+            f"with {_UNIT_WORDS.get(right, right)}: {_shown_side(node.right)}"
+        )
+        what = "compares" if node.op in COMPARISONS else "adds or subtracts"
+        reason = f"'{node.op}' {what} {words}: convert one side to the other's unit"
+        raise ExpressionError("type", reason, node.column, node.width)
+    return None if node.op in COMPARISONS else (left or right)
+
+
+def _scaled(node: Binary, left: str | None, right: str | None) -> str | None:
+    """The unit of `a * b` or `a / b`: a fact's unit scaled by a constant, converted by 60 or 100, else none."""
+    factor_right = _constant_value(node.right) if right is None else None
+    factor_left = _constant_value(node.left) if left is None and node.op == "*" else None
+    unit, factor = (left, factor_right) if factor_right is not None else (right, factor_left)
+    if unit is None or factor is None:
+        return None
+    conversions: dict[tuple[str, str, int | float], str] = {
+        ("*", "min", 60): "s",
+        ("/", "s", 60): "min",
+        ("/", "%", 100): "fraction",
+        ("*", "fraction", 100): "%",
+    }
+    return conversions.get((node.op, unit, factor), unit)
+
+
+def _shown_side(node: Node) -> str:
+    read = sorted(facts_of(node))
+    return ", ".join(read) if read else "a constant"
