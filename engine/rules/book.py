@@ -512,6 +512,14 @@ _DECIDED_BY = {
 }  # fmt: skip
 
 
+# A check or a kill condition that reads no fact is a constant: one that never holds is a check or a kill switch
+# switched off without a word; one that always holds blocks every entry, or halts at every tick.
+_CONSTANT = {
+    "preflight": "its answer is the same at every tick, so it checks nothing (or blocks every entry)",
+    "kill_conditions": "its answer is the same at every tick, so it never fires (or halts at every tick)",
+}
+
+
 def _check_nodes(entries: Iterable[Entry], kind: str, problems: list[Problem]) -> dict[str, Node]:
     nodes = {}
     for entry in entries:
@@ -519,6 +527,10 @@ def _check_nodes(entries: Iterable[Entry], kind: str, problems: list[Problem]) -
         circular = _DECIDED_BY.get(entry.section)
         if node is not None and circular is not None and circular[0] in expressions.facts_of(node):
             problems.append(entry.problem("expr", f"the fact '{circular[0]}' is {circular[1]}"))
+            continue
+        if node is not None and circular is not None and not expressions.facts_of(node):
+            # `anomalies < 0` reads a fact, and nothing here can tell it never holds; `1 > 2` reads none
+            problems.append(entry.problem("expr", f"reads no fact: {_CONSTANT[entry.section]}"))
             continue
         if node is not None:
             nodes[entry.name] = node

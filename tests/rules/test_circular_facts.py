@@ -28,3 +28,13 @@ def test_a_guard_may_still_read_both(project: ProjectCopy) -> None:
     text = (project.rules / "guards.yaml").read_text(encoding="utf-8")
     assert "expr: preflight_ok\n" in text and "kill_triggered" in (project.machines / "system.yaml").read_text()
     assert validate(project.config, project.machines, project.rules).problems == []
+
+
+def test_a_kill_condition_or_a_check_that_reads_no_fact_is_refused(project: ProjectCopy) -> None:
+    """A constant: `1 > 2` as a kill condition switched the kill switch's data-stale halt off, and `--validate` said
+    OK; as a preflight check, `2 > 1` checked nothing."""
+    project.replace("rules/kill_conditions.yaml", "expr: stale_markets > 0", 'expr: "1 > 2"')
+    project.replace("rules/preflight.yaml", "expr: account_ok\n", 'expr: "2 > 1"\n')
+    problems = validate(project.config, project.machines, project.rules).problems
+    assert sorted(p.path for p in problems) == ["kill_conditions.data_stale_halt.expr", "preflight.account_ok.expr"]
+    assert all(p.message.startswith("reads no fact: its answer is the same at every tick") for p in problems)
