@@ -44,6 +44,7 @@ from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
+from engine.core.journal import Secrets
 from engine.core.lock import LockFileError, LockHeld, RunLock
 from engine.data.errors import DataError
 from engine.data.files import iso, iter_bars, locate, read_source, shown_path, write_bars
@@ -107,16 +108,25 @@ class Timeframe:
 
 @dataclass
 class HistoryClients:
-    """alpaca-py's historical clients (any may be None when that asset class is not fetched)."""
+    """alpaca-py's historical clients (any may be None when that asset class is not fetched), and the keys they
+    send, masked in every FetchError: the data API's refusal is quoted, and a body (a proxy's, a gateway's) that
+    echoes the request's key headers would print the keys on the terminal and in a service's journal."""
 
     stocks: Any = None  # StockHistoricalDataClient
     crypto: Any = None  # CryptoHistoricalDataClient
     options: Any = None  # OptionHistoricalDataClient
+    secrets: Secrets = field(default_factory=lambda: Secrets(()))
 
     @classmethod
     def from_api(cls, api: Any) -> HistoryClients:
-        """The clients of an `AlpacaAPI` (engine/brokers/alpaca.py), already given their timeouts."""
-        return cls(getattr(api, "stocks", None), getattr(api, "crypto", None), getattr(api, "options", None))
+        """The clients of an `AlpacaAPI` (engine/brokers/alpaca.py), already given their timeouts, and its keys."""
+        secrets = getattr(api, "_secrets", None)
+        return cls(
+            getattr(api, "stocks", None),
+            getattr(api, "crypto", None),
+            getattr(api, "options", None),
+            secrets if isinstance(secrets, Secrets) else Secrets(()),
+        )
 
 
 def history_clients(key: str | None, secret: str | None, *, data_base_url: str | None = None) -> HistoryClients:
@@ -135,6 +145,7 @@ def history_clients(key: str | None, secret: str | None, *, data_base_url: str |
         stocks=StockHistoricalDataClient(key, secret, url_override=data_base_url),
         crypto=crypto,
         options=OptionHistoricalDataClient(key, secret, url_override=data_base_url),
+        secrets=Secrets((key, secret)),
     )
 
 
@@ -489,6 +500,10 @@ def fetch(
                         progress, keep_lock,
                     )
                 )
+        except FetchError as exc:  # what the data API said is quoted: never with the keys the request carried
+            if not clients.secrets.found_in(str(exc)):
+                raise
+            raise FetchError(exc.symbol, clients.secrets.masked(exc.message), kept=exc.kept) from None
         finally:
             throttle.remove()
     return FetchResult(tuple(results), throttle.requests, throttle.waited, str(frame), folder)

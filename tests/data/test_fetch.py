@@ -136,6 +136,33 @@ def test_refused_keys_stop_the_fetch_and_say_why(emulator: Emulator, tmp_path: P
     assert not (tmp_path / "bars").exists()
 
 
+def test_a_refusal_that_echoes_the_keys_is_quoted_without_them(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path
+) -> None:
+    # a gateway or proxy in front of the data API that quotes the request's key headers in its refusal: the
+    # message is printed by `data fetch`, and read by a service's journal, so the keys are masked in it
+    body = f'{{"message": "forbidden: APCA-API-KEY-ID {KEY} APCA-API-SECRET-KEY {SECRET}"}}'
+    emulator.faults.append(Fault(status=403, path_prefix="/v2/stocks", body=body))
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["AAPL"], date(2026, 11, 20), date(2026, 11, 20), "1Min", tmp_path)
+    said = str(caught.value)
+    assert "403" in said and "APCA-API-SECRET-KEY ***" in said, said
+    assert KEY not in said and SECRET not in said and KEY not in caught.value.message
+
+
+def test_an_alpaca_apis_keys_are_masked_in_a_fetch_through_it(emulator: Emulator, tmp_path: Path) -> None:
+    from engine.brokers.alpaca import AlpacaAPI
+    from engine.brokers.ratelimit import TokenBucket
+    from engine.core.clock import SystemClock
+
+    api = AlpacaAPI(KEY, SECRET, paper=True, api_base_url=emulator.url, data_base_url=emulator.url,
+                    timeout_seconds=5.0, bucket=TokenBucket(190, SystemClock()))  # fmt: skip
+    emulator.faults.append(Fault(status=403, path_prefix="/v2/stocks", body=f'{{"message": "bad key {KEY}"}}'))
+    with pytest.raises(FetchError) as caught:
+        fetch(api, ["AAPL"], date(2026, 11, 20), date(2026, 11, 20), "1Min", tmp_path)
+    assert "bad key ***" in str(caught.value) and KEY not in str(caught.value)
+
+
 def test_a_failure_keeps_the_windows_written_and_the_next_call_resumes(
     emulator: Emulator, clients: HistoryClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
