@@ -8,6 +8,7 @@ cannot place from the key path alone, such as a YAML syntax error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +18,22 @@ PathPart = str | int
 
 # Wider lines are shown as a window around the column, so a minified or binary-looking line stays readable.
 _EXCERPT_WIDTH = 100
+
+
+# A URL as written in a file: its scheme, then what follows `://` up to a space, a quote or YAML's flow punctuation.
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^\s'\"\],}]+)")
+
+
+def without_urls(text: str, *, same_width: bool = False) -> str:
+    """`text` with what follows each URL's `scheme://` masked: an apprise URL written where a name belongs
+    (`alerts.urls_env: tgram://BOT_TOKEN/CHAT`) carries its token, and the problem that says so must not print it
+    on a terminal, in CI's log or in a service's journal. `same_width` masks character for character, so a
+    caret under the line still points where it did."""
+    if "://" not in text:
+        return text
+    if same_width:
+        return _URL.sub(lambda m: f"{m.group(1)}://{'*' * len(m.group(2))}", text)
+    return _URL.sub(lambda m: f"{m.group(1)}://***", text)
 
 
 def format_path(path: Sequence[PathPart]) -> str:
@@ -64,6 +81,13 @@ class Problem:
     path: str
     message: str
     excerpt: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        # every problem of every file is made here: a URL quoted by any check (a value, a key, the line under a
+        # YAML error) is masked once for all of them (`without_urls`)
+        object.__setattr__(self, "path", without_urls(self.path))
+        object.__setattr__(self, "message", without_urls(self.message))
+        object.__setattr__(self, "excerpt", without_urls(self.excerpt, same_width=True))
 
     @property
     def headline(self) -> str:

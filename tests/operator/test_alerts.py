@@ -295,6 +295,33 @@ def test_validate_refuses_a_url_in_clear(project: ProjectCopy, capsys: pytest.Ca
     assert token not in out.out + out.err
 
 
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        # one URL without the brackets of a list: the schema's "is not a list" quoted it
+        ("  urls_env: tgram://{token}/42\n", "alerts.urls_env: 'tgram://***' is not a list"),
+        # the same URL twice: jsonschema's "has non-unique elements" quoted the list
+        ("  urls_env: [tgram://{token}/42, tgram://{token}/42]\n", "has non-unique elements"),
+        # a URL written as a key: "unknown key" quoted it
+        ("  urls_env: [HYDRA_ALERT_URL]\n  tgram://{token}/42: 1\n", "unknown key 'tgram://***'"),
+        # a YAML error on the URL's line: the excerpt under it printed the line as written, caret still in place
+        ("  urls_env: [HYDRA_ALERT_URL]\n  urls_env: tgram://{token}/42\n", "duplicate key 'urls_env'"),
+    ],
+)
+def test_no_problem_with_settings_prints_a_url_it_quotes(
+    project: ProjectCopy, capsys: pytest.CaptureFixture[str], written: str, said: str
+) -> None:
+    token = "123456789:AAbbCCddEEffGGhhTOKEN"
+    with (project.config / "settings.yaml").open("a") as f:
+        f.write("\nalerts:\n" + written.format(token=token))
+    code = main(
+        ["--validate", "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    )
+    out = capsys.readouterr()
+    assert code == 2 and said in out.out + out.err, out.out + out.err
+    assert token not in out.out + out.err and "AAbbCC" not in out.out + out.err
+
 def test_apprise_is_not_imported_by_validate() -> None:
     import subprocess
     import sys
