@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import sys
 import threading
 from collections import defaultdict
@@ -362,7 +363,15 @@ class StatusHandler(BaseHTTPRequestHandler):
         printable (anyone who can reach the port writes it). A connection that timed out before its first request
         line (a browser's preconnect) is logged with no command set yet: quiet too, never an AttributeError."""
         if getattr(self, "command", None) == "POST" or (len(args) > 1 and not str(args[1]).startswith(("2", "3"))):
-            sys.stderr.write(f"{self.address_string()} {one_line(format % args)}\n")
+            sys.stderr.write(f"{self.address_string()} {one_line(self._without_secrets(format % args))}\n")
+
+    def _without_secrets(self, line: str) -> str:
+        """A log line without a query string (the server reads none; a token sent as `?token=` instead of the
+        page's `#token=`, or by a script, was written to stderr, a service's journal, with its 401) and with the
+        token masked wherever else a client put it (a path)."""
+        line = re.sub(r"\?[^\s]*", "?...", line)
+        token = self.server.app.token
+        return line.replace(token, "***") if token else line
 
     # -- plumbing --
 

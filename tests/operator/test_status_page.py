@@ -158,6 +158,22 @@ def test_reads_off_loopback_need_the_token(project: ProjectCopy, halted: Rig) ->
         assert call(server, "/")[0] == 200  # the page holds no data; it asks for the token
 
 
+def test_a_refused_request_is_logged_without_the_token_it_carried(
+    project: ProjectCopy, halted: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `?token=` for the page's `#token=`, or a script's guess: the 401 is logged (stderr: a service's journal),
+    # and its request line held the token; so did a path a client put it in
+    with serving(project, halted.store.path, halted.log, TOKEN) as server:
+        server.app.loopback = False
+        capsys.readouterr()
+        assert call(server, f"/api/status?token={TOKEN}")[0] == 401
+        assert call(server, f"/api/{TOKEN}", method="POST", headers=bearer(TOKEN))[0] == 404
+        assert call(server, f"/api/halt?t={TOKEN}", method="POST", body={"reason": "x"})[0] == 401
+    err = capsys.readouterr().err
+    assert "GET /api/status?... HTTP/1.1" in err and "/api/*** " in err and "/api/halt?..." in err, err
+    assert TOKEN not in err
+
+
 def test_a_foreign_host_header_is_refused_on_loopback(project: ProjectCopy, halted: Rig) -> None:
     with serving(project, halted.store.path, halted.log, TOKEN) as server:
         port = server.server_address[1]
