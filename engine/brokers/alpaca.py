@@ -600,7 +600,9 @@ class AlpacaAPI:
                 # 404 without one (a proxy's page, an empty body) says nothing of the order: read as "not found", a
                 # lookup after a lost POST answer concluded the order never sent, and its bot entered again.
                 kind = reason = "bad_response"
-                message = f"HTTP 404 without Alpaca's error code ({message[:80]}): not the broker saying nothing is there"
+                # masked before the cut: cut first, a key straddling it kept its first characters, which no mask finds
+                said = self._secrets.masked(message)[:80]
+                message = f"HTTP 404 without Alpaca's error code ({said}): not the broker saying nothing is there"
             return BrokerError(kind, self._scrub(message), status=status, operation=operation, reason=reason, code=code)
         if isinstance(exc, requests.exceptions.Timeout):
             kind, message = "timeout", "no answer in time"

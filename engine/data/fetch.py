@@ -414,14 +414,15 @@ def _checked(
             for b in bars]  # fmt: skip
 
 
-def _explain(exc: BaseException) -> str:
-    """What went wrong, in Alpaca's words when it answered."""
+def _explain(exc: BaseException, secrets: Secrets) -> str:
+    """What went wrong, in Alpaca's words when it answered: the keys masked before the words are cut to 300
+    characters (cut first, a key that straddled the cut kept its first characters, which no mask then found)."""
     status = getattr(exc, "status_code", None)
+    text = secrets.masked(str(exc))[:300]
     if status is not None:
-        text = str(exc)
         hint = " (are ALPACA_KEY and ALPACA_SECRET right, and does the plan include this feed?)" if status in (401, 403) else ""
-        return f"the data API answered {status}: {text[:300]}{hint}"
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
+        return f"the data API answered {status}: {text}{hint}"
+    return f"{type(exc).__name__}: {text}"
 
 
 def unstorable(symbols: Iterable[str]) -> str | None:
@@ -662,7 +663,7 @@ def _fetch_symbol(
         # were appended after a gap without a word
         client_name, request = _request(symbol, asset_class, frame, seam.timestamp, seam.timestamp + frame.after_last,
                                         feed, adjustment)  # fmt: skip
-        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, seam.timestamp)
+        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, seam.timestamp, clients.secrets)
         rest = _check_seam(symbol, seam, _rows(answer, symbol), _seam_file(folder, symbol))
         _checked(symbol, rest, seam.timestamp, seam.timestamp + frame.after_last, seam.timestamp)  # a time without a zone
         seam = None
@@ -670,7 +671,7 @@ def _fetch_symbol(
         upto = min(cursor + window, finish)
         ask_from = seam.timestamp if seam is not None else cursor
         client_name, request = _request(symbol, asset_class, frame, ask_from, upto, feed, adjustment)
-        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, ask_from)
+        answer = _ask(getattr(clients, client_name), client_name, request, symbol, throttle, ask_from, clients.secrets)
         bars = _rows(answer, symbol)
         if seam is not None:
             bars = _check_seam(symbol, seam, bars, _seam_file(folder, symbol))
@@ -716,8 +717,9 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle, start: datetime) -> Any:
-    """One window (alpaca-py follows its pages); a 429 is waited out a few times before it is an error."""
+def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle, start: datetime, secrets: Secrets) -> Any:
+    """One window (alpaca-py follows its pages); a 429 is waited out a few times before it is an error. `secrets`:
+    the keys, masked in what the data API said (`_explain`)."""
     import requests
     from alpaca.common.exceptions import APIError
 
@@ -735,9 +737,9 @@ def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle
                 throttle.waited += pause
                 throttle.sleep(pause)
                 continue
-            raise FetchError(symbol, _explain(exc)) from None
+            raise FetchError(symbol, _explain(exc, secrets)) from None
         # ValueError: pydantic's ValidationError (a bar without n or vw, a time that is no time); the others: a
         # shape alpaca-py does not expect ({"bars": [...]}), which it meets with a traceback
         except (requests.RequestException, BrokerError, ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise FetchError(symbol, _explain(exc)) from None
+            raise FetchError(symbol, _explain(exc, secrets)) from None
     raise FetchError(symbol, "rate limited")  # pragma: no cover - the loop returns or raises

@@ -10,7 +10,7 @@ import pytest
 from engine.brokers.alpaca import AlpacaAPI
 from engine.brokers.base import BrokerError, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
-from tests.brokers.conftest import SECRET
+from tests.brokers.conftest import KEY, SECRET
 from tests.brokers.test_hostile_lifecycle import Desk, desk  # noqa: F401  # the fixture, used by name
 
 ORDERS, LOOKUP = "/v2/orders", "/v2/orders:by_client_order_id"
@@ -36,6 +36,17 @@ def test_a_404_that_is_not_alpacas_answer_is_not_a_missing_order(api: AlpacaAPI,
     emulator.faults.append(Fault(**{**fault.__dict__, "path_prefix": "/v2/assets"}))
     with pytest.raises(BrokerError):
         api.get_asset("AAPL")
+
+
+def test_a_foreign_404_quoting_the_keys_across_its_cut_keeps_no_part_of_them(api: AlpacaAPI, emulator: Emulator) -> None:
+    """The message of a 404 that is not Alpaca's is quoted to 80 characters: a gateway's that quotes the request's
+    key headers there, cut before masking, kept the first characters of a key straddling the cut, unmasked."""
+    said = "x" * 70 + f" {KEY} {SECRET}"  # the key straddles character 80
+    emulator.faults.append(Fault(status=404, body=f'{{"message": "{said}"}}', path_prefix=LOOKUP))
+    with pytest.raises(BrokerError) as caught:
+        api.get_order_by_client_id("rest-1")
+    assert caught.value.status == 404 and "x" * 70 + " ***" in caught.value.message, caught.value.message
+    assert KEY[:5] not in str(caught.value) and SECRET[:5] not in str(caught.value)
 
 
 def test_an_order_whose_answer_was_lost_and_whose_lookups_meet_a_foreign_404_is_never_concluded_unsent(desk: Desk) -> None:  # noqa: F811

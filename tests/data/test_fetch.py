@@ -150,6 +150,17 @@ def test_a_refusal_that_echoes_the_keys_is_quoted_without_them(
     assert KEY not in said and SECRET not in said and KEY not in caught.value.message
 
 
+def test_a_refusal_quoting_a_key_across_the_300_character_cut_keeps_no_part_of_it(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path
+) -> None:
+    # the message is quoted up to 300 characters: cut before masking, a key straddling the cut kept its start
+    body = '{"message": "' + "x" * 280 + f' {SECRET}"}}'
+    emulator.faults.append(Fault(status=403, path_prefix="/v2/stocks", body=body))
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["AAPL"], date(2026, 11, 20), date(2026, 11, 20), "1Min", tmp_path)
+    assert "x" * 250 in str(caught.value) and SECRET[:5] not in str(caught.value), str(caught.value)
+
+
 def test_an_alpaca_apis_keys_are_masked_in_a_fetch_through_it(emulator: Emulator, tmp_path: Path) -> None:
     from engine.brokers.alpaca import AlpacaAPI
     from engine.brokers.ratelimit import TokenBucket
