@@ -226,14 +226,18 @@ def placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".en
     return [name for name in ("ALPACA_KEY", "ALPACA_SECRET") if env.get(name, "").strip().strip('"') in placeholders]
 
 
-def refuse_placeholder_keys(env: Mapping[str, str]) -> None:
+def refuse_placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".env.example") -> None:
     """A new user's first mistake: .env copied from .env.example and never filled in. Alpaca would answer 401;
-    this says what to do instead, before anything is sent or written."""
-    found = placeholder_keys(env)
+    this says what to do instead, before anything is sent or written. Only the shipped placeholders are quoted:
+    a value found in .env.example alone may be a real key (written there, then the file copied to .env), and
+    quoting it printed the key on the terminal and in a service's journal."""
+    found = placeholder_keys(env, example)
     if found:
+        values = [env[n].strip().strip(chr(34)) for n in found]
+        shown = ", ".join(repr(v) if v in PLACEHOLDER_VALUES else "the value written there" for v in values)
         raise RunError(
             f"{' and '.join(found)} still hold{'s' if len(found) == 1 else ''} the placeholder of .env.example "
-            f"({', '.join(repr(env[n].strip().strip(chr(34))) for n in found)}): put your Alpaca paper account's keys in .env, "
+            f"({shown}): put your Alpaca paper account's keys in .env, "
             "or remove both lines (or run with --broker sim) to trade on the built-in simulated exchange"
         )
 

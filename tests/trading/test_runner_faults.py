@@ -21,7 +21,7 @@ import pytest
 from engine.brokers.base import BrokerError
 from engine.core.journal import read_events
 from engine.paths import PROJECT_ROOT
-from engine.trading.runner import placeholder_keys, running_pid
+from engine.trading.runner import RunError, placeholder_keys, refuse_placeholder_keys, running_pid
 from tests.conftest import ProjectCopy, read_terminal
 
 CHILD = """
@@ -119,6 +119,21 @@ def test_an_unreadable_env_example_still_refuses_the_shipped_placeholders(tmp_pa
     example = tmp_path / ".env.example"
     example.write_bytes(b"ALPACA_KEY=\xff\xfe\n")
     assert placeholder_keys({"ALPACA_KEY": "YOUR_KEY", "ALPACA_SECRET": "real0123456789"}, example) == ["ALPACA_KEY"]
+
+
+def test_keys_written_in_env_example_are_refused_without_being_quoted(tmp_path: Path) -> None:
+    """Real keys written in .env.example, then the file copied to .env: refused as its placeholders, and the
+    refusal quoted them (stderr, a service's journal). The shipped placeholders are still quoted."""
+    key, secret = "PKREALKEYWRITTEN0123", "realsecretwrittenintheexample0123456789x"
+    example = tmp_path / ".env.example"
+    example.write_text(f'ALPACA_KEY="{key}"\nALPACA_SECRET="{secret}"\n')
+    with pytest.raises(RunError) as refused:
+        refuse_placeholder_keys({"ALPACA_KEY": key, "ALPACA_SECRET": secret}, example)
+    said = str(refused.value)
+    assert "ALPACA_KEY and ALPACA_SECRET still hold the placeholder of .env.example" in said
+    assert key not in said and secret not in said and "the value written there" in said
+    with pytest.raises(RunError, match="'YOUR_KEY'"):
+        refuse_placeholder_keys({"ALPACA_KEY": "YOUR_KEY", "ALPACA_SECRET": secret}, example)
 
 
 # --- Alpaca keys: refused when too short to be masked, masked wherever they appear -----------------------------------
