@@ -24,16 +24,25 @@ _EXCERPT_WIDTH = 100
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^\s'\"\],}]+)")
 
 
+# A secret's variable given a value, as in .env (`ALPACA_SECRET=...`) or as YAML (`ALPACA_SECRET: ...`): a .env
+# pasted into a YAML file is quoted by the problem (a syntax error's line) with the value after the name.
+_SECRET_SET = re.compile(r"\b((?:ALPACA_KEY|ALPACA_SECRET|HYDRA_SERVE_TOKEN)[\"']?\s*[=:]\s*)([^\s]+)")
+
+
 def without_urls(text: str, *, same_width: bool = False) -> str:
-    """`text` with what follows each URL's `scheme://` masked: an apprise URL written where a name belongs
-    (`alerts.urls_env: tgram://BOT_TOKEN/CHAT`) carries its token, and the problem that says so must not print it
-    on a terminal, in CI's log or in a service's journal. `same_width` masks character for character, so a
-    caret under the line still points where it did."""
-    if "://" not in text:
+    """`text` with what follows each URL's `scheme://` masked, and the value given to a secret's variable: an
+    apprise URL written where a name belongs (`alerts.urls_env: tgram://BOT_TOKEN/CHAT`) carries its token, a
+    .env pasted into settings.yaml the keys, and the problem that says so must not print them on a terminal, in
+    CI's log or in a service's journal. `same_width` masks character for character, so a caret under the line
+    still points where it did."""
+    if "://" not in text and "ALPACA_" not in text and "HYDRA_" not in text:
         return text
-    if same_width:
-        return _URL.sub(lambda m: f"{m.group(1)}://{'*' * len(m.group(2))}", text)
-    return _URL.sub(lambda m: f"{m.group(1)}://***", text)
+
+    def mask(m: re.Match[str], sep: str) -> str:
+        return f"{m.group(1)}{sep}{'*' * len(m.group(2)) if same_width else '***'}"
+
+    text = _URL.sub(lambda m: mask(m, "://"), text)
+    return _SECRET_SET.sub(lambda m: mask(m, ""), text)
 
 
 def format_path(path: Sequence[PathPart]) -> str:

@@ -307,6 +307,8 @@ def test_validate_refuses_a_url_in_clear(project: ProjectCopy, capsys: pytest.Ca
         ("  urls_env: [HYDRA_ALERT_URL]\n  tgram://{token}/42: 1\n", "unknown key 'tgram://***'"),
         # a YAML error on the URL's line: the excerpt under it printed the line as written, caret still in place
         ("  urls_env: [HYDRA_ALERT_URL]\n  urls_env: tgram://{token}/42\n", "duplicate key 'urls_env'"),
+        # a .env pasted into settings.yaml: the line under the syntax error held the key as written
+        ("  urls_env: [HYDRA_ALERT_URL]\nALPACA_SECRET={token}\n", "ALPACA_SECRET=******"),
     ],
 )
 def test_no_problem_with_settings_prints_a_url_it_quotes(
