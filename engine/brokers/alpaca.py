@@ -34,6 +34,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from time import monotonic as _monotonic
 from typing import Any, TypeVar
 
+from engine.brokers import order_rules
 from engine.brokers.base import (
     NON_TRADE_ACTIVITY_TYPES,
     ORDER_AMOUNTS,
@@ -1146,6 +1147,10 @@ class AlpacaAPI:
     def submit_order(self, request: OrderRequest) -> Order:
         from alpaca.trading.enums import OrderSide, TimeInForce
         from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
+
+        wrong = order_rules.problem(request)
+        if wrong is not None:  # Alpaca would answer 422: nothing is sent (docs/alpaca.md, "Orders")
+            raise BrokerError("rejected", f"not sent: {wrong}", operation="submit_order", reason="invalid")
 
         def send() -> Order:
             common: dict[str, Any] = {

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from engine.brokers import order_rules
 from engine.brokers.base import (
     NON_TRADE_ACTIVITY_TYPES,
     Account,
@@ -802,18 +803,30 @@ class SimExchange:
     def _validate(self, r: OrderRequest, asset_class: str) -> None:
         """Alpaca's refusals, in the order a request meets them. Messages quoted from a source say so in
         docs/alpaca.md; the others are ours (marked there), with Alpaca's status and code."""
+        if len(r.client_order_id) > order_rules.CLIENT_ORDER_ID_MAX:  # trading-api.json "(<= 128 characters)"
+            raise SimReject(422, 40010000, f"client_order_id must be at most {order_rules.CLIENT_ORDER_ID_MAX} characters")
         if r.client_order_id in self.by_client_id:
             raise SimReject(422, 40010001, "client_order_id must be unique")
         if (r.qty is None) == (r.notional is None):
             raise SimReject(422, 40010000, "qty or notional is required, not both")
-        if (r.qty is not None and r.qty <= 0) or (r.notional is not None and r.notional <= 0):
+        amounts = [(name, value) for name, value in (("qty", r.qty), ("notional", r.notional)) if value is not None]
+        if any(not math.isfinite(value) or value <= 0 for _, value in amounts):
             raise SimReject(422, 40010000, "qty and notional must be positive")
+        for name, value in amounts:  # trading-api.json: "can take up to 9 decimal points"
+            if order_rules.decimals(value) > order_rules.AMOUNT_DECIMALS:
+                raise SimReject(422, 40010000, f"{name} must have at most {order_rules.AMOUNT_DECIMALS} decimal places")
         if r.order_type == "limit" and r.limit_price is None:
             raise SimReject(422, 40010000, "limit_price is required for limit orders")
+        stock_limit = r.limit_price if r.order_type == "limit" and asset_class == "us_equity" else None
+        if stock_limit is not None and order_rules.decimals(stock_limit) > order_rules.stock_price_decimals(stock_limit):
+            # alpaca-trade-api-go #260, -csharp #497: 422 42210000, the price as sent
+            raise SimReject(422, 42210000, f"invalid limit_price {r.limit_price!r}. {order_rules.SUB_PENNY_MESSAGE}")
         fractional = r.notional is not None or (r.qty is not None and r.qty != int(r.qty))
         if asset_class == "crypto":
             if r.time_in_force not in ("gtc", "ioc"):
                 raise SimReject(422, 42210000, "invalid crypto time_in_force")
+        elif asset_class == "us_option" and r.time_in_force != "day":
+            raise SimReject(422, 42210000, order_rules.OPTION_TIF_MESSAGE)
         else:
             if fractional and (r.order_type != "market" or r.time_in_force != "day"):
                 raise SimReject(422, 42210000, "fractional orders must be market and day orders")
@@ -956,7 +969,10 @@ class SimExchange:
                     self._cancel_now(order)
             tif = "gtc" if held.asset_class == "crypto" else "day"
             cid = f"close-{self._new_id()[:8]}"
-            return self.submit(OrderRequest(symbol, side, cid, "market", tif, qty=abs(held.qty)))  # type: ignore[arg-type]
+            # the whole position, to Alpaca's nine decimals (a fee or a notional fill leaves a float's tail; the
+            # rest, under 1e-9, is no position: see _apply_fill)
+            qty = round_to(abs(held.qty), order_rules.AMOUNT_DECIMALS)
+            return self.submit(OrderRequest(symbol, side, cid, "market", tif, qty=qty))  # type: ignore[arg-type]
 
     def close_all(self) -> list[tuple[str, int, Order | SimReject]]:
         """Every open order cancelled (the `cancel_orders=true` Alpaca is asked for), then every position closed;

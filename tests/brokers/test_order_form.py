@@ -1,0 +1,105 @@
+"""The form of an order: what Alpaca refuses with 422 (a sub-penny stock limit, an option order that is not a day
+order, a client_order_id past 128 characters, an amount past nine decimals) the emulator refuses too, as Alpaca
+does, so that the real alpaca-py clients meet it; and the adapter never sends it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from alpaca.common.exceptions import APIError
+
+from engine.brokers.alpaca import AlpacaAPI
+from engine.brokers.base import BrokerError, OrderRequest
+from engine.brokers.emulator import Emulator
+from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+
+ORDERS = "/v2/orders"  # as the emulator logs it; alpaca-py's post takes the path under /v2
+
+
+def _option(exchange: SimExchange) -> str:
+    return exchange.option_chain("SPY", 1, 30)[0].symbol
+
+
+def _post(api: AlpacaAPI, body: dict[str, Any]) -> APIError:
+    """A body posted by alpaca-py's own client, as another program (or an engine without the checks) would."""
+    with pytest.raises(APIError) as caught:
+        api.trading.post("/orders", {"side": "buy", "type": "market", "time_in_force": "day", **body})
+    return caught.value
+
+
+def _posts(emulator: Emulator) -> list[dict[str, Any]]:
+    return [r.body for r in emulator.requests if r.method == "POST" and r.path == ORDERS]
+
+
+# --- the emulator refuses as Alpaca does -------------------------------------------------------------------------
+
+
+def test_a_sub_penny_stock_limit_is_refused_as_alpaca_refuses_it(api: AlpacaAPI) -> None:
+    error = _post(api, {"symbol": "AAPL", "qty": "1", "type": "limit", "limit_price": "11.055", "client_order_id": "sp-1"})
+    assert (error.status_code, error.code) == (422, 42210000)
+    assert error.message == "invalid limit_price 11.055. sub-penny increment does not fulfill minimum pricing criteria"
+    # under $1.00 a price takes four decimals; at or above, two
+    with pytest.raises(APIError):
+        api.trading.post("/orders", {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit", "time_in_force": "day",
+                                  "limit_price": "0.60135", "client_order_id": "sp-2"})  # fmt: skip
+    answer = api.trading.post("/orders", {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit",
+                                       "time_in_force": "day", "limit_price": "0.6013", "client_order_id": "sp-3"})  # fmt: skip
+    assert isinstance(answer, dict) and answer["client_order_id"] == "sp-3"
+
+
+def test_an_option_order_that_is_not_a_day_order_is_refused(api: AlpacaAPI, exchange: SimExchange) -> None:
+    error = _post(api, {"symbol": _option(exchange), "qty": "1", "time_in_force": "gtc", "client_order_id": "op-1"})
+    assert (error.status_code, error.code) == (422, 42210000)
+    assert error.message == "order_time_in_force provided not supported for options trading"
+
+
+def test_a_client_order_id_past_128_characters_is_refused(api: AlpacaAPI) -> None:
+    error = _post(api, {"symbol": "AAPL", "qty": "1", "client_order_id": "c" * 129})
+    assert (error.status_code, error.code) == (422, 40010000)
+    assert api.trading.post("/orders", {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market",
+                                     "time_in_force": "day", "client_order_id": "c" * 128})  # fmt: skip
+
+
+@pytest.mark.parametrize("qty", ["0.1234567891", 0.30000000000000004, "NaN", "inf"])
+def test_an_amount_past_nine_decimals_or_not_a_number_is_refused(api: AlpacaAPI, qty: Any) -> None:
+    error = _post(api, {"symbol": "BTC/USD", "qty": qty, "time_in_force": "gtc", "client_order_id": "q-1"})
+    assert (error.status_code, error.code) == (422, 40010000)  # a 422, never the emulator's own 500
+
+
+# --- the adapter never sends it ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        OrderRequest("AAPL", "buy", "nf-1", "limit", "day", qty=1, limit_price=11.055),
+        OrderRequest("AAPL", "buy", "nf-2", "limit", "day", qty=1, limit_price=0.60135),
+        OrderRequest("AAPL", "buy", "nf-3", "limit", "day", notional=100, limit_price=11.05),
+        OrderRequest("AAPL", "buy", "nf-4", "market", "gtc", qty=0.5),
+        OrderRequest("AAPL", "buy", "c" * 129, qty=1),
+        OrderRequest("AAPL", "buy", "bot one/2", qty=1),
+        OrderRequest("AAPL", "buy", "nf-5", qty=float("nan")),
+        OrderRequest("BTC/USD", "buy", "nf-6", "market", "day", qty=0.01),
+    ],
+    ids=["sub-penny", "sub-penny-under-1", "notional-limit", "fraction-gtc", "long-id", "id-chars", "nan", "crypto-day"],
+)
+def test_an_order_alpaca_would_refuse_is_not_sent(broker: SnapshotBroker, emulator: Emulator, request_: OrderRequest) -> None:
+    with pytest.raises(BrokerError) as caught:
+        broker.submit_order(request_)
+    assert (caught.value.kind, caught.value.reason, caught.value.status) == ("rejected", "invalid", None)
+    assert caught.value.message.startswith("not sent: ")
+    assert _posts(emulator) == []
+
+
+def test_an_option_order_is_sent_only_as_a_day_order_of_whole_contracts(
+    broker: SnapshotBroker, emulator: Emulator, exchange: SimExchange
+) -> None:
+    occ = _option(exchange)
+    for request in (OrderRequest(occ, "buy", "o-1", "market", "gtc", qty=1), OrderRequest(occ, "buy", "o-2", qty=1.5)):
+        with pytest.raises(BrokerError) as caught:
+            broker.submit_order(request)
+        assert caught.value.reason == "invalid"
+    assert _posts(emulator) == []
+    assert broker.submit_order(OrderRequest(occ, "buy", "o-3", qty=1)).symbol == occ
