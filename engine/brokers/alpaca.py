@@ -1169,7 +1169,7 @@ class AlpacaAPI:
                 sdk_request = MarketOrderRequest(**common)
             # the SDK's own submit_order, read raw (see _order): the request is built and checked by its model
             self._orders_seen.asked(request)
-            answer = self.trading.post("/orders", sdk_request.to_request_fields())
+            answer = self.trading.post("/orders", _wire_amounts(sdk_request.to_request_fields(), request))
             return self._order(answer, client_order_id=request.client_order_id, symbol=request.symbol, side=request.side)
 
         return self._call("submit_order", send)
@@ -1252,6 +1252,21 @@ class AlpacaAPI:
         kind = "unauthorized" if reason == "unauthorized" else _kind_for_status(status)
         return BrokerError(kind, self._scrub(message or f"HTTP {status}"), status=status, operation=operation, reason=reason,
                            code=code if isinstance(code, int) else None)  # fmt: skip
+
+
+def _wire_amounts(body: dict[str, Any], request: OrderRequest) -> dict[str, Any]:
+    """The SDK's body with qty, notional and limit_price as plain decimal strings, as trading-api.json types them:
+    a JSON float goes out as Python writes it, `1e-05` for a coin's quantity, `0.30000000000000004` for a sum.
+    Each string is the same amount as the request's (`order_rules.problem` refused any other before this)."""
+    out = dict(body)
+    for name in ORDER_AMOUNTS:
+        value = getattr(request, name)
+        if value is not None and name in out:
+            text = order_rules.wire_number(value, order_rules.AMOUNT_DECIMALS)
+            if text is None:  # not reached: problem() checked it
+                raise BrokerError("rejected", f"not sent: {name} {value!r} cannot be written", reason="invalid")
+            out[name] = text
+    return out
 
 
 def _kind_for_status(status: int | None) -> ErrorKind:

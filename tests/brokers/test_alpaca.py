@@ -83,7 +83,7 @@ def test_the_wire_format(broker: SnapshotBroker, emulator: Emulator) -> None:
     post = next(r for r in emulator.requests if r.method == "POST")
     assert post.body == {
         "symbol": "AAPL",
-        "qty": 2.0,
+        "qty": "2",  # a decimal string, as trading-api.json types it: never a float's tail or an exponent
         "side": "buy",
         "type": "market",
         "time_in_force": "day",

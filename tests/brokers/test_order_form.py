@@ -1,6 +1,7 @@
 """The form of an order: what Alpaca refuses with 422 (a sub-penny stock limit, an option order that is not a day
 order, a client_order_id past 128 characters, an amount past nine decimals) the emulator refuses too, as Alpaca
-does, so that the real alpaca-py clients meet it; and the adapter never sends it."""
+does, so that the real alpaca-py clients meet it; and the adapter never sends it. Amounts go out as plain decimal
+strings, never a float's tail (0.30000000000000004) or an exponent (1e-05)."""
 
 from __future__ import annotations
 
@@ -103,3 +104,19 @@ def test_an_option_order_is_sent_only_as_a_day_order_of_whole_contracts(
         assert caught.value.reason == "invalid"
     assert _posts(emulator) == []
     assert broker.submit_order(OrderRequest(occ, "buy", "o-3", qty=1)).symbol == occ
+
+
+def test_amounts_go_out_as_plain_decimal_strings(broker: SnapshotBroker, emulator: Emulator) -> None:
+    broker.submit_order(OrderRequest("BTC/USD", "buy", "w-1", "limit", "gtc", qty=0.1 + 0.2, limit_price=60000.0))
+    broker.submit_order(OrderRequest("ETH/USD", "buy", "w-2", "market", "gtc", qty=0.01 - 0.00099))
+    broker.submit_order(OrderRequest("AAPL", "buy", "w-3", "limit", "day", qty=2, limit_price=0.1 + 0.7))
+    with pytest.raises(BrokerError):  # no coins to sell: refused, but sent as Alpaca reads it
+        broker.submit_order(OrderRequest("BTC/USD", "sell", "w-4", "market", "gtc", qty=5e-05))
+    sent = _posts(emulator)
+    assert [(b["qty"], b.get("limit_price")) for b in sent] == [
+        ("0.3", "60000"),
+        ("0.00901", None),
+        ("2", "0.8"),
+        ("0.00005", None),
+    ]
+    assert all(isinstance(b["qty"], str) and "e" not in b["qty"] for b in sent)
