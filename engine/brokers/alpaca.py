@@ -1182,16 +1182,17 @@ class AlpacaAPI:
         return self._found("get_order", read)
 
     def get_order(self, order_id: str) -> Order | None:
-        from alpaca.common.utils import validate_uuid_id_param
+        canonical = _order_id(order_id, "get_order")
 
         def read() -> Order:
-            answer = self.trading.get(f"/orders/{validate_uuid_id_param(order_id, 'order_id')}")  # as the SDK asks
-            return self._order(answer, id=order_id.lower())
+            answer = self.trading.get(f"/orders/{canonical}")  # as the SDK asks, read raw (see _order)
+            return self._order(answer, id=canonical)
 
         return self._found("get_order", read)
 
     def cancel_order(self, order_id: str) -> None:
-        self._call("cancel_order", lambda: self.trading.cancel_order_by_id(order_id))
+        canonical = _order_id(order_id, "cancel_order")
+        self._call("cancel_order", lambda: self.trading.cancel_order_by_id(canonical))
 
     def close_position(self, symbol: str) -> Order:
         def close() -> Order:
@@ -1252,6 +1253,17 @@ class AlpacaAPI:
         kind = "unauthorized" if reason == "unauthorized" else _kind_for_status(status)
         return BrokerError(kind, self._scrub(message or f"HTTP {status}"), status=status, operation=operation, reason=reason,
                            code=code if isinstance(code, int) else None)  # fmt: skip
+
+
+def _order_id(order_id: str, operation: str) -> str:
+    """The id in its canonical spelling, before anything is sent. Alpaca's order ids are UUIDs (and alpaca-py
+    refuses any other with a ValueError, which read as "unexpected answer" from a broker that was never asked);
+    an id that is not one came from a state file or a caller, not from Alpaca: said so, and nothing is sent."""
+    try:
+        return str(uuid.UUID(order_id))
+    except (ValueError, TypeError, AttributeError):
+        raise BrokerError("bad_response", f"not sent: the order id {_shown(order_id)} is not a UUID, as every order id "
+                          "Alpaca gives is", operation=operation) from None  # fmt: skip
 
 
 def _wire_amounts(body: dict[str, Any], request: OrderRequest) -> dict[str, Any]:

@@ -120,3 +120,22 @@ def test_amounts_go_out_as_plain_decimal_strings(broker: SnapshotBroker, emulato
         ("0.00005", None),
     ]
     assert all(isinstance(b["qty"], str) and "e" not in b["qty"] for b in sent)
+
+
+@pytest.mark.parametrize("order_id", ["not-a-uuid", "../account", ""])
+def test_an_order_id_that_is_not_a_uuid_is_said_so_and_not_sent(
+    broker: SnapshotBroker, emulator: Emulator, order_id: str
+) -> None:
+    for call in (broker.cancel_order, broker.get_order):
+        with pytest.raises(BrokerError) as caught:
+            call(order_id)
+        assert "is not a UUID" in caught.value.message and "unexpected answer" not in caught.value.message
+    assert [r for r in emulator.requests if r.path.startswith("/v2/orders/")] == []
+
+
+def test_an_order_id_in_another_spelling_is_asked_for_in_alpacas(broker: SnapshotBroker, emulator: Emulator) -> None:
+    order = broker.submit_order(OrderRequest("AAPL", "buy", "u-1", qty=1))
+    found = broker.get_order("{" + order.id.upper() + "}")
+    assert found is not None and found.id == order.id
+    broker.cancel_order(order.id.replace("-", "").upper())
+    assert [r.path for r in emulator.requests if r.path.startswith("/v2/orders/")] == [f"/v2/orders/{order.id}"] * 2
