@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from engine.brokers.base import Asset, NonTradeActivity, OptionContract, Order, OrderRequest, Position
@@ -1018,13 +1018,23 @@ def _instant(text: str | None) -> datetime | None:
 def _order_request(body: Any) -> OrderRequest:
     if not isinstance(body, dict):
         raise SimReject(422, 40010000, "request body must be a JSON object")
+    kind = body.get("type")
+    # A stop order's required price (our message): without it the order is malformed, never a market order.
+    if kind in ("stop", "stop_limit") and body.get("stop_price") is None:
+        raise SimReject(422, 40010000, f"stop_price is required for {kind} orders")
+    if kind == "trailing_stop" and body.get("trail_price") is None and body.get("trail_percent") is None:
+        raise SimReject(422, 40010000, "trail_price or trail_percent is required for trailing_stop orders")
+    if kind == "stop_limit" and body.get("limit_price") is None:
+        raise SimReject(422, 40010000, "limit_price is required for stop_limit orders")
     try:
         return OrderRequest(
             symbol=str(body["symbol"]),
             side=body["side"],
             client_order_id=str(body.get("client_order_id") or uuid.uuid4()),
-            order_type=body.get("type", "market"),
-            time_in_force=body.get("time_in_force", "day"),
+            # No default: Alpaca answers a body without a type "invalid order type" (alpaca-trade-api-go #202),
+            # and one without a time in force is no day order either; the exchange refuses both.
+            order_type=cast(Any, str(body.get("type") or "")),  # checked by the exchange, not by the type
+            time_in_force=cast(Any, str(body.get("time_in_force") or "")),
             qty=float(body["qty"]) if body.get("qty") is not None else None,
             notional=float(body["notional"]) if body.get("notional") is not None else None,
             limit_price=float(body["limit_price"]) if body.get("limit_price") is not None else None,

@@ -139,3 +139,49 @@ def test_an_order_id_in_another_spelling_is_asked_for_in_alpacas(broker: Snapsho
     assert found is not None and found.id == order.id
     broker.cancel_order(order.id.replace("-", "").upper())
     assert [r.path for r in emulator.requests if r.path.startswith("/v2/orders/")] == [f"/v2/orders/{order.id}"] * 2
+
+
+def _raw_post(api: AlpacaAPI, body: dict[str, Any]) -> APIError:
+    """A body exactly as given: no type or time in force filled in."""
+    with pytest.raises(APIError) as caught:
+        api.trading.post("/orders", {"symbol": "AAPL", "qty": "1", "side": "buy", **body})
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        ({"type": "bogus", "time_in_force": "day"}, 40010001, "invalid order type"),
+        ({"time_in_force": "day"}, 40010001, "invalid order type"),
+        ({"type": "market", "time_in_force": "forever"}, 40010001, "invalid time_in_force"),
+        ({"type": "market"}, 40010001, "invalid time_in_force"),
+        ({"type": "stop", "time_in_force": "day"}, 40010000, "stop_price is required for stop orders"),
+        (
+            {"type": "stop_limit", "time_in_force": "day", "limit_price": "1"},
+            40010000,
+            "stop_price is required for stop_limit orders",
+        ),
+        (
+            {"type": "trailing_stop", "time_in_force": "day"},
+            40010000,
+            "trail_price or trail_percent is required for trailing_stop orders",
+        ),
+    ],
+    ids=["unknown-type", "no-type", "unknown-tif", "no-tif", "stop-no-price", "stop-limit-no-price", "trailing-no-trail"],
+)
+def test_an_order_of_an_unknown_type_or_without_its_fields_is_refused_not_filled(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, body: dict[str, Any], code: int, message: str
+) -> None:
+    """It was filled as a market day order ({"type": "stop"} with no stop_price bought at once); Alpaca answers 422."""
+    error = _raw_post(api, {**body, "client_order_id": "form-1"})
+    assert (error.status_code, error.code, error.message) == (422, code, message)
+    assert not exchange.orders and "AAPL" not in exchange.positions
+
+
+def test_a_well_formed_stop_order_the_sim_does_not_model_is_refused_never_filled_at_market(
+    api: AlpacaAPI, exchange: SimExchange
+) -> None:
+    error = _raw_post(api, {"type": "stop", "time_in_force": "day", "stop_price": "1000", "client_order_id": "st-1"})
+    assert (error.status_code, error.code) == (422, 40010000)
+    assert "not modelled" in error.message
+    assert not exchange.orders

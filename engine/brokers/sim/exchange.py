@@ -75,6 +75,13 @@ _STOCK_SYMBOL = re.compile(r"[A-Z][A-Z0-9.]{0,9}")  # fullmatch: `$` matches bef
 _CRYPTO_SYMBOL = re.compile(r"[A-Z0-9]{2,10}/[A-Z]{3,4}")
 
 
+# Alpaca's order types and times in force (trading-api.json POST /v2/orders); the sim models the subset below.
+ALPACA_ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop"})
+ALPACA_TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
+MODELLED_ORDER_TYPES = frozenset({"market", "limit"})
+MODELLED_TIME_IN_FORCE = frozenset({"day", "gtc", "ioc"})
+
+
 def kept_in_state(status: str, created_at: datetime, now: datetime) -> bool:
     """Whether the saved state keeps an order: open ones, and two days of history for lookups (the file stays small)."""
     return status in OPEN_STATUSES or now - created_at < HISTORY
@@ -803,6 +810,14 @@ class SimExchange:
     def _validate(self, r: OrderRequest, asset_class: str) -> None:
         """Alpaca's refusals, in the order a request meets them. Messages quoted from a source say so in
         docs/alpaca.md; the others are ours (marked there), with Alpaca's status and code."""
+        if r.order_type not in ALPACA_ORDER_TYPES:  # alpaca-trade-api-go #202: 422 "invalid order type"
+            raise SimReject(422, 40010001, "invalid order type")
+        if r.time_in_force not in ALPACA_TIME_IN_FORCE:  # alpaca-py #167: 422 40010001 "invalid time_in_force"
+            raise SimReject(422, 40010001, "invalid time_in_force")
+        if r.order_type not in MODELLED_ORDER_TYPES or r.time_in_force not in MODELLED_TIME_IN_FORCE:
+            # Alpaca takes these; the sim does not model them, and filling one as a market day order would pass a
+            # test on behaviour live trading does not have. Refused, with our message (docs/alpaca.md).
+            raise SimReject(422, 40010000, f"{r.order_type} {r.time_in_force} orders are not modelled by the simulated exchange")
         if len(r.client_order_id) > order_rules.CLIENT_ORDER_ID_MAX:  # trading-api.json "(<= 128 characters)"
             raise SimReject(422, 40010000, f"client_order_id must be at most {order_rules.CLIENT_ORDER_ID_MAX} characters")
         if r.client_order_id in self.by_client_id:
