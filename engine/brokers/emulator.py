@@ -38,6 +38,7 @@ import math
 import random
 import re
 import socket
+import sys
 import threading
 import uuid
 import zlib
@@ -60,6 +61,7 @@ ADMIN_PREFIX = "/__emulator"
 CHAIN_LIMIT_DEFAULT, CHAIN_LIMIT_MAX = 100, 1000  # market-data-api.json, /v1beta1/options/snapshots/{underlying}
 ACTIVITIES_PAGE_MAX = 100  # trading-api.json, /v2/account/activities page_size
 CONTRACTS_LIMIT_MAX = 10_000  # reference/alpaca-api.md §7, /v2/options/contracts
+ORDERS_LIMIT_DEFAULT, ORDERS_LIMIT_MAX = 50, 500  # reference/alpaca-api.md §2, GET /v2/orders
 INDICATIVE_TRADE_DELAY = timedelta(minutes=15)  # market-data-api.json: indicative trades are delayed
 BARS_LIMIT_DEFAULT, BARS_LIMIT_MAX = 1000, 10_000  # market-data-api.json, /v2/stocks/bars and the crypto and option bars
 _STOCK_FEEDS = frozenset({"iex", "sip", "delayed_sip", "boats", "overnight", "otc"})  # reference §2, alpaca-py DataFeed
@@ -862,7 +864,9 @@ class Emulator:
     def orders_json(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         x = self.exchange
         status = query.get("status", ["open"])[0]
-        limit = int(query.get("limit", ["50"])[0])  # Alpaca's default is 50 (reference §7)
+        # Alpaca's default is 50, its most 500 (reference §2, §7): a larger limit answers 500 orders, never more,
+        # so a test that asks for more does not pass on a list live trading will not return.
+        limit = min(_limit(query, ORDERS_LIMIT_DEFAULT, sys.maxsize), ORDERS_LIMIT_MAX)
         if status == "open":
             orders = x.open_orders()
         else:

@@ -466,3 +466,14 @@ def test_a_pair_listed_twice_is_left_out(api: AlpacaAPI, emulator: Emulator) -> 
     emulator.faults.append(Fault(path_prefix=ASSETS, method="GET", patch={"1.symbol": first.replace("/", "")}))
     symbols = [a.symbol for a in api.get_assets("crypto")]
     assert first not in symbols and second not in symbols  # the second is now a copy of the first: which is right?
+
+
+def test_the_orders_list_answers_at_most_500_whatever_limit_asks(emulator: Emulator, exchange: SimExchange) -> None:
+    """Alpaca's GET /v2/orders takes `limit` up to 500 (reference §2); the emulator returned 501 for limit=1000, so
+    a test could pass on a list longer than live trading ever answers."""
+    for n in range(501):
+        exchange.submit(OrderRequest("AAPL", "buy", f"cap-{n}", "limit", "day", qty=1, limit_price=1.0))
+    assert len(raw(emulator, "GET", ORDERS, params={"limit": "1000"}).json()) == 500
+    assert len(raw(emulator, "GET", ORDERS, params={"limit": "500"}).json()) == 500
+    assert len(raw(emulator, "GET", ORDERS).json()) == 50  # the default
+    assert raw(emulator, "GET", ORDERS, params={"limit": "many"}).status_code == 400  # was the emulator's own 500
