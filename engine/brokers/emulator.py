@@ -459,7 +459,7 @@ class Emulator:
             "accrued_fees": "0",
             "pending_transfer_in": "0",
             "pending_reg_taf_fees": "0",
-            "balance_asof": f"{self.exchange.clock.now().astimezone(NEW_YORK) - timedelta(days=1):%Y-%m-%d}",
+            "balance_asof": f"{self.exchange.last_equity_close.astimezone(NEW_YORK):%Y-%m-%d}",  # the close last_equity is from
             "trading_blocked": a.trading_blocked,
             "account_blocked": a.account_blocked,
             "transfers_blocked": False,

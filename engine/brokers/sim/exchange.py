@@ -288,6 +288,12 @@ class SimExchange:
         self.cash = self.starting_cash
         self.last_equity = self.starting_cash
         self._day = now.astimezone(NEW_YORK).date()
+        # Alpaca's last_equity is the equity at the previous trading day's close (docs/alpaca.md), not at midnight:
+        # the latest session close passed and the equity valued at its prices, taken at the first step after it;
+        # `last_equity_close` is the close the current `last_equity` is from.
+        self.close_at: datetime = self.calendar.previous_close(now)
+        self.close_equity: float = self.starting_cash
+        self.last_equity_close: datetime = self.close_at
         self._ids = random.Random(f"{self.seed}:ids")
         self._memo = _Memo()
         self._working: dict[str, SimOrder] = {}  # every open order, and closed ones until `_open_orders` drops them
@@ -315,6 +321,7 @@ class SimExchange:
                 "now": now.isoformat(),
                 "cash": self.cash,
                 "last_equity": self.last_equity,
+                "last_equity_close": self.last_equity_close.isoformat(),
                 "day": self._day.isoformat(),
                 "positions": {s: [p.qty, p.avg_price, p.asset_class] for s, p in self.positions.items()},
                 "orders": [_order_row(o) for o in self.orders.values() if kept_in_state(o.status, o.created_at, now)],
@@ -335,6 +342,11 @@ class SimExchange:
         exchange.cash = float(state["cash"])
         exchange.last_equity = float(state["last_equity"])
         exchange._day = date.fromisoformat(state["day"])
+        # A state saved before it was: last_equity is as of the saved day. A close after it is taken again by the
+        # next step (`close_at`), valued at that close's prices.
+        saved_close = state.get("last_equity_close") or state["now"]
+        exchange.close_at = exchange.last_equity_close = datetime.fromisoformat(saved_close)
+        exchange.close_equity = exchange.last_equity
         exchange.positions = {s: SimPosition(q, a, c) for s, (q, a, c) in state["positions"].items()}
         exchange.flags = AccountFlags(**state.get("flags", {}))
         exchange.activities = [
@@ -601,11 +613,12 @@ class SimExchange:
         return total
 
     def intraday_adjustments(self) -> float:
-        """Today's (New York) cash moved without a trade."""
+        """Cash moved without a trade since the close `last_equity` is from, so that equity − last_equity −
+        adjustments is the trading P&L also on the day after a weekend (a Saturday withdrawal is no Monday loss)."""
         if not self.activities:
-            return 0  # what the sum of none is, without finding today
-        today = self.clock.now().astimezone(NEW_YORK).date()
-        return sum(a.net_amount for a in self.activities if a.created_at and a.created_at.astimezone(NEW_YORK).date() == today)
+            return 0  # what the sum of none is, without finding the close
+        since = self.last_equity_close
+        return sum(a.net_amount for a in self.activities if a.created_at and a.created_at > since)
 
     def account(self) -> Account:
         self.process()
@@ -637,6 +650,7 @@ class SimExchange:
         if activity_type not in NON_TRADE_TYPES:
             raise ValueError(f"{activity_type} is not a non-trade cash activity")
         with self.lock:
+            self.process()  # a close passed since the last step is valued before the cash moves, not after
             now = self.clock.now()
             activity = NonTradeActivity(
                 id=f"{now.astimezone(timezone.utc):%Y%m%d%H%M%S%f}::{self._new_id()}",
@@ -1092,6 +1106,9 @@ class SimExchange:
             memo = self._memo_at(now)
             if memo.processed == self.revision:  # done at this instant, and nothing happened since
                 return
+            closed = self.calendar.previous_close(now)
+            if closed > self.close_at:  # a session closed since the last step: its equity, at its prices
+                self._take_close(closed)
             today = now.astimezone(NEW_YORK).date()
             if today > self._day:  # forward only: a clock set back starts no day again (last_equity would reset)
                 self._roll_day(today)
@@ -1131,8 +1148,18 @@ class SimExchange:
             order.status = "new"
             self.changed()
 
+    def _take_close(self, closed: datetime) -> None:
+        """The account valued at a session's close (positions as now held: the steps since the close filled
+        nothing in a closed market but crypto). Not saved: a loaded exchange takes it again at its first step
+        (`from_state`); `_roll_day`, which uses it, saves `last_equity_close`."""
+        value = sum(p.qty * self.last_price(s, closed) * self._multiplier(p.asset_class) for s, p in self.positions.items())
+        self.close_at, self.close_equity = closed, self.cash + value
+
     def _roll_day(self, today: date) -> None:
-        self.last_equity = self.equity()
+        """A new New York day: last_equity becomes the latest close's equity. Over a weekend or a holiday it stays
+        the last trading day's, as Alpaca's does, so a loss since Friday's close is still Monday's daily loss."""
+        if self.close_at > self.last_equity_close:
+            self.last_equity, self.last_equity_close = self.close_equity, self.close_at
         self._day = today
         self.changed()
 
