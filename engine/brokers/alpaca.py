@@ -666,7 +666,7 @@ class AlpacaAPI:
             if moved is not None:
                 source = "intraday_adjustments"
             else:
-                activities = tuple(self._activities_today())
+                activities = tuple(self._activities_since_close(raw.get("balance_asof")))
                 moved, source = round(sum(x.net_amount for x in activities), 2), "activities"
             # Money may be negative where Alpaca means it (cash borrowed on margin, a deficit): finite is the rule.
             # The flags that block trading must be there: a missing one is not "not blocked".
@@ -761,12 +761,22 @@ class AlpacaAPI:
                                      f"{equity - equity_before:+.2f}: cash moved without the equity")  # fmt: skip
         self._cash_moved_seen, self._cash_moved_alone = (asof, equity, moved), None
 
-    def _activities_today(self) -> list[NonTradeActivity]:
-        """Today's (New York) non-trade cash activities, every page. `after`/`until` bound the creation time,
-        which is what the endpoint filters on (trading-api.json); pages go by the last id (`page_token`)."""
+    def _activities_since_close(self, balance_asof: Any) -> list[NonTradeActivity]:
+        """The non-trade cash activities since the close `last_equity` is the equity of, every page: the close of
+        the trading day `balance_asof` names (today's New York midnight when it names none we can read). Counted
+        from midnight, a withdrawal on Saturday was left out of Monday's cash moved while `last_equity` stayed
+        Friday's close: Monday's daily P&L read it as a loss, and could trip the daily-loss kill switch. `after`/
+        `until` bound the creation time, which is what the endpoint filters on (trading-api.json); pages go by the
+        last id (`page_token`)."""
         now = self.clock.now().astimezone(NEW_YORK)
         start = datetime.combine(now.date(), time(0), NEW_YORK)
-        end = start + timedelta(days=1)
+        asof = _date_or_none(balance_asof)
+        if asof is not None and asof < now.date():
+            from engine.core.calendar import market_calendar
+
+            session = market_calendar().session(asof)
+            start = session.close if session is not None else datetime.combine(asof + timedelta(days=1), time(0), NEW_YORK)
+        end = datetime.combine(now.date() + timedelta(days=1), time(0), NEW_YORK)
         params: dict[str, Any] = {
             "activity_types": ",".join(sorted(NON_TRADE_ACTIVITY_TYPES)),
             "after": _utc(start - timedelta(microseconds=1)),
@@ -779,7 +789,7 @@ class AlpacaAPI:
             page = _objects(self.trading.get("/account/activities", params), "account activities")
             for item in page:
                 activity = _activity(item)
-                if activity is not None and _on_day(activity, now.date()):
+                if activity is not None and _since(activity, start, asof if asof is not None and asof < now.date() else None):
                     found.append(activity)
             if len(page) < ACTIVITY_PAGE_SIZE:
                 return found
@@ -787,7 +797,7 @@ class AlpacaAPI:
             if not last or last == params.get("page_token"):
                 raise Unreadable("a full page of account activities whose last id cannot take us further")
             params["page_token"] = last
-        raise ValueError(f"more than {ACTIVITY_PAGES} pages of account activities for one day")
+        raise ValueError(f"more than {ACTIVITY_PAGES} pages of account activities since the last close")
 
     def get_positions(self) -> list[Position]:
         """Every position, read raw (GET /v2/positions, as the account and the clock are): alpaca-py's Position
@@ -1318,11 +1328,24 @@ def _activity(item: Mapping[str, Any]) -> NonTradeActivity | None:
     )
 
 
-def _on_day(activity: NonTradeActivity, day: date) -> bool:
-    """Dated by its creation time in New York; by its `date` when it has none."""
+def _since(activity: NonTradeActivity, start: datetime, asof: date | None) -> bool:
+    """Whether the activity came at or after `start`: by its creation time; by its `date` when it has none (after
+    the `asof` day, or on `start`'s New York day when there is none)."""
     if activity.created_at is not None:
-        return activity.created_at.astimezone(NEW_YORK).date() == day
-    return activity.date[:10] == day.isoformat()
+        return activity.created_at >= start
+    if asof is not None:
+        return activity.date[:10] > asof.isoformat()
+    return activity.date[:10] == start.astimezone(NEW_YORK).date().isoformat()
+
+
+def _date_or_none(value: Any) -> date | None:
+    """`balance_asof` as a date, or None when it is missing or not a plain YYYY-MM-DD."""
+    if not isinstance(value, str) or len(value) != 10:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _check_equity(equity: float, cash: float, raw: Mapping[str, Any]) -> None:

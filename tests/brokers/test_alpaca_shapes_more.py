@@ -477,3 +477,22 @@ def test_the_orders_list_answers_at_most_500_whatever_limit_asks(emulator: Emula
     assert len(raw(emulator, "GET", ORDERS, params={"limit": "500"}).json()) == 500
     assert len(raw(emulator, "GET", ORDERS).json()) == 50  # the default
     assert raw(emulator, "GET", ORDERS, params={"limit": "many"}).status_code == 400  # was the emulator's own 500
+
+
+def test_without_intraday_adjustments_the_cash_moved_is_counted_from_last_equity_s_close(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, clock: ManualClock
+) -> None:
+    """last_equity is Friday's close all weekend; the activities were counted from New York midnight, so a
+    withdrawal on Saturday was left out of Monday's cash moved, and Monday's daily P&L read it as a loss (enough
+    to trip the daily-loss kill switch). They are counted from the close `balance_asof` names."""
+    from datetime import datetime, timezone
+
+    emulator.intraday_adjustments = False
+    clock.set(datetime(2026, 11, 27, 19, 0, tzinfo=timezone.utc))  # Friday 14:00 New York (an early close, 13:00)
+    api.get_account()
+    clock.set(datetime(2026, 11, 28, 15, 0, tzinfo=timezone.utc))  # Saturday
+    exchange.move_cash(-1_000, "CSW")
+    clock.set(datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc))  # Monday 10:00 New York
+    account = api.get_account()
+    assert account.non_trade_cash_today == -1_000
+    assert [a.activity_type for a in account.non_trade_activities] == ["CSW"]

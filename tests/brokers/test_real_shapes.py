@@ -283,9 +283,9 @@ def test_without_intraday_adjustments_the_days_activities_are_read(
     emulator: Emulator, broker: SnapshotBroker, exchange: SimExchange, clock: ManualClock
 ) -> None:
     emulator.intraday_adjustments = False
-    clock.advance(-86_400)
-    exchange.move_cash(1_000, "CSD")  # yesterday: not today's
-    clock.advance(86_400)
+    clock.advance(-3 * 86_400)
+    exchange.move_cash(1_000, "CSD")  # Friday before its close: in last_equity already, not cash moved since
+    clock.advance(3 * 86_400)
     exchange.move_cash(-300, "CSW")
     exchange.move_cash(-1.5, "FEE")
     snap = broker.snapshot(DataNeeds())
