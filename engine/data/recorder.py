@@ -217,26 +217,38 @@ class Recorder:
     def tick(self, at: datetime) -> bool:
         """Record the instant of a tick whose quotes were just recorded: a replay ticks there (the module's
         docstring). False, counted in `skipped`, when it is not after the recording's last tick."""
+        self._check_instant(at)
+        segment = self._ticks or self._open_ticks()
+        if not self._appended(segment, at, TICK_NOT_AFTER):
+            return False
+        self.ticks += 1
+        if len(segment.stamps) >= self.segment_rows:
+            self._write_ticks()
+        if self._monotonic() - self._flushed_at >= self.flush_seconds:
+            self.flush()
+        return True
+
+    def _check_instant(self, at: datetime) -> None:
+        """A tick's instant may be recorded: the recorder is open and the instant aware (what a tick and a missing
+        quote both check before their segment is opened)."""
         if self._closed:
             raise RuntimeError("the recorder is closed")
         if at.utcoffset() is None:
             raise ValueError(f"{at!r} is naive: ticks are recorded at timezone-aware instants")
-        segment = self._ticks or self._open_ticks()
+
+    def _appended(self, segment: _Segment, at: datetime, not_after: str) -> bool:
+        """`at` appended to `segment`'s stamps (microseconds since the epoch), if it is in the format's range and
+        after the segment's last; else False, counted in `skipped` (OUT_OF_RANGE, or `not_after`)."""
         delta = at - _EPOCH
         stamp = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
         if not FIRST_INSTANT <= at < END_INSTANT:
             self.skipped[OUT_OF_RANGE] += 1
             return False
         if segment.last is not None and stamp <= segment.last:
-            self.skipped[TICK_NOT_AFTER] += 1
+            self.skipped[not_after] += 1
             return False
         segment.stamps.append(stamp)
         segment.last = stamp
-        self.ticks += 1
-        if len(segment.stamps) >= self.segment_rows:
-            self._write_ticks()
-        if self._monotonic() - self._flushed_at >= self.flush_seconds:
-            self.flush()
         return True
 
     def last_tick(self) -> datetime | None:
@@ -247,21 +259,10 @@ class Recorder:
     def missing(self, symbol: str, at: datetime) -> bool:
         """Record that the tick at `at` asked for `symbol` and got no quote of it (the module's docstring). False,
         counted in `skipped`, when `at` is not after the last tick the symbol was recorded missing at."""
-        if self._closed:
-            raise RuntimeError("the recorder is closed")
-        if at.utcoffset() is None:
-            raise ValueError(f"{at!r} is naive: ticks are recorded at timezone-aware instants")
+        self._check_instant(at)
         segment = self._missings.get(symbol) or self._open_missing(symbol)
-        delta = at - _EPOCH
-        stamp = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-        if not FIRST_INSTANT <= at < END_INSTANT:
-            self.skipped[OUT_OF_RANGE] += 1
+        if not self._appended(segment, at, MISSING_NOT_AFTER):
             return False
-        if segment.last is not None and stamp <= segment.last:
-            self.skipped[MISSING_NOT_AFTER] += 1
-            return False
-        segment.stamps.append(stamp)
-        segment.last = stamp
         self.missing_quotes += 1
         self._dirty_missing.add(symbol)
         if len(segment.stamps) >= self.segment_rows:
