@@ -1032,7 +1032,9 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
         why = "no such data folder" if path_kind(folder).absent else "is not a folder: a data folder holds bars/ and quotes/"
         return [], [Problem(str(folder), 0, 0, "", why)]
     kinds: list[Kind] = []
-    for kind in KINDS:
+
+    def look_for(kind: Kind) -> None:
+        """`kind`'s folder into `kinds` if it is one; a problem if it cannot be read or is something else."""
         is_folder = _is_dir(folder / kind)
         if isinstance(is_folder, str):
             problems.append(Problem(str(folder / kind), 0, 0, "", is_folder))
@@ -1040,18 +1042,15 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
             kinds.append(kind)
         elif os.path.lexists(folder / kind):
             problems.append(Problem(str(folder / kind), 0, 0, "", f"is not a folder: {kind}/ is a folder of files"))
+
+    for kind in KINDS:
+        look_for(kind)
     problems += _kinds_misspelled(folder)
     if not kinds and not problems:
         return [], [Problem(str(folder), 0, 0, "", "holds neither a bars/ nor a quotes/ folder (docs/data.md)"
                             + _kind_given_itself(folder))]
     for extra in (UNUSABLE, MISSING):  # a recording's quotes that are not prices, and those it did not get
-        is_folder = _is_dir(folder / extra)
-        if isinstance(is_folder, str):
-            problems.append(Problem(str(folder / extra), 0, 0, "", is_folder))
-        elif is_folder:
-            kinds.append(extra)
-        elif os.path.lexists(folder / extra):
-            problems.append(Problem(str(folder / extra), 0, 0, "", f"is not a folder: {extra}/ is a folder of files"))
+        look_for(extra)
 
     display = shown_path
     sources: list[Source] = []
