@@ -392,20 +392,30 @@ def test_a_report_the_disk_cannot_take_is_a_runtime_failure_exit_1(
     assert main(["backtest", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "a_file" / "out"), *files]) == 2
 
 
+def crypto_alone_on_btc(project: ProjectCopy) -> None:
+    """Only the CryptoBot, on BTC/USD alone (ETH/USD, which the simulator's universe names, has no data)."""
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    project.replace("config/bots.yaml", "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: true",
+                    "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: false")  # fmt: skip
+    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["BTC/USD"]')
+
+
+def swinging_btc(folder: Path) -> None:
+    """A session of BTC/USD minute bars rising half an hour, falling the next: the CryptoBot enters and exits."""
+    closes = [50_000.0]
+    for minute in range(1, 390):
+        closes.append(round(closes[-1] * (1.0015 if (minute // 30) % 2 == 0 else 0.9986), 2))
+    session_bars(folder, "BTC/USD", MONDAY_OPEN, closes)
+
+
 def test_a_crypto_pair_the_simulator_names_but_the_data_lacks_fails_no_assets_read(
     project: ProjectCopy, tmp_path: Path
 ) -> None:
     """The CryptoBot on BTC/USD alone: the simulator's universe also names ETH/USD, which the data lacks. Its asset
     was priced from the data, so the one /v2/assets read the engine makes failed (404) at every tick, and BTC/USD's
     minimums were never known: the bot never sized an entry, all month."""
-    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
-    project.replace("config/bots.yaml", "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: true",
-                    "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: false")  # fmt: skip
-    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["BTC/USD"]')
-    closes = [50_000.0]
-    for minute in range(1, 390):
-        closes.append(round(closes[-1] * (1.0015 if (minute // 30) % 2 == 0 else 0.9986), 2))
-    session_bars(tmp_path / "data", "BTC/USD", MONDAY_OPEN, closes)
+    crypto_alone_on_btc(project)
+    swinging_btc(tmp_path / "data")
     result = run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
     events = [json.loads(line) for line in (tmp_path / "out" / "app.jsonl").read_text().splitlines()]
     assert [e for e in events if e["event"] == "broker_error"] == []
@@ -472,16 +482,10 @@ def test_a_manage_until_inside_the_close_margin_is_met_in_time_on_five_minute_ba
 def test_fees_and_p_and_l_under_a_cent_are_not_written_as_0_in_summary_json(project: ProjectCopy, tmp_path: Path) -> None:
     """summary.json rounded realized P&L and fees to the cent: a CryptoBot on a few dollars paid fees under a cent
     and summary.json said 0.0, as if it paid none."""
-    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
-    project.replace("config/bots.yaml", "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: true",
-                    "momentum_bots:\n  - bot_id: mom_AAPL\n    enabled: false")  # fmt: skip
-    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["BTC/USD"]')
+    crypto_alone_on_btc(project)
     project.replace("config/bots.yaml", "default_notional_usd: 50", "default_notional_usd: 10")
     project.replace("config/bots.yaml", "max_trades_per_day: 6", "max_trades_per_day: 1")
-    closes = [50_000.0]
-    for minute in range(1, 390):
-        closes.append(round(closes[-1] * (1.0015 if (minute // 30) % 2 == 0 else 0.9986), 2))
-    session_bars(tmp_path / "data", "BTC/USD", MONDAY_OPEN, closes)
+    swinging_btc(tmp_path / "data")
     run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False,
                  fill_model=FillModel(crypto_maker_fee=0.0002, crypto_taker_fee=0.0002))  # fmt: skip
     bot = json.loads((tmp_path / "out" / "summary.json").read_text())["bots"]["crypto_core"]
