@@ -858,7 +858,12 @@ def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: li
     if saved != "halted" and halt is not None:
         note = f"(its machine, {saved}, moves at its next tick)"
         return f"  {kind:<9} {bot_id:<14} {'halted':<12} since {local(halt.started_at)} {note}"
-    return f"  {kind:<9} {bot_id:<14} {saved:<12} since {local(since)}"
+    line = f"  {kind:<9} {bot_id:<14} {saved:<12} since {local(since)}"
+    if saved != "halted" and kind not in ("system", "portfolio") and any(h.scope == SYSTEM_SCOPE for h in halts):
+        # its own machine may still read armed until it steps; the risk gate grants no entry meanwhile, whatever
+        # the machine file says: an operator who halted and then looked saw bots armed with no word why
+        line += " (a system halt is in force: it opens nothing)"
+    return line
 
 
 def status_text(store: StateStore, now: datetime, day: date | None = None, local: LocalTime | None = None) -> str:

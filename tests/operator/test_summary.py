@@ -209,3 +209,21 @@ def test_status_shows_a_positions_quantity_and_price_as_held(store: StateStore) 
     assert "ETH/USD              0.016175803525142564 @ 3086.3555" in text
     assert "SHIB/USD             2000000.5 @ 1.23e-05" in text
     assert [number(v) for v in (253.0, 0.75, 248.7033, -0.9999996, 1e-7, 3)] == ["253", "0.75", "248.7033", "-0.9999996", "1e-07", "3"]
+
+
+def test_under_a_system_halt_an_armed_bot_is_said_to_open_nothing(store: StateStore) -> None:
+    """`halt` then `status`: the system line read halted, and every bot armed with no word why; the bots' machines
+    step at the next tick, and meanwhile the risk gate grants no entry whatever they read."""
+    from engine.trading.runner import status_text
+
+    store.save_machine_state("system", "system", "armed", MON)
+    store.save_machine_state("momentum", "mom_AAPL", "armed", MON)
+    store.save_machine_state("portfolio", "portfolio", "armed", MON)
+    before = status_text(store, MON + timedelta(minutes=1), local=LA)
+    store.start_halt(SYSTEM_SCOPE, "news", ("operator",), False, MON + timedelta(minutes=2), None)
+    after = status_text(store, MON + timedelta(minutes=3), local=LA)
+    assert "opens nothing" not in before
+    [bot] = [line for line in after.splitlines() if "mom_AAPL" in line and "since" in line]
+    assert bot.endswith("(a system halt is in force: it opens nothing)"), after
+    [portfolio] = [line for line in after.splitlines() if line.strip().startswith("portfolio")]
+    assert "opens nothing" not in portfolio
