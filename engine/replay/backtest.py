@@ -32,7 +32,7 @@ from engine.core.calendar import market_calendar
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
 from engine.core.lock import WRONG_KIND
-from engine.core.store import StateFileError, StateStore
+from engine.core.store import StateFileError, StateStore, aware_time
 from engine.data.dataset import DataSet, TickFrames
 from engine.data.errors import DataError
 from engine.data.files import iso
@@ -399,7 +399,8 @@ def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, sto
                     f"{f' and {len(extra) - 3} more' if len(extra) > 3 else ''}")
     for run in (r for r in records if r["event"] == "run"):  # ticks the state ran that the folder lost (a kill)
         try:
-            ran, kept = aware(run.get("state_last_tick")), aware(run.get("recorded_last_tick"))
+            ran, kept = (None if (t := run.get(key)) is None else aware_time(str(t))
+                         for key in ("state_last_tick", "recorded_last_tick"))
         except ValueError:
             said.append(f"{folder / NOTES_FILE}: the run at {iso(run['at'])} has a last tick that is not a time")
             continue
@@ -418,16 +419,6 @@ def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, sto
                     f"at {iso(errors[0]['at'])}: {errors[0].get('operation')}: {errors[0].get('message')}), the replay's "
                     "never do: from there its orders and halts can differ from the run's")
     return said
-
-
-def aware(value: object) -> datetime | None:
-    """An ISO time of a recording's notes as an aware UTC datetime; None for None; ValueError for anything else."""
-    if value is None:
-        return None
-    when = datetime.fromisoformat(str(value))
-    if when.utcoffset() is None:
-        raise ValueError(f"{value!r} has no time zone")
-    return when.astimezone(timezone.utc)
 
 
 def out_in_data(out: Path, data_folder: Path) -> str | None:
