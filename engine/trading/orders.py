@@ -466,6 +466,7 @@ class OrderManager:
             for replacement in chain:
                 replaced = self._adopt_replacement(replaced, replacement)
             self._record(row, order, action)
+        failpoints.reach("order_committed")  # the broker's answer committed; a simulated exchange's own save may not be
 
     def _replacements(self, row: OrderRow, order: Order) -> list[Order]:
         """The order that replaced `order`, and, while that one was replaced too (twice between two reads: each

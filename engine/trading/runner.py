@@ -195,7 +195,8 @@ def open_session(
         if exchange is not None:
             from engine.brokers.sim.persist import SimPersistence
 
-            engine.on_persist = SimPersistence(exchange, store)
+            # saved at the end of each tick (its time), and as soon as a request changed it (`SimAPI._call`)
+            engine.on_persist = exchange.on_change = SimPersistence(exchange, store)
             exchange.open_paths((*engine.needs.stocks, *engine.needs.crypto))  # startup work, not the first tick's
         session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock, alerts=alerts)
         if options.until_close or (name == "sim" and options.ticks is None and not options.once):

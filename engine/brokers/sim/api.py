@@ -45,10 +45,19 @@ class SimAPI:
         self.requests_made = 0
 
     def _call(self, operation: str, call: Callable[[], T], *, data_api: bool = False) -> T:
+        """One request. When it changed the exchange (an order taken, a fill, a cancel, a day rolled, also by a
+        read, which brings the exchange up to the clock first), the exchange's `on_change` saves it before the
+        answer (or the refusal) leaves: what the engine is told and commits, the saved exchange already holds."""
         self.requests_made += 1
+        exchange = self.exchange
         try:
-            with self.exchange.lock:
-                return call()
+            with exchange.lock:
+                revision = exchange.revision
+                try:
+                    return call()
+                finally:
+                    if exchange.on_change is not None and exchange.revision != revision:
+                        exchange.on_change()
         except SimReject as exc:
             raise to_error(exc, operation, data_api=data_api) from None
 

@@ -28,7 +28,7 @@ import random
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from itertools import repeat
@@ -280,6 +280,11 @@ class SimExchange:
     revision: int = field(default=0, init=False)
     # When the equity market is open: the exchange's own calendar, as Alpaca's clock follows it.
     calendar: MarketCalendar = field(default_factory=market_calendar, repr=False)
+    # Called by SimAPI after a request that changed the exchange, before its answer is given (a run saves the
+    # exchange there: `persist.SimPersistence`). A real broker holds what it answered whatever happens to the
+    # engine; saved only at the end of the engine's tick, an answer the engine had committed (an order's fill,
+    # its position) was lost from the exchange by a kill in between, and the next run halted on the difference.
+    on_change: Callable[[], None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         now = self.clock.now()

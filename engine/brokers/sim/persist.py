@@ -1,7 +1,9 @@
 """Saving the simulated exchange in the state file, at the cost of what changed.
 
 The engine saves the exchange inside every tick's transaction and again after sending orders (`on_persist`),
-so the next run continues the same account. Most ticks change nothing but the time, so the state is kept in
+and the exchange is saved as soon as a request changed it, before its answer leaves (`SimExchange.on_change`,
+called by `SimAPI`): what the engine commits of an answer, the saved exchange already holds, whenever a kill
+comes. The next run continues the same account. Most ticks change nothing but the time, so the state is kept in
 two records of the `meta` table:
 
 - `sim_exchange`: `{"version": 2, "now": ..., "revision": n}`, rewritten whenever the time moved. `now` is

@@ -1,0 +1,65 @@
+"""A simulated run (`run --broker sim`) killed with SIGKILL on its order path, then restarted on the same state file.
+
+The simulated exchange lives in the engine's own process and is saved in the same state file as the engine's
+records. Whatever the moment of the kill, the next run must find the exchange and the engine agreeing: what the
+engine booked (an order's answer, a fill, a position) the exchange holds too, so no restart halts on a difference
+the two writes made between them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from engine.brokers.sim.persist import load_state
+from engine.core.store import StateStore
+from tests.conftest import ProjectCopy
+from tests.crash.test_kill_loop import eager
+from tests.trading.test_run_command import command, without_keys
+
+START = "2026-11-23T09:40:00-05:00"  # a Monday, ten minutes after the open
+
+
+def _run(project: ProjectCopy, *args: str, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = without_keys()
+    env.pop("TRADING_HYDRA_FAILPOINT", None)
+    if failpoint:
+        env["TRADING_HYDRA_FAILPOINT"] = failpoint
+    return subprocess.run(
+        command(project, "run", "--broker", "sim", "--quiet", *args), capture_output=True, text=True, cwd=project.root,
+        env=env, timeout=120,
+    )  # fmt: skip
+
+
+# order_committed: the broker's answer to an order (a send's, a lookup's, a fill read at a tick's sync) is
+# committed; the tick's own save of the exchange comes later
+@pytest.mark.parametrize("failpoint", ["order_committed:1", "order_committed:2", "order_committed:4", "after_post:1"])
+def test_a_killed_sim_run_restarts_with_the_exchange_agreeing(project: ProjectCopy, failpoint: str) -> None:
+    eager(project)
+    killed = _run(project, "--ticks", "400", "--start", START, failpoint=failpoint)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]  # it did reach the point
+    again = _run(project, "--ticks", "40")
+    assert again.returncode == 0, again.stderr[-2000:]
+    store = StateStore(project.root / "s.db")
+    try:
+        halts = [h.reason for h in store.halts()]
+        assert not [r for r in halts if r.startswith("reconciliation")], halts
+        owned: dict[str, float] = {}
+        for p in store.positions():
+            owned[p.symbol] = owned.get(p.symbol, 0.0) + p.qty
+        state = load_state(store)
+        assert state is not None
+        held = {s: q for s, (q, _avg, _cls) in state["positions"].items() if abs(q) > 1e-9}
+        assert {s: q for s, q in owned.items() if abs(q) > 1e-9} == pytest.approx(held), (owned, held)
+        # every order the exchange holds is one the engine recorded, in the same state (none lost, none invented)
+        rows = {r.client_order_id: r for r in store.orders()}
+        for order in state["orders"]:
+            cid = order["request"]["client_order_id"]
+            assert cid in rows, cid
+            assert rows[cid].filled_qty == pytest.approx(order["filled_qty"]), (cid, rows[cid], order)
+    finally:
+        store.close()
+    assert os.path.exists(project.root / "app.jsonl")
