@@ -7,6 +7,7 @@ import random
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -332,3 +333,36 @@ def test_a_run_refuses_a_saved_book_whose_values_cannot_be_read(project: Project
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 2 and "the saved simulation cannot be read" in result.stderr and BOOK_KEY in result.stderr
     assert "ticks to" not in result.stdout
+
+
+def test_an_order_after_restarts_never_takes_the_id_of_one_the_exchange_still_holds(tmp_path: Path) -> None:
+    """The ids of a loaded exchange's orders were drawn from a stream seeded by how many orders the state kept: a
+    later restart keeping as many (older ones aged out meanwhile) drew the same ids again, and a new order took
+    the id of one still held, replacing it (its client_order_id then found the new order)."""
+    store = _store(tmp_path)
+    clock = ManualClock(MONDAY_10AM)
+    exchange = SimExchange(clock)
+    for n in range(2):
+        exchange.submit(OrderRequest("AAPL", "buy", f"monday-{n}", qty=1))
+    SimPersistence(exchange, store)()
+    clock.advance(8 * 3600)
+    exchange = SimExchange.from_state(_state(store), clock)  # the two orders kept: ids drawn from a new stream
+    for n in range(2):
+        exchange.submit(OrderRequest("AAPL", "buy", f"evening-{n}", qty=1))
+    save = SimPersistence(exchange, store)
+    save()
+    clock.advance(2 * 24 * 3600 - 4 * 3600)  # Monday's morning orders aged out, its evening ones not yet
+    save()
+    state = _state(store)
+    assert sorted(o["request"]["client_order_id"] for o in state["orders"]) == ["evening-0", "evening-1"]
+    exchange = SimExchange.from_state(state, clock)
+    held = set(exchange.orders)
+    new = exchange.submit(OrderRequest("AAPL", "buy", "wednesday-0", qty=1))
+    assert new.id not in held
+    assert exchange.find_by_client_id("evening-0").client_order_id == "evening-0"
+
+
+def _state(store: StateStore) -> dict[str, Any]:
+    state = load_state(store)
+    assert state is not None
+    return state

@@ -379,8 +379,10 @@ class SimExchange:
             exchange.by_client_id[order.request.client_order_id] = order.id
             if order.open:
                 exchange._working[order.id] = order
-        exchange._ids = random.Random(f"{exchange.seed}:ids:{len(exchange.orders)}")
         exchange.revision = int(state.get("revision", 0))
+        # A stream of its own for each saved revision (which only grows): seeded by the count of orders kept alone,
+        # a later load keeping as many (older ones aged out) drew the ids a kept order already had (`_new_id`)
+        exchange._ids = random.Random(f"{exchange.seed}:ids:{len(exchange.orders)}:{exchange.revision}")
         return exchange
 
     # --- time and markets ----------------------------------------------------------------------------------
@@ -410,7 +412,12 @@ class SimExchange:
         return asset_class == "crypto" or self.equity_market_open(at)
 
     def _new_id(self) -> str:
-        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        """A new order's id, never one the exchange holds: a repeat would replace the order that has it (its
+        client_order_id would find the new one, a cancel of it would cancel the new one)."""
+        while True:
+            order_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+            if order_id not in self.orders:
+                return order_id
 
     # --- prices --------------------------------------------------------------------------------------------
 
