@@ -128,6 +128,17 @@ class JournalError(OSError):
         return str(self.strerror)
 
 
+def ends_mid_line(path: Path, size: int) -> bool:
+    """Whether a line-by-line file of `size` bytes ends in the middle of a line (a kill or a full disk cut its
+    last one): appended to as it is, the next line written would be glued onto that broken one and lost to every
+    reader with it, so the writer ends the broken line first. OSError when it cannot be read."""
+    if size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(size - 1)
+        return f.read(1) not in (b"\n", b"")
+
+
 def _open_log(path: Path) -> int:
     """The log's descriptor, appending, its folder made if missing; JournalError when it cannot be opened."""
     try:
@@ -174,17 +185,11 @@ class Journal:
         return st.st_dev, st.st_ino, stat.S_ISREG(st.st_mode)
 
     def _cut_short(self, fd: int) -> bool:
-        """Whether the regular file ends in the middle of a line: appended to as it is, our first line would
-        be glued onto that broken one and lost to every reader with it."""
+        """Whether the regular file ends in the middle of a line (`ends_mid_line`)."""
         if not self._opened[2]:
             return False
         try:
-            size = os.fstat(fd).st_size
-            if size == 0:
-                return False
-            with open(self.path, "rb") as f:  # `fd` is write-only
-                f.seek(size - 1)
-                return f.read(1) not in (b"\n", b"")
+            return ends_mid_line(self.path, os.fstat(fd).st_size)  # `fd` is write-only
         except OSError:  # unreadable to us: nothing to tell
             return False
 

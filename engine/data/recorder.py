@@ -59,6 +59,7 @@ from typing import IO, Any
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
 from engine.config.errors import Problem
+from engine.core.journal import ends_mid_line
 from engine.data.errors import DataError
 from engine.data.files import (
     END_INSTANT,
@@ -281,6 +282,8 @@ class Recorder:
                 self.hold_folder()
             self._still_ours()
             self._notes = (self.folder / NOTES_FILE).open("a", encoding="utf-8")
+            if ends_mid_line(self.folder / NOTES_FILE, self._notes.tell()):  # an earlier run's, cut by a kill
+                self._notes.write("\n")
         line = json.dumps({"event": event, "at": at.astimezone(timezone.utc).isoformat(), **fields}, default=str,
                           ensure_ascii=False)  # fmt: skip
         self._notes.write(line + "\n")

@@ -361,6 +361,25 @@ def test_the_notes_of_a_recording_are_read_back_a_line_cut_by_a_kill_left_out(tm
     assert len(notes) == 2 and unread == [f"{tmp_path / 'recording.jsonl'}:3", f"{tmp_path / 'recording.jsonl'}:4"]
 
 
+def test_the_next_recordings_first_note_is_not_glued_to_a_line_a_kill_cut(tmp_path: Path) -> None:
+    """A run killed while writing a note leaves recording.jsonl ending mid-line; the next run recording into the
+    folder appended its first note (the `run` record: what it held, its cash, its halts) onto that line, and both
+    were lost to every reader."""
+    from engine.data.recorder import read_notes
+
+    with Recorder(tmp_path, fsync=False) as first:
+        first.note("run", T0, positions={}, cash=5.0)
+    with (tmp_path / "recording.jsonl").open("a") as f:
+        f.write('{"event": "halt", "at": "2026-11')  # the kill
+    later = T0 + timedelta(minutes=5)
+    with Recorder(tmp_path, fsync=False) as second:
+        second.note("run", later, positions={"AAPL": 10.0}, cash=4.0)
+    notes, unread = read_notes(tmp_path)
+    assert [(n["event"], n["at"]) for n in notes] == [("run", T0), ("run", later)]
+    assert notes[1]["positions"] == {"AAPL": 10.0}
+    assert unread == [f"{tmp_path / 'recording.jsonl'}:2"]  # the cut line is told, not taken for the next one
+
+
 def test_the_ticks_that_got_no_quote_of_a_symbol_are_recorded(tmp_path: Path) -> None:
     """missing/<SYMBOL>/: the ticks whose snapshot asked for the symbol and got none; a frame there names it."""
     with Recorder(tmp_path, fsync=False, monotonic=FakeMonotonic()) as recorder:
