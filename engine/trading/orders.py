@@ -15,6 +15,7 @@ positions are reconciled.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterable
@@ -186,7 +187,6 @@ class OrderManager:
         # cannot leave SQLite holding what the log never says (the window is down to this one write)
         self.journal.flush()
         failpoints.reach("intent_committed")  # after the tick's transaction, before any of its sends
-        self._recorded = 0
         rows = self.store.orders(statuses=("pending",))
         if rows:
             self.store.sync_to_disk()  # the intents outlive a power cut before the broker hears of them
@@ -212,6 +212,9 @@ class OrderManager:
             attempted += 1
             self._send(row)
             sides.add((row.symbol, row.side))  # it may be working now: a later opposite intent waits for it
+        # only now: an exception out of a send (the tick boundary halts on it) leaves the intents after it pending,
+        # and the next call, finding `_recorded` still set, takes them up (an entry then meets the halt)
+        self._recorded = 0
         self._held = held
         return attempted
 
@@ -241,6 +244,29 @@ class OrderManager:
             self.cancel_entries(o for o in in_the_way if o.bot_id == row.bot_id)
 
     def _send(self, row: OrderRow) -> None:
+        """POST the order and record the broker's answer. An exception on the way (anything the tick boundary
+        catches: the state file locked past the wait as the answer is written, a bug) leaves whether the broker has
+        the order unknown: the row is moved to `unknown`, which every sync looks up until the broker shows it or
+        RESEND_WITHIN proves it absent. Left `pending`, no sync looked at it again in this run: the order working
+        or filled at the broker was never followed, its fill never owned by its bot."""
+        try:
+            self._post(row)
+        except Exception as exc:  # a BaseException ends the run: the next start's `recover_pending` looks it up
+            self._send_interrupted(row, exc)
+            raise
+
+    def _send_interrupted(self, row: OrderRow, exc: Exception) -> None:
+        """`_send`'s exception: a row still `pending` (its answer, if any, not recorded) becomes `unknown`. Nothing
+        here may hide the exception: a state file that cannot be written now leaves the row to the next start's
+        `recover_pending`, which looks it up."""
+        with contextlib.suppress(Exception):
+            current = self.store.order(row.client_order_id)
+            if current is not None and current.status == "pending":
+                self._set(current, status="unknown", error=f"the send was interrupted ({type(exc).__name__}): looked up")
+                self.journal.log("order", action="send_interrupted", bot=row.bot_id, client_order_id=row.client_order_id,
+                                 error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+
+    def _post(self, row: OrderRow) -> None:
         self.journal.flush()  # the intent is on disk before the request leaves
         failpoints.reach("before_post")
         try:

@@ -154,3 +154,32 @@ def test_an_order_that_would_cross_a_working_opposite_order_is_held_not_refused(
     canceled = actions.index(("update", entry.client_order_id, "canceled"))
     sent = next(i for i, a in enumerate(actions) if a[1] == exit_.client_order_id and a[0] in ("submitted", "send_failed"))
     assert sent > canceled  # the exit left only once the entry in its way was done
+
+
+def test_an_order_whose_answer_an_exception_lost_is_looked_up_while_the_run_goes_on(
+    project: ProjectCopy, clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception between the POST and the record of its answer (any error the tick boundary catches: a state
+    file locked past the wait as the answer is written, a bug) left the order `pending` for the rest of the run:
+    no sync looks at a pending row, so the order working or filled at the broker was never followed, its fill
+    never booked to its bot, and the position it made read as one no bot explains."""
+    from engine.core import failpoints
+
+    rig = make_rig(project, clock)
+    raised: list[str] = []
+
+    def answer_lost(name: str) -> None:
+        if name == "after_post" and not raised:
+            raised.append(rig.store.orders(statuses=("pending",))[0].client_order_id)
+            raise RuntimeError("lost between the POST and its record")
+
+    monkeypatch.setattr(failpoints, "reach", answer_lost)
+    rig.until(lambda r: bool(raised))
+    (cid,) = raised
+    assert cid in rig.exchange.by_client_id  # the broker took it
+    rig.ticks(3)
+    row = rig.store.order(cid)
+    assert row is not None and row.status == "filled", row
+    owned = {(p.bot_id, p.symbol): p.qty for p in rig.store.positions()}
+    assert owned.get((row.bot_id, row.symbol)) == pytest.approx(rig.exchange.positions[row.symbol].qty)  # its fee taken
+    assert not [h.reason for h in rig.store.halts() if h.reason.startswith("reconciliation")]
