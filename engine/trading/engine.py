@@ -579,8 +579,15 @@ class Engine:
             return
         self._cancel_abandoned_entries()
         # Read again after the recovery (it may have found or sent orders): the account, positions and open orders
-        # are all reconciliation compares, so no quote and no chain is asked for.
-        problems = unexplained(self.store, self.broker.snapshot(DataNeeds()))
+        # are all reconciliation compares, so no quote and no chain is asked for. Its failures count as the tick's
+        # do; and a list it could not read proves nothing (`unexplained` finds nothing in it): taken as "nothing
+        # unexplained", a position nobody owned passed reconciliation, and the system armed beside it.
+        reread = self.broker.snapshot(DataNeeds())
+        for err in reread.errors:
+            self._record_failure(err)
+        if reread.positions is None or reread.open_orders is None:
+            return  # try again next tick; the system stays unarmed meanwhile
+        problems = unexplained(self.store, reread)
         if problems and problems != self._unconfirmed and self._ours_working(problems):
             # An order of ours on a symbol named is working here: it may have filled between this tick's reads
             # (exits go out while unreconciled; recovery sends what was committed), its fill not yet synced. A
