@@ -170,8 +170,11 @@ class ExitBot:
         self._anomalies = []
         self._halt_while_behind(view.now)
         if reconciled:
-            problems = self._unexplained(snapshot)
-            self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in problems}
+            if snapshot.positions is not None and snapshot.open_orders is not None:
+                problems = self._unexplained(snapshot)
+                self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in problems}
+            # else a read failed: it proves nothing, so the differences stand as last counted (taken as gone, each
+            # failed read started their count again, and one failing every other tick kept them from ever halting)
             for problem, ticks in self._mismatch.items():
                 if ticks == MISMATCH_TICKS:
                     self.journal.log("anomaly", what="unexplained", detail=problem)

@@ -57,3 +57,24 @@ def test_a_failed_reread_does_not_pass_start_up_reconciliation(
         reasons = [h.reason for h in rig.store.halts(SYSTEM_SCOPE)]
         assert len(reasons) == 1 and reasons[0].startswith("reconciliation: position AAPL: broker 5, bots own 0")
         assert rig.store.orders() == []
+
+
+def test_a_difference_is_not_forgotten_while_a_read_fails(project: ProjectCopy, clock: ManualClock) -> None:
+    """A difference must persist MISMATCH_TICKS ticks before it is an anomaly (a fill racing the reads is not one).
+    A tick whose positions could not be read proves nothing about it: taken as "gone", it started the count again,
+    and a position nobody owned, with the positions read failing every other tick (failures the window allows),
+    never halted anything while the bots went on trading beside it."""
+    project.replace("config/settings.yaml", "max_api_failures_in_window: 5", "max_api_failures_in_window: 50")
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.ticks(2)
+        assert rig.engine.reconciled and rig.engine.system.state == "armed"
+        exchange.submit(OrderRequest("MSFT", "buy", "placed-by-hand", qty=1))
+        for _ in range(4):
+            rig.ticks(1)
+            emulator.faults.append(Fault(status=503, path_prefix="/v2/positions", method="GET"))
+            rig.ticks(1)
+        assert rig.engine.system.state == "halted"
+        reasons = [h.reason for h in rig.store.halts(SYSTEM_SCOPE)]
+        assert reasons == ["kill condition: anomaly_halt, position MSFT: broker 1, bots own 0"]
