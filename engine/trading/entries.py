@@ -240,6 +240,10 @@ def _crypto_entry(
     3,010. The pair is then not sized, as for an increment the broker does not give."""
     if asset is None:
         return None, f"{symbol}'s trading rules (minimums, increments) are not known: read from the broker's assets"
+    if asset.min_order_size is None:
+        # Alpaca gives every pair its minimum (a stock has none): an answer without it says nothing of it, never
+        # "no minimum", under which any size was sent
+        return None, f"the broker gives {symbol} no minimum order size: an order cannot be held to it"
     execution = cfg.execution
     loss_per_dollar = cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask
     notional = min(execution.default_notional_usd, room, risk_usd / loss_per_dollar)
@@ -264,7 +268,7 @@ def _crypto_entry(
         qty = floor_to(notional / price, asset.min_trade_increment)
         notional = qty * price
         size = {"qty": qty}
-    if qty <= 0 or qty < (asset.min_order_size or 0.0):
+    if qty <= 0 or qty < asset.min_order_size:
         return None, (
             f"the order, the least of execution.default_notional_usd, the capital left and the budget at the stop, "
             f"comes to under {symbol}'s minimum order size"
