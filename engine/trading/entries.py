@@ -45,10 +45,12 @@ def usable(quote: Quote | None, max_spread_pct: float) -> bool:
 
 def room_usd(deployable_usd: float, snapshot: Snapshot) -> float:
     """Capital left to deploy: the deployable part of the equity less what is held, never more than the account's
-    buying power (the loosest of its buying powers: each entry is also capped by its own, `buying_power`)."""
-    if snapshot.account is None:
+    buying power (the loosest of its buying powers: each entry is also capped by its own, `buying_power`). No room
+    is left when the account or the positions could not be read: what is held is then unknown, never nothing (the
+    whole deployable equity was room again, every position still held)."""
+    if snapshot.account is None or snapshot.positions is None:
         return 0.0
-    exposure = sum(abs(p.market_value) for p in snapshot.positions or ())
+    exposure = sum(abs(p.market_value) for p in snapshot.positions)
     return max(0.0, min(deployable_usd - exposure, snapshot.account.buying_power))
 
 

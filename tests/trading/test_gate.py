@@ -98,3 +98,37 @@ def test_a_limit_of_the_bot_is_the_denial_s_reason_after_preflight_and_arming() 
     assert limits == ("trade_window", "max_trades_per_day", "max_concurrent_positions")
     assert Gate(0, 1000.0).grant(failed_checks=(), system_armed=True, plan=PLAN, snapshot=SNAPSHOT, limits=limits) == Denial(limits)
     assert Gate(0, 1000.0).grant(failed_checks=("market_open",), system_armed=True, plan=PLAN, snapshot=SNAPSHOT, limits=limits) == Denial(("market_open",))
+
+
+def _room_seen(rig, bot_id: str) -> float:  # type: ignore[no-untyped-def]
+    import marshal
+
+    from engine.trading.engine import LAST_FACTS_SCOPE
+
+    row = rig.store.last_facts(LAST_FACTS_SCOPE)
+    assert row is not None
+    _system, names, by_bot = marshal.loads(row[1])
+    return float(dict(zip(names, by_bot[bot_id][0], strict=True))["capital_room_usd"])
+
+
+def test_positions_that_could_not_be_read_leave_no_room_to_deploy(project: ProjectCopy, clock) -> None:
+    """The capital left to deploy is the deployable equity less what the account holds. A tick whose positions read
+    failed held nothing by that sum (`positions or ()`): the whole deployable equity was room again, with every
+    position still held. The shipped system machine disarms on a failed read; one whose `system_ready` leaves
+    `broker_ok` out (trading through a quote read that fails) sized entries on that room. Unknown holdings leave
+    no room."""
+    from engine.brokers.emulator import Emulator, Fault
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.brokers.snapshot import SnapshotBroker
+    from tests.brokers.conftest import KEY, SECRET, make_api
+
+    project.replace("rules/guards.yaml", "expr: broker_ok and account_ok and reconciled", "expr: account_ok and reconciled")
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: bool(r.store.positions()))
+        rig.ticks(1)
+        held = _room_seen(rig, "mom_AAPL")
+        emulator.faults.append(Fault(status=503, path_prefix="/v2/positions", method="GET"))
+        rig.ticks(1)
+        assert _room_seen(rig, "mom_AAPL") == 0.0 < held
