@@ -763,15 +763,21 @@ class AlpacaAPI:
 
     def _activities_since_close(self, balance_asof: Any) -> list[NonTradeActivity]:
         """The non-trade cash activities since the close `last_equity` is the equity of, every page: the close of
-        the trading day `balance_asof` names (today's New York midnight when it names none we can read). Counted
+        the trading day `balance_asof` names (today's New York midnight when it names today). Counted
         from midnight, a withdrawal on Saturday was left out of Monday's cash moved while `last_equity` stayed
         Friday's close: Monday's daily P&L read it as a loss, and could trip the daily-loss kill switch. `after`/
         `until` bound the creation time, which is what the endpoint filters on (trading-api.json); pages go by the
-        last id (`page_token`)."""
+        last id (`page_token`). Unreadable without a `balance_asof` naming a day up to today: nothing says then
+        which close `last_equity` is from."""
         now = self.clock.now().astimezone(NEW_YORK)
         start = datetime.combine(now.date(), time(0), NEW_YORK)
         asof = _date_or_none(balance_asof)
-        if asof is not None and asof < now.date():
+        if asof is None or asof > now.date():
+            # Counted from midnight instead (a guess), a withdrawal on Saturday was Monday's loss, enough for the
+            # daily-loss kill switch to flatten every position, and a deposit hid one
+            raise Unreadable(f"balance_asof is {_shown(balance_asof)}, not a day up to today: without intraday_adjustments "
+                             "the cash moved since last_equity's close cannot be counted")  # fmt: skip
+        if asof < now.date():
             from engine.core.calendar import market_calendar
 
             session = market_calendar().session(asof)
@@ -789,7 +795,7 @@ class AlpacaAPI:
             page = _objects(self.trading.get("/account/activities", params), "account activities")
             for item in page:
                 activity = _activity(item)
-                if activity is not None and _since(activity, start, asof if asof is not None and asof < now.date() else None):
+                if activity is not None and _since(activity, start, asof if asof < now.date() else None):
                     found.append(activity)
             if len(page) < ACTIVITY_PAGE_SIZE:
                 return found

@@ -496,3 +496,25 @@ def test_without_intraday_adjustments_the_cash_moved_is_counted_from_last_equity
     account = api.get_account()
     assert account.non_trade_cash_today == -1_000
     assert [a.activity_type for a in account.non_trade_activities] == ["CSW"]
+
+
+@pytest.mark.parametrize("asof", [None, "someday", 20261127])
+def test_without_intraday_adjustments_an_unreadable_balance_asof_is_a_bad_answer(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, clock: ManualClock, asof: object
+) -> None:
+    """Without `intraday_adjustments` the day's cash moved is counted from the close `last_equity` is from, which
+    `balance_asof` names. Without a readable one it was counted from New York midnight, a guess: on Monday a
+    withdrawal on Saturday was read as a loss (the daily-loss kill switch flattens every position), a deposit hid
+    one. What cannot be counted is not counted: the account answer is one the engine cannot read."""
+    from datetime import datetime, timezone
+
+    emulator.intraday_adjustments = False
+    clock.set(datetime(2026, 11, 28, 15, 0, tzinfo=timezone.utc))  # Saturday
+    exchange.move_cash(-1_000, "CSW")
+    clock.set(datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc))  # Monday 10:00 New York
+    edit = {"drop": ["balance_asof"]} if asof is None else {"patch": {"balance_asof": asof}}
+    emulator.faults.append(Fault(path_prefix="/v2/account", method="GET", **edit))  # type: ignore[arg-type]
+    with pytest.raises(BrokerError) as raised:
+        api.get_account()
+    assert raised.value.kind == "bad_response" and "balance_asof" in raised.value.message
+    assert api.get_account().non_trade_cash_today == -1_000  # read whole again: counted from Friday's close
