@@ -159,15 +159,6 @@ def test_an_account_field_the_engine_reads_is_still_checked(
     assert caught.value.kind == "bad_response" and said in caught.value.message
 
 
-def test_the_account_statuses_are_alpaca_pys() -> None:
-    """The statuses the account is held to are those alpaca-py's model checked (read raw, they are checked here)."""
-    from alpaca.trading.enums import AccountStatus
-
-    from engine.brokers.alpaca import ACCOUNT_STATUSES
-
-    assert {s.value for s in AccountStatus} == ACCOUNT_STATUSES
-
-
 # --- times at the ends of the calendar --------------------------------------------------------------------------
 
 EDGE_TIMES = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"]
