@@ -648,19 +648,19 @@ class Emulator:
         feed = self._feed(query)
         limit = _limit(query, CHAIN_LIMIT_DEFAULT, CHAIN_LIMIT_MAX)
         today = self.exchange.clock.now().astimezone(NEW_YORK).date()
-        gte, lte = query.get("expiration_date_gte", [None])[0], query.get("expiration_date_lte", [None])[0]
-        dte_min = (date.fromisoformat(gte[:10]) - today).days if gte else 0
-        dte_max = (date.fromisoformat(lte[:10]) - today).days if lte else 60
+        gte, lte = _query_date(query, "expiration_date_gte"), _query_date(query, "expiration_date_lte")
+        dte_min = (gte - today).days if gte else 0
+        dte_max = (lte - today).days if lte else 60
         chain = self.exchange.option_chain(underlying, dte_min, dte_max)
         kind = query.get("type", [None])[0]
-        low, high = query.get("strike_price_gte", [None])[0], query.get("strike_price_lte", [None])[0]
+        low, high = _query_number(query, "strike_price_gte"), _query_number(query, "strike_price_lte")
         chosen = sorted(
             (
                 c
                 for c in chain
                 if (kind is None or c.option_type == kind)
-                and (low is None or c.strike >= float(low))
-                and (high is None or c.strike <= float(high))
+                and (low is None or c.strike >= low)
+                and (high is None or c.strike <= high)
             ),
             key=lambda c: c.symbol,
         )
@@ -701,8 +701,8 @@ class Emulator:
                 raise SimReject(400, None, f"invalid adjustment: {adjustment}")
         now = self.exchange.clock.now()
         today = datetime.combine(now.astimezone(NEW_YORK).date(), datetime.min.time(), NEW_YORK)
-        start = _instant(query.get("start", [None])[0]) or today
-        asked_end = _instant(query.get("end", [None])[0]) or now
+        start = _instant(query.get("start", [None])[0], "start") or today
+        asked_end = _instant(query.get("end", [None])[0], "end") or now
         if asked_end < start:  # the end asked for, not the end served: a window in the future is only empty
             raise SimReject(400, None, "end should not be before start")
         end = min(asked_end, now)
@@ -931,7 +931,7 @@ class Emulator:
         if category == "trade_activity":
             return []
         size = _limit(query, ACTIVITIES_PAGE_MAX, ACTIVITIES_PAGE_MAX, name="page_size")
-        on, after, until = (_instant(query.get(k, [None])[0]) for k in ("date", "after", "until"))
+        on, after, until = (_instant(query.get(k, [None])[0], k) for k in ("date", "after", "until"))
         items = [
             a
             for _, a in sorted(enumerate(self.exchange.non_trade_activities()), key=_chronological)
@@ -953,9 +953,9 @@ class Emulator:
         """/v2/options/contracts?underlying_symbols=...: the contracts an engine can check a symbol against."""
         limit = _limit(query, 100, CONTRACTS_LIMIT_MAX)
         today = self.exchange.clock.now().astimezone(NEW_YORK).date()
-        gte, lte = query.get("expiration_date_gte", [None])[0], query.get("expiration_date_lte", [None])[0]
-        dte_min = (date.fromisoformat(gte) - today).days if gte else 0
-        dte_max = (date.fromisoformat(lte) - today).days if lte else 60
+        gte, lte = _query_date(query, "expiration_date_gte"), _query_date(query, "expiration_date_lte")
+        dte_min = (gte - today).days if gte else 0
+        dte_max = (lte - today).days if lte else 60
         underlyings = [s for s in ",".join(query.get("underlying_symbols", [])).split(",") if s]
         contracts = sorted(
             (c for u in underlyings for c in self.exchange.option_chain(u, dte_min, dte_max)), key=lambda c: c.symbol
@@ -1009,14 +1009,47 @@ def _limit(query: dict[str, list[str]], default: int, maximum: int, *, name: str
     return value
 
 
-def _instant(text: str | None) -> datetime | None:
-    """A query time: YYYY-MM-DD or RFC 3339 (trading-api.json accepts both)."""
+def _instant(text: str | None, name: str = "time") -> datetime | None:
+    """A query time: YYYY-MM-DD or RFC 3339 (trading-api.json accepts both). One that is neither is a 400 naming the
+    parameter (market-data-api.json: "One of the request parameters is invalid"; our message), as `_limit` answers
+    a limit: raised as it was, the ValueError left the handler, which printed a traceback on the emulator's console
+    and closed the connection without an answer, where Alpaca answers the client."""
     if not text:
         return None
-    if len(text) == 10:
-        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), timezone.utc)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SimReject(400, None, f"invalid {name}: {text}") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _query_date(query: dict[str, list[str]], name: str) -> date | None:
+    """A query date (YYYY-MM-DD: the option endpoints' expiration dates), or None when not given; one that is not a
+    date is a 400, as `_instant`."""
+    raw = query.get(name, [None])[0]
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise SimReject(400, None, f"invalid {name}: {raw}") from None
+
+
+def _query_number(query: dict[str, list[str]], name: str) -> float | None:
+    """A query number (a strike price bound), or None when not given; one that is not a finite number is a 400, as
+    `_instant`."""
+    raw = query.get(name, [None])[0]
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SimReject(400, None, f"invalid {name}: {raw}") from None
+    if not math.isfinite(value):
+        raise SimReject(400, None, f"invalid {name}: {raw}")
+    return value
 
 
 def _order_request(body: Any) -> OrderRequest:

@@ -8,6 +8,7 @@ import pytest
 
 from engine.brokers.alpaca import AlpacaAPI
 from engine.brokers.emulator import Emulator, Fault
+from tests.brokers.test_real_shapes import raw
 
 ACCOUNT = "/v2/account"
 
@@ -32,3 +33,26 @@ def test_the_account_statuses_are_alpaca_pys_and_the_spec_s() -> None:
     from engine.brokers.alpaca import ACCOUNT_STATUSES
 
     assert {s.value for s in AccountStatus} | {"ACCOUNT_CLOSED_PENDING"} == ACCOUNT_STATUSES
+
+
+MALFORMED = [
+    ("/v1beta1/options/snapshots/SPY", {"strike_price_gte": "abc"}),
+    ("/v1beta1/options/snapshots/SPY", {"strike_price_lte": "nan"}),
+    ("/v1beta1/options/snapshots/SPY", {"expiration_date_gte": "2026-13-01"}),
+    ("/v2/options/contracts", {"underlying_symbols": "SPY", "expiration_date_lte": "tomorrow"}),
+    ("/v2/account/activities", {"after": "yesterday"}),
+    ("/v2/account/activities", {"date": "2026-02-30"}),
+    ("/v2/stocks/bars", {"symbols": "AAPL", "timeframe": "1Day", "start": "garbage"}),
+    ("/v1beta3/crypto/us/bars", {"symbols": "BTC/USD", "timeframe": "1Min", "end": "2026-11-23T25:00:00Z"}),
+]
+
+
+@pytest.mark.parametrize(("path", "params"), MALFORMED)
+def test_a_query_value_that_cannot_be_read_is_answered_400(emulator: Emulator, path: str, params: dict[str, str]) -> None:
+    """market-data-api.json: "One of the request parameters is invalid. See the returned message for details." The
+    emulator raised ValueError out of its handler instead: a traceback on its console and a connection closed with
+    no answer at all (requests' ConnectionError), where Alpaca answers with a status and a message."""
+    answer = raw(emulator, "GET", path, params=params)
+    (name,) = (k for k in params if k not in ("symbols", "timeframe", "underlying_symbols"))
+    assert (answer.status_code, answer.json()) == (400, {"message": f"invalid {name}: {params[name]}"})
+    assert raw(emulator, "GET", "/v2/clock").status_code == 200  # the emulator answers on
