@@ -648,22 +648,8 @@ class Emulator:
         feed = self._feed(query)
         limit = _limit(query, CHAIN_LIMIT_DEFAULT, CHAIN_LIMIT_MAX)
         today = self.exchange.clock.now().astimezone(NEW_YORK).date()
-        gte, lte = _query_date(query, "expiration_date_gte"), _query_date(query, "expiration_date_lte")
-        dte_min = (gte - today).days if gte else 0
-        dte_max = (lte - today).days if lte else 60
-        chain = self.exchange.option_chain(underlying, dte_min, dte_max)
-        kind = query.get("type", [None])[0]
-        low, high = _query_number(query, "strike_price_gte"), _query_number(query, "strike_price_lte")
-        chosen = sorted(
-            (
-                c
-                for c in chain
-                if (kind is None or c.option_type == kind)
-                and (low is None or c.strike >= low)
-                and (high is None or c.strike <= high)
-            ),
-            key=lambda c: c.symbol,
-        )
+        # Alpaca's chain has no default expiry bound; the simulated chain is drawn 60 days out at most
+        chosen = self._matching_contracts([underlying], query, today + timedelta(days=60))
         after = _after_token(query.get("page_token", [None])[0])
         if after is not None:
             chosen = [c for c in chosen if c.symbol > after]
@@ -740,12 +726,13 @@ class Emulator:
             "status": "active",
             "tradable": True,
             "expiration_date": c.expiry.isoformat(),
-            "root_symbol": c.underlying,
+            "root_symbol": _occ_root(c.symbol),
             "underlying_symbol": c.underlying,
             "underlying_asset_id": self._asset_id(c.underlying),
             "type": c.option_type,
             "style": "american",
             "strike_price": _money(c.strike),
+            "multiplier": "100",  # trading-api.json OptionContract: required
             "size": "100",
             "open_interest": "0",
             "close_price": _money(round((c.bid + c.ask) / 2, 2)),
@@ -950,16 +937,24 @@ class Emulator:
         return [self.activity_json(a) for a in items[:size]]
 
     def contracts_json(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        """/v2/options/contracts?underlying_symbols=...: the contracts an engine can check a symbol against."""
+        """/v2/options/contracts?underlying_symbols=...: the contracts an engine can check a symbol against, with the
+        filters of trading-api.json: those of `_matching_contracts`, `status` (active by default; every simulated
+        contract is active) and `style` (every simulated contract is american), and `expiration_date_lte` "by default
+        set to the next weekend" (read here as the first Saturday after today). The emulator ignored every filter
+        but the expiry window, whose default was 60 days out: asked for puts at 500 and up, it answered calls at 450."""
         limit = _limit(query, 100, CONTRACTS_LIMIT_MAX)
         today = self.exchange.clock.now().astimezone(NEW_YORK).date()
-        gte, lte = _query_date(query, "expiration_date_gte"), _query_date(query, "expiration_date_lte")
-        dte_min = (gte - today).days if gte else 0
-        dte_max = (lte - today).days if lte else 60
+        status = query.get("status", ["active"])[0]
+        style = query.get("style", ["american"])[0]
+        if status not in ("active", "inactive"):
+            raise SimReject(400, None, f"invalid status: {status}")
+        if style not in ("american", "european"):
+            raise SimReject(400, None, f"invalid style: {style}")
         underlyings = [s for s in ",".join(query.get("underlying_symbols", [])).split(",") if s]
-        contracts = sorted(
-            (c for u in underlyings for c in self.exchange.option_chain(u, dte_min, dte_max)), key=lambda c: c.symbol
-        )
+        next_weekend = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
+        contracts = self._matching_contracts(underlyings, query, next_weekend)
+        if status == "inactive" or style == "european":
+            contracts = []
         after = _after_token(query.get("page_token", [None])[0])
         if after is not None:
             contracts = [c for c in contracts if c.symbol > after]
@@ -969,6 +964,39 @@ class Emulator:
             "next_page_token": _page_token(page[-1].symbol) if rest else None,
         }
 
+    def _matching_contracts(self, underlyings: list[str], query: dict[str, list[str]], default_lte: date) -> list[OptionContract]:
+        """The contracts of `underlyings` that the filters both option endpoints share keep, sorted by symbol
+        (trading-api.json /v2/options/contracts, market-data-api.json /v1beta1/options/snapshots/{underlying}): an
+        exact `expiration_date` (any default bound aside), else `expiration_date_gte` and `expiration_date_lte`
+        (`default_lte` when not given), `type` (call or put), `strike_price_gte` and `strike_price_lte`, and
+        `root_symbol` (the OCC root: BRKB for BRK.B). A value that cannot be read is a 400."""
+        today = self.exchange.clock.now().astimezone(NEW_YORK).date()
+        exact = _query_date(query, "expiration_date")
+        gte, lte = _query_date(query, "expiration_date_gte"), _query_date(query, "expiration_date_lte")
+        if exact is not None:
+            gte, lte = max(gte or exact, exact), min(lte or exact, exact)
+        lte = lte or default_lte
+        kind = query.get("type", [None])[0]
+        if kind not in (None, "call", "put"):
+            raise SimReject(400, None, f"invalid type: {kind}")
+        low, high = _query_number(query, "strike_price_gte"), _query_number(query, "strike_price_lte")
+        root = query.get("root_symbol", [None])[0]
+        dte_min, dte_max = (gte - today).days if gte else 0, (lte - today).days
+        if dte_max < dte_min:
+            return []
+        return sorted(
+            (
+                c
+                for underlying in underlyings
+                for c in self.exchange.option_chain(underlying, dte_min, dte_max)
+                if (kind is None or c.option_type == kind)
+                and (low is None or c.strike >= low)
+                and (high is None or c.strike <= high)
+                and (root is None or _occ_root(c.symbol) == root)
+            ),
+            key=lambda c: c.symbol,
+        )
+
     def _data_symbols(self, symbols: list[str]) -> list[str]:
         """The data API leaves an unknown well-formed symbol out of its answer and refuses a malformed one with
         400 (issue 14, item 12)."""
@@ -976,6 +1004,12 @@ class Emulator:
         if bad:
             raise SimReject(400, None, f"invalid symbol: {bad[0]}")
         return [s for s in symbols if self.exchange.listed(s)]
+
+
+def _occ_root(symbol: str) -> str:
+    """An OCC symbol's root (BRKB of BRK.B's contracts); the symbol itself when it is not one."""
+    parsed = parse_occ(symbol)
+    return parsed[0] if parsed else symbol
 
 
 def _bar_json(bar: MinuteBar, *, whole_volume: bool = True) -> dict[str, Any]:

@@ -4,10 +4,14 @@ that the adapter refused, or a request the emulator answered otherwise than the 
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from typing import Any
+
 import pytest
 
 from engine.brokers.alpaca import AlpacaAPI
 from engine.brokers.emulator import Emulator, Fault
+from tests.brokers.conftest import KEY, SECRET
 from tests.brokers.test_real_shapes import raw
 
 ACCOUNT = "/v2/account"
@@ -56,3 +60,70 @@ def test_a_query_value_that_cannot_be_read_is_answered_400(emulator: Emulator, p
     (name,) = (k for k in params if k not in ("symbols", "timeframe", "underlying_symbols"))
     assert (answer.status_code, answer.json()) == (400, {"message": f"invalid {name}: {params[name]}"})
     assert raw(emulator, "GET", "/v2/clock").status_code == 200  # the emulator answers on
+
+
+# --- /v2/options/contracts and the option chain filter as Alpaca's do ---------------------------------------------
+
+
+def contracts(emulator: Emulator, **params: str) -> list[dict[str, Any]]:
+    """Every page of /v2/options/contracts, through alpaca-py's own request and model."""
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.requests import GetOptionContractsRequest
+
+    client = TradingClient(KEY, SECRET, url_override=emulator.url)
+    found: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = client.get_option_contracts(GetOptionContractsRequest(**params, page_token=token))  # type: ignore[arg-type]
+        found += [c.model_dump() for c in page.option_contracts or []]
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+def test_contracts_are_filtered_by_type_and_strike(emulator: Emulator) -> None:
+    """Asked for SPY's puts at 500 and up, the emulator answered calls from 450 (every filter but the expiry
+    window was ignored); alpaca-py's request sends each filter, and Alpaca applies them."""
+    found = contracts(emulator, underlying_symbols=["SPY"], type="put", strike_price_gte="500", strike_price_lte="520", limit="7")
+    assert found and {(c["type"], c["underlying_symbol"]) for c in found} == {("put", "SPY")}
+    assert all(500 <= c["strike_price"] <= 520 for c in found)
+
+
+def test_contracts_expire_by_the_next_weekend_unless_asked_otherwise(emulator: Emulator, clock: Any) -> None:
+    """trading-api.json: expiration_date_lte "By default this is set to the next weekend" (the emulator's default was
+    60 days out). An exact expiration_date is served whatever that default."""
+    today = clock.now().date()  # Monday 2026-11-23
+    assert {c["expiration_date"] for c in contracts(emulator, underlying_symbols=["SPY"], limit="10000")} <= {
+        today + timedelta(days=n) for n in range(6)
+    }
+    far = date(2027, 1, 15)
+    exact = contracts(emulator, underlying_symbols=["SPY"], expiration_date=far, limit="10000")
+    assert exact and {c["expiration_date"] for c in exact} == {far}
+
+
+def test_contracts_carry_their_multiplier_and_are_filtered_by_root(emulator: Emulator) -> None:
+    """trading-api.json's OptionContract requires `multiplier`, which the emulator left out; `root_symbol` filters."""
+    wire = raw(emulator, "GET", "/v2/options/contracts", params={"underlying_symbols": "SPY", "limit": "1"}).json()
+    assert wire["option_contracts"][0]["multiplier"] == "100"
+    assert wire["option_contracts"][0]["root_symbol"] == "SPY"
+    by_root = raw(emulator, "GET", "/v2/options/contracts", params={"underlying_symbols": "SPY", "root_symbol": "SPYW"})
+    assert by_root.json()["option_contracts"] == []
+
+
+@pytest.mark.parametrize(("params", "empty"), [({"status": "inactive"}, True), ({"style": "european"}, True),
+                                               ({"status": "active", "style": "american"}, False)])  # fmt: skip
+def test_every_simulated_contract_is_an_active_american_one(emulator: Emulator, params: dict[str, str], empty: bool) -> None:
+    wire = raw(emulator, "GET", "/v2/options/contracts", params={"underlying_symbols": "SPY", **params}).json()
+    assert (wire["option_contracts"] == []) == empty
+
+
+def test_the_chain_filters_by_exact_expiry_and_root(emulator: Emulator, clock: Any) -> None:
+    """market-data-api.json: the chain takes an exact expiration_date and a root_symbol too; the emulator ignored both."""
+    from alpaca.data.historical import OptionHistoricalDataClient
+    from alpaca.data.requests import OptionChainRequest
+
+    client = OptionHistoricalDataClient(KEY, SECRET, url_override=emulator.url)
+    day = date(2026, 12, 18)
+    chain = client.get_option_chain(OptionChainRequest(underlying_symbol="SPY", expiration_date=day, root_symbol="SPY"))
+    assert chain and {occ[3:9] for occ in chain} == {f"{day:%y%m%d}"}
+    assert client.get_option_chain(OptionChainRequest(underlying_symbol="SPY", root_symbol="SPYW")) == {}
