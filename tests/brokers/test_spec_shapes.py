@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 from engine.brokers.alpaca import AlpacaAPI
+from engine.brokers.base import OrderRequest
 from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.sim.exchange import SimExchange
+from engine.core.clock import ManualClock
 from tests.brokers.conftest import KEY, SECRET
 from tests.brokers.test_real_shapes import raw
 
@@ -89,7 +92,7 @@ def test_contracts_are_filtered_by_type_and_strike(emulator: Emulator) -> None:
     assert all(500 <= c["strike_price"] <= 520 for c in found)
 
 
-def test_contracts_expire_by_the_next_weekend_unless_asked_otherwise(emulator: Emulator, clock: Any) -> None:
+def test_contracts_expire_by_the_next_weekend_unless_asked_otherwise(emulator: Emulator, clock: ManualClock) -> None:
     """trading-api.json: expiration_date_lte "By default this is set to the next weekend" (the emulator's default was
     60 days out). An exact expiration_date is served whatever that default."""
     today = clock.now().date()  # Monday 2026-11-23
@@ -117,7 +120,7 @@ def test_every_simulated_contract_is_an_active_american_one(emulator: Emulator, 
     assert (wire["option_contracts"] == []) == empty
 
 
-def test_the_chain_filters_by_exact_expiry_and_root(emulator: Emulator, clock: Any) -> None:
+def test_the_chain_filters_by_exact_expiry_and_root(emulator: Emulator, clock: ManualClock) -> None:
     """market-data-api.json: the chain takes an exact expiration_date and a root_symbol too; the emulator ignored both."""
     from alpaca.data.historical import OptionHistoricalDataClient
     from alpaca.data.requests import OptionChainRequest
@@ -127,3 +130,36 @@ def test_the_chain_filters_by_exact_expiry_and_root(emulator: Emulator, clock: A
     chain = client.get_option_chain(OptionChainRequest(underlying_symbol="SPY", expiration_date=day, root_symbol="SPY"))
     assert chain and {occ[3:9] for occ in chain} == {f"{day:%y%m%d}"}
     assert client.get_option_chain(OptionChainRequest(underlying_symbol="SPY", root_symbol="SPYW")) == {}
+
+
+# --- GET /v2/orders filters as trading-api.json says ---------------------------------------------------------------
+
+
+def test_the_order_list_is_filtered_by_symbol_side_class_and_time(
+    api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, clock: ManualClock
+) -> None:
+    """trading-api.json GET /v2/orders: "A currency pair is required for crypto orders (ex. "BTCUSD,...")", and
+    `side`, `asset_class`, `after`/`until` (submission time, exclusive). The emulator matched a pair only as BTC/USD
+    and ignored the rest: every order of the account came back, whatever was asked."""
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.enums import OrderSide, QueryOrderStatus
+    from alpaca.trading.requests import GetOrdersRequest
+
+    exchange.set_position("ETH/USD", 1, 3000.0)
+    first = api.submit_order(OrderRequest("BTC/USD", "buy", "f-1", "limit", "gtc", qty=0.02, limit_price=1000.0))
+    clock.advance(5)
+    middle = api.submit_order(OrderRequest("AAPL", "buy", "f-2", "limit", "day", qty=1, limit_price=1.0))
+    clock.advance(5)
+    sell = api.submit_order(OrderRequest("ETH/USD", "sell", "f-3", "limit", "gtc", qty=0.01, limit_price=99999.0))
+    client = TradingClient(KEY, SECRET, url_override=emulator.url)
+
+    def ids(**params: Any) -> list[str]:
+        return [str(o.id) for o in client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, **params))]  # type: ignore[union-attr]
+
+    assert ids(symbols=["BTCUSD"]) == ids(symbols=["BTC/USD"]) == [first.id]
+    assert ids(side=OrderSide.BUY) == [middle.id, first.id]
+    assert ids(after=first.created_at, until=sell.created_at) == [middle.id]
+    assert ids(direction="asc") == [first.id, middle.id, sell.id]
+    crypto = raw(emulator, "GET", "/v2/orders", params={"status": "all", "asset_class": "crypto"}).json()
+    assert [o["id"] for o in crypto] == [sell.id, first.id]
+    assert raw(emulator, "GET", "/v2/orders", params={"status": "filled"}).status_code == 400
