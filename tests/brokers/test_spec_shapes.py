@@ -163,3 +163,13 @@ def test_the_order_list_is_filtered_by_symbol_side_class_and_time(
     crypto = raw(emulator, "GET", "/v2/orders", params={"status": "all", "asset_class": "crypto"}).json()
     assert [o["id"] for o in crypto] == [sell.id, first.id]
     assert raw(emulator, "GET", "/v2/orders", params={"status": "filled"}).status_code == 400
+
+
+def test_a_cancel_of_a_filled_order_is_refused_in_alpaca_s_words(api: AlpacaAPI, emulator: Emulator, clock: ManualClock) -> None:
+    """Alpaca answers the cancel of a filled order 422 {"code":42210000,"message":"order is already in \\"filled\\"
+    state"} (logged by many public projects); the emulator said "order is not cancelable (status: filled)"."""
+    order = api.submit_order(OrderRequest("AAPL", "buy", "c-1", qty=1))
+    clock.advance(5)
+    assert api.get_order(order.id).status == "filled"  # type: ignore[union-attr]
+    answer = raw(emulator, "DELETE", f"/v2/orders/{order.id}")
+    assert (answer.status_code, answer.json()) == (422, {"code": 42210000, "message": 'order is already in "filled" state'})

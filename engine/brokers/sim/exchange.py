@@ -958,7 +958,9 @@ class SimExchange:
 
     def cancel(self, order_id: str) -> None:
         """Asks for the cancel: the order is `pending_cancel` now and ends at the next step, canceled or, if a
-        fill won the race, filled (trading-api.json: DELETE answers 204; 422 when not cancelable)."""
+        fill won the race, filled (trading-api.json: DELETE answers 204; 422 when not cancelable). An order that has
+        ended is refused in Alpaca's words, 422 42210000 'order is already in "filled" state' (logged by public
+        projects cancelling a filled order, the same for a canceled one); a pending_replace in ours."""
         with self.lock:
             self.process()
             order = self.orders.get(order_id)
@@ -966,7 +968,9 @@ class SimExchange:
                 raise SimReject(404, 40410000, "order not found")
             if order.status == "pending_cancel":
                 return  # asked already: nothing more to do
-            if not order.open or order.status == "pending_replace":
+            if not order.open:
+                raise SimReject(422, 42210000, f'order is already in "{order.status}" state')
+            if order.status == "pending_replace":
                 raise SimReject(422, 42210000, f"order is not cancelable (status: {order.status})")
             self._ask_cancel(order)
 
