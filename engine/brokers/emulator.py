@@ -63,6 +63,7 @@ ACTIVITIES_PAGE_MAX = 100  # trading-api.json, /v2/account/activities page_size
 CONTRACTS_LIMIT_MAX = 10_000  # reference/alpaca-api.md §7, /v2/options/contracts
 ORDERS_LIMIT_DEFAULT, ORDERS_LIMIT_MAX = 50, 500  # reference/alpaca-api.md §2, GET /v2/orders
 INDICATIVE_TRADE_DELAY = timedelta(minutes=15)  # market-data-api.json: indicative trades are delayed
+SIP_RECENT = timedelta(minutes=15)  # without a SIP subscription, SIP data of the last 15 minutes is refused
 BARS_LIMIT_DEFAULT, BARS_LIMIT_MAX = 1000, 10_000  # market-data-api.json, /v2/stocks/bars and the crypto and option bars
 _STOCK_FEEDS = frozenset({"iex", "sip", "delayed_sip", "boats", "overnight", "otc"})  # reference §2, alpaca-py DataFeed
 _ADJUSTMENTS = frozenset({"raw", "split", "dividend", "spin-off", "all"})  # market-data-api.json, comma-separated
@@ -367,6 +368,9 @@ class Emulator:
     # model does, so readers must fall back to the day's activities.
     intraday_adjustments: bool = True
     opra_subscription: bool = False  # without it, feed=opra is refused 403
+    # Without it (Alpaca's free plan), recent SIP stock data is refused 403 and the default stock feed is iex
+    # (reference §9; settings.schema.json: "free plans need iex").
+    sip_subscription: bool = False
     fill_at_submit: bool = False  # Alpaca answers an order before it fills; True only to reproduce old behaviour
     # Historical bars per page at most, whatever `limit` asks (None: as asked). Alpaca may also answer fewer than
     # asked with a token; this lets a test see the SDK follow `next_page_token` without 10,000 bars a page.
@@ -642,6 +646,19 @@ class Emulator:
             raise SimReject(403, None, "subscription does not permit querying recent OPRA data")
         return feed
 
+    def _stock_feed(self, query: dict[str, list[str]], until: datetime) -> str:
+        """The stock feed asked for (sip by default with a SIP subscription, else iex: market-data-api.json), as
+        Alpaca answers it: a feed it does not know is 400, and SIP data later than 15 minutes ago without a SIP
+        subscription is 403 "subscription does not permit querying recent SIP data" (reference §9). The emulator
+        served any feed, latest quotes whatever the feed: an engine set to `broker.stock_feed: sip` quoted every
+        stock against it, and on a free plan would have no stock quote at all."""
+        feed = query.get("feed", ["sip" if self.sip_subscription else "iex"])[0]
+        if feed not in _STOCK_FEEDS:
+            raise SimReject(400, None, f"invalid feed: {feed}")
+        if feed == "sip" and not self.sip_subscription and until > self.exchange.clock.now() - SIP_RECENT:
+            raise SimReject(403, None, "subscription does not permit querying recent SIP data")
+        return feed
+
     def chain_json(self, underlying: str, query: dict[str, list[str]]) -> dict[str, Any]:
         """/v1beta1/options/snapshots/{underlying}: filters, `limit` (default 100, at most 1,000) and
         `next_page_token` (market-data-api.json)."""
@@ -678,17 +695,15 @@ class Emulator:
         sort = query.get("sort", ["asc"])[0]
         if sort not in ("asc", "desc"):
             raise SimReject(400, None, f"invalid sort: {sort}")
-        if asset_class == "us_equity":  # the stock endpoint's own parameters (market-data-api.json StockBars)
-            feed = query.get("feed", ["sip"])[0]
-            if feed not in _STOCK_FEEDS:
-                raise SimReject(400, None, f"invalid feed: {feed}")
-            adjustment = query.get("adjustment", ["raw"])[0]
-            if not set(adjustment.split(",")) <= _ADJUSTMENTS:
-                raise SimReject(400, None, f"invalid adjustment: {adjustment}")
         now = self.exchange.clock.now()
         today = datetime.combine(now.astimezone(NEW_YORK).date(), datetime.min.time(), NEW_YORK)
         start = _instant(query.get("start", [None])[0], "start") or today
         asked_end = _instant(query.get("end", [None])[0], "end") or now
+        if asset_class == "us_equity":  # the stock endpoint's own parameters (market-data-api.json StockBars)
+            self._stock_feed(query, asked_end)
+            adjustment = query.get("adjustment", ["raw"])[0]
+            if not set(adjustment.split(",")) <= _ADJUSTMENTS:
+                raise SimReject(400, None, f"invalid adjustment: {adjustment}")
         if asked_end < start:  # the end asked for, not the end served: a window in the future is only empty
             raise SimReject(400, None, "end should not be before start")
         end = min(asked_end, now)
@@ -824,6 +839,8 @@ class Emulator:
             if path == "/v2/options/contracts":
                 return 200, self.contracts_json(query)
             if path == "/v2/stocks/quotes/latest" or path == "/v1beta3/crypto/us/latest/quotes":
+                if path.startswith("/v2/stocks"):
+                    self._stock_feed(query, x.clock.now())  # the latest quote is recent data
                 return 200, {"quotes": {s: self.quote_json(s) for s in self._data_symbols(symbols)}}
             if m := re.fullmatch(r"/v1beta1/options/snapshots/([A-Z.]+)", path):
                 return 200, self.chain_json(m.group(1), query)

@@ -36,7 +36,13 @@ def emulator(exchange: SimExchange) -> Iterator[Emulator]:
 
 
 def make_api(
-    emulator: Emulator, clock: ManualClock, *, timeout: float = 2.0, per_minute: int = 190, options_feed: str = "indicative"
+    emulator: Emulator,
+    clock: ManualClock,
+    *,
+    timeout: float = 2.0,
+    per_minute: int = 190,
+    options_feed: str = "indicative",
+    feed: str = "iex",
 ) -> AlpacaAPI:
     return AlpacaAPI(
         KEY,
@@ -46,6 +52,7 @@ def make_api(
         data_base_url=emulator.url,
         timeout_seconds=timeout,
         bucket=TokenBucket(per_minute, clock),
+        feed=feed,
         options_feed=options_feed,
         clock=clock,
     )

@@ -4,17 +4,18 @@ that the adapter refused, or a request the emulator answered otherwise than the 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from engine.brokers.alpaca import AlpacaAPI
-from engine.brokers.base import OrderRequest
+from engine.brokers.base import BrokerError, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
 from engine.core.clock import ManualClock
-from tests.brokers.conftest import KEY, SECRET
+from tests.brokers.conftest import KEY, SECRET, make_api
 from tests.brokers.test_real_shapes import raw
 
 ACCOUNT = "/v2/account"
@@ -173,3 +174,36 @@ def test_a_cancel_of_a_filled_order_is_refused_in_alpaca_s_words(api: AlpacaAPI,
     assert api.get_order(order.id).status == "filled"  # type: ignore[union-attr]
     answer = raw(emulator, "DELETE", f"/v2/orders/{order.id}")
     assert (answer.status_code, answer.json()) == (422, {"code": 42210000, "message": 'order is already in "filled" state'})
+
+
+# --- the stock feed a free plan may ask for ------------------------------------------------------------------------
+
+RECENT_SIP = {"message": "subscription does not permit querying recent SIP data"}
+
+
+def test_recent_sip_quotes_need_a_sip_subscription(emulator: Emulator, clock: ManualClock) -> None:
+    """reference §9: without a SIP subscription (Alpaca's free plan) recent SIP data is refused 403; the emulator
+    served latest quotes whatever the feed, so an engine set to `broker.stock_feed: sip` quoted every stock against
+    it and none against a free account."""
+    sip = make_api(emulator, clock, feed="sip")
+    with pytest.raises(BrokerError) as caught:
+        sip.get_stock_quotes(["AAPL"])
+    assert (caught.value.status, caught.value.reason, caught.value.message) == (403, "forbidden", RECENT_SIP["message"])
+    assert make_api(emulator, clock, feed="iex").get_stock_quotes(["AAPL"])["AAPL"].two_sided
+    assert make_api(emulator, clock, feed="delayed_sip").get_stock_quotes(["AAPL"])["AAPL"].two_sided
+    bad = raw(emulator, "GET", "/v2/stocks/quotes/latest", params={"symbols": "AAPL", "feed": "nasdaq"})
+    assert (bad.status_code, bad.json()) == (400, {"message": "invalid feed: nasdaq"})
+    emulator.sip_subscription = True
+    assert sip.get_stock_quotes(["AAPL"])["AAPL"].two_sided
+
+
+def test_sip_bars_older_than_fifteen_minutes_need_no_subscription(emulator: Emulator, clock: ManualClock) -> None:
+    now = clock.now()
+
+    def bars(end: datetime) -> requests.Response:
+        window = {"start": f"{now - timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}", "end": f"{end:%Y-%m-%dT%H:%M:%SZ}"}
+        return raw(emulator, "GET", "/v2/stocks/bars", params={"symbols": "AAPL", "timeframe": "1Min", "feed": "sip", **window})
+
+    assert bars(now - timedelta(minutes=16)).status_code == 200
+    late = bars(now - timedelta(minutes=5))
+    assert (late.status_code, late.json()) == (403, RECENT_SIP)
