@@ -28,6 +28,7 @@ from engine.rules.facts import BOT_KINDS, SYSTEM_KINDS, all_kinds, vocabulary
 from engine.strategy import SignalFunction, SignalsUnreadable, load_signals
 
 SECTIONS = ("guards", "preflight", "kill_conditions", "signals")
+HISTORY_PARAM = "lookback_ticks"  # a signal's history where it declares none (`history_of`)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ def _check_signals(book: RuleBook, *, user_code: bool = True) -> list[Problem]:
                     f"which this signal does not declare: declare it under params"
                 )
                 problems.append(entry.problem("params", message))
+        problems.extend(_history_problems(entry))
         for param, spec in (entry.body.get("params") or {}).items():
             path = ("signals", entry.name, "params", param, "default")
             wrong = param_type_problem(spec["type"], spec["default"]) or param_bounds_problem(_bounds(spec), spec["default"])
@@ -167,6 +169,35 @@ def _check_signals(book: RuleBook, *, user_code: bool = True) -> list[Problem]:
                 path = ("signals", entry.name, "params", param, "minimum")
                 problems.append(entry.doc.problem(path, f"the minimum {low:g} is above the maximum {high:g}"))
     return problems
+
+
+def history_of(body: Mapping[str, Any]) -> int | str:
+    """How many ticks back a declared signal reads (`history`): a count, or the name of the integer parameter
+    holding it; `lookback_ticks` where the signal declares none (the shipped signals' parameter)."""
+    history = body.get("history", HISTORY_PARAM)
+    return history if isinstance(history, (int, str)) else HISTORY_PARAM
+
+
+def _history_problems(entry: Entry) -> list[Problem]:
+    """A signal whose history the engine cannot tell: the prices it keeps for a symbol are the longest history
+    of its bots' signals (and two more), so a signal reading further back than declared is handed fewer prices
+    than it needs and never fires, without a word (`params: {window: 30}` read at most 14 prices)."""
+    params = entry.body.get("params") or {}
+    history = history_of(entry.body)
+    if isinstance(history, int):
+        return []
+    spec = params.get(history)
+    if spec is not None and spec["type"] == "integer":
+        return []
+    if "history" not in entry.body:
+        return [entry.problem(None, "how many ticks back this signal reads is not declared: set `history:` to a number "
+                                    f"of ticks or to the integer parameter that holds it (or declare {HISTORY_PARAM})")]
+    if spec is None:
+        hint = did_you_mean(history, params)
+        return [entry.problem("history", f"'{history}' is not a parameter of this signal{hint}: name an integer parameter "
+                                         "under params, or give a number of ticks")]
+    return [entry.problem("history", f"'{history}' is a number parameter: a history is a whole number of ticks (declare "
+                                     "it `type: integer`)")]
 
 
 def _bounds(spec: Mapping[str, Any]) -> tuple[float | None, float | None]:

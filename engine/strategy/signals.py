@@ -6,7 +6,9 @@ symbol, oldest first, one per tick, and the bot's parameters (defaults filled in
 enter now? It must be pure and fast; it never sees the broker.
 
 To add your own: write a function with the same signature, add it to SIGNALS, declare it in
-rules/signals.yaml, set `signal.mode` in bots.yaml, then run `python -m engine --validate`.
+rules/signals.yaml (with `history:`, how many ticks back it reads, unless it reads `lookback_ticks`: the
+prices it is handed are that many and two more), set `signal.mode` in bots.yaml, then run
+`python -m engine --validate`.
 
 If it raises, or answers anything but True or False, its bot halts on its own (`signal_error`, the exception in
 the halt's reason) until `python -m engine resume`; the kill switch closes what the bot holds, and the other bots

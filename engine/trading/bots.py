@@ -13,7 +13,7 @@ from engine.config.checks import bot_kind
 from engine.config.model import CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, TradingBotConfig
 from engine.core.clock import parse_hhmm
 from engine.machines.runtime import MachineModel
-from engine.rules.book import RuleBook
+from engine.rules.book import RuleBook, history_of
 from engine.rules.facts import bot_config_values
 from engine.strategy import SignalFunction
 
@@ -42,16 +42,13 @@ class Bot:
     trade_end: time
     manage_until: time
     trades_around_the_clock: bool
+    history: int  # how many ticks back its signal reads (`history_of`): the engine keeps that many prices, and two
     memory: BotMemory = field(default_factory=BotMemory)
 
     bot_id: str = field(init=False)  # read several times a tick for every bot: an attribute, not a property
 
     def __post_init__(self) -> None:
         self.bot_id = self.config.bot_id
-
-    @property
-    def lookback(self) -> int:
-        return int(self.signal_params.get("lookback_ticks", 12))
 
 
 def make_bot(config: TradingBotConfig, book: RuleBook) -> Bot:
@@ -79,4 +76,11 @@ def make_bot(config: TradingBotConfig, book: RuleBook) -> Bot:
         trade_end=parse_hhmm(session.trade_end),
         manage_until=parse_hhmm(session.manage_until),
         trades_around_the_clock=isinstance(config, CryptoBotConfig),
+        history=_history(history_of(declared), params),
     )
+
+
+def _history(history: int | str, params: Mapping[str, Any]) -> int:
+    """The ticks back this bot's signal reads: the declared count, or its parameter's value for this bot (the
+    book's check makes it an integer parameter; a value under 0 reads nothing back)."""
+    return max(0, history if isinstance(history, int) else int(params[history]))

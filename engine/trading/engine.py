@@ -152,7 +152,7 @@ class Engine:
         self._assets_read_on: date | None = None
         self._assets_retry_at: datetime | None = None  # a pair missing from the last read: asked again from then
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure, self.tz)
-        self._keep = max((b.lookback for b in self.bots), default=12) + 2
+        self._keep = max((b.history for b in self.bots), default=0) + 2  # each signal's history (`Bot.history`)
         self._halt_writes_seen = 0
         self._unexplained_at_start: list[str] = []  # what start-up reconciliation last halted for
         self._unconfirmed: list[str] = []  # what it last found on symbols with orders of ours working (`_reconcile`)

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from engine.core.clock import ManualClock
 from engine.rules.book import required_signal_params
 from engine.strategy.signals import SIGNALS
 from engine.validate import validate
 from tests.conftest import ProjectCopy
+from tests.trading.conftest import OPEN, make_rig
 
 
 def reads_two(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
@@ -37,3 +39,48 @@ def test_the_placeholder_signal_refuses_a_lookback_below_one(lookback: int) -> N
     (`signal_error`) instead of comparing the price with itself or with an old one."""
     with pytest.raises(ValueError, match="lookback_ticks must be 1 or more"):
         SIGNALS["momentum_breakout"]([100.0, 101.0, 102.0, 103.0], {"lookback_ticks": lookback, "min_move_pct": 0.0})
+
+
+def test_a_signal_that_does_not_say_how_far_back_it_reads_is_refused(project: ProjectCopy) -> None:
+    """The engine keeps, for a symbol, as many prices as its bots' signals read back (and two more): a signal whose
+    window had another name than lookback_ticks was handed 14 prices, and one reading 30 never fired, silently."""
+    project.replace("rules/signals.yaml", "implementation: momentum_breakout\n    kinds: [momentum]\n    params:\n"
+                    "      lookback_ticks: {type: integer, default: 12, minimum: 1, description: Ticks to look back (12 "
+                    "ticks = 1 minute at a 5 s loop).}\n",
+                    "implementation: reads_two\n    kinds: [momentum]\n    params:\n"
+                    "      alpha: {type: integer, default: 30, description: A window.}\n")
+    line = project.line_of("rules/signals.yaml", "placeholder_momentum_v1:")
+    found = [p for p in validate(project.config, project.machines, project.rules).problems if "ticks back" in p.message]
+    assert [(p.line, p.path) for p in found] == [(line, "signals.placeholder_momentum_v1")], found
+
+
+@pytest.mark.parametrize(("history", "said"), [
+    ("window", "'window' is not a parameter of this signal"),
+    ("min_move_pct", "'min_move_pct' is a number parameter"),
+])  # fmt: skip
+def test_a_history_naming_no_integer_parameter_is_refused(project: ProjectCopy, history: str, said: str) -> None:
+    project.replace("rules/signals.yaml", "implementation: momentum_breakout\n    kinds: [momentum]\n",
+                    f"implementation: momentum_breakout\n    history: {history}\n    kinds: [momentum]\n")
+    line = project.line_of("rules/signals.yaml", f"history: {history}")
+    found = [p for p in validate(project.config, project.machines, project.rules).problems if said in p.message]
+    assert [(p.line, p.path) for p in found] == [(line, "signals.placeholder_momentum_v1.history")], found
+
+
+def test_the_prices_kept_follow_the_declared_history(project: ProjectCopy) -> None:
+    """`history: window` with a bot's `window: 40`: its signal is handed 40 prices back and the one before."""
+    project.replace("rules/signals.yaml", "implementation: momentum_breakout\n    kinds: [momentum]\n    params:\n",
+                    "implementation: momentum_breakout\n    history: window\n    kinds: [momentum]\n    params:\n"
+                    "      window: {type: integer, default: 5, minimum: 1, description: Ticks the signal reads.}\n")
+    project.replace("config/bots.yaml", 'mode: "placeholder_momentum_v1"\n      params: {}',
+                    'mode: "placeholder_momentum_v1"\n      params: {window: 40}')
+    assert validate(project.config, project.machines, project.rules).ok
+    rig = make_rig(project, ManualClock(OPEN))
+    seen: list[int] = []
+
+    def counts(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        seen.append(len(prices))
+        return False
+
+    rig.engine.bot("mom_AAPL").signal = counts
+    rig.ticks(150)
+    assert max(seen) == 42
