@@ -61,6 +61,7 @@ from engine.brokers.symbols import asset_class_of, contract_multiplier, normaliz
 from engine.core import jsontext
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
+from engine.core.journal import quoted
 
 T = TypeVar("T")
 OPEN_ORDERS_LIMIT = 500  # /v2/orders answers at most 500 orders, and gives no next page (reference §2)
@@ -136,8 +137,10 @@ def _enum_value(value: Any) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value of an answer, quoted in a message: cut to 40 characters only when the adapter scrubs the message
+    (`AlpacaAPI._scrub`), after both keys are masked. Cut here, a key straddling the cut kept its first characters,
+    which no mask then found (an account whose currency held a key showed its first seven)."""
+    return quoted(repr(value), 40)
 
 
 def _float(value: Any, name: str = "a number", *, minimum: float | None = None, usd: bool = False) -> float | None:
@@ -578,15 +581,17 @@ class AlpacaAPI:
         """A message to pass on: both keys masked wherever they appear (whatever their length: the constructor
         refuses keys too short to be real), then cut to 300 characters (after masking, so no cut leaves part of
         a key behind)."""
-        return self._secrets.masked(text)[:300]
+        return self._secrets.scrubbed(text, 300)
 
     def to_error(self, exc: BaseException, operation: str, *, data_api: bool = False) -> BrokerError:
         import pydantic
         import requests
         from alpaca.common.exceptions import APIError
 
-        if isinstance(exc, BrokerError):
+        if isinstance(exc, BrokerError):  # one of the adapter's own: it may quote a value too (`_shown`)
             exc.operation = exc.operation or operation
+            exc.message = self._scrub(exc.message)
+            exc.args = (str(exc),)  # its repr too
             return exc
         kind: ErrorKind
         status: int | None = None
@@ -606,7 +611,7 @@ class AlpacaAPI:
                 # lookup after a lost POST answer concluded the order never sent, and its bot entered again.
                 kind = reason = "bad_response"
                 # masked before the cut: cut first, a key straddling it kept its first characters, which no mask finds
-                said = self._secrets.masked(message)[:80]
+                said = quoted(message, 80)
                 message = f"HTTP 404 without Alpaca's error code ({said}): not the broker saying nothing is there"
             return BrokerError(kind, self._scrub(message), status=status, operation=operation, reason=reason, code=code)
         if isinstance(exc, requests.exceptions.Timeout):
@@ -1157,7 +1162,7 @@ class AlpacaAPI:
                 assets[asset.symbol] = asset
             for symbol, why in left_out.items():
                 assets.pop(symbol, None)
-                log.info("asset left out: %s", why)
+                log.info("asset left out: %s", self._scrub(why))
             return list(assets.values())
 
         return self._call("assets", read)
@@ -1202,7 +1207,7 @@ class AlpacaAPI:
         return self._found("get_order", read)
 
     def get_order(self, order_id: str) -> Order | None:
-        canonical = _order_id(order_id, "get_order")
+        canonical = self._call("get_order", lambda: _order_id(order_id, "get_order"))  # its message scrubbed (to_error)
 
         def read() -> Order:
             answer = self.trading.get(f"/orders/{canonical}")  # as the SDK asks, read raw (see _order)
@@ -1211,7 +1216,7 @@ class AlpacaAPI:
         return self._found("get_order", read)
 
     def cancel_order(self, order_id: str) -> None:
-        canonical = _order_id(order_id, "cancel_order")
+        canonical = self._call("cancel_order", lambda: _order_id(order_id, "cancel_order"))  # its message scrubbed (to_error)
         self._call("cancel_order", lambda: self.trading.cancel_order_by_id(canonical))
 
     def close_position(self, symbol: str) -> Order:

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
@@ -61,6 +62,24 @@ _MASKS = ("***", "###", "~~~", "%%%", "^^^", "@@@")
 MIN_SECRET_LENGTH = 8
 
 
+# A value quoted in a message (a broker's answer, a page of bars) is cut short there, but only once the message's
+# secrets are masked (`Secrets.scrubbed`): cut first, a key straddling the cut kept its first characters, which no
+# mask then finds. `quoted` marks the value and its limit with two control characters that no repr or JSON text
+# holds (both escape them), and `scrubbed` masks the whole message, then cuts each quoted value, then the message.
+_QUOTE, _UNQUOTE = "\x1e", "\x1f"
+_QUOTED = re.compile("\x1e([0-9]+):([^\x1e\x1f]*)\x1f")
+
+
+def quoted(text: str, limit: int) -> str:
+    """`text`, to be shown cut to `limit` characters (with "...") once the message holding it is scrubbed; never
+    cut here. The marks are removed from `text` itself (raw control characters, never part of a key)."""
+    return f"{_QUOTE}{limit}:{text.replace(_QUOTE, '').replace(_UNQUOTE, '')}{_UNQUOTE}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
 class Secrets:
     """Configured secrets (the broker's keys), masked exactly wherever they appear in a text.
 
@@ -90,6 +109,14 @@ class Secrets:
         for value in self.values:
             text = text.replace(value, self.mask)
         return self.mask if self.found_in(text) else text
+
+    def scrubbed(self, text: str, limit: int | None = None) -> str:
+        """`text` masked, then each `quoted` value in it cut to its limit, then the whole cut to `limit`: no cut
+        ever comes before the mask, so none leaves the first characters of a secret behind."""
+        text = self.masked(text)
+        text = _QUOTED.sub(lambda m: _cut(m.group(2), int(m.group(1))), text)
+        text = text.replace(_QUOTE, "").replace(_UNQUOTE, "")
+        return text if limit is None else text[:limit]
 
     def masked_value(self, value: Any) -> Any:
         """A decoded JSON value with every string in it masked, names of fields included, at any depth."""

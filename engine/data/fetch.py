@@ -44,7 +44,7 @@ from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
-from engine.core.journal import Secrets
+from engine.core.journal import Secrets, quoted
 from engine.core.lock import LockFileError, LockHeld, RunLock
 from engine.data.errors import DataError
 from engine.data.files import iso, iter_bars, locate, read_source, shown_path, write_bars
@@ -228,19 +228,20 @@ class _Pages:
         except RecursionError:  # nested past the interpreter's limit: a traceback, not a failed fetch, before
             raise _BadPage("the data API answered a page of bars nested too deeply to read") from None
         if not isinstance(body, dict):
-            raise _BadPage(f"the data API answered a page of bars that is not a JSON object: {str(body)[:100]}")
+            raise _BadPage(f"the data API answered a page of bars that is not a JSON object: {quoted(str(body), 100)}")
         bars = body.get("bars", {})
         if bars is None:
             bars = body["bars"] = {}
             response._content = json.dumps(body).encode()
         elif not isinstance(bars, dict) or not all(isinstance(v, list) and all(isinstance(b, dict) for b in v)
                                                    for v in bars.values()):
-            raise _BadPage(f"the data API answered 'bars' that is not an object of lists of bars: {json.dumps(bars)[:100]}")
+            raise _BadPage("the data API answered 'bars' that is not an object of lists of bars: "
+                           f"{quoted(json.dumps(bars), 100)}")  # fmt: skip
         for symbol, rows in bars.items():  # pydantic would read a JSON true as the price 1.0, which looks like one
             for row in rows:
                 flag = next((key for key in _BAR_NUMBERS if isinstance(row.get(key), bool)), None)
                 if flag is not None:
-                    raise _BadPage(f"the data API sent a bar of {symbol} at {str(row.get('t'))[:40]} whose {flag!r} is "
+                    raise _BadPage(f"the data API sent a bar of {symbol} at {quoted(str(row.get('t')), 40)} whose {flag!r} is "
                                    f"{json.dumps(row[flag])}, a JSON boolean, not a number")
         token = body.get("next_page_token")
         if token is None:
@@ -418,7 +419,7 @@ def _explain(exc: BaseException, secrets: Secrets) -> str:
     """What went wrong, in Alpaca's words when it answered: the keys masked before the words are cut to 300
     characters (cut first, a key that straddled the cut kept its first characters, which no mask then found)."""
     status = getattr(exc, "status_code", None)
-    text = secrets.masked(str(exc))[:300]
+    text = secrets.scrubbed(str(exc), 300)
     if status is not None:
         hint = " (are ALPACA_KEY and ALPACA_SECRET right, and does the plan include this feed?)" if status in (401, 403) else ""
         return f"the data API answered {status}: {text}{hint}"
@@ -730,7 +731,7 @@ def _ask(client: Any, which: str, request: Any, symbol: str, throttle: _Throttle
         try:
             return getattr(client, call)(request)
         except _BadPage as exc:
-            raise FetchError(symbol, f"{exc}{window}") from None
+            raise FetchError(symbol, secrets.scrubbed(f"{exc}{window}")) from None  # quoted values cut, masked first
         except APIError as exc:
             if getattr(exc, "status_code", None) == 429 and attempt < RATE_LIMIT_RETRIES:
                 pause = 60.0

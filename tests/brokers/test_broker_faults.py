@@ -189,3 +189,39 @@ def test_an_error_body_nested_past_the_recursion_limit_is_a_broker_error(api: Al
     with pytest.raises(BrokerError) as caught:
         api.get_account()
     assert caught.value.kind == "server", caught.value
+
+
+# Values of an answer quoted in an error are shown cut to 40 characters; each of these puts both keys across the
+# cut (the value's repr is cut at 37), in a field the adapter quotes when it refuses the answer.
+STRADDLING = "x" * 30 + KEY + SECRET
+QUOTED_FIELDS = [
+    ("/v2/account", {"currency": STRADDLING}, lambda api: api.get_account()),
+    ("/v2/account", {"status": STRADDLING}, lambda api: api.get_account()),
+    ("/v2/account", {"crypto_status": STRADDLING}, lambda api: api.get_account()),
+]
+
+
+@pytest.mark.parametrize(("path", "patch", "call"), QUOTED_FIELDS, ids=["currency", "status", "crypto_status"])
+def test_a_quoted_value_holding_the_keys_across_its_cut_keeps_no_part_of_them(
+    api: AlpacaAPI, emulator: Emulator, path: str, patch: dict, call: object
+) -> None:
+    """A value quoted in an error is cut to 40 characters. Cut before the keys were masked, a key straddling the
+    cut kept its first characters, which no mask then found ('xxx...PKTEST...' in the error and the log)."""
+    emulator.faults.append(Fault(patch=patch, path_prefix=path))
+    with pytest.raises(BrokerError) as caught:
+        call(api)  # type: ignore[operator]
+    said = str(caught.value)
+    assert caught.value.kind == "bad_response" and "x" * 10 in said, said
+    assert KEY[:3] not in said and SECRET[:4] not in said, said
+    assert "\x1e" not in said and "\x1f" not in said and len(caught.value.message) <= 300, said
+
+
+def test_an_order_id_that_is_no_uuid_is_quoted_cut_and_masked(api: AlpacaAPI, emulator: Emulator) -> None:
+    """An order id from the state file that is not a UUID is refused before anything is sent, the id quoted: cut,
+    and without the marks that tell the scrubber where the quote is."""
+    with pytest.raises(BrokerError) as caught:
+        api.get_order("y" * 33 + KEY)  # cut at 37 before masking: 'yyy...PKT'; masked first: 'yyy...***'
+    said = str(caught.value)
+    assert caught.value.message.startswith("not sent: the order id 'yyy") and "***" in said, said
+    assert KEY[:3] not in said and KEY[:3] not in repr(caught.value) and "\x1e" not in said and "\x1f" not in said, said
+    assert not [r for r in emulator.requests if r.path.startswith("/v2/orders")]

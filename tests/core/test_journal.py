@@ -175,3 +175,19 @@ def test_a_secret_is_masked_wherever_it_is_written(tmp_path: Path) -> None:
     assert heard[:2] == events[:2]  # a listener hears the line as written
     with pytest.raises(ValueError, match="shorter than 8"):  # "ord" would have turned every "order" into "***er"
         Secrets(["ord"])
+
+
+def test_a_quoted_value_is_cut_only_after_the_secrets_are_masked() -> None:
+    """A value quoted in a message is cut to its limit; cut before masking, a secret across the cut kept its first
+    characters (`quoted` only marks it; `Secrets.scrubbed` masks the whole message first, then cuts)."""
+    from engine.core.journal import Secrets, quoted
+
+    secret = "S3CRETKEY0123456789"
+    secrets = Secrets([secret])
+    message = f"the value {quoted(repr('x' * 30 + secret), 40)} is wrong; {quoted('short', 40)}"
+    said = secrets.scrubbed(message)
+    assert said == f"the value {'x' * 30 + '***'!r} is wrong; short", said
+    long = f"it is {quoted('y' * 50 + secret, 40)}!"
+    assert secrets.scrubbed(long) == f"it is {'y' * 37}...!"
+    assert Secrets(()).scrubbed(long, 10) == "it is yyyy"  # no secrets: still cut, marks removed
+    assert secrets.scrubbed(quoted("a\x1eb\x1fc", 40)) == "abc"  # marks inside a value are dropped, not read

@@ -557,3 +557,16 @@ def test_a_fetch_into_the_future_stores_what_has_happened(emulator: Emulator, cl
     before start' (it compared the start with the end cut at now), so such a fetch always failed."""
     result = fetch(clients, ["BTC/USD"], date(2026, 11, 20), date(2026, 12, 10), "1Min", tmp_path)
     assert read_bars(tmp_path, "BTC/USD")[-1].timestamp == NOW - timedelta(minutes=1) and result.rows == 4920
+
+
+def test_a_bad_page_quoting_a_key_across_its_cut_keeps_no_part_of_it(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path
+) -> None:
+    # a page of bars that is refused quotes its 'bars' cut to 100 characters: cut before masking, a key
+    # straddling the cut kept its first characters, which no mask then found
+    emulator.faults.append(Fault(patch={"bars": "x" * 90 + SECRET}))
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    said = str(caught.value)
+    assert "not an object of lists" in said and "x" * 80 in said, said
+    assert SECRET[:4] not in said and "\x1e" not in said, said
