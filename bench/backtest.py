@@ -59,7 +59,8 @@ def write_project(folder: Path, symbols: list[str]) -> None:
         for symbol in symbols
     )
     path = folder / "config" / "bots.yaml"
-    text = path.read_text()
+    # no minimum share: past 20 bots lifted to the shipped 5 % would hold more than the daily risk (refused)
+    text = path.read_text().replace("per_bot_min_pct_of_daily_risk: 5", "per_bot_min_pct_of_daily_risk: 0")
     start, end = text.index("momentum_bots:\n"), text.index("optionsbot:")
     text = text[:start] + "momentum_bots:\n" + blocks + "\n" + text[end:]
     text = text.replace("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")

@@ -48,7 +48,8 @@ def write_project(folder: Path, bots: int) -> None:
         for i in range(bots)
     )
     path = folder / "config" / "bots.yaml"
-    text = path.read_text()
+    # no minimum share: a thousand bots lifted to the shipped 5 % would hold 5,000 % of the daily risk (refused)
+    text = path.read_text().replace("per_bot_min_pct_of_daily_risk: 5", "per_bot_min_pct_of_daily_risk: 0")
     start, end = text.index("momentum_bots:\n"), text.index("optionsbot:")
     path.write_text(text[:start] + "momentum_bots:\n" + blocks + "\n" + text[end:])
 

@@ -6,6 +6,7 @@ the file they read passed its schema (a check cannot reason about a value of the
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +37,34 @@ def bot_kind(bot: TradingBotConfig) -> str:
     if isinstance(bot, MomentumBotConfig):
         return "momentum"
     return "options" if isinstance(bot, OptionsBotConfig) else "crypto"
+
+
+BUCKET_OF = {
+    "momentum": "momentum_bucket_pct_of_daily_risk",
+    "options": "options_bucket_pct_of_daily_risk",
+    "crypto": "crypto_bucket_pct_of_daily_risk",
+}
+
+
+def clamped_shares(bots: BotsConfig, minimum: float | None = None) -> dict[str, float]:
+    """Each enabled bot's percent of the daily risk as the guardrails make it: its bucket split evenly among the
+    bucket's enabled bots, then clamped to per_bot_min/max_pct_of_daily_risk. The minimum lifts a bot above its
+    bucket's split, so these may add up to more than 100: `guardrail_total` refuses that config, and
+    `engine.trading.portfolio.shares` scales them down to 100 whatever the caller validated. `minimum`: another
+    per_bot_min_pct_of_daily_risk than the config's (the largest that fits, for the message)."""
+    portfolio = bots.portfoliobot
+    enabled = [bot for _path, bot in trading_bots(bots) if bot.enabled]
+    per_bucket: dict[str, int] = {}
+    for bot in enabled:
+        per_bucket[bot_kind(bot)] = per_bucket.get(bot_kind(bot), 0) + 1
+    guard = portfolio.guardrails
+    out: dict[str, float] = {}
+    for bot in enabled:
+        kind = bot_kind(bot)
+        share = getattr(portfolio.buckets, BUCKET_OF[kind]) / per_bucket[kind]
+        lowest = guard.per_bot_min_pct_of_daily_risk if minimum is None else minimum
+        out[bot.bot_id] = min(max(share, lowest), guard.per_bot_max_pct_of_daily_risk)
+    return out
 
 
 # --- settings.yaml -----------------------------------------------------------------------------------------
@@ -281,6 +310,34 @@ def guardrail_order(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     return []
 
 
+def guardrail_total(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    """The enabled bots' shares of the daily risk, once per_bot_min_pct_of_daily_risk has lifted each, must add up
+    to 100 at most: six MomentumBots in a 25 % bucket are lifted from 4.17 to a 5 % minimum each, and with
+    options at 50 and crypto at 25 the bots were given 105 % of the daily risk, more than the daily loss limit
+    allows. Each bot's budget is sized as if it were the only one to lose; their sum is the most the day can lose."""
+    shares = clamped_shares(bots)
+    total = sum(shares.values())
+    if total <= 100 + 1e-9 or sum(clamped_shares(bots, 0.0).values()) > 100 + 1e-9:
+        return []  # fits, or over without any minimum: the buckets' own sum is past 100 (bucket_sum says so)
+    g = bots.portfoliobot.guardrails
+    lifted = sorted(bot_id for bot_id, pct in shares.items() if pct == g.per_bot_min_pct_of_daily_risk)
+    # The largest minimum (to the hundredth) that fits: the total grows with the minimum, and at 0 it is at most
+    # the buckets' sum, which bucket_sum holds to 100 (or refuses on its own)
+    low, high = 0.0, g.per_bot_min_pct_of_daily_risk
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if sum(clamped_shares(bots, middle).values()) <= 100 + 1e-9 else (low, middle)
+    fits = math.floor(low * 100) / 100
+    message = (
+        f"the {len(shares)} enabled bots' shares of the daily risk add up to {total:.4g} %, more than 100, once "
+        f"per_bot_min_pct_of_daily_risk {g.per_bot_min_pct_of_daily_risk:g} lifts {len(lifted)} of them "
+        f"({', '.join(lifted[:5])}{', ...' if len(lifted) > 5 else ''}) above their bucket's split: their budgets would "
+        f"allow more than the daily loss limit; lower the minimum (to {fits:g} at most, with these "
+        "buckets and bots) or the buckets"
+    )
+    return [doc.problem(("portfoliobot", "guardrails", "per_bot_min_pct_of_daily_risk"), message)]
+
+
 def chain_ranges(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     rules = bots.optionsbot.chain_rules
     problems = []
@@ -318,6 +375,7 @@ BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
     session_order,
     bucket_sum,
     guardrail_order,
+    guardrail_total,
     chain_ranges,
     crypto_minimum,
 )

@@ -1,7 +1,8 @@
 """The PortfolioBot's arithmetic: today's risk budget per bot, and how big one entry may be.
 
 daily risk      = equity x risk.global_max_daily_loss_pct
-a bot's share   = its bucket's percent / the enabled bots in the bucket, clamped to the guardrails
+a bot's share   = its bucket's percent / the enabled bots in the bucket, clamped to the guardrails (all scaled
+                  down alike should the minimum lift them past 100 %: never more than the daily risk in all)
 deployable      = equity x (1 - cash_reserve_pct)
 one entry risks the bot's remaining budget (its budget less today's realized losses) at its stop, spread
 included, so a bot that lost its budget stops opening; the size is then capped by deployable capital and
@@ -19,14 +20,8 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 
-from engine.config.checks import bot_kind, trading_bots
+from engine.config.checks import clamped_shares, trading_bots
 from engine.config.model import BotsConfig
-
-BUCKET_OF = {
-    "momentum": "momentum_bucket_pct_of_daily_risk",
-    "options": "options_bucket_pct_of_daily_risk",
-    "crypto": "crypto_bucket_pct_of_daily_risk",
-}
 
 
 @dataclass(frozen=True)
@@ -63,19 +58,14 @@ class Allocations:
 
 
 def shares(bots: BotsConfig) -> dict[str, float]:
-    """Each enabled bot's percent of the daily risk: its bucket split evenly, clamped to the guardrails.
+    """Each enabled bot's percent of the daily risk: its bucket split evenly, clamped to the guardrails, and all
+    scaled down alike when the minimum lifted them past 100 % (validation refuses that config: `guardrail_total`;
+    a config that never met it must still never give the bots more than the daily risk between them).
     It does not depend on the equity, so the PortfolioBot computes it once."""
-    portfolio = bots.portfoliobot
-    enabled = [bot for _path, bot in trading_bots(bots) if bot.enabled]
-    per_bucket: dict[str, int] = {}
-    for bot in enabled:
-        per_bucket[bot_kind(bot)] = per_bucket.get(bot_kind(bot), 0) + 1
-    guard = portfolio.guardrails
-    out: dict[str, float] = {}
-    for bot in enabled:
-        kind = bot_kind(bot)
-        share = getattr(portfolio.buckets, BUCKET_OF[kind]) / per_bucket[kind]
-        out[bot.bot_id] = min(max(share, guard.per_bot_min_pct_of_daily_risk), guard.per_bot_max_pct_of_daily_risk)
+    out = clamped_shares(bots)
+    total = sum(out.values())
+    if total > 100:
+        out = {bot_id: pct * 100 / total for bot_id, pct in out.items()}
     return out
 
 
@@ -86,8 +76,12 @@ def allocate(bots: BotsConfig, equity: float, max_daily_loss_pct: float, pcts: M
 
 
 def fallback_budget_usd(bots: BotsConfig, equity: float, max_daily_loss_pct: float) -> float:
-    """With safety.allow_budget_fallback: the guardrail minimum, the smallest budget any bot can have."""
+    """With safety.allow_budget_fallback: the guardrail minimum, the smallest budget any bot can have; never more
+    than an even split of the daily risk among the enabled bots, so that all of them together never have more."""
     pct = bots.portfoliobot.guardrails.per_bot_min_pct_of_daily_risk
+    enabled = sum(1 for _path, bot in trading_bots(bots) if bot.enabled)
+    if enabled:
+        pct = min(pct, 100 / enabled)
     return equity * max_daily_loss_pct / 100 * pct / 100
 
 

@@ -25,6 +25,8 @@ def config_with_momentum_bots(project: ProjectCopy, count: int) -> Path:
             '    signal: {mode: "placeholder_momentum_v1", params: {}}\n'
         )
     text = (project.config / "bots.yaml").read_text(encoding="utf-8")
+    # no minimum share: a hundred bots lifted to the shipped 5 % would hold 500 % of the daily risk (refused)
+    text = text.replace("per_bot_min_pct_of_daily_risk: 5", "per_bot_min_pct_of_daily_risk: 0")
     start, end = text.index("momentum_bots:\n"), text.index("optionsbot:")
     rest = text[end:].replace("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false", 1)
     (project.config / "bots.yaml").write_text(text[:start] + "momentum_bots:\n" + "".join(blocks) + "\n" + rest, encoding="utf-8")

@@ -353,3 +353,27 @@ def test_a_bot_id_the_engine_uses_itself_is_refused(project: ProjectCopy, bot_id
     p = only(problems_after(project, "bots.yaml", "bot_id: mom_AAPL", f"bot_id: {bot_id}"))
     assert (p.path, p.line) == ("momentum_bots[0].bot_id", project.line_of("config/bots.yaml", f"bot_id: {bot_id}"))
     assert f"bot id '{bot_id}' is taken by the engine" in p.message and says in p.message
+
+
+def six_momentum_bots(project: ProjectCopy) -> None:
+    """The shipped bots.yaml with mom_TSLA enabled and four more MomentumBots like it: 25 % / 6 = 4.17 each,
+    lifted to the 5 % minimum, so with options at 25 (its max) and crypto at 25 they hold 80 % in all; with the
+    options bucket's maximum raised to 50, 105 %."""
+    project.replace("config/bots.yaml", "    enabled: false\n    ticker: TSLA", "    enabled: true\n    ticker: TSLA")
+    text = (project.root / "config/bots.yaml").read_text(encoding="utf-8")
+    start = text.index("  - bot_id: mom_TSLA")
+    end = text.index("\n\n", start) + 1
+    more = "".join(text[start:end].replace("TSLA", ticker) for ticker in ("MSFT", "NVDA", "AMZN", "GOOG"))
+    (project.root / "config/bots.yaml").write_text(text[:end] + more + text[end:], encoding="utf-8")
+
+
+def test_guardrail_minimum_lifting_the_shares_past_the_daily_risk(project: ProjectCopy) -> None:
+    """Six MomentumBots share a 25 % bucket (4.17 % each), each lifted to the 5 % minimum: with options at 50 %
+    and crypto at 25 %, the bots' budgets added up to 105 % of the daily risk, more than the day may lose."""
+    six_momentum_bots(project)
+    assert len(load_config(project.config, SIGNALS).bots.momentum_bots) == 6  # options capped at 25 by the max: 80 %
+    p = only(problems_after(project, "bots.yaml", "per_bot_max_pct_of_daily_risk: 25", "per_bot_max_pct_of_daily_risk: 50"))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "per_bot_min"), "portfoliobot.guardrails.per_bot_min_pct_of_daily_risk")
+    assert "add up to 105 %" in p.message and "to 4.16 at most" in p.message and "mom_AAPL" in p.message, p.message
+    project.replace("config/bots.yaml", "per_bot_min_pct_of_daily_risk: 5", "per_bot_min_pct_of_daily_risk: 4")
+    load_config(project.config, SIGNALS)  # 6 x 4.17 + 50 + 25 = 100: the whole daily risk, not more

@@ -58,3 +58,18 @@ def test_without_allocations_the_fallback_is_the_guardrail_minimum(project: Proj
     minimum = bots.portfoliobot.guardrails.per_bot_min_pct_of_daily_risk
     assert portfolio.budgets(100_000, "idle") == dict.fromkeys(("mom_AAPL", "opt_core", "crypto_core"), 1_000 * minimum / 100)
     assert portfolio.budgets(None, "idle") == {}  # no equity: nothing to take a share of
+
+
+def test_shares_lifted_past_the_daily_risk_are_scaled_down_to_it(project: ProjectCopy) -> None:
+    """A config validation would refuse (`guardrail_total`), given to the PortfolioBot all the same (a caller that
+    never validated): the bots' budgets must never add up to more than the daily risk, whatever the minimum."""
+    import dataclasses
+
+    bots = load_config(project.config).bots
+    guard = dataclasses.replace(bots.portfoliobot.guardrails, per_bot_min_pct_of_daily_risk=40.0, per_bot_max_pct_of_daily_risk=60.0)
+    bots = dataclasses.replace(bots, portfoliobot=dataclasses.replace(bots.portfoliobot, guardrails=guard))
+    allocations = allocate(bots, equity=100_000, max_daily_loss_pct=1.0)  # 40 + 50 + 40 = 130 % before scaling
+    budgets = {b: a.budget_usd for b, a in allocations.bots.items()}
+    assert sum(budgets.values()) == pytest.approx(1_000) and budgets["opt_core"] == pytest.approx(1_000 * 50 / 130)
+    portfolio = PortfolioBot(bots, max_daily_loss_pct=1.0, allow_fallback=True)  # the fallback: 40 % each, 120 %
+    assert sum(portfolio.budgets(100_000, "idle").values()) == pytest.approx(1_000)
