@@ -442,8 +442,10 @@ class AlpacaAPI:
         self.options_feed = options_feed
         self.clock: Clock = clock or SystemClock()
         self.requests_made = 0
-        self._last_equity_seen: tuple[str, float] | None = None  # (balance_asof, last_equity): `_last_equity_steady`
-        self._last_equity_moved: tuple[float, int] | None = None  # another value, and how many answers in a row
+        # (balance_asof, last_equity): the basis of the daily P&L (`_last_equity_steady`); another one refused, and
+        # how many answers in a row said it
+        self._last_equity_seen: tuple[str | None, float] | None = None
+        self._last_equity_moved: tuple[tuple[str | None, float], int] | None = None
         self._cash_moved_seen: tuple[str, float, float] | None = None  # (balance_asof, equity, moved): see
         self._cash_moved_alone: tuple[float, int] | None = None  # `_cash_moved_with_equity`
         self._orders_seen = _OrderMemory()  # what the broker said about each order: see _order
@@ -717,31 +719,68 @@ class AlpacaAPI:
         return self._call("account", read)
 
     def _last_equity_steady(self, asof: Any, last_equity: float) -> None:
-        """Unreadable when `last_equity` moved while `balance_asof` did not. It is the equity at the close of the
-        day `balance_asof` names, so it does not move within a day: one that does is a wrong figure, and read as
-        one, a last_equity doubled in a single answer was a 50 % loss, the daily-loss kill condition and its
-        flatten of every position. The value first read for a day is the reference; a new one that comes back
-        LAST_EQUITY_CONFIRMATIONS answers in a row is a correction, and becomes it. Without `balance_asof`
-        nothing is checked."""
-        if not isinstance(asof, str) or not asof:
-            return
+        """Unreadable when the basis of the daily P&L, `last_equity` and the `balance_asof` naming the close it is
+        the equity of, changed as no broker's day changes it. Read as the basis, a last_equity doubled in a single
+        answer was a 50 % loss, the daily-loss kill condition and its flatten of every position.
+
+        The basis first read is the reference. A new one is taken at once only as a new day's: `balance_asof`
+        moved forward to a date whose session has closed (`_not_a_new_day`). Anything else is refused: a
+        last_equity that moved while balance_asof did not (it does not move within a day), a balance_asof that
+        went back, names a close still to come (today's, mid-session), is no date, or went missing. So is a first
+        basis naming a close still to come. The same new basis LAST_EQUITY_CONFIRMATIONS answers in a row is a
+        correction, and becomes the reference. A refused answer is a bad response: the system halts, and sells
+        nothing for it; a genuine loss moves the equity, not the basis, and still trips the kill condition."""
+        key = asof if isinstance(asof, str) and asof else None
         reference = self._last_equity_seen
-        if reference is None or reference[0] != asof:
-            self._last_equity_seen, self._last_equity_moved = (asof, last_equity), None
-            return
-        slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(reference[1]), abs(last_equity)))
-        if abs(last_equity - reference[1]) <= slack:
-            self._last_equity_moved = None
-            return
-        moved = self._last_equity_moved
-        count = moved[1] + 1 if moved is not None and moved[0] == last_equity else 1
-        if count >= LAST_EQUITY_CONFIRMATIONS:
-            self._last_equity_seen, self._last_equity_moved = (asof, last_equity), None
-            return
-        self._last_equity_moved = (last_equity, count)
-        raise Unreadable(
-            f"last_equity {last_equity:.2f} is not the {reference[1]:.2f} read before for the same balance_asof {asof}"
-        )
+        why: str | None
+        if reference is None:
+            why = self._close_to_come(key)
+        elif reference[0] == key:
+            slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(reference[1]), abs(last_equity)))
+            if abs(last_equity - reference[1]) <= slack:
+                self._last_equity_moved = None
+                return
+            same = f"the same balance_asof {_shown(key)}" if key is not None else "an answer with no balance_asof either"
+            why = f"last_equity {last_equity:.2f} is not the {reference[1]:.2f} read before for {same}"
+        else:
+            why = self._not_a_new_day(reference[0], key)
+        if why is not None:
+            moved = self._last_equity_moved
+            count = moved[1] + 1 if moved is not None and moved[0] == (key, last_equity) else 1
+            if count < LAST_EQUITY_CONFIRMATIONS:
+                self._last_equity_moved = ((key, last_equity), count)
+                raise Unreadable(why)
+        self._last_equity_seen, self._last_equity_moved = (key, last_equity), None
+
+    def _latest_close(self) -> date:
+        """The New York date of the latest session close at or before now: the newest close a last_equity can be of."""
+        from engine.core.calendar import market_calendar
+
+        return market_calendar().previous_close(self.clock.now()).astimezone(NEW_YORK).date()
+
+    def _close_to_come(self, asof: str | None) -> str | None:
+        """Why `balance_asof` cannot name the close last_equity is the equity of: a session that has not closed."""
+        day = _date_or_none(asof)
+        if day is None:
+            return None
+        latest = self._latest_close()
+        if day <= latest:
+            return None
+        return f"balance_asof {day} names a close still to come (the latest was on {latest}): last_equity is not that close's"
+
+    def _not_a_new_day(self, before: str | None, asof: str | None) -> str | None:
+        """None when `balance_asof` moving from `before` to `asof` is a new day's basis: a later date, whose session
+        has closed. Otherwise why not."""
+        if asof is None:
+            return f"balance_asof is missing, where the answers before named {_shown(before)}"
+        if before is None:
+            return f"balance_asof {_shown(asof)} appeared, where the answers before had none"
+        was, now = _date_or_none(before), _date_or_none(asof)
+        if was is None or now is None:
+            return f"balance_asof moved from {_shown(before)} to {_shown(asof)}, which is not a date"
+        if now < was:
+            return f"balance_asof went back from {was} to {now}"
+        return self._close_to_come(asof)
 
     def _cash_moved_with_equity(self, asof: Any, equity: float, moved: float, source: str) -> None:
         """Unreadable when the day's non-trade cash (`intraday_adjustments`, or the activities summed) moved since the
@@ -752,9 +791,9 @@ class AlpacaAPI:
         position. The equity must show at least half the movement, in its direction (the rest is the market over
         one tick); otherwise the new figure is refused until the same one comes back LAST_EQUITY_CONFIRMATIONS
         answers in a row (a broker that books the movement a moment after the cash). Per `balance_asof`, as
-        `_last_equity_steady`; without it nothing is checked."""
+        `_last_equity_steady`; without it, per New York day (the day's cash moved starts again at midnight)."""
         if not isinstance(asof, str) or not asof:
-            return
+            asof = f"no balance_asof, {self.clock.now().astimezone(NEW_YORK).date()}"
         reference = self._cash_moved_seen
         if reference is not None and reference[0] == asof:
             _, equity_before, moved_before = reference

@@ -91,3 +91,62 @@ def test_cash_moved_with_the_equity_is_read_and_a_lone_one_after_a_few_answers(c
             with pytest.raises(BrokerError, match="intraday_adjustments"):
                 api.get_account()
         assert api.get_account().non_trade_cash_today == deposited.non_trade_cash_today + 4_000
+
+
+# One answer whose basis of the daily P&L (last_equity, and the balance_asof naming the close it is of) changed as
+# no broker's day changes it, with last_equity doubled: a 50 % loss read from it flattened every position. The
+# rig starts on Monday 2026-11-23, whose basis is Friday 2026-11-20's close.
+BASIS_GLITCHES = {
+    "went back": {"balance_asof": "2026-11-18"},
+    "a close to come": {"balance_asof": "2026-11-23"},
+    "the future": {"balance_asof": "2026-11-24"},
+    "not a date": {"balance_asof": "yesterday"},
+    "missing": None,
+}
+
+
+@pytest.mark.parametrize("patch", BASIS_GLITCHES.values(), ids=BASIS_GLITCHES.keys())
+def test_one_glitched_basis_does_not_flatten(project: ProjectCopy, clock: ManualClock, patch: dict | None) -> None:
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: bool(exchange.positions), limit=400)
+        assert emulator.account_json()["balance_asof"] == "2026-11-20"
+        held = {s: p.qty for s, p in exchange.positions.items()}
+        doubled = {"last_equity": f"{exchange.account().last_equity * 2:.2f}"}
+        emulator.faults.append(Fault(patch={**doubled, **(patch or {})}, drop=[] if patch else ["balance_asof"],
+                                     path_prefix="/v2/account", method="GET"))  # fmt: skip
+        rig.ticks(3)
+        halts = rig.store.halts("system")
+        assert halts and not any(h.flatten for h in halts), [(h.reason, h.flatten) for h in halts]
+        assert "balance_asof" in halts[0].reason and "max_daily_loss" not in halts[0].reason, halts[0].reason
+        assert {s: p.qty for s, p in exchange.positions.items()} == held  # nothing sold
+        assert not [r for r in rig.store.orders() if r.purpose == "exit"]
+
+
+def test_a_new_days_basis_is_read_at_once_and_a_close_to_come_only_once_confirmed(clock: ManualClock) -> None:
+    """At New York midnight the basis moves to the day that closed (Monday's close, dated Monday): a new day's,
+    read at once, the daily loss measured from it. A first answer naming a close still to come (Tuesday's, on
+    Tuesday morning) is refused until the same basis comes back LAST_EQUITY_CONFIRMATIONS answers in a row."""
+    from datetime import timedelta
+
+    from engine.brokers.alpaca import LAST_EQUITY_CONFIRMATIONS
+    from engine.brokers.base import BrokerError
+
+    exchange = SimExchange(clock, seed=7)
+    exchange.set_position("AAPL", 100, 190.0)  # Monday's close then differs from Friday's
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        api = make_api(emulator, clock)
+        monday = api.get_account()
+        for hours in (6, 7, 14):  # Monday 16:00 (just past the close), 17:00, Tuesday 00:00 New York
+            clock.set(clock.now().replace(hour=15) + timedelta(hours=hours))
+            exchange.process()
+        assert emulator.account_json()["balance_asof"] == "2026-11-23"
+        tuesday = api.get_account()  # no error: a new day's basis
+        assert tuesday.last_equity != monday.last_equity
+        fresh = make_api(emulator, clock)
+        emulator.faults.append(Fault(patch={"balance_asof": "2026-11-24"}, path_prefix="/v2/account", method="GET", times=0))
+        for _ in range(LAST_EQUITY_CONFIRMATIONS - 1):
+            with pytest.raises(BrokerError, match="names a close still to come"):
+                fresh.get_account()
+        assert fresh.get_account().last_equity == tuesday.last_equity
