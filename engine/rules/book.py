@@ -21,7 +21,7 @@ from engine.config.schema_check import load_checked, yaml_files
 from engine.config.yaml_source import YamlDocument
 from engine.core.names import did_you_mean, unknown_name_message
 from engine.paths import shown
-from engine.rules import builtins, conditions, expressions
+from engine.rules import bounds, builtins, conditions, expressions
 from engine.rules.errors import ExpressionError, GuardError
 from engine.rules.expressions import Node
 from engine.rules.facts import BOT_KINDS, SYSTEM_KINDS, all_kinds, vocabulary
@@ -551,6 +551,25 @@ _CONSTANT = {
 }
 
 
+# A check or a kill condition that reads facts and still can never hold whatever their values (`daily_pnl_pct > 0
+# and daily_pnl_pct < 0`, `anomalies < 0`), or a kill condition that always holds (`anomalies >= 0`): as a constant.
+_NEVER_ALWAYS: dict[str, tuple[str, str | None]] = {
+    "preflight": ("it would block every entry", None),
+    "kill_conditions": ("it would never fire, a protection switched off", "it would halt at every tick"),
+}
+
+
+@cache
+def fact_domains(kind: str) -> Mapping[str, bounds.Domain]:
+    """Fact name -> the values it can take, as far as validation may assume them (`engine.rules.bounds`): a whole
+    number for an int fact, and 0 and up for a count or a level."""
+    return {
+        name: bounds.Domain(integral=fact.type == "int", minimum=0.0 if fact.unit in ("count", "level") else None)
+        for name, fact in vocabulary(kind).items()
+        if fact.type in ("int", "float")
+    }
+
+
 def _check_nodes(entries: Iterable[Entry], kind: str, problems: list[Problem]) -> dict[str, Node]:
     nodes = {}
     for entry in entries:
@@ -560,9 +579,21 @@ def _check_nodes(entries: Iterable[Entry], kind: str, problems: list[Problem]) -
             problems.append(entry.problem("expr", f"the fact '{circular[0]}' is {circular[1]}"))
             continue
         if node is not None and circular is not None and not expressions.facts_of(node):
-            # `anomalies < 0` reads a fact, and nothing here can tell it never holds; `1 > 2` reads none
+            # `1 > 2` reads no fact; `anomalies < 0` reads one, and never holds all the same (bounds, below)
             problems.append(entry.problem("expr", f"reads no fact: {_CONSTANT[entry.section]}"))
             continue
+        if node is not None and circular is not None:
+            never, always = _NEVER_ALWAYS[entry.section]
+            reason = bounds.never_holds(node, fact_domains(kind))
+            if reason is not None:
+                problems.append(entry.problem("expr", f"can never hold ({reason}): {never}"))
+                continue
+            # A check that holds whenever its facts are known still fails while one is missing (a presence check
+            # may be meant); a kill condition that does halts at every tick, which nobody means
+            reason = bounds.always_holds(node, fact_domains(kind)) if always else None
+            if reason is not None:
+                problems.append(entry.problem("expr", f"always holds (its negation cannot: {reason}): {always}"))
+                continue
         if node is not None:
             nodes[entry.name] = node
     return nodes

@@ -1,0 +1,209 @@
+"""Rules that can never hold, or always hold, whatever values their facts take: found before they run.
+
+A kill condition that can never hold is a kill switch switched off without a word (`daily_pnl_pct > 0 and
+daily_pnl_pct < 0`, `anomalies < 0`: a count is never negative); one that always holds halts at every tick, and a
+preflight check that never holds blocks every entry. Reading a fact, they pass the constant rule (`book._CONSTANT`),
+so this module decides the plain cases soundly, and leaves every other case alone (no false refusal); the book
+says which of its answers it refuses (`book._NEVER_ALWAYS`):
+
+- a literal is one fact compared with a constant (`x < 5`, `-2 >= x`, arithmetic of constants included), a fact
+  compared with itself (`x < x`, `x == x`), or a true/false fact alone (`halted`, `not halted`);
+- a conjunction (`and`, or `or` under `not`) is never true when one of its parts never is, or when its literals
+  on one fact contradict each other (bounds that leave no value, two different strings, true and false);
+- a disjunction is never true when none of its parts can be; "always" is "the negation can never hold".
+
+A fact's possible values are its declared type (an `int` fact is a whole number; a string is only compared for
+equality here, never ordered) and, for a count or a level (`python -m engine facts`), 0 and up. Config values are
+facts whose value validation does not assume, and arithmetic on a fact's side is not looked into. A fact that is
+missing at run time makes the rule fail (an error, never true), which does not make a rule that cannot be true
+useful: "never holds" means never true when it can be evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from engine.rules import expressions
+from engine.rules.expressions import Binary, Const, Fact, Guard, Logic, Node, Unary
+
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}  # `c < x` is `x > c`
+_NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}  # `not x < c` is `x >= c`
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a fact can take: whole numbers only (`integral`), and none under `minimum`."""
+
+    integral: bool = False
+    minimum: float | None = None
+
+
+@dataclass(frozen=True)
+class _Literal:
+    fact: str
+    op: str
+    value: bool | int | float | str | None  # None: the fact compared with itself
+
+
+@dataclass
+class _Facts:
+    """The literals a conjunction holds, by fact."""
+
+    by_fact: dict[str, list[_Literal]] = field(default_factory=dict)
+
+    def add(self, literal: _Literal) -> None:
+        self.by_fact.setdefault(literal.fact, []).append(literal)
+
+
+def never_holds(node: Node, domains: Mapping[str, Domain]) -> str | None:
+    """Why `node` can never be true, or None when it may be (or this cannot tell)."""
+    return _never(node, False, domains)
+
+
+def always_holds(node: Node, domains: Mapping[str, Domain]) -> str | None:
+    """Why `node` is true whenever it can be evaluated, or None when it may be false (or this cannot tell)."""
+    return _never(node, True, domains)
+
+
+def _never(node: Node, negated: bool, domains: Mapping[str, Domain]) -> str | None:
+    """Why `node` (its negation when `negated`) is never true, or None."""
+    if isinstance(node, Guard):
+        return _never(node.body, negated, domains)
+    if isinstance(node, Unary) and node.op == "not":
+        return _never(node.operand, not negated, domains)
+    if isinstance(node, Const) and node.type == "bool":
+        return f"'{_shown(node.value)}' is written where the rule needs a fact" if node.value == negated else None
+    if isinstance(node, Logic):
+        conjunction = (node.op == "and") != negated
+        if not conjunction:  # true when any part is: never only when none of them can be
+            reasons = [_never(part, negated, domains) for part in node.operands]
+            return None if any(r is None for r in reasons) else "; ".join(dict.fromkeys(r for r in reasons if r))
+        for part in node.operands:
+            reason = _never(part, negated, domains)
+            if reason is not None:
+                return reason
+        found = _Facts()
+        _gather(node, negated, found)
+        return next((r for name, lits in found.by_fact.items() if (r := _contradiction(name, lits, domains))), None)
+    literal = _literal(node, negated)
+    if literal is None:
+        return None
+    return _contradiction(literal.fact, [literal], domains)
+
+
+def _gather(node: Node, negated: bool, found: _Facts) -> None:
+    """Every literal a conjunction (its negation a disjunction) holds at its top level, through nested ones."""
+    if isinstance(node, Guard):
+        _gather(node.body, negated, found)
+    elif isinstance(node, Unary) and node.op == "not":
+        _gather(node.operand, not negated, found)
+    elif isinstance(node, Logic):
+        if (node.op == "and") != negated:
+            for part in node.operands:
+                _gather(part, negated, found)
+    else:
+        literal = _literal(node, negated)
+        if literal is not None:
+            found.add(literal)
+
+
+def _literal(node: Node, negated: bool) -> _Literal | None:
+    """`node` as one fact against a constant (or itself), negated when asked; None when it is not that plain."""
+    if isinstance(node, Fact) and node.type == "bool":
+        return _Literal(node.name, "==", not negated)
+    if not isinstance(node, Binary) or node.op not in _FLIPPED:
+        return None
+    op = _NEGATED[node.op] if negated else node.op
+    left, right = node.left, node.right
+    if isinstance(left, Fact) and isinstance(right, Fact):
+        return _Literal(left.name, op, None) if left.name == right.name else None
+    if not isinstance(left, Fact):
+        left, right, op = right, left, _FLIPPED[op]
+    if not isinstance(left, Fact):
+        return None
+    value = _constant(right)
+    return None if value is None else _Literal(left.name, op, value)
+
+
+def _constant(node: Node) -> bool | int | float | str | None:
+    if isinstance(node, Const):
+        return node.value
+    try:
+        return expressions._constant_value(node)
+    except (ZeroDivisionError, OverflowError):  # refused where it is written; nothing to say here
+        return None
+
+
+def _contradiction(name: str, literals: Iterable[_Literal], domains: Mapping[str, Domain]) -> str | None:
+    """Why no value of the fact `name` satisfies every literal at once, or None."""
+    literals = list(literals)
+    for lit in literals:
+        if lit.value is None and lit.op in ("<", ">", "!="):
+            return f"'{name} {lit.op} {name}' compares the fact with itself, which is never true"
+    constrained = [lit for lit in literals if lit.value is not None]
+    if not constrained:
+        return None
+    values = [lit.value for lit in constrained]
+    if all(isinstance(v, bool) for v in values) or all(isinstance(v, str) for v in values):
+        return _equalities(name, constrained)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None  # cannot happen after the type check; nothing to decide
+    return _interval(name, constrained, domains.get(name, Domain()))
+
+
+def _equalities(name: str, literals: list[_Literal]) -> str | None:
+    """true/false and strings, by == and != only (a string's order is not looked into)."""
+    equal = {lit.value for lit in literals if lit.op == "=="}
+    unequal = {lit.value for lit in literals if lit.op == "!="}
+    if any(lit.op not in ("==", "!=") for lit in literals):
+        return None
+    if len(equal) > 1:
+        return f"'{name}' is asked to be {' and '.join(sorted(_shown(v) for v in equal))} at once"
+    if equal and equal <= unequal:
+        value = next(iter(equal))
+        return f"'{name}' is asked to be {_shown(value)} and not {_shown(value)} at once"
+    if not equal and unequal >= {True, False}:
+        return f"'{name}' is asked to be neither true nor false"
+    return None
+
+
+def _interval(name: str, literals: list[_Literal], domain: Domain) -> str | None:
+    """Numbers: the bounds every literal sets, within the fact's domain, must leave a value."""
+    low, low_open, high, high_open = -math.inf, True, math.inf, True
+    if domain.minimum is not None:
+        low, low_open = domain.minimum, False
+    excluded: set[float] = set()
+    for lit in literals:
+        value = float(lit.value)  # type: ignore[arg-type]  # a number: checked by the caller
+        if lit.op in (">", ">=", "==") and (value > low or (value == low and lit.op == ">")):
+            low, low_open = value, lit.op == ">"
+        if lit.op in ("<", "<=", "==") and (value < high or (value == high and lit.op == "<")):
+            high, high_open = value, lit.op == "<"
+        if lit.op == "!=":
+            excluded.add(value)
+    if domain.integral:  # the whole numbers within the bounds: `x > 0 and x < 1` leaves none
+        if math.isfinite(low):
+            low, low_open = (math.floor(low) + 1 if low_open and low == math.floor(low) else math.ceil(low)), False
+        if math.isfinite(high):
+            high, high_open = (math.ceil(high) - 1 if high_open and high == math.ceil(high) else math.floor(high)), False
+    empty = low > high or (low == high and (low_open or high_open))
+    if not empty and low == high:
+        empty = low in excluded
+    if not empty and domain.integral and math.isfinite(low) and math.isfinite(high) and high - low < len(excluded):
+        empty = all(float(v) in excluded for v in range(int(low), int(high) + 1))
+    if not empty:
+        return None
+    written = " and ".join(f"{name} {lit.op} {lit.value:g}" for lit in literals)
+    within = ""
+    if domain.integral or domain.minimum is not None:
+        within = f" ({'a whole number' if domain.integral else 'a number'}"
+        within += f" from {domain.minimum:g} up)" if domain.minimum is not None else ")"
+    return f"no value of '{name}'{within} is {written}"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)

@@ -1,0 +1,110 @@
+"""Kill conditions and preflight checks that read facts and still can never hold (or always hold), whatever values
+the facts take: `daily_pnl_pct > 0 and daily_pnl_pct < 0` passed validation as a kill condition, a protection
+switched off without a word. `engine.rules.bounds` decides the plain cases, and must refuse nothing that can hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.rules import bounds
+from engine.rules.book import fact_domains, fact_types
+from engine.rules.expressions import Node, parse
+from engine.validate import validate
+from tests.conftest import ProjectCopy
+
+NEVER = [
+    "daily_pnl_pct > 0 and daily_pnl_pct < 0",
+    "daily_pnl_pct >= 1 and daily_pnl_pct <= 0.5",
+    "daily_pnl_pct > 2 and daily_pnl_pct == 2",
+    "daily_pnl_pct == 1 and daily_pnl_pct == 2",
+    "daily_pnl_pct == 1 and daily_pnl_pct != 1",
+    "not (daily_pnl_pct > -5) and daily_pnl_pct > 0",
+    "not (daily_pnl_pct <= 1 or daily_pnl_pct >= 3) and daily_pnl_pct > 4",
+    "anomalies < 0",  # a count is 0 and up
+    "-1 >= orders_last_minute",
+    "stale_markets > 0 and stale_markets < 1",  # a count is a whole number
+    "stale_markets == 0.5",
+    "anomalies >= 0 and anomalies <= 1 and anomalies != 0 and anomalies != 1",
+    "daily_pnl_pct < daily_pnl_pct",
+    "daily_pnl_pct != daily_pnl_pct",
+    "system_halted and not system_halted",
+    "system_halted == true and system_halted != true",
+    "account_status == 'ACTIVE' and account_status == 'INACTIVE'",
+    "account_status == 'ACTIVE' and account_status != 'ACTIVE'",
+    "anomalies < 0 or stale_markets < 0",
+    "daily_pnl_pct <= -2 and (anomalies < 0 or stale_markets < 0)",
+    "daily_pnl_pct > 0 and false",
+]
+ALWAYS = [
+    "anomalies >= 0",
+    "daily_pnl_pct > 5 or daily_pnl_pct <= 5",
+    "daily_pnl_pct == daily_pnl_pct",
+    "not (anomalies < 0)",
+    "system_halted or not system_halted",
+]
+MAY_HOLD = [
+    "daily_pnl_pct <= -risk_global_max_daily_loss_pct and daily_pnl_pct > 5",  # a config value is not assumed
+    "daily_pnl_pct <= -2 and (anomalies > 0 or daily_pnl_pct > 3)",
+    "daily_pnl_pct > 0 and daily_pnl_pct < 0.0000001",
+    "daily_pnl_pct >= 0 and daily_pnl_pct <= 0",
+    "anomalies > 0 and anomalies < 2",
+    "daily_pnl_pct + 1 > 0 and daily_pnl_pct < -2",  # arithmetic on a fact's side is not looked into
+    "account_status > 'A' and account_status < 'A'",  # nor is the order of strings
+    "daily_pnl_pct != 1 and daily_pnl_pct != 2",
+    "minutes_to_close < 0",  # minutes are not assumed to be 0 and up: only counts and levels are
+    "account_status != 'ACTIVE' and account_status != 'INACTIVE'",
+]
+
+
+def node(text: str) -> Node:
+    return parse(text, fact_types("system"))
+
+
+@pytest.mark.parametrize("text", NEVER)
+def test_a_rule_that_can_never_hold_is_found(text: str) -> None:
+    assert bounds.never_holds(node(text), fact_domains("system")) is not None
+    assert bounds.always_holds(node(text), fact_domains("system")) is None
+
+
+@pytest.mark.parametrize("text", ALWAYS)
+def test_a_rule_that_always_holds_is_found(text: str) -> None:
+    assert bounds.always_holds(node(text), fact_domains("system")) is not None
+    assert bounds.never_holds(node(text), fact_domains("system")) is None
+
+
+@pytest.mark.parametrize("text", MAY_HOLD)
+def test_a_rule_that_may_hold_is_left_alone(text: str) -> None:
+    assert bounds.never_holds(node(text), fact_domains("system")) is None
+    assert bounds.always_holds(node(text), fact_domains("system")) is None
+
+
+def test_the_shipped_rules_validate(project: ProjectCopy) -> None:
+    assert validate(project.config, project.machines, project.rules).problems == []
+
+
+def test_a_kill_condition_or_a_check_that_can_never_hold_is_refused(project: ProjectCopy) -> None:
+    """As a kill condition, `daily_pnl_pct > 0 and daily_pnl_pct < 0` switched the daily-loss halt off, and
+    `--validate` said OK; as a preflight check, `orders_last_minute < 0` blocked every entry."""
+    project.replace("rules/kill_conditions.yaml", "expr: daily_pnl_pct <= -risk_global_max_daily_loss_pct",
+                    'expr: "daily_pnl_pct > 0 and daily_pnl_pct < 0"')  # fmt: skip
+    project.replace("rules/preflight.yaml", "expr: orders_last_minute < risk_max_orders_per_minute",
+                    "expr: orders_last_minute < 0")  # fmt: skip
+    problems = validate(project.config, project.machines, project.rules).problems
+    by_path = {p.path: p for p in problems}
+    assert sorted(by_path) == ["kill_conditions.max_daily_loss_halt.expr", "preflight.order_rate_ok.expr"], problems
+    kill = by_path["kill_conditions.max_daily_loss_halt.expr"]
+    assert kill.message.startswith("can never hold (no value of 'daily_pnl_pct' is daily_pnl_pct > 0 and daily_pnl_pct < 0)")
+    assert "never fire" in kill.message and kill.line == project.line_of("rules/kill_conditions.yaml", "daily_pnl_pct > 0")
+    check = by_path["preflight.order_rate_ok.expr"]
+    assert "whole number from 0 up" in check.message and "block every entry" in check.message, check.message
+
+
+def test_a_kill_condition_that_always_holds_is_refused_and_a_check_may_ask_for_a_fact(project: ProjectCopy) -> None:
+    """`anomalies >= 0` as a kill condition halts at every tick; as a preflight check it still fails while the
+    fact is missing (a check that the fact is known), which may be meant: not refused."""
+    project.replace("rules/kill_conditions.yaml", "expr: anomalies > 0", "expr: anomalies >= 0")
+    project.replace("rules/preflight.yaml", "expr: orders_last_minute < risk_max_orders_per_minute",
+                    "expr: orders_last_minute >= 0")  # fmt: skip
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert problem.path == "kill_conditions.anomaly_halt.expr" and problem.message.startswith("always holds")
+    assert "halt at every tick" in problem.message
