@@ -261,6 +261,11 @@ class Journal:
             return True
         return (st.st_dev, st.st_ino) == self._opened[:2]
 
+    def scrubbed(self, text: str, limit: int | None = None) -> str:
+        """`text` with the configured secrets masked, then its `quoted` values cut (`Secrets.scrubbed`): for what
+        is kept beside the log, such as a halt's reason in SQLite, which `status` prints."""
+        return self._secrets.scrubbed(text, limit)
+
     def log(self, event: str, **fields: Any) -> None:
         now = self._clock.now()
         if now != self._stamped_at:  # a tick logs many events at one instant: format its time once

@@ -66,12 +66,17 @@ def load_signals() -> dict[str, SignalFunction]:
 def describe(exc: BaseException, limit: int = 300) -> str:
     """`Type: message` of an exception raised by the user's code, never raising itself (a __str__ that raises)
     and never longer than `limit` characters (a message holding a whole price history)."""
+    return clipped(described(exc), limit)
+
+
+def described(exc: BaseException) -> str:
+    """`describe` uncut: for a caller that masks the keys before it cuts (`journal.quoted`), so that no cut leaves
+    the first characters of a key in the message (the user's code may quote one: an HTTP error of its own)."""
     try:
         message = str(exc)
-        text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     except Exception:
-        text = f"{type(exc).__name__}: (its message could not be read)"
-    return clipped(text, limit)
+        return f"{type(exc).__name__}: (its message could not be read)"
 
 
 def clipped(text: str, limit: int) -> str:

@@ -437,8 +437,8 @@ class Engine:
                     raise RuntimeError(f"the same fault building the facts of {first} and {bot_id}: {error}") from exc
                 self._halt_for_fault(bot, f"its facts could not be built: {error}", "facts_error", error, view)
                 continue
-            if evaluated.signal_error is not None:
-                failure = evaluated.signal_error
+            if evaluated.signal_error is not None:  # the user's words: the keys masked, then cut (`quoted`)
+                failure = self.journal.scrubbed(evaluated.signal_error)
                 self._halt_for_fault(bot, f"signal failed: {failure}", "signal_error", failure, view)
                 evaluated.facts["bot_halted"] = True  # as it now is: its machine halts, never asks the missing signal
             facts, failed = evaluated.facts, evaluated.failed_checks

@@ -59,6 +59,9 @@ def record_halt(
 ) -> int:
     """Write a halt (system-wide when `scope` is SYSTEM_SCOPE, else one bot's) and log its event."""
     conditions = tuple(conditions)
+    # The reason is kept in SQLite, which `status`, `why` and the status page print, and which the journal's masking
+    # never sees: masked here (an error the reason quotes may hold a key), as every event is
+    reason = journal.scrubbed(reason)
     halt_id = store.start_halt(scope, reason, conditions, flatten, now, until)
     events.log_halt(journal, scope=scope, reason=reason, conditions=conditions, flatten=flatten, until=until, by=by)
     return halt_id

@@ -23,9 +23,10 @@ from typing import Any, NamedTuple, Protocol
 from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
 from engine.config.model import HealthSettings, OptionsBotConfig, TradingBotConfig
 from engine.core import order_lifecycle as lifecycle
+from engine.core.journal import quoted
 from engine.core.stop import Terminated
 from engine.core.store import EXITBOT_ID, PositionRow
-from engine.strategy import clipped, describe
+from engine.strategy import described
 from engine.strategy.watchdog import CALL
 from engine.trading import entries
 from engine.trading.bots import Bot
@@ -36,6 +37,8 @@ Facts = dict[str, Any]
 PreflightCheck = Callable[[Mapping[str, Any]], tuple[str, ...]]  # facts -> the names of the checks that fail
 _NOTHING: frozenset[str] = frozenset()
 _CENTURY_SECONDS = 100 * 365.25 * 86400
+# How much of what a signal raised is kept in its bot's halt: cut once the keys are masked (`journal.quoted`)
+SIGNAL_ERROR_CHARS = 300
 # A bot of the equity market whose session.trade_end or manage_until falls at or after the session's close (an
 # early close, 13:00 in New York; a zone whose clocks change on other days than New York's), or inside this margin
 # before it, is treated as past it this long before the close (longer on a slower loop: `close_margin_minutes`):
@@ -421,11 +424,11 @@ def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[
             finally:
                 CALL.since = None
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
-            return None, describe(exc)
+            return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
         except BaseException as exc:  # sys.exit(), GeneratorExit, ...: ended the whole run, every exit with it
             if _operators(exc):
                 raise
-            return None, describe(exc)
+            return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
         if answer is True:
             return symbol, None
         if answer is not False and not _numpy_bool(answer):  # numpy's bool (np.mean(p) > x) is an answer too
@@ -446,13 +449,14 @@ def _operators(exc: BaseException) -> bool:
 
 
 def _shown(answer: object, limit: int = 200) -> str:
-    """The repr of a signal's answer that is no answer, cut short, and never raising (a __repr__ that raises
-    would have been taken for a fault of the engine's)."""
+    """The repr of a signal's answer that is no answer, to be cut short once the keys are masked (`quoted`: the
+    engine scrubs `signal_error` with its journal), and never raising (a __repr__ that raises would have been
+    taken for a fault of the engine's)."""
     try:
         text = repr(answer)
     except Exception:
         return "(an object whose repr failed)"
-    return clipped(text, limit)
+    return quoted(text, limit)
 
 
 def _numpy_bool(value: object) -> bool:

@@ -52,14 +52,16 @@ class Rig:
         return make_rig(self.project, self.clock, broker=broker or self.engine.broker, exchange=self.exchange)
 
 
-def make_rig(project: ProjectCopy, clock: ManualClock, *, broker: Broker | None = None, exchange: Any = None) -> Rig:
+def make_rig(
+    project: ProjectCopy, clock: ManualClock, *, broker: Broker | None = None, exchange: Any = None, secrets: tuple[str, ...] = ()
+) -> Rig:
     report = load_valid(project.config, project.machines, project.rules)
     assert report.config is not None and report.book is not None
     if broker is None:
         broker, exchange = build_sim(report.config.settings, clock)
     db, log = project.root / "state.db", project.root / "app.jsonl"
     store = StateStore(db)
-    engine = Engine(report.config, report.book, report.machines, broker, store, Journal(log, clock), clock)
+    engine = Engine(report.config, report.book, report.machines, broker, store, Journal(log, clock, secrets), clock)
     return Rig(project, clock, engine, exchange, store, log)
 
 

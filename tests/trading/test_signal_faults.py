@@ -178,3 +178,28 @@ def test_run_holds_every_signal_call_to_the_budget_in_settings(project: ProjectC
         assert session.engine.bot("crypto_core").model.state != "halted"
     finally:
         close_session(session)
+
+
+SECRET = "testsecret0123456789abcdefghijklmnopqrstu"
+
+
+@pytest.mark.parametrize("said", [
+    "x" * 280 + f" {SECRET}",  # straddling the 300-character cut of what a signal raised
+    f"refused with the header APCA-API-SECRET-KEY: {SECRET}",  # whole, within it
+])  # fmt: skip
+def test_a_signal_error_quoting_a_key_keeps_no_part_of_it(project: ProjectCopy, clock: Any, said: str) -> None:
+    """The user's code may quote a key in what it raises (an HTTP error of its own). Its message was cut to 300
+    characters before the journal masked it, so a key straddling the cut kept its first characters in the log;
+    and the halt's reason went to SQLite unmasked, which `status` and the status page print."""
+    from tests.trading.conftest import make_rig
+
+    rig = make_rig(project, clock, secrets=(SECRET,))
+    rig.engine.bot("mom_AAPL").signal = raising(ValueError(said))
+    rig.ticks(30)
+    (halt,) = rig.store.halts("mom_AAPL")
+    assert halt.reason.startswith("signal failed: ValueError: ") and "***" in halt.reason, halt.reason
+    rig.engine.journal.flush()
+    logged = rig.log.read_text(encoding="utf-8")
+    for text in (halt.reason, logged):
+        assert SECRET[:4] not in text and "\x1e" not in text and "\\u001e" not in text
+    assert len(halt.reason) <= len("signal failed: ") + 300
