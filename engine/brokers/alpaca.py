@@ -1404,9 +1404,14 @@ def _date_or_none(value: Any) -> date | None:
 
 def _check_equity(equity: float, cash: float, raw: Mapping[str, Any]) -> None:
     """Unreadable when the account's equity is not its cash and market values summed (EQUITY_SLACK_USD). An answer
-    without the market values is not checked: an older or thinner account shape is no reason to refuse it."""
-    long_value = _float(raw.get("long_market_value"), "long_market_value", usd=True)
+    without the market values is not checked: an older or thinner account shape is no reason to refuse it. Long
+    positions are worth 0 or more and shorts 0 or less (a debt: their proceeds are in the cash): a long_market_value
+    made negative by as much as the equity fell kept the sum, and a third of the equity gone in one answer
+    tripped the daily-loss kill condition, whose flatten sold every position."""
+    long_value = _float(raw.get("long_market_value"), "long_market_value", minimum=0.0, usd=True)
     short_value = _float(raw.get("short_market_value"), "short_market_value", usd=True)
+    if short_value is not None and short_value > 0:
+        raise Unreadable(f"short_market_value is {short_value:.2f}, above 0: shorts are a debt, their proceeds in the cash")
     if long_value is None or short_value is None:
         return
     held = cash + long_value + short_value

@@ -150,3 +150,37 @@ def test_a_new_days_basis_is_read_at_once_and_a_close_to_come_only_once_confirme
             with pytest.raises(BrokerError, match="names a close still to come"):
                 fresh.get_account()
         assert fresh.get_account().last_equity == tuesday.last_equity
+
+
+def test_a_negative_long_market_value_that_keeps_the_sum_does_not_flatten(project: ProjectCopy, clock: ManualClock) -> None:
+    """equity and long_market_value both lowered by a third of the equity: the sum still held (cash + long + short
+    = equity), and the 30 % loss tripped the daily-loss kill condition, whose flatten sold every position. Long
+    positions are worth 0 or more: the answer is unreadable, the system halts and sells nothing."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: bool(exchange.positions), limit=400)
+        held = {s: p.qty for s, p in exchange.positions.items()}
+        account = emulator.account_json()
+        drop = float(account["equity"]) * 0.3
+        patch = {name: f"{float(account[name]) - drop:.2f}" for name in ("equity", "portfolio_value", "long_market_value")}
+        emulator.faults.append(Fault(patch=patch, path_prefix="/v2/account", method="GET"))
+        rig.ticks(3)
+        halts = rig.store.halts("system")
+        assert halts and not any(h.flatten for h in halts), [(h.reason, h.flatten) for h in halts]
+        assert "long_market_value" in halts[0].reason, halts[0].reason
+        assert {s: p.qty for s, p in exchange.positions.items()} == held  # nothing sold
+
+
+def test_a_short_market_value_above_zero_is_unreadable(clock: ManualClock) -> None:
+    from engine.brokers.base import BrokerError
+
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        api = make_api(emulator, clock)
+        account = emulator.account_json()
+        patch = {"short_market_value": "500.00", "cash": f"{float(account['cash']) - 500:.2f}"}  # the sum still holds
+        emulator.faults.append(Fault(patch=patch, path_prefix="/v2/account", method="GET"))
+        with pytest.raises(BrokerError, match=r"short_market_value is 500\.00, above 0"):
+            api.get_account()
+        api.get_account()  # the next, right answer is read
