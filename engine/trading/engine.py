@@ -18,6 +18,7 @@ ignored". The halt is in SQLite, so it survives a restart.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gc
 import marshal
@@ -43,6 +44,7 @@ from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import BOT_FACTS, SETTINGS_FACTS, SYSTEM_FACTS, settings_values
 from engine.trading import events, reconcile
+from engine.trading.basis import DailyBasis
 from engine.trading.bots import Bot, make_bot
 from engine.trading.exitbot import ExitBot, KillVerdict, unexplained
 from engine.trading.facts_builder import (
@@ -138,6 +140,7 @@ class Engine:
         for kind, spec in self.machines.items():
             self.runtimes[kind], self.compiled[kind] = build_runtime(spec, self.book)
         self.exitbot = ExitBot(self.config, self.store, self.journal, self.runtimes["system"], self.compiled["system"])
+        self.daily_basis = DailyBasis(self.store)
         self.portfolio = PortfolioBot(
             self.config.bots, settings.risk.global_max_daily_loss_pct, settings.safety.allow_budget_fallback
         )
@@ -287,6 +290,9 @@ class Engine:
     def _tick(self, now: datetime) -> int:
         """One tick; returns the broker requests it made."""
         snapshot = self.broker.snapshot(self.needs)
+        refused = self.daily_basis.refused(snapshot.account, now)
+        if refused is not None:  # a last_equity an earlier run of the day did not read: the account is not read
+            snapshot = dataclasses.replace(snapshot, account=None, errors=(*snapshot.errors, refused))
         calls_before = self._broker_calls()  # the snapshot counts its own requests
         if snapshot.positions is not None:
             self.last_positions, self.last_positions_at = snapshot.positions, now

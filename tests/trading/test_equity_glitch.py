@@ -184,3 +184,37 @@ def test_a_short_market_value_above_zero_is_unreadable(clock: ManualClock) -> No
         with pytest.raises(BrokerError, match=r"short_market_value is 500\.00, above 0"):
             api.get_account()
         api.get_account()  # the next, right answer is read
+
+
+def test_a_glitched_basis_in_the_first_answer_after_a_restart_does_not_flatten(project: ProjectCopy, clock: ManualClock) -> None:
+    """The adapter compares last_equity with what its own process read: the first answer after a restart (a crash
+    loop restarts the engine all day) had nothing to be compared with, and one with last_equity doubled read as a
+    50 % loss, and the flatten sold every position. The basis an earlier run read that New York day is kept in
+    SQLite: a first read that differs from it is an unreadable account (the system halts, sells nothing) until the
+    same value comes back three reads in a row (a correction made while the engine was down): then it is the basis."""
+    from engine.brokers.alpaca import LAST_EQUITY_CONFIRMATIONS
+    from engine.trading.basis import BASIS_KEY
+
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: bool(exchange.positions), limit=400)
+        held = {s: p.qty for s, p in exchange.positions.items()}
+        basis = exchange.account().last_equity
+        doubled = f"{basis * 2:.2f}"
+        emulator.faults.append(Fault(patch={"last_equity": doubled}, path_prefix="/v2/account", method="GET"))
+        rig = rig.restart(broker=SnapshotBroker(make_api(emulator, clock), clock))  # a new process, a new adapter
+        rig.ticks(3)
+        halts = rig.store.halts("system")
+        assert halts and not any(h.flatten for h in halts), [(h.reason, h.flatten) for h in halts]
+        assert f"last_equity {doubled} is not the {basis:.2f} read before this run" in halts[0].reason, halts[0].reason
+        assert {s: p.qty for s, p in exchange.positions.items()} == held  # nothing sold
+        # a correction while the engine was down: the same new value, read again and again, becomes the basis
+        corrected = basis + 300.0
+        emulator.faults.append(Fault(patch={"last_equity": f"{corrected:.2f}"}, path_prefix="/v2/account", method="GET", times=0))
+        rig = rig.restart(broker=SnapshotBroker(make_api(emulator, clock), clock))
+        before = len(rig.events("broker_error"))
+        rig.ticks(LAST_EQUITY_CONFIRMATIONS + 2)
+        assert len(rig.events("broker_error")) - before == LAST_EQUITY_CONFIRMATIONS - 1
+        assert f'"last_equity": {corrected}' in (rig.store.meta(BASIS_KEY) or "")
+        assert {s: p.qty for s, p in exchange.positions.items()} == held

@@ -1,0 +1,78 @@
+"""The daily P&L's basis (`last_equity`) as an earlier run of the same New York day read it, kept in SQLite.
+
+The Alpaca adapter refuses a `last_equity` that moved within a day (`AlpacaAPI._last_equity_steady`), but only
+against what its own process read: the first answer after a restart had nothing to be compared with, and one with
+`last_equity` doubled read as a 50 % loss, the daily-loss kill condition and its flatten of every position (a
+crash loop restarts the engine all day). So the engine keeps the basis it last read, with its New York date, in
+the state file's meta table: a new process's first reads that differ from it on the same day leave the account
+unread, as the adapter's unreadable answers are (a bad_response: the system halts and sells nothing, the kill
+conditions wait for a read) until the same value comes back LAST_EQUITY_CONFIRMATIONS answers in a row, a
+correction made while the engine was down. Once a read
+is taken the process's own adapter watches the basis, and this only keeps the saved one up to date.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime
+
+from engine.brokers.base import Account, BrokerError
+from engine.core.calendar import NEW_YORK
+from engine.core.store import StateStore
+
+BASIS_KEY = "daily_basis"  # {"day": "YYYY-MM-DD" in New York, "last_equity": number}
+
+
+class DailyBasis:
+    """Whether this tick's `last_equity` may be the daily P&L's basis (`refused`), and the saved one."""
+
+    def __init__(self, store: StateStore):
+        self.store = store
+        self._saved = _read(store.meta(BASIS_KEY))
+        self._taken = False  # a read of this process was taken: from then on the adapter watches the basis
+        self._moved: tuple[float, int] | None = None  # another value than the saved one, and how many reads in a row
+
+    def refused(self, account: Account | None, now: datetime) -> BrokerError | None:
+        """A bad_response for the account read while a new process's reads of the day differ from the basis an
+        earlier run saved for that day: the engine then takes the account as unread, as it takes the adapter's
+        unreadable answers (a halt that sells nothing; the kill conditions wait for a read). None otherwise, and
+        the basis read is saved when it changed."""
+        if account is None or not math.isfinite(account.last_equity):
+            return None  # nothing read: nothing to compare or keep
+        day, value = now.astimezone(NEW_YORK).date(), account.last_equity
+        saved = self._saved
+        if not self._taken and saved is not None and saved[0] == day and not _same(saved[1], value):
+            from engine.brokers.alpaca import LAST_EQUITY_CONFIRMATIONS  # the adapter's own rule (not imported by sim runs)
+
+            count = self._moved[1] + 1 if self._moved is not None and self._moved[0] == value else 1
+            if count < LAST_EQUITY_CONFIRMATIONS:
+                self._moved = (value, count)
+                message = (f"unreadable answer: last_equity {value:.2f} is not the {saved[1]:.2f} read before this run "
+                           f"for {day} (New York)")  # fmt: skip
+                return BrokerError("bad_response", message, operation="account")
+        self._taken, self._moved = True, None
+        if saved != (day, value):
+            self.store.set_meta(BASIS_KEY, json.dumps({"day": day.isoformat(), "last_equity": value}))
+            self._saved = (day, value)
+        return None
+
+
+def _same(before: float, now: float) -> bool:
+    """Within the slack the adapter allows a last_equity (a cent's rounding, or 0.1 %)."""
+    from engine.brokers.alpaca import EQUITY_SLACK_PCT, EQUITY_SLACK_USD
+
+    return abs(now - before) <= max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(before), abs(now)))
+
+
+def _read(text: str | None) -> tuple[date, float] | None:
+    """The saved basis, or None when there is none or it cannot be read (then nothing is compared: the first read
+    of the day is taken and saved, as without a state file)."""
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+        day, value = date.fromisoformat(record["day"]), float(record["last_equity"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (day, value) if math.isfinite(value) else None
