@@ -336,7 +336,15 @@ def _kill_condition_problems(book: RuleBook) -> list[Problem]:
         if name not in switches:
             message = unknown_name_message("kill condition (not a key of exitbot.kill_conditions)", name, switches)
             problems.append(entry.problem(None, message))
+    # Said where the kill conditions are written (the section's key in the file of the first one), or, when no
+    # file has any, at the rules folder: the first rule file by name (guards.yaml, at line 0) holds none of them,
+    # and sent the reader to the wrong file.
+    first = next(iter(book.kill_conditions.values()), None)
     for name in sorted(switches - book.kill_conditions.keys()):
-        where = book.files[0] if book.files else "rules"
-        problems.append(Problem(where, 0, 0, "kill_conditions", f"no rule for kill condition '{name}' of bots.yaml"))
+        message = f"no rule for kill condition '{name}' of bots.yaml"
+        if first is not None:
+            problems.append(first.doc.problem(("kill_conditions",), message, of_key=True))
+        else:
+            where = str(PurePath(book.files[0]).parent) if book.files else "rules"
+            problems.append(Problem(where, 0, 0, "kill_conditions", f"{message}: declare it under kill_conditions:"))
     return problems

@@ -323,3 +323,21 @@ def test_a_rule_book_without_any_preflight_check_is_refused(project: ProjectCopy
 def test_one_preflight_check_is_enough_for_the_rule_book(project: ProjectCopy) -> None:
     (project.rules / "preflight.yaml").write_text("preflight:\n  market_open:\n    description: Open.\n    expr: tradable_now\n")
     assert problems(project) == []
+
+
+def test_a_missing_kill_condition_is_said_where_the_kill_conditions_are_written(project: ProjectCopy) -> None:
+    """It was said at rules/guards.yaml:0:0, the first rule file by name, which holds no kill condition."""
+    text = (project.rules / "kill_conditions.yaml").read_text(encoding="utf-8")
+    start = text.index("  api_failure_halt:")
+    (project.rules / "kill_conditions.yaml").write_text(text[:start] + text[text.index("  data_stale_halt:") :])
+    p = only(problems(project))
+    assert p.file.endswith("rules/kill_conditions.yaml") and p.path == "kill_conditions", p
+    assert p.line == project.line_of("rules/kill_conditions.yaml", "kill_conditions:") and p.col == 1, p
+    assert "no rule for kill condition 'api_failure_halt'" in p.message
+
+
+def test_kill_conditions_gone_are_said_at_the_rules_folder(project: ProjectCopy) -> None:
+    (project.rules / "kill_conditions.yaml").unlink()
+    found = problems(project)
+    assert len(found) == 4 and all(p.path == "kill_conditions" and p.line == 0 for p in found), found
+    assert all(p.file == str(project.rules) or p.file.rstrip("/").endswith("rules") for p in found), found
