@@ -351,7 +351,7 @@ def chain_ranges(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
 
 
 # Alpaca refuses a buy of a USD-quoted crypto pair under $10: 403 40310000 "cost basis must be >= minimal amount of
-# order 10" (docs/alpaca.md, ccxt-30101). Sells are not refused, and neither are pairs quoted in another currency.
+# order 10" (docs/alpaca.md, ccxt-30101). Sells are not refused. Every pair is quoted in USD (the schema refuses others).
 CRYPTO_MIN_USD = 10.0
 
 

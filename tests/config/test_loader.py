@@ -226,13 +226,21 @@ def test_a_crypto_entry_under_alpaca_s_minimum_is_refused_by_validate(project: P
     assert p.message == "5 USD is under Alpaca's 10 USD minimum for a buy of BTC/USD, ETH/USD: every entry would be refused"
 
 
-def test_the_crypto_minimum_applies_to_usd_pairs_of_an_enabled_bot(project: ProjectCopy) -> None:
+def test_the_crypto_minimum_applies_to_an_enabled_bot(project: ProjectCopy) -> None:
     project.replace("config/bots.yaml", "default_notional_usd: 50", "default_notional_usd: 5")
-    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["ETH/BTC"]')
-    load_config(project.config, SIGNALS)  # a BTC-quoted pair has no 10 USD minimum
-    project.replace("config/bots.yaml", 'pairs: ["ETH/BTC"]', 'pairs: ["ETH/USD"]')
+    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["ETH/USD"]')
     project.replace("config/bots.yaml", "cryptobot:\n  enabled: true", "cryptobot:\n  enabled: false")
     load_config(project.config, SIGNALS)  # a disabled bot sends nothing
+
+
+@pytest.mark.parametrize("pair", ["ETH/BTC", "SOL/USDT", "BTC/USDC"])
+def test_a_pair_quoted_in_another_currency_than_usd_is_refused_at_its_place(project: ProjectCopy, pair: str) -> None:
+    """ETH/BTC validated, and the CryptoBot sent it `notional: 50` (default_notional_usd, the budget, the room: all
+    dollars) as 50 BTC, about 60,000 times the amount configured; its P&L and the day's loss were counted in BTC as
+    dollars. Every amount the engine handles is in USD, so the pair is refused where it is written."""
+    p = only(problems_after(project, "bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', f'pairs: ["BTC/USD", "{pair}"]'))
+    assert (p.path, p.line) == ("cryptobot.pairs[1]", project.line_of("config/bots.yaml", pair)), p
+    assert p.message == f"'{pair}' is not a crypto pair quoted in USD like BTC/USD (every amount the engine sizes, budgets and counts is in USD)"
 
 
 @pytest.mark.parametrize(
