@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -39,12 +39,73 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads((SCHEMAS_DIR / name).read_text(encoding="utf-8"))
 
 
+_END = "\\Z"  # Python's end of the text, which a schema's `$` means (`ecma_anchored`)
+
+
+def ecma_anchored(pattern: str) -> str:
+    """`pattern` with each `$` that ends it (outside a character class, not escaped) written `\\Z`.
+
+    A JSON Schema pattern is an ECMA-262 regex, where `$` is the end of the text. jsonschema runs it with Python's
+    `re`, where `$` also matches before a line break that ends the text: `ticker: "AAPL\\n"` matched
+    `^[A-Z][A-Z.]{0,9}$`, validated, and `run` then asked the broker for the symbol 'AAPL' and a newline; a state,
+    a guard or a bot id could end in one as well. `\\Z` is Python's end of the text, as the schema means it."""
+    out: list[str] = []
+    index, in_class = 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            out.append(char)
+            index += 1
+            for literal in ("^", "]"):  # `[^]...]`: a ']' first in a class is one of its characters
+                if pattern[index : index + 1] == literal:
+                    out.append(literal)
+                    index += 1
+            continue
+        elif char == "$":
+            out.append(_END)
+            index += 1
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _anchored(node: Any, *, keys: bool = False) -> Any:
+    """A copy of a schema with every `pattern` and `patternProperties` key through `ecma_anchored`."""
+    if isinstance(node, list):
+        return [_anchored(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if keys:
+            out[ecma_anchored(key)] = _anchored(value)
+        elif key == "pattern" and isinstance(value, str):
+            out[key] = ecma_anchored(value)
+        else:
+            out[key] = _anchored(value, keys=key == "patternProperties" and isinstance(value, dict))
+    return out
+
+
+@cache
+def _checked_schema(name: str) -> dict[str, Any]:
+    """The schema as validation runs it (`_anchored`); `load_schema` is the file as written."""
+    return cast("dict[str, Any]", _anchored(load_schema(name)))
+
+
 @cache
 def _registry() -> Registry:
     """Every schema by its $id, so that one schema may refer to another (machines use the rules' conditions)."""
     resources = []
     for path in sorted(SCHEMAS_DIR.glob("*.schema.json")):
-        schema = load_schema(path.name)
+        schema = _checked_schema(path.name)
         resources.append((schema["$id"], Resource.from_contents(schema, default_specification=DRAFT202012)))
     return Registry().with_resources(resources)
 
@@ -52,7 +113,7 @@ def _registry() -> Registry:
 @cache
 def _validator(name: str) -> Draft202012Validator:
     cls = extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
-    return cls(load_schema(name), registry=_registry())
+    return cls(_checked_schema(name), registry=_registry())
 
 
 def show_value(value: Any) -> str:
@@ -80,7 +141,7 @@ _TYPE_WORDS = {
 }
 
 
-_NAME_RULES = {"^[a-z][a-z0-9_]*$": "a name is lower-case letters, digits and '_', starting with a letter"}
+_NAME_RULES = {ecma_anchored("^[a-z][a-z0-9_]*$"): "a name is lower-case letters, digits and '_', starting with a letter"}
 
 
 def _schema_of(error: ValidationError) -> dict[str, Any]:
@@ -108,7 +169,7 @@ def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
             elif allowed:
                 hint = f" (allowed: {', '.join(allowed)})"
             else:  # names of the user's own choosing (rules): what a name may be
-                hint = " (" + " or ".join(_NAME_RULES.get(p, f"a name matching {p}") for p in patterns) + ")"
+                hint = " (" + " or ".join(_NAME_RULES.get(p, f"a name matching {p.replace(_END, '$')}") for p in patterns) + ")"
             problems.append(doc.problem([*path, key], f"unknown key '{key}'{hint}", of_key=True))
         return problems
     if error.validator == "required":

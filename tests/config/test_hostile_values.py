@@ -247,3 +247,25 @@ def test_an_api_failure_window_shorter_than_a_tick_is_refused(project: ProjectCo
 def test_an_api_failure_window_of_one_tick_still_validates(project: ProjectCopy) -> None:
     project.replace(SETTINGS, "api_failure_window_seconds: 60", "api_failure_window_seconds: 5")
     assert _problems(project) == []
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "path"),
+    [
+        ("config/bots.yaml", "ticker: AAPL", 'ticker: "AAPL\\n"', "momentum_bots[0].ticker"),
+        ("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "06:35\\n"', "momentum_bots[0].session.trade_start"),
+        ("config/bots.yaml", "bot_id: opt_core", 'bot_id: "opt_core\\n"', "optionsbot.bot_id"),
+        ("machines/system.yaml", "trigger: arm", 'trigger: "arm\\n"', "transitions[2].trigger"),
+        ("rules/guards.yaml", "  flat:", '  "flat\\n":', "guards.flat\\n"),
+    ],
+)
+def test_a_name_or_value_ending_in_a_line_break_is_refused_at_its_place(
+    project: ProjectCopy, file: str, old: str, new: str, path: str
+) -> None:
+    """jsonschema runs a schema's pattern with Python's `re`, whose `$` also matches before a final line break:
+    `ticker: "AAPL\\n"` validated OK, and `run` exited 1 asking the broker for the symbol 'AAPL' and a newline (a
+    state, a trigger, a guard or a bot id could end in one too). A pattern's `$` is the end of the text."""
+    project.replace(file, old, new)
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert problem.file.endswith(file) and problem.path == path.replace("\\n", "\n"), problem
+    assert problem.line == project.line_of(file, new.strip()), problem
