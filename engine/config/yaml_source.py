@@ -25,6 +25,7 @@ import errno
 import math
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,9 +300,13 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
             if isinstance(value, float) and not math.isfinite(value):
                 doc.problems.append(doc.problem(path, _not_finite(value, doc, path)))
             elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
-                digits = len(str(abs(value)))
+                digits = _digits(value)
                 message = f"a whole number of {digits} digits is too large: the engine reads integers up to {MAX_INTEGER:,}"
                 doc.problems.append(doc.problem(path, message))
+                if _int_text(value) is None:
+                    # told here, and not handed on: the schema's own message (jsonschema writes the value in
+                    # decimal) raised ValueError, a traceback instead of this problem
+                    return None
             return value
     if isinstance(node, _Unreadable):
         doc.unreadable = True
@@ -309,6 +314,22 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
         return None
     doc.problems.append(doc.problem(path, _unsupported(node)))
     return None
+
+
+def _int_text(value: int) -> str | None:
+    """`value` in decimal, or None when Python will not write it so: a hex or octal integer (`0x` and 5,000 digits)
+    is read at any length, but its decimal text is refused past `sys.get_int_max_str_digits()` (ValueError), which
+    was a traceback where the problem of a too large number was being worded."""
+    try:
+        return str(value)
+    except ValueError:
+        return None
+
+
+def _digits(value: int) -> str:
+    """How many decimal digits `value` has, in words."""
+    text = _int_text(abs(value))
+    return f"{len(text):,}" if text is not None else f"over {sys.get_int_max_str_digits():,}"
 
 
 def _not_finite(value: float, doc: YamlDocument, path: tuple[PathPart, ...]) -> str:
@@ -327,7 +348,9 @@ def _key_text(key: Any) -> str:
         return "null"
     if isinstance(key, bool):
         return "true" if key else "false"
-    if isinstance(key, (int, float)):
+    if isinstance(key, int):
+        return _int_text(key) or f"(a number of {_digits(key)} digits)"
+    if isinstance(key, float):
         return str(key)
     return "?"
 
@@ -336,6 +359,8 @@ def _key_message(key: Any) -> str:
     """Why a key that YAML did not read as text is refused."""
     if isinstance(key, _Unreadable):
         return f"this key cannot be read ({key.reason}): a key is text; put it in quotes"
+    if isinstance(key, int) and not isinstance(key, bool) and _int_text(key) is None:
+        return f"YAML reads this key as a number of {_digits(key)} digits, not as text: put it in quotes"
     if key is None or isinstance(key, (bool, int, float)):
         kind = "null" if key is None else "a bool" if isinstance(key, bool) else "a number"
         written = _key_text(key)

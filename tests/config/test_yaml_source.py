@@ -11,6 +11,8 @@ import pytest
 
 from engine.config.errors import ConfigError, Problem
 from engine.config.yaml_source import load_yaml, parse_yaml
+from engine.validate import validate
+from tests.conftest import ProjectCopy
 
 
 def refused(path: Path) -> Problem:
@@ -130,6 +132,25 @@ def test_an_unquoted_date_is_reported_with_the_fix() -> None:
 def test_an_integer_python_will_not_convert_is_a_problem_at_its_place_not_a_traceback() -> None:
     p = refused_text("risk:\n  max_orders_per_minute: " + "9" * 5000 + "\n")
     assert (p.line, p.col) == (2, 26) and p.message.startswith("this value cannot be read (Exceeds the limit (4300 digits)")
+
+
+@pytest.mark.parametrize("written", ["0x" + "f" * 5000, "0o" + "7" * 6000, "-0x" + "f" * 5000])
+def test_a_hex_or_octal_integer_too_long_for_decimal_is_a_problem_not_a_traceback(project: ProjectCopy, written: str) -> None:
+    """Python reads a hex or octal integer at any length but will not write one of over 4,300 decimal digits: the
+    problem's own wording, and jsonschema's message at a key with a maximum or a type, raised ValueError."""
+    project.replace("config/settings.yaml", "max_orders_per_minute: 10", f"max_orders_per_minute: {written}")
+    project.replace("machines/system.yaml", "trigger: arm", f"trigger: {written}")
+    found = validate(project.config, project.machines, project.rules).problems
+    assert [(p.path, p.line) for p in found] == [
+        ("risk.max_orders_per_minute", project.line_of("config/settings.yaml", "max_orders_per_minute")),
+        ("transitions[2].trigger", project.line_of("machines/system.yaml", "trigger: " + written[:6])),
+    ], found
+    assert all("a whole number of over 4,300 digits is too large" in p.message for p in found), found
+
+
+def test_a_key_too_long_for_decimal_is_a_problem_at_the_key() -> None:
+    (p,) = parse_yaml("? 0x" + "f" * 5000 + "\n: 1\n", "f.yaml").problems
+    assert (p.line, p.col) == (1, 3) and p.message == "YAML reads this key as a number of over 4,300 digits, not as text: put it in quotes"
 
 
 def test_an_empty_file_says_so() -> None:
