@@ -131,6 +131,13 @@ def alert_urls_named(settings: Settings, doc: YamlDocument) -> list[Problem]:
     if alerts.enabled and not alerts.urls_env:
         message = "alerts are enabled but urls_env names no variable holding an apprise URL"
         problems.append(doc.problem(("alerts", "enabled"), message))
+    if alerts.enabled and not alerts.events:
+        # as with no URL: the run said alerts were on, and not one halt, loss warning or broker error was ever sent
+        message = (
+            "alerts are enabled but events lists none, so nothing would ever be sent: list the events to alert (e.g. "
+            "[halt, resume, loss_warning, broker_error, exit_waiting, daily_summary]), or set alerts.enabled to false"
+        )
+        problems.append(doc.problem(("alerts", "events"), message))
     return problems
 
 

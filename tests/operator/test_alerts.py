@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from engine.cli import main
+from engine.config.errors import ConfigError
 from engine.config.loader import load_config
 from engine.config.model import AlertSettings, Settings
 from engine.core.clock import ManualClock, default_sim_start
@@ -473,3 +474,17 @@ def test_the_daily_summary_says_from_when_its_figures_are(tmp_path: Path) -> Non
         "since 2026-11-23 09:00 PST (this run's trades and fills):",  # the close's summary
     ]
     assert "mom_AAPL: -3.00 USD [1 trades]" in summaries[0] and "mom_AAPL" not in summaries[1]
+
+
+def test_alerts_enabled_with_no_event_are_refused_by_validate(project: ProjectCopy) -> None:
+    """`events: []` with alerts enabled validated OK, and the run sent nothing, ever: no halt, no loss warning, no
+    broker error, while settings.yaml said alerts were on (as urls_env naming no variable already was refused)."""
+    with (project.config / "settings.yaml").open("a", encoding="utf-8") as f:
+        f.write("\nalerts:\n  enabled: true\n  urls_env: [HYDRA_ALERT_URL]\n  events: []\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.line) == ("alerts.events", project.line_of("config/settings.yaml", "events: []")), problem
+    assert "events lists none, so nothing would ever be sent" in problem.message
+    project.replace("config/settings.yaml", "alerts:\n  enabled: true", "alerts:\n  enabled: false")
+    load_config(project.config)  # alerts off: no event is what was asked
