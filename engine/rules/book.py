@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.config.checks import param_bounds_problem, param_type_problem
 from engine.config.errors import ConfigError, Problem, format_path
-from engine.config.schema_check import load_checked, yaml_files
+from engine.config.schema_check import load_checked, show_value, yaml_files
 from engine.config.yaml_source import YamlDocument
 from engine.core.names import did_you_mean, unknown_name_message
 from engine.paths import shown
@@ -367,10 +367,12 @@ def _param_problems(value: Any, param_kind: str, kind: str) -> list[tuple[tuple[
     """What is wrong with one built-in parameter: (where inside the value, message) for each mistake."""
     facts = fact_types(kind)
 
-    def unknown(name: Any) -> list[tuple[tuple[int, ...], str]]:
-        if isinstance(name, str) and name in facts:
-            return []
-        return [((), _unknown(kind)(str(name)))]
+    def unknown(name: Any, what: str = "a fact name") -> list[tuple[tuple[int, ...], str]]:
+        if not isinstance(name, str):
+            # `right: true` was "unknown fact 'True'", `right:` left empty "unknown fact 'None'": a name in Python's
+            # spelling that the file does not hold; the value is said as YAML writes it
+            return [((), f"{show_value(name)} is not {what}")]
+        return [] if name in facts else [((), _unknown(kind)(name))]
 
     if param_kind == "fact":
         return unknown(value)
@@ -379,10 +381,10 @@ def _param_problems(value: Any, param_kind: str, kind: str) -> list[tuple[tuple[
             return [((), "must be a list of fact names")]
         return [((index,), message) for index, item in enumerate(value) for _here, message in unknown(item)]
     if param_kind == "op":
-        return [] if value in builtins.OPERATORS else [((), f"'{value}' is not one of {', '.join(builtins.OPERATORS)}")]
+        return [] if value in builtins.OPERATORS else [((), f"{show_value(value)} is not one of {', '.join(builtins.OPERATORS)}")]
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if param_kind == "fact_or_number":
-        return [] if number else unknown(value)
+        return [] if number else unknown(value, "a fact name or a number")
     if param_kind == "number":
         return [] if number else [((), "must be a number")]
     return [((), f"unknown parameter kind {param_kind}")]

@@ -156,6 +156,28 @@ def test_every_wrong_builtin_parameter_is_told_at_its_own_value(project: Project
     assert found[1].message.startswith("unknown fact 'holds_positon' (did you mean 'holds_position'?)")
 
 
+@pytest.mark.parametrize(
+    ("right", "says"),
+    [
+        ("true", "true is not a fact name or a number"),
+        ("null", "null is not a fact name or a number"),
+        ("[2]", "a list is not a fact name or a number"),
+    ],
+)
+def test_a_builtin_parameter_that_is_no_name_is_said_as_written(project: ProjectCopy, right: str, says: str) -> None:
+    """`right: true` was "unknown fact 'True'", and `right: null` "unknown fact 'None'": names the file does not
+    hold, in Python's spelling."""
+    project.replace("rules/guards.yaml", 'op: ">=", right: 2}', f'op: ">=", right: {right}}}')
+    p = only(compile_rules(load_rules(project.rules), "momentum", needed=["entry_timed_out"])[1])
+    assert (p.path, p.message) == ("guards.entry_timed_out.params.right", says)
+
+
+def test_a_builtin_operator_that_is_not_text_is_said_as_written(project: ProjectCopy) -> None:
+    project.replace("rules/guards.yaml", 'op: ">="', "op: true")
+    p = only(compile_rules(load_rules(project.rules), "momentum", needed=["entry_timed_out"])[1])
+    assert (p.path, p.message.split(" is not")[0]) == ("guards.entry_timed_out.params.op", "true")
+
+
 # --- where a problem points ----------------------------------------------------------------------------------
 
 
