@@ -314,19 +314,55 @@ def _expression_node(entry: Entry, kind: str, problems: list[Problem]) -> Node |
 def _expression_problem(entry: Entry, text: str, error: ExpressionError) -> Problem:
     """The problem at the offending token of an `expr:` value, with the expression and a caret under it."""
     path = (entry.section, entry.name, "expr")
-    line, col = entry.doc.position(path)
-    col += _token_offset(entry.lines, line, col, text, error.column)
+    line, col = _token_place(entry.lines, *entry.doc.position(path), text, error.column)
     return Problem(entry.doc.path, line, col, format_path(path), error.message, expressions.pointer(text, error))
 
 
-def _token_offset(lines: Sequence[str], line: int, col: int, text: str, column: int) -> int:
-    """How far right of the value's start the token is written: exact when the value is written verbatim on its
-    first line up to the token (a plain or quoted scalar without escapes before it), else 0 (the value's start)."""
+# How far below its key a value is followed to find a token (an expression is a few lines at most).
+_MOST_LINES = 200
+
+
+def _token_place(lines: Sequence[str], line: int, col: int, text: str, column: int) -> tuple[int, int]:
+    """Where the token at `column` of the value `text` is written, 1-based: the value read from (`line`, `col`) as
+    it is written, on one line or over several (a plain value that goes on below, a folded `>-` or literal `|`
+    block, quotes), a run of spaces and line breaks in the file standing for a run of them in the value (YAML
+    folds a line break into a space). A token on a later line was told at the value's first line, where the
+    editor or CI link opened. When the file does not spell the value character for character up to the token (an
+    escape in double quotes, `''` in single ones), the value's start."""
     if not 1 <= line <= len(lines) or col < 1:
-        return 0
-    rest = lines[line - 1][col - 1 :]
-    quote = rest[:1] if rest[:1] in ("'", '"') else ""
-    return len(quote) + column if rest[len(quote) :].startswith(text[:column]) else 0
+        return line, col
+    row, start = line - 1, col - 1
+    first = lines[row][start:]
+    if first[:1] in ("|", ">"):  # a block's text starts on the line below its header
+        row, start = row + 1, 0
+    elif first[:1] in ("'", '"'):
+        start += 1
+    written: list[tuple[str, int, int]] = []  # each character from the value's start, a line break as "\n"
+    for index in range(row, min(len(lines), row + _MOST_LINES)):
+        here = lines[index]
+        written.extend((here[at], index, at) for at in range(start if index == row else 0, len(here)))
+        written.append(("\n", index, len(here)))
+    at = read = 0  # spaces before the value's first character, in the file and in the value, are passed over
+    while at < len(written) and written[at][0].isspace():
+        at += 1
+    while read < column and text[read].isspace():
+        read += 1
+    while read < column:
+        if text[read].isspace():
+            while read < column and text[read].isspace():
+                read += 1
+            if at >= len(written) or not written[at][0].isspace():
+                return line, col
+            while at < len(written) and written[at][0].isspace():
+                at += 1
+        elif at < len(written) and written[at][0] == text[read]:
+            read += 1
+            at += 1
+        else:
+            return line, col
+    if at >= len(written) or (column < len(text) and written[at][0] != text[column]):
+        return line, col
+    return written[at][1] + 1, written[at][2] + 1
 
 
 def _builtin_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | None:

@@ -206,16 +206,34 @@ def test_an_unknown_fact_in_a_quoted_expression_points_at_the_name(project: Proj
     assert p.message.startswith("unknown fact 'risk_max_concurrent_position' (did you mean 'risk_max_concurrent_positions'?)")
 
 
-def test_a_block_scalar_points_at_the_value(project: ProjectCopy) -> None:
-    project.replace(
-        "rules/guards.yaml",
-        "expr: open_positions < risk_max_concurrent_positions",
-        "expr: >-\n      open_positions <\n      risk_max_concurrent_position",
-    )
+@pytest.mark.parametrize(
+    "written",
+    [
+        ">-\n      open_positions <\n      risk_max_concurrent_position",  # folded
+        "|\n      open_positions <\n        risk_max_concurrent_position",  # literal, the line more indented
+        ">-\n      open_positions <\n\n      risk_max_concurrent_position",  # a blank line in it
+        "open_positions <\n      risk_max_concurrent_position",  # a plain value that goes on below
+        '"open_positions <\n      risk_max_concurrent_position"',  # a quoted one
+    ],
+)
+def test_a_value_over_several_lines_points_at_the_token_s_own_line(project: ProjectCopy, written: str) -> None:
+    """A token on a later line of the value was told at the value's first line (the `>` of a block), where an
+    editor or a CI log's link opened, lines away from the name to fix."""
+    project.replace("rules/guards.yaml", "expr: open_positions < risk_max_concurrent_positions", f"expr: {written}")
     p = only(compile_rules(load_rules(project.rules), "momentum", needed=["under_position_cap"])[1])
-    text = (project.rules / "guards.yaml").read_text(encoding="utf-8").splitlines()[p.line - 1]
-    assert text.strip() == "expr: >-" and p.col == text.index(">") + 1
-    assert "    open_positions < risk_max_concurrent_position\n" in p.excerpt
+    line = project.line_of("rules/guards.yaml", "risk_max_concurrent_position")
+    text = (project.rules / "guards.yaml").read_text(encoding="utf-8").splitlines()[line - 1]
+    assert (p.line, p.col) == (line, text.index("risk_max") + 1), p
+    assert "risk_max_concurrent_position" in p.excerpt.splitlines()[0]
+
+
+def test_a_value_with_an_escape_before_the_token_points_at_the_value(project: ProjectCopy) -> None:
+    """Where the file does not spell the value as it reads (an escape), the value's start is the place."""
+    written = '"open_positions \\u003C\n      risk_max_concurrent_position"'
+    project.replace("rules/guards.yaml", "expr: open_positions < risk_max_concurrent_positions", f"expr: {written}")
+    p = only(compile_rules(load_rules(project.rules), "momentum", needed=["under_position_cap"])[1])
+    line = project.line_of("rules/guards.yaml", "expr: \"open_positions")
+    assert (p.line, p.col) == (line, 11), p
 
 
 def test_a_syntax_error_points_at_its_column(project: ProjectCopy) -> None:
