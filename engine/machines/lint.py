@@ -125,9 +125,9 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
             structurally_ok = False
         if transition.dest in transition.sources:
             found.add((*at, "dest"), f"'{transition.dest}' is both source and destination")
-        for guard in conditions.refs(transition.when):
-            if guard not in book.guards and rules_complete:
-                found.add((*at, "when"), _unknown("guard", guard, book.guards))
+        for guard, where in conditions.places(transition.when):
+            if guard not in book.guards and rules_complete:  # at its own item of an all/any/not
+                found.add((*at, "when", *where), _unknown("guard", guard, book.guards))
         for index, action in enumerate(transition.actions):
             if action not in known_actions:
                 found.add((*at, "actions", index), _unknown(f"action for {spec.kind} machines", action, known_actions))

@@ -702,10 +702,14 @@ def _guard_node(
     if "builtin" in body:
         return _builtin_node(entry, kind, problems)
     condition = conditions.parse(body["when"])
+    # Every unknown name, each at its own item: only the first was told, and at the `when:` key, lines above it.
+    unknown = [(ref, where) for ref, where in conditions.places(condition) if ref not in book.guards]
+    for ref, where in unknown:
+        path = (entry.section, entry.name, "when", *where)
+        problems.append(entry.doc.problem(path, unknown_name_message("guard", ref, book.guards)))
+    if unknown:
+        return None
     for ref in conditions.refs(condition):
-        if ref not in book.guards:
-            problems.append(entry.problem("when", unknown_name_message("guard", ref, book.guards)))
-            return None
         if ref not in compiled:
             if ref in attempted:  # it has errors of its own, already reported
                 return None

@@ -62,6 +62,19 @@ def refs(condition: Condition) -> Iterator[str]:
         yield from refs(condition.item)
 
 
+def places(condition: Condition, at: tuple[str | int, ...] = ()) -> Iterator[tuple[str, tuple[str | int, ...]]]:
+    """Every guard name the condition uses, in order, with where it is written below the `when:` key (`('all',
+    1)` for the second item of an `all`), so that a problem with one name is told at its own line."""
+    if isinstance(condition, Ref):
+        yield condition.name, at
+    elif isinstance(condition, (All, AnyOf)):
+        key = "all" if isinstance(condition, All) else "any"
+        for index, item in enumerate(condition.items):
+            yield from places(item, (*at, key, index))
+    else:
+        yield from places(condition.item, (*at, "not"))
+
+
 def evaluate(condition: Condition, holds: Callable[[str], bool]) -> bool:
     """Evaluate with short-circuiting, left to right, as a reader of the YAML expects."""
     if isinstance(condition, Ref):

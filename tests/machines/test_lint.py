@@ -127,7 +127,30 @@ def test_composite_guard_naming_an_unknown_guard(project: ProjectCopy) -> None:
         "rules/guards.yaml", "when: {any: [flatten_requested, stop_loss_hit", "when: {any: [flatten_request, stop_loss_hit"
     )
     p = only(problems(project))
-    assert p.path == "guards.exit_rule_hit.when" and "did you mean 'flatten_requested'" in p.message
+    assert p.path == "guards.exit_rule_hit.when.any[0]" and "did you mean 'flatten_requested'" in p.message
+
+
+def test_every_unknown_guard_of_a_composition_is_told_at_its_own_line(project: ProjectCopy) -> None:
+    """Of a composite guard only the first unknown name was told, and of both files at the `when:` key, lines
+    above the item to fix."""
+    project.replace(
+        "rules/guards.yaml",
+        "when: {any: [flatten_requested, stop_loss_hit, take_profit_hit, time_stop_hit]}",
+        "when:\n      any:\n        - flatten_request\n        - stop_loss_hit\n        - take_profit_ht\n        - time_stop_hit",
+    )
+    project.replace(
+        "machines/momentum.yaml",
+        "    when: {all: [may_open, entry_signal]}",
+        "    when:\n      all:\n        - may_opn\n        - not: entry_signl",
+    )
+    found = [(p.file.rsplit("/", 2)[-2:], p.line, p.col, p.path) for p in problems(project)]
+    guards, momentum = "rules/guards.yaml", "machines/momentum.yaml"
+    assert found == [
+        (["machines", "momentum.yaml"], project.line_of(momentum, "- may_opn"), 11, "transitions[17].when.all[0]"),
+        (["machines", "momentum.yaml"], project.line_of(momentum, "not: entry_signl"), 16, "transitions[17].when.all[1].not"),
+        (["rules", "guards.yaml"], project.line_of(guards, "- flatten_request"), 11, "guards.exit_rule_hit.when.any[0]"),
+        (["rules", "guards.yaml"], project.line_of(guards, "- take_profit_ht"), 11, "guards.exit_rule_hit.when.any[2]"),
+    ], found
 
 
 def test_kill_condition_without_a_switch_in_bots_yaml(project: ProjectCopy) -> None:
