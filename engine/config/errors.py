@@ -70,6 +70,8 @@ def caret_excerpt(line_text: str, col: int, width: int = 1) -> str:
         shown_from = max(0, min(start - _EXCERPT_WIDTH // 2, len(text) - _EXCERPT_WIDTH))
         text = text[shown_from : shown_from + _EXCERPT_WIDTH]
         start -= shown_from
+        # the caret stays under the window too: under a 5,000-character name it was 5,000 carets on one line
+        width = min(width, max(1, len(text) - start))
     prefix = "..." if shown_from else ""
     pad = "".join(ch if ch == "\t" else " " for ch in text[: min(start, len(text))])
     pad += " " * max(0, start - len(text))

@@ -101,3 +101,15 @@ def test_a_scenario_name_with_a_newline_is_one_line_of_the_test_report(
     out = capsys.readouterr().out.split("\n")
     assert not any(line.startswith("FAIL machines/scenarios/x.yaml") for line in out)
     assert sum("one\\nFAIL machines/scenarios/x.yaml:1: forged" in line for line in out) == 1
+
+
+def test_the_caret_under_a_long_token_stays_as_wide_as_the_line_shown(project: ProjectCopy) -> None:
+    """A wide line is shown as a window of it, but the caret under a long token (a 400-digit number, a name of
+    thousands of letters) ran its whole length: one line of hundreds of carets."""
+    from engine.validate import validate
+
+    number = "9" * 400
+    project.replace("rules/guards.yaml", "expr: open_positions < risk_max_concurrent_positions", f"expr: open_positions < {number}")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    shown, caret = problem.excerpt.splitlines()
+    assert len(caret) <= len(shown) and caret.strip() and set(caret.strip()) == {"^"}, problem.excerpt
