@@ -63,7 +63,7 @@ def table(spec: MachineSpec) -> str:
         "",
         "| state | description |",
         "|---|---|",
-        *[f"| {s.name} | {s.description} |" for s in spec.states.values()],
+        *[f"| {s.name} | {_cell(s.description)} |" for s in spec.states.values()],
         "",
         "Tried in this order from the current state; the first whose guards hold fires.",
         "",
@@ -75,5 +75,11 @@ def table(spec: MachineSpec) -> str:
             guards = transition.guard_text or "(always)"
             actions = ", ".join(transition.actions) or "-"
             cells = [state, transition.trigger, guards, transition.dest, actions, transition.reason]
-            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def _cell(text: str) -> str:
+    """`text` in one Markdown table cell: a '|' written in a description or a reason (`flat | no order`) ended
+    the cell there and pushed the rest into columns of its own."""
+    return text.replace("|", "\\|")

@@ -1,0 +1,17 @@
+"""The transition table and the diagrams drawn from a machine file."""
+
+from __future__ import annotations
+
+from engine.machines import render
+from engine.machines.spec import load_machines
+from tests.conftest import ProjectCopy
+
+
+def test_a_bar_in_a_state_s_description_stays_in_its_table_cell(project: ProjectCopy) -> None:
+    """A state's description was written into the table as it is: a '|' in it split its row into three cells."""
+    project.replace("machines/system.yaml", "description: Not armed; booting", "description: Not armed | booting")
+    project.replace("machines/system.yaml", "reason: The halt ended", "reason: The halt | ended")
+    text = render.table(load_machines(project.machines)["system"])
+    rows = [line for line in text.splitlines() if line.startswith("| idle |")]
+    assert rows[0] == "| idle | Not armed \\| booting, or waiting for the broker, reconciliation or preflight. |", rows[0]
+    assert any("The halt \\| ended" in line for line in text.splitlines())
