@@ -269,3 +269,14 @@ def test_a_name_or_value_ending_in_a_line_break_is_refused_at_its_place(
     (problem,) = validate(project.config, project.machines, project.rules).problems
     assert problem.file.endswith(file) and problem.path == path.replace("\\n", "\n"), problem
     assert problem.line == project.line_of(file, new.strip()), problem
+
+
+@pytest.mark.parametrize("key", ["log_path", "state_db_path"])
+@pytest.mark.parametrize("written", ["|\n    ./state/x.db", '"./logs/a\\tb"', '"./logs/a\\e[2Jb"'])
+def test_a_path_holding_a_line_break_or_a_control_character_is_refused(project: ProjectCopy, key: str, written: str) -> None:
+    """`log_path: |` with the path below it validated, and the run wrote its log to a file whose name ends in a
+    line break (the block keeps it); a tab or an escape sequence in a path is no file anyone means either."""
+    project.replace(SETTINGS, f"  {key}: ", f"  {key}: {written}\n  # ")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert problem.path == f"system.{key}" and problem.line == project.line_of(SETTINGS, f"{key}:"), problem
+    assert "is not a file path: a path cannot hold the character NUL (\\0), a line break" in problem.message
