@@ -153,3 +153,13 @@ def test_a_scenarios_that_is_not_a_folder_is_said_not_taken_for_no_scenarios(pro
     assert p.file.endswith("machines/scenarios") and (p.line, p.col) == (0, 0) and "not a folder" in p.message
     files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
     assert main(["test", *files]) == 2
+
+
+def test_an_empty_bot_is_a_problem_not_the_first_bot_of_the_kind(project: ProjectCopy) -> None:
+    """`bot: ''` read as no bot at all: the cases ran with the first momentum bot's values, whichever that was,
+    and validated OK. Only leaving the key out means the first bot."""
+    from engine.validate import validate
+
+    project.replace("machines/scenarios/momentum_exits.yaml", "bot: mom_AAPL", "bot: ''")
+    (problem,) = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    assert problem.path == "bot" and problem.line == project.line_of("machines/scenarios/momentum_exits.yaml", "bot: ''")
