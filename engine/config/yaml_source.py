@@ -239,6 +239,20 @@ class _EngineConstructor(RoundTripConstructor):
             value = self.constructed_objects[node] = _Unreadable(str(exc))
             return value
 
+    def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any) -> bool:
+        """A key said twice in one mapping is kept once and noted (`duplicates`: 0-based line and column, the key,
+        and where it was first written), instead of ruamel's DuplicateKeyError at the first one: a file with
+        several was told one a run, each fix bringing the next."""
+        if key not in mapping:
+            return True
+        try:
+            first: tuple[int, int] | None = mapping.lc.key(key)
+        except (AttributeError, KeyError, TypeError):
+            first = None
+        mark = key_node.start_mark
+        self.__dict__.setdefault("duplicates", []).append((mark.line, mark.column, key, first))
+        return False
+
     def flatten_mapping(self, node: Any) -> Any:
         """Refuse the merge key `<<`: it copies another mapping's keys in, so those keys would have no line of
         their own in this mapping (and ruamel keeps no position for them), and it is the alias feature again."""
@@ -477,9 +491,18 @@ def ruamel_document(text: str, shown: str, lines: list[str]) -> YamlDocument:
     if node is None:  # the schema would say "None is not of type 'object'"
         doc.problems.append(Problem(shown, 1, 1, "", _empty_message(lines)))
     doc.data = _plain(node, (), doc)
-    if doc.unreadable:
-        raise ConfigError(doc.problems)
+    duplicates = [_duplicate_problem(shown, lines, *found) for found in getattr(yaml.constructor, "duplicates", ())]
+    if duplicates or doc.unreadable:
+        raise ConfigError([*duplicates, *doc.problems])
     return doc
+
+
+def _duplicate_problem(shown: str, lines: list[str], line0: int, col0: int, key: Any, first: tuple[int, int] | None) -> Problem:
+    """A key written twice in one mapping, at the second, saying the line of the first."""
+    name = key if isinstance(key, str) else _key_text(key)
+    where = f" on line {first[0] + 1}" if first is not None else " above"
+    message = f"duplicate key '{name}': it is already written{where}, in the same mapping; keep one of them"
+    return _at(shown, lines, line0, col0, f"YAML syntax error: {message}")
 
 
 def _empty_message(lines: list[str]) -> str:

@@ -215,3 +215,16 @@ def test_syntax_errors_are_explained_in_plain_words_with_a_caret(case: str) -> N
     if excerpt is not None:
         assert p.excerpt == excerpt
     assert str(p) == f"{p.headline}\n{p.excerpt}"
+
+
+def test_every_duplicate_key_of_a_file_is_told_at_once_with_the_line_of_the_first() -> None:
+    """ruamel stops at the first duplicate key: a file with several was told one a run, each fix bringing the
+    next; and a duplicate in a flow mapping (`{a: 1, a: 2}`) was said to be "above" instead of on its line."""
+    text = "a: 1\nb:\n  c: 1\n  c: 2\nd: {e: 1, e: 2}\na: 3\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml(text, "f.yaml")
+    assert [(p.line, p.col, p.message) for p in caught.value.problems] == [
+        (4, 3, "YAML syntax error: duplicate key 'c': it is already written on line 3, in the same mapping; keep one of them"),
+        (5, 11, "YAML syntax error: duplicate key 'e': it is already written on line 5, in the same mapping; keep one of them"),
+        (6, 1, "YAML syntax error: duplicate key 'a': it is already written on line 1, in the same mapping; keep one of them"),
+    ]
