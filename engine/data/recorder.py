@@ -59,7 +59,9 @@ from typing import IO, Any
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
 from engine.config.errors import Problem
+from engine.core import jsontext
 from engine.core.journal import ends_mid_line
+from engine.core.store import aware_time
 from engine.data.errors import DataError
 from engine.data.files import (
     END_INSTANT,
@@ -73,6 +75,7 @@ from engine.data.files import (
     write_table,
 )
 from engine.data.records import MISSING, SUFFIXES, UNUSABLE, Format, Kind, file_stem
+from engine.paths import PathKind, path_kind
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -510,8 +513,20 @@ def read_notes(folder: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The lines of a recording's `recording.jsonl` (none when it has none), and why any line could not be read.
 
     A last line without its end is the one a kill cut while it was written, and is left out without a word; any
-    other line that is not a JSON object with an `event` and an aware `at` is told, by number."""
+    other line that is not a JSON object with an `event` and an aware `at`, or whose values are not of the kinds
+    the recorder writes (`_note_problem`), is told, by number: a backtest computes with these values, and one of
+    another kind was a traceback there (halts given as a number) or silently read as nothing (positions given as a
+    list). A file that is not a regular file is told without being opened: reading a FIFO waits for a writer
+    forever, and a device (a link to /dev/zero) never ends."""
     path = folder / NOTES_FILE
+    try:
+        found = path_kind(path)
+    except OSError as exc:  # a symlink loop, a folder on the way that may not be searched
+        return [], [f"{path} cannot be read: {exc.strerror or exc}"]
+    if found.absent:
+        return [], []
+    if found is not PathKind.FILE:
+        return [], [f"{path} is {found.value}, not a regular file (not opened)"]
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -524,15 +539,51 @@ def read_notes(folder: Path) -> tuple[list[dict[str, Any]], list[str]]:
     unread: list[str] = []
     for number, line in enumerate(lines, 1):
         try:
-            record = json.loads(line)
+            record = jsontext.loads(line)  # ValueError for a line nested too deeply, not a RecursionError
             if not isinstance(record, dict) or not isinstance(record.get("event"), str):
                 raise ValueError("not an event")
             at = datetime.fromisoformat(str(record.get("at")))
             if at.utcoffset() is None:
                 raise ValueError("a naive time")
-        except ValueError:
+            record["at"] = at.astimezone(timezone.utc)  # OverflowError: year 1 at +05:00 is before year 1 in UTC
+            _note_problem(record)
+        except (ValueError, OverflowError):
             unread.append(f"{path}:{number}")
             continue
-        record["at"] = at.astimezone(timezone.utc)
         notes.append(record)
     return notes, unread
+
+
+def _finite_number(value: object) -> bool:
+    """A JSON number a float holds, and finite: not True (an int to Python), not 1e400 written as digits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _note_problem(record: dict[str, Any]) -> None:
+    """ValueError when a note's values are not of the kinds `Recorder.note` is given for its event (what
+    engine/trading/runner.py writes): a `run`'s cash and equity a finite number or null, its positions an object of
+    numbers or null, its halts a list of objects, its last ticks a time with its zone or null; a `halt`'s and a
+    `broker_error`'s texts text or null. Another event is read as it is: nothing computes with it."""
+    event = record["event"]
+    if event == "run":
+        for key in ("cash", "equity"):
+            if record.get(key) is not None and not _finite_number(record[key]):
+                raise ValueError(f"{key} is not a number")
+        positions = record.get("positions")
+        if positions is not None and not (isinstance(positions, dict) and all(map(_finite_number, positions.values()))):
+            raise ValueError("positions are not quantities by symbol")
+        halts = record.get("halts")
+        if halts is not None and not (isinstance(halts, list) and all(isinstance(h, dict) for h in halts)):
+            raise ValueError("halts are not a list of halts")
+        for key in ("state_last_tick", "recorded_last_tick"):
+            if record.get(key) is not None:
+                aware_time(str(record[key])).astimezone(timezone.utc)
+    elif event in ("halt", "broker_error"):
+        for key in ("scope", "reason", "operation", "message"):
+            if record.get(key) is not None and not isinstance(record[key], str):
+                raise ValueError(f"{key} is not text")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -378,6 +380,55 @@ def test_the_next_recordings_first_note_is_not_glued_to_a_line_a_kill_cut(tmp_pa
     assert [(n["event"], n["at"]) for n in notes] == [("run", T0), ("run", later)]
     assert notes[1]["positions"] == {"AAPL": 10.0}
     assert unread == [f"{tmp_path / 'recording.jsonl'}:2"]  # the cut line is told, not taken for the next one
+
+
+_RUN = {"event": "run", "at": "2026-11-23T14:30:00+00:00", "broker": "sim", "cash": 100000.0, "equity": 100000.0,
+        "positions": {}, "halts": [], "state_last_tick": None, "recorded_last_tick": None}
+
+
+@pytest.mark.parametrize("line", [
+    "[" * 100_000 + "]" * 100_000,  # nested past the recursion limit: a RecursionError, before
+    '{"event": "halt", "at": "0001-01-01T00:00:00+05:00"}',  # before year 1 in UTC: an OverflowError
+    '{"event": "halt", "at": "9999-12-31T23:59:59-05:00"}',  # after year 9999 in UTC
+    json.dumps({**_RUN, "halts": 5}),  # iterated by the backtest: a TypeError
+    json.dumps({**_RUN, "cash": 10**400}),  # compared with a float: an OverflowError
+    json.dumps({**_RUN, "positions": [["AAPL", 10]]}),  # read as no position, without a word
+    json.dumps({**_RUN, "cash": "1e9"}),  # read as no cash, without a word
+    json.dumps({**_RUN, "cash": True}),  # read as 1.00
+    '{"event": "run", "at": "2026-11-23T14:30:00+00:00", "cash": NaN}',  # never differs from --cash
+    json.dumps({**_RUN, "positions": {"AAPL": "10"}}),
+    json.dumps({**_RUN, "state_last_tick": 5}),
+    json.dumps({**_RUN, "recorded_last_tick": "2026-11-23T14:30:00"}),
+    json.dumps({"event": "halt", "at": "2026-11-23T14:30:00+00:00", "scope": ["system"], "reason": "x"}),
+])
+def test_a_note_the_recorder_did_not_write_is_told_by_its_line_not_used(tmp_path: Path, line: str) -> None:
+    from engine.data.recorder import read_notes
+
+    (tmp_path / "recording.jsonl").write_text(json.dumps(_RUN) + "\n" + line + "\n", encoding="utf-8")
+    notes, unread = read_notes(tmp_path)
+    assert [n["event"] for n in notes] == ["run"] and unread == [f"{tmp_path / 'recording.jsonl'}:2"]
+
+
+def test_notes_that_are_not_a_regular_file_are_told_without_being_opened(tmp_path: Path) -> None:
+    from engine.data.recorder import read_notes
+
+    notes = tmp_path / "recording.jsonl"
+    os.symlink("/dev/zero", notes)  # read whole, it never ends
+    assert read_notes(tmp_path) == ([], [f"{notes} is a device, not a regular file (not opened)"])
+    notes.unlink()
+    os.mkfifo(notes)  # opened, it waits for a writer forever
+    outcome: list[object] = []
+    reader = threading.Thread(target=lambda: outcome.append(read_notes(tmp_path)), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    if reader.is_alive():  # it opened the FIFO: a writer that closes at once ends the thread
+        os.close(os.open(notes, os.O_WRONLY))
+        reader.join()
+        pytest.fail("read_notes blocked opening the FIFO")
+    assert outcome == [([], [f"{notes} is a FIFO, not a regular file (not opened)"])]
+    notes.unlink()
+    notes.mkdir()
+    assert read_notes(tmp_path) == ([], [f"{notes} is a folder, not a regular file (not opened)"])
 
 
 def test_the_ticks_that_got_no_quote_of_a_symbol_are_recorded(tmp_path: Path) -> None:
