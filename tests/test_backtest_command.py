@@ -356,6 +356,22 @@ def test_a_recording_folder_whose_last_part_is_cut_short_is_refused_before_the_r
     assert after.returncode == 0 and "recorded 5 quotes of 5 symbols to rec" in after.stdout, after.stderr
 
 
+def test_a_recording_folder_whose_notes_or_lock_are_not_files_is_refused_before_the_run(project: ProjectCopy) -> None:
+    """recording.jsonl a FIFO: the first note waited for a reader forever, and the run hung at its first tick. The
+    lock a folder: a traceback. A link to /dev/null: the notes went nowhere and the recording stopped."""
+    rec = project.root / "rec"
+    rec.mkdir()
+    for name, make, said in (("recording.jsonl", os.mkfifo, "is a FIFO, not a regular file"),
+                             ("recording.jsonl", lambda p: os.symlink("/dev/null", p), "is a device, not a regular file"),
+                             (".recording.lock", os.mkdir, "is a folder, not a regular file")):  # fmt: skip
+        make(rec / name)
+        result = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"{Path('rec', name)}:0:0: {said}"), result.stderr
+        assert "Traceback" not in result.stderr and not (project.root / "s.db").exists()
+        (rec / name).rmdir() if (rec / name).is_dir() and not (rec / name).is_symlink() else (rec / name).unlink()
+
+
 def test_the_backtest_table_shows_sub_cent_pnl_and_fees_not_zero() -> None:
     """A bot whose round trips came to -0.004 read '-0.00' in the terminal table, and 0.003 of fees '0.00'."""
     from engine.cli import backtest_table

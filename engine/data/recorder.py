@@ -342,6 +342,7 @@ class Recorder:
             return
         path = self.folder / LOCK_FILE
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._refuse_odd_files()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -366,6 +367,21 @@ class Recorder:
         ticks = self.folder / TICKS
         if ticks.is_dir() and ticks not in self._lasts:
             self._lasts[ticks] = _last_stamp(ticks, "ticks")
+
+    def _refuse_odd_files(self) -> None:
+        """DataError, before the run, when the lock file or the notes file is there and is not a regular file. The
+        lock opened as a folder was a traceback (IsADirectoryError) before the run; notes opened for appending to a
+        FIFO wait for a reader forever, at the first recorded tick: the run hung there, trading nothing and ticking
+        no more; a device (a link to /dev/null) took the notes away and stopped the recording at its first flush."""
+        for name, what in ((LOCK_FILE, "the recording's lock"), (NOTES_FILE, "the recording's notes")):
+            path = self.folder / name
+            try:
+                found = path_kind(path)
+            except OSError as exc:
+                raise DataError([Problem(str(path), 0, 0, "", f"cannot be used as {what}: {exc.strerror or exc}")]) from None
+            if found not in (PathKind.NOTHING, PathKind.FILE):  # a link to nothing: a file made somewhere else
+                raise DataError([Problem(str(path), 0, 0, "", f"is {found.value}, not a regular file, so it cannot be {what}: "
+                                         "remove it, or record into another folder")])
 
     def _still_ours(self) -> None:
         """DataError when the folder's lock file is no longer the one this recording holds: the folder was deleted

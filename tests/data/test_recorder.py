@@ -382,6 +382,22 @@ def test_the_next_recordings_first_note_is_not_glued_to_a_line_a_kill_cut(tmp_pa
     assert unread == [f"{tmp_path / 'recording.jsonl'}:2"]  # the cut line is told, not taken for the next one
 
 
+@pytest.mark.parametrize(("name", "make", "said"), [
+    ("recording.jsonl", os.mkfifo, "is a FIFO"),  # appended to, it waits for a reader forever
+    ("recording.jsonl", lambda p: os.symlink("/dev/null", p), "is a device"),
+    ("recording.jsonl", lambda p: os.symlink(p.with_name("gone"), p), "is a link to nothing"),
+    ("recording.jsonl", os.mkdir, "is a folder"),
+    (".recording.lock", os.mkdir, "is a folder"),  # IsADirectoryError, before
+])
+def test_a_notes_or_lock_file_that_is_not_a_file_refuses_the_recording_before_it_starts(
+        tmp_path: Path, name: str, make: Any, said: str) -> None:
+    make(tmp_path / name)
+    with pytest.raises(DataError) as caught:
+        Recorder(tmp_path, fsync=False).hold_folder()
+    assert str(caught.value).startswith(f"{tmp_path / name}:0:0: {said}, not a regular file"), str(caught.value)
+    assert not (tmp_path / "gone").exists()
+
+
 _RUN = {"event": "run", "at": "2026-11-23T14:30:00+00:00", "broker": "sim", "cash": 100000.0, "equity": 100000.0,
         "positions": {}, "halts": [], "state_last_tick": None, "recorded_last_tick": None}
 
