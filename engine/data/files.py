@@ -993,21 +993,29 @@ def _two_sources(found: Sequence[Path], kind: Kind, symbol: str, display: Callab
     return [Problem(display(p), 0, 0, "", f"{symbol} has {kind} in two places ({names}): keep one") for p in found]
 
 
+# The folders a data folder may have that are read: a name in another spelling is a folder left out, unsaid.
+_READ_FOLDERS: tuple[str, ...] = (*KINDS, "ticks", UNUSABLE, MISSING)  # "ticks": TICKS, defined below
+
+
 def _kinds_misspelled(folder: Path) -> list[Problem]:
-    """The entries beside bars/ and quotes/ named as one of them in another spelling (`quote/`, `Quotes/`, `BARS/`):
-    other entries are not read, so the files in them were left out of the backtest without a word."""
+    """The entries beside bars/ and quotes/ named as a folder the data set reads in another spelling (`quote/`,
+    `Quotes/`, `BARS/`; a recording's `Ticks/`, `tick/`, `Unusable/`, `MISSING/`): other entries are not read, so the
+    files in them were left out of the backtest without a word (a recording without its ticks/ replays at each
+    row's time instead of its run's ticks; without missing/, with quotes the run never had)."""
     entries = _listing(folder)
     if isinstance(entries, str):
         return []  # said where the kinds are looked for
     problems = []
     for entry in entries:
-        meant = entry.name.lower() if entry.name.lower() in KINDS else f"{entry.name.lower()}s"
-        if entry.name in KINDS or meant not in KINDS:
+        meant = entry.name.lower() if entry.name.lower() in _READ_FOLDERS else f"{entry.name.lower()}s"
+        if entry.name in _READ_FOLDERS or meant not in _READ_FOLDERS:
             continue
         with contextlib.suppress(OSError):  # a file system that ignores case: Bars/ is read as bars/
             if os.path.samefile(entry, folder / meant):
                 continue
-        problems.append(Problem(shown_path(entry), 0, 0, "", f"is not read: the folder of {meant} is named {meant}/ (rename it)"))
+        what = {TICKS: "a recording's ticks", UNUSABLE: "a recording's unusable quotes",
+                MISSING: "a recording's missing quotes"}.get(meant, meant)
+        problems.append(Problem(shown_path(entry), 0, 0, "", f"is not read: the folder of {what} is named {meant}/ (rename it)"))
     return problems
 
 

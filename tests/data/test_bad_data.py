@@ -305,6 +305,19 @@ def test_a_kind_folder_spelled_otherwise_is_not_silently_left_unread(tmp_path: P
     DataSet.open(tmp_path)
 
 
+@pytest.mark.parametrize(("name", "meant", "what"), [("Ticks", "ticks", "a recording's ticks"),
+                                                  ("tick", "ticks", "a recording's ticks"),
+                                                  ("Unusable", "unusable", "a recording's unusable quotes"),
+                                                  ("MISSING", "missing", "a recording's missing quotes")])
+def test_a_recordings_folder_spelled_otherwise_is_not_silently_left_unread(tmp_path: Path, name: str, meant: str,
+                                                                           what: str) -> None:
+    """Ticks/ beside quotes/: the replay ticked at each quote's time instead of the run's ticks, unsaid; Missing/:
+    it showed quotes the run never got."""
+    put(tmp_path, "quotes/SPY.csv", "timestamp,bid,ask\n2026-11-23T14:30:00Z,10,10.5\n")
+    put(tmp_path, f"{name}/SPY/part-000001.csv", "timestamp\n2026-11-23T14:30:00Z\n")
+    assert refused(tmp_path) == [f"{tmp_path / name}:0:0: is not read: the folder of {what} is named {meant}/ (rename it)"]
+
+
 def test_a_kind_folder_given_as_the_data_folder_says_to_give_its_parent(tmp_path: Path) -> None:
     put(tmp_path, "bars/SPY.csv", BARS + ROW)
     assert refused(tmp_path / "bars") == [
