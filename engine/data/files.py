@@ -1385,9 +1385,21 @@ PART_NAME = "part-{:06d}"
 
 
 def next_part(folder: Path, fmt: Format) -> Path:
-    """The next part file of a parts folder: `part-000001.parquet`, then one past the highest number there."""
-    numbers = [int(m[1]) for p in folder.iterdir() if (m := re.match(r"^part-(\d+)\.", p.name))] if folder.is_dir() else []
-    return folder / f"{PART_NAME.format(max(numbers, default=0) + 1)}.{fmt}"
+    """The next part file of a parts folder: `part-000001.parquet`, then one past the highest number there.
+
+    DataError when that name would not come last in name order, the order `read_source` joins the parts in: a
+    part named by hand (`part-1.csv`, `part-0001.csv`, `zzz.csv`), or a millionth part (`part-1000000` comes before
+    `part-999999` as text). Written anyway, the new rows were read before older ones, and the whole folder was
+    refused by the next backtest, after a run had recorded into it (or a fetch appended to it)."""
+    entries = list(folder.iterdir()) if folder.is_dir() else []
+    numbers = [int(m[1]) for p in entries if (m := re.match(r"^part-(\d+)\.", p.name))]
+    target = folder / f"{PART_NAME.format(max(numbers, default=0) + 1)}.{fmt}"
+    last = max((p.name for p in entries if not _is_hidden(p) and p.suffix in SUFFIXES), default=None)
+    if last is not None and target.name <= last:
+        raise DataError([Problem(shown_path(folder / last), 0, 0, "", f"the parts of {shown_path(folder)}/ are read in "
+                                 f"name order, and the next part, {target.name}, would be read before this one: name "
+                                 "the parts part-000001, part-000002, ... (six digits), or write into another folder")])
+    return target
 
 
 def _write(folder: Path, kind: Kind, symbol: str, rows: Iterable[Row | Sequence[Any]], fmt: Format | None, fsync: bool) -> Path:

@@ -91,11 +91,6 @@ NOTES_FILE = "recording.jsonl"  # what the run met that its replay cannot have (
 _LEFTOVER = re.compile(r"^\.(part-\d+\.\w+)\.\d+\.tmp$")  # files.py's temporary name: .TARGET.PID.tmp
 
 
-def _part_number(path: Path) -> tuple[int, str]:
-    digits = path.name.removeprefix("part-").split(".")[0]
-    return (int(digits) if digits.isdigit() else -1, path.name)
-
-
 def _is_number(value: object) -> bool:
     """A real number that converts to a float (True is not a price, nor is the text "1.5"; 10**400 does not fit)."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
@@ -364,9 +359,11 @@ class Recorder:
             for folder in sorted(quotes.iterdir()) if quotes.is_dir() else []:
                 if folder.is_dir() and folder not in self._lasts:
                     self._lasts[folder] = _last_stamp(folder, kind)
+                    next_part(folder, self.fmt)  # DataError now, not at the first quote, for a part named otherwise
         ticks = self.folder / TICKS
         if ticks.is_dir() and ticks not in self._lasts:
             self._lasts[ticks] = _last_stamp(ticks, "ticks")
+            next_part(ticks, self.fmt)
 
     def _refuse_odd_files(self) -> None:
         """DataError, before the run, when the lock file or the notes file is there and is not a regular file. The
@@ -515,14 +512,16 @@ def _last_stamp(folder: Path, kind: Kind = "quotes") -> int | None:
     entries = list(folder.iterdir()) if folder.is_dir() else []
     for name in sorted({m[1] for p in entries if (m := _LEFTOVER.match(p.name))}):
         remove_leftovers(folder / name)
-    # by number, as next_part numbers them: part-1000000 comes after part-999999, though not as text
-    parts = sorted((p for p in entries if not p.name.startswith(".") and p.suffix in SUFFIXES), key=_part_number)
-    if not parts:
-        return None
-    table, problems = read_file(parts[-1], kind)
-    if problems:
-        raise DataError(problems)
-    return micros(table.slice(len(table) - 1))[0] if len(table) else None
+    # In name order, as the reader joins them (next_part refuses a name that would not come last); the last part
+    # with a row, since an empty part (a header only) is skipped over by the reader too.
+    parts = sorted(p for p in entries if not p.name.startswith(".") and p.suffix in SUFFIXES)
+    for part in reversed(parts):
+        table, problems = read_file(part, kind)
+        if problems:
+            raise DataError(problems)
+        if len(table):
+            return micros(table.slice(len(table) - 1))[0]
+    return None
 
 
 def read_notes(folder: Path) -> tuple[list[dict[str, Any]], list[str]]:

@@ -227,15 +227,36 @@ def test_a_file_where_a_folder_belongs_is_named(tmp_path: Path, where: str) -> N
         recorder.record("AAPL", T0, 1, 2)
 
 
-def test_parts_are_continued_after_the_highest_number_not_the_last_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["part-1.parquet", "part-0001.parquet", "zzz.parquet", "part-999999.parquet"])
+def test_a_parts_folder_whose_next_part_would_not_be_read_last_is_refused_before_the_recording(tmp_path: Path,
+                                                                                                name: str) -> None:
+    """Parts are read in name order: a recording went on into part-000002 beside part-1.parquet (or part-1000000
+    beside part-999999), which is read first, and the next backtest refused the whole folder, after the run."""
     folder = tmp_path / "quotes" / "AAPL"
     folder.mkdir(parents=True)
-    write_table(folder / "part-999999.parquet", _quotes([T0]), "quotes", fsync=False)
-    write_table(folder / "part-1000000.parquet", _quotes([T0 + timedelta(seconds=5)]), "quotes", fsync=False)
+    write_table(folder / name, _quotes([T0]), "quotes", fsync=False)
+    if name == "part-999999.parquet":
+        write_table(folder / "part-000001.parquet", _quotes([T0 - timedelta(seconds=5)]), "quotes", fsync=False)
+    DataSet.open(tmp_path)  # readable as it is
+    with pytest.raises(DataError) as caught:
+        Recorder(tmp_path, fsync=False).hold_folder()
+    assert str(caught.value).startswith(f"{folder / name}:0:0: the parts of {folder}/ are read in name order, and the next "
+                                        "part, part-"), str(caught.value)
+    with pytest.raises(DataError, match="read in name order"):  # nor does an append to it write a part
+        write_quotes(tmp_path, "AAPL", [Quote(T0 + timedelta(seconds=5), 1.0, 2.0)], fsync=False)
+    assert len(list(folder.iterdir())) == (2 if name == "part-999999.parquet" else 1)
+    DataSet.open(tmp_path)
+
+
+def test_a_recording_goes_on_after_the_last_row_read_not_after_an_empty_last_part(tmp_path: Path) -> None:
+    folder = tmp_path / "quotes" / "AAPL"
+    folder.mkdir(parents=True)
+    write_table(folder / "part-000001.parquet", _quotes([T0, T0 + timedelta(seconds=5)]), "quotes", fsync=False)
+    (folder / "part-000002.csv").write_text("timestamp,bid,ask\n", encoding="utf-8")  # a header only: read as nothing
     with Recorder(tmp_path, fsync=False) as recorder:
-        assert not recorder.record("AAPL", T0 + timedelta(seconds=3), 1, 2)  # before the last part's last quote
+        assert not recorder.record("AAPL", T0 + timedelta(seconds=3), 1, 2)  # before the last row read
         assert recorder.record("AAPL", T0 + timedelta(seconds=6), 1, 2)
-    assert (folder / "part-1000001.parquet").is_file()
+    assert [q.timestamp for q in read_quotes(tmp_path, "AAPL")][-2:] == [T0 + timedelta(seconds=5), T0 + timedelta(seconds=6)]
 
 
 def _quotes(stamps: list[datetime]) -> Any:
