@@ -1256,8 +1256,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.stop()
-    for note in result.notes:
-        print(f"note: {note}")
+    for note in result.notes:  # escaped: a recording's notes hold text any program wrote (a broker's error page)
+        print(f"note: {escaped(note)}")
     print(backtest_table(result.summary))
     speed = f"{result.frames} ticks, {result.bar_events} bar-events in {result.wall_seconds:.2f} s"
     print(f"{local(result.start)} to {local(result.end)}: {speed}")

@@ -452,6 +452,35 @@ def test_what_a_recorded_run_met_that_its_replay_cannot_have_is_told(project: Pr
     assert f"with cash {notes[1]['cash']:,.2f}, the replay with 5,000.00: give --cash" in other.stdout
 
 
+def test_what_a_recording_says_is_shown_escaped_in_its_notes(project: ProjectCopy,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A halt's reason and a broker's message come from the recording's notes, which any program or hand may have
+    written (a broker's HTML error page has newlines): printed as they were, a terminal acted on their escape
+    sequences and a newline split a note in two."""
+    from datetime import timedelta
+
+    from engine.cli import main
+    from engine.data.recorder import Recorder
+    from tests.replay.conftest import only_momentum
+
+    only_momentum(project)
+    start = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+    with Recorder(project.root / "rec", fsync=False) as recorder:
+        for i in range(30):
+            recorder.record("AAPL", start + timedelta(seconds=5 * i), 187.0 + i * 0.01, 187.1 + i * 0.01)
+            recorder.tick(start + timedelta(seconds=5 * i))
+        recorder.note("halt", start + timedelta(seconds=20), scope="system", reason="operator\x1b[2J\x1b]0;title\x07")
+        recorder.note("broker_error", start + timedelta(seconds=30), operation="get_account",
+                      message="<html>\r\n<h1>502</h1>\n</html>")  # fmt: skip
+    code = main(["backtest", "--data", str(project.root / "rec"), "--out", str(project.root / "bt"), *files(project)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert any("(operator\\x1b[2J\\x1b]0;title\\x07)" in note for note in notes), notes
+    assert any("get_account: <html>\\r\\n<h1>502</h1>\\n</html>)" in note for note in notes), notes
+    assert "\x1b" not in out and "\r" not in out and not any(line.startswith("<h1>") for line in out.splitlines())
+
+
 def test_two_runs_recorded_into_one_folder_replay_as_one_without_a_note(project: ProjectCopy) -> None:
     """The next run of the same state recorded into the same folder: its replay is the two runs', and says nothing
     (no lost ticks, no start inside a run, no halt or cash that differs)."""
