@@ -41,6 +41,7 @@ where its replay is not the run's (`read_notes`). A kill can cut its last line, 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -54,7 +55,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
@@ -353,16 +354,17 @@ class Recorder:
         self._lock_id = (held.st_dev, held.st_ino)
         # Each symbol's last part, which its recording goes on after, is read now: one that cannot be read (cut
         # short by a copy stopped half way, a damaged disk) refuses the recording before the run, not at its
-        # first quote with the run going on unrecorded.
+        # first quote with the run going on unrecorded. So does a folder that cannot be listed (another user's,
+        # copied with its modes), which was a traceback here, as the reader says it of a data folder.
         for kind in ("quotes", UNUSABLE, MISSING):
             quotes = self.folder / kind
-            for folder in sorted(quotes.iterdir()) if quotes.is_dir() else []:
+            for folder in _listed(quotes) if quotes.is_dir() else []:
                 if folder.is_dir() and folder not in self._lasts:
-                    self._lasts[folder] = _last_stamp(folder, kind)
+                    self._lasts[folder] = _listed_then(folder, functools.partial(_last_stamp, folder, kind))
                     next_part(folder, self.fmt)  # DataError now, not at the first quote, for a part named otherwise
         ticks = self.folder / TICKS
         if ticks.is_dir() and ticks not in self._lasts:
-            self._lasts[ticks] = _last_stamp(ticks, "ticks")
+            self._lasts[ticks] = _listed_then(ticks, functools.partial(_last_stamp, ticks, "ticks"))
             next_part(ticks, self.fmt)
 
     def _refuse_odd_files(self) -> None:
@@ -503,6 +505,23 @@ class Recorder:
         if len(segment.stamps) >= self.segment_rows:  # full: the next quote starts the next part
             segments[symbol] = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
         dirty.discard(symbol)
+
+
+def _listed(folder: Path) -> list[Path]:
+    """The entries of a folder of the recording, in name order; DataError naming it when it cannot be listed."""
+    return _listed_then(folder, lambda: sorted(folder.iterdir()))
+
+
+T = TypeVar("T")
+
+
+def _listed_then(folder: Path, read: Callable[[], T]) -> T:
+    """`read()` of a folder of the recording; an OSError it meets (a folder that may not be listed) as a DataError
+    naming the folder, as the reader says it of a data folder."""
+    try:
+        return read()
+    except OSError as exc:
+        raise DataError([Problem(str(folder), 0, 0, "", f"cannot be listed: {exc.strerror or exc}")]) from None
 
 
 def _last_stamp(folder: Path, kind: Kind = "quotes") -> int | None:

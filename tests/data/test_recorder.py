@@ -419,6 +419,26 @@ def test_a_notes_or_lock_file_that_is_not_a_file_refuses_the_recording_before_it
     assert not (tmp_path / "gone").exists()
 
 
+@pytest.mark.parametrize("denied", ["quotes", "quotes/AAPL", "unusable", "ticks"])
+def test_a_folder_of_the_recording_that_cannot_be_listed_refuses_it_before_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, denied: str) -> None:
+    """Another user's recording, copied with its modes: listing its folders was a PermissionError traceback out of
+    `run --record`. Root lists any folder, so the refusal is the kernel's, played by Path.iterdir."""
+    for folder in ("quotes/AAPL", "unusable/AAPL", "ticks"):
+        (tmp_path / folder).mkdir(parents=True)
+    real_iterdir = Path.iterdir
+
+    def no_listing(self: Path) -> Any:
+        if self == tmp_path / denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", no_listing)
+    with pytest.raises(DataError) as caught:
+        Recorder(tmp_path, fsync=False).hold_folder()
+    assert str(caught.value) == f"{tmp_path / denied}:0:0: cannot be listed: Permission denied"
+
+
 _RUN = {"event": "run", "at": "2026-11-23T14:30:00+00:00", "broker": "sim", "cash": 100000.0, "equity": 100000.0,
         "positions": {}, "halts": [], "state_last_tick": None, "recorded_last_tick": None}
 
