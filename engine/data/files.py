@@ -80,6 +80,7 @@ _ISO_TEXT = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?
 # ASCII digits only (re.ASCII): Python's \d also matches other scripts' digits, which Arrow's parser never reads,
 # so without it a timestamp written in full-width digits was said to be "not in UTC".
 _NAIVE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$", re.ASCII)
+_DAY_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}(Z|[+-]\d{2}(:?\d{2})?)?$", re.ASCII)
 _OFFSET_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(?P<offset>Z|[+-]\d{2}(:?\d{2})?)$", re.ASCII)
 _NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _EPOCH_TEXT = re.compile(r"^[+-]?\d+(\.\d*)?$", re.ASCII)
@@ -255,6 +256,9 @@ def _timestamp_text_problem(text: str) -> str:
         return "timestamp: empty cell"
     shown = _cut(text)
     # fullmatch: `$` would also match before a final newline (a quoted cell's), calling "...Z\n" "not in UTC".
+    if _DAY_TEXT.fullmatch(text):  # yfinance's daily Date: "end it with Z" (the zone's advice) made '2026-11-23Z'
+        return (f"timestamp: '{shown}' is a day without a time: write the instant the row starts, with its zone "
+                "(a New York day starts at 05:00Z in winter, 04:00Z in summer: 2026-11-23T05:00:00Z)")
     if _NAIVE_TEXT.fullmatch(text):
         return (f"timestamp: '{shown}' has no time zone, so it could be UTC or New York time: end it with Z if it is "
                 "UTC (2026-11-23T14:30:00Z), or with its offset (-05:00 in New York's winter, -04:00 in its summer)")

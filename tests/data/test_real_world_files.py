@@ -229,6 +229,16 @@ def test_a_day_without_a_time_is_refused(tmp_path: Path) -> None:
                              "winter, 04:00Z in summer)"]
 
 
+@pytest.mark.parametrize("day", ["2026-11-23", "2026-11-23Z", "2026-11-23-05:00"])
+def test_a_csv_day_without_a_time_says_so_not_to_end_it_with_z(tmp_path: Path, day: str) -> None:
+    """yfinance's daily Date renamed timestamp: told it had no zone and to end it with Z, the user wrote
+    '2026-11-23Z', which is not a timestamp either."""
+    path = put(tmp_path, "AAPL.csv", HEADER + f"{day},101.23,101.6,101.1,101.5,1200\n")
+    assert refused(path) == [f"{path}:2:0: row 1: timestamp: '{day}' is a day without a time: write the instant the row "
+                             "starts, with its zone (a New York day starts at 05:00Z in winter, 04:00Z in summer: "
+                             "2026-11-23T05:00:00Z)"]
+
+
 # --- headers: another tool's names are told as the rename they need ---------------------------------------------
 
 
