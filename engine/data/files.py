@@ -670,9 +670,10 @@ def _first_non_utf8(data: bytes) -> int | None:
     return len(data) - pending if pending else None
 
 
-def _not_a_header(header: Sequence[str], line: str, kind: Kind) -> str | None:
+def _not_a_header(header: Sequence[str], line: str, kind: Kind, *, text: bool = True) -> str | None:
     """Why the first line is not a header at all, when none of its names is a column: it is data, another kind's
-    header, or a header separated by something other than commas. One clear line instead of a dozen."""
+    header, a header separated by something other than commas, or HTML or JSON (an error page saved as the file).
+    One clear line instead of a dozen. `text`: the line is a CSV file's (a Parquet file's column names are not)."""
     known = COLUMNS[kind]
     other = next(k for k in KINDS if k != kind)
     if set(header) == set(COLUMNS[other]):
@@ -684,6 +685,10 @@ def _not_a_header(header: Sequence[str], line: str, kind: Kind) -> str | None:
             return f"the columns are separated by {called}: the format separates them with commas ({','.join(known)})"
     if header and re.match(r"^\s*[+-]?\d", header[0], re.ASCII):  # a Parquet file may have no column at all
         return f"no header: the first line is data ({line[:60]!r}); the first line names the columns ({','.join(known)})"
+    if text and re.match(r"^\s*[<{\[]", line):  # `curl -o AAPL.csv` of an error page or of an API's JSON: 7 problems, before
+        what = "HTML or XML" if line.lstrip().startswith("<") else "JSON"
+        return (f"not CSV data: the first line is {what} ({line[:60]!r}), an error page or an API's answer saved as the "
+                f"file?; a {kind} file's first line names the columns ({','.join(known)})")
     return None
 
 
@@ -821,7 +826,7 @@ def _read_parquet(path: Path, display: str, kind: Kind) -> tuple[Any, list[Probl
     except (pa.ArrowException, OSError, ValueError) as exc:
         report.file(f"cannot be read as Parquet (corrupt or truncated): {_one_line(exc)}")
         return None, report.problems
-    not_a_header = _not_a_header(table.column_names, ",".join(table.column_names), kind)
+    not_a_header = _not_a_header(table.column_names, ",".join(table.column_names), kind, text=False)
     if not_a_header is not None:
         report.file(not_a_header)
         return None, report.problems

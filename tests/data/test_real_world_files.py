@@ -239,6 +239,18 @@ def test_a_csv_day_without_a_time_says_so_not_to_end_it_with_z(tmp_path: Path, d
                              "2026-11-23T05:00:00Z)"]
 
 
+@pytest.mark.parametrize(("text", "what"), [("<html><head><title>429 Too Many Requests</title></head>\n", "HTML or XML"),
+                                          ('{"code":40110000,"message":"request is not authorized"}\n', "JSON"),
+                                          ('[{"t":"2026-11-23T14:30:00Z","o":101.23}]\n', "JSON")])
+def test_an_error_page_saved_as_the_file_is_one_problem(tmp_path: Path, text: str, what: str) -> None:
+    """`curl -o AAPL.csv` of a refusal: seven problems (an unknown column, six missing), where the first line is no
+    header at all, which the format tells in one line."""
+    path = put(tmp_path, "AAPL.csv", text)
+    assert refused(path) == [f"{path}:1:0: not CSV data: the first line is {what} ({text.splitlines()[0][:60]!r}), an error "
+                             "page or an API's answer saved as the file?; a bars file's first line names the columns "
+                             "(timestamp,open,high,low,close,volume)"]
+
+
 # --- headers: another tool's names are told as the rename they need ---------------------------------------------
 
 
