@@ -546,6 +546,9 @@ def _folder_lock(folder: Path) -> Iterator[Callable[[], None]]:
                              "only what is still missing") from None  # fmt: skip
     except LockFileError as exc:  # a read-only place, a full disk, a folder where the file goes: nothing was written
         why = os.strerror(exc.errno) if exc.errno else "not a regular file"
+        if not exc.runtime:  # a folder or a FIFO where the lock goes: the user's to fix (exit 2), not a failure of now
+            raise ValueError(f"{shown_path(lock.path)} cannot be the fetch's lock: {why} (remove it); "
+                             "nothing was fetched") from None
         raise FetchError("", f"cannot write {shown_path(lock.path)}: {why}; nothing was fetched") from None
 
     def keep() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,6 +256,17 @@ def test_bad_arguments_are_refused_before_any_request(emulator: Emulator, client
         fetch(clients, ["AAPL"], datetime(2026, 11, 3), date(2026, 11, 4), "1Min", tmp_path)
     assert emulator.requests == []
     assert Timeframe.parse("15Min").seconds == 900 and str(Timeframe.parse("1Hour")) == "1Hour"
+
+
+@pytest.mark.parametrize("make", [os.mkdir, os.mkfifo], ids=["folder", "fifo"])
+def test_a_lock_path_of_the_wrong_kind_is_bad_input_not_a_failure_of_the_moment(
+        emulator: Emulator, clients: HistoryClients, tmp_path: Path, make: Any) -> None:
+    """A folder where .fetch.lock goes was a FetchError (exit 1, 'the same command resumes': it never would), where
+    the README gives exit 2 to a path of the wrong kind, as for the state file's lock and a recording's."""
+    make(tmp_path / ".fetch.lock")
+    with pytest.raises(ValueError, match=r"\.fetch\.lock cannot be the fetch's lock: .* \(remove it\); nothing was fetched"):
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    assert emulator.requests == [] and not (tmp_path / "bars").exists()
 
 
 def test_a_symbol_the_format_cannot_store_is_refused_before_any_request(emulator: Emulator, clients: HistoryClients,
