@@ -35,7 +35,7 @@ from engine.core.lock import WRONG_KIND
 from engine.core.store import StateFileError, StateStore, aware_time
 from engine.data.dataset import DataSet, TickFrames
 from engine.data.errors import DataError
-from engine.data.files import iso
+from engine.data.files import iso, iso_micros
 from engine.data.recorder import NOTES_FILE, read_notes
 from engine.data.records import SUFFIXES, Kind, file_stem
 from engine.paths import ensure_writable_folder
@@ -518,9 +518,12 @@ def run_backtest(
     frames = data.frames(begin, finish, bars_known_after=interval)
     first = next(frames, None)
     if first is None:
-        raise BacktestError(
-            f"{data.folder} has no data between {iso(begin) if begin else 'its start'} and {iso(finish) if finish else 'its end'}"
-        )
+        between = f"between {iso(begin) if begin else 'its start'} and {iso(finish) if finish else 'its end'}"
+        if data.ticks is not None and len(data.ticks):  # a replay ticks at the recording's ticks only: say theirs
+            ticked = f"{iso_micros(int(data.ticks[0]))} to {iso_micros(int(data.ticks[-1]))}"
+            raise BacktestError(f"{data.folder} has no recorded tick {between}: its ticks/ (where a replay of a recording "
+                                f"ticks) runs from {ticked}; remove ticks/ to replay at each row's time")
+        raise BacktestError(f"{data.folder} has no data {between}")
     window_start = first.at
     window_end = finish if finish is not None else (data.end + interval if data.end else first.at)
     cut = _starts_inside_the_run(data, window_start)

@@ -137,6 +137,22 @@ def test_data_outside_the_window_is_missing_data(momentum_project: ProjectCopy, 
         run_backtest(load(momentum_project), tmp_path / "data", start=date(2026, 12, 1), out_dir=tmp_path / "out")
 
 
+def test_ticks_that_end_before_the_data_is_priced_are_named_not_the_data(momentum_project: ProjectCopy,
+                                                                         tmp_path: Path) -> None:
+    """A recording's ticks/ from the Friday beside Monday's quotes: the error said the folder 'has no data between
+    Monday 14:30 and its end', which it has; what it lacks is a tick there, where its replay ticks."""
+    trending_day(tmp_path / "data")
+    (tmp_path / "data" / "ticks").mkdir()
+    (tmp_path / "data" / "ticks" / "part-000001.csv").write_text(
+        "timestamp\n2026-11-20T14:30:00Z\n2026-11-20T14:30:05Z\n", encoding="utf-8")
+    with pytest.raises(BacktestError) as caught:
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out")
+    assert str(caught.value) == (f"{tmp_path / 'data'} has no recorded tick between 2026-11-23T14:31:00Z and its end: its "
+                                 "ticks/ (where a replay of a recording ticks) runs from 2026-11-20T14:30:00Z to "
+                                 "2026-11-20T14:30:05Z; remove ticks/ to replay at each row's time")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("day_open", [
     datetime(2026, 11, 26, 14, 30, tzinfo=timezone.utc),  # Thanksgiving
     datetime(2026, 11, 28, 14, 30, tzinfo=timezone.utc),  # a Saturday
