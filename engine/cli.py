@@ -474,7 +474,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         else:
             refuse_placeholder_keys(env)
             broker = build_alpaca(report.config.settings, SystemClock(), env, live_flag=False, orders=False)
-    except (BrokerError, RunError) as exc:
+    except RunError as exc:  # keys still .env.example's placeholders: input to fix, as any key that cannot be right
+        raise InvalidInput(f"error: {exc}") from None
+    except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     snapshot = broker.snapshot(data_needs(report.config.bots))
@@ -1088,7 +1090,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     """Bars from Alpaca's historical API (or the emulator, with ALPACA_DATA_BASE_URL) into `--out`/bars/, resumable
     (engine/data/fetch.py). Keys as `run --broker alpaca` reads them; crypto bars need none."""
     from engine.brokers.base import BrokerError
-    from engine.brokers.factory import alpaca_environment, data_base_url, keys_configured
+    from engine.brokers.factory import alpaca_environment, data_base_url, half_configured_keys, keys_configured
     from engine.brokers.symbols import asset_class_of
     from engine.config.errors import ConfigError
     from engine.data.fetch import FetchError, Timeframe, fetch, history_clients, unstorable
@@ -1113,6 +1115,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     assert report.config is not None and start is not None and end is not None
     broker = report.config.settings.broker
     env = _env(args)
+    half = half_configured_keys(env)
+    if half is not None:  # as `run` says it: not a quiet fetch without keys (crypto), nor "keys are needed" (exit 1)
+        raise InvalidInput(f"error: {half}")
     try:
         if keys_configured(env):
             refuse_placeholder_keys(env)
@@ -1120,9 +1125,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
             clients = history_clients(alpaca.key, alpaca.secret, data_base_url=alpaca.data_base_url)
         else:
             keyed = [s for s in symbols if asset_class_of(s) != "crypto"]
-            if keyed:
-                raise RunError(f"ALPACA_KEY and ALPACA_SECRET are needed to fetch {', '.join(keyed)} (crypto bars need none): "
-                               "put your Alpaca keys in .env (see .env.example)")  # fmt: skip
+            if keyed:  # input to fix (exit 2), as `run --broker alpaca` without keys: no retry gets past it
+                raise InvalidInput(f"error: ALPACA_KEY and ALPACA_SECRET are needed to fetch {', '.join(keyed)} (crypto "
+                                   "bars need none): put your Alpaca keys in .env (see .env.example)")  # fmt: skip
             url = data_base_url(env)  # checked as with keys: an empty or unusable URL is refused, never the default
             clients = history_clients(None, None, data_base_url=url)
     except BrokerError as exc:
@@ -1130,9 +1135,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
             raise InvalidInput(f"error: {exc.message}") from None
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    except RunError as exc:  # keys still .env.example's placeholders: input to fix (exit 2)
+        raise InvalidInput(f"error: {exc}") from None
     per_minute = broker.max_requests_per_minute
     feed = args.feed or broker.stock_feed
     bar = _bar() if sys.stdout.isatty() else None

@@ -229,7 +229,8 @@ def placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".en
 
 def refuse_placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".env.example") -> None:
     """A new user's first mistake: .env copied from .env.example and never filled in. Alpaca would answer 401;
-    this says what to do instead, before anything is sent or written. Only the shipped placeholders are quoted:
+    this says what to do instead, before anything is sent or written, as input to fix (exit 2, as for any key that
+    cannot be right: exit 1 had systemd start the service again every 30 s). Only the shipped placeholders are quoted:
     a value found in .env.example alone may be a real key (written there, then the file copied to .env), and
     quoting it printed the key on the terminal and in a service's journal."""
     found = placeholder_keys(env, example)
@@ -239,7 +240,8 @@ def refuse_placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT
         raise RunError(
             f"{' and '.join(found)} still hold{'s' if len(found) == 1 else ''} the placeholder of .env.example "
             f"({shown}): put your Alpaca paper account's keys in .env, "
-            "or remove both lines (or run with --broker sim) to trade on the built-in simulated exchange"
+            "or remove both lines (or run with --broker sim) to trade on the built-in simulated exchange",
+            invalid=True,  # keys that cannot be right (README, exit 2): no restart of the service gets past them
         )
 
 

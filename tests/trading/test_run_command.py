@@ -545,8 +545,12 @@ def test_the_summary_covers_every_day_of_the_run_and_its_halts(project: ProjectC
 def test_placeholder_keys_from_env_example_are_refused(project: ProjectCopy) -> None:
     (project.root / ".env").write_text((PROJECT_ROOT / ".env.example").read_text())
     result = engine(project, "run", "--once")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    # keys that cannot be right are input to fix (README, exit 2): with 1, systemd started the service every 30 s
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ALPACA_KEY and ALPACA_SECRET still hold the placeholder of .env.example")
+    snapshot = subprocess.run([sys.executable, "-m", "engine", "snapshot", "--config", str(project.config)], capture_output=True,
+                              text=True, cwd=project.root, env=without_keys(), timeout=120)  # fmt: skip
+    assert snapshot.returncode == 2 and "still hold the placeholder of .env.example" in snapshot.stderr
     assert "--broker sim" in result.stderr
     assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
     assert engine(project, "run", "--once", "--broker", "sim").returncode == 0  # the way out it names
