@@ -23,6 +23,8 @@ COPY schemas ./schemas
 COPY config ./config
 COPY machines ./machines
 COPY rules ./rules
+# `report --prompt` fills in the analyst prompt, read beside the package (engine/operator/report.py PROMPT_FILE).
+COPY tools/analyst_prompt.txt ./tools/
 # Editable: the engine finds schemas/, config/, machines/ and rules/ beside its package (engine/paths.py).
 # tzdata: the configured time zones, whether or not the base image ships /usr/share/zoneinfo.
 # compileall: the engine's bytecode, written once here (PYTHONDONTWRITEBYTECODE keeps any run from writing it, and

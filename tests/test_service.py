@@ -212,6 +212,32 @@ def test_the_image_gets_what_it_copies_and_never_the_keys_or_the_state() -> None
     assert {"engine", "schemas", "config", "machines", "rules", "pyproject.toml"} <= set(copied)
 
 
+def in_image(path: Path) -> Path | None:
+    """Where the image's COPY steps put a file of the repository (`path` relative to it), or None. A folder copied
+    lands at its target; a file at its target, or inside it when the target ends with `/`; WORKDIR is /app."""
+    for kind, args in instructions():
+        if kind != "COPY":
+            continue
+        *sources, target = args.split()
+        for source in map(Path, sources):
+            into = Path("/app", target)
+            if (PROJECT_ROOT / source).is_dir() and source in path.parents:
+                return into / path.relative_to(source)
+            if source == path:
+                return into / path.name if target.endswith("/") or len(sources) > 1 else into
+    return None
+
+
+def test_the_image_holds_the_files_the_engine_reads_beside_its_package() -> None:
+    """`report --prompt` reads tools/analyst_prompt.txt beside the package: the image copied no tools/, so
+    `docker exec hydra python -m engine report --prompt` (a README command) was refused, "cannot read"."""
+    from engine.operator.report import PROMPT_FILE
+
+    assert in_image(Path("engine/cli.py")) == Path("/app/engine/cli.py")  # the package is at /app/engine
+    wanted = PROMPT_FILE.relative_to(PROJECT_ROOT)
+    assert in_image(wanted) == Path("/app") / wanted
+
+
 @pytest.mark.parametrize("saved", ["0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59-12:00"])
 def test_a_last_tick_at_the_calendars_ends_is_unhealthy_in_one_line(project: ProjectCopy, capsys, saved: str) -> None:
     """A hand-edited or damaged last tick at the ends of the calendar reads, but moved into system.timezone it left
