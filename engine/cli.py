@@ -358,12 +358,19 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_facts(args: argparse.Namespace) -> int:
+    """The facts of one machine kind as a Markdown table; without KIND, every kind's, each under its name. It
+    printed the momentum bot's facts alone, unnamed: read as "the facts guards may use" (README), an options or
+    crypto bot's own facts, and the system's, were nowhere."""
     from engine.rules.builtins import BUILTINS
-    from engine.rules.facts import vocabulary
+    from engine.rules.facts import all_kinds, vocabulary
 
-    print("| fact | type | unit | meaning |\n|---|---|---|---|")
-    for fact in vocabulary(args.kind).values():
-        print(f"| {fact.name} | {fact.type} | {fact.unit or '-'} | {fact.description} |")
+    kinds = [args.kind] if args.kind is not None else list(all_kinds())
+    for kind in kinds:
+        if args.kind is None:
+            print(f"{'' if kind == kinds[0] else chr(10)}## {kind}\n")
+        print("| fact | type | unit | meaning |\n|---|---|---|---|")
+        for fact in vocabulary(kind).values():
+            print(f"| {fact.name} | {fact.type} | {fact.unit or '-'} | {fact.description} |")
     print("\nBuilt-in guards: " + ", ".join(f"{name}({', '.join(b.params)}): {b.description}" for name, b in BUILTINS.items()))
     return EXIT_OK
 
@@ -1479,7 +1486,7 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.set_defaults(handler=cmd_snapshot)
 
     emulator = commands.add_parser("emulator", help="serve the simulated exchange as a local Alpaca API on 127.0.0.1")
-    emulator.add_argument("--port", type=_port, default=8765)
+    emulator.add_argument("--port", type=_port, default=8765, help="default: 8765 (0: any free port)")
     emulator.add_argument("--start", metavar="ISO_DATETIME", help="simulated time at launch (default: real time)")
     _add_file_options(emulator)
     emulator.set_defaults(handler=cmd_emulator)
@@ -1581,7 +1588,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.set_defaults(handler=cmd_backtest)
 
     facts = commands.add_parser("facts", help="list the facts guards may use, with types and units")
-    facts.add_argument("kind", choices=kinds, nargs="?", default="momentum")
+    facts.add_argument("kind", choices=kinds, nargs="?", default=None, help="a machine kind (default: every kind)")
     facts.set_defaults(handler=cmd_facts)
     return parser
 

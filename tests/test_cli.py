@@ -471,3 +471,20 @@ def test_a_machines_or_rules_folder_given_before_the_command_is_used(project: Pr
     done = _in_project(project, flag, "empty", "validate")
     assert done.returncode == 2 and "empty:0:0: no " in done.stdout, done.stdout + done.stderr
     assert _in_project(project, flag, "empty", "validate", flag, flag.strip("-")).returncode == 0  # the later one wins
+
+
+def test_facts_without_a_kind_lists_every_kinds_facts_each_under_its_name() -> None:
+    """`facts` printed the momentum bot's facts alone, unnamed, as if they were all the facts guards may use: the
+    options and crypto bots' own facts and the system's were nowhere. With a kind, its one table as before."""
+    from engine.rules.facts import all_kinds, vocabulary
+
+    every = run_engine("facts")
+    assert every.returncode == 0, every.stderr
+    sections = re.split(r"^## (\w+)\n", every.stdout, flags=re.MULTILINE)
+    assert sections[0] == "" and sections[1::2] == list(all_kinds())
+    for kind, body in zip(sections[1::2], sections[2::2], strict=True):
+        listed = [line.split(" | ")[0].removeprefix("| ") for line in body.splitlines() if line.startswith("| ")][1:]
+        assert listed == list(vocabulary(kind)), kind
+    one = run_engine("facts", "crypto")
+    assert one.returncode == 0 and one.stdout.startswith("| fact | type | unit | meaning |\n") and "## " not in one.stdout
+    assert "| execution_default_notional_usd |" in one.stdout  # the crypto bot's own
