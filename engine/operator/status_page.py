@@ -68,8 +68,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+MIN_TOKEN_CHARS = 16  # a token guarding a network bind: `secrets.token_urlsafe(24)` gives 32
+
+
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse a bind that would show the account to the network without a token."""
+    """Refuse a bind that would show the account to the network without a token, or behind one short enough to
+    guess: the token also lets whoever holds it halt and resume the engine (`/api/halt`, `/api/resume`), and a
+    five-character one served them to the network."""
+    if not is_loopback(host) and token and len(token) < MIN_TOKEN_CHARS:
+        raise ServeRefused(
+            f"refusing to serve on {host}: {TOKEN_ENV} has {len(token)} characters, under {MIN_TOKEN_CHARS}: a token "
+            "guarding the network must not be guessable (e.g. export HYDRA_SERVE_TOKEN=$(python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))'))"
+        )
     if not is_loopback(host) and not token:
         raise ServeRefused(
             f"refusing to serve on {host}: a non-loopback address needs a token; set {TOKEN_ENV} in the environment "

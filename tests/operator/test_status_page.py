@@ -136,6 +136,15 @@ def test_loopback_needs_no_token_and_anything_else_does() -> None:
         check_bind(host, TOKEN)
 
 
+def test_a_network_bind_behind_a_guessable_token_is_refused() -> None:
+    """The token lets whoever holds it halt and resume the engine: five characters served that to the network."""
+    for short in ("short", "x" * 15):
+        with pytest.raises(ServeRefused, match=f"HYDRA_SERVE_TOKEN has {len(short)} characters, under 16"):
+            check_bind("0.0.0.0", short)
+        check_bind("127.0.0.1", short)  # on loopback only this machine's users reach it, as without a token
+    check_bind("0.0.0.0", "x" * 16)
+
+
 def test_serve_on_a_network_address_without_a_token_exits_2(
     project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
