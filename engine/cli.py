@@ -1493,8 +1493,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the trading loop (sim: a simulated trading day, no keys needed)")
     run.add_argument("--broker", choices=["sim", "alpaca"], help="default: settings.yaml broker.name (auto: sim without keys)")
-    run.add_argument("--once", action="store_true", help="one tick, then stop")
-    run.add_argument("--ticks", type=_positive_int, metavar="N", help="stop after N ticks")
+    # one count of ticks or the other: `--once --ticks 5` ran one tick without a word
+    how_long = run.add_mutually_exclusive_group()
+    how_long.add_argument("--once", action="store_true", help="one tick, then stop")
+    how_long.add_argument("--ticks", type=_positive_int, metavar="N", help="stop after N ticks")
     run.add_argument("--start", metavar="ISO_DATETIME", help="sim only: simulated start (default: a market open)")
     run.add_argument("--until-close", action="store_true", help="stop at the market close (the sim default)")
     run.add_argument("--live", action="store_true", help="trade real money: also needs ALPACA_PAPER=false")

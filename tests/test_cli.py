@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -488,3 +489,10 @@ def test_facts_without_a_kind_lists_every_kinds_facts_each_under_its_name() -> N
     one = run_engine("facts", "crypto")
     assert one.returncode == 0 and one.stdout.startswith("| fact | type | unit | meaning |\n") and "## " not in one.stdout
     assert "| execution_default_notional_usd |" in one.stdout  # the crypto bot's own
+
+
+def test_run_once_with_a_count_of_ticks_is_bad_usage(tmp_path: Path) -> None:
+    """`--once --ticks 5` ran one tick without a word: two counts of ticks, one of them ignored."""
+    result = run_engine("run", "--once", "--ticks", "5", "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "a.jsonl"))
+    assert result.returncode == 2 and "not allowed with argument --once" in result.stderr
+    assert not (tmp_path / "s.db").exists()
