@@ -158,7 +158,7 @@ class Engine:
         self._keep = max((b.history for b in self.bots), default=0) + 2  # each signal's history (`Bot.history`)
         self._halt_writes_seen = 0
         self._unexplained_at_start: list[str] = []  # what start-up reconciliation last halted for
-        self._unconfirmed: list[str] = []  # what it last found on symbols with orders of ours working (`_reconcile`)
+        self._unconfirmed: list[str] = []  # the subjects it last found on symbols with orders of ours working (`_reconcile`)
         self._keys_refused = False  # the system was halted because the broker refused the keys (once a run)
         self._view: TickView | None = None  # the last tick's, whose records are reused when nothing was written
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
@@ -594,12 +594,15 @@ class Engine:
         if reread.positions is None or reread.open_orders is None:
             return  # try again next tick; the system stays unarmed meanwhile
         problems = unexplained(self.store, reread)
-        if problems and problems != self._unconfirmed and self._ours_working(problems):
+        subjects = [reconcile.subject(p) for p in problems]
+        if problems and not set(subjects) <= set(self._unconfirmed) and self._ours_working(problems):
             # An order of ours on a symbol named is working here: it may have filled between this tick's reads
             # (exits go out while unreconciled; recovery sends what was committed), its fill not yet synced. A
             # second reconciliation halt named a sale of our own as a position no bot explained. The next tick,
-            # its fill read, says whether the difference stays: the same problems again halt.
-            self._unconfirmed = problems
+            # its fill read, says whether the difference stays: the same differences again halt, whatever their
+            # quantities now (compared as text, a position that moved every tick kept the engine unreconciled,
+            # unarmed and without a halt for as long as it moved).
+            self._unconfirmed = subjects
             return
         self._unconfirmed = []
         if problems:

@@ -107,7 +107,8 @@ class ExitBot:
     rules: CompiledRules
     model: MachineModel = field(default_factory=lambda: MachineModel("system"))
     _failures: deque[datetime] = field(default_factory=deque)
-    _mismatch: dict[str, int] = field(default_factory=dict)
+    _mismatch: dict[str, int] = field(default_factory=dict)  # ticks in a row each subject differed (`anomalies`)
+    _differences: list[str] = field(default_factory=list)  # the differences as last read
     _latest: datetime | None = None  # the latest tick's time: this process's, or the state file's last tick
     _latest_read: bool = False
     _behind_logged: bool = False
@@ -174,12 +175,16 @@ class ExitBot:
         self._halt_while_behind(view.now)
         if reconciled:
             if snapshot.positions is not None and snapshot.open_orders is not None:
-                problems = self._unexplained(snapshot)
-                self._mismatch = {k: self._mismatch.get(k, 0) + 1 for k in problems}
-            # else a read failed: it proves nothing, so the differences stand as last counted (taken as gone, each
-            # failed read started their count again, and one failing every other tick kept them from ever halting)
-            for problem, ticks in self._mismatch.items():
-                if ticks == MISMATCH_TICKS:
+                self._differences = self._unexplained(snapshot)
+                # counted by subject, not by text: a difference whose quantities move every tick (a position no bot
+                # owns, growing) persists all the same, and counted by its text it never reached MISMATCH_TICKS
+                self._mismatch = {s: self._mismatch.get(s, 0) + 1 for s in map(reconcile.subject, self._differences)}
+                read = True
+            else:  # a read failed: it proves nothing, so the differences stand as last counted (taken as gone, each
+                read = False  # failed read started their count again, and one failing every other tick never halted)
+            for problem in self._differences:
+                ticks = self._mismatch[reconcile.subject(problem)]
+                if read and ticks == MISMATCH_TICKS:  # said once, when it is first found to persist
                     self.journal.log("anomaly", what="unexplained", detail=problem)
                 if ticks >= MISMATCH_TICKS:
                     count += 1

@@ -97,6 +97,13 @@ def unexplained(owned: Iterable[PositionRow], known_client_ids: set[str], snapsh
     return found
 
 
+def subject(problem: str) -> str:
+    """What an `unexplained` line is about, without its quantities: `position AAPL` of "position AAPL: broker 5,
+    bots own 0"; an open order's line is its own subject. A difference persists while its subject does: a
+    position no bot owns that grows every tick is one difference, not a new one each tick."""
+    return problem.split(":", 1)[0]
+
+
 def fee_split(holders: list[PositionRow], at_broker: float) -> list[float]:
     """What each holder of one coin owns once the broker's `at_broker` is adopted: the fees charged to the bots whose
     buys paid them. The fee is a share of each buy, so of all the fees taken over the holders' round trips (their

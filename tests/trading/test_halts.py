@@ -580,3 +580,47 @@ def test_an_exit_sent_while_reconciliation_fails_is_said_for_what_it_is(rig: Rig
     rig.ticks(4)
     actions = [e["action"] for e in rig.events("order") if e.get("action") in ("resend_after_restart", "send_before_reconciled")]
     assert actions and set(actions) == {"send_before_reconciled"}
+
+
+def test_a_difference_whose_size_moves_every_tick_is_still_one_that_persists(rig: Rig) -> None:
+    """From the soak (tests/trading/test_soak.py): a difference had to be the same text MISMATCH_TICKS ticks in a
+    row, quantities included, so one that moved every tick (a position no bot owns, growing by a share a tick: a
+    second application trading the account) never counted twice, and the system stayed armed, entering, for as
+    long as it grew. It persists as long as its subject (the position of a symbol) does."""
+    from engine.trading.exitbot import MISMATCH_TICKS
+
+    rig.ticks(3)
+    assert rig.engine.system.state == "armed" and rig.engine.reconciled
+    for shares in range(1, MISMATCH_TICKS + 2):
+        rig.exchange.set_position("MSFT", shares, 400.0)
+        rig.ticks(1)
+    assert rig.engine.system.state == "halted"
+    (reason,) = halt_reasons(rig)
+    assert reason.startswith("kill condition: anomaly_halt, position MSFT: broker ")
+
+
+def test_a_start_up_difference_on_a_symbol_with_our_order_working_halts_though_its_size_moves(rig: Rig) -> None:
+    """Start-up reconciliation gives a difference on a symbol where an order of ours works one more tick (its fill
+    may not be synced yet), and halts when the same is found again. "The same" was the same text: a position that
+    moved every tick (a second application buying on the symbol) kept the engine unreconciled, unarmed and
+    without a halt or an anomaly, for as long as it moved."""
+    from engine.core.store import PositionRow
+
+    rig.ticks(3)
+    now, price = rig.clock.now(), round(rig.exchange.quote("AAPL").mid, 2)
+    orders, day = rig.engine.orders, rig.engine.trading_date(now)
+    with rig.store.transaction():  # mom_AAPL holds 1 AAPL, its exit working far above the market
+        rig.store.save_position(PositionRow("mom_AAPL", "AAPL", 1.0, price, now, bought_qty=1.0))
+        rig.store.save_machine_state("momentum", "mom_AAPL", "in_position", now)
+        cid = orders.next_client_order_id("mom_AAPL", day)
+        exit_order = OrderRequest("AAPL", "sell", cid, "limit", "day", qty=1, limit_price=round(price * 2, 2))
+        orders.record_intent("mom_AAPL", day, "exit", exit_order, "test")
+    rig.exchange.set_position("AAPL", 1, price)
+    orders.send_pending()
+    restarted = rig.restart()
+    for shares in range(2, 5):  # the broker's AAPL grows by one each tick
+        restarted.exchange.set_position("AAPL", shares, price)
+        restarted.ticks(1)
+    assert restarted.engine.system.state == "halted"
+    (reason,) = halt_reasons(restarted)
+    assert reason.startswith("reconciliation: position AAPL: broker ")
