@@ -352,11 +352,33 @@ class Engine:
         # before reconciliation no entry leaves (the system is not armed); the exits recorded meanwhile go out at
         # the next tick's recovery, looked up first (OrderManager.recover_pending)
         sent = self.orders.send_cancels()  # the kill switch's and the machines' cancels, the write lock released
-        sent += self.orders.send_pending() if self.reconciled else 0
+        sent += self.orders.send_pending(self._entry_refusal(snapshot)) if self.reconciled else 0
         if sent and self.on_persist is not None:  # the simulated exchange now holds the orders just sent
             with self.store.transaction():
                 self.on_persist()
         return snapshot.broker_requests + self._broker_calls() - calls_before
+
+    def _entry_refusal(self, snapshot: Snapshot) -> Callable[[str], str | None]:
+        """Why an entry of a bot may not leave in this tick (None: it may). An entry granted this tick passed its
+        bot's preflight on this tick's snapshot; one held back behind an opposite order since an earlier tick
+        (`OrderManager.send_pending`) was granted on that tick's, and went out later in a tick whose broker reads
+        failed, with the system disarmed. Whatever the rules say, no entry leaves in a tick that read the broker
+        incompletely, while the system is not armed, or while its bot's preflight fails."""
+        if not snapshot.complete:
+            failed = ", ".join(sorted({e.operation or e.kind for e in snapshot.errors}))
+            return lambda _bot_id: f"a broker read of this tick failed ({failed})"
+        if self.system.state != "armed":
+            state = self.system.state
+            return lambda _bot_id: f"the system is {state}, not armed"
+
+        def refusal(bot_id: str) -> str | None:
+            bot = self._by_id.get(bot_id)
+            failed = bot.memory.last_failed_checks if bot is not None else None
+            if failed is None:
+                return "its bot's preflight was not evaluated this tick"
+            return f"its bot's preflight fails ({', '.join(failed)})" if failed else None
+
+        return refusal
 
     def _kill_outside_machine(self, kills: KillVerdict, state: str, now: datetime) -> None:
         """A kill condition holds, the system was not halted, and its machine's step wrote no halt: the machine

@@ -167,13 +167,15 @@ class OrderManager:
 
     # --- sending -------------------------------------------------------------------------------------------
 
-    def send_pending(self) -> int:
+    def send_pending(self, entry_refusal: Callable[[str], str | None] | None = None) -> int:
         """Send the intents committed this tick, and those held back earlier; returns how many were attempted.
         Only intents recorded by this process are looked for here (none: no query); those of an earlier process
         are `recover_pending`'s.
 
         An entry leaves only if, at this moment, no halt is in force for the system or its bot (an operator may
-        have halted from another process since the gate granted it); otherwise it ends `not_sent`.
+        have halted from another process since the gate granted it), and `entry_refusal` (the engine's: this
+        tick's reads, the system's state, the bot's preflight) gives no reason against it for its bot; otherwise it
+        ends `not_sent`.
 
         Alpaca refuses an order that would cross the account's own working order on the other side of the same
         symbol (a "potential wash trade"). Such an order is held, not sent: it stays `pending` and goes out on a
@@ -204,6 +206,12 @@ class OrderManager:
                 self.journal.log(
                     "order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=halt.reason
                 )
+                continue
+            refused = entry_refusal(row.bot_id) if row.purpose == "entry" and entry_refusal is not None else None
+            if refused is not None:
+                self._set(row, status="not_sent", error=f"not sent: {refused}")
+                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id,
+                                 reason=refused)  # fmt: skip
                 continue
             opposite = "sell" if row.side == "buy" else "buy"
             if (row.symbol, opposite) in sides:

@@ -183,3 +183,46 @@ def test_an_order_whose_answer_an_exception_lost_is_looked_up_while_the_run_goes
     owned = {(p.bot_id, p.symbol): p.qty for p in rig.store.positions()}
     assert owned.get((row.bot_id, row.symbol)) == pytest.approx(rig.exchange.positions[row.symbol].qty)  # its fee taken
     assert not [h.reason for h in rig.store.halts() if h.reason.startswith("reconciliation")]
+
+
+@pytest.mark.parametrize("then", ["a_read_fails", "the_quote_is_too_wide"])
+def test_an_entry_held_behind_an_opposite_order_does_not_leave_in_a_tick_that_grants_no_entry(
+    project: ProjectCopy, clock, then: str
+) -> None:
+    """From the soak (tests/trading/test_soak.py): an entry held behind its symbol's opposite working order was
+    granted on the tick that recorded it, and sent on the later tick that found the opposite order done, whatever
+    that tick found: its account read failing (the system disarmed), or its bot's preflight failing (a quote too
+    wide to be a price).
+    It ends `not_sent`, naming why."""
+    from engine.core.store import PositionRow
+
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.ticks(3)
+        now, price = clock.now(), round(exchange.quote("AAPL").mid, 2)
+        orders, day = rig.engine.orders, rig.engine.trading_date(now)
+        with rig.store.transaction():  # mom_AAPL holds 1 AAPL, its exit working far above the market
+            rig.store.save_position(PositionRow("mom_AAPL", "AAPL", 1.0, price, now, bought_qty=1.0))
+            rig.store.save_machine_state("momentum", "mom_AAPL", "in_position", now)
+            sell = OrderRequest("AAPL", "sell", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1,
+                                limit_price=round(price * 2, 2))  # fmt: skip
+            orders.record_intent("mom_AAPL", day, "exit", sell, "test")
+        exchange.set_position("AAPL", 1, price)
+        orders.send_pending()
+        with rig.store.transaction():
+            entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "market", "day", qty=1)
+            orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+        orders.send_pending()
+        assert rig.store.order(entry.client_order_id).status == "pending"  # type: ignore[union-attr]  # held
+        exchange.cancel(exchange.by_client_id[sell.client_order_id])  # the exit ends at the broker
+        if then == "a_read_fails":
+            emulator.faults.append(Fault(status=503, path_prefix="/v2/account"))
+        else:
+            emulator.faults.append(Fault(path_prefix="/v2/stocks/quotes/latest", patch={"quotes.AAPL.ap": round(price * 1.5, 2)}))
+        rig.ticks(1)
+        assert entry.client_order_id not in exchange.by_client_id
+        row = rig.store.order(entry.client_order_id)
+        assert row is not None and row.status == "not_sent"
+        said = "a broker read of this tick failed (account)" if then == "a_read_fails" else "preflight fails (quotes_usable)"
+        assert said in (row.error or ""), row.error
