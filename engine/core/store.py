@@ -528,6 +528,9 @@ class StateStore:
         self._held_lost: str | None = None  # held: why the transactions since the last commit were lost (`_held_lost_by`)
         self._closed = False
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the file opened (`check_at_path`)
+        # Called once a transaction has committed (not a held one): the engine's journal flush, so that what a commit
+        # wrote is said in the log before the process makes its next request, in which it may die
+        self.after_commit: Callable[[], None] | None = None
         self._conn = self._open(str(path))
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -948,6 +951,8 @@ class StateStore:
             self._released += 1
             if self._released >= self._hold_every:
                 self.commit_held()
+        elif self.after_commit is not None:
+            self.after_commit()
 
     def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = (), *, records: bool = True) -> sqlite3.Cursor:
         """`records`: the write changes what a tick reads (every table but `meta`, which the simulated exchange

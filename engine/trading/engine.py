@@ -170,6 +170,8 @@ class Engine:
         self._split_preflight()
         self._refuse_unmanaged()
         self.store.keep_tick_reads = True  # this engine is the only writer of its orders and positions (the run lock)
+        if self.flush_each_tick:  # a backtest's log is read when it ends: it is written in batches
+            self.store.after_commit = self._log_committed
         self._restore_states()
 
     @property
@@ -215,6 +217,16 @@ class Engine:
             self.runtimes[kind].add(model, state)  # restored without running any action
             if state is None:
                 self.store.save_machine_state(kind, model.bot_id, model.state, self.clock.now())
+
+    def _log_committed(self) -> None:
+        """A commit's events (fills, halts, transitions, intents) go to the log as it commits: a tick commits in
+        several transactions (each order's fills in sync, then its own) and asks the broker more after them
+        (lookups, the crypto pairs' assets, reconciliation's reads), and a kill in one of those requests left
+        SQLite holding what the log, its events still in the buffer, never said. A log that cannot take them now
+        (a full disk) is not this commit's error: they stay held, and the flush that must succeed (before an
+        order leaves, at the tick's end) raises it."""
+        with contextlib.suppress(OSError):
+            self.journal.flush()
 
     def _record_failure(self, error: BrokerError) -> None:
         """Every broker failure counts towards `api_failure_halt`. Two halt at once: the broker refusing our keys

@@ -226,3 +226,43 @@ def test_an_entry_held_behind_an_opposite_order_does_not_leave_in_a_tick_that_gr
         assert row is not None and row.status == "not_sent"
         said = "a broker read of this tick failed (account)" if then == "a_read_fails" else "preflight fails (quotes_usable)"
         assert said in (row.error or ""), row.error
+
+
+def test_a_kill_at_a_later_request_of_the_tick_loses_no_event_of_what_sqlite_committed(project: ProjectCopy, clock) -> None:
+    """From the soak (tests/trading/test_soak.py): a tick commits in several transactions (each order's fills in
+    sync, then the tick's own) and makes broker requests after them (lookups of other orders, the crypto pairs'
+    assets, reconciliation's reads). A commit's events waited in the journal's buffer until the end of the tick
+    (or the next POST or cancel), so a kill at one of those requests left SQLite holding a fill the log never
+    said: the log's fills of an order no longer added up to what SQLite had filled. A commit's events reach the
+    file as it commits."""
+    from engine.core.journal import read_events
+
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        rig.ticks(3)
+        orders, day = rig.engine.orders, rig.engine.trading_date(clock.now())
+        with rig.store.transaction():  # two market buys, of two bots: both fill, both leave the open orders
+            for bot, symbol, qty, tif in (("mom_AAPL", "AAPL", 1.0, "day"), ("crypto_core", "BTC/USD", 0.001, "gtc")):
+                buy = OrderRequest(symbol, "buy", orders.next_client_order_id(bot, day), "market", tif, qty=qty)  # type: ignore[arg-type]
+                orders.record_intent(bot, day, "entry", buy, "test")
+        orders.send_pending()
+        real_lookup, lookups = broker.get_order_by_client_id, []
+
+        def dies_at_the_second_lookup(client_order_id: str) -> object:
+            lookups.append(client_order_id)
+            if len(lookups) == 2:  # the first one's fill is committed
+                raise Crash
+            return real_lookup(client_order_id)
+
+        broker.get_order_by_client_id = dies_at_the_second_lookup  # type: ignore[assignment,method-assign]
+        with pytest.raises(Crash):
+            rig.ticks(2)
+        rig.engine.journal.discard()  # the dead process's buffer never reaches the file
+        said: dict[str, float] = {}
+        for event in read_events(rig.log):
+            if event["event"] == "fill":
+                said[event["client_order_id"]] = said.get(event["client_order_id"], 0.0) + event["qty"]
+        filled = {row.client_order_id: row.filled_qty for row in rig.store.orders() if row.filled_qty}
+        assert len(filled) == 1 and said == pytest.approx(filled)
