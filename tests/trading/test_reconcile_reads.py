@@ -78,3 +78,6 @@ def test_a_difference_is_not_forgotten_while_a_read_fails(project: ProjectCopy, 
         assert rig.engine.system.state == "halted"
         reasons = [h.reason for h in rig.store.halts(SYSTEM_SCOPE)]
         assert reasons == ["kill condition: anomaly_halt, position MSFT: broker 1, bots own 0"]
+        # said once, when it was first found to persist: not again at each tick whose read failed
+        assert [e["detail"] for e in rig.events("anomaly") if e.get("what") == "unexplained"] == [
+            "position MSFT: broker 1, bots own 0"]
