@@ -153,10 +153,12 @@ class PortfolioBot:
             if self.allow_fallback and equity is not None:
                 fallback = fallback_budget_usd(self.bots, equity, self.max_daily_loss_pct)
             allocations = self.allocations
+            # `allocations.budget_usd(bot_id)` for each bot, written out: a tick whose equity moved does this for
+            # every bot
+            risk, pcts = (allocations.daily_risk_usd, allocations.pcts) if allocations is not None else (0.0, {})
             for bot_id in self._pcts:
-                allocated = allocations.budget_usd(bot_id) if allocations is not None else None
-                if allocated is None:
-                    allocated = fallback
+                pct = pcts.get(bot_id)
+                allocated = fallback if pct is None else risk * pct / 100
                 if allocated is not None:
                     out[bot_id] = allocated
         self._budgets = (key, out)
