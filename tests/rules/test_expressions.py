@@ -395,3 +395,23 @@ def test_pointer_puts_the_caret_under_the_token() -> None:
     assert expressions.pointer(text, error(text)) == "    ok and cuont < limit\n           ^^^^^"
     text = "\tok = 1"
     assert expressions.pointer(text, error(text)).splitlines()[1] == "    \t   ^"
+
+
+def test_a_source_compiled_again_shares_its_code_but_each_function_names_its_own_guards() -> None:
+    """Generated code is compiled once a process (`_code`): the same source again, here under two compositions
+    whose guards have other names, gets the same code object, and each function still raises with its own names
+    and answers from its own facts."""
+
+    def composed(first: str, second: str) -> Any:
+        loss = expressions.parse("pnl / (count - 3) < 1", TYPES)
+        parts = [expressions.guard(first, expressions.parse("ok", TYPES)), expressions.guard(second, loss)]
+        return expressions.compile_node(expressions.logic("and", parts), "top").function
+
+    one, other = composed("armed", "loss"), composed("ready_now", "too_far")
+    assert one is not other and one.__code__ is other.__code__
+    for function, guard in ((one, "loss"), (other, "too_far")):
+        with pytest.raises(GuardError) as caught:
+            function(FACTS)
+        assert caught.value.guard == guard
+    assert one({**FACTS, "count": 4}) is other({**FACTS, "count": 4}) is True
+    assert one({**FACTS, "ok": False}) is False
