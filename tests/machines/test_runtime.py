@@ -212,3 +212,26 @@ def test_a_step_in_one_call_chooses_what_asking_one_by_one_chooses() -> None:
                 compared += 1
                 errors += got.error is not None
     assert compared > 2000 and errors > 20  # missing facts did reach guards
+
+
+def test_the_results_a_step_builds_without_the_named_tuples_new_are_step_results_in_full() -> None:
+    # `step` and `_fire` build their StepResult with tuple.__new__ and every field written out (runtime.py): a field
+    # added to StepResult must be added there too, or its value would be missing from the result.
+    from engine.machines.runtime import StepResult, build_runtime
+    from engine.validate import load_valid
+
+    report = load_valid(PROJECT_ROOT / "config", PROJECT_ROOT / "machines", PROJECT_ROOT / "rules")
+    assert report.book is not None
+    runtime, _rules = build_runtime(SPECS["momentum"], report.book)
+    quiet, fires = MachineModel("quiet"), MachineModel("fires")
+    runtime.add(quiet, "halted")
+    runtime.add(fires, "halted")
+    flat = {"holds_position": False, "entry_order_open": False, "exit_order_open": False}
+    facts = {"system_halted": True, "bot_halted": True, **flat}
+    assert runtime.step(quiet, facts) == StepResult("quiet", "halted", "halted")
+    fired = runtime.step(fires, {"system_halted": False, "bot_halted": False, **flat})
+    assert (fired.source, fired.dest, fired.guards_held) == ("halted", "idle", ("may_resume", "flat"))
+    assert fired.transition is not None and fired.transition.trigger == "resume"
+    assert fired == StepResult("fires", "halted", fired.dest, fired.transition, fired.intents, fired.guards_held)
+    for result in (runtime.step(quiet, facts), fired):
+        assert len(result) == len(StepResult._fields) and type(result) is StepResult
