@@ -39,8 +39,11 @@ def usable(quote: Quote | None, max_spread_pct: float) -> bool:
     """Whether a stock or crypto quote is a price: both sides present, not crossed, the spread within the limit."""
     if quote is None:
         return False
-    spread = spread_pct(quote.bid, quote.ask)
-    return spread is not None and spread <= max_spread_pct
+    # `spread_pct`, written out: asked of every quote every tick (`usable_quotes`)
+    bid, ask = quote.bid, quote.ask
+    if bid <= 0 or ask <= 0 or ask < bid:
+        return False
+    return (ask - bid) / (ask + bid) * 200 <= max_spread_pct
 
 
 def room_usd(deployable_usd: float, snapshot: Snapshot) -> float:

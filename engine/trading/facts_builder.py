@@ -236,7 +236,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     gate = inputs.gate
     allocated = inputs.budgets.get(bot_id)
     budget_usd = None if allocated is None else max(0.0, allocated + min(0.0, records.realized_pnl))  # `budget_left`
-    busy = _busy(records)
+    busy = _busy(records) if owned or entries_open else _NOTHING  # most bots: no call
     answer = inputs.signals.get(bot_id) if inputs.signals is not None else None
     signal_symbol, signal_error = answer if answer is not None else ask_signal(view, bot, inputs.history)
     max_spread_pct = system["health_max_spread_pct"]
@@ -352,10 +352,10 @@ def ask_signal(view: TickView, bot: Bot, history: Mapping[str, Sequence[float]])
     user's code and may take its whole budget (health.max_signal_seconds), and inside the transaction SQLite's
     write lock would be held meanwhile, an operator's `halt` waiting on it. What the answer depends on, the recent
     prices and the bot's own positions and working entries, no step of the tick before the bots' changes."""
-    records = view.bot(bot.bot_id)
+    records = view.bots.get(bot.bot_id, _NO_RECORDS)  # `view.bot`, inlined: once per bot per tick
     if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
         return None, None
-    return _signal(bot, history, _busy(records))
+    return _signal(bot, history, _busy(records) if records.positions or records.open_entries else _NOTHING)
 
 
 def _held_from_an_earlier_day(view: TickView, owned: Sequence[PositionRow]) -> bool:
@@ -391,6 +391,17 @@ def _quotes_state(
     price). The age is missing, and the quotes not usable, when any quote is missing. The age is missing too when
     a quote is stamped further ahead of the clock than the staleness limit (`fresh_window`): an age that cannot
     be trusted is not a small one."""
+    if len(symbols) == 1:  # a MomentumBot's one ticker: the loop below for one symbol, without the loop
+        symbol = symbols[0]
+        quote = quotes.get(symbol)
+        if quote is None:
+            return None, False
+        stamp = quote.timestamp
+        if stamp is None:  # typed never None; the loop below answers so for one that is
+            return None, symbol in usable_now
+        if stamp > now and (stamp - now).total_seconds() > min(limit_s, _CENTURY_SECONDS):
+            return None, symbol in usable_now
+        return (now - stamp).total_seconds(), symbol in usable_now
     oldest = newest = None
     usable = True
     for symbol in symbols:
