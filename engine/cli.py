@@ -370,7 +370,8 @@ def cmd_facts(args: argparse.Namespace) -> int:
             print(f"{'' if kind == kinds[0] else chr(10)}## {kind}\n")
         print("| fact | type | unit | meaning |\n|---|---|---|---|")
         for fact in vocabulary(kind).values():
-            print(f"| {fact.name} | {fact.type} | {fact.unit or '-'} | {fact.description} |")
+            values = f" One of: {', '.join(sorted(fact.values))}." if fact.values is not None else ""
+            print(f"| {fact.name} | {fact.type} | {fact.unit or '-'} | {fact.description}{values} |")
     print("\nBuilt-in guards: " + ", ".join(f"{name}({', '.join(b.params)}): {b.description}" for name, b in BUILTINS.items()))
     return EXIT_OK
 

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from engine.brokers import order_rules
 from engine.brokers.base import (
+    ACCOUNT_STATUSES,
     NON_TRADE_ACTIVITY_TYPES,
     ORDER_AMOUNTS,
     ORDER_FIXED,
@@ -74,16 +75,6 @@ ASSET_CLASSES = frozenset({"us_equity", "us_option", "crypto"})  # base.AssetCla
 # value outside these in a field the engine reads is refused; fields it does not read are not looked at.
 POSITION_SIDES = frozenset({"long", "short"})
 ASSET_STATUSES = frozenset({"active", "inactive"})
-# The account's `status` and `crypto_status` (an unknown one is a bad answer): alpaca-py 0.44.0's AccountStatus,
-# and ACCOUNT_CLOSED_PENDING, which trading-api.json's AccountStatus lists and alpaca-py's enum lacks (held to
-# alpaca-py's list alone, an account being closed halted the system as an unreadable answer every tick; read, it is
-# not ACTIVE, and preflight names it and blocks entries).
-ACCOUNT_STATUSES = frozenset(
-    {"ACCOUNT_CLOSED", "ACCOUNT_CLOSED_PENDING", "ACCOUNT_UPDATED", "ACTION_REQUIRED", "ACTIVE", "AML_REVIEW",
-     "APPROVAL_PENDING", "APPROVED", "DISABLED", "DISABLE_PENDING", "EDITED", "INACTIVE", "KYC_SUBMITTED", "LIMITED",
-     "ONBOARDING", "PAPER_ONLY", "REAPPROVAL_PENDING", "REJECTED", "RESUBMITTED", "SIGNED_UP", "SUBMISSION_FAILED",
-     "SUBMITTED"}
-)  # fmt: skip
 ORDER_SIDES = frozenset({"buy", "sell"})
 ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop"})
 TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})

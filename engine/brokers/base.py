@@ -95,6 +95,19 @@ class NonTradeActivity:
     status: str = "executed"
 
 
+# The account's `status` and `crypto_status` (the adapter refuses any other as a bad answer; validation refuses a
+# rule comparing either with another, engine/rules/facts.py): alpaca-py 0.44.0's AccountStatus,
+# and ACCOUNT_CLOSED_PENDING, which trading-api.json's AccountStatus lists and alpaca-py's enum lacks (held to
+# alpaca-py's list alone, an account being closed halted the system as an unreadable answer every tick; read, it is
+# not ACTIVE, and preflight names it and blocks entries).
+ACCOUNT_STATUSES = frozenset(
+    {"ACCOUNT_CLOSED", "ACCOUNT_CLOSED_PENDING", "ACCOUNT_UPDATED", "ACTION_REQUIRED", "ACTIVE", "AML_REVIEW",
+     "APPROVAL_PENDING", "APPROVED", "DISABLED", "DISABLE_PENDING", "EDITED", "INACTIVE", "KYC_SUBMITTED", "LIMITED",
+     "ONBOARDING", "PAPER_ONLY", "REAPPROVAL_PENDING", "REJECTED", "RESUBMITTED", "SIGNED_UP", "SUBMISSION_FAILED",
+     "SUBMITTED"}
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Account:
     equity: float

@@ -11,8 +11,13 @@ from collections.abc import Iterable
 
 
 def nearest(name: str, known: Iterable[str]) -> str | None:
-    """The known name closest to `name`, or None when nothing is close enough to be a likely typo."""
-    found = difflib.get_close_matches(str(name), sorted(known), n=1)
+    """The known name closest to `name`, or None when nothing is close enough to be a likely typo. One that differs
+    only in case comes first: difflib weighs case like any letter, and `'active'` found nothing near `'ACTIVE'`."""
+    known = sorted(known)
+    same = [candidate for candidate in known if candidate.casefold() == str(name).casefold()]
+    if same:
+        return same[0]
+    found = difflib.get_close_matches(str(name), known, n=1)
     return found[0] if found else None
 
 

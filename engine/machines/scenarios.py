@@ -25,7 +25,7 @@ from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config
 from engine.config.schema_check import load_checked, show_value, yaml_files
 from engine.config.yaml_source import YamlDocument
-from engine.core.names import unknown_name_message
+from engine.core.names import did_you_mean, unknown_name_message
 from engine.machines.actions import actions_for
 from engine.machines.runtime import MachineModel, MachineRuntime, build_runtime
 from engine.machines.spec import MachineSpec
@@ -199,6 +199,11 @@ def fact_type_problem(fact: Fact, value: Any) -> str | None:
         "float": number,
         "str": isinstance(value, str),
     }[fact.type]
+    if fits and fact.values is not None and value not in fact.values:
+        # A value the engine never reads into this fact (the adapter refuses any other status): the case tests a
+        # tick that cannot happen, and a typo (`ACTVE`) passed as a case of a blocked account
+        hint = did_you_mean(value, fact.values, list_when_none=True)
+        return f"{show_value(value)} is never a value of fact '{fact.name}'{hint}"
     if fits:
         return None
     unit = f", in {fact.unit}" if fact.unit and fact.unit != "config" else ""

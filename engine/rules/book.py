@@ -256,6 +256,13 @@ _MEASURED_UNITS = frozenset({"%", "min", "s", "USD", "count"})
 
 
 @cache
+def fact_values(kind: str) -> Mapping[str, frozenset[str]]:
+    """Fact name -> every value it can take, for the text facts whose values are a closed set (`Fact.values`):
+    what `check_values` holds a comparison to, and `bounds` reasons with."""
+    return {name: fact.values for name, fact in vocabulary(kind).items() if fact.values is not None}
+
+
+@cache
 def fact_units(kind: str) -> Mapping[str, str]:
     """Fact name -> unit, for the facts whose unit is known: what `check_units` compares."""
     units: dict[str, str] = {}
@@ -305,6 +312,7 @@ def _expression_node(entry: Entry, kind: str, problems: list[Problem]) -> Node |
     try:
         node = expressions.parse(text, fact_types(kind), _unknown(kind))
         expressions.check_units(node, fact_units(kind))
+        expressions.check_values(node, fact_values(kind))
         return node
     except ExpressionError as exc:
         problems.append(_expression_problem(entry, text, exc))
@@ -393,6 +401,7 @@ def _builtin_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | No
     try:
         node = spec.build(params, fact_types(kind), _unknown(kind))
         expressions.check_units(node, fact_units(kind))
+        expressions.check_values(node, fact_values(kind))
         return node
     except ExpressionError as exc:
         problems.append(entry.problem("params", f"built-in '{name}': {exc.reason}"))
@@ -600,11 +609,15 @@ _NEVER_ALWAYS: dict[str, tuple[str, str | None]] = {
 @cache
 def fact_domains(kind: str) -> Mapping[str, bounds.Domain]:
     """Fact name -> the values it can take, as far as validation may assume them (`engine.rules.bounds`): a whole
-    number for an int fact, and 0 and up for a count or a level."""
+    number for an int fact, 0 and up for a count or a level, and a text fact's closed set of values."""
     return {
-        name: bounds.Domain(integral=fact.type == "int", minimum=0.0 if fact.unit in ("count", "level") else None)
+        name: bounds.Domain(
+            integral=fact.type == "int",
+            minimum=0.0 if fact.unit in ("count", "level") else None,
+            values=fact.values,
+        )
         for name, fact in vocabulary(kind).items()
-        if fact.type in ("int", "float")
+        if fact.type in ("int", "float") or fact.values is not None
     }
 
 

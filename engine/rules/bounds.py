@@ -34,10 +34,12 @@ _NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="} 
 
 @dataclass(frozen=True)
 class Domain:
-    """The values a fact can take: whole numbers only (`integral`), and none under `minimum`."""
+    """The values a fact can take: whole numbers only (`integral`), and none under `minimum`; for a text fact whose
+    values are a closed set (`facts.Fact.values`), that set."""
 
     integral: bool = False
     minimum: float | None = None
+    values: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,15 +148,17 @@ def _contradiction(name: str, literals: Iterable[_Literal], domains: Mapping[str
     if not constrained:
         return None
     values = [lit.value for lit in constrained]
+    domain = domains.get(name, Domain())
     if all(isinstance(v, bool) for v in values) or all(isinstance(v, str) for v in values):
-        return _equalities(name, constrained)
+        return _equalities(name, constrained, domain.values)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return None  # cannot happen after the type check; nothing to decide
-    return _interval(name, constrained, domains.get(name, Domain()))
+    return _interval(name, constrained, domain)
 
 
-def _equalities(name: str, literals: list[_Literal]) -> str | None:
-    """true/false and strings, by == and != only (a string's order is not looked into)."""
+def _equalities(name: str, literals: list[_Literal], closed: frozenset[str] | None) -> str | None:
+    """true/false and strings, by == and != only (a string's order is not looked into); `closed`, a text fact's
+    every value when they are a closed set."""
     equal = {lit.value for lit in literals if lit.op == "=="}
     unequal = {lit.value for lit in literals if lit.op == "!="}
     if any(lit.op not in ("==", "!=") for lit in literals):
@@ -166,6 +170,10 @@ def _equalities(name: str, literals: list[_Literal]) -> str | None:
         return f"'{name}' is asked to be {_shown(value)} and not {_shown(value)} at once"
     if not equal and unequal >= {True, False}:
         return f"'{name}' is asked to be neither true nor false"
+    if closed is not None and equal and not equal <= closed:
+        return f"'{name}' is never {_shown(next(iter(equal - closed)))}"
+    if closed is not None and not equal and unequal >= closed:
+        return f"'{name}' is asked to be none of the values it can take"
     return None
 
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 from engine.config.errors import caret_excerpt
-from engine.core.names import nearest, unknown_name_message
+from engine.core.names import did_you_mean, nearest, unknown_name_message
 from engine.rules.errors import ExpressionError, FactTypeError, GuardError, MissingFact
 
 Type = Literal["bool", "number", "str"]
@@ -794,6 +794,26 @@ def check_units(node: Node, units: Mapping[str, str]) -> None:
     constant has none. `* 60` turns minutes into seconds, `/ 60` seconds into minutes, `/ 100` percent into a
     fraction and `* 100` back; any other constant factor keeps the unit; a product of two facts has none."""
     _unit(node, units)
+
+
+def check_values(node: Node, values: Mapping[str, frozenset[str]]) -> None:
+    """Refuse `==` or `!=` of a text fact with a string it can never be: `account_status == 'ACTVE'` type-checks
+    (two strings), and as a check blocked every entry; `!=` always holds, as a kill condition it would halt every
+    tick. `values` maps a fact whose values are a closed set (`facts.Fact.values`) to that set. Said at the string,
+    with the nearest value the fact can take."""
+    for part in _walk(node):
+        if not isinstance(part, Binary) or part.op not in ("==", "!="):
+            continue
+        for side, other in ((part.left, part.right), (part.right, part.left)):
+            if not (isinstance(side, Fact) and isinstance(other, Const) and isinstance(other.value, str)):
+                continue
+            allowed = values.get(side.name)
+            if allowed is None or other.value in allowed:
+                continue
+            answer = "never holds" if part.op == "==" else "always holds"
+            hint = did_you_mean(other.value, allowed, list_when_none=True)
+            reason = f"'{side.name}' is never {other.value!r}, so '{part.op}' {answer}{hint}"
+            raise ExpressionError("type", reason, other.column, other.width)
 
 
 def _unit(node: Node, units: Mapping[str, str]) -> str | None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from engine.brokers.base import ACCOUNT_STATUSES
 from engine.config import model
 
 FactType = Literal["bool", "float", "int", "str"]
@@ -32,20 +33,40 @@ class Fact:
     unit: str
     description: str
     scope: Scope
+    # A text fact's every possible value, when they are a closed set (the account's statuses, a config choice): a
+    # rule comparing it with any other (`account_status == 'ACTVE'`) can never hold, or always holds, and is refused
+    # (`book.fact_values`). None: any text.
+    values: frozenset[str] | None = None
 
 
-def _f(name: str, type_: FactType, unit: str, description: str, scope: Scope = "bot") -> Fact:
-    return Fact(name, type_, unit, description, scope)
+def _f(
+    name: str, type_: FactType, unit: str, description: str, scope: Scope = "bot", values: frozenset[str] | None = None
+) -> Fact:
+    return Fact(name, type_, unit, description, scope, values)
 
 
 # Facts every machine can read (the account, the market, the system).
 SYSTEM_FACTS: tuple[Fact, ...] = (
     _f("account_ok", "bool", "", "The account was read this tick, is ACTIVE, and nothing is blocked or suspended.", "system"),
-    _f("account_status", "str", "", "The account's status as the broker sends it ('ACTIVE' when it may trade).", "system"),
+    _f(
+        "account_status",
+        "str",
+        "",
+        "The account's status as the broker sends it ('ACTIVE' when it may trade).",
+        "system",
+        ACCOUNT_STATUSES,  # the adapter refuses any other as a bad answer: the fact is then missing
+    ),
     _f("trading_blocked", "bool", "", "The broker blocks the account's trading (trading_blocked).", "system"),
     _f("account_blocked", "bool", "", "The broker blocks the account (account_blocked).", "system"),
     _f("trade_suspended_by_user", "bool", "", "The account's owner suspended trading (trade_suspended_by_user).", "system"),
-    _f("crypto_status", "str", "", "The account's crypto status ('ACTIVE' when it may trade crypto).", "system"),
+    _f(
+        "crypto_status",
+        "str",
+        "",
+        "The account's crypto status ('ACTIVE' when it may trade crypto).",
+        "system",
+        ACCOUNT_STATUSES,
+    ),
     _f(
         "options_trading_level",
         "int",
@@ -168,10 +189,11 @@ def _config_facts(cls: type, prefix: str, scope: Scope) -> Iterator[Fact]:
             continue
         kinds: dict[Any, FactType] = {bool: "bool", int: "int", float: "float", str: "str"}
         kind: FactType | None = kinds.get(hint)
-        if typing.get_origin(hint) is Literal:
-            kind = "str"
+        values: frozenset[str] | None = None
+        if typing.get_origin(hint) is Literal:  # the schema's enum: a config holding another is refused
+            kind, values = "str", frozenset(typing.get_args(hint))
         if kind is not None:
-            yield Fact(name, kind, "config", f"Config value {name.replace('_', '.', 1)} (see the schemas).", scope)
+            yield Fact(name, kind, "config", f"Config value {name.replace('_', '.', 1)} (see the schemas).", scope, values)
 
 
 _BOT_CONFIG = {"momentum": model.MomentumBotConfig, "options": model.OptionsBotConfig, "crypto": model.CryptoBotConfig}

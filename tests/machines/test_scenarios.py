@@ -41,6 +41,19 @@ def read_project_cases(project: ProjectCopy) -> ScenarioFiles:
     return read_cases(project.machines, report.config, report.machines)
 
 
+def test_a_text_fact_given_a_value_it_can_never_take_is_a_problem(project: ProjectCopy) -> None:
+    """`account_status: ACTVE` tested a tick the engine never sees (the adapter refuses any other status)."""
+    scenario = "machines/scenarios/momentum_exits.yaml"
+    project.replace(scenario, "  holds_position: true\n", "  holds_position: true\n  account_status: ACTVE\n")
+    found = read_project_cases(project)
+    assert [(p.line, p.message) for p in found.problems] == [
+        (
+            project.line_of(scenario, "account_status: ACTVE"),
+            "'ACTVE' is never a value of fact 'account_status' (did you mean 'ACTIVE'?)",
+        )
+    ]
+
+
 def test_facts_of_the_wrong_type_are_problems_at_their_line_with_the_vocabulary_type(project: ProjectCopy) -> None:
     scenario = "machines/scenarios/momentum_exits.yaml"
     project.replace(scenario, "holds_position: true", "holds_position: yes")
