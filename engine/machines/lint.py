@@ -27,9 +27,9 @@ from engine.core.names import unknown_name_message
 from engine.machines.actions import actions_for
 from engine.machines.runtime import MachineModel
 from engine.machines.spec import MachineSpec, TransitionSpec
-from engine.rules import conditions
-from engine.rules.book import RuleBook, compile_rules, composed_too_large
-from engine.rules.expressions import MAX_NODES
+from engine.rules import bounds, conditions
+from engine.rules.book import RuleBook, compile_rules, composed_too_large, fact_domains
+from engine.rules.expressions import MAX_NODES, Node
 
 CANONICAL_STATES = {
     "momentum": ("idle", "armed", "in_position", "managing", "halted"),
@@ -142,18 +142,48 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
 
     used = [g for g in spec.guards_used() if g in book.guards]
     compiled, compile_problems = compile_rules(book, spec.kind, needed=used)
+    memo = bounds.Memo()  # the transitions share their guards' trees: each is looked into once
     for transition in spec.transitions:
         # The runtime writes each state's `when:` trees out into one function (CompiledRules.first_holding): a
         # `when: {all: [g, g, ...]}` of a large guard, thousands of times, would be compiled at every start.
         written = compiled.composed_size(transition.when)
         if written is not None and written > MAX_NODES:
             found.add(("transitions", transition.index, "when"), composed_too_large(written))
+        elif written is not None:
+            _dead_problem(spec, transition, compiled.when_node(transition.when), memo, found)
     if structurally_ok:
         _graph_problems(spec, found)
         _always_problems(spec, found)
         _exit_problems(spec, found)
         _order_problems(spec, found)
     return [*found.result(), *compile_problems]
+
+
+# What a transition does that protects: it halts (into `halted`, or records the system's halt) or it closes. One
+# whose `when:` can never hold is that protection switched off without a word.
+_PROTECTING_ACTIONS = ("close_position", "record_halt")
+
+
+def _dead_problem(spec: MachineSpec, transition: TransitionSpec, when: Node | None, memo: bounds.Memo, found: _Findings) -> None:
+    """A transition whose `when:` can never hold, whatever the facts (engine/rules/bounds.py): it never fires.
+
+    Into `halted`, or closing, that is a halt or an exit switched off, so a guard that reads no fact (`'a' > 'b'`,
+    `false`) counts too. Elsewhere a constant guard is how a transition is switched off on purpose (an entry kept
+    off for a while): there only facts that rule each other out are said (`holds_position` and `flat`)."""
+    if when is None or transition.when == conditions.TRUE:
+        return
+    protecting = transition.dest == "halted" or any(a in _PROTECTING_ACTIONS for a in transition.actions)
+    reason = bounds.never_holds(when, fact_domains(spec.kind), constants=protecting, memo=memo)
+    if reason is None:
+        return
+    if transition.dest == "halted":
+        what = "a halt switched off without a word"
+    elif protecting:
+        done = [a for a in transition.actions if a in _PROTECTING_ACTIONS]
+        what = f"its {', '.join(done)} switched off without a word"
+    else:
+        what = "it is dead; fix the guards or remove the transition"
+    found.add(("transitions", transition.index, "when"), f"can never hold ({reason}), so it never fires: {what}")
 
 
 def _unknown(what: str, name: str, known: Iterable[str]) -> Callable[[], str]:

@@ -466,6 +466,13 @@ class CompiledRules:
             return None
         return expressions.size(_composition(when, self.guard_nodes))
 
+    def when_node(self, when: conditions.Condition) -> Node | None:
+        """The `when:` tree with its guards written out, as the runtime evaluates it, or None when a guard it names
+        is not compiled (unknown, or with problems of its own, reported already)."""
+        if any(name not in self.guard_nodes for name in conditions.refs(when)):
+            return None
+        return _composition(when, self.guard_nodes)
+
     def all_pass(self, names: Sequence[str]) -> Predicate:
         """One generated function for "every one of these preflight checks holds": the common answer for a bot,
         found in one call instead of one per check. It raises whenever one of them would; the caller then asks

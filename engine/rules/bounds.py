@@ -10,10 +10,16 @@ says which of its answers it refuses (`book._NEVER_ALWAYS`):
   compared with itself (`x < x`, `x == x`), or a true/false fact alone (`halted`, `not halted`);
 - a conjunction (`and`, or `or` under `not`) is never true when one of its parts never is, or when its literals
   on one fact contradict each other (bounds that leave no value, two different strings, true and false);
-- a disjunction is never true when none of its parts can be; "always" is "the negation can never hold".
+- a disjunction is never true when none of its parts can be; "always" is "the negation can never hold";
+- a part that reads no fact (`false`, a guard `'a' > 'b'`) has one answer at every tick, found by running it;
+  the machines' lint asks to pass over such parts except where a transition halts or closes (`constants=False`).
+
+A machine's `when:` trees write their guards out (book.CompiledRules.when_node), so the machines' lint shares one
+`Memo` by machine: each guard's tree is looked into once, not once per transition naming it.
 
 A fact's possible values are its declared type (an `int` fact is a whole number; a string is only compared for
-equality here, never ordered) and, for a count or a level (`python -m engine facts`), 0 and up. Config values are
+equality here, never ordered; one with a closed set of values, `facts.Fact.values`, is one of them) and, for a
+count or a level (`python -m engine facts`), 0 and up. Config values are
 facts whose value validation does not assume, and arithmetic on a fact's side is not looked into. A fact that is
 missing at run time makes the rule fail (an error, never true), which does not make a rule that cannot be true
 useful: "never holds" means never true when it can be evaluated.
@@ -59,31 +65,68 @@ class _Facts:
         self.by_fact.setdefault(literal.fact, []).append(literal)
 
 
-def never_holds(node: Node, domains: Mapping[str, Domain]) -> str | None:
-    """Why `node` can never be true, or None when it may be (or this cannot tell)."""
-    return _never(node, False, domains)
+class Memo:
+    """The answers found so far, by node, for one set of domains: a machine's transitions share their guards' trees
+    (the same objects), so each is looked into once, and a tree is looked into once per node, not once per level
+    above it (a transition's `when:` holds up to expressions.MAX_NODES terms, and a machine thousands of them)."""
+
+    def __init__(self) -> None:
+        self._free: dict[int, tuple[Node, bool]] = {}  # id -> (the node, kept so its id is not reused; reads no fact)
+        self._never: dict[tuple[int, bool, bool], tuple[Node, str | None]] = {}
+
+    def reads_no_fact(self, node: Node) -> bool:
+        found = self._free.get(id(node))
+        if found is None:
+            children: tuple[Node, ...] = ()
+            if isinstance(node, Unary):
+                children = (node.operand,)
+            elif isinstance(node, Logic):
+                children = node.operands
+            elif isinstance(node, Binary):
+                children = (node.left, node.right)
+            elif isinstance(node, Guard):
+                children = (node.body,)
+            free = not isinstance(node, Fact) and all(self.reads_no_fact(child) for child in children)
+            found = self._free[id(node)] = (node, free)
+        return found[1]
 
 
-def always_holds(node: Node, domains: Mapping[str, Domain]) -> str | None:
+def never_holds(node: Node, domains: Mapping[str, Domain], *, constants: bool = True, memo: Memo | None = None) -> str | None:
+    """Why `node` can never be true, or None when it may be (or this cannot tell). With `constants=False` a part
+    that reads no fact (`false`, a guard `'a' > 'b'`) is taken as one that may hold: a constant guard is how a
+    transition is switched off on purpose, and only what the facts rule out is said. `memo` may be shared by
+    calls with the same `domains`."""
+    return _never(node, False, domains, constants, memo or Memo())
+
+
+def always_holds(node: Node, domains: Mapping[str, Domain], *, memo: Memo | None = None) -> str | None:
     """Why `node` is true whenever it can be evaluated, or None when it may be false (or this cannot tell)."""
-    return _never(node, True, domains)
+    return _never(node, True, domains, True, memo or Memo())
 
 
-def _never(node: Node, negated: bool, domains: Mapping[str, Domain]) -> str | None:
-    """Why `node` (its negation when `negated`) is never true, or None."""
+def _never(node: Node, negated: bool, domains: Mapping[str, Domain], constants: bool, memo: Memo) -> str | None:
+    """Why `node` (its negation when `negated`) is never true, or None; each node's answer is found once."""
+    key = (id(node), negated, constants)
+    known = memo._never.get(key)
+    if known is None:
+        known = memo._never[key] = (node, _never_of(node, negated, domains, constants, memo))
+    return known[1]
+
+
+def _never_of(node: Node, negated: bool, domains: Mapping[str, Domain], constants: bool, memo: Memo) -> str | None:
+    if memo.reads_no_fact(node):
+        return _constant_never(node, negated) if constants else None
     if isinstance(node, Guard):
-        return _never(node.body, negated, domains)
+        return _never(node.body, negated, domains, constants, memo)
     if isinstance(node, Unary) and node.op == "not":
-        return _never(node.operand, not negated, domains)
-    if isinstance(node, Const) and node.type == "bool":
-        return f"'{_shown(node.value)}' is written where the rule needs a fact" if node.value == negated else None
+        return _never(node.operand, not negated, domains, constants, memo)
     if isinstance(node, Logic):
         conjunction = (node.op == "and") != negated
         if not conjunction:  # true when any part is: never only when none of them can be
-            reasons = [_never(part, negated, domains) for part in node.operands]
+            reasons = [_never(part, negated, domains, constants, memo) for part in node.operands]
             return None if any(r is None for r in reasons) else "; ".join(dict.fromkeys(r for r in reasons if r))
         for part in node.operands:
-            reason = _never(part, negated, domains)
+            reason = _never(part, negated, domains, constants, memo)
             if reason is not None:
                 return reason
         found = _Facts()
@@ -93,6 +136,22 @@ def _never(node: Node, negated: bool, domains: Mapping[str, Domain]) -> str | No
     if literal is None:
         return None
     return _contradiction(literal.fact, [literal], domains)
+
+
+def _constant_never(node: Node, negated: bool) -> str | None:
+    """Why a part that reads no fact is never true (its negation when `negated`): its one answer, found by running
+    it (it reads nothing, so every tick gives the same); None when it is true, or raises (refused where written)."""
+    if isinstance(node, Const) and node.type == "bool":
+        return f"'{_shown(node.value)}' is written where the rule needs a fact" if node.value == negated else None
+    try:
+        value = expressions.compile_node(node).function({})
+    except Exception:  # arithmetic refused where it is written, or an error at run time: nothing to say here
+        return None
+    if value is not negated:
+        return None
+    names = [part.name for part in expressions._walk(node) if isinstance(part, Guard)]
+    what = f"the guard '{names[0]}'" if names else "a part"
+    return f"{what} reads no fact and is {_shown(value)} at every tick"
 
 
 def _gather(node: Node, negated: bool, found: _Facts) -> None:

@@ -108,3 +108,15 @@ def test_a_kill_condition_that_always_holds_is_refused_and_a_check_may_ask_for_a
     (problem,) = validate(project.config, project.machines, project.rules).problems
     assert problem.path == "kill_conditions.anomaly_halt.expr" and problem.message.startswith("always holds")
     assert "halt at every tick" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("daily_pnl_pct > 0 and 1 > 2", "a part reads no fact and is false at every tick"),
+     ("(daily_pnl_pct > 0 and 'a' > 'b') or anomalies < 0", "a part reads no fact and is false at every tick")],
+)  # fmt: skip
+def test_a_part_that_reads_no_fact_is_run_unless_asked_to_pass_it_over(text: str, says: str) -> None:
+    """Its answer is the same at every tick; a transition that is not a halt or a close may be switched off so."""
+    assert says in (bounds.never_holds(node(text), fact_domains("system")) or "")
+    assert bounds.never_holds(node(text), fact_domains("system"), constants=False) is None
+    assert bounds.never_holds(node("daily_pnl_pct > 0 and 2 > 1"), fact_domains("system")) is None
