@@ -143,17 +143,22 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
     used = [g for g in spec.guards_used() if g in book.guards]
     compiled, compile_problems = compile_rules(book, spec.kind, needed=used)
     memo = bounds.Memo()  # the transitions share their guards' trees: each is looked into once
+    always_holds: dict[int, str] = {}  # transition index -> why its `when:` holds at every tick it can be evaluated
     for transition in spec.transitions:
         # The runtime writes each state's `when:` trees out into one function (CompiledRules.first_holding): a
         # `when: {all: [g, g, ...]}` of a large guard, thousands of times, would be compiled at every start.
         written = compiled.composed_size(transition.when)
         if written is not None and written > MAX_NODES:
             found.add(("transitions", transition.index, "when"), composed_too_large(written))
-        elif written is not None:
-            _dead_problem(spec, transition, compiled.when_node(transition.when), memo, found)
+        elif written is not None and transition.when != conditions.TRUE:
+            when = compiled.when_node(transition.when)
+            _dead_problem(spec, transition, when, memo, found)
+            reason = bounds.always_holds(when, fact_domains(spec.kind), memo=memo) if when is not None else None
+            if reason is not None:
+                always_holds[transition.index] = reason
     if structurally_ok:
         _graph_problems(spec, found)
-        _always_problems(spec, found)
+        _always_problems(spec, found, always_holds)
         _exit_problems(spec, found)
         _order_problems(spec, found)
     return [*found.result(), *compile_problems]
@@ -260,10 +265,14 @@ def _order_problems(spec: MachineSpec, found: _Findings) -> None:
                 opening.append(transition)
 
 
-def _always_problems(spec: MachineSpec, found: _Findings) -> None:
+def _always_problems(spec: MachineSpec, found: _Findings, always_holds: Mapping[int, str]) -> None:
     """What a transition without `when` (omitted means always) does to the others: from each of its sources it
     fires first every tick, so a transition listed after it from that source never fires (a halt included), and
-    a cycle of such transitions changes the state every tick forever, running their actions each time."""
+    a cycle of such transitions changes the state every tick forever, running their actions each time.
+
+    A `when:` that always holds (`always_holds`, by index: a guard `2 > 1`, or `{any: [flat, {not: flat}]}`) is
+    the same: it was a way round both checks. While a fact it reads is missing it raises, which halts the bot
+    there: the transitions after it are not asked then either."""
     first_always: dict[str, TransitionSpec] = {}
     shadowed: dict[int, tuple[TransitionSpec, list[str], TransitionSpec]] = {}
     for state in spec.states:
@@ -271,13 +280,16 @@ def _always_problems(spec: MachineSpec, found: _Findings) -> None:
             always = first_always.get(state)
             if always is not None:
                 shadowed.setdefault(transition.index, (transition, [], always))[1].append(state)
-            elif transition.when == conditions.TRUE:
+            elif transition.when == conditions.TRUE or transition.index in always_holds:
                 first_always[state] = transition
     for transition, sources, always in shadowed.values():
+        guarded = always.index in always_holds
+        why = _why_always(always, always_holds) if guarded else "has no `when`"
+        fix = "give it a `when` that can be false" if guarded else "give it a `when`"
         message = (
             f"never fires from {_names(sources)}: transition '{always.trigger}' (line "
-            f"{spec.doc.position(('transitions', always.index))[0]}) comes first from there and has no `when`, so it "
-            "always fires; give it a `when`, or move this transition above it"
+            f"{spec.doc.position(('transitions', always.index))[0]}) comes first from there and {why}, so it always "
+            f"fires; {fix}, or move this transition above it"
         )
         found.add(("transitions", transition.index, "trigger"), message)
     for cycle in _cycles({state: t.dest for state, t in first_always.items()}):
@@ -286,11 +298,18 @@ def _always_problems(spec: MachineSpec, found: _Findings) -> None:
         first = min((first_always[state] for state in cycle), key=lambda t: t.index)
         loop = " -> ".join([*cycle, cycle[0]])
         triggers = ", ".join(f"'{first_always[state].trigger}'" for state in cycle)
+        looping = [first_always[state] for state in cycle if first_always[state].index in always_holds]
+        what = "have no `when`, or one that always holds" if looping else "have no `when`"
         message = (
-            f"the machine would change state every tick forever ({loop}): transitions {triggers} have no `when`, "
+            f"the machine would change state every tick forever ({loop}): transitions {triggers} {what}, "
             "so each always fires; give one of them a `when`"
+            + ("".join(f"; '{t.trigger}': {_why_always(t, always_holds)}" for t in looping))
         )
         found.add(("transitions", first.index, "trigger"), message)
+
+
+def _why_always(transition: TransitionSpec, always_holds: Mapping[int, str]) -> str:
+    return f"its `when` always holds (its negation cannot: {always_holds[transition.index]})"
 
 
 def _names(states: Iterable[str]) -> str:

@@ -182,3 +182,43 @@ def test_an_entry_listed_below_the_halts_is_still_valid(project: ProjectCopy) ->
     path = project.root / momentum
     path.write_text(path.read_text(encoding="utf-8") + ENTER, encoding="utf-8")
     assert problems(project) == []
+
+
+ALWAYS_GUARDS = """  always_on:
+    description: A test guard that reads no fact and always holds.
+    expr: "2 > 1"
+  either_way:
+    description: A test guard that holds whatever the facts.
+    when: {any: [halt_active, {not: halt_active}]}
+  # --- halts -"""
+
+
+def test_a_transition_whose_when_always_holds_shadows_the_ones_after_it(project: ProjectCopy) -> None:
+    """`when: always_on` (`2 > 1`) is no `when` at all, and passed both checks: `kill` first from idle and armed
+    made `halt`, `arm` and `disarm` dead there, as `kill` without a `when` is refused for."""
+    project.replace("rules/guards.yaml", "  # --- halts -", ALWAYS_GUARDS)
+    project.replace(SYSTEM, "    when: kill_triggered\n", "    when: always_on\n")
+    found = problems(project)
+    assert [p.path for p in found] == ["transitions[1].trigger", "transitions[2].trigger", "transitions[3].trigger"]
+    assert "never fires from 'idle', 'armed': transition 'kill' (line 16) comes first from there and its `when` always" in (
+        found[0].message
+    )
+    assert "reads no fact and is true at every tick" in found[0].message
+    assert "give it a `when` that can be false" in found[0].message
+
+
+def test_a_cycle_of_transitions_whose_when_always_holds_is_refused(project: ProjectCopy) -> None:
+    """idle -> armed -> idle, one unguarded and one whose facts always hold: the state changed every tick."""
+    project.replace("rules/guards.yaml", "  # --- halts -", ALWAYS_GUARDS)
+    project.replace(SYSTEM, "    when: system_ready\n    reason: The broker answered", "    reason: The broker answered")
+    project.replace(SYSTEM, "    when: {not: system_ready}\n", "    when: either_way\n")
+    (p,) = problems(project)
+    assert "would change state every tick forever (idle -> armed -> idle)" in p.message
+    assert "have no `when`, or one that always holds" in p.message
+    assert "'disarm': its `when` always holds (its negation cannot: 'halt_active' is asked to be" in p.message
+
+
+def test_a_when_that_may_be_false_is_not_taken_for_always(project: ProjectCopy) -> None:
+    project.replace("rules/guards.yaml", "  # --- halts -", ALWAYS_GUARDS)
+    project.replace(SYSTEM, "    when: kill_triggered\n", "    when: {all: [kill_triggered, always_on]}\n")
+    assert problems(project) == []
