@@ -804,6 +804,12 @@ def check_values(node: Node, values: Mapping[str, frozenset[str]]) -> None:
     for part in _walk(node):
         if not isinstance(part, Binary) or part.op not in ("==", "!="):
             continue
+        if isinstance(part.left, Fact) and isinstance(part.right, Fact):
+            left, right = values.get(part.left.name), values.get(part.right.name)
+            if left is not None and right is not None and not left & right:  # `account_status == execution_tif`
+                answer = "never holds" if part.op == "==" else "always holds"
+                reason = f"'{part.left.name}' and '{part.right.name}' share no value, so '{part.op}' {answer}"
+                raise ExpressionError("type", reason, part.column, part.width)
         for side, other in ((part.left, part.right), (part.right, part.left)):
             if not (isinstance(side, Fact) and isinstance(other, Const) and isinstance(other.value, str)):
                 continue

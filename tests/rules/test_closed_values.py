@@ -41,6 +41,14 @@ def test_a_value_outside_the_set_is_refused_at_the_string(text: str, says: str) 
     assert caught.value.column == text.index("'"), caught.value.column  # at the string, where the typo is
 
 
+def test_two_facts_that_share_no_value_are_refused_at_the_comparison() -> None:
+    text = "trades_crypto and account_status == execution_tif"
+    with pytest.raises(ExpressionError) as caught:
+        check_values(parse(text, fact_types("crypto")), fact_values("crypto"))
+    assert "'account_status' and 'execution_tif' share no value, so '==' never holds" in caught.value.message
+    assert caught.value.column == text.index("==")
+
+
 @pytest.mark.parametrize(
     "text",
     ["account_status == 'ACTIVE'", "account_status != 'INACTIVE'", "crypto_status == account_status",
