@@ -441,6 +441,24 @@ def _number(value: object) -> float:
     return float(value)
 
 
+def _positive(value: object, column: str) -> float:
+    """A quantity or price the engine only ever writes above 0 (a position is long: exits never open a short, and
+    a position sold to dust is deleted; a fill's price is above 0). A hand edit's 0 or negative entry price read
+    as real made the position's P&L a gain of thousands of percent: its take-profit exit sold it."""
+    number = _number(value)
+    if number <= 0:
+        raise ValueError(f"{column} {number!r} is not above 0")
+    return number
+
+
+def _not_negative(value: object, column: str) -> float:
+    """A running total of quantities or values bought or sold, which only grows from 0."""
+    number = _number(value)
+    if number < 0:
+        raise ValueError(f"{column} {number!r} is below 0")
+    return number
+
+
 def _count(value: object) -> int:
     """A counter: an integer (a REAL infinity left by a hand edit raised OverflowError from `int`, a traceback)."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -1140,12 +1158,12 @@ class StateStore:
                 PositionRow(
                     _text(r["bot_id"]),
                     _text(r["symbol"]),
-                    _number(r["qty"]),
-                    _number(r["avg_entry_price"]),
+                    _positive(r["qty"], "qty"),
+                    _positive(r["avg_entry_price"], "avg_entry_price"),
                     aware_time(r["opened_at"]),
-                    _number(r["bought_qty"]),
-                    _number(r["sold_qty"]),
-                    _number(r["sold_value"]),
+                    _not_negative(r["bought_qty"], "bought_qty"),
+                    _not_negative(r["sold_qty"], "sold_qty"),
+                    _not_negative(r["sold_value"], "sold_value"),
                     _number(r["realized"]),
                 )
                 for r in rows

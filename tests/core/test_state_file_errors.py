@@ -214,6 +214,13 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     # read by truthiness, 'false' (or 'no') was a halt that flattens: the kill switch sold every position
     "a halt's flatten in words": ("UPDATE halts SET flatten = 'false'", lambda s: s.halts(open_only=True)),
     "a halt's flatten neither 0 nor 1": ("UPDATE halts SET flatten = 2", lambda s: s.halts(open_only=True)),
+    # a position is long and was bought at a price above 0: an entry price of 0 or below, read as real, made the
+    # position a gain of thousands of percent, and its take-profit exit sold it
+    "a position's entry price of 0": ("UPDATE positions SET avg_entry_price = 0", lambda s: s.positions()),
+    "a position's entry price below 0": ("UPDATE positions SET avg_entry_price = -1", lambda s: s.positions()),
+    "a position of 0": ("UPDATE positions SET qty = 0", lambda s: s.positions()),
+    "a short position": ("UPDATE positions SET qty = -5", lambda s: s.positions("mom_AAPL")),
+    "a position's sold quantity below 0": ("UPDATE positions SET sold_qty = -1", lambda s: s.positions()),
     "an infinite counter": ("INSERT INTO counters VALUES ('2026-11-23', 'mom_AAPL', 'entries', 9e999)", lambda s: s.counters(NOW.date())),
 }
 
