@@ -460,8 +460,10 @@ def _not_negative(value: object, column: str) -> float:
 
 
 def _count(value: object) -> int:
-    """A counter: an integer (a REAL infinity left by a hand edit raised OverflowError from `int`, a traceback)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """A counter: an integer (a REAL infinity left by a hand edit raised OverflowError from `int`, a traceback), not
+    below 0, since the engine only ever adds to one from 0: a hand edit's -100 entries let a bot make 100 more
+    entries than its daily cap, and an order_seq below 0 sent an order whose client_order_id read `-20261123--004`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{value!r} is not a count")
     return value
 

@@ -22,6 +22,7 @@ def _filled(path: Path) -> Path:
     store.save_machine_state("momentum", "mom_AAPL", "armed", NOW)
     store.start_halt(SYSTEM_SCOPE, "operator", ("operator",), False, NOW, None)
     store.set_position("mom_AAPL", "AAPL", 1.0, 100.0, NOW)
+    store.bump_counter(NOW.date(), "mom_AAPL", "order_seq")
     day, cid = date(2026, 11, 23), "mom_AAPL-20261123-0001"
     entry = ("entry", "AAPL", "buy", 1.0, None, "market", None, "day", "filled", "b1", 1.0, 100.0, "", None, NOW, NOW)
     store.add_order(OrderRow(cid, "mom_AAPL", day, *entry))
@@ -221,6 +222,9 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     "a position of 0": ("UPDATE positions SET qty = 0", lambda s: s.positions()),
     "a short position": ("UPDATE positions SET qty = -5", lambda s: s.positions("mom_AAPL")),
     "a position's sold quantity below 0": ("UPDATE positions SET sold_qty = -1", lambda s: s.positions()),
+    # the engine only adds to a counter: -100 entries let a bot make 100 more than its daily cap
+    "a counter below 0": ("UPDATE counters SET value = -100", lambda s: s.counters(NOW.date())),
+    "an order sequence below 0": ("UPDATE counters SET value = -1", lambda s: s.counter(NOW.date(), "mom_AAPL", "order_seq")),
     "an infinite counter": ("INSERT INTO counters VALUES ('2026-11-23', 'mom_AAPL', 'entries', 9e999)", lambda s: s.counters(NOW.date())),
 }
 
