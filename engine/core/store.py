@@ -291,6 +291,13 @@ class MachineState:
     since: datetime
 
 
+# What the engine writes in an order's row (engine/trading/handlers.py: an entry buys, an exit sells; the values
+# of engine/brokers/base.py OrderRequest's literals)
+_SIDE_OF_PURPOSE = {"entry": "buy", "exit": "sell"}
+_ORDER_TYPES = ("market", "limit")
+_TIMES_IN_FORCE = ("day", "gtc", "ioc")
+
+
 @dataclass(frozen=True)
 class OrderRow:
     """One order as the engine recorded it: the intent, then the broker's latest answer."""
@@ -317,18 +324,25 @@ class OrderRow:
 
     @classmethod
     def from_db(cls, r: sqlite3.Row) -> OrderRow:
+        """The row, refused (ValueError) when a field the order is resent from holds what the engine never writes:
+        an intent still pending after a restart goes to the broker as the row says, so an exit edited to `buy`
+        bought, and a side, type or time in force of no order request was sent for the broker to make sense of."""
+        purpose = _one_of(r["purpose"], "purpose", _SIDE_OF_PURPOSE)
+        side = _text(r["side"])
+        if side != _SIDE_OF_PURPOSE[purpose]:
+            raise ValueError(f"side {side!r} is not an {purpose}'s ({_SIDE_OF_PURPOSE[purpose]!r})")
         return cls(
             _text(r["client_order_id"]),
             _text(r["bot_id"]),
             date.fromisoformat(r["trading_date"]),
-            _text(r["purpose"]),
+            purpose,
             _text(r["symbol"]),
-            _text(r["side"]),
+            side,
             _number_or_none(r["qty"]),
             _number_or_none(r["notional"]),
-            _text(r["order_type"]),
+            _one_of(r["order_type"], "order_type", _ORDER_TYPES),
             _number_or_none(r["limit_price"]),
-            _text(r["time_in_force"]),
+            _one_of(r["time_in_force"], "time_in_force", _TIMES_IN_FORCE),
             _text(r["status"]),
             _text_or_none(r["broker_order_id"]),
             _number(r["filled_qty"] or 0.0),
@@ -419,6 +433,14 @@ def _text(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{value!r} is not text")
     return value
+
+
+def _one_of(value: object, column: str, allowed: Iterable[str]) -> str:
+    """A text column that holds one of a few words the engine writes, as it wrote it (not another case)."""
+    text = _text(value)
+    if text not in allowed:
+        raise ValueError(f"{column} {text!r} is none of {', '.join(allowed)}")
+    return text
 
 
 def _conditions(text: object) -> tuple[str, ...]:

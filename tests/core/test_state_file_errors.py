@@ -225,6 +225,12 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     # the engine only adds to a counter: -100 entries let a bot make 100 more than its daily cap
     "a counter below 0": ("UPDATE counters SET value = -100", lambda s: s.counters(NOW.date())),
     "an order sequence below 0": ("UPDATE counters SET value = -1", lambda s: s.counter(NOW.date(), "mom_AAPL", "order_seq")),
+    # an intent still pending after a restart is resent as its row says: an exit edited to buy bought
+    "an exit that buys": ("UPDATE orders SET purpose = 'exit'", lambda s: s.orders(statuses=("filled",))),
+    "a side in capitals": ("UPDATE orders SET side = 'BUY'", lambda s: s.order("mom_AAPL-20261123-0001")),
+    "an order's purpose unknown": ("UPDATE orders SET purpose = 'hedge'", lambda s: s.orders()),
+    "an order type of no request": ("UPDATE orders SET order_type = 'stop'", lambda s: s.orders(statuses=("filled",))),
+    "a time in force of no request": ("UPDATE orders SET time_in_force = 'forever'", lambda s: s.last_entries(NOW.date())),
     "an infinite counter": ("INSERT INTO counters VALUES ('2026-11-23', 'mom_AAPL', 'entries', 9e999)", lambda s: s.counters(NOW.date())),
 }
 

@@ -18,7 +18,8 @@ SNAPSHOT = Snapshot(NOW, None, (), (), {}, {}, None)
 
 
 def order(cid: str, bot: str, *, day: date = TODAY, purpose: str = "entry", status: str = "filled", at: datetime = NOW) -> OrderRow:
-    return OrderRow(cid, bot, day, purpose, "AAPL", "buy", 1.0, None, "market", None, "day", status, None, 0.0, None, "", None, at, at)
+    side = "buy" if purpose == "entry" else "sell"  # as the engine writes them: the store refuses an exit that buys
+    return OrderRow(cid, bot, day, purpose, "AAPL", side, 1.0, None, "market", None, "day", status, None, 0.0, None, "", None, at, at)
 
 
 def store_with_bots(tmp_path: Path, bots: int, history_days: int = 0) -> StateStore:
