@@ -109,7 +109,7 @@ class ExitBot:
     _failures: deque[datetime] = field(default_factory=deque)
     _mismatch: dict[str, int] = field(default_factory=dict)  # ticks in a row each subject differed (`anomalies`)
     _differences: list[str] = field(default_factory=list)  # the differences as last read
-    _latest: datetime | None = None  # the latest tick's time: this process's, or the state file's last tick
+    _latest: datetime | None = None  # the latest tick's time: this process's, or the latest the state file holds
     _latest_read: bool = False
     _behind_logged: bool = False
     _anomalies: list[str] = field(default_factory=list)  # this tick's, for the halt's reason
@@ -245,7 +245,8 @@ class ExitBot:
             self.store,
             self.journal,
             scope=SYSTEM_SCOPE,
-            reason=f"the clock went back {(latest - now).total_seconds():.1f} s (behind the last tick, {latest.isoformat()})",
+            reason=f"the clock went back {(latest - now).total_seconds():.1f} s "
+            f"(behind the last tick or a position's opening, {latest.isoformat()})",
             conditions=("clock_backwards",),
             now=now,
             until=latest,
@@ -257,8 +258,12 @@ class ExitBot:
         The latest time is read from the state file once a process, then kept here: nothing per tick but a
         comparison."""
         if not self._latest_read:
+            # the last tick, or a position opened after it (a fill is written at the tick's time, never later): a
+            # position whose opening lay ahead of the clock had a negative age, and its time stop never fired
             last = self.store.last_facts(LAST_TICK_SCOPE)
-            self._latest = last[0] if last is not None else None
+            written = [last[0]] if last is not None else []
+            written += [p.opened_at for p in self.store.positions()]
+            self._latest = max(written, default=None)
             self._latest_read = True
         latest = self._latest
         if latest is not None and now < latest - CLOCK_BACKWARDS_TOLERANCE:

@@ -70,6 +70,20 @@ def test_a_clock_behind_the_state_files_last_tick_is_seen_after_a_restart(rig: R
     assert [e["behind_s"] for e in clock_events(restarted)] == [3595.0]
 
 
+def test_a_position_opened_after_the_clock_halts_after_a_restart(rig: Rig) -> None:
+    """A fill is written at its tick's time, so no position opens after the last tick. One dated a year ahead (a
+    hand edit, a clock set back between two runs) had a negative age, and its time stop never fired: it counts as
+    the latest time the file holds, and the clock behind it halts the system as behind the last tick does."""
+    rig.ticks(10)
+    ahead = rig.clock.now() + timedelta(days=365)
+    rig.store.set_position("mom_AAPL", "AAPL", 1.0, 100.0, ahead)
+    restarted = rig.restart()
+    assert restarted.engine.exitbot.clock_behind(restarted.clock.now()) is not None
+    restarted.ticks(1)
+    [halt] = [h for h in restarted.store.halts(SYSTEM_SCOPE) if "clock_backwards" in h.conditions]
+    assert halt.until == ahead and halt.ended_at is None
+
+
 def test_the_simulated_day_does_not_roll_back(rig: Rig) -> None:
     """A simulated clock set back over midnight New York must not start the day again: `last_equity` (the base
     of the daily P&L and its loss limit) would be reset from the equity of the moment."""
