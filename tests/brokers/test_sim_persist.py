@@ -335,6 +335,71 @@ def test_a_run_refuses_a_saved_book_whose_values_cannot_be_read(project: Project
     assert "ticks to" not in result.stdout
 
 
+def _order(**changes: object) -> dict[str, Any]:
+    row = json.loads(json.dumps(VERSION_1["orders"][2]))
+    row.update(changes)
+    return row
+
+
+# Values `to_state` never writes, each in JSON that parses and of a kind the rebuild took: a NaN ended the run in a
+# traceback mid-tick; the others passed to the engine as the account's (an account status the Alpaca adapter
+# refuses, "no" read as true), or stood as a position or an order no exchange holds.
+IMPOSSIBLE_VALUES = {
+    "a NaN cash": {"cash": float("nan")},
+    "an infinite basis": {"last_equity": float("inf")},
+    "a basis in words": {"last_equity": "100000"},
+    "a basis below 0": {"last_equity": -1.0},
+    "a seed with a fraction": {"seed": 7.9},
+    "a naive time": {"now": "2026-11-23T15:59:55"},
+    "a day after the time": {"day": "2026-11-24"},
+    "an account status no broker reports": {"flags": {"status": "FOO"}},
+    "a flag in words": {"flags": {"trading_blocked": "no"}},
+    "an options level past 3": {"flags": {"options_trading_level": 9}},
+    "an unknown flag": {"flags": {"margin": True}},
+    "a NaN position": {"positions": {"AAPL": [float("nan"), 187.5, "us_equity"]}},
+    "a position of 0": {"positions": {"AAPL": [0, 187.5, "us_equity"]}},
+    "a position's price in words": {"positions": {"AAPL": [5.0, "187.5", "us_equity"]}},
+    "a position bought for nothing": {"positions": {"AAPL": [5.0, 0.0, "us_equity"]}},
+    "a position under another class": {"positions": {"AAPL": [5.0, 187.5, "crypto"]}},
+    "an order status no broker reports": {"orders": [_order(status="FOO")]},
+    "an order's side unknown": {"orders": [_order(request={**_order()["request"], "side": "short"})]},
+    "an order's quantity below 0": {"orders": [_order(filled_qty=-1.0)]},
+    "an order's fill step in words": {"orders": [_order(last_fill_step="12")]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMPOSSIBLE_VALUES))
+def test_a_saved_value_to_state_never_writes_is_refused_by_name(case: str) -> None:
+    state = {**json.loads(json.dumps(VERSION_1)), **IMPOSSIBLE_VALUES[case]}
+    with pytest.raises(ValueError) as refused:
+        SimExchange.from_state(state, ManualClock(MONDAY_10AM + timedelta(days=1)))
+    named = next(iter(IMPOSSIBLE_VALUES[case]))
+    assert named in str(refused.value)
+
+
+def test_the_saved_states_it_writes_pass_the_check(tmp_path: Path) -> None:
+    """The check refuses nothing `to_state` writes: a session of every kind of change, saved and loaded."""
+    store = _store(tmp_path)
+    _random_session(3, store)
+    state = _state(store)
+    SimExchange.from_state(state, ManualClock(datetime.fromisoformat(state["now"])))
+    SimExchange.from_state(json.loads(json.dumps(VERSION_1)), ManualClock(MONDAY_10AM + timedelta(days=1)))
+
+
+def test_a_run_refuses_an_account_status_no_broker_reports(project: ProjectCopy) -> None:
+    """`flags.status` "FOO" passed through the rebuild unchecked (the Alpaca adapter refuses it): the run now
+    refuses the file, naming the flag, exit 2."""
+    assert engine(project, "run", "--ticks", "1", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    with sqlite3.connect(project.root / "s.db") as conn:
+        book = json.loads(conn.execute("SELECT value FROM meta WHERE key = ?", (BOOK_KEY,)).fetchone()[0])
+        book["flags"]["status"] = "FOO"
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(book), BOOK_KEY))
+    conn.close()
+    result = engine(project, "run", "--once")
+    assert result.returncode == 2 and "flags.status 'FOO'" in result.stderr and "Traceback" not in result.stderr
+    assert "ticks to" not in result.stdout
+
+
 def test_an_order_after_restarts_never_takes_the_id_of_one_the_exchange_still_holds(tmp_path: Path) -> None:
     """The ids of a loaded exchange's orders were drawn from a stream seeded by how many orders the state kept: a
     later restart keeping as many (older ones aged out meanwhile) drew the same ids again, and a new order took

@@ -39,6 +39,7 @@ import numpy.typing as npt
 
 from engine.brokers import order_rules
 from engine.brokers.base import (
+    ACCOUNT_STATUSES,
     NON_TRADE_ACTIVITY_TYPES,
     Account,
     Asset,
@@ -339,7 +340,9 @@ class SimExchange:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], clock: Clock) -> SimExchange:
-        """Rebuild an exchange saved by `to_state`; the clock must not be behind the saved time."""
+        """Rebuild an exchange saved by `to_state`; the clock must not be behind the saved time. Every value is
+        checked first (`check_state`): ValueError names the first one `to_state` never writes."""
+        check_state(state)
         if clock.now() < datetime.fromisoformat(state["now"]):
             raise ValueError(f"the simulation already reached {state['now']}; time cannot go backwards")
         exchange = cls(clock, seed=int(state["seed"]), starting_cash=float(state["cash"]))
@@ -1258,6 +1261,117 @@ class SimExchange:
         order.updated_at = now
         order.status = "filled" if order.filled_qty >= (order.qty or 0) - 1e-9 else "partially_filled"
         self.changed()
+
+
+_ACCOUNT_LEVELS = range(4)  # Alpaca's options trading levels, 0 to 3
+
+
+def check_state(state: dict[str, Any]) -> None:
+    """ValueError naming the first value of a saved exchange (`to_state`'s shape) that `to_state` never writes.
+
+    The state file's `sim_exchange.book` is a JSON text anyone can edit, and the rebuild took its values as they
+    came: a NaN cash or quantity ended the run in a traceback from deep in a tick, an account status of "FOO" or a
+    `trading_blocked` of "no" (true, as any text) passed to the engine as the account's, which the Alpaca adapter
+    would have refused, a position filed under another asset class or at a price of 0 stood as it was, a day
+    ahead of the time held yesterday's equity as the daily P&L's basis until then. Each is refused here, before
+    anything is rebuilt: the run refuses the file (exit 2)."""
+    _whole(state.get("seed"), "seed")
+    now = _aware(state.get("now"), "now")
+    _aware(state.get("epoch"), "epoch")
+    if state.get("last_equity_close") is not None:
+        _aware(state["last_equity_close"], "last_equity_close")
+    _finite(state.get("cash"), "cash")
+    if _finite(state.get("last_equity"), "last_equity") < 0:
+        raise ValueError(f"last_equity {state['last_equity']!r} is below 0")
+    if not isinstance(state.get("day"), str):
+        raise ValueError(f"day {state.get('day')!r} is not a date")
+    if date.fromisoformat(state["day"]) > now.astimezone(NEW_YORK).date():
+        raise ValueError(f"day {state['day']} is after the simulation's time {state['now']}")
+    flags = state.get("flags", {})
+    if not isinstance(flags, dict):
+        raise ValueError(f"flags {flags!r} is not an object")
+    defaults = dataclasses.asdict(AccountFlags())
+    for key, value in flags.items():
+        if key not in defaults:
+            raise ValueError(f"flags.{key} is not an account flag")
+        kind = type(defaults[key])
+        if type(value) is not kind:
+            raise ValueError(f"flags.{key} {value!r} is not of type {kind.__name__}")
+        if kind is str and value not in ACCOUNT_STATUSES:
+            raise ValueError(f"flags.{key} {value!r} is no account status Alpaca reports")
+        if kind is int and value not in _ACCOUNT_LEVELS:
+            raise ValueError(f"flags.{key} {value!r} is no options trading level (0 to 3)")
+    positions = state.get("positions")
+    if not isinstance(positions, dict):
+        raise ValueError(f"positions {positions!r} is not an object")
+    for symbol, held in positions.items():
+        where = f"positions[{symbol!r}]"
+        if not isinstance(held, list) or len(held) != 3:
+            raise ValueError(f"{where} {held!r} is not [qty, avg_price, asset_class]")
+        qty, avg_price, asset_class = held
+        if _finite(qty, f"{where} qty") == 0:  # below 0 is a short (one Alpaca let through: `set_position`)
+            raise ValueError(f"{where} qty 0 is no position")
+        if _finite(avg_price, f"{where} avg_price") <= 0:
+            raise ValueError(f"{where} avg_price {avg_price!r} is not above 0")
+        if asset_class != asset_class_of(symbol):
+            raise ValueError(f"{where} asset class {asset_class!r} is not {symbol}'s ({asset_class_of(symbol)!r})")
+    orders = state.get("orders")
+    if not isinstance(orders, list):
+        raise ValueError(f"orders {orders!r} is not a list")
+    for n, row in enumerate(orders):
+        _check_order_row(row, f"orders[{n}]")
+
+
+def _check_order_row(row: object, where: str) -> None:
+    """One saved order (`_order_row`'s shape): its request as an OrderRequest is made, its status one Alpaca
+    reports, its quantities finite and not below 0."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where} {row!r} is not an object")
+    request = row.get("request")
+    if not isinstance(request, dict) or set(request) != set(_REQUEST_FIELDS):
+        raise ValueError(f"{where}.request is not an order request")
+    kinds = (("side", ("buy", "sell")), ("order_type", ("market", "limit")), ("time_in_force", ("day", "gtc", "ioc")))
+    for name, allowed in kinds:
+        if request[name] not in allowed:
+            raise ValueError(f"{where}.request.{name} {request[name]!r} is none of {', '.join(allowed)}")
+    for name in ("symbol", "client_order_id"):
+        if not isinstance(request[name], str):
+            raise ValueError(f"{where}.request.{name} {request[name]!r} is not text")
+    for name in ("qty", "notional", "limit_price"):
+        if request[name] is not None and _finite(request[name], f"{where}.request.{name}") <= 0:
+            raise ValueError(f"{where}.request.{name} {request[name]!r} is not above 0")
+    if row.get("asset_class") != asset_class_of(request["symbol"]):
+        raise ValueError(f"{where}.asset_class {row.get('asset_class')!r} is not {request['symbol']}'s")
+    if row.get("status") not in lifecycle.BROKER:
+        raise ValueError(f"{where}.status {row.get('status')!r} is no order status Alpaca reports")
+    if row.get("qty") is not None and _finite(row["qty"], f"{where}.qty") <= 0:
+        raise ValueError(f"{where}.qty {row['qty']!r} is not above 0")
+    for name in ("filled_qty", "filled_value"):
+        if _finite(row.get(name), f"{where}.{name}") < 0:
+            raise ValueError(f"{where}.{name} {row[name]!r} is below 0")
+    if row.get("last_fill_step") is not None and _whole(row["last_fill_step"], f"{where}.last_fill_step") < 0:
+        raise ValueError(f"{where}.last_fill_step {row['last_fill_step']!r} is below 0")
+
+
+def _finite(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} {value!r} is not a finite number")
+    return float(value)
+
+
+def _whole(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} {value!r} is not a whole number")
+    return value
+
+
+def _aware(value: object, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} {value!r} is not a time")
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} {value!r} has no time zone")
+    return moment
 
 
 def _order_row(o: SimOrder) -> dict[str, Any]:
