@@ -18,6 +18,7 @@ import math
 from datetime import date, datetime
 
 from engine.brokers.base import Account, BrokerError
+from engine.core import jsontext
 from engine.core.calendar import NEW_YORK
 from engine.core.store import StateStore
 
@@ -29,7 +30,11 @@ class DailyBasis:
 
     def __init__(self, store: StateStore):
         self.store = store
-        self._saved = _read(store.meta(BASIS_KEY))
+        saved = store.meta(BASIS_KEY)
+        self._saved = _read(saved)
+        # a record that is there but cannot be read (a hand edit, a damaged write): what an earlier run of the day
+        # read is unknown, so a first read is no more to be trusted than one that differs from it
+        self._unreadable = saved is not None and self._saved is None
         self._taken = False  # a read of this process was taken: from then on the adapter watches the basis
         self._moved: tuple[float, int] | None = None  # another value than the saved one, and how many reads in a row
 
@@ -42,15 +47,21 @@ class DailyBasis:
             return None  # nothing read: nothing to compare or keep
         day, value = now.astimezone(NEW_YORK).date(), account.last_equity
         saved = self._saved
-        if not self._taken and saved is not None and saved[0] == day and not _same(saved[1], value):
+        differs = saved is not None and saved[0] == day and not _same(saved[1], value)
+        if not self._taken and (differs or self._unreadable):
             from engine.brokers.alpaca import LAST_EQUITY_CONFIRMATIONS  # the adapter's own rule (not imported by sim runs)
 
             count = self._moved[1] + 1 if self._moved is not None and self._moved[0] == value else 1
             if count < LAST_EQUITY_CONFIRMATIONS:
                 self._moved = (value, count)
-                message = (f"unreadable answer: last_equity {value:.2f} is not the {saved[1]:.2f} read before this run "
-                           f"for {day} (New York)")  # fmt: skip
+                if saved is not None:
+                    message = (f"unreadable answer: last_equity {value:.2f} is not the {saved[1]:.2f} read before this "
+                               f"run for {day} (New York)")  # fmt: skip
+                else:
+                    message = (f"unreadable answer: last_equity {value:.2f} cannot be compared with the basis read "
+                               f"before this run: the state file's meta {BASIS_KEY!r} cannot be read")  # fmt: skip
                 return BrokerError("bad_response", message, operation="account")
+        self._unreadable = False
         self._taken, self._moved = True, None
         if saved != (day, value):
             self.store.set_meta(BASIS_KEY, json.dumps({"day": day.isoformat(), "last_equity": value}))
@@ -66,13 +77,16 @@ def _same(before: float, now: float) -> bool:
 
 
 def _read(text: str | None) -> tuple[date, float] | None:
-    """The saved basis, or None when there is none or it cannot be read (then nothing is compared: the first read
-    of the day is taken and saved, as without a state file)."""
+    """The saved basis, or None when there is none or it cannot be read (`DailyBasis` then wants the first read
+    confirmed, as one that differs from the saved basis). As written: a JSON number, finite, not below 0 (`true`
+    was read as 1.0, '5e5' as 500000.0)."""
     if not text:
         return None
     try:
-        record = json.loads(text)
-        day, value = date.fromisoformat(record["day"]), float(record["last_equity"])
+        record = jsontext.loads(text)
+        day, value = date.fromisoformat(record["day"]), record["last_equity"]
     except (ValueError, TypeError, KeyError):
         return None
-    return (day, value) if math.isfinite(value) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return day, float(value)
