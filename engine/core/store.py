@@ -1369,8 +1369,12 @@ class StateStore:
     # --- meta: small named values (which broker wrote this file, the simulated exchange's state) ------------
 
     def meta(self, key: str) -> str | None:
+        """The value kept under `key`, which the engine writes as text. Bytes or a number a hand edit left were
+        turned into their repr (`b'\\x00'`): `status` named a broker of that name and the simulation's time as
+        the wall clock's, and `run` refused the file as another kind of account's; now the row cannot be read."""
         rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
-        return str(rows[0][0]) if rows else None
+        with self._reading("meta"):
+            return _text(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         self._write(

@@ -231,6 +231,8 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     "an order's purpose unknown": ("UPDATE orders SET purpose = 'hedge'", lambda s: s.orders()),
     "an order type of no request": ("UPDATE orders SET order_type = 'stop'", lambda s: s.orders(statuses=("filled",))),
     "a time in force of no request": ("UPDATE orders SET time_in_force = 'forever'", lambda s: s.last_entries(NOW.date())),
+    # read through str(), bytes were a broker named "b'\\x00'", the simulation's time taken for the wall clock's
+    "a meta value in bytes": ("INSERT INTO meta VALUES ('broker', X'00')", lambda s: s.meta("broker")),
     "an infinite counter": ("INSERT INTO counters VALUES ('2026-11-23', 'mom_AAPL', 'entries', 9e999)", lambda s: s.counters(NOW.date())),
 }
 
