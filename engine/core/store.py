@@ -326,7 +326,8 @@ class OrderRow:
     def from_db(cls, r: sqlite3.Row) -> OrderRow:
         """The row, refused (ValueError) when a field the order is resent from holds what the engine never writes:
         an intent still pending after a restart goes to the broker as the row says, so an exit edited to `buy`
-        bought, and a side, type or time in force of no order request was sent for the broker to make sense of."""
+        bought, and a side, type or time in force of no order request, or a size or limit of 0 or below, was sent
+        for the broker to make sense of."""
         purpose = _one_of(r["purpose"], "purpose", _SIDE_OF_PURPOSE)
         side = _text(r["side"])
         if side != _SIDE_OF_PURPOSE[purpose]:
@@ -338,15 +339,15 @@ class OrderRow:
             purpose,
             _text(r["symbol"]),
             side,
-            _number_or_none(r["qty"]),
-            _number_or_none(r["notional"]),
+            _positive_or_none(r["qty"], "qty"),
+            _positive_or_none(r["notional"], "notional"),
             _one_of(r["order_type"], "order_type", _ORDER_TYPES),
-            _number_or_none(r["limit_price"]),
+            _positive_or_none(r["limit_price"], "limit_price"),
             _one_of(r["time_in_force"], "time_in_force", _TIMES_IN_FORCE),
             _text(r["status"]),
             _text_or_none(r["broker_order_id"]),
-            _number(r["filled_qty"] or 0.0),
-            _number_or_none(r["filled_avg_price"]),
+            _not_negative(r["filled_qty"] or 0.0, "filled_qty"),
+            None if r["filled_avg_price"] is None else _not_negative(r["filled_avg_price"], "filled_avg_price"),
             _text(r["reason"]),
             _text_or_none(r["error"]),
             aware_time(r["created_at"]),
@@ -500,6 +501,12 @@ def _flag(value: object) -> bool:
 
 def _number_or_none(value: object) -> float | None:
     return None if value is None else _number(value)
+
+
+def _positive_or_none(value: object, column: str) -> float | None:
+    """An order's size or limit, which the engine writes from an OrderRequest, above 0 (a resent exit of -1 went
+    to the broker as it was), or none."""
+    return None if value is None else _positive(value, column)
 
 
 T = TypeVar("T")

@@ -233,6 +233,9 @@ UNREADABLE_ROWS: dict[str, tuple[str, Callable[[StateStore], object]]] = {
     "a time in force of no request": ("UPDATE orders SET time_in_force = 'forever'", lambda s: s.last_entries(NOW.date())),
     # read through str(), bytes were a broker named "b'\\x00'", the simulation's time taken for the wall clock's
     "a meta value in bytes": ("INSERT INTO meta VALUES ('broker', X'00')", lambda s: s.meta("broker")),
+    "an order's size below 0": ("UPDATE orders SET qty = -1", lambda s: s.orders(statuses=("filled",))),
+    "an order's limit of 0": ("UPDATE orders SET limit_price = 0", lambda s: s.orders()),
+    "an order's filled quantity below 0": ("UPDATE orders SET filled_qty = -1", lambda s: s.orders()),
     "an infinite counter": ("INSERT INTO counters VALUES ('2026-11-23', 'mom_AAPL', 'entries', 9e999)", lambda s: s.counters(NOW.date())),
 }
 
