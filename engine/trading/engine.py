@@ -613,7 +613,7 @@ class Engine:
         if snapshot.account is None or snapshot.positions is None or snapshot.open_orders is None:
             return  # try again next tick; the system stays unarmed meanwhile
         try:
-            self.orders.recover_pending()
+            self.orders.recover_pending(snapshot.positions)
         except BrokerError as exc:
             self._record_failure(exc)
             return

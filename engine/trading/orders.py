@@ -30,6 +30,7 @@ from engine.brokers.base import (
     BrokerError,
     Order,
     OrderRequest,
+    Position,
     Snapshot,
     added_fill_price,
     fill_value_contradicts,
@@ -442,19 +443,28 @@ class OrderManager:
             self._contradicted(row, exc)
             self._set(row, status="unknown", error=f"{EXISTS}: {exc}")
 
-    def recover_pending(self) -> None:
+    def recover_pending(self, positions: Iterable[Position]) -> None:
         """At start-up (and at reconciliation after a failed start): intents committed before a crash, each
         looked up by client_order_id first. Adopt what reached the broker. Of what provably did not, a recent
-        exit is sent again (same client_order_id, so it cannot be doubled: exits only reduce risk); an entry never
+        exit is sent again (same client_order_id, so it cannot be doubled), when the broker's `positions` (read
+        this tick) still hold what it sells: an exit only reduces risk while the position is there. An entry never
         is (its signal, its preflight and any halt since belong to the run that died): it ends `not_sent`, as does
         anything older than RESEND_WITHIN."""
         now = self.clock.now()
+        held: dict[str, float] = {}
+        for position in positions:
+            held[position.symbol] = held.get(position.symbol, 0.0) + position.qty
         for row in self.store.orders(statuses=lifecycle.LOCAL):
             found = self.broker.get_order_by_client_id(row.client_order_id)  # BrokerError: retried next start/tick
             if found is not None:
                 self._checked(row, found, "recovered")
             elif (row.error or "").startswith(EXISTS):
                 continue  # the broker said it has it: it stays `unknown`, looked up every tick until found
+            elif row.purpose == "exit" and (short := _more_than_held(row, held.get(row.symbol, 0.0))) is not None:
+                # the position went meanwhile (closed by hand, by the broker): sold as recorded, the exit would open
+                # a short where the account allows one; what the bots own and the broker does not halts next
+                self._set(row, status="not_sent", error=short)
+                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=short)
             elif row.purpose == "exit" and now - row.created_at <= RESEND_WITHIN:
                 # an exit this run recorded while start-up reconciliation still failed (exits are managed
                 # meanwhile: sized reduce-only, they cannot add risk), or one a run that ended left
@@ -826,6 +836,18 @@ def split_fill(qty: float, held: list[float], *, coins: bool) -> list[float]:
 
 class Contradiction(Exception):
     """The broker's answer about an order is not about the order its row records: unreadable, never booked."""
+
+
+def _more_than_held(row: OrderRow, held: float) -> str | None:
+    """Why an exit recorded before a restart is not sent again, when it sells more than the broker holds of its
+    symbol (beyond a float's rounding), or an amount it does not state; None when it may go."""
+    if row.side != "sell":
+        return None
+    if row.qty is None:
+        return "the exit states no quantity: not resent after a restart"
+    if row.qty > held and not same_amount(row.qty, held):
+        return f"the broker holds {held:g} of {row.symbol}, under the exit's {row.qty:g}: not resent after a restart"
+    return None
 
 
 def _contradicts(row: OrderRow, order: Order) -> str | None:

@@ -266,3 +266,42 @@ def test_a_kill_at_a_later_request_of_the_tick_loses_no_event_of_what_sqlite_com
                 said[event["client_order_id"]] = said.get(event["client_order_id"], 0.0) + event["qty"]
         filled = {row.client_order_id: row.filled_qty for row in rig.store.orders() if row.filled_qty}
         assert len(filled) == 1 and said == pytest.approx(filled)
+
+
+def test_an_exit_is_not_resent_over_more_than_the_broker_holds(project: ProjectCopy, clock) -> None:
+    """A crash after an exit's intent was committed, before its POST; meanwhile the position was closed at the
+    broker (by hand, from Alpaca's dashboard). Resent as recorded, the sale of shares no longer held would open
+    a short where the account allows one: "exits only reduce risk" held only while the position did. The exit is
+    not resent, and the difference (the bots own what the broker does not) halts at reconciliation."""
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        real_submit = broker.submit_order
+
+        def crashing_exit(request: OrderRequest):
+            if request.side == "sell":
+                raise Crash
+            return real_submit(request)
+
+        broker.submit_order = crashing_exit  # type: ignore[method-assign]
+        project.replace("config/bots.yaml", "enabled: true\n  bot_id: opt_core", "enabled: false\n  bot_id: opt_core")
+        project.replace("config/bots.yaml", "enabled: true\n  bot_id: crypto_core", "enabled: false\n  bot_id: crypto_core")
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        with pytest.raises(Crash):
+            rig.ticks(4000)
+        (exit_row,) = rig.store.orders(statuses=("pending",))
+        assert exit_row.purpose == "exit" and exit_row.side == "sell"
+        held = exchange.positions[exit_row.symbol].qty
+        exchange.submit(OrderRequest(exit_row.symbol, "sell", "closed-by-hand", "market", "day", qty=held))
+        clock.advance(1)
+        exchange.process()
+        assert exit_row.symbol not in exchange.positions  # the broker holds none now
+
+        broker.submit_order = real_submit  # type: ignore[method-assign]
+        restarted = rig.restart(broker)
+        restarted.ticks(2)
+        posts = [r for r in emulator.requests if r.method == "POST" and r.body.get("client_order_id") == exit_row.client_order_id]
+        assert posts == []
+        row = restarted.store.order(exit_row.client_order_id)
+        assert row is not None and row.status == "not_sent" and "the broker holds 0" in (row.error or "")
+        assert restarted.engine.system.state == "halted"  # what the bots own, the broker does not: reconciliation
