@@ -248,3 +248,38 @@ def test_a_path_is_the_same_however_it_is_walked() -> None:
     walker = PricePaths(7, MONDAY_10AM)
     stepwise = [walker.price("TSLA", MONDAY_10AM + timedelta(seconds=5 * i)) for i in range(2161)]
     assert stepwise == at_once and len(at_once) == 2161
+
+
+FRIDAY_EXPIRY = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)  # 10:00 New York, the day after Thanksgiving (13:00 close)
+NEXT_MONDAY = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)
+
+
+def test_a_contract_held_past_its_expiry_is_settled_at_that_close_not_priced_on() -> None:
+    """An option held through its expiry's close is gone the next session, as at Alpaca: out of the money it
+    expires worthless, in the money it is exercised into 100 shares a contract at the strike. The simulator kept
+    both as positions, priced at the underlying's later price (a weekend's walk sold a 0.75 call at 716), and took
+    orders in them."""
+    from engine.brokers.sim.exchange import SimReject
+    from engine.brokers.symbols import occ_symbol
+
+    clock = ManualClock(FRIDAY_EXPIRY)
+    exchange = SimExchange(clock, starting_cash=1_000_000)
+    spot = exchange.last_price("SPY")
+    expiry = FRIDAY_EXPIRY.date()
+    inside, outside = (
+        occ_symbol("SPY", expiry, "call", float(round(spot) - 50)),
+        occ_symbol("SPY", expiry, "call", float(round(spot) + 200)),
+    )
+    for i, symbol in enumerate((inside, outside)):
+        exchange.submit(OrderRequest(symbol, "buy", f"b{i}", qty=2))
+    clock.advance(5)
+    assert {inside, outside} <= set(exchange.positions)
+    cash_before = exchange.cash
+    clock.set(NEXT_MONDAY)
+    exchange.process()
+    held = {s: p.qty for s, p in exchange.positions.items()}
+    assert inside not in held and outside not in held
+    assert held.get("SPY") == 200  # two contracts exercised, 100 shares each
+    assert exchange.cash == pytest.approx(cash_before - 200 * (round(spot) - 50))
+    with pytest.raises(SimReject):
+        exchange.submit(OrderRequest(outside, "buy", "late", qty=1))  # no longer listed

@@ -871,6 +871,8 @@ class SimExchange:
                 raise SimReject(422, 42210000, "invalid crypto time_in_force")
         elif asset_class == "us_option" and r.time_in_force != "day":
             raise SimReject(422, 42210000, order_rules.OPTION_TIF_MESSAGE)
+        elif asset_class == "us_option" and self._expired(r.symbol):
+            raise SimReject(422, 42210000, f"asset {r.symbol} is not active")
         else:
             if fractional and (r.order_type != "market" or r.time_in_force != "day"):
                 raise SimReject(422, 42210000, "fractional orders must be market and day orders")
@@ -898,6 +900,14 @@ class SimExchange:
                 raise SimReject(422, 42210000, "potential wash trade detected. use complex orders")
         if r.side == "sell":
             self._check_sell(r, asset_class)
+
+    def _expired(self, occ: str) -> bool:
+        """Whether a contract's expiry has closed (or its expiry is no trading day): it is listed no longer."""
+        parsed = parse_occ(occ)
+        if parsed is None:
+            return False
+        session = self.calendar.session(parsed[1])
+        return session is None or self.clock.now() >= session.close
 
     def _check_account(self, r: OrderRequest, asset_class: str) -> None:
         f = self.flags
@@ -1128,6 +1138,7 @@ class SimExchange:
             closed = self.calendar.previous_close(now)
             if closed > self.close_at:  # a session closed since the last step: its equity, at its prices
                 self._take_close(closed)
+                self._settle_expired(closed)
             today = now.astimezone(NEW_YORK).date()
             if today > self._day:  # forward only: a clock set back starts no day again (last_equity would reset)
                 self._roll_day(today)
@@ -1173,6 +1184,36 @@ class SimExchange:
         (`from_state`); `_roll_day`, which uses it, saves `last_equity_close`."""
         value = sum(p.qty * self.last_price(s, closed) * self._multiplier(p.asset_class) for s, p in self.positions.items())
         self.close_at, self.close_equity = closed, self.cash + value
+
+    def _settle_expired(self, closed: datetime) -> None:
+        """Every contract whose expiry's close has passed leaves the book, as at Alpaca: one in the money by a cent
+        or more at that close is exercised (a call into 100 shares a contract bought at the strike, a put into 100
+        sold), any other expires worthless. Held on, a contract was priced at the underlying's later price and
+        could be sold days after it expired (a weekend's walk sold a 0.75 call at 716)."""
+        last = closed.astimezone(NEW_YORK).date()
+        for symbol, position in list(self.positions.items()):
+            parsed = parse_occ(symbol) if position.asset_class == "us_option" else None
+            if parsed is None or parsed[1] > last:
+                continue
+            root, expiry, option_type, strike = parsed
+            session = self.calendar.session(expiry)
+            spot = self.paths.price(root, session.close if session is not None else closed)
+            del self.positions[symbol]
+            self.changed()
+            if (spot - strike if option_type == "call" else strike - spot) < 0.01:
+                continue  # expired worthless
+            shares = position.qty * OPTION_CONTRACT_SIZE * (1.0 if option_type == "call" else -1.0)
+            self.cash -= shares * strike
+            held = self.positions.setdefault(root, SimPosition(asset_class="us_equity"))
+            total = held.qty + shares
+            if abs(total) <= 1e-9:
+                del self.positions[root]
+                continue
+            if held.qty == 0 or (held.qty > 0) == (shares > 0):  # adds to the position: a new average
+                held.avg_price = (held.avg_price * abs(held.qty) + strike * abs(shares)) / abs(total)
+            elif (total > 0) != (held.qty > 0):  # through zero: what is left was bought (or sold) at the strike
+                held.avg_price = strike
+            held.qty = total
 
     def _roll_day(self, today: date) -> None:
         """A new New York day: last_equity becomes the latest close's equity. Over a weekend or a holiday it stays
