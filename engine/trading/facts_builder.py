@@ -21,11 +21,12 @@ from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
+from engine.brokers.symbols import contract_multiplier
 from engine.config.model import HealthSettings, OptionsBotConfig, TradingBotConfig
 from engine.core import order_lifecycle as lifecycle
 from engine.core.journal import quoted
 from engine.core.stop import Terminated
-from engine.core.store import EXITBOT_ID, PositionRow
+from engine.core.store import EXITBOT_ID, OrderRow, PositionRow
 from engine.strategy import described
 from engine.strategy.watchdog import CALL
 from engine.trading import entries
@@ -294,26 +295,61 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     elif signal_symbol is not None and (flattening := _flattening(bot.config, system)) is not None:
         unsized = flattening
     elif signal_symbol is not None and budget_usd is not None:
-        request, choice, unsized = entries.plan_entry(
-            bot.config,
-            signal_symbol,
-            budget_usd,
-            gate.capital_room_usd,
-            snapshot,
-            view.exchange_day,  # expiries are New York dates (the chain was read from New York's date too)
-            max_spread_pct=max_spread_pct,
-            assets=inputs.assets,
-            busy=busy,
-        )
-        if request is not None and choice is not None:
-            plan = EntryPlan(request, choice.contract, signal_symbol, choice.quote_age_s, choice.spread_pct)
-        elif request is not None:
-            plan = EntryPlan(request, None, signal_symbol)
+        left = _risk_left(bot.config, budget_usd, owned, entries_open, snapshot)
+        if left is None:
+            unsized = "what the bot's working entry risks is unknown (no price for it): its budget left cannot be told"
+        elif left <= 0 < budget_usd:
+            unsized = "what the bot holds and is entering risks its whole budget for today at exits.stop_loss_pct"
+        else:
+            request, choice, unsized = entries.plan_entry(
+                bot.config,
+                signal_symbol,
+                left,
+                gate.capital_room_usd,
+                snapshot,
+                view.exchange_day,  # expiries are New York dates (the chain was read from New York's date too)
+                max_spread_pct=max_spread_pct,
+                assets=inputs.assets,
+                busy=busy,
+            )
+            if request is not None and choice is not None:
+                plan = EntryPlan(request, choice.contract, signal_symbol, choice.quote_age_s, choice.spread_pct)
+            elif request is not None:
+                plan = EntryPlan(request, None, signal_symbol)
     facts["entry_sized"] = plan is not None
     facts["preflight_ok"] = None  # read by no preflight check; set from their answers just below
     failed = inputs.preflight[bot.kind](facts)
     facts["preflight_ok"] = not failed
     return _new_tuple(BotFacts, (facts, plan, failed, signal_error, unsized))  # BotFacts(facts, plan, ...)
+
+
+def _risk_left(
+    config: TradingBotConfig,
+    budget_usd: float,
+    owned: Sequence[PositionRow],
+    entries_open: Sequence[OrderRow],
+    snapshot: Snapshot,
+) -> float | None:
+    """The budget an entry may risk: today's budget less what the bot's positions, and the unfilled part of its
+    working entries, lose at exits.stop_loss_pct. Each entry is sized to risk the budget it is given, so given
+    the whole budget again while earlier entries are held, an OptionsBot at risk.max_concurrent_positions 3 put
+    three budgets at risk at once. None when a working entry's price is unknown (its risk is then unknown, never
+    nothing)."""
+    if not (owned or entries_open):
+        return budget_usd
+    stop = config.exits.stop_loss_pct / 100
+    at_risk = sum(p.qty * p.avg_entry_price * contract_multiplier(p.symbol) for p in owned)
+    for row in entries_open:
+        if row.notional is not None:
+            at_risk += max(row.notional - (row.filled_qty * (row.filled_avg_price or 0.0)), 0.0)
+            continue
+        quote = snapshot.quotes.get(row.symbol)
+        chain_ask = next((c.ask for chain in snapshot.option_chains.values() for c in chain if c.symbol == row.symbol), None)
+        price = row.limit_price or (quote.ask if quote is not None else chain_ask)
+        if not price or row.qty is None:
+            return None
+        at_risk += max(row.qty - row.filled_qty, 0.0) * price * contract_multiplier(row.symbol)
+    return max(0.0, budget_usd - at_risk * stop)
 
 
 def _flatten_working(view: TickView, owned: Sequence[PositionRow]) -> bool:
