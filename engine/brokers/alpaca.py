@@ -905,6 +905,8 @@ class AlpacaAPI:
         if notional is not None and average and filled * average > notional * NOTIONAL_SLACK:
             raise Unreadable(f"{name} has {filled:g} filled at {average:g}, more than its notional {notional:g}")
         asset_class = _asset_class(o.get("asset_class"))
+        _whole_contracts(asset_class, f"{name}'s qty", qty)
+        _whole_contracts(asset_class, f"{name}'s filled_qty", filled)
         created_at = _timestamp(o.get("created_at"), f"{name}'s created_at")
         if created_at is None:
             raise Unreadable(f"{name}'s created_at is missing")
@@ -1485,6 +1487,7 @@ def _position(raw: Mapping[str, Any]) -> Position:
     value = _required(raw.get("market_value"), f"{symbol}'s market_value", usd=True)
     entry = _required(raw.get("avg_entry_price"), f"{symbol}'s avg_entry_price", minimum=0.0, usd=True)
     multiplier = contract_multiplier(name)
+    _whole_contracts(asset_class, f"{symbol}'s qty", qty)
     _check_position_value(symbol, asset_class, qty, price, value, multiplier)
     _within_usd(abs(qty) * entry * multiplier, f"{symbol}'s cost")  # a contract now worth 0 was bought at a price
     return Position(
@@ -1496,6 +1499,14 @@ def _position(raw: Mapping[str, Any]) -> Position:
         _required(raw.get("unrealized_pl"), f"{symbol}'s unrealized_pl", usd=True),
         asset_class,
     )
+
+
+def _whole_contracts(asset_class: str, what: str, qty: float | None) -> None:
+    """Unreadable when an option's quantity is not a whole number of contracts: Alpaca takes orders for whole
+    contracts only, so it never holds or fills part of one. Read as it came, 2.5 contracts held were sold as 2.5,
+    refused each time, and a fill of 1.5 booked half a contract that no exit could sell."""
+    if asset_class == "us_option" and qty is not None and not float(qty).is_integer():
+        raise Unreadable(f"{what} {qty:g} is not a whole number of contracts")
 
 
 def _check_position_value(symbol: str, asset_class: str, qty: float, price: float, value: float, multiplier: float) -> None:

@@ -361,6 +361,7 @@ IMPOSSIBLE_VALUES = {
     "a position's price in words": {"positions": {"AAPL": [5.0, "187.5", "us_equity"]}},
     "a position bought for nothing": {"positions": {"AAPL": [5.0, 0.0, "us_equity"]}},
     "a position under another class": {"positions": {"AAPL": [5.0, 187.5, "crypto"]}},
+    "a position in part of a contract": {"positions": {"SPY261204C00500000": [2.5, 3.1, "us_option"]}},
     "an order status no broker reports": {"orders": [_order(status="FOO")]},
     "an order's side unknown": {"orders": [_order(request={**_order()["request"], "side": "short"})]},
     "an order's quantity below 0": {"orders": [_order(filled_qty=-1.0)]},

@@ -1356,6 +1356,8 @@ def check_state(state: dict[str, Any]) -> None:
             raise ValueError(f"{where} avg_price {avg_price!r} is not above 0")
         if asset_class != asset_class_of(symbol):
             raise ValueError(f"{where} asset class {asset_class!r} is not {symbol}'s ({asset_class_of(symbol)!r})")
+        if asset_class == "us_option" and not float(qty).is_integer():  # Alpaca holds whole contracts only
+            raise ValueError(f"{where} qty {qty!r} is not a whole number of contracts")
     orders = state.get("orders")
     if not isinstance(orders, list):
         raise ValueError(f"orders {orders!r} is not a list")
