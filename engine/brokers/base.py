@@ -332,6 +332,8 @@ class DataNeeds:
     option_underlyings: tuple[str, ...] = ()
     option_dte_min: int = 0
     option_dte_max: int = 60
+    # chain_rules.max_quote_age_seconds: a chain is reused no longer than this (past it, every quote in it is older)
+    option_max_quote_age_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,12 @@ class SnapshotBroker:
         self, underlying: str, needs: DataNeeds, now: datetime, errors: list[BrokerError]
     ) -> tuple[OptionContract, ...] | None:
         cached = self._chains.get(underlying)
-        if cached and (now - cached[0]).total_seconds() < self.settings.option_chain_cache_seconds:
+        # reused for broker.option_chain_cache_seconds, but never once every quote in it is older than the chain
+        # rules take: a chain kept 60 s under a 30 s limit offered no contract for half of each minute
+        reuse = self.settings.option_chain_cache_seconds
+        if needs.option_max_quote_age_s is not None:
+            reuse = min(reuse, needs.option_max_quote_age_s)
+        if cached and (now - cached[0]).total_seconds() < reuse:
             return cached[1]
         today = now.astimezone(NEW_YORK).date()  # expiries are New York dates; after 19:00 there, UTC is tomorrow
         expiry_from = today + timedelta(days=needs.option_dte_min)

@@ -37,6 +37,7 @@ def data_needs(bots: BotsConfig, settings: Settings | None = None) -> DataNeeds:
         option_underlyings=tuple(dict.fromkeys(underlyings)),
         option_dte_min=rules.dte_min,
         option_dte_max=rules.dte_max,
+        option_max_quote_age_s=rules.max_quote_age_seconds,
     )
 
 
