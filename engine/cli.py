@@ -668,23 +668,35 @@ def _recording_line(recorder: object, folder: Path, stopped: str | None = None) 
 
 
 def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime, Report]:
-    """The state file, its log, and the state's own time (`_state_at`), from the validated files."""
+    """The state file, its log, and the state's own time (`_state_at`, for a halt), from the validated files."""
     from engine.trading.runner import paths_for
 
     report = _load(args)
-    return (*_state_at(*paths_for(report, args.state_db, args.log)), report)
+    return (*_state_at(*paths_for(report, args.state_db, args.log), halting=True), report)
 
 
-def _state_at(db: Path, log: Path) -> tuple[StateStore, Journal, datetime]:
+def _state_at(db: Path, log: Path, *, halting: bool = False) -> tuple[StateStore, Journal, datetime]:
     """The state file, its log, and the state's own time: on a simulation the simulated clock, so a halt or
-    a resume typed beside a simulated run is stamped in the simulation's time, in SQLite and in the log."""
+    a resume typed beside a simulated run is stamped in the simulation's time, in SQLite and in the log. For a
+    halt (`halting`) a saved simulated time that cannot be read is this machine's clock, said on stderr; every
+    other command refuses it (a resume or a status cannot tell which halts are in force without it)."""
     from engine.core.clock import ManualClock, SystemClock
     from engine.core.journal import Journal
-    from engine.core.store import OPERATOR_WAIT_SECONDS, StateStore
+    from engine.core.store import OPERATOR_WAIT_SECONDS, StateFileError, StateStore
     from engine.trading.runner import state_now
 
     store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
-    now, simulated = state_now(store, SystemClock().now())
+    try:
+        now, simulated = state_now(store, SystemClock().now())
+    except StateFileError as exc:
+        if not halting or exc.runtime:
+            store.close()
+            raise
+        # A halt with no `until` is in force at any time, so it needs no simulated time: refused, the operator's
+        # emergency halt was lost on a file that could still take it. Stamped with this machine's clock, and said.
+        now, simulated = SystemClock().now(), False
+        print(f"warning: {exc.message}; the halt is stamped with this machine's clock ({now.isoformat()}), not the "
+              f"simulation's", file=sys.stderr)  # fmt: skip
     return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now
 
 
@@ -826,10 +838,13 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     the engine runs on the files it read, and the halt must reach it."""
     from engine.config.errors import ConfigError
     from engine.config.loader import load_config
+    from engine.core.store import StateFileError
+    from engine.paths import shown
     from engine.trading.runner import paths_for
     from engine.validate import load_valid
 
     what = "the files above cannot be read"
+    damaged: InvalidInput | None = None  # the refusal, when it is the saved state's content that cannot be read
     # A --state-db or --log that no command may use (a FIFO, a device) is refused as every command refuses it: the
     # fallback below would otherwise open it as a database to learn why the files were refused ("disk I/O error",
     # exit 1, a device given by mistake opened for writing)
@@ -844,14 +859,18 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
         except ConfigError as exc:
             problems = problems_text(exc.problems)
         else:
-            try:  # the files read: is it a saved machine state they no longer have (validation's machine_states.*)?
-                load_valid(args.config, args.machines, args.rules, paths_for(report, args.state_db, args.log)[0],
-                           user_code=False)  # fmt: skip
+            saved = paths_for(report, args.state_db, args.log)[0]
+            try:  # the files read: is it the saved state (validation's machine_states.*, or a row it cannot read)?
+                load_valid(args.config, args.machines, args.rules, saved, user_code=False)
                 raise refused from None  # not the files: a state file or log that cannot be used, said as it was
             except ConfigError as exc:
-                if not all(p.path.startswith("machine_states.") for p in exc.problems):  # a damaged file: as it was
+                if not all(p.file == shown(saved) for p in exc.problems):  # not (only) the state file: as it was
                     raise refused from None
-                problems, what = problems_text(exc.problems), "the files above no longer fit the saved state"
+                problems = problems_text(exc.problems)
+                if all(p.path.startswith("machine_states.") for p in exc.problems):
+                    what = "the files above no longer fit the saved state"
+                else:  # a saved row that cannot be read: the halts table may take a halt all the same (tried below)
+                    what, damaged = "the saved state above cannot be read", refused
     db, log = args.state_db, args.log
     if db is None or log is None:
         try:  # settings.yaml and bots.yaml may read though a machine or rule file does not
@@ -866,9 +885,15 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     _state_path("--state-db", db)
     _state_path("--log", log)
     _not_an_input(args, db, log)
+    try:
+        opened = _state_at(db, log, halting=True)
+    except StateFileError as exc:
+        if damaged is None or exc.runtime:
+            raise
+        raise damaged from None  # the store itself refuses the file (a newer schema, a table it lacks): as validation said
     print(f"{problems}\nwarning: {what}; the halt goes to the state file {escaped(str(db))} "
           f"and the log {escaped(str(log))}", file=sys.stderr)  # fmt: skip
-    return _state_at(db, log)
+    return opened
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -56,7 +56,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
     "newer schema": (_sql("PRAGMA user_version=99"), "newer than this engine", set()),
     "missing column": (_sql("ALTER TABLE halts DROP COLUMN until"), "lacks the column", set()),
     "another application's": (lambda p: _another(p), "not a Trading Hydra state file", set()),
-    "bad machine time": (_sql("UPDATE machine_states SET since = 'yesterday'"), "machine_states", set()),
+    "bad machine time": (_sql("UPDATE machine_states SET since = 'yesterday'"), "machine_states", {"halt"}),
     "bad halt time": (_sql("UPDATE halts SET started_at = 'garbage'"), "table halts", {"health", "halt", "diagram"}),
     "bad halt conditions": (_sql("UPDATE halts SET conditions = '{x'"), "table halts", {"health", "halt", "diagram"}),
     "halt reason in bytes": (_sql("UPDATE halts SET reason = X'FF00'"), "table halts", {"health", "halt", "diagram"}),
@@ -71,7 +71,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
         {"why", "report", "health", "halt", "resume", "diagram"},
     ),
     # why reads the simulation's clock as status does (to tell the halts in force now)
-    "bad sim clock": (_sql("UPDATE meta SET value = '{' WHERE key = 'sim_exchange'"), "sim_exchange", {"diagram"}),
+    "bad sim clock": (_sql("UPDATE meta SET value = '{' WHERE key = 'sim_exchange'"), "sim_exchange", {"diagram", "halt"}),
     "bad last run": (
         _sql("UPDATE meta SET value = '[' WHERE key = 'last_run'"),
         "meta 'last_run'",
@@ -98,7 +98,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
         _sql(f"UPDATE halts SET conditions = '{DEEP}'"), "table halts", {"health", "halt", "diagram"}
     ),
     "deeply nested sim clock": (
-        _sql(f"UPDATE meta SET value = '{DEEP}' WHERE key = 'sim_exchange'"), "sim_exchange", {"diagram"}
+        _sql(f"UPDATE meta SET value = '{DEEP}' WHERE key = 'sim_exchange'"), "sim_exchange", {"diagram", "halt"}
     ),
 }
 
@@ -174,6 +174,47 @@ def test_a_state_file_that_cannot_be_written_is_exit_1_and_the_halt_not_claimed(
     out, err = capsys.readouterr()
     assert code == 1 and "halted:" not in out
     assert err.strip().splitlines() == [err.strip()] and f"state file {db}: cannot be written" in err
+
+
+# An operator's halt was refused (exit 2, nothing recorded) on a state file that could take it: the simulation's saved
+# time unreadable (`halt` needs no time: a halt with no `until` is in force at any time), or a saved row that
+# validation cannot read. Only a file the store itself refuses (a newer schema, a missing table) stops a halt.
+@pytest.mark.parametrize("statement, stamp", [
+    ("""UPDATE meta SET value = '{"version": 2, "now": "nope", "revision": 4}' WHERE key = 'sim_exchange'""", "clock"),
+    ("UPDATE meta SET value = '{' WHERE key = 'sim_exchange'", "clock"),
+    ("UPDATE machine_states SET since = 'yesterday'", "sim"),
+])  # fmt: skip
+def test_a_halt_is_recorded_while_the_saved_state_cannot_be_read(
+    tmp_path, good_state: Path, statement: str, stamp: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.core.store import SYSTEM_SCOPE, StateStore
+
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    _sql("UPDATE halts SET ended_at = '2000-01-01T00:00:00+00:00', ended_by = 'operator'")(db)  # good_state's ended
+    _sql(statement)(db)
+    before = datetime.now(timezone.utc)
+    code = main(["halt", "--reason", "emergency", "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.startswith("halted: emergency"), out + err
+    assert "warning:" in err and "Traceback" not in err
+    if stamp == "clock":  # said which time the halt carries
+        assert "stamped with this machine's clock" in err and "sim_exchange" in err
+    conn = sqlite3.connect(db)
+    (started,) = conn.execute("SELECT started_at FROM halts WHERE reason = 'emergency' AND ended_at IS NULL").fetchone()
+    conn.close()
+    if stamp == "clock":
+        assert datetime.fromisoformat(started) >= before.replace(microsecond=0)
+    assert '"reason":"emergency"' in log.read_text().replace(" ", "")
+    _sql("UPDATE meta SET value = 'alpaca' WHERE key = 'broker'")(db)  # the halt is in force at any time
+    _sql("UPDATE machine_states SET since = '2026-01-01T00:00:00+00:00'")(db)
+    store = StateStore(db)
+    try:
+        for when in (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc) + timedelta(days=3650)):
+            halt = store.halt_in_force(SYSTEM_SCOPE, when)
+            assert halt is not None and halt.reason == "emergency"
+    finally:
+        store.close()
 
 
 # `resume` with no state file made one (and its folder, and a log) and said "resumed: 0 halt(s) ended", exit 0: at a
