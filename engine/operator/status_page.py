@@ -301,7 +301,16 @@ class StatusApp:
             store = self.store(create=action == "halt")  # a halt may come before the first run; a resume ends none
             if store is None:  # nothing at the path, or an empty file: no halt can be in force, and nothing is made
                 return {"ok": True, "message": f"{self.state_db}: no state yet (nothing has run): no halt to end"}
-            now, simulated = state_now(store, SystemClock().now())
+            stamped = ""  # a halt stamped with this machine's clock where the simulation's time cannot be read
+            try:
+                now, simulated = state_now(store, SystemClock().now())
+            except StateFileError as exc:
+                # A halt with no `until` is in force at any time: refused, the button lost the operator's halt on a
+                # file that could take it (as `python -m engine halt` did). A resume cannot tell what is in force.
+                if action != "halt" or exc.runtime:
+                    raise
+                now, simulated = SystemClock().now(), False
+                stamped = f" (stamped with this machine's clock, {now.isoformat()}: {exc.message})"
             journal = Journal(self.log, ManualClock(now) if simulated else SystemClock())
             if action != "halt":
                 try:
@@ -326,11 +335,11 @@ class StatusApp:
             if unlogged is not None:
                 return {
                     "ok": True,
-                    "message": f"halted: {reason} (until resume); the halt IS in force, but its event is NOT in the log "
-                    f"({unlogged.message})",
+                    "message": f"halted: {reason} (until resume){stamped}; the halt IS in force, but its event is NOT in "
+                    f"the log ({unlogged.message})",
                     "warning": unlogged.message,
                 }
-            return {"ok": True, "message": f"halted: {reason} (until resume)"}
+            return {"ok": True, "message": f"halted: {reason} (until resume){stamped}"}
 
     def close(self) -> None:
         with self.lock:

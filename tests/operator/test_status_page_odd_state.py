@@ -200,3 +200,21 @@ def test_a_body_nested_past_the_parsers_depth_is_refused_as_not_json(
     assert answer.startswith(b"HTTP/1.0 400") and b"the body must be JSON" in answer
     assert "RecursionError" not in capsys.readouterr().err
     assert not StateStore(rig.store.path).halts()
+
+
+def test_the_halt_button_records_a_halt_while_the_simulations_time_cannot_be_read(project: ProjectCopy, rig: Rig) -> None:
+    """A saved simulated time that does not parse (meta sim_exchange "now": "nope"): the button answered "halt
+    failed" and nothing was recorded, the operator's emergency halt lost on a file that could take it. A halt with
+    no `until` needs no time: it is stamped with this machine's clock, and the answer says so."""
+    rig.ticks(2)
+    rig.store.set_meta("broker", "sim")
+    rig.store.set_meta("sim_exchange", '{"version": 2, "now": "nope", "revision": 4}')
+    with serving(project, rig.store.path, rig.log, token=TOKEN) as server:
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "emergency"}, headers=bearer(TOKEN))
+    assert status == 200 and body["message"].startswith("halted: emergency"), body
+    assert "stamped with this machine's clock" in body["message"] and "sim_exchange" in body["message"]
+    store = StateStore(rig.store.path)
+    try:
+        assert [h.reason for h in store.halts(open_only=True) if h.until is None] == ["emergency"]
+    finally:
+        store.close()
