@@ -295,7 +295,7 @@ class StatusApp:
         default 5 s the button failed "database is locked" where `python -m engine halt` went through."""
         from engine.core.clock import ManualClock, SystemClock
         from engine.core.journal import Journal, JournalError
-        from engine.trading.runner import operator_halt, operator_resume, resume_text, state_now
+        from engine.trading.runner import engine_conditions, operator_halt, operator_resume, resume_text, state_now
 
         with self.lock:
             store = self.store(create=action == "halt")  # a halt may come before the first run; a resume ends none
@@ -314,10 +314,11 @@ class StatusApp:
             journal = Journal(self.log, ManualClock(now) if simulated else SystemClock())
             if action != "halt":
                 try:
+                    conditions = engine_conditions(store, now)
                     ended = operator_resume(store, journal, now)
                 finally:
                     journal.close()
-                return {"ok": True, "message": resume_text(ended)}
+                return {"ok": True, "message": resume_text(ended, conditions)}
             # The halt is committed before its event is written: in force whatever the log says. A log that cannot
             # take the event (a full disk) was answered "halt failed", shown as "refused", which reads as not halted.
             unlogged: JournalError | None = None

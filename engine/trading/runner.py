@@ -25,7 +25,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -796,11 +796,27 @@ def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
     return in_force
 
 
-def resume_text(ended: int) -> str:
-    """What `resume` (the command and the page's button) says: 'resumed' only when a halt in force was ended."""
+def engine_conditions(store: StateStore, now: datetime) -> list[str]:
+    """The conditions of the halts in force that the engine set (a kill condition, reconciliation, a signal's
+    error), not the operator: a resume ends them, but one that still holds halts again at the next tick."""
+    found: list[str] = []
+    for halt in store.halts(open_only=True):
+        if halt.in_force(now):
+            found += [c for c in halt.conditions if c != "operator" and c not in found]
+    return found
+
+
+def resume_text(ended: int, conditions: Sequence[str] = ()) -> str:
+    """What `resume` (the command and the page's button) says: 'resumed' only when a halt in force was ended, and,
+    when the engine set one of them (`engine_conditions`), that a condition still holding halts again: "resumed"
+    alone read as trading resumed, and the next tick halted again."""
     if not ended:
         return "nothing to resume: no halt was in force"
-    return f"resumed: {ended} halt(s) ended; the system re-arms only through preflight"
+    text = f"resumed: {ended} halt(s) ended; the system re-arms only through preflight"
+    if conditions:
+        text += (f"; the engine set {', '.join(conditions)}: while a condition still holds, the next tick halts "
+                 f"again")  # fmt: skip
+    return text
 
 
 def running_pid(state_db: Path) -> int | None:

@@ -370,3 +370,25 @@ def test_resume_with_no_halt_in_force_says_nothing_was_resumed(
     _sql("UPDATE halts SET ended_at = NULL, ended_by = NULL, until = '2000-01-01T00:00:00+00:00'")(db)  # run out
     assert main(args) == 0
     assert capsys.readouterr().out == "nothing to resume: no halt was in force\n"
+
+
+def test_a_resume_of_a_kill_conditions_halt_says_the_next_tick_halts_again_while_it_holds(
+    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`resume` of a halt the engine set (here the daily loss limit's) said only "resumed: 1 halt(s) ended": read as
+    trading resumed, while the next tick halts again as long as the loss is still there. It names the condition
+    and says so; an operator's own halt alone is resumed as before."""
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    args = ["resume", "--state-db", str(db), "--log", str(log), *FILES]
+    _sql("INSERT INTO halts (scope, reason, conditions, flatten, started_at, until) VALUES ('system', "
+         "'kill condition: max_daily_loss_halt', '[\"max_daily_loss_halt\"]', 1, '2026-12-02T14:32:25+00:00', "
+         "'2999-01-01T00:00:00+00:00')")(db)  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resumed: 2 halt(s) ended") and "max_daily_loss_halt" in out, out
+    assert "the next tick halts again" in out and "operator" not in out.split("ended", 1)[1], out
+    _sql("UPDATE halts SET ended_at = NULL, ended_by = NULL WHERE conditions = '[\"operator\"]'")(db)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out == "resumed: 1 halt(s) ended; the system re-arms only through preflight\n", out
