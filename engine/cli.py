@@ -737,11 +737,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         text = status_text(store, now, local=local)
         from engine.operator.summary import one_line
 
-        print(f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)})")
+        print(f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)}"
+              f"{_tick_said(store, report, local)})")  # fmt: skip
         print(text)
     finally:
         store.close()
     return EXIT_OK
+
+
+def _tick_said(store: StateStore, report: Report, local: LocalTime) -> str:
+    """When a real-time state was last ticked, for `status`'s header: "as of" is this machine's clock, and the
+    state read is the last tick's, which for a hung or stopped engine is hours old. Without it a stale state read as
+    current. Older than `health`'s default max age it is said STALE. A simulation's state is as of its own last
+    tick (its clock), so nothing is added."""
+    from engine.core.clock import SystemClock
+    from engine.trading.runner import last_tick
+
+    age = last_tick(store, SystemClock().now())
+    if age is None:
+        return "; no tick recorded yet"
+    if age.simulated:
+        return ""
+    assert report.config is not None
+    max_age = 3 * report.config.settings.runner.loop_interval_seconds + 30  # `health`'s default
+    said = f"; last tick {local(age.last)}, {age.seconds:.0f} s before"
+    if age.seconds > max_age:
+        said += f": STALE, older than {max_age:g} s (the engine is stuck or not running)"
+    elif age.last > age.now:
+        said += " (it is ahead of this machine's clock)"
+    return said
 
 
 def cmd_health(args: argparse.Namespace) -> int:
