@@ -822,6 +822,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_halt(args: argparse.Namespace) -> int:
     from engine.core.journal import JournalError
+    from engine.core.store import StateFileError
     from engine.trading.runner import operator_halt
 
     if not args.reason.strip():  # a halt nobody can explain later; refused before anything is opened
@@ -831,7 +832,10 @@ def cmd_halt(args: argparse.Namespace) -> int:
     except UnicodeEncodeError:  # bytes from the shell that are not UTF-8: SQLite and the log could not hold them
         raise InvalidInput("--reason: not UTF-8 text (write the reason in UTF-8)") from None
 
-    store, journal, now = _open_state_to_halt(args)
+    try:
+        store, journal, now = _open_state_to_halt(args)
+    except StateFileError as exc:  # nothing is written before the file is open: said, not left to be guessed
+        raise StateFileError(exc.path, f"{exc.what}; the halt is NOT recorded", runtime=exc.runtime) from None
     unlogged: JournalError | None = None
     try:
         operator_halt(store, journal, args.reason, now)

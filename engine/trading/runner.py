@@ -773,7 +773,14 @@ def last_tick(store: StateStore, wall_now: datetime) -> TickAge | None:
 
 
 def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetime) -> int:
-    halt_id = record_halt(store, journal, scope=SYSTEM_SCOPE, reason=reason, conditions=("operator",), now=now, by="operator")
+    """The operator's halt, committed and on the disk before it returns. A state file that refuses the write (locked
+    past the wait, read-only, a full disk) says that the halt is NOT recorded: "error: ... locked" alone left the
+    operator to guess whether the emergency halt had gone in."""
+    try:
+        halt_id = record_halt(store, journal, scope=SYSTEM_SCOPE, reason=reason, conditions=("operator",), now=now,
+                              by="operator")  # fmt: skip
+    except StateFileError as exc:  # raised by the write, before its commit: nothing of it is in the file
+        raise StateFileError(store.path, f"{exc.what}; the halt is NOT recorded", runtime=exc.runtime) from None
     store.sync_to_disk()  # on the disk before the operator is told it is recorded
     journal.flush()
     return halt_id

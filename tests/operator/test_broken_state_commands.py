@@ -174,6 +174,7 @@ def test_a_state_file_that_cannot_be_written_is_exit_1_and_the_halt_not_claimed(
     out, err = capsys.readouterr()
     assert code == 1 and "halted:" not in out
     assert err.strip().splitlines() == [err.strip()] and f"state file {db}: cannot be written" in err
+    assert "the halt is NOT recorded" in err  # "error: ... cannot be written" alone left the operator guessing
 
 
 # An operator's halt was refused (exit 2, nothing recorded) on a state file that could take it: the simulation's saved
