@@ -792,14 +792,19 @@ def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
 
     Returns how many of the halts ended were in force: one whose cooloff ran out is still open until the engine's
     next tick ends it, and counted, it made "resumed: 1 halt(s) ended" of a resume that resumed nothing."""
-    with store.transaction():
-        in_force = sum(h.in_force(now) for h in store.halts(open_only=True))
-        end_halts(store, journal, now=now, by="operator")
-        try:
-            journal.flush()
-        except OSError:
-            journal.discard()  # the resume is not made: its event must not reach the log later (at close)
-            raise
+    try:
+        with store.transaction():
+            in_force = sum(h.in_force(now) for h in store.halts(open_only=True))
+            end_halts(store, journal, now=now, by="operator")
+            try:
+                journal.flush()
+            except OSError:
+                journal.discard()  # the resume is not made: its event must not reach the log later (at close)
+                raise
+    except StateFileError as exc:  # rolled back (locked past the wait, read-only, a full disk): said, not guessed
+        journal.discard()
+        raise StateFileError(store.path, f"{exc.what}; nothing is resumed: every halt stays in force",
+                             runtime=exc.runtime) from None  # fmt: skip
     return in_force
 
 

@@ -177,6 +177,31 @@ def test_a_state_file_that_cannot_be_written_is_exit_1_and_the_halt_not_claimed(
     assert "the halt is NOT recorded" in err  # "error: ... cannot be written" alone left the operator guessing
 
 
+def test_a_resume_on_a_state_file_that_cannot_be_written_says_nothing_is_resumed(
+    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-only (SQLite's own read-only mode, as above): `resume` said only "error: state file ...: cannot be
+    written", exit 1, leaving the operator to guess whether trading was resumed. It says every halt stays, and
+    logs no `resume` event."""
+    import engine.core.store as store_module
+
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    real_connect = sqlite3.connect
+
+    def read_only(name: str, *args: object, **kwargs: object) -> sqlite3.Connection:
+        if name == str(db):
+            return real_connect(f"file:{db}?mode=ro", *args, uri=True, **kwargs)  # type: ignore[arg-type]
+        return real_connect(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", read_only)
+    code = main(["resume", "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code == 1 and "resumed" not in out
+    assert err.strip().splitlines() == [err.strip()] and "nothing is resumed: every halt stays in force" in err, err
+    assert not log.exists() or '"event":"resume"' not in log.read_text().replace(" ", "")
+
+
 # An operator's halt was refused (exit 2, nothing recorded) on a state file that could take it: the simulation's saved
 # time unreadable (`halt` needs no time: a halt with no `until` is in force at any time), or a saved row that
 # validation cannot read. Only a file the store itself refuses (a newer schema, a missing table) stops a halt.
