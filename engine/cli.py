@@ -195,6 +195,27 @@ def _not_an_input(args: argparse.Namespace, db: Path, log: Path) -> None:
     for name, flag, path in (("state", "--state-db", db), ("log", "--log", log)):
         if name in clashes:
             raise InvalidInput(f"{flag} {path}: {clashes[name]}")
+    owner = _companion_of(db)
+    if owner is not None:  # `halt` wrote a database into the run's empty lock file and said "halted": no engine reads it
+        raise InvalidInput(f"--state-db {escaped(str(db))}: is a file kept beside the state file {escaped(str(owner))} "
+                           f"(SQLite's, or the run lock's), not a state file: give --state-db {escaped(str(owner))}")  # fmt: skip
+
+
+def _companion_of(path: Path) -> Path | None:
+    """The state file that `path` is kept beside (its run lock, SQLite's -wal, -shm or -journal), when there is one
+    at the path the suffix leaves: such a file is never a state of its own (the lock file is emptied at each run's
+    end, so it looked like "no state yet", and a halt was written into it)."""
+    from engine.validate import _STATE_COMPANIONS
+
+    for suffix in _STATE_COMPANIONS:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            owner = path.with_name(path.name.removesuffix(suffix))
+            try:
+                if owner.is_file():
+                    return owner
+            except OSError:  # cannot be looked at: not known to be one
+                return None
+    return None
 
 
 def _to_stdout(path: Path) -> bool:

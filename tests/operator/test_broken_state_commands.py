@@ -418,3 +418,21 @@ def test_a_resume_of_a_kill_conditions_halt_says_the_next_tick_halts_again_while
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out == "resumed: 1 halt(s) ended; the system re-arms only through preflight\n", out
+
+
+@pytest.mark.parametrize("command", ["halt", "resume", "status", "run"])
+def test_the_run_locks_file_given_as_the_state_file_is_refused_and_left_as_it_was(
+    tmp_path, good_state: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's lock file beside a state file (s.db.lock, emptied at each run's end) read as "no state yet": `halt`
+    wrote a database into it and said "halted" (exit 0), a halt no engine ever reads, and the next run's lock
+    write damaged it. A file kept beside a state file is refused, naming the state file to give instead."""
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    shutil.copy(good_state, db)
+    lock = tmp_path / "s.db.lock"
+    lock.touch()
+    code = main([*COMMANDS[command], "--state-db", str(lock), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code == 2 and "halted" not in out, out + err
+    assert f"is a file kept beside the state file {db}" in err and f"give --state-db {db}" in err, err
+    assert lock.read_bytes() == b"" and not log.exists()
