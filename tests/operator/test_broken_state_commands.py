@@ -153,15 +153,12 @@ def test_a_damaged_state_file_is_one_line_and_exit_2(
         assert not log.exists() or '"event":"order"' not in log.read_text()
 
 
-def test_a_state_file_that_cannot_be_written_is_exit_1_and_the_halt_not_claimed(
-    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A read-only state (simulated here through SQLite's own read-only mode: tests run as root, which file
-    modes do not stop): `halt` says it could not record the halt, exit 1, and does not print `halted`."""
+def _read_only_copy(state: Path, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`state` copied to `db`, which SQLite then opens in its own read-only mode (tests run as root, whom file modes
+    do not stop)."""
     import engine.core.store as store_module
 
-    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
-    shutil.copy(good_state, db)
+    shutil.copy(state, db)
     real_connect = sqlite3.connect
 
     def read_only(name: str, *args: object, **kwargs: object) -> sqlite3.Connection:
@@ -170,6 +167,15 @@ def test_a_state_file_that_cannot_be_written_is_exit_1_and_the_halt_not_claimed(
         return real_connect(name, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store_module.sqlite3, "connect", read_only)
+
+
+def test_a_state_file_that_cannot_be_written_is_exit_1_and_the_halt_not_claimed(
+    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only state (simulated here through SQLite's own read-only mode: tests run as root, which file
+    modes do not stop): `halt` says it could not record the halt, exit 1, and does not print `halted`."""
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    _read_only_copy(good_state, db, monkeypatch)
     code = main(["halt", "--reason", "x", "--state-db", str(db), "--log", str(log), *FILES])
     out, err = capsys.readouterr()
     assert code == 1 and "halted:" not in out
@@ -183,18 +189,8 @@ def test_a_resume_on_a_state_file_that_cannot_be_written_says_nothing_is_resumed
     """Read-only (SQLite's own read-only mode, as above): `resume` said only "error: state file ...: cannot be
     written", exit 1, leaving the operator to guess whether trading was resumed. It says every halt stays, and
     logs no `resume` event."""
-    import engine.core.store as store_module
-
     db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
-    shutil.copy(good_state, db)
-    real_connect = sqlite3.connect
-
-    def read_only(name: str, *args: object, **kwargs: object) -> sqlite3.Connection:
-        if name == str(db):
-            return real_connect(f"file:{db}?mode=ro", *args, uri=True, **kwargs)  # type: ignore[arg-type]
-        return real_connect(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store_module.sqlite3, "connect", read_only)
+    _read_only_copy(good_state, db, monkeypatch)
     code = main(["resume", "--state-db", str(db), "--log", str(log), *FILES])
     out, err = capsys.readouterr()
     assert code == 1 and "resumed" not in out
