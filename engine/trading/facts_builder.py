@@ -31,7 +31,8 @@ from engine.strategy import described
 from engine.strategy.watchdog import CALL
 from engine.trading import entries
 from engine.trading.bots import Bot
-from engine.trading.view import _NO_RECORDS, BotRecords, TickView
+from engine.trading.portfolio import budget_left
+from engine.trading.view import BotRecords, TickView
 
 Facts = dict[str, Any]
 PreflightCheck = Callable[[Mapping[str, Any]], tuple[str, ...]]  # facts -> the names of the checks that fail
@@ -226,17 +227,16 @@ def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: Hea
 
 
 def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> BotFacts:
-    # Once per bot per tick: `view.bot`, `budget_left` and `records.counter` are inlined, and the result is built
-    # with tuple.__new__ rather than the named tuple's own __new__ (a Python function: three times the cost).
+    # Once per bot per tick: the result is built with tuple.__new__ rather than the named tuple's own __new__ (a
+    # Python function: three times the cost).
     bot_id = bot.bot_id
-    records = view.bots.get(bot_id, _NO_RECORDS)  # `view.bot(bot_id)`
+    records = view.bot(bot_id)
     snapshot, now, local = view.snapshot, view.now, view.local_time
     owned = records.positions
     entries_open = records.open_entries
     last_entry = records.last_entry
     gate = inputs.gate
-    allocated = inputs.budgets.get(bot_id)
-    budget_usd = None if allocated is None else max(0.0, allocated + min(0.0, records.realized_pnl))  # `budget_left`
+    budget_usd = budget_left(inputs.budgets.get(bot_id), records.realized_pnl)
     busy = _busy(records) if owned or entries_open else _NOTHING  # most bots: no call
     answer = inputs.signals.get(bot_id) if inputs.signals is not None else None
     signal_symbol, signal_error = answer if answer is not None else ask_signal(view, bot, inputs.history)
@@ -266,7 +266,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["tradable_now"] = True if bot.trades_around_the_clock else system["market_open"]
     facts["bot_halted"] = records.halt is not None
     facts["budget_usd"] = budget_usd
-    facts["trades_today"] = records.counters.get("entries", 0)  # `records.counter("entries")`
+    facts["trades_today"] = records.counter("entries")
     facts["open_positions"] = len(busy)
     facts["holds_position"] = bool(owned)
     facts["entry_order_open"] = bool(entries_open)
@@ -388,7 +388,7 @@ def ask_signal(view: TickView, bot: Bot, history: Mapping[str, Sequence[float]])
     user's code and may take its whole budget (health.max_signal_seconds), and inside the transaction SQLite's
     write lock would be held meanwhile, an operator's `halt` waiting on it. What the answer depends on, the recent
     prices and the bot's own positions and working entries, no step of the tick before the bots' changes."""
-    records = view.bots.get(bot.bot_id, _NO_RECORDS)  # `view.bot`, inlined: once per bot per tick
+    records = view.bot(bot.bot_id)
     if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
         return None, None
     return _signal(bot, history, _busy(records) if records.positions or records.open_entries else _NOTHING)
