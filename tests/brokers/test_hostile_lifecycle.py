@@ -10,7 +10,7 @@ POSTed twice, and the next good answer reads as usual.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,12 @@ from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
-from engine.core.store import OrderRow, StateStore
+from engine.core.store import OrderRow
 from engine.trading.orders import OrderManager
 from tests.brokers.conftest import KEY, OPEN, SECRET, make_api
 from tests.conftest import ProjectCopy
+from tests.desk import Desk as BaseDesk
+from tests.desk import open_desk
 from tests.trading.conftest import Rig, make_rig
 
 ORDERS, LOOKUP, CLOCK = "/v2/orders", "/v2/orders:by_client_order_id", "/v2/clock"
@@ -146,14 +148,8 @@ def test_a_replacement_in_another_symbol_or_side_is_a_bad_answer(
 
 
 @dataclass
-class Desk:
-    clock: ManualClock
-    exchange: SimExchange
-    emulator: Emulator
-    store: StateStore
-    orders: OrderManager
-    failures: list[BrokerError]
-    errors: list[BrokerError]  # the snapshots' failed reads (the engine counts them as failures too)
+class Desk(BaseDesk):
+    errors: list[BrokerError] = field(default_factory=list)  # the snapshots' failed reads (the engine counts them too)
 
     def intent(self, qty: float = 10.0) -> OrderRow:
         day = self.clock.now().date()
@@ -163,8 +159,8 @@ class Desk:
         with self.store.transaction():
             return self.orders.record_intent("b1", day, "entry", request, "test")
 
-    def tick(self) -> None:
-        self.clock.advance(5)
+    def tick(self, seconds: float = 5.0) -> None:
+        self.clock.advance(seconds)
         snapshot = self.orders.broker.snapshot(DataNeeds())
         self.errors.extend(snapshot.errors)
         self.orders.sync(snapshot)
@@ -191,15 +187,8 @@ class Desk:
 
 @pytest.fixture
 def desk(tmp_path: Path) -> Iterator[Desk]:
-    clock = ManualClock(OPEN)
-    exchange = SimExchange(clock, seed=7)
-    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
-        broker = SnapshotBroker(make_api(emulator, clock), clock)
-        store = StateStore(tmp_path / "state.db")
-        failures: list[BrokerError] = []
-        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append, timezone.utc)
-        yield Desk(clock, exchange, emulator, store, orders, failures, [])
-        store.close()
+    with open_desk(Desk, tmp_path, OPEN, timezone.utc) as opened:
+        yield opened
 
 
 PARTIAL = {"*.status": "partially_filled", "*.filled_avg_price": "100"}

@@ -452,17 +452,23 @@ def test_each_round_trip_in_trades_csv_carries_the_fees_its_orders_paid(momentum
     assert sum(float(r["fees"]) for r in rows) == pytest.approx(result.summary["bots"]["mom_AAPL"]["fees"], abs=0.01)
 
 
-def test_a_backtest_on_five_minute_bars_flattens_before_an_early_close(momentum_project: ProjectCopy, tmp_path: Path) -> None:
-    """The day after Thanksgiving closes at 13:00. mom_AAPL holds until manage_until (12:55 Los Angeles, past the
-    close), so it is flattened before the close. On 5-minute bars the tick 5 minutes before the close is 12:55
-    and its market order fills at the next bar, known at 13:00, when the market is shut: the order expired and the
-    position was held over the close. The margin now leaves a bar to decide on and one to fill in."""
-    project = momentum_project
+def _holds_until_flattened(project: ProjectCopy) -> ProjectCopy:
+    """mom_AAPL entering at once on rising bars, and leaving only by the flatten before the close (no stop, take
+    profit or time stop within the day)."""
     project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 600")
     project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 50")
     project.replace("config/bots.yaml", "take_profit_pct: 1.00", "take_profit_pct: 90")
     project.replace("config/bots.yaml", 'mode: "placeholder_momentum_v1"\n      params: {}',
                     'mode: "placeholder_momentum_v1"\n      params: {lookback_ticks: 2, min_move_pct: 0.0}')  # fmt: skip
+    return project
+
+
+def test_a_backtest_on_five_minute_bars_flattens_before_an_early_close(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """The day after Thanksgiving closes at 13:00. mom_AAPL holds until manage_until (12:55 Los Angeles, past the
+    close), so it is flattened before the close. On 5-minute bars the tick 5 minutes before the close is 12:55
+    and its market order fills at the next bar, known at 13:00, when the market is shut: the order expired and the
+    position was held over the close. The margin now leaves a bar to decide on and one to fill in."""
+    project = _holds_until_flattened(momentum_project)
     opened = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)  # 09:30 New York; the close is 13:00
     bars = [Bar(opened + timedelta(minutes=5 * i), 190.0 + 0.1 * i, 190.2 + 0.1 * i, 189.9 + 0.1 * i, 190.1 + 0.1 * i, 1000.0)
             for i in range(42)]  # fmt: skip
@@ -480,12 +486,7 @@ def test_a_manage_until_inside_the_close_margin_is_met_in_time_on_five_minute_ba
     """manage_until 12:55 Los Angeles is 15:55 New York, five minutes before a regular close. On 5-minute bars the
     tick at 15:55 flattened, and its market order fills at the next bar, known at 16:00 with the market shut: the
     position was held overnight. A manage_until inside the close margin is met where the margin begins."""
-    project = momentum_project
-    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 600")
-    project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 50")
-    project.replace("config/bots.yaml", "take_profit_pct: 1.00", "take_profit_pct: 90")
-    project.replace("config/bots.yaml", 'mode: "placeholder_momentum_v1"\n      params: {}',
-                    'mode: "placeholder_momentum_v1"\n      params: {lookback_ticks: 2, min_move_pct: 0.0}')  # fmt: skip
+    project = _holds_until_flattened(momentum_project)
     bars = [Bar(MONDAY_OPEN + timedelta(minutes=5 * i), 190.0 + 0.1 * i, 190.2 + 0.1 * i, 189.9 + 0.1 * i, 190.1 + 0.1 * i,
                 1000.0) for i in range(78)]  # fmt: skip
     write_bars(tmp_path / "data", "AAPL", bars, fsync=False)

@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.brokers.base import DataNeeds, Snapshot
 from engine.brokers.factory import build_sim
+from engine.brokers.sim.exchange import SimExchange
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal, read_events
 from engine.core.store import StateStore
@@ -15,6 +16,7 @@ from engine.data.recorder import Recorder
 from engine.replay.backtest import run_backtest
 from engine.replay.fills import FillModel
 from engine.trading.engine import Engine
+from engine.validate import Report
 from tests.conftest import ProjectCopy
 from tests.replay.conftest import MONDAY_OPEN, load
 
@@ -51,7 +53,9 @@ def orders(store: StateStore) -> list[tuple[Any, ...]]:
              o.created_at, o.status, o.filled_qty) for o in store.orders()]  # fmt: skip
 
 
-def test_a_recorded_simulated_day_replays_to_the_same_transitions_and_orders(project: ProjectCopy, tmp_path: Path) -> None:
+def _recording_sim(project: ProjectCopy, tmp_path: Path) -> tuple[Report, ManualClock, SimExchange, Recorder, StateStore, Engine]:
+    """The project's engine on the simulator from Monday's open, its quotes recorded to tmp_path/recorded, its state
+    and log in tmp_path/sim.db and sim.jsonl."""
     report = load(project)
     assert report.config is not None and report.book is not None
     clock = ManualClock(MONDAY_OPEN)
@@ -60,6 +64,12 @@ def test_a_recorded_simulated_day_replays_to_the_same_transitions_and_orders(pro
     store = StateStore(tmp_path / "sim.db")
     engine = Engine(report.config, report.book, report.machines, RecordingBroker(broker, recorder), store,  # type: ignore[arg-type]
                     Journal(tmp_path / "sim.jsonl", clock), clock)  # fmt: skip
+    return report, clock, exchange, recorder, store, engine
+
+
+def test_a_recorded_simulated_day_replays_to_the_same_transitions_and_orders(project: ProjectCopy, tmp_path: Path) -> None:
+    report, clock, exchange, recorder, store, engine = _recording_sim(project, tmp_path)
+    assert report.config is not None
     for tick in range(SESSION_TICKS):
         engine.tick()
         if tick == SESSION_TICKS - 1:
@@ -93,14 +103,8 @@ def test_quotes_that_are_not_prices_are_replayed_as_the_run_read_them(project: P
     replay reads them as the run did."""
     from engine.brokers.sim.exchange import QuoteMode
 
-    report = load(project)
-    assert report.config is not None and report.book is not None
-    clock = ManualClock(MONDAY_OPEN)
-    broker, exchange = build_sim(report.config.settings, clock)
-    recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
-    store = StateStore(tmp_path / "sim.db")
-    engine = Engine(report.config, report.book, report.machines, RecordingBroker(broker, recorder), store,  # type: ignore[arg-type]
-                    Journal(tmp_path / "sim.jsonl", clock), clock)  # fmt: skip
+    report, clock, exchange, recorder, store, engine = _recording_sim(project, tmp_path)
+    assert report.config is not None
     for tick in range(200):
         for symbol in ("AAPL", "QQQ", "SPY"):
             if tick == 10:

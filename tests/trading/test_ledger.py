@@ -8,7 +8,6 @@ once and fills it at a later step, as Alpaca does), with the engine's own order 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
-from engine.brokers.emulator import Emulator
-from engine.brokers.sim.exchange import SimExchange
-from engine.brokers.snapshot import SnapshotBroker
+from engine.brokers.base import DataNeeds, OrderRequest
 from engine.core.clock import ManualClock
-from engine.core.journal import Journal
-from engine.core.store import EXITBOT_ID, OrderRow, StateStore
-from engine.trading.orders import OrderManager, split_fill
+from engine.core.store import EXITBOT_ID, OrderRow
+from engine.trading.orders import split_fill
 from engine.trading.portfolio import budget_left
 from engine.trading.reconcile import adopt_fee_shortfalls
-from tests.brokers.conftest import KEY, SECRET, make_api
 from tests.conftest import ProjectCopy
+from tests.desk import Desk as BaseDesk
+from tests.desk import open_desk
 from tests.trading.conftest import make_rig
 
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")  # the shipped system.timezone
@@ -35,14 +31,7 @@ MONDAY_OPEN = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)  # 09:30 New Y
 MONDAY, TUESDAY = date(2026, 11, 23), date(2026, 11, 24)
 
 
-@dataclass
-class Desk:
-    clock: ManualClock
-    exchange: SimExchange
-    store: StateStore
-    orders: OrderManager
-    failures: list[BrokerError]
-
+class Desk(BaseDesk):
     def send(self, bot: str, purpose: str, side: str, qty: float, symbol: str = "AAPL") -> OrderRow:
         """One market order, recorded on today's trading date (Los Angeles) and sent."""
         day = self.clock.now().astimezone(LOS_ANGELES).date()
@@ -54,28 +43,12 @@ class Desk:
         self.orders.send_pending()
         return row
 
-    def tick(self, seconds: float = 5.0) -> None:
-        self.clock.advance(seconds)
-        self.orders.sync(self.orders.broker.snapshot(DataNeeds()))
-
-    def status(self, cid: str) -> str:
-        row = self.store.order(cid)
-        assert row is not None
-        return row.status
 
 
 @pytest.fixture
 def desk(tmp_path: Path) -> Iterator[Desk]:
-    clock = ManualClock(MONDAY_OPEN)
-    exchange = SimExchange(clock, seed=7)
-    exchange.fill_at_submit = False  # as Alpaca: an order is answered first and fills at a later step
-    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
-        broker = SnapshotBroker(make_api(emulator, clock), clock)
-        store = StateStore(tmp_path / "state.db")
-        failures: list[BrokerError] = []
-        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append, LOS_ANGELES)
-        yield Desk(clock, exchange, store, orders, failures)
-        store.close()
+    with open_desk(Desk, tmp_path, MONDAY_OPEN, LOS_ANGELES, fill_at_submit=False) as opened:
+        yield opened
 
 
 def test_an_exit_sent_after_the_close_books_its_loss_on_the_day_it_fills(desk: Desk) -> None:
@@ -155,16 +128,10 @@ def test_a_crypto_buy_filling_between_the_reads_is_not_taken_for_a_fee(tmp_path:
     holds, within a fee's tolerance of what they bought. Adopted as a fee, c1's ledger lost 0.005 BTC (and its entry
     price rose by their cost) for a purchase it never made, and the next tick's broker held more than the bots owned,
     a difference no fee explains. The shortfall waits for a read that includes the buy."""
-    clock = ManualClock(MONDAY_OPEN)
-    exchange = SimExchange(clock, seed=7)
-    exchange.fill_at_submit = False
-    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
-        api = FillsBetweenReads(make_api(emulator, clock), clock)
-        store = StateStore(tmp_path / "state.db")
-        failures: list[BrokerError] = []
-        journal = Journal(tmp_path / "app.jsonl", clock)
-        orders = OrderManager(store, SnapshotBroker(api, clock), journal, clock, failures.append, LOS_ANGELES)  # type: ignore[arg-type]
-        desk = Desk(clock, exchange, store, orders, failures)
+    with open_desk(Desk, tmp_path, MONDAY_OPEN, LOS_ANGELES, fill_at_submit=False, api=FillsBetweenReads) as desk:
+        clock, exchange, store, orders, failures = desk.clock, desk.exchange, desk.store, desk.orders, desk.failures
+        api = orders.broker.api  # type: ignore[attr-defined]  # the SnapshotBroker's adapter: FillsBetweenReads
+        journal = orders.journal
 
         def tick(seconds: float = 5.0) -> None:
             clock.advance(seconds)
@@ -188,7 +155,6 @@ def test_a_crypto_buy_filling_between_the_reads_is_not_taken_for_a_fee(tmp_path:
         assert sum(owned.values()) == pytest.approx(exchange.positions["BTC/USD"].qty)
         assert store.positions("c1")[0].avg_entry_price == c1.avg_entry_price
         assert failures == []
-        store.close()
 
 
 def test_a_shared_flatten_filled_in_part_leaves_each_bot_whole_contracts_it_can_sell(desk: Desk) -> None:

@@ -4,36 +4,25 @@ clock. Whatever the broker does, an order it holds is one the engine accounts fo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
 
 import pytest
 
 from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
-from engine.brokers.emulator import Emulator, Fault
-from engine.brokers.sim.exchange import SimExchange
-from engine.brokers.snapshot import SnapshotBroker
-from engine.core.clock import ManualClock
-from engine.core.journal import Journal
-from engine.core.store import OrderRow, StateStore
+from engine.brokers.emulator import Fault
+from engine.core.store import OrderRow
 from engine.trading.exitbot import unexplained
-from engine.trading.orders import RESEND_WITHIN, OrderManager
-from tests.brokers.conftest import KEY, OPEN, SECRET, make_api
+from engine.trading.orders import RESEND_WITHIN
+from tests.brokers.conftest import OPEN
+from tests.desk import Desk as BaseDesk
+from tests.desk import open_desk
 from tests.trading.conftest import Rig
 
 NOT_FOUND = '{"code":40410000,"message":"order not found"}'
 
 
-@dataclass
-class Desk:
-    clock: ManualClock
-    exchange: SimExchange
-    emulator: Emulator
-    store: StateStore
-    orders: OrderManager
-    failures: list[BrokerError]
-
+class Desk(BaseDesk):
     def intent(self, qty: float = 10.0, order_type: str = "market", limit: float | None = None) -> OrderRow:
         day = self.clock.now().date()
         cid = self.orders.next_client_order_id("b1", day)
@@ -41,33 +30,18 @@ class Desk:
         with self.store.transaction():
             return self.orders.record_intent("b1", day, "entry", request, "test")
 
-    def tick(self, seconds: float = 5.0) -> None:
-        self.clock.advance(seconds)
-        self.orders.sync(self.orders.broker.snapshot(DataNeeds()))
-
     def posts(self, cid: str) -> int:
         return sum(1 for r in self.emulator.requests if r.method == "POST" and r.body.get("client_order_id") == cid)
 
     def unexplained(self) -> list[str]:
         return unexplained(self.store, self.orders.broker.snapshot(DataNeeds()))
 
-    def status(self, cid: str) -> str:
-        row = self.store.order(cid)
-        assert row is not None
-        return row.status
 
 
 @pytest.fixture
 def desk(tmp_path: Path) -> Iterator[Desk]:
-    clock = ManualClock(OPEN)
-    exchange = SimExchange(clock, seed=7)
-    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
-        broker = SnapshotBroker(make_api(emulator, clock), clock)
-        store = StateStore(tmp_path / "state.db")
-        failures: list[BrokerError] = []
-        orders = OrderManager(store, broker, Journal(tmp_path / "app.jsonl", clock), clock, failures.append, timezone.utc)
-        yield Desk(clock, exchange, emulator, store, orders, failures)
-        store.close()
+    with open_desk(Desk, tmp_path, OPEN, timezone.utc) as opened:
+        yield opened
 
 
 def test_a_duplicate_id_refusal_is_an_order_that_exists_not_a_rejection(desk: Desk) -> None:
