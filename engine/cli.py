@@ -474,14 +474,18 @@ def _start_refused(given: str, exc: ValueError) -> str:
 
 def _sim_default_start(report: Report) -> datetime:
     """Where a simulation starts without --start: settings.yaml's `sim.start` (checked by validation), else the
-    open of today's session (of the next one on a weekend or a holiday)."""
-    from datetime import date
+    open of today's session (of the next one on a weekend or a holiday). Today is the date in system.timezone, the
+    zone of the trading date and of every time printed: it was the machine's own (`date.today()`, TZ), so one
+    config started its first day a session apart on a machine set to UTC+14 and on one set to New York."""
+    from zoneinfo import ZoneInfo
 
-    from engine.core.clock import default_sim_start, parse_start
+    from engine.core.clock import SystemClock, default_sim_start, parse_start
 
     assert report.config is not None
     text = report.config.settings.sim.start
-    return parse_start(text) if text else default_sim_start(date.today())
+    if text:
+        return parse_start(text)
+    return default_sim_start(SystemClock().now().astimezone(ZoneInfo(report.config.settings.system.timezone)).date())
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

@@ -299,6 +299,30 @@ def test_a_halt_reason_that_is_not_utf8_is_exit_2_before_the_state_is_opened(
     assert_refused(code, text, 2, "--reason: not UTF-8 text", here)
 
 
+@pytest.mark.parametrize("machine_zone", ["Etc/GMT-14", "Etc/GMT+12", "garbage"])
+def test_a_first_simulated_day_is_today_in_system_timezone_whatever_the_machines_tz(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, machine_zone: str
+) -> None:
+    """Monday 2026-11-23 23:30 UTC is Monday 15:30 in Los Angeles (the shipped system.timezone) and already
+    Tuesday on a machine at UTC+14: the first run started on Tuesday there, a session later than the same config
+    on another machine, because "today" was the machine's (`date.today()`)."""
+    import time
+    from datetime import datetime, timezone
+
+    from engine.core.clock import SystemClock
+
+    monkeypatch.setattr(SystemClock, "now", lambda self: datetime(2026, 11, 23, 23, 30, tzinfo=timezone.utc))
+    monkeypatch.setenv("TZ", machine_zone)
+    time.tzset()
+    try:
+        code, text = main_(["run", "--once", "--quiet", *state(here), *CONFIG], capsys)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert code == 0, text
+    assert "starting at 2026-11-23T06:30:00-08:00" in text, text
+
+
 # --- signals -----------------------------------------------------------------------------------------------------
 
 
