@@ -160,6 +160,11 @@ def _state_path_error(exc: OSError) -> int:
 
 
 SIGNAL_COMMANDS = ("run", "backtest")  # the only commands that call a signal: the others never import signals.py
+# The commands that never use settings.yaml's state file: they do not hold it to the machines either. A state
+# renamed in machines/momentum.yaml, with the live state file still holding the old name, refused `backtest` (which
+# runs on a state file of its own) and `test` of the very edit, and `table`, `snapshot` and `diagram` without
+# --bot, though none of them reads a saved row.
+NO_STATE_COMMANDS = ("backtest", "test", "table", "snapshot", "data", "emulator")
 
 
 def _load(args: argparse.Namespace) -> Report:
@@ -172,9 +177,14 @@ def _load(args: argparse.Namespace) -> Report:
     if has_state:
         _state_path("--state-db", args.state_db)
         _state_path("--log", args.log)
-    user_code = getattr(args, "command", None) in SIGNAL_COMMANDS
+    command = getattr(args, "command", None)
+    user_code = command in SIGNAL_COMMANDS
+    saved_states = command not in NO_STATE_COMMANDS and not (command == "diagram" and not args.bot)
     try:
-        report = load_valid(args.config, args.machines, args.rules, getattr(args, "state_db", None), user_code=user_code)
+        report = load_valid(
+            args.config, args.machines, args.rules, getattr(args, "state_db", None),
+            user_code=user_code, saved_states=saved_states,
+        )  # fmt: skip
     except ConfigError as exc:
         raise InvalidInput(problems_text(exc.problems)) from None
     if has_state:
@@ -908,7 +918,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
         return store, journal, now
     except InvalidInput as refused:
         try:  # the files alone: a damaged state file is said as it was
-            report = load_valid(args.config, args.machines, args.rules, user_code=False)
+            report = load_valid(args.config, args.machines, args.rules, user_code=False, saved_states=False)
         except ConfigError as exc:
             problems = problems_text(exc.problems)
         else:

@@ -198,10 +198,12 @@ def validate(
     scenarios: bool = True,
     holders: bool = True,
     user_code: bool = True,
+    saved_states: bool = True,
 ) -> Report:
     """Every problem of every file. `holders`: also the positions and working orders saved for a bot bots.yaml no
     longer runs as their kind (`persisted_state_problems`); `run` refuses them itself (the engine's start-up), and
-    the commands that read or halt must keep working while one is found."""
+    the commands that read or halt must keep working while one is found. `saved_states=False`: the state file is
+    not opened at all (`load_valid`)."""
     report = Report()
     readable: RuleBook | None
     try:
@@ -251,7 +253,7 @@ def validate(
         outputs = [config.settings_doc.problem(("system", keys[name]), why) for name, why in clashes.items()]
     report.problems.extend(outputs)
     state_is_input = state_db is None and any(p.path == "system.state_db_path" for p in outputs)  # told once, above
-    if report.config is not None and machines.specs and not state_is_input:
+    if saved_states and report.config is not None and machines.specs and not state_is_input:
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
         report.problems.extend(
             persisted_state_problems(db, machines.specs, complete=machines.complete, bots=report.config.bots if holders else None)
@@ -265,14 +267,25 @@ def validate(
 
 
 def load_valid(
-    config_dir: Path, machines_dir: Path, rules_dir: Path, state_db: Path | None = None, *, user_code: bool = True
+    config_dir: Path,
+    machines_dir: Path,
+    rules_dir: Path,
+    state_db: Path | None = None,
+    *,
+    user_code: bool = True,
+    saved_states: bool = True,
 ) -> Report:
     """Validate and raise ConfigError unless everything is valid: what every command but `validate` uses. The
     scenario files are not read: no command but `validate` and `test` (which reads them itself) needs them. Nor
     are the saved positions' holders: `status`, `halt` and `resume` must work while bots.yaml no longer runs a bot
     that holds one, and `run` refuses to start on it (Engine: StartupError). `user_code=False`: nor is the user's
-    signals module imported (`status`, `halt`, `health`... never call a signal, and must work while it is broken)."""
-    report = validate(config_dir, machines_dir, rules_dir, state_db, scenarios=False, holders=False, user_code=user_code)
+    signals module imported (`status`, `halt`, `health`... never call a signal, and must work while it is broken).
+    `saved_states=False`: nor are the machine states saved in the state file checked against the machines (see
+    `cli.NO_STATE_COMMANDS`)."""
+    report = validate(
+        config_dir, machines_dir, rules_dir, state_db,
+        scenarios=False, holders=False, user_code=user_code, saved_states=saved_states,
+    )  # fmt: skip
     if report.problems:
         raise ConfigError(report.problems)
     return report

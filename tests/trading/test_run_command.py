@@ -208,6 +208,33 @@ def test_a_persisted_state_the_machines_no_longer_have_stops_the_run(project: Pr
     assert "s.db:0:0: machine_states.momentum.mom_AAPL: momentum 'mom_AAPL' is saved in state 'cruising'" in check.stdout
 
 
+def test_commands_that_never_use_the_state_file_do_not_hold_it_to_the_machines(project: ProjectCopy) -> None:
+    """A state renamed in machines/momentum.yaml while settings.yaml's state file still holds the old name: the
+    commands that read that file refuse it (exit 2), `halt` says why and halts; `backtest` of the edit (on a state
+    file of its own), `test` of its scenarios, `table` and `diagram` read no saved row and work. They were all
+    refused with exit 2 over the live state file."""
+    folders = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+
+    def settings_state(*args: str) -> subprocess.CompletedProcess[str]:  # settings.yaml's state file and log
+        return subprocess.run([sys.executable, "-m", "engine", *args, *folders], capture_output=True, text=True,
+                              cwd=project.root, env=without_keys(), timeout=120)  # fmt: skip
+
+    started = settings_state("run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00", "--record", "rec")
+    assert started.returncode == 0, started.stderr
+    with sqlite3.connect(project.root / "state" / "trading_state.db") as conn:
+        conn.execute("UPDATE machine_states SET state = 'cruising' WHERE bot_id = 'mom_AAPL'")
+    said = "momentum 'mom_AAPL' is saved in state 'cruising', which"
+    for args in (["run", "--once"], ["validate"], ["status"], ["diagram", "momentum", "--bot", "mom_AAPL"]):
+        refused = settings_state(*args)
+        assert refused.returncode == 2 and said in refused.stdout + refused.stderr, (args, refused)
+    halted = settings_state("halt", "--reason", "mid-edit")
+    assert halted.returncode == 0 and said in halted.stderr and "no longer fit the saved state" in halted.stderr
+    for args in (["table", "momentum"], ["diagram", "momentum"], ["test"], ["backtest", "--data", "rec", "--out", "bt"]):
+        result = settings_state(*args)
+        assert result.returncode == 0 and said not in result.stdout + result.stderr, (args, result)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+
+
 def test_no_secret_reaches_the_log_or_the_database(project: ProjectCopy) -> None:
     (project.root / ".env").write_text('ALPACA_KEY="PKSHOULDNEVERAPPEAR1"\nALPACA_SECRET="secretvaluethatmustnotleak"\n')
     result = engine(project, "run", "--broker", "sim", "--ticks", "5", "--start", "2026-11-23T09:30:00-05:00")
