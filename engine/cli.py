@@ -15,6 +15,7 @@ fetch` stopped by one exit with 128 + its number (what they wrote stays; the sam
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import re
 import sys
@@ -1756,6 +1757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout = sys.stdout
     if stdout is None:  # started with standard output closed (`>&-`): print drops what it is given, as asked
         return _main(argv)
+    _escape_what_cannot_be_shown(stdout)
     sys.stdout = GuardedOutput(stdout, failure)
     try:
         code = _main(argv)
@@ -1766,6 +1768,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(failure.line(), file=sys.stderr)
         return code or EXIT_FAILURE
     return code  # the reader stopped reading (`| head`): it had what it wanted, and the command's own code stands
+
+
+def _escape_what_cannot_be_shown(stream: Any) -> None:
+    """A character standard output's encoding has no byte for (a path in `日本/` or a halt reason in `é` under a
+    non-UTF-8 locale: LANG=de_DE.ISO-8859-1, LC_ALL=C without Python's UTF-8 mode, PYTHONIOENCODING=ascii) is
+    written as a backslash escape, as Python writes stderr: it raised UnicodeEncodeError from the first print of
+    such a path, a traceback with the run's state file already open. Bytes the locale could not decode (a path
+    given on the command line, held as lone surrogates) are written back as they came, as Python's own
+    `surrogateescape` does; every other character is written as before."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # not a text stream (a test's capture): as it is
+        if stream.errors in ("strict", "surrogateescape"):
+            stream.reconfigure(errors=_SHOWN)
+
+
+def _shown_anyway(exc: UnicodeError) -> tuple[bytes, int]:
+    """The encoding error handler of `_escape_what_cannot_be_shown`: surrogateescape's bytes, else an escape."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for char in exc.object[exc.start : exc.end]:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(code - 0xDC00)
+        else:
+            out += char.encode("ascii", "backslashreplace")
+    return bytes(out), exc.end
+
+
+_SHOWN = "trading_hydra_shown"
+codecs.register_error(_SHOWN, _shown_anyway)
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ its documented exit code, no traceback, and nothing written; live trading only w
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -321,6 +322,43 @@ def test_a_first_simulated_day_is_today_in_system_timezone_whatever_the_machines
         time.tzset()
     assert code == 0, text
     assert "starting at 2026-11-23T06:30:00-08:00" in text, text
+
+
+@pytest.mark.parametrize("locale_env", [
+    {"PYTHONIOENCODING": "ascii"},
+    {"PYTHONIOENCODING": "latin-1"},
+    {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"},  # an ASCII locale, without Python's UTF-8 mode
+])  # fmt: skip
+def test_a_locale_that_cannot_show_a_path_or_a_reason_gets_escapes_not_a_traceback(
+    tmp_path: Path, locale_env: dict[str, str]
+) -> None:
+    """A project in `nu ü 日本/` and a halt reason in `café`, under an output encoding without those characters:
+    the first print of the state file's path (`run`) or of the reason (`status`) raised UnicodeEncodeError, a
+    traceback and exit 1, the run's state file already open."""
+    root = tmp_path / "nu ü 日本"
+    root.mkdir()
+    folders = []
+    for name in ("config", "machines", "rules"):
+        shutil.copytree(PROJECT_ROOT / name, root / name)
+        folders += [f"--{name}", str(root / name)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "LC_", "LANG", "PYTHONIOENCODING"))}
+
+    def engine(*args: str, **extra: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "engine", *args, *folders], capture_output=True, cwd=tmp_path,
+                              env={**env, **extra}, timeout=120)  # fmt: skip
+
+    assert engine("halt", "--reason", "café").returncode == 0  # a UTF-8 locale writes the reason
+    encoding = locale_env.get("PYTHONIOENCODING", "ascii")
+    for args in (["run", "--once", "--quiet"], ["status"]):
+        result = engine(*args, **locale_env)
+        said = result.stdout + result.stderr
+        assert result.returncode == 0 and b"Traceback" not in said, said.decode("utf-8", "replace")
+        assert "café".encode(encoding, "backslashreplace") in result.stdout, result.stdout  # caf\xe9 in ASCII
+    shown = engine("status", **locale_env).stdout
+    if "LC_ALL" in locale_env:  # the path came in through the locale, as bytes: written back as they came
+        assert str(root).encode() in shown, shown
+    else:
+        assert str(root).encode(encoding, "backslashreplace") in shown, shown
 
 
 # --- signals -----------------------------------------------------------------------------------------------------
