@@ -230,6 +230,20 @@ def test_a_recorded_sim_run_backtests(project: ProjectCopy) -> None:
     assert "50 ticks, 250 bar-events" in result.stdout
 
 
+def test_a_backtest_from_a_working_folder_deleted_under_the_shell_says_so(project: ProjectCopy, tmp_path: Path) -> None:
+    """`backtest` without --out writes to `backtests/` in the working folder: with that folder deleted (another
+    terminal's `rm -r`), resolving it raised FileNotFoundError, a traceback and exit 1."""
+    run = engine(project, "run", "--ticks", "5", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert run.returncode == 0, run.stderr
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    argv = [sys.executable, "-m", "engine", "backtest", "--data", str(project.root / "rec"), *files(project)]
+    result = subprocess.run(["sh", "-c", 'cd "$1" && rmdir "$1" && shift && exec "$@"', "sh", str(gone), *argv],
+                            capture_output=True, text=True, env=without_keys(), timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "the working folder it is relative to is gone" in result.stderr + result.stdout
+
+
 def sigterm_once(project: ProjectCopy, command: list[str], ready: Callable[[], bool],
                  sig: signal.Signals = signal.SIGTERM) -> tuple[int, str, str]:  # fmt: skip
     """Start `command`, send it `sig` (SIGTERM) once `ready()` says it is where the test wants it, and wait for its end:

@@ -424,8 +424,13 @@ def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, sto
 def out_in_data(out: Path, data_folder: Path) -> str | None:
     """Why `out` cannot hold a backtest or a sweep, when it is the data folder or inside it (the run's files there,
     trades.csv or a folder of runs, would be read as data by the next backtest of that folder, or refused as files
-    no symbol maps to); None when it is elsewhere."""
-    out_real, data_real = out.resolve(), data_folder.resolve()
+    no symbol maps to); None when it is elsewhere. A relative path from a working folder deleted under the shell
+    names nothing: said so (resolving it raised FileNotFoundError, a traceback)."""
+    try:
+        out_real, data_real = out.resolve(), data_folder.resolve()
+    except OSError as exc:
+        return (f"cannot be found ({exc.strerror or exc}): the working folder it is relative to is gone; "
+                "cd to a folder that exists, or give absolute paths")  # fmt: skip
     if out_real == data_real or data_real in out_real.parents:
         return f"inside the data folder {data_folder}: a backtest writes elsewhere (give another --out)"
     return None
