@@ -4,7 +4,7 @@ The life of an order is the table in engine/core/order_lifecycle.py. In short:
   pending  -> the intent is committed to SQLite (before any request is made)
   (sent)   -> the broker's answer is recorded: accepted, filled, ... or rejected
   unknown  -> the send failed and the lookup could not tell; looked up again every tick
-  not_sent -> lookups proved the broker never got it
+  not_sent -> lookups proved the broker never got it (several, over a while: NOT_FOUND_LOOKS, NOT_FOUND_SPAN)
 After any error the order is looked up by client_order_id; a POST is repeated only for an intent that
 provably never reached the broker, with the same client_order_id (which the broker refuses to accept twice).
 Every order event is flushed to the JSONL before the request it describes leaves the process.
@@ -46,6 +46,12 @@ from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, Position
 from engine.trading import reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
+# A lookup by client_order_id that answers 404 proves little right after a POST whose answer was lost: Alpaca's order
+# listing can lag the order. An order whose POST may have left is judged never sent only once NOT_FOUND_LOOKS lookups
+# answered 404, the first and the last NOT_FOUND_SPAN or more apart (`_proved_absent`); until then it stays `unknown`,
+# looked up every tick, and is never POSTed again. Counted by this process: a restart counts again from nothing.
+NOT_FOUND_LOOKS = 3
+NOT_FOUND_SPAN = timedelta(seconds=20)
 # How many replacements in a row (each replaced in turn between two reads) are followed in one read; more is junk.
 MAX_REPLACEMENTS = 8
 # Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per
@@ -109,6 +115,7 @@ class OrderManager:
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
     _missing_since: dict[str, datetime] = field(default_factory=dict)  # see sync
+    _not_found: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # cid -> (first 404, 404s): `_proved_absent`
     _replacements_missing: dict[str, datetime] = field(default_factory=dict)  # see _replacement_unfound
     exits_refused: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (bot, symbol) -> last refusal
     _mine: set[str] = field(default_factory=set)  # intents this process recorded (the others: a run that ended)
@@ -305,6 +312,8 @@ class OrderManager:
             said = f"{EXISTS}: {error.message}" if _duplicate_id(error) else f"{error.kind}: {error.message}"
             self._set(row, status="unknown", error=f"{said}; lookup failed: {exc.kind}")  # the marker kept first
             return
+        if found is None:
+            self._proved_absent(row)  # the first look: it proves nothing alone (a listing may lag the POST)
         if found is not None:
             self._sent(row, found, "found_after_error")
         elif _duplicate_id(error):  # it exists though the lookup did not find it yet: looked up until it is
@@ -362,8 +371,8 @@ class OrderManager:
                 if now - row.created_at > EXISTS_PATIENCE:  # its bot waits on it: someone must look
                     self.on_failure(BrokerError("bad_response", f"{row.client_order_id}: refused as a duplicate id, not found "
                                                 f"since {row.created_at.isoformat()}", operation="get_order"))  # fmt: skip
-            elif row.status == "unknown" and now - row.created_at > RESEND_WITHIN:
-                self._set(row, status="not_sent")
+            elif row.status == "unknown" and self._proved_absent(row) and now - row.created_at > RESEND_WITHIN:
+                self._set(row, status="not_sent", error=f"lookups by client_order_id never found it ({row.error})")
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id)
             elif row.broker_order_id:
                 # the broker took it (it gave it an id) and now neither lists nor finds it: a moment's lag is
@@ -410,10 +419,23 @@ class OrderManager:
     def _look_up(self, row: OrderRow) -> tuple[bool, Order | None]:
         """(whether the broker answered, the order it has under the row's client_order_id); a failure is recorded."""
         try:
-            return True, self.broker.get_order_by_client_id(row.client_order_id)
+            found = self.broker.get_order_by_client_id(row.client_order_id)
         except BrokerError as exc:
             self.on_failure(exc)
             return False, None
+        if found is not None:
+            self._not_found.pop(row.client_order_id, None)
+        return True, found
+
+    def _proved_absent(self, row: OrderRow) -> bool:
+        """Count one more lookup of `row` that answered 404; whether the lookups so far prove the broker never got it
+        (NOT_FOUND_LOOKS of them, over NOT_FOUND_SPAN at least). One 404 right after a POST whose answer was lost is
+        the listing lagging as often as the order missing: judged on it, an entry ended `not_sent` (its bot free to
+        enter again, under a new client_order_id) and a restart's exit was POSTed again while the first one stood."""
+        now = self.clock.now()
+        first, count = self._not_found.get(row.client_order_id, (now, 0))
+        self._not_found[row.client_order_id] = (first, count + 1)
+        return count + 1 >= NOT_FOUND_LOOKS and now - first >= NOT_FOUND_SPAN
 
     def _checked(self, row: OrderRow, order: Order, action: str) -> None:
         """`_apply`, with a move the lifecycle table refuses, or an answer contradicting the order's row (`_contradicts`),
@@ -457,9 +479,12 @@ class OrderManager:
         for row in self.store.orders(statuses=lifecycle.LOCAL):
             found = self.broker.get_order_by_client_id(row.client_order_id)  # BrokerError: retried next start/tick
             if found is not None:
+                self._not_found.pop(row.client_order_id, None)
                 self._checked(row, found, "recovered")
             elif (row.error or "").startswith(EXISTS):
                 continue  # the broker said it has it: it stays `unknown`, looked up every tick until found
+            elif not self._never_posted(row) and not self._proved_absent(row):
+                self._await_lookups(row)
             elif row.purpose == "exit" and (short := _more_than_held(row, held.get(row.symbol, 0.0))) is not None:
                 # the position went meanwhile (closed by hand, by the broker): sold as recorded, the exit would open
                 # a short where the account allows one; what the bots own and the broker does not halts next
@@ -476,9 +501,26 @@ class OrderManager:
                 self._set(row, status="not_sent", error=reason)
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=reason)
 
+    def _never_posted(self, row: OrderRow) -> bool:
+        """An intent this process recorded and has not tried to send: no request for it has left (an exception out of
+        a send moves its row to `unknown`). Any other local row may be at the broker: a run that ended may have
+        POSTed it and died before the answer, or the answer was lost."""
+        return row.status == "pending" and row.client_order_id in self._mine
+
+    def _await_lookups(self, row: OrderRow) -> None:
+        """A local row whose POST may have left, not found yet: `unknown` (looked up by every sync), never sent again
+        until lookups prove it absent (`_proved_absent`)."""
+        if row.status != "pending":
+            return
+        said = "a run that ended left it unanswered: looked up until found or proved never sent"
+        self._set(row, status="unknown", error=said)
+        self.journal.log("order", action="awaiting_lookups", bot=row.bot_id, client_order_id=row.client_order_id)
+
     def _set(self, row: OrderRow, **changes: Any) -> OrderRow:
         if "status" in changes:
             lifecycle.check_move(row.client_order_id, row.status, changes["status"])
+            if changes["status"] not in lifecycle.LOCAL:
+                self._not_found.pop(row.client_order_id, None)  # decided: its lookups are counted no more
             if changes["status"] == "not_sent" and not str(changes.get("error") or "").startswith(NEVER_POSTED):
                 self._maybe_unsent = True  # a request went out for it: `_find_unsent_fills` has one to look for
         self.store.update_order(row.client_order_id, self.clock.now(), **changes)

@@ -13,7 +13,7 @@ from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
 from engine.brokers.emulator import Fault
 from engine.core.store import OrderRow
 from engine.trading.exitbot import unexplained
-from engine.trading.orders import RESEND_WITHIN
+from engine.trading.orders import NOT_FOUND_SPAN, RESEND_WITHIN, OrderManager, request_of
 from tests.brokers.conftest import OPEN
 from tests.desk import Desk as BaseDesk
 from tests.desk import open_desk
@@ -110,12 +110,75 @@ def test_an_order_concluded_never_sent_that_turns_up_open_is_adopted(desk: Desk)
     desk.emulator.faults.append(Fault(status=503, path_prefix="/v2/orders", method="POST"))
     desk.orders.send_pending()
     desk.tick(RESEND_WITHIN.total_seconds() + 1)
+    desk.tick()  # the third lookup to answer 404 (NOT_FOUND_LOOKS), over a minute after the first
     assert desk.status(row.client_order_id) == "not_sent"  # it really was not there
     # the POST that seemed lost lands late (a request stuck between us and the broker)
     desk.exchange.submit(OrderRequest("AAPL", "buy", row.client_order_id, "limit", "day", qty=10.0, limit_price=1.0))
     desk.tick()
     assert desk.status(row.client_order_id) in ("new", "accepted", "pending_new")
     assert desk.unexplained() == []
+
+
+def test_a_lost_post_is_not_concluded_unsent_on_one_lookup(desk: Desk) -> None:
+    """The POST's answer is lost after the broker took the order, and the order listing lags it: the lookup right
+    after the POST and the first one of the sync a minute later both answer 404. The second was taken for proof
+    that the order never left (`not_sent`: its bot free to enter again under a new id, while the order had filled)."""
+    row = desk.intent()
+    desk.emulator.faults.append(Fault(status=504, after=True, path_prefix="/v2/orders", method="POST"))
+    desk.emulator.faults.extend(Fault(status=404, body=NOT_FOUND, path_prefix="/v2/orders:by_client_order_id") for _ in range(2))
+    desk.orders.send_pending()
+    desk.tick(RESEND_WITHIN.total_seconds() + 1)
+    # was concluded `not_sent` on the sync's one 404 (then adopted by the same sync, once a lookup found its fill)
+    assert desk.status(row.client_order_id) == "unknown"
+    desk.tick()
+    assert desk.status(row.client_order_id) == "filled" and desk.posts(row.client_order_id) == 1
+    assert [p.qty for p in desk.store.positions("b1")] == [10.0] and desk.unexplained() == []
+
+
+def _restarted(desk: Desk) -> OrderManager:
+    """The desk's order manager as a new process has it: the same state file and broker, nothing in memory."""
+    old = desk.orders
+    return OrderManager(old.store, old.broker, old.journal, old.clock, old.on_failure, old.zone)
+
+
+def _exit_intent(desk: Desk) -> OrderRow:
+    desk.exchange.set_position("AAPL", 10, 100.0)
+    day = desk.clock.now().date()
+    request = OrderRequest("AAPL", "sell", desk.orders.next_client_order_id("b1", day), "limit", "day", qty=10.0,
+                           limit_price=10_000.0)  # fmt: skip  # far above the market: it stays open
+    with desk.store.transaction():
+        return desk.orders.record_intent("b1", day, "exit", request, "test")
+
+
+def test_a_restarts_exit_is_not_posted_again_on_one_lookup(desk: Desk) -> None:
+    """A run died after its exit's POST left; the order listing lags, so the restart's first lookup answers 404.
+    The exit was POSTed again on that one answer (a second sell, refused only if the broker enforces unique ids)."""
+    row = _exit_intent(desk)
+    desk.exchange.submit(request_of(row))  # the POST of the run that died landed
+    restarted = _restarted(desk)
+    desk.emulator.faults.append(Fault(status=404, body=NOT_FOUND, path_prefix="/v2/orders:by_client_order_id"))
+    positions = desk.orders.broker.snapshot(DataNeeds()).positions or ()
+    restarted.recover_pending(positions)
+    assert desk.posts(row.client_order_id) == 0 and desk.status(row.client_order_id) == "unknown"
+    desk.clock.advance(5)
+    restarted.recover_pending(positions)
+    assert desk.posts(row.client_order_id) == 0 and desk.status(row.client_order_id) in ("new", "pending_new")
+
+
+def test_a_restarts_exit_proved_never_sent_is_sent_once(desk: Desk) -> None:
+    """The run died before its exit's POST: the restart looks it up until NOT_FOUND_LOOKS lookups over NOT_FOUND_SPAN
+    have not found it, and then sends it, once, under its own id."""
+    row = _exit_intent(desk)
+    restarted = _restarted(desk)
+    positions = desk.orders.broker.snapshot(DataNeeds()).positions or ()
+    for _ in range(int(NOT_FOUND_SPAN.total_seconds() // 5)):
+        restarted.recover_pending(positions)
+        assert desk.posts(row.client_order_id) == 0 and desk.status(row.client_order_id) == "unknown"
+        desk.clock.advance(5)
+    restarted.recover_pending(positions)
+    assert desk.posts(row.client_order_id) == 1 and desk.status(row.client_order_id) in ("new", "pending_new")
+    restarted.recover_pending(positions)
+    assert desk.posts(row.client_order_id) == 1
 
 
 def test_a_broker_contradiction_halts_without_stopping_the_other_orders(desk: Desk) -> None:
