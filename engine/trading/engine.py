@@ -327,7 +327,8 @@ class Engine:
             # while this BEGIN waited on the halt's own write lock was missed, and the tick recorded its entries.
             view = self._view = read_view(self.store, snapshot, now, self.tz, view)
             self._halt_writes_seen = self.store.halt_writes
-            anomalies = self.exitbot.anomalies(snapshot, view, self._with_records(view), self.reconciled)
+            moved = self.orders.moved_this_tick()
+            anomalies = self.exitbot.anomalies(snapshot, view, self._with_records(view), self.reconciled, moved)
             self.exitbot.end_expired(view)
             view = self._halts_as_written(view)
             stale = feed_health(snapshot, self.needs, now, self.config.settings.health)

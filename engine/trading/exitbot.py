@@ -167,15 +167,18 @@ class ExitBot:
 
     # --- anomalies -----------------------------------------------------------------------------------------
 
-    def anomalies(self, snapshot: Snapshot, view: TickView, bot_ids: Iterable[str], reconciled: bool) -> int:
+    def anomalies(
+        self, snapshot: Snapshot, view: TickView, bot_ids: Iterable[str], reconciled: bool, moved: reconcile.Moved | None = None
+    ) -> int:
         """Unexplained differences that persist, and bots whose orders are rejected repeatedly (each of which
-        is halted on its own: its rules can no longer be trusted)."""
+        is halted on its own: its rules can no longer be trusted). `moved`: the fills this tick's order sync booked,
+        which the snapshot's positions, read before its orders, may not show yet (`reconcile.mid_fill`)."""
         count = 0
         self._anomalies = []
         self._halt_while_behind(view.now)
         if reconciled:
             if snapshot.positions is not None and snapshot.open_orders is not None:
-                self._differences = self._unexplained(snapshot)
+                self._differences = self._unexplained(snapshot, moved or {})
                 # counted by subject, not by text: a difference whose quantities move every tick (a position no bot
                 # owns, growing) persists all the same, and counted by its text it never reached MISMATCH_TICKS
                 self._mismatch = {s: self._mismatch.get(s, 0) + 1 for s in map(reconcile.subject, self._differences)}
@@ -207,7 +210,7 @@ class ExitBot:
                 quiet[bot_id] = counters
         return count
 
-    def _unexplained(self, snapshot: Snapshot) -> list[str]:
+    def _unexplained(self, snapshot: Snapshot, moved: reconcile.Moved) -> list[str]:
         """`unexplained(store, snapshot)`, worked out again only when what it reads moved: the bots' positions and
         the orders SQLite holds (the store's own stamp of its kept reads, `StateStore.reads_stamp`), and the
         quantities and open orders the broker shows. The same inputs give the same answer (it is a pure function of
@@ -215,16 +218,17 @@ class ExitBot:
         Only while the store keeps its tick reads (the engine's own connection): otherwise each call reads."""
         store = self.store
         if not store.keep_tick_reads or snapshot.positions is None or snapshot.open_orders is None:
-            return unexplained(store, snapshot)
+            return unexplained(store, snapshot, moved)
         key = (
             store.reads_stamp(),
             tuple([(p.symbol, p.qty) for p in snapshot.positions]),
             tuple([(o.client_order_id, o.symbol) for o in snapshot.open_orders]),
+            tuple(sorted(moved.items())),
         )
         last = self._explained
         if last is not None and last[0] == key:
             return list(last[1])
-        problems = unexplained(store, snapshot)
+        problems = unexplained(store, snapshot, moved)
         self._explained = (key, list(problems))
         return problems
 
@@ -378,12 +382,13 @@ class ExitBot:
         return out, shared
 
 
-def unexplained(store: StateStore, snapshot: Snapshot) -> list[str]:
-    """What the broker holds that SQLite cannot explain (primary-key lookups only: no scan of history)."""
+def unexplained(store: StateStore, snapshot: Snapshot, moved: reconcile.Moved | None = None) -> list[str]:
+    """What the broker holds that SQLite cannot explain (primary-key lookups only: no scan of history). `moved`:
+    the fills booked since the snapshot read the positions (`reconcile.mid_fill`)."""
     if snapshot.open_orders is None:
         return []
     known = store.known_client_order_ids(o.client_order_id for o in snapshot.open_orders)
     owned = store.positions()
     short = reconcile.short_crypto(owned, snapshot)
     fills = reconcile.holders_fills(owned, short) if short else {}
-    return reconcile.unexplained(owned, known, snapshot, fills)
+    return reconcile.unexplained(owned, known, snapshot, fills, moved)

@@ -111,6 +111,7 @@ class OrderManager:
     # symbol -> quantity bought in fills this tick's sync learned: the snapshot read the positions before the
     # orders, so these may be missing from its positions (handlers._exit_qty)
     bought_this_tick: dict[str, float] = field(default_factory=dict)
+    sold_this_tick: dict[str, float] = field(default_factory=dict)  # the same of sells (`moved_this_tick`)
     _recorded: int = 0  # intents recorded since the last send_pending
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
@@ -347,6 +348,7 @@ class OrderManager:
         that cannot be read (`bad_response`, which halts the system) and the other orders are still brought up
         to date, so one contradiction never stops the tick, nor the exits it manages."""
         self.bought_this_tick.clear()
+        self.sold_this_tick.clear()
         if snapshot.open_orders is None:
             return  # unknown this tick: nothing is concluded from a failed read
         live = {o.client_order_id: o for o in snapshot.open_orders}
@@ -711,6 +713,7 @@ class OrderManager:
             self.store.save_position(dataclasses.replace(held, qty=total, avg_entry_price=avg, bought_qty=held.bought_qty + qty))
             return
         sold = min(qty, held.qty)  # never more than the bot owns
+        self.sold_this_tick[symbol] = self.sold_this_tick.get(symbol, 0.0) + sold
         pnl = sold * (price - held.avg_entry_price) * contract_multiplier(symbol)
         self.store.add_realized_pnl(day, bot_id, pnl)
         after = dataclasses.replace(
@@ -753,6 +756,12 @@ class OrderManager:
             fees=trade.fees,
             exit_trigger=trade.exit_trigger,
         )
+
+    def moved_this_tick(self) -> dict[str, tuple[float, float]]:
+        """Symbol -> (bought, sold) in the fills booked since this tick's sync began, which the snapshot's positions
+        (read before its orders) may not show yet (`reconcile.mid_fill`)."""
+        bought, sold = self.bought_this_tick, self.sold_this_tick
+        return {symbol: (bought.get(symbol, 0.0), sold.get(symbol, 0.0)) for symbol in {*bought, *sold}}
 
     # --- cancels -------------------------------------------------------------------------------------------
 
