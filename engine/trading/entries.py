@@ -183,7 +183,13 @@ def plan_entry(
         contracts = shares_for(risk_usd, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread=spread)
         if contracts < 1:
             return None, None, f"one contract on {symbol} {_TOO_BIG}"  # the underlying: fixed text
-        return OrderRequest(contract.symbol, "buy", UNNUMBERED, "market", "day", qty=contracts), choice, None
+        # A limit at the ask it was sized at: a market order filled at the live price, which had moved away from the
+        # chain's quote (read up to broker.option_chain_cache_seconds earlier): sized at 12.23, one filled at 12.44.
+        # Floored to the cent an option limit takes (order_rules), never lifted above the sized price. Options
+        # take day orders only; one that does not fill is cancelled by the machine (`entry_timed_out`).
+        limit = floor_to(contract.ask, 0.01)
+        order = OrderRequest(contract.symbol, "buy", UNNUMBERED, "limit", "day", qty=contracts, limit_price=limit)
+        return order, choice, None
     quote = snapshot.quotes.get(symbol)
     if symbol in busy:
         return None, None, f"the bot already holds or is entering {symbol}"

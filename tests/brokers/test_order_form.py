@@ -15,6 +15,7 @@ from engine.brokers.base import BrokerError, OrderRequest
 from engine.brokers.emulator import Emulator
 from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
 
 ORDERS = "/v2/orders"  # as the emulator logs it; alpaca-py's post takes the path under /v2
 
@@ -104,6 +105,26 @@ def test_an_option_order_is_sent_only_as_a_day_order_of_whole_contracts(
         assert caught.value.reason == "invalid"
     assert _posts(emulator) == []
     assert broker.submit_order(OrderRequest(occ, "buy", "o-3", qty=1)).symbol == occ
+
+
+def test_an_option_limit_goes_out_as_a_day_limit_and_never_fills_above_it(
+    broker: SnapshotBroker, emulator: Emulator, exchange: SimExchange, clock: ManualClock
+) -> None:
+    """The OptionsBot's entry (entries.plan_entry) through alpaca-py: a limit under the ask rests, one at the ask
+    fills there, never higher."""
+    occ = _option(exchange)
+    ask = exchange.quote(occ).ask
+    broker.submit_order(OrderRequest(occ, "buy", "ol-1", "limit", "day", qty=1, limit_price=round(ask - 0.05, 2)))
+    broker.submit_order(OrderRequest(occ, "buy", "ol-2", "limit", "day", qty=1, limit_price=ask))
+    clock.advance(5)
+    found = {cid: broker.get_order_by_client_id(cid) for cid in ("ol-1", "ol-2")}
+    assert found["ol-1"] is not None and found["ol-1"].status == "new" and found["ol-1"].filled_qty == 0
+    assert found["ol-2"] is not None and found["ol-2"].status == "filled"
+    assert found["ol-2"].filled_avg_price is not None and found["ol-2"].filled_avg_price <= ask
+    assert [(b["type"], b["time_in_force"], b["limit_price"]) for b in _posts(emulator)] == [
+        ("limit", "day", f"{round(ask - 0.05, 2):g}"),
+        ("limit", "day", f"{ask:g}"),
+    ]
 
 
 def test_amounts_go_out_as_plain_decimal_strings(broker: SnapshotBroker, emulator: Emulator) -> None:

@@ -74,6 +74,22 @@ def test_a_limit_order_fills_when_the_bar_range_reaches_it(tmp_path: Path) -> No
     assert rig.exchange.find(low).filled_avg_price == 98.5  # at the limit
 
 
+def test_an_option_limit_priced_from_its_underlying_never_fills_above_its_limit(tmp_path: Path) -> None:
+    """The OptionsBot's entry is a limit at the ask it was sized at (entries.plan_entry): a contract with no data of
+    its own trades at the simulator's quote, and only within the limit, never slipped past it."""
+    bars(tmp_path)
+    rig = Rig(tmp_path, FillModel(slippage_bps=50))
+    occ = "AAPL261218C00100000"
+    ask = rig.exchange.quote(occ).ask
+    under = rig.exchange.submit(OrderRequest(occ, "buy", "under", "limit", "day", qty=1, limit_price=round(ask * 0.5, 2))).id
+    at = rig.exchange.submit(OrderRequest(occ, "buy", "at", "limit", "day", qty=1, limit_price=round(ask + 1.0, 2))).id
+    rig.step()  # AAPL's next bar: the contract's quote moves with it
+    assert rig.exchange.find(under).status == "new"
+    filled = rig.exchange.find(at)
+    assert filled.status == "filled" and filled.filled_avg_price is not None
+    assert filled.filled_avg_price == rig.exchange.quote(occ).ask <= round(ask + 1.0, 2)  # the ask, no slippage
+
+
 def test_submit_timing_fills_at_the_standing_quote_as_the_simulator(tmp_path: Path) -> None:
     write_quotes(tmp_path, "AAPL", [Quote(MONDAY_OPEN, 99.9, 100.1), Quote(MONDAY_OPEN + MINUTE, 100.9, 101.1)], fsync=False)
     rig = Rig(tmp_path, FillModel(timing="submit", slippage_bps=0))

@@ -142,6 +142,17 @@ def test_momentum_size_follows_budget_and_stop(snapshot: Snapshot) -> None:
     assert loss_at_stop <= 250.0 < loss_at_stop + quote.ask * 0.006
 
 
+def test_an_option_entry_is_a_day_limit_never_above_the_ask_it_was_sized_at(snapshot: Snapshot) -> None:
+    """A market order filled at the live ask, which had moved from the chain's (tests/trading/test_options_entries.py)."""
+    order, choice = plan(OPTIONS, "SPY", snapshot)
+    assert order is not None and choice is not None
+    assert (order.order_type, order.time_in_force, order.limit_price) == ("limit", "day", choice.contract.ask)
+    # an ask of more than a cent's decimals (no feed sends one) is floored to the cent an option limit takes
+    odd = _chain_with(snapshot, choice.contract.symbol, ask=choice.contract.ask + 0.004)
+    lower, _ = plan(OPTIONS, "SPY", odd)
+    assert lower is not None and lower.limit_price == choice.contract.ask
+
+
 def test_crypto_is_notional_and_capped_by_capital(snapshot: Snapshot) -> None:
     order, _ = plan(CRYPTO, "BTC/USD", snapshot)
     assert order is not None and (order.notional, order.qty, order.order_type, order.time_in_force) == (
