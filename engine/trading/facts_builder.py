@@ -280,7 +280,11 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         (now - min(r.created_at for r in entries_open)).total_seconds() / 60 if entries_open else 0.0
     )
     facts["position_pnl_pct"] = (
-        position_pnl_pct(owned, view.broker_prices, snapshot, max_spread_pct=max_spread_pct) if owned else 0.0
+        position_pnl_pct(
+            owned, view.broker_prices, snapshot, max_spread_pct=max_spread_pct, max_quote_age_s=_quote_age_limit(bot.config)
+        )
+        if owned
+        else 0.0
     )
     facts["minutes_in_position"] = (now - min(p.opened_at for p in owned)).total_seconds() / 60 if owned else 0.0
     facts["quote_age_s"] = quote_age_s
@@ -519,15 +523,27 @@ def _numpy_bool(value: object) -> bool:
 
 
 def position_pnl_pct(
-    owned: Sequence[PositionRow], prices: Mapping[str, float], snapshot: Snapshot, *, max_spread_pct: float
+    owned: Sequence[PositionRow],
+    prices: Mapping[str, float],
+    snapshot: Snapshot,
+    *,
+    max_spread_pct: float,
+    max_quote_age_s: float | None = None,
 ) -> float | None:
     """Unrealized P&L of the owned positions against their cost, at the broker's price of the position (else
-    the quote's mid, when the quote is a price); missing when a price is missing."""
+    the quote's mid, when the quote is a price); missing when a price is missing.
+
+    An OptionsBot's contract (`max_quote_age_s` given: its chain_rules.max_quote_age_seconds; None for other
+    bots, whose positions no chain is searched for) is valued at what selling it now would get: its exit is a
+    sale at the bid, and it was bought at the ask. At the broker's price, the mark (the mid), a take profit fired
+    on a gain the sale did not get and a stop loss fired half a spread late (`_option_sale_price`)."""
     if not owned:
         return 0.0
     cost = value = 0.0
     for p in owned:
         price = prices.get(p.symbol)
+        if max_quote_age_s is not None:
+            price = _option_sale_price(p.symbol, price, snapshot, max_quote_age_s)
         if price is None:
             quote = snapshot.quotes.get(p.symbol)
             if quote is None or not entries.usable(quote, max_spread_pct):
@@ -536,3 +552,26 @@ def position_pnl_pct(
         cost += p.avg_entry_price * p.qty
         value += price * p.qty
     return finite((value / cost - 1) * 100) if cost else None
+
+
+def _option_sale_price(symbol: str, mark: float | None, snapshot: Snapshot, max_quote_age_s: float) -> float | None:
+    """What selling `symbol` now would get, when this tick's chains hold a two-sided quote for it no older than
+    `max_quote_age_s`: the broker's mark less half that quote's spread, or the quote's bid when the broker gave
+    no mark. The chain may be up to broker.option_chain_cache_seconds old, and its bid alone would hold a stop
+    loss still for as long; the mark is read every tick. Without such a quote (a contract whose expiry left
+    dte_min..dte_max, a one-sided quote), the mark as it is."""
+    for chain in snapshot.option_chains.values():
+        for c in chain:
+            if c.symbol != symbol:
+                continue
+            if entries.spread_pct(c.bid, c.ask) is None:
+                return mark
+            if abs((snapshot.taken_at - c.quote_time).total_seconds()) > max_quote_age_s:
+                return mark
+            return c.bid if mark is None else max(mark - (c.ask - c.bid) / 2, 0.0)
+    return mark
+
+
+def _quote_age_limit(config: TradingBotConfig) -> float | None:
+    """How old an option's quote may be to value a position (an OptionsBot's chain_rules), None for other bots."""
+    return config.chain_rules.max_quote_age_seconds if isinstance(config, OptionsBotConfig) else None

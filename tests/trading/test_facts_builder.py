@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from engine.brokers.base import Account, BrokerError, DataNeeds, MarketClock, Quote, Snapshot
+from engine.brokers.base import Account, BrokerError, DataNeeds, MarketClock, OptionContract, Quote, Snapshot
 from engine.config.model import HealthSettings, ReferenceSymbols
 from engine.core.clock import ManualClock
 from engine.core.store import PositionRow
@@ -105,6 +105,38 @@ def test_a_missing_price_makes_the_pnl_missing_never_a_guess(clock: ManualClock)
     assert position_pnl_pct(held, {}, quoted, max_spread_pct=1.0) == pytest.approx(1.0)
     one_sided = Snapshot(clock.now(), None, (), (), {"AAPL": Quote("AAPL", 0.0, 101.1, clock.now())}, {}, None)
     assert position_pnl_pct(held, {}, one_sided, max_spread_pct=1.0) is None  # no mid from a quote with a side at 0
+
+
+def test_an_option_is_valued_at_what_selling_it_gets_not_at_its_mark(clock: ManualClock) -> None:
+    """Bought at the ask 12.25; the broker's mark is the mid, 12.30, but a sale fills at the bid. Judged at the
+    mark, the position showed +0.41 % and a take profit of 0.40 % fired on a gain the sale would not get."""
+    occ, now = "SPY261231C00510000", clock.now()
+    held = (PositionRow("opt_core", occ, 3.0, 12.25, now - timedelta(minutes=1)),)
+    contract = OptionContract(occ, "SPY", "call", 510.0, date(2026, 12, 31), 12.28, 12.32, now - timedelta(seconds=30),
+                              0.43, 0.01, -0.1, 0.5, 0.2)  # fmt: skip
+    chains = Snapshot(now, None, (), (), {}, {"SPY": (contract,)}, None)
+    mark = {occ: 12.30}
+    assert position_pnl_pct(held, mark, chains, max_spread_pct=1.0) == pytest.approx(100 * (12.30 / 12.25 - 1))
+    at_bid = 100 * (12.28 / 12.25 - 1)  # the mark less half the chain's spread: 0.24 %, under the 0.40 % target
+    assert position_pnl_pct(held, mark, chains, max_spread_pct=1.0, max_quote_age_s=120) == pytest.approx(at_bid)
+    assert position_pnl_pct(held, {}, chains, max_spread_pct=1.0, max_quote_age_s=120) == pytest.approx(at_bid)
+    # a chain quote the chain rules would not take (too old, one-sided): the mark, as the broker gives it
+    assert position_pnl_pct(held, mark, chains, max_spread_pct=1.0, max_quote_age_s=20) == pytest.approx(100 * (12.30 / 12.25 - 1))
+    one_sided = Snapshot(now, None, (), (), {}, {"SPY": (dataclasses.replace(contract, bid=0.0),)}, None)
+    assert position_pnl_pct(held, mark, one_sided, max_spread_pct=1.0, max_quote_age_s=120) == pytest.approx(100 * (12.30 / 12.25 - 1))
+    assert position_pnl_pct(held, {}, one_sided, max_spread_pct=1.0, max_quote_age_s=120) is None  # nothing to value it at
+
+
+def test_the_options_bot_s_pnl_is_at_the_sale_price(rig: Rig) -> None:
+    """bot_facts gives position_pnl_pct the OptionsBot's chain rules: its contract is valued below the mark."""
+    rig.until(lambda r: any(p.bot_id == "opt_core" for p in r.store.positions()))
+    view = current_view(rig)
+    [held] = view.bot("opt_core").positions
+    [contract] = [c for chain in view.snapshot.option_chains.values() for c in chain if c.symbol == held.symbol]
+    sale = view.broker_prices[held.symbol] - (contract.ask - contract.bid) / 2
+    system = rig.engine._system_facts(view, 0, FRESH, kill_triggered=False)
+    facts = bot_facts(view, rig.engine.bot("opt_core"), system, inputs()).facts
+    assert facts["position_pnl_pct"] == pytest.approx((sale / held.avg_entry_price - 1) * 100)
 
 
 # --- item 2: staleness per symbol, per market ----------------------------------------------------------------
