@@ -357,6 +357,23 @@ def chain_ranges(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
+def option_underlyings_plain(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    """An OptionsBot underlying with a share class (BRK.B) is refused. Its contracts' OCC root is written without
+    the dot (BRKB, or another spelling), and the Alpaca reference this engine follows does not say which: the
+    simulator named them BRK.B261204C00240000, which is no OCC symbol, so the engine took each contract for a
+    share (a multiplier of 1, its P&L and risk off a hundredfold) and the order for it was refused as an
+    unknown asset. Refused where it is written rather than guessed."""
+    problems = []
+    for index, ticker in enumerate(bots.optionsbot.tickers):
+        if "." in ticker:
+            message = (
+                f"'{ticker}' is a share class: how its option contracts' OCC root is spelt (without the '.') is not "
+                "known to the engine, so the OptionsBot cannot trade its options; list underlyings without a '.'"
+            )
+            problems.append(doc.problem(("optionsbot", "tickers", index), message))
+    return problems
+
+
 # Alpaca refuses a buy of a USD-quoted crypto pair under $10: 403 40310000 "cost basis must be >= minimal amount of
 # order 10" (docs/alpaca.md, ccxt-30101). Sells are not refused. Every pair is quoted in USD (the schema refuses others).
 CRYPTO_MIN_USD = 10.0
@@ -384,6 +401,7 @@ BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
     guardrail_order,
     guardrail_total,
     chain_ranges,
+    option_underlyings_plain,
     crypto_minimum,
 )
 

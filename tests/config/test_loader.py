@@ -74,6 +74,15 @@ def test_inverted_dte_range(project: ProjectCopy) -> None:
     assert (p.line, p.path) == (project.line_of("config/bots.yaml", "dte_min"), "optionsbot.chain_rules.dte_min")
 
 
+@pytest.mark.parametrize("ticker", ["BRK.B", "BF.A"])
+def test_an_options_underlying_with_a_share_class_is_refused_at_its_place(project: ProjectCopy, ticker: str) -> None:
+    """The OCC root of BRK.B's contracts is not in the Alpaca reference; the simulator named them BRK.B261204C...,
+    which the engine took for a share. Refused rather than guessed."""
+    p = only(problems_after(project, "bots.yaml", "tickers: [SPY, QQQ]", f"tickers: [SPY, {ticker}]"))
+    assert (p.path, p.line) == ("optionsbot.tickers[1]", project.line_of("config/bots.yaml", ticker)), p
+    assert p.message.startswith(f"'{ticker}' is a share class: ")
+
+
 def test_inverted_delta_range(project: ProjectCopy) -> None:
     p = only(problems_after(project, "bots.yaml", "delta_min: 0.25", "delta_min: 0.75"))
     assert (p.line, p.path) == (project.line_of("config/bots.yaml", "delta_min"), "optionsbot.chain_rules.delta_min")
