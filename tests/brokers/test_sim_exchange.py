@@ -193,6 +193,35 @@ def test_the_market_keeps_the_exchange_calendar_thanksgiving_and_its_early_close
     assert not ex.market_clock().is_open and ex.find(order.id).status == "expired"
 
 
+def test_a_stock_holds_its_price_while_the_market_is_closed_and_a_coin_walks_on() -> None:
+    # Friday 27 November 2026 closes early (13:00 New York); the next session opens Monday 30 November at 9:30.
+    # A path stepped through the weekend took QQQ from 430 to over 2,000 by Monday's open.
+    friday_close = datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc)
+    monday_open = datetime(2026, 11, 30, 14, 30, tzinfo=timezone.utc)
+    clock = ManualClock(MONDAY_10AM)
+    exchange = SimExchange(clock)
+    clock.set(friday_close)
+    last = exchange.quote("QQQ")
+    coin = exchange.quote("BTC/USD")
+    for at in (friday_close + timedelta(hours=3), friday_close + timedelta(days=1), monday_open - timedelta(seconds=5), monday_open):
+        clock.set(at)
+        quote = exchange.quote("QQQ")
+        assert (quote.bid, quote.ask) == (last.bid, last.ask), at
+    assert exchange.quote("BTC/USD").bid != coin.bid  # crypto trades around the clock
+    clock.set(monday_open + timedelta(minutes=10))
+    assert exchange.quote("QQQ").bid != last.bid  # and the stock walks on from where it stopped
+    # A session's path is the one a path started at that session's open draws, from its own first step:
+    # Monday's open is Friday's close, whichever of the two the path was begun at.
+    paths = PricePaths(7, MONDAY_10AM)
+    week = sum(
+        (s.close - max(s.open, MONDAY_10AM)).total_seconds() for s in market_calendar().sessions(
+            MONDAY_10AM.date(), friday_close.date()
+        )
+    )
+    assert paths.path_step("QQQ", monday_open) == paths.path_step("QQQ", friday_close) == int(week // 5)
+    assert paths.path_step("BTC/USD", monday_open) == int((monday_open - MONDAY_10AM).total_seconds() // 5)
+
+
 def test_paths_opened_at_start_give_the_prices_drawn_on_demand() -> None:
     # The runner opens the bots' paths before the first tick; prices must not depend on it, nor on chunking.
     opened, lazy = ManualClock(MONDAY_10AM), ManualClock(MONDAY_10AM)

@@ -1,6 +1,7 @@
 """The sim's last_equity is Alpaca's: the equity at the previous trading day's close (docs/alpaca.md), not the
-equity at New York midnight. Stock prices in the sim keep moving after 16:00, and over a weekend the midnight rule
-reset the daily loss on Saturday, Sunday and Monday, where Alpaca's builds from Friday's close."""
+equity at New York midnight. A coin's price keeps moving after 16:00 (a stock's holds until the next open), and over
+a weekend the midnight rule reset the daily loss on Saturday, Sunday and Monday, where Alpaca's builds from Friday's
+close."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def test_last_equity_is_fridays_close_all_weekend_and_on_monday() -> None:
     clock = ManualClock(FRIDAY_3PM)
     exchange = SimExchange(clock, seed=7)
     exchange.set_position("AAPL", 200, 190.0)
+    exchange.set_position("BTC/USD", 1, 60_000.0)
     friday_close = _valued_at(exchange, FRIDAY_CLOSE)
-    assert abs(_valued_at(exchange, FRIDAY_CLOSE + timedelta(hours=8)) - friday_close) > 0.01  # prices move after 16:00
+    assert abs(_valued_at(exchange, FRIDAY_CLOSE + timedelta(hours=8)) - friday_close) > 0.01  # the coin moves after 16:00
     for hours in (1, 4):  # Friday evening: still the day before's
         clock.set(FRIDAY_3PM + timedelta(hours=hours))
         assert exchange.account().last_equity == exchange.starting_cash, hours

@@ -290,7 +290,9 @@ class SimExchange:
     def __post_init__(self) -> None:
         now = self.clock.now()
         # Paths start at the minute the exchange opens for business, so nothing is generated that no one reads.
-        self.paths = self.prices if self.prices is not None else PricePaths(self.seed, now.replace(second=0, microsecond=0))
+        self.paths = self.prices if self.prices is not None else PricePaths(
+            self.seed, now.replace(second=0, microsecond=0), calendar=self.calendar
+        )
         self.cash = self.starting_cash
         self.last_equity = self.starting_cash
         self._day = now.astimezone(NEW_YORK).date()
@@ -346,7 +348,7 @@ class SimExchange:
         if clock.now() < datetime.fromisoformat(state["now"]):
             raise ValueError(f"the simulation already reached {state['now']}; time cannot go backwards")
         exchange = cls(clock, seed=int(state["seed"]), starting_cash=float(state["cash"]))
-        exchange.paths = PricePaths(exchange.seed, datetime.fromisoformat(state["epoch"]))
+        exchange.paths = PricePaths(exchange.seed, datetime.fromisoformat(state["epoch"]), calendar=exchange.calendar)
         exchange.cash = float(state["cash"])
         exchange.last_equity = float(state["last_equity"])
         exchange._day = date.fromisoformat(state["day"])

@@ -5,6 +5,11 @@ A path is a random walk with drift regimes that change every half hour (up, flat
 that simple momentum signals fire, stops and targets are hit, and a day looks like a day. The same seed,
 symbol and epoch always give the same prices, whatever order symbols are asked for in.
 
+A coin's path steps around the clock; a stock's steps only while its market is open (the exchange calendar's
+sessions), and holds its last price from a close to the next open. Stepped through the night and the weekend as
+well, a stock walked some 46,000 steps from a Friday's close to Monday's open and came back at two or three
+times its price (QQQ at 1,146 from 430).
+
 The exchange asks its prices through `PriceSource` only, so that the same order handling and Alpaca rules can
 run on synthetic paths (the simulator) or on recorded market data (the replay, engine/replay/feed.py).
 """
@@ -16,12 +21,13 @@ import random
 import zlib
 from array import array
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 import numpy as np
 
 from engine.brokers.sim.rounding import round_many, round_to
+from engine.core.calendar import NEW_YORK, MarketCalendar, market_calendar
 
 SPREAD = {"us_equity": 0.0002, "crypto": 0.0005, "us_option": 0.002}  # full spread, as a fraction of the mid
 BASE_PRICES = {"AAPL": 190.0, "TSLA": 250.0, "SPY": 500.0, "QQQ": 430.0, "MSFT": 420.0, "BTC/USD": 60_000.0, "ETH/USD": 3_000.0}
@@ -91,21 +97,58 @@ class PriceSource(Protocol):
 
 
 class PricePaths:
-    """The simulator's `PriceSource`: every symbol's synthetic path, a price every `step_seconds`."""
+    """The simulator's `PriceSource`: every symbol's synthetic path, a price every `step_seconds`; a stock's
+    only in the sessions of `calendar` (XNYS by default), a coin's at every step."""
 
-    def __init__(self, seed: int, epoch: datetime, step_seconds: float = 5.0):
+    def __init__(self, seed: int, epoch: datetime, step_seconds: float = 5.0, calendar: MarketCalendar | None = None):
         if epoch.tzinfo is None:
             raise ValueError("epoch must be timezone-aware")
         self.seed = seed
         self.epoch = epoch
         self.step_seconds = step_seconds
+        self.calendar = calendar if calendar is not None else market_calendar()
         self._paths: dict[str, array] = {}
         self._rngs: dict[str, random.Random] = {}
         self._drift: dict[str, float] = {}
         self._last: tuple[datetime, int, datetime] | None = None  # (at, its step, the step's time): one tick asks many times
+        self._last_session: tuple[datetime, int] | None = None  # (at, a stock path's step then)
+        self._before: dict[date, float] = {}  # a session's day: the session seconds from the epoch to its open
 
     def step_of(self, at: datetime) -> int:
         return self._step(at)[1]
+
+    def path_step(self, symbol: str, at: datetime) -> int:
+        """The step of `symbol`'s own path at `at`: a coin's is `step_of`; a stock's counts the steps of the
+        sessions since the epoch only, so it stays at a session's last step until the next session opens."""
+        return self._step(at)[1] if "/" in symbol else self._session_step(at)
+
+    def _session_step(self, at: datetime) -> int:
+        last = self._last_session
+        if last is None or last[0] != at:
+            last = self._last_session = (at, int(self._session_seconds(at) // self.step_seconds))
+        return last[1]
+
+    def _session_seconds(self, at: datetime) -> float:
+        """The seconds the market was open from the epoch to `at`."""
+        calendar, epoch = self.calendar, self.epoch
+        if at <= epoch:
+            return 0.0
+        session = calendar.session_at(at)
+        end = at
+        if session is None:
+            end = calendar.previous_close(at)
+            session = calendar.session(end.astimezone(NEW_YORK).date())
+            if end <= epoch or session is None:
+                return 0.0
+        before = self._before.get(session.day)
+        if before is None:
+            first = epoch.astimezone(NEW_YORK).date()
+            before = sum(
+                max(0.0, (s.close - max(s.open, epoch)).total_seconds())
+                for s in calendar.sessions(first, session.day - timedelta(days=1))
+            )
+            self._before[session.day] = before
+        return before + max(0.0, (end - max(session.open, epoch)).total_seconds())
 
     def step_time(self, step: int) -> datetime:
         return self.epoch + timedelta(seconds=step * self.step_seconds)
@@ -129,11 +172,13 @@ class PricePaths:
 
     def quotes(self, symbols: Sequence[str], at: datetime) -> tuple[list[float], list[float], list[datetime]]:
         _, step, step_time = self._step(at)
+        stock_step = self._session_step(at)
         paths = self._paths
         mids = []
         for symbol in symbols:
+            at_step = step if "/" in symbol else stock_step
             path = paths.get(symbol)
-            mids.append(path[step] if path is not None and step < len(path) else self._extend(symbol, step)[step])
+            mids.append(path[at_step] if path is not None and at_step < len(path) else self._extend(symbol, at_step)[at_step])
         if len(mids) < _VECTOR_FROM:  # a few symbols (the simulated day's): no lists of spreads
             bids, asks = [], []
             for symbol, mid in zip(symbols, mids, strict=True):
@@ -146,8 +191,8 @@ class PricePaths:
 
     def open(self, symbols: Iterable[str], at: datetime) -> None:
         """Each symbol's path drawn up to `at` (and its few steps ahead), if it is not yet."""
-        step = self._step(at)[1]
         for symbol in symbols:
+            step = self.path_step(symbol, at)
             path = self._paths.get(symbol)
             if path is None or step >= len(path):
                 self._extend(symbol, step)
@@ -203,15 +248,15 @@ class PricePaths:
 
     def price(self, symbol: str, at: datetime) -> float:
         """The last traded price at `at` (the price of the step `at` falls in)."""
-        step = self._step(at)[1]
+        step = self.path_step(symbol, at)
         path = self._paths.get(symbol)
         if path is not None and step < len(path):
             return path[step]
         return self._extend(symbol, step)[step]
 
     def history(self, symbol: str, at: datetime, steps: int) -> list[float]:
-        """The last `steps` step prices up to `at`, oldest first."""
-        end = self.step_of(at)
+        """The last `steps` step prices of `symbol`'s path up to `at`, oldest first."""
+        end = self.path_step(symbol, at)
         path = self._extend(symbol, end)
         return list(path[max(0, end - steps + 1) : end + 1])
 
