@@ -733,7 +733,9 @@ def _state_at(db: Path, log: Path, *, halting: bool = False) -> tuple[StateStore
         now, simulated = SystemClock().now(), False
         print(f"warning: {exc.message}; the halt is stamped with this machine's clock ({now.isoformat()}), not the "
               f"simulation's", file=sys.stderr)  # fmt: skip
-    return store, Journal(log, ManualClock(now) if simulated else SystemClock()), now
+    # A halt's log that cannot be opened (a folder given as --log) is said after the halt is in: refused at the
+    # open, the operator's halt was lost for a log path typed wrong
+    return store, Journal(log, ManualClock(now) if simulated else SystemClock(), unopened_ok=halting), now
 
 
 def _nothing_saved(db: Path) -> bool:
@@ -885,8 +887,11 @@ def cmd_halt(args: argparse.Namespace) -> int:
         finally:
             store.close()
     if unlogged is not None:  # "error: log file ...: No space left" alone reads as "not halted"
-        raise RuntimeFailure(f"error: {unlogged.message}; the halt IS recorded in {store.path} and in force (its event is "
-                             f"not in the log)")  # fmt: skip
+        said = (f"error: {unlogged.message}; the halt IS recorded in {store.path} and in force (its event is not in "
+                f"the log)")  # fmt: skip
+        if not unlogged.runtime:  # a log path of the wrong kind (a folder): the user's input to fix
+            raise InvalidInput(said)
+        raise RuntimeFailure(said)
     from engine.operator.summary import one_line
 
     print(f"halted: {one_line(args.reason)} (until `python -m engine resume`); recorded in {store.path}")

@@ -184,17 +184,28 @@ def _open_log(path: Path) -> int:
 
 
 class Journal:
-    def __init__(self, path: Path, clock: Clock, secrets: Iterable[str] = ()):
+    def __init__(self, path: Path, clock: Clock, secrets: Iterable[str] = (), *, unopened_ok: bool = False):
+        """`unopened_ok`: a log that cannot be opened raises its JournalError at the first flush instead of here,
+        for the operator's halt, which is committed before its event is written and must not be lost to a log
+        path given wrong (a folder): the halt goes in, and the command then says the log could not take it."""
         self.path = path
         self._secrets = Secrets(secrets)
         # what a secret looks like inside a line: as given, and as the encoder escapes it (a quote, a backslash,
         # a non-ASCII character); a line holding either is decoded, masked string by string, and encoded again
         self._needles = tuple({form for v in self._secrets.values for form in (v, json_encoder.encode_basestring_ascii(v)[1:-1])})
-        self._fd: int | None = _open_log(path)
+        self._unopened: JournalError | None = None  # why the log could not be opened (`unopened_ok`)
+        self._fd: int | None = None
+        try:
+            self._fd = _open_log(path)
+        except JournalError as exc:
+            if not unopened_ok:
+                raise
+            self._unopened = exc
         self._unwritten = bytearray()  # encoded lines the OS has not taken yet (see `_write_lines`)
-        self._opened = self._identity(self._fd)
+        self._opened = self._identity(self._fd) if self._fd is not None else (0, 0, False)
         self.reopened = 0  # times the path named another file and the log went on in that one (`_follow_path`)
-        if self._cut_short(self._fd):  # a line cut short (a crash, a full disk): ours starts on a line of its own
+        # a line cut short (a crash, a full disk): ours starts on a line of its own
+        if self._fd is not None and self._cut_short(self._fd):
             self._unwritten += b"\n"
         self._clock = clock
         self._encode = _line_encoder()
@@ -315,7 +326,7 @@ class Journal:
             self._unwritten += ("\n".join(self._lines) + "\n").encode("utf-8")
             self._lines.clear()
         if self._fd is None:
-            raise JournalError(self.path, OSError(9, "the log is closed"))
+            raise self._unopened or JournalError(self.path, OSError(9, "the log is closed"))
         self._follow_path()
         view = memoryview(self._unwritten)
         taken = 0

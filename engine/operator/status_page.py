@@ -311,7 +311,8 @@ class StatusApp:
                     raise
                 now, simulated = SystemClock().now(), False
                 stamped = f" (stamped with this machine's clock, {now.isoformat()}: {exc.message})"
-            journal = Journal(self.log, ManualClock(now) if simulated else SystemClock())
+            # a halt's log that cannot be opened is said after the halt is in (`Journal`'s unopened_ok)
+            journal = Journal(self.log, ManualClock(now) if simulated else SystemClock(), unopened_ok=action == "halt")
             if action != "halt":
                 try:
                     conditions = engine_conditions(store, now)

@@ -260,7 +260,8 @@ def test_a_folder_at_the_log_path_is_one_line_and_exit_2(
     log.mkdir()
     code = main([*COMMANDS[command], "--state-db", str(db), "--log", str(log), *FILES])
     _out, err = capsys.readouterr()
-    assert code == 2 and err.strip() == f"error: log file {log}: is a folder, not a log file"
+    recorded = f"; the halt IS recorded in {db} and in force (its event is not in the log)" if command == "halt" else ""
+    assert code == 2 and err.strip() == f"error: log file {log}: is a folder, not a log file{recorded}"
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
@@ -375,6 +376,36 @@ def test_a_halt_the_log_cannot_take_is_in_force_and_says_so(tmp_path, good_state
         assert halt is not None and halt.reason == "disk full"
     finally:
         store.close()
+
+
+def test_a_halt_whose_log_is_a_folder_is_in_force_and_says_the_log_is_wrong(
+    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`halt --log FOLDER` stopped at opening the log, exit 2, and recorded nothing: the operator's emergency halt
+    was lost to a log path typed wrong (and a state file that did not exist yet was made empty). The halt is now
+    committed, and the one line says the log cannot take its event, still exit 2 (the --log to fix). A resume with
+    that log ends nothing: its event could not be written."""
+    from engine.core.store import SYSTEM_SCOPE, StateStore
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    for db in (tmp_path / "new.db", tmp_path / "s.db"):
+        if db.name == "s.db":
+            shutil.copy(good_state, db)
+        code = main(["halt", "--reason", "typo", "--state-db", str(db), "--log", str(folder), *FILES])
+        _out, err = capsys.readouterr()
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"log file {folder}: is a folder" in err and f"the halt IS recorded in {db} and in force" in err
+        assert main(["resume", "--state-db", str(db), "--log", str(folder), *FILES]) == 2
+        assert "is a folder" in capsys.readouterr().err
+        store = StateStore(db)
+        try:
+            halt = store.halt_in_force(SYSTEM_SCOPE, datetime.now(timezone.utc) + timedelta(days=3650))
+            assert halt is not None and halt.reason in ("typo", "kept"), db
+            assert any(h.reason == "typo" and h.ended_at is None for h in store.halts()), db
+        finally:
+            store.close()
+    assert list(folder.iterdir()) == []
 
 
 def test_resume_with_no_halt_in_force_says_nothing_was_resumed(

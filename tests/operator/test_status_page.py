@@ -239,6 +239,23 @@ def test_a_halt_from_the_page_the_log_cannot_take_is_said_in_force(project: Proj
     assert halt.reason == "disk full"
 
 
+def test_a_halt_from_the_page_whose_log_is_a_folder_is_said_in_force(project: ProjectCopy, rig: Rig, tmp_path: Path) -> None:
+    """A log that cannot even be opened (a folder) made the page's halt fail with nothing recorded; the halt is
+    now in force and the answer says its event is not in the log. A resume there is refused: nothing ends."""
+    rig.ticks(3)
+    rig.engine.journal.flush()
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    with serving(project, rig.store.path, folder, TOKEN) as server:
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "typo"}, headers=bearer(TOKEN))
+        assert status == 200 and body["ok"], body
+        assert "NOT in the log" in body["message"] and "is a folder" in body["warning"]
+        assert call(server, "/api/resume", method="POST", headers=bearer(TOKEN))[0] == 500
+        assert call(server, "/api/status")[1]["halted"] is True
+    (halt,) = StateStore(rig.store.path).halts(open_only=True)
+    assert halt.reason == "typo"
+
+
 def test_resume_from_the_page_with_no_state_file_creates_none(project: ProjectCopy, tmp_path: Path) -> None:
     """The page's resume made a state file (and a log) where there was none, and said "resumed: 0 halt(s) ended"."""
     db, log = tmp_path / "new" / "s.db", tmp_path / "new" / "app.jsonl"
