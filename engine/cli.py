@@ -614,6 +614,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if isinstance(exc, OSError) and file_error_code(exc) is None:  # the lock beside the state file
                 return _state_path_error(exc)
             raise
+        clash = _recording_clash(recorder, args.record, session.clock.now()) if recorder is not None else None
+        if clash is not None:
+            close_session(session)  # the recorder with it
+            print(clash, file=sys.stderr)
+            return EXIT_INVALID
         try:
             from engine.trading.engine import freeze_long_lived
 
@@ -677,6 +682,18 @@ def _recorder(folder: Path) -> Recorder:
     except ConfigError as exc:  # DataError
         raise InvalidInput(problems_text(exc.problems)) from None
     return recorder
+
+
+def _recording_clash(recorder: Recorder, folder: Path, start: datetime) -> str | None:
+    """Why `run --record` may not record into `folder` from `start`, or None: a folder holding a recording that
+    reaches `start` or past it (another run's: a run on the same state file starts after its last tick) took none
+    of this run's quotes until then, and the run ended exit 0 saying "recorded 0 quotes"."""
+    last = recorder.last_tick()
+    if last is None or last < start:
+        return None
+    return (f"--record {escaped(str(folder))}: holds another run's recording, up to {last.isoformat()}, not before this "
+            f"run's start ({start.isoformat()}): none of this run's quotes until then could be recorded; record into "
+            f"another folder")  # fmt: skip
 
 
 def _recording_line(recorder: object, folder: Path, stopped: str | None = None) -> str:

@@ -400,6 +400,35 @@ def test_a_recording_folder_whose_notes_or_lock_are_not_files_is_refused_before_
         (rec / name).rmdir() if (rec / name).is_dir() and not (rec / name).is_symlink() else (rec / name).unlink()
 
 
+def test_a_recording_folder_with_a_file_where_its_parts_go_is_refused_before_the_run(project: ProjectCopy) -> None:
+    """quotes/, ticks/, unusable/ or a symbol's folder a file: the recording stopped at its first quote, and the run
+    went on unrecorded and exited 0 ("the recording stopped before the run did")."""
+    rec = project.root / "rec"
+    for name in ("quotes", "ticks", "unusable", str(Path("quotes", "AAPL")), str(Path("missing", "BTC-USD"))):
+        (rec / name).parent.mkdir(parents=True, exist_ok=True)
+        (rec / name).write_text("")
+        result = engine(project, "run", "--once", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"{Path('rec', name)}:0:0: is a regular file, not a folder"), result.stderr
+        assert "Traceback" not in result.stderr and not (project.root / "s.db").exists()
+        (rec / name).unlink()
+
+
+def test_a_recording_folder_holding_another_runs_later_recording_is_refused(project: ProjectCopy) -> None:
+    """A run on another state file recorded into a folder whose recording reaches past its start: every quote was
+    skipped as not after the last, and the run ended exit 0 with "recorded 0 quotes". The same state file's next
+    run starts after its last tick, and goes on recording."""
+    first = engine(project, "run", "--ticks", "3", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert first.returncode == 0 and "recorded 15 quotes" in first.stdout, first.stdout + first.stderr
+    other = ["--state-db", str(project.root / "other.db"), "--log", str(project.root / "other.jsonl")]
+    clash = engine(project, "run", "--ticks", "3", "--start", MONDAY_OPEN, "--record", "rec", *other)
+    assert clash.returncode == 2, clash.stdout + clash.stderr
+    assert clash.stderr.startswith("--record rec: holds another run's recording, up to 2026-11-23T14:30:10+00:00")
+    assert "recorded" not in clash.stdout and "Traceback" not in clash.stderr
+    again = engine(project, "run", "--ticks", "3", "--record", "rec", *state(project))
+    assert again.returncode == 0 and "recorded 15 quotes" in again.stdout, again.stdout + again.stderr
+
+
 def test_the_backtest_table_shows_sub_cent_pnl_and_fees_not_zero() -> None:
     """A bot whose round trips came to -0.004 read '-0.00' in the terminal table, and 0.003 of fees '0.00'."""
     from engine.cli import backtest_table

@@ -381,6 +381,19 @@ class Recorder:
             if found not in (PathKind.NOTHING, PathKind.FILE):  # a link to nothing: a file made somewhere else
                 raise DataError([Problem(str(path), 0, 0, "", f"is {found.value}, not a regular file, so it cannot be {what}: "
                                          "remove it, or record into another folder")])
+        # The folders the parts go in, and each symbol's folder in them, are folders or not there yet. A file in
+        # their place stopped the recording at its first quote, and the run went on unrecorded and ended exit 0.
+        for kind in ("quotes", UNUSABLE, MISSING, TICKS):
+            parts = self.folder / kind
+            found = _kind_of(parts)
+            paths = [parts]
+            if found is PathKind.FOLDER and kind != TICKS:  # and each symbol's (a hidden name is no symbol's)
+                paths = [entry for entry in _listed(parts) if not entry.name.startswith(".")]
+            for path in paths:
+                found = _kind_of(path)
+                if found not in (PathKind.NOTHING, PathKind.FOLDER):
+                    raise DataError([Problem(str(path), 0, 0, "", f"is {found.value}, not a folder, so a recording cannot "
+                                             "write its parts there: remove it, or record into another folder")])
 
     def _still_ours(self) -> None:
         """DataError when the folder's lock file is no longer the one this recording holds: the folder was deleted
@@ -505,6 +518,14 @@ class Recorder:
         if len(segment.stamps) >= self.segment_rows:  # full: the next quote starts the next part
             segments[symbol] = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
         dirty.discard(symbol)
+
+
+def _kind_of(path: Path) -> PathKind:
+    """`path_kind` of a path in the recording; DataError naming it when it cannot be looked at."""
+    try:
+        return path_kind(path)
+    except OSError as exc:
+        raise DataError([Problem(str(path), 0, 0, "", f"cannot be looked at: {exc.strerror or exc}")]) from None
 
 
 def _listed(folder: Path) -> list[Path]:
