@@ -541,6 +541,60 @@ def _packed(body: bytes) -> bytes:
 OPERATOR_WAIT_SECONDS = 30.0
 
 
+STATE_ID_KEY = "state_id"  # meta: the state file's own random id, written at its first open (`_name_the_file`)
+
+
+def _wal_misfit(path: Path) -> str | None:
+    """Why the -wal beside the state file is not its own, or None. SQLite replays any -wal with the file's name
+    into it, frames whose checksums hold whatever database wrote them: a state file copied without its -wal
+    beside an older one, or a -wal copied from another state file, opened as one file of mixed or foreign
+    records, and the first close wrote them into the file for good. So, while no other engine runs on the file
+    (a running engine's -wal is its own, and it checkpoints the file as it goes), a -wal left beside it is checked
+    first: the file's id read from the file alone (`immutable`: the -wal unread) must be the one read through the
+    -wal, and the two read together must pass SQLite's quick check. Read only: nothing is written to either."""
+    real = Path(os.path.realpath(path))
+    wal = Path(f"{real}-wal")
+    try:
+        if not wal.is_file() or wal.stat().st_size == 0 or not real.is_file():
+            return None
+    except OSError:
+        return None  # said by the open that follows, in its words
+    from engine.core.lock import flock_holders, lock_path
+
+    holders = flock_holders(lock_path(path))
+    if holders is None or holders - {os.getpid()}:  # an engine runs on it (or that cannot be told): its own -wal
+        return None
+
+    def read(mode: str) -> tuple[str | None, str | None]:
+        """(the file's id, the quick check's first complaint) through `mode`; (None, None) when unreadable."""
+        try:
+            conn = sqlite3.connect(f"{real.as_uri()}?{mode}", uri=True)
+        except sqlite3.Error:
+            return None, None
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (STATE_ID_KEY,)).fetchone()
+            state_id = str(row[0]) if row is not None else None
+            if mode != "mode=ro":
+                return state_id, None
+            check = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+            return state_id, (None if check == "ok" else check)
+        except sqlite3.Error:
+            return None, None  # no meta table yet (a new file), or not a database: the open says so
+        finally:
+            conn.close()
+
+    alone, _ = read("immutable=1")
+    together, damaged = read("mode=ro")
+    if damaged is not None:
+        return (f"is damaged when read with the -wal beside it ({damaged}): that -wal is not its own (copied "
+                f"from another state file?); move {wal.name} away to open the file as its last checkpoint left it")  # fmt: skip
+    if alone is not None and together != alone:
+        return (f"has a -wal beside it that another state file wrote (the file's id {alone}, the -wal's "
+                f"{together or 'none'}): opened together they are records of both; move {wal.name} away to open "
+                f"the file as its last checkpoint left it, or put its own -wal back")  # fmt: skip
+    return None
+
+
 class StateStore:
     """The engine's SQLite file. One connection; writes happen inside `transaction()`.
 
@@ -594,6 +648,9 @@ class StateStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StateFileError(self.path, f"its folder cannot be created ({exc.strerror or exc})", runtime=True) from None
+            misfit = _wal_misfit(self.path)  # before SQLite reads the -wal into the file, and a close writes it there
+            if misfit is not None:
+                raise StateFileError(self.path, misfit, runtime=False)
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False, timeout=self._busy_wait)
@@ -610,6 +667,8 @@ class StateStore:
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
             self._check_schema()
+            if name != ":memory:":
+                self._name_the_file()
         except BaseException as exc:
             if conn is not None:
                 conn.close()
@@ -617,6 +676,18 @@ class StateStore:
                 raise self._file_error(exc) from None
             raise
         return conn
+
+    def _name_the_file(self) -> None:
+        """Give the file its own random id (`STATE_ID_KEY`, once, never changed), which `_wal_misfit` compares
+        between the file and its -wal. A file that may not be written (read-only) is read without one."""
+        if self._conn.execute("SELECT 1 FROM meta WHERE key = ?", (STATE_ID_KEY,)).fetchone() is not None:
+            return
+        try:
+            self._conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, lower(hex(randomblob(16))))",
+                               (STATE_ID_KEY,))  # fmt: skip
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc).lower():
+                raise
 
     def _use_wal(self) -> None:
         """WAL mode, once. Switching a file to it takes an exclusive lock that SQLite does not wait for while another

@@ -435,3 +435,34 @@ def test_ctrl_c_or_sigterm_at_a_held_commit_loses_nothing(tmp_path, statement: s
     if statement == "BEGIN IMMEDIATE":
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM last_facts").fetchone()[0] == 1  # the waiting facts too
+
+
+def test_a_wal_another_state_file_wrote_is_refused_and_the_file_left_as_it_was(tmp_path) -> None:
+    """SQLite replays any -wal named after the file: a -wal copied from another state file (or a state file copied
+    onto an older one without its own -wal) opened as that other file's records in this one's name, silently, and
+    the first close wrote them into the file for good. Now the open refuses it (exit 2 through StateFileError)
+    and writes nothing; the file's own -wal, as a kill leaves it, is still replayed."""
+    import shutil
+
+    kept = StateStore(tmp_path / "kept.db")
+    kept.set_meta("who", "kept")
+    kept.close()  # checkpointed: its records are in the file itself, and it has no -wal
+    before = (tmp_path / "kept.db").read_bytes()
+    other = StateStore(tmp_path / "other.db")
+    other.set_meta("who", "other")
+    shutil.copy(tmp_path / "other.db-wal", tmp_path / "kept.db-wal")  # taken while open: a -wal as a kill leaves it
+    shutil.copy(tmp_path / "other.db", tmp_path / "crashed.db")
+    shutil.copy(tmp_path / "other.db-wal", tmp_path / "crashed.db-wal")
+    other.close()
+    with pytest.raises(StateFileError, match="has a -wal beside it that another state file wrote") as refused:
+        StateStore(tmp_path / "kept.db")
+    assert not refused.value.runtime
+    assert (tmp_path / "kept.db").read_bytes() == before
+    (tmp_path / "kept.db-wal").unlink()
+    (tmp_path / "kept.db-shm").unlink(missing_ok=True)
+    store = StateStore(tmp_path / "kept.db")
+    assert store.meta("who") == "kept"
+    store.close()
+    crashed = StateStore(tmp_path / "crashed.db")  # a file with its own -wal: what was committed is there
+    assert crashed.meta("who") == "other"
+    crashed.close()
