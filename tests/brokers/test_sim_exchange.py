@@ -222,6 +222,17 @@ def test_a_stock_holds_its_price_while_the_market_is_closed_and_a_coin_walks_on(
     assert paths.path_step("BTC/USD", monday_open) == int((monday_open - MONDAY_10AM).total_seconds() // 5)
 
 
+def test_a_simulation_continued_for_months_keeps_prices_near_their_base() -> None:
+    # The drift regimes' mean is upward (about 8 % a session): continued session after session, AAPL reached 15,800
+    # and BTC/USD 3e16 in 90 days. Past BAND from its base a path's regimes now drift back towards it.
+    paths = PricePaths(7, MONDAY_10AM)
+    for symbol in ("AAPL", "SPY", "QQQ", "BTC/USD", "ETH/USD", "ZZZ"):
+        base = paths.base_price(symbol)
+        for days in (30, 90, 365):
+            price = paths.price(symbol, MONDAY_10AM + timedelta(days=days))
+            assert base * 0.7 < price < base * 1.45, (symbol, days, price)
+
+
 def test_paths_opened_at_start_give_the_prices_drawn_on_demand() -> None:
     # The runner opens the bots' paths before the first tick; prices must not depend on it, nor on chunking.
     opened, lazy = ManualClock(MONDAY_10AM), ManualClock(MONDAY_10AM)
