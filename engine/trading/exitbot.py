@@ -9,7 +9,7 @@ requires of the bots (cancel entries, close positions).
 A kill condition is never skipped. One that cannot be evaluated because a broker read failed this tick (a
 missing fact with `broker_ok` false) trips nothing: entries are blocked by preflight this tick and the failed
 read counts towards `api_failure_halt`. Any other error trips it: the system halts with the condition's name
-and the error in the reason.
+and the error in the reason, and without the condition's flatten, which only a value that holds calls for.
 """
 
 from __future__ import annotations
@@ -89,6 +89,13 @@ class KillVerdict:
     errors: Mapping[str, str]  # condition -> why it could not be evaluated (tripped ones included)
     deferred: tuple[str, ...]  # could not be read because a broker read failed this tick: blocks, no halt
     anomalies: tuple[str, ...] = ()  # what the anomalies are, named in the reason when anomaly_halt holds
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        """The conditions that hold as evaluated: only these may flatten. One that tripped because it could not be
+        evaluated (a fact missing while the broker answered, an error) halts, as unknown must, but a flatten sells
+        every position on what is then no measured loss, only an unknown."""
+        return tuple(name for name in self.holding if name not in self.errors)
 
     @property
     def reason(self) -> str:
@@ -340,7 +347,7 @@ class ExitBot:
         return result
 
     def record_kill(self, verdict: KillVerdict, now: datetime) -> None:
-        flatten = any(c in self.rules.flatten_on for c in verdict.holding)
+        flatten = any(c in self.rules.flatten_on for c in verdict.measured)
         until = now + timedelta(minutes=self.config.bots.exitbot.cooloff_minutes)
         record_halt(
             self.store,

@@ -64,3 +64,45 @@ def test_a_preflight_check_that_cannot_be_evaluated_fails_with_its_error_logged(
     assert rig.store.orders() == []
     events = [e for e in rig.events("preflight") if "capital_available" in e["failed"]]
     assert events and "ZeroDivisionError" in events[0]["errors"]["capital_available"]
+
+
+def test_a_daily_loss_that_cannot_be_read_halts_and_sells_nothing(project: ProjectCopy, clock) -> None:
+    """The broker answers every read, but its last_equity is 0 (an account funded today; the same value answer
+    after answer, so the adapter takes it): the daily P&L is missing, the daily-loss kill condition cannot be
+    evaluated and trips, as unknown must. Its `flatten: true` is for a loss it has measured: an unknown one sold
+    every position the bots held. Now the system halts, naming the missing fact, and sells nothing."""
+    from engine.brokers.alpaca import LAST_EQUITY_CONFIRMATIONS
+    from engine.brokers.emulator import Emulator, Fault
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.brokers.snapshot import SnapshotBroker
+    from engine.trading.exitbot import end_halts
+    from tests.brokers.conftest import KEY, SECRET, make_api
+
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: bool(exchange.positions), limit=400)
+        held = {s: p.qty for s, p in exchange.positions.items()}
+        exits = len([r for r in rig.store.orders() if r.purpose == "exit"])
+        emulator.faults.append(Fault(patch={"last_equity": "0.00"}, path_prefix="/v2/account", method="GET", times=0))
+        rig.ticks(LAST_EQUITY_CONFIRMATIONS + 1)  # refused as a moved basis (a halt), then taken
+        end_halts(rig.store, rig.engine.journal, now=clock.now(), by="operator")  # resumed: the answers read again
+        rig.ticks(3)
+        halts = [h for h in rig.store.halts("system") if "max_daily_loss_halt" in h.reason]
+        assert halts and "missing" in halts[0].reason, [h.reason for h in rig.store.halts("system")]
+        assert not any(h.flatten for h in rig.store.halts("system"))
+        assert {s: p.qty for s, p in exchange.positions.items()} == held  # nothing sold
+        assert len([r for r in rig.store.orders() if r.purpose == "exit"]) == exits
+
+
+def test_a_kill_condition_that_cannot_be_evaluated_does_not_flatten(project: ProjectCopy, clock) -> None:
+    """Any error, not only a missing fact: the condition trips (a halt) and its flatten waits for a value."""
+    rig = make_rig(project, clock)
+    rig.until(lambda r: bool(r.exchange.positions), limit=400)
+    held = {s: p.qty for s, p in rig.exchange.positions.items()}
+    project.replace("rules/kill_conditions.yaml", "expr: daily_pnl_pct <= -risk_global_max_daily_loss_pct", f"expr: {UNEVALUABLE}")
+    rig = rig.restart()
+    rig.ticks(3)
+    (halt,) = [h for h in rig.store.halts("system") if "max_daily_loss_halt" in h.reason]
+    assert "ZeroDivisionError" in halt.reason and not halt.flatten
+    assert {s: p.qty for s, p in rig.exchange.positions.items()} == held
