@@ -34,7 +34,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from time import monotonic as _monotonic
 from typing import Any, TypeVar
 
-from engine.brokers import order_rules
+from engine.brokers import account_rules, order_rules
 from engine.brokers.base import (
     ACCOUNT_STATUSES,
     NON_TRADE_ACTIVITY_TYPES,
@@ -98,12 +98,6 @@ MAX_CLOCK_SKEW = timedelta(days=366)
 # The longest the market stays shut is a long weekend with holidays on both sides (four or five days, or a week
 # in 2001 and 2012): a next open or close further away than this is not a clock we can read.
 MAX_SESSION_GAP = timedelta(days=14)
-# Alpaca's equity is cash + long_market_value + short_market_value (its Account's definition), all three figures of
-# one answer. An equity off from the sum by more than a cent's rounding is one wrong figure, not a loss: read as
-# one, half the equity in a single glitched answer tripped the daily-loss kill condition, whose flatten sold every
-# position. The slack is the larger of EQUITY_SLACK_USD and EQUITY_SLACK_PCT of the larger side.
-EQUITY_SLACK_USD = 1.0
-EQUITY_SLACK_PCT = 0.1
 LAST_EQUITY_CONFIRMATIONS = 3  # answers in a row with one new last_equity (same balance_asof): a correction
 # How long after the close the broker's clock may still say open (our clock a little ahead of Alpaca's, an answer
 # on its way across the close). Past it, the answer is not about now: a cached or replayed one (a proxy, a CDN).
@@ -727,7 +721,7 @@ class AlpacaAPI:
         if reference is None:
             why = self._close_to_come(key)
         elif reference[0] == key:
-            slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(reference[1]), abs(last_equity)))
+            slack = account_rules.slack(reference[1], last_equity)
             if abs(last_equity - reference[1]) <= slack:
                 self._last_equity_moved = None
                 return
@@ -789,7 +783,7 @@ class AlpacaAPI:
         if reference is not None and reference[0] == asof:
             _, equity_before, moved_before = reference
             change = moved - moved_before
-            slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(equity), abs(equity_before)))
+            slack = account_rules.slack(equity, equity_before)
             if abs(change) > slack and abs(equity - equity_before - change) > abs(change) / 2:
                 alone = self._cash_moved_alone
                 count = alone[1] + 1 if alone is not None and alone[0] == moved else 1
@@ -1396,7 +1390,7 @@ def _date_or_none(value: Any) -> date | None:
 
 
 def _check_equity(equity: float, cash: float, raw: Mapping[str, Any]) -> None:
-    """Unreadable when the account's equity is not its cash and market values summed (EQUITY_SLACK_USD). An answer
+    """Unreadable when the account's equity is not its cash and market values summed (account_rules.slack). An answer
     without the market values is not checked: an older or thinner account shape is no reason to refuse it. Long
     positions are worth 0 or more and shorts 0 or less (a debt: their proceeds are in the cash): a long_market_value
     made negative by as much as the equity fell kept the sum, and a third of the equity gone in one answer
@@ -1408,7 +1402,7 @@ def _check_equity(equity: float, cash: float, raw: Mapping[str, Any]) -> None:
     if long_value is None or short_value is None:
         return
     held = cash + long_value + short_value
-    slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(equity), abs(held)))
+    slack = account_rules.slack(equity, held)
     if abs(equity - held) > slack:
         raise Unreadable(f"equity {equity:.2f} is not cash + long_market_value + short_market_value ({held:.2f})")
 
@@ -1511,7 +1505,7 @@ def _whole_contracts(asset_class: str, what: str, qty: float | None) -> None:
 
 def _check_position_value(symbol: str, asset_class: str, qty: float, price: float, value: float, multiplier: float) -> None:
     """Unreadable when a position's market value is not its quantity times its price (times 100 for a contract),
-    beyond the equity's slack (EQUITY_SLACK_USD, EQUITY_SLACK_PCT), or when a share or a coin is priced at 0. The
+    beyond the equity's slack (account_rules.slack), or when a share or a coin is priced at 0. The
     engine values a bot's position at the broker's current_price first (facts_builder.position_pnl_pct): one
     glitched answer with a price of 0 was a 100 % loss, and every bot's stop loss sold all it held at market. An
     option may be worth nothing; a share or a coin the broker holds never is. Signs are left out: a short's qty
@@ -1519,7 +1513,7 @@ def _check_position_value(symbol: str, asset_class: str, qty: float, price: floa
     if price == 0 and qty and asset_class != "us_option":
         raise Unreadable(f"{symbol}'s current_price is 0: no price for a position of {abs(qty):g}")
     held = abs(qty) * price * multiplier
-    slack = max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(value), held))
+    slack = account_rules.slack(value, held)
     if abs(abs(value) - held) > slack:
         raise Unreadable(f"{symbol}'s market_value {value:.2f} is not its qty {abs(qty):g} times its current_price "
                          f"{price:g} ({held:.2f})")  # fmt: skip

@@ -3,7 +3,9 @@
 Per snapshot: account, positions, open orders (one request each), stock quotes in chunks of
 `symbols_per_request`, one crypto request, option chains only when their cache expired, the clock only when
 its cache expired or a session boundary passed. Every failed read is recorded (the field stays None) and
-the snapshot is still returned: deciding what a failure means is the engine's job, not the broker's.
+the snapshot is still returned: deciding what a failure means is the engine's job, not the broker's. An account
+whose equity its cash and the positions read with it do not explain (`account_rules.equity_unexplained`) is such a
+failed read too: a bad_response, whichever broker gave it.
 
 Every call passes through here, so here every failure is logged once with its class (`reason`), on the
 `engine.brokers` logger at INFO (the engine's journal records what it decides about it).
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from engine.brokers.account_rules import equity_unexplained
 from engine.brokers.api import BrokerAPI
 from engine.brokers.base import (
+    Account,
     Asset,
     BrokerError,
     BulkResult,
@@ -28,6 +32,7 @@ from engine.brokers.base import (
     OptionContract,
     Order,
     OrderRequest,
+    Position,
     Quote,
     Snapshot,
 )
@@ -101,6 +106,8 @@ class SnapshotBroker:
         now = self.clock.now()
         account = self._read(errors, "account", self.api.get_account)
         positions = self._read(errors, "positions", self.api.get_positions)
+        if account is not None and positions is not None and equity_unexplained(account, positions) is not None:
+            account, positions = self._explained(positions, errors)
         orders = self._read(errors, "open_orders", self.api.get_open_orders)
         quotes: dict[str, Quote] = {}
         chunk = self.settings.symbols_per_request
@@ -127,6 +134,26 @@ class SnapshotBroker:
             broker_requests=self.api.requests_made - before,
             missing_quotes=missing,
         )
+
+    def _explained(
+        self, positions: list[Position], errors: list[BrokerError]
+    ) -> tuple[Account | None, list[Position] | None]:
+        """The account read again, when the one read before the positions is not explained by them (its equity is not
+        its cash and their market values summed). A fill between the two reads moves cash into a position: the
+        account read after the positions agrees with them, and is taken. One that still does not is a snapshot that
+        contradicts itself, several figures glitched that agree with each other (equity and cash halved, the equity
+        made the cash), which read as a loss tripped the daily-loss flatten: neither read is taken (one bad_response,
+        as the adapters record an answer they cannot read), and the system halts without selling."""
+        account = self._read(errors, "account", self.api.get_account)
+        if account is None:
+            return None, None
+        why = equity_unexplained(account, positions)
+        if why is None:
+            return account, positions
+        error = BrokerError("bad_response", f"unreadable answer: {why}", operation="account")
+        log_error(error)
+        errors.append(error)
+        return None, None
 
     def _chain(
         self, underlying: str, needs: DataNeeds, now: datetime, errors: list[BrokerError]

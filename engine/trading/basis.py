@@ -71,9 +71,9 @@ class DailyBasis:
 
 def _same(before: float, now: float) -> bool:
     """Within the slack the adapter allows a last_equity (a cent's rounding, or 0.1 %)."""
-    from engine.brokers.alpaca import EQUITY_SLACK_PCT, EQUITY_SLACK_USD
+    from engine.brokers.account_rules import agree
 
-    return abs(now - before) <= max(EQUITY_SLACK_USD, EQUITY_SLACK_PCT / 100 * max(abs(before), abs(now)))
+    return agree(before, now)
 
 
 def _read(text: str | None) -> tuple[date, float] | None:
