@@ -35,6 +35,7 @@ from time import monotonic as _monotonic
 from typing import Any, TypeVar
 
 from engine.brokers import account_rules, order_rules
+from engine.brokers.account_rules import LAST_EQUITY_CONFIRMATIONS, BasisKeeper
 from engine.brokers.base import (
     ACCOUNT_STATUSES,
     NON_TRADE_ACTIVITY_TYPES,
@@ -98,7 +99,6 @@ MAX_CLOCK_SKEW = timedelta(days=366)
 # The longest the market stays shut is a long weekend with holidays on both sides (four or five days, or a week
 # in 2001 and 2012): a next open or close further away than this is not a clock we can read.
 MAX_SESSION_GAP = timedelta(days=14)
-LAST_EQUITY_CONFIRMATIONS = 3  # answers in a row with one new last_equity (same balance_asof): a correction
 # How long after the close the broker's clock may still say open (our clock a little ahead of Alpaca's, an answer
 # on its way across the close). Past it, the answer is not about now: a cached or replayed one (a proxy, a CDN).
 CLOCK_LAG = timedelta(seconds=60)
@@ -427,10 +427,8 @@ class AlpacaAPI:
         self.options_feed = options_feed
         self.clock: Clock = clock or SystemClock()
         self.requests_made = 0
-        # (balance_asof, last_equity): the basis of the daily P&L (`_last_equity_steady`); another one refused, and
-        # how many answers in a row said it
-        self._last_equity_seen: tuple[str | None, float] | None = None
-        self._last_equity_moved: tuple[tuple[str | None, float], int] | None = None
+        # (balance_asof, last_equity): the basis of the daily P&L (`_last_equity_steady`)
+        self._basis: BasisKeeper[str | None] = BasisKeeper()
         self._cash_moved_seen: tuple[str, float, float] | None = None  # (balance_asof, equity, moved): see
         self._cash_moved_alone: tuple[float, int] | None = None  # `_cash_moved_with_equity`
         self._orders_seen = _OrderMemory()  # what the broker said about each order: see _order
@@ -713,29 +711,19 @@ class AlpacaAPI:
         last_equity that moved while balance_asof did not (it does not move within a day), a balance_asof that
         went back, names a close still to come (today's, mid-session), is no date, or went missing. So is a first
         basis naming a close still to come. The same new basis LAST_EQUITY_CONFIRMATIONS answers in a row is a
-        correction, and becomes the reference. A refused answer is a bad response: the system halts, and sells
-        nothing for it; a genuine loss moves the equity, not the basis, and still trips the kill condition."""
+        correction, and becomes the reference (that rule is `account_rules.BasisKeeper`'s, which basis.py keeps
+        too). A refused answer is a bad response: the system halts, and sells nothing for it; a genuine loss moves
+        the equity, not the basis, and still trips the kill condition."""
         key = asof if isinstance(asof, str) and asof else None
-        reference = self._last_equity_seen
-        why: str | None
-        if reference is None:
-            why = self._close_to_come(key)
-        elif reference[0] == key:
-            slack = account_rules.slack(reference[1], last_equity)
-            if abs(last_equity - reference[1]) <= slack:
-                self._last_equity_moved = None
-                return
-            same = f"the same balance_asof {_shown(key)}" if key is not None else "an answer with no balance_asof either"
-            why = f"last_equity {last_equity:.2f} is not the {reference[1]:.2f} read before for {same}"
-        else:
-            why = self._not_a_new_day(reference[0], key)
+        same = f"the same balance_asof {_shown(key)}" if key is not None else "an answer with no balance_asof either"
+        why = self._basis.refused(
+            key,
+            last_equity,
+            why_new=lambda reference: self._close_to_come(key) if reference is None else self._not_a_new_day(reference[0], key),
+            moved=lambda before: f"last_equity {last_equity:.2f} is not the {before:.2f} read before for {same}",
+        )
         if why is not None:
-            moved = self._last_equity_moved
-            count = moved[1] + 1 if moved is not None and moved[0] == (key, last_equity) else 1
-            if count < LAST_EQUITY_CONFIRMATIONS:
-                self._last_equity_moved = ((key, last_equity), count)
-                raise Unreadable(why)
-        self._last_equity_seen, self._last_equity_moved = (key, last_equity), None
+            raise Unreadable(why)
 
     def _latest_close(self) -> date:
         """The New York date of the latest session close at or before now: the newest close a last_equity can be of."""

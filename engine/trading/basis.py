@@ -17,6 +17,7 @@ import json
 import math
 from datetime import date, datetime
 
+from engine.brokers.account_rules import BasisKeeper
 from engine.brokers.base import Account, BrokerError
 from engine.core import jsontext
 from engine.core.calendar import NEW_YORK
@@ -26,7 +27,9 @@ BASIS_KEY = "daily_basis"  # {"day": "YYYY-MM-DD" in New York, "last_equity": nu
 
 
 class DailyBasis:
-    """Whether this tick's `last_equity` may be the daily P&L's basis (`refused`), and the saved one."""
+    """Whether this tick's `last_equity` may be the daily P&L's basis (`refused`), and the saved one. Which basis may
+    be taken is `account_rules.BasisKeeper`'s rule, the adapter's own: here the reference is the saved basis, keyed
+    by its New York day, and another day's is taken at once."""
 
     def __init__(self, store: StateStore):
         self.store = store
@@ -35,8 +38,8 @@ class DailyBasis:
         # a record that is there but cannot be read (a hand edit, a damaged write): what an earlier run of the day
         # read is unknown, so a first read is no more to be trusted than one that differs from it
         self._unreadable = saved is not None and self._saved is None
+        self._keeper: BasisKeeper[date] = BasisKeeper(self._saved)
         self._taken = False  # a read of this process was taken: from then on the adapter watches the basis
-        self._moved: tuple[float, int] | None = None  # another value than the saved one, and how many reads in a row
 
     def refused(self, account: Account | None, now: datetime) -> BrokerError | None:
         """A bad_response for the account read while a new process's reads of the day differ from the basis an
@@ -46,34 +49,26 @@ class DailyBasis:
         if account is None or not math.isfinite(account.last_equity):
             return None  # nothing read: nothing to compare or keep
         day, value = now.astimezone(NEW_YORK).date(), account.last_equity
-        saved = self._saved
-        differs = saved is not None and saved[0] == day and not _same(saved[1], value)
-        if not self._taken and (differs or self._unreadable):
-            from engine.brokers.alpaca import LAST_EQUITY_CONFIRMATIONS  # the adapter's own rule (not imported by sim runs)
-
-            count = self._moved[1] + 1 if self._moved is not None and self._moved[0] == value else 1
-            if count < LAST_EQUITY_CONFIRMATIONS:
-                self._moved = (value, count)
-                if saved is not None:
-                    message = (f"unreadable answer: last_equity {value:.2f} is not the {saved[1]:.2f} read before this "
-                               f"run for {day} (New York)")  # fmt: skip
-                else:
-                    message = (f"unreadable answer: last_equity {value:.2f} cannot be compared with the basis read "
-                               f"before this run: the state file's meta {BASIS_KEY!r} cannot be read")  # fmt: skip
-                return BrokerError("bad_response", message, operation="account")
-        self._unreadable = False
-        self._taken, self._moved = True, None
-        if saved != (day, value):
+        if not self._taken:
+            why = self._keeper.refused(
+                day,
+                value,
+                why_new=lambda saved: self._unreadable_record(value) if self._unreadable else None,  # another day's
+                moved=lambda before: f"unreadable answer: last_equity {value:.2f} is not the {before:.2f} read before "
+                f"this run for {day} (New York)",
+            )
+            if why is not None:
+                return BrokerError("bad_response", why, operation="account")
+        self._unreadable, self._taken = False, True
+        if self._saved != (day, value):
             self.store.set_meta(BASIS_KEY, json.dumps({"day": day.isoformat(), "last_equity": value}))
             self._saved = (day, value)
         return None
 
-
-def _same(before: float, now: float) -> bool:
-    """Within the slack the adapter allows a last_equity (a cent's rounding, or 0.1 %)."""
-    from engine.brokers.account_rules import agree
-
-    return agree(before, now)
+    @staticmethod
+    def _unreadable_record(value: float) -> str:
+        return (f"unreadable answer: last_equity {value:.2f} cannot be compared with the basis read before this run: "
+                f"the state file's meta {BASIS_KEY!r} cannot be read")  # fmt: skip
 
 
 def _read(text: str | None) -> tuple[date, float] | None:
