@@ -725,10 +725,27 @@ def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime
     from engine.trading.runner import paths_for
 
     report = _load(args)
-    return (*_state_at(*paths_for(report, args.state_db, args.log), halting=True), report)
+    return (*_state_at(*paths_for(report, args.state_db, args.log), halting=True, secrets=_keys_to_mask(args)), report)
 
 
-def _state_at(db: Path, log: Path, *, halting: bool = False) -> tuple[StateStore, Journal, datetime]:
+def _keys_to_mask(args: argparse.Namespace) -> tuple[str, ...]:
+    """The Alpaca keys that `halt`, `resume` and the status page's buttons mask in what they write, as the engine's
+    journal masks them: a key pasted into a halt's reason went into the log and the state file as typed, and from
+    there to `status`, `report`, the alerts and the page. A `.env` that cannot be read does not stop a halt: the
+    environment's keys alone are masked then (the run refuses that `.env`, so no key of it is in use)."""
+    from engine.brokers.factory import read_environment
+    from engine.trading.runner import maskable_keys
+
+    try:
+        env = _env(args)
+    except InvalidInput:
+        env = read_environment()
+    return maskable_keys(env)
+
+
+def _state_at(
+    db: Path, log: Path, *, halting: bool = False, secrets: Sequence[str] = ()
+) -> tuple[StateStore, Journal, datetime]:
     """The state file, its log, and the state's own time: on a simulation the simulated clock, so a halt or
     a resume typed beside a simulated run is stamped in the simulation's time, in SQLite and in the log. For a
     halt (`halting`) a saved simulated time that cannot be read is this machine's clock, said on stderr; every
@@ -752,7 +769,7 @@ def _state_at(db: Path, log: Path, *, halting: bool = False) -> tuple[StateStore
               f"simulation's", file=sys.stderr)  # fmt: skip
     # A halt's log that cannot be opened (a folder given as --log) is said after the halt is in: refused at the
     # open, the operator's halt was lost for a log path typed wrong
-    return store, Journal(log, ManualClock(now) if simulated else SystemClock(), unopened_ok=halting), now
+    return store, Journal(log, ManualClock(now) if simulated else SystemClock(), secrets, unopened_ok=halting), now
 
 
 def _nothing_saved(db: Path) -> bool:
@@ -892,6 +909,7 @@ def cmd_halt(args: argparse.Namespace) -> int:
     except StateFileError as exc:  # nothing is written before the file is open: said, not left to be guessed
         raise StateFileError(exc.path, f"{exc.what}; the halt is NOT recorded", runtime=exc.runtime) from None
     unlogged: JournalError | None = None
+    reason = journal.scrubbed(args.reason)  # as recorded: a key in it is not printed back either
     try:
         operator_halt(store, journal, args.reason, now)
     except JournalError:  # the halt is committed before its event is written: in force whatever the log says
@@ -911,7 +929,7 @@ def cmd_halt(args: argparse.Namespace) -> int:
         raise RuntimeFailure(said)
     from engine.operator.summary import one_line
 
-    print(f"halted: {one_line(args.reason)} (until `python -m engine resume`); recorded in {store.path}")
+    print(f"halted: {one_line(reason)} (until `python -m engine resume`); recorded in {store.path}")
     return EXIT_OK
 
 
@@ -972,7 +990,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     _state_path("--log", log)
     _not_an_input(args, db, log)
     try:
-        opened = _state_at(db, log, halting=True)
+        opened = _state_at(db, log, halting=True, secrets=_keys_to_mask(args))
     except StateFileError as exc:
         if damaged is None or exc.runtime:
             raise
@@ -994,7 +1012,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run): no halt to end, nothing written")
         return EXIT_OK
-    store, journal, now = _state_at(db, log)
+    store, journal, now = _state_at(db, log, secrets=_keys_to_mask(args))
     try:
         conditions = engine_conditions(store, now)
         ended = operator_resume(store, journal, now)
@@ -1021,7 +1039,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
     try:
-        server = make_server(report, db, log, args.host, args.port, token)
+        server = make_server(report, db, log, args.host, args.port, token, _keys_to_mask(args))
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -30,6 +30,7 @@ import re
 import sys
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -39,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine.core import jsontext
+from engine.core.journal import MIN_SECRET_LENGTH
 from engine.core.money import cents
 from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.machines import render
@@ -231,6 +233,7 @@ class StatusApp:
     local: LocalTime
     token: str | None
     loopback: bool
+    secrets: tuple[str, ...] = ()  # masked in what the buttons write, as the engine's journal masks them
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -312,7 +315,10 @@ class StatusApp:
                 now, simulated = SystemClock().now(), False
                 stamped = f" (stamped with this machine's clock, {now.isoformat()}: {exc.message})"
             # a halt's log that cannot be opened is said after the halt is in (`Journal`'s unopened_ok)
-            journal = Journal(self.log, ManualClock(now) if simulated else SystemClock(), unopened_ok=action == "halt")
+            journal = Journal(
+                self.log, ManualClock(now) if simulated else SystemClock(), self.secrets, unopened_ok=action == "halt"
+            )
+            reason = journal.scrubbed(reason)  # as recorded: the answer does not show a key back either
             if action != "halt":
                 try:
                     conditions = engine_conditions(store, now)
@@ -510,12 +516,18 @@ class StatusHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{action} failed: {type(exc).__name__}: {exc}")
 
 
-def make_server(report: Report, state_db: Path, log: Path, host: str, port: int, token: str | None) -> StatusServer:
-    """A bound server (OSError if the address is taken), after the token rules (ServeRefused)."""
+def make_server(
+    report: Report, state_db: Path, log: Path, host: str, port: int, token: str | None, secrets: Sequence[str] = ()
+) -> StatusServer:
+    """A bound server (OSError if the address is taken), after the token rules (ServeRefused). `secrets`: the
+    broker's keys, masked with the page's own token in a halt's reason (on loopback the page, reasons included, is
+    read without any token; whoever read the token there could halt and resume)."""
     assert report.config is not None
     token = token.strip() if token else None
     check_bind(host, token)
-    app = StatusApp(report, state_db, log, LocalTime(report.config.settings.system.timezone), token or None, is_loopback(host))
+    masked = tuple(dict.fromkeys(s for s in (*secrets, token or "") if len(s) >= MIN_SECRET_LENGTH))
+    app = StatusApp(report, state_db, log, LocalTime(report.config.settings.system.timezone), token or None, is_loopback(host),
+                    masked)  # fmt: skip
     return StatusServer(app, host, port)
 
 

@@ -185,7 +185,7 @@ def open_session(
         # The keys in use are masked in the log: Alpaca's, which the factory checked; a simulated run's environment
         # may hold keys it never uses, masked too when they could be real ones
         keys = (env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", ""))
-        journal = Journal(log_path, clock, secrets=keys if name == "alpaca" else [k for k in keys if len(k) >= MIN_SECRET_LENGTH])
+        journal = Journal(log_path, clock, secrets=keys if name == "alpaca" else maskable_keys(env))
         try:
             engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
         except StartupError as exc:
@@ -211,6 +211,14 @@ def open_session(
                 step()
         raise
     return session
+
+
+def maskable_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The Alpaca keys of `env` that could be real ones (a value shorter than MIN_SECRET_LENGTH is not a key, and
+    masking it would mangle ordinary words): what every writer of the log and the state file masks, the engine on
+    the simulated exchange and the operator's `halt`, `resume` and the status page's buttons alike."""
+    keys = (env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", ""))
+    return tuple(k for k in keys if len(k) >= MIN_SECRET_LENGTH)
 
 
 def placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".env.example") -> list[str]:

@@ -1,0 +1,70 @@
+"""The operator's own writes (`halt`, `resume`, the page's buttons) mask the broker's keys, and the page's token,
+as the engine's journal masks them: a key pasted into a halt's reason was written to the log and the state file
+as typed, then printed by `status`, `report`, the alerts and the status page (which loopback readers see
+without any token)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.paths import PROJECT_ROOT
+from tests.conftest import ProjectCopy
+from tests.operator.test_status_page import TOKEN, bearer, call, serving
+from tests.trading.conftest import Rig
+
+KEY, SECRET = "PKTESTKEY0123456789", "sk-test-secret-0123456789abcdef"
+FILES = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+         "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+
+
+def _reasons(db: Path) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return [row[0] for row in conn.execute("SELECT reason FROM halts")]
+    finally:
+        conn.close()
+
+
+def test_a_key_in_a_halt_reason_is_masked_in_the_log_the_state_file_and_every_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout's
+    monkeypatch.setenv("ALPACA_KEY", KEY)
+    monkeypatch.setenv("ALPACA_SECRET", SECRET)
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    state = ["--state-db", str(db), "--log", str(log), *FILES]
+    assert main(["halt", "--reason", f"rotating {KEY} / {SECRET}", *state]) == 0
+    assert main(["status", *state]) == 0
+    assert main(["resume", *state]) == 0
+    out = capsys.readouterr()
+    written = [log.read_text(), *_reasons(db)]
+    for text in (out.out, out.err, *written):
+        assert KEY not in text and SECRET not in text, text
+    assert any("rotating " in text for text in written)  # the rest of the reason is kept
+
+
+def test_a_key_or_the_token_in_a_halt_from_the_page_is_masked(project: ProjectCopy, rig: Rig) -> None:
+    from engine.operator.status_page import make_server
+    from engine.validate import load_valid
+
+    rig.ticks(2)
+    rig.engine.journal.flush()
+    report = load_valid(project.config, project.machines, project.rules)
+    with serving(project, rig.store.path, rig.log, TOKEN) as server:  # the helper's server, for its plumbing
+        assert server.app.secrets == (TOKEN,)  # the page's own token is masked with no key configured
+    server = make_server(report, rig.store.path, rig.log, "127.0.0.1", 0, TOKEN, secrets=(KEY, SECRET, "short"))
+    assert server.app.secrets == (KEY, SECRET, TOKEN)  # a value too short to be a key is not one to mask
+    server.server_close()
+    with serving(project, rig.store.path, rig.log, TOKEN) as server:
+        server.app.secrets = (KEY, SECRET, TOKEN)
+        reason = f"pasted {TOKEN} and {SECRET}"
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": reason}, headers=bearer(TOKEN))
+        assert status == 200 and body["ok"], body
+        _, record, _ = call(server, "/api/status")
+    for text in (body["message"], str(record["halts"]), rig.log.read_text(), *_reasons(rig.store.path)):
+        assert TOKEN not in text and SECRET not in text, text
+    assert record["halts"][0]["reason"].startswith("pasted ")
