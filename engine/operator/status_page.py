@@ -714,9 +714,20 @@ async function act(action) {
   const reason = $("reason").value.trim();
   if (action === "halt" && !reason) { $("result").textContent = "a halt needs a reason"; return; }
   sessionStorage.setItem("hydraToken", $("token").value.trim() || token());
-  const r = await fetch("/api/" + action, { method: "POST", headers: { Authorization: "Bearer " + token(),
-    "Content-Type": "application/json" }, body: JSON.stringify({ reason }) });
-  const body = await r.json();
+  $("result").textContent = action + ": sent, waiting for the answer…";  // a halt may wait for a tick to commit
+  $("result").className = "";
+  let body;
+  try {
+    const r = await fetch("/api/" + action, { method: "POST", headers: { Authorization: "Bearer " + token(),
+      "Content-Type": "application/json" }, body: JSON.stringify({ reason }) });
+    body = await r.json();
+  } catch (e) {  // never the last action's words: whether this one went in is unknown
+    $("result").textContent = action + ": no answer from the server (" + e.message + "): it may or may not be "
+      + "recorded; check with `python -m engine status`"
+      + (action === "halt" ? ", and halt there (`python -m engine halt --reason ...`)" : "");
+    $("result").className = "fail";
+    return;
+  }
   $("result").textContent = body.ok ? body.message : "refused: " + body.error;
   $("result").className = body.ok && !body.warning ? "" : "fail";  // in force, but its event is not in the log
   refresh();

@@ -4,6 +4,7 @@ keep a thread forever."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -218,3 +219,37 @@ def test_the_halt_button_records_a_halt_while_the_simulations_time_cannot_be_rea
         assert [h.reason for h in store.halts(open_only=True) if h.until is None] == ["emergency"]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["Promise.reject(new TypeError('Failed to fetch'))",  # the server stopped, the network went
+     "Promise.resolve({ ok: false, status: 502, json: () => Promise.reject(new SyntaxError('Unexpected token <')) })"],
+)  # fmt: skip
+def test_a_halt_from_the_page_that_gets_no_answer_says_so_never_the_last_result(answer: str) -> None:
+    """The Halt button showed only what a JSON answer said: a request that failed (the server stopped, a proxy's
+    HTML error page) threw inside the click handler, and the line under the buttons kept the previous action's
+    words ("halted: ..."), or stayed empty, while the operator believed the halt had gone in."""
+    import shutil
+    import subprocess
+
+    from engine.operator.status_page import SCRIPT
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("the page's script is run with Node.js")
+    act = SCRIPT[SCRIPT.index("async function act") : SCRIPT.index("const fromHash")]
+    script = (
+        "const nodes = {}; const $ = (id) => (nodes[id] = nodes[id] || { value: '', textContent: '', className: '' });"
+        "const store = {}; const sessionStorage = { getItem: (k) => store[k], setItem: (k, v) => { store[k] = v; } };"
+        "const token = () => sessionStorage.getItem('hydraToken') || ''; const refresh = () => {};"
+        f"const fetch = () => {answer};"
+        + act
+        + "$('result').textContent = 'halted: an earlier halt (until resume)'; $('reason').value = 'news';"
+        "act('halt').catch((e) => { nodes.result.textContent = 'THREW ' + e; })"
+        ".then(() => console.log(JSON.stringify([nodes.result.textContent, nodes.result.className])));"
+    )
+    out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30, check=True).stdout
+    text, css = json.loads(out)
+    assert text.startswith("halt: no answer from the server") and "python -m engine status" in text, text
+    assert css == "fail"
