@@ -153,7 +153,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
     and today's equity curve. `store` is None before anything has run."""
     from engine.config.checks import trading_bots
     from engine.operator.summary import halts_in_force
-    from engine.trading.runner import last_tick, running_pid, state_now
+    from engine.trading.runner import halt_over_note, last_tick, running_pid, state_now
 
     assert report.config is not None
     generated = datetime.now(timezone.utc)
@@ -173,6 +173,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
         scope = SYSTEM_SCOPE if saved.kind == "system" else saved.bot_id
         halt = next((h for h in reversed(live) if h.scope == scope), None)
         pending = halt is not None and saved.state != "halted"
+        over = saved.state == "halted" and not any(h.scope in (scope, SYSTEM_SCOPE) for h in live)  # as `status` says
         spec = report.machines.get(saved.kind)
         machines.append(
             {
@@ -182,6 +183,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
                 "saved_state": saved.state,
                 "since": local(halt.started_at if pending and halt is not None else saved.since),
                 "moves_at_next_tick": pending,
+                "note": halt_over_note(saved.kind, saved.bot_id) if over else None,
                 "diagram": _diagram(spec, saved.state) if spec is not None else None,
             }
         )
@@ -588,7 +590,8 @@ function machine(m) {
   box.dataset.machine = m.kind + ":" + m.bot;
   const title = el("h3", m.kind + " " + m.bot + ": " + m.state);
   box.appendChild(title);
-  const note = m.moves_at_next_tick ? " (a halt is in force; the machine, " + m.saved_state + ", moves at its next tick)" : "";
+  const note = m.moves_at_next_tick ? " (a halt is in force; the machine, " + m.saved_state + ", moves at its next tick)"
+    : (m.note ? " (" + m.note + ")" : "");
   box.appendChild(el("div", "since " + m.since + note, "muted"));
   if (!m.diagram) return box;
   const d = m.diagram;

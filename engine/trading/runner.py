@@ -902,7 +902,17 @@ def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: li
         # its own machine may still read armed until it steps; the risk gate grants no entry meanwhile, whatever
         # the machine file says: an operator who halted and then looked saw bots armed with no word why
         line += " (a system halt is in force: it opens nothing)"
+    if saved == "halted" and not any(h.scope in (scope, SYSTEM_SCOPE) for h in halts):
+        # the converse: its halt ran out or was ended since its last tick; "halted" above "halt: none" read as either
+        line += f" ({halt_over_note(kind, bot_id)})"
     return line
+
+
+def halt_over_note(kind: str, bot_id: str) -> str:
+    """What a machine saved halted with no halt in force does next (`status`, the status page): a bot leaves
+    through its machine's resume path, whose guards `why` shows."""
+    note = "no halt is in force now: it leaves halted at its next tick"
+    return note if kind in ("system", "portfolio") else f"{note} once its way out holds: `python -m engine why {bot_id}`"
 
 
 def status_text(store: StateStore, now: datetime, day: date | None = None, local: LocalTime | None = None) -> str:

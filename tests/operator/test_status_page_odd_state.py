@@ -253,3 +253,22 @@ def test_a_halt_from_the_page_that_gets_no_answer_says_so_never_the_last_result(
     text, css = json.loads(out)
     assert text.startswith("halt: no answer from the server") and "python -m engine status" in text, text
     assert css == "fail"
+
+
+def test_a_machine_left_halted_after_its_halt_ran_out_says_what_comes_next(project: ProjectCopy, tmp_path: Path) -> None:
+    """As `status` says it: the banner read "not halted" over a machine shown halted, with no word why."""
+    from engine.operator.local import LocalTime
+    from engine.operator.status_page import status_record
+    from engine.validate import load_valid
+
+    report = load_valid(project.config, project.machines, project.rules)
+    store = StateStore(tmp_path / "s.db")
+    store.save_machine_state("momentum", "mom_AAPL", "halted", NOON)
+    store.save_machine_state("system", "system", "armed", NOON)
+    store.start_halt("mom_AAPL", "losses", ("max_losses",), False, NOON, NOON.replace(minute=30))
+    record = status_record(store, report, NOON.replace(hour=21), LocalTime("America/Los_Angeles"))
+    machines = {m["bot"]: m for m in record["machines"]}
+    assert record["halts"] == [] and machines["mom_AAPL"]["state"] == "halted"
+    assert machines["mom_AAPL"]["note"].startswith("no halt is in force now: it leaves halted at its next tick")
+    assert "python -m engine why mom_AAPL" in machines["mom_AAPL"]["note"]
+    assert machines["system"]["note"] is None

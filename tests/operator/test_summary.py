@@ -227,3 +227,25 @@ def test_under_a_system_halt_an_armed_bot_is_said_to_open_nothing(store: StateSt
     assert bot.endswith("(a system halt is in force: it opens nothing)"), after
     [portfolio] = [line for line in after.splitlines() if line.strip().startswith("portfolio")]
     assert "opens nothing" not in portfolio
+
+
+def test_a_machine_left_halted_after_its_halt_ran_out_is_said_to_leave_at_its_next_tick(store: StateStore) -> None:
+    """A cooloff's `until` passed with no tick since (the engine stopped, or between two ticks): `status` read
+    "halted" on the machine's line and "halt: none" below it, with no word of which was true or what came next."""
+    from engine.trading.runner import status_text
+
+    store.save_machine_state("system", "system", "halted", MON)
+    store.save_machine_state("momentum", "mom_AAPL", "halted", MON)
+    store.save_machine_state("momentum", "mom_MSFT", "halted", MON)
+    store.start_halt(SYSTEM_SCOPE, "daily loss", ("daily_loss",), False, MON, MON + timedelta(minutes=30))
+    store.start_halt("mom_AAPL", "losses", ("max_losses",), False, MON, MON + timedelta(minutes=30))
+    store.start_halt("mom_MSFT", "by hand", ("operator",), False, MON, None)
+    text = status_text(store, MON + timedelta(hours=1), local=LA)
+    lines = {line.split()[1]: line for line in text.splitlines() if " since " in line}
+    assert "halt:\n  mom_MSFT: by hand" in text  # the one halt in force
+    assert lines["system"].endswith("(no halt is in force now: it leaves halted at its next tick)"), text
+    assert lines["mom_AAPL"].endswith(
+        "(no halt is in force now: it leaves halted at its next tick once its way out holds: "
+        "`python -m engine why mom_AAPL`)"
+    ), text
+    assert "no halt is in force" not in lines["mom_MSFT"]
