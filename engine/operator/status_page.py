@@ -76,7 +76,15 @@ MIN_TOKEN_CHARS = 16  # a token guarding a network bind: `secrets.token_urlsafe(
 def check_bind(host: str, token: str | None) -> None:
     """Refuse a bind that would show the account to the network without a token, or behind one short enough to
     guess: the token also lets whoever holds it halt and resume the engine (`/api/halt`, `/api/resume`), and a
-    five-character one served them to the network."""
+    five-character one served them to the network. On any bind, a token no header carries as typed is refused:
+    the server reads a header as Latin-1, a browser sends none outside it, and curl sends UTF-8, so a token
+    outside printable ASCII was answered 401 though right, and the buttons could never work."""
+    if token and not (token.isascii() and token.isprintable()):
+        raise ServeRefused(
+            f"{TOKEN_ENV} must be printable ASCII (no accented letters, symbols such as the euro sign, or control "
+            "characters): an HTTP header cannot carry it as typed (e.g. export HYDRA_SERVE_TOKEN=$(python3 -c 'import "
+            "secrets; print(secrets.token_urlsafe(24))'))"
+        )
     if not is_loopback(host) and token and len(token) < MIN_TOKEN_CHARS:
         raise ServeRefused(
             f"refusing to serve on {host}: {TOKEN_ENV} has {len(token)} characters, under {MIN_TOKEN_CHARS}: a token "

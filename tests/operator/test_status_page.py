@@ -294,3 +294,15 @@ def test_sub_cent_pnl_and_fees_reach_the_page_and_are_shown_not_zero(project: Pr
     script = money + "console.log([-0.004, 0.003, -1e-12, -0, 12.345, -0.005].map((v) => money(v)).join(' '), money(0.003, false));"
     shown = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
     assert shown == "-0.004 +0.003 +0.00 +0.00 +12.35 -0.01 0.003", shown
+
+
+def test_a_token_no_http_header_can_carry_is_refused_at_start(project: ProjectCopy, halted: Rig) -> None:
+    """The server reads a header as Latin-1: a HYDRA_SERVE_TOKEN outside ASCII sent as UTF-8 (curl) was answered
+    401 "a valid token is needed" though right, and one outside Latin-1 (a euro sign) a browser's fetch refuses to
+    send at all, so the Halt button could never work with it; a control character cannot be typed into a header."""
+    for token in ("jeton-s\u00e9curit\u00e9-du-serveur", "token-worth-100\u20ac-or-more"):
+        with pytest.raises(ServeRefused, match="HYDRA_SERVE_TOKEN must be printable ASCII"):
+            check_bind("127.0.0.1", token)
+    with pytest.raises(ServeRefused, match="printable ASCII"):
+        check_bind("0.0.0.0", "abc\x07defghijklmnopq")
+    check_bind("0.0.0.0", "printable ASCII only, spaces too!")
