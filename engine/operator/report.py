@@ -69,6 +69,7 @@ class ReportData:
     events_read: int = 0
     lines_skipped: int = 0  # lines that looked like wanted events but could not be read (see _events)
     clipped: bool = False  # the period reaches past FIRST_DAY or LAST_DAY: read up to them
+    log_begins: datetime | None = None  # set when the log begins inside the period, cut from what came before
     pnl_by_bot: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -167,11 +168,11 @@ def _event_time(event: dict[str, Any], local: LocalTime) -> datetime | None:
     return at
 
 
-def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int]) -> Any:
+def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int], head: list[bytes] | None = None) -> Any:
     """(instant, event) for the wanted events of the log, oldest first, each parsed once. A line that is not
     UTF-8, not JSON, not an object, or whose time or fields are not what the engine writes (a line cut short by
     a crash, a damaged file, another program's line) is skipped and counted in `skipped[0]`. `tail` ends up
-    holding the log's last line, whatever its event (a run still going logs ticks only)."""
+    holding the log's last line, whatever its event (a run still going logs ticks only); `head` its first."""
     needles = tuple(f'"event":"{name}"'.encode() for name in WANTED)
     line = b""
     try:
@@ -180,6 +181,8 @@ def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int]) 
         raise JournalError(log, exc) from None
     with f:
         for line in f:
+            if head is not None and not head:
+                head.append(line)
             if not any(n in line for n in needles):
                 continue
             try:
@@ -198,11 +201,33 @@ def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int]) 
 
 
 def _last_time(tail: list[bytes], local: LocalTime) -> datetime | None:
+    event = _line_event(tail, local)
+    return event[0] if event is not None else None
+
+
+def _line_event(lines: list[bytes], local: LocalTime) -> tuple[datetime, str] | None:
+    """The time and event name of the last of `lines`, or None when it is not an event of the engine's."""
     try:
-        event = jsontext.loads(tail[-1].decode("utf-8")) if tail and tail[-1].strip() else None
+        event = jsontext.loads(lines[-1].decode("utf-8")) if lines and lines[-1].strip() else None
     except ValueError:
         return None
-    return _event_time(event, local) if isinstance(event, dict) else None
+    at = _event_time(event, local) if isinstance(event, dict) else None
+    return (at, str(event.get("event"))) if at is not None and isinstance(event, dict) else None
+
+
+# What a whole log begins with: a run's start, or an operator's halt or resume typed before any run. A log that
+# begins with anything else was rotated or cut, and what came before it is in another file, or gone.
+LOG_BEGINS_WITH = ("run_start", "halt", "resume")
+
+
+def _cut_from_before(first: tuple[datetime, str] | None, start: datetime, trades: list[TradeRow]) -> datetime | None:
+    """When the log begins inside the period, cut from what came before (rotated at midnight, truncated), its first
+    time; else None. Without it a day whose lines were rotated away read as a quiet one: no entry blocked, no
+    broker error, no run ended, beside that day's trades (SQLite's)."""
+    if first is None or first[0] <= start:
+        return None
+    at, event = first
+    return at if event not in LOG_BEGINS_WITH or any(t.closed_at < at for t in trades) else None
 
 
 def _check_log(log: Path) -> bool:
@@ -244,8 +269,9 @@ def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local
 
     last_at: datetime | None = None
     tail: list[bytes] = []
+    head: list[bytes] = []
     skipped = [0]
-    for at, event in _events(log, tail, local, skipped):
+    for at, event in _events(log, tail, local, skipped, head):
         last_at = at
         name = event.get("event")
         if name in ("run_start", "run_end"):  # the bots' preflight memory starts afresh with each run
@@ -277,6 +303,7 @@ def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local
         elif name == "run_end":
             data.runs.append(event)
     data.lines_skipped = skipped[0]
+    data.log_begins = _cut_from_before(_line_event(head, local), start, data.trades)
     for bot in list(failing):  # still failing when the log ends (a run still going): up to its last line
         close(bot, max(filter(None, (_last_time(tail, local), last_at)), default=end))
     keys = set(blocked) | set(began) | set(seconds)
@@ -337,12 +364,22 @@ def skipped_text(data: ReportData) -> str:
             "left out: cut short by a crash, damaged, or not written by the engine)")  # fmt: skip
 
 
+def log_begins_text(data: ReportData, local: LocalTime | None = None) -> str:
+    """Said when the log does not reach back to the period's start: the counts from the log start where it does."""
+    if data.log_begins is None:
+        return ""
+    at = (local or LocalTime(data.timezone))(data.log_begins)
+    return (f"  (the log {data.log} begins at {at}, after the period began, and not with a run's start: it was "
+            "rotated or cut, and what came before is not counted here or below; give the rotated file with --log PATH "
+            "to count it)")  # fmt: skip
+
+
 def blocked_text(data: ReportData) -> str:
     """Entries blocked per check. The log's words (here and in the other sections) are shown through one_line:
     anyone who can write the file wrote them, and a newline or an escape sequence must not reach the terminal."""
     if not data.log_found:
         return f"  (no log at {data.log})"
-    lines = [skipped_text(data)] if data.lines_skipped else []
+    lines = [text for text in (log_begins_text(data), skipped_text(data)) if text]
     if not data.blocked:
         return "\n".join([*lines, "  none"])
     for b in data.blocked:
@@ -504,6 +541,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
         "<h2>Halts</h2>",
         _table(["scope", "started", "ended", "reason"], halt_rows),
         "<h2>Entries blocked, by check</h2>",
+        f"<p>{html.escape(log_begins_text(data, local).strip())}</p>" if data.log_begins else "",
         f"<p>{html.escape(skipped_text(data).strip())}</p>" if data.lines_skipped else "",
         _table(["check", "bot", "entries blocked", "began failing", "time failing"], blocked_rows),
         "<h2>Guards that held in fired transitions</h2>",

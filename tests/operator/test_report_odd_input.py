@@ -167,3 +167,26 @@ def test_a_line_nested_past_the_parsers_depth_is_left_out_and_counted(tmp_path: 
     data = build_report(StateStore(tmp_path / "s.db"), log, MONDAY, MONDAY, LA, NOW)
     assert data.lines_skipped == 2
     assert data.blocked == [BlockedCheck("order_rate", "mom_AAPL", entries_blocked=2)]
+
+
+def test_a_log_rotated_after_the_period_began_is_said_not_read_as_a_quiet_day(tmp_path: Path) -> None:
+    """logrotate at midnight, then `report --date` the day before: the log held only today's lines, and the report
+    said "entries blocked: none", no guards, no broker error, no run ended, beside that day's trades, as if the
+    engine had been quiet. Now it says where the log begins and that what came before is not counted."""
+    from engine.core.store import TradeRow
+
+    store = StateStore(tmp_path / "s.db")
+    store.add_trade(TradeRow("mom_AAPL", "AAPL", MONDAY, NOON - timedelta(hours=1), NOON, 1.0, 100.0, 101.0, 1.0, 0.0, "exit"))
+    rotated = tmp_path / "app.jsonl"
+    tuesday = NOON + timedelta(hours=14)  # 02:00 on Tuesday in Los Angeles
+    rotated.write_text(json.dumps({"ts": tuesday.isoformat(), "event": "tick", "n": 1}) + "\n")
+    text = render_text(build_report(store, rotated, MONDAY, MONDAY, LA, NOW), LA)
+    assert f"the log {rotated} begins at 2026-11-24T02:00:00-08:00" in text, text
+    assert "--log" in text  # what to do: read the rotated file
+
+    started = tmp_path / "fresh.jsonl"  # a log that begins with a run's start holds all of that run: nothing said
+    started.write_text(json.dumps({"ts": (NOON - timedelta(hours=2)).isoformat(), "event": "run_start"}) + "\n")
+    assert "begins at" not in render_text(build_report(store, started, MONDAY, MONDAY, LA, NOW), LA)
+    whole = tmp_path / "whole.jsonl"  # begins before the period: nothing said
+    whole.write_text(json.dumps({"ts": (NOON - timedelta(days=2)).isoformat(), "event": "tick"}) + "\n")
+    assert "begins at" not in render_text(build_report(store, whole, MONDAY, MONDAY, LA, NOW), LA)
