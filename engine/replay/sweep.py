@@ -809,14 +809,18 @@ def run_ray(specs: Sequence[RunSpec], address: str, done: Callable[[dict[str, An
 
 
 def sweep_rows(rows: Iterable[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Rows best first by `metric` (runs that failed, then those without the metric, last; ties by run)."""
+    """Rows best first by `metric` (runs that failed, then those without the metric, last; ties by run, in grid
+    order: by the run's number, not its name's text, in which the thousandth run, `run-1000`, came between
+    `run-100` and `run-101`)."""
     larger_first = METRICS[metric]
 
-    def rank(row: dict[str, Any]) -> tuple[int, float, str]:
+    def rank(row: dict[str, Any]) -> tuple[int, float, int, str]:
         value = row.get(metric)
+        run = str(row["run"])
+        order = (len(run), run)  # run-NNN names: the shorter is the smaller number
         if row.get("error") or value is None:
-            return (2 if row.get("error") else 1, 0.0, row["run"])
-        return (0, -float(value) if larger_first else float(value), row["run"])
+            return (2 if row.get("error") else 1, 0.0, *order)
+        return (0, -float(value) if larger_first else float(value), *order)
 
     return sorted(rows, key=rank)
 

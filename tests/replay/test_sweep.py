@@ -210,6 +210,21 @@ def test_the_run_blamed_for_a_dead_worker_is_the_one_it_had_started() -> None:
     assert _died_under(unfinished, started, {}) == {"run-002": None, "run-003": None}
 
 
+def test_ties_are_in_grid_order_past_run_999() -> None:
+    """A grid of MAX_RUNS (1,000) names its last run run-1000: ranked by its name's text, a tie put it between run-100
+    and run-101, and a run without the metric or failed the same."""
+    from engine.replay.sweep import sweep_rows
+
+    def row(number: int, pnl: float | None, error: str = "") -> dict[str, Any]:
+        return {"run": f"run-{number:03d}", "realized_pnl": pnl, "error": error}
+
+    rows = [row(1000, 5.0), row(101, 5.0), row(100, 5.0), row(1000, None), row(999, None), row(1000, None, "x"),
+            row(2, None, "x"), row(7, 9.0)]  # fmt: skip
+    ranked = [(r["run"], r["error"]) for r in sweep_rows(rows, "realized_pnl")]
+    assert ranked == [("run-007", ""), ("run-100", ""), ("run-101", ""), ("run-1000", ""), ("run-999", ""),
+                      ("run-1000", ""), ("run-002", "x"), ("run-1000", "x")]  # fmt: skip
+
+
 def test_the_runs_retried_are_named_in_grid_order_with_stretches_shortened() -> None:
     from engine.replay.sweep import _named
 
