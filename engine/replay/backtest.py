@@ -28,7 +28,7 @@ from engine.brokers.snapshot import SnapshotBroker
 from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
 from engine.config.model import BotsConfig
-from engine.core.calendar import market_calendar
+from engine.core.calendar import NEW_YORK, market_calendar
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
 from engine.core.lock import WRONG_KIND
@@ -272,6 +272,62 @@ def _ended_before(bots: BotsConfig, data: DataSet, interval: timedelta, ready: d
                 "over the same days, or disable the bot")
         for bot_id, symbol, _f in symbols_by_bot(bots) if (span := spans.get(symbol)) is not None and span[1] < ready
     ]  # fmt: skip
+
+
+DAY = timedelta(days=1)
+
+
+def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, start: datetime, end: datetime) -> list[str]:
+    """A note for each enabled bot's symbol that has no row in a whole session of the window (a stock's, an option's
+    underlying's; a whole day in UTC for a coin) where another of the bots' symbols has rows: a day missing from one
+    file, or one file ending days before the others. The replay leaves its bots idle there, rightly (no price, no
+    entry: a stale symbol blocks its own bots, and halts nothing while the others are current), but nothing said
+    so: the summary's figures for them (trades, Sharpe over days, exposure) counted days they could not trade as
+    days they chose not to. The start needs no note: the window starts when every symbol has a price."""
+    import numpy as np
+    import pyarrow as pa
+
+    bots_of: dict[str, list[str]] = {}
+    for bot_id, symbol, _fractional in symbols_by_bot(bots):
+        bots_of.setdefault(symbol, []).append(bot_id)
+    stamps = {}
+    for symbol in sorted(bots_of):
+        kinds: tuple[Kind, ...] = ("bars", "quotes")
+        parts = [data.table(kind, symbol).column("timestamp").cast(pa.int64()).to_numpy()
+                 for kind in kinds if data.rows(kind, symbol)]  # fmt: skip
+        if parts:
+            stamps[symbol] = np.sort(np.concatenate(parts))
+    if len(stamps) < 2:
+        return []
+    lo, hi = _us(start - interval), _us(end)  # a bar stamped at the first session's open is known at `start`
+    opens, closes = _session_bounds(start.date() - DAY, end.date() + DAY)
+    whole = (opens >= lo) & (closes <= hi)
+    midnight = datetime.combine((start - interval).date(), datetime.min.time(), timezone.utc)
+    day_us = DAY // timedelta(microseconds=1)
+    days = np.arange(_us(midnight if midnight >= start - interval else midnight + DAY), hi - day_us + 1, day_us)
+    periods = {"stock": (opens[whole], closes[whole]), "crypto": (days, days + day_us)}
+    notes = []
+    for market, (begins, ends) in periods.items():
+        held = {symbol: (np.searchsorted(rows, ends, "left") - np.searchsorted(rows, begins, "left")) > 0
+                for symbol, rows in stamps.items()}  # fmt: skip
+        for symbol in (s for s in stamps if (asset_class_of(s) == "crypto") == (market == "crypto")):
+            others = np.zeros(len(begins), bool)
+            for other, has in held.items():
+                if other != symbol:
+                    others |= has
+            missing = begins[others & ~held[symbol]]
+            if not len(missing):
+                continue
+            when = [(_EPOCH + timedelta(microseconds=int(at))).astimezone(NEW_YORK if market == "stock" else timezone.utc)
+                    .date().isoformat() for at in missing]  # fmt: skip
+            shown = ", ".join(when[:3]) + (f" and {len(when) - 3} more" if len(when) > 3 else "")
+            kind = "session" if market == "stock" else "whole day (UTC)"
+            plural = f"{len(when)} {kind.replace('session', 'sessions').replace('day', 'days')}" if len(when) > 1 else f"a {kind}"
+            owners = ", ".join(bots_of[symbol])
+            notes.append(f"{symbol} has no data in {plural} of the backtest where other symbols have ({shown}): {owners} "
+                         "could not trade it then, and the summary's figures count those days all the same; give it data "
+                         "over the same days, or backtest those days apart")
+    return notes
 
 
 def _closed_throughout(
@@ -590,6 +646,7 @@ def run_backtest(
             clock.set(frame.at)
         if recorded.equity[-1][0] != frame.at:
             recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
+        notes.extend(_days_without_data(config.bots, data, interval, window_start, frame.at))
         notes.extend(_not_the_runs(data.folder, window_start, frame.at, cash, store, _options_bots(config.bots)))
         if isinstance(frames, TickFrames) and frames.unseen and frames.first_unseen is not None:
             notes.append(f"{frames.unseen} rows of {data.folder} were seen by no tick of the recording there (the first at "

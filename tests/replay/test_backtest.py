@@ -239,6 +239,35 @@ def test_a_bots_data_that_ends_before_the_others_begin_is_missing_data(momentum_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("tsla_days", [(0, 2), (0,)], ids=["a-day-missing", "ending-early"])
+def test_a_symbol_without_data_for_whole_sessions_the_others_have_is_noted(
+    momentum_project: ProjectCopy, tmp_path: Path, tsla_days: tuple[int, ...]
+) -> None:
+    """AAPL Monday to Wednesday, TSLA without Tuesday (or with Monday alone): mom_TSLA sat idle on the days it had
+    no price, rightly, and its figures counted them as days traded, without a word (exit 0, no note)."""
+    momentum_project.replace("config/bots.yaml", "  - bot_id: mom_TSLA\n    enabled: false", "  - bot_id: mom_TSLA\n    enabled: true")
+    for day in range(3):
+        trending_day(tmp_path / "data", MONDAY_OPEN + timedelta(days=day))
+    for day in tsla_days:
+        session_bars(tmp_path / "data", "TSLA", MONDAY_OPEN + timedelta(days=day), [250.0 + m * 0.01 for m in range(390)])
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    missing = "a session of the backtest where other symbols have (2026-11-24)" if len(tsla_days) == 2 else \
+        "2 sessions of the backtest where other symbols have (2026-11-24, 2026-11-25)"
+    assert [n for n in result.notes if n.startswith("TSLA")] == [
+        f"TSLA has no data in {missing}: mom_TSLA could not trade it then, and the summary's figures count those days all "
+        "the same; give it data over the same days, or backtest those days apart"]
+    assert not [n for n in result.notes if n.startswith("AAPL")]
+
+
+def test_symbols_with_data_over_the_same_sessions_are_not_noted(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    momentum_project.replace("config/bots.yaml", "  - bot_id: mom_TSLA\n    enabled: false", "  - bot_id: mom_TSLA\n    enabled: true")
+    for day in range(2):
+        trending_day(tmp_path / "data", MONDAY_OPEN + timedelta(days=day))
+        session_bars(tmp_path / "data", "TSLA", MONDAY_OPEN + timedelta(days=day), [250.0] * 390)
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    assert result.notes == ()
+
+
 def test_a_folder_holding_a_run_is_not_overwritten(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     trending_day(tmp_path / "data")
     report = load(momentum_project)
