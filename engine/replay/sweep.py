@@ -109,10 +109,11 @@ def _resolve(key: str, data: Any) -> tuple[tuple[PathPart, ...], str | None, int
             continue
         path.append(name)
         node = node[name]
+        written = ".".join([*segments[:number], name])  # as the sweep names it: a bot by its bot_id, not its index
         if selector is not None:
             if not isinstance(node, list):
-                rest = ".".join(segments[number + 1 :])
-                return (), f"{format_path(path)} is not a list: write {format_path(path)}.{rest}", None
+                rest = "".join(f".{s}" for s in segments[number + 1 :])
+                return (), f"{written} is not a list: write {written}{rest}", None
             ids = [item.get("bot_id") for item in node if isinstance(item, dict)]
             if selector not in ids:
                 return (), f"no bot '{selector}' in {format_path(path)} (bots: {', '.join(str(i) for i in ids)})", None
@@ -120,7 +121,7 @@ def _resolve(key: str, data: Any) -> tuple[tuple[PathPart, ...], str | None, int
             path.append(index)
             node = node[index]
         elif isinstance(node, list) and not last:
-            return (), f"{format_path(path)} is a list: address a bot by its bot_id, {format_path(path)}[bot_id]", None
+            return (), f"{written} is a list: address a bot by its bot_id, {written}[bot_id]", None
     if path and path[-1] == "bot_id":
         return (), "a bot_id cannot be swept (the sweep addresses bots by it)", None
     return tuple(path), None, absent

@@ -92,3 +92,23 @@ def test_a_key_the_schema_does_not_know_is_unknown_told_once(project: ProjectCop
 def test_a_bot_in_a_list_bots_yaml_leaves_out_is_not_called_unknown(project: ProjectCopy, tmp_path: Path) -> None:
     (problem,) = _refused(project, tmp_path, "optionsbot.signal[x].mode: [a]\n")
     assert problem.message == "no bot 'x': optionsbot.signal is not set in bots.yaml"
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("momentum_bots[mom_AAPL].exits.stop_loss_pct[0]",
+         "momentum_bots[mom_AAPL].exits.stop_loss_pct is not a list: write momentum_bots[mom_AAPL].exits.stop_loss_pct"),
+        ("exitbot[x].enabled", "exitbot is not a list: write exitbot.enabled"),
+        ("momentum_bots[mom_AAPL].exits[x].stop_loss_pct",
+         "momentum_bots[mom_AAPL].exits is not a list: write momentum_bots[mom_AAPL].exits.stop_loss_pct"),
+        ("optionsbot.tickers.x", "optionsbot.tickers is a list: address a bot by its bot_id, optionsbot.tickers[bot_id]"),
+    ],
+)
+def test_a_selector_on_what_is_no_list_is_corrected_as_the_key_was_written(
+    project: ProjectCopy, tmp_path: Path, key: str, said: str
+) -> None:
+    """The correction named the bot by its index in the list (momentum_bots[0]), which the sweep file cannot use, and a
+    selector on the last key ended it with a dot: `write momentum_bots[0].exits.stop_loss_pct.`"""
+    (problem,) = _refused(project, tmp_path, f"{key}: [1]\n")
+    assert (problem.path, problem.message) == (key, said)
