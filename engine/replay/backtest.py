@@ -296,7 +296,7 @@ def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, sta
         parts = [data.table(kind, symbol).column("timestamp").cast(pa.int64()).to_numpy()
                  for kind in kinds if data.rows(kind, symbol)]  # fmt: skip
         if parts:
-            stamps[symbol] = np.sort(np.concatenate(parts))
+            stamps[symbol] = parts  # each sorted already (a file's timestamps strictly increase)
     if len(stamps) < 2:
         return []
     lo, hi = _us(start - interval), _us(end)  # a bar stamped at the first session's open is known at `start`
@@ -308,8 +308,8 @@ def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, sta
     periods = {"stock": (opens[whole], closes[whole]), "crypto": (days, days + day_us)}
     notes = []
     for market, (begins, ends) in periods.items():
-        held = {symbol: (np.searchsorted(rows, ends, "left") - np.searchsorted(rows, begins, "left")) > 0
-                for symbol, rows in stamps.items()}  # fmt: skip
+        held = {symbol: sum(np.searchsorted(rows, ends, "left") - np.searchsorted(rows, begins, "left") for rows in parts) > 0
+                for symbol, parts in stamps.items()}  # fmt: skip
         for symbol in (s for s in stamps if (asset_class_of(s) == "crypto") == (market == "crypto")):
             others = np.zeros(len(begins), bool)
             for other, has in held.items():

@@ -259,6 +259,22 @@ def test_a_symbol_without_data_for_whole_sessions_the_others_have_is_noted(
     assert not [n for n in result.notes if n.startswith("AAPL")]
 
 
+def test_a_coin_without_data_for_a_whole_utc_day_the_other_has_is_noted(project: ProjectCopy, tmp_path: Path) -> None:
+    """A coin trades every day: its days are UTC's. ETH/USD's file lacks Tuesday, BTC/USD's does not."""
+    crypto_alone_on_btc(project)
+    project.replace("config/bots.yaml", 'pairs: ["BTC/USD"]', 'pairs: ["BTC/USD", "ETH/USD"]')
+    midnight = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    for symbol, days in (("BTC/USD", (0, 1, 2)), ("ETH/USD", (0, 2))):
+        bars = [Bar(midnight + timedelta(days=day, minutes=15 * i), 100.0, 100.5, 99.5, 100.0, 1.0)
+                for day in days for i in range(96)]  # fmt: skip
+        write_bars(tmp_path / "data", symbol, bars, fsync=False)
+    result = run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    assert [n for n in result.notes if "no data in" in n] == [
+        "ETH/USD has no data in a whole day (UTC) of the backtest where other symbols have (2026-11-24): crypto_core could "
+        "not trade it then, and the summary's figures count those days all the same; give it data over the same days, "
+        "or backtest those days apart"]
+
+
 def test_symbols_with_data_over_the_same_sessions_are_not_noted(momentum_project: ProjectCopy, tmp_path: Path) -> None:
     momentum_project.replace("config/bots.yaml", "  - bot_id: mom_TSLA\n    enabled: false", "  - bot_id: mom_TSLA\n    enabled: true")
     for day in range(2):
