@@ -664,10 +664,14 @@ class Engine:
         the cancel was sent (cancels go out after the tick's commit). Nothing else would ever cancel it: a GTC entry
         would work on, and fill, for a bot that gave it up. A halted bot's included: the ExitBot cancels entries
         only while a halt is in force, and one the operator ended meanwhile left the machine `halted` with its
-        entry working, never flat, so never resumed. The cancel is asked again until the broker takes it."""
+        entry working, never flat, so never resumed. The cancel is asked again until the broker takes it.
+
+        An entry still `unknown` (its POST's answer lost, and recovery's lookup not finding it yet: a listing that
+        lags) is one too: wanted until a lookup finds it working, then cancelled (`cancel_entries`). Taken only once
+        working, it was left out when the restart's reads lagged, and then worked on, found by the next sync."""
         stale = [
             row
-            for row in self.store.orders(statuses=lifecycle.WORKING)
+            for row in self.store.orders(statuses=lifecycle.WORKING | {"unknown"})
             if row.purpose == "entry"
             and (bot := self._by_id.get(row.bot_id)) is not None
             and bot.model.state != "entering"

@@ -15,6 +15,8 @@ from tests.brokers.conftest import KEY, SECRET, make_api
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig, working_entry
 
+NOT_FOUND = '{"code":40410000,"message":"order not found"}'
+
 
 class Crash(BaseException):
     """The process dies (kill -9, power loss): nothing after this point runs."""
@@ -308,3 +310,34 @@ def test_an_exit_is_not_resent_over_more_than_the_broker_holds(project: ProjectC
         row = restarted.store.order(exit_row.client_order_id)
         assert row is not None and row.status == "not_sent" and "the broker holds 0" in (row.error or "")
         assert restarted.engine.system.state == "halted"  # what the bots own, the broker does not: reconciliation
+
+
+def test_an_abandoned_entry_whose_post_answer_was_lost_is_cancelled_after_a_restart(project: ProjectCopy, clock) -> None:
+    """The entry's POST reached the broker but its answer was lost (`unknown`, looked up until found); its bot gave it
+    up (abandon_entry: committed, the cancel wanted once a lookup finds it) and the process died. The restart's
+    first reads did not show it (a lagging listing), so the entry was still `unknown` when the restart looked for the
+    abandoned entries, which took only working ones: found the next tick, it worked on for a bot that gave it up."""
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        rig.ticks(3)  # reconciled and armed
+        orders, day = rig.engine.orders, rig.engine.trading_date(clock.now())
+        emulator.faults.append(Fault(status=504, after=True, path_prefix="/v2/orders", method="POST"))
+        emulator.faults.append(Fault(status=404, body=NOT_FOUND, path_prefix="/v2/orders:by_client_order_id"))
+        with rig.store.transaction():
+            entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+            orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+        orders.send_pending()
+        cid = entry.client_order_id
+        assert rig.store.order(cid).status == "unknown" and cid in exchange.by_client_id  # type: ignore[union-attr]
+        with rig.store.transaction():  # what the tick committed: the bot gave the entry up; then the process died
+            rig.store.save_machine_states([("momentum", "mom_AAPL", "idle", clock.now())])
+        lagging = [Fault(status=200, body="[]", path_prefix="/v2/orders", method="GET")]  # the listing without it
+        lagging += [Fault(status=404, body=NOT_FOUND, path_prefix="/v2/orders:by_client_order_id") for _ in range(2)]
+        emulator.faults.extend([*lagging, lagging[0]])  # the first tick's list and lookups, then its re-read's list
+        restarted = rig.restart()
+        restarted.ticks(4)
+        assert not emulator.faults  # every lagging read was made
+        assert restarted.store.order(cid).status == "canceled"  # type: ignore[union-attr]
+        assert exchange.orders[exchange.by_client_id[cid]].status == "canceled"
