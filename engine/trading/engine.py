@@ -628,7 +628,12 @@ class Engine:
             self._record_failure(err)
         if reread.positions is None or reread.open_orders is None:
             return  # try again next tick; the system stays unarmed meanwhile
-        problems = unexplained(self.store, reread)
+        # The re-read's orders are booked before it is compared: an order filling in parts (a gtc crypto order in a
+        # thin book) may fill between the tick's orders read and the re-read's positions read, which then show a
+        # part the bots did not own yet, at every restart tick, and the second halted on it. Booked, that part is
+        # owned, and one filling between the re-read's two reads is within this tick's fills (`reconcile.mid_fill`).
+        self.orders.sync(reread, again=True)
+        problems = unexplained(self.store, reread, self.orders.moved_this_tick())
         subjects = [reconcile.subject(p) for p in problems]
         if problems and not set(subjects) <= set(self._unconfirmed) and self._ours_working(problems):
             # An order of ours on a symbol named is working here: it may have filled between this tick's reads

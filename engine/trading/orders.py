@@ -338,7 +338,7 @@ class OrderManager:
 
     # --- keeping up with the broker ------------------------------------------------------------------------
 
-    def sync(self, snapshot: Snapshot) -> None:
+    def sync(self, snapshot: Snapshot, *, again: bool = False) -> None:
         """Bring every order we think is open up to date from the snapshot, looking up the ones that left it.
 
         The broker's account is the one that counts. An open order at the broker whose row ended `not_sent` (a POST
@@ -346,9 +346,13 @@ class OrderManager:
         looking up the day's unsent orders on a symbol whose position differs from what the bots own. An order
         the broker shows open although it ended here (filled, then new) cannot happen: it is reported as an answer
         that cannot be read (`bad_response`, which halts the system) and the other orders are still brought up
-        to date, so one contradiction never stops the tick, nor the exits it manages."""
-        self.bought_this_tick.clear()
-        self.sold_this_tick.clear()
+        to date, so one contradiction never stops the tick, nor the exits it manages.
+
+        `again`: a second read within the tick (start-up reconciliation's re-read): the fills it books add to the
+        tick's (`moved_this_tick`), which the tick's own snapshot predates as well."""
+        if not again:
+            self.bought_this_tick.clear()
+            self.sold_this_tick.clear()
         if snapshot.open_orders is None:
             return  # unknown this tick: nothing is concluded from a failed read
         live = {o.client_order_id: o for o in snapshot.open_orders}
