@@ -473,10 +473,12 @@ class OrderManager:
 
     def recover_pending(self, positions: Iterable[Position]) -> None:
         """At start-up (and at reconciliation after a failed start): intents committed before a crash, each
-        looked up by client_order_id first. Adopt what reached the broker. Of what provably did not, a recent
-        exit is sent again (same client_order_id, so it cannot be doubled), when the broker's `positions` (read
-        this tick) still hold what it sells: an exit only reduces risk while the position is there. An entry never
-        is (its signal, its preflight and any halt since belong to the run that died): it ends `not_sent`, as does
+        looked up by client_order_id first. Adopt what reached the broker. A recent exit not found is sent again at
+        once (same client_order_id, so it cannot be doubled: a lookup's 404 may be a listing that lags, and the
+        broker answers the second POST of a landed one with 422 "must be unique"), when the broker's `positions`
+        (read this tick) still hold what it sells: an exit only reduces risk while the position is there. An entry
+        never is (its signal, its preflight and any halt since belong to the run that died): one whose POST may
+        have left stays `unknown` until lookups prove it absent (`_proved_absent`), then ends `not_sent`, as does
         anything older than RESEND_WITHIN."""
         now = self.clock.now()
         held: dict[str, float] = {}
@@ -489,7 +491,10 @@ class OrderManager:
                 self._checked(row, found, "recovered")
             elif (row.error or "").startswith(EXISTS):
                 continue  # the broker said it has it: it stays `unknown`, looked up every tick until found
-            elif not self._never_posted(row) and not self._proved_absent(row):
+            elif row.purpose == "entry" and not self._never_posted(row) and not self._proved_absent(row):
+                # an entry ended `not_sent` frees its bot to enter again under a new id, beside the one that may
+                # have landed: it waits for proof. An exit goes on below: sent again under its own id, which the
+                # broker refuses to take twice (a 422 "must be unique" says the first landed: looked up until found)
                 self._await_lookups(row)
             elif row.purpose == "exit" and (short := _more_than_held(row, held.get(row.symbol, 0.0))) is not None:
                 # the position went meanwhile (closed by hand, by the broker): sold as recorded, the exit would open

@@ -13,7 +13,7 @@ from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
 from engine.brokers.emulator import Fault
 from engine.core.store import OrderRow
 from engine.trading.exitbot import unexplained
-from engine.trading.orders import NOT_FOUND_SPAN, RESEND_WITHIN, OrderManager, request_of
+from engine.trading.orders import RESEND_WITHIN, OrderManager, request_of
 from tests.brokers.conftest import OPEN
 from tests.desk import Desk as BaseDesk
 from tests.desk import open_desk
@@ -150,35 +150,42 @@ def _exit_intent(desk: Desk) -> OrderRow:
         return desk.orders.record_intent("b1", day, "exit", request, "test")
 
 
-def test_a_restarts_exit_is_not_posted_again_on_one_lookup(desk: Desk) -> None:
+def _orders_under(desk: Desk, client_order_id: str) -> int:
+    """How many orders the emulator's exchange holds under one client_order_id."""
+    return sum(1 for order in desk.exchange.orders.values() if order.request.client_order_id == client_order_id)
+
+
+def test_a_restarts_exit_that_landed_is_not_doubled_by_its_resend(desk: Desk) -> None:
     """A run died after its exit's POST left; the order listing lags, so the restart's first lookup answers 404.
-    The exit was POSTed again on that one answer (a second sell, refused only if the broker enforces unique ids)."""
+    The exit is sent again at once under its own id (an exit waiting on lookups left the position unprotected), and
+    the broker's refusal of a second order with that id (422 "must be unique") is read as the first having landed:
+    one order, looked up until found."""
     row = _exit_intent(desk)
     desk.exchange.submit(request_of(row))  # the POST of the run that died landed
     restarted = _restarted(desk)
     desk.emulator.faults.append(Fault(status=404, body=NOT_FOUND, path_prefix="/v2/orders:by_client_order_id"))
     positions = desk.orders.broker.snapshot(DataNeeds()).positions or ()
-    restarted.recover_pending(positions)
-    assert desk.posts(row.client_order_id) == 0 and desk.status(row.client_order_id) == "unknown"
+    restarted.recover_pending(positions)  # 404, then the POST's 422, then a lookup that finds it
+    assert [str(f) for f in desk.failures] == ["submit_order: rejected (422): client_order_id must be unique"]
+    assert desk.posts(row.client_order_id) == 1 and desk.status(row.client_order_id) in ("new", "pending_new")
+    assert _orders_under(desk, row.client_order_id) == 1
     desk.clock.advance(5)
     restarted.recover_pending(positions)
-    assert desk.posts(row.client_order_id) == 0 and desk.status(row.client_order_id) in ("new", "pending_new")
+    assert desk.posts(row.client_order_id) == 1 and desk.status(row.client_order_id) in ("new", "pending_new")
+    assert _orders_under(desk, row.client_order_id) == 1
 
 
-def test_a_restarts_exit_proved_never_sent_is_sent_once(desk: Desk) -> None:
-    """The run died before its exit's POST: the restart looks it up until NOT_FOUND_LOOKS lookups over NOT_FOUND_SPAN
-    have not found it, and then sends it, once, under its own id."""
+def test_a_restarts_exit_never_sent_is_sent_at_once_and_once(desk: Desk) -> None:
+    """The run died before its exit's POST: the restart's lookup does not find it, and it is sent at once, under its
+    own id, once."""
     row = _exit_intent(desk)
     restarted = _restarted(desk)
     positions = desk.orders.broker.snapshot(DataNeeds()).positions or ()
-    for _ in range(int(NOT_FOUND_SPAN.total_seconds() // 5)):
-        restarted.recover_pending(positions)
-        assert desk.posts(row.client_order_id) == 0 and desk.status(row.client_order_id) == "unknown"
-        desk.clock.advance(5)
     restarted.recover_pending(positions)
     assert desk.posts(row.client_order_id) == 1 and desk.status(row.client_order_id) in ("new", "pending_new")
+    desk.clock.advance(5)
     restarted.recover_pending(positions)
-    assert desk.posts(row.client_order_id) == 1
+    assert desk.posts(row.client_order_id) == 1 and _orders_under(desk, row.client_order_id) == 1
 
 
 def test_a_broker_contradiction_halts_without_stopping_the_other_orders(desk: Desk) -> None:
