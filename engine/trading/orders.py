@@ -187,8 +187,9 @@ class OrderManager:
         ends `not_sent`.
 
         Alpaca refuses an order that would cross the account's own working order on the other side of the same
-        symbol (a "potential wash trade"). Such an order is held, not sent: it stays `pending` and goes out on a
-        later tick, once the opposite order is done. An entry standing in the way of its own bot's exit is
+        symbol (a "potential wash trade"); an order whose send is in doubt (`unknown`) may be working there too.
+        Such an order is held, not sent: it stays `pending` and goes out on a later tick, once the opposite order
+        is done. An entry standing in the way of its own bot's exit is
         cancelled so that the exit can go; an entry held for longer than RESEND_WITHIN ends `not_sent` (its signal
         is stale)."""
         if not self._recorded and not self._held:
@@ -202,7 +203,7 @@ class OrderManager:
         if rows:
             self.store.sync_to_disk()  # the intents outlive a power cut before the broker hears of them
         now = self.clock.now()
-        working = self.store.orders(statuses=lifecycle.WORKING) if rows else []
+        working = self.store.orders(statuses=lifecycle.WORKING | {"unknown"}) if rows else []
         sides = {(o.symbol, o.side) for o in working}
         held: set[str] = set()
         attempted = 0

@@ -1,0 +1,62 @@
+"""Several bots on one symbol, at the order desk: what crosses what when two bots' orders on one symbol meet at
+the broker (engine/trading/orders.py), through the real alpaca-py clients against the emulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+
+from engine.brokers.base import OrderRequest
+from engine.brokers.emulator import Fault
+from engine.core.store import OrderRow
+from tests.brokers.conftest import OPEN
+from tests.desk import Desk as BaseDesk
+from tests.desk import open_desk
+
+FAST, SLOW = "mom_AAPL_fast", "mom_AAPL_slow"
+
+
+class Desk(BaseDesk):
+    def record(self, bot: str, purpose: str, side: str, qty: float, limit: float | None = None) -> OrderRow:
+        """One order of `bot` on AAPL committed as an intent (not sent): a limit order when `limit` is given."""
+        day = self.clock.now().date()
+        kind = "market" if limit is None else "limit"
+        request = OrderRequest("AAPL", side, self.orders.next_client_order_id(bot, day), kind, "day", qty=qty, limit_price=limit)  # type: ignore[arg-type]
+        with self.store.transaction():
+            return self.orders.record_intent(bot, day, purpose, request, "test")
+
+    def posted(self, cid: str) -> bool:
+        return any(r.method == "POST" and r.body.get("client_order_id") == cid for r in self.emulator.requests)
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    with open_desk(Desk, tmp_path, OPEN, timezone.utc) as opened:
+        yield opened
+
+
+def test_an_order_whose_send_is_in_doubt_holds_back_the_other_bot_s_opposite_order(desk: Desk) -> None:
+    """FAST's entry reached the broker, but the answer to its POST was lost and so was the lookup after it: its row
+    is `unknown`, and the order works at the broker. SLOW's exit on AAPL, a tick later, would cross it. Before, only
+    the rows known to work held an order back: the exit was POSTed, refused as a wash trade (422), counted against
+    SLOW as a refusal and not tried again for a minute. Now an order whose send is in doubt holds it back too."""
+    desk.exchange.set_position("AAPL", 5, 100.0)
+    entry = desk.record(FAST, "entry", "buy", 1, limit=1.0)  # far below the market: it works
+    desk.emulator.faults.append(Fault(status=504, after=True, path_prefix="/v2/orders", method="POST"))
+    desk.emulator.faults.append(Fault(status=503, path_prefix="/v2/orders:by_client_order_id"))
+    desk.orders.send_pending()
+    assert desk.status(entry.client_order_id) == "unknown"
+    assert [o.client_order_id for o in desk.exchange.open_orders()] == [entry.client_order_id]  # it is there
+
+    desk.emulator.faults.append(Fault(status=503, path_prefix="/v2/orders", method="GET", times=0))
+    desk.tick()  # the next tick's read of the open orders fails too: nothing is concluded from it
+    desk.emulator.faults.clear()
+    assert desk.status(entry.client_order_id) == "unknown"
+    exit_ = desk.record(SLOW, "exit", "sell", 5)
+    desk.orders.send_pending()
+    assert not desk.posted(exit_.client_order_id)  # held, never sent to be refused
+    assert desk.status(exit_.client_order_id) == "pending"
+    assert desk.store.counters(desk.clock.now().date()).get(SLOW, {}).get("refused:wash_trade") is None
