@@ -212,16 +212,11 @@ class OrderManager:
             # (another process's `engine halt`, or a bad answer that halted) stops it
             halt = self._halt_over(row, now) if row.purpose == "entry" else None
             if halt is not None:
-                self._set(row, status="not_sent", error=f"halted before it was sent: {halt.reason}")
-                self.journal.log(
-                    "order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=halt.reason
-                )
+                self._entry_not_sent(row, f"halted before it was sent: {halt.reason}", halt.reason)
                 continue
             refused = entry_refusal(row.bot_id) if row.purpose == "entry" and entry_refusal is not None else None
             if refused is not None:
-                self._set(row, status="not_sent", error=f"not sent: {refused}")
-                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id,
-                                 reason=refused)  # fmt: skip
+                self._entry_not_sent(row, f"not sent: {refused}", refused)
                 continue
             opposite = "sell" if row.side == "buy" else "buy"
             if (row.symbol, opposite) in sides:
@@ -236,6 +231,18 @@ class OrderManager:
         self._held = held
         return attempted
 
+    def _entry_not_sent(self, row: OrderRow, error: str, reason: str) -> None:
+        """An entry ends `not_sent` before any request for it was made (a halt or a failing preflight at its send,
+        held too long behind an opposite order, given up by its bot while held): it was no trade, so the count its
+        grant added to the bot's `entries` (`trades_today`, against risk.max_trades_per_day) is given back, in the
+        same transaction. Kept, a bot whose entries were held behind another bot's exit on the symbol for a minute
+        each had its day's trades used up without one order sent."""
+        with self.store.transaction():
+            self._set(row, status="not_sent", error=error)
+            if self.store.counter(row.trading_date, row.bot_id, "entries") > 0:  # an intent recorded by hand was never counted
+                self.store.bump_counter(row.trading_date, row.bot_id, "entries", -1)
+        self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=reason)
+
     def _halt_over(self, row: OrderRow, now: datetime) -> Halt | None:
         """The latest halt in force, as the state file has it now, for the system or the order's bot."""
         halts = [h for h in self.store.halts(open_only=True) if h.in_force(now)]
@@ -244,9 +251,7 @@ class OrderManager:
     def _hold(self, row: OrderRow, in_the_way: list[OrderRow], now: datetime, held: set[str]) -> None:
         """Keep an intent back while an opposite order on its symbol works (see send_pending)."""
         if row.purpose == "entry" and now - row.created_at > RESEND_WITHIN:
-            self._set(row, status="not_sent", error="held too long behind an opposite order on its symbol")
-            self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id,
-                             reason="held behind an opposite order")  # fmt: skip
+            self._entry_not_sent(row, "held too long behind an opposite order on its symbol", "held behind an opposite order")
             return
         held.add(row.client_order_id)
         if row.client_order_id not in self._held:  # logged once, when first held
@@ -823,9 +828,7 @@ class OrderManager:
                 if self._halt_over(row, now) is not None:
                     self._cancels_wanted[client_order_id] = None  # send_pending ends it, naming the halt
                     continue
-                self._set(row, status="not_sent", error="its bot gave the entry up before it was sent")
-                self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=client_order_id,
-                                 reason="its bot gave the entry up")  # fmt: skip
+                self._entry_not_sent(row, "its bot gave the entry up before it was sent", "its bot gave the entry up")
                 continue
             if row.status == "pending_cancel":
                 continue  # a cancel is under way already

@@ -89,3 +89,36 @@ def test_holders_wait_on_the_exitbot_s_flatten_of_their_shares_instead_of_retryi
     rig.ticks(5)
     assert ledgers(rig) == {} and broker_qty(rig) == 0
     assert {rig.engine.bot(b).model.state for b in (FAST, SLOW)} == {"halted"}
+
+
+def test_entries_held_behind_the_other_bot_s_exit_and_never_sent_do_not_use_up_the_trade_cap(
+    project: ProjectCopy, clock: ManualClock
+) -> None:
+    """FAST's exit of AAPL works for minutes (the market slow to take it); SLOW's entries on AAPL would cross it, so
+    each is held, and ends `not_sent` after a minute. Before, each still counted as one of SLOW's
+    max_trades_per_day (3): three entries that never left the process ended SLOW's day without a trade. Now an entry
+    that ends with no request made gives its count back."""
+    rig = shared_rig(project, clock)
+    slow = rig.engine.bot(SLOW)
+    slow.signal = lambda prices, params: False
+    rig.until(lambda r: FAST in ledgers(r), limit=1500)
+    exchange, submit = rig.exchange, rig.exchange.submit
+    exchange.fill_at_submit = False
+
+    def exit_waits(request: OrderRequest) -> Order:  # FAST's exit is taken, and not matched until resumed
+        order = submit(request)
+        if request.client_order_id.startswith(FAST) and request.side == "sell":
+            exchange.suspend_order(order.id)
+        return exchange.find(order.id)  # type: ignore[no-any-return]
+
+    exchange.submit = exit_waits
+    rig.engine.bot(FAST).signal = lambda prices, params: False
+    rig.until(lambda r: any(o.bot_id == FAST and o.purpose == "exit" for o in r.store.orders()), limit=2000)
+    slow.signal = lambda prices, params: True
+    rig.until(lambda r: len([o for o in r.store.orders(bot_id=SLOW) if o.status == "not_sent"]) >= 3, limit=200)
+    assert [o for o in rig.store.orders(bot_id=SLOW) if o.status != "not_sent" and o.status != "pending"] == []  # none sent
+    day = rig.engine.trading_date(clock.now())
+    assert rig.store.counter(day, SLOW, "entries") == 0
+    (fast_exit,) = [o for o in rig.store.orders(bot_id=FAST) if o.purpose == "exit"]
+    exchange.resume_order(fast_exit.broker_order_id)
+    rig.until(lambda r: SLOW in ledgers(r), limit=100)  # its day's trades still ahead of it
