@@ -191,7 +191,8 @@ class OrderManager:
         Such an order is held, not sent: it stays `pending` and goes out on a later tick, once the opposite order
         is done. An entry standing in the way of its own bot's exit is
         cancelled so that the exit can go; an entry held for longer than RESEND_WITHIN ends `not_sent` (its signal
-        is stale)."""
+        is stale). The exits of a send go before its entries, so an entry and another bot's exit crossing it hold
+        the entry."""
         if not self._recorded and not self._held:
             return 0
         # The tick's transaction is committed: its events (intents, fills, trades, halts) go to the log now, not
@@ -199,7 +200,9 @@ class OrderManager:
         # cannot leave SQLite holding what the log never says (the window is down to this one write)
         self.journal.flush()
         failpoints.reach("intent_committed")  # after the tick's transaction, before any of its sends
-        rows = self.store.orders(statuses=("pending",))
+        # exits first: of two crossing orders of one send (one bot's exit, another's entry on the symbol), the one that
+        # only reduces risk goes, the other is held; in creation order, the bot id decided
+        rows = sorted(self.store.orders(statuses=("pending",)), key=lambda row: row.purpose != "exit")
         if rows:
             self.store.sync_to_disk()  # the intents outlive a power cut before the broker hears of them
         now = self.clock.now()

@@ -60,3 +60,22 @@ def test_an_order_whose_send_is_in_doubt_holds_back_the_other_bot_s_opposite_ord
     assert not desk.posted(exit_.client_order_id)  # held, never sent to be refused
     assert desk.status(exit_.client_order_id) == "pending"
     assert desk.store.counters(desk.clock.now().date()).get(SLOW, {}).get("refused:wash_trade") is None
+
+
+def test_an_exit_and_another_bot_s_entry_on_one_tick_send_the_exit_and_hold_the_entry(desk: Desk) -> None:
+    """In one tick FAST's entry signal fires and SLOW's stop is hit, both on AAPL. The two cross, so one must wait
+    for the other. Before, they went in creation order, the client_order_id breaking the tie: FAST's entry
+    (mom_AAPL_fast sorts first) was POSTed and SLOW's exit, which only reduces risk, was held behind it until the
+    entry ended. Now the exits of a send go first, and the entry waits (at most RESEND_WITHIN)."""
+    desk.exchange.fill_at_submit = False  # as Alpaca: answered now, filled at a later step
+    desk.exchange.set_position("AAPL", 5, 100.0)
+    with desk.store.transaction():  # the one tick's intents
+        entry = desk.record(FAST, "entry", "buy", 1)  # a MomentumBot's: at the market
+        exit_ = desk.record(SLOW, "exit", "sell", 5)
+    desk.orders.send_pending()
+    assert desk.posted(exit_.client_order_id) and not desk.posted(entry.client_order_id)
+    assert desk.status(entry.client_order_id) == "pending"
+    desk.tick()  # the exit filled
+    assert desk.status(exit_.client_order_id) == "filled"
+    desk.orders.send_pending()
+    assert desk.posted(entry.client_order_id)  # then the entry went
