@@ -47,7 +47,9 @@ def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
         return anomalies(self, *args, **kwargs)
 
     monkeypatch.setattr(ExitBot, "anomalies", every_counter)
-    monkeypatch.setattr(ExitBot, "_unexplained", lambda self, snapshot: exitbot.unexplained(self.store, snapshot))
+    monkeypatch.setattr(
+        ExitBot, "_unexplained", lambda self, snapshot, moved: exitbot.unexplained(self.store, snapshot, moved)
+    )
     # the record encoded every tick, as bytes
     monkeypatch.setattr(engine_module, "functools", types.SimpleNamespace(partial=lambda encode, *args: encode(*args)))
 
