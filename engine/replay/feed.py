@@ -14,6 +14,12 @@ engine sees it stale (`data_stale_halt`), as it would see a feed that stopped. F
 age counts only the time its market has been open: at 09:30:00 the first bar of the session is not known yet
 (it is at 09:31), and the last close is as current as a quote at the open would be.
 
+The exchange asks one price at an earlier instant: each position's at a session's close, at its first step after it
+(`SimExchange._take_close`: the equity there is the next day's `last_equity`, the daily P&L's basis), and an
+expired contract's underlying's. The frame current at the latest close is kept for that: the close is valued at
+the last price at or before it, never at an after-hours bar's or the next open's, which the present frame holds.
+An earlier instant than that kept frame is not known here: asked, the answer is an error, never today's price.
+
 Every tick the exchange quotes every symbol a bot trades, so those answers read the frame's columns
 (`FrameRows.value`) in whole microseconds: no record is built and no datetime is made for a price that is current.
 """
@@ -27,7 +33,7 @@ from engine.brokers.sim import options
 from engine.brokers.sim.exchange import SPREAD, SimReject
 from engine.brokers.sim.prices import spread_many, spread_sides
 from engine.brokers.symbols import asset_class_of, parse_occ
-from engine.core.calendar import MarketCalendar
+from engine.core.calendar import MarketCalendar, market_calendar
 from engine.data.dataset import Frame, FrameRows
 from engine.data.files import iso
 from engine.data.records import Bar, Quote
@@ -42,11 +48,12 @@ def _us(delta: timedelta) -> int:
 
 class FramePrices:
     """A `PriceSource` (engine/brokers/sim/prices.py) stepped through frames: `advance(frame)` before each tick.
-    A step is a frame, so an order fills at most once a frame (the simulator's partial-fill rule)."""
+    A step is a frame, so an order fills at most once a frame (the simulator's partial-fill rule). The market's
+    sessions are `calendar`'s (XNYS by default, as the simulated exchange's)."""
 
     def __init__(self, bar_interval: timedelta, max_bar_gap: timedelta | None = None, calendar: MarketCalendar | None = None):
         self.bar_interval = bar_interval
-        self.calendar = calendar
+        self.calendar = calendar if calendar is not None else market_calendar()
         self.max_bar_gap = max_bar_gap if max_bar_gap is not None else 5 * bar_interval
         self._interval_us = _us(bar_interval)
         self._gap_us = _us(self.max_bar_gap)
@@ -62,13 +69,22 @@ class FramePrices:
         self._new: tuple[frozenset[str], frozenset[str]] | None = None  # this frame's new bars and quotes, when asked
         self._open_us: int | None = _UNKNOWN  # the open of the session at this frame, µs; None when closed
         self._sides: dict[str, tuple[float, float] | None] = {}  # this frame's answers, by symbol
+        self._close_us = 0  # the first session close at or after this frame, µs
+        # The frame current at the latest session close stepped over, and the instant (µs) the next frame came.
+        self._closing: tuple[Frame, int] | None = None
 
     def advance(self, frame: Frame) -> None:
         if self._at is not None and frame.at <= self._at:
             raise ValueError(f"frames must move forward: {iso(frame.at)} after {iso(self._at)}")
         self.index += 1
+        at_us = _us(frame.at - _EPOCH)
+        if self._frame is None or at_us > self._close_us:  # the first frame, or one after a session's close
+            if self._frame is not None:
+                self._closing = (self._frame, at_us)
+            closed = self.calendar.previous_close(frame.at)
+            self._close_us = _us((closed if closed == frame.at else self.calendar.next_close(frame.at)) - _EPOCH)
         self._at = frame.at
-        self._at_us = _us(frame.at - _EPOCH)
+        self._at_us = at_us
         if self._epoch is None:
             self._epoch = frame.at
         self._frame = frame
@@ -120,35 +136,37 @@ class FramePrices:
     def _missing(self, symbol: str) -> SimReject:
         return SimReject(404, 40410000, f"no data for {symbol} by {iso(self.at)}")
 
+    def _earlier(self, at: datetime) -> Frame | None:
+        """The frame current at `at` when that is before this frame (the one kept at the latest session close),
+        None when `at` is this frame's instant or later; an error when it is earlier than the kept frame: the replay
+        does not know that instant's prices, and this frame's are not them."""
+        if at >= self.at:
+            return None
+        kept = self._closing
+        if kept is not None and kept[0].at <= at and _us(at - _EPOCH) < kept[1]:
+            return kept[0]
+        raise SimReject(404, 40410000, f"no price is kept for {iso(at)} (the replay is at {iso(self.at)}; it keeps the "
+                                       "last prices before the latest session close)")
+
     def price(self, symbol: str, at: datetime) -> float:
-        quotes = self._quotes
+        frame = self._earlier(at) if at != self._at else None
+        quotes, bars = (self._quotes, self._bars) if frame is None else (frame.quotes, frame.bars)
         if symbol in quotes:
             return (quotes.value(symbol, "bid") + quotes.value(symbol, "ask")) / 2
-        if symbol in self._bars:
-            return self._bars.value(symbol, "close")
+        if symbol in bars:
+            return bars.value(symbol, "close")
         raise self._missing(symbol)
 
     def quote_sides(self, symbol: str, at: datetime) -> tuple[float, float] | None:
-        if symbol in self._sides:
-            return self._sides[symbol]
-        sides: tuple[float, float] | None = None
-        quotes = self._quotes
-        if self._unusable_now(symbol):
-            sides = (self._unusable.value(symbol, "bid"), self._unusable.value(symbol, "ask"))
-        elif symbol in quotes:
-            sides = (quotes.value(symbol, "bid"), quotes.value(symbol, "ask"))
-        elif symbol in self._bars:
-            sides = _spread(self._bars.value(symbol, "close"), asset_class_of(symbol))
-        self._sides[symbol] = sides
-        return sides
+        frame = self._earlier(at) if at != self._at else None
+        if frame is not None:
+            return _sides(symbol, frame.quotes, frame.bars, frame.unusable)
+        if symbol not in self._sides:
+            self._sides[symbol] = _sides(symbol, self._quotes, self._bars, self._unusable)
+        return self._sides[symbol]
 
     def _unusable_now(self, symbol: str) -> bool:
-        """Whether the symbol's latest quote is an unusable one (a recording's `unusable/`), later than its last
-        usable quote."""
-        unusable = self._unusable
-        if symbol not in unusable:
-            return False
-        return symbol not in self._quotes or unusable.micros(symbol) > self._quotes.micros(symbol)
+        return _unusable_latest(symbol, self._quotes, self._unusable)
 
     def price_time(self, symbol: str, at: datetime) -> datetime:
         if symbol in self._quotes:
@@ -164,7 +182,7 @@ class FramePrices:
         """When the price of a bar stamped `stamp_us` was observed: now while the bar is at most `max_bar_gap` old
         (a stock's, or an option's, counting its market's open time only), else the instant it became known."""
         known = stamp_us + self._interval_us
-        if stock and self.calendar is not None:  # its market's hours: the age counts from the open
+        if stock:  # its market's hours: the age counts from the open
             opened = self._session_open()
             if opened is not None and opened > known:
                 known = opened
@@ -175,7 +193,6 @@ class FramePrices:
     def _session_open(self) -> int | None:
         """The open (µs) of the session at this frame, None while the market is closed: looked up once a frame."""
         if self._open_us == _UNKNOWN:
-            assert self.calendar is not None
             session = self.calendar.session_at(self.at)
             self._open_us = _us(session.open - _EPOCH) if session is not None else None
         return self._open_us
@@ -183,7 +200,7 @@ class FramePrices:
     def _fresh_since(self, stock: bool) -> int:
         """The oldest bar stamp (µs) whose price `_bar_time` counts as current at this frame: every bar from it on
         is, none before it is, except a stock's while its session opened at most `max_bar_gap` ago, when all are."""
-        if stock and self.calendar is not None:
+        if stock:
             opened = self._session_open()
             if opened is not None and self._at_us - opened <= self._gap_us:
                 return -(2**63)
@@ -233,6 +250,26 @@ class FramePrices:
 
     def step_time(self, step: int) -> datetime:
         return self.at
+
+
+def _sides(symbol: str, quotes: FrameRows[Quote], bars: FrameRows[Bar], unusable: FrameRows[Quote]) -> tuple[float, float] | None:
+    """A symbol's bid and ask in a frame's rows: its latest quote (an unusable one as read), else the simulator's
+    spread around its latest close; None when it has neither."""
+    if _unusable_latest(symbol, quotes, unusable):
+        return unusable.value(symbol, "bid"), unusable.value(symbol, "ask")
+    if symbol in quotes:
+        return quotes.value(symbol, "bid"), quotes.value(symbol, "ask")
+    if symbol in bars:
+        return _spread(bars.value(symbol, "close"), asset_class_of(symbol))
+    return None
+
+
+def _unusable_latest(symbol: str, quotes: FrameRows[Quote], unusable: FrameRows[Quote]) -> bool:
+    """Whether the symbol's latest quote is an unusable one (a recording's `unusable/`), later than its last usable
+    quote."""
+    if symbol not in unusable:
+        return False
+    return symbol not in quotes or unusable.micros(symbol) > quotes.micros(symbol)
 
 
 def _spread(mid: float, asset_class: str) -> tuple[float, float]:

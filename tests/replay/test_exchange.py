@@ -150,3 +150,28 @@ def test_the_fill_model_refuses_nonsense() -> None:
         FillModel(slippage_bps=-1)
     with pytest.raises(ValueError, match="timing"):
         FillModel(timing="later")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("after_hours", [True, False], ids=["after-hours-bar", "next-open"])
+def test_the_close_is_valued_at_the_last_price_at_or_before_it(tmp_path: Path, after_hours: bool) -> None:
+    """Alpaca's last_equity is the equity at 16:00 New York, the daily P&L's basis. The exchange values positions
+    at the close at the first step after it, asking the price at the close; the replay answered with its present
+    frame: an after-hours bar's price (16:10, at 150) or the next morning's (120), not the 200 AAPL closed at.
+    The next day's P&L then read from the wrong basis (the daily-loss kill switch's input)."""
+    closing = MONDAY_OPEN + timedelta(hours=6, minutes=20)  # 15:50 New York
+    rows = [Bar(closing + i * MINUTE, 200.0, 200.0, 200.0, 200.0, 1e4) for i in range(9)]  # the last known at 15:59
+    if after_hours:
+        rows.append(Bar(closing + 20 * MINUTE, 150.0, 150.0, 150.0, 150.0, 1e4))  # 16:10, after the close
+    tuesday = MONDAY_OPEN + timedelta(days=1)
+    rows += [Bar(tuesday, 120.0, 120.0, 120.0, 120.0, 1e4), Bar(tuesday + MINUTE, 120.0, 120.0, 120.0, 120.0, 1e4)]
+    write_bars(tmp_path, "AAPL", rows, fsync=False)
+    rig = Rig(tmp_path, FillModel(slippage_bps=0))
+    rig.order("hold", qty=10)
+    rig.step()  # 15:52: filled at 200
+    assert rig.exchange.positions["AAPL"].qty == 10
+    cash = rig.exchange.cash
+    while rig.clock.now() < tuesday + MINUTE:
+        rig.step()
+    account = rig.exchange.account()
+    assert account.last_equity == pytest.approx(cash + 10 * 200.0)  # Monday's close, at 200
+    assert account.equity - account.last_equity == pytest.approx(10 * (120.0 - 200.0))  # Tuesday's P&L from it

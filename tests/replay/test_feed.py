@@ -6,8 +6,10 @@ import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from engine.brokers.base import Quote
-from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.sim.exchange import SimExchange, SimReject
 from engine.core.calendar import market_calendar
 from engine.core.clock import ManualClock
 from engine.data.dataset import DataSet
@@ -83,3 +85,24 @@ def test_bulk_quotes_of_the_simulator_match_its_one_symbol_formula() -> None:
                 mid = exchange.paths.price(symbol, now)
                 half = mid * (0.0005 if "/" in symbol else 0.0002) / 2
                 assert got[symbol] == Quote(symbol, round(mid - half, 4), round(mid + half, 4), exchange.paths.price_time(symbol, now))
+
+
+def test_an_earlier_instant_is_answered_from_the_frame_current_then_or_refused(tmp_path: Path) -> None:
+    """The exchange asks prices at a session's close after it: the feed answered with its present frame whatever
+    the instant asked. It keeps the frame current at the latest close; an instant before that it cannot know is
+    an error, never the present price."""
+    closing = MONDAY_OPEN + timedelta(hours=6, minutes=28)  # 15:58 New York: known at 15:59
+    write_quotes(tmp_path, "QQ", [Row(closing - MINUTE, 9.0, 9.0), Row(closing, 10.0, 10.02),
+                                  Row(closing + 3 * MINUTE, 20.0, 20.02)], fsync=False)  # fmt: skip
+    write_bars(tmp_path, "AAPL", [Bar(closing, 200.0, 200.0, 200.0, 200.0, 1.0),
+                                  Bar(closing + 5 * MINUTE, 150.0, 150.0, 150.0, 150.0, 1.0)], fsync=False)  # fmt: skip
+    feed = FramePrices(MINUTE, calendar=market_calendar())
+    for frame in DataSet.open(tmp_path).frames(bars_known_after=MINUTE):
+        feed.advance(frame)
+    close = MONDAY_OPEN + timedelta(hours=6, minutes=30)
+    assert feed.at == close + 4 * MINUTE
+    assert (feed.price("QQ", close), feed.quote_sides("QQ", close)) == (10.01, (10.0, 10.02))
+    assert feed.price("AAPL", close) == 200.0 and feed.price("AAPL", feed.at) == 150.0
+    assert feed.quote_sides("QQ", feed.at) == (20.0, 20.02)
+    with pytest.raises(SimReject, match="no price is kept for 2026-11-23T20:57:00Z"):
+        feed.price("QQ", closing - MINUTE)

@@ -70,7 +70,8 @@ _INLINE_GAUSS = _gauss_inlines()
 
 class PriceSource(Protocol):
     """What the simulated exchange asks about prices. A step is the unit of matching: an order fills at most once
-    a step. An answer is for the instant asked; a source may answer only for its present instant (a replay)."""
+    a step. An answer is for the instant asked: a replay knows its present instant and the latest session close
+    it stepped over (where the exchange values the account), and refuses an earlier one it does not know."""
 
     @property
     def epoch(self) -> datetime:
