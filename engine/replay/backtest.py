@@ -285,18 +285,8 @@ def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, sta
     so: the summary's figures for them (trades, Sharpe over days, exposure) counted days they could not trade as
     days they chose not to. The start needs no note: the window starts when every symbol has a price."""
     import numpy as np
-    import pyarrow as pa
 
-    bots_of: dict[str, list[str]] = {}
-    for bot_id, symbol, _fractional in symbols_by_bot(bots):
-        bots_of.setdefault(symbol, []).append(bot_id)
-    stamps = {}
-    for symbol in sorted(bots_of):
-        kinds: tuple[Kind, ...] = ("bars", "quotes")
-        parts = [data.table(kind, symbol).column("timestamp").cast(pa.int64()).to_numpy()
-                 for kind in kinds if data.rows(kind, symbol)]  # fmt: skip
-        if parts:
-            stamps[symbol] = parts  # each sorted already (a file's timestamps strictly increase)
+    bots_of, stamps = _bots_stamps(bots, data)
     if len(stamps) < 2:
         return []
     lo, hi = _us(start - interval), _us(end)  # a bar stamped at the first session's open is known at `start`
@@ -327,6 +317,57 @@ def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, sta
             notes.append(f"{symbol} has no data in {plural} of the backtest where other symbols have ({shown}): {owners} "
                          "could not trade it then, and the summary's figures count those days all the same; give it data "
                          "over the same days, or backtest those days apart")
+    return notes
+
+
+def _bots_stamps(bots: BotsConfig, data: DataSet) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
+    """The enabled bots of each of their symbols, and each symbol's timestamps (µs) by file, bars' and quotes' (each
+    sorted already: a file's timestamps strictly increase); a symbol without rows has none."""
+    import pyarrow as pa
+
+    bots_of: dict[str, list[str]] = {}
+    for bot_id, symbol, _fractional in symbols_by_bot(bots):
+        bots_of.setdefault(symbol, []).append(bot_id)
+    stamps = {}
+    for symbol in sorted(bots_of):
+        kinds: tuple[Kind, ...] = ("bars", "quotes")
+        parts = [data.table(kind, symbol).column("timestamp").cast(pa.int64()).to_numpy()
+                 for kind in kinds if data.rows(kind, symbol)]  # fmt: skip
+        if parts:
+            stamps[symbol] = parts
+    return bots_of, stamps
+
+
+def _rows_without_session(bots: BotsConfig, data: DataSet, interval: timedelta, start: datetime, end: datetime) -> list[str]:
+    """A note for each enabled bot's stock (an option's underlying) with rows in the window on a New York day the
+    exchange had no session: a holiday or a weekend. Alpaca has no such bars (the exchange is shut, extended hours
+    too), so they are the data's mistake (a wrong calendar, a time zone); the replay trades nothing there (the
+    market is closed), and only the exchange's sessions are trading days in the summary (`report.trades_on`). Such
+    a day counted as one, a zero return among the Sharpe's, and nothing said the data was off."""
+    import numpy as np
+
+    bots_of, stamps = _bots_stamps(bots, data)
+    calendar = market_calendar()
+    lo, hi = _us(start - interval), _us(end)
+    first, last = (start - interval).astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()
+    shut = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    shut = [day for day in shut if calendar.session(day) is None]
+    bounds = [(max(lo, _us(datetime.combine(day, datetime.min.time(), NEW_YORK))),
+               min(hi + 1, _us(datetime.combine(day + DAY, datetime.min.time(), NEW_YORK)))) for day in shut]  # fmt: skip
+    coins = any(asset_class_of(symbol) == "crypto" for symbol in bots_of)
+    notes = []
+    for symbol, parts in stamps.items():
+        if asset_class_of(symbol) == "crypto":
+            continue
+        days = [day.isoformat() for day, (begin, until) in zip(shut, bounds, strict=True)
+                if any(np.searchsorted(rows, until) > np.searchsorted(rows, begin) for rows in parts)]  # fmt: skip
+        if not days:
+            continue
+        shown = ", ".join(days[:3]) + (f" and {len(days) - 3} more" if len(days) > 3 else "")
+        counted = ("" if coins else ", and the summary counts the exchange's sessions only as trading days")
+        notes.append(f"{symbol} has rows on {'a day' if len(days) == 1 else f'{len(days)} days'} the exchange (XNYS) had no "
+                     f"session ({shown}), a holiday or a weekend: {', '.join(bots_of[symbol])} could not trade it then"
+                     f"{counted}; check the data's dates and time zone")
     return notes
 
 
@@ -647,6 +688,7 @@ def run_backtest(
         if recorded.equity[-1][0] != frame.at:
             recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
         notes.extend(_days_without_data(config.bots, data, interval, window_start, frame.at))
+        notes.extend(_rows_without_session(config.bots, data, interval, window_start, frame.at))
         notes.extend(_not_the_runs(data.folder, window_start, frame.at, cash, store, _options_bots(config.bots)))
         if isinstance(frames, TickFrames) and frames.unseen and frames.first_unseen is not None:
             notes.append(f"{frames.unseen} rows of {data.folder} were seen by no tick of the recording there (the first at "

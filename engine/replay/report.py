@@ -31,14 +31,16 @@ import io
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.brokers.symbols import contract_multiplier
+from engine.brokers.symbols import asset_class_of, contract_multiplier
+from engine.config.model import BotsConfig
+from engine.core.calendar import MarketCalendar
 from engine.core.money import cents, money
 from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, TradeRow
 from engine.data.dataset import DataSet
@@ -47,6 +49,7 @@ from engine.data.records import Kind
 from engine.replay.exchange import ReplayExchange
 from engine.replay.fills import FillModel
 from engine.trading.engine import Engine
+from engine.trading.startup import symbols_by_bot
 
 TRADING_DAYS_PER_YEAR = 252
 TRADE_COLUMNS = ("bot", "symbol", "entry_time", "exit_time", "entry_price", "exit_price", "qty", "pnl", "fees", "exit_trigger")
@@ -126,10 +129,23 @@ def _halt_record(halt: Halt) -> dict[str, Any]:
     }
 
 
-def _daily_returns(equity: Sequence[tuple[datetime, float, float]], cash: float, tz: ZoneInfo) -> tuple[list[date], list[float]]:
+def trades_on(bots: BotsConfig, calendar: MarketCalendar) -> Callable[[date], bool]:
+    """Whether a day is a trading day of the backtest: any day when a bot trades a coin (crypto trades every day),
+    else a session of the exchange. A stock's rows on a holiday or a weekend (bad data: the exchange was shut) made
+    a day of their own, and the Sharpe and Sortino counted a zero return the account could not have had."""
+    if any(asset_class_of(symbol) == "crypto" for _bot, symbol, _fractional in symbols_by_bot(bots)):
+        return lambda day: True
+    return lambda day: calendar.session(day) is not None
+
+
+def _daily_returns(equity: Sequence[tuple[datetime, float, float]], cash: float, tz: ZoneInfo,
+                   trading: Callable[[date], bool]) -> tuple[list[date], list[float]]:  # fmt: skip
+    """The trading days (`trades_on`) with equity, and the account's return on each: its last equity over the
+    previous trading day's (the first day's over `cash`)."""
     last_of_day: dict[date, float] = {}
     for at, value, _cash in equity:
         last_of_day[at.astimezone(tz).date()] = value
+    last_of_day = {day: value for day, value in last_of_day.items() if trading(day)}
     days = sorted(last_of_day)
     returns, before = [], cash
     for day in days:
@@ -153,7 +169,7 @@ def summarize(
     tz = ZoneInfo(engine.config.settings.system.timezone)
     bots = [bot.bot_id for bot in engine.bots]
     trades = store.trades()
-    days, account_returns = _daily_returns(recorded.equity, cash, tz)
+    days, account_returns = _daily_returns(recorded.equity, cash, tz, trades_on(engine.config.bots, exchange.calendar))
     fees: dict[str, float] = defaultdict(float)
     for client_order_id, paid in exchange.fees.items():
         row = store.order(client_order_id)

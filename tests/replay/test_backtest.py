@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import shutil
 import sqlite3
@@ -13,6 +14,7 @@ import pytest
 
 from engine.brokers.emulator import Emulator
 from engine.brokers.sim.exchange import SimExchange
+from engine.core.calendar import NEW_YORK
 from engine.core.clock import ManualClock
 from engine.core.store import StateStore
 from engine.data.fetch import fetch, history_clients
@@ -282,6 +284,30 @@ def test_symbols_with_data_over_the_same_sessions_are_not_noted(momentum_project
         session_bars(tmp_path / "data", "TSLA", MONDAY_OPEN + timedelta(days=day), [250.0] * 390)
     result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
     assert result.notes == ()
+
+
+def test_a_holiday_with_bars_is_no_trading_day_and_is_noted(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """AAPL bars on 2026-11-25, 11-26 (Thanksgiving: the exchange had no session), 11-27 and 11-30. summary.json said
+    4 trading days, and the account's Sharpe and Sortino counted the holiday as a day's (zero) return; nothing
+    said the data has rows on a day the exchange was shut."""
+    for day in (2, 3, 4, 7):
+        trending_day(tmp_path / "data", MONDAY_OPEN + timedelta(days=day))
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    assert result.summary["period"]["trading_days"] == 3
+    assert [n for n in result.notes if "no session" in n] == [
+        "AAPL has rows on a day the exchange (XNYS) had no session (2026-11-26), a holiday or a weekend: mom_AAPL could "
+        "not trade it then, and the summary counts the exchange's sessions only as trading days; check the data's dates "
+        "and time zone"]
+    equity = list(csv.DictReader((tmp_path / "out" / "equity.csv").open()))
+    closes: dict[str, float] = {}
+    for row in equity:
+        day = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")).astimezone(NEW_YORK).date().isoformat()
+        closes[day] = float(row["equity"])
+    del closes["2026-11-26"]
+    values = [100_000.0, *closes.values()]
+    returns = [after / before - 1 for before, after in itertools.pairwise(values)]
+    # equity.csv's cents move these near-equal returns' Sharpe a little; a zero-return holiday among them, a lot
+    assert result.summary["total"]["sharpe"] == pytest.approx(_ratio(returns, downside=False), rel=0.01)
 
 
 def test_a_folder_holding_a_run_is_not_overwritten(momentum_project: ProjectCopy, tmp_path: Path) -> None:
