@@ -278,12 +278,14 @@ DAY = timedelta(days=1)
 
 
 def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, start: datetime, end: datetime) -> list[str]:
-    """A note for each enabled bot's symbol that has no row in a whole session of the window (a stock's, an option's
-    underlying's; a whole day in UTC for a coin) where another of the bots' symbols has rows: a day missing from one
-    file, or one file ending days before the others. The replay leaves its bots idle there, rightly (no price, no
-    entry: a stale symbol blocks its own bots, and halts nothing while the others are current), but nothing said
-    so: the summary's figures for them (trades, Sharpe over days, exposure) counted days they could not trade as
-    days they chose not to. The start needs no note: the window starts when every symbol has a price."""
+    """A note for each enabled bot's symbol without data where another of the bots' symbols has rows: a stock (an
+    option's underlying) with no row in a whole session of the window, a coin with no row for 24 hours or more (it
+    trades around the clock); a day missing from one file, or one file ending days before the others. The replay
+    leaves its bots idle there, rightly (no price, no entry: a stale symbol blocks its own bots, and halts nothing
+    while the others are current), but nothing said so: the summary's figures for them (trades, Sharpe over days,
+    exposure) counted days they could not trade as days they chose not to. A coin's gap is looked for between its
+    rows, not in whole UTC days: one from 03:00 to 03:00 the next day left no UTC day empty, and went unsaid. The
+    start needs no note: the window starts when every symbol has a price."""
     import numpy as np
 
     bots_of, stamps = _bots_stamps(bots, data)
@@ -292,31 +294,36 @@ def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, sta
     lo, hi = _us(start - interval), _us(end)  # a bar stamped at the first session's open is known at `start`
     opens, closes = _session_bounds(start.date() - DAY, end.date() + DAY)
     whole = (opens >= lo) & (closes <= hi)
-    midnight = datetime.combine((start - interval).date(), datetime.min.time(), timezone.utc)
+    begins, ends = opens[whole], closes[whole]
+    held = {symbol: sum(np.searchsorted(rows, ends, "left") - np.searchsorted(rows, begins, "left") for rows in parts) > 0
+            for symbol, parts in stamps.items()}  # fmt: skip
     day_us = DAY // timedelta(microseconds=1)
-    days = np.arange(_us(midnight if midnight >= start - interval else midnight + DAY), hi - day_us + 1, day_us)
-    periods = {"stock": (opens[whole], closes[whole]), "crypto": (days, days + day_us)}
     notes = []
-    for market, (begins, ends) in periods.items():
-        held = {symbol: sum(np.searchsorted(rows, ends, "left") - np.searchsorted(rows, begins, "left") for rows in parts) > 0
-                for symbol, parts in stamps.items()}  # fmt: skip
-        for symbol in (s for s in stamps if (asset_class_of(s) == "crypto") == (market == "crypto")):
-            others = np.zeros(len(begins), bool)
-            for other, has in held.items():
+    for symbol, parts in stamps.items():
+        others = [rows for other, other_parts in stamps.items() if other != symbol for rows in other_parts]
+        if asset_class_of(symbol) != "crypto":
+            has = np.zeros(len(begins), bool)
+            for other, sessions in held.items():
                 if other != symbol:
-                    others |= has
-            missing = begins[others & ~held[symbol]]
-            if not len(missing):
-                continue
-            when = [(_EPOCH + timedelta(microseconds=int(at))).astimezone(NEW_YORK if market == "stock" else timezone.utc)
-                    .date().isoformat() for at in missing]  # fmt: skip
-            shown = ", ".join(when[:3]) + (f" and {len(when) - 3} more" if len(when) > 3 else "")
-            kind = "session" if market == "stock" else "whole day (UTC)"
-            plural = f"{len(when)} {kind.replace('session', 'sessions').replace('day', 'days')}" if len(when) > 1 else f"a {kind}"
-            owners = ", ".join(bots_of[symbol])
-            notes.append(f"{symbol} has no data in {plural} of the backtest where other symbols have ({shown}): {owners} "
-                         "could not trade it then, and the summary's figures count those days all the same; give it data "
-                         "over the same days, or backtest those days apart")
+                    has |= sessions
+            missing = [(_EPOCH + timedelta(microseconds=int(at))).astimezone(NEW_YORK).date().isoformat()
+                       for at in begins[has & ~held[symbol]]]  # fmt: skip
+            kind, plural, span, joined = "a session", f"{len(missing)} sessions", "those days", ", "
+        else:
+            own = np.unique(np.concatenate(parts))
+            points = np.concatenate(([lo], own[(own > lo) & (own < hi)], [hi]))
+            wide = np.flatnonzero(np.diff(points) >= day_us)  # a year of minute bars: only the gaps are looked at
+            missing = [f"no row after {iso_micros(int(a))} until {iso_micros(int(b))}"
+                       for a, b in zip(points[wide], points[wide + 1], strict=True)
+                       if any(np.searchsorted(rows, b) > np.searchsorted(rows, a, "right") for rows in others)]  # fmt: skip
+            kind, plural, span, joined = "a stretch of 24 hours or more", f"{len(missing)} stretches of 24 hours or more", \
+                "that time", "; "
+        if not missing:
+            continue
+        shown = joined.join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        notes.append(f"{symbol} has no data in {kind if len(missing) == 1 else plural} of the backtest where other symbols "
+                     f"have ({shown}): {', '.join(bots_of[symbol])} could not trade it then, and the summary's figures count "
+                     f"{span} all the same; give it data over the same days, or backtest those days apart")
     return notes
 
 

@@ -272,9 +272,27 @@ def test_a_coin_without_data_for_a_whole_utc_day_the_other_has_is_noted(project:
         write_bars(tmp_path / "data", symbol, bars, fsync=False)
     result = run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
     assert [n for n in result.notes if "no data in" in n] == [
-        "ETH/USD has no data in a whole day (UTC) of the backtest where other symbols have (2026-11-24): crypto_core could "
-        "not trade it then, and the summary's figures count those days all the same; give it data over the same days, "
-        "or backtest those days apart"]
+        "ETH/USD has no data in a stretch of 24 hours or more of the backtest where other symbols have (no row after "
+        "2026-11-23T23:45:00Z until 2026-11-25T00:00:00Z): crypto_core could not trade it then, and the summary's figures "
+        "count that time all the same; give it data over the same days, or backtest those days apart"]
+
+
+def test_a_coins_gap_of_a_day_not_aligned_to_midnight_is_noted(project: ProjectCopy, tmp_path: Path) -> None:
+    """BTC/USD without rows from 2026-11-17T03:00Z to 2026-11-18T03:00Z, ETH/USD going on: no whole UTC day was
+    missing, so nothing was said, while crypto_core could not trade BTC/USD for 24 hours."""
+    crypto_alone_on_btc(project)
+    project.replace("config/bots.yaml", 'pairs: ["BTC/USD"]', 'pairs: ["BTC/USD", "ETH/USD"]')
+    midnight = datetime(2026, 11, 16, tzinfo=timezone.utc)
+    gap = (datetime(2026, 11, 17, 3, tzinfo=timezone.utc), datetime(2026, 11, 18, 3, tzinfo=timezone.utc))
+    for symbol in ("BTC/USD", "ETH/USD"):
+        stamps = [midnight + timedelta(minutes=15 * i) for i in range(3 * 96)]
+        bars = [Bar(at, 100.0, 100.5, 99.5, 100.0, 1.0) for at in stamps if symbol == "ETH/USD" or not gap[0] <= at < gap[1]]
+        write_bars(tmp_path / "data", symbol, bars, fsync=False)
+    result = run_backtest(load(project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    assert [n for n in result.notes if "no data" in n] == [
+        "BTC/USD has no data in a stretch of 24 hours or more of the backtest where other symbols have (no row after "
+        "2026-11-17T02:45:00Z until 2026-11-18T03:00:00Z): crypto_core could not trade it then, and the summary's figures "
+        "count that time all the same; give it data over the same days, or backtest those days apart"]
 
 
 def test_symbols_with_data_over_the_same_sessions_are_not_noted(momentum_project: ProjectCopy, tmp_path: Path) -> None:
