@@ -2,9 +2,9 @@
 
 What runs is what trades live: `Engine.tick()` with the user's machines, guards, preflight, kill switch,
 PortfolioBot budgets and order path, a fresh StateStore and Journal in the output folder, the broker fronted
-by the same `SnapshotBroker` and `SimAPI` as the simulator. Only the clock and the prices differ: a
-`ManualClock` set to each instant of the data in turn (no sleeping, no instant without data), and a price source
-that answers from the present frame.
+by the same `SnapshotBroker` and `SimAPI` as the simulator (as `ReplayAPI`, without the lock no other thread
+needs: engine/replay/api.py). Only the clock and the prices differ: a `ManualClock` set to each instant of the
+data in turn (no sleeping, no instant without data), and a price source that answers from the present frame.
 
 The engine ticks once per instant of the data, not every `loop_interval_seconds`: on minute bars it decides
 once a minute. A recording made by `run --record` holds its run's tick instants (`ticks/`): its replay ticks at
@@ -23,7 +23,6 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from engine.brokers.sim.api import SimAPI
 from engine.brokers.snapshot import SnapshotBroker
 from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
@@ -40,6 +39,7 @@ from engine.data.recorder import NOTES_FILE, read_notes
 from engine.data.records import SUFFIXES, Kind, file_stem
 from engine.paths import ensure_writable_folder
 from engine.replay import report as reporting
+from engine.replay.api import ReplayAPI
 from engine.replay.exchange import ReplayExchange
 from engine.replay.feed import FramePrices
 from engine.replay.fills import FillModel
@@ -657,7 +657,7 @@ def run_backtest(
     exchange = ReplayExchange(
         clock, seed=config.settings.sim.seed, starting_cash=cash, prices=feed, fill_model=model, calendar=calendar
     )
-    broker = SnapshotBroker(SimAPI(exchange), clock, config.settings.broker)
+    broker = SnapshotBroker(ReplayAPI(exchange), clock, config.settings.broker)
     store = StateStore(out / STATE_FILE, synced=False)  # written again by running again: nothing is sent on it
     store.hold_commits(COMMIT_EVERY)
     journal = Journal(out / LOG_FILE, clock)
