@@ -99,10 +99,17 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
     since `previous` (by this engine or any other process) on the same trading day, the clock not behind it: its
     records are reused. The orders of the last minute are then `previous`'s, less those that left the window,
     which holds only while the window moves forward: a clock set back would bring back into it orders `previous`
-    never read, and the rate limit would count too few."""
+    never read, and the rate limit would count too few.
+
+    Read again in the same tick (the same snapshot, the same instant, the same zone) with nothing written since,
+    it is `previous` itself: every field would be built again to the same value (the tick's second read, inside
+    its transaction, exists to catch another process's halt, which moves the stamp)."""
+    stamp = store.records_stamp()
+    if (previous is not None and previous.snapshot is snapshot and previous.now == now and previous.zone is tz
+            and previous.stamp == stamp):  # fmt: skip
+        return previous
     local = now.astimezone(tz)
     day = local.date()
-    stamp = store.records_stamp()
     if previous is not None and previous.stamp == stamp and previous.day == day and now >= previous.now:
         if previous.recent_orders:
             since = now - timedelta(seconds=60)

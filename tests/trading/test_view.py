@@ -160,3 +160,23 @@ def test_a_clock_set_back_reads_the_orders_of_the_last_minute_again(tmp_path: Pa
     assert first.orders_last_minute == 0
     back = read_view(store, SNAPSHOT, NOW - timedelta(seconds=30), TZ, first)
     assert back.orders_last_minute == 1
+
+
+def test_read_again_in_the_same_tick_with_nothing_written_it_is_the_same_view(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 2)
+    first = read_view(store, SNAPSHOT, NOW, TZ)
+    before = store.statements
+    assert read_view(store, SNAPSHOT, NOW, TZ, first) is first
+    assert store.statements - before == 1  # the stamp is still read: another process may have written
+    other = Snapshot(NOW, None, (), (), {}, {}, None)
+    assert read_view(store, other, NOW, TZ, first).snapshot is other  # another tick's snapshot: a view of its own
+
+
+def test_a_halt_another_process_writes_between_the_tick_s_two_reads_is_seen(tmp_path: Path) -> None:
+    store = store_with_bots(tmp_path, 1)
+    first = read_view(store, SNAPSHOT, NOW, TZ)
+    operator = StateStore(tmp_path / "state.db")
+    operator.start_halt(SYSTEM_SCOPE, "operator", ("operator",), False, NOW, None)
+    operator.close()
+    again = read_view(store, SNAPSHOT, NOW, TZ, first)
+    assert first.system_halt is None and again.system_halt is not None
