@@ -58,6 +58,11 @@ class FramePrices:
         self._interval_us = _us(bar_interval)
         self._gap_us = _us(self.max_bar_gap)
         self.index = -1
+        # The step an order may fill once in (the simulator's partial-fill rule, `SimExchange._match`): a frame that
+        # brings a new row. A recording's frames are its run's ticks, and a tick between two of the simulator's
+        # 5-second quotes is no new step there: counted a step a frame, an order the run filled over two steps
+        # filled its rest a tick early in the replay (ticks of 2.5 s), which then made other transitions.
+        self._fill_step = -1
         self._at: datetime | None = None
         self._at_us = 0
         self._epoch: datetime | None = None
@@ -77,6 +82,8 @@ class FramePrices:
         if self._at is not None and frame.at <= self._at:
             raise ValueError(f"frames must move forward: {iso(frame.at)} after {iso(self._at)}")
         self.index += 1
+        if self._frame is None or frame.new_bars or frame.new_quotes:
+            self._fill_step += 1
         at_us = _us(frame.at - _EPOCH)
         if self._frame is None or at_us > self._close_us:  # the first frame, or one after a session's close
             if self._frame is not None:
@@ -246,7 +253,7 @@ class FramePrices:
         return bids, asks, times
 
     def step_of(self, at: datetime) -> int:
-        return self.index
+        return self._fill_step
 
     def step_time(self, step: int) -> datetime:
         return self.at

@@ -12,7 +12,7 @@ from engine.brokers.base import Quote
 from engine.brokers.sim.exchange import SimExchange, SimReject
 from engine.core.calendar import market_calendar
 from engine.core.clock import ManualClock
-from engine.data.dataset import DataSet
+from engine.data.dataset import DataSet, Frame, FrameRows
 from engine.data.files import write_bars, write_quotes
 from engine.data.records import Bar
 from engine.data.records import Quote as Row
@@ -106,3 +106,16 @@ def test_an_earlier_instant_is_answered_from_the_frame_current_then_or_refused(t
     assert feed.quote_sides("QQ", feed.at) == (20.0, 20.02)
     with pytest.raises(SimReject, match="no price is kept for 2026-11-23T20:57:00Z"):
         feed.price("QQ", closing - MINUTE)
+
+
+def test_an_order_fill_step_is_a_frame_that_brings_a_row_not_every_tick() -> None:
+    """A recording's frames are its run's ticks; a tick between two of the simulator's 5-second quotes brought no row.
+    Counted a step a frame, the rest of an order the run filled over two quote steps filled a tick early in the
+    replay (ticks of 2.5 s), which then made other transitions than the run."""
+    feed = FramePrices(MINUTE, calendar=market_calendar())
+    steps = []
+    for seconds, new in ((0.0, ("AAPL",)), (2.5, ()), (5.0, ("AAPL",)), (7.5, ()), (10.0, ("AAPL",))):
+        at = MONDAY_OPEN + timedelta(seconds=seconds)
+        feed.advance(Frame(at, FrameRows({}), FrameRows({}), new_bars=(), new_quotes=new))
+        steps.append(feed.step_of(at))
+    assert steps == [0, 0, 1, 1, 2]
