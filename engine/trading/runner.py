@@ -718,8 +718,10 @@ def format_summary(summary: dict[str, Any], local: LocalTime | None = None) -> s
     touched the run, and a last line for any halt still in force. Times in `local` (system.timezone)."""
     local = local or LocalTime()
     until = local(datetime.fromisoformat(summary["simulated_until"]))
+    # a run stopped before its first tick (a SIGTERM during start-up) has no median: said "(median tick None ms)"
+    median = f" (median tick {summary['tick_ms_median']} ms)" if summary["tick_ms_median"] is not None else ""
     lines = [
-        f"{summary['ticks']} ticks to {until} in {summary['wall_seconds']} s (median tick {summary['tick_ms_median']} ms)",
+        f"{summary['ticks']} ticks to {until} in {summary['wall_seconds']} s{median}",
         f"{summary['transitions']} transitions, {summary['orders']} orders, {summary['fills']} fills; "
         f"system {summary['system_state']}; equity {_known(summary['equity'], sign=False)}",
         "P&L by bot over the run (realized / unrealized now, USD):",

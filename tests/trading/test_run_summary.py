@@ -70,3 +70,10 @@ def test_pnl_by_bot_over_the_run_is_the_runs_own_when_it_continues_a_day(project
         assert figures["realized"] == round(after_second.get(bot, 0.0) - after_first.get(bot, 0.0), 2), bot
     assert second["pnl_by_bot"]["mom_AAPL"]["realized"] == 0.0  # it closed nothing in the second run
     assert second["days"]["2026-11-23"]["mom_AAPL"]["realized"] == round(after_second["mom_AAPL"], 2)  # the whole day
+
+
+def test_a_run_stopped_before_its_first_tick_says_no_median(project: ProjectCopy, clock: ManualClock) -> None:
+    """A SIGTERM during start-up ends the run with no tick: its first line read "0 ticks ... (median tick None ms)"."""
+    rig = make_rig(project, clock)
+    text = format_summary(summarize(_session(rig), 0.0, [], clock.now()))
+    assert "None" not in text.splitlines()[0] and text.splitlines()[0].endswith(" in 0.0 s"), text
