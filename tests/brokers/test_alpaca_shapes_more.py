@@ -103,7 +103,7 @@ def test_unknown_fields_nulls_and_nanosecond_times_are_read(api: AlpacaAPI, emul
     """Alpaca adds fields over time and sends null for what does not apply (a market order's limit_price, a new
     order's filled_avg_price, legs, expires_at); times carry nine fraction digits and Z."""
     api.submit_order(OrderRequest("AAPL", "buy", "x-1", qty=3))
-    patch = {"*.expires_at": "2026-11-23T21:00:00.123456789Z", "*.legs": [], "*.brand_new_field": {"a": [1]},
+    patch: dict[str, Any] = {"*.expires_at": "2026-11-23T21:00:00.123456789Z", "*.legs": [], "*.brand_new_field": {"a": [1]},
              "*.created_at": "2026-11-23T14:59:59.987654321Z", "*.limit_price": None, "*.filled_avg_price": None}  # fmt: skip
     emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch=patch))
     (order,) = api.get_open_orders()
@@ -513,7 +513,7 @@ def test_without_intraday_adjustments_an_unreadable_balance_asof_is_a_bad_answer
     exchange.move_cash(-1_000, "CSW")
     clock.set(datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc))  # Monday 10:00 New York
     edit = {"drop": ["balance_asof"]} if asof is None else {"patch": {"balance_asof": asof}}
-    emulator.faults.append(Fault(path_prefix="/v2/account", method="GET", **edit))  # type: ignore[arg-type]
+    emulator.faults.append(Fault(path_prefix="/v2/account", method="GET", **edit))
     with pytest.raises(BrokerError) as raised:
         api.get_account()
     assert raised.value.kind == "bad_response" and "balance_asof" in raised.value.message

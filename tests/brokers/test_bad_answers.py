@@ -346,7 +346,7 @@ def test_a_snapshot_with_one_bad_answer_records_it_and_keeps_the_others(broker: 
 
 
 def test_the_emulator_edits_real_answers() -> None:
-    answer = {"quotes": {"A": {"bp": 1, "ap": 2}, "B": {"bp": 3, "ap": 4}}, "list": [{"x": 1}, {"x": 2}]}
+    answer: dict[str, Any] = {"quotes": {"A": {"bp": 1, "ap": 2}, "B": {"bp": 3, "ap": 4}}, "list": [{"x": 1}, {"x": 2}]}
     out = edited(answer, {"quotes.*.bp": "NaN", "list.1.x": None, "new": 1}, ["quotes.B.ap", "list.0.x", "absent.path"])
     assert out == {"quotes": {"A": {"bp": "NaN", "ap": 2}, "B": {"bp": "NaN"}}, "list": [{}, {"x": None}], "new": 1}
     assert answer["quotes"]["A"]["bp"] == 1  # a copy

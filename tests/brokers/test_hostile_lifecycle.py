@@ -233,6 +233,7 @@ def test_a_submit_answered_for_ten_times_the_size_books_nothing_and_is_not_sent_
 
 def test_a_replacement_in_another_symbol_is_not_adopted(desk: Desk) -> None:
     row = desk.resting()
+    assert row.broker_order_id is not None
     new_id = desk.exchange.replace_order(row.broker_order_id, limit_price=1.5)
     # the replacement is first seen through the lookup that follows the replaced order (the list does not show it
     # yet), in another symbol and side
@@ -465,7 +466,9 @@ def test_a_replaced_order_that_names_no_replacement_is_a_bad_answer(desk: Desk) 
 def test_an_order_replaced_twice_between_two_reads_is_followed_to_the_one_that_works(desk: Desk) -> None:
     """A replaced by B, B by C before the engine looked: only B was followed, and B, adopted as a new intent, could
     not become `replaced`; every tick halted on it and C, working at the broker, was followed by no row."""
-    second = desk.exchange.replace_order(desk.resting().broker_order_id, limit_price=1.5)
+    first = desk.resting().broker_order_id
+    assert first is not None
+    second = desk.exchange.replace_order(first, limit_price=1.5)
     assert second is not None
     third = desk.exchange.replace_order(second, limit_price=2.0)
     desk.tick()

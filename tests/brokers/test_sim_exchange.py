@@ -145,6 +145,7 @@ def test_answers_built_without_init_are_the_dataclasses_their_constructors_make(
                *exchange.quotes(["AAPL", "BTC/USD"]).values()]  # fmt: skip
     assert {type(a).__name__ for a in answers} == {"Account", "Position", "Order", "Quote"}
     for answer in answers:
+        assert dataclasses.is_dataclass(answer) and not isinstance(answer, type)
         fields = {f.name: getattr(answer, f.name) for f in dataclasses.fields(answer)}
         assert set(vars(answer)) == set(fields)
         assert type(answer)(**fields) == answer

@@ -25,7 +25,7 @@ MONDAY_10AM = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 # What `python -m engine run` saved before version 2, byte for byte in its layout (`to_state` as it was, through
 # json.dumps): one record, no version. An open limit buy, a filled crypto buy with its fee, a stock position,
 # and a closed order three days old that the old save would already have dropped had it saved later.
-VERSION_1 = {
+VERSION_1: dict[str, Any] = {
     "seed": 7,
     "epoch": "2026-11-23T09:30:00-05:00",
     "now": "2026-11-23T15:59:55-05:00",
@@ -99,7 +99,7 @@ def test_a_version_1_state_loads_as_it_is(tmp_path: Path) -> None:
     store = _store(tmp_path)
     store.set_meta(STATE_KEY, json.dumps(VERSION_1))
     assert load_state(store) == VERSION_1
-    clock = ManualClock(datetime.fromisoformat(VERSION_1["now"]) + timedelta(seconds=5))  # type: ignore[arg-type]
+    clock = ManualClock(datetime.fromisoformat(VERSION_1["now"]) + timedelta(seconds=5))
     exchange = SimExchange.from_state(VERSION_1, clock)
     assert exchange.cash == 98153.08211 and exchange.positions["AAPL"].qty == 5.0
     assert [o.status for o in exchange.orders.values()] == ["filled", "filled", "accepted"]
@@ -110,7 +110,7 @@ def test_a_version_1_state_loads_as_it_is(tmp_path: Path) -> None:
 def test_the_first_save_after_a_version_1_state_writes_version_2(tmp_path: Path) -> None:
     store = _store(tmp_path)
     store.set_meta(STATE_KEY, json.dumps(VERSION_1))
-    clock = ManualClock(datetime.fromisoformat(VERSION_1["now"]) + timedelta(seconds=5))  # type: ignore[arg-type]
+    clock = ManualClock(datetime.fromisoformat(VERSION_1["now"]) + timedelta(seconds=5))
     exchange = SimExchange.from_state(VERSION_1, clock)
     SimPersistence(exchange, store)()
     record = json.loads(store.meta(STATE_KEY) or "")
@@ -121,7 +121,7 @@ def test_the_first_save_after_a_version_1_state_writes_version_2(tmp_path: Path)
 
 def test_a_restart_from_either_version_continues_alike(tmp_path: Path) -> None:
     """The order ids after a restart depend on how many orders were kept: both versions keep the same."""
-    resume = datetime.fromisoformat(VERSION_1["now"]) + timedelta(days=1, hours=-6)  # type: ignore[arg-type]
+    resume = datetime.fromisoformat(VERSION_1["now"]) + timedelta(days=1, hours=-6)
     store = _store(tmp_path)
     store.set_meta(STATE_KEY, json.dumps(VERSION_1))
     via_v2 = SimExchange.from_state(VERSION_1, ManualClock(resume))
@@ -344,7 +344,7 @@ def _order(**changes: object) -> dict[str, Any]:
 # Values `to_state` never writes, each in JSON that parses and of a kind the rebuild took: a NaN ended the run in a
 # traceback mid-tick; the others passed to the engine as the account's (an account status the Alpaca adapter
 # refuses, "no" read as true), or stood as a position or an order no exchange holds.
-IMPOSSIBLE_VALUES = {
+IMPOSSIBLE_VALUES: dict[str, dict[str, Any]] = {
     "a NaN cash": {"cash": float("nan")},
     "an infinite basis": {"last_equity": float("inf")},
     "a basis in words": {"last_equity": "100000"},

@@ -69,16 +69,18 @@ def test_a_query_value_that_cannot_be_read_is_answered_400(emulator: Emulator, p
 # --- /v2/options/contracts and the option chain filter as Alpaca's do ---------------------------------------------
 
 
-def contracts(emulator: Emulator, **params: str) -> list[dict[str, Any]]:
+def contracts(emulator: Emulator, **params: Any) -> list[dict[str, Any]]:
     """Every page of /v2/options/contracts, through alpaca-py's own request and model."""
     from alpaca.trading.client import TradingClient
+    from alpaca.trading.models import OptionContractsResponse
     from alpaca.trading.requests import GetOptionContractsRequest
 
     client = TradingClient(KEY, SECRET, url_override=emulator.url)
     found: list[dict[str, Any]] = []
     token = None
     while True:
-        page = client.get_option_contracts(GetOptionContractsRequest(**params, page_token=token))  # type: ignore[arg-type]
+        page = client.get_option_contracts(GetOptionContractsRequest(**params, page_token=token))
+        assert isinstance(page, OptionContractsResponse)  # a dict only with raw_data=True
         found += [c.model_dump() for c in page.option_contracts or []]
         token = page.next_page_token
         if not token:
