@@ -73,7 +73,7 @@ def _rebuild(table: str, columns: str) -> Callable[[Path], None]:
     return edit
 
 
-DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], None], str]] = {
+DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], object], str]] = {  # what a damage returns is not used
     "random bytes": (lambda p: p.write_bytes(bytes(range(256)) * 64), "not a SQLite database"),
     "text": (lambda p: p.write_text("hello\n"), "not a SQLite database"),
     "a SQLite header then garbage": (lambda p: p.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8), "not a SQLite"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -204,7 +205,7 @@ def test_a_commit_that_fails_keeps_nothing_read_inside_it(tmp_path) -> None:
         def __init__(self, conn: sqlite3.Connection):
             self.conn = conn
 
-        def execute(self, sql: str, *args: object) -> object:
+        def execute(self, sql: str, *args: Any) -> object:
             if sql == "COMMIT":
                 raise sqlite3.OperationalError("disk I/O error")
             return self.conn.execute(sql, *args)
@@ -403,7 +404,7 @@ class _InterruptedAfter:
     def __init__(self, conn: sqlite3.Connection, statement: str):
         self._conn, self._statement = conn, statement
 
-    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         cursor = self._conn.execute(sql, *args)
         if sql == self._statement:
             self._statement = ""  # once
