@@ -37,7 +37,7 @@ def _pairs(cls: type, schema: dict[str, Any], root: dict[str, Any], where: str) 
         hint = hints[name]
         if typing.get_origin(hint) is tuple:
             hint = typing.get_args(hint)[0]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             yield from _pairs(hint, properties[name], root, f"{where}.{name}")
 
 
