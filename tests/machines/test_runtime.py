@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from engine.machines.runtime import MachineModel, MachineRuntime
 from engine.machines.spec import load_machines
 from engine.paths import PROJECT_ROOT
+from engine.rules.conditions import Condition
 
 SPECS = load_machines(PROJECT_ROOT / "machines")
 
@@ -66,7 +70,7 @@ def test_the_guards_named_for_a_transition_are_those_that_held_whatever_the_fact
     checked = 0
     for kind, spec in SPECS.items():
 
-        def truth(name: str, facts: dict[str, set[str]]) -> bool:  # a `when:` guard holds when its tree does
+        def truth(name: str, facts: Mapping[str, Any]) -> bool:  # a `when:` guard holds when its tree does
             if name in composites:
                 return conditions.evaluate(composites[name], lambda inner: truth(inner, facts))
             return name in facts["base"]
@@ -87,7 +91,7 @@ def test_the_guards_named_for_a_transition_are_those_that_held_whatever_the_fact
     assert checked > 1000
 
 
-def _walked(when: object, true: set[str], composites: dict[str, object]) -> tuple[str, ...]:
+def _walked(when: Condition, true: set[str], composites: Mapping[str, Condition]) -> tuple[str, ...]:
     """The guards that held, named by walking the tree with short-circuits, as the runtime used to each time."""
     from engine.rules import conditions
 
@@ -97,10 +101,10 @@ def _walked(when: object, true: set[str], composites: dict[str, object]) -> tupl
         if name in true:
             named.append(name)
             if name in composites:
-                conditions.evaluate(composites[name], holds)  # type: ignore[arg-type]
+                conditions.evaluate(composites[name], holds)
         return name in true
 
-    conditions.evaluate(when, holds)  # type: ignore[arg-type]
+    conditions.evaluate(when, holds)
     return tuple(named)
 
 
@@ -125,7 +129,7 @@ def test_our_quiet_transitions_run_the_callbacks_of_transitions_own_in_the_same_
     def run(machine_class: type[Machine]) -> list[str]:
         calls: list[str] = []
 
-        def note(name: str) -> object:
+        def note(name: str) -> Callable[..., None]:
             return lambda *_: calls.append(name)
 
         class Model:
@@ -151,7 +155,7 @@ def test_our_quiet_transitions_run_the_callbacks_of_transitions_own_in_the_same_
         )
         assert machine.models[0] is model
         for trigger in ("go", "blocked", "stay"):
-            calls.append(f"{trigger}: {getattr(model, trigger)()} -> {model.state}")  # type: ignore[attr-defined]
+            calls.append(f"{trigger}: {getattr(model, trigger)()} -> {model.state}")
         return calls
 
     expected = run(Machine)
