@@ -11,6 +11,7 @@ from engine.brokers.base import OrderRequest
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
 from tests.brokers.conftest import KEY, SECRET, make_api
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig, working_entry
@@ -84,7 +85,9 @@ def test_an_old_unsent_intent_is_dropped_not_sent(project: ProjectCopy, clock) -
         assert not [r for r in emulator.requests if r.method == "POST"]
 
 
-def _crash_before_first_post(project: ProjectCopy, clock, exchange: SimExchange, emulator: Emulator):  # type: ignore[no-untyped-def]
+def _crash_before_first_post(
+    project: ProjectCopy, clock: ManualClock, exchange: SimExchange, emulator: Emulator
+) -> tuple[Rig, SnapshotBroker]:
     broker = SnapshotBroker(make_api(emulator, clock), clock)
     real_submit = broker.submit_order
 
@@ -107,10 +110,12 @@ def test_a_failed_read_at_restart_sends_nothing_and_decides_nothing(project: Pro
         emulator.faults.append(Fault(status=503, path_prefix="/v2/account"))
         restarted = rig.restart(broker)
         restarted.ticks(1)
-        assert not restarted.engine.reconciled and restarted.store.order(cid).status == "pending"  # type: ignore[union-attr]
+        row = restarted.store.order(cid)
+        assert not restarted.engine.reconciled and row is not None and row.status == "pending"
         assert not [r for r in emulator.requests if r.method == "POST"]
         restarted.ticks(14)  # the broker answers again: the intent is looked up until proved absent, and dropped
-        assert restarted.engine.reconciled and restarted.store.order(cid).status == "not_sent"  # type: ignore[union-attr]
+        row = restarted.store.order(cid)
+        assert restarted.engine.reconciled and row is not None and row.status == "not_sent"
         assert not [r for r in emulator.requests if r.method == "POST" and r.body.get("client_order_id") == cid]
 
 

@@ -17,8 +17,8 @@ def test_a_simulated_session(rig: Rig) -> None:
     transitions = rig.events("transition")
     assert all({"bot", "from", "to", "trigger", "guards"} <= set(e) for e in transitions)  # the log's contract
     by_bot = Counter((e["bot"], e["trigger"]) for e in transitions)
-    for bot in ("mom_AAPL", "opt_core", "crypto_core"):
-        assert by_bot[(bot, "arm")] >= 1 and by_bot[(bot, "enter")] >= 1 and by_bot[(bot, "exit")] >= 1, by_bot
+    for bot_id in ("mom_AAPL", "opt_core", "crypto_core"):
+        assert by_bot[(bot_id, "arm")] >= 1 and by_bot[(bot_id, "enter")] >= 1 and by_bot[(bot_id, "exit")] >= 1, by_bot
     assert by_bot[("system", "arm")] == 1 and rig.engine.system.state == "armed"
 
     # the options bot chose contracts inside its DTE and delta ranges

@@ -6,15 +6,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
-from engine.brokers.base import Asset, DataNeeds, Quote, Snapshot
+from engine.brokers.base import Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
 from engine.brokers.factory import build_sim
 from engine.config.loader import load_config
+from engine.config.model import TradingBotConfig
 from engine.core.clock import ManualClock
 from engine.paths import PROJECT_ROOT
 from engine.trading.entries import (
+    ContractChoice,
     ceil_to,
     choose_contract,
     floor_to,
@@ -43,7 +46,9 @@ def snapshot() -> Snapshot:
                                      option_dte_min=7, option_dte_max=45))  # fmt: skip
 
 
-def plan(cfg, symbol, snapshot, risk=250.0, room=1e9, **kw):  # type: ignore[no-untyped-def]
+def plan(
+    cfg: TradingBotConfig, symbol: str, snapshot: Snapshot, risk: float = 250.0, room: float = 1e9, **kw: Any
+) -> tuple[OrderRequest | None, ContractChoice | None]:
     request, choice, _why = explain(cfg, symbol, snapshot, risk, room, **kw)
     return request, choice
 
@@ -53,7 +58,7 @@ def with_quote(snapshot: Snapshot, symbol: str, bid: float, ask: float) -> Snaps
     return dataclasses.replace(snapshot, quotes={**snapshot.quotes, symbol: Quote(symbol, bid, ask, quote.timestamp)})
 
 
-def with_account(snapshot: Snapshot, **fields) -> Snapshot:  # type: ignore[no-untyped-def]
+def with_account(snapshot: Snapshot, **fields: Any) -> Snapshot:
     assert snapshot.account is not None
     return dataclasses.replace(snapshot, account=dataclasses.replace(snapshot.account, **fields))
 
@@ -83,13 +88,13 @@ def test_no_contract_when_nothing_fits(snapshot: Snapshot) -> None:
     assert choose_contract(rules, "SPY", snapshot, NOW.date()) is None
 
 
-def _best(snapshot: Snapshot):  # type: ignore[no-untyped-def]
+def _best(snapshot: Snapshot) -> OptionContract:
     choice = choose_contract(RULES, "SPY", snapshot, NOW.date())
     assert choice is not None
     return choice.contract
 
 
-def _chain_with(snapshot: Snapshot, symbol: str, **fields) -> Snapshot:  # type: ignore[no-untyped-def]
+def _chain_with(snapshot: Snapshot, symbol: str, **fields: Any) -> Snapshot:
     chain = tuple(dataclasses.replace(c, **fields) if c.symbol == symbol else c for c in snapshot.option_chains["SPY"])
     return dataclasses.replace(snapshot, option_chains={**snapshot.option_chains, "SPY": chain})
 
@@ -138,7 +143,8 @@ def test_momentum_size_follows_budget_and_stop(snapshot: Snapshot) -> None:
     order, contract = plan(MOMENTUM, "AAPL", snapshot)
     quote = snapshot.quotes["AAPL"]
     assert contract is None and order is not None and order.side == "buy" and order.client_order_id == ""
-    loss_at_stop = order.qty * (quote.ask * MOMENTUM.exits.stop_loss_pct / 100 + quote.ask - quote.bid)  # type: ignore[operator]
+    assert order.qty is not None  # shares, not a notional
+    loss_at_stop = order.qty * (quote.ask * MOMENTUM.exits.stop_loss_pct / 100 + quote.ask - quote.bid)
     assert loss_at_stop <= 250.0 < loss_at_stop + quote.ask * 0.006
 
 
@@ -187,7 +193,9 @@ def test_a_quote_is_a_price_only_with_both_sides_uncrossed_and_narrow() -> None:
 
 @pytest.mark.parametrize(("bot", "symbol"), [(MOMENTUM, "AAPL"), (CRYPTO, "BTC/USD")])
 @pytest.mark.parametrize(("bid", "ask"), [(0.0, 100.0), (100.0, 0.0), (101.0, 100.0), (95.0, 100.0)])
-def test_no_entry_is_sized_from_a_quote_that_is_not_a_price(snapshot: Snapshot, bot, symbol: str, bid: float, ask: float) -> None:  # type: ignore[no-untyped-def]
+def test_no_entry_is_sized_from_a_quote_that_is_not_a_price(
+    snapshot: Snapshot, bot: TradingBotConfig, symbol: str, bid: float, ask: float
+) -> None:
     assert plan(bot, symbol, with_quote(snapshot, symbol, bid, ask)) == (None, None)
 
 
@@ -287,7 +295,9 @@ def test_a_symbol_the_bot_holds_is_not_entered_again(snapshot: Snapshot) -> None
 # --- why no entry was sized: the `entry_blocked` event's reason -------------------------------------------------
 
 
-def explain(cfg, symbol, snapshot, risk=250.0, room=1e9, **kw):  # type: ignore[no-untyped-def]
+def explain(
+    cfg: TradingBotConfig, symbol: str, snapshot: Snapshot, risk: float = 250.0, room: float = 1e9, **kw: Any
+) -> tuple[OrderRequest | None, ContractChoice | None, str | None]:
     kw = {"max_spread_pct": MAX_SPREAD, "assets": ASSETS, **kw}
     return plan_entry(cfg, symbol, risk, room, snapshot, NOW.date(), **kw)
 

@@ -84,6 +84,7 @@ def test_cash_moved_with_the_equity_is_read_and_a_lone_one_after_a_few_answers(c
         before = api.get_account()
         exchange.move_cash(2_500.0, "CSD")
         deposited = api.get_account()
+        assert before.non_trade_cash_today is not None and deposited.non_trade_cash_today is not None
         assert (deposited.non_trade_cash_today, deposited.equity) == (before.non_trade_cash_today + 2_500, before.equity + 2_500)
         lone = f"{deposited.non_trade_cash_today + 4_000:.2f}"
         emulator.faults.append(Fault(patch={"intraday_adjustments": lone}, path_prefix="/v2/account", method="GET", times=0))

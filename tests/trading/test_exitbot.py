@@ -6,6 +6,7 @@ import re
 
 from engine.paths import PROJECT_ROOT
 from engine.trading.facts_builder import FeedHealth
+from engine.trading.view import TickView
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig
 
@@ -50,7 +51,7 @@ def test_a_disabled_kill_condition_is_not_evaluated(project: ProjectCopy, clock)
     assert rig.engine.system.state == "armed"
 
 
-def _view(rig: Rig):  # type: ignore[no-untyped-def]
+def _view(rig: Rig) -> TickView:
     from engine.trading.view import read_view
 
     engine = rig.engine

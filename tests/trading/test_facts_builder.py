@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -17,6 +18,7 @@ from engine.rules.facts import BOT_KINDS, vocabulary
 from engine.trading.facts_builder import (
     BotInputs,
     FeedHealth,
+    PreflightCheck,
     SystemInputs,
     bot_facts,
     daily_pnl_pct,
@@ -25,7 +27,7 @@ from engine.trading.facts_builder import (
     system_facts,
 )
 from engine.trading.gate import Gate
-from engine.trading.view import read_view
+from engine.trading.view import TickView, read_view
 from tests.trading.conftest import Rig
 
 FRESH = FeedHealth(0, 0)
@@ -34,12 +36,12 @@ FRESH = FeedHealth(0, 0)
 BOTS = ("mom_AAPL", "opt_core", "crypto_core")
 
 
-def inputs(preflight=lambda facts: ()) -> BotInputs:  # type: ignore[no-untyped-def]
+def inputs(preflight: PreflightCheck = lambda facts: ()) -> BotInputs:
     return BotInputs(history={}, budgets=dict.fromkeys(BOTS, 100.0), gate=Gate(0, 1000.0),
                      preflight=dict.fromkeys(BOT_KINDS, preflight), assets={})  # fmt: skip
 
 
-def current_view(rig: Rig):  # type: ignore[no-untyped-def]
+def current_view(rig: Rig) -> TickView:
     engine = rig.engine
     return read_view(engine.store, engine.broker.snapshot(engine.needs), rig.clock.now(), engine.tz)
 
@@ -83,7 +85,7 @@ def test_preflight_is_answered_from_the_facts_and_its_failures_returned(rig: Rig
     bot = rig.engine.bots[0]
     seen: list[float] = []
 
-    def preflight(facts):  # type: ignore[no-untyped-def]
+    def preflight(facts: Mapping[str, Any]) -> tuple[str, ...]:
         seen.append(facts["budget_usd"])
         return ("budget_known",)
 

@@ -13,7 +13,7 @@ from engine.trading.facts_builder import EntryPlan
 from engine.trading.gate import Denial, Gate, Grant, limits_reached
 from tests.brokers.test_requests_per_snapshot import config_with_momentum_bots
 from tests.conftest import ProjectCopy
-from tests.trading.conftest import make_rig
+from tests.trading.conftest import Rig, make_rig
 
 
 def eager(project: ProjectCopy, bots: int) -> None:
@@ -100,7 +100,7 @@ def test_a_limit_of_the_bot_is_the_denial_s_reason_after_preflight_and_arming() 
     assert Gate(0, 1000.0).grant(failed_checks=("market_open",), system_armed=True, plan=PLAN, snapshot=SNAPSHOT, limits=limits) == Denial(("market_open",))
 
 
-def _room_seen(rig, bot_id: str) -> float:  # type: ignore[no-untyped-def]
+def _room_seen(rig: Rig, bot_id: str) -> float:
     import marshal
 
     from engine.trading.engine import LAST_FACTS_SCOPE

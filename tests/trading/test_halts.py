@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from engine.brokers.base import DataNeeds, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
 from engine.core.store import SYSTEM_SCOPE
 from engine.trading.runner import operator_halt, operator_resume
 from tests.brokers.conftest import KEY, SECRET, make_api
@@ -166,7 +168,7 @@ def test_operator_halt_lasts_until_resume(rig: Rig) -> None:
     assert rig.engine.system.state == "armed"
 
 
-def _rig_on_emulator(project: ProjectCopy, clock):  # type: ignore[no-untyped-def]
+def _rig_on_emulator(project: ProjectCopy, clock: ManualClock) -> tuple[Rig, Emulator]:
     from engine.brokers.sim.exchange import SimExchange
 
     exchange = SimExchange(clock)
@@ -184,7 +186,7 @@ def test_repeated_refusals_pause_the_bot_not_the_account(project: ProjectCopy, c
         rig.until(lambda r: any(h.conditions == ("refusals",) for h in r.store.halts()), limit=3000)
         refused = [r for r in rig.store.orders() if r.status == "rejected"]
         assert len(refused) == 3 and len({r.bot_id for r in refused}) == 1
-        assert all(r.error.startswith("insufficient_funds") for r in refused)  # type: ignore[union-attr]
+        assert all((r.error or "").startswith("insufficient_funds") for r in refused)
         bot = refused[0].bot_id
         halt = rig.store.halt_in_force(bot, clock.now())
         assert halt is not None and halt.reason == "orders refused repeatedly (insufficient_funds)" and halt.until is not None
@@ -202,7 +204,8 @@ def test_rejections_of_no_known_kind_are_an_anomaly(project: ProjectCopy, clock)
         emulator.faults.extend(Fault(status=422, body=odd, path_prefix="/v2/orders", method="POST") for _ in range(3))
         rig.until(lambda r: r.engine.system.state == "halted", limit=3000)
         bot = next(r.bot_id for r in rig.store.orders() if r.status == "rejected")
-        assert rig.store.halt_in_force(bot, clock.now()).reason == "orders rejected repeatedly"  # type: ignore[union-attr]
+        halt = rig.store.halt_in_force(bot, clock.now())
+        assert halt is not None and halt.reason == "orders rejected repeatedly"
         assert halt_reasons(rig) == [f"kill condition: anomaly_halt, {bot}'s orders rejected repeatedly"]
     finally:
         emulator.stop()
@@ -527,8 +530,8 @@ def test_numpys_true_and_false_are_answers_of_a_signal(rig: Rig, answer: str) ->
     was refused, and its bot halted on the first tick with prices."""
     import numpy
 
-    value = numpy.True_ if answer == "True" else numpy.False_
-    rig.engine.bot("mom_AAPL").signal = lambda prices, params: value  # type: ignore[assignment]
+    value: Any = numpy.True_ if answer == "True" else numpy.False_  # numpy's bool: not the bool a signal is typed to answer
+    rig.engine.bot("mom_AAPL").signal = lambda prices, params: value
     rig.ticks(30)
     assert not rig.store.halts("mom_AAPL") and not rig.events("signal_error")
 

@@ -21,9 +21,9 @@ def test_a_send_answered_with_another_quantity_books_nothing_and_is_not_sent_aga
     real_submit = broker.submit_order
     posted: list[str] = []
 
-    def submit(sent: OrderRequest, *args: Any, **kwargs: Any) -> Order:
-        posted.append(sent.client_order_id)
-        return dataclasses.replace(real_submit(sent, *args, **kwargs), qty=100.0)  # an answer about another order
+    def submit(request: OrderRequest, *args: Any, **kwargs: Any) -> Order:
+        posted.append(request.client_order_id)
+        return dataclasses.replace(real_submit(request, *args, **kwargs), qty=100.0)  # an answer about another order
 
     broker.submit_order = submit  # type: ignore[method-assign]
     orders.send_pending()

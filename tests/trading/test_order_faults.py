@@ -302,6 +302,7 @@ def test_a_replacement_the_broker_never_finds_is_reported_after_a_while(desk: De
     working = desk.store.order(row.client_order_id)
     assert working is not None and working.broker_order_id
     new_id = desk.exchange.replace_order(working.broker_order_id, limit_price=1.5)
+    assert new_id is not None
     desk.emulator.faults.append(Fault(status=404, body=NOT_FOUND, path_prefix=f"/v2/orders/{new_id}", times=0))
     desk.emulator.faults.append(Fault(path_prefix="/v2/orders", method="GET", drop=["0"], times=0))  # nor listed
     for _ in range(10):

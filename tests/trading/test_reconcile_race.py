@@ -64,7 +64,7 @@ def start_with_an_exit_in_flight(project: ProjectCopy, clock: ManualClock) -> tu
 
 def test_our_exit_filling_between_the_reads_is_no_unexplained_position(project: ProjectCopy, clock: ManualClock) -> None:
     rig, broker = start_with_an_exit_in_flight(project, clock)
-    restarted = rig.restart(FillBetweenReads(broker, clock))  # type: ignore[arg-type]
+    restarted = rig.restart(FillBetweenReads(broker, clock))
     restarted.ticks(3)
     assert restarted.engine.reconciled
     assert restarted.store.halts("system") == [], [h.reason for h in restarted.store.halts("system")]
@@ -74,7 +74,7 @@ def test_our_exit_filling_between_the_reads_is_no_unexplained_position(project: 
 def test_a_difference_that_stays_still_halts(project: ProjectCopy, clock: ManualClock) -> None:
     rig, broker = start_with_an_exit_in_flight(project, clock)
     rig.exchange.set_position("MSFT", 3, 400.0)  # no bot's: unexplained however the exit ends
-    restarted = rig.restart(FillBetweenReads(broker, clock))  # type: ignore[arg-type]
+    restarted = rig.restart(FillBetweenReads(broker, clock))
     restarted.ticks(3)
     halts = restarted.store.halts("system")
     assert [h.reason for h in halts] == ["reconciliation: position MSFT: broker 3, bots own 0"]

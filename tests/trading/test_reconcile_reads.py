@@ -47,7 +47,7 @@ def test_a_failed_reread_does_not_pass_start_up_reconciliation(
     exchange = SimExchange(clock)
     with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
         broker = FailingReread(SnapshotBroker(make_api(emulator, clock), clock), emulator, path)
-        rig = make_rig(project, clock, broker=broker, exchange=exchange)  # type: ignore[arg-type]
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
         exchange.submit(OrderRequest("AAPL", "buy", "manual-1", qty=5))
         rig.ticks(1)
         assert not rig.engine.reconciled and rig.engine.system.state != "armed"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,7 +88,7 @@ def wait_for_ticks(project: ProjectCopy, process: subprocess.Popen[str], count: 
         time.sleep(0.01)
 
 
-def run_ends(project: ProjectCopy) -> list[dict[str, object]]:
+def run_ends(project: ProjectCopy) -> list[dict[str, Any]]:
     return [e for e in read_events(project.root / "app.jsonl") if e["event"] == "run_end"]
 
 

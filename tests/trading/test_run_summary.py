@@ -3,6 +3,8 @@ is said unknown, never made up."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
 from engine.brokers.snapshot import SnapshotBroker
@@ -54,7 +56,7 @@ def test_pnl_by_bot_over_the_run_is_the_runs_own_when_it_continues_a_day(project
     db, log = project.root / "s.db", project.root / "s.jsonl"
     day = date(2026, 11, 23)
 
-    def one_run(ticks: int, start: datetime | None = None) -> tuple[dict, dict[str, float]]:  # type: ignore[type-arg]
+    def one_run(ticks: int, start: datetime | None = None) -> tuple[dict[str, Any], dict[str, float]]:
         options = RunOptions(broker="sim", state_db=db, log=log, ticks=ticks, start=start)
         session = open_session(report, options, {}, datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc))
         try:

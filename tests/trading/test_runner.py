@@ -211,7 +211,12 @@ def test_a_run_against_alpaca_syncs_its_intents_to_the_disk_and_a_simulated_one_
     report = load_valid(project.config, project.machines, project.rules)
     fsyncs: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+
+    def counted_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted_fsync)
     synced: dict[str, int] = {}
     session = open_session(report, _options(project, "sim"), {}, lambda: MONDAY_OPEN)
     before = len(fsyncs)

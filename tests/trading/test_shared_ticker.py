@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from engine.core.clock import ManualClock
 from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE
 from engine.paths import PROJECT_ROOT
 from engine.trading.exitbot import record_halt
@@ -17,7 +18,7 @@ FAST, SLOW = "mom_AAPL_fast", "mom_AAPL_slow"
 
 
 @pytest.fixture
-def shared(project: ProjectCopy, clock) -> Rig:  # type: ignore[no-untyped-def]
+def shared(project: ProjectCopy, clock: ManualClock) -> Rig:
     for name in ("settings.yaml", "bots.yaml"):
         shutil.copy(PROJECT_ROOT / "examples" / "shared-ticker" / "config" / name, project.config / name)
     return make_rig(project, clock)
@@ -64,7 +65,7 @@ def test_a_flatten_closes_the_net_position_once_and_each_ledger_with_it(shared: 
 
 @pytest.mark.parametrize("when", ["before_the_post", "after_the_post"])
 def test_a_crash_around_the_post_with_two_bots_on_a_ticker_leaves_exactly_one_order(project: ProjectCopy, clock, when: str) -> None:
-    from engine.brokers.base import OrderRequest
+    from engine.brokers.base import Order, OrderRequest
     from engine.brokers.emulator import Emulator
     from engine.brokers.sim.exchange import SimExchange
     from engine.brokers.snapshot import SnapshotBroker
@@ -78,7 +79,7 @@ def test_a_crash_around_the_post_with_two_bots_on_a_ticker_leaves_exactly_one_or
         broker = SnapshotBroker(make_api(emulator, clock), clock)
         real_submit = broker.submit_order
 
-        def crashing_submit(request: OrderRequest):  # type: ignore[no-untyped-def]
+        def crashing_submit(request: OrderRequest) -> Order:
             if request.symbol == "AAPL" and when == "after_the_post":
                 real_submit(request)
             if request.symbol == "AAPL":

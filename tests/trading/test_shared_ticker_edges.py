@@ -74,7 +74,7 @@ def test_holders_wait_on_the_exitbot_s_flatten_of_their_shares_instead_of_retryi
         order = submit(request)
         if request.client_order_id.startswith(EXITBOT_ID):
             exchange.suspend_order(order.id)
-        return exchange.find(order.id)  # type: ignore[no-any-return]
+        return exchange.find(order.id)
 
     exchange.submit = not_filled
     seen = len(rig.events("transition"))

@@ -107,7 +107,8 @@ def test_an_answer_or_exception_that_cannot_be_shown_halts_each_bot_alone(rig: R
 
 
 def test_a_huge_answer_is_cut_short_in_the_halt(rig: Rig) -> None:
-    rig.engine.bot("mom_AAPL").signal = lambda prices, params: "yes" * 100_000  # type: ignore[assignment]
+    huge: Any = "yes" * 100_000  # a signal's answer that is no bool, on purpose
+    rig.engine.bot("mom_AAPL").signal = lambda prices, params: huge
     rig.ticks(30)
     (halt,) = rig.store.halts("mom_AAPL")
     assert len(halt.reason) < 300 and halt.reason.endswith("... (str), not True or False")
