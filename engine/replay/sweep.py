@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -656,7 +656,8 @@ def _pool_round(context: Any, specs: Sequence[RunSpec], jobs: int, watched: Conn
                                initargs=(watched, started_writer))  # fmt: skip
     started: dict[int, str] = {}  # worker pid -> the run it started last
     try:
-        futures = {pool.submit(_run_saying_so, run_one, spec): spec for spec in specs}
+        with _stops_held():  # the pool starts its workers in submit
+            futures = {pool.submit(_run_saying_so, run_one, spec): spec for spec in specs}
         waiting = set(futures)
         broke = False
         for future in as_completed(futures):
@@ -694,6 +695,32 @@ def _pool_round(context: Any, specs: Sequence[RunSpec], jobs: int, watched: Conn
     finally:
         started_reader.close()
         started_writer.close()
+
+
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP held back inside the block, then acted on as they would have been.
+
+    The pool starts a worker in `submit`: the fork server forks it, then the pool records it. A stop between the
+    two (likeliest on busy cores, and just after "retried in a new pool", when the next pool starts) left a worker
+    the pool did not know: _stop_workers could not end it, the sweep's process exited and removed the semaphores
+    that worker was still reading its start from, and it printed a FileNotFoundError traceback after the one line.
+    Held, the stop comes once every worker started is the pool's, so that every one is ended and waited for. Only
+    the main thread handles signals: elsewhere this holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    signums = [s for s in (getattr(signal, name, None) for name in names) if s is not None and callable(signal.getsignal(s))]
+    previous = {signum: signal.signal(signum, lambda signum, _frame: held.append(signum)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])  # its own handler runs now (Terminated, KeyboardInterrupt)
 
 
 def _read_started(reader: Connection, started: dict[int, str]) -> None:

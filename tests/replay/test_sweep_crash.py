@@ -11,6 +11,7 @@ in a file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from multiprocessing.context import ForkServerContext, ForkServerProcess
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import pytest
 
 from engine.cli import main
 from engine.core import failpoints
+from engine.core.stop import Terminated, sigterm_raises
 from engine.paths import PROJECT_ROOT
 from engine.replay import sweep as sweeping
 from engine.replay.sweep import WORKER_DIED, RunSpec, run_one
@@ -75,14 +78,16 @@ def sweep_command(momentum_project: ProjectCopy, tmp_path: Path) -> Iterator[lis
 
 
 def _start(command: list[str], *more: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """The command as a terminal starts it. SIGINT is set back to its default first: a test run in the background
-    of a shell inherits it ignored, and a Python started so never turns it into KeyboardInterrupt."""
+    """The command as a terminal starts it. SIGINT and SIGHUP are set back to their defaults first: a test run in
+    the background of a shell inherits SIGINT ignored (a Python started so never turns it into KeyboardInterrupt),
+    and one run under nohup inherits SIGHUP ignored (the sweep then rightly outlives its terminal, exit 0)."""
     return subprocess.Popen([*command, *more], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=env, preexec_fn=_default_sigint)  # fmt: skip
+                            text=True, start_new_session=True, env=env, preexec_fn=_as_a_terminal)  # fmt: skip
 
 
-def _default_sigint() -> None:
+def _as_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _after_first_run(child: subprocess.Popen[str]) -> None:
@@ -290,3 +295,51 @@ def test_sweep_csv_is_whole_or_absent(sweep_command: list[str], tmp_path: Path) 
     assert child.returncode == -signal.SIGKILL, err
     assert len(list((tmp_path / "out").glob("run-*/summary.json"))) == RUNS
     assert not (tmp_path / "out" / "sweep.csv").exists()
+
+
+class _StoppedAtStart(ForkServerProcess):
+    """A pool's worker whose start is followed at once by SIGTERM, before the pool has recorded it: the moment a
+    stop is likeliest to find a pool in when it comes just after "retried in a new pool" on busy cores."""
+
+    def start(self) -> None:
+        super().start()
+        assert self.pid is not None
+        _STARTED.append(self.pid)
+        signal.raise_signal(signal.SIGTERM)
+
+
+class _StopAtStart(ForkServerContext):
+    Process = _StoppedAtStart
+
+
+_STARTED: list[int] = []
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a process still running (a zombie is dead, only not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_a_stop_while_a_pool_starts_its_workers_ends_every_worker_it_started(tmp_path: Path) -> None:
+    """A worker forked but not yet recorded by the pool when SIGTERM came was left running: the sweep's process
+    exited without it, and it printed a traceback (its semaphores removed under it). Every worker started is ended,
+    and waited for, before the stop goes on."""
+    _STARTED.clear()
+    here = str(tmp_path)
+    specs = [RunSpec(f"run-00{n}", (), here, here, here, here, here) for n in (1, 2, 3)]
+    context = _StopAtStart()
+    watched, parent_alive = context.Pipe(duplex=False)
+    try:
+        with sigterm_raises(), pytest.raises(Terminated):
+            sweeping._pool_round(context, specs, 2, watched, parent_alive, None, [])
+        assert _STARTED and [pid for pid in _STARTED if _running(pid)] == []
+    finally:
+        for pid in _STARTED:  # what the old code left running
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        watched.close()
+        parent_alive.close()
