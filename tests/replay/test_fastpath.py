@@ -12,6 +12,7 @@ cache key that misses an input: the tests of halts (tests/trading/test_halts.py)
 
 from __future__ import annotations
 
+import functools
 import json
 import marshal
 import sqlite3
@@ -117,7 +118,7 @@ def test_a_record_given_as_its_encoder_is_encoded_only_when_written_or_read(tmp_
     at = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
     for n in range(5):
         with store.transaction():
-            store.save_last_facts([("tick", at + timedelta(minutes=n), lambda n=n: record(n))])
+            store.save_last_facts([("tick", at + timedelta(minutes=n), functools.partial(record, n))])
     assert encoded == [2]  # the third transaction committed: only its record was written
     found = store.last_facts("tick")
     assert found is not None and marshal.loads(found[1]) == {"tick": 4} and found[0] == at + timedelta(minutes=4)

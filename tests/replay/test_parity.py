@@ -62,7 +62,7 @@ def _recording_sim(project: ProjectCopy, tmp_path: Path) -> tuple[Report, Manual
     broker, exchange = build_sim(report.config.settings, clock)
     recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
     store = StateStore(tmp_path / "sim.db")
-    engine = Engine(report.config, report.book, report.machines, RecordingBroker(broker, recorder), store,  # type: ignore[arg-type]
+    engine = Engine(report.config, report.book, report.machines, RecordingBroker(broker, recorder), store,
                     Journal(tmp_path / "sim.jsonl", clock), clock)  # fmt: skip
     return report, clock, exchange, recorder, store, engine
 
@@ -160,7 +160,7 @@ def test_quotes_the_run_did_not_get_are_missing_in_the_replay_too(project: Proje
     recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
     store = StateStore(tmp_path / "sim.db")
     journal = Journal(tmp_path / "sim.jsonl", clock)
-    engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)  # type: ignore[arg-type]
+    engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
     session = Session(engine, clock, True, "sim", "", store, journal, recorder=recorder)
     for tick in range(120):
         broker.on = 50 <= tick < 60

@@ -22,8 +22,10 @@ SPREAD = "    max_spread_pct: 10           # skip contracts whose spread is wide
 def _refused(project: ProjectCopy, tmp_path: Path, text: str) -> list[Problem]:
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(text, encoding="utf-8")
+    config = load(project).config
+    assert config is not None
     with pytest.raises(ConfigError) as caught:
-        read_sweep(sweep, load(project).config.bots_doc)
+        read_sweep(sweep, config.bots_doc)
     return caught.value.problems
 
 

@@ -53,8 +53,10 @@ def test_an_unknown_key_is_told_once_not_once_per_value(
 
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("cryptobot.symbols: [[], [1]]\n", encoding="utf-8")
+    config = load(momentum_project).config
+    assert config is not None
     with pytest.raises(ConfigError) as caught:
-        read_sweep(sweep, load(momentum_project).config.bots_doc)
+        read_sweep(sweep, config.bots_doc)
     (problem,) = caught.value.problems
     assert problem.message.startswith("unknown key 'symbols'")
 
