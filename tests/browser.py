@@ -11,14 +11,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 CHROMIUM = os.environ.get("HYDRA_CHROMIUM", "/usr/bin/chromium")
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("HYDRA_REQUIRE_BROWSER"):
         pytest.fail(f"HYDRA_REQUIRE_BROWSER is set but {reason}")
     pytest.skip(reason)
@@ -28,7 +28,7 @@ def _playwright() -> Any:
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # type: ignore[import-not-found, unused-ignore]  # the browser extra
     except ImportError:
         _unavailable("Playwright is not installed (pip install -e '.[browser]')")
     return sync_playwright

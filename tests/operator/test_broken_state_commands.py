@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,7 +88,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
         "last_facts",
         {"status", "report", "health", "halt", "resume", "diagram", "run"},
     ),
-    "a folder": (lambda p: (p.unlink(), p.mkdir()), "is a folder", set()),
+    "a folder": (lambda p: _a_folder(p), "is a folder", set()),
     # JSON nested past the recursion limit raised RecursionError, not ValueError: a traceback in every command
     "deeply nested last run": (
         _sql(f"UPDATE meta SET value = '{DEEP}' WHERE key = 'last_run'"),
@@ -128,6 +129,11 @@ def _another(path: Path) -> None:
     conn.close()
 
 
+def _a_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_a_damaged_state_file_is_one_line_and_exit_2(
@@ -161,10 +167,10 @@ def _read_only_copy(state: Path, db: Path, monkeypatch: pytest.MonkeyPatch) -> N
     shutil.copy(state, db)
     real_connect = sqlite3.connect
 
-    def read_only(name: str, *args: object, **kwargs: object) -> sqlite3.Connection:
+    def read_only(name: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
         if name == str(db):
-            return real_connect(f"file:{db}?mode=ro", *args, uri=True, **kwargs)  # type: ignore[arg-type]
-        return real_connect(name, *args, **kwargs)  # type: ignore[arg-type]
+            return real_connect(f"file:{db}?mode=ro", *args, uri=True, **kwargs)
+        return real_connect(name, *args, **kwargs)
 
     monkeypatch.setattr(store_module.sqlite3, "connect", read_only)
 

@@ -66,7 +66,7 @@ def test_the_page_renders_the_halted_state_and_a_screenshot_is_taken(server: Sta
 
 
 def test_resume_from_the_page_needs_the_token_and_ends_the_halt(server: StatusServer, page: Any) -> None:
-    from playwright.sync_api import expect
+    from playwright.sync_api import expect  # type: ignore[import-not-found, unused-ignore]  # the browser extra
 
     page.goto(server.url, wait_until="load", timeout=10_000)
     page.wait_for_selector("body[data-loaded=yes]", timeout=10_000)

@@ -72,7 +72,7 @@ def test_a_state_path_that_is_a_folder_is_not_no_state_yet(project: ProjectCopy,
 
 
 def _raw(server: StatusServer, data: bytes, *, timeout: float = 5) -> bytes:
-    with socket.create_connection(server.server_address[:2], timeout=timeout) as s:
+    with socket.create_connection((str(server.server_address[0]), server.server_address[1]), timeout=timeout) as s:
         s.sendall(data)
         chunks = []
         while chunk := s.recv(65536):

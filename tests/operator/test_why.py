@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 import marshal
+from typing import Any
 
 import pytest
 
 from engine.operator.why import WhyError, explain, render
 from engine.trading.engine import LAST_FACTS_SCOPE
-from engine.validate import load_valid
+from engine.validate import Report, load_valid
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig
 from tests.trading.test_gate import eager
 
 
-def report_of(project: ProjectCopy):  # type: ignore[no-untyped-def]
+def report_of(project: ProjectCopy) -> Report:
     return load_valid(project.config, project.machines, project.rules)
 
 
@@ -51,7 +52,7 @@ def test_the_order_rate_is_shown_with_its_values_when_it_holds_bots_back(project
 
 
 # each preflight check, failing, explained with the values behind it: (bot, facts to change, words expected)
-VIOLATIONS = {
+VIOLATIONS: dict[str, tuple[str, dict[str, Any], str]] = {
     "system_armed": ("mom_AAPL", {"system_armed": False}, "not armed"),
     "account_ok": ("mom_AAPL", {"account_ok": False}, "'account_ok' failed (account_ok=false)"),
     "account_active": ("mom_AAPL", {"account_status": "ACCOUNT_CLOSED"}, "account_status=ACCOUNT_CLOSED"),
@@ -72,7 +73,9 @@ VIOLATIONS = {
 
 
 def test_every_preflight_check_has_an_explanation_case(project: ProjectCopy) -> None:
-    assert set(VIOLATIONS) == set(report_of(project).book.preflight)  # type: ignore[union-attr]
+    book = report_of(project).book
+    assert book is not None
+    assert set(VIOLATIONS) == set(book.preflight)
 
 
 @pytest.mark.parametrize("check", sorted(VIOLATIONS))
