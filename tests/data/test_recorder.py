@@ -11,7 +11,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -19,7 +19,7 @@ from engine.data.dataset import DataSet
 from engine.data.errors import DataError
 from engine.data.files import read_quotes, write_quotes, write_table
 from engine.data.recorder import Recorder
-from engine.data.records import Quote
+from engine.data.records import Format, Quote
 from engine.paths import PROJECT_ROOT
 
 T0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
@@ -193,14 +193,14 @@ def test_a_recording_killed_between_writing_a_part_and_putting_it_in_place(tmp_p
 def test_odd_values_are_skipped_and_counted_never_raised_nor_recorded_unreadable(tmp_path: Path) -> None:
     """Every one of these used to raise (and stop the whole recording: engine/trading/runner.py ends it on any
     error) or be written: True as a price of 1, a year the format refuses, which made the folder unreadable."""
-    odd = [None, "1.5", "abc", True, 10**400, object(), Decimal("sNaN")]
+    odd: list[Any] = [None, "1.5", "abc", True, 10**400, object(), Decimal("sNaN")]  # none a price, on purpose
     with Recorder(tmp_path, fsync=False, monotonic=FakeMonotonic()) as recorder:
         for i, value in enumerate(odd):
-            assert not recorder.record("AAPL", T0 + timedelta(seconds=i), value, 101)  # type: ignore[arg-type]
-            assert not recorder.record("AAPL", T0 + timedelta(seconds=i), 100, value)  # type: ignore[arg-type]
+            assert not recorder.record("AAPL", T0 + timedelta(seconds=i), value, 101)
+            assert not recorder.record("AAPL", T0 + timedelta(seconds=i), 100, value)
         assert not recorder.record("AAPL", datetime(9999, 12, 31, tzinfo=timezone.utc), 100, 101)
         assert not recorder.record("AAPL", datetime(1, 1, 1, tzinfo=timezone.utc), 100, 101)
-        assert recorder.record("AAPL", T0 + timedelta(seconds=99), Decimal("100.5"), 101)  # a number of another type
+        assert recorder.record("AAPL", T0 + timedelta(seconds=99), cast(Any, Decimal("100.5")), 101)  # a number of another type
         assert recorder.record("AAPL", T0 + timedelta(seconds=100), 100, 101)
     assert recorder.skipped == {"a price is not a number": 2 * len(odd), "the timestamp is outside the years 1900 to 2199": 2}
     assert [q.bid for q in DataSet.open(tmp_path).quotes("AAPL")] == [100.5, 100.0]  # the folder reads whole
@@ -318,7 +318,7 @@ def test_the_quotes_said_recorded_are_those_on_disk_when_a_write_fails(tmp_path:
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_the_ticks_that_read_the_quotes_are_recorded_and_continued_by_the_next_recording(tmp_path: Path, fmt: str) -> None:
+def test_the_ticks_that_read_the_quotes_are_recorded_and_continued_by_the_next_recording(tmp_path: Path, fmt: Format) -> None:
     """A replay ticks where the run ticked (DataSet.frames): the ticks are in ticks/, after the quotes at each flush."""
     with Recorder(tmp_path, fmt=fmt, flush_seconds=3600, segment_rows=3, fsync=False, monotonic=FakeMonotonic()) as first:
         for i in range(4):
