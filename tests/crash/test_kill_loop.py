@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -90,7 +90,7 @@ def check_invariants(project: ProjectCopy, emulator: Emulator, *, halted_since: 
         late = [c for i, c in posts if i >= halted_since and rows[c].purpose == "entry"]
         assert late == [], late
     # SQLite agrees with the broker: what the bots own is what the broker holds, nothing unexplained was seen
-    owned: Counter[str] = Counter()
+    owned: defaultdict[str, float] = defaultdict(float)  # quantities: fractions of a share or a coin
     for p in store.positions():
         owned[p.symbol] += p.qty
     held = {s: p.qty for s, p in exchange.positions.items() if abs(p.qty) > 1e-9}
