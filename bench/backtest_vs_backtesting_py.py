@@ -30,8 +30,8 @@ from engine.data.files import read_bars  # noqa: E402
 def backtesting_py(days: int) -> float | None:
     """Bar-events a second for backtesting.py on the same bars, or None when it is not installed."""
     try:
-        import pandas as pd
-        from backtesting import Backtest, Strategy
+        import pandas as pd  # type: ignore[import-untyped, unused-ignore]  # no type hints unless pandas-stubs is installed
+        from backtesting import Backtest, Strategy  # type: ignore[import-not-found, import-untyped, unused-ignore]  # optional
     except ImportError:
         return None
 
