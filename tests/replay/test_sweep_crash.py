@@ -43,18 +43,20 @@ momentum_bots[mom_AAPL].exits.take_profit_pct: [0.5, 1.0, 1.5]
 RUNS = 9
 
 
+def _stat(process: Path) -> list[str]:
+    """The fields of a process's stat after "pid (name) ": state, ppid, pgrp, session, ...; none when it is gone."""
+    try:
+        stat = (process / "stat").read_text()
+    except OSError:
+        return []
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def _session(sid: int) -> list[int]:
     """The processes of session `sid` still running (a zombie is dead, only not yet reaped)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) ": state, ppid, pgrp, session, ...
-        if int(fields[3]) == sid and fields[0] != "Z":
+        if entry.name.isdigit() and (fields := _stat(entry)) and int(fields[3]) == sid and fields[0] != "Z":
             found.append(int(entry.name))
     return found
 
@@ -317,11 +319,8 @@ _STARTED: list[int] = []
 
 def _running(pid: int) -> bool:
     """Whether `pid` is a process still running (a zombie is dead, only not yet reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    fields = _stat(Path(f"/proc/{pid}"))
+    return bool(fields) and fields[0] != "Z"
 
 
 def test_a_stop_while_a_pool_starts_its_workers_ends_every_worker_it_started(tmp_path: Path) -> None:
