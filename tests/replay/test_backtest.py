@@ -319,8 +319,8 @@ def test_a_holiday_with_bars_is_no_trading_day_and_is_noted(momentum_project: Pr
     equity = list(csv.DictReader((tmp_path / "out" / "equity.csv").open()))
     closes: dict[str, float] = {}
     for row in equity:
-        day = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")).astimezone(NEW_YORK).date().isoformat()
-        closes[day] = float(row["equity"])
+        session = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")).astimezone(NEW_YORK).date().isoformat()
+        closes[session] = float(row["equity"])
     del closes["2026-11-26"]
     values = [100_000.0, *closes.values()]
     returns = [after / before - 1 for before, after in itertools.pairwise(values)]

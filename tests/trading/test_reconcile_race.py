@@ -178,7 +178,7 @@ def test_a_crypto_order_filling_in_parts_across_a_restart_is_no_unexplained_posi
         rig.store.save_machine_states([("crypto", "crypto_core", "entering", clock.now())])
     rig.engine.journal.close()
     rig.store.close()
-    restarted = rig.restart(StepBeforeReread(broker, clock))  # type: ignore[arg-type]
+    restarted = rig.restart(StepBeforeReread(broker, clock))
     restarted.ticks(4)
     assert restarted.store.halts("system") == [], [h.reason for h in restarted.store.halts("system")]
     assert restarted.store.order(row.client_order_id).status == "partially_filled"  # type: ignore[union-attr]

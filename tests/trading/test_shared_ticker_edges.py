@@ -109,7 +109,7 @@ def test_entries_held_behind_the_other_bot_s_exit_and_never_sent_do_not_use_up_t
         order = submit(request)
         if request.client_order_id.startswith(FAST) and request.side == "sell":
             exchange.suspend_order(order.id)
-        return exchange.find(order.id)  # type: ignore[no-any-return]
+        return exchange.find(order.id)
 
     exchange.submit = exit_waits
     rig.engine.bot(FAST).signal = lambda prices, params: False
