@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -48,15 +49,7 @@ def test_a_killed_sim_run_restarts_with_the_exchange_agreeing(project: ProjectCo
     assert again.returncode == 0, again.stderr[-2000:]
     store = StateStore(project.root / "s.db")
     try:
-        halts = [h.reason for h in store.halts()]
-        assert not [r for r in halts if r.startswith("reconciliation")], halts
-        owned: dict[str, float] = {}
-        for p in store.positions():
-            owned[p.symbol] = owned.get(p.symbol, 0.0) + p.qty
-        state = load_state(store)
-        assert state is not None
-        held = {s: q for s, (q, _avg, _cls) in state["positions"].items() if abs(q) > 1e-9}
-        assert {s: q for s, q in owned.items() if abs(q) > 1e-9} == pytest.approx(held), (owned, held)
+        state = _owned_is_what_the_exchange_holds(store)
         # every order the exchange holds is one the engine recorded, in the same state (none lost, none invented)
         rows = {r.client_order_id: r for r in store.orders()}
         for order in state["orders"]:
@@ -66,6 +59,21 @@ def test_a_killed_sim_run_restarts_with_the_exchange_agreeing(project: ProjectCo
     finally:
         store.close()
     assert os.path.exists(project.root / "app.jsonl")
+
+
+def _owned_is_what_the_exchange_holds(store: StateStore) -> dict[str, Any]:
+    """No reconciliation halt, and what the bots own, summed by symbol, equal to what the saved simulated exchange
+    holds; returns the saved exchange."""
+    halts = [h.reason for h in store.halts()]
+    assert not [r for r in halts if r.startswith("reconciliation")], halts
+    owned: dict[str, float] = {}
+    for p in store.positions():
+        owned[p.symbol] = owned.get(p.symbol, 0.0) + p.qty
+    state = load_state(store)
+    assert state is not None
+    held = {s: q for s, (q, _avg, _cls) in state["positions"].items() if abs(q) > 1e-9}
+    assert {s: q for s, q in owned.items() if abs(q) > 1e-9} == pytest.approx(held), (owned, held)
+    return state
 
 
 POINTS = ["intent_committed", "before_post", "after_post", "order_updated", "order_committed"]
@@ -81,15 +89,7 @@ def _check_at_rest(project: ProjectCopy, *, clean: bool) -> None:
         read_events(project.root / "app.jsonl")  # raises on a line that is not whole JSON
         if not clean:
             return
-        halts = [h.reason for h in store.halts()]
-        assert not [r for r in halts if r.startswith("reconciliation")], halts
-        owned: dict[str, float] = {}
-        for p in store.positions():
-            owned[p.symbol] = owned.get(p.symbol, 0.0) + p.qty
-        state = load_state(store)
-        assert state is not None
-        held = {s: q for s, (q, _avg, _cls) in state["positions"].items() if abs(q) > 1e-9}
-        assert {s: q for s, q in owned.items() if abs(q) > 1e-9} == pytest.approx(held), (owned, held)
+        _owned_is_what_the_exchange_holds(store)
     finally:
         store.close()
 
