@@ -482,10 +482,15 @@ def _helpers_ignore_sighup(context: Any) -> None:
     SIGHUP ignored, as they ignore SIGINT and SIGTERM. A terminal that closes sends SIGHUP to the whole process
     group: they died of it while the sweep's process stopped (exit 129), and the tracker, started again, printed
     tracebacks about resources it no longer knew. An ignored signal stays ignored through their exec; a helper
-    already running is left as it is. Only the main thread may set a handler: elsewhere this does nothing."""
+    already running is left as it is. Only the main thread may set a handler: elsewhere this does nothing.
+
+    SIGHUP is blocked meanwhile as well: ignored alone, one that came while the helpers started was dropped, and the
+    sweep ran on to its end (exit 0, not 129). Blocked, it stays pending (Linux never discards a blocked signal,
+    ignored or not) and reaches the sweep's own handler once that is back and the signal unblocked."""
     hup = getattr(signal, "SIGHUP", None)
     if hup is None or threading.current_thread() is not threading.main_thread():
         return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {hup})
     previous = signal.signal(hup, signal.SIG_IGN)
     try:
         from multiprocessing import resource_tracker
@@ -497,6 +502,8 @@ def _helpers_ignore_sighup(context: Any) -> None:
             forkserver.ensure_running()
     finally:
         signal.signal(hup, previous)
+        if hup not in blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {hup})
 
 
 def _exit_with_parent(parent: Connection) -> None:
