@@ -24,13 +24,16 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import io
 import ipaddress
 import json
 import re
+import socket
 import sys
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -45,6 +48,7 @@ from engine.core.money import cents
 from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.machines import render
 from engine.machines.spec import MachineSpec
+from engine.operator.connections import DEADLINE_SECONDS, MAX_CONNECTIONS, ConnectionSlots, DeadlineReader, answer_raw
 from engine.operator.local import LocalTime
 from engine.operator.summary import one_line
 from engine.paths import PathKind, path_kind
@@ -365,7 +369,11 @@ class StatusApp:
 
 
 class StatusServer(ThreadingHTTPServer):
+    """`deadline_seconds` to read each request whole and `max_connections` served at once, on `clock` (tests set
+    them small; engine/operator/connections.py says why both, and why a full server cuts off a slow reader first)."""
+
     daemon_threads = True  # a browser's kept-alive connection must not hold up Ctrl-C
+    request_queue_size = 32  # waiting to be accepted; accepting never waits for a thread
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """One line on stderr, never a traceback: a client that went away mid-answer (a closed tab, a timeout) is
@@ -375,13 +383,28 @@ class StatusServer(ThreadingHTTPServer):
             return
         sys.stderr.write(f"{client_address[0]}: request failed: {type(error).__name__}: {one_line(str(error))}\n")
 
+    deadline_seconds = DEADLINE_SECONDS
+    max_connections = MAX_CONNECTIONS
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+
     def __init__(self, app: StatusApp, host: str, port: int):
         self.app = app
+        self.slots = ConnectionSlots(self.max_connections, self.clock)
         if ":" in host.strip("[]"):
-            import socket
-
             self.address_family = socket.AF_INET6
         super().__init__((host.strip("[]"), port), StatusHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection if a slot can be had; else 503 at once from this (accepting) thread."""
+        if not self.slots.admit(request):
+            answer_raw(request, HTTPStatus.SERVICE_UNAVAILABLE, "too many connections: try again in a moment")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.slots.release(request)
+        super().shutdown_request(request)
 
     @property
     def url(self) -> str:
@@ -394,7 +417,33 @@ class StatusHandler(BaseHTTPRequestHandler):
     server: StatusServer
     server_version = "TradingHydra"
     sys_version = ""
-    timeout = 30  # a connection that stops sending (half a request) gives its thread back, rather than never
+    timeout = 30  # to write an answer; reading the request has the server's deadline (DeadlineReader)
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the plain reader, replaced by one with a deadline for the whole request
+        self._reader = DeadlineReader(self.connection, self.server.clock)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        """One request, read within the deadline; one not read in time is answered 408 (or, if it sent nothing at all,
+        like a browser's unused preconnect, closed quietly)."""
+        self._reader.deadline = self.server.clock() + self.server.deadline_seconds
+        super().handle_one_request()  # which closes the connection on the reader's TimeoutError
+        if self._reader.expired and self._reader.received:
+            answer_raw(self.connection, HTTPStatus.REQUEST_TIMEOUT,
+                       f"the request was not read within {self.server.deadline_seconds:g} s")  # fmt: skip
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok and self.command != "POST":  # no body to read: the request is in
+            self._read_done()
+        return ok
+
+    def _read_done(self) -> None:
+        """Reading is over: the connection keeps its slot, and writing the answer has its own timeout."""
+        self.server.slots.read_done(self.connection)
+        self.connection.settimeout(self.timeout)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet for the page's polling; halts, resumes and refusals are worth a line, the request line made
@@ -414,6 +463,7 @@ class StatusHandler(BaseHTTPRequestHandler):
     # -- plumbing --
 
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self._read_done()  # an answer without the body (refused before it): nothing more is read
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -501,8 +551,10 @@ class StatusHandler(BaseHTTPRequestHandler):
         if not 0 <= length <= MAX_BODY:
             self._error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
             return
+        raw = self.rfile.read(length)
+        self._read_done()  # before the halt, which may wait for a tick
         try:
-            body = jsontext.loads(self.rfile.read(length) or b"{}")
+            body = jsontext.loads(raw or b"{}")
         except ValueError:
             self._error(HTTPStatus.BAD_REQUEST, "the body must be JSON")
             return

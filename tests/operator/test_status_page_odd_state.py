@@ -16,7 +16,7 @@ import pytest
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
 from engine.core.store import StateStore
-from engine.operator.status_page import StatusHandler, StatusServer
+from engine.operator.status_page import StatusServer
 from engine.trading.runner import operator_halt
 from tests.conftest import ProjectCopy
 from tests.operator.test_status_page import TOKEN, bearer, call, serving
@@ -116,11 +116,11 @@ def test_a_client_gone_mid_answer_is_not_a_traceback_and_any_other_failure_is_on
 
 
 def test_half_a_request_gives_its_thread_back(project: ProjectCopy, rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert StatusHandler.timeout is not None and 0 < StatusHandler.timeout <= 60  # the server's own bound
-    monkeypatch.setattr(StatusHandler, "timeout", 0.2)  # the same bound, short for the test
+    assert 0 < StatusServer.deadline_seconds <= 60  # the server's own bound
+    monkeypatch.setattr(StatusServer, "deadline_seconds", 0.2)  # the same bound, short for the test
     with serving(project, rig.store.path, rig.log) as server:
-        # the request line and no end of headers: the server closes the connection once its timeout passes
-        assert _raw(server, b"GET / HTTP/1.1\r\n", timeout=5) == b""
+        # the request line and no end of headers: answered 408 and closed once the deadline passes
+        assert _raw(server, b"GET / HTTP/1.1\r\n", timeout=5).startswith(b"HTTP/1.0 408 ")
     assert sys.exc_info() == (None, None, None)
 
 
@@ -145,9 +145,9 @@ def test_a_connection_that_never_sends_is_closed_quietly(
     """Browsers open connections they may never use (Chrome's preconnect). At its timeout http.server logs "Request
     timed out" before any request line was read, and the quiet log read `self.command`, not set yet: every such
     connection printed "request failed: AttributeError: 'StatusHandler' object has no attribute 'command'"."""
-    monkeypatch.setattr(StatusHandler, "timeout", 0.2)
+    monkeypatch.setattr(StatusServer, "deadline_seconds", 0.2)
     with serving(project, rig.store.path, rig.log) as server:
-        assert _raw(server, b"", timeout=5) == b""  # closed by the server once its timeout passed, after any line
+        assert _raw(server, b"", timeout=5) == b""  # closed by the server once its deadline passed, with no answer
         assert call(server, "/api/status")[0] == 200
     assert capsys.readouterr().err == ""
 
