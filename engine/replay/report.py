@@ -12,7 +12,8 @@ summary.json and trades.csv hold only what the inputs decide (no wall-clock time
 order with rounded numbers, so the same data, config and fill model give the same bytes.
 
 Definitions (docs/backtest.md): a day is a trading date in system.timezone. The account's daily return is the
-day's last equity over the day before's (the first day's over the starting cash). A bot's daily return is its
+day's equity at its end (a session's close when a bot trades stocks or options: `session_close`; else its last
+row) over the day before's (the first day's over the starting cash). A bot's daily return is its
 realized P&L of the day (trades closed that day) over the starting cash. Sharpe is the mean daily return over
 its standard deviation (n - 1), times the square root of 252; Sortino divides by the downside deviation (the root
 mean square of the negative returns, the others counted as 0) instead; both are null with fewer than two days or
@@ -138,14 +139,39 @@ def trades_on(bots: BotsConfig, calendar: MarketCalendar) -> Callable[[date], bo
     return lambda day: calendar.session(day) is not None
 
 
-def _daily_returns(equity: Sequence[tuple[datetime, float, float]], cash: float, tz: ZoneInfo,
-                   trading: Callable[[date], bool]) -> tuple[list[date], list[float]]:  # fmt: skip
-    """The trading days (`trades_on`) with equity, and the account's return on each: its last equity over the
-    previous trading day's (the first day's over `cash`)."""
+def session_close(bots: BotsConfig, calendar: MarketCalendar) -> Callable[[date], datetime | None]:
+    """The instant a trading day's return is taken at, when it is not the day's end: the close of the exchange's
+    session that day when a bot trades a stock or an option (the account Alpaca's `last_equity` values, the engine's
+    daily P&L's basis: `SimExchange._take_close`); None for a day without a session and in a backtest of coins
+    alone, whose day is a whole date. Equity after the close is valued at after-hours bars: taken as the day's, it
+    moved the day's return by what happened after it, and the next day's by the same amount the other way."""
+    if all(asset_class_of(symbol) == "crypto" for _bot, symbol, _fractional in symbols_by_bot(bots)):
+        return lambda day: None
+
+    def close(day: date) -> datetime | None:
+        session = calendar.session(day)
+        return session.close if session is not None else None
+
+    return close
+
+
+def _daily_returns(equity: Sequence[tuple[datetime, float, float]], cash: float, tz: ZoneInfo, bots: BotsConfig,
+                   calendar: MarketCalendar) -> tuple[list[date], list[float]]:  # fmt: skip
+    """The trading days (`trades_on`) with equity, and the account's return on each: its equity at the day's end
+    (the last row at or before its session's close, `session_close`; else its last row) over the previous trading
+    day's (the first day's over `cash`)."""
+    trading, closing = trades_on(bots, calendar), session_close(bots, calendar)
+    ends: dict[date, datetime | None] = {}  # a day's last instant counted (None: the whole day), if a trading day
     last_of_day: dict[date, float] = {}
     for at, value, _cash in equity:
-        last_of_day[at.astimezone(tz).date()] = value
-    last_of_day = {day: value for day, value in last_of_day.items() if trading(day)}
+        day = at.astimezone(tz).date()
+        if day not in ends:
+            if not trading(day):
+                continue
+            ends[day] = closing(day)
+        end = ends[day]
+        if end is None or at <= end:
+            last_of_day[day] = value
     days = sorted(last_of_day)
     returns, before = [], cash
     for day in days:
@@ -169,7 +195,7 @@ def summarize(
     tz = ZoneInfo(engine.config.settings.system.timezone)
     bots = [bot.bot_id for bot in engine.bots]
     trades = store.trades()
-    days, account_returns = _daily_returns(recorded.equity, cash, tz, trades_on(engine.config.bots, exchange.calendar))
+    days, account_returns = _daily_returns(recorded.equity, cash, tz, engine.config.bots, exchange.calendar)
     fees: dict[str, float] = defaultdict(float)
     for client_order_id, paid in exchange.fees.items():
         row = store.order(client_order_id)

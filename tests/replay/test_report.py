@@ -1,10 +1,59 @@
-"""The report's plot thinning: a long curve is cut to about PLOT_POINTS points without losing its extremes."""
+"""The report's figures: the account's daily returns, and the plot thinning (a long curve is cut to about PLOT_POINTS
+points without losing its extremes)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import numpy as np
 
-from engine.replay.report import thinned
+from engine.config.model import BotsConfig
+from engine.core.calendar import market_calendar
+from engine.replay.report import _daily_returns, thinned
+from tests.conftest import ProjectCopy
+from tests.replay.conftest import MONDAY_OPEN, load
+from tests.replay.test_backtest import crypto_alone_on_btc
+
+MINUTE = timedelta(minutes=1)
+CLOSE = MONDAY_OPEN + timedelta(hours=6, minutes=30)  # Monday 2026-11-23, 16:00 New York
+
+
+def after_hours_curve() -> list[tuple[datetime, float, float]]:
+    """equity.csv's rows over two sessions of a position held overnight: 101,000 at Monday's close (16:00 New
+    York), 80,000 at an after-hours bar at 16:10, 102,000 at Tuesday's close, 70,000 after it at 17:00."""
+    tuesday = CLOSE + timedelta(days=1)
+    return [(MONDAY_OPEN + MINUTE, 100_000.0, 50_000.0), (CLOSE, 101_000.0, 50_000.0),
+            (CLOSE + 10 * MINUTE, 80_000.0, 50_000.0), (tuesday - timedelta(hours=6), 99_000.0, 50_000.0),
+            (tuesday, 102_000.0, 50_000.0), (tuesday + timedelta(hours=1), 70_000.0, 50_000.0)]  # fmt: skip
+
+
+def bots_of(project: ProjectCopy) -> BotsConfig:
+    config = load(project).config
+    assert config is not None
+    return config.bots
+
+
+def test_a_sessions_return_is_taken_at_its_close_not_after_hours(momentum_project: ProjectCopy) -> None:
+    """Stock data with after-hours bars: the day's last row of equity.csv was the after-hours one, so the account's
+    daily returns (Sharpe, Sortino) read 100,000 -> 80,000 -> 70,000, two falls of 20 % and 12.5 %, where the
+    account closed each session up (101,000, then 102,000): the engine's own last_equity is the close's."""
+    bots = bots_of(momentum_project)
+    days, returns = _daily_returns(after_hours_curve(), 100_000.0, ZoneInfo("America/Los_Angeles"), bots,
+                                   market_calendar())  # fmt: skip
+    assert [d.isoformat() for d in days] == ["2026-11-23", "2026-11-24"]
+    assert returns == [101_000 / 100_000 - 1, 102_000 / 101_000 - 1]
+
+
+def test_a_coin_only_backtest_ends_its_days_at_midnight(project: ProjectCopy) -> None:
+    """Coins trade around the clock and a backtest of coins alone has no session: its day is a whole date in
+    system.timezone, its last row included, as docs/backtest.md says."""
+    crypto_alone_on_btc(project)
+    bots = bots_of(project)
+    days, returns = _daily_returns(after_hours_curve(), 100_000.0, ZoneInfo("America/Los_Angeles"), bots,
+                                   market_calendar())  # fmt: skip
+    assert [d.isoformat() for d in days] == ["2026-11-23", "2026-11-24"]
+    assert returns == [80_000 / 100_000 - 1, 70_000 / 80_000 - 1]
 
 
 def test_a_short_series_is_kept_whole() -> None:
