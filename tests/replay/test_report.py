@@ -45,6 +45,14 @@ def test_a_sessions_return_is_taken_at_its_close_not_after_hours(momentum_projec
     assert returns == [101_000 / 100_000 - 1, 102_000 / 101_000 - 1]
 
 
+def test_a_backtest_of_stocks_and_coins_takes_a_sessions_return_at_its_close(project: ProjectCopy) -> None:
+    """Coins make every day a trading day, but a session's day still ends at its close, where last_equity is."""
+    days, returns = _daily_returns(after_hours_curve(), 100_000.0, ZoneInfo("America/Los_Angeles"), bots_of(project),
+                                   market_calendar())  # fmt: skip
+    assert [d.isoformat() for d in days] == ["2026-11-23", "2026-11-24"]
+    assert returns == [101_000 / 100_000 - 1, 102_000 / 101_000 - 1]
+
+
 def test_a_coin_only_backtest_ends_its_days_at_midnight(project: ProjectCopy) -> None:
     """Coins trade around the clock and a backtest of coins alone has no session: its day is a whole date in
     system.timezone, its last row included, as docs/backtest.md says."""
