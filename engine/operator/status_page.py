@@ -553,6 +553,9 @@ class StatusHandler(BaseHTTPRequestHandler):
             return
         raw = self.rfile.read(length)
         self._read_done()  # before the halt, which may wait for a tick
+        if len(raw) != length:  # the client closed early: what came may parse as JSON, and was acted on
+            self._error(HTTPStatus.BAD_REQUEST, f"the body was cut short ({len(raw)} of {length} bytes): nothing done")
+            return
         try:
             body = jsontext.loads(raw or b"{}")
         except ValueError:

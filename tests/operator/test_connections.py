@@ -94,3 +94,20 @@ def test_a_server_full_of_requests_being_answered_says_503_at_once(
             thread.join(5)
     assert refused.startswith(b"HTTP/1.0 503 ") and b"too many connections" in refused
     assert results == [200, 200]
+
+
+def test_a_body_cut_short_is_refused_and_nothing_is_done(project: ProjectCopy, rig: Rig) -> None:
+    """A POST whose body ends before its Content-Length (the client closed its side): what came was parsed as it was,
+    and `{"reason": "x"}` of a promised 100 bytes halted the system."""
+    from tests.operator.test_status_page import TOKEN
+
+    rig.ticks(2)
+    with serving(project, rig.store.path, rig.log, TOKEN) as server, _connect(server) as client:
+        body = b'{"reason": "x"}'
+        client.sendall(b"POST /api/halt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 100\r\n\r\n" + body)  # fmt: skip
+        client.shutdown(socket.SHUT_WR)
+        answered = _answer(client)
+    assert answered.split(b"\r\n", 1)[0].endswith(b"400 Bad Request"), answered
+    assert b"the body was cut short (15 of 100 bytes)" in answered
+    assert rig.store.halts(open_only=True) == []
