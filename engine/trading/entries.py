@@ -69,14 +69,19 @@ def buying_power(cfg: TradingBotConfig, account: Account | None) -> float | None
     return account.buying_power
 
 
+def chain_contract(snapshot: Snapshot, symbol: str) -> OptionContract | None:
+    """The contract `symbol` in this tick's option chains (its ask, its quote's age), None when no chain holds it."""
+    return next((c for chain in snapshot.option_chains.values() for c in chain if c.symbol == symbol), None)
+
+
 def cost_usd(request: OrderRequest, snapshot: Snapshot) -> float | None:
     """What an entry will cost at today's prices (for counting down the capital within a tick); None when that
     cannot be told (no price, no quantity): never 0, which would leave the room whole for the next entry."""
     if request.notional is not None:
         return request.notional
     quote = snapshot.quotes.get(request.symbol)
-    chain_ask = next((c.ask for chain in snapshot.option_chains.values() for c in chain if c.symbol == request.symbol), None)
-    price = request.limit_price or (quote.ask if quote else chain_ask)
+    contract = chain_contract(snapshot, request.symbol) if quote is None else None
+    price = request.limit_price or (quote.ask if quote else contract.ask if contract else None)
     if not price or not request.qty:
         return None
     return request.qty * price * contract_multiplier(request.symbol)

@@ -348,8 +348,8 @@ def _risk_left(
             at_risk += max(row.notional - (row.filled_qty * (row.filled_avg_price or 0.0)), 0.0)
             continue
         quote = snapshot.quotes.get(row.symbol)
-        chain_ask = next((c.ask for chain in snapshot.option_chains.values() for c in chain if c.symbol == row.symbol), None)
-        price = row.limit_price or (quote.ask if quote is not None else chain_ask)
+        contract = entries.chain_contract(snapshot, row.symbol) if quote is None else None
+        price = row.limit_price or (quote.ask if quote is not None else contract.ask if contract else None)
         if not price or row.qty is None:
             return None
         at_risk += max(row.qty - row.filled_qty, 0.0) * price * contract_multiplier(row.symbol)
@@ -560,16 +560,12 @@ def _option_sale_price(symbol: str, mark: float | None, snapshot: Snapshot, max_
     no mark. The chain may be up to broker.option_chain_cache_seconds old, and its bid alone would hold a stop
     loss still for as long; the mark is read every tick. Without such a quote (a contract whose expiry left
     dte_min..dte_max, a one-sided quote), the mark as it is."""
-    for chain in snapshot.option_chains.values():
-        for c in chain:
-            if c.symbol != symbol:
-                continue
-            if entries.spread_pct(c.bid, c.ask) is None:
-                return mark
-            if abs((snapshot.taken_at - c.quote_time).total_seconds()) > max_quote_age_s:
-                return mark
-            return c.bid if mark is None else max(mark - (c.ask - c.bid) / 2, 0.0)
-    return mark
+    c = entries.chain_contract(snapshot, symbol)
+    if c is None or entries.spread_pct(c.bid, c.ask) is None:
+        return mark
+    if abs((snapshot.taken_at - c.quote_time).total_seconds()) > max_quote_age_s:
+        return mark
+    return c.bid if mark is None else max(mark - (c.ask - c.bid) / 2, 0.0)
 
 
 def _quote_age_limit(config: TradingBotConfig) -> float | None:
