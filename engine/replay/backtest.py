@@ -277,7 +277,7 @@ def _ended_before(bots: BotsConfig, data: DataSet, interval: timedelta, ready: d
 DAY = timedelta(days=1)
 
 
-def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, start: datetime, end: datetime) -> list[str]:
+def _days_without_data(stamped: BotsStamps, interval: timedelta, start: datetime, end: datetime) -> list[str]:
     """A note for each enabled bot's symbol without data where another of the bots' symbols has rows: a stock (an
     option's underlying) with no row in a whole session of the window, a coin with no row for 24 hours or more (it
     trades around the clock); a day missing from one file, or one file ending days before the others. The replay
@@ -288,7 +288,7 @@ def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, sta
     start needs no note: the window starts when every symbol has a price."""
     import numpy as np
 
-    bots_of, stamps = _bots_stamps(bots, data)
+    bots_of, stamps = stamped
     if len(stamps) < 2:
         return []
     lo, hi = _us(start - interval), _us(end)  # a bar stamped at the first session's open is known at `start`
@@ -327,7 +327,10 @@ def _days_without_data(bots: BotsConfig, data: DataSet, interval: timedelta, sta
     return notes
 
 
-def _bots_stamps(bots: BotsConfig, data: DataSet) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
+BotsStamps = tuple[dict[str, list[str]], dict[str, list[Any]]]  # `_bots_stamps`: read once for both notes
+
+
+def _bots_stamps(bots: BotsConfig, data: DataSet) -> BotsStamps:
     """The enabled bots of each of their symbols, and each symbol's timestamps (µs) by file, bars' and quotes' (each
     sorted already: a file's timestamps strictly increase); a symbol without rows has none."""
     import pyarrow as pa
@@ -345,7 +348,7 @@ def _bots_stamps(bots: BotsConfig, data: DataSet) -> tuple[dict[str, list[str]],
     return bots_of, stamps
 
 
-def _rows_without_session(bots: BotsConfig, data: DataSet, interval: timedelta, start: datetime, end: datetime) -> list[str]:
+def _rows_without_session(stamped: BotsStamps, interval: timedelta, start: datetime, end: datetime) -> list[str]:
     """A note for each enabled bot's stock (an option's underlying) with rows in the window on a New York day the
     exchange had no session: a holiday or a weekend. Alpaca has no such bars (the exchange is shut, extended hours
     too), so they are the data's mistake (a wrong calendar, a time zone); the replay trades nothing there (the
@@ -353,7 +356,7 @@ def _rows_without_session(bots: BotsConfig, data: DataSet, interval: timedelta, 
     a day counted as one, a zero return among the Sharpe's, and nothing said the data was off."""
     import numpy as np
 
-    bots_of, stamps = _bots_stamps(bots, data)
+    bots_of, stamps = stamped
     calendar = market_calendar()
     lo, hi = _us(start - interval), _us(end)
     first, last = (start - interval).astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()
@@ -694,8 +697,9 @@ def run_backtest(
             clock.set(frame.at)
         if recorded.equity[-1][0] != frame.at:
             recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
-        notes.extend(_days_without_data(config.bots, data, interval, window_start, frame.at))
-        notes.extend(_rows_without_session(config.bots, data, interval, window_start, frame.at))
+        stamped = _bots_stamps(config.bots, data)  # every file's timestamps, read once for the two notes
+        notes.extend(_days_without_data(stamped, interval, window_start, frame.at))
+        notes.extend(_rows_without_session(stamped, interval, window_start, frame.at))
         notes.extend(_not_the_runs(data.folder, window_start, frame.at, cash, store, _options_bots(config.bots)))
         if isinstance(frames, TickFrames) and frames.unseen and frames.first_unseen is not None:
             notes.append(f"{frames.unseen} rows of {data.folder} were seen by no tick of the recording there (the first at "
