@@ -38,7 +38,7 @@ from engine.config.loader import Config
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.core.store import SYSTEM_SCOPE, OrderRow, StateStore
 from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, build_runtime
 from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
@@ -58,6 +58,7 @@ from engine.trading.facts_builder import (
     close_margin_minutes,
     feed_health,
     finite,
+    stale_at_send,
     system_facts,
     usable_quotes,
 )
@@ -371,25 +372,29 @@ class Engine:
                 self.on_persist()
         return snapshot.broker_requests + self._broker_calls() - calls_before
 
-    def _entry_refusal(self, snapshot: Snapshot) -> Callable[[str], str | None]:
-        """Why an entry of a bot may not leave in this tick (None: it may). An entry granted this tick passed its
+    def _entry_refusal(self, snapshot: Snapshot) -> Callable[[OrderRow], str | None]:
+        """Why an entry may not leave in this tick (None: it may). An entry granted this tick passed its
         bot's preflight on this tick's snapshot; one held back behind an opposite order since an earlier tick
         (`OrderManager.send_pending`) was granted on that tick's, and went out later in a tick whose broker reads
         failed, with the system disarmed. Whatever the rules say, no entry leaves in a tick that read the broker
-        incompletely, while the system is not armed, or while its bot's preflight fails."""
+        incompletely, while the system is not armed, while its bot's preflight fails, or once the reads it was
+        decided on are stale by the clock at its send (`stale_at_send`: the process suspended after the commit)."""
         if not snapshot.complete:
             failed = ", ".join(sorted({e.operation or e.kind for e in snapshot.errors}))
-            return lambda _bot_id: f"a broker read of this tick failed ({failed})"
+            return lambda _row: f"a broker read of this tick failed ({failed})"
         if self.system.state != "armed":
             state = self.system.state
-            return lambda _bot_id: f"the system is {state}, not armed"
+            return lambda _row: f"the system is {state}, not armed"
+        limit_s = self.config.settings.health.max_price_staleness_seconds
 
-        def refusal(bot_id: str) -> str | None:
-            bot = self._by_id.get(bot_id)
+        def refusal(row: OrderRow) -> str | None:
+            bot = self._by_id.get(row.bot_id)
             failed = bot.memory.last_failed_checks if bot is not None else None
-            if failed is None:
+            if bot is None or failed is None:
                 return "its bot's preflight was not evaluated this tick"
-            return f"its bot's preflight fails ({', '.join(failed)})" if failed else None
+            if failed:
+                return f"its bot's preflight fails ({', '.join(failed)})"
+            return stale_at_send(row, bot, snapshot, self.clock.now(), limit_s)
 
         return refusal
 

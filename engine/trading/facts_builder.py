@@ -190,6 +190,36 @@ def fresh_window(now: datetime, limit_seconds: float) -> tuple[datetime, datetim
     return now - span, now + span
 
 
+def stale_at_send(row: OrderRow, bot: Bot, snapshot: Snapshot, now: datetime, limit_s: float) -> str | None:
+    """Why an entry may not leave at `now`, its send, on the reads it was decided on (None: they are still fresh).
+
+    Preflight judged the bot's quotes at the tick's start; the entry leaves after the tick's transaction, or ticks
+    later when it was held behind an opposite order. A process suspended in between (SIGSTOP, a VM paused, a
+    laptop's sleep), a slow commit or a long hold sent, minutes later, an order decided and priced on quotes long
+    past the staleness limit. So at the send the same limit is applied again, by the clock as it reads then: the
+    decision (the intent's time) and each of the bot's quotes no older than `limit_s`, and an OptionsBot's
+    contract quote no older than its chain_rules.max_quote_age_seconds, found in the snapshot it was chosen from."""
+    span = min(limit_s, _CENTURY_SECONDS)
+    decided = (now - row.created_at).total_seconds()
+    if decided > span:
+        return f"decided {decided:.1f} s before its send, past the staleness limit of {limit_s:g} s"
+    for symbol in bot.symbols:
+        quote = snapshot.quotes.get(symbol)
+        age = (now - quote.timestamp).total_seconds() if quote is not None else None
+        if age is None or age > span:
+            told = "missing" if age is None else f"{age:.1f} s old"
+            return f"its quote of {symbol} is {told} at its send, past the staleness limit of {limit_s:g} s"
+    contract_limit = _quote_age_limit(bot.config)
+    if contract_limit is not None and row.symbol not in bot.symbols:
+        contract = entries.chain_contract(snapshot, row.symbol)
+        age = (now - contract.quote_time).total_seconds() if contract is not None else None
+        if age is None or age > contract_limit:
+            told = "not in this tick's chains" if age is None else f"{age:.1f} s old"
+            return (f"its contract's quote ({row.symbol}) is {told} at its send, past "
+                    f"chain_rules.max_quote_age_seconds ({contract_limit:g} s)")  # fmt: skip
+    return None
+
+
 def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: HealthSettings) -> FeedHealth:
     """Staleness per symbol and per market, from each quote's own time.
 

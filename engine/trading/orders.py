@@ -176,15 +176,15 @@ class OrderManager:
 
     # --- sending -------------------------------------------------------------------------------------------
 
-    def send_pending(self, entry_refusal: Callable[[str], str | None] | None = None) -> int:
+    def send_pending(self, entry_refusal: Callable[[OrderRow], str | None] | None = None) -> int:
         """Send the intents committed this tick, and those held back earlier; returns how many were attempted.
         Only intents recorded by this process are looked for here (none: no query); those of an earlier process
         are `recover_pending`'s.
 
         An entry leaves only if, at this moment, no halt is in force for the system or its bot (an operator may
         have halted from another process since the gate granted it), and `entry_refusal` (the engine's: this
-        tick's reads, the system's state, the bot's preflight) gives no reason against it for its bot; otherwise it
-        ends `not_sent`.
+        tick's reads, the system's state, the bot's preflight, how old its reads are by the clock now) gives no
+        reason against it; otherwise it ends `not_sent`.
 
         Alpaca refuses an order that would cross the account's own working order on the other side of the same
         symbol (a "potential wash trade"); an order whose send is in doubt (`unknown`) may be working there too.
@@ -217,7 +217,7 @@ class OrderManager:
             if halt is not None:
                 self._entry_not_sent(row, f"halted before it was sent: {halt.reason}", halt.reason)
                 continue
-            refused = entry_refusal(row.bot_id) if row.purpose == "entry" and entry_refusal is not None else None
+            refused = entry_refusal(row) if row.purpose == "entry" and entry_refusal is not None else None
             if refused is not None:
                 self._entry_not_sent(row, f"not sent: {refused}", refused)
                 continue
