@@ -947,7 +947,7 @@ class AlpacaAPI:
                 # /v2/orders has no next_page_token: a full page may have cut orders off, and an order of ours
                 # missing from the list would be taken for one that ended.
                 raise Unreadable(f"{len(listed)} open orders, the most one answer gives: the list may be cut short")
-            orders = [self._order(o, remember=False) for o in listed]
+            orders = [self._order(o, remember=False) for o in _multi_legs_as_legs(listed)]
             _unique(orders, lambda o: o.client_order_id, "the client_order_id")
             _unique(orders, lambda o: o.id, "the order id")
             for order in orders:
@@ -1292,6 +1292,37 @@ class AlpacaAPI:
         kind = "unauthorized" if reason == "unauthorized" else _kind_for_status(status)
         return BrokerError(kind, self._scrub(message or f"HTTP {status}"), status=status, operation=operation, reason=reason,
                            code=code if isinstance(code, int) else None)  # fmt: skip
+
+
+def _multi_legs_as_legs(listed: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The open-order list with each multi-leg options order (`order_class` mleg) given as its legs. Such an order
+    (trading-api.json's getAllOrders example MultilegOptions; alpaca-py's Order turns its empty fields to None)
+    names no symbol, side or asset class of its own: each of its legs is an order in one contract on one side,
+    under its own id and client_order_id, whose `type` is empty (the parent's is the legs' type). Read as it came,
+    one spread placed by hand made the whole list unreadable, so the engine followed none of its own orders
+    (their fills went unbooked) and reconciliation could not name the order that is no bot's. A leg also listed
+    on its own is read once, from its parent; a parent without legs stays unreadable, as does a leg listed alone
+    without a type."""
+    legs_of: dict[int, list[Mapping[str, Any]]] = {}
+    for at, raw in enumerate(listed):
+        if raw.get("order_class") != "mleg" or raw.get("symbol"):
+            continue
+        legs = raw.get("legs")
+        if not isinstance(legs, list) or not legs or not all(isinstance(leg, dict) for leg in legs):
+            said = "no legs" if not legs else "a leg that is not an object"
+            raise Unreadable(f"the multi-leg order {_shown(raw.get('client_order_id'))} lists {said}")
+        kind = raw.get("order_type") or raw.get("type")
+        legs_of[at] = [{**leg, "order_type": leg.get("order_type") or kind, "type": leg.get("type") or kind} for leg in legs]
+    if not legs_of:
+        return list(listed)
+    in_parents = {leg["id"] for legs in legs_of.values() for leg in legs if leg.get("id")}
+    out: list[Mapping[str, Any]] = []
+    for at, raw in enumerate(listed):
+        if at in legs_of:
+            out.extend(legs_of[at])
+        elif raw.get("id") not in in_parents:
+            out.append(raw)
+    return out
 
 
 def _order_id(order_id: str, operation: str) -> str:

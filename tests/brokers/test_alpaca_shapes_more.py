@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.brokers.alpaca import OPEN_ORDERS_LIMIT, AlpacaAPI
-from engine.brokers.base import BrokerError, OrderRequest
+from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
 from engine.core.clock import ManualClock
+from engine.trading import exitbot
+from tests.brokers.conftest import OPEN
+from tests.brokers.test_hostile_lifecycle import Desk
 from tests.brokers.test_real_shapes import raw
+from tests.desk import open_desk
 
 ORDERS, CHAIN = "/v2/orders", "/v1beta1/options/snapshots/SPY"
 QUOTE = {"t": "2026-11-23T15:00:00.123456789Z", "bp": 10.0, "bs": 1, "ap": 10.1, "as": 1}
@@ -518,3 +523,91 @@ def test_without_intraday_adjustments_an_unreadable_balance_asof_is_a_bad_answer
         api.get_account()
     assert raised.value.kind == "bad_response" and "balance_asof" in raised.value.message
     assert api.get_account().non_trade_cash_today == -1_000  # read whole again: counted from Friday's close
+
+
+# --- a multi-leg (mleg) options order placed beside the engine -----------------------------------------------------
+
+SPREAD_LEGS = (("SPY261204C00500000", "buy"), ("SPY261204C00510000", "sell"))
+
+
+def mleg_listed(emulator: Emulator, placeholder: str, *, legs: Any = "spread", top_level_legs: bool = False) -> Fault:
+    """A fault that lists the order `placeholder` as a multi-leg options order, as trading-api.json's getAllOrders
+    example (MultilegOptions) writes one: the parent with `symbol`, `side`, `asset_class` and `asset_id` empty
+    and its legs under `legs`, each a us_option order with its own id, symbol and side and an empty `type`.
+    `top_level_legs`: the legs listed again as orders of their own, beside the parent."""
+    listed = raw(emulator, "GET", ORDERS).json()
+    at = [o["client_order_id"] for o in listed].index(placeholder)
+    parent = listed[at]
+    if legs == "spread":
+        legs = [
+            {**parent, "id": str(uuid.uuid4()), "client_order_id": str(uuid.uuid4()), "symbol": occ, "side": side,
+             "asset_id": str(uuid.uuid4()), "asset_class": "us_option", "order_class": "mleg", "type": "",
+             "order_type": "", "qty": "2", "limit_price": None, "ratio_qty": "1", "legs": None,
+             "position_intent": f"{side}_to_open"}
+            for occ, side in SPREAD_LEGS
+        ]  # fmt: skip
+    mleg = {**parent, "symbol": "", "side": "", "asset_class": "", "asset_id": "", "order_class": "mleg",
+            "type": "limit", "order_type": "limit", "qty": "2", "limit_price": "1.5", "legs": legs}  # fmt: skip
+    patch: dict[str, Any] = {str(at): mleg}
+    if top_level_legs:  # the other items of the list stand in for the legs listed on their own
+        others = [n for n in range(len(listed)) if n != at and listed[n]["client_order_id"].startswith("leg-")]
+        patch.update({str(n): leg for n, leg in zip(others, legs, strict=True)})
+    return Fault(path_prefix=ORDERS, method="GET", patch=patch)
+
+
+def test_a_multi_leg_order_beside_ours_is_read_as_its_legs(api: AlpacaAPI, emulator: Emulator) -> None:
+    """An options spread placed by hand (order_class mleg) was an order with an empty symbol, side and asset class:
+    unreadable, it made the whole open-order list unreadable, so the engine could follow none of its own orders
+    (their fills were not booked) and its reconciliation could not name the order that is not a bot's. Each leg
+    is an order in one contract on one side: read so, under its own id, with the type of the order it is a leg of."""
+    ours = api.submit_order(OrderRequest("AAPL", "buy", "ours-1", "limit", "day", qty=1, limit_price=1.0))
+    api.submit_order(OrderRequest("MSFT", "buy", "hand-1", "limit", "day", qty=1, limit_price=1.0))
+    emulator.faults.append(mleg_listed(emulator, "hand-1"))
+    orders = api.get_open_orders()
+    assert [o.id for o in orders if o.client_order_id == "ours-1"] == [ours.id]
+    legs = [(o.symbol, o.side, o.qty, o.order_type, o.asset_class) for o in orders if o.client_order_id != "ours-1"]
+    assert legs == [(occ, side, 2.0, "limit", "us_option") for occ, side in SPREAD_LEGS]
+
+
+def test_the_legs_of_a_multi_leg_order_listed_on_their_own_too_are_read_once(api: AlpacaAPI, emulator: Emulator) -> None:
+    api.submit_order(OrderRequest("MSFT", "buy", "hand-1", "limit", "day", qty=1, limit_price=1.0))
+    for n in range(len(SPREAD_LEGS)):
+        api.submit_order(OrderRequest("MSFT", "buy", f"leg-{n}", "limit", "day", qty=1, limit_price=1.0))
+    emulator.faults.append(mleg_listed(emulator, "hand-1", top_level_legs=True))
+    assert sorted(o.symbol for o in api.get_open_orders()) == sorted(occ for occ, _ in SPREAD_LEGS)
+
+
+@pytest.mark.parametrize("legs", [None, [], "no-symbol"], ids=["null", "empty", "leg-without-symbol"])
+def test_a_multi_leg_order_whose_legs_cannot_be_read_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator, legs: Any) -> None:
+    """No legs, no order to name: the list stays unreadable (the engine halts), never read without it."""
+    api.submit_order(OrderRequest("MSFT", "buy", "hand-1", "limit", "day", qty=1, limit_price=1.0))
+    if legs == "no-symbol":
+        fault = mleg_listed(emulator, "hand-1")
+        mleg = next(iter(fault.patch.values()))
+        mleg["legs"][0]["symbol"] = ""
+        emulator.faults.append(fault)
+    else:
+        emulator.faults.append(mleg_listed(emulator, "hand-1", legs=legs))
+    bad(api.get_open_orders)
+
+
+def test_beside_a_hand_placed_spread_our_fills_are_booked_and_its_legs_named(tmp_path: Path) -> None:
+    """Before: the spread made the open-order list unreadable, so the fill of the bot's own entry was not booked
+    while the spread worked, and reconciliation had nothing to name."""
+    with open_desk(Desk, tmp_path, OPEN, timezone.utc) as desk:
+        row = desk.resting()
+        hand = {"symbol": "MSFT", "qty": "1", "side": "buy", "type": "limit", "limit_price": "1", "time_in_force": "day",
+                "client_order_id": "hand-1"}  # fmt: skip
+        assert raw(desk.emulator, "POST", ORDERS, json=hand).ok
+        fault = mleg_listed(desk.emulator, "hand-1")
+        listed = [o["client_order_id"] for o in raw(desk.emulator, "GET", ORDERS).json()]
+        ours = listed.index(row.client_order_id)
+        fault.patch.update({f"{ours}.status": "filled", f"{ours}.filled_qty": "10", f"{ours}.filled_avg_price": "140"})
+        desk.emulator.faults.append(fault)
+        desk.clock.advance(5)
+        snapshot = desk.orders.broker.snapshot(DataNeeds())
+        desk.orders.sync(snapshot)
+        assert snapshot.errors == ()
+        assert desk.status(row.client_order_id) == "filled" and desk.owned() == {"AAPL": 10.0}
+        orders = [line.split(" (")[1] for line in exitbot.unexplained(desk.store, snapshot) if line.startswith("open order")]
+        assert orders == [f"{occ}) belongs to no bot" for occ, _ in SPREAD_LEGS]
