@@ -36,7 +36,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent, NodeEvent
+from ruamel.yaml.events import AliasEvent, CollectionStartEvent, NodeEvent, SequenceStartEvent
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.parser import Parser
 from ruamel.yaml.reader import ReaderError
@@ -185,16 +185,40 @@ _EXPLAINED_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("binary", "timestamp
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+# The tags of one kind of node: a value's on a list or a mapping, or a list's or a mapping's on a value
+_SCALAR_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "binary", "timestamp")}
+_COLLECTION_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "set")}
+
+
+def _shown_tag(tag: str) -> str:
+    return "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
 def _refuse_tag(event: Any) -> None:
     """Refuse a node with a tag the engine does not read (`!!omap`, `!!pairs`, `!custom`), before it is built.
 
     ruamel builds such a list or mapping without the line and column of its items, and a custom tag on a
     mapping would otherwise be dropped without a word: the value would be read as if the tag were not there.
+
+    A tag of the other kind of node is refused too: `!!str [a]` built a list without the places of its items (a
+    TypeError, a traceback, from `--validate`), `!!str {a: 1}` was read as the mapping without a word, and
+    `!!set x` was told as "'ScalarNode' object has no attribute 'flow_style'".
     """
     tag = getattr(event, "tag", None)
-    if tag is None or tag in _READ_TAGS or tag in _EXPLAINED_TAGS:
+    if tag is None:
         return
-    shown_tag = "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
+    collection = isinstance(event, CollectionStartEvent)
+    if (collection and tag in _SCALAR_TAGS) or (not collection and tag in _COLLECTION_TAGS):
+        kind = ("a list" if isinstance(event, SequenceStartEvent) else "a mapping") if collection else "a single value"
+        mark = event.start_mark
+        raise _Refused(
+            mark.line,
+            mark.column,
+            f"the YAML tag '{_shown_tag(tag)}' is not for {kind}: remove the tag, and write the value it should be",
+        )
+    if tag in _READ_TAGS or tag in _EXPLAINED_TAGS:
+        return
+    shown_tag = _shown_tag(tag)
     mark = event.start_mark
     raise _Refused(
         mark.line,

@@ -37,6 +37,32 @@ def test_a_tag_the_engine_does_not_read_is_refused_at_its_place(text: str, tag: 
     assert f"the YAML tag '{tag}' is not allowed" in p.message
 
 
+@pytest.mark.parametrize(
+    ("text", "tag", "kind", "line", "col"),
+    [
+        ("a: !!str [x]\n", "!!str", "a list", 1, 4),  # was a TypeError: a traceback from --validate
+        ("- !!str\n  - x\n", "!!str", "a list", 1, 3),  # the same, in block style
+        ("a: !!str {b: 1}\n", "!!str", "a mapping", 1, 4),  # was read as the mapping without a word
+        ("a: !!int [1]\n", "!!int", "a list", 1, 4),
+        ("a:\n  b: !!set x\n", "!!set", "a single value", 2, 6),  # was "'ScalarNode' object has no attribute..."
+        ("a: !!seq x\n", "!!seq", "a single value", 1, 4),
+    ],
+)
+def test_a_tag_of_the_other_kind_of_node_is_refused_at_its_place(text: str, tag: str, kind: str, line: int, col: int) -> None:
+    p = refused_text(text)
+    assert (p.line, p.col) == (line, col)
+    assert f"the YAML tag '{tag}' is not for {kind}" in p.message
+
+
+def test_a_string_tag_on_a_machine_files_list_is_a_problem_not_a_traceback(project: ProjectCopy) -> None:
+    """Found by tools/configfuzz.py: `actions: !!str [cancel_entry]` in machines/options.yaml."""
+    path = project.replace("machines/options.yaml", "actions: [cancel_entry]", "actions: !!str [cancel_entry]")
+    line = project.line_of("machines/options.yaml", "!!str")
+    (p,) = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    assert p.file == str(path) and (p.line, p.col) == (line, 14)
+    assert "the YAML tag '!!str' is not for a list" in p.message
+
+
 @pytest.mark.parametrize(("text", "expected"), [("a: !!str 1\n", "1"), ("a: ! 3\n", 3), ("a: !!float 3\n", 3.0)])
 def test_the_json_tags_are_still_read(text: str, expected: object) -> None:
     doc = parse_yaml(text, "f.yaml")
