@@ -164,7 +164,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
     does), their diagrams, the halts in force, positions by bot, today's trades and P&L, each bot's last preflight,
     and today's equity curve. `store` is None before anything has run."""
     from engine.config.checks import trading_bots
-    from engine.operator.summary import halts_in_force
+    from engine.operator.summary import halt_effect, halts_in_force
     from engine.trading.runner import halt_over_note, last_tick, running_pid, state_now
 
     assert report.config is not None
@@ -216,7 +216,8 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
         "engine_pid": running_pid(store.path),
         "halted": any(h.scope == SYSTEM_SCOPE for h in live),
         "halts": [
-            {"scope": h.scope, "reason": h.reason, "since": local(h.started_at), "until": local(h.until) if h.until else None}
+            {"scope": h.scope, "reason": h.reason, "since": local(h.started_at), "until": local(h.until) if h.until else None,
+             "flatten": h.flatten, "effect": halt_effect(h.scope, h.flatten)}
             for h in live
         ],
         "machines": machines,
@@ -724,7 +725,7 @@ function show(s) {
   if (!s.has_state) { banner.textContent = "no state yet: nothing has run"; banner.className = "ok"; }
   else if (s.halts.length) {
     banner.textContent = "HALTED: " + s.halts.map((h) => (h.scope === "system" ? "the system" : "bot " + h.scope)
-      + " since " + h.since + ": " + h.reason + " (until " + (h.until || "resume") + ")").join("; ");
+      + " since " + h.since + ": " + h.reason + " (until " + (h.until || "resume") + "): " + h.effect).join("; ");
     banner.className = "halted";
   } else { banner.textContent = "not halted"; banner.className = "ok"; }
   fill("machines", ...s.machines.map(machine));

@@ -147,6 +147,17 @@ def halt_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
     return lines
 
 
+def halt_effect(scope: str, flatten: bool) -> str:
+    """What the engine does while a halt is in force (the ExitBot's duties, engine/trading/exitbot.py): a halt named
+    with its reason and its end read the same whether the kill switch was selling every position (a daily-loss
+    kill) or keeping them (an operator's halt), and a bot's own halt did not say its positions were being closed."""
+    if scope != SYSTEM_SCOPE:
+        return "no entries for this bot, its working entries cancelled; the kill switch closes its positions"
+    if flatten:
+        return "no entries, working entries cancelled; the kill switch closes every position"
+    return "no entries, working entries cancelled; positions are kept, their exits managed"
+
+
 def in_force_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
     """The sentence nobody should miss: a halt in force now, whose, since when, why, and what ends it."""
     lines = []

@@ -17,7 +17,7 @@ from typing import Any
 from engine.config.checks import bot_kind, trading_bots
 from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore
 from engine.operator.local import LocalTime
-from engine.operator.summary import number, one_line
+from engine.operator.summary import halt_effect, number, one_line
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
 from engine.rules.facts import bot_config_values, vocabulary
@@ -142,6 +142,8 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
                 "until": h.until.isoformat() if h.until else None,
                 "in_force_at_tick": seen(h),
                 "in_force_now": h.in_force(now),
+                "flatten": h.flatten,
+                "effect": halt_effect(h.scope, h.flatten),
             }
             for h in halts
         ],
@@ -253,12 +255,12 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
     for halt in record["halts"]:
         until = when(halt["until"]) if halt["until"] else "resume"
         scope, reason = one_line(halt["scope"]), one_line(halt["reason"])
-        if halt.get("in_force_at_tick", True) is False:
-            note = "; set after this tick: the bot's machine moves at its next tick"
-        elif halt.get("in_force_now", True) is False:
+        if halt.get("in_force_now", True) is False:
             note = "; no longer in force (its cooloff ran out): it ends at the next tick"
-        else:
-            note = ""
+        else:  # what the engine does while it holds (a record made before 2026-12-02 does not say)
+            note = f"; {halt['effect']}" if halt.get("effect") else ""
+            if halt.get("in_force_at_tick", True) is False:
+                note = "; set after this tick: the bot's machine moves at its next tick" + note
         lines.append(f"halted ({scope}): {reason} (since {when(halt['since'])}, until {until}){note}")
     lines.append(f"transitions from {record['state']}, tried in order:")
     unevaluable = False

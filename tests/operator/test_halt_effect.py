@@ -1,0 +1,74 @@
+"""What a halt in force makes the engine do next, said wherever the halt is shown: `status`, `why` and the status
+page named a halt, its reason and its end, but never whether the kill switch was selling: a daily-loss kill (which
+flattens every position) and an operator's halt (which keeps them, their exits managed) read the same, and a bot
+halted on its own did not say that its positions were being closed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from engine.core.store import SYSTEM_SCOPE
+from engine.operator.status_page import status_record
+from engine.operator.why import explain, render
+from engine.trading.runner import operator_halt, status_text
+from engine.validate import load_valid
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig
+
+FLATTENS = "the kill switch closes every position"
+KEEPS = "positions are kept, their exits managed"
+BOT_CLOSES = "the kill switch closes its positions"
+
+
+def _views(project: ProjectCopy, rig: Rig, bot: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """status's text, why's text for `bot`, and the page's halts, all read at the state's time."""
+    from engine.operator.local import LocalTime
+
+    report = load_valid(project.config, project.machines, project.rules)
+    now = rig.clock.now()
+    assert report.config is not None
+    local = LocalTime(report.config.settings.system.timezone)
+    why = render(explain(rig.store, report, bot, now))
+    page = status_record(rig.store, report, now, local)["halts"]
+    return status_text(rig.store, now, local=local), why, page
+
+
+def _halt_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("halted (") or line.startswith("  system:")]
+
+
+def test_a_daily_loss_kill_is_said_to_flatten_and_an_operator_halt_to_keep_positions(project: ProjectCopy, rig: Rig) -> None:
+    rig.until(lambda r: bool(r.store.positions()))
+    bot = rig.store.positions()[0].bot_id
+    rig.exchange.last_equity = rig.exchange.equity() * 1.05  # the account is down 5 % on the day: the kill flattens
+    rig.ticks(1)
+    (halt,) = rig.store.halts(SYSTEM_SCOPE)
+    assert halt.flatten
+    status, why, page = _views(project, rig, bot)
+    assert any(FLATTENS in line for line in _halt_lines(status)), status
+    assert any(FLATTENS in line for line in _halt_lines(why)), why
+    assert page[0]["flatten"] is True and FLATTENS in page[0]["effect"]
+
+    operator_halt(rig.store, rig.engine.journal, "news at 10:00", rig.clock.now())  # beside it: no flatten of its own
+    rig.store.end_halt(halt.id, rig.clock.now(), "test")
+    status, why, page = _views(project, rig, bot)
+    (line,) = _halt_lines(status)
+    assert "news at 10:00" in line and KEEPS in line and FLATTENS not in line, status
+    assert any(KEEPS in line for line in _halt_lines(why)), why
+    assert page[0]["flatten"] is False and KEEPS in page[0]["effect"]
+
+
+def test_a_bot_halted_on_its_own_is_said_to_have_its_positions_closed(project: ProjectCopy, rig: Rig) -> None:
+    rig.until(lambda r: bool(r.store.positions()))
+    bot = rig.store.positions()[0].bot_id
+    now = rig.clock.now()
+    rig.store.start_halt(bot, "orders refused repeatedly (insufficient_funds)", ("refusals",), False, now,
+                         now + timedelta(minutes=30))  # fmt: skip
+    status, why, page = _views(project, rig, bot)
+    line = next(line for line in status.splitlines() if line.startswith(f"  {bot}: orders refused"))
+    assert BOT_CLOSES in line, status
+    assert any(BOT_CLOSES in line for line in why.splitlines() if line.startswith(f"halted ({bot})")), why
+    assert BOT_CLOSES in page[0]["effect"]
+    rig.ticks(3)
+    assert not rig.store.positions(bot)  # what was said is what happens
