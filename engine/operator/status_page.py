@@ -217,7 +217,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
         "halted": any(h.scope == SYSTEM_SCOPE for h in live),
         "halts": [
             {"scope": h.scope, "reason": h.reason, "since": local(h.started_at), "until": local(h.until) if h.until else None,
-             "flatten": h.flatten, "effect": halt_effect(h.scope, h.flatten)}
+             "flatten": h.flatten, "effect": halt_effect(h.scope, h.flatten, h.conditions)}
             for h in live
         ],
         "machines": machines,

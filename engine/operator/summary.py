@@ -68,6 +68,7 @@ def halt_record(h: Halt, now: datetime) -> dict[str, Any]:
         "scope": h.scope,
         "reason": h.reason,
         "conditions": list(h.conditions),
+        "flatten": h.flatten,
         "started_at": _utc(h.started_at),
         "until": _utc(h.until),
         "ended_at": _utc(h.ended_at),
@@ -147,15 +148,29 @@ def halt_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
     return lines
 
 
-def halt_effect(scope: str, flatten: bool) -> str:
-    """What the engine does while a halt is in force (the ExitBot's duties, engine/trading/exitbot.py): a halt named
-    with its reason and its end read the same whether the kill switch was selling every position (a daily-loss
-    kill) or keeping them (an operator's halt), and a bot's own halt did not say its positions were being closed."""
+# Halts whose cause is not looked at again once they end: the operator's own, and the clock's (it ends when the
+# clock has caught up, and `resume` is the operator's word that it is right)
+_ENDED_FOR_GOOD = frozenset({"operator", "clock_backwards"})
+
+
+def halt_effect(scope: str, flatten: bool | None, conditions: Iterable[str] = ()) -> str:
+    """What the engine does while a halt is in force (the ExitBot's duties, engine/trading/exitbot.py), and whether
+    ending it clears it. A halt named with its reason and its end read the same whether the kill switch was selling
+    every position (a daily-loss kill) or keeping them (an operator's halt), a bot's own halt did not say its
+    positions were being closed, and "(or resume)" read as a cure for a halt whose cause the engine checks again
+    (a kill condition, an unexplained position), which then halts it again at once. `flatten` None: not known (a
+    record that does not say), so nothing is said of positions."""
     if scope != SYSTEM_SCOPE:
-        return "no entries for this bot, its working entries cancelled; the kill switch closes its positions"
-    if flatten:
-        return "no entries, working entries cancelled; the kill switch closes every position"
-    return "no entries, working entries cancelled; positions are kept, their exits managed"
+        effect = "no entries for this bot, its working entries cancelled; the kill switch closes its positions"
+    elif flatten is None:
+        effect = "no entries, working entries cancelled"
+    elif flatten:
+        effect = "no entries, working entries cancelled; the kill switch closes every position"
+    else:
+        effect = "no entries, working entries cancelled; positions are kept, their exits managed"
+    if not _ENDED_FOR_GOOD & set(conditions):
+        effect += "; ending it does not clear its cause: while that stands, the engine halts again"
+    return effect
 
 
 def in_force_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
@@ -169,7 +184,8 @@ def in_force_lines(halts: list[dict[str, Any]], local: LocalTime) -> list[str]:
             else f"until `{RESUME_COMMAND}`"
         )
         started = local(datetime.fromisoformat(h["started_at"]))
-        lines.append(f"HALT IN FORCE: {who} is halted since {started}: {one_line(h['reason'])}; {until}")
+        effect = halt_effect(h["scope"], h.get("flatten"), h.get("conditions", ()))
+        lines.append(f"HALT IN FORCE: {who} is halted since {started}: {one_line(h['reason'])}; {until}; {effect}")
     return lines
 
 

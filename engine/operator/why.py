@@ -143,7 +143,7 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
                 "in_force_at_tick": seen(h),
                 "in_force_now": h.in_force(now),
                 "flatten": h.flatten,
-                "effect": halt_effect(h.scope, h.flatten),
+                "effect": halt_effect(h.scope, h.flatten, h.conditions),
             }
             for h in halts
         ],

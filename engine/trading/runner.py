@@ -43,7 +43,6 @@ from engine.core.stop import stop_signals
 from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
 from engine.operator.local import LocalTime
 from engine.operator.summary import (
-    halt_effect,
     halt_record,
     halts_in_force,
     in_force_lines,
@@ -933,8 +932,7 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     lines.append("halt: none" if not live else "halt:")
     for h in live:
         until = local(h.until) if h.until else "resume"
-        lines.append(f"  {one_line(h.scope)}: {one_line(h.reason)} (since {local(h.started_at)}, until {until}); "
-                     f"{halt_effect(h.scope, h.flatten)}")  # fmt: skip
+        lines.append(f"  {one_line(h.scope)}: {one_line(h.reason)} (since {local(h.started_at)}, until {until})")
     lines.append("positions by bot:")
     positions = store.positions()
     lines += [

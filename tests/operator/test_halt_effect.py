@@ -1,17 +1,20 @@
 """What a halt in force makes the engine do next, said wherever the halt is shown: `status`, `why` and the status
 page named a halt, its reason and its end, but never whether the kill switch was selling: a daily-loss kill (which
 flattens every position) and an operator's halt (which keeps them, their exits managed) read the same, and a bot
-halted on its own did not say that its positions were being closed."""
+halted on its own did not say that its positions were being closed. And "(or `python -m engine resume`)" read as
+the cure for a halt whose cause the engine checks again, which halts it again at the next tick."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+from engine.brokers.base import OrderRequest
 from engine.core.store import SYSTEM_SCOPE
 from engine.operator.status_page import status_record
+from engine.operator.summary import halts_in_force
 from engine.operator.why import explain, render
-from engine.trading.runner import operator_halt, status_text
+from engine.trading.runner import operator_halt, operator_resume, status_text
 from engine.validate import load_valid
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig
@@ -19,6 +22,7 @@ from tests.trading.conftest import Rig
 FLATTENS = "the kill switch closes every position"
 KEEPS = "positions are kept, their exits managed"
 BOT_CLOSES = "the kill switch closes its positions"
+HALTS_AGAIN = "ending it does not clear its cause: while that stands, the engine halts again"
 
 
 def _views(project: ProjectCopy, rig: Rig, bot: str) -> tuple[str, str, list[dict[str, Any]]]:
@@ -35,7 +39,7 @@ def _views(project: ProjectCopy, rig: Rig, bot: str) -> tuple[str, str, list[dic
 
 
 def _halt_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("halted (") or line.startswith("  system:")]
+    return [line for line in text.splitlines() if line.startswith(("halted (", "HALT IN FORCE: "))]
 
 
 def test_a_daily_loss_kill_is_said_to_flatten_and_an_operator_halt_to_keep_positions(project: ProjectCopy, rig: Rig) -> None:
@@ -46,7 +50,7 @@ def test_a_daily_loss_kill_is_said_to_flatten_and_an_operator_halt_to_keep_posit
     (halt,) = rig.store.halts(SYSTEM_SCOPE)
     assert halt.flatten
     status, why, page = _views(project, rig, bot)
-    assert any(FLATTENS in line for line in _halt_lines(status)), status
+    assert any(FLATTENS in line and HALTS_AGAIN in line for line in _halt_lines(status)), status
     assert any(FLATTENS in line for line in _halt_lines(why)), why
     assert page[0]["flatten"] is True and FLATTENS in page[0]["effect"]
 
@@ -55,6 +59,7 @@ def test_a_daily_loss_kill_is_said_to_flatten_and_an_operator_halt_to_keep_posit
     status, why, page = _views(project, rig, bot)
     (line,) = _halt_lines(status)
     assert "news at 10:00" in line and KEEPS in line and FLATTENS not in line, status
+    assert HALTS_AGAIN not in line  # the operator's own halt: `resume` ends it for good
     assert any(KEEPS in line for line in _halt_lines(why)), why
     assert page[0]["flatten"] is False and KEEPS in page[0]["effect"]
 
@@ -66,9 +71,22 @@ def test_a_bot_halted_on_its_own_is_said_to_have_its_positions_closed(project: P
     rig.store.start_halt(bot, "orders refused repeatedly (insufficient_funds)", ("refusals",), False, now,
                          now + timedelta(minutes=30))  # fmt: skip
     status, why, page = _views(project, rig, bot)
-    line = next(line for line in status.splitlines() if line.startswith(f"  {bot}: orders refused"))
+    line = next(line for line in status.splitlines() if line.startswith(f"HALT IN FORCE: bot {bot} "))
     assert BOT_CLOSES in line, status
     assert any(BOT_CLOSES in line for line in why.splitlines() if line.startswith(f"halted ({bot})")), why
     assert BOT_CLOSES in page[0]["effect"]
     rig.ticks(3)
     assert not rig.store.positions(bot)  # what was said is what happens
+
+
+def test_resume_is_not_offered_as_the_cure_of_an_unexplained_position(project: ProjectCopy, rig: Rig) -> None:
+    rig.exchange.submit(OrderRequest("AAPL", "buy", "manual-1", qty=5))  # bought outside the engine
+    rig.ticks(3)
+    status, why, page = _views(project, rig, "mom_AAPL")
+    (line,) = _halt_lines(status)[-1:]
+    assert line.startswith("HALT IN FORCE: the system") and "reconciliation: position AAPL" in line, status
+    assert HALTS_AGAIN in line and KEEPS in line, line
+    assert any(HALTS_AGAIN in line for line in _halt_lines(why)) and HALTS_AGAIN in page[0]["effect"]
+    operator_resume(rig.store, rig.engine.journal, rig.clock.now())
+    rig.ticks(2)
+    assert halts_in_force(rig.store, rig.clock.now())  # what was said is what happens

@@ -109,6 +109,7 @@ def test_halts_that_touched_the_span_with_start_end_and_reason_and_the_one_still
     ]
     assert halts[3:] == [
         "HALT IN FORCE: the system is halted since 2026-11-23T11:30:00-08:00: news at 10:00; until `python -m engine resume`"
+        "; no entries, working entries cancelled; positions are kept, their exits managed"
     ]
 
 

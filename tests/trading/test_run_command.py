@@ -538,6 +538,7 @@ def test_status_right_after_halt_shows_the_system_halted(project: ProjectCopy) -
     assert "  system    system         halted       since 2026-11-23T06:30:20-08:00 (its machine, armed, moves at its next tick)" in status
     assert status.rstrip().endswith(
         "HALT IN FORCE: the system is halted since 2026-11-23T06:30:20-08:00: news at 10:00; until `python -m engine resume`"
+        "; no entries, working entries cancelled; positions are kept, their exits managed"
     )
 
 
@@ -551,7 +552,7 @@ def test_a_restart_while_halted_says_so_at_once(project: ProjectCopy) -> None:
     out, _err = process.communicate(timeout=60)
     assert lines[2] == (
         "HALT IN FORCE: the system is halted since 2026-11-23T06:30:20-08:00: broker maintenance; "
-        "until `python -m engine resume`\n"
+        "until `python -m engine resume`; no entries, working entries cancelled; positions are kept, their exits managed\n"
     )
     assert out.rstrip().endswith(lines[2].rstrip())  # and again under the summary
 
