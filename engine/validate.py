@@ -51,11 +51,12 @@ class Report:
 
 
 def persisted_state_problems(
-    db_path: Path, machines: dict[str, MachineSpec], *, complete: bool = True, bots: BotsConfig | None = None
+    db_path: Path, machines: dict[str, MachineSpec], bots: BotsConfig, *, complete: bool = True, holders: bool = True
 ) -> list[Problem]:
-    """States saved in SQLite that the machine files no longer have: the engine could not restore them. With
-    `bots`, also the positions and working orders saved for a bot that bots.yaml no longer runs as the same kind
-    (`startup.unmanaged`): nothing would manage their exits, or the wrong rules would.
+    """States saved in SQLite that the machine files no longer have, of the machines a run restores
+    (`startup.restores`): the engine could not restore them. With `holders`, also the positions and working orders
+    saved for a bot that bots.yaml no longer runs as the same kind (`startup.unmanaged`): nothing would manage their
+    exits, or the wrong rules would.
 
     With `complete=False` (a machine file could not be read) a kind with no machine is not reported: its
     machine may be in the unreadable file."""
@@ -63,7 +64,7 @@ def persisted_state_problems(
 
     from engine.core import order_lifecycle as lifecycle
     from engine.core.store import StateFileError, StateStore, state_file_exists
-    from engine.trading.startup import unmanaged
+    from engine.trading.startup import restores, unmanaged, vanished_state
 
     if not state_file_exists(db_path) or (db_path.is_file() and db_path.stat().st_size == 0):
         return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
@@ -82,23 +83,25 @@ def persisted_state_problems(
         return unreadable(exc)
     try:
         saved_states = store.machine_states()
-        held = (store.positions(), store.orders(statuses=lifecycle.OPEN)) if bots is not None else None
+        held = (store.positions(), store.orders(statuses=lifecycle.OPEN)) if holders else None
     except sqlite3.Error as exc:
         store.close()
         return unreadable(exc)
     try:
         for saved in saved_states:
             spec = machines.get(saved.kind)
+            if not restores(bots, saved.kind, saved.bot_id):
+                continue
             if spec is None:
                 if not complete:
                     continue
                 message = f"{saved.kind} '{saved.bot_id}' is saved, but there is no {saved.kind} machine"
             elif saved.state not in spec.states:
-                message = f"{saved.kind} '{saved.bot_id}' is saved in state '{saved.state}', which {spec.doc.path} no longer has"
+                message = vanished_state(saved.kind, saved.bot_id, saved.state, str(spec.doc.path))
             else:
                 continue
             problems.append(Problem(shown(db_path), 0, 0, f"machine_states.{saved.kind}.{saved.bot_id}", message))
-        if bots is not None and held is not None:
+        if held is not None:
             problems += [Problem(shown(db_path), 0, 0, where, line) for where, line in unmanaged(bots, *held)]
     finally:
         store.close()
@@ -256,7 +259,7 @@ def validate(
     if saved_states and report.config is not None and machines.specs and not state_is_input:
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
         report.problems.extend(
-            persisted_state_problems(db, machines.specs, complete=machines.complete, bots=report.config.bots if holders else None)
+            persisted_state_problems(db, machines.specs, report.config.bots, complete=machines.complete, holders=holders)
         )
     if scenarios and report.config is not None and machines.specs and machines.complete:
         from engine.machines.scenarios import read_cases

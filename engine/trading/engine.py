@@ -67,7 +67,7 @@ from engine.trading.handlers import TickContext, dispatch, flatten_shared
 from engine.trading.orders import OrderManager
 from engine.trading.portfolio import PortfolioBot
 from engine.trading.preflight import PreflightTiers, TickPreflight
-from engine.trading.startup import unmanaged
+from engine.trading.startup import unmanaged, vanished_state
 from engine.trading.universe import crypto_assets, data_needs
 from engine.trading.view import TickView, read_view
 
@@ -212,9 +212,7 @@ class Engine:
             state = saved.get((kind, model.bot_id))
             spec = self.machines[kind]
             if state is not None and state not in spec.states:
-                raise StartupError(
-                    f"{self.store.path}: {kind} '{model.bot_id}' is in state '{state}', which {spec.doc.path} no longer has"
-                )
+                raise StartupError(f"{self.store.path}: {vanished_state(kind, model.bot_id, state, str(spec.doc.path))}")
             self.runtimes[kind].add(model, state)  # restored without running any action
             if state is None:
                 self.store.save_machine_state(kind, model.bot_id, model.state, self.clock.now())

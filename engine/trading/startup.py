@@ -115,3 +115,22 @@ def unmanaged(bots: BotsConfig, positions: Iterable[PositionRow], orders: Iterab
             continue
         problems.append((where, f"'{bot_id}' {what}, but {fix}"))
     return problems
+
+
+def restores(bots: BotsConfig, kind: str, bot_id: str) -> bool:
+    """Whether a run restores the machine state saved under (`kind`, `bot_id`): the system's and the PortfolioBot's
+    always, a trading bot's only while bots.yaml runs it, enabled, as that kind. Any other row is left as it is
+    (a bot removed, disabled or given another kind holding nothing: `unmanaged` refuses one that holds something),
+    and checked once bots.yaml runs that bot again."""
+    if kind in ("system", "portfolio"):
+        return True
+    return any(bot.enabled and bot.bot_id == bot_id and bot_kind(bot) == kind for _path, bot in trading_bots(bots))
+
+
+def vanished_state(kind: str, bot_id: str, state: str, machine: str) -> str:
+    """Why a saved state the machine file `machine` no longer has stops the run, and what to do: the engine cannot
+    tell where the bot stands (starting it over at the initial state would forget what it was doing)."""
+    said = f"{kind} '{bot_id}' is saved in state '{state}', which {machine} no longer has: put '{state}' back until a run"
+    if kind in ("system", "portfolio"):
+        return said + " has moved it on, then remove it"
+    return said + " has moved the bot on, then remove it; or, while it holds nothing, disable it (enabled: false)"

@@ -6,6 +6,7 @@ refuses to start, naming the bot, the position and what to do; a bot whose ticke
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 
 import pytest
 
@@ -126,3 +127,47 @@ def test_the_kill_switchs_flatten_of_a_shared_symbol_is_no_unmanaged_order() -> 
                        filled_avg_price=None, reason="kill switch", error=None, created_at=now, updated_at=now)  # fmt: skip
     assert unmanaged(bots, [], [flatten]) == []
     assert unmanaged(bots, [], [dataclasses.replace(flatten, bot_id="mom_GONE")])  # a bot's own order is still checked
+
+
+def _rename_entering(project: ProjectCopy) -> None:
+    """machines/momentum.yaml's `entering` renamed everywhere it is named (its scenarios too)."""
+    for relative in ("machines/momentum.yaml", "machines/scenarios/momentum_entries.yaml"):
+        project.replace(relative, "entering", "entry_working", count=-1)
+
+
+def test_a_bot_the_config_does_not_run_is_not_held_to_the_machines(project: ProjectCopy) -> None:
+    """mom_TSLA, disabled (or removed) and holding nothing, left saved in `entering` by a run of long ago: the
+    engine neither restores nor runs it, yet a machine file that renamed `entering` refused every run (exit 2),
+    and nothing but the old state kept for ever, or a hand edit of SQLite, let the engine start again. It is
+    checked when bots.yaml runs it again."""
+    assert engine(project, "run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    with sqlite3.connect(project.root / "s.db") as conn:
+        conn.execute("INSERT INTO machine_states VALUES ('momentum', 'mom_TSLA', 'entering', '2026-11-20T15:00:00+00:00')")
+    _rename_entering(project)
+    for args in (["validate"], ["run", "--ticks", "2"]):
+        result = engine(project, *args)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+    drawn = engine(project, "diagram", "momentum", "--bot", "mom_TSLA")  # no node of a state the file lacks
+    assert drawn.returncode == 0 and "class " not in drawn.stdout and "no state highlighted" in drawn.stderr
+    bots = project.config / "bots.yaml"
+    shipped = bots.read_text(encoding="utf-8")
+    start, end = shipped.index("  - bot_id: mom_TSLA"), shipped.index("optionsbot:")
+    bots.write_text(shipped[:start] + shipped[end:], encoding="utf-8")  # removed
+    assert engine(project, "validate").returncode == 0
+    bots.write_text(shipped.replace("enabled: false\n    ticker: TSLA", "enabled: true\n    ticker: TSLA"), encoding="utf-8")
+    back = engine(project, "validate")  # run again: its saved state counts
+    assert back.returncode == 2 and "momentum 'mom_TSLA' is saved in state 'entering'" in back.stdout
+
+
+def test_a_saved_state_the_machines_no_longer_have_says_what_to_do(project: ProjectCopy) -> None:
+    assert engine(project, "run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    with sqlite3.connect(project.root / "s.db") as conn:
+        conn.execute("UPDATE machine_states SET state = 'entering' WHERE bot_id = 'mom_AAPL'")
+    _rename_entering(project)
+    refused = engine(project, "run", "--ticks", "2")
+    assert refused.returncode == 2
+    (line,) = refused.stderr.splitlines()[:-1]  # the problem, then the count
+    assert line.endswith(
+        "momentum 'mom_AAPL' is saved in state 'entering', which machines/momentum.yaml no longer has: put 'entering' "
+        "back until a run has moved the bot on, then remove it; or, while it holds nothing, disable it (enabled: false)"
+    ), line
