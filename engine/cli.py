@@ -810,7 +810,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{store.path}: no state yet (nothing has run)")
             return EXIT_OK
         local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
-        text = status_text(store, now, local=local)
+        assert report.config is not None
+        text = status_text(store, now, local=local, bots=report.config.bots)
         from engine.operator.summary import one_line
 
         print(f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)}"

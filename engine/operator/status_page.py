@@ -164,7 +164,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
     does), their diagrams, the halts in force, positions by bot, today's trades and P&L, each bot's last preflight,
     and today's equity curve. `store` is None before anything has run."""
     from engine.config.checks import trading_bots
-    from engine.operator.summary import halt_effect, halts_in_force
+    from engine.operator.summary import halt_effect, halts_in_force, unmanaged_lines
     from engine.trading.runner import halt_over_note, last_tick, running_pid, state_now
 
     assert report.config is not None
@@ -177,7 +177,8 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
     }
     if store is None:
         return {**record, "as_of": local(now), "simulated": False, "machines": [], "halts": [], "halted": False,
-                "positions": {}, "today": None, "preflight": {}, "equity": {}, "last_tick": None, "engine_pid": None}  # fmt: skip
+                "positions": {}, "unmanaged": [], "today": None, "preflight": {}, "equity": {}, "last_tick": None,
+                "engine_pid": None}  # fmt: skip
     now, simulated = state_now(store, now)
     live = halts_in_force(store, now)
     machines = []
@@ -222,6 +223,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
         ],
         "machines": machines,
         "positions": dict(positions),
+        "unmanaged": unmanaged_lines(store, report.config.bots),
         "today": {
             "day": day.isoformat(),
             "trades": [_trade(t, local) for t in trades],
@@ -733,6 +735,8 @@ function show(s) {
   Object.entries(s.positions).forEach(([bot, ps]) => ps.forEach(
     (p) => pos.push([bot, p.symbol, p.qty, p.avg_entry_price, p.opened_at])));
   fill("positions", table(["bot", "symbol", "qty", "avg entry", "opened"], pos));
+  $("unmanaged").textContent = s.unmanaged.join("; ");
+  $("unmanaged").className = s.unmanaged.length ? "halted" : "";
   const today = s.today;
   if (today) {
     $("day").textContent = today.day;
@@ -821,7 +825,7 @@ BODY = """
 <noscript>This page needs JavaScript; the same data is at <a href="/api/status">/api/status</a>.</noscript>
 <h2>Today (<span id="day">-</span>): P&amp;L</h2><div id="pnl"></div>
 <h2>Equity curve (realized P&amp;L of today's closed trades)</h2><div id="equity"></div>
-<h2>Positions by bot</h2><div id="positions"></div>
+<h2>Positions by bot</h2><div id="unmanaged"></div><div id="positions"></div>
 <h2>Preflight at the last tick</h2><div id="preflight"></div>
 <h2>Today's trades</h2><div id="trades"></div>
 <h2>Machines</h2><div id="machines"></div>

@@ -16,9 +16,12 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from engine.config.model import BotsConfig
+from engine.core import order_lifecycle
 from engine.core.money import cents, money
 from engine.core.store import SYSTEM_SCOPE, Halt, StateStore
 from engine.operator.local import LocalTime
+from engine.trading.startup import unmanaged
 
 RESUME_COMMAND = "python -m engine resume"
 
@@ -195,3 +198,12 @@ def period_lines(record: dict[str, Any], local: LocalTime) -> list[str]:
 
 def halts_in_force(store: StateStore, now: datetime) -> list[Halt]:
     return [h for h in store.halts(open_only=True) if h.in_force(now)]
+
+
+def unmanaged_lines(store: StateStore, bots: BotsConfig, bot_id: str | None = None) -> list[str]:
+    """Each position or working order saved for a bot (`bot_id`'s alone, when given) that bots.yaml no longer runs
+    as its holder (removed, renamed, disabled, another kind: `startup.unmanaged`), in the words `run` refuses with:
+    `status`, `why` and the status page showed such a position as any other, with nothing saying that no bot
+    manages its exit."""
+    held = unmanaged(bots, store.positions(bot_id), store.orders(statuses=order_lifecycle.OPEN, bot_id=bot_id))
+    return [f"NOT MANAGED: {one_line(line)} (`run` refuses to start meanwhile)" for _where, line in held]

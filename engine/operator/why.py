@@ -17,7 +17,7 @@ from typing import Any
 from engine.config.checks import bot_kind, trading_bots
 from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_effect, number, one_line
+from engine.operator.summary import halt_effect, number, one_line, unmanaged_lines
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
 from engine.rules.facts import bot_config_values, vocabulary
@@ -123,9 +123,13 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
 
     halts = [h for h in store.halts(open_only=True) if h.scope in (SYSTEM_SCOPE, bot_id) and (seen(h) or h.in_force(now))]
     at_tick = [h for h in halts if seen(h)]
+    # a bot bots.yaml no longer runs (disabled, another kind) while it holds something: its facts read as if its
+    # machine still managed the exit, which no run will do (`run` refuses to start)
+    not_managed = unmanaged_lines(store, report.config.bots, bot_id)
     return {
         "bot": bot_id,
         "kind": kind,
+        "not_managed": not_managed,
         "state": saved_state.state,
         "since": saved_state.since.isoformat(),
         "tick": tick_at.isoformat(),
@@ -252,6 +256,7 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
         f"{record['bot']} ({record['kind']}) is {record['state']} since {when(record['since'])}; "
         f"facts of the tick at {when(record['tick'])}",
     ]
+    lines += record.get("not_managed", [])
     for halt in record["halts"]:
         until = when(halt["until"]) if halt["until"] else "resume"
         scope, reason = one_line(halt["scope"]), one_line(halt["reason"])

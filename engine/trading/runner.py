@@ -34,6 +34,7 @@ from typing import Any
 
 from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import contract_multiplier
+from engine.config.model import BotsConfig
 from engine.core import jsontext
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import MIN_SECRET_LENGTH, Journal
@@ -50,6 +51,7 @@ from engine.operator.summary import (
     one_line,
     period_lines,
     period_record,
+    unmanaged_lines,
 )
 from engine.paths import PROJECT_ROOT
 from engine.strategy.watchdog import watching
@@ -917,9 +919,12 @@ def halt_over_note(kind: str, bot_id: str) -> str:
     return note if kind in ("system", "portfolio") else f"{note} once its way out holds: `python -m engine why {bot_id}`"
 
 
-def status_text(store: StateStore, now: datetime, day: date | None = None, local: LocalTime | None = None) -> str:
-    """Every machine (shown halted as soon as a halt is in force), the halts in force, positions, today's
-    counters, then the latest run summed up: P&L per bot per day and every halt that touched it.
+def status_text(
+    store: StateStore, now: datetime, day: date | None = None, local: LocalTime | None = None, bots: BotsConfig | None = None
+) -> str:
+    """Every machine (shown halted as soon as a halt is in force), the halts in force, positions (with, given
+    `bots`, those no bot of bots.yaml manages), today's counters, then the latest run summed up: P&L per bot per
+    day and every halt that touched it.
 
     Every word read from the state file goes through one_line, not only a halt's reason: the last run's reason is
     an exception's text, and a newline in any word forged a line ("halt: none") or an escape drove the terminal."""
@@ -938,6 +943,7 @@ def status_text(store: StateStore, now: datetime, day: date | None = None, local
     lines += [
         f"  {one_line(p.bot_id):<14} {one_line(p.symbol):<20} {number(p.qty)} @ {_price(p.avg_entry_price)}" for p in positions
     ] or ["  none"]
+    lines += [f"  {line}" for line in unmanaged_lines(store, bots)] if bots is not None else []
     # today in system.timezone at the state's own time (a simulation's, see state_now), as the engine counts days;
     # not the last day any order was recorded on: the day after a day of trading, that showed the day before's
     # counters, a bot at its max_trades_per_day read as capped today
