@@ -20,6 +20,7 @@ from engine.operator.local import LocalTime
 from engine.operator.summary import halt_effect, number, one_line, unmanaged_lines
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
+from engine.rules.errors import MissingFact
 from engine.rules.facts import bot_config_values, vocabulary
 from engine.trading.engine import LAST_FACTS_SCOPE
 from engine.validate import Report
@@ -115,7 +116,9 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
             }
         )
         decided = decided or passes or unevaluable is not None
-    preflight = [_check(compiled, name, facts, fact_list) for name in compiled.preflight]
+    portfolio = store.machine_state("portfolio", "portfolio")
+    unknown = _unknown(facts, portfolio.state if portfolio is not None else None)
+    preflight = [_check(compiled, name, facts, fact_list, unknown) for name in compiled.preflight]
     now = now or tick_at
 
     def seen(h: Any) -> bool:  # in force at the tick: begun by then (Halt.in_force does not look at the start)
@@ -184,10 +187,29 @@ def _check_names(value: Any) -> tuple[str, ...]:
     return names
 
 
-def _check(compiled: CompiledRules, name: str, facts: Mapping[str, Any], fact_list: Any) -> dict[str, Any]:
+def _unknown(facts: Mapping[str, Any], portfolio: str | None) -> dict[str, str]:
+    """Why a fact the engine leaves missing on purpose is missing, by fact. A budget is unknown, not unread, while
+    the PortfolioBot is halted (every system halt) or no equity was read: the check's own error said "the engine
+    could not read it", which read as a broker failure beside every other check passing."""
+    if facts.get("budget_usd") is not None:
+        return {}
+    if facts.get("equity_usd") is None:
+        why = "no equity was read this tick"
+    elif portfolio not in ("armed", "idle"):
+        why = f"the PortfolioBot is {portfolio or 'not saved yet'}: it gives budgets only while armed or idle"
+    else:
+        why = "the PortfolioBot allocated this bot no budget"
+    return {"budget_usd": f"the bot's budget is unknown: {why}"}
+
+
+def _check(
+    compiled: CompiledRules, name: str, facts: Mapping[str, Any], fact_list: Any, unknown: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     try:
         ok: Any = bool(compiled.preflight[name](facts))
         error = None
+    except MissingFact as exc:  # missing on purpose (`_unknown`), or unread
+        ok, error = False, (unknown or {}).get(exc.name) or f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a check that cannot be evaluated fails; its error is the explanation
         ok, error = False, f"{type(exc).__name__}: {exc}"
     return {"name": name, "ok": ok, "error": error, "facts": fact_list(compiled.preflight_facts.get(name, frozenset()))}

@@ -239,3 +239,20 @@ def test_a_halt_set_after_the_last_tick_is_shown_and_one_run_out_since_is_said_s
     assert main(["why", "mom_AAPL", "--state-db", str(rig.store.path), "--log", str(rig.log),
                  "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]) == 0  # fmt: skip
     assert "halted (system): news at 10:00" in capsys.readouterr().out
+
+
+def test_a_budget_left_unknown_by_a_halted_portfoliobot_is_not_said_unread(project: ProjectCopy, rig: Rig) -> None:
+    """During every system halt the PortfolioBot is halted and gives no budget: `why` (and the page) said the check
+    budget_known was an ERROR "fact 'budget_usd' is missing (the engine could not read it)", a broker failure to
+    the reader, beside every other check passing."""
+    from engine.brokers.base import OrderRequest
+
+    rig.exchange.submit(OrderRequest("AAPL", "buy", "manual-1", qty=5))  # unexplained at start: the system halts
+    rig.ticks(3)
+    assert rig.store.machine_state("portfolio", "portfolio").state == "halted"  # type: ignore[union-attr]
+    record = explain(rig.store, report_of(project), "mom_AAPL")
+    (check,) = [c for c in record["preflight"] if c["name"] == "budget_known"]
+    assert not check["ok"] and check["error"] == (
+        "the bot's budget is unknown: the PortfolioBot is halted: it gives budgets only while armed or idle"
+    )
+    assert "could not read it" not in render(record)
