@@ -1085,12 +1085,20 @@ def cmd_why(args: argparse.Namespace) -> int:
     try:
         now, _simulated = state_now(store, SystemClock().now())  # a simulation's halts run on its own clock
         record = explain(store, report, args.bot, now)
+        # a real-time state's last tick, as `status` says it: the facts of an engine stuck or stopped hours ago
+        # read as the bot's present, with nothing beside them saying how old they are
+        tick = _tick_said(store, report, _local(report))
     except WhyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         store.close()
-    print(json.dumps(record, indent=2, default=str) if args.json else render(record, _local(report).tz))
+    record["stale"] = "STALE" in tick
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+        return EXIT_OK
+    first, *rest = render(record, _local(report).tz).split("\n")
+    print("\n".join([first + (tick if record["stale"] else ""), *rest]))
     return EXIT_OK
 
 
