@@ -78,6 +78,7 @@ WHY_BOT_FACTS: tuple[str, ...] = (*(f.name for f in BOT_FACTS), *sorted(PER_BOT_
 LAST_FACTS_SCOPE = "tick"  # the one row of `last_facts` the engine writes
 ASSETS_RETRY_SECONDS = 60.0  # a crypto pair left out of /v2/assets is asked for again after this
 RECONCILIATION = "reconciliation: "  # how a start-up reconciliation halt's reason begins
+KEYS_REFUSED = "the broker refused the API keys"  # how the halt for refused keys begins: one a spell
 
 
 GC_YOUNG_THRESHOLD = 50_000  # allocations between two collections of the young generation (Python's default: 700)
@@ -160,7 +161,6 @@ class Engine:
         self._halt_writes_seen = 0
         self._unexplained_at_start: list[str] = []  # what start-up reconciliation last halted for
         self._unconfirmed: list[str] = []  # the subjects it last found on symbols with orders of ours working (`_reconcile`)
-        self._keys_refused = False  # the system was halted because the broker refused the keys (once a run)
         self._view: TickView | None = None  # the last tick's, whose records are reused when nothing was written
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
         # (bot, symbol) -> (owned, sent) of the last exit sized below what the bots own (handlers._exit_qty)
@@ -235,12 +235,19 @@ class Engine:
         Unknown means halt; the halt's cooloff ends it, and the system re-arms once the answers read again."""
         now = self.clock.now()
         self.exitbot.record_failure(error, now)
-        if error.reason == "unauthorized" and not self._keys_refused:
-            self._keys_refused = True
-            self._halt_for_broker(now, f"the broker refused the API keys ({error.operation}: {error.message})", "unauthorized")
+        if error.reason == "unauthorized" and not self._keys_halt_in_force(now):
+            self._halt_for_broker(now, f"{KEYS_REFUSED} ({error.operation}: {error.message})", "unauthorized")
         elif error.kind == "bad_response" and self.system.state != "halted":
             reason = f"the broker's answer could not be read ({error.operation}: {error.message})"
             self._halt_for_broker(now, reason, "bad_response")
+
+    def _keys_halt_in_force(self, now: datetime) -> bool:
+        """Whether a halt for refused keys holds the system: one is recorded a spell, not a failed request. Once a
+        process was not enough: keys still refused when that halt's cooloff ran out held the system only by the
+        failures' count, and `status` named no refused keys."""
+        return any(
+            h.in_force(now) and h.reason.startswith(KEYS_REFUSED) for h in self.store.halts(SYSTEM_SCOPE, open_only=True)
+        )
 
     def _halt_for_broker(self, now: datetime, reason: str, trigger: str) -> None:
         with self.store.transaction():

@@ -224,6 +224,29 @@ def test_the_broker_refusing_the_keys_mid_run_halts_at_once(project: ProjectCopy
         emulator.stop()
 
 
+def test_keys_still_refused_after_their_halt_ran_out_halt_again_as_keys(project: ProjectCopy, clock) -> None:
+    """The keys halt was recorded once a process: when its cooloff ran out with the keys still refused, the system
+    was held only by the failures' count (`api_failure_halt`), and `status` named no refused keys. Each spell of
+    refused keys with no keys halt in force is recorded as one."""
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
+        rig.ticks(3)
+        refused = '{"code":40110000,"message":"request is not authorized"}'
+        emulator.faults.append(Fault(status=401, body=refused, path_prefix="/v2/account"))
+        rig.ticks(1)
+        [first] = [h for h in rig.store.halts() if h.reason.startswith("the broker refused the API keys")]
+        assert first.until is not None
+        clock.set(first.until + timedelta(seconds=1))
+        emulator.faults.append(Fault(status=401, body=refused, path_prefix="/v2/account", times=0))
+        rig.ticks(2)
+        keys = [h for h in rig.store.halts(open_only=True) if h.reason.startswith("the broker refused the API keys")]
+        assert [h.in_force(clock.now()) for h in keys] == [True]
+        rig.ticks(2)  # once a spell, not once a tick or a failed request
+        assert len([h for h in rig.store.halts() if h.reason.startswith("the broker refused the API keys")]) == 2
+    finally:
+        emulator.stop()
+
+
 def test_a_guard_that_fails_while_holding_halts_the_bot_and_closes_its_position(project: ProjectCopy, clock) -> None:
     # a broken edit that still compiles: it divides by zero as soon as a bot holds exactly one position
     project.replace(
