@@ -45,7 +45,7 @@ from engine.replay.feed import FramePrices
 from engine.replay.fills import FillModel
 from engine.replay.report import Recorded
 from engine.trading.engine import Engine
-from engine.trading.facts_builder import close_margin_minutes
+from engine.trading.facts_builder import close_margin_minutes, history_gap_seconds
 from engine.trading.startup import symbols_by_bot
 from engine.validate import Report
 
@@ -671,6 +671,7 @@ def run_backtest(
         engine = Engine(config, report.book, report.machines, broker, store, journal, clock, flush_each_tick=False)
         # it ticks once a bar, not every loop_interval_seconds; an order sent at one fills at the next row with "next"
         engine.close_margin = close_margin_minutes(interval.total_seconds(), 2 if model.timing == "next" else 1)
+        engine.history_gap_s = history_gap_seconds(interval.total_seconds(), config.settings.health)
         journal.log(
             "backtest_start", data=str(data.folder), start=window_start, end=window_end, cash=cash, fill_model=model.as_dict()
         )

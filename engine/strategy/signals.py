@@ -2,8 +2,9 @@
 
 A signal is declared in rules/signals.yaml (name, description, parameters with defaults, the bot kinds that
 may use it) and implemented here under the `implementation` name. It receives the recent prices of the bot's
-symbol, oldest first, one per tick, and the bot's parameters (defaults filled in), and answers one question:
-enter now? It must be pure and fast; it never sees the broker.
+symbol, oldest first, one per tick of consecutive ticks (a gap between ticks or a stale quote starts them again),
+and the bot's parameters (defaults filled in), and answers one question: enter now? It must be pure and fast; it
+never sees the broker.
 
 To add your own: write a function with the same signature, add it to SIGNALS, declare it in
 rules/signals.yaml (with `history:`, how many ticks back it reads, unless it reads `lookback_ticks`: the

@@ -58,6 +58,8 @@ from engine.trading.facts_builder import (
     close_margin_minutes,
     feed_health,
     finite,
+    fresh_window,
+    history_gap_seconds,
     stale_at_send,
     system_facts,
     usable_quotes,
@@ -132,6 +134,7 @@ class Engine:
     transitions: int = 0
     bots: list[Bot] = field(default_factory=list)
     _history: dict[str, tuple[float, ...]] = field(default_factory=dict)  # recent mids by symbol, oldest first
+    _remembered_at: datetime | None = None  # the tick whose prices `_history` ends with
 
     def __post_init__(self) -> None:
         settings = self.config.settings
@@ -153,6 +156,9 @@ class Engine:
         # how long before a close a bot whose window reaches it is treated as past it: a tick must fall in it
         # (a backtest, which ticks once a bar, sets its own)
         self.close_margin = close_margin_minutes(settings.runner.loop_interval_seconds)
+        # the longest time between two ticks whose prices are still one a tick apart (`_remember_prices`): the loop's
+        # interval and the staleness limit (a backtest, which ticks once a bar, sets its own)
+        self.history_gap_s = history_gap_seconds(settings.runner.loop_interval_seconds, settings.health)
         self.assets: Mapping[str, Asset] | None = None  # the crypto pairs' rules (`_read_assets`)
         self._assets_read_on: date | None = None
         self._assets_retry_at: datetime | None = None  # a pair missing from the last read: asked again from then
@@ -321,7 +327,7 @@ class Engine:
         if self._assets_read_on != self.trading_date(now) and (self._assets_retry_at is None or now >= self._assets_retry_at):
             self._read_assets(self.trading_date(now), now)
         usable = usable_quotes(snapshot, self.config.settings.health.max_spread_pct)  # judged once a tick
-        self._remember_prices(usable)
+        self._remember_prices(usable, now)
         if not self.reconciled:
             self._reconcile(snapshot)
         view = self._view = read_view(self.store, snapshot, now, self.tz, self._view)
@@ -586,11 +592,27 @@ class Engine:
         api = getattr(self.broker, "api", None)
         return int(getattr(api, "requests_made", 0))
 
-    def _remember_prices(self, usable: Mapping[str, Quote]) -> None:
+    def _remember_prices(self, usable: Mapping[str, Quote], now: datetime) -> None:
         """Each usable quote's mid onto its symbol's recent prices (the last `_keep`). Tuples, replaced rather than
-        changed: what the signals read, and a bot's signal may keep what it was given."""
+        changed: what the signals read, and a bot's signal may keep what it was given.
+
+        The prices are one a tick, and a signal reads them so (`lookback_ticks`): a gap between them made a price of
+        minutes ago read as one of a few ticks ago. So after a gap longer than `history_gap_s` since the last tick
+        (the process suspended, a tick that lasted, a clock stepped either way) every history starts again, and a
+        symbol without a fresh price this tick (missing, not a price, or older than the staleness limit by the
+        tick's clock: stale, it repeated an old mid tick after tick) starts again from its next one."""
         keep, recent = self._keep, self._history
+        last, self._remembered_at = self._remembered_at, now
+        if last is not None and not 0 <= (now - last).total_seconds() <= self.history_gap_s:
+            recent.clear()
+        cutoff, ahead = fresh_window(now, self.config.settings.health.max_price_staleness_seconds)
+        if len(recent) > len(usable) or not recent.keys() <= usable.keys():
+            for symbol in recent.keys() - usable.keys():
+                del recent[symbol]
         for symbol, quote in usable.items():
+            if not cutoff <= quote.timestamp <= ahead:
+                recent.pop(symbol, None)
+                continue
             prices = recent.get(symbol, ()) + (quote.mid,)  # noqa: RUF005  # concatenation: half the cost of unpacking
             recent[symbol] = prices[1:] if len(prices) > keep else prices
 

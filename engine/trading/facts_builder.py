@@ -56,6 +56,12 @@ def close_margin_minutes(tick_seconds: float, ticks_to_fill: int = 1) -> float:
     return max(CLOSE_MARGIN_MINUTES, ticks_to_fill * tick_seconds / 60 + 1)
 
 
+def history_gap_seconds(tick_seconds: float, health: HealthSettings) -> float:
+    """The longest time between two ticks whose prices still follow one another in a signal's history: the ticks'
+    spacing, and the staleness limit on top (a tick late by less than that is a late tick, not a gap)."""
+    return tick_seconds + min(health.max_price_staleness_seconds, _CENTURY_SECONDS)
+
+
 @dataclass(frozen=True)
 class FeedHealth:
     """How fresh the quotes are this tick, per symbol and per market (`feed_health`, once a tick)."""
