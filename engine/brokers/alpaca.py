@@ -1511,7 +1511,22 @@ def _position(raw: Mapping[str, Any]) -> Position:
         value,
         _required(raw.get("unrealized_pl"), f"{symbol}'s unrealized_pl", usd=True),
         asset_class,
+        None if short else _available(raw.get("qty_available"), symbol, qty, asset_class),
     )
+
+
+def _available(value: Any, symbol: str, qty: float, asset_class: AssetClass) -> float | None:
+    """A long position's `qty_available`: its qty less what open sell orders hold (trading-api.json Position), ours
+    and any placed beside the engine. Not read, an exit was sized to the whole holding while an order placed by hand
+    held part of it, and Alpaca refused it (403 "insufficient qty available") every minute: the stop sold nothing.
+    None when not sent; more than the qty held, or below 0, says two things at once: unreadable."""
+    available = _float(value, f"{symbol}'s qty_available", minimum=0.0)
+    if available is None:
+        return None
+    if available > qty and not same_amount(available, qty):
+        raise Unreadable(f"{symbol}'s qty_available {available:g} is more than its qty {qty:g}")
+    _whole_contracts(asset_class, f"{symbol}'s qty_available", available)
+    return available
 
 
 def _whole_contracts(asset_class: str, what: str, qty: float | None) -> None:

@@ -147,6 +147,9 @@ class Position:
     market_value: float
     unrealized_pl: float
     asset_class: AssetClass
+    # What of a long position may be sold now: its qty less what open sell orders hold (Alpaca's `qty_available`),
+    # ours and any placed beside the engine. None when the broker did not say (a short, an older shape).
+    qty_available: float | None = None
 
 
 # What an order is, which never changes: Alpaca changes an order only by replacing it with another, under a new id.

@@ -541,7 +541,9 @@ class Emulator:
             "asset_class": p.asset_class,
             "asset_marginable": p.asset_class == "us_equity",
             "qty": _money(p.qty),
-            "qty_available": _money(p.qty),
+            # qty less what open sell orders hold (trading-api.json Position: "Total number of shares available
+            # minus open orders"); a short's, not modelled, is its qty as before
+            "qty_available": _money(p.qty_available if p.qty_available is not None else p.qty),
             "avg_entry_price": _money(p.avg_entry_price),
             "side": "long" if p.qty >= 0 else "short",
             "market_value": _money(p.market_value),

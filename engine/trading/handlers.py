@@ -124,8 +124,10 @@ def close_position(tick: TickContext, intent: Intent) -> None:
 
 def _sellable(tick: TickContext, symbol: str) -> float | None:
     """What exits may still sell of `symbol` this tick: what the broker says the account holds long, less what
-    the working and pending sells on it and the exits recorded earlier in this tick will sell. None when the
-    broker's positions were not read this tick nor within POSITIONS_STAND_IN."""
+    the working and pending sells on it and the exits recorded earlier in this tick will sell; never more than
+    the broker says may be sold (`Position.qty_available`, which an order placed beside the engine lowers too:
+    sized past it, the exit was refused each minute and sold nothing). None when the broker's positions were not
+    read this tick nor within POSITIONS_STAND_IN."""
     room = tick.sell_room.get(symbol)
     if room is None:
         positions = tick.view.snapshot.positions
@@ -140,7 +142,11 @@ def _sellable(tick: TickContext, symbol: str) -> float | None:
             for r in records.open_exits
             if r.symbol == symbol
         )
-        room = tick.sell_room[symbol] = max(held, 0.0) - selling
+        room = max(held, 0.0) - selling
+        said = [p.qty_available for p in positions if p.symbol == symbol and p.qty_available is not None]
+        if said:  # what the broker's open orders hold already (ours at the broker among them): not less `selling`
+            room = min(room, sum(said))
+        tick.sell_room[symbol] = room
     return room
 
 

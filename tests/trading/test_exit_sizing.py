@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import pytest
 
+from engine.brokers.base import OrderRequest
+from engine.brokers.emulator import Emulator
+from engine.brokers.sim.exchange import SimExchange
+from engine.brokers.snapshot import SnapshotBroker
+from engine.core.clock import ManualClock
 from engine.trading.exitbot import KillVerdict
 from engine.trading.gate import Gate
 from engine.trading.handlers import TickContext, _exit_qty
 from engine.trading.view import read_view
-from tests.trading.conftest import Rig
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.conftest import ProjectCopy
+from tests.trading.conftest import Rig, make_rig
 
 SYMBOL = "BTC/USD"
 
 
-def tick_with_broker_holding(rig: Rig, qty: float) -> TickContext:
-    rig.exchange.set_position(SYMBOL, qty, 50_000.0)
+def tick_with_broker_holding(rig: Rig, qty: float, symbol: str = SYMBOL) -> TickContext:
+    rig.exchange.set_position(symbol, qty, 50_000.0)
     snapshot = rig.engine.broker.snapshot(rig.engine.needs)
     view = read_view(rig.store, snapshot, rig.clock.now(), rig.engine.tz)
     return TickContext(rig.engine, view, Gate.open(0, None, snapshot), KillVerdict((), {}, ()))
@@ -144,3 +151,22 @@ def test_after_a_refused_exit_the_next_waits_a_minute_and_a_coin_waits_while_cry
     inactive = dataclasses.replace(tick.view.snapshot, account=dataclasses.replace(account, crypto_status="INACTIVE"))
     tick.view = dataclasses.replace(tick.view, snapshot=inactive)
     assert _exit_qty(tick, "c", SYMBOL, 5.0) is None
+
+
+@pytest.mark.parametrize("through_alpaca_py", [False, True], ids=["sim", "alpaca-py"])
+def test_an_exit_sells_only_what_an_order_placed_by_hand_leaves_available(
+    project: ProjectCopy, clock: ManualClock, through_alpaca_py: bool
+) -> None:
+    """A sell placed by hand beside the engine holds 4 of the 10 shares (the position's qty_available is 6). The
+    exit was sized to all 10, which Alpaca refuses ("insufficient qty available for order"), again each minute:
+    the bot's stop sold nothing while 6 shares could have gone."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock) if through_alpaca_py else None
+        rig = make_rig(project, clock, broker=broker, exchange=exchange if through_alpaca_py else None)
+        rig.exchange.set_position("AAPL", 10.0, 190.0)
+        rig.exchange.submit(OrderRequest("AAPL", "sell", "hand-1", "limit", "day", qty=4, limit_price=1000.0))
+        tick = tick_with_broker_holding(rig, 10.0, "AAPL")
+        assert [p.qty_available for p in tick.view.snapshot.positions or () if p.symbol == "AAPL"] == [6.0]
+        assert _exit_qty(tick, "mom_AAPL", "AAPL", 10.0) == 6.0
+        assert limited(rig) == [(10.0, 6.0)]

@@ -702,14 +702,19 @@ class SimExchange:
     def position_views(self) -> list[Position]:
         self.process()
         now = self.clock.now()
+        selling: dict[str, float] = {}  # what open sell orders hold of each symbol (`_check_sell` counts the same)
+        for o in self._open_orders():
+            if o.request.side == "sell":
+                selling[o.request.symbol] = selling.get(o.request.symbol, 0.0) + (o.qty or 0) - o.filled_qty
         views = []
         for symbol, p in sorted(self.positions.items()):
             price = self.last_price(symbol, now)
             mult = self._multiplier(p.asset_class)
             value, pnl = p.qty * price * mult, p.qty * (price - p.avg_price) * mult
+            available = max(p.qty - selling.get(symbol, 0.0), 0.0) if p.qty > 0 else None
             views.append(
                 _make(Position, symbol=symbol, qty=p.qty, avg_entry_price=p.avg_price, current_price=price, market_value=value,
-                      unrealized_pl=pnl, asset_class=cast(AssetClass, p.asset_class))
+                      unrealized_pl=pnl, asset_class=cast(AssetClass, p.asset_class), qty_available=available)
             )  # fmt: skip
         return views
 
