@@ -16,7 +16,8 @@ beside the code that writes each shape is the source it was read from. In short:
   greeks and contracts with only a quote (alpaca-trade-api-go options_test.go);
 - the error bodies of Alpaca's refusals (engine/brokers/errors.py lists them), 401 for bad keys on the trading
   API and 403 "forbidden." on the data API, 429 past the per-minute budget;
-- /v2/assets, /v2/account/activities, /v2/options/contracts;
+- /v2/assets, /v2/account/activities, /v2/options/contracts; PATCH /v2/orders/{id} (an order edited beside the
+  engine: replaced by a new one);
 - historical bars: /v2/stocks/bars, /v1beta3/crypto/us/bars and /v1beta1/options/bars, multi-symbol, sorted by
   symbol then time, `limit` 1..10,000 (default 1,000) counted across symbols, and `next_page_token`
   (market-data-api.json), drawn from the simulator's price model (`History` below).
@@ -854,6 +855,11 @@ class Emulator:
                 return 200, self.bars_json("us_option", query)
         if method == "POST" and path == "/v2/orders":
             return 200, self.order_json(x.submit(_order_request(body)))
+        if method == "PATCH" and (m := re.fullmatch(r"/v2/orders/([0-9a-f-]{36})", path)):
+            # an order edited (in Alpaca's dashboard, or by another program): the old one ends `replaced`, the
+            # answer is the new one (trading-api.json PATCH /v2/orders/{order_id}; alpaca-py replace_order_by_id)
+            replaced_by = x.replace_order(m.group(1), **_replacement(body))  # not `pending`: replaced at once
+            return 200, self.order_json(x.find(replaced_by or ""))
         if method == "DELETE":
             if m := re.fullmatch(r"/v2/orders/([0-9a-f-]{36})", path):
                 x.cancel(m.group(1))  # asked for; it ends at a later step (trading-api.json: 204 No Content)
@@ -1151,6 +1157,33 @@ def _order_request(body: Any) -> OrderRequest:
         raise SimReject(422, 40010000, f"invalid order: {exc}") from None
 
 
+def _replacement(body: Any) -> dict[str, Any]:
+    """The changes a PATCH of an order asks for: `qty`, `limit_price` and `client_order_id` (trading-api.json also
+    takes `time_in_force`, `stop_price` and `trail`, which the simulated exchange does not model: refused, our
+    message, never silently ignored)."""
+    if not isinstance(body, dict):
+        raise SimReject(422, 40010000, "request body must be a JSON object")
+    given = {k: v for k, v in body.items() if v is not None}
+    other = sorted(set(given) - {"qty", "limit_price", "client_order_id"})
+    if other:
+        raise SimReject(422, 40010000, f"replacing {', '.join(other)} is not modelled by the emulator")
+    if not given:
+        raise SimReject(422, 40010000, "nothing to replace")
+    out: dict[str, Any] = {}
+    for name in ("qty", "limit_price"):
+        if name in given:
+            try:
+                number = float(str(given[name]))
+            except ValueError:
+                raise SimReject(422, 40010000, f"invalid {name}: {given[name]!r}") from None
+            if not math.isfinite(number) or number <= 0:
+                raise SimReject(422, 40010000, f"invalid {name}: {given[name]!r}")
+            out[name] = number
+    if "client_order_id" in given:
+        out["client_order_id"] = str(given["client_order_id"])
+    return out
+
+
 def _position_symbol(path_symbol: str, exchange: SimExchange) -> str:
     for symbol in exchange.positions:
         if position_path_symbol(symbol) == path_symbol:
@@ -1305,3 +1338,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")

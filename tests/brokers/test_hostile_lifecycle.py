@@ -576,3 +576,41 @@ def test_an_entry_filled_worse_than_its_limit_books_nothing_and_halts(desk: Desk
     stored = desk.store.order(row.client_order_id)
     assert stored is not None and stored.filled_qty == 0
     assert ["worse than its limit" in e.message for e in desk.errors] == [True]
+
+
+# --- an order of ours edited beside the engine (the dashboard's "edit order": PATCH /v2/orders/{id}) -------------
+
+
+def test_an_entry_edited_in_the_dashboard_is_followed_to_its_replacement(desk: Desk) -> None:
+    """Someone edits the bot's working entry (a new quantity and limit): Alpaca replaces it with a new order, under
+    a new id and client_order_id. The emulator answered PATCH 404 "endpoint not found", so no test could edit an
+    order as Alpaca's own clients do. The engine follows the replaced order to its replacement, adopts it for the
+    bot, and books its fill there; reconciliation knows the replacement as the bot's."""
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.requests import ReplaceOrderRequest
+
+    row = desk.resting()
+    assert row.broker_order_id is not None
+    dashboard = TradingClient(KEY, SECRET, paper=True, url_override=desk.emulator.url)
+    edited = dashboard.replace_order_by_id(row.broker_order_id, ReplaceOrderRequest(qty=4, limit_price=RESTING_LIMIT + 1))
+    assert (getattr(edited, "replaces", None) and str(edited.replaces)) == row.broker_order_id  # type: ignore[union-attr]
+    desk.tick()
+    assert desk.status(row.client_order_id) == "replaced"
+    adopted = desk.store.order(str(edited.client_order_id))  # type: ignore[union-attr]
+    assert adopted is not None and (adopted.bot_id, adopted.qty, adopted.limit_price) == ("b1", 4.0, RESTING_LIMIT + 1)
+    assert adopted.status in ("new", "accepted") and desk.failures == [] and desk.errors == []
+    desk.emulator.faults.append(listed({"*.status": "filled", "*.filled_qty": "4", "*.filled_avg_price": "140"}))
+    desk.tick()
+    assert desk.status(adopted.client_order_id) == "filled" and desk.owned() == {"AAPL": 4.0}
+
+
+def test_an_edit_the_emulator_does_not_model_is_refused_not_ignored(api: AlpacaAPI, emulator: Emulator) -> None:
+    import requests
+
+    order_id = resting(api)
+    url = f"{emulator.url}/v2/orders/{order_id}"
+    headers = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
+    for body in ({"stop_price": "1"}, {}, {"qty": "-1"}):
+        answer = requests.patch(url, json=body, headers=headers, timeout=5)
+        assert answer.status_code == 422, body
+    assert api.get_order(order_id).status != "replaced"  # type: ignore[union-attr]  # nothing was replaced
