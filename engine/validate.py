@@ -56,7 +56,8 @@ def persisted_state_problems(
     """States saved in SQLite that the machine files no longer have, of the machines a run restores
     (`startup.restores`): the engine could not restore them. With `holders`, also the positions and working orders
     saved for a bot that bots.yaml no longer runs as the same kind (`startup.unmanaged`): nothing would manage their
-    exits, or the wrong rules would.
+    exits, or the wrong rules would; and the halts until `resume` of a bot bots.yaml no longer has
+    (`startup.orphaned_halts`).
 
     With `complete=False` (a machine file could not be read) a kind with no machine is not reported: its
     machine may be in the unreadable file."""
@@ -64,7 +65,7 @@ def persisted_state_problems(
 
     from engine.core import order_lifecycle as lifecycle
     from engine.core.store import StateFileError, StateStore, state_file_exists
-    from engine.trading.startup import restores, unmanaged, vanished_state
+    from engine.trading.startup import orphaned_halts, restores, unmanaged, vanished_state
 
     if not state_file_exists(db_path) or (db_path.is_file() and db_path.stat().st_size == 0):
         return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
@@ -83,7 +84,7 @@ def persisted_state_problems(
         return unreadable(exc)
     try:
         saved_states = store.machine_states()
-        held = (store.positions(), store.orders(statuses=lifecycle.OPEN)) if holders else None
+        held = (store.positions(), store.orders(statuses=lifecycle.OPEN), store.halts(open_only=True)) if holders else None
     except sqlite3.Error as exc:
         store.close()
         return unreadable(exc)
@@ -102,7 +103,9 @@ def persisted_state_problems(
                 continue
             problems.append(Problem(shown(db_path), 0, 0, f"machine_states.{saved.kind}.{saved.bot_id}", message))
         if held is not None:
-            problems += [Problem(shown(db_path), 0, 0, where, line) for where, line in unmanaged(bots, *held)]
+            positions, orders, halts = held
+            found = [*unmanaged(bots, positions, orders), *orphaned_halts(bots, halts)]
+            problems += [Problem(shown(db_path), 0, 0, where, line) for where, line in found]
     finally:
         store.close()
     return problems

@@ -69,7 +69,7 @@ from engine.trading.handlers import TickContext, dispatch, flatten_shared
 from engine.trading.orders import OrderManager
 from engine.trading.portfolio import PortfolioBot
 from engine.trading.preflight import PreflightTiers, TickPreflight
-from engine.trading.startup import unmanaged, vanished_state
+from engine.trading.startup import orphaned_halts, unmanaged, vanished_state
 from engine.trading.universe import crypto_assets, data_needs
 from engine.trading.view import TickView, read_view
 
@@ -203,8 +203,10 @@ class Engine:
     def _refuse_unmanaged(self) -> None:
         """A position or working order saved for a bot this bots.yaml removed, renamed, disabled or gave another
         kind: nobody would manage its exit (or the wrong rules would), and reconciliation cannot tell, since SQLite
-        explains it. `--validate` says so too (validate.persisted_state_problems)."""
+        explains it; and a halt until `resume` of a bot removed or renamed (`startup.orphaned_halts`). `--validate`
+        says so too (validate.persisted_state_problems)."""
         found = unmanaged(self.config.bots, self.store.positions(), self.store.orders(statuses=lifecycle.OPEN))
+        found += orphaned_halts(self.config.bots, self.store.halts(open_only=True))
         if found:
             raise StartupError("\n".join(f"{self.store.path}: {line}" for _where, line in found))  # one line each
 

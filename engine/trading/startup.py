@@ -12,7 +12,8 @@ from engine.brokers.base import Asset, Broker, BrokerError
 from engine.brokers.symbols import asset_class_of
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.model import BotsConfig, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig
-from engine.core.store import EXITBOT_ID, OrderRow, PositionRow
+from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, PositionRow
+from engine.operator.summary import one_line
 
 
 def symbols_by_bot(bots: BotsConfig) -> list[tuple[str, str, bool]]:
@@ -134,3 +135,22 @@ def vanished_state(kind: str, bot_id: str, state: str, machine: str) -> str:
     if kind in ("system", "portfolio"):
         return said + " has moved it on, then remove it"
     return said + " has moved the bot on, then remove it; or, while it holds nothing, disable it (enabled: false)"
+
+
+def orphaned_halts(bots: BotsConfig, halts: Iterable[Halt]) -> list[tuple[str, str]]:
+    """(`halts.BOT`, one line) for each halt until `resume` of a bot id bots.yaml no longer has: the halt stays in
+    SQLite under that id, and the same bot renamed would trade past it (the engine cannot tell a rename from a
+    removal). A disabled bot's halt names a bot bots.yaml has, and holds again once it is enabled. A halt with an
+    end (a pause after refusals) is not counted: it ends on its own."""
+    configured = {bot.bot_id for _path, bot in trading_bots(bots)}
+    problems = []
+    for halt in halts:
+        if halt.scope == SYSTEM_SCOPE or halt.scope in configured or halt.until is not None or halt.ended_at is not None:
+            continue
+        scope = one_line(halt.scope)  # text from the state file, for a terminal
+        problems.append((f"halts.{scope}", (
+            f"a halt until `resume` names '{scope}' ({one_line(halt.reason)}), but bots.yaml has no bot '{scope}' "
+            f"(removed or renamed): under a new bot_id it would trade past the halt; put the bot back under that "
+            f"bot_id (enabled: false, if it is not to trade), or end the halt with `python -m engine resume`"
+        )))  # fmt: skip
+    return problems

@@ -171,3 +171,45 @@ def test_a_saved_state_the_machines_no_longer_have_says_what_to_do(project: Proj
         "momentum 'mom_AAPL' is saved in state 'entering', which machines/momentum.yaml no longer has: put 'entering' "
         "back until a run has moved the bot on, then remove it; or, while it holds nothing, disable it (enabled: false)"
     ), line
+
+
+def _bot_halted_flat(rig: Rig, clock: ManualClock) -> None:
+    """mom_AAPL halted until `resume` (as for a guard that failed), holding nothing."""
+    rig.ticks(3)
+    assert not rig.store.positions("mom_AAPL")
+    with rig.store.transaction():
+        rig.engine.exitbot.halt_bot("mom_AAPL", reason="guard failed: boom", condition="guard_error", now=clock.now())
+
+
+def test_a_halt_whose_bot_was_renamed_refuses_the_start(rig: Rig, project: ProjectCopy, clock: ManualClock) -> None:
+    """The halt stays in SQLite under the old bot_id: the same bot under a new one traded past it, the halt (which
+    only `resume` ends) no longer stopping anything."""
+    _bot_halted_flat(rig, clock)
+    project.replace(*RENAME)
+    reason = _restart_refused(rig, project, clock)
+    assert "a halt until `resume` names 'mom_AAPL' (guard failed: boom), but bots.yaml has no bot 'mom_AAPL'" in reason
+    assert [h.scope for h in rig.store.halts(open_only=True)] == ["mom_AAPL"]
+
+
+def test_a_halt_of_a_disabled_bot_stays_in_force_and_the_run_starts(rig: Rig, project: ProjectCopy, clock: ManualClock) -> None:
+    _bot_halted_flat(rig, clock)
+    project.replace(*DISABLE)
+    again = make_rig(project, clock, broker=rig.engine.broker, exchange=rig.exchange)
+    again.ticks(2)
+    assert [h.scope for h in again.store.halts(open_only=True)] == ["mom_AAPL"]  # it names a bot bots.yaml has
+
+
+def test_validate_names_a_halt_whose_bot_is_gone_and_resume_ends_it(project: ProjectCopy) -> None:
+    assert engine(project, "run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    with sqlite3.connect(project.root / "s.db") as conn:
+        conn.execute("INSERT INTO halts (scope, reason, conditions, flatten, started_at) VALUES ('mom_AAPL', "
+                     "'orders rejected repeatedly', '[\"anomaly\"]', 0, '2026-11-23T14:30:10+00:00')")  # fmt: skip
+    project.replace(*RENAME)
+    check = engine(project, "validate")
+    assert check.returncode == 2
+    assert "s.db:0:0: halts.mom_AAPL: a halt until `resume` names 'mom_AAPL'" in check.stdout
+    assert engine(project, "run", "--ticks", "2").returncode == 2
+    assert engine(project, "status").returncode == 0
+    assert engine(project, "resume").returncode == 0
+    assert engine(project, "validate").returncode == 0
+    assert engine(project, "run", "--ticks", "2").returncode == 0
