@@ -130,11 +130,10 @@ def restores(bots: BotsConfig, kind: str, bot_id: str) -> bool:
 
 def vanished_state(kind: str, bot_id: str, state: str, machine: str) -> str:
     """Why a saved state the machine file `machine` no longer has stops the run, and what to do: the engine cannot
-    tell where the bot stands (starting it over at the initial state would forget what it was doing)."""
-    said = f"{kind} '{bot_id}' is saved in state '{state}', which {machine} no longer has: put '{state}' back until a run"
-    if kind in ("system", "portfolio"):
-        return said + " has moved it on, then remove it"
-    return said + " has moved the bot on, then remove it; or, while it holds nothing, disable it (enabled: false)"
+    tell where the bot stands (starting it over at the initial state would forget what it was doing). Disabling the
+    bot is no way out: its saved state is left as it is, and checked again once it is enabled."""
+    return (f"{kind} '{bot_id}' is saved in state '{state}', which {machine} no longer has: put '{state}' back until a "
+            f"run has moved the machine on, then remove it")  # fmt: skip
 
 
 def orphaned_halts(bots: BotsConfig, halts: Iterable[Halt]) -> list[tuple[str, str]]:

@@ -169,7 +169,7 @@ def test_a_saved_state_the_machines_no_longer_have_says_what_to_do(project: Proj
     (line,) = refused.stderr.splitlines()[:-1]  # the problem, then the count
     assert line.endswith(
         "momentum 'mom_AAPL' is saved in state 'entering', which machines/momentum.yaml no longer has: put 'entering' "
-        "back until a run has moved the bot on, then remove it; or, while it holds nothing, disable it (enabled: false)"
+        "back until a run has moved the machine on, then remove it"
     ), line
 
 
