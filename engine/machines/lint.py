@@ -38,7 +38,7 @@ CANONICAL_STATES = {
     "system": ("idle", "armed", "halted"),
     "portfolio": ("idle", "armed", "halted"),
 }
-REQUIRED_KINDS = ("system", "momentum", "options", "crypto")
+REQUIRED_KINDS = ("system", "portfolio", "momentum", "options", "crypto")  # the engine steps every one each tick
 # Names `transitions` adds to every model, or that our model class holds.
 _RESERVED_PREFIXES = ("may_", "is_", "to_")
 MAX_PROBLEMS_PER_MACHINE = 100

@@ -212,9 +212,7 @@ class Engine:
 
     def _restore_states(self) -> None:
         saved = {(s.kind, s.bot_id): s.state for s in self.store.machine_states()}
-        models = [("system", self.system)]
-        if "portfolio" in self.runtimes:
-            models.append(("portfolio", self.portfolio_model))
+        models = [("system", self.system), ("portfolio", self.portfolio_model)]
         models += [(bot.kind, bot.model) for bot in self.bots]
         for kind, model in models:
             state = saved.get((kind, model.bot_id))
@@ -363,8 +361,7 @@ class Engine:
                 system = self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding))
             # armed, and no system halt in force: a machine may be left armed by a halt its step did not take
             tick.system_armed = self.system.state == "armed" and view.system_halt is None
-            if "portfolio" in self.runtimes:
-                self._step("portfolio", self.portfolio_model, system, tick)
+            self._step("portfolio", self.portfolio_model, system, tick)
             self.log_allocations(view.day, asked=False)
             self._step_bots(view, system, tick, usable, signals)
             tick.view = view = self._halts_as_written(view)  # a bot halted just now is closed this tick, not the next

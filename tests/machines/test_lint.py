@@ -26,6 +26,14 @@ def test_shipped_files_are_clean(project: ProjectCopy) -> None:
     assert problems(project) == []
 
 
+def test_a_missing_portfolio_machine_is_refused(project: ProjectCopy) -> None:
+    """machines/portfolio.yaml deleted validated, and every tick of the run then raised an AttributeError (the
+    budgets read the PortfolioBot's state, which no machine gave it) and halted the system."""
+    (project.machines / "portfolio.yaml").unlink()
+    (project.machines / "scenarios" / "portfolio.yaml").unlink(missing_ok=True)
+    assert only(problems(project)).message == "no machine of kind 'portfolio' (every bot kind needs one)"
+
+
 def test_unknown_guard_with_suggestion(project: ProjectCopy) -> None:
     project.replace("machines/momentum.yaml", "when: entry_signal\n", "when: entry_signl\n")
     p = only(problems(project))
