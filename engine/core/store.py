@@ -631,6 +631,7 @@ class StateStore:
         self._held_lost: str | None = None  # held: why the transactions since the last commit were lost (`_held_lost_by`)
         self._closed = False
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the file opened (`check_at_path`)
+        self._least_size = 0  # the file's size as `check_at_path` last saw it: never less at the next look
         # Called once a transaction has committed (not a held one): the engine's journal flush, so that what a commit
         # wrote is said in the log before the process makes its next request, in which it may die
         self.after_commit: Callable[[], None] | None = None
@@ -659,6 +660,7 @@ class StateStore:
             if name != ":memory:":
                 found = os.stat(self.path)
                 self._file_id = (found.st_dev, found.st_ino)
+                self._least_size = found.st_size
                 if found.st_nlink > 1:
                     raise StateFileError(self.path, _hard_linked(found.st_nlink), runtime=False)
             self._check_identity()  # before anything changes the file, even its journal mode
@@ -887,13 +889,17 @@ class StateStore:
         return StateFileError(self.path, f"a row of table {table} cannot be read ({type(exc).__name__}: {exc})", runtime=False)
 
     def check_at_path(self) -> None:
-        """The file at the path is still the one this store opened, or StateFileError (runtime: exit 1).
+        """The file at the path is still the one this store opened and whole, or StateFileError (exit 1; 2 cut short).
 
         SQLite goes on with the file it opened whatever happens to its path: deleted under a running engine (a
         cleanup job's `rm -rf state/`), every later record was lost when the run ended; replaced (a backup moved
         into place), the operator's `halt`, which opens the path, went to a file the engine never read while it
         traded on. The run loop asks before each tick (one stat), so neither outlives a tick. A path that cannot
-        be looked at now (a folder made unsearchable) proves nothing, and stops nothing."""
+        be looked at now (a folder made unsearchable) proves nothing, and stops nothing.
+
+        The file smaller than it was (`truncate`, a copy cut short written over it) is damaged (exit 2): this engine
+        never shrinks it (no VACUUM, no auto_vacuum), and the pages cut off are read back as zeros. SQLite went on
+        from its cache and its -wal, and the run ended 0 with a file no later command could read."""
         if self._file_id is None or self._closed:
             return
         try:
@@ -906,6 +912,13 @@ class StateStore:
             if (found.st_dev, found.st_ino) == self._file_id:
                 if found.st_nlink > 1:
                     raise StateFileError(self.path, _hard_linked(found.st_nlink), runtime=True)
+                if found.st_size < self._least_size:
+                    raise StateFileError(
+                        self.path, f"was cut short under the running engine ({self._least_size} bytes, now "
+                        f"{found.st_size}): its records are damaged, and the run stops rather than trade on them",
+                        runtime=False,
+                    )  # fmt: skip
+                self._least_size = found.st_size
                 return
         raise StateFileError(
             self.path,

@@ -173,6 +173,32 @@ def test_a_state_file_deleted_or_replaced_under_the_run_stops_it_before_its_next
     assert len(ends) == 1 and "deleted or replaced" in ends[0]["reason"]
 
 
+def test_a_state_file_cut_short_under_the_run_stops_it_before_its_next_tick(project: ProjectCopy) -> None:
+    """`truncate -s 4096 s.db` while the engine runs: SQLite went on from its cache and its -wal, the run ended 0,
+    and the file it left was "malformed" to every later command. Now the next tick does not run, exit 2."""
+    from engine.core.journal import read_events
+    from engine.trading.runner import run
+
+    report = load_valid(project.config, project.machines, project.rules)
+    options = _options(project, ticks=5)
+    close_session(open_session(report, options, {}, MONDAY_OPEN))  # a file with its pages checkpointed into it
+    db = project.root / "s.db"
+    session = open_session(report, options, {}, MONDAY_OPEN)
+
+    def meanwhile(_report: object) -> None:
+        if session.engine.ticks == 1:
+            os.truncate(db, 4096)
+
+    try:
+        with pytest.raises(StateFileError, match=r"was cut short under the running engine \(\d+ bytes, now 4096\)") as stopped:
+            run(session, options, on_tick=meanwhile)
+    finally:
+        close_session(session)
+    assert not stopped.value.runtime and session.engine.ticks == 1
+    ends = [e for e in read_events(project.root / "s.jsonl") if e["event"] == "run_end"]
+    assert len(ends) == 1 and "cut short" in ends[0]["reason"]
+
+
 def test_a_second_name_given_to_the_state_file_under_the_run_stops_it_before_its_next_tick(project: ProjectCopy) -> None:
     """`ln state.db copy.db` while the engine runs: a `halt` given the new name writes beside another
     write-ahead log of the same file, which the engine never reads, and the two logs can corrupt it."""
