@@ -12,7 +12,8 @@ lives in a module named for it.
  9. intents sent with deterministic client_order_ids; the broker's answers recorded
 10. JSONL: transitions, blocked entries, preflight changes, order events, halts, a `tick` event
 An exception anywhere in a tick is caught at the tick boundary and halts the system; it is never "logged and
-ignored". The halt is in SQLite, so it survives a restart.
+ignored". The halt is in SQLite, so it survives a restart. A state file found damaged in a tick also ends the
+run (the error goes on up once the halt is recorded, if the file still takes it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from engine.config.loader import Config
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
-from engine.core.store import SYSTEM_SCOPE, OrderRow, StateStore
+from engine.core.store import SYSTEM_SCOPE, OrderRow, StateFileError, StateStore
 from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, build_runtime
 from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
@@ -286,6 +287,13 @@ class Engine:
             except Exception as saving:  # the halt and its transition are in the log already: say they are not saved
                 not_saved = f"{type(saving).__name__}: {saving}"
                 self.journal.log("halt_not_saved", reason=f"exception in tick: {error}", error=not_saved)
+                with contextlib.suppress(Exception):
+                    self.journal.flush()
+                raise
+            if isinstance(exc, StateFileError) and not exc.runtime:
+                # A damaged state file is not an anomaly of one tick: every later tick met it again while the run
+                # went on halted, read its records from a file that no longer holds them whole, and ended 0. The
+                # halt is recorded if the file still takes it; then the error goes up and the run stops (exit 2).
                 with contextlib.suppress(Exception):
                     self.journal.flush()
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -197,6 +198,43 @@ def test_a_state_file_cut_short_under_the_run_stops_it_before_its_next_tick(proj
     assert not stopped.value.runtime and session.engine.ticks == 1
     ends = [e for e in read_events(project.root / "s.jsonl") if e["event"] == "run_end"]
     assert len(ends) == 1 and "cut short" in ends[0]["reason"]
+
+
+def _break_page(db: Path, table: str) -> None:
+    """The first page of `table` in the file made unreadable (its page type byte), as a flipped disk block does."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\x00")
+
+
+def test_a_state_file_found_damaged_in_a_tick_stops_the_run(project: ProjectCopy) -> None:
+    """A damaged page the run's start does not read (a table a tick reads first): every tick met it again, the
+    run went on halted to its end and exited 0, its records read from a file that no longer held them whole. Now
+    the halt is recorded, if the file still takes it, and the run stops with the file's error (exit 2)."""
+    from engine.core.journal import read_events
+    from engine.trading.runner import run
+
+    report = load_valid(project.config, project.machines, project.rules)
+    options = _options(project, ticks=5)
+    close_session(open_session(report, options, {}, MONDAY_OPEN))  # every page checkpointed into the file
+    _break_page(project.root / "s.db", "last_facts")  # written by every tick, read at the first
+    session = open_session(report, options, {}, MONDAY_OPEN)
+    try:
+        with pytest.raises(StateFileError, match="malformed") as stopped:
+            run(session, options)
+    finally:
+        close_session(session)
+    assert not stopped.value.runtime and session.engine.ticks == 0
+    events = read_events(project.root / "s.jsonl")
+    assert [e["what"] for e in events if e["event"] == "anomaly"] == ["exception"]
+    ends = [e for e in events if e["event"] == "run_end"]
+    assert len(ends) == 1 and "malformed" in ends[0]["reason"]
 
 
 def test_a_second_name_given_to_the_state_file_under_the_run_stops_it_before_its_next_tick(project: ProjectCopy) -> None:
