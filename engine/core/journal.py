@@ -319,7 +319,8 @@ class Journal:
 
     def _write_lines(self) -> None:
         """Hand the held lines to the OS. What it does not take (a full disk) stays held, from the first byte it
-        refused, and the error, named after the file, goes up: an order whose event is not on disk is not sent.
+        refused (the part of a line taken before it is taken back: `_take_back_part_of_a_line`), and the error,
+        named after the file, goes up: an order whose event is not on disk is not sent.
         Counting the bytes taken is what keeps a retry from writing a line twice or leaving half of one: a
         buffered file may pass part of a batch on before it fails, and would then have the whole batch again."""
         if self._lines:
@@ -330,14 +331,35 @@ class Journal:
         self._follow_path()
         view = memoryview(self._unwritten)
         taken = 0
+        end = -1  # where our last write ended in a regular file (-1: nothing taken yet, or not a regular file)
         try:
             while taken < len(view):
                 taken += os.write(self._fd, view[taken:])
+                if self._opened[2]:
+                    end = os.lseek(self._fd, 0, os.SEEK_CUR)
         except OSError as exc:
+            taken = self._take_back_part_of_a_line(view, taken, end)
             raise JournalError(self.path, exc) from None
         finally:
             view.release()
             del self._unwritten[:taken]
+
+    def _take_back_part_of_a_line(self, view: memoryview, taken: int, end: int) -> int:
+        """After a write refused part way (a full disk takes what fits, then refuses the rest): the file cut back
+        to the end of its last whole line, and how many bytes of `view` it then holds. Left as it was, the file
+        ended in half a line that no reader can parse, and the line was written whole again after it once there
+        was room. Only when our write is still the file's end (no other process, `halt`, appended since); else,
+        or when the cut fails, the part stays and the retry goes on from the first byte refused."""
+        kept = view[:taken].tobytes().rfind(b"\n") + 1
+        if self._fd is None or end < 0 or kept == taken:
+            return taken
+        try:
+            if os.fstat(self._fd).st_size != end:
+                return taken
+            os.ftruncate(self._fd, end - (taken - kept))
+        except OSError:
+            return taken
+        return kept
 
     def flush(self) -> None:
         if self._lines or self._unwritten:
@@ -346,7 +368,8 @@ class Journal:
     def discard(self) -> None:
         """Forget the events not yet handed to the OS: those of a decision undone because the log could not take
         them (the operator's resume on a full disk), which a later flush or `close` must not write as if it had
-        been made. What part of a line the OS did take stays, and the next line starts on a line of its own."""
+        been made. A part of a line the OS took and the file could not give back stays, and the next line starts on
+        a line of its own."""
         self._lines.clear()
         self._unwritten.clear()
         if self._fd is not None and self._cut_short(self._fd):

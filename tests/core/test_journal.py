@@ -98,6 +98,40 @@ def test_a_full_disk_loses_nothing_and_writes_nothing_twice(tmp_path: Path) -> N
     assert [json.loads(line)["n"] for line in lines] == list(range(600))
 
 
+_FULL_AT_THE_END = """
+import resource, signal, sys
+from datetime import datetime, timezone
+from pathlib import Path
+from engine.core.clock import ManualClock
+from engine.core.journal import Journal, JournalError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+journal = Journal(Path(sys.argv[1]), ManualClock(datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)))
+_soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))
+try:
+    for n in range(600):
+        journal.log("tick", n=n, padding="x" * 40)
+    journal.flush()
+except JournalError as exc:
+    print(exc)
+"""
+
+
+def test_a_full_disk_leaves_no_half_line_in_the_log(tmp_path: Path) -> None:
+    """A run stopped by a full log: the disk took part of a line before it refused the rest, and the file ended in
+    half a line, which no reader of the log can parse. The part is taken back: the file ends on a whole line."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "app.jsonl"
+    done = subprocess.run([sys.executable, "-c", _FULL_AT_THE_END, str(path)], capture_output=True, text=True, check=True)
+    assert "File too large" in done.stdout
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n") and len(text.encode()) <= 20_000
+    assert [json.loads(line)["n"] for line in text.splitlines()] == list(range(len(text.splitlines())))
+
+
 _DISCARD_ON_A_FULL_DISK = """
 import resource, signal, sys
 from datetime import datetime, timezone
@@ -132,7 +166,7 @@ def test_events_discarded_on_a_full_disk_never_reach_the_log_and_the_next_line_s
     subprocess.run([sys.executable, "-c", _DISCARD_ON_A_FULL_DISK, str(path)], capture_output=True, text=True, check=True)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert json.loads(lines[0])["event"] == "kept" and json.loads(lines[-1])["event"] == "after"
-    assert len(lines) == 3 and lines[1].startswith('{"ts":') and not lines[1].endswith("}")  # the part taken, cut short
+    assert len(lines) == 2  # the part of the resume the disk took is taken back: no half line
     assert "resume" not in path.read_text(encoding="utf-8")
 
 
