@@ -812,7 +812,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
         assert report.config is not None
         text = status_text(store, now, local=local, bots=report.config.bots)
-        from engine.operator.summary import one_line
+        from engine.core.terminal_text import one_line
 
         print(f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)}"
               f"{_tick_said(store, report, local)})")  # fmt: skip
@@ -853,7 +853,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore
-    from engine.operator.summary import one_line
+    from engine.core.terminal_text import one_line
     from engine.trading.runner import last_run, last_tick, paths_for, running_pid
 
     report = _load(args)
@@ -932,7 +932,7 @@ def cmd_halt(args: argparse.Namespace) -> int:
         if not unlogged.runtime:  # a log path of the wrong kind (a folder): the user's input to fix
             raise InvalidInput(said)
         raise RuntimeFailure(said)
-    from engine.operator.summary import one_line
+    from engine.core.terminal_text import one_line
 
     print(f"halted: {one_line(reason)} (until `python -m engine resume`); recorded in {store.path}")
     return EXIT_OK

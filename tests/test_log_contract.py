@@ -104,7 +104,7 @@ def test_broker_failures_write_broker_error_and_the_kill_switchs_halt_with_their
         assert {(e["operation"], e["status"]) for e in errors} == {("account", 503)}
         halts = rig.events("halt")
         assert_fields(halts, "halt")
-        assert halts[0]["reason"] == "kill condition: api_failure_halt" and halts[0]["until"] is not None
+        assert halts[0]["reason"] == "kill condition: api_failure_halt (api_failures_in_window 5, health_max_api_failures_in_window 5)" and halts[0]["until"] is not None
 
 
 @pytest.mark.parametrize("action", sorted(ORDER_ACTIONS))

@@ -41,7 +41,8 @@ from engine.core.calendar import NEW_YORK
 from engine.core.journal import Journal
 from engine.core.money import money
 from engine.core.store import Halt
-from engine.operator.summary import number, one_line
+from engine.core.terminal_text import one_line
+from engine.operator.summary import number
 
 if TYPE_CHECKING:
     from engine.trading.engine import Engine

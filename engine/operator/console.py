@@ -28,8 +28,9 @@ from rich.text import Text
 
 from engine.core.money import money
 from engine.core.store import SYSTEM_SCOPE, Halt
+from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
-from engine.operator.summary import number, one_line
+from engine.operator.summary import number
 from engine.trading.engine import TickReport
 from engine.trading.runner import RunOptions, Session
 

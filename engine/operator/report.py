@@ -32,8 +32,9 @@ from engine.core import jsontext
 from engine.core.journal import JournalError
 from engine.core.money import cents, money
 from engine.core.store import StateStore, TradeRow
+from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_lines, in_force_lines, number, one_line, period_record
+from engine.operator.summary import halt_lines, in_force_lines, number, period_record
 from engine.paths import PROJECT_ROOT, PathKind, path_kind
 
 PROMPT_FILE = PROJECT_ROOT / "tools" / "analyst_prompt.txt"

@@ -46,11 +46,11 @@ from engine.core import jsontext
 from engine.core.journal import MIN_SECRET_LENGTH
 from engine.core.money import cents
 from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
+from engine.core.terminal_text import one_line
 from engine.machines import render
 from engine.machines.spec import MachineSpec
 from engine.operator.connections import DEADLINE_SECONDS, MAX_CONNECTIONS, ConnectionSlots, DeadlineReader, answer_raw
 from engine.operator.local import LocalTime
-from engine.operator.summary import one_line
 from engine.paths import PathKind, path_kind
 from engine.validate import Report
 

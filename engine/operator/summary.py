@@ -20,17 +20,11 @@ from engine.config.model import BotsConfig
 from engine.core import order_lifecycle
 from engine.core.money import cents, money
 from engine.core.store import SYSTEM_SCOPE, Halt, StateStore
+from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
 from engine.trading.startup import unmanaged
 
 RESUME_COMMAND = "python -m engine resume"
-
-
-def one_line(text: str) -> str:
-    """Text from the state file (a halt's reason: the operator's words, or an exception or a broker's message in
-    a kill condition's) for a terminal: a newline would forge a line of the summary ("halt: none"), an escape
-    sequence would recolour or clear the screen; both are shown as escapes, the rest as written."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def number(value: float) -> str:

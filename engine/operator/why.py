@@ -16,8 +16,9 @@ from typing import Any
 
 from engine.config.checks import bot_kind, trading_bots
 from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore
+from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_effect, number, one_line, unmanaged_lines
+from engine.operator.summary import halt_effect, number, unmanaged_lines
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
 from engine.rules.errors import MissingFact

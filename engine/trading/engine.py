@@ -353,7 +353,7 @@ class Engine:
             view = self._halts_as_written(view)
             stale = feed_health(snapshot, self.needs, now, self.config.settings.health)
             before_kills = self._system_facts(view, anomalies, stale, kill_triggered=False)
-            kills = self.exitbot.evaluate_kills(before_kills)
+            kills = self.exitbot.evaluate_kills(before_kills, {"stale_markets": ", ".join(stale.markets)})
             allocations = self.portfolio.allocate(finite(snapshot.account.equity) if snapshot.account else None)
             gate = Gate.open(view.orders_last_minute, allocations.deployable_usd if allocations else None, snapshot)
             tick = TickContext(self, view, gate, kills)

@@ -89,6 +89,7 @@ class KillVerdict:
     errors: Mapping[str, str]  # condition -> why it could not be evaluated (tripped ones included)
     deferred: tuple[str, ...]  # could not be read because a broker read failed this tick: blocks, no halt
     anomalies: tuple[str, ...] = ()  # what the anomalies are, named in the reason when anomaly_halt holds
+    readings: Mapping[str, str] = field(default_factory=dict)  # condition -> the facts it read, as read (`reading`)
 
     @property
     def measured(self) -> tuple[str, ...]:
@@ -97,12 +98,32 @@ class KillVerdict:
         every position on what is then no measured loss, only an unknown."""
         return tuple(name for name in self.holding if name not in self.errors)
 
+    def _said(self, name: str) -> str:
+        """A condition in the reason: with why it could not be evaluated, or with the facts it read (an
+        anomaly_halt's anomalies are named after it instead)."""
+        if name in self.errors:
+            return f"{name} ({self.errors[name]})"
+        if self.readings.get(name) and not (name == "anomaly_halt" and self.anomalies):
+            return f"{name} ({self.readings[name]})"
+        return name
+
     @property
     def reason(self) -> str:
-        parts = [f"{name} ({self.errors[name]})" if name in self.errors else name for name in self.holding]
+        parts = [self._said(name) for name in self.holding]
         if "anomaly_halt" in self.holding and self.anomalies:
             parts.append("; ".join(self.anomalies))
         return "kill condition: " + ", ".join(parts)
+
+
+def reading(facts: Mapping[str, Any], names: Iterable[str], notes: Mapping[str, str]) -> str:
+    """The facts `names` as read, for a halt's reason: `daily_pnl_pct -3.42, risk_global_max_daily_loss_pct 3`."""
+    shown = []
+    for name in sorted(names):
+        value = facts.get(name)
+        text = "missing" if value is None else str(value).lower() if isinstance(value, bool) else (
+            f"{value:.6g}" if isinstance(value, float) else str(value))  # fmt: skip
+        shown.append(f"{name} {text}: {notes[name]}" if notes.get(name) else f"{name} {text}")
+    return ", ".join(shown)
 
 
 @dataclass
@@ -148,7 +169,10 @@ class ExitBot:
 
     # --- kill conditions -----------------------------------------------------------------------------------
 
-    def evaluate_kills(self, facts: Mapping[str, Any]) -> KillVerdict:
+    def evaluate_kills(self, facts: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> KillVerdict:
+        """The kill conditions against the system's facts. Each one that holds is named in the halt's reason with
+        the facts it read, as read (`reading`; `notes` adds words to a fact's value: the stale markets' names), so
+        `status` says "data_stale_halt (stale_markets 1: crypto)", not only which condition held."""
         exitbot = self.config.bots.exitbot
         holding: list[str] = []
         errors: dict[str, str] = {}
@@ -170,7 +194,12 @@ class ExitBot:
             except Exception as exc:  # a kill condition is never skipped: what cannot be evaluated trips
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 holding.append(name)
-        return KillVerdict(tuple(holding), errors, tuple(deferred), tuple(self._anomalies))
+        readings = {
+            name: reading(facts, self.rules.kill_facts.get(name, frozenset()), notes or {})
+            for name in holding
+            if name not in errors
+        }
+        return KillVerdict(tuple(holding), errors, tuple(deferred), tuple(self._anomalies), readings)
 
     # --- anomalies -----------------------------------------------------------------------------------------
 

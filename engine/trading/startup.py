@@ -13,7 +13,7 @@ from engine.brokers.symbols import asset_class_of
 from engine.config.checks import bot_kind, trading_bots
 from engine.config.model import BotsConfig, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig
 from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, PositionRow
-from engine.operator.summary import one_line
+from engine.core.terminal_text import one_line
 
 
 def symbols_by_bot(bots: BotsConfig) -> list[tuple[str, str, bool]]:

@@ -32,7 +32,7 @@ def test_a_deposit_does_not_hide_a_loss(rig: Rig) -> None:
     rig.exchange.last_equity = rig.exchange.equity() + 1_500.0  # down 1.5 % on the day
     rig.exchange.move_cash(5_000.0, "CSD")  # equity is now above last equity
     rig.ticks(1)
-    assert halts(rig) == ["kill condition: max_daily_loss_halt"]
+    assert halts(rig) == ["kill condition: max_daily_loss_halt (daily_pnl_pct -1.47783, risk_global_max_daily_loss_pct 1)"]
 
 
 @pytest.mark.parametrize("intraday_adjustments", [True, False])
@@ -49,4 +49,4 @@ def test_a_withdrawal_through_alpaca_py_is_not_a_loss(
         assert halts(rig) == [] and rig.engine.system.state == "armed"
         exchange.cash -= 1_500.0  # and a real loss of 1.5 %, which no cash movement explains, still halts
         rig.ticks(1)
-        assert halts(rig) == ["kill condition: max_daily_loss_halt"]
+        assert halts(rig) == ["kill condition: max_daily_loss_halt (daily_pnl_pct -1.5, risk_global_max_daily_loss_pct 1)"]

@@ -107,3 +107,16 @@ def test_a_kill_condition_that_cannot_be_evaluated_does_not_flatten(project: Pro
     (halt,) = [h for h in rig.store.halts("system") if "max_daily_loss_halt" in h.reason]
     assert "ZeroDivisionError" in halt.reason and not halt.flatten
     assert {s: p.qty for s, p in rig.exchange.positions.items()} == held
+
+
+def test_a_kill_condition_that_holds_is_named_with_the_facts_it_read(rig: Rig) -> None:
+    """The halt said only `kill condition: data_stale_halt`: which market, what loss against which limit, was left
+    to the log. Each condition that holds now carries the facts it read, as read, in the halt's reason."""
+    rig.ticks(3)
+    facts = rig.engine._system_facts(_view(rig), 0, FeedHealth(0, 0), kill_triggered=False)
+    losing = {**facts, "daily_pnl_pct": -3.456789, "risk_global_max_daily_loss_pct": 3.0}
+    verdict = rig.engine.exitbot.evaluate_kills(losing)
+    assert verdict.reason == "kill condition: max_daily_loss_halt (daily_pnl_pct -3.45679, risk_global_max_daily_loss_pct 3)"
+    stale = {**facts, "stale_markets": 1}
+    verdict = rig.engine.exitbot.evaluate_kills(stale, {"stale_markets": "crypto"})
+    assert verdict.reason == "kill condition: data_stale_halt (stale_markets 1: crypto)"

@@ -33,7 +33,7 @@ def test_max_daily_loss_halts_and_flattens_and_only_exits_go_out(rig: Rig) -> No
     rig.exchange.last_equity = rig.exchange.equity() * 1.05  # the account is down 5 % on the day
     rig.ticks(1)
     assert rig.engine.system.state == "halted"
-    assert halt_reasons(rig) == ["kill condition: max_daily_loss_halt"]
+    assert halt_reasons(rig) == ["kill condition: max_daily_loss_halt (daily_pnl_pct -4.7619, risk_global_max_daily_loss_pct 1)"]
     halt = rig.store.halts(SYSTEM_SCOPE)[0]
     assert halt.flatten and halt.until == halt.started_at + timedelta(minutes=390)
     rig.ticks(30)
@@ -41,7 +41,7 @@ def test_max_daily_loss_halts_and_flattens_and_only_exits_go_out(rig: Rig) -> No
     after = [r for r in rig.store.orders() if r.created_at >= halt.started_at]
     assert after and all(r.purpose == "exit" and r.side == "sell" for r in after)
     assert {b.model.state for b in rig.engine.bots} == {"halted"}
-    assert [e["reason"] for e in rig.events("halt")] == ["kill condition: max_daily_loss_halt"]
+    assert [e["reason"] for e in rig.events("halt")] == ["kill condition: max_daily_loss_halt (daily_pnl_pct -4.7619, risk_global_max_daily_loss_pct 1)"]
     last = {e["bot"]: e["failed"] for e in rig.events("preflight")}  # the system-wide checks, for every bot
     assert all({"system_armed", "daily_loss_ok"} <= set(failed) for failed in last.values()) and len(last) == 3
 
@@ -51,7 +51,7 @@ def test_data_stale_halts(project: ProjectCopy, clock) -> None:
     clock.advance(3)  # quotes are stamped on the 5-second grid: now they are 3 s old
     rig = make_rig(project, clock)
     rig.ticks(1)
-    assert rig.engine.system.state == "halted" and halt_reasons(rig) == ["kill condition: data_stale_halt"]
+    assert rig.engine.system.state == "halted" and halt_reasons(rig) == ["kill condition: data_stale_halt (stale_markets 2: stocks, crypto)"]
 
 
 def test_a_disabled_kill_condition_does_not_halt(project: ProjectCopy, clock) -> None:
@@ -78,7 +78,7 @@ def test_api_failures_halt_through_the_alpaca_adapter(project: ProjectCopy, cloc
         emulator.faults.extend(Fault(status=503, path_prefix="/v2/account") for _ in range(5))
         rig.ticks(5)
         assert rig.engine.system.state == "halted"
-        assert halt_reasons(rig) == ["kill condition: api_failure_halt"]
+        assert halt_reasons(rig) == ["kill condition: api_failure_halt (api_failures_in_window 5, health_max_api_failures_in_window 5)"]
         assert len(rig.events("broker_error")) == 5
 
 
@@ -281,7 +281,7 @@ def test_a_cooloff_running_out_does_not_end_the_operators_halt(project: ProjectC
     rig.exchange.last_equity = rig.exchange.equity()
     rig.ticks(30)
     in_force = {h.reason: h.ended_at is None for h in rig.store.halts(SYSTEM_SCOPE)}
-    assert in_force == {"investigating": True, "kill condition: max_daily_loss_halt": False}
+    assert in_force == {"investigating": True, "kill condition: max_daily_loss_halt (daily_pnl_pct -4.7619, risk_global_max_daily_loss_pct 1)": False}
     assert rig.engine.system.state == "halted"  # the kill's cooloff ran out; the operator's halt did not
 
 

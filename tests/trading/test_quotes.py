@@ -101,7 +101,7 @@ def test_a_stale_stock_feed_in_an_open_market_halts(rig: Rig, clock: ManualClock
     for symbol in STOCKS:
         rig.exchange.set_quote_mode(symbol, QuoteMode(frozen_at=clock.now()))
     rig.ticks(5)  # 20 s later: older than the 15 s limit
-    assert halts(rig) == ["kill condition: data_stale_halt"]
+    assert halts(rig) == ["kill condition: data_stale_halt (stale_markets 1: stocks)"]
 
 
 def test_stock_quotes_going_stale_after_the_close_do_not_halt_crypto(project: ProjectCopy) -> None:
@@ -125,7 +125,7 @@ def test_a_reference_symbol_judges_the_stock_feed(project: ProjectCopy, clock: M
     assert halts(rig) == []
     rig.exchange.set_quote_mode("IWM", QuoteMode(frozen_at=clock.now()))
     rig.ticks(5)
-    assert halts(rig) == ["kill condition: data_stale_halt"]
+    assert halts(rig) == ["kill condition: data_stale_halt (stale_markets 1: stocks)"]
 
 
 def test_a_thin_ticker_through_alpaca_py_halts_nothing(project: ProjectCopy, clock: ManualClock) -> None:
