@@ -272,7 +272,7 @@ class Engine:
         requests = 0
         error = None
         try:
-            requests = self._tick(now)
+            requests, now = self._tick()
         except Exception as exc:  # the tick boundary: any exception halts the system, with the reason
             error = f"{type(exc).__name__}: {exc}"
             self.journal.log("anomaly", what="exception", detail=error)
@@ -319,9 +319,15 @@ class Engine:
             self.journal.flush()
         return report
 
-    def _tick(self, now: datetime) -> int:
-        """One tick; returns the broker requests it made."""
+    def _tick(self) -> tuple[int, datetime]:
+        """One tick; returns the broker requests it made and the tick's time.
+
+        The tick's time is read once the snapshot is: everything is decided then, on reads as old as they are then.
+        Read before it, a snapshot whose reads took long (a slow broker, the process suspended mid-read) had its
+        quotes stamped after the tick's time, and quotes newer than the tick read as stamped in the future: stale,
+        the feed halted (data_stale_halt, the kill switch's cooloff) while every quote was the newest there was."""
         snapshot = self.broker.snapshot(self.needs)
+        now = self.clock.now()
         refused = self.daily_basis.refused(snapshot.account, now)
         if refused is not None:  # a last_equity an earlier run of the day did not read: the account is not read
             snapshot = dataclasses.replace(snapshot, account=None, errors=(*snapshot.errors, refused))
@@ -388,7 +394,7 @@ class Engine:
         if sent and self.on_persist is not None:  # the simulated exchange now holds the orders just sent
             with self.store.transaction():
                 self.on_persist()
-        return snapshot.broker_requests + self._broker_calls() - calls_before
+        return snapshot.broker_requests + self._broker_calls() - calls_before, now
 
     def _entry_refusal(self, snapshot: Snapshot) -> Callable[[OrderRow], str | None]:
         """Why an entry may not leave in this tick (None: it may). An entry granted this tick passed its

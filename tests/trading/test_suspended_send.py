@@ -89,3 +89,27 @@ def test_stale_at_send_judges_an_options_entry_by_its_contract_quote(rig: Rig, a
         told = f"{age_s:.1f} s old"
     changed = dataclasses.replace(snapshot, option_chains={**snapshot.option_chains, underlying: changed_chain})
     assert f"its contract's quote ({contract.symbol}) is {told}" in (stale_at_send(row, bot, changed, now, 15) or "")
+
+
+def test_quotes_read_after_a_stall_in_the_snapshot_are_not_taken_for_stamped_in_the_future(rig: Rig) -> None:
+    """The process stopped (or a read hung) for 30 s after the tick's account read: the quotes read after it are the
+    newest there are, stamped after the tick began. Judged by the clock before the snapshot, they were stamped 30 s
+    ahead of it, past the staleness limit: the feed read as stale and the kill switch halted for its cooloff."""
+    rig.ticks(20)
+    assert rig.engine.system.state == "armed"
+    api = rig.engine.broker.api  # type: ignore[attr-defined]
+    real = api.get_account
+    stalls = [30.0]
+
+    def stalled() -> object:
+        answer = real()
+        if stalls:
+            rig.clock.advance(stalls.pop())
+        return answer
+
+    api.get_account = stalled
+    before = rig.clock.now()
+    report = rig.engine.tick()
+    assert rig.engine.system.state == "armed" and rig.store.halts() == []
+    assert not [e for e in rig.events("halt")]
+    assert report.at == before + timedelta(seconds=30)  # the tick's time is read once the snapshot is
