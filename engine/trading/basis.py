@@ -49,6 +49,11 @@ class DailyBasis:
         if account is None or not math.isfinite(account.last_equity):
             return None  # nothing read: nothing to compare or keep
         day, value = now.astimezone(NEW_YORK).date(), account.last_equity
+        if self._saved is not None and day < self._saved[0]:
+            # the clock is behind a day whose basis a run already read (set back, a VM restored from a snapshot): no
+            # basis is a new day's by going back, and taken as one, a glitched first read passed unchecked and the
+            # saved day's record was written over with an earlier one, so the next start that day compared nothing
+            day = self._saved[0]
         if not self._taken:
             why = self._keeper.refused(
                 day,

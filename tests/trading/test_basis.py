@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -56,3 +56,20 @@ def test_a_readable_basis_and_none_at_all_are_as_before(tmp_path: Path) -> None:
     assert DailyBasis(store).refused(account, MONDAY_10AM) is None  # the same as saved
     glitch = dataclasses.replace(account, last_equity=account.last_equity * 2)
     assert DailyBasis(store).refused(glitch, MONDAY_10AM) is not None  # differs from what was saved that day
+
+
+def test_a_clock_behind_the_saved_basis_day_is_held_to_that_days_basis(tmp_path: Path) -> None:
+    """Restarted with the clock set back a day (a VM restored from a snapshot), a run took its first last_equity as
+    a new day's basis at once, unchecked, and wrote the earlier day over the saved one: the next start on the right
+    day had no record of that day to compare its first read with. A day before the saved one is now the saved day."""
+    store = StateStore(tmp_path / "s.db")
+    account = SimExchange(ManualClock(MONDAY_10AM)).account()
+    assert DailyBasis(store).refused(account, MONDAY_10AM) is None
+    saved = store.meta(BASIS_KEY)
+    sunday = MONDAY_10AM - timedelta(days=1)
+    glitch = dataclasses.replace(account, last_equity=account.last_equity * 2)
+    refused = DailyBasis(store).refused(glitch, sunday)
+    assert refused is not None and refused.kind == "bad_response" and "2026-11-23" in str(refused)
+    assert DailyBasis(store).refused(account, sunday) is None  # the same basis: taken, the record kept as it was
+    assert store.meta(BASIS_KEY) == saved
+    assert DailyBasis(store).refused(glitch, MONDAY_10AM) is not None
