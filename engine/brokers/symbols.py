@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from datetime import date
 
-_OCC = re.compile(r"(?P<root>[A-Z]{1,6})(?P<yy>\d{2})(?P<mm>\d{2})(?P<dd>\d{2})(?P<cp>[CP])(?P<strike>\d{8})", re.ASCII)
+# The root is the underlying's symbol, or after a corporate action the OCC's adjusted root, which carries a digit
+# (SDS1, MDU1): a position in such a contract is still an option, not a share.
+_OCC = re.compile(r"(?P<root>[A-Z][A-Z0-9]{0,5})(?P<yy>\d{2})(?P<mm>\d{2})(?P<dd>\d{2})(?P<cp>[CP])(?P<strike>\d{8})", re.ASCII)
 _QUOTES = ("USDT", "USDC", "USD", "BTC")
 
 

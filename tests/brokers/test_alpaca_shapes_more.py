@@ -636,3 +636,24 @@ def test_a_qty_available_that_cannot_be_true_is_a_bad_answer(
     exchange.set_position("AAPL", 10, 190.0)
     emulator.faults.append(Fault(path_prefix="/v2/positions", method="GET", patch={"*.qty_available": value}))
     assert "qty_available" in bad(api.get_positions).message
+
+
+# --- an option contract adjusted by a corporate action ------------------------------------------------------------
+
+
+def test_a_position_in_an_adjusted_contract_is_read_as_an_option(api: AlpacaAPI, emulator: Emulator, exchange: SimExchange) -> None:
+    """After a corporate action the OCC gives a contract a root with a digit (SDS -> SDS1, MDU -> MDU1: polygon-io
+    issues #193, robin_stocks #504). A position in one (us_option) was read as a share's symbol said to be an
+    option, and refused: the whole positions list unreadable, so every bot's exit waited once the last read aged,
+    whatever it held. Read as the contract it is, it is a position no bot owns, which reconciliation names."""
+    exchange.set_position("SPY261204C00500000", 1, 2.0)
+    exchange.set_position("AAPL", 3, 190.0)
+    emulator.faults.append(Fault(path_prefix="/v2/positions", method="GET", patch={"1.symbol": "SPY1261204C00500000"}))
+    positions = {p.symbol: p for p in api.get_positions()}
+    assert set(positions) == {"AAPL", "SPY1261204C00500000"}
+    assert positions["SPY1261204C00500000"].asset_class == "us_option"
+
+
+def test_an_adjusted_contract_in_a_chain_is_left_out_as_a_variant_root(api: AlpacaAPI, emulator: Emulator) -> None:
+    emulator.faults.append(Fault(path_prefix=CHAIN, patch={"snapshots.SPY1261204C00500000": {"latestQuote": QUOTE}}))
+    assert "SPY1261204C00500000" not in {c.symbol for c in chain(api)}
