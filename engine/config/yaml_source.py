@@ -53,7 +53,11 @@ MAX_NESTING = 64
 # The largest integer of SQLite and of most JSON readers (a signed 64-bit integer); a larger one is a typo, and
 # Python cannot make a float of one over 309 digits (OverflowError while the config is built).
 MAX_INTEGER = 2**63 - 1
-LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # the line breaks YAML counts, as ruamel does
+# The line breaks ruamel's marks count (its Reader.forward), and a person's editor: CRLF, LF and a lone CR. NEL and
+# the Unicode line and paragraph separators are not among them: counted here, an error below one was shown with
+# the excerpt of the line above it (the caret under another key), and libyaml, which counts them, gave every
+# place below one a line too many (engine/config/yaml_fast.py leaves such a file to ruamel).
+LINE_BREAK = re.compile("\r\n|[\n\r]")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 from engine.config.checks import param_bounds_problem, param_type_problem
 from engine.config.errors import ConfigError, Problem, format_path
 from engine.config.schema_check import load_checked, show_value, yaml_files
-from engine.config.yaml_source import YamlDocument
+from engine.config.yaml_source import LINE_BREAK, YamlDocument
 from engine.core.names import did_you_mean, unknown_name_message
 from engine.paths import shown
 from engine.rules import bounds, builtins, conditions, expressions
@@ -128,8 +128,10 @@ def load_rules(rules_dir: Path, *, user_code: bool = True) -> RuleBook:
 
 
 def _lines(path: Path | None) -> tuple[str, ...]:
+    """The file's lines as the parser numbers them (`LINE_BREAK`): str.splitlines() also splits at U+2028, a form
+    feed and others, and an expression's token below one was placed at its value's start, not at the token."""
     try:
-        return tuple(path.read_text(encoding="utf-8").splitlines()) if path else ()
+        return tuple(LINE_BREAK.split(path.read_text(encoding="utf-8"))) if path else ()
     except OSError:  # read a moment ago; without it, problems point at the value instead of the token
         return ()
 

@@ -92,6 +92,8 @@ def test_what_both_parsers_read_alike_is_read_by_the_shortcut(text: str) -> None
         "a: 1\r\nb: 2\r\n",
         "\ufeffa: 1\n",
         "a: b\x85c\n",
+        'a: "b\u2028c"\nd: 1\n',  # libyaml counts U+2028 and U+2029 as line breaks, ruamel's marks do not
+        "# a\u2029\nb: 1\n",
         "a: \x07\n",  # characters read differently
         "a: 1\n---\nb: 2\n",  # two documents
         "",

@@ -12,6 +12,8 @@ from engine.config.yaml_source import parse_yaml
 from engine.validate import validate
 from tests.conftest import ProjectCopy
 
+BOTS = "config/bots.yaml"
+
 
 def refused_text(text: str) -> Problem:
     with pytest.raises(ConfigError) as caught:
@@ -119,3 +121,21 @@ def test_an_escape_past_the_last_unicode_character_is_refused_at_its_place(text:
 
 def test_the_last_unicode_character_is_still_read() -> None:
     assert parse_yaml('a: "\\U0010FFFF"\n', "f.yaml").data == {"a": "\U0010ffff"}
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_unicode_line_separator_moves_no_problem_to_another_line(project: ProjectCopy, separator: str) -> None:
+    """Neither YAML 1.2 (ruamel) nor an editor counts NEL or the line and paragraph separators as line breaks. One
+    in a quoted value put every problem below it a line too low (the libyaml shortcut counted it), and the excerpt
+    under a problem showed the line above its own (the file's lines were split at it). Found by
+    tools/configfuzz.py."""
+    project.replace(BOTS, "  cooloff_minutes: 390", f'  note: "a{separator}b"\n  cooloff_minutes: 390')
+    project.replace(BOTS, "ticker: AAPL", "ticker: [AAPL]")
+    lines = (project.root / BOTS).read_text(encoding="utf-8").split("\n")
+    found = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    assert [(p.path, p.line) for p in found] == [
+        ("exitbot.note", next(n for n, text in enumerate(lines, 1) if "note:" in text)),
+        ("momentum_bots[0].ticker", next(n for n, text in enumerate(lines, 1) if "ticker: [AAPL]" in text)),
+    ]
+    for p in found:
+        assert lines[p.line - 1].strip()[:10] in p.excerpt or not p.excerpt

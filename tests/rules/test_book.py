@@ -227,6 +227,21 @@ def test_a_value_over_several_lines_points_at_the_token_s_own_line(project: Proj
     assert "risk_max_concurrent_position" in p.excerpt.splitlines()[0]
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_token_below_a_unicode_line_separator_is_placed_on_its_own_line(project: ProjectCopy, separator: str) -> None:
+    """A line separator in a description above (not a line break to YAML, nor to an editor) split the file's lines
+    once more for the token's place: the token was told at its value's start, not under the name to fix. Found by
+    tools/configfuzz.py."""
+    project.replace("rules/guards.yaml", "description: Local time is inside", f'description: "Local{separator}time is inside')
+    project.replace("rules/guards.yaml", "(session.trade_start..trade_end).", '(session.trade_start..trade_end)."')
+    written = "expr: risk_max_concurrent_positions > open_position"
+    project.replace("rules/guards.yaml", "expr: open_positions < risk_max_concurrent_positions", written)
+    p = only(compile_rules(load_rules(project.rules), "momentum", needed=["under_position_cap"])[1])
+    lines = (project.rules / "guards.yaml").read_text(encoding="utf-8").split("\n")
+    line = next(n for n, text in enumerate(lines, 1) if written in text)
+    assert (p.line, p.col) == (line, lines[line - 1].index("open_position") + 1), p
+
+
 def test_a_value_with_an_escape_before_the_token_points_at_the_value(project: ProjectCopy) -> None:
     """Where the file does not spell the value as it reads (an escape), the value's start is the place."""
     written = '"open_positions \\u003C\n      risk_max_concurrent_position"'
