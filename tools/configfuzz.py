@@ -308,6 +308,81 @@ TREE_MUTATIONS: list[tuple[TreeMutation, int]] = [
 ]  # fmt: skip
 
 
+# --- gentle mutations: values a user may well write, so that most sets validate and are run -------------------
+
+EDGE_NUMBERS: list[Any] = [
+    1e-9, 0.0001, 0.01, 0.1, 0.5, 1, 2, 3, 5, 7, 10, 30, 59, 60, 99, 99.99, 100, 120, 390, 1000, 1440, 3600, 86400,
+    525600, 100000, 10**9, 10**12, 1e15, 1e300, 4294967295, 0,
+]
+ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham", "America/St_Johns", "Pacific/Kiritimati",
+         "Etc/GMT+12", "Europe/London", "Australia/Lord_Howe"]  # fmt: skip
+
+
+def g_number(rng: random.Random, data: Any, name: str) -> str | None:
+    places = [(c, k) for c, k in slots(data) if isinstance(c[k], (int, float)) and not isinstance(c[k], bool)]
+    if not places:
+        return None
+    container, key = rng.choice(places)
+    value = rng.choice(EDGE_NUMBERS)
+    container[key] = int(value) if isinstance(container[key], int) and float(value).is_integer() and value < 1e18 else value
+    return f"number {key!r} to {container[key]!r}"
+
+
+def g_bool(rng: random.Random, data: Any, name: str) -> str | None:
+    places = [(c, k) for c, k in slots(data) if isinstance(c[k], bool)]
+    if not places:
+        return None
+    container, key = rng.choice(places)
+    container[key] = not container[key]
+    return f"flipped {key!r}"
+
+
+def g_time(rng: random.Random, data: Any, name: str) -> str | None:
+    places = [(c, k) for c, k in slots(data) if isinstance(c[k], str) and re.fullmatch(r"\d\d:\d\d", c[k])]
+    if not places:
+        return None
+    container, key = rng.choice(places)
+    container[key] = f"{rng.choice([0, 0, 6, 9, 12, 13, 23]):02d}:{rng.choice([0, 1, 30, 35, 55, 59]):02d}"
+    return f"time {key!r} to {container[key]!r}"
+
+
+def g_zone(rng: random.Random, data: Any, name: str) -> str | None:
+    if name != "settings.yaml" or not isinstance(data, dict) or not isinstance(data.get("system"), dict):
+        return None
+    data["system"]["timezone"] = rng.choice(ZONES)
+    return f"timezone to {data['system']['timezone']!r}"
+
+
+def g_transitions(rng: random.Random, data: Any, name: str) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("transitions"), list) or len(data["transitions"]) < 2:
+        return None
+    seq = data["transitions"]
+    i, j = rng.sample(range(len(seq)), 2)
+    if rng.random() < 0.5:
+        seq[i], seq[j] = seq[j], seq[i]
+        return f"swapped transitions {i} and {j}"
+    del seq[i]
+    return f"dropped transition {i}"
+
+
+def g_expr(rng: random.Random, data: Any, name: str) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    sections = [section for section in data.values() if isinstance(section, dict)]
+    bodies = [body for section in sections for body in section.values() if isinstance(body, dict) and "expr" in body]
+    if not bodies:
+        return None
+    body = rng.choice(bodies)
+    was = body["expr"]
+    body["expr"] = rng.choice(["true", "false", f"not ({was})", f"({was}) or true", f"({was}) and false"])
+    return f"expr to {body['expr']!r:.80}"
+
+
+GENTLE_MUTATIONS: list[tuple[TreeMutation, int]] = [
+    (g_number, 6), (g_bool, 2), (g_time, 2), (g_zone, 1), (g_transitions, 2), (g_expr, 2), (m_bots, 2),
+]  # fmt: skip
+
+
 # --- mutations of the text: each returns the new text (or bytes) and a note -----------------------------------
 
 
@@ -421,8 +496,10 @@ def yaml_rt() -> YAML:
     return y
 
 
-def mutate(rng: random.Random, root: Path) -> list[str]:
+def mutate(rng: random.Random, root: Path, *, gentle: bool = False) -> list[str]:
     files = sorted(p for folder in FOLDERS for p in (root / folder).rglob("*.yaml"))
+    if gentle:
+        files = [p for p in files if p.parent.name != "scenarios"]
     notes = []
     for _ in range(rng.choice([1, 1, 1, 2, 2, 3])):
         path = rng.choice(files)
@@ -432,13 +509,13 @@ def mutate(rng: random.Random, root: Path) -> list[str]:
         except UnicodeDecodeError:
             continue
         note = None
-        if rng.random() < 0.6:
+        if gentle or rng.random() < 0.6:
             y = yaml_rt()
             try:
                 data = y.load(text)
             except Exception:
                 continue
-            funcs, weights = zip(*TREE_MUTATIONS, strict=True)
+            funcs, weights = zip(*(GENTLE_MUTATIONS if gentle else TREE_MUTATIONS), strict=True)
             for _attempt in range(5):
                 note = rng.choices(funcs, weights)[0](rng, data, path.name)
                 if note is not None:
@@ -458,7 +535,7 @@ def mutate(rng: random.Random, root: Path) -> list[str]:
             if done is None:
                 continue
             text, note = done
-        data_bytes, how = encode(rng, text) if rng.random() < 0.25 else (text.encode("utf-8", "surrogatepass"), "")
+        data_bytes, how = encode(rng, text) if not gentle and rng.random() < 0.25 else (text.encode("utf-8", "surrogatepass"), "")
         path.write_bytes(data_bytes)
         notes.append(f"{path.relative_to(root)}: {note}{how}")
     return notes
@@ -510,7 +587,9 @@ def check_output(root: Path, code: int | None, out: str) -> list[str]:
         n, col = int(m["line"]), int(m["col"])
         count = file_lines(root, m["file"])
         if count is None:
-            if not m["file"].endswith(".db"):
+            # a folder, at 0:0, says what no file of it holds (a machine kind, a kill condition): by design
+            folder = Path(m["file"]).is_dir() and (n, col) == (0, 0)
+            if not m["file"].endswith(".db") and not folder:
                 wrong.append(f"names no file: {line!r:.200}")
             continue
         if n < 1 or col < 1:
@@ -520,7 +599,84 @@ def check_output(root: Path, code: int | None, out: str) -> list[str]:
     return wrong
 
 
-def run_case(seed: int, index: int, work: Path, *, ticks: int) -> tuple[list[str], list[str], Path, bool]:
+def unsafe(config: Any, log: Path, *, rules_kept: bool) -> list[str]:
+    """What a run did that its validated config forbids, from its log: an order of a disabled bot or of a symbol
+    that is not its own; with the shipped rules and machines (`rules_kept`), more entries in a day than
+    risk.max_trades_per_day, or an entry outside session.trade_start..trade_end (the minute of trade_end included)."""
+    import json
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    bots = config.bots
+    trading = {b.bot_id: b for b in [*bots.momentum_bots, bots.optionsbot, bots.cryptobot]}
+    zone = ZoneInfo(config.settings.system.timezone)
+    wrong: list[str] = []
+    entries: dict[tuple[str, str], int] = {}
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        return [f"the run's log cannot be read: {exc}"]
+    for line in lines:
+        event = json.loads(line)
+        if event.get("event") != "order" or event.get("action") != "intent":
+            continue
+        bot = trading.get(event.get("bot"))
+        if bot is None:
+            wrong.append(f"an order of no configured bot: {line:.300}")
+            continue
+        if not bot.enabled:
+            wrong.append(f"an order of disabled bot {bot.bot_id}: {line:.300}")
+        own = {getattr(bot, "ticker", None), *getattr(bot, "tickers", ()), *getattr(bot, "pairs", ())}
+        symbol = str(event.get("symbol"))
+        if symbol not in own and not any(symbol.startswith(u) and len(symbol) > len(u) + 6 for u in own if u):
+            wrong.append(f"an order of {bot.bot_id} for {symbol}, not its symbol: {line:.300}")
+        if event.get("purpose") != "entry" or not rules_kept:
+            continue
+        local = datetime.fromisoformat(event["ts"]).astimezone(zone)
+        day = local.date().isoformat()
+        entries[(bot.bot_id, day)] = entries.get((bot.bot_id, day), 0) + 1
+        if entries[(bot.bot_id, day)] > bot.risk.max_trades_per_day:
+            wrong.append(f"{bot.bot_id}: entry {entries[(bot.bot_id, day)]} on {day}, past max_trades_per_day: {line:.300}")
+        at = local.strftime("%H:%M")
+        if not bot.session.trade_start <= at <= bot.session.trade_end:
+            wrong.append(f"{bot.bot_id}: an entry at {at}, outside {bot.session.trade_start}..{bot.session.trade_end}")
+    return wrong
+
+
+def read_otherwise(root: Path) -> list[str]:
+    """The files libyaml's shortcut (engine/config/yaml_fast.py) reads otherwise than ruamel: it must answer as
+    ruamel does, or leave the file to it."""
+    from engine.config.errors import ConfigError
+    from engine.config.yaml_fast import parse_common
+    from engine.config.yaml_source import LINE_BREAK, ruamel_document
+
+    wrong = []
+    for path in sorted(p for folder in FOLDERS for p in (root / folder).rglob("*.yaml")):
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        try:
+            common = parse_common(text)
+        except Exception as exc:
+            wrong.append(f"{path.relative_to(root)}: the shortcut raised {exc!r:.200}")
+            continue
+        if common is None:
+            continue
+        try:
+            doc = ruamel_document(text, "x.yaml", LINE_BREAK.split(text))
+        except ConfigError as exc:
+            wrong.append(f"{path.relative_to(root)}: the shortcut read a file ruamel refuses: {exc.problems[0]}")
+            continue
+        if doc.problems:
+            wrong.append(f"{path.relative_to(root)}: the shortcut read a file with problems: {doc.problems[0]}")
+        elif common != (doc.data, doc.key_positions, doc.value_positions):
+            which = "data" if common[0] != doc.data else "places"
+            wrong.append(f"{path.relative_to(root)}: the shortcut's {which} differ from ruamel's")
+    return wrong
+
+
+def run_case(seed: int, index: int, work: Path, *, ticks: int, gentle: bool = False) -> tuple[list[str], list[str], Path, bool]:
     """(notes, failures, the case's folder, whether the set validated and was run)."""
     rng = random.Random(f"{seed}:{index}")
     root = work / f"case_{seed}_{index}"
@@ -528,13 +684,13 @@ def run_case(seed: int, index: int, work: Path, *, ticks: int) -> tuple[list[str
         shutil.rmtree(root)
     for folder in FOLDERS:
         shutil.copytree(ROOT / folder, root / folder)
-    notes = mutate(rng, root)
+    notes = mutate(rng, root, gentle=gentle)
     files = ["--config", str(root / "config"), "--machines", str(root / "machines"), "--rules", str(root / "rules")]
     db, log = root / "fuzz.db", root / "fuzz.jsonl"
-    failures = []
+    failures = read_otherwise(root)
     code, out, err, trace = call(["validate", *files, "--state-db", str(db)])
     if trace is not None:
-        return notes, [f"validate raised:\n{trace}"], root, False
+        return notes, [*failures, f"validate raised:\n{trace}"], root, False
     if code != 0:
         failures += [f"validate: {w}" for w in check_output(root, code, out)]
         if err.strip():
@@ -549,7 +705,81 @@ def run_case(seed: int, index: int, work: Path, *, ticks: int) -> tuple[list[str
         failures.append(f"run of a valid set raised:\n{trace}")
     elif code != 0:
         failures.append(f"run of a valid set exited {code}: {err.strip()!r:.500}")
+    else:
+        from engine.validate import validate
+
+        config = validate(root / "config", root / "machines", root / "rules", db).config
+        rules_kept = all(note.startswith("config/") for note in notes)
+        failures += [f"run: {w}" for w in unsafe(config, log, rules_kept=rules_kept)]
     return notes, failures, root, True
+
+
+SWEEP_KEYS = [
+    "momentum_bots[mom_AAPL].exits.stop_loss_pct", "momentum_bots[mom_TSLA].exits.take_profit_pct",
+    "momentum_bots[mom_AAPL].risk.max_trades_per_day", "momentum_bots[mom_AAPL].session.trade_start",
+    "momentum_bots[mom_AAPL].signal.params", "momentum_bots[mom_AAPL].signal.mode", "momentum_bots[mom_AAPL].enabled",
+    "momentum_bots[mom_AAPL].ticker", "momentum_bots[mom_AAPL].bot_id", "momentum_bots[nope].exits.stop_loss_pct",
+    "momentum_bots.exits", "momentum_bots[0].exits.stop_loss_pct", "optionsbot.chain_rules.dte_min",
+    "optionsbot.chain_rules", "optionsbot.signal", "optionsbot.signal.params", "cryptobot.execution.default_notional_usd",
+    "cryptobot.pairs", "cryptobot", "exitbot.kill_conditions.anomaly_halt", "portfoliobot.buckets",
+    "portfoliobot.cash_reserve_pct", "momentum_bots", "x", "", "a..b", "momentum_bots[mom_AAPL]", "optionsbot.nope.deep",
+    "cryptobot.session.trade_end", "optionsbot.tickers",
+]  # fmt: skip
+
+
+def sweep_text(rng: random.Random) -> str:
+    """A random sweep file: keys of bots.yaml (and some that are not) to lists of odd values."""
+    y = yaml_rt()
+    data = CommentedMap()
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        key = rng.choice(SWEEP_KEYS)
+        count = rng.choice([0, 1, 2, 3])
+        values = CommentedSeq(odd_value(rng) if rng.random() < 0.5 else rng.choice(EDGE_NUMBERS) for _ in range(count))
+        data[key] = values if rng.random() < 0.9 else odd_value(rng)
+    out = io.StringIO()
+    y.dump(data, out)
+    text = out.getvalue()
+    if rng.random() < 0.3:
+        tfuncs, tweights = zip(*TEXT_MUTATIONS, strict=True)
+        done = rng.choices(tfuncs, tweights)[0](rng, text)
+        if done is not None:
+            text = done[0]
+    return text
+
+
+def sweep_case(seed: int, index: int, work: Path) -> tuple[list[str], list[str], Path]:
+    """A random sweep file checked by `sweep.prepare` against the shipped files (nothing is run)."""
+    from engine.config.errors import ConfigError
+    from engine.replay import sweep
+    from engine.validate import validate
+
+    rng = random.Random(f"sweep:{seed}:{index}")
+    root = work / f"sweep_{seed}_{index}"
+    if root.exists():
+        shutil.rmtree(root)
+    for folder in FOLDERS:
+        shutil.copytree(ROOT / folder, root / folder)
+    (root / "data").mkdir()
+    path = root / "sweep.yaml"
+    text = sweep_text(rng)
+    raw, how = encode(rng, text) if rng.random() < 0.2 else (text.encode("utf-8", "surrogatepass"), "")
+    path.write_bytes(raw)
+    notes = [f"sweep.yaml{how}:\n{text[:2000]}"]
+    report = validate(root / "config", root / "machines", root / "rules", root / "none.db")
+    assert report.ok, report.problems
+    failures = []
+    try:
+        machines, rules, data = root / "machines", root / "rules", root / "data"
+        sweep.prepare(path, report, root / "out", machines_dir=machines, rules_dir=rules, data_dir=data)
+    except ConfigError as exc:
+        from engine.cli import problems_text
+
+        failures += [f"sweep: {w}" for w in check_output(root, 2, problems_text(exc.problems))]
+        if (root / "out").exists():
+            failures.append("sweep: a refused sweep left its out folder")
+    except Exception:
+        failures.append(f"sweep raised:\n{traceback.format_exc()}")
+    return notes, failures, root
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -560,6 +790,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", type=int, default=None, help="run only this case")
     parser.add_argument("--ticks", type=int, default=300)
     parser.add_argument("--out", type=Path, default=None, help="keep failing cases here (default: a temporary folder)")
+    parser.add_argument("--gentle", action="store_true", help="values a user may write: most sets validate and run")
+    parser.add_argument("--sweep", action="store_true", help="random sweep files through sweep.prepare instead")
     parser.add_argument("--keep", action="store_true", help="keep every case's folder")
     parser.add_argument("--timeout", type=float, default=120, help="seconds a case may take before the fuzzer dies")
     args = parser.parse_args(argv)
@@ -570,7 +802,11 @@ def main(argv: list[str] | None = None) -> int:
     for index in indexes:
         (out / "current").write_text(f"seed {args.seed} case {index}\n")
         faulthandler.dump_traceback_later(args.timeout, exit=True)
-        notes, failures, root, was_run = run_case(args.seed, index, out, ticks=args.ticks)
+        if args.sweep:
+            notes, failures, root = sweep_case(args.seed, index, out)
+            was_run = False
+        else:
+            notes, failures, root, was_run = run_case(args.seed, index, out, ticks=args.ticks, gentle=args.gentle)
         ran += was_run
         faulthandler.cancel_dump_traceback_later()
         if failures:
