@@ -51,13 +51,20 @@ class Report:
 
 
 def persisted_state_problems(
-    db_path: Path, machines: dict[str, MachineSpec], bots: BotsConfig, *, complete: bool = True, holders: bool = True
+    db_path: Path,
+    machines: dict[str, MachineSpec],
+    bots: BotsConfig,
+    *,
+    complete: bool = True,
+    holders: bool = True,
+    broker: str | None = None,
 ) -> list[Problem]:
     """States saved in SQLite that the machine files no longer have, of the machines a run restores
     (`startup.restores`): the engine could not restore them. With `holders`, also the positions and working orders
     saved for a bot that bots.yaml no longer runs as the same kind (`startup.unmanaged`): nothing would manage their
     exits, or the wrong rules would; and the halts until `resume` of a bot bots.yaml no longer has
-    (`startup.orphaned_halts`).
+    (`startup.orphaned_halts`). With `broker` (settings.yaml's `broker.name`, when it names one), also a state file
+    another broker's run wrote, which `run` refuses (`startup.other_account`).
 
     With `complete=False` (a machine file could not be read) a kind with no machine is not reported: its
     machine may be in the unreadable file."""
@@ -65,7 +72,7 @@ def persisted_state_problems(
 
     from engine.core import order_lifecycle as lifecycle
     from engine.core.store import StateFileError, StateStore, state_file_exists
-    from engine.trading.startup import orphaned_halts, restores, unmanaged, vanished_state
+    from engine.trading.startup import orphaned_halts, other_account, restores, unmanaged, vanished_state
 
     if not state_file_exists(db_path) or (db_path.is_file() and db_path.stat().st_size == 0):
         return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
@@ -85,6 +92,7 @@ def persisted_state_problems(
     try:
         saved_states = store.machine_states()
         held = (store.positions(), store.orders(statuses=lifecycle.OPEN), store.halts(open_only=True)) if holders else None
+        mismatch = other_account(store.meta("broker"), broker) if broker is not None else None
     except sqlite3.Error as exc:
         store.close()
         return unreadable(exc)
@@ -106,6 +114,9 @@ def persisted_state_problems(
             positions, orders, halts = held
             found = [*unmanaged(bots, positions, orders), *orphaned_halts(bots, halts)]
             problems += [Problem(shown(db_path), 0, 0, where, line) for where, line in found]
+        if mismatch is not None:
+            line = f"the state file {mismatch} state file (system.state_db_path, or --state-db)"
+            problems.append(Problem(shown(db_path), 0, 0, "meta.broker", line))
     finally:
         store.close()
     return problems
@@ -261,9 +272,12 @@ def validate(
     state_is_input = state_db is None and any(p.path == "system.state_db_path" for p in outputs)  # told once, above
     if saved_states and report.config is not None and machines.specs and not state_is_input:
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
-        report.problems.extend(
-            persisted_state_problems(db, machines.specs, report.config.bots, complete=machines.complete, holders=holders)
+        named = report.config.settings.broker.name  # `auto` hangs on the environment, which validation does not read
+        broker = named if holders and named != "auto" else None
+        found = persisted_state_problems(
+            db, machines.specs, report.config.bots, complete=machines.complete, holders=holders, broker=broker
         )
+        report.problems.extend(found)
     if scenarios and report.config is not None and machines.specs and machines.complete:
         from engine.machines.scenarios import read_cases
 

@@ -57,7 +57,7 @@ from engine.paths import PROJECT_ROOT
 from engine.strategy.watchdog import watching
 from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
-from engine.trading.startup import check_broker
+from engine.trading.startup import check_broker, other_account
 from engine.validate import Report
 
 SIM_STATE_KEY = "sim_exchange"
@@ -169,14 +169,9 @@ def open_session(
         if not lock.guards(store.file_id):  # before the run reads or writes its records: not the file locked
             raise StateFileError(db_path, f"is not the file its lock {lock.path} was taken for: the path was changed (a "
                                  "symlink replaced?) as the run started; start it again", runtime=True)  # fmt: skip
-        written_by = store.meta("broker")
-        if written_by is not None and written_by != name:
-            # input to fix (exit 2): no restart changes whose account the file holds
-            held, asked = ("an" if w == "alpaca" else "a" for w in (written_by, name))
-            raise RunError(
-                f"{db_path} holds the state of {held} '{written_by}' account; {asked} '{name}' run needs its own --state-db",
-                invalid=True,
-            )
+        mismatch = other_account(store.meta("broker"), name)
+        if mismatch is not None:  # input to fix (exit 2)
+            raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
         if name == "sim":
             broker, clock, exchange, resumed = _sim(report, options, store, default_start)
             if resumed:

@@ -153,3 +153,13 @@ def orphaned_halts(bots: BotsConfig, halts: Iterable[Halt]) -> list[tuple[str, s
             f"bot_id (enabled: false, if it is not to trade), or end the halt with `python -m engine resume`"
         )))  # fmt: skip
     return problems
+
+
+def other_account(written_by: str | None, name: str) -> str | None:
+    """Why a run on the broker `name` cannot use a state file that a run on `written_by` wrote, up to "needs its
+    own": the file holds the positions, orders and halts of that account, and no restart changes whose account it
+    holds. None when it can (the same broker, or a file no run has written yet)."""
+    if written_by is None or written_by == name:
+        return None
+    held, asked = ("an" if w == "alpaca" else "a" for w in (written_by, name))
+    return f"holds the state of {held} '{written_by}' account; {asked} '{name}' run needs its own"

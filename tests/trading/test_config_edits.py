@@ -213,3 +213,18 @@ def test_validate_names_a_halt_whose_bot_is_gone_and_resume_ends_it(project: Pro
     assert engine(project, "resume").returncode == 0
     assert engine(project, "validate").returncode == 0
     assert engine(project, "run", "--ticks", "2").returncode == 0
+
+
+def test_validate_says_a_broker_named_in_settings_is_not_the_state_files(project: ProjectCopy) -> None:
+    """settings.yaml's `broker.name` turned from sim to alpaca over a simulated run's state file: `run` refuses it
+    (exit 2: the file holds the simulated account), yet `--validate` said OK. `auto` depends on the environment
+    (keys set or not), which validation does not read: not judged."""
+    assert engine(project, "run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    settings = project.config / "settings.yaml"
+    shipped = settings.read_text(encoding="utf-8")
+    for name, code in (("sim", 0), ("auto", 0), ("alpaca", 2)):
+        settings.write_text(shipped + f"broker:\n  name: {name}\n", encoding="utf-8")
+        check = engine(project, "validate")
+        assert check.returncode == code, (name, check.stdout)
+    assert ("s.db:0:0: meta.broker: the state file holds the state of a 'sim' account; an 'alpaca' run needs its own "
+            "state file (system.state_db_path, or --state-db)") in check.stdout  # fmt: skip
