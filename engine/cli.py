@@ -332,7 +332,6 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         if current not in spec.states:  # a disabled bot's, left as it was (validation checks only what a run restores)
             print(f"{args.kind} '{args.bot}' is saved in state '{current}', which {spec.doc.path} no longer has "
                   "(bots.yaml does not run it): no state highlighted", file=sys.stderr)  # fmt: skip
-            current = None
     if args.format == "mermaid":
         _emit(render.mermaid(spec, current), args.output)
         return EXIT_OK

@@ -24,7 +24,7 @@ def mermaid(spec: MachineSpec, current: str | None = None) -> str:
         lines.append(f"    {state.name} : {state.name} - {_mermaid_text(state.description)}")
     for source, transition in spec.edges():
         lines.append(f"    {source} --> {transition.dest} : {_mermaid_text(_edge_label(transition))}")
-    if current is not None:
+    if current in spec.states:  # a saved state the file no longer has is no node to highlight
         lines.append("    classDef current fill:#ffd54f,stroke:#e65100,stroke-width:3px")
         lines.append(f"    class {current} current")
     return "\n".join(lines) + "\n"

@@ -15,3 +15,12 @@ def test_a_bar_in_a_state_s_description_stays_in_its_table_cell(project: Project
     rows = [line for line in text.splitlines() if line.startswith("| idle |")]
     assert rows[0] == "| idle | Not armed \\| booting, or waiting for the broker, reconciliation or preflight. |", rows[0]
     assert any("The halt \\| ended" in line for line in text.splitlines())
+
+
+def test_a_saved_state_the_machine_no_longer_has_is_not_drawn_as_a_node(project: ProjectCopy) -> None:
+    """A disabled bot's saved state, left as it was while the machine file renamed it (validation checks only the
+    states a run restores): `class entering current` made Mermaid draw a stray node of that name, in `diagram
+    --bot` and on the status page, as if it were a state of the machine."""
+    spec = load_machines(project.machines)["momentum"]
+    assert "class gone current" not in render.mermaid(spec, "gone")
+    assert "class armed current" in render.mermaid(spec, "armed")
