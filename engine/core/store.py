@@ -162,6 +162,14 @@ _RUNTIME_CODES = {
     "SQLITE_READONLY": "cannot be written (a read-only file or folder)",
     "SQLITE_CANTOPEN": "cannot be opened (missing permission, or its folder cannot hold the -wal/-shm files)",
     "SQLITE_FULL": "cannot be written: the disk is full",
+    # SQLite says ENOSPC as SQLITE_FULL only for some writes: a write past the file size limit (EFBIG), a -shm
+    # that cannot be grown on a full disk, a sync, were "an I/O error", which did not say what to fix
+    "SQLITE_IOERR_WRITE": "cannot be written (a full disk, or past the file size limit?)",
+    "SQLITE_IOERR_SHMOPEN": "its -shm file cannot be made beside it (a full disk?)",
+    "SQLITE_IOERR_SHMSIZE": "its -shm file cannot be grown (a full disk?)",
+    "SQLITE_IOERR_SHMMAP": "its -shm file cannot be mapped (a full disk?)",
+    "SQLITE_IOERR_FSYNC": "cannot be synced to the disk (a full disk, or a failing one?)",
+    "SQLITE_IOERR_TRUNCATE": "cannot be written (a full disk?)",
     "SQLITE_IOERR": "an I/O error while reading or writing it",
     "SQLITE_PERM": "permission denied",
     "SQLITE_NOMEM": "out of memory",

@@ -315,3 +315,32 @@ def test_a_path_that_cannot_be_looked_at_is_a_runtime_error_not_a_traceback(tmp_
     with pytest.raises(StateFileError, match="cannot be looked at") as caught:
         StateStore(locked)
     assert caught.value.runtime
+
+
+_PAST_THE_SIZE_LIMIT = """
+import resource, signal, sys
+from datetime import datetime, timezone
+from pathlib import Path
+from engine.core.store import StateFileError, StateStore
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG instead of killing us
+store = StateStore(Path(sys.argv[1]))
+_soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, hard))  # no room for the -wal's next frames: a full disk
+try:
+    store.save_last_facts([("tick", datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc), __import__("os").urandom(100_000))])
+except StateFileError as exc:
+    print(exc.runtime, exc.message)
+"""
+
+
+def test_a_write_past_the_file_size_limit_says_so_not_only_an_io_error(tmp_path) -> None:
+    """SQLite tells a full disk as SQLITE_FULL for some writes only: one past the file size limit (EFBIG, as a
+    quota or `ulimit -f` refuses it) was "an I/O error while reading or writing it (disk I/O error)", which says
+    nothing of what to fix. The kernel's own limit in a child process, not a stand-in."""
+    import subprocess
+    import sys
+
+    path = _filled(tmp_path / "s.db")
+    done = subprocess.run([sys.executable, "-c", _PAST_THE_SIZE_LIMIT, str(path)], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith(f"True state file {path}: cannot be written (a full disk, or past the file size limit?)"), done
