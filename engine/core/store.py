@@ -603,6 +603,26 @@ def _wal_misfit(path: Path) -> str | None:
     return None
 
 
+_HEADER = b"SQLite format 3\x00"
+
+
+def _not_sqlite(path: Path) -> str | None:
+    """Why a file at `path` that is not empty cannot be a SQLite database (None when it may be one: SQLite then
+    says what else is wrong). SQLite takes a file of one byte for an empty database and writes a new one over it:
+    a state file cut to one byte (its halts with it) was a fresh start, and exit 0. The engine's own file holds
+    SQLite's header from its first write (empty until then: a new state file)."""
+    try:
+        if not path.is_file():
+            return None  # a FIFO is never opened here (it would block); SQLite and the checks before say the rest
+        with open(path, "rb") as f:
+            head = f.read(len(_HEADER))
+    except OSError:
+        return None  # said by SQLite's open, in its words
+    if not head or head == _HEADER:
+        return None
+    return f"not a SQLite database (it does not begin with SQLite's header, but with {head[:8]!r})"
+
+
 class StateStore:
     """The engine's SQLite file. One connection; writes happen inside `transaction()`.
 
@@ -657,7 +677,7 @@ class StateStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StateFileError(self.path, f"its folder cannot be created ({exc.strerror or exc})", runtime=True) from None
-            misfit = _wal_misfit(self.path)  # before SQLite reads the -wal into the file, and a close writes it there
+            misfit = _wal_misfit(self.path) or _not_sqlite(self.path)  # before SQLite reads or writes the file
             if misfit is not None:
                 raise StateFileError(self.path, misfit, runtime=False)
         conn: sqlite3.Connection | None = None

@@ -76,6 +76,8 @@ def _rebuild(table: str, columns: str) -> Callable[[Path], None]:
 DAMAGED_AT_OPEN: dict[str, tuple[Callable[[Path], object], str]] = {  # what a damage returns is not used
     "random bytes": (lambda p: p.write_bytes(bytes(range(256)) * 64), "not a SQLite database"),
     "text": (lambda p: p.write_text("hello\n"), "not a SQLite database"),
+    # SQLite took a file of one byte for an empty database: the run started afresh, its halts gone, exit 0
+    "one byte": (lambda p: p.write_bytes(b"x"), "not a SQLite database"),
     "a SQLite header then garbage": (lambda p: p.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8), "not a SQLite"),
     "a newer schema": (_edit("PRAGMA user_version=99"), "newer than this engine"),
     # no engine writes one; taken as an old version, migrations ran from the end of the list and set it to 0
