@@ -61,6 +61,7 @@ from engine.trading.facts_builder import (
     finite,
     fresh_window,
     history_gap_seconds,
+    slow_reads,
     stale_at_send,
     system_facts,
     usable_quotes,
@@ -325,9 +326,13 @@ class Engine:
         The tick's time is read once the snapshot is: everything is decided then, on reads as old as they are then.
         Read before it, a snapshot whose reads took long (a slow broker, the process suspended mid-read) had its
         quotes stamped after the tick's time, and quotes newer than the tick read as stamped in the future: stale,
-        the feed halted (data_stale_halt, the kill switch's cooloff) while every quote was the newest there was."""
+        the feed halted (data_stale_halt, the kill switch's cooloff) while every quote was the newest there was.
+        Reads that took longer than the staleness limit are a failed read (`slow_reads`), not a stale feed."""
         snapshot = self.broker.snapshot(self.needs)
         now = self.clock.now()
+        slow = slow_reads(snapshot, now, self.config.settings.health.max_price_staleness_seconds)
+        if slow is not None:  # reads spread over longer than the staleness limit: a failed read, not a stale feed
+            snapshot = dataclasses.replace(snapshot, errors=(*snapshot.errors, slow))
         refused = self.daily_basis.refused(snapshot.account, now)
         if refused is not None:  # a last_equity an earlier run of the day did not read: the account is not read
             snapshot = dataclasses.replace(snapshot, account=None, errors=(*snapshot.errors, refused))

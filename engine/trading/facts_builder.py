@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from engine.brokers.base import Account, Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
+from engine.brokers.base import Account, Asset, BrokerError, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
 from engine.brokers.symbols import contract_multiplier
 from engine.config.model import HealthSettings, OptionsBotConfig, TradingBotConfig
 from engine.core import order_lifecycle as lifecycle
@@ -226,6 +226,23 @@ def stale_at_send(row: OrderRow, bot: Bot, snapshot: Snapshot, now: datetime, li
     return None
 
 
+SLOW_READS = "snapshot"  # the operation of the failure `slow_reads` adds to a snapshot
+
+
+def slow_reads(snapshot: Snapshot, now: datetime, limit_s: float) -> BrokerError | None:
+    """A failed read when the snapshot's reads took longer than the staleness limit (`now`: the tick's time, read
+    once they are done): a read that hung, or the process suspended mid-read. Its quotes are then not the market of
+    one moment: those read before the stall are stale by now, those after it are not, and judged as a feed, an
+    open market read as stale and halted the system for the kill switch's cooloff (390 minutes as shipped) over
+    one slow answer. As a failed read it blocks this tick's entries, the feed's staleness is unknown (the kill
+    conditions that read it wait for the next tick), and it counts towards `api_failure_halt` like any other."""
+    took = (now - snapshot.taken_at).total_seconds()
+    if took <= min(limit_s, _CENTURY_SECONDS):
+        return None
+    return BrokerError("timeout", f"the tick's broker reads took {took:.1f} s, longer than "
+                       f"health.max_price_staleness_seconds ({limit_s:g} s)", operation=SLOW_READS)  # fmt: skip
+
+
 def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: HealthSettings) -> FeedHealth:
     """Staleness per symbol and per market, from each quote's own time.
 
@@ -233,7 +250,8 @@ def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: Hea
     bots watch in it, is missing or older than `health.max_price_staleness_seconds`, and only while that market
     is open: stocks by the broker's clock, crypto always. So one thin ticker, or stock quotes going quiet after
     the close, halt nothing: a stale symbol blocks its own bots, through preflight. A market that looks stale
-    because its quote read or the clock read failed this tick is unknown (None), not stale."""
+    because its quote read or the clock read failed this tick, or the tick's reads took too long (`slow_reads`), is
+    unknown (None), not stale."""
     cutoff, ahead = fresh_window(now, health.max_price_staleness_seconds)
     quotes, clock = snapshot.quotes, snapshot.clock
     failed = {error.operation for error in snapshot.errors}
@@ -255,7 +273,7 @@ def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: Hea
         judged = (judge_by,) if judge_by else symbols
         if not judged or is_open is False or not all(stale(symbol) for symbol in judged):
             continue
-        if is_open is None or read in failed:
+        if is_open is None or read in failed or SLOW_READS in failed:
             unknown = True
         else:
             markets.append(market)

@@ -91,14 +91,18 @@ def test_stale_at_send_judges_an_options_entry_by_its_contract_quote(rig: Rig, a
     assert f"its contract's quote ({contract.symbol}) is {told}" in (stale_at_send(row, bot, changed, now, 15) or "")
 
 
-def test_quotes_read_after_a_stall_in_the_snapshot_are_not_taken_for_stamped_in_the_future(rig: Rig) -> None:
-    """The process stopped (or a read hung) for 30 s after the tick's account read: the quotes read after it are the
-    newest there are, stamped after the tick began. Judged by the clock before the snapshot, they were stamped 30 s
-    ahead of it, past the staleness limit: the feed read as stale and the kill switch halted for its cooloff."""
+@pytest.mark.parametrize("read", ["get_account", "get_clock"])
+def test_a_stall_in_the_snapshot_is_a_failed_read_not_a_stale_feed(rig: Rig, read: str) -> None:
+    """The process stopped (or a read hung) for 30 s in the tick's reads. After the account read: the quotes read
+    after it are the newest there are, and judged by the clock read before the snapshot they were stamped 30 s
+    ahead of it, past the staleness limit. After the quotes (the clock is read last): they are 30 s old when the
+    tick decides. Either way the feed read as stale and the kill switch halted for its cooloff (390 minutes) over
+    one slow answer. It is a failed read now: no entry this tick, no halt, counted as a broker failure."""
     rig.ticks(20)
     assert rig.engine.system.state == "armed"
     api = rig.engine.broker.api  # type: ignore[attr-defined]
-    real = api.get_account
+    rig.engine.broker._market_clock = None  # type: ignore[attr-defined]  # read this tick, not from the cache
+    real = getattr(api, read)
     stalls = [30.0]
 
     def stalled() -> object:
@@ -107,9 +111,15 @@ def test_quotes_read_after_a_stall_in_the_snapshot_are_not_taken_for_stamped_in_
             rig.clock.advance(stalls.pop())
         return answer
 
-    api.get_account = stalled
+    setattr(api, read, stalled)
     before = rig.clock.now()
+    sent = len(rig.store.orders())
     report = rig.engine.tick()
-    assert rig.engine.system.state == "armed" and rig.store.halts() == []
-    assert not [e for e in rig.events("halt")]
+    assert not stalls  # the read stalled
+    assert rig.store.halts() == [] and not rig.events("halt")
     assert report.at == before + timedelta(seconds=30)  # the tick's time is read once the snapshot is
+    [slow] = [e for e in rig.events("broker_error") if e["operation"] == "snapshot"]
+    assert "took 30.0 s, longer than health.max_price_staleness_seconds (15 s)" in slow["message"]
+    assert all(r.purpose == "exit" for r in rig.store.orders()[sent:])
+    rig.ticks(3)
+    assert rig.engine.system.state == "armed"
