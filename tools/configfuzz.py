@@ -643,15 +643,15 @@ def unsafe(config: Any, log: Path, *, rules_kept: bool) -> list[str]:
     return wrong
 
 
-def read_otherwise(root: Path) -> list[str]:
-    """The files libyaml's shortcut (engine/config/yaml_fast.py) reads otherwise than ruamel: it must answer as
-    ruamel does, or leave the file to it."""
+def read_otherwise(root: Path, notes: list[str]) -> list[str]:
+    """The mutated files libyaml's shortcut (engine/config/yaml_fast.py) reads otherwise than ruamel: it must
+    answer as ruamel does, or leave the file to it."""
     from engine.config.errors import ConfigError
     from engine.config.yaml_fast import parse_common
     from engine.config.yaml_source import LINE_BREAK, ruamel_document
 
     wrong = []
-    for path in sorted(p for folder in FOLDERS for p in (root / folder).rglob("*.yaml")):
+    for path in sorted({root / note.split(": ", 1)[0] for note in notes if not note.startswith("(")}):
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
@@ -676,6 +676,25 @@ def read_otherwise(root: Path) -> list[str]:
     return wrong
 
 
+def other_commands(root: Path, files: list[str], outputs: list[str], config: Any) -> list[str]:
+    """The commands that read a validated set and the state its run left: none may raise, and none may say the
+    set is invalid (exit 2) once `--validate` passed it."""
+    bots = [b.bot_id for b in [*config.bots.momentum_bots, config.bots.optionsbot, config.bots.cryptobot]]
+    commands = [
+        ["status", *files, *outputs], ["why", bots[0], *files, *outputs], ["why", bots[-1], "--json", *files, *outputs],
+        ["test", *files], ["table", "momentum", *files], ["diagram", "options", "--format", "mermaid", *files],
+        ["report", *files, *outputs, "--out", str(root / "report.html")], ["health", *files, *outputs],
+    ]  # fmt: skip
+    wrong = []
+    for argv in commands:
+        code, _out, err, trace = call(argv)
+        if trace is not None:
+            wrong.append(f"{argv[0]} after a run raised:\n{trace}")
+        elif code == 2:
+            wrong.append(f"{argv[0]} after a run exited 2: {err.strip()!r:.300}")
+    return wrong
+
+
 def run_case(seed: int, index: int, work: Path, *, ticks: int, gentle: bool = False) -> tuple[list[str], list[str], Path, bool]:
     """(notes, failures, the case's folder, whether the set validated and was run)."""
     rng = random.Random(f"{seed}:{index}")
@@ -687,7 +706,7 @@ def run_case(seed: int, index: int, work: Path, *, ticks: int, gentle: bool = Fa
     notes = mutate(rng, root, gentle=gentle)
     files = ["--config", str(root / "config"), "--machines", str(root / "machines"), "--rules", str(root / "rules")]
     db, log = root / "fuzz.db", root / "fuzz.jsonl"
-    failures = read_otherwise(root)
+    failures = read_otherwise(root, notes)
     code, out, err, trace = call(["validate", *files, "--state-db", str(db)])
     if trace is not None:
         return notes, [*failures, f"validate raised:\n{trace}"], root, False
@@ -711,6 +730,7 @@ def run_case(seed: int, index: int, work: Path, *, ticks: int, gentle: bool = Fa
         config = validate(root / "config", root / "machines", root / "rules", db).config
         rules_kept = all(note.startswith("config/") for note in notes)
         failures += [f"run: {w}" for w in unsafe(config, log, rules_kept=rules_kept)]
+        failures += other_commands(root, files, outputs, config)
     return notes, failures, root, True
 
 
