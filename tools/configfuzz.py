@@ -12,7 +12,9 @@ then does not run, or a case that takes too long. The big run is by hand:
     PYTHONPATH=. .venv/bin/python tools/configfuzz.py --cases 2000 --seed 1 --out /tmp/configfuzz
 
 Each failure is kept in `--out` as its folder (`case_SEED_N/`) with `failure.txt`; `--case N --seed S` replays
-one case, and `--keep` keeps every case's folder.
+one case, and `--keep` keeps every case's folder. `--gentle` mutates values as a user may (most sets then validate
+and run), `--sweep` checks random sweep files instead. A SIGTERM or Ctrl-C during a case's run ends that run only
+(the engine's graceful stop) and the fuzzer goes on to the next case: stop it with SIGKILL (kill -9 PID).
 """
 
 from __future__ import annotations
