@@ -152,9 +152,32 @@ def _base_url(env: Mapping[str, str], name: str) -> str | None:
                 problem = "it holds a user name or password (keys go in ALPACA_KEY and ALPACA_SECRET)"
             elif parts.query or parts.fragment:
                 problem = "it holds a query or a fragment"
+            else:
+                problem = _client_reads_another_host(value, parts.hostname)
     if problem:
         raise BrokerError("config", f"{name} is not a usable base URL: {problem} (e.g. http://127.0.0.1:8765)")
     return value
+
+
+def _client_reads_another_host(url: str, judged: str) -> str | None:
+    """Why `url` cannot be used when the HTTP client would connect to another host than the one judged here,
+    else None. requests decodes escapes in a host (`https://api%2ealpaca%2emarkets` is sent to
+    api.alpaca.markets), so the live/paper check must see the host the request goes to, or refuse the URL."""
+    import requests
+    from urllib3.util import parse_url
+
+    try:
+        prepared = requests.Request("GET", f"{url}/v2/account").prepare().url or ""
+        reached = parse_url(prepared).host or ""
+    except (requests.RequestException, ValueError):
+        return "it cannot be read as a URL"
+    if _plain_host(reached) != _plain_host(judged):
+        return "the HTTP client reads its host as another (an escape such as %2e, or a backslash): write the host plainly"
+    return None
+
+
+def _plain_host(host: str) -> str:
+    return host.strip("[]").rstrip(".").lower()
 
 
 def data_base_url(env: Mapping[str, str]) -> str | None:

@@ -8,6 +8,8 @@ from engine.brokers.base import BrokerError
 from engine.brokers.factory import alpaca_environment, choose_broker, read_environment
 from engine.config.loader import load_config
 from engine.paths import PROJECT_ROOT
+from tests.brokers.conftest import KEY as EMULATOR_KEY
+from tests.brokers.conftest import SECRET as EMULATOR_SECRET
 
 SETTINGS = load_config(PROJECT_ROOT / "config").settings
 KEYS = {"ALPACA_KEY": "PKTESTKEY0123456789", "ALPACA_SECRET": "secret0123456789"}
@@ -197,3 +199,32 @@ def test_an_env_file_that_is_not_a_file_is_refused_not_skipped(tmp_path, kind: s
         read_environment(path)
     alpaca_set = {k: v for k, v in os.environ.items() if k.startswith("ALPACA_")}
     assert read_environment(tmp_path / "absent") == alpaca_set  # no .env at all: the environment alone
+
+
+@pytest.mark.parametrize("url", [
+    "https://api%2ealpaca%2emarkets", "https://api%2Ealpaca.markets/", "https://%61pi.alpaca.markets",
+])  # fmt: skip
+def test_a_live_host_spelled_with_escapes_is_refused_as_the_client_would_reach_it(url: str) -> None:
+    """The HTTP client decodes `%2e` in a host (requests prepares `https://api%2ealpaca%2emarkets` as
+    `https://api.alpaca.markets`), while the paper check read the host as written: a paper run with live keys
+    in .env and such a URL sent its orders to the live account without ALPACA_PAPER=false or --live."""
+    for live_flag, env in ((False, KEYS), (True, {**KEYS, "ALPACA_PAPER": "false"})):
+        with pytest.raises(BrokerError) as caught:
+            alpaca_environment({**env, "ALPACA_API_BASE_URL": url}, live_flag=live_flag)
+        assert caught.value.kind == "config" and "ALPACA_API_BASE_URL is not a usable base URL" in str(caught.value)
+
+
+def test_an_emulator_url_spelled_with_escapes_is_refused_though_the_client_would_reach_it(emulator) -> None:
+    """The same disagreement against the emulator on loopback, with the real alpaca-py client: the escaped host
+    is the emulator to requests, so the check must judge the host the client connects to, or refuse the URL."""
+    from engine.brokers.factory import build_alpaca
+    from engine.core.clock import SystemClock
+
+    port = emulator.url.rsplit(":", 1)[1]
+    escaped = f"http://127%2e0%2e0%2e1:{port}"
+    env = {"ALPACA_KEY": EMULATOR_KEY, "ALPACA_SECRET": EMULATOR_SECRET, "ALPACA_API_BASE_URL": escaped}
+    with pytest.raises(BrokerError) as caught:
+        build_alpaca(SETTINGS, SystemClock(), env, live_flag=False)
+    assert caught.value.kind == "config" and "reads its host as another" in str(caught.value)
+    plain = build_alpaca(SETTINGS, SystemClock(), {**env, "ALPACA_API_BASE_URL": emulator.url}, live_flag=False)
+    assert plain.api.get_account().equity > 0
