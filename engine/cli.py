@@ -1532,7 +1532,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"{report.summary()} ({time.perf_counter() - started:.2f} s)")
         return EXIT_OK
-    print(escaped(problems_text(report.problems), keep=_LINE_BREAKS))
+    print(escaped(_without_keys(args, problems_text(report.problems)), keep=_LINE_BREAKS))
     return EXIT_INVALID
 
 
@@ -1865,10 +1865,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(cmd_validate(args) if args.command is None else args.handler(args))
     except InvalidInput as exc:
-        print(escaped(str(exc), keep=_LINE_BREAKS), file=sys.stdout if args.command in (None, "validate") else sys.stderr)
+        said = escaped(_without_keys(args, str(exc)), keep=_LINE_BREAKS)
+        print(said, file=sys.stdout if args.command in (None, "validate") else sys.stderr)
         return EXIT_INVALID
     except RuntimeFailure as exc:
-        print(escaped(str(exc), keep=_LINE_BREAKS), file=sys.stderr)
+        print(escaped(_without_keys(args, str(exc)), keep=_LINE_BREAKS), file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:  # Ctrl-C before `run` holds the signals, or in a command that reads: one line
         print("interrupted", file=sys.stderr)
@@ -1877,8 +1878,28 @@ def _main(argv: Sequence[str] | None = None) -> int:
         code = file_error_code(exc)
         if code is None:
             raise
-        print(escaped(f"error: {getattr(exc, 'message', exc)}", keep=_LINE_BREAKS), file=sys.stderr)
+        print(escaped(_without_keys(args, f"error: {getattr(exc, 'message', exc)}"), keep=_LINE_BREAKS), file=sys.stderr)
         return code
+
+
+def _without_keys(args: argparse.Namespace, text: str) -> str:
+    """`text` with the Alpaca keys of the environment and `.env` masked, as the journal masks them: an error
+    quotes what the user wrote, and a key pasted where a value belongs (a time zone, a bot's name) was printed
+    back by the problem refusing it, on a terminal, in CI's log and in a service's journal. A `.env` or a config
+    folder that cannot be read leaves the environment's keys to mask (`_keys_to_mask`)."""
+    from engine.core.journal import Secrets
+
+    try:
+        keys = _keys_to_mask(args)
+    except Exception:  # a config path that cannot be resolved: the environment's keys still are masked
+        from engine.brokers.factory import read_environment
+        from engine.trading.runner import maskable_keys
+
+        keys = maskable_keys(read_environment())
+    try:
+        return Secrets(keys).masked(text)
+    except ValueError:  # no mask can stand in for these keys: the text holding one is not shown
+        return text if not any(k in text for k in keys) else "error: the message holds an Alpaca key and is not shown"
 
 
 def file_error_code(exc: BaseException) -> int | None:

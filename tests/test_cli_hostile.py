@@ -131,6 +131,33 @@ def test_a_key_with_a_newline_is_refused_without_being_printed(
     assert_refused(code, text, 2, "ALPACA_KEY holds spaces, quotes, control or non-ASCII characters", here)
 
 
+@pytest.mark.parametrize("command", [["--validate"], ["validate"], ["run", "--once", "--quiet"], ["status"]])
+@pytest.mark.parametrize("where", ["env_file", "environment"])
+def test_a_key_pasted_into_a_yaml_value_is_masked_in_the_problem(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: list[str], where: str
+) -> None:
+    """A key pasted where a value belongs (as a time zone, a name) was quoted back by the problem that refuses it,
+    on the terminal, in CI's log and in a service's journal: only a key written after its variable's name was
+    masked. The keys of .env and of the environment are masked in every problem, with the problem still said."""
+    if where == "env_file":
+        (here / ".env").write_text(f"ALPACA_KEY={KEY}\nALPACA_SECRET={SECRET}\n", encoding="utf-8")
+    else:
+        monkeypatch.setenv("ALPACA_KEY", KEY)
+        monkeypatch.setenv("ALPACA_SECRET", SECRET)
+    config = here / "config"
+    shutil.copytree(PROJECT_ROOT / "config", config)
+    settings = config / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert "timezone: America/Los_Angeles" in text
+    text = text.replace("timezone: America/Los_Angeles", f"timezone: {SECRET}")
+    settings.write_text(text, encoding="utf-8")
+    argv = [*command, *(state(here) if command[0] in ("run", "status") else []), *CONFIG]
+    argv[argv.index("--config") + 1] = str(config)
+    code, said = main_(argv, capsys)
+    assert code == 2 and "settings.yaml:2:13: system.timezone: '***' is not a known time zone" in said, said
+    assert KEY not in said and SECRET not in said and "Traceback" not in said
+
+
 # --- paths, values and dates ------------------------------------------------------------------------------------
 
 
