@@ -531,7 +531,8 @@ def _loop(
                 session.store.set_meta(LAST_TICK_KEY, report.at.isoformat())
                 stop.wait(interval - (time.perf_counter() - tick_started))
     except BaseException as exc:
-        reason = f"error: {type(exc).__name__}: {exc}"
+        # masked here, not only in the log: the reason goes into the state file too (`_record_run_end`)
+        reason = engine.journal.scrubbed(f"error: {type(exc).__name__}: {exc}")
         with contextlib.suppress(Exception):  # the log may be what failed: the error raised is the first one
             engine.journal.log("run_end", reason=reason, ticks=engine.ticks)
             engine.journal.flush()

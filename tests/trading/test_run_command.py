@@ -642,3 +642,33 @@ def test_start_on_alpaca_is_refused(project: ProjectCopy) -> None:
         assert "--start" in result.stderr and "simulated" in result.stderr
         assert not any(r.path.startswith("/v2/orders") for r in emulator.requests)
     assert not (project.root / "app.jsonl").exists() and not (project.root / "s.db").exists()
+
+
+def test_an_error_that_ends_a_run_is_kept_in_the_state_file_with_the_keys_masked(project: ProjectCopy) -> None:
+    """An error escaping the tick boundary is kept as the run's end (`last_run` in the state file's meta, which
+    `status` reads) in its own words: masked in the log, it went into SQLite as raised, a key quoted in it included."""
+    from engine.trading.runner import RunOptions, close_session, open_session, run
+    from engine.validate import load_valid
+
+    report = load_valid(project.config, project.machines, project.rules)
+    db, log = project.root / "s.db", project.root / "app.jsonl"
+
+    def fails(_report: object) -> None:
+        raise RuntimeError(f"a value that holds the secret {SECRET} and the key {KEY}")
+
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        options = RunOptions(broker="alpaca", state_db=db, log=log, ticks=1)
+        session = open_session(report, options, _emulator_env(emulator), lambda: SystemClock().now())
+        try:
+            with pytest.raises(RuntimeError):
+                run(session, options, on_tick=fails)
+        finally:
+            close_session(session)
+    written = b"".join(p.read_bytes() for p in project.root.iterdir() if p.name.startswith(("s.db", "app.jsonl")))
+    assert b"a value that holds the secret" in written  # the end was kept: in the log and in the state file
+    assert SECRET.encode() not in written and KEY.encode() not in written
+    store = StateStore(db)
+    try:
+        assert "the secret ***" in (store.meta("last_run") or "")
+    finally:
+        store.close()
