@@ -1876,8 +1876,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:
         code = file_error_code(exc)
-        if code is None:
-            raise
+        if code is None:  # a bug: its traceback as Python prints it, the keys masked (the message may quote one)
+            import traceback
+
+            print(_without_keys(args, "".join(traceback.format_exception(exc))), end="", file=sys.stderr)
+            return EXIT_FAILURE
         print(escaped(_without_keys(args, f"error: {getattr(exc, 'message', exc)}"), keep=_LINE_BREAKS), file=sys.stderr)
         return code
 

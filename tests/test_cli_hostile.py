@@ -158,6 +158,25 @@ def test_a_key_pasted_into_a_yaml_value_is_masked_in_the_problem(
     assert KEY not in said and SECRET not in said and "Traceback" not in said
 
 
+def test_the_traceback_of_an_unexpected_error_is_printed_with_the_keys_masked(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error no command expected went up to Python, whose traceback printed its message as raised: a key the
+    message quoted (a broker's answer, a value read from a file) was on the terminal and in the service's journal.
+    The traceback is still printed (a bug to report), with the keys masked, and the exit code is Python's, 1."""
+    import engine.cli
+
+    (here / ".env").write_text(f"ALPACA_KEY={KEY}\nALPACA_SECRET={SECRET}\n", encoding="utf-8")
+
+    def unexpected(_args: object) -> int:
+        raise RuntimeError(f"a value that holds the key {KEY} and the secret {SECRET}")
+
+    monkeypatch.setattr(engine.cli, "cmd_snapshot", unexpected)
+    code, said = main_(["snapshot", *CONFIG], capsys)
+    assert code == 1 and "Traceback" in said and "RuntimeError: a value that holds the key *** and the secret ***" in said
+    assert KEY not in said and SECRET not in said
+
+
 # --- paths, values and dates ------------------------------------------------------------------------------------
 
 
