@@ -60,7 +60,7 @@ def persisted_state_problems(
     broker: str | None = None,
 ) -> list[Problem]:
     """States saved in SQLite that the machine files no longer have, of the machines a run restores
-    (`startup.restores`): the engine could not restore them. With `holders`, also the positions and working orders
+    (`startup.restored_machines`): the engine could not restore them. With `holders`, also the positions and working orders
     saved for a bot that bots.yaml no longer runs as the same kind (`startup.unmanaged`): nothing would manage their
     exits, or the wrong rules would; and the halts until `resume` of a bot bots.yaml no longer has
     (`startup.orphaned_halts`). With `broker` (settings.yaml's `broker.name`, when it names one), also a state file
@@ -72,7 +72,7 @@ def persisted_state_problems(
 
     from engine.core import order_lifecycle as lifecycle
     from engine.core.store import StateFileError, StateStore, state_file_exists
-    from engine.trading.startup import orphaned_halts, other_account, restores, unmanaged, vanished_state
+    from engine.trading.startup import orphaned_halts, other_account, restored_machines, unmanaged, vanished_state
 
     if not state_file_exists(db_path) or (db_path.is_file() and db_path.stat().st_size == 0):
         return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
@@ -97,9 +97,10 @@ def persisted_state_problems(
         store.close()
         return unreadable(exc)
     try:
+        restored = restored_machines(bots)
         for saved in saved_states:
             spec = machines.get(saved.kind)
-            if not restores(bots, saved.kind, saved.bot_id):
+            if (saved.kind, saved.bot_id) not in restored:
                 continue
             if spec is None:
                 if not complete:

@@ -118,14 +118,13 @@ def unmanaged(bots: BotsConfig, positions: Iterable[PositionRow], orders: Iterab
     return problems
 
 
-def restores(bots: BotsConfig, kind: str, bot_id: str) -> bool:
-    """Whether a run restores the machine state saved under (`kind`, `bot_id`): the system's and the PortfolioBot's
-    always, a trading bot's only while bots.yaml runs it, enabled, as that kind. Any other row is left as it is
-    (a bot removed, disabled or given another kind holding nothing: `unmanaged` refuses one that holds something),
-    and checked once bots.yaml runs that bot again."""
-    if kind in ("system", "portfolio"):
-        return True
-    return any(bot.enabled and bot.bot_id == bot_id and bot_kind(bot) == kind for _path, bot in trading_bots(bots))
+def restored_machines(bots: BotsConfig) -> frozenset[tuple[str, str]]:
+    """(kind, bot id) of each machine whose saved state a run restores: the system's and the PortfolioBot's, and
+    each trading bot's that bots.yaml runs, enabled, as that kind. Any other row is left as it is (a bot removed,
+    disabled or given another kind holding nothing: `unmanaged` refuses one that holds something), and checked once
+    bots.yaml runs that bot again. A set, built once: validation looks every saved row up in it."""
+    running = {(bot_kind(bot), bot.bot_id) for _path, bot in trading_bots(bots) if bot.enabled}
+    return frozenset({("system", "system"), ("portfolio", "portfolio"), *running})
 
 
 def vanished_state(kind: str, bot_id: str, state: str, machine: str) -> str:
