@@ -469,7 +469,28 @@ def t_truncate(rng: random.Random, text: str) -> tuple[str, str] | None:
     return text[:at], f"cut at offset {at}"
 
 
-TEXT_MUTATIONS = [(t_dup_key, 3), (t_anchor, 3), (t_tag, 3), (t_documents, 1), (t_tabs, 2), (t_controls, 2), (t_truncate, 1)]
+RAW_VALUES = [
+    "@x", "`x", "%x", "a: b: c", "- - -", "{", "[", "}", "]", '"open', "'open", "|", ">", "? x", "&", "*", "!",
+    "[a, {b: [c}]", "{a: 1, a: 2}", "x\\y", '"\\q"', '"\\x4"', '"\\U0011FFFF"', "a #b", "#", "-1e999", "0o99",
+    "1:2:3", "~~", "<<", "=", "- x\n  - y", "|\n text", ">-\n\n\n", "'''", '"""', "[]]", "{}}", ",", ":::",
+]  # fmt: skip
+
+
+def t_raw(rng: random.Random, text: str) -> tuple[str, str] | None:
+    """A value written as raw text, not through ruamel: what a person types, quotes and brackets unbalanced."""
+    lines = text.split("\n")
+    keyed = [i for i, line in enumerate(lines) if re.match(r"^\s*-?\s*[\w$]+:\s*\S", line)]
+    if not keyed:
+        return None
+    i = rng.choice(keyed)
+    head = lines[i].split(":", 1)[0]
+    lines[i] = f"{head}: {rng.choice(RAW_VALUES)}"
+    return "\n".join(lines), f"raw value at line {i + 1}: {lines[i].strip()!r:.60}"
+
+
+TEXT_MUTATIONS = [
+    (t_raw, 3), (t_dup_key, 3), (t_anchor, 3), (t_tag, 3), (t_documents, 1), (t_tabs, 2), (t_controls, 2), (t_truncate, 1),
+]
 
 
 def encode(rng: random.Random, text: str) -> tuple[bytes, str]:
