@@ -57,6 +57,7 @@ from engine.paths import PROJECT_ROOT
 from engine.strategy.watchdog import watching
 from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
+from engine.trading.facts_builder import fresh_window
 from engine.trading.startup import check_broker, other_account
 from engine.validate import Report
 
@@ -565,29 +566,39 @@ def record_quotes(session: Session, report: TickReport | None = None) -> None:
     first = session._recorded is None
     session._recorded = snapshot
     recorder = session.recorder
+    # The replay ticks at the instant the run decided at, the tick's time, read once every read of the snapshot was
+    # in: not the snapshot's start, which a quote read later in the same snapshot is stamped after (the replay then
+    # ticked before it, without it, or found no tick at all in a one-tick recording).
+    at = view.now if view is not None else snapshot.taken_at
+    _cutoff, ahead = fresh_window(at, session.engine.config.settings.health.max_price_staleness_seconds)
     try:
         recorded_last = recorder.last_tick() if first else None  # before this run's first tick
         for symbol, quote in snapshot.quotes.items():
-            recorder.record(symbol, quote.timestamp, quote.bid, quote.ask)
+            if quote.timestamp <= at:
+                recorder.record(symbol, quote.timestamp, quote.bid, quote.ask)
+            elif quote.timestamp <= ahead:  # a broker's clock ahead of ours: the run read it, fresh, at this tick
+                recorder.record(symbol, at, quote.bid, quote.ask)
+            else:  # further ahead than the staleness limit: the run read it as no fresh price, and so does its replay
+                recorder.missing(symbol, at)
         for symbol in snapshot.missing_quotes:  # asked for, not answered: the replay leaves them out at this tick too
-            recorder.missing(symbol, snapshot.taken_at)
-        recorder.tick(snapshot.taken_at)  # the replay ticks here, seeing these quotes (not at each quote's time)
+            recorder.missing(symbol, at)
+        recorder.tick(at)  # the replay ticks here, seeing these quotes (not at each quote's time)
         if error is not None:  # at the tick's recorded instant, where its replay ticks
-            recorder.note("broker_error", snapshot.taken_at, **error)
-        _note_context(session, snapshot, first, recorded_last)
+            recorder.note("broker_error", at, **error)
+        _note_context(session, snapshot, first, recorded_last, at)
     except Exception as exc:  # any failure of the recording ends the recording, not the run
         session.recorder = None  # what was flushed stays readable (engine/data/recorder.py)
         _recording_failed(session, recorder.folder, exc)
 
 
-def _note_context(session: Session, snapshot: Any, first: bool, recorded_last: datetime | None = None) -> None:
+def _note_context(session: Session, snapshot: Any, first: bool, recorded_last: datetime | None, at: datetime) -> None:
     """What the recorded run met that its replay cannot have, in the recording's notes (engine/data/recorder.py):
     at its first recorded tick what it held (positions, cash, halts in force: a replay starts flat, unhalted), then
     each halt that comes into force (an operator's `halt`, one for broker errors: a replay only has those its data
     makes). A backtest of the folder compares them with its own. The first note also has the state's last tick
     before this run and the folder's last recorded tick: a state that ticked on after the recording's last tick (a
     kill lost the ticks buffered since the last flush) ran ticks no replay has."""
-    recorder, at = session.recorder, snapshot.taken_at
+    recorder = session.recorder
     halts = halts_in_force(session.store, at)
     if first:
         account = snapshot.account

@@ -175,3 +175,64 @@ def test_quotes_the_run_did_not_get_are_missing_in_the_replay_too(project: Proje
     recorded, replayed = transitions(tmp_path / "sim.jsonl"), transitions(tmp_path / "replay" / "app.jsonl")
     assert ("2026-11-23T14:34:10+00:00", "system", "system", "armed", "halted", "kill") in recorded
     assert replayed == recorded
+
+
+class SlowReadingBroker:
+    """The simulated broker, on a clock two seconds behind the engine's: its snapshot starts two seconds before the
+    engine reads the tick's time (the reads took that long). Its stock quotes are stamped 1.5 s into the reads,
+    after the snapshot's start and before the tick's time; its coins' clock runs `coins_ahead` seconds ahead of
+    the engine's. Its prices and fills are those of the snapshot's start, which the recording holds."""
+
+    def __init__(self, broker: Any):
+        self._broker, self.coins_ahead = broker, 1.0
+
+    def snapshot(self, needs: DataNeeds) -> Snapshot:
+        import dataclasses
+        from datetime import timedelta
+
+        snapshot = self._broker.snapshot(needs)
+        start = snapshot.taken_at
+        quotes = {s: dataclasses.replace(q, timestamp=start + timedelta(seconds=2 + self.coins_ahead if "/" in s else 1.5))
+                  for s, q in snapshot.quotes.items()}  # fmt: skip
+        return dataclasses.replace(snapshot, quotes=quotes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+
+def test_a_recording_ticks_where_its_run_decided_seeing_every_quote_the_run_read(project: ProjectCopy, tmp_path: Path) -> None:
+    """A real-time run's snapshot is read over time: a quote read late in it is stamped after the snapshot's start.
+    The recording ticked at that start, so its replay ticked before those quotes, without them (a one-tick recording
+    had no tick with data at all: 'no recorded tick between ...'). It ticks at the tick's time now, where the run
+    decided. A quote stamped ahead of the engine's clock is recorded at the tick that read it (fresh, as the run read
+    it); one further ahead than the staleness limit, which the run read as no fresh price, as missing there."""
+    from datetime import timedelta
+
+    from engine.trading.runner import Session, record_quotes
+
+    report = load(project)
+    assert report.config is not None and report.book is not None
+    interval = report.config.settings.runner.loop_interval_seconds
+    clock, broker_clock = ManualClock(MONDAY_OPEN + timedelta(seconds=2)), ManualClock(MONDAY_OPEN)
+    sim, _exchange = build_sim(report.config.settings, broker_clock)
+    broker = SlowReadingBroker(sim)
+    recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
+    store = StateStore(tmp_path / "sim.db")
+    journal = Journal(tmp_path / "sim.jsonl", clock)
+    engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
+    session = Session(engine, clock, True, "sim", "", store, journal, recorder=recorder)
+    for tick in range(150):
+        broker.coins_ahead = 60.0 if 100 <= tick < 110 else 1.0  # the coins' feed a minute ahead for ten ticks
+        record_quotes(session, engine.tick())
+        clock.advance(interval)
+        broker_clock.advance(interval)
+    recorder.close()
+    journal.close()
+    assert recorder.ticks == 150 and recorder.missing_quotes == 2 * 10 and not recorder.skipped
+
+    result = run_backtest(report, tmp_path / "recorded", out_dir=tmp_path / "replay", fill_model=FillModel(timing="submit",
+                          slippage_bps=0.0), cash=report.config.settings.sim.starting_cash, html=False)  # fmt: skip
+    assert result.frames == 150
+    recorded, replayed = transitions(tmp_path / "sim.jsonl"), transitions(tmp_path / "replay" / "app.jsonl")
+    assert any(t[4] == "halted" and t[5] == "kill" for t in recorded)  # the coins' quotes a minute ahead: stale
+    assert replayed == recorded and len(recorded) > 5
