@@ -279,10 +279,11 @@ def validate(
             db, machines.specs, report.config.bots, complete=machines.complete, holders=holders, broker=broker
         )
         report.problems.extend(found)
-    if scenarios and report.config is not None and machines.specs and machines.complete:
+    if scenarios:  # checked as far as they can be beside a broken config or machine file, not left for later
         from engine.machines.scenarios import read_cases
 
-        report.problems.extend(read_cases(machines_dir, report.config, machines.specs).problems)
+        found_cases = read_cases(machines_dir, report.config, machines.specs, machines_complete=machines.complete)
+        report.problems.extend(found_cases.problems)
     report.problems = sorted(set(report.problems))
     return report
 

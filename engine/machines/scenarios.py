@@ -71,8 +71,6 @@ def quiet_facts(kind: str, config: Config, bot_id: str | None) -> dict[str, Any]
     return facts
 
 
-
-
 @dataclass
 class ScenarioFiles:
     """The cases of every good scenario file, and every problem of the bad ones (whose cases do not run)."""
@@ -106,13 +104,22 @@ def _folder_problems(folder: Path) -> list[Problem]:
     return [Problem(shown(folder), 0, 0, "", message)]
 
 
-def read_cases(machines_dir: Path, config: Config, specs: Mapping[str, MachineSpec]) -> ScenarioFiles:
-    """Every scenario file checked; never raises for a bad file (see the module's docstring)."""
+def read_cases(
+    machines_dir: Path, config: Config | None, specs: Mapping[str, MachineSpec], *, machines_complete: bool = True
+) -> ScenarioFiles:
+    """Every scenario file checked; never raises for a bad file (see the module's docstring).
+
+    `config` None (config/ is invalid) and `machines_complete` False (a machine file is) check what can be checked
+    without them: `--validate` said only the config's or the machine's problems, and the scenario files' came one
+    round of fixes later. A file's bot is then not looked up, and a file of a kind whose machine file is broken is
+    not read further (its states are not known). Its cases are not for running (`test` needs both)."""
     found = ScenarioFiles()
     paths, found.problems = yaml_files(machines_dir / "scenarios")  # a scenarios.yml is said, not passed over
     found.problems.extend(_folder_problems(machines_dir / "scenarios"))
     for doc in load_checked(paths, "scenario.schema.json", found.problems):
         problems: list[Problem] = []
+        if doc.data["kind"] not in specs and not machines_complete:
+            continue  # its machine file is broken, and said so: its states, triggers and actions are not known
         cases = list(_cases_of(doc, config, specs, problems, found.other_config))
         found.problems.extend(problems)
         if not problems:
@@ -128,9 +135,12 @@ def load_cases(machines_dir: Path, config: Config, specs: Mapping[str, MachineSp
     return found.cases
 
 
-
 def _cases_of(
-    doc: YamlDocument, config: Config, specs: Mapping[str, MachineSpec], problems: list[Problem], elsewhere: list[Problem]
+    doc: YamlDocument,
+    config: Config | None,
+    specs: Mapping[str, MachineSpec],
+    problems: list[Problem],
+    elsewhere: list[Problem],
 ) -> Iterator[Case]:
     data = doc.data
     kind = data["kind"]
@@ -138,9 +148,9 @@ def _cases_of(
     if spec is None:
         problems.append(doc.problem(("kind",), f"no machine of kind '{kind}'"))
         return
-    bot_ids = [b.bot_id for _p, b in trading_bots(config.bots) if bot_kind(b) == kind]
+    bot_ids = [b.bot_id for _p, b in trading_bots(config.bots) if bot_kind(b) == kind] if config is not None else []
     bot_id = data.get("bot") or (bot_ids[0] if bot_ids else kind)
-    if kind in BOT_KINDS and bot_id not in bot_ids:
+    if config is not None and kind in BOT_KINDS and bot_id not in bot_ids:
         elsewhere.append(doc.problem(("bot",), f"no {kind} bot '{bot_id}' in bots.yaml"))
         return
     known = vocabulary(kind)

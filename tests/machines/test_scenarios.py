@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -115,6 +116,24 @@ def test_validate_reports_a_bad_scenario_file_but_does_not_block_the_other_comma
     line = project.line_of("machines/scenarios/momentum_exits.yaml", "trigger: exlt")
     assert [(p.file.endswith("momentum_exits.yaml"), p.line) for p in report.problems] == [(True, line)]
     assert load_valid(project.config, project.machines, project.rules, project.root / "none.db").problems == []
+
+
+def test_a_bad_scenario_is_said_beside_a_broken_config_and_a_broken_machine(project: ProjectCopy) -> None:
+    """Every error at once: with settings.yaml invalid, `--validate` said only its problem, and the scenario file's
+    came one round of fixes later. A scenario of a kind whose machine file is broken says nothing more: that
+    machine's states are not known, and its problem is said."""
+    from engine.validate import validate
+
+    project.replace("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: five")
+    project.replace("machines/scenarios/momentum_exits.yaml", "trigger: exit", "trigger: exlt")
+    project.replace("machines/options.yaml", "kind: options", "kind: optionz")
+    report = validate(project.config, project.machines, project.rules, project.root / "none.db")
+    files = {Path(p.file).name for p in report.problems}
+    assert {"settings.yaml", "momentum_exits.yaml", "options.yaml"} <= files and "options.yaml" not in {
+        Path(p.file).name for p in report.problems if "scenarios" in p.file
+    }
+    line = project.line_of("machines/scenarios/momentum_exits.yaml", "trigger: exlt")
+    assert [p.line for p in report.problems if p.file.endswith("momentum_exits.yaml")] == [line]
 
 
 def test_a_scenario_for_a_bot_of_another_config_is_not_run_and_fails_no_validation(project: ProjectCopy) -> None:
