@@ -25,6 +25,7 @@ from json import encoder as json_encoder
 from pathlib import Path
 from typing import Any
 
+from engine.core import failpoints
 from engine.core.clock import Clock
 
 Listener = Callable[[dict[str, Any]], None]
@@ -329,6 +330,7 @@ class Journal:
         if self._fd is None:
             raise self._unopened or JournalError(self.path, OSError(9, "the log is closed"))
         self._follow_path()
+        failpoints.reach("log_mid_line", before=self._write_part)  # the kill mid-write: the last line cut in half
         view = memoryview(self._unwritten)
         taken = 0
         end = -1  # where our last write ended in a regular file (-1: nothing taken yet, or not a regular file)
@@ -343,6 +345,14 @@ class Journal:
         finally:
             view.release()
             del self._unwritten[:taken]
+
+    def _write_part(self) -> None:
+        """The held bytes but the second half of the last line, as a kill (or a power cut) in the middle of a write
+        leaves the file: for the crash tests' `log_mid_line` only."""
+        assert self._fd is not None
+        data = bytes(self._unwritten)
+        last = data.rstrip(b"\n").rfind(b"\n") + 1  # where the last line starts
+        os.write(self._fd, data[: last + (len(data) - last) // 2])
 
     def _take_back_part_of_a_line(self, view: memoryview, taken: int, end: int) -> int:
         """After a write refused part way (a full disk takes what fits, then refuses the rest): the file cut back

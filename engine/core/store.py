@@ -23,7 +23,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.core import jsontext
+from engine.core import failpoints, jsontext
 from engine.core import order_lifecycle as lifecycle
 
 
@@ -1112,8 +1112,10 @@ class StateStore:
             self._released += 1
             if self._released >= self._hold_every:
                 self.commit_held()
-        elif self.after_commit is not None:
-            self.after_commit()
+        else:
+            failpoints.reach("state_committed")  # committed, its events not yet flushed to the log (`after_commit`)
+            if self.after_commit is not None:
+                self.after_commit()
 
     def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = (), *, records: bool = True) -> sqlite3.Cursor:
         """`records`: the write changes what a tick reads (every table but `meta`, which the simulated exchange

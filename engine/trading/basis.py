@@ -19,7 +19,7 @@ from datetime import date, datetime
 
 from engine.brokers.account_rules import BasisKeeper
 from engine.brokers.base import Account, BrokerError
-from engine.core import jsontext
+from engine.core import failpoints, jsontext
 from engine.core.calendar import NEW_YORK
 from engine.core.store import StateStore
 
@@ -68,6 +68,7 @@ class DailyBasis:
         if self._saved != (day, value):
             self.store.set_meta(BASIS_KEY, json.dumps({"day": day.isoformat(), "last_equity": value}))
             self._saved = (day, value)
+            failpoints.reach("basis_saved")  # the day's basis committed, before the tick that read it decides anything
         return None
 
     @staticmethod

@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from engine.brokers.base import Asset, Broker, BrokerError, DataNeeds, Position, Quote, Snapshot
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
+from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import Clock
 from engine.core.journal import Journal
@@ -392,6 +393,7 @@ class Engine:
             self._save_moves()
             if self.on_persist is not None:
                 self.on_persist()
+        failpoints.reach("tick_committed")  # the tick's states, intents and cancels asked for committed; none sent
         # before reconciliation no entry leaves (the system is not armed); the exits recorded meanwhile go out at
         # the next tick's recovery, looked up first (OrderManager.recover_pending)
         sent = self.orders.send_cancels()  # the kill switch's and the machines' cancels, the write lock released

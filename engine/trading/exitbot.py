@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.brokers.base import BrokerError, Snapshot
 from engine.config.loader import Config
+from engine.core import failpoints
 from engine.core.journal import Journal
 from engine.core.store import SYSTEM_SCOPE, StateStore
 from engine.machines.actions import Intent
@@ -63,6 +64,7 @@ def record_halt(
     # never sees: masked here (an error the reason quotes may hold a key), as every event is
     reason = journal.scrubbed(reason)
     halt_id = store.start_halt(scope, reason, conditions, flatten, now, until)
+    failpoints.reach("halt_recorded")  # the halt's row written (committed, outside a transaction), its event not logged
     events.log_halt(journal, scope=scope, reason=reason, conditions=conditions, flatten=flatten, until=until, by=by)
     return halt_id
 

@@ -866,6 +866,7 @@ class OrderManager:
         self.journal.flush()
         try:
             self.broker.cancel_order(row.broker_order_id)
+            failpoints.reach("after_cancel")  # the broker took the cancel; nothing of it recorded
         except BrokerError as exc:
             if exc.kind == "rejected":
                 return "refused"

@@ -35,7 +35,7 @@ from typing import Any
 from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import contract_multiplier
 from engine.config.model import BotsConfig
-from engine.core import jsontext
+from engine.core import failpoints, jsontext
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import MIN_SECRET_LENGTH, Journal
 from engine.core.lock import LockHeld, RunLock, flock_holders, lock_path
@@ -820,6 +820,7 @@ def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
             except OSError:
                 journal.discard()  # the resume is not made: its event must not reach the log later (at close)
                 raise
+            failpoints.reach("resume_logged")  # the `resume` event on disk, the halts' end not yet committed
     except StateFileError as exc:  # rolled back (locked past the wait, read-only, a full disk): said, not guessed
         journal.discard()
         raise StateFileError(store.path, f"{exc.what}; nothing is resumed: every halt stays in force",
