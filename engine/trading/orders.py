@@ -330,10 +330,13 @@ class OrderManager:
             self._set(row, status="unknown", error=f"{EXISTS}: {error.message}")
         elif error.kind == "rejected" or error.reason in REFUSALS:
             refused = error.reason in REFUSALS
-            self._set(row, status="rejected", error=f"{error.reason}: {error.message}")
+            # the refusal and its count commit together: committed apart, a kill between them left a rejected order
+            # that no count held, and the repeated-rejections anomaly and the refusals' pause came one refusal late
+            with self.store.transaction():
+                self._set(row, status="rejected", error=f"{error.reason}: {error.message}")
+                self.store.bump_counter(self._today(), row.bot_id, f"refused:{error.reason}" if refused else "rejections")
             if row.purpose == "exit":  # the next exit of it waits a while (handlers._exit_qty), not the next tick
                 self.exits_refused[row.bot_id, row.symbol] = self.clock.now()
-            self.store.bump_counter(self._today(), row.bot_id, f"refused:{error.reason}" if refused else "rejections")
             self.journal.log(
                 "order",
                 action="refused" if refused else "rejected",
