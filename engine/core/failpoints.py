@@ -44,13 +44,23 @@ def _armed() -> tuple[str, int] | None:
 _ARMED = _armed()
 
 
-def reach(name: str, before: Callable[[], object] | None = None) -> None:
-    """Die here if the environment asks for it (its Nth hit); otherwise nothing. `before` runs first, only when the
-    process is about to die: what a kill in the middle of a step leaves (half a line written), made on purpose."""
+def _due(name: str) -> bool:
+    """Whether this hit of `name` is the one the environment arms (each hit counted)."""
     if _ARMED is None or _ARMED[0] != name:
-        return
+        return False
     _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] == _ARMED[1]:
-        if before is not None:
-            before()
+    return _hits[name] == _ARMED[1]
+
+
+def reach(name: str) -> None:
+    """Die here if the environment asks for it (its Nth hit); otherwise nothing."""
+    if _due(name):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reach_midway(name: str, part: Callable[[], object]) -> None:
+    """As `reach`, with `part()` run just before the kill, and only then: what a kill in the middle of a step
+    leaves (half a line written), made on purpose."""
+    if _due(name):
+        part()
         os.kill(os.getpid(), signal.SIGKILL)

@@ -330,7 +330,7 @@ class Journal:
         if self._fd is None:
             raise self._unopened or JournalError(self.path, OSError(9, "the log is closed"))
         self._follow_path()
-        failpoints.reach("log_mid_line", before=self._write_part)  # the kill mid-write: the last line cut in half
+        failpoints.reach_midway("log_mid_line", self._write_part)  # the kill mid-write: the last line cut in half
         view = memoryview(self._unwritten)
         taken = 0
         end = -1  # where our last write ended in a regular file (-1: nothing taken yet, or not a regular file)

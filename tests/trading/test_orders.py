@@ -4,7 +4,7 @@ transaction, or a kill between the writes leaves a state no later run repairs.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timezone
 from pathlib import Path
 
@@ -32,7 +32,7 @@ def _die_at_the_first_commit_after_the_post(monkeypatch: pytest.MonkeyPatch) -> 
     last thing the process does."""
     posted: list[bool] = []
 
-    def reach(name: str, before: Callable[[], object] | None = None) -> None:
+    def reach(name: str) -> None:
         if name == "before_post":
             posted.append(True)
         elif name == "state_committed" and posted:
