@@ -58,14 +58,14 @@ def _open_halts(project: ProjectCopy) -> list[str]:
         store.close()
 
 
-# (failpoint, config edits): where in a tick the run dies
+# failpoint -> the config it needs ("": eager's): where in a tick the run dies
 SIM_STEPS = {
-    "tick_committed:30": (),  # the tick's states and intents committed, nothing sent
-    "state_committed:40": (),  # a commit whose events are not in the log yet
-    "basis_saved:1": (),  # the day's basis saved, the first tick undecided
-    "log_mid_line:5": (),  # a torn write: half of the last line
-    "after_cancel:1": ("all bots",),  # the broker took a cancel, nothing recorded
-    "halt_recorded:1": (LOSS_KILLS,),  # inside the tick that halts: the halt rolled back with it
+    "tick_committed:30": "",  # the tick's states and intents committed, nothing sent
+    "state_committed:40": "",  # a commit whose events are not in the log yet
+    "basis_saved:1": "",  # the day's basis saved, the first tick undecided
+    "log_mid_line:5": "",  # a torn write: half of the last line
+    "after_cancel:1": "all bots",  # the broker took a cancel, nothing recorded (every kind of bot: some entries wait, and are cancelled)
+    "halt_recorded:1": "loss kills",  # inside the tick that halts: the halt rolled back with it
 }
 
 
@@ -73,12 +73,11 @@ SIM_STEPS = {
 def test_a_sim_run_killed_at_a_step_restarts_safe(project: ProjectCopy, failpoint: str) -> None:
     """Killed at one step, the simulated run restarts on its saved simulation and ends as if it had not died."""
     eager(project)
-    for edit in SIM_STEPS[failpoint]:
-        if edit == "all bots":
-            project.replace("config/bots.yaml", "optionsbot:\n  enabled: false", "optionsbot:\n  enabled: true")
-            project.replace("config/bots.yaml", "cryptobot:\n  enabled: false", "cryptobot:\n  enabled: true")
-        else:
-            project.replace(*edit)
+    if SIM_STEPS[failpoint] == "all bots":
+        project.replace("config/bots.yaml", "optionsbot:\n  enabled: false", "optionsbot:\n  enabled: true")
+        project.replace("config/bots.yaml", "cryptobot:\n  enabled: false", "cryptobot:\n  enabled: true")
+    elif SIM_STEPS[failpoint] == "loss kills":
+        project.replace(*LOSS_KILLS)
     killed = _run(project, "--ticks", "400", "--start", START, failpoint=failpoint)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]  # it did reach the point
     halted_before = _open_halts(project)
