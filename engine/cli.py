@@ -1271,7 +1271,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     try:
         if keys_configured(env):
             refuse_placeholder_keys(env)
-            alpaca = alpaca_environment(env, live_flag=False, orders=False)
+            alpaca = alpaca_environment(env, live_flag=False, orders=False, account=False)
             clients = history_clients(alpaca.key, alpaca.secret, data_base_url=alpaca.data_base_url)
         else:
             keyed = [s for s in symbols if asset_class_of(s) != "crypto"]

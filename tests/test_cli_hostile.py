@@ -16,6 +16,7 @@ from engine.paths import PROJECT_ROOT
 CONFIG = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
           "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
 KEY, SECRET = "PKHOSTILEKEY01234567", "hostilesecret0123456789abcdefghijklmnop"
+LIVE_KEY = "AKHOSTILEKEY01234567"  # a live account's key id (Alpaca's start AK, paper ones PK)
 
 
 @pytest.fixture
@@ -449,13 +450,41 @@ def test_every_live_paper_or_key_mistake_is_exit_2_before_anything_runs(
     assert not (here / "s.db").exists()
 
 
+@pytest.mark.parametrize(("key", "paper", "flags", "phrase"), [
+    (LIVE_KEY, None, [], "ALPACA_KEY starts with AK, as a live account's key id does, but this run uses the paper account"),
+    (LIVE_KEY, "false", [], "the live one needs ALPACA_PAPER=false and --live"),
+    (KEY, "false", ["--live"], "ALPACA_KEY starts with PK, as a paper account's key id does, but this run uses the live account"),
+])  # fmt: skip
+def test_a_key_id_of_the_other_account_is_exit_2_in_one_line_before_anything_runs(
+    here: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+    paper: str | None,
+    flags: list[str],
+    phrase: str,
+) -> None:
+    """A paper run given a live key id (or a live run a paper one) went on to the broker: refused there at best,
+    and with ALPACA_API_BASE_URL pointing elsewhere the live key was sent to that host. Now one line, exit 2,
+    nothing written, and the key never shown (only the prefix judged)."""
+    monkeypatch.setenv("ALPACA_KEY", key)
+    monkeypatch.setenv("ALPACA_SECRET", SECRET)
+    monkeypatch.setenv("ALPACA_API_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALPACA_DATA_BASE_URL", "http://127.0.0.1:9")
+    if paper is not None:
+        monkeypatch.setenv("ALPACA_PAPER", paper)
+    code, text = main_(["run", "--once", "--quiet", *flags, *state(here), *CONFIG], capsys)
+    assert_refused(code, text, 2, phrase, here)
+    assert len(text.strip().splitlines()) == 1 and key not in text
+
+
 def test_a_live_accounts_env_still_serves_the_commands_that_only_read() -> None:
     """A live trader's .env (ALPACA_PAPER=false, the live host) is not refused by a command that sends no order
     (`snapshot`, `data fetch`): the refusal it met is about trading, and reading is not trading."""
     from engine.brokers.base import BrokerError
     from engine.brokers.factory import alpaca_environment
 
-    env = {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_PAPER": "false",
+    env = {"ALPACA_KEY": LIVE_KEY, "ALPACA_SECRET": SECRET, "ALPACA_PAPER": "false",
            "ALPACA_API_BASE_URL": "https://api.alpaca.markets"}  # fmt: skip
     reads = alpaca_environment(env, live_flag=False, orders=False)
     assert reads.paper is False  # the live account is the one read

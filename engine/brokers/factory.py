@@ -40,6 +40,11 @@ class EnvFileError(Exception):
 # default host; an override wins), and a live run pointed at the paper host is not what was asked for either.
 LIVE_API_HOST = "api.alpaca.markets"
 PAPER_API_HOST = "paper-api.alpaca.markets"
+# How Alpaca's key ids begin: `AK` for a live account's, `PK` for a paper account's (a convention Alpaca's
+# dashboards follow, not a documented contract: only these two prefixes are judged, any other key id is left to
+# the broker, so the emulator's and a test's keys still work). A key id of the other account would be refused by
+# the broker at the first request, or, with a base URL override, sent to whatever host that names.
+LIVE_KEY_PREFIX, PAPER_KEY_PREFIX = "AK", "PK"
 # Printable ASCII without spaces, quotes or backslashes: what an HTTP header carries as given (a quote left by
 # Docker's --env-file, a newline from a pasted key, would be sent, or land in an error that quotes the header).
 _KEY_CHARACTERS = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+")
@@ -191,12 +196,16 @@ def _host(url: str | None) -> str | None:
     return (urlsplit(url).hostname or "").rstrip(".").lower() if url else None
 
 
-def alpaca_environment(env: Mapping[str, str], live_flag: bool, *, orders: bool = True) -> AlpacaEnvironment:
+def alpaca_environment(
+    env: Mapping[str, str], live_flag: bool, *, orders: bool = True, account: bool = True
+) -> AlpacaEnvironment:
     """The keys, hosts and account to use, or BrokerError(kind="config") saying what is wrong (never a value).
 
     `orders`: whether the command may send orders (`run`). One that only reads (`snapshot`, `data fetch`) reads
     the account ALPACA_PAPER names, live included, without `--live`: reading is not trading. Either way a host
-    that contradicts the account (a paper account pointed at the live host, or the reverse) is refused."""
+    that contradicts the account (a paper account pointed at the live host, or the reverse) is refused, and so is
+    a key id whose prefix names the other account (`key_of_the_other_account`). `account`: whether the command
+    uses the trading account at all (`data fetch` reads only market data, which either account's keys may read)."""
     half = half_configured_keys(env)
     if half is not None:
         raise BrokerError("config", half)
@@ -218,6 +227,9 @@ def alpaca_environment(env: Mapping[str, str], live_flag: bool, *, orders: bool 
         )
     if live and host == PAPER_API_HOST:
         raise BrokerError("config", f"--live was given but ALPACA_API_BASE_URL points at the paper host {PAPER_API_HOST}")
+    mismatch = key_of_the_other_account(key, live=live, orders=orders) if account else None
+    if mismatch is not None:
+        raise BrokerError("config", mismatch)
     return AlpacaEnvironment(
         key=key,
         secret=secret,
@@ -225,6 +237,25 @@ def alpaca_environment(env: Mapping[str, str], live_flag: bool, *, orders: bool 
         api_base_url=api_base_url,
         data_base_url=_base_url(env, "ALPACA_DATA_BASE_URL"),
     )
+
+
+def key_of_the_other_account(key: str, *, live: bool, orders: bool = True) -> str | None:
+    """The sentence refusing a key id whose prefix names the other account than the one this command uses, else
+    None; it names the variable and the prefix checked, never the key. Only the prefix is judged (see
+    LIVE_KEY_PREFIX): a key id that starts with neither is the broker's to accept or refuse."""
+    if not live and key.startswith(LIVE_KEY_PREFIX):
+        how = "ALPACA_PAPER=false and --live" if orders else "ALPACA_PAPER=false"
+        return (
+            f"ALPACA_KEY starts with {LIVE_KEY_PREFIX}, as a live account's key id does, but this run uses the paper "
+            f"account (the live one needs {how}): put the paper account's keys in ALPACA_KEY and ALPACA_SECRET"
+        )
+    if live and key.startswith(PAPER_KEY_PREFIX):
+        how = "ALPACA_PAPER=false and --live" if orders else "ALPACA_PAPER=false"
+        return (
+            f"ALPACA_KEY starts with {PAPER_KEY_PREFIX}, as a paper account's key id does, but this run uses the live "
+            f"account ({how}): put the live account's keys in ALPACA_KEY and ALPACA_SECRET, or trade paper"
+        )
+    return None
 
 
 def choose_broker(requested: str | None, settings: Settings, env: Mapping[str, str]) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from tests.brokers.conftest import SECRET as EMULATOR_SECRET
 
 SETTINGS = load_config(PROJECT_ROOT / "config").settings
 KEYS = {"ALPACA_KEY": "PKTESTKEY0123456789", "ALPACA_SECRET": "secret0123456789"}
+LIVE_KEYS = {"ALPACA_KEY": "AKTESTKEY0123456789", "ALPACA_SECRET": "secret0123456789"}  # a live account's key id
 
 
 def test_auto_is_sim_without_keys_and_says_so() -> None:
@@ -35,7 +36,8 @@ def test_auto_is_sim_without_keys_and_says_so() -> None:
     ],
 )
 def test_live_needs_both_the_environment_and_the_flag(paper_value: str | None, live_flag: bool, outcome: str) -> None:
-    env = {**KEYS, **({"ALPACA_PAPER": paper_value} if paper_value is not None else {})}
+    keys = LIVE_KEYS if outcome == "live" else KEYS
+    env = {**keys, **({"ALPACA_PAPER": paper_value} if paper_value is not None else {})}
     if outcome == "error":
         with pytest.raises(BrokerError):
             alpaca_environment(env, live_flag)
@@ -121,8 +123,8 @@ def test_a_paper_run_pointed_at_the_live_host_is_refused() -> None:
         with pytest.raises(BrokerError) as caught:
             alpaca_environment({**KEYS, "ALPACA_API_BASE_URL": url}, live_flag=False)
         assert "live host" in str(caught.value)
-    live = {**KEYS, "ALPACA_PAPER": "false"}
-    with pytest.raises(BrokerError):
+    live = {**LIVE_KEYS, "ALPACA_PAPER": "false"}
+    with pytest.raises(BrokerError, match="points at the paper host"):
         alpaca_environment({**live, "ALPACA_API_BASE_URL": "https://paper-api.alpaca.markets"}, live_flag=True)
     assert alpaca_environment({**live, "ALPACA_API_BASE_URL": "https://api.alpaca.markets"}, live_flag=True).paper is False
     assert alpaca_environment({**KEYS, "ALPACA_API_BASE_URL": "https://paper-api.alpaca.markets"}, False).paper is True
@@ -228,3 +230,39 @@ def test_an_emulator_url_spelled_with_escapes_is_refused_though_the_client_would
     assert caught.value.kind == "config" and "reads its host as another" in str(caught.value)
     plain = build_alpaca(SETTINGS, SystemClock(), {**env, "ALPACA_API_BASE_URL": emulator.url}, live_flag=False)
     assert plain.api.get_account().equity > 0
+
+
+# --- a key id of the other account (Alpaca's live key ids start AK, paper ones PK) ------------------------------
+
+
+@pytest.mark.parametrize(("env", "live_flag", "orders", "phrase"), [
+    ({**LIVE_KEYS}, False, True, "ALPACA_KEY starts with AK, as a live account's key id does, but this run uses the paper account"),
+    ({**LIVE_KEYS, "ALPACA_PAPER": "false"}, False, True, "the live one needs ALPACA_PAPER=false and --live"),  # one switch
+    ({**LIVE_KEYS, "ALPACA_API_BASE_URL": "http://127.0.0.1:9"}, False, True, "starts with AK"),  # an override: still paper
+    ({**LIVE_KEYS}, False, False, "the live one needs ALPACA_PAPER=false)"),  # `snapshot` reads the paper account
+    ({**KEYS, "ALPACA_PAPER": "false"}, True, True, "ALPACA_KEY starts with PK, as a paper account's key id does, but this run uses the live account"),
+    ({**KEYS, "ALPACA_PAPER": "false"}, False, False, "starts with PK"),  # `snapshot` reads the live account
+])  # fmt: skip
+def test_a_key_id_of_the_other_account_is_refused_up_front(
+    env: dict[str, str], live_flag: bool, orders: bool, phrase: str
+) -> None:
+    """A paper run with a live key id was sent to the broker (refused there at the first request, or, with a base
+    URL override, sent to whatever host that names), and a live run with a paper key id the same: refused before
+    anything, saying the prefix it judged and never the key."""
+    with pytest.raises(BrokerError) as caught:
+        alpaca_environment(env, live_flag, orders=orders)
+    said = str(caught.value)
+    assert caught.value.kind == "config" and phrase in said, said
+    assert env["ALPACA_KEY"] not in said and env["ALPACA_SECRET"] not in said and "\n" not in said
+
+
+def test_a_key_id_of_the_right_account_or_of_no_known_prefix_passes() -> None:
+    """Only the two prefixes are judged: the emulator's keys, and any key id Alpaca may issue in another form, are
+    the broker's to accept; market data (`data fetch`) is read with either account's keys."""
+    assert alpaca_environment({**LIVE_KEYS, "ALPACA_PAPER": "false"}, live_flag=True).paper is False
+    assert alpaca_environment(KEYS, live_flag=False).paper is True
+    other = {"ALPACA_KEY": "EMULATORKEY0123", "ALPACA_SECRET": "secret0123456789"}
+    assert alpaca_environment(other, live_flag=False).paper is True
+    assert alpaca_environment({**other, "ALPACA_PAPER": "false"}, live_flag=True).paper is False
+    assert alpaca_environment({**other, "ALPACA_KEY": "akLOWERCASE0123"}, live_flag=False).paper is True
+    assert alpaca_environment(LIVE_KEYS, live_flag=False, orders=False, account=False).key == LIVE_KEYS["ALPACA_KEY"]

@@ -410,7 +410,7 @@ def _emulator_env(emulator: Emulator) -> dict[str, str]:
 
 def test_live_trading_without_the_kill_switch_is_refused(project: ProjectCopy) -> None:
     project.replace("config/bots.yaml", "exitbot:\n  enabled: true", "exitbot:\n  enabled: false")
-    env = {**without_keys(), "ALPACA_KEY": "PKLIVEKEY00000001", "ALPACA_SECRET": "livesecret000000000",
+    env = {**without_keys(), "ALPACA_KEY": "AKLIVEKEY00000001", "ALPACA_SECRET": "livesecret000000000",
            "ALPACA_PAPER": "false", "ALPACA_API_BASE_URL": "http://127.0.0.1:9", "ALPACA_DATA_BASE_URL": "http://127.0.0.1:9"}  # fmt: skip
     result = subprocess.run(command(project, "run", "--live", "--once"), capture_output=True, text=True,
                             cwd=project.root, env=env, timeout=60)  # fmt: skip
