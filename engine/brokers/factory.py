@@ -19,7 +19,7 @@ from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.snapshot import SnapshotBroker
 from engine.config.model import Settings
 from engine.core.clock import Clock
-from engine.core.journal import MIN_SECRET_LENGTH
+from engine.core.journal import MIN_SECRET_LENGTH, SECRET_CHARACTERS
 from engine.paths import PathKind, path_kind
 
 
@@ -45,9 +45,10 @@ PAPER_API_HOST = "paper-api.alpaca.markets"
 # the broker, so the emulator's and a test's keys still work). A key id of the other account would be refused by
 # the broker at the first request, or, with a base URL override, sent to whatever host that names.
 LIVE_KEY_PREFIX, PAPER_KEY_PREFIX = "AK", "PK"
-# Printable ASCII without spaces, quotes or backslashes: what an HTTP header carries as given (a quote left by
-# Docker's --env-file, a newline from a pasted key, would be sent, or land in an error that quotes the header).
-_KEY_CHARACTERS = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+")
+# Printable ASCII without spaces, quotes or backslashes (`SECRET_CHARACTERS`): what an HTTP header carries as given
+# (a quote left by Docker's --env-file, a newline from a pasted key, would be sent, or land in an error that quotes
+# the header), and what the masking of a cut word takes a secret to be made of.
+_KEY_CHARACTERS = SECRET_CHARACTERS
 
 
 def read_environment(env_file: Path | None = None) -> dict[str, str]:

@@ -68,7 +68,11 @@ def caret_excerpt(line_text: str, col: int, width: int = 1) -> str:
     shown_from = 0
     if len(text) > _EXCERPT_WIDTH:
         shown_from = max(0, min(start - _EXCERPT_WIDTH // 2, len(text) - _EXCERPT_WIDTH))
-        text = text[shown_from : shown_from + _EXCERPT_WIDTH]
+        # a key pasted into the line and cut by the window kept the part inside it, which no exact mask finds
+        # (imported here: --validate of files with no long line never pays for the journal's import)
+        from engine.core.journal import window
+
+        text = window(text, shown_from, shown_from + _EXCERPT_WIDTH)
         start -= shown_from
         # the caret stays under the window too: under a 5,000-character name it was 5,000 carets on one line
         width = min(width, max(1, len(text) - start))

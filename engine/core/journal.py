@@ -78,7 +78,55 @@ def quoted(text: str, limit: int) -> str:
 
 
 def _cut(text: str, limit: int) -> str:
+    """Cut after the secrets are masked (`Secrets.scrubbed`), so a plain cut: the rule of `clipped` is for text
+    cut before any mask could see it."""
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+# The characters a secret may hold: printable ASCII without spaces, quotes or backslashes (the broker factory
+# refuses keys holding others). A run of them at least MIN_SECRET_LENGTH long with a letter in it may be a secret
+# or hold one; a shorter run cannot hold any part of one (a key has no space to be split at), and a run without a
+# letter is a number (a key id or secret of Alpaca's, or a token, of digits alone is not one the engine expects).
+SECRET_CHARACTERS = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+")
+
+
+def _masked_cut_words(text: str, start: int, end: int) -> str:
+    """`text[start:end]` with each word the two cuts go through masked character for character (so a caret under
+    the text still points where it did) when the whole word could hold a secret: what is left of a key cut in two
+    is no longer the key, so exact masking (`Secrets`), before or after, never finds it. Key-agnostic on purpose:
+    it also covers a secret no one told the engine about (another account's key, a token)."""
+    shown = list(text[start:end])
+    for cut in (start, end):
+        if not 0 < cut < len(text) or not (_secret_character(text[cut - 1]) and _secret_character(text[cut])):
+            continue  # not inside a word
+        word_start, word_end = cut, cut
+        while word_start > 0 and _secret_character(text[word_start - 1]):
+            word_start -= 1
+        while word_end < len(text) and _secret_character(text[word_end]):
+            word_end += 1
+        if word_end - word_start >= MIN_SECRET_LENGTH and any(c.isalpha() for c in text[word_start:word_end]):
+            for i in range(max(word_start, start), min(word_end, end)):
+                shown[i - start] = "*"
+    return "".join(shown)
+
+
+def _secret_character(char: str) -> bool:
+    return SECRET_CHARACTERS.fullmatch(char) is not None
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with "...", the word the cut goes through masked when it could hold a
+    secret (`_masked_cut_words`): for every cut of text a user or a broker wrote (it may quote a key) made before
+    the keys are masked, as a problem's excerpt or a data file's cell is."""
+    if len(text) <= limit:
+        return text
+    return _masked_cut_words(text, 0, max(limit - 3, 0)) + "..."
+
+
+def window(text: str, start: int, end: int) -> str:
+    """`text[start:end]` (a window around a column of a long line), each word either edge goes through masked
+    when it could hold a secret (`_masked_cut_words`), character for character."""
+    return _masked_cut_words(text, max(start, 0), end)
 
 
 class Secrets:

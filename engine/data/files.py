@@ -36,6 +36,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from engine.config.errors import Problem
 from engine.core import failpoints
+from engine.core.journal import clipped, window
 from engine.core.names import unknown_name_message
 from engine.data.errors import DataError
 from engine.data.records import (
@@ -247,8 +248,9 @@ def _check_header(names: Sequence[str], kind: Kind, report: _Report, line: int, 
 
 
 def _cut(text: str) -> str:
-    """A cell or name as a problem shows it: a 100,000-character cell is one line of problem, not 100 KB of it."""
-    return text if len(text) <= _SHOWN else f"{text[:_SHOWN - 3]}..."
+    """A cell or name as a problem shows it: a 100,000-character cell is one line of problem, not 100 KB of it (a
+    key in it, cut in two, is masked whole: `journal.clipped`)."""
+    return clipped(text, _SHOWN)
 
 
 def _timestamp_text_problem(text: str) -> str:
@@ -683,11 +685,12 @@ def _not_a_header(header: Sequence[str], line: str, kind: Kind, *, text: bool = 
     for separator, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
         if separator in line and any(cell.strip().lower() in known for cell in line.split(separator)):
             return f"the columns are separated by {called}: the format separates them with commas ({','.join(known)})"
+    first = window(line, 0, 60)  # cut before the keys are masked: a key across the cut is masked whole
     if header and re.match(r"^\s*[+-]?\d", header[0], re.ASCII):  # a Parquet file may have no column at all
-        return f"no header: the first line is data ({line[:60]!r}); the first line names the columns ({','.join(known)})"
+        return f"no header: the first line is data ({first!r}); the first line names the columns ({','.join(known)})"
     if text and re.match(r"^\s*[<{\[]", line):  # `curl -o AAPL.csv` of an error page or of an API's JSON: 7 problems, before
         what = "HTML or XML" if line.lstrip().startswith("<") else "JSON"
-        return (f"not CSV data: the first line is {what} ({line[:60]!r}), an error page or an API's answer saved as the "
+        return (f"not CSV data: the first line is {what} ({first!r}), an error page or an API's answer saved as the "
                 f"file?; a {kind} file's first line names the columns ({','.join(known)})")
     return None
 

@@ -65,7 +65,10 @@ def load_signals() -> dict[str, SignalFunction]:
 
 def describe(exc: BaseException, limit: int = 300) -> str:
     """`Type: message` of an exception raised by the user's code, never raising itself (a __str__ that raises)
-    and never longer than `limit` characters (a message holding a whole price history)."""
+    and never longer than `limit` characters (a message holding a whole price history; a key it quotes, cut in
+    two, masked whole: `journal.clipped`)."""
+    from engine.core.journal import clipped
+
     return clipped(described(exc), limit)
 
 
@@ -77,11 +80,6 @@ def described(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     except Exception:
         return f"{type(exc).__name__}: (its message could not be read)"
-
-
-def clipped(text: str, limit: int) -> str:
-    """`text`, cut to `limit` characters with `...` when longer: what the user's code says goes into one line."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_signals(filename: str) -> bool:

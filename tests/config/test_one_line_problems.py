@@ -113,3 +113,28 @@ def test_the_caret_under_a_long_token_stays_as_wide_as_the_line_shown(project: P
     (problem,) = validate(project.config, project.machines, project.rules).problems
     shown, caret = problem.excerpt.splitlines()
     assert len(caret) <= len(shown) and caret.strip() and set(caret.strip()) == {"^"}, problem.excerpt
+
+
+@pytest.mark.parametrize("value", [
+    "xxx {key} " + "y" * 82 + " : z",  # the error at the end: the window (100 wide) starts 7 characters into the key
+    "a : " + "y" * 80 + " {key} tail",  # the error at the start: the window ends 3 characters into it
+])  # fmt: skip
+def test_a_key_pasted_into_a_long_line_is_not_shown_in_part_by_the_excerpt(
+    project: ProjectCopy, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """A line wider than the excerpt is shown as a window around the column; the window cut a key pasted into the
+    line, and the part inside it was printed (`...KEY0123456789`): the command line's mask, which knows the keys,
+    finds only whole ones. The cut word is masked whole, character for character (the caret still points)."""
+    key, secret = "PKPASTEDKEY012345678", "pastedsecret0123456789abcdefghijklmnopqr"
+    monkeypatch.setenv("ALPACA_KEY", key)
+    monkeypatch.setenv("ALPACA_SECRET", secret)
+    monkeypatch.chdir(project.root)
+    project.replace("config/settings.yaml", "  timezone: America/Los_Angeles", f"  timezone: {value.format(key=key)}")
+    code = main(["--validate", "--config", str(project.config), "--machines", str(project.machines),
+                 "--rules", str(project.rules)])  # fmt: skip
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert code == 2 and "YAML syntax error" in text, text
+    assert not any(key[i : i + 3] in text for i in range(len(key) - 2)), text
+    shown, caret = text.splitlines()[1:3]
+    assert len(shown) > 100 and "***" in shown and set(caret.strip()) == {"^"}, text

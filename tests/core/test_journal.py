@@ -225,3 +225,37 @@ def test_a_quoted_value_is_cut_only_after_the_secrets_are_masked() -> None:
     assert secrets.scrubbed(long) == f"it is {'y' * 37}...!"
     assert Secrets(()).scrubbed(long, 10) == "it is yyyy"  # no secrets: still cut, marks removed
     assert secrets.scrubbed(quoted("a\x1eb\x1fc", 40)) == "abc"  # marks inside a value are dropped, not read
+
+
+# --- a cut of text the keys are masked in only later (`clipped`, `window`) ---------------------------------------
+
+KEY = "PKCUTKEY0123456789AB"
+
+
+@pytest.mark.parametrize("cut_at", range(1, len(KEY)))
+def test_a_cut_through_a_key_masks_all_that_is_left_of_it(cut_at: int) -> None:
+    """A key cut in two is no longer the key, so the exact mask applied to the text afterwards (the command line's,
+    which knows the keys) finds nothing: the first or last characters of it showed. Whatever the cut, none do."""
+    from engine.core.journal import clipped, window
+
+    text = f"timezone: {KEY} and more"
+    start = len("timezone: ")
+    right = window(text, start + cut_at, len(text))  # the window starts inside the key
+    left = window(text, 0, start + cut_at)  # the window ends inside it
+    end = clipped(text, start + cut_at + 3)  # cut with "..."
+    for shown in (right, left, end):
+        assert not any(KEY[i : i + 2] in shown for i in range(len(KEY) - 1)), shown
+    assert right.endswith(" and more") and left.startswith("timezone: ") and end.startswith("timezone: ")
+    assert len(right) == len(text) - start - cut_at and len(left) == start + cut_at  # width kept: carets stay put
+
+
+def test_a_cut_masks_only_a_word_that_could_hold_a_secret() -> None:
+    """What cannot hold a key is shown as it was: a cut between words, through a word under MIN_SECRET_LENGTH
+    characters, or through a number (400 digits, a price)."""
+    from engine.core.journal import clipped, window
+
+    assert window("alpha beta gamma", 6, 10) == "beta"  # cut between words
+    assert window("short words only here", 2, 9) == "ort wor"  # words of 5 letters: no key in them
+    assert clipped("9" * 400, 10) == "9999999..."  # a number is not a key
+    assert window("x: " + "1" * 200 + " end", 50, 150) == "1" * 100
+    assert clipped("a b", 10) == "a b"  # not cut at all

@@ -345,3 +345,14 @@ def test_read_file_never_raises_for_a_non_file(tmp_path: Path) -> None:
     (tmp_path / "AAPL.csv").mkdir()
     table, problems = read_file(tmp_path / "AAPL.csv", "quotes")
     assert table is None and [p.message for p in problems] == ["is a folder, not a file"]
+
+
+def test_a_cell_or_name_cut_short_shows_no_part_of_a_key_in_it(tmp_path: Path) -> None:
+    """A problem shows 60 characters of a cell or a column name, cut before the command line masks the keys: a key
+    pasted there across the cut showed its first characters, which no exact mask finds. The cut word is masked."""
+    key = "PKDATAKEY0123456789X"
+    name = "n" * 50 + " " + key
+    put(tmp_path, "bars/AAPL.csv", BARS.replace("volume", f"volume,{name}") + ROW.replace("\n", ",1\n"))
+    found = " ".join(refused(tmp_path))
+    assert "unknown column 'nnnnn" in found and "***..." in found, found
+    assert not any(key[i : i + 3] in found for i in range(len(key) - 2)), found

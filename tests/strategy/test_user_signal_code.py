@@ -100,3 +100,18 @@ def test_halt_works_and_validate_says_where_while_signals_py_does_not_compile(tm
     assert engine("health").returncode == 1  # no tick yet: its own answer, not the broken module's
     refused = engine("run", "--ticks", "1")
     assert refused.returncode == 2 and f"engine/strategy/signals.py:{line}:" in refused.stderr
+
+
+def test_an_import_error_that_quotes_a_key_shows_no_part_of_it_where_it_is_cut(
+    project: ProjectCopy, user_module: Path
+) -> None:
+    """The message of what signals.py raised is cut to 300 characters before the command line masks the keys: a
+    key across the cut kept its first characters there. The cut word is masked whole."""
+    key = "AKSIGNALKEY012345678"
+    prefix = "failed to import: RuntimeError: "
+    user_module.write_text(f"raise RuntimeError({'m' * 275!r} + ' ' + {key!r})\n", encoding="utf-8")  # key from 290
+    with pytest.raises(ConfigError) as raised:
+        load_rules(project.rules)
+    (problem,) = raised.value.problems
+    assert problem.message.startswith(prefix) and problem.message.endswith("***..."), problem.message
+    assert not any(key[i : i + 3] in problem.message for i in range(len(key) - 2)), problem.message
