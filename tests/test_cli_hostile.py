@@ -102,6 +102,23 @@ def test_the_environment_still_wins_over_a_readable_env_file(
 # --- secrets -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("variable", ["HYDRA_SERVE_TOKEN", "ALPACA_SECRET"])
+def test_a_secret_pasted_alone_into_a_yaml_file_is_not_printed_back(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """A value pasted where a time zone belongs is quoted by the problem refusing it; the command line masked the
+    Alpaca keys there but not the status page's token, which halts and resumes the engine."""
+    secret = "Tok3nPastedIntoYaml0123"
+    monkeypatch.setenv(variable, secret)
+    config = here / "config"
+    shutil.copytree(PROJECT_ROOT / "config", config)
+    settings = config / "settings.yaml"
+    settings.write_text(settings.read_text().replace("timezone: America/Los_Angeles", f"timezone: {secret}"))
+    files = ["--config", str(config), *CONFIG[2:]]
+    code, text = main_(["--validate", *files], capsys)
+    assert code == 2 and "is not a known time zone" in text and secret not in text, text
+
+
 def test_a_crypto_fetch_with_an_unusable_data_url_is_refused_before_any_request(
     here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

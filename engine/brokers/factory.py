@@ -51,8 +51,15 @@ LIVE_KEY_PREFIX, PAPER_KEY_PREFIX = "AK", "PK"
 _KEY_CHARACTERS = SECRET_CHARACTERS
 
 
+# Every variable that holds a secret, masked wherever the engine shows or writes text (`runner.maskable_keys`):
+# the broker's keys, and the status page's token (`status_page.TOKEN_ENV`, read from the environment by `serve`),
+# which lets whoever holds it halt and resume the engine.
+SECRET_VARIABLES = ("ALPACA_KEY", "ALPACA_SECRET", "HYDRA_SERVE_TOKEN")
+
+
 def read_environment(env_file: Path | None = None) -> dict[str, str]:
-    """The process environment over the values in `.env` (which never overrides what is already set).
+    """The process environment's `ALPACA_*` and secret variables over the values in `.env` (which never overrides
+    what is already set).
 
     `.env` is read close to how systemd's `EnvironmentFile` reads it (`#` and `;` comments, no `${VAR}` expansion), so the engine
     and the service see the same values. A line that cannot be read, or an `ALPACA_*` variable given twice with
@@ -62,7 +69,7 @@ def read_environment(env_file: Path | None = None) -> dict[str, str]:
     values: dict[str, str] = {}
     if env_file is not None:
         values.update(_env_file_values(env_file))
-    values.update({k: v for k, v in os.environ.items() if k.startswith("ALPACA_")})
+    values.update({k: v for k, v in os.environ.items() if k.startswith("ALPACA_") or k in SECRET_VARIABLES})
     return values
 
 

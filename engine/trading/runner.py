@@ -181,9 +181,9 @@ def open_session(
         if name == "sim":
             _check_broker(broker, report)
         # The keys in use are masked in the log: Alpaca's, which the factory checked; a simulated run's environment
-        # may hold keys it never uses, masked too when they could be real ones
-        keys = (env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", ""))
-        journal = Journal(log_path, clock, secrets=keys if name == "alpaca" else maskable_keys(env))
+        # may hold keys it never uses, masked too when they could be real ones, and so is the status page's token
+        keys = (env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")) if name == "alpaca" else ()
+        journal = Journal(log_path, clock, secrets=tuple(dict.fromkeys((*keys, *maskable_keys(env)))))
         try:
             engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
         except StartupError as exc:
@@ -212,11 +212,14 @@ def open_session(
 
 
 def maskable_keys(env: Mapping[str, str]) -> tuple[str, ...]:
-    """The Alpaca keys of `env` that could be real ones (a value shorter than MIN_SECRET_LENGTH is not a key, and
-    masking it would mangle ordinary words): what every writer of the log and the state file masks, the engine on
-    the simulated exchange and the operator's `halt`, `resume` and the status page's buttons alike."""
-    keys = (env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", ""))
-    return tuple(k for k in keys if len(k) >= MIN_SECRET_LENGTH)
+    """The secrets of `env` that could be real ones (`factory.SECRET_VARIABLES`: the Alpaca keys and the status
+    page's token; a value shorter than MIN_SECRET_LENGTH is not a key, and masking it would mangle ordinary words):
+    what every writer of the log and the state file masks, the engine and the operator's `halt`, `resume` and the
+    status page's buttons alike, and every error the command line prints."""
+    from engine.brokers.factory import SECRET_VARIABLES
+
+    keys = (env.get(name, "").strip() for name in SECRET_VARIABLES)
+    return tuple(dict.fromkeys(k for k in keys if len(k) >= MIN_SECRET_LENGTH))
 
 
 def placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".env.example") -> list[str]:
