@@ -57,6 +57,12 @@ _KEY_CHARACTERS = SECRET_CHARACTERS
 SECRET_VARIABLES = ("ALPACA_KEY", "ALPACA_SECRET", "HYDRA_SERVE_TOKEN")
 
 
+# A `#` after a space on a variable's line: python-dotenv reads it as a comment (`ALPACA_PAPER=false # live` is
+# `false`), systemd's EnvironmentFile and Docker's --env-file as part of the value (`false # live`, not false), so
+# the same file would be read two ways. No value an ALPACA_* variable can hold has one.
+_COMMENT_AFTER_VALUE = re.compile(r"\s#")
+
+
 def read_environment(env_file: Path | None = None) -> dict[str, str]:
     """The process environment's `ALPACA_*` and secret variables over the values in `.env` (which never overrides
     what is already set).
@@ -98,6 +104,11 @@ def _env_file_values(path: Path) -> dict[str, str]:
         if binding.key is None or binding.value is None:
             continue
         key = binding.key
+        if key.startswith("ALPACA_") and _COMMENT_AFTER_VALUE.search(binding.original.string.partition("=")[2]):
+            raise EnvFileError(
+                f"{path}:{line}: {key} has a comment after its value, which python-dotenv drops but systemd's "
+                "EnvironmentFile (the service) reads as part of the value: put the comment on a line of its own"
+            )
         if key in values and key.startswith("ALPACA_") and values[key] != binding.value:
             raise EnvFileError(f"{path}:{line}: {key} is set again with another value (first on line {lines[key]}): keep one")
         values[key] = binding.value

@@ -266,3 +266,25 @@ def test_a_key_id_of_the_right_account_or_of_no_known_prefix_passes() -> None:
     assert alpaca_environment({**other, "ALPACA_PAPER": "false"}, live_flag=True).paper is False
     assert alpaca_environment({**other, "ALPACA_KEY": "akLOWERCASE0123"}, live_flag=False).paper is True
     assert alpaca_environment(LIVE_KEYS, live_flag=False, orders=False, account=False).key == LIVE_KEYS["ALPACA_KEY"]
+
+
+@pytest.mark.parametrize("line", ["ALPACA_PAPER=false # live", "ALPACA_PAPER='false'  # live", "ALPACA_PAPER=false\t#x",
+                                  "export ALPACA_PAPER=\"false\" # live"])  # fmt: skip
+def test_a_comment_after_an_alpaca_value_refuses_the_file(tmp_path, monkeypatch, line: str) -> None:
+    """python-dotenv drops ` # live` and read `false`; systemd's EnvironmentFile (the service reads the same .env)
+    keeps it in the value, `false # live`, which is not false: one file, two readings of the live switch."""
+    from engine.brokers.factory import EnvFileError
+
+    path = _env_file(tmp_path, monkeypatch, f"ALPACA_KEY={KEYS['ALPACA_KEY']}\n{line}\n".encode())
+    with pytest.raises(EnvFileError) as caught:
+        read_environment(path)
+    said = str(caught.value)
+    assert said.startswith(f"{path}:2: ALPACA_PAPER has a comment after its value") and "false" not in said, said
+
+
+def test_a_hash_inside_a_value_or_a_comment_line_is_read_as_before(tmp_path, monkeypatch) -> None:
+    """Only a `#` after a space is a comment to python-dotenv; one inside a key, a comment on its own line, and a
+    comment after another application's variable are read as they were."""
+    content = b"# paper keys\nALPACA_KEY=PKTEST#KEY0123456789\nOTHER=1 # theirs\nALPACA_PAPER=true\n"
+    env = read_environment(_env_file(tmp_path, monkeypatch, content))
+    assert (env["ALPACA_KEY"], env["OTHER"], env["ALPACA_PAPER"]) == ("PKTEST#KEY0123456789", "1", "true")
