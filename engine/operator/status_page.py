@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine.core import jsontext
-from engine.core.journal import MIN_SECRET_LENGTH
+from engine.core.journal import MIN_SECRET_LENGTH, Secrets
 from engine.core.money import cents
 from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.core.terminal_text import one_line
@@ -296,6 +296,18 @@ class StatusApp:
             self._identity, self._gone = (after.st_dev, after.st_ino), False
         return self._store
 
+    def masked(self, value: Any) -> Any:
+        """`value` (a JSON answer, a line for stderr) with the keys and the token masked, as the journal masks them:
+        what the page shows comes from the state file and the config, which an older engine, another tool or the
+        user's own text (a state's description) may have filled with a key, and loopback readers need no token. A
+        text holding a secret no mask can stand in for is replaced whole."""
+        try:
+            secrets = Secrets(self.secrets)
+        except ValueError:
+            text = json.dumps(value, default=str)
+            return "(not shown: it holds a secret)" if any(s in text for s in self.secrets) else value
+        return secrets.masked_value(value) if secrets else value
+
     def status(self) -> dict[str, Any]:
         with self.lock:
             record = status_record(self.store(), self.report, datetime.now(timezone.utc), self.local)
@@ -384,7 +396,8 @@ class StatusServer(ThreadingHTTPServer):
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionError, TimeoutError)):
             return
-        sys.stderr.write(f"{client_address[0]}: request failed: {type(error).__name__}: {one_line(str(error))}\n")
+        said = self.app.masked(f"{type(error).__name__}: {one_line(str(error))}")
+        sys.stderr.write(f"{client_address[0]}: request failed: {said}\n")
 
     deadline_seconds = DEADLINE_SECONDS
     max_connections = MAX_CONNECTIONS
@@ -461,7 +474,7 @@ class StatusHandler(BaseHTTPRequestHandler):
         token masked wherever else a client put it (a path)."""
         line = re.sub(r"\?[^\s]*", "?...", line)
         token = self.server.app.token
-        return line.replace(token, "***") if token else line
+        return str(self.server.app.masked(line.replace(token, "***") if token else line))
 
     # -- plumbing --
 
@@ -481,7 +494,9 @@ class StatusHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, payload: Any) -> None:
-        self._send(status, json.dumps(payload, default=str).encode(), "application/json; charset=utf-8")
+        """Every answer, the status and every error alike, leaves with the secrets masked (`StatusApp.masked`)."""
+        payload = self.server.app.masked(json.loads(json.dumps(payload, default=str)))
+        self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8")
 
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"ok": False, "error": message})

@@ -5,6 +5,7 @@ without any token)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -102,3 +103,32 @@ def test_every_secret_variable_is_masked_and_the_pages_token_is_one() -> None:
     env = {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, TOKEN_ENV: f" {TOKEN} "}
     assert maskable_keys(env) == (KEY, SECRET, TOKEN)  # as `serve` reads it: spaces around it are not the token
     assert maskable_keys({TOKEN_ENV: "short", "ALPACA_KEY": KEY, "ALPACA_SECRET": KEY}) == (KEY,)
+
+
+def test_the_page_masks_a_key_it_finds_in_the_state_file_or_the_machines(
+    project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers mask what they record, but the page read the state file as it found it: a halt's reason recorded
+    by an older engine or another tool, or a key pasted into a machine's description, went to every
+    loopback reader (no token needed there) as written. Every JSON answer now leaves with the secrets masked."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("ALPACA_KEY", "ALPACA_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    machine = project.machines / "system.yaml"
+    machine.write_text(machine.read_text().replace("description: ", f"description: {KEY} ", 1))
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    assert main(["run", "--ticks", "1", "--quiet", "--state-db", str(db), "--log", str(log), *files]) == 0
+    assert main(["halt", "--reason", "placeholder", "--state-db", str(db), "--log", str(log), *files]) == 0
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE halts SET reason = ?", (f"recorded raw: {SECRET}",))  # as a writer that did not mask
+    conn.close()
+    with serving(project, db, log, TOKEN) as server:
+        server.app.secrets = (KEY, SECRET, TOKEN)
+        status, record, _ = call(server, "/api/status")
+    text = json.dumps(record)
+    assert status == 200 and KEY not in text and SECRET not in text, text
+    assert record["halts"][0]["reason"] == "recorded raw: ***"
+    system = next(m for m in record["machines"] if m["kind"] == "system")
+    assert "%% system: *** The whole engine" in system["diagram"]["mermaid"]  # the machine's description
