@@ -1363,6 +1363,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         model = FillModel(timing=args.fill_timing, slippage_bps=args.slippage_bps)
     except ValueError as exc:
         raise InvalidInput(f"fill model: {exc}") from None
+    secrets = _keys_to_mask(args)  # masked in the backtest's log and state file, as a run's journal masks them
     bar = _bar() if sys.stdout.isatty() else None
     task = None
     if bar is not None:
@@ -1382,7 +1383,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         try:
             with sigterm_raises():  # a service's stop: the ticks run so far committed, the log closed, one line
                 result = run_backtest(report, args.data, start=start, end=end, cash=cash, out_dir=out,
-                                      fill_model=model, progress=progress)  # fmt: skip
+                                      fill_model=model, progress=progress, secrets=secrets)  # fmt: skip
         except BaseException:
             _unmake(made)  # refused or stopped before it wrote anything: no empty folder left behind
             raise

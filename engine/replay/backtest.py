@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -573,6 +573,7 @@ def run_backtest(
     fill_model: FillModel | None = None,
     progress: Callable[[BacktestProgress], None] | None = None,
     html: bool = True,
+    secrets: Sequence[str] = (),
 ) -> BacktestResult:
     """Run the engine configured by `report` (a validated config, rules and machines) over the data in `data_dir`,
     from `start` to `end` (dates are days in system.timezone, both included; default: the whole data, from the
@@ -581,7 +582,9 @@ def run_backtest(
 
     Raises DataError for bad data (every problem of every file), MissingData when an enabled bot's symbol has no
     data, BacktestError when the window holds no data or `out_dir` holds a run (DataBusy when `data_dir` is being
-    recorded or fetched now), ValueError for bad arguments.
+    recorded or fetched now), ValueError for bad arguments. `secrets` (the keys and token of the environment,
+    `runner.maskable_keys`) are masked in the run's log and state file, as a real run's journal masks them: the
+    user's signals run here too, and what one raises is recorded.
     """
     from zoneinfo import ZoneInfo
 
@@ -663,7 +666,7 @@ def run_backtest(
     broker = SnapshotBroker(ReplayAPI(exchange), clock, config.settings.broker)
     store = StateStore(out / STATE_FILE, synced=False)  # written again by running again: nothing is sent on it
     store.hold_commits(COMMIT_EVERY)
-    journal = Journal(out / LOG_FILE, clock)
+    journal = Journal(out / LOG_FILE, clock, secrets)
     recorded = Recorded()
     journal.subscribe(recorded.journal_event)
     started = time.perf_counter()
