@@ -40,11 +40,10 @@ class EnvFileError(Exception):
 # default host; an override wins), and a live run pointed at the paper host is not what was asked for either.
 LIVE_API_HOST = "api.alpaca.markets"
 PAPER_API_HOST = "paper-api.alpaca.markets"
-# How Alpaca's key ids begin: `AK` for a live account's, `PK` for a paper account's (a convention Alpaca's
-# dashboards follow, not a documented contract: only these two prefixes are judged, any other key id is left to
-# the broker, so the emulator's and a test's keys still work). A key id of the other account would be refused by
-# the broker at the first request, or, with a base URL override, sent to whatever host that names.
-LIVE_KEY_PREFIX, PAPER_KEY_PREFIX = "AK", "PK"
+# How a live account's key ids begin (`PK` a paper account's): a convention Alpaca's dashboards follow, not a
+# documented contract. Only this prefix is judged, on a paper run (`key_of_the_other_account`); any other key id is
+# left to the broker, so the emulator's and a test's keys still work.
+LIVE_KEY_PREFIX = "AK"
 # Printable ASCII without spaces, quotes or backslashes (`SECRET_CHARACTERS`): what an HTTP header carries as given
 # (a quote left by Docker's --env-file, a newline from a pasted key, would be sent, or land in an error that quotes
 # the header), and what the masking of a cut word takes a secret to be made of.
@@ -259,20 +258,17 @@ def alpaca_environment(
 
 
 def key_of_the_other_account(key: str, *, live: bool, orders: bool = True) -> str | None:
-    """The sentence refusing a key id whose prefix names the other account than the one this command uses, else
-    None; it names the variable and the prefix checked, never the key. Only the prefix is judged (see
-    LIVE_KEY_PREFIX): a key id that starts with neither is the broker's to accept or refuse."""
+    """The sentence refusing a live account's key id (see LIVE_KEY_PREFIX) where the paper account is used, else
+    None; it names the variable and the prefix checked, never the key. A paper run with a live key id was sent to
+    the broker (refused at the first request, or, with a base URL override, the live key sent to whatever host that
+    names). The reverse, a live run with a paper key id, is left to the broker, which refuses it at the first
+    request (a halt, KEYS_REFUSED): nothing of the live account is exposed by it, and a key id that merely looks
+    like a paper one does not stop a live run the user asked for twice."""
     if not live and key.startswith(LIVE_KEY_PREFIX):
         how = "ALPACA_PAPER=false and --live" if orders else "ALPACA_PAPER=false"
         return (
             f"ALPACA_KEY starts with {LIVE_KEY_PREFIX}, as a live account's key id does, but this run uses the paper "
             f"account (the live one needs {how}): put the paper account's keys in ALPACA_KEY and ALPACA_SECRET"
-        )
-    if live and key.startswith(PAPER_KEY_PREFIX):
-        how = "ALPACA_PAPER=false and --live" if orders else "ALPACA_PAPER=false"
-        return (
-            f"ALPACA_KEY starts with {PAPER_KEY_PREFIX}, as a paper account's key id does, but this run uses the live "
-            f"account ({how}): put the live account's keys in ALPACA_KEY and ALPACA_SECRET, or trade paper"
         )
     return None
 

@@ -240,15 +240,13 @@ def test_an_emulator_url_spelled_with_escapes_is_refused_though_the_client_would
     ({**LIVE_KEYS, "ALPACA_PAPER": "false"}, False, True, "the live one needs ALPACA_PAPER=false and --live"),  # one switch
     ({**LIVE_KEYS, "ALPACA_API_BASE_URL": "http://127.0.0.1:9"}, False, True, "starts with AK"),  # an override: still paper
     ({**LIVE_KEYS}, False, False, "the live one needs ALPACA_PAPER=false)"),  # `snapshot` reads the paper account
-    ({**KEYS, "ALPACA_PAPER": "false"}, True, True, "ALPACA_KEY starts with PK, as a paper account's key id does, but this run uses the live account"),
-    ({**KEYS, "ALPACA_PAPER": "false"}, False, False, "starts with PK"),  # `snapshot` reads the live account
 ])  # fmt: skip
 def test_a_key_id_of_the_other_account_is_refused_up_front(
     env: dict[str, str], live_flag: bool, orders: bool, phrase: str
 ) -> None:
     """A paper run with a live key id was sent to the broker (refused there at the first request, or, with a base
-    URL override, sent to whatever host that names), and a live run with a paper key id the same: refused before
-    anything, saying the prefix it judged and never the key."""
+    URL override, the live key sent to whatever host that names): refused before anything, saying the prefix it
+    judged and never the key."""
     with pytest.raises(BrokerError) as caught:
         alpaca_environment(env, live_flag, orders=orders)
     said = str(caught.value)
@@ -261,6 +259,8 @@ def test_a_key_id_of_the_right_account_or_of_no_known_prefix_passes() -> None:
     the broker's to accept; market data (`data fetch`) is read with either account's keys."""
     assert alpaca_environment({**LIVE_KEYS, "ALPACA_PAPER": "false"}, live_flag=True).paper is False
     assert alpaca_environment(KEYS, live_flag=False).paper is True
+    # a live run given a paper key id (PK) is the broker's to refuse: the user asked for live twice
+    assert alpaca_environment({**KEYS, "ALPACA_PAPER": "false"}, live_flag=True).paper is False
     other = {"ALPACA_KEY": "EMULATORKEY0123", "ALPACA_SECRET": "secret0123456789"}
     assert alpaca_environment(other, live_flag=False).paper is True
     assert alpaca_environment({**other, "ALPACA_PAPER": "false"}, live_flag=True).paper is False
