@@ -160,7 +160,8 @@ def test_a_huge_cell_is_shown_cut(tmp_path: Path) -> None:
     )
     problems = problems_of(path)
     assert max(len(p) for p in problems) < 300
-    assert f"{path}:2:0: row 1: open: '{'x' * 57}...' is not a number" in problems
+    # the cut goes through a long word, which could hold a key: masked whole (engine.core.journal.clipped)
+    assert f"{path}:2:0: row 1: open: '{'*' * 57}...' is not a number" in problems
     path = put(tmp_path, "AAPL.csv", "timestamp,open,high,low,close,volume," + "z" * 100_000 + "\n" + row(0))
     problems = problems_of(path)
     assert max(len(p) for p in problems) < 300
