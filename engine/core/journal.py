@@ -110,8 +110,15 @@ def _masked_cut_words(text: str, start: int, end: int) -> str:
     return "".join(shown)
 
 
+# What a cut word is made of, for `_masked_cut_words`: the characters of keys and tokens as they are issued (letters,
+# digits, `-_+/=.~`), narrower than SECRET_CHARACTERS. With all of those, a CSV header or a YAML flow list cut in
+# its last field was one "word" from its first character, and the whole excerpt was masked: an error that showed
+# nothing of what it was about.
+_WORD_CHARACTER = re.compile(r"[A-Za-z0-9_\-+/=.~]")
+
+
 def _secret_character(char: str) -> bool:
-    return SECRET_CHARACTERS.fullmatch(char) is not None
+    return _WORD_CHARACTER.fullmatch(char) is not None
 
 
 def clipped(text: str, limit: int) -> str:
