@@ -45,7 +45,7 @@ from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, bu
 from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import BOT_FACTS, SETTINGS_FACTS, SYSTEM_FACTS, settings_values
-from engine.trading import events, reconcile
+from engine.trading import events, kept, reconcile
 from engine.trading.basis import DailyBasis
 from engine.trading.bots import Bot, make_bot
 from engine.trading.exitbot import ExitBot, KillVerdict, unexplained
@@ -169,12 +169,17 @@ class Engine:
         self._keep = max((b.history for b in self.bots), default=0) + 2  # each signal's history (`Bot.history`)
         self._halt_writes_seen = 0
         self._unexplained_at_start: list[str] = []  # what start-up reconciliation last halted for
-        self._unconfirmed: list[str] = []  # the subjects it last found on symbols with orders of ours working (`_reconcile`)
+        # The subjects it last found on symbols with orders of ours working, waiting for one more read (`_reconcile`):
+        # kept in the state file (`_restore_kept`), or a restart every tick waited again every time and never halted.
+        self._unconfirmed: list[str] = []
+        self._unconfirmed_changed = False
         self._view: TickView | None = None  # the last tick's, whose records are reused when nothing was written
         self._moves: list[tuple[str, str, str, datetime]] = []  # machine states changed this tick, not yet saved
-        # (bot, symbol) -> (owned, sent) of the last exit sized below what the bots own (handlers._exit_qty)
+        # (bot, symbol) -> (owned, sent) of the last exit sized below what the bots own (handlers._exit_qty): only
+        # what was said in the log, so a restart says it once more
         self.exits_limited: dict[tuple[str, str], tuple[float, float]] = {}
-        # The broker's positions as last read: exits are sized against them while a read fails (handlers._sellable)
+        # The broker's positions as last read: exits are sized against them while a read fails (handlers._sellable).
+        # Lost at a restart, safely: with none read yet an exit waits for a read (it is never sized blind).
         self.last_positions: tuple[Position, ...] | None = None
         self.last_positions_at: datetime | None = None
         self._split_preflight()
@@ -183,6 +188,7 @@ class Engine:
         if self.flush_each_tick:  # a backtest's log is read when it ends: it is written in batches
             self.store.after_commit = self._log_committed
         self._restore_states()
+        self._restore_kept()
 
     @property
     def system(self) -> MachineModel:
@@ -225,6 +231,32 @@ class Engine:
             self.runtimes[kind].add(model, state)  # restored without running any action
             if state is None:
                 self.store.save_machine_state(kind, model.bot_id, model.state, self.clock.now())
+
+    def _restore_kept(self) -> None:
+        """The counts and timers a fail-closed rule reads that an earlier run kept in the state file (kept.py): the
+        broker failures' window, the exits the broker refused lately, start-up reconciliation's wait. What else this
+        engine keeps only in memory is safe to lose, each where it is kept says why: the order rate is counted from
+        the state file's orders (`view.read_view`); the prices' history, the crypto pairs' rules, the positions last
+        read and `reconciled` start empty, which only holds entries and exits back until they are read again."""
+        now = self.clock.now()
+        self.exitbot.restore_failures(now)
+        self.orders.restore_refused_exits(now)
+        waiting = kept.unconfirmed(self.store, now, self.trading_date(now))
+        if waiting is None:  # unreadable: nothing waits, a difference found at start halts at once
+            self._unconfirmed, self._unconfirmed_changed = [], True
+        else:
+            self._unconfirmed = waiting
+
+    def _kept_changed(self) -> bool:
+        return self.exitbot.failures_changed or self._unconfirmed_changed
+
+    def _save_kept(self, now: datetime, *, again: bool = False) -> None:
+        """What `_restore_kept` reads, written inside the caller's transaction when it changed (`again`: the
+        transaction that held the last write was rolled back)."""
+        self.exitbot.save_failures(now, again=again)
+        if self._unconfirmed_changed or again:
+            kept.save_unconfirmed(self.store, now, self.trading_date(now), self._unconfirmed)
+            self._unconfirmed_changed = False
 
     def _log_committed(self) -> None:
         """A commit's events (fills, halts, transitions, intents) go to the log as it commits: a tick commits in
@@ -286,6 +318,7 @@ class Engine:
                     if source is not None:
                         self._record_transition("system", "system", source, "halted", "anomaly", (), now)
                     self._save_moves()
+                    self._save_kept(now, again=True)  # the tick's transaction may have held their last write
             except Exception as saving:  # the halt and its transition are in the log already: say they are not saved
                 not_saved = f"{type(saving).__name__}: {saving}"
                 self.journal.log("halt_not_saved", reason=f"exception in tick: {error}", error=not_saved)
@@ -391,6 +424,7 @@ class Engine:
             for symbol, holders in shared.items():
                 flatten_shared(tick, symbol, holders)
             self._save_moves()
+            self._save_kept(now)
             if self.on_persist is not None:
                 self.on_persist()
         failpoints.reach("tick_committed")  # the tick's states, intents and cancels asked for committed; none sent
@@ -401,6 +435,9 @@ class Engine:
         if sent and self.on_persist is not None:  # the simulated exchange now holds the orders just sent
             with self.store.transaction():
                 self.on_persist()
+        if self._kept_changed():  # a send, a cancel or a lookup after the tick's commit failed
+            with self.store.transaction():
+                self._save_kept(now)
         return snapshot.broker_requests + self._broker_calls() - calls_before, now
 
     def _entry_refusal(self, snapshot: Snapshot) -> Callable[[OrderRow], str | None]:
@@ -694,8 +731,10 @@ class Engine:
             # its fill read, says whether the difference stays: the same differences again halt, whatever their
             # quantities now (compared as text, a position that moved every tick kept the engine unreconciled,
             # unarmed and without a halt for as long as it moved).
+            self._unconfirmed_changed = self._unconfirmed_changed or subjects != self._unconfirmed
             self._unconfirmed = subjects
             return
+        self._unconfirmed_changed = self._unconfirmed_changed or bool(self._unconfirmed)
         self._unconfirmed = []
         if problems:
             if problems == self._unexplained_at_start and self.system.state == "halted":

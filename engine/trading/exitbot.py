@@ -29,7 +29,7 @@ from engine.machines.actions import Intent
 from engine.machines.runtime import MachineModel, MachineRuntime, StepResult
 from engine.rules.book import CompiledRules
 from engine.rules.errors import MissingFact
-from engine.trading import events, reconcile
+from engine.trading import events, kept, reconcile
 from engine.trading.view import TickView
 
 REJECTIONS_BEFORE_ANOMALY = 3
@@ -136,8 +136,16 @@ class ExitBot:
     runtime: MachineRuntime
     rules: CompiledRules
     model: MachineModel = field(default_factory=lambda: MachineModel("system"))
+    # The broker failures of the last window, oldest first: kept in the state file too (`restore_failures`,
+    # `save_failures`), or a crash loop started the count again at every start and never tripped api_failure_halt.
     _failures: deque[datetime] = field(default_factory=deque)
-    _mismatch: dict[str, int] = field(default_factory=dict)  # ticks in a row each subject differed (`anomalies`)
+    _failures_changed: bool = False  # a failure recorded since the window was last saved
+    _failures_unknown_until: datetime | None = None  # the saved window could not be read: the count is missing till then
+    # Ticks in a row each subject differed (`anomalies`). Kept only here, and safely so: a new process is not
+    # reconciled, and its start-up reconciliation compares afresh and halts on the first unexplained difference, with
+    # no MISMATCH_TICKS wait; the one wait it allows (an order of ours working on the symbol) is kept in the state file
+    # (`Engine._reconcile`, kept.UNCONFIRMED_KEY).
+    _mismatch: dict[str, int] = field(default_factory=dict)
     _differences: list[str] = field(default_factory=list)  # the differences as last read
     _latest: datetime | None = None  # the latest tick's time: this process's, or the latest the state file holds
     _latest_read: bool = False
@@ -153,6 +161,7 @@ class ExitBot:
 
     def record_failure(self, error: BrokerError, now: datetime) -> None:
         self._failures.append(now)
+        self._failures_changed = True
         self.journal.log(
             "broker_error",
             operation=error.operation,
@@ -163,11 +172,49 @@ class ExitBot:
             message=error.message,
         )
 
-    def failures_in_window(self, now: datetime) -> int:
+    def failures_in_window(self, now: datetime) -> int | None:
+        """The failures of the last window; None (a missing fact: api_failure_halt trips, api_failures_ok fails)
+        while what an earlier run saved could not be read and may still be in the window."""
         window = timedelta(seconds=self.config.settings.health.api_failure_window_seconds)
         while self._failures and now - self._failures[0] > window:
             self._failures.popleft()
+        if self._failures_unknown_until is not None:
+            if now < self._failures_unknown_until:
+                return None
+            self._failures_unknown_until = None
         return len(self._failures)
+
+    @property
+    def failures_changed(self) -> bool:
+        """A failure was recorded since the window was last saved (`save_failures`)."""
+        return self._failures_changed
+
+    def restore_failures(self, now: datetime) -> None:
+        """At start: the failures an earlier run saved, each at its time or, if later, at `now` (the clock went
+        back: counted, for one window from now, not for as long as the clock takes to catch up). A record that
+        cannot be read leaves the count missing for one window from now (`failures_in_window`), after which whatever
+        it held is out of the window anyway."""
+        try:
+            saved = kept.failure_times(self.store)
+        except ValueError:
+            window = timedelta(seconds=self.config.settings.health.api_failure_window_seconds)
+            self._failures_unknown_until = now + window
+            self._failures_changed = True  # written over with a readable window at the first save
+            return
+        self._failures.extendleft(reversed([kept.as_of(at, now) for at in saved]))
+
+    def save_failures(self, now: datetime, *, again: bool = False) -> None:
+        """Write the window (inside the caller's transaction) if a failure was recorded since the last write, or
+        `again` (the transaction that held the last write was rolled back). Only the failures still in the window,
+        and of those the latest `max_api_failures_in_window`: what api_failure_halt reads is the same (the latest
+        ones stay in the window the longest), and a broker failing thousands of calls writes a short record."""
+        if not (self._failures_changed or again):
+            return
+        health = self.config.settings.health
+        self.failures_in_window(now)  # drops what left the window
+        latest = list(self._failures)[-health.max_api_failures_in_window :]
+        kept.save_failure_times(self.store, latest)
+        self._failures_changed = False
 
     # --- kill conditions -----------------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ class SystemInputs:
     feed: FeedHealth  # `feed_health(...)`, once a tick
     reconciled: bool
     system_state: str
-    api_failures: int
+    api_failures: int | None  # None: unknown (the saved window could not be read), a missing fact
     anomalies: int
     portfolio_enabled: bool
     kill_triggered: bool

@@ -118,12 +118,30 @@ class OrderManager:
     _missing_since: dict[str, datetime] = field(default_factory=dict)  # see sync
     _not_found: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # cid -> (first 404, 404s): `_proved_absent`
     _replacements_missing: dict[str, datetime] = field(default_factory=dict)  # see _replacement_unfound
-    exits_refused: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (bot, symbol) -> last refusal
+    # (bot, symbol) -> the last refusal of its exit, which the next exit waits on (handlers._exit_qty): read back from
+    # the refused exits' rows at start (`restore_refused_exits`), or a restart sent a refused exit again at once
+    exits_refused: dict[tuple[str, str], datetime] = field(default_factory=dict)
     _mine: set[str] = field(default_factory=set)  # intents this process recorded (the others: a run that ended)
     _maybe_unsent: bool = True  # rows may have ended `not_sent` after a request (read once at start, then kept)
     _cancels_due: list[OrderRow] = field(default_factory=list)  # `cancel_after_commit`: asked for inside the tick
     # entries whose cancel a committed tick asked for and that no request has reached yet (`send_cancels`)
     _cancels_wanted: dict[str, None] = field(default_factory=dict)
+
+    def restore_refused_exits(self, now: datetime) -> None:
+        """At start: `exits_refused` from the state file, where each refusal is already kept: an exit's row ended
+        `rejected`, its `updated_at` the refusal's time (taken as `now` if later: the clock went back, and the wait
+        is one from now, not one until the clock catches up). The last two trading dates are read (a refusal is
+        written as it happens; the wait is a minute). A row the broker rejected after taking it counts too: waiting
+        a minute before that exit's next try is the side that sends less."""
+        today = now.astimezone(self.zone).date()
+        for day in (today - timedelta(days=1), today):
+            for row in self.store.orders(statuses=("rejected",), day=day):
+                if row.purpose != "exit":
+                    continue
+                at = min(row.updated_at, now)
+                before = self.exits_refused.get((row.bot_id, row.symbol))
+                if before is None or at > before:
+                    self.exits_refused[row.bot_id, row.symbol] = at
 
     # --- intents -------------------------------------------------------------------------------------------
 
