@@ -234,13 +234,15 @@ class Engine:
 
     def _restore_kept(self) -> None:
         """The counts and timers a fail-closed rule reads that an earlier run kept in the state file (kept.py): the
-        broker failures' window, the exits the broker refused lately, start-up reconciliation's wait. What else this
+        broker failures' window, the exits the broker refused lately, start-up reconciliation's wait, the order path's
+        patience with orders the broker took and no longer shows (OrderManager.restore_watch). What else this
         engine keeps only in memory is safe to lose, each where it is kept says why: the order rate is counted from
         the state file's orders (`view.read_view`); the prices' history, the crypto pairs' rules, the positions last
         read and `reconciled` start empty, which only holds entries and exits back until they are read again."""
         now = self.clock.now()
         self.exitbot.restore_failures(now)
         self.orders.restore_refused_exits(now)
+        self.orders.restore_watch(now, self.trading_date(now))
         waiting = kept.unconfirmed(self.store, now, self.trading_date(now))
         if waiting is None:  # unreadable: nothing waits, a difference found at start halts at once
             self._unconfirmed, self._unconfirmed_changed = [], True
@@ -248,12 +250,13 @@ class Engine:
             self._unconfirmed = waiting
 
     def _kept_changed(self) -> bool:
-        return self.exitbot.failures_changed or self._unconfirmed_changed
+        return self.exitbot.failures_changed or self._unconfirmed_changed or self.orders.watch_changed
 
     def _save_kept(self, now: datetime, *, again: bool = False) -> None:
         """What `_restore_kept` reads, written inside the caller's transaction when it changed (`again`: the
         transaction that held the last write was rolled back)."""
         self.exitbot.save_failures(now, again=again)
+        self.orders.save_watch(now, self.trading_date(now), again=again)
         if self._unconfirmed_changed or again:
             kept.save_unconfirmed(self.store, now, self.trading_date(now), self._unconfirmed)
             self._unconfirmed_changed = False

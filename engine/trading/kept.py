@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from engine.core import jsontext
@@ -23,6 +24,7 @@ from engine.core.store import StateStore, aware_time
 
 FAILURES_KEY = "api_failures"  # {"at": [UTC times]}: the broker failures of the last window (ExitBot)
 UNCONFIRMED_KEY = "reconcile_unconfirmed"  # {"at": UTC time, "day": trading date, "subjects": [...]} (Engine._reconcile)
+ORDER_WATCH_KEY = "order_watch"  # {"at", "day", "missing": {cid: time}, "replacements": {cid: time}, "refused": [cid]}
 
 
 def _utc(at: datetime) -> str:
@@ -86,3 +88,58 @@ def unconfirmed(store: StateStore, now: datetime, day: date) -> list[str] | None
 
 def save_unconfirmed(store: StateStore, now: datetime, day: date, subjects: Iterable[str]) -> None:
     store.set_meta(UNCONFIRMED_KEY, json.dumps({"at": _utc(now), "day": day.isoformat(), "subjects": list(subjects)}))
+
+
+# --- the order path's patience (OrderManager) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderWatch:
+    """Since when orders the broker took have been neither listed nor found (`missing`), and their replacements
+    not found (`replacements`), by client_order_id; the orders whose cancel the broker refused once (`refused`).
+    Each, past its patience (or refused twice), is an answer the engine cannot read, which halts."""
+
+    missing: dict[str, datetime]
+    replacements: dict[str, datetime]
+    refused: frozenset[str]
+
+
+def order_watch(store: StateStore, now: datetime, day: date) -> OrderWatch | None:
+    """What an earlier run watched, saved today (`day`) and not after `now`, each time at most `now`; an empty watch
+    when none was saved, or another day's or a later time's (that run's reads are not this one's: patience starts
+    again). None when the record cannot be read."""
+    try:
+        record = _record(store, ORDER_WATCH_KEY)
+        if record is None:
+            return OrderWatch({}, {}, frozenset())
+        at, saved_day = aware_time(str(record["at"])), date.fromisoformat(str(record["day"]))
+        missing, replacements = _since(record["missing"]), _since(record["replacements"])
+        refused = record["refused"]
+    except (ValueError, KeyError):
+        return None
+    if not isinstance(refused, list) or not all(isinstance(cid, str) for cid in refused):
+        return None
+    if saved_day != day or at > now:
+        return OrderWatch({}, {}, frozenset())
+    return OrderWatch(
+        {cid: as_of(t, now) for cid, t in missing.items()},
+        {cid: as_of(t, now) for cid, t in replacements.items()},
+        frozenset(refused),
+    )
+
+
+def _since(values: object) -> dict[str, datetime]:
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise ValueError("not a mapping of times")
+    return {str(cid): aware_time(t) for cid, t in values.items()}
+
+
+def save_order_watch(store: StateStore, now: datetime, day: date, watch: OrderWatch) -> None:
+    record = {
+        "at": _utc(now),
+        "day": day.isoformat(),
+        "missing": {cid: _utc(t) for cid, t in watch.missing.items()},
+        "replacements": {cid: _utc(t) for cid, t in watch.replacements.items()},
+        "refused": sorted(watch.refused),
+    }
+    store.set_meta(ORDER_WATCH_KEY, json.dumps(record))

@@ -43,7 +43,7 @@ from engine.core.clock import Clock
 from engine.core.journal import Journal
 from engine.core.money import cents
 from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore, TradeRow, is_dust
-from engine.trading import reconcile
+from engine.trading import kept, reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
 # A lookup by client_order_id that answers 404 proves little right after a POST whose answer was lost: Alpaca's order
@@ -106,8 +106,10 @@ class OrderManager:
     zone: tzinfo
     fills: int = 0
     sent: int = 0
-    cancel_requested: dict[str, datetime] = field(default_factory=dict)  # client_order_id -> when the broker took it
-    cancels_refused: set[str] = field(default_factory=set)  # client_order_ids whose cancel the broker refused (422)
+    # client_order_id -> when the broker took its cancel: lost at a restart, safely (the cancel is asked again sooner)
+    cancel_requested: dict[str, datetime] = field(default_factory=dict)
+    # client_order_ids whose cancel the broker refused (422): kept in the state file with the two below (`save_watch`)
+    cancels_refused: set[str] = field(default_factory=set)
     # symbol -> quantity bought in fills this tick's sync learned: the snapshot read the positions before the
     # orders, so these may be missing from its positions (handlers._exit_qty)
     bought_this_tick: dict[str, float] = field(default_factory=dict)
@@ -115,9 +117,13 @@ class OrderManager:
     _recorded: int = 0  # intents recorded since the last send_pending
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
-    _missing_since: dict[str, datetime] = field(default_factory=dict)  # see sync
-    _not_found: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # cid -> (first 404, 404s): `_proved_absent`
-    _replacements_missing: dict[str, datetime] = field(default_factory=dict)  # see _replacement_unfound
+    _missing_since: dict[str, datetime] = field(default_factory=dict)  # see sync; kept (`save_watch`)
+    # cid -> (first 404, 404s): `_proved_absent`. Lost at a restart, safely: the proof that an order never reached the
+    # broker starts again, so its row stays `unknown` (never sent again) longer, and a restart's exit is resent only
+    # under its own client_order_id, which the broker refuses to take twice
+    _not_found: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+    _replacements_missing: dict[str, datetime] = field(default_factory=dict)  # see _replacement_unfound; kept
+    _watch_saved: kept.OrderWatch = field(default_factory=lambda: kept.OrderWatch({}, {}, frozenset()))
     # (bot, symbol) -> the last refusal of its exit, which the next exit waits on (handlers._exit_qty): read back from
     # the refused exits' rows at start (`restore_refused_exits`), or a restart sent a refused exit again at once
     exits_refused: dict[tuple[str, str], datetime] = field(default_factory=dict)
@@ -142,6 +148,38 @@ class OrderManager:
                 before = self.exits_refused.get((row.bot_id, row.symbol))
                 if before is None or at > before:
                     self.exits_refused[row.bot_id, row.symbol] = at
+
+    def restore_watch(self, now: datetime, day: date) -> None:
+        """At start: the patience an earlier run of the day was keeping (kept.OrderWatch): since when an order the
+        broker took was missing, or its replacement unfound (past EXISTS_PATIENCE, an answer we cannot read: it
+        halts), and which orders' cancel it refused once (refused again, it halts). Started again at each start, a
+        crash loop every few minutes never reached either. Only for orders still open here. A record that cannot be
+        read is taken as patience run out: what this run finds missing or refused is reported at once."""
+        open_ids = {row.client_order_id for row in self.store.orders(statuses=lifecycle.OPEN)}
+        watch = kept.order_watch(self.store, now, day)
+        if watch is None:
+            gone = now - EXISTS_PATIENCE - timedelta(seconds=1)
+            watch = kept.OrderWatch(dict.fromkeys(open_ids, gone), dict.fromkeys(open_ids, gone), frozenset(open_ids))
+        else:
+            self._watch_saved = watch
+        self._missing_since = {cid: t for cid, t in watch.missing.items() if cid in open_ids}
+        self._replacements_missing = {cid: t for cid, t in watch.replacements.items() if cid in open_ids}
+        self.cancels_refused = set(watch.refused & open_ids)
+
+    def _watch(self) -> kept.OrderWatch:
+        return kept.OrderWatch(dict(self._missing_since), dict(self._replacements_missing), frozenset(self.cancels_refused))
+
+    @property
+    def watch_changed(self) -> bool:
+        return self._watch() != self._watch_saved
+
+    def save_watch(self, now: datetime, day: date, *, again: bool = False) -> None:
+        """Write what `restore_watch` reads, inside the caller's transaction, when it changed since the last write (or
+        `again`: the transaction that held the last write was rolled back). Nearly always empty and unchanged."""
+        watch = self._watch()
+        if watch != self._watch_saved or again:
+            kept.save_order_watch(self.store, now, day, watch)
+            self._watch_saved = watch
 
     # --- intents -------------------------------------------------------------------------------------------
 

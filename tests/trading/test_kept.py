@@ -184,3 +184,63 @@ def test_a_wait_saved_on_another_day_is_not_taken(rig: Rig, clock: ManualClock) 
     assert rig.restart().engine._unconfirmed == []  # from the future: not taken either
     kept.save_unconfirmed(rig.store, clock.now() - timedelta(seconds=5), clock.now().date(), ["position AAPL"])
     assert rig.restart().engine._unconfirmed == ["position AAPL"]
+
+
+# --- the order path's patience with an order the broker took and no longer shows ---------------------------------
+
+
+def lost_exit(rig: Rig) -> str:
+    """mom_AAPL holds 1 AAPL and is exiting: its exit (a limit far above the market) is taken by the broker, which
+    then neither lists nor finds it. Returns its client_order_id."""
+    rig.ticks(3)
+    now = rig.clock.now()
+    rig.exchange.set_position("AAPL", 1.0, 190.0)
+    rig.store.set_position("mom_AAPL", "AAPL", 1.0, 190.0, now)
+    rig.store.save_machine_state("momentum", "mom_AAPL", "exiting", now)
+    orders, day = rig.engine.orders, rig.engine.trading_date(now)
+    with rig.store.transaction():
+        cid = orders.next_client_order_id("mom_AAPL", day)
+        request = OrderRequest("AAPL", "sell", cid, "limit", "day", qty=1, limit_price=10_000.0)
+        orders.record_intent("mom_AAPL", day, "exit", request, "test")
+    orders.send_pending()
+    row = rig.store.order(cid)
+    assert row is not None and row.broker_order_id and row.status in ("new", "accepted")
+    rig.exchange._working.pop(row.broker_order_id)  # the broker lists it open no more,
+    rig.exchange.by_client_id.pop(cid)  # and does not find it when asked
+    return cid
+
+
+def test_an_order_the_broker_lost_halts_though_the_engine_restarts_every_minute(rig: Rig) -> None:
+    """An order the broker took, then neither listed nor found: past EXISTS_PATIENCE (5 min) an answer the engine
+    cannot read, which halts (its bot waits on an exit nobody can see). Counted from the first miss in memory only,
+    a restart every minute started the patience again each time, and the halt never came."""
+    cid = lost_exit(rig)
+    for _ in range(8):
+        rig = rig.restart()
+        rig.ticks(12)
+        if system_halts(rig):
+            break
+    [reason] = system_halts(rig)
+    assert reason.startswith(f"the broker's answer could not be read (get_order: {cid}: accepted as")
+    assert "neither listed nor found since 2026-11-23T14:30:15" in reason
+
+
+def test_an_unreadable_watch_takes_the_patience_as_run_out(rig: Rig) -> None:
+    """What an earlier run was waiting out is unknown: an order found missing is reported at the first tick."""
+    cid = lost_exit(rig)
+    rig.store.set_meta(kept.ORDER_WATCH_KEY, "{")
+    restarted = rig.restart()
+    restarted.ticks(1)
+    [reason] = system_halts(restarted)
+    assert f"{cid}: accepted as" in reason
+
+
+def test_a_watch_saved_on_another_day_or_later_than_now_starts_again(rig: Rig, clock: ManualClock) -> None:
+    now, day = clock.now(), clock.now().date()
+    watch = kept.OrderWatch({"x": now - timedelta(minutes=9)}, {}, frozenset({"x"}))
+    kept.save_order_watch(rig.store, now - timedelta(days=1), day - timedelta(days=1), watch)
+    assert kept.order_watch(rig.store, now, day) == kept.OrderWatch({}, {}, frozenset())
+    kept.save_order_watch(rig.store, now + timedelta(minutes=1), day, watch)
+    assert kept.order_watch(rig.store, now, day) == kept.OrderWatch({}, {}, frozenset())
+    kept.save_order_watch(rig.store, now, day, kept.OrderWatch({"x": now + timedelta(hours=3)}, {}, frozenset()))
+    assert kept.order_watch(rig.store, now, day) == kept.OrderWatch({"x": now}, {}, frozenset())
