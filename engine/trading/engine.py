@@ -136,7 +136,8 @@ class Engine:
     ticks: int = 0
     transitions: int = 0
     bots: list[Bot] = field(default_factory=list)
-    _history: dict[str, tuple[float, ...]] = field(default_factory=dict)  # recent mids by symbol, oldest first
+    # Recent mids by symbol, oldest first. Lost at a restart, safely: a signal without its history yet does not fire.
+    _history: dict[str, tuple[float, ...]] = field(default_factory=dict)
     _remembered_at: datetime | None = None  # the tick whose prices `_history` ends with
 
     def __post_init__(self) -> None:
@@ -162,7 +163,8 @@ class Engine:
         # the longest time between two ticks whose prices are still one a tick apart (`_remember_prices`): the loop's
         # interval and the staleness limit (a backtest, which ticks once a bar, sets its own)
         self.history_gap_s = history_gap_seconds(settings.runner.loop_interval_seconds, settings.health)
-        self.assets: Mapping[str, Asset] | None = None  # the crypto pairs' rules (`_read_assets`)
+        # the crypto pairs' rules (`_read_assets`): read again at start, and no crypto entry is sized until they are
+        self.assets: Mapping[str, Asset] | None = None
         self._assets_read_on: date | None = None
         self._assets_retry_at: datetime | None = None  # a pair missing from the last read: asked again from then
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure, self.tz)

@@ -144,6 +144,8 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
     halts = tuple(h for h in open_halts if h.in_force(now))
     bot_ids = set(positions) | {b for b, _ in open_orders} | set(last_entries) | set(counters) | set(realized)
     bot_ids |= {h.scope for h in halts if h.scope != SYSTEM_SCOPE}
+    # The order rate (risk.max_orders_per_minute) is counted from the state file's orders, every one committed before it
+    # is sent: a restart, or a crash loop, counts the orders of the minute before it as the running engine did.
     recent = tuple(store.orders_created_since(now - timedelta(seconds=60)))
     latest = {h.scope: h for h in halts}  # oldest first: the latest of each scope wins
     bots = {
