@@ -395,6 +395,8 @@ class TradeRow:
     exit_trigger: str
 
 
+# How many orders' rows a store keeps parsed (`StateStore._order_row`): a day's orders of a thousand bots, ten times.
+ORDER_ROWS_KEPT = 4096
 _ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(OrderRow))
 _INSERT_ORDER = f"INSERT INTO orders ({', '.join(_ORDER_FIELDS)}) VALUES ({', '.join(f':{k}' for k in _ORDER_FIELDS)})"
 
@@ -527,6 +529,8 @@ def is_dust(qty: float, of: float = 0.0) -> bool:
     """Whether `qty` left of a position is float noise: under QTY_DUST, or within a few of the float steps of the
     quantity `of` it was computed from (millions of coins of a cheap token carry noise above 5e-10)."""
     return abs(qty) < max(QTY_DUST, 4 * math.ulp(of))
+
+
 _PACKED = b"\x00zlib:"  # a `last_facts` body stored compressed; no encoded record starts with a zero byte
 _PAGE = 4096
 
@@ -651,6 +655,7 @@ class StateStore:
         self.keep_tick_reads = False
         self._kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._kept_at: tuple[int, int] = (-1, -1)
+        self._order_rows: dict[tuple[Any, ...], OrderRow] = {}  # `_order_row`: a row's values -> its OrderRow
         self._data_version = -1  # SQLite's data_version as `records_stamp` last read it
         self._hold_every = 0  # `hold_commits`: > 0, transactions are savepoints committed this many at a time
         self._released = 0  # savepoints released since the held transaction's last commit
@@ -1213,7 +1218,7 @@ class StateStore:
     def order(self, client_order_id: str) -> OrderRow | None:
         rows = self._rows("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
         with self._reading("orders"):
-            return OrderRow.from_db(rows[0]) if rows else None
+            return self._order_row(rows[0]) if rows else None
 
     def orders(
         self, *, statuses: Iterable[str] | None = None, bot_id: str | None = None, day: date | None = None
@@ -1239,7 +1244,24 @@ class StateStore:
             params.append(day.isoformat())
         rows = self._rows(sql + " ORDER BY created_at, client_order_id", tuple(params))
         with self._reading("orders"):
-            return [OrderRow.from_db(r) for r in rows]
+            return [self._order_row(r) for r in rows]
+
+    def _order_row(self, row: sqlite3.Row) -> OrderRow:
+        """`OrderRow.from_db(row)`, remembered by the row's values: a tick reads the same few orders again and again
+        (the working ones, each bot's last entry after every write), and checking and parsing one costs about 12 µs.
+        A row with the same values in the same columns (one table: `SELECT *` of this file) is the same OrderRow,
+        which is frozen; a row that changed (its status, fills, updated_at) is parsed and checked again, and one that
+        fails the checks is never remembered. Equal values that parse differently cannot reach here: 1 and 1.0 are
+        one float to `_number`, and SQLite's REAL columns give back 0.0 for -0.0. Bounded: cleared past
+        `ORDER_ROWS_KEPT` rows."""
+        key = tuple(row)
+        made = self._order_rows.get(key)
+        if made is None:
+            made = OrderRow.from_db(row)
+            if len(self._order_rows) >= ORDER_ROWS_KEPT:
+                self._order_rows.clear()
+            self._order_rows[key] = made
+        return made
 
     def last_entries(self, day: date) -> dict[str, OrderRow]:
         """Each bot's latest entry order of `day`, from one query over that day's orders only."""
@@ -1249,7 +1271,7 @@ class StateStore:
             (day.isoformat(),),
         )
         with self._reading("orders"):
-            return {r["bot_id"]: OrderRow.from_db(r) for r in rows}
+            return {r["bot_id"]: self._order_row(r) for r in rows}
 
     def known_client_order_ids(self, client_order_ids: Iterable[str]) -> set[str]:
         """Which of these ids we sent: primary-key lookups, whatever the size of the history."""

@@ -467,3 +467,24 @@ def test_a_wal_another_state_file_wrote_is_refused_and_the_file_left_as_it_was(t
     crashed = StateStore(tmp_path / "crashed.db")  # a file with its own -wal: what was committed is there
     assert crashed.meta("who") == "other"
     crashed.close()
+
+
+def test_an_order_read_again_unchanged_is_not_parsed_again_and_a_changed_one_is(tmp_path) -> None:
+    """A tick reads the same orders again and again (each bot's last entry after every write, the working ones):
+    checking and parsing a row cost about 12 µs, most of a view read again after a write. An unchanged row is the
+    same (frozen) OrderRow; one whose values changed is parsed and checked again, so an edit to a value the engine
+    never writes is still refused as the file's error, never answered from what was read before it."""
+    from engine.core.store import OrderRow
+
+    store = StateStore(tmp_path / "s.db")
+    day, rest = date(2026, 11, 23), ("AAPL", "buy", 1.0, None, "market", None, "day", "new", None, 0.0, None, "", None)
+    store.add_order(OrderRow("b-20261123-0001", "b", day, "entry", *rest, NOW, NOW))
+    first = store.last_entries(day)["b"]
+    assert store.order("b-20261123-0001") is first and store.orders(statuses=("new",)) == [first]
+    assert store.orders(statuses=("new",))[0] is first
+    store.update_order("b-20261123-0001", NOW + timedelta(seconds=1), status="filled", filled_qty=1.0)
+    changed = store.order("b-20261123-0001")
+    assert changed is not None and changed is not first and (changed.status, changed.filled_qty) == ("filled", 1.0)
+    store._conn.execute("UPDATE orders SET side = 'BUY'")
+    with pytest.raises(StateFileError, match="side 'BUY'"):
+        store.order("b-20261123-0001")
