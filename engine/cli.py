@@ -411,14 +411,19 @@ def cmd_facts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _env_path(args: argparse.Namespace) -> Path:
+    """The `.env` a command reads (`_env`): the working folder's when there is one, else the one beside config/."""
+    here = Path(".env")
+    return here if here.exists() or here.is_symlink() else args.config.resolve().parent / ".env"
+
+
 def _env(args: argparse.Namespace) -> dict[str, str]:
     """The keys and settings of the environment over `.env`: the working folder's `.env` when there is one (of
     whatever kind: a folder or a FIFO there is refused, never passed over for another file), else the one beside
     the config folder. A `.env` that cannot be read is bad input (exit 2), said without any of its bytes."""
     from engine.brokers.factory import EnvFileError, read_environment
 
-    here = Path(".env")
-    path = here if here.exists() or here.is_symlink() else args.config.resolve().parent / ".env"
+    path = _env_path(args)
     try:
         return read_environment(path)
     except UnicodeDecodeError as exc:  # never the bytes themselves: the file holds keys
@@ -1452,7 +1457,8 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     try:
         overrides, specs = sweep.prepare(args.sweep, report, out, machines_dir=args.machines, rules_dir=args.rules,
                                          data_dir=args.data, start=args.from_, end=args.to, cash=args.cash,
-                                         fill_timing=args.fill_timing, slippage_bps=args.slippage_bps)  # fmt: skip
+                                         fill_timing=args.fill_timing, slippage_bps=args.slippage_bps,
+                                         env_file=_env_path(args))  # fmt: skip
     except BaseException as exc:
         _unmake(made)
         if isinstance(exc, ConfigError):

@@ -78,6 +78,23 @@ class RunSpec:
     cash: float | None = None
     fill_timing: str = "next"
     slippage_bps: float = 2.0
+    # The `.env` the command read, by its path: a worker reads the keys and the token to mask from it and from its
+    # own environment (`_secrets`), so no secret travels in a spec (to a Ray cluster, or a pickle on disk).
+    env_file: str | None = None
+
+
+def _secrets(env_file: str | None) -> tuple[str, ...]:
+    """The keys and the token a worker masks in its run's log, state file and error: its environment's over the
+    `.env` the command read, when this machine has it. A `.env` that cannot be read leaves the environment's alone
+    (the command refused it already where it could read it)."""
+    from engine.brokers.factory import read_environment
+    from engine.trading.runner import maskable_keys
+
+    path = Path(env_file) if env_file is not None else None
+    try:
+        return maskable_keys(read_environment(path if path is not None and path.is_file() else None))
+    except Exception:  # an unreadable .env: the environment's keys are still masked
+        return maskable_keys(read_environment())
 
 
 def _resolve(key: str, data: Any) -> tuple[tuple[PathPart, ...], str | None, int | None]:
@@ -338,6 +355,7 @@ def prepare(
     cash: float | None = None,
     fill_timing: str = "next",
     slippage_bps: float = 2.0,
+    env_file: Path | None = None,
 ) -> tuple[list[Override], list[RunSpec]]:
     """Check the sweep against the validated `report`, write each run's config to `out_dir/run-NNN/config/` and
     validate it with the engine's loader. ConfigError (every problem) when anything is refused; `out_dir` is
@@ -395,6 +413,7 @@ def prepare(
                 cash=cash,
                 fill_timing=fill_timing,
                 slippage_bps=slippage_bps,
+                env_file=str(env_file.resolve()) if env_file is not None else None,
             )
         )
     if problems:
@@ -421,35 +440,39 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
 
     The only function a worker runs, locally or on a Ray cluster: everything it reads is named by `spec`."""
     from engine.config.errors import ConfigError as Refused
+    from engine.core.journal import Secrets
     from engine.replay.backtest import BacktestError, run_backtest
     from engine.replay.fills import FillModel
     from engine.validate import load_valid
 
     row: dict[str, Any] = {"run": spec.name, **dict(spec.overrides)}
+    secrets = _secrets(spec.env_file)
+    mask = Secrets(secrets).scrubbed
     try:
         report = load_valid(Path(spec.config_dir), Path(spec.machines_dir), Path(spec.rules_dir))
         assert report.config is not None
         cash = spec.cash if spec.cash is not None else report.config.settings.sim.starting_cash
         model = FillModel(timing=spec.fill_timing, slippage_bps=spec.slippage_bps)  # type: ignore[arg-type]
         result = run_backtest(report, Path(spec.data_dir), start=_when(spec.start), end=_when(spec.end), cash=cash,
-                              out_dir=Path(spec.out_dir), fill_model=model, html=False)  # fmt: skip
+                              out_dir=Path(spec.out_dir), fill_model=model, html=False, secrets=secrets)  # fmt: skip
     except Refused as exc:  # bad data, missing data: every problem
-        return {**row, "error": "; ".join(p.headline for p in exc.problems)}
+        return {**row, "error": mask("; ".join(p.headline for p in exc.problems))}
     except (BacktestError, ValueError) as exc:
-        return {**row, "error": str(exc)}
+        return {**row, "error": mask(str(exc))}
     except Exception as exc:  # a full disk, a state file or log that failed, a bug: this run's alone
-        return {**row, "error": _unexpected(exc, Path(spec.out_dir))}
+        return {**row, "error": _unexpected(exc, Path(spec.out_dir), mask)}
     total = result.summary["total"]
     return {**row, **{name: total.get(name) for name in FIGURES}, "error": ""}
 
 
-def _unexpected(exc: Exception, out_dir: Path) -> str:
+def _unexpected(exc: Exception, out_dir: Path, mask: Callable[[str], str]) -> str:
     """The row's error for a run stopped by what no check foresaw. The other runs go on (a sweep of a hundred
-    used to end in a traceback at the first), and the traceback is kept in the run's folder for whoever fixes it."""
-    said = f"{type(exc).__name__}: {exc}"
+    used to end in a traceback at the first), and the traceback is kept in the run's folder for whoever fixes it,
+    both masked of the keys (`mask`)."""
+    said = mask(f"{type(exc).__name__}: {exc}")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "error.txt").write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+        (out_dir / "error.txt").write_text(mask("".join(traceback.format_exception(exc))), encoding="utf-8")
     except OSError:
         return f"stopped by {said}"
     return f"stopped by {said} (traceback in {out_dir / 'error.txt'})"
