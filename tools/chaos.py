@@ -70,6 +70,8 @@ STOCKS = ("AAPL", "SPY", "QQQ")
 COINS = ("BTC/USD", "ETH/USD")
 STRAYS = [("AAPL", 3.0, 190.0), ("MSFT", 2.0, 400.0), ("SPY", 1.0, 590.0), ("BTC/USD", 0.001, 90_000.0)]
 LIQUIDITY = dict(sim_exchange.LIQUIDITY)  # the simulated exchange's own, restored after a thin spell
+FEES = dict(sim_exchange.CRYPTO_FEE)  # its maker and taker fees, restored after a spell of the highest tier's
+HIGH_FEES = {"limit": 0.0025, "market": 0.004}  # above Alpaca's top rates, within what the engine adopts as a fee
 # The snapshot's reads: a failure of one of them makes the tick's snapshot incomplete (no entry may leave).
 SNAPSHOT_READS = ("get_account", "get_positions", "get_open_orders", "get_stock_quotes", "get_crypto_quotes",
                   "get_option_chain", "get_clock")  # fmt: skip
@@ -194,10 +196,13 @@ class Chaos:
     gaps: dict[str, float] = field(default_factory=dict)  # symbol -> its price's factor since a gap
     strays: list[tuple[str, int]] = field(default_factory=list)  # a stray's symbol, the tick the operator closes it
     thin_until: int | None = None
+    fees_until: int | None = None
+    bitten: dict[str, float] = field(default_factory=dict)  # coin -> what the broker held after its last fee fault
+    suspended: dict[str, int] = field(default_factory=dict)  # exchange order id -> the tick the broker resumes it
     restart_next: tuple[str, int, bool] | None = None  # ("restart"|"crash", the call to die at, after it)
     log_read_to: int = 0
     log_lines: int = 0
-    posted: list[str] = field(default_factory=list)  # client_order_ids the broker took, in order
+    entries_checked: int = 0  # entries whose send was checked (a run that sent none proved little)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -249,12 +254,19 @@ class Chaos:
         if self.thin_until is not None and self.tick_no >= self.thin_until:
             sim_exchange.LIQUIDITY.update(LIQUIDITY)
             self.thin_until = None
+        for order_id, at in list(self.suspended.items()):
+            if self.tick_no >= at:
+                x.resume_order(order_id)
+                del self.suspended[order_id]
+        if self.fees_until is not None and self.tick_no >= self.fees_until:
+            sim_exchange.CRYPTO_FEE.update(FEES)
+            self.fees_until = None
         if rng.random() >= self.fault_rate:
             return
         kind = rng.choices(
             ["read", "write", "refused", "partial", "broker_cancel", "vanish", "stray", "quote", "gap", "clock_forward",
-             "clock_back", "restart", "crash", "fee", "halt", "resume"],
-            weights=[12, 6, 5, 4, 4, 5, 2, 8, 4, 3, 2, 4, 4, 4, 2, 4],
+             "clock_back", "restart", "crash", "fee", "halt", "resume", "suspend"],
+            weights=[12, 6, 5, 4, 4, 5, 2, 8, 4, 3, 2, 4, 4, 4, 2, 6, 3],
         )[0]  # fmt: skip
         getattr(self, f"_inject_{kind}")()
 
@@ -298,6 +310,14 @@ class Chaos:
             self.api.hidden[order.id] = times
             self.note(f"{order.request.client_order_id} vanishes for {times} listing(s)/lookup(s)")
 
+    def _inject_suspend(self) -> None:
+        working = [o for o in self._working() if o.status != "pending_cancel"]
+        if working:
+            order, ticks = self.rng.choice(working), self.rng.randint(1, 40)
+            self.exchange.suspend_order(order.id)
+            self.suspended[order.id] = self.tick_no + ticks
+            self.note(f"{order.request.client_order_id} suspended by the broker for {ticks} tick(s)")
+
     def _inject_stray(self) -> None:
         symbol, qty, price = self.rng.choice(STRAYS)
         if symbol not in self.exchange.positions:
@@ -325,7 +345,7 @@ class Chaos:
         self.note(f"{symbol}'s price gaps by x{factor:g}")
 
     def _inject_clock_forward(self) -> None:
-        seconds = self.rng.choice([20, 60, 300, 1800, 3600])
+        seconds = self.rng.choice([20, 60, 300, 1800, 3600, 6 * 3600])
         self.clock.advance(seconds)
         self.note(f"the clock steps forward {seconds} s")
 
@@ -341,18 +361,25 @@ class Chaos:
         self.restart_next = ("crash", self.rng.randint(1, 14), self.rng.random() < 0.5)
 
     def _inject_fee(self) -> None:
-        """A crypto position the broker holds a fee's worth short of (the fee it takes out of a buy's coins),
-        preferably one with a sell order of ours working on it."""
+        """A crypto position the broker holds a fee's worth short of: the fee Alpaca takes out of a buy's coins, read
+        after the buy was booked (as a fill between the snapshot's reads leaves it). Never under a sell of ours that
+        is working: a sell is sized to the coins held, and taking coins from under it would sell what is not held.
+        Or the fees raised for a spell (above Alpaca's top rates, within what the engine adopts as a fee)."""
         held = [s for s in COINS if s in self.exchange.positions and self.exchange.positions[s].qty > 0]
-        if not held:
+        selling = {o.request.symbol for o in self.exchange.orders.values() if o.open and o.request.side == "sell"}
+        # once a buy: a fee is a share of the coins a buy delivered, and bites on bites add up past any fee
+        free = [s for s in held if s not in selling and self.exchange.positions[s].qty > self.bitten.get(s, 0.0)]
+        if free and self.rng.random() < 0.5:
+            symbol = self.rng.choice(free)
+            position = self.exchange.positions[symbol]
+            position.qty *= 1 - sim_exchange.CRYPTO_FEE["market"]
+            self.bitten[symbol] = position.qty
+            self.exchange.changed()
+            self.note(f"{symbol} held a fee short at the broker")
             return
-        selling = [s for s in held if any(o.open and o.request.symbol == s and o.request.side == "sell"
-                                          for o in self.exchange.orders.values())]  # fmt: skip
-        symbol = self.rng.choice(selling or held)
-        position = self.exchange.positions[symbol]
-        position.qty *= 1 - sim_exchange.CRYPTO_FEE["market"]
-        self.exchange.changed()
-        self.note(f"{symbol} held a fee short at the broker{' (a sell working)' if selling else ''}")
+        sim_exchange.CRYPTO_FEE.update(HIGH_FEES)
+        self.fees_until = until = self.tick_no + self.rng.randint(10, 120)
+        self.note(f"crypto fees raised until tick {until}")
 
     def _inject_halt(self) -> None:
         operator_halt(self.outside, self.operator_journal, f"chaos halt at tick {self.tick_no}", self.clock.now())
@@ -376,6 +403,7 @@ class Chaos:
             self.check_log(final=True)
         finally:
             sim_exchange.LIQUIDITY.update(LIQUIDITY)
+            sim_exchange.CRYPTO_FEE.update(FEES)
             with contextlib.suppress(Exception):
                 self.engine.journal.close()
             with contextlib.suppress(Exception):
@@ -443,8 +471,11 @@ class Chaos:
         if row is None:
             self.fail(f"{cid} sent with no intent in SQLite")
             return
+        if request.side == "sell":
+            self._check_sell(request)
         if row.purpose != "entry":
             return
+        self.entries_checked += 1
         now = self.clock.now()
         halts = [h for h in self.outside.halts(open_only=True) if h.in_force(now) and h.scope in (SYSTEM_SCOPE, row.bot_id)]
         if halts:
@@ -456,6 +487,19 @@ class Chaos:
         if self.api.snapshot_failed:
             self.fail(f"entry {cid} sent in a tick whose broker reads failed")
         self._check_budget(row.bot_id, request, row.created_at)
+
+    def _check_sell(self, request: OrderRequest) -> None:
+        """A sell never asks for more than the broker holds and no other sell of ours holds already: the engine sells
+        only what it owns (exits are reduce-only), and it owns what the broker holds."""
+        held = self.exchange.positions.get(request.symbol)
+        selling = sum(
+            (o.qty or 0.0) - o.filled_qty
+            for o in self._working()
+            if o.request.symbol == request.symbol and o.request.side == "sell" and o.status != "suspended"
+        )
+        free = (held.qty if held is not None else 0.0) - selling
+        if (request.qty or 0.0) > free + 1e-9 * max(1.0, abs(free)):
+            self.fail(f"sell {request.client_order_id} of {request.qty:g} {request.symbol}: the broker holds {free:g} free")
 
     def _resent_by_design(self, cid: str) -> bool:
         """An intent a dead run left, looked up at start-up and not found, is sent again with its id (Alpaca refuses
@@ -492,11 +536,21 @@ class Chaos:
         return {h.id: f"{h.scope}: {h.reason}" for h in self.outside.halts(open_only=True) if h.in_force(now)}
 
     def check_states(self) -> None:
-        """Every machine state saved is one its machine has."""
+        """Every machine state saved is one its machine has, and the one the engine holds once its tick ended (a
+        restart restores what is saved); no position at the broker is short (nothing here sells what it lacks)."""
+        engine = self.engine
+        running = {("system", "system"): engine.system.state, ("portfolio", "portfolio"): engine.portfolio_model.state}
+        running.update({(bot.kind, bot.bot_id): bot.model.state for bot in engine.bots})
         for saved in self.outside.machine_states():
             spec = self.report.machines.get(saved.kind)
             if spec is None or saved.state not in spec.states:
                 self.fail(f"the state file holds {saved.kind}/{saved.bot_id} in {saved.state!r}, not a state of its machine")
+            elif running.get((saved.kind, saved.bot_id), saved.state) != saved.state:
+                self.fail(f"the state file holds {saved.kind}/{saved.bot_id} in {saved.state!r}, the engine in "
+                          f"{running[(saved.kind, saved.bot_id)]!r}")  # fmt: skip
+        for symbol, position in self.exchange.positions.items():
+            if position.qty < -1e-9:
+                self.fail(f"the broker holds {symbol} short ({position.qty:g})")
 
     def check_halts(self, before: dict[int, str]) -> None:
         """A halt ends by its cooloff (not before `until`) or the operator's resume; a system halt in force since
@@ -518,7 +572,7 @@ class Chaos:
         """A broker position the bots do not own (in that amount) for SETTLE_TICKS complete ticks in a row with no
         system halt in force: the system must be halted by then (reconciliation or the ExitBot's anomaly)."""
         seen, self.mismatch = self.mismatch, {}
-        if self.api.snapshot_failed or self.api.failing:
+        if self.api.snapshot_failed:
             return
         owned: dict[str, float] = {}
         for row in self.outside.positions():
