@@ -188,6 +188,7 @@ class Chaos:
     ticks: int
     root: Path
     fault_rate: float = 0.12
+    config_dir: Path = ROOT / "config"
     violations: list[str] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
     tick_no: int = 0
@@ -206,7 +207,7 @@ class Chaos:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.report = _load()
+        self.report = _load(self.config_dir)
         assert self.report.config is not None
         self.settings = self.report.config.settings
         self.interval = self.settings.runner.loop_interval_seconds
@@ -658,15 +659,15 @@ def _order_cost(
     return max((qty or 0.0) - filled, 0.0) * price * contract_multiplier(symbol)
 
 
-_REPORT: Report | None = None
+_REPORTS: dict[Path, Report] = {}
 
 
-def _load() -> Report:
-    """The shipped config, machines and rules, validated once a process (they are only read)."""
-    global _REPORT
-    if _REPORT is None:
-        _REPORT = load_valid(ROOT / "config", ROOT / "machines", ROOT / "rules")
-    return _REPORT
+def _load(config_dir: Path) -> Report:
+    """`config_dir`'s settings and bots with the shipped machines and rules, validated once a process (they are
+    only read)."""
+    if config_dir not in _REPORTS:
+        _REPORTS[config_dir] = load_valid(config_dir, ROOT / "machines", ROOT / "rules")
+    return _REPORTS[config_dir]
 
 
 @contextlib.contextmanager
@@ -680,17 +681,20 @@ def _folder(keep: Path | None, seed: int) -> Iterator[Path]:
         yield Path(name)
 
 
-def run_seed(seed: int, ticks: int, *, fault_rate: float = 0.12, keep: Path | None = None) -> Chaos:
+def run_seed(
+    seed: int, ticks: int, *, fault_rate: float = 0.12, keep: Path | None = None, config_dir: Path | None = None
+) -> Chaos:
     """One seed's run; its `violations` are empty when every invariant held."""
     with _folder(keep, seed) as root:
-        chaos = Chaos(seed, ticks, root, fault_rate=fault_rate)
+        chaos = Chaos(seed, ticks, root, fault_rate=fault_rate, config_dir=(config_dir or ROOT / "config").resolve())
         chaos.run()
     return chaos
 
 
 def describe(chaos: Chaos) -> str:
     lines = [f"seed {chaos.seed}: {v}" for v in chaos.violations]
-    lines.append(f"reproduce: python tools/chaos.py --seed {chaos.seed} --ticks {chaos.ticks} --rate {chaos.fault_rate:g}")
+    where = "" if chaos.config_dir == (ROOT / "config").resolve() else f" --config {chaos.config_dir}"
+    lines.append(f"reproduce: python tools/chaos.py --seed {chaos.seed} --ticks {chaos.ticks} --rate {chaos.fault_rate:g}{where}")
     lines.append("fault history (tick: fault):")
     lines += [f"  {h}" for h in chaos.history] or ["  (none)"]
     return "\n".join(lines)
@@ -708,13 +712,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ticks", type=int, default=600, help="ticks a seed (default 600: 50 simulated minutes)")
     parser.add_argument("--rate", type=float, default=0.12, help="the chance of a fault at each tick (default 0.12)")
     parser.add_argument("--keep", type=Path, help="keep each seed's state file and log under this folder")
+    parser.add_argument("--config", type=Path, help="the folder of settings.yaml and bots.yaml (default: config/)")
     args = parser.parse_args(argv)
     if (args.seed is None) == (args.seeds is None):
         parser.error("give --seed S or --seeds A-B")
     seeds = [args.seed] if args.seed is not None else _seeds(args.seeds)
     failed = 0
     for seed in seeds:
-        chaos = run_seed(seed, args.ticks, fault_rate=args.rate, keep=args.keep)
+        chaos = run_seed(seed, args.ticks, fault_rate=args.rate, keep=args.keep, config_dir=args.config)
         if chaos.violations:
             failed += 1
             print(describe(chaos), flush=True)
