@@ -381,7 +381,7 @@ class Engine:
         for err in snapshot.errors:
             self._record_failure(err)
         self.orders.sync(snapshot)
-        reconcile.adopt_fee_shortfalls(self.store, self.journal, snapshot, self.orders.bought_this_tick)
+        reconcile.adopt_fee_shortfalls(self.store, self.journal, snapshot, self.orders.bought_this_tick, self.orders.unsettled)
         if self._assets_read_on != self.trading_date(now) and (self._assets_retry_at is None or now >= self._assets_retry_at):
             self._read_assets(self.trading_date(now), now)
         usable = usable_quotes(snapshot, self.config.settings.health.max_spread_pct)  # judged once a tick

@@ -114,6 +114,10 @@ class OrderManager:
     # orders, so these may be missing from its positions (handlers._exit_qty)
     bought_this_tick: dict[str, float] = field(default_factory=dict)
     sold_this_tick: dict[str, float] = field(default_factory=dict)  # the same of sells (`moved_this_tick`)
+    # symbols with a working order of ours this tick's sync could not bring up to date (neither listed nor found, or
+    # its lookup failed); None when the open orders could not be read: fills since the last read are not booked
+    # there, so a position smaller than the bots own may be a sale, not a fee (`reconcile.adopt_fee_shortfalls`)
+    unsettled: set[str] | None = field(default_factory=set)
     _recorded: int = 0  # intents recorded since the last send_pending
     _held: set[str] = field(default_factory=set)  # intents held back behind an opposite working order
     _read_after_snapshot: set[str] = field(default_factory=set)  # orders read during this sync, after its snapshot
@@ -421,6 +425,7 @@ class OrderManager:
         if not again:
             self.bought_this_tick.clear()
             self.sold_this_tick.clear()
+            self.unsettled = None if snapshot.open_orders is None else set()
         if snapshot.open_orders is None:
             return  # unknown this tick: nothing is concluded from a failed read
         live = {o.client_order_id: o for o in snapshot.open_orders}
@@ -435,6 +440,8 @@ class OrderManager:
                 self._checked(row, order, "update")
                 continue
             looked_up, found = self._look_up(row)
+            if found is None and self.unsettled is not None:
+                self.unsettled.add(row.symbol)
             if not looked_up:
                 if row.client_order_id in missing:  # a failed lookup proves nothing either way: the wait goes on
                     self._missing_since[row.client_order_id] = missing[row.client_order_id]

@@ -12,6 +12,7 @@ again would otherwise be adopted each time, and coins could drain away without a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 
 from engine.brokers.base import Position, Snapshot
 from engine.brokers.symbols import is_crypto
@@ -151,7 +152,13 @@ def fee_split(holders: list[PositionRow], at_broker: float) -> list[float]:
     return [p.qty * at_broker / total for p in holders]
 
 
-def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot, bought: Mapping[str, float]) -> None:
+def adopt_fee_shortfalls(
+    store: StateStore,
+    journal: Journal,
+    snapshot: Snapshot,
+    bought: Mapping[str, float],
+    unsettled: AbstractSet[str] | None = frozenset(),
+) -> None:
     """The bots own what the broker delivered after crypto fees, each charged the fees of its own buys (`fee_split`).
 
     `bought`: symbol -> what the buys booked by this tick's sync bought (`OrderManager.bought_this_tick`). The
@@ -160,7 +167,14 @@ def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot
     looked like a fee, and was adopted as one: the holders' ledgers lost coins they had paid for (their entry
     prices raised by the cost) and the next read showed the broker holding more than they own, which no fee
     explains. A fee is a small share of a buy, never nearly all of it: where the shortfall is about what this tick's
-    buys bought or more, the positions may predate them, and the shortfall waits for the next read."""
+    buys bought or more, the positions may predate them, and the shortfall waits for the next read.
+
+    `unsettled`: the symbols whose working orders this tick's sync could not bring up to date, None when the open
+    orders could not be read (`OrderManager.unsettled`). A sale filling in parts there has fills the ledger has not
+    booked while the positions already show them gone: 0.0001 ETH of 0.0166 sold looked like a fee, was adopted, and
+    once booked was sold a second time (the bots then owned less than the broker held). Those wait for a read."""
+    if unsettled is None:
+        return  # the orders could not be read: a shortfall may be a sale's fills not yet booked
     if not any(is_crypto(p.symbol) for p in snapshot.positions or ()):
         return  # fees are taken from crypto only: nothing to read
     owned = store.positions()
@@ -172,7 +186,8 @@ def adopt_fee_shortfalls(store: StateStore, journal: Journal, snapshot: Snapshot
     shortfalls = {
         symbol: at_broker
         for symbol, at_broker in shortfalls.items()
-        if not (bought.get(symbol, 0.0) > 0 and held[symbol] - at_broker >= bought[symbol] * (1 - CRYPTO_FEE_TOLERANCE))
+        if symbol not in unsettled
+        and not (bought.get(symbol, 0.0) > 0 and held[symbol] - at_broker >= bought[symbol] * (1 - CRYPTO_FEE_TOLERANCE))
     }
     if not shortfalls:
         return
