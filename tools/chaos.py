@@ -438,6 +438,7 @@ class Chaos:
         self.check_states()
         self.check_halts(before)
         self.check_positions()
+        self.check_orders()
         self.check_log()
 
     def restart(self, *, crashed: bool) -> None:
@@ -590,6 +591,19 @@ class Chaos:
                 self.fail(f"position {symbol}: broker {theirs:g}, bots own {mine:g} for {ticks} ticks, and the system "
                           f"is {self.engine.system.state} with no halt in force")  # fmt: skip
 
+    def check_orders(self) -> None:
+        """SQLite never holds as ended (filled, cancelled, refused, never sent) an order of ours the broker still
+        works, once a complete tick has read it: a bot would act as if it were gone (enter again, size its exit
+        without it) while it can still fill. Orders hidden by a fault are left out while hidden."""
+        if self.api.snapshot_failed:
+            return
+        for order in self.exchange.orders.values():
+            if not order.open or order.id in self.api.hidden:
+                continue
+            row = self.outside.order(order.request.client_order_id)
+            if row is not None and row.status in lifecycle.ENDED:
+                self.fail(f"{row.client_order_id} is {row.status} in SQLite and {order.status} at the broker")
+
     def _read_log(self) -> list[dict[str, Any]]:
         if not self.log.exists():
             return []
@@ -724,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print(describe(chaos), flush=True)
         else:
-            print(f"seed {seed}: ok ({len(chaos.history)} faults)", flush=True)
+            print(f"seed {seed}: ok ({len(chaos.history)} faults, {chaos.entries_checked} entries sent)", flush=True)
     if len(seeds) > 1:
         print(f"{failed} of {len(seeds)} seeds broke an invariant")
     return 1 if failed else 0
