@@ -34,14 +34,14 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.brokers.symbols import asset_class_of, contract_multiplier
 from engine.config.model import BotsConfig
-from engine.core.calendar import MarketCalendar
+from engine.core.calendar import MarketCalendar, Session
 from engine.core.money import cents, money
 from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, TradeRow
 from engine.data.dataset import DataSet
@@ -130,27 +130,47 @@ def _halt_record(halt: Halt) -> dict[str, Any]:
     }
 
 
-def trades_on(bots: BotsConfig, calendar: MarketCalendar) -> Callable[[date], bool]:
-    """Whether a day is a trading day of the backtest: any day when a bot trades a coin (crypto trades every day),
-    else a session of the exchange. A stock's rows on a holiday or a weekend (bad data: the exchange was shut) made
-    a day of their own, and the Sharpe and Sortino counted a zero return the account could not have had."""
+def session_on(calendar: MarketCalendar, tz: ZoneInfo) -> Callable[[date], Session | None]:
+    """The exchange's session held on a trading date of system.timezone: the one that opens on that date there, or
+    None. A session's New York date is not the engine's date everywhere: in Pacific/Auckland Friday's session
+    (03:30-07:00 on Saturday there) falls on Saturday, Monday's on Tuesday, so asking the calendar for the engine's
+    date by New York's dropped Friday's session and took a Thursday holiday's date's session for Wednesday's.
+    Validation refuses a zone in which a session crosses midnight while a stock or options bot is enabled, so each
+    session lies within one date of the zone."""
+
+    @functools.cache
+    def session(day: date) -> Session | None:
+        near = calendar.sessions(day - timedelta(days=1), day + timedelta(days=1))
+        return next((s for s in near if s.open.astimezone(tz).date() == day), None)
+
+    return session
+
+
+def trades_on(bots: BotsConfig, calendar: MarketCalendar, tz: ZoneInfo) -> Callable[[date], bool]:
+    """Whether a day (a date in system.timezone) is a trading day of the backtest: any day when a bot trades a coin
+    (crypto trades every day), else one that holds a session of the exchange (`session_on`). A stock's rows on a
+    holiday or a weekend (bad data: the exchange was shut) made a day of their own, and the Sharpe and Sortino
+    counted a zero return the account could not have had."""
     if any(asset_class_of(symbol) == "crypto" for _bot, symbol, _fractional in symbols_by_bot(bots)):
         return lambda day: True
-    return lambda day: calendar.session(day) is not None
+    session = session_on(calendar, tz)
+    return lambda day: session(day) is not None
 
 
-def session_close(bots: BotsConfig, calendar: MarketCalendar) -> Callable[[date], datetime | None]:
+def session_close(bots: BotsConfig, calendar: MarketCalendar, tz: ZoneInfo) -> Callable[[date], datetime | None]:
     """The instant a trading day's return is taken at, when it is not the day's end: the close of the exchange's
-    session that day when a bot trades a stock or an option (the account Alpaca's `last_equity` values, the engine's
-    daily P&L's basis: `SimExchange._take_close`); None for a day without a session and in a backtest of coins
-    alone, whose day is a whole date. Equity after the close is valued at after-hours bars: taken as the day's, it
-    moved the day's return by what happened after it, and the next day's by the same amount the other way."""
+    session that day (`session_on`) when a bot trades a stock or an option (the account Alpaca's `last_equity`
+    values, the engine's daily P&L's basis: `SimExchange._take_close`); None for a day without a session and in a
+    backtest of coins alone, whose day is a whole date. Equity after the close is valued at after-hours bars: taken
+    as the day's, it moved the day's return by what happened after it, and the next day's by the same amount the
+    other way."""
     if all(asset_class_of(symbol) == "crypto" for _bot, symbol, _fractional in symbols_by_bot(bots)):
         return lambda day: None
+    session = session_on(calendar, tz)
 
     def close(day: date) -> datetime | None:
-        session = calendar.session(day)
-        return session.close if session is not None else None
+        held = session(day)
+        return held.close if held is not None else None
 
     return close
 
@@ -160,7 +180,7 @@ def _daily_returns(equity: Sequence[tuple[datetime, float, float]], cash: float,
     """The trading days (`trades_on`) with equity, and the account's return on each: its equity at the day's end
     (the last row at or before its session's close, `session_close`; else its last row) over the previous trading
     day's (the first day's over `cash`)."""
-    trading, closing = trades_on(bots, calendar), session_close(bots, calendar)
+    trading, closing = trades_on(bots, calendar, tz), session_close(bots, calendar, tz)
     ends: dict[date, datetime | None] = {}  # a day's last instant counted (None: the whole day), if a trading day
     last_of_day: dict[date, float] = {}
     for at, value, _cash in equity:

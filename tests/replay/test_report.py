@@ -85,3 +85,20 @@ def test_the_last_short_bucket_keeps_its_extremes_too() -> None:
     values[999] = 5.0
     kept = thinned(values, points=40)
     assert {999, 1000} <= set(kept.tolist())
+
+
+def test_a_zone_ahead_of_new_york_counts_each_session_on_its_own_date(momentum_project: ProjectCopy) -> None:
+    """In Pacific/Auckland a session falls on the next date (Wednesday 2026-11-25's 09:30-16:00 New York is Thursday
+    03:30-10:00 there, Friday's half day is Saturday's): the days were asked of the calendar by New York's date, so
+    Saturday held no session (Friday's dropped) and Thursday 11-26 was Thanksgiving (Wednesday's dropped). Three
+    sessions counted as one trading day, their returns folded into it; each is its own day, ended at its close."""
+    bots = bots_of(momentum_project)
+    wednesday, friday = MONDAY_OPEN + timedelta(days=2), MONDAY_OPEN + timedelta(days=4)
+    monday = MONDAY_OPEN + timedelta(days=7)
+    curve = [(wednesday + MINUTE, 100_000.0, 0.0), (wednesday + timedelta(hours=6, minutes=30), 101_000.0, 0.0),
+             (wednesday + timedelta(hours=7), 50_000.0, 0.0),  # after the close: not the day's
+             (friday + MINUTE, 101_000.0, 0.0), (friday + timedelta(hours=3, minutes=30), 99_990.0, 0.0),
+             (monday + timedelta(hours=6, minutes=30), 102_000.0, 0.0)]  # fmt: skip
+    days, returns = _daily_returns(curve, 100_000.0, ZoneInfo("Pacific/Auckland"), bots, market_calendar())
+    assert [d.isoformat() for d in days] == ["2026-11-26", "2026-11-28", "2026-12-01"]
+    assert returns == [101_000 / 100_000 - 1, 99_990 / 101_000 - 1, 102_000 / 99_990 - 1]
