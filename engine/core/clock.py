@@ -11,7 +11,7 @@ Wall-clock windows (HH:MM) are read in the configured time zone.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Protocol
 
 # The instants a run may start at (`parse_start`): the span every reader of the project's times accepts (the
@@ -29,6 +29,33 @@ def parse_hhmm(text: str) -> time:
     if not match:
         raise ValueError(f"{text!r} is not a time of day (HH:MM)")
     return time(int(match.group(1)), int(match.group(2)))
+
+
+def wall_clock(now: datetime, zone: tzinfo) -> datetime:
+    """`now` on the wall clock of `zone`, as the bots' windows (trade_start, trade_end, manage_until) read it: a
+    clock that never goes back within a day. Where the clocks fall back, an hour of wall-clock times comes twice
+    (01:00-02:00 on the first Sunday of November in America/Los_Angeles); read as it is, a window that had ended
+    in the first pass (trade 00:00-01:30, manage until 01:45) began again in the second: the bot armed at 01:00 and
+    traded a second session on the same day. Through the second pass the wall clock stands at the last instant of
+    the first (01:59:59.999999), where every time of the repeated hour has passed once: what was open stays open,
+    what ended stays ended. A span that would carry the date across midnight is read as it is (no zone does that)."""
+    local = now.astimezone(zone)
+    if not local.fold:
+        return local
+    first = local.replace(fold=0)  # the same wall time in the first pass, an earlier instant
+    before, after = first.utcoffset(), local.utcoffset()
+    if before is None or after is None or before <= after:
+        return local
+    # the last instant on the first pass's offset: between the first pass's reading of this wall time and now
+    lo, hi = first.astimezone(timezone.utc), now.astimezone(timezone.utc)
+    while hi - lo > timedelta(microseconds=1):
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(zone).utcoffset() == before:
+            lo = mid
+        else:
+            hi = mid
+    stood = lo.astimezone(zone)
+    return stood if stood.date() == local.date() else local
 
 
 class Clock(Protocol):

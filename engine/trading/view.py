@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from engine.brokers.base import Snapshot
 from engine.core import order_lifecycle as lifecycle
 from engine.core.calendar import NEW_YORK
+from engine.core.clock import wall_clock
 from engine.core.store import SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
@@ -108,7 +109,7 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
     if (previous is not None and previous.snapshot is snapshot and previous.now == now and previous.zone is tz
             and previous.stamp == stamp):  # fmt: skip
         return previous
-    local = now.astimezone(tz)
+    local = wall_clock(now, tz)  # never back within a day: an hour the clocks repeat stands still
     day = local.date()
     if previous is not None and previous.stamp == stamp and previous.day == day and now >= previous.now:
         if previous.recent_orders:

@@ -41,3 +41,20 @@ def test_a_position_held_into_the_next_day_is_flattened(project: ProjectCopy) ->
     assert exits and all(midnight <= r.created_at <= midnight + timedelta(minutes=2) for r in exits)
     assert all(r.trading_date.isoformat() == "2026-11-24" for r in exits)
     assert all(p.opened_at >= midnight for p in rig.store.positions("crypto_core"))  # only the new day's, if any
+
+
+def test_a_day_that_ended_does_not_begin_again_in_the_hour_the_clocks_repeat(project: ProjectCopy) -> None:
+    """crypto_core trading 00:00-01:30 and managing until 01:45 in Los Angeles, on the night the clocks fall back
+    (02:00 PDT is 01:00 PST, 09:00 UTC): read as it is, the wall clock went back to 01:00 after the bot's day had
+    ended, so it armed again and opened a second session's positions on the same day. Its day ends once."""
+    _crypto_holding(project)
+    project.replace("config/bots.yaml", 'trade_end: "23:59"\n    manage_until: "23:59"',
+                    'trade_end: "01:30"\n    manage_until: "01:45"')  # fmt: skip
+    rig = make_rig(project, ManualClock(datetime(2026, 11, 1, 6, 50, tzinfo=timezone.utc)))  # 23:50 PDT
+    rig.until(lambda r: r.clock.now() >= datetime(2026, 11, 1, 10, 30, tzinfo=timezone.utc), limit=300)  # 02:30 PST
+    entries = [r for r in rig.store.orders(bot_id="crypto_core") if r.purpose == "entry"]
+    assert entries, "the bot entered in its window"
+    assert all(r.created_at < datetime(2026, 11, 1, 8, 30, tzinfo=timezone.utc) for r in entries)  # by 01:30 PDT
+    arms = [e["ts"] for e in rig.events("transition") if e["bot"] == "crypto_core" and e["to"] == "armed"]
+    assert all(datetime.fromisoformat(ts) < datetime(2026, 11, 1, 9, tzinfo=timezone.utc) for ts in arms), arms
+    assert rig.store.positions("crypto_core") == []

@@ -1,0 +1,44 @@
+"""engine/core/clock.py's wall clock: the time of day the bots' windows are read at, which never goes back within a
+day, though the clocks fall back."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.core.clock import wall_clock
+
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+FALL_BACK = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)  # 01:00 PDT: 01:00-02:00 comes twice in Los Angeles
+
+
+@pytest.mark.parametrize(
+    ("zone", "first"),
+    [
+        ("America/Los_Angeles", FALL_BACK),
+        ("Europe/London", datetime(2026, 10, 25, 0, 0, tzinfo=timezone.utc)),  # 01:00 BST: 01:00-02:00 twice
+        ("Africa/Cairo", datetime(2026, 10, 29, 20, 0, tzinfo=timezone.utc)),  # 23:00: 23:00-24:00 twice, at midnight
+    ],
+)
+def test_the_hour_the_clocks_repeat_stands_at_the_end_of_its_first_pass(zone: str, first: datetime) -> None:
+    """Read as it is, the second pass went back an hour: a bot's window that had ended in the first (trade until
+    01:30, manage until 01:45) began again, and the bot traded a second session on the same day."""
+    tz = ZoneInfo(zone)
+    readings = [wall_clock(first + timedelta(minutes=m), tz) for m in range(0, 181)]
+    times = [(r.date(), r.time()) for r in readings]
+    assert all(earlier <= later for earlier, later in itertools.pairwise(times))  # never back
+    end_of_first = first.astimezone(tz).replace(minute=59, second=59, microsecond=999999)
+    for m in (60, 61, 90, 119):  # the second pass
+        assert wall_clock(first + timedelta(minutes=m), tz).time() == end_of_first.time()
+        assert wall_clock(first + timedelta(minutes=m), tz).date() == first.astimezone(tz).date()
+    assert wall_clock(first + timedelta(minutes=120), tz) == (first + timedelta(minutes=120)).astimezone(tz)
+
+
+def test_any_other_instant_is_the_zones_own_reading() -> None:
+    for hours in range(-30, 30):  # the day before, the night the clocks spring forward, ordinary hours
+        at = datetime(2026, 3, 8, 10, 0, tzinfo=timezone.utc) + timedelta(hours=hours)
+        assert wall_clock(at, LOS_ANGELES) == at.astimezone(LOS_ANGELES)
+    assert wall_clock(FALL_BACK + timedelta(minutes=30), LOS_ANGELES).time() == time(1, 30)  # the first pass
