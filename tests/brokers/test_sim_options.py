@@ -283,3 +283,13 @@ def test_a_contract_held_past_its_expiry_is_settled_at_that_close_not_priced_on(
     assert exchange.cash == pytest.approx(cash_before - 200 * (round(spot) - 50))
     with pytest.raises(SimReject):
         exchange.submit(OrderRequest(outside, "buy", "late", qty=1))  # no longer listed
+
+
+def test_a_contract_expiring_on_an_early_close_has_the_time_to_that_close_left() -> None:
+    """The day after Thanksgiving closes at 13:00 New York: at 12:00 a contract expiring that day has an hour left,
+    not four. Priced to 16:00, the last trades before the close carried three hours of time value the contract no
+    longer had, and its price fell to what it was worth only at the settlement."""
+    expiry = datetime(2026, 11, 27, 17, 0, tzinfo=timezone.utc)  # 12:00 New York
+    assert options.years_to_expiry(expiry.date(), expiry) == pytest.approx(3600 / (365 * 24 * 3600))
+    monday = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)  # 15:00 New York, a regular close
+    assert options.years_to_expiry(monday.date(), monday) == pytest.approx(3600 / (365 * 24 * 3600))

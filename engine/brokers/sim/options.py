@@ -248,8 +248,19 @@ def price_one(spot: float, strike: float, years: float, option_type: str, spread
 
 
 def years_to_expiry(expiry: date, now: datetime) -> float:
-    close = datetime.combine(expiry, time(16, 0), NEW_YORK)
-    return max((close - now).total_seconds(), 60.0) / (365 * 24 * 3600)
+    return max((expiry_close(expiry) - now).total_seconds(), 60.0) / (365 * 24 * 3600)
+
+
+@functools.lru_cache(maxsize=256)
+def expiry_close(expiry: date) -> datetime:
+    """When a contract expiring on `expiry` stops trading: its session's close, 13:00 New York on an early close
+    (the day after Thanksgiving, Christmas Eve, where a weekly moved from a Christmas Friday expires). Taken as
+    16:00, a contract was priced with three hours of time left at its last trade, and its price fell to what it
+    was worth only at the settlement. 16:00 on a day without a session (`expiries` never lists one)."""
+    from engine.core.calendar import market_calendar  # the exchange's sessions (its own import is lazy)
+
+    session = market_calendar().session(expiry)
+    return session.close if session is not None else datetime.combine(expiry, time(16, 0), NEW_YORK)
 
 
 @functools.lru_cache(maxsize=64)
