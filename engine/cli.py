@@ -504,7 +504,8 @@ def _sim_default_start(report: Report) -> datetime:
     text = report.config.settings.sim.start
     if text:
         return parse_start(text)
-    return default_sim_start(SystemClock().now().astimezone(ZoneInfo(report.config.settings.system.timezone)).date())
+    zone = ZoneInfo(report.config.settings.system.timezone)
+    return default_sim_start(SystemClock().now().astimezone(zone).date(), zone)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

@@ -106,12 +106,15 @@ class FollowingClock:
         return self._start + (datetime.now(timezone.utc) - self._launched)
 
 
-def default_sim_start(today: date) -> datetime:
-    """The open (New York time) of the first session on or after `today`, by the exchange calendar: the simulator
-    keeps it, so a simulated day started on a weekend or a holiday would find the market shut."""
+def default_sim_start(today: date, zone: tzinfo | None = None) -> datetime:
+    """The open (New York time) of the first session that opens on or after `today` in `zone` (system.timezone;
+    New York when not given), by the exchange calendar: the simulator keeps it, so a simulated day started on a
+    weekend or a holiday would find the market shut. Counted from New York's midnight of that date, a zone ahead
+    of New York skipped its own day's session: in Pacific/Auckland Tuesday's session is Monday's in New York
+    (03:30-10:00 Tuesday there), and a first run on Tuesday started at Wednesday's."""
     from engine.core.calendar import NEW_YORK, market_calendar  # imported here: `--validate` needs no calendar
 
-    midnight = datetime.combine(today, time(0, 0), NEW_YORK)
+    midnight = datetime.combine(today, time(0, 0), zone or NEW_YORK)
     return market_calendar().next_open(midnight).astimezone(NEW_YORK)
 
 

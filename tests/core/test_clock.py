@@ -4,12 +4,12 @@ day, though the clocks fall back."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.core.clock import wall_clock
+from engine.core.clock import default_sim_start, wall_clock
 
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 FALL_BACK = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)  # 01:00 PDT: 01:00-02:00 comes twice in Los Angeles
@@ -42,3 +42,19 @@ def test_any_other_instant_is_the_zones_own_reading() -> None:
         at = datetime(2026, 3, 8, 10, 0, tzinfo=timezone.utc) + timedelta(hours=hours)
         assert wall_clock(at, LOS_ANGELES) == at.astimezone(LOS_ANGELES)
     assert wall_clock(FALL_BACK + timedelta(minutes=30), LOS_ANGELES).time() == time(1, 30)  # the first pass
+
+
+@pytest.mark.parametrize(
+    ("zone", "today", "opens"),
+    [
+        # Tuesday in Auckland holds New York's Monday session (03:30-10:00 there): it was skipped for Wednesday's
+        ("Pacific/Auckland", date(2026, 11, 24), datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)),
+        ("Pacific/Auckland", date(2026, 11, 28), datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)),  # Friday's
+        ("Pacific/Auckland", date(2026, 11, 29), datetime(2026, 11, 30, 14, 30, tzinfo=timezone.utc)),  # a Sunday
+        ("America/Los_Angeles", date(2026, 11, 23), datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)),
+        ("Asia/Tokyo", date(2026, 11, 24), datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)),  # 23:30 there
+    ],
+)
+def test_a_first_simulated_day_is_the_session_that_opens_on_today_in_the_zone(zone: str, today: date,
+                                                                              opens: datetime) -> None:  # fmt: skip
+    assert default_sim_start(today, ZoneInfo(zone)) == opens
