@@ -519,7 +519,16 @@ class AlpacaAPI:
 
     def _read_body(self, response: Any, started: float) -> None:
         """The whole body, read now: refused when it declares or reaches more than `max_body_bytes`, or is still
-        arriving after twice the timeout (a server that trickles would otherwise hold the tick for ever)."""
+        arriving after twice the timeout (a server that trickles would otherwise hold the tick for ever).
+
+        Read as it arrives (`read1`: one read of the socket, whatever it holds), so the deadline is looked at
+        between reads of at most the read timeout each. requests' `iter_content` waits for each chunk to fill: a
+        body trickled a few bytes at a time, each within the read timeout, held the call until all of it came
+        (a 1 KB account at 20 bytes a second: 49 s against a 0.5 s timeout; a chain page, hours), and only then
+        was it found late."""
+        from requests.exceptions import ChunkedEncodingError, ContentDecodingError, ReadTimeout
+        from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+
         limit = self.max_body_bytes
         deadline = started + 2 * self.timeout[1]
         try:
@@ -528,17 +537,28 @@ class AlpacaAPI:
                 raise BrokerError("bad_response", f"an answer of {int(declared):,} bytes (more than {limit:,})")
             chunks: list[bytes] = []
             size = 0
-            for chunk in response.iter_content(64 * 1024):
+            while True:
+                if _monotonic() > deadline:
+                    raise BrokerError("timeout", f"the answer was still arriving after {2 * self.timeout[1]:g} s")
+                try:  # as requests' iter_content names urllib3's failures, a timeout named as one
+                    chunk = response.raw.read1(64 * 1024, decode_content=True)
+                except ReadTimeoutError as exc:
+                    raise ReadTimeout(exc) from None
+                except ProtocolError as exc:  # the connection closed mid-body, a broken chunk
+                    raise ChunkedEncodingError(exc) from None
+                except DecodeError as exc:
+                    raise ContentDecodingError(exc) from None
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > limit:
                     raise BrokerError("bad_response", f"an answer of more than {limit:,} bytes")
-                if _monotonic() > deadline:
-                    raise BrokerError("timeout", f"the answer was still arriving after {2 * self.timeout[1]:g} s")
                 chunks.append(chunk)
         except BaseException:
             response.close()  # the connection is in an unknown state: never reused
             raise
         response._content = b"".join(chunks)  # what requests keeps a read body in; .text and .json() read it
+        response._content_consumed = True
 
     def _observe_rate_limit(self, headers: Any) -> None:
         """X-RateLimit-Remaining/Reset and Retry-After tighten the bucket. A header we cannot read is ignored (we

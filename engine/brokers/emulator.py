@@ -93,6 +93,12 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)  # added to the answer (Retry-After, X-RateLimit-*)
     times: int = 1  # how many requests take it; 0: every matching request until the faults are cleared
     disconnect: bool = False  # close the connection without an answer (a dropped connection)
+    # The answer's body, shaped on the wire: only its first `cut_at` bytes sent under the whole body's
+    # Content-Length, then the connection closed (a connection lost mid-body); or sent `trickle_bytes` at a time
+    # with `trickle_seconds` between them (a body slower than the client's timeout, each piece within it).
+    cut_at: int | None = None
+    trickle_seconds: float = 0.0
+    trickle_bytes: int = 16
 
     @property
     def edits(self) -> bool:
@@ -1242,6 +1248,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         emulator = self.emulator
+        self._shaping: Fault | None = None  # this request's fault, if it shapes the body on the wire
         parts = urlsplit(self.path)
         path, query = parts.path, parse_qs(parts.query)
         length = int(self.headers.get("Content-Length") or 0)
@@ -1271,6 +1278,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._disconnect()
         if fault:
             rate_headers = {**rate_headers, **fault.headers}
+            self._shaping = fault if fault.cut_at is not None or fault.trickle_seconds else None
         if fault and not fault.after and fault.status and not fault.edits:
             return self._send_raw(fault.status, fault.body, fault.content_type, rate_headers)
         try:
@@ -1326,9 +1334,26 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            self._write_body(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
             pass
+
+    def _write_body(self, data: bytes) -> None:
+        """The body as the request's fault shapes it (`Fault.cut_at`, `Fault.trickle_seconds`), else at once."""
+        shaping = getattr(self, "_shaping", None)
+        if shaping is None:
+            self.wfile.write(data)
+            return
+        if shaping.cut_at is not None:
+            self.wfile.write(data[: shaping.cut_at])
+            self.wfile.flush()
+            return self._disconnect()
+        step = max(shaping.trickle_bytes, 1)
+        for at in range(0, len(data), step):
+            if self.emulator._release.wait(shaping.trickle_seconds):  # the emulator is stopping
+                return self._disconnect()
+            self.wfile.write(data[at : at + step])
+            self.wfile.flush()
 
     def do_GET(self) -> None:
         self._handle("GET")

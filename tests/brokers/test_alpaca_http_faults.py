@@ -1,0 +1,110 @@
+"""HTTP faults a real API, a proxy or a network gives, through the real alpaca-py clients against the emulator on
+loopback (and the engine's own order path over real SQLite where what the engine does next is the point).
+
+The contract (README "Safety", docs/alpaca.md): each fault ends as one BrokerError, in bounded time, that the
+engine halts on; never a value read one way of two, a traceback, a hang, or an order POSTed twice. Cases here are
+the ones the other files leave out: JSON that two readers read two ways (a key given twice, NaN), a 2xx that is not
+said to be JSON, a body slower than the timeout, a connection closed mid-body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from typing import Any
+
+import pytest
+import requests
+
+from engine.brokers.alpaca import AlpacaAPI
+from engine.brokers.base import BrokerError, OrderRequest
+from engine.brokers.emulator import Emulator, Fault
+from engine.brokers.sim.exchange import SimExchange
+from engine.core.clock import ManualClock
+from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.brokers.test_hostile_lifecycle import Desk, desk  # noqa: F401  # the fixture, used by name
+
+ACCOUNT, POSITIONS, ORDERS, STOCK_QUOTES = "/v2/account", "/v2/positions", "/v2/orders", "/v2/stocks/quotes/latest"
+CHAIN = "/v1beta1/options/snapshots/SPY"
+FIRST, LAST = date(2026, 11, 30), date(2027, 1, 7)  # the chain's expiries asked for
+
+
+def wire(emulator: Emulator, path: str, params: dict[str, str] | None = None) -> str:
+    """The emulator's real answer to `path`, as the text on the wire."""
+    headers = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
+    answer = requests.get(emulator.url + path, params=params, headers=headers, timeout=5)
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
+def twice(text: str, key: str, first: Any) -> str:
+    """`text` with `key` given twice in its first object that has it: `first`, then the value it had (which Python's
+    json, and Go's, keep)."""
+    spelt = f'"{key}": '
+    assert spelt in text, (key, text[:200])
+    return text.replace(spelt, f"{spelt}{json.dumps(first)}, {spelt}", 1)
+
+
+def read(api: AlpacaAPI, path: str) -> Any:
+    if path == ACCOUNT:
+        return api.get_account()
+    if path == POSITIONS:
+        return api.get_positions()
+    if path == ORDERS:
+        return api.get_open_orders()
+    if path == STOCK_QUOTES:
+        return api.get_stock_quotes(["AAPL", "SPY"])
+    return api.get_option_chain("SPY", FIRST, LAST)
+
+
+def refused(api: AlpacaAPI, emulator: Emulator, path: str, fault: Fault, kind: str = "bad_response") -> BrokerError:
+    """The fault's answer is one BrokerError of `kind`, and the next good answer reads as usual."""
+    emulator.faults.append(fault)
+    with pytest.raises(BrokerError) as caught:
+        read(api, path)
+    assert caught.value.kind == kind, caught.value
+    assert SECRET not in str(caught.value) and KEY not in str(caught.value)
+    read(api, path)
+    return caught.value
+
+
+@pytest.fixture
+def held(api: AlpacaAPI, exchange: SimExchange) -> AlpacaAPI:
+    """A position and a working order, so the lists have an item to spoil."""
+    exchange.set_position("AAPL", 3, 190.0)
+    api.submit_order(OrderRequest("MSFT", "buy", "rest-1", "limit", "day", qty=1, limit_price=1.0))
+    return api
+
+
+# --- bodies that arrive slowly, or not whole ---------------------------------------------------------------------
+
+
+def test_a_body_slower_than_the_timeout_ends_at_the_deadline_not_when_it_has_all_come(
+    emulator: Emulator, clock: ManualClock
+) -> None:
+    """Each piece of the body comes within the read timeout, the whole of it long after. Read by requests'
+    iter_content (which waits for a 64 KB chunk to fill), the call lasted until the last byte came: an account of
+    1 KB at 8 bytes every 50 ms held the tick for 6 s against a timeout of 0.2 s (a chain page, for hours). It
+    ends at twice the timeout, as a timeout, and the next call reads as usual."""
+    api = make_api(emulator, clock, timeout=0.2)
+    assert len(wire(emulator, ACCOUNT)) > 900  # 110 pieces and more: 5.5 s and more on the wire
+    emulator.faults.append(Fault(status=0, trickle_seconds=0.05, trickle_bytes=8, path_prefix=ACCOUNT))
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.kind == "timeout", caught.value
+    assert time.monotonic() - started < 2.0
+    assert api.get_account().equity == 100_000
+
+
+def test_a_body_that_trickles_within_the_deadline_is_read(api: AlpacaAPI, emulator: Emulator) -> None:
+    """Read as it arrives, a body in many small pieces is the same body."""
+    emulator.faults.append(Fault(status=0, trickle_seconds=0.001, trickle_bytes=64, path_prefix=ACCOUNT))
+    assert api.get_account().equity == 100_000
+
+
+@pytest.mark.parametrize("cut_at", [0, 40])
+def test_a_connection_closed_mid_body_is_a_connection_error(api: AlpacaAPI, emulator: Emulator, cut_at: int) -> None:
+    """The headers promise more bytes than come before the connection closes: never half a body parsed."""
+    refused(api, emulator, ACCOUNT, Fault(status=0, cut_at=cut_at, path_prefix=ACCOUNT), kind="connection")
