@@ -25,6 +25,7 @@ alpaca-py is imported lazily: it takes about half a second, and `--validate` mus
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 import uuid
@@ -305,6 +306,16 @@ def _body(text: str) -> tuple[int | None, str]:
     return (code if readable else None), str(parsed.get("message", text))
 
 
+def _strict_json(content: bytes, **_: Any) -> Any:
+    """A broker answer's JSON, read as `jsontext.loads_strict` reads it (keyword arguments of `response.json`
+    ignored: the SDK passes none). What two readers would read two ways is an unreadable answer."""
+    try:
+        return jsontext.loads_strict(content)
+    except jsontext.Ambiguous as exc:
+        said = f"the key {_shown(exc.key)} is given twice in one object" if exc.key is not None else str(exc)
+        raise Unreadable(f"the body is not JSON to rely on: {said}") from None
+
+
 class _OrderMemory:
     """What this run asked for and what the broker has said about each order, so that an answer contradicting an
     earlier one is refused (`Unreadable`), never booked. An order never changes what it is: its client_order_id,
@@ -476,6 +487,7 @@ class AlpacaAPI:
                 raise BrokerError(
                     "bad_response", f"HTTP {status}: a redirect, not an answer", status=status, reason="bad_response"
                 )
+            self._json_answer(response)
             self._no_misread_numbers(response, data_api=not rate_limited)
             return response
 
@@ -560,6 +572,15 @@ class AlpacaAPI:
         response._content = b"".join(chunks)  # what requests keeps a read body in; .text and .json() read it
         response._content_consumed = True
 
+    def _json_answer(self, response: Any) -> None:
+        """A 2xx answer with a body is read by the SDK (its `response.json()`) strictly (`jsontext.loads_strict`).
+        A key given twice in one object has two values: Python keeps the last, and `"trading_blocked": true,
+        "trading_blocked": false` was read as not blocked, `"side": "short", "side": "long"` as a long; NaN and
+        Infinity are no JSON."""
+        if not 200 <= response.status_code < 300 or not response.content:
+            return
+        response.json = functools.partial(_strict_json, response.content)
+
     def _observe_rate_limit(self, headers: Any) -> None:
         """X-RateLimit-Remaining/Reset and Retry-After tighten the bucket. A header we cannot read is ignored (we
         keep our own count), and no header holds requests back longer than MAX_BACKOFF: a reset in the year 3000
@@ -621,7 +642,7 @@ class AlpacaAPI:
             return BrokerError(kind, self._scrub(message), status=status, operation=operation, reason=reason, code=code)
         if isinstance(exc, requests.exceptions.Timeout):
             kind, message = "timeout", "no answer in time"
-        elif isinstance(exc, requests.exceptions.JSONDecodeError):
+        elif isinstance(exc, (requests.exceptions.JSONDecodeError, json.JSONDecodeError)):  # ours: `_strict_json`
             kind, message = "bad_response", "the body is not JSON"
         elif isinstance(exc, requests.exceptions.ConnectionError):
             kind, message = "connection", "cannot connect"

@@ -77,6 +77,51 @@ def held(api: AlpacaAPI, exchange: SimExchange) -> AlpacaAPI:
     return api
 
 
+# --- JSON that two readers read two ways -------------------------------------------------------------------------
+
+CHAIN_QUERY = {"feed": "indicative", "limit": "1000", "expiration_date_gte": str(FIRST), "expiration_date_lte": str(LAST)}
+TWICE = [
+    # Python keeps the last value: trading blocked, then not, was read as not blocked
+    (ACCOUNT, None, "trading_blocked", True),
+    (POSITIONS, None, "side", "short"),  # a long read as a long, a short as whatever came last
+    (ORDERS, {"status": "open"}, "status", "canceled"),
+    (ORDERS, {"status": "open"}, "filled_qty", "1"),
+    (STOCK_QUOTES, {"symbols": "AAPL,SPY", "feed": "iex"}, "AAPL", {"t": "2026-11-23T15:00:00Z", "bp": 1.0, "bs": 1,
+                                                                     "ap": 1.01, "as": 1}),  # two quotes for one symbol
+    (CHAIN, CHAIN_QUERY, "delta", -0.5),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "params", "key", "first"), TWICE, ids=[f"{p}:{k}" for p, _, k, _ in TWICE])
+def test_a_key_given_twice_in_one_object_is_a_bad_answer(
+    held: AlpacaAPI, emulator: Emulator, path: str, params: dict[str, str] | None, key: str, first: Any
+) -> None:
+    """A key twice in one object has two values, and which one a reader keeps is the reader's choice (Python's json
+    and Go's the last, others the first, strict ones refuse): `"trading_blocked": true, "trading_blocked": false`
+    was read as an account free to trade. Not a value to choose from: the whole answer is unreadable."""
+    body = twice(wire(emulator, path, params), key, first)
+    error = refused(held, emulator, path, Fault(status=200, body=body, path_prefix=path.split("?")[0]))
+    assert f"the key '{key}' is given twice" in error.message
+
+
+UNREAD = [(ACCOUNT, None, "sma"), (STOCK_QUOTES, {"symbols": "AAPL,SPY", "feed": "iex"}, "bs")]  # fields the engine never reads
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(("path", "params", "key"), UNREAD, ids=[f"{p}:{k}" for p, _, k in UNREAD])
+def test_nan_and_infinity_are_no_json_even_where_the_engine_does_not_look(
+    held: AlpacaAPI, emulator: Emulator, path: str, params: dict[str, str] | None, key: str, literal: str
+) -> None:
+    """RFC 8259 has no NaN or Infinity (Alpaca's Go servers cannot write them), though Python's json reads them.
+    Fields the engine reads already refuse a number that is not finite; a body that holds one anywhere is not
+    the API's JSON, and is refused whole, not read around."""
+    text = wire(emulator, path, params)
+    start = text.index(f'"{key}": ') + len(f'"{key}": ')
+    end = min(i for i in (text.find(",", start), text.find("}", start)) if i != -1)
+    error = refused(held, emulator, path, Fault(status=200, body=text[:start] + literal + text[end:], path_prefix=path))
+    assert f"{literal} is not a JSON number" in error.message
+
+
 # --- bodies that arrive slowly, or not whole ---------------------------------------------------------------------
 
 
