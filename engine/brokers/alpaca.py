@@ -573,12 +573,20 @@ class AlpacaAPI:
         response._content_consumed = True
 
     def _json_answer(self, response: Any) -> None:
-        """A 2xx answer with a body is read by the SDK (its `response.json()`) strictly (`jsontext.loads_strict`).
-        A key given twice in one object has two values: Python keeps the last, and `"trading_blocked": true,
-        "trading_blocked": false` was read as not blocked, `"side": "short", "side": "long"` as a long; NaN and
-        Infinity are no JSON."""
-        if not 200 <= response.status_code < 300 or not response.content:
+        """A 2xx answer with a body is Alpaca's JSON, or a bad response: said to be JSON (Content-Type), and read by
+        the SDK (its `response.json()`) strictly (`jsontext.loads_strict`). A key given twice in one object has
+        two values: Python keeps the last, and `"trading_blocked": true, "trading_blocked": false` was read as not
+        blocked, `"side": "short", "side": "long"` as a long; NaN and Infinity are no JSON. A body sent as
+        text/html or text/plain is not the API's answer (a proxy's, a portal's), whatever it holds."""
+        status = response.status_code
+        if not 200 <= status < 300 or not response.content:
             return
+        declared = response.headers.get("Content-Type") or ""
+        media = declared.split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            said = quoted(declared, 60) if declared else "no Content-Type"
+            raise BrokerError("bad_response", f"HTTP {status} answered with {said}, not JSON")
+        response.encoding = "utf-8"  # JSON's (RFC 8259): the SDK's `response.text` never guesses another
         response.json = functools.partial(_strict_json, response.content)
 
     def _observe_rate_limit(self, headers: Any) -> None:

@@ -9,6 +9,7 @@ said to be JSON, a body slower than the timeout, a connection closed mid-body.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import date
@@ -122,6 +123,23 @@ def test_nan_and_infinity_are_no_json_even_where_the_engine_does_not_look(
     assert f"{literal} is not a JSON number" in error.message
 
 
+@pytest.mark.parametrize("content_type", ["text/html", "text/plain; charset=utf-8", "application/octet-stream", ""])
+def test_a_2xx_answer_not_said_to_be_json_is_a_bad_answer(api: AlpacaAPI, emulator: Emulator, content_type: str) -> None:
+    """Alpaca says its answers are application/json. A 200 said to be a web page, text or bytes is someone else's
+    answer (a proxy's, a captive portal's), even when its body parses: it was read as the account, its text decoded
+    as requests guesses (Latin-1 for text/*, a charset detector's guess for the rest)."""
+    body = wire(emulator, ACCOUNT)
+    error = refused(api, emulator, ACCOUNT, Fault(status=200, body=body, content_type=content_type, path_prefix=ACCOUNT))
+    assert "not JSON" in error.message
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON", "application/problem+json"])
+def test_json_said_in_any_of_its_spellings_is_read(api: AlpacaAPI, emulator: Emulator, content_type: str) -> None:
+    """The check is of the media type, not of one spelling of the header."""
+    emulator.faults.append(Fault(status=200, body=wire(emulator, ACCOUNT), content_type=content_type, path_prefix=ACCOUNT))
+    assert api.get_account().equity == 100_000
+
+
 # --- bodies that arrive slowly, or not whole ---------------------------------------------------------------------
 
 
@@ -153,3 +171,34 @@ def test_a_body_that_trickles_within_the_deadline_is_read(api: AlpacaAPI, emulat
 def test_a_connection_closed_mid_body_is_a_connection_error(api: AlpacaAPI, emulator: Emulator, cut_at: int) -> None:
     """The headers promise more bytes than come before the connection closes: never half a body parsed."""
     refused(api, emulator, ACCOUNT, Fault(status=0, cut_at=cut_at, path_prefix=ACCOUNT), kind="connection")
+
+
+# --- the order path: whatever the answer to our POST, one order ---------------------------------------------------
+
+POST_ANSWERS = {
+    "cut-mid-body": Fault(status=0, cut_at=60),  # the order placed, its answer lost halfway
+    "key-twice": Fault(status=200, body='{"status": "new", "status": "rejected"}', after=True),
+    "text-plain": Fault(status=200, body='{"status": "new"}', content_type="text/plain", after=True),
+    "422-html": Fault(status=422, body="<html><body>Unprocessable</body></html>", content_type="text/html"),
+    "422-empty": Fault(status=422, body=""),
+}
+
+
+@pytest.mark.parametrize("name", list(POST_ANSWERS))
+def test_a_post_whose_answer_cannot_be_read_is_never_sent_twice(desk: Desk, name: str) -> None:  # noqa: F811
+    """The order is looked up by its client_order_id, never POSTed again: one the broker took is tracked, one it
+    did not ends owning nothing; the failure is counted (the health window halts on a run of them)."""
+    desk.emulator.faults.append(dataclasses.replace(POST_ANSWERS[name], path_prefix=ORDERS, method="POST"))
+    row = desk.intent(qty=1)
+    desk.orders.send_pending()
+    for _ in range(20):  # 100 s: past the minute an unfound order may take to show up
+        desk.tick()
+    posts = [r for r in desk.emulator.requests if r.method == "POST" and r.path == ORDERS]
+    assert len(posts) == 1
+    stored = desk.store.order(row.client_order_id)
+    assert stored is not None
+    if desk.exchange.by_client_id.get(row.client_order_id):
+        assert stored.status == "new" and stored.broker_order_id
+    else:
+        assert name.startswith("422") and stored.status in ("not_sent", "rejected")
+    assert desk.failures
