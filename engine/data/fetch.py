@@ -42,6 +42,7 @@ from engine.brokers.base import BrokerError
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
+from engine.core import jsontext
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock, SystemClock
 from engine.core.journal import Secrets, quoted
@@ -222,11 +223,17 @@ class _Pages:
         if not url.endswith("/bars") or not 200 <= getattr(response, "status_code", 0) < 300:
             return
         try:
-            body = response.json()
+            # strictly: a key given twice (a bar's "c", a symbol's list) has two values, and alpaca-py keeps the
+            # last without a word; a bar stored with one of them is a price the API may never have given. A NaN is
+            # read, for `_bar_problem` to refuse naming the bar.
+            body = jsontext.loads_strict(response.content, non_finite=True)
+        except jsontext.Ambiguous as exc:
+            said = f"the key {quoted(json.dumps(exc.key), 60)} twice in one object" if exc.key is not None else str(exc)
+            raise _BadPage(f"the data API answered a page of bars that is not JSON to rely on: {said}") from None
+        except jsontext.TooDeep:  # a traceback, not a failed fetch, before
+            raise _BadPage("the data API answered a page of bars nested too deeply to read") from None
         except ValueError:
             return  # alpaca-py raises its own JSONDecodeError, a RequestException
-        except RecursionError:  # nested past the interpreter's limit: a traceback, not a failed fetch, before
-            raise _BadPage("the data API answered a page of bars nested too deeply to read") from None
         if not isinstance(body, dict):
             raise _BadPage(f"the data API answered a page of bars that is not a JSON object: {quoted(str(body), 100)}")
         bars = body.get("bars", {})

@@ -37,6 +37,9 @@ def test_nan_and_infinity_are_not_json(literal: str) -> None:
     assert jsontext.loads(f'{{"x": {literal}}}') is not None
     with pytest.raises(jsontext.Ambiguous, match=f"{literal} is not a JSON number"):
         jsontext.loads_strict(f'{{"x": {literal}}}')
+    assert jsontext.loads_strict(f'{{"x": {literal}}}', non_finite=True)["x"] != 0  # a reader that checks numbers
+    with pytest.raises(jsontext.Ambiguous):
+        jsontext.loads_strict(f'{{"x": {literal}, "x": 1}}', non_finite=True)
 
 
 @pytest.mark.parametrize("data", [b'{"a": "\xff"}', "[" * 100_000, '{"a": 1', ""])

@@ -583,3 +583,27 @@ def test_a_bad_page_quoting_a_key_across_its_cut_keeps_no_part_of_it(
     said = str(caught.value)
     assert "not an object of lists" in said and "x" * 80 in said, said
     assert SECRET[:4] not in said and "\x1e" not in said, said
+
+
+BAR = '{"t": "2026-11-19T05:00:00Z", "o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 1.0, "n": 1, "vw": 1.0}'
+
+
+@pytest.mark.parametrize(
+    ("page", "key"),
+    [
+        ('{"bars": {"BTC/USD": [' + BAR.replace('"c": 1.0', '"c": 0.5, "c": 1.0') + ']}, "next_page_token": null}', "c"),
+        ('{"bars": {"BTC/USD": [], "BTC/USD": [' + BAR + ']}, "next_page_token": null}', "BTC/USD"),
+    ],
+    ids=["a-bar's-close", "a-symbol's-bars"],
+)
+def test_a_page_with_a_key_given_twice_is_refused_not_read_one_way(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, page: str, key: str
+) -> None:
+    """A key twice in one object has two values; alpaca-py (Python's json) kept the last without a word, and the
+    fetch stored a bar whose close the API may never have given, or one symbol's bars out of two lists. Refused,
+    nothing of the window is stored."""
+    emulator.faults.append(Fault(status=200, body=page, path_prefix="/v1beta3/crypto/us/bars"))
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    assert caught.value.symbol == "BTC/USD" and f'the key "{key}" twice in one object' in caught.value.message
+    assert not (tmp_path / "bars").exists()
