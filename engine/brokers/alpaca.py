@@ -306,6 +306,48 @@ def _body(text: str) -> tuple[int | None, str]:
     return (code if readable else None), str(parsed.get("message", text))
 
 
+def read_body(response: Any, *, deadline: float, limit: int) -> None:
+    """A streamed response's whole body, read now into `response.content`: refused when it declares or reaches more
+    than `limit` bytes, or is still arriving at `deadline` (a `time.monotonic()` instant; a server that trickles
+    would otherwise hold the caller for ever).
+
+    Read as it arrives (`read1`: one read of the socket, whatever it holds), so the deadline is looked at between
+    reads of at most the read timeout each. requests' `iter_content` waits for each chunk to fill: a body trickled
+    a few bytes at a time, each within the read timeout, held the call until all of it came (a 1 KB account at 20
+    bytes a second: 49 s against a 0.5 s timeout; a chain page, hours), and only then was it found late."""
+    from requests.exceptions import ChunkedEncodingError, ContentDecodingError, ReadTimeout
+    from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+
+    try:
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise BrokerError("bad_response", f"an answer of {int(declared):,} bytes (more than {limit:,})")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if _monotonic() > deadline:
+                raise BrokerError("timeout", "the answer was still arriving at its deadline")
+            try:  # as requests' iter_content names urllib3's failures, a timeout named as one
+                chunk = response.raw.read1(64 * 1024, decode_content=True)
+            except ReadTimeoutError as exc:
+                raise ReadTimeout(exc) from None
+            except ProtocolError as exc:  # the connection closed mid-body, a broken chunk
+                raise ChunkedEncodingError(exc) from None
+            except DecodeError as exc:
+                raise ContentDecodingError(exc) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise BrokerError("bad_response", f"an answer of more than {limit:,} bytes")
+            chunks.append(chunk)
+    except BaseException:
+        response.close()  # the connection is in an unknown state: never reused
+        raise
+    response._content = b"".join(chunks)  # what requests keeps a read body in; .text and .json() read it
+    response._content_consumed = True
+
+
 def _strict_json(content: bytes, **_: Any) -> Any:
     """A broker answer's JSON, read as `jsontext.loads_strict` reads it (keyword arguments of `response.json`
     ignored: the SDK passes none). What two readers would read two ways is an unreadable answer."""
@@ -530,47 +572,8 @@ class AlpacaAPI:
             self._page_tokens.add(str(token))
 
     def _read_body(self, response: Any, started: float) -> None:
-        """The whole body, read now: refused when it declares or reaches more than `max_body_bytes`, or is still
-        arriving after twice the timeout (a server that trickles would otherwise hold the tick for ever).
-
-        Read as it arrives (`read1`: one read of the socket, whatever it holds), so the deadline is looked at
-        between reads of at most the read timeout each. requests' `iter_content` waits for each chunk to fill: a
-        body trickled a few bytes at a time, each within the read timeout, held the call until all of it came
-        (a 1 KB account at 20 bytes a second: 49 s against a 0.5 s timeout; a chain page, hours), and only then
-        was it found late."""
-        from requests.exceptions import ChunkedEncodingError, ContentDecodingError, ReadTimeout
-        from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
-
-        limit = self.max_body_bytes
-        deadline = started + 2 * self.timeout[1]
-        try:
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-                raise BrokerError("bad_response", f"an answer of {int(declared):,} bytes (more than {limit:,})")
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if _monotonic() > deadline:
-                    raise BrokerError("timeout", f"the answer was still arriving after {2 * self.timeout[1]:g} s")
-                try:  # as requests' iter_content names urllib3's failures, a timeout named as one
-                    chunk = response.raw.read1(64 * 1024, decode_content=True)
-                except ReadTimeoutError as exc:
-                    raise ReadTimeout(exc) from None
-                except ProtocolError as exc:  # the connection closed mid-body, a broken chunk
-                    raise ChunkedEncodingError(exc) from None
-                except DecodeError as exc:
-                    raise ContentDecodingError(exc) from None
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > limit:
-                    raise BrokerError("bad_response", f"an answer of more than {limit:,} bytes")
-                chunks.append(chunk)
-        except BaseException:
-            response.close()  # the connection is in an unknown state: never reused
-            raise
-        response._content = b"".join(chunks)  # what requests keeps a read body in; .text and .json() read it
-        response._content_consumed = True
+        """The whole body, read now (`read_body`): within `max_body_bytes` and twice the timeout."""
+        read_body(response, deadline=started + 2 * self.timeout[1], limit=self.max_body_bytes)
 
     def _json_answer(self, response: Any) -> None:
         """A 2xx answer with a body is Alpaca's JSON, or a bad response: said to be JSON (Content-Type), and read by

@@ -38,6 +38,7 @@ from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
 
+from engine.brokers.alpaca import MAX_BODY_BYTES, read_body
 from engine.brokers.base import BrokerError
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.symbols import asset_class_of
@@ -198,6 +199,8 @@ class FetchResult:
 # A window's bars fit in a few pages (a week of minute bars is about 10,000, one page's limit); past this many
 # distinct next_page_tokens the answer is not one we understand, and alpaca-py would follow it for ever.
 PAGES_PER_WINDOW = 50
+# How long one read of the socket may wait; a whole page may take twice this (`read_body`).
+READ_TIMEOUT = 30.0
 
 
 class _BadPage(Exception):
@@ -300,8 +303,14 @@ class _Throttle:
 
             def request(method: str, url: str, _send: Any = send, **kwargs: Any) -> Any:
                 self.wait()
-                kwargs.setdefault("timeout", (5.0, 30.0))
+                kwargs.setdefault("timeout", (5.0, READ_TIMEOUT))
+                kwargs["stream"] = True  # the body is read here, within a size and a time limit
+                started = time.monotonic()
                 response = _send(method, url, **kwargs)
+                if not response._content_consumed:  # an AlpacaAPI's client has read it already, as this does
+                    # read whole by alpaca-py (requests' iter_content), a page trickled a few bytes at a time, each
+                    # within the read timeout, held the fetch for as long as the server liked
+                    read_body(response, deadline=started + 2 * READ_TIMEOUT, limit=MAX_BODY_BYTES)
                 self.pages.check(url, response)
                 return response
 

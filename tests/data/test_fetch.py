@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -606,4 +607,20 @@ def test_a_page_with_a_key_given_twice_is_refused_not_read_one_way(
     with pytest.raises(FetchError) as caught:
         fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
     assert caught.value.symbol == "BTC/USD" and f'the key "{key}" twice in one object' in caught.value.message
+    assert not (tmp_path / "bars").exists()
+
+
+def test_a_page_slower_than_the_timeout_stops_the_fetch_at_its_deadline(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each piece of a page comes within the read timeout, the whole of it long after: read whole by alpaca-py
+    (requests waits for each 10 KB chunk to fill), the fetch waited for as long as the server trickled. It stops
+    at twice the read timeout, naming the symbol, nothing of the window written."""
+    monkeypatch.setattr("engine.data.fetch.READ_TIMEOUT", 0.2)
+    emulator.faults.append(Fault(status=0, trickle_seconds=0.05, trickle_bytes=64, path_prefix="/v1beta3/crypto/us/bars"))
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:  # a day of minute bars: 100 KB and more, a minute and more trickled
+        fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    assert time.monotonic() - started < 3.0
+    assert caught.value.symbol == "BTC/USD" and "still arriving" in caught.value.message
     assert not (tmp_path / "bars").exists()
