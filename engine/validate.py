@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
 
@@ -58,13 +59,17 @@ def persisted_state_problems(
     complete: bool = True,
     holders: bool = True,
     broker: str | None = None,
+    zone: tuple[str, float] | None = None,
 ) -> list[Problem]:
     """States saved in SQLite that the machine files no longer have, of the machines a run restores
     (`startup.restored_machines`): the engine could not restore them. With `holders`, also the positions and working orders
     saved for a bot that bots.yaml no longer runs as the same kind (`startup.unmanaged`): nothing would manage their
     exits, or the wrong rules would; and the halts until `resume` of a bot bots.yaml no longer has
     (`startup.orphaned_halts`). With `broker` (settings.yaml's `broker.name`, when it names one), also a state file
-    another broker's run wrote, which `run` refuses (`startup.other_account`).
+    another broker's run wrote, which `run` refuses (`startup.other_account`). With `zone` (settings.yaml's
+    system.timezone and runner.loop_interval_seconds), also a zone other than the one the file counts its trading
+    days in while it holds a record of the day either calls today, which `run` refuses too (`startup.changed_zone`):
+    today is the state's own (a simulation's next tick, else now).
 
     With `complete=False` (a machine file could not be read) a kind with no machine is not reported: its
     machine may be in the unreadable file."""
@@ -72,7 +77,15 @@ def persisted_state_problems(
 
     from engine.core import order_lifecycle as lifecycle
     from engine.core.store import StateFileError, StateStore, state_file_exists
-    from engine.trading.startup import orphaned_halts, other_account, restored_machines, unmanaged, vanished_state
+    from engine.trading.startup import (
+        ZONE_KEY,
+        changed_zone,
+        orphaned_halts,
+        other_account,
+        restored_machines,
+        unmanaged,
+        vanished_state,
+    )
 
     if not state_file_exists(db_path) or (db_path.is_file() and db_path.stat().st_size == 0):
         return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
@@ -93,6 +106,14 @@ def persisted_state_problems(
         saved_states = store.machine_states()
         held = (store.positions(), store.orders(statuses=lifecycle.OPEN), store.halts(open_only=True)) if holders else None
         mismatch = other_account(store.meta("broker"), broker) if broker is not None else None
+        recorded = store.meta(ZONE_KEY) if zone is not None else None
+        zone_moved = None
+        if zone is not None and recorded is not None and recorded != zone[0]:
+            from engine.trading.runner import state_now  # only now: the run's module is large
+
+            now, simulated = state_now(store, datetime.now(timezone.utc))
+            now += timedelta(seconds=zone[1]) if simulated else timedelta(0)  # a simulation goes on a tick later
+            zone_moved = changed_zone(recorded, zone[0], now, store.days_with_activity, simulated=simulated)
     except sqlite3.Error as exc:
         store.close()
         return unreadable(exc)
@@ -118,6 +139,9 @@ def persisted_state_problems(
         if mismatch is not None:
             line = f"the state file {mismatch} state file (system.state_db_path, or --state-db)"
             problems.append(Problem(shown(db_path), 0, 0, "meta.broker", line))
+        if zone_moved is not None:
+            line = f"the state file {zone_moved} (system.state_db_path, or --state-db)"
+            problems.append(Problem(shown(db_path), 0, 0, f"meta.{ZONE_KEY}", line))
     finally:
         store.close()
     return problems
@@ -275,8 +299,10 @@ def validate(
         db = state_db or report.config.resolve(report.config.settings.system.state_db_path)
         named = report.config.settings.broker.name  # `auto` hangs on the environment, which validation does not read
         broker = named if holders and named != "auto" else None
+        runner = report.config.settings.runner
+        zone = (report.config.settings.system.timezone, runner.loop_interval_seconds) if holders else None
         found = persisted_state_problems(
-            db, machines.specs, report.config.bots, complete=machines.complete, holders=holders, broker=broker
+            db, machines.specs, report.config.bots, complete=machines.complete, holders=holders, broker=broker, zone=zone
         )
         report.problems.extend(found)
     if scenarios:  # checked as far as they can be beside a broken config or machine file, not left for later

@@ -1305,6 +1305,19 @@ class StateStore:
         with self._reading("orders"):
             return date.fromisoformat(value) if value else None
 
+    def days_with_activity(self, days: Iterable[date]) -> set[date]:
+        """Those of `days` on which the file holds an order, a counter, realized P&L or a trade: the records that
+        count a day's trades, fills and losses against its caps and budgets (`startup.changed_zone`). Each table is
+        read through the index that leads with its trading date, so the cost does not grow with the history."""
+        wanted = {day.isoformat(): day for day in days}
+        if not wanted:
+            return set()
+        marks = ", ".join("?" * len(wanted))
+        tables = ("orders", "counters", "realized_pnl", "trades")
+        sql = " UNION ".join(f"SELECT trading_date FROM {table} WHERE trading_date IN ({marks})" for table in tables)
+        rows = self._rows(sql, tuple(wanted) * len(tables))
+        return {wanted[r[0]] for r in rows if r[0] in wanted}
+
     def orders_created_since(self, since: datetime) -> list[datetime]:
         rows = self._rows("SELECT created_at FROM orders WHERE created_at >= ?", (_ts(since),))
         with self._reading("orders"):

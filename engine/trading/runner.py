@@ -58,7 +58,7 @@ from engine.strategy.watchdog import watching
 from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
 from engine.trading.facts_builder import fresh_window
-from engine.trading.startup import check_broker, other_account
+from engine.trading.startup import ZONE_KEY, changed_zone, check_broker, other_account
 from engine.validate import Report
 
 SIM_STATE_KEY = "sim_exchange"
@@ -110,6 +110,7 @@ class Session:
     _broker_error: dict[str, Any] | None = field(default=None, repr=False)  # the tick's first, for the recording
     _state_last_tick: datetime | None = field(default=None, repr=False)  # the state's last tick before this run
     alerts: Any = None  # an engine.operator.alerts.Alerter when settings.yaml's alerts are enabled; closed by close_session
+    zone_was: str | None = None  # the zone the state file counted its days in, when this run changed it (run_start)
 
     @property
     def local(self) -> LocalTime:
@@ -178,6 +179,10 @@ def open_session(
             if resumed:
                 at = LocalTime(report.config.settings.system.timezone)(clock.now())
                 notice += f"; continuing the simulation saved in {db_path} at {at}"
+        zone, zone_was = report.config.settings.system.timezone, store.meta(ZONE_KEY)
+        refused = changed_zone(zone_was, zone, clock.now(), store.days_with_activity, simulated=name == "sim")
+        if refused is not None:  # input to fix (exit 2), found before anything is written
+            raise RunError(f"{db_path} {refused} (--state-db)", invalid=True)
         if name == "sim":
             _check_broker(broker, report)
         # The keys in use are masked in the log: Alpaca's, which the factory checked; a simulated run's environment
@@ -189,6 +194,9 @@ def open_session(
         except StartupError as exc:
             raise RunError(str(exc), invalid=True) from None
         store.set_meta("broker", name)
+        store.set_meta(ZONE_KEY, zone)  # the zone its trading dates are counted in from now on
+        if zone_was is not None and zone_was != zone:
+            notice += f"; trading days are now counted in {zone} (this state file counted them in {zone_was})"
         alerts = _start_alerts(report, env, journal, engine)
         if exchange is not None:
             from engine.brokers.sim.persist import SimPersistence
@@ -197,6 +205,7 @@ def open_session(
             engine.on_persist = exchange.on_change = SimPersistence(exchange, store)
             exchange.open_paths((*engine.needs.stocks, *engine.needs.crypto))  # startup work, not the first tick's
         session = Session(engine, clock, name == "sim", name, notice, store, journal, exchange, lock=lock, alerts=alerts)
+        session.zone_was = zone_was if zone_was != zone else None
         if options.until_close or (name == "sim" and options.ticks is None and not options.once):
             session.close_at = _session_close(exchange, clock) if exchange is not None else alpaca_close
     except BaseException:
@@ -501,7 +510,11 @@ def _loop(
     started_at = clock.now()
     realized_before = session.store.realized_pnl(engine.trading_date(started_at))  # the day's, before this run
     session.store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": _utc(started_at), "broker": session.broker_name}))
-    engine.journal.log("run_start", broker=session.broker_name, simulated=session.simulated, notice=session.notice)
+    changed = {"timezone_was": session.zone_was} if session.zone_was is not None else {}
+    zone = engine.config.settings.system.timezone
+    engine.journal.log(
+        "run_start", broker=session.broker_name, simulated=session.simulated, notice=session.notice, timezone=zone, **changed
+    )
     durations: list[float] = []
     if session.recorder is not None:  # the broker errors the run meets, in the recording's notes
         engine.journal.subscribe(functools.partial(_note_broker_error, session))

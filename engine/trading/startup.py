@@ -6,11 +6,12 @@ is a clear start-up error naming the bot, and a non-zero exit, never a run that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, time, timedelta
 
 from engine.brokers.base import Asset, Broker, BrokerError
 from engine.brokers.symbols import asset_class_of
-from engine.config.checks import bot_kind, trading_bots
+from engine.config.checks import _zone, bot_kind, trading_bots
 from engine.config.model import BotsConfig, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig
 from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, PositionRow
 from engine.core.terminal_text import one_line
@@ -162,3 +163,44 @@ def other_account(written_by: str | None, name: str) -> str | None:
         return None
     held, asked = ("an" if w == "alpaca" else "a" for w in (written_by, name))
     return f"holds the state of {held} '{written_by}' account; {asked} '{name}' run needs its own"
+
+
+ZONE_KEY = "timezone"  # meta: the zone (system.timezone) the state file's trading dates are counted in
+
+
+def changed_zone(
+    recorded: str | None, zone: str, now: datetime, active: Callable[[Iterable[date]], set[date]], *, simulated: bool
+) -> str | None:
+    """Why a run in `zone` (settings.yaml's system.timezone) cannot go on with a state file whose trading dates were
+    counted in `recorded`, up to "start a new state file"; None when it can. Every daily record (orders, counters,
+    realized P&L, trades) is keyed by its date in the zone of the run that wrote it: with another zone, today is
+    another date in the middle of a session (Los Angeles to Auckland: the day's trade caps, budgets and counters
+    start over; the other way: yesterday's read as today's). So the change is refused while the file holds a
+    record (`active`: StateStore.days_with_activity) of the date either zone calls today at `now`, and taken once
+    neither does. `simulated`: `now` is a simulation's, moved on with `run --start`. No zone recorded (a file
+    older than this check, or a new one) or the same: None."""
+    if recorded is None or recorded == zone:
+        return None
+    before, after = _zone(recorded), _zone(zone)
+    assert after is not None  # settings.yaml's zone was validated
+    today = now.astimezone(after).date()
+    if before is None:  # a hand edit, or a zone this machine's database lacks: any date it could call today
+        found = active({today + timedelta(days=n) for n in range(-2, 3)})  # zones are at most 26 hours apart
+        if not found:
+            return None
+        return (f"counts its trading days in '{recorded}', a zone this machine does not know, and holds orders, fills "
+                f"or counters on {', '.join(map(str, sorted(found)))}, which that zone may call today: put "
+                f"system.timezone back to '{recorded}' on a machine that knows it, or start a new state file")  # fmt: skip
+    todays = {recorded: now.astimezone(before).date(), zone: today}
+    found = active(set(todays.values()))
+    if not found:
+        return None
+    said = [f"{day} (today in {' and '.join(name for name, d in todays.items() if d == day)})" for day in sorted(found)]
+    last = max(found)
+    until = max(datetime.combine(last + timedelta(days=1), time(0), z) for z in (before, after)).astimezone(after)
+    moved = "; a simulation: `run --start` at or after it" if simulated else ""
+    return (f"counts its trading days in {recorded}, but system.timezone is now {zone}, and it holds orders, fills "
+            f"or counters of {' and '.join(said)}: counted in {zone}, the day's trade caps, budgets and daily "
+            f"counters would start over (or another day's count as today's) within a session; put system.timezone "
+            f"back to {recorded}, or wait until {last} has ended in both zones ({until.isoformat(timespec='seconds')}"
+            f"{moved}), or start a new state file")  # fmt: skip

@@ -488,3 +488,21 @@ def test_an_order_read_again_unchanged_is_not_parsed_again_and_a_changed_one_is(
     store._conn.execute("UPDATE orders SET side = 'BUY'")
     with pytest.raises(StateFileError, match="side 'BUY'"):
         store.order("b-20261123-0001")
+
+
+def test_days_with_activity_are_those_any_daily_record_is_dated_on(tmp_path) -> None:
+    """A run that changes system.timezone is refused while the file holds a record of the date either zone calls
+    today (`startup.changed_zone`): an order, a counter, realized P&L and a trade each count a day's trading, so
+    each alone makes its date active; a date with none of them is not, whatever other dates hold."""
+    from engine.core.store import OrderRow, TradeRow
+
+    store = StateStore(tmp_path / "s.db")
+    days = [date(2026, 11, 23) + timedelta(days=n) for n in range(5)]
+    assert store.days_with_activity(days) == set() and store.days_with_activity([]) == set()
+    rest = ("AAPL", "buy", 1.0, None, "market", None, "day", "new", None, 0.0, None, "", None)
+    store.add_order(OrderRow("b-20261123-0001", "b", days[0], "entry", *rest, NOW, NOW))
+    store.bump_counter(days[1], "b", "fills")
+    store.add_realized_pnl(days[2], "b", 0.0)
+    store.add_trade(TradeRow("b", "AAPL", days[3], NOW, NOW, 1.0, 10.0, 10.0, 0.0, 0.0, "stop_loss"))
+    assert store.days_with_activity(days) == set(days[:4])
+    assert store.days_with_activity([days[1], days[4]]) == {days[1]}
