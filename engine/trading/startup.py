@@ -188,9 +188,10 @@ def changed_zone(
         found = active({today + timedelta(days=n) for n in range(-2, 3)})  # zones are at most 26 hours apart
         if not found:
             return None
-        return (f"counts its trading days in '{recorded}', a zone this machine does not know, and holds orders, fills "
+        shown = one_line(recorded)  # text from the state file, for a terminal
+        return (f"counts its trading days in '{shown}', a zone this machine does not know, and holds orders, fills "
                 f"or counters on {', '.join(map(str, sorted(found)))}, which that zone may call today: put "
-                f"system.timezone back to '{recorded}' on a machine that knows it, or start a new state file")  # fmt: skip
+                f"system.timezone back to '{shown}' on a machine that knows it, or start a new state file")  # fmt: skip
     todays = {recorded: now.astimezone(before).date(), zone: today}
     found = active(set(todays.values()))
     if not found:

@@ -131,6 +131,8 @@ def test_a_recorded_zone_this_machine_does_not_know_is_refused_while_any_nearby_
     why = changed_zone("Mars/Olympus", LA, IN_SESSION, _active(date(2026, 11, 25)), simulated=False)
     assert why is not None and "'Mars/Olympus', a zone this machine does not know" in why and "2026-11-25" in why
     assert changed_zone("Mars/Olympus", LA, IN_SESSION, _active(date(2026, 11, 26)), simulated=False) is None
+    forged = changed_zone("Mars\nhalt: none\x1b[2J", LA, IN_SESSION, _active(date(2026, 11, 23)), simulated=False)
+    assert forged is not None and "\n" not in forged and "\x1b" not in forged  # the state file's text, escaped
 
 
 def _dump(path: Path) -> list[str]:
