@@ -196,7 +196,7 @@ def open_session(
         store.set_meta("broker", name)
         store.set_meta(ZONE_KEY, zone)  # the zone its trading dates are counted in from now on
         if zone_was is not None and zone_was != zone:
-            notice += f"; trading days are now counted in {zone} (this state file counted them in {zone_was})"
+            notice += f"; trading days are now counted in {zone} (this state file counted them in {one_line(zone_was)})"
         alerts = _start_alerts(report, env, journal, engine)
         if exchange is not None:
             from engine.brokers.sim.persist import SimPersistence

@@ -202,3 +202,15 @@ def test_a_state_file_that_recorded_no_zone_is_taken_and_given_the_current_one(p
         assert store.meta(ZONE_KEY) == AUCKLAND
     _to_zone(project, AUCKLAND, LA)
     assert engine(project, "run", "--quiet", "--ticks", "1").returncode == 2
+
+
+def test_a_zone_recorded_by_hand_is_escaped_when_the_run_says_it_took_a_new_one(project: ProjectCopy) -> None:
+    """The zone the state file held is printed as the run takes the new one: text from the state file (a hand
+    edit), so a newline in it would forge a line on the terminal, as a halt's reason would."""
+    assert engine(project, "run", "--quiet", "--ticks", "1", "--start", "2026-11-23T06:30:00-08:00").returncode == 0
+    with closing(sqlite3.connect(project.root / "s.db")) as conn, conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", ("Mars\nhalt: none", ZONE_KEY))
+    taken = engine(project, "run", "--quiet", "--ticks", "1", "--start", "2026-11-25T06:30:00-08:00")
+    assert taken.returncode == 0, taken.stderr
+    assert f"trading days are now counted in {LA} (this state file counted them in Mars\\nhalt: none)" in taken.stdout
+    assert "\nhalt: none" not in taken.stdout
