@@ -615,9 +615,11 @@ def test_a_page_slower_than_the_timeout_stops_the_fetch_at_its_deadline(
 ) -> None:
     """Each piece of a page comes within the read timeout, the whole of it long after: read whole by alpaca-py
     (requests waits for each 10 KB chunk to fill), the fetch waited for as long as the server trickled. It stops
-    at twice the read timeout, naming the symbol, nothing of the window written."""
-    monkeypatch.setattr("engine.data.fetch.READ_TIMEOUT", 0.2)
-    emulator.faults.append(Fault(status=0, trickle_seconds=0.05, trickle_bytes=64, path_prefix="/v1beta3/crypto/us/bars"))
+    at twice the read timeout, naming the symbol, nothing of the window written. The read timeout is 20 times the
+    pause between pieces: at 4 times (0.2 s against 0.05 s) a loaded machine let one read outwait it, and the
+    fetch stopped on that read's timeout instead, a pass or a failure by the machine's load."""
+    monkeypatch.setattr("engine.data.fetch.READ_TIMEOUT", 0.6)
+    emulator.faults.append(Fault(status=0, trickle_seconds=0.03, trickle_bytes=64, path_prefix="/v1beta3/crypto/us/bars"))
     started = time.monotonic()
     with pytest.raises(FetchError) as caught:  # a day of minute bars: 100 KB and more, a minute and more trickled
         fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
