@@ -86,6 +86,20 @@ def test_an_unreadable_window_is_a_missing_count_for_one_window(rig: Rig, clock:
     assert kept.failure_times(restarted.store) == []  # written over with a readable window
 
 
+def test_a_saved_time_before_the_first_instant_utc_holds_is_unreadable_not_a_halt_every_tick(
+    rig: Rig, clock: ManualClock
+) -> None:
+    """0001-01-01T00:00+05:00 is read as a time, but lies before the first instant UTC can hold: kept, it overflowed
+    when the window was written again, and every tick halted with `halt_not_saved` instead of the record being
+    named unreadable. It is unreadable now (store.aware_time), as any other hand edit of the record."""
+    rig.store.set_meta(kept.FAILURES_KEY, '{"at": ["0001-01-01T00:00:00+05:00"]}')
+    restarted = rig.restart()
+    assert restarted.engine.exitbot.failures_in_window(clock.now()) is None
+    restarted.ticks(2)
+    assert [h.conditions for h in restarted.store.halts(SYSTEM_SCOPE)] == [("api_failure_halt",)]
+    assert kept.failure_times(restarted.store) == []  # written over with a readable window
+
+
 def test_the_saved_window_is_short_and_written_only_when_a_failure_came(emulated: tuple[Rig, Emulator]) -> None:
     """A tick without a failure writes nothing; a broker failing many calls writes the latest
     max_api_failures_in_window of them (what the kill condition reads is the same)."""
