@@ -37,7 +37,7 @@ from engine.brokers.symbols import contract_multiplier
 from engine.config.model import BotsConfig
 from engine.core import failpoints, jsontext
 from engine.core.clock import Clock, ManualClock, SystemClock
-from engine.core.journal import MIN_SECRET_LENGTH, Journal
+from engine.core.journal import MIN_SECRET_LENGTH, Journal, clipped
 from engine.core.lock import LockHeld, RunLock, flock_holders, lock_path
 from engine.core.money import cents, money
 from engine.core.stop import stop_signals
@@ -900,7 +900,7 @@ def last_run(store: StateStore) -> dict[str, Any] | None:
     try:
         record = jsontext.loads(text)
         if not isinstance(record, dict):
-            raise TypeError(f"not a JSON object: {text[:40]!r}")
+            raise TypeError(f"not a JSON object: {clipped(text, 40)!r}")  # a cut word that could be a key: masked
         aware_time(record["started_at"])
         if record.get("ended_at"):
             aware_time(record["ended_at"])

@@ -296,3 +296,16 @@ def test_a_run_against_alpaca_syncs_its_intents_to_the_disk_and_a_simulated_one_
         synced["alpaca"] = len(fsyncs) - before
         close_session(session)
     assert synced == {"sim": 0, "alpaca": 1}
+
+
+def test_a_last_run_record_that_is_no_object_is_shown_cut_without_part_of_a_key(tmp_path: Path) -> None:
+    """The record is cut to 40 characters in its error: cut through a pasted key, the part before the cut was shown
+    as it was (the exact mask never finds a part of a key). The cut word is masked now (journal.clipped)."""
+    from engine.core.store import StateFileError, StateStore
+    from engine.trading.runner import LAST_RUN_KEY, last_run
+
+    store = StateStore(tmp_path / "s.db")
+    store.set_meta(LAST_RUN_KEY, '["PKABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]')
+    with pytest.raises(StateFileError) as caught:
+        last_run(store)
+    assert "not a JSON object" in str(caught.value) and "PKABCDEF" not in str(caught.value)
