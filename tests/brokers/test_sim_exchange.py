@@ -151,6 +151,46 @@ def test_answers_built_without_init_are_the_dataclasses_their_constructors_make(
         assert type(answer)(**fields) == answer
 
 
+def test_a_flat_account_is_answered_again_until_a_figure_it_holds_moves() -> None:
+    """A backtest reads the account every tick; while nothing is held or working, no price enters it, so the last
+    answer (frozen) is handed out again instead of being rebuilt. Every input it holds must still show at once:
+    cash moved (by an activity, or set directly), the flags, a position, a working order, the next day's
+    last_equity. Each answer is compared with one built afresh."""
+    clock = ManualClock(MONDAY_10AM)
+    exchange = SimExchange(clock)
+    first = exchange.account()
+    clock.advance(60)
+    assert exchange.account() is first  # flat and unchanged: the same answer
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.cash = 1.0  # type: ignore[misc]
+
+    def fresh() -> object:
+        return exchange._account()
+
+    exchange.move_cash(25.0)
+    assert exchange.account() == fresh() and exchange.account().cash == first.cash + 25.0
+    exchange.cash += 10.0  # set directly, without `changed()`
+    assert exchange.account() == fresh() and exchange.account().cash == first.cash + 35.0
+    exchange.flags = dataclasses.replace(exchange.flags, trading_blocked=True)
+    assert exchange.account() == fresh() and exchange.account().trading_blocked is True
+    exchange.flags = dataclasses.replace(exchange.flags, trading_blocked=False)
+    assert exchange.account() == fresh() and exchange.account().trading_blocked is False
+    exchange.submit(OrderRequest("SPY", "buy", "w", "limit", "day", qty=2, limit_price=1.0))  # working, not filled
+    working = exchange.account()
+    assert working == fresh() and working.buying_power < working.cash
+    exchange.submit(OrderRequest("AAPL", "buy", "a", qty=3))
+    clock.advance(60)
+    held = exchange.account()
+    assert held == fresh() and held.equity != held.cash
+    clock.advance(86_400)  # the next day: the limit order expired, last_equity from the close
+    exchange.close_position("AAPL")
+    clock.advance(60)
+    assert not exchange.positions and not exchange.open_orders()
+    flat = exchange.account()
+    assert flat == fresh() and flat.last_equity != first.last_equity
+    assert exchange.account() is flat
+
+
 def test_listed_symbols_are_remembered_until_an_asset_changes() -> None:
     exchange = SimExchange(ManualClock(MONDAY_10AM))
     assert exchange.answerable(["AAPL", "ZZZZ"]) == ["AAPL", "ZZZZ"]

@@ -313,6 +313,7 @@ class SimExchange:
         self.asset_overrides: dict[str, dict[str, Any] | None] = {}  # None: no such asset
         self.lock = threading.RLock()
         self._clock_span: tuple[datetime, datetime, bool, datetime, datetime] | None = None  # `market_clock`'s answer
+        self._flat_account: tuple[tuple[Any, ...], Account] | None = None  # `account`'s last answer while flat
         self.calendar.is_open(now)  # its sessions read now, when the exchange is built, not in the first tick
 
     def changed(self) -> None:
@@ -639,6 +640,21 @@ class SimExchange:
 
     def account(self) -> Account:
         self.process()
+        if self.positions or self._open_orders():
+            self._flat_account = None
+            return self._account()
+        # Nothing held and nothing working: no price enters the account, which is then these figures alone (the
+        # activities only ever appended to). Unchanged (most ticks of a backtest), the last answer is the answer:
+        # an Account is frozen, so the one handed out again cannot have been changed by whoever read it before.
+        key = (self.cash, self.last_equity, self.flags, self.last_equity_close, len(self.activities))
+        kept = self._flat_account
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        account = self._account()
+        self._flat_account = (key, account)
+        return account
+
+    def _account(self) -> Account:
         f = self.flags
         spendable = round_to(max(self.cash - self._reserved(), 0.0), 2)
         adjustments = round_to(self.intraday_adjustments(), 2)
