@@ -171,6 +171,9 @@ def test_a_flat_account_is_answered_again_until_a_figure_it_holds_moves() -> Non
     assert exchange.account() == fresh() and exchange.account().cash == first.cash + 25.0
     exchange.cash += 10.0  # set directly, without `changed()`
     assert exchange.account() == fresh() and exchange.account().cash == first.cash + 35.0
+    moved = exchange.account()
+    exchange.activities[-1] = dataclasses.replace(exchange.activities[-1], created_at=exchange.last_equity_close)
+    assert exchange.account() == fresh() and exchange.account().non_trade_cash_today != moved.non_trade_cash_today
     exchange.flags = dataclasses.replace(exchange.flags, trading_blocked=True)
     assert exchange.account() == fresh() and exchange.account().trading_blocked is True
     exchange.flags = dataclasses.replace(exchange.flags, trading_blocked=False)

@@ -643,10 +643,10 @@ class SimExchange:
         if self.positions or self._open_orders():
             self._flat_account = None
             return self._account()
-        # Nothing held and nothing working: no price enters the account, which is then these figures alone (the
-        # activities only ever appended to). Unchanged (most ticks of a backtest), the last answer is the answer:
-        # an Account is frozen, so the one handed out again cannot have been changed by whoever read it before.
-        key = (self.cash, self.last_equity, self.flags, self.last_equity_close, len(self.activities))
+        # Nothing held and nothing working: no price enters the account, which is then a function of these figures
+        # alone (`_account`). Unchanged (most ticks of a backtest), the last answer is the answer: an Account is
+        # frozen, so the one handed out again cannot have been changed by whoever read it before.
+        key = (self.cash, self.last_equity, self.flags, self.last_equity_close, tuple(self.activities))
         kept = self._flat_account
         if kept is not None and kept[0] == key:
             return kept[1]
