@@ -121,6 +121,19 @@ def _given_path(flag: str, path: Path, *, folder: bool) -> None:
         raise InvalidInput(f"{flag} {path}: not a regular file")
 
 
+def _nameable(flag: str, path: Path) -> None:
+    """A path the command will make and write (backtest's --out): one the system cannot even look up (a name too
+    long, a file on the way, a link loop) is refused in one line before anything runs. It was a traceback from the
+    first `exists()` on it, after the whole config had been loaded (exit 1, an error no one expected)."""
+    from engine.core.lock import WRONG_KIND
+
+    try:
+        path_kind(path)
+    except OSError as exc:
+        said = f"{flag} {path}: cannot be used ({exc.strerror or exc})"
+        raise (InvalidInput(said) if exc.errno in WRONG_KIND else RuntimeFailure(said)) from None
+
+
 def _writable_folder(flag: str, path: Path) -> None:
     """A folder the command will write into, made now and tried, so a run never ends having written nothing."""
     from engine.paths import ensure_writable_folder
@@ -1356,6 +1369,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     _aware("--to", end)
     _in_order(args, start, end)
     _given_path("--data", args.data, folder=True)
+    if args.out is not None:
+        _nameable("--out", args.out)
     if args.sweep is None and (args.jobs is not None or args.metric is not None or args.ray is not None):
         raise InvalidInput("--jobs, --metric and --ray go with --sweep")
     report = _load(args)

@@ -81,6 +81,8 @@ ODD_DATES = [
     "２０２６-11-23", "2026-11-23T14:40:00+00:00[America/New_York]", "-2026-11-23", "2026-11-23T25:00:00+00:00",
     "1970-01-01T00:00:00+00:00", "2038-01-19T03:14:08+00:00", "2026-03-08T02:30:00-08:00", "2026-11-01T01:30:00-07:00",
 ]  # fmt: skip
+ODD_URLS = ["notaurl", "http://[::1", "ftp://127.0.0.1", "http://127.0.0.1:99999", "http://127.0.0.1:9/v2/",
+            "http://user:pass@127.0.0.1:9", "http://127.0.0.1:9\n"]  # fmt: skip
 ODD_TZ = ["", "UTC", "Nowhere/Zone", "UTC+99", ":/etc/localtime", "../../etc/passwd", "EST5EDT", "America/New_York",
           "Pacific/Kiritimati", "\u202e", "x" * 300]  # fmt: skip
 
@@ -121,7 +123,20 @@ def prepare(base: Path) -> Path:
     (base / ".env").write_text("# no keys: the simulated exchange\n", encoding="utf-8")
     files = ["--config", str(base / "config"), "--machines", str(base / "machines"), "--rules", str(base / "rules")]
     outputs = ["--state-db", str(base / "state" / "state.db"), "--log", str(base / "logs" / "app.jsonl")]
-    argv = ["run", *files, *outputs, "--broker", "sim", "--ticks", "40", "--start", START, "--quiet", "--record", str(base / "data")]
+    argv = [
+        "run",
+        *files,
+        *outputs,
+        "--broker",
+        "sim",
+        "--ticks",
+        "40",
+        "--start",
+        START,
+        "--quiet",
+        "--record",
+        str(base / "data"),
+    ]
     with _environment(base, {k: None for k in os.environ if k.startswith(("ALPACA_", "HYDRA_"))}):
         code, out, err, trace = call(argv)
     assert code == 0 and trace is None, (code, out, err, trace)
@@ -183,7 +198,13 @@ def baseline(rng: random.Random, case: Case) -> list[str]:
     if c == "table":
         return ["table", kind, *f, *rng.choice([[], ["-o", str(case.root / "out" / "t.md")]])]
     if c == "diagram":
-        return ["diagram", kind, *f, *s, *rng.choice([[], ["--bot", bot], ["--format", "mermaid", "-o", str(case.root / "out" / "d.mmd")]])]
+        return [
+            "diagram",
+            kind,
+            *f,
+            *s,
+            *rng.choice([[], ["--bot", bot], ["--format", "mermaid", "-o", str(case.root / "out" / "d.mmd")]]),
+        ]
     if c == "facts":
         return ["facts", *rng.choice([[], [kind]])]  # it reads no file: it takes no --config
     if c == "halt":
@@ -200,7 +221,17 @@ def baseline(rng: random.Random, case: Case) -> list[str]:
     if c == "backtest":
         out = ["--out", str(case.root / "bt")]
         if rng.random() < 0.25:
-            return ["backtest", "--data", str(case.root / "data"), "--sweep", str(case.root / "sweep.yaml"), "--jobs", "1", *out, *f]
+            return [
+                "backtest",
+                "--data",
+                str(case.root / "data"),
+                "--sweep",
+                str(case.root / "sweep.yaml"),
+                "--jobs",
+                "1",
+                *out,
+                *f,
+            ]
         return ["backtest", "--data", str(case.root / "data"), *out, *f]
     raise AssertionError(c)
 
@@ -346,7 +377,9 @@ def m_state(rng: random.Random, case: Case) -> str | None:
         return "state file locked by an open write transaction"
     if form == 9:
         with contextlib.closing(sqlite3.connect(db)) as conn:
-            tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
+            tables = [
+                r[0] for r in conn.execute("select name from sqlite_master where type='table' and name not like 'sqlite_%'")
+            ]
             table = rng.choice(tables)
             conn.execute(f'drop table "{table}"')
             conn.commit()
@@ -468,13 +501,18 @@ def m_text(rng: random.Random, case: Case) -> str | None:
 OTHER_FLAGS = [["--json"], ["--once"], ["--live"], ["--until-close"], ["--quiet"], ["--prompt"], ["--validate"],
                ["--broker", "alpaca"], ["--bot", "mom_AAPL"], ["--date", DAY], ["--reason", "x"], ["--format", "png"],
                ["--format", "svg"], ["--ticks", "2"], ["--once", "--ticks", "2"], ["--sweep"], ["--symbols", "AAPL"],
-               ["--port", "1"], ["--help"], ["-h"], ["--"], ["--no-such-flag"], ["extra"], ["--state-db=" ], ["--log="]]  # fmt: skip
+               ["--port", "1"], ["--help"], ["-h"], ["--"], ["--no-such-flag"], ["extra"], ["--state-db="], ["--log="],
+]  # fmt: skip
 
 
 def m_flags(rng: random.Random, case: Case) -> str | None:
     form = rng.randrange(3)
     if form == 0:  # a flag given twice, the second value odd
-        flags = [i for i, a in enumerate(case.argv) if a.startswith("--") and i + 1 < len(case.argv) and not case.argv[i + 1].startswith("--")]
+        flags = [
+            i
+            for i, a in enumerate(case.argv)
+            if a.startswith("--") and i + 1 < len(case.argv) and not case.argv[i + 1].startswith("--")
+        ]
         if not flags:
             return None
         i = rng.choice(flags)
@@ -517,13 +555,14 @@ def m_env(rng: random.Random, case: Case) -> str | None:
         return f"ALPACA_PAPER={case.env['ALPACA_PAPER']!r}"
     if form == 5:
         name = rng.choice(["ALPACA_API_BASE_URL", "ALPACA_DATA_BASE_URL"])
-        case.env[name] = rng.choice(["", "notaurl", "http://[::1", "ftp://127.0.0.1", "http://127.0.0.1:99999",
-                                     "http://127.0.0.1:9/v2/", "http://user:pass@127.0.0.1:9", "http://127.0.0.1:9\n"])  # fmt: skip
+        case.env[name] = rng.choice(ODD_URLS)
         return f"{name}={case.env[name]!r}"
     if form == 6:
         case.env[rng.choice(["LANG", "LC_ALL"])] = rng.choice(["C", "POSIX", "de_DE.ISO-8859-1", "xx_XX.nope", ""])
         return "odd locale"
-    case.env[rng.choice(["HYDRA_ALERT_URL", "HYDRA_CONFIG", "PYTHONIOENCODING"])] = rng.choice(["", "ascii", "latin-1", "tgram://x/y"])
+    case.env[rng.choice(["HYDRA_ALERT_URL", "HYDRA_CONFIG", "PYTHONIOENCODING"])] = rng.choice(
+        ["", "ascii", "latin-1", "tgram://x/y"]
+    )
     return "odd HYDRA_/Python variable"
 
 
@@ -751,7 +790,10 @@ def build_case(seed: int, index: int, base: Path, work: Path, *, command: str | 
     funcs, fweights = zip(*MUTATIONS, strict=True)
     for _ in range(rng.choice([1, 1, 1, 2, 2, 3])):
         for _attempt in range(5):
-            note = rng.choices(funcs, fweights)[0](rng, case)
+            try:
+                note = rng.choices(funcs, fweights)[0](rng, case)
+            except (OSError, sqlite3.Error) as exc:  # a file an earlier mutation already made odd
+                note = f"(mutation failed: {exc})"
             if note is not None:
                 case.notes.append(note)
                 break
@@ -759,9 +801,8 @@ def build_case(seed: int, index: int, base: Path, work: Path, *, command: str | 
         case.how = rng.choice(["process", "stdin-closed", "stdout-closed", "pipe-closed"])
     # never the network: whatever the case set, any Alpaca host is loopback where nothing listens
     for name in ("ALPACA_API_BASE_URL", "ALPACA_DATA_BASE_URL"):
-        if case.env.get(name) is None or "127.0.0.1" not in str(case.env.get(name)):
-            if case.env.get(name) not in ("", "notaurl", "http://[::1", "ftp://127.0.0.1"):
-                case.env[name] = DEAD_URL
+        if "127.0.0.1" not in str(case.env.get(name)) and case.env.get(name) not in ("notaurl", "http://[::1"):
+            case.env[name] = DEAD_URL
     return case
 
 
@@ -808,7 +849,9 @@ def main(argv: list[str] | None = None) -> int:
     for index in indexes:
         (out / "current").write_text(f"seed {args.seed} case {index}\n")
         faulthandler.dump_traceback_later(args.timeout, exit=True)
-        case, failures = run_case(args.seed, index, base, out, command=args.command, share=args.subprocess, timeout=args.timeout / 2)
+        case, failures = run_case(
+            args.seed, index, base, out, command=args.command, share=args.subprocess, timeout=args.timeout / 2
+        )
         faulthandler.cancel_dump_traceback_later()
         if args.verbose:
             print(f"case {index}: {case.command}: {'; '.join(case.notes)}", flush=True)
@@ -816,11 +859,11 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             text = "\n".join(["notes:", *case.notes, repro(case, args.seed, index), "failures:", *failures])
             (case.root / "failure.txt").write_text(text, errors="backslashreplace")
-            print(f"FAIL seed {args.seed} case {index}: {case.command}: {'; '.join(case.notes)}", flush=True)
-            print(f"  {repro(case, args.seed, index)}", flush=True)
+            print(f"FAIL seed {args.seed} case {index}: {case.command}: {'; '.join(case.notes)}"[:600], flush=True)
+            print(f"  {repro(case, args.seed, index)}"[:2000], flush=True)
             for failure in failures:
                 lines = failure.strip().splitlines()
-                print(f"  {lines[-1] if 'raise' in lines[0] or 'traceback' in lines[0] else lines[0]}", flush=True)
+                print(f"  {lines[-1] if 'raise' in lines[0] or 'traceback' in lines[0] else lines[0]}"[:600], flush=True)
         else:
             passed += 1
             if not args.keep:
