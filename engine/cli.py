@@ -1830,8 +1830,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     completion)."""
     failure = OutputFailure()
     stdout = sys.stdout
-    if stdout is None:  # started with standard output closed (`>&-`): print drops what it is given, as asked
-        return _main(argv)
+    if stdout is None:  # started with standard output closed (`>&-`): what it is given is dropped, as asked
+        # print() alone drops it; a command's own `sys.stdout.flush()` (serve, run) or `.isatty()` (backtest, data
+        # fetch) was an AttributeError traceback on None: they are given the null device instead.
+        import os
+
+        with open(os.devnull, "w", encoding="utf-8") as null:
+            sys.stdout = null
+            try:
+                return _main(argv)
+            finally:
+                sys.stdout = None  # type: ignore[assignment]  # as it was given
     _escape_what_cannot_be_shown(stdout)
     sys.stdout = GuardedOutput(stdout, failure)
     try:

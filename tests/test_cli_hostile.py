@@ -672,3 +672,21 @@ def test_standard_output_closed_by_its_reader_is_silent_and_keeps_the_command_s_
     closed = subprocess.run([sys.executable, "-m", "engine", "status", *files], stdout=None, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path, env=env, timeout=60, pass_fds=(), preexec_fn=lambda: os.close(1))  # fmt: skip
     assert closed.returncode == 0 and closed.stderr == "", closed.stderr  # `>&-`: the output was not wanted
+
+
+def test_a_command_started_with_standard_output_closed_does_its_work(
+    here: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`>&-` leaves Python's sys.stdout None: print drops what it is given, but `run` (its progress's flush) and
+    `backtest` (`isatty()` for its bar) called it directly: an AttributeError traceback, exit 1, `run` stopped before
+    its first tick (found by tools/clifuzz.py; `serve` the same, after binding)."""
+    from engine.cli import main
+
+    files = ["--state-db", str(here / "s.db"), "--log", str(here / "a.jsonl"), *CONFIG]
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(["run", "--ticks", "3", "--start", "2026-11-23T09:30:00-05:00", "--record", "rec", *files]) == 0
+    assert main(["backtest", "--data", "rec", "--out", "bt", *CONFIG]) == 0
+    assert sys.stdout is None  # as it was given
+    said = capsys.readouterr()
+    assert "Traceback" not in said.err and said.err == "", said.err
+    assert (here / "bt" / "summary.json").is_file()
