@@ -257,6 +257,8 @@ def _output_file(flag: str, path: Path) -> None:
         found = path_kind(path)
     except OSError as exc:
         raise InvalidInput(f"{flag} {path}: cannot be used ({exc.strerror or exc})") from None
+    except RuntimeError:  # Python 3.11's resolve() of a link that leads back to itself: a traceback, exit 1
+        raise InvalidInput(f"{flag} {path}: cannot be used (a symbolic link that leads back to itself)") from None
     if not found.absent and found is not PathKind.FILE:
         raise InvalidInput(f"{flag} {path}: {'a folder' if found is PathKind.FOLDER else 'not a regular file'}; give a file name")
     parent = path.parent

@@ -690,3 +690,20 @@ def test_a_command_started_with_standard_output_closed_does_its_work(
     said = capsys.readouterr()
     assert "Traceback" not in said.err and said.err == "", said.err
     assert (here / "bt" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("argv", [["table", "momentum", "-o"], ["diagram", "momentum", "-o"], ["report", "--out"]])
+def test_an_output_file_that_is_a_link_to_itself_is_exit_2_in_one_line(
+    here: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Python 3.11's resolve() raises RuntimeError ("Symlink loop"), not OSError, for a link that leads back to
+    itself: `-o loop` was a traceback, exit 1 (found by tools/clifuzz.py)."""
+    from engine.cli import main
+
+    (here / "loop").symlink_to(here / "loop")
+    state = ["--state-db", str(here / "s.db"), "--log", str(here / "a.jsonl")] if argv[0] != "table" else []
+    code = main([*argv, str(here / "loop"), *state, *CONFIG])
+    said = capsys.readouterr()
+    assert code == 2 and "Traceback" not in said.err, said.err
+    assert said.err.strip() == f"{argv[-1]} {here / 'loop'}: cannot be used (a symbolic link that leads back to itself)"
+    assert not (here / "s.db").exists() and not (here / "a.jsonl").exists()
