@@ -413,7 +413,9 @@ def prepare(
                 cash=cash,
                 fill_timing=fill_timing,
                 slippage_bps=slippage_bps,
-                env_file=str(env_file.resolve()) if env_file is not None else None,
+                # absolute, no link followed: resolve() of a `.env` linked to itself raised RuntimeError (Python
+                # 3.11), a traceback; the worker reads what the link names, or, unreadable, masks the environment's
+                env_file=os.path.abspath(env_file) if env_file is not None else None,
             )
         )
     if problems:
