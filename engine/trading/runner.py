@@ -328,6 +328,9 @@ def _alpaca(report: Report, options: RunOptions, env: dict[str, str]) -> tuple[B
     return broker, clock, None
 
 
+MAX_SIM_JUMP = timedelta(days=366)  # how far past its saved time a simulation may be continued by --start
+
+
 def _sim(
     report: Report, options: RunOptions, store: StateStore, default_start: datetime | Callable[[], datetime]
 ) -> tuple[Broker, Clock, Any, bool]:
@@ -361,6 +364,15 @@ def _sim(
     if options.start and options.start < resume_at:
         # bad usage (exit 2): the same --start is refused again however often it is tried
         raise RunError(f"--start {options.start.isoformat()} is before the simulation's time {state['now']}", invalid=True)
+    if options.start and options.start - resume_at > MAX_SIM_JUMP:
+        # the saved prices are drawn step after step (5 s) up to the new time before the first tick: 12 years on
+        # took minutes and gigabytes (a coin's path is 50 MB a year), and `--start 2199-...` ran out of memory
+        raise RunError(
+            f"--start {options.start.isoformat()} is more than {MAX_SIM_JUMP.days} days after the simulation's time "
+            f"{state['now']}: its prices would be drawn step by step over the gap; give a new --state-db to start a "
+            "simulation then",
+            invalid=True,
+        )
     clock = ManualClock(options.start or resume_at)
     try:
         exchange = SimExchange.from_state(state, clock)

@@ -115,6 +115,28 @@ def test_a_second_run_continues_the_simulation(project: ProjectCopy) -> None:
     assert backwards.returncode == 2 and "before the simulation's time" in backwards.stderr
 
 
+def test_a_saved_simulation_continued_years_later_is_refused_before_its_prices_are_drawn(
+    project: ProjectCopy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The saved price paths are drawn 5 s by 5 s up to the new --start before the first tick: 12 years on took
+    minutes and gigabytes, and a start in 2199 ran out of memory (found by tools/clifuzz.py). Past a year it is
+    bad usage (exit 2), the state file and the log as they were; within a year, it runs."""
+    from engine.cli import main
+
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    state = ["--state-db", str(project.root / "s.db"), "--log", str(project.root / "app.jsonl")]
+    assert main(["run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00", "--quiet", *files, *state]) == 0
+    kept = (project.root / "s.db").read_bytes(), (project.root / "app.jsonl").read_bytes()
+    capsys.readouterr()
+    started = time.monotonic()
+    assert main(["run", "--once", "--start", "2199-11-23T09:30:00-05:00", "--quiet", *files, *state]) == 2
+    assert time.monotonic() - started < 10
+    said = capsys.readouterr().err
+    assert "is more than 366 days after the simulation's time" in said and len(said.strip().splitlines()) == 1, said
+    assert ((project.root / "s.db").read_bytes(), (project.root / "app.jsonl").read_bytes()) == kept
+    assert main(["run", "--once", "--start", "2026-12-23T09:30:00-05:00", "--quiet", *files, *state]) == 0
+
+
 def test_halt_status_resume(project: ProjectCopy) -> None:
     engine(project, "run", "--ticks", "5", "--start", "2026-11-23T09:30:00-05:00")
     assert engine(project, "halt", "--reason", "news pending").returncode == 0
