@@ -1842,7 +1842,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 return _main(argv)
             finally:
-                sys.stdout = None  # type: ignore[assignment]  # as it was given
+                sys.stdout = stdout  # None, as it was given
     _escape_what_cannot_be_shown(stdout)
     sys.stdout = GuardedOutput(stdout, failure)
     try:

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -354,11 +354,10 @@ def m_state(rng: random.Random, case: Case) -> str | None:
         db.mkdir()
         return "state file a folder"
     if form == 5:
-        data = bytearray(_good_db_bytes(case))
+        changed = bytearray(_good_db_bytes(case))
         for _ in range(rng.randrange(1, 20)):
-            at = rng.randrange(len(data))
-            data[at] = rng.randrange(256)
-        db.write_bytes(bytes(data))
+            changed[rng.randrange(len(changed))] = rng.randrange(256)
+        db.write_bytes(bytes(changed))
         return "state file with bytes changed"
     if form == 6:
         db.write_bytes(os.urandom(rng.choice([10, 100, 4096, 100000])))
@@ -628,7 +627,7 @@ MUTATIONS: list[tuple[Callable[[random.Random, Case], str | None], int]] = [
 
 
 @contextlib.contextmanager
-def _environment(cwd: Path, env: dict[str, str | None]):  # type: ignore[no-untyped-def]
+def _environment(cwd: Path, env: dict[str, str | None]) -> Iterator[None]:
     saved = dict(os.environ)
     here = os.getcwd()
     try:
@@ -855,7 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     indexes = [args.case] if args.case is not None else range(args.first, args.first + args.cases)
     failed = passed = 0
     for index in indexes:
-        (out / "current").write_text(f"seed {args.seed} case {index}\n")
+        # what a case that hangs past --timeout was (faulthandler then ends the fuzzer with the stacks)
+        (out / "current").write_text(f"seed {args.seed} case {index}: replay with --seed {args.seed} --case {index}\n")
         faulthandler.dump_traceback_later(args.timeout, exit=True)
         case, failures = run_case(
             args.seed, index, base, out, command=args.command, share=args.subprocess, timeout=args.timeout / 2
