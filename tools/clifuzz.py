@@ -98,6 +98,11 @@ class Case:
     notes: list[str] = field(default_factory=list)
     how: str = "inprocess"  # or: process, stdin-closed, stdout-closed, pipe-closed
     holders: list[Callable[[], None]] = field(default_factory=list)  # releases of locks held during the run
+    endless: bool = False  # runs until stopped (serve, emulator, a run of 10**20 ticks): a process, stopped after a while
+
+    @property
+    def serves(self) -> bool:
+        return self.endless or self.command in PROCESS_ONLY
 
     @property
     def db(self) -> Path:
@@ -460,6 +465,8 @@ def m_number(rng: random.Random, case: Case) -> str | None:
     if flag == "--jobs" and "--sweep" not in case.argv:
         case.argv += ["--sweep", str(case.root / "sweep.yaml")]
     set_flag(case.argv, flag, value)
+    if flag == "--ticks" and value.strip().isdecimal() and int(value) > 10_000:
+        case.endless = True  # as asked: the simulation goes on until stopped
     return f"{flag} {value!r}"
 
 
@@ -617,9 +624,63 @@ def m_config_file(rng: random.Random, case: Case) -> str | None:
     return f"{target.relative_to(case.root)} missing"
 
 
+def m_data(rng: random.Random, case: Case) -> str | None:
+    """The recorded data folder a backtest reads: a part cut or garbled, notes odd, a folder where a file goes."""
+    if case.command != "backtest":
+        return None
+    data = case.root / "data"
+    parts = sorted(data.rglob("*.parquet"))
+    form = rng.randrange(8)
+    if form == 0:
+        part = rng.choice(parts)
+        raw = part.read_bytes()
+        part.write_bytes(raw[: rng.randrange(len(raw))])
+        return f"data: {part.relative_to(data)} cut"
+    if form == 1:
+        part = rng.choice(parts)
+        part.write_bytes(os.urandom(rng.choice([0, 8, 1000])))
+        return f"data: {part.relative_to(data)} random bytes"
+    if form == 2:
+        odd = rng.choice([b"", b"\xff\xfe\n", b"[]\n", b"{}\n", b'{"event": "x"}\n', b"{" * 3000 + b"\n", b'{"at": NaN}\n'])
+        (data / "recording.jsonl").write_bytes((data / "recording.jsonl").read_bytes() + odd)
+        return f"data: recording.jsonl + {odd[:30]!r}"
+    if form == 3:
+        shutil.rmtree(data / "ticks")
+        return "data: no ticks/"
+    if form == 4:
+        (data / "quotes" / "AAPL" / "part-000002.parquet").mkdir()
+        return "data: a folder named as a part"
+    if form == 5:
+        (data / "quotes" / "AAPL" / "part-000002.parquet").symlink_to("nowhere")
+        return "data: a dangling link as a part"
+    if form == 6:
+        (data / "quotes" / "NOT A SYMBOL").mkdir()
+        (data / "quotes" / "NOT A SYMBOL" / "part-000001.parquet").write_bytes(b"PAR1")
+        return "data: an odd symbol's folder"
+    os.mkfifo(data / "quotes" / "SPY" / "part-000002.parquet")
+    return "data: a FIFO as a part"
+
+
+PROMPTS = [b"{", b"}", b"{}", b"{0}", b"{unknown}", b"{{x}}", b"%s %(x)s", b"\xff\xfe", b"\x00" * 10, b"",
+           b"{" + b"a" * 10000 + b"}", "\u202e{period}".encode(), b"x" * 3_000_000]  # fmt: skip
+
+
+def m_prompt(rng: random.Random, case: Case) -> str | None:
+    """report --prompt with a template of its own: braces, bytes that are not UTF-8, a huge one."""
+    if case.command != "report":
+        return None
+    template = case.root / "odd_prompt.txt"
+    text = rng.choice(PROMPTS)
+    template.write_bytes(text)
+    if "--prompt" not in case.argv:
+        case.argv.append("--prompt")
+    set_flag(case.argv, "--prompt-file", str(template))
+    return f"--prompt-file {text[:30]!r}"
+
+
 MUTATIONS: list[tuple[Callable[[random.Random, Case], str | None], int]] = [
     (m_path, 4), (m_state, 5), (m_log, 4), (m_date, 4), (m_number, 3), (m_text, 4), (m_flags, 3), (m_env, 3),
-    (m_dotenv, 1), (m_config_file, 1),
+    (m_dotenv, 1), (m_config_file, 1), (m_data, 2), (m_prompt, 1),
 ]  # fmt: skip
 
 
@@ -695,7 +756,7 @@ def run_process(case: Case, timeout: float) -> tuple[int | None, str, str, str |
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-        if case.command in PROCESS_ONLY:  # it served: stopped as a service is
+        if case.serves:  # it served: stopped as a service is
             return (0 if proc.returncode in (0, 143, -15) else proc.returncode), _text(out), _text(err), None
         return None, _text(out), _text(err) + f"\n(timed out after {timeout} s)", None
     return proc.returncode, _text(out), _text(err), None
@@ -726,7 +787,7 @@ def fingerprint(root: Path) -> dict[str, str]:
     return seen
 
 
-NEVER_WRITTEN = ("config", "machines", "rules", "data", "sweep.yaml", ".env")
+NEVER_WRITTEN = ("config", "machines", "rules", "data", "sweep.yaml", ".env", "odd_prompt.txt")
 # made by design even by a refused command: SQLite's companions of a file it opened, the engine's lock files
 COMPANIONS = (".lock", "-wal", "-shm", "-journal")
 
@@ -761,7 +822,7 @@ def check(case: Case, code: int | None, out: str, err: str, trace: str | None) -
         wrong.append(f"a traceback on stderr (exit {code}):\n{err[-3000:]}")
     if code is None and trace is None:
         wrong.append(f"did not end: {err[-500:]!r}")
-    elif code is not None and code not in DOCUMENTED and not (code in (0, 1) and case.command in PROCESS_ONLY):
+    elif code is not None and code not in DOCUMENTED and not (code in (0, 1) and case.serves):
         wrong.append(f"exit {code}, not a documented code: {err[-500:]!r}")
     if code not in (0, None) and not (out + err).strip() and case.how not in ("stdout-closed", "pipe-closed"):
         wrong.append(f"exit {code} and nothing said")
@@ -802,7 +863,7 @@ def build_case(seed: int, index: int, base: Path, work: Path, *, command: str | 
             if note is not None:
                 case.notes.append(note)
                 break
-    if chosen in PROCESS_ONLY or rng.random() < share:
+    if case.serves or rng.random() < share:
         case.how = rng.choice(["process", "stdin-closed", "stdout-closed", "pipe-closed"])
     # never the network: whatever the case set, any Alpaca host is loopback where nothing listens
     for name in ("ALPACA_API_BASE_URL", "ALPACA_DATA_BASE_URL"):
@@ -822,7 +883,7 @@ def run_case(seed: int, index: int, base: Path, work: Path, *, command: str | No
             with _environment(case.root, {**clean, **case.env}):
                 code, out, err, trace = call(case.argv)
         else:
-            code, out, err, trace = run_process(case, timeout=8 if case.command in PROCESS_ONLY else timeout)
+            code, out, err, trace = run_process(case, timeout=8 if case.serves else timeout)
     finally:
         for release in case.holders:
             with contextlib.suppress(Exception):
