@@ -186,6 +186,11 @@ def state_file_error(path: Path, exc: BaseException) -> StateFileError:
     StateFileError). Python's sqlite3 names the result code from 3.11 on; before, the message is all there is."""
     if isinstance(exc, StateFileError):
         return exc
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+        # SQLite's message quoting the damaged file's own bytes ("malformed database schema (\xc6alts)"): Python's
+        # sqlite3 cannot decode it and raises this in place of the DatabaseError, which was a traceback, exit 1
+        quoted = exc.object.decode("utf-8", "replace")
+        return StateFileError(path, f"{quoted} (damaged, or not written by this engine)", runtime=False)
     if isinstance(exc, OSError) and not isinstance(exc, sqlite3.Error):
         return StateFileError(path, f"{exc.strerror or exc}", runtime=True)
     name = str(getattr(exc, "sqlite_errorname", "") or "")
@@ -711,7 +716,7 @@ class StateStore:
         except BaseException as exc:
             if conn is not None:
                 conn.close()
-            if isinstance(exc, (sqlite3.Error, OSError)):
+            if isinstance(exc, (sqlite3.Error, OSError, UnicodeDecodeError)):  # (the last: `state_file_error`)
                 raise self._file_error(exc) from None
             raise
         return conn
@@ -1073,7 +1078,7 @@ class StateStore:
                         raise self._held_lost_by(sqlite3.OperationalError("the held transaction ended uncommitted"))
                     self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute("SAVEPOINT held")
-        except sqlite3.Error as exc:  # locked past the wait, read-only, damaged: said as the file's error
+        except (sqlite3.Error, UnicodeDecodeError) as exc:  # locked past the wait, read-only, damaged: the file's error
             raise self._file_error(exc) from None
         self._in_transaction = True
         facts_before = dict(self._held_facts) if held else None
@@ -1154,7 +1159,7 @@ class StateStore:
         self.statements += 1
         try:
             return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:  # a damaged page, a lock, an I/O error: said as the file's error
+        except (sqlite3.Error, UnicodeDecodeError) as exc:  # a damaged page, a lock, an I/O error: the file's error
             raise self._file_error(exc) from None
 
     def close(self) -> None:

@@ -346,3 +346,18 @@ def test_a_write_past_the_file_size_limit_says_so_not_only_an_io_error(tmp_path)
     path = _filled(tmp_path / "s.db")
     done = subprocess.run([sys.executable, "-c", _PAST_THE_SIZE_LIMIT, str(path)], capture_output=True, text=True, check=True)
     assert done.stdout.startswith(f"True state file {path}: cannot be written (a full disk, or past the file size limit?)"), done
+
+
+def test_a_schema_damaged_into_bytes_that_are_not_utf8_is_a_damaged_file_not_a_traceback(tmp_path: Path) -> None:
+    """SQLite's "malformed database schema (...)" quotes the damaged bytes; Python's sqlite3 cannot decode the
+    message and raises UnicodeDecodeError instead of the DatabaseError: a traceback from `status`, `health` and
+    every command that opens the file, exit 1 (found by tools/clifuzz.py). It is the file's damage (exit 2)."""
+    path = _filled(tmp_path / "s.db")
+    raw = path.read_bytes()
+    assert raw.count(b"tablehaltshalts") == 1  # the schema's row of table halts: its type, name and table name
+    path.write_bytes(raw.replace(b"tablehaltshalts", b"table\xc6altshalts"))
+    kept = path.read_bytes()
+    with pytest.raises(StateFileError) as caught:
+        StateStore(path)
+    assert not caught.value.runtime and "malformed database schema" in str(caught.value), str(caught.value)
+    assert path.read_bytes() == kept
