@@ -190,6 +190,9 @@ def baseline(rng: random.Random, case: Case) -> list[str]:
     if c == "validate":
         return rng.choice([["validate", *f, *s], ["--validate", *f], [*f, "--validate"]])
     if c == "run":
+        if rng.random() < 0.2:  # a first run, on a state file of its own: today's open (TZ, the calendar)
+            s = ["--state-db", str(case.root / "state" / "new.db"), "--log", str(case.root / "logs" / "new.jsonl")]
+            return ["run", *f, *s, "--broker", "sim", "--ticks", "2", "--quiet"]
         return ["run", *f, *s, "--broker", "sim", "--ticks", str(rng.choice([1, 3, 10])), "--start", START, "--quiet"]
     if c == "test":
         return ["test", *f]
