@@ -387,6 +387,8 @@ def m_state(rng: random.Random, case: Case) -> str | None:
             tables = [
                 r[0] for r in conn.execute("select name from sqlite_master where type='table' and name not like 'sqlite_%'")
             ]
+            if not tables:  # emptied by an earlier mutation
+                return None
             table = rng.choice(tables)
             conn.execute(f'drop table "{table}"')
             conn.commit()
