@@ -436,13 +436,38 @@ def m_log(rng: random.Random, case: Case) -> str | None:
         log.write_bytes(good + odd)
         return f"log with an odd line {odd[:40]!r}"
     if form == 7:
-        log.write_bytes(b"")
-        return "log empty"
+        if rng.random() < 0.3:
+            log.write_bytes(b"")
+            return "log empty"
+        return log_field(rng, log, good)
     if form == 8:
         log.unlink()
         return "log missing"
     log.write_bytes(good.replace(b"\n", b"\r\n"))
     return "log with CRLF"
+
+
+ODD_JSON: list[object] = [None, "", "x", -1, 0, 1e308, -1e308, 2**70, [], {}, True, "2026-02-30T00:00:00+00:00",
+                          "2026-11-23T14:40:00", "9999-12-31T23:59:59+00:00", "\u202e", "nan", {"a": [1]}, 0.1]  # fmt: skip
+
+
+def log_field(rng: random.Random, log: Path, good: bytes) -> str:
+    """Lines of the log with one field each given a value of another type or range, as a hand edit or another
+    program's writer may leave them: every reader must take the line or leave it out, never fail on it."""
+    import json
+
+    lines = good.splitlines()
+    notes = []
+    for _ in range(rng.randrange(1, 6)):
+        i = rng.randrange(len(lines))
+        event = json.loads(lines[i])
+        key = rng.choice(list(event))
+        value = rng.choice(ODD_JSON)
+        event[key] = value
+        lines[i] = json.dumps(event).encode()
+        notes.append(f"{event.get('event')}.{key}={value!r:.30}")
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    return "log fields: " + ", ".join(notes)
 
 
 def m_date(rng: random.Random, case: Case) -> str | None:
