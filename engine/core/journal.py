@@ -427,7 +427,10 @@ class Journal:
         return kept
 
     def flush(self) -> None:
-        if self._lines or self._unwritten:
+        """Hand the held lines to the OS. The newline that ends a line found cut short goes only with a line of
+        ours: a command that logged nothing (a resume refused on a locked state file) appended it alone, and so
+        changed the log it was refused on; the next writer finds the line cut short and ends it then."""
+        if self._lines or (self._unwritten and self._unwritten != b"\n"):
             self._write_lines()
 
     def discard(self) -> None:

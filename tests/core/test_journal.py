@@ -259,3 +259,19 @@ def test_a_cut_masks_only_a_word_that_could_hold_a_secret() -> None:
     assert clipped("9" * 400, 10) == "9999999..."  # a number is not a key
     assert window("x: " + "1" * 200 + " end", 50, 150) == "1" * 100
     assert clipped("a b", 10) == "a b"  # not cut at all
+
+
+def test_a_log_cut_short_is_left_as_it_was_by_a_journal_that_logs_nothing(tmp_path: Path) -> None:
+    """The newline ending a line found cut short was written at close even when nothing was logged: a `resume`
+    refused on a locked state file changed the log it was refused on (found by tools/clifuzz.py). It goes with
+    the first line of ours, which still starts on a line of its own."""
+    log = tmp_path / "app.jsonl"
+    torn = b'{"ts": "2026-11-23T15:00:00+00:00", "event": "tick"}\n{"ts": "2026-11-2'
+    log.write_bytes(torn)
+    Journal(log, ManualClock(AT)).close()
+    assert log.read_bytes() == torn
+    journal = Journal(log, ManualClock(AT))
+    journal.log("halt", reason="x")
+    journal.close()
+    lines = log.read_bytes().split(b"\n")
+    assert lines[:2] == torn.split(b"\n") and json.loads(lines[2])["event"] == "halt" and lines[3] == b""
