@@ -888,7 +888,7 @@ def build_case(seed: int, index: int, base: Path, work: Path, *, command: str | 
         for _attempt in range(5):
             try:
                 note = rng.choices(funcs, fweights)[0](rng, case)
-            except (OSError, sqlite3.Error) as exc:  # a file an earlier mutation already made odd
+            except (OSError, sqlite3.Error, ValueError, IndexError) as exc:  # a file an earlier mutation made odd
                 note = f"(mutation failed: {exc})"
             if note is not None:
                 case.notes.append(note)
