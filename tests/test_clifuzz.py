@@ -33,11 +33,11 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return clifuzz.prepare(tmp_path_factory.mktemp("clifuzz") / "base")
 
 
-@pytest.mark.parametrize(("seed", "index"), [(2, 47), (3, 13), (3, 0), (3, 1), (3, 2), (3, 8)])
+@pytest.mark.parametrize(("seed", "index"), [(2, 47), (3, 13), (7, 200), (3, 0), (3, 1), (3, 2), (3, 8)])
 def test_fixed_cases_find_nothing(base: Path, tmp_path: Path, seed: int, index: int) -> None:
-    """(2, 47) is `backtest --sweep --out` of 5,000 characters and (3, 13) `report --out` a link to itself, both
-    tracebacks once; the others are whatever the seed gives (a change to the mutations changes them). None is run
-    as a process here: that is slow."""
+    """(2, 47) is `backtest --sweep --out` of 5,000 characters, (3, 13) `report --out` a link to itself and (7, 200)
+    `health` on a state file with bytes changed, tracebacks once; the others are whatever the seed gives (a change
+    to the mutations changes them). None is run as a process here: that is slow."""
     case, failures = clifuzz.run_case(seed, index, base, tmp_path, share=0.0)
     assert case.notes and not failures, (case.notes, failures)
 
