@@ -123,13 +123,20 @@ def _given_path(flag: str, path: Path, *, folder: bool) -> None:
 
 def _nameable(flag: str, path: Path) -> None:
     """A path the command will make and write (backtest's --out): one the system cannot even look up (a name too
-    long, a file on the way, a link loop) is refused in one line before anything runs. It was a traceback from the
-    first `exists()` on it, after the whole config had been loaded (exit 1, an error no one expected)."""
+    long) is refused in one line before anything runs. It was a traceback from the first `exists()` on it, after
+    the whole config had been loaded (exit 1, an error no one expected). A file on the way is left to the
+    command's own check of its folder, which says it in its words."""
+    import errno
+
     from engine.core.lock import WRONG_KIND
 
     try:
         path_kind(path)
+    except NotADirectoryError:
+        return
     except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            return
         said = f"{flag} {path}: cannot be used ({exc.strerror or exc})"
         raise (InvalidInput(said) if exc.errno in WRONG_KIND else RuntimeFailure(said)) from None
 
