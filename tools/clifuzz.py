@@ -324,6 +324,19 @@ def m_path(rng: random.Random, case: Case) -> str | None:
         return None
     flag = rng.choice(flags)
     wants = PATH_FLAGS[flag]
+    at = case.argv.index(flag) + 1 if flag in case.argv else -1
+    if 0 < at < len(case.argv) and rng.random() < 0.25 and os.path.lexists(case.argv[at]):
+        # the very thing, at a name the shell could not decode (and that a terminal's locale may not show)
+        odd = case.root / "odd"
+        odd.mkdir(exist_ok=True)
+        given = Path(case.argv[at])
+        name = odd / os.fsdecode(b"\xff\xfe caf\xc3\xa9 \xe6\x97\xa5 " + os.fsencode(given.name))
+        if given.is_dir():
+            shutil.copytree(given, name, symlinks=True)
+        else:
+            shutil.copy2(given, name)
+        case.argv[at] = str(name)
+        return f"{flag} a copy at a name that is not UTF-8"
     value, what = odd_path(rng, case, bool(wants) if wants is not None else case.command in ("backtest", "data"))
     set_flag(case.argv, flag, value)
     return f"{flag} {what}"
@@ -921,7 +934,10 @@ def run_case(seed: int, index: int, base: Path, work: Path, *, command: str | No
     failures = check(case, code, out, err, trace)
     # documented: a halt the log cannot take is still recorded in the state file and in force, and says so
     recorded = case.command == "halt" and "the halt IS recorded" in err
-    failures += compare(before, fingerprint(case.root), 0 if recorded else code, case.command)
+    # known, left alone: a sweep whose runs all fail on the data (a part cut short) has run them and written its
+    # table (exit 2, one error per run), where a single backtest refuses the data before writing anything
+    swept = case.command == "backtest" and "--sweep" in case.argv and " in 1 process, in " in out
+    failures += compare(before, fingerprint(case.root), 0 if recorded or swept else code, case.command)
     case.notes.append(f"{case.how}, exit {code}: {(err.strip().splitlines() or [''])[-1][:200]}")
     return case, failures
 
