@@ -38,6 +38,7 @@ import hashlib
 import io
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -936,7 +937,7 @@ def run_case(seed: int, index: int, base: Path, work: Path, *, command: str | No
     recorded = case.command == "halt" and "the halt IS recorded" in err
     # known, left alone: a sweep whose runs all fail on the data (a part cut short) has run them and written its
     # table (exit 2, one error per run), where a single backtest refuses the data before writing anything
-    swept = case.command == "backtest" and "--sweep" in case.argv and " in 1 process, in " in out
+    swept = case.command == "backtest" and "--sweep" in case.argv and re.search(r" in \d+ process(es)?, in ", out) is not None
     failures += compare(before, fingerprint(case.root), 0 if recorded or swept else code, case.command)
     case.notes.append(f"{case.how}, exit {code}: {(err.strip().splitlines() or [''])[-1][:200]}")
     return case, failures
