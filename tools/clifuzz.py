@@ -26,7 +26,9 @@ reproduce it. The big run is by hand:
 A failing case's folder is kept in `--out` (`case_SEED_N/`, with `failure.txt`); `--case N --seed S` replays one
 case, `--keep` keeps every case's folder, `--command NAME` fuzzes only one command, `--subprocess F` is the share
 of cases run as a process (default 0.1). Running as root, unreadable files cannot be made: those cases are left
-out.
+out. Two refusals change files by design and are not failures: a halt the log cannot take (recorded in the state
+file, said so), and, a known finding left as it is, a sweep whose runs all fail on damaged data (it runs them and
+writes its table, exit 2, where a single backtest refuses the data before writing anything).
 """
 
 from __future__ import annotations
