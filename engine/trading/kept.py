@@ -42,10 +42,22 @@ def _record(store: StateStore, key: str) -> dict[str, object] | None:
     return record
 
 
+def _instant(text: str) -> datetime:
+    """A saved time (`aware_time`) that is an instant UTC can hold: 0001-01-01T00:00+05:00 is read, but lies before
+    the first one, and overflowed when the record was written again, so that every tick halted (`halt_not_saved`)
+    instead of the record being named unreadable. ValueError for such a time."""
+    value = aware_time(text)
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the instants a time can be counted in") from None
+    return value
+
+
 def _times(values: object) -> list[datetime]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise ValueError("not a list of times")
-    return [aware_time(v) for v in values]
+    return [_instant(v) for v in values]
 
 
 def as_of(at: datetime, now: datetime) -> datetime:
@@ -78,7 +90,7 @@ def unconfirmed(store: StateStore, now: datetime, day: date) -> list[str] | None
         record = _record(store, UNCONFIRMED_KEY)
         if record is None:
             return []
-        at, saved_day, subjects = aware_time(str(record["at"])), date.fromisoformat(str(record["day"])), record["subjects"]
+        at, saved_day, subjects = _instant(str(record["at"])), date.fromisoformat(str(record["day"])), record["subjects"]
     except (ValueError, KeyError):
         return None
     if not isinstance(subjects, list) or not all(isinstance(s, str) for s in subjects):
@@ -112,7 +124,7 @@ def order_watch(store: StateStore, now: datetime, day: date) -> OrderWatch | Non
         record = _record(store, ORDER_WATCH_KEY)
         if record is None:
             return OrderWatch({}, {}, frozenset())
-        at, saved_day = aware_time(str(record["at"])), date.fromisoformat(str(record["day"]))
+        at, saved_day = _instant(str(record["at"])), date.fromisoformat(str(record["day"]))
         missing, replacements = _since(record["missing"]), _since(record["replacements"])
         refused = record["refused"]
     except (ValueError, KeyError):
@@ -131,7 +143,7 @@ def order_watch(store: StateStore, now: datetime, day: date) -> OrderWatch | Non
 def _since(values: object) -> dict[str, datetime]:
     if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
         raise ValueError("not a mapping of times")
-    return {str(cid): aware_time(t) for cid, t in values.items()}
+    return {str(cid): _instant(t) for cid, t in values.items()}
 
 
 def save_order_watch(store: StateStore, now: datetime, day: date, watch: OrderWatch) -> None:

@@ -91,7 +91,7 @@ def test_a_saved_time_before_the_first_instant_utc_holds_is_unreadable_not_a_hal
 ) -> None:
     """0001-01-01T00:00+05:00 is read as a time, but lies before the first instant UTC can hold: kept, it overflowed
     when the window was written again, and every tick halted with `halt_not_saved` instead of the record being
-    named unreadable. It is unreadable now (store.aware_time), as any other hand edit of the record."""
+    named unreadable. It is unreadable now (kept._instant), as any other hand edit of the record."""
     rig.store.set_meta(kept.FAILURES_KEY, '{"at": ["0001-01-01T00:00:00+05:00"]}')
     restarted = rig.restart()
     assert restarted.engine.exitbot.failures_in_window(clock.now()) is None
