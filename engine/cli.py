@@ -337,9 +337,9 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         if args.bot not in kinds:
             raise InvalidInput(f"--bot: no bot '{args.bot}' in bots.yaml{did_you_mean(args.bot, kinds)}")
         if kinds[args.bot] != args.kind:
-            raise InvalidInput(
-                f"--bot: '{args.bot}' is a {kinds[args.bot]} bot: python -m engine diagram {kinds[args.bot]} --bot {args.bot}"
-            )
+            kind = kinds[args.bot]
+            article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+            raise InvalidInput(f"--bot: '{args.bot}' is {article} {kind} bot: python -m engine diagram {kind} --bot {args.bot}")
         db, _log = paths_for(report, args.state_db, args.log)
         saved = None
         if not _nothing_saved(db):

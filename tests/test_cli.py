@@ -396,6 +396,7 @@ def test_a_path_given_on_the_command_line_is_checked_before_anything_runs(
 @pytest.mark.parametrize(("argv", "phrase"), [
     (["diagram", "momentum", "--bot", "mom_AAPLE"], "--bot: no bot 'mom_AAPLE' in bots.yaml (did you mean 'mom_AAPL'?)"),
     (["diagram", "momentum", "--bot", "crypto_core"], "--bot: 'crypto_core' is a crypto bot: python -m engine diagram crypto"),
+    (["diagram", "momentum", "--bot", "opt_core"], "--bot: 'opt_core' is an options bot: python -m engine diagram options"),
 ])  # fmt: skip
 def test_diagram_of_a_bot_that_is_not_of_that_kind_is_exit_2(
     tmp_path, argv: list[str], phrase: str, capsys: pytest.CaptureFixture[str]
