@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +75,35 @@ def read_terminal(master: int) -> str:
     finally:
         os.close(master)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def load_tool(name: str) -> Any:
+    """tools/<name>.py, loaded by path once per process: tools/ is a folder of scripts, not a package (mypy reads each
+    file as its own module). Registered before it runs, as an import is: its dataclasses look their module up."""
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "tools" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return module
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The path of a module the engine takes for engine/strategy/signals.py while the test runs (the test writes it)."""
+    import engine.strategy as strategy
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    name = f"user_signals_{abs(hash(tmp_path))}"
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(strategy, "MODULE", name)
+    monkeypatch.setattr(strategy, "SHOWN", f"{name}.py")
+    monkeypatch.setattr(strategy, "_handed_out", [])
+    yield folder / f"{name}.py"
+    sys.modules.pop(name, None)

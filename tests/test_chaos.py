@@ -4,28 +4,15 @@ holding, a seed replays the same faults, and its checks fail what they must. The
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.paths import PROJECT_ROOT
+from tests.conftest import load_tool
 
-
-def _load_tool() -> Any:
-    """tools/ is a folder of scripts, not a package (mypy reads each file as its own module): loaded by path."""
-    spec = importlib.util.spec_from_file_location("chaos", PROJECT_ROOT / "tools" / "chaos.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.setdefault("chaos", importlib.util.module_from_spec(spec))
-    if not hasattr(module, "run_seed"):
-        spec.loader.exec_module(module)
-    return module
-
-
-chaos: Any = _load_tool()
+chaos: Any = load_tool("chaos")
 
 
 @pytest.mark.parametrize("seed", [3, 20, 26])

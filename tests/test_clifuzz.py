@@ -4,27 +4,14 @@ by hand (its docstring); the bugs it found are tested where they were fixed."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.paths import PROJECT_ROOT
+from tests.conftest import load_tool
 
-
-def _load_tool() -> object:
-    """tools/ is a folder of scripts, not a package (mypy reads each file as its own module): loaded by path."""
-    spec = importlib.util.spec_from_file_location("clifuzz", PROJECT_ROOT / "tools" / "clifuzz.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.setdefault("clifuzz", importlib.util.module_from_spec(spec))
-    if not hasattr(module, "run_case"):
-        spec.loader.exec_module(module)
-    return module
-
-
-clifuzz: Any = _load_tool()
+clifuzz: Any = load_tool("clifuzz")
 
 
 @pytest.fixture(scope="module")

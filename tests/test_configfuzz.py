@@ -3,27 +3,14 @@ nothing, and its checks of `--validate`'s output fail what they must. The big ru
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.paths import PROJECT_ROOT
+from tests.conftest import load_tool
 
-
-def _load_tool() -> object:
-    """tools/ is a folder of scripts, not a package (mypy reads each file as its own module): loaded by path."""
-    spec = importlib.util.spec_from_file_location("configfuzz", PROJECT_ROOT / "tools" / "configfuzz.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.setdefault("configfuzz", importlib.util.module_from_spec(spec))
-    if not hasattr(module, "run_case"):
-        spec.loader.exec_module(module)
-    return module
-
-
-configfuzz: Any = _load_tool()
+configfuzz: Any = load_tool("configfuzz")
 
 
 @pytest.mark.parametrize(("seed", "index", "gentle"), [(2, 210, False), (40, 1, False), (1, 5, True)])

@@ -789,39 +789,30 @@ def test_a_data_folder_being_written_now_is_refused_in_one_line_with_exit_1(
 
 
 def test_a_key_a_signal_raises_with_is_masked_in_the_backtests_log_and_state_file(
-    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    momentum_project: ProjectCopy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    user_module: Path,
 ) -> None:
     """A real run's journal masks the keys in what it records; the backtest's journal was given none, so a signal
     that raised with a key in its message (the user's code reading the environment) wrote it into the backtest's
     app.jsonl and state.db (the halt's reason), as raw as it came."""
-    import sys
-
-    import engine.strategy as strategy
     from engine.cli import main
 
-    folder = tmp_path / "user"
-    folder.mkdir()
-    name = f"leaky_signals_{abs(hash(tmp_path))}"
-    (folder / f"{name}.py").write_text(
+    user_module.write_text(
         "import os\n\n\ndef momentum_breakout(prices, params):\n"
         "    raise RuntimeError('auth failed for ' + os.environ['ALPACA_KEY'])\n\n\n"
         "SIGNALS = {'momentum_breakout': momentum_breakout}\n",
         encoding="utf-8",
     )
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(strategy, "MODULE", name)
-    monkeypatch.setattr(strategy, "SHOWN", f"{name}.py")
-    monkeypatch.setattr(strategy, "_handed_out", [])
     monkeypatch.chdir(tmp_path)  # no .env of the checkout's
     monkeypatch.setenv("ALPACA_KEY", KEY)
     monkeypatch.setenv("ALPACA_SECRET", SECRET)
     trending_day(tmp_path / "data")
     files = ["--config", str(momentum_project.config), "--machines", str(momentum_project.machines),
              "--rules", str(momentum_project.rules)]  # fmt: skip
-    try:
-        code = main(["backtest", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *files])
-    finally:
-        sys.modules.pop(name, None)
+    code = main(["backtest", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *files])
     said = capsys.readouterr()
     assert code == 0, said.err
     log = (tmp_path / "out" / "app.jsonl").read_text()

@@ -259,43 +259,30 @@ def test_a_run_stopped_by_an_unforeseen_error_fails_alone_with_its_traceback_kep
 
 
 def test_a_key_a_sweeps_run_raises_with_is_masked_in_its_row_log_and_state_file(
-    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    momentum_project: ProjectCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_module: Path
 ) -> None:
     """A backtest masks the keys in what it writes; a sweep's runs were given none, so a signal that raised with a
     key in its message wrote it into the run's app.jsonl, state.db and the comparison table's error. A worker now
     reads the keys to mask from its environment and from the `.env` the command read (by its path: no secret
     travels in a RunSpec, which a Ray cluster would carry)."""
-    import sys
-
-    import engine.strategy as strategy
     from engine.core.store import StateStore
     from engine.replay.sweep import run_one
 
     key, secret = "PKSWEEPKEY0123456789", "sweepsecret0123456789abcdefghijklmnopqrs"
     env_file = tmp_path / ".env"
     env_file.write_text(f"ALPACA_KEY={key}\nALPACA_SECRET={secret}\n", encoding="utf-8")
-    folder = tmp_path / "user"
-    folder.mkdir()
-    name = f"leaky_sweep_signals_{abs(hash(tmp_path))}"
-    (folder / f"{name}.py").write_text(
+    user_module.write_text(
         "def momentum_breakout(prices, params):\n"
         f"    raise RuntimeError('auth failed for {key}')\n\n\n"
         "SIGNALS = {'momentum_breakout': momentum_breakout}\n",
         encoding="utf-8",
     )
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(strategy, "MODULE", name)
-    monkeypatch.setattr(strategy, "SHOWN", f"{name}.py")
-    monkeypatch.setattr(strategy, "_handed_out", [])
     for variable in ("ALPACA_KEY", "ALPACA_SECRET", "HYDRA_SERVE_TOKEN"):
         monkeypatch.delenv(variable, raising=False)
     spec = RunSpec("run-001", (), str(momentum_project.config), str(momentum_project.machines),
                    str(momentum_project.rules), str(_data(tmp_path / "data")), str(tmp_path / "out"),
                    env_file=str(env_file))  # fmt: skip
-    try:
-        row = run_one(spec)
-    finally:
-        sys.modules.pop(name, None)
+    row = run_one(spec)
     log = (tmp_path / "out" / "app.jsonl").read_text()
     reasons = [h.reason for h in StateStore(tmp_path / "out" / "state.db").halts()]
     assert "auth failed for ***" in log and any("auth failed for ***" in r for r in reasons), reasons

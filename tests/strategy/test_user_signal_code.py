@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,20 +28,6 @@ def momentum_breakout(prices, params):
 
 SIGNALS = {"momentum_breakout": momentum_breakout}
 """
-
-
-@pytest.fixture
-def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The path of a module the engine takes for engine/strategy/signals.py while the test runs."""
-    folder = tmp_path / "user"
-    folder.mkdir()
-    name = f"user_signals_{abs(hash(tmp_path))}"
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(strategy, "MODULE", name)
-    monkeypatch.setattr(strategy, "SHOWN", f"{name}.py")
-    monkeypatch.setattr(strategy, "_handed_out", [])
-    yield folder / f"{name}.py"
-    sys.modules.pop(name, None)
 
 
 def test_a_signal_that_keeps_state_starts_afresh_for_each_rule_book(project: ProjectCopy, user_module: Path) -> None:
