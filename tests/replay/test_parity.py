@@ -145,29 +145,38 @@ class DroppingBroker:
         return getattr(self._broker, name)
 
 
+def _recorded_session(report: Report, broker: Any, clock: ManualClock, tmp_path: Path) -> tuple[Any, Recorder]:
+    """The project's engine on `broker`, recorded as `run --record` records (the runner's Session, whose
+    `record_quotes` is what a run calls after each tick), its state and log in tmp_path/sim.db and sim.jsonl."""
+    from engine.trading.runner import Session
+
+    assert report.config is not None and report.book is not None
+    recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
+    store = StateStore(tmp_path / "sim.db")
+    journal = Journal(tmp_path / "sim.jsonl", clock)
+    engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
+    return Session(engine, clock, True, "sim", "", store, journal, recorder=recorder), recorder
+
+
 def test_quotes_the_run_did_not_get_are_missing_in_the_replay_too(project: ProjectCopy, tmp_path: Path) -> None:
     """The feed leaves out every stock for ten ticks: the run sees no quote, and halts on stale data at once. The
     recording had nothing for those ticks, so the replay showed each stock's quote from before, still fresh, and
     halted 15 s later, at other instants than the run. `run --record` writes what was missing (missing/), and the
     replay's answer leaves it out at the same ticks (record_quotes is what `run --record` calls after each tick)."""
-    from engine.trading.runner import Session, record_quotes
+    from engine.trading.runner import record_quotes
 
     report = load(project)
-    assert report.config is not None and report.book is not None
+    assert report.config is not None
     clock = ManualClock(MONDAY_OPEN)
     sim, _exchange = build_sim(report.config.settings, clock)
     broker = DroppingBroker(sim, ("AAPL", "QQQ", "SPY"))
-    recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
-    store = StateStore(tmp_path / "sim.db")
-    journal = Journal(tmp_path / "sim.jsonl", clock)
-    engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
-    session = Session(engine, clock, True, "sim", "", store, journal, recorder=recorder)
+    session, recorder = _recorded_session(report, broker, clock, tmp_path)
     for tick in range(120):
         broker.on = 50 <= tick < 60
-        record_quotes(session, engine.tick())
+        record_quotes(session, session.engine.tick())
         clock.advance(report.config.settings.runner.loop_interval_seconds)
     recorder.close()
-    journal.close()
+    session.journal.close()
     assert recorder.missing_quotes == 30
 
     run_backtest(report, tmp_path / "recorded", out_dir=tmp_path / "replay", cash=report.config.settings.sim.starting_cash,
@@ -208,26 +217,22 @@ def test_a_recording_ticks_where_its_run_decided_seeing_every_quote_the_run_read
     it); one further ahead than the staleness limit, which the run read as no fresh price, as missing there."""
     from datetime import timedelta
 
-    from engine.trading.runner import Session, record_quotes
+    from engine.trading.runner import record_quotes
 
     report = load(project)
-    assert report.config is not None and report.book is not None
+    assert report.config is not None
     interval = report.config.settings.runner.loop_interval_seconds
     clock, broker_clock = ManualClock(MONDAY_OPEN + timedelta(seconds=2)), ManualClock(MONDAY_OPEN)
     sim, _exchange = build_sim(report.config.settings, broker_clock)
     broker = SlowReadingBroker(sim)
-    recorder = Recorder(tmp_path / "recorded", flush_seconds=3600, fsync=False)
-    store = StateStore(tmp_path / "sim.db")
-    journal = Journal(tmp_path / "sim.jsonl", clock)
-    engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
-    session = Session(engine, clock, True, "sim", "", store, journal, recorder=recorder)
+    session, recorder = _recorded_session(report, broker, clock, tmp_path)
     for tick in range(150):
         broker.coins_ahead = 60.0 if 100 <= tick < 110 else 1.0  # the coins' feed a minute ahead for ten ticks
-        record_quotes(session, engine.tick())
+        record_quotes(session, session.engine.tick())
         clock.advance(interval)
         broker_clock.advance(interval)
     recorder.close()
-    journal.close()
+    session.journal.close()
     assert recorder.ticks == 150 and recorder.missing_quotes == 2 * 10 and not recorder.skipped
 
     result = run_backtest(report, tmp_path / "recorded", out_dir=tmp_path / "replay", fill_model=FillModel(timing="submit",
