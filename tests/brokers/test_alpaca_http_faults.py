@@ -24,6 +24,7 @@ from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
 from engine.core.clock import ManualClock
 from tests.brokers.conftest import KEY, SECRET, make_api
+from tests.brokers.test_bad_answers import read  # the adapter's call that reads a path
 from tests.brokers.test_hostile_lifecycle import Desk, desk  # noqa: F401  # the fixture, used by name
 
 ACCOUNT, POSITIONS, ORDERS, STOCK_QUOTES = "/v2/account", "/v2/positions", "/v2/orders", "/v2/stocks/quotes/latest"
@@ -45,18 +46,6 @@ def twice(text: str, key: str, first: Any) -> str:
     spelt = f'"{key}": '
     assert spelt in text, (key, text[:200])
     return text.replace(spelt, f"{spelt}{json.dumps(first)}, {spelt}", 1)
-
-
-def read(api: AlpacaAPI, path: str) -> Any:
-    if path == ACCOUNT:
-        return api.get_account()
-    if path == POSITIONS:
-        return api.get_positions()
-    if path == ORDERS:
-        return api.get_open_orders()
-    if path == STOCK_QUOTES:
-        return api.get_stock_quotes(["AAPL", "SPY"])
-    return api.get_option_chain("SPY", FIRST, LAST)
 
 
 def refused(api: AlpacaAPI, emulator: Emulator, path: str, fault: Fault, kind: str = "bad_response") -> BrokerError:
