@@ -342,6 +342,19 @@ def _check_out(out_dir: Path) -> None:
         raise refuse(f"cannot write the sweep there ({exc.strerror or exc})") from None
 
 
+def _check_data(data_dir: Path) -> None:
+    """DataError (every problem of every file, as `backtest --data` tells them) when the data folder cannot be
+    replayed: a file out of time order, a duplicate timestamp, a NaN, a missing column, a folder with no data.
+
+    Every run of a sweep reads the same folder, so what is wrong with it is wrong for each combination alike: told
+    once, before any run's folder is written, not as the same error in every row of sweep.csv. Read whole here and
+    again by each run (a worker, a Ray node): a file changed in between is still refused by the run that reads it.
+    What depends on the combination (a bot without data, `MissingData`, when a sweep enables it) stays the run's."""
+    from engine.data.dataset import DataSet
+
+    DataSet.open(data_dir)
+
+
 def prepare(
     sweep_path: Path,
     report: Any,
@@ -358,8 +371,8 @@ def prepare(
     env_file: Path | None = None,
 ) -> tuple[list[Override], list[RunSpec]]:
     """Check the sweep against the validated `report`, write each run's config to `out_dir/run-NNN/config/` and
-    validate it with the engine's loader. ConfigError (every problem) when anything is refused; `out_dir` is
-    then left as it was found."""
+    validate it with the engine's loader. ConfigError (every problem) when anything is refused, the data folder
+    included (DataError, `_check_data`); `out_dir` is then left as it was found."""
     from engine.config.loader import load_config
     from engine.paths import shown
 
@@ -373,6 +386,12 @@ def prepare(
     if inside is not None:
         raise ConfigError([Problem(shown(out_dir), 0, 0, "", inside)])
     _check_out(out_dir)
+    try:
+        _check_data(data_dir)
+    except ConfigError:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # made by _check_out for this sweep, which wrote nothing into it
+        raise
     try:  # the folder is this sweep's from here: found empty by two sweeps at once, both wrote their runs into it
         (out_dir / "run-001").mkdir()
     except FileExistsError:

@@ -111,6 +111,46 @@ def test_a_combination_the_engine_refuses_is_refused_before_anything_runs(
     assert not (tmp_path / "out").exists()
 
 
+BARS = "timestamp,open,high,low,close,volume\n"
+BROKEN = {  # a file of the data folder a backtest refuses (tests/data/test_bad_data.py has many more)
+    "unsorted": BARS + "2026-11-23T14:31:00Z,1,1,1,1,1\n2026-11-23T14:30:00Z,1,1,1,1,1\n",
+    "duplicate": BARS + "2026-11-23T14:30:00Z,1,1,1,1,1\n2026-11-23T14:30:00Z,1,1,1,1,1\n",
+    "nan": BARS + "2026-11-23T14:30:00Z,1,1,1,NaN,1\n",
+    "missing_column": "timestamp,open,high,low,volume\n2026-11-23T14:30:00Z,1,1,1,1\n",
+}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_a_broken_data_file_refuses_the_sweep_up_front_as_a_backtest_refuses_it(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], broken: str
+) -> None:
+    """Every run reads the same folder: a broken file was run once per combination, and sweep.csv held the same
+    error in every row (exit 2 only at the end). It is refused before anything is written, in `backtest --data`'s
+    own words (file:line:col), with its exit code; a folder that holds no data at all too."""
+    data = _data(tmp_path / "data")
+    (data / "bars" / "TSLA.csv").write_text(BROKEN[broken], encoding="utf-8")
+    files = ["--config", str(momentum_project.config), "--machines", str(momentum_project.machines), "--rules",
+             str(momentum_project.rules)]  # fmt: skip
+    plain = main(["backtest", "--data", str(data), *files, "--out", str(tmp_path / "one")])
+    refusal = capsys.readouterr().err
+    assert plain == 2 and f"{data / 'bars' / 'TSLA.csv'}:" in refusal
+    assert main(_args(momentum_project, data, _sweep(tmp_path, GRID), "--jobs", "1", "--out", str(tmp_path / "out"))) == 2
+    said = capsys.readouterr()
+    assert said.err == refusal and "run-001" not in said.out + said.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_data_folder_without_data_refuses_the_sweep_up_front(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same for every combination too: refused once, not a row of it per run; an empty --out given is left."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").mkdir()
+    assert main(_args(momentum_project, tmp_path / "data", _sweep(tmp_path, GRID), "--out", str(tmp_path / "out"))) == 2
+    assert "holds neither a bars/ nor a quotes/ folder" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_ray_without_the_extra_exits_2_saying_what_to_install(
     momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

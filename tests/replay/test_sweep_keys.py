@@ -14,7 +14,7 @@ from engine.config.errors import ConfigError, Problem
 from engine.config.loader import load_config
 from engine.replay.sweep import prepare, read_sweep
 from tests.conftest import ProjectCopy
-from tests.replay.conftest import load
+from tests.replay.conftest import MONDAY_OPEN, load, session_bars
 
 SPREAD = "    max_spread_pct: 10           # skip contracts whose spread is wider, in percent of the mid\n"
 
@@ -33,7 +33,7 @@ def _prepared(project: ProjectCopy, tmp_path: Path, text: str) -> list[Path]:
     """Each run's config folder, written and loaded by the engine's own loader."""
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(text, encoding="utf-8")
-    (tmp_path / "data").mkdir()
+    session_bars(tmp_path / "data", "AAPL", MONDAY_OPEN, [190.0])  # a folder the sweep can replay (`_check_data`)
     _overrides, specs = prepare(sweep, load(project), tmp_path / "out", machines_dir=project.machines,
                                 rules_dir=project.rules, data_dir=tmp_path / "data")  # fmt: skip
     return [Path(spec.config_dir) for spec in specs]

@@ -8,8 +8,16 @@ import pytest
 
 from engine.cli import main
 from tests.conftest import ProjectCopy
+from tests.replay.conftest import MONDAY_OPEN, session_bars
 
 SWEEP = "momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3, 0.8]\n"
+
+
+def _some_data(folder: Path) -> Path:
+    """A data folder a backtest reads (one bar of AAPL): a sweep refuses a folder it cannot replay before it runs
+    anything (`sweep._check_data`), and these tests are about --out, not about the data."""
+    session_bars(folder, "AAPL", MONDAY_OPEN, [190.0])
+    return folder
 
 
 def _run(project: ProjectCopy, tmp_path: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -80,7 +88,7 @@ def test_two_sweeps_into_one_out_at_once_never_share_it(
     from engine.replay import sweep
     from tests.replay.conftest import load
 
-    (tmp_path / "data").mkdir()
+    _some_data(tmp_path / "data")
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(SWEEP, encoding="utf-8")
     report, out = load(momentum_project), tmp_path / "sw"
@@ -121,7 +129,7 @@ def test_sweeps_started_in_one_second_without_out_get_a_folder_each(
     for seconds in range(-2, 60):  # the folder of whichever second the command starts in is taken already
         taken = tmp_path / "backtests" / (now + timedelta(seconds=seconds)).strftime("sweep-%Y%m%dT%H%M%SZ")
         (taken / "run-001").mkdir(parents=True)
-    (tmp_path / "data").mkdir()
+    _some_data(tmp_path / "data")
     (tmp_path / "sweep.yaml").write_text(SWEEP, encoding="utf-8")
     files = ["--config", str(momentum_project.config), "--machines", str(momentum_project.machines), "--rules",
              str(momentum_project.rules)]  # fmt: skip
