@@ -7,7 +7,7 @@ is a clear start-up error naming the bot, and a non-zero exit, never a run that 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from engine.brokers.base import Asset, Broker, BrokerError
 from engine.brokers.symbols import asset_class_of
@@ -167,6 +167,43 @@ def other_account(written_by: str | None, name: str) -> str | None:
 
 ZONE_KEY = "timezone"  # meta: the zone (system.timezone) the state file's trading dates are counted in
 
+_HOUR, _MINUTE = timedelta(hours=1), timedelta(minutes=1)
+
+
+def same_day_rules(before: tzinfo, after: tzinfo, now: datetime) -> bool:
+    """Whether `before` and `after` give the same UTC offset at every instant of the day either calls today at
+    `now`, from the earlier of the two midnights that began it to the later of the two that end it: then both call
+    today the same date, and every record of today (keyed by its date, counted against today's caps and budgets)
+    is today's in both. An alias is the same rules under another name (US/Pacific and America/Los_Angeles,
+    Etc/UTC and UTC): no change at all. A zone that keeps the same offset as the recorded one for the whole of
+    today (America/Phoenix beside Los Angeles in July) changes nothing today either; it counts in its own offset
+    from tomorrow on, as any change taken once today is over would.
+
+    Offsets compared hour by hour, and minute by minute within an hour where either zone's changes: tz rules
+    change offsets on a whole minute since 1972, and never twice within an hour."""
+    days = {now.astimezone(zone).date() for zone in (before, after)}
+    # an hour more each side: a zone whose clocks skip midnight (a change at 00:00) starts its day at 01:00
+    start = min(datetime.combine(day, time(0), zone) for day in days for zone in (before, after)) - _HOUR
+    end = max(datetime.combine(day + timedelta(days=1), time(0), zone) for day in days for zone in (before, after)) + _HOUR
+
+    def offsets(at: datetime) -> tuple[timedelta | None, timedelta | None]:
+        return at.astimezone(before).utcoffset(), at.astimezone(after).utcoffset()
+
+    at, here = start, offsets(start)
+    while at < end:
+        if here[0] != here[1]:
+            return False
+        step = min(_HOUR, end - at)
+        there = offsets(at + step)
+        if there != here:  # an offset changes within the hour: where, to the minute
+            minute = at + _MINUTE
+            while minute < at + step:
+                if len(set(offsets(minute))) != 1:
+                    return False
+                minute += _MINUTE
+        at, here = at + step, there
+    return here[0] == here[1]
+
 
 def changed_zone(
     recorded: str | None, zone: str, now: datetime, active: Callable[[Iterable[date]], set[date]], *, simulated: bool
@@ -178,11 +215,23 @@ def changed_zone(
     start over; the other way: yesterday's read as today's). So the change is refused while the file holds a
     record (`active`: StateStore.days_with_activity) of the date either zone calls today at `now`, and taken once
     neither does. `simulated`: `now` is a simulation's, moved on with `run --start`. No zone recorded (a file
-    older than this check, or a new one) or the same: None."""
+    older than this check, or a new one), the same, or one with the same rules all through today
+    (`same_day_rules`: an alias such as US/Pacific for America/Los_Angeles): None.
+
+    A change westward (Auckland to Los Angeles) is refused for the whole of the next western day when the
+    eastern day before it holds records: Auckland's 24th ends (11:00 UTC) after Los Angeles' 24th began (08:00
+    UTC), so there is no moment when neither zone's today holds them. That is on purpose, fail closed: the records
+    are keyed by date, not by instant, so the file cannot tell which of Auckland's 24th fell in Los Angeles' 24th;
+    counting them all as today's would spend today's trade caps on yesterday's trades and add yesterday's P&L to
+    today's loss budget (a profit widens it), counting none would let today's trades past the caps. The way out
+    the message gives (a new state file, or the old zone until that day ends) costs one day; a change made over a
+    weekend without crypto bots costs none."""
     if recorded is None or recorded == zone:
         return None
     before, after = _zone(recorded), _zone(zone)
     assert after is not None  # settings.yaml's zone was validated
+    if before is not None and same_day_rules(before, after, now):
+        return None
     today = now.astimezone(after).date()
     if before is None:  # a hand edit, or a zone this machine's database lacks: any date it could call today
         found = active({today + timedelta(days=n) for n in range(-2, 3)})  # zones are at most 26 hours apart

@@ -135,6 +135,48 @@ def test_a_recorded_zone_this_machine_does_not_know_is_refused_while_any_nearby_
     assert forged is not None and "\n" not in forged and "\x1b" not in forged  # the state file's text, escaped
 
 
+def test_a_zone_under_another_name_with_the_same_rules_is_taken_whatever_today_holds() -> None:
+    """US/Pacific is America/Los_Angeles, Etc/UTC is UTC: the same rules under another name were refused as a change
+    while today held records (a renamed zone cost a trading day). The names differ; the dates do not."""
+    busy = _active(date(2026, 11, 23), date(2026, 11, 24))
+    for recorded, zone in ((LA, "US/Pacific"), ("US/Pacific", LA), ("Etc/UTC", "UTC"), ("UTC", "Etc/UTC")):
+        assert changed_zone(recorded, zone, IN_SESSION, busy, simulated=False) is None, (recorded, zone)
+        assert changed_zone(recorded, zone, datetime(2026, 7, 1, 18, tzinfo=timezone.utc), busy, simulated=False) is None
+
+
+def test_a_zone_is_the_same_only_while_every_instant_of_today_has_the_same_offset() -> None:
+    """America/Phoenix keeps UTC-7 all year; Los Angeles is UTC-7 in summer, UTC-8 in winter. A change between the two
+    while today holds records is refused whenever some instant of today has another offset in each (another date at
+    one of its ends): in winter, and on the day Los Angeles' clocks go back (1 November 2026, 09:00 UTC), though
+    both read UTC-7 at the moment of the change. In summer, and the evening before, every instant of today is dated
+    alike in both: nothing of today's is counted elsewhere, and the change is taken."""
+    phoenix = "America/Phoenix"
+    summer = _active(date(2026, 7, 1))
+    assert changed_zone(LA, phoenix, datetime(2026, 7, 1, 18, tzinfo=timezone.utc), summer, simulated=False) is None
+    assert changed_zone(LA, phoenix, IN_SESSION, _active(date(2026, 11, 23)), simulated=False) is not None
+    clocks_back = datetime(2026, 11, 1, 8, 30, tzinfo=timezone.utc)  # 01:30 in both, UTC-7 in both
+    assert changed_zone(LA, phoenix, clocks_back, _active(date(2026, 11, 1)), simulated=False) is not None
+    assert changed_zone(phoenix, LA, clocks_back, _active(date(2026, 11, 1)), simulated=False) is not None
+    evening_before = datetime(2026, 11, 1, 6, 30, tzinfo=timezone.utc)  # 23:30 on 31 October in both
+    assert changed_zone(LA, phoenix, evening_before, _active(date(2026, 10, 31)), simulated=False) is None
+    # London keeps UTC's offset in winter only
+    london = "Europe/London"
+    assert changed_zone("UTC", london, datetime(2026, 7, 1, 12, tzinfo=timezone.utc), summer, simulated=False) is not None
+
+
+def test_run_takes_the_same_zone_under_another_name_mid_session(project: ProjectCopy) -> None:
+    """A morning simulated in Los Angeles, then system.timezone written US/Pacific: the run goes on (it was refused
+    until the day had ended in "both zones"), records the new name and says so; `--validate` passes."""
+    assert engine(project, "run", "--quiet", "--ticks", "400", "--start", "2026-11-23T06:30:00-08:00").returncode == 0
+    _to_zone(project, LA, "US/Pacific")
+    assert engine(project, "validate").returncode == 0
+    taken = engine(project, "run", "--ticks", "2")
+    assert taken.returncode == 0, taken.stderr
+    assert f"trading days are now counted in US/Pacific (this state file counted them in {LA})" in taken.stdout
+    with closing(StateStore(project.root / "s.db")) as store:
+        assert store.meta(ZONE_KEY) == "US/Pacific"
+
+
 def _dump(path: Path) -> list[str]:
     with closing(sqlite3.connect(path)) as conn:
         return list(conn.iterdump())
