@@ -1903,6 +1903,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         # `--validate run` ran the trading loop, `--validate halt` wrote a halt: the flag was dropped without a
         # word. A check of the files must never trade or change the state, so the two together are bad usage.
         parser.error(f"--validate checks the files and does nothing else: give it alone, or run '{args.command}' without it")
+    _remember_keys(args)
     try:
         return int(cmd_validate(args) if args.command is None else args.handler(args))
     except InvalidInput as exc:
@@ -1924,6 +1925,30 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILURE
         print(escaped(_without_keys(args, f"error: {getattr(exc, 'message', exc)}"), keep=_LINE_BREAKS), file=sys.stderr)
         return code
+
+
+def _remember_keys(args: argparse.Namespace) -> None:
+    """The keys and the token of the environment and `.env`, told to every cut of text before the command reads
+    anything (`journal.remember_secrets_from`, read at the first cut): a problem's excerpt or a data file's cell is
+    cut where it is found, long before `_without_keys` masks the error, and a token cut there kept a piece no exact
+    mask finds. A `.env` that cannot be read leaves the environment's keys, as for `_without_keys`."""
+    from engine.core.journal import remember_secrets_from
+
+    try:
+        env_file: Path | None = _env_path(args).absolute()  # named now: the first cut may come from another folder
+    except Exception:  # a config path that cannot be resolved: the environment's keys still are masked
+        env_file = None
+
+    def keys() -> tuple[str, ...]:
+        from engine.brokers.factory import read_environment
+        from engine.trading.runner import maskable_keys
+
+        try:
+            return maskable_keys(read_environment(env_file))
+        except Exception:  # a .env that cannot be read: the command says so itself
+            return maskable_keys(read_environment())
+
+    remember_secrets_from(keys)
 
 
 def _without_keys(args: argparse.Namespace, text: str) -> str:

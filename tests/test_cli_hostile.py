@@ -119,6 +119,32 @@ def test_a_secret_pasted_alone_into_a_yaml_file_is_not_printed_back(
     assert code == 2 and "is not a known time zone" in text and secret not in text, text
 
 
+SERVE_TOKEN = "Serve!Tok3n#with(punct)0123456789"
+
+
+@pytest.mark.parametrize("cut_at", [3, 6, 12, 20, 30])
+def test_a_serve_token_cut_by_a_problems_excerpt_shows_no_piece_of_it(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, cut_at: int
+) -> None:
+    """A long line under a YAML error is shown as a window around the column: a token with punctuation cut by
+    the window's edge showed its words past the punctuation (`with`, `punct`, `0123456789`), which no exact mask
+    finds. The token of the environment is known to the cut, and masked whole, wherever the edge falls."""
+    from engine.core import journal
+
+    monkeypatch.setattr(journal, "_known", frozenset(), raising=False)  # none remembered by another test
+    monkeypatch.setenv("HYDRA_SERVE_TOKEN", SERVE_TOKEN)
+    config = here / "config"
+    shutil.copytree(PROJECT_ROOT / "config", config)
+    line = f"note: {'x' * 10} {SERVE_TOKEN} {'y' * 80}"
+    edge = line.index(SERVE_TOKEN) + cut_at  # the window's first character, inside the token
+    line = line[: edge + 50] + ": z" + line[edge + 50 :]  # a second ':' there, the error's column
+    (config / "settings.yaml").write_text((config / "settings.yaml").read_text() + line + "\n")
+    code, text = main_(["--validate", "--config", str(config), *CONFIG[2:]], capsys)
+    assert code == 2 and "settings.yaml" in text and "y" * 20 in text, text
+    for piece in ("Tok3n", "with", "punct", "0123456789", SERVE_TOKEN[cut_at:]):
+        assert piece not in text, text
+
+
 def test_a_crypto_fetch_with_an_unusable_data_url_is_refused_before_any_request(
     here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

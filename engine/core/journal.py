@@ -90,12 +90,57 @@ def _cut(text: str, limit: int) -> str:
 SECRET_CHARACTERS = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]+")
 
 
+_known: frozenset[str] = frozenset()
+"""Every secret this process masks: what each `Secrets` was made with, and what the command line's environment
+and `.env` hold (`remember_secrets_from`). A cut of text made before the masks can see it (`clipped`, `window`)
+masks what it leaves of any of them. Replaced whole, never changed in place, so a thread reading it never sees it
+change under it."""
+_sources: tuple[Callable[[], Iterable[str]], ...] = ()
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Add `values` to the secrets every later cut masks (`_masked_cut_words`); one shorter than MIN_SECRET_LENGTH
+    is not a secret the engine masks, and is left out."""
+    global _known
+    new = {v for v in values if len(v) >= MIN_SECRET_LENGTH} - _known
+    if new:
+        _known = _known | new
+
+
+def remember_secrets_from(source: Callable[[], Iterable[str]]) -> None:
+    """`source()` remembered (`remember_secrets`) at the first cut that needs it, not now: the command line gives
+    the keys of its environment and `.env` this way before it reads anything, and a command that cuts nothing
+    (most: a cut is an error's excerpt) never pays for reading them."""
+    global _sources
+    _sources = (*_sources, source)
+
+
+def _secrets_known() -> frozenset[str]:
+    global _sources
+    waiting, _sources = _sources, ()  # two threads at once may both call a source: remembering twice is harmless
+    for source in waiting:
+        remember_secrets(source())
+    return _known
+
+
 def _masked_cut_words(text: str, start: int, end: int) -> str:
     """`text[start:end]` with each word the two cuts go through masked character for character (so a caret under
     the text still points where it did) when the whole word could hold a secret: what is left of a key cut in two
     is no longer the key, so exact masking (`Secrets`), before or after, never finds it. Key-agnostic on purpose:
-    it also covers a secret no one told the engine about (another account's key, a token)."""
+    it also covers a secret no one told the engine about (another account's key, a token).
+
+    A word is letters, digits and `-_+/=.~`, and a secret may hold any printable character (a serve token with
+    `!` or `#` in it, a space even): cut there, the word heuristic saw only the piece up to the punctuation, and
+    the rest of the token was shown whole beside it. So every secret this process knows (`remember_secrets`)
+    that a cut goes through is masked as well, whatever it holds, before the text is cut."""
     shown = list(text[start:end])
+    for secret in _secrets_known():
+        at = text.find(secret)
+        while at != -1:
+            if any(at < cut < at + len(secret) for cut in (start, end)):
+                for i in range(max(at, start), min(at + len(secret), end)):
+                    shown[i - start] = "*"
+            at = text.find(secret, at + 1)
     for cut in (start, end):
         if not 0 < cut < len(text) or not (_secret_character(text[cut - 1]) and _secret_character(text[cut])):
             continue  # not inside a word
@@ -151,6 +196,7 @@ class Secrets:
         if mask is None:
             raise ValueError("no mask can stand in for these secrets: each holds the characters of every mask")
         self.mask = mask
+        remember_secrets(self.values)  # a text cut before this masks it must not keep a piece of one (`clipped`)
 
     def __bool__(self) -> bool:
         return bool(self.values)

@@ -249,6 +249,53 @@ def test_a_cut_through_a_key_masks_all_that_is_left_of_it(cut_at: int) -> None:
     assert len(right) == len(text) - start - cut_at and len(left) == start + cut_at  # width kept: carets stay put
 
 
+TOKENS = ("Tok3n!Pasted#Into(Yaml)0123", "a serve token, spaces and all", "k3y-only_word-chars+/=.~99")
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_a_cut_through_a_known_secret_masks_all_that_is_left_of_it_whatever_it_holds(
+    token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token with punctuation (HYDRA_SERVE_TOKEN may hold any printable character) is several words to the cut's
+    word rule: cut in its first word, the words past the punctuation were shown whole, and the exact mask applied
+    later found no token there. A secret the process knows (`remember_secrets`, or any `Secrets` made) is masked
+    in full wherever a cut goes through it, each character a `*`, the width kept."""
+    from engine.core import journal
+    from engine.core.journal import clipped, remember_secrets, window
+
+    monkeypatch.setattr(journal, "_known", frozenset())  # what other tests remembered is not this one's
+    remember_secrets([token])
+    text = f"timezone: {token} and more"
+    start = len("timezone: ")
+    for cut_at in range(1, len(token)):  # at either end the token is whole: the exact mask finds it
+        at, rest = start + cut_at, len(token) - cut_at
+        assert window(text, at, len(text)) == "*" * rest + " and more"
+        assert window(text, 0, at) == "timezone: " + "*" * cut_at
+        assert clipped(text, at + 3) == "timezone: " + "*" * cut_at + "..."
+    assert window(text, 0, start) == "timezone: " and window(text, start + len(token), len(text)) == " and more"
+
+
+def test_a_secret_the_command_line_reads_is_known_to_every_cut_it_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line cuts a problem's excerpt long before it masks the keys in the error: the keys of the
+    environment and `.env` are known to the cuts from the command's start, read only when something is cut."""
+    from engine.core import journal
+
+    monkeypatch.setattr(journal, "_known", frozenset())
+    monkeypatch.setattr(journal, "_sources", ())
+    read: list[str] = []
+
+    def source() -> list[str]:
+        read.append("read")
+        return [TOKENS[0]]
+
+    journal.remember_secrets_from(source)
+    assert read == []  # nothing cut yet: nothing read
+    text = f"x: {TOKENS[0]}"
+    assert journal.window(text, 5, len(text)) == "*" * (len(text) - 5)
+    journal.window(text, 5, len(text))
+    assert read == ["read"]  # once
+
+
 def test_a_cut_masks_only_a_word_that_could_hold_a_secret() -> None:
     """What cannot hold a key is shown as it was: a cut between words, through a word under MIN_SECRET_LENGTH
     characters, or through a number (400 digits, a price)."""
