@@ -44,7 +44,7 @@ import threading
 import uuid
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,10 +99,14 @@ class Fault:
     cut_at: int | None = None
     trickle_seconds: float = 0.0
     trickle_bytes: int = 16
+    path_equals: str = ""  # when set, only requests with exactly this path (/v2/orders, not /v2/orders/{id})
+    # In process only (a fuzzer's): the route's real status and JSON answer in, the status and the body text to send
+    # instead out. Whatever a test cannot say as a patch: a type changed, a list doubled, a status swapped.
+    rewrite: Callable[[int, Any], tuple[int, str]] | None = None
 
     @property
     def edits(self) -> bool:
-        return bool(self.patch or self.drop)
+        return bool(self.patch or self.drop or self.rewrite)
 
 
 @dataclass
@@ -780,7 +784,8 @@ class Emulator:
             if method == "DELETE":
                 self.faults.clear()
                 return 200, {"queued": 0}
-            return 200, [dataclasses.asdict(f) for f in self.faults]
+            listed = [dataclasses.asdict(f) for f in self.faults]
+            return 200, [{**f, "rewrite": f["rewrite"] and "in process"} for f in listed]
         if path == f"{ADMIN_PREFIX}/requests" and method == "GET":
             return 200, [{"method": r.method, "path": r.path, "query": r.query, "body": r.body} for r in self.requests]
         if path == f"{ADMIN_PREFIX}/quote_mode" and method == "POST" and isinstance(body, dict) and "symbol" in body:
@@ -801,7 +806,7 @@ class Emulator:
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self._fault_lock:  # the server answers on several threads
             for fault in list(self.faults):
-                if path.startswith(fault.path_prefix) and fault.method in ("", method):
+                if path.startswith(fault.path_prefix) and fault.method in ("", method) and fault.path_equals in ("", path):
                     if fault.times == 1:
                         self.faults.remove(fault)
                     elif fault.times > 1:
@@ -1288,6 +1293,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = exc.status, exc.body()
         if fault and fault.disconnect:
             return self._disconnect()
+        if fault and fault.rewrite is not None:
+            return self._send_raw(*fault.rewrite(status, payload), fault.content_type, rate_headers)
         if fault and fault.edits:
             return self._send(status, edited(payload, fault.patch, fault.drop), rate_headers)
         if fault and fault.after and fault.status:
