@@ -69,6 +69,7 @@ from engine.core.clock import ManualClock  # noqa: E402
 from engine.core.journal import Journal  # noqa: E402
 from engine.core.store import SYSTEM_SCOPE, StateStore  # noqa: E402
 from engine.trading.engine import Engine  # noqa: E402
+from engine.trading.runner import operator_resume  # noqa: E402
 from engine.validate import Report, load_valid  # noqa: E402
 
 OPEN = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)  # Monday 09:30 New York
@@ -88,17 +89,18 @@ class Target:
 
 
 POSITION_FIELDS = ("symbol", "qty", "side", "avg_entry_price", "asset_class")
+QUOTE_FIELDS = ("quotes.*.bp", "quotes.*.ap", "quotes.*.t")
 ORDER_FIELDS = ("id", "client_order_id", "symbol", "side", "status", "filled_qty", "created_at")
 TARGETS = (
-    Target("account", "GET", "/v2/account", required=("cash", "equity", "buying_power", "status")),
+    Target("account", "GET", "/v2/account", required=("cash", "equity", "buying_power", "last_equity", "status")),
     Target("positions", "GET", "/v2/positions", required=tuple(f"*.{f}" for f in POSITION_FIELDS)),
     Target("open orders", "GET", "/v2/orders", required=tuple(f"*.{f}" for f in ORDER_FIELDS)),
     Target("order by client id", "GET", "/v2/orders:by_client_order_id", required=ORDER_FIELDS),
     Target("order by id", "GET", "/v2/orders/", prefix=True, required=ORDER_FIELDS),
     Target("clock", "GET", "/v2/clock", required=("is_open", "next_open", "next_close", "timestamp")),
     Target("assets", "GET", "/v2/assets", prefix=True),
-    Target("stock quotes", "GET", "/v2/stocks/quotes/latest"),
-    Target("crypto quotes", "GET", "/v1beta3/crypto/us/latest/quotes"),
+    Target("stock quotes", "GET", "/v2/stocks/quotes/latest", required=QUOTE_FIELDS),
+    Target("crypto quotes", "GET", "/v1beta3/crypto/us/latest/quotes", required=QUOTE_FIELDS),
     Target("option snapshots", "GET", "/v1beta1/options/snapshots/", prefix=True),
     Target("option contracts", "GET", "/v2/options/contracts", prefix=True),
     Target("order POST", "POST", "/v2/orders", required=ORDER_FIELDS),
@@ -327,13 +329,21 @@ def _unreadable(value: Any) -> bool:
     return any(type(value) is type(u) and value == u for u in UNREADABLE)
 
 
+class Crash(BaseException):
+    """The process dies here (kill -9): no `except Exception` of the engine catches it, nothing after it runs."""
+
+
 @dataclass
 class CheckedAPI:
-    """The real AlpacaAPI: every call counted, and a call that was served an unreadable answer must fail."""
+    """The real AlpacaAPI: every call counted, and a call that was served an unreadable answer must fail. A crash
+    armed at this tick's Nth call kills the process there, before or after the call reached the broker."""
 
     api: AlpacaAPI
     fuzz: AnswerFuzz
     failed: list[str] = field(default_factory=list)  # this tick's failed calls
+    calls: int = 0
+    crash_at: int | None = None
+    crash_after: bool = False
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.api, name)
@@ -343,6 +353,10 @@ class CheckedAPI:
         def call(*args: Any, **kwargs: Any) -> Any:
             fuzz = self.fuzz
             served = len(fuzz.served)
+            self.calls += 1
+            dying = self.crash_at == self.calls
+            if dying and not self.crash_after:
+                raise Crash(f"before {name}")
             try:
                 result = target(*args, **kwargs)
             except BrokerError as exc:
@@ -354,6 +368,8 @@ class CheckedAPI:
             for m in fuzz.served[served:]:
                 if m.unreadable:
                     fuzz.fail(f"{name} read an unreadable answer as good: {m}")
+            if dying:
+                raise Crash(f"after {name}")
             return result
 
         return call
@@ -394,6 +410,7 @@ class AnswerFuzz:
     tick_no: int = 0
     entries: int = 0
     restarts: int = 0
+    resumes: int = 0
     log_read_to: int = 0
     log_lines: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -485,6 +502,10 @@ class AnswerFuzz:
             return
         if rng.random() < 0.02:
             self.restart()
+        elif rng.random() < 0.02:  # the process is killed at one of the coming tick's calls
+            self.api.crash_at, self.api.crash_after = rng.randint(1, 12), rng.random() < 0.5
+        if rng.random() < 0.03 and self.engine.store.halts(open_only=True):
+            self.resume()
         if rng.random() >= self.rate:
             return
         target = rng.choices(TARGETS, weights=[WEIGHTS.get(t.name, 1) for t in TARGETS])[0]
@@ -494,9 +515,21 @@ class AnswerFuzz:
         self.history.append(mutation)
         self.emulator.faults.append(Mutator(self, mutation, f"{self.seed}/{len(self.history)}").fault())
 
-    def restart(self) -> None:
-        """A new engine on the same state file and log, with a new client (the process ended; the broker did not)."""
+    def resume(self) -> None:
+        """The operator's `resume`, on its own connection as the command opens it: every halt ended."""
+        outside = StateStore(self.db)
+        try:
+            operator_resume(outside, Journal(self.log, self.clock), self.clock.now())
+        finally:
+            outside.close()
+        self.resumes += 1
+
+    def restart(self, *, crashed: bool = False) -> None:
+        """A new engine on the same state file and log, with a new client (the process ended; the broker did not).
+        A crashed one's unwritten log is lost."""
         before = {h.id for h in self.engine.store.halts(open_only=True) if h.in_force(self.clock.now())}
+        if crashed:
+            self.engine.journal.discard()
         self.engine.journal.close()
         self.engine.store.close()
         self.engine = self.build()
@@ -528,12 +561,17 @@ class AnswerFuzz:
 
     def one_tick(self) -> None:
         self.broker.first = None
-        self.api.failed = []
+        self.api.failed, self.api.calls = [], 0
         try:
             report = self.engine.tick()
+        except Crash:
+            self.restart(crashed=True)
+            return
         except Exception as exc:
             self.fail(f"the tick raised {type(exc).__name__}: {exc}")
             return
+        finally:
+            self.api.crash_at = None
         if report.error is not None:
             self.fail(f"an exception was caught at the tick boundary: {report.error}")
         self.check_halts()
@@ -556,7 +594,7 @@ class AnswerFuzz:
             if ended_at is None:
                 continue
             early = until is None or datetime.fromisoformat(ended_at) < datetime.fromisoformat(until)
-            if ended_by != "cooloff" or early:
+            if ended_by != "operator" and (ended_by != "cooloff" or early):
                 self.fail(f"halt {halt_id} ({scope}: {reason}) ended by {ended_by!r} at {ended_at}, until {until}")
         now = self.clock.now()
         system = [h for h in self.engine.store.halts(open_only=True) if h.scope == SYSTEM_SCOPE and h.in_force(now)]
@@ -659,7 +697,8 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
             out(describe(fuzz))
         else:
             served = sum(m.served_at is not None for m in fuzz.history)
-            said = f"{served} of {len(fuzz.history)} mutations served, {fuzz.restarts} restarts, {fuzz.entries} entries sent"
+            said = f"{served} of {len(fuzz.history)} mutations served, {fuzz.restarts} restarts, {fuzz.resumes} resumes"
+            said += f", {fuzz.entries} entries sent"
             out(f"seed {seed}: ok ({said})")
     if len(seeds) > 1:
         out(f"{failed} of {len(seeds)} seeds broke an invariant")
