@@ -666,9 +666,9 @@ def describe(fuzz: AnswerFuzz) -> str:
     lines.append(
         f"reproduce: python tools/answerfuzz.py --seed {fuzz.seed} --ticks {fuzz.ticks} --rate {fuzz.rate:g} --quiet {fuzz.quiet}"
     )
-    last = [m for m in fuzz.history if m.served_at is not None and m.served_at >= fuzz.tick_no - 3]
-    lines.append("the mutations of the last ticks:" if last else "no mutation served in the last ticks")
-    lines += [f"  {m}" for m in last]
+    served = [m for m in fuzz.history if m.served_at is not None]  # a bad id served early shows late: all of them
+    lines.append("the mutations served (tick: answer: mutation):" if served else "no mutation served")
+    lines += [f"  {m}" for m in served]
     return "\n".join(lines)
 
 
