@@ -528,7 +528,35 @@ class OrderManager:
                              source=exc.source, dest=exc.dest)  # fmt: skip
             self.on_failure(BrokerError("bad_response", f"{exc} (the broker contradicts itself)", operation="order_sync"))
         except Contradiction as exc:
-            self._contradicted(row, exc)
+            corrected = self._id_confirmed(row, order)
+            if corrected is None:
+                self._contradicted(row, exc)
+                return
+            self._checked(corrected, order, action)
+
+    def _id_confirmed(self, row: OrderRow, order: Order) -> OrderRow | None:
+        """The row with the broker's id put right, when `order` differs from it in that id alone and a lookup by the
+        row's client_order_id (ours, unique in the account) names the same id again; else None.
+
+        The id was recorded from one answer, the send's; two reads since, the listing and the lookup, both name
+        another one for the same order. Left as it was, every sync after found the order contradicting its row and
+        halted again, for good (the faults long over), and a cancel went out under the send's id: a 404, or,
+        were that id another working order's, a cancel of that order. The broker contradicted itself, so it
+        is still reported as an answer that could not be read (one halt), and said in the log."""
+        if not row.broker_order_id or order.id == row.broker_order_id:
+            return None
+        corrected = dataclasses.replace(row, broker_order_id=order.id)
+        if _contradicts(corrected, order) is not None:
+            return None  # more than the id differs: not about this order
+        looked_up, found = self._look_up(row)
+        if not looked_up or found is None or found.id != order.id or _contradicts(corrected, found) is not None:
+            return None
+        said = f"order {row.client_order_id}: recorded as the broker's {row.broker_order_id} from the send's answer; "
+        said += f"the broker lists and finds it as {order.id}"
+        self.journal.log("order", action="id_corrected", bot=row.bot_id, client_order_id=row.client_order_id,
+                         recorded=row.broker_order_id, broker=order.id)  # fmt: skip
+        self.on_failure(BrokerError("bad_response", f"{said} (the id was put right)", operation="order_sync"))
+        return self._set(row, broker_order_id=order.id)
 
     def _contradicted(self, row: OrderRow, exc: Contradiction) -> None:
         self.journal.log("order", action="contradicted", bot=row.bot_id, client_order_id=row.client_order_id,
@@ -541,10 +569,22 @@ class OrderManager:
         up every tick), and halts."""
         self.sent += 1
         try:
+            taken = self._id_taken(row, order.id)
+            if taken is not None:
+                raise Contradiction(f"order {row.client_order_id}: answered with {order.id}, the id of our working {taken}")
             self._apply(row, order, action)
         except Contradiction as exc:
             self._contradicted(row, exc)
             self._set(row, status="unknown", error=f"{EXISTS}: {exc}")
+
+    def _id_taken(self, row: OrderRow, order_id: str) -> str | None:
+        """The client_order_id of another order of ours still working under `order_id`, the id a send's answer gives
+        `row`; None when no other has it. Recorded, a cancel of `row` would go out under that id and cancel the
+        other order (an exit, maybe); the answer is not about `row`."""
+        for other in self.store.orders(statuses=lifecycle.WORKING):
+            if other.broker_order_id == order_id and other.client_order_id != row.client_order_id:
+                return other.client_order_id
+        return None
 
     def recover_pending(self, positions: Iterable[Position]) -> None:
         """At start-up (and at reconciliation after a failed start): intents committed before a crash, each

@@ -33,3 +33,64 @@ def test_a_send_answered_with_another_quantity_books_nothing_and_is_not_sent_aga
     rig.ticks(3)
     assert posted == [request.client_order_id]  # never sent again
     assert rig.engine.system.state == "halted"
+
+
+def _answered_with_id(rig: Rig, order_id: str) -> None:
+    """The broker's answers to sends name `order_id` as the order's id, whatever id it gave the order."""
+    broker = rig.engine.orders.broker
+    real_submit = broker.submit_order
+
+    def submit(request: OrderRequest, *args: Any, **kwargs: Any) -> Order:
+        return dataclasses.replace(real_submit(request, *args, **kwargs), id=order_id)
+
+    broker.submit_order = submit  # type: ignore[method-assign]
+
+
+def test_a_send_answered_with_a_wrong_id_is_put_right_once_the_listing_and_a_lookup_agree_and_halts_once(rig: Rig) -> None:
+    """A send's answer named an id the order does not have (found by tools/answerfuzz.py, seed 106). Before, every
+    sync after found the order contradicting its row and halted again for good, and its cancel went out under the
+    wrong id (a 404, or another order's cancel). Now the listing and a lookup by our client_order_id, agreeing on
+    the broker's id, put the row right: one halt for the broker's contradiction, said in the log, then nothing more."""
+    rig.ticks(3)
+    _answered_with_id(rig, "00000000-0000-4000-8000-00000000dead")
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+    orders.send_pending()
+    recorded = rig.store.order(entry.client_order_id)
+    assert recorded is not None and recorded.broker_order_id == "00000000-0000-4000-8000-00000000dead"
+    rig.ticks(1)
+    row = rig.store.order(entry.client_order_id)
+    real = rig.engine.orders.broker.get_order_by_client_id(entry.client_order_id)
+    assert real is not None and row is not None and row.broker_order_id == real.id != "00000000-0000-4000-8000-00000000dead"
+    [said] = [e for e in rig.events("order") if e.get("action") == "id_corrected"]
+    assert said["recorded"].endswith("dead") and said["broker"] == real.id
+    assert rig.engine.system.state == "halted"  # the broker contradicted itself: halted, as for any unreadable answer
+    rig.ticks(5)
+    assert not [e for e in rig.events("order") if e.get("action") == "contradicted"]
+    assert rig.engine.orders.cancel_entries([row]) == 1  # under the broker's id, which the broker takes
+    rig.ticks(2)
+    ended = rig.store.order(entry.client_order_id)
+    assert ended is not None and ended.status == "canceled"
+
+
+def test_a_send_answered_with_the_id_of_another_working_order_of_ours_is_not_recorded(rig: Rig) -> None:
+    """Recorded, that id would send this order's cancel to the other order (an exit, maybe): the answer is not
+    about this order, nothing of it is booked, and the order is never sent again."""
+    rig.ticks(3)
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        first = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_AAPL", day, "entry", first, "test")
+    orders.send_pending()
+    other = rig.store.order(first.client_order_id)
+    assert other is not None and other.broker_order_id and other.status in ("new", "accepted")
+    _answered_with_id(rig, other.broker_order_id)
+    with rig.store.transaction():
+        second = OrderRequest("MSFT", "buy", orders.next_client_order_id("mom_MSFT", day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent("mom_MSFT", day, "entry", second, "test")
+    orders.send_pending()
+    row = rig.store.order(second.client_order_id)
+    assert row is not None and row.status == "unknown" and row.broker_order_id is None
+    assert f"the id of our working {first.client_order_id}" in (row.error or "")
