@@ -48,12 +48,15 @@ from engine.brokers.base import (
     BrokerError,
     BulkResult,
     ErrorKind,
+    Holding,
     MarketClock,
     NonTradeActivity,
     OptionContract,
     Order,
     OrderRequest,
     Position,
+    PositionsInPart,
+    PositionsUnreadable,
     Quote,
     same_amount,
 )
@@ -885,8 +888,7 @@ class AlpacaAPI:
         The fields the engine reads are checked here, each as strictly as before; the others are not looked at."""
 
         def read() -> list[Position]:
-            listed = _objects(self.trading.get("/positions"), "positions")
-            return _unique([_position(raw) for raw in listed], lambda p: p.symbol, "a position in")
+            return _positions(_objects(self.trading.get("/positions"), "positions"))
 
         return self._call("positions", read)
 
@@ -1565,6 +1567,59 @@ def _position(raw: Mapping[str, Any]) -> Position:
         asset_class,
         None if short else _available(raw.get("qty_available"), symbol, qty, asset_class),
     )
+
+
+def _positions(listed: Sequence[Mapping[str, Any]]) -> list[Position]:
+    """Every position of the answer; when some cannot be read, a `PositionsUnreadable` naming each of them (all at
+    once, not the first alone) and carrying what exits may still size against: the readable positions, and the
+    symbol, side and qty of the others where those can be read (`_holding`). The answer stays unreadable as a
+    whole (the engine halts on it and values nothing from it): one bad field of one position (a current_price
+    null) made every exit wait once the positions last read were too old to stand in, the kill switch's included."""
+    read: list[Position] = []
+    problems: list[str] = []
+    holdings: list[Holding] = []
+    unknown: set[str] = set()
+    for raw in listed:
+        try:
+            position = _position(raw)
+        except Unreadable as exc:
+            problems.append(str(exc))
+            try:
+                holdings.append(_holding(raw))
+            except Unreadable:
+                symbol = raw.get("symbol")
+                if isinstance(symbol, str) and symbol:  # as either class would name it: its class may be what failed
+                    unknown.update((normalize(symbol), normalize(symbol, "crypto")))
+            continue
+        read.append(position)
+        holdings.append(Holding(position.symbol, position.qty, position.qty_available))
+    if not problems:
+        return _unique(read, lambda p: p.symbol, "a position in")
+    counts: dict[str, int] = {}
+    for holding in holdings:
+        counts[holding.symbol] = counts.get(holding.symbol, 0) + 1
+    unknown.update(symbol for symbol, n in counts.items() if n > 1)  # listed twice: which one is true is not known
+    known = PositionsInPart(tuple(h for h in holdings if h.symbol not in unknown), frozenset(unknown))
+    raise PositionsUnreadable(f"unreadable answer: {'; '.join(problems)}", known)
+
+
+def _holding(raw: Mapping[str, Any]) -> Holding:
+    """What exits need of a position that could not be read whole: its symbol, side and qty, each checked as
+    `_position` checks it; its qty_available when that reads too (None, as when not sent, when it does not: an exit
+    sized past it is refused by the broker, never more than held). Unreadable when any of the first three is."""
+    symbol = _raw_text(raw, "symbol", "a position's symbol")
+    asset_class = _asset_class(raw.get("asset_class"))
+    short = _choice(raw, "side", f"{symbol}'s side", POSITION_SIDES) == "short"
+    qty = _required(raw.get("qty"), f"{symbol}'s qty", minimum=None if short else 0.0)
+    name = _named(symbol, asset_class, "a position's")
+    _whole_contracts(asset_class, f"{symbol}'s qty", qty)
+    if short:
+        return Holding(name, -abs(qty))
+    try:
+        available = _available(raw.get("qty_available"), symbol, qty, asset_class)
+    except Unreadable:
+        available = None
+    return Holding(name, qty, available)
 
 
 def _available(value: Any, symbol: str, qty: float, asset_class: AssetClass) -> float | None:

@@ -152,6 +152,38 @@ class Position:
     qty_available: float | None = None
 
 
+@dataclass(frozen=True)
+class Holding:
+    """What exits need of one position: its symbol, its quantity (negative when short) and what of it may be sold
+    now. Read from a position whose other fields (a price, a market value) could not be: see `PositionsInPart`."""
+
+    symbol: str
+    qty: float
+    qty_available: float | None = None
+
+
+@dataclass(frozen=True)
+class PositionsInPart:
+    """The positions answer when some of its positions could not be read: every readable one as a `Holding`, and
+    of each unreadable one the symbol, side and qty when those could be read. The answer is a bad response all the
+    same (the snapshot's positions stay None, so nothing values, reconciles or enters on it, and the engine halts);
+    this is only what exits size against, so that one bad field (a position's current_price null) does not stop the
+    kill switch from selling what is known to be held. `unknown`: the symbols whose quantity could not be read
+    (their exits fall back to the positions last read, then wait)."""
+
+    holdings: tuple[Holding, ...]
+    unknown: frozenset[str] = frozenset()
+
+
+class PositionsUnreadable(BrokerError):
+    """A positions answer some of whose positions could not be read: a bad_response as any other (the engine
+    halts on it), which carries what could be read (`known`) for the snapshot to keep for exits alone."""
+
+    def __init__(self, message: str, known: PositionsInPart):
+        super().__init__("bad_response", message)
+        self.known = known
+
+
 # What an order is, which never changes: Alpaca changes an order only by replacing it with another, under a new id.
 # An answer about an order saying otherwise is about another order (engine/brokers/alpaca.py `_OrderMemory`, against
 # what this run sent and read; engine/trading/orders.py `_contradicts`, against the order's row).
@@ -351,6 +383,9 @@ class Snapshot:
     errors: tuple[BrokerError, ...] = ()
     broker_requests: int = 0
     missing_quotes: tuple[str, ...] = field(default=())
+    # When `positions` is None because some positions could not be read: what the others, and the readable parts of
+    # those, say is held. For sizing exits only (engine/trading/handlers.py `_sellable`).
+    positions_in_part: PositionsInPart | None = None
 
     @property
     def complete(self) -> bool:

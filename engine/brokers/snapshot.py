@@ -3,7 +3,8 @@
 Per snapshot: account, positions, open orders (one request each), stock quotes in chunks of
 `symbols_per_request`, one crypto request, option chains only when their cache expired, the clock only when
 its cache expired or a session boundary passed. Every failed read is recorded (the field stays None) and
-the snapshot is still returned: deciding what a failure means is the engine's job, not the broker's. An account
+the snapshot is still returned (a positions answer unreadable in part keeps what it says is held, for exits alone:
+`Snapshot.positions_in_part`): deciding what a failure means is the engine's job, not the broker's. An account
 whose equity its cash and the positions read with it do not explain (`account_rules.equity_unexplained`) is such a
 failed read too: a bad_response, whichever broker gave it.
 
@@ -33,6 +34,7 @@ from engine.brokers.base import (
     Order,
     OrderRequest,
     Position,
+    PositionsUnreadable,
     Quote,
     Snapshot,
 )
@@ -106,6 +108,9 @@ class SnapshotBroker:
         now = self.clock.now()
         account = self._read(errors, "account", self.api.get_account)
         positions = self._read(errors, "positions", self.api.get_positions)
+        in_part = None  # some positions unreadable: what the others say, kept for exits alone (Snapshot)
+        if positions is None and isinstance(errors[-1], PositionsUnreadable):
+            in_part = errors[-1].known
         if account is not None and positions is not None and equity_unexplained(account, positions) is not None:
             account, positions = self._explained(positions, errors)
         orders = self._read(errors, "open_orders", self.api.get_open_orders)
@@ -133,6 +138,7 @@ class SnapshotBroker:
             errors=tuple(errors),
             broker_requests=self.api.requests_made - before,
             missing_quotes=missing,
+            positions_in_part=in_part,
         )
 
     def _explained(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from engine.brokers.base import Account, OrderRequest, Position
+from engine.brokers.base import Account, Holding, OrderRequest, Position
 from engine.brokers.symbols import is_crypto
 from engine.core.store import EXITBOT_ID
 from engine.machines.actions import Intent
@@ -127,15 +127,13 @@ def _sellable(tick: TickContext, symbol: str) -> float | None:
     the working and pending sells on it and the exits recorded earlier in this tick will sell; never more than
     the broker says may be sold (`Position.qty_available`, which an order placed beside the engine lowers too:
     sized past it, the exit was refused each minute and sold nothing). None when the broker's positions were not
-    read this tick nor within POSITIONS_STAND_IN."""
+    read this tick nor within POSITIONS_STAND_IN (`_held`)."""
     room = tick.sell_room.get(symbol)
     if room is None:
-        positions = tick.view.snapshot.positions
-        if positions is None:  # this tick's read failed: the last one read, the engine's own fills since being in
-            positions = _stand_in(tick)  # `owned` and its own sells in `selling` below
+        positions = _held(tick, symbol)
         if positions is None:
             return None
-        held = sum(p.qty for p in positions if p.symbol == symbol)
+        held = sum(p.qty for p in positions)
         selling = sum(
             max((r.qty or 0.0) - r.filled_qty, 0.0)
             for records in tick.view.bots.values()
@@ -143,11 +141,27 @@ def _sellable(tick: TickContext, symbol: str) -> float | None:
             if r.symbol == symbol
         )
         room = max(held, 0.0) - selling
-        said = [p.qty_available for p in positions if p.symbol == symbol and p.qty_available is not None]
+        said = [p.qty_available for p in positions if p.qty_available is not None]
         if said:  # what the broker's open orders hold already (ours at the broker among them): not less `selling`
             room = min(room, sum(said))
         tick.sell_room[symbol] = room
     return room
+
+
+def _held(tick: TickContext, symbol: str) -> list[Position] | list[Holding] | None:
+    """What the broker says the account holds in `symbol`, as an exit is sized: this tick's positions; when some of
+    them could not be read, what that answer still says of `symbol` (`Snapshot.positions_in_part`: one bad field of
+    another position, or a price of this one, leaves its quantity known), unless its quantity is what could not be
+    read; else the positions last read, within POSITIONS_STAND_IN (the engine's own fills since being in `owned`,
+    its own sells in `_sellable`'s `selling`). None: unknown, and the exit waits."""
+    snapshot = tick.view.snapshot
+    if snapshot.positions is not None:
+        return [p for p in snapshot.positions if p.symbol == symbol]
+    in_part = snapshot.positions_in_part
+    if in_part is not None and symbol not in in_part.unknown:
+        return [h for h in in_part.holdings if h.symbol == symbol]
+    stand_in = _stand_in(tick)
+    return None if stand_in is None else [p for p in stand_in if p.symbol == symbol]
 
 
 def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float | None:
@@ -171,7 +185,7 @@ def _exit_qty(tick: TickContext, owner: str, symbol: str, owned: float) -> float
     snapshot, now = tick.view.snapshot, tick.view.now
     refused_at = tick.engine.orders.exits_refused.get((owner, symbol))
     waiting = (
-        "the broker's positions could not be read lately" if snapshot.positions is None and _stand_in(tick) is None
+        "the broker's positions could not be read lately" if _held(tick, symbol) is None
         else "the broker says the account may not place these orders (trading_blocked, account_blocked, suspended, "
              "or crypto not active)"
         if snapshot.account is not None and _blocked(snapshot.account, symbol)

@@ -14,7 +14,7 @@ from engine.brokers.snapshot import SnapshotBroker
 from engine.core.clock import ManualClock
 from engine.trading.exitbot import KillVerdict
 from engine.trading.gate import Gate
-from engine.trading.handlers import TickContext, _exit_qty
+from engine.trading.handlers import POSITIONS_STAND_IN, TickContext, _exit_qty
 from engine.trading.view import read_view
 from tests.brokers.conftest import KEY, SECRET, make_api
 from tests.conftest import ProjectCopy
@@ -170,3 +170,63 @@ def test_an_exit_sells_only_what_an_order_placed_by_hand_leaves_available(
         assert [p.qty_available for p in tick.view.snapshot.positions or () if p.symbol == "AAPL"] == [6.0]
         assert _exit_qty(tick, "mom_AAPL", "AAPL", 10.0) == 6.0
         assert limited(rig) == [(10.0, 6.0)]
+
+
+@pytest.mark.parametrize("spoil", ["current_price", "qty"])
+def test_a_flatten_sells_what_is_known_while_one_position_cannot_be_read(
+    project: ProjectCopy, clock: ManualClock, spoil: str
+) -> None:
+    """The task's finding: one unreadable field of one position (BTC/USD's current_price null, every answer) made
+    the whole positions answer unreadable, and once the positions last read were past POSITIONS_STAND_IN the kill
+    switch's flatten sold nothing, AAPL's readable position included. Now the answer still halts the system, but
+    the flatten sells AAPL, and BTC/USD by the quantity and side the answer does say; only a quantity that cannot
+    be read itself leaves its symbol's exit waiting."""
+    from engine.brokers.emulator import Fault
+    from engine.core.store import SYSTEM_SCOPE
+    from engine.trading.exitbot import record_halt
+
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        api = make_api(emulator, clock)
+        rig = make_rig(project, clock, broker=SnapshotBroker(api, clock), exchange=exchange)
+        for bot, symbol, qty in (("mom_AAPL", "AAPL", 10.0), ("crypto_core", "BTC/USD", 0.5)):
+            price = exchange.quote(symbol).bid  # bought at the market: no exit rule of its own fires meanwhile
+            exchange.set_position(symbol, qty, price)
+            rig.store.set_position(bot, symbol, qty, price, clock.now())
+        rig.ticks(3)  # reconciled and armed
+        assert rig.engine.reconciled
+        index = [p.symbol for p in api.get_positions()].index("BTC/USD")
+        emulator.faults.append(Fault(path_prefix="/v2/positions", method="GET", patch={f"{index}.{spoil}": None}, times=0))
+        rig.ticks(3)  # the system halts on the answer
+        assert rig.engine.system.state == "halted"
+        clock.advance(POSITIONS_STAND_IN.total_seconds())  # the positions last read are too old to stand in
+        record_halt(rig.store, rig.engine.journal, scope=SYSTEM_SCOPE, reason="kill switch", conditions=("operator",),
+                    now=clock.now(), flatten=True)  # fmt: skip
+        rig.ticks(1)
+        exits = {r.symbol: r.qty for r in rig.store.orders() if r.purpose == "exit"}
+        if spoil == "qty":
+            assert exits == {"AAPL": 10.0}
+            waiting = [(e["symbol"], e["reason"]) for e in rig.events("exit_waiting")]
+            assert waiting == [("BTC/USD", "the broker's positions could not be read lately")]
+        else:
+            assert exits == {"AAPL": 10.0, "BTC/USD": 0.5}
+
+
+def test_what_an_answer_read_in_part_says_is_held_caps_an_exit_as_the_positions_would(rig: Rig) -> None:
+    """On the simulator: the positions unreadable in part (`Snapshot.positions_in_part`), never read whole before
+    (no stand-in). The exit is sized against what the answer says of the symbol, as against a position: never more
+    than held nor than available; a symbol whose quantity is unknown waits."""
+    import dataclasses
+
+    from engine.brokers.base import Holding, PositionsInPart
+
+    tick = tick_with_broker_holding(rig, 5.0)
+    in_part = PositionsInPart((Holding(SYMBOL, 3.0, 2.5),), frozenset({"ETH/USD"}))
+    snapshot = dataclasses.replace(tick.view.snapshot, positions=None, positions_in_part=in_part)
+    tick.view = dataclasses.replace(tick.view, snapshot=snapshot)
+    assert rig.engine.last_positions is None
+    assert _exit_qty(tick, "a", SYMBOL, 5.0) == 2.5
+    assert _exit_qty(tick, "a", "ETH/USD", 1.0) is None
+    assert [(e["symbol"], e["reason"]) for e in rig.events("exit_waiting")] == [
+        ("ETH/USD", "the broker's positions could not be read lately")
+    ]
