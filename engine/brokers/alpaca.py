@@ -60,6 +60,7 @@ from engine.brokers.base import (
     Quote,
     same_amount,
 )
+from engine.brokers.deadline import answer_by, bound_answers
 from engine.brokers.errors import classify
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.snapshot import log
@@ -511,6 +512,9 @@ class AlpacaAPI:
         client._retry = 0
         client._retry_codes = []
         session = client._session
+        missing = bound_answers(session)  # headers and body within one deadline, not per line (`_read_body`)
+        if missing is not None:
+            raise BrokerError("config", missing)
         send = session.request
 
         def request(method: str, url: str, **kwargs: Any) -> Any:
@@ -521,10 +525,11 @@ class AlpacaAPI:
             kwargs["stream"] = True  # the body is read here, within a size and a time limit
             self.requests_made += 1
             started = _monotonic()
-            response = send(method, url, **kwargs)
-            if rate_limited:
-                self._observe_rate_limit(response.headers)
-            self._read_body(response, started)
+            with answer_by(self._deadline(started)):
+                response = send(method, url, **kwargs)
+                if rate_limited:
+                    self._observe_rate_limit(response.headers)
+                self._read_body(response, started)
             if 300 <= response.status_code < 400:
                 # alpaca-py follows no redirect (allow_redirects=False) and raises from 400 up only: a 3xx would be
                 # read as the answer, and one with no body as a DELETE the broker took (204)
@@ -574,9 +579,15 @@ class AlpacaAPI:
                 raise BrokerError("bad_response", "the broker gave the same next_page_token twice (pages that never end)")
             self._page_tokens.add(str(token))
 
+    def _deadline(self, started: float) -> float:
+        """When an answer asked for at `started` must be in whole, its headers and its body: twice the read timeout
+        (`answer_by`, `read_body`). Each line of the headers within the read timeout, 100 lines of them
+        held a call for 100 timeouts."""
+        return started + 2 * self.timeout[1]
+
     def _read_body(self, response: Any, started: float) -> None:
-        """The whole body, read now (`read_body`): within `max_body_bytes` and twice the timeout."""
-        read_body(response, deadline=started + 2 * self.timeout[1], limit=self.max_body_bytes)
+        """The whole body, read now (`read_body`): within `max_body_bytes` and by the answer's deadline."""
+        read_body(response, deadline=self._deadline(started), limit=self.max_body_bytes)
 
     def _json_answer(self, response: Any) -> None:
         """A 2xx answer with a body is Alpaca's JSON, or a bad response: said to be JSON (Content-Type), and read by

@@ -103,6 +103,10 @@ class Fault:
     # In process only (a fuzzer's): the route's real status and JSON answer in, the status and the body text to send
     # instead out. Whatever a test cannot say as a patch: a type changed, a list doubled, a status swapped.
     rewrite: Callable[[int, Any], tuple[int, str]] | None = None
+    # The answer's status line and headers sent one line at a time, `header_seconds` between them, `header_lines`
+    # more headers after the answer's own (a server slow to answer, each line within the client's read timeout).
+    header_seconds: float = 0.0
+    header_lines: int = 20
 
     @property
     def edits(self) -> bool:
@@ -1283,7 +1287,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._disconnect()
         if fault:
             rate_headers = {**rate_headers, **fault.headers}
-            self._shaping = fault if fault.cut_at is not None or fault.trickle_seconds else None
+            self._shaping = fault if fault.cut_at is not None or fault.trickle_seconds or fault.header_seconds else None
         if fault and not fault.after and fault.status and not fault.edits:
             return self._send_raw(fault.status, fault.body, fault.content_type, rate_headers)
         try:
@@ -1340,10 +1344,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
-            self.end_headers()
+            if not self._write_headers_slowly():
+                self.end_headers()
             self._write_body(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
             pass
+
+    def _write_headers_slowly(self) -> bool:
+        """The headers gathered so far, and `Fault.header_lines` more, sent a line at a time with
+        `Fault.header_seconds` between them, then the blank line that ends them. False, nothing sent, when the
+        request's fault does not ask for it (`end_headers` sends them at once)."""
+        shaping = getattr(self, "_shaping", None)
+        if shaping is None or not shaping.header_seconds:
+            return False
+        gathered: list[bytes] = getattr(self, "_headers_buffer", [])
+        lines = b"".join(gathered).splitlines(keepends=True)
+        gathered.clear()  # sent below, not by end_headers
+        lines += [f"X-Slow-{n}: {n}\r\n".encode() for n in range(shaping.header_lines)]
+        for line in [*lines, b"\r\n"]:
+            if self.emulator._release.wait(shaping.header_seconds):  # the emulator is stopping
+                self._disconnect()
+                return True
+            self.wfile.write(line)
+            self.wfile.flush()
+        return True
 
     def _write_body(self, data: bytes) -> None:
         """The body as the request's fault shapes it (`Fault.cut_at`, `Fault.trickle_seconds`), else at once."""

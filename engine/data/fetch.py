@@ -40,6 +40,7 @@ from typing import Any
 
 from engine.brokers.alpaca import MAX_BODY_BYTES, read_body
 from engine.brokers.base import BrokerError
+from engine.brokers.deadline import answer_by, bound_answers
 from engine.brokers.ratelimit import TokenBucket
 from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
@@ -296,6 +297,9 @@ class _Throttle:
             session = getattr(client, "_session", None)
             if session is None or not hasattr(client, "_retry"):
                 raise FetchError("", f"alpaca-py changed: {type(client).__name__} has no _session or _retry")
+            missing = bound_answers(session)  # headers and body within one deadline (`answer_by` below)
+            if missing is not None:
+                raise FetchError("", missing)
             send = session.request
             retry = (client._retry, getattr(client, "_retry_codes", None))
             self._restore.append((client, (send, retry)))
@@ -306,11 +310,14 @@ class _Throttle:
                 kwargs.setdefault("timeout", (5.0, READ_TIMEOUT))
                 kwargs["stream"] = True  # the body is read here, within a size and a time limit
                 started = time.monotonic()
-                response = _send(method, url, **kwargs)
-                if not response._content_consumed:  # an AlpacaAPI's client has read it already, as this does
-                    # read whole by alpaca-py (requests' iter_content), a page trickled a few bytes at a time, each
-                    # within the read timeout, held the fetch for as long as the server liked
-                    read_body(response, deadline=started + 2 * READ_TIMEOUT, limit=MAX_BODY_BYTES)
+                # headers as well as body: a header line every few seconds, each within the read timeout, held a
+                # page for 100 of them before its body's deadline began
+                with answer_by(started + 2 * READ_TIMEOUT):
+                    response = _send(method, url, **kwargs)
+                    if not response._content_consumed:  # an AlpacaAPI's client has read it already, as this does
+                        # read whole by alpaca-py (requests' iter_content), a page trickled a few bytes at a time,
+                        # each within the read timeout, held the fetch for as long as the server liked
+                        read_body(response, deadline=started + 2 * READ_TIMEOUT, limit=MAX_BODY_BYTES)
                 self.pages.check(url, response)
                 return response
 

@@ -156,6 +156,33 @@ def test_a_body_that_trickles_within_the_deadline_is_read(api: AlpacaAPI, emulat
     assert api.get_account().equity == 100_000
 
 
+@pytest.mark.parametrize("path", [ACCOUNT, STOCK_QUOTES])
+def test_headers_slower_than_the_timeout_end_at_the_same_deadline_as_the_body(
+    emulator: Emulator, clock: ManualClock, path: str
+) -> None:
+    """A server that sends its headers a line at a time, each line within the read timeout: the read timeout bounds
+    each line, not the answer, and the body's deadline only began once the headers were in, so 90 lines at 10 ms
+    held the call for a second against a timeout of 0.1 s (100 lines at just under Alpaca's 10 s timeout: more than
+    16 minutes). The whole answer, headers and body, ends at twice the timeout, as a timeout, on the trading and
+    the data API alike; the next call reads as usual."""
+    api = make_api(emulator, clock, timeout=0.1)
+    emulator.faults.append(Fault(status=0, header_seconds=0.01, header_lines=90, path_prefix=path))
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as caught:
+        read(api, path)
+    assert time.monotonic() - started < 0.5  # the deadline is 0.2 s after the request; the headers take 0.9 s
+    assert (caught.value.kind, caught.value.message) == ("timeout", "the answer was still arriving at its deadline")
+    assert not emulator.faults
+    read(api, path)
+
+
+def test_headers_that_come_slowly_within_the_deadline_are_read(api: AlpacaAPI, emulator: Emulator) -> None:
+    """A line at a time, all of them well within the deadline: the same answer."""
+    emulator.faults.append(Fault(status=0, header_seconds=0.002, header_lines=5, path_prefix=ACCOUNT))
+    assert api.get_account().equity == 100_000
+    assert not emulator.faults
+
+
 @pytest.mark.parametrize("cut_at", [0, 40])
 def test_a_connection_closed_mid_body_is_a_connection_error(api: AlpacaAPI, emulator: Emulator, cut_at: int) -> None:
     """The headers promise more bytes than come before the connection closes: never half a body parsed."""

@@ -626,3 +626,20 @@ def test_a_page_slower_than_the_timeout_stops_the_fetch_at_its_deadline(
     assert time.monotonic() - started < 3.0
     assert caught.value.symbol == "BTC/USD" and "still arriving" in caught.value.message
     assert not (tmp_path / "bars").exists()
+
+
+def test_headers_slower_than_the_timeout_stop_the_fetch_at_the_pages_deadline(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that sends a page's headers a line at a time, each within the read timeout: the page's deadline
+    began only once they were in, so 100 lines held the fetch for 100 read timeouts (50 minutes at 30 s). The
+    headers now count against the page's deadline too: the fetch stops at it, naming the symbol, nothing written."""
+    fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Day", tmp_path / "warm")  # made once, quickly
+    monkeypatch.setattr("engine.data.fetch.READ_TIMEOUT", 0.1)
+    emulator.faults.append(Fault(status=0, header_seconds=0.01, header_lines=90, path_prefix="/v1beta3/crypto/us/bars"))
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Day", tmp_path)  # a page quick to make
+    assert time.monotonic() - started < 0.5  # the deadline is 0.2 s after the request; the headers take 0.9 s
+    assert caught.value.symbol == "BTC/USD" and "still arriving" in caught.value.message
+    assert not (tmp_path / "bars").exists()
