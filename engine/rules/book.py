@@ -315,10 +315,35 @@ def _expression_node(entry: Entry, kind: str, problems: list[Problem]) -> Node |
         node = expressions.parse(text, fact_types(kind), _unknown(kind))
         expressions.check_units(node, fact_units(kind))
         expressions.check_values(node, fact_values(kind))
-        return node
     except ExpressionError as exc:
         problems.append(_expression_problem(entry, text, exc))
         return None
+    divisions = bounds.zero_divisors(node, fact_domains(kind))
+    for division in divisions:  # each at its divisor, every one at once
+        problems.append(_expression_problem(entry, text, _zero_divisor_error(text, division.right)))
+    return None if divisions else node
+
+
+def _zero_divisor_error(text: str, divisor: Node) -> ExpressionError:
+    """A division whose divisor can be 0 by the facts' known bounds (`bounds.zero_divisors`): at run time the rule
+    would raise whenever it is, and the engine halt. The way to write it that validation accepts, named."""
+    column, width = divisor_span(divisor)
+    written = text[column : column + width].strip() or "the divisor"
+    read = sorted(expressions.facts_of(divisor))
+    example = f"'{read[0]} > 0 and ...' or '{read[0]} != 0 and ...'" if read else "a divisor that cannot be 0"
+    reason = (
+        f"division by {written}, which can be 0 (the rule would fail and the engine halt whenever it is): rule 0 out "
+        f"first in the same expression, {example}"
+    )
+    return ExpressionError("type", reason, column, width)
+
+
+def divisor_span(node: Node) -> tuple[int, int]:
+    """Where a divisor is written, as (column, width): a fact or a constant its own token, arithmetic from its first
+    token to its last (an operator node's own place is its operator's)."""
+    parts = list(expressions._walk(node))
+    start = min(part.column for part in parts)
+    return start, max(part.column + part.width for part in parts) - start
 
 
 def _expression_problem(entry: Entry, text: str, error: ExpressionError) -> Problem:

@@ -274,3 +274,54 @@ def _shown(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
+
+
+# --- divisions by what can be 0 -------------------------------------------------------------------------------
+
+
+def zero_divisors(node: Node, domains: Mapping[str, Domain]) -> list[Binary]:
+    """Every division (`/`, `%`) in `node` whose divisor can be 0, in the order written: at run time it raises, the
+    rule fails and the engine halts, every time the fact is 0 (`pnl_usd / budget_usd` with no budget). A divisor
+    cannot be 0 when it is a constant other than 0 (one that is 0 is refused where written), a fact whose domain
+    leaves out 0, a product or quotient of such, or a negation of one; and a fact is guarded by the expression
+    itself when a part evaluated before the division rules 0 out: `and`'s earlier parts hold (`budget_usd > 0 and
+    pnl_usd / budget_usd < -0.5`), `or`'s earlier parts failed (`budget_usd == 0 or pnl_usd / budget_usd > 0.1`);
+    compiled rules short-circuit so, left to right. A guard in another named guard does not count: each guard may be
+    used alone. A sum or a difference of facts is taken as one that may be 0."""
+    found: list[Binary] = []
+    _divisions(node, (), domains, found)
+    return found
+
+
+def _divisions(node: Node, known: tuple[_Literal, ...], domains: Mapping[str, Domain], found: list[Binary]) -> None:
+    """The divisions in `node` that can divide by 0, `known` holding whenever `node` is evaluated."""
+    if isinstance(node, Guard):
+        _divisions(node.body, known, domains, found)
+    elif isinstance(node, Unary):
+        _divisions(node.operand, known, domains, found)
+    elif isinstance(node, Logic):
+        for part in node.operands:
+            _divisions(part, known, domains, found)
+            before = _Facts()  # what holds when the next part is evaluated: this one true (`and`) or false (`or`)
+            _gather(part, node.op == "or", before)
+            known += tuple(lit for lits in before.by_fact.values() for lit in lits if lit.value is not None)
+    elif isinstance(node, Binary):
+        _divisions(node.left, known, domains, found)
+        _divisions(node.right, known, domains, found)
+        if node.op in ("/", "%") and _may_be_zero(node.right, known, domains):
+            found.append(node)
+
+
+def _may_be_zero(node: Node, known: tuple[_Literal, ...], domains: Mapping[str, Domain]) -> bool:
+    if isinstance(node, Fact):
+        on_it = [lit for lit in known if lit.fact == node.name]
+        return _contradiction(node.name, [*on_it, _Literal(node.name, "==", 0)], domains) is None
+    if isinstance(node, Unary) and node.op in ("-", "+"):
+        return _may_be_zero(node.operand, known, domains)
+    if isinstance(node, Binary) and node.op == "*":
+        return _may_be_zero(node.left, known, domains) or _may_be_zero(node.right, known, domains)
+    if isinstance(node, Binary) and node.op == "/":
+        return _may_be_zero(node.left, known, domains)
+    if not expressions.facts_of(node):
+        return _constant(node) in (0, None)
+    return True

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from engine.rules import bounds
-from engine.rules.book import fact_domains, fact_types
+from engine.rules.book import divisor_span, fact_domains, fact_types
 from engine.rules.expressions import Node, parse
 from engine.validate import validate
 from tests.conftest import ProjectCopy
@@ -120,3 +120,66 @@ def test_a_part_that_reads_no_fact_is_run_unless_asked_to_pass_it_over(text: str
     assert says in (bounds.never_holds(node(text), fact_domains("system")) or "")
     assert bounds.never_holds(node(text), fact_domains("system"), constants=False) is None
     assert bounds.never_holds(node("daily_pnl_pct > 0 and 2 > 1"), fact_domains("system")) is None
+
+
+# --- divisions by what can be 0 -----------------------------------------------------------------------------------
+
+DIVIDES_BY_ZERO = [
+    ("daily_pnl_pct / anomalies > 1", ["anomalies"]),  # a count: 0 is one of its values
+    ("daily_pnl_pct % minutes_to_close > 1", ["minutes_to_close"]),
+    ("daily_pnl_pct / risk_global_max_daily_loss_pct > 1", ["risk_global_max_daily_loss_pct"]),  # a config value
+    ("daily_pnl_pct / (anomalies + 1) > 1", ["anomalies + 1"]),  # a sum is not looked into
+    ("anomalies >= 0 and daily_pnl_pct / anomalies > 1", ["anomalies"]),  # a bound that leaves 0 in
+    ("anomalies > 0 or daily_pnl_pct / anomalies > 1", ["anomalies"]),  # evaluated when anomalies is 0
+    ("daily_pnl_pct / anomalies > 1 and anomalies > 0", ["anomalies"]),  # the guard comes after the division
+    ("daily_pnl_pct / anomalies > 1 or daily_pnl_pct / stale_markets > 1", ["anomalies", "stale_markets"]),
+    ("stale_markets > 0 and daily_pnl_pct / (stale_markets * anomalies) > 1", ["stale_markets * anomalies"]),
+]
+GUARDED = [
+    "daily_pnl_pct / 2 > 1",
+    "anomalies > 0 and daily_pnl_pct / anomalies > 1",
+    "anomalies != 0 and daily_pnl_pct % anomalies > 1",
+    "anomalies >= 1 and daily_pnl_pct / -anomalies > 1",
+    "anomalies == 0 or daily_pnl_pct / anomalies > 1",
+    "not (anomalies < 1) and daily_pnl_pct / anomalies > 1",
+    "minutes_to_close < 0 and daily_pnl_pct / minutes_to_close > 1",
+    "anomalies > 0 and stale_markets > 0 and daily_pnl_pct / (anomalies * stale_markets) > 1",
+    "anomalies > 0 and (daily_pnl_pct > 0 or daily_pnl_pct / anomalies > 1)",
+    "(anomalies > 0 and daily_pnl_pct > 1) and daily_pnl_pct / anomalies > 1",
+]
+
+
+@pytest.mark.parametrize(("text", "divisors"), DIVIDES_BY_ZERO)
+def test_a_division_by_a_fact_that_can_be_zero_is_found(text: str, divisors: list[str]) -> None:
+    """At run time it raises whenever the fact is 0: the rule fails and the engine halts, a config that passed
+    `--validate` and halts on the first quiet tick. Every such division is found, each at its divisor."""
+    found = bounds.zero_divisors(node(text), fact_domains("system"))
+    spans = [divisor_span(d.right) for d in found]
+    assert [text[column : column + width] for column, width in spans] == divisors
+
+
+@pytest.mark.parametrize("text", GUARDED)
+def test_a_division_the_expression_guards_is_left_alone(text: str) -> None:
+    """A divisor that cannot be 0 by its bounds, or that a part evaluated before the division rules 0 out of
+    (`and`'s earlier parts held, `or`'s failed: compiled rules short-circuit so)."""
+    assert bounds.zero_divisors(node(text), fact_domains("system")) == []
+
+
+def test_validate_reports_every_division_by_what_can_be_zero_at_its_divisor(project: ProjectCopy) -> None:
+    """`pnl / budget`-like rules passed `--validate`, then halted the bot at run time whenever the divisor was 0.
+    Each is an error at its divisor (file:line:col), every one at once; the guarded form is accepted."""
+    project.replace("rules/kill_conditions.yaml", "expr: anomalies > 0", "expr: daily_pnl_pct / anomalies > 0")
+    project.replace("rules/guards.yaml", "expr: position_pnl_pct <= -exits_stop_loss_pct",
+                    "expr: position_pnl_pct / budget_usd <= -exits_stop_loss_pct")  # fmt: skip
+    project.replace("rules/guards.yaml", "expr: position_pnl_pct >= exits_take_profit_pct",
+                    "expr: budget_usd > 0 and position_pnl_pct / budget_usd >= exits_take_profit_pct")  # fmt: skip
+    problems = validate(project.config, project.machines, project.rules).problems
+    by_path = {p.path: p for p in problems}
+    assert sorted(by_path) == ["guards.stop_loss_hit.expr", "kill_conditions.anomaly_halt.expr"], problems
+    kill = by_path["kill_conditions.anomaly_halt.expr"]
+    line = project.line_of("rules/kill_conditions.yaml", "daily_pnl_pct / anomalies")
+    written = (project.root / "rules/kill_conditions.yaml").read_text().splitlines()[line - 1]
+    assert (kill.line, kill.col) == (line, written.index("anomalies > 0") + 1)
+    assert kill.message.startswith("expression error: division by anomalies, which can be 0")
+    assert "'anomalies > 0 and ...'" in kill.message
+    assert "division by budget_usd" in by_path["guards.stop_loss_hit.expr"].message
