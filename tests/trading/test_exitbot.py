@@ -10,7 +10,9 @@ from engine.trading.view import TickView
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig
 
-UNEVALUABLE = "daily_pnl_pct / (equity_usd - equity_usd) <= -risk_global_max_daily_loss_pct"
+# Valid, and raises at every tick: past 1.8e308 arithmetic gives infinity, which the compiled rule refuses
+# (OverflowError). A division by a divisor that can be 0 (`equity_usd - equity_usd`) no longer passes `--validate`.
+UNEVALUABLE = "(daily_pnl_pct + 1) * 1e300 * 1e300 <= -risk_global_max_daily_loss_pct"
 
 
 def test_only_the_exitbot_writes_or_ends_halts() -> None:
@@ -27,7 +29,7 @@ def test_a_kill_condition_that_cannot_be_evaluated_halts_with_its_error(project:
     rig.ticks(2)
     assert rig.engine.system.state == "halted"
     (halt,) = [h for h in rig.store.halts() if h.scope == "system"]
-    assert "max_daily_loss_halt" in halt.reason and "ZeroDivisionError" in halt.reason
+    assert "max_daily_loss_halt" in halt.reason and "OverflowError" in halt.reason
     assert rig.store.orders() == []
 
 
@@ -59,12 +61,12 @@ def _view(rig: Rig) -> TickView:
 
 
 def test_a_preflight_check_that_cannot_be_evaluated_fails_with_its_error_logged(project: ProjectCopy, clock) -> None:
-    project.replace("rules/preflight.yaml", "expr: capital_room_usd > 0", "expr: capital_room_usd / (equity_usd - equity_usd) > 0")
+    project.replace("rules/preflight.yaml", "expr: capital_room_usd > 0", "expr: (capital_room_usd + 1) * 1e300 * 1e300 > 0")
     rig = make_rig(project, clock)
     rig.ticks(5)
     assert rig.store.orders() == []
     events = [e for e in rig.events("preflight") if "capital_available" in e["failed"]]
-    assert events and "ZeroDivisionError" in events[0]["errors"]["capital_available"]
+    assert events and "OverflowError" in events[0]["errors"]["capital_available"]
 
 
 def test_a_daily_loss_that_cannot_be_read_halts_and_sells_nothing(project: ProjectCopy, clock) -> None:
@@ -105,7 +107,7 @@ def test_a_kill_condition_that_cannot_be_evaluated_does_not_flatten(project: Pro
     rig = rig.restart()
     rig.ticks(3)
     (halt,) = [h for h in rig.store.halts("system") if "max_daily_loss_halt" in h.reason]
-    assert "ZeroDivisionError" in halt.reason and not halt.flatten
+    assert "OverflowError" in halt.reason and not halt.flatten
     assert {s: p.qty for s, p in rig.exchange.positions.items()} == held
 
 

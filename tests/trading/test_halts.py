@@ -248,11 +248,12 @@ def test_keys_still_refused_after_their_halt_ran_out_halt_again_as_keys(project:
 
 
 def test_a_guard_that_fails_while_holding_halts_the_bot_and_closes_its_position(project: ProjectCopy, clock) -> None:
-    # a broken edit that still compiles: it divides by zero as soon as a bot holds exactly one position
+    # a broken edit that still validates: its arithmetic passes 1.8e308 (OverflowError) as soon as a bot holds a
+    # position (a division by what can be 0, `open_positions - 1`, no longer passes `--validate`)
     project.replace(
         "rules/guards.yaml",
         "expr: position_pnl_pct <= -exits_stop_loss_pct",
-        "expr: position_pnl_pct / (open_positions - 1) <= -exits_stop_loss_pct",
+        "expr: (position_pnl_pct + 1000) * 1e300 * 1e300 <= -exits_stop_loss_pct",
     )
     rig = make_rig(project, clock)
     rig.until(lambda r: bool(r.events("guard_error")))

@@ -55,16 +55,16 @@ def test_a_check_that_cannot_be_evaluated_fails_and_says_so() -> None:
 
 
 def test_the_engine_logs_an_error_only_for_a_check_that_raised(project: ProjectCopy, clock) -> None:
-    # An own-tier check that raises (ZeroDivisionError) beside one that is simply false: both fail, and only the
+    # An own-tier check that raises (OverflowError: arithmetic past 1.8e308) beside one that is simply false: both fail, and only the
     # first has an error in the `preflight` event.
     project.replace(
         "rules/preflight.yaml",
         "expr: quote_age_s <= health_max_price_staleness_seconds",
-        "expr: quote_age_s / (equity_usd - equity_usd) <= health_max_price_staleness_seconds",
+        "expr: (quote_age_s + 1) * 1e300 * 1e300 <= health_max_price_staleness_seconds",
     )
     project.replace("rules/preflight.yaml", "expr: safety_allow_budget_fallback or budget_usd > 0", "expr: budget_usd < 0")
     rig = make_rig(project, clock)
     rig.ticks(3)
     events = [e for e in rig.events("preflight") if e["bot"] == "mom_AAPL"]
     assert events and {"quotes_fresh", "budget_known"} <= set(events[0]["failed"])
-    assert set(events[0]["errors"]) == {"quotes_fresh"} and "ZeroDivisionError" in events[0]["errors"]["quotes_fresh"]
+    assert set(events[0]["errors"]) == {"quotes_fresh"} and "OverflowError" in events[0]["errors"]["quotes_fresh"]
