@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 from engine.brokers.base import Order, OrderRequest
-from tests.trading.conftest import Rig
+from tests.trading.conftest import Rig, working_entry
 
 
 def test_a_send_answered_with_another_quantity_books_nothing_and_is_not_sent_again(rig: Rig) -> None:
@@ -46,6 +46,16 @@ def _answered_with_id(rig: Rig, order_id: str) -> None:
     broker.submit_order = submit  # type: ignore[method-assign]
 
 
+def _send_limit_entry(rig: Rig, bot_id: str, symbol: str) -> OrderRequest:
+    """`bot_id`'s limit entry far from the market, recorded and sent (the engine armed)."""
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        entry = OrderRequest(symbol, "buy", orders.next_client_order_id(bot_id, day), "limit", "day", qty=1, limit_price=1.0)
+        orders.record_intent(bot_id, day, "entry", entry, "test")
+    orders.send_pending()
+    return entry
+
+
 def test_a_send_answered_with_a_wrong_id_is_put_right_once_the_listing_and_a_lookup_agree_and_halts_once(rig: Rig) -> None:
     """A send's answer named an id the order does not have (found by tools/answerfuzz.py, seed 106). Before, every
     sync after found the order contradicting its row and halted again for good, and its cancel went out under the
@@ -53,11 +63,7 @@ def test_a_send_answered_with_a_wrong_id_is_put_right_once_the_listing_and_a_loo
     the broker's id, put the row right: one halt for the broker's contradiction, said in the log, then nothing more."""
     rig.ticks(3)
     _answered_with_id(rig, "00000000-0000-4000-8000-00000000dead")
-    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
-    with rig.store.transaction():
-        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
-        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
-    orders.send_pending()
+    entry = _send_limit_entry(rig, "mom_AAPL", "AAPL")
     recorded = rig.store.order(entry.client_order_id)
     assert recorded is not None and recorded.broker_order_id == "00000000-0000-4000-8000-00000000dead"
     rig.ticks(1)
@@ -78,19 +84,11 @@ def test_a_send_answered_with_a_wrong_id_is_put_right_once_the_listing_and_a_loo
 def test_a_send_answered_with_the_id_of_another_working_order_of_ours_is_not_recorded(rig: Rig) -> None:
     """Recorded, that id would send this order's cancel to the other order (an exit, maybe): the answer is not
     about this order, nothing of it is booked, and the order is never sent again."""
-    rig.ticks(3)
-    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
-    with rig.store.transaction():
-        first = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=1, limit_price=1.0)
-        orders.record_intent("mom_AAPL", day, "entry", first, "test")
-    orders.send_pending()
+    first = working_entry(rig)
     other = rig.store.order(first.client_order_id)
     assert other is not None and other.broker_order_id and other.status in ("new", "accepted")
     _answered_with_id(rig, other.broker_order_id)
-    with rig.store.transaction():
-        second = OrderRequest("MSFT", "buy", orders.next_client_order_id("mom_MSFT", day), "limit", "day", qty=1, limit_price=1.0)
-        orders.record_intent("mom_MSFT", day, "entry", second, "test")
-    orders.send_pending()
+    second = _send_limit_entry(rig, "mom_MSFT", "MSFT")
     row = rig.store.order(second.client_order_id)
     assert row is not None and row.status == "unknown" and row.broker_order_id is None
     assert f"the id of our working {first.client_order_id}" in (row.error or "")
