@@ -79,3 +79,39 @@ def test_a_violation_names_the_seed_the_tick_the_mutation_and_the_replay(tmp_pat
     text = answerfuzz.describe(fuzz)
     assert "seed 9: tick 7" in text and "cash: '1' -> None" in text
     assert "reproduce: python tools/answerfuzz.py --seed 9 --ticks 50" in text
+
+
+def test_the_meaning_mutations_keep_every_field_readable_and_say_which_answer_must_fail() -> None:
+    """The MEANINGS: an equity off its cash and market values is an account the adapter must refuse (it holds the
+    identity), a long with a negative qty too; a short read from its side, a status moved back and a fill far from
+    the quote are read, and left to the engine's own checks (the lifecycle table, reconciliation)."""
+    account = {**ACCOUNT, "long_market_value": "0", "short_market_value": "0"}
+    (_, text), m = mutated("equity off", "account", account)
+    assert float(json.loads(text)["equity"]) != 1000 and m.unreadable
+    long = {"symbol": "AAPL", "qty": "5", "side": "long", "market_value": "500"}
+    flips = {mutated("sign flipped", "positions", [long], seed=str(s))[1].done: None for s in range(20)}
+    assert any("qty 5 -> -5" in d for d in flips) and any("side long -> short" in d for d in flips)
+    for seed in range(20):
+        (_, text), m = mutated("sign flipped", "positions", [long], seed=str(seed))
+        (served,) = json.loads(text)
+        assert m.unreadable == (served["side"] == "long" and served["qty"] == "-5")
+    filled = {"client_order_id": "c", "status": "filled", "filled_qty": "5", "filled_avg_price": "100"}
+    (_, text), m = mutated("status backwards", "order by id", filled)
+    assert json.loads(text)["status"] in ("new", "pending_new") and not m.unreadable
+    (_, text), m = mutated("fill far", "order POST", filled)
+    assert json.loads(text)["filled_avg_price"] != "100" and not m.unreadable
+
+
+def test_meaning_zero_keeps_a_seeds_schedule(tmp_path: Path) -> None:
+    """The meanings are drawn from a stream of their own: with `meaning` 0 a seed mutates what it did before them,
+    and with it on, the same ticks and targets (only some kinds differ)."""
+    runs = []
+    for meaning in (0.0, 1.0):
+        fuzz = answerfuzz.AnswerFuzz(4, 40, tmp_path / str(meaning), rate=0.5, quiet=5, meaning=meaning)
+        fuzz.root.mkdir()
+        fuzz.run()
+        runs.append([(m.tick, m.target.name, m.kind) for m in fuzz.history])
+    plain, meant = runs
+    assert [(t, n) for t, n, _ in plain] == [(t, n) for t, n, _ in meant]
+    assert not any(k in answerfuzz.MEANING_KINDS for *_, k in plain)
+    assert any(k in answerfuzz.MEANING_KINDS for *_, k in meant)

@@ -112,6 +112,22 @@ WEIGHTS = {"account": 4, "positions": 4, "open orders": 4, "stock quotes": 3, "c
 VALUE_KINDS = ("drop", "null", "wrong type", "extreme", "enum", "timestamp", "other id", "extra field")
 LIST_KINDS = ("doubled", "emptied", "cut", "duplicate")
 BODY_KINDS = ("html", "empty", "scalar", "cut json", "other shape")
+# Answers well formed, each field readable, that say something the real API can plausibly send and that cannot be
+# true together or with an earlier answer: an order whose status moves back (filled, then new again), a fill far from
+# any quote, a position whose qty's sign disagrees with its side, an account whose equity is not its cash and
+# market values summed. Drawn (by `meaning`) in place of a value mutation of a target that has them, from a stream
+# of their own: with `--meaning 0` a seed replays as before these were added.
+ORDER_MEANINGS = ("status backwards", "fill far")
+MEANINGS = {
+    "account": ("equity off",),
+    "positions": ("sign flipped",),
+    "open orders": ORDER_MEANINGS,
+    "order by client id": ORDER_MEANINGS,
+    "order by id": ORDER_MEANINGS,
+    "order POST": ORDER_MEANINGS,
+    "position close": ORDER_MEANINGS,
+}
+MEANING_KINDS = frozenset(k for kinds in MEANINGS.values() for k in kinds)
 STATUSES = (201, 204, 404, 422, 429, 500)
 WRONG_TYPES: tuple[Any, ...] = ("abc", 12345, True, False, {}, [], "12.5", {"a": 1}, [1, 2])
 EXTREMES: tuple[Any, ...] = (1e308, -1e308, 1e-300, 9.99e15, -5, 0, "-1", "1e400", "-0", "NaN", "Infinity", -1)
@@ -248,6 +264,8 @@ class Mutator:
         out = json.loads(text)
         if kind in LIST_KINDS:
             return status, *self._list(out, kind)
+        if kind in MEANING_KINDS:
+            return status, *self._meaning(out, kind)
         return status, *self._value(out, kind)
 
     def _list(self, out: Any, kind: str) -> tuple[str, str, bool]:
@@ -318,6 +336,53 @@ class Mutator:
             parent[key] = value
         unreadable = path in required and (kind == "drop" or _unreadable(value))
         return json.dumps(out), f"{path}: {before!r} -> {value!r}"[:200], unreadable
+
+    def _meaning(self, out: Any, kind: str) -> tuple[str, str, bool]:
+        """One of the MEANINGS: every field stays readable, what the answer says together is wrong."""
+        rng = self.rng
+        items = out if isinstance(out, list) else [out]
+        objects = [o for o in items if isinstance(o, dict)]
+        if kind == "equity off":
+            account = objects[0] if objects else {}
+            try:
+                equity = float(account["equity"])
+            except (KeyError, TypeError, ValueError):
+                return json.dumps(out), "equity off: no equity to move", False
+            factor = rng.choice([0.5, 0.7, 1.4, 3.0])
+            account["equity"] = f"{equity * factor:.2f}"
+            # the adapter holds equity to cash + long_market_value + short_market_value when both values are given
+            held = all(isinstance(account.get(k), str) for k in ("cash", "long_market_value", "short_market_value"))
+            return json.dumps(out), f"equity {equity:g} -> {account['equity']} (x{factor:g})", held and equity > 100
+        if kind == "sign flipped":
+            if not objects:
+                return json.dumps(out), "sign flipped: no position", False
+            position = rng.choice(objects)
+            qty, side = str(position.get("qty", "")), position.get("side")
+            if rng.random() < 0.5:  # the qty's sign flipped, the side kept
+                position["qty"] = qty[1:] if qty.startswith("-") else "-" + qty
+                done = f"{position.get('symbol')}: qty {qty} -> {position['qty']} ({side})"
+                # a long with a negative qty says two things at once; a short's sign comes from its side
+                return json.dumps(out), done, side == "long" and position["qty"].startswith("-") and float(qty) != 0
+            position["side"] = "short" if side == "long" else "long"  # the side flipped, the qty kept
+            done = f"{position.get('symbol')}: side {side} -> {position['side']} (qty {qty})"
+            return json.dumps(out), done, position["side"] == "long" and qty.startswith("-")
+        orders = [o for o in objects if "status" in o]
+        if kind == "status backwards":
+            moved = [o for o in orders if o.get("status") in ("filled", "partially_filled", "canceled", "expired", "accepted")]
+            if not moved:
+                return json.dumps(out), "status backwards: no order past new", False
+            order = rng.choice(moved)
+            before = order["status"]
+            order["status"] = rng.choice(["new", "pending_new"] if before != "accepted" else ["pending_new"])
+            return json.dumps(out), f"{order.get('client_order_id')}: status {before} -> {order['status']}", False
+        filled = [o for o in orders if o.get("filled_avg_price") not in (None, "", "0")]
+        if not filled:
+            return json.dumps(out), "fill far: no fill", False
+        order = rng.choice(filled)
+        before = order["filled_avg_price"]
+        factor = rng.choice([0.1, 0.5, 2.0, 10.0])
+        order["filled_avg_price"] = f"{float(before) * factor:.4f}"
+        return json.dumps(out), f"{order.get('client_order_id')}: filled_avg_price {before} -> {order['filled_avg_price']}", False
 
 
 def _get(root: Any, path: str) -> Any:
@@ -403,6 +468,7 @@ class AnswerFuzz:
     root: Path
     rate: float = 0.15
     quiet: int = 40  # the last ticks, with no mutation: the engine must read good answers again
+    meaning: float = 0.25  # the share of value mutations made one of the MEANINGS, where the target has one
     config_dir: Path = ROOT / "config"
     violations: list[str] = field(default_factory=list)
     history: list[Mutation] = field(default_factory=list)
@@ -511,7 +577,11 @@ class AnswerFuzz:
         target = rng.choices(TARGETS, weights=[WEIGHTS.get(t.name, 1) for t in TARGETS])[0]
         family = rng.choices(["value", "list", "body", "status"], weights=[8, 2, 2, 2])[0]
         kinds = {"value": VALUE_KINDS, "list": LIST_KINDS, "body": BODY_KINDS, "status": ("status",)}[family]
-        mutation = Mutation(self.tick_no, target, rng.choice(kinds))
+        kind = rng.choice(kinds)
+        drawn = random.Random(f"{self.seed}/meaning/{len(self.history)}")  # its own stream: the schedule stays
+        if family == "value" and target.name in MEANINGS and drawn.random() < self.meaning:
+            kind = drawn.choice(MEANINGS[target.name])
+        mutation = Mutation(self.tick_no, target, kind)
         self.history.append(mutation)
         self.emulator.faults.append(Mutator(self, mutation, f"{self.seed}/{len(self.history)}").fault())
 
@@ -653,10 +723,12 @@ def _folder(keep: Path | None, seed: int) -> Iterator[Path]:
         yield Path(name)
 
 
-def run_seed(seed: int, ticks: int, *, rate: float = 0.15, quiet: int = 40, keep: Path | None = None) -> AnswerFuzz:
+def run_seed(
+    seed: int, ticks: int, *, rate: float = 0.15, quiet: int = 40, meaning: float = 0.25, keep: Path | None = None
+) -> AnswerFuzz:
     """One seed's run; its `violations` are empty when every invariant held."""
     with _folder(keep, seed) as root:
-        fuzz = AnswerFuzz(seed, ticks, root, rate=rate, quiet=min(quiet, ticks))
+        fuzz = AnswerFuzz(seed, ticks, root, rate=rate, quiet=min(quiet, ticks), meaning=meaning)
         fuzz.run()
     return fuzz
 
@@ -665,6 +737,7 @@ def describe(fuzz: AnswerFuzz) -> str:
     lines = [f"seed {fuzz.seed}: {v}" for v in fuzz.violations]
     lines.append(
         f"reproduce: python tools/answerfuzz.py --seed {fuzz.seed} --ticks {fuzz.ticks} --rate {fuzz.rate:g} --quiet {fuzz.quiet}"
+        f" --meaning {fuzz.meaning:g}"
     )
     served = [m for m in fuzz.history if m.served_at is not None]  # a bad id served early shows late: all of them
     lines.append("the mutations served (tick: answer: mutation):" if served else "no mutation served")
@@ -684,6 +757,8 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
     parser.add_argument("--ticks", type=int, default=300, help="ticks a seed (default 300: 25 simulated minutes)")
     parser.add_argument("--rate", type=float, default=0.15, help="the chance of a mutation at each tick (default 0.15)")
     parser.add_argument("--quiet", type=int, default=40, help="the last ticks with no mutation (default 40)")
+    said = "the share of value mutations that say something false but readable (default 0.25; 0: as before)"
+    parser.add_argument("--meaning", type=float, default=0.25, help=said)
     parser.add_argument("--keep", type=Path, help="keep each seed's state file and log under this folder")
     args = parser.parse_args(argv)
     if (args.seed is None) == (args.seeds is None):
@@ -691,7 +766,7 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
     seeds = [args.seed] if args.seed is not None else _seeds(args.seeds)
     failed = 0
     for seed in seeds:
-        fuzz = run_seed(seed, args.ticks, rate=args.rate, quiet=args.quiet, keep=args.keep)
+        fuzz = run_seed(seed, args.ticks, rate=args.rate, quiet=args.quiet, meaning=args.meaning, keep=args.keep)
         if fuzz.violations:
             failed += 1
             out(describe(fuzz))
