@@ -409,7 +409,7 @@ class _OrderMemory:
                     raise Unreadable(f"{name}'s {field} was {was:g}, now {now:g}")
             if order.filled_qty < before.filled_qty and not same_amount(order.filled_qty, before.filled_qty):
                 raise Unreadable(f"{name}'s filled_qty went down from {before.filled_qty:g} to {order.filled_qty:g}")
-            if before.replaced_by and order.replaced_by != before.replaced_by:
+            if _replaced_by(before) and order.replaced_by != before.replaced_by:
                 raise Unreadable(f"{name} was replaced by {before.replaced_by}, now {_shown(order.replaced_by)}")
         replaced_id = self._replaced.get(order.id) or order.replaces
         replaced = self._orders.get(replaced_id) if replaced_id else None
@@ -424,8 +424,9 @@ class _OrderMemory:
     def remember(self, order: Order) -> None:
         self._put(self._orders, order.id, order)
         self._put(self._ids, order.client_order_id, order.id)
-        if order.replaced_by:
-            self._put(self._replaced, order.replaced_by, order.id)
+        replaced_by = _replaced_by(order)
+        if replaced_by:
+            self._put(self._replaced, replaced_by, order.id)
 
     def _as_asked(self, order: Order, request: OrderRequest, name: str) -> None:
         for field in ORDER_FIXED:
@@ -443,6 +444,15 @@ class _OrderMemory:
         table.move_to_end(key)
         while len(table) > self.size:
             table.popitem(last=False)
+
+
+def _replaced_by(order: Order) -> str | None:
+    """The order that replaced `order`, held to for good only once its status says it was replaced (an end: Alpaca
+    replaces an order once). A `replaced_by` on an order still working, filled or cancelled says nothing the order's
+    status does: held to, one glitched listing naming a replacement for a working order made every true answer
+    after it (none named) a change of replacement, and the order it named one that replaced nothing, refused for the
+    rest of the run: a halt that never ended once the faults stopped (answerfuzz seed 1054)."""
+    return order.replaced_by if order.status == "replaced" else None
 
 
 class AlpacaAPI:

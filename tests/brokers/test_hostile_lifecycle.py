@@ -126,6 +126,20 @@ def test_a_crypto_submit_answered_with_nine_decimals_is_the_order_asked(api: Alp
     assert api.get_order_by_client_id("c-1") is not None
 
 
+def test_a_replaced_by_on_an_order_not_replaced_is_not_held_to(api: AlpacaAPI, emulator: Emulator) -> None:
+    """An order `replaced_by` only once its status is `replaced` (then for good): a listing glitched once to name a
+    replacement for a working order was remembered, and every true answer after it (replaced_by none) was refused
+    as a change of replacement, and the order it named as one replacing nothing: the halt never ended once the
+    faults stopped (answerfuzz seed 1054, a replaced_by set on a working option order)."""
+    order_id, other_id = resting(api), resting(api, "rest-2")
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch={"0.replaced_by": other_id}))
+    api.get_open_orders()  # a working order naming a replacement: its status says it was not replaced
+    assert sorted(o.id for o in api.get_open_orders()) == sorted([order_id, other_id])
+    for cid in ("rest-1", "rest-2"):
+        found = api.get_order_by_client_id(cid)
+        assert found is not None and found.replaced_by is None
+
+
 def test_a_replacement_in_another_symbol_or_side_is_a_bad_answer(
     api: AlpacaAPI, emulator: Emulator, exchange: SimExchange, clock: ManualClock
 ) -> None:
