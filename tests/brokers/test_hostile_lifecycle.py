@@ -126,6 +126,20 @@ def test_a_crypto_submit_answered_with_nine_decimals_is_the_order_asked(api: Alp
     assert api.get_order_by_client_id("c-1") is not None
 
 
+def test_a_send_answered_with_another_id_is_refused_once_by_the_lookups_after_it(api: AlpacaAPI, emulator: Emulator) -> None:
+    """The send's answer names an id the order does not have (its client_order_id ours): the lookup by our
+    client_order_id, naming the true one, contradicts it and is refused, once; the next is read. Held to the send's
+    answer for the rest of the run, every lookup was refused, the engine's own correction (orders.py `_id_confirmed`)
+    never got an answer, and the halt never ended once the faults stopped (answerfuzz seed 1073)."""
+    wrong = "00000000-0000-4000-8000-000000000009"
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="POST", patch={"id": wrong}))
+    assert resting(api) == wrong
+    assert f"where the broker said {wrong} before" in bad(lambda: api.get_order_by_client_id("rest-1")).message
+    found = api.get_order_by_client_id("rest-1")
+    assert found is not None and found.id != wrong
+    assert [o.id for o in api.get_open_orders()] == [found.id]
+
+
 def test_a_replaced_by_on_an_order_not_replaced_is_not_held_to(api: AlpacaAPI, emulator: Emulator) -> None:
     """An order `replaced_by` only once its status is `replaced` (then for good): a listing glitched once to name a
     replacement for a working order was remembered, and every true answer after it (replaced_by none) was refused
