@@ -114,6 +114,9 @@ CLOCK_LAG = timedelta(seconds=60)
 MAX_USD = 1e12
 # Orders remembered by `_OrderMemory` (a day has tens to a few hundred; the oldest are forgotten first).
 ORDERS_REMEMBERED = 20_000
+# Answers in a row about one order that contradict what the broker said of it before, after which that earlier word
+# is dropped (`_OrderMemory.check`): a lie said twice is still refused, a glitch is not held to for ever.
+MEMORY_OVERRULED = 3
 
 
 class Unreadable(ValueError):
@@ -371,8 +374,9 @@ class _OrderMemory:
     the order it replaces. Each of these, believed, moved a bot's position: a fill counted twice (filled_qty 5,
     then 3, then 5 again booked 7), a sell of MSFT booked as a buy of AAPL, an order of 100 shares for one of 10.
 
-    Forgetful by design: a restart starts empty (the engine's own rows are then the record), and past
-    ORDERS_REMEMBERED the oldest are forgotten."""
+    Forgetful by design: a restart starts empty (the engine's own rows are then the record), past
+    ORDERS_REMEMBERED the oldest are forgotten, and what MEMORY_OVERRULED answers in a row contradict is dropped
+    (`_overruled_once`): the memory cannot tell the glitch from the truth, only the engine's rows can."""
 
     IDENTITY = ("client_order_id", *ORDER_FIXED, "asset_class")
     AMOUNTS = ORDER_AMOUNTS
@@ -383,6 +387,7 @@ class _OrderMemory:
         self._ids: OrderedDict[str, str] = OrderedDict()  # client_order_id -> order id
         self._asked: OrderedDict[str, OrderRequest] = OrderedDict()  # client_order_id -> what we sent
         self._replaced: OrderedDict[str, str] = OrderedDict()  # replacement id -> the id of the order it replaces
+        self._overruled: OrderedDict[str, int] = OrderedDict()  # client_order_id -> answers in a row contradicting
 
     def asked(self, request: OrderRequest) -> None:
         """Recorded before the request leaves: an answer that is lost and then looked up is held to it too."""
@@ -394,7 +399,34 @@ class _OrderMemory:
         name = f"order {order.client_order_id!r}"
         request = self._asked.get(order.client_order_id)
         if request is not None:
-            self._as_asked(order, request, name)
+            self._as_asked(order, request, name)  # what we sent is known: never overruled
+        try:
+            self._as_said(order, name, looked_up=looked_up)
+        except Unreadable:
+            self._overruled_once(order)
+            raise
+        self._overruled.pop(order.client_order_id, None)
+
+    def _overruled_once(self, order: Order) -> None:
+        """One more answer in a row contradicting what was said of the order before; at MEMORY_OVERRULED, that
+        earlier word is dropped, and the next answer is read as it stands. The memory cannot tell which answer was
+        the glitch, and what it remembers may be one that nothing confirmed: after a restart, the first listing of a
+        working order glitched (its symbol, its time in force, a fill further than the truth) was held to, every
+        true answer after it refused for the rest of the run, and the halt never ended once the faults stopped. The
+        engine's rows stay the record of what was booked (orders.py `_contradicts`), as after a restart."""
+        count = self._overruled.get(order.client_order_id, 0) + 1
+        if count < MEMORY_OVERRULED:
+            self._put(self._overruled, order.client_order_id, count)
+            return
+        self._overruled.pop(order.client_order_id, None)
+        ids = {order.id, self._ids.pop(order.client_order_id, order.id)}
+        for order_id in ids:
+            self._orders.pop(order_id, None)
+        for replacement, replaced in list(self._replaced.items()):
+            if replacement in ids or replaced in ids:
+                del self._replaced[replacement]
+
+    def _as_said(self, order: Order, name: str, *, looked_up: bool) -> None:
         known = self._ids.get(order.client_order_id)
         if known is not None and known != order.id:
             if looked_up:

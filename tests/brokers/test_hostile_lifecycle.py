@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from engine.brokers.alpaca import CLOCK_LAG, AlpacaAPI
+from engine.brokers.alpaca import CLOCK_LAG, MEMORY_OVERRULED, AlpacaAPI
 from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim.exchange import SimExchange
@@ -124,6 +124,29 @@ def test_a_crypto_submit_answered_with_nine_decimals_is_the_order_asked(api: Alp
     order = api.submit_order(OrderRequest("BTC/USD", "buy", "c-1", "limit", "gtc", qty=0.0016611295681, limit_price=50_000.0))
     assert order.qty == pytest.approx(0.00166113, abs=1e-9)
     assert api.get_order_by_client_id("c-1") is not None
+
+
+@pytest.mark.parametrize(
+    "patch", [{"0.symbol": "MSFT"}, {"0.time_in_force": "gtc"}, {"0.status": "partially_filled", "0.filled_qty": "5",
+              "0.filled_avg_price": "100"}], ids=["symbol", "time_in_force", "filled_qty"],
+)  # fmt: skip
+def test_a_first_answer_glitched_is_not_held_to_for_ever(
+    api: AlpacaAPI, emulator: Emulator, clock: ManualClock, patch: dict[str, Any]
+) -> None:
+    """After a restart the adapter knows nothing of an order but what the broker says: a first listing glitched (in
+    another symbol, time in force, or filled further than it is) became the word every true answer after it was held
+    to, refused for the rest of the run, and the halt never ended once the faults stopped. Each contradiction is
+    refused (a lie said twice still is), and once MEMORY_OVERRULED answers in a row have contradicted it, the memory
+    of the order is dropped: the next answer is read as it stands (against the engine's row, orders.py
+    `_contradicts`)."""
+    resting(api)
+    restarted = make_api(emulator, clock)
+    emulator.faults.append(Fault(path_prefix=ORDERS, method="GET", patch=patch))
+    restarted.get_open_orders()  # nothing to hold it to: read
+    for _ in range(MEMORY_OVERRULED):
+        bad(restarted.get_open_orders)
+    (order,) = restarted.get_open_orders()
+    assert (order.symbol, order.time_in_force, order.filled_qty) == ("AAPL", "day", 0)
 
 
 def test_a_send_answered_with_another_id_is_refused_once_by_the_lookups_after_it(api: AlpacaAPI, emulator: Emulator) -> None:
