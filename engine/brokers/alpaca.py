@@ -714,10 +714,12 @@ class AlpacaAPI:
             reason = classify(status, code, message, data_api=data_api)
             if reason == "unauthorized":
                 kind = "unauthorized"
-            if status == 404 and code is None and not data_api:
+            if status == 404 and not (code is not None and code // 100_000 == 404) and not data_api:
                 # The trading API says "no such order" (or asset, or position) with its own body, code 40410000. A
                 # 404 without one (a proxy's page, an empty body) says nothing of the order: read as "not found", a
-                # lookup after a lost POST answer concluded the order never sent, and its bot entered again.
+                # lookup after a lost POST answer concluded the order never sent, and its bot entered again. Nor
+                # does a 404 with a code that is not a 404's (Alpaca's codes begin with the HTTP status: 1, or
+                # 42210000, is no "not found"; answerfuzz seed 1192).
                 kind = reason = "bad_response"
                 # masked before the cut: cut first, a key straddling it kept its first characters, which no mask finds
                 said = quoted(message, 80)

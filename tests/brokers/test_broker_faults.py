@@ -18,10 +18,13 @@ NOT_ALPACAS_404 = [
     Fault(status=404, body="<html><body><h1>404 Not Found</h1></body></html>", content_type="text/html"),
     Fault(status=404, body=""),
     Fault(status=404, body='{"message":"Not Found"}'),
+    # a code, but not one of Alpaca's for a 404 (its codes begin with the HTTP status: 40410000); answerfuzz seed 1192
+    Fault(status=404, body='{"code": 1}'),
+    Fault(status=404, body='{"code": 42210000, "message": "order is not cancelable"}'),
 ]
 
 
-@pytest.mark.parametrize("fault", NOT_ALPACAS_404, ids=["html", "empty", "no-code"])
+@pytest.mark.parametrize("fault", NOT_ALPACAS_404, ids=["html", "empty", "no-code", "odd-code", "another-status-code"])
 def test_a_404_that_is_not_alpacas_answer_is_not_a_missing_order(api: AlpacaAPI, emulator: Emulator, fault: Fault) -> None:
     """Alpaca answers a lookup of an order it does not have 404 with its own error body ({"code":40410000,...}). A
     404 without it (a proxy's page, an empty body) is not the broker saying the order does not exist: read as
