@@ -245,10 +245,23 @@ class _Unreadable:
     """A value Python could not build (a date of month 13, `!!int abc`, an integer of more than 4300 digits), left
     in its place so that it is reported at its key path, beside every other problem of the file, not alone."""
 
-    __slots__ = ("reason",)
+    __slots__ = ("reason", "too_long_integer")
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, too_long_integer: bool = False):
         self.reason = reason
+        # a decimal integer past `sys.get_int_max_str_digits()` digits: Python's own reason is advice to a Python
+        # programmer (`sys.set_int_max_str_digits()`), so it is worded as a hex one of that size is
+        self.too_long_integer = too_long_integer
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _is_too_long_integer(node: Any) -> bool:
+    """Whether `node` is a plain integer with more decimal digits than Python converts (ruamel's `int(text)`)."""
+    if not isinstance(node, ScalarNode) or str(node.tag) != _INT_TAG:
+        return False
+    return sum(char.isdigit() for char in str(node.value)) > sys.get_int_max_str_digits()
 
 
 class _EngineConstructor(RoundTripConstructor):
@@ -264,7 +277,8 @@ class _EngineConstructor(RoundTripConstructor):
         except Exception as exc:  # whatever Python raised, the value is refused at its place
             self.recursive_objects.pop(node, None)
             self.deep_construct = was_deep
-            value = self.constructed_objects[node] = _Unreadable(str(exc))
+            too_long = isinstance(exc, ValueError) and _is_too_long_integer(node)
+            value = self.constructed_objects[node] = _Unreadable(str(exc), too_long_integer=too_long)
             return value
 
     def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any) -> bool:
@@ -343,8 +357,7 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
                 doc.problems.append(doc.problem(path, _not_finite(value, doc, path)))
             elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
                 digits = _digits(value)
-                message = f"a whole number of {digits} digits is too large: the engine reads integers up to {MAX_INTEGER:,}"
-                doc.problems.append(doc.problem(path, message))
+                doc.problems.append(doc.problem(path, _too_large_integer(digits)))
                 if _int_text(value) is None:
                     # told here, and not handed on: the schema's own message (jsonschema writes the value in
                     # decimal) raised ValueError, a traceback instead of this problem
@@ -352,7 +365,11 @@ def _plain(node: Any, path: tuple[PathPart, ...], doc: YamlDocument) -> Any:
             return value
     if isinstance(node, _Unreadable):
         doc.unreadable = True
-        doc.problems.append(doc.problem(path, f"this value cannot be read ({node.reason})"))
+        if node.too_long_integer:
+            message = _too_large_integer(_digits_over_limit())
+        else:
+            message = f"this value cannot be read ({node.reason})"
+        doc.problems.append(doc.problem(path, message))
         return None
     doc.problems.append(doc.problem(path, _unsupported(node)))
     return None
@@ -371,7 +388,16 @@ def _int_text(value: int) -> str | None:
 def _digits(value: int) -> str:
     """How many decimal digits `value` has, in words."""
     text = _int_text(abs(value))
-    return f"{len(text):,}" if text is not None else f"over {sys.get_int_max_str_digits():,}"
+    return f"{len(text):,}" if text is not None else _digits_over_limit()
+
+
+def _too_large_integer(digits: str) -> str:
+    return f"a whole number of {digits} digits is too large: the engine reads integers up to {MAX_INTEGER:,}"
+
+
+def _digits_over_limit() -> str:
+    """The length, in words, of an integer Python will not write in (or read from) decimal."""
+    return f"over {sys.get_int_max_str_digits():,}"
 
 
 def _not_finite(value: float, doc: YamlDocument, path: tuple[PathPart, ...]) -> str:
@@ -399,6 +425,8 @@ def _key_text(key: Any) -> str:
 
 def _key_message(key: Any) -> str:
     """Why a key that YAML did not read as text is refused."""
+    if isinstance(key, _Unreadable) and key.too_long_integer:
+        return f"YAML reads this key as a number of {_digits_over_limit()} digits, not as text: put it in quotes"
     if isinstance(key, _Unreadable):
         return f"this key cannot be read ({key.reason}): a key is text; put it in quotes"
     if isinstance(key, int) and not isinstance(key, bool) and _int_text(key) is None:

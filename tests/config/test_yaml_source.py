@@ -129,9 +129,20 @@ def test_an_unquoted_date_is_reported_with_the_fix() -> None:
     assert p.message == 'YAML reads 2026-11-23 as a date, not as text: put it in quotes ("2026-11-23")'
 
 
-def test_an_integer_python_will_not_convert_is_a_problem_at_its_place_not_a_traceback() -> None:
-    p = refused_text("risk:\n  max_orders_per_minute: " + "9" * 5000 + "\n")
-    assert (p.line, p.col) == (2, 26) and p.message.startswith("this value cannot be read (Exceeds the limit (4300 digits)")
+@pytest.mark.parametrize("written", ["9" * 5000, "-" + "9" * 5000, "1_" + "9" * 5000])
+def test_an_integer_python_will_not_convert_is_a_problem_at_its_place_not_a_traceback(written: str) -> None:
+    """Python refuses `int()` of over 4,300 decimal digits with advice for a Python programmer
+    (`sys.set_int_max_str_digits()`), which the user read as the reason: said as for a hex integer of that size."""
+    p = refused_text("risk:\n  max_orders_per_minute: " + written + "\n")
+    too_large = "a whole number of over 4,300 digits is too large: the engine reads integers up to 9,223,372,036,854,775,807"
+    assert (p.line, p.col, p.message) == (2, 26, too_large), p
+
+
+def test_a_decimal_key_too_long_for_python_is_a_problem_at_the_key() -> None:
+    """The key form of the same: a key is text, and the message says so without Python's advice."""
+    p = refused_text("? " + "9" * 5000 + "\n: 1\n")
+    message = "YAML reads this key as a number of over 4,300 digits, not as text: put it in quotes"
+    assert (p.line, p.col, p.message) == (1, 3, message), p
 
 
 @pytest.mark.parametrize("written", ["0x" + "f" * 5000, "0o" + "7" * 6000, "-0x" + "f" * 5000])
