@@ -235,6 +235,23 @@ def _expected_shapes() -> dict[str, dict[str, tuple[Any, ...]]]:
         conn.close()
 
 
+_TABLES_AT: dict[int, frozenset[str]] = {}  # `_tables_at(version)`, once a version
+
+
+def _tables_at(version: int) -> frozenset[str]:
+    """The tables a state file of schema `version` holds: those the first `version` migrations make (in memory)."""
+    if version not in _TABLES_AT:
+        conn = sqlite3.connect(":memory:")
+        try:
+            for script in MIGRATIONS[:version]:
+                conn.executescript(script)
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
+            _TABLES_AT[version] = frozenset(r[0] for r in rows)
+        finally:
+            conn.close()
+    return _TABLES_AT[version]
+
+
 def _expected_indexes() -> dict[str, str]:
     """Every index of the newest schema by name, its SQL as the migrations write it (`_statement`)."""
     conn = sqlite3.connect(":memory:")
@@ -702,11 +719,15 @@ class StateStore:
                 if found.st_nlink > 1:
                     raise StateFileError(self.path, _hard_linked(found.st_nlink), runtime=False)
             self._check_identity()  # before anything changes the file, even its journal mode
+            current = self._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+            if current:  # its tables, columns and indexes too: a file refused for them is refused untouched
+                self._check_schema()
             self._use_wal()
             conn.execute("PRAGMA synchronous=NORMAL")  # commits synced when it matters: `sync_to_disk`
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-            self._check_schema()
+            if not current:
+                self._check_schema()
             if name != ":memory:":
                 self._name_the_file()
         except BaseException as exc:
@@ -772,19 +793,35 @@ class StateStore:
                 "run the engine that wrote it, or give another --state-db",
                 runtime=False,
             )
+        found = [
+            r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
+        ]
+        shown = ", ".join(sorted(found)[:5]) + (", ..." if len(found) > 5 else "")
         if version == 0:  # a new file; one that holds tables is another application's: never written into
-            foreign = [
-                r[0]
-                for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
-            ]
-            if foreign:
-                shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+            if found:
                 raise StateFileError(
                     self.path,
                     f"is not a Trading Hydra state file (no schema version; it holds the tables {shown}): "
                     "give another --state-db",
                     runtime=False,
                 )
+            return
+        # Another application's database that keeps a schema version of its own (many do: 1, 2, 3...) was taken for
+        # one of ours: its journal mode was switched to WAL and the migrations tried on it before the missing
+        # tables were noticed, so a refused command changed the other application's file.
+        ours = _tables_at(version)
+        if not ours & set(found):
+            raise StateFileError(
+                self.path,
+                f"is not a Trading Hydra state file (its schema version {version} is another application's: it holds "
+                f"{'the tables ' + shown if found else 'no table'}): give another --state-db",
+                runtime=False,
+            )
+        missing = sorted(ours - set(found))
+        if missing:
+            raise StateFileError(
+                self.path, f"has no table {', '.join(missing)} although its schema version says so", runtime=False
+            )
 
     def _migrate(self) -> None:
         """The pending migrations, in one transaction under the write lock, the version and the tables looked at

@@ -4,6 +4,7 @@ ways a tester (or a disk) damages them."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import date, datetime, timezone
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.core.store import SYSTEM_SCOPE, OrderRow, StateFileError, StateStore, state_file_error
+from engine.core.store import MIGRATIONS, SYSTEM_SCOPE, OrderRow, StateFileError, StateStore, state_file_error
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 
@@ -159,6 +160,40 @@ def test_another_applications_database_is_refused_and_left_as_it_was(tmp_path) -
         StateStore(path)
     assert not caught.value.runtime
     assert path.read_bytes() == before  # no table of ours was added to it
+
+
+@pytest.mark.parametrize("version", range(1, len(MIGRATIONS) + 1))
+def test_another_applications_database_with_a_schema_version_of_its_own_is_refused_untouched(tmp_path, version) -> None:
+    """Many applications keep their own schema number in `PRAGMA user_version`: such a file was taken for one of
+    ours, switched to WAL and tried with the migrations before its missing tables were noticed, so the refused
+    command had changed the other application's file."""
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute(f"PRAGMA user_version={version}")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StateFileError, match=rf"not a Trading Hydra state file \(its schema version {version} .*notes") as caught:
+        StateStore(path)
+    assert not caught.value.runtime
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_AT_OPEN))
+def test_a_damaged_file_in_rollback_mode_is_refused_untouched(tmp_path, damage: str) -> None:
+    """A state file copied out of WAL mode (a backup tool, `sqlite3 .backup`, a database browser's save) and then
+    damaged: its journal mode was switched before its tables were looked at, a refused file changed all the same."""
+    path = _filled(tmp_path / "s.db")
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    breaks, what = DAMAGED_AT_OPEN[damage]
+    breaks(path)
+    before = path.read_bytes()
+    with pytest.raises(StateFileError, match=re.escape(what)):
+        StateStore(path)
+    assert path.read_bytes() == before
 
 
 def test_a_stale_wal_of_another_database_is_refused_rather_than_read_as_an_empty_state(tmp_path) -> None:
