@@ -6,8 +6,9 @@ wrote, a data folder it recorded, a `.env`) into a folder of its own, picks a co
 `status`, `why`, `report`, `table`, `diagram`, `facts`, `halt`, `resume`, `health`, `snapshot`, `serve`,
 `emulator`, `data fetch`, `backtest` and its `--sweep`), and gives it one to three odd things: a path that is a
 folder, a file, a FIFO, a dangling or looping link, a name that is not UTF-8 or is too long; a state file that is
-empty, cut, another application's SQLite file, of a newer schema, a folder, locked by a running engine or by a
-writer; a log that is huge, torn, binary, not UTF-8, a folder; dates and times in odd forms (2026-02-30, --from
+empty, cut, another application's SQLite file (with a user_version of its own or none), of a newer schema, out
+of WAL mode and altered by hand, a folder, locked by a running engine or by a writer; a log that is huge, torn,
+binary, not UTF-8, a folder; dates and times in odd forms (2026-02-30, --from
 after --to, 24:00, :60 seconds, offsets, no zone), numbers (NaN, inf, -0, 1e309, huge ints), empty and unicode
 text (RTL marks, escapes, bytes the shell could not decode), a flag twice, a flag of another command, odd
 environment variables (TZ, HOME unset, HYDRA_*, ALPACA_* always pointed at loopback), an odd `.env`. The command
@@ -353,10 +354,24 @@ def m_state(rng: random.Random, case: Case) -> str | None:
     if "--state-db" not in case.argv and case.command not in ("run", "status", "halt", "resume"):
         return None
     db = case.db
-    form = rng.randrange(11)
+    form = rng.randrange(13)
     if form == 0:
         db.write_bytes(b"")
         return "state file empty"
+    if form == 11:  # many applications keep a schema number of their own: it must not pass for one of ours
+        db.unlink()
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("create table notes (id integer primary key, body text)")
+            version = rng.randint(1, 6)
+            conn.execute(f"PRAGMA user_version={version}")
+            conn.commit()
+        return f"state file another application's SQLite, its user_version {version}"
+    if form == 12:  # a copy out of WAL mode (a backup, a database browser's save), then altered by hand
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("PRAGMA journal_mode=DELETE")
+            conn.execute("CREATE TRIGGER mine AFTER INSERT ON halts BEGIN SELECT 1; END")
+            conn.commit()
+        return "state file in rollback mode with a trigger added"
     if form == 1:
         data = _good_db_bytes(case)
         db.write_bytes(data[: rng.randrange(1, len(data))])
