@@ -279,6 +279,48 @@ def _output_file(flag: str, path: Path) -> None:
         raise InvalidInput(f"{flag} {path}: {parent} is not a folder")
 
 
+def _output_not_an_input(flag: str, path: Path, args: argparse.Namespace, report: Report | None = None) -> None:
+    """-o or --out naming a file the engine reads or keeps is refused before anything is written: `report --out
+    state/trading_state.db` replaced the state file, its halts with it, by a page of HTML, and `table momentum -o
+    machines/momentum.yaml` the machine by its table. Refused: a config, machine, rule or scenario file (a link or
+    another spelling of one included), a new YAML file in those folders (the next --validate would read it), the
+    state file and the files kept beside it, the log and `.env`. Without `report` (before validation), the state
+    file and the log are those given on the command line; with it, settings.yaml's too (the running engine's,
+    whatever file this command was given)."""
+    import os
+
+    from engine.validate import _STATE_COMPANIONS, _file_id, input_files
+
+    if _to_stdout(path):
+        return
+    target = os.path.realpath(path)
+    named = input_files(args.config, args.machines, args.rules).get(_file_id(path) or (-1, -1))
+    if named is not None:
+        reads = f"is {escaped(str(named))}, a file the engine reads"
+        raise InvalidInput(f"{flag} {escaped(str(path))}: {reads}: give a file of its own")
+    folders = (args.config, args.machines, args.machines / "scenarios", args.rules)
+    if Path(target).suffix.lower() in (".yaml", ".yml") and any(os.path.dirname(target) == os.path.realpath(f) for f in folders):
+        raise InvalidInput(f"{flag} {escaped(str(path))}: a YAML file in a folder the engine reads: write it elsewhere")
+    states: list[Path | None] = [getattr(args, "state_db", None)]
+    logs: list[Path | None] = [getattr(args, "log", None)]
+    if report is not None and report.config is not None:  # settings.yaml's, whatever this command was given
+        from engine.trading.runner import paths_for
+
+        states, logs = [*states, paths_for(report, None, None)[0]], [*logs, paths_for(report, None, None)[1]]
+    kept: list[tuple[str, Path | None]] = [("the .env file", _env_path(args))]
+    kept += [("the log", given) for given in logs]
+    for state in states:
+        kept.append(("the state file", state))
+        if state is not None:
+            kept += [(f"a file kept beside the state file {state}", Path(f"{state}{suffix}")) for suffix in _STATE_COMPANIONS]
+    for what, file in kept:
+        if file is None:
+            continue
+        same = _file_id(path) is not None and _file_id(path) == _file_id(file)
+        if same or target == os.path.realpath(file):
+            raise InvalidInput(f"{flag} {escaped(str(path))}: is {escaped(what)}: write it elsewhere")
+
+
 def _write_output(flag: str, path: Path, data: str | bytes) -> None:
     """Write the whole file or nothing, as every data file is (`replace_whole`: a temporary file beside it, then
     renamed over it), so a full disk or an interruption never leaves half a file (or an old file cut short), and
@@ -323,7 +365,10 @@ def cmd_diagram(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         _output_file("-o", args.output)
+        _output_not_an_input("-o", args.output, args)
     report = _load(args)
+    if args.output is not None:
+        _output_not_an_input("-o", args.output, args, report)
     spec = _machine(report, args.kind)
     current = None
     if args.bot:
@@ -384,7 +429,10 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         _output_file("-o", args.output)
+        _output_not_an_input("-o", args.output, args)
     report = _load(args)
+    if args.output is not None:
+        _output_not_an_input("-o", args.output, args, report)
     _emit(render.table(_machine(report, args.kind)), args.output)
     return EXIT_OK
 
@@ -1144,8 +1192,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         _given_path("--prompt-file", args.prompt_file, folder=False)
     if args.out is not None:
         _output_file("--out", args.out)
+        _output_not_an_input("--out", args.out, args)
     asked = _report_days(args)  # bad usage whatever the state: said before the state file is looked at
     report = _load(args)
+    if args.out is not None:
+        _output_not_an_input("--out", args.out, args, report)
     db, log = paths_for(report, args.state_db, args.log)
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)

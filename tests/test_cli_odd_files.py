@@ -84,3 +84,47 @@ def test_a_start_python_cannot_read_is_said_in_plain_words(
     said = capsys.readouterr()
     assert code == 2 and said.err.startswith(f"--start: {says}") and len(said.err.strip().splitlines()) == 1, said
     assert "timedelta" not in said.err and not (project.root / "state").exists()
+
+
+# Each was written over, exit 0: `report --out` of the state file lost its halts to a page of HTML, `table -o` of
+# a machine file replaced the machine by its table. Given on the command line, or settings.yaml's own paths.
+OUTPUT_TARGETS = {
+    "the state file": "state/s.db",
+    "a file beside the state file": "state/s.db.lock",
+    "the log": "logs/a.jsonl",
+    "settings.yaml's state file": "state/trading_state.db",
+    "settings.yaml's log": "logs/app.jsonl",
+    "a config file": "config/bots.yaml",
+    "a machine file": "machines/momentum.yaml",
+    "a scenario file through another spelling": "config/../machines/scenarios/crypto.yaml",
+    "a new YAML file in rules/": "rules/extra.yaml",
+    ".env": ".env",
+}
+GIVEN_ONLY = ("the state file", "a file beside the state file", "the log")
+
+
+@pytest.mark.parametrize("target", sorted(OUTPUT_TARGETS))
+@pytest.mark.parametrize("command", [["table", "momentum", "-o"], ["diagram", "momentum", "-o"], ["report", "--out"]])
+def test_an_output_that_is_one_of_the_engines_own_files_is_refused_and_left_as_it_was(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], target: str, command: list[str]
+) -> None:
+    """-o and --out are refused (exit 2, one line) when they name a file the engine reads or keeps: the state file and
+    its companions, the log, `.env`, a config, machine, rule or scenario file, or a new YAML file in those folders."""
+    from engine.cli import main
+
+    monkeypatch.chdir(project.root)
+    db, log = project.root / "state" / "s.db", project.root / "logs" / "a.jsonl"
+    folders = ["--config", "config", "--machines", "machines", "--rules", "rules"]
+    assert main(["halt", "--reason", "news", "--state-db", str(db), "--log", str(log), *folders]) == 0
+    assert main(["halt", "--reason", "news", *folders]) == 0  # settings.yaml's state file and log
+    (project.root / ".env").write_text("ALPACA_PAPER=true\n")
+    path = project.root / OUTPUT_TARGETS[target]
+    before = path.read_bytes() if path.exists() else None
+    capsys.readouterr()
+    given = ["--state-db", str(db), "--log", str(log)] if command[0] == "report" else []  # table and diagram take none
+    if not given and target in GIVEN_ONLY:
+        pytest.skip(f"{command[0]} takes no --state-db or --log")
+    code = main([*command, OUTPUT_TARGETS[target], *given, *folders])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and OUTPUT_TARGETS[target] in err, err
+    assert (path.read_bytes() if path.exists() else None) == before
