@@ -1895,7 +1895,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # fetch) was an AttributeError traceback on None: they are given the null device instead.
         import os
 
-        with open(os.devnull, "w", encoding="utf-8") as null:
+        # errors="replace": nothing is shown, so nothing to escape; strict, a path of bytes that are not UTF-8
+        # (`--state-db` of such a name, printed by `status`) was a UnicodeEncodeError traceback on the null device
+        with open(os.devnull, "w", encoding="utf-8", errors="replace") as null:
             sys.stdout = null
             try:
                 return _main(argv)

@@ -718,6 +718,20 @@ def test_a_command_started_with_standard_output_closed_does_its_work(
     assert (here / "bt" / "summary.json").is_file()
 
 
+def test_standard_output_closed_takes_a_path_that_is_not_utf8(tmp_path: Path) -> None:
+    """The null device given for `>&-` encoded strictly: `status` printing a state file named in bytes that are not
+    UTF-8 (surrogates in Python's str) was a UnicodeEncodeError traceback, exit 1 (found by tools/clifuzz.py)."""
+    db = os.fsencode(str(tmp_path)) + b"/\xff\xfe state.db"
+    files = [b"--state-db", db, b"--log", os.fsencode(str(tmp_path / "a.jsonl")), *map(os.fsencode, CONFIG)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    engine = [os.fsencode(sys.executable), b"-m", b"engine"]
+    subprocess.run([*engine, b"run", b"--ticks", b"2", b"--start", b"2026-11-23T09:30:00-05:00", *files],
+                   check=True, capture_output=True, cwd=tmp_path, env=env, timeout=60)  # fmt: skip
+    closed = subprocess.run([*engine, b"status", *files], stdout=None, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
+                            timeout=60, preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert closed.returncode == 0 and closed.stderr == b"", closed.stderr
+
+
 @pytest.mark.parametrize("argv", [["table", "momentum", "-o"], ["diagram", "momentum", "-o"], ["report", "--out"]])
 def test_an_output_file_that_is_a_link_to_itself_is_exit_2_in_one_line(
     here: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
