@@ -792,6 +792,25 @@ def _explain(exc: MarkedYAMLError, lines: list[str]) -> tuple[int, int, str]:
     return line0, col0, f"{problem or context}{where}"
 
 
+_SEPARATORS = {"\x85": "NEL, a next line", "\u2028": "a line separator", "\u2029": "a paragraph separator"}
+
+
 def _syntax_problem(exc: MarkedYAMLError, shown: str, lines: list[str]) -> Problem:
     line0, col0, message = _explain(exc, lines)
-    return _at(shown, lines, line0, col0, f"YAML syntax error: {message}")
+    return _at(shown, lines, line0, col0, f"YAML syntax error: {message}{_separator_note(lines, line0)}")
+
+
+def _separator_note(lines: list[str], line0: int) -> str:
+    """Where a NEL, U+2028 or U+2029 on the error's line or the one above is, when there is one: ruamel's scanner
+    takes one for a line break where an editor shows none (pasted from a web page into a comment, the rest of the
+    comment read as YAML), so the error's own words, about the line below, did not say what to remove. One further
+    up (in a description) is not the cause and is not named."""
+    for number in range(min(line0, len(lines) - 1), max(line0 - 2, -1), -1):
+        found = [(lines[number].find(char), char) for char in _SEPARATORS if char in lines[number]]
+        if found:
+            col, char = min(found)
+            return (
+                f" (line {number + 1}, column {col + 1} holds U+{ord(char):04X}, {_SEPARATORS[char]}, which YAML reads "
+                "as a line break where an editor shows none: remove it)"
+            )
+    return ""

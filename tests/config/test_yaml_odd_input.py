@@ -139,3 +139,18 @@ def test_a_unicode_line_separator_moves_no_problem_to_another_line(project: Proj
     ]
     for p in found:
         assert lines[p.line - 1].strip()[:10] in p.excerpt or not p.excerpt
+
+
+@pytest.mark.parametrize("char", ["\x85", "\u2028", "\u2029"])
+def test_a_line_separator_in_a_comment_is_named_in_the_syntax_error(char: str) -> None:
+    """Pasted from a web page into a comment, U+2028 (or NEL, U+2029) is a line break to ruamel where an editor shows
+    none: the rest of the comment was read as YAML, and the error spoke of the indentation of the key below only."""
+    p = refused_text(f"# keep it{char} simple\nrunner:\n  loop_interval_seconds: 5\n")
+    assert p.line == 2 and p.message.startswith("YAML syntax error: "), p
+    assert f"(line 1, column 10 holds U+{ord(char):04X}, " in p.message and p.message.endswith(": remove it)"), p
+
+
+def test_a_line_separator_far_from_a_syntax_error_is_not_named() -> None:
+    """One in a description further up is read as part of that text: not the cause, not named."""
+    p = refused_text("a: one\u2028two\nb: 1\nc: 2\nd: [\n")
+    assert "U+2028" not in p.message, p
