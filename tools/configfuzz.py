@@ -473,6 +473,8 @@ RAW_VALUES = [
     "@x", "`x", "%x", "a: b: c", "- - -", "{", "[", "}", "]", '"open', "'open", "|", ">", "? x", "&", "*", "!",
     "[a, {b: [c}]", "{a: 1, a: 2}", "x\\y", '"\\q"', '"\\x4"', '"\\U0011FFFF"', "a #b", "#", "-1e999", "0o99",
     "1:2:3", "~~", "<<", "=", "- x\n  - y", "|\n text", ">-\n\n\n", "'''", '"""', "[]]", "{}}", ",", ":::",
+    # past Python's 4,300-digit int() limit, past a float, nested past the limit: typed or pasted, never dumped
+    "9" * 5000, "-" + "9" * 5000, "1_" + "9" * 5000, "0x" + "f" * 5000, "1e" + "9" * 400, "[" * 100 + "]" * 100,
 ]  # fmt: skip
 
 
@@ -710,12 +712,31 @@ def other_commands(root: Path, files: list[str], outputs: list[str], config: Any
     ]  # fmt: skip
     wrong = []
     for argv in commands:
-        code, _out, err, trace = call(argv)
+        code, out, err, trace = call(argv)
         if trace is not None:
             wrong.append(f"{argv[0]} after a run raised:\n{trace}")
+        elif code == 2 and argv[0] == "test" and _only_other_config(out):
+            # A false alarm, by design (engine/machines/scenarios.py, ScenarioFiles.other_config): a scenario file
+            # naming a bot this bots.yaml does not have (the mutation deleted or renamed mom_AAPL) is written for
+            # another config, so `--validate` passes the set, but `test` lists it as not run and exits 2, lest a CI
+            # stay green on scenarios that no longer run.
+            continue
         elif code == 2:
             wrong.append(f"{argv[0]} after a run exited 2: {err.strip()!r:.300}")
     return wrong
+
+
+_OTHER_CONFIG = re.compile(r"^.+:\d+:\d+: bot: no \w+ bot '.*' in bots\.yaml$")
+
+
+def _only_other_config(out: str) -> bool:
+    """Whether every scenario file `test` did not run names a bot bots.yaml does not have (and nothing else)."""
+    lines = out.rstrip("\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if line.endswith("not run:")), None)
+    if start is None or not _COUNT.match(lines[-1]):
+        return False
+    problems = [line for line in lines[start + 1 : -1] if not line.startswith("    ")]
+    return bool(problems) and all(_OTHER_CONFIG.match(line) for line in problems)
 
 
 def run_case(seed: int, index: int, work: Path, *, ticks: int, gentle: bool = False) -> tuple[list[str], list[str], Path, bool]:
