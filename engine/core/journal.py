@@ -268,16 +268,38 @@ def ends_mid_line(path: Path, size: int) -> bool:
         return f.read(1) not in (b"\n", b"")
 
 
+def _another_kind_of_file(path: Path) -> bool:
+    """Whether `path` is a regular file whose first bytes are not one of the engine's lines, each a JSON object
+    (a CSV, a picture, a text: `--log notes.csv` had the run's events appended to the user's file, exit 0). Only the
+    start is looked at: a line a crash or a full disk cut is still read and appended after, as any log. A file that
+    cannot be read, a device or a FIFO (`--log /dev/stdout` under a supervisor) is not judged."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    return bool(head) and not head.startswith(b"{")
+
+
 def _open_log(path: Path) -> int:
-    """The log's descriptor, appending, its folder made if missing; JournalError when it cannot be opened."""
+    """The log's descriptor, appending, its folder made if missing; JournalError when it cannot be opened, or when
+    the file there is of another kind (`_another_kind_of_file`: the user's input, left as it was)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():  # os.open would give EISDIR only at the first write
             raise IsADirectoryError(21, "Is a directory", str(path))
+        if _another_kind_of_file(path):
+            wrong = "a file of another kind (it does not begin with a JSON line, as every log the engine writes does)"
+            raise JournalError(path, OSError(errno.EINVAL, "not a log file"), wrong_kind=wrong)
         # Not blocking: a FIFO no process reads fails at once (ENXIO) instead of hanging the open. A device
         # or a FIFO that is read (`--log /dev/stdout` under a supervisor) is fine; writes then block as usual.
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
         os.set_blocking(fd, True)
+    except JournalError:
+        raise
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             raise JournalError(path, exc, wrong_kind="a FIFO that no process reads") from None

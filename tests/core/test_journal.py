@@ -322,3 +322,26 @@ def test_a_log_cut_short_is_left_as_it_was_by_a_journal_that_logs_nothing(tmp_pa
     journal.close()
     lines = log.read_bytes().split(b"\n")
     assert lines[:2] == torn.split(b"\n") and json.loads(lines[2])["event"] == "halt" and lines[3] == b""
+
+
+@pytest.mark.parametrize("content", [b"a,b,c\n1,2,3\n", b"\x89PNG\r\n\x1a\n\x00\x00", b"notes\n"])
+def test_a_file_of_another_kind_is_refused_as_a_log_and_left_as_it_was(tmp_path: Path, content: bytes) -> None:
+    """`--log notes.csv` had the run's events appended to the user's file (exit 0): a file that does not begin
+    with a JSON line is refused (not runtime: exit 2) before anything is written."""
+    from engine.core.journal import JournalError
+
+    path = tmp_path / "notes.csv"
+    path.write_bytes(content)
+    with pytest.raises(JournalError, match="a file of another kind") as caught:
+        Journal(path, ManualClock(AT))
+    assert not caught.value.runtime and path.read_bytes() == content
+
+
+def test_a_log_whose_last_line_was_cut_is_still_appended_to(tmp_path: Path) -> None:
+    """Only the start is judged: a crash's torn line at the end is the engine's own log, appended to as before."""
+    path = tmp_path / "app.jsonl"
+    path.write_bytes(b'{"ts": "2026-11-23T14:30:00+00:00", "event": "tick"}\n{"ts": "2026-11-2')
+    journal = Journal(path, ManualClock(AT))
+    journal.log("tick")
+    journal.close()
+    assert path.read_bytes().count(b"\n") == 3
