@@ -3,7 +3,8 @@
 What runs is what trades live: `Engine.tick()` with the user's machines, guards, preflight, kill switch,
 PortfolioBot budgets and order path, a fresh StateStore and Journal in the output folder, the broker fronted
 by the same `SnapshotBroker` and `SimAPI` as the simulator (as `ReplayAPI`, without the lock no other thread
-needs: engine/replay/api.py). Only the clock and the prices differ: a `ManualClock` set to each instant of the
+needs: engine/replay/api.py; as `ReplayBroker`, its snapshot read from the exchange without the request layers:
+engine/replay/broker.py). Only the clock and the prices differ: a `ManualClock` set to each instant of the
 data in turn (no sleeping, no instant without data), and a price source that answers from the present frame.
 
 The engine ticks once per instant of the data, not every `loop_interval_seconds`: on minute bars it decides
@@ -23,7 +24,6 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from engine.brokers.snapshot import SnapshotBroker
 from engine.brokers.symbols import asset_class_of
 from engine.config.errors import Problem
 from engine.config.model import BotsConfig
@@ -40,6 +40,7 @@ from engine.data.records import SUFFIXES, Kind, file_stem
 from engine.paths import ensure_writable_folder
 from engine.replay import report as reporting
 from engine.replay.api import ReplayAPI
+from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import ReplayExchange
 from engine.replay.feed import FramePrices
 from engine.replay.fills import FillModel
@@ -663,7 +664,7 @@ def run_backtest(
     exchange = ReplayExchange(
         clock, seed=config.settings.sim.seed, starting_cash=cash, prices=feed, fill_model=model, calendar=calendar
     )
-    broker = SnapshotBroker(ReplayAPI(exchange), clock, config.settings.broker)
+    broker = ReplayBroker(ReplayAPI(exchange), clock, config.settings.broker)
     store = StateStore(out / STATE_FILE, synced=False)  # written again by running again: nothing is sent on it
     store.hold_commits(COMMIT_EVERY)
     journal = Journal(out / LOG_FILE, clock, secrets)

@@ -3,8 +3,9 @@
 
 The shortcuts: the ExitBot keeps `unexplained`'s answer while its inputs stand and skips the counters it already
 found quiet (engine/trading/exitbot.py), the engine hands the store the `why` record's encoder rather than its
-bytes, so that with commits held only the record written is encoded (engine/core/store.py `save_last_facts`), and
-the replay's requests skip SimAPI's lock (engine/replay/api.py).
+bytes, so that with commits held only the record written is encoded (engine/core/store.py `save_last_facts`),
+the replay's requests skip SimAPI's lock (engine/replay/api.py), and its snapshot is read from the exchange without
+the request layers (engine/replay/broker.py).
 
 A backtest's account never holds what its bots do not explain, nor are its orders refused, so this cannot tell a
 cache key that misses an input: the tests of halts (tests/trading/test_halts.py) and of a position that flips side
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from engine.brokers.sim.api import SimAPI
+from engine.brokers.snapshot import SnapshotBroker
 from engine.replay import backtest as backtest_module
 from engine.replay.backtest import run_backtest
 from engine.trading import engine as engine_module
@@ -57,6 +59,7 @@ def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
     # the record encoded every tick, as bytes
     monkeypatch.setattr(engine_module, "functools", types.SimpleNamespace(partial=lambda encode, *args: encode(*args)))
     monkeypatch.setattr(backtest_module, "ReplayAPI", SimAPI)  # every request through the lock, as the simulator's
+    monkeypatch.setattr(backtest_module, "ReplayBroker", SnapshotBroker)  # the snapshot through the request layers
 
 
 def _day(folder: Path) -> None:

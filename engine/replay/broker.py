@@ -1,0 +1,123 @@
+"""`ReplayBroker`: a backtest's snapshot read straight from the replay exchange, not through the request layers.
+
+`SnapshotBroker.snapshot` reads a broker through its `BrokerAPI`: each read a closure handed to `_read`, then to
+the API's request wrapper, which counts it, and turns a refusal into the BrokerError the Alpaca adapter would raise.
+A backtest's API is in process (`ReplayAPI`), so most of that is calls around calls: about a third of the snapshot
+of a 10-symbol tick. Here each read calls the exchange itself, and keeps everything a read can change: it counts as
+the same requests (`requests_made`, the snapshot's `broker_requests`), a refusal is the same BrokerError (`to_error`,
+the same operation and class) logged once and recorded while the snapshot is still returned, the quotes are asked
+in the same chunks (a malformed symbol refuses its chunk), a symbol the data has no quote for at this tick stays
+out of them (`missing_quotes`), the account is still checked against the positions read with it. Only what cannot
+differ is skipped: the closures, and the quotes of a single request copied into a second dictionary.
+
+An exchange that something saves (`on_change`) takes `SnapshotBroker`'s path, as `ReplayAPI` takes `SimAPI`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from engine.brokers.account_rules import equity_unexplained
+from engine.brokers.base import BrokerError, DataNeeds, Quote, Snapshot
+from engine.brokers.sim.api import to_error
+from engine.brokers.sim.exchange import SimReject
+from engine.brokers.snapshot import SnapshotBroker, log_error
+from engine.replay.api import ReplayAPI
+
+T = TypeVar("T")
+
+
+@dataclass
+class ReplayBroker(SnapshotBroker):
+    api: ReplayAPI
+
+    def snapshot(self, needs: DataNeeds) -> Snapshot:
+        """What `SnapshotBroker.snapshot` gives for the same exchange at the same instant, read the same way."""
+        api = self.api
+        exchange = api.exchange
+        if exchange.on_change is not None:  # each read must go through SimAPI's saving check
+            return super().snapshot(needs)
+        errors: list[BrokerError] = []
+        before = api.requests_made
+        now = self.clock.now()
+        account = self._take(errors, "account", exchange.account)
+        positions = self._take(errors, "positions", exchange.position_views)
+        if account is not None and positions is not None and equity_unexplained(account, positions) is not None:
+            account, positions = self._explained(positions, errors)
+        orders = self._take(errors, "open_orders", exchange.open_orders)
+        stocks = self._symbols(needs.stocks)
+        crypto = self._symbols(needs.crypto) if needs.crypto else ()
+        quotes = self._quotes(errors, stocks, crypto)
+        chains = (
+            {u: c for u in sorted(set(needs.option_underlyings)) if (c := self._chain(u, needs, now, errors)) is not None}
+            if needs.option_underlyings
+            else {}
+        )
+        market_clock = self._clock(now, errors)
+        # every symbol asked answered: none is missing (quotes holds only symbols asked; one asked as both a stock
+        # and a coin makes the count fall short, and is looked for as below)
+        answered = len(quotes) == len(stocks) + len(crypto)
+        missing = () if answered else tuple(s for s in (*stocks, *crypto) if s not in quotes)
+        return Snapshot(
+            taken_at=now,
+            account=account,
+            positions=tuple(positions) if positions is not None else None,
+            open_orders=tuple(orders) if orders is not None else None,
+            quotes=quotes,
+            option_chains=chains,
+            clock=market_clock,
+            errors=tuple(errors),
+            broker_requests=api.requests_made - before,
+            missing_quotes=missing,
+        )
+
+    def _take(self, errors: list[BrokerError], operation: str, read: Callable[[], T]) -> T | None:
+        """One request, as `ReplayAPI._call` then `SnapshotBroker._read` make it: counted, a refusal recorded."""
+        self.api.requests_made += 1
+        try:
+            return read()
+        except SimReject as exc:
+            self._failed(errors, to_error(exc, operation))
+        except BrokerError as exc:
+            exc.operation = exc.operation or operation
+            self._failed(errors, exc)
+        return None
+
+    @staticmethod
+    def _failed(errors: list[BrokerError], error: BrokerError) -> None:
+        log_error(error)
+        errors.append(error)
+
+    def _quotes(self, errors: list[BrokerError], stocks: tuple[str, ...], crypto: tuple[str, ...]) -> dict[str, Quote]:
+        """The stocks' quotes in requests of `symbols_per_request`, then the coins' in one, as `ReplayAPI` answers
+        each (`_read_quotes`): a malformed symbol refuses its request, a symbol not listed, or without a quote at
+        this tick, is left out."""
+        chunk = self.settings.symbols_per_request
+        quotes: dict[str, Quote] | None = None
+        for start in range(0, len(stocks), chunk):
+            got = self._read_quotes(errors, "stock_quotes", stocks[start : start + chunk] if len(stocks) > chunk else stocks)
+            if quotes is None:
+                quotes = got  # a dictionary of its own (`SimExchange.quotes` builds one a call): no copy needed
+            elif got:
+                quotes.update(got)
+        if crypto:
+            got = self._read_quotes(errors, "crypto_quotes", crypto)
+            if quotes is None:
+                quotes = got
+            elif got:
+                quotes.update(got)
+        return quotes if quotes is not None else {}
+
+    def _read_quotes(self, errors: list[BrokerError], operation: str, symbols: tuple[str, ...]) -> dict[str, Quote]:
+        self.api.requests_made += 1
+        exchange = self.api.exchange
+        try:
+            return exchange.quotes(exchange.answerable(symbols))
+        except SimReject as exc:
+            self._failed(errors, to_error(exc, operation, data_api=True))
+        except BrokerError as exc:
+            exc.operation = exc.operation or operation
+            self._failed(errors, exc)
+        return {}
