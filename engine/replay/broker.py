@@ -8,7 +8,8 @@ the same requests (`requests_made`, the snapshot's `broker_requests`), a refusal
 the same operation and class) logged once and recorded while the snapshot is still returned, the quotes are asked
 in the same chunks (a malformed symbol refuses its chunk), a symbol the data has no quote for at this tick stays
 out of them (`missing_quotes`), the account is still checked against the positions read with it. Only what cannot
-differ is skipped: the closures, and the quotes of a single request copied into a second dictionary.
+differ is skipped: the closures, the quotes of a single request copied into a second dictionary, and the frozen
+dataclass's `__init__` of the snapshot (built as the exchange builds its answers: `make`).
 
 An exchange that something saves (`on_change`) takes `SnapshotBroker`'s path, as `ReplayAPI` takes `SimAPI`'s.
 """
@@ -22,7 +23,7 @@ from typing import TypeVar
 from engine.brokers.account_rules import equity_unexplained
 from engine.brokers.base import BrokerError, DataNeeds, Quote, Snapshot
 from engine.brokers.sim.api import to_error
-from engine.brokers.sim.exchange import SimReject
+from engine.brokers.sim.exchange import SimReject, make
 from engine.brokers.snapshot import SnapshotBroker, log_error
 from engine.replay.api import ReplayAPI
 
@@ -60,7 +61,8 @@ class ReplayBroker(SnapshotBroker):
         # and a coin makes the count fall short, and is looked for as below)
         answered = len(quotes) == len(stocks) + len(crypto)
         missing = () if answered else tuple(s for s in (*stocks, *crypto) if s not in quotes)
-        return Snapshot(
+        return make(
+            Snapshot,
             taken_at=now,
             account=account,
             positions=tuple(positions) if positions is not None else None,

@@ -221,8 +221,9 @@ class FramePrices:
         asks: list[float] = []
         times: list[datetime] = []
         unusable = self._unusable
+        any_unusable = len(unusable) > 0  # asked once: a FrameRows' truth is a call of its own
         for symbol in symbols:
-            if unusable and self._unusable_now(symbol):  # the run read this quote, not a price: replayed as read
+            if any_unusable and self._unusable_now(symbol):  # the run read this quote, not a price: replayed as read
                 bids.append(unusable.value(symbol, "bid"))
                 asks.append(unusable.value(symbol, "ask"))
                 times.append(unusable[symbol].timestamp)

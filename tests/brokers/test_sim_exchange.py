@@ -135,7 +135,7 @@ def test_crypto_fees_come_out_of_what_is_received() -> None:
 
 def test_answers_built_without_init_are_the_dataclasses_their_constructors_make() -> None:
     # The account, positions, orders and quotes are made as pickle restores them (engine/brokers/sim/exchange.py
-    # `_make`): each must hold every field, and equal what the class's own constructor makes of the same values.
+    # `make`): each must hold every field, and equal what the class's own constructor makes of the same values.
     clock = ManualClock(MONDAY_10AM)
     exchange = SimExchange(clock)
     exchange.submit(OrderRequest("AAPL", "buy", "a", qty=3))

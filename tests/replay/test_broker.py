@@ -55,6 +55,8 @@ class Pair:
         caplog.clear()
         layered = self.layered.snapshot(needs)
         assert _seen(fast) == _seen(layered)
+        fields = {f.name: getattr(fast, f.name) for f in dataclasses.fields(fast)}
+        assert set(vars(fast)) == set(fields) and Snapshot(**fields) == fast  # built without __init__, the same
         assert list(fast.quotes) == list(layered.quotes)  # the same order too
         assert fast_log == [r.getMessage() for r in caplog.records]  # each failure logged once, the same way
         assert self.fast.api.requests_made == self.layered.api.requests_made
