@@ -44,10 +44,14 @@ class ReplayBroker(SnapshotBroker):
         before = api.requests_made
         now = self.clock.now()
         account = self._take(errors, "account", exchange.account)
-        positions = self._take(errors, "positions", exchange.position_views)
+        # An account read brings the exchange up to the clock (`process`), and nothing that reads it changes it: the
+        # next reads' own `process` would do nothing then. After a failed one, each read tries it again, as before.
+        processed = account is not None
+        positions = self._take(errors, "positions", exchange.position_views_as_is if processed else exchange.position_views)
         if account is not None and positions is not None and equity_unexplained(account, positions) is not None:
             account, positions = self._explained(positions, errors)
-        orders = self._take(errors, "open_orders", exchange.open_orders)
+        processed = processed or positions is not None
+        orders = self._take(errors, "open_orders", exchange.open_orders_as_is if processed else exchange.open_orders)
         stocks = self._symbols(needs.stocks)
         crypto = self._symbols(needs.crypto) if needs.crypto else ()
         quotes = self._quotes(errors, stocks, crypto)

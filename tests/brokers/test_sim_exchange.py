@@ -134,7 +134,7 @@ def test_crypto_fees_come_out_of_what_is_received() -> None:
 
 
 def test_answers_built_without_init_are_the_dataclasses_their_constructors_make() -> None:
-    # The account, positions, orders and quotes are made as pickle restores them (engine/brokers/sim/exchange.py
+    # The account, positions, orders, quotes and the clock are made as pickle restores them (engine/brokers/sim/exchange.py
     # `make`): each must hold every field, and equal what the class's own constructor makes of the same values.
     clock = ManualClock(MONDAY_10AM)
     exchange = SimExchange(clock)
@@ -142,8 +142,8 @@ def test_answers_built_without_init_are_the_dataclasses_their_constructors_make(
     exchange.submit(OrderRequest("SPY", "buy", "b", "limit", "day", qty=2, limit_price=1.0))
     exchange.move_cash(25.0)
     answers = [exchange.account(), *exchange.position_views(), *exchange.open_orders(), exchange.find_by_client_id("a"),
-               *exchange.quotes(["AAPL", "BTC/USD"]).values()]  # fmt: skip
-    assert {type(a).__name__ for a in answers} == {"Account", "Position", "Order", "Quote"}
+               *exchange.quotes(["AAPL", "BTC/USD"]).values(), exchange.market_clock()]  # fmt: skip
+    assert {type(a).__name__ for a in answers} == {"Account", "Position", "Order", "Quote", "MarketClock"}
     for answer in answers:
         assert dataclasses.is_dataclass(answer) and not isinstance(answer, type)
         fields = {f.name: getattr(answer, f.name) for f in dataclasses.fields(answer)}

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from engine.brokers.base import DataNeeds, Snapshot
+from engine.brokers.sim.exchange import SimReject
 from engine.brokers.snapshot import SnapshotBroker
 from engine.config.model import BrokerSettings
 from engine.replay.api import ReplayAPI
 from engine.replay.broker import ReplayBroker
+from engine.replay.exchange import ReplayExchange
 from tests.replay.test_exchange import Rig, bars
 
 NEEDS = DataNeeds(stocks=("MSFT", "AAPL", "ZZZZ", "AAPL", "not a symbol!", "QQQ"), crypto=("BTC/USD",))
@@ -118,3 +120,28 @@ def test_an_exchange_something_saves_reads_through_the_api(data: Path, caplog: p
     pair.advance()
     pair.compare(caplog)
     assert saved  # the fill at this read was saved
+
+
+def test_an_exchange_that_cannot_step_fails_each_read_that_steps_it(
+    data: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that fails (a price the replay does not hold, as at a session's close) fails the account read, and
+    each following read tries the step again, as through the API: none of them skips it because the account was
+    read first. Once the step works again, every read answers."""
+    pair = Pair(data, BrokerSettings())
+    pair.both(lambda rig: rig.order("buy-1", qty=10))
+    failing = [True]
+    step = ReplayExchange.process
+
+    def process(exchange: ReplayExchange) -> None:
+        if failing[0]:
+            raise SimReject(404, 40410000, "no price is kept for that instant")
+        step(exchange)
+
+    monkeypatch.setattr(ReplayExchange, "process", process)
+    pair.advance()
+    snapshot = pair.compare(caplog, DataNeeds(stocks=("AAPL",)))
+    assert [e.operation for e in snapshot.errors] == ["account", "positions", "open_orders"]
+    failing[0] = False
+    pair.advance()
+    assert pair.compare(caplog, DataNeeds(stocks=("AAPL",))).positions

@@ -413,7 +413,7 @@ class SimExchange:
             is_open, next_open, next_close = calendar.is_open(now), calendar.next_open(now), calendar.next_close(now)
             # All three hold until the market next opens or closes: the calendar is asked once per boundary.
             span = self._clock_span = (now, next_close if is_open else next_open, is_open, next_open, next_close)
-        return MarketClock(now, span[2], span[3], span[4])
+        return make(MarketClock, timestamp=now, is_open=span[2], next_open=span[3], next_close=span[4])
 
     def tradable(self, asset_class: str, at: datetime) -> bool:
         return asset_class == "crypto" or self.equity_market_open(at)
@@ -724,6 +724,11 @@ class SimExchange:
 
     def position_views(self) -> list[Position]:
         self.process()
+        return self.position_views_as_is()
+
+    def position_views_as_is(self) -> list[Position]:
+        """`position_views` without bringing the exchange up to the clock first: for a caller that just did (the
+        replay's snapshot, right after the account read: `process` would do nothing again)."""
         now = self.clock.now()
         selling: dict[str, float] = {}  # what open sell orders hold of each symbol (`_check_sell` counts the same)
         for o in self._open_orders():
@@ -851,6 +856,10 @@ class SimExchange:
 
     def open_orders(self) -> list[Order]:
         self.process()
+        return self.open_orders_as_is()
+
+    def open_orders_as_is(self) -> list[Order]:
+        """`open_orders` without `process` first (as `position_views_as_is`)."""
         return [self.order_view(o) for o in self._open_orders()]
 
     def find_by_client_id(self, client_order_id: str) -> Order:
@@ -1490,12 +1499,12 @@ def _new_quote(symbol: str, bid: float, ask: float, timestamp: datetime, from_st
 
 _T = TypeVar("_T")
 # The account, positions and orders the snapshot reads every tick are built the same way, for the same reason: the
-# classes below, while each is a plain dataclass (no __post_init__, no slots, no default factories). The replay's
-# snapshot too (engine/replay/broker.py): its ten fields were a tenth of what reading it cost.
+# classes below, while each is a plain dataclass (no __post_init__, no slots, no default factories). The market clock
+# and the replay's snapshot too (engine/replay/broker.py): its ten fields were a tenth of what reading it cost.
 _FROM_STATE: dict[type, bool] = {
     cls: not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
     and all(f.default_factory is dataclasses.MISSING for f in dataclasses.fields(cls))
-    for cls in (Account, Position, Order, Snapshot)
+    for cls in (Account, Position, Order, MarketClock, Snapshot)
 }  # fmt: skip
 
 
