@@ -2,8 +2,10 @@
 
 A check is put in one of three tiers by the facts it reads (`PreflightTiers`):
 - shared: only system-wide facts. One answer per tick for every bot of a kind.
-- gate: those and the risk gate's running counts (`orders_last_minute`, `capital_room_usd`), which differ from
-  one bot to the next only after an entry is granted. One answer per pair of counts within a tick.
+- gate: those and a few facts of the bot that most bots of a tick share: the risk gate's running counts
+  (`orders_last_minute`, `capital_room_usd`), which differ from one bot to the next only after an entry is
+  granted, and the facts fixed by the bot's kind and the tick (`KIND_FACTS`). One answer per set of those
+  values within a tick: every bot of a kind, most ticks, between two grants.
 - own: anything of the bot's. Every bot; all of them in one generated call when they all hold (most bots,
   most ticks), one by one otherwise, which says which failed.
 
@@ -13,6 +15,7 @@ included such a failure, so that the engine looks for the errors to log only the
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +24,12 @@ from engine.rules.book import CompiledRules
 
 Check = Callable[[Mapping[str, Any]], bool]
 Checks = tuple[tuple[str, Check], ...]
+# A bot's facts that every bot of its kind has alike within a tick (`facts_builder.bot_facts`: trades_crypto and
+# trades_options follow from the kind, tradable_now from the kind and the clock). A check that reads only these
+# besides the system's facts (crypto_enabled, options_level_ok, market_open as shipped) is answered once for all
+# the bots of a kind instead of once a bot. Its answer is kept by the values it was given, as the gate counts'
+# are, so a bot whose values differ gets an answer of its own, never another bot's.
+KIND_FACTS = frozenset({"trades_crypto", "trades_options", "tradable_now"})
 
 
 def failing(checks: Sequence[tuple[str, Check]], facts: Mapping[str, Any]) -> tuple[tuple[str, ...], bool]:
@@ -46,16 +55,19 @@ class PreflightTiers:
     gate: Checks
     own: Checks
     own_all_pass: Check  # "every own check holds", generated as one function
+    keyed: tuple[str, ...]  # the facts a gate-tier answer is kept by: the gate's beyond the shared ones, sorted
 
     @classmethod
     def split(cls, compiled: CompiledRules, shared_facts: Iterable[str], gate_facts: Iterable[str]) -> PreflightTiers:
-        shared_set, gate_set = frozenset(shared_facts), frozenset(gate_facts)
+        shared_set = frozenset(shared_facts)
+        gate_set = frozenset(gate_facts) | KIND_FACTS
         reads = compiled.preflight_facts
         checks = tuple(compiled.preflight.items())
         shared = tuple((n, c) for n, c in checks if reads[n] <= shared_set)
         gate = tuple((n, c) for n, c in checks if reads[n] <= gate_set and not reads[n] <= shared_set)
         own = tuple((n, c) for n, c in checks if not reads[n] <= gate_set)
-        return cls(tuple(compiled.preflight), shared, gate, own, compiled.all_pass(tuple(n for n, _ in own)))
+        keyed = tuple(sorted(gate_set - shared_set))
+        return cls(tuple(compiled.preflight), shared, gate, own, compiled.all_pass(tuple(n for n, _ in own)), keyed)
 
     def for_tick(self, system: Mapping[str, Any]) -> TickPreflight:
         """This tick's preflight: the shared checks answered now, against the system's facts."""
@@ -72,13 +84,14 @@ class TickPreflight:
         self._own_all_pass = tiers.own_all_pass
         self._shared_failed = shared_failed
         self._shared_raised = shared_raised
+        self._keyed = operator.itemgetter(*tiers.keyed)  # a bot's facts -> the values its gate-tier answer is kept by
         self._only_shared = tuple(name for name in tiers.order if name in shared_failed)  # when the rest all hold
-        self._by_counts: dict[tuple[Any, Any], tuple[tuple[str, ...], bool]] = {}  # the gate's counts -> its answer
+        self._by_counts: dict[Any, tuple[tuple[str, ...], bool]] = {}  # the `keyed` facts' values -> its answer
         self._answers: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}  # -> every failure, in order
         self.raised = False  # whether a check of the last answer could not be evaluated
 
     def failed(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
-        counts = (facts["orders_last_minute"], facts["capital_room_usd"])
+        counts = self._keyed(facts)
         gate = self._by_counts.get(counts)
         if gate is None:
             gate = self._by_counts[counts] = failing(self._tiers.gate, facts)

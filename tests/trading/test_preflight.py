@@ -11,9 +11,10 @@ from tests.trading.conftest import make_rig
 
 
 def test_preflight_answers_each_tier_from_the_facts_it_reads(project: ProjectCopy, clock) -> None:
-    # Checks of three tiers: system-wide facts only (answered once a tick), the gate's running counts (once per
-    # count), the bot's own facts (every bot). However answers are shared within a tick, each one must follow
-    # the facts as they are when the bot is evaluated.
+    # Checks of three tiers: system-wide facts only (answered once a tick), the gate's running counts and the facts
+    # a bot's kind fixes (once per set of their values: market_open reads tradable_now), the bot's own facts (every
+    # bot). However answers are shared within a tick, each one must follow the facts as they are when the bot is
+    # evaluated: a bot whose tradable_now differs from the one answered before it gets its own answer.
     with (project.rules / "preflight.yaml").open("a") as f:
         f.write(
             "  gate_tier:\n    description: test\n    expr: orders_last_minute < 1 or capital_room_usd > 500\n"
@@ -24,17 +25,19 @@ def test_preflight_answers_each_tier_from_the_facts_it_reads(project: ProjectCop
     engine, view = rig.engine, rig.engine._view
     assert view is not None
     tiers = engine._preflight_tiers["momentum"]
-    assert "gate_tier" in dict(tiers.gate) and "own_tier" in dict(tiers.own) and "market_open" in dict(tiers.own)
+    assert "gate_tier" in dict(tiers.gate) and "own_tier" in dict(tiers.own) and "market_open" in dict(tiers.gate)
     feed = feed_health(view.snapshot, engine.needs, view.now, engine.config.settings.health)
     failed = tiers.for_tick(engine._system_facts(view, 0, feed, kill_triggered=False)).failed
     bot = next(b for b in engine.bots if b.kind == "momentum")
     system = engine._system_facts(view, 0, feed, kill_triggered=False)
 
-    def answer(orders: int, room: float, trades: int) -> tuple[str, ...]:
+    def answer(orders: int, room: float, trades: int, tradable: bool | None = True) -> tuple[str, ...]:
         inputs = BotInputs({}, {bot.bot_id: 100.0}, Gate(orders, room), {"momentum": failed}, {}, None)
         facts = bot_facts(view, bot, system, inputs).facts
         facts["trades_today"] = trades
-        return tuple(name for name in failed(facts) if name in ("order_rate_ok", "gate_tier", "own_tier"))
+        facts["tradable_now"] = tradable
+        told = ("order_rate_ok", "gate_tier", "own_tier", "market_open")
+        return tuple(name for name in failed(facts) if name in told)
 
     assert answer(0, 1000.0, 0) == ()
     assert answer(2, 1000.0, 0) == ()  # room left: the gate's check holds
@@ -43,6 +46,9 @@ def test_preflight_answers_each_tier_from_the_facts_it_reads(project: ProjectCop
     assert answer(0, 100.0, 1) == ("own_tier",)
     assert answer(20, 100.0, 0) == ("order_rate_ok", "gate_tier", "own_tier")
     assert answer(0, 1000.0, 0) == ()  # an answer given earlier in the tick is given again
+    assert answer(0, 1000.0, 0, False) == ("market_open",)  # the same counts, another tradable_now
+    assert answer(0, 1000.0, 0, None) == ("market_open",)  # missing: fails closed
+    assert answer(0, 1000.0, 0) == ()
 
 
 def test_a_check_that_cannot_be_evaluated_fails_and_says_so() -> None:
