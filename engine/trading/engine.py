@@ -55,6 +55,7 @@ from engine.trading.facts_builder import (
     FeedHealth,
     SignalAnswer,
     SystemInputs,
+    TickBots,
     ask_signal,
     bot_facts,
     close_margin_minutes,
@@ -536,6 +537,7 @@ class Engine:
             usable,
             signals,
             self.close_margin,
+            TickBots(view, system, self.close_margin),  # what the bots share, worked out once for all of them
         )
         day, runtimes = view.day, self.runtimes
         faulted: dict[str, str] = {}  # a fault building a bot's facts -> the first bot it hit this tick

@@ -4,8 +4,11 @@
 The shortcuts: the ExitBot keeps `unexplained`'s answer while its inputs stand and skips the counters it already
 found quiet (engine/trading/exitbot.py), the engine hands the store the `why` record's encoder rather than its
 bytes, so that with commits held only the record written is encoded (engine/core/store.py `save_last_facts`),
-the replay's requests skip SimAPI's lock (engine/replay/api.py), and its snapshot is read from the exchange without
-the request layers (engine/replay/broker.py).
+the replay's requests skip SimAPI's lock (engine/replay/api.py), its snapshot is read from the exchange without
+the request layers (engine/replay/broker.py), and the bots of a tick share what only the tick
+decides: their windows and the dict their facts are copied from (facts_builder.TickBots), and the preflight checks
+that read only their kind's facts (preflight.KIND_FACTS). Those last two are not the backtest's alone: every run
+takes them, and this holds them to building each bot's facts and answering each check one bot at a time.
 
 A backtest's account never holds what its bots do not explain, nor are its orders refused, so this cannot tell a
 cache key that misses an input: the tests of halts (tests/trading/test_halts.py) and of a position that flips side
@@ -31,6 +34,7 @@ from engine.replay import backtest as backtest_module
 from engine.replay.backtest import run_backtest
 from engine.trading import engine as engine_module
 from engine.trading import exitbot
+from engine.trading import preflight as preflight_module
 from engine.trading.exitbot import ExitBot
 from tests.conftest import ProjectCopy
 from tests.replay.conftest import MONDAY_OPEN, load, session_bars
@@ -60,6 +64,8 @@ def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "functools", types.SimpleNamespace(partial=lambda encode, *args: encode(*args)))
     monkeypatch.setattr(backtest_module, "ReplayAPI", SimAPI)  # every request through the lock, as the simulator's
     monkeypatch.setattr(backtest_module, "ReplayBroker", SnapshotBroker)  # the snapshot through the request layers
+    monkeypatch.setattr(engine_module, "TickBots", lambda *args: None)  # each bot's windows and facts its own
+    monkeypatch.setattr(preflight_module, "KIND_FACTS", frozenset())  # the kind's checks asked of every bot
 
 
 def _day(folder: Path) -> None:

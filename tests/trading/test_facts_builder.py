@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -16,10 +16,12 @@ from engine.core.clock import ManualClock
 from engine.core.store import PositionRow
 from engine.rules.facts import BOT_KINDS, vocabulary
 from engine.trading.facts_builder import (
+    CLOSE_MARGIN_MINUTES,
     BotInputs,
     FeedHealth,
     PreflightCheck,
     SystemInputs,
+    TickBots,
     bot_facts,
     daily_pnl_pct,
     feed_health,
@@ -76,6 +78,32 @@ def test_building_facts_writes_nothing_and_gives_the_same_answer_twice(rig: Rig)
     assert first == second
     engine.journal.flush()
     assert engine.store.statements == statements and rig.log.stat().st_size == log_size
+
+
+def test_the_bots_of_a_tick_share_only_what_the_tick_decides(rig: Rig) -> None:
+    """`TickBots` works out once for the bots of a tick what only the tick decides (the windows of each session, the
+    dict their facts are copied from): each bot's facts must still be the ones built for it alone, a bot with a
+    session of its own gets its own windows, the dict copied from is never handed out (a caller's change to one
+    bot's facts reaches no other bot), and one made for other system facts is never used."""
+    rig.ticks(3)
+    view = current_view(rig)
+    engine = rig.engine
+    system = engine._system_facts(view, 0, FRESH, kill_triggered=False)
+    alone = {bot.bot_id: bot_facts(view, bot, system, inputs()).facts for bot in engine.bots}
+    shared = inputs()._replace(shared=TickBots(view, system, CLOSE_MARGIN_MINUTES))
+    for bot in engine.bots:
+        facts = bot_facts(view, bot, system, shared).facts
+        assert facts == alone[bot.bot_id], bot.bot_id
+        facts["bot_halted"] = facts["system_armed"] = facts["trades_crypto"] = "changed"
+    assert [bot_facts(view, bot, system, shared).facts for bot in engine.bots] == list(alone.values())
+    bot = next(b for b in engine.bots if b.kind == "momentum")
+    inside = alone[bot.bot_id]["in_trade_window"]
+    other = dataclasses.replace(bot, trade_start=time(0, 0), trade_end=time(0, 1) if inside else time(23, 59))
+    assert bot_facts(view, other, system, shared).facts == bot_facts(view, other, system, inputs()).facts
+    assert bot_facts(view, other, system, shared).facts["in_trade_window"] is not inside
+    closed = {**system, "market_open": not system["market_open"]}
+    assert bot_facts(view, bot, closed, shared).facts == bot_facts(view, bot, closed, inputs()).facts
+    assert bot_facts(view, bot, closed, shared).facts["tradable_now"] is closed["market_open"]
 
 
 def test_preflight_is_answered_from_the_facts_and_its_failures_returned(rig: Rig) -> None:
