@@ -540,6 +540,7 @@ class Engine:
             TickBots(view, system, self.close_margin),  # what the bots share, worked out once for all of them
         )
         day, runtimes = view.day, self.runtimes
+        reads_failed = not system["broker_ok"]  # a system fact, in every bot's facts as it is here (`_step`)
         faulted: dict[str, str] = {}  # a fault building a bot's facts -> the first bot it hit this tick
         for bot in self.bots:
             bot_id, memory, model = bot.bot_id, bot.memory, bot.model
@@ -558,18 +559,18 @@ class Engine:
                     raise RuntimeError(f"the same fault building the facts of {first} and {bot_id}: {error}") from exc
                 self._halt_for_fault(bot, f"its facts could not be built: {error}", "facts_error", error, view)
                 continue
-            if evaluated.signal_error is not None:  # the user's words: the keys masked, then cut (`quoted`)
-                failure = self.journal.scrubbed(evaluated.signal_error)
+            facts, plan, failed, signal_error, unsized = evaluated  # a BotFacts, unpacked at once
+            if signal_error is not None:  # the user's words: the keys masked, then cut (`quoted`)
+                failure = self.journal.scrubbed(signal_error)
                 self._halt_for_fault(bot, f"signal failed: {failure}", "signal_error", failure, view)
-                evaluated.facts["bot_halted"] = True  # as it now is: its machine halts, never asks the missing signal
-            facts, failed = evaluated.facts, evaluated.failed_checks
+                facts["bot_halted"] = True  # as it now is: its machine halts, never asks the missing signal
             tick.evaluated = {bot_id: evaluated}  # read by this bot's entry only; the rest are freed at once
-            if failed != memory.last_failed_checks or (facts["entry_signal"] and evaluated.plan is None):
-                self._remember(bot, facts, failed, evaluated.unsized, day)
-            result = runtimes[bot.kind].step(model, facts, reads_failed=not facts["broker_ok"])  # `_step`, inlined
+            if failed != memory.last_failed_checks or (facts["entry_signal"] and plan is None):
+                self._remember(bot, facts, failed, unsized, day)
+            result = runtimes[bot.kind].step(model, facts, reads_failed=reads_failed)  # `_step`, inlined
             if result.source != result.dest or result.error is not None or result.intents:
                 self._stepped(bot.kind, model, result, tick)
-            explained[bot_id] = (own_facts(facts), failed, memory.last_denial, evaluated.unsized)
+            explained[bot_id] = (own_facts(facts), failed, memory.last_denial, unsized)
         # Encoded when written (`save_last_facts`: a backtest writes one record in hundreds); nothing in it is
         # changed after this tick: `system` is not written to again, and every value is a fact's scalar.
         record = functools.partial(marshal.dumps, (system, WHY_BOT_FACTS, explained))

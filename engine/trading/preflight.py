@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.rules.book import CompiledRules
@@ -30,6 +30,7 @@ Checks = tuple[tuple[str, Check], ...]
 # the bots of a kind instead of once a bot. Its answer is kept by the values it was given, as the gate counts'
 # are, so a bot whose values differ gets an answer of its own, never another bot's.
 KIND_FACTS = frozenset({"trades_crypto", "trades_options", "tradable_now"})
+_ORDERED_KEPT = 4096  # sets of failing checks whose order `PreflightTiers.in_order` keeps
 
 
 def failing(checks: Sequence[tuple[str, Check]], facts: Mapping[str, Any]) -> tuple[tuple[str, ...], bool]:
@@ -56,6 +57,8 @@ class PreflightTiers:
     own: Checks
     own_all_pass: Check  # "every own check holds", generated as one function
     keyed: tuple[str, ...]  # the facts a gate-tier answer is kept by: the gate's beyond the shared ones, sorted
+    # failing checks -> the same in the rules' order (`in_order`): a few sets a run, kept from one tick to the next
+    _ordered: dict[frozenset[str], tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def split(cls, compiled: CompiledRules, shared_facts: Iterable[str], gate_facts: Iterable[str]) -> PreflightTiers:
@@ -68,6 +71,16 @@ class PreflightTiers:
         own = tuple((n, c) for n, c in checks if not reads[n] <= gate_set)
         keyed = tuple(sorted(gate_set - shared_set))
         return cls(tuple(compiled.preflight), shared, gate, own, compiled.all_pass(tuple(n for n, _ in own)), keyed)
+
+    def in_order(self, names: frozenset[str]) -> tuple[str, ...]:
+        """`names` in the rules' order: the answer `failed` gives. Worked out once for each set of names that fail
+        together (each tick asked again for the same few sets: outside its window, every bot fails the same)."""
+        ordered = self._ordered.get(names)
+        if ordered is None:
+            if len(self._ordered) >= _ORDERED_KEPT:  # a bound, never reached by a run's few sets
+                self._ordered.clear()
+            ordered = self._ordered[names] = tuple(name for name in self.order if name in names)
+        return ordered
 
     def for_tick(self, system: Mapping[str, Any]) -> TickPreflight:
         """This tick's preflight: the shared checks answered now, against the system's facts."""
@@ -85,7 +98,7 @@ class TickPreflight:
         self._shared_failed = shared_failed
         self._shared_raised = shared_raised
         self._keyed = operator.itemgetter(*tiers.keyed)  # a bot's facts -> the values its gate-tier answer is kept by
-        self._only_shared = tuple(name for name in tiers.order if name in shared_failed)  # when the rest all hold
+        self._only_shared = tiers.in_order(shared_failed)  # when the rest all hold
         self._by_counts: dict[Any, tuple[tuple[str, ...], bool]] = {}  # the `keyed` facts' values -> its answer
         self._answers: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}  # -> every failure, in order
         self.raised = False  # whether a check of the last answer could not be evaluated
@@ -107,6 +120,5 @@ class TickPreflight:
         key = (gate[0], own[0])
         answer = self._answers.get(key)
         if answer is None:  # a new combination this tick: put it in the rules' order once
-            every = self._shared_failed.union(gate[0], own[0])
-            answer = self._answers[key] = tuple(name for name in self._tiers.order if name in every)
+            answer = self._answers[key] = self._tiers.in_order(self._shared_failed.union(gate[0], own[0]))
         return answer

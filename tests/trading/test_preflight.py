@@ -74,3 +74,16 @@ def test_the_engine_logs_an_error_only_for_a_check_that_raised(project: ProjectC
     events = [e for e in rig.events("preflight") if e["bot"] == "mom_AAPL"]
     assert events and {"quotes_fresh", "budget_known"} <= set(events[0]["failed"])
     assert set(events[0]["errors"]) == {"quotes_fresh"} and "OverflowError" in events[0]["errors"]["quotes_fresh"]
+
+
+def test_failing_checks_are_put_in_the_rules_order_once_a_run(project: ProjectCopy, clock) -> None:
+    """The answer `failed` gives is the failing checks in the rules' order, worked out once for each set that fails
+    together and kept from one tick to the next (outside its window every bot fails the same set each tick): the
+    same order, whatever order the set was found in, and the same tuple the next tick."""
+    rig = make_rig(project, clock)
+    rig.ticks(2)
+    tiers = rig.engine._preflight_tiers["momentum"]
+    names = frozenset({"budget_known", "market_open", "system_armed"})
+    ordered = tiers.in_order(names)
+    assert ordered == tuple(n for n in tiers.order if n in names) == ("system_armed", "market_open", "budget_known")
+    assert tiers.in_order(frozenset(reversed(sorted(names)))) is ordered
