@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from engine.brokers.account_rules import equity_unexplained
-from engine.brokers.base import BrokerError, DataNeeds, Quote, Snapshot
+from engine.brokers.base import BrokerError, DataNeeds, PositionsUnreadable, Quote, Snapshot
 from engine.brokers.sim.api import to_error
 from engine.brokers.sim.exchange import SimReject, make
 from engine.brokers.snapshot import SnapshotBroker, log_error
@@ -48,6 +48,9 @@ class ReplayBroker(SnapshotBroker):
         # next reads' own `process` would do nothing then. After a failed one, each read tries it again, as before.
         processed = account is not None
         positions = self._take(errors, "positions", exchange.position_views_as_is if processed else exchange.position_views)
+        in_part = None  # as SnapshotBroker.snapshot: what readable positions say, kept for exits alone
+        if positions is None and isinstance(errors[-1], PositionsUnreadable):
+            in_part = errors[-1].known
         if account is not None and positions is not None and equity_unexplained(account, positions) is not None:
             account, positions = self._explained(positions, errors)
         processed = processed or positions is not None
@@ -77,6 +80,7 @@ class ReplayBroker(SnapshotBroker):
             errors=tuple(errors),
             broker_requests=api.requests_made - before,
             missing_quotes=missing,
+            positions_in_part=in_part,
         )
 
     def _take(self, errors: list[BrokerError], operation: str, read: Callable[[], T]) -> T | None:
