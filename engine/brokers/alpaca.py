@@ -59,6 +59,7 @@ from engine.brokers.base import (
     PositionsUnreadable,
     Quote,
     same_amount,
+    worse_than_limit,
 )
 from engine.brokers.deadline import answer_by, bound_answers
 from engine.brokers.errors import classify
@@ -86,7 +87,6 @@ ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop
 TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
 NAN = float("nan")
 GREEK_SLACK = 1e-4  # how far a model's rounding may put a greek past its bound (a far call's delta at -0.00001)
-LIMIT_SLACK = 1e-6  # how far an average fill price may be past its limit by the rounding of the average (and 1e-4)
 NOTIONAL_SLACK = 1.05  # a notional order's fill may pass its amount by a rounding of the quantity, not by more
 # A day's largest answers are an option chain page (1,000 contracts, well under a megabyte) and the asset list
 # (tens of thousands of assets, a few megabytes); a body past this is not an answer we understand.
@@ -1026,13 +1026,11 @@ class AlpacaAPI:
             raise Unreadable(f"{name} is replaced, by no order it names")
         side = _choice(o, "side", f"{name}'s side", ORDER_SIDES)
         order_type = _choice(o, type_key, f"{name}'s type", ORDER_TYPES)
-        if average and limit_price and order_type in ("limit", "stop_limit"):
-            # A limit order fills at its limit or better, never worse: a buy at no more, a sell at no less (within
-            # the rounding of an average). A buy limit at 1 "filled" at 100 was booked at 100, and the bot's P&L
-            # (and its stop loss) went with it.
-            worse = average - limit_price if side == "buy" else limit_price - average
-            if worse > LIMIT_SLACK * limit_price + 1e-4:
-                raise Unreadable(f"{name}, a {side} limit at {limit_price:g}, filled at {average:g}: worse than its limit")
+        # A limit order fills at its limit or better, never worse: a buy at no more, a sell at no less (within the
+        # rounding of an average). A buy limit at 1 "filled" at 100 was booked at 100, and the bot's P&L (and its stop
+        # loss) went with it.
+        if average and limit_price and order_type in ("limit", "stop_limit") and worse_than_limit(side, limit_price, average):
+            raise Unreadable(f"{name}, a {side} limit at {limit_price:g}, filled at {average:g}: worse than its limit")
         return Order(
             id=_uuid(o.get("id"), f"{name}'s id"),
             client_order_id=client_order_id,

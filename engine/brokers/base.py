@@ -208,13 +208,13 @@ def fill_value_contradicts(old_qty: float, old_avg: float | None, new_qty: float
     if new_avg is None:
         return False  # nothing filled, or a fill at no price, which the adapter refuses
     before, now = (old_avg or 0.0) * old_qty, new_avg * new_qty
-    slack = _fill_value_slack(before, now)
+    slack = fill_value_slack(before, now)
     if same_amount(old_qty, new_qty):
         return abs(now - before) > slack
     return new_qty > old_qty and now < before - slack
 
 
-def _fill_value_slack(before: float, now: float) -> float:
+def fill_value_slack(before: float, now: float) -> float:
     """How far an order's filled value (quantity times average price) may move by the rounding of the averages
     alone: a cent, or FILL_VALUE_SLACK of the value."""
     return max(0.01, FILL_VALUE_SLACK * max(before, now))
@@ -228,7 +228,20 @@ def added_fill_price(old_qty: float, old_avg: float | None, new_qty: float, new_
     and a tiny crypto fill of a large order at any price at all."""
     before, now = (old_avg or 0.0) * old_qty, new_avg * new_qty
     added = now - before
-    return added / (new_qty - old_qty) if added > _fill_value_slack(before, now) else new_avg
+    return added / (new_qty - old_qty) if added > fill_value_slack(before, now) else new_avg
+
+
+# How far an average fill price may be past its limit by the rounding of the average: this fraction of the limit,
+# and 1e-4 (`worse_than_limit`).
+LIMIT_SLACK = 1e-6
+
+
+def worse_than_limit(side: str, limit_price: float, price: float) -> bool:
+    """Whether `price` is worse than a limit order's `limit_price` allows, beyond the rounding of an average: a limit
+    fills at its limit or better, a buy at no more, a sell at no less. Held by the adapter to every order answer and
+    by the engine to every fill it books (engine/trading/fillprice.py), whichever broker gave it."""
+    worse = price - limit_price if side == "buy" else limit_price - price
+    return worse > LIMIT_SLACK * limit_price + 1e-4
 
 
 @dataclass(frozen=True)

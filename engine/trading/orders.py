@@ -34,6 +34,7 @@ from engine.brokers.base import (
     Snapshot,
     added_fill_price,
     fill_value_contradicts,
+    fill_value_slack,
     same_amount,
 )
 from engine.brokers.symbols import contract_multiplier, is_crypto
@@ -43,7 +44,7 @@ from engine.core.clock import Clock
 from engine.core.journal import Journal
 from engine.core.money import cents
 from engine.core.store import EXITBOT_ID, SYSTEM_SCOPE, Halt, OrderRow, PositionRow, StateStore, TradeRow, is_dust
-from engine.trading import kept, reconcile
+from engine.trading import fillprice, kept, reconcile
 
 RESEND_WITHIN = timedelta(seconds=60)
 # A lookup by client_order_id that answers 404 proves little right after a POST whose answer was lost: Alpaca's order
@@ -136,6 +137,11 @@ class OrderManager:
     _cancels_due: list[OrderRow] = field(default_factory=list)  # `cancel_after_commit`: asked for inside the tick
     # entries whose cancel a committed tick asked for and that no request has reached yet (`send_cancels`)
     _cancels_wanted: dict[str, None] = field(default_factory=dict)
+    # client_order_id -> the quotes of its symbol seen since it was recorded, which its fills' prices are held to
+    # (`_fill_price`). Lost at a restart: an order of an earlier run is held to the quotes from this run's first read
+    # of it on, so a fill at a price the market left while no engine ran halts (it cannot be told from a wrong one).
+    _seen: dict[str, fillprice.Seen] = field(default_factory=dict)
+    _quotes: Snapshot | None = None  # the last sync's snapshot: the quotes an intent recorded now was decided on
 
     def restore_refused_exits(self, now: datetime) -> None:
         """At start: `exits_refused` from the state file, where each refusal is already kept: an exit's row ended
@@ -217,6 +223,7 @@ class OrderManager:
         self.store.add_order(row)
         self._recorded += 1
         self._mine.add(row.client_order_id)
+        self._watch_price(row)
         self.journal.log(
             "order",
             action="intent",
@@ -426,6 +433,11 @@ class OrderManager:
             self.bought_this_tick.clear()
             self.sold_this_tick.clear()
             self.unsettled = None if snapshot.open_orders is None else set()
+        self._quotes = snapshot
+        for client_order_id, prices in self._seen.items():  # the quotes since: what a fill read from now on may be at
+            quote = fillprice.quote_of(snapshot, prices.symbol)
+            if quote is not None:
+                self._seen[client_order_id] = prices.add(*quote)
         if snapshot.open_orders is None:
             return  # unknown this tick: nothing is concluded from a failed read
         live = {o.client_order_id: o for o in snapshot.open_orders}
@@ -649,6 +661,8 @@ class OrderManager:
                 self._not_found.pop(row.client_order_id, None)  # decided: its lookups are counted no more
             if changes["status"] == "not_sent" and not str(changes.get("error") or "").startswith(NEVER_POSTED):
                 self._maybe_unsent = True  # a request went out for it: `_find_unsent_fills` has one to look for
+            if changes["status"] in lifecycle.ENDED:
+                self._seen.pop(row.client_order_id, None)  # no fill to judge any more (one found after is seen anew)
         self.store.update_order(row.client_order_id, self.clock.now(), **changes)
         return dataclasses.replace(row, **changes)
 
@@ -666,6 +680,8 @@ class OrderManager:
         contradiction = _contradicts(row, order)
         if contradiction is not None:
             raise Contradiction(f"order {row.client_order_id}: {contradiction}")
+        if row.client_order_id not in self._seen:
+            self._watch_price(row)  # an order of an earlier run, or one ended here: held to the quotes from now on
         chain: list[Order] = []  # the replacement, and its own replacements when it was replaced in turn
         if order.status == "replaced" and row.status != "replaced" and order.replaced_by:
             chain = self._replacements(row, order)
@@ -732,6 +748,9 @@ class OrderManager:
         changed = order.status != row.status or new_qty != old_qty
         if _unchanged(row, order):
             return  # nothing new: no write
+        booked: tuple[float, float | None] | None = None
+        if new_qty > old_qty + 1e-12 and new_avg is not None:
+            booked = self._fill_price(row, old_qty, old_avg, new_qty, new_avg)  # judged while the quotes are kept
         row = self._set(
             row,
             status=order.status,
@@ -741,8 +760,8 @@ class OrderManager:
             qty=order.qty if order.qty is not None else row.qty,
         )
         failpoints.reach("order_updated")  # the crash tests' kill between an order's new fill and its position
-        if new_qty > old_qty + 1e-12 and new_avg is not None:
-            self._fill(row, new_qty - old_qty, added_fill_price(old_qty, old_avg, new_qty, new_avg))
+        if booked is not None:
+            self._fill(row, new_qty - old_qty, *booked)
         if order.status == "rejected" and changed:
             self.store.bump_counter(self._today(), row.bot_id, "rejections")
         if changed:
@@ -756,6 +775,43 @@ class OrderManager:
                 filled_avg_price=new_avg,
                 symbol=row.symbol,
             )
+
+    def _watch_price(self, row: OrderRow) -> None:
+        """Start holding `row`'s fills to the quotes of its symbol, from the last sync's on (`fillprice`)."""
+        quote = fillprice.quote_of(self._quotes, row.symbol) if self._quotes is not None else None
+        if quote is not None:
+            seen = self._seen.get(row.client_order_id) or fillprice.Seen(row.symbol, *quote, (quote[0] + quote[1]) / 2)
+            self._seen[row.client_order_id] = seen.add(*quote)
+
+    def _fill_price(
+        self, row: OrderRow, old_qty: float, old_avg: float | None, new_qty: float, new_avg: float
+    ) -> tuple[float, float | None]:
+        """(the price a new fill of `row`'s order is booked at, the broker's own when that is another).
+
+        The broker's price, unless it is one nobody could have traded the order at (`fillprice.implausible`: no
+        price, worse than its limit, outside the band around the quotes seen since it was recorded), judged for the
+        order's new average and for the part added since the last answer. Then the fill is booked at a stand-in
+        (`fillprice.stand_in`) and the system halts on an answer it cannot explain, in the transaction that books
+        it, so no kill between them leaves the fill booked unexplained. With no stand-in either: Contradiction
+        (nothing of the answer booked; it halts)."""
+        added = added_fill_price(old_qty, old_avg, new_qty, new_avg)
+        seen = self._seen.get(row.client_order_id)
+        slack = fill_value_slack((old_avg or 0.0) * old_qty, new_avg * new_qty) / (new_qty - old_qty)
+        why = fillprice.implausible(row, new_avg, seen) or fillprice.implausible(row, added, seen, slack=slack)
+        if why is None:
+            return added, None
+        price = fillprice.stand_in(row, seen)
+        if price is None:
+            raise Contradiction(f"order {row.client_order_id}: {why}, and no quote was seen to book it at")
+        said = f"order {row.client_order_id} ({row.side} {row.symbol}) {why}: its {new_qty - old_qty:g} booked at "
+        said += f"{price:g} (the last quote seen), unverified"
+        self.journal.log(
+            "order", action="fill_price_unverified", bot=row.bot_id, client_order_id=row.client_order_id,
+            symbol=row.symbol, side=row.side, broker_price=_as_logged(new_avg), booked_price=round(price, 6),
+            band=[round(x, 6) for x in seen.band()] if seen is not None else None, reason=why,
+        )  # fmt: skip
+        self.on_failure(BrokerError("bad_response", said, operation="order_sync"))
+        return price, added
 
     def _adopt_replacement(self, row: OrderRow, replacement: Order) -> OrderRow:
         """Record the order that replaced `row` under the same bot and purpose (once); its row. A cancel still
@@ -801,14 +857,16 @@ class OrderManager:
         to a day that is over, and the ExitBot's repeated-rejections anomaly, which reads today's count, missed it."""
         return self.clock.now().astimezone(self.zone).date()
 
-    def _fill(self, row: OrderRow, qty: float, price: float) -> None:
+    def _fill(self, row: OrderRow, qty: float, price: float, broker_price: float | None = None) -> None:
         """A fill moves the bot's own position; the sell that makes it flat closes its round trip: a `trade`.
         A fill of the ExitBot's flatten of a shared symbol is split among the bots holding it, in proportion.
 
         What it realizes, its trade and its count are the day's it is seen on (system.timezone), not its order's:
         a day order sent after the close fills at the next open, a GTC crypto order past midnight. Booked on the
         order's date, a loss taken today went to a day that is over: today's budget (`portfolio.budget_left`) never
-        saw it, and the bot went on opening with the budget it had just lost."""
+        saw it, and the bot went on opening with the budget it had just lost.
+
+        `broker_price`: the broker's price, when the fill is booked at a stand-in for it (`_fill_price`)."""
         day = self._today()
         if row.bot_id == EXITBOT_ID:
             holders = [p for p in self.store.positions() if p.symbol == row.symbol and p.qty > 0]
@@ -820,9 +878,10 @@ class OrderManager:
             self._fill_position(row, held, qty, price, day)
         self.store.bump_counter(day, row.bot_id, "fills")
         self.fills += 1
+        unverified = {} if broker_price is None else {"price_unverified": True, "broker_price": _as_logged(broker_price)}
         self.journal.log(
             "fill", bot=row.bot_id, client_order_id=row.client_order_id, symbol=row.symbol, side=row.side, qty=qty,
-            price=round(price, 6),
+            price=round(price, 6), **unverified,
         )  # fmt: skip
 
     def _fill_position(self, row: OrderRow, held: PositionRow | None, qty: float, price: float, day: date) -> None:
@@ -1006,6 +1065,11 @@ def split_fill(qty: float, held: list[float], *, coins: bool) -> list[float]:
         return whole
     exact[-1] = qty - sum(exact[:-1])  # the split adds up to the fill exactly
     return exact
+
+
+def _as_logged(price: float) -> float | str:
+    """A broker's price for the log: a number JSON can hold, else its text (`nan`, `inf`)."""
+    return round(price, 6) if math.isfinite(price) else str(price)
 
 
 class Contradiction(Exception):
