@@ -1,0 +1,203 @@
+"""A fill at a price nobody could have traded the order at (tools/answerfuzz.py `--meaning`, `fill far`) is not booked
+as it came, on the simulated exchange (the default broker): its quantity is booked, at the last quote seen, and the
+system halts naming the order, the price and the band. Booked as it came, a buy at a tenth of its price was a +900 %
+gain for the take profit, and one at ten times a loss that stopped out and counted against the daily loss limit.
+A price that moved a lot between two ticks, with the quotes since, is a fill like any other."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pytest
+
+from engine.brokers.base import Order, OrderRequest, Quote, Snapshot
+from engine.core.store import PositionRow
+from engine.trading import fillprice
+from tests.trading.conftest import Rig
+
+BOT = "mom_AAPL"
+
+
+def _quote(rig: Rig) -> Quote:
+    return rig.exchange.quote("AAPL")
+
+
+def _send(rig: Rig, side: Literal["buy", "sell"] = "buy", qty: float = 1, limit: float | None = None) -> OrderRequest:
+    """mom_AAPL's order, recorded and sent (market unless `limit`)."""
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    kind: Literal["market", "limit"] = "limit" if limit is not None else "market"
+    purpose = "entry" if side == "buy" else "exit"
+    with rig.store.transaction():
+        request = OrderRequest("AAPL", side, orders.next_client_order_id(BOT, day), kind, "day", qty=qty, limit_price=limit)
+        orders.record_intent(BOT, day, purpose, request, "test")
+    orders.send_pending()
+    return request
+
+
+def _answers(rig: Rig, change: Callable[[Order], Order]) -> None:
+    """The broker's answers to sends and lookups, changed by `change` (the simulated exchange's own, otherwise)."""
+    broker = rig.engine.orders.broker
+    real_submit, real_lookup = broker.submit_order, broker.get_order_by_client_id
+
+    def submit(request: OrderRequest) -> Order:
+        return change(real_submit(request))
+
+    def lookup(client_order_id: str) -> Order | None:
+        found = real_lookup(client_order_id)
+        return None if found is None else change(found)
+
+    broker.submit_order = submit  # type: ignore[method-assign]
+    broker.get_order_by_client_id = lookup  # type: ignore[method-assign]
+
+
+def _priced(price: Callable[[float], float]) -> Callable[[Order], Order]:
+    def change(order: Order) -> Order:
+        if order.filled_avg_price is None:
+            return order
+        return dataclasses.replace(order, filled_avg_price=price(order.filled_avg_price))
+
+    return change
+
+
+def _owned(rig: Rig) -> PositionRow:
+    [position] = [p for p in rig.store.positions(BOT) if p.symbol == "AAPL"]
+    return position
+
+
+def _halted_for(rig: Rig, request: OrderRequest) -> str:
+    """The system's halt that names the order: its reason (the halt record's, which the `halt` event says too)."""
+    assert rig.engine.system.state == "halted"
+    [halt] = [h for h in rig.store.halts(open_only=True) if request.client_order_id in h.reason]
+    assert [e for e in rig.events("halt") if e["reason"] == halt.reason]
+    return halt.reason
+
+
+@pytest.mark.parametrize("factor", [0.1, 0.5, 2.0, 10.0])
+def test_a_market_buy_filled_far_from_its_quote_halts_and_is_booked_at_the_quote(rig: Rig, factor: float) -> None:
+    rig.ticks(3)  # reconciled and armed
+    quote = _quote(rig)
+    _answers(rig, _priced(lambda price: round(price * factor, 2)))
+    request = _send(rig)
+    position = _owned(rig)
+    assert position.qty == 1  # the broker's quantity is what is held: booked
+    assert quote.bid * 0.99 <= position.avg_entry_price <= quote.ask * 1.01  # not the broker's price
+    reason = _halted_for(rig, request)
+    assert "outside the band" in reason and "unverified" in reason
+    [fill] = [e for e in rig.events("fill") if e["client_order_id"] == request.client_order_id]
+    assert fill["price_unverified"] is True and fill["broker_price"] != fill["price"]
+    [said] = [e for e in rig.events("order") if e.get("action") == "fill_price_unverified"]
+    low, high = said["band"]
+    assert low < quote.bid and high > quote.ask and not low <= said["broker_price"] <= high
+
+
+@pytest.mark.parametrize("price", [0.0, math.nan, 1e12])
+def test_a_fill_at_no_price_halts_and_its_quantity_is_booked_at_the_quote(rig: Rig, price: float) -> None:
+    rig.ticks(3)
+    quote = _quote(rig)
+    _answers(rig, _priced(lambda _: price))
+    request = _send(rig)
+    position = _owned(rig)
+    assert position.qty == 1 and quote.bid * 0.99 <= position.avg_entry_price <= quote.ask * 1.01
+    assert ("outside the band" if price == 1e12 else "which is no price") in _halted_for(rig, request)
+
+
+def test_a_fill_at_a_negative_price_is_refused_whole_and_halts(rig: Rig) -> None:
+    """A negative value filled is a fill going back (`orders._contradicts`): the answer is not booked at all, as the
+    adapter refuses it too, and the order is looked up until an answer can be read."""
+    rig.ticks(3)
+    _answers(rig, _priced(lambda _: -5.0))
+    request = _send(rig)
+    assert not [p for p in rig.store.positions(BOT) if p.symbol == "AAPL"]
+    _halted_for(rig, request)
+
+
+def test_a_buy_limit_filled_above_its_limit_halts_though_the_price_is_near_the_quote(rig: Rig) -> None:
+    """Within the band of the quotes, and still a price the order could not fill at."""
+    rig.ticks(3)
+    limit = round(_quote(rig).ask * 1.01, 2)
+    _answers(rig, _priced(lambda _: round(limit * 1.03, 2)))
+    request = _send(rig, limit=limit)
+    assert _owned(rig).avg_entry_price <= limit
+    assert "worse than its limit" in _halted_for(rig, request)
+
+
+def test_a_sell_limit_filled_below_its_limit_halts_and_books_no_loss_it_did_not_take(rig: Rig) -> None:
+    rig.ticks(3)
+    _send(rig, qty=2)  # a clean buy first
+    bought = _owned(rig)
+    assert rig.engine.system.state != "halted"
+    limit = round(_quote(rig).bid * 0.99, 2)
+    _answers(rig, _priced(lambda _: round(limit * 0.95, 2)))
+    request = _send(rig, side="sell", qty=2, limit=limit)
+    assert "worse than its limit" in _halted_for(rig, request)
+    [trade] = [e for e in rig.events("trade") if e["bot"] == BOT]
+    assert trade["exit_price"] >= limit and trade["pnl"] >= round(2 * (limit - bought.avg_entry_price), 2) - 0.01
+
+
+def test_partial_fills_whose_average_goes_far_from_the_quotes_halt(rig: Rig) -> None:
+    """The first part at the market, the order's average then halved: the part added between the answers is priced
+    at nothing like the market, and is booked at the quote."""
+    rig.ticks(3)
+    answers = iter([lambda o: dataclasses.replace(o, status="partially_filled", filled_qty=1.0)])
+
+    def change(order: Order) -> Order:
+        step = next(answers, None)
+        if step is not None:
+            return step(order)
+        assert order.filled_avg_price is not None
+        return dataclasses.replace(order, filled_avg_price=round(order.filled_avg_price / 2, 2))
+
+    _answers(rig, change)
+    quote = _quote(rig)
+    request = _send(rig, qty=2)
+    assert _owned(rig).qty == 1 and rig.engine.system.state != "halted"
+    rig.ticks(1)  # the lookup: 2 filled, at half the average
+    position = _owned(rig)
+    assert position.qty == 2 and position.avg_entry_price >= quote.bid * 0.9
+    assert "outside the band" in _halted_for(rig, request)
+
+
+def test_a_price_that_gapped_between_ticks_with_the_quotes_since_is_booked_as_it_came(rig: Rig) -> None:
+    """The market moved 30 % between the tick that sent the order and the one that read its fill, and the quotes
+    read since moved with it: a fill like any other, no halt."""
+    rig.ticks(3)
+    broker = rig.engine.broker
+    real_snapshot = broker.snapshot
+    gap = {"factor": 1.0}
+
+    def snapshot(*args: Any, **kwargs: Any) -> Snapshot:
+        taken = real_snapshot(*args, **kwargs)
+        quotes = dict(taken.quotes)
+        if "AAPL" in quotes:
+            q = quotes["AAPL"]
+            quotes["AAPL"] = dataclasses.replace(q, bid=q.bid * gap["factor"], ask=q.ask * gap["factor"])
+        return dataclasses.replace(taken, quotes=quotes)
+
+    def change(order: Order) -> Order:
+        if gap["factor"] == 1.0:  # the send's answer: taken, not filled yet
+            return dataclasses.replace(order, status="accepted", filled_qty=0.0, filled_avg_price=None)
+        return dataclasses.replace(order, filled_avg_price=round(_quote(rig).ask * gap["factor"], 2))
+
+    broker.snapshot = snapshot  # type: ignore[method-assign]
+    _answers(rig, change)
+    request = _send(rig)
+    gap["factor"] = 1.3
+    rig.ticks(1)
+    position = _owned(rig)
+    assert position.qty == 1 and position.avg_entry_price == pytest.approx(_quote(rig).ask * 1.3, rel=0.01)
+    assert not [h for h in rig.store.halts() if request.client_order_id in h.reason]
+    assert not [e for e in rig.events("order") if e.get("action") == "fill_price_unverified"]
+
+
+def test_the_band_follows_the_quotes_and_the_stand_in_keeps_to_the_limit() -> None:
+    """The rules alone: the band is the quotes seen widened by FILL_BAND_PCT; the stand-in price is the last mid, no
+    worse than the order's limit."""
+    seen = fillprice.Seen("AAPL", 100.0, 100.2, 100.1).add(130.0, 130.2)
+    low, high = seen.band()
+    assert low == pytest.approx(90.0) and high == pytest.approx(130.2 * 1.1)
+    assert seen.last == pytest.approx(130.1)
+    contract = fillprice.Seen("SPY261204C00500000", 2.0, 2.2, 2.1)
+    assert contract.band() == pytest.approx((1.2, 2.2 * 1.4))
