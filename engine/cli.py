@@ -1389,9 +1389,11 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         raise InvalidInput(problems_text(exc.problems)) from None
     except ValueError as exc:
         raise InvalidInput(f"error: {exc}") from None
-    except FetchError as exc:
+    except FetchError as exc:  # the data API's words in it, shown on one line (a newline, an escape: `one_line`)
+        from engine.core.terminal_text import one_line
+
         kept = f"\n(the bars written before it stay in {shown(args.out)}; the same command resumes)" if exc.kept else ""
-        print(f"error: {exc}{kept}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}{kept}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         print(f"interrupted: the bars written stay in {shown(args.out)}; the same command resumes", file=sys.stderr)

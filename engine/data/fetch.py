@@ -209,6 +209,32 @@ class _BadPage(Exception):
 
 
 _BAR_NUMBERS = ("o", "h", "l", "c", "v", "n", "vw")  # a bar's numbers in the data API's JSON
+_BAR_STORED = frozenset(("o", "h", "l", "c", "v"))  # ... those stored: the others may be null (alpaca-py's Optional)
+_JSON_KINDS = {bool: "a JSON boolean", str: "a text", list: "a JSON array", dict: "a JSON object", type(None): "null"}
+_EXACT = 2**53  # past it, a JSON integer read as a float is another number
+
+
+def _row_problem(row: dict[str, Any]) -> str | None:
+    """What makes one bar of a page unreadable as the data API meant it, worded to follow "a bar of X at T", or
+    None. alpaca-py's pydantic model reads a JSON true as the price 1.0, the text "101.5" as a price, an integer
+    `t` as seconds or milliseconds since 1970 by its size, and a volume of 2**60 as the float next to it; a bar
+    without a field was a ValidationError of several lines (a URL of pydantic's among them), naming no bar."""
+    if "t" not in row:
+        return "without its time ('t')"
+    if not isinstance(row["t"], str):
+        return f"whose time ('t') is {quoted(json.dumps(row['t']), 40)}, not a text (Alpaca's are RFC 3339, in UTC)"
+    for key in _BAR_NUMBERS:
+        if key not in row:
+            return f"without {key!r}"
+        value = row[key]
+        if value is None and key not in _BAR_STORED:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = _JSON_KINDS.get(type(value), "not a number")
+            return f"whose {key!r} is {quoted(json.dumps(value), 40)}, {kind}, not a number"
+        if isinstance(value, int) and abs(value) > _EXACT:
+            return f"whose {key!r} is {value}, a whole number beyond 2**53 that no float holds exactly"
+    return None
 
 
 @dataclass
@@ -237,10 +263,16 @@ class _Pages:
         except jsontext.TooDeep:  # a traceback, not a failed fetch, before
             raise _BadPage("the data API answered a page of bars nested too deeply to read") from None
         except ValueError:
+            if not response.content.strip():  # alpaca-py reads it as None: "'NoneType' object is not iterable"
+                raise _BadPage(f"the data API answered {response.status_code} with an empty body, not a page of bars") from None
             return  # alpaca-py raises its own JSONDecodeError, a RequestException
         if not isinstance(body, dict):
             raise _BadPage(f"the data API answered a page of bars that is not a JSON object: {quoted(str(body), 100)}")
-        bars = body.get("bars", {})
+        error = body.get("message")  # Alpaca's error field: an error answered with a success's status (a proxy's)
+        if "bars" not in body or error is not None:
+            what = quoted(error if isinstance(error, str) else json.dumps(body), 100)
+            raise _BadPage(f"the data API answered {response.status_code} with an error, not a page of bars: {what}")
+        bars = body["bars"]
         if bars is None:
             bars = body["bars"] = {}
             response._content = json.dumps(body).encode()
@@ -248,12 +280,13 @@ class _Pages:
                                                    for v in bars.values()):
             raise _BadPage("the data API answered 'bars' that is not an object of lists of bars: "
                            f"{quoted(json.dumps(bars), 100)}")  # fmt: skip
-        for symbol, rows in bars.items():  # pydantic would read a JSON true as the price 1.0, which looks like one
-            for row in rows:
-                flag = next((key for key in _BAR_NUMBERS if isinstance(row.get(key), bool)), None)
-                if flag is not None:
-                    raise _BadPage(f"the data API sent a bar of {symbol} at {quoted(str(row.get('t')), 40)} whose {flag!r} is "
-                                   f"{json.dumps(row[flag])}, a JSON boolean, not a number")
+        for symbol, rows in bars.items():
+            for number, row in enumerate(rows, 1):
+                problem = _row_problem(row)
+                if problem is not None:
+                    at = row.get("t")
+                    where = f"at {quoted(at, 40)}" if isinstance(at, str) else f"(bar {number} of its page)"
+                    raise _BadPage(f"the data API sent a bar of {symbol} {where} {problem}")
         token = body.get("next_page_token")
         if token is None:
             return
@@ -405,6 +438,9 @@ def _bar_problem(bar: Bar, start: datetime, end: datetime, after: datetime | Non
         apart = timedelta(hours=23) if frame.unit == "Day" else timedelta(seconds=frame.seconds)
         if after is not None and when - after < apart:
             return f"is less than {frame} after the bar before it ({iso(after)}): a bar of another timeframe"
+        off_grid = _off_grid(when, frame)
+        if off_grid is not None:
+            return off_grid
     for name in ("open", "high", "low", "close"):
         value = getattr(bar, name)
         if not (math.isfinite(value) and value > 0):
@@ -419,14 +455,33 @@ def _bar_problem(bar: Bar, start: datetime, end: datetime, after: datetime | Non
     return None
 
 
+def _off_grid(when: datetime, frame: Timeframe) -> str | None:
+    """Why a bar at `when` (on a whole minute) cannot be one of `frame`'s, or None. N-minute bars (N dividing an
+    hour) start on the hour's multiples of N, hour bars on a whole hour, day bars at a midnight (a whole hour in
+    UTC): one at 14:31 is a 15Min bar of another grid (a proxy's own aggregation), and a backtest would read it as
+    ending at 14:46. Only what every reading of Alpaca's grid agrees on is asked (7Min bars: a whole minute)."""
+    when = when.astimezone(timezone.utc)  # an offset of +05:30 moves the minute
+    if frame.unit == "Min":
+        if 60 % frame.amount or not when.minute % frame.amount:
+            return None
+        return f"is not on the {frame} grid (its bars start every {frame.amount} minutes from the hour)"
+    if when.minute:
+        return f"is not on a whole hour, as {frame} bars are"
+    return None
+
+
 def _checked(
     symbol: str, bars: list[Bar], start: datetime, end: datetime, last: datetime | None, frame: Timeframe | None = None
 ) -> list[Bar]:
     """`bars` if every one can be stored; otherwise FetchError naming the first bad one (nothing is dropped
     or repaired: a window with one bad bar is not written at all). A bar at or after the window's end is left to
-    the next window, which asks for it and checks it: the API may read the end asked for loosely."""
+    the next window, which asks for it and checks it: the API may read the end asked for loosely. Only at the end:
+    one followed by a bar inside the window is out of order, and refused like any bar outside the window."""
     after = last
-    bars = [b for b in bars if b.timestamp.utcoffset() is None or b.timestamp < end]
+    kept = len(bars)
+    while kept and bars[kept - 1].timestamp.utcoffset() is not None and bars[kept - 1].timestamp >= end:
+        kept -= 1
+    bars = bars[:kept]
     for bar in bars:
         problem = _bar_problem(bar, start, end, after, frame)
         if problem is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -472,11 +473,30 @@ def test_a_bar_at_the_windows_end_is_left_to_the_next_window(
 ) -> None:
     """An API that reads the end asked for loosely may send the bar stamped at it: that bar is the next window's
     first (asked for and checked there), not a reason to stop a fetch that every run would stop at again."""
+    emulator.bars_page_cap = 30  # 390 bars: 13 pages, the bar at the end after the last page's
+
+    def loose(status: int, payload: Any) -> tuple[int, str]:
+        rows = payload["bars"]["AAPL"]
+        rows.append({**rows[-1], "t": "2026-11-20T05:00:00Z"})
+        return status, json.dumps(payload)
+
+    fault_on(emulator, monkeypatch, 13, Fault(rewrite=loose))
+    fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    start = datetime(2026, 11, 19, 5, tzinfo=timezone.utc)
+    assert read_bars(tmp_path, "AAPL") == served(emulator, "AAPL", start, start + timedelta(days=1))
+
+
+def test_a_bar_past_the_windows_end_before_bars_inside_it_is_refused(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bar past the end followed by bars inside the window is out of order (here it took the place of the bar of
+    15:29 New York). It was dropped wherever it stood, and the window was stored without that minute: a hole no
+    word told of, that no later run fills (each resumes after the last stored bar)."""
     emulator.bars_page_cap = 30
     fault_on(emulator, monkeypatch, 2, Fault(patch={"bars.AAPL.29.t": "2026-11-20T05:00:00Z"}))
-    fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
-    stored = read_bars(tmp_path, "AAPL")
-    assert stored and stored[-1].timestamp < datetime(2026, 11, 20, 5, 0, tzinfo=timezone.utc)
+    with pytest.raises(FetchError, match="at 2026-11-20T05:00:00Z that lies outside the window asked for"):
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    assert not (tmp_path / "bars").exists()
 
 
 def test_a_fetch_stores_no_bar_that_has_not_ended(emulator: Emulator, clients: HistoryClients, tmp_path: Path) -> None:
@@ -642,4 +662,84 @@ def test_headers_slower_than_the_timeout_stop_the_fetch_at_the_pages_deadline(
         fetch(clients, ["BTC/USD"], date(2026, 11, 19), date(2026, 11, 19), "1Day", tmp_path)  # a page quick to make
     assert time.monotonic() - started < 0.5  # the deadline is 0.2 s after the request; the headers take 0.9 s
     assert caught.value.symbol == "BTC/USD" and "still arriving" in caught.value.message
+    assert not (tmp_path / "bars").exists()
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        (Fault(drop=["bars.AAPL.3.n"]), "a bar of AAPL at 2026-11-19T14:33:00.000000000Z without 'n'"),
+        (Fault(drop=["bars.AAPL.3.c"]), "a bar of AAPL at 2026-11-19T14:33:00.000000000Z without 'c'"),
+        (Fault(drop=["bars.AAPL.3.t"]), "a bar of AAPL (bar 4 of its page) without its time ('t')"),
+        (Fault(patch={"bars.AAPL.3.t": 1795100000}), "a bar of AAPL (bar 4 of its page) whose time ('t') is 1795100000"),
+        (Fault(patch={"bars.AAPL.3.c": "196.5"}), "whose 'c' is \"196.5\", a text, not a number"),
+        (Fault(patch={"bars.AAPL.3.o": None}), "whose 'o' is null, null, not a number"),
+        (Fault(patch={"bars.AAPL.3.v": 2**60}), "whose 'v' is 1152921504606846976, a whole number beyond 2**53"),
+        (
+            Fault(rewrite=lambda status, body: (200, '{"code":50010000,"message":"internal server error"}')),
+            "the data API answered 200 with an error, not a page of bars: internal server error",
+        ),
+        (
+            Fault(rewrite=lambda status, body: (200, '{"bars":null,"message":"upstream timed out"}')),
+            "the data API answered 200 with an error, not a page of bars: upstream timed out",
+        ),
+        (Fault(rewrite=lambda status, body: (200, "")), "the data API answered 200 with an empty body"),
+    ],
+    ids=[
+        "no-n",
+        "no-close",
+        "no-time",
+        "epoch-time",
+        "text-price",
+        "null-price",
+        "inexact-volume",
+        "error-body",
+        "error-beside-null-bars",
+        "empty-body",
+    ],
+)
+def test_a_page_alpaca_py_would_misread_stops_the_fetch_in_one_line(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, fault: Fault, says: str
+) -> None:
+    """alpaca-py's model reads what the data API never sends as if it had: the text "196.5" as a price, an integer
+    time as seconds since 1970 (one inside the window was stored), a volume of 2**60 as another number; a 200 whose
+    body is an error with `"bars": null` was a window of no bars, a hole in the file no later run fills. A bar
+    without a field was pydantic's ValidationError, several lines naming no bar, and an empty body a TypeError.
+    Each now stops the fetch with one line naming the symbol and the bar, and nothing of the window is written."""
+    emulator.faults.append(fault)
+    with pytest.raises(FetchError) as caught:
+        fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    assert caught.value.symbol == "AAPL" and says in caught.value.message, caught.value.message
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "bars").exists()
+
+
+def test_a_page_with_fields_alpaca_py_does_not_know_is_read(emulator: Emulator, clients: HistoryClients,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    """Fields added to a bar or to the page (the data API grows) are not a reason to stop; `n` and `vw` may be null
+    (alpaca-py's Optional): neither is stored."""
+    emulator.faults.append(Fault(patch={"bars.AAPL.*.x": "new", "bars.AAPL.0.n": None, "bars.AAPL.1.vw": None,
+                                        "currency": "USD"}))  # fmt: skip
+    fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "1Min", tmp_path)
+    start = datetime(2026, 11, 19, 5, tzinfo=timezone.utc)
+    assert read_bars(tmp_path, "AAPL") == served(emulator, "AAPL", start, start + timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "moved", "says"),
+    [
+        ("15Min", "2026-11-19T14:31:00Z", "not on the 15Min grid"),
+        ("1Hour", "2026-11-19T14:07:00Z", "not on a whole hour, as 1Hour bars are"),
+        ("1Day", "2026-11-19T05:30:00Z", "not on a whole hour, as 1Day bars are"),
+    ],
+)
+def test_bars_off_the_timeframes_grid_are_refused(
+    emulator: Emulator, clients: HistoryClients, tmp_path: Path, timeframe: str, moved: str, says: str
+) -> None:
+    """A 15Min bar at 14:31 (a proxy's own aggregation, or bars of another grid) was stored as one: a whole minute,
+    far enough from the bar before it. A backtest reads it as ending at 14:46."""
+    emulator.faults.append(Fault(patch={"bars.AAPL.0.t": moved}))
+    start = date(2026, 11, 18) if timeframe == "1Day" else date(2026, 11, 19)
+    with pytest.raises(FetchError, match=f"at {moved} that is {says}"):
+        fetch(clients, ["AAPL"], start, date(2026, 11, 19), timeframe, tmp_path)
     assert not (tmp_path / "bars").exists()
