@@ -221,3 +221,16 @@ def test_the_data_api_failing_mid_way_exits_1_and_the_rerun_completes_it(
     assert last_timestamp(project.root / out, "bars", "BTC/USD") == datetime(2026, 10, 15, 3, 59, tzinfo=timezone.utc)
     monkeypatch.setattr(emulator_clean, "take_fault", original)
     rerun_completes(project, emulator_clean, out, whole)
+
+
+def test_the_data_apis_words_are_printed_on_one_line(project: ProjectCopy, emulator_clean: Emulator) -> None:
+    """A 500 whose text (a proxy's page, not JSON) holds a newline and an escape sequence was printed as it came: a
+    second line of the server's making under `error:` (here one that looks like the engine's own), and a
+    clear-screen on the terminal. Both are shown escaped now, on the error's one line."""
+    fault = Fault(status=500, body="busy\nerror: none \x1b[2J", content_type="text/plain", times=0)
+    emulator_clean.faults.append(fault)
+    result = engine(project, emulator_clean, *FETCH, "--out", "one-line")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: AAPL: the data API answered 500: "), result.stderr
+    assert "busy\\nerror: none \\x1b[2J" in lines[0] and "\x1b" not in result.stderr
