@@ -219,6 +219,46 @@ def _overlap(path: tuple[PathPart, ...], other: tuple[PathPart, ...]) -> bool:
     return path[:shorter] == other[:shorter]
 
 
+TRADING_BOTS = ("momentum_bots", "optionsbot", "cryptobot")
+
+
+def _bot_of(path: tuple[PathPart, ...]) -> tuple[PathPart, ...] | None:
+    """The path of the trading bot a swept key lies inside (`momentum_bots[i]`, `optionsbot`, `cryptobot`), or None
+    for a key outside every bot, or one holding bots whole (`momentum_bots`)."""
+    if path[:1] == ("momentum_bots",) and len(path) > 2 and isinstance(path[1], int):
+        return path[:2]
+    if path[:1] in (("optionsbot",), ("cryptobot",)) and len(path) > 1:
+        return path[:1]
+    return None
+
+
+def _disabled_bots(keys: Sequence[tuple[Any, tuple[PathPart, ...], Any, list[Any], int, int]], bots_doc: YamlDocument,
+                   sweep_file: str) -> list[Problem]:  # fmt: skip
+    """A key inside a bot that is disabled in every run: bots.yaml's `enabled: false`, not swept to true.
+
+    A disabled bot never ticks, so its swept values changed nothing: every run was the same, and the table showed
+    each value beside the same figures, as if the value made no difference to the strategy. Refused at the key,
+    with the two ways to mean it."""
+    swept: dict[tuple[PathPart, ...], list[Any]] = {path: values for _k, path, _r, values, _l, _c in keys}
+    problems: list[Problem] = []
+    for key, path, _raw, _values, line, col in keys:
+        bot = _bot_of(path)
+        if bot is None or path == (*bot, "enabled"):
+            continue
+        node: Any = bots_doc.data
+        for part in bot:
+            node = node[part]
+        enabled = swept.get((*bot, "enabled"), [node.get("enabled") if isinstance(node, dict) else None])
+        if any(value is True for value in enabled):
+            continue
+        name = str(key).rsplit(".", len(path) - len(bot))[0]  # the bot as the sweep names it
+        why = "the sweep's own enabled values" if (*bot, "enabled") in swept else "enabled: false in bots.yaml"
+        problems.append(Problem(sweep_file, line, col, str(key), f"{name} is disabled in every run ({why}): a "
+                                f"disabled bot never trades, so every run would be the same; set enabled: true in "
+                                f"bots.yaml, or sweep {name}.enabled with true among its values"))  # fmt: skip
+    return problems
+
+
 def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, Any] | None = None) -> list[Override]:
     """The sweep file's overrides, each key and value checked against bots.yaml; ConfigError with every problem."""
     from engine.config.schema_check import show_value
@@ -261,6 +301,7 @@ def read_sweep(sweep_path: Path, bots_doc: YamlDocument, signals: Mapping[str, A
             continue
         keys.append((key, path, raw, values, line, col))
         made[str(key)] = tuple(path[:end] for end in range(absent + 1, len(path))) if absent is not None else ()
+    problems.extend(_disabled_bots(keys, bots_doc, sweep.path))
     runs = 1
     for *_, values, _line, _col in keys:
         runs *= len(values)

@@ -97,11 +97,14 @@ def test_a_combination_the_engine_refuses_is_refused_before_anything_runs(
     momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Each value is valid alone (against bots.yaml's dte_max 45 and dte_min 7); dte_min 30 with dte_max 20 is not.
-    sweep = _sweep(tmp_path, "optionsbot.chain_rules.dte_min: [7, 30]\noptionsbot.chain_rules.dte_max: [20, 45]\n")
+    # The OptionsBot, disabled in this project, is enabled by the sweep: a disabled bot's keys are not swept.
+    text = "optionsbot.chain_rules.dte_min: [7, 30]\noptionsbot.chain_rules.dte_max: [20, 45]\noptionsbot.enabled: [true]\n"
+    sweep = _sweep(tmp_path, text)
     code = main(_args(momentum_project, _data(tmp_path / "data"), sweep, "--out", str(tmp_path / "out")))
     err = capsys.readouterr().err
     assert code == 2, err
-    assert f"{sweep}:1:1: run-003 (optionsbot.chain_rules.dte_min=30, optionsbot.chain_rules.dte_max=20): " in err
+    said = "optionsbot.chain_rules.dte_min=30, optionsbot.chain_rules.dte_max=20, optionsbot.enabled=true"
+    assert f"{sweep}:1:1: run-003 ({said}): " in err
     line = momentum_project.line_of("config/bots.yaml", "dte_min")
     assert (
         f"{momentum_project.config / 'bots.yaml'}:{line}:14: optionsbot.chain_rules.dte_min: dte_min 30 is above dte_max 20"

@@ -114,3 +114,40 @@ def test_a_selector_on_what_is_no_list_is_corrected_as_the_key_was_written(
     selector on the last key ended it with a dot: `write momentum_bots[0].exits.stop_loss_pct.`"""
     (problem,) = _refused(project, tmp_path, f"{key}: [1]\n")
     assert (problem.path, problem.message) == (key, said)
+
+
+TSLA_LOSS = "momentum_bots[mom_TSLA].exits.stop_loss_pct: [0.3, 0.5]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "why"),
+    [
+        (TSLA_LOSS, 1, "enabled: false in bots.yaml"),
+        (f"momentum_bots[mom_TSLA].enabled: [false]\n{TSLA_LOSS}", 2, "the sweep's own enabled values"),
+    ],
+)
+def test_a_key_of_a_bot_disabled_in_every_run_is_refused_at_its_line(
+    project: ProjectCopy, tmp_path: Path, text: str, line: int, why: str
+) -> None:
+    """The shipped mom_TSLA is `enabled: false`: sweeping its stop loss ran every combination with the bot never
+    ticking, and the table showed each value beside the same figures, as if it made no difference."""
+    (problem,) = _refused(project, tmp_path, text)
+    assert (problem.line, problem.col, problem.path) == (line, 1, "momentum_bots[mom_TSLA].exits.stop_loss_pct")
+    assert problem.message == (
+        f"momentum_bots[mom_TSLA] is disabled in every run ({why}): a disabled bot never trades, so every run "
+        "would be the same; set enabled: true in bots.yaml, or sweep momentum_bots[mom_TSLA].enabled with true "
+        "among its values"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [f"momentum_bots[mom_TSLA].enabled: [true]\n{TSLA_LOSS}", f"{TSLA_LOSS}momentum_bots[mom_TSLA].enabled: [false, true]\n"],
+)
+def test_a_disabled_bot_swept_enabled_may_have_its_keys_swept(project: ProjectCopy, tmp_path: Path, text: str) -> None:
+    """Enabled in some run, the bot's values make a difference there: the sweep stands."""
+    config = load(project).config
+    assert config is not None
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(text, encoding="utf-8")
+    assert len(read_sweep(sweep, config.bots_doc)) == 2
