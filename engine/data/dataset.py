@@ -283,7 +283,7 @@ class TickFrames(Iterator[Frame]):
                 self._known = frame
                 self._pending = next(self._frames, None)
             known = self._known
-            if known.bars or known.quotes:  # a tick before any price is not replayed: nothing to decide on
+            if known.bars or known.quotes or known.unusable:  # a tick before any quote is not replayed: nothing to decide on
                 missing = known.missing if _micros(known.at) == tick else ()  # a quote missing at this very tick
                 return Frame(_EPOCH + timedelta(microseconds=tick), known.bars, known.quotes, tuple(new_bars), tuple(new_quotes),
                              known.unusable, missing)

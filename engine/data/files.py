@@ -1066,7 +1066,10 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
     for kind in KINDS:
         look_for(kind)
     problems += _kinds_misspelled(folder)
-    if not kinds and not problems:
+    # A recording (ticks/) whose every quote was one-sided or crossed has unusable/ alone: what its run read, replayed
+    # as read, not a folder without data.
+    only_unusable = _is_dir(folder / TICKS) is True and _is_dir(folder / UNUSABLE) is True
+    if not kinds and not problems and not only_unusable:
         return [], [Problem(str(folder), 0, 0, "", "holds neither a bars/ nor a quotes/ folder (docs/data.md)"
                             + _kind_given_itself(folder))]
     for extra in (UNUSABLE, MISSING):  # a recording's quotes that are not prices, and those it did not get

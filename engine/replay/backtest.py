@@ -188,7 +188,9 @@ def _longer_bars(data: DataSet, interval: timedelta) -> str | None:
 def _first_known(data: DataSet, symbol: str, interval: timedelta) -> tuple[datetime, datetime] | None:
     """When a symbol's first and last rows became known (bars at their end), or None when it has none."""
     spans = []
-    kinds: tuple[tuple[Kind, timedelta], ...] = (("quotes", timedelta(0)), ("bars", interval))
+    # A recording's unusable quotes (a side at 0, crossed) are what its run read of the symbol: a symbol whose every
+    # quote was one (a thin stock before the open) has data, replayed as read, its bots blocked as they were.
+    kinds: tuple[tuple[Kind, timedelta], ...] = (("quotes", timedelta(0)), ("unusable", timedelta(0)), ("bars", interval))
     for kind, shift in kinds:
         if data.rows(kind, symbol):
             stamps = data.table(kind, symbol).column("timestamp")

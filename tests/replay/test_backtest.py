@@ -820,3 +820,24 @@ def test_a_key_a_signal_raises_with_is_masked_in_the_backtests_log_and_state_fil
     assert "auth failed for ***" in log and any("auth failed for ***" in r for r in reasons), reasons
     for text in (log, *reasons, said.out, said.err):
         assert KEY not in text, text
+
+
+def test_a_recording_whose_every_quote_of_a_symbol_was_one_sided_replays_it_as_read(
+    momentum_project: ProjectCopy, tmp_path: Path
+) -> None:
+    """A thin stock's feed before the open sends only one side: the recorder keeps those quotes in unusable/, and
+    the symbol has no quotes/ folder. Its replay was refused as "AAPL, which has no data here", though the run read
+    AAPL at every tick; it replays now, the bot blocked by quotes_usable as the run's was."""
+    from engine.data.recorder import Recorder
+
+    with Recorder(tmp_path / "rec", fsync=False) as recorder:
+        for second in range(0, 300, 5):
+            recorder.record("AAPL", MONDAY_OPEN + timedelta(seconds=second), 0.0, 190.02)
+            recorder.tick(MONDAY_OPEN + timedelta(seconds=second))
+    assert not (tmp_path / "rec" / "quotes").exists() and (tmp_path / "rec" / "unusable" / "AAPL").is_dir()
+    result = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out", html=False)
+    assert result.frames == 60
+    events = [json.loads(line) for line in (tmp_path / "out" / "app.jsonl").read_text().splitlines()]
+    preflight = [e for e in events if e["event"] == "preflight" and e["bot"] == "mom_AAPL"]
+    assert preflight and "quotes_usable" in preflight[0]["failed"]
+    assert not [e for e in events if e["event"] == "order"]
