@@ -1624,24 +1624,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
 _PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 
 
-def _positive(what: str, most: float) -> Callable[[str], float]:
+def _positive(what: str, most: float, least: float | None = None) -> Callable[[str], float]:
     """An argparse type for a positive number of `what` (seconds, an amount in USD), written as a number is (digits,
-    a point, an exponent: Python's float() would also take '1_000', 'inf' or 'nan'), and at most `most`."""
+    a point, an exponent: Python's float() would also take '1_000', 'inf' or 'nan'), at most `most` and, when given,
+    at least `least`."""
 
     def parse(text: str) -> float:
         if not _PLAIN_NUMBER.fullmatch(text.strip()):
             raise argparse.ArgumentTypeError(f"not {what} (digits, a point for a fraction, e.g. 25000.50): {text!r}")
         value = float(text)
-        if not 0 < value <= most:
+        if not 0 < value <= most or (least is not None and value < least):
             name = what.removeprefix("a ").removeprefix("an ")
-            raise argparse.ArgumentTypeError(f"must be a positive {name}, at most {most:,.0f}: {text!r}")
+            floor = f"a positive {name}" if least is None else f"{what} of at least {least:g}"
+            raise argparse.ArgumentTypeError(f"must be {floor}, at most {most:,.0f}: {text!r}")
         return value
 
     return parse
 
 
 _positive_seconds = _positive("a number of seconds", 366 * 86400)
-_positive_usd = _positive("an amount in USD", 1e12)  # as sim.starting_cash
+# As sim.starting_cash: at least a cent. The simulated account shows cents, so less read as an equity of 0, the
+# daily P&L (a percent of it) could not be read, and the replay halted at its first tick on the kill switch.
+_positive_usd = _positive("an amount in USD", 1e12, least=0.01)
 
 
 def _bps(text: str) -> float:

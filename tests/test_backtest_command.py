@@ -195,7 +195,9 @@ def test_backtest_usage_errors_exit_2(project: ProjectCopy, tmp_path: Path) -> N
     assert missing.returncode == 2 and "no such folder" in missing.stderr
     (tmp_path / "d").mkdir()
     for bad, message in ((["--from", "2026-13-01"], "--from: '2026-13-01' is not a date"),
-                         (["--cash", "-5"], "must be a positive amount"),
+                         (["--cash", "-5"], "must be an amount in USD of at least 0.01"),
+                         # under a cent the simulated account showed 0: the replay halted at its first tick
+                         (["--cash", "0.001"], "must be an amount in USD of at least 0.01"),
                          (["--cash", "1_000"], "not an amount in USD (digits"),  # Python's float() reads 1000
                          (["--cash", "inf"], "not an amount in USD (digits"),
                          (["--cash", "2000000000000"], "at most 1,000,000,000,000"),

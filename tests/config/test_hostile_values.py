@@ -229,6 +229,21 @@ def test_a_loop_interval_the_simulated_clock_cannot_advance_by_is_refused(projec
     assert "runner.loop_interval_seconds:" in problem and "is less than the minimum of 0.1" in problem
 
 
+@pytest.mark.parametrize("written", ["0.001", "1e-9", "0.004"])
+def test_a_starting_cash_under_a_cent_is_refused(project: ProjectCopy, written: str) -> None:
+    """`sim.starting_cash: 0.001` passed (above 0): the simulated account shows cents, so its equity read as 0, the
+    daily P&L (a percent of it) could not be read, and the first tick halted on the kill switch, saying the engine
+    could not read a fact, of a config `--validate` had passed."""
+    project.replace(SETTINGS, "options:\n", f"sim:\n  starting_cash: {written}\noptions:\n")
+    (problem,) = _problems(project)
+    assert "sim.starting_cash:" in problem and "is less than the minimum of 0.01" in problem
+
+
+def test_a_starting_cash_of_a_cent_still_validates(project: ProjectCopy) -> None:
+    project.replace(SETTINGS, "options:\n", "sim:\n  starting_cash: 0.01\noptions:\n")
+    assert _problems(project) == []
+
+
 def test_a_loop_interval_of_a_tenth_of_a_second_still_validates(project: ProjectCopy) -> None:
     project.replace(SETTINGS, "loop_interval_seconds: 5", "loop_interval_seconds: 0.1")
     assert _problems(project) == []
