@@ -495,7 +495,7 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
 
     path = _env_path(args)
     try:
-        return read_environment(path)
+        return read_environment(path, strict=True)
     except UnicodeDecodeError as exc:  # never the bytes themselves: the file holds keys
         raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8 (see .env.example)") from None
     except EnvFileError as exc:

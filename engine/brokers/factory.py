@@ -62,9 +62,14 @@ SECRET_VARIABLES = ("ALPACA_KEY", "ALPACA_SECRET", "HYDRA_SERVE_TOKEN")
 _COMMENT_AFTER_VALUE = re.compile(r"\s#")
 
 
-def read_environment(env_file: Path | None = None) -> dict[str, str]:
+def read_environment(env_file: Path | None = None, *, strict: bool = False) -> dict[str, str]:
     """The process environment's `ALPACA_*` and secret variables over the values in `.env` (which never overrides
     what is already set).
+
+    `strict` (the commands that talk to a broker): an `ALPACA_*` variable set empty (or to spaces) in the
+    environment while `.env` gives it a value is refused (EnvFileError at its `.env` line). The environment wins,
+    so the empty value hid the file's: both keys emptied ran the simulator instead of the account the file named,
+    and one said that `.env`'s key "is not set". docker compose passes an unset `${ALPACA_KEY}` as empty.
 
     `.env` is read close to how systemd's `EnvironmentFile` reads it (`#` and `;` comments, no `${VAR}` expansion), so the engine
     and the service see the same values. A line that cannot be read, or an `ALPACA_*` variable given twice with
@@ -72,13 +77,22 @@ def read_environment(env_file: Path | None = None) -> dict[str, str]:
     two values was meant is not something to guess. A `.env` that is a folder, a FIFO or a device is refused too
     (a FIFO would hang the read). UnicodeDecodeError and OSError pass through for the caller to name the file."""
     values: dict[str, str] = {}
+    lines: dict[str, int] = {}
     if env_file is not None:
-        values.update(_env_file_values(env_file))
-    values.update({k: v for k, v in os.environ.items() if k.startswith("ALPACA_") or k in SECRET_VARIABLES})
+        values.update(_env_file_values(env_file, lines))
+    environment = {k: v for k, v in os.environ.items() if k.startswith("ALPACA_") or k in SECRET_VARIABLES}
+    for key, value in environment.items() if strict else ():
+        if key.startswith("ALPACA_") and not value.strip() and values.get(key, "").strip():
+            raise EnvFileError(
+                f"{env_file}:{lines[key]}: {key} is also set in the environment, empty, and the environment wins over "
+                f".env: unset it there (an unset ${{{key}}} is passed as empty by docker compose), or remove this line"
+            )
+    values.update(environment)
     return values
 
 
-def _env_file_values(path: Path) -> dict[str, str]:
+def _env_file_values(path: Path, lines: dict[str, int] | None = None) -> dict[str, str]:
+    """`.env`'s values; `lines`, when given, gets each key's first line."""
     import io
 
     from dotenv.parser import parse_stream
@@ -95,7 +109,7 @@ def _env_file_values(path: Path) -> dict[str, str]:
     # systemd's EnvironmentFile takes `;` as a comment too (dotenv only `#`): blanked, so line numbers stand
     text = "".join("\n" if line.lstrip().startswith(";") else line for line in text.splitlines(keepends=True))
     values: dict[str, str] = {}
-    lines: dict[str, int] = {}
+    lines = {} if lines is None else lines
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
         if binding.error:

@@ -288,3 +288,31 @@ def test_a_hash_inside_a_value_or_a_comment_line_is_read_as_before(tmp_path, mon
     content = b"# paper keys\nALPACA_KEY=PKTEST#KEY0123456789\nOTHER=1 # theirs\nALPACA_PAPER=true\n"
     env = read_environment(_env_file(tmp_path, monkeypatch, content))
     assert (env["ALPACA_KEY"], env["OTHER"], env["ALPACA_PAPER"]) == ("PKTEST#KEY0123456789", "1", "true")
+
+
+@pytest.mark.parametrize("emptied", [("ALPACA_KEY",), ("ALPACA_KEY", "ALPACA_SECRET"), ("ALPACA_SECRET",)])
+def test_an_alpaca_variable_emptied_in_the_environment_over_env_files_value_is_refused(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, emptied: tuple[str, ...]
+) -> None:
+    """The environment wins over `.env`, and docker compose passes an unset `${ALPACA_KEY}` as an empty string:
+    both keys emptied so ran the simulator instead of the account `.env` named, and one said that the key `.env`
+    sets "is not set". The commands that reach a broker refuse it at the `.env` line (`strict`); the others, which
+    read the keys only to mask them, still read the environment as it is."""
+    from engine.brokers.factory import EnvFileError
+
+    path = _env_file(tmp_path, monkeypatch, b"ALPACA_PAPER=true\nALPACA_KEY=PKTESTKEY0123456789\nALPACA_SECRET=secret0123456789\n")
+    for name in emptied:
+        monkeypatch.setenv(name, " " if name == "ALPACA_SECRET" else "")
+    with pytest.raises(EnvFileError) as caught:
+        read_environment(path, strict=True)
+    first = emptied[0]
+    assert str(caught.value).startswith(f"{path}:{2 if first == 'ALPACA_KEY' else 3}: {first} is also set in the environment, empty")
+    assert "PKTEST" not in str(caught.value) and "secret0123" not in str(caught.value)
+    assert read_environment(path)[first].strip() == ""  # not strict: the environment as it is
+
+
+def test_an_empty_alpaca_variable_with_nothing_in_env_file_is_left_to_the_broker_checks(tmp_path, monkeypatch) -> None:
+    path = _env_file(tmp_path, monkeypatch, b"ALPACA_PAPER=true\n")
+    monkeypatch.setenv("ALPACA_KEY", "")
+    monkeypatch.setenv("ALPACA_SECRET", "")
+    assert read_environment(path, strict=True)["ALPACA_KEY"] == ""

@@ -104,3 +104,19 @@ def test_the_emulator_command_serves_the_alpaca_adapter() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_keys_emptied_in_the_environment_over_env_files_are_refused_not_the_simulator(tmp_path) -> None:
+    """`.env` names an account; the environment (docker compose's unset `${ALPACA_KEY}`) sets both keys empty and
+    wins: the command took that for no keys and answered from the simulated exchange, exit 0."""
+    (tmp_path / ".env").write_text(f"ALPACA_KEY={KEY}\nALPACA_SECRET={SECRET}\n", encoding="utf-8")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    folders = [f"--{name}={PROJECT_ROOT / name}" for name in ("config", "machines", "rules")]
+    result = subprocess.run([sys.executable, "-m", "engine", "snapshot", *folders], capture_output=True, text=True,
+                            cwd=tmp_path, env={**base, "ALPACA_KEY": "", "ALPACA_SECRET": ""}, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        ".env:1: ALPACA_KEY is also set in the environment, empty, and the environment wins over .env: unset it "
+        "there (an unset ${ALPACA_KEY} is passed as empty by docker compose), or remove this line"
+    )
+    assert result.stdout == "" and KEY not in result.stderr
