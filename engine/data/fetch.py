@@ -559,8 +559,12 @@ def fetch(
         raise ValueError(refused)
     clients = api_or_clients if isinstance(api_or_clients, HistoryClients) else HistoryClients.from_api(api_or_clients)
     folder = Path(out)
-    _check_folder(folder)
     clock = clock or SystemClock()
+    if begin > clock.now():
+        # A window wholly in the future (2030 typed for 2026) has no bar yet: it was "nothing missing, no bars
+        # stored", exit 0, and a new folder made for nothing, as if the history were there and complete.
+        raise ValueError(f"the start ({begin.isoformat()}) is in the future: no bar of it has been made yet")
+    _check_folder(folder)
     # Only bars that have ended, and settled: one still forming (today's day bar, this minute's) would be stored for
     # good, since a file is only ever appended to, and Alpaca revises a bar that just ended with trades reported late
     # (its stream sends them as "updated bars"): the next fetch, asking for the last stored bar again, would find

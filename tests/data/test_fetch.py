@@ -260,6 +260,19 @@ def test_bad_arguments_are_refused_before_any_request(emulator: Emulator, client
     assert Timeframe.parse("15Min").seconds == 900 and str(Timeframe.parse("1Hour")) == "1Hour"
 
 
+def test_a_window_wholly_in_the_future_is_refused_not_nothing_missing(
+    emulator: Emulator, clients: HistoryClients, clock: ManualClock, tmp_path: Path
+) -> None:
+    """`--from 2030-01-01` typed for 2026 was "nothing missing, no bars stored", exit 0, and a folder made for it,
+    as if that history were stored whole. A window that has begun is fetched as far as its bars have settled."""
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"the start \(2030-01-01T05:00:00\+00:00\) is in the future"):
+        fetch(clients, ["BTC/USD"], date(2030, 1, 1), date(2030, 1, 2), "1Min", out, clock=clock)
+    assert emulator.requests == [] and not out.exists()
+    result = fetch(clients, ["BTC/USD"], date(2026, 11, 23), date(2026, 11, 24), "1Min", out, clock=clock)
+    assert result.symbols[0].rows > 0
+
+
 @pytest.mark.parametrize("make", [os.mkdir, os.mkfifo], ids=["folder", "fifo"])
 def test_a_lock_path_of_the_wrong_kind_is_bad_input_not_a_failure_of_the_moment(
         emulator: Emulator, clients: HistoryClients, tmp_path: Path, make: Any) -> None:
