@@ -88,7 +88,39 @@ def read_environment(env_file: Path | None = None, *, strict: bool = False) -> d
                 f".env: unset it there (an unset ${{{key}}} is passed as empty by docker compose), or remove this line"
             )
     values.update(environment)
+    for key in values if strict else ():
+        meant = _meant_variable(key)
+        if meant is not None and key in lines and not values.get(meant, "").strip():
+            raise EnvFileError(f"{env_file}:{lines[key]}: {key} is not a variable the engine reads, and {meant} is not "
+                               f"set: rename it {meant} (see .env.example)")  # fmt: skip
     return values
+
+
+# Another spelling of a variable the engine reads: another case, or the names other Alpaca tools use (alpaca-py's
+# examples and Alpaca's CLI: APCA_API_KEY_ID, APCA_API_SECRET_KEY, APCA_API_BASE_URL; ALPACA_API_KEY...).
+_OTHER_NAMES = {
+    "APCA_API_KEY_ID": "ALPACA_KEY",
+    "ALPACA_API_KEY": "ALPACA_KEY",
+    "ALPACA_API_KEY_ID": "ALPACA_KEY",
+    "ALPACA_KEY_ID": "ALPACA_KEY",
+    "APCA_API_SECRET_KEY": "ALPACA_SECRET",
+    "ALPACA_SECRET_KEY": "ALPACA_SECRET",
+    "ALPACA_API_SECRET_KEY": "ALPACA_SECRET",
+    "ALPACA_API_SECRET": "ALPACA_SECRET",
+    "APCA_API_BASE_URL": "ALPACA_API_BASE_URL",
+    "ALPACA_BASE_URL": "ALPACA_API_BASE_URL",
+    "APCA_API_DATA_URL": "ALPACA_DATA_BASE_URL",
+    "ALPACA_DATA_URL": "ALPACA_DATA_BASE_URL",
+}
+_READ = ("ALPACA_KEY", "ALPACA_SECRET", "ALPACA_PAPER", "ALPACA_API_BASE_URL", "ALPACA_DATA_BASE_URL")
+
+
+def _meant_variable(key: str) -> str | None:
+    """The variable the engine reads that `key` (a name in `.env`) is another spelling of, or None."""
+    upper = key.upper()
+    if upper in _READ and key != upper:
+        return upper
+    return _OTHER_NAMES.get(upper)
 
 
 def _env_file_values(path: Path, lines: dict[str, int] | None = None) -> dict[str, str]:

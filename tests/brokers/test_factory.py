@@ -316,3 +316,39 @@ def test_an_empty_alpaca_variable_with_nothing_in_env_file_is_left_to_the_broker
     monkeypatch.setenv("ALPACA_KEY", "")
     monkeypatch.setenv("ALPACA_SECRET", "")
     assert read_environment(path, strict=True)["ALPACA_KEY"] == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"APCA_API_KEY_ID=PKTESTKEY0123456789\nAPCA_API_SECRET_KEY=secret0123456789\n", "1: APCA_API_KEY_ID"),
+        (b"ALPACA_API_KEY=PKTESTKEY0123456789\nALPACA_SECRET_KEY=secret0123456789\n", "1: ALPACA_API_KEY"),
+        (b"ALPACA_KEY=PKTESTKEY0123456789\nalpaca_secret=secret0123456789\n", "2: alpaca_secret"),
+        (b"# live\nAlpaca_Paper=false\n", "2: Alpaca_Paper"),
+    ],
+)
+def test_a_key_under_another_spelling_with_the_engines_own_unset_is_refused(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, content: bytes, said: str
+) -> None:
+    """alpaca-py's examples name the keys APCA_API_KEY_ID and APCA_API_SECRET_KEY, others ALPACA_API_KEY: a `.env`
+    written so was read as no keys at all, and `broker.name: auto` ran the simulator instead of the account (a
+    lower-case `alpaca_paper=false` stayed paper). Refused at the line with the name to give it, never the value."""
+    from engine.brokers.factory import EnvFileError
+
+    for name in ("ALPACA_API_BASE_URL", "ALPACA_DATA_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    path = _env_file(tmp_path, monkeypatch, content)
+    with pytest.raises(EnvFileError) as caught:
+        read_environment(path, strict=True)
+    line, name = said.split(": ")
+    meant = {"APCA_API_KEY_ID": "ALPACA_KEY", "ALPACA_API_KEY": "ALPACA_KEY"}.get(name, name.upper())
+    assert str(caught.value) == (f"{path}:{line}: {name} is not a variable the engine reads, and {meant} is not set: "
+                                 f"rename it {meant} (see .env.example)")  # fmt: skip
+    assert "PKTEST" not in str(caught.value)
+
+
+def test_another_tools_name_beside_the_engines_own_is_let_be(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `.env` shared with another Alpaca tool may hold its names too: the engine's own are set, nothing is lost."""
+    content = b"APCA_API_KEY_ID=PKTESTKEY0123456789\nALPACA_KEY=PKTESTKEY0123456789\nALPACA_SECRET=secret0123456789\n"
+    env = read_environment(_env_file(tmp_path, monkeypatch, content), strict=True)
+    assert env["ALPACA_KEY"] == "PKTESTKEY0123456789"
