@@ -769,11 +769,26 @@ def _environment(cwd: Path, env: dict[str, str | None]) -> Iterator[None]:
         time.tzset()
 
 
+class _KeptBytes(io.BytesIO):
+    """A byte buffer whose value outlives a close: the text layer over it closes it when the command closes its
+    output, or when the layer is collected."""
+
+    def close(self) -> None:
+        pass
+
+
 def call(argv: list[str]) -> tuple[int | None, str, str, str | None]:
     """The command's exit code, stdout, stderr, and the traceback when it raised."""
     from engine import cli
 
-    out, err = io.StringIO(), io.StringIO()
+    # Standard output as a process has it: text over a byte layer (`sys.stdout.buffer`), which `-o -` writes a
+    # drawing through (a PNG is bytes). A StringIO has none: `diagram -o -` in-process raised AttributeError on
+    # it (seed 64, case 581), the fuzzer's own false alarm; as a process the command writes its drawing. Characters
+    # the encoding cannot take are escaped, not raised: how a process's output encodes them is the subprocess
+    # cases' to judge.
+    raw = _KeptBytes()
+    out = io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", write_through=True)
+    err = io.StringIO()
     code: int | None = None
     trace = None
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -783,7 +798,9 @@ def call(argv: list[str]) -> tuple[int | None, str, str, str | None]:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         except BaseException:
             trace = traceback.format_exc()
-    return code, out.getvalue(), err.getvalue(), trace
+    with contextlib.suppress(ValueError):  # closed by the command: what it wrote before is in `raw` all the same
+        out.flush()
+    return code, raw.getvalue().decode("utf-8", errors="replace"), err.getvalue(), trace
 
 
 def process_env(case: Case) -> dict[str, str]:
