@@ -383,7 +383,7 @@ def _check_out(out_dir: Path) -> None:
         raise refuse(f"cannot write the sweep there ({exc.strerror or exc})") from None
 
 
-def _check_data(data_dir: Path) -> None:
+def _check_data(data_dir: Path) -> Any:
     """DataError (every problem of every file, as `backtest --data` tells them) when the data folder cannot be
     replayed: a file out of time order, a duplicate timestamp, a NaN, a missing column, a folder with no data.
 
@@ -393,7 +393,31 @@ def _check_data(data_dir: Path) -> None:
     What depends on the combination (a bot without data, `MissingData`, when a sweep enables it) stays the run's."""
     from engine.data.dataset import DataSet
 
-    DataSet.open(data_dir)
+    return DataSet.open(data_dir)
+
+
+def _check_window(data: Any, start: str | None, end: str | None, timezone_name: str) -> None:
+    """DataError when the window (`--from`, `--to`) holds no row of any symbol of the data folder: every run would
+    be refused for it (a single backtest refuses it before writing anything), and the sweep wrote a folder and a
+    table of failed runs, one per combination, up to a thousand of them. Which bots a combination runs cannot
+    change that: no symbol has data there."""
+    from zoneinfo import ZoneInfo
+
+    from engine.data.errors import DataError
+    from engine.data.files import iso
+    from engine.replay.backtest import _bound, _first_known, bar_interval
+
+    tz = ZoneInfo(timezone_name)
+    begin, finish = _bound(_when(start), end=False, tz=tz), _bound(_when(end), end=True, tz=tz)
+    interval = bar_interval(data)
+    spans = [span for symbol in data.symbols if (span := _first_known(data, symbol, interval)) is not None]
+    if not spans or any((begin is None or b >= begin) and (finish is None or a <= finish) for a, b in spans):
+        return
+    first, last = min(a for a, _b in spans), max(b for _a, b in spans)
+    asked = f"{iso(begin) if begin else 'its start'} to {iso(finish) if finish else 'its end'}"
+    raise DataError([Problem(str(data.folder), 0, 0, "", f"no data in the sweep's window ({asked}): the data runs "
+                             f"from {iso(first)} to {iso(last)}, so every run would have none; give --from and --to "
+                             "within it")])  # fmt: skip
 
 
 def prepare(
@@ -428,7 +452,7 @@ def prepare(
         raise ConfigError([Problem(shown(out_dir), 0, 0, "", inside)])
     _check_out(out_dir)
     try:
-        _check_data(data_dir)
+        _check_window(_check_data(data_dir), start, end, config.settings.system.timezone)
     except ConfigError:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # made by _check_out for this sweep, which wrote nothing into it

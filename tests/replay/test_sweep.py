@@ -154,6 +154,23 @@ def test_a_data_folder_without_data_refuses_the_sweep_up_front(
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.parametrize("window", [["--from", "2026-12-01"], ["--to", "2026-11-20"], ["--from", "2026-11-24", "--to", "2026-11-25"]])
+def test_a_window_outside_all_the_data_refuses_the_sweep_up_front(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str], window: list[str]
+) -> None:
+    """A single backtest refuses a window with no data before writing anything; a sweep ran every combination into
+    it, each failing on the same missing data, and wrote their folders and a table of errors (up to a thousand)."""
+    data = _data(tmp_path / "data")
+    args = _args(momentum_project, data, _sweep(tmp_path, GRID), "--jobs", "1", "--out", str(tmp_path / "out"), *window)
+    assert main(args) == 2
+    said = capsys.readouterr()
+    assert f"{data}:0:0: no data in the sweep's window (" in said.err
+    assert "the data runs from 2026-11-23T14:31:00Z to 2026-11-23T21:00:00Z" in said.err
+    assert "run-001" not in said.out + said.err and not (tmp_path / "out").exists()
+    assert main(_args(momentum_project, data, _sweep(tmp_path, GRID), "--jobs", "1", "--out", str(tmp_path / "in"),
+                      "--from", "2026-11-23")) == 0  # fmt: skip
+
+
 def test_ray_without_the_extra_exits_2_saying_what_to_install(
     momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
