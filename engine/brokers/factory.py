@@ -143,9 +143,15 @@ def _env_file_values(path: Path, lines: dict[str, int] | None = None) -> dict[st
     values: dict[str, str] = {}
     lines = {} if lines is None else lines
     for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
+        original = binding.original.string
+        # python-dotenv counts a binding from the blank lines before it: the line the text starts on is said
+        line = binding.original.line + original[: len(original) - len(original.lstrip())].count("\n")
         if binding.error:
             raise EnvFileError(f"{path}:{line}: cannot be read as KEY=VALUE (see .env.example)")
+        if binding.key is not None and binding.value is None:
+            # `ALPACA_KEY` or `export ALPACA_KEY` alone, a shell's way to pass on a variable set elsewhere: no value
+            # here, and systemd's EnvironmentFile ignores the line as invalid. Passed over, the key read as unset.
+            raise EnvFileError(f"{path}:{line}: {binding.key} has no '=': cannot be read as KEY=VALUE (see .env.example)")
         if binding.key is None or binding.value is None:
             continue
         key = binding.key

@@ -352,3 +352,31 @@ def test_another_tools_name_beside_the_engines_own_is_let_be(tmp_path, monkeypat
     content = b"APCA_API_KEY_ID=PKTESTKEY0123456789\nALPACA_KEY=PKTESTKEY0123456789\nALPACA_SECRET=secret0123456789\n"
     env = read_environment(_env_file(tmp_path, monkeypatch, content), strict=True)
     assert env["ALPACA_KEY"] == "PKTESTKEY0123456789"
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (b"ALPACA_SECRET=secret0123456789\nALPACA_KEY\n", "2: ALPACA_KEY has no '='"),
+    (b"# shell style\n\nexport ALPACA_KEY\n", "3: ALPACA_KEY has no '='"),
+])  # fmt: skip
+def test_a_name_without_a_value_refuses_the_file(tmp_path, monkeypatch, content: bytes, said: str) -> None:
+    """`ALPACA_KEY` or `export ALPACA_KEY` alone (a shell passes on a variable set elsewhere so) was passed over:
+    the key read as unset, and systemd's EnvironmentFile ignores the line as invalid."""
+    from engine.brokers.factory import EnvFileError
+
+    path = _env_file(tmp_path, monkeypatch, content)
+    with pytest.raises(EnvFileError) as caught:
+        read_environment(path)
+    assert str(caught.value) == f"{path}:{said}: cannot be read as KEY=VALUE (see .env.example)"
+
+
+def test_a_line_after_blank_lines_is_told_at_its_own_line(tmp_path, monkeypatch) -> None:
+    """python-dotenv counts a line from the blank lines before it: the second value was said to be on line 2."""
+    from engine.brokers.factory import EnvFileError
+
+    path = _env_file(tmp_path, monkeypatch, b"ALPACA_PAPER=true\n\n\nALPACA_PAPER=false\n")
+    with pytest.raises(EnvFileError) as caught:
+        read_environment(path)
+    assert str(caught.value) == f"{path}:4: ALPACA_PAPER is set again with another value (first on line 1): keep one"
+    path = _env_file(tmp_path, monkeypatch, b"X=1\n\n  \nthis is not a line\n")
+    with pytest.raises(EnvFileError, match=rf"^{path}:4: cannot be read"):
+        read_environment(path)
