@@ -25,7 +25,7 @@ from engine.config.errors import PathPart, Problem
 from engine.config.model import KillConditions
 from engine.core.names import unknown_name_message
 from engine.machines.actions import actions_for
-from engine.machines.runtime import MachineModel
+from engine.machines.runtime import HALTED, MachineModel
 from engine.machines.spec import MachineSpec, TransitionSpec
 from engine.rules import bounds, conditions
 from engine.rules.book import RuleBook, compile_rules, composed_too_large, fact_domains
@@ -282,6 +282,14 @@ def _always_problems(spec: MachineSpec, found: _Findings, always_holds: Mapping[
                 shadowed.setdefault(transition.index, (transition, [], always))[1].append(state)
             elif transition.when == conditions.TRUE or transition.index in always_holds:
                 first_always[state] = transition
+    for transition in spec.from_state(HALTED) if HALTED in spec.states else ():
+        if transition.dest != HALTED and (transition.when == conditions.TRUE or transition.index in always_holds):
+            # Every halt (the kill switch's, the operator's, the bot's own) ended at the next tick, whatever held
+            # it: the machine left `halted` for `dest`, and came back only where a halt transition from there fired.
+            why = _why_always(transition, always_holds) if transition.index in always_holds else "has no `when`"
+            found.add(("transitions", transition.index, "trigger"), f"leaves '{HALTED}' for '{transition.dest}' and "
+                      f"{why}: every halt would end at the next tick, whatever holds it; give it a `when` that waits "
+                      "for the halt to end (as the shipped machines' resume does: may_resume)")  # fmt: skip
     for transition, sources, always in shadowed.values():
         guarded = always.index in always_holds
         why = _why_always(always, always_holds) if guarded else "has no `when`"

@@ -222,3 +222,25 @@ def test_a_when_that_may_be_false_is_not_taken_for_always(project: ProjectCopy) 
     project.replace("rules/guards.yaml", "  # --- halts -", ALWAYS_GUARDS)
     project.replace(SYSTEM, "    when: kill_triggered\n", "    when: {all: [kill_triggered, always_on]}\n")
     assert problems(project) == []
+
+
+@pytest.mark.parametrize(("when", "why"), [("", "has no `when`"), ("    when: either_way\n", "its `when` always holds")])
+def test_a_way_out_of_halted_that_always_fires_is_refused(project: ProjectCopy, when: str, why: str) -> None:
+    """`expire` without its guard (or with one that always holds) left `halted` at the next tick whatever held the
+    halt, and validation passed it: it is neither listed above another from `halted` nor in a cycle of such."""
+    project.replace("rules/guards.yaml", "  # --- halts -", ALWAYS_GUARDS)
+    project.replace(SYSTEM, "    when: {not: halt_active}\n", when)
+    (p,) = problems(project)
+    assert p.file.endswith(SYSTEM) and p.line == project.line_of(SYSTEM, "trigger: expire")
+    assert p.message.startswith(f"leaves 'halted' for 'idle' and {why}")
+    assert "every halt would end at the next tick, whatever holds it" in p.message
+
+
+def test_a_transition_from_every_state_without_when_is_refused_for_leaving_halted(project: ProjectCopy) -> None:
+    """Appended last, `source: "*"` shadows nothing, and the crypto bot went back to idle from every state each
+    tick nothing else fired: from `halted` too."""
+    machine = "machines/crypto.yaml"
+    text = (project.root / machine).read_text(encoding="utf-8")
+    (project.root / machine).write_text(f'{text}  - trigger: wander\n    source: "*"\n    dest: idle\n    reason: x\n')
+    (p,) = problems(project)
+    assert p.file.endswith(machine) and p.message.startswith("leaves 'halted' for 'idle' and has no `when`")
