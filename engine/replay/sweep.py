@@ -219,9 +219,6 @@ def _overlap(path: tuple[PathPart, ...], other: tuple[PathPart, ...]) -> bool:
     return path[:shorter] == other[:shorter]
 
 
-TRADING_BOTS = ("momentum_bots", "optionsbot", "cryptobot")
-
-
 def _bot_of(path: tuple[PathPart, ...]) -> tuple[PathPart, ...] | None:
     """The path of the trading bot a swept key lies inside (`momentum_bots[i]`, `optionsbot`, `cryptobot`), or None
     for a key outside every bot, or one holding bots whole (`momentum_bots`)."""
