@@ -490,12 +490,16 @@ def _env_path(args: argparse.Namespace) -> Path:
 def _env(args: argparse.Namespace) -> dict[str, str]:
     """The keys and settings of the environment over `.env`: the working folder's `.env` when there is one (of
     whatever kind: a folder or a FIFO there is refused, never passed over for another file), else the one beside
-    the config folder. A `.env` that cannot be read is bad input (exit 2), said without any of its bytes."""
+    the config folder. A `.env` that cannot be read is bad input (exit 2), said without any of its bytes.
+
+    Strict (`read_environment`: keys emptied by the environment, or under another tool's names, refused) unless the
+    command was told `--broker sim`: the keys it refuses only matter to a command that may reach the account, and a
+    user who names the simulator has said which broker is meant."""
     from engine.brokers.factory import EnvFileError, read_environment
 
     path = _env_path(args)
     try:
-        return read_environment(path, strict=True)
+        return read_environment(path, strict=getattr(args, "broker", None) != "sim")
     except UnicodeDecodeError as exc:  # never the bytes themselves: the file holds keys
         raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8 (see .env.example)") from None
     except EnvFileError as exc:

@@ -120,3 +120,17 @@ def test_keys_emptied_in_the_environment_over_env_files_are_refused_not_the_simu
         "there (an unset ${ALPACA_KEY} is passed as empty by docker compose), or remove this line"
     )
     assert result.stdout == "" and KEY not in result.stderr
+
+
+def test_keys_under_another_tools_names_are_not_refused_when_the_simulator_is_named(tmp_path) -> None:
+    """alpaca-py's own names in `.env` (APCA_API_KEY_ID) are refused where the engine would read no keys and fall back
+    to the simulator unasked; with `--broker sim` the user asked for it, and the keys are not read at all."""
+    (tmp_path / ".env").write_text(f"APCA_API_KEY_ID={KEY}\nAPCA_API_SECRET_KEY={SECRET}\n", encoding="utf-8")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    folders = [f"--{name}={PROJECT_ROOT / name}" for name in ("config", "machines", "rules")]
+    command = [sys.executable, "-m", "engine", "snapshot", *folders, "--start", "2026-11-23T10:00:00-05:00"]
+    asked = subprocess.run([*command, "--broker", "sim"], capture_output=True, text=True, cwd=tmp_path, env=base, timeout=60)
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["account"]["equity"] > 0
+    unasked = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=base, timeout=60)
+    assert unasked.returncode == 2 and unasked.stderr.strip().startswith(".env:1: APCA_API_KEY_ID is not a variable")
