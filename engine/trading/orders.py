@@ -181,13 +181,22 @@ class OrderManager:
 
     @property
     def watch_changed(self) -> bool:
-        return self._watch() != self._watch_saved
+        """Whether the watch differs from the one last written: its three collections compared with the saved
+        record's, as `OrderWatch.__eq__` compares them (a set equals the frozenset of its members), without the
+        copies `_watch` makes. Asked twice a tick, nearly always of three empty collections."""
+        saved = self._watch_saved
+        return not (
+            self._missing_since == saved.missing
+            and self._replacements_missing == saved.replacements
+            and self.cancels_refused == saved.refused
+        )
 
     def save_watch(self, now: datetime, day: date, *, again: bool = False) -> None:
         """Write what `restore_watch` reads, inside the caller's transaction, when it changed since the last write (or
-        `again`: the transaction that held the last write was rolled back). Nearly always empty and unchanged."""
-        watch = self._watch()
-        if watch != self._watch_saved or again:
+        `again`: the transaction that held the last write was rolled back). Nearly always empty and unchanged: the
+        record (`_watch`, copies of the collections) is built only to be written."""
+        if self.watch_changed or again:
+            watch = self._watch()
             kept.save_order_watch(self.store, now, day, watch)
             self._watch_saved = watch
 

@@ -258,3 +258,43 @@ def test_a_watch_saved_on_another_day_or_later_than_now_starts_again(rig: Rig, c
     assert kept.order_watch(rig.store, now, day) == kept.OrderWatch({}, {}, frozenset())
     kept.save_order_watch(rig.store, now, day, kept.OrderWatch({"x": now + timedelta(hours=3)}, {}, frozenset()))
     assert kept.order_watch(rig.store, now, day) == kept.OrderWatch({"x": now}, {}, frozenset())
+
+
+def test_the_watch_is_compared_as_its_record_and_built_only_to_be_written(
+    rig: Rig, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`watch_changed` compares the three collections with the saved record's instead of building the record (two
+    copies a tick, asked twice a tick): it must say what comparing the records says, set against frozenset
+    included, and an unchanged watch must be neither built nor written."""
+    orders, now = rig.engine.orders, clock.now()
+    rig.ticks(1)
+
+    def records_differ() -> bool:
+        return orders._watch() != orders._watch_saved
+
+    assert orders.watch_changed is records_differ() is False
+    for change, undo in (
+        (lambda: orders._missing_since.__setitem__("a", now), lambda: orders._missing_since.pop("a")),
+        (lambda: orders._replacements_missing.__setitem__("b", now), lambda: orders._replacements_missing.pop("b")),
+        (lambda: orders.cancels_refused.add("c"), lambda: orders.cancels_refused.discard("c")),
+    ):
+        change()
+        assert orders.watch_changed is records_differ() is True
+        undo()
+        assert orders.watch_changed is records_differ() is False
+    orders._missing_since["a"] = now
+    with rig.store.transaction():
+        orders.save_watch(now, now.date())  # written: now the saved record
+    assert orders.watch_changed is records_differ() is False
+    orders._missing_since["a"] = now + timedelta(seconds=1)  # the same order, another time: changed
+    assert orders.watch_changed is records_differ() is True
+    orders._missing_since["a"] = now
+
+    def built() -> kept.OrderWatch:
+        raise AssertionError("an unchanged watch's record built")
+
+    monkeypatch.setattr(orders, "_watch", built)
+    statements = rig.store.statements
+    with rig.store.transaction():
+        orders.save_watch(now, now.date())
+    assert rig.store.statements - statements <= 2  # the transaction's own, nothing written
