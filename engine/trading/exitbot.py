@@ -40,6 +40,7 @@ MISMATCH_TICKS = 2  # a broker/SQLite mismatch must persist this many ticks (a f
 # fractions of a second on a healthy host; a step of seconds or more (a bad time source, a VM restored from a
 # snapshot, a hand-set clock) makes every time the engine wrote (an order's, a position's, a halt's) later than now.
 CLOCK_BACKWARDS_TOLERANCE = timedelta(seconds=1)
+_ABSENT = object()  # a fact not among the facts at all (`_kill_inputs`): not the same input as a missing (None) one
 LAST_TICK_SCOPE = "tick"  # the `last_facts` row the engine writes each tick (engine.LAST_FACTS_SCOPE), with its time
 
 
@@ -156,6 +157,10 @@ class ExitBot:
     _explained: tuple[tuple[Any, ...], list[str]] | None = None
     # bot id -> the counters (the view's own mapping) last found to call for no halt and no pause (`anomalies`)
     _quiet: dict[str, Mapping[str, int]] = field(default_factory=dict)
+    # the last verdict that found no condition holding, with what it was worked out from (`evaluate_kills`)
+    _kills_quiet: tuple[Any, CompiledRules, tuple[Any, ...], KillVerdict] | None = None
+    # the compiled rules -> the facts `_kill_inputs` reads from them, sorted
+    _kill_names: tuple[CompiledRules, tuple[str, ...]] | None = None
 
     # --- health --------------------------------------------------------------------------------------------
 
@@ -228,6 +233,10 @@ class ExitBot:
         deferred: list[str] = []
         if not exitbot.enabled:
             return KillVerdict((), {}, ())
+        key = self._kill_inputs(facts, notes)
+        quiet = self._kills_quiet
+        if quiet is not None and quiet[0] is exitbot and quiet[1] is self.rules and quiet[2] == key:
+            return quiet[3]
         for name, predicate in self.rules.kill_conditions.items():
             if not getattr(exitbot.kill_conditions, name, False):
                 continue
@@ -248,7 +257,28 @@ class ExitBot:
             for name in holding
             if name not in errors
         }
-        return KillVerdict(tuple(holding), errors, tuple(deferred), tuple(self._anomalies), readings)
+        verdict = KillVerdict(tuple(holding), errors, tuple(deferred), tuple(self._anomalies), readings)
+        self._kills_quiet = None if holding else (exitbot, self.rules, key, verdict)
+        return verdict
+
+    def _kill_inputs(self, facts: Mapping[str, Any], notes: Mapping[str, str] | None) -> tuple[Any, ...]:
+        """Everything a verdict is worked out from besides the config: each fact a kill condition reads
+        (`CompiledRules.kill_facts`, every name its expression may read, guards it names included) and broker_ok,
+        each with its type (a bool and an int compare equal, but a fact of the wrong type fails its check) or
+        absent; the notes; this tick's anomalies. The kill conditions are pure functions of the facts, so the same
+        inputs give the same verdict: a tick whose inputs are those of the last quiet one (most ticks: nothing
+        holds, and the facts read are counts and flags that rarely move) takes that verdict, which nothing changes
+        (read only, by the machine's actions and the engine). Only a verdict with nothing holding is kept: one that
+        holds names the facts as read (`reading`, where -0.0 and 0.0 differ) and halts, which is rare."""
+        rules, kept_names = self.rules, self._kill_names
+        if kept_names is None or kept_names[0] is not rules:
+            kept_names = self._kill_names = (rules, tuple(sorted({"broker_ok"}.union(*rules.kill_facts.values()))))
+        values = [facts.get(name, _ABSENT) for name in kept_names[1]]
+        return (
+            tuple([(value.__class__, value) for value in values]),
+            tuple(notes.items()) if notes else (),
+            tuple(self._anomalies),
+        )
 
     # --- anomalies -----------------------------------------------------------------------------------------
 

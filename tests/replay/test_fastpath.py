@@ -7,7 +7,8 @@ bytes, so that with commits held only the record written is encoded (engine/core
 the replay's requests skip SimAPI's lock (engine/replay/api.py), its snapshot is read from the exchange without
 the request layers (engine/replay/broker.py), and the bots of a tick share what only the tick
 decides: their windows and the dict their facts are copied from (facts_builder.TickBots), and the preflight checks
-that read only their kind's facts (preflight.KIND_FACTS). Those last two are not the backtest's alone: every run
+that read only their kind's facts (preflight.KIND_FACTS); the ExitBot keeps a verdict with no kill condition
+holding while every input it read stands (`ExitBot._kill_inputs`). Those last three are not the backtest's alone: every run
 takes them, and this holds them to building each bot's facts and answering each check one bot at a time.
 
 A backtest's account never holds what its bots do not explain, nor are its orders refused, so this cannot tell a
@@ -66,6 +67,7 @@ def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backtest_module, "ReplayBroker", SnapshotBroker)  # the snapshot through the request layers
     monkeypatch.setattr(engine_module, "TickBots", lambda *args: None)  # each bot's windows and facts its own
     monkeypatch.setattr(preflight_module, "KIND_FACTS", frozenset())  # the kind's checks asked of every bot
+    monkeypatch.setattr(ExitBot, "_kill_inputs", lambda self, facts, notes: (object(),))  # kills answered every tick
 
 
 def _day(folder: Path) -> None:

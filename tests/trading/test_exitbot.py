@@ -122,3 +122,42 @@ def test_a_kill_condition_that_holds_is_named_with_the_facts_it_read(rig: Rig) -
     stale = {**facts, "stale_markets": 1}
     verdict = rig.engine.exitbot.evaluate_kills(stale, {"stale_markets": "crypto"})
     assert verdict.reason == "kill condition: data_stale_halt (stale_markets 1: crypto)"
+
+
+def test_a_quiet_verdict_is_kept_only_while_every_input_it_read_stands(rig: Rig) -> None:
+    """The kill conditions are answered again only when something they read moved: each fact they read (with its
+    type, and absent apart from missing), broker_ok, the notes, the tick's anomalies. Each step below changes one
+    input; whatever was kept must equal the verdict worked out afresh, and a verdict that holds is never kept."""
+    rig.ticks(3)
+    exitbot = rig.engine.exitbot
+    facts = rig.engine._system_facts(_view(rig), 0, FeedHealth(0, 0), kill_triggered=False)
+    quiet = exitbot.evaluate_kills(facts)
+    assert quiet.holding == () and exitbot.evaluate_kills(dict(facts)) is quiet  # the same inputs: the same verdict
+    absent = {k: v for k, v in facts.items() if k != "daily_pnl_pct"}
+    steps = [
+        {**facts, "api_failures_in_window": 1},
+        {**facts, "api_failures_in_window": True},  # equal to 1, not the same input: a wrong type fails its check
+        {**facts, "daily_pnl_pct": None, "broker_ok": False},  # missing on a failed read: deferred, kept
+        {**facts, "daily_pnl_pct": None, "broker_ok": False},
+        {**absent, "broker_ok": False},  # absent, not missing: asked again
+        {**facts, "daily_pnl_pct": None},  # missing on a good read: holds, never kept
+        {**facts, "daily_pnl_pct": None},
+        {**facts, "daily_pnl_pct": -0.0},
+        {**facts, "daily_pnl_pct": 0.0},
+        {**facts, "stale_markets": 1},
+        facts,
+        {**facts, "equity_usd": 1.0},  # read by no kill condition: the verdict kept
+    ]
+    for n, step in enumerate(steps):
+        notes = {"stale_markets": "crypto"} if n % 2 else None
+        got = exitbot.evaluate_kills(step, notes)
+        exitbot._kills_quiet = None  # forget it: worked out afresh
+        fresh = exitbot.evaluate_kills(step, notes)
+        assert got == fresh, (n, step)
+    exitbot._anomalies = ["an unowned position"]
+    assert exitbot.evaluate_kills(facts) == exitbot.evaluate_kills({**facts})
+    assert exitbot.evaluate_kills(facts).anomalies == ("an unowned position",)
+    exitbot._anomalies = []
+    assert exitbot.evaluate_kills(facts).anomalies == ()
+    holding = {**facts, "stale_markets": 1}
+    assert exitbot.evaluate_kills(holding) is not exitbot.evaluate_kills(holding)
