@@ -338,6 +338,8 @@ class Journal:
         self._prefix = ""
         self._lines: list[str] = []  # lines not yet handed to the file: one write for many (`_LINES_HELD`)
         self._listeners: list[Listener] = []
+        self._wanted: list[frozenset[str] | None] = []  # the events each listener asked for, in its place (None: all)
+        self._told: frozenset[str] | None = frozenset()  # the events some listener asked for (None: every event)
         self.listener_errors: list[str] = []  # why listeners were dropped, for whoever added them
 
     @staticmethod
@@ -413,32 +415,48 @@ class Journal:
         masked: dict[str, Any] | None = None
         if self._needles and any(needle in line for needle in self._needles):
             # the time is the journal's own text (from the clock, never from input): only what was passed is masked
-            event, values = self._secrets.masked(event), self._secrets.masked_value(json.loads(body))
-            masked = {"ts": self._stamp, "event": event, **values}
+            shown, values = self._secrets.masked(event), self._secrets.masked_value(json.loads(body))
+            masked = {"ts": self._stamp, "event": shown, **values}
             body = self._encode(values)
-            line = self._prefix + json_encoder.encode_basestring_ascii(event) + ("}" if body == "{}" else "," + body[1:])
+            line = self._prefix + json_encoder.encode_basestring_ascii(shown) + ("}" if body == "{}" else "," + body[1:])
         self._lines.append(line)
         if len(self._lines) >= _LINES_HELD:
             self._write_lines()
-        if self._listeners:
-            self._tell(masked if masked is not None else {"ts": self._stamp, "event": event, **fields})
+        told = self._told
+        if told is None or event in told:  # the record is built only for an event some listener asked for
+            self._tell(event, masked if masked is not None else {"ts": self._stamp, "event": event, **fields})
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener, events: Iterable[str] | None = None) -> None:
         """`listener(record)` once each event's line is made (it reaches the file with the next batch or flush):
         `ts` (UTC text), `event`, then the fields as logged (datetimes still datetimes), or the line as written
-        when a secret had to be masked in it."""
+        when a secret had to be masked in it. `events`: only the events of these names (as logged, before any
+        masking); None: every event. A log nobody listens to, or no listener asked for, builds no record: a
+        backtest's listener wants one event, and a record a line was a dict built and dropped each time."""
         self._listeners.append(listener)
+        self._wanted.append(None if events is None else frozenset(events))
+        self._update_told()
 
     def unsubscribe(self, listener: Listener) -> None:
         if listener in self._listeners:
-            self._listeners.remove(listener)
+            self._drop(self._listeners.index(listener))
 
-    def _tell(self, record: dict[str, Any]) -> None:
-        for listener in tuple(self._listeners):
+    def _drop(self, index: int) -> None:
+        del self._listeners[index], self._wanted[index]
+        self._update_told()
+
+    def _update_told(self) -> None:
+        wanted = self._wanted
+        self._told = None if None in wanted else frozenset().union(*(w for w in wanted if w is not None))
+
+    def _tell(self, event: str, record: dict[str, Any]) -> None:
+        for listener, events in list(zip(self._listeners, self._wanted, strict=True)):
+            if events is not None and event not in events:
+                continue
             try:
                 listener(record)
             except Exception as exc:
-                self._listeners.remove(listener)
+                if listener in self._listeners:
+                    self._drop(self._listeners.index(listener))
                 self.listener_errors.append(f"{type(exc).__name__}: {exc}")
 
     def _write_lines(self) -> None:

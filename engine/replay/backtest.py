@@ -671,7 +671,7 @@ def run_backtest(
     store.hold_commits(COMMIT_EVERY)
     journal = Journal(out / LOG_FILE, clock, secrets)
     recorded = Recorded()
-    journal.subscribe(recorded.journal_event)
+    journal.subscribe(recorded.journal_event, events=Recorded.EVENTS)
     started = time.perf_counter()
     try:
         engine = Engine(config, report.book, report.machines, broker, store, journal, clock, flush_each_tick=False)

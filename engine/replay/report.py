@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from engine.brokers.symbols import asset_class_of, contract_multiplier
@@ -65,6 +65,8 @@ class Recorded:
     blocked: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # bot -> check -> count
     frames: int = 0
     bar_events: int = 0
+
+    EVENTS: ClassVar[frozenset[str]] = frozenset({"entry_blocked"})  # the events `journal_event` reads (`subscribe`)
 
     def journal_event(self, record: dict[str, Any]) -> None:
         """A journal listener: `entry_blocked` names the checks (or the gate's reasons) that refused an entry."""

@@ -345,3 +345,40 @@ def test_a_log_whose_last_line_was_cut_is_still_appended_to(tmp_path: Path) -> N
     journal.log("tick")
     journal.close()
     assert path.read_bytes().count(b"\n") == 3
+
+
+def test_a_listener_hears_only_the_events_it_asked_for_and_none_builds_a_record_nobody_wants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backtest's listener reads one event (`entry_blocked`) of the several a tick logs: the record handed to
+    listeners, a dict a line, was built for every line and dropped. A listener may name its events: it hears only
+    those, one that named none hears all, and a line no listener asked for builds no record at all."""
+    journal = Journal(tmp_path / "app.jsonl", ManualClock(AT))
+    blocked: list[dict[str, object]] = []
+    journal.subscribe(blocked.append, events={"entry_blocked"})
+    told: list[str] = []
+    monkeypatch.setattr(journal, "_tell", lambda event, record: told.append(event))
+    journal.log("tick", transitions=0)
+    journal.log("entry_blocked", bot="b1", failed=["size"])
+    assert told == ["entry_blocked"]  # the tick's record not even built
+    monkeypatch.undo()
+    everything: list[dict[str, object]] = []
+    journal.subscribe(everything.append)
+    journal.log("tick", transitions=1)
+    journal.log("entry_blocked", bot="b2", failed=["size"])
+    assert [r["bot"] for r in blocked] == ["b2"]
+    assert [r["event"] for r in everything] == ["tick", "entry_blocked"]
+    journal.unsubscribe(everything.append)
+    journal.unsubscribe(blocked.append)
+
+    def failing(record: dict[str, object]) -> None:
+        raise RuntimeError("listener broke")
+
+    journal.subscribe(failing, events=["tick"])
+    journal.subscribe(blocked.append, events=("entry_blocked",))
+    journal.log("tick", transitions=2)  # the failing listener is dropped, the other kept
+    journal.log("entry_blocked", bot="b3", failed=[])
+    journal.close()
+    assert journal.listener_errors == ["RuntimeError: listener broke"]
+    assert [r["bot"] for r in blocked] == ["b2", "b3"]
+    assert [e["event"] for e in read_events(tmp_path / "app.jsonl")] == ["tick", "entry_blocked"] * 2 + ["tick", "entry_blocked"]
