@@ -126,7 +126,7 @@ def test_a_kill_condition_that_holds_is_named_with_the_facts_it_read(rig: Rig) -
 
 def test_a_quiet_verdict_is_kept_only_while_every_input_it_read_stands(rig: Rig) -> None:
     """The kill conditions are answered again only when something they read moved: each fact they read (with its
-    type, and absent apart from missing), broker_ok, the notes, the tick's anomalies. Each step below changes one
+    type; one absent is never kept), broker_ok, the notes, the tick's anomalies. Each step below changes one
     input; whatever was kept must equal the verdict worked out afresh, and a verdict that holds is never kept."""
     rig.ticks(3)
     exitbot = rig.engine.exitbot
@@ -139,7 +139,7 @@ def test_a_quiet_verdict_is_kept_only_while_every_input_it_read_stands(rig: Rig)
         {**facts, "api_failures_in_window": True},  # equal to 1, not the same input: a wrong type fails its check
         {**facts, "daily_pnl_pct": None, "broker_ok": False},  # missing on a failed read: deferred, kept
         {**facts, "daily_pnl_pct": None, "broker_ok": False},
-        {**absent, "broker_ok": False},  # absent, not missing: asked again
+        {**absent, "broker_ok": False},  # absent, not missing: worked out, not kept
         {**facts, "daily_pnl_pct": None},  # missing on a good read: holds, never kept
         {**facts, "daily_pnl_pct": None},
         {**facts, "daily_pnl_pct": -0.0},
