@@ -48,23 +48,24 @@ import json
 import random
 import sqlite3
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere: the engine is the one beside this file
-    sys.path.insert(0, str(ROOT))
+for _folder in (ROOT, ROOT / "tools"):  # run as a script from anywhere: the engine and fuzzkit beside this file
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+from fuzzkit import LogTail, RecordingBroker, seed_folder, seed_range  # noqa: E402
 
 from engine.brokers.alpaca import AlpacaAPI  # noqa: E402
-from engine.brokers.base import BrokerError, DataNeeds, Order, OrderRequest, Snapshot  # noqa: E402
+from engine.brokers.base import BrokerError, Order, OrderRequest  # noqa: E402
 from engine.brokers.emulator import Emulator, Fault  # noqa: E402
 from engine.brokers.ratelimit import TokenBucket  # noqa: E402
 from engine.brokers.sim.exchange import SimExchange  # noqa: E402
-from engine.brokers.snapshot import SnapshotBroker  # noqa: E402
 from engine.core.clock import ManualClock  # noqa: E402
 from engine.core.journal import Journal  # noqa: E402
 from engine.core.store import SYSTEM_SCOPE, StateStore  # noqa: E402
@@ -445,18 +446,6 @@ class CheckedAPI:
         return call
 
 
-class RecordingBroker(SnapshotBroker):
-    """The engine's SnapshotBroker, keeping the tick's first snapshot (the one the tick decides on)."""
-
-    first: Snapshot | None = None
-
-    def snapshot(self, needs: DataNeeds) -> Snapshot:
-        taken = super().snapshot(needs)
-        if self.first is None:
-            self.first = taken
-        return taken
-
-
 _REPORTS: dict[Path, Report] = {}
 
 
@@ -482,8 +471,6 @@ class AnswerFuzz:
     entries: int = 0
     restarts: int = 0
     resumes: int = 0
-    log_read_to: int = 0
-    log_lines: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     engine: Engine = field(init=False)
     emulator: Emulator = field(init=False)
@@ -496,6 +483,7 @@ class AnswerFuzz:
         self.clock = ManualClock(OPEN + timedelta(minutes=minutes))
         self.exchange = SimExchange(self.clock, seed=7)
         self.db, self.log = self.root / "state.db", self.root / "app.jsonl"
+        self.log_tail = LogTail(self.log)
         self.report = _load(self.config_dir)
         self.sent: set[str] = set()
         real_submit = self.exchange.submit
@@ -678,26 +666,7 @@ class AnswerFuzz:
 
     def check_log(self) -> None:
         """Every whole line of the log parses and is an event, read from where the last check stopped; no key."""
-        if not self.log.exists():
-            return
-        with self.log.open("rb") as handle:
-            handle.seek(self.log_read_to)
-            text = handle.read()
-        *whole, _tail = text.split(b"\n")
-        for raw in whole:
-            self.log_lines += 1
-            self.log_read_to += len(raw) + 1
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                self.fail(f"log line {self.log_lines} does not parse: {raw[:120]!r}")
-                continue
-            if not isinstance(event, dict) or "event" not in event:
-                self.fail(f"log line {self.log_lines} is not an event: {raw[:120]!r}")
-            else:
-                self.events.append(event)
-            if KEY.encode() in raw or SECRET.encode() in raw:
-                self.fail(f"log line {self.log_lines} holds a key")
+        self.events += self.log_tail.read(self.fail, (KEY, SECRET))
 
     def check_files(self, *, final: bool = False) -> None:
         """The state file opens read-only and passes quick_check; no key in it (its WAL included)."""
@@ -717,22 +686,11 @@ class AnswerFuzz:
             self.check_log()
 
 
-@contextlib.contextmanager
-def _folder(keep: Path | None, seed: int) -> Iterator[Path]:
-    if keep is not None:
-        path = keep / f"seed_{seed}"
-        path.mkdir(parents=True, exist_ok=False)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix=f"answerfuzz_{seed}_") as name:
-        yield Path(name)
-
-
 def run_seed(
     seed: int, ticks: int, *, rate: float = 0.15, quiet: int = 40, meaning: float = 0.25, keep: Path | None = None
 ) -> AnswerFuzz:
     """One seed's run; its `violations` are empty when every invariant held."""
-    with _folder(keep, seed) as root:
+    with seed_folder(keep, seed, "answerfuzz") as root:
         fuzz = AnswerFuzz(seed, ticks, root, rate=rate, quiet=min(quiet, ticks), meaning=meaning)
         fuzz.run()
     return fuzz
@@ -750,11 +708,6 @@ def describe(fuzz: AnswerFuzz) -> str:
     return "\n".join(lines)
 
 
-def _seeds(text: str) -> list[int]:
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
-
-
 def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, help="one seed")
@@ -768,7 +721,7 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
     args = parser.parse_args(argv)
     if (args.seed is None) == (args.seeds is None):
         parser.error("give --seed S or --seeds A-B")
-    seeds = [args.seed] if args.seed is not None else _seeds(args.seeds)
+    seeds = [args.seed] if args.seed is not None else seed_range(args.seeds)
     failed = 0
     for seed in seeds:
         fuzz = run_seed(seed, args.ticks, rate=args.rate, quiet=args.quiet, meaning=args.meaning, keep=args.keep)

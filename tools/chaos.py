@@ -38,16 +38,18 @@ import marshal
 import random
 import sqlite3
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere: the engine is the one beside this file
-    sys.path.insert(0, str(ROOT))
+for _folder in (ROOT, ROOT / "tools"):  # run as a script from anywhere: the engine and fuzzkit beside this file
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+from fuzzkit import LogTail, seed_folder, seed_range  # noqa: E402
 
 from engine.brokers.base import BrokerError, Order, OrderRequest  # noqa: E402
 from engine.brokers.factory import build_sim  # noqa: E402
@@ -201,8 +203,6 @@ class Chaos:
     bitten: dict[str, float] = field(default_factory=dict)  # coin -> what the broker held after its last fee fault
     suspended: dict[str, int] = field(default_factory=dict)  # exchange order id -> the tick the broker resumes it
     restart_next: tuple[str, int, bool] | None = None  # ("restart"|"crash", the call to die at, after it)
-    log_read_to: int = 0
-    log_lines: int = 0
     entries_checked: int = 0  # entries whose send was checked (a run that sent none proved little)
 
     def __post_init__(self) -> None:
@@ -216,6 +216,7 @@ class Chaos:
         _broker, self.exchange = build_sim(self.settings, self.clock)
         self.real_paths = self.exchange.paths
         self.db, self.log = self.root / "state.db", self.root / "app.jsonl"
+        self.log_tail = LogTail(self.log)
         self.outside = StateStore(self.db)  # the operator's connection, as `halt` and `resume` open it
         self.operator_journal = Journal(self.log, self.clock)
         self.engine = self._build()
@@ -618,24 +619,9 @@ class Chaos:
     def check_log(self, *, final: bool = False) -> None:
         """Every line of the log parses as one event, read from where the last check stopped (a line being written
         is read next time); the last ends in a newline."""
-        if not self.log.exists():
-            return
-        with self.log.open("rb") as handle:
-            handle.seek(self.log_read_to)
-            text = handle.read()
-        *whole, tail = text.split(b"\n")
-        for raw in whole:
-            self.log_lines += 1
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                self.fail(f"log line {self.log_lines} is not JSON: {raw[:120]!r}")
-                continue
-            if not isinstance(event, dict) or "event" not in event:
-                self.fail(f"log line {self.log_lines} is not an event: {raw[:120]!r}")
-        self.log_read_to += len(text) - len(tail)
-        if final and tail:
-            self.fail(f"the log ends in a partial line: {tail[:120]!r}")
+        self.log_tail.read(self.fail)
+        if final:
+            self.log_tail.ends_whole(self.fail)
 
 
 class GappedPaths:
@@ -684,22 +670,11 @@ def _load(config_dir: Path) -> Report:
     return _REPORTS[config_dir]
 
 
-@contextlib.contextmanager
-def _folder(keep: Path | None, seed: int) -> Iterator[Path]:
-    if keep is not None:
-        path = keep / f"seed_{seed}"
-        path.mkdir(parents=True, exist_ok=False)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix=f"chaos_{seed}_") as name:
-        yield Path(name)
-
-
 def run_seed(
     seed: int, ticks: int, *, fault_rate: float = 0.12, keep: Path | None = None, config_dir: Path | None = None
 ) -> Chaos:
     """One seed's run; its `violations` are empty when every invariant held."""
-    with _folder(keep, seed) as root:
+    with seed_folder(keep, seed, "chaos") as root:
         chaos = Chaos(seed, ticks, root, fault_rate=fault_rate, config_dir=(config_dir or ROOT / "config").resolve())
         chaos.run()
     return chaos
@@ -714,11 +689,6 @@ def describe(chaos: Chaos) -> str:
     return "\n".join(lines)
 
 
-def _seeds(text: str) -> list[int]:
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, help="one seed")
@@ -730,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.seed is None) == (args.seeds is None):
         parser.error("give --seed S or --seeds A-B")
-    seeds = [args.seed] if args.seed is not None else _seeds(args.seeds)
+    seeds = [args.seed] if args.seed is not None else seed_range(args.seeds)
     failed = 0
     for seed in seeds:
         chaos = run_seed(seed, args.ticks, fault_rate=args.rate, keep=args.keep, config_dir=args.config)

@@ -22,7 +22,6 @@ a failing seed replays the same faults.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import sqlite3
 from collections.abc import Iterator
@@ -33,19 +32,20 @@ from typing import Any
 
 import pytest
 
-from engine.brokers.base import BrokerError, DataNeeds, Order, OrderRequest, Snapshot
+from engine.brokers.base import BrokerError, Order, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.sim import exchange as sim_exchange
 from engine.brokers.sim.exchange import SimExchange
-from engine.brokers.snapshot import SnapshotBroker
 from engine.core.clock import ManualClock
 from engine.core.journal import Journal
 from engine.core.store import SYSTEM_SCOPE, StateStore
 from engine.trading.exitbot import MISMATCH_TICKS
 from engine.trading.runner import operator_halt, operator_resume
 from tests.brokers.conftest import KEY, SECRET, make_api
-from tests.conftest import ProjectCopy
+from tests.conftest import ProjectCopy, load_tool
 from tests.trading.conftest import OPEN, Rig, make_rig
+
+fuzzkit: Any = load_tool("fuzzkit")  # tools/fuzzkit.py: what the seeded drivers share
 
 NOT_FOUND = '{"code":40410000,"message":"order not found"}'
 RATE_LIMITED = '{"code":42910000,"message":"rate limit exceeded"}'
@@ -127,18 +127,6 @@ class CrashingAPI:
         return call
 
 
-class RecordingBroker(SnapshotBroker):
-    """The engine's SnapshotBroker, keeping the tick's first snapshot (the one the tick decides on)."""
-
-    first: Snapshot | None = None
-
-    def snapshot(self, needs: DataNeeds) -> Snapshot:
-        taken = super().snapshot(needs)
-        if self.first is None:
-            self.first = taken
-        return taken
-
-
 @dataclass
 class Soak:
     seed: int
@@ -149,13 +137,12 @@ class Soak:
     timeouts: bool = True
     violations: list[str] = field(default_factory=list)
     tick_no: int = 0
-    log_read_to: int = 0  # bytes of the log checked so far
-    log_lines: int = 0
     suspended: dict[str, int] = field(default_factory=dict)  # exchange order id -> the tick it resumes at
     strays: list[tuple[str, int]] = field(default_factory=list)  # stray symbol, the tick the operator closes it
     notes: list[str] = field(default_factory=list)
     mismatches: dict[str, int] = field(default_factory=dict)  # symbol -> successful ticks in a row it differed
     events: list[dict[str, Any]] = field(default_factory=list)  # the log's, as read so far
+    log_tail: Any = None  # fuzzkit.LogTail of the rig's log, from the first check on
     hide_next: int = 0  # hide the next order answered, for this many requests
     thin_until: int | None = None  # the tick a thin spell (partial fills) ends at
     restart_at: tuple[str, int, bool] | None = None  # the coming tick's restart or crash: (kind, call, after it)
@@ -187,7 +174,7 @@ class Soak:
 
     def build(self) -> Rig:
         self.api = CrashingAPI(make_api(self.emulator, self.clock, timeout=0.3), self)
-        self.broker = RecordingBroker(self.api, self.clock)
+        self.broker = fuzzkit.RecordingBroker(self.api, self.clock)
         return make_rig(self.project, self.clock, broker=self.broker, exchange=self.exchange)
 
     def resent_by_design(self, client_order_id: str) -> bool:
@@ -449,29 +436,11 @@ class Soak:
     def check_log(self, *, final: bool = False) -> None:
         """Every line of the log parses, read from where the last check stopped (whole lines only: a line being
         written is read next time); no key in it."""
-        path = self.rig.log
-        if not path.exists():
-            return
-        with path.open("rb") as handle:
-            handle.seek(self.log_read_to)
-            text = handle.read()
-        *whole, tail = text.split(b"\n")
-        for raw in whole:
-            self.log_lines += 1
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                self.fail(f"log line {self.log_lines} does not parse: {raw[:120]!r}")
-                continue
-            if not isinstance(event, dict) or "event" not in event:
-                self.fail(f"log line {self.log_lines} is not an event: {raw[:120]!r}")
-            else:
-                self.events.append(event)
-            if SECRET.encode() in raw or KEY.encode() in raw:
-                self.fail(f"log line {self.log_lines} holds a key")
-        self.log_read_to += len(text) - len(tail)
-        if final and tail:
-            self.fail(f"the log ends in a partial line: {tail[:120]!r}")
+        if self.log_tail is None:
+            self.log_tail = fuzzkit.LogTail(self.rig.log)
+        self.events += self.log_tail.read(self.fail, (KEY, SECRET))
+        if final:
+            self.log_tail.ends_whole(self.fail)
 
 
 def soak(seed: int, root: Path, ticks: int, **options: Any) -> Soak:
