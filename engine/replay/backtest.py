@@ -675,6 +675,7 @@ def run_backtest(
     started = time.perf_counter()
     try:
         engine = Engine(config, report.book, report.machines, broker, store, journal, clock, flush_each_tick=False)
+        engine.orders.fill_band = False  # fills are the fill model's own (slippage included), not a broker's answer
         # it ticks once a bar, not every loop_interval_seconds; an order sent at one fills at the next row with "next"
         engine.close_margin = close_margin_minutes(interval.total_seconds(), 2 if model.timing == "next" else 1)
         engine.history_gap_s = history_gap_seconds(interval.total_seconds(), config.settings.health)

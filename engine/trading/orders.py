@@ -142,6 +142,9 @@ class OrderManager:
     # of it on, so a fill at a price the market left while no engine ran halts (it cannot be told from a wrong one).
     _seen: dict[str, fillprice.Seen] = field(default_factory=dict)
     _quotes: Snapshot | None = None  # the last sync's snapshot: the quotes an intent recorded now was decided on
+    # Whether fills are held to the quotes seen (`_fill_price`): a backtest's fills are its own fill model's over the
+    # recorded bars (the next bar's open, a slippage of up to 100 %), no broker's answer to doubt (replay/backtest.py).
+    fill_band: bool = True
 
     def restore_refused_exits(self, now: datetime) -> None:
         """At start: `exits_refused` from the state file, where each refusal is already kept: an exit's row ended
@@ -569,6 +572,8 @@ class OrderManager:
         corrected = dataclasses.replace(row, broker_order_id=order.id)
         if _contradicts(corrected, order) is not None:
             return None  # more than the id differs: not about this order
+        if self._id_taken(row, order.id) is not None:
+            return None  # another working order's id: a cancel under it would cancel that order (as `_sent` refuses)
         looked_up, found = self._look_up(row)
         if not looked_up or found is None or found.id != order.id or _contradicts(corrected, found) is not None:
             return None
@@ -798,13 +803,17 @@ class OrderManager:
         """(the price a new fill of `row`'s order is booked at, the broker's own when that is another).
 
         The broker's price, unless it is one nobody could have traded the order at (`fillprice.implausible`: no
-        price, worse than its limit, outside the band around the quotes seen since it was recorded), judged for the
-        order's new average and for the part added since the last answer. Then the fill is booked at a stand-in
-        (`fillprice.stand_in`) and the system halts on an answer it cannot explain, in the transaction that books
-        it, so no kill between them leaves the fill booked unexplained. With no stand-in either: Contradiction
-        (nothing of the answer booked; it halts)."""
+        price, worse than its limit, outside the band around the quotes seen since it was recorded, when one is read at
+        this tick), judged for the order's new average and for the part added since the last answer. Then the fill is
+        booked at a stand-in (`fillprice.stand_in`) and the system halts on an answer it cannot explain, in the
+        transaction that books it, so no kill between them leaves the fill booked unexplained. With no stand-in
+        either: Contradiction (nothing of the answer booked; it halts)."""
         added = added_fill_price(old_qty, old_avg, new_qty, new_avg)
-        seen = self._seen.get(row.client_order_id)
+        # The band only with a usable quote read at this tick: made of earlier quotes alone, it would refuse a true fill
+        # after a gap (a day order filled at the next open while the feed is one-sided or down) and book it at the
+        # price before the gap.
+        now_quoted = self.fill_band and self._quotes is not None and fillprice.quote_of(self._quotes, row.symbol) is not None
+        seen = self._seen.get(row.client_order_id) if now_quoted else None
         slack = fill_value_slack((old_avg or 0.0) * old_qty, new_avg * new_qty) / (new_qty - old_qty)
         why = fillprice.implausible(row, new_avg, seen) or fillprice.implausible(row, added, seen, slack=slack)
         if why is None:
@@ -850,6 +859,9 @@ class OrderManager:
                 updated_at=now,
             )
             self.store.add_order(adopted)
+            if row.client_order_id in self._seen:  # the same order to the market: its fills held to the same quotes
+                self._seen[adopted.client_order_id] = self._seen[row.client_order_id]  # (immutable)
+            self._watch_price(adopted)
             self.journal.log(
                 "order",
                 action="replacement_adopted",

@@ -201,3 +201,69 @@ def test_the_band_follows_the_quotes_and_the_stand_in_keeps_to_the_limit() -> No
     assert seen.last == pytest.approx(130.1)
     contract = fillprice.Seen("SPY261204C00500000", 2.0, 2.2, 2.1)
     assert contract.band() == pytest.approx((1.2, 2.2 * 1.4))
+
+
+@pytest.mark.parametrize("unusable", ["one-sided", "missing"])
+def test_a_fill_after_a_gap_read_while_its_quote_is_unusable_is_booked_at_the_brokers_price(rig: Rig, unusable: str) -> None:
+    """The band is worked out only with a usable quote read at the fill's tick. Made of the earlier quotes alone (the
+    feed one-sided or down as the fill is read: a day order filled at the next open), a true fill after a 30 % gap
+    halted the system and was booked for good at the price before the gap: P&L and exits off by the whole gap."""
+    rig.ticks(3)
+    broker = rig.engine.broker
+    real_snapshot, gapped = broker.snapshot, {"on": False}
+
+    def snapshot(needs: Any) -> Snapshot:
+        taken = real_snapshot(needs)
+        if not gapped["on"]:
+            return taken
+        quotes = dict(taken.quotes)
+        if unusable == "missing":
+            del quotes["AAPL"]
+        else:
+            quotes["AAPL"] = dataclasses.replace(quotes["AAPL"], bid=0.0)
+        return dataclasses.replace(taken, quotes=quotes)
+
+    broker.snapshot = snapshot  # type: ignore[method-assign]
+    price = round(_quote(rig).ask * 1.3, 2)
+
+    def answered(order: Order) -> Order:
+        if not gapped["on"]:
+            return dataclasses.replace(order, status="accepted", filled_qty=0.0, filled_avg_price=None)
+        return dataclasses.replace(order, filled_avg_price=price)
+
+    _answers(rig, answered)
+    request = _send(rig)
+    gapped["on"] = True
+    rig.ticks(1)
+    assert _owned(rig).avg_entry_price == price
+    assert not [e for e in rig.events("order") if e.get("action") == "fill_price_unverified"]
+    assert not [h for h in rig.store.halts(open_only=True) if request.client_order_id in h.reason]
+
+
+def test_a_replacements_fill_is_held_to_the_quotes_its_order_was_sent_on(rig: Rig) -> None:
+    """An order the broker replaces (a corporate action) is the same order to the market: its replacement's first
+    answer, filled at twice the market, was booked as it came with no halt (the replacement had no quotes to be held
+    to), and its stop loss then sold at the market for a loss of half the position against the daily limit."""
+    rig.ticks(3)
+    rig.exchange.fill_at_submit = False
+    request = _send(rig, limit=1.0)  # rests
+    rig.exchange.fill_at_submit = True  # the replacement fills as it is made
+    rig.exchange.replace_order(rig.exchange.by_client_id[request.client_order_id], limit_price=500.0)
+    broker = rig.engine.broker
+    doubled = _priced(lambda price: round(price * 2, 2))
+    for name in ("get_order", "get_order_by_client_id"):
+        real = getattr(broker, name)
+        setattr(broker, name, lambda key, real=real: None if (found := real(key)) is None else doubled(found))
+    real_snapshot = broker.snapshot
+
+    def snapshot(needs: Any) -> Snapshot:
+        taken = real_snapshot(needs)
+        orders = None if taken.open_orders is None else tuple(doubled(o) for o in taken.open_orders)
+        return dataclasses.replace(taken, open_orders=orders)
+
+    broker.snapshot = snapshot  # type: ignore[method-assign]
+    rig.ticks(1)
+    [unverified] = [e for e in rig.events("order") if e.get("action") == "fill_price_unverified"]
+    assert unverified["client_order_id"] != request.client_order_id  # the replacement's
+    assert rig.engine.system.state == "halted"
+    assert _owned(rig).avg_entry_price < _quote(rig).ask * 1.2

@@ -92,3 +92,33 @@ def test_a_send_answered_with_the_id_of_another_working_order_of_ours_is_not_rec
     row = rig.store.order(second.client_order_id)
     assert row is not None and row.status == "unknown" and row.broker_order_id is None
     assert f"the id of our working {first.client_order_id}" in (row.error or "")
+
+
+def test_an_id_put_right_is_never_one_another_working_order_of_ours_has(rig: Rig) -> None:
+    """The listing and a lookup agreeing on the id of another of our working orders do not put the row right: with
+    that id, this order's cancel would cancel the other (an exit, maybe). As a send's answer naming it is refused
+    (above), the row keeps its id and the answer is refused as a contradiction while the other order works."""
+    first = working_entry(rig)
+    other = rig.store.order(first.client_order_id)
+    assert other is not None and other.broker_order_id
+    taken = other.broker_order_id
+    _answered_with_id(rig, "00000000-0000-4000-8000-00000000dead")
+    second = _send_limit_entry(rig, "mom_MSFT", "MSFT")
+    broker = rig.engine.orders.broker
+    real_snapshot, real_lookup = broker.snapshot, broker.get_order_by_client_id
+
+    def as_taken(order: Order) -> Order:
+        return dataclasses.replace(order, id=taken) if order.client_order_id == second.client_order_id else order
+
+    def snapshot(needs: Any) -> Any:
+        taken_now = real_snapshot(needs)
+        listed = None if taken_now.open_orders is None else tuple(as_taken(o) for o in taken_now.open_orders)
+        return dataclasses.replace(taken_now, open_orders=listed)
+
+    broker.snapshot = snapshot  # type: ignore[method-assign]
+    broker.get_order_by_client_id = lambda client_order_id: None if (found := real_lookup(client_order_id)) is None else as_taken(found)  # type: ignore[method-assign]
+    rig.ticks(1)  # (the halt then cancels the entries: the other's id is then no working order's)
+    row = rig.store.order(second.client_order_id)
+    assert row is not None and row.broker_order_id == "00000000-0000-4000-8000-00000000dead"
+    assert not [e for e in rig.events("order") if e.get("action") == "id_corrected"]
+    assert [e for e in rig.events("order") if e.get("action") == "contradicted"]
