@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from engine.config.errors import Problem
-from engine.config.model import BotsConfig, MomentumBotConfig, OptionsBotConfig, Settings, TradingBotConfig
+from engine.config.model import BotsConfig, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, Settings, TradingBotConfig
 from engine.config.schema_check import show_value
 from engine.config.yaml_source import YamlDocument
 from engine.core.clock import parse_hhmm, parse_start
@@ -297,6 +297,49 @@ def session_order(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
+def _minutes(at: time) -> int:
+    return at.hour * 60 + at.minute
+
+
+def exits_can_fire(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    """An exit that can never fire is an exit switched off without a word, while bots.yaml still shows it.
+
+    The engine only ever buys (an exit never opens a short), so a stop loss of 100 % fires only once the position
+    is worth nothing (a stock's quote with a side at 0 is no price to it at all: `health.max_spread_pct`), when
+    selling saves nothing: `stop_loss_pct: 100` is a stop switched off.
+
+    A position is opened at trade_start at the earliest and flattened at manage_until at the latest
+    (`past_manage_until`, also for one held over from an earlier day), so a `time_stop_minutes` longer than
+    trade_start to manage_until never fired either: manage_until closed every position first. The span is read on
+    the wall clock, and a CryptoBot's may hold the hour the clocks repeat in autumn (00:30-03:00 is three and a
+    half hours that night): an hour more is let be for it. A stock or options window never spans the change,
+    which happens at night, on a Sunday."""
+    problems = []
+    for path, bot in trading_bots(bots):
+        if bot.exits.stop_loss_pct >= 100:
+            message = (
+                f"a stop loss of {bot.exits.stop_loss_pct:g} % is no stop: the engine only buys, and a position loses "
+                "100 % only once it is worth nothing, when selling saves nothing; give a stop below 100"
+            )
+            problems.append(doc.problem((*path, "exits", "stop_loss_pct"), message))
+        s = bot.session
+        try:
+            start, end, until = parse_hhmm(s.trade_start), parse_hhmm(s.trade_end), parse_hhmm(s.manage_until)
+        except ValueError:
+            continue  # the schema refuses it
+        if start > end or end > until:
+            continue  # session_order says so
+        longest = _minutes(until) - _minutes(start) + (60 if isinstance(bot, CryptoBotConfig) else 0)
+        if bot.exits.time_stop_minutes > longest:
+            message = (
+                f"a time stop of {bot.exits.time_stop_minutes} minutes never fires: a position opened at trade_start "
+                f"'{s.trade_start}' is closed at manage_until '{s.manage_until}', {longest} minutes later at most; "
+                f"give {longest} minutes at most"
+            )
+            problems.append(doc.problem((*path, "exits", "time_stop_minutes"), message))
+    return problems
+
+
 def bucket_sum(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     b = bots.portfoliobot.buckets
     total = b.momentum_bucket_pct_of_daily_risk + b.options_bucket_pct_of_daily_risk + b.crypto_bucket_pct_of_daily_risk
@@ -397,6 +440,7 @@ BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
     engine_bot_ids,
     duplicate_symbols,
     session_order,
+    exits_can_fire,
     bucket_sum,
     guardrail_order,
     guardrail_total,

@@ -332,6 +332,7 @@ def test_a_session_closing_at_local_midnight_is_met_before_it(project: ProjectCo
     project.replace("config/bots.yaml", 'trade_start: "06:35"', 'trade_start: "23:35"')
     project.replace("config/bots.yaml", 'trade_end: "09:30"', 'trade_end: "23:50"')
     project.replace("config/bots.yaml", 'manage_until: "12:55"', 'manage_until: "23:55"')
+    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 20")  # 23:35-23:55 holds no more
     project.replace("config/settings.yaml", "America/Los_Angeles", "Europe/Moscow")
     assert load_config(project.config, SIGNALS).bots.momentum_bots[0].session.trade_start == "23:35"
 
@@ -394,3 +395,31 @@ def test_guardrail_minimum_lifting_the_shares_past_the_daily_risk(project: Proje
     assert "add up to 105 %" in p.message and "to 4.16 at most" in p.message and "mom_AAPL" in p.message, p.message
     project.replace("config/bots.yaml", "per_bot_min_pct_of_daily_risk: 5", "per_bot_min_pct_of_daily_risk: 4")
     load_config(project.config, SIGNALS)  # 6 x 4.17 + 50 + 25 = 100: the whole daily risk, not more
+
+
+def test_a_stop_loss_of_100_percent_is_refused_at_its_place(project: ProjectCopy) -> None:
+    """The engine only buys: a stop of 100 % fires once the position is worth nothing, when selling saves
+    nothing. It validated, and the bot traded with its stop switched off while bots.yaml showed one."""
+    p = only(problems_after(project, "bots.yaml", "stop_loss_pct: 0.30", "stop_loss_pct: 100"))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "stop_loss_pct: 100"), "optionsbot.exits.stop_loss_pct")
+    assert "no stop" in p.message and "below 100" in p.message, p.message
+
+
+def test_a_time_stop_longer_than_trade_start_to_manage_until_is_refused(project: ProjectCopy) -> None:
+    """manage_until flattens every position, and none opens before trade_start: a time stop longer than that span
+    never fired (06:35-12:55 is 380 minutes), a setting silently ignored. The span itself is accepted."""
+    p = only(problems_after(project, "bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 381"))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "time_stop_minutes: 381"), "momentum_bots[0].exits.time_stop_minutes")
+    assert "never fires" in p.message and "380 minutes at most" in p.message, p.message
+    project.replace("config/bots.yaml", "time_stop_minutes: 381", "time_stop_minutes: 380")
+    load_config(project.config, SIGNALS)
+
+
+def test_a_crypto_time_stop_may_span_the_hour_the_clocks_repeat(project: ProjectCopy) -> None:
+    """A CryptoBot trades at night: on the night the clocks go back its wall-clock window is an hour longer, so a
+    time stop up to an hour past the span can fire then, and is let be; past that it is refused."""
+    project.replace("config/bots.yaml", "time_stop_minutes: 240", "time_stop_minutes: 1499")
+    load_config(project.config, SIGNALS)  # 00:00-23:59 is 1439 minutes, 1499 that night
+    p = only(problems_after(project, "bots.yaml", "time_stop_minutes: 1499", "time_stop_minutes: 1500"))
+    assert p.path == "cryptobot.exits.time_stop_minutes" and "1499 minutes at most" in p.message, p.message
+

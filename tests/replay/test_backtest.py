@@ -544,7 +544,7 @@ def test_each_round_trip_in_trades_csv_carries_the_fees_its_orders_paid(momentum
 def _holds_until_flattened(project: ProjectCopy) -> ProjectCopy:
     """mom_AAPL entering at once on rising bars, and leaving only by the flatten before the close (no stop, take
     profit or time stop within the day)."""
-    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 600")
+    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 380")
     project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 50")
     project.replace("config/bots.yaml", "take_profit_pct: 1.00", "take_profit_pct: 90")
     project.replace("config/bots.yaml", 'mode: "placeholder_momentum_v1"\n      params: {}',

@@ -17,7 +17,7 @@ EARLY_CLOSE = datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc)
 
 def _hold_until_manage_until(project: ProjectCopy) -> None:
     """mom_AAPL exits only at manage_until (12:55 Los Angeles, 15:55 New York: past an early close)."""
-    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 600")
+    project.replace("config/bots.yaml", "time_stop_minutes: 25", "time_stop_minutes: 375")  # 06:35-12:50 at most
     project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 50")
     project.replace("config/bots.yaml", "take_profit_pct: 1.00", "take_profit_pct: 90")
     project.replace("config/bots.yaml", "  enabled: true\n  bot_id: opt_core", "  enabled: false\n  bot_id: opt_core")

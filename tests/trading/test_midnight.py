@@ -26,7 +26,7 @@ def _crypto_holding(project: ProjectCopy) -> None:
     project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
     project.replace("config/bots.yaml", "stop_loss_pct: 0.75", "stop_loss_pct: 50")
     project.replace("config/bots.yaml", "take_profit_pct: 1.50", "take_profit_pct: 90")
-    project.replace("config/bots.yaml", "time_stop_minutes: 240", "time_stop_minutes: 6000")
+    project.replace("config/bots.yaml", "time_stop_minutes: 240", "time_stop_minutes: 1439")
 
 
 def test_a_position_held_into_the_next_day_is_flattened(project: ProjectCopy) -> None:
@@ -50,6 +50,7 @@ def test_a_day_that_ended_does_not_begin_again_in_the_hour_the_clocks_repeat(pro
     _crypto_holding(project)
     project.replace("config/bots.yaml", 'trade_end: "23:59"\n    manage_until: "23:59"',
                     'trade_end: "01:30"\n    manage_until: "01:45"')  # fmt: skip
+    project.replace("config/bots.yaml", "time_stop_minutes: 1439", "time_stop_minutes: 105")  # the longest it may be
     rig = make_rig(project, ManualClock(datetime(2026, 11, 1, 6, 50, tzinfo=timezone.utc)))  # 23:50 PDT
     rig.until(lambda r: r.clock.now() >= datetime(2026, 11, 1, 10, 30, tzinfo=timezone.utc), limit=300)  # 02:30 PST
     entries = [r for r in rig.store.orders(bot_id="crypto_core") if r.purpose == "entry"]
