@@ -340,6 +340,39 @@ def exits_can_fire(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
+def enabled_bots_have_a_share(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
+    """An enabled bot whose share of the daily risk is 0 has a budget of 0: preflight `budget_known` blocks every
+    entry it asks for, every tick, and it never trades, while bots.yaml says it is enabled. Its bucket at 0 (with
+    `per_bot_min_pct_of_daily_risk` 0, which would lift it) or `per_bot_max_pct_of_daily_risk` at 0 does it.
+    `enabled: false` is how a bot is switched off. Without the PortfolioBot no share is given (the budget fallback
+    is the guardrail minimum, `engine.trading.portfolio.fallback_budget_usd`): not judged here."""
+    portfolio = bots.portfoliobot
+    if not portfolio.enabled:
+        return []
+    shares = clamped_shares(bots)
+    zero = [bot for _path, bot in trading_bots(bots) if bot.enabled and shares.get(bot.bot_id, 0.0) <= 0]
+    if not zero:
+        return []
+    names = ", ".join(bot.bot_id for bot in zero)
+    if portfolio.guardrails.per_bot_max_pct_of_daily_risk <= 0:
+        message = (
+            f"per_bot_max_pct_of_daily_risk 0 gives every enabled bot ({names}) a budget of 0: none would ever "
+            "enter; disable the bots, or give them a share"
+        )
+        return [doc.problem(("portfoliobot", "guardrails", "per_bot_max_pct_of_daily_risk"), message)]
+    problems = []
+    for kind, key in BUCKET_OF.items():
+        of_kind = [bot.bot_id for bot in zero if bot_kind(bot) == kind]
+        if of_kind:
+            message = (
+                f"{key} 0 (and per_bot_min_pct_of_daily_risk 0) gives the enabled {', '.join(of_kind)} a budget of 0: "
+                f"{'it' if len(of_kind) == 1 else 'they'} would never enter; disable "
+                f"{'it' if len(of_kind) == 1 else 'them'}, or give the bucket a share"
+            )
+            problems.append(doc.problem(("portfoliobot", "buckets", key), message))
+    return problems
+
+
 def bucket_sum(bots: BotsConfig, doc: YamlDocument) -> list[Problem]:
     b = bots.portfoliobot.buckets
     total = b.momentum_bucket_pct_of_daily_risk + b.options_bucket_pct_of_daily_risk + b.crypto_bucket_pct_of_daily_risk
@@ -442,6 +475,7 @@ BOTS_CHECKS: tuple[Callable[[BotsConfig, YamlDocument], list[Problem]], ...] = (
     session_order,
     exits_can_fire,
     bucket_sum,
+    enabled_bots_have_a_share,
     guardrail_order,
     guardrail_total,
     chain_ranges,

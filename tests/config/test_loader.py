@@ -423,3 +423,22 @@ def test_a_crypto_time_stop_may_span_the_hour_the_clocks_repeat(project: Project
     p = only(problems_after(project, "bots.yaml", "time_stop_minutes: 1499", "time_stop_minutes: 1500"))
     assert p.path == "cryptobot.exits.time_stop_minutes" and "1499 minutes at most" in p.message, p.message
 
+
+def test_an_enabled_bot_whose_bucket_gives_it_nothing_is_refused(project: ProjectCopy) -> None:
+    """A bucket at 0, with no guardrail minimum to lift it, gives its enabled bots a budget of 0: preflight
+    `budget_known` blocked every entry, every tick, and the bot never traded while bots.yaml said enabled."""
+    project.replace("config/bots.yaml", "per_bot_min_pct_of_daily_risk: 5", "per_bot_min_pct_of_daily_risk: 0")
+    load_config(project.config, SIGNALS)
+    p = only(problems_after(project, "bots.yaml", "momentum_bucket_pct_of_daily_risk: 25", "momentum_bucket_pct_of_daily_risk: 0"))
+    assert (p.line, p.path) == (project.line_of("config/bots.yaml", "momentum_bucket"), "portfoliobot.buckets.momentum_bucket_pct_of_daily_risk")
+    assert "mom_AAPL" in p.message and "mom_TSLA" not in p.message and "never enter" in p.message, p.message
+    project.replace("config/bots.yaml", "- bot_id: mom_AAPL\n    enabled: true", "- bot_id: mom_AAPL\n    enabled: false")
+    load_config(project.config, SIGNALS)  # no enabled bot in the bucket: nothing is lost
+
+
+def test_a_guardrail_maximum_of_0_is_refused_while_bots_are_enabled(project: ProjectCopy) -> None:
+    """per_bot_max_pct_of_daily_risk 0 clamps every share to 0: no enabled bot would ever enter."""
+    project.replace("config/bots.yaml", "per_bot_min_pct_of_daily_risk: 5", "per_bot_min_pct_of_daily_risk: 0")
+    p = only(problems_after(project, "bots.yaml", "per_bot_max_pct_of_daily_risk: 25", "per_bot_max_pct_of_daily_risk: 0"))
+    assert p.path == "portfoliobot.guardrails.per_bot_max_pct_of_daily_risk"
+    assert "mom_AAPL, opt_core, crypto_core" in p.message, p.message
