@@ -561,9 +561,15 @@ def _duplicate_problem(shown: str, lines: list[str], line0: int, col0: int, key:
     return _at(shown, lines, line0, col0, f"YAML syntax error: {message}")
 
 
+# A line that writes nothing: blank, a comment, a document marker (with a comment after it, `--- # settings`), or
+# a `%YAML` directive; a byte order mark before it is no character of the text either
+_WRITES_NOTHING = re.compile(r"(?:(?:---|\.\.\.)(?:\s+#.*)?|%YAML\s.*|#.*)?")
+
+
 def _empty_message(lines: list[str]) -> str:
-    """Why a document that reads as null holds nothing to use: it is empty, or says null (`~`, `null`)."""
-    written = [s for s in (line.strip() for line in lines) if s and not s.startswith("#") and s not in ("---", "...")]
+    """Why a document that reads as null holds nothing to use: it is empty, or says null (`~`, `null`). A file of
+    a BOM alone, or of `--- # notes` and comments, was said to hold null: the user wrote no null, only nothing."""
+    written = [s for s in (line.strip().lstrip("\ufeff").strip() for line in lines) if not _WRITES_NOTHING.fullmatch(s)]
     if not written:
         return "the file is empty (or holds only comments)"
     return "the file holds only null, not a mapping of keys and values"

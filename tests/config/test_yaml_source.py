@@ -239,3 +239,17 @@ def test_every_duplicate_key_of_a_file_is_told_at_once_with_the_line_of_the_firs
         (5, 11, "YAML syntax error: duplicate key 'e': it is already written on line 5, in the same mapping; keep one of them"),
         (6, 1, "YAML syntax error: duplicate key 'a': it is already written on line 1, in the same mapping; keep one of them"),
     ]
+
+
+@pytest.mark.parametrize("text", ["\ufeff", "--- # the settings\n# nothing yet\n", "%YAML 1.2\n---\n", "\ufeff# x\n", "  \n"])
+def test_a_file_that_writes_nothing_is_said_empty_not_null(text: str) -> None:
+    """A BOM alone, or a document marker with a comment after it, is a file in which nothing is written: it was
+    said to hold null, a value the user never wrote."""
+    (p,) = parse_yaml(text, "f.yaml").problems
+    assert (p.line, p.col, p.message) == (1, 1, "the file is empty (or holds only comments)")
+
+
+@pytest.mark.parametrize("text", ["~\n", "--- null\n", "null # x\n"])
+def test_a_file_that_writes_null_is_said_null(text: str) -> None:
+    (p,) = parse_yaml(text, "f.yaml").problems
+    assert p.message == "the file holds only null, not a mapping of keys and values"
