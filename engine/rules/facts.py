@@ -178,14 +178,17 @@ BOT_FACTS: tuple[Fact, ...] = (
 )
 
 
-def _config_facts(cls: type, prefix: str, scope: Scope) -> Iterator[Fact]:
-    """Flatten a config dataclass into facts: `exits.stop_loss_pct` -> `exits_stop_loss_pct`."""
+def _config_facts(cls: type, prefix: str, scope: Scope, path: str = "") -> Iterator[Fact]:
+    """Flatten a config dataclass into facts: `exits.stop_loss_pct` -> `exits_stop_loss_pct`. `path` is the dotted
+    key the fact's description names, built key by key: read back from the fact's name (its first `_` a dot) it
+    named keys no file has (`bot.id`, `chain.rules_dte_min`, `health.reference_symbols_stocks`)."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         hint = hints[field.name]
         name = f"{prefix}{field.name}"
+        key = f"{path}{field.name}"
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            yield from _config_facts(hint, f"{name}_", scope)
+            yield from _config_facts(hint, f"{name}_", scope, f"{key}.")
             continue
         kinds: dict[Any, FactType] = {bool: "bool", int: "int", float: "float", str: "str"}
         kind: FactType | None = kinds.get(hint)
@@ -193,14 +196,14 @@ def _config_facts(cls: type, prefix: str, scope: Scope) -> Iterator[Fact]:
         if typing.get_origin(hint) is Literal:  # the schema's enum: a config holding another is refused
             kind, values = "str", frozenset(typing.get_args(hint))
         if kind is not None:
-            yield Fact(name, kind, "config", f"Config value {name.replace('_', '.', 1)} (see the schemas).", scope, values)
+            yield Fact(name, kind, "config", f"Config value {key} (see the schemas).", scope, values)
 
 
 _BOT_CONFIG = {"momentum": model.MomentumBotConfig, "options": model.OptionsBotConfig, "crypto": model.CryptoBotConfig}
 SETTINGS_FACTS: tuple[Fact, ...] = tuple(
     fact
     for section in ("safety", "risk", "health")
-    for fact in _config_facts(typing.get_type_hints(model.Settings)[section], f"{section}_", "system")
+    for fact in _config_facts(typing.get_type_hints(model.Settings)[section], f"{section}_", "system", f"{section}.")
 )
 
 
