@@ -517,6 +517,8 @@ def parse_yaml(text: str, shown: str) -> YamlDocument:
     if size > MAX_FILE_BYTES:
         raise ConfigError([Problem(shown, 1, 1, "", _too_large(size))])
     lines = LINE_BREAK.split(text)
+    if _writes_nothing(lines):  # comments and `...` alone were a syntax error to ruamel ("found '<document end>'")
+        return YamlDocument(shown, None, problems=[Problem(shown, 1, 1, "", EMPTY_FILE)], lines=lines)
     common = parse_common(text)  # libyaml, for a file both parsers read alike (engine/config/yaml_fast.py)
     if common is not None:
         data, key_positions, value_positions = common
@@ -563,16 +565,18 @@ def _duplicate_problem(shown: str, lines: list[str], line0: int, col0: int, key:
 
 # A line that writes nothing: blank, a comment, a document marker (with a comment after it, `--- # settings`), or
 # a `%YAML` directive; a byte order mark before it is no character of the text either
-_WRITES_NOTHING = re.compile(r"(?:(?:---|\.\.\.)(?:\s+#.*)?|%YAML\s.*|#.*)?")
+_WRITES_NOTHING = re.compile(r"(?:(?:---|\.\.\.|%YAML\s+1\.2)(?:\s+#.*)?|#.*)?")
+EMPTY_FILE = "the file is empty (or holds only comments)"
+
+
+def _writes_nothing(lines: list[str]) -> bool:
+    return all(_WRITES_NOTHING.fullmatch(line.strip().lstrip("\ufeff").strip()) for line in lines)
 
 
 def _empty_message(lines: list[str]) -> str:
     """Why a document that reads as null holds nothing to use: it is empty, or says null (`~`, `null`). A file of
     a BOM alone, or of `--- # notes` and comments, was said to hold null: the user wrote no null, only nothing."""
-    written = [s for s in (line.strip().lstrip("\ufeff").strip() for line in lines) if not _WRITES_NOTHING.fullmatch(s)]
-    if not written:
-        return "the file is empty (or holds only comments)"
-    return "the file holds only null, not a mapping of keys and values"
+    return EMPTY_FILE if _writes_nothing(lines) else "the file holds only null, not a mapping of keys and values"
 
 
 def _at(shown: str, lines: list[str], line0: int, col0: int, message: str, width: int = 1) -> Problem:

@@ -241,7 +241,7 @@ def test_every_duplicate_key_of_a_file_is_told_at_once_with_the_line_of_the_firs
     ]
 
 
-@pytest.mark.parametrize("text", ["\ufeff", "--- # the settings\n# nothing yet\n", "%YAML 1.2\n---\n", "\ufeff# x\n", "  \n"])
+@pytest.mark.parametrize("text", ["\ufeff", "--- # the settings\n# nothing yet\n", "%YAML 1.2\n---\n", "\ufeff# x\n", "  \n", "...\n", "# x\n...\n# y\n"])
 def test_a_file_that_writes_nothing_is_said_empty_not_null(text: str) -> None:
     """A BOM alone, or a document marker with a comment after it, is a file in which nothing is written: it was
     said to hold null, a value the user never wrote."""
