@@ -337,8 +337,8 @@ class Journal:
         self._stamp = ""
         self._prefix = ""
         self._lines: list[str] = []  # lines not yet handed to the file: one write for many (`_LINES_HELD`)
-        self._listeners: list[Listener] = []
-        self._wanted: list[frozenset[str] | None] = []  # the events each listener asked for, in its place (None: all)
+        # each listener with the events it asked for (None: every event)
+        self._listeners: list[tuple[Listener, frozenset[str] | None]] = []
         self._told: frozenset[str] | None = frozenset()  # the events some listener asked for (None: every event)
         self.listener_errors: list[str] = []  # why listeners were dropped, for whoever added them
 
@@ -432,31 +432,25 @@ class Journal:
         when a secret had to be masked in it. `events`: only the events of these names (as logged, before any
         masking); None: every event. A log nobody listens to, or no listener asked for, builds no record: a
         backtest's listener wants one event, and a record a line was a dict built and dropped each time."""
-        self._listeners.append(listener)
-        self._wanted.append(None if events is None else frozenset(events))
+        self._listeners.append((listener, None if events is None else frozenset(events)))
         self._update_told()
 
     def unsubscribe(self, listener: Listener) -> None:
-        if listener in self._listeners:
-            self._drop(self._listeners.index(listener))
-
-    def _drop(self, index: int) -> None:
-        del self._listeners[index], self._wanted[index]
+        self._listeners = [pair for pair in self._listeners if pair[0] != listener]  # (a bound method is made anew)
         self._update_told()
 
     def _update_told(self) -> None:
-        wanted = self._wanted
+        wanted = [events for _listener, events in self._listeners]
         self._told = None if None in wanted else frozenset().union(*(w for w in wanted if w is not None))
 
     def _tell(self, event: str, record: dict[str, Any]) -> None:
-        for listener, events in list(zip(self._listeners, self._wanted, strict=True)):
+        for listener, events in tuple(self._listeners):
             if events is not None and event not in events:
                 continue
             try:
                 listener(record)
             except Exception as exc:
-                if listener in self._listeners:
-                    self._drop(self._listeners.index(listener))
+                self.unsubscribe(listener)
                 self.listener_errors.append(f"{type(exc).__name__}: {exc}")
 
     def _write_lines(self) -> None:
