@@ -317,7 +317,7 @@ class Engine:
             error = f"{type(exc).__name__}: {exc}"
             self.journal.log("anomaly", what="exception", detail=error)
             try:
-                self.orders.drop_cancels()
+                self.orders.rolled_back()  # its cancels and the intents it recorded, with the transaction
                 with self.store.transaction():
                     self._moves.clear()  # the tick's transaction was rolled back with them
                     source = self.exitbot.anomaly_halt(now, f"exception in tick: {error}")
@@ -433,6 +433,7 @@ class Engine:
             self._save_kept(now)
             if self.on_persist is not None:
                 self.on_persist()
+        self.orders.tick_committed()
         failpoints.reach("tick_committed")  # the tick's states, intents and cancels asked for committed; none sent
         # before reconciliation no entry leaves (the system is not armed); the exits recorded meanwhile go out at
         # the next tick's recovery, looked up first (OrderManager.recover_pending)

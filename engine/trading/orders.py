@@ -141,6 +141,12 @@ class OrderManager:
     # (`_fill_price`). Lost at a restart: an order of an earlier run is held to the quotes from this run's first read
     # of it on, so a fill at a price the market left while no engine ran halts (it cannot be told from a wrong one).
     _seen: dict[str, fillprice.Seen] = field(default_factory=dict)
+    # the intents recorded inside the tick's transaction, not yet committed: what this manager keeps of them in memory
+    # (`_seen`, `_mine`, `_recorded`) is forgotten with them when it rolls back (`rolled_back`), and kept once the
+    # tick commits (`tick_committed`). Kept, an entry of `_seen` no order has was walked every tick for the rest of
+    # the run, and the next tick, given the same sequence number back, reused it for its own intent: a fill of that
+    # order was held to the quotes of the one rolled back (another symbol's, when another decision came next).
+    _uncommitted: list[str] = field(default_factory=list)
     _quotes: Snapshot | None = None  # the last sync's snapshot: the quotes an intent recorded now was decided on
     # Whether fills are held to the quotes seen (`_fill_price`): a backtest's fills are its own fill model's over the
     # recorded bars (the next bar's open, a slippage of up to 100 %), no broker's answer to doubt (replay/backtest.py).
@@ -235,6 +241,7 @@ class OrderManager:
         self.store.add_order(row)
         self._recorded += 1
         self._mine.add(row.client_order_id)
+        self._uncommitted.append(row.client_order_id)
         self._watch_price(row)
         self.journal.log(
             "order",
@@ -981,10 +988,20 @@ class OrderManager:
         due, self._cancels_due = self._cancels_due, []
         return self.cancel_entries(due)
 
-    def drop_cancels(self) -> None:
+    def tick_committed(self) -> None:
+        """The tick's transaction committed: the intents recorded in it are the state file's now (`rolled_back`)."""
+        self._uncommitted.clear()
+
+    def rolled_back(self) -> None:
         """The tick's transaction was rolled back: what it asked to cancel is decided again next tick (what a
-        committed tick asked for stays wanted)."""
+        committed tick asked for stays wanted), and what this manager keeps in memory of the intents it recorded is
+        forgotten with their rows (`_uncommitted`): every map keyed by an order holds only orders the file has."""
         self._cancels_due.clear()
+        for client_order_id in self._uncommitted:
+            self._seen.pop(client_order_id, None)
+            self._mine.discard(client_order_id)
+        self._recorded = max(0, self._recorded - len(self._uncommitted))
+        self._uncommitted.clear()
 
     def cancel_entries(self, rows: Iterable[OrderRow]) -> int:
         """Cancel these entry orders now, and those asked for earlier that no request has reached yet; returns how

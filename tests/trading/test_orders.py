@@ -14,6 +14,7 @@ from engine.brokers.emulator import Fault
 from engine.core import failpoints
 from engine.core.store import StateStore
 from tests.brokers.conftest import OPEN
+from tests.trading.conftest import Rig
 from tests.trading.test_order_faults import Desk, open_desk
 
 
@@ -70,3 +71,29 @@ def test_a_refusal_and_its_count_survive_a_kill_together(
         assert saved.status == "rejected"  # this commit is the refusal's: the kill came after it
     finally:
         restarted.close()
+
+
+def test_a_rolled_back_ticks_intents_leave_nothing_keyed_by_them_in_memory(rig: Rig) -> None:
+    """A tick whose transaction rolls back after recording an entry (here its last write, `on_persist`, fails) loses
+    the intent's row: the OrderManager must lose what it keeps of it too. Its fill-price watch (`_seen`) was kept and
+    walked every tick for the rest of the run, and the next intent, given the same sequence number back and so the
+    same client_order_id, took it over: its fills were held to the quotes of the decision rolled back. Every map of
+    the manager keyed by an order holds only orders the state file has."""
+    failed: list[str] = []
+
+    def fail_once() -> None:
+        pending = [r for r in rig.store.orders(statuses=("pending",)) if r.purpose == "entry"]
+        if pending and not failed:
+            failed.extend(r.client_order_id for r in pending)
+            raise RuntimeError("the tick's last write failed")
+
+    rig.engine.on_persist = fail_once
+    rig.until(lambda r: bool(failed), limit=400)
+    orders = rig.engine.orders
+    assert all(rig.store.order(cid) is None for cid in failed)  # rolled back with the tick
+    for cid in failed:
+        assert cid not in orders._seen and cid not in orders._mine, cid
+    rig.engine.on_persist = None
+    rig.ticks(40)  # the halt's cooloff over, entries recorded again under the same ids
+    known = {row.client_order_id for row in rig.store.orders()}
+    assert set(orders._seen) <= known and orders._mine <= known
