@@ -1397,6 +1397,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         from engine.core.terminal_text import one_line
 
         kept = f"\n(the bars written before it stay in {shown(args.out)}; the same command resumes)" if exc.kept else ""
+        if exc.nothing_stored:  # a first fetch refused before any bar: the folder is as it was, or not made
+            kept = f"\n(no bar was stored: {shown(args.out)} is left as it was found)"
         print(f"error: {one_line(str(exc))}{kept}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)

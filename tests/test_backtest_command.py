@@ -149,7 +149,9 @@ def test_fetch_error_from_alpaca_exits_1(project: ProjectCopy, emulator: Emulato
     result = engine(project, "data", "fetch", "--symbols", "AAPL", "--from", "2026-11-19", "--to", "2026-11-19",
                     "--out", "data", env=emulator_env(emulator, KEY, "wrong-secret"))  # fmt: skip
     assert result.returncode == 1 and result.stderr.startswith("error: AAPL: "), result.stderr
-    assert "the same command resumes" in result.stderr and "Traceback" not in result.stderr
+    # a first fetch that stored nothing leaves no folder holding only its lock, and says so
+    assert "no bar was stored: data is left as it was found" in result.stderr and "Traceback" not in result.stderr
+    assert not (project.root / "data").exists()
 
 
 # --- backtest -----------------------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class FetchError(Exception):
         self.symbol = symbol
         self.message = message
         self.kept = kept
+        self.nothing_stored = False  # set by `fetch`: no bar was stored, and the folder was left as it was found
         super().__init__(f"{symbol}: {message}" if symbol else message)
 
 
@@ -574,22 +575,27 @@ def fetch(
     finish = min(finish, settled + timedelta(microseconds=1))
     throttle = _Throttle(TokenBucket(per_minute, clock), per_minute, sleep or time.sleep)
     results: list[SymbolFetch] = []
-    with _folder_lock(folder) as keep_lock:
-        throttle.install([clients.stocks, clients.crypto, clients.options])
-        try:
-            for index, symbol in enumerate(wanted):
-                results.append(
-                    _fetch_symbol(
-                        clients, throttle, symbol, index, len(wanted), frame, begin, finish, folder, feed, adjustment, fmt,
-                        progress, keep_lock,
+    unmade: list[bool] = []  # `_folder_lock` appends True when it left the folder as it found it
+    try:
+        with _folder_lock(folder, unmade) as keep_lock:
+            throttle.install([clients.stocks, clients.crypto, clients.options])
+            try:
+                for index, symbol in enumerate(wanted):
+                    results.append(
+                        _fetch_symbol(
+                            clients, throttle, symbol, index, len(wanted), frame, begin, finish, folder, feed, adjustment, fmt,
+                            progress, keep_lock,
+                        )
                     )
-                )
-        except FetchError as exc:  # what the data API said is quoted: never with the keys the request carried
-            if not clients.secrets.found_in(str(exc)):
-                raise
-            raise FetchError(exc.symbol, clients.secrets.masked(exc.message), kept=exc.kept) from None
-        finally:
-            throttle.remove()
+            except FetchError as exc:  # what the data API said is quoted: never with the keys the request carried
+                if not clients.secrets.found_in(str(exc)):
+                    raise
+                raise FetchError(exc.symbol, clients.secrets.masked(exc.message), kept=exc.kept) from None
+            finally:
+                throttle.remove()
+    except FetchError as exc:  # one that stored no bar says so: the folder is as it was found, or not made
+        exc.nothing_stored = bool(unmade)
+        raise
     return FetchResult(tuple(results), throttle.requests, throttle.waited, str(frame), folder)
 
 
@@ -613,13 +619,21 @@ def _check_folder(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[Callable[[], None]]:
+def _folder_lock(folder: Path, unmade: list[bool] | None = None) -> Iterator[Callable[[], None]]:
     """Hold `folder`'s fetch lock (`.fetch.lock`) while the fetch runs; yields what takes it again before each
     window is written. The engine's own run lock (engine/core/lock.py `RunLock`): the kernel's flock, which a fetch
     killed outright releases, the holder's pid in the file, and the file locked again when a cleanup deleted or
     replaced it under the fetch (a second fetch would lock the new file and write beside this one). FetchError when
-    another fetch holds it, or took it meanwhile, or when it cannot be made."""
+    another fetch holds it, or took it meanwhile, or when it cannot be made.
+
+    A fetch that stored no bar leaves the folder as it found it (`_unmade`): the lock file it made is removed, and
+    so are the folders it made for it, `--out` included (`unmade` then gets True). A first fetch refused at its
+    first page (keys refused, the data API down) left a folder holding only `.fetch.lock`, as if a fetch had made
+    it and found no bars."""
     lock = RunLock(folder / LOCK_FILE.removesuffix(".lock"))  # RunLock's lock file is its path + ".lock"
+    made = _not_there(folder)  # the folders the lock's mkdir will make, deepest first
+    bars = folder / "bars"
+    new_lock, new_bars = not os.path.lexists(lock.path), not os.path.lexists(bars)
     try:
         lock.acquire()
     except LockHeld:
@@ -627,6 +641,8 @@ def _folder_lock(folder: Path) -> Iterator[Callable[[], None]]:
                              "two at once could lose each other's bars. Let it finish, then run this one: it fetches "
                              "only what is still missing") from None  # fmt: skip
     except LockFileError as exc:  # a read-only place, a full disk, a folder where the file goes: nothing was written
+        if new_lock and new_bars:  # a full disk after the mkdir: the folder made for the lock is not left behind
+            _unmade(lock.path, bars, made)
         why = os.strerror(exc.errno) if exc.errno else "not a regular file"
         if not exc.runtime:  # a folder or a FIFO where the lock goes: the user's to fix (exit 2), not a failure of now
             raise ValueError(f"{shown_path(lock.path)} cannot be the fetch's lock: {why} (remove it); "
@@ -644,7 +660,39 @@ def _folder_lock(folder: Path) -> Iterator[Callable[[], None]]:
     try:
         yield keep
     finally:
-        lock.release()
+        try:
+            if new_lock and new_bars and _unmade(lock.path, bars, made) and unmade is not None:
+                unmade.append(True)
+        finally:
+            lock.release()
+
+
+def _not_there(folder: Path) -> list[Path]:
+    """`folder` and the folders above it that are not there now, deepest first (what a mkdir of it would make)."""
+    absent: list[Path] = []
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            break
+        absent.append(path)
+    return absent
+
+
+def _unmade(lock_file: Path, bars: Path, made: list[Path]) -> bool:
+    """Undo what a fetch made before it stored any bar (`_folder_lock`), while its lock is still held: `bars/` if it
+    is empty (a window's write that failed, a full disk), then, when `bars/` is not there, the lock file and the
+    folders made for it, each only while empty. What cannot be removed stays (a file another process put there).
+    True when no bar was stored (whatever could not be removed)."""
+    with contextlib.suppress(OSError):
+        bars.rmdir()  # only an empty folder: the bars of a window this fetch wrote stay
+    if os.path.lexists(bars):
+        return False
+    try:
+        lock_file.unlink()
+        for path in made:
+            path.rmdir()
+    except OSError:  # not empty (another fetch began there meanwhile), or not ours to remove: left as it is
+        pass
+    return True
 
 
 def _stored(folder: Path, symbol: str) -> Any:

@@ -756,3 +756,40 @@ def test_bars_off_the_timeframes_grid_are_refused(
     with pytest.raises(FetchError, match=f"at {moved} that is {says}"):
         fetch(clients, ["AAPL"], start, date(2026, 11, 19), timeframe, tmp_path)
     assert not (tmp_path / "bars").exists()
+
+
+@pytest.mark.parametrize("failure", ["keys refused", "broker down", "first page refused", "no bars at all"])
+def test_a_fetch_that_stores_no_bar_leaves_the_folder_as_it_found_it(emulator: Emulator, clients: HistoryClients,
+                                                                     tmp_path: Path, failure: str) -> None:  # fmt: skip
+    """A first fetch that failed before any bar (refused keys, a data API that cannot be reached, a first page
+    refused) left `--out` made and holding only `.fetch.lock`: a folder that looks fetched and holds nothing, which
+    the next backtest took for a data folder. The folders it made, `--out` and those above it, are removed again; a
+    folder that was there stays, without the lock file the fetch made in it. Once a bar is stored, all stays."""
+    out = tmp_path / "new" / "data"
+    use = clients
+    if failure == "keys refused":
+        use = history_clients(KEY, "not-the-secret-at-all-0123456789", data_base_url=emulator.url)
+    elif failure == "broker down":
+        use = history_clients(KEY, SECRET, data_base_url="http://127.0.0.1:9")  # nothing listens there
+    day = date(2026, 11, 21) if failure == "no bars at all" else date(2026, 11, 20)  # a Saturday: no bars
+    for folder in (out, tmp_path):  # made by the fetch, then one that was there
+        if failure == "first page refused":
+            emulator.faults.append(Fault(status=500, path_prefix="/v2/stocks"))
+        if failure == "no bars at all":
+            assert fetch(use, ["AAPL"], day, day, "1Min", folder).rows == 0
+        else:
+            with pytest.raises(FetchError, match="AAPL") as caught:
+                fetch(use, ["AAPL"], day, day, "1Min", folder)
+            assert caught.value.nothing_stored  # `data fetch` says the folder is as it was
+        assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
+        assert sorted(p.name for p in tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+    if failure == "no bars at all":
+        fetch(use, ["AAPL"], date(2026, 11, 20), date(2026, 11, 20), "1Hour", out)
+        assert sorted(p.name for p in out.iterdir()) == [".fetch.lock", "bars"]  # a fetch that stored bars keeps its lock
+    else:  # a failure after bars were stored keeps them, and says they stay
+        emulator.faults.clear()
+        fetch(clients, ["AAPL"], date(2026, 11, 20), date(2026, 11, 20), "1Hour", out)
+        emulator.faults.append(Fault(status=500, path_prefix="/v2/stocks"))
+        with pytest.raises(FetchError) as caught:
+            fetch(clients, ["MSFT"], date(2026, 11, 20), date(2026, 11, 20), "1Hour", out)
+        assert not caught.value.nothing_stored and (out / "bars" / "AAPL.parquet").is_file()
