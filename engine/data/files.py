@@ -571,7 +571,7 @@ def _table(kind: Kind, columns: dict[str, Any]) -> Any:
 # Reading one file
 
 
-def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]:
+def _read_csv(path: Path, display: str, kind: Kind, whole_lines: bool = False) -> tuple[Any, list[Problem]]:
     report = _Report(display, first_line=2)
     try:
         data = path.read_bytes()
@@ -599,6 +599,9 @@ def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]
         # Arrow's reader and Python's csv module would each end a line there, and disagree on line numbers.
         line = data.count(b"\n", 0, bare_cr.start()) + 1
         report.file("a line ends with a carriage return alone (old Mac line ends): lines end with LF or CRLF", line)
+        return None, report.problems
+    if whole_lines and data and not data.endswith(b"\n"):
+        report.problems.append(_torn(display, data))
         return None, report.problems
     end = data.find(b"\n")
     header_line = data[: end if end >= 0 else len(data)].decode("utf-8-sig").rstrip("\r")
@@ -639,6 +642,19 @@ def _read_csv(path: Path, display: str, kind: Kind) -> tuple[Any, list[Problem]]
         columns[name] = _timestamps_from_text(values, report) if name == "timestamp" else _numbers_from_text(name, values, report)
     _check_values(kind, columns, report)
     return (_table(kind, columns) if not report.problems else None), report.problems
+
+
+def _torn(display: str, data: bytes) -> Problem:
+    """The problem of a recording's CSV file whose last line has no line end (`read_file`'s `whole_lines`): the
+    engine writes a file whole, each line ended, so this one was cut short, and its last row may be cut inside a
+    number: `101.2` of `101.25` read as a price the run never saw."""
+    line = data.count(b"\n") + 1
+    if line == 1:
+        return Problem(display, 1, 0, "", "the header line has no line end: the engine ends every line it writes in a "
+                       "recording, so this file was cut short (a copy or a disk that stopped part way)")
+    return Problem(display, line, 0, f"row {line - 1}", "the last line has no line end: the engine ends every line it "
+                   "writes in a recording, so this file was cut short (a copy or a disk that stopped part way) and this "
+                   "row may be cut inside a number (101.2 of 101.25); copy the file again, or delete the row")
 
 
 def _header_again(cells: list[Any], header: list[str]) -> Any | None:
@@ -879,10 +895,12 @@ def _not_a_file(path: Path) -> str | None:
     return f"is {_NOT_REGULAR.get(found, 'not a regular file')}, not a regular file: a data file is a plain file"
 
 
-def read_file(path: Path, kind: Kind, display: str | None = None) -> tuple[Any, list[Problem]]:
+def read_file(path: Path, kind: Kind, display: str | None = None, *, whole_lines: bool = False) -> tuple[Any, list[Problem]]:
     """One file's rows as a typed Arrow table, or None and its problems (never raises for bad data).
 
     The table has the kind's columns in `COLUMNS` order, `timestamp` as timestamp[us, tz=UTC], the rest float64.
+    `whole_lines`: the file is the engine's own (a recording's, `recorded`), whose every line ends: a CSV file whose
+    last line has no line end was cut short, and is refused naming the row (another tool's may omit it: read).
     """
     display = display or shown_path(path)
     fmt = SUFFIXES.get(path.suffix)
@@ -892,7 +910,7 @@ def read_file(path: Path, kind: Kind, display: str | None = None) -> tuple[Any, 
     if refused is not None:
         return None, [Problem(display, 0, 0, "", refused)]
     if fmt == "csv":
-        return _read_csv(path, display, kind)
+        return _read_csv(path, display, kind, whole_lines)
     return _read_parquet(path, display, kind)
 
 
@@ -914,6 +932,7 @@ class Source:
     path: Path
     parts: tuple[Path, ...] = ()
     is_folder: bool = False
+    whole_lines: bool = False  # a recording's (`recorded`): a CSV file's last line without its end is refused
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -947,17 +966,18 @@ def _listing(folder: Path) -> list[Path] | str:
         return f"cannot be listed: {exc.strerror or exc}"
 
 
-def _source(kind: Kind, symbol: str, path: Path, display: Callable[[Path], str]) -> tuple[Source, list[Problem]]:
+def _source(kind: Kind, symbol: str, path: Path, display: Callable[[Path], str], whole_lines: bool = False,
+            ) -> tuple[Source, list[Problem]]:  # fmt: skip
     folder = _is_dir(path)
     if isinstance(folder, str):
-        return Source(kind, symbol, path), [Problem(display(path), 0, 0, "", folder)]
+        return Source(kind, symbol, path, whole_lines=whole_lines), [Problem(display(path), 0, 0, "", folder)]
     if not folder:
-        return Source(kind, symbol, path), []
+        return Source(kind, symbol, path, whole_lines=whole_lines), []
     problems: list[Problem] = []
     parts: list[Path] = []
     entries = _listing(path)
     if isinstance(entries, str):
-        return Source(kind, symbol, path, is_folder=True), [Problem(display(path), 0, 0, "", entries)]
+        return Source(kind, symbol, path, is_folder=True, whole_lines=whole_lines), [Problem(display(path), 0, 0, "", entries)]
     for entry in entries:
         if _is_hidden(entry):
             continue
@@ -969,7 +989,19 @@ def _source(kind: Kind, symbol: str, path: Path, display: Callable[[Path], str])
             problems.append(Problem(display(entry), 0, 0, "", f"{refused}: a parts folder holds part files"))
         else:
             parts.append(entry)
-    return Source(kind, symbol, path, tuple(parts), is_folder=True), problems
+    return Source(kind, symbol, path, tuple(parts), is_folder=True, whole_lines=whole_lines), problems
+
+
+RECORDING_LOCK = ".recording.lock"  # held by a recording while it runs, and left behind (engine/data/recorder.py)
+RECORDING_NOTES = "recording.jsonl"  # what a recorded run met that its replay cannot have
+
+
+def recorded(folder: Path) -> bool:
+    """Whether `folder` is a recording (`run --record`): it has `ticks/`, `recording.jsonl` or `.recording.lock`.
+    The engine wrote its every file whole, each line ended, so a CSV file there whose last line has no line end was
+    cut short (a copy stopped part way) and is refused (`read_file`'s `whole_lines`); in a folder of files from
+    other tools, which may omit the last line's end, such a line is read as the last row (docs/data.md)."""
+    return any(os.path.lexists(folder / name) for name in (TICKS, RECORDING_NOTES, RECORDING_LOCK))
 
 
 def _rename_hint(stem: str, suffix: str) -> str:
@@ -994,7 +1026,7 @@ def locate(folder: Path, kind: Kind, symbol: str) -> Source | None:
         raise DataError(_two_sources(found, kind, symbol, str))
     if not found:
         return None
-    source, problems = _source(kind, symbol, found[0], str)
+    source, problems = _source(kind, symbol, found[0], str, recorded(folder))
     if problems:
         raise DataError(problems)
     return source
@@ -1076,6 +1108,7 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
         look_for(extra)
 
     display = shown_path
+    whole_lines = recorded(folder)
     sources: list[Source] = []
     for kind in kinds:
         entries = _listing(folder / kind)
@@ -1108,7 +1141,7 @@ def scan(folder: Path) -> tuple[list[Source], list[Problem]]:
             if len(found) > 1:
                 problems.extend(_two_sources(found, kind, symbol, display))
                 continue
-            source, found_problems = _source(kind, symbol, found[0], display)
+            source, found_problems = _source(kind, symbol, found[0], display, whole_lines)
             problems.extend(found_problems)
             sources.append(source)
     return sources, problems
@@ -1120,7 +1153,7 @@ def read_source(source: Source) -> tuple[Any, list[Problem]]:
     problems: list[Problem] = []
     previous: tuple[Path, Any] | None = None
     for path in source.files:
-        table, found = read_file(path, source.kind)
+        table, found = read_file(path, source.kind, whole_lines=source.whole_lines)
         problems.extend(found)
         if table is None:
             previous = None
@@ -1159,7 +1192,7 @@ def read_ticks(folder: Path) -> tuple[Any, list[Problem]]:
         return None, [Problem(shown_path(path), 0, 0, "", is_folder)]
     if not is_folder:
         return None, [Problem(shown_path(path), 0, 0, "", f"is not a folder: {TICKS}/ is a folder of part files")]
-    source, problems = _source("ticks", "", path, shown_path)
+    source, problems = _source("ticks", "", path, shown_path, whole_lines=True)
     if problems:
         return None, problems
     table, problems = read_source(source)

@@ -67,6 +67,8 @@ from engine.data.errors import DataError
 from engine.data.files import (
     END_INSTANT,
     FIRST_INSTANT,
+    RECORDING_LOCK,
+    RECORDING_NOTES,
     TICKS,
     TIMESTAMP,
     micros,
@@ -87,8 +89,8 @@ REPEAT = "the timestamp is not after the symbol's last"  # the same instant agai
 BEFORE_LAST = "the timestamp is before the symbol's last recorded quote"
 TICK_NOT_AFTER = "the tick is not after the recording's last tick"  # a recording into a folder holding later ticks
 MISSING_NOT_AFTER = "a missing quote's tick is not after the symbol's last"
-LOCK_FILE = ".recording.lock"  # hidden: readers ignore names that start with "."
-NOTES_FILE = "recording.jsonl"  # what the run met that its replay cannot have (`Recorder.note`)
+LOCK_FILE = RECORDING_LOCK  # hidden: readers ignore names that start with "."
+NOTES_FILE = RECORDING_NOTES  # what the run met that its replay cannot have (`Recorder.note`)
 _LEFTOVER = re.compile(r"^\.(part-\d+\.\w+)\.\d+\.tmp$")  # files.py's temporary name: .TARGET.PID.tmp
 
 
@@ -556,7 +558,7 @@ def _last_stamp(folder: Path, kind: Kind = "quotes") -> int | None:
     # with a row, since an empty part (a header only) is skipped over by the reader too.
     parts = sorted(p for p in entries if not p.name.startswith(".") and p.suffix in SUFFIXES)
     for part in reversed(parts):
-        table, problems = read_file(part, kind)
+        table, problems = read_file(part, kind, whole_lines=True)  # a recording's part: each line ended
         if problems:
             raise DataError(problems)
         if len(table):

@@ -365,3 +365,40 @@ def test_leftovers_of_dead_writers_are_removed_and_an_impossible_pid_is_one(tmp_
         path.write_bytes(b"half a file")
     assert remove_leftovers(target) == [dead]
     assert not dead.exists() and alive.exists()  # a writer still running keeps its file
+
+
+def test_a_recordings_csv_part_cut_inside_its_last_number_is_refused_naming_file_and_row(tmp_path: Path) -> None:
+    """A copy of a recording cut short inside its last line (`101.2` of `101.25`) was read as whole: the last quote a
+    price the run never saw. The engine ends every line it writes, so in a recording (it has `ticks/`,
+    `recording.jsonl` or `.recording.lock`) a CSV file whose last line has no end is refused, naming the file and the
+    row, by the backtest's reader and by the next recording into the folder. A file of another tool in a folder that
+    is no recording may omit the last line's end, and is read (docs/data.md)."""
+    from engine.data.recorder import Recorder
+
+    rec = tmp_path / "rec"
+    with Recorder(rec, fmt="csv", fsync=False) as recorder:
+        for i in range(3):
+            assert recorder.record("AAPL", T0 + timedelta(seconds=5 * i), 101.0 + i, 101.25 + i)
+            assert recorder.tick(T0 + timedelta(seconds=5 * i))
+    part = rec / "quotes" / "AAPL" / "part-000001.csv"
+    whole = part.read_bytes()
+    assert whole.endswith(b",103.25\n")
+    part.write_bytes(whole[:-2])  # `103.2`: a number cut short, still a number
+    with pytest.raises(DataError) as caught:
+        DataSet.open(rec)
+    [said] = errors(caught)
+    assert said.startswith(f"{part}:4:0: row 3: the last line has no line end"), said
+    again = Recorder(rec, fmt="csv", fsync=False)
+    with pytest.raises(DataError, match="the last line has no line end"):
+        again.hold_folder()  # nor is the recording continued after it
+    again.close()
+    ticks = rec / "ticks" / "part-000001.csv"
+    part.write_bytes(whole)
+    ticks.write_bytes(ticks.read_bytes()[:-1])  # the ticks' last line without its end
+    with pytest.raises(DataError, match=r"part-000001.csv:4:0: row 3: the last line has no line end"):
+        DataSet.open(rec)
+    # the same quotes in a folder of files from other tools: the last line's end may be missing, and is not needed
+    other = tmp_path / "other" / "quotes"
+    other.mkdir(parents=True)
+    (other / "AAPL.csv").write_bytes(whole[:-1])
+    assert [q.ask for q in read_quotes(tmp_path / "other", "AAPL")] == [101.25, 102.25, 103.25]
