@@ -679,6 +679,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     local = _local(report)
     env = _env(args)
     _broker_choice(args, report, env, orders=True)
+    if args.record_append and args.record is None:
+        raise InvalidInput("--record-append: continues a recording: give its folder with --record DIR")
     if args.record is not None:
         held = _engine_running_on(report, options)
         if held is not None:  # said as without --record: not as the recording folder the running engine holds too
@@ -697,7 +699,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             if isinstance(exc, OSError) and file_error_code(exc) is None:  # the lock beside the state file
                 return _state_path_error(exc)
             raise
-        clash = _recording_clash(recorder, args.record, session.clock.now()) if recorder is not None else None
+        clash = None
+        if recorder is not None:
+            clash = _recording_clash(recorder, args.record, session.clock.now(), append=args.record_append)
         if clash is not None:
             close_session(session)  # the recorder with it
             print(clash, file=sys.stderr)
@@ -767,16 +771,24 @@ def _recorder(folder: Path) -> Recorder:
     return recorder
 
 
-def _recording_clash(recorder: Recorder, folder: Path, start: datetime) -> str | None:
+def _recording_clash(recorder: Recorder, folder: Path, start: datetime, *, append: bool = False) -> str | None:
     """Why `run --record` may not record into `folder` from `start`, or None: a folder holding a recording that
     reaches `start` or past it (another run's: a run on the same state file starts after its last tick) took none
-    of this run's quotes until then, and the run ended exit 0 saying "recorded 0 quotes"."""
+    of this run's quotes until then, and the run ended exit 0 saying "recorded 0 quotes". Any earlier recording
+    without `--record-append`: its replay showed the earlier run's last quote of a symbol this run never watched
+    in this run's ticks, a quote no run had then (a bot of the replay's config trading on it, a position valued at
+    it); continuing a recording (a restart of its run, with its symbols) is said with the flag (docs/data.md)."""
     last = recorder.last_tick()
-    if last is None or last < start:
+    if last is not None and last >= start:
+        return (f"--record {escaped(str(folder))}: holds another run's recording, up to {last.isoformat()}, not before "
+                f"this run's start ({start.isoformat()}): none of this run's quotes until then could be recorded; record "
+                "into another folder")  # fmt: skip
+    if not recorder.found_recording or append:
         return None
-    return (f"--record {escaped(str(folder))}: holds another run's recording, up to {last.isoformat()}, not before this "
-            f"run's start ({start.isoformat()}): none of this run's quotes until then could be recorded; record into "
-            f"another folder")  # fmt: skip
+    until = f", up to {last.isoformat()}" if last is not None else ""
+    return (f"--record {escaped(str(folder))}: holds an earlier run's recording{until}: its replay would show that "
+            "run's last quote of a symbol this run does not watch as the symbol's quote during this run; record into "
+            "a new folder, or give --record-append to continue it (a restart of that run, watching its symbols)")  # fmt: skip
 
 
 def _recording_line(recorder: object, folder: Path, stopped: str | None = None) -> str:
@@ -1741,6 +1753,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no live progress (also when standard output is not a terminal)")
     run.add_argument(
         "--record", type=_path, metavar="DIR", help="write every quote the engine reads to DIR/quotes/ (docs/data.md)"
+    )
+    run.add_argument(
+        "--record-append", action="store_true", help="--record into a DIR holding an earlier run's recording: continue it"
     )
     _add_file_options(run)
     _add_state_options(run)

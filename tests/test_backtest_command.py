@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -447,8 +448,33 @@ def test_a_recording_folder_holding_another_runs_later_recording_is_refused(proj
     assert clash.returncode == 2, clash.stdout + clash.stderr
     assert clash.stderr.startswith("--record rec: holds another run's recording, up to 2026-11-23T14:30:10+00:00")
     assert "recorded" not in clash.stdout and "Traceback" not in clash.stderr
-    again = engine(project, "run", "--ticks", "3", "--record", "rec", *state(project))
+    again = engine(project, "run", "--ticks", "3", "--record", "rec", "--record-append", *state(project))
     assert again.returncode == 0 and "recorded 15 quotes" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_recording_folder_holding_an_earlier_runs_recording_is_refused_unless_appended(project: ProjectCopy) -> None:
+    """Two runs recorded into one folder, the second watching other symbols: its replay showed the first run's last
+    quote of a symbol the second never watched as that symbol's quote all through the second run's ticks (a bot of
+    the replay's config traded on it, a position was valued at it). A folder holding an earlier recording is refused
+    (exit 2, before the run, nothing written to it) unless `--record-append` says it continues it: a restart of the
+    same run, on its symbols."""
+    first = engine(project, "run", "--ticks", "3", "--start", MONDAY_OPEN, "--record", "rec", *state(project))
+    assert first.returncode == 0 and "recorded 15 quotes" in first.stdout, first.stdout + first.stderr
+    rec = project.root / "rec"
+    before = sorted(str(p.relative_to(rec)) for p in rec.rglob("*"))
+    refused = engine(project, "run", "--ticks", "3", "--record", "rec", *state(project))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("--record rec: holds an earlier run's recording, up to 2026-11-23T14:30:10+00:00: "
+                                     "its replay would show"), refused.stderr  # fmt: skip
+    assert "--record-append" in refused.stderr and "Traceback" not in refused.stderr and "recorded" not in refused.stdout
+    assert sorted(str(p.relative_to(rec)) for p in rec.rglob("*")) == before
+    alone = engine(project, "run", "--ticks", "3", "--record-append", *state(project))
+    assert alone.returncode == 2 and "--record-append: continues a recording" in alone.stderr, alone.stderr
+    for name in ("ticks", "quotes", "unusable", "missing"):  # notes alone (a run killed before its first flush) count too
+        shutil.rmtree(rec / name, ignore_errors=True)
+    (rec / "recording.jsonl").write_text('{"event": "run", "at": "2026-11-23T14:30:00+00:00"}\n')
+    notes_only = engine(project, "run", "--ticks", "3", "--record", "rec", *state(project))
+    assert notes_only.returncode == 2 and "holds an earlier run's recording: its replay" in notes_only.stderr, notes_only.stderr
 
 
 def test_the_backtest_table_shows_sub_cent_pnl_and_fees_not_zero() -> None:
@@ -561,9 +587,9 @@ def test_what_a_recording_says_is_shown_escaped_in_its_notes(project: ProjectCop
 
 
 def test_two_runs_recorded_into_one_folder_replay_as_one_without_a_note(project: ProjectCopy) -> None:
-    """The next run of the same state recorded into the same folder: its replay is the two runs', and says nothing
-    (no lost ticks, no start inside a run, no halt or cash that differs)."""
-    for start in (["--start", MONDAY_OPEN], []):  # the second goes on from the state's time
+    """The next run of the same state recorded into the same folder (said with --record-append): its replay is the
+    two runs', and says nothing (no lost ticks, no start inside a run, no halt or cash that differs)."""
+    for start in (["--start", MONDAY_OPEN], ["--record-append"]):  # the second goes on from the state's time
         run = engine(project, "run", "--ticks", "300", *start, "--record", "rec", *state(project))
         assert run.returncode == 0, run.stderr
     notes = [json.loads(line) for line in (project.root / "rec" / "recording.jsonl").read_text().splitlines()]

@@ -158,6 +158,9 @@ class Recorder:
         self._ticks: _Segment | None = None  # the instants of the ticks that read the quotes (`tick`)
         self._notes: IO[str] | None = None  # recording.jsonl, opened by the first note
         self.ticks = 0  # ticks taken (buffered or written)
+        # the folder held an earlier recording when this one locked it (`hold_folder`): a row of ticks/, quotes/,
+        # unusable/ or missing/, or notes. `run --record` refuses such a folder unless told to continue it
+        self.found_recording = False
 
     def __enter__(self) -> Recorder:
         return self
@@ -368,6 +371,7 @@ class Recorder:
         if ticks.is_dir() and ticks not in self._lasts:
             self._lasts[ticks] = _listed_then(ticks, functools.partial(_last_stamp, ticks, "ticks"))
             next_part(ticks, self.fmt)
+        self.found_recording = any(last is not None for last in self._lasts.values()) or _has_notes(self.folder)
 
     def _refuse_odd_files(self) -> None:
         """DataError, before the run, when the lock file or the notes file is there and is not a regular file. The
@@ -520,6 +524,17 @@ class Recorder:
         if len(segment.stamps) >= self.segment_rows:  # full: the next quote starts the next part
             segments[symbol] = _Segment(next_part(segment.path.parent, self.fmt), segment.last)
         dirty.discard(symbol)
+
+
+def _has_notes(folder: Path) -> bool:
+    """Whether the folder's `recording.jsonl` holds anything (a run killed before its first flush wrote its `run`
+    note, and no row); one that cannot be looked at counts as holding notes: it is a recording's file."""
+    try:
+        return os.stat(folder / NOTES_FILE).st_size > 0
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
 
 
 def _kind_of(path: Path) -> PathKind:
