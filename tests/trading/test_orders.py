@@ -13,6 +13,8 @@ import pytest
 from engine.brokers.emulator import Fault
 from engine.core import failpoints
 from engine.core.store import StateStore
+from engine.trading import fillprice
+from engine.trading.runner import operator_resume
 from tests.brokers.conftest import OPEN
 from tests.trading.conftest import Rig
 from tests.trading.test_order_faults import Desk, open_desk
@@ -93,7 +95,17 @@ def test_a_rolled_back_ticks_intents_leave_nothing_keyed_by_them_in_memory(rig: 
     assert all(rig.store.order(cid) is None for cid in failed)  # rolled back with the tick
     for cid in failed:
         assert cid not in orders._seen and cid not in orders._mine, cid
-    rig.engine.on_persist = None
-    rig.ticks(40)  # the halt's cooloff over, entries recorded again under the same ids
+    watched: list[tuple[fillprice.Seen, tuple[float, float] | None]] = []
+
+    def reused() -> None:  # the same id given back to the next intent: its watch starts at its own tick's quote
+        for row in rig.store.orders(statuses=("pending",)):
+            if row.client_order_id in failed and not watched and orders._quotes is not None:
+                watched.append((orders._seen[row.client_order_id], fillprice.quote_of(orders._quotes, row.symbol)))
+
+    rig.engine.on_persist = reused
+    operator_resume(rig.store, rig.engine.journal, rig.clock.now())  # the anomaly's halt ended: the bot enters again
+    rig.until(lambda r: bool(watched), limit=400)
+    [(seen, quote)] = watched
+    assert quote is not None and (seen.low, seen.high) == quote, (seen, quote)  # not the quotes since the rollback
     known = {row.client_order_id for row in rig.store.orders()}
     assert set(orders._seen) <= known and orders._mine <= known
