@@ -761,9 +761,11 @@ def _recorder(folder: Path) -> Recorder:
     folder another one is writing is refused now (exit 2), not found at its first quote and run unrecorded."""
     from engine.config.errors import ConfigError
     from engine.data.recorder import Recorder
+    from engine.paths import folders_to_make
 
+    made = folders_to_make(folder)  # removed again by the recorder's close if the run records nothing
     _writable_folder("--record", folder)
-    recorder = Recorder(folder)
+    recorder = Recorder(folder, made=made)
     try:
         recorder.hold_folder()
     except ConfigError as exc:  # DataError

@@ -57,6 +57,29 @@ def ensure_writable_folder(path: Path) -> None:
     os.unlink(probe)
 
 
+def folders_to_make(folder: Path) -> list[Path]:
+    """`folder` and the folders above it that are not there now, deepest first: what `mkdir(parents=True)` would
+    make, so that a command that then writes nothing can remove them again (a fetch or a recording that failed
+    before its first write left a folder holding only its lock file)."""
+    absent: list[Path] = []
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            break
+        absent.append(path)
+    return absent
+
+
+def remove_unused(lock_file: Path, made: list[Path]) -> None:
+    """Remove a lock file a command made and the folders it made for it (`folders_to_make`), each only while empty:
+    what another process put there meanwhile stays, and so does all above it."""
+    try:
+        lock_file.unlink()
+        for path in made:
+            path.rmdir()
+    except OSError:  # not empty, or not ours to remove: left as it is
+        return
+
+
 class PathKind(enum.Enum):
     """What `path_kind` found. Only a fact, never a message: each caller says it in its own words and decides
     which kinds are bad input and which a failure of the moment."""

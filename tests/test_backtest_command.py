@@ -452,6 +452,16 @@ def test_a_recording_folder_holding_another_runs_later_recording_is_refused(proj
     assert again.returncode == 0 and "recorded 15 quotes" in again.stdout, again.stdout + again.stderr
 
 
+def test_a_run_refused_at_its_start_leaves_no_recording_folder(project: ProjectCopy) -> None:
+    """`--record rec` is locked before the run starts: a run then refused (here a --start before the saved
+    simulation's time) left rec/ made, holding only `.recording.lock`, a folder that looked recorded."""
+    first = engine(project, "run", "--ticks", "3", "--start", MONDAY_OPEN, *state(project))
+    assert first.returncode == 0, first.stdout + first.stderr
+    refused = engine(project, "run", "--once", "--start", "2026-11-20T09:30:00-05:00", "--record", "rec", *state(project))
+    assert refused.returncode == 2 and "is before the simulation's time" in refused.stderr, refused.stderr
+    assert not (project.root / "rec").exists()
+
+
 def test_a_recording_folder_holding_an_earlier_runs_recording_is_refused_unless_appended(project: ProjectCopy) -> None:
     """Two runs recorded into one folder, the second watching other symbols: its replay showed the first run's last
     quote of a symbol the second never watched as that symbol's quote all through the second run's ticks (a bot of

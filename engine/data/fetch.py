@@ -52,7 +52,7 @@ from engine.core.lock import LockFileError, LockHeld, RunLock
 from engine.data.errors import DataError
 from engine.data.files import iso, iter_bars, locate, read_source, shown_path, write_bars
 from engine.data.records import Bar, Format, file_stem
-from engine.paths import PathKind, path_kind
+from engine.paths import PathKind, folders_to_make, path_kind, remove_unused
 
 _TIMEFRAME = re.compile(r"^([1-9]\d*)(Min|Hour|Day)$")
 _UNIT_SECONDS = {"Min": 60, "Hour": 3600, "Day": 86400}
@@ -631,7 +631,7 @@ def _folder_lock(folder: Path, unmade: list[bool] | None = None) -> Iterator[Cal
     first page (keys refused, the data API down) left a folder holding only `.fetch.lock`, as if a fetch had made
     it and found no bars."""
     lock = RunLock(folder / LOCK_FILE.removesuffix(".lock"))  # RunLock's lock file is its path + ".lock"
-    made = _not_there(folder)  # the folders the lock's mkdir will make, deepest first
+    made = folders_to_make(folder)  # what the lock's mkdir will make, deepest first
     bars = folder / "bars"
     new_lock, new_bars = not os.path.lexists(lock.path), not os.path.lexists(bars)
     try:
@@ -667,16 +667,6 @@ def _folder_lock(folder: Path, unmade: list[bool] | None = None) -> Iterator[Cal
             lock.release()
 
 
-def _not_there(folder: Path) -> list[Path]:
-    """`folder` and the folders above it that are not there now, deepest first (what a mkdir of it would make)."""
-    absent: list[Path] = []
-    for path in (folder, *folder.parents):
-        if os.path.lexists(path):
-            break
-        absent.append(path)
-    return absent
-
-
 def _unmade(lock_file: Path, bars: Path, made: list[Path]) -> bool:
     """Undo what a fetch made before it stored any bar (`_folder_lock`), while its lock is still held: `bars/` if it
     is empty (a window's write that failed, a full disk), then, when `bars/` is not there, the lock file and the
@@ -686,12 +676,7 @@ def _unmade(lock_file: Path, bars: Path, made: list[Path]) -> bool:
         bars.rmdir()  # only an empty folder: the bars of a window this fetch wrote stay
     if os.path.lexists(bars):
         return False
-    try:
-        lock_file.unlink()
-        for path in made:
-            path.rmdir()
-    except OSError:  # not empty (another fetch began there meanwhile), or not ours to remove: left as it is
-        pass
+    remove_unused(lock_file, made)  # a folder another fetch began in meanwhile is not empty: it stays
     return True
 
 

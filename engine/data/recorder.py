@@ -49,7 +49,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -78,7 +78,7 @@ from engine.data.files import (
     write_table,
 )
 from engine.data.records import MISSING, SUFFIXES, UNUSABLE, Format, Kind, file_stem
-from engine.paths import PathKind, path_kind
+from engine.paths import PathKind, folders_to_make, path_kind, remove_unused
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -124,7 +124,8 @@ class Recorder:
     """
 
     def __init__(self, folder: Path | str, *, fmt: Format = "parquet", flush_seconds: float = 5.0, segment_rows: int = 5000,
-                 fsync: bool = True, monotonic: Callable[[], float] = time.monotonic, flush_rows: int = 2500):
+                 fsync: bool = True, monotonic: Callable[[], float] = time.monotonic, flush_rows: int = 2500,
+                 made: Sequence[Path] = ()):
         if fmt not in ("parquet", "csv"):
             raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
         if flush_seconds < 0 or segment_rows < 1 or flush_rows < 1:
@@ -157,10 +158,15 @@ class Recorder:
         self._lasts: dict[Path, int | None] = {}  # a parts folder -> its last quote's stamp, read by hold_folder
         self._ticks: _Segment | None = None  # the instants of the ticks that read the quotes (`tick`)
         self._notes: IO[str] | None = None  # recording.jsonl, opened by the first note
+        self._wrote_notes = False  # a note was written (`close` leaves the folder then, though no quote was)
         self.ticks = 0  # ticks taken (buffered or written)
         # the folder held an earlier recording when this one locked it (`hold_folder`): a row of ticks/, quotes/,
         # unusable/ or missing/, or notes. `run --record` refuses such a folder unless told to continue it
         self.found_recording = False
+        # what `hold_folder` made (the folders, and the lock file when it was not there), removed again by `close`
+        # when this recording wrote nothing: a run refused at its start left a folder holding only its lock
+        self._made: tuple[list[Path], bool] | None = None
+        self._made_before = list(made)  # the folders the caller made for it (`run --record` makes and tries DIR first)
 
     def __enter__(self) -> Recorder:
         return self
@@ -290,6 +296,7 @@ class Recorder:
                 self._notes.write("\n")
         line = json.dumps({"event": event, "at": at.astimezone(timezone.utc).isoformat(), **fields}, default=str,
                           ensure_ascii=False)  # fmt: skip
+        self._wrote_notes = True
         self._notes.write(line + "\n")
         self._notes.flush()
 
@@ -319,6 +326,9 @@ class Recorder:
                     self._notes.close()
                     self._notes = None
                 if self._lock is not None:
+                    taken = self.recorded or self.ticks or self.missing_quotes or self._wrote_notes
+                    if self._made is not None and self._made[1] and not taken:  # nothing to write: as it was found
+                        remove_unused(self.folder / LOCK_FILE, self._made[0])
                     os.close(self._lock)  # also releases the lock
                     self._lock = None
 
@@ -342,8 +352,10 @@ class Recorder:
         except ImportError:  # Windows: no flock; one recording per folder is then the user's to keep
             return
         path = self.folder / LOCK_FILE
+        made = folders_to_make(self.folder) or self._made_before
         self.folder.mkdir(parents=True, exist_ok=True)
         self._refuse_odd_files()
+        new_lock = not os.path.lexists(path)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -355,6 +367,7 @@ class Recorder:
             os.close(fd)
             raise
         self._lock = fd
+        self._made = (made, new_lock)
         held = os.fstat(fd)
         self._lock_id = (held.st_dev, held.st_ino)
         # Each symbol's last part, which its recording goes on after, is read now: one that cannot be read (cut

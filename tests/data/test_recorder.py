@@ -506,3 +506,26 @@ def test_the_ticks_that_got_no_quote_of_a_symbol_are_recorded(tmp_path: Path) ->
     frames = list(DataSet.open(tmp_path).frames())
     assert [f.missing for f in frames] == [(), ("SPY",), ("SPY",), ()]
     assert [f.quotes["SPY"].timestamp for f in frames] == [T0, T0, T0, T0 + timedelta(seconds=15)]
+
+
+def test_a_recording_that_took_nothing_leaves_its_folder_as_it_found_it(tmp_path: Path) -> None:
+    """`run --record DIR` locks DIR before its run starts; a run refused at its start (keys, a --start before the
+    state's time) closed the recorder having taken nothing, and left DIR made and holding only `.recording.lock`: a
+    folder that looked recorded and held nothing. What the lock made is removed again, the folders above it too; a
+    recording that took a quote, a tick or a note keeps its folder, and a lock that was there stays."""
+    folder = tmp_path / "new" / "rec"
+    with Recorder(folder, fsync=False) as recorder:
+        recorder.hold_folder()
+        assert (folder / ".recording.lock").is_file()
+    assert not (tmp_path / "new").exists()
+    with Recorder(folder, fsync=False) as recorder:
+        recorder.note("run", T0)  # notes alone are a recording (a run killed before its first flush)
+    assert sorted(p.name for p in folder.iterdir()) == [".recording.lock", "recording.jsonl"]
+    with Recorder(folder, fsync=False) as recorder:
+        recorder.hold_folder()
+    assert (folder / ".recording.lock").is_file()  # there before: not this recording's to remove
+    (folder / "recording.jsonl").unlink()
+    (folder / ".recording.lock").unlink()
+    with Recorder(folder, fsync=False) as recorder:
+        assert recorder.record("AAPL", T0, 1, 2)
+    assert read_quotes(folder, "AAPL") == [Quote(T0, 1.0, 2.0)]
