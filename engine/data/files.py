@@ -651,10 +651,10 @@ def _torn(display: str, data: bytes) -> Problem:
     line = data.count(b"\n") + 1
     if line == 1:
         return Problem(display, 1, 0, "", "the header line has no line end: the engine ends every line it writes in a "
-                       "recording, so this file was cut short (a copy or a disk that stopped part way)")
+                       "recording, so this file was cut short (a copy or a disk that stopped part way)")  # fmt: skip
     return Problem(display, line, 0, f"row {line - 1}", "the last line has no line end: the engine ends every line it "
                    "writes in a recording, so this file was cut short (a copy or a disk that stopped part way) and this "
-                   "row may be cut inside a number (101.2 of 101.25); copy the file again, or delete the row")
+                   "row may be cut inside a number (101.2 of 101.25); copy the file again, or delete the row")  # fmt: skip
 
 
 def _header_again(cells: list[Any], header: list[str]) -> Any | None:
