@@ -966,8 +966,9 @@ def _listing(folder: Path) -> list[Path] | str:
         return f"cannot be listed: {exc.strerror or exc}"
 
 
-def _source(kind: Kind, symbol: str, path: Path, display: Callable[[Path], str], whole_lines: bool = False,
-            ) -> tuple[Source, list[Problem]]:  # fmt: skip
+def _source(
+    kind: Kind, symbol: str, path: Path, display: Callable[[Path], str], whole_lines: bool = False
+) -> tuple[Source, list[Problem]]:
     folder = _is_dir(path)
     if isinstance(folder, str):
         return Source(kind, symbol, path, whole_lines=whole_lines), [Problem(display(path), 0, 0, "", folder)]
@@ -992,7 +993,7 @@ def _source(kind: Kind, symbol: str, path: Path, display: Callable[[Path], str],
     return Source(kind, symbol, path, tuple(parts), is_folder=True, whole_lines=whole_lines), problems
 
 
-RECORDING_LOCK = ".recording.lock"  # held by a recording while it runs, and left behind (engine/data/recorder.py)
+RECORDING_LOCK = ".recording.lock"  # held by a recording while it runs, left once it took anything (recorder.py)
 RECORDING_NOTES = "recording.jsonl"  # what a recorded run met that its replay cannot have
 
 
