@@ -667,6 +667,7 @@ class StateStore:
         self._synced = synced
         self._busy_wait = busy_wait_seconds  # how long a write waits for another connection's transaction
         self._in_transaction = False
+        self._snapshot = False  # inside `read_snapshot()`: reads only
         self.statements = 0  # reads and writes run so far: the bench prints them per tick
         self.halt_writes = 0  # halts started or ended through this connection: a tick re-reads them only if it moved
         self.records_version = 0  # orders, positions, counters, P&L or halts written through this connection
@@ -1100,6 +1101,8 @@ class StateStore:
         if self._in_transaction:
             yield
             return
+        if self._snapshot:  # a write decided on a snapshot that may be old by now: the caller's bug, said as one
+            raise sqlite3.ProgrammingError("a write inside read_snapshot(): take the write transaction instead")
         held = self._hold_every > 0
         try:
             if not held:
@@ -1163,6 +1166,32 @@ class StateStore:
             failpoints.reach("state_committed")  # committed, its events not yet flushed to the log (`after_commit`)
             if self.after_commit is not None:
                 self.after_commit()
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Every read inside sees the file as of one moment: one read transaction (WAL: it never stands in the
+        way of the engine's writes, nor they in its way). For an operator's answer that reads several tables
+        (`status`, the status page, `why`, `resume`'s conditions): read statement by statement, a tick committing
+        between two of them (a kill switch's halt and the system machine's move to halted are one commit) gave an
+        answer half before it, half after ("not halted" beside a system machine halted).
+
+        Inside a transaction (ours, or a held one) it is already one snapshot: nothing more is done. A write
+        inside a snapshot is a bug (ours would be a write from a stale view): `transaction()` refuses it."""
+        if self._in_transaction or self._snapshot or self._conn.in_transaction:
+            yield
+            return
+        try:
+            self._conn.execute("BEGIN")  # deferred: the snapshot is taken at the first read
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._file_error(exc) from None
+        self._snapshot = True
+        try:
+            yield
+        finally:
+            self._snapshot = False
+            with contextlib.suppress(sqlite3.Error):  # a read transaction: nothing to keep, only the snapshot to let go
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
 
     def _write(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = (), *, records: bool = True) -> sqlite3.Cursor:
         """`records`: the write changes what a tick reads (every table but `meta`, which the simulated exchange

@@ -506,3 +506,36 @@ def test_days_with_activity_are_those_any_daily_record_is_dated_on(tmp_path) -> 
     store.add_trade(TradeRow("b", "AAPL", days[3], NOW, NOW, 1.0, 10.0, 10.0, 0.0, 0.0, "stop_loss"))
     assert store.days_with_activity(days) == set(days[:4])
     assert store.days_with_activity([days[1], days[4]]) == {days[1]}
+
+
+def test_a_read_snapshot_sees_one_moment_whatever_another_connection_commits(tmp_path) -> None:
+    """An operator's answer reads several tables (`status`, the status page, `why`): read statement by statement, a
+    tick committing between two reads (a halt and a machine's move to halted, one commit) gave half of each. Inside
+    `read_snapshot` every read is of the moment of the first; after it, the commit is seen."""
+    reader, engine = StateStore(tmp_path / "s.db"), StateStore(tmp_path / "s.db")
+    engine.save_machine_state("system", "system", "armed", NOW)
+    with reader.read_snapshot():
+        assert reader.halts(open_only=True) == []
+        with engine.transaction():  # WAL: the engine's write is not held up by the reader
+            engine.start_halt(SYSTEM_SCOPE, "kill", ("max_daily_loss_halt",), True, NOW, None)
+            engine.save_machine_state("system", "system", "halted", NOW)
+        assert [m.state for m in reader.machine_states()] == ["armed"]
+        assert reader.halts(open_only=True) == []
+    assert [m.state for m in reader.machine_states()] == ["halted"]
+    assert len(reader.halts(open_only=True)) == 1
+    reader.close()
+    engine.close()
+
+
+def test_a_write_inside_a_read_snapshot_is_refused_as_a_bug(tmp_path) -> None:
+    """A write decided on a snapshot may rest on a view already old: a caller's mistake, said as one (never the
+    state file's), and the snapshot is let go either way."""
+    store = StateStore(tmp_path / "s.db")
+    with pytest.raises(sqlite3.ProgrammingError, match="inside read_snapshot"), store.read_snapshot():
+        store.set_meta("broker", "sim")
+    store.set_meta("broker", "sim")  # outside it, as ever
+    assert store.meta("broker") == "sim"
+    with store.transaction(), store.read_snapshot():  # inside a transaction it is the transaction's own view
+        store.set_meta("broker", "alpaca")
+    assert store.meta("broker") == "alpaca"
+    store.close()
