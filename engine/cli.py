@@ -1103,7 +1103,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     in force, and nothing is created: a new state file, its folder and a log made at a mistyped --state-db said
     "resumed: 0 halt(s) ended" while the engine stayed halted, and an empty file (the run's lock file) had a
     database written into it."""
-    from engine.trading.runner import engine_conditions, operator_resume, paths_for, resume_text
+    from engine.trading.runner import paths_for, resume_halts
 
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
@@ -1112,12 +1112,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return EXIT_OK
     store, journal, now = _state_at(db, log, secrets=_keys_to_mask(args))
     try:
-        conditions = engine_conditions(store, now)
-        ended = operator_resume(store, journal, now)
+        resumed = resume_halts(store, journal, now)  # what it ended, read in the transaction that ends them
     finally:
         journal.close()
         store.close()
-    print(resume_text(ended, conditions))
+    print(resumed.text)
     return EXIT_OK
 
 

@@ -327,7 +327,7 @@ class StatusApp:
         default 5 s the button failed "database is locked" where `python -m engine halt` went through."""
         from engine.core.clock import ManualClock, SystemClock
         from engine.core.journal import Journal, JournalError
-        from engine.trading.runner import engine_conditions, operator_halt, operator_resume, resume_text, state_now
+        from engine.trading.runner import operator_halt, resume_halts, state_now
 
         with self.lock:
             store = self.store(create=action == "halt")  # a halt may come before the first run; a resume ends none
@@ -350,11 +350,10 @@ class StatusApp:
             reason = journal.scrubbed(reason)  # as recorded: the answer does not show a key back either
             if action != "halt":
                 try:
-                    conditions = engine_conditions(store, now)
-                    ended = operator_resume(store, journal, now)
+                    resumed = resume_halts(store, journal, now)  # what it ended, read in the transaction that ends them
                 finally:
                     journal.close()
-                return {"ok": True, "message": resume_text(ended, conditions)}
+                return {"ok": True, "message": resumed.text}
             # The halt is committed before its event is written: in force whatever the log says. A log that cannot
             # take the event (a full disk) was answered "halt failed", shown as "refused", which reads as not halted.
             unlogged: JournalError | None = None

@@ -834,14 +834,35 @@ def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetim
 
 
 def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
+    """`resume_halts`, for a caller that needs only the count of halts in force it ended."""
+    return resume_halts(store, journal, now).ended
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a resume ended, read in its own write transaction: `ended`, the halts in force it ended; `conditions`,
+    those of them the engine set (`engine_conditions`)."""
+
+    ended: int
+    conditions: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return resume_text(self.ended, self.conditions)
+
+
+def resume_halts(store: StateStore, journal: Journal, now: datetime) -> Resumed:
     """End every halt, committed only once the `resume` event is on disk: a log that cannot take it (a full disk)
     leaves every halt in force, never trading resumed with no trace of who resumed it (the command says error).
 
-    Returns how many of the halts ended were in force: one whose cooloff ran out is still open until the engine's
-    next tick ends it, and counted, it made "resumed: 1 halt(s) ended" of a resume that resumed nothing."""
+    Counts only the halts ended that were in force: one whose cooloff ran out is still open until the engine's next
+    tick ends it, and counted, it made "resumed: 1 halt(s) ended" of a resume that resumed nothing. The count and
+    the engine's conditions are read inside the write transaction that ends the halts: read before it, a kill
+    switch's halt the engine committed in between was ended too, with no word that the engine had set it."""
     try:
         with store.transaction():
             in_force = sum(h.in_force(now) for h in store.halts(open_only=True))
+            conditions = tuple(engine_conditions(store, now))
             end_halts(store, journal, now=now, by="operator")
             try:
                 journal.flush()
@@ -853,12 +874,13 @@ def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:
         journal.discard()
         raise StateFileError(store.path, f"{exc.what}; nothing is resumed: every halt stays in force",
                              runtime=exc.runtime) from None  # fmt: skip
-    return in_force
+    return Resumed(in_force, conditions)
 
 
 def engine_conditions(store: StateStore, now: datetime) -> list[str]:
     """The conditions of the halts in force that the engine set (a kill condition, reconciliation, a signal's
-    error), not the operator: a resume ends them, but one that still holds halts again at the next tick."""
+    error), not the operator: a resume ends them, but one that still holds halts again at the next tick. Read
+    inside `resume_halts`' transaction, not before it (see there)."""
     found: list[str] = []
     for halt in store.halts(open_only=True):
         if halt.in_force(now):
