@@ -898,17 +898,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     store = StateStore(db)
     try:
-        now, _simulated = state_now(store, SystemClock().now())
-        if store.meta("broker") is None and not store.machine_states() and not store.halts():  # a halt set before any run shows
-            print(f"{store.path}: no state yet (nothing has run)")
-            return EXIT_OK
-        local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
-        assert report.config is not None
-        text = status_text(store, now, local=local, bots=report.config.bots)
-        from engine.core.terminal_text import one_line
+        # one read transaction: a tick committing between two reads (its halt, and its machine's move to halted)
+        # gave an answer half before it, half after
+        with store.read_snapshot():
+            now, _simulated = state_now(store, SystemClock().now())
+            # a halt set before any run shows
+            if store.meta("broker") is None and not store.machine_states() and not store.halts():
+                print(f"{store.path}: no state yet (nothing has run)")
+                return EXIT_OK
+            local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
+            assert report.config is not None
+            text = status_text(store, now, local=local, bots=report.config.bots)
+            from engine.core.terminal_text import one_line
 
-        print(f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)}"
-              f"{_tick_said(store, report, local)})")  # fmt: skip
+            header = (f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)}"
+                      f"{_tick_said(store, report, local)})")  # fmt: skip
+        print(header)
         print(text)
     finally:
         store.close()
@@ -921,7 +926,7 @@ def _tick_said(store: StateStore, report: Report, local: LocalTime) -> str:
     current. Older than `health`'s default max age it is said STALE. A simulation's state is as of its own last
     tick (its clock), so nothing is added."""
     from engine.core.clock import SystemClock
-    from engine.trading.runner import last_tick
+    from engine.trading.runner import is_stale, last_tick, max_tick_age
 
     age = last_tick(store, SystemClock().now())
     if age is None:
@@ -929,9 +934,9 @@ def _tick_said(store: StateStore, report: Report, local: LocalTime) -> str:
     if age.simulated:
         return ""
     assert report.config is not None
-    max_age = 3 * report.config.settings.runner.loop_interval_seconds + 30  # `health`'s default
+    max_age = max_tick_age(report.config.settings.runner.loop_interval_seconds)  # `health`'s default
     said = f"; last tick {local(age.last)}, {age.seconds:.0f} s before"
-    if age.seconds > max_age:
+    if is_stale(age, max_age):
         said += f": STALE, older than {max_age:g} s (the engine is stuck or not running)"
     elif age.last > age.now:
         said += " (it is ahead of this machine's clock)"
@@ -947,12 +952,12 @@ def cmd_health(args: argparse.Namespace) -> int:
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore
     from engine.core.terminal_text import one_line
-    from engine.trading.runner import last_run, last_tick, paths_for, running_pid
+    from engine.trading.runner import last_run, last_tick, max_tick_age, paths_for, running_pid
 
     report = _load(args)
     assert report.config is not None
     interval = report.config.settings.runner.loop_interval_seconds
-    max_age = args.max_age if args.max_age is not None else 3 * interval + 30
+    max_age = args.max_age if args.max_age is not None else max_tick_age(interval)
     db, _log = paths_for(report, args.state_db, args.log)
     if _nothing_saved(db):
         print(f"unhealthy: no state file {db} (no run has started)")
@@ -1175,11 +1180,12 @@ def cmd_why(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     store = StateStore(db)
     try:
-        now, _simulated = state_now(store, SystemClock().now())  # a simulation's halts run on its own clock
-        record = explain(store, report, args.bot, now)
-        # a real-time state's last tick, as `status` says it: the facts of an engine stuck or stopped hours ago
-        # read as the bot's present, with nothing beside them saying how old they are
-        tick = _tick_said(store, report, _local(report))
+        with store.read_snapshot():  # the facts, the machines, the halts and the tick of one moment (see `status`)
+            now, _simulated = state_now(store, SystemClock().now())  # a simulation's halts run on its own clock
+            record = explain(store, report, args.bot, now)
+            # a real-time state's last tick, as `status` says it: the facts of an engine stuck or stopped hours ago
+            # read as the bot's present, with nothing beside them saying how old they are
+            tick = _tick_said(store, report, _local(report))
     except WhyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

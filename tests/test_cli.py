@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -497,3 +498,100 @@ def test_run_once_with_a_count_of_ticks_is_bad_usage(tmp_path: Path) -> None:
     result = run_engine("run", "--once", "--ticks", "5", "--state-db", str(tmp_path / "s.db"), "--log", str(tmp_path / "a.jsonl"))
     assert result.returncode == 2 and "not allowed with argument --once" in result.stderr
     assert not (tmp_path / "s.db").exists()
+
+
+def _engine_commit_at_first(monkeypatch: pytest.MonkeyPatch, method: str, commit: Any, after: str | None = None) -> None:
+    """`commit(engine)` from another connection (a running engine's tick, on its own schedule) just before the
+    command's first call of StateStore.`method` (on a store that has called `after` already, when given: validation
+    reads the machines through a store of its own first), once: the interleaving a live engine makes now and then,
+    made every time."""
+    from engine.core.store import StateStore
+
+    real = getattr(StateStore, method)
+    done: list[bool] = []
+    began: set[int] = set()
+
+    def wrapped(self: StateStore, *args: Any, **kwargs: Any) -> Any:
+        if not done and (after is None or id(self) in began):
+            done.append(True)
+            engine = StateStore(self.path)
+            try:
+                commit(engine)
+            finally:
+                engine.close()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StateStore, method, wrapped)
+    if after is not None:
+        read = getattr(StateStore, after)
+
+        def noted(self: StateStore, *args: Any, **kwargs: Any) -> Any:
+            began.add(id(self))
+            return read(self, *args, **kwargs)
+
+        monkeypatch.setattr(StateStore, after, noted)
+
+
+def test_status_reads_the_state_of_one_moment_never_half_of_a_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`status` read the halts, then the machines, each in its own statement: a kill switch's halt and the system
+    machine's move to halted (one commit) landing between the two gave "halt: none" under a system machine halted
+    with "no halt is in force now". Its reads are one snapshot: all before the tick."""
+    from datetime import datetime, timedelta, timezone
+
+    from engine.cli import main
+    from engine.core.store import SYSTEM_SCOPE, StateStore
+    from engine.trading.runner import LAST_TICK_KEY
+
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    now = datetime.now(timezone.utc)
+    store = StateStore(db)
+    store.set_meta("broker", "alpaca")
+    store.set_meta(LAST_TICK_KEY, now.isoformat())
+    store.save_machine_state("system", "system", "armed", now)
+    store.close()
+
+    def kill(engine: StateStore) -> None:
+        with engine.transaction():
+            engine.start_halt(SYSTEM_SCOPE, "kill condition: max_daily_loss_halt", ("max_daily_loss_halt",), True,
+                              now, now + timedelta(minutes=30))  # fmt: skip
+            engine.save_machine_state("system", "system", "halted", now)
+
+    _engine_commit_at_first(monkeypatch, "machine_states", kill, after="halts")
+    files = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+             "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+    assert main(["status", "--state-db", str(db), "--log", str(log), *files]) == 0
+    out = capsys.readouterr().out
+    system = next(line for line in out.splitlines() if line.startswith("  system "))
+    assert "armed" in system and "halt: none" in out, out  # the moment before the tick, whole
+
+
+def test_resume_says_the_engine_halt_it_ended_though_committed_just_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`resume` read which halts the engine had set before its own write transaction: a kill switch's halt
+    committed in between was ended too, and the answer named no condition of the engine's (one that still holds
+    halts again at the next tick). What it ended is read in the transaction that ends it."""
+    from datetime import datetime, timedelta, timezone
+
+    from engine.cli import main
+    from engine.core.store import SYSTEM_SCOPE, StateStore
+
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    now = datetime.now(timezone.utc)
+    store = StateStore(db)
+    store.set_meta("broker", "alpaca")
+    store.start_halt(SYSTEM_SCOPE, "news at 10:00", ("operator",), False, now - timedelta(minutes=5), None)
+    store.close()
+
+    def kill(engine: StateStore) -> None:
+        engine.start_halt(SYSTEM_SCOPE, "kill condition: max_daily_loss_halt", ("max_daily_loss_halt",), True,
+                          now - timedelta(seconds=1), now + timedelta(minutes=30))  # fmt: skip
+
+    _engine_commit_at_first(monkeypatch, "transaction", kill)  # (the engine's own commit goes through it first)
+    files = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+             "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+    assert main(["resume", "--state-db", str(db), "--log", str(log), *files]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resumed: 2 halt(s) ended") and "the engine set max_daily_loss_halt" in out, out

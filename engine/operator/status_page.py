@@ -162,31 +162,51 @@ def _trade(t: TradeRow, local: LocalTime) -> dict[str, Any]:
 def status_record(store: StateStore | None, report: Report, now: datetime, local: LocalTime) -> dict[str, Any]:
     """Everything the page shows, as plain JSON: machines (shown halted as soon as a halt is in force, as `status`
     does), their diagrams, the halts in force, positions by bot, today's trades and P&L, each bot's last preflight,
-    and today's equity curve. `store` is None before anything has run."""
-    from engine.config.checks import trading_bots
-    from engine.operator.summary import halt_effect, halts_in_force, unmanaged_lines
-    from engine.trading.runner import halt_over_note, last_tick, running_pid, state_now
+    and today's equity curve. `store` is None before anything has run.
+
+    All of it is read in one read transaction (`StateStore.read_snapshot`): read table by table, a tick committing
+    in between (a kill switch's halt and the system machine's move to halted are one commit) gave "not halted"
+    beside a system machine halted. `stale` (with `tick_age_seconds`, measured from `last_tick` to `as_of`, and
+    `stale_after_seconds`, `health`'s default max age) says a real-time state whose engine is stuck or stopped, as
+    `status` and `why` say it: without it the page showed such a state as a green "not halted", as if current."""
+    from engine.trading.runner import max_tick_age
 
     assert report.config is not None
     generated = datetime.now(timezone.utc)
+    max_age = max_tick_age(report.config.settings.runner.loop_interval_seconds)
     record: dict[str, Any] = {
         "generated_at": local(generated),
         "timezone": local.name,
         "refresh_seconds": REFRESH_SECONDS,
         "has_state": store is not None,
+        "stale_after_seconds": max_age,
     }
     if store is None:
         return {**record, "as_of": local(now), "simulated": False, "machines": [], "halts": [], "halted": False,
                 "positions": {}, "unmanaged": [], "today": None, "preflight": {}, "equity": {}, "last_tick": None,
-                "engine_pid": None}  # fmt: skip
+                "tick_age_seconds": None, "stale": False, "engine_pid": None}  # fmt: skip
+    with store.read_snapshot():
+        return {**record, **_state_record(store, report, now, local, max_age)}
+
+
+def _state_record(store: StateStore, report: Report, now: datetime, local: LocalTime, max_age: float) -> dict[str, Any]:
+    """`status_record`'s reads of the state file, inside its read snapshot."""
+    from engine.config.checks import trading_bots
+    from engine.operator.summary import halt_effect, halts_in_force, unmanaged_lines
+    from engine.trading.runner import SYSTEM_HALT_NOTE, halt_over_note, is_stale, last_tick, running_pid, state_now
+
+    assert report.config is not None
     now, simulated = state_now(store, now)
     live = halts_in_force(store, now)
+    halted = any(h.scope == SYSTEM_SCOPE for h in live)
     machines = []
     for saved in store.machine_states():
         scope = SYSTEM_SCOPE if saved.kind == "system" else saved.bot_id
         halt = next((h for h in reversed(live) if h.scope == scope), None)
         pending = halt is not None and saved.state != "halted"
         over = saved.state == "halted" and not any(h.scope in (scope, SYSTEM_SCOPE) for h in live)  # as `status` says
+        # a bot saved armed while the system is halted opens nothing (the risk gate), as `status` says beside it
+        opens_nothing = halted and not pending and saved.state != "halted" and saved.kind not in ("system", "portfolio")
         spec = report.machines.get(saved.kind)
         machines.append(
             {
@@ -196,7 +216,7 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
                 "saved_state": saved.state,
                 "since": local(halt.started_at if pending and halt is not None else saved.since),
                 "moves_at_next_tick": pending,
-                "note": halt_over_note(saved.kind, saved.bot_id) if over else None,
+                "note": halt_over_note(saved.kind, saved.bot_id) if over else (SYSTEM_HALT_NOTE if opens_nothing else None),
                 "diagram": _diagram(spec, saved.state) if spec is not None else None,
             }
         )
@@ -210,12 +230,13 @@ def status_record(store: StateStore | None, report: Report, now: datetime, local
     bots = [bot.bot_id for _path, bot in trading_bots(report.config.bots) if bot.enabled]  # a disabled bot never ticks
     tick = last_tick(store, now)
     return {
-        **record,
         "as_of": local(now),
         "simulated": simulated,
         "last_tick": local(tick.last) if tick is not None else None,
+        "tick_age_seconds": round(tick.seconds) if tick is not None and not tick.simulated else None,
+        "stale": is_stale(tick, max_age),
         "engine_pid": running_pid(store.path),
-        "halted": any(h.scope == SYSTEM_SCOPE for h in live),
+        "halted": halted,
         "halts": [
             {"scope": h.scope, "reason": h.reason, "since": local(h.started_at), "until": local(h.until) if h.until else None,
              "flatten": h.flatten, "effect": halt_effect(h.scope, h.flatten, h.conditions)}
@@ -561,6 +582,13 @@ class StatusHandler(BaseHTTPRequestHandler):
         if not self._authorized():
             self._error(HTTPStatus.UNAUTHORIZED, "a valid token is needed: Authorization: Bearer TOKEN")
             return
+        if self.headers.get("Transfer-Encoding") is not None:
+            # http.server reads no chunked body: Content-Length absent, it was taken for an empty one and the resume
+            # done on a body never read (and what was left of it read as the next request)
+            self.close_connection = True
+            self._error(HTTPStatus.LENGTH_REQUIRED, "a body sent with Transfer-Encoding is not read: send it with "
+                        "Content-Length; nothing done")  # fmt: skip
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -622,7 +650,7 @@ table{border-collapse:collapse;margin:.3em 0 1em;background:#fff}
 td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:.88em;vertical-align:top}
 th{background:#f0f0f0}.num{text-align:right;font-variant-numeric:tabular-nums}
 #banner{padding:.6em 1em;border-radius:6px;font-weight:bold;margin:.6em 0}
-.ok{background:#e3f5e1;color:#1b5e20}.halted{background:#ffe0e0;color:#b00020}.unknown{background:#ffe9c7;color:#8a4b00}
+.ok{background:#e3f5e1;color:#1b5e20}.halted{background:#ffe0e0;color:#b00020}.unknown,.stale{background:#ffe9c7;color:#8a4b00}
 .current,.current td{background:#ffd54f}.from-current td{background:#fff3c4}
 .pass{color:#1b5e20}.fail{color:#b00020;font-weight:bold}.muted{color:#777}
 .machine{display:inline-block;vertical-align:top;margin:0 1.5em 1em 0}
@@ -738,12 +766,15 @@ function show(s) {
   $("asof").textContent = "as of " + s.as_of + (s.simulated ? " (simulated clock)" : "") + "; times in " + s.timezone
     + "; last tick " + (s.last_tick || "none") + engine;
   const banner = $("banner");
+  // an engine stuck or stopped: what follows is its last tick's state, never shown green as if current
+  const stale = s.stale ? "STALE: last tick " + s.last_tick + ", " + s.tick_age_seconds + " s before, older than "
+    + s.stale_after_seconds + " s (the engine is stuck or not running); as of that tick: " : "";
   if (!s.has_state) { banner.textContent = "no state yet: nothing has run"; banner.className = "ok"; }
   else if (s.halts.length) {
-    banner.textContent = "HALTED: " + s.halts.map((h) => (h.scope === "system" ? "the system" : "bot " + h.scope)
+    banner.textContent = stale + "HALTED: " + s.halts.map((h) => (h.scope === "system" ? "the system" : "bot " + h.scope)
       + " since " + h.since + ": " + h.reason + " (until " + (h.until || "resume") + "): " + h.effect).join("; ");
     banner.className = "halted";
-  } else { banner.textContent = "not halted"; banner.className = "ok"; }
+  } else { banner.textContent = stale + "not halted"; banner.className = s.stale ? "stale" : "ok"; }
   fill("machines", ...s.machines.map(machine));
   const pos = [];
   Object.entries(s.positions).forEach(([bot, ps]) => ps.forEach(

@@ -819,6 +819,19 @@ def last_tick(store: StateStore, wall_now: datetime) -> TickAge | None:
     return TickAge(now, now, simulated) if simulated else None
 
 
+def max_tick_age(loop_interval_seconds: float) -> float:
+    """`health`'s default max age: three loop intervals and 30 s. A real-time state last ticked longer ago than
+    this is STALE wherever an operator reads it (`status`, `why`, the status page): its engine is stuck or not
+    running, and what the state says is the past, not the present."""
+    return 3 * loop_interval_seconds + 30
+
+
+def is_stale(age: TickAge | None, max_age: float) -> bool:
+    """Whether a state's last tick (`last_tick`) is older than `max_age`. A simulation's age is always 0 (its
+    state is as of its own clock), and a state no run has ticked is not stale: it holds what the operator wrote."""
+    return age is not None and not age.simulated and age.seconds > max_age
+
+
 def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetime) -> int:
     """The operator's halt, committed and on the disk before it returns. A state file that refuses the write (locked
     past the wait, read-only, a full disk) says that the halt is NOT recorded: "error: ... locked" alone left the
@@ -963,11 +976,16 @@ def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: li
     if saved != "halted" and kind not in ("system", "portfolio") and any(h.scope == SYSTEM_SCOPE for h in halts):
         # its own machine may still read armed until it steps; the risk gate grants no entry meanwhile, whatever
         # the machine file says: an operator who halted and then looked saw bots armed with no word why
-        line += " (a system halt is in force: it opens nothing)"
+        line += f" ({SYSTEM_HALT_NOTE})"
     if saved == "halted" and not any(h.scope in (scope, SYSTEM_SCOPE) for h in halts):
         # the converse: its halt ran out or was ended since its last tick; "halted" above "halt: none" read as either
         line += f" ({halt_over_note(kind, bot_id)})"
     return line
+
+
+# beside a bot whose machine is not halted while the system is (`status`, the status page): the risk gate grants it
+# no entry whatever its machine file says
+SYSTEM_HALT_NOTE = "a system halt is in force: it opens nothing"
 
 
 def halt_over_note(kind: str, bot_id: str) -> str:

@@ -8,8 +8,11 @@ import json
 import os
 import socket
 import sys
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -272,3 +275,198 @@ def test_a_machine_left_halted_after_its_halt_ran_out_says_what_comes_next(proje
     assert machines["mom_AAPL"]["note"].startswith("no halt is in force now: it leaves halted at its next tick")
     assert "python -m engine why mom_AAPL" in machines["mom_AAPL"]["note"]
     assert machines["system"]["note"] is None
+
+
+def _show(record: dict[str, object]) -> tuple[str, str]:
+    """The page script's `show()` run on `record` in Node.js, the nodes it draws stubbed: the banner's text and
+    class."""
+    import shutil
+    import subprocess
+
+    from engine.operator.status_page import SCRIPT
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("the page's script is run with Node.js")
+    show = SCRIPT[SCRIPT.index("function show(s)") : SCRIPT.index("async function refresh")]
+    script = (
+        "const nodes = {}; const $ = (id) => (nodes[id] = nodes[id] || { value: '', textContent: '', className: '' });"
+        "const fill = () => {}; const machine = () => null; const table = () => null; const el = () => null;"
+        "const equity = () => null; const money = (v) => String(v);"
+        + show
+        + f"show({json.dumps(record)}); console.log(JSON.stringify([nodes.banner.textContent, nodes.banner.className]));"
+    )
+    out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30, check=True).stdout
+    text, css = json.loads(out)
+    return text, css
+
+
+def _real_time(path: Path, last_tick: datetime) -> None:
+    from engine.trading.runner import LAST_TICK_KEY
+
+    store = StateStore(path)
+    try:
+        store.set_meta("broker", "alpaca")
+        store.set_meta(LAST_TICK_KEY, last_tick.isoformat())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("halt", [None, "news at 10:00"])
+def test_a_real_time_state_whose_engine_is_stuck_is_shown_stale_never_green(
+    project: ProjectCopy, tmp_path: Path, halt: str | None
+) -> None:
+    """The page showed a real-time state last ticked hours ago (an engine hung or stopped) as a green "not halted",
+    with nothing saying its age, where `status` and `why` say STALE: `/api/status` carries `stale` by their rule
+    (`health`'s default max age: 3 x loop_interval_seconds + 30 s), with what it is measured from, and the banner
+    says STALE in a colour that is not green."""
+    from engine.core.clock import SystemClock
+
+    db = tmp_path / "s.db"
+    _state(db, halt)
+    _real_time(db, SystemClock().now() - timedelta(hours=3))
+    with serving(project, db, tmp_path / "app.jsonl") as server:
+        status, record, _headers = call(server, "/api/status")
+    assert status == 200 and record["stale"] is True
+    assert record["stale_after_seconds"] == 3 * 5 + 30 and record["tick_age_seconds"] >= 3 * 3600
+    assert record["last_tick"] is not None
+    text, css = _show(record)
+    assert text.startswith("STALE: last tick ") and "the engine is stuck or not running" in text, text
+    assert css != "ok" and (css == "halted") == (halt is not None), css
+
+
+def test_a_real_time_state_ticked_just_now_is_not_stale(project: ProjectCopy, tmp_path: Path) -> None:
+    """The converse: a live engine's state is shown as it is, green when nothing is halted."""
+    from engine.core.clock import SystemClock
+
+    db = tmp_path / "s.db"
+    _real_time(db, SystemClock().now())
+    with serving(project, db, tmp_path / "app.jsonl") as server:
+        _status, record, _headers = call(server, "/api/status")
+    assert record["stale"] is False and record["tick_age_seconds"] <= 45
+    assert _show(record) == ("not halted", "ok")
+
+
+def test_the_page_reads_the_state_of_one_moment_never_half_of_a_tick(project: ProjectCopy, tmp_path: Path) -> None:
+    """/api/status read the halts, then the machines, each in its own statement: a tick committing between the two
+    (a kill switch's halt and the system machine's move to halted are one commit) gave "not halted", no halt, beside
+    a system machine halted with "no halt is in force now". The commit is made to land between the two reads, as a
+    running engine's would on its own schedule."""
+    from engine.core.store import SYSTEM_SCOPE
+    from engine.operator.local import LocalTime
+    from engine.operator.status_page import StatusApp
+    from engine.validate import load_valid
+
+    db = tmp_path / "s.db"
+    _real_time(db, datetime.now(timezone.utc))
+    engine = StateStore(db)  # the running engine's connection
+    engine.save_machine_state("system", "system", "armed", NOON)
+    report = load_valid(project.config, project.machines, project.rules)
+    app = StatusApp(report, db, tmp_path / "app.jsonl", LocalTime("UTC"), None, True)
+    store = app.store()
+    assert store is not None
+    read_machines = store.machine_states
+
+    def machine_states(kind: str | None = None) -> list[Any]:
+        if not engine.halts():  # the tick's one commit, once, between the page's read of the halts and of the machines
+            now = datetime.now(timezone.utc)
+            with engine.transaction():
+                engine.start_halt(SYSTEM_SCOPE, "kill condition: max_daily_loss_halt", ("max_daily_loss_halt",), True,
+                                  now, now + timedelta(minutes=30))  # fmt: skip
+                engine.save_machine_state("system", "system", "halted", now)
+        return read_machines(kind)
+
+    store.machine_states = machine_states  # type: ignore[method-assign]
+    try:
+        first, second = app.status(), app.status()
+    finally:
+        app.close()
+        engine.close()
+    (system,) = [m for m in first["machines"] if m["kind"] == "system"]
+    assert first["halted"] is False and system["state"] == "armed" and system["note"] is None  # all before the tick
+    (system,) = [m for m in second["machines"] if m["kind"] == "system"]
+    assert second["halted"] is True and system["state"] == "halted"  # all after it
+
+
+def test_resume_from_the_page_says_the_engine_halt_it_ended_though_committed_just_before(
+    project: ProjectCopy, tmp_path: Path
+) -> None:
+    """The page's Resume read which halts the engine had set before its own write transaction: a kill switch's halt
+    committed in between was ended too, the answer naming no condition of the engine's (which halts again at the
+    next tick while it holds). The engine's commit is made to land just before the resume's transaction begins."""
+    from engine.core.store import SYSTEM_SCOPE
+    from engine.operator.local import LocalTime
+    from engine.operator.status_page import StatusApp
+    from engine.validate import load_valid
+
+    db = tmp_path / "s.db"
+    _state(db, "news at 10:00")
+    _real_time(db, datetime.now(timezone.utc))
+    engine = StateStore(db)
+    report = load_valid(project.config, project.machines, project.rules)
+    app = StatusApp(report, db, tmp_path / "app.jsonl", LocalTime("UTC"), TOKEN, True)
+    store = app.store()
+    assert store is not None
+    write = store.transaction
+
+    @contextmanager
+    def transaction() -> Iterator[None]:
+        if len(engine.halts()) == 1:  # the engine's tick commits its kill switch's halt now, once
+            now = datetime.now(timezone.utc)
+            engine.start_halt(SYSTEM_SCOPE, "kill condition: max_daily_loss_halt", ("max_daily_loss_halt",), True,
+                              now - timedelta(seconds=1), now + timedelta(minutes=30))  # fmt: skip
+        with write():
+            yield
+
+    store.transaction = transaction  # type: ignore[method-assign]
+    try:
+        answer = app.change("resume", "")
+    finally:
+        app.close()
+    assert [h.ended_at is not None for h in engine.halts()] == [True, True]
+    engine.close()
+    assert answer["ok"] and answer["message"].startswith("resumed: 2 halt(s) ended"), answer
+    assert "the engine set max_daily_loss_halt" in answer["message"], answer
+
+
+def test_a_bot_saved_armed_under_a_system_halt_says_it_opens_nothing(project: ProjectCopy, tmp_path: Path) -> None:
+    """As `status` says beside it: a bot's machine still reads armed until it steps, but the risk gate grants it no
+    entry while the system is halted; the page showed it armed with no word why."""
+    from engine.operator.local import LocalTime
+    from engine.operator.status_page import status_record
+    from engine.validate import load_valid
+
+    report = load_valid(project.config, project.machines, project.rules)
+    db = tmp_path / "s.db"
+    _state(db, "news at 10:00")
+    store = StateStore(db)
+    try:
+        store.save_machine_state("momentum", "mom_AAPL", "armed", NOON)
+        store.save_machine_state("system", "system", "armed", NOON)
+        record = status_record(store, report, NOON.replace(hour=21), LocalTime("America/Los_Angeles"))
+    finally:
+        store.close()
+    machines = {m["bot"]: m for m in record["machines"]}
+    assert machines["mom_AAPL"]["state"] == "armed"
+    assert machines["mom_AAPL"]["note"] == "a system halt is in force: it opens nothing"
+    assert machines["system"]["state"] == "halted" and machines["system"]["note"] is None
+
+
+@pytest.mark.parametrize("action", ["halt", "resume"])
+def test_a_chunked_body_is_refused_never_acted_on_unread(project: ProjectCopy, tmp_path: Path, action: str) -> None:
+    """http.server reads no chunked body: with no Content-Length it was taken as empty, `/api/resume` ended every
+    halt on a body it never read (and what was left of it was read as the next request). It is answered 411,
+    nothing done."""
+    db = tmp_path / "s.db"
+    _state(db, "news at 10:00")
+    chunk = b'{"reason": "x"}'
+    with serving(project, db, tmp_path / "app.jsonl", token=TOKEN) as server:
+        request = (f"POST /api/{action} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n").encode() + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n0\r\n\r\n"  # fmt: skip
+        answer = _raw(server, request)
+    assert answer.startswith(b"HTTP/1.0 411") and b"Content-Length; nothing done" in answer, answer
+    store = StateStore(db)
+    try:
+        assert [h.reason for h in store.halts(open_only=True)] == ["news at 10:00"]
+    finally:
+        store.close()
