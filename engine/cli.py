@@ -1227,9 +1227,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     local = _local(report)
     store = StateStore(db)
     try:
-        now, _simulated = state_now(store, SystemClock().now())
-        first, last = asked or (local.day(now), local.day(now))
-        data = build_report(store, log, first, last, local, now)
+        with store.read_snapshot():  # the P&L, the trades and the halts of one moment (see `status`)
+            now, _simulated = state_now(store, SystemClock().now())
+            first, last = asked or (local.day(now), local.day(now))
+            data = build_report(store, log, first, last, local, now)
     finally:
         store.close()
     if args.out:

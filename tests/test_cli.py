@@ -595,3 +595,35 @@ def test_resume_says_the_engine_halt_it_ended_though_committed_just_before(
     assert main(["resume", "--state-db", str(db), "--log", str(log), *files]) == 0
     out = capsys.readouterr().out
     assert out.startswith("resumed: 2 halt(s) ended") and "the engine set max_daily_loss_halt" in out, out
+
+
+def test_report_reads_the_state_of_one_moment_its_pnl_and_trades_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report` read the day's realized P&L, then the halts, then the trades, each in its own statement: a trade the
+    engine closed in between was listed among the trades and missing from the P&L. Its reads are one snapshot."""
+    from datetime import datetime, timezone
+
+    from engine.cli import main
+    from engine.config.loader import load_config
+    from engine.core.store import StateStore, TradeRow
+    from engine.operator.local import LocalTime
+
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    now = datetime.now(timezone.utc)
+    store = StateStore(db)
+    store.set_meta("broker", "alpaca")
+    store.close()
+
+    def close_a_trade(engine: StateStore) -> None:
+        day = LocalTime(load_config(PROJECT_ROOT / "config").settings.system.timezone).day(now)  # the report's today
+        with engine.transaction():
+            engine.add_trade(TradeRow("mom_AAPL", "AAPL", day, now, now, 1.0, 100.0, 112.5, 12.5, 0.0, "take_profit"))
+            engine.add_realized_pnl(day, "mom_AAPL", 12.5)
+
+    _engine_commit_at_first(monkeypatch, "halts", close_a_trade, after="realized_pnl")
+    files = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
+             "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
+    assert main(["report", "--state-db", str(db), "--log", str(log), *files]) == 0
+    out = capsys.readouterr().out
+    assert "trades: 0" in out and "12.5" not in out, out  # the moment before the trade, whole
