@@ -532,11 +532,20 @@ class StatusHandler(BaseHTTPRequestHandler):
         """On a loopback bind, only a loopback Host: a rebinding DNS name pointing at 127.0.0.1 is refused."""
         if not self.server.app.loopback:
             return True
+        # Each name the request gives for the host: a second Host header or an absolute request URI's host was
+        # not looked at, so `Host: 127.0.0.1` followed by `Host: evil.example` (or `GET http://evil.example/...`)
+        # was answered (RFC 9112: more than one Host is a bad request; an absolute URI's host is the one meant)
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1:
+            return False
         try:
-            host = urlsplit("//" + self.headers.get("Host", "")).hostname or ""
+            named = [urlsplit("//" + hosts[0]).hostname or ""]
+            target = urlsplit(self.path)
+            if target.scheme or target.netloc:
+                named.append(target.hostname or "")
         except ValueError:  # not a host at all ("[::1", a bad port): refused like a foreign one
             return False
-        return is_loopback(host)
+        return all(is_loopback(host) for host in named)
 
     # -- routes --
 

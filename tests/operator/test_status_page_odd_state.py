@@ -470,3 +470,28 @@ def test_a_chunked_body_is_refused_never_acted_on_unread(project: ProjectCopy, t
         assert [h.reason for h in store.halts(open_only=True)] == ["news at 10:00"]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    ["GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n",
+     "GET http://evil.example/api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
+     f"POST http://evil.example/api/resume HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+     "Content-Length: 0\r\n"],
+)  # fmt: skip
+def test_every_host_a_request_names_must_be_loopback(project: ProjectCopy, tmp_path: Path, request_head: str) -> None:
+    """On loopback only a loopback Host is answered (DNS rebinding), but only the first Host header was looked at:
+    a second one, or an absolute request URI naming another host, was answered, and a resume acted on. More than one
+    Host is a bad request, and an absolute URI's host is the one meant: each must be loopback."""
+    db = tmp_path / "s.db"
+    _state(db, "news at 10:00")
+    with serving(project, db, tmp_path / "app.jsonl", token=TOKEN) as server:
+        answer = _raw(server, (request_head + "\r\n").encode())
+        assert answer.startswith(b"HTTP/1.0 421") and b"unexpected Host header" in answer, answer[:200]
+        ok = _raw(server, b"GET http://127.0.0.1/api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.0 200"), ok[:200]  # a loopback absolute URI is as good as a path
+    store = StateStore(db)
+    try:
+        assert [h.reason for h in store.halts(open_only=True)] == ["news at 10:00"]
+    finally:
+        store.close()
