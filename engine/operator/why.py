@@ -98,13 +98,18 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
     decided = False  # a transition fired, or a guard could not be evaluated: the engine tries none after it
     for transition in spec.from_state(saved_state.state):
         guards = [guard(n) for n in dict.fromkeys(conditions.refs(transition.when))]
-        passes, unevaluable = _evaluate(transition.when, {g["name"]: g["holds"] is True for g in guards}, errors)
-        stopped_by = unevaluable or (next((g["name"] for g in guards if g["holds"] is not True), None) if not passes else None)
+        held = {g["name"]: g["holds"] is True for g in guards}
+        passes, unevaluable = _evaluate(transition.when, held, errors)
+        # the part of `when` that is false, walked as the engine evaluates it: under `not` the guard that stops the
+        # transition is one that holds, and a guard that is false under `not` never stops it
+        false = None if unevaluable or passes else conditions.false_part(transition.when, held.__getitem__)
+        stopped_by = unevaluable or (conditions.render(false) if false is not None else None)
         transitions.append(
             {
                 "trigger": transition.trigger,
                 "to": transition.dest,
                 "when": transition.guard_text,
+                "holds": passes,
                 "would_fire": passes and not decided,
                 "guards": guards,
                 "stopped_by": stopped_by,
@@ -300,7 +305,7 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
         elif t["would_fire"]:
             mark = "FIRES"
         else:
-            mark = f"stopped by {t['stopped_by']}" if t["stopped_by"] else "holds, but an earlier one fires"
+            mark = _not_fired(t)
         lines.append(f"  {t['trigger']} -> {t['to']}  [{t['when'] or 'always'}]  {mark}")
         for g in t["guards"]:
             lines.append(f"      {g['name']}: {_value(g['holds'])}   ({shown(g['facts'])})")
@@ -313,6 +318,15 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
     if record["unsized_signal"]:
         lines.append("the signal fired but no entry could be sized: " + record["unsized_signal"])
     return "\n".join(lines)
+
+
+def _not_fired(t: Mapping[str, Any]) -> str:
+    """Why a transition does not fire: the part of its `when` that is false, or an earlier one firing. "Holds" is
+    said only of a transition that holds (a record made before 2026-12-03 has no `holds`: one not stopped by a
+    named part held)."""
+    if t["stopped_by"]:
+        return f"stopped by {one_line(str(t['stopped_by']))}"
+    return "holds, but an earlier one fires" if t.get("holds", True) else "does not hold"
 
 
 def _value(value: Any) -> str:

@@ -98,3 +98,37 @@ def render(condition: Condition) -> str:
     joiner = " and " if isinstance(condition, All) else " or "
     parts = [render(i) if isinstance(i, (Ref, Not)) else f"({render(i)})" for i in condition.items]
     return joiner.join(parts)
+
+
+def _negated(condition: Condition) -> Condition:
+    """`not condition`, with a double negation taken away: the text a reader writes for it."""
+    return condition.item if isinstance(condition, Not) else Not(condition)
+
+
+def _decides(condition: Condition, holds: Callable[[str], bool], value: bool) -> Condition:
+    """The smallest part of `condition` (which evaluates to `value`) that makes it `value`, as `evaluate` meets it,
+    with every `not` pushed onto that part: `all` is false by its first false item and true by all of them; `any`
+    is true by its first true item and false by all of them; `not x` is the negation of what decides `x`."""
+    if isinstance(condition, Ref):
+        return condition
+    if isinstance(condition, Not):
+        return _negated(_decides(condition.item, holds, not value))
+    alone = isinstance(condition, AnyOf)  # the value one item decides it by: false for `all`, true for `any`
+    if value == alone:
+        item = next(i for i in condition.items if evaluate(i, holds) == value)
+        return _decides(item, holds, value)
+    deciding = [_decides(i, holds, value) for i in condition.items]  # every item: none alone decides it
+    if len(deciding) == 1 or not deciding:
+        return deciding[0] if deciding else condition
+        return deciding[0]
+    return All(tuple(deciding)) if value else AnyOf(tuple(deciding))
+
+
+def false_part(condition: Condition, holds: Callable[[str], bool]) -> Condition | None:
+    """Why a `when` does not hold, for `why`: the part of it that is false (a guard name, `not g` for a guard that
+    holds under a `not`, or `a or b` when no item of an `any` holds); None when the condition holds. Under `not`
+    the guard that stops a transition is one that holds: looking for a guard that is false named none, or the
+    wrong one."""
+    if evaluate(condition, holds):
+        return None
+    return _decides(condition, holds, False)

@@ -256,3 +256,30 @@ def test_a_budget_left_unknown_by_a_halted_portfoliobot_is_not_said_unread(proje
         "the bot's budget is unknown: the PortfolioBot is halted: it gives budgets only while armed or idle"
     )
     assert "could not read it" not in render(record)
+
+
+def test_a_negated_guard_that_holds_is_named_as_stopping_its_transition(project: ProjectCopy, rig: Rig) -> None:
+    """`disarm [not may_open]` on an armed bot that may open does not hold, and nothing earlier fires. `why` looked
+    for a guard that was false, found none (may_open holds) and said "holds, but an earlier one fires"."""
+    rig.until(lambda r: next(b for b in r.engine.bots if b.bot_id == "mom_AAPL").model.state == "armed")
+    record = explain(rig.store, report_of(project), "mom_AAPL")
+    disarm = next(t for t in record["transitions"] if t["trigger"] == "disarm")
+    assert disarm["when"] == "not may_open" and not disarm["holds"] and not disarm["would_fire"]
+    assert disarm["stopped_by"] == "not may_open"
+    text = render(record)
+    assert "holds, but an earlier one fires" not in text
+    assert "[not may_open]  stopped by not may_open" in text
+
+
+def test_a_transition_that_does_not_hold_is_never_said_to_hold() -> None:
+    """render's words for a transition that did not fire: 'holds' only when it held."""
+    base: dict[str, Any] = {"bot": "b", "kind": "momentum", "state": "armed", "since": "2026-12-01T15:00:00+00:00",
+            "tick": "2026-12-01T15:00:00+00:00", "halts": [], "preflight": [], "blocked_entry": None,
+            "unsized_signal": None}  # fmt: skip
+    t: dict[str, Any] = {"trigger": "go", "to": "idle", "when": "x", "guards": [], "error": None, "would_fire": False}
+    held = render({**base, "transitions": [{**t, "holds": True, "stopped_by": None}]})
+    assert "holds, but an earlier one fires" in held
+    said = render({**base, "transitions": [{**t, "holds": False, "stopped_by": None}]})
+    assert "does not hold" in said and "holds, but" not in said
+    forged = render({**base, "transitions": [{**t, "holds": False, "stopped_by": "x\n  ok -> armed  FIRES"}]})
+    assert "\n  ok -> armed" not in forged
