@@ -347,8 +347,11 @@ class Alerter:
             self.journal.log("alert_failed", **record)
 
     def _alert(self, kind: str, title: str, body: str) -> None:
+        """Queue an alert of a kind the settings ask for. The title is one line and each line of the body is made
+        safe as a whole, whatever a handler put in it (the fields are `_w`'d where the lines are made: a newline
+        inside a field is only seen there)."""
         if kind in self.events:
-            self.put(Alert(kind, title, body))
+            self.put(Alert(kind, one_line(title), "\n".join(one_line(line) for line in body.split("\n"))))
 
     def _local(self, ts: str | datetime | None) -> str:
         if ts is None:
@@ -388,14 +391,15 @@ class Alerter:
     def _on_exit_waiting(self, r: dict[str, Any]) -> None:
         """An exit that is due and cannot go (said once a spell by the engine): a stop-loss that waits is money."""
         symbol = _w(r.get("symbol"))
-        body = f"{_w(r.get('bot'))}: {r.get('owned')} {symbol} to sell; {_w(r.get('reason'))} ({self._local(r['ts'])})"
+        body = f"{_w(r.get('bot'))}: {_w(r.get('owned'))} {symbol} to sell; {_w(r.get('reason'))} ({self._local(r['ts'])})"
         self._alert("exit_waiting", f"Trading Hydra: an exit of {symbol} is waiting", body)
 
     def _on_fill(self, r: dict[str, Any]) -> None:
         self._day.fills += 1
         qty = number(r["qty"])
-        body = f"{_w(r.get('bot'))}: {r.get('side')} {qty} {_w(r.get('symbol'))} at {r.get('price')} ({self._local(r['ts'])})"
-        self._alert("fill", f"Fill: {r.get('bot')} {r.get('side')} {r.get('symbol')}", body)
+        bot, side, symbol = _w(r.get("bot")), _w(r.get("side")), _w(r.get("symbol"))
+        body = f"{bot}: {side} {qty} {symbol} at {_w(r.get('price'))} ({self._local(r['ts'])})"
+        self._alert("fill", f"Fill: {bot} {side} {symbol}", body)
 
     def _on_trade(self, r: dict[str, Any]) -> None:
         totals = self._day.trades.setdefault(str(r.get("bot")), [0.0, 0.0, 0.0])
@@ -411,7 +415,7 @@ class Alerter:
     def _on_tick(self, r: dict[str, Any]) -> None:
         if self._outbox:
             self._log_failures()
-        self._system = str(r.get("system"))
+        self._system = _w(r.get("system"))
         self._ticks += 1
         if self.probe is None:
             return

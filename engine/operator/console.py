@@ -200,7 +200,7 @@ class LiveConsole:
         elif event == "resume":
             self._resumed.add(str(record.get("scope")))
         elif event == "broker_error":
-            self._last_error = f"{line[0]} {record.get('reason') or record.get('kind')}"
+            self._last_error = one_line(f"{line[0]} {record.get('reason') or record.get('kind')}")
         self._print(*line)
 
     # --- drawing -------------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ class LiveConsole:
                 f"{self.local.clock(now)} system {engine.system.state}{halt or ' · halt: none'} · positions {len(positions)} · "
                 f"today's P&L {money(pnl)} · last broker error: {error}"
             )
-        self._status.plain = line
+        self._status.plain = one_line(line)  # one line whatever it holds: a halt's scope, a broker's reason
         if self._live is not None:
             self._live.refresh()
 
@@ -266,7 +266,7 @@ class LiveConsole:
             return ""
         h = live[-1]
         more = f" (+{len(live) - 1})" if len(live) > 1 else ""
-        return f" · HALTED {h.scope}: {one_line(h.reason)}{more}"
+        return f" · HALTED {one_line(h.scope)}: {one_line(h.reason)}{more}"
 
     def _poll_halts(self) -> None:
         """Halts started or ended by another process (`python -m engine halt` while this runs) are not in this

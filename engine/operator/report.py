@@ -329,12 +329,12 @@ def _duration(seconds: float) -> str:
 
 
 def pnl_text(data: ReportData) -> str:
-    lines = [f"  {bot}: {money(pnl)}" for bot, pnl in sorted(data.pnl_by_bot.items(), key=lambda kv: kv[1])]
+    lines = [f"  {one_line(bot)}: {money(pnl)}" for bot, pnl in sorted(data.pnl_by_bot.items(), key=lambda kv: kv[1])]
     lines.append(f"  total: {money(data.total_pnl)} USD (fees {money(data.fees, sign=False)})")
     if len(data.days) > 1:
         for day, bots in data.days.items():
             if bots:
-                parts = ", ".join(f"{bot} {money(v['realized'])}" for bot, v in bots.items())
+                parts = ", ".join(f"{one_line(bot)} {money(v['realized'])}" for bot, v in bots.items())
                 lines.append(f"  {day}: {parts}")
     return "\n".join(lines)
 

@@ -59,7 +59,7 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
                 raise WhyError(f"'{bot_id}' is disabled in bots.yaml (enabled: false): it never ticks, nothing to explain")
             if saved_state is not None and row is not None:  # it ticked, but its facts could not be built last tick
                 halt = store.halt_in_force(bot_id, row[0])
-                why_not = f": {halt.reason}" if halt is not None else ""
+                why_not = f": {one_line(halt.reason)}" if halt is not None else ""
                 raise WhyError(f"'{bot_id}' has no facts from the last tick ({row[0].isoformat()}){why_not}")
             raise WhyError(f"'{bot_id}' has not been through a tick yet in {store.path}: nothing to explain")
         values, failed_checks, denial, *rest = by_bot[bot_id]
@@ -317,7 +317,9 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
         lines.append("last entry refused: " + "; ".join(record["blocked_entry"]["reasons"]))
     if record["unsized_signal"]:
         lines.append("the signal fired but no entry could be sized: " + record["unsized_signal"])
-    return "\n".join(lines)
+    # every line through one_line, whatever it holds: the state's name, a fact's text, a check's error and the
+    # engine's recorded reasons come from the state file and the user's code, and a newline in one forged a line
+    return "\n".join(one_line(line) for line in lines)
 
 
 def _not_fired(t: Mapping[str, Any]) -> str:

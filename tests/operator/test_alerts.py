@@ -488,3 +488,28 @@ def test_alerts_enabled_with_no_event_are_refused_by_validate(project: ProjectCo
     assert "events lists none, so nothing would ever be sent" in problem.message
     project.replace("config/settings.yaml", "alerts:\n  enabled: true", "alerts:\n  enabled: false")
     load_config(project.config)  # alerts off: no event is what was asked
+
+
+def test_a_fills_words_stay_on_their_line_in_its_title_and_body(tmp_path: Path) -> None:
+    """The fill alert's title took the bot, side and symbol raw from the log, and its body the side and price: a
+    newline forged a line of the alert, an escape sequence reached whoever reads it in a terminal. Every title is
+    one line, whatever a handler put in it."""
+    clock = ManualClock(AT)
+    journal = Journal(tmp_path / "app.jsonl", clock)
+    target = FakeTarget()
+    alerter = Alerter(_settings(events=("fill", "heartbeat"), heartbeat_minutes=1), [target], journal,
+                      probe=lambda: Reading(0.0, True), backoff=NO_WAIT).start()  # fmt: skip
+    journal.log("run_start", broker="sim")
+    journal.log("fill", bot="mom_AAPL\nTrading Hydra resumed", side="buy\x1b[2J", qty=1, symbol="AAPL\n", price="1\n2")
+    clock.advance(120)
+    journal.log("tick", system="armed\nhalt: none\x1b[8m")
+    alerter.close(timeout=10)
+    journal.close()
+    assert [title for title, _ in target.sent] == [
+        "Fill: mom_AAPL\\nTrading Hydra resumed buy\\x1b[2J AAPL\\n",
+        "Trading Hydra is running",
+    ]
+    fill, heartbeat = (body for _, body in target.sent)
+    assert len(fill.splitlines()) == 1 and "at 1\\n2 (" in fill
+    assert len(heartbeat.splitlines()) == 1 and "system armed\\nhalt: none\\x1b[8m," in heartbeat
+    assert all("\x1b" not in title + body for title, body in target.sent)

@@ -217,3 +217,26 @@ def test_a_halt_reason_cannot_forge_a_line_or_drive_the_terminal(project: Projec
     text = out.getvalue()
     assert "HALT system: x\\x1b[2J\\nHALT ENDED system: all clear" in text
     assert "\x1b[2J" not in text and "\nHALT ENDED" not in text
+
+
+def test_the_status_line_keeps_a_brokers_reason_on_its_line(project: ProjectCopy) -> None:
+    """The status line's last broker error took the event's reason raw (a broker's words): a newline in it broke the
+    line the display redraws in place, an escape sequence drove the terminal. The line is one line as a whole."""
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        env = {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": emulator.url,
+               "ALPACA_DATA_BASE_URL": emulator.url}  # fmt: skip
+        options = RunOptions(broker="alpaca")
+        session = _session(project, options, env)
+        terminal, out = _terminal()
+        live = LiveConsole(session, options, console=terminal)
+        try:
+            with live:
+                live.tick(session.engine.tick())
+                session.journal.log("broker_error", operation="get_account", kind="server", status=503,
+                                    reason="odd\nhalt: none\x1b[2J", message="m")  # fmt: skip
+                live.tick(session.engine.tick())
+        finally:
+            close_session(session)
+    text = out.getvalue()
+    assert "last broker error: " in text and re.search(r"\d\d odd\\nhalt:", text), text
+    assert "\x1b[2J" not in text and "odd\nhalt" not in text

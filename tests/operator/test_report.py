@@ -204,3 +204,23 @@ def test_a_trade_line_names_its_exit_trigger_once_and_on_its_line(tmp_path: Path
     lines = trades_text(data, LocalTime("UTC")).splitlines()
     assert len(lines) == 2 and lines[0].endswith("closed by exit: stop_loss_hit"), lines
     assert not any("exit: exit" in line for line in lines)
+
+
+def test_a_bot_id_from_the_state_file_stays_on_its_line_in_the_text_and_the_prompt(tmp_path: Path) -> None:
+    """The P&L section (and the analyst prompt built from it, and the per-day lines of a range) printed the bot ids
+    of the state file's realized_pnl rows raw: one holding a newline forged report lines (a fake total), an escape
+    sequence drove the terminal. Every other section passed them through one_line."""
+    store = StateStore(tmp_path / "s.db")
+    forged = "x: +0.00\n  total: +12345.67 USD (fees 0.00)\n\x1b[8m"
+    store.add_realized_pnl(MONDAY, "mom_AAPL", -2500.0)
+    store.add_realized_pnl(MONDAY, forged, 0.01)
+    store.add_realized_pnl(MONDAY + timedelta(days=1), forged, 0.02)
+    at = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+    for last in (MONDAY, MONDAY + timedelta(days=1)):
+        data = build_report(store, tmp_path / "none.jsonl", MONDAY, last, LA, at)
+        for out in (render_text(data, LA), fill_prompt(data, LA)):
+            assert "\x1b" not in out
+            assert [line for line in out.splitlines() if line.strip().startswith("total:")] == [
+                f"  total: {'-2499.99' if last == MONDAY else '-2499.97'} USD (fees 0.00)"
+            ], out
+            assert "x: +0.00\\n  total: +12345.67 USD (fees 0.00)\\n\\x1b[8m" in out

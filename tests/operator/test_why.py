@@ -283,3 +283,44 @@ def test_a_transition_that_does_not_hold_is_never_said_to_hold() -> None:
     assert "does not hold" in said and "holds, but" not in said
     forged = render({**base, "transitions": [{**t, "holds": False, "stopped_by": "x\n  ok -> armed  FIRES"}]})
     assert "\n  ok -> armed" not in forged
+
+
+def test_a_halt_reason_in_the_no_facts_error_stays_on_its_line(
+    project: ProjectCopy, rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bot with no facts last tick is explained by its halt's reason, printed as `error: ...`: the reason (an
+    exception's message, the user's signal code's) went raw to the terminal, and a newline in it forged a line."""
+    import engine.trading.facts_builder as facts_builder
+
+    rig.ticks(2)
+    real = facts_builder.entries.plan_entry
+
+    def plan_entry(config: object, *args: object, **kwargs: object) -> object:
+        if getattr(config, "bot_id", "") == "opt_core":
+            raise ValueError("bad\x1b[2J\nopt_core: resumed, all clear")
+        return real(config, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(facts_builder.entries, "plan_entry", plan_entry)
+    rig.until(lambda r: bool(r.store.halts("opt_core")), limit=400)
+    with pytest.raises(WhyError) as caught:
+        explain(rig.store, report_of(project), "opt_core")
+    assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
+    assert "bad\\x1b[2J\\nopt_core: resumed" in str(caught.value)
+
+
+def test_words_from_the_state_file_in_the_why_record_stay_on_their_lines() -> None:
+    """render's every line is made safe: the saved state's name, a fact's text, a check's error and the engine's
+    recorded reasons come from the state file or the user's code, and a newline in one forged a line."""
+    evil = "x\n  enter -> entering  [always]  FIRES\x1b[2J"
+    fact = {"name": "note", "value": evil, "unit": ""}
+    record: dict[str, Any] = {
+        "bot": "b", "kind": "momentum", "state": evil, "since": "2026-12-01T15:00:00+00:00",
+        "tick": "2026-12-01T15:00:00+00:00", "halts": [], "not_managed": [],
+        "transitions": [{"trigger": "go", "to": "idle", "when": "g", "holds": False, "would_fire": False,
+                         "stopped_by": "g", "error": None, "guards": [{"name": "g", "holds": False, "facts": [fact]}]}],
+        "preflight": [{"name": "c", "ok": False, "error": evil, "facts": [fact]}],
+        "blocked_entry": {"failed": ["size"], "reasons": [evil]}, "unsized_signal": evil,
+    }  # fmt: skip
+    text = render(record)
+    assert "\x1b" not in text and "\n  enter -> entering" not in text
+    assert len(text.splitlines()) == 8, text
