@@ -18,6 +18,9 @@ Why it is built this way:
 - The URLs carry tokens: they are read from the environment or .env by name, never logged, and a failure is
   described by the URL's scheme and an HTTP status or "connection failed" only. apprise's own log, which may
   name hosts, is captured and never printed.
+- Broker errors come in floods: one alert per BROKER_ERROR_QUIET of engine time, and what came in those minutes
+  is counted and told when they are over (the first tick past them), by the next broker error, or at the run's
+  end: never left counted and untold.
 - apprise is imported only when alerts are enabled and a run starts, so `--validate` does not pay its import.
 """
 
@@ -29,7 +32,7 @@ import os
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -48,7 +51,9 @@ if TYPE_CHECKING:
     from engine.trading.engine import Engine
 
 MAX_BACKOFF_SECONDS = 300.0
-BROKER_ERROR_QUIET = timedelta(minutes=5)  # one broker_error alert per 5 engine minutes; the rest are counted in the next
+# one broker_error alert per 5 engine minutes; the errors of those minutes are counted and told when they end (the
+# first tick past them, or the next broker error), or at the run's end
+BROKER_ERROR_QUIET = timedelta(minutes=5)
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long close_session waits for the queue to drain
 
 
@@ -265,7 +270,7 @@ class Alerter:
         self._was_open: bool | None = None
         self._next_heartbeat: datetime | None = None
         self._broker_quiet_until: datetime | None = None
-        self._broker_errors_untold = 0
+        self._broker_errors_untold: Counter[str] = Counter()  # "operation: kind/reason" -> errors not told yet
         self._last = Reading()
         self._halts: dict[int, Halt] | None = None  # the halts in force at the last tick (None: no tick yet)
         # (scope, reason) of `halt` events and scopes of `resume` events already alerted, with the tick they came in:
@@ -314,6 +319,7 @@ class Alerter:
         timeout = CLOSE_TIMEOUT_SECONDS if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self.journal.unsubscribe(self)
+        self._tell_broker_errors(None)  # a run that ended with no run_end (its error): told before the queue closes
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -378,15 +384,39 @@ class Alerter:
     def _on_broker_error(self, r: dict[str, Any]) -> None:
         at = datetime.fromisoformat(r["ts"])
         if self._broker_quiet_until is not None and at < self._broker_quiet_until:
-            self._broker_errors_untold += 1
+            self._broker_errors_untold[f"{_w(r.get('operation'))}: {_w(r.get('kind'))}/{_w(r.get('reason'))}"] += 1
             return
+        untold = self._untold_broker_errors()
         self._broker_quiet_until = at + BROKER_ERROR_QUIET
-        more = f"\n(+{self._broker_errors_untold} more broker errors since the last alert)" if self._broker_errors_untold else ""
-        self._broker_errors_untold = 0
+        more = f"\n(+{untold} since the last alert)" if untold else ""
         status = f" HTTP {r['status']}" if r.get("status") else ""
         body = (f"{_w(r.get('operation'))}: {_w(r.get('kind'))}/{_w(r.get('reason'))}{_w(status)}: {_w(r.get('message'))}\n"
                 f"at {self._local(at)}{more}")  # fmt: skip
         self._alert("broker_error", "Trading Hydra broker error", body)
+
+    def _untold_broker_errors(self) -> str:
+        """The broker errors counted since the last broker_error alert, by operation and reason ("" when none), and
+        forgotten: whoever calls it tells them."""
+        counts, self._broker_errors_untold = self._broker_errors_untold, Counter()
+        if not counts:
+            return ""
+        total = sum(counts.values())
+        by_what = ", ".join(f"{what} x{n}" for what, n in counts.most_common())
+        return f"{total} more broker error{'s' if total != 1 else ''}: {by_what}"
+
+    def _tell_broker_errors(self, at: datetime | None) -> None:
+        """The broker errors counted in the quiet minutes after an alert, told once those minutes are over (`at`,
+        engine time, past them), or now when `at` is None (the run ends). Counted only, they were told by the
+        next broker error alone: when the errors stopped, or the run ended, within the 5 minutes (an exit order
+        refused three times after a blip was alerted), nothing ever reached the phone."""
+        if not self._broker_errors_untold:
+            return
+        if at is not None and self._broker_quiet_until is not None and at < self._broker_quiet_until:
+            return
+        since = self._local(self._broker_quiet_until - BROKER_ERROR_QUIET) if self._broker_quiet_until else "-"
+        untold = self._untold_broker_errors()
+        body = f"{untold}\nin the {BROKER_ERROR_QUIET.seconds // 60} minutes after the broker error alerted at {since}"
+        self._alert("broker_error", "Trading Hydra broker errors", body)
 
     def _on_exit_waiting(self, r: dict[str, Any]) -> None:
         """An exit that is due and cannot go (said once a spell by the engine): a stop-loss that waits is money."""
@@ -417,6 +447,7 @@ class Alerter:
             self._log_failures()
         self._system = _w(r.get("system"))
         self._ticks += 1
+        self._tell_broker_errors(datetime.fromisoformat(r["ts"]))
         if self.probe is None:
             return
         self._last = reading = self.probe()
@@ -473,6 +504,7 @@ class Alerter:
         self._resumes_heard = {k: tick for k, tick in self._resumes_heard.items() if tick >= old}
 
     def _on_run_end(self, r: dict[str, Any]) -> None:
+        self._tell_broker_errors(None)
         self._summary(f"Trading Hydra: the run ended ({_w(r.get('reason'))}) at {self._local(r['ts'])}", r["ts"])
 
     def _figures(self) -> str:

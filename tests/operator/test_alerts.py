@@ -513,3 +513,71 @@ def test_a_fills_words_stay_on_their_line_in_its_title_and_body(tmp_path: Path) 
     assert len(fill.splitlines()) == 1 and "at 1\\n2 (" in fill
     assert len(heartbeat.splitlines()) == 1 and "system armed\\nhalt: none\\x1b[8m," in heartbeat
     assert all("\x1b" not in title + body for title, body in target.sent)
+
+
+class RaisingTarget:
+    name, scheme = "HYDRA_ALERT_URL_3", "test"
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def send(self, title: str, body: str) -> str | None:
+        self.tries += 1
+        raise RuntimeError("a plugin that raises")
+
+
+def _broker_errors(settings: Settings, tmp_path: Path) -> tuple[ManualClock, Journal, FakeTarget, RaisingTarget, Alerter]:
+    """A blip alerted, then an exit order refused three times within the quiet minutes that follow it. A second
+    destination raises on every send: it must never stop the loop nor the other destination."""
+    clock = ManualClock(AT)
+    journal = Journal(tmp_path / "app.jsonl", clock)
+    phone, broken = FakeTarget(), RaisingTarget()
+    alerter = Alerter(settings, [phone, broken], journal, backoff=NO_WAIT).start()
+    journal.log("run_start", broker="alpaca")
+    journal.log("broker_error", operation="get_account", kind="server", reason="http", status=503, message="blip")
+    for _ in range(3):
+        clock.advance(40)
+        journal.log("broker_error", operation="submit_order", kind="refused", reason="insufficient_qty", status=403,
+                    message="insufficient qty available for order")  # fmt: skip
+    return clock, journal, phone, broken, alerter
+
+
+UNTOLD = "3 more broker errors: submit_order: refused/insufficient_qty x3"
+
+
+def test_broker_errors_counted_in_the_quiet_minutes_are_told_when_they_end(tmp_path: Path) -> None:
+    """After a broker_error alert the errors of the next 5 engine minutes were only counted, and told by the next
+    broker error's alert alone: when the errors stopped within those minutes they were never told. They are told
+    at the first tick past the minutes (engine time), with the operations that failed, and once."""
+    clock, journal, phone, broken, alerter = _broker_errors(_settings(max_attempts=2), tmp_path)
+    journal.log("tick", system="armed")  # 2 minutes in: still quiet
+    clock.advance(180)
+    journal.log("tick", system="armed")  # 5 minutes after the alert: told
+    clock.advance(60)
+    journal.log("tick", system="armed")
+    journal.log("broker_error", operation="get_clock", kind="server", reason="http", status=503, message="again")
+    alerter.close(timeout=10)
+    journal.close()
+    bodies = [body for title, body in phone.sent if title.startswith("Trading Hydra broker error")]
+    assert len(bodies) == 3, phone.sent
+    assert bodies[1].splitlines()[0] == UNTOLD
+    assert "after the broker error alerted at 2026-11-23 07:00 PST" in bodies[1]
+    assert bodies[2].startswith("get_clock: ") and "more" not in bodies[2]  # told already: not again
+    assert broken.tries == 2 * 3 and alerter.failed == 3 and alerter.sent == 3  # the raising one: tried, counted
+
+
+def test_broker_errors_untold_when_the_run_ends_are_told_at_its_end(tmp_path: Path) -> None:
+    """A run that ends (run_end), or is closed without one, within the quiet minutes told nothing of the errors
+    counted in them."""
+    for with_run_end in (True, False):
+        folder = tmp_path / str(with_run_end)
+        folder.mkdir()
+        _clock, journal, phone, _broken, alerter = _broker_errors(_settings(), folder)
+        if with_run_end:
+            journal.log("run_end", reason="SIGTERM")
+        alerter.close(timeout=10)
+        journal.close()
+        told = [body for title, body in phone.sent if title == "Trading Hydra broker errors"]
+        assert len(told) == 1 and told[0].startswith(UNTOLD), phone.sent
+        if with_run_end:  # before the run's summary
+            assert [t for t, _ in phone.sent].index("Trading Hydra broker errors") == 1
