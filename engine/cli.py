@@ -1206,7 +1206,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from engine.core.clock import SystemClock
     from engine.core.money import money
     from engine.core.store import StateStore
-    from engine.operator.report import PROMPT_FILE, build_report, fill_prompt, render_html, render_text
+    from engine.operator.report import PROMPT_FILE, build_report, counting_zone, fill_prompt, render_html, render_text
     from engine.trading.runner import paths_for, state_now
 
     if args.prompt_file is not None:
@@ -1224,13 +1224,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
         return EXIT_FAILURE
-    local = _local(report)
     store = StateStore(db)
     try:
         with store.read_snapshot():  # the P&L, the trades and the halts of one moment (see `status`)
+            configured = _local(report)
+            local = counting_zone(store, configured)  # the zone the file's days are counted in: one zone for all of it
             now, _simulated = state_now(store, SystemClock().now())
             first, last = asked or (local.day(now), local.day(now))
-            data = build_report(store, log, first, last, local, now)
+            data = build_report(store, log, first, last, local, now, configured.name)
     finally:
         store.close()
     if args.out:

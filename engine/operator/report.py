@@ -12,8 +12,10 @@ Where each figure comes from:
   start. The account's equity is not sampled per tick (no event carries it), so the curve moves only when a
   trade closes; the account equity at the end of each run is listed beside it.
 
-Days are trading days in `system.timezone` (as the engine counts them); the JSONL's UTC times are read as
-instants and shown in that zone. plotly is imported only to write the HTML (`--out`).
+Days are trading days in the zone the state file counts them in (meta.timezone, which the last run took from
+`system.timezone`; `counting_zone`): a day's trades and P&L are keyed by that zone's date, so its log window, its
+halts and every time shown are in the same zone, and a zone settings.yaml has since changed to is said beside it.
+The JSONL's UTC times are read as instants and shown in that zone. plotly is imported only to write the HTML (`--out`).
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from typing import Any
 from engine.core import jsontext
 from engine.core.journal import JournalError
 from engine.core.money import cents, money
-from engine.core.store import StateStore, TradeRow
+from engine.core.store import StateFileError, StateStore, TradeRow
 from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_lines, in_force_lines, number, period_record
 from engine.paths import PROJECT_ROOT, PathKind, path_kind
+from engine.trading.startup import ZONE_KEY
 
 PROMPT_FILE = PROJECT_ROOT / "tools" / "analyst_prompt.txt"
 # Events the report reads; every other line (ticks above all: thousands a day) is skipped before it is parsed.
@@ -72,6 +75,7 @@ class ReportData:
     clipped: bool = False  # the period reaches past FIRST_DAY or LAST_DAY: read up to them
     log_begins: datetime | None = None  # set when the log begins inside the period, cut from what came before
     pnl_by_bot: dict[str, float] = field(default_factory=dict)
+    configured_zone: str | None = None  # settings.yaml's system.timezone when the state file counts days in another
 
     @property
     def period_text(self) -> str:
@@ -81,7 +85,13 @@ class ReportData:
     def zone_text(self) -> str:
         """The zone times are shown in, and the years the period was read within when it reached past them."""
         clipped = f"; read from {FIRST_DAY} to {LAST_DAY}, the years a record can have" if self.clipped else ""
-        return f"times in {self.timezone}{clipped}"
+        moved = (
+            f"; the days are this state file's, counted in {self.timezone} (meta.timezone), not in system.timezone "
+            f"{self.configured_zone}, which settings.yaml now says"
+            if self.configured_zone
+            else ""
+        )
+        return f"times in {self.timezone}{moved}{clipped}"
 
     @property
     def total_pnl(self) -> float:
@@ -108,9 +118,31 @@ class ReportData:
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2199, 12, 31)
 
 
-def build_report(store: StateStore, log: Path, first: date, last: date, local: LocalTime, now: datetime) -> ReportData:
+def counting_zone(store: StateStore, configured: LocalTime) -> LocalTime:
+    """The zone the state file's trading dates are counted in (meta.timezone), for the report to count days, read
+    the log and the halts and show times in: a day's trades and P&L are found by their stored date, and a log window
+    or halts taken in another zone (settings.yaml's after a change) mixed two days under one date, silently. A file
+    that recorded no zone (no run yet, or older than the record) counts in settings.yaml's; one whose record is not
+    a zone cannot be read, and is said so (exit 2), never guessed."""
+    recorded = store.meta(ZONE_KEY)
+    if recorded is None or recorded == configured.name:
+        return configured
+    try:
+        return LocalTime(recorded)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError; a path-like key a ValueError
+        pass
+    what = f"meta.{ZONE_KEY} '{one_line(recorded)}' is not a time zone: the days of the file cannot be told"
+    raise StateFileError(store.path, what, runtime=False)
+
+
+def build_report(
+    store: StateStore, log: Path, first: date, last: date, local: LocalTime, now: datetime, configured: str | None = None
+) -> ReportData:
+    """The report of [first, last], days and times in `local` (`counting_zone`); `configured`: settings.yaml's
+    system.timezone, said beside it when it is another zone."""
     data = ReportData(first=first, last=last, timezone=local.name, trades=[], days={}, halts=[], in_force=[], blocked=[],
                       guards=[], triggers=[], broker_errors=[], runs=[], log=log)  # fmt: skip
+    data.configured_zone = configured if configured not in (None, local.name) else None
     lo, hi = max(first, FIRST_DAY), min(last, LAST_DAY)
     data.clipped = (lo, hi) != (first, last)
     if lo > hi:  # wholly outside the years a record can have: nothing to read

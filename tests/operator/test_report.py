@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from engine.core.store import SYSTEM_SCOPE, StateStore, TradeRow
 from engine.operator.local import LocalTime
@@ -224,3 +225,59 @@ def test_a_bot_id_from_the_state_file_stays_on_its_line_in_the_text_and_the_prom
                 f"  total: {'-2499.99' if last == MONDAY else '-2499.97'} USD (fees 0.00)"
             ], out
             assert "x: +0.00\\n  total: +12345.67 USD (fees 0.00)\\n\\x1b[8m" in out
+
+
+def _tokyo_file(tmp_path: Path, zone: str = "Asia/Tokyo") -> tuple[Path, Path]:
+    """A state file whose days are counted in `zone` (meta.timezone), settings.yaml's zone being Los Angeles: a
+    trade of Tokyo's 2026-12-01 closed at 2026-11-30 08:00 in Los Angeles, and a broker error of the same Tokyo day
+    logged at 2026-11-30 09:00 Los Angeles time."""
+    from engine.trading.startup import ZONE_KEY
+
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    store = StateStore(db)
+    store.set_meta("broker", "alpaca")
+    store.set_meta(ZONE_KEY, zone)
+    opened = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)  # 2026-12-01 00:00 Tokyo, 2026-11-30 07:00 LA
+    tokyo_day = date(2026, 12, 1)
+    store.add_trade(TradeRow("mom_AAPL", "AAPL", tokyo_day, opened, opened + timedelta(hours=1), 10, 190.0, 140.0, -500.0,
+                             0.0, "exit: stop_loss_hit"))  # fmt: skip
+    store.add_realized_pnl(tokyo_day, "mom_AAPL", -500.0)
+    store.close()
+    at = opened + timedelta(hours=2)
+    log.write_text(_line(at, "broker_error", operation="get_account", kind="server", reason="http") + "\n")
+    return db, log
+
+
+def test_a_day_is_read_in_the_zone_the_state_file_counted_it_in(tmp_path: Path) -> None:
+    """After system.timezone changed (Tokyo to Los Angeles, no run since), `report` picked a day's trades and P&L
+    by their stored date (Tokyo's) but its log window, halts and times by Los Angeles': Tokyo's 2026-12-01 was
+    listed under Los Angeles' 2026-12-01 with none of its log, and --date 2026-11-30 said nothing happened, neither
+    saying the days were another zone's. The report reads one zone, the file's, and says settings.yaml's beside it."""
+    import contextlib
+    import io
+
+    from engine.cli import main
+
+    db, log = _tokyo_file(tmp_path)
+    said = {}
+    for day in ("2026-11-30", "2026-12-01"):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["report", "--date", day, "--state-db", str(db), "--log", str(log)]) == 0
+        said[day] = out.getvalue()
+    first_line = said["2026-12-01"].splitlines()[0]
+    assert "times in Asia/Tokyo" in first_line and "not in system.timezone America/Los_Angeles" in first_line
+    assert "trades: 1\n  2026-12-01T00:00:00+09:00 -> 01:00:00 mom_AAPL" in said["2026-12-01"]
+    assert "broker errors:\n  get_account: http: 1" in said["2026-12-01"]  # the same day's log, in the same zone
+    assert "trades: 0" in said["2026-11-30"] and "broker errors:\n  none" in said["2026-11-30"]
+
+
+def test_a_zone_the_state_file_recorded_that_is_not_one_is_refused_not_guessed(tmp_path: Path, capsys: Any) -> None:
+    """meta.timezone that names no zone: the file's days cannot be told, said in one line (exit 2), not read in
+    settings.yaml's zone."""
+    from engine.cli import main
+
+    db, log = _tokyo_file(tmp_path, zone="Mars/Olympus\n")
+    assert main(["report", "--date", "2026-12-01", "--state-db", str(db), "--log", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert "meta.timezone 'Mars/Olympus\\n' is not a time zone" in err and len(err.strip().splitlines()) == 1, err
