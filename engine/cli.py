@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from engine.data.recorder import Recorder
     from engine.machines.spec import MachineSpec
     from engine.operator.local import LocalTime
+    from engine.replay.fills import FillModel
     from engine.trading.runner import RunOptions
     from engine.validate import Report
 
@@ -1451,7 +1452,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from engine.config.errors import ConfigError
     from engine.paths import shown
     from engine.replay.backtest import BacktestError, DataBusy, MissingData, OutputFailed, run_backtest
-    from engine.replay.fills import FillModel
 
     start, end = _when("--from", args.from_), _when("--to", args.to)
     _aware("--from", start)
@@ -1469,10 +1469,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     cash = args.cash if args.cash is not None else report.config.settings.sim.starting_cash
     made = None if args.out is not None else _default_out(datetime_type.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     out: Path = args.out if made is None else made
-    try:
-        model = FillModel(timing=args.fill_timing, slippage_bps=args.slippage_bps)
-    except ValueError as exc:
-        raise InvalidInput(f"fill model: {exc}") from None
+    model = fill_model_of(args)
     secrets = _keys_to_mask(args)  # masked in the backtest's log and state file, as a run's journal masks them
     bar = _bar() if sys.stdout.isatty() else None
     task = None
@@ -1532,6 +1529,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     """`backtest --sweep`: one backtest per combination (engine/replay/sweep.py), then the comparison table."""
+    import inspect
     import os
     from datetime import datetime as datetime_type
     from datetime import timezone
@@ -1540,6 +1538,7 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     from engine.paths import shown
     from engine.replay import sweep
     from engine.replay.backtest import being_written
+    from engine.replay.fills import FillModel
 
     _given_path("--sweep", args.sweep, folder=False)
     busy = being_written(args.data)
@@ -1551,19 +1550,20 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
             import ray  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
         except ImportError:
             raise InvalidInput("--ray needs the optional extra ray: pip install -e '.[ray]'") from None
-    try:
-        from engine.replay.fills import FillModel
-
-        FillModel(timing=args.fill_timing, slippage_bps=args.slippage_bps)
-    except ValueError as exc:
-        raise InvalidInput(f"fill model: {exc}") from None
+    model = fill_model_of(args)  # refused before anything is written
+    fees = {name: getattr(model, name) for name in FEE_FIELDS}
+    if "commission_per_share" not in inspect.signature(sweep.prepare).parameters:  # not carried to the runs yet
+        if fees != {name: getattr(FillModel(), name) for name in FEE_FIELDS}:
+            raise InvalidInput("--commission-per-share, --commission-per-contract and the crypto fees are not carried to "
+                               "a sweep's runs yet: give them to a single backtest")  # fmt: skip
+        fees = {}
     made = None if args.out is not None else _default_out(datetime_type.now(timezone.utc).strftime("sweep-%Y%m%dT%H%M%SZ"))
     out: Path = args.out if made is None else made
     try:
         overrides, specs = sweep.prepare(args.sweep, report, out, machines_dir=args.machines, rules_dir=args.rules,
                                          data_dir=args.data, start=args.from_, end=args.to, cash=args.cash,
                                          fill_timing=args.fill_timing, slippage_bps=args.slippage_bps,
-                                         env_file=_env_path(args))  # fmt: skip
+                                         env_file=_env_path(args), **fees)  # fmt: skip
     except BaseException as exc:
         _unmake(made)
         if isinstance(exc, ConfigError):
@@ -1675,12 +1675,40 @@ _positive_seconds = _positive("a number of seconds", 366 * 86400)
 _positive_usd = _positive("an amount in USD", 1e12, least=0.01)
 
 
-def _bps(text: str) -> float:
-    """An argparse type for --slippage-bps: a number written as one (float() alone took '1_0' for 10). Infinity and
-    NaN are read, for the fill model to refuse with its own range."""
-    if not (_PLAIN_NUMBER.fullmatch(text.strip()) or re.fullmatch(r"[+-]?(inf|infinity|nan)", text.strip(), re.IGNORECASE)):
-        raise argparse.ArgumentTypeError(f"not a number of basis points (digits, a point for a fraction, e.g. 2.5): {text!r}")
-    return float(text)
+def _fill_number(what: str, example: str) -> Callable[[str], float]:
+    """An argparse type for a fill model's number (`what`, e.g. "a number of basis points"): written as a number is
+    (float() alone took '1_0' for 10). Infinity and NaN are read, for the fill model to refuse with its own range
+    (`FillModel.__post_init__`), as a negative number is."""
+
+    def parse(text: str) -> float:
+        if not (_PLAIN_NUMBER.fullmatch(text.strip()) or re.fullmatch(r"[+-]?(inf|infinity|nan)", text.strip(), re.IGNORECASE)):
+            raise argparse.ArgumentTypeError(f"not {what} (digits, a point for a fraction, e.g. {example}): {text!r}")
+        return float(text)
+
+    return parse
+
+
+_bps = _fill_number("a number of basis points", "2.5")
+_usd_each = _fill_number("an amount in USD", "0.005")
+_fee_fraction = _fill_number("a fraction of the trade", "0.0025")
+
+
+FEE_FIELDS = ("commission_per_share", "commission_per_contract", "crypto_maker_fee", "crypto_taker_fee")
+
+
+def fill_model_of(args: argparse.Namespace) -> FillModel:
+    """The fill model the backtest flags ask for (`--fill-timing`, `--slippage-bps`, the commissions, the crypto
+    fees): one place for a single backtest and a sweep; InvalidInput (exit 2) with the model's own range when it
+    refuses a value."""
+    from engine.replay.fills import FillModel
+
+    try:
+        return FillModel(timing=args.fill_timing, slippage_bps=args.slippage_bps,
+                         commission_per_share=args.commission_per_share,
+                         commission_per_contract=args.commission_per_contract,
+                         crypto_maker_fee=args.crypto_maker_fee, crypto_taker_fee=args.crypto_taker_fee)  # fmt: skip
+    except ValueError as exc:
+        raise InvalidInput(f"fill model: {exc}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -1843,6 +1871,14 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--fill-timing", choices=["next", "submit"], default="next",
                           help="next: the row after the order (default); submit: the quote standing, as the sim")  # fmt: skip
     backtest.add_argument("--slippage-bps", type=_bps, default=2.0, metavar="BPS", help="market orders' slippage (default: 2)")
+    backtest.add_argument("--commission-per-share", type=_usd_each, default=0.0, metavar="USD",
+                          help="charged in cash on each share filled (default: 0, Alpaca's)")  # fmt: skip
+    backtest.add_argument("--commission-per-contract", type=_usd_each, default=0.0, metavar="USD",
+                          help="charged in cash on each option contract filled (default: 0, Alpaca's)")  # fmt: skip
+    backtest.add_argument("--crypto-maker-fee", type=_fee_fraction, default=0.0015, metavar="FRACTION",
+                          help="crypto limit orders' fee, of what is received (default: 0.0015, lowest tier)")  # fmt: skip
+    backtest.add_argument("--crypto-taker-fee", type=_fee_fraction, default=0.0025, metavar="FRACTION",
+                          help="crypto market orders' fee, of what is received (default: 0.0025, lowest tier)")  # fmt: skip
     backtest.add_argument("--sweep", type=_path, metavar="FILE", help="a grid of bots.yaml overrides: one backtest each")
     backtest.add_argument("--jobs", type=_positive_int, metavar="N", help="with --sweep: parallel processes (default: CPUs)")
     backtest.add_argument("--metric", choices=["realized_pnl", "trades", "win_rate", "sharpe", "max_drawdown_pct", "return_pct"],

@@ -3,6 +3,7 @@ its documented exit code, no traceback, and nothing written; live trading only w
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.paths import PROJECT_ROOT
+from tests.conftest import ProjectCopy
 
 CONFIG = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
           "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
@@ -747,3 +749,78 @@ def test_an_output_file_that_is_a_link_to_itself_is_exit_2_in_one_line(
     assert code == 2 and "Traceback" not in said.err, said.err
     assert said.err.strip() == f"{argv[-1]} {here / 'loop'}: cannot be used (a symbolic link that leads back to itself)"
     assert not (here / "s.db").exists() and not (here / "a.jsonl").exists()
+
+
+@pytest.mark.parametrize(("flag", "text", "said"), [
+    ("--commission-per-share", "1_0", "not an amount in USD (digits, a point for a fraction, e.g. 0.005): '1_0'"),
+    ("--commission-per-contract", "0x10", "not an amount in USD (digits, a point for a fraction, e.g. 0.005): '0x10'"),
+    ("--crypto-maker-fee", "1,5", "not a fraction of the trade (digits, a point for a fraction, e.g. 0.0025): '1,5'"),
+    ("--crypto-taker-fee", "25 bps", "not a fraction of the trade (digits, a point for a fraction, e.g. 0.0025): '25 bps'"),
+])  # fmt: skip
+def test_a_fee_flag_not_written_plainly_is_exit_2(here: Path, capsys: pytest.CaptureFixture[str], flag: str, text: str,
+                                                  said: str) -> None:  # fmt: skip
+    """The commissions and crypto fees are read as --slippage-bps is: a number written as one, or a usage error."""
+    from engine.cli import main
+
+    (here / "bars").mkdir()
+    with pytest.raises(SystemExit) as exited:
+        main(["backtest", "--data", str(here), "--out", str(here / "out"), flag, text, *CONFIG])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and f"argument {flag}: {said}" in err, err
+    assert not (here / "out").exists()
+
+
+@pytest.mark.parametrize(("flag", "text", "said"), [
+    ("--commission-per-share", "-0.01", "fill model: commission_per_share must be a finite number, 0 or more, not -0.01"),
+    ("--commission-per-contract", "inf", "fill model: commission_per_contract must be a finite number, 0 or more, not inf"),
+    ("--crypto-taker-fee", "25", "fill model: crypto_taker_fee is a fraction of the trade, below 1 (0.0025 is 0.25 %), not 25.0"),
+])  # fmt: skip
+def test_a_fee_the_fill_model_refuses_is_exit_2_in_its_words(here: Path, capsys: pytest.CaptureFixture[str], flag: str,
+                                                            text: str, said: str) -> None:  # fmt: skip
+    """A number out of the fill model's range is refused by the model's own check, before any folder is made."""
+    code, out = main_(["backtest", "--data", str(here), "--out", str(here / "out"), flag, text, *CONFIG], capsys)
+    assert code == 2 and said in out and "Traceback" not in out, out
+    assert not (here / "out").exists()
+
+
+def test_the_fee_flags_reach_the_fill_model(here: Path, capsys: pytest.CaptureFixture[str], project: ProjectCopy) -> None:
+    """Issue 9 asks for a configurable commission per share and contract and crypto fee: the command line had only
+    --fill-timing and --slippage-bps, so `backtest` always ran with no commission and the lowest crypto tier. The
+    flags given are the run's fill model (summary.json says it), and the commission comes out of the account."""
+    from tests.replay.conftest import MONDAY_OPEN, only_momentum, session_bars
+
+    only_momentum(project)
+    closes = [190.0]
+    for minute in range(1, 390):  # rises and falls by turns: the momentum bot enters and exits
+        closes.append(round(closes[-1] + (0.08 if (minute // 40) % 2 == 0 else -0.07), 2))
+    session_bars(here / "data", "AAPL", MONDAY_OPEN, closes)
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    runs = {}
+    for name, extra in (("free", []), ("paid", ["--commission-per-share", "0.01", "--commission-per-contract", "0.65",
+                                                 "--crypto-maker-fee", "0.001", "--crypto-taker-fee", "0.002"])):  # fmt: skip
+        code, out = main_(["backtest", "--data", str(here / "data"), "--out", str(here / name), *extra, *files], capsys)
+        assert code == 0, out
+        runs[name] = json.loads((here / name / "summary.json").read_text())
+    assert runs["paid"]["fill_model"] == {"timing": "next", "slippage_bps": 2.0, "commission_per_share": 0.01,
+                                          "commission_per_contract": 0.65, "crypto_maker_fee": 0.001,
+                                          "crypto_taker_fee": 0.002}  # fmt: skip
+    free, paid = runs["free"]["total"], runs["paid"]["total"]
+    assert free["trades"] > 0 and free["fees"] == 0 and paid["fees"] > 0
+    assert paid["final_equity"] < free["final_equity"]
+
+
+def test_a_sweep_does_not_drop_the_fee_flags(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Until a sweep's runs carry the commissions and crypto fees (`sweep.prepare` taking them), a sweep given them
+    is refused, not run at the defaults as though they had been taken (fail closed)."""
+    import inspect
+
+    from engine.replay import sweep
+
+    if "commission_per_share" in inspect.signature(sweep.prepare).parameters:
+        pytest.skip("the sweep carries the fees: tests/replay/test_sweep.py")
+    (here / "bars").mkdir()
+    (here / "sweep.yaml").write_text("momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.5, 0.8]\n")
+    code, out = main_(["backtest", "--data", str(here), "--out", str(here / "out"), "--sweep", str(here / "sweep.yaml"),
+                       "--commission-per-share", "0.01", *CONFIG], capsys)  # fmt: skip
+    assert code == 2 and "are not carried to a sweep's runs yet" in out and "Traceback" not in out, out
+    assert not (here / "out").exists()
