@@ -51,6 +51,10 @@ from engine.trading.startup import symbols_by_bot
 from engine.validate import Report
 
 STATE_FILE, LOG_FILE = "state.db", "app.jsonl"
+# Every file a run leaves in --out (its state, its log, reporting.REPORT_FILES): a folder holding any of them is
+# another run's. Refusing only the state and log took a folder keeping an earlier run's summary.json (its state
+# deleted to save space), and a run stopped there left that summary, which says "finished", beside its own state.
+RUN_FILES = (STATE_FILE, LOG_FILE, *reporting.REPORT_FILES)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EQUITY_EVERY = timedelta(minutes=1)  # equity.csv keeps a row at most this often (and the last one)
 PROGRESS_EVERY = 500  # frames between progress calls
@@ -630,9 +634,10 @@ def run_backtest(
     inside = out_in_data(out, data.folder)
     if inside is not None:
         raise BacktestError(f"{out}: {inside}")
-    for name in (STATE_FILE, LOG_FILE):
-        if (out / name).exists():
-            raise BacktestError(f"{out / name} exists: a backtest writes a new folder (give another --out)")
+    held = [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
+    if held:
+        raise BacktestError(f"{out / held[0]} exists: a backtest writes a new folder (give another --out; it holds "
+                            f"{', '.join(held)} of another run)")  # fmt: skip
     frames = data.frames(begin, finish, bars_known_after=interval)
     first = next(frames, None)
     if first is None:

@@ -55,6 +55,7 @@ from engine.trading.startup import symbols_by_bot
 TRADING_DAYS_PER_YEAR = 252
 TRADE_COLUMNS = ("bot", "symbol", "entry_time", "exit_time", "entry_price", "exit_price", "qty", "pnl", "fees", "exit_trigger")
 PLOT_POINTS = 4000  # a price line is thinned to about this many points
+REPORT_FILES = ("summary.json", "trades.csv", "equity.csv", "report.html")  # what `write` leaves in the run's folder
 
 
 @dataclass
@@ -396,7 +397,7 @@ def write(
     texts["summary.json"] = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     for name, text in texts.items():
         replace_whole(out / name, functools.partial(Path.write_text, data=text, encoding="utf-8"), fsync=False)
-    files = [out / name for name in ("summary.json", "trades.csv", "equity.csv", "report.html") if name in texts]
+    files = [out / name for name in REPORT_FILES if name in texts]
     return summary, tuple(files)
 
 

@@ -336,6 +336,21 @@ def test_a_folder_holding_a_run_is_not_overwritten(momentum_project: ProjectCopy
         run_backtest(report, tmp_path / "data", out_dir=tmp_path / "out")
 
 
+@pytest.mark.parametrize("left", ["summary.json", "trades.csv", "equity.csv", "report.html"])
+def test_a_folder_holding_another_runs_report_file_is_not_taken(momentum_project: ProjectCopy, tmp_path: Path,
+                                                               left: str) -> None:  # fmt: skip
+    """Only state.db and app.jsonl were refused: a folder keeping an earlier run's report (its state and log deleted
+    to save space) was taken, and a run stopped there left the old summary.json, which says the run finished, beside
+    its own state. Any file a run leaves refuses the folder, before anything is written."""
+    trending_day(tmp_path / "data")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / left).write_text("of another run\n")
+    with pytest.raises(BacktestError, match=rf"{left.replace('.', '[.]')} exists: a backtest writes a new folder"):
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=out, html=False)
+    assert sorted(p.name for p in out.iterdir()) == [left]
+
+
 @pytest.mark.parametrize(
     ("out", "message"),
     [
