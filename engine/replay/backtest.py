@@ -737,6 +737,7 @@ def run_backtest(
                 start=window_start,
                 end=frame.at,
                 html=html,
+                notes=notes,
             )
         except OSError as exc:  # a full disk, a folder made read-only meanwhile: the run's state and log stay
             raise OutputFailed(f"{out}: the run ended but its report could not be written ({exc.strerror or exc})") from None

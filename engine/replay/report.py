@@ -2,7 +2,7 @@
 
 - `summary.json`: per bot and in total: trades, win rate, realized P&L, unrealized P&L at the end, fees, max
   drawdown, Sharpe and Sortino of daily returns, exposure, halts with their reasons, entries blocked by each
-  check;
+  check; the backtest's notes (what the data or a recording's run leaves uncertain), as printed;
 - `trades.csv`: one row per round trip, from SQLite's `trades` (`StateStore.trades()`);
 - `equity.csv`: the account's equity and cash, at most once a minute, with the drawdown from the peak;
 - `report.html`: one self-contained page (plotly's script inlined, so it opens offline): the equity curve with its
@@ -213,6 +213,7 @@ def summarize(
     data: DataSet,
     start: datetime,
     end: datetime,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     store = engine.store
     tz = ZoneInfo(engine.config.settings.system.timezone)
@@ -311,7 +312,14 @@ def summarize(
         "total": total,
         "bots": per_bot,
         "definitions": "docs/backtest.md",
+        "notes": [_without_folder(note, data.folder) for note in notes],
     }
+
+
+def _without_folder(note: str, folder: Path) -> str:
+    """A backtest's note as summary.json keeps it: the data folder's path (which the notes of a recording name)
+    written `DATA`, so the same data, config and fill model give the same bytes wherever the folder is."""
+    return note.replace(str(folder), "DATA")
 
 
 def with_fees(trades: Sequence[TradeRow], orders: Iterable[OrderRow], paid: Mapping[str, float]) -> list[TradeRow]:
@@ -383,10 +391,21 @@ def write(
     start: datetime,
     end: datetime,
     html: bool = True,
+    notes: Sequence[str] = (),
 ) -> tuple[dict[str, Any], tuple[Path, ...]]:
-    """Write the report files; (the summary, the files written)."""
+    """Write the report files; (the summary, the files written). `notes` (`BacktestResult.notes`: bars seen before
+    they end, missing sessions, rows on holidays, where a replay parts from its run) go into summary.json, so a run's
+    folder (a sweep's run too) keeps what was printed about it."""
     summary = summarize(
-        engine=engine, exchange=exchange, recorded=recorded, cash=cash, model=model, data=data, start=start, end=end
+        engine=engine,
+        exchange=exchange,
+        recorded=recorded,
+        cash=cash,
+        model=model,
+        data=data,
+        start=start,
+        end=end,
+        notes=notes,
     )
     trades = with_fees(engine.store.trades(), engine.store.orders(), exchange.fees)
     texts = {"trades.csv": trades_csv(trades), "equity.csv": equity_csv(recorded.equity)}
@@ -577,11 +596,19 @@ td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}} td:first
 <p>{period["start"]} to {period["end"]} ({period["trading_days"]} trading days, {period["frames"]} ticks);
 starting cash {summary["starting_cash"]:.2f}, final equity {total["final_equity"]:.2f} ({total["return_pct"]:+.2f} %).
 Times on the charts are UTC.</p>
+{_notes_html(summary.get("notes") or [])}
 <table><tr><th></th><th>trades</th><th>win rate</th><th>realized P&amp;L</th><th>fees</th><th>max drawdown</th><th>Sharpe</th>
 <th>exposure</th><th>halts</th></tr>{rows}</table>
 {"".join(parts)}
 </body></html>
 """
+
+
+def _notes_html(notes: Sequence[str]) -> str:
+    """The backtest's notes, above the figures they qualify (nothing when there is none)."""
+    if not notes:
+        return ""
+    return "<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in notes) + "</ul>"
 
 
 def _row(name: str, f: dict[str, Any]) -> str:

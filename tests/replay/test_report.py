@@ -3,7 +3,11 @@ points without losing its extremes)."""
 
 from __future__ import annotations
 
+import html
+import json
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -102,3 +106,32 @@ def test_a_zone_ahead_of_new_york_counts_each_session_on_its_own_date(momentum_p
     days, returns = _daily_returns(curve, 100_000.0, ZoneInfo("Pacific/Auckland"), bots, market_calendar())
     assert [d.isoformat() for d in days] == ["2026-11-26", "2026-11-28", "2026-12-01"]
     assert returns == [101_000 / 100_000 - 1, 99_990 / 101_000 - 1, 102_000 / 99_990 - 1]
+
+
+def test_the_backtests_notes_are_kept_in_summary_json_with_the_same_bytes_wherever_the_data_is(
+    momentum_project: ProjectCopy, tmp_path: Path
+) -> None:
+    """The notes (bars seen before they end, sessions without data, rows on holidays, where a replay parts from its
+    run) were printed and written nowhere: a run's folder, and a sweep's runs, read as clean. summary.json keeps them,
+    the data folder's path (which a recording's notes name) written DATA, so it stays the same bytes."""
+    from engine.data.recorder import Recorder
+    from engine.replay.backtest import run_backtest
+
+    with Recorder(tmp_path / "rec", fsync=False) as recorder:
+        for second in range(0, 1200, 5):
+            recorder.record("AAPL", MONDAY_OPEN + timedelta(seconds=second), 190.0, 190.02)
+            recorder.tick(MONDAY_OPEN + timedelta(seconds=second))
+    shutil.copytree(tmp_path / "rec", tmp_path / "elsewhere")
+    texts = []
+    for name in ("rec", "elsewhere"):
+        result = run_backtest(load(momentum_project), tmp_path / name, start=MONDAY_OPEN + timedelta(minutes=10),
+                              out_dir=tmp_path / f"out-{name}")  # fmt: skip
+        assert len(result.notes) == 1 and str(tmp_path / name) in result.notes[0]
+        summary = json.loads((tmp_path / f"out-{name}" / "summary.json").read_text())
+        assert summary["notes"] == [result.notes[0].replace(str(tmp_path / name), "DATA")]
+        assert "after the first recorded tick of DATA (2026-11-23T14:30:00Z" in summary["notes"][0]
+        assert html.escape(summary["notes"][0]) in (tmp_path / f"out-{name}" / "report.html").read_text()
+        texts.append((tmp_path / f"out-{name}" / "summary.json").read_bytes())
+    assert texts[0] == texts[1]
+    whole = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out-whole", html=False)
+    assert whole.notes == () and json.loads((tmp_path / "out-whole" / "summary.json").read_text())["notes"] == []
