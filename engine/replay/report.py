@@ -14,10 +14,11 @@ order with rounded numbers, so the same data, config and fill model give the sam
 Definitions (docs/backtest.md): a day is a trading date in system.timezone. The account's daily return is the
 day's equity at its end (a session's close when a bot trades stocks or options: `session_close`; else its last
 row) over the day before's (the first day's over the starting cash). A bot's daily return is its
-realized P&L of the day (trades closed that day) over the starting cash. Sharpe is the mean daily return over
-its standard deviation (n - 1), times the square root of 252; Sortino divides by the downside deviation (the root
-mean square of the negative returns, the others counted as 0) instead; both are null with fewer than two days or
-no variation. Max drawdown is the largest fall from a peak: of the equity curve for the account, of starting
+realized P&L of the day (trades closed that day) over the starting cash, on the days its own market trades
+(`bot_trades_on`). Sharpe is the mean daily return over its standard deviation (n - 1), times the square root of
+252; Sortino divides by the downside deviation (the root mean square of the negative returns, the others counted as
+0) instead; where either has no value it is null (`_ratio`: fewer than two days; no variation for Sharpe; no losing
+day for Sortino). Max drawdown is the largest fall from a peak: of the equity curve for the account, of starting
 cash plus cumulative realized P&L for a bot. Exposure is the share of the backtest's time a position was held.
 """
 
@@ -82,14 +83,23 @@ def _num(value: float, digits: int = 6) -> float:
 
 
 def _ratio(returns: Sequence[float], downside: bool) -> float | None:
+    """Sharpe (`downside` False) or Sortino of daily returns, annualized by the square root of 252; None where the
+    ratio has no value (docs/backtest.md, Definitions):
+    - fewer than two days: neither (one day has no spread);
+    - Sharpe: no variation (every day the same return, a loss or a gain alike: nothing to divide by);
+    - Sortino: no losing day (the downside deviation is 0: a run of gains has no downside to divide by, which the
+      summary's `losing_days` 0 tells apart from too few days). A loss every day has a downside, even the same loss
+      each day (no variation): its Sortino is the mean over that loss, -sqrt(252) for a steady one."""
     if len(returns) < 2:
         return None
     mean = sum(returns) / len(returns)
     if downside:
+        if not any(r < 0 for r in returns):
+            return None
         spread = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
     else:
         spread = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
-    if spread < 1e-15:
+    if spread < 1e-15:  # no variation (a mean of equal returns leaves float noise, not 0); a loss too small to count
         return None
     return _num(mean / spread * math.sqrt(TRADING_DAYS_PER_YEAR), 4)
 
@@ -158,6 +168,19 @@ def trades_on(bots: BotsConfig, calendar: MarketCalendar, tz: ZoneInfo) -> Calla
         return lambda day: True
     session = session_on(calendar, tz)
     return lambda day: session(day) is not None
+
+
+def bot_trades_on(bots: BotsConfig, calendar: MarketCalendar, tz: ZoneInfo) -> dict[str, Callable[[date], bool]]:
+    """For each enabled bot, whether a day is one its own market trades: every day for a bot of coins, a day holding
+    a session of the exchange (`session_on`) for a stock or options bot. A bot's Sharpe and Sortino are over those
+    days: over the account's, a stock bot's weekends counted as days of no return as soon as any coin bot was
+    enabled, and its ratios changed with a bot it has nothing to do with."""
+    session = session_on(calendar, tz)
+    coins: dict[str, bool] = {}
+    for bot_id, symbol, _fractional in symbols_by_bot(bots):
+        coins[bot_id] = coins.get(bot_id, False) or asset_class_of(symbol) == "crypto"
+    return {bot_id: (lambda _day: True) if crypto else (lambda day: session(day) is not None)
+            for bot_id, crypto in coins.items()}  # fmt: skip
 
 
 def session_close(bots: BotsConfig, calendar: MarketCalendar, tz: ZoneInfo) -> Callable[[date], datetime | None]:
@@ -246,6 +269,8 @@ def summarize(
     ) -> dict[str, Any]:
         wins = sum(1 for t in bot_trades if t.pnl > 0)
         return {
+            "days": len(returns),  # the daily returns the Sharpe and Sortino are over
+            "losing_days": sum(1 for r in returns if r < 0),
             "trades": len(bot_trades),
             "wins": wins,
             "win_rate": _num(wins / len(bot_trades), 4) if bot_trades else None,
@@ -262,12 +287,14 @@ def summarize(
         }
 
     per_bot: dict[str, Any] = {}
+    markets = bot_trades_on(engine.config.bots, exchange.calendar, tz)
     for bot_id in bots:
         mine = [t for t in trades if t.bot_id == bot_id]
         realized_by_day: dict[date, float] = defaultdict(float)
         for t in mine:
             realized_by_day[t.closed_at.astimezone(tz).date()] += t.pnl
-        returns = [realized_by_day.get(day, 0.0) / cash for day in days]
+        its_days = markets.get(bot_id, lambda _day: True)
+        returns = [realized_by_day.get(day, 0.0) / cash for day in days if its_days(day)]
         curve = [cash]
         for t in mine:
             curve.append(curve[-1] + t.pnl)

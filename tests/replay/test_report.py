@@ -135,3 +135,56 @@ def test_the_backtests_notes_are_kept_in_summary_json_with_the_same_bytes_wherev
     assert texts[0] == texts[1]
     whole = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out-whole", html=False)
     assert whole.notes == () and json.loads((tmp_path / "out-whole" / "summary.json").read_text())["notes"] == []
+
+
+def test_sharpe_and_sortino_edge_cases_are_as_documented() -> None:
+    """docs/backtest.md said both were null with fewer than two days or no variation, but a steady loss had a Sortino
+    of -15.87 and a Sharpe of null, and a run of gains a null Sortino, said nowhere. Each case now has its definition:
+    fewer than two days, neither; no variation, no Sharpe; no losing day, no Sortino (`losing_days` says which); a
+    loss, even the same each day, a Sortino."""
+    from engine.replay.report import _ratio
+
+    for one_day in ([0.01], [-0.01], []):
+        assert _ratio(one_day, downside=False) is None and _ratio(one_day, downside=True) is None
+    gains = [0.001, 0.003, 0.002, 0.004]
+    assert _ratio(gains, downside=False) == round(0.0025 / 0.0012909944 * 252**0.5, 4)
+    assert _ratio(gains, downside=True) is None  # no losing day: no downside to divide by
+    steady_loss = [-0.002, -0.002, -0.002]
+    assert _ratio(steady_loss, downside=False) is None  # no variation
+    assert _ratio(steady_loss, downside=True) == round(-(252**0.5), 4)  # the mean over its own downside
+    for flat in ([0.0, 0.0, 0.0], [0.001, 0.001]):
+        assert _ratio(flat, downside=False) is None and _ratio(flat, downside=True) is None
+    mixed = [0.01, -0.01, 0.02]
+    assert _ratio(mixed, downside=True) == round(0.02 / 3 / (0.0001 / 3) ** 0.5 * 252**0.5, 4)
+
+
+def test_a_stock_bots_ratios_are_over_its_sessions_whatever_coin_bot_is_enabled(project: ProjectCopy, tmp_path: Path) -> None:
+    """A bot's Sharpe and Sortino were over the account's days, and with any coin bot enabled every calendar day is
+    one: a stock bot's weekend became two days of no return, and its ratios moved with a bot it has nothing to do
+    with. They are over the days its own market trades: the same with the coin bot as without it."""
+    from engine.data.files import write_bars
+    from engine.replay.backtest import run_backtest
+    from tests.replay.conftest import minute_bars
+
+    friday = MONDAY_OPEN - timedelta(days=3)
+    bars = []
+    for day_open, up, down in ((friday, 0.08, -0.07), (MONDAY_OPEN, 0.12, -0.05)):  # two sessions, two P&Ls
+        closes = [190.0]
+        for minute in range(1, 390):
+            closes.append(round(closes[-1] + (up if (minute // 40) % 2 == 0 else down), 2))
+        bars += minute_bars(day_open, closes)
+    for name in ("both", "stocks"):
+        write_bars(tmp_path / f"data-{name}", "AAPL", bars, fsync=False)
+    minutes = int((MONDAY_OPEN + timedelta(hours=6, minutes=30) - friday) / MINUTE)
+    write_bars(tmp_path / "data-both", "BTC/USD", minute_bars(friday, [50_000.0] * minutes), fsync=False)
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    project.replace("config/bots.yaml", 'pairs: ["BTC/USD", "ETH/USD"]', 'pairs: ["BTC/USD"]')
+    both = run_backtest(load(project), tmp_path / "data-both", out_dir=tmp_path / "out-both", html=False).summary
+    project.replace("config/bots.yaml", "cryptobot:\n  enabled: true", "cryptobot:\n  enabled: false")
+    alone = run_backtest(load(project), tmp_path / "data-stocks", out_dir=tmp_path / "out-stocks", html=False).summary
+    assert both["period"]["trading_days"] == 4 and alone["period"]["trading_days"] == 2  # Friday to Monday; sessions
+    mine, theirs = both["bots"]["mom_AAPL"], alone["bots"]["mom_AAPL"]
+    assert mine["trades"] > 0 and mine["days"] == theirs["days"] == 2 and theirs["sharpe"] is not None
+    assert (mine["sharpe"], mine["sortino"], mine["realized_pnl"]) == (theirs["sharpe"], theirs["sortino"], theirs["realized_pnl"])
+    assert mine["losing_days"] == theirs["losing_days"] == 0  # two sessions of gains: no Sortino in either
+    assert both["bots"]["crypto_core"]["days"] == 4  # a coin bot's market trades every day
