@@ -1,6 +1,7 @@
 """What a backtest leaves in its folder (issue 9, item 5), beside the run's own SQLite state and JSONL log:
 
-- `summary.json`: per bot and in total: trades, win rate, realized P&L, unrealized P&L at the end, fees, max
+- `summary.json`: per bot and in total: trades, win rate, realized P&L (a position partly sold at the end: its sold
+  part; `open_positions` lists it), unrealized P&L at the end, fees, max
   drawdown, Sharpe and Sortino of daily returns, exposure, halts with their reasons, entries blocked by each
   check; the backtest's notes (what the data or a recording's run leaves uncertain), as printed;
 - `trades.csv`: one row per round trip, from SQLite's `trades` (`StateStore.trades()`);
@@ -252,10 +253,18 @@ def summarize(
     for t in trades:
         held_spans[t.bot_id].append((t.opened_at, t.closed_at))
     unrealized: dict[str, float] = defaultdict(float)
-    for p in store.positions():
+    sold_of_open: dict[str, float] = defaultdict(float)  # the P&L of the part sold of a position still open
+    still_open = []
+    for p in sorted(store.positions(), key=lambda row: (row.bot_id, row.symbol)):
         held_spans[p.bot_id].append((p.opened_at, end))
         price = exchange.last_price(p.symbol) if exchange.listed(p.symbol) else p.avg_entry_price
-        unrealized[p.bot_id] += (price - p.avg_entry_price) * p.qty * contract_multiplier(p.symbol)
+        open_pnl = (price - p.avg_entry_price) * p.qty * contract_multiplier(p.symbol)
+        unrealized[p.bot_id] += open_pnl
+        sold_of_open[p.bot_id] += p.realized
+        still_open.append({"bot": p.bot_id, "symbol": p.symbol, "qty": _num(p.qty, 9),
+                           "avg_entry_price": _num(p.avg_entry_price, 6), "price": _num(price, 6),
+                           "opened_at": iso(p.opened_at), "sold_qty": _num(p.sold_qty, 9),
+                           "realized_pnl": cents(p.realized), "unrealized_pnl": cents(open_pnl)})  # fmt: skip
 
     def figures(
         bot_trades: list[TradeRow],
@@ -266,6 +275,7 @@ def summarize(
         bot_halts: list[Halt],
         blocked: Counter[str],
         open_pnl: float,
+        sold_pnl: float,
     ) -> dict[str, Any]:
         wins = sum(1 for t in bot_trades if t.pnl > 0)
         return {
@@ -274,7 +284,8 @@ def summarize(
             "trades": len(bot_trades),
             "wins": wins,
             "win_rate": _num(wins / len(bot_trades), 4) if bot_trades else None,
-            "realized_pnl": cents(sum(t.pnl for t in bot_trades)),
+            # closed round trips, and the part already sold of a position still open at the end (`open_positions`)
+            "realized_pnl": cents(sum(t.pnl for t in bot_trades) + sold_pnl),
             "unrealized_pnl": cents(open_pnl),
             "fees": cents(paid),  # a few coins' fee is under a cent: never written as 0
             "max_drawdown_usd": _num(drawdown[0], 2),
@@ -307,6 +318,7 @@ def summarize(
             [h for h in halts if h.scope == bot_id],
             recorded.blocked.get(bot_id, Counter()),
             unrealized.get(bot_id, 0.0),
+            sold_of_open.get(bot_id, 0.0),
         )
     blocked_total: Counter[str] = Counter()
     for counts in recorded.blocked.values():
@@ -321,6 +333,7 @@ def summarize(
         halts,
         blocked_total,
         sum(unrealized.values()),
+        sum(sold_of_open.values()),
     )
     total.update({"final_equity": _num(final, 2), "return_pct": _num((final / cash - 1) * 100, 4)})
     return {
@@ -336,6 +349,7 @@ def summarize(
         "starting_cash": _num(cash, 2),
         "fill_model": model.as_dict(),
         "system_halts": [_halt_record(h) for h in halts if h.scope == SYSTEM_SCOPE],
+        "open_positions": still_open,
         "total": total,
         "bots": per_bot,
         "definitions": "docs/backtest.md",

@@ -3,6 +3,7 @@ points without losing its extremes)."""
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 
 from engine.config.model import BotsConfig
 from engine.core.calendar import market_calendar
@@ -188,3 +190,42 @@ def test_a_stock_bots_ratios_are_over_its_sessions_whatever_coin_bot_is_enabled(
     assert (mine["sharpe"], mine["sortino"], mine["realized_pnl"]) == (theirs["sharpe"], theirs["sortino"], theirs["realized_pnl"])
     assert mine["losing_days"] == theirs["losing_days"] == 0  # two sessions of gains: no Sortino in either
     assert both["bots"]["crypto_core"]["days"] == 4  # a coin bot's market trades every day
+
+
+def test_the_pnl_figures_add_up_to_the_equity_a_position_partly_sold_at_the_end_included(
+    momentum_project: ProjectCopy, tmp_path: Path
+) -> None:
+    """A $10 stock: the momentum bot buys some 4,800 shares, which fill 2,000 a step, and sells them the same way. Cut
+    while the exit was filling, the part already sold was in no figure: realized P&L counted closed round trips only,
+    unrealized the shares still held. Over whole and cut runs, with and without commissions: realized + unrealized -
+    fees is the equity's change, and the partly sold position is listed in `open_positions` with its sold part."""
+    from engine.core.journal import read_events
+    from engine.replay.backtest import run_backtest
+    from engine.replay.fills import FillModel
+    from tests.replay.conftest import session_bars
+
+    closes = [10.0]
+    for minute in range(1, 390):
+        closes.append(round(closes[-1] + (0.0042 if (minute // 40) % 2 == 0 else -0.0037), 4))
+    session_bars(tmp_path / "whole", "AAPL", MONDAY_OPEN, closes)
+    first = run_backtest(load(momentum_project), tmp_path / "whole", out_dir=tmp_path / "out-whole", html=False)
+    sells = [e for e in read_events(tmp_path / "out-whole" / "app.jsonl") if e.get("event") == "fill" and e["side"] == "sell"]
+    assert len(sells) > 1 and sells[0]["qty"] == 2000.0  # an exit filled in parts
+    selling = int((datetime.fromisoformat(sells[0]["ts"]) - MONDAY_OPEN) / MINUTE)
+    partly = []
+    for cut, model in ((None, FillModel()), (selling, FillModel()), (selling, FillModel(commission_per_share=0.005)),
+                       (selling + 1, FillModel(commission_per_share=0.005, slippage_bps=20))):  # fmt: skip
+        name = f"{cut}-{model.commission_per_share}-{model.slippage_bps}"
+        session_bars(tmp_path / name, "AAPL", MONDAY_OPEN, closes[:cut])
+        result = first if cut is None else run_backtest(load(momentum_project), tmp_path / name, fill_model=model,
+                                                        out_dir=tmp_path / f"out-{name}", html=False)  # fmt: skip
+        summary = result.summary
+        for figures in (summary["total"], summary["bots"]["mom_AAPL"]):
+            change = figures["realized_pnl"] + figures["unrealized_pnl"] - figures["fees"]
+            assert change == pytest.approx(summary["total"]["final_equity"] - summary["starting_cash"], abs=0.02), name
+        partly += [p for p in summary["open_positions"] if p["sold_qty"] > 0]
+        with (result.out_dir / "trades.csv").open() as rows:
+            closed = sum(float(row["pnl"]) for row in csv.DictReader(rows))
+        sold = sum(p["realized_pnl"] for p in summary["open_positions"])
+        assert summary["total"]["realized_pnl"] == pytest.approx(closed + sold, abs=0.01), name
+    assert partly and all(p["qty"] > 0 and p["realized_pnl"] != 0 for p in partly)
