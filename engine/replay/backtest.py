@@ -169,6 +169,32 @@ def bar_gaps(data: DataSet) -> dict[str, tuple[timedelta, timedelta]]:
     return gaps
 
 
+def tick_seconds(data: DataSet, interval: timedelta, loop_interval_seconds: float) -> float:
+    """The seconds between two of the replay's ticks, as the engine's close margin and signal history gap take them
+    (`close_margin_minutes`, `history_gap_seconds`): a recording's (`ticks/`) are its run's, which took them from
+    its config's `runner.loop_interval_seconds`, as the replay given that config does; other data ticks once a bar.
+    A recording of quotes alone has no bars, and the bar length (a minute, then) reset a signal's history after a
+    gap of 60 s plus the staleness limit where the run's 5 s loop reset it after 5 s plus that limit: a run's tick
+    that lasted, or a quick restart, fed its signal a fresh history and the replay the old prices across the gap."""
+    return float(loop_interval_seconds) if data.ticks is not None else interval.total_seconds()
+
+
+def _other_tick_spacing(data: DataSet, loop_interval_seconds: float) -> str | None:
+    """A note when a recording's ticks are mostly (by the median gap) not `loop_interval_seconds` apart (within half
+    of it): the run was given another loop interval than the config the replay is given, so its signals' history
+    gaps and close margin are not the run's; None otherwise."""
+    import numpy as np
+
+    if data.ticks is None or len(data.ticks) < 2:
+        return None
+    usual = float(np.median(np.diff(np.asarray(data.ticks, dtype=np.int64)))) / 1e6
+    if abs(usual - loop_interval_seconds) <= loop_interval_seconds / 2:
+        return None
+    return (f"{data.folder}'s recorded ticks are mostly {usual:g} s apart, but runner.loop_interval_seconds here is "
+            f"{loop_interval_seconds:g}: the replay resets its signals' history and sets its close margin by the "
+            "config's loop interval, as the run did by its own, so give the replay the config the run had")
+
+
 def _longer_bars(data: DataSet, interval: timedelta) -> str | None:
     """A note naming the bar symbols whose bars are mostly (by the median gap) at least twice the replay's bar
     length apart, or None.
@@ -616,6 +642,9 @@ def run_backtest(
     longer = _longer_bars(data, interval)
     if longer is not None:
         notes.append(longer)
+    other_spacing = _other_tick_spacing(data, config.settings.runner.loop_interval_seconds)
+    if other_spacing is not None:
+        notes.append(other_spacing)
     # Quotes set the price only once there is one: a quotes file with no row (a header only) leaves the bars to it.
     both = sorted(s for s in set(data.bar_symbols) & set(data.quote_symbols) if data.rows("quotes", s))
     if both:  # documented, but easy to miss: the bars given for them set no price
@@ -682,11 +711,11 @@ def run_backtest(
         engine = Engine(config, report.book, report.machines, broker, store, journal, clock, flush_each_tick=False)
         engine.orders.fill_band = False  # fills are the fill model's own (slippage included), not a broker's answer
         # it ticks once a bar, not every loop_interval_seconds; an order sent at one fills at the next row with "next"
-        engine.close_margin = close_margin_minutes(interval.total_seconds(), 2 if model.timing == "next" else 1)
-        engine.history_gap_s = history_gap_seconds(interval.total_seconds(), config.settings.health)
-        journal.log(
-            "backtest_start", data=str(data.folder), start=window_start, end=window_end, cash=cash, fill_model=model.as_dict()
-        )
+        spacing = tick_seconds(data, interval, config.settings.runner.loop_interval_seconds)
+        engine.close_margin = close_margin_minutes(spacing, 2 if model.timing == "next" else 1)
+        engine.history_gap_s = history_gap_seconds(spacing, config.settings.health)
+        journal.log("backtest_start", data=str(data.folder), start=window_start, end=window_end, cash=cash,
+                    fill_model=model.as_dict(), tick_seconds=spacing, history_gap_seconds=engine.history_gap_s)  # fmt: skip
         span = max((window_end - window_start).total_seconds(), 1.0)
         last_kept: datetime | None = None
         frame = first

@@ -872,3 +872,31 @@ def test_a_slippage_past_the_live_fill_band_is_booked_as_the_fill_model_made_it(
     fills = [e for e in events if e["event"] == "fill"]
     assert fills and not [e for e in fills if e.get("price_unverified")]
     assert result.summary["total"]["realized_pnl"] < 0  # 12 % paid on every fill
+
+
+def test_a_recordings_replay_spaces_its_ticks_as_its_run_did(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """A recording of quotes alone has no bars, so the replay took a minute (the bar length) for its ticks' spacing:
+    a signal's history was reset after 60 s plus the staleness limit where the run's 5 s loop reset it after 5 s plus
+    that limit, and the close margin was a minute loop's. A recording's ticks are its run's, spaced by the config's
+    runner.loop_interval_seconds, and a recording whose ticks are mostly otherwise apart is said."""
+    from engine.core.journal import read_events
+    from engine.data.recorder import Recorder
+
+    settings = load(momentum_project).config.settings  # type: ignore[union-attr]
+    stale = settings.health.max_price_staleness_seconds
+    for name, every in (("rec", 5), ("slow", 30)):
+        with Recorder(tmp_path / name, fsync=False) as recorder:
+            for second in range(0, 1800, every):
+                recorder.record("AAPL", MONDAY_OPEN + timedelta(seconds=second), 190.0, 190.02)
+                recorder.tick(MONDAY_OPEN + timedelta(seconds=second))
+    result = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out", html=False)
+    start = next(e for e in read_events(tmp_path / "out" / "app.jsonl") if e["event"] == "backtest_start")
+    assert settings.runner.loop_interval_seconds == 5 and result.notes == ()
+    assert (start["tick_seconds"], start["history_gap_seconds"]) == (5.0, 5.0 + stale)
+    slow = run_backtest(load(momentum_project), tmp_path / "slow", out_dir=tmp_path / "out-slow", html=False)
+    assert (f"{tmp_path / 'slow'}'s recorded ticks are mostly 30 s apart, but runner.loop_interval_seconds here is 5"
+            ) in "\n".join(slow.notes)  # fmt: skip
+    trending_day(tmp_path / "bars")  # bars: a tick a bar, as before
+    run_backtest(load(momentum_project), tmp_path / "bars", out_dir=tmp_path / "out-bars", html=False)
+    start = next(e for e in read_events(tmp_path / "out-bars" / "app.jsonl") if e["event"] == "backtest_start")
+    assert (start["tick_seconds"], start["history_gap_seconds"]) == (60.0, 60.0 + stale)
