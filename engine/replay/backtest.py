@@ -39,6 +39,7 @@ from engine.data.recorder import NOTES_FILE, read_notes
 from engine.data.records import SUFFIXES, Kind, file_stem
 from engine.paths import ensure_writable_folder
 from engine.replay import report as reporting
+from engine.replay import timeframes
 from engine.replay.api import ReplayAPI
 from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import ReplayExchange
@@ -634,6 +635,9 @@ def run_backtest(
     begin, finish = _bound(start, end=False, tz=tz), _bound(end, end=True, tz=tz)
     if begin is not None and finish is not None and finish < begin:
         raise ValueError(f"the end ({iso(finish)}) is before the start ({iso(begin)})")
+    day_bars = timeframes.day_bar_problems(config.bots, data, bar_gaps(data))
+    if day_bars:
+        raise DataError(day_bars)
     interval = bar_interval(data)
     problems = missing_data(config.bots, data, interval, begin, finish)
     if problems:
@@ -677,6 +681,8 @@ def run_backtest(
                                 f"ticks) runs from {ticked}; remove ticks/ to replay at each row's time")
         raise BacktestError(f"{data.folder} has no data {between}")
     window_start = first.at
+    spacing = tick_seconds(data, interval, config.settings.runner.loop_interval_seconds)
+    notes.extend(timeframes.signals_without_history(report.book, config.bots, spacing, tz, window_start))
     window_end = finish if finish is not None else (data.end + interval if data.end else first.at)
     cut = _starts_inside_the_run(data, window_start)
     if cut is not None:
@@ -711,7 +717,6 @@ def run_backtest(
         engine = Engine(config, report.book, report.machines, broker, store, journal, clock, flush_each_tick=False)
         engine.orders.fill_band = False  # fills are the fill model's own (slippage included), not a broker's answer
         # it ticks once a bar, not every loop_interval_seconds; an order sent at one fills at the next row with "next"
-        spacing = tick_seconds(data, interval, config.settings.runner.loop_interval_seconds)
         engine.close_margin = close_margin_minutes(spacing, 2 if model.timing == "next" else 1)
         engine.history_gap_s = history_gap_seconds(spacing, config.settings.health)
         journal.log("backtest_start", data=str(data.folder), start=window_start, end=window_end, cash=cash,
