@@ -219,12 +219,20 @@ def _overlap(path: tuple[PathPart, ...], other: tuple[PathPart, ...]) -> bool:
     return path[:shorter] == other[:shorter]
 
 
+TRADING_BOTS = ("optionsbot", "cryptobot")
+"""bots.yaml's top-level bots that trade (beside `momentum_bots`, a list of them)."""
+SUPERVISORS = ("portfoliobot", "exitbot")
+"""bots.yaml's top-level bots that trade nothing themselves but size (portfoliobot) or stop (exitbot) the others.
+Each has an `enabled` switch too: disabled, its other keys change nothing, as a disabled trading bot's."""
+
+
 def _bot_of(path: tuple[PathPart, ...]) -> tuple[PathPart, ...] | None:
-    """The path of the trading bot a swept key lies inside (`momentum_bots[i]`, `optionsbot`, `cryptobot`), or None
-    for a key outside every bot, or one holding bots whole (`momentum_bots`)."""
+    """The path of the bot a swept key lies inside (`momentum_bots[i]`, `optionsbot`, `cryptobot`, `portfoliobot`,
+    `exitbot`: every part of bots.yaml with its own `enabled`), or None for a key outside every bot, or one holding
+    bots whole (`momentum_bots`)."""
     if path[:1] == ("momentum_bots",) and len(path) > 2 and isinstance(path[1], int):
         return path[:2]
-    if path[:1] in (("optionsbot",), ("cryptobot",)) and len(path) > 1:
+    if len(path) > 1 and path[0] in (*TRADING_BOTS, *SUPERVISORS):
         return path[:1]
     return None
 
@@ -233,9 +241,10 @@ def _disabled_bots(keys: Sequence[tuple[Any, tuple[PathPart, ...], Any, list[Any
                    sweep_file: str) -> list[Problem]:  # fmt: skip
     """A key inside a bot that is disabled in every run: bots.yaml's `enabled: false`, not swept to true.
 
-    A disabled bot never ticks, so its swept values changed nothing: every run was the same, and the table showed
-    each value beside the same figures, as if the value made no difference to the strategy. Refused at the key,
-    with the two ways to mean it."""
+    A disabled bot never ticks (a disabled portfoliobot sizes nothing, a disabled exitbot stops nothing), so its
+    swept values changed nothing: every run was the same, and the table showed each value beside the same
+    figures, as if the value made no difference to the strategy. Refused at the key, with the two ways to mean
+    it. Every part of bots.yaml with an `enabled` of its own counts (`_bot_of`), the supervisors too."""
     swept: dict[tuple[PathPart, ...], list[Any]] = {path: values for _k, path, _r, values, _l, _c in keys}
     problems: list[Problem] = []
     for key, path, _raw, _values, line, col in keys:
@@ -250,8 +259,9 @@ def _disabled_bots(keys: Sequence[tuple[Any, tuple[PathPart, ...], Any, list[Any
             continue
         name = str(key).rsplit(".", len(path) - len(bot))[0]  # the bot as the sweep names it
         why = "the sweep's own enabled values" if (*bot, "enabled") in swept else "enabled: false in bots.yaml"
+        does = f"disabled {name} does nothing" if bot[0] in SUPERVISORS else "disabled bot never trades"
         problems.append(Problem(sweep_file, line, col, str(key), f"{name} is disabled in every run ({why}): a "
-                                f"disabled bot never trades, so every run would be the same; set enabled: true in "
+                                f"{does}, so every run would be the same; set enabled: true in "
                                 f"bots.yaml, or sweep {name}.enabled with true among its values"))  # fmt: skip
     return problems
 

@@ -151,3 +151,40 @@ def test_a_disabled_bot_swept_enabled_may_have_its_keys_swept(project: ProjectCo
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(text, encoding="utf-8")
     assert len(read_sweep(sweep, config.bots_doc)) == 2
+
+
+@pytest.mark.parametrize(
+    ("bot", "key", "value"),
+    [("portfoliobot", "cash_reserve_pct", "[10, 90]"), ("exitbot", "cooloff_minutes", "[5, 390]")],
+)
+def test_a_key_of_a_disabled_supervisor_is_refused_at_its_line(
+    project: ProjectCopy, tmp_path: Path, bot: str, key: str, value: str
+) -> None:
+    """The check knew only the trading bots: a disabled portfoliobot's or exitbot's keys were swept, every run was
+    the same, and the table showed each value beside the same figures. Enabled, the sweep stands."""
+    project.replace("config/bots.yaml", f"{bot}:\n  enabled: true", f"{bot}:\n  enabled: false")
+    (problem,) = _refused(project, tmp_path, f"momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3]\n{bot}.{key}: {value}\n")
+    assert (problem.line, problem.col, problem.path) == (2, 1, f"{bot}.{key}")
+    assert problem.message == (
+        f"{bot} is disabled in every run (enabled: false in bots.yaml): a disabled {bot} does nothing, so every run "
+        f"would be the same; set enabled: true in bots.yaml, or sweep {bot}.enabled with true among its values"
+    )
+    config = load(project).config
+    assert config is not None
+    sweep = tmp_path / "swept_on.yaml"
+    sweep.write_text(f"{bot}.enabled: [true]\n{bot}.{key}: {value}\n", encoding="utf-8")
+    assert len(read_sweep(sweep, config.bots_doc)) == 2
+
+
+def test_every_part_of_bots_yaml_with_its_own_switch_is_a_bot_to_the_check() -> None:
+    """The check of disabled bots missed the supervisors because it listed bots by hand: each top-level part of
+    the bots schema with an `enabled` of its own must be one `_bot_of` knows, so a part added later is not missed."""
+    import json
+
+    from engine.paths import PROJECT_ROOT
+    from engine.replay.sweep import _bot_of
+
+    schema = json.loads((PROJECT_ROOT / "schemas" / "bots.schema.json").read_text(encoding="utf-8"))
+    switched = [name for name, part in schema["properties"].items() if "enabled" in part.get("properties", {})]
+    assert switched and all(_bot_of((name, "enabled", "x")) == (name,) for name in switched), switched
+    assert _bot_of(("momentum_bots", 0, "exits", "stop_loss_pct")) == ("momentum_bots", 0)
