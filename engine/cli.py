@@ -1544,7 +1544,7 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     busy = being_written(args.data)
     if busy is not None:  # told once, before the runs, not as the error of each of them
         raise RuntimeFailure(f"error: {busy}")
-    metric = args.metric or "realized_pnl"
+    metric = args.metric or sweep.DEFAULT_METRIC
     if args.ray is not None:
         try:
             import ray  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
@@ -1577,8 +1577,7 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     def done(row: dict[str, Any]) -> None:
         nonlocal finished
         finished += 1
-        outcome = f"error: {row['error']}" if row.get("error") else f"realized P&L {row['realized_pnl']:+,.2f}"
-        print(f"[{finished}/{len(specs)}] {row['run']}: {outcome}", flush=True)
+        print(f"[{finished}/{len(specs)}] {row['run']}: {sweep.outcome(row)}", flush=True)
 
     rows = sweep.run_ray(specs, args.ray, done) if args.ray is not None else sweep.run_local(specs, jobs, done)
     rows = sweep.sweep_rows(rows, metric)
@@ -1882,7 +1881,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--sweep", type=_path, metavar="FILE", help="a grid of bots.yaml overrides: one backtest each")
     backtest.add_argument("--jobs", type=_positive_int, metavar="N", help="with --sweep: parallel processes (default: CPUs)")
     backtest.add_argument("--metric", choices=["realized_pnl", "trades", "win_rate", "sharpe", "max_drawdown_pct", "return_pct"],
-                          help="with --sweep: sort sweep.csv by (default: realized_pnl)")  # fmt: skip
+                          help="with --sweep: sort sweep.csv by (default: return_pct)")  # fmt: skip
     backtest.add_argument("--ray", metavar="ADDRESS", help="with --sweep: run on this Ray cluster (needs the ray extra)")
     _add_file_options(backtest)
     backtest.set_defaults(handler=cmd_backtest)

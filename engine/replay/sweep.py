@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import functools
 import io
 import itertools
 import os
@@ -38,6 +39,7 @@ from typing import Any
 from engine.config.errors import ConfigError, PathPart, Problem, format_path
 from engine.config.yaml_source import YamlDocument, load_yaml
 from engine.core.stop import Terminated, sigterm_raises
+from engine.paths import escaped
 
 # metric -> True when a larger value ranks first
 METRICS: dict[str, bool] = {
@@ -48,7 +50,18 @@ METRICS: dict[str, bool] = {
     "max_drawdown_pct": False,
     "return_pct": True,
 }
-FIGURES = ("trades", "win_rate", "realized_pnl", "max_drawdown_usd", "max_drawdown_pct", "sharpe", "return_pct")
+DEFAULT_METRIC = "return_pct"
+"""The final equity's return on the starting cash: positions still open at the end count at their last price. By
+realized P&L, a combination that never closed its loser (a long time stop) ranked above one that cut it, though
+it lost more."""
+SUMMARY_FIGURES = ("trades", "win_rate", "realized_pnl", "unrealized_pnl", "max_drawdown_usd", "max_drawdown_pct",
+                   "sharpe", "return_pct")  # fmt: skip
+"""The account's figures taken from each run's summary.json (its `total`)."""
+FIGURES = (*SUMMARY_FIGURES[:4], "open_at_end", *SUMMARY_FIGURES[4:])
+"""sweep.csv's figures: the summary's, and `open_at_end`, the positions still held when the data ended (read from
+the run's state file): a run's realized P&L says nothing of them, its unrealized P&L and return do."""
+NOTE_SEPARATOR = " | "
+"""Between a row's notes in sweep.csv's `notes` column (each note is one line, escaped as the terminal's)."""
 BOTS_SCHEMA = "bots.schema.json"
 _SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\[\]]+)\])?$")
 
@@ -540,7 +553,11 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
 
     row: dict[str, Any] = {"run": spec.name, **dict(spec.overrides)}
     secrets = _secrets(spec.env_file)
-    mask = Secrets(secrets).scrubbed
+    scrubbed = Secrets(secrets).scrubbed
+
+    def mask(text: str) -> str:  # keys out, and paths relative to the sweep's folders (the same on any machine)
+        return unrooted(scrubbed(text), spec)
+
     try:
         report = load_valid(Path(spec.config_dir), Path(spec.machines_dir), Path(spec.rules_dir))
         assert report.config is not None
@@ -548,14 +565,53 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         model = FillModel(timing=spec.fill_timing, slippage_bps=spec.slippage_bps)  # type: ignore[arg-type]
         result = run_backtest(report, Path(spec.data_dir), start=_when(spec.start), end=_when(spec.end), cash=cash,
                               out_dir=Path(spec.out_dir), fill_model=model, html=False, secrets=secrets)  # fmt: skip
+        held = _open_at_end(Path(spec.out_dir))
     except Refused as exc:  # bad data, missing data: every problem
         return {**row, "error": mask("; ".join(p.headline for p in exc.problems))}
     except (BacktestError, ValueError) as exc:
         return {**row, "error": mask(str(exc))}
     except Exception as exc:  # a full disk, a state file or log that failed, a bug: this run's alone
-        return {**row, "error": _unexpected(exc, Path(spec.out_dir), mask)}
+        return {**row, "error": mask(_unexpected(exc, Path(spec.out_dir), mask))}
     total = result.summary["total"]
-    return {**row, **{name: total.get(name) for name in FIGURES}, "error": ""}
+    notes = tuple(escaped(mask(note)) for note in result.notes)  # the notes `backtest` prints, in its order
+    return {**row, **{name: total.get(name) for name in SUMMARY_FIGURES}, "open_at_end": held, "notes": notes, "error": ""}
+
+
+def _open_at_end(out_dir: Path) -> int:
+    """How many positions the run still held when its data ended: counted at their last price in its unrealized
+    P&L and return, and not in its realized P&L."""
+    from engine.core.store import StateStore
+    from engine.replay.backtest import STATE_FILE
+
+    store = StateStore(out_dir / STATE_FILE, synced=False)
+    try:
+        return len(store.positions())
+    finally:
+        store.close()
+
+
+def _root_named(inside: str, itself: str, match: re.Match[str]) -> str:
+    """A sweep's folder as `unrooted` names it: `inside` before a path in it, `itself` alone."""
+    return inside if match.group(1) else itself
+
+
+def unrooted(text: str, spec: RunSpec) -> str:
+    """`text` with the sweep's folders taken out of its paths: a file of the run's folder relative to `--out`
+    (`run-002/error.txt`), the data, machines and rules folders as `<data>`, `<machines>`, `<rules>`.
+
+    sweep.csv holds no path, so the same sweep gives the same bytes from another checkout or into another --out;
+    a run's error named the absolute data folder (`/home/x/data:0:0: ...`) and its own traceback's file. The spec's
+    paths are absolute and resolved, and so are those its run's messages name. The longer folder first, so that
+    one inside another is named by the nearer."""
+    roots = [(spec.data_dir, "<data>"), (spec.machines_dir, "<machines>"), (spec.rules_dir, "<rules>"),
+             (str(Path(spec.out_dir).parent), "")]  # fmt: skip
+    for root, name in sorted(roots, key=lambda item: -len(item[0])):
+        if not os.path.isabs(root) or root == os.sep:
+            continue
+        inside, itself = f"{name}/" if name else "", name or "<out>"  # `--out`'s files are written relative to it
+        pattern = re.escape(root.rstrip(os.sep)) + r"(?:(/)|(?![\w.\-]))"
+        text = re.sub(pattern, functools.partial(_root_named, inside, itself), text)
+    return text
 
 
 def _unexpected(exc: Exception, out_dir: Path, mask: Callable[[str], str]) -> str:
@@ -967,8 +1023,7 @@ def sweep_rows(rows: Iterable[dict[str, Any]], metric: str) -> list[dict[str, An
 
     def rank(row: dict[str, Any]) -> tuple[int, float, int, str]:
         value = row.get(metric)
-        run = str(row["run"])
-        order = (len(run), run)  # run-NNN names: the shorter is the smaller number
+        order = _grid_number(str(row["run"]))  # run-NNN names: the shorter is the smaller number
         if row.get("error") or value is None:
             return (2 if row.get("error") else 1, 0.0, *order)
         return (0, -float(value) if larger_first else float(value), *order)
@@ -981,11 +1036,43 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple | list):  # a row's notes
+        return NOTE_SEPARATOR.join(str(item) for item in value)
     return str(value)
 
 
 def columns(overrides: Sequence[Override]) -> list[str]:
-    return ["run", *(o.key for o in overrides), *FIGURES, "error"]
+    return ["run", *(o.key for o in overrides), *FIGURES, "notes", "error"]
+
+
+def _grid_number(run: str) -> tuple[int, str]:
+    """A run's place in the grid from its name (`run-NNN`, `run-1000`): by number, not by its name's text."""
+    return (len(run), run)
+
+
+def notes_said(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Each distinct note of the sweep's runs once, with the runs it concerns (in grid order, stretches shortened):
+    a sweep of a hundred runs on the same data says the data's note once, not a hundred times. In the order the
+    notes first come in the grid, so the same sweep says the same lines."""
+    runs: dict[str, list[str]] = {}
+    for row in sorted(rows, key=lambda row: _grid_number(str(row["run"]))):
+        for note in row.get("notes") or ():
+            runs.setdefault(str(note), []).append(str(row["run"]))
+    lines = []
+    for note, names in runs.items():
+        order = {name: int(name.rsplit("-", 1)[1]) for name in names}  # run-NNN, as `prepare` names them
+        every = [RunSpec(name, (), "", "", "", "", "") for name in names]
+        lines.append(f"note ({_named(every, order)}): {note}")
+    return lines
+
+
+def outcome(row: dict[str, Any]) -> str:
+    """A finished run in a few words, as the sweep tells it when it returns: its error, or its P&L and return."""
+    if row.get("error"):
+        return f"error: {row['error']}"
+    held = f", {row['open_at_end']} open at the end" if row.get("open_at_end") else ""
+    said = f"realized P&L {row['realized_pnl']:+,.2f}, unrealized {row['unrealized_pnl']:+,.2f}{held}"
+    return said + (f", return {row['return_pct']:+.4f} %" if row.get("return_pct") is not None else "")
 
 
 def write_csv(rows: Sequence[dict[str, Any]], overrides: Sequence[Override], path: Path) -> None:
@@ -1003,17 +1090,21 @@ def write_csv(rows: Sequence[dict[str, Any]], overrides: Sequence[Override], pat
 
 
 def table(rows: Sequence[dict[str, Any]], overrides: Sequence[Override]) -> str:
-    """The comparison table for a terminal: the overrides, then trades, win rate, P&L, drawdown, Sharpe."""
+    """The comparison table for a terminal: the overrides, then trades, win rate, realized and unrealized P&L, the
+    positions open at the end, drawdown, Sharpe, return; then each run's error, and each distinct note once."""
 
     def figures(row: dict[str, Any]) -> list[str]:
         if row.get("error"):
-            return ["error", "", "", "", ""]
+            return ["error", "", "", "", "", "", "", ""]
         rate = f"{row['win_rate'] * 100:.1f} %" if row.get("win_rate") is not None else "-"
         sharpe = f"{row['sharpe']:.2f}" if row.get("sharpe") is not None else "-"
         drawdown = f"{row['max_drawdown_usd']:,.2f} ({row['max_drawdown_pct']:.2f} %)"
-        return [str(row["trades"]), rate, f"{row['realized_pnl']:+,.2f}", drawdown, sharpe]
+        back = f"{row['return_pct']:+.4f} %" if row.get("return_pct") is not None else "-"
+        return [str(row["trades"]), rate, f"{row['realized_pnl']:+,.2f}", f"{row['unrealized_pnl']:+,.2f}",
+                str(row["open_at_end"]), drawdown, sharpe, back]  # fmt: skip
 
-    lines = [["run", *(o.key for o in overrides), "trades", "win rate", "realized P&L", "max drawdown", "Sharpe"]]
+    lines = [["run", *(o.key for o in overrides), "trades", "win rate", "realized P&L", "unrealized P&L", "open at end",
+              "max drawdown", "Sharpe", "return"]]  # fmt: skip
     lines += [[row["run"], *(_cell(row.get(o.key)) for o in overrides), *figures(row)] for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     text = [
@@ -1021,4 +1112,5 @@ def table(rows: Sequence[dict[str, Any]], overrides: Sequence[Override]) -> str:
         for line in lines
     ]
     text += [f"{row['run']}: {row['error']}" for row in rows if row.get("error")]
+    text += notes_said(rows)
     return "\n".join(text)

@@ -50,8 +50,8 @@ def test_a_grid_runs_in_parallel_and_writes_one_sorted_row_per_combination(
     rows = list(csv.DictReader(text.splitlines()))
     keys = ("momentum_bots[mom_AAPL].exits.stop_loss_pct", "momentum_bots[mom_AAPL].exits.take_profit_pct")
     assert sorted((r[keys[0]], r[keys[1]]) for r in rows) == [("0.3", "0.5"), ("0.3", "1.0"), ("0.8", "0.5"), ("0.8", "1.0")]
-    pnl = [float(r["realized_pnl"]) for r in rows]
-    assert pnl == sorted(pnl, reverse=True) and len(set(pnl)) > 1  # the overrides changed the outcome
+    returns = [float(r["return_pct"]) for r in rows]  # the default metric: equity's, open positions counted
+    assert returns == sorted(returns, reverse=True) and len({r["realized_pnl"] for r in rows}) > 1  # the overrides mattered
     assert all(int(r["trades"]) > 0 and r["error"] == "" for r in rows)
     for row in rows:  # each run has its own config (only the swept values changed) and its own report
         run = tmp_path / "a" / row["run"]
@@ -60,7 +60,7 @@ def test_a_grid_runs_in_parallel_and_writes_one_sorted_row_per_combination(
         assert "stop_loss_pct: 0.60" in bots  # mom_TSLA untouched, as written
         assert (run / "summary.json").is_file() and (run / "state.db").is_file()
     out = capsys.readouterr().out
-    assert "realized P&L" in out and "sorted by realized_pnl" in out
+    assert "realized P&L" in out and "sorted by return_pct" in out
     # The same sweep again, in one process: the same bytes.
     assert main(_args(momentum_project, data, sweep, "--jobs", "1", "--out", str(tmp_path / "b"))) == 0
     assert (tmp_path / "b" / "sweep.csv").read_text() == text
