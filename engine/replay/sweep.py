@@ -735,22 +735,32 @@ def run_local(specs: Sequence[RunSpec], jobs: int, done: Callable[[dict[str, Any
     (killed, out of memory) breaks the pool: the runs it had not returned run again in a new pool, except a run
     whose worker died under it a second time, which gets WORKER_DIED as its error (see _run_pool)."""
     rows: list[dict[str, Any]] = []
+    with _stops_said(specs, rows):
+        if jobs <= 1:
+            for spec in specs:
+                rows.append(run_one(spec))
+                if done is not None:
+                    done(rows[-1])
+        else:
+            _run_pool(specs, jobs, done, rows)
+    return rows
+
+
+@contextlib.contextmanager
+def _stops_said(specs: Sequence[RunSpec], rows: Sequence[dict[str, Any]]) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (SIGHUP too) in the block stops the sweep: one line says how many of its runs finished
+    (`rows` so far), and the exception goes on (KeyboardInterrupt: the command's exit 130; SIGTERM:
+    SystemExit(143)). The block stops what it started (workers, Ray tasks) before it lets the stop out.
+    The local pool's and Ray's alike."""
     try:
         with sigterm_raises():
-            if jobs <= 1:
-                for spec in specs:
-                    rows.append(run_one(spec))
-                    if done is not None:
-                        done(rows[-1])
-            else:
-                _run_pool(specs, jobs, done, rows)
+            yield
     except Terminated as exc:
         _say_stopped(specs, rows, signal.Signals(exc.signum).name)
         raise SystemExit(128 + exc.signum) from None
     except KeyboardInterrupt:
         _say_stopped(specs, rows, "interrupted")
         raise
-    return rows
 
 
 @dataclass(frozen=True)
@@ -996,23 +1006,66 @@ class RayMissing(RuntimeError):
     """`--ray` without the optional extra installed."""
 
 
+RAY_TASK_FAILED = "not finished: its Ray task failed"
+
+
 def run_ray(specs: Sequence[RunSpec], address: str, done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Each spec as a Ray task on the cluster at `address` ("local" starts one here). The cluster's workers must
-    have this project installed and see the specs' paths (a shared folder at the same path)."""
+    have this project installed and see the specs' paths (a shared folder at the same path).
+
+    As the local pool: a task that fails (its worker killed or out of memory, its node lost: what `ray.get` raises)
+    is its run's error, the other runs go on and sweep.csv is written; one task's failure used to end the sweep in
+    a traceback, the finished runs' rows lost. Tasks are not retried by Ray (`max_retries=0`): a retry would run
+    into the dead attempt's folder, which a backtest refuses. Ctrl-C or SIGTERM cancels every task not finished
+    (`ray.cancel(force=True)` ends one running) and says how many runs finished, as `run_local`."""
     try:
         import ray  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise RayMissing("--ray needs the optional extra: pip install -e '.[ray]'") from None
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(run_one)
-    pending = [remote.remote(spec) for spec in specs]
     rows: list[dict[str, Any]] = []
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        rows.append(ray.get(ready[0]))
-        if done is not None:
-            done(rows[-1])
+    with _stops_said(specs, rows):
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        remote = ray.remote(max_retries=0)(run_one)
+        pending: dict[Any, RunSpec] = {}
+        try:
+            with _stops_held():  # a stop comes once every task sent is known, so that each is cancelled
+                for spec in specs:
+                    pending[remote.remote(spec)] = spec
+            while pending:
+                try:
+                    ready, _rest = ray.wait(list(pending), num_returns=1)
+                except Exception as exc:  # the cluster itself failed: no task of it can be told finished
+                    for spec in pending.values():
+                        _ray_row(spec, exc, rows, done)
+                    pending.clear()
+                    break
+                spec = pending.pop(ready[0])
+                try:
+                    row = ray.get(ready[0])
+                except Exception as exc:  # this task's failure, its run's alone
+                    _ray_row(spec, exc, rows, done)
+                    continue
+                rows.append(row)
+                if done is not None:
+                    done(row)
+        except BaseException:
+            for ref in pending:  # not started: never started; running: ended (its folder keeps what it committed)
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
     return rows
+
+
+def _ray_row(spec: RunSpec, exc: Exception, rows: list[dict[str, Any]], done: Callable[[dict[str, Any]], None] | None) -> None:
+    """The row of a run whose Ray task failed: RAY_TASK_FAILED with what Ray said, its first line (Ray's message
+    goes on with process ids and addresses), masked of the keys and of the sweep's paths as any error."""
+    from engine.core.journal import Secrets
+
+    said = (str(exc).strip().splitlines() or [""])[0][:300]
+    masked = unrooted(Secrets(_secrets(spec.env_file)).scrubbed(f"{type(exc).__name__}: {said}".rstrip(": ")), spec)
+    rows.append({"run": spec.name, **dict(spec.overrides), "error": f"{RAY_TASK_FAILED} ({escaped(masked)})"})
+    if done is not None:
+        done(rows[-1])
 
 
 def sweep_rows(rows: Iterable[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
