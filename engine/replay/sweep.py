@@ -91,6 +91,11 @@ class RunSpec:
     cash: float | None = None
     fill_timing: str = "next"
     slippage_bps: float = 2.0
+    # The fill model's charges, FillModel's own defaults (engine/replay/fills.py): every run is charged alike
+    commission_per_share: float = 0.0
+    commission_per_contract: float = 0.0
+    crypto_maker_fee: float = 0.0015
+    crypto_taker_fee: float = 0.0025
     # The `.env` the command read, by its path: a worker reads the keys and the token to mask from it and from its
     # own environment (`_secrets`), so no secret travels in a spec (to a Ray cluster, or a pickle on disk).
     env_file: str | None = None
@@ -454,6 +459,10 @@ def prepare(
     fill_timing: str = "next",
     slippage_bps: float = 2.0,
     env_file: Path | None = None,
+    commission_per_share: float = 0.0,
+    commission_per_contract: float = 0.0,
+    crypto_maker_fee: float = 0.0015,
+    crypto_taker_fee: float = 0.0025,
 ) -> tuple[list[Override], list[RunSpec]]:
     """Check the sweep against the validated `report`, write each run's config to `out_dir/run-NNN/config/` and
     validate it with the engine's loader. ConfigError (every problem) when anything is refused, the data folder
@@ -517,6 +526,10 @@ def prepare(
                 cash=cash,
                 fill_timing=fill_timing,
                 slippage_bps=slippage_bps,
+                commission_per_share=commission_per_share,
+                commission_per_contract=commission_per_contract,
+                crypto_maker_fee=crypto_maker_fee,
+                crypto_taker_fee=crypto_taker_fee,
                 # absolute, no link followed: resolve() of a `.env` linked to itself raised RuntimeError (Python
                 # 3.11), a traceback; the worker reads what the link names, or, unreadable, masks the environment's
                 env_file=os.path.abspath(env_file) if env_file is not None else None,
@@ -562,7 +575,10 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         report = load_valid(Path(spec.config_dir), Path(spec.machines_dir), Path(spec.rules_dir))
         assert report.config is not None
         cash = spec.cash if spec.cash is not None else report.config.settings.sim.starting_cash
-        model = FillModel(timing=spec.fill_timing, slippage_bps=spec.slippage_bps)  # type: ignore[arg-type]
+        model = FillModel(timing=spec.fill_timing, slippage_bps=spec.slippage_bps,  # type: ignore[arg-type]
+                          commission_per_share=spec.commission_per_share,
+                          commission_per_contract=spec.commission_per_contract,
+                          crypto_maker_fee=spec.crypto_maker_fee, crypto_taker_fee=spec.crypto_taker_fee)  # fmt: skip
         result = run_backtest(report, Path(spec.data_dir), start=_when(spec.start), end=_when(spec.end), cash=cash,
                               out_dir=Path(spec.out_dir), fill_model=model, html=False, secrets=secrets)  # fmt: skip
         held = _open_at_end(Path(spec.out_dir))

@@ -125,3 +125,28 @@ def test_unrooted_names_each_folder_of_the_sweep_and_nothing_that_only_begins_li
             "/s/machines/momentum.yaml; /s/rules; /s/out")  # fmt: skip
     assert unrooted(said, spec) == ("<data>:0:0: x; <data>/bars/A.csv:1:2: y; /s/data2/bars/A.csv; run-002/error.txt; "
                                     "<machines>/momentum.yaml; <rules>; <out>")  # fmt: skip
+
+
+def test_the_fill_models_charges_reach_each_run_through_its_spec(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """A sweep's runs were built with the fill model's timing and slippage only: a commission or a crypto fee tier
+    given for the sweep would have been dropped, every run charged FillModel's defaults. `prepare` takes the four
+    charges and each RunSpec carries them (defaults: FillModel's own) to `run_one`, wherever it runs."""
+    from dataclasses import replace
+
+    from engine.replay.fills import FillModel
+    from engine.replay.sweep import prepare, run_one
+    from tests.replay.conftest import load
+
+    charges = ("commission_per_share", "commission_per_contract", "crypto_maker_fee", "crypto_taker_fee")
+    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, "momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3]\n")
+    _overrides, (spec,) = prepare(sweep, load(momentum_project), tmp_path / "out", machines_dir=momentum_project.machines,
+                                  rules_dir=momentum_project.rules, data_dir=data)  # fmt: skip
+    assert {name: getattr(spec, name) for name in charges} == {name: getattr(FillModel(), name) for name in charges}
+    given = {"commission_per_share": 0.05, "commission_per_contract": 0.65, "crypto_maker_fee": 0.001, "crypto_taker_fee": 0.002}
+    _overrides, (charged,) = prepare(sweep, load(momentum_project), tmp_path / "charged", machines_dir=momentum_project.machines,
+                                     rules_dir=momentum_project.rules, data_dir=data, commission_per_share=0.05,
+                                     commission_per_contract=0.65, crypto_maker_fee=0.001, crypto_taker_fee=0.002)  # fmt: skip
+    assert {name: getattr(charged, name) for name in charges} == given
+    free_row, charged_row = run_one(spec), run_one(replace(charged, commission_per_contract=0.0))
+    assert free_row["error"] == charged_row["error"] == "" and free_row["trades"] == charged_row["trades"] > 0
+    assert charged_row["return_pct"] < free_row["return_pct"]  # the commission on each share was charged
