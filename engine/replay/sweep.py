@@ -1040,7 +1040,12 @@ def run_ray(specs: Sequence[RunSpec], address: str, done: Callable[[dict[str, An
         raise RayMissing("--ray needs the optional extra: pip install -e '.[ray]'") from None
     rows: list[dict[str, Any]] = []
     with _stops_said(specs, rows):
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except Exception as exc:  # no cluster there (a wrong address, one down): no run can start
+            for spec in specs:
+                _ray_row(spec, exc, rows, done)
+            return rows
         remote = ray.remote(max_retries=0)(run_one)
         pending: dict[Any, RunSpec] = {}
         try:

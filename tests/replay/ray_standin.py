@@ -5,7 +5,8 @@ task whose worker died raises from `get` (`ray.exceptions.WorkerCrashedError`).
 Tasks run in this process, one at a time, when `wait` picks them: a test's sweep then runs to a known point and
 no cluster is needed. A test says what happens to a run: `crash` (its worker dies: `get` raises, as Ray's does for
 a task killed or out of memory), `before_run` (called as a run starts: a test raises a stop there, as a Ctrl-C or
-SIGTERM in the middle of the sweep), `cluster_lost_after` (after so many tasks, `wait` itself raises). What the
+SIGTERM in the middle of the sweep), `cluster_lost_after` (after so many tasks, `wait` itself raises),
+`unreachable` (`init` raises: no cluster at the address). What the
 sweep asked of Ray (the task options, the tasks cancelled) is kept for the test to read.
 """
 
@@ -43,6 +44,7 @@ class Standin:
         self.crash: set[str] = set()  # run names whose task's worker dies
         self.before_run: Callable[[str], None] | None = None
         self.cluster_lost_after: int | None = None
+        self.unreachable = False  # `init` raises, as Ray's does for an address with no cluster
         self.options: list[dict[str, Any]] = []
         self.cancelled: list[tuple[str, bool]] = []  # (run, force)
         self.started: list[str] = []
@@ -62,6 +64,8 @@ class Standin:
 
     def init(self, address: str | None = None, **_options: Any) -> None:
         self.initialised.append(str(address))
+        if self.unreachable:
+            raise ConnectionError(f"Could not find any running Ray instance at {address}\n(more lines)")
 
     def remote(self, *function: Callable[..., Any], **options: Any) -> Any:
         """`ray.remote(f)` or `ray.remote(max_retries=0)(f)`, as Ray's."""

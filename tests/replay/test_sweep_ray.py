@@ -71,6 +71,19 @@ def test_a_lost_cluster_is_the_error_of_every_run_not_finished(
     assert rows["run-002"]["error"] == rows["run-003"]["error"] == lost
 
 
+def test_a_cluster_that_cannot_be_reached_is_every_runs_error_not_a_traceback(
+    momentum_project: ProjectCopy, tmp_path: Path, ray: Standin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ray.init` raising (a wrong address, a cluster down) was a traceback after the runs' folders were written:
+    every run gets the error, sweep.csv says so, the command exits 2."""
+    ray.unreachable = True
+    assert main(_sweep_args(momentum_project, tmp_path)) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    rows = list(csv.DictReader((tmp_path / "out" / "sweep.csv").open(encoding="utf-8")))
+    said = f"{RAY_TASK_FAILED} (ConnectionError: Could not find any running Ray instance at local)"
+    assert len(rows) == 3 and all(row["error"] == said for row in rows) and ray.started == []
+
+
 @pytest.mark.parametrize(("signum", "line", "code"), [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "interrupted", 130)])
 def test_ctrl_c_or_sigterm_cancels_the_tasks_not_finished_and_says_how_many_ran(
     momentum_project: ProjectCopy,
