@@ -1529,7 +1529,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     """`backtest --sweep`: one backtest per combination (engine/replay/sweep.py), then the comparison table."""
-    import inspect
     import os
     from datetime import datetime as datetime_type
     from datetime import timezone
@@ -1538,7 +1537,6 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     from engine.paths import shown
     from engine.replay import sweep
     from engine.replay.backtest import being_written
-    from engine.replay.fills import FillModel
 
     _given_path("--sweep", args.sweep, folder=False)
     busy = being_written(args.data)
@@ -1552,11 +1550,6 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
             raise InvalidInput("--ray needs the optional extra ray: pip install -e '.[ray]'") from None
     model = fill_model_of(args)  # refused before anything is written
     fees = {name: getattr(model, name) for name in FEE_FIELDS}
-    if "commission_per_share" not in inspect.signature(sweep.prepare).parameters:  # not carried to the runs yet
-        if fees != {name: getattr(FillModel(), name) for name in FEE_FIELDS}:
-            raise InvalidInput("--commission-per-share, --commission-per-contract and the crypto fees are not carried to "
-                               "a sweep's runs yet: give them to a single backtest")  # fmt: skip
-        fees = {}
     made = None if args.out is not None else _default_out(datetime_type.now(timezone.utc).strftime("sweep-%Y%m%dT%H%M%SZ"))
     out: Path = args.out if made is None else made
     try:

@@ -807,20 +807,3 @@ def test_the_fee_flags_reach_the_fill_model(here: Path, capsys: pytest.CaptureFi
     free, paid = runs["free"]["total"], runs["paid"]["total"]
     assert free["trades"] > 0 and free["fees"] == 0 and paid["fees"] > 0
     assert paid["final_equity"] < free["final_equity"]
-
-
-def test_a_sweep_does_not_drop_the_fee_flags(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Until a sweep's runs carry the commissions and crypto fees (`sweep.prepare` taking them), a sweep given them
-    is refused, not run at the defaults as though they had been taken (fail closed)."""
-    import inspect
-
-    from engine.replay import sweep
-
-    if "commission_per_share" in inspect.signature(sweep.prepare).parameters:
-        pytest.skip("the sweep carries the fees: tests/replay/test_sweep.py")
-    (here / "bars").mkdir()
-    (here / "sweep.yaml").write_text("momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.5, 0.8]\n")
-    code, out = main_(["backtest", "--data", str(here), "--out", str(here / "out"), "--sweep", str(here / "sweep.yaml"),
-                       "--commission-per-share", "0.01", *CONFIG], capsys)  # fmt: skip
-    assert code == 2 and "are not carried to a sweep's runs yet" in out and "Traceback" not in out, out
-    assert not (here / "out").exists()

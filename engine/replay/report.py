@@ -359,8 +359,9 @@ def summarize(
 
 def _without_folder(note: str, folder: Path) -> str:
     """A backtest's note as summary.json keeps it: the data folder's path (which the notes of a recording name)
-    written `DATA`, so the same data, config and fill model give the same bytes wherever the folder is."""
-    return note.replace(str(folder), "DATA")
+    written `<data>` (as sweep.csv writes it), so the same data, config and fill model give the same bytes wherever
+    the folder is."""
+    return note.replace(str(folder), "<data>")
 
 
 def with_fees(trades: Sequence[TradeRow], orders: Iterable[OrderRow], paid: Mapping[str, float]) -> list[TradeRow]:

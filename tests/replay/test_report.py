@@ -115,7 +115,7 @@ def test_the_backtests_notes_are_kept_in_summary_json_with_the_same_bytes_wherev
 ) -> None:
     """The notes (bars seen before they end, sessions without data, rows on holidays, where a replay parts from its
     run) were printed and written nowhere: a run's folder, and a sweep's runs, read as clean. summary.json keeps them,
-    the data folder's path (which a recording's notes name) written DATA, so it stays the same bytes."""
+    the data folder's path (which a recording's notes name) written <data>, so it stays the same bytes."""
     from engine.data.recorder import Recorder
     from engine.replay.backtest import run_backtest
 
@@ -130,8 +130,8 @@ def test_the_backtests_notes_are_kept_in_summary_json_with_the_same_bytes_wherev
                               out_dir=tmp_path / f"out-{name}")  # fmt: skip
         assert len(result.notes) == 1 and str(tmp_path / name) in result.notes[0]
         summary = json.loads((tmp_path / f"out-{name}" / "summary.json").read_text())
-        assert summary["notes"] == [result.notes[0].replace(str(tmp_path / name), "DATA")]
-        assert "after the first recorded tick of DATA (2026-11-23T14:30:00Z" in summary["notes"][0]
+        assert summary["notes"] == [result.notes[0].replace(str(tmp_path / name), "<data>")]
+        assert "after the first recorded tick of <data> (2026-11-23T14:30:00Z" in summary["notes"][0]
         assert html.escape(summary["notes"][0]) in (tmp_path / f"out-{name}" / "report.html").read_text()
         texts.append((tmp_path / f"out-{name}" / "summary.json").read_bytes())
     assert texts[0] == texts[1]

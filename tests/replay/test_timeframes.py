@@ -64,5 +64,5 @@ def test_a_signal_that_cannot_answer_within_the_trade_window_is_said(momentum_pr
         return
     assert len(notes) == 1 and notes[0].startswith(said), notes
     assert "0 trades is the timeframe's, not the strategy's); fetch --timeframe 1Min" in notes[0]
-    assert result.summary["total"]["trades"] == 0 and notes[0] in [n.replace("DATA", str(tmp_path / "data"))
+    assert result.summary["total"]["trades"] == 0 and notes[0] in [n.replace("<data>", str(tmp_path / "data"))
                                                                    for n in result.summary["notes"]]  # fmt: skip
