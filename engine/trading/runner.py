@@ -762,7 +762,7 @@ def format_summary(summary: dict[str, Any], local: LocalTime | None = None) -> s
         f"{summary['transitions']} transitions, {summary['orders']} orders, {summary['fills']} fills; "
         f"system {summary['system_state']}; equity {_known(summary['equity'], sign=False)}",
         "P&L by bot over the run (realized / unrealized now, USD):",
-        *[f"  {bot}: {money(v['realized'])} / {_known(v['unrealized'])}" for bot, v in summary["pnl_by_bot"].items()],
+        *[f"  {one_line(bot)}: {money(v['realized'])} / {_known(v['unrealized'])}" for bot, v in summary["pnl_by_bot"].items()],
         *period_lines(summary, local),
     ]
     return "\n".join(lines)

@@ -79,3 +79,18 @@ def test_a_run_stopped_before_its_first_tick_says_no_median(project: ProjectCopy
     rig = make_rig(project, clock)
     text = format_summary(summarize(_session(rig), 0.0, [], clock.now()))
     assert "None" not in text.splitlines()[0] and text.splitlines()[0].endswith(" in 0.0 s"), text
+
+
+def test_a_bot_id_from_the_state_file_is_printed_on_one_line() -> None:
+    """The P&L by bot comes from the state file's rows, which a hand edit or another tool may have written: a bot
+    id holding a line end or an escape sequence forged a line of the summary (a made-up total) or reached the
+    terminal raw. It is printed through one_line, as `status` and `report` print it."""
+    summary: dict[str, Any] = {
+        "simulated_until": "2026-11-30T21:00:00+00:00", "ticks": 1, "wall_seconds": 0.1, "tick_ms_median": 1.0,
+        "transitions": 0, "orders": 0, "fills": 0, "system_state": "armed", "equity": 1000.0,
+        "pnl_by_bot": {"mom_X\ntotal: +12345.67 USD\x1b[2J": {"realized": 1.0, "unrealized": 0.0}},
+        "days": {}, "halts": [], "in_force": [],
+    }  # fmt: skip
+    text = format_summary(summary)
+    assert "\x1b" not in text
+    assert not any(line.startswith("total:") for line in text.splitlines()), text
