@@ -283,10 +283,10 @@ class Engine:
         now = self.clock.now()
         self.exitbot.record_failure(error, now)
         if error.reason == "unauthorized" and not self._keys_halt_in_force(now):
-            self._halt_for_broker(now, f"{KEYS_REFUSED} ({error.operation}: {error.message})", "unauthorized")
+            self._record_system_halt(now, f"{KEYS_REFUSED} ({error.operation}: {error.message})", "unauthorized")
         elif error.kind == "bad_response" and self.system.state != "halted":
             reason = f"the broker's answer could not be read ({error.operation}: {error.message})"
-            self._halt_for_broker(now, reason, "bad_response")
+            self._record_system_halt(now, reason, "bad_response")
 
     def _keys_halt_in_force(self, now: datetime) -> bool:
         """Whether a halt for refused keys holds the system: one is recorded a spell, not a failed request. Once a
@@ -296,7 +296,24 @@ class Engine:
             h.in_force(now) and h.reason.startswith(KEYS_REFUSED) for h in self.store.halts(SYSTEM_SCOPE, open_only=True)
         )
 
-    def _halt_for_broker(self, now: datetime, reason: str, trigger: str) -> None:
+    def halt_for_log(self, error: OSError) -> None:
+        """The log cannot take the run's events (a full disk, past the file size limit, read-only, a folder put in
+        its place): no order may leave without its event on disk, so the run stops, and the system halt is recorded
+        in the state file first (if it still takes it), where the next start and `status` read it. The run used to
+        stop with no halt recorded, and the next start traded on from a log that had lost the end of this run.
+        What the log could not take stays unsaid; a state file that refuses the halt too is the log's error's
+        companion, said as `halt_not_saved` (which the log may not take either)."""
+        now = self.clock.now()
+        reason = f"the log cannot be written: {error}"
+        try:
+            if any(str(error) in h.reason for h in self.store.halts(SYSTEM_SCOPE, open_only=True) if h.in_force(now)):
+                return  # halted for it already: the tick's own exception (`tick`), or a run before this one
+            self._record_system_halt(now, reason, "anomaly")
+        except Exception as saving:
+            with contextlib.suppress(Exception):
+                self.journal.log("halt_not_saved", reason=reason, error=f"{type(saving).__name__}: {saving}")
+
+    def _record_system_halt(self, now: datetime, reason: str, trigger: str) -> None:
         with self.store.transaction():
             source = self.exitbot.anomaly_halt(now, reason)
             if source is not None:

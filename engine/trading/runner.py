@@ -37,7 +37,7 @@ from engine.brokers.symbols import contract_multiplier
 from engine.config.model import BotsConfig
 from engine.core import failpoints, jsontext
 from engine.core.clock import Clock, ManualClock, SystemClock
-from engine.core.journal import MIN_SECRET_LENGTH, Journal, clipped
+from engine.core.journal import MIN_SECRET_LENGTH, Journal, JournalError, clipped
 from engine.core.lock import LockHeld, RunLock, flock_holders, lock_path
 from engine.core.money import cents, money
 from engine.core.stop import stop_signals
@@ -560,6 +560,8 @@ def _loop(
                 session.store.set_meta(LAST_TICK_KEY, report.at.isoformat())
                 stop.wait(interval - (time.perf_counter() - tick_started))
     except BaseException as exc:
+        if isinstance(exc, JournalError):  # trading stops with the log: halted in the state file (Engine.halt_for_log)
+            engine.halt_for_log(exc)
         # masked here, not only in the log: the reason goes into the state file too (`_record_run_end`)
         reason = engine.journal.scrubbed(f"error: {type(exc).__name__}: {exc}")
         with contextlib.suppress(Exception):  # the log may be what failed: the error raised is the first one
@@ -570,7 +572,12 @@ def _loop(
     reason = session.stop_reason or "completed"
     summary = {"reason": reason, **summarize(session, time.perf_counter() - started, durations, started_at, realized_before)}
     engine.journal.log("run_end", **summary)
-    engine.journal.flush()
+    try:
+        engine.journal.flush()
+    except JournalError as exc:  # the last ticks' events lost with it: halted as at any tick (Engine.halt_for_log)
+        engine.halt_for_log(exc)
+        _record_run_end(session, started_at, engine.journal.scrubbed(f"error: {type(exc).__name__}: {exc}"))
+        raise
     _record_run_end(session, started_at, reason)
     return summary
 

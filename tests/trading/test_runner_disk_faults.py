@@ -1,0 +1,113 @@
+"""The disk failing under a running engine: the log or the state file can no longer be written. The contract is
+the same for each: one line naming the file (no traceback), trading halted (the halt recorded in the state file
+if it still takes it, and said at the next start if it did not), a non-zero exit, and what was written before
+still readable.
+
+Real mechanisms only: the kernel's file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored, so a write past it fails
+with EFBIG as on a full disk) in a child `python -m engine run`, and SQLite's own `max_page_count` on the running
+engine's connection, which makes SQLite fail with SQLITE_FULL exactly as a full disk does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from engine.core.journal import JournalError, read_events
+from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.paths import PROJECT_ROOT
+from engine.trading.runner import RunOptions, Session, close_session, open_session, run
+from engine.validate import load_valid
+from tests.conftest import ProjectCopy
+
+START = "2026-11-23T09:30:00-05:00"
+
+
+def _engine(project: ProjectCopy, *args: str, file_limit: int | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m engine ARGS` on the project's copy, with the file size limit set in the child when given."""
+
+    def limited() -> None:
+        if file_limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")])
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    return subprocess.run([sys.executable, "-m", "engine", *args, *files], capture_output=True, text=True,
+                          cwd=project.root, env=env, timeout=180, preexec_fn=limited)  # fmt: skip
+
+
+def _log_near(path: Path, size: int) -> None:
+    """An earlier run's log, whole JSON lines, of about `size` bytes."""
+    line = json.dumps({"ts": "2026-11-20T14:30:00+00:00", "event": "note", "pad": "x" * 100}) + "\n"
+    path.write_text(line * (size // len(line)), encoding="utf-8")
+
+
+def test_a_log_that_can_take_no_more_halts_the_system_in_the_state_file_and_stops_the_run(project: ProjectCopy) -> None:
+    """The log filling up mid-run (here: the file size limit) stopped the run with one line, exit 1, but recorded
+    no halt: the next start traded on as if nothing had happened, with a log that had lost the end of the last
+    run. An order must not leave without its event on disk, so trading stops, and the halt is kept where the
+    next start reads it: the state file, which still takes it."""
+    db, log = project.root / "s.db", project.root / "app.jsonl"
+    _log_near(log, 2_990_000)
+    done = _engine(project, "run", "--broker", "sim", "--start", START, "--ticks", "400", "--state-db", str(db),
+                   "--log", str(log), file_limit=3_000_000)  # fmt: skip
+    assert done.returncode == 1, done
+    assert done.stderr.startswith(f"error: log file {log}: File too large") and done.stderr.count("\n") == 1, done.stderr
+    read_events(log)  # every line whole: the part of a line the limit took was taken back
+    store = StateStore(db)
+    try:
+        halts = store.halts(SYSTEM_SCOPE, open_only=True)
+    finally:
+        store.close()
+    assert [h.conditions for h in halts] == [("anomaly_halt",)], halts
+    assert str(log) in halts[0].reason and "File too large" in halts[0].reason
+    status = _engine(project, "status", "--state-db", str(db), "--log", str(log))
+    assert status.returncode == 0 and "HALT" in status.stdout, status
+
+
+def _session(project: ProjectCopy, ticks: int) -> tuple[Session, RunOptions]:
+    report = load_valid(project.config, project.machines, project.rules)
+    start = datetime.fromisoformat(START)
+    options = RunOptions(broker="sim", state_db=project.root / "s.db", log=project.root / "app.jsonl", ticks=ticks,
+                         start=start)  # fmt: skip
+    return open_session(report, options, {}, start), options
+
+
+def test_a_log_replaced_by_a_folder_mid_run_halts_the_system_in_the_state_file(project: ProjectCopy) -> None:
+    """The log moved away and a folder made at its path between two ticks: the run reopens the path at its next
+    write, cannot, and stops (exit 2: a folder is not a log). The halt is in the state file, whichever write
+    met the folder first (the last ticks' events at the run's end, here)."""
+    session, options = _session(project, ticks=20)
+    log = session.journal.path
+
+    def on_tick(_report: object) -> None:
+        if session.engine.ticks == 10:
+            session.journal.flush()
+            log.rename(log.with_suffix(".old"))
+            log.mkdir()
+
+    try:
+        with pytest.raises(JournalError) as raised:
+            run(session, options, on_tick=on_tick)
+    finally:
+        with contextlib.suppress(JournalError):
+            close_session(session)
+    assert not raised.value.runtime and str(raised.value) == f"log file {log}: is a folder, not a log file"
+    store = StateStore(project.root / "s.db")
+    try:
+        [halt] = store.halts(SYSTEM_SCOPE, open_only=True)
+    finally:
+        store.close()
+    assert halt.reason == f"the log cannot be written: log file {log}: is a folder, not a log file", halt
+    read_events(log.with_suffix(".old"))  # what reached the log before stays whole
