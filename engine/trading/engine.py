@@ -311,7 +311,12 @@ class Engine:
             self._record_system_halt(now, reason, "anomaly")
         except Exception as saving:
             with contextlib.suppress(Exception):
-                self.journal.log("halt_not_saved", reason=reason, error=f"{type(saving).__name__}: {saving}")
+                self.journal.log("halt_not_saved", reason=reason, error=f"{type(saving).__name__}: {saving}",
+                                 scope=SYSTEM_SCOPE, until=self._anomaly_until(now))  # fmt: skip
+
+    def _anomaly_until(self, now: datetime) -> datetime:
+        """The end `ExitBot.anomaly_halt` gives a halt decided now."""
+        return now + timedelta(minutes=self.config.settings.safety.global_cooldown_minutes)
 
     def _record_system_halt(self, now: datetime, reason: str, trigger: str) -> None:
         with self.store.transaction():
@@ -344,7 +349,9 @@ class Engine:
                     self._save_kept(now, again=True)  # the tick's transaction may have held their last write
             except Exception as saving:  # the halt and its transition are in the log already: say they are not saved
                 not_saved = f"{type(saving).__name__}: {saving}"
-                self.journal.log("halt_not_saved", reason=f"exception in tick: {error}", error=not_saved)
+                # with its scope and end: the next start records it from here (engine/trading/unsaved.py)
+                self.journal.log("halt_not_saved", reason=f"exception in tick: {error}", error=not_saved, scope=SYSTEM_SCOPE,
+                                 until=self._anomaly_until(now))  # fmt: skip
                 with contextlib.suppress(Exception):
                     self.journal.flush()
                 raise

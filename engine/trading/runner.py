@@ -59,6 +59,7 @@ from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
 from engine.trading.facts_builder import fresh_window
 from engine.trading.startup import ZONE_KEY, changed_zone, check_broker, other_account
+from engine.trading.unsaved import record_unsaved_halts
 from engine.validate import Report
 
 SIM_STATE_KEY = "sim_exchange"
@@ -189,6 +190,8 @@ def open_session(
         # may hold keys it never uses, masked too when they could be real ones, and so is the status page's token
         keys = (env.get("ALPACA_KEY", ""), env.get("ALPACA_SECRET", "")) if name == "alpaca" else ()
         journal = Journal(log_path, clock, secrets=tuple(dict.fromkeys((*keys, *maskable_keys(env)))))
+        for said in record_unsaved_halts(store, journal, log_path, clock.now()):  # before the engine reads the halts
+            notice += f"; {said}"
         try:
             engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
         except StartupError as exc:

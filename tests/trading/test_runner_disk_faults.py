@@ -17,15 +17,16 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from engine.core.journal import JournalError, read_events
-from engine.core.store import SYSTEM_SCOPE, StateStore
+from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore
 from engine.paths import PROJECT_ROOT
-from engine.trading.runner import RunOptions, Session, close_session, open_session, run
+from engine.trading.runner import RunOptions, Session, close_session, halt_notice, open_session, run
 from engine.validate import load_valid
 from tests.conftest import ProjectCopy
 
@@ -77,10 +78,10 @@ def test_a_log_that_can_take_no_more_halts_the_system_in_the_state_file_and_stop
 
 
 def _session(project: ProjectCopy, ticks: int) -> tuple[Session, RunOptions]:
+    """A simulated run's session on the project's state file and log: from START, or where the saved one stands."""
     report = load_valid(project.config, project.machines, project.rules)
     start = datetime.fromisoformat(START)
-    options = RunOptions(broker="sim", state_db=project.root / "s.db", log=project.root / "app.jsonl", ticks=ticks,
-                         start=start)  # fmt: skip
+    options = RunOptions(broker="sim", state_db=project.root / "s.db", log=project.root / "app.jsonl", ticks=ticks)
     return open_session(report, options, {}, start), options
 
 
@@ -111,3 +112,49 @@ def test_a_log_replaced_by_a_folder_mid_run_halts_the_system_in_the_state_file(p
         store.close()
     assert halt.reason == f"the log cannot be written: log file {log}: is a folder, not a log file", halt
     read_events(log.with_suffix(".old"))  # what reached the log before stays whole
+
+
+def _fill_the_disk_at(session: Session, tick: int) -> Callable[[object], None]:
+    """A tick observer that leaves the state file no room from tick `tick` on: SQLite's own page limit on the
+    running engine's connection, refused as SQLITE_FULL exactly as a full disk is."""
+
+    def on_tick(_report: object) -> None:
+        if session.engine.ticks == tick:
+            connection = session.store._conn
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    return on_tick
+
+
+def test_a_halt_a_full_state_file_could_not_take_is_recorded_and_said_by_the_next_start(project: ProjectCopy) -> None:
+    """The state file full mid-run: the tick halts the system, cannot save the halt, says so in the log
+    (`halt_not_saved`) and the run stops (exit 1). The next start, the disk freed, found no halt in the state file
+    and traded on without a word. It now records that halt (once: a third start does not again) and says so."""
+    session, options = _session(project, ticks=400)
+    try:
+        with pytest.raises(StateFileError) as raised:
+            run(session, options, on_tick=_fill_the_disk_at(session, 20))
+    finally:
+        with contextlib.suppress(StateFileError):
+            close_session(session)
+    assert raised.value.runtime and "the disk is full" in raised.value.message
+    [not_saved] = [e for e in read_events(project.root / "app.jsonl") if e["event"] == "halt_not_saved"]
+
+    again, options = _session(project, ticks=1)
+    try:
+        assert "the last run halted and could not save it in the state file" in again.notice, again.notice
+        assert not_saved["reason"] in again.notice
+        [halt] = again.store.halts(SYSTEM_SCOPE, open_only=True)
+        assert halt.reason.startswith(not_saved["reason"]) and halt.until == datetime.fromisoformat(not_saved["until"])
+        assert halt_notice(again.store, again.clock.now(), again.local)  # HALT IN FORCE, the run's third line
+        run(again, options)
+        assert again.engine.system.state == "halted"
+    finally:
+        close_session(again)
+
+    third, _options = _session(project, ticks=1)
+    try:
+        assert "could not save" not in third.notice and len(third.store.halts(SYSTEM_SCOPE)) == 1
+    finally:
+        close_session(third)
