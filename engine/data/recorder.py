@@ -150,6 +150,7 @@ class Recorder:
         self.skipped: Counter[str] = Counter()  # why -> how many quotes were not recorded
         self.recorded = 0  # quotes taken (buffered or written)
         self.written = 0  # of them, those on disk: fewer when a write failed (a full disk) and the rest was never written
+        self._written_symbols: set[str] = set()  # the symbols of those on disk (`symbols`)
         self.flushes = 0
         self._closed = False
         self._lock: int | None = None  # the folder's lock file, held from the first quote to close()
@@ -336,8 +337,9 @@ class Recorder:
 
     @property
     def symbols(self) -> list[str]:
-        """The symbols this recording has written quotes of."""
-        return sorted(self._segments)
+        """The symbols this recording has written quotes of: on disk, not only taken (a flush stopped part way by a
+        full disk wrote some symbols' parts and not the others')."""
+        return sorted(self._written_symbols)
 
     def hold_folder(self) -> None:
         """Called by the first quote, or before, to refuse a second recording before its run starts (harmless
@@ -532,6 +534,7 @@ class Recorder:
             })
             write_table(segment.path, table, UNUSABLE if unusable else "quotes", fsync=self.fsync)
             self.written += len(segment.stamps) - segment.on_disk
+            self._written_symbols.add(symbol)
             segment.on_disk = len(segment.stamps)
             self.flushes += 1
         if len(segment.stamps) >= self.segment_rows:  # full: the next quote starts the next part

@@ -317,6 +317,25 @@ def test_the_quotes_said_recorded_are_those_on_disk_when_a_write_fails(tmp_path:
         "the recording stopped before the run did (OSError: no room): recorded 3 quotes of 2 symbols to ")
 
 
+def test_the_symbols_said_recorded_are_those_with_quotes_on_disk_when_the_first_write_fails(tmp_path: Path) -> None:
+    """A recording whose first flush met a full disk part way said "recorded 1000 quotes of 5 symbols" where its
+    folder held two symbols' parts: every symbol given a quote was counted, written or not, and the replay it
+    pointed at then missed the other three. The file size limit in a child process would stop the run's own log
+    and state file first; a file where a symbol's folder belongs fails that symbol's write the same way."""
+    from engine.cli import _recording_line
+
+    recorder = Recorder(tmp_path, flush_seconds=3600, fsync=False, monotonic=FakeMonotonic())
+    for symbol in ("AAPL", "BTC/USD", "SPY"):
+        recorder.record(symbol, T0, 100.0, 100.2)
+    (tmp_path / "quotes").mkdir()
+    (tmp_path / "quotes" / "BTC-USD").write_text("in the way")  # AAPL's part written, BTC/USD's refused, SPY's never tried
+    with pytest.raises(OSError):
+        recorder.flush()
+    assert recorder.symbols == ["AAPL"]
+    assert _recording_line(recorder, tmp_path, "OSError: no room").startswith(
+        "the recording stopped before the run did (OSError: no room): recorded 1 quotes of 1 symbol to ")
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_the_ticks_that_read_the_quotes_are_recorded_and_continued_by_the_next_recording(tmp_path: Path, fmt: Format) -> None:
     """A replay ticks where the run ticked (DataSet.frames): the ticks are in ticks/, after the quotes at each flush."""
