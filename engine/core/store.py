@@ -629,6 +629,55 @@ def _wal_misfit(path: Path) -> str | None:
     return None
 
 
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # a rollback journal's header when SQLite would play it back
+_PENDING_BYTE = 0x40000000  # SQLite's lock bytes in the file (os_unix.c): PENDING, then RESERVED
+
+
+def _writer_holds(path: Path) -> bool | None:
+    """Whether another process holds SQLite's PENDING or RESERVED lock on the file (a rollback-mode writer mid-
+    transaction, whose journal is its own), asked without taking it (F_GETLK); None when that cannot be told."""
+    import fcntl
+    import struct
+
+    layout = "hhqqi4x"  # Linux's struct flock: type, whence, start, length, pid
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        asked = struct.pack(layout, fcntl.F_WRLCK, os.SEEK_SET, _PENDING_BYTE, 2, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, asked)
+        return struct.unpack(layout, answer)[0] != fcntl.F_UNLCK
+    except (OSError, struct.error):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _foreign_journal(path: Path) -> str | None:
+    """Why the rollback journal beside the state file must not be opened with it, or None. SQLite plays a hot
+    journal (`NAME-journal` beginning with its header) back into the file of that name at the first read, whatever
+    database wrote it and whatever the file's journal mode: another database's, copied in with a backup or left by
+    a kill of another program, was written over the state file's pages by a mere `status`, which then found the
+    file damaged, its halts and orders gone. This engine keeps its file in WAL mode and writes no such journal, so
+    one that no live writer holds (`_writer_holds`: a writer mid-transaction holds its lock) is refused, and the
+    file and the journal are left as they were. Read only."""
+    real = Path(os.path.realpath(path))
+    journal = Path(f"{real}-journal")
+    try:
+        if not real.is_file() or real.stat().st_size == 0 or not journal.is_file():
+            return None
+        with open(journal, "rb") as f:
+            head = f.read(len(_JOURNAL_MAGIC))
+    except OSError:
+        return None  # said by the open that follows, in its words
+    if head != _JOURNAL_MAGIC or _writer_holds(real) is True:
+        return None
+    return (f"has a rollback journal beside it ({journal.name}) that SQLite would play back into it at the first "
+            f"read: this engine keeps its state file in WAL mode and never writes one, so it is another database's "
+            f"(copied in?) or another program's; move {journal.name} away to open the file as it is")  # fmt: skip
+
+
 _HEADER = b"SQLite format 3\x00"
 
 
@@ -705,7 +754,8 @@ class StateStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StateFileError(self.path, f"its folder cannot be created ({exc.strerror or exc})", runtime=True) from None
-            misfit = _wal_misfit(self.path) or _not_sqlite(self.path)  # before SQLite reads or writes the file
+            # before SQLite reads or writes the file
+            misfit = _wal_misfit(self.path) or _foreign_journal(self.path) or _not_sqlite(self.path)
             if misfit is not None:
                 raise StateFileError(self.path, misfit, runtime=False)
         conn: sqlite3.Connection | None = None

@@ -396,3 +396,41 @@ def test_a_schema_damaged_into_bytes_that_are_not_utf8_is_a_damaged_file_not_a_t
         StateStore(path)
     assert not caught.value.runtime and "malformed database schema" in str(caught.value), str(caught.value)
     assert path.read_bytes() == kept
+
+
+_HOT_JOURNAL = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=DELETE")
+conn.execute("CREATE TABLE t (x TEXT)")
+conn.executemany("INSERT INTO t VALUES (?)", [("a" * 200,)] * 2000)
+conn.execute("PRAGMA cache_size=1")  # the update spills its pages into the file: the journal holds what it overwrote
+conn.execute("BEGIN")
+conn.execute("UPDATE t SET x = 'b'")
+os._exit(0)  # killed mid-transaction: the journal is hot, and SQLite plays it back at the next open
+"""
+
+
+def test_another_databases_rollback_journal_beside_the_file_is_refused_and_nothing_played_into_it(tmp_path: Path) -> None:
+    """SQLite plays a hot rollback journal (`NAME-journal`) back into the file of that name at its first read,
+    whatever database wrote it and whatever the file's journal mode: another database's, copied in with a backup or
+    left by a kill of another program, was written over the state file's pages by `status`, which then called the
+    file damaged, with its halts and orders gone. The engine keeps its file in WAL mode and never writes one, so
+    such a journal is refused before SQLite opens the file, and both are left as they were. A real hot journal,
+    made by killing a writer mid-transaction in a child process."""
+    import shutil
+    import subprocess
+    import sys
+
+    path = _filled(tmp_path / "s.db")
+    other = tmp_path / "other.db"
+    subprocess.run([sys.executable, "-c", _HOT_JOURNAL, str(other)], check=True)
+    journal = tmp_path / "s.db-journal"
+    shutil.copyfile(tmp_path / "other.db-journal", journal)
+    before, kept = path.read_bytes(), journal.read_bytes()
+    with pytest.raises(StateFileError) as refused:
+        StateStore(path)
+    assert not refused.value.runtime and "s.db-journal" in refused.value.message, refused.value.message
+    assert path.read_bytes() == before and journal.read_bytes() == kept
+    journal.unlink()
+    StateStore(path).close()  # once it is moved away the file opens as it was
