@@ -737,6 +737,8 @@ class StateStore:
         self._closed = False
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the file opened (`check_at_path`)
         self._least_size = 0  # the file's size as `check_at_path` last saw it: never less at the next look
+        self._wal_path: Path | None = None  # where SQLite keeps the file's write-ahead log (beside the file linked to)
+        self._wal_id: tuple[int, int] | None = None  # (device, inode) of that -wal as `check_at_path` first saw it
         # Called once a transaction has committed (not a held one): the engine's journal flush, so that what a commit
         # wrote is said in the log before the process makes its next request, in which it may die
         self.after_commit: Callable[[], None] | None = None
@@ -767,6 +769,7 @@ class StateStore:
                 found = os.stat(self.path)
                 self._file_id = (found.st_dev, found.st_ino)
                 self._least_size = found.st_size
+                self._wal_path = Path(f"{os.path.realpath(self.path)}-wal")
                 if found.st_nlink > 1:
                     raise StateFileError(self.path, _hard_linked(found.st_nlink), runtime=False)
             self._check_identity()  # before anything changes the file, even its journal mode
@@ -1045,6 +1048,7 @@ class StateStore:
                         runtime=False,
                     )  # fmt: skip
                 self._least_size = found.st_size
+                self._check_wal()
                 return
         raise StateFileError(
             self.path,
@@ -1052,6 +1056,35 @@ class StateStore:
             "it stops rather than trade on records nobody can read; start it again on the file now at the path",
             runtime=True,
         )
+
+    def _check_wal(self) -> None:
+        """The -wal beside the file is still the one this connection writes, or StateFileError (exit 1). SQLite
+        deletes it only when the last connection closes, so while the engine's is open it stays (another process's
+        connection, a checkpoint, leave it where it is). Deleted (`rm state/*-wal`, taken for a temporary file),
+        SQLite wrote on into the deleted one: no other process read those commits (the operator's `halt` failed as
+        an I/O error), and a kill lost every one since the last checkpoint, while the run traded on and ended 0. The
+        run stops before its next tick instead, and its close copies what the deleted log holds into the file."""
+        if self._wal_path is None:
+            return
+        try:
+            found = os.stat(self._wal_path)
+        except FileNotFoundError:
+            seen = None
+        except OSError:  # cannot be looked at now: proves nothing, as for the file
+            return
+        else:
+            seen = (found.st_dev, found.st_ino)
+        if self._wal_id is None:  # the first look (none yet: the first write makes it)
+            self._wal_id = seen
+            return
+        if seen != self._wal_id:
+            raise StateFileError(
+                self.path,
+                f"its write-ahead log {self._wal_path.name} was deleted or replaced under the running engine: what it "
+                "committed since is in no file another process reads, and a kill would lose it; the run stops, and "
+                "its close copies that into the file (do not delete -wal files beside a state file in use)",
+                runtime=True,
+            )
 
     def sync_to_disk(self) -> None:
         """Every commit so far on the disk, whatever happens to the machine next (see the class); nothing to do for

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -538,4 +539,39 @@ def test_a_write_inside_a_read_snapshot_is_refused_as_a_bug(tmp_path) -> None:
     with store.transaction(), store.read_snapshot():  # inside a transaction it is the transaction's own view
         store.set_meta("broker", "alpaca")
     assert store.meta("broker") == "alpaca"
+
+
+def test_a_write_ahead_log_deleted_under_the_engine_stops_it_and_its_close_keeps_every_commit(tmp_path) -> None:
+    """`rm state/*-wal` (a cleanup of what looks like a temporary file) under a running engine: SQLite writes on into
+    the deleted -wal, where no other process reads (the operator's `halt` failed as "an I/O error") and a kill loses
+    every commit since the last checkpoint; the run traded on and ended 0. It now stops before the next tick, as for
+    the state file itself, and its close still copies the deleted log's commits into the file."""
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.set_meta("before", "1")
+    store.check_at_path()
+    Path(f"{path}-wal").unlink()
+    store.set_meta("after", "2")  # into the deleted -wal
+    with pytest.raises(StateFileError) as stopped:
+        store.check_at_path()
+    assert stopped.value.runtime and f"{path.name}-wal was deleted or replaced" in stopped.value.message
+    store.close()
+    again = StateStore(path)
+    assert (again.meta("before"), again.meta("after")) == ("1", "2")
+    again.close()
+
+
+def test_a_write_ahead_log_another_connection_leaves_is_the_same_one(tmp_path) -> None:
+    """Another process's connection (`status`, `halt`) opening and closing beside the engine, and a checkpoint that
+    empties the -wal, leave the engine's -wal where it was: not a log deleted under it."""
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.set_meta("x", "1")
+    store.check_at_path()
+    other = StateStore(path)
+    other.set_meta("y", "2")
+    other.close()
+    store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.set_meta("x", "3")
+    store.check_at_path()
     store.close()
