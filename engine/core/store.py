@@ -678,6 +678,37 @@ def _foreign_journal(path: Path) -> str | None:
             f"(copied in?) or another program's; move {journal.name} away to open the file as it is")  # fmt: skip
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none; OSError when it cannot be looked at."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (found.st_dev, found.st_ino)
+
+
+def _missing_index(path: Path) -> str | None:
+    """Why the file must not be opened now, or None: an engine runs on it (another process holds its run lock)
+    and its -shm is gone while its -wal holds commits. Opened now, SQLite makes a new -shm that the engine's
+    connection never looks at: this command's writes would not wait for the engine's, nor would the engine see
+    them (an operator's `halt` said "recorded" and was lost). The engine stops before its next tick when it sees
+    its -shm gone (`StateStore._check_wal`); the command can be given again then."""
+    real = Path(os.path.realpath(path))
+    try:
+        if not real.is_file() or os.path.exists(f"{real}-shm") or os.stat(f"{real}-wal").st_size == 0:
+            return None
+    except OSError:
+        return None  # no -wal: nothing another connection wrote that a new index would miss
+    from engine.core.lock import flock_holders, lock_path
+
+    holders = flock_holders(lock_path(path))
+    if not holders or not holders - {os.getpid()}:
+        return None  # no engine runs on it: SQLite rebuilds the index from the -wal, as after a kill
+    return (f"has lost its -shm file under the engine running on it (pid {min(holders - {os.getpid()})}): opened now "
+            "it would be written beside the engine without either seeing the other; that engine stops before its "
+            "next tick: give the command again once it has")  # fmt: skip
+
+
 _HEADER = b"SQLite format 3\x00"
 
 
@@ -739,6 +770,7 @@ class StateStore:
         self._least_size = 0  # the file's size as `check_at_path` last saw it: never less at the next look
         self._wal_path: Path | None = None  # where SQLite keeps the file's write-ahead log (beside the file linked to)
         self._wal_id: tuple[int, int] | None = None  # (device, inode) of that -wal as `check_at_path` first saw it
+        self._shm_id: tuple[int, int] | None = None  # and of its -shm (the index every connection coordinates through)
         # Called once a transaction has committed (not a held one): the engine's journal flush, so that what a commit
         # wrote is said in the log before the process makes its next request, in which it may die
         self.after_commit: Callable[[], None] | None = None
@@ -758,6 +790,9 @@ class StateStore:
                 raise StateFileError(self.path, f"its folder cannot be created ({exc.strerror or exc})", runtime=True) from None
             # before SQLite reads or writes the file
             misfit = _wal_misfit(self.path) or _foreign_journal(self.path) or _not_sqlite(self.path)
+            lost = _missing_index(self.path)
+            if lost is not None:  # not the file's fault: once the engine has stopped it opens
+                raise StateFileError(self.path, lost, runtime=True)
             if misfit is not None:
                 raise StateFileError(self.path, misfit, runtime=False)
         conn: sqlite3.Connection | None = None
@@ -1058,33 +1093,36 @@ class StateStore:
         )
 
     def _check_wal(self) -> None:
-        """The -wal beside the file is still the one this connection writes, or StateFileError (exit 1). SQLite
-        deletes it only when the last connection closes, so while the engine's is open it stays (another process's
-        connection, a checkpoint, leave it where it is). Deleted (`rm state/*-wal`, taken for a temporary file),
-        SQLite wrote on into the deleted one: no other process read those commits (the operator's `halt` failed as
-        an I/O error), and a kill lost every one since the last checkpoint, while the run traded on and ended 0. The
-        run stops before its next tick instead, and its close copies what the deleted log holds into the file."""
+        """The -wal and -shm beside the file are still the ones this connection uses, or StateFileError (exit 1).
+        SQLite deletes them only when the last connection closes, so while the engine's is open they stay (another
+        process's connection, a checkpoint, leave them where they are).
+
+        The -wal deleted (`rm state/*-wal`, taken for a temporary file): SQLite wrote on into the deleted one, which
+        no other process reads (the operator's `halt` failed as an I/O error) and a kill loses since the last
+        checkpoint, while the run traded on and ended 0. The -shm deleted: the next command made a new one, and its
+        writes no longer waited for the engine's, nor the engine's reads saw them: an operator's `halt` said
+        "recorded", the engine traded on unhalted, and its close wrote the file without the halt. The run stops
+        before its next tick instead; while it runs, no other command opens the file without its -shm
+        (`_missing_index`)."""
         if self._wal_path is None:
             return
+        shm_path = self._wal_path.with_name(self._wal_path.name[: -len("-wal")] + "-shm")
         try:
-            found = os.stat(self._wal_path)
-        except FileNotFoundError:
-            seen = None
+            wal, shm = _file_id(self._wal_path), _file_id(shm_path)
         except OSError:  # cannot be looked at now: proves nothing, as for the file
             return
-        else:
-            seen = (found.st_dev, found.st_ino)
-        if self._wal_id is None:  # the first look (none yet: the first write makes it)
-            self._wal_id = seen
+        if self._wal_id is None:  # the first look (none yet: the first write makes them)
+            self._wal_id, self._shm_id = wal, shm
             return
-        if seen != self._wal_id:
-            raise StateFileError(
-                self.path,
-                f"its write-ahead log {self._wal_path.name} was deleted or replaced under the running engine: what it "
-                "committed since is in no file another process reads, and a kill would lose it; the run stops, and "
-                "its close copies that into the file (do not delete -wal files beside a state file in use)",
-                runtime=True,
-            )
+        for path, was, now in ((self._wal_path, self._wal_id, wal), (shm_path, self._shm_id, shm)):
+            if was is not None and now != was:
+                raise StateFileError(
+                    self.path,
+                    f"its {path.name} was deleted or replaced under the running engine: what it commits is no longer "
+                    "what other commands read and write (an operator's halt could be lost), and a kill could lose it; "
+                    "the run stops (do not delete the -wal and -shm files beside a state file in use)",
+                    runtime=True,
+                )
 
     def sync_to_disk(self) -> None:
         """Every commit so far on the disk, whatever happens to the machine next (see the class); nothing to do for

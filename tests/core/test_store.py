@@ -575,3 +575,45 @@ def test_a_write_ahead_log_another_connection_leaves_is_the_same_one(tmp_path) -
     store.set_meta("x", "3")
     store.check_at_path()
     store.close()
+
+
+_ENGINE_HOLDING_THE_LOCK = """
+import sys
+from pathlib import Path
+from engine.core.lock import RunLock
+with RunLock(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_a_shm_deleted_under_the_engine_stops_it_and_no_command_opens_the_file_meanwhile(tmp_path) -> None:
+    """`rm state/*-shm` under a running engine: the next command made a new -shm, so its writes no longer waited
+    for the engine's nor did the engine read them: an operator's `halt` said "recorded", the engine traded on
+    unhalted, and its close wrote the file without the halt. Now the command is refused while the engine (another
+    process holding the run lock) runs on the file without its -shm, and the engine stops before its next tick."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.set_meta("x", "1")
+    store.check_at_path()
+    holder = subprocess.Popen([sys.executable, "-c", _ENGINE_HOLDING_THE_LOCK, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        Path(f"{path}-shm").unlink()
+        with pytest.raises(StateFileError) as refused:
+            StateStore(path)  # the operator's `halt`
+        assert refused.value.runtime and "has lost its -shm file under the engine running on it" in refused.value.message
+        assert not Path(f"{path}-shm").exists()
+    finally:
+        holder.communicate("")
+    with pytest.raises(StateFileError) as stopped:
+        store.check_at_path()
+    assert stopped.value.runtime and f"{path.name}-shm was deleted or replaced" in stopped.value.message
+    store.close()
+    again = StateStore(path)  # no engine any more: SQLite rebuilds the index, as after a kill
+    assert again.meta("x") == "1"
+    again.close()
