@@ -46,3 +46,17 @@ def test_only_the_end_of_a_long_log_is_read(tmp_path: Path, monkeypatch) -> None
     log = tmp_path / "app.jsonl"
     log.write_text(_not_saved("far back") + _line("tick", pad="x" * 2000) + _not_saved("at the end"))
     assert [h.reason for h in unsaved_halts(log)] == ["at the end"]
+
+
+def test_a_log_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:
+    """A log written to a FIFO a reader drains is accepted by the journal; the start must not wait on it for lines
+    (the write end is the run's own): nothing is read back from what is not a file."""
+    import os
+
+    fifo = tmp_path / "app.jsonl"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # a write end held, as the run's journal holds it
+    try:
+        assert unsaved_halts(fifo) == []
+    finally:
+        os.close(writer)
