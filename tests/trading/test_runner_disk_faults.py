@@ -158,3 +158,23 @@ def test_a_halt_a_full_state_file_could_not_take_is_recorded_and_said_by_the_nex
         assert "could not save" not in third.notice and len(third.store.halts(SYSTEM_SCOPE)) == 1
     finally:
         close_session(third)
+
+
+def test_a_state_file_past_the_size_limit_stops_the_run_in_one_line_and_the_next_start_is_halted(
+    project: ProjectCopy,
+) -> None:
+    """The same through the command: the state file's -wal cannot grow past the kernel's file size limit (EFBIG,
+    SQLite's "disk I/O error"), the run says so in one line naming the file and exits 1; run again with room, it
+    starts halted and its first line says why."""
+    db, log = project.root / "s.db", project.root / "app.jsonl"
+    done = _engine(project, "run", "--broker", "sim", "--start", START, "--ticks", "400", "--state-db", str(db),
+                   "--log", str(log), file_limit=200_000)  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done
+    assert done.stderr.startswith(f"error: state file {db}: cannot be written (a full disk, or past the file size limit?)")
+    assert [e["event"] for e in read_events(log)][-2:] == ["halt_not_saved", "run_end"]
+    # its first tick failed, so no simulated time was saved: the next run starts where the first one did
+    again = _engine(project, "run", "--broker", "sim", "--start", START, "--ticks", "1", "--state-db", str(db), "--log", str(log))
+    assert again.returncode == 0, again
+    first, _files, third = again.stdout.splitlines()[:3]
+    assert "the last run halted and could not save it in the state file" in first
+    assert third.startswith("HALT IN FORCE: the system is halted since"), again.stdout
