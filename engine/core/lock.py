@@ -70,6 +70,7 @@ class RunLock:
         self.path = lock_path(state_db)
         self._fd: int | None = None
         self._inode = (0, 0)  # (device, inode) of the lock file held
+        self.used_before = False  # the lock file was there when taken: a run has used (or tried) this state file before
 
     @property
     def held(self) -> bool:
@@ -82,6 +83,7 @@ class RunLock:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.used_before = os.path.lexists(self.path)  # a run made it (it stays, emptied, at the run's end)
             # Not blocking: a FIFO put where the lock file goes must be refused, not waited on
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK, 0o644)
         except OSError as exc:

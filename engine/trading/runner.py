@@ -23,6 +23,7 @@ import json
 import os
 import select
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -164,6 +165,15 @@ def open_session(
         lock.acquire()
     except LockHeld as exc:
         raise RunError(str(exc)) from None
+    if lock.used_before and _cut_to_nothing(db_path):
+        lock.release()
+        raise RunError(
+            f"{db_path} is empty (0 bytes), but a run has used it (its lock file {lock.path} is there): it was cut to "
+            "nothing (a copy or a save on a full disk?), and every halt, order and position it held with it, or a first "
+            "run stopped before writing it; a fresh start would trade as if there had been none. Put it back from a "
+            f"backup, or delete it and {lock.path.name} to start afresh",
+            invalid=True,
+        )
     store: StateStore | None = None
     journal: Journal | None = None
     alerts: Any = None
@@ -221,6 +231,16 @@ def open_session(
                 step()
         raise
     return session
+
+
+def _cut_to_nothing(db_path: Path) -> bool:
+    """Whether the state file is a regular file of 0 bytes: SQLite reads it as a new, empty database (the engine's
+    own file holds SQLite's header from its first write), so a run on it started afresh without a word."""
+    try:
+        found = os.stat(db_path)
+    except OSError:  # none yet, or not to be looked at: the store says what is wrong
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_size == 0
 
 
 def maskable_keys(env: Mapping[str, str]) -> tuple[str, ...]:

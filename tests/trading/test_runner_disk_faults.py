@@ -178,3 +178,23 @@ def test_a_state_file_past_the_size_limit_stops_the_run_in_one_line_and_the_next
     first, _files, third = again.stdout.splitlines()[:3]
     assert "the last run halted and could not save it in the state file" in first
     assert third.startswith("HALT IN FORCE: the system is halted since"), again.stdout
+
+
+def test_a_state_file_cut_to_nothing_between_runs_is_refused_not_started_afresh(project: ProjectCopy) -> None:
+    """A state file of 0 bytes (`cp backup.db state.db` on a full disk, an editor's save, `: > state.db`) is a new,
+    empty database to SQLite: the next run started a fresh simulation, its halts, orders and positions gone, an
+    operator's halt until `resume` with them, and said nothing. A run has used the path when its lock file is there
+    (it stays): the run is refused (exit 2) and the file left as it is; without the lock file it is a first run."""
+    db, log = project.root / "s.db", project.root / "app.jsonl"
+    first = _engine(project, "run", "--broker", "sim", "--start", START, "--ticks", "3", "--state-db", str(db), "--log", str(log))
+    assert first.returncode == 0, first
+    halted = _engine(project, "halt", "--reason", "news", "--state-db", str(db), "--log", str(log))
+    assert halted.returncode == 0, halted
+    db.write_bytes(b"")
+    refused = _engine(project, "run", "--broker", "sim", "--ticks", "3", "--state-db", str(db), "--log", str(log))
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert refused.stderr.startswith(f"error: {db} is empty (0 bytes), but a run has used it") and refused.stderr.count("\n") == 1
+    assert db.stat().st_size == 0 and not Path(f"{db}-wal").exists()
+    Path(f"{db}.lock").unlink()  # as the message says: a fresh start is asked for
+    fresh = _engine(project, "run", "--broker", "sim", "--start", START, "--ticks", "3", "--state-db", str(db), "--log", str(log))
+    assert fresh.returncode == 0, fresh
