@@ -914,11 +914,28 @@ def cmd_status(args: argparse.Namespace) -> int:
 
             header = (f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)}"
                       f"{_tick_said(store, report, local)})")  # fmt: skip
+            unsaved = _unsaved_lines(store, _log, local)
         print(header)
         print(text)
+        for line in unsaved:
+            print(line)
     finally:
         store.close()
     return EXIT_OK
+
+
+def _unsaved_lines(store: Any, log: Path, local: LocalTime) -> list[str]:
+    """A halt the last run decided and could not save (its state file full: `halt_not_saved` in the log), which the
+    state file does not show: `status` said "halt: none" while the next run would start halted."""
+    from engine.core.terminal_text import one_line
+    from engine.trading.unsaved import pending_unsaved_halts
+
+    return [
+        f"NOT SAVED: the last run halted at {local(h.at)} and could not save it in the state file (a full disk?): "
+        f"{one_line(h.reason)}; the next run records it"
+        + (f" until {local(h.until)}" if h.until is not None else " until `python -m engine resume`")
+        for h in pending_unsaved_halts(store, log)
+    ]
 
 
 def _tick_said(store: StateStore, report: Report, local: LocalTime) -> str:

@@ -85,6 +85,12 @@ def unsaved_halts(log: Path) -> list[UnsavedHalt]:
     return found
 
 
+def pending_unsaved_halts(store: StateStore, log: Path) -> list[UnsavedHalt]:
+    """The last run's unsaved halts that no start has recorded yet: what `status` says until the next run does."""
+    recorded = {h.reason for h in store.halts(SYSTEM_SCOPE)}
+    return [h for h in unsaved_halts(log) if h.recorded_reason not in recorded]
+
+
 def record_unsaved_halts(store: StateStore, journal: Journal, log: Path, now: datetime) -> list[str]:
     """Record the last run's unsaved halts that are still in force now; returns what the start says of each
     (also of one whose end has passed: the operator learns that the last run halted and why). Each is recorded

@@ -172,6 +172,8 @@ def test_a_state_file_past_the_size_limit_stops_the_run_in_one_line_and_the_next
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done
     assert done.stderr.startswith(f"error: state file {db}: cannot be written (a full disk, or past the file size limit?)")
     assert [e["event"] for e in read_events(log)][-2:] == ["halt_not_saved", "run_end"]
+    status = _engine(project, "status", "--state-db", str(db), "--log", str(log))  # "halt: none" said alone, before
+    assert status.returncode == 0 and "NOT SAVED: the last run halted at" in status.stdout, status
     # its first tick failed, so no simulated time was saved: the next run starts where the first one did
     again = _engine(project, "run", "--broker", "sim", "--start", START, "--ticks", "1", "--state-db", str(db), "--log", str(log))
     assert again.returncode == 0, again
