@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,15 +44,23 @@ class UnsavedHalt:
 
 
 def _tail_lines(log: Path) -> list[bytes]:
-    """The log's last whole lines, or none when it cannot be read (it is then the journal's to refuse)."""
+    """The log's last whole lines, or none when it cannot be read (it is then the journal's to refuse) or is not a
+    regular file: a log written to a FIFO that a reader drains holds nothing to read back. Opened without waiting:
+    `status`, which holds no write end, waited for ever on a FIFO no process wrote to."""
     try:
-        with open(log, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            start = max(0, size - TAIL_BYTES)
-            f.seek(start)
-            data = f.read(TAIL_BYTES)
+        fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return []
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            return []
+        start = max(0, found.st_size - TAIL_BYTES)
+        data = os.pread(fd, TAIL_BYTES, start)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
     lines = data.split(b"\n")
     return lines[1:] if start > 0 else lines  # the first may be the end of a line begun before the tail
 

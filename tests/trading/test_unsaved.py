@@ -60,3 +60,17 @@ def test_a_log_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:
         assert unsaved_halts(fifo) == []
     finally:
         os.close(writer)
+
+
+def test_a_fifo_no_process_writes_to_is_not_waited_on(tmp_path: Path) -> None:
+    """`status` reads the log's end with no write end of its own: opening a FIFO at the log's path for reading
+    waited for a writer for ever, and `status` hung. In a child process, so that a hang fails the test."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "app.jsonl"
+    os.mkfifo(fifo)
+    code = "import sys; from pathlib import Path; from engine.trading.unsaved import unsaved_halts; print(unsaved_halts(Path(sys.argv[1])))"
+    done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "[]\n", done
