@@ -314,6 +314,21 @@ class Engine:
                 self.journal.log("halt_not_saved", reason=reason, error=f"{type(saving).__name__}: {saving}",
                                  scope=SYSTEM_SCOPE, until=self._anomaly_until(now))  # fmt: skip
 
+    def halt_for_state_file(self, error: StateFileError) -> None:
+        """A write of the run's own outside a tick (a real-time run's `last_tick_at`) that the state file refused:
+        the run stops, and as for a tick's exception (`tick`) the system halt is recorded if the file still takes
+        it, else logged as `halt_not_saved`, which the next start records (engine/trading/unsaved.py). It stopped
+        with no halt anywhere, and the next start, the disk freed, traded on without a word."""
+        now = self.clock.now()
+        reason = f"the state file cannot be written: {error.message}"
+        try:
+            self._record_system_halt(now, reason, "anomaly")
+        except Exception as saving:
+            with contextlib.suppress(Exception):
+                self.journal.log("halt_not_saved", reason=reason, error=f"{type(saving).__name__}: {saving}",
+                                 scope=SYSTEM_SCOPE, until=self._anomaly_until(now))  # fmt: skip
+                self.journal.flush()
+
     def _anomaly_until(self, now: datetime) -> datetime:
         """The end `ExitBot.anomaly_halt` gives a halt decided now."""
         return now + timedelta(minutes=self.config.settings.safety.global_cooldown_minutes)

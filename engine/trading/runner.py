@@ -580,7 +580,11 @@ def _loop(
                 clock.advance(interval)
             else:
                 # a simulation's last tick is the time saved in its own transaction; a real-time run writes it here
-                session.store.set_meta(LAST_TICK_KEY, report.at.isoformat())
+                try:
+                    session.store.set_meta(LAST_TICK_KEY, report.at.isoformat())
+                except StateFileError as exc:  # outside the tick's boundary: its halt, or what the next start records
+                    engine.halt_for_state_file(exc)
+                    raise
                 stop.wait(interval - (time.perf_counter() - tick_started))
     except BaseException as exc:
         if isinstance(exc, JournalError):  # trading stops with the log: halted in the state file (Engine.halt_for_log)

@@ -200,3 +200,41 @@ def test_a_state_file_cut_to_nothing_between_runs_is_refused_not_started_afresh(
     Path(f"{db}.lock").unlink()  # as the message says: a fresh start is asked for
     fresh = _engine(project, "run", "--broker", "sim", "--start", START, "--ticks", "3", "--state-db", str(db), "--log", str(log))
     assert fresh.returncode == 0, fresh
+
+
+def test_a_real_time_runs_last_tick_the_state_file_refuses_is_a_halt_the_next_start_records(project: ProjectCopy) -> None:
+    """Against Alpaca (the emulator, through the real alpaca-py clients) a run writes each tick's time after the
+    tick, outside its boundary: refused there (the disk filled between the two; here SQLite's own `query_only` on
+    the engine's connection refuses it as a read-only file does), the run stopped with no halt anywhere, not even in
+    the log, and the next start traded on. The halt is now logged as not saved, and the next start records it."""
+    from engine.brokers.emulator import Emulator
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.core.clock import SystemClock
+    from tests.brokers.conftest import KEY, SECRET
+
+    report = load_valid(project.config, project.machines, project.rules)
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        env = {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": emulator.url,
+               "ALPACA_DATA_BASE_URL": emulator.url}  # fmt: skip
+        options = RunOptions(broker="alpaca", state_db=project.root / "paper.db", log=project.root / "paper.jsonl", ticks=3)
+        session = open_session(report, options, env, datetime.fromisoformat(START))
+
+        def refuse_writes(_report: object) -> None:
+            session.store._conn.execute("PRAGMA query_only = 1")
+
+        try:
+            with pytest.raises(StateFileError) as stopped:
+                run(session, options, on_tick=refuse_writes)
+        finally:
+            with contextlib.suppress(Exception):
+                close_session(session)
+        assert stopped.value.runtime and session.engine.ticks == 1
+        [not_saved] = [e for e in read_events(options.log) if e["event"] == "halt_not_saved"]  # type: ignore[arg-type]
+        assert not_saved["reason"].startswith("the state file cannot be written") and not_saved["until"]
+        again = open_session(report, options, env, datetime.fromisoformat(START))
+        try:
+            assert "the last run halted and could not save it in the state file" in again.notice, again.notice
+            [halt] = again.store.halts(SYSTEM_SCOPE, open_only=True)
+            assert halt.reason.startswith(not_saved["reason"])
+        finally:
+            close_session(again)
