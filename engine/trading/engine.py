@@ -45,6 +45,7 @@ from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, bu
 from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import BOT_FACTS, SETTINGS_FACTS, SYSTEM_FACTS, settings_values
+from engine.strategy import process_state
 from engine.trading import events, kept, reconcile
 from engine.trading.basis import DailyBasis
 from engine.trading.bots import Bot, make_bot
@@ -552,7 +553,8 @@ class Engine:
         """Every bot's signal, asked in config order before the tick's transaction opens (`ask_signal` says why).
         The prices they read are read-only to them; `_remember_prices` alone changes them."""
         history = MappingProxyType(self._history)
-        return {bot.bot_id: ask_signal(view, bot, history) for bot in self.bots}
+        settled = process_state.taken()  # what no signal may change in the process: once for all of them
+        return {bot.bot_id: ask_signal(view, bot, history, settled) for bot in self.bots}
 
     def _step_bots(
         self, view: TickView, system: Facts, tick: TickContext, usable: Mapping[str, Quote], signals: Mapping[str, SignalAnswer]

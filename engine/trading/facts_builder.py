@@ -27,7 +27,7 @@ from engine.core import order_lifecycle as lifecycle
 from engine.core.journal import quoted
 from engine.core.stop import Terminated
 from engine.core.store import EXITBOT_ID, OrderRow, PositionRow
-from engine.strategy import described
+from engine.strategy import described, process_state
 from engine.strategy.watchdog import CALL
 from engine.trading import entries
 from engine.trading.bots import Bot
@@ -521,18 +521,22 @@ def _busy(records: BotRecords) -> AbstractSet[str]:
     return {p.symbol for p in owned} | {r.symbol for r in entries_open} if owned or entries_open else _NOTHING
 
 
-def ask_signal(view: TickView, bot: Bot, history: Mapping[str, Sequence[float]]) -> SignalAnswer:
+def ask_signal(
+    view: TickView, bot: Bot, history: Mapping[str, Sequence[float]], settled: process_state.State | None = None
+) -> SignalAnswer:
     """The bot's signal's answer this tick (`_signal`), or none at all while the bot is halted for its signal's
     fault: not asked again until resumed (a hung one would cost its budget each tick).
 
     The engine asks every bot's signal before the tick's transaction opens (`Engine._ask_signals`): a signal is the
     user's code and may take its whole budget (health.max_signal_seconds), and inside the transaction SQLite's
     write lock would be held meanwhile, an operator's `halt` waiting on it. What the answer depends on, the recent
-    prices and the bot's own positions and working entries, no step of the tick before the bots' changes."""
+    prices and the bot's own positions and working entries, no step of the tick before the bots' changes.
+    `settled`: the process's settings before the tick's signals (`process_state.taken()`), taken once for all of
+    them; None: taken before each call."""
     records = view.bot(bot.bot_id)
     if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
         return None, None
-    return _signal(bot, history, _busy(records) if records.positions or records.open_entries else _NOTHING)
+    return _signal(bot, history, _busy(records) if records.positions or records.open_entries else _NOTHING, settled)
 
 
 def _held_from_an_earlier_day(view: TickView, owned: Sequence[PositionRow]) -> bool:
@@ -598,37 +602,46 @@ def _quotes_state(
     return (now - oldest).total_seconds(), usable
 
 
-def _signal(bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[str]) -> tuple[str | None, str | None]:
+def _signal(
+    bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[str], settled: process_state.State | None = None
+) -> tuple[str | None, str | None]:
     """(the first of the bot's symbols, not one it holds or is entering, whose signal says enter now; why the signal
     could not be asked). A signal is the user's own code: one that raises, or answers anything but True or False,
     is this bot's fault, not the tick's: the bot stops there (its `entry_signal` is missing, and the engine halts
-    it), while the other bots, and every exit, go on."""
+    it), while the other bots, and every exit, go on. So is code that changes what the engine relies on in the
+    process (a signal handler, the working directory: `process_state`), which is set back after the call."""
     for symbol in bot.symbols:
         if symbol in busy:
             continue
         prices = history.get(symbol)
         if not prices:
             continue
+        before = settled if settled is not None else process_state.taken()  # what the call may not change
+        threads = process_state.threads()
         try:
             CALL.since = CALL.clock()  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped
             try:
                 # a dict of its own each call: a signal that writes to it changed bots.yaml's value for every later
                 # tick, silently; a read-only mapping broke copy.deepcopy and json.dumps of it in ordinary code
                 answer = bot.signal(prices, dict(bot.signal_params))
+                # numpy's bool (np.mean(p) > x) is an answer too; its truth is read here, where what it raises is
+                # the code's (an object posing as one, whose __bool__ raised, was taken for the engine's fault)
+                fired = answer is True or (answer is not False and _numpy_bool(answer) and bool(answer))
             finally:
                 CALL.since = None
+                changed = process_state.restored(before, threads)
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
             return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
         except BaseException as exc:  # sys.exit(), GeneratorExit, ...: ended the whole run, every exit with it
             if _operators(exc):
                 raise
             return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
-        if answer is True:
+        if changed is not None:  # set back, but the code did it: it may do worse next tick
+            return None, quoted(changed, SIGNAL_ERROR_CHARS)
+        if fired:
             return symbol, None
-        if answer is not False and not _numpy_bool(answer):  # numpy's bool (np.mean(p) > x) is an answer too
+        if answer is not False and not _numpy_bool(answer):
             return None, f"answered {_shown(answer)} ({type(answer).__name__}), not True or False"
-        if answer:
-            return symbol, None
     return None, None
 
 

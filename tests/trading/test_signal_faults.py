@@ -204,3 +204,133 @@ def test_a_signal_error_quoting_a_key_keeps_no_part_of_it(project: ProjectCopy, 
     for text in (halt.reason, logged):
         assert SECRET[:4] not in text and "\x1e" not in text and "\\u001e" not in text
     assert len(halt.reason) <= len("signal failed: ") + 300
+
+
+@pytest.fixture
+def process_kept() -> Iterator[None]:
+    """Whatever a test's signal changes in the process is put back after the test, whether or not the engine did."""
+    import os
+    import sys
+    import warnings
+
+    stdout, stderr, limit, cwd = sys.stdout, sys.stderr, sys.getrecursionlimit(), os.getcwd()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)}
+    with warnings.catch_warnings():
+        yield
+    sys.stdout, sys.stderr = stdout, stderr
+    sys.setrecursionlimit(limit)
+    os.chdir(cwd)
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def _chdir(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    import os
+    import tempfile
+
+    os.chdir(tempfile.gettempdir())
+    return False
+
+
+def _ignore_sigterm(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return False
+
+
+def _ignore_sigalrm(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    return True  # an answer that would enter: never acted on
+
+
+def _quiet_stdout(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    import io
+    import sys
+
+    sys.stdout = io.StringIO()
+    return False
+
+
+def _warnings_as_errors(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    import warnings
+
+    warnings.simplefilter("error")
+    return False
+
+
+def _recursion_limit(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    import sys
+
+    sys.setrecursionlimit(sys.getrecursionlimit() + 123)
+    return False
+
+
+@pytest.mark.parametrize(("function", "said"), [
+    (_chdir, "changed the working directory"),
+    (_ignore_sigterm, "changed the handlers of SIGTERM"),
+    (_ignore_sigalrm, "changed the handlers of SIGALRM"),
+    (_quiet_stdout, "replaced sys.stdout or sys.stderr"),
+    (_warnings_as_errors, "changed the warnings filters"),
+    (_recursion_limit, "set the recursion limit to "),
+])  # fmt: skip
+def test_a_signal_that_changes_the_process_halts_its_bot_and_the_change_is_undone(
+    rig: Rig, process_kept: None, function: Any, said: str
+) -> None:
+    """The user's code runs in the engine's process: from runs, a signal that called os.chdir() stopped `run` (its
+    `--state-db rel.db` then named another file, read as replaced under it), one that set SIGTERM or SIGALRM
+    aside took the orderly stop or the watchdog with it, and one that replaced sys.stdout took the run's summary.
+    None of it raised, so its bot traded on. Now each is set back after the call, and its bot halts, named."""
+    import os
+    import sys
+    import warnings
+
+    before = (os.getcwd(), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM), sys.stdout,
+              list(warnings.filters), sys.getrecursionlimit())  # fmt: skip
+    rig.engine.bot("mom_AAPL").signal = function
+    rig.ticks(30)
+    assert_halted_alone(rig, said + str(sys.getrecursionlimit() + 123) if said.endswith(" ") else said)
+    after = (os.getcwd(), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM), sys.stdout,
+             list(warnings.filters), sys.getrecursionlimit())  # fmt: skip
+    assert after == before
+    assert not [e for e in rig.events("order") if e.get("bot") == "mom_AAPL"]
+
+
+def test_a_thread_the_signal_leaves_running_halts_its_bot_and_one_it_joins_does_not(rig: Rig) -> None:
+    """A thread started by a signal and still running when the call returns runs the user's code beyond the
+    watchdog, and a non-daemon one held `run`'s process at its exit for as long as it ran. A pool the signal
+    shuts down before it answers leaves nothing behind: its bot trades on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    release = threading.Event()
+
+    def leaves_one(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        threading.Thread(target=release.wait, daemon=True).start()
+        return False
+
+    def joins_its_pool(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        with ThreadPoolExecutor(2) as pool:
+            return sum(pool.map(float, prices[-2:])) < 0
+
+    rig.engine.bot("mom_AAPL").signal = leaves_one
+    rig.engine.bot("crypto_core").signal = joins_its_pool
+    try:
+        rig.ticks(30)
+    finally:
+        release.set()
+    assert_halted_alone(rig, "started a thread that outlived the call, which the engine can neither stop nor time")
+
+
+class PosesAsNumpyBool:
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value is ambiguous")
+
+
+PosesAsNumpyBool.__module__, PosesAsNumpyBool.__name__ = "numpy", "bool_"
+
+
+def test_an_answer_whose_truth_raises_halts_its_bot_alone(rig: Rig) -> None:
+    """numpy's bool is taken as an answer, by its type's name; the truth of an object posing as one was read
+    outside the code's protection, and what its __bool__ raised was taken for a fault of the engine's."""
+    poser: Any = PosesAsNumpyBool()  # an answer of the wrong type, on purpose
+    rig.engine.bot("mom_AAPL").signal = lambda prices, params: poser
+    rig.ticks(30)
+    assert_halted_alone(rig, "ValueError: the truth value is ambiguous")

@@ -1,0 +1,111 @@
+"""What a signal may not change in the process around it: the settings the engine itself relies on.
+
+A signal is the user's code, run in the engine's own process and main thread. Some of what it can do there does
+not raise and does not show in its answer, yet changes how every later tick runs, for every bot:
+- the process's signal handlers (SIGINT, SIGTERM, SIGHUP: `run`'s orderly stop; SIGALRM: the watchdog's). Set
+  to their defaults, a Ctrl-C raised in the middle of a tick's transaction, SIGTERM ended the run without its
+  summary, and the watchdog's next alarm killed the process (`Alarm clock`); ignored, nothing stopped the run;
+- sys.stdout and sys.stderr replaced (None, a file of the user's): the run's summary and its errors went there;
+- the recursion limit (lowered, the engine's own code raises RecursionError) and the warnings filters
+  (`simplefilter("error")` turns a library's warning into an exception on the order path; "ignore" hides it);
+- the working directory: a `--state-db` or `--log` given as a relative path then named another file, and the
+  run stopped as if its state file had been replaced, its lock and log written in the new folder;
+- a thread started by the signal and still running when the call returned: the engine can neither stop it nor
+  time it, and a non-daemon one held the process at its exit for as long as it ran.
+
+So the engine takes `taken()` before the tick's signals (`Engine._ask_signals`) and `threads()` before each call,
+and `_signal` (engine/trading/facts_builder.py) compares them after each call: when any of these changed,
+`restored` puts back what can be put back and says what changed, and that bot halts for it (`signal_error`), as
+for an exception. What it costs: about a microsecond a call (`os.getcwd()`, a system call, is half of it).
+
+Not watched, because the engine does not depend on them: the time zone (TZ and time.tzset(): every time the
+engine reads or shows is aware, in system.timezone), the `random` module's seed (the simulated exchange draws from
+its own generators), the `decimal` context (the engine keeps money in floats), and the process's environment.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # no stub: the C half of `signal`
+import _thread
+import os
+import signal
+import sys
+import warnings
+from typing import Any
+
+# The handlers the engine sets or relies on. `_signal.getsignal` is what `signal.getsignal` calls, without the
+# conversion of the answer to an enum that made it take 4 µs: four of them a call was more than the signal.
+WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
+
+State = tuple[Any, ...]
+
+
+def taken() -> State:
+    """The process settings a signal may not change, in a tuple compared with `==` (identity for the objects)."""
+    getsignal = _signal.getsignal
+    return (
+        sys.stdout,
+        sys.stderr,
+        sys.getrecursionlimit(),
+        getsignal(signal.SIGINT),
+        getsignal(signal.SIGTERM),
+        getsignal(signal.SIGHUP),
+        getsignal(signal.SIGALRM),
+        warnings.filters,
+        tuple(warnings.filters),
+        _cwd(),
+    )
+
+
+def threads() -> int:
+    """How many threads run, the main one aside: taken around each call, since a thread outlives a restore.
+    `threading.active_count()` takes a lock and 0.5-1 µs; this counts the same threads without one."""
+    return int(_thread._count())
+
+
+def _cwd() -> str | None:
+    """The working directory; None when it no longer exists (deleted under the running engine: not the signal's
+    doing, and no reason to fail every tick)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def restored(before: State, threads_before: int) -> str | None:
+    """None when nothing `taken()` holds changed since `before`; else what the signal did, in words ("changed the
+    working directory; started a thread ..."), after putting back
+    everything that can be put back (a thread cannot be stopped). Never raises: a setting that cannot be put back
+    (the old working directory deleted meanwhile) is said so in the answer."""
+    now, running = taken(), threads()
+    if now == before and running <= threads_before:
+        return None
+    changed: list[str] = []
+    stdout, stderr, limit, *handlers = before[:7]
+    filters, rules, cwd = before[7:]
+    if now[0] is not stdout or now[1] is not stderr:
+        sys.stdout, sys.stderr = stdout, stderr
+        changed.append("replaced sys.stdout or sys.stderr")
+    if now[2] != limit:
+        sys.setrecursionlimit(limit)
+        changed.append(f"set the recursion limit to {now[2]}")
+    moved = [sig for sig, was, is_ in zip(WATCHED_SIGNALS, handlers, now[3:7], strict=True) if was is not is_ and was != is_]
+    for sig, was in zip(WATCHED_SIGNALS, handlers, strict=True):
+        if sig in moved and was is not None:  # None: set outside Python, which Python cannot set back
+            signal.signal(sig, was)
+    if moved:
+        changed.append("changed the handlers of " + ", ".join(signal.Signals(sig).name for sig in moved))
+    if now[7] is not filters or now[8] != rules:
+        warnings.filters = filters
+        filters[:] = rules
+        warnings._filters_mutated()  # type: ignore[attr-defined]  # what warnings.simplefilter itself calls
+        changed.append("changed the warnings filters")
+    if now[9] != cwd and cwd is not None:
+        try:
+            os.chdir(cwd)
+            changed.append("changed the working directory")
+        except OSError as exc:
+            changed.append(f"changed the working directory, which could not be set back ({exc.strerror})")
+    if running > threads_before:
+        changed.append("started a thread that outlived the call, which the engine can neither stop nor time")
+    return "; ".join(changed)
