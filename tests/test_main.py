@@ -1,0 +1,56 @@
+"""`python -m engine` (engine/__main__.py) as a process: what is left running in it once the command is done."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.paths import PROJECT_ROOT
+
+LEAVES_A_THREAD = """
+
+import threading
+
+_FOREVER = threading.Event()
+
+
+def _leaves_a_thread(prices, params):
+    threading.Thread(target=_FOREVER.wait, name="users-own").start()  # not a daemon, and never ends
+    return False
+
+
+SIGNALS = {"momentum_breakout": _leaves_a_thread}
+"""
+
+
+def copy_of_the_project(root: Path, signals_tail: str) -> Path:
+    """The engine, config, machines, rules and schemas copied to `root`, with `signals_tail` added to the copy's
+    engine/strategy/signals.py (the user's module as a process imports it; the repository's is never edited)."""
+    shutil.copytree(PROJECT_ROOT / "engine", root / "engine", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("config", "machines", "rules", "schemas"):
+        shutil.copytree(PROJECT_ROOT / folder, root / folder)
+    signals = root / "engine" / "strategy" / "signals.py"
+    signals.write_text(signals.read_text(encoding="utf-8") + signals_tail, encoding="utf-8")
+    return root
+
+
+def test_a_thread_a_signal_left_running_does_not_hold_the_process_at_its_exit(tmp_path: Path) -> None:
+    """From a run: a signal that started a (non-daemon) thread that never ended kept `run` from exiting once its
+    summary was printed, for as long as the thread ran: for ever here, and under systemd until its stop timed out
+    and killed it. Its bot halts for the thread (`signal_error`), the run ends on time, and the halt is still in
+    force after a restart."""
+    root = copy_of_the_project(tmp_path / "copy", LEAVES_A_THREAD)
+
+    def engine(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine", *args], cwd=root, capture_output=True, text=True, timeout=60)
+
+    ran = engine("run", "--quiet", "--ticks", "20")
+    assert ran.returncode == 0, ran.stderr
+    assert "thread(s) the engine did not start: users-own" in ran.stderr  # one a bot: the three share the signal
+    assert "Traceback" not in ran.stderr
+    again = engine("run", "--quiet", "--ticks", "3")  # halted for its signal: not asked again, no thread started
+    assert again.returncode == 0 and "not waiting" not in again.stderr, again.stderr
+    status = engine("status")
+    assert "signal failed: started a thread that outlived the call" in status.stdout, status.stdout
