@@ -1918,7 +1918,7 @@ class GuardedOutput:
         if self._failure.error is None:
             try:
                 return int(self._inner.write(data))
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: the stream was closed (a signal's sys.stdout.close())
                 self._failure.failed(exc, self._inner)
         return len(data)
 
@@ -1930,8 +1930,12 @@ class GuardedOutput:
         if self._failure.error is None:
             try:
                 self._inner.flush()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 self._failure.failed(exc, self._inner)
+
+    @property
+    def closed(self) -> bool:  # its own, not through __getattr__: read around every signal call (process_state)
+        return bool(self._inner.closed)
 
     @property
     def buffer(self) -> GuardedOutput:
@@ -1945,9 +1949,9 @@ class OutputFailure:
     """The first error met writing standard output, or None (`GuardedOutput`)."""
 
     def __init__(self) -> None:
-        self.error: OSError | None = None
+        self.error: OSError | ValueError | None = None
 
-    def failed(self, exc: OSError, stream: Any) -> None:
+    def failed(self, exc: OSError | ValueError, stream: Any) -> None:
         self.error = exc
         with contextlib.suppress(Exception):  # a stream without a descriptor (a test's capture) holds nothing
             fd = stream.fileno()
@@ -1959,7 +1963,8 @@ class OutputFailure:
 
     def line(self) -> str:
         assert self.error is not None
-        return (f"error: standard output cannot be written ({self.error.strerror or self.error}): the command ran to its "
+        why = self.error.strerror if isinstance(self.error, OSError) else None
+        return (f"error: standard output cannot be written ({why or self.error}): the command ran to its "
                 "end, but what it printed is not all there")
 
 

@@ -627,3 +627,24 @@ def test_report_reads_the_state_of_one_moment_its_pnl_and_trades_agree(
     assert main(["report", "--state-db", str(db), "--log", str(log), *files]) == 0
     out = capsys.readouterr().out
     assert "trades: 0" in out and "12.5" not in out, out  # the moment before the trade, whole
+
+
+def test_standard_output_closed_under_a_command_drops_what_follows_and_says_so() -> None:
+    """From a run: a signal that called sys.stdout.close() (the user's code, in the engine's process) made the
+    run's summary a ValueError traceback, exit 1, once its last tick was done. A closed stream is a failed output,
+    as a full disk is: what follows is dropped, and the line on stderr says why."""
+    import io
+
+    from engine.cli import GuardedOutput, OutputFailure
+
+    inner = io.StringIO()
+    failure = OutputFailure()
+    guarded = GuardedOutput(inner, failure)
+    print("before", file=guarded)
+    assert not guarded.closed
+    inner.close()
+    assert guarded.closed
+    print("the summary", file=guarded)
+    guarded.flush()
+    assert isinstance(failure.error, ValueError)
+    assert failure.line().startswith("error: standard output cannot be written (I/O operation on closed file)")

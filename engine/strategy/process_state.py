@@ -3,17 +3,19 @@
 A signal is the user's code, run in the engine's own process and main thread. Some of what it can do there does
 not raise and does not show in its answer, yet changes how every later tick runs, for every bot:
 - the process's signal handlers (SIGINT, SIGTERM, SIGHUP: `run`'s orderly stop; SIGALRM: the watchdog's). Set
-  to their defaults, a Ctrl-C raised in the middle of a tick's transaction, SIGTERM ended the run without its
-  summary, and the watchdog's next alarm killed the process (`Alarm clock`); ignored, nothing stopped the run;
-- sys.stdout and sys.stderr replaced (None, a file of the user's): the run's summary and its errors went there;
-- the recursion limit (lowered, the engine's own code raises RecursionError) and the warnings filters
-  (`simplefilter("error")` turns a library's warning into an exception on the order path; "ignore" hides it);
+  to their defaults, a Ctrl-C or SIGTERM killed the process mid-tick, without `run_end` or its summary, and the
+  watchdog's next alarm killed it too (`Alarm clock`); ignored, neither stopped the run, nor a hung signal;
+- sys.stdout and sys.stderr replaced (None, a file of the user's) or closed: the run's summary and its errors
+  went there, or the first print after a close was a traceback;
+- the recursion limit (lowered, the engine's or a library's code that nests deeper raises RecursionError) and
+  the warnings filters (`simplefilter("error")` would turn a library's warning into an exception on the order
+  path: a system halt; "ignore" hides what a person should see);
 - the working directory: a `--state-db` or `--log` given as a relative path then named another file, and the
   run stopped as if its state file had been replaced, its lock and log written in the new folder;
 - a thread started by the signal and still running when the call returned: the engine can neither stop it nor
   time it, and a non-daemon one held the process at its exit for as long as it ran.
 
-So the engine takes `taken()` before the tick's signals (`Engine._ask_signals`) and `threads()` before each call,
+So the engine takes a `Baseline` before the tick's signals (`Engine._ask_signals`) and `threads()` before each call,
 and `_signal` (engine/trading/facts_builder.py) compares them after each call: when any of these changed,
 `restored` puts back what can be put back and says what changed, and that bot halts for it (`signal_error`), as
 for an exception. What it costs: about a microsecond a call (`os.getcwd()`, a system call, is half of it).
@@ -54,7 +56,19 @@ def taken() -> State:
         warnings.filters,
         tuple(warnings.filters),
         _cwd(),
+        getattr(sys.stdout, "closed", False) or getattr(sys.stderr, "closed", False),
     )
+
+
+class Baseline:
+    """What the next signal call is held to: the settings `taken()` before the tick's signals, taken again after a
+    call changed one that cannot be set back (a closed stream, a working directory deleted), so that the calls
+    after it are not blamed for it: each bot halts for what its own code did."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = taken()
 
 
 def threads() -> int:
@@ -72,17 +86,17 @@ def _cwd() -> str | None:
         return None
 
 
-def restored(before: State, threads_before: int) -> str | None:
-    """None when nothing `taken()` holds changed since `before`; else what the signal did, in words ("changed the
-    working directory; started a thread ..."), after putting back
-    everything that can be put back (a thread cannot be stopped). Never raises: a setting that cannot be put back
-    (the old working directory deleted meanwhile) is said so in the answer."""
-    now, running = taken(), threads()
+def restored(baseline: Baseline, threads_before: int) -> str | None:
+    """None when nothing `taken()` holds changed since `baseline`, and no thread more runs than `threads_before`;
+    else what the call did, in words ("changed the working directory; started a thread ..."), once everything that
+    can be put back is (a thread cannot be stopped, a closed stream opened again). Never raises: a setting that
+    cannot be put back (the old working directory deleted meanwhile) is said so in the answer."""
+    before, now, running = baseline.state, taken(), threads()
     if now == before and running <= threads_before:
         return None
     changed: list[str] = []
     stdout, stderr, limit, *handlers = before[:7]
-    filters, rules, cwd = before[7:]
+    filters, rules, cwd, closed = before[7:]
     if now[0] is not stdout or now[1] is not stderr:
         sys.stdout, sys.stderr = stdout, stderr
         changed.append("replaced sys.stdout or sys.stderr")
@@ -98,7 +112,9 @@ def restored(before: State, threads_before: int) -> str | None:
     if now[7] is not filters or now[8] != rules:
         warnings.filters = filters
         filters[:] = rules
-        warnings._filters_mutated()  # type: ignore[attr-defined]  # what warnings.simplefilter itself calls
+        mutated = getattr(warnings, "_filters_mutated", None)  # what simplefilter itself calls (Python 3.10-3.12)
+        if mutated is not None:
+            mutated()
         changed.append("changed the warnings filters")
     if now[9] != cwd and cwd is not None:
         try:
@@ -106,6 +122,9 @@ def restored(before: State, threads_before: int) -> str | None:
             changed.append("changed the working directory")
         except OSError as exc:
             changed.append(f"changed the working directory, which could not be set back ({exc.strerror})")
+    if now[10] and not closed:  # a stream the engine holds cannot be opened again: what it prints there is lost
+        changed.append("closed sys.stdout or sys.stderr")
     if running > threads_before:
         changed.append("started a thread that outlived the call, which the engine can neither stop nor time")
-    return "; ".join(changed)
+    baseline.state = taken()  # what could not be set back is the next call's starting point
+    return "; ".join(changed) or None  # none: fewer threads (one of the engine's own ended meanwhile)

@@ -553,7 +553,7 @@ class Engine:
         """Every bot's signal, asked in config order before the tick's transaction opens (`ask_signal` says why).
         The prices they read are read-only to them; `_remember_prices` alone changes them."""
         history = MappingProxyType(self._history)
-        settled = process_state.taken()  # what no signal may change in the process: once for all of them
+        settled = process_state.Baseline()  # what no signal may change in the process: once for all of them
         return {bot.bot_id: ask_signal(view, bot, history, settled) for bot in self.bots}
 
     def _step_bots(

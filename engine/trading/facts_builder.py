@@ -522,7 +522,7 @@ def _busy(records: BotRecords) -> AbstractSet[str]:
 
 
 def ask_signal(
-    view: TickView, bot: Bot, history: Mapping[str, Sequence[float]], settled: process_state.State | None = None
+    view: TickView, bot: Bot, history: Mapping[str, Sequence[float]], settled: process_state.Baseline | None = None
 ) -> SignalAnswer:
     """The bot's signal's answer this tick (`_signal`), or none at all while the bot is halted for its signal's
     fault: not asked again until resumed (a hung one would cost its budget each tick).
@@ -531,8 +531,8 @@ def ask_signal(
     user's code and may take its whole budget (health.max_signal_seconds), and inside the transaction SQLite's
     write lock would be held meanwhile, an operator's `halt` waiting on it. What the answer depends on, the recent
     prices and the bot's own positions and working entries, no step of the tick before the bots' changes.
-    `settled`: the process's settings before the tick's signals (`process_state.taken()`), taken once for all of
-    them; None: taken before each call."""
+    `settled`: the process's settings before the tick's signals (`process_state.Baseline`), taken once for all
+    of them; None: taken before each call."""
     records = view.bot(bot.bot_id)
     if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
         return None, None
@@ -603,7 +603,7 @@ def _quotes_state(
 
 
 def _signal(
-    bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[str], settled: process_state.State | None = None
+    bot: Bot, history: Mapping[str, Sequence[float]], busy: AbstractSet[str], settled: process_state.Baseline | None = None
 ) -> tuple[str | None, str | None]:
     """(the first of the bot's symbols, not one it holds or is entering, whose signal says enter now; why the signal
     could not be asked). A signal is the user's own code: one that raises, or answers anything but True or False,
@@ -616,7 +616,7 @@ def _signal(
         prices = history.get(symbol)
         if not prices:
             continue
-        before = settled if settled is not None else process_state.taken()  # what the call may not change
+        before = settled if settled is not None else process_state.Baseline()  # what the call may not change
         threads = process_state.threads()
         try:
             CALL.since = CALL.clock()  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped

@@ -334,3 +334,20 @@ def test_an_answer_whose_truth_raises_halts_its_bot_alone(rig: Rig) -> None:
     rig.engine.bot("mom_AAPL").signal = lambda prices, params: poser
     rig.ticks(30)
     assert_halted_alone(rig, "ValueError: the truth value is ambiguous")
+
+
+def test_a_signal_that_closes_standard_output_halts_its_bot(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed sys.stdout cannot be opened again: what the engine prints there is lost (`GuardedOutput` drops it
+    and says so at the end). The signal that closed it halts its bot, named, as one that replaced it does."""
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+
+    def closes(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        sys.stdout.close()
+        return False
+
+    rig.engine.bot("mom_AAPL").signal = closes
+    rig.ticks(30)
+    assert_halted_alone(rig, "closed sys.stdout or sys.stderr")
