@@ -13,9 +13,13 @@ not raise and does not show in its answer, yet changes how every later tick runs
 - the working directory: a `--state-db` or `--log` given as a relative path then named another file, and the
   run stopped as if its state file had been replaced, its lock and log written in the new folder;
 - a thread started by the signal and still running when the call returned: the engine can neither stop it nor
-  time it, and a non-daemon one held the process at its exit for as long as it ran.
+  time it, and a non-daemon one held the process at its exit for as long as it ran;
+- a fork (os.fork(), multiprocessing's fork): the child went on from the signal's return as a second engine on
+  the same account, state file and log: both ticked, each printed a summary, and the state file read as a clock
+  gone back and a position the broker did not hold. The child now ends at once (`os._exit`), before anything of
+  the engine's runs in it, and the parent's bot halts.
 
-So the engine takes a `Baseline` before the tick's signals (`Engine._ask_signals`) and `threads()` before each call,
+So the engine takes a `Baseline` before the tick's signals (`Engine._ask_signals`) and `counts()` before each call,
 and `_signal` (engine/trading/facts_builder.py) compares them after each call: when any of these changed,
 `restored` puts back what can be put back and says what changed, and that bot halts for it (`signal_error`), as
 for an exception. What it costs: about a microsecond a call (`os.getcwd()`, a system call, is half of it).
@@ -71,10 +75,21 @@ class Baseline:
         self.state = taken()
 
 
-def threads() -> int:
-    """How many threads run, the main one aside: taken around each call, since a thread outlives a restore.
-    `threading.active_count()` takes a lock and 0.5-1 µs; this counts the same threads without one."""
-    return int(_thread._count())
+_forks = [0]  # how many times this process forked (os.register_at_fork below): a subprocess's fork+exec is not one
+os.register_at_fork(after_in_parent=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+Counts = tuple[int, int, int]
+
+# How a child forked by a signal ends: at once, as a process the engine never was (no cleanup, no flush of what it
+# shares with its parent: the log's buffer, the state file's connection). Not an exit code any command documents.
+FORKED_CHILD_EXIT = 70
+
+
+def counts() -> Counts:
+    """(threads running, the main one aside; forks of this process; its pid), taken before each call: a thread or
+    a fork cannot be undone, so each call is held to its own. `threading.active_count()` takes a lock and 0.5-1 µs;
+    `_thread._count()` counts the same threads without one."""
+    return int(_thread._count()), _forks[0], os.getpid()
 
 
 def _cwd() -> str | None:
@@ -86,13 +101,16 @@ def _cwd() -> str | None:
         return None
 
 
-def restored(baseline: Baseline, threads_before: int) -> str | None:
-    """None when nothing `taken()` holds changed since `baseline`, and no thread more runs than `threads_before`;
+def restored(baseline: Baseline, before_call: Counts) -> str | None:
+    """None when nothing `taken()` holds changed since `baseline`, and no thread or fork came since `before_call`;
     else what the call did, in words ("changed the working directory; started a thread ..."), once everything that
     can be put back is (a thread cannot be stopped, a closed stream opened again). Never raises: a setting that
     cannot be put back (the old working directory deleted meanwhile) is said so in the answer."""
-    before, now, running = baseline.state, taken(), threads()
-    if now == before and running <= threads_before:
+    threads_before, forks_before, pid = before_call
+    if os.getpid() != pid:  # the child of a fork inside the call: it must not go on as a second engine
+        os._exit(FORKED_CHILD_EXIT)
+    before, now, running = baseline.state, taken(), int(_thread._count())
+    if now == before and running <= threads_before and _forks[0] == forks_before:
         return None
     changed: list[str] = []
     stdout, stderr, limit, *handlers = before[:7]
@@ -126,5 +144,7 @@ def restored(baseline: Baseline, threads_before: int) -> str | None:
         changed.append("closed sys.stdout or sys.stderr")
     if running > threads_before:
         changed.append("started a thread that outlived the call, which the engine can neither stop nor time")
+    if _forks[0] != forks_before:
+        changed.append("forked the process (the child was ended: it would have gone on as a second engine)")
     baseline.state = taken()  # what could not be set back is the next call's starting point
     return "; ".join(changed) or None  # none: fewer threads (one of the engine's own ended meanwhile)

@@ -617,7 +617,7 @@ def _signal(
         if not prices:
             continue
         before = settled if settled is not None else process_state.Baseline()  # what the call may not change
-        threads = process_state.threads()
+        counts = process_state.counts()
         try:
             CALL.since = CALL.clock()  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped
             try:
@@ -629,7 +629,7 @@ def _signal(
                 fired = answer is True or (answer is not False and _numpy_bool(answer) and bool(answer))
             finally:
                 CALL.since = None
-                changed = process_state.restored(before, threads)
+                changed = process_state.restored(before, counts)
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
             return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
         except BaseException as exc:  # sys.exit(), GeneratorExit, ...: ended the whole run, every exit with it

@@ -351,3 +351,33 @@ def test_a_signal_that_closes_standard_output_halts_its_bot(rig: Rig, monkeypatc
     rig.engine.bot("mom_AAPL").signal = closes
     rig.ticks(30)
     assert_halted_alone(rig, "closed sys.stdout or sys.stderr")
+
+
+def test_a_signal_that_forks_ends_the_child_at_once_and_halts_its_bot(rig: Rig) -> None:
+    """From a run: a signal that called os.fork() left two engines ticking on one account, one state file and one
+    log (two summaries; the state file then read a clock gone back and a position the broker did not hold). The
+    child now ends as the call returns (exit 70), before any of the engine's code runs in it, and the parent's bot
+    halts for it."""
+    import os
+
+    parent = os.getpid()
+    children: list[int] = []
+
+    def forks(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        if not children:
+            child = os.fork()
+            if child:
+                children.append(child)
+            else:
+                children.append(0)  # in the child: the tick must not go on from here
+        return True  # an answer that would enter: never acted on
+
+    rig.engine.bot("mom_AAPL").signal = forks
+    rig.ticks(30)
+    if os.getpid() != parent:  # the child went on as an engine (and through the ticks above): never past here
+        os._exit(99)
+    (child,) = children
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 70
+    assert_halted_alone(rig, "forked the process (the child was ended: it would have gone on as a second engine)")
+    assert not [e for e in rig.events("order") if e.get("bot") == "mom_AAPL"]
