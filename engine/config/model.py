@@ -58,7 +58,7 @@ class HealthSettings:
     api_failure_window_seconds: float
     max_spread_pct: float = 1.0
     reference_symbols: ReferenceSymbols = field(default_factory=ReferenceSymbols)
-    max_signal_seconds: float = 5.0  # a signal call past it is stopped under `run` (engine/strategy/watchdog.py)
+    max_signal_seconds: float = 5.0  # a bot's signal calls in a tick past it are stopped under `run` (watchdog.py)
 
 
 @dataclass(frozen=True)

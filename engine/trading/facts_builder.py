@@ -609,7 +609,12 @@ def _signal(
     could not be asked). A signal is the user's own code: one that raises, or answers anything but True or False,
     is this bot's fault, not the tick's: the bot stops there (its `entry_signal` is missing, and the engine halts
     it), while the other bots, and every exit, go on. So is code that changes what the engine relies on in the
-    process (a signal handler, the working directory: `process_state`), which is set back after the call."""
+    process (a signal handler, the working directory: `process_state`), which is set back after the call.
+
+    The time budget (health.max_signal_seconds) is the bot's for the tick, all its symbols' calls together: a
+    call per symbol each with a budget of its own let a bot of ten pairs whose signal took 4.9 s hold the tick,
+    every exit and the kill switch with it, for 49 s, its signal never once stopped."""
+    spent = 0.0  # by this bot's earlier calls this tick, on the watchdog's clock
     for symbol in bot.symbols:
         if symbol in busy:
             continue
@@ -619,7 +624,8 @@ def _signal(
         before = settled if settled is not None else process_state.Baseline()  # what the call may not change
         counts = process_state.counts()
         try:
-            CALL.since = CALL.clock()  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped
+            started = CALL.clock()
+            CALL.since = started - spent  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped
             try:
                 # a dict of its own each call: a signal that writes to it changed bots.yaml's value for every later
                 # tick, silently; a read-only mapping broke copy.deepcopy and json.dumps of it in ordinary code
@@ -629,6 +635,7 @@ def _signal(
                 fired = answer is True or (answer is not False and _numpy_bool(answer) and bool(answer))
             finally:
                 CALL.since = None
+                spent += CALL.clock() - started
                 changed = process_state.restored(before, counts)
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
             return None, quoted(described(exc), SIGNAL_ERROR_CHARS)

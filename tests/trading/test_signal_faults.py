@@ -381,3 +381,28 @@ def test_a_signal_that_forks_ends_the_child_at_once_and_halts_its_bot(rig: Rig) 
     assert os.waitstatus_to_exitcode(status) == 70
     assert_halted_alone(rig, "forked the process (the child was ended: it would have gone on as a second engine)")
     assert not [e for e in rig.events("order") if e.get("bot") == "mom_AAPL"]
+
+
+def test_the_budget_is_the_bots_for_the_tick_across_its_symbols(rig: Rig) -> None:
+    """Each symbol's call had a budget of its own: crypto_core's two pairs, 3 s a call on a 5 s budget, held the
+    tick 6 s and were never stopped (a bot of ten pairs at 4.9 s a call: 49 s a tick, every exit waiting). Its
+    calls in a tick now share one budget: the second is stopped at 5 s, and the bot halts."""
+    clock = FakeClock()
+    stopped_at: list[float] = []
+
+    def three_seconds_a_pair(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        clock.now += 3.0
+        try:
+            threading.Event().wait(1.0)  # the real time the watchdog has to stop it (past the budget: at once)
+        except BaseException:
+            stopped_at.append(clock.now)
+            raise
+        return False
+
+    rig.engine.bot("crypto_core").signal = three_seconds_a_pair
+    with watching(5.0, clock=clock, period=0.005):
+        rig.ticks(3)
+    (halt,) = rig.store.halts("crypto_core")
+    assert halt.reason.startswith("signal failed: SignalTimeout: the signal ran past its 5 s budget"), halt.reason
+    assert stopped_at == [6.0]  # in the tick's second call, the first to pass 5 s of the two
+    assert not rig.store.halts("mom_AAPL") and rig.engine.system.state != "halted"
