@@ -7,9 +7,10 @@ not raise and does not show in its answer, yet changes how every later tick runs
   watchdog's next alarm killed it too (`Alarm clock`); ignored, neither stopped the run, nor a hung signal;
 - sys.stdout and sys.stderr replaced (None, a file of the user's) or closed: the run's summary and its errors
   went there, or the first print after a close was a traceback;
-- the recursion limit (lowered, the engine's or a library's code that nests deeper raises RecursionError) and
-  the warnings filters (`simplefilter("error")` would turn a library's warning into an exception on the order
-  path: a system halt; "ignore" hides what a person should see);
+- the recursion limit lowered (the engine's or a library's code that nests deeper raises RecursionError), and
+  a warnings filter that makes warnings errors (`simplefilter("error")` would turn a library's warning into an
+  exception on the order path: a system halt). A limit raised, and filters that ignore or show warnings, are
+  let be: numpy's first import adds four (`import numpy` inside a signal), and the engine relies on none;
 - the working directory: a `--state-db` or `--log` given as a relative path then named another file, and the
   run stopped as if its state file had been replaced, its lock and log written in the new folder;
 - a thread started by the signal and still running when the call returned: the engine can neither stop it nor
@@ -118,22 +119,22 @@ def restored(baseline: Baseline, before_call: Counts) -> str | None:
     if now[0] is not stdout or now[1] is not stderr:
         sys.stdout, sys.stderr = stdout, stderr
         changed.append("replaced sys.stdout or sys.stderr")
-    if now[2] != limit:
+    if now[2] < limit:
         sys.setrecursionlimit(limit)
-        changed.append(f"set the recursion limit to {now[2]}")
+        changed.append(f"lowered the recursion limit to {now[2]}")
     moved = [sig for sig, was, is_ in zip(WATCHED_SIGNALS, handlers, now[3:7], strict=True) if was is not is_ and was != is_]
     for sig, was in zip(WATCHED_SIGNALS, handlers, strict=True):
         if sig in moved and was is not None:  # None: set outside Python, which Python cannot set back
             signal.signal(sig, was)
     if moved:
         changed.append("changed the handlers of " + ", ".join(signal.Signals(sig).name for sig in moved))
-    if now[7] is not filters or now[8] != rules:
+    if now[8] != rules and any(f[0] == "error" and f not in rules for f in now[8]):
         warnings.filters = filters
         filters[:] = rules
         mutated = getattr(warnings, "_filters_mutated", None)  # what simplefilter itself calls (Python 3.10-3.12)
         if mutated is not None:
             mutated()
-        changed.append("changed the warnings filters")
+        changed.append("made warnings errors (a warnings filter of action 'error')")
     if now[9] != cwd and cwd is not None:
         try:
             os.chdir(cwd)

@@ -14,7 +14,7 @@ prices it is handed are that many and two more), set `signal.mode` in bots.yaml,
 If it raises, or answers anything but True or False, its bot halts on its own (`signal_error`, the exception in
 the halt's reason) until `python -m engine resume`; the kill switch closes what the bot holds, and the other bots
 trade on. So does one that changes the engine's process (a signal handler, sys.stdout, the working directory,
-the warnings filters, the recursion limit; a thread left running, a fork): the engine sets back what it can and
+warnings made errors, a lower recursion limit; a thread left running, a fork): the engine sets back what it can and
 says what changed (engine/strategy/process_state.py). Backtest it first (`python -m engine backtest`).
 """
 

@@ -260,7 +260,7 @@ def _warnings_as_errors(prices: Sequence[float], params: Mapping[str, Any]) -> b
 def _recursion_limit(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
     import sys
 
-    sys.setrecursionlimit(sys.getrecursionlimit() + 123)
+    sys.setrecursionlimit(sys.getrecursionlimit() - 123)
     return False
 
 
@@ -269,8 +269,8 @@ def _recursion_limit(prices: Sequence[float], params: Mapping[str, Any]) -> bool
     (_ignore_sigterm, "changed the handlers of SIGTERM"),
     (_ignore_sigalrm, "changed the handlers of SIGALRM"),
     (_quiet_stdout, "replaced sys.stdout or sys.stderr"),
-    (_warnings_as_errors, "changed the warnings filters"),
-    (_recursion_limit, "set the recursion limit to "),
+    (_warnings_as_errors, "made warnings errors (a warnings filter of action 'error')"),
+    (_recursion_limit, "lowered the recursion limit to "),
 ])  # fmt: skip
 def test_a_signal_that_changes_the_process_halts_its_bot_and_the_change_is_undone(
     rig: Rig, process_kept: None, function: Any, said: str
@@ -287,7 +287,7 @@ def test_a_signal_that_changes_the_process_halts_its_bot_and_the_change_is_undon
               list(warnings.filters), sys.getrecursionlimit())  # fmt: skip
     rig.engine.bot("mom_AAPL").signal = function
     rig.ticks(30)
-    assert_halted_alone(rig, said + str(sys.getrecursionlimit() + 123) if said.endswith(" ") else said)
+    assert_halted_alone(rig, said + str(sys.getrecursionlimit() - 123) if said.endswith(" ") else said)
     after = (os.getcwd(), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM), sys.stdout,
              list(warnings.filters), sys.getrecursionlimit())  # fmt: skip
     assert after == before
@@ -406,3 +406,23 @@ def test_the_budget_is_the_bots_for_the_tick_across_its_symbols(rig: Rig) -> Non
     assert halt.reason.startswith("signal failed: SignalTimeout: the signal ran past its 5 s budget"), halt.reason
     assert stopped_at == [6.0]  # in the tick's second call, the first to pass 5 s of the two
     assert not rig.store.halts("mom_AAPL") and rig.engine.system.state != "halted"
+
+
+def test_what_a_library_does_on_its_first_import_inside_a_signal_is_let_be(rig: Rig, process_kept: None) -> None:
+    """`import numpy` inside a signal adds warnings filters on its first call (four that ignore or always show a
+    warning), and code that recurses raises the recursion limit: neither touches what the engine relies on, and
+    neither halts the bot (an early version halted on any change to the filters or the limit)."""
+    import sys
+    import warnings
+
+    limit = sys.getrecursionlimit()
+
+    def imports_a_library(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        warnings.filterwarnings("ignore", message="numpy.ndarray size changed")
+        warnings.simplefilter("always", UserWarning)
+        sys.setrecursionlimit(limit + 1000)
+        return False
+
+    rig.engine.bot("mom_AAPL").signal = imports_a_library
+    rig.ticks(30)
+    assert not rig.store.halts("mom_AAPL") and rig.engine.bot("mom_AAPL").model.state != "halted"
