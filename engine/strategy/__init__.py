@@ -38,13 +38,23 @@ def load_signals() -> dict[str, SignalFunction]:
     of a sweep as it starts a run of its own, so a sweep's results do not depend on `--jobs` or on the runs before.
     State kept elsewhere (another module, a class attribute of an imported one) is not reset: a signal must be pure.
 
+    Its top level is the user's code too, held to what a signal's call is (`process_state`): a module that changed
+    the working directory at import made every config file read after it "cannot read file: No such file", and
+    one that forked went on in the child as a second `run`.
+
     Raises SignalsUnreadable, with the place in the file when there is one; a Ctrl-C is let through."""
+    from engine.strategy import process_state
+
+    baseline, counts = process_state.Baseline(), process_state.counts()
     try:
-        module = sys.modules.get(MODULE)
-        if module is None:
-            module = importlib.import_module(MODULE)
-        elif _handed_out and _handed_out[0] is module:
-            module = importlib.reload(module)
+        try:
+            module = sys.modules.get(MODULE)
+            if module is None:
+                module = importlib.import_module(MODULE)
+            elif _handed_out and _handed_out[0] is module:
+                module = importlib.reload(module)
+        finally:
+            changed = process_state.restored(baseline, counts)  # a fork's child ends here
     except KeyboardInterrupt:
         raise
     except SyntaxError as exc:
@@ -56,6 +66,9 @@ def load_signals() -> dict[str, SignalFunction]:
         sys.modules.pop(MODULE, None)
         line = next((f.lineno or 0 for f in reversed(traceback.extract_tb(exc.__traceback__)) if _is_signals(f.filename)), 0)
         raise SignalsUnreadable(f"failed to import: {describe(exc)}", line) from None
+    if changed is not None:
+        sys.modules.pop(MODULE, None)
+        raise SignalsUnreadable(f"at import, its code {changed}")
     signals = getattr(module, "SIGNALS", None)
     if not isinstance(signals, dict) or not all(isinstance(k, str) and callable(f) for k, f in signals.items()):
         raise SignalsUnreadable(f"SIGNALS must be a dict of names to functions, not {type(signals).__name__}")

@@ -100,3 +100,40 @@ def test_an_import_error_that_quotes_a_key_shows_no_part_of_it_where_it_is_cut(
     (problem,) = raised.value.problems
     assert problem.message.startswith(prefix) and problem.message.endswith("***..."), problem.message
     assert not any(key[i : i + 3] in problem.message for i in range(len(key) - 2)), problem.message
+
+
+def test_a_module_that_changes_the_working_directory_at_import_is_refused_and_it_is_set_back(
+    project: ProjectCopy, user_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a run: `os.chdir()` at the top of signals.py made every config file read after it a 'cannot read
+    file: No such file or directory' (exit 2) that named settings.yaml, not the module that moved the process."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    user_module.write_text(f"import os\nos.chdir({str(elsewhere)!r})\nSIGNALS = {{}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_rules(project.rules)
+    (problem,) = raised.value.problems
+    assert problem.file == strategy.SHOWN and problem.message == "at import, its code changed the working directory"
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_a_module_that_forks_at_import_ends_the_child_at_once(project: ProjectCopy, user_module: Path) -> None:
+    """A fork at the top of signals.py went on in the child as a second `run` (or `--validate`): the child now
+    ends as the import returns (exit 70), and the command refuses the module."""
+    import os
+
+    parent = os.getpid()
+    user_module.write_text("import os\nCHILD = os.fork()\nSIGNALS = {}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        try:
+            load_rules(project.rules)
+        finally:
+            if os.getpid() != parent:  # the child went on as the command: never past here
+                os._exit(99)
+    (problem,) = raised.value.problems
+    assert problem.message.startswith("at import, its code forked the process"), problem.message
+    _, status = os.wait()  # the child's pid went with the refused module: this test's one child
+    assert os.waitstatus_to_exitcode(status) == 70
