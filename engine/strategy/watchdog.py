@@ -29,6 +29,11 @@ class SignalTimeout(BaseException):
     code does not swallow it."""
 
 
+def late(budget: float) -> str:
+    """What a signal past its budget is told, and its bot's halt says (`SignalTimeout: ...` when raised)."""
+    return f"the signal ran past its {budget:g} s budget (health.max_signal_seconds)"
+
+
 class _Call:
     """The signal call in progress (`since`: its start on `clock`, None between calls), its budget, and the
     clock both the stamp and the watchdog read (injected by tests)."""
@@ -61,7 +66,7 @@ def watching(budget_seconds: float, *, clock: Callable[[], float] = time.perf_co
     def on_alarm(_signum: int, _frame: FrameType | None) -> None:
         since = CALL.since
         if since is not None and clock() - since > CALL.budget:
-            raise SignalTimeout(f"the signal ran past its {CALL.budget:g} s budget (health.max_signal_seconds)")
+            raise SignalTimeout(late(CALL.budget))
 
     def watch() -> None:
         while not stopped.wait(every):

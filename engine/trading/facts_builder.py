@@ -28,7 +28,7 @@ from engine.core.journal import quoted
 from engine.core.stop import Terminated
 from engine.core.store import EXITBOT_ID, OrderRow, PositionRow
 from engine.strategy import described, process_state
-from engine.strategy.watchdog import CALL
+from engine.strategy.watchdog import CALL, late
 from engine.trading import entries
 from engine.trading.bots import Bot
 from engine.trading.portfolio import budget_left
@@ -645,6 +645,8 @@ def _signal(
             return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
         if changed is not None:  # set back, but the code did it: it may do worse next tick
             return None, quoted(changed, SIGNAL_ERROR_CHARS)
+        if spent > CALL.budget:  # it swallowed the watchdog's SignalTimeout: an answer that came too late is none
+            return None, f"{late(CALL.budget)}, and answered all the same (it caught the SignalTimeout raised in it)"
         if fired:
             return symbol, None
         if answer is not False and not _numpy_bool(answer):

@@ -426,3 +426,24 @@ def test_what_a_library_does_on_its_first_import_inside_a_signal_is_let_be(rig: 
     rig.engine.bot("mom_AAPL").signal = imports_a_library
     rig.ticks(30)
     assert not rig.store.halts("mom_AAPL") and rig.engine.bot("mom_AAPL").model.state != "halted"
+
+
+def test_an_answer_given_after_the_budget_by_code_that_caught_the_timeout_is_none(rig: Rig) -> None:
+    """Code that swallows BaseException is interrupted past its budget but not stopped (README): one that caught
+    the SignalTimeout and answered True had that late answer taken, and its bot entered on it, not halted."""
+    clock = FakeClock()
+
+    def swallows_the_timeout(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        import contextlib
+
+        clock.now += 10.0
+        with contextlib.suppress(BaseException):  # the watchdog's SignalTimeout, on purpose
+            threading.Event().wait(5.0)
+        return True
+
+    rig.engine.bot("mom_AAPL").signal = swallows_the_timeout
+    with watching(5.0, clock=clock, period=0.005):
+        rig.ticks(5)
+    assert_halted_alone(rig, "the signal ran past its 5 s budget (health.max_signal_seconds), and answered all the "
+                             "same (it caught the SignalTimeout raised in it)")  # fmt: skip
+    assert not [e for e in rig.events("order") if e.get("bot") == "mom_AAPL"]
