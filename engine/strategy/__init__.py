@@ -31,6 +31,12 @@ class SignalsUnreadable(Exception):
 
 _handed_out: list[Any] = []  # the module whose functions a rule book was given (at most one)
 
+# How long the module's import may take (its top level and what it imports) before it is stopped, as a signal's
+# call is (engine/strategy/watchdog.py): a top level that never returned hung `--validate`, and `run` before it
+# had opened anything, while the positions of the run before went unmanaged. Generous: a heavy library's first
+# import on a slow disk takes tens of seconds.
+IMPORT_SECONDS = 60.0
+
 
 def load_signals() -> dict[str, SignalFunction]:
     """The user's SIGNALS, from a fresh run of their module whenever an earlier rule book of this process was
@@ -44,19 +50,30 @@ def load_signals() -> dict[str, SignalFunction]:
 
     Raises SignalsUnreadable, with the place in the file when there is one; a Ctrl-C is let through."""
     from engine.strategy import process_state
+    from engine.strategy.watchdog import CALL, SignalTimeout, watching
 
-    baseline, counts = process_state.Baseline(), process_state.counts()
     try:
-        try:
-            module = sys.modules.get(MODULE)
-            if module is None:
-                module = importlib.import_module(MODULE)
-            elif _handed_out and _handed_out[0] is module:
-                module = importlib.reload(module)
-        finally:
-            changed = process_state.restored(baseline, counts)  # a fork's child ends here
+        with watching(IMPORT_SECONDS):  # its watchdog thread started: not one the module's code left running
+            baseline, counts = process_state.Baseline(), process_state.counts()
+            CALL.since = CALL.clock()
+            try:
+                module = sys.modules.get(MODULE)
+                if module is None:
+                    module = importlib.import_module(MODULE)
+                elif _handed_out and _handed_out[0] is module:
+                    module = importlib.reload(module)
+            finally:
+                CALL.since = None
+                changed = process_state.restored(baseline, counts)  # a fork's child ends here
     except KeyboardInterrupt:
         raise
+    except SignalTimeout as exc:
+        sys.modules.pop(MODULE, None)
+        raise SignalsUnreadable(
+            f"failed to import: it ran past {IMPORT_SECONDS:g} s and was stopped (a loop that never ends? a network "
+            "call without a timeout?)",
+            _line_in_signals(exc),
+        ) from None
     except SyntaxError as exc:
         sys.modules.pop(MODULE, None)  # a reload that failed leaves the old module: never run code that is not the file's
         if exc.filename and not _is_signals(exc.filename):  # a module it imports
@@ -64,8 +81,7 @@ def load_signals() -> dict[str, SignalFunction]:
         raise SignalsUnreadable(f"cannot be read: {exc.msg}", exc.lineno or 0, exc.offset or 0) from None
     except BaseException as exc:  # an import that fails, or code at its top level that raises or calls sys.exit()
         sys.modules.pop(MODULE, None)
-        line = next((f.lineno or 0 for f in reversed(traceback.extract_tb(exc.__traceback__)) if _is_signals(f.filename)), 0)
-        raise SignalsUnreadable(f"failed to import: {describe(exc)}", line) from None
+        raise SignalsUnreadable(f"failed to import: {describe(exc)}", _line_in_signals(exc)) from None
     if changed is not None:
         sys.modules.pop(MODULE, None)
         raise SignalsUnreadable(f"at import, its code {changed}")
@@ -93,6 +109,11 @@ def described(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     except Exception:
         return f"{type(exc).__name__}: (its message could not be read)"
+
+
+def _line_in_signals(exc: BaseException) -> int:
+    """The line of the user's module where `exc` was raised, or passed through (0: not in it)."""
+    return next((f.lineno or 0 for f in reversed(traceback.extract_tb(exc.__traceback__)) if _is_signals(f.filename)), 0)
 
 
 def _is_signals(filename: str) -> bool:

@@ -11,7 +11,8 @@ with every exit, goes on.
 What the tick pays is a clock read and two attribute writes per call (`CALL.since`). The limits: only the main thread can be
 interrupted, a C loop (numpy's) only when it returns to Python, and code that swallows BaseException is
 interrupted again every `period`, not stopped. Wall time is measured, so the watchdog runs under `run` only: a
-backtest must not depend on the speed of the machine it runs on.
+backtest must not depend on the speed of the machine it runs on. The import of the user's module is watched too,
+whatever the command (`load_signals`, with a budget of its own): one that never returns is no result of a run.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def watching(budget_seconds: float, *, clock: Callable[[], float] = time.perf_co
                 signal.pthread_kill(main, signal.SIGALRM)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
+    outer = CALL.budget, CALL.since, CALL.clock  # a block inside another (an import inside a run) gives it back
     CALL.budget, CALL.since, CALL.clock = budget_seconds, None, clock
     watcher = threading.Thread(target=watch, name="signal-watchdog", daemon=True)
     watcher.start()
@@ -84,4 +86,4 @@ def watching(budget_seconds: float, *, clock: Callable[[], float] = time.perf_co
         stopped.set()
         watcher.join()  # no SIGALRM may come once the handler is put back (its default ends the process)
         signal.signal(signal.SIGALRM, previous)
-        CALL.budget, CALL.since, CALL.clock = float("inf"), None, time.perf_counter
+        CALL.budget, CALL.since, CALL.clock = outer

@@ -137,3 +137,17 @@ def test_a_module_that_forks_at_import_ends_the_child_at_once(project: ProjectCo
     assert problem.message.startswith("at import, its code forked the process"), problem.message
     _, status = os.wait()  # the child's pid went with the refused module: this test's one child
     assert os.waitstatus_to_exitcode(status) == 70
+
+
+def test_a_module_whose_import_never_returns_is_stopped_and_placed(
+    project: ProjectCopy, user_module: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A top level that never returned (a loop, a network call without a timeout) hung `--validate` for ever, and
+    `run` before it opened anything. The import has a budget (60 s; 0.05 s here) and is stopped at its line."""
+    monkeypatch.setattr(strategy, "IMPORT_SECONDS", 0.05)
+    user_module.write_text("x = 0\nwhile True:\n    x += 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_rules(project.rules)
+    (problem,) = raised.value.problems
+    assert problem.file == strategy.SHOWN and problem.line in (2, 3), problem
+    assert problem.message.startswith("failed to import: it ran past 0.05 s and was stopped"), problem.message
