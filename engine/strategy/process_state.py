@@ -13,6 +13,8 @@ not raise and does not show in its answer, yet changes how every later tick runs
   let be: numpy's first import adds four (`import numpy` inside a signal), and the engine relies on none;
 - the working directory: a `--state-db` or `--log` given as a relative path then named another file, and the
   run stopped as if its state file had been replaced, its lock and log written in the new folder;
+- a trace or profile function (sys.settrace, sys.setprofile; `breakpoint()` sets one): called on every line or
+  call of the engine from then on, the tick many times slower, and what it raised raised in the engine's code;
 - a thread started by the signal and still running when the call returned: the engine can neither stop it nor
   time it, and a non-daemon one held the process at its exit for as long as it ran;
 - a fork (os.fork(), multiprocessing's fork): the child went on from the signal's return as a second engine on
@@ -62,6 +64,8 @@ def taken() -> State:
         tuple(warnings.filters),
         _cwd(),
         getattr(sys.stdout, "closed", False) or getattr(sys.stderr, "closed", False),
+        sys.gettrace(),
+        sys.getprofile(),
     )
 
 
@@ -115,7 +119,7 @@ def restored(baseline: Baseline, before_call: Counts) -> str | None:
         return None
     changed: list[str] = []
     stdout, stderr, limit, *handlers = before[:7]
-    filters, rules, cwd, closed = before[7:]
+    filters, rules, cwd, closed, tracer, profiler = before[7:]
     if now[0] is not stdout or now[1] is not stderr:
         sys.stdout, sys.stderr = stdout, stderr
         changed.append("replaced sys.stdout or sys.stderr")
@@ -143,6 +147,10 @@ def restored(baseline: Baseline, before_call: Counts) -> str | None:
             changed.append(f"changed the working directory, which could not be set back ({exc.strerror})")
     if now[10] and not closed:  # a stream the engine holds cannot be opened again: what it prints there is lost
         changed.append("closed sys.stdout or sys.stderr")
+    if now[11] is not tracer or now[12] is not profiler:
+        sys.settrace(tracer)
+        sys.setprofile(profiler)
+        changed.append("set a trace or profile function (sys.settrace, sys.setprofile: a debugger's breakpoint?)")
     if running > threads_before:
         changed.append("started a thread that outlived the call, which the engine can neither stop nor time")
     if _forks[0] != forks_before:

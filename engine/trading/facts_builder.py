@@ -636,7 +636,11 @@ def _signal(
             finally:
                 CALL.since = None
                 spent += CALL.clock() - started
-                changed = process_state.restored(before, counts)
+                try:
+                    changed = process_state.restored(before, counts)
+                except BaseException:  # a trace or profile function the code set raised on this call (Python then
+                    process_state.restored(before, counts)  # unsets it): the rest set back, and what it raised halts
+                    raise
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
             return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
         except BaseException as exc:  # sys.exit(), GeneratorExit, ...: ended the whole run, every exit with it

@@ -214,12 +214,15 @@ def process_kept() -> Iterator[None]:
     import warnings
 
     stdout, stderr, limit, cwd = sys.stdout, sys.stderr, sys.getrecursionlimit(), os.getcwd()
+    tracer, profiler = sys.gettrace(), sys.getprofile()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)}
     with warnings.catch_warnings():
         yield
     sys.stdout, sys.stderr = stdout, stderr
     sys.setrecursionlimit(limit)
     os.chdir(cwd)
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
 
@@ -257,6 +260,16 @@ def _warnings_as_errors(prices: Sequence[float], params: Mapping[str, Any]) -> b
     return False
 
 
+def _tracer(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    import sys
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:  # called on every call of the engine's, had it been left
+        return None
+
+    sys.settrace(tracer)
+    return False
+
+
 def _recursion_limit(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
     import sys
 
@@ -271,6 +284,7 @@ def _recursion_limit(prices: Sequence[float], params: Mapping[str, Any]) -> bool
     (_quiet_stdout, "replaced sys.stdout or sys.stderr"),
     (_warnings_as_errors, "made warnings errors (a warnings filter of action 'error')"),
     (_recursion_limit, "lowered the recursion limit to "),
+    (_tracer, "set a trace or profile function (sys.settrace, sys.setprofile: a debugger's breakpoint?)"),
 ])  # fmt: skip
 def test_a_signal_that_changes_the_process_halts_its_bot_and_the_change_is_undone(
     rig: Rig, process_kept: None, function: Any, said: str
@@ -284,12 +298,12 @@ def test_a_signal_that_changes_the_process_halts_its_bot_and_the_change_is_undon
     import warnings
 
     before = (os.getcwd(), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM), sys.stdout,
-              list(warnings.filters), sys.getrecursionlimit())  # fmt: skip
+              list(warnings.filters), sys.getrecursionlimit(), sys.gettrace())  # fmt: skip
     rig.engine.bot("mom_AAPL").signal = function
     rig.ticks(30)
     assert_halted_alone(rig, said + str(sys.getrecursionlimit() - 123) if said.endswith(" ") else said)
     after = (os.getcwd(), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM), sys.stdout,
-             list(warnings.filters), sys.getrecursionlimit())  # fmt: skip
+             list(warnings.filters), sys.getrecursionlimit(), sys.gettrace())  # fmt: skip
     assert after == before
     assert not [e for e in rig.events("order") if e.get("bot") == "mom_AAPL"]
 
@@ -447,3 +461,27 @@ def test_an_answer_given_after_the_budget_by_code_that_caught_the_timeout_is_non
     assert_halted_alone(rig, "the signal ran past its 5 s budget (health.max_signal_seconds), and answered all the "
                              "same (it caught the SignalTimeout raised in it)")  # fmt: skip
     assert not [e for e in rig.events("order") if e.get("bot") == "mom_AAPL"]
+
+
+def test_a_tracer_that_raises_halts_its_bot_and_what_else_the_call_changed_is_set_back(rig: Rig, process_kept: None) -> None:
+    """A trace function raises in the next Python call, the engine's check of what the signal changed: it
+    stopped that check, so the working directory the signal had also changed stayed changed, and the next bot
+    asked was halted for it. Python unsets a tracer that raised; the check runs again, and only the culprit halts."""
+    import os
+    import sys
+    import tempfile
+
+    here = os.getcwd()
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        raise RuntimeError("a tracer that fails")
+
+    def moves_and_traces(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        os.chdir(tempfile.gettempdir())
+        sys.settrace(tracer)
+        return False
+
+    rig.engine.bot("mom_AAPL").signal = moves_and_traces
+    rig.ticks(30)
+    assert_halted_alone(rig, "RuntimeError: a tracer that fails")
+    assert os.getcwd() == here and not rig.store.halts("opt_core")
