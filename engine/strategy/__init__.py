@@ -54,7 +54,7 @@ def load_signals() -> dict[str, SignalFunction]:
 
     try:
         with watching(IMPORT_SECONDS):  # its watchdog thread started: not one the module's code left running
-            baseline, counts = process_state.Baseline(), process_state.counts()
+            baseline, threads = process_state.Baseline(), process_state.threads()
             CALL.since = CALL.clock()
             try:
                 module = sys.modules.get(MODULE)
@@ -64,7 +64,7 @@ def load_signals() -> dict[str, SignalFunction]:
                     module = importlib.reload(module)
             finally:
                 CALL.since = None
-                changed = process_state.restored(baseline, counts)  # a fork's child ends here
+                changed = process_state.restored(baseline, threads)  # a fork's child ends here
     except KeyboardInterrupt:
         raise
     except SignalTimeout as exc:

@@ -22,10 +22,14 @@ not raise and does not show in its answer, yet changes how every later tick runs
   gone back and a position the broker did not hold. The child now ends at once (`os._exit`), before anything of
   the engine's runs in it, and the parent's bot halts.
 
-So the engine takes a `Baseline` before the tick's signals (`Engine._ask_signals`) and `counts()` before each call,
+So the engine takes a `Baseline` before the tick's signals (`Engine._ask_signals`) and `threads()` before each call,
 and `_signal` (engine/trading/facts_builder.py) compares them after each call: when any of these changed,
 `restored` puts back what can be put back and says what changed, and that bot halts for it (`signal_error`), as
-for an exception. What it costs: about a microsecond a call (`os.getcwd()`, a system call, is half of it).
+for an exception. What a call costs, on 2026-12-03's slow machine (10 million additions in 1.0-1.5 s): 1.7-2.6 µs,
+about 30 empty function calls, where `_signal` took 1.2-2.5 µs a call without it. Reading the working directory
+and the trace functions each call cost as much again (os.getcwd() is a system call): they are read once a tick,
+and a call is known to have changed them by Python's own audit events (`os.chdir`, `sys.settrace`, ...), counted
+by a hook (sys.addaudithook: it stays for the process's life, a call of `_audited` per event of any code).
 
 Not watched, because the engine does not depend on them: the time zone (TZ and time.tzset(): every time the
 engine reads or shows is aware, in system.timezone), the `random` module's seed (the simulated exchange draws from
@@ -45,56 +49,69 @@ from typing import Any
 # The handlers the engine sets or relies on. `_signal.getsignal` is what `signal.getsignal` calls, without the
 # conversion of the answer to an enum that made it take 4 µs: four of them a call was more than the signal.
 WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
+_SIGINT, _SIGTERM, _SIGHUP, _SIGALRM = (int(sig) for sig in WATCHED_SIGNALS)  # an enum's lookup costs a call's 0.1 µs
 
-State = tuple[Any, ...]
-
-
-def taken() -> State:
-    """The process settings a signal may not change, in a tuple compared with `==` (identity for the objects)."""
-    getsignal = _signal.getsignal
-    return (
-        sys.stdout,
-        sys.stderr,
-        sys.getrecursionlimit(),
-        getsignal(signal.SIGINT),
-        getsignal(signal.SIGTERM),
-        getsignal(signal.SIGHUP),
-        getsignal(signal.SIGALRM),
-        warnings.filters,
-        tuple(warnings.filters),
-        _cwd(),
-        getattr(sys.stdout, "closed", False) or getattr(sys.stderr, "closed", False),
-        sys.gettrace(),
-        sys.getprofile(),
-    )
+# Audit events of what is read once a tick, not each call (the working directory, the trace functions).
+AUDITED = frozenset({"os.chdir", "os.fchdir", "sys.settrace", "sys.setprofile"})
+_events = [0]  # how many of them this process raised
 
 
-class Baseline:
-    """What the next signal call is held to: the settings `taken()` before the tick's signals, taken again after a
-    call changed one that cannot be set back (a closed stream, a working directory deleted), so that the calls
-    after it are not blamed for it: each bot halts for what its own code did."""
-
-    __slots__ = ("state",)
-
-    def __init__(self) -> None:
-        self.state = taken()
+def _audited(event: str, _args: tuple[Any, ...]) -> None:
+    if event in AUDITED:
+        _events[0] += 1
 
 
-_forks = [0]  # how many times this process forked (os.register_at_fork below): a subprocess's fork+exec is not one
-os.register_at_fork(after_in_parent=lambda: _forks.__setitem__(0, _forks[0] + 1))
+sys.addaudithook(_audited)
 
-Counts = tuple[int, int, int]
+# Forks of this process, counted in the parent and in the child (a subprocess's fork and exec is none: its child
+# runs no Python). The child of a fork inside a signal's call sees its own count move, and ends there.
+_forks = [0]
+_child_forks = [0]
+os.register_at_fork(
+    after_in_parent=lambda: _forks.__setitem__(0, _forks[0] + 1),
+    after_in_child=lambda: _child_forks.__setitem__(0, _child_forks[0] + 1),
+)
 
 # How a child forked by a signal ends: at once, as a process the engine never was (no cleanup, no flush of what it
 # shares with its parent: the log's buffer, the state file's connection). Not an exit code any command documents.
 FORKED_CHILD_EXIT = 70
 
 
-def counts() -> Counts:
-    """(threads running, the main one aside; forks of this process; its pid), taken before each call: a thread or
-    a fork cannot be undone, so each call is held to its own. `threading.active_count()` takes a lock and 0.5-1 µs;
-    `_thread._count()` counts the same threads without one."""
-    return int(_thread._count()), _forks[0], os.getpid()
+def _closed(stream: Any) -> bool:
+    return bool(getattr(stream, "closed", False))
+
+
+class Baseline:
+    """What the next signal call is held to, taken before the tick's signals, and again after a call changed what
+    cannot be set back (a closed stream, a working directory deleted, a fork, a thread), so that the calls after it
+    are not blamed for it: each bot halts for what its own code did. The working directory and the trace functions
+    are read here only: a call changing them raises an audit event (`_events`)."""
+
+    __slots__ = (
+        "child_forks", "closable", "closed", "cwd", "events", "filters", "forks", "handlers", "limit", "profiler", "rules",
+        "stderr", "stdout", "tracer",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.retake()
+
+    def retake(self) -> None:
+        self.stdout, self.stderr, self.closed = sys.stdout, sys.stderr, _closed(sys.stdout) or _closed(sys.stderr)
+        # whether each stream says if it is closed (None and a stand-in of the user's may not): read each call
+        self.closable = hasattr(sys.stdout, "closed"), hasattr(sys.stderr, "closed")
+        self.limit = sys.getrecursionlimit()
+        self.handlers = tuple(_signal.getsignal(sig) for sig in WATCHED_SIGNALS)
+        self.filters: Any = warnings.filters  # a list (typeshed says Sequence): what a restore writes back into
+        self.rules = tuple(warnings.filters)
+        self.cwd, self.tracer, self.profiler = _cwd(), sys.gettrace(), sys.getprofile()
+        self.events, self.forks, self.child_forks = _events[0], _forks[0], _child_forks[0]
+
+
+def threads() -> int:
+    """Threads running, the main one aside, taken before each call: a thread cannot be undone, so each call is held
+    to its own. `threading.active_count()` takes a lock and 0.5-1 µs; `_thread._count()` counts the same threads
+    without one."""
+    return int(_thread._count())
 
 
 def _cwd() -> str | None:
@@ -106,54 +123,90 @@ def _cwd() -> str | None:
         return None
 
 
-def restored(baseline: Baseline, before_call: Counts) -> str | None:
-    """None when nothing `taken()` holds changed since `baseline`, and no thread or fork came since `before_call`;
-    else what the call did, in words ("changed the working directory; started a thread ..."), once everything that
-    can be put back is (a thread cannot be stopped, a closed stream opened again). Never raises: a setting that
-    cannot be put back (the old working directory deleted meanwhile) is said so in the answer."""
-    threads_before, forks_before, pid = before_call
-    if os.getpid() != pid:  # the child of a fork inside the call: it must not go on as a second engine
+def restored(baseline: Baseline, threads_before: int) -> str | None:
+    """None when nothing the `baseline` holds changed, and no thread more runs than `threads_before`; else what the
+    call did, in words ("changed the working directory; started a thread ..."), once everything that can be put
+    back is (a thread cannot be stopped, a fork undone, a closed stream opened again). Never raises: a setting that
+    cannot be put back (the old working directory deleted meanwhile) is said so in the answer.
+
+    The test that nothing changed is written out, each part stopping the rest when it fails: it runs after every
+    call of every bot's signal (a tuple of the same values built and compared each call cost three times as much)."""
+    if _child_forks[0] != baseline.child_forks:  # the child of a fork inside the call: not a second engine
         os._exit(FORKED_CHILD_EXIT)
-    before, now, running = baseline.state, taken(), int(_thread._count())
-    if now == before and running <= threads_before and _forks[0] == forks_before:
+    getsignal, handlers, filters, closable = _signal.getsignal, baseline.handlers, warnings.filters, baseline.closable
+    if (
+        _events[0] == baseline.events
+        and _thread._count() <= threads_before
+        and _forks[0] == baseline.forks
+        and sys.stdout is baseline.stdout
+        and sys.stderr is baseline.stderr
+        and getsignal(_SIGINT) is handlers[0]
+        and getsignal(_SIGTERM) is handlers[1]
+        and getsignal(_SIGHUP) is handlers[2]
+        and getsignal(_SIGALRM) is handlers[3]
+        and filters is baseline.filters
+        and len(filters) == len(baseline.rules)
+        and (not filters or filters[0] is baseline.rules[0])
+        and sys.getrecursionlimit() >= baseline.limit
+        and (baseline.closed or not ((closable[0] and sys.stdout.closed) or (closable[1] and sys.stderr.closed)))
+    ):
         return None
+    return _set_back(baseline, threads_before)
+
+
+def _set_back(baseline: Baseline, threads_before: int) -> str | None:
+    """`restored` once something changed: each setting compared, set back where it can be, and said."""
     changed: list[str] = []
-    stdout, stderr, limit, *handlers = before[:7]
-    filters, rules, cwd, closed, tracer, profiler = before[7:]
-    if now[0] is not stdout or now[1] is not stderr:
-        sys.stdout, sys.stderr = stdout, stderr
+    if sys.stdout is not baseline.stdout or sys.stderr is not baseline.stderr:
+        sys.stdout, sys.stderr = baseline.stdout, baseline.stderr
         changed.append("replaced sys.stdout or sys.stderr")
-    if now[2] < limit:
-        sys.setrecursionlimit(limit)
-        changed.append(f"lowered the recursion limit to {now[2]}")
-    moved = [sig for sig, was, is_ in zip(WATCHED_SIGNALS, handlers, now[3:7], strict=True) if was is not is_ and was != is_]
-    for sig, was in zip(WATCHED_SIGNALS, handlers, strict=True):
+    if (limit := sys.getrecursionlimit()) < baseline.limit:
+        sys.setrecursionlimit(baseline.limit)
+        changed.append(f"lowered the recursion limit to {limit}")
+    moved = [
+        sig
+        for sig, was in zip(WATCHED_SIGNALS, baseline.handlers, strict=True)
+        if (now := _signal.getsignal(sig)) is not was and now != was
+    ]
+    for sig, was in zip(WATCHED_SIGNALS, baseline.handlers, strict=True):
         if sig in moved and was is not None:  # None: set outside Python, which Python cannot set back
             signal.signal(sig, was)
     if moved:
         changed.append("changed the handlers of " + ", ".join(signal.Signals(sig).name for sig in moved))
-    if now[8] != rules and any(f[0] == "error" and f not in rules for f in now[8]):
-        warnings.filters = filters
-        filters[:] = rules
+    rules = tuple(warnings.filters)
+    if rules != baseline.rules and any(f[0] == "error" and f not in baseline.rules for f in rules):
+        warnings.filters = baseline.filters
+        baseline.filters[:] = baseline.rules
         mutated = getattr(warnings, "_filters_mutated", None)  # what simplefilter itself calls (Python 3.10-3.12)
         if mutated is not None:
             mutated()
         changed.append("made warnings errors (a warnings filter of action 'error')")
-    if now[9] != cwd and cwd is not None:
+    if not baseline.closed and (_closed(sys.stdout) or _closed(sys.stderr)):  # cannot be opened again: what the
+        changed.append("closed sys.stdout or sys.stderr")  # engine prints there is lost
+    if _events[0] != baseline.events:  # an audited change: the working directory, a trace or profile function
+        changed.extend(_set_back_audited(baseline))
+    if _thread._count() > threads_before:
+        changed.append("started a thread that outlived the call, which the engine can neither stop nor time")
+    if _forks[0] != baseline.forks:
+        changed.append("forked the process (the child was ended: it would have gone on as a second engine)")
+    baseline.retake()  # what could not be set back is the next call's starting point
+    # none: fewer threads (one of the engine's own ended meanwhile), filters that only ignore or show warnings, a
+    # higher recursion limit, a change made and undone within the call
+    return "; ".join(changed) or None
+
+
+def _set_back_audited(baseline: Baseline) -> list[str]:
+    """What changed of the settings read once a tick, set back."""
+    changed: list[str] = []
+    cwd = baseline.cwd
+    if cwd is not None and _cwd() != cwd:
         try:
             os.chdir(cwd)
             changed.append("changed the working directory")
         except OSError as exc:
             changed.append(f"changed the working directory, which could not be set back ({exc.strerror})")
-    if now[10] and not closed:  # a stream the engine holds cannot be opened again: what it prints there is lost
-        changed.append("closed sys.stdout or sys.stderr")
-    if now[11] is not tracer or now[12] is not profiler:
-        sys.settrace(tracer)
-        sys.setprofile(profiler)
+    if sys.gettrace() is not baseline.tracer or sys.getprofile() is not baseline.profiler:
+        sys.settrace(baseline.tracer)
+        sys.setprofile(baseline.profiler)
         changed.append("set a trace or profile function (sys.settrace, sys.setprofile: a debugger's breakpoint?)")
-    if running > threads_before:
-        changed.append("started a thread that outlived the call, which the engine can neither stop nor time")
-    if _forks[0] != forks_before:
-        changed.append("forked the process (the child was ended: it would have gone on as a second engine)")
-    baseline.state = taken()  # what could not be set back is the next call's starting point
-    return "; ".join(changed) or None  # none: fewer threads (one of the engine's own ended meanwhile)
+    return changed

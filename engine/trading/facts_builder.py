@@ -622,7 +622,7 @@ def _signal(
         if not prices:
             continue
         before = settled if settled is not None else process_state.Baseline()  # what the call may not change
-        counts = process_state.counts()
+        threads = process_state.threads()
         try:
             started = CALL.clock()
             CALL.since = started - spent  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped
@@ -637,9 +637,9 @@ def _signal(
                 CALL.since = None
                 spent += CALL.clock() - started
                 try:
-                    changed = process_state.restored(before, counts)
+                    changed = process_state.restored(before, threads)
                 except BaseException:  # a trace or profile function the code set raised on this call (Python then
-                    process_state.restored(before, counts)  # unsets it): the rest set back, and what it raised halts
+                    process_state.restored(before, threads)  # unsets it): the rest set back, and what it raised halts
                     raise
         except Exception as exc:  # the user's code: whatever it raises halts its bot, named
             return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
