@@ -15,6 +15,8 @@ not raise and does not show in its answer, yet changes how every later tick runs
   run stopped as if its state file had been replaced, its lock and log written in the new folder;
 - a trace or profile function (sys.settrace, sys.setprofile; `breakpoint()` sets one): called on every line or
   call of the engine from then on, the tick many times slower, and what it raised raised in the engine's code;
+- a resource limit (resource.setrlimit): lowered, the engine could not open its files or connections, or the
+  kernel killed it (SIGXFSZ as its log grew past RLIMIT_FSIZE, SIGXCPU);
 - a thread started by the signal and still running when the call returned: the engine can neither stop it nor
   time it, and a non-daemon one held the process at its exit for as long as it ran;
 - a fork (os.fork(), multiprocessing's fork): the child went on from the signal's return as a second engine on
@@ -41,6 +43,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # no stub: the C half of `signal`
 import _thread
 import os
+import resource
 import signal
 import sys
 import warnings
@@ -51,8 +54,19 @@ from typing import Any
 WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
 _SIGINT, _SIGTERM, _SIGHUP, _SIGALRM = (int(sig) for sig in WATCHED_SIGNALS)  # an enum's lookup costs a call's 0.1 µs
 
-# Audit events of what is read once a tick, not each call (the working directory, the trace functions).
-AUDITED = frozenset({"os.chdir", "os.fchdir", "sys.settrace", "sys.setprofile"})
+# Audit events of what is read once a tick, not each call (the working directory, the trace functions, the
+# resource limits).
+AUDITED = frozenset({"os.chdir", "os.fchdir", "sys.settrace", "sys.setprofile", "resource.setrlimit", "resource.prlimit"})
+# The limits whose lowering stops the engine: open files (its state file, log and broker connections could not
+# be opened), file size (SIGXFSZ kills it as the log grows past it), CPU time (SIGXCPU kills it), memory, stack.
+LIMITS = {
+    "RLIMIT_NOFILE": resource.RLIMIT_NOFILE,
+    "RLIMIT_FSIZE": resource.RLIMIT_FSIZE,
+    "RLIMIT_CPU": resource.RLIMIT_CPU,
+    "RLIMIT_AS": resource.RLIMIT_AS,
+    "RLIMIT_DATA": resource.RLIMIT_DATA,
+    "RLIMIT_STACK": resource.RLIMIT_STACK,
+}
 _events = [0]  # how many of them this process raised
 
 
@@ -88,8 +102,8 @@ class Baseline:
     are read here only: a call changing them raises an audit event (`_events`)."""
 
     __slots__ = (
-        "child_forks", "closable", "closed", "cwd", "events", "filters", "forks", "handlers", "limit", "profiler", "rules",
-        "stderr", "stdout", "tracer",
+        "child_forks", "closable", "closed", "cwd", "events", "filters", "forks", "handlers", "limit", "limits",
+        "profiler", "rules", "stderr", "stdout", "tracer",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -104,6 +118,7 @@ class Baseline:
         self.filters: Any = warnings.filters  # a list (typeshed says Sequence): what a restore writes back into
         self.rules = tuple(warnings.filters)
         self.cwd, self.tracer, self.profiler = _cwd(), sys.gettrace(), sys.getprofile()
+        self.limits = {name: resource.getrlimit(limit) for name, limit in LIMITS.items()}
         self.events, self.forks, self.child_forks = _events[0], _forks[0], _child_forks[0]
 
 
@@ -209,4 +224,14 @@ def _set_back_audited(baseline: Baseline) -> list[str]:
         sys.settrace(baseline.tracer)
         sys.setprofile(baseline.profiler)
         changed.append("set a trace or profile function (sys.settrace, sys.setprofile: a debugger's breakpoint?)")
+    moved = [name for name, limit in LIMITS.items() if resource.getrlimit(limit) != baseline.limits[name]]
+    unset = []
+    for name in moved:
+        try:
+            resource.setrlimit(LIMITS[name], baseline.limits[name])
+        except (OSError, ValueError):  # a hard limit lowered: only a privileged process may raise it again
+            unset.append(name)
+    if moved:
+        kept = f" ({', '.join(unset)} could not be set back)" if unset else ""
+        changed.append(f"changed the resource limits {', '.join(moved)}{kept}")
     return changed

@@ -210,11 +210,13 @@ def test_a_signal_error_quoting_a_key_keeps_no_part_of_it(project: ProjectCopy, 
 def process_kept() -> Iterator[None]:
     """Whatever a test's signal changes in the process is put back after the test, whether or not the engine did."""
     import os
+    import resource
     import sys
     import warnings
 
     stdout, stderr, limit, cwd = sys.stdout, sys.stderr, sys.getrecursionlimit(), os.getcwd()
     tracer, profiler = sys.gettrace(), sys.getprofile()
+    file_size = resource.getrlimit(resource.RLIMIT_FSIZE)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)}
     with warnings.catch_warnings():
         yield
@@ -223,6 +225,7 @@ def process_kept() -> Iterator[None]:
     os.chdir(cwd)
     sys.settrace(tracer)
     sys.setprofile(profiler)
+    resource.setrlimit(resource.RLIMIT_FSIZE, file_size)
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
 
@@ -270,6 +273,13 @@ def _tracer(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
     return False
 
 
+def _file_size_limit(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return False  # the log would grow past it: SIGXFSZ kills the process
+
+
 def _recursion_limit(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
     import sys
 
@@ -284,6 +294,7 @@ def _recursion_limit(prices: Sequence[float], params: Mapping[str, Any]) -> bool
     (_quiet_stdout, "replaced sys.stdout or sys.stderr"),
     (_warnings_as_errors, "made warnings errors (a warnings filter of action 'error')"),
     (_recursion_limit, "lowered the recursion limit to "),
+    (_file_size_limit, "changed the resource limits RLIMIT_FSIZE"),
     (_tracer, "set a trace or profile function (sys.settrace, sys.setprofile: a debugger's breakpoint?)"),
 ])  # fmt: skip
 def test_a_signal_that_changes_the_process_halts_its_bot_and_the_change_is_undone(
