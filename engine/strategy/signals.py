@@ -15,7 +15,8 @@ If it raises, or answers anything but True or False, its bot halts on its own (`
 the halt's reason) until `python -m engine resume`; the kill switch closes what the bot holds, and the other bots
 trade on. So does one that changes the engine's process (a signal handler, sys.stdout, the working directory,
 warnings made errors, a lower recursion limit; a thread left running, a fork): the engine sets back what it can and
-says what changed (engine/strategy/process_state.py). Backtest it first (`python -m engine backtest`).
+says what changed (engine/strategy/process_state.py). What it prints is logged (`signal_output` events in
+logs/app.jsonl), not shown. Backtest it first (`python -m engine backtest`).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from engine.machines.runtime import MachineModel, MachineRuntime, StepResult, bu
 from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import BOT_FACTS, SETTINGS_FACTS, SYSTEM_FACTS, settings_values
-from engine.strategy import process_state
+from engine.strategy import output, process_state
 from engine.trading import events, kept, reconcile
 from engine.trading.basis import DailyBasis
 from engine.trading.bots import Bot, make_bot
@@ -551,10 +551,19 @@ class Engine:
 
     def _ask_signals(self, view: TickView) -> dict[str, SignalAnswer]:
         """Every bot's signal, asked in config order before the tick's transaction opens (`ask_signal` says why).
-        The prices they read are read-only to them; `_remember_prices` alone changes them."""
+        The prices they read are read-only to them; `_remember_prices` alone changes them. What they print is
+        logged as `signal_output`, never written where the log may be (engine/strategy/output.py)."""
         history = MappingProxyType(self._history)
-        settled = process_state.Baseline()  # what no signal may change in the process: once for all of them
-        return {bot.bot_id: ask_signal(view, bot, history, settled) for bot in self.bots}
+        answers: dict[str, SignalAnswer] = {}
+        with output.captured() as printed:
+            settled = process_state.Baseline()  # what no signal may change in the process: once for all of them
+            for bot in self.bots:
+                printed.bot = bot.bot_id
+                answers[bot.bot_id] = ask_signal(view, bot, history, settled)
+        if printed.text:
+            for bot_id, streams in printed.by_bot().items():
+                self.journal.log("signal_output", bot=bot_id, **streams)
+        return answers
 
     def _step_bots(
         self, view: TickView, system: Facts, tick: TickContext, usable: Mapping[str, Quote], signals: Mapping[str, SignalAnswer]
