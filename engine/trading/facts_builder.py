@@ -632,7 +632,9 @@ def _signal(
                 answer = bot.signal(prices, dict(bot.signal_params))
                 # numpy's bool (np.mean(p) > x) is an answer too; its truth is read here, where what it raises is
                 # the code's (an object posing as one, whose __bool__ raised, was taken for the engine's fault)
-                fired = answer is True or (answer is not False and _numpy_bool(answer) and bool(answer))
+                # (and so is its type's name and module: a metaclass may make them properties that raise)
+                unanswered = answer is not True and answer is not False and not _numpy_bool(answer)
+                fired = answer is True or (not unanswered and answer is not False and bool(answer))
             finally:
                 CALL.since = None
                 spent += CALL.clock() - started
@@ -653,8 +655,8 @@ def _signal(
             return None, f"{late(CALL.budget)}, and answered all the same (it caught the SignalTimeout raised in it)"
         if fired:
             return symbol, None
-        if answer is not False and not _numpy_bool(answer):
-            return None, f"answered {_shown(answer)} ({type(answer).__name__}), not True or False"
+        if unanswered:
+            return None, f"answered {_shown(answer)} ({_kind(answer)}), not True or False"
     return None, None
 
 
@@ -677,6 +679,14 @@ def _shown(answer: object, limit: int = 200) -> str:
     except Exception:
         return "(an object whose repr failed)"
     return quoted(text, limit)
+
+
+def _kind(answer: object) -> str:
+    """The name of the answer's type, never raising (a metaclass's `__name__` may be a property that raises)."""
+    try:
+        return str(type(answer).__name__)
+    except Exception:
+        return "a type whose name could not be read"
 
 
 def _numpy_bool(value: object) -> bool:

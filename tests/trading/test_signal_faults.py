@@ -85,6 +85,17 @@ class Unprintable:
         raise RuntimeError("no repr")
 
 
+class Nameless(type):
+    @property
+    def __name__(cls) -> str:  # type: ignore[override]
+        raise RuntimeError("no name")
+
+
+class OfANamelessType(metaclass=Nameless):
+    def __repr__(self) -> str:
+        return "odd"
+
+
 class Unsayable(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no str")
@@ -93,6 +104,7 @@ class Unsayable(Exception):
 @pytest.mark.parametrize(("answer", "said"), [
     (lambda prices, params: Unprintable(), "answered (an object whose repr failed) (Unprintable), not True or False"),
     (raising(Unsayable()), "Unsayable: (its message could not be read)"),
+    (lambda prices, params: OfANamelessType(), "answered odd (a type whose name could not be read), not True or False"),
 ])  # fmt: skip
 def test_an_answer_or_exception_that_cannot_be_shown_halts_each_bot_alone(rig: Rig, answer: Any, said: str) -> None:
     """The repr of the answer (or the str of the exception) raised out of `_signal`: taken for the facts'
