@@ -105,10 +105,14 @@ def described(exc: BaseException) -> str:
     """`describe` uncut: for a caller that masks the keys before it cuts (`journal.quoted`), so that no cut leaves
     the first characters of a key in the message (the user's code may quote one: an HTTP error of its own)."""
     try:
+        name = str(type(exc).__name__)
+    except Exception:  # a metaclass's __name__ that raises: the engine's own words would have raised with it
+        name = "an exception whose type's name could not be read"
+    try:
         message = str(exc)
-        return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        return f"{name}: {message}" if message else name
     except Exception:
-        return f"{type(exc).__name__}: (its message could not be read)"
+        return f"{name}: (its message could not be read)"
 
 
 def _line_in_signals(exc: BaseException) -> int:

@@ -96,6 +96,10 @@ class OfANamelessType(metaclass=Nameless):
         return "odd"
 
 
+class OfANamelessError(Exception, metaclass=Nameless):
+    pass
+
+
 class Unsayable(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no str")
@@ -104,6 +108,7 @@ class Unsayable(Exception):
 @pytest.mark.parametrize(("answer", "said"), [
     (lambda prices, params: Unprintable(), "answered (an object whose repr failed) (Unprintable), not True or False"),
     (raising(Unsayable()), "Unsayable: (its message could not be read)"),
+    (raising(OfANamelessError("boom")), "an exception whose type's name could not be read: boom"),
     (lambda prices, params: OfANamelessType(), "answered odd (a type whose name could not be read), not True or False"),
 ])  # fmt: skip
 def test_an_answer_or_exception_that_cannot_be_shown_halts_each_bot_alone(rig: Rig, answer: Any, said: str) -> None:
