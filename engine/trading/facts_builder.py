@@ -623,18 +623,30 @@ def _signal(
             continue
         before = settled if settled is not None else process_state.Baseline()  # what the call may not change
         threads = process_state.threads()
+        error: str | None = None  # why the answer is none: what the code raised, or what it answered
         try:
             started = CALL.clock()
             CALL.since = started - spent  # the watchdog's stamp (engine/strategy/watchdog.py): a hung signal is stopped
             try:
-                # a dict of its own each call: a signal that writes to it changed bots.yaml's value for every later
-                # tick, silently; a read-only mapping broke copy.deepcopy and json.dumps of it in ordinary code
-                answer = bot.signal(prices, dict(bot.signal_params))
-                # numpy's bool (np.mean(p) > x) is an answer too; its truth is read here, where what it raises is
-                # the code's (an object posing as one, whose __bool__ raised, was taken for the engine's fault)
-                # (and so is its type's name and module: a metaclass may make them properties that raise)
-                unanswered = answer is not True and answer is not False and not _numpy_bool(answer)
-                fired = answer is True or (not unanswered and answer is not False and bool(answer))
+                try:
+                    # a dict of its own each call: a signal that writes to it changed bots.yaml's value for every
+                    # later tick, silently; a read-only mapping broke copy.deepcopy and json.dumps of it
+                    answer = bot.signal(prices, dict(bot.signal_params))
+                    # numpy's bool (np.mean(p) > x) is an answer too; its truth is read here, where what it raises
+                    # is the code's (an object posing as one, whose __bool__ raised, was taken for the engine's
+                    # fault), and so are its type's name and module (a metaclass may make them raise), and its repr
+                    unanswered = answer is not True and answer is not False and not _numpy_bool(answer)
+                    fired = answer is True or (not unanswered and answer is not False and bool(answer))
+                    if unanswered:
+                        error = f"answered {_shown(answer)} ({_kind(answer)}), not True or False"
+                # What the code raised halts its bot, named. Its message (the exception's __str__) is the code's
+                # too, read while the call is timed: one that never returned, read after, held the tick for ever.
+                except Exception as exc:
+                    error, fired = quoted(described(exc), SIGNAL_ERROR_CHARS), False
+                except BaseException as exc:  # sys.exit(), GeneratorExit, ...: ended the whole run, every exit with it
+                    if _operators(exc):
+                        raise
+                    error, fired = quoted(described(exc), SIGNAL_ERROR_CHARS), False
             finally:
                 CALL.since = None
                 spent += CALL.clock() - started
@@ -643,20 +655,18 @@ def _signal(
                 except BaseException:  # a trace or profile function the code set raised on this call (Python then
                     process_state.restored(before, threads)  # unsets it): the rest set back, and what it raised halts
                     raise
-        except Exception as exc:  # the user's code: whatever it raises halts its bot, named
-            return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
-        except BaseException as exc:  # sys.exit(), GeneratorExit, ...: ended the whole run, every exit with it
+        except BaseException as exc:  # the watchdog's SignalTimeout while the code's error was read, a tracer's
             if _operators(exc):
                 raise
             return None, quoted(described(exc), SIGNAL_ERROR_CHARS)
+        if error is not None:
+            return None, error
         if changed is not None:  # set back, but the code did it: it may do worse next tick
             return None, quoted(changed, SIGNAL_ERROR_CHARS)
         if spent > CALL.budget:  # it swallowed the watchdog's SignalTimeout: an answer that came too late is none
             return None, f"{late(CALL.budget)}, and answered all the same (it caught the SignalTimeout raised in it)"
         if fired:
             return symbol, None
-        if unanswered:
-            return None, f"answered {_shown(answer)} ({_kind(answer)}), not True or False"
     return None, None
 
 

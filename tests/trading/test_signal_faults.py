@@ -534,3 +534,23 @@ def test_a_tracer_that_raises_halts_its_bot_and_what_else_the_call_changed_is_se
     rig.ticks(30)
     assert_halted_alone(rig, "RuntimeError: a tracer that fails")
     assert os.getcwd() == here and not rig.store.halts("opt_core")
+
+
+def test_an_answer_whose_repr_never_returns_is_stopped_as_the_call_would_be(rig: Rig) -> None:
+    """The repr of an answer that is no answer (and the message of what the code raised) is the user's code too,
+    and was read after the call, outside its time budget: one that never returned held the tick, every exit and
+    the kill switch for ever. It is read while the call is timed, and stopped as a hung call is."""
+    clock = FakeClock()
+
+    class SlowToSay:
+        def __repr__(self) -> str:
+            clock.now += 10.0
+            threading.Event().wait(3.0)  # stopped at once past the budget; before, this wait ran out
+            return "said, too late"
+
+    rig.engine.bot("mom_AAPL").signal = lambda prices, params: SlowToSay()
+    with watching(5.0, clock=clock, period=0.005):
+        rig.ticks(3)
+    (halt,) = rig.store.halts("mom_AAPL")
+    assert halt.reason.startswith("signal failed: SignalTimeout: the signal ran past its 5 s budget"), halt.reason
+    assert rig.engine.system.state != "halted" and not rig.store.halts("crypto_core")
