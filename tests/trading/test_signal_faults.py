@@ -548,7 +548,8 @@ def test_an_answer_whose_repr_never_returns_is_stopped_as_the_call_would_be(rig:
             threading.Event().wait(3.0)  # stopped at once past the budget; before, this wait ran out
             return "said, too late"
 
-    rig.engine.bot("mom_AAPL").signal = lambda prices, params: SlowToSay()
+    slow: Any = SlowToSay()  # an answer of the wrong type, on purpose
+    rig.engine.bot("mom_AAPL").signal = lambda prices, params: slow
     with watching(5.0, clock=clock, period=0.005):
         rig.ticks(3)
     (halt,) = rig.store.halts("mom_AAPL")
