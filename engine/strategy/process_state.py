@@ -57,6 +57,7 @@ _SIGINT, _SIGTERM, _SIGHUP, _SIGALRM = (int(sig) for sig in WATCHED_SIGNALS)  # 
 # Audit events of what is read once a tick, not each call (the working directory, the trace functions, the
 # resource limits).
 AUDITED = frozenset({"os.chdir", "os.fchdir", "sys.settrace", "sys.setprofile", "resource.setrlimit", "resource.prlimit"})
+_events = [0]  # how many of them this process raised
 # The limits whose lowering stops the engine: open files (its state file, log and broker connections could not
 # be opened), file size (SIGXFSZ kills it as the log grows past it), CPU time (SIGXCPU kills it), memory, stack.
 LIMITS = {
@@ -67,7 +68,6 @@ LIMITS = {
     "RLIMIT_DATA": resource.RLIMIT_DATA,
     "RLIMIT_STACK": resource.RLIMIT_STACK,
 }
-_events = [0]  # how many of them this process raised
 
 
 def _audited(event: str, _args: tuple[Any, ...]) -> None:
