@@ -555,3 +555,25 @@ def test_an_answer_whose_repr_never_returns_is_stopped_as_the_call_would_be(rig:
     (halt,) = rig.store.halts("mom_AAPL")
     assert halt.reason.startswith("signal failed: SignalTimeout: the signal ran past its 5 s budget"), halt.reason
     assert rig.engine.system.state != "halted" and not rig.store.halts("crypto_core")
+
+
+def _recurses(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    return _recurses(prices, params)
+
+
+def _allocates(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+    return bool(bytearray(1 << 62))
+
+
+@pytest.mark.parametrize(("function", "said"), [
+    (_recurses, "RecursionError: maximum recursion depth exceeded"),
+    (_allocates, "MemoryError"),
+])  # fmt: skip
+def test_a_signal_that_recurses_for_ever_or_asks_for_too_much_memory_halts_its_bot(rig: Rig, function: Any, said: str) -> None:
+    """Checked, and already so: the RecursionError of real recursion and the MemoryError of a real allocation are
+    the code's exceptions, raised and unwound inside the call: its bot halts alone, the tick goes on."""
+    rig.engine.bot("mom_AAPL").signal = function
+    rig.ticks(5)
+    (halt,) = rig.store.halts("mom_AAPL")
+    assert halt.reason.startswith(f"signal failed: {said}"), halt.reason
+    assert rig.engine.system.state != "halted" and not rig.store.halts("crypto_core")
