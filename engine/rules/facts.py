@@ -82,7 +82,7 @@ SYSTEM_FACTS: tuple[Fact, ...] = (
     _f("system_halted", "bool", "", "A system-wide halt is in force (kill condition or operator).", "system"),
     _f("halt_active", "bool", "", "A halt record is in force in SQLite (it has not ended or expired).", "system"),
     _f("kill_triggered", "bool", "", "At least one enabled kill condition holds this tick.", "system"),
-    _f("flatten_requested", "bool", "", "The halt in force asks for every position to be closed.", "system"),
+    _f("flatten_requested", "bool", "", "A system halt in force (any of them) asks for every position to be closed.", "system"),
     _f(
         "daily_pnl_pct",
         "float",

@@ -453,7 +453,7 @@ class Engine:
             system_state, system_view = self.system.state, view
             self._step("system", self.system, system, tick)
             tick.view = view = self._halts_as_written(view)
-            if kills.holding and system_state != "halted" and view.system_halt is None:
+            if kills.holding and not self.exitbot.kill_recorded(kills, view):
                 self._kill_outside_machine(kills, system_state, view.now)
                 tick.view = view = self._halts_as_written(view)
             if view is not system_view or self.system.state != system_state:  # a halt written or ended, a move
@@ -514,12 +514,16 @@ class Engine:
         return refusal
 
     def _kill_outside_machine(self, kills: KillVerdict, state: str, now: datetime) -> None:
-        """A kill condition holds, the system was not halted, and its machine's step wrote no halt: the machine
-        file has no `kill` edge from that state, one listed after another that fired first, or one without
-        `record_halt`. The kill switch does not depend on the edges drawn: the ExitBot writes the halt itself
-        (entries stop this tick; the machine enters `halted` through `halt_active` next tick), and says so once,
-        naming the state the machine could not halt from."""
-        self.journal.log("kill_outside_machine", state=state, conditions=list(kills.holding))
+        """A kill condition holds, no system halt in force records it (with its flatten, `ExitBot.kill_recorded`),
+        and the machine's step wrote none: the system was already halted for something else (an operator's halt,
+        a stale feed's, an anomaly's: the `kill` edge leaves only `idle` and `armed`), or the machine file has no
+        `kill` edge from that state, one listed after another that fired first, or one without `record_halt`. The
+        kill switch does not depend on the edges drawn, nor on the halts already in force: the ExitBot writes the
+        halt itself (entries stop this tick, its flatten sells this tick; the machine enters `halted` through
+        `halt_active` next tick). A machine that could not halt from `state` is said once (`kill_outside_machine`);
+        one already halted has nothing to say but the halt's own event."""
+        if state != "halted":
+            self.journal.log("kill_outside_machine", state=state, conditions=list(kills.holding))
         self.exitbot.record_kill(kills, now)
 
     def _with_records(self, view: TickView) -> list[str]:

@@ -457,6 +457,15 @@ class ExitBot:
                 self.record_kill(verdict, now)
         return result
 
+    def kill_recorded(self, verdict: KillVerdict, view: TickView) -> bool:
+        """Whether the system halts in force already record every kill condition of `verdict` that holds, each with
+        the flatten it calls for (`record_kill`). One that is not is recorded whatever other halts are in force: a
+        daily loss passed under an operator's halt, a stale feed's or an anomaly's was recorded by nothing (the
+        system machine's `kill` edge leaves only `idle` and `armed`), and nothing was sold for the whole halt."""
+        flattens = {name for name in verdict.measured if name in self.rules.flatten_on}
+        halts = view.system_halts
+        return all(any(name in h.conditions and (h.flatten or name not in flattens) for h in halts) for name in verdict.holding)
+
     def record_kill(self, verdict: KillVerdict, now: datetime) -> None:
         flatten = any(c in self.rules.flatten_on for c in verdict.measured)
         until = now + timedelta(minutes=self.config.bots.exitbot.cooloff_minutes)
@@ -480,8 +489,7 @@ class ExitBot:
         - while the system is halted, working entries are cancelled; with flatten, every position is closed, and
           a symbol several bots hold is closed once, by one order for the account's net position (returned apart:
           symbol -> the bots holding it), not once per bot."""
-        halt = view.system_halt
-        flatten = bool(halt and halt.flatten)
+        flatten = view.flatten_requested
         out: list[Intent] = []
         holders: dict[str, list[str]] = {}
         for bot_id in bot_ids:

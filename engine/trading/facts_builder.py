@@ -136,7 +136,6 @@ class BotFacts(NamedTuple):
 def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
     snapshot = view.snapshot
     account, clock, now = snapshot.account, snapshot.clock, view.now
-    halt = view.system_halt
     return {
         **inputs.settings_facts,
         "account_ok": account is not None and account.usable,
@@ -152,8 +151,8 @@ def system_facts(view: TickView, inputs: SystemInputs) -> Facts:
         "minutes_to_close": ((clock.next_close - now).total_seconds() / 60 if clock.is_open else 0.0) if clock else None,
         "system_armed": inputs.system_state == "armed",
         "system_halted": inputs.system_state == "halted",
-        "halt_active": halt is not None,
-        "flatten_requested": bool(halt and halt.flatten),
+        "halt_active": bool(view.system_halts),
+        "flatten_requested": view.flatten_requested,  # any system halt in force that flattens
         "daily_pnl_pct": daily_pnl_pct(account),
         "equity_usd": finite(account.equity) if account else None,
         "api_failures_in_window": inputs.api_failures,

@@ -98,8 +98,7 @@ def close_position(tick: TickContext, intent: Intent) -> None:
     engine, view = tick.engine, tick.view
     records = view.bot(intent.bot_id)
     busy = {r.symbol for r in records.open_exits}
-    halt = view.system_halt
-    shared = _shared_symbols(view) if halt is not None and halt.flatten else set()
+    shared = _shared_symbols(view) if view.flatten_requested else set()
     for position in records.positions:
         key = (intent.bot_id, position.symbol)
         if position.symbol in busy or key in tick.closing or position.symbol in shared:

@@ -75,8 +75,21 @@ class TickView:
 
     @property
     def system_halt(self) -> Halt | None:
-        """The latest system-wide halt in force."""
+        """The latest system-wide halt in force (whether one is: what it asks for is asked of them all)."""
         return next((h for h in reversed(self.halts) if h.scope == SYSTEM_SCOPE), None)
+
+    @cached_property
+    def system_halts(self) -> tuple[Halt, ...]:
+        """Every system-wide halt in force, oldest first."""
+        return tuple(h for h in self.halts if h.scope == SYSTEM_SCOPE)
+
+    @cached_property
+    def flatten_requested(self) -> bool:
+        """Whether a flatten is in force: ANY system halt in force asks for every position to be closed. The one
+        answer every reader takes (the ExitBot's duties, the exits' handlers, the `flatten_requested` fact). Read
+        from the latest halt alone, a later halt without flatten (an operator's, an anomaly's) made the kill
+        switch forget the daily-loss sell-off it had recorded, its exits still waiting."""
+        return any(h.flatten for h in self.system_halts)
 
     def with_halts(self, open_halts: tuple[Halt, ...]) -> TickView:
         """The same view after the ExitBot wrote or ended halts (`open_halts`: the halts not ended, re-read)."""

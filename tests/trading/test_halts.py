@@ -651,3 +651,41 @@ def test_a_start_up_difference_on_a_symbol_with_our_order_working_halts_though_i
     assert restarted.engine.system.state == "halted"
     (reason,) = halt_reasons(restarted)
     assert reason.startswith("reconciliation: position AAPL: broker ")
+
+
+def _system_halts(rig: Rig) -> list[tuple[str, bool]]:
+    return [(h.conditions[0] if h.conditions else "", h.flatten) for h in rig.store.halts(SYSTEM_SCOPE)]
+
+
+def test_a_daily_loss_under_another_halt_is_recorded_and_flattens(rig: Rig) -> None:
+    """Any other system halt in force (here the operator's; a stale feed's, an anomaly's are the same) left the
+    system machine in `halted`, whose `kill` edge leaves only idle and armed: the daily loss passed then was
+    recorded by nothing, and nothing was sold for the whole halt. The kill switch records it whatever halts are in
+    force, with its flatten, once: not again each tick while its halt names it."""
+    rig.until(holding)
+    operator_halt(rig.store, rig.engine.journal, "going to lunch", rig.clock.now())
+    rig.ticks(2)
+    assert rig.engine.system.state == "halted" and rig.store.positions()
+    rig.exchange.last_equity = rig.exchange.equity() * 1.05  # down 4.8 % on the day, the limit 1 %
+    rig.ticks(30)
+    assert _system_halts(rig) == [("operator", False), ("max_daily_loss_halt", True)]
+    assert rig.store.positions() == [] and rig.exchange.positions == {}  # sold under the operator's halt
+    assert rig.events("kill_outside_machine") == []  # the machine was halted already: nothing to say of its edges
+
+
+def test_a_later_halt_without_flatten_does_not_stop_a_flatten_under_way(rig: Rig) -> None:
+    """The flatten was read from the latest system halt alone: the daily loss's flatten recorded while its exits
+    could not leave (the account blocked), then an operator's halt without flatten, and the flatten was forgotten,
+    the positions kept. A flatten is in force while any system halt in force carries it."""
+    import dataclasses
+
+    rig.until(holding)
+    rig.exchange.flags = dataclasses.replace(rig.exchange.flags, trading_blocked=True)  # exits wait
+    rig.exchange.last_equity = rig.exchange.equity() * 1.05
+    rig.ticks(2)
+    assert _system_halts(rig) == [("max_daily_loss_halt", True)] and rig.store.positions()
+    operator_halt(rig.store, rig.engine.journal, "the operator looks at it", rig.clock.now())
+    rig.exchange.flags = dataclasses.replace(rig.exchange.flags, trading_blocked=False)
+    rig.ticks(30)
+    assert _system_halts(rig) == [("max_daily_loss_halt", True), ("operator", False)]
+    assert rig.store.positions() == [] and rig.exchange.positions == {}
