@@ -476,7 +476,8 @@ class Engine:
         self.orders.tick_committed()
         failpoints.reach("tick_committed")  # the tick's states, intents and cancels asked for committed; none sent
         # before reconciliation no entry leaves (the system is not armed); the exits recorded meanwhile go out at
-        # the next tick's recovery, looked up first (OrderManager.recover_pending)
+        # the next tick's recovery, looked up first (OrderManager.recover_pending), which needs the positions and
+        # the open orders read, not the account (`_reconcile`)
         sent = self.orders.send_cancels()  # the kill switch's and the machines' cancels, the write lock released
         sent += self.orders.send_pending(self._entry_refusal(snapshot)) if self.reconciled else 0
         if sent and self.on_persist is not None:  # the simulated exchange now holds the orders just sent
@@ -762,8 +763,15 @@ class Engine:
         return bool(named) and any(row.symbol in named for row in self.store.orders(statuses=lifecycle.OPEN))
 
     def _reconcile(self, snapshot: Snapshot) -> None:
-        """Recover committed intents, then compare SQLite with the broker. Unexplained halts."""
-        if snapshot.account is None or snapshot.positions is None or snapshot.open_orders is None:
+        """Recover committed intents, then compare SQLite with the broker. Unexplained halts.
+
+        Needs the positions and the open orders, never the account: recovery sends the exits committed before a
+        restart or recorded since (reduce-only, sized on the positions), and reconciliation compares positions and
+        orders only. Waiting on the account too, a failing account read (or `DailyBasis.refused` hiding it for its
+        confirmation ticks) held every stop loss, time stop and flatten `pending` after a restart, for as long as
+        it failed. Entries still need every read: the system arms only on a usable account (`system_ready`), and
+        no entry leaves in a tick that read the broker incompletely (`_entry_refusal`)."""
+        if snapshot.positions is None or snapshot.open_orders is None:
             return  # try again next tick; the system stays unarmed meanwhile
         try:
             self.orders.recover_pending(snapshot.positions)
@@ -771,10 +779,11 @@ class Engine:
             self._record_failure(exc)
             return
         self._cancel_abandoned_entries()
-        # Read again after the recovery (it may have found or sent orders): the account, positions and open orders
-        # are all reconciliation compares, so no quote and no chain is asked for. Its failures count as the tick's
-        # do; and a list it could not read proves nothing (`unexplained` finds nothing in it): taken as "nothing
-        # unexplained", a position nobody owned passed reconciliation, and the system armed beside it.
+        # Read again after the recovery (it may have found or sent orders): positions and open orders are all
+        # reconciliation compares, so no quote and no chain is asked for (the account is read with them, unused).
+        # Its failures count as the tick's do; and a list it could not read proves nothing (`unexplained` finds
+        # nothing in it): taken as "nothing unexplained", a position nobody owned passed reconciliation, and the
+        # system armed beside it.
         reread = self.broker.snapshot(DataNeeds())
         for err in reread.errors:
             self._record_failure(err)

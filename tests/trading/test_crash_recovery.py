@@ -107,7 +107,8 @@ def test_a_failed_read_at_restart_sends_nothing_and_decides_nothing(project: Pro
     with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
         rig, broker = _crash_before_first_post(project, clock, exchange, emulator)
         cid = rig.store.orders(statuses=("pending",))[0].client_order_id
-        emulator.faults.append(Fault(status=503, path_prefix="/v2/account"))
+        # the positions, which recovery and reconciliation need (a failing account read does not stop them)
+        emulator.faults.append(Fault(status=503, path_prefix="/v2/positions"))
         restarted = rig.restart(broker)
         restarted.ticks(1)
         row = restarted.store.order(cid)
@@ -346,3 +347,45 @@ def test_an_abandoned_entry_whose_post_answer_was_lost_is_cancelled_after_a_rest
         assert not emulator.faults  # every lagging read was made
         assert restarted.store.order(cid).status == "canceled"  # type: ignore[union-attr]
         assert exchange.orders[exchange.by_client_id[cid]].status == "canceled"
+
+
+def _time_stop_after_restart(rig: Rig) -> Rig:
+    """crypto_core holding, the process restarted (the broker kept everything), its time stop (240 min) passed."""
+    rig.until(lambda r: bool(r.store.positions()))
+    again = rig.restart()
+    again.clock.advance(245 * 60)
+    return again
+
+
+def test_exits_leave_after_a_restart_while_the_account_read_fails(project: ProjectCopy, clock) -> None:
+    """Reconciliation waited on the account, which it does not compare, and recovery (which sends the exits recorded
+    while unreconciled) waited on reconciliation: after a restart, every stop loss, time stop and flatten stayed
+    `pending` for as long as /v2/account failed. Exits need the positions and the open orders read, never the
+    account; entries still need every read (the system never arms without it)."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        again = _time_stop_after_restart(rig)
+        entries_before = {r.client_order_id for r in again.store.orders() if r.purpose == "entry"}
+        emulator.faults.append(Fault(status=503, path_prefix="/v2/account", times=0))
+        again.ticks(3)
+        exits = [r for r in again.store.orders() if r.purpose == "exit"]
+        assert exits and all(r.status == "filled" for r in exits), [(r.status, r.symbol) for r in exits]
+        assert again.store.positions() == [] and "ETH/USD" not in exchange.positions
+        assert again.engine.system.state != "armed"  # no account: nothing may open
+        assert {r.client_order_id for r in again.store.orders() if r.purpose == "entry"} == entries_before
+
+
+def test_exits_leave_after_a_restart_while_a_moved_last_equity_waits_for_its_confirmations(project: ProjectCopy, clock) -> None:
+    """The same gap, by the engine's own hand: a new process's last_equity that differs from the one an earlier run
+    of the day saved hides the account (`DailyBasis.refused`) until LAST_EQUITY_CONFIRMATIONS answers agree, and
+    the exits waited with it: for as long as the answers do not agree (here, each a different one), for ever."""
+    again = _time_stop_after_restart(make_rig(project, clock))
+    for _ in range(6):
+        again.exchange.last_equity -= 500.0  # never the same twice: never confirmed, never read (a gain, not a loss)
+        again.ticks(1)
+    refused = [e for e in again.events("broker_error") if "last_equity" in e["message"]]
+    assert len(refused) == 6 and again.engine.system.state != "armed"  # the account never read: nothing may open
+    exits = [r for r in again.store.orders() if r.purpose == "exit"]
+    assert exits and all(r.status == "filled" for r in exits), [(r.status, r.symbol) for r in exits]
+    assert again.store.positions() == [] and again.exchange.positions == {}
