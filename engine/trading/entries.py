@@ -12,13 +12,14 @@ and refused under its minimums (docs/alpaca.md, "Crypto"). Exits are planned els
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from engine.brokers.base import Account, Asset, OptionContract, OrderRequest, Quote, Snapshot
+from engine.brokers.base import Account, Asset, OptionContract, Order, OrderRequest, Quote, Snapshot
 from engine.brokers.symbols import contract_multiplier
 from engine.config.checks import CRYPTO_MIN_USD
 from engine.config.model import ChainRules, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, TradingBotConfig
@@ -47,14 +48,55 @@ def usable(quote: Quote | None, max_spread_pct: float) -> bool:
 
 
 def room_usd(deployable_usd: float, snapshot: Snapshot) -> float:
-    """Capital left to deploy: the deployable part of the equity less what is held, never more than the account's
-    buying power (the loosest of its buying powers: each entry is also capped by its own, `buying_power`). No room
-    is left when the account or the positions could not be read: what is held is then unknown, never nothing (the
-    whole deployable equity was room again, every position still held)."""
-    if snapshot.account is None or snapshot.positions is None:
+    """Capital left to deploy: the deployable part of the equity less what is held and less what the working buys
+    (entries granted in earlier ticks, still resting: a limit, a GTC crypto order) will cost once they fill
+    (`working_cost_usd`), never more than the account's buying power (the loosest of its buying powers: each entry
+    is also capped by its own, `buying_power`). Counting positions only, each tick started from the whole
+    deployable room again, granted entries against capital already committed, and the cash reserve was breached
+    once they filled. No room is left when the account, the positions or the open orders could not be read, or a
+    working buy's cost cannot be told: what is committed is then unknown, never nothing."""
+    if snapshot.account is None or snapshot.positions is None or snapshot.open_orders is None:
         return 0.0
     exposure = sum(abs(p.market_value) for p in snapshot.positions)
+    for order in snapshot.open_orders:
+        if order.side != "buy":
+            continue
+        cost = working_cost_usd(order, snapshot)
+        if cost is None:
+            return 0.0
+        exposure += cost
+    if not math.isfinite(exposure):
+        return 0.0
     return max(0.0, min(deployable_usd - exposure, snapshot.account.buying_power))
+
+
+def working_cost_usd(order: Order, snapshot: Snapshot) -> float | None:
+    """What the unfilled part of a working buy will cost, priced as `cost_usd` prices an entry (its amount; else
+    its limit price, or the ask now); None when that cannot be told (no price, no quantity, a fill without a
+    price), never 0."""
+    filled = order.filled_qty
+    if order.notional is not None:
+        if filled and order.filled_avg_price is None:
+            return None
+        left = order.notional - filled * (order.filled_avg_price or 0.0)
+    else:
+        price = _price(order.symbol, order.limit_price, snapshot)
+        if order.qty is None or price is None:
+            return None
+        left = (order.qty - filled) * price * contract_multiplier(order.symbol)
+    return max(0.0, left) if math.isfinite(left) else None
+
+
+def _price(symbol: str, limit_price: float | None, snapshot: Snapshot) -> float | None:
+    """What an order on `symbol` is priced at for the capital: its limit, else the ask of this tick's quote or of
+    the contract in this tick's chains; None when there is none."""
+    if limit_price:
+        return limit_price
+    quote = snapshot.quotes.get(symbol)
+    if quote is not None:
+        return quote.ask or None
+    contract = chain_contract(snapshot, symbol)
+    return contract.ask or None if contract is not None else None
 
 
 def buying_power(cfg: TradingBotConfig, account: Account | None) -> float | None:
@@ -79,9 +121,7 @@ def cost_usd(request: OrderRequest, snapshot: Snapshot) -> float | None:
     cannot be told (no price, no quantity): never 0, which would leave the room whole for the next entry."""
     if request.notional is not None:
         return request.notional
-    quote = snapshot.quotes.get(request.symbol)
-    contract = chain_contract(snapshot, request.symbol) if quote is None else None
-    price = request.limit_price or (quote.ask if quote else contract.ask if contract else None)
+    price = _price(request.symbol, request.limit_price, snapshot)
     if not price or not request.qty:
         return None
     return request.qty * price * contract_multiplier(request.symbol)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine.brokers.base import Asset, DataNeeds, OptionContract, OrderRequest, Quote, Snapshot
+from engine.brokers.base import Asset, DataNeeds, OptionContract, Order, OrderRequest, Quote, Snapshot
 from engine.brokers.factory import build_sim
 from engine.config.loader import load_config
 from engine.config.model import TradingBotConfig
@@ -346,3 +346,38 @@ def test_a_crypto_quantity_rounded_under_10_usd_says_so(snapshot: Snapshot) -> N
     request, _choice, why = explain(by_qty, "BTC/USD", snapshot, assets=coarse)
     assert request is None
     assert why is not None and "rounded down" in why and "10 USD minimum" in why
+
+
+# --- the capital room counts the entries still working -----------------------------------------------------------
+
+
+def _working(symbol: str, qty: float | None, *, limit: float | None = None, notional: float | None = None,
+             filled: float = 0.0, filled_price: float | None = None, side: str = "buy") -> Order:  # fmt: skip
+    return Order("b1", "x-1", symbol, side, qty, notional, filled, filled_price, "limit" if limit else "market",  # type: ignore[arg-type]
+                 "day", limit, "partially_filled" if filled else "new", NOW, "us_equity")  # fmt: skip
+
+
+def test_the_room_is_less_what_working_buys_will_cost_once_filled(snapshot: Snapshot) -> None:
+    """An entry granted in an earlier tick and still resting is in no position yet: counted by nothing, the next
+    tick had the whole deployable room again, granted entries against the same capital, and the cash reserve was
+    breached once they filled. Its unfilled part is priced as a new entry is (`cost_usd`)."""
+    ask = snapshot.quotes["AAPL"].ask
+
+    def room(*orders: Order) -> float:
+        return room_usd(70_000, dataclasses.replace(snapshot, open_orders=orders))
+
+    assert room(_working("AAPL", 100, limit=150.0)) == pytest.approx(70_000 - 15_000)  # at its limit
+    assert room(_working("AAPL", 100)) == pytest.approx(70_000 - 100 * ask)  # a market order: at the ask now
+    assert room(_working("AAPL", 100, limit=150.0, filled=40, filled_price=150.0)) == pytest.approx(70_000 - 9_000)
+    assert room(_working("BTC/USD", None, notional=5_000.0, filled=0.01, filled_price=100_000.0)) == pytest.approx(66_000)
+    assert room(_working("AAPL", 100, limit=150.0, side="sell")) == 70_000  # an exit commits no capital
+    assert room(_working("AAPL", 600, limit=150.0)) == 0.0  # past the deployable: none left, never below 0
+
+
+def test_a_working_buy_whose_cost_cannot_be_told_leaves_no_room(snapshot: Snapshot) -> None:
+    """Unknown is not nothing: a working buy with no price (a market order on a symbol quoted nowhere this tick),
+    a fill without its price, or the open orders not read at all, and no entry is sized."""
+    assert room_usd(70_000, dataclasses.replace(snapshot, open_orders=(_working("MSFT", 100),))) == 0.0
+    odd = _working("BTC/USD", None, notional=5_000.0, filled=0.01, filled_price=None)
+    assert room_usd(70_000, dataclasses.replace(snapshot, open_orders=(odd,))) == 0.0
+    assert room_usd(70_000, dataclasses.replace(snapshot, open_orders=None)) == 0.0

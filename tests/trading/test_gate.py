@@ -132,3 +132,28 @@ def test_positions_that_could_not_be_read_leave_no_room_to_deploy(project: Proje
         emulator.faults.append(Fault(status=503, path_prefix="/v2/positions", method="GET"))
         rig.ticks(1)
         assert _room_seen(rig, "mom_AAPL") == 0.0 < held
+
+
+def test_an_entry_still_working_from_an_earlier_tick_takes_its_capital(project: ProjectCopy, clock) -> None:
+    """The room started each tick from the deployable equity less the positions alone: an entry granted earlier
+    and still resting (a limit, a GTC crypto order) was counted by no later tick, which granted other entries
+    against the same capital, and the cash reserve (cash_reserve_pct) was gone once they filled. Here mom_AAPL's
+    limit for 70,000 USD, the whole deployable 70 % of the equity, rests: crypto_core gets no entry until it ends."""
+    clock.advance(10 * 60)  # within mom_AAPL's trade window: its working entry is not abandoned
+    first = make_rig(project, clock)
+    orders, day, now = first.engine.orders, first.engine.trading_date(clock.now()), clock.now()
+    with first.store.transaction():
+        entry = OrderRequest("AAPL", "buy", orders.next_client_order_id("mom_AAPL", day), "limit", "day", qty=700,
+                             limit_price=100.0)  # fmt: skip  # the market is near 190: it rests
+        orders.record_intent("mom_AAPL", day, "entry", entry, "test")
+        first.store.save_machine_state("momentum", "mom_AAPL", "entering", now)
+    orders.send_pending()
+    rig = first.restart()  # the run that granted it ended; this one finds it working
+    rig.ticks(3)
+    assert rig.store.order(entry.client_order_id).status == "new"  # type: ignore[union-attr]
+    assert not [r for r in rig.store.orders() if r.bot_id == "crypto_core"]
+    said = [e["failed"] for e in rig.events("preflight") if e["bot"] == "crypto_core"]
+    assert said == [["capital_available"]]  # no room left: the reserve holds
+    rig.exchange.cancel(rig.exchange.by_client_id[entry.client_order_id])
+    rig.until(lambda r: any(o.bot_id == "crypto_core" for o in r.store.orders()), limit=60)  # its capital freed
+    assert [e["failed"] for e in rig.events("preflight") if e["bot"] == "crypto_core"][-1] == []
