@@ -117,9 +117,21 @@ class Baseline:
         self.handlers = tuple(_signal.getsignal(sig) for sig in WATCHED_SIGNALS)
         self.filters: Any = warnings.filters  # a list (typeshed says Sequence): what a restore writes back into
         self.rules = tuple(warnings.filters)
-        self.cwd, self.tracer, self.profiler = _cwd(), sys.gettrace(), sys.getprofile()
-        self.limits = {name: resource.getrlimit(limit) for name, limit in LIMITS.items()}
+        self.tracer, self.profiler = sys.gettrace(), sys.getprofile()
+        self.cwd, self.limits = _audited_settings()
         self.events, self.forks, self.child_forks = _events[0], _forks[0], _child_forks[0]
+
+
+# The working directory and the resource limits as last read, and the count of audit events then: each changes only
+# by an audited call (os.chdir, resource.setrlimit, ...), so while the count stands they are read again from here,
+# not by seven system calls a tick (a third of a Baseline's cost).
+_settings_read: list[Any] = [-1, None, {}]
+
+
+def _audited_settings() -> tuple[str | None, dict[str, tuple[int, int]]]:
+    if _settings_read[0] != _events[0]:
+        _settings_read[:] = [_events[0], _cwd(), {name: resource.getrlimit(limit) for name, limit in LIMITS.items()}]
+    return _settings_read[1], _settings_read[2]
 
 
 def threads() -> int:
