@@ -252,8 +252,19 @@ def fact_types(kind: str) -> Mapping[str, str]:
 
 
 # A config value's unit is not declared beside it (its fact says `config`): its name ends in it, as the schemas
-# word it (`exits.stop_loss_pct` is percent, as position_pnl_pct is; `health.max_price_staleness_seconds`).
-_CONFIG_UNITS = (("_pct", "%"), ("_minutes", "min"), ("_seconds", "s"), ("_usd", "USD"))
+# word it (`exits.stop_loss_pct` is percent, as position_pnl_pct is; `health.max_price_staleness_seconds`). Days
+# to expiry are days. A whole number with none of these endings is a count (`risk.max_trades_per_day`,
+# `health.max_api_failures_in_window`: entries, orders, failures, positions), so `minutes_in_position >=
+# risk_max_trades_per_day` is refused as minutes against a count; a fractional one without an ending (an option's
+# delta) has no unit.
+_CONFIG_UNITS = (
+    ("_pct", "%"),
+    ("_minutes", "min"),
+    ("_seconds", "s"),
+    ("_usd", "USD"),
+    ("_dte_min", "days"),
+    ("_dte_max", "days"),
+)
 _MEASURED_UNITS = frozenset({"%", "min", "s", "USD", "count"})
 
 
@@ -273,6 +284,8 @@ def fact_units(kind: str) -> Mapping[str, str]:
             units[name] = fact.unit
         elif fact.unit == "config" and fact.type in ("int", "float"):
             unit = next((unit for suffix, unit in _CONFIG_UNITS if name.endswith(suffix)), None)
+            if unit is None and fact.type == "int":
+                unit = "count"
             if unit is not None:
                 units[name] = unit
     return units

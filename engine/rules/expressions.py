@@ -783,16 +783,20 @@ _UNIT_WORDS = {
     "s": "seconds",
     "USD": "dollars",
     "count": "a count",
+    "days": "days",
 }
 
 
 def check_units(node: Node, units: Mapping[str, str]) -> None:
     """Refuse a comparison, `+` or `-` of two sides whose units differ as the facts' units say (`python -m engine
     facts KIND`): `minutes_in_position >= health_max_price_staleness_seconds` type-checks (two numbers) and is off
-    by sixty; `daily_pnl_pct <= -risk_global_max_daily_loss_pct / 100` compares percent with a fraction and a
-    kill condition so written fires a hundred times late. `units` maps a fact to its unit (absent: unknown); a
-    constant has none. `* 60` turns minutes into seconds, `/ 60` seconds into minutes, `/ 100` percent into a
-    fraction and `* 100` back; any other constant factor keeps the unit; a product of two facts has none."""
+    by sixty; `daily_pnl_pct <= -risk_global_max_daily_loss_pct * 100` waits for a hundred times the loss (off).
+    `units` maps a fact to its unit (absent: unknown); a constant has none. `* 60` turns minutes into seconds,
+    `/ 60` seconds into minutes, `/ 100` percent into a fraction and `* 100` back. A factor that is one of the
+    unit conversions' numbers (24, 60, 100, 1000, 1440, 3600, 86400, or one over it) used on a unit it does not
+    convert (`percent * 100`, `minutes / 60`) is the off-by-a-hundred or off-by-sixty mistake itself: its result
+    has a unit of its own (`percent * 100`), which no fact has, so comparing it with a fact's unit is refused. Any
+    other constant factor (`/ 2`, `* 1.5`) keeps the unit; a product of two facts has none."""
     _unit(node, units)
 
 
@@ -843,30 +847,56 @@ def _unit(node: Node, units: Mapping[str, str]) -> str | None:
     if node.op == "%":
         return left
     if left is not None and right is not None and left != right:
-        words = (
-            f"{_UNIT_WORDS.get(left, left)}: {_shown_side(node.left)}, "
-            f"with {_UNIT_WORDS.get(right, right)}: {_shown_side(node.right)}"
-        )
+        words = f"{_unit_words(left)}: {_shown_side(node.left)}, with {_unit_words(right)}: {_shown_side(node.right)}"
         what = "compares" if node.op in COMPARISONS else "adds or subtracts"
         reason = f"'{node.op}' {what} {words}: convert one side to the other's unit"
         raise ExpressionError("type", reason, node.column, node.width)
     return None if node.op in COMPARISONS else (left or right)
 
 
+# The numbers of unit conversions (and one over each: `* 0.01` is `/ 100`): a factor among them that converts
+# nothing for the unit it scales is taken for a conversion gone wrong, never for a scale.
+_CONVERSION_NUMBERS = (24, 60, 100, 1000, 1440, 3600, 86400)
+_CONVERSIONS: dict[tuple[str, str, int], str] = {
+    ("*", "min", 60): "s",
+    ("/", "s", 60): "min",
+    ("/", "%", 100): "fraction",
+    ("*", "fraction", 100): "%",
+}
+
+
 def _scaled(node: Binary, left: str | None, right: str | None) -> str | None:
-    """The unit of `a * b` or `a / b`: a fact's unit scaled by a constant, converted by 60 or 100, else none."""
+    """The unit of `a * b` or `a / b`: a fact's unit converted by 60 or 100; scaled by a conversion's number that
+    converts nothing for it, a unit of its own (`% * 100`, matching no fact's); scaled by another constant, the
+    same unit; else none."""
     factor_right = _constant_value(node.right) if right is None else None
     factor_left = _constant_value(node.left) if left is None and node.op == "*" else None
     unit, factor = (left, factor_right) if factor_right is not None else (right, factor_left)
     if unit is None or factor is None:
         return None
-    conversions: dict[tuple[str, str, int | float], str] = {
-        ("*", "min", 60): "s",
-        ("/", "s", 60): "min",
-        ("/", "%", 100): "fraction",
-        ("*", "fraction", 100): "%",
-    }
-    return conversions.get((node.op, unit, factor), unit)
+    number = _conversion_number(abs(factor))
+    if number is None:
+        return unit
+    op = node.op if number[1] else ("/" if node.op == "*" else "*")  # `* 0.01` is `/ 100`
+    return _CONVERSIONS.get((op, unit, number[0]), f"{unit} {op} {number[0]}")
+
+
+def _conversion_number(magnitude: int | float) -> tuple[int, bool] | None:
+    """The conversion number `magnitude` is, and whether as itself (`100`) or as one over it (`0.01`), or None."""
+    if magnitude == 0 or not math.isfinite(magnitude):
+        return None
+    for n in _CONVERSION_NUMBERS:
+        if math.isclose(magnitude, n):
+            return n, True
+        if math.isclose(magnitude, 1 / n):
+            return n, False
+    return None
+
+
+def _unit_words(unit: str) -> str:
+    """A unit as the message says it: a scaled one (`% * 100`) in words too (`percent * 100`)."""
+    base, _, rest = unit.partition(" ")
+    return f"{_UNIT_WORDS.get(base, base)} {rest}" if rest else _UNIT_WORDS.get(unit, unit)
 
 
 def _shown_side(node: Node) -> str:
