@@ -156,8 +156,56 @@ def _unknown_keys(error: ValidationError) -> list[str]:
     return [k for k in keys if k not in allowed and not any(p.search(k) for p in patterns)]
 
 
+def _alternatives(error: ValidationError, doc: YamlDocument) -> list[Problem] | None:
+    """A oneOf/anyOf no branch of which matched, said at its innermost mistake, or None for the caller's message.
+
+    It was said at its top with the alternatives' own message: a mistake inside a `when:` (`nott:` three levels
+    down, a guard name in the wrong case) was reported at the `when:` line as "is not a guard name or ...", naming
+    neither the item nor the key. A branch error below the value (an item of `all:`) is followed down, to the
+    deepest; at the value itself, a key every branch that lists its keys refuses is an unknown key (with the
+    nearest of the keys they allow); a value no branch takes for its type says the types wanted."""
+    context = list(error.context or ())
+    if not context:
+        return None
+    depth = max(len(e.relative_path) for e in context)
+    if depth > 0:
+        return _problems_for(next(e for e in context if len(e.relative_path) == depth), doc)
+    closed = [e for e in context if e.validator == "additionalProperties" and isinstance(e.instance, dict)]
+    if closed and isinstance(error.instance, dict):
+        unknown = set.intersection(*(set(_unknown_keys(e)) for e in closed))
+        allowed = sorted({key for e in closed for key in _schema_of(e).get("properties", {})})
+        path = list(error.absolute_path)
+        if unknown:
+            return [
+                doc.problem([*path, key], f"unknown key '{key}'{_key_hint(key, allowed)}", of_key=True)
+                for key in error.instance
+                if key in unknown
+            ]
+    if _schema_of(error).get("x-message"):
+        return None
+    if all(e.validator == "type" for e in context):
+        wanted = [w for e in context for w in (e.validator_value if isinstance(e.validator_value, list) else [e.validator_value])]
+        kinds = " or ".join(dict.fromkeys(_TYPE_WORDS.get(str(w), str(w)) for w in wanted))
+        return [
+            doc.problem(list(error.absolute_path), f"{show_value(error.instance)} is not {kinds}", of_key=error.instance is None)
+        ]
+    typed = [e for e in context if e.validator != "type"]  # the branches whose type the value has
+    if len({e.relative_schema_path[0] for e in typed}) == 1:
+        return [p for e in typed for p in _problems_for(e, doc)]
+    return None
+
+
+def _key_hint(key: str, allowed: list[str]) -> str:
+    guess = nearest(key, allowed)
+    return f" (did you mean '{guess}'?)" if guess else f" (allowed: {', '.join(allowed)})"
+
+
 def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
     path = list(error.absolute_path)
+    if error.validator in ("oneOf", "anyOf"):
+        found = _alternatives(error, doc)
+        if found is not None:
+            return found
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(_schema_of(error).get("properties", {}))
         patterns = list(_schema_of(error).get("patternProperties", {}))
