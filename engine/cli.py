@@ -409,8 +409,12 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         raise InvalidInput(
             f"--format {args.format} needs Graphviz bindings: pip install -e '.[diagrams]' (or use --format mermaid)"
         ) from None
-    graph = pygraphviz.AGraph(string=render.dot(spec, current))
-    data = graph.draw(format=args.format, prog="dot")
+    try:
+        graph = pygraphviz.AGraph(string=render.dot(spec, current))
+        data = graph.draw(format=args.format, prog="dot")
+    except (pygraphviz.DotError, ValueError, OSError) as exc:  # Graphviz refused the text, or `dot` is missing
+        said = " ".join(str(exc).split()) or type(exc).__name__
+        raise RuntimeFailure(f"--format {args.format}: Graphviz could not draw the {args.kind} machine: {said}") from None
     if args.output:
         _write_output("-o", args.output, data)
     else:

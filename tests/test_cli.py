@@ -64,7 +64,7 @@ def test_diagram_is_mermaid_with_guards_on_edges() -> None:
     result = run_engine("diagram", "momentum")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("stateDiagram-v2")
-    assert "armed --> entering : enter [entry_signal] / open_entry" in result.stdout
+    assert "s_armed --> s_entering : enter [entry_signal] / open_entry" in result.stdout
     assert "class " not in result.stdout  # nothing highlighted without --bot
 
 
@@ -77,7 +77,7 @@ def test_diagram_highlights_the_bots_persisted_state(tmp_path) -> None:
     StateStore(db).save_machine_state("momentum", "mom_AAPL", "managing", datetime(2026, 1, 5, tzinfo=timezone.utc))
     result = run_engine("diagram", "momentum", "--bot", "mom_AAPL", "--state-db", str(db))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith("class managing current")
+    assert result.stdout.rstrip().endswith("class s_managing current")
 
 
 def test_table_lists_every_transition_in_order() -> None:
@@ -133,7 +133,7 @@ def test_one_error_is_counted_in_the_singular(project: ProjectCopy) -> None:
 
 def test_diagram_says_when_a_bot_has_no_saved_state(tmp_path) -> None:
     result = run_engine("diagram", "momentum", "--bot", "mom_AAPL", "--state-db", str(tmp_path / "none.db"))
-    assert result.returncode == 0 and "no saved state" in result.stderr and "class idle current" in result.stdout
+    assert result.returncode == 0 and "no saved state" in result.stderr and "class s_idle current" in result.stdout
 
 
 # --- input that must never crash or hang validation (issue 13, items 5-12) -------------------------------------
@@ -648,3 +648,31 @@ def test_standard_output_closed_under_a_command_drops_what_follows_and_says_so()
     guarded.flush()
     assert isinstance(failure.error, ValueError)
     assert failure.line().startswith("error: standard output cannot be written (I/O operation on closed file)")
+
+
+def test_a_diagram_graphviz_refuses_is_one_line_not_a_traceback(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DOT text Graphviz refused (a state named `node` written bare did) escaped `diagram --format svg` as
+    pygraphviz's DotError: a traceback. The diagrams extra is optional and not installed here, so a stand-in
+    module raises what pygraphviz raises; the command says it in one line, exit 1."""
+    import types
+
+    from engine.cli import main
+
+    fake = types.ModuleType("pygraphviz")
+
+    class DotError(ValueError):
+        pass
+
+    def refuse(string: str) -> None:
+        raise DotError("Error: syntax error in line 9 near '->'\n")
+
+    fake.DotError = DotError  # type: ignore[attr-defined]
+    fake.AGraph = refuse  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pygraphviz", fake)
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    code = main(["diagram", "system", "--format", "svg", *files])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    assert err.strip() == "--format svg: Graphviz could not draw the system machine: Error: syntax error in line 9 near '->'"

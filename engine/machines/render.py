@@ -18,16 +18,28 @@ def _edge_label(transition: TransitionSpec) -> str:
 
 
 def mermaid(spec: MachineSpec, current: str | None = None) -> str:
-    """A Mermaid stateDiagram-v2: renders on code hosting sites with no system dependency."""
-    lines = ["stateDiagram-v2", f"    %% {spec.kind}: {spec.description}", f"    [*] --> {spec.initial}"]
+    """A Mermaid stateDiagram-v2: renders on code hosting sites with no system dependency.
+
+    Each state is drawn under an id of its own, `s_<name>`, with its name as the label (`state "note" as s_note`):
+    a state may be named as the schema allows (`^[a-z][a-z0-9_]*$`), and Mermaid's lexer, case-insensitive, takes
+    `note`, `state`, `class`, `classdef`, `style`, `scale`, `click`, `acctitle`, `accdescr` (more in newer
+    versions) at the start of a line for its keywords: a state so named broke the whole diagram. No keyword
+    starts with `s_`, and no two names share an id."""
+    lines = ["stateDiagram-v2", f"    %% {spec.kind}: {spec.description}", f"    [*] --> {_mermaid_id(spec.initial)}"]
     for state in spec.states.values():
-        lines.append(f"    {state.name} : {state.name} - {_mermaid_text(state.description)}")
+        lines.append(f'    state "{state.name}" as {_mermaid_id(state.name)}')
+        lines.append(f"    {_mermaid_id(state.name)} : {state.name} - {_mermaid_text(state.description)}")
     for source, transition in spec.edges():
-        lines.append(f"    {source} --> {transition.dest} : {_mermaid_text(_edge_label(transition))}")
+        edge = f"{_mermaid_id(source)} --> {_mermaid_id(transition.dest)}"
+        lines.append(f"    {edge} : {_mermaid_text(_edge_label(transition))}")
     if current in spec.states:  # a saved state the file no longer has is no node to highlight
         lines.append("    classDef current fill:#ffd54f,stroke:#e65100,stroke-width:3px")
-        lines.append(f"    class {current} current")
+        lines.append(f"    class {_mermaid_id(current)} current")
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_id(name: str) -> str:
+    return f"s_{name}"
 
 
 def _mermaid_text(text: str) -> str:
@@ -35,21 +47,25 @@ def _mermaid_text(text: str) -> str:
     return text.replace(":", " -").replace(";", ",").replace("#", "no.")
 
 
+def _dot_id(text: str) -> str:
+    """A DOT ID, always quoted: a state named `node`, `edge`, `graph`, `digraph`, `subgraph` or `strict` (DOT's
+    keywords, in any case) written bare was a statement of its own: `node [label=...]` set every later node's
+    label, and `node -> halted` a syntax error."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def dot(spec: MachineSpec, current: str | None = None) -> str:
-    """Graphviz DOT, for svg and png through pygraphviz (the `diagrams` extra)."""
-
-    def quote(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    lines = [f"digraph {spec.kind} {{", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fillcolor=white];']
+    """Graphviz DOT, for svg and png through pygraphviz (the `diagrams` extra). Every ID is quoted (`_dot_id`)."""
+    quote = _dot_id
+    lines = [f"digraph {quote(spec.kind)} {{", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fillcolor=white];']
     lines.append(f"  label={quote(spec.kind + ': ' + spec.description)}; labelloc=t;")
     lines.append('  __start [shape=point, label=""];')
-    lines.append(f"  __start -> {spec.initial};")
+    lines.append(f"  __start -> {quote(spec.initial)};")
     for state in spec.states.values():
         fill = ', fillcolor="#ffd54f", penwidth=3' if state.name == current else ""
-        lines.append(f"  {state.name} [label={quote(state.name + chr(10) + state.description)}{fill}];")
+        lines.append(f"  {quote(state.name)} [label={quote(state.name + chr(10) + state.description)}{fill}];")
     for source, transition in spec.edges():
-        lines.append(f"  {source} -> {transition.dest} [label={quote(_edge_label(transition))}];")
+        lines.append(f"  {quote(source)} -> {quote(transition.dest)} [label={quote(_edge_label(transition))}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

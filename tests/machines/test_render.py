@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from engine.machines import render
-from engine.machines.spec import load_machines
+from engine.machines.spec import MachineSpec, load_machines
 from tests.conftest import ProjectCopy
 
 
@@ -22,5 +26,43 @@ def test_a_saved_state_the_machine_no_longer_has_is_not_drawn_as_a_node(project:
     states a run restores): `class entering current` made Mermaid draw a stray node of that name, in `diagram
     --bot` and on the status page, as if it were a state of the machine."""
     spec = load_machines(project.machines)["momentum"]
-    assert "class gone current" not in render.mermaid(spec, "gone")
-    assert "class armed current" in render.mermaid(spec, "armed")
+    assert "class s_gone current" not in render.mermaid(spec, "gone")
+    assert "class s_armed current" in render.mermaid(spec, "armed")
+
+
+def _system_with_a_state_named(project: ProjectCopy, name: str) -> MachineSpec:
+    path = project.machines / "system.yaml"
+    path.write_text(re.sub(r"\barmed\b", name, path.read_text(encoding="utf-8")), encoding="utf-8")
+    return load_machines(project.machines)["system"]
+
+
+@pytest.mark.parametrize("name", ["node", "edge", "graph", "digraph", "subgraph", "strict"])
+def test_a_state_named_like_a_dot_keyword_is_a_quoted_id(project: ProjectCopy, name: str) -> None:
+    """A state may be named `node` (the schema allows `^[a-z][a-z0-9_]*$`): written bare, `node [label=...]` was
+    DOT's default-attribute statement (every later node labelled "node ..."), and `node -> halted` a syntax error,
+    so `diagram --format svg` failed. Every ID is quoted: a quoted ID is never a keyword."""
+    text = render.dot(_system_with_a_state_named(project, name))
+    statements = [line.strip() for line in text.splitlines()[1:-1]]
+    assert f'"{name}" [label="{name}\n' in text and f'"idle" -> "{name}" [label="arm' in text
+    bare = [s for s in statements if re.match(r"(node|edge|graph|digraph|subgraph|strict)\b", s, re.IGNORECASE)]
+    assert bare == ['node [shape=box, style="rounded,filled", fillcolor=white];'], bare  # the default, on purpose
+
+
+_MERMAID_LINE = re.compile(
+    r'state "[a-z0-9_]+" as s_[a-z0-9_]+|s_[a-z0-9_]+ : .*|s_[a-z0-9_]+ --> s_[a-z0-9_]+ : .*|\[\*\] --> s_[a-z0-9_]+'
+    r"|%% .*|classDef current .*|class s_[a-z0-9_]+ current"
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["note", "state", "class", "classdef", "style", "scale", "direction", "click", "acctitle", "accdescr", "end"]
+)
+def test_a_state_named_like_a_mermaid_keyword_has_an_id_of_its_own(project: ProjectCopy, name: str) -> None:
+    """Mermaid's stateDiagram lexer (case-insensitive) takes `note `, `state `, `class `, `style `, `scale ` ... at
+    a line's start for its keywords: a state named `note` broke the diagram (`diagram`, the status page). Each
+    state is drawn as `s_<name>` with its name for its label; no line starts with a bare state name."""
+    text = render.mermaid(_system_with_a_state_named(project, name), current=name)
+    lines = [line.strip() for line in text.splitlines()[1:]]
+    assert [line for line in lines if not _MERMAID_LINE.fullmatch(line)] == []
+    assert f'state "{name}" as s_{name}' in lines and f"s_idle --> s_{name} : arm [system_ready]" in lines
+    assert lines[-1] == f"class s_{name} current"

@@ -88,7 +88,7 @@ def test_api_status_shows_the_halt_machines_positions_trades_preflight_and_equit
     diagram = system["diagram"]
     assert {s["name"] for s in diagram["states"]} == {"idle", "armed", "halted"}
     assert any(t["from"] == "armed" and t["trigger"] == "kill" and t["to"] == "halted" for t in diagram["transitions"])
-    assert diagram["mermaid"].startswith("stateDiagram-v2") and f"class {system['saved_state']} current" in diagram["mermaid"]
+    assert diagram["mermaid"].startswith("stateDiagram-v2") and f"class s_{system['saved_state']} current" in diagram["mermaid"]
 
     positions = {(p.bot_id, p.symbol): p.qty for p in halted.store.positions()}
     assert {(bot, p["symbol"]): p["qty"] for bot, ps in record["positions"].items() for p in ps} == positions
