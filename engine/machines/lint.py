@@ -2,8 +2,9 @@
 
 Unknown states, guards, actions and facts (with the nearest valid name); unreachable states; states with no
 way back to idle; a state from which halted cannot be entered; trigger names that would shadow the model's
-own attributes; missing canonical states; missing machine kinds; an entry from which no exit can be reached;
-an initial state other than idle; an entry or an arming listed above a halt from the same state.
+own attributes; missing canonical states (the engine's code names some: `ENGINE_STATES`); missing machine
+kinds; an entry from which no exit can be reached, or that waits elsewhere than in `entering`; an initial state
+other than idle; an entry or an arming listed above a halt from the same state.
 
 Every check is linear in the size of the machine (states plus edges, a `source: "*"` counting once per
 state): the graph is walked once forwards from the initial state and once backwards from idle, never once
@@ -32,11 +33,21 @@ from engine.rules.book import RuleBook, compile_rules, composed_too_large, fact_
 from engine.rules.expressions import MAX_NODES, Node
 
 CANONICAL_STATES = {
-    "momentum": ("idle", "armed", "in_position", "managing", "halted"),
-    "options": ("idle", "armed", "in_position", "managing", "halted"),
-    "crypto": ("idle", "armed", "in_position", "managing", "halted"),
+    "momentum": ("idle", "armed", "entering", "in_position", "managing", "halted"),
+    "options": ("idle", "armed", "entering", "in_position", "managing", "halted"),
+    "crypto": ("idle", "armed", "entering", "in_position", "managing", "halted"),
     "system": ("idle", "armed", "halted"),
     "portfolio": ("idle", "armed", "halted"),
+}
+# The states the engine's own code names (not only the machine files), and what it does with each: a machine
+# that renames one validated, and the engine then judged its bots by a state they are never in.
+ENGINE_STATES = {
+    "entering": (
+        "the engine keeps a bot's working entry order across a restart only while its machine is in 'entering' "
+        "(engine/trading/engine.py); in any other state a restart cancels it as abandoned"
+    ),
+    "halted": "a halt puts the machine in 'halted', by that name",
+    "idle": "every machine starts in 'idle'",
 }
 REQUIRED_KINDS = ("system", "portfolio", "momentum", "options", "crypto")  # the engine steps every one each tick
 # Names `transitions` adds to every model, or that our model class holds.
@@ -110,7 +121,8 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
         found.add(("initial",), message)
     for state in CANONICAL_STATES.get(spec.kind, ()):
         if state not in states:
-            found.add(("states",), f"{spec.kind} machines need the state '{state}'", of_key=True)
+            why = f": {ENGINE_STATES[state]}" if state in ENGINE_STATES else ""
+            found.add(("states",), f"{spec.kind} machines need the state '{state}'{why}", of_key=True)
 
     known_actions = actions_for(spec.kind)
     structurally_ok = not found.problems
@@ -235,7 +247,13 @@ def _exit_problems(spec: MachineSpec, found: _Findings) -> None:
                 can_close.add(source)
                 queue.append(source)
     for transition in spec.transitions:
-        if "open_entry" in transition.actions and transition.dest not in can_close:
+        if "open_entry" in transition.actions and transition.dest != "entering" and "entering" in spec.states:
+            message = (
+                f"an entry sent here waits in '{transition.dest}': {ENGINE_STATES['entering']}; make 'entering' "
+                "the destination of every transition that opens"
+            )
+            found.add(("transitions", transition.index, "dest"), message)
+        elif "open_entry" in transition.actions and transition.dest not in can_close:
             message = (
                 "a position entered here could never be closed: no transition with `close_position` can be reached "
                 f"from '{transition.dest}'; give the states that hold a position an exit"

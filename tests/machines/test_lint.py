@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -184,8 +185,8 @@ def chain_machine(states: int, transitions: int, *, spread: str = "*") -> str:
     the graph ones included. The rest leave from every state, as many as fit, written as `spread` says: "*" as
     `source: '*'`, "list" as the list of every state but the destination, "none" not at all; then from one state
     each."""
-    names = ["idle", "armed", "in_position", "managing", "halted"] + [f"s{i}" for i in range(states - 5)]
-    chain = ["idle", "armed", "in_position", "managing", *names[5:]]
+    names = ["idle", "armed", "entering", "in_position", "managing", "halted"] + [f"s{i}" for i in range(states - 6)]
+    chain = ["idle", "armed", "entering", "in_position", "managing", *names[6:]]
     edges = [
         "{trigger: halt, source: '*', dest: halted, when: bot_halted}",
         "{trigger: resume, source: halted, dest: idle, when: flat}",
@@ -372,3 +373,25 @@ def test_kill_conditions_gone_are_said_at_the_rules_folder(project: ProjectCopy)
     found = problems(project)
     assert len(found) == 4 and all(p.path == "kill_conditions" and p.line == 0 for p in found), found
     assert all(p.file == str(project.rules) or p.file.rstrip("/").endswith("rules") for p in found), found
+
+
+def test_a_bot_machine_without_entering_is_refused_saying_why(project: ProjectCopy) -> None:
+    """The engine cancels at a restart every working entry of a bot whose machine is not in `entering`
+    (engine/trading/engine.py, `_cancel_abandoned_entries`), but validation did not require the state: a momentum
+    machine that named it `buying` validated, and a restart cancelled the entry it was waiting on."""
+    for path in [project.machines / "momentum.yaml", *(project.machines / "scenarios").glob("momentum*.yaml")]:
+        path.write_text(re.sub(r"\bentering\b", "buying", path.read_text(encoding="utf-8")), encoding="utf-8")
+    p = only(problems(project))
+    assert p.file.endswith("momentum.yaml") and p.path == "states"
+    assert p.message.startswith("momentum machines need the state 'entering': the engine keeps a bot's working entry")
+    assert "a restart cancels it as abandoned" in p.message
+
+
+def test_an_entry_that_waits_elsewhere_than_entering_is_refused(project: ProjectCopy) -> None:
+    """With `entering` kept but an `open_entry` leading elsewhere, the entry worked while the machine was in that
+    other state: the restart's check of `entering` took it for abandoned all the same."""
+    momentum = "machines/momentum.yaml"
+    project.replace(momentum, "    source: armed\n    dest: entering\n", "    source: armed\n    dest: in_position\n")
+    p = only(problems(project))
+    assert p.path == "transitions[9].dest" and p.line == project.line_of(momentum, "trigger: enter") + 2
+    assert "an entry sent here waits in 'in_position'" in p.message and "make 'entering' the destination" in p.message
