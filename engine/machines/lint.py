@@ -171,6 +171,7 @@ def lint_machine(spec: MachineSpec, book: RuleBook, *, rules_complete: bool = Tr
     if structurally_ok:
         _graph_problems(spec, found)
         _always_problems(spec, found, always_holds)
+        _shadowed_problems(spec, found, always_holds)
         _exit_problems(spec, found)
         _order_problems(spec, found)
     return [*found.result(), *compile_problems]
@@ -332,6 +333,60 @@ def _always_problems(spec: MachineSpec, found: _Findings, always_holds: Mapping[
             + ("".join(f"; '{t.trigger}': {_why_always(t, always_holds)}" for t in looping))
         )
         found.add(("transitions", first.index, "trigger"), message)
+
+
+def _shadowed_problems(spec: MachineSpec, found: _Findings, always_holds: Mapping[int, str]) -> None:
+    """A transition listed after another from the same state whose `when:` holds whenever its own does: the same
+    `when:` (an `all:`'s items in any order), or one it implies by its form (`{all: [a, b]}` after `a`, or after
+    `{all: [b, a]}`; `a` after `{any: [a, b]}`). The first fires on every tick the second could, so the second
+    never fires; it validated, and the diagram and the table drew it as a live edge. Only the form is looked at
+    (guards by name, not what their expressions say), so nothing that can fire is refused. Past a transition that
+    always fires the rest are said by `_always_problems`. Each `when:` is looked up in a set of the earlier ones'."""
+    for state in spec.states:
+        earlier: dict[object, TransitionSpec] = {}
+        for transition in spec.from_state(state):
+            if transition.when == conditions.TRUE or transition.index in always_holds:
+                break
+            first = next((earlier[key] for key in _implied(transition.when) if key in earlier), None)
+            if first is not None:
+                same = _key(first.when) == _key(transition.when)
+                how = "the same `when`" if same else "a `when` that holds whenever this one's does"
+                message = (
+                    f"never fires from '{state}': transition '{first.trigger}' (line "
+                    f"{spec.doc.position(('transitions', first.index))[0]}) comes first from there with {how}, so it "
+                    "fires instead; remove this transition, or give it a `when` the first one's does not cover"
+                )
+                found.add(("transitions", transition.index, "when"), message)
+            for key in _disjuncts(transition.when):
+                earlier.setdefault(key, transition)
+
+
+_MOST_CONJUNCTS = 6  # an `all:` of more is looked into as a whole and by its single items only (2**6 subsets)
+
+
+def _key(when: conditions.Condition) -> object:
+    """`when` as compared: an `all:` as the set of its items, whatever their order."""
+    return frozenset(_key(item) for item in when.items) if isinstance(when, conditions.All) else when
+
+
+def _implied(when: conditions.Condition) -> list[object]:
+    """The keys of what `when` implies by its form: itself, each item of an `all:`, and each subset of its items
+    (up to _MOST_CONJUNCTS of them)."""
+    if not isinstance(when, conditions.All):
+        return [when]
+    items = list(dict.fromkeys(_key(item) for item in when.items))
+    implied: list[object] = [frozenset(items), *items]
+    if len(items) <= _MOST_CONJUNCTS:
+        for mask in range(1, 2 ** len(items) - 1):
+            subset = frozenset(item for bit, item in enumerate(items) if mask >> bit & 1)
+            if len(subset) > 1:
+                implied.append(subset)
+    return implied
+
+
+def _disjuncts(when: conditions.Condition) -> list[object]:
+    """The keys of `when` and, for an `any:`, of each of its items: whichever of them holds, `when` does."""
+    return [_key(when), *(_key(item) for item in when.items)] if isinstance(when, conditions.AnyOf) else [_key(when)]
 
 
 def _why_always(transition: TransitionSpec, always_holds: Mapping[int, str]) -> str:

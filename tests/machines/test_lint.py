@@ -179,32 +179,43 @@ def test_machine_schema_error_points_at_the_key(project: ProjectCopy) -> None:
 # --- bounded time: every check is linear, and a file over the size limit is refused (issue 13, item 7) ---------
 
 
+# Guards of the shipped rules, one `when:` to each transition from a state past its first: the same `when:` twice
+# from one state is refused (the second never fires).
+_WHENS = (
+    "in_trade_window", "past_trade_end", "past_manage_until", "preflight_ok", "under_trade_cap",
+    "under_position_cap", "entry_signal", "entry_filled", "entry_failed", "entry_timed_out", "stop_loss_hit",
+    "take_profit_hit", "time_stop_hit", "flatten_requested", "exit_rule_hit", "holds_position", "exit_stalled",
+)  # fmt: skip
+
+
 def chain_machine(states: int, transitions: int, *, spread: str = "*") -> str:
     """A momentum machine of `states` states in a chain, each able to halt and go back to idle, and `transitions`
     transitions in all, counted as the limit counts them (once per source state): valid, so every check runs,
     the graph ones included. The rest leave from every state, as many as fit, written as `spread` says: "*" as
     `source: '*'`, "list" as the list of every state but the destination, "none" not at all; then from one state
-    each."""
+    each. No two transitions from one state have the same `when:` (up to len(_WHENS) of them)."""
     names = ["idle", "armed", "entering", "in_position", "managing", "halted"] + [f"s{i}" for i in range(states - 6)]
     chain = ["idle", "armed", "entering", "in_position", "managing", *names[6:]]
     edges = [
         "{trigger: halt, source: '*', dest: halted, when: bot_halted}",
         "{trigger: resume, source: halted, dest: idle, when: flat}",
         *(f"{{trigger: step_{i}, source: {a}, dest: {b}, when: flat}}" for i, (a, b) in enumerate(pairwise(chain))),
-        *(f"{{trigger: back_{i}, source: {name}, dest: idle, when: flat}}" for i, name in enumerate(chain[1:])),
+        *(f"{{trigger: back_{i}, source: {name}, dest: idle, when: {_WHENS[0]}}}" for i, name in enumerate(chain[1:])),
     ]
     left = transitions - (len(names) - 1) - 1 - 2 * (len(chain) - 1)
     assert left >= 0, "too few transitions for the chain"
     wide = len(names) - 1  # a wildcard leaves every state but its destination
     # Never into armed or halted: an edge that arms listed above one that halts from the same state is refused.
     dests = [name for name in names if name not in ("armed", "halted")]
-    for i in range(left // wide if spread != "none" else 0):
+    wildcards = left // wide if spread != "none" else 0
+    for i in range(wildcards):
         dest = dests[i % len(dests)]
         source = "'*'" if spread == "*" else "[" + ", ".join(n for n in names if n != dest) + "]"
-        edges.append(f"{{trigger: any_{i}, source: {source}, dest: {dest}, when: flat}}")
+        edges.append(f"{{trigger: any_{i}, source: {source}, dest: {dest}, when: {_WHENS[(1 + i) % len(_WHENS)]}}}")
     for i in range(left % wide if spread != "none" else left):
         source = chain[1 + i % (len(chain) - 1)]
-        edges.append(f"{{trigger: one_{i}, source: {source}, dest: idle, when: flat}}")
+        when = _WHENS[(1 + wildcards + i // (len(chain) - 1)) % len(_WHENS)]
+        edges.append(f"{{trigger: one_{i}, source: {source}, dest: idle, when: {when}}}")
     lines = ["kind: momentum", "description: A machine at the size limits.", "initial: idle", "states:"]
     lines += [f"  {name}: {{description: State {name}.}}" for name in names]
     lines += ["transitions:", *(f"  - {edge}" for edge in edges)]
@@ -395,3 +406,51 @@ def test_an_entry_that_waits_elsewhere_than_entering_is_refused(project: Project
     p = only(problems(project))
     assert p.path == "transitions[9].dest" and p.line == project.line_of(momentum, "trigger: enter") + 2
     assert "an entry sent here waits in 'in_position'" in p.message and "make 'entering' the destination" in p.message
+
+
+NOT_READY = "{not: system_ready}"
+NOT_READY_NOR_KILL = "{all: [{not: system_ready}, {not: kill_triggered}]}"
+SHADOWS = "a `when` that holds whenever this one's does"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "how"),
+    [
+        (NOT_READY, NOT_READY, "the same `when`"),
+        (NOT_READY, NOT_READY_NOR_KILL, SHADOWS),
+        ("{any: [{not: system_ready}, kill_triggered]}", NOT_READY, SHADOWS),
+        (NOT_READY_NOR_KILL, "{all: [{not: kill_triggered}, {not: system_ready}]}", "the same `when`"),
+    ],
+)
+def test_a_transition_shadowed_by_an_earlier_when_from_its_state_is_refused(
+    project: ProjectCopy, first: str, second: str, how: str
+) -> None:
+    """A transition listed after another from the same state with the same `when:` (or one its own implies by form)
+    can never fire: the first fires on every tick it could. It validated, and `diagram` and `table` drew it as a
+    live edge."""
+    system = "machines/system.yaml"
+    project.replace(system, "  halted:\n    description:", "  parked:\n    description: Parked.\n  halted:\n    description:")
+    project.replace(system, "source: [idle, armed]", "source: [idle, armed, parked]", count=2)
+    project.replace(system, f"    when: {NOT_READY}\n", f"    when: {first}\n")
+    extra = (
+        f"  - trigger: park\n    source: armed\n    dest: parked\n    when: {second}\n"
+        "  - trigger: unpark\n    source: parked\n    dest: idle\n    when: system_ready\n"
+    )
+    path = project.root / system
+    path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    p = only(problems(project))
+    assert p.path == "transitions[5].when" and p.line == project.line_of(system, "trigger: park") + 3
+    disarm = project.line_of(system, "trigger: disarm")
+    assert p.message.startswith(f"never fires from 'armed': transition 'disarm' (line {disarm}) comes first"), p.message
+    assert how in p.message
+
+
+def test_different_whens_from_one_state_still_validate(project: ProjectCopy) -> None:
+    """A `when:` that does not imply an earlier one (`not system_ready` after `not system_ready and not
+    kill_triggered`) can fire: let be."""
+    system = "machines/system.yaml"
+    project.replace(system, f"    when: {NOT_READY}\n", f"    when: {NOT_READY_NOR_KILL}\n")
+    path = project.root / system
+    settle = f"  - trigger: settle\n    source: armed\n    dest: idle\n    when: {NOT_READY}\n"
+    path.write_text(path.read_text(encoding="utf-8") + settle, encoding="utf-8")
+    assert problems(project) == []
