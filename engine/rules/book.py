@@ -757,6 +757,16 @@ def _guard_node(
     problems: list[Problem],
 ) -> Node | None:
     body = entry.body
+    if "params" in body and "builtin" not in body:
+        # Only a built-in reads its params: on an `expr:` or a `when:` guard they were taken and ignored, so
+        # `params: {right: 5}` beside `expr: x >= 3` validated and the guard went on comparing with 3.
+        what = "expr" if "expr" in body else "when"
+        message = (
+            f"params are read only by a `builtin:` guard: this `{what}:` guard would ignore them; write the values "
+            f"into its `{what}:`"
+        )
+        problems.append(entry.problem("params", message))
+        return None
     if "expr" in body:
         return _expression_node(entry, kind, problems)
     if "builtin" in body:

@@ -15,6 +15,7 @@ from engine.paths import PROJECT_ROOT
 from engine.rules.book import RuleBook, check_all_rules, compile_expression, compile_rules, fact_types, facts_read, load_rules
 from engine.rules.errors import GuardError, MissingFact
 from engine.rules.facts import BOT_KINDS, SETTINGS_FACTS, SYSTEM_FACTS
+from engine.validate import validate
 from tests.conftest import ProjectCopy
 
 BOOK = load_rules(PROJECT_ROOT / "rules")
@@ -344,3 +345,25 @@ def test_validating_imports_no_rule_engine() -> None:
         "assert 'rule_engine' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
+
+
+@pytest.mark.parametrize(
+    ("old", "what"),
+    [
+        ("    expr: position_pnl_pct >= exits_take_profit_pct\n", "expr"),
+        ("    when: {all: [in_trade_window, preflight_ok, under_trade_cap, under_position_cap]}\n", "when"),
+    ],
+)
+def test_params_beside_an_expr_or_a_when_are_refused_at_params(project: ProjectCopy, old: str, what: str) -> None:
+    """Only a built-in reads `params:`; the schema allows them on every guard, so `params: {right: 5}` beside
+    `expr: position_pnl_pct >= exits_take_profit_pct` validated and was ignored: the guard the user meant to change
+    went on as it was."""
+    project.replace("rules/guards.yaml", old, old + "    params: {right: 5}\n")
+    found = validate(project.config, project.machines, project.rules).problems
+    assert len(found) == 1, found
+    (p,) = found
+    assert p.path.endswith(".params") and p.line == project.line_of("rules/guards.yaml", "params: {right: 5}")
+    assert p.message == (
+        f"params are read only by a `builtin:` guard: this `{what}:` guard would ignore them; write the values into its "
+        f"`{what}:`"
+    )
