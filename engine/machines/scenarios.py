@@ -148,6 +148,12 @@ def _cases_of(
     if spec is None:
         problems.append(doc.problem(("kind",), f"no machine of kind '{kind}'"))
         return
+    if "bot" in data and kind not in BOT_KINDS:
+        # The system and the PortfolioBot read no bot's values: a `bot:` here was taken and ignored, as if the
+        # cases ran with that bot's bots.yaml values.
+        kinds = ", ".join(BOT_KINDS)
+        problems.append(doc.problem(("bot",), f"a {kind} machine reads no bot's values: `bot:` is for {kinds}; remove it"))
+        return
     bot_ids = [b.bot_id for _p, b in trading_bots(config.bots) if bot_kind(b) == kind] if config is not None else []
     bot_id = data.get("bot") or (bot_ids[0] if bot_ids else kind)
     if config is not None and kind in BOT_KINDS and bot_id not in bot_ids:

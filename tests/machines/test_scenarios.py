@@ -195,3 +195,20 @@ def test_an_empty_bot_is_a_problem_not_the_first_bot_of_the_kind(project: Projec
     project.replace("machines/scenarios/momentum_exits.yaml", "bot: mom_AAPL", "bot: ''")
     (problem,) = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
     assert problem.path == "bot" and problem.line == project.line_of("machines/scenarios/momentum_exits.yaml", "bot: ''")
+
+
+@pytest.mark.parametrize("kind", ["system", "portfolio"])
+def test_a_bot_named_in_a_scenario_of_a_machine_that_reads_none_is_refused(project: ProjectCopy, kind: str) -> None:
+    """`bot:` in a system (or PortfolioBot) scenario was taken and ignored, even naming no bot at all: the cases
+    ran as if with that bot's bots.yaml values, which those machines never read."""
+    from engine.validate import validate
+
+    path = project.machines / "scenarios" / f"{kind}.yaml"
+    if not path.exists():
+        path.write_text(
+            f"kind: {kind}\ncases:\n  - name: stays idle\n    state: idle\n    expect: {{state: idle}}\n", encoding="utf-8"
+        )
+    path.write_text(path.read_text(encoding="utf-8").replace(f"kind: {kind}\n", f"kind: {kind}\nbot: mom_AAPL\n", 1))
+    found = validate(project.config, project.machines, project.rules, project.root / "none.db").problems
+    assert [(p.path, p.line) for p in found] == [("bot", project.line_of(f"machines/scenarios/{kind}.yaml", "bot: mom_AAPL"))]
+    assert found[0].message == f"a {kind} machine reads no bot's values: `bot:` is for momentum, options, crypto; remove it"
