@@ -375,21 +375,27 @@ def _token_place(lines: Sequence[str], line: int, col: int, text: str, column: i
     it is written, on one line or over several (a plain value that goes on below, a folded `>-` or literal `|`
     block, quotes), a run of spaces and line breaks in the file standing for a run of them in the value (YAML
     folds a line break into a space). A token on a later line was told at the value's first line, where the
-    editor or CI link opened. When the file does not spell the value character for character up to the token (an
-    escape in double quotes, `''` in single ones), the value's start."""
+    editor or CI link opened. An escape in double quotes (`\\"`, `\\x41`, a line break escaped) or `''` in single
+    ones stands for the character it means, placed at its first character: a token after one was told at the value's
+    start. When the file does not spell the value so up to the token, the value's start."""
     if not 1 <= line <= len(lines) or col < 1:
         return line, col
     row, start = line - 1, col - 1
     first = lines[row][start:]
+    quote = first[:1] if first[:1] in ("'", '"') else ""
     if first[:1] in ("|", ">"):  # a block's text starts on the line below its header
         row, start = row + 1, 0
-    elif first[:1] in ("'", '"'):
+    elif quote:
         start += 1
     written: list[tuple[str, int, int]] = []  # each character from the value's start, a line break as "\n"
     for index in range(row, min(len(lines), row + _MOST_LINES)):
         here = lines[index]
         written.extend((here[at], index, at) for at in range(start if index == row else 0, len(here)))
         written.append(("\n", index, len(here)))
+    decoded = _unescaped(written, quote) if quote else written
+    if decoded is None:
+        return line, col
+    written = decoded
     at = read = 0  # spaces before the value's first character, in the file and in the value, are passed over
     while at < len(written) and written[at][0].isspace():
         at += 1
@@ -411,6 +417,53 @@ def _token_place(lines: Sequence[str], line: int, col: int, text: str, column: i
     if at >= len(written) or (column < len(text) and written[at][0] != text[column]):
         return line, col
     return written[at][1] + 1, written[at][2] + 1
+
+
+# YAML's escapes in double quotes that stand for one character (\\x, \\u and \\U take hexadecimal digits).
+_ESCAPES = {
+    "0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r", "e": "\x1b",
+    " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029",
+}  # fmt: skip
+_HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
+
+
+def _unescaped(written: list[tuple[str, int, int]], quote: str) -> list[tuple[str, int, int]] | None:
+    """The characters of a quoted value as YAML reads them, each at the place of its first written character:
+    `''` in single quotes is `'`, an escape in double quotes the character it stands for, and an escaped line
+    break nothing (with the next line's indentation). None for an escape YAML would not have read."""
+    out: list[tuple[str, int, int]] = []
+    index = 0
+    while index < len(written):
+        char, row, column = written[index]
+        following = written[index + 1][0] if index + 1 < len(written) else ""
+        if quote == "'" and char == "'" and following == "'":
+            out.append(("'", row, column))
+            index += 2
+        elif quote == '"' and char == "\\":
+            if following == "\n":  # an escaped line break: the lines are joined without a space
+                index += 2
+                while index < len(written) and written[index][0] in " \t":
+                    index += 1
+                continue
+            digits = _HEX_DIGITS.get(following)
+            if digits is not None:
+                code = "".join(c for c, _r, _c in written[index + 2 : index + 2 + digits])
+                if len(code) != digits or any(c not in "0123456789abcdefABCDEF" for c in code):
+                    return None
+                out.append((chr(int(code, 16)), row, column))
+                index += 2 + digits
+            elif following in _ESCAPES:
+                out.append((_ESCAPES[following], row, column))
+                index += 2
+            else:
+                return None
+        elif char == quote:  # the closing quote: the value ends here (an error at its end is placed on it)
+            out.append((char, row, column))
+            break
+        else:
+            out.append((char, row, column))
+            index += 1
+    return out
 
 
 def _builtin_node(entry: Entry, kind: str, problems: list[Problem]) -> Node | None:

@@ -243,15 +243,6 @@ def test_a_token_below_a_unicode_line_separator_is_placed_on_its_own_line(projec
     assert (p.line, p.col) == (line, lines[line - 1].index("open_position") + 1), p
 
 
-def test_a_value_with_an_escape_before_the_token_points_at_the_value(project: ProjectCopy) -> None:
-    """Where the file does not spell the value as it reads (an escape), the value's start is the place."""
-    written = '"open_positions \\u003C\n      risk_max_concurrent_position"'
-    project.replace("rules/guards.yaml", "expr: open_positions < risk_max_concurrent_positions", f"expr: {written}")
-    p = only(compile_rules(load_rules(project.rules), "momentum", needed=["under_position_cap"])[1])
-    line = project.line_of("rules/guards.yaml", "expr: \"open_positions")
-    assert (p.line, p.col) == (line, 11), p
-
-
 def test_a_syntax_error_points_at_its_column(project: ProjectCopy) -> None:
     project.replace("rules/preflight.yaml", "expr: capital_room_usd > 0", "expr: capital_room_usd => 0")
     found = check_all_rules(load_rules(project.rules))
@@ -364,6 +355,26 @@ def test_params_beside_an_expr_or_a_when_are_refused_at_params(project: ProjectC
     (p,) = found
     assert p.path.endswith(".params") and p.line == project.line_of("rules/guards.yaml", "params: {right: 5}")
     assert p.message == (
-        f"params are read only by a `builtin:` guard: this `{what}:` guard would ignore them; write the values into its "
-        f"`{what}:`"
+        f"params are read only by a `builtin:` guard: this `{what}:` guard would ignore them; write the values into its `{what}:`"
     )
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "'open_positions >= 0 and ''a'' != ''b'' and open_positions < risk_max_concurrent_position'",  # '' in single quotes
+        '"open_positions >= 0 and \\"a\\" != \\"b\\" and open_positions < risk_max_concurrent_position"',  # \" in double
+        "\"open_positions >= 0 and \\x27a\\x27 != 'b' and open_positions < risk_max_concurrent_position\"",  # \x27 is '
+        '"open_positions >= 0 and open_positions <\\\n      \\ risk_max_concurrent_position"',  # an escaped line break
+        '"open_positions \\u003C\n      risk_max_concurrent_position"',  # \u003C is <, the token a line below
+    ],
+)
+def test_a_token_after_an_escape_in_a_quoted_value_is_placed_at_itself(project: ProjectCopy, written: str) -> None:
+    """An escape in a quoted value (`''` in single quotes, `\\"` or `\\x27` in double ones) is two or four characters
+    of the file for one of the value: a token after it was told at the value's opening quote, not at itself."""
+    project.replace("rules/guards.yaml", "expr: open_positions < risk_max_concurrent_positions", f"expr: {written}")
+    p = only(compile_rules(load_rules(project.rules), "momentum", needed=["under_position_cap"])[1])
+    line = project.line_of("rules/guards.yaml", "risk_max_concurrent_position")
+    text = (project.rules / "guards.yaml").read_text(encoding="utf-8").splitlines()[line - 1]
+    assert (p.line, p.col) == (line, text.index("risk_max") + 1), p
+    assert p.message.startswith("unknown fact 'risk_max_concurrent_position'")
