@@ -26,14 +26,30 @@ def problems(project: ProjectCopy) -> list[Problem]:
 @pytest.mark.parametrize(
     ("relative", "old", "new", "words"),
     [
-        (GUARDS, "minutes_in_position >= exits_time_stop_minutes", "minutes_in_position >= health_max_price_staleness_seconds",
-         "'>=' compares minutes: minutes_in_position, with seconds: health_max_price_staleness_seconds"),
-        (KILL, "daily_pnl_pct <= -risk_global_max_daily_loss_pct", "daily_pnl_pct <= -risk_global_max_daily_loss_pct / 100",
-         "'<=' compares percent: daily_pnl_pct, with a fraction (percent / 100): risk_global_max_daily_loss_pct"),
-        (PREFLIGHT, "quote_age_s <= health_max_price_staleness_seconds", "quote_age_s <= exits_time_stop_minutes",
-         "'<=' compares seconds: quote_age_s, with minutes: exits_time_stop_minutes"),
-        (GUARDS, "position_pnl_pct <= -exits_stop_loss_pct", "position_pnl_pct <= -budget_usd",
-         "'<=' compares percent: position_pnl_pct, with dollars: budget_usd"),
+        (
+            GUARDS,
+            "minutes_in_position >= exits_time_stop_minutes",
+            "minutes_in_position >= health_max_price_staleness_seconds",
+            "'>=' compares minutes: minutes_in_position, with seconds: health_max_price_staleness_seconds",
+        ),
+        (
+            KILL,
+            "daily_pnl_pct <= -risk_global_max_daily_loss_pct",
+            "daily_pnl_pct <= -risk_global_max_daily_loss_pct / 100",
+            "'<=' compares percent: daily_pnl_pct, with a fraction (percent / 100): risk_global_max_daily_loss_pct",
+        ),
+        (
+            PREFLIGHT,
+            "quote_age_s <= health_max_price_staleness_seconds",
+            "quote_age_s <= exits_time_stop_minutes",
+            "'<=' compares seconds: quote_age_s, with minutes: exits_time_stop_minutes",
+        ),
+        (
+            GUARDS,
+            "position_pnl_pct <= -exits_stop_loss_pct",
+            "position_pnl_pct <= -budget_usd",
+            "'<=' compares percent: position_pnl_pct, with dollars: budget_usd",
+        ),
     ],
 )
 def test_a_guard_comparing_two_units_is_refused_at_its_operator(
@@ -63,11 +79,13 @@ def test_a_converted_or_scaled_unit_is_still_valid(project: ProjectCopy, new: st
 
 
 def test_a_fraction_times_100_is_percent_again() -> None:
-    node = expressions.parse("position_pnl_pct / 100 * 100 >= exits_take_profit_pct", {
-        "position_pnl_pct": "float", "exits_take_profit_pct": "float"})
+    node = expressions.parse(
+        "position_pnl_pct / 100 * 100 >= exits_take_profit_pct", {"position_pnl_pct": "float", "exits_take_profit_pct": "float"}
+    )
     expressions.check_units(node, fact_units("momentum"))
-    bad = expressions.parse("position_pnl_pct / 100 >= exits_take_profit_pct", {
-        "position_pnl_pct": "float", "exits_take_profit_pct": "float"})
+    bad = expressions.parse(
+        "position_pnl_pct / 100 >= exits_take_profit_pct", {"position_pnl_pct": "float", "exits_take_profit_pct": "float"}
+    )
     with pytest.raises(ExpressionError, match="compares a fraction"):
         expressions.check_units(bad, fact_units("momentum"))
 
@@ -84,23 +102,50 @@ def test_config_units_come_from_the_names_and_declared_units_from_the_vocabulary
     ("relative", "old", "new", "words"),
     [
         # the shipped kill switch at a loss of 100 %: never
-        (KILL, "daily_pnl_pct <= -risk_global_max_daily_loss_pct", "daily_pnl_pct <= -risk_global_max_daily_loss_pct * 100",
-         "'<=' compares percent: daily_pnl_pct, with percent * 100: risk_global_max_daily_loss_pct"),
-        (GUARDS, "position_pnl_pct <= -exits_stop_loss_pct", "position_pnl_pct <= -exits_stop_loss_pct * 100",
-         "'<=' compares percent: position_pnl_pct, with percent * 100: exits_stop_loss_pct"),
-        (GUARDS, "position_pnl_pct <= -exits_stop_loss_pct", "position_pnl_pct <= -exits_stop_loss_pct / 0.01",
-         "with percent * 100: exits_stop_loss_pct"),  # `/ 0.01` is `* 100`
+        (
+            KILL,
+            "daily_pnl_pct <= -risk_global_max_daily_loss_pct",
+            "daily_pnl_pct <= -risk_global_max_daily_loss_pct * 100",
+            "'<=' compares percent: daily_pnl_pct, with percent * 100: risk_global_max_daily_loss_pct",
+        ),
+        (
+            GUARDS,
+            "position_pnl_pct <= -exits_stop_loss_pct",
+            "position_pnl_pct <= -exits_stop_loss_pct * 100",
+            "'<=' compares percent: position_pnl_pct, with percent * 100: exits_stop_loss_pct",
+        ),
+        (
+            GUARDS,
+            "position_pnl_pct <= -exits_stop_loss_pct",
+            "position_pnl_pct <= -exits_stop_loss_pct / 0.01",
+            "with percent * 100: exits_stop_loss_pct",
+        ),  # `/ 0.01` is `* 100`
         # the time stop sixty times late
-        (GUARDS, "minutes_in_position >= exits_time_stop_minutes", "minutes_in_position / 60 >= exits_time_stop_minutes",
-         "'>=' compares minutes / 60: minutes_in_position, with minutes: exits_time_stop_minutes"),
-        (GUARDS, "minutes_in_position >= exits_time_stop_minutes", "minutes_in_position >= 60 * exits_time_stop_minutes",
-         "with seconds: exits_time_stop_minutes"),
-        (PREFLIGHT, "quote_age_s <= health_max_price_staleness_seconds",
-         "quote_age_s <= health_max_price_staleness_seconds * 1000",
-         "'<=' compares seconds: quote_age_s, with seconds * 1000: health_max_price_staleness_seconds"),
+        (
+            GUARDS,
+            "minutes_in_position >= exits_time_stop_minutes",
+            "minutes_in_position / 60 >= exits_time_stop_minutes",
+            "'>=' compares minutes / 60: minutes_in_position, with minutes: exits_time_stop_minutes",
+        ),
+        (
+            GUARDS,
+            "minutes_in_position >= exits_time_stop_minutes",
+            "minutes_in_position >= 60 * exits_time_stop_minutes",
+            "with seconds: exits_time_stop_minutes",
+        ),
+        (
+            PREFLIGHT,
+            "quote_age_s <= health_max_price_staleness_seconds",
+            "quote_age_s <= health_max_price_staleness_seconds * 1000",
+            "'<=' compares seconds: quote_age_s, with seconds * 1000: health_max_price_staleness_seconds",
+        ),
         # a count is not minutes
-        (GUARDS, "minutes_in_position >= exits_time_stop_minutes", "minutes_in_position >= risk_max_trades_per_day",
-         "'>=' compares minutes: minutes_in_position, with a count: risk_max_trades_per_day"),
+        (
+            GUARDS,
+            "minutes_in_position >= exits_time_stop_minutes",
+            "minutes_in_position >= risk_max_trades_per_day",
+            "'>=' compares minutes: minutes_in_position, with a count: risk_max_trades_per_day",
+        ),
     ],
 )
 def test_a_conversion_number_that_converts_nothing_for_its_unit_is_refused(
