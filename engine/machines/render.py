@@ -5,6 +5,8 @@ Each reads only `MachineSpec`, so the picture and the table show exactly what th
 
 from __future__ import annotations
 
+import re
+
 from engine.machines.spec import MachineSpec, TransitionSpec
 
 
@@ -25,7 +27,8 @@ def mermaid(spec: MachineSpec, current: str | None = None) -> str:
     `note`, `state`, `class`, `classdef`, `style`, `scale`, `click`, `acctitle`, `accdescr` (more in newer
     versions) at the start of a line for its keywords: a state so named broke the whole diagram. No keyword
     starts with `s_`, and no two names share an id."""
-    lines = ["stateDiagram-v2", f"    %% {spec.kind}: {spec.description}", f"    [*] --> {_mermaid_id(spec.initial)}"]
+    comment = f"    %% {spec.kind}: {_no_direction(spec.description)}"
+    lines = ["stateDiagram-v2", comment, f"    [*] --> {_mermaid_id(spec.initial)}"]
     for state in spec.states.values():
         lines.append(f'    state "{state.name}" as {_mermaid_id(state.name)}')
         lines.append(f"    {_mermaid_id(state.name)} : {state.name} - {_mermaid_text(state.description)}")
@@ -42,9 +45,18 @@ def _mermaid_id(name: str) -> str:
     return f"s_{name}"
 
 
+# Mermaid's lexer takes any line holding `direction`, blanks and TB, BT, RL or LR (in any case) for a direction
+# statement, before it reads a label or a comment: a description saying "the direction LR" turned its line into one.
+_DIRECTION = re.compile(r"(direction)\s+(?=tb|bt|rl|lr)", re.IGNORECASE)
+
+
 def _mermaid_text(text: str) -> str:
     # ':' and ';' end a Mermaid label, '#' starts an entity; keep labels on one safe line.
-    return text.replace(":", " -").replace(";", ",").replace("#", "no.")
+    return _no_direction(text.replace(":", " -").replace(";", ",").replace("#", "no."))
+
+
+def _no_direction(text: str) -> str:
+    return _DIRECTION.sub(r"\1-", text)
 
 
 def _dot_id(text: str) -> str:

@@ -66,3 +66,15 @@ def test_a_state_named_like_a_mermaid_keyword_has_an_id_of_its_own(project: Proj
     assert [line for line in lines if not _MERMAID_LINE.fullmatch(line)] == []
     assert f'state "{name}" as s_{name}' in lines and f"s_idle --> s_{name} : arm [system_ready]" in lines
     assert lines[-1] == f"class s_{name} current"
+
+
+def test_a_description_naming_a_direction_is_no_direction_statement(project: ProjectCopy) -> None:
+    """Mermaid's lexer reads any line holding `direction`, blanks and TB, BT, RL or LR (any case) as a direction
+    statement, before the label or the comment it is in: a description saying "the direction LR" broke its line."""
+    project.replace(
+        "machines/system.yaml", "description: Not armed; booting", "description: Not armed, the direction lr; booting"
+    )
+    project.replace("machines/system.yaml", "halts it.", "halts it, in direction TB.")
+    text = render.mermaid(load_machines(project.machines)["system"])
+    assert not re.search(r"direction\s+(tb|bt|rl|lr)", text, re.IGNORECASE), text
+    assert "the direction-lr" in text and "in direction-TB" in text
