@@ -458,13 +458,18 @@ class ExitBot:
         return result
 
     def kill_recorded(self, verdict: KillVerdict, view: TickView) -> bool:
-        """Whether the system halts in force already record every kill condition of `verdict` that holds, each with
-        the flatten it calls for (`record_kill`). One that is not is recorded whatever other halts are in force: a
-        daily loss passed under an operator's halt, a stale feed's or an anomaly's was recorded by nothing (the
-        system machine's `kill` edge leaves only `idle` and `armed`), and nothing was sold for the whole halt."""
-        flattens = {name for name in verdict.measured if name in self.rules.flatten_on}
+        """Whether the system halts in force already do what the kill conditions of `verdict` that hold ask: with no
+        system halt in force, nothing does (the kill is recorded whatever state the machine is in); under one, every
+        measured condition that flattens (`record_kill`) must be named by a halt in force that flattens. A daily
+        loss passed under an operator's halt, a stale feed's or an anomaly's was recorded by nothing (the system
+        machine's `kill` edge leaves only `idle` and `armed`), and nothing was sold for the whole halt. A condition
+        that only halts adds nothing to a halt in force (no order leaves either way): it is recorded by the machine's
+        `kill` edge if it still holds when that halt ends, as before, and the halt records stay one per cause."""
         halts = view.system_halts
-        return all(any(name in h.conditions and (h.flatten or name not in flattens) for h in halts) for name in verdict.holding)
+        if not halts:
+            return False
+        flattens = [name for name in verdict.measured if name in self.rules.flatten_on]
+        return all(any(name in h.conditions and h.flatten for h in halts) for name in flattens)
 
     def record_kill(self, verdict: KillVerdict, now: datetime) -> None:
         flatten = any(c in self.rules.flatten_on for c in verdict.measured)

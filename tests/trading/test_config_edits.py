@@ -129,21 +129,22 @@ def test_the_kill_switchs_flatten_of_a_shared_symbol_is_no_unmanaged_order() -> 
     assert unmanaged(bots, [], [dataclasses.replace(flatten, bot_id="mom_GONE")])  # a bot's own order is still checked
 
 
-def _rename_entering(project: ProjectCopy) -> None:
-    """machines/momentum.yaml's `entering` renamed everywhere it is named (its scenarios too)."""
-    for relative in ("machines/momentum.yaml", "machines/scenarios/momentum_entries.yaml"):
-        project.replace(relative, "entering", "entry_working", count=-1)
+def _rename_exiting(project: ProjectCopy) -> None:
+    """machines/momentum.yaml's `exiting` renamed everywhere it is named (its scenarios too): a state the engine's
+    code does not name (`entering` it does, and validation requires it: engine/machines/lint.py ENGINE_STATES)."""
+    for relative in ("machines/momentum.yaml", "machines/scenarios/momentum_exits.yaml"):
+        project.replace(relative, "exiting", "exit_working", count=-1)
 
 
 def test_a_bot_the_config_does_not_run_is_not_held_to_the_machines(project: ProjectCopy) -> None:
-    """mom_TSLA, disabled (or removed) and holding nothing, left saved in `entering` by a run of long ago: the
-    engine neither restores nor runs it, yet a machine file that renamed `entering` refused every run (exit 2),
+    """mom_TSLA, disabled (or removed) and holding nothing, left saved in `exiting` by a run of long ago: the
+    engine neither restores nor runs it, yet a machine file that renamed `exiting` refused every run (exit 2),
     and nothing but the old state kept for ever, or a hand edit of SQLite, let the engine start again. It is
     checked when bots.yaml runs it again."""
     assert engine(project, "run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
     with sqlite3.connect(project.root / "s.db") as conn:
-        conn.execute("INSERT INTO machine_states VALUES ('momentum', 'mom_TSLA', 'entering', '2026-11-20T15:00:00+00:00')")
-    _rename_entering(project)
+        conn.execute("INSERT INTO machine_states VALUES ('momentum', 'mom_TSLA', 'exiting', '2026-11-20T15:00:00+00:00')")
+    _rename_exiting(project)
     for args in (["validate"], ["run", "--ticks", "2"]):
         result = engine(project, *args)
         assert result.returncode == 0, (args, result.stdout, result.stderr)
@@ -156,19 +157,19 @@ def test_a_bot_the_config_does_not_run_is_not_held_to_the_machines(project: Proj
     assert engine(project, "validate").returncode == 0
     bots.write_text(shipped.replace("enabled: false\n    ticker: TSLA", "enabled: true\n    ticker: TSLA"), encoding="utf-8")
     back = engine(project, "validate")  # run again: its saved state counts
-    assert back.returncode == 2 and "momentum 'mom_TSLA' is saved in state 'entering'" in back.stdout
+    assert back.returncode == 2 and "momentum 'mom_TSLA' is saved in state 'exiting'" in back.stdout
 
 
 def test_a_saved_state_the_machines_no_longer_have_says_what_to_do(project: ProjectCopy) -> None:
     assert engine(project, "run", "--ticks", "2", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
     with sqlite3.connect(project.root / "s.db") as conn:
-        conn.execute("UPDATE machine_states SET state = 'entering' WHERE bot_id = 'mom_AAPL'")
-    _rename_entering(project)
+        conn.execute("UPDATE machine_states SET state = 'exiting' WHERE bot_id = 'mom_AAPL'")
+    _rename_exiting(project)
     refused = engine(project, "run", "--ticks", "2")
     assert refused.returncode == 2
     (line,) = refused.stderr.splitlines()[:-1]  # the problem, then the count
     assert line.endswith(
-        "momentum 'mom_AAPL' is saved in state 'entering', which machines/momentum.yaml no longer has: put 'entering' "
+        "momentum 'mom_AAPL' is saved in state 'exiting', which machines/momentum.yaml no longer has: put 'exiting' "
         "back until a run has moved the machine on, then remove it"
     ), line
 

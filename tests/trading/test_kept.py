@@ -234,9 +234,7 @@ def test_an_order_the_broker_lost_halts_though_the_engine_restarts_every_minute(
         rig.ticks(12)
         if system_halts(rig):
             break
-    reason, *kills = system_halts(rig)
-    # the lookups' failures meanwhile trip api_failure_halt, recorded under the halt as any kill condition is
-    assert all(k.startswith("kill condition: api_failure_halt") for k in kills)
+    [reason] = system_halts(rig)  # the lookups' failures meanwhile (api_failure_halt) add no halt: it flattens nothing
     assert reason.startswith(f"the broker's answer could not be read (get_order: {cid}: accepted as")
     assert "neither listed nor found since 2026-11-23T14:30:15" in reason
 
