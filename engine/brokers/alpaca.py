@@ -3,7 +3,9 @@
 - Every HTTP request gets a timeout (the SDK sets none and would block forever on a stalled socket).
 - The SDK's silent retry on 429/504 is switched off: the engine owns retries, and an order POST is never
   repeated blindly (after any error the engine looks the order up by client_order_id).
-- Trading requests pass a client-side token bucket; the X-RateLimit-* headers tighten it.
+- Trading requests pass a client-side token bucket, market-data requests one of their own (a budget apart at
+  Alpaca); each host's X-RateLimit-* and Retry-After headers tighten its bucket, and a request held back while the
+  server says to wait is a BrokerError with `held` set (the engine counts the hold once, not each such request).
 - Every failure (timeouts, refused connections, 4xx/5xx, HTML or malformed bodies, shapes the SDK cannot
   validate) becomes one BrokerError with a kind and a reason: what the answer means, read from its status,
   Alpaca's code and its message (engine/brokers/errors.py). Keys never appear in a message.
@@ -24,6 +26,7 @@ alpaca-py is imported lazily: it takes about half a second, and `--validate` mus
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import json
 import math
@@ -94,9 +97,12 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 # The SDK follows `next_page_token` for as long as the server gives one. A chain of 100 pages of 1,000 contracts
 # is past any underlying's; more is a server that never stops paging, and the tick would never end.
 MAX_REQUESTS_PER_CALL = 100
-# The longest a server's X-RateLimit-Reset or Retry-After may hold our trading requests back: Alpaca's budget is
+# The longest a server's X-RateLimit-Reset or Retry-After may hold our trading (or data) requests back: Alpaca's budget is
 # per minute, so a later reset is a header we cannot read, and it must not stop the engine from ever asking again.
 MAX_BACKOFF = timedelta(seconds=60)
+# The market-data API's budget (reference §7: Basic plan 200 requests per minute, a budget apart from trading's),
+# when no `broker.max_data_requests_per_minute` is given.
+DATA_REQUESTS_PER_MINUTE = 190
 # How far the broker's clock may be from ours. An emulator started at a simulated time (`emulator --start`) is
 # days away, and the engine judges quotes by its own clock anyway; a clock years away (9999-01-01) is junk, and
 # the exchange calendar could not say whether the market is open then.
@@ -503,6 +509,25 @@ def _replaced_by(order: Order) -> str | None:
     return order.replaced_by if order.status == "replaced" else None
 
 
+def _retry_after_seconds(value: Any, now: datetime) -> float | None:
+    """A Retry-After header in seconds from `now`: delay-seconds, or an HTTP date (RFC 9110 §10.2.3); None when it
+    cannot be read (the bucket keeps its own count)."""
+    if not value:
+        return None
+    text = str(value).strip()
+    try:
+        wait = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # "-0000": a date said to be UTC
+            when = when.replace(tzinfo=timezone.utc)
+        wait = (when - now).total_seconds()
+    return wait if math.isfinite(wait) else None
+
+
 class AlpacaAPI:
     name = "alpaca"
 
@@ -516,6 +541,7 @@ class AlpacaAPI:
         data_base_url: str | None,
         timeout_seconds: float,
         bucket: TokenBucket,
+        data_bucket: TokenBucket | None = None,
         feed: str = "iex",
         options_feed: str = "indicative",
         clock: Clock | None = None,
@@ -547,7 +573,10 @@ class AlpacaAPI:
         self._cash_moved_seen: tuple[str, float, float] | None = None  # (balance_asof, equity, moved): see
         self._cash_moved_alone: tuple[float, int] | None = None  # `_cash_moved_with_equity`
         self._orders_seen = _OrderMemory()  # what the broker said about each order: see _order
-        self.bucket = bucket
+        self.bucket = bucket  # the trading API's budget
+        # The market-data API's, a separate one at Alpaca (reference §7): without one, a 429 from the data host (a
+        # `data fetch` beside the engine spends the same plan's budget) was asked again every tick.
+        self.data_bucket = data_bucket or TokenBucket(DATA_REQUESTS_PER_MINUTE, self.clock)
         self.timeout = (min(timeout_seconds, 5.0), timeout_seconds)
         # Reading one answer (its pages included) must end: a body is read up to `max_body_bytes` and for at most
         # twice the timeout, and one call makes at most `max_requests_per_call` requests.
@@ -559,11 +588,13 @@ class AlpacaAPI:
         self.stocks = StockHistoricalDataClient(key, secret, url_override=data_base_url)
         self.crypto = CryptoHistoricalDataClient(key, secret, url_override=data_base_url)
         self.options = OptionHistoricalDataClient(key, secret, url_override=data_base_url)
-        for client in (self.trading, self.stocks, self.crypto, self.options):
-            self._harden(client, rate_limited=client is self.trading)
+        self._harden(self.trading, self.bucket, host="trading")
+        for client in (self.stocks, self.crypto, self.options):
+            self._harden(client, self.data_bucket, host="data")
 
-    def _harden(self, client: Any, *, rate_limited: bool) -> None:
-        """Timeouts, no silent retries, request counting and the token bucket, on the SDK's private session."""
+    def _harden(self, client: Any, bucket: TokenBucket, *, host: str) -> None:
+        """Timeouts, no silent retries, request counting and the host's token bucket (its answers' rate-limit
+        headers observed), on the SDK's private session."""
         for attribute in ("_session", "_retry", "_retry_codes"):
             if not hasattr(client, attribute):
                 raise BrokerError("config", f"alpaca-py changed: {type(client).__name__} has no {attribute}")
@@ -577,16 +608,21 @@ class AlpacaAPI:
 
         def request(method: str, url: str, **kwargs: Any) -> Any:
             self._count_page(kwargs.get("params"))
-            if rate_limited and not self.bucket.try_acquire():
-                raise BrokerError("rate_limited", "client-side budget of trading requests per minute is used up")
+            refused = bucket.take()
+            if refused == "held":  # the server said to wait: not sent, and not one more failure (`BrokerError.held`)
+                until = bucket.held_until()
+                till = f" until {until:%H:%M:%S} UTC" if until is not None else ""
+                message = f"held back: the {host} API's rate limit says to wait{till}"
+                raise BrokerError("rate_limited", message, held=True)
+            if refused == "empty":
+                raise BrokerError("rate_limited", f"client-side budget of {host} requests per minute is used up")
             kwargs.setdefault("timeout", self.timeout)
             kwargs["stream"] = True  # the body is read here, within a size and a time limit
             self.requests_made += 1
             started = _monotonic()
             with answer_by(self._deadline(started)):
                 response = send(method, url, **kwargs)
-                if rate_limited:
-                    self._observe_rate_limit(response.headers)
+                self._observe_rate_limit(response.headers, bucket)
                 self._read_body(response, started)
             if 300 <= response.status_code < 400:
                 # alpaca-py follows no redirect (allow_redirects=False) and raises from 400 up only: a 3xx would be
@@ -596,7 +632,7 @@ class AlpacaAPI:
                     "bad_response", f"HTTP {status}: a redirect, not an answer", status=status, reason="bad_response"
                 )
             self._json_answer(response)
-            self._no_misread_numbers(response, data_api=not rate_limited)
+            self._no_misread_numbers(response, data_api=host == "data")
             return response
 
         session.request = request
@@ -664,25 +700,23 @@ class AlpacaAPI:
         response.encoding = "utf-8"  # JSON's (RFC 8259): the SDK's `response.text` never guesses another
         response.json = functools.partial(_strict_json, response.content)
 
-    def _observe_rate_limit(self, headers: Any) -> None:
-        """X-RateLimit-Remaining/Reset and Retry-After tighten the bucket. A header we cannot read is ignored (we
-        keep our own count), and no header holds requests back longer than MAX_BACKOFF: a reset in the year 3000
-        would otherwise stop the engine from ever asking again, and so from ever recovering."""
+    def _observe_rate_limit(self, headers: Any, bucket: TokenBucket) -> None:
+        """X-RateLimit-Remaining/Reset and Retry-After (seconds, or an HTTP date) tighten the bucket of the host
+        that answered. A header we cannot read is ignored (we keep our own count), and no header holds requests
+        back longer than MAX_BACKOFF: a reset in the year 3000 would otherwise stop the engine from ever asking
+        again, and so from ever recovering."""
         now = self.clock.now()
         latest = now + MAX_BACKOFF
         try:
             remaining = headers.get("X-RateLimit-Remaining")
             reset = headers.get("X-RateLimit-Reset")
             reset_at = min(datetime.fromtimestamp(int(reset), timezone.utc), latest) if reset else None
-            self.bucket.observe(max(int(remaining), 0) if remaining is not None else None, reset_at)
+            bucket.observe(max(int(remaining), 0) if remaining is not None else None, reset_at)
         except (TypeError, ValueError, OverflowError, OSError):
             pass
-        try:
-            wait = float(headers.get("Retry-After") or "nan")  # seconds; an HTTP date is not something we read
-        except (TypeError, ValueError):
-            return
-        if math.isfinite(wait) and wait > 0:  # capped in seconds: a timedelta of 1e20 s is an OverflowError
-            self.bucket.observe(0, now + timedelta(seconds=min(wait, MAX_BACKOFF.total_seconds())))
+        wait = _retry_after_seconds(headers.get("Retry-After"), now)
+        if wait is not None and wait > 0:  # capped in seconds: a timedelta of 1e20 s is an OverflowError
+            bucket.observe(0, now + timedelta(seconds=min(wait, MAX_BACKOFF.total_seconds())))
 
     # --- errors --------------------------------------------------------------------------------------------
 

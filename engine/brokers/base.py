@@ -47,7 +47,10 @@ _REASON_OF_KIND: dict[str, ErrorReason] = {
 class BrokerError(Exception):
     """One failure of one broker call. `kind` says what went wrong (kept for callers that branch on it),
     `reason` what it means (one class per response the engine may choose), `status` and `code` are the HTTP
-    status and Alpaca's error code when the broker answered."""
+    status and Alpaca's error code when the broker answered. `held`: the request was never sent, held back by the
+    adapter while the server's own rate limit says to wait (a 429's Retry-After, X-RateLimit-Remaining 0 until
+    X-RateLimit-Reset): the read failed (the snapshot is incomplete, entries are blocked) but the broker did not fail
+    again, so it is not one more failure towards api_failure_halt; the answer that started the hold was counted."""
 
     def __init__(
         self,
@@ -58,8 +61,10 @@ class BrokerError(Exception):
         operation: str = "",
         reason: ErrorReason | None = None,
         code: int | None = None,
+        held: bool = False,
     ):
         self.kind = kind
+        self.held = held
         self.status = status
         self.operation = operation
         self.message = message

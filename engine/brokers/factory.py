@@ -353,6 +353,7 @@ def build_alpaca(
         data_base_url=alpaca_env.data_base_url,
         timeout_seconds=settings.broker.request_timeout_seconds,
         bucket=TokenBucket(settings.broker.max_requests_per_minute, clock),
+        data_bucket=TokenBucket(settings.broker.max_data_requests_per_minute, clock),
         feed=settings.broker.stock_feed,
         options_feed=options_feed(settings),
         clock=clock,

@@ -1,14 +1,19 @@
-"""A client-side token bucket that keeps the account under Alpaca's 200 trading requests per minute.
+"""A client-side token bucket that keeps the account under one of Alpaca's rate limits: one bucket for the trading
+API (200 requests per minute), one for the market-data API (200 per minute on the Basic plan): separate budgets
+on Alpaca's side too (reference §7).
 
 It never sleeps: when the bucket is empty the request is refused as `rate_limited`, which the engine counts
 as a broker failure (entries stop; exits retry next tick). The broker's own `X-RateLimit-Remaining` and
-`X-RateLimit-Reset` headers tighten it further when the server says it has less room than we think.
+`X-RateLimit-Reset` headers (and a 429's Retry-After) tighten it further when the server says it has less room
+than we think; a request refused while the server said to wait is a hold (`take` says "held"), counted once by the
+engine (the answer that started it), not once per request never sent.
 """
 
 from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Literal
 
 from engine.core.clock import Clock
 
@@ -30,15 +35,26 @@ class TokenBucket:
 
     def try_acquire(self) -> bool:
         """Take one token if there is one (and the server did not say it is out)."""
+        return self.take() is None
+
+    def take(self) -> Literal["held", "empty"] | None:
+        """Take one token: None when taken; "held" while the server said it is out (until its reset), "empty" when
+        our own count is spent."""
         with self._lock:
             now = self._clock.now()
             if self._server_empty_until is not None and now < self._server_empty_until:
-                return False
+                return "held"
             self._refill(now)
             if self._tokens < 1:
-                return False
+                return "empty"
             self._tokens -= 1
-            return True
+            return None
+
+    def held_until(self) -> datetime | None:
+        """The end of the server's hold in force, if one is."""
+        with self._lock:
+            until = self._server_empty_until
+            return until if until is not None and self._clock.now() < until else None
 
     def observe(self, remaining: int | None, reset_at: datetime | None) -> None:
         """Apply the server's view from the X-RateLimit-* headers."""

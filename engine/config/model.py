@@ -65,7 +65,8 @@ class HealthSettings:
 class BrokerSettings:
     name: Literal["auto", "sim", "alpaca"] = "auto"
     request_timeout_seconds: float = 10.0
-    max_requests_per_minute: int = 190
+    max_requests_per_minute: int = 190  # the trading API's budget
+    max_data_requests_per_minute: int = 190  # the market-data API's, a separate one (reference §7)
     option_chain_cache_seconds: float = 60.0
     clock_cache_seconds: float = 30.0
     stock_feed: str = "iex"

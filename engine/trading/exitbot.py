@@ -165,8 +165,13 @@ class ExitBot:
     # --- health --------------------------------------------------------------------------------------------
 
     def record_failure(self, error: BrokerError, now: datetime) -> None:
-        self._failures.append(now)
-        self._failures_changed = True
+        """One broker failure into the window, and the log. A request the adapter held back while the server's rate
+        limit said to wait (`BrokerError.held`) is logged but not counted: the answer that started the hold (the 429)
+        was, and counting each request never sent halted the engine within two ticks of one 429. The read still
+        failed: the snapshot is incomplete and broker_ok false, so entries stay blocked for the hold."""
+        if not error.held:
+            self._failures.append(now)
+            self._failures_changed = True
         self.journal.log(
             "broker_error",
             operation=error.operation,
@@ -175,6 +180,7 @@ class ExitBot:
             status=error.status,
             code=error.code,
             message=error.message,
+            held=error.held,
         )
 
     def failures_in_window(self, now: datetime) -> int | None:

@@ -41,6 +41,7 @@ def make_api(
     *,
     timeout: float = 2.0,
     per_minute: int = 190,
+    data_per_minute: int = 190,
     options_feed: str = "indicative",
     feed: str = "iex",
 ) -> AlpacaAPI:
@@ -52,6 +53,7 @@ def make_api(
         data_base_url=emulator.url,
         timeout_seconds=timeout,
         bucket=TokenBucket(per_minute, clock),
+        data_bucket=TokenBucket(data_per_minute, clock),
         feed=feed,
         options_feed=options_feed,
         clock=clock,

@@ -238,3 +238,80 @@ def test_faults_can_be_queued_over_http(api: AlpacaAPI, emulator: Emulator) -> N
     assert api.get_account().equity == 100_000
     log = requests.get(f"{emulator.url}/__emulator/requests", timeout=5).json()
     assert [r["path"] for r in log] == ["/v2/account", "/v2/account"]  # the controls are not in the log
+
+
+DATA_429 = '{"message":"too many requests"}'
+
+
+def _data_requests(emulator: Emulator, since: int) -> list[str]:
+    return [r.path for r in emulator.requests[since:] if r.path.startswith(("/v2/stocks", "/v1beta3", "/v1beta1"))]
+
+
+def test_a_data_429_holds_data_reads_until_its_retry_after_and_only_them(
+    api: AlpacaAPI, emulator: Emulator, clock: ManualClock
+) -> None:
+    """The market-data API has its own budget (reference §7), and its 429 says when to ask again. Its answers'
+    headers were not read at all: every tick asked again, each refusal one more failure towards api_failure_halt, so
+    a `data fetch` beside the engine on the Basic plan halted it within seconds. A hold on the data host holds data
+    reads only, each held request says it was held (`held`: the engine counts the hold once), and ends on time."""
+    emulator.faults.append(Fault(status=429, body=DATA_429, path_prefix="/v2/stocks", headers={"Retry-After": "60"}))
+    sent = len(emulator.requests)
+    with pytest.raises(BrokerError) as caught:
+        api.get_stock_quotes(["AAPL"])
+    assert (caught.value.status, caught.value.held) == (429, False)  # the server's refusal: a failure
+    clock.advance(30)
+    for read in (lambda: api.get_stock_quotes(["AAPL"]), lambda: api.get_crypto_quotes(["BTC/USD"])):
+        with pytest.raises(BrokerError) as caught:
+            read()
+        assert (caught.value.kind, caught.value.status, caught.value.held) == ("rate_limited", None, True)
+    assert _data_requests(emulator, sent) == ["/v2/stocks/quotes/latest"]  # one data host, one budget: nothing more sent
+    assert api.get_account().equity == 100_000  # the trading API's budget is its own
+    clock.advance(31)
+    assert "AAPL" in api.get_stock_quotes(["AAPL"])  # the hold's end is honoured
+
+
+def test_data_rate_limit_headers_tighten_the_data_budget(api: AlpacaAPI, emulator: Emulator, clock: ManualClock) -> None:
+    """X-RateLimit-Remaining 0 on a good data answer: the data host is out until X-RateLimit-Reset, so the next data
+    read is held back (not sent), while trading reads go on."""
+    reset = str(int(clock.now().timestamp()) + 20)
+    emulator.faults.append(
+        Fault(status=0, path_prefix="/v1beta3", headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    )
+    assert "BTC/USD" in api.get_crypto_quotes(["BTC/USD"])
+    sent = len(emulator.requests)
+    with pytest.raises(BrokerError) as caught:
+        api.get_stock_quotes(["AAPL"])
+    assert caught.value.held and _data_requests(emulator, sent) == []
+    api.get_clock()
+    clock.advance(21)
+    assert "AAPL" in api.get_stock_quotes(["AAPL"])
+
+
+def test_the_data_budget_is_its_own_bucket(emulator: Emulator, clock: ManualClock) -> None:
+    """Data requests spend a bucket of their own (`broker.max_data_requests_per_minute`): spent, data reads are refused
+    unsent (our own count, not a server's hold: `held` false), and the trading budget is untouched."""
+    api = make_api(emulator, clock, data_per_minute=2)
+    api.get_stock_quotes(["AAPL"])
+    api.get_crypto_quotes(["BTC/USD"])
+    with pytest.raises(BrokerError) as caught:
+        api.get_stock_quotes(["AAPL"])
+    assert (caught.value.kind, caught.value.held) == ("rate_limited", False) and "data requests" in caught.value.message
+    assert api.get_account().equity == 100_000
+
+
+def test_retry_after_as_an_http_date_holds_until_then(api: AlpacaAPI, emulator: Emulator, clock: ManualClock) -> None:
+    """RFC 9110 allows Retry-After as an HTTP date; it was read as no header at all, and the next request was sent."""
+    from datetime import timedelta
+    from email.utils import format_datetime
+
+    when = format_datetime(clock.now() + timedelta(seconds=40), usegmt=True)
+    emulator.faults.append(Fault(status=429, body="{}", path_prefix="/v2/account", headers={"Retry-After": when}))
+    with pytest.raises(BrokerError):
+        api.get_account()
+    sent = len(emulator.requests)
+    clock.advance(30)
+    with pytest.raises(BrokerError) as caught:
+        api.get_clock()
+    assert caught.value.held and len(emulator.requests) == sent
+    clock.advance(11)
+    assert api.get_clock().is_open

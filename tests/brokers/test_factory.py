@@ -380,3 +380,20 @@ def test_a_line_after_blank_lines_is_told_at_its_own_line(tmp_path, monkeypatch)
     path = _env_file(tmp_path, monkeypatch, b"X=1\n\n  \nthis is not a line\n")
     with pytest.raises(EnvFileError, match=rf"^{path}:4: cannot be read"):
         read_environment(path)
+
+
+def test_each_api_gets_the_budget_its_setting_names(emulator) -> None:
+    """The market-data API is a budget apart from trading's (reference §7): `broker.max_data_requests_per_minute`
+    sizes the data bucket, `broker.max_requests_per_minute` the trading one, as settings.yaml names them."""
+    import dataclasses
+
+    from engine.brokers.alpaca import AlpacaAPI
+    from engine.brokers.factory import build_alpaca
+    from engine.core.clock import SystemClock
+
+    broker = dataclasses.replace(SETTINGS.broker, max_requests_per_minute=150, max_data_requests_per_minute=9000)
+    settings = dataclasses.replace(SETTINGS, broker=broker)
+    env = {"ALPACA_KEY": EMULATOR_KEY, "ALPACA_SECRET": EMULATOR_SECRET, "ALPACA_API_BASE_URL": emulator.url}
+    api = build_alpaca(settings, SystemClock(), env, live_flag=False).api
+    assert isinstance(api, AlpacaAPI)
+    assert (api.bucket.capacity, api.data_bucket.capacity) == (150, 9000)

@@ -689,3 +689,67 @@ def test_a_later_halt_without_flatten_does_not_stop_a_flatten_under_way(rig: Rig
     rig.ticks(30)
     assert _system_halts(rig) == [("max_daily_loss_halt", True), ("operator", False)]
     assert rig.store.positions() == [] and rig.exchange.positions == {}
+
+
+RATE_LIMITED = '{"code":42910000,"message":"rate limit exceeded"}'
+
+
+def _sent(emulator: Emulator, since: int, prefixes: tuple[str, ...]) -> list[str]:
+    return [r.path for r in emulator.requests[since:] if r.path.startswith(prefixes)]
+
+
+def test_one_trading_429_counts_once_and_entries_wait_for_its_reset(project: ProjectCopy, clock) -> None:
+    """One 429 from the trading API (X-RateLimit-Remaining 0, the reset 55 s away) holds every trading request back
+    until the reset. Each request held back was counted as a broker failure (account, positions, orders: 3 a tick),
+    and api_failure_halt (5 in 60 s) halted the engine within two ticks of one 429. The hold counts once, the 429;
+    the reads still failed (broker_ok false: no entry is sent meanwhile), and they resume at the reset."""
+    from engine.brokers.sim.exchange import SimExchange
+
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        rig.ticks(2)
+        assert rig.engine.system.state == "armed"
+        reset = int(clock.now().timestamp()) + 55
+        emulator.faults.append(Fault(status=429, body=RATE_LIMITED, path_prefix="/v2/account",
+                                     headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}))  # fmt: skip
+        sent, start = len(emulator.requests), clock.now()
+        rig.ticks(11)  # 55 s: the hold
+        assert rig.engine.system.state != "halted" and halt_reasons(rig) == []
+        assert rig.engine.exitbot.failures_in_window(clock.now()) == 1
+        assert _sent(emulator, sent, ("/v2/account", "/v2/positions", "/v2/orders", "/v2/clock")) == ["/v2/account"]
+        assert [r for r in rig.store.orders() if r.created_at >= start] == []
+        held = [e for e in rig.events("broker_error") if e["held"]]
+        assert len(held) >= 30 and {e["kind"] for e in held} == {"rate_limited"}
+        sent = len(emulator.requests)
+        rig.ticks(1)
+        assert "/v2/account" in _sent(emulator, sent, ("/v2/account",))  # the reset is honoured
+        assert rig.engine.exitbot.failures_in_window(clock.now()) == 1
+        rig.ticks(1)
+        assert rig.engine.system.state == "armed"
+
+
+def test_a_data_429_holds_data_reads_for_its_retry_after_and_counts_once(project: ProjectCopy, clock) -> None:
+    """A 429 from the market-data API (a `data fetch` beside the engine spends the same plan's budget) with
+    Retry-After: 60. It changed nothing: every tick asked for the quotes again, each refusal a failure, and
+    api_failure_halt halted the engine within three ticks. Now the data host is held for the minute (counted once),
+    trading reads go on, and no api_failure_halt comes of it."""
+    from engine.brokers.sim.exchange import SimExchange
+
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        rig.ticks(2)
+        emulator.faults.append(Fault(status=429, body=RATE_LIMITED, path_prefix="/v2/stocks", headers={"Retry-After": "60"}))
+        sent = len(emulator.requests)
+        rig.ticks(11)
+        data = ("/v2/stocks", "/v1beta3", "/v1beta1")
+        assert _sent(emulator, sent, data) == ["/v2/stocks/quotes/latest"]
+        assert len(_sent(emulator, sent, ("/v2/account",))) == 11  # trading reads went on
+        assert rig.engine.exitbot.failures_in_window(clock.now()) == 1
+        assert not any("api_failure_halt" in reason for reason in halt_reasons(rig))
+        sent = len(emulator.requests)
+        rig.ticks(2)
+        assert "/v2/stocks/quotes/latest" in _sent(emulator, sent, data)
