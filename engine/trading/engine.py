@@ -276,7 +276,8 @@ class Engine:
             self.journal.flush()
 
     def _record_failure(self, error: BrokerError) -> None:
-        """Every broker failure counts towards `api_failure_halt`. Two halt at once: the broker refusing our keys
+        """Every broker failure counts towards `api_failure_halt` (a request held back, unsent, during a server's
+        rate-limit hold is logged but not counted again: `ExitBot.record_failure`). Two halt at once: the broker refusing our keys
         (they will not fix themselves, and every order would be refused), and an answer the engine cannot read
         (a number that is not one, a field missing, pages that never end): not a failure to reach the broker
         that a retry fixes, but a broker, or something between it and us, saying what we do not understand.
