@@ -720,6 +720,8 @@ def test_one_trading_429_counts_once_and_entries_wait_for_its_reset(project: Pro
         assert rig.engine.exitbot.failures_in_window(clock.now()) == 1
         assert _sent(emulator, sent, ("/v2/account", "/v2/positions", "/v2/orders", "/v2/clock")) == ["/v2/account"]
         assert [r for r in rig.store.orders() if r.created_at >= start] == []
+        last = {e["bot"]: e["failed"] for e in rig.events("preflight")}  # every bot's entry blocked: the reads failed
+        assert last and all("account_ok" in failed for failed in last.values())
         held = [e for e in rig.events("broker_error") if e["held"]]
         assert len(held) >= 30 and {e["kind"] for e in held} == {"rate_limited"}
         sent = len(emulator.requests)
