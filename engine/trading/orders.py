@@ -67,6 +67,12 @@ EXISTS_PATIENCE = timedelta(minutes=5)
 # A cancel the broker took (204) is asynchronous: an order still working this long after, not even pending_cancel,
 # is asked again (the broker may drop a cancel it took); once a minute at most.
 CANCEL_PATIENCE = timedelta(seconds=60)
+# How far the broker's clock may be behind ours when an order found under one of our client_order_ids is judged ours
+# (`_foreign`): the broker created it no earlier than the row was committed (before its first send), less this. Two
+# state files on one account count their ids apart and give the same `bot-YYYYMMDD-NNNN`; an order the broker created
+# before this file ever recorded the id is another engine's (or another state file's), never our earlier try.
+# Alpaca's and a synced host's clocks differ by well under a second; a host clock ahead by more halts (fail closed).
+CLOCK_ALLOWANCE = timedelta(seconds=5)
 # Why an intent ended `not_sent` without any request for it: nothing to look for at the broker.
 NEVER_POSTED = ("halted before it was sent", "held too long")
 
@@ -1134,6 +1140,9 @@ def _contradicts(row: OrderRow, order: Order) -> str | None:
     as 7 (the rise counted from the row's lowered quantity). The value filled is judged here only
     (`fill_value_contradicts`): the row holds what was booked, where the adapter's memory would also keep an answer
     refused here and then refuse the right one measured against it."""
+    foreign = _foreign(row, order)
+    if foreign is not None:
+        return foreign
     for name in ORDER_FIXED:
         mine, theirs = getattr(row, name), getattr(order, name)
         if mine != theirs:
@@ -1150,6 +1159,21 @@ def _contradicts(row: OrderRow, order: Order) -> str | None:
         return (f"{row.filled_qty:g} recorded filled at {row.filled_avg_price or 0:g}, the broker's answer has "
                 f"{order.filled_qty:g} at {order.filled_avg_price:g}: no fill lowers or moves the value filled")  # fmt: skip
     return None
+
+
+def _foreign(row: OrderRow, order: Order) -> str | None:
+    """Why `order`, found under the row's client_order_id, cannot be the row's, or None: the broker created it before
+    this state file recorded the intent (less CLOCK_ALLOWANCE), so no send of ours made it. Judged while no broker id
+    is recorded for the row (once one is, `_contradicts` holds the answer to that id). Two state files on one account
+    give the same ids; the second file's POST is refused as a duplicate and the lookup finds the first file's order:
+    taken as "our earlier try landed", both files booked the one fill, and each bot would sell it."""
+    if row.broker_order_id or order.created_at >= row.created_at - CLOCK_ALLOWANCE:
+        return None
+    return (
+        f"the broker created it at {order.created_at.isoformat()}, before this state file recorded it at "
+        f"{row.created_at.isoformat()}: another engine or state file may be trading this account under the same "
+        "client_order_ids (one account takes one state file)"
+    )
 
 
 def _unchanged(row: OrderRow, order: Order) -> bool:

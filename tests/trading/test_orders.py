@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
 from engine.brokers.emulator import Fault
 from engine.core import failpoints
-from engine.core.store import StateStore
+from engine.core.journal import Journal
+from engine.core.store import OrderRow, StateStore
 from engine.trading import fillprice
+from engine.trading.orders import OrderManager
 from engine.trading.runner import operator_resume
 from tests.brokers.conftest import OPEN
 from tests.trading.conftest import Rig
@@ -109,3 +112,80 @@ def test_a_rolled_back_ticks_intents_leave_nothing_keyed_by_them_in_memory(rig: 
     assert quote is not None and (seen.low, seen.high) == quote, (seen, quote)  # not the quotes since the rollback
     known = {row.client_order_id for row in rig.store.orders()}
     assert set(orders._seen) <= known and orders._mine <= known
+
+
+def _second_state_file(desk: Desk, folder: Path) -> tuple[StateStore, OrderManager, list[BrokerError]]:
+    """Another state file on the same account (the same emulator): its own ids counted from 0001 again."""
+    folder.mkdir()
+    store = StateStore(folder / "state.db")
+    failures: list[BrokerError] = []
+    journal = Journal(folder / "app.jsonl", desk.clock)
+    return store, OrderManager(store, desk.orders.broker, journal, desk.clock, failures.append, timezone.utc), failures
+
+
+def _intent(orders: OrderManager, store: StateStore, desk: Desk) -> OrderRow:
+    day = desk.clock.now().date()
+    request = OrderRequest("AAPL", "buy", orders.next_client_order_id("b1", day), "market", "day", qty=10.0)
+    with store.transaction():
+        return orders.record_intent("b1", day, "entry", request, "test")
+
+
+def _foreign_reported(failures: list[BrokerError], cid: str) -> bool:
+    return any(f.kind == "bad_response" and cid in f.message and "another engine or state file" in f.message for f in failures)
+
+
+def test_another_state_files_order_under_our_id_is_never_booked_after_a_duplicate_refusal(desk: Desk, tmp_path: Path) -> None:
+    """Two state files on one account give the same client_order_id (bot-YYYYMMDD-0001). The second file's POST is
+    refused as a duplicate and the lookup finds the first file's order, created a minute before the second file
+    recorded its intent: it cannot be our earlier try. Taken as ours, both files booked the one fill (each bot would
+    then sell it: a double exit, a short). It is never booked, and it is reported as an answer that cannot be read
+    (the engine halts the system on it), naming the id and another engine or state file."""
+    first = desk.intent()
+    desk.orders.send_pending()
+    desk.tick(60)
+    assert [p.qty for p in desk.store.positions("b1")] == [10.0]
+    store, orders, failures = _second_state_file(desk, tmp_path / "b")
+    try:
+        row = _intent(orders, store, desk)
+        assert row.client_order_id == first.client_order_id
+        orders.send_pending()
+        orders.sync(desk.orders.broker.snapshot(DataNeeds(stocks=("AAPL",))))
+        saved = store.order(row.client_order_id)
+        assert saved is not None and saved.status == "unknown" and saved.broker_order_id is None
+        assert store.positions("b1") == []
+        assert _foreign_reported(failures, row.client_order_id), failures
+    finally:
+        store.close()
+
+
+def test_another_state_files_order_under_our_id_is_never_adopted_at_a_restart(desk: Desk, tmp_path: Path) -> None:
+    """The same at a restart: an intent a run that ended left pending is looked up by client_order_id
+    (`recover_pending`); the order found there was created before the intent was recorded, by another state file:
+    not adopted, reported."""
+    desk.intent()
+    desk.orders.send_pending()
+    desk.tick(60)
+    store, orders, failures = _second_state_file(desk, tmp_path / "b")
+    try:
+        row = _intent(orders, store, desk)
+        desk.clock.advance(5)
+        restarted = OrderManager(store, desk.orders.broker, orders.journal, desk.clock, failures.append, timezone.utc)
+        restarted.recover_pending(desk.orders.broker.snapshot(DataNeeds(stocks=("AAPL",))).positions or [])
+        saved = store.order(row.client_order_id)
+        assert saved is not None and saved.broker_order_id is None and saved.filled_qty == 0.0
+        assert store.positions("b1") == []
+        assert _foreign_reported(failures, row.client_order_id), failures
+    finally:
+        store.close()
+
+
+def test_our_own_order_found_after_a_lost_answer_is_still_adopted(desk: Desk) -> None:
+    """The other side of the check: an order the broker created after our intent (here our own POST, whose answer
+    was lost and then refused as a duplicate) is ours, and booked."""
+    row = desk.intent()
+    desk.clock.advance(2)
+    desk.exchange.submit(OrderRequest("AAPL", "buy", row.client_order_id, "market", "day", qty=10.0))
+    desk.orders.send_pending()
+    desk.tick()
+    assert desk.status(row.client_order_id) == "filled"
+    assert [p.qty for p in desk.store.positions("b1")] == [10.0] and desk.failures[1:] == []
