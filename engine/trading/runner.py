@@ -59,7 +59,7 @@ from engine.strategy.watchdog import watching
 from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
 from engine.trading.facts_builder import fresh_window
-from engine.trading.startup import ZONE_KEY, changed_zone, check_broker, other_account
+from engine.trading.startup import MODE_KEY, ZONE_KEY, changed_zone, check_broker, other_account, other_mode
 from engine.trading.unsaved import record_unsaved_halts
 from engine.validate import Report
 
@@ -153,10 +153,12 @@ def open_session(
         )
     db_path, log_path = paths_for(report, options.state_db, options.log)
     alpaca_close: datetime | None = None
+    mode: str | None = None  # an Alpaca run's 'paper' or 'live' (`other_mode`)
     if name == "alpaca":
         refuse_placeholder_keys(env)
         broker, clock, exchange = _alpaca(report, options, env)
-        notice += " (PAPER)" if getattr(getattr(broker, "api", None), "paper", True) else " (LIVE: real money)"
+        mode = "paper" if getattr(getattr(broker, "api", None), "paper", True) else "live"
+        notice += " (PAPER)" if mode == "paper" else " (LIVE: real money)"
         _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
         if options.until_close:
             alpaca_close = _broker_close(broker)
@@ -185,6 +187,8 @@ def open_session(
         mismatch = other_account(store.meta("broker"), name)
         if mismatch is not None:  # input to fix (exit 2)
             raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
+        if mode is not None and (mismatch := other_mode(store.meta("broker"), store.meta(MODE_KEY), mode)) is not None:
+            raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
         if name == "sim":
             broker, clock, exchange, resumed = _sim(report, options, store, default_start)
             if resumed:
@@ -207,6 +211,8 @@ def open_session(
         except StartupError as exc:
             raise RunError(str(exc), invalid=True) from None
         store.set_meta("broker", name)
+        if mode is not None:
+            store.set_meta(MODE_KEY, mode)
         store.set_meta(ZONE_KEY, zone)  # the zone its trading dates are counted in from now on
         if zone_was is not None and zone_was != zone:
             notice += f"; trading days are now counted in {zone} (this state file counted them in {one_line(zone_was)})"

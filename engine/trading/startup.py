@@ -165,6 +165,22 @@ def other_account(written_by: str | None, name: str) -> str | None:
     return f"holds the state of {held} '{written_by}' account; {asked} '{name}' run needs its own"
 
 
+MODE_KEY = "alpaca_mode"  # meta: 'paper' or 'live', the Alpaca account the state file holds (`other_mode`)
+
+
+def other_mode(written_by: str | None, recorded: str | None, mode: str) -> str | None:
+    """Why an Alpaca run in `mode` ('paper' or 'live') cannot use a state file whose runs recorded `recorded`, or
+    None when it can. A paper account's halts, caps, positions, orders and P&L basis are not the live account's, and
+    the broker's name alone ("alpaca") did not tell them apart. A file an Alpaca run wrote before the mode was
+    recorded may be either: a paper run takes it (and records 'paper'); a live run refuses it (fail closed)."""
+    if recorded is not None:
+        return None if recorded == mode else f"holds the state of a {recorded} Alpaca account; a {mode} run needs its own"
+    if written_by == "alpaca" and mode == "live":
+        return ("was written by an Alpaca run that recorded no paper or live mode (an older engine): it may hold a "
+                "paper account's state; a live run needs its own")  # fmt: skip
+    return None
+
+
 ZONE_KEY = "timezone"  # meta: the zone (system.timezone) the state file's trading dates are counted in
 
 _HOUR, _MINUTE = timedelta(hours=1), timedelta(minutes=1)

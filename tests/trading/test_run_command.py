@@ -694,3 +694,49 @@ def test_an_error_that_ends_a_run_is_kept_in_the_state_file_with_the_keys_masked
         assert "the secret ***" in (store.meta("last_run") or "")
     finally:
         store.close()
+
+
+def test_a_paper_state_file_is_refused_by_a_live_run_and_the_reverse(project: ProjectCopy) -> None:
+    """A state file keeps one Alpaca account's halts, caps, positions, orders and P&L basis; only the broker's
+    name ("alpaca") was recorded, so a paper run's file (with its halt) was taken by a live run and the reverse. The
+    mode is recorded; the other mode is refused, exit 2, in one line, and the file keeps its mode. A file an older
+    engine wrote (no mode recorded) is refused by a live run (it may be a paper account's) and taken, and marked
+    paper, by a paper run."""
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        paper = {**_emulator_env(emulator), "ALPACA_PAPER": "true"}
+        live = {**_emulator_env(emulator), "ALPACA_PAPER": "false"}
+
+        def run(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet", *extra),
+                                  capture_output=True, text=True, cwd=project.root, env=env, timeout=120)  # fmt: skip
+
+        def mode() -> str | None:
+            store = StateStore(project.root / "s.db")
+            try:
+                return store.meta("alpaca_mode")
+            finally:
+                store.close()
+
+        first = run(paper)
+        assert first.returncode == 0, first.stderr
+        assert mode() == "paper"
+        refused = run(live, "--live")
+        assert refused.returncode == 2, refused.stderr
+        assert "holds the state of a paper Alpaca account; a live run needs its own --state-db" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+        assert mode() == "paper"
+        with sqlite3.connect(project.root / "s.db") as conn:  # as an older engine left it
+            conn.execute("DELETE FROM meta WHERE key = 'alpaca_mode'")
+        older = run(live, "--live")
+        assert older.returncode == 2 and "recorded no paper or live mode" in older.stderr, older.stderr
+        assert mode() is None
+        again = run(paper)
+        assert again.returncode == 0, again.stderr
+        assert mode() == "paper"
+        (project.root / "s.db").unlink()
+        for kept in project.root.glob("s.db*"):
+            kept.unlink()
+        fresh = run(live, "--live")
+        assert fresh.returncode == 0, fresh.stderr
+        assert mode() == "live"
+        assert run(paper).returncode == 2
