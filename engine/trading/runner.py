@@ -572,6 +572,8 @@ def _loop(
             if session.close_at is not None and clock.now() >= session.close_at:
                 break
             session.store.check_at_path()  # deleted or replaced since the last tick: nothing more is decided on it
+            if session.lock is not None:  # its lock file deleted during the wait, a second run may have locked it
+                session.lock.keep()
             tick_started = time.perf_counter()
             report = engine.tick()
             durations.append(report.duration_ms)
@@ -579,7 +581,7 @@ def _loop(
                 record_quotes(session, report)
             if on_tick is not None:
                 on_tick(report)
-            if session.lock is not None:  # its lock file deleted under it, a second run could have started
+            if session.lock is not None:  # locked again at once: a second run starting during the wait is refused
                 session.lock.keep()
             if session.simulated:
                 assert isinstance(clock, ManualClock)

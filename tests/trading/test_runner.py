@@ -174,6 +174,38 @@ def test_a_state_file_deleted_or_replaced_under_the_run_stops_it_before_its_next
     assert len(ends) == 1 and "deleted or replaced" in ends[0]["reason"]
 
 
+def test_a_lock_file_taken_by_a_second_run_during_the_wait_stops_the_run_before_its_next_tick(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock file deleted during the wait between two ticks and a second `run` locking the new one: the lock was
+    checked only after a tick, so the first engine ran one more whole tick beside the second on one state file. It
+    is checked before each tick too: the run stops (exit 1) without starting another."""
+    from engine.core.lock import LockFileError, RunLock
+    from engine.trading.runner import run
+
+    report = load_valid(project.config, project.machines, project.rules)
+    options = _options(project, ticks=5)
+    session = open_session(report, options, {}, MONDAY_OPEN)
+    lock_path = project.root / "s.db.lock"
+    second = RunLock(project.root / "s.db")
+    advance = session.clock.advance  # type: ignore[attr-defined]
+
+    def wait(seconds: float) -> None:  # a simulated run's wait between ticks: the second run starts during it
+        advance(seconds)
+        if session.engine.ticks == 1:
+            lock_path.unlink()
+            second.acquire()
+
+    monkeypatch.setattr(session.clock, "advance", wait)
+    try:
+        with pytest.raises(LockFileError, match="deleted or replaced"):
+            run(session, options)
+    finally:
+        close_session(session)
+        second.release()
+    assert session.engine.ticks == 1  # no second tick beside the second run
+
+
 def test_a_state_file_cut_short_under_the_run_stops_it_before_its_next_tick(project: ProjectCopy) -> None:
     """`truncate -s 4096 s.db` while the engine runs: SQLite went on from its cache and its -wal, the run ended 0,
     and the file it left was "malformed" to every later command. Now the next tick does not run, exit 2."""
