@@ -1,7 +1,9 @@
 """`python -m engine ...`: see engine/cli.py.
 
-Ctrl-C while the engine is still being imported (before `main` can answer it) ends in one line and exit code
-130, never a traceback: nothing has been opened yet.
+Ctrl-C while the engine is still being imported, or while `main` builds its parser and reads the command line
+(before its own handler can answer it), ends in one line and exit code 130, never a traceback: nothing has been
+opened yet. Not covered: Ctrl-C in the first few tens of milliseconds, while Python itself starts (its `site`
+imports, before any line of the engine runs): Python's own traceback, exit 1 (README, Stopping).
 
 Once the command is done, the process ends without waiting for threads it did not start as daemons: every
 thread of the engine's own is one, so such a thread is the user's (a signal's, which its bot halted for:
@@ -16,11 +18,12 @@ import threading
 
 try:
     from engine.cli import main
-except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    sys.exit(130)
 
-code = main()
+    code = main()
+except KeyboardInterrupt:  # its imports, or `main` before its own handler (building the parser, parsing the line)
+    with contextlib.suppress(Exception, KeyboardInterrupt):  # a second Ctrl-C, or stderr gone: the code still says it
+        print("interrupted", file=sys.stderr)
+    sys.exit(130)
 left = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
 if left:
     try:

@@ -54,3 +54,15 @@ def test_a_thread_a_signal_left_running_does_not_hold_the_process_at_its_exit(tm
     assert again.returncode == 0 and "not waiting" not in again.stderr, again.stderr
     status = engine("status")
     assert "signal failed: started a thread that outlived the call" in status.stdout, status.stdout
+
+
+def test_ctrl_c_before_main_handles_it_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """Ctrl-C in the first tens of milliseconds landed in `main` building its parser (argparse), before its own
+    handler: a KeyboardInterrupt traceback and the process killed by SIGINT. Anything out of `python -m engine` as a
+    KeyboardInterrupt is one line and exit 130. Made deterministic: the copy's `main` is interrupted at its start."""
+    root = copy_of_the_project(tmp_path / "copy", "")
+    cli = root / "engine" / "cli.py"
+    cli.write_text(cli.read_text(encoding="utf-8") + "\n\ndef main(argv=None):\n    raise KeyboardInterrupt\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "engine", "status"], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "interrupted\n" and done.stdout == ""
