@@ -37,6 +37,7 @@ from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import contract_multiplier
 from engine.config.model import BotsConfig
 from engine.core import failpoints, jsontext
+from engine.core.calendar import NEW_YORK, MarketCalendar
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import MIN_SECRET_LENGTH, Journal, JournalError, clipped
 from engine.core.lock import LockHeld, RunLock, flock_holders, lock_path
@@ -194,6 +195,9 @@ def open_session(
             if resumed:
                 at = LocalTime(report.config.settings.system.timezone)(clock.now())
                 notice += f"; continuing the simulation saved in {db_path} at {at}"
+            closed = closed_day(exchange.calendar, clock.now(), LocalTime(report.config.settings.system.timezone))
+            if closed is not None:
+                notice += f"; {closed}"
         zone, zone_was = report.config.settings.system.timezone, store.meta(ZONE_KEY)
         refused = changed_zone(zone_was, zone, clock.now(), store.days_with_activity, simulated=name == "sim")
         if refused is not None:  # input to fix (exit 2), found before anything is written
@@ -358,6 +362,17 @@ def _alpaca(report: Report, options: RunOptions, env: dict[str, str]) -> tuple[B
 
 
 MAX_SIM_JUMP = timedelta(days=366)  # how far past its saved time a simulation may be continued by --start
+
+
+def closed_day(calendar: MarketCalendar, at: datetime, local: LocalTime) -> str | None:
+    """What a simulated run starting at `at` is told when the exchange does not open that day (a weekend, a
+    holiday): the day and when the next session opens. Unsaid, a `--start` on Thanksgiving ticked through the
+    closed stretch without a word, as if the bots had found nothing to do."""
+    day = at.astimezone(NEW_YORK).date()
+    if calendar.is_trading_day(day):
+        return None
+    opens = local(calendar.next_open(at))
+    return f"the market is closed on {day:%a %Y-%m-%d} (a weekend or holiday): the next session opens {opens}"
 
 
 def _sim(

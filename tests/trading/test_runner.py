@@ -38,6 +38,33 @@ def test_the_default_start_is_asked_for_only_when_the_simulator_needs_it(project
     close_session(session)
 
 
+@pytest.mark.parametrize(
+    ("start", "said"),
+    [
+        ("2026-11-26T09:30:00-05:00", "the market is closed on Thu 2026-11-26 (a weekend or holiday): the next session "
+         "opens 2026-11-27T06:30:00-08:00"),  # Thanksgiving
+        ("2026-11-28T09:30:00-05:00", "the market is closed on Sat 2026-11-28 (a weekend or holiday): the next session "
+         "opens 2026-11-30T06:30:00-08:00"),
+        ("2026-11-23T09:30:00-05:00", None),
+    ],
+)  # fmt: skip
+def test_a_simulation_started_on_a_closed_day_says_so_and_when_the_market_opens(
+    project: ProjectCopy, start: str, said: str | None
+) -> None:
+    """`run --start` on a holiday or a weekend ticked through the closed stretch without a word, as if the bots had
+    found nothing to do: the start says the exchange is closed that day and when its next session opens (in
+    system.timezone); a trading day says nothing of it."""
+    report = load_valid(project.config, project.machines, project.rules)
+    session = open_session(report, _options(project, start=datetime.fromisoformat(start)), {}, MONDAY_OPEN)
+    try:
+        if said is None:
+            assert "market is closed" not in session.notice
+        else:
+            assert f"; {said}" in session.notice, session.notice
+    finally:
+        close_session(session)
+
+
 def test_a_default_start_that_cannot_be_found_is_a_clear_error(project: ProjectCopy) -> None:
     report = load_valid(project.config, project.machines, project.rules)
 
