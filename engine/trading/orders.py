@@ -71,7 +71,8 @@ CANCEL_PATIENCE = timedelta(seconds=60)
 # (`_foreign`): the broker created it no earlier than the row was committed (before its first send), less this. Two
 # state files on one account count their ids apart and give the same `bot-YYYYMMDD-NNNN`; an order the broker created
 # before this file ever recorded the id is another engine's (or another state file's), never our earlier try.
-# Alpaca's and a synced host's clocks differ by well under a second; a host clock ahead by more halts (fail closed).
+# Alpaca's and a synced host's clocks differ by well under a second; a host clock ahead by more halts (fail closed)
+# on the paths that look an order up (after a send error, at a restart), never on our own POST's answer.
 CLOCK_ALLOWANCE = timedelta(seconds=5)
 # Why an intent ended `not_sent` without any request for it: nothing to look for at the broker.
 NEVER_POSTED = ("halted before it was sent", "held too long")
@@ -704,7 +705,10 @@ class OrderManager:
         is read before it, so no transaction waits on the network.
 
         Contradiction when the answer is not about the order the row records (`_contradicts`): nothing is written."""
-        contradiction = _contradicts(row, order)
+        # the answer to our own POST is the order that request made (a duplicate id is a 422, never an order): only an
+        # order found under our id is held to having been made after the row (`_foreign`), so a host clock a few
+        # seconds ahead of the broker's halts only on the rare paths that look an order up, not on every order
+        contradiction = _contradicts(row, order, found=action != "submitted")
         if contradiction is not None:
             raise Contradiction(f"order {row.client_order_id}: {contradiction}")
         if row.client_order_id not in self._seen:
@@ -1132,15 +1136,16 @@ def _more_than_held(row: OrderRow, held: float) -> str | None:
     return None
 
 
-def _contradicts(row: OrderRow, order: Order) -> str | None:
+def _contradicts(row: OrderRow, order: Order, found: bool = True) -> str | None:
     """What in the broker's `order` contradicts its row, or None. An order never changes what it is (Alpaca changes
     one by replacing it, under a new id), and its filled quantity never goes down. The adapter holds its answers to
     what it sent and said this run; after a restart the row is the only record, and a fill booked from such an
     answer moved a bot's position for good: MSFT's fill onto an AAPL position, a fill reported 5, 3, then 5 booked
     as 7 (the rise counted from the row's lowered quantity). The value filled is judged here only
     (`fill_value_contradicts`): the row holds what was booked, where the adapter's memory would also keep an answer
-    refused here and then refuse the right one measured against it."""
-    foreign = _foreign(row, order)
+    refused here and then refuse the right one measured against it. `found`: the order was looked up or listed
+    under the row's id (then it must also have been made after the row, `_foreign`), not our own POST's answer."""
+    foreign = _foreign(row, order) if found else None
     if foreign is not None:
         return foreign
     for name in ORDER_FIXED:

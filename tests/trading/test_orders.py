@@ -5,7 +5,7 @@ transaction, or a kill between the writes leaves a state no later run repairs.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -189,3 +189,17 @@ def test_our_own_order_found_after_a_lost_answer_is_still_adopted(desk: Desk) ->
     desk.tick()
     assert desk.status(row.client_order_id) == "filled"
     assert [p.qty for p in desk.store.positions("b1")] == [10.0] and desk.failures[1:] == []
+
+
+def test_our_own_posts_answer_is_booked_though_the_host_clock_runs_ahead_of_the_brokers(desk: Desk) -> None:
+    """The answer to our own POST is the order that request made (a duplicate id is answered 422, never with an
+    order): it is booked even when the broker's created_at is before the row's, as with a host clock 30 s ahead of
+    the broker's. Held to `_foreign` like an order found under our id, every order of such a host halted the system."""
+    row = desk.intent()
+    ahead = (row.created_at + timedelta(seconds=30)).astimezone(timezone.utc).isoformat()
+    with desk.store.transaction():
+        desk.store.update_order(row.client_order_id, desk.clock.now(), created_at=ahead)
+    desk.orders.send_pending()
+    desk.tick()
+    assert desk.status(row.client_order_id) == "filled"
+    assert [p.qty for p in desk.store.positions("b1")] == [10.0] and desk.failures == []
