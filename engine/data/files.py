@@ -574,15 +574,19 @@ def _table(kind: Kind, columns: dict[str, Any]) -> Any:
 def _read_csv(path: Path, display: str, kind: Kind, whole_lines: bool = False) -> tuple[Any, list[Problem]]:
     report = _Report(display, first_line=2)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            # The file's first bytes are judged before the rest is read: a binary file, or a sparse one whose size
+            # claims gigabytes of NULs after a header, was read whole into memory only to be refused.
+            if not _refused_head(f.read(_CSV_HEAD), report):
+                f.seek(0)
+                data = f.read()  # read again from the start: head + rest would hold a large file twice
     except OSError as exc:
         report.file(f"cannot be read: {exc.strerror or exc}")
         return None, report.problems
-    if data.startswith(b"PAR1"):
-        report.file("not a CSV file: it is a Parquet file (name it .parquet)")
+    except MemoryError:
+        report.file("cannot be read: the file is larger than this machine's memory can hold")
         return None, report.problems
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text", PowerShell's Out-File
-        report.file("not a CSV file: it is UTF-16 text (its first bytes say so): save it as UTF-8 (Excel: CSV UTF-8)")
+    if report.problems:
         return None, report.problems
     # Whole-file checks on the bytes, each a C scan: a copy of a file of hundreds of MB as text is not made
     # unless the file needs the slow reader.
@@ -642,6 +646,21 @@ def _read_csv(path: Path, display: str, kind: Kind, whole_lines: bool = False) -
         columns[name] = _timestamps_from_text(values, report) if name == "timestamp" else _numbers_from_text(name, values, report)
     _check_values(kind, columns, report)
     return (_table(kind, columns) if not report.problems else None), report.problems
+
+
+_CSV_HEAD = 1 << 16  # the bytes of a CSV file looked at before the rest of it is read
+
+
+def _refused_head(head: bytes, report: _Report) -> bool:
+    """Whether a CSV file's first bytes already refuse it (Parquet, UTF-16 text, a NUL byte), reported: the rest of
+    it is then not read. A NUL byte further on is found by the whole file's check."""
+    if head.startswith(b"PAR1"):
+        report.file("not a CSV file: it is a Parquet file (name it .parquet)")
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text", PowerShell's Out-File
+        report.file("not a CSV file: it is UTF-16 text (its first bytes say so): save it as UTF-8 (Excel: CSV UTF-8)")
+    elif b"\0" in head:
+        report.file("not a CSV file: it holds binary data (a NUL byte)", head.count(b"\n", 0, head.find(b"\0")) + 1)
+    return bool(report.problems)
 
 
 def _torn(display: str, data: bytes) -> Problem:

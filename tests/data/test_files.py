@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,6 +25,7 @@ from engine.data.files import (
     write_quotes,
 )
 from engine.data.records import Bar, Quote, file_stem, symbol_of_stem
+from tests.conftest import ProjectCopy
 
 T0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
 HEADER = "timestamp,open,high,low,close,volume\n"
@@ -402,3 +407,49 @@ def test_a_recordings_csv_part_cut_inside_its_last_number_is_refused_naming_file
     other.mkdir(parents=True)
     (other / "AAPL.csv").write_bytes(whole[:-1])
     assert [q.ask for q in read_quotes(tmp_path / "other", "AAPL")] == [101.25, 102.25, 103.25]
+
+
+# --- a file whose size claims more than it holds ---------------------------------------------------------------------
+
+SPARSE_SIZE = 3 << 30  # a sparse file's claim: more than the memory the reading process may take
+MEMORY_LIMIT = 3 << 29  # 1.5 GiB of address space: enough for the engine, not for the file read whole
+
+
+def _limited_backtest(project: ProjectCopy, data: Path) -> subprocess.CompletedProcess[str]:
+    """`backtest --data` in a process that cannot map more than MEMORY_LIMIT, as on a small machine."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    return subprocess.run([sys.executable, "-m", "engine", "backtest", "--data", str(data), "--out", str(data.parent / "out"),
+                           "--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)],
+                          capture_output=True, text=True, cwd=project.root, env=env, timeout=120, preexec_fn=limit)  # fmt: skip
+
+
+def test_a_csv_file_binary_in_its_first_bytes_is_refused_without_reading_the_rest(project: ProjectCopy, tmp_path: Path) -> None:
+    """A header and then a hole of 3 GiB (a sparse file, a disk image, a copy preallocated and never filled): the
+    file was read whole before its NUL bytes were looked at, a MemoryError's traceback (exit 1) where memory is
+    short and gigabytes taken where it is not. Its first bytes say it is no text: one line, exit 2."""
+    path = tmp_path / "data" / "bars" / "AAPL.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(HEADER, encoding="utf-8")
+    os.truncate(path, SPARSE_SIZE)
+    result = _limited_backtest(project, tmp_path / "data")
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:2:0: not a CSV file: it holds binary data (a NUL byte)" in result.stderr.splitlines()
+
+
+def test_a_csv_file_larger_than_memory_is_one_line_not_a_traceback(project: ProjectCopy, tmp_path: Path) -> None:
+    """Text in its first 64 KiB and 3 GiB in all: reading it cannot fit the process's memory. The MemoryError was a
+    traceback and exit 1; it is the file's problem, named with the file, exit 2."""
+    path = tmp_path / "data" / "bars" / "AAPL.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(HEADER + "".join(f"2026-11-23T14:30:{i % 60:02d}Z,100,101,99,100.5,10\n" for i in range(2000)),
+                    encoding="utf-8")  # fmt: skip
+    os.truncate(path, SPARSE_SIZE)
+    result = _limited_backtest(project, tmp_path / "data")
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:0:0: cannot be read: the file is larger than this machine's memory can hold" in result.stderr.splitlines()
