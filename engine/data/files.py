@@ -649,13 +649,23 @@ def _read_csv(path: Path, display: str, kind: Kind, whole_lines: bool = False) -
 
 
 _CSV_HEAD = 1 << 16  # the bytes of a CSV file looked at before the rest of it is read
+# Files that hold a CSV file packed (or a workbook), by their first bytes: told as what they are and the fix, where
+# the NUL byte or the byte that is no UTF-8 in their first bytes said only "binary data".
+_PACKED = {
+    b"\x1f\x8b": "gzip-compressed (a .csv.gz renamed?): decompress it (gunzip) and read the CSV inside",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed: decompress it (zstd -d) and read the CSV inside",
+    b"PK\x03\x04": "a ZIP archive (an Excel workbook, .xlsx, is one): save the sheet as CSV UTF-8, or unzip the CSV inside",
+}
 
 
 def _refused_head(head: bytes, report: _Report) -> bool:
-    """Whether a CSV file's first bytes already refuse it (Parquet, UTF-16 text, a NUL byte), reported: the rest of
-    it is then not read. A NUL byte further on is found by the whole file's check."""
+    """Whether a CSV file's first bytes already refuse it (Parquet, compressed, a workbook, UTF-16 text, a NUL byte),
+    reported: the rest of it is then not read. A NUL byte further on is found by the whole file's check."""
+    packed = next((what for magic, what in _PACKED.items() if head.startswith(magic)), None)
     if head.startswith(b"PAR1"):
         report.file("not a CSV file: it is a Parquet file (name it .parquet)")
+    elif packed is not None:
+        report.file(f"not a CSV file: it is {packed}")
     elif head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text", PowerShell's Out-File
         report.file("not a CSV file: it is UTF-16 text (its first bytes say so): save it as UTF-8 (Excel: CSV UTF-8)")
     elif b"\0" in head:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import resource
 import subprocess
 import sys
+import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
@@ -453,3 +457,30 @@ def test_a_csv_file_larger_than_memory_is_one_line_not_a_traceback(project: Proj
     assert "Traceback" not in result.stderr
     assert result.returncode == 2, result.stderr
     assert f"{path}:0:0: cannot be read: the file is larger than this machine's memory can hold" in result.stderr.splitlines()
+
+
+def _zip(text: str) -> bytes:
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", text)
+    return packed.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("pack", "what"),
+    [
+        (lambda text: gzip.compress(text.encode()), "gzip-compressed (a .csv.gz renamed?): decompress it (gunzip) and read the CSV inside"),
+        (lambda text: b"\x28\xb5\x2f\xfd" + text.encode(), "zstd-compressed: decompress it (zstd -d) and read the CSV inside"),
+        (_zip, "a ZIP archive (an Excel workbook, .xlsx, is one): save the sheet as CSV UTF-8, or unzip the CSV inside"),
+    ],
+)
+def test_a_compressed_csv_or_a_workbook_is_told_as_what_it_is(tmp_path: Path, pack: Any, what: str) -> None:
+    """`AAPL.csv.gz` renamed `AAPL.csv`, or an Excel workbook saved under a .csv name, was told as "binary data (a NUL
+    byte)" or "byte N is not UTF-8 text", which does not say what to do with it: it is named as what it is, with the
+    fix, at the file."""
+    path = tmp_path / "bars" / "AAPL.csv"
+    path.parent.mkdir()
+    path.write_bytes(pack(HEADER + "2026-11-23T14:30:00Z,100,101,99,100.5,10\n"))
+    with pytest.raises(DataError) as refused:
+        DataSet.open(tmp_path)
+    assert errors(refused) == [f"{path}:0:0: not a CSV file: it is {what}"]
