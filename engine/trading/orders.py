@@ -285,7 +285,9 @@ class OrderManager:
         is done. An entry standing in the way of its own bot's exit is
         cancelled so that the exit can go; an entry held for longer than RESEND_WITHIN ends `not_sent` (its signal
         is stale). The exits of a send go before its entries, so an entry and another bot's exit crossing it hold
-        the entry."""
+        the entry; and an exit held waits ahead of the entries that would cross it: they are held behind it. Sent
+        past it (the held exit was only `pending`), each new entry on the symbol, a limit working up to its
+        machine's timeout, held a stop loss back once more when the order in its way was done."""
         if not self._recorded and not self._held:
             return 0
         # The tick's transaction is committed: its events (intents, fills, trades, halts) go to the log now, not
@@ -302,6 +304,7 @@ class OrderManager:
         working = self.store.orders(statuses=lifecycle.WORKING | {"unknown"}) if rows else []
         sides = {(o.symbol, o.side) for o in working}
         held: set[str] = set()
+        waiting: list[OrderRow] = []  # the exits held in this send
         attempted = 0
         for row in rows:
             # read again before each entry: a halt committed while an earlier order of this tick was on its way
@@ -316,7 +319,10 @@ class OrderManager:
                 continue
             opposite = "sell" if row.side == "buy" else "buy"
             if (row.symbol, opposite) in sides:
-                self._hold(row, [o for o in working if o.symbol == row.symbol and o.side == opposite], now, held)
+                self._hold(row, [o for o in (*working, *waiting) if o.symbol == row.symbol and o.side == opposite], now, held)
+                if row.purpose == "exit" and row.client_order_id in held:
+                    waiting.append(row)  # an entry that would cross it waits with it: it goes out first
+                    sides.add((row.symbol, row.side))
                 continue
             attempted += 1
             self._send(row)

@@ -79,3 +79,31 @@ def test_an_exit_and_another_bot_s_entry_on_one_tick_send_the_exit_and_hold_the_
     assert desk.status(exit_.client_order_id) == "filled"
     desk.orders.send_pending()
     assert desk.posted(entry.client_order_id)  # then the entry went
+
+
+def test_an_exit_held_behind_one_entry_is_not_overtaken_by_another_bot_s_entry(desk: Desk) -> None:
+    """SLOW's exit on AAPL is held behind FAST's working limit entry (they would cross). Meanwhile a third bot's
+    entry on AAPL comes. Before, it went out at once (it crosses no working order: the held exit was only `pending`),
+    and when FAST's entry ended the exit was held again, now behind it: each new entry on the symbol (a limit works
+    up to its machine's timeout) put the stop loss further back. An exit waiting on a symbol holds the entries that
+    would cross it too, so it goes out as soon as what was in its way is done."""
+    desk.exchange.fill_at_submit = False  # as Alpaca: answered now, filled at a later step
+    desk.exchange.set_position("AAPL", 5, 100.0)
+    first = desk.record(FAST, "entry", "buy", 1, limit=1.0)  # far below the market: it works
+    desk.orders.send_pending()
+    assert desk.status(first.client_order_id) in {"pending_new", "accepted", "new"}
+    exit_ = desk.record(SLOW, "exit", "sell", 5)
+    desk.orders.send_pending()
+    assert desk.status(exit_.client_order_id) == "pending"  # held behind FAST's entry
+    third = desk.record("mom_AAPL_third", "entry", "buy", 1)
+    desk.orders.send_pending()
+    assert not desk.posted(third.client_order_id)  # held behind the exit waiting on AAPL
+    assert desk.status(third.client_order_id) == "pending"
+    row = desk.store.order(first.client_order_id)
+    assert row is not None
+    desk.orders.cancel_entries([row])
+    desk.tick()  # FAST's entry is cancelled
+    assert desk.status(first.client_order_id) == "canceled"
+    desk.orders.send_pending()
+    assert desk.posted(exit_.client_order_id) and not desk.posted(third.client_order_id)
+    assert desk.failures == []
