@@ -640,7 +640,8 @@ class OrderManager:
         (read this tick) still hold what it sells: an exit only reduces risk while the position is there. An entry
         never is (its signal, its preflight and any halt since belong to the run that died): one whose POST may
         have left stays `unknown` until lookups prove it absent (`_proved_absent`), then ends `not_sent`, as does
-        anything older than RESEND_WITHIN."""
+        anything older than RESEND_WITHIN. An exit an opposite order on its symbol would cross is held, as
+        `send_pending` holds one, and goes out from there once that order is done."""
         now = self.clock.now()
         held: dict[str, float] = {}
         for position in positions:
@@ -662,6 +663,12 @@ class OrderManager:
                 # a short where the account allows one; what the bots own and the broker does not halts next
                 self._set(row, status="not_sent", error=short)
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=short)
+            elif row.purpose == "exit" and now - row.created_at <= RESEND_WITHIN and (in_the_way := self._crossing(row)):
+                # held behind an opposite order (the run that ended may have been holding it): sent by `send_pending`
+                # once that is done. Sent at once, Alpaca refused it as a wash trade and the exit ended `rejected`
+                kept_back: set[str] = set()
+                self._hold(row, in_the_way, now, kept_back)
+                self._held |= kept_back
             elif row.purpose == "exit" and now - row.created_at <= RESEND_WITHIN:
                 # an exit this run recorded while start-up reconciliation still failed (exits are managed
                 # meanwhile: sized reduce-only, they cannot add risk), or one a run that ended left
@@ -672,6 +679,13 @@ class OrderManager:
                 reason = "an entry is not resent after a restart" if row.purpose == "entry" else "too old to resend"
                 self._set(row, status="not_sent", error=reason)
                 self.journal.log("order", action="not_sent", bot=row.bot_id, client_order_id=row.client_order_id, reason=reason)
+
+    def _crossing(self, row: OrderRow) -> list[OrderRow]:
+        """The orders working (or whose send is in doubt) on the other side of `row`'s symbol: Alpaca would refuse
+        `row` as a potential wash trade while any is (send_pending)."""
+        opposite = "sell" if row.side == "buy" else "buy"
+        working = self.store.orders(statuses=lifecycle.WORKING | {"unknown"})
+        return [o for o in working if o.symbol == row.symbol and o.side == opposite]
 
     def _never_posted(self, row: OrderRow) -> bool:
         """An intent this process recorded and has not tried to send: no request for it has left (an exception out of

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.brokers.base import OrderRequest
+from engine.brokers.base import DataNeeds, OrderRequest
 from engine.brokers.emulator import Fault
 from engine.core.store import OrderRow
+from engine.trading.orders import OrderManager
 from tests.brokers.conftest import OPEN
 from tests.desk import Desk as BaseDesk
 from tests.desk import open_desk
@@ -106,4 +107,31 @@ def test_an_exit_held_behind_one_entry_is_not_overtaken_by_another_bot_s_entry(d
     assert desk.status(first.client_order_id) == "canceled"
     desk.orders.send_pending()
     assert desk.posted(exit_.client_order_id) and not desk.posted(third.client_order_id)
+    assert desk.failures == []
+
+
+def test_an_exit_held_at_a_restart_stays_held_instead_of_being_refused_as_a_wash_trade(desk: Desk) -> None:
+    """SLOW's exit on AAPL is held behind FAST's working entry when the engine restarts. The new run's recovery
+    found the exit not at the broker and sent it again at once, without looking at what works on the other side:
+    Alpaca refused it as a potential wash trade (422), the exit ended `rejected`, counted against SLOW, and the next
+    waited a minute. Now it is held as before the restart, and goes out once FAST's entry is done."""
+    desk.exchange.fill_at_submit = False  # as Alpaca: answered now, filled at a later step
+    desk.exchange.set_position("AAPL", 5, 100.0)
+    entry = desk.record(FAST, "entry", "buy", 1, limit=1.0)  # far below the market: it works
+    desk.orders.send_pending()
+    exit_ = desk.record(SLOW, "exit", "sell", 5)
+    desk.orders.send_pending()
+    assert desk.status(exit_.client_order_id) == "pending"  # held behind FAST's entry
+    old = desk.orders
+    desk.orders = OrderManager(old.store, old.broker, old.journal, old.clock, old.on_failure, old.zone)  # a restart
+    positions = desk.orders.broker.snapshot(DataNeeds()).positions
+    assert positions is not None
+    desk.orders.recover_pending(positions)
+    assert not desk.posted(exit_.client_order_id) and desk.status(exit_.client_order_id) == "pending"
+    row = desk.store.order(entry.client_order_id)
+    assert row is not None
+    desk.orders.cancel_entries([row])
+    desk.tick()  # FAST's entry is cancelled
+    desk.orders.send_pending()
+    assert desk.posted(exit_.client_order_id) and desk.status(exit_.client_order_id) != "rejected"
     assert desk.failures == []
