@@ -7,6 +7,7 @@ once and fills it at a later step, as Alpaca does), with the engine's own order 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -16,9 +17,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.brokers.base import DataNeeds, OrderRequest
+from engine.brokers.sim import exchange as sim_exchange
+from engine.core import order_lifecycle as lifecycle
 from engine.core.clock import ManualClock
 from engine.core.store import EXITBOT_ID, OrderRow
-from engine.trading.orders import split_fill
+from engine.trading.orders import OrderManager, split_fill
 from engine.trading.portfolio import budget_left
 from engine.trading.reconcile import adopt_fee_shortfalls
 from tests.conftest import ProjectCopy
@@ -42,7 +45,6 @@ class Desk(BaseDesk):
             row = self.orders.record_intent(bot, day, purpose, request, "test")
         self.orders.send_pending()
         return row
-
 
 
 @pytest.fixture
@@ -98,10 +100,7 @@ def test_the_engine_books_fills_in_its_system_timezone(project: ProjectCopy) -> 
     """The engine hands its order path the zone its days are counted in (system.timezone)."""
     rig = make_rig(project, ManualClock(MONDAY_OPEN))
     assert rig.engine.orders.zone == rig.engine.tz == LOS_ANGELES
-    assert rig.engine.orders.clock.now().astimezone(rig.engine.orders.zone).date() == rig.engine.trading_date(
-        rig.clock.now()
-    )
-
+    assert rig.engine.orders.clock.now().astimezone(rig.engine.orders.zone).date() == rig.engine.trading_date(rig.clock.now())
 
 
 class FillsBetweenReads:
@@ -223,3 +222,66 @@ def test_a_refusal_counts_on_the_day_it_comes_not_its_order_s(desk: Desk) -> Non
     tuesday, monday = desk.store.counters(TUESDAY).get("b1", {}), desk.store.counters(MONDAY).get("b1", {})
     assert sum(n for name, n in tuesday.items() if name == "rejections" or name.startswith("refused:")) == 1, tuesday
     assert not any(name == "rejections" or name.startswith("refused:") for name in monday), monday
+
+
+def _owned(desk: Desk) -> dict[str, float]:
+    held: dict[str, float] = {}
+    for p in desk.store.positions():
+        held[p.symbol] = held.get(p.symbol, 0.0) + p.qty
+    return held
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_bots_sharing_a_symbol_own_what_the_broker_holds_after_any_fills_partial_fills_and_restarts(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """The invariant several bots on one ticker rest on: after every sync, the quantities the bots own of a symbol
+    add up to the broker's position, whatever came before: entries of three bots filling in parts (the exchange
+    fills 7 shares a step), each bot's own exits, the ExitBot's one flatten of the net position split among the
+    holders in part after part, opposite orders held, and restarts (a new order manager on the same state file)
+    between the parts. At the end, sold off, the bots' realized P&L adds up to the cash the account made, and each
+    one's trades to its own P&L: no share is lost, doubled or given to a bot that did not hold it."""
+    monkeypatch.setitem(sim_exchange.LIQUIDITY, "us_equity", 7.0)  # partial fills: 7 shares a step
+    rng = random.Random(seed)
+    bots = ["m1", "m2", "m3"]
+    cash = desk.exchange.cash
+    for _ in range(60):
+        owned = {p.bot_id: p.qty for p in desk.store.positions() if p.symbol == "AAPL"}
+        working = desk.store.orders(statuses=("pending", "unknown", *lifecycle.WORKING))
+        selling = any(o.side == "sell" for o in working)
+        move = rng.random()
+        if move < 0.45:
+            desk.send(rng.choice(bots), "entry", "buy", float(rng.randint(1, 30)))
+        elif move < 0.65 and owned and not selling:
+            bot = rng.choice(sorted(owned))
+            desk.send(bot, "exit", "sell", owned[bot] if rng.random() < 0.5 else max(1.0, owned[bot] // 2))
+        elif move < 0.8 and len(owned) > 1 and not selling:
+            desk.send(EXITBOT_ID, "exit", "sell", sum(owned.values()))
+        elif move < 0.9:
+            desk.orders = OrderManager(desk.store, desk.orders.broker, desk.orders.journal, desk.clock,
+                                       desk.orders.on_failure, desk.orders.zone)  # fmt: skip
+            positions = desk.orders.broker.snapshot(DataNeeds()).positions
+            assert positions is not None
+            desk.orders.recover_pending(positions)
+        desk.tick(rng.choice([5.0, 30.0, 60.0]))
+        desk.orders.send_pending()  # as every tick of the engine: what was held goes once it may
+        at_broker = {s: p.qty for s, p in desk.exchange.positions.items()}
+        assert _owned(desk) == pytest.approx(at_broker), (seed, desk.store.positions())
+        assert all(p.qty > 0 and float(p.qty).is_integer() for p in desk.store.positions())  # whole shares stay whole
+    for _ in range(40):  # sell everything off: each bot its own
+        desk.tick(60)
+        desk.orders.send_pending()
+        working = desk.store.orders(statuses=("pending", "unknown", *lifecycle.WORKING))
+        if not working:
+            if not desk.store.positions():
+                break
+            for p in desk.store.positions():
+                desk.send(p.bot_id, "exit", "sell", p.qty, symbol=p.symbol)
+    assert desk.store.positions() == [] and desk.exchange.positions == {}
+    assert any(o.bot_id == EXITBOT_ID and o.filled_qty > 0 for o in desk.store.orders())  # the split was exercised
+    realized = desk.store.realized_pnl(MONDAY)
+    assert sum(realized.values()) == pytest.approx(desk.exchange.cash - cash, abs=1e-6)
+    for bot in bots:
+        trades = [t for t in desk.store.trades() if t.bot_id == bot]
+        assert sum(t.pnl for t in trades) == pytest.approx(realized.get(bot, 0.0), abs=1e-6)
+    assert desk.failures == []
