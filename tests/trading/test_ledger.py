@@ -240,7 +240,8 @@ def test_bots_sharing_a_symbol_own_what_the_broker_holds_after_any_fills_partial
     fills 7 shares a step), each bot's own exits, the ExitBot's one flatten of the net position split among the
     holders in part after part, opposite orders held, and restarts (a new order manager on the same state file)
     between the parts. At the end, sold off, the bots' realized P&L adds up to the cash the account made, and each
-    one's trades to its own P&L: no share is lost, doubled or given to a bot that did not hold it."""
+    one's trades to its own P&L: no share is lost, doubled or given to a bot that did not hold it; and no order
+    is refused (an exit held at a restart was sent again at once, and refused as a wash trade)."""
     monkeypatch.setitem(sim_exchange.LIQUIDITY, "us_equity", 7.0)  # partial fills: 7 shares a step
     rng = random.Random(seed)
     bots = ["m1", "m2", "m3"]
