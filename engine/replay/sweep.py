@@ -58,8 +58,8 @@ SUMMARY_FIGURES = ("trades", "win_rate", "realized_pnl", "unrealized_pnl", "max_
                    "sharpe", "return_pct")  # fmt: skip
 """The account's figures taken from each run's summary.json (its `total`)."""
 FIGURES = (*SUMMARY_FIGURES[:4], "open_at_end", *SUMMARY_FIGURES[4:])
-"""sweep.csv's figures: the summary's, and `open_at_end`, the positions still held when the data ended (read from
-the run's state file): a run's realized P&L says nothing of them, its unrealized P&L and return do."""
+"""sweep.csv's figures: the summary's, and `open_at_end`, the positions still held when the data ended (the summary's
+`open_positions`): a run's realized P&L says nothing of them, its unrealized P&L and return do."""
 NOTE_SEPARATOR = " | "
 """Between a row's notes in sweep.csv's `notes` column (each note is one line, escaped as the terminal's)."""
 BOTS_SCHEMA = "bots.schema.json"
@@ -581,7 +581,6 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
                           crypto_maker_fee=spec.crypto_maker_fee, crypto_taker_fee=spec.crypto_taker_fee)  # fmt: skip
         result = run_backtest(report, Path(spec.data_dir), start=_when(spec.start), end=_when(spec.end), cash=cash,
                               out_dir=Path(spec.out_dir), fill_model=model, html=False, secrets=secrets)  # fmt: skip
-        held = _open_at_end(Path(spec.out_dir))
     except Refused as exc:  # bad data, missing data: every problem
         return {**row, "error": mask("; ".join(p.headline for p in exc.problems))}
     except (BacktestError, ValueError) as exc:
@@ -590,20 +589,8 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         return {**row, "error": mask(_unexpected(exc, Path(spec.out_dir), mask))}
     total = result.summary["total"]
     notes = tuple(escaped(mask(note)) for note in result.notes)  # the notes `backtest` prints, in its order
+    held = len(result.summary["open_positions"])  # counted at their last price in unrealized P&L and return
     return {**row, **{name: total.get(name) for name in SUMMARY_FIGURES}, "open_at_end": held, "notes": notes, "error": ""}
-
-
-def _open_at_end(out_dir: Path) -> int:
-    """How many positions the run still held when its data ended: counted at their last price in its unrealized
-    P&L and return, and not in its realized P&L."""
-    from engine.core.store import StateStore
-    from engine.replay.backtest import STATE_FILE
-
-    store = StateStore(out_dir / STATE_FILE, synced=False)
-    try:
-        return len(store.positions())
-    finally:
-        store.close()
 
 
 def _root_named(inside: str, itself: str, match: re.Match[str]) -> str:
