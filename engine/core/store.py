@@ -769,6 +769,7 @@ class StateStore:
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the file opened (`check_at_path`)
         self._least_size = 0  # the file's size as `check_at_path` last saw it: never less at the next look
         self._wal_path: Path | None = None  # where SQLite keeps the file's write-ahead log (beside the file linked to)
+        self._shm_path: Path | None = None  # and its shared-memory index
         self._wal_id: tuple[int, int] | None = None  # (device, inode) of that -wal as `check_at_path` first saw it
         self._shm_id: tuple[int, int] | None = None  # and of its -shm (the index every connection coordinates through)
         # Called once a transaction has committed (not a held one): the engine's journal flush, so that what a commit
@@ -805,6 +806,7 @@ class StateStore:
                 self._file_id = (found.st_dev, found.st_ino)
                 self._least_size = found.st_size
                 self._wal_path = Path(f"{os.path.realpath(self.path)}-wal")
+                self._shm_path = Path(f"{os.path.realpath(self.path)}-shm")
                 if found.st_nlink > 1:
                     raise StateFileError(self.path, _hard_linked(found.st_nlink), runtime=False)
             self._check_identity()  # before anything changes the file, even its journal mode
@@ -1104,9 +1106,9 @@ class StateStore:
         "recorded", the engine traded on unhalted, and its close wrote the file without the halt. The run stops
         before its next tick instead; while it runs, no other command opens the file without its -shm
         (`_missing_index`)."""
-        if self._wal_path is None:
+        if self._wal_path is None or self._shm_path is None:
             return
-        shm_path = self._wal_path.with_name(self._wal_path.name[: -len("-wal")] + "-shm")
+        shm_path = self._shm_path
         try:
             wal, shm = _file_id(self._wal_path), _file_id(shm_path)
         except OSError:  # cannot be looked at now: proves nothing, as for the file

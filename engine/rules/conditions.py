@@ -120,7 +120,6 @@ def _decides(condition: Condition, holds: Callable[[str], bool], value: bool) ->
     deciding = [_decides(i, holds, value) for i in condition.items]  # every item: none alone decides it
     if len(deciding) == 1 or not deciding:
         return deciding[0] if deciding else condition
-        return deciding[0]
     return All(tuple(deciding)) if value else AnyOf(tuple(deciding))
 
 

@@ -46,7 +46,7 @@ from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import BOT_FACTS, SETTINGS_FACTS, SYSTEM_FACTS, settings_values
 from engine.strategy import output, process_state
-from engine.trading import events, kept, reconcile
+from engine.trading import events, kept, reconcile, unsaved
 from engine.trading.basis import DailyBasis
 from engine.trading.bots import Bot, make_bot
 from engine.trading.exitbot import ExitBot, KillVerdict, unexplained
@@ -313,8 +313,7 @@ class Engine:
             self._record_system_halt(now, reason, "anomaly")
         except Exception as saving:
             with contextlib.suppress(Exception):
-                self.journal.log("halt_not_saved", reason=reason, error=f"{type(saving).__name__}: {saving}",
-                                 scope=SYSTEM_SCOPE, until=self._anomaly_until(now))  # fmt: skip
+                self._say_not_saved(now, reason, saving)
 
     def halt_for_state_file(self, error: StateFileError) -> None:
         """A write of the run's own outside a tick (a real-time run's `last_tick_at`) that the state file refused:
@@ -327,13 +326,15 @@ class Engine:
             self._record_system_halt(now, reason, "anomaly")
         except Exception as saving:
             with contextlib.suppress(Exception):
-                self.journal.log("halt_not_saved", reason=reason, error=f"{type(saving).__name__}: {saving}",
-                                 scope=SYSTEM_SCOPE, until=self._anomaly_until(now))  # fmt: skip
-                self.journal.flush()
+                self._say_not_saved(now, reason, saving)
 
-    def _anomaly_until(self, now: datetime) -> datetime:
-        """The end `ExitBot.anomaly_halt` gives a halt decided now."""
-        return now + timedelta(minutes=self.config.settings.safety.global_cooldown_minutes)
+    def _say_not_saved(self, now: datetime, reason: str, saving: BaseException) -> None:
+        """A system halt decided now that the state file refused, logged with its scope and end (the end
+        `ExitBot.anomaly_halt` gives it): the next start records it from there (engine/trading/unsaved.py)."""
+        self.journal.log(unsaved.NOT_SAVED, reason=reason, error=f"{type(saving).__name__}: {saving}",
+                         scope=SYSTEM_SCOPE, until=self.exitbot.anomaly_until(now))  # fmt: skip
+        with contextlib.suppress(Exception):
+            self.journal.flush()
 
     def _record_system_halt(self, now: datetime, reason: str, trigger: str) -> None:
         with self.store.transaction():
@@ -365,12 +366,7 @@ class Engine:
                     self._save_moves()
                     self._save_kept(now, again=True)  # the tick's transaction may have held their last write
             except Exception as saving:  # the halt and its transition are in the log already: say they are not saved
-                not_saved = f"{type(saving).__name__}: {saving}"
-                # with its scope and end: the next start records it from here (engine/trading/unsaved.py)
-                self.journal.log("halt_not_saved", reason=f"exception in tick: {error}", error=not_saved, scope=SYSTEM_SCOPE,
-                                 until=self._anomaly_until(now))  # fmt: skip
-                with contextlib.suppress(Exception):
-                    self.journal.flush()
+                self._say_not_saved(now, f"exception in tick: {error}", saving)
                 raise
             if isinstance(exc, StateFileError) and not exc.runtime:
                 # A damaged state file is not an anomaly of one tick: every later tick met it again while the run
@@ -460,7 +456,7 @@ class Engine:
             if view is not system_view or self.system.state != system_state:  # a halt written or ended, a move
                 system = self._system_facts(view, anomalies, stale, kill_triggered=bool(kills.holding))
             # armed, and no system halt in force: a machine may be left armed by a halt its step did not take
-            tick.system_armed = self.system.state == "armed" and view.system_halt is None
+            tick.system_armed = self.system.state == "armed" and not view.system_halts
             self._step("portfolio", self.portfolio_model, system, tick)
             self.log_allocations(view.day, asked=False)
             self._step_bots(view, system, tick, usable, signals)

@@ -424,6 +424,10 @@ class ExitBot:
     def halt_bot(self, bot_id: str, *, reason: str, condition: str, now: datetime, until: datetime | None = None) -> None:
         record_halt(self.store, self.journal, scope=bot_id, reason=reason, conditions=(condition,), now=now, until=until)
 
+    def anomaly_until(self, now: datetime) -> datetime:
+        """When an anomaly's system halt decided now ends (safety.global_cooldown_minutes)."""
+        return now + timedelta(minutes=self.config.settings.safety.global_cooldown_minutes)
+
     def anomaly_halt(self, now: datetime, reason: str) -> str | None:
         """A system halt for what cannot be explained: reconciliation, an exception at the tick boundary. The
         system machine is put in `halted` at once; returns the state it left, if it moved. The same anomaly
@@ -432,9 +436,9 @@ class ExitBot:
             current = self.store.halt_in_force(SYSTEM_SCOPE, now)
             if current is not None and current.reason == reason:
                 return None
-        until = now + timedelta(minutes=self.config.settings.safety.global_cooldown_minutes)
         record_halt(
-            self.store, self.journal, scope=SYSTEM_SCOPE, reason=reason, conditions=("anomaly_halt",), now=now, until=until
+            self.store, self.journal, scope=SYSTEM_SCOPE, reason=reason, conditions=("anomaly_halt",), now=now,
+            until=self.anomaly_until(now),
         )
         if self.model.state == "halted":
             return None

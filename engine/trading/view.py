@@ -75,8 +75,8 @@ class TickView:
 
     @property
     def system_halt(self) -> Halt | None:
-        """The latest system-wide halt in force (whether one is: what it asks for is asked of them all)."""
-        return next((h for h in reversed(self.halts) if h.scope == SYSTEM_SCOPE), None)
+        """The latest system-wide halt in force (what a flatten asks is asked of them all: `flatten_requested`)."""
+        return self.system_halts[-1] if self.system_halts else None
 
     @cached_property
     def system_halts(self) -> tuple[Halt, ...]:
