@@ -883,14 +883,9 @@ def _nothing_saved(db: Path) -> bool:
     at `db` (StateFileError when that cannot be told), or an empty file, which holds nothing (validation reads it
     so). Opened, an empty file gets a new database written into it by SQLite, and a reading command writes
     nothing: the path may name any file (a mistyped --state-db, the run's lock file)."""
-    from engine.core.store import state_file_exists
+    from engine.core.store import state_file_empty, state_file_exists
 
-    if not state_file_exists(db):
-        return True
-    try:
-        return db.is_file() and db.stat().st_size == 0
-    except OSError:  # said by the store as it opens it
-        return False
+    return not state_file_exists(db) or state_file_empty(db)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -76,7 +76,7 @@ def persisted_state_problems(
     import sqlite3
 
     from engine.core import order_lifecycle as lifecycle
-    from engine.core.store import StateFileError, StateStore, state_file_exists
+    from engine.core.store import StateFileError, StateStore, state_file_empty, state_file_exists
     from engine.trading.startup import (
         ZONE_KEY,
         changed_zone,
@@ -87,7 +87,7 @@ def persisted_state_problems(
         vanished_state,
     )
 
-    if not state_file_exists(db_path) or (db_path.is_file() and db_path.stat().st_size == 0):
+    if not state_file_exists(db_path) or state_file_empty(db_path):
         return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
 
     def unreadable(exc: BaseException) -> list[Problem]:

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import sqlite3
+import stat
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -218,6 +219,17 @@ def state_file_exists(path: Path) -> bool:
     except OSError as exc:
         raise StateFileError(path, f"cannot be looked at ({exc.strerror or exc})", runtime=True) from None
     return True
+
+
+def state_file_empty(path: Path) -> bool:
+    """Whether `path` is a regular file of 0 bytes: SQLite takes it for a new, empty database and writes one into it
+    (the engine's own file holds SQLite's header from its first write). False when it cannot be looked at: the
+    store says what is wrong as it opens it."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_size == 0
 
 
 def _expected_shapes() -> dict[str, dict[str, tuple[Any, ...]]]:

@@ -23,7 +23,6 @@ import json
 import os
 import select
 import signal
-import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +42,7 @@ from engine.core.journal import MIN_SECRET_LENGTH, Journal, JournalError, clippe
 from engine.core.lock import LockHeld, RunLock, flock_holders, lock_path
 from engine.core.money import cents, money
 from engine.core.stop import stop_signals
-from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
+from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time, state_file_empty
 from engine.operator.local import LocalTime
 from engine.operator.summary import (
     halt_record,
@@ -168,7 +167,7 @@ def open_session(
         lock.acquire()
     except LockHeld as exc:
         raise RunError(str(exc)) from None
-    if lock.used_before and _cut_to_nothing(db_path):
+    if lock.used_before and state_file_empty(db_path):
         lock.release()
         raise RunError(
             f"{db_path} is empty (0 bytes), but a run has used it (its lock file {lock.path} is there): it was cut to "
@@ -241,16 +240,6 @@ def open_session(
                 step()
         raise
     return session
-
-
-def _cut_to_nothing(db_path: Path) -> bool:
-    """Whether the state file is a regular file of 0 bytes: SQLite reads it as a new, empty database (the engine's
-    own file holds SQLite's header from its first write), so a run on it started afresh without a word."""
-    try:
-        found = os.stat(db_path)
-    except OSError:  # none yet, or not to be looked at: the store says what is wrong
-        return False
-    return stat.S_ISREG(found.st_mode) and found.st_size == 0
 
 
 def maskable_keys(env: Mapping[str, str]) -> tuple[str, ...]:
