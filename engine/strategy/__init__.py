@@ -104,15 +104,21 @@ def describe(exc: BaseException, limit: int = 300) -> str:
 def described(exc: BaseException) -> str:
     """`describe` uncut: for a caller that masks the keys before it cuts (`journal.quoted`), so that no cut leaves
     the first characters of a key in the message (the user's code may quote one: an HTTP error of its own)."""
-    try:
-        name = str(type(exc).__name__)
-    except Exception:  # a metaclass's __name__ that raises: the engine's own words would have raised with it
-        name = "an exception whose type's name could not be read"
+    name = type_name(exc, "an exception whose type's name could not be read")
     try:
         message = str(exc)
         return f"{name}: {message}" if message else name
     except Exception:
         return f"{name}: (its message could not be read)"
+
+
+def type_name(value: object, unread: str) -> str:
+    """The name of what the user's code raised or answered, or `unread`: a metaclass's `__name__` may be a property
+    that raises, and the engine's own words about that code would have raised with it."""
+    try:
+        return str(type(value).__name__)
+    except Exception:
+        return unread
 
 
 def _line_in_signals(exc: BaseException) -> int:

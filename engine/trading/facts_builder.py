@@ -27,7 +27,7 @@ from engine.core import order_lifecycle as lifecycle
 from engine.core.journal import quoted
 from engine.core.stop import Terminated
 from engine.core.store import EXITBOT_ID, OrderRow, PositionRow
-from engine.strategy import described, process_state
+from engine.strategy import described, process_state, type_name
 from engine.strategy.watchdog import CALL, late
 from engine.trading import entries
 from engine.trading.bots import Bot
@@ -637,7 +637,8 @@ def _signal(
                     unanswered = answer is not True and answer is not False and not _numpy_bool(answer)
                     fired = answer is True or (not unanswered and answer is not False and bool(answer))
                     if unanswered:
-                        error = f"answered {_shown(answer)} ({_kind(answer)}), not True or False"
+                        kind = type_name(answer, "a type whose name could not be read")
+                        error = f"answered {_shown(answer)} ({kind}), not True or False"
                 # What the code raised halts its bot, named. Its message (the exception's __str__) is the code's
                 # too, read while the call is timed: one that never returned, read after, held the tick for ever.
                 except Exception as exc:
@@ -688,14 +689,6 @@ def _shown(answer: object, limit: int = 200) -> str:
     except Exception:
         return "(an object whose repr failed)"
     return quoted(text, limit)
-
-
-def _kind(answer: object) -> str:
-    """The name of the answer's type, never raising (a metaclass's `__name__` may be a property that raises)."""
-    try:
-        return str(type(answer).__name__)
-    except Exception:
-        return "a type whose name could not be read"
 
 
 def _numpy_bool(value: object) -> bool:
