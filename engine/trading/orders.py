@@ -282,7 +282,7 @@ class OrderManager:
         Alpaca refuses an order that would cross the account's own working order on the other side of the same
         symbol (a "potential wash trade"); an order whose send is in doubt (`unknown`) may be working there too.
         Such an order is held, not sent: it stays `pending` and goes out on a later tick, once the opposite order
-        is done. An entry standing in the way of its own bot's exit is
+        is done. An entry standing in the way of an exit, whichever bot's, is
         cancelled so that the exit can go; an entry held for longer than RESEND_WITHIN ends `not_sent` (its signal
         is stale). The exits of a send go before its entries, so an entry and another bot's exit crossing it hold
         the entry; and an exit held waits ahead of the entries that would cross it: they are held behind it. Sent
@@ -365,8 +365,11 @@ class OrderManager:
                 reason="an opposite order on the symbol is working (Alpaca would refuse it as a wash trade)",
                 behind=[o.client_order_id for o in in_the_way],
             )
-        if row.purpose == "exit":  # the bot's own entry in the way of its exit: cancel it, the exit matters more
-            self.cancel_entries(o for o in in_the_way if o.bot_id == row.bot_id)
+        if row.purpose == "exit":
+            # an entry in the way of an exit, whichever bot's, is cancelled: the exit only reduces risk, and left to
+            # work a limit entry held a stop loss back until its machine's timeout. Its bot sees it end as any
+            # cancelled entry (what filled meanwhile is its own) and may enter again once the exit is done
+            self.cancel_entries(in_the_way)  # only the entries among them
 
     def _send(self, row: OrderRow) -> None:
         """POST the order and record the broker's answer. An exception on the way (anything the tick boundary

@@ -82,6 +82,29 @@ def test_an_exit_and_another_bot_s_entry_on_one_tick_send_the_exit_and_hold_the_
     assert desk.posted(entry.client_order_id)  # then the entry went
 
 
+def test_an_exit_held_behind_another_bot_s_working_entry_cancels_it_and_goes_the_next_tick(desk: Desk) -> None:
+    """SLOW's stop is hit on AAPL while FAST's limit entry works below the market: the exit would cross it, so it is
+    held. Before, only an entry of the exit's own bot was cancelled: FAST's worked on until its machine's timeout
+    (two minutes as shipped) or its window's end, and the stop loss waited behind it all that time, the price free
+    to fall. Now any entry in an exit's way is cancelled at once; the exit goes as soon as the cancel is done."""
+    desk.exchange.fill_at_submit = False  # as Alpaca: answered now, filled at a later step
+    desk.exchange.set_position("AAPL", 5, 100.0)
+    entry = desk.record(FAST, "entry", "buy", 1, limit=1.0)  # far below the market: it works
+    desk.orders.send_pending()
+    assert desk.status(entry.client_order_id) in {"pending_new", "accepted", "new"}
+    exit_ = desk.record(SLOW, "exit", "sell", 5)
+    desk.orders.send_pending()
+    assert not desk.posted(exit_.client_order_id)  # never sent to be refused as a wash trade
+    assert any(r.method == "DELETE" for r in desk.emulator.requests)  # FAST's entry: its cancel asked at once
+    desk.tick()  # the cancel is done
+    assert desk.status(entry.client_order_id) == "canceled"
+    desk.orders.send_pending()
+    assert desk.posted(exit_.client_order_id)
+    desk.tick()
+    assert desk.status(exit_.client_order_id) == "filled"
+    assert desk.failures == []
+
+
 def test_an_exit_held_behind_one_entry_is_not_overtaken_by_another_bot_s_entry(desk: Desk) -> None:
     """SLOW's exit on AAPL is held behind FAST's working limit entry (they would cross). Meanwhile a third bot's
     entry on AAPL comes. Before, it went out at once (it crosses no working order: the held exit was only `pending`),
@@ -100,10 +123,7 @@ def test_an_exit_held_behind_one_entry_is_not_overtaken_by_another_bot_s_entry(d
     desk.orders.send_pending()
     assert not desk.posted(third.client_order_id)  # held behind the exit waiting on AAPL
     assert desk.status(third.client_order_id) == "pending"
-    row = desk.store.order(first.client_order_id)
-    assert row is not None
-    desk.orders.cancel_entries([row])
-    desk.tick()  # FAST's entry is cancelled
+    desk.tick()  # FAST's entry is cancelled (the held exit asked for it)
     assert desk.status(first.client_order_id) == "canceled"
     desk.orders.send_pending()
     assert desk.posted(exit_.client_order_id) and not desk.posted(third.client_order_id)
@@ -128,10 +148,8 @@ def test_an_exit_held_at_a_restart_stays_held_instead_of_being_refused_as_a_wash
     assert positions is not None
     desk.orders.recover_pending(positions)
     assert not desk.posted(exit_.client_order_id) and desk.status(exit_.client_order_id) == "pending"
-    row = desk.store.order(entry.client_order_id)
-    assert row is not None
-    desk.orders.cancel_entries([row])
-    desk.tick()  # FAST's entry is cancelled
+    desk.tick()  # FAST's entry is cancelled (the exit, held again, asked for it)
+    assert desk.status(entry.client_order_id) == "canceled"
     desk.orders.send_pending()
     assert desk.posted(exit_.client_order_id) and desk.status(exit_.client_order_id) != "rejected"
     assert desk.failures == []
