@@ -229,6 +229,16 @@ def _choice(raw: Mapping[str, Any], key: str, name: str, allowed: frozenset[str]
     return text
 
 
+
+def _account_id(value: Any) -> str | None:
+    """The account's `id`, a UUID as Alpaca writes it, or None. Only the run's start reads it (which account a
+    state file holds): a missing or odd one leaves that unknown, which refuses the start, and does not make every
+    later account answer unreadable."""
+    try:
+        return _uuid(value, "the account's id")
+    except Unreadable:
+        return None
+
 def _uuid(value: Any, name: str) -> str:
     """An id the engine keys on and sends back (an order's id): a UUID, in its canonical lower-case spelling."""
     if not isinstance(value, str):
@@ -857,6 +867,7 @@ class AlpacaAPI:
                 non_trade_cash_today=moved,
                 non_trade_cash_source=source,  # type: ignore[arg-type]  # one of the two literals above
                 non_trade_activities=activities,
+                account_id=_account_id(raw.get("id")),
             )
 
         return self._call("account", read)

@@ -135,6 +135,9 @@ class Account:
     non_trade_cash_today: float | None = None
     non_trade_cash_source: Literal["intraday_adjustments", "activities"] | None = None
     non_trade_activities: tuple[NonTradeActivity, ...] = ()
+    # The broker's own id of the account (Alpaca's `id`): which account a state file holds (`startup.other_account_id`).
+    # None when the broker did not say, or said something that is not an id.
+    account_id: str | None = None
 
     @property
     def usable(self) -> bool:

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.brokers.base import Broker, BrokerError
+from engine.brokers.base import Broker, BrokerError, DataNeeds
 from engine.brokers.symbols import contract_multiplier
 from engine.config.model import BotsConfig
 from engine.core import failpoints, jsontext
@@ -59,7 +59,16 @@ from engine.strategy.watchdog import watching
 from engine.trading.engine import Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
 from engine.trading.facts_builder import fresh_window
-from engine.trading.startup import MODE_KEY, ZONE_KEY, changed_zone, check_broker, other_account, other_mode
+from engine.trading.startup import (
+    ACCOUNT_KEY,
+    MODE_KEY,
+    ZONE_KEY,
+    changed_zone,
+    check_broker,
+    other_account,
+    other_account_id,
+    other_mode,
+)
 from engine.trading.unsaved import record_unsaved_halts
 from engine.validate import Report
 
@@ -154,12 +163,14 @@ def open_session(
     db_path, log_path = paths_for(report, options.state_db, options.log)
     alpaca_close: datetime | None = None
     mode: str | None = None  # an Alpaca run's 'paper' or 'live' (`other_mode`)
+    account_id: str | None = None  # an Alpaca run's account (`other_account_id`)
     if name == "alpaca":
         refuse_placeholder_keys(env)
         broker, clock, exchange = _alpaca(report, options, env)
         mode = "paper" if getattr(getattr(broker, "api", None), "paper", True) else "live"
         notice += " (PAPER)" if mode == "paper" else " (LIVE: real money)"
         _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
+        account_id = _account_id(broker)
         if options.until_close:
             alpaca_close = _broker_close(broker)
     lock = RunLock(db_path)
@@ -189,6 +200,8 @@ def open_session(
             raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
         if mode is not None and (mismatch := other_mode(store.meta("broker"), store.meta(MODE_KEY), mode)) is not None:
             raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
+        if account_id is not None and (mismatch := other_account_id(store.meta(ACCOUNT_KEY), account_id)) is not None:
+            raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
         if name == "sim":
             broker, clock, exchange, resumed = _sim(report, options, store, default_start)
             if resumed:
@@ -216,6 +229,8 @@ def open_session(
         store.set_meta("broker", name)
         if mode is not None:
             store.set_meta(MODE_KEY, mode)
+        if account_id is not None:
+            store.set_meta(ACCOUNT_KEY, account_id)
         store.set_meta(ZONE_KEY, zone)  # the zone its trading dates are counted in from now on
         if zone_was is not None and zone_was != zone:
             notice += f"; trading days are now counted in {zone} (this state file counted them in {one_line(zone_was)})"
@@ -416,6 +431,20 @@ def _sim(
             f"{store.path}: the saved simulation cannot be read: {BOOK_KEY}: {type(exc).__name__}: {exc}", invalid=True
         ) from None
     return SnapshotBroker(SimAPI(exchange), clock, settings.broker), clock, exchange, True
+
+
+def _account_id(broker: Broker) -> str:
+    """The Alpaca account the keys reach (its `id`), read before the state file is opened: a state file holds one
+    account's state (`startup.other_account_id`). An account that cannot be read, or whose answer names no id,
+    refuses the run (exit 1, a failure of the moment): which account's state the file is about to take is unknown."""
+    snapshot = broker.snapshot(DataNeeds())
+    if snapshot.account is None:
+        said = "; ".join(str(e) for e in snapshot.errors) or "no answer"
+        raise RunError(f"the run cannot start: the account cannot be read, to check which account the state file holds ({said})")
+    if snapshot.account.account_id is None:
+        raise RunError("the run cannot start: the broker's account answer names no account id (Alpaca's `id`), so "
+                       "which account the state file holds cannot be checked")  # fmt: skip
+    return snapshot.account.account_id
 
 
 def _broker_close(broker: Broker) -> datetime:

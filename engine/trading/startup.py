@@ -181,6 +181,20 @@ def other_mode(written_by: str | None, recorded: str | None, mode: str) -> str |
     return None
 
 
+ACCOUNT_KEY = "alpaca_account_id"  # meta: the Alpaca account (its `id`) the state file holds (`other_account_id`)
+
+
+def other_account_id(recorded: str | None, read: str) -> str | None:
+    """Why a run whose keys reach the Alpaca account `read` cannot use a state file that holds account `recorded`'s
+    state, or None when it can (the same account, or a file that recorded none yet). Paper and live are told apart
+    by `other_mode`; this tells apart two accounts of one mode: a second paper account's keys put in .env took the
+    first's halts, trade caps, budgets and owned positions (and its daily P&L basis, refused as a moved
+    last_equity until confirmed, then taken)."""
+    if recorded is None or recorded == read:
+        return None
+    return f"holds the state of Alpaca account {one_line(recorded)}; the keys reach account {read}, which needs its own"
+
+
 ZONE_KEY = "timezone"  # meta: the zone (system.timezone) the state file's trading dates are counted in
 
 _HOUR, _MINUTE = timedelta(hours=1), timedelta(minutes=1)

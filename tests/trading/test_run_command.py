@@ -740,3 +740,48 @@ def test_a_paper_state_file_is_refused_by_a_live_run_and_the_reverse(project: Pr
         assert fresh.returncode == 0, fresh.stderr
         assert mode() == "live"
         assert run(paper).returncode == 2
+
+
+def test_a_state_file_is_refused_by_a_run_whose_keys_reach_another_account(project: ProjectCopy) -> None:
+    """Two paper accounts: a state file holds one account's halts, trade caps, budgets and owned positions, and
+    only the broker's name and paper/live were recorded, so the second account's keys put in .env took the first
+    account's file as its own. The account's id is recorded at the first run; another account's run is refused,
+    exit 2, in one line, before it writes anything; a file that recorded no account yet is taken and recorded. An
+    account that cannot be read at the start, or names no id, refuses the run (which account's state the file is
+    about to take is unknown)."""
+
+    def run(emulator: Emulator) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet"), capture_output=True,
+                              text=True, cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
+
+    def account() -> str | None:
+        store = StateStore(project.root / "s.db")
+        try:
+            return store.meta("alpaca_account_id")
+        finally:
+            store.close()
+
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as first:
+        done = run(first)
+        assert done.returncode == 0, done.stderr
+        assert account() == first.account_id
+        with Emulator(SimExchange(SystemClock(), seed=8), key=KEY, secret=SECRET) as second:
+            before = (project.root / "app.jsonl").read_bytes()
+            refused = run(second)
+            assert refused.returncode == 2, refused.stderr
+            assert f"holds the state of Alpaca account {first.account_id}; the keys reach account " in refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+            assert account() == first.account_id and (project.root / "app.jsonl").read_bytes() == before
+            with sqlite3.connect(project.root / "s.db") as conn:  # as an engine before this check left it
+                conn.execute("DELETE FROM meta WHERE key = 'alpaca_account_id'")
+            taken = run(second)
+            assert taken.returncode == 0, taken.stderr
+            assert account() == second.account_id
+            second.faults.append(Fault(status=500, path_prefix="/v2/account", times=0))
+            unread = run(second)
+            assert unread.returncode == 1 and "the account cannot be read" in unread.stderr, unread.stderr
+            assert "Traceback" not in unread.stderr
+            second.faults.clear()
+            second.faults.append(Fault(drop=["id"], path_prefix="/v2/account", times=0))
+            nameless = run(second)
+            assert nameless.returncode == 1 and "names no account id" in nameless.stderr, nameless.stderr

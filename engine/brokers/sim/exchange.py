@@ -683,6 +683,7 @@ class SimExchange:
             non_trade_cash_today=adjustments,
             non_trade_cash_source="intraday_adjustments",
             non_trade_activities=(),
+            account_id=None,  # the emulator names its own (Emulator.account_id); a simulated run checks none
         )
 
     def move_cash(self, amount: float, activity_type: str = "CSD") -> NonTradeActivity:
