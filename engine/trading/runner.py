@@ -68,6 +68,7 @@ from engine.trading.startup import (
     other_account,
     other_account_id,
     other_mode,
+    refused_keys,
 )
 from engine.trading.unsaved import record_unsaved_halts
 from engine.validate import Report
@@ -439,6 +440,9 @@ def _account_id(broker: Broker) -> str:
     refuses the run (exit 1, a failure of the moment): which account's state the file is about to take is unknown."""
     snapshot = broker.snapshot(DataNeeds())
     if snapshot.account is None:
+        refused = next((e for e in snapshot.errors if e.reason == "unauthorized"), None)
+        if refused is not None:  # keys the asset check passed, refused for the account: not a 390-minute halt
+            raise RunError(f"the run cannot start: {refused_keys(refused)}")
         said = "; ".join(str(e) for e in snapshot.errors) or "no answer"
         raise RunError(f"the run cannot start: the account cannot be read, to check which account the state file holds ({said})")
     if snapshot.account.account_id is None:

@@ -42,7 +42,7 @@ def check_broker(broker: Broker, bots: BotsConfig) -> list[str]:
             asset = broker.get_asset(symbol)
         except BrokerError as exc:
             if exc.reason == "unauthorized":
-                return [f"the broker refused the API keys ({exc.message}): check ALPACA_KEY and ALPACA_SECRET in .env"]
+                return [refused_keys(exc)]
             return [f"cannot check {symbol} for {bot_id}: {exc}"]
         if asset is None:
             problems.append(f"{bot_id}: '{symbol}' is not a symbol the broker knows")
@@ -54,6 +54,11 @@ def check_broker(broker: Broker, bots: BotsConfig) -> list[str]:
         elif fractional and not asset.fractionable:
             problems.append(f"{bot_id}: '{symbol}' cannot be traded in fractions, which this bot's sizing needs")
     return problems
+
+
+def refused_keys(error: BrokerError) -> str:
+    """What a start says when the broker refuses the keys (401, or 403 as Alpaca refuses bad keys), wherever asked."""
+    return f"the broker refused the API keys ({error.message}): check ALPACA_KEY and ALPACA_SECRET in .env"
 
 
 # The asset class of the symbols each kind of bot is configured with: the OptionsBot names its underlyings,

@@ -785,3 +785,22 @@ def test_a_state_file_is_refused_by_a_run_whose_keys_reach_another_account(proje
             second.faults.append(Fault(drop=["id"], path_prefix="/v2/account", times=0))
             nameless = run(second)
             assert nameless.returncode == 1 and "names no account id" in nameless.stderr, nameless.stderr
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_keys_refused_for_the_account_at_the_start_are_an_error_not_a_halt_of_the_day(
+    project: ProjectCopy, status: int
+) -> None:
+    """Keys the asset check at the start passed, then refused for the account (401, or 403 "forbidden." as Alpaca
+    answers bad keys): the start asked only /v2/assets, the first tick's account read was refused, and the run
+    went on halted for the 390-minute cooloff, exit 0. Issue 10: a 401/403 at start-up is a clear error naming the
+    cause and a non-zero exit. Refused before the state file or the log is made."""
+    body = '{"message":"forbidden."}' if status == 403 else '{"code":40110000,"message":"request is not authorized"}'
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        emulator.faults.append(Fault(status=status, body=body, path_prefix="/v2/account", times=0))
+        result = subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet"), capture_output=True,
+                                text=True, cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "the broker refused the API keys" in result.stderr and "ALPACA_KEY" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
