@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.brokers.base import Broker, BrokerError, DataNeeds
+from engine.brokers.base import Broker, BrokerError
 from engine.brokers.symbols import contract_multiplier
 from engine.config.model import BotsConfig
 from engine.core import failpoints, jsontext
@@ -70,6 +70,7 @@ from engine.trading.startup import (
     other_mode,
     refused_keys,
 )
+from engine.trading.universe import data_needs
 from engine.trading.unsaved import record_unsaved_halts
 from engine.validate import Report
 
@@ -171,7 +172,7 @@ def open_session(
         mode = "paper" if getattr(getattr(broker, "api", None), "paper", True) else "live"
         notice += " (PAPER)" if mode == "paper" else " (LIVE: real money)"
         _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
-        account_id = _account_id(broker)
+        account_id = _first_read(broker, report)
         if options.until_close:
             alpaca_close = _broker_close(broker)
     lock = RunLock(db_path)
@@ -434,16 +435,36 @@ def _sim(
     return SnapshotBroker(SimAPI(exchange), clock, settings.broker), clock, exchange, True
 
 
-def _account_id(broker: Broker) -> str:
-    """The Alpaca account the keys reach (its `id`), read before the state file is opened: a state file holds one
-    account's state (`startup.other_account_id`). An account that cannot be read, or whose answer names no id,
-    refuses the run (exit 1, a failure of the moment): which account's state the file is about to take is unknown."""
-    snapshot = broker.snapshot(DataNeeds())
+# What a data read refused as `forbidden` at the start means, by the read: the keys' plan lacks the feed asked for.
+_FEED_ADVICE = {
+    "stock_quotes": "set broker.stock_feed: iex in settings.yaml (the feed every plan has), or subscribe to SIP",
+    "option_chain": "set options.feed: indicative in settings.yaml (the feed every plan has), or subscribe to OPRA",
+}
+
+
+def _first_read(broker: Broker, report: Report) -> str:
+    """One read of all the run will read each tick (account, positions, orders, the bots' quotes and chains), before
+    the state file is opened; returns the Alpaca account the keys reach (its `id`: a state file holds one account's
+    state, `startup.other_account_id`). The asset check asked the trading API alone; what only this read can find
+    refuses the run instead of halting its day:
+    - keys refused by the account or the data API (401, or 403 as Alpaca refuses bad keys): exit 1, as when the
+      trading API refuses them, not a halt for the cooloff (390 minutes) that outlived the fixed keys;
+    - a data read refused as forbidden (the keys' plan lacks the feed settings.yaml asks for: SIP, OPRA): exit 2,
+      a setting to fix, where every tick's refusal would have halted the account again after each cooloff;
+    - an account that cannot be read, or names no id: exit 1 (which account's state the file is about to take is
+      unknown). Other failures of the moment (a timeout, a 5xx on quotes) are the ticks' to count."""
+    assert report.config is not None
+    snapshot = broker.snapshot(data_needs(report.config.bots, report.config.settings))
+    refused = next((e for e in snapshot.errors if e.reason == "unauthorized"), None)
+    if refused is not None:  # keys the asset check passed, refused for the account or the data
+        raise RunError(f"the run cannot start: {refused_keys(refused)}")
+    forbidden = next((e for e in snapshot.errors if e.reason == "forbidden" and e.operation != "account"), None)
+    if forbidden is not None:
+        advice = _FEED_ADVICE.get(forbidden.operation, "check the data subscription of these keys")
+        raise RunError(f"the run cannot start: the broker refuses {forbidden.operation} for these keys "
+                       f"({one_line(forbidden.message)}): {advice}", invalid=True)  # fmt: skip
     if snapshot.account is None:
-        refused = next((e for e in snapshot.errors if e.reason == "unauthorized"), None)
-        if refused is not None:  # keys the asset check passed, refused for the account: not a 390-minute halt
-            raise RunError(f"the run cannot start: {refused_keys(refused)}")
-        said = "; ".join(str(e) for e in snapshot.errors) or "no answer"
+        said = "; ".join(str(e) for e in snapshot.errors if e.operation == "account") or "no answer"
         raise RunError(f"the run cannot start: the account cannot be read, to check which account the state file holds ({said})")
     if snapshot.account.account_id is None:
         raise RunError("the run cannot start: the broker's account answer names no account id (Alpaca's `id`), so "

@@ -804,3 +804,30 @@ def test_keys_refused_for_the_account_at_the_start_are_an_error_not_a_halt_of_th
     assert "the broker refused the API keys" in result.stderr and "ALPACA_KEY" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body", "code", "said"),
+    [
+        ("/v2/stocks", 401, '{"message":"unauthorized."}', 1, "the broker refused the API keys"),
+        ("/v1beta3/crypto", 403, '{"message":"forbidden."}', 1, "the broker refused the API keys"),
+        ("/v2/stocks", 403, '{"message":"subscription does not permit querying recent SIP data"}', 2,
+         "set broker.stock_feed: iex"),
+    ],
+)  # fmt: skip
+def test_data_refused_at_the_start_is_an_error_not_a_halt_of_the_day(
+    project: ProjectCopy, path: str, status: int, body: str, code: int, said: str
+) -> None:
+    """The trading API takes the keys, the data API does not: keys refused there (401, or a bare 403 "forbidden."),
+    or a feed the keys' plan lacks (SIP on the free plan, OPRA). The start asked only /v2/assets: the run started,
+    its first tick halted for the 390-minute cooloff (exit 0), and that halt outlived the fixed keys until `resume`;
+    a feed refused halted the account again after every cooloff. Now the start reads what a tick reads: refused
+    keys exit 1, a feed to change exit 2 (a setting), in one line, before the state file or the log is made."""
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        emulator.faults.append(Fault(status=status, body=body, path_prefix=path, times=0))
+        result = subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet"), capture_output=True,
+                                text=True, cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
+    assert result.returncode == code, result.stderr
+    assert said in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
