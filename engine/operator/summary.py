@@ -19,7 +19,7 @@ from typing import Any
 from engine.config.model import BotsConfig
 from engine.core import order_lifecycle
 from engine.core.money import cents, money
-from engine.core.store import SYSTEM_SCOPE, Halt, StateStore
+from engine.core.store import SYSTEM_SCOPE, Halt, PositionRow, StateStore
 from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
 from engine.trading.startup import unmanaged
@@ -37,6 +37,26 @@ def number(value: float) -> str:
         return str(int(value))
     short = f"{value:.6g}"
     return short if "e" not in short and float(short) == value else repr(value)
+
+
+def price(value: float) -> str:
+    """A price to 4 decimals as status has always shown it, or whole when that would read as another price (a
+    coin of 0.0000123 read 0.0000)."""
+    text = f"{value:.4f}"
+    return text if float(text) == value or abs(value) >= 1 else number(value)
+
+
+def position_line(p: PositionRow) -> str:
+    """One bot's open position as `status`, `why` and `report` show it: the bot, the symbol, the quantity at its
+    average entry price. One line for all three: `why` and `report` showed none, so two bots on one symbol could
+    be told apart in `status` alone."""
+    return f"{one_line(p.bot_id):<14} {one_line(p.symbol):<20} {number(p.qty)} @ {price(p.avg_entry_price)}"
+
+
+def position_record(p: PositionRow) -> dict[str, Any]:
+    """The same as plain data (`why --json`): the time it opened in UTC text, as every instant of a record."""
+    return {"bot": p.bot_id, "symbol": p.symbol, "qty": p.qty, "avg_entry_price": p.avg_entry_price,
+            "opened_at": _utc(p.opened_at)}  # fmt: skip
 
 
 def _utc(when: datetime | None) -> str | None:

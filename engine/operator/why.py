@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from engine.config.checks import bot_kind, trading_bots
-from engine.core.store import SYSTEM_SCOPE, StateFileError, StateStore
+from engine.core.store import SYSTEM_SCOPE, PositionRow, StateFileError, StateStore
 from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_effect, number, unmanaged_lines
+from engine.operator.summary import halt_effect, number, position_line, position_record, unmanaged_lines
 from engine.rules import conditions
 from engine.rules.book import CompiledRules, compile_rules
 from engine.rules.errors import MissingFact
@@ -135,10 +135,17 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
     # a bot bots.yaml no longer runs (disabled, another kind) while it holds something: its facts read as if its
     # machine still managed the exit, which no run will do (`run` refuses to start)
     not_managed = unmanaged_lines(store, report.config.bots, bot_id)
+    # what the bot holds, and what other bots hold of the same symbols (a shared ticker): a guard's
+    # holds_position=true said that it held something, not what nor how much beside the other holder
+    holdings = store.positions()
+    own = [p for p in holdings if p.bot_id == bot_id]
+    symbols = {p.symbol for p in own}
     return {
         "bot": bot_id,
         "kind": kind,
         "not_managed": not_managed,
+        "positions": [position_record(p) for p in own],
+        "same_symbol": [position_record(p) for p in holdings if p.bot_id != bot_id and p.symbol in symbols],
         "state": saved_state.state,
         "since": saved_state.since.isoformat(),
         "tick": tick_at.isoformat(),
@@ -285,6 +292,7 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
         f"facts of the tick at {when(record['tick'])}",
     ]
     lines += record.get("not_managed", [])
+    lines += _position_lines(record, when)
     for halt in record["halts"]:
         until = when(halt["until"]) if halt["until"] else "resume"
         scope, reason = one_line(halt["scope"]), one_line(halt["reason"])
@@ -320,6 +328,25 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
     # every line through one_line, whatever it holds: the state's name, a fact's text, a check's error and the
     # engine's recorded reasons come from the state file and the user's code, and a newline in one forged a line
     return "\n".join(one_line(line) for line in lines)
+
+
+def _position_lines(record: Mapping[str, Any], when: Any) -> list[str]:
+    """The bot's positions as `status` shows them, with when each opened, and the other bots' positions on the same
+    symbols. A record made before 2026-12-03 has none of it: nothing is said rather than "none"."""
+    if "positions" not in record:
+        return []
+    if not record["positions"]:
+        return ["position: none"]
+    lines = ["position:"]
+    for p in record["positions"]:
+        lines.append(f"  {position_line(_row(p))} (opened {when(p['opened_at'])})")
+    for p in record.get("same_symbol", []):
+        lines.append(f"  {position_line(_row(p))} (another bot on the same symbol)")
+    return lines
+
+
+def _row(p: Mapping[str, Any]) -> PositionRow:
+    return PositionRow(p["bot"], p["symbol"], p["qty"], p["avg_entry_price"], datetime.fromisoformat(p["opened_at"]))
 
 
 def _not_fired(t: Mapping[str, Any]) -> str:

@@ -48,10 +48,10 @@ from engine.operator.summary import (
     halt_record,
     halts_in_force,
     in_force_lines,
-    number,
     one_line,
     period_lines,
     period_record,
+    position_line,
     unmanaged_lines,
 )
 from engine.paths import PROJECT_ROOT
@@ -1056,13 +1056,6 @@ def last_run(store: StateStore) -> dict[str, Any] | None:
     return record
 
 
-def _price(value: float) -> str:
-    """A price to 4 decimals as status has always shown it, or whole when that would read as another price (a
-    coin of 0.0000123 read 0.0000)."""
-    text = f"{value:.4f}"
-    return text if float(text) == value or abs(value) >= 1 else number(value)
-
-
 def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: list[Halt], local: LocalTime) -> str:
     """A halt written since the machine's last tick (`halt` from another process) is in force already: the
     machine moves at its next tick, but the operator must see it halted now, since the halt began."""
@@ -1115,10 +1108,7 @@ def status_text(
         until = local(h.until) if h.until else "resume"
         lines.append(f"  {one_line(h.scope)}: {one_line(h.reason)} (since {local(h.started_at)}, until {until})")
     lines.append("positions by bot:")
-    positions = store.positions()
-    lines += [
-        f"  {one_line(p.bot_id):<14} {one_line(p.symbol):<20} {number(p.qty)} @ {_price(p.avg_entry_price)}" for p in positions
-    ] or ["  none"]
+    lines += [f"  {position_line(p)}" for p in store.positions()] or ["  none"]
     lines += [f"  {line}" for line in unmanaged_lines(store, bots)] if bots is not None else []
     # today in system.timezone at the state's own time (a simulation's, see state_now), as the engine counts days;
     # not the last day any order was recorded on: the day after a day of trading, that showed the day before's

@@ -15,6 +15,7 @@ from engine.validate import Report, load_valid
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig
 from tests.trading.test_gate import eager
+from tests.trading.test_shared_ticker import FAST, SLOW, ledgers
 
 
 def report_of(project: ProjectCopy) -> Report:
@@ -324,3 +325,21 @@ def test_words_from_the_state_file_in_the_why_record_stay_on_their_lines() -> No
     text = render(record)
     assert "\x1b" not in text and "\n  enter -> entering" not in text
     assert len(text.splitlines()) == 8, text
+
+
+def test_a_bot_on_a_shared_symbol_shows_its_position_and_the_other_bots_on_it(project: ProjectCopy, shared: Rig) -> None:
+    """Two bots holding AAPL (examples/shared-ticker): `status` listed each one's shares, while `why` said only
+    holds_position=true, neither the symbol nor the quantity, nor that another bot held the same symbol (README:
+    `status`, `why`, `report` show each bot's position on the shared symbol). A flat bot says it holds nothing."""
+    rig = shared
+    rig.until(lambda r: FAST in ledgers(r) and SLOW in ledgers(r), limit=1500)
+    owned = ledgers(rig)
+    record = explain(rig.store, report_of(project), SLOW)
+    assert [(p["bot"], p["symbol"], p["qty"]) for p in record["positions"]] == [(SLOW, "AAPL", owned[SLOW])]
+    assert [(p["bot"], p["symbol"], p["qty"]) for p in record["same_symbol"]] == [(FAST, "AAPL", owned[FAST])]
+    json.dumps(record)
+    lines = render(record).splitlines()
+    at = lines.index("position:")
+    assert lines[at + 1].split()[:4] == [SLOW, "AAPL", f"{owned[SLOW]:g}", "@"] and "opened" in lines[at + 1]
+    assert lines[at + 2].split()[:4] == [FAST, "AAPL", f"{owned[FAST]:g}", "@"] and "same symbol" in lines[at + 2]
+    assert "position: none" in render(explain(rig.store, report_of(project), "opt_core")).splitlines()
