@@ -3,6 +3,8 @@
 Where each figure comes from:
 - trades, P&L by bot, fees: SQLite (`trades`, and `realized_pnl`, which also counts the partial exits of a
   position still open); halts: SQLite's `halts`, every one that overlapped the period;
+- open positions: SQLite's `positions` as the state file holds them now (the state's own time), each bot's on its
+  own line as `status` shows them: a day that ended holding read as a day of closed trades only;
 - entries blocked per check: the JSONL's `entry_blocked` events (the gate's refusals, by reason) and its
   `preflight` events (logged when a bot's failing set changes: how often each check began failing, and for how
   long it failed, clipped to the period and to the runs that were up);
@@ -33,10 +35,10 @@ from typing import Any
 from engine.core import jsontext
 from engine.core.journal import JournalError
 from engine.core.money import cents, money
-from engine.core.store import StateFileError, StateStore, TradeRow
+from engine.core.store import PositionRow, StateFileError, StateStore, TradeRow
 from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
-from engine.operator.summary import halt_lines, in_force_lines, number, period_record
+from engine.operator.summary import halt_lines, in_force_lines, number, period_record, position_line, price
 from engine.paths import PROJECT_ROOT, PathKind, path_kind
 from engine.trading.startup import ZONE_KEY
 
@@ -76,6 +78,8 @@ class ReportData:
     log_begins: datetime | None = None  # set when the log begins inside the period, cut from what came before
     pnl_by_bot: dict[str, float] = field(default_factory=dict)
     configured_zone: str | None = None  # settings.yaml's system.timezone when the state file counts days in another
+    positions: list[PositionRow] = field(default_factory=list)  # open now (at `now`), whatever the period
+    now: datetime | None = None  # the state's own time, which `positions` are as of
 
     @property
     def period_text(self) -> str:
@@ -143,6 +147,7 @@ def build_report(
     data = ReportData(first=first, last=last, timezone=local.name, trades=[], days={}, halts=[], in_force=[], blocked=[],
                       guards=[], triggers=[], broker_errors=[], runs=[], log=log)  # fmt: skip
     data.configured_zone = configured if configured not in (None, local.name) else None
+    data.positions, data.now = store.positions(), now
     lo, hi = max(first, FIRST_DAY), min(last, LAST_DAY)
     data.clipped = (lo, hi) != (first, last)
     if lo > hi:  # wholly outside the years a record can have: nothing to read
@@ -383,6 +388,16 @@ def trades_text(data: ReportData, local: LocalTime) -> str:
     )
 
 
+def positions_at(data: ReportData, local: LocalTime) -> str:
+    """When the open positions are as of: the state's own time, which a report of past days is not."""
+    return f" at {local(data.now)}" if data.now is not None else ""
+
+
+def positions_text(data: ReportData) -> str:
+    """Each bot's open position (two bots on one symbol, one line each), as `status` shows it."""
+    return "\n".join(f"  {position_line(p)}" for p in data.positions) or "  none"
+
+
 def halts_text(data: ReportData, local: LocalTime) -> str:
     lines = halt_lines(data.halts, local)[1:] or ["  none"]
     return "\n".join([*lines, *in_force_lines(data.in_force, local)])
@@ -465,6 +480,7 @@ def render_text(data: ReportData, local: LocalTime) -> str:
         (f"report {data.period_text} ({data.zone_text})", ""),
         ("P&L by bot (realized, USD):", pnl_text(data)),
         (f"trades: {len(data.trades)}", trades_text(data, local)),
+        (f"open positions now{positions_at(data, local)}: {len(data.positions)}", positions_text(data)),
         (f"halts: {len(data.halts)}", halts_text(data, local)),
         ("entries blocked, by check:", blocked_text(data)),
         ("guards that held in fired transitions:", guards_text(data)),
@@ -486,6 +502,7 @@ def prompt_values(data: ReportData, local: LocalTime) -> dict[str, str]:
         "fees": money(data.fees, sign=False),
         "trade_count": str(len(data.trades)),
         "trades": trades_text(data, local),
+        "positions": positions_text(data),
         "halts": halts_text(data, local),
         "blocked": blocked_text(data),
         "guards": guards_text(data),
@@ -553,6 +570,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
          money(t.pnl), money(t.fees, sign=False), t.exit_trigger]
         for t in data.trades
     ]  # fmt: skip
+    position_rows = [[p.bot_id, p.symbol, number(p.qty), price(p.avg_entry_price), local(p.opened_at)] for p in data.positions]
     halt_rows = [
         [h["scope"], local(datetime.fromisoformat(h["started_at"])), _halt_end(h, local), h["reason"]] for h in data.halts
     ]
@@ -571,6 +589,8 @@ def render_html(data: ReportData, local: LocalTime) -> str:
         _table(["day", "bot", "realized USD", "trades", "fees"], day_rows),
         "<h2>Trades</h2>",
         _table(["bot", "symbol", "opened", "closed", "qty", "entry", "exit", "P&L", "fees", "exit trigger"], trade_rows),
+        f"<h2>Open positions now{html.escape(positions_at(data, local))}</h2>",
+        _table(["bot", "symbol", "qty", "avg entry", "opened"], position_rows),
         "<h2>Halts</h2>",
         _table(["scope", "started", "ended", "reason"], halt_rows),
         "<h2>Entries blocked, by check</h2>",

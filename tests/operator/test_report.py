@@ -26,6 +26,7 @@ from engine.operator.report import (
 )
 from engine.trading.runner import operator_halt
 from tests.trading.conftest import Rig
+from tests.trading.test_shared_ticker import FAST, SLOW, ledgers
 
 LA = LocalTime("America/Los_Angeles")
 MONDAY = date(2026, 11, 23)
@@ -80,6 +81,29 @@ def test_the_analyst_prompt_is_filled_with_every_placeholder_it_names(rig: Rig) 
     assert not re.search(r"\{[a-z_]+\}", filled)
     assert "Period: 2026-11-23 (times in America/Los_Angeles)" in filled
     assert f"total realized P&L {data.total_pnl:+.2f} USD" in filled
+
+
+def test_each_bots_open_position_on_a_shared_symbol_is_in_the_text_the_page_and_the_prompt(shared: Rig) -> None:
+    """Two bots holding AAPL when the run stopped (examples/shared-ticker): `report` listed closed trades only, so a
+    day that ended holding 206 shares read as a flat one, and which bot held how many was in `status` alone (README:
+    `status`, `why`, `report` show each bot's position on the shared symbol)."""
+    shared.until(lambda r: FAST in ledgers(r) and SLOW in ledgers(r), limit=1500)
+    shared.engine.journal.flush()
+    owned = ledgers(shared)
+    data = build_report(shared.store, shared.log, MONDAY, MONDAY, LA, shared.clock.now())
+    lines = render_text(data, LA).splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("open positions now at "))
+    assert lines[at].endswith(f"-08:00: {len(owned)}")
+    shown = {line.split()[0]: line.split()[1:4] for line in lines[at + 1 : at + 1 + len(owned)]}
+    assert shown == {bot: ["AAPL", f"{qty:g}", "@"] for bot, qty in owned.items()}
+    filled = fill_prompt(data, LA)
+    assert all(line in filled for line in lines[at + 1 : at + 1 + len(owned)])
+    page = render_html(data, LA)
+    assert "<h2>Open positions now at " in page
+    for bot, qty in owned.items():
+        assert f"<td>{bot}</td><td>AAPL</td><td>{qty:g}</td>" in page
+    flat = build_report(StateStore(shared.project.root / "empty.db"), shared.log, MONDAY, MONDAY, LA, shared.clock.now())
+    assert "open positions now at" in render_text(flat, LA) and "<h2>Open positions now" in render_html(flat, LA)
 
 
 def test_a_template_placeholder_the_report_does_not_know_stays_as_written(rig: Rig, tmp_path: Path) -> None:
