@@ -46,7 +46,7 @@ from engine.machines.spec import MachineSpec
 from engine.rules.book import CompiledRules, RuleBook
 from engine.rules.facts import BOT_FACTS, SETTINGS_FACTS, SYSTEM_FACTS, settings_values
 from engine.strategy import output, process_state
-from engine.trading import events, kept, reconcile, unsaved
+from engine.trading import entries, events, kept, reconcile, unsaved
 from engine.trading.basis import DailyBasis
 from engine.trading.bots import Bot, make_bot
 from engine.trading.exitbot import ExitBot, KillVerdict, unexplained
@@ -656,13 +656,15 @@ class Engine:
             memory.last_failed_checks = failed
         if facts["entry_signal"] and unsized is not None:
             # once a day for each reason until an entry is granted: the reason (budget or capital used up, no
-            # contract in the chain rules) rarely changes sooner, and each is fixed text (`plan_entry`)
+            # contract in the chain rules) rarely changes sooner; its figures (the budget left) change every tick,
+            # so it is known by its words alone (`entries.reason_kind`), said with the figures it first had
             if memory.size_blocked_on != day:
                 memory.size_blocked_on = day
                 memory.size_blocked_for.clear()
-            if unsized not in memory.size_blocked_for:
+            kind = entries.reason_kind(unsized)
+            if kind not in memory.size_blocked_for:
                 self.journal.log("entry_blocked", bot=bot.bot_id, failed=["size"], reason=unsized)
-                memory.size_blocked_for.add(unsized)
+                memory.size_blocked_for.add(kind)
 
     def _step(self, kind: str, model: MachineModel, facts: Mapping[str, Any], tick: TickContext) -> StepResult:
         result = self.runtimes[kind].step(model, facts, reads_failed=not facts["broker_ok"])

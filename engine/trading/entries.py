@@ -13,6 +13,7 @@ and refused under its minimums (docs/alpaca.md, "Crypto"). Exits are planned els
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from engine.brokers.base import Account, Asset, OptionContract, Order, OrderRequ
 from engine.brokers.symbols import contract_multiplier
 from engine.config.checks import CRYPTO_MIN_USD
 from engine.config.model import ChainRules, CryptoBotConfig, MomentumBotConfig, OptionsBotConfig, TradingBotConfig
+from engine.core.money import money
 from engine.trading.portfolio import shares_for
 
 UNNUMBERED = ""  # the client_order_id is given when the gate grants the entry
@@ -209,15 +211,18 @@ def plan_entry(
 
     The reason is what the `entry_blocked` event says: one word, `size`, covered everything from a budget used up
     to chain rules that select no contract, so a bot configured into never trading (dte_min 0 on a day without an
-    expiry, a crypto order that rounds to under 10 USD) looked like one short of money. Each reason is fixed text
-    (config values and symbols, never a price), so that it can be said once a day per reason."""
+    expiry, a crypto order that rounds to under 10 USD) looked like one short of money. A limit that bit says
+    which, with its figures (the budget left, the capital left, what one unit risks or costs): "the budget or the
+    capital" left the trader to guess between a budget of 0.35 USD and a capital of 69,596 USD. The engine says a
+    reason once a day by its words without their figures (`reason_kind`), which change every tick."""
     power = buying_power(cfg, snapshot.account)
     if power is None:
         return None, None, "the broker did not say the buying power that pays for this entry"
     if risk_usd <= 0:
         return None, None, "the bot's risk budget for today is used up"
     if min(room, power) <= 0:
-        return None, None, "no capital left to deploy (cash_reserve_pct, positions held, buying power)"
+        none_left = "no capital left to deploy (cash_reserve_pct, positions held, buying power)"
+        return None, None, f"{none_left}: deployable less what is held {_usd(room)} USD, buying power {_usd(power)} USD"
     room = min(room, power)
     if isinstance(cfg, OptionsBotConfig):
         choice = choose_contract(cfg.chain_rules, symbol, snapshot, day, busy)
@@ -226,8 +231,9 @@ def plan_entry(
         contract = choice.contract
         spread = (contract.ask - contract.bid) * 100
         contracts = shares_for(risk_usd, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread=spread)
-        if contracts < 1:
-            return None, None, f"one contract on {symbol} {_TOO_BIG}"  # the underlying: fixed text
+        if contracts < 1:  # the underlying, not the contract: one reason a day for the bot's chain
+            reason = _too_big(f"one contract on {symbol}", risk_usd, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread)
+            return None, None, reason
         # A limit at the ask it was sized at: a market order filled at the live price, which had moved away from the
         # chain's quote (read up to broker.option_chain_cache_seconds earlier): sized at 12.23, one filled at 12.44.
         # Floored to the cent an option limit takes (order_rules), never lifted above the sized price. Options
@@ -243,17 +249,60 @@ def plan_entry(
     if isinstance(cfg, MomentumBotConfig):
         qty = shares_for(risk_usd, quote.ask, cfg.exits.stop_loss_pct, room, spread=quote.ask - quote.bid)
         if qty < 1:
-            return None, None, f"one share of {symbol} {_TOO_BIG}"
+            spread = quote.ask - quote.bid
+            return None, None, _too_big(f"one share of {symbol}", risk_usd, quote.ask, cfg.exits.stop_loss_pct, room, spread)
         return OrderRequest(symbol, "buy", UNNUMBERED, "market", "day", qty=qty), None, None
     assert isinstance(cfg, CryptoBotConfig)
     request, why = _crypto_entry(cfg, symbol, risk_usd, room, quote, assets.get(symbol), max_spread_pct)
     return request, None, why
 
 
-_TOO_BIG = (
-    "risks more than the bot's budget left today at exits.stop_loss_pct (the spread included), or costs more than "
-    "the capital left to deploy"
-)
+def _usd(value: float) -> str:
+    return money(value, sign=False, group=True)
+
+
+def _too_big(unit: str, risk_usd: float, price: float, stop_loss_pct: float, room: float, spread: float) -> str:
+    """Why `shares_for` sized less than one unit, as the limit that bit with its figures: what one unit loses at
+    the stop (the spread included) against the bot's budget left today, or what it costs against the capital left
+    to deploy (cash_reserve_pct, positions held, buying power), and the other limit's figure beside it."""
+    loss = price * stop_loss_pct / 100 + max(spread, 0.0)
+    budget, capital = f"the bot's budget left today: {_usd(risk_usd)} USD", f"the capital left to deploy: {_usd(room)} USD"
+    risks = f"{unit} risks {_usd(loss)} USD at exits.stop_loss_pct (the spread included)"
+    costs = f"{unit} costs {_usd(price)} USD"
+    over_budget, over_capital = loss > risk_usd, price > room
+    if over_budget and over_capital:
+        return f"{risks}, more than {budget}; and it costs {_usd(price)} USD, more than {capital}"
+    if over_budget:
+        return f"{risks}, more than {budget} (the budget used up, not the capital: {_usd(room)} USD left to deploy)"
+    if over_capital:
+        return f"{costs}, more than {capital} (the capital reserved, not the budget: {_usd(risk_usd)} USD left today)"
+    return f"{unit} sizes to less than one unit: {risks}, {budget}; {costs}, {capital}"  # at a float's last digit
+
+
+_FIGURE = re.compile(r"\d[\d,]*(\.\d+)?")
+
+
+def _least(notional: float, room: float, by_budget: float) -> str:
+    """A crypto order's size in words: the least of three limits, which one it was, and each one's figure."""
+    limits = {
+        "execution.default_notional_usd": notional,
+        "the capital left to deploy": room,
+        "the bot's budget left today at the stop (the spread included)": by_budget,
+    }
+    which = min(limits, key=limits.__getitem__)
+    others = ", ".join(f"{name} {_usd(value)} USD" for name, value in limits.items() if name != which)
+    return f"sized by {which} ({_usd(limits[which])} USD; the least of three: {others})"
+
+
+def _qty(value: float) -> str:
+    """A quantity in plain digits (1.9995e-06 is 0.0000019995), as the broker's minimums are written."""
+    return format(Decimal(repr(value)), "f")
+
+
+def reason_kind(reason: str) -> str:
+    """A sizing reason without its figures, by which the engine says it once a day: the budget and capital left
+    change every tick, and a reason keyed with them was logged every tick."""
+    return _FIGURE.sub("#", reason)
 
 
 def no_contract_reason(
@@ -302,7 +351,8 @@ def _crypto_entry(
         return None, f"the broker gives {symbol} no minimum order size: an order cannot be held to it"
     execution = cfg.execution
     loss_per_dollar = cfg.exits.stop_loss_pct / 100 + (quote.ask - quote.bid) / quote.ask
-    notional = min(execution.default_notional_usd, room, risk_usd / loss_per_dollar)
+    by_budget = risk_usd / loss_per_dollar
+    notional = min(execution.default_notional_usd, room, by_budget)
     limit = None
     if execution.order_type == "limit":
         if not asset.price_increment:
@@ -324,16 +374,15 @@ def _crypto_entry(
         qty = floor_to(notional / price, asset.min_trade_increment)
         notional = qty * price
         size = {"qty": qty}
+    least = _least(execution.default_notional_usd, room, by_budget)
     if qty <= 0 or qty < asset.min_order_size:
-        return None, (
-            f"the order, the least of execution.default_notional_usd, the capital left and the budget at the stop, "
-            f"comes to under {symbol}'s minimum order size"
-        )
+        minimum = _qty(asset.min_order_size)
+        return None, f"the order, {least}, comes to {_qty(qty)} {symbol}: under its minimum order size {minimum}"
     if symbol.endswith("/USD") and notional < CRYPTO_MIN_USD:
         rounded = "" if execution.use_notional else ", its quantity rounded down to the pair's increment"
         return None, (
-            f"the order, the least of execution.default_notional_usd, the capital left and the budget at the stop"
-            f"{rounded}, comes to under Alpaca's {CRYPTO_MIN_USD:g} USD minimum for a buy of {symbol}"
+            f"the order, {least}{rounded}, comes to {_usd(notional)} USD: under Alpaca's {CRYPTO_MIN_USD:g} USD minimum "
+            f"for a buy of {symbol}"
         )
     order = OrderRequest(symbol, "buy", UNNUMBERED, execution.order_type, execution.tif, limit_price=limit, **size)
     return order, None

@@ -22,6 +22,7 @@ from engine.trading.entries import (
     choose_contract,
     floor_to,
     plan_entry,
+    reason_kind,
     room_usd,
     spread_pct,
     usable,
@@ -329,12 +330,46 @@ def test_chain_rules_that_select_nothing_are_named_not_the_budget(snapshot: Snap
 def test_each_reason_an_entry_is_not_sized(snapshot: Snapshot) -> None:
     assert explain(MOMENTUM, "AAPL", snapshot, risk=0.0)[2] == "the bot's risk budget for today is used up"
     assert "no capital left" in (explain(MOMENTUM, "AAPL", snapshot, room=0.0)[2] or "")
-    assert "one share of AAPL risks more" in (explain(MOMENTUM, "AAPL", snapshot, risk=0.01)[2] or "")
+    assert "one share of AAPL risks" in (explain(MOMENTUM, "AAPL", snapshot, risk=0.01)[2] or "")
     assert "one contract on SPY" in (explain(OPTIONS, "SPY", snapshot, risk=0.01)[2] or "")
     assert "already holds" in (explain(MOMENTUM, "AAPL", snapshot, busy=frozenset({"AAPL"}))[2] or "")
     assert "no usable quote" in (explain(MOMENTUM, "AAPL", with_quote(snapshot, "AAPL", 0.0, 1.0))[2] or "")
     assert "buying power" in (explain(MOMENTUM, "AAPL", dataclasses.replace(snapshot, account=None))[2] or "")
     assert "not known" in (explain(CRYPTO, "BTC/USD", snapshot, assets={})[2] or "")
+
+
+def test_a_unit_too_big_says_which_limit_stopped_it_with_both_figures(snapshot: Snapshot) -> None:
+    """One text, "risks more than the budget left ... or costs more than the capital left", was said of a budget of
+    0.35 USD beside 69,596 USD of capital and of a capital used up beside a whole budget: the trader could not tell
+    the budget used up from the capital reserved (issue 10). Each now says which, with both figures."""
+    budget = explain(MOMENTUM, "AAPL", snapshot, risk=0.35, room=69596.12)[2] or ""
+    assert "more than the bot's budget left today: 0.35 USD (the budget used up, not the capital: 69,596.12 USD" in budget
+    assert "costs" not in budget
+    capital = explain(MOMENTUM, "AAPL", snapshot, risk=125.0, room=12.0)[2] or ""
+    assert "more than the capital left to deploy: 12.00 USD (the capital reserved, not the budget: 125.00 USD" in capital
+    assert "risks" not in capital
+    both = explain(MOMENTUM, "AAPL", snapshot, risk=0.35, room=12.0)[2] or ""
+    assert "budget left today: 0.35 USD" in both and "capital left to deploy: 12.00 USD" in both
+    option = explain(OPTIONS, "SPY", snapshot, risk=0.01, room=1e6)[2] or ""
+    assert option.startswith("one contract on SPY risks ") and "budget used up" in option
+    none_left = explain(MOMENTUM, "AAPL", snapshot, room=0.0)[2] or ""
+    assert "deployable less what is held 0.00 USD, buying power" in none_left
+    # crypto: the least of three limits sized the order, and which one was said nowhere
+    starved = explain(CRYPTO, "BTC/USD", snapshot, risk=0.001)[2] or ""
+    assert "sized by the bot's budget left today at the stop" in starved and "under its minimum order size 0.0001" in starved
+    assert "e-0" not in starved  # a quantity in plain digits
+
+
+def test_a_reason_is_known_by_its_words_not_its_figures() -> None:
+    """The engine says a sizing reason once a day; with its figures in it (the budget left, what a share risks at
+    the ask) each tick's reason was new text and was logged every tick."""
+    a = (
+        "one share of AAPL risks 0.99 USD at exits.stop_loss_pct (the spread included), more than the bot's budget left "
+        "today: 0.35 USD (the budget used up, not the capital: 69,596.12 USD left to deploy)"
+    )
+    b = a.replace("0.99", "1.02").replace("69,596.12", "1,234.50")
+    assert reason_kind(a) == reason_kind(b) and "AAPL" in reason_kind(a) and "0.35" not in reason_kind(a)
+    assert reason_kind(a) != reason_kind(a.replace("AAPL", "SPY"))
 
 
 def test_a_crypto_quantity_rounded_under_10_usd_says_so(snapshot: Snapshot) -> None:

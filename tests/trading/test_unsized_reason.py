@@ -28,3 +28,19 @@ def test_each_reason_is_said_once_a_day(project: ProjectCopy, clock: ManualClock
     reasons = [e["reason"] for e in rig.events("entry_blocked") if e["bot"] == "opt_core"]
     assert reasons and len(reasons) == len(set(reasons)), reasons
     assert any("delta_min..delta_max (0.999-1)" in reason for reason in reasons), reasons
+
+
+def test_a_reason_whose_figures_change_every_tick_is_said_once_a_day_with_the_limit_that_bit(
+    project: ProjectCopy, clock: ManualClock
+) -> None:
+    """A budget too small for one share: the reason now carries its figures (what a share risks at the ask, the
+    budget and capital left), which move with every quote. Said once a day by its words; and it names the budget,
+    where "the budget ... or the capital" left the trader to guess (issue 10)."""
+    from engine.trading.entries import reason_kind
+
+    project.replace("config/settings.yaml", "global_max_daily_loss_pct: 1.0", "global_max_daily_loss_pct: 0.0001")
+    rig = make_rig(project, clock)
+    rig.ticks(400)
+    reasons = [e["reason"] for e in rig.events("entry_blocked") if e["bot"] == "mom_AAPL" and e["failed"] == ["size"]]
+    assert reasons and len(reasons) == len({reason_kind(r) for r in reasons}), reasons
+    assert "more than the bot's budget left today: " in reasons[0] and "(the budget used up, not the capital: " in reasons[0]
