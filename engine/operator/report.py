@@ -422,11 +422,17 @@ def log_begins_text(data: ReportData, local: LocalTime | None = None) -> str:
             "to count it)")  # fmt: skip
 
 
+def no_log_text(data: ReportData) -> str:
+    """What a section read from the log says when there is no log: unknown, not "none". The blocked entries said
+    "(no log at ...)" once, and the guards, broker errors and runs below it "none", as if the day had had none."""
+    return f"unknown: no log at {data.log}"
+
+
 def blocked_text(data: ReportData) -> str:
     """Entries blocked per check. The log's words (here and in the other sections) are shown through one_line:
     anyone who can write the file wrote them, and a newline or an escape sequence must not reach the terminal."""
     if not data.log_found:
-        return f"  (no log at {data.log})"
+        return f"  {no_log_text(data)}"
     lines = [text for text in (log_begins_text(data), skipped_text(data)) if text]
     if not data.blocked:
         return "\n".join([*lines, "  none"])
@@ -440,6 +446,8 @@ def blocked_text(data: ReportData) -> str:
 
 def guards_text(data: ReportData) -> str:
     """One line per machine: each guard with how often it held in a transition that fired, then its triggers."""
+    if not data.log_found:
+        return f"  {no_log_text(data)}"
     if not data.guards and not data.triggers:
         return "  none"
     lines = []
@@ -451,6 +459,8 @@ def guards_text(data: ReportData) -> str:
 
 
 def errors_text(data: ReportData) -> str:
+    if not data.log_found:
+        return f"  {no_log_text(data)}"
     return "\n".join(f"  {one_line(what)}: {n}" for what, n in data.broker_errors) or "  none"
 
 
@@ -466,6 +476,8 @@ def _ticks_text(run: dict[str, Any]) -> str:
 
 
 def runs_text(data: ReportData, local: LocalTime) -> str:
+    if not data.log_found:
+        return f"  {no_log_text(data)}"
     if not data.runs:
         return "  none ended in the period"
     return "\n".join(
@@ -525,9 +537,10 @@ def fill_prompt(data: ReportData, local: LocalTime, template: Path | None = None
 # --- HTML ------------------------------------------------------------------------------------------------------
 
 
-def _table(head: list[str], rows: list[list[Any]]) -> str:
+def _table(head: list[str], rows: list[list[Any]], empty: str = "none") -> str:
+    """`empty`: what no row means (for a section read from the log, "unknown" when there is no log)."""
     if not rows:
-        return "<p>none</p>"
+        return f"<p>{html.escape(empty)}</p>"
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
@@ -576,6 +589,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
     ]
     blocked_rows = [[b.check, b.bot, b.entries_blocked, b.began_failing, _duration(b.seconds_failing)] for b in data.blocked]
     in_force = "".join(f'<p class="halt">{html.escape(line)}</p>' for line in in_force_lines(data.in_force, local))
+    logged = "none" if data.log_found else no_log_text(data)  # what an empty table of the log's means
     sections = [
         f"<h1>Trading Hydra report {html.escape(data.period_text)}</h1>",
         f"<p>{html.escape(data.zone_text.capitalize())}. Total realized P&amp;L <b>{money(data.total_pnl)} USD</b>, fees "
@@ -596,16 +610,17 @@ def render_html(data: ReportData, local: LocalTime) -> str:
         "<h2>Entries blocked, by check</h2>",
         f"<p>{html.escape(log_begins_text(data, local).strip())}</p>" if data.log_begins else "",
         f"<p>{html.escape(skipped_text(data).strip())}</p>" if data.lines_skipped else "",
-        _table(["check", "bot", "entries blocked", "began failing", "time failing"], blocked_rows),
+        _table(["check", "bot", "entries blocked", "began failing", "time failing"], blocked_rows, logged),
         "<h2>Guards that held in fired transitions</h2>",
-        _table(["machine", "guard", "held"], [list(g) for g in data.guards]),
-        _table(["machine", "trigger", "fired"], [list(t) for t in data.triggers]),
+        _table(["machine", "guard", "held"], [list(g) for g in data.guards], logged),
+        _table(["machine", "trigger", "fired"], [list(t) for t in data.triggers], logged),
         "<h2>Broker errors</h2>",
-        _table(["operation: reason", "count"], [list(e) for e in data.broker_errors]),
+        _table(["operation: reason", "count"], [list(e) for e in data.broker_errors], logged),
         "<h2>Runs ended</h2>",
         _table(
             ["ended", "reason", "ticks", "equity"],
             [[local(local.parse_utc(str(r["ts"]))), r.get("reason"), _ticks_text(r), _equity_text(r)] for r in data.runs],
+            logged,
         ),
     ]
     style = (

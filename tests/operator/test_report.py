@@ -161,10 +161,20 @@ def test_blocked_entries_per_check_from_preflight_and_entry_blocked_events(tmp_p
 
 
 def test_a_missing_log_is_said_not_guessed(tmp_path: Path) -> None:
+    """Every section read from the log says it is unknown without one: the blocked entries noted the missing log
+    once, and the guards, broker errors and runs ended below said "none", as if nothing had happened. What
+    SQLite holds (trades, halts) is still said as it is."""
     store = StateStore(tmp_path / "s.db")
     data = build_report(store, tmp_path / "none.jsonl", MONDAY, MONDAY, LA, datetime(2026, 11, 24, tzinfo=timezone.utc))
-    assert f"(no log at {tmp_path / 'none.jsonl'})" in render_text(data, LA)
-    assert "trades: 0\n  none" in render_text(data, LA)
+    text = render_text(data, LA)
+    unknown = f"  unknown: no log at {tmp_path / 'none.jsonl'}"
+    for title in ("entries blocked, by check:", "guards that held in fired transitions:", "broker errors:", "runs ended:"):
+        assert f"{title}\n{unknown}\n" in text + "\n", title
+    assert "trades: 0\n  none" in text and "halts: 0\n  none" in text
+    values = prompt_values(data, LA)
+    assert all(values[key] == unknown for key in ("blocked", "guards", "broker_errors", "runs"))
+    page = render_html(data, LA)
+    assert page.count(f"<p>unknown: no log at {tmp_path / 'none.jsonl'}</p>") == 5  # blocked, guards, triggers, errors, runs
 
 
 def test_a_check_still_failing_in_a_run_still_going_counts_up_to_the_last_tick(tmp_path: Path) -> None:
