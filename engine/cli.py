@@ -471,7 +471,7 @@ def cmd_facts(args: argparse.Namespace) -> int:
     """The facts of one machine kind as a Markdown table; without KIND, every kind's, each under its name. It
     printed the momentum bot's facts alone, unnamed: read as "the facts guards may use" (README), an options or
     crypto bot's own facts, and the system's, were nowhere."""
-    from engine.rules.book import fact_units
+    from engine.rules.book import shown_unit
     from engine.rules.builtins import BUILTINS
     from engine.rules.facts import all_kinds, vocabulary
 
@@ -480,11 +480,9 @@ def cmd_facts(args: argparse.Namespace) -> int:
         if args.kind is None:
             print(f"{'' if kind == kinds[0] else chr(10)}## {kind}\n")
         print("| fact | type | unit | meaning |\n|---|---|---|---|")
-        units = fact_units(kind)
         for fact in vocabulary(kind).values():
             values = f" One of: {', '.join(sorted(fact.values))}." if fact.values is not None else ""
-            # A config value's unit comes from its name (book._CONFIG_UNITS): shown, as the unit check uses it.
-            unit = f"config, {units[fact.name]}" if fact.unit == "config" and fact.name in units else fact.unit
+            unit = shown_unit(kind, fact.name)  # a config value's from its name, as the unit check uses it; as `why` says it
             print(f"| {fact.name} | {fact.type} | {unit or '-'} | {fact.description}{values} |")
     print("\nBuilt-in guards: " + ", ".join(f"{name}({', '.join(b.params)}): {b.description}" for name, b in BUILTINS.items()))
     return EXIT_OK

@@ -20,9 +20,9 @@ from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_effect, number, position_line, position_record, unmanaged_lines
 from engine.rules import conditions
-from engine.rules.book import CompiledRules, compile_rules
+from engine.rules.book import CompiledRules, compile_rules, shown_unit
 from engine.rules.errors import MissingFact
-from engine.rules.facts import bot_config_values, vocabulary
+from engine.rules.facts import bot_config_values
 from engine.trading.engine import LAST_FACTS_SCOPE
 from engine.validate import Report
 
@@ -76,11 +76,10 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
         ) from None
     tick_at = row[0]
     compiled, _problems = compile_rules(report.book, kind)
-    units = vocabulary(kind)
     spec = report.machines[kind]
 
-    def fact_list(read: frozenset[str]) -> list[dict[str, Any]]:
-        return [{"name": n, "value": facts.get(n), "unit": units[n].unit if n in units else ""} for n in sorted(read)]
+    def fact_list(read: frozenset[str]) -> list[dict[str, Any]]:  # each unit as `facts` shows it ("config, %")
+        return [{"name": n, "value": facts.get(n), "unit": shown_unit(kind, n)} for n in sorted(read)]
 
     errors: dict[str, str] = {}  # guards that raised on these facts, with why
 
@@ -284,8 +283,8 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
         moment = datetime.fromisoformat(text)
         return local(moment) if local else moment.isoformat(timespec="seconds")
 
-    def shown(facts: list[dict[str, Any]]) -> str:
-        return ", ".join(f"{f['name']}={_value(f['value'])}{(' ' + f['unit']) if f['unit'] else ''}" for f in facts)
+    def shown(facts: list[dict[str, Any]]) -> str:  # a unit with a comma in it ("config, %") in brackets
+        return ", ".join(f"{f['name']}={_value(f['value'])}{_unit(f['unit'])}" for f in facts)
 
     lines = [
         f"{record['bot']} ({record['kind']}) is {record['state']} since {when(record['since'])}; "
@@ -356,6 +355,14 @@ def _not_fired(t: Mapping[str, Any]) -> str:
     if t["stopped_by"]:
         return f"stopped by {one_line(str(t['stopped_by']))}"
     return "holds, but an earlier one fires" if t.get("holds", True) else "does not hold"
+
+
+def _unit(unit: str) -> str:
+    """A fact's unit after its value: "0.5 min", and a config value's, "0.8 (config, %)", in brackets: its comma
+    would read as the list's."""
+    if not unit:
+        return ""
+    return f" ({unit})" if unit.startswith("config") else f" {unit}"
 
 
 def _value(value: Any) -> str:

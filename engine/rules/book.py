@@ -291,6 +291,17 @@ def fact_units(kind: str) -> Mapping[str, str]:
     return units
 
 
+def shown_unit(kind: str, name: str) -> str:
+    """A fact's unit as every command shows it ("" when it has none): a config value's with the unit its name gives
+    it (`fact_units`: what the unit check compares), "config, %". `facts` said "config, %" and `why` "config" alone
+    for the same value, so that a stop loss of 0.8 read as no unit at all beside position_pnl_pct's "%"."""
+    fact = vocabulary(kind).get(name)
+    if fact is None:
+        return ""
+    units = fact_units(kind)
+    return f"config, {units[name]}" if fact.unit == "config" and name in units else fact.unit
+
+
 @cache
 def _every_fact() -> frozenset[str]:
     return frozenset(name for kind in all_kinds() for name in vocabulary(kind))

@@ -343,3 +343,22 @@ def test_a_bot_on_a_shared_symbol_shows_its_position_and_the_other_bots_on_it(pr
     assert lines[at + 1].split()[:4] == [SLOW, "AAPL", f"{owned[SLOW]:g}", "@"] and "opened" in lines[at + 1]
     assert lines[at + 2].split()[:4] == [FAST, "AAPL", f"{owned[FAST]:g}", "@"] and "same symbol" in lines[at + 2]
     assert "position: none" in render(explain(rig.store, report_of(project), "opt_core")).splitlines()
+
+
+def test_a_config_value_has_the_unit_facts_gives_it(project: ProjectCopy, rig: Rig) -> None:
+    """`why` showed risk_global_max_daily_loss_pct=1 and exits_stop_loss_pct=0.8 with the unit "config", where
+    `python -m engine facts` says "config, %": a stop loss beside position_pnl_pct's "%" read as having no unit.
+    One helper (rules.book.shown_unit) for both; in `why` in brackets, its comma not read as the list's."""
+    from engine.rules.book import shown_unit
+
+    rig.ticks(3)
+    record = explain(rig.store, report_of(project), "mom_AAPL")
+    facts = {f["name"]: f for t in record["transitions"] for g in t["guards"] for f in g["facts"]}
+    facts |= {f["name"]: f for c in record["preflight"] for f in c["facts"]}
+    daily = "risk_global_max_daily_loss_pct"
+    assert facts[daily]["unit"] == "config, %" == shown_unit("momentum", daily)
+    assert facts["risk_max_orders_per_minute"]["unit"] == "config, count"
+    assert facts["daily_pnl_pct"]["unit"] == "%" and facts["safety_allow_budget_fallback"]["unit"] == "config"
+    text = render(record)
+    assert f"{daily}=1 (config, %)" in text and "daily_pnl_pct=0 %" in text
+    assert "safety_allow_budget_fallback=false (config)" in text and " config," not in text.replace("(config,", "")
