@@ -592,7 +592,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
     logged = "none" if data.log_found else no_log_text(data)  # what an empty table of the log's means
     sections = [
         f"<h1>Trading Hydra report {html.escape(data.period_text)}</h1>",
-        f"<p>{html.escape(data.zone_text.capitalize())}. Total realized P&amp;L <b>{money(data.total_pnl)} USD</b>, fees "
+        f"<p>{html.escape(_sentence(data.zone_text))}. Total realized P&amp;L <b>{money(data.total_pnl)} USD</b>, fees "
         f"{money(data.fees, sign=False)}, {len(data.trades)} trades, {len(data.halts)} halts.</p>",
         in_force,
         "<h2>Equity curve</h2>",
@@ -632,6 +632,12 @@ def render_html(data: ReportData, local: LocalTime) -> str:
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Trading Hydra {html.escape(data.period_text)}'
         f"</title><style>{style}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
+
+
+def _sentence(text: str) -> str:
+    """`text` begun with a capital, the rest as written: str.capitalize() lowered every other letter, and a zone read
+    "america/los_angeles", which names no zone."""
+    return text[:1].upper() + text[1:]
 
 
 def _halt_end(h: dict[str, Any], local: LocalTime) -> str:

@@ -106,6 +106,17 @@ def test_each_bots_open_position_on_a_shared_symbol_is_in_the_text_the_page_and_
     assert "open positions now at" in render_text(flat, LA) and "<h2>Open positions now" in render_html(flat, LA)
 
 
+def test_the_page_names_the_zone_as_written(tmp_path: Path) -> None:
+    """The HTML began "Times in america/los_angeles." (str.capitalize lowers every letter after the first): a zone
+    name that is no zone. Names keep their case, a changed system.timezone's too."""
+    store = StateStore(tmp_path / "s.db")
+    now = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    data = build_report(store, tmp_path / "none.jsonl", MONDAY, MONDAY, LA, now, configured="Asia/Tokyo")
+    page = render_html(data, LA)
+    assert "<p>Times in America/Los_Angeles; the days are this state file&#x27;s" in page and "Asia/Tokyo, which" in page
+    assert "america/" not in page and "asia/" not in page
+
+
 def test_a_template_placeholder_the_report_does_not_know_stays_as_written(rig: Rig, tmp_path: Path) -> None:
     template = tmp_path / "mine.txt"
     template.write_text("{date}: {pnl_by_bot}\n{no_such_figure}\n", encoding="utf-8")
