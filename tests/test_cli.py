@@ -300,6 +300,21 @@ def test_report_and_why_before_anything_ran(project: ProjectCopy) -> None:
         assert not (project.root / "s.db").exists()
 
 
+def test_the_exit_codes_of_status_and_why_with_nothing_to_explain_are_the_documented_ones(project: ProjectCopy) -> None:
+    """The README's exit-code table listed neither: `status` before any run is an answer (exit 0, "no state yet"),
+    while `why` and `report` have nothing to read (exit 1, said on stderr), and `why` of a bot disabled in
+    bots.yaml, which never ticks, is exit 1 too; an unknown bot is bad usage (exit 2)."""
+    status = _on_copy(project, "status")
+    assert status.returncode == 0 and "no state yet (nothing has run)" in status.stdout
+    assert _on_copy(project, "run", "--once", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
+    disabled = _on_copy(project, "why", "mom_TSLA")
+    assert disabled.returncode == 1 and "'mom_TSLA' is disabled in bots.yaml" in disabled.stderr
+    assert _on_copy(project, "why", "mom_NOPE").returncode == 2
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| 1 | a runtime failure"))
+    assert "`why` of a bot disabled in bots.yaml" in row and "`status` and `resume` before any run exit 0" in row
+
+
 def test_why_is_wired_with_text_and_json(project: ProjectCopy) -> None:
     assert _on_copy(project, "run", "--ticks", "20", "--start", "2026-11-23T09:30:00-05:00").returncode == 0
     text = _on_copy(project, "why", "mom_AAPL")
