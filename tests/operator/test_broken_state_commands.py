@@ -64,12 +64,12 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
     "position symbol in bytes": (
         _sql("UPDATE positions SET symbol = X'41' WHERE rowid = (SELECT min(rowid) FROM positions)"),
         "positions",
-        {"why", "report", "health", "halt", "resume", "diagram"},
+        {"health", "halt", "resume", "diagram"},  # why and report show the positions since 2026-12-03
     ),
     "bad position": (
         _sql("UPDATE positions SET opened_at = 'zz'"),
         "positions",
-        {"why", "report", "health", "halt", "resume", "diagram"},
+        {"health", "halt", "resume", "diagram"},  # why and report show the positions since 2026-12-03
     ),
     # why reads the simulation's clock as status does (to tell the halts in force now)
     "bad sim clock": (_sql("UPDATE meta SET value = '{' WHERE key = 'sim_exchange'"), "sim_exchange", {"diagram", "halt"}),
