@@ -113,6 +113,42 @@ class Fault:
         return bool(self.patch or self.drop or self.rewrite)
 
 
+
+# What each field of a Fault takes over HTTP (`fault_from_json`): a number where a float is meant, never a bool.
+_FAULT_FIELDS: dict[str, tuple[type, ...]] = {
+    "status": (int,), "body": (str,), "content_type": (str,), "after": (bool,), "hang_seconds": (int, float),
+    "path_prefix": (str,), "method": (str,), "patch": (dict,), "drop": (list,), "headers": (dict,), "times": (int,),
+    "disconnect": (bool,), "cut_at": (int, type(None)), "trickle_seconds": (int, float), "trickle_bytes": (int,),
+    "path_equals": (str,), "header_seconds": (int, float), "header_lines": (int,),
+}  # fmt: skip
+
+
+def fault_from_json(item: Any) -> Fault:
+    """A fault queued over HTTP, checked field by field when it is queued: one taken as it came (a body given as a
+    JSON object, a status as text) broke the request it was meant for, which got no answer at all instead of the
+    fault, with a traceback in the emulator's output. A body given as JSON (an object or a list, as Alpaca's error
+    bodies are) is sent as that JSON. ValueError names what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError(f"expected a JSON object, got {type(item).__name__}")
+    fields = dict(item)
+    if isinstance(fields.get("body"), (dict, list)):
+        fields["body"] = json.dumps(fields["body"])
+    for name, value in fields.items():
+        allowed = _FAULT_FIELDS.get(name)
+        if allowed is None:
+            raise ValueError(f"unknown field {name!r} (known: {', '.join(_FAULT_FIELDS)})")
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise ValueError(f"{name} is {value!r}, not {' or '.join(t.__name__ for t in allowed)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} is {value!r}, not a finite number of 0 or more")
+    if not 100 <= fields.get("status", 500) <= 599:
+        raise ValueError(f"status {fields['status']} is not an HTTP status")
+    if not all(isinstance(path, str) for path in fields.get("drop", [])):
+        raise ValueError("drop holds paths, as text")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.get("headers", {}).items()):
+        raise ValueError("headers are names and values, as text")
+    return Fault(**fields)
+
 @dataclass
 class LoggedRequest:
     method: str
@@ -781,9 +817,10 @@ class Emulator:
             if method == "POST":
                 items = body if isinstance(body, list) else [body]
                 try:
-                    self.faults.extend(Fault(**item) for item in items)
-                except TypeError as exc:
+                    faults = [fault_from_json(item) for item in items]
+                except ValueError as exc:
                     return 422, {"message": f"not a fault: {exc}"}
+                self.faults.extend(faults)
                 return 200, {"queued": len(self.faults)}
             if method == "DELETE":
                 self.faults.clear()

@@ -240,6 +240,35 @@ def test_faults_can_be_queued_over_http(api: AlpacaAPI, emulator: Emulator) -> N
     assert [r["path"] for r in log] == ["/v2/account", "/v2/account"]  # the controls are not in the log
 
 
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"status": "503"}, {"status": 99}, {"status": True}, {"hang_seconds": "5"}, {"hang_seconds": -1},
+     {"times": 1.5}, {"after": 1}, {"drop": "id"}, {"headers": {"Retry-After": 5}}, "503", {"rewrite": None}],
+)  # fmt: skip
+def test_a_fault_that_cannot_be_played_is_refused_when_queued(api: AlpacaAPI, emulator: Emulator, fault: object) -> None:
+    """A fault queued over HTTP was taken as it came: a status given as text, a hang as text, or a body as a JSON
+    object broke the request it was meant for (no answer at all, a traceback in the emulator's output) and was used
+    up. Each is refused with 422 when queued, the queue left as it was, and the next request answered normally."""
+    import requests
+
+    answer = requests.post(f"{emulator.url}/__emulator/faults", json=[fault], timeout=5)
+    assert answer.status_code == 422 and "not a fault" in answer.json()["message"]
+    assert not emulator.faults and api.get_account().equity == 100_000
+
+
+def test_a_fault_s_body_may_be_given_as_json(api: AlpacaAPI, emulator: Emulator) -> None:
+    """Alpaca's error bodies are JSON objects; one given so is sent as that JSON, and read by the adapter."""
+    import requests
+
+    body = {"code": 40310000, "message": "insufficient balance for USD"}
+    queued = requests.post(f"{emulator.url}/__emulator/faults", timeout=5,
+                           json=[{"status": 403, "body": body, "path_prefix": "/v2/account"}])  # fmt: skip
+    assert queued.status_code == 200
+    with pytest.raises(BrokerError) as caught:
+        api.get_account()
+    assert caught.value.status == 403 and caught.value.code == 40310000
+
 DATA_429 = '{"message":"too many requests"}'
 
 
