@@ -149,6 +149,26 @@ def fault_from_json(item: Any) -> Fault:
         raise ValueError("headers are names and values, as text")
     return Fault(**fields)
 
+
+_ASSET_FIELDS = {"exists": bool, "tradable": bool, "fractionable": bool, "status": str}
+
+
+def _asset_change(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The symbol and the fields of a POST /__emulator/asset, checked (`SimExchange.set_asset` takes them)."""
+    symbol = body.get("symbol")
+    if not isinstance(symbol, str) or not symbol:
+        raise ValueError("symbol is required, as text")
+    fields = {k: v for k, v in body.items() if k != "symbol"}
+    for name, value in fields.items():
+        kind = _ASSET_FIELDS.get(name)
+        if kind is None:
+            raise ValueError(f"unknown field {name!r} (known: symbol, {', '.join(_ASSET_FIELDS)})")
+        if not isinstance(value, kind):
+            raise ValueError(f"{name} is {value!r}, not {kind.__name__}")
+    if fields.get("status", "active") not in ("active", "inactive"):
+        raise ValueError(f"status is {fields['status']!r}, not 'active' or 'inactive'")
+    return symbol, fields
+
 @dataclass
 class LoggedRequest:
     method: str
@@ -812,7 +832,9 @@ class Emulator:
         """POST /__emulator/faults [{status, body, after, hang_seconds, path_prefix, method}, ...] queues faults;
         GET lists them; DELETE clears them. GET /__emulator/requests is the request log. POST
         /__emulator/quote_mode {symbol, no_bid, no_ask, crossed} (or {symbol} alone for normal quotes). POST
-        /__emulator/cash {amount, activity_type} moves cash without a trade (a deposit, a withdrawal)."""
+        /__emulator/cash {amount, activity_type} moves cash without a trade (a deposit, a withdrawal). POST
+        /__emulator/asset {symbol, exists, status, tradable, fractionable} changes how /v2/assets answers for a symbol
+        (every well-formed symbol exists otherwise): `exists: false` for one Alpaca does not list."""
         if path == f"{ADMIN_PREFIX}/faults":
             if method == "POST":
                 items = body if isinstance(body, list) else [body]
@@ -834,6 +856,13 @@ class Emulator:
             mode = QuoteMode(no_bid=no_bid, no_ask=no_ask, crossed=crossed) if no_bid or no_ask or crossed else None
             self.exchange.set_quote_mode(str(body["symbol"]), mode)
             return 200, {"symbol": body["symbol"], "no_bid": no_bid, "no_ask": no_ask, "crossed": crossed}
+        if path == f"{ADMIN_PREFIX}/asset" and method == "POST" and isinstance(body, dict):
+            try:
+                symbol, fields = _asset_change(body)
+            except ValueError as exc:
+                return 422, {"message": f"not an asset change: {exc}"}
+            self.exchange.set_asset(symbol, **fields)
+            return 200, {"symbol": symbol, **fields}
         if path == f"{ADMIN_PREFIX}/cash" and method == "POST" and isinstance(body, dict):
             try:
                 moved = self.exchange.move_cash(float(body["amount"]), str(body.get("activity_type", "CSD")))

@@ -344,3 +344,21 @@ def test_retry_after_as_an_http_date_holds_until_then(api: AlpacaAPI, emulator: 
     assert caught.value.held and len(emulator.requests) == sent
     clock.advance(11)
     assert api.get_clock().is_open
+
+
+def test_an_asset_can_be_delisted_or_stopped_over_http(api: AlpacaAPI, emulator: Emulator) -> None:
+    """Every well-formed symbol is an active, tradable asset in the emulator's universe, and `set_asset` was in-process
+    only: a user of `python -m engine emulator` could not rehearse the start-up refusal of an unknown or untradable
+    symbol. POST /__emulator/asset changes one over HTTP; a change that cannot be made is refused, 422."""
+    import requests
+
+    control = f"{emulator.url}/__emulator/asset"
+    assert api.get_asset("ZZZZQ") is not None
+    assert requests.post(control, json={"symbol": "ZZZZQ", "exists": False}, timeout=5).status_code == 200
+    assert api.get_asset("ZZZZQ") is None
+    assert requests.post(control, json={"symbol": "AAPL", "tradable": False}, timeout=5).status_code == 200
+    asset = api.get_asset("AAPL")
+    assert asset is not None and not asset.tradable
+    for bad in ({"symbol": "AAPL", "tradable": "no"}, {"symbol": "AAPL", "status": "halted"}, {"exists": False},
+                {"symbol": "AAPL", "listed": False}):  # fmt: skip
+        assert requests.post(control, json=bad, timeout=5).status_code == 422
