@@ -925,7 +925,8 @@ class Emulator:
             if path == "/v2/stocks/quotes/latest" or path == "/v1beta3/crypto/us/latest/quotes":
                 if path.startswith("/v2/stocks"):
                     self._stock_feed(query, x.clock.now())  # the latest quote is recent data
-                return 200, {"quotes": {s: self.quote_json(s) for s in self._data_symbols(symbols)}}
+                crypto = path.startswith("/v1beta3")
+                return 200, {"quotes": {s: self.quote_json(s) for s in self._data_symbols(symbols, crypto=crypto)}}
             if m := re.fullmatch(r"/v1beta1/options/snapshots/([A-Z.]+)", path):
                 return 200, self.chain_json(m.group(1), query)
             if path == "/v2/stocks/bars":
@@ -1121,13 +1122,14 @@ class Emulator:
             key=lambda c: c.symbol,
         )
 
-    def _data_symbols(self, symbols: list[str]) -> list[str]:
+    def _data_symbols(self, symbols: list[str], *, crypto: bool = False) -> list[str]:
         """The data API leaves an unknown well-formed symbol out of its answer and refuses a malformed one with
-        400 (issue 14, item 12)."""
-        bad = [s for s in symbols if not self.exchange.well_formed(s)]
+        400 (issue 14, item 12). Each endpoint knows its own class: a pair on the stock endpoint is malformed there
+        (400), and a ticker on the crypto endpoint names no pair (left out); both were quoted, BTCUSD as a share."""
+        bad = [s for s in symbols if not self.exchange.well_formed(s) or (not crypto and "/" in s)]
         if bad:
             raise SimReject(400, None, f"invalid symbol: {bad[0]}")
-        return [s for s in symbols if self.exchange.listed(s)]
+        return [s for s in symbols if self.exchange.listed(s) and ("/" in s) == crypto]
 
 
 def _occ_root(symbol: str) -> str:

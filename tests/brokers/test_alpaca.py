@@ -10,7 +10,7 @@ from engine.brokers.base import BrokerError, DataNeeds, OrderRequest
 from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.snapshot import SnapshotBroker
 from engine.core.clock import ManualClock
-from tests.brokers.conftest import SECRET, make_api
+from tests.brokers.conftest import KEY, SECRET, make_api
 
 NEEDS = DataNeeds(stocks=("AAPL", "SPY"), crypto=("BTC/USD",), option_underlyings=("SPY",), option_dte_min=7, option_dte_max=45)
 
@@ -362,3 +362,18 @@ def test_an_asset_can_be_delisted_or_stopped_over_http(api: AlpacaAPI, emulator:
     for bad in ({"symbol": "AAPL", "tradable": "no"}, {"symbol": "AAPL", "status": "halted"}, {"exists": False},
                 {"symbol": "AAPL", "listed": False}):  # fmt: skip
         assert requests.post(control, json=bad, timeout=5).status_code == 422
+
+
+def test_each_quote_endpoint_answers_only_its_own_class(emulator: Emulator) -> None:
+    """The emulator quoted any well-formed symbol on either endpoint: BTC/USD on the stock endpoint (Alpaca answers
+    400 there) and BTCUSD on the crypto endpoint as if it were a share (about $88). A pair on the stock endpoint is
+    malformed (400, Alpaca's `invalid symbol` body), a ticker on the crypto endpoint names no pair (left out)."""
+    import requests
+
+    auth = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
+    stocks = requests.get(f"{emulator.url}/v2/stocks/quotes/latest", params={"symbols": "AAPL,BTC/USD"},
+                          headers=auth, timeout=5)  # fmt: skip
+    assert stocks.status_code == 400 and "invalid symbol: BTC/USD" in stocks.json()["message"]
+    crypto = requests.get(f"{emulator.url}/v1beta3/crypto/us/latest/quotes", params={"symbols": "BTC/USD,BTCUSD"},
+                          headers=auth, timeout=5)  # fmt: skip
+    assert crypto.status_code == 200 and set(crypto.json()["quotes"]) == {"BTC/USD"}
