@@ -548,7 +548,8 @@ def test_what_a_recorded_run_met_that_its_replay_cannot_have_is_told(project: Pr
     halted = engine(project, "halt", "--reason", "maintenance", *state(project))
     assert halted.returncode == 0, halted.stderr
     with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
-        emulator.faults.append(Fault(status=500, path_prefix="/v2/positions"))
+        # the start's read of the positions fails first (a failure of the moment, left to the ticks), then the tick's
+        emulator.faults.append(Fault(status=500, path_prefix="/v2/positions", times=2))
         run = engine(project, "run", "--broker", "alpaca", "--once", "--record", "rec", *state(project),
                      env=emulator_env(emulator))  # fmt: skip
     assert run.returncode == 0, run.stderr
