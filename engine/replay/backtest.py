@@ -45,6 +45,7 @@ from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import ReplayExchange
 from engine.replay.feed import FramePrices
 from engine.replay.fills import FillModel
+from engine.replay.gaps import GapTicks, markets_traded, with_gap_ticks
 from engine.replay.report import Recorded
 from engine.trading.engine import Engine
 from engine.trading.facts_builder import close_margin_minutes, history_gap_seconds
@@ -562,6 +563,14 @@ def _not_the_runs(folder: Path, start: datetime, end: datetime, cash: float, sto
     return said
 
 
+def _gap_note(added: int, first: datetime) -> str:
+    """Where the replay ticked with no row in any file (engine/replay/gaps.py): said, since a bot's price there is
+    the one from before the hole and one older than five bars halts the run (data_stale_halt), as live."""
+    return (f"{added} tick{'s' if added > 1 else ''} at instants no file has a row at (the first at {iso(first)}), while a "
+            "market a bot trades was open: the engine ticked there as a live run would, on the prices known before "
+            "(five bars without a new one are stale data: docs/backtest.md, Stale data halts)")
+
+
 def out_in_data(out: Path, data_folder: Path) -> str | None:
     """Why `out` cannot hold a backtest or a sweep, when it is the data folder or inside it (the run's files there,
     trades.csv or a folder of runs, would be read as data by the next backtest of that folder, or refused as files
@@ -671,7 +680,12 @@ def run_backtest(
     if held:
         raise BacktestError(f"{out / held[0]} exists: a backtest writes a new folder (give another --out; it holds "
                             f"{', '.join(held)} of another run)")  # fmt: skip
+    calendar = market_calendar()
     frames = data.frames(begin, finish, bars_known_after=interval)
+    rows_only = frames
+    if data.ticks is None:  # a hole no file has a row in is ticked through as a live run would (engine/replay/gaps.py)
+        crypto, stocks = markets_traded(needed)
+        frames = with_gap_ticks(frames, interval, crypto=crypto, stocks=stocks, calendar=calendar)
     first = next(frames, None)
     if first is None:
         between = f"between {iso(begin) if begin else 'its start'} and {iso(finish) if finish else 'its end'}"
@@ -700,7 +714,6 @@ def run_backtest(
         raise refused(f"{out}: cannot write the backtest there ({exc.strerror or exc})") from None
     model = fill_model or FillModel()
     clock = ManualClock(first.at)
-    calendar = market_calendar()
     feed = FramePrices(interval, calendar=calendar)
     feed.advance(first)
     exchange = ReplayExchange(
@@ -748,9 +761,11 @@ def run_backtest(
         notes.extend(_days_without_data(stamped, interval, window_start, frame.at))
         notes.extend(_rows_without_session(stamped, interval, window_start, frame.at))
         notes.extend(_not_the_runs(data.folder, window_start, frame.at, cash, store, _options_bots(config.bots)))
-        if isinstance(frames, TickFrames) and frames.unseen and frames.first_unseen is not None:
-            notes.append(f"{frames.unseen} rows of {data.folder} were seen by no tick of the recording there (the first at "
-                         f"{iso(frames.first_unseen)}): data not recorded with these ticks (another recording's, merged "
+        if isinstance(frames, GapTicks) and frames.added and frames.first_added is not None:
+            notes.append(_gap_note(frames.added, frames.first_added))
+        if isinstance(rows_only, TickFrames) and rows_only.unseen and rows_only.first_unseen is not None:
+            notes.append(f"{rows_only.unseen} rows of {data.folder} were seen by no tick of the recording there (the first at "
+                         f"{iso(rows_only.first_unseen)}): data not recorded with these ticks (another recording's, merged "
                          "into the folder?) or ticks lost, so the replay is not that run's there")
         wall = time.perf_counter() - started
         journal.log("backtest_end", frames=recorded.frames, bar_events=recorded.bar_events, equity=round(exchange.equity(), 2))

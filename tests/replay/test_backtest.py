@@ -412,6 +412,22 @@ def test_a_stale_feed_halts_as_it_would_live(momentum_project: ProjectCopy, tmp_
     assert halts[0]["started_at"] == "2026-11-23T15:36:00Z"  # the last bar became known at 10:30; 6 minutes later
 
 
+def test_a_hole_in_every_file_halts_as_it_does_beside_another_symbol(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """The same hole with AAPL's file alone: no file has a row there, and the replay ticked only at rows, so it
+    jumped the hole in one step, no halt, where the same data beside an unrelated file halted (engine/replay/gaps.py).
+    A live run ticks through it: so does the replay, on the prices before, and halts at the same minute."""
+    closes = [190.0 + 0.01 * i for i in range(390)]
+    session_bars(tmp_path / "data", "AAPL", MONDAY_OPEN, closes[:60])
+    session_bars(tmp_path / "data", "AAPL", MONDAY_OPEN + timedelta(minutes=80), closes[80:])
+    result = run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    halts = result.summary["system_halts"]
+    assert halts and halts[0]["conditions"] == ["data_stale_halt"]
+    assert halts[0]["started_at"] == "2026-11-23T15:36:00Z"
+    assert result.frames == 390 and result.bar_events == 370  # every minute of the session ticked, 20 without a row
+    assert any(note.startswith("20 ticks at instants no file has a row at (the first at 2026-11-23T15:31:00Z)")
+               for note in result.summary["notes"])  # fmt: skip
+
+
 def test_the_metrics() -> None:
     assert _drawdown([100, 120, 90, 130, 117]) == (30, 0.25)
     start = datetime(2026, 11, 23, tzinfo=timezone.utc)
