@@ -1555,6 +1555,7 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
     from engine.paths import shown
     from engine.replay import sweep
     from engine.replay.backtest import being_written
+    from engine.replay.report import FigureNotFinite
 
     _given_path("--sweep", args.sweep, folder=False)
     busy = being_written(args.data)
@@ -1592,7 +1593,11 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
 
     rows = sweep.run_ray(specs, args.ray, done) if args.ray is not None else sweep.run_local(specs, jobs, done)
     rows = sweep.sweep_rows(rows, metric)
-    sweep.write_csv(rows, overrides, out / "sweep.csv")
+    try:
+        sweep.write_csv(rows, overrides, out / "sweep.csv")
+    except FigureNotFinite as exc:  # no sweep.csv: the sweep did not finish (each run's folder stays)
+        print(f"error: {exc}: sweep.csv is not written", file=sys.stderr)
+        return EXIT_FAILURE
     print(sweep.table(rows, overrides))
     print(f"sorted by {metric}; wrote {shown(out / 'sweep.csv')} (each run's config and state in run-NNN/)")
     return EXIT_INVALID if any(row.get("error") for row in rows) else EXIT_OK

@@ -774,6 +774,9 @@ def test_a_fee_flag_not_written_plainly_is_exit_2(here: Path, capsys: pytest.Cap
     ("--commission-per-share", "-0.01", "fill model: commission_per_share must be a finite number, 0 or more, not -0.01"),
     ("--commission-per-contract", "inf", "fill model: commission_per_contract must be a finite number, 0 or more, not inf"),
     ("--crypto-taker-fee", "25", "fill model: crypto_taker_fee is a fraction of the trade, below 1 (0.0025 is 0.25 %), not 25.0"),
+    # finite and 0 or more, and still no broker's: 1e308 a share overflowed the cash to -inf, summary.json not JSON
+    ("--commission-per-share", "1e308", "fill model: commission_per_share must be at most 10 USD (no broker charges more), not 1e+308"),
+    ("--commission-per-contract", "100.5", "fill model: commission_per_contract must be at most 100 USD (no broker charges more), not 100.5"),
 ])  # fmt: skip
 def test_a_fee_the_fill_model_refuses_is_exit_2_in_its_words(here: Path, capsys: pytest.CaptureFixture[str], flag: str,
                                                             text: str, said: str) -> None:  # fmt: skip

@@ -790,6 +790,9 @@ def run_backtest(
             )
         except OSError as exc:  # a full disk, a folder made read-only meanwhile: the run's state and log stay
             raise OutputFailed(f"{out}: the run ended but its report could not be written ({exc.strerror or exc})") from None
+        except reporting.FigureNotFinite as exc:  # no file of the report is written: none would be read right
+            raise OutputFailed(f"{out}: the run ended but its report was not written: {exc} (the run's state.db and "
+                               "app.jsonl stay)") from None  # fmt: skip
     finally:
         try:
             journal.close()

@@ -13,6 +13,11 @@ from typing import Any, Literal
 
 Timing = Literal["next", "submit"]
 MAX_SLIPPAGE_BPS = 10_000  # the whole price
+# A commission past these is no broker's (stocks: a few tenths of a cent a share where charged; options: under a
+# dollar a contract): a figure such as 1e308 passed "finite, 0 or more", overflowed the cash to -inf and made the
+# report's numbers infinite (summary.json no longer JSON).
+MAX_COMMISSION_PER_SHARE = 10.0
+MAX_COMMISSION_PER_CONTRACT = 100.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,10 @@ class FillModel:
                 raise ValueError(f"{name} must be a finite number, 0 or more, not {value!r}")
         if self.slippage_bps > MAX_SLIPPAGE_BPS:  # past the whole price a sale would be paid a negative price
             raise ValueError(f"slippage_bps must be at most {MAX_SLIPPAGE_BPS:,} (the whole price), not {self.slippage_bps!r}")
+        for name, most in (("commission_per_share", MAX_COMMISSION_PER_SHARE),
+                           ("commission_per_contract", MAX_COMMISSION_PER_CONTRACT)):  # fmt: skip
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be at most {most:g} USD (no broker charges more), not {getattr(self, name)!r}")
         for name in ("crypto_maker_fee", "crypto_taker_fee"):
             if getattr(self, name) >= 1:
                 raise ValueError(f"{name} is a fraction of the trade, below 1 (0.0025 is 0.25 %), not {getattr(self, name)!r}")

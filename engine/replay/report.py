@@ -77,6 +77,26 @@ class Recorded:
             self.blocked[str(record.get("bot"))].update(str(name) for name in record.get("failed") or ())
 
 
+class FigureNotFinite(ValueError):
+    """A figure of the report is not a finite number (inf, NaN): the file is not written. JSON has no such number
+    (`json.dumps` wrote `Infinity`, which no JSON reader takes), and a CSV's `inf` reads as a figure; either way the
+    run's figures can no longer be trusted, so the report says so instead of writing them."""
+
+
+def refuse_non_finite(where: str, value: Any) -> None:
+    """FigureNotFinite naming the first figure in `value` (a number, or dicts and lists of them) that is not finite,
+    by its place (`summary.json: total.fees`)."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FigureNotFinite(f"{where} is {value!r}, not a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_non_finite(f"{where}.{key}", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            refuse_non_finite(f"{where}[{index}]", item)
+
+
 def _num(value: float, digits: int = 6) -> float:
     """A number as written: rounded, and never -0.0 (which JSON would spell differently from 0.0)."""
     rounded = round(value, digits)
@@ -450,12 +470,17 @@ def write(
         notes=notes,
     )
     trades = with_fees(engine.store.trades(), engine.store.orders(), exchange.fees)
+    refuse_non_finite("summary.json:", summary)
+    for index, t in enumerate(trades):
+        refuse_non_finite(f"trades.csv: row {index + 1}", [t.entry_price, t.exit_price, t.qty, t.pnl, t.fees])
+    for at, value, cash_now in recorded.equity:
+        refuse_non_finite(f"equity.csv: {iso(at)}", [value, cash_now])
     texts = {"trades.csv": trades_csv(trades), "equity.csv": equity_csv(recorded.equity)}
     if html:
         texts["report.html"] = html_report(summary, trades, recorded.equity, data, start, end)
     # summary.json says the run finished, so it is written last; each file whole or not at all (a kill while
     # writing leaves no half a file that reads as a whole one)
-    texts["summary.json"] = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    texts["summary.json"] = json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n"
     for name, text in texts.items():
         replace_whole(out / name, functools.partial(Path.write_text, data=text, encoding="utf-8"), fsync=False)
     files = [out / name for name in REPORT_FILES if name in texts]

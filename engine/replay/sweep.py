@@ -1140,10 +1140,14 @@ def write_csv(rows: Sequence[dict[str, Any]], overrides: Sequence[Override], pat
     """The table as `path`, whole or not at all: sweep.csv is what says a sweep finished, so a kill while it is
     written must not leave half a table that reads as a whole one (the data files' atomic write)."""
     from engine.data.files import replace_whole
+    from engine.replay.report import refuse_non_finite
 
+    names = columns(overrides)
+    for row in rows:  # FigureNotFinite, nothing written: `inf` in a column would read as a figure, and sort as one
+        for name in names:
+            refuse_non_finite(f"sweep.csv: {row.get('run')} {name}", row.get(name))
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    names = columns(overrides)
     writer.writerow(names)
     writer.writerows([_cell(row.get(name)) for name in names] for row in rows)
     payload = text.getvalue().encode("utf-8")

@@ -572,6 +572,20 @@ def test_each_round_trip_in_trades_csv_carries_the_fees_its_orders_paid(momentum
     assert sum(float(r["fees"]) for r in rows) == pytest.approx(result.summary["bots"]["mom_AAPL"]["fees"], abs=0.01)
 
 
+def test_a_figure_that_is_not_finite_writes_no_report(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """A commission past every bound (set under the model's check, as a bug or an overflow would) made the cash -inf:
+    summary.json held Infinity (no JSON reader takes it), equity.csv -inf, and the run exited 0. The report is
+    refused whole, naming the figure; the run's state and log stay."""
+    trending_day(tmp_path / "data")
+    model = FillModel()
+    object.__setattr__(model, "commission_per_share", 1e308)
+    with pytest.raises(OutputFailed) as caught:
+        run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False, fill_model=model)
+    assert "the run ended but its report was not written: summary.json:" in str(caught.value)
+    assert "not a finite number" in str(caught.value)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["app.jsonl", "state.db"]
+
+
 def _holds_until_flattened(project: ProjectCopy) -> ProjectCopy:
     """mom_AAPL entering at once on rising bars, and leaving only by the flatten before the close (no stop, take
     profit or time stop within the day)."""

@@ -150,3 +150,17 @@ def test_the_fill_models_charges_reach_each_run_through_its_spec(momentum_projec
     free_row, charged_row = run_one(spec), run_one(replace(charged, commission_per_contract=0.0))
     assert free_row["error"] == charged_row["error"] == "" and free_row["trades"] == charged_row["trades"] > 0
     assert charged_row["return_pct"] < free_row["return_pct"]  # the commission on each share was charged
+
+
+def test_sweep_csv_refuses_a_figure_that_is_not_finite(tmp_path: Path) -> None:
+    """sweep.csv wrote `inf` as a figure (a run whose cash overflowed), which reads as a number and sorts as the
+    best return: the table is refused whole, naming the run and the column, and no file is left."""
+    from engine.replay.report import FigureNotFinite
+    from engine.replay.sweep import write_csv
+
+    row = {"run": "run-001", "trades": 1, "return_pct": float("inf"), "notes": [], "error": None}
+    with pytest.raises(FigureNotFinite, match=r"sweep\.csv: run-001 return_pct is inf, not a finite number"):
+        write_csv([row], [], tmp_path / "sweep.csv")
+    assert list(tmp_path.iterdir()) == []
+    write_csv([{**row, "return_pct": 0.5}], [], tmp_path / "sweep.csv")
+    assert (tmp_path / "sweep.csv").exists()
