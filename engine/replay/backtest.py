@@ -16,6 +16,7 @@ bar's length, inferred from the data), never at its start, so a tick never sees 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +50,8 @@ from engine.replay.gaps import GapTicks, markets_traded, with_gap_ticks
 from engine.replay.report import Recorded
 from engine.trading.engine import Engine
 from engine.trading.facts_builder import close_margin_minutes, history_gap_seconds
-from engine.trading.startup import symbols_by_bot
+from engine.trading.runner import BACKTEST_BROKER, LAST_RUN_KEY, LAST_TICK_KEY
+from engine.trading.startup import ZONE_KEY, symbols_by_bot
 from engine.validate import Report
 
 STATE_FILE, LOG_FILE = "state.db", "app.jsonl"
@@ -732,6 +734,11 @@ def run_backtest(
         # it ticks once a bar, not every loop_interval_seconds; an order sent at one fills at the next row with "next"
         engine.close_margin = close_margin_minutes(spacing, 2 if model.timing == "next" else 1)
         engine.history_gap_s = history_gap_seconds(spacing, config.settings.health)
+        # what the operator commands read a state file by (`status`, `health`: engine/trading/runner.py state_now):
+        # a backtest's time is its data's, its days counted in this zone, its run the window
+        store.set_meta("broker", BACKTEST_BROKER)
+        store.set_meta(ZONE_KEY, config.settings.system.timezone)
+        store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": window_start.isoformat(), "broker": BACKTEST_BROKER}))
         journal.log("backtest_start", data=str(data.folder), start=window_start, end=window_end, cash=cash,
                     fill_model=model.as_dict(), tick_seconds=spacing, history_gap_seconds=engine.history_gap_s)  # fmt: skip
         span = max((window_end - window_start).total_seconds(), 1.0)
@@ -768,6 +775,9 @@ def run_backtest(
                          f"{iso(rows_only.first_unseen)}): data not recorded with these ticks (another recording's, merged "
                          "into the folder?) or ticks lost, so the replay is not that run's there")
         wall = time.perf_counter() - started
+        store.set_meta(LAST_TICK_KEY, frame.at.isoformat())
+        store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": window_start.isoformat(), "ended_at": frame.at.isoformat(),
+                                                 "reason": "backtest: the data ended", "broker": BACKTEST_BROKER}))  # fmt: skip
         journal.log("backtest_end", frames=recorded.frames, bar_events=recorded.bar_events, equity=round(exchange.equity(), 2))
         journal.flush()
         store.commit_held()

@@ -56,7 +56,7 @@ from engine.operator.summary import (
 )
 from engine.paths import PROJECT_ROOT
 from engine.strategy.watchdog import watching
-from engine.trading.engine import Engine, StartupError, TickReport
+from engine.trading.engine import LAST_FACTS_SCOPE, Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
 from engine.trading.facts_builder import fresh_window
 from engine.trading.startup import (
@@ -77,6 +77,7 @@ from engine.validate import Report
 SIM_STATE_KEY = "sim_exchange"
 LAST_TICK_KEY = "last_tick_at"  # a real-time run's last tick (ISO time), for `health`; a simulation's is SIM_STATE_KEY's
 LAST_RUN_KEY = "last_run"  # the latest run's start (and end, once it ended) as JSON: the span `status` sums up
+BACKTEST_BROKER = "backtest"  # meta broker of a backtest's state file: its time is its last tick's (state_now)
 # The values .env.example ships with: a copied .env that still holds them would be sent to Alpaca as keys.
 PLACEHOLDER_VALUES = frozenset({"YOUR_KEY", "YOUR_SECRET"})
 
@@ -878,15 +879,37 @@ def halt_notice(store: StateStore, now: datetime, local: LocalTime) -> list[str]
 
 def state_now(store: StateStore, wall_now: datetime) -> tuple[datetime, bool]:
     """The state's own time, and whether it is simulated: a simulation's clock is the time saved with its
-    exchange (its halts and ticks run on it), anything else runs on the wall clock."""
-
-    saved = store.meta(SIM_STATE_KEY) if store.meta("broker") == "sim" else None
+    exchange (its halts and ticks run on it); a backtest's (meta broker `backtest`) is its last tick's, the last
+    one it committed (its halts, counters and days are the data's, not today's); anything else runs on the wall
+    clock."""
+    broker = store.meta("broker")
+    if broker == BACKTEST_BROKER:
+        return _backtest_now(store), True
+    saved = store.meta(SIM_STATE_KEY) if broker == "sim" else None
     if saved is None:
         return wall_now, False
     try:
         return aware_time(jsontext.loads(saved)["now"]), True
     except (ValueError, TypeError, KeyError) as exc:  # without its time no halt of the simulation can be judged
         raise _meta_error(store, SIM_STATE_KEY, exc) from None
+
+
+def _backtest_now(store: StateStore) -> datetime:
+    """A backtest's last tick: written when it ended (LAST_TICK_KEY); one stopped before that committed its ticks
+    with their facts, whose time is the last committed tick's; before any tick, its start (LAST_RUN_KEY)."""
+    text = store.meta(LAST_TICK_KEY)
+    if text is not None:
+        try:
+            return aware_time(text)
+        except (ValueError, TypeError) as exc:
+            raise _meta_error(store, LAST_TICK_KEY, exc) from None
+    facts = store.last_facts(LAST_FACTS_SCOPE)
+    if facts is not None:
+        return facts[0]
+    run = last_run(store)
+    if run is None:
+        raise _meta_error(store, LAST_RUN_KEY, KeyError("a backtest's state records no start"))
+    return aware_time(run["started_at"])
 
 
 def _meta_error(store: StateStore, key: str, exc: BaseException) -> StateFileError:

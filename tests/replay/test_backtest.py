@@ -460,6 +460,13 @@ def test_a_backtest_stopped_midway_keeps_its_state_up_to_the_last_tick(
     with sqlite3.connect(tmp_path / "full" / "state.db") as conn:
         expected = conn.execute("SELECT count(*) FROM orders WHERE created_at <= ?", (cut,)).fetchone()[0]
     assert expected > 0 and saved[0] == expected
+    from engine.trading.runner import state_now
+
+    stopped = StateStore(tmp_path / "out" / "state.db")  # read as of its last tick, not this machine's clock
+    try:
+        assert state_now(stopped, datetime(2030, 1, 1, tzinfo=timezone.utc)) == (full.start + timedelta(minutes=299), True)
+    finally:
+        stopped.close()
 
 
 def _remove(out: Path, what: str) -> None:
@@ -584,6 +591,29 @@ def test_a_figure_that_is_not_finite_writes_no_report(momentum_project: ProjectC
     assert "the run ended but its report was not written: summary.json:" in str(caught.value)
     assert "not a finite number" in str(caught.value)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["app.jsonl", "state.db"]
+
+
+def test_status_and_health_read_a_backtests_state_as_of_its_last_tick(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: every operator command reads a backtest's state.db. `status` said "broker: none yet; as of <this
+    machine's clock>; no tick recorded yet", the counters of today's real date (none) and no last run, and judged
+    the halts against the real clock: the file recorded no broker, run or last tick. It is read as of its last tick."""
+    from engine.cli import main
+
+    trending_day(tmp_path / "data")
+    run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    files = ["--state-db", str(tmp_path / "out" / "state.db"), "--log", str(tmp_path / "out" / "app.jsonl"),
+             "--config", str(momentum_project.config), "--machines", str(momentum_project.machines),
+             "--rules", str(momentum_project.rules)]  # fmt: skip
+    assert main(["status", *files]) == 0
+    said = capsys.readouterr().out
+    header = said.splitlines()[0]
+    assert "(broker: backtest; as of 2026-11-23T" in header and "no tick recorded" not in header, header
+    assert "counters 2026-11-23:\n  mom_AAPL" in said and "last run: started 2026-11-23T" in said, said
+    assert "(backtest: the data ended)" in said
+    assert main(["health", *files]) == 1  # a finished run is not a live loop
+    assert "unhealthy: the last run ended 2026-11-23T" in capsys.readouterr().out
 
 
 def _holds_until_flattened(project: ProjectCopy) -> ProjectCopy:
