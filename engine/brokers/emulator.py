@@ -397,7 +397,7 @@ def _aggregate(start: float, group: list[MinuteBar]) -> MinuteBar:
 
 
 def _timeframe_seconds(text: str | None) -> int:
-    match = _TIMEFRAME.match(text or "")
+    match = _TIMEFRAME.fullmatch(text or "")
     if not match:
         raise SimReject(400, None, f"invalid timeframe: {text!r} (the emulator serves [1-59]Min, [1-23]Hour and 1Day)")
     amount, unit = int(match.group(1)), _TIMEFRAME_UNIT[match.group(2)]
@@ -1007,7 +1007,7 @@ class Emulator:
     def _asset_symbol(self, raw: str) -> str:
         """A path symbol as the engine spells it: BTCUSD (old crypto symbology) or BTC/USD (URL-encoded) for a
         pair (trading-api.json, /v2/assets/{symbol_or_asset_id}), an asset id for what it names."""
-        if _UUID.match(raw):
+        if _UUID.fullmatch(raw):
             for asset in self.exchange.assets():
                 if self._asset_id(asset.symbol) == raw:
                     return asset.symbol

@@ -20,12 +20,12 @@ from typing import Protocol
 FIRST_START = datetime(1900, 1, 1, tzinfo=timezone.utc)
 LAST_START = datetime(2200, 1, 1, tzinfo=timezone.utc)
 
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")  # fullmatch: `$` matches before a final newline
 
 
 def parse_hhmm(text: str) -> time:
     """`"06:35"` -> `time(6, 35)`; raises ValueError for anything that is not a time of day."""
-    match = _HHMM.match(text)
+    match = _HHMM.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a time of day (HH:MM)")
     return time(int(match.group(1)), int(match.group(2)))

@@ -85,7 +85,7 @@ class Timeframe:
 
     @classmethod
     def parse(cls, text: str) -> Timeframe:
-        match = _TIMEFRAME.match(text.strip())
+        match = _TIMEFRAME.fullmatch(text.strip())
         if not match or int(match.group(1)) > _UNIT_MAX[match.group(2)]:
             raise ValueError(f"timeframe {text!r} is not one of [1-59]Min, [1-23]Hour, 1Day (e.g. 1Min, 15Min, 1Hour)")
         return cls(int(match.group(1)), match.group(2))

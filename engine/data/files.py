@@ -1417,7 +1417,7 @@ def remove_leftovers(path: Path) -> list[Path]:
     except OSError:
         return []
     for entry in entries:
-        match = pattern.match(entry.name)
+        match = pattern.fullmatch(entry.name)
         if match and int(match[1]) != os.getpid() and not _alive(int(match[1])):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()

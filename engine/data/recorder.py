@@ -583,7 +583,7 @@ def _last_stamp(folder: Path, kind: Kind = "quotes") -> int | None:
     none; a last part that cannot be read is a DataError naming it. The temporary files of flushes a kill
     interrupted are deleted first; one whose writer still runs (a recording beside this one) is left alone."""
     entries = list(folder.iterdir()) if folder.is_dir() else []
-    for name in sorted({m[1] for p in entries if (m := _LEFTOVER.match(p.name))}):
+    for name in sorted({m[1] for p in entries if (m := _LEFTOVER.fullmatch(p.name))}):
         remove_leftovers(folder / name)
     # In name order, as the reader joins them (next_part refuses a name that would not come last); the last part
     # with a row, since an empty part (a header only) is skipped over by the reader too.

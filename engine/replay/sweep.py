@@ -63,7 +63,7 @@ FIGURES = (*SUMMARY_FIGURES[:4], "open_at_end", *SUMMARY_FIGURES[4:])
 NOTE_SEPARATOR = " | "
 """Between a row's notes in sweep.csv's `notes` column (each note is one line, escaped as the terminal's)."""
 BOTS_SCHEMA = "bots.schema.json"
-_SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\[\]]+)\])?$")
+_SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\[\]]+)\])?$")  # fullmatch: `$` matches before a final newline
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,9 @@ def _resolve(key: str, data: Any) -> tuple[tuple[PathPart, ...], str | None, int
     node = data
     segments = key.split(".")
     for number, segment in enumerate(segments):
-        match = _SEGMENT.match(segment)
+        match = _SEGMENT.fullmatch(segment)
         if match is None:
-            return (), f"'{segment}' is not a key: write keys as a.b.c, a bot in a list as momentum_bots[bot_id]", None
+            return (), f"{segment!r} is not a key: write keys as a.b.c, a bot in a list as momentum_bots[bot_id]", None
         name, selector = match.group(1), match.group(2)
         last = number == len(segments) - 1
         where = format_path(path) or "bots.yaml"

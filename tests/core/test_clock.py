@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.core.clock import default_sim_start, wall_clock
+from engine.core.clock import default_sim_start, parse_hhmm, wall_clock
 
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 FALL_BACK = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)  # 01:00 PDT: 01:00-02:00 comes twice in Los Angeles
@@ -81,3 +81,11 @@ def test_the_end_of_a_repeated_hours_first_pass_is_searched_for_once_not_every_t
         _CountingZone.readings = 0
         assert wall_clock(FALL_BACK + timedelta(minutes=minutes), zone) == first_tick
         assert _CountingZone.readings <= 4
+
+
+def test_a_time_of_day_ending_in_a_line_break_is_not_one() -> None:
+    """`$` matches before a final newline: "06:35\n" (a `|` block in YAML) was read as 06:35."""
+    assert parse_hhmm("06:35") == time(6, 35)
+    for text in ("06:35\n", "06:35 ", "6:35"):
+        with pytest.raises(ValueError, match="is not a time of day"):
+            parse_hhmm(text)

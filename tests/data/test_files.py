@@ -372,8 +372,11 @@ def test_leftovers_of_dead_writers_are_removed_and_an_impossible_pid_is_one(tmp_
     alive = tmp_path / f".AAPL.parquet.{os.getpid()}.tmp"
     for path in (dead, alive):
         path.write_bytes(b"half a file")
+    other = tmp_path / ".AAPL.parquet.99999999999999999999.tmp\n"  # not our name: `$` matched before its newline
+    other.write_bytes(b"someone else's")
     assert remove_leftovers(target) == [dead]
     assert not dead.exists() and alive.exists()  # a writer still running keeps its file
+    assert other.exists()
 
 
 def test_a_recordings_csv_part_cut_inside_its_last_number_is_refused_naming_file_and_row(tmp_path: Path) -> None:

@@ -188,3 +188,11 @@ def test_every_part_of_bots_yaml_with_its_own_switch_is_a_bot_to_the_check() -> 
     switched = [name for name, part in schema["properties"].items() if "enabled" in part.get("properties", {})]
     assert switched and all(_bot_of((name, "enabled", "x")) == (name,) for name in switched), switched
     assert _bot_of(("momentum_bots", 0, "exits", "stop_loss_pct")) == ("momentum_bots", 0)
+
+
+def test_a_key_ending_in_a_line_break_is_not_the_key_without_it(project: ProjectCopy, tmp_path: Path) -> None:
+    """`"momentum_bots[mom_AAPL].exits.stop_loss_pct\\n"` was taken as stop_loss_pct (`$` matches before a final
+    newline), and sweep.csv's header then held a line break inside a column name; a trailing space was refused."""
+    (problem,) = _refused(project, tmp_path, '"momentum_bots[mom_AAPL].exits.stop_loss_pct\\n": [0.3]\n')
+    assert (problem.line, problem.col) == (1, 1)
+    assert problem.message.startswith("'stop_loss_pct\\n' is not a key: write keys as a.b.c"), problem.message
