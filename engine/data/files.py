@@ -1035,7 +1035,10 @@ def recorded(folder: Path) -> bool:
 
 
 def _rename_hint(stem: str, suffix: str) -> str:
-    """`: rename it AAPL.csv` for `aapl.csv` or `BTC_USD.csv`, when the name is a symbol's in another spelling."""
+    """`: rename it AAPL.csv` for `aapl.csv` or `BTC_USD.csv`, when the name is a symbol's in another spelling; for
+    `AAPL.csv.csv` too (the suffix written twice), which read as the symbol AAPL.CSV once put in capitals."""
+    while (doubled := next((s for s in SUFFIXES if stem.lower().endswith(s)), None)) is not None and len(stem) > len(doubled):
+        stem = stem[: -len(doubled)]
     meant = stem.upper().replace("_", "-")
     try:
         symbol_of_stem(meant)

@@ -305,6 +305,7 @@ def test_files_that_are_not_data_and_names_that_are_not_symbols(tmp_path: Path) 
     write(tmp_path / "bars" / "notes.txt", "hello")
     write(tmp_path / "bars" / "aapl.csv", HEADER)
     write(tmp_path / "bars" / "SPY.csv", HEADER)
+    write(tmp_path / "bars" / "TSLA.csv.csv", HEADER)  # was told "rename it TSLA.CSV.csv", the symbol TSLA.CSV
     parquet(tmp_path / "bars" / "SPY.parquet", {"timestamp": pa.array([], pa.timestamp("us", tz="UTC"))})
     (tmp_path / "bars" / "QQQ.csv").write_bytes(b"PAR1\0\0\0PAR1")
     (tmp_path / "bars" / "IWM.csv").write_bytes(b"timestamp,open\n\xff\xfe\n")
@@ -317,6 +318,8 @@ def test_files_that_are_not_data_and_names_that_are_not_symbols(tmp_path: Path) 
         f"{b}/QQQ.csv:0:0: not a CSV file: it is a Parquet file (name it .parquet)",
         f"{b}/SPY.csv:0:0: SPY has bars in two places ({b}/SPY.csv and {b}/SPY.parquet): keep one",
         f"{b}/SPY.parquet:0:0: SPY has bars in two places ({b}/SPY.csv and {b}/SPY.parquet): keep one",
+        f"{b}/TSLA.csv.csv:0:0: 'TSLA.csv' is not a symbol's file name (upper case letters and digits, e.g. AAPL or "
+        "BTC-USD): rename it TSLA.csv",
         f"{b}/aapl.csv:0:0: 'aapl' is not a symbol's file name (upper case letters and digits, e.g. AAPL or BTC-USD): "
         "rename it AAPL.csv",
         f"{b}/notes.txt:0:0: not a Parquet or CSV file: '.txt' is not a data file's suffix",
