@@ -1582,7 +1582,8 @@ def _backtest_sweep(args: argparse.Namespace, report: Report) -> int:
             raise InvalidInput(problems_text(exc.problems)) from None
         raise
     jobs = args.jobs or min(len(specs), os.cpu_count() or 1)
-    where = f"on the Ray cluster at {args.ray}" if args.ray is not None else f"in {jobs} process{'es' if jobs != 1 else ''}"
+    pool = min(jobs, len(specs))  # the pool's size (sweep._pool_round): --jobs 64 for one run is one process
+    where = f"on the Ray cluster at {args.ray}" if args.ray is not None else f"in {pool} process{'es' if pool != 1 else ''}"
     print(f"{len(specs)} run{'s' if len(specs) != 1 else ''} {where}, in {shown(out)}/")
     finished = 0
 

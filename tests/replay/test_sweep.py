@@ -362,3 +362,10 @@ def test_a_dotenv_linked_to_itself_does_not_stop_a_sweep(
     assert main(_args(momentum_project, data, sweep, "--jobs", "1", "--out", str(tmp_path / "a"))) == 0
     assert "Traceback" not in capsys.readouterr().err
     assert (tmp_path / "a" / "sweep.csv").is_file()
+
+
+def test_the_pool_said_is_the_pool_started(momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--jobs 64` for a sweep of one run said "1 run in 64 processes": the pool is never larger than the runs."""
+    data, sweep = _data(tmp_path / "data"), _sweep(tmp_path, "momentum_bots[mom_AAPL].exits.stop_loss_pct: [0.3]\n")
+    assert main(_args(momentum_project, data, sweep, "--jobs", "64", "--out", str(tmp_path / "out"))) == 0
+    assert f"1 run in 1 process, in {tmp_path / 'out'}/" in capsys.readouterr().out
