@@ -1629,8 +1629,12 @@ def _unmake(made: Path | None) -> None:
             made.rmdir()  # only when empty: whatever the command wrote stays
 
 
+HALTS_SHOWN = 5  # a backtest's halts listed under its table; the rest are in summary.json
+
+
 def backtest_table(summary: dict[str, Any]) -> str:
-    """Per bot and in total: trades, win rate, realized P&L, max drawdown (summary.json's figures)."""
+    """Per bot and in total: trades, win rate, realized P&L, max drawdown (summary.json's figures); then the final
+    equity and fees, and the halts (the first few)."""
     from engine.core.money import money
 
     def row(name: str, f: dict[str, Any]) -> list[str]:
@@ -1648,6 +1652,14 @@ def backtest_table(summary: dict[str, Any]) -> str:
     total = summary["total"]
     fees = money(total["fees"], sign=False, group=True)
     lines.append(f"final equity {total['final_equity']:,.2f} USD ({total['return_pct']:+.2f} %), fees {fees}")
+    # a halt changes every figure above (no entry while it held): said here, not only in summary.json
+    halts = total.get("halts") or []
+    lines.append(f"halts: {len(halts) or 'none'}")
+    for h in halts[:HALTS_SHOWN]:
+        ended = h["ended_at"] or "the end"
+        lines.append(f"  {escaped(str(h['scope']))} {h['started_at']} to {ended}: {escaped(str(h['reason']))}")
+    if len(halts) > HALTS_SHOWN:
+        lines.append(f"  and {len(halts) - HALTS_SHOWN} more (summary.json)")
     return "\n".join(lines)
 
 

@@ -496,7 +496,22 @@ def test_the_backtest_table_shows_sub_cent_pnl_and_fees_not_zero() -> None:
                "total": {**figures, "final_equity": 99999.99, "return_pct": 0.0, "fees": 0.003}}  # fmt: skip
     table = backtest_table(summary)
     assert table.splitlines()[1].split()[4] == "-0.004", table
-    assert table.endswith("fees 0.003"), table
+    assert "fees 0.003\nhalts: none" in table, table
+
+
+def test_the_backtest_table_says_the_halts() -> None:
+    """A run halted (a stale feed, a kill condition) for hours printed the same table as one that traded throughout:
+    its halts were only in summary.json. The first five are listed under the table, reasons one line each."""
+    from engine.cli import backtest_table
+
+    figures = {"trades": 0, "win_rate": None, "realized_pnl": 0.0, "max_drawdown_usd": 0.0, "max_drawdown_pct": 0.0}
+    halt = {"scope": "system", "reason": "kill condition: data_stale_halt\n(forged)", "conditions": ["data_stale_halt"],
+            "started_at": "2026-11-23T15:36:00Z", "ended_at": None}  # fmt: skip
+    summary = {"bots": {"mom_AAPL": figures},
+               "total": {**figures, "final_equity": 100000.0, "return_pct": 0.0, "fees": 0.0, "halts": [halt] * 7}}  # fmt: skip
+    lines = backtest_table(summary).splitlines()
+    assert lines[-7:] == ["halts: 7", *["  system 2026-11-23T15:36:00Z to the end: kill condition: data_stale_halt\\n(forged)"] * 5,
+                          "  and 2 more (summary.json)"], lines  # fmt: skip
 
 
 def _transitions(log: Path) -> list[tuple[str, ...]]:
