@@ -51,7 +51,7 @@ from engine.core.journal import Secrets, quoted
 from engine.core.lock import LockFileError, LockHeld, RunLock
 from engine.data.errors import DataError
 from engine.data.files import iso, iter_bars, locate, read_source, shown_path, write_bars
-from engine.data.records import Bar, Format, file_stem
+from engine.data.records import SUFFIXES, Bar, Format, file_stem
 from engine.paths import PathKind, folders_to_make, path_kind, remove_unused
 
 _TIMEFRAME = re.compile(r"^([1-9]\d*)(Min|Hour|Day)$")
@@ -680,6 +680,16 @@ def _unmade(lock_file: Path, bars: Path, made: list[Path]) -> bool:
     return True
 
 
+def _kept_format(folder: Path, symbol: str, fmt: Format) -> str:
+    """The note for a --format other than the stored file's own: its rows are appended in the file's format (the
+    help's "a file keeps its own"), where the fetch used to stop on it, exit 2, after asking for its first window."""
+    source = locate(folder, "bars", symbol)
+    if source is None or source.is_folder:
+        return ""
+    own = SUFFIXES.get(source.path.suffix)
+    return f"{shown_path(source.path)} keeps its own format, {own} (--format {fmt} is for a new file)" if own != fmt else ""
+
+
 def _stored(folder: Path, symbol: str) -> Any:
     """`symbol`'s stored bars as a typed table, None when there are none; a DataError says what to do about a file
     that cannot be read (a fetch appends to it, so it cannot go on while it is broken)."""
@@ -765,9 +775,15 @@ def _fetch_symbol(
         if asked > last + frame.after_last:  # a later start: the seam is asked for on its own (below)
             note = (f"bars from {iso(last)} (the last stored) to {iso(asked)} are not fetched: --from is later, "
                     "and the file has a gap there")  # fmt: skip
+    kept = ""
+    if table is not None and fmt is not None:  # a stored file keeps its own format: --format is a new file's
+        kept = _kept_format(folder, symbol, fmt)
+        fmt = None
     del table
     if asked >= finish:
-        return SymbolFetch(symbol, 0, 0, None, last, None, note or "complete: nothing is missing")
+        said = "; ".join(filter(None, (note or "complete: nothing is missing", kept)))
+        return SymbolFetch(symbol, 0, 0, None, last, None, said)
+    note = "; ".join(filter(None, (note, kept)))
     which = {"us_equity": "stocks", "crypto": "crypto", "us_option": "options"}[asset_class]
     if getattr(clients, which) is None:
         raise FetchError(symbol, f"no {which} client: fetching {asset_class} bars needs ALPACA_KEY and ALPACA_SECRET")

@@ -311,6 +311,20 @@ def test_a_csv_file_is_appended_as_csv(clients: HistoryClients, tmp_path: Path) 
     assert len(text.splitlines()) == 1 + 2 * 78
 
 
+def test_another_format_for_a_stored_file_appends_in_its_own(clients: HistoryClients, tmp_path: Path) -> None:
+    """The help says of --format "a file keeps its own": asked for csv onto a Parquet file, the fetch stopped with
+    exit 2 ("is parquet: cannot append csv rows to it") after asking for its first window. The file keeps its format,
+    and the symbol's note says so."""
+    fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 19), "5Min", tmp_path)
+    result = fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 20), "5Min", tmp_path, fmt="csv")
+    assert not (tmp_path / "bars" / "AAPL.csv").exists()
+    assert len(read_bars(tmp_path, "AAPL")) == 2 * 78
+    (done,) = result.symbols
+    assert done.note.endswith("AAPL.parquet keeps its own format, parquet (--format csv is for a new file)"), done.note
+    again = fetch(clients, ["AAPL"], date(2026, 11, 19), date(2026, 11, 20), "5Min", tmp_path, fmt="csv")
+    assert again.symbols[0].note.endswith("(--format csv is for a new file)") and not (tmp_path / "bars" / "AAPL.csv").exists()
+
+
 def emulator_get(emulator: Emulator, path: str, query: str) -> tuple[int, dict]:
     """A GET of the emulator's data API as any client sends one (status, JSON body), without the SDK."""
     import json
