@@ -166,6 +166,16 @@ def test_a_fetch_of_a_symbol_that_is_not_one_is_exit_2_before_anything(here: Pat
     assert "ALPACA_KEY" not in text and not (here / "d").exists()
 
 
+def test_a_fetch_of_an_option_contract_whose_expiry_is_no_date_names_it(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """AAPL261131C00190000 (November 31st) ended in a traceback, "day is out of range for month", naming no symbol."""
+    code, text = main_(["data", "fetch", "--symbols", "SPY,AAPL261131C00190000", "--from", "2026-01-05", "--to",
+                        "2026-01-05", "--out", str(here / "d"), *CONFIG], capsys)  # fmt: skip
+    assert code == 2 and "Traceback" not in text, text
+    assert ("--symbols: AAPL261131C00190000 is written as an option contract, but its expiry 2026-11-31 is no date "
+            "(day is out of range for month)") in text, text  # fmt: skip
+    assert not (here / "d").exists()
+
+
 def test_a_key_with_a_newline_is_refused_without_being_printed(
     here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

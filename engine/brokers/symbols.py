@@ -36,11 +36,16 @@ def occ_symbol(root: str, expiry: date, option_type: str, strike: float) -> str:
 
 
 def parse_occ(symbol: str) -> tuple[str, date, str, float] | None:
-    """(root, expiry, 'call'|'put', strike) or None when `symbol` is not an OCC option symbol."""
+    """(root, expiry, 'call'|'put', strike) or None when `symbol` is not an OCC option symbol; ValueError naming it
+    when it is written as one with an expiry that is no date (`AAPL261131C00190000`: November 31st)."""
     match = _OCC.fullmatch(symbol)
     if not match:
         return None
-    expiry = date(2000 + int(match["yy"]), int(match["mm"]), int(match["dd"]))
+    try:
+        expiry = date(2000 + int(match["yy"]), int(match["mm"]), int(match["dd"]))
+    except ValueError as exc:  # date's own words ("day is out of range for month") named no symbol where they surfaced
+        raise ValueError(f"{symbol} is written as an option contract, but its expiry 20{match['yy']}-{match['mm']}-"
+                         f"{match['dd']} is no date ({exc})") from None  # fmt: skip
     return match["root"], expiry, "call" if match["cp"] == "C" else "put", int(match["strike"]) / 1000
 
 

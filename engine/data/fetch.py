@@ -42,7 +42,7 @@ from engine.brokers.alpaca import MAX_BODY_BYTES, read_body
 from engine.brokers.base import BrokerError
 from engine.brokers.deadline import answer_by, bound_answers
 from engine.brokers.ratelimit import TokenBucket
-from engine.brokers.symbols import asset_class_of
+from engine.brokers.symbols import asset_class_of, parse_occ
 from engine.config.errors import Problem
 from engine.core import jsontext
 from engine.core.calendar import NEW_YORK
@@ -508,17 +508,24 @@ def _explain(exc: BaseException, secrets: Secrets) -> str:
 def unstorable(symbols: Iterable[str]) -> str | None:
     """What is wrong with the symbols no file can be named for (`file_stem` refuses them: a space, `..`, a letter
     outside A-Z), or None. Checked before the first request: a list with one bad symbol was fetched up to it, and
-    a symbol with a space was taken for a stock that needed keys."""
-    bad = []
+    a symbol with a space was taken for a stock that needed keys. An option contract whose expiry is no date
+    (`AAPL261131C00190000`) is named too: it ended in a traceback that named no symbol."""
+    bad, undated = [], []
     for symbol in symbols:
         try:
             file_stem(symbol)
         except ValueError:
             bad.append(repr(symbol))
+            continue
+        try:  # an option contract whose expiry is no date: "day is out of range for month", and a traceback
+            parse_occ(symbol)
+        except ValueError as exc:
+            undated.append(str(exc))
     if not bad:
-        return None
+        return "; ".join(undated) or None
     what = "not a symbol" if len(bad) == 1 else "not symbols"
-    return f"{', '.join(bad)}: {what} the data format can store (upper case letters and digits, e.g. AAPL, BRK.B, BTC/USD)"
+    return "; ".join([f"{', '.join(bad)}: {what} the data format can store (upper case letters and digits, e.g. AAPL, "
+                      "BRK.B, BTC/USD)", *undated])  # fmt: skip
 
 
 def fetch(
