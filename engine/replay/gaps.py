@@ -69,6 +69,7 @@ class GapTicks(Iterator[Frame]):
         self._stocks = stocks
         self._calendar = calendar
         self._last: Frame | None = None
+        self._due: datetime | None = None  # the instant the next tick is due at, one spacing after the last frame
         self._pending: Frame | None = None
         self._filler: Iterator[datetime] | None = None
         self.added = 0  # frames added in holes
@@ -91,12 +92,16 @@ class GapTicks(Iterator[Frame]):
             self._last = frame
             return frame
         frame = next(self._frames)
-        last = self._last
-        if last is not None and frame.at - last.at > self._spacing and (self._crypto or self._stocks):
-            self._filler = self._instants(last.at, frame.at)
+        at = frame.at
+        if self._due is not None and at > self._due and (self._crypto or self._stocks):
+            last = self._last
+            assert last is not None
+            self._filler = self._instants(last.at, at)
             self._pending = frame
+            self._due = at + self._spacing
             return self.__next__()
         self._last = frame
+        self._due = at + self._spacing  # a frame later than this leaves a hole (one addition a frame, not a subtraction)
         return frame
 
     def _instants(self, after: datetime, before: datetime) -> Iterator[datetime]:
