@@ -971,7 +971,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore
     from engine.core.terminal_text import one_line
-    from engine.trading.runner import last_run, last_tick, max_tick_age, paths_for, running_pid
+    from engine.trading.runner import BACKTEST_BROKER, last_run, last_tick, max_tick_age, paths_for, running_pid
 
     report = _load(args)
     assert report.config is not None
@@ -992,7 +992,8 @@ def cmd_health(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     local = _local(report)
     last = local(age.last)
-    clock = " on the simulated clock" if age.simulated else ""
+    backtest = run is not None and run.get("broker") == BACKTEST_BROKER  # its ticks are the data's instants
+    clock = (" on the backtest's clock (its data's time)" if backtest else " on the simulated clock") if age.simulated else ""
     # A recent last tick is not a live loop: a run that ended left one (a real-time run's is recent for max-age, a
     # simulation's age is always 0), and both were "healthy" for a run that had stopped, a simulation's for ever.
     if run is not None and run.get("ended_at"):

@@ -613,7 +613,8 @@ def test_status_and_health_read_a_backtests_state_as_of_its_last_tick(
     assert "counters 2026-11-23:\n  mom_AAPL" in said and "last run: started 2026-11-23T" in said, said
     assert "(backtest: the data ended)" in said
     assert main(["health", *files]) == 1  # a finished run is not a live loop
-    assert "unhealthy: the last run ended 2026-11-23T" in capsys.readouterr().out
+    health = capsys.readouterr().out
+    assert "unhealthy: the last run ended 2026-11-23T" in health and "on the backtest's clock (its data's time)" in health
 
 
 def _holds_until_flattened(project: ProjectCopy) -> ProjectCopy:
