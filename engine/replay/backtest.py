@@ -390,7 +390,8 @@ def _rows_without_session(stamped: BotsStamps, interval: timedelta, start: datet
     exchange had no session: a holiday or a weekend. Alpaca has no such bars (the exchange is shut, extended hours
     too), so they are the data's mistake (a wrong calendar, a time zone); the replay trades nothing there (the
     market is closed), and only the exchange's sessions are trading days in the summary (`report.trades_on`). Such
-    a day counted as one, a zero return among the Sharpe's, and nothing said the data was off."""
+    a day counted as one, a zero return among the Sharpe's, and nothing said the data was off. Not asked of a
+    recording: its run read every symbol's quote each tick, over a holiday too, and was told its dates were off."""
     import numpy as np
 
     bots_of, stamps = stamped
@@ -766,7 +767,8 @@ def run_backtest(
             recorded.equity.append((frame.at, exchange.equity(), exchange.cash))
         stamped = _bots_stamps(config.bots, data)  # every file's timestamps, read once for the two notes
         notes.extend(_days_without_data(stamped, interval, window_start, frame.at))
-        notes.extend(_rows_without_session(stamped, interval, window_start, frame.at))
+        if data.ticks is None:  # a recording's rows are its run's reads, made shut or not: its dates are the engine's
+            notes.extend(_rows_without_session(stamped, interval, window_start, frame.at))
         notes.extend(_not_the_runs(data.folder, window_start, frame.at, cash, store, _options_bots(config.bots)))
         if isinstance(frames, GapTicks) and frames.added and frames.first_added is not None:
             notes.append(_gap_note(frames.added, frames.first_added))

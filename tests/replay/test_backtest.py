@@ -674,6 +674,23 @@ def test_fees_and_p_and_l_under_a_cent_are_not_written_as_0_in_summary_json(proj
     assert bot["trades"] == 1 and 0 < bot["fees"] < 0.005, bot
 
 
+def test_a_recording_over_a_holiday_is_not_told_to_check_its_dates(momentum_project: ProjectCopy, tmp_path: Path) -> None:
+    """The engine's own recording of a run over Thanksgiving (it reads every symbol's quote each tick, the market
+    shut or not) was told its stock rows on the holiday meant wrong dates or a wrong time zone: the rows are the
+    run's reads, its times the engine's own (as MissingData's session rule already knows)."""
+    from engine.data.recorder import Recorder
+
+    thanksgiving = MONDAY_OPEN + timedelta(days=3)
+    with Recorder(tmp_path / "rec", fsync=False) as recorder:
+        for day in (MONDAY_OPEN, thanksgiving):
+            for second in range(0, 300, 5):
+                recorder.record("AAPL", day + timedelta(seconds=second), 190.0, 190.02)
+                recorder.tick(day + timedelta(seconds=second))
+    result = run_backtest(load(momentum_project), tmp_path / "rec", out_dir=tmp_path / "out", html=False)
+    assert result.frames == 120
+    assert not [note for note in result.notes if "had no session" in note], result.notes
+
+
 def test_a_recording_with_rows_its_ticks_never_read_says_its_replay_is_not_the_runs(momentum_project: ProjectCopy,
                                                                                     tmp_path: Path) -> None:
     """A recording's replay ticks at its run's ticks. Rows merged into its folder from elsewhere (another day's
