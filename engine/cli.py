@@ -1901,9 +1901,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="next: the row after the order (default); submit: the quote standing, as the sim")  # fmt: skip
     backtest.add_argument("--slippage-bps", type=_bps, default=2.0, metavar="BPS", help="market orders' slippage (default: 2)")
     backtest.add_argument("--commission-per-share", type=_usd_each, default=0.0, metavar="USD",
-                          help="charged in cash on each share filled (default: 0, Alpaca's)")  # fmt: skip
+                          help="charged in cash on each share filled, at most 10 (default: 0, Alpaca's)")  # fmt: skip
     backtest.add_argument("--commission-per-contract", type=_usd_each, default=0.0, metavar="USD",
-                          help="charged in cash on each option contract filled (default: 0, Alpaca's)")  # fmt: skip
+                          help="charged in cash on each option contract filled, at most 100 (default: 0, Alpaca's)")  # fmt: skip
     backtest.add_argument("--crypto-maker-fee", type=_fee_fraction, default=0.0015, metavar="FRACTION",
                           help="crypto limit orders' fee, of what is received (default: 0.0015, lowest tier)")  # fmt: skip
     backtest.add_argument("--crypto-taker-fee", type=_fee_fraction, default=0.0025, metavar="FRACTION",
