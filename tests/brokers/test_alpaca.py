@@ -3,6 +3,8 @@ and every failure kind mapped to the right BrokerError."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from engine.brokers.alpaca import AlpacaAPI
@@ -246,7 +248,7 @@ def test_faults_can_be_queued_over_http(api: AlpacaAPI, emulator: Emulator) -> N
     [{"status": "503"}, {"status": 99}, {"status": True}, {"hang_seconds": "5"}, {"hang_seconds": -1},
      {"times": 1.5}, {"after": 1}, {"drop": "id"}, {"headers": {"Retry-After": 5}}, "503", {"rewrite": None}],
 )  # fmt: skip
-def test_a_fault_that_cannot_be_played_is_refused_when_queued(api: AlpacaAPI, emulator: Emulator, fault: object) -> None:
+def test_a_fault_that_cannot_be_played_is_refused_when_queued(api: AlpacaAPI, emulator: Emulator, fault: Any) -> None:
     """A fault queued over HTTP was taken as it came: a status given as text, a hang as text, or a body as a JSON
     object broke the request it was meant for (no answer at all, a traceback in the emulator's output) and was used
     up. Each is refused with 422 when queued, the queue left as it was, and the next request answered normally."""
@@ -261,7 +263,7 @@ def test_a_fault_s_body_may_be_given_as_json(api: AlpacaAPI, emulator: Emulator)
     """Alpaca's error bodies are JSON objects; one given so is sent as that JSON, and read by the adapter."""
     import requests
 
-    body = {"code": 40310000, "message": "insufficient balance for USD"}
+    body: dict[str, Any] = {"code": 40310000, "message": "insufficient balance for USD"}
     queued = requests.post(f"{emulator.url}/__emulator/faults", timeout=5,
                            json=[{"status": 403, "body": body, "path_prefix": "/v2/account"}])  # fmt: skip
     assert queued.status_code == 200
@@ -359,8 +361,9 @@ def test_an_asset_can_be_delisted_or_stopped_over_http(api: AlpacaAPI, emulator:
     assert requests.post(control, json={"symbol": "AAPL", "tradable": False}, timeout=5).status_code == 200
     asset = api.get_asset("AAPL")
     assert asset is not None and not asset.tradable
-    for bad in ({"symbol": "AAPL", "tradable": "no"}, {"symbol": "AAPL", "status": "halted"}, {"exists": False},
-                {"symbol": "AAPL", "listed": False}):  # fmt: skip
+    refused: list[dict[str, Any]] = [{"symbol": "AAPL", "tradable": "no"}, {"symbol": "AAPL", "status": "halted"},
+                                     {"exists": False}, {"symbol": "AAPL", "listed": False}]  # fmt: skip
+    for bad in refused:
         assert requests.post(control, json=bad, timeout=5).status_code == 422
 
 
