@@ -18,7 +18,11 @@ not raise and does not show in its answer, yet changes how every later tick runs
 - a resource limit (resource.setrlimit): lowered, the engine could not open its files or connections, or the
   kernel killed it (SIGXFSZ as its log grew past RLIMIT_FSIZE, SIGXCPU);
 - a thread started by the signal and still running when the call returned: the engine can neither stop it nor
-  time it, and a non-daemon one held the process at its exit for as long as it ran;
+  time it, and a non-daemon one held the process at its exit for as long as it ran. Only the call's own threads
+  count: those started during the call from the thread that runs it, or from one of those. The engine's other
+  threads start theirs whenever they need one (an alert's delivery and its HTTP pool's workers, the status page's
+  requests); when every thread of the process counted, a signal of a few milliseconds was blamed for an alert's
+  pool starting a worker meanwhile, its bot halted and the kill switch closed what it held;
 - a fork (os.fork(), multiprocessing's fork): the child went on from the signal's return as a second engine on
   the same account, state file and log: both ticked, each printed a summary, and the state file read as a clock
   gone back and a position the broker did not hold. The child now ends at once (`os._exit`), before anything of
@@ -28,7 +32,9 @@ So the engine takes a `Baseline` before the tick's signals (`Engine._ask_signals
 and `_signal` (engine/trading/facts_builder.py) compares them after each call: when any of these changed,
 `restored` puts back what can be put back and says what changed, and that bot halts for it (`signal_error`), as
 for an exception. What a call costs, on 2026-12-03's slow machine (10 million additions in 1.0-1.5 s): 1.7-2.6 µs,
-about 30 empty function calls, where `_signal` took 1.2-2.5 µs a call without it. Reading the working directory
+about 30 empty function calls, where `_signal` took 1.2-2.5 µs a call without it. Threads are told by a number
+read before the call and compared after (`threads()`, `_starts`): 7,424 instructions a call for `threads()` and
+`restored` together, where counting the process's threads took 8,391 (callgrind, 20,000 calls). Reading the working directory
 and the trace functions each call cost as much again (os.getcwd() is a system call): they are read once a tick,
 and a call is known to have changed them by Python's own audit events (`os.chdir`, `sys.settrace`, ...), counted
 by a hook (sys.addaudithook: it stays for the process's life, a call of `_audited` per event of any code).
@@ -42,11 +48,14 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # no stub: the C half of `signal`
 import _thread
+import collections
 import os
 import resource
 import signal
 import sys
+import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 # The handlers the engine sets or relies on. `_signal.getsignal` is what `signal.getsignal` calls, without the
@@ -58,6 +67,15 @@ _SIGINT, _SIGTERM, _SIGHUP, _SIGALRM = (int(sig) for sig in WATCHED_SIGNALS)  # 
 # resource limits).
 AUDITED = frozenset({"os.chdir", "os.fchdir", "sys.settrace", "sys.setprofile", "resource.setrlimit", "resource.prlimit"})
 _events = [0]  # how many of them this process raised
+
+# The process's latest thread starts, oldest first, each (its number, the starting thread's ident, the Thread, or
+# None for a bare `_thread` one), and the number of the latest. A call notes that number before it runs
+# (`threads()`) and, only when it moved, reads which starts were its own (`_outlived`). Starts come rarely (an
+# alert's delivery, a status page's request): they are noted whether a call runs or not, by `_noting`.
+RECENT_STARTS = 256
+_starts: collections.deque[tuple[int, int, threading.Thread | None]] = collections.deque(maxlen=RECENT_STARTS)
+_latest = [0]
+_starts_lock = [_thread.allocate_lock()]  # a start's number and its record, written together (starts in any thread)
 # The limits whose lowering stops the engine: open files (its state file, log and broker connections could not
 # be opened), file size (SIGXFSZ kills it as the log grows past it), CPU time (SIGXCPU kills it), memory, stack.
 LIMITS = {
@@ -77,6 +95,34 @@ def _audited(event: str, _args: tuple[Any, ...]) -> None:
 
 sys.addaudithook(_audited)
 
+
+def _noting(start: Callable[..., Any]) -> Callable[..., Any]:
+    """`start` (the `_thread` function every thread of the process starts by), noting in `_starts` who starts
+    each thread, in the thread that starts it. Python 3.11 raises no audit event for a thread's start (3.13 does),
+    so the functions themselves are wrapped, once, as this module is imported: `threading`'s own reference, which
+    Thread.start calls (a pool's workers, a Timer), and `_thread`'s, for code that starts one bare."""
+
+    def starting(function: Any, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(function, "__self__", None)  # Thread.start hands over its own bound `_bootstrap`
+        with _starts_lock[0]:
+            _latest[0] += 1
+            _starts.append((_latest[0], _thread.get_ident(), owner if isinstance(owner, threading.Thread) else None))
+        return start(function, *args, **kwargs)
+
+    starting.__wrapped__ = start  # type: ignore[attr-defined]
+    starting.noting = True  # type: ignore[attr-defined]
+    return starting
+
+
+# (3.10-3.12: threading._start_new_thread; 3.13: threading._start_joinable_thread, _thread.start_joinable_thread)
+for _module, _name in ((threading, "_start_new_thread"), (threading, "_start_joinable_thread"),
+                       (_thread, "start_new_thread"), (_thread, "start_new"), (_thread, "start_joinable_thread")):  # fmt: skip
+    _start = getattr(_module, _name, None)
+    if _start is not None and not getattr(_start, "noting", False):  # a reload of this module wraps nothing twice
+        setattr(_module, _name, _noting(_start))
+if not any(getattr(getattr(threading, name, None), "noting", False) for name in ("_start_new_thread", "_start_joinable_thread")):
+    raise ImportError("this Python's threading starts its threads by a function the engine does not know")
+
 # Forks of this process, counted in the parent and in the child (a subprocess's fork and exec is none: its child
 # runs no Python). The child of a fork inside a signal's call sees its own count move, and ends there.
 _forks = [0]
@@ -85,6 +131,8 @@ os.register_at_fork(
     after_in_parent=lambda: _forks.__setitem__(0, _forks[0] + 1),
     after_in_child=lambda: _child_forks.__setitem__(0, _child_forks[0] + 1),
 )
+# a lock another thread held at the fork stays held in the child, for ever: a new one there (a sweep's worker)
+os.register_at_fork(after_in_child=lambda: _starts_lock.__setitem__(0, _thread.allocate_lock()))
 
 # How a child forked by a signal ends: at once, as a process the engine never was (no cleanup, no flush of what it
 # shares with its parent: the log's buffer, the state file's connection). Not an exit code any command documents.
@@ -135,10 +183,32 @@ def _audited_settings() -> tuple[str | None, dict[str, tuple[int, int]]]:
 
 
 def threads() -> int:
-    """Threads running, the main one aside, taken before each call: a thread cannot be undone, so each call is held
-    to its own. `threading.active_count()` takes a lock and 0.5-1 µs; `_thread._count()` counts the same threads
-    without one."""
-    return int(_thread._count())
+    """Where the process's record of thread starts stands before a call (`restored` reads the starts after it): a
+    thread cannot be undone, so each call is held to the threads it started itself. A list's item, as cheap as a
+    read gets: this runs before every call of every bot's signal."""
+    return _latest[0]
+
+
+def _outlived(since: int) -> bool:
+    """Whether a thread started during the call (after start number `since`) from this thread, the one that ran
+    it, or from a thread it started, still runs. A bare `_thread` one leaves nothing to ask (no handle, and the
+    process's count of threads counts it only once it has begun to run, maybe after the call returned): it counts
+    as running. More starts during the call than the record keeps cannot be told apart: they count as the call's
+    too (no engine thread starts so many). Either doubt is the call's own making."""
+    with _starts_lock[0]:
+        starts = [start[1:3] for start in _starts if start[0] > since]
+        latest = _latest[0]
+    if latest - since > len(starts):  # forgotten, the record being full
+        return True
+    mine = {_thread.get_ident()}
+    for starter, thread in starts:  # in order: a thread's start is noted before those it makes
+        if starter not in mine:
+            continue  # another thread's: the engine's own
+        if thread is None or thread.is_alive():
+            return True
+        elif thread.ident is not None:
+            mine.add(thread.ident)  # ended, yet what it started is the call's too
+    return False
 
 
 def _cwd() -> str | None:
@@ -151,7 +221,8 @@ def _cwd() -> str | None:
 
 
 def restored(baseline: Baseline, threads_before: int) -> str | None:
-    """None when nothing the `baseline` holds changed, and no thread more runs than `threads_before`; else what the
+    """None when nothing the `baseline` holds changed, and no thread the call started (after `threads_before`, what
+    `threads()` answered before it) still runs; else what the
     call did, in words ("changed the working directory; started a thread ..."), once everything that can be put
     back is (a thread cannot be stopped, a fork undone, a closed stream opened again). Never raises: a setting that
     cannot be put back (the old working directory deleted meanwhile) is said so in the answer.
@@ -163,7 +234,7 @@ def restored(baseline: Baseline, threads_before: int) -> str | None:
     getsignal, handlers, filters, closable = _signal.getsignal, baseline.handlers, warnings.filters, baseline.closable
     if (
         _events[0] == baseline.events
-        and _thread._count() <= threads_before
+        and _latest[0] == threads_before
         and _forks[0] == baseline.forks
         and sys.stdout is baseline.stdout
         and sys.stderr is baseline.stderr
@@ -212,13 +283,13 @@ def _set_back(baseline: Baseline, threads_before: int) -> str | None:
         changed.append("closed sys.stdout or sys.stderr")  # engine prints there is lost
     if _events[0] != baseline.events:  # an audited change: the working directory, a trace or profile function
         changed.extend(_set_back_audited(baseline))
-    if _thread._count() > threads_before:
+    if _latest[0] != threads_before and _outlived(threads_before):
         changed.append("started a thread that outlived the call, which the engine can neither stop nor time")
     if _forks[0] != baseline.forks:
         changed.append("forked the process (the child was ended: it would have gone on as a second engine)")
     baseline.retake()  # what could not be set back is the next call's starting point
-    # none: fewer threads (one of the engine's own ended meanwhile), filters that only ignore or show warnings, a
-    # higher recursion limit, a change made and undone within the call
+    # none: a thread the call started and ended (joined), one another thread started, filters that only ignore or
+    # show warnings, a higher recursion limit, a change made and undone within the call
     return "; ".join(changed) or None
 
 

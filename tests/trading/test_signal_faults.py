@@ -3,6 +3,7 @@ nothing it does stops the tick, the other bots or their exits (see also test_hal
 
 from __future__ import annotations
 
+import _thread
 import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -358,6 +359,68 @@ def test_a_thread_the_signal_leaves_running_halts_its_bot_and_one_it_joins_does_
         rig.ticks(30)
     finally:
         release.set()
+    assert_halted_alone(rig, "started a thread that outlived the call, which the engine can neither stop nor time")
+
+
+def _leaves_one(release: threading.Event) -> Any:
+    def signal_function(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        threading.Thread(target=release.wait, daemon=True).start()
+        return False
+
+    return signal_function
+
+
+def _leaves_a_grandchild(release: threading.Event) -> Any:
+    def signal_function(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        child = threading.Thread(target=lambda: threading.Thread(target=release.wait, daemon=True).start())
+        child.start()
+        child.join()  # the thread it started has ended; the one that one started runs on
+        return False
+
+    return signal_function
+
+
+def _leaves_a_bare_one(release: threading.Event) -> Any:
+    def signal_function(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        _thread.start_new_thread(release.wait, ())
+        return False
+
+    return signal_function
+
+
+@pytest.mark.parametrize("leaves", [_leaves_one, _leaves_a_grandchild, _leaves_a_bare_one])
+def test_only_the_threads_a_signal_call_starts_halt_its_bot_not_another_threads(rig: Rig, leaves: Any) -> None:
+    """From a run with alerts on: the alerts' thread hands a message to apprise, whose pool starts a worker; when
+    that happened while a signal ran (one of a few milliseconds was enough), the signal was blamed, its bot halted
+    for `started a thread that outlived the call` and the kill switch closed what it held. Every thread of the
+    process was counted. Now only those the call started count (from its own thread, or from one it started).
+    Deterministic: the other thread starts its thread while the signal waits for it, told by events."""
+    release, in_call, started = threading.Event(), threading.Event(), threading.Event()
+
+    def alerts_thread() -> None:  # as the alerts' delivery does: a worker of its pool started whenever it needs one
+        if in_call.wait(60):
+            threading.Thread(target=release.wait, name="pool-worker", daemon=True).start()
+            started.set()
+            release.wait()  # and runs on, as the alerts' thread does
+
+    def waits_while_another_thread_starts_one(prices: Sequence[float], params: Mapping[str, Any]) -> bool:
+        if not started.is_set():
+            in_call.set()
+            if not started.wait(60):
+                raise AssertionError("the other thread never started its own")
+        return False
+
+    elsewhere = threading.Thread(target=alerts_thread, daemon=True)
+    elsewhere.start()  # before any call: the engine's own thread, running through the tick
+    rig.engine.bot("mom_AAPL").signal = leaves(release)
+    rig.engine.bot("crypto_core").signal = waits_while_another_thread_starts_one
+    try:
+        rig.ticks(30)
+    finally:
+        release.set()
+        in_call.set()
+        elsewhere.join()
+    assert started.is_set()
     assert_halted_alone(rig, "started a thread that outlived the call, which the engine can neither stop nor time")
 
 
