@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from engine.paths import PROJECT_ROOT
 
@@ -54,6 +60,49 @@ def test_a_thread_a_signal_left_running_does_not_hold_the_process_at_its_exit(tm
     assert again.returncode == 0 and "not waiting" not in again.stderr, again.stderr
     status = engine("status")
     assert "signal failed: started a thread that outlived the call" in status.stdout, status.stdout
+
+
+@pytest.fixture
+def never_answers() -> Iterator[int]:
+    """A port on loopback that accepts connections and never answers: an alert destination that hangs."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:  # closed: the test is over
+                return
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    yield server.getsockname()[1]
+    done.set()
+    server.close()
+    for conn in held:
+        conn.close()
+    acceptor.join(10)
+
+
+def test_an_alert_destination_that_never_answers_does_not_hold_the_process_past_the_alerts_close(
+    tmp_path: Path, never_answers: int
+) -> None:
+    """From a run: with a destination that accepted and never answered, `run` gave up on its alerts after 5 s
+    (README: "at most 5 s is spent delivering what is queued"), printed so, and then waited on: Python's exit joins
+    the workers of apprise's thread pool, daemons or not, until apprise's read timeout gave up (4 s; here the
+    URL's `rto=600` would make it ten minutes). The run now ends once its alerts are given up."""
+    root = copy_of_the_project(tmp_path / "copy", "")
+    settings = root / "config" / "settings.yaml"
+    alerts = "\nalerts:\n  enabled: true\n  urls_env: [HYDRA_ALERT_URL]\n  events: [daily_summary]\n"
+    settings.write_text(settings.read_text(encoding="utf-8") + alerts, encoding="utf-8")
+    env = {**os.environ, "HYDRA_ALERT_URL": f"json://127.0.0.1:{never_answers}/h?rto=600&cto=600"}
+    ran = subprocess.run([sys.executable, "-m", "engine", "run", "--quiet", "--ticks", "3"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "1 undelivered" in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr and "not waiting" not in ran.stderr, ran.stderr
 
 
 def test_ctrl_c_before_main_handles_it_is_one_line_and_exit_130(tmp_path: Path) -> None:
