@@ -6,6 +6,7 @@ report, the status page's record, the backtest's table and the `trade` event agr
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 # Below Alpaca's nine decimals: what float sums leave of a figure that is 0, not money.
 NOISE_USD = 1e-9
@@ -17,6 +18,15 @@ def cents(value: float) -> float:
     if abs(value) < NOISE_USD:
         return 0.0
     return round(value, 2) + 0.0 if abs(value) >= 0.005 else round(value, 9)
+
+
+def total(amounts: Iterable[float]) -> float:
+    """The one way P&L is totalled, so that every view says the same figure: a bot's day is its unrounded realized
+    P&L rounded once (`cents`: the realized_pnl table, as `status` and `report` show it), and a total over bots, days
+    or both adds those figures as they are shown, the sum kept in cents. Adding unrounded figures across bots, or
+    trades already rounded to the cent, said a cent more or less than `status` for the same day (the alerts'
+    summary, the status page's equity curve). Each amount is rounded here: a bot's day may be given unrounded."""
+    return cents(sum(cents(amount) for amount in amounts))
 
 
 def money(value: float, *, sign: bool = True, group: bool = False) -> str:

@@ -42,8 +42,8 @@ from zoneinfo import ZoneInfo
 from engine.config.model import AlertSettings, Settings
 from engine.core.calendar import NEW_YORK
 from engine.core.journal import Journal
-from engine.core.money import money
-from engine.core.store import Halt
+from engine.core.money import money, total
+from engine.core.store import Halt, TradeRow
 from engine.core.terminal_text import one_line
 from engine.operator.summary import number
 
@@ -70,6 +70,8 @@ class Reading:
 
 
 Probe = Callable[[], Reading]
+# The trades closed at or after an instant, from the state file (`engine_ledger`): what the summary totals.
+Ledger = Callable[[datetime], Sequence[TradeRow]]
 
 
 class AlertSetupError(Exception):
@@ -223,6 +225,7 @@ class _Day:
     fills: int = 0
     halts: list[str] = field(default_factory=list)
     since: str | None = None  # the instant the figures start from (UTC text, as the log's `ts`)
+    after: bool = False  # whether they start just after it (the last summary told what closed at that instant)
 
 
 class Alerter:
@@ -238,11 +241,13 @@ class Alerter:
         journal: Journal,
         probe: Probe | None = None,
         backoff: Callable[[int], float] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.config = settings.alerts
         self.targets = tuple(targets)
         self.journal = journal
         self.probe = probe
+        self.ledger = ledger
         self.tz = ZoneInfo(settings.system.timezone)
         self.loss_limit_pct = settings.risk.global_max_daily_loss_pct
         self.backoff = backoff or doubling_backoff(self.config.retry_backoff_seconds)
@@ -515,18 +520,40 @@ class Alerter:
     def _summary(self, title: str, ts: str) -> None:
         """The trades, fills and halts heard since the run started or the last summary, said from when: a run
         started at 10:00 told the close's 'total realized' without the morning's trades, as if the day's."""
-        day, self._day = self._day, _Day(since=ts)
+        day, self._day = self._day, _Day(since=ts, after=True)
         since = f"since {self._local(day.since)}" if day.since else "since this run's alerts started"
         lines = [f"{since} (this run's trades and fills):"]
+        trades = self._trades(day)
         lines += [
             f"{_w(bot)}: {money(pnl)} USD [{int(n)} trades], fees {money(fees, sign=False)}"
-            for bot, (pnl, n, fees) in day.trades.items()
+            for bot, (pnl, n, fees) in trades.items()
         ]
-        total = sum(v[0] for v in day.trades.values())
-        lines.append(f"total realized {money(total)} USD; {day.fills} fills; {self._figures()}; system {self._system}")
+        realized = total(v[0] for v in trades.values())
+        lines.append(f"total realized {money(realized)} USD; {day.fills} fills; {self._figures()}; system {self._system}")
         if day.halts:
             lines.append("halts: " + "; ".join(_w(reason) for reason in day.halts))
         self._alert("daily_summary", title, "\n".join(lines))
+
+    def _trades(self, day: _Day) -> dict[str, list[float]]:
+        """bot -> [realized P&L, trades, fees] of the trades closed in `day`'s span, totalled as `status` and
+        `report` total them (`money.total`: each bot's day unrounded, rounded once, then added), from the state
+        file's trades. Added from the `trade` events, each already rounded to the cent, the summary said +4.49
+        where `status` said +4.48. Without a ledger (no engine), the events' figures."""
+        if self.ledger is None or day.since is None:
+            return {bot: [total([pnl]), n, fees] for bot, (pnl, n, fees) in day.trades.items()}
+        since = datetime.fromisoformat(day.since)
+        days: dict[tuple[str, date], float] = {}  # (bot, trading day) -> unrounded realized P&L
+        out: dict[str, list[float]] = {}
+        for t in self.ledger(since):
+            if t.closed_at < since or (day.after and t.closed_at == since):
+                continue
+            row = out.setdefault(t.bot_id, [0.0, 0.0, 0.0])
+            row[1] += 1
+            row[2] += t.fees
+            days[(t.bot_id, t.trading_date)] = days.get((t.bot_id, t.trading_date), 0.0) + t.pnl
+        for bot, row in out.items():
+            row[0] = total(pnl for (owner, _day), pnl in days.items() if owner == bot)
+        return out
 
     # --- the delivery thread -----------------------------------------------------------------------------------
 
@@ -591,9 +618,22 @@ def engine_probe(engine: Engine) -> Probe:
     return probe
 
 
+def engine_ledger(engine: Engine) -> Ledger:
+    """The trades the engine's state file closed at or after an instant (its trading days are read from the day
+    before, whatever system.timezone: a day's trades are found by their date)."""
+
+    def ledger(since: datetime) -> Sequence[TradeRow]:
+        first = (since - timedelta(days=1)).date()
+        return [t for t in engine.store.trades(since=first) if t.closed_at >= since]
+
+    return ledger
+
+
 def start_alerts(settings: Settings, env: Mapping[str, str], journal: Journal, engine: Engine | None = None) -> Alerter | None:
     """The run's Alerter, started and subscribed, or None when alerts are off; AlertSetupError when on but unusable."""
     if not settings.alerts.enabled:
         return None
     targets = [AppriseTarget(name, url) for name, url in resolve_urls(settings.alerts, env)]
-    return Alerter(settings, targets, journal, engine_probe(engine) if engine is not None else None).start()
+    if engine is None:
+        return Alerter(settings, targets, journal).start()
+    return Alerter(settings, targets, journal, engine_probe(engine), ledger=engine_ledger(engine)).start()

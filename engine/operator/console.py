@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from rich.text import Text
 
 from engine.core.money import money
+from engine.core.money import total as pnl_total
 from engine.core.store import SYSTEM_SCOPE, Halt
 from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
@@ -240,7 +241,7 @@ class LiveConsole:
             self._rate = (engine.ticks - mark_ticks) / elapsed if elapsed > 0 else 0.0
             self._rate_mark = (now_mono, engine.ticks)
         now = self.session.clock.now()
-        pnl = sum(self.session.store.realized_pnl(engine.trading_date(now)).values())
+        pnl = pnl_total(self.session.store.realized_pnl(engine.trading_date(now)).values())
         halt = self._halt_text(now)
         if self._progress is not None and self._task is not None:
             total, done = self._extent()

@@ -34,7 +34,7 @@ from typing import Any
 
 from engine.core import jsontext
 from engine.core.journal import JournalError
-from engine.core.money import cents, money
+from engine.core.money import cents, money, total
 from engine.core.store import PositionRow, StateFileError, StateStore, TradeRow
 from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
@@ -99,20 +99,27 @@ class ReportData:
 
     @property
     def total_pnl(self) -> float:
-        return cents(sum(self.pnl_by_bot.values()))
+        return total(self.pnl_by_bot.values())
 
     @property
     def fees(self) -> float:
         return cents(sum(t.fees for t in self.trades))
 
     def equity_curve(self) -> dict[str, list[tuple[datetime, float]]]:
-        """Cumulative realized P&L of closed trades: per bot, and "total"; each starts at 0 at the period's start."""
+        """Cumulative realized P&L of closed trades: per bot, and "total"; each starts at 0 at the period's start.
+        Totalled as every view totals P&L (`money.total`): each bot's day summed unrounded and rounded once, then
+        added. The running sums of every trade rounded once made the "total" label a cent off `status`'s total."""
         curves: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
-        running: dict[str, float] = defaultdict(float)
+        running: dict[tuple[str, date], float] = defaultdict(float)  # (bot, trading day) -> unrounded P&L so far
+        shown: dict[str, float] = defaultdict(float)  # bot, and "total" -> the sum of its days in cents
         for t in sorted(self.trades, key=lambda t: t.closed_at):
+            key = (t.bot_id, t.trading_date)
+            was = cents(running[key])
+            running[key] += t.pnl
+            moved = cents(running[key]) - was  # the day's figure as shown moved by this (a sum, not each day again)
             for name in (t.bot_id, "total"):
-                running[name] += t.pnl
-                curves[name].append((t.closed_at, round(running[name], 2)))
+                shown[name] += moved
+                curves[name].append((t.closed_at, cents(shown[name])))
         return dict(curves)
 
 
@@ -157,7 +164,7 @@ def build_report(
     pnl_by_bot: dict[str, float] = defaultdict(float)
     for bots in period["days"].values():
         for bot, values in bots.items():
-            pnl_by_bot[bot] = cents(pnl_by_bot[bot] + values["realized"])
+            pnl_by_bot[bot] = total((pnl_by_bot[bot], values["realized"]))
     data.trades = store.trades(since=lo, until=hi)
     data.days, data.halts, data.in_force = period["days"], period["halts"], period["in_force"]
     data.pnl_by_bot = dict(pnl_by_bot)

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from engine.core import jsontext
 from engine.core.journal import MIN_SECRET_LENGTH, Secrets
-from engine.core.money import cents
+from engine.core.money import cents, total
 from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
 from engine.core.terminal_text import one_line
 from engine.machines import render
@@ -249,7 +249,7 @@ def _state_record(store: StateStore, report: Report, now: datetime, local: Local
             "day": day.isoformat(),
             "trades": [_trade(t, local) for t in trades],
             "pnl_by_bot": realized,
-            "total_pnl": cents(sum(realized.values())),
+            "total_pnl": total(realized.values()),
             "fees": cents(sum(t.fees for t in trades)),
         },
         "preflight": _preflight(store, report, bots, local, now),

@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.config.model import BotsConfig
 from engine.core import order_lifecycle
-from engine.core.money import cents, money
+from engine.core.money import cents, money, total
 from engine.core.store import SYSTEM_SCOPE, Halt, PositionRow, StateStore
 from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
@@ -142,9 +142,9 @@ def day_lines(days: dict[str, dict[str, dict[str, float]]]) -> list[str]:
             continue
         fold()
         parts = [f"{one_line(bot)} {money(v['realized'])} [{int(v['trades'])}]" for bot, v in bots.items()]
-        total = sum(v["realized"] for v in bots.values())
+        realized = total(v["realized"] for v in bots.values())
         fees = sum(v["fees"] for v in bots.values())
-        lines.append(f"  {day}: {', '.join(parts)}; total {money(total)}; fees {money(fees, sign=False)}")
+        lines.append(f"  {day}: {', '.join(parts)}; total {money(realized)}; fees {money(fees, sign=False)}")
     fold()
     return lines
 

@@ -40,7 +40,7 @@ from engine.core.calendar import NEW_YORK, MarketCalendar
 from engine.core.clock import Clock, ManualClock, SystemClock
 from engine.core.journal import MIN_SECRET_LENGTH, Journal, JournalError, clipped
 from engine.core.lock import LockHeld, RunLock, flock_holders, lock_path
-from engine.core.money import cents, money
+from engine.core.money import cents, money, total
 from engine.core.stop import stop_signals
 from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time, state_file_empty
 from engine.operator.local import LocalTime
@@ -803,12 +803,13 @@ def summarize(
     engine, store = session.engine, session.store
     now = session.clock.now()
     period = period_record(store, started_at or now, now, now, session.local, [b.bot_id for b in engine.bots])
-    realized: dict[str, float] = {}  # as recorded, rounded once at the end (a difference of cents made cents of 0)
-    for day in period["days"]:
+    # each bot's days as recorded, unrounded (the first less what was realized before the run: a difference of
+    # cents made cents of 0), totalled as every view totals P&L (`money.total`: each day rounded once, then added)
+    realized: dict[str, list[float]] = {}
+    for first, day in enumerate(period["days"]):
         for bot_id, pnl in store.realized_pnl(date.fromisoformat(day)).items():
-            realized[bot_id] = realized.get(bot_id, 0.0) + pnl
-    for bot_id, before in (realized_before or {}).items():
-        realized[bot_id] = realized.get(bot_id, 0.0) - before
+            before = (realized_before or {}).get(bot_id, 0.0) if first == 0 else 0.0
+            realized.setdefault(bot_id, []).append(pnl - before)
     snapshot = engine.broker.snapshot(engine.needs)
     prices = {p.symbol: p.current_price for p in snapshot.positions or ()}
     by_bot: dict[str, dict[str, float | None]] = {}
@@ -823,7 +824,7 @@ def summarize(
                 continue
             unrealized += (price - p.avg_entry_price) * p.qty * contract_multiplier(p.symbol)
         by_bot[bot.bot_id] = {
-            "realized": cents(realized.get(bot.bot_id, 0.0)),
+            "realized": total(realized.get(bot.bot_id, ())),
             "unrealized": cents(unrealized) if unrealized is not None else None,
         }
     ordered = sorted(durations)

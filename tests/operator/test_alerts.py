@@ -581,3 +581,46 @@ def test_broker_errors_untold_when_the_run_ends_are_told_at_its_end(tmp_path: Pa
         assert len(told) == 1 and told[0].startswith(UNTOLD), phone.sent
         if with_run_end:  # before the run's summary
             assert [t for t, _ in phone.sent].index("Trading Hydra broker errors") == 1
+
+
+def test_the_summary_totals_pnl_as_status_and_report_do_not_from_trades_rounded_to_the_cent(tmp_path: Path) -> None:
+    """From a run: the alerts' summary said +4.49 and -325.63 where `status` and `report` said +4.48 and -325.64. It
+    added the `trade` events' P&L, each already rounded to the cent, where they round each bot's day once
+    (`money.total`). It now totals the state file's trades that way, and so does the status page's equity curve:
+    three trades of +1.004 are +3.01 (not 3 x 1.00), and with another bot's +1.004 the total is +4.01 (not the
+    +4.02 of every trade added, then rounded)."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from engine.core.money import cents, total
+    from engine.core.store import TradeRow
+    from engine.operator.alerts import engine_ledger
+    from engine.operator.local import LocalTime
+    from engine.operator.status_page import _equity
+
+    clock = ManualClock(AT)
+    journal = Journal(tmp_path / "app.jsonl", clock)
+    store = StateStore(tmp_path / "s.db")
+    day = AT.date()
+    target = FakeTarget()
+    ledger = engine_ledger(cast(Any, SimpleNamespace(store=store)))
+    alerter = Alerter(_settings(), [target], journal, probe=lambda: Reading(0.0, True), backoff=NO_WAIT, ledger=ledger)
+    alerter.start()
+    journal.log("run_start", broker="sim")
+    for bot in ["mom_AAPL", "mom_AAPL", "mom_AAPL", "crypto_core"]:
+        clock.advance(60)
+        at = clock.now()
+        store.add_trade(TradeRow(bot, "AAPL", day, AT, at, 1.0, 100.0, 101.004, 1.004, 0.0, "take_profit"))
+        store.add_realized_pnl(day, bot, 1.004)
+        journal.log("trade", bot=bot, pnl=cents(1.004), fees=0.0)  # as the engine logs it (orders._close_trade)
+    journal.log("run_end", reason="completed")
+    alerter.close(timeout=10)
+    journal.close()
+    status_total = total(store.realized_pnl(day).values())  # what `status` and the status page's table say
+    assert status_total == 4.01
+    summary = next(body for title, body in target.sent if "run ended" in title)
+    assert "mom_AAPL: +3.01 USD [3 trades]" in summary and "crypto_core: +1.00 USD [1 trades]" in summary, summary
+    assert "total realized +4.01 USD" in summary, summary
+    curve = _equity(store, day, LocalTime())
+    assert curve["total"][-1][1] == status_total and curve["mom_AAPL"][-1][1] == 3.01
+    store.close()

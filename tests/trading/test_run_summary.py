@@ -94,3 +94,26 @@ def test_a_bot_id_from_the_state_file_is_printed_on_one_line() -> None:
     text = format_summary(summary)
     assert "\x1b" not in text
     assert not any(line.startswith("total:") for line in text.splitlines()), text
+
+
+def test_pnl_by_bot_over_a_run_of_two_days_adds_the_days_as_they_are_shown(project: ProjectCopy, clock: ManualClock) -> None:
+    """A run over two days summed each bot's unrounded P&L across them and rounded once: +1.004 a day read +2.01
+    over the run beside its days' lines of +1.00 and +1.00, which `report` adds to +2.00 for the same days. Every
+    view totals P&L one way (`money.total`: each bot's day rounded once, then added)."""
+    from datetime import timedelta
+
+    from engine.operator.report import build_report
+
+    rig = make_rig(project, clock)
+    rig.ticks(1)
+    started = clock.now()
+    first = rig.engine.trading_date(started)
+    clock.advance(timedelta(days=1).total_seconds())
+    second = rig.engine.trading_date(clock.now())
+    for day in (first, second):
+        rig.store.add_realized_pnl(day, "mom_AAPL", 1.004)
+    session = _session(rig)
+    summary = summarize(session, 0.0, [], started)
+    assert [summary["days"][d.isoformat()]["mom_AAPL"]["realized"] for d in (first, second)] == [1.0, 1.0]
+    report = build_report(rig.store, rig.log, first, second, session.local, clock.now())
+    assert summary["pnl_by_bot"]["mom_AAPL"]["realized"] == report.pnl_by_bot["mom_AAPL"] == 2.0
