@@ -7,8 +7,9 @@ Exit codes are a contract other tools rely on:
      or `health` finding no recent tick
   2  invalid input: a bad config, machine or rule file, or bad command-line usage
 
-`run` exits 0 when it stops on its own or on a first SIGINT/SIGTERM/SIGHUP (after the tick in progress); a
-second signal ends it at once with 128 + the signal's number (130, 143, 129), like a kill. `backtest` and `data
+`run` exits 0 when it stops on its own or on a first SIGINT/SIGTERM/SIGHUP (after the tick in progress); one
+during its start-up checks, before the state file is opened, ends it with 128 + the signal's number (130, 143,
+129), nothing written; a second signal ends it at once with that code, like a kill. `backtest` and `data
 fetch` stopped by one exit with 128 + its number (what they wrote stays; the same fetch resumes it).
 """
 
@@ -679,7 +680,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     person watches; the live view (engine/operator/console.py, which imports rich) is added only at a
     terminal without --quiet, so a service's log stays clean."""
 
-    from engine.trading.runner import RunError, StopSignals, close_session, format_summary, halt_notice, open_session, run
+    from engine.trading.runner import (
+        RunError,
+        RunStopped,
+        StopSignals,
+        close_session,
+        format_summary,
+        halt_notice,
+        open_session,
+        run,
+    )
 
     report = _load(args)
     options = _run_options(args)
@@ -696,10 +706,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     recorder = _recorder(args.record) if args.record is not None else None
     with StopSignals() as stop:
         try:
-            session = open_session(report, options, env, lambda: _sim_default_start(report))
+            session = open_session(report, options, env, lambda: _sim_default_start(report), stop)
         except BaseException as exc:
             if recorder is not None:
                 recorder.close()  # its folder's lock released: nothing was recorded
+            if isinstance(exc, RunStopped):  # a stop signal during the start-up checks: nothing written
+                print(exc, file=sys.stderr)
+                return exc.exit_code
             if isinstance(exc, RunError):
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_INVALID if exc.invalid else EXIT_FAILURE

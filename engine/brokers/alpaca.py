@@ -125,6 +125,11 @@ ORDERS_REMEMBERED = 20_000
 MEMORY_OVERRULED = 3
 
 
+def _not_stopping() -> str | None:
+    """`AlpacaAPI.stopping` until a runner says otherwise: never stopping."""
+    return None
+
+
 class Unreadable(ValueError):
     """A value in a broker answer that the engine cannot read (missing where required, not a finite number, a
     negative quantity or price, an unknown enum, a time without a zone). The whole answer is then a bad response:
@@ -594,6 +599,10 @@ class AlpacaAPI:
         self.max_requests_per_call = max_requests_per_call
         self._call_requests: int | None = None
         self._page_tokens: set[str] = set()
+        # Why the run is stopping (a signal's name), or None: once it says one, no read is asked (`_harden`). A
+        # tick cut short by a stop, and the summary after it, waited out every read of a hung broker, each its own
+        # timeout: a SIGTERM took 50 to 130 s to end the run, past systemd's TimeoutStopSec. Set by the runner.
+        self.stopping: Callable[[], str | None] = _not_stopping
         self.trading = TradingClient(key, secret, paper=paper, url_override=api_base_url)
         self.stocks = StockHistoricalDataClient(key, secret, url_override=data_base_url)
         self.crypto = CryptoHistoricalDataClient(key, secret, url_override=data_base_url)
@@ -617,6 +626,12 @@ class AlpacaAPI:
         send = session.request
 
         def request(method: str, url: str, **kwargs: Any) -> Any:
+            stopping = self.stopping() if method.upper() == "GET" else None
+            if stopping is not None:
+                # A read asked for once the run is stopping is not sent: what it would have said is unread, as for any
+                # failed read (the tick's entries blocked), held (`BrokerError.held`: not a failure of the broker's).
+                # Writes still go: an order whose intent the tick committed is sent, a cancel asked for is asked.
+                raise BrokerError("stopping", f"not asked: the run is stopping ({stopping})", held=True)
             self._count_page(kwargs.get("params"))
             refused = bucket.take()
             if refused == "held":  # the server said to wait: not sent, and not one more failure (`BrokerError.held`)

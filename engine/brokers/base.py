@@ -28,6 +28,7 @@ ErrorKind = Literal[
     "server",  # 5xx
     "bad_response",  # HTML, malformed JSON, a shape the SDK could not validate, an empty body
     "config",  # the adapter is misconfigured (missing keys, empty base URL)
+    "stopping",  # not asked: the run is stopping (a signal), and a read's answer would only be waited for
 ]
 AssetClass = Literal["us_equity", "us_option", "crypto"]
 
@@ -41,6 +42,7 @@ _REASON_OF_KIND: dict[str, ErrorReason] = {
     "server": "server_error",
     "bad_response": "bad_response",
     "config": "config",
+    "stopping": "stopping",
 }
 
 
@@ -49,8 +51,9 @@ class BrokerError(Exception):
     `reason` what it means (one class per response the engine may choose), `status` and `code` are the HTTP
     status and Alpaca's error code when the broker answered. `held`: the request was never sent, held back by the
     adapter while the server's own rate limit says to wait (a 429's Retry-After, X-RateLimit-Remaining 0 until
-    X-RateLimit-Reset): the read failed (the snapshot is incomplete, entries are blocked) but the broker did not fail
-    again, so it is not one more failure towards api_failure_halt; the answer that started the hold was counted."""
+    X-RateLimit-Reset), or because the run is stopping (kind `stopping`: a read asked for after a stop signal): the
+    read failed (the snapshot is incomplete, entries are blocked) but the broker did not fail again, so it is not
+    one more failure towards api_failure_halt; the answer that started the hold was counted."""
 
     def __init__(
         self,

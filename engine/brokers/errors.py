@@ -44,6 +44,7 @@ ErrorReason = Literal[
     "connection",  # refused, reset, DNS
     "bad_response",  # HTML, malformed JSON, a shape the SDK cannot validate, an empty body
     "config",  # the adapter is misconfigured (missing keys, an empty base URL)
+    "stopping",  # a read not asked because the run is stopping (never the broker's answer: `BrokerError.held`)
 ]
 
 # Message fragments, lower case, checked in this order (a wash-trade refusal also says "order", a minimum says

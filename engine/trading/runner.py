@@ -12,7 +12,10 @@ covers every trading day the run touched (engine/operator/summary.py).
 A run holds the state file's lock (engine/core/lock.py) from before it opens the database until it has closed
 it. SIGINT (Ctrl-C) and SIGTERM (systemd, Docker, Kubernetes) both stop the loop after the tick in progress:
 a tick is never cut between an order's intent and its POST, and the wait between real-time ticks ends at the
-signal instead of running out. A second signal ends the process at once, as a kill would.
+signal instead of running out. From the signal on the broker is asked no new read (`reads_stop_with`): a hung
+broker holds the stop for the read in progress, not for every read the tick and the summary had left. One during
+the start-up checks ends the start (RunStopped: nothing written). A second signal ends the process at once, as a
+kill would.
 """
 
 from __future__ import annotations
@@ -92,6 +95,21 @@ class RunError(Exception):
         self.invalid = invalid
 
 
+class RunStopped(Exception):
+    """A stop signal (`StopSignals`) arrived while the run was starting, before it opened its state file: the start
+    ends there, nothing written, with the signal's exit code (128 + its number: 130, 143, 129). It used to go on:
+    its checks waited out every read of a hung broker, then it either refused the run (exit 1, the timeout as its
+    reason, and systemd started it again) or ticked once before it stopped."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{reason}: stopped while the run was starting; nothing was written")
+        self.reason = reason
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + signal.Signals[self.reason].value
+
+
 @dataclass
 class RunOptions:
     broker: str | None = None
@@ -138,13 +156,21 @@ def paths_for(report: Report, state_db: Path | None, log: Path | None) -> tuple[
 
 
 def open_session(
-    report: Report, options: RunOptions, env: dict[str, str], default_start: datetime | Callable[[], datetime]
+    report: Report,
+    options: RunOptions,
+    env: dict[str, str],
+    default_start: datetime | Callable[[], datetime],
+    stop: StopSignals | None = None,
 ) -> Session:
     """Everything a run needs, or RunError (the broker cannot be chosen or set up, another engine holds the state
     file, ...), StateFileError (the state file or its lock file cannot be used; engine/core/store.py) or
     JournalError (the log cannot be opened). A run refused before its state file is opened (the broker, the keys,
     the lock) leaves no state file and no log behind, and one refused because another engine holds the state
-    file does not touch that file or its log; whatever was opened is closed again, and the lock released."""
+    file does not touch that file or its log; whatever was opened is closed again, and the lock released.
+
+    `stop`: the caller's signals, held from before this call. A stop requested before the state file is opened
+    ends the start with RunStopped (nothing written); the broker's reads stop with it (`reads_stop_with`), so a
+    hung broker holds the start for the read in progress alone."""
     from engine.brokers.factory import choose_broker
 
     assert report.config is not None and report.book is not None
@@ -172,10 +198,17 @@ def open_session(
         broker, clock, exchange = _alpaca(report, options, env)
         mode = "paper" if getattr(getattr(broker, "api", None), "paper", True) else "live"
         notice += " (PAPER)" if mode == "paper" else " (LIVE: real money)"
-        _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
-        account_id = _first_read(broker, report)
-        if options.until_close:
-            alpaca_close = _broker_close(broker)
+        if stop is not None:
+            reads_stop_with(broker, stop)
+        try:
+            _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
+            account_id = _first_read(broker, report)
+            if options.until_close:
+                alpaca_close = _broker_close(broker)
+        except RunError:
+            _stopped_at_start(stop)  # a read not asked, or cut short, because a stop came: the stop is the reason
+            raise
+    _stopped_at_start(stop)
     lock = RunLock(db_path)
     try:
         lock.acquire()
@@ -258,6 +291,22 @@ def open_session(
                 step()
         raise
     return session
+
+
+def _stopped_at_start(stop: StopSignals | None) -> None:
+    """RunStopped when a stop signal has arrived: the start ends before the state file is opened."""
+    if stop is not None and stop.reason is not None:
+        raise RunStopped(stop.reason)
+
+
+def reads_stop_with(broker: Broker, stop: StopSignals) -> None:
+    """From the moment `stop` has a reason, the broker asks no new read (engine/brokers/alpaca.py, `stopping`): what
+    it has not read is unread, as for any failed read, and not counted as the broker's failure. A read in progress
+    ends as it would (its answer, or its timeout), and writes still go (an order whose intent is committed is sent).
+    Only the Alpaca adapter has reads that can hang; the simulated exchange answers at once and reads on."""
+    api = getattr(broker, "api", None)
+    if api is not None and hasattr(api, "stopping"):
+        api.stopping = lambda: stop.reason
 
 
 def maskable_keys(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -506,6 +555,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.ticking = False  # the loop has started (`_loop`): what a first signal stops is its tick, not the start
         self._previous: dict[int, Any] = {}
         self._previous_wakeup = -1
         self._pipe: tuple[int, int] | None = None
@@ -542,7 +592,8 @@ class StopSignals:
             _show_cursor()  # a live view at a terminal hid it; os._exit skips whatever would have shown it again
             os._exit(128 + signum)
         self.reason = name
-        _say(f"{name}: stopping after the tick in progress; a second signal stops at once\n")
+        what = "after the tick in progress" if self.ticking else "before the first tick"
+        _say(f"{name}: stopping {what}; a second signal stops at once\n")
 
     def wait(self, seconds: float) -> None:
         """Sleep up to `seconds`; return as soon as a stop is requested."""
@@ -595,6 +646,7 @@ def run(
     if stop is None:
         with StopSignals() as own:
             return run(session, options, own, on_tick)
+    reads_stop_with(session.engine.broker, stop)  # the tick in progress and the summary read no more once stopping
     # every signal call of the loop on a time budget: a hung one halts its bot, not every exit (strategy/watchdog.py)
     with watching(session.engine.config.settings.health.max_signal_seconds):
         return _loop(session, options, stop, on_tick)
@@ -616,6 +668,7 @@ def _loop(
         "run_start", broker=session.broker_name, simulated=session.simulated, notice=session.notice, timezone=zone, **changed
     )
     durations: list[float] = []
+    stop.ticking = True
     if session.recorder is not None:  # the broker errors the run meets, in the recording's notes
         engine.journal.subscribe(functools.partial(_note_broker_error, session))
         with contextlib.suppress(Exception):  # what it cannot read, it does not note

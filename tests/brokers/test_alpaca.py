@@ -380,3 +380,28 @@ def test_each_quote_endpoint_answers_only_its_own_class(emulator: Emulator) -> N
     crypto = requests.get(f"{emulator.url}/v1beta3/crypto/us/latest/quotes", params={"symbols": "BTC/USD,BTCUSD"},
                           headers=auth, timeout=5)  # fmt: skip
     assert crypto.status_code == 200 and set(crypto.json()["quotes"]) == {"BTC/USD"}
+
+
+def test_once_the_run_is_stopping_no_read_is_asked_and_every_write_still_goes(
+    broker: SnapshotBroker, api: AlpacaAPI, emulator: Emulator
+) -> None:
+    """A SIGTERM with the broker hung: the tick in progress and the summary after it waited out every read, each its
+    own timeout (50 to 130 s, past systemd's TimeoutStopSec of 60). Once `stopping` names a reason, no read is sent:
+    each fails at once as held (not a failure of the broker's, never api_failure_halt) and of its own kind, and a
+    lookup is an error, never "no such order" (read so, an order that did arrive would be sent again). Writes still
+    go: the tick's committed order is sent, and a cancel it asked for is asked."""
+    request = OrderRequest("AAPL", "buy", "stop-1", qty=1, order_type="limit", limit_price=1.0)
+    working = broker.submit_order(request)
+    api.stopping = lambda: "SIGTERM"
+    sent = len(emulator.requests)
+    snap = broker.snapshot(NEEDS)
+    assert snap.account is None and snap.positions is None and snap.open_orders is None and snap.quotes == {}
+    assert snap.errors and all((e.kind, e.reason, e.held) == ("stopping", "stopping", True) for e in snap.errors)
+    assert "the run is stopping (SIGTERM)" in snap.errors[0].message
+    with pytest.raises(BrokerError) as caught:
+        broker.get_order_by_client_id("stop-1")
+    assert caught.value.kind == "stopping"
+    assert len(emulator.requests) == sent  # not one read reached the broker
+    broker.submit_order(OrderRequest("AAPL", "buy", "stop-2", qty=1))
+    broker.cancel_order(working.id)
+    assert [r.method for r in emulator.requests[sent:]] == ["POST", "DELETE"]

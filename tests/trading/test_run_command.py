@@ -402,11 +402,36 @@ def test_a_second_signal_stops_at_once_even_mid_tick(project: ProjectCopy) -> No
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.01)  # waiting for the tick to reach the hanging request
         process.send_signal(signal.SIGTERM)
-        assert "SIGTERM: stopping after the tick in progress" in stderr_line(process)  # handled, and still in the tick
+        assert "SIGTERM: stopping before the first tick" in stderr_line(process)  # handled, the first read still hung
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     assert process.returncode == 128 + signal.SIGTERM
     assert run_ends(project) == []  # gone at once, as a kill: no summary
+
+
+def test_a_sigterm_during_the_start_up_checks_exits_143_after_the_read_in_progress_having_written_nothing(
+    project: ProjectCopy,
+) -> None:
+    """A SIGTERM while the asset check waited on a hung broker went on with the check: every asset read timed out in
+    turn, and the run exited 1 ("the run cannot start: ... timeout"), which systemd restarts. The stop ends the start
+    after the read in progress (a 1 s timeout here), with 143 and one line, nothing written, no other read asked."""
+    settings = project.config / "settings.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8") + "broker:\n  request_timeout_seconds: 1\n", encoding="utf-8")
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        emulator.faults.append(Fault(hang_seconds=60, status=0, path_prefix="/v2/assets", times=0))
+        process = start(project, "--broker", "alpaca", env=_emulator_env(emulator))
+        deadline = time.monotonic() + 60
+        while not any(r.path.startswith("/v2/assets") for r in emulator.requests):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.01)  # waiting for the start to reach the hanging request
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        asked = [r.path for r in emulator.requests]
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM: stopped while the run was starting; nothing was written" in err and "Traceback" not in err
+    assert "cannot start" not in err and out == ""
+    assert len(asked) == 1, asked  # the read in progress, then nothing
+    assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
 
 
 def test_sigterm_ends_the_wait_between_real_time_ticks(project: ProjectCopy) -> None:

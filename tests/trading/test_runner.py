@@ -368,3 +368,86 @@ def test_a_last_run_record_that_is_no_object_is_shown_cut_without_part_of_a_key(
     with pytest.raises(StateFileError) as caught:
         last_run(store)
     assert "not a JSON object" in str(caught.value) and "PKABCDEF" not in str(caught.value)
+
+
+# --- a stop signal with the broker hung: the run ends within the read in progress ------------------------------
+
+
+def _alpaca_env(url: str) -> dict[str, str]:
+    from tests.brokers.conftest import KEY, SECRET
+
+    return {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": url, "ALPACA_DATA_BASE_URL": url}
+
+
+def _stops_when_read(stop: object, path: str) -> object:
+    """An emulator fault that answers `path` as usual and, as it does, has the stop signal arrive (`stop.reason`):
+    the signal lands while that read is in progress, as a SIGTERM lands in a tick or a start."""
+    import json
+
+    from engine.brokers.emulator import Fault
+
+    def arrives(status: int, body: object) -> tuple[int, str]:
+        stop.reason = "SIGTERM"  # type: ignore[attr-defined]
+        return status, json.dumps(body)
+
+    return Fault(path_prefix=path, rewrite=arrives)
+
+
+def test_a_stop_in_a_tick_asks_no_more_reads_of_the_broker_and_halts_nothing(project: ProjectCopy) -> None:
+    """A SIGTERM with the broker hung took 50 to 130 s to end the run, past systemd's TimeoutStopSec of 60: the tick in
+    progress read on (each read its own timeout) and the summary read the broker once more. Once the stop is in, no
+    read is asked: the tick's reads after it and the summary's are unread (entries blocked, figures unknown), held
+    (never api_failure_halt), and nothing halts."""
+    from engine.brokers.emulator import Emulator
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.core.clock import SystemClock
+    from engine.core.journal import read_events
+    from engine.core.store import SYSTEM_SCOPE
+    from engine.trading.runner import StopSignals, run
+    from tests.brokers.conftest import KEY, SECRET
+
+    report = load_valid(project.config, project.machines, project.rules)
+    stop = StopSignals()  # not entered: the test stands in for the signal
+    with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+        env = _alpaca_env(emulator.url)
+        options = RunOptions(broker="alpaca", state_db=project.root / "s.db", log=project.root / "s.jsonl", ticks=5)
+        session = open_session(report, options, env, lambda: MONDAY_OPEN, stop)
+        try:
+            emulator.faults.append(_stops_when_read(stop, "/v2/account"))  # type: ignore[arg-type]
+            started = len(emulator.requests)
+            summary = run(session, options, stop)
+            now = session.clock.now()
+            assert session.engine.exitbot.failures_in_window(now) == 0
+            assert session.store.halts(SYSTEM_SCOPE, open_only=True) == [] and session.engine.system.state != "halted"
+        finally:
+            close_session(session)
+        asked = [r.path for r in emulator.requests[started:]]
+    assert asked == ["/v2/account"]  # the tick's first read, in progress when the stop came; nothing after it
+    assert summary["reason"] == "SIGTERM" and summary["ticks"] == 1 and summary["equity"] is None
+    errors = [e for e in read_events(project.root / "s.jsonl") if e["event"] == "broker_error"]
+    assert errors and all(e["held"] and e["reason"] == "stopping" for e in errors)
+
+
+def test_a_stop_during_the_start_up_checks_ends_the_start_with_nothing_written(project: ProjectCopy) -> None:
+    """A SIGTERM while the start-up checks waited on a hung broker: the start read on, then refused the run as if
+    the broker had failed (exit 1, "the run cannot start: ... timeout", and a service started it again), or ticked
+    once. The stop is the reason: RunStopped (the signal's exit code), no further read, nothing written."""
+    from engine.brokers.emulator import Emulator
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.core.clock import SystemClock
+    from engine.trading.runner import RunStopped, StopSignals
+    from tests.brokers.conftest import KEY, SECRET
+
+    report = load_valid(project.config, project.machines, project.rules)
+    for path in ("/v2/assets", "/v2/account"):  # the asset check, then the first read
+        stop = StopSignals()
+        with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
+            env = _alpaca_env(emulator.url)
+            emulator.faults.append(_stops_when_read(stop, path))  # type: ignore[arg-type]
+            options = RunOptions(broker="alpaca", state_db=project.root / "s.db", log=project.root / "s.jsonl")
+            with pytest.raises(RunStopped) as stopped:
+                open_session(report, options, env, lambda: MONDAY_OPEN, stop)
+            asked = [r.path for r in emulator.requests]
+        assert stopped.value.exit_code == 143 and "SIGTERM: stopped while the run was starting" in str(stopped.value)
+        assert [p for p in asked if p.startswith(path)] == asked[-1:], asked  # no read after the one the stop came in
+        _nothing_written(project)
