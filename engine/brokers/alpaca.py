@@ -43,6 +43,7 @@ from engine.brokers.account_rules import LAST_EQUITY_CONFIRMATIONS, BasisKeeper
 from engine.brokers.base import (
     ACCOUNT_STATUSES,
     NON_TRADE_ACTIVITY_TYPES,
+    NOT_OURS,
     ORDER_AMOUNTS,
     ORDER_FIXED,
     Account,
@@ -414,13 +415,15 @@ class _OrderMemory:
         """Recorded before the request leaves: an answer that is lost and then looked up is held to it too."""
         self._put(self._asked, request.client_order_id, request)
 
-    def check(self, order: Order, *, looked_up: bool = False) -> None:
+    def check(self, order: Order, *, looked_up: bool = False, sent: bool = False) -> None:
         """Unreadable when the answer contradicts what was asked or said before about the order. `looked_up`: the
-        answer to a lookup by our client_order_id, which ends the memory's pairing it contradicts (`_unpair`)."""
+        answer to a lookup by our client_order_id, which ends the memory's pairing it contradicts (`_unpair`).
+        `sent`: the answer to our own POST, the order that request made; any other answer (a lookup, a listing) that
+        is not what we sent is the order of someone else using our id, and said so (`_as_asked`)."""
         name = f"order {order.client_order_id!r}"
         request = self._asked.get(order.client_order_id)
         if request is not None:
-            self._as_asked(order, request, name)  # what we sent is known: never overruled
+            self._as_asked(order, request, name, found=not sent)  # what we sent is known: never overruled
         try:
             self._as_said(order, name, looked_up=looked_up)
         except Unreadable:
@@ -497,16 +500,22 @@ class _OrderMemory:
         if replaced_by:
             self._put(self._replaced, replaced_by, order.id)
 
-    def _as_asked(self, order: Order, request: OrderRequest, name: str) -> None:
+    def _as_asked(self, order: Order, request: OrderRequest, name: str, *, found: bool) -> None:
+        """Unreadable when `order` is not the order `request` asked for. `found`: read under our id by a lookup or a
+        listing, not the POST's own answer: then the order may be another engine's (two state files on one
+        account give the same ids), and the reason says so, as the engine says of an order made before its row
+        (orders.py `_foreign`). Said as a glitch only, the halt left the trader looking for a broker fault."""
+        said = "the broker's order under that id has" if found else "the broker has"
+        whose = f": not the order sent; {NOT_OURS}" if found else ""
         for field in ORDER_FIXED:
             value = getattr(request, field)
             if getattr(order, field) != value:
-                raise Unreadable(f"{name} was sent with {field} {_shown(value)}, the broker has {_shown(getattr(order, field))}")
+                raise Unreadable(f"{name} was sent with {field} {_shown(value)}, {said} {_shown(getattr(order, field))}{whose}")
         for field in self.AMOUNTS:
             value, got = getattr(request, field), getattr(order, field)
             if value is not None and (got is None or not same_amount(value, got)):
                 shown = "none" if got is None else f"{got:g}"
-                raise Unreadable(f"{name} was sent with {field} {value:g}, the broker has {shown}")
+                raise Unreadable(f"{name} was sent with {field} {value:g}, {said} {shown}{whose}")
 
     def _put(self, table: OrderedDict[str, Any], key: str, value: Any) -> None:
         table[key] = value
@@ -1023,7 +1032,9 @@ class AlpacaAPI:
 
         return self._call("positions", read)
 
-    def _order(self, raw: Any, *, remember: bool = True, looked_up: bool = False, **expected: str) -> Order:
+    def _order(
+        self, raw: Any, *, remember: bool = True, looked_up: bool = False, sent: bool = False, **expected: str
+    ) -> Order:
         """An order, every field the engine reads checked: quantities and prices finite and not negative, one of
         qty and notional, no more filled than ordered, the side, symbol and class present, a time with a zone.
         `expected` names fields (id, client_order_id, symbol, side) the answer must carry as asked: an answer
@@ -1040,7 +1051,7 @@ class AlpacaAPI:
         for field, value in expected.items():
             if str(getattr(order, field)) != value:
                 raise Unreadable(f"asked about {field} {_shown(value)}, the broker answered {_shown(getattr(order, field))}")
-        self._orders_seen.check(order, looked_up=looked_up)
+        self._orders_seen.check(order, looked_up=looked_up, sent=sent)
         if remember:
             self._orders_seen.remember(order)
         return order
@@ -1392,7 +1403,9 @@ class AlpacaAPI:
             # the SDK's own submit_order, read raw (see _order): the request is built and checked by its model
             self._orders_seen.asked(request)
             answer = self.trading.post("/orders", _wire_amounts(sdk_request.to_request_fields(), request))
-            return self._order(answer, client_order_id=request.client_order_id, symbol=request.symbol, side=request.side)
+            return self._order(
+                answer, sent=True, client_order_id=request.client_order_id, symbol=request.symbol, side=request.side
+            )
 
         return self._call("submit_order", send)
 

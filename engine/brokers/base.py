@@ -200,6 +200,13 @@ class PositionsUnreadable(BrokerError):
 # what this run sent and read; engine/trading/orders.py `_contradicts`, against the order's row).
 ORDER_FIXED: tuple[str, ...] = ("symbol", "side", "order_type", "time_in_force")
 ORDER_AMOUNTS: tuple[str, ...] = ("qty", "notional", "limit_price")
+# Why an order found under one of our client_order_ids (looked up, or listed) that is not the order we sent (another
+# amount, type or side, or made before we recorded it) is never taken for ours. Two state files on one account count
+# the same ids. Said alike by the adapter, which holds a lookup to what this process sent (engine/brokers/alpaca.py
+# `_OrderMemory`), and the engine, which holds it to the order's row (engine/trading/orders.py `_foreign`).
+NOT_OURS = (
+    "another engine or state file may be trading this account under the same client_order_ids (one account takes one state file)"
+)
 
 
 def same_amount(a: float, b: float) -> bool:

@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from engine.brokers.base import (
+    NOT_OURS,
     ORDER_AMOUNTS,
     ORDER_FIXED,
     Broker,
@@ -1191,17 +1192,30 @@ def _contradicts(row: OrderRow, order: Order, found: bool = True) -> str | None:
 
 def _foreign(row: OrderRow, order: Order) -> str | None:
     """Why `order`, found under the row's client_order_id, cannot be the row's, or None: the broker created it before
-    this state file recorded the intent (less CLOCK_ALLOWANCE), so no send of ours made it. Judged while no broker id
-    is recorded for the row (once one is, `_contradicts` holds the answer to that id). Two state files on one account
-    give the same ids; the second file's POST is refused as a duplicate and the lookup finds the first file's order:
-    taken as "our earlier try landed", both files booked the one fill, and each bot would sell it."""
-    if row.broker_order_id or order.created_at >= row.created_at - CLOCK_ALLOWANCE:
+    this state file recorded the intent (less CLOCK_ALLOWANCE), so no send of ours made it, or it is not the order the
+    row records (another symbol, side, type, time in force or amount), so no send of ours made it either. Judged while
+    no broker id is recorded for the row (once one is, `_contradicts` holds the answer to that id). Two state files on
+    one account give the same ids; the second file's POST is refused as a duplicate and the lookup finds the first
+    file's order: taken as "our earlier try landed", both files booked the one fill, and each bot would sell it. One
+    that differs was said only as a difference (or, by the adapter, as an answer that could not be read), and the
+    trader was left looking for a broker fault, not for the other engine."""
+    if row.broker_order_id:
         return None
-    return (
-        f"the broker created it at {order.created_at.isoformat()}, before this state file recorded it at "
-        f"{row.created_at.isoformat()}: another engine or state file may be trading this account under the same "
-        "client_order_ids (one account takes one state file)"
-    )
+    if order.created_at < row.created_at - CLOCK_ALLOWANCE:
+        return (
+            f"the broker created it at {order.created_at.isoformat()}, before this state file recorded it at "
+            f"{row.created_at.isoformat()}: {NOT_OURS}"
+        )
+    for name in ORDER_FIXED:
+        mine, theirs = getattr(row, name), getattr(order, name)
+        if mine != theirs:
+            return f"recorded with {name} {mine}, the broker's order under this id has {theirs}: not the order sent; {NOT_OURS}"
+    for name in ORDER_AMOUNTS:  # an amount recorded is one sent: the broker's order without it is not the order sent
+        mine, theirs = getattr(row, name), getattr(order, name)
+        if mine is not None and (theirs is None or not same_amount(mine, theirs)):
+            shown = "none" if theirs is None else f"{theirs:g}"
+            return f"recorded with {name} {mine:g}, the broker's order under this id has {shown}: not the order sent; {NOT_OURS}"
+    return None
 
 
 def _unchanged(row: OrderRow, order: Order) -> bool:

@@ -109,12 +109,15 @@ def test_a_submit_answered_with_another_order_than_asked_is_a_bad_answer(
     api: AlpacaAPI, emulator: Emulator, patch: dict[str, Any]
 ) -> None:
     """The answer to a POST carries the order the broker took: one for 100 shares when we asked 10, or a market
-    order for a limit, is not ours to book. The lookup that follows an error is held to the same request."""
+    order for a limit, is not ours to book. The lookup that follows an error is held to the same request; what it
+    finds under our id unlike what we sent may be another engine's order (two state files on one account give the
+    same ids), and its reason says so, where the POST's own answer is the order our request made."""
     emulator.faults.append(Fault(path_prefix=ORDERS, method="POST", patch=patch))
     error = bad(lambda: api.submit_order(OrderRequest("AAPL", "buy", "ask-1", "limit", "day", qty=10, limit_price=1.0)))
-    assert "ask-1" in error.message and "was sent with" in error.message
+    assert "ask-1" in error.message and "was sent with" in error.message and "another engine" not in error.message
     emulator.faults.append(Fault(path_prefix=LOOKUP, patch=patch))
-    bad(lambda: api.get_order_by_client_id("ask-1"))
+    error = bad(lambda: api.get_order_by_client_id("ask-1"))
+    assert "ask-1" in error.message and "another engine or state file may be trading this account" in error.message
     found = api.get_order_by_client_id("ask-1")  # the order as the broker really holds it reads as usual
     assert found is not None and (found.qty, found.limit_price) == (10, 1.0)
 

@@ -123,9 +123,9 @@ def _second_state_file(desk: Desk, folder: Path) -> tuple[StateStore, OrderManag
     return store, OrderManager(store, desk.orders.broker, journal, desk.clock, failures.append, timezone.utc), failures
 
 
-def _intent(orders: OrderManager, store: StateStore, desk: Desk) -> OrderRow:
+def _intent(orders: OrderManager, store: StateStore, desk: Desk, qty: float = 10.0) -> OrderRow:
     day = desk.clock.now().date()
-    request = OrderRequest("AAPL", "buy", orders.next_client_order_id("b1", day), "market", "day", qty=10.0)
+    request = OrderRequest("AAPL", "buy", orders.next_client_order_id("b1", day), "market", "day", qty=qty)
     with store.transaction():
         return orders.record_intent("b1", day, "entry", request, "test")
 
@@ -169,6 +169,53 @@ def test_another_state_files_order_under_our_id_is_never_adopted_at_a_restart(de
     try:
         row = _intent(orders, store, desk)
         desk.clock.advance(5)
+        restarted = OrderManager(store, desk.orders.broker, orders.journal, desk.clock, failures.append, timezone.utc)
+        restarted.recover_pending(desk.orders.broker.snapshot(DataNeeds(stocks=("AAPL",))).positions or [])
+        saved = store.order(row.client_order_id)
+        assert saved is not None and saved.broker_order_id is None and saved.filled_qty == 0.0
+        assert store.positions("b1") == []
+        assert _foreign_reported(failures, row.client_order_id), failures
+    finally:
+        store.close()
+
+
+def test_another_state_files_order_unlike_ours_is_named_as_theirs_after_a_duplicate_refusal(desk: Desk, tmp_path: Path) -> None:
+    """The same, with the other file's order unlike ours (10 shares, ours 5): the lookup after the 422 was refused by
+    the adapter as an answer that could not be read ("was sent with qty 5, the broker has 10"), before the engine could
+    judge it, and the halt sent the trader looking for a broker fault. It names the id and the other engine, and the
+    order is never booked."""
+    first = desk.intent()
+    desk.orders.send_pending()
+    desk.tick(60)
+    store, orders, failures = _second_state_file(desk, tmp_path / "b")
+    try:
+        row = _intent(orders, store, desk, qty=5.0)
+        assert row.client_order_id == first.client_order_id
+        orders.send_pending()
+        orders.sync(desk.orders.broker.snapshot(DataNeeds(stocks=("AAPL",))))
+        saved = store.order(row.client_order_id)
+        assert saved is not None and saved.status == "unknown" and saved.broker_order_id is None
+        assert store.positions("b1") == []
+        assert _foreign_reported(failures, row.client_order_id), failures
+        assert all("another engine or state file" in f.message for f in failures if f.kind == "bad_response"), failures
+    finally:
+        store.close()
+
+
+def test_another_state_files_order_unlike_ours_made_after_our_intent_is_named_as_theirs_at_a_restart(
+    desk: Desk, tmp_path: Path
+) -> None:
+    """At a restart the order found under our id was made after our intent (the other file sent it meanwhile), so
+    its time does not give it away, but it is not the order our row records (10 shares, ours 5): it was said only as
+    "recorded with qty 5, the broker's answer has 10". It is the other engine's, and said so; never adopted."""
+    store, orders, failures = _second_state_file(desk, tmp_path / "b")
+    try:
+        row = _intent(orders, store, desk, qty=5.0)
+        desk.clock.advance(10)
+        first = desk.intent()  # the other file's, under the same id, made after our intent
+        assert first.client_order_id == row.client_order_id
+        desk.orders.send_pending()
+        desk.tick(60)
         restarted = OrderManager(store, desk.orders.broker, orders.journal, desk.clock, failures.append, timezone.utc)
         restarted.recover_pending(desk.orders.broker.snapshot(DataNeeds(stocks=("AAPL",))).positions or [])
         saved = store.order(row.client_order_id)
