@@ -12,7 +12,7 @@ lines made from it for a person are in local time.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -69,13 +69,15 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def overlapping_halts(halts: Iterable[Halt], start: datetime, end: datetime) -> list[Halt]:
+def overlapping_halts(
+    halts: Iterable[Halt], start: datetime, end: datetime, in_force_at_start: Collection[int] = ()
+) -> list[Halt]:
     """Halts that were in force at some moment of [start, end]: started by its end, not ended (or run out)
-    before its start."""
+    before its start; and those `in_force_at_start` names (by id), whatever their times (`period_record`)."""
     out = []
     for h in halts:
         stopped = h.ended_at if h.ended_at is not None else h.until
-        if h.started_at <= end and (stopped is None or stopped >= start):
+        if h.id in in_force_at_start or (h.started_at <= end and (stopped is None or stopped >= start)):
             out.append(h)
     return out
 
@@ -94,11 +96,21 @@ def halt_record(h: Halt, now: datetime) -> dict[str, Any]:
 
 
 def period_record(
-    store: StateStore, start: datetime, end: datetime, now: datetime, local: LocalTime, bots: Sequence[str] = ()
+    store: StateStore,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    local: LocalTime,
+    bots: Sequence[str] = (),
+    in_force_at_start: Collection[int] = (),
 ) -> dict[str, Any]:
     """P&L per bot per trading day of [start, end] (the realized_pnl table, which also counts partial exits,
     with the trades closed and their fees), every halt that overlapped it, and whether one is in force at `now`.
-    Realized P&L is in cents; fees are what was paid (to nine decimals), rounded only where they are shown."""
+    Realized P&L is in cents; fees are what was paid (to nine decimals), rounded only where they are shown.
+
+    `in_force_at_start`: the ids of the halts a run found in force as it started (`runner.halts_at_start`), counted
+    whatever their times say. A halt written before a simulation's first run is stamped with the wall clock, later
+    than the simulated day: the run was halted throughout, and its summary said "halts: 0" beside HALT IN FORCE."""
     first, last = local.day(start), local.day(max(start, end))
     trades = store.trades(since=first, until=last)
     days: dict[str, dict[str, dict[str, float]]] = {}
@@ -119,7 +131,7 @@ def period_record(
         "from": _utc(start),
         "to": _utc(end),
         "days": days,
-        "halts": [halt_record(h, now) for h in overlapping_halts(all_halts, start, end)],
+        "halts": [halt_record(h, now) for h in overlapping_halts(all_halts, start, end, in_force_at_start)],
         "in_force": [halt_record(h, now) for h in all_halts if h.in_force(now)],
     }
 

@@ -81,6 +81,7 @@ SIM_STATE_KEY = "sim_exchange"
 LAST_TICK_KEY = "last_tick_at"  # a real-time run's last tick (ISO time), for `health`; a simulation's is SIM_STATE_KEY's
 LAST_RUN_KEY = "last_run"  # the latest run's start (and end, once it ended) as JSON: the span `status` sums up
 BACKTEST_BROKER = "backtest"  # meta broker of a backtest's state file: its time is its last tick's (state_now)
+HALTS_AT_START = "halts_at_start"  # in LAST_RUN_KEY's record: the ids of the halts in force as the run started
 # The values .env.example ships with: a copied .env that still holds them would be sent to Alpaca as keys.
 PLACEHOLDER_VALUES = frozenset({"YOUR_KEY", "YOUR_SECRET"})
 
@@ -143,6 +144,7 @@ class Session:
     _state_last_tick: datetime | None = field(default=None, repr=False)  # the state's last tick before this run
     alerts: Any = None  # an engine.operator.alerts.Alerter when settings.yaml's alerts are enabled; closed by close_session
     zone_was: str | None = None  # the zone the state file counted its days in, when this run changed it (run_start)
+    halts_at_start: list[int] = field(default_factory=list)  # the halts in force as the run started (`summary.period_record`)
 
     @property
     def local(self) -> LocalTime:
@@ -661,7 +663,10 @@ def _loop(
     started = time.perf_counter()
     started_at = clock.now()
     realized_before = session.store.realized_pnl(engine.trading_date(started_at))  # the day's, before this run
-    session.store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": _utc(started_at), "broker": session.broker_name}))
+    # counted in the run's halts whatever their stamps: one written before a simulation's first run has the wall clock's
+    session.halts_at_start = [h.id for h in halts_in_force(session.store, started_at)]
+    begun = {"started_at": _utc(started_at), "broker": session.broker_name, HALTS_AT_START: session.halts_at_start}
+    session.store.set_meta(LAST_RUN_KEY, json.dumps(begun))
     changed = {"timezone_was": session.zone_was} if session.zone_was is not None else {}
     zone = engine.config.settings.system.timezone
     engine.journal.log(
@@ -835,6 +840,7 @@ def _record_run_end(session: Session, started_at: datetime, reason: str) -> None
         "ended_at": _utc(session.clock.now()),
         "reason": reason,
         "broker": session.broker_name,
+        HALTS_AT_START: session.halts_at_start,
     }
     with contextlib.suppress(Exception):  # the database may be what failed; the run's end is in the JSONL already
         session.store.set_meta(LAST_RUN_KEY, json.dumps(record))
@@ -855,7 +861,8 @@ def summarize(
     `--ticks`, a restart) showed the earlier run's trades as its own, beside the run's own counts of orders."""
     engine, store = session.engine, session.store
     now = session.clock.now()
-    period = period_record(store, started_at or now, now, now, session.local, [b.bot_id for b in engine.bots])
+    bots = [b.bot_id for b in engine.bots]
+    period = period_record(store, started_at or now, now, now, session.local, bots, session.halts_at_start)
     # each bot's days as recorded, unrounded (the first less what was realized before the run: a difference of
     # cents made cents of 0), totalled as every view totals P&L (`money.total`: each day rounded once, then added)
     realized: dict[str, list[float]] = {}
@@ -1128,6 +1135,9 @@ def last_run(store: StateStore) -> dict[str, Any] | None:
         aware_time(record["started_at"])
         if record.get("ended_at"):
             aware_time(record["ended_at"])
+        ids = record.get(HALTS_AT_START, [])  # absent from a record an earlier version wrote: none named
+        if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+            raise TypeError(f"{HALTS_AT_START} is not a list of halt ids")
     except (ValueError, TypeError, KeyError) as exc:
         raise _meta_error(store, LAST_RUN_KEY, exc) from None
     return record
@@ -1209,7 +1219,7 @@ def status_text(
         else:
             how = f"running (pid {holder})" if holder else "stopped without a summary (killed, or the machine stopped)"
         lines.append(f"last run: started {local(started)}, {how}")
-        record = period_record(store, started, ended or now, now, local)
+        record = period_record(store, started, ended or now, now, local, in_force_at_start=run.get(HALTS_AT_START, []))
         lines += period_lines({**record, "in_force": []}, local)
     lines += halt_notice(store, now, local)
     return "\n".join(lines)

@@ -117,3 +117,45 @@ def test_pnl_by_bot_over_a_run_of_two_days_adds_the_days_as_they_are_shown(proje
     assert [summary["days"][d.isoformat()]["mom_AAPL"]["realized"] for d in (first, second)] == [1.0, 1.0]
     report = build_report(rig.store, rig.log, first, second, session.local, clock.now())
     assert summary["pnl_by_bot"]["mom_AAPL"]["realized"] == report.pnl_by_bot["mom_AAPL"] == 2.0
+
+
+def test_a_halt_written_before_a_simulations_first_run_is_counted_in_its_summary_whatever_its_stamp(
+    project: ProjectCopy,
+) -> None:
+    """`halt` before a simulation's first run stamps the wall clock's time (no simulated time exists yet), later than
+    the simulated day: the run was halted throughout, yet its summary and `status`'s last run said "halts: 0" beside
+    HALT IN FORCE (the halts were picked by their stamps). The halts in force as a run starts are its own."""
+    from datetime import datetime, timezone
+
+    from engine.core.clock import SystemClock
+    from engine.core.journal import Journal
+    from engine.core.store import StateStore
+    from engine.operator.local import LocalTime
+    from engine.trading.runner import RunOptions, close_session, open_session, operator_halt, run, status_text
+    from engine.validate import load_valid
+
+    report = load_valid(project.config, project.machines, project.rules)
+    db, log = project.root / "s.db", project.root / "s.jsonl"
+    store, wall = StateStore(db), SystemClock()
+    journal = Journal(log, wall)
+    try:
+        operator_halt(store, journal, "before the first run", wall.now())
+    finally:
+        journal.close()
+        store.close()
+    options = RunOptions(broker="sim", state_db=db, log=log, ticks=3, start=datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc))
+    session = open_session(report, options, {}, lambda: options.start)  # type: ignore[arg-type,return-value]
+    try:
+        summary = run(session, options)
+        now = session.clock.now()
+    finally:
+        close_session(session)
+    assert [h["reason"] for h in summary["halts"]] == ["before the first run"] and summary["system_state"] == "halted"
+    assert "halts: 1" in format_summary(summary)
+    store = StateStore(db)
+    try:
+        status = status_text(store, now, local=LocalTime())
+    finally:
+        store.close()
+    last_run = status[status.index("last run:") :]
+    assert "halts: 1" in last_run and "before the first run" in last_run, status
