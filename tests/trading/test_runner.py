@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.brokers.emulator import Fault
 from engine.core.store import StateFileError
-from engine.trading.runner import RunError, RunOptions, close_session, open_session
+from engine.trading.runner import RunError, RunOptions, StopSignals, close_session, open_session
 from engine.validate import load_valid
 from tests.conftest import ProjectCopy
 
@@ -379,15 +380,13 @@ def _alpaca_env(url: str) -> dict[str, str]:
     return {"ALPACA_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_API_BASE_URL": url, "ALPACA_DATA_BASE_URL": url}
 
 
-def _stops_when_read(stop: object, path: str) -> object:
+def _stops_when_read(stop: StopSignals, path: str) -> Fault:
     """An emulator fault that answers `path` as usual and, as it does, has the stop signal arrive (`stop.reason`):
     the signal lands while that read is in progress, as a SIGTERM lands in a tick or a start."""
     import json
 
-    from engine.brokers.emulator import Fault
-
     def arrives(status: int, body: object) -> tuple[int, str]:
-        stop.reason = "SIGTERM"  # type: ignore[attr-defined]
+        stop.reason = "SIGTERM"
         return status, json.dumps(body)
 
     return Fault(path_prefix=path, rewrite=arrives)
@@ -403,7 +402,7 @@ def test_a_stop_in_a_tick_asks_no_more_reads_of_the_broker_and_halts_nothing(pro
     from engine.core.clock import SystemClock
     from engine.core.journal import read_events
     from engine.core.store import SYSTEM_SCOPE
-    from engine.trading.runner import StopSignals, run
+    from engine.trading.runner import run
     from tests.brokers.conftest import KEY, SECRET
 
     report = load_valid(project.config, project.machines, project.rules)
@@ -413,7 +412,7 @@ def test_a_stop_in_a_tick_asks_no_more_reads_of_the_broker_and_halts_nothing(pro
         options = RunOptions(broker="alpaca", state_db=project.root / "s.db", log=project.root / "s.jsonl", ticks=5)
         session = open_session(report, options, env, lambda: MONDAY_OPEN, stop)
         try:
-            emulator.faults.append(_stops_when_read(stop, "/v2/account"))  # type: ignore[arg-type]
+            emulator.faults.append(_stops_when_read(stop, "/v2/account"))
             started = len(emulator.requests)
             summary = run(session, options, stop)
             now = session.clock.now()
@@ -435,7 +434,7 @@ def test_a_stop_during_the_start_up_checks_ends_the_start_with_nothing_written(p
     from engine.brokers.emulator import Emulator
     from engine.brokers.sim.exchange import SimExchange
     from engine.core.clock import SystemClock
-    from engine.trading.runner import RunStopped, StopSignals
+    from engine.trading.runner import RunStopped
     from tests.brokers.conftest import KEY, SECRET
 
     report = load_valid(project.config, project.machines, project.rules)
@@ -443,7 +442,7 @@ def test_a_stop_during_the_start_up_checks_ends_the_start_with_nothing_written(p
         stop = StopSignals()
         with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
             env = _alpaca_env(emulator.url)
-            emulator.faults.append(_stops_when_read(stop, path))  # type: ignore[arg-type]
+            emulator.faults.append(_stops_when_read(stop, path))
             options = RunOptions(broker="alpaca", state_db=project.root / "s.db", log=project.root / "s.jsonl")
             with pytest.raises(RunStopped) as stopped:
                 open_session(report, options, env, lambda: MONDAY_OPEN, stop)
