@@ -802,11 +802,97 @@ def _explain(exc: MarkedYAMLError, lines: list[str]) -> tuple[int, int, str]:
     return line0, col0, f"{problem or context}{where}"
 
 
+class _QuoteRecorder(_EngineScanner):
+    """The engine's scanner, noting where each quoted value starts and ends (0-based marks and its quote), for
+    `_unclosed_quote`; used only once a file has failed to parse."""
+
+    def scan_flow_scalar(self, style: Any) -> Any:
+        token = super().scan_flow_scalar(style)
+        self.__dict__.setdefault("quoted", []).append((token.start_mark, token.end_mark, "'" if style == "'" else '"'))
+        return token
+
+
+# A line that starts a key (`name:`, `- name:`, `$schema:`) or a list item (`- x`): the structure of a file,
+# which no quoted value runs over unless its closing quote is missing
+_STRUCTURE_LINE = re.compile(r"( *)(?:-(?: |$)|[A-Za-z_$][\w$.\-]*:(?: |$))")
+
+
+def _key_column(line: str) -> int:
+    """The column of the first key or value of a line, after its indentation and any '- ' of list items."""
+    col = _indent(line)
+    while line[col:].startswith("- "):
+        col += 2 + _indent(line[col + 2 :])
+    return col
+
+
+def _runs_over_structure(lines: list[str], start0: int, last0: int) -> bool:
+    """Whether a quoted value opened on line `start0` runs over a line up to `last0` (0-based, inclusive) that is
+    written as a key or a list item no deeper than the value's own key: a value that goes on over several lines
+    is indented under its key, so such a line is the file's structure, read as text by a quote left open."""
+    limit = _key_column(lines[start0]) if start0 < len(lines) else 0
+    for index in range(start0 + 1, min(last0, len(lines) - 1) + 1):
+        found = _STRUCTURE_LINE.match(lines[index])
+        if found and len(found.group(1)) <= limit:
+            return True
+    return False
+
+
+def _unclosed_quote(exc: MarkedYAMLError, lines: list[str]) -> tuple[int, int, str] | None:
+    """A quote left open, said where it opens, when it is the cause of a syntax error found further down.
+
+    Without its closing quote a quoted value runs on to the next quote of its kind, often an apostrophe or a
+    quote many lines below, and ruamel's error is about what follows that one (`">="` read as a block scalar,
+    text after "the bot's"): a line and words with nothing to do with the mistake. A quoted value that spans
+    lines and runs over keys or list items no deeper than its own key is almost surely unclosed, so the error is
+    told at its opening quote. A value legitimately spread over several lines is indented under its key, and a
+    file that parses is never looked at here.
+    """
+    mark = exc.problem_mark or exc.context_mark
+    if mark is None:
+        return None
+    ctx = exc.context_mark
+    context = exc.context or ""
+    if context.startswith("while scanning a") and context.endswith("quoted scalar") and ctx is not None:
+        # the error is inside the quoted value itself: one the file's end or a '---' closes is said never closed
+        # (`_explain`); one stopped by what the value cannot hold (a backslash of a later line read as an escape)
+        # is told at its opening quote
+        ended = "end of stream" in (exc.problem or "") or "document separator" in (exc.problem or "")
+        if not ended and mark.line > ctx.line and _runs_over_structure(lines, ctx.line, mark.line):
+            quote = lines[ctx.line][ctx.column : ctx.column + 1] if ctx.line < len(lines) else '"'
+            return ctx.line, ctx.column, _unclosed_message(quote, f"line {mark.line + 1}, where it fails")
+        return None
+    yaml = YAML(typ="rt")
+    yaml.Scanner = _QuoteRecorder
+    tokens = yaml.scan("\n".join(lines))
+    try:
+        for token in tokens:
+            if token.start_mark.line > mark.line:
+                break
+    except (YAMLError, _Refused):
+        pass  # the file's own syntax error, met again: the quoted values before it are what is wanted
+    finally:
+        tokens.close()
+    for start, end, quote in reversed(getattr(yaml.scanner, "quoted", [])):
+        if start.line < end.line <= mark.line and _runs_over_structure(lines, start.line, end.line):
+            closed_at = f"the next {quote} (line {end.line + 1}, column {end.column})"
+            return start.line, start.column, _unclosed_message(quote, closed_at)
+    return None
+
+
+def _unclosed_message(quote: str, until: str) -> str:
+    """Why a quote left open is an error, in words: how far YAML read it (`until`), and how to fix it."""
+    apostrophe = " (inside '...', write '' for an apostrophe)" if quote == "'" else ""
+    return (
+        f"this quote is not closed on its line, so YAML reads the lines below it, keys included, as part of this "
+        f"value, up to {until}: add the closing {quote} at the end of the value{apostrophe}"
+    )
+
+
 _SEPARATORS = {"\x85": "NEL, a next line", "\u2028": "a line separator", "\u2029": "a paragraph separator"}
 
 
 def _syntax_problem(exc: MarkedYAMLError, shown: str, lines: list[str]) -> Problem:
-    line0, col0, message = _explain(exc, lines)
+    line0, col0, message = _unclosed_quote(exc, lines) or _explain(exc, lines)
     return _at(shown, lines, line0, col0, f"YAML syntax error: {message}{_separator_note(lines, line0)}")
 
 

@@ -228,6 +228,70 @@ def test_syntax_errors_are_explained_in_plain_words_with_a_caret(case: str) -> N
     assert str(p) == f"{p.headline}\n{p.excerpt}"
 
 
+# A quote left open, and closed by a quote (or an apostrophe) lines below: the place ruamel gives is that later
+# quote's, with its words about what follows it; the mistake is told where the quote opens (issue 13, item 12).
+UNCLOSED_QUOTES = {
+    "double quote in a mapping": ('a:\n  b: "x\n  c: 1\n  d: "y"\n', (2, 6), 'the next " (line 4, column 6)'),
+    "single quote closed by an apostrophe": ("a:\n  b: 'x\n  c: the bot's day\n", (2, 6), "the next ' (line 3, column 13)"),
+    "list item": ('syms:\n  - "SPY\n  - QQQ\nb: "z"\n', (2, 5), 'the next " (line 4, column 4)'),
+    "key of a list item": ('bots:\n  - name: "x\n    kind: y\n  - name: "z"\n', (2, 11), 'the next " (line 4, column 11)'),
+    "flow list": ('a: ["SPY, QQQ]\nb: 1\nc: "x"\n', (1, 5), 'the next " (line 3, column 4)'),
+    "flow mapping": ('a: {x: "SPY, y: 2}\nb: 1\nc: "x"\n', (1, 8), 'the next " (line 3, column 4)'),
+    "stopped by a backslash below": ('a: "x\nb: C:\\dir\nc: 1\n', (1, 4), "line 2, where it fails"),
+}
+
+
+@pytest.mark.parametrize("case", UNCLOSED_QUOTES, ids=[name.replace(" ", "-") for name in UNCLOSED_QUOTES])
+def test_an_unclosed_quote_is_told_where_it_opens(case: str) -> None:
+    """An unclosed quote was told at the next quote of its kind, lines below (a `">="` read as a block scalar:
+    "expected chomping or indentation indicators", or "text after the closing quote" at the apostrophe of "bot's"),
+    when the mistake is on the line where it opens; a quoted value running over keys is almost always one."""
+    text, place, until = UNCLOSED_QUOTES[case]
+    p = refused_text(text)
+    assert (p.line, p.col) == place, p
+    quote = text.splitlines()[p.line - 1][p.col - 1]
+    assert p.message == (
+        "YAML syntax error: this quote is not closed on its line, so YAML reads the lines below it, keys included, as "
+        f"part of this value, up to {until}: add the closing {quote} at the end of the value"
+        + (" (inside '...', write '' for an apostrophe)" if quote == "'" else "")
+    ), p.message
+
+
+@pytest.mark.parametrize("text", ['a: 1\nb: "x\n', "a: 1\nb: 'x", 'a: "x\nb: 1\n'])
+def test_a_quote_the_file_ends_in_is_said_never_closed(text: str) -> None:
+    p = refused_text(text)
+    assert p.message == "YAML syntax error: this quote is never closed: add the closing quote at the end of the value"
+    assert text.splitlines()[p.line - 1][p.col - 1] in "'\""
+
+
+@pytest.mark.parametrize(
+    ("text", "data"),
+    [
+        ('a: "one\n  two"\nb: 1\n', {"a": "one two", "b": 1}),
+        ("a:\n  b: 'the bot''s\n    day'\n  c: 1\n", {"a": {"b": "the bot's day", "c": 1}}),
+        ('- "one\n  two: three"\n- x\n', ["one two: three", "x"]),
+    ],
+)
+def test_a_quoted_value_over_several_lines_indented_under_its_key_is_read(text: str, data: object) -> None:
+    assert parse_yaml(text, "f.yaml").data == data
+
+
+def test_a_quoted_value_over_several_lines_before_another_error_is_not_blamed() -> None:
+    """Its lines are indented under its key, as a value that goes on is written: the error below is told."""
+    p = refused_text('a: "one\n  b: two"\nc: 1\n  d: [x\n')
+    assert (p.line, p.col) == (4, 3) and "this line is indented more than line 3" in p.message, p
+
+
+def test_an_unclosed_quote_in_a_shipped_guard_is_told_at_its_line(project: ProjectCopy) -> None:
+    """The audit's case: `expr: "past_trade_end` in rules/guards.yaml was told 35 lines below, at `op: ">="`."""
+    for quote in "\"'":
+        project.replace("rules/guards.yaml", "expr: past_trade_end", f"expr: {quote}past_trade_end")
+        (p,) = validate(project.config, project.machines, project.rules).problems
+        assert (p.line, p.col) == (project.line_of("rules/guards.yaml", f"expr: {quote}past_trade_end"), 11), p
+        assert "this quote is not closed on its line" in p.message, p
+        project.replace("rules/guards.yaml", f"expr: {quote}past_trade_end", "expr: past_trade_end")
+
+
 def test_every_duplicate_key_of_a_file_is_told_at_once_with_the_line_of_the_first() -> None:
     """ruamel stops at the first duplicate key: a file with several was told one a run, each fix bringing the
     next; and a duplicate in a flow mapping (`{a: 1, a: 2}`) was said to be "above" instead of on its line."""
