@@ -1683,11 +1683,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _state_path("--state-db", getattr(args, "state_db", None))
     report = validate(args.config, args.machines, args.rules, getattr(args, "state_db", None))
+    _live_warnings(report)
     if report.ok:
         print(f"{report.summary()} ({time.perf_counter() - started:.2f} s)")
         return EXIT_OK
     print(escaped(_without_keys(args, problems_text(report.problems)), keep=_LINE_BREAKS))
     return EXIT_INVALID
+
+
+def _live_warnings(report: Report) -> None:
+    """What `run --live` would refuse of these files (engine/trading/live_gate.py), as warnings: a paper account
+    may be run with a thinner kill switch or preflight on purpose, so `--validate` passes them (exit 0), but says
+    so, in the live refusal's own words."""
+    if report.config is None or report.book is None:
+        return
+    from engine.trading.live_gate import live_refusal
+
+    refusal = live_refusal(report.config.bots, report.book)
+    for line in refusal.splitlines() if refusal is not None else ():
+        print(escaped(f"warning: `run --live` would refuse: {line}"), file=sys.stderr)
 
 
 _PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)

@@ -62,6 +62,7 @@ from engine.strategy.watchdog import watching
 from engine.trading.engine import LAST_FACTS_SCOPE, Engine, StartupError, TickReport
 from engine.trading.exitbot import end_halts, record_halt
 from engine.trading.facts_builder import fresh_window
+from engine.trading.live_gate import live_refusal
 from engine.trading.startup import (
     ACCOUNT_KEY,
     MODE_KEY,
@@ -405,17 +406,19 @@ def close_session(session: Session) -> None:
 def _alpaca(report: Report, options: RunOptions, env: dict[str, str]) -> tuple[Broker, Clock, None]:
     from engine.brokers.factory import build_alpaca
 
-    assert report.config is not None
+    assert report.config is not None and report.book is not None
     clock = SystemClock()
     try:
         broker = build_alpaca(report.config.settings, clock, env, options.live)
     except BrokerError as exc:
         raise RunError(str(exc)) from None
     live = not getattr(getattr(broker, "api", None), "paper", True)
-    if live and not report.config.bots.exitbot.enabled:
+    refusal = live_refusal(report.config.bots, report.book) if live else None
+    if refusal is not None:
         # a setting to fix, not a failure of the moment: exit 2, which the service does not restart on (a restart
-        # every 30 s would refuse it again for ever)
-        raise RunError("live trading needs the kill switch: exitbot.enabled is false in bots.yaml", invalid=True)
+        # every 30 s would refuse it again for ever). The kill switch off, one of its conditions off, or a shipped
+        # preflight check gone (engine/trading/live_gate.py)
+        raise RunError(refusal, invalid=True)
     return broker, clock, None
 
 

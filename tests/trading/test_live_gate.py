@@ -1,0 +1,121 @@
+"""What a live run needs whole (engine/trading/live_gate.py): the kill switch was refused only when switched off
+by `exitbot.enabled: false`; every kill condition false, or only the daily-loss one, started a live run, and a
+rules/preflight.yaml cut down to `system_armed` traded with no check of the quotes, the account or the day's loss."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from ruamel.yaml import YAML
+
+from engine.paths import PROJECT_ROOT
+from engine.trading.live_gate import SHIPPED_PREFLIGHT, live_gaps
+from engine.validate import validate
+from tests.conftest import ProjectCopy
+from tests.trading.test_run_command import command, without_keys
+
+LIVE_ENV = {"ALPACA_KEY": "AKLIVEKEY00000001", "ALPACA_SECRET": "livesecret000000000", "ALPACA_PAPER": "false",
+            "ALPACA_API_BASE_URL": "http://127.0.0.1:9", "ALPACA_DATA_BASE_URL": "http://127.0.0.1:9"}  # fmt: skip
+
+
+def gaps(project: ProjectCopy) -> list[str]:
+    report = validate(project.config, project.machines, project.rules, scenarios=False)
+    assert report.ok and report.config is not None and report.book is not None, report.problems
+    return live_gaps(report.config.bots, report.book)
+
+
+def test_the_shipped_files_have_every_protection(project: ProjectCopy) -> None:
+    assert gaps(project) == []
+
+
+def test_the_required_preflight_checks_are_the_shipped_ones() -> None:
+    """The list in the code and rules/preflight.yaml move together: a check added to the file is required live."""
+    shipped = YAML(typ="safe").load((PROJECT_ROOT / "rules" / "preflight.yaml").read_text(encoding="utf-8"))["preflight"]
+    assert tuple(shipped) == SHIPPED_PREFLIGHT
+
+
+def test_a_kill_condition_switched_off_is_a_gap(project: ProjectCopy) -> None:
+    project.replace("config/bots.yaml", "max_daily_loss_halt: true", "max_daily_loss_halt: false")
+    assert gaps(project) == [
+        "every kill condition of the kill switch on: exitbot.kill_conditions.max_daily_loss_halt is false in bots.yaml"
+    ]
+
+
+def test_a_shipped_preflight_check_removed_is_a_gap(project: ProjectCopy) -> None:
+    text = (project.rules / "preflight.yaml").read_text(encoding="utf-8")
+    start = text.index("  quotes_fresh:")
+    end = text.index("  quotes_usable:")
+    (project.rules / "preflight.yaml").write_text(text[:start] + text[end:], encoding="utf-8")
+    project.replace(
+        "rules/preflight.yaml",
+        "  daily_loss_ok:\n    description: The daily loss is within",
+        "  day_ok:\n    description: The daily loss is within",
+    )
+    assert gaps(project) == [
+        "every preflight check that rules/preflight.yaml ships: quotes_fresh, daily_loss_ok are not in rules/"
+    ]
+
+
+def test_the_daily_loss_condition_that_no_longer_closes_positions_is_a_gap(project: ProjectCopy) -> None:
+    project.replace("rules/kill_conditions.yaml", "    flatten: true\n", "")
+    (gap,) = gaps(project)
+    assert gap.startswith(
+        "the daily-loss kill switch to close every position: kill condition max_daily_loss_halt has no 'flatten: true'"
+    )
+
+
+def live_run(project: ProjectCopy) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command(project, "run", "--live", "--once"), capture_output=True, text=True,
+                          cwd=project.root, env={**without_keys(), **LIVE_ENV}, timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "said"),
+    [
+        (
+            "config/bots.yaml",
+            "    max_daily_loss_halt: true",
+            "    max_daily_loss_halt: false",
+            "exitbot.kill_conditions.max_daily_loss_halt is false",
+        ),
+        (
+            "config/bots.yaml",
+            "    anomaly_halt: true",
+            "    anomaly_halt: false",
+            "exitbot.kill_conditions.anomaly_halt is false",
+        ),
+        ("rules/preflight.yaml", "  system_armed:", "  system_armed_renamed:", "system_armed is not in rules/"),
+    ],
+)
+def test_a_live_run_with_a_thinned_kill_switch_or_preflight_is_refused(
+    project: ProjectCopy, file: str, old: str, new: str, said: str
+) -> None:
+    """Exit 2 (a setting to fix: the service does not restart on it), before anything is written, as
+    `exitbot.enabled: false` is."""
+    project.replace(file, old, new)
+    result = live_run(project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: live trading needs ") and said in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project.root / "app.jsonl").exists() and not (project.root / "s.db").exists()
+
+
+def test_validate_warns_of_what_a_live_run_would_refuse_and_passes(project: ProjectCopy) -> None:
+    """A paper account may run a thinner set on purpose: exit 0, and the live refusal's words as a warning."""
+    project.replace("config/bots.yaml", "    data_stale_halt: true", "    data_stale_halt: false")
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    result = subprocess.run([sys.executable, "-m", "engine", "--validate", *files], capture_output=True, text=True,
+                            cwd=project.root, env=without_keys(), timeout=60)  # fmt: skip
+    assert result.returncode == 0 and result.stdout.startswith("OK: "), result.stdout + result.stderr
+    assert result.stderr == (
+        "warning: `run --live` would refuse: live trading needs every kill condition of the kill switch on: "
+        "exitbot.kill_conditions.data_stale_halt is false in bots.yaml\n"
+    )
+
+
+def test_validate_of_the_shipped_files_warns_of_nothing() -> None:
+    result = subprocess.run([sys.executable, "-m", "engine", "--validate"], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT, env=without_keys(), timeout=60)  # fmt: skip
+    assert result.returncode == 0 and result.stderr == "", result.stderr
