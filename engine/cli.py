@@ -1694,8 +1694,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _live_warnings(report: Report) -> None:
     """What `run --live` would refuse of these files (engine/trading/live_gate.py), as warnings: a paper account
     may be run with a thinner kill switch or preflight on purpose, so `--validate` passes them (exit 0), but says
-    so, in the live refusal's own words."""
-    if report.config is None or report.book is None:
+    so, in the live refusal's own words. Not beside errors: a preflight.yaml gone is one, and would be told twice."""
+    if not report.ok or report.config is None or report.book is None:  # the errors first: one may be the cause
         return
     from engine.trading.live_gate import live_refusal
 

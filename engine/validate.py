@@ -254,7 +254,9 @@ def validate(
     except ConfigError as exc:
         report.problems.extend(exc.problems)
         readable, rules_complete = readable_rules(rules_dir)
-    signals = readable.signal_specs() if readable is not None and rules_complete else None
+    # with no signal declared at all (rules/signals.yaml gone, said once by the lint) every bot's mode would be
+    # unknown: not told bot by bot
+    signals = readable.signal_specs() if readable is not None and rules_complete and readable.signals else None
     try:
         # SignalSpec's fields are read-only; DeclaredSignal only reads them.
         report.config = load_config(config_dir, cast("Mapping[str, DeclaredSignal] | None", signals))

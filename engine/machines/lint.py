@@ -431,36 +431,76 @@ def lint_all(
     """
     problems: list[Problem] = []
     for spec in specs.values():
-        problems.extend(lint_machine(spec, book, rules_complete=rules_complete))
+        # with no guard at all (rules/guards.yaml gone) every guard the machines name is unknown: said once, below
+        problems.extend(lint_machine(spec, book, rules_complete=rules_complete and bool(book.guards)))
     if rules_complete:
         problems.extend(_kill_condition_problems(book))
-        problems.extend(_preflight_problems(book))
+        problems.extend(missing_sections(book, specs))
     if machines_complete:
+        files = {PurePath(spec.doc.path).name for spec in specs.values()}
         for kind in REQUIRED_KINDS:
             if kind not in specs:
-                problems.append(Problem(machines_dir, 0, 0, "", f"no machine of kind '{kind}' (every bot kind needs one)"))
+                # named when its shipped file is gone, as a rule file is (`missing_sections`)
+                gone = f": {machines_dir}/{kind}.yaml is missing; put it back" if f"{kind}.yaml" not in files else ""
+                message = f"no machine of kind '{kind}' (every bot kind needs one){gone}"
+                problems.append(Problem(machines_dir, 0, 0, "", message))
     # A rule-file problem is found once per kind that compiles the rule; report it once.
     return sorted(set(problems))
 
 
-def _preflight_problems(book: RuleBook) -> list[Problem]:
-    """A rule book with no preflight check at all: rules/preflight.yaml deleted, or its section emptied. Every
-    entry would then pass preflight whatever the market, the quotes, the account or the day's loss (the gate
-    still holds the system's arming and the bot's own limits, nothing else), and validation said OK. One check
-    is the user's choice of what to ask; none is a file gone missing, as preflight.yml, which is refused."""
-    if book.preflight:
-        return []
-    where = str(PurePath(book.files[0]).parent) if book.files else "rules"  # the folder: no file holds what is missing
-    message = (
-        "no preflight check in rules/: every entry would go out whatever the market, the quotes, the account and the "
-        "day's loss say; put rules/preflight.yaml back (the shipped checks), or declare the checks under preflight:"
-    )
-    return [Problem(where, 0, 0, "preflight", message)]
+# The file of rules/ each section is shipped in: named when no rule file declares any of that section
+SHIPPED_RULE_FILES = {
+    "guards": "guards.yaml",
+    "preflight": "preflight.yaml",
+    "kill_conditions": "kill_conditions.yaml",
+    "signals": "signals.yaml",
+}
+_SECTION_NAMES = {"guards": "guard", "preflight": "preflight check", "kill_conditions": "kill condition", "signals": "signal"}
+
+
+def missing_sections(book: RuleBook, specs: Mapping[str, MachineSpec]) -> list[Problem]:
+    """A section of the rule book no file declares anything of, said once, naming its shipped file: a deleted
+    rules/guards.yaml was told as 86 unknown guards of the machines, and never named, and a deleted
+    kill_conditions.yaml as four problems at `rules:0:0`. The problems that follow from it (each unknown guard,
+    each kill condition without a rule, each unknown signal mode) are not told beside it.
+
+    No preflight check at all is refused too, though nothing else names one: every entry would pass preflight
+    whatever the market, the quotes, the account or the day's loss (the gate still holds the system's arming and
+    the bot's own limits, nothing else), and validation said OK. One check is the user's choice of what to ask;
+    none is a file gone missing, as preflight.yml, which is refused. Guards are asked for only while a machine
+    uses one."""
+    folder = str(PurePath(book.files[0]).parent) if book.files else "rules"  # no file holds what is missing
+    names = {PurePath(path).name for path in book.files}
+    used = sorted({guard for spec in specs.values() for guard in spec.guards_used()})
+    why = {
+        "guards": f"the machines use {len(used)} guards ({', '.join(used[:3])}{', ...' if len(used) > 3 else ''})",
+        "preflight": "every entry would go out whatever the market, the quotes, the account and the day's loss say",
+        "kill_conditions": (
+            "the kill switch would have no rule for any of bots.yaml's exitbot.kill_conditions "
+            f"({', '.join(f.name for f in dataclasses.fields(KillConditions))})"
+        ),
+        "signals": "no bot's signal.mode in bots.yaml names a declared signal",
+    }
+    problems = []
+    for section, file in SHIPPED_RULE_FILES.items():
+        if book.entries[section] or (section == "guards" and not used):
+            continue
+        kind = _SECTION_NAMES[section]
+        shipped = f"{folder}/{file}"
+        if file not in names:
+            fix = f"no {kind} in {folder}/: {shipped} is missing; {why[section]}; put it back"
+        else:
+            fix = f"no {kind} in {folder}/: {why[section]}; put the shipped {kind}s back in {shipped}"
+        message = f"{fix}, or declare them under {section}:"
+        problems.append(Problem(folder, 0, 0, section, message))
+    return problems
 
 
 def _kill_condition_problems(book: RuleBook) -> list[Problem]:
     """Kill conditions in rules/ and the switches in bots.yaml (exitbot.kill_conditions) must name the same set."""
-    problems = []
+    problems: list[Problem] = []
+    if not book.kill_conditions:  # none at all: the file is gone (`missing_sections`), not each one
+        return problems
     switches = {f.name for f in dataclasses.fields(KillConditions)}
     for name, entry in book.kill_conditions.items():
         if name not in switches:

@@ -27,6 +27,7 @@ from engine.config.schema_check import load_checked, show_value, yaml_files
 from engine.config.yaml_source import YamlDocument
 from engine.core.names import did_you_mean, unknown_name_message
 from engine.machines.actions import actions_for
+from engine.machines.lint import REQUIRED_KINDS
 from engine.machines.runtime import MachineModel, MachineRuntime, build_runtime
 from engine.machines.spec import MachineSpec
 from engine.paths import PathKind, path_kind, shown
@@ -118,8 +119,10 @@ def read_cases(
     found.problems.extend(_folder_problems(machines_dir / "scenarios"))
     for doc in load_checked(paths, "scenario.schema.json", found.problems):
         problems: list[Problem] = []
-        if doc.data["kind"] not in specs and not machines_complete:
-            continue  # its machine file is broken, and said so: its states, triggers and actions are not known
+        if doc.data["kind"] not in specs and (not machines_complete or doc.data["kind"] in REQUIRED_KINDS):
+            # its machine file is broken, or gone (a kind every run needs), and said so by the lint: its states,
+            # triggers and actions are not known
+            continue
         cases = list(_cases_of(doc, config, specs, problems, found.other_config))
         found.problems.extend(problems)
         if not problems:

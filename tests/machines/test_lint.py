@@ -32,7 +32,23 @@ def test_a_missing_portfolio_machine_is_refused(project: ProjectCopy) -> None:
     budgets read the PortfolioBot's state, which no machine gave it) and halted the system."""
     (project.machines / "portfolio.yaml").unlink()
     (project.machines / "scenarios" / "portfolio.yaml").unlink(missing_ok=True)
-    assert only(problems(project)).message == "no machine of kind 'portfolio' (every bot kind needs one)"
+    p = only(problems(project))
+    assert (
+        p.message == f"no machine of kind 'portfolio' (every bot kind needs one): {p.file}/portfolio.yaml is missing; put it back"
+    )
+
+
+def test_a_missing_machine_is_said_once_not_again_by_its_scenarios(project: ProjectCopy) -> None:
+    """machines/system.yaml deleted was also told by machines/scenarios/system.yaml ("kind: no machine of kind
+    'system'"), a problem that follows from the first; and the missing file was never named."""
+    (project.machines / "system.yaml").unlink()
+    p = only(problems(project))
+    assert p.file.endswith("machines") and p.message.endswith("machines/system.yaml is missing; put it back"), p
+
+
+def test_a_machine_of_a_required_kind_in_another_file_is_not_said_missing_by_file(project: ProjectCopy) -> None:
+    (project.machines / "portfolio.yaml").rename(project.machines / "budgets.yaml")
+    assert problems(project) == []
 
 
 def test_unknown_guard_with_suggestion(project: ProjectCopy) -> None:
@@ -379,11 +395,32 @@ def test_a_missing_kill_condition_is_said_where_the_kill_conditions_are_written(
     assert "no rule for kill condition 'api_failure_halt'" in p.message
 
 
-def test_kill_conditions_gone_are_said_at_the_rules_folder(project: ProjectCopy) -> None:
-    (project.rules / "kill_conditions.yaml").unlink()
-    found = problems(project)
-    assert len(found) == 4 and all(p.path == "kill_conditions" and p.line == 0 for p in found), found
-    assert all(p.file == str(project.rules) or p.file.rstrip("/").endswith("rules") for p in found), found
+@pytest.mark.parametrize(
+    ("file", "section", "kind", "words"),
+    [
+        ("guards.yaml", "guards", "guard", "the machines use 20 guards (bot_halted, "),
+        ("kill_conditions.yaml", "kill_conditions", "kill condition", "the kill switch would have no rule "),
+        ("preflight.yaml", "preflight", "preflight check", "every entry would go out whatever the market"),
+        ("signals.yaml", "signals", "signal", "no bot's signal.mode in bots.yaml names a declared signal"),
+    ],
+)
+def test_a_rule_file_gone_is_named_once_without_what_follows_from_it(
+    project: ProjectCopy, file: str, section: str, kind: str, words: str
+) -> None:
+    """rules/guards.yaml deleted was told as 86 unknown guards of the machines, never naming the file; a deleted
+    kill_conditions.yaml as four problems at `rules:0:0`, signals.yaml as each bot's unknown signal mode."""
+    (project.rules / file).unlink()
+    p = only(problems(project))
+    assert (p.file, p.line, p.col, p.path) == (str(project.rules), 0, 0, section), p
+    assert p.message.startswith(f"no {kind} in {project.rules}/: {project.rules}/{file} is missing; {words}"), p.message
+    assert p.message.endswith(f"; put it back, or declare them under {section}:"), p.message
+
+
+def test_a_rule_section_emptied_is_said_once_at_its_file(project: ProjectCopy) -> None:
+    (project.rules / "kill_conditions.yaml").write_text("kill_conditions: {}\n", encoding="utf-8")
+    p = only(problems(project))
+    assert p.message.startswith(f"no kill condition in {project.rules}/: the kill switch would have no rule"), p.message
+    assert f"put the shipped kill conditions back in {project.rules}/kill_conditions.yaml" in p.message
 
 
 def test_a_bot_machine_without_entering_is_refused_saying_why(project: ProjectCopy) -> None:

@@ -119,3 +119,14 @@ def test_validate_of_the_shipped_files_warns_of_nothing() -> None:
     result = subprocess.run([sys.executable, "-m", "engine", "--validate"], capture_output=True, text=True,
                             cwd=PROJECT_ROOT, env=without_keys(), timeout=60)  # fmt: skip
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_validate_does_not_warn_beside_an_error_that_says_it_already(project: ProjectCopy) -> None:
+    """rules/preflight.yaml deleted is an error (no preflight check at all); the warning listed its sixteen checks
+    again beside it."""
+    (project.rules / "preflight.yaml").unlink()
+    files = ["--config", str(project.config), "--machines", str(project.machines), "--rules", str(project.rules)]
+    result = subprocess.run([sys.executable, "-m", "engine", "--validate", *files], capture_output=True, text=True,
+                            cwd=project.root, env=without_keys(), timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "no preflight check in" in result.stdout, result.stdout
+    assert result.stderr == ""
