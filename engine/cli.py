@@ -1795,6 +1795,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--validate", action="store_true", help="check every config, machine and rule file")
     _add_file_options(parser, top_level=True)
+    # `--validate --state-db PATH` is `validate --state-db PATH` (README): the saved machine states checked too. Kept
+    # apart (`top_`) from a command's own, whose default None would write over one given before the command
+    for flag, dest in (("--state-db", "top_state_db"), ("--log", "top_log")):
+        what = "SQLite state file" if flag == "--state-db" else "JSONL event log"
+        parser.add_argument(flag, dest=dest, type=_path, default=None, metavar="PATH", help=f"{what}, as after a command")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     validate = commands.add_parser("validate", help="check every config, machine and rule file")
@@ -2089,6 +2094,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         # `--validate run` ran the trading loop, `--validate halt` wrote a halt: the flag was dropped without a
         # word. A check of the files must never trade or change the state, so the two together are bad usage.
         parser.error(f"--validate checks the files and does nothing else: give it alone, or run '{args.command}' without it")
+    _state_before_the_command(parser, args)
     _remember_keys(args)
     try:
         return int(cmd_validate(args) if args.command is None else args.handler(args))
@@ -2111,6 +2117,25 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILURE
         print(escaped(_without_keys(args, f"error: {getattr(exc, 'message', exc)}"), keep=_LINE_BREAKS), file=sys.stderr)
         return code
+
+
+def _state_before_the_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--state-db and --log given before the command, as --config is: `--validate --state-db PATH` was bad usage
+    (exit 2) where `validate --state-db PATH` checked the saved states. Given on both sides with two values, or
+    before a command that reads no state file, they are refused rather than one dropped without a word."""
+    for flag, name in (("--state-db", "state_db"), ("--log", "log")):
+        before = getattr(args, f"top_{name}")
+        if before is None:
+            continue
+        if args.command is None:
+            setattr(args, name, before)
+            continue
+        if not hasattr(args, name):
+            parser.error(f"{flag}: '{args.command}' reads no state file; remove {flag}")
+        after = getattr(args, name)
+        if after is not None and after != before:
+            parser.error(f"{flag} is given twice, before and after '{args.command}', with two paths: give it once")
+        setattr(args, name, before)
 
 
 def _remember_keys(args: argparse.Namespace) -> None:

@@ -691,3 +691,31 @@ def test_a_diagram_graphviz_refuses_is_one_line_not_a_traceback(
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err, err
     assert err.strip() == "--format svg: Graphviz could not draw the system machine: Error: syntax error in line 9 near '->'"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_validate_takes_the_state_file_as_the_validate_command_does(project: ProjectCopy, where: str) -> None:
+    """`python -m engine --validate --state-db PATH` was bad usage (exit 2, "invalid choice" of a command) while
+    `validate --state-db PATH` checked the saved machine states; the README gives them as the same check."""
+    folder = project.root / "a_folder"
+    folder.mkdir()
+    first = ["--validate"] if where == "before" else ["validate"]
+    done = _in_project(project, *first, "--state-db", str(folder))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith("a_folder:0:0: cannot read the saved machine states: is a folder"), done.stdout
+    fresh = project.root / "new.db"
+    done = _in_project(project, *first, "--state-db", str(fresh))
+    assert done.returncode == 0 and done.stdout.startswith("OK: "), done.stdout + done.stderr
+    assert not fresh.exists()
+
+
+def test_a_state_file_given_before_a_command_is_used_or_refused_never_dropped(project: ProjectCopy) -> None:
+    """As --config before the command: the command's own default must not write over it."""
+    mine = project.root / "mine.db"
+    done = _in_project(project, "--state-db", str(mine), "halt", "--reason", "test")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert mine.exists() and not (project.root / "state").exists()
+    done = _in_project(project, "--state-db", str(mine), "table", "system")
+    assert done.returncode == 2 and "--state-db: 'table' reads no state file; remove --state-db" in done.stderr
+    done = _in_project(project, "--state-db", str(mine), "status", "--state-db", str(project.root / "other.db"))
+    assert done.returncode == 2 and "--state-db is given twice" in done.stderr
