@@ -702,6 +702,13 @@ def _block_end_expected(exc: MarkedYAMLError, lines: list[str], line0: int, col0
             f"this line is indented by {_spaces(col0)}, which matches none of the blocks it could belong to "
             f"({levels}); the keys of one mapping, and the '- ' items of one list, start in the same column",
         )
+    if token == "?" and "block collection" in (exc.context or ""):  # ruamel's name for a key: `b: 1` below '- ' items
+        return (
+            line0,
+            col0,
+            "a key among the '- ' items of a list: every item of one list starts with '- ' in the same column; a key "
+            "of the mapping the list belongs to goes in the column of that mapping's keys",
+        )
     if token == "-":
         return (
             line0,
@@ -724,6 +731,23 @@ def _block_end_expected(exc: MarkedYAMLError, lines: list[str], line0: int, col0
         advice = "check that the line above is 'key: value' and that this line is indented like it"
         return line0, col0, f"unexpected text here: {advice}"
     return None
+
+
+def _block_indicator_message(lines: list[str], line0: int, col0: int) -> str:
+    """A value starting with '>' or '|' followed by more text (`op: >=`): YAML reads the character as the start of a
+    block of text, which only a line break (or its indicators and a comment) may follow; ruamel's words were
+    "expected chomping or indentation indicators, but found '='"."""
+    text = lines[line0] if line0 < len(lines) else ""
+    char = text[col0 : col0 + 1] or ">"
+    value = text[col0:].split(" #")[0].strip()
+    key = text[:col0].strip()
+    while key.startswith("- "):
+        key = key[2:].lstrip()
+    example = f" ({key} {_quoted(value)})" if key.endswith(":") else f" ({_quoted(value)})"
+    return (
+        f"a value cannot start with '{char}' in YAML unless the text is on the lines below ('|' keeps their line "
+        f"breaks, '>' folds them): put the value in quotes{example}"
+    )
 
 
 def _explain(exc: MarkedYAMLError, lines: list[str]) -> tuple[int, int, str]:
@@ -771,6 +795,8 @@ def _explain(exc: MarkedYAMLError, lines: list[str]) -> tuple[int, int, str]:
                 f"'\\{escape.group(1)}' is not an escape YAML knows inside \"...\": write '\\\\' for a backslash, or "
                 "use single quotes",
             )
+    if context == "while scanning a block scalar" and ctx is not None:
+        return ctx.line, ctx.column, _block_indicator_message(lines, ctx.line, ctx.column)
     character = re.search(r"found character '(.+)' that cannot start any token", problem)
     if character:
         char = character.group(1)

@@ -208,6 +208,18 @@ SYNTAX_CASES = {
     "list item among keys": ("a:\n  b: 1\n  - c\n", (3, 3), "a '- ' list item among the keys of a mapping", None),
     "value starting with @": ("a: @home\n", (1, 4), "a value cannot start with '@' in YAML: put the value in quotes", None),
     "two documents": ("a: 1\n---\nb: 2\n", (2, 1), "a second YAML document starts here", None),
+    # ruamel's words were "expected chomping or indentation indicators, but found '='", and "expected a comment or
+    # a line break, but found 'x'": a guard's `op: >=` unquoted
+    "value starting with >": (
+        "params:\n  - op: >=\n    right: 2\n",
+        (2, 9),
+        "a value cannot start with '>' in YAML unless the text is on the lines below ('|' keeps their line breaks, "
+        "'>' folds them): put the value in quotes (op: \">=\")",
+        None,
+    ),
+    "value starting with |": ("a: | x\n", (1, 4), "a value cannot start with '|' in YAML unless", None),
+    # ruamel's words were "expected <block end>, but found '?'"
+    "key among list items": ("a:\n  - x\n  b: 1\n", (3, 3), "a key among the '- ' items of a list", None),
 }
 
 
