@@ -838,9 +838,9 @@ class _QuoteRecorder(_EngineScanner):
         return token
 
 
-# A line that starts a key (`name:`, `- name:`, `$schema:`) or a list item (`- x`): the structure of a file,
-# which no quoted value runs over unless its closing quote is missing
-_STRUCTURE_LINE = re.compile(r"( *)(?:-(?: |$)|[A-Za-z_$][\w$.\-]*:(?: |$))")
+# A line that starts a key (`name:`, `- name:`, `$schema:`), a list item (`- x`) or a comment (`# the bot's...`):
+# the structure of a file, which no quoted value runs over unless its closing quote is missing
+_STRUCTURE_LINE = re.compile(r"( *)(?:-(?: |$)|#|[A-Za-z_$][\w$.\-]*:(?: |$))")
 
 
 def _key_column(line: str) -> int:
@@ -853,8 +853,9 @@ def _key_column(line: str) -> int:
 
 def _runs_over_structure(lines: list[str], start0: int, last0: int) -> bool:
     """Whether a quoted value opened on line `start0` runs over a line up to `last0` (0-based, inclusive) that is
-    written as a key or a list item no deeper than the value's own key: a value that goes on over several lines
-    is indented under its key, so such a line is the file's structure, read as text by a quote left open."""
+    written as a key, a list item or a comment no deeper than the value's own key: a value that goes on over
+    several lines is indented under its key, so such a line is the file's structure, read as text by a quote
+    left open (an apostrophe in a comment below closed `expr: 'account_ok`)."""
     limit = _key_column(lines[start0]) if start0 < len(lines) else 0
     for index in range(start0 + 1, min(last0, len(lines) - 1) + 1):
         found = _STRUCTURE_LINE.match(lines[index])

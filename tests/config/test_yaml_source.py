@@ -3,6 +3,7 @@ machines/ and rules/ is read through engine/config/yaml_source.py, so each case 
 
 from __future__ import annotations
 
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from engine.config.errors import ConfigError, Problem
 from engine.config.yaml_source import load_yaml, parse_yaml
+from engine.paths import PROJECT_ROOT
 from engine.validate import validate
 from tests.conftest import ProjectCopy
 
@@ -249,6 +251,11 @@ UNCLOSED_QUOTES = {
     "key of a list item": ('bots:\n  - name: "x\n    kind: y\n  - name: "z"\n', (2, 11), 'the next " (line 4, column 11)'),
     "flow list": ('a: ["SPY, QQQ]\nb: 1\nc: "x"\n', (1, 5), 'the next " (line 3, column 4)'),
     "flow mapping": ('a: {x: "SPY, y: 2}\nb: 1\nc: "x"\n', (1, 8), 'the next " (line 3, column 4)'),
+    "closed by an apostrophe in a comment": (
+        "a:\n  b: 'x\n  # the bot's day\n  c: 1\n",
+        (2, 6),
+        "the next ' (line 3, column 12)",
+    ),
     "stopped by a backslash below": ('a: "x\nb: C:\\dir\nc: 1\n', (1, 4), "line 2, where it fails"),
 }
 
@@ -302,6 +309,25 @@ def test_an_unclosed_quote_in_a_shipped_guard_is_told_at_its_line(project: Proje
         assert (p.line, p.col) == (project.line_of("rules/guards.yaml", f"expr: {quote}past_trade_end"), 11), p
         assert "this quote is not closed on its line" in p.message, p
         project.replace("rules/guards.yaml", f"expr: {quote}past_trade_end", "expr: past_trade_end")
+
+
+@pytest.mark.parametrize("shipped", ["config/settings.yaml", "rules/preflight.yaml", "rules/kill_conditions.yaml"])
+def test_a_quote_opened_and_not_closed_on_any_shipped_value_is_told_at_its_line(shipped: str) -> None:
+    """Every value of these files, given an opening quote (double, then single) and no closing one: the error is
+    on that line. An apostrophe in a comment below (`# the bot's ...`) closed `expr: 'account_ok` there, and the
+    error was told on the comment's line."""
+    lines = (PROJECT_ROOT / shipped).read_text(encoding="utf-8").split("\n")
+    tried = 0
+    for index, line in enumerate(lines):
+        found = re.match(r"(\s*(?:- )?[\w$.]+: )([^\"'\s#\[{>|].*)$", line)
+        if found is None:
+            continue
+        for quote in "\"'":
+            text = "\n".join([*lines[:index], found.group(1) + quote + found.group(2), *lines[index + 1 :]])
+            p = refused_text(text)
+            assert p.line == index + 1, (shipped, index + 1, quote, str(p))
+            tried += 1
+    assert tried > 10
 
 
 def test_every_duplicate_key_of_a_file_is_told_at_once_with_the_line_of_the_first() -> None:
