@@ -1,7 +1,8 @@
 """Stage two of validation: named consistency checks the schema cannot express, each with a plain message.
 
-Each check reads the typed config and returns Problems placed at the key that has to change. They run once
-the file they read passed its schema (a check cannot reason about a value of the wrong type).
+Each check reads the typed config and returns Problems placed at the key that has to change. They run on a file
+that failed its schema too, each skipped when it reads a value the schema refused (engine/config/partial.py): a
+check cannot reason about a value of the wrong type, and one mistake is said once.
 """
 
 from __future__ import annotations

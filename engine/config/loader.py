@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine.config import checks
 from engine.config.build import build
 from engine.config.errors import ConfigError, Problem
 from engine.config.model import BotsConfig, Settings
-from engine.config.schema_check import load_checked
-from engine.config.yaml_source import YamlDocument
+from engine.config.partial import Watch, watched
+from engine.config.schema_check import document_problems, untrusted_paths
+from engine.config.yaml_source import YamlDocument, load_yaml
+from engine.paths import shown
 
 T = TypeVar("T")
 
@@ -33,38 +35,69 @@ class Config:
         return path if path.is_absolute() else (self.config_dir.resolve().parent / path)
 
 
-def _load_one(path: Path, schema: str, cls: type[T], problems: list[Problem]) -> tuple[YamlDocument | None, T | None]:
-    docs = load_checked([path], schema, problems)
-    if not docs:
-        return None, None
+@dataclass(frozen=True)
+class _Part:
+    """One file as read: its typed form, and `watch` when it failed its schema and is only fit for checking."""
+
+    doc: YamlDocument
+    value: Any
+    watch: Watch | None
+
+
+def _load_one(path: Path, schema: str, cls: type[T], problems: list[Problem], watch: Watch) -> _Part | None:
+    """The file typed, or watched (`engine/config/partial.py`) when it has problems the named checks can look past."""
     try:
-        return docs[0], build(cls, docs[0].data if docs[0].data is not None else {})
+        doc = load_yaml(path, shown(path))
+    except ConfigError as exc:  # it could not be read at all
+        problems.extend(exc.problems)
+        return None
+    found = document_problems(doc, schema)
+    problems.extend(found)
+    if found:
+        untrusted = untrusted_paths(doc, schema)
+        if not isinstance(doc.data, dict) or () in untrusted:
+            return None
+        return _Part(doc, watched(cls, doc.data, path.name, untrusted, watch), watch)
+    try:
+        return _Part(doc, build(cls, doc.data if doc.data is not None else {}), None)
     except (TypeError, ValueError, OverflowError) as exc:
         # The schema should have refused whatever cannot be built; if a value slips past it, it is still a
         # problem in this file, never a traceback.
-        problems.append(Problem(docs[0].path, 1, 1, "", f"a value in this file cannot be read: {exc}"))
-        return None, None
+        problems.append(Problem(doc.path, 1, 1, "", f"a value in this file cannot be read: {exc}"))
+        return None
+
+
+def _checked(check: Callable[..., list[Problem]], *parts: _Part, extra: tuple[Any, ...] = ()) -> list[Problem]:
+    """`check` on the parts' values and documents; through their Watch when one failed its schema."""
+    args = [item for part in parts for item in (part.value, part.doc)]
+    watch = next((part.watch for part in parts if part.watch is not None), None)
+    if watch is None:
+        return check(*args, *extra)
+    return watch.run(check, *args, *extra)
 
 
 def load_config(config_dir: Path, signals: Mapping[str, checks.DeclaredSignal] | None = None) -> Config:
     """Everything in one pass; raises ConfigError carrying every problem in both files.
 
-    `signals` (mode -> declared params and kinds, from rules/signals.yaml) enables the signal-mode check.
+    `signals` (mode -> declared params and kinds, from rules/signals.yaml) enables the signal-mode check. The
+    named checks run on a file that failed its schema too, each as far as the file's problems leave its input
+    alone (`engine/config/partial.py`): one run says every error it can.
     """
     problems: list[Problem] = []
-    settings_doc, settings = _load_one(config_dir / "settings.yaml", "settings.schema.json", Settings, problems)
-    bots_doc, bots = _load_one(config_dir / "bots.yaml", "bots.schema.json", BotsConfig, problems)
-    if settings is not None and settings_doc is not None:
+    watch = Watch()
+    settings = _load_one(config_dir / "settings.yaml", "settings.schema.json", Settings, problems, watch)
+    bots = _load_one(config_dir / "bots.yaml", "bots.schema.json", BotsConfig, problems, watch)
+    if settings is not None:
         for settings_check in checks.SETTINGS_CHECKS:
-            problems.extend(settings_check(settings, settings_doc))
-    if bots is not None and bots_doc is not None:
+            problems.extend(_checked(settings_check, settings))
+    if bots is not None:
         for bots_check in checks.BOTS_CHECKS:
-            problems.extend(bots_check(bots, bots_doc))
+            problems.extend(_checked(bots_check, bots))
         if signals is not None:
-            problems.extend(checks.signal_modes_known(bots, bots_doc, signals))
-    if settings is not None and settings_doc is not None and bots is not None and bots_doc is not None:
-        problems.extend(checks.sessions_in_zone(settings, settings_doc, bots, bots_doc))
+            problems.extend(_checked(checks.signal_modes_known, bots, extra=(signals,)))
+    if settings is not None and bots is not None:
+        problems.extend(_checked(checks.sessions_in_zone, settings, bots))
     if problems:
         raise ConfigError(problems)
-    assert settings is not None and bots is not None and settings_doc is not None and bots_doc is not None
-    return Config(settings, bots, config_dir, settings_doc, bots_doc)
+    assert settings is not None and bots is not None
+    return Config(settings.value, bots.value, config_dir, settings.doc, bots.doc)

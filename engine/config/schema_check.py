@@ -19,7 +19,7 @@ from jsonschema.validators import extend
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from engine.config.errors import ConfigError, Problem
+from engine.config.errors import ConfigError, PathPart, Problem, format_path
 from engine.config.yaml_source import YamlDocument, load_yaml
 from engine.core.names import nearest
 from engine.paths import SCHEMAS_DIR, shown
@@ -284,12 +284,40 @@ def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        # A value refused while reading (a date, a NaN) is reported once, not again by the schema: it was read as
-        # null, and the schema's "null is not text" would point at its key, a second problem for one mistake.
-        # An empty file is said once as such: not also as "null is not a mapping" at its first line.
-        placed = {p.path for p in doc.problems if p.path or doc.data is None}
-        found = [*doc.problems, *(p for p in schema_problems(doc, schema_name) if p.path not in placed)]
+        found = document_problems(doc, schema_name)
         problems.extend(found)
         if not found:
             documents.append(doc)
     return documents
+
+
+def document_problems(doc: YamlDocument, schema_name: str) -> list[Problem]:
+    """What was refused while reading `doc`, then its schema violations, each mistake once."""
+    # A value refused while reading (a date, a NaN) is reported once, not again by the schema: it was read as
+    # null, and the schema's "null is not text" would point at its key, a second problem for one mistake.
+    # An empty file is said once as such: not also as "null is not a mapping" at its first line.
+    placed = {p.path for p in doc.problems if p.path or doc.data is None}
+    return [*doc.problems, *(p for p in schema_problems(doc, schema_name) if p.path not in placed)]
+
+
+def untrusted_paths(doc: YamlDocument, schema_name: str) -> set[tuple[PathPart, ...]]:
+    """The key paths of `doc` whose values its problems make unknown, for the named checks to stay off them
+    (engine/config/partial.py): the value the schema refused, a required key's place, the key an unknown one
+    was probably meant to be (its nearest allowed key, else the whole mapping: any of its keys may be the one
+    misspelt), a value refused while reading. `()` is the whole file."""
+    said = {p.path for p in doc.problems}
+    if "" in said:
+        return {()}
+    paths = {path for path in (*doc.key_positions, *doc.value_positions) if format_path(path) in said}
+    for error in _validator(schema_name).iter_errors(doc.data):
+        where = tuple(error.absolute_path)
+        if error.validator == "required":
+            paths.update((*where, name) for name in re.findall(r"'([^']+)' is a required property", error.message))
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = sorted(_schema_of(error).get("properties", {}))
+            for key in _unknown_keys(error):
+                guess = nearest(key, allowed)
+                paths.add((*where, guess) if guess else where)
+        else:
+            paths.add(where)
+    return paths
