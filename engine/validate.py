@@ -4,7 +4,8 @@ Order: rules first (the config's signal modes are checked against them), then th
 against the rules. A file that cannot be read is reported and the rest is still checked against what could
 be read: one broken file never hides the problems of the others. Checks that need every file of a folder (a
 missing machine kind, an unknown guard, an unknown signal mode) are skipped while a file of that folder is
-unreadable, since what it defines is unknown; they run again once it is fixed.
+unreadable, since what it defines is unknown; they run again once it is fixed. What a run would write (settings.yaml's
+log and state paths) is checked beside problems elsewhere in config/, unless one of those paths is itself one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import cast
 
 from engine.config.checks import DeclaredSignal
 from engine.config.errors import ConfigError, Problem
-from engine.config.loader import Config, load_config
-from engine.config.model import BotsConfig, TradingBotConfig
+from engine.config.loader import Config, ConfigInvalid, SettingsPart, load_config, resolved
+from engine.config.model import BotsConfig, Settings, TradingBotConfig
 from engine.config.schema_check import load_checked, yaml_files
+from engine.config.yaml_source import YamlDocument
 from engine.machines.lint import lint_all
 from engine.machines.spec import MachineSpec, read_machines
 from engine.paths import PathKind, path_kind, shown, unusable_output
@@ -231,6 +233,25 @@ def _names_a_folder(configured: str, example: str) -> str | None:
     return f"'{configured}' ends in '/', so it names a folder, not a file: name the file in it (e.g. '{configured}{example}')"
 
 
+def _output_problems(
+    settings: Settings, settings_doc: YamlDocument, config_dir: Path, inputs: Mapping[tuple[int, int], Path]
+) -> list[Problem]:
+    """What `run` would refuse of settings.yaml's log and state paths, said at their keys. `inputs`: `input_files`."""
+    system = settings.system
+    log, state = resolved(config_dir, system.log_path), resolved(config_dir, system.state_db_path)
+    clashes = output_clashes(log, state, inputs, state_name="system.state_db_path")
+    for name, path in (("log", log), ("state", state)):  # what `run` would refuse of them, said now
+        reason = unusable_output(path, state=name == "state") or _a_folder(path, name)
+        if reason is not None:
+            clashes.setdefault(name, f"{shown(path)}: {reason}")
+    for name, configured in (("log", system.log_path), ("state", system.state_db_path)):
+        slash = _names_a_folder(configured, _EXAMPLE_FILE[name])
+        if slash is not None:
+            clashes[name] = slash
+    keys = {"log": "log_path", "state": "state_db_path"}
+    return [settings_doc.problem(("system", keys[name]), why) for name, why in clashes.items()]
+
+
 def validate(
     config_dir: Path,
     machines_dir: Path,
@@ -257,11 +278,14 @@ def validate(
     # with no signal declared at all (rules/signals.yaml gone, said once by the lint) every bot's mode would be
     # unknown: not told bot by bot
     signals = readable.signal_specs() if readable is not None and rules_complete and readable.signals else None
+    settings: SettingsPart | None = None
     try:
         # SignalSpec's fields are read-only; DeclaredSignal only reads them.
         report.config = load_config(config_dir, cast("Mapping[str, DeclaredSignal] | None", signals))
+        settings = SettingsPart(report.config.settings, report.config.settings_doc, None)
     except ConfigError as exc:
         report.problems.extend(exc.problems)
+        settings = exc.settings if isinstance(exc, ConfigInvalid) else None  # its paths are still checked
     machines = read_machines(machines_dir)
     report.problems.extend(machines.problems)
     report.machines = machines.specs
@@ -281,20 +305,10 @@ def validate(
         used = [guard for spec in machines.specs.values() for guard in spec.guards_used()]
         report.problems.extend(check_all_rules(readable, used=used))
     outputs: list[Problem] = []
-    if report.config is not None:
-        config, system = report.config, report.config.settings.system
-        log, state = config.resolve(system.log_path), config.resolve(system.state_db_path)
-        clashes = output_clashes(log, state, input_files(config_dir, machines_dir, rules_dir), state_name="system.state_db_path")
-        for name, path in (("log", log), ("state", state)):  # what `run` would refuse of them, said now
-            reason = unusable_output(path, state=name == "state") or _a_folder(path, name)
-            if reason is not None:
-                clashes.setdefault(name, f"{shown(path)}: {reason}")
-        for name, configured in (("log", system.log_path), ("state", system.state_db_path)):
-            slash = _names_a_folder(configured, _EXAMPLE_FILE[name])
-            if slash is not None:
-                clashes[name] = slash
-        keys = {"log": "log_path", "state": "state_db_path"}
-        outputs = [config.settings_doc.problem(("system", keys[name]), why) for name, why in clashes.items()]
+    if settings is not None:
+        found_inputs = input_files(config_dir, machines_dir, rules_dir)
+        check_outputs = (_output_problems, settings.value, settings.doc, config_dir, found_inputs)
+        outputs = settings.watch.run(*check_outputs) if settings.watch is not None else _output_problems(*check_outputs[1:])
     report.problems.extend(outputs)
     state_is_input = state_db is None and any(p.path == "system.state_db_path" for p in outputs)  # told once, above
     if saved_states and report.config is not None and machines.specs and not state_is_input:

@@ -31,8 +31,33 @@ class Config:
 
     def resolve(self, configured: str) -> Path:
         """A path from settings.yaml; relative paths are taken from the folder above config/."""
-        path = Path(configured).expanduser()
-        return path if path.is_absolute() else (self.config_dir.resolve().parent / path)
+        return resolved(self.config_dir, configured)
+
+
+def resolved(config_dir: Path, configured: str) -> Path:
+    """A path from the settings.yaml of `config_dir`; relative paths are taken from the folder above config/."""
+    path = Path(configured).expanduser()
+    return path if path.is_absolute() else (config_dir.resolve().parent / path)
+
+
+@dataclass(frozen=True)
+class SettingsPart:
+    """settings.yaml as read: `watch` (engine/config/partial.py) when it failed its schema, and a check of it
+    must run through it."""
+
+    value: Settings
+    doc: YamlDocument
+    watch: Watch | None
+
+
+class ConfigInvalid(ConfigError):
+    """`load_config`'s refusal. `settings`: settings.yaml, unless its log or state path is no path this machine can
+    look at (`checks.output_paths_usable`), for the checks that read nothing else: what a run would write
+    (engine/validate.py) is said in the same run as a typo in bots.yaml or in another key of settings.yaml."""
+
+    def __init__(self, problems: list[Problem], settings: SettingsPart | None):
+        super().__init__(problems)
+        self.settings = settings
 
 
 @dataclass(frozen=True)
@@ -87,9 +112,12 @@ def load_config(config_dir: Path, signals: Mapping[str, checks.DeclaredSignal] |
     watch = Watch()
     settings = _load_one(config_dir / "settings.yaml", "settings.schema.json", Settings, problems, watch)
     bots = _load_one(config_dir / "bots.yaml", "bots.schema.json", BotsConfig, problems, watch)
+    paths_usable = settings is not None
     if settings is not None:
         for settings_check in checks.SETTINGS_CHECKS:
-            problems.extend(_checked(settings_check, settings))
+            found = _checked(settings_check, settings)
+            paths_usable = paths_usable and not (found and settings_check is checks.output_paths_usable)
+            problems.extend(found)
     if bots is not None:
         for bots_check in checks.BOTS_CHECKS:
             problems.extend(_checked(bots_check, bots))
@@ -98,6 +126,7 @@ def load_config(config_dir: Path, signals: Mapping[str, checks.DeclaredSignal] |
     if settings is not None and bots is not None:
         problems.extend(_checked(checks.sessions_in_zone, settings, bots))
     if problems:
-        raise ConfigError(problems)
+        usable = SettingsPart(settings.value, settings.doc, settings.watch) if settings is not None and paths_usable else None
+        raise ConfigInvalid(problems, usable)
     assert settings is not None and bots is not None
     return Config(settings.value, bots.value, config_dir, settings.doc, bots.doc)
