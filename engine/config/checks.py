@@ -80,8 +80,24 @@ _NOT_ZONES = {
 }
 
 
+# Trees of the zone database that hold each zone again under another name, and why each is refused: ZoneInfo reads
+# `right/UTC` as a zone, and only the sessions' check (for stock and options bots) ever looked further.
+_VARIANT_TREES = {
+    "right": (
+        "the zone database's leap-second variant of {zone}: its clock counts the leap seconds, which the exchange's, "
+        "the broker's and this machine's clocks do not, so it changes its hours at other instants than theirs"
+    ),
+    # identical hours, but the state file records its days' zone by name: one zone would be taken for two
+    "posix": "a second name of {zone} in the zone database, and the state file knows a zone by its name",
+}
+
+
 def _not_a_zone(name: str) -> str | None:
     """Why `name` is refused although ZoneInfo reads it, or None."""
+    tree, _slash, zone = name.partition("/")
+    variant = _VARIANT_TREES.get(tree.casefold()) if zone else None
+    if variant is not None:
+        return f"'{name}' is {variant.format(zone=zone)}: write '{zone}'"
     why = _NOT_ZONES.get(name.casefold())
     if why is None:
         return None

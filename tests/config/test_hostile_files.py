@@ -127,6 +127,28 @@ def test_a_zone_file_that_names_no_zone_is_refused(project: ProjectCopy, zone: s
     assert p.path == "system.timezone" and f"'{zone}' is not a time zone but" in p.message
 
 
+@pytest.mark.parametrize(
+    ("zone", "meant", "says"),
+    [
+        ("right/America/Los_Angeles", "America/Los_Angeles", "leap-second variant"),
+        ("right/UTC", "UTC", "leap-second variant"),
+        ("posix/America/Los_Angeles", "America/Los_Angeles", "a second name of"),
+    ],
+)
+def test_a_zone_of_the_leap_second_or_posix_tree_is_refused_with_its_plain_name(
+    project: ProjectCopy, zone: str, meant: str, says: str
+) -> None:
+    """ZoneInfo reads `right/America/Los_Angeles`, and it validated: its clock counts the leap seconds, which the
+    exchange's and the broker's do not, so it changes its hours at other instants. `posix/...` is the same zone
+    again under a second name, and the state file records its days' zone by name. `right/UTC` was refused only by
+    the sessions' check (06:35 UTC never meets the session), and a config of crypto alone took it. Said once, at
+    the zone, with the name to write."""
+    project.replace(SETTINGS, "timezone: America/Los_Angeles", f"timezone: {zone}")
+    (p,) = problems(project)
+    assert (p.path, p.line, p.col) == ("system.timezone", 2, 13)
+    assert p.message.startswith(f"'{zone}' is ") and says in p.message and p.message.endswith(f": write '{meant}'")
+
+
 @pytest.mark.parametrize("zone", ["America", "Europe", "A" * 300])
 def test_a_zone_that_names_a_folder_or_is_too_long_is_a_problem_not_a_traceback(project: ProjectCopy, zone: str) -> None:
     """ZoneInfo opens the name as a file of the zone database: `America` raised IsADirectoryError and a name
