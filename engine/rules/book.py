@@ -351,7 +351,7 @@ def _expression_node(entry: Entry, kind: str, problems: list[Problem]) -> Node |
 def _zero_divisor_error(text: str, divisor: Node) -> ExpressionError:
     """A division whose divisor can be 0 by the facts' known bounds (`bounds.zero_divisors`): at run time the rule
     would raise whenever it is, and the engine halt. The way to write it that validation accepts, named."""
-    column, width = divisor_span(divisor)
+    column, width = divisor_span(divisor, text)
     written = text[column : column + width].strip() or "the divisor"
     read = sorted(expressions.facts_of(divisor))
     example = f"'{read[0]} > 0 and ...' or '{read[0]} != 0 and ...'" if read else "a divisor that cannot be 0"
@@ -362,12 +362,23 @@ def _zero_divisor_error(text: str, divisor: Node) -> ExpressionError:
     return ExpressionError("type", reason, column, width)
 
 
-def divisor_span(node: Node) -> tuple[int, int]:
-    """Where a divisor is written, as (column, width): a fact or a constant its own token, arithmetic from its first
-    token to its last (an operator node's own place is its operator's)."""
+def divisor_span(node: Node, text: str) -> tuple[int, int]:
+    """Where a divisor is written in `text`, as (column, width): a fact or a constant its own token, arithmetic from
+    its first token to its last (an operator node's own place is its operator's), with the brackets it opens or
+    closes. Brackets are no node: `-(-trades_today)` ended at its last token, and the warning quoted
+    `-(-trades_today`; `(a) + (b)` was `a) + (b`."""
     parts = list(expressions._walk(node))
     start = min(part.column for part in parts)
-    return start, max(part.column + part.width for part in parts) - start
+    end = max(part.column + part.width for part in parts)
+    depth = lowest = 0
+    for char in text[start:end]:
+        depth += (char == "(") - (char == ")")
+        lowest = min(lowest, depth)
+    for _ in range(-lowest):  # a ')' inside whose '(' is before the first token
+        start = max(0, text.rfind("(", 0, start))
+    for _ in range(depth - lowest):  # a '(' inside whose ')' is after the last
+        end = text.find(")", end) + 1 or len(text)
+    return start, end - start
 
 
 def _expression_problem(entry: Entry, text: str, error: ExpressionError) -> Problem:

@@ -134,6 +134,10 @@ DIVIDES_BY_ZERO = [
     ("daily_pnl_pct / anomalies > 1 and anomalies > 0", ["anomalies"]),  # the guard comes after the division
     ("daily_pnl_pct / anomalies > 1 or daily_pnl_pct / stale_markets > 1", ["anomalies", "stale_markets"]),
     ("stale_markets > 0 and daily_pnl_pct / (stale_markets * anomalies) > 1", ["stale_markets * anomalies"]),
+    # brackets are no node: the divisor is quoted with the ones it opens or closes, never half of a pair
+    ("daily_pnl_pct / -(-anomalies) > 1", ["-(-anomalies)"]),
+    ("daily_pnl_pct / -( -(anomalies) ) > 1", ["-( -(anomalies) )"]),
+    ("daily_pnl_pct / ((anomalies) * (stale_markets)) > 1", ["(anomalies) * (stale_markets)"]),
 ]
 GUARDED = [
     "daily_pnl_pct / 2 > 1",
@@ -154,7 +158,7 @@ def test_a_division_by_a_fact_that_can_be_zero_is_found(text: str, divisors: lis
     """At run time it raises whenever the fact is 0: the rule fails and the engine halts, a config that passed
     `--validate` and halts on the first quiet tick. Every such division is found, each at its divisor."""
     found = bounds.zero_divisors(node(text), fact_domains("system"))
-    spans = [divisor_span(d.right) for d in found]
+    spans = [divisor_span(d.right, text) for d in found]
     assert [text[column : column + width] for column, width in spans] == divisors
 
 
@@ -183,3 +187,11 @@ def test_validate_reports_every_division_by_what_can_be_zero_at_its_divisor(proj
     assert kill.message.startswith("expression error: division by anomalies, which can be 0")
     assert "'anomalies > 0 and ...'" in kill.message
     assert "division by budget_usd" in by_path["guards.stop_loss_hit.expr"].message
+
+
+def test_the_warning_quotes_the_divisor_with_its_closing_bracket(project: ProjectCopy) -> None:
+    """The message read "division by -(-anomalies, which can be 0": the divisor was cut at its last token."""
+    project.replace("rules/kill_conditions.yaml", "expr: anomalies > 0", "expr: daily_pnl_pct / -(-anomalies) > 0")
+    (problem,) = validate(project.config, project.machines, project.rules).problems
+    assert "division by -(-anomalies), which can be 0" in problem.message, problem.message
+    assert problem.excerpt.splitlines()[1].strip() == "^" * len("-(-anomalies)")
