@@ -12,7 +12,7 @@ from engine.config.build import build
 from engine.config.errors import ConfigError, Problem
 from engine.config.model import BotsConfig, Settings
 from engine.config.partial import Watch, watched
-from engine.config.schema_check import document_problems, untrusted_paths
+from engine.config.schema_check import document_problems, schema_errors, untrusted_paths
 from engine.config.yaml_source import YamlDocument, load_yaml
 from engine.paths import shown
 
@@ -76,10 +76,11 @@ def _load_one(path: Path, schema: str, cls: type[T], problems: list[Problem], wa
     except ConfigError as exc:  # it could not be read at all
         problems.extend(exc.problems)
         return None
-    found = document_problems(doc, schema)
+    errors = schema_errors(doc, schema)
+    found = document_problems(doc, schema, errors)
     problems.extend(found)
     if found:
-        untrusted = untrusted_paths(doc, schema)
+        untrusted = untrusted_paths(doc, errors)
         if not isinstance(doc.data, dict) or () in untrusted:
             return None
         return _Part(doc, watched(cls, doc.data, path.name, untrusted, watch), watch)

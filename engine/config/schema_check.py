@@ -238,10 +238,16 @@ def _problems_for(error: ValidationError, doc: YamlDocument) -> list[Problem]:
     return [doc.problem(path, error.message)]
 
 
-def schema_problems(doc: YamlDocument, schema_name: str) -> list[Problem]:
-    """Every schema violation in `doc`, each as a Problem at its key or value."""
+def schema_errors(doc: YamlDocument, schema_name: str) -> list[ValidationError]:
+    """Every schema violation in `doc` as jsonschema says it: the schema check's one pass over the file (the
+    better part of validating a large bots.yaml), for `schema_problems` and `untrusted_paths` both."""
+    return list(_validator(schema_name).iter_errors(doc.data))
+
+
+def schema_problems(doc: YamlDocument, schema_name: str, errors: list[ValidationError] | None = None) -> list[Problem]:
+    """Every schema violation in `doc`, each as a Problem at its key or value. `errors`: `schema_errors`."""
     problems: list[Problem] = []
-    for error in _validator(schema_name).iter_errors(doc.data):
+    for error in schema_errors(doc, schema_name) if errors is None else errors:
         problems.extend(_problems_for(error, doc))
     return sorted(set(problems))
 
@@ -291,25 +297,26 @@ def load_checked(paths: Iterable[Path], schema_name: str, problems: list[Problem
     return documents
 
 
-def document_problems(doc: YamlDocument, schema_name: str) -> list[Problem]:
-    """What was refused while reading `doc`, then its schema violations, each mistake once."""
+def document_problems(doc: YamlDocument, schema_name: str, errors: list[ValidationError] | None = None) -> list[Problem]:
+    """What was refused while reading `doc`, then its schema violations, each mistake once. `errors`:
+    `schema_errors`."""
     # A value refused while reading (a date, a NaN) is reported once, not again by the schema: it was read as
     # null, and the schema's "null is not text" would point at its key, a second problem for one mistake.
     # An empty file is said once as such: not also as "null is not a mapping" at its first line.
     placed = {p.path for p in doc.problems if p.path or doc.data is None}
-    return [*doc.problems, *(p for p in schema_problems(doc, schema_name) if p.path not in placed)]
+    return [*doc.problems, *(p for p in schema_problems(doc, schema_name, errors) if p.path not in placed)]
 
 
-def untrusted_paths(doc: YamlDocument, schema_name: str) -> set[tuple[PathPart, ...]]:
+def untrusted_paths(doc: YamlDocument, errors: list[ValidationError]) -> set[tuple[PathPart, ...]]:
     """The key paths of `doc` whose values its problems make unknown, for the named checks to stay off them
     (engine/config/partial.py): the value the schema refused, a required key's place, the key an unknown one
     was probably meant to be (its nearest allowed key, else the whole mapping: any of its keys may be the one
-    misspelt), a value refused while reading. `()` is the whole file."""
+    misspelt), a value refused while reading. `errors`: `schema_errors`. `()` is the whole file."""
     said = {p.path for p in doc.problems}
     if "" in said:
         return {()}
     paths = {path for path in (*doc.key_positions, *doc.value_positions) if format_path(path) in said}
-    for error in _validator(schema_name).iter_errors(doc.data):
+    for error in errors:
         where = tuple(error.absolute_path)
         if error.validator == "required":
             paths.update((*where, name) for name in re.findall(r"'([^']+)' is a required property", error.message))
