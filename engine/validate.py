@@ -4,8 +4,10 @@ Order: rules first (the config's signal modes are checked against them), then th
 against the rules. A file that cannot be read is reported and the rest is still checked against what could
 be read: one broken file never hides the problems of the others. Checks that need every file of a folder (a
 missing machine kind, an unknown guard, an unknown signal mode) are skipped while a file of that folder is
-unreadable, since what it defines is unknown; they run again once it is fixed. What a run would write (settings.yaml's
-log and state paths) is checked beside problems elsewhere in config/, unless one of those paths is itself one.
+unreadable, since what it defines is unknown; they run again once it is fixed. A rule file that fails its schema
+still gives the rules its errors leave alone (`readable_rules`), checked as the others are, but for a guard that
+composes one it may define (`sound_rules`). What a run would write (settings.yaml's log and state paths) is
+checked beside problems elsewhere in config/, unless one of those paths is itself one.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from engine.config.checks import DeclaredSignal
 from engine.config.errors import ConfigError, Problem
 from engine.config.loader import Config, ConfigInvalid, SettingsPart, load_config, resolved
 from engine.config.model import BotsConfig, Settings, TradingBotConfig
-from engine.config.schema_check import load_checked, yaml_files
-from engine.config.yaml_source import YamlDocument
+from engine.config.schema_check import document_problems, schema_errors, untrusted_paths, yaml_files
+from engine.config.yaml_source import YamlDocument, load_yaml
 from engine.machines.lint import lint_all
 from engine.machines.spec import MachineSpec, read_machines
 from engine.paths import PathKind, path_kind, shown, unusable_output
-from engine.rules.book import SECTIONS, Entry, RuleBook, check_all_rules, load_rules
+from engine.rules.book import SECTIONS, Entry, RuleBook, check_all_rules, guard_closure, load_rules
 
 
 @dataclass
@@ -194,22 +196,46 @@ def input_files(config_dir: Path, machines_dir: Path, rules_dir: Path) -> dict[t
 
 
 def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
-    """The rules of the files that can be read (parsed, schema-valid), each name once, and whether that is every
-    file. Only for checking the machines and the config while the rules have problems (load_rules reports
-    them): a machine's guards in a readable file are still compiled and checked."""
+    """The rules that can be read, each name once, and whether that is every rule of every file. Only for checking
+    the machines, the config and the sound rules while the rules have problems (load_rules reports them): a
+    machine's guards in a readable file are still compiled and checked. A file that fails its schema still gives
+    its rules the schema's errors leave alone: a misspelt key in one guard hid a typo in another's expression."""
     paths, strays = yaml_files(rules_dir)
-    docs = load_checked(paths, "rules.schema.json", [])
-    if not docs:
-        return None, False
     book = RuleBook()
-    for doc in docs:
-        book.files.append(doc.path)
-        if not isinstance(doc.data, dict):
+    complete = bool(paths) and not strays
+    for path in paths:
+        try:
+            doc = load_yaml(path, shown(path))
+        except ConfigError:
+            complete = False
             continue
+        errors = schema_errors(doc, "rules.schema.json")
+        untrusted = untrusted_paths(doc, errors) if document_problems(doc, "rules.schema.json", errors) else set()
+        complete = complete and not untrusted
+        if () in untrusted or not isinstance(doc.data, dict):
+            continue
+        book.files.append(doc.path)
         for section in SECTIONS:
-            for name, body in (doc.data.get(section) or {}).items():
+            written = doc.data.get(section)
+            if not isinstance(written, dict) or any(bad[:1] == (section,) and len(bad) < 2 for bad in untrusted):
+                continue
+            for name, body in written.items():
+                if any(bad[:2] == (section, name) for bad in untrusted):
+                    continue  # said by the schema; what it defines is unknown
                 book.entries[section].setdefault(name, Entry(section, name, body, doc))
-    return book, len(docs) == len(paths) and not strays
+    return (book if book.files else None), complete
+
+
+def sound_rules(book: RuleBook) -> RuleBook:
+    """`book` without the guards that compose a guard it lacks: while a rule file has problems, a guard named
+    there may be one of them, and the composing guard's "unknown guard" would be a second problem for one mistake."""
+    sound = RuleBook(files=book.files, signal_functions=book.signal_functions)
+    for section in SECTIONS:
+        sound.entries[section] = dict(book.entries[section])
+    sound.entries["guards"] = {
+        name: entry for name, entry in book.guards.items() if all(used in book.guards for used in guard_closure(book, [name]))
+    }
+    return sound
 
 
 _EXAMPLE_FILE = {"log": "app.jsonl", "state": "trading_state.db"}
@@ -289,6 +315,8 @@ def validate(
     machines = read_machines(machines_dir)
     report.problems.extend(machines.problems)
     report.machines = machines.specs
+    if readable is not None and not rules_complete:
+        readable = sound_rules(readable)  # a guard composing one a broken file may define is left out of every check
     if readable is not None and machines.specs:
         report.problems.extend(
             lint_all(
@@ -299,9 +327,10 @@ def validate(
                 rules_complete=rules_complete,
             )
         )
-    if readable is not None and rules_complete:
+    if readable is not None:
         # Every rule, used or not, so that a typo in a guard no machine uses yet is found now; the guards the
-        # machines use were compiled by the lint for the kinds that use them.
+        # machines use were compiled by the lint for the kinds that use them. While a rule file has problems, the
+        # rules it leaves sound are checked all the same (`sound_rules`).
         used = [guard for spec in machines.specs.values() for guard in spec.guards_used()]
         report.problems.extend(check_all_rules(readable, used=used))
     outputs: list[Problem] = []

@@ -35,3 +35,23 @@ def test_what_a_run_writes_is_checked_beside_a_typo_in_bots_yaml(
     assert ("system.state_db_path" in paths) is said, paths
     assert {"cryptobot.exits", "cryptobot.exits.stop_los_pct"} <= set(paths)
     assert len(problems) == 2 + said + (also is not None), "\n".join(map(str, problems))
+
+
+def test_a_rule_file_s_sound_rules_are_checked_beside_its_schema_errors(project: ProjectCopy) -> None:
+    """A misspelt key in one guard hid a typo in another guard's expression of the same file (guards.yaml was
+    left out whole until fixed). The rules the schema's errors leave alone are checked; a guard composing the
+    broken one is not (its "unknown guard" would be a second problem for one mistake), nor is the broken one."""
+    guards = "rules/guards.yaml"
+    project.replace(
+        guards, "    expr: position_pnl_pct <= -exits_stop_loss_pct", "    exprr: position_pnl_pct <= -exits_stop_loss_pct"
+    )
+    project.replace(guards, "expr: trades_today < risk_max_trades_per_day", "expr: trades_todya < risk_max_trades_per_day")
+    unused = "  my_exit:\n    description: Unused yet.\n    when: {all: [stop_loss_hit, holds_position]}\n"
+    project.replace(guards, "  holds_position:\n", unused + "  holds_position:\n")
+    problems = validate(project.config, project.machines, project.rules).problems
+    assert [p.path for p in problems] == [
+        "guards.under_trade_cap.expr",
+        "guards.stop_loss_hit",
+        "guards.stop_loss_hit.exprr",
+    ], "\n".join(map(str, problems))
+    assert problems[0].message == "unknown fact 'trades_todya' (did you mean 'trades_today'?)"

@@ -666,7 +666,7 @@ def check_all_rules(book: RuleBook, used: Iterable[str] = ()) -> list[Problem]:
     of the kind that got furthest are reported. Preflight checks must compile for every bot kind, kill
     conditions for the system."""
     problems: list[Problem] = []
-    linted = set(_closure(book, [name for name in used if name in book.guards]))
+    linted = set(guard_closure(book, [name for name in used if name in book.guards]))
     for name in book.guards:
         if name not in linted:
             problems.extend(p for p in _unused_guard_problems(book, name) if _guard_of(p) not in linted)
@@ -776,7 +776,7 @@ def _guard_nodes(book: RuleBook, kind: str, needed: Iterable[str], problems: lis
     """The typed tree of each guard needed and of every guard they compose, dependencies first."""
     nodes: dict[str, Node] = {}
     attempted: set[str] = set()
-    for name in _closure(book, needed):
+    for name in guard_closure(book, needed):
         entry = book.guards.get(name)
         if entry is None:
             continue
@@ -787,7 +787,7 @@ def _guard_nodes(book: RuleBook, kind: str, needed: Iterable[str], problems: lis
     return nodes
 
 
-def _closure(book: RuleBook, needed: Iterable[str]) -> list[str]:
+def guard_closure(book: RuleBook, needed: Iterable[str]) -> list[str]:
     """The needed guards and every guard their compositions use, each once, dependencies first.
 
     Walked with an explicit stack, not recursion: a chain of compositions of any length is ordered here, and
