@@ -195,23 +195,25 @@ def input_files(config_dir: Path, machines_dir: Path, rules_dir: Path) -> dict[t
     return {file_id: path for path in paths if (file_id := _file_id(path)) is not None}
 
 
-def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
-    """The rules that can be read, each name once, and whether that is every rule of every file. Only for checking
-    the machines, the config and the sound rules while the rules have problems (load_rules reports them): a
-    machine's guards in a readable file are still compiled and checked. A file that fails its schema still gives
-    its rules the schema's errors leave alone: a misspelt key in one guard hid a typo in another's expression."""
+def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool, bool]:
+    """The rules that can be read, each name once, whether that is every rule of every file, and whether it is
+    every signal. Only for checking the machines, the config and the sound rules while the rules have problems
+    (load_rules reports them): a machine's guards in a readable file are still compiled and checked, and the bots'
+    signal modes while every signal is known. A file that fails its schema still gives its rules the schema's
+    errors leave alone: a misspelt key in one guard hid a typo in another's expression."""
     paths, strays = yaml_files(rules_dir)
     book = RuleBook()
-    complete = bool(paths) and not strays
+    complete = signals_complete = bool(paths) and not strays
     for path in paths:
         try:
             doc = load_yaml(path, shown(path))
         except ConfigError:
-            complete = False
+            complete = signals_complete = False
             continue
         errors = schema_errors(doc, "rules.schema.json")
         untrusted = untrusted_paths(doc, errors) if document_problems(doc, "rules.schema.json", errors) else set()
         complete = complete and not untrusted
+        signals_complete = signals_complete and not any(bad[:1] in ((), ("signals",)) for bad in untrusted)
         if () in untrusted or not isinstance(doc.data, dict):
             continue
         book.files.append(doc.path)
@@ -223,7 +225,7 @@ def readable_rules(rules_dir: Path) -> tuple[RuleBook | None, bool]:
                 if any(bad[:2] == (section, name) for bad in untrusted):
                     continue  # said by the schema; what it defines is unknown
                 book.entries[section].setdefault(name, Entry(section, name, body, doc))
-    return (book if book.files else None), complete
+    return (book if book.files else None), complete, signals_complete
 
 
 def sound_rules(book: RuleBook) -> RuleBook:
@@ -297,13 +299,13 @@ def validate(
     readable: RuleBook | None
     try:
         report.book = readable = load_rules(rules_dir, user_code=user_code)
-        rules_complete = True
+        rules_complete = signals_complete = True
     except ConfigError as exc:
         report.problems.extend(exc.problems)
-        readable, rules_complete = readable_rules(rules_dir)
+        readable, rules_complete, signals_complete = readable_rules(rules_dir)
     # with no signal declared at all (rules/signals.yaml gone, said once by the lint) every bot's mode would be
     # unknown: not told bot by bot
-    signals = readable.signal_specs() if readable is not None and rules_complete and readable.signals else None
+    signals = readable.signal_specs() if readable is not None and signals_complete and readable.signals else None
     settings: SettingsPart | None = None
     try:
         # SignalSpec's fields are read-only; DeclaredSignal only reads them.

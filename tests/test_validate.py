@@ -55,3 +55,17 @@ def test_a_rule_file_s_sound_rules_are_checked_beside_its_schema_errors(project:
         "guards.stop_loss_hit.exprr",
     ], "\n".join(map(str, problems))
     assert problems[0].message == "unknown fact 'trades_todya' (did you mean 'trades_today'?)"
+
+
+@pytest.mark.parametrize(("signals_broken", "said"), [(False, True), (True, False)])
+def test_the_bots_signal_modes_are_checked_beside_a_broken_guard_file(
+    project: ProjectCopy, signals_broken: bool, said: bool
+) -> None:
+    """A mode no signal implements was said only once guards.yaml's misspelt key was fixed: every signal is known
+    while only guards are broken. While a signal is itself broken, the mode may be its: not said."""
+    project.replace("rules/guards.yaml", "    expr: position_pnl_pct <= -exits_stop_loss_pct", "    exprr: x")
+    project.replace("config/bots.yaml", 'mode: "placeholder_momentum_v1"', 'mode: "placeholder_momentum_v2"')
+    if signals_broken:
+        project.replace("rules/signals.yaml", "signals:\n", "signals:\n  broken: 5\n")
+    paths = [p.path for p in validate(project.config, project.machines, project.rules).problems]
+    assert ("momentum_bots[0].signal.mode" in paths) is said, paths
