@@ -120,6 +120,19 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SYSTEM_SCOPE = "system"
 EXITBOT_ID = "exitbot"  # owns the kill switch's flatten of a symbol several bots hold (split among them on fill)
+# The conditions of a bot's halt that only PAUSE it: no new entries, its positions kept and managed by its own exits.
+# The broker refusing its orders on their merits (insufficient funds, below the minimum, a wash trade, forbidden) says
+# nothing against its rules, so selling what it holds would act on no fault. Every other halt of a bot (a guard or its
+# signal failing, repeated rejections of no known kind) means its rules can no longer be trusted with a position: the
+# kill switch closes its positions. One rule (`is_pause`) for every reader: the kill switch, `status`, `why`, alerts.
+PAUSE_CONDITIONS = frozenset({"refusals"})
+
+
+def is_pause(scope: str, conditions: Iterable[str]) -> bool:
+    """Whether a halt of `scope` with `conditions` is a bot's pause (`PAUSE_CONDITIONS`), not a halt that closes its
+    positions. A system halt is never a pause; a halt that names no condition is not one either (unknown: a halt)."""
+    named = set(conditions)
+    return scope != SYSTEM_SCOPE and bool(named) and named <= PAUSE_CONDITIONS
 
 
 class StateFileError(sqlite3.DatabaseError):
@@ -448,6 +461,11 @@ class Halt:
 
     def in_force(self, now: datetime) -> bool:
         return self.ended_at is None and (self.until is None or now < self.until)
+
+    @property
+    def pause(self) -> bool:
+        """A bot's pause: no new entries, its positions kept (`is_pause`)."""
+        return is_pause(self.scope, self.conditions)
 
 
 def _ts(value: datetime) -> str:
@@ -1796,7 +1814,8 @@ class StateStore:
                 for r in rows
             ]
 
-    def halt_in_force(self, scope: str, now: datetime) -> Halt | None:
-        """The latest halt of `scope` still in force at `now`, if any."""
-        live = [h for h in self.halts(scope, open_only=True) if h.in_force(now)]
+    def halt_in_force(self, scope: str, now: datetime, *, pauses: bool = True) -> Halt | None:
+        """The latest halt of `scope` still in force at `now`, if any; `pauses` False: a bot's pause (`is_pause`)
+        left out (a fault of a paused bot still halts it, and closes what it holds)."""
+        live = [h for h in self.halts(scope, open_only=True) if h.in_force(now) and (pauses or not h.pause)]
         return live[-1] if live else None

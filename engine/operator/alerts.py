@@ -45,7 +45,7 @@ from engine.core.journal import Journal
 from engine.core.money import money, total
 from engine.core.store import Halt, TradeRow
 from engine.core.terminal_text import one_line
-from engine.operator.summary import number
+from engine.operator.summary import halt_effect, number
 
 if TYPE_CHECKING:
     from engine.trading.engine import Engine
@@ -376,7 +376,8 @@ class Alerter:
         conditions = _w(", ".join(r.get("conditions") or []) or "-")
         body = (
             f"{_w(r.get('reason'))}\nscope {_w(r.get('scope'))}, by {_w(r.get('by'))}, at {self._local(r['ts'])}\n"
-            f"conditions: {conditions}; flatten: {'yes' if r.get('flatten') else 'no'}; until: {self._local(r.get('until'))}"
+            f"conditions: {conditions}; flatten: {'yes' if r.get('flatten') else 'no'}; until: {self._local(r.get('until'))}\n"
+            f"meanwhile: {halt_effect(str(r.get('scope')), bool(r.get('flatten')), r.get('conditions') or ())}"
         )
         self._alert("halt", f"Trading Hydra HALT: {_w(r.get('reason'))}", body)
 
@@ -498,7 +499,8 @@ class Alerter:
             until = self._local(h.until) if h.until else "`python -m engine resume`"
             conditions = _w(", ".join(h.conditions) or "-")
             since = self._local(h.started_at)
-            body = f"{_w(h.reason)}\nscope {_w(h.scope)}, since {since}, until {until}; conditions: {conditions}"
+            body = (f"{_w(h.reason)}\nscope {_w(h.scope)}, since {since}, until {until}; conditions: {conditions}\n"
+                    f"meanwhile: {halt_effect(h.scope, h.flatten, h.conditions)}")  # fmt: skip
             self._alert("halt", title, body)
         for halt_id, h in (known or {}).items():
             if halt_id not in current and not ({h.scope, "all"} & self._resumes_heard.keys()):

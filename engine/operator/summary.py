@@ -19,7 +19,7 @@ from typing import Any
 from engine.config.model import BotsConfig
 from engine.core import order_lifecycle
 from engine.core.money import cents, money, total
-from engine.core.store import SYSTEM_SCOPE, Halt, PositionRow, StateStore
+from engine.core.store import SYSTEM_SCOPE, Halt, PositionRow, StateStore, is_pause
 from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
 from engine.trading.startup import unmanaged
@@ -188,8 +188,11 @@ def halt_effect(scope: str, flatten: bool | None, conditions: Iterable[str] = ()
     every position (a daily-loss kill) or keeping them (an operator's halt), a bot's own halt did not say its
     positions were being closed, and "(or resume)" read as a cure for a halt whose cause the engine checks again
     (a kill condition, an unexplained position), which then halts it again at once. `flatten` None: not known (a
-    record that does not say), so nothing is said of positions."""
-    if scope != SYSTEM_SCOPE:
+    record that does not say), so nothing is said of positions. A bot's pause (`is_pause`: its orders refused on
+    their merits) keeps its positions, which its own exits manage."""
+    if is_pause(scope, conditions):  # the one rule the kill switch follows (engine/core/store.py)
+        effect = "no entries for this bot, its working entries cancelled; its positions are kept, managed by its exits"
+    elif scope != SYSTEM_SCOPE:
         effect = "no entries for this bot, its working entries cancelled; the kill switch closes its positions"
     elif flatten is None:
         effect = "no entries, working entries cancelled"

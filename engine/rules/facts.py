@@ -148,7 +148,19 @@ BOT_FACTS: tuple[Fact, ...] = (
     ),
     _f("tradable_now", "bool", "", "The bot's market is open (the equity market; always true for crypto)."),
     _f("preflight_ok", "bool", "", "Every preflight check for an entry by this bot passes."),
-    _f("bot_halted", "bool", "", "This bot is halted on its own (a guard failed, repeated rejections, an operator)."),
+    _f(
+        "bot_halted",
+        "bool",
+        "",
+        "This bot is halted on its own (a guard or its signal failed, repeated rejections): its positions are closed.",
+    ),
+    _f(
+        "bot_paused",
+        "bool",
+        "",
+        "This bot is paused (the broker refused its orders repeatedly on their merits): no new entries, its positions"
+        " kept and managed by its exits.",
+    ),
     _f("budget_usd", "float", "USD", "The bot's risk budget for today (missing when unknown)."),
     _f("trades_today", "int", "count", "Entries the bot made today."),
     _f(

@@ -634,8 +634,8 @@ class Engine:
         could not be built. The bot is halted, as for a guard that fails, until the operator resumes it (the code
         or the data needs looking at); the kill switch closes its positions. Said once, when the halt is written:
         the same fault again while the bot is halted adds nothing."""
-        if view.bot(bot.bot_id).halt is not None or self.store.halt_in_force(bot.bot_id, view.now) is not None:
-            return
+        if view.bot(bot.bot_id).halt is not None or self.store.halt_in_force(bot.bot_id, view.now, pauses=False):
+            return  # a pause is no halt for this: a paused bot's fault halts it, and its positions are closed
         if condition == "signal_error":
             self.journal.log(condition, bot=bot.bot_id, signal=bot.config.signal.mode, error=error)
         else:
@@ -681,7 +681,7 @@ class Engine:
         elif result.error:
             self.journal.log("guard_error", machine=kind, bot=model.bot_id, error=result.error, state=result.dest)
             if kind not in ("system", "portfolio") and tick.view.bot(model.bot_id).halt is None and (
-                self.store.halt_in_force(model.bot_id, now) is None  # halted since the view was read: once is enough
+                self.store.halt_in_force(model.bot_id, now, pauses=False) is None  # halted since the view was read: once
             ):
                 self.exitbot.halt_bot(model.bot_id, reason=f"guard failed: {result.error}", condition="guard_error", now=now)
         if result.source != result.dest:

@@ -330,6 +330,8 @@ class ExitBot:
                 count += 1
                 self._anomalies.append(f"{bot_id}'s orders rejected repeatedly")
                 continue
+            if records.paused is not None:  # paused already: its refusals meanwhile (of exits) add no second pause
+                continue
             if not self._pause_if_refused(bot_id, counters, view.now, view.day):
                 quiet[bot_id] = counters
         return count
@@ -408,7 +410,8 @@ class ExitBot:
     def _pause_if_refused(self, bot_id: str, counters: Mapping[str, int], now: datetime, day: date) -> bool:
         """The broker refused this bot's orders on their merits (`refused:<reason>` counters, by orders.py)
         several times of one kind since its last pause: the bot pauses for REFUSAL_PAUSE. Not an anomaly: the
-        account and the other bots are fine. True when it paused the bot."""
+        account and the other bots are fine; nor a fault of its rules: what it holds stays managed by its own exits
+        (a pause, `store.is_pause`, is not a halt that closes its positions). True when it paused the bot."""
         for name, refused in counters.items():
             if not name.startswith("refused:"):
                 continue
@@ -499,8 +502,10 @@ class ExitBot:
 
     def duties(self, view: TickView, bot_ids: Iterable[str], system_halted: bool) -> tuple[list[Intent], dict[str, list[str]]]:
         """What the kill switch requires of the bots this tick:
-        - a bot halted on its own (a guard failed, repeated rejections) has its entries cancelled and its
-          positions closed: its rules can no longer be trusted to manage them;
+        - a bot halted on its own (a guard or its signal failed, repeated rejections) has its entries cancelled and
+          its positions closed: its rules can no longer be trusted to manage them;
+        - a bot paused (the broker refused its orders on their merits, `store.is_pause`) has its entries cancelled;
+          what it holds is kept, managed by its own exits (stop loss, take profit, time stop, manage_until);
         - while the system is halted, working entries are cancelled; with flatten, every position is closed, and
           a symbol several bots hold is closed once, by one order for the account's net position (returned apart:
           symbol -> the bots holding it), not once per bot."""
@@ -509,8 +514,8 @@ class ExitBot:
         holders: dict[str, list[str]] = {}
         for bot_id in bot_ids:
             records = view.bot(bot_id)
-            bot_halted = records.halt is not None
-            if (system_halted or bot_halted) and records.open_entries:
+            bot_halted = records.halt is not None  # a halt that is not a pause (`BotRecords.halt`)
+            if (system_halted or bot_halted or records.paused is not None) and records.open_entries:
                 out.append(Intent("cancel_entry", bot_id, "halted"))
             if flatten:
                 for position in records.positions:

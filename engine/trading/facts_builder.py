@@ -288,6 +288,7 @@ _OWN = (
     "past_trade_end",
     "past_manage_until",
     "bot_halted",
+    "bot_paused",
     "budget_usd",
     "trades_today",
     "open_positions",
@@ -415,6 +416,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["past_trade_end"] = past_end or held_over
     facts["past_manage_until"] = past_manage or held_over
     facts["bot_halted"] = records.halt is not None
+    facts["bot_paused"] = records.paused is not None
     facts["budget_usd"] = budget_usd
     facts["trades_today"] = records.counters.get("entries", 0)  # `records.counter`, without its call
     facts["open_positions"] = len(busy)

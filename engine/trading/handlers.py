@@ -60,7 +60,8 @@ def open_entry(tick: TickContext, intent: Intent) -> None:
         system_armed=tick.system_armed,
         plan=evaluated.plan,
         snapshot=view.snapshot,
-        limits=limits_reached(evaluated.facts, bot.config.risk),
+        # a pause (the broker refused its orders repeatedly) holds whatever preflight.yaml and the machine ask
+        limits=limits_reached(evaluated.facts, bot.config.risk) + (("bot_paused",) if view.bot(bot.bot_id).paused else ()),
     )
     if isinstance(verdict, Denial):
         bot.memory.entry_blocked = True

@@ -33,7 +33,8 @@ class BotRecords:
     open_entries: tuple[OrderRow, ...] = ()  # not yet ended: ours (pending, unknown) or working at the broker
     open_exits: tuple[OrderRow, ...] = ()
     last_entry: OrderRow | None = None  # today's latest entry order, whatever its status
-    halt: Halt | None = None  # the bot's own halt in force, if any
+    halt: Halt | None = None  # the bot's own halt in force, if any, that is not a pause (its positions are closed)
+    paused: Halt | None = None  # the bot's pause in force (`Halt.pause`): no entries, its positions kept and managed
     counters: Mapping[str, int] = field(default_factory=lambda: _EMPTY)  # today's: entries, fills, rejections, order_seq
     realized_pnl: float = 0.0  # today's, USD
 
@@ -96,16 +97,25 @@ class TickView:
         in_force = tuple(h for h in open_halts if h.in_force(self.now))
         if in_force == self.halts:  # the same halts in force: every bot's records stand as they are
             return self if open_halts == self.open_halts else dataclasses.replace(self, open_halts=open_halts)
-        latest = {h.scope: h for h in in_force}  # oldest first: the latest of each scope wins
+        latest, paused = _latest_halts(in_force)
         bots = dict(self.bots)
         for bot_id, records in self.bots.items():
-            halt = latest.get(bot_id)
-            if records.halt is not halt:
-                bots[bot_id] = dataclasses.replace(records, halt=halt)
-        for scope, halt in latest.items():
+            halt, pause = latest.get(bot_id), paused.get(bot_id)
+            if records.halt is not halt or records.paused is not pause:
+                bots[bot_id] = dataclasses.replace(records, halt=halt, paused=pause)
+        for scope in latest.keys() | paused.keys():
             if scope != SYSTEM_SCOPE and scope not in bots:
-                bots[scope] = BotRecords(halt=halt)
+                bots[scope] = BotRecords(halt=latest.get(scope), paused=paused.get(scope))
         return dataclasses.replace(self, halts=in_force, open_halts=open_halts, bots=bots)
+
+
+def _latest_halts(in_force: tuple[Halt, ...]) -> tuple[dict[str, Halt], dict[str, Halt]]:
+    """The latest halt in force of each scope that is not a pause, and the latest pause of each bot (oldest first:
+    the latest wins). Apart, so a bot paused after it halted on a fault (or the other way) still has its halt's
+    positions closed: read as one, the later pause hid the fault's halt and its positions were kept."""
+    halts = {h.scope: h for h in in_force if not h.pause}
+    pauses = {h.scope: h for h in in_force if h.pause}
+    return halts, pauses
 
 
 def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo, previous: TickView | None = None) -> TickView:
@@ -161,7 +171,7 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
     # The order rate (risk.max_orders_per_minute) is counted from the state file's orders, every one committed before it
     # is sent: a restart, or a crash loop, counts the orders of the minute before it as the running engine did.
     recent = tuple(store.orders_created_since(now - timedelta(seconds=60)))
-    latest = {h.scope: h for h in halts}  # oldest first: the latest of each scope wins
+    latest, paused = _latest_halts(halts)
     bots = {
         bot_id: BotRecords(
             positions=tuple(positions.get(bot_id, ())),
@@ -169,6 +179,7 @@ def read_view(store: StateStore, snapshot: Snapshot, now: datetime, tz: ZoneInfo
             open_exits=tuple(open_orders.get((bot_id, "exit"), ())),
             last_entry=last_entries.get(bot_id),
             halt=latest.get(bot_id),
+            paused=paused.get(bot_id),
             counters=MappingProxyType(counters.get(bot_id, {})),
             realized_pnl=realized.get(bot_id, 0.0),
         )

@@ -421,6 +421,25 @@ def test_a_stuck_or_failing_destination_never_delays_the_others(tmp_path: Path) 
     assert closed["sent"] == 2 and closed["failed"] == 0 and closed["undelivered"] == 4  # 2 each: held and queued
 
 
+def test_a_halt_alert_says_what_the_kill_switch_does_meanwhile(tmp_path: Path) -> None:
+    """A bot's pause (its orders refused on their merits) and a bot's fault read alike in an alert ("HALT"), though
+    the first keeps its positions and the second has them sold: the alert says which, by the kill switch's rule."""
+    journal = _journal(tmp_path)
+    target = FakeTarget()
+    alerter = Alerter(_settings(), [target], journal, probe=lambda: Reading(0.0, True), backoff=NO_WAIT).start()
+    log_halt(journal, scope="crypto_core", reason="orders refused repeatedly (insufficient_funds)", conditions=["refusals"],
+             flatten=False, until=None, by="exitbot")  # fmt: skip
+    log_halt(journal, scope="mom_AAPL", reason="signal failed: boom", conditions=["signal_error"], flatten=False, until=None,
+             by="exitbot")  # fmt: skip
+    alerter.close(timeout=10)
+    journal.close()
+    by_title = {title: body for title, body in target.sent}
+    paused = by_title["Trading Hydra HALT: orders refused repeatedly (insufficient_funds)"].splitlines()[-1]
+    faulted = by_title["Trading Hydra HALT: signal failed: boom"].splitlines()[-1]
+    assert "its positions are kept, managed by its exits" in paused and "closes" not in paused, paused
+    assert "the kill switch closes its positions" in faulted, faulted
+
+
 def test_words_from_the_log_stay_on_their_line_and_sub_cent_figures_are_not_zero(tmp_path: Path) -> None:
     """A halt's reason is the operator's text or an exception's; a broker's message is the broker's. In an alert
     a newline in them forged lines ("Trading Hydra resumed" under a halt's title, a fake "scope" line) and an
@@ -440,7 +459,8 @@ def test_words_from_the_log_stay_on_their_line_and_sub_cent_figures_are_not_zero
     halt_title = "Trading Hydra HALT: news\\nTrading Hydra resumed\\x1b[2J"
     assert halt_title in by_title, list(by_title)
     assert by_title[halt_title].splitlines()[0] == "news\\nTrading Hydra resumed\\x1b[2J"
-    assert len(by_title[halt_title].splitlines()) == 3
+    assert len(by_title[halt_title].splitlines()) == 4
+    assert by_title[halt_title].splitlines()[3].startswith("meanwhile: no entries, working entries cancelled; positions")
     broker = by_title["Trading Hydra broker error"]
     assert broker.splitlines()[0].endswith(": down\\nall fine"), broker
     summary = next(body for title, body in target.sent if title.startswith("Trading Hydra: the run ended (error: X: a\\nb)"))

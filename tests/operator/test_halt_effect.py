@@ -22,6 +22,7 @@ from tests.trading.conftest import Rig
 FLATTENS = "the kill switch closes every position"
 KEEPS = "positions are kept, their exits managed"
 BOT_CLOSES = "the kill switch closes its positions"
+BOT_KEEPS = "its positions are kept, managed by its exits"
 HALTS_AGAIN = "ending it does not clear its cause: while that stands, the engine halts again"
 
 
@@ -68,8 +69,7 @@ def test_a_bot_halted_on_its_own_is_said_to_have_its_positions_closed(project: P
     rig.until(lambda r: bool(r.store.positions()))
     bot = rig.store.positions()[0].bot_id
     now = rig.clock.now()
-    rig.store.start_halt(bot, "orders refused repeatedly (insufficient_funds)", ("refusals",), False, now,
-                         now + timedelta(minutes=30))  # fmt: skip
+    rig.store.start_halt(bot, "orders rejected repeatedly", ("anomaly",), False, now, None)
     status, why, page = _views(project, rig, bot)
     line = next(line for line in status.splitlines() if line.startswith(f"HALT IN FORCE: bot {bot} "))
     assert BOT_CLOSES in line, status
@@ -77,6 +77,26 @@ def test_a_bot_halted_on_its_own_is_said_to_have_its_positions_closed(project: P
     assert BOT_CLOSES in page[0]["effect"]
     rig.ticks(3)
     assert not rig.store.positions(bot)  # what was said is what happens
+
+
+def test_a_paused_bot_is_said_to_keep_its_positions_and_keeps_them(project: ProjectCopy, rig: Rig) -> None:
+    """A pause (the broker refused the bot's orders on their merits) was said, and done, as a fault's halt: "the
+    kill switch closes its positions". It keeps them, managed by the bot's own exits; `status`, `why` and the page
+    say so, from the rule the kill switch follows (`store.is_pause`)."""
+    rig.until(lambda r: bool(r.store.positions()))
+    bot = rig.store.positions()[0].bot_id
+    held = rig.store.positions(bot)
+    now = rig.clock.now()
+    rig.store.start_halt(bot, "orders refused repeatedly (insufficient_funds)", ("refusals",), False, now,
+                         now + timedelta(minutes=30))  # fmt: skip
+    status, why, page = _views(project, rig, bot)
+    line = next(line for line in status.splitlines() if line.startswith(f"HALT IN FORCE: bot {bot} "))
+    assert BOT_KEEPS in line and BOT_CLOSES not in line, status
+    assert any(BOT_KEEPS in line for line in why.splitlines() if line.startswith(f"halted ({bot})")), why
+    assert BOT_KEEPS in page[0]["effect"]
+    rig.ticks(3)
+    assert not [r for r in rig.store.orders(bot_id=bot) if r.reason == "bot_halted"]
+    assert [p.symbol for p in rig.store.positions(bot)] == [p.symbol for p in held]  # what was said is what happens
 
 
 def test_resume_is_not_offered_as_the_cure_of_an_unexplained_position(project: ProjectCopy, rig: Rig) -> None:

@@ -70,6 +70,7 @@ VIOLATIONS: dict[str, tuple[str, dict[str, Any], str]] = {
     "order_rate_ok": ("mom_AAPL", {"orders_last_minute": 10}, "order rate: 10 orders in the last minute, limit 10"),
     "capital_available": ("mom_AAPL", {"capital_room_usd": 0.0}, "capital reserved: 0.0 USD"),
     "budget_known": ("mom_AAPL", {"budget_usd": 0.0}, "risk budget for today is used up"),
+    "bot_not_paused": ("mom_AAPL", {"bot_paused": True}, "bot_paused=true"),
 }
 
 

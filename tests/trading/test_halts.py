@@ -14,7 +14,7 @@ from engine.brokers.emulator import Emulator, Fault
 from engine.brokers.snapshot import SnapshotBroker
 from engine.core.clock import ManualClock
 from engine.core.store import SYSTEM_SCOPE
-from engine.trading.runner import operator_halt, operator_resume
+from engine.trading.runner import operator_halt, operator_resume, status_text
 from tests.brokers.conftest import KEY, SECRET, make_api
 from tests.conftest import ProjectCopy
 from tests.trading.conftest import Rig, make_rig
@@ -193,6 +193,44 @@ def test_repeated_refusals_pause_the_bot_not_the_account(project: ProjectCopy, c
         assert rig.engine.system.state == "armed" and halt_reasons(rig) == []  # the account trades on
         assert rig.events("anomaly") == []
         assert [e["reason"] for e in rig.events("order") if e.get("action") == "refused"] == ["insufficient_funds"] * 3
+    finally:
+        emulator.stop()
+
+
+def test_a_paused_bot_keeps_its_position_and_its_own_exits_manage_it(project: ProjectCopy, clock) -> None:
+    """Issue 14: repeated refusals pause a bot, they do not halt it. The pause was written as a fault's halt, and the
+    kill switch sold what the bot held at the tick it paused (`bot_halted`), on no fault of its rules: the broker had
+    refused its NEW entries for want of cash. Through the emulator: the CryptoBot holds ETH/USD, its BTC/USD entries
+    are refused (403 insufficient balance) three times; it pauses, keeps ETH/USD, sends no entry, and its own exit
+    rules (here its take profit) sell ETH/USD while the pause is still in force; `status` says its positions are
+    kept."""
+    project.replace("config/bots.yaml", "  - bot_id: mom_AAPL\n    enabled: true", "  - bot_id: mom_AAPL\n    enabled: false")
+    project.replace("config/bots.yaml", "optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+    project.replace("config/bots.yaml", "time_stop_minutes: 240", "time_stop_minutes: 20")
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
+        rig.until(lambda r: bool(r.store.positions("crypto_core")), limit=3000)
+        [held] = rig.store.positions("crypto_core")
+        refusal = '{"code":40310000,"message":"insufficient balance for USD"}'
+        emulator.faults.append(Fault(status=403, body=refusal, path_equals="/v2/orders", method="POST", times=0))
+        rig.until(lambda r: bool(r.store.halts("crypto_core")), limit=3000)
+        [pause] = rig.store.halts("crypto_core")
+        assert pause.conditions == ("refusals",) and pause.pause and pause.until is not None
+        emulator.faults.clear()
+        rig.ticks(3)
+        assert [p.symbol for p in rig.store.positions("crypto_core")] == [held.symbol]  # kept: nothing sold
+        assert not [r for r in rig.store.orders(bot_id="crypto_core") if r.purpose == "exit"]
+        bot = next(b for b in rig.engine.bots if b.bot_id == "crypto_core")
+        assert bot.model.state == "in_position"  # its exits are evaluated, not `halted`
+        status = status_text(rig.store, clock.now())
+        assert "its positions are kept, managed by its exits" in status and "closes its positions" not in status
+        entries = len([r for r in rig.store.orders(bot_id="crypto_core") if r.purpose == "entry"])
+        rig.until(lambda r: any(o.purpose == "exit" for o in r.store.orders(bot_id="crypto_core")), limit=3000)
+        [exit_] = [r for r in rig.store.orders(bot_id="crypto_core") if r.purpose == "exit"]
+        assert exit_.symbol == held.symbol and exit_.reason.startswith("exit: "), exit_.reason  # one of its rules
+        assert exit_.created_at < pause.until  # managed by its own exit while paused
+        assert len([r for r in rig.store.orders(bot_id="crypto_core") if r.purpose == "entry"]) == entries  # none new
+        assert rig.engine.system.state == "armed" and halt_reasons(rig) == []
     finally:
         emulator.stop()
 
@@ -500,6 +538,25 @@ def test_a_signal_that_fails_halts_its_bot_only_and_the_others_trade_on(rig: Rig
     assert [e["bot"] for e in rig.events("signal_error")] == ["mom_AAPL"]
     assert not rig.store.halts("crypto_core") and rig.engine.bot("crypto_core").model.state != "halted"
     assert not rig.events("guard_error")  # the machine halted on the halt, never asked the missing signal
+
+
+def test_a_paused_bot_whose_signal_fails_is_halted_and_its_position_closed(rig: Rig) -> None:
+    """A pause is no halt of a fault: a bot paused (its orders refused) whose signal then fails is halted for the
+    fault as any bot, and its positions closed. Taken as "halted already", the fault was never recorded and the bot,
+    its code broken, kept its positions once the pause ran out. (The CryptoBot: its signal is asked of the pair
+    it does not hold.)"""
+    rig.until(lambda r: bool(r.store.positions("crypto_core")), limit=3000)
+    now = rig.clock.now()
+    rig.store.start_halt("crypto_core", "orders refused repeatedly (insufficient_funds)", ("refusals",), False, now,
+                         now + timedelta(minutes=30))  # fmt: skip
+    rig.ticks(2)
+    assert rig.store.positions("crypto_core")  # paused: kept
+    rig.engine.bot("crypto_core").signal = _raises
+    rig.ticks(20)
+    faults = [h for h in rig.store.halts("crypto_core") if h.conditions == ("signal_error",)]
+    assert len(faults) == 1 and rig.engine.bot("crypto_core").model.state == "halted"
+    assert not rig.store.positions("crypto_core")  # the kill switch closed what the faulted bot held
+    assert any(r.reason == "bot_halted" for r in rig.store.orders(bot_id="crypto_core"))
 
 
 def test_an_exception_every_tick_is_one_system_halt_not_one_a_tick(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,11 +135,11 @@ def test_a_halt_whose_cooloff_runs_out_leaves_the_reused_records(tmp_path: Path)
     store.start_halt("bot0", "paused", ("refusals",), False, NOW, NOW + timedelta(minutes=1))
     store.start_halt("bot1", "mine", ("operator",), False, NOW, None)
     first = read_view(store, SNAPSHOT, NOW, TZ)
-    assert first.bot("bot0").halt is not None and first.bot("bot1").halt is not None
+    assert first.bot("bot0").paused is not None and first.bot("bot1").halt is not None
     same = read_view(store, SNAPSHOT, NOW + timedelta(seconds=30), TZ, first)  # nothing written, still in force
-    assert same.bot("bot0").halt is not None and same.bots == first.bots
+    assert same.bot("bot0").paused is not None and same.bots == first.bots
     later = read_view(store, SNAPSHOT, NOW + timedelta(minutes=2), TZ, same)
-    assert later.bot("bot0").halt is None and later.bot("bot0").positions == first.bot("bot0").positions
+    assert later.bot("bot0").paused is None and later.bot("bot0").positions == first.bot("bot0").positions
     assert later.bot("bot1").halt is not None and [h.scope for h in later.halts] == ["bot1"]
 
 
@@ -180,3 +180,20 @@ def test_a_halt_another_process_writes_between_the_tick_s_two_reads_is_seen(tmp_
     operator.close()
     again = read_view(store, SNAPSHOT, NOW, TZ, first)
     assert first.system_halt is None and again.system_halt is not None
+
+
+def test_a_pause_is_read_apart_from_a_halt_and_never_hides_one(tmp_path: Path) -> None:
+    """A bot's pause (its orders refused on their merits) keeps its positions; any other halt of the bot closes
+    them. Read as the bot's one latest halt, a pause written after a fault's halt hid it, and the kill switch kept
+    what the faulted bot held; and a pause read as a halt sold what a merely refused bot held."""
+    store = store_with_bots(tmp_path, 2)
+    store.start_halt("bot0", "signal failed: boom", ("signal_error",), False, NOW, None)
+    store.start_halt("bot0", "orders refused repeatedly (wash_trade)", ("refusals",), False, NOW, NOW + timedelta(minutes=30))
+    store.start_halt("bot1", "orders refused repeatedly (insufficient_funds)", ("refusals",), False, NOW,
+                     NOW + timedelta(minutes=30))  # fmt: skip
+    for view in (read_view(store, SNAPSHOT, NOW, TZ), read_view(store, SNAPSHOT, NOW, TZ).with_halts(())):
+        if not view.halts:  # with_halts: the same halts, given back
+            view = view.with_halts(tuple(store.halts(open_only=True)))
+        faulted, refused = view.bot("bot0"), view.bot("bot1")
+        assert faulted.halt is not None and faulted.halt.conditions == ("signal_error",) and faulted.paused is not None
+        assert refused.halt is None and refused.paused is not None and refused.paused.pause
