@@ -40,7 +40,7 @@ EVENTS: dict[str, set[str]] = {
     "halt": {"scope", "reason", "until", "by"},
     "resume": {"scope", "by"},
     "anomaly": set(),
-    "broker_error": {"operation", "kind", "reason", "status", "code", "message", "held"},
+    "broker_error": {"operation", "kind", "reason", "status", "code", "message", "held", "counted"},
     "tick": {"duration_ms", "broker_requests", "transitions", "system"},
     "run_start": set(),
     "run_end": {"reason", "ticks", "equity"},

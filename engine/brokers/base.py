@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal, NamedTuple, Protocol
 
-from engine.brokers.errors import ErrorReason, classify
+from engine.brokers.errors import REFUSALS, SUBMIT_ORDER, ErrorReason, classify
 from engine.core import order_lifecycle as lifecycle
 
 ErrorKind = Literal[
@@ -76,6 +76,14 @@ class BrokerError(Exception):
             reason = classify(status, code, message) if status is not None else _REASON_OF_KIND.get(kind, "invalid")
         self.reason: ErrorReason = reason
         super().__init__(f"{operation + ': ' if operation else ''}{kind}{f' ({status})' if status else ''}: {message}")
+
+    @property
+    def refusal(self) -> bool:
+        """An order refused on its merits (`errors.REFUSALS`: insufficient funds, below the minimum, a wash trade,
+        forbidden): the broker answered, understood the order and said no. That bot's denial (three of one kind
+        pause it), not a failure of the broker: counted towards api_failure_halt, five refused entries halted the
+        whole account for its cooloff."""
+        return self.operation == SUBMIT_ORDER and self.reason in REFUSALS
 
     def __str__(self) -> str:  # the operation may be named after construction (SnapshotBroker does)
         where = f"{self.operation}: " if self.operation else ""

@@ -47,6 +47,13 @@ ErrorReason = Literal[
     "stopping",  # a read not asked because the run is stopping (never the broker's answer: `BrokerError.held`)
 ]
 
+# Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per kind
+# (`refused:<reason>`, engine/trading/orders.py) and pausing it after three, never an anomaly of the account nor a
+# failure of the broker (`BrokerError.refusal`): not counted towards api_failure_halt. Any other refusal is a rejection.
+REFUSALS: frozenset[ErrorReason] = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forbidden"})
+# The request that sends an order, as every adapter names it (`BrokerError.operation`)
+SUBMIT_ORDER = "submit_order"
+
 # Message fragments, lower case, checked in this order (a wash-trade refusal also says "order", a minimum says
 # "amount"): the first group that matches decides.
 WASH_TRADE = (

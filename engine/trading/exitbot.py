@@ -168,8 +168,11 @@ class ExitBot:
         """One broker failure into the window, and the log. A request the adapter held back while the server's rate
         limit said to wait (`BrokerError.held`) is logged but not counted: the answer that started the hold (the 429)
         was, and counting each request never sent halted the engine within two ticks of one 429. The read still
-        failed: the snapshot is incomplete and broker_ok false, so entries stay blocked for the hold."""
-        if not error.held:
+        failed: the snapshot is incomplete and broker_ok false, so entries stay blocked for the hold. An order
+        refused on its merits (`BrokerError.refusal`) is logged but not counted either: the broker answered, and the
+        refusal is its bot's denial (and pause), not a broker failing the account."""
+        counted = not error.held and not error.refusal
+        if counted:
             self._failures.append(now)
             self._failures_changed = True
         self.journal.log(
@@ -181,6 +184,7 @@ class ExitBot:
             code=error.code,
             message=error.message,
             held=error.held,
+            counted=counted,
         )
 
     def failures_in_window(self, now: datetime) -> int | None:

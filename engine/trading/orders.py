@@ -38,6 +38,7 @@ from engine.brokers.base import (
     fill_value_slack,
     same_amount,
 )
+from engine.brokers.errors import REFUSALS  # the refusals on an order's merits: its bot's denial (and pause)
 from engine.brokers.symbols import contract_multiplier, is_crypto
 from engine.core import failpoints
 from engine.core import order_lifecycle as lifecycle
@@ -56,9 +57,6 @@ NOT_FOUND_LOOKS = 3
 NOT_FOUND_SPAN = timedelta(seconds=20)
 # How many replacements in a row (each replaced in turn between two reads) are followed in one read; more is junk.
 MAX_REPLACEMENTS = 8
-# Refusals on the merits of one order (the broker understood it and said no): that bot's denial, counted per
-# kind (`refused:<reason>`), never an anomaly of the account. Any other refusal is a `rejection`.
-REFUSALS = frozenset({"insufficient_funds", "below_minimum", "wash_trade", "forbidden"})
 # The error a send of an `unknown` order is recorded with when the broker said it already has the client_order_id
 # (422 "client_order_id must be unique", reference/alpaca-api.md section 6): the order exists, so lookups that
 # answer 404 prove nothing about it and it never ends `not_sent` or `rejected`; it is looked up until found.

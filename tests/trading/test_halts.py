@@ -235,6 +235,33 @@ def test_a_paused_bot_keeps_its_position_and_its_own_exits_manage_it(project: Pr
         emulator.stop()
 
 
+@pytest.mark.parametrize(("status", "body", "kind"), [
+    (403, '{"code":40310000,"message":"insufficient balance for USD"}', "insufficient_funds"),
+    (422, '{"code":42210000,"message":"potential wash trade detected. use complex orders"}', "wash_trade"),
+])  # fmt: skip
+def test_refused_entries_of_several_bots_never_halt_the_account(project: ProjectCopy, clock, status: int, body: str,
+                                                              kind: str) -> None:  # fmt: skip
+    """A refusal on an order's merits is its bot's denial, not a broker failing the account: every send failure
+    counted towards api_failure_halt, so five refusals (two bots' entries refused) halted the whole account for its
+    390-minute cooloff, every other bot with it. Each bot pauses on its own; the account trades on. (A window of
+    15 minutes holds every bot's refusals here, as a busier account's minute would.)"""
+    project.replace("config/settings.yaml", "api_failure_window_seconds: 60", "api_failure_window_seconds: 900")
+    rig, emulator = _rig_on_emulator(project, clock)
+    try:
+        emulator.faults.append(Fault(status=status, body=body, path_equals="/v2/orders", method="POST", times=0))
+        rig.until(lambda r: len({h.scope for h in r.store.halts()}) >= 2, limit=3000)
+        rig.ticks(5)
+        refused = [e for e in rig.events("order") if e.get("action") == "refused"]
+        assert len(refused) >= 5 and {e["reason"] for e in refused} == {kind}
+        assert rig.engine.system.state == "armed" and halt_reasons(rig) == []  # no api_failure_halt
+        assert all(h.pause for h in rig.store.halts())  # each refused bot paused, on its own
+        sends = [e for e in rig.events("broker_error") if e["operation"] == "submit_order"]
+        assert sends and all(e["counted"] is False for e in sends)  # logged, as every broker error, not counted
+        assert rig.engine.exitbot.failures_in_window(clock.now()) == 0
+    finally:
+        emulator.stop()
+
+
 def test_rejections_of_no_known_kind_are_an_anomaly(project: ProjectCopy, clock) -> None:
     rig, emulator = _rig_on_emulator(project, clock)
     try:
