@@ -140,6 +140,7 @@ def explain(store: StateStore, report: Report, bot_id: str, now: datetime | None
     own = [p for p in holdings if p.bot_id == bot_id]
     symbols = {p.symbol for p in own}
     return {
+        "broker_refused": broker_refusal(store, bot_id),
         "bot": bot_id,
         "kind": kind,
         "not_managed": not_managed,
@@ -324,6 +325,9 @@ def render(record: Mapping[str, Any], tz: Any = None) -> str:
         lines.append("last entry refused: " + "; ".join(record["blocked_entry"]["reasons"]))
     if record["unsized_signal"]:
         lines.append("the signal fired but no entry could be sized: " + record["unsized_signal"])
+    if record.get("broker_refused"):  # a record made before 2026-12-03 has none
+        refused = record["broker_refused"]
+        lines.append(f"last entry refused by the broker: {refused['kind']} at {when(refused['at'])}: {refused['message']}")
     # every line through one_line, whatever it holds: the state's name, a fact's text, a check's error and the
     # engine's recorded reasons come from the state file and the user's code, and a newline in one forged a line
     return "\n".join(one_line(line) for line in lines)
@@ -346,6 +350,24 @@ def _position_lines(record: Mapping[str, Any], when: Any) -> list[str]:
 
 def _row(p: Mapping[str, Any]) -> PositionRow:
     return PositionRow(p["bot"], p["symbol"], p["qty"], p["avg_entry_price"], datetime.fromisoformat(p["opened_at"]))
+
+
+def broker_refusal(store: StateStore, bot_id: str) -> dict[str, Any] | None:
+    """The bot's last entry the broker refused or rejected (an order row ended `rejected`, its error written as
+    `<reason>: <broker's message>` by engine/trading/orders.py), or None. The engine's own denial (`blocked_entry`)
+    was all `why` showed: two wash-trade refusals said nothing, and only the third, by its pause, showed at all."""
+    refused = [r for r in store.orders(statuses=("rejected",), bot_id=bot_id) if r.purpose == "entry"]
+    if not refused:
+        return None
+    last = max(refused, key=lambda r: (r.updated_at, r.client_order_id))
+    kind, _, message = (last.error or "").partition(": ")
+    return {
+        "at": last.updated_at.isoformat(),
+        "client_order_id": last.client_order_id,
+        "symbol": last.symbol,
+        "kind": one_line(kind) or "rejected",
+        "message": one_line(message or last.error or ""),
+    }
 
 
 def _not_fired(t: Mapping[str, Any]) -> str:

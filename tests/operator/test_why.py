@@ -363,3 +363,32 @@ def test_a_config_value_has_the_unit_facts_gives_it(project: ProjectCopy, rig: R
     text = render(record)
     assert f"{daily}=1 (config, %)" in text and "daily_pnl_pct=0 %" in text
     assert "safety_allow_budget_fallback=false (config)" in text and " config," not in text.replace("(config,", "")
+
+
+def test_an_entry_the_broker_refused_is_shown_with_its_kind_time_and_message(project: ProjectCopy, clock) -> None:
+    """Issue 14: a refused entry is that bot's denial, its reason in `why`. `why` showed only the engine's own
+    denial: after two wash-trade refusals through the emulator it said nothing of them (`--json`: blocked_entry
+    None), and only the third, by the pause it set, showed at all."""
+    from engine.brokers.emulator import Emulator, Fault
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.brokers.snapshot import SnapshotBroker
+    from tests.brokers.conftest import KEY, SECRET, make_api
+
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        wash = '{"code":42210000,"message":"potential wash trade detected.\\nuse complex orders"}'
+        emulator.faults.extend(Fault(status=422, body=wash, path_equals="/v2/orders", method="POST") for _ in range(2))
+        rig.until(lambda r: len([e for e in r.events("order") if e.get("action") == "refused"]) == 2, limit=3000)
+        bot = next(e["bot"] for e in rig.events("order") if e.get("action") == "refused")
+        rig.ticks(1)
+        assert not rig.store.halts(bot)  # two refusals: no pause to show them
+        record = explain(rig.store, report_of(project), bot)
+        refused = record["broker_refused"]
+        assert refused is not None and refused["kind"] == "wash_trade", refused
+        assert refused["message"] == "potential wash trade detected.\\nuse complex orders"  # one line, escaped
+        json.dumps(record)
+        line = next(line for line in render(record).splitlines() if line.startswith("last entry refused by the broker:"))
+        assert "wash_trade at " in line and line.endswith(": potential wash trade detected.\\nuse complex orders"), line
+        other = next(b.bot_id for b in rig.engine.bots if b.bot_id != bot)
+        assert explain(rig.store, report_of(project), other)["broker_refused"] is None
