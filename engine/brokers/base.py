@@ -425,6 +425,12 @@ class Snapshot:
     # When `positions` is None because some positions could not be read: what the others, and the readable parts of
     # those, say is held. For sizing exits only (engine/trading/handlers.py `_sellable`).
     positions_in_part: PositionsInPart | None = None
+    # Option chains the data API refused to this account (403 `forbidden`: "subscription does not permit querying
+    # recent OPRA data", `options.feed: opra` without that subscription), by underlying: not a failed read (the
+    # broker answered, and will answer the same until the plan changes), so not in `errors`, which would fail every
+    # bot's `broker_ok` and count towards api_failure_halt each tick; only the bots trading those underlyings are
+    # blocked (their `data_denied` fact, preflight's `data_permitted`).
+    chains_denied: Mapping[str, BrokerError] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:

@@ -124,7 +124,10 @@ class SnapshotBroker:
         crypto = self._symbols(needs.crypto)
         if crypto:
             quotes.update(self._read(errors, "crypto_quotes", lambda: self.api.get_crypto_quotes(crypto)) or {})
-        chains = {u: c for u in sorted(set(needs.option_underlyings)) if (c := self._chain(u, needs, now, errors)) is not None}
+        denied: dict[str, BrokerError] = {}
+        chains = {
+            u: c for u in sorted(set(needs.option_underlyings)) if (c := self._chain(u, needs, now, errors, denied)) is not None
+        }
         market_clock = self._clock(now, errors)
         missing = tuple(s for s in (*stocks, *crypto) if s not in quotes)
         return Snapshot(
@@ -138,6 +141,7 @@ class SnapshotBroker:
             errors=tuple(errors),
             broker_requests=self.api.requests_made - before,
             missing_quotes=missing,
+            chains_denied=denied,
             positions_in_part=in_part,
         )
 
@@ -162,8 +166,10 @@ class SnapshotBroker:
         return None, None
 
     def _chain(
-        self, underlying: str, needs: DataNeeds, now: datetime, errors: list[BrokerError]
+        self, underlying: str, needs: DataNeeds, now: datetime, errors: list[BrokerError], denied: dict[str, BrokerError]
     ) -> tuple[OptionContract, ...] | None:
+        """The chain of `underlying`, from the cache while it is fresh enough. A read the data API refuses as
+        `forbidden` (the account's plan does not include that feed) goes to `denied`, not `errors` (`Snapshot`)."""
         cached = self._chains.get(underlying)
         # reused for broker.option_chain_cache_seconds, but never once every quote in it is older than the chain
         # rules take: a chain kept 60 s under a 30 s limit offered no contract for half of each minute
@@ -175,7 +181,13 @@ class SnapshotBroker:
         today = now.astimezone(NEW_YORK).date()  # expiries are New York dates; after 19:00 there, UTC is tomorrow
         expiry_from = today + timedelta(days=needs.option_dte_min)
         expiry_to = today + timedelta(days=needs.option_dte_max)
-        fetched = self._read(errors, "option_chain", lambda: self.api.get_option_chain(underlying, expiry_from, expiry_to))
+        read: list[BrokerError] = []
+        fetched = self._read(read, "option_chain", lambda: self.api.get_option_chain(underlying, expiry_from, expiry_to))
+        for error in read:
+            if error.reason == "forbidden":
+                denied[underlying] = error
+            else:
+                errors.append(error)
         if fetched is None:
             return None  # a failed read is never replaced by the old chain
         self._chains[underlying] = (now, tuple(fetched))

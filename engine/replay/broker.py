@@ -58,8 +58,9 @@ class ReplayBroker(SnapshotBroker):
         stocks = self._symbols(needs.stocks)
         crypto = self._symbols(needs.crypto) if needs.crypto else ()
         quotes = self._quotes(errors, stocks, crypto)
+        denied: dict[str, BrokerError] = {}  # a recording is never refused its chains: kept empty, as a live run's
         chains = (
-            {u: c for u in sorted(set(needs.option_underlyings)) if (c := self._chain(u, needs, now, errors)) is not None}
+            {u: c for u in sorted(set(needs.option_underlyings)) if (c := self._chain(u, needs, now, errors, denied)) is not None}
             if needs.option_underlyings
             else {}
         )
@@ -81,6 +82,7 @@ class ReplayBroker(SnapshotBroker):
             broker_requests=api.requests_made - before,
             missing_quotes=missing,
             positions_in_part=in_part,
+            chains_denied=denied,
         )
 
     def _take(self, errors: list[BrokerError], operation: str, read: Callable[[], T]) -> T | None:

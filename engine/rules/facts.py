@@ -155,6 +155,13 @@ BOT_FACTS: tuple[Fact, ...] = (
         "This bot is halted on its own (a guard or its signal failed, repeated rejections): its positions are closed.",
     ),
     _f(
+        "data_denied",
+        "bool",
+        "",
+        "The broker refused this bot data its entries need (403: the account's plan lacks the feed, an OptionsBot's"
+        " option chains under options.feed opra without that subscription).",
+    ),
+    _f(
         "bot_paused",
         "bool",
         "",

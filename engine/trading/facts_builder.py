@@ -289,6 +289,7 @@ _OWN = (
     "past_manage_until",
     "bot_halted",
     "bot_paused",
+    "data_denied",
     "budget_usd",
     "trades_today",
     "open_positions",
@@ -417,6 +418,10 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["past_manage_until"] = past_manage or held_over
     facts["bot_halted"] = records.halt is not None
     facts["bot_paused"] = records.paused is not None
+    denied = snapshot.chains_denied  # the data API refused these chains to the account (Snapshot.chains_denied)
+    facts["data_denied"] = bool(denied) and isinstance(bot.config, OptionsBotConfig) and any(
+        t in denied for t in bot.config.tickers
+    )
     facts["budget_usd"] = budget_usd
     facts["trades_today"] = records.counters.get("entries", 0)  # `records.counter`, without its call
     facts["open_positions"] = len(busy)

@@ -71,6 +71,7 @@ VIOLATIONS: dict[str, tuple[str, dict[str, Any], str]] = {
     "capital_available": ("mom_AAPL", {"capital_room_usd": 0.0}, "capital reserved: 0.0 USD"),
     "budget_known": ("mom_AAPL", {"budget_usd": 0.0}, "risk budget for today is used up"),
     "bot_not_paused": ("mom_AAPL", {"bot_paused": True}, "bot_paused=true"),
+    "data_permitted": ("opt_core", {"data_denied": True}, "data_denied=true"),
 }
 
 

@@ -82,6 +82,39 @@ def test_api_failures_halt_through_the_alpaca_adapter(project: ProjectCopy, cloc
         assert len(rig.events("broker_error")) == 5
 
 
+def test_option_chains_the_plan_does_not_permit_block_the_options_bot_not_the_account(project: ProjectCopy, clock) -> None:
+    """`options.feed: opra` without an OPRA subscription: every chain read is answered 403 "subscription does not
+    permit querying recent OPRA data". Each was a failed read, counted: every bot's entries blocked (`broker_ok`) and
+    api_failure_halt after a few ticks, the whole account halted for its cooloff, again after each. The broker
+    answered: only the OptionsBot, whose entries need the chains, is blocked (its preflight's `data_permitted`, in
+    `why`), said once a spell; the other bots trade on."""
+    from engine.brokers.sim.exchange import SimExchange
+    from engine.operator.why import explain, render
+    from engine.validate import load_valid
+
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        opra = '{"message":"subscription does not permit querying recent OPRA data"}'
+        emulator.faults.append(Fault(status=403, body=opra, path_prefix="/v1beta1/options/snapshots/", times=0))
+        rig.ticks(120)
+        assert rig.engine.system.state == "armed" and halt_reasons(rig) == [] and not rig.store.halts()
+        assert rig.engine.exitbot.failures_in_window(clock.now()) == 0
+        said = [e for e in rig.events("broker_error") if e["operation"] == "option_chain"]
+        assert sorted(e["symbol"] for e in said) == ["QQQ", "SPY"]  # once a spell, not once a tick
+        assert all(e["reason"] == "forbidden" and e["counted"] is False for e in said)
+        entries = {r.bot_id for r in rig.store.orders() if r.purpose == "entry"}
+        assert "opt_core" not in entries and entries  # the other bots trade on
+        failed = [e["failed"] for e in rig.events("preflight") if e["bot"] == "opt_core"]
+        assert failed and "data_permitted" in failed[-1]
+        report = load_valid(project.config, project.machines, project.rules)
+        assert "  data_permitted: FAILED   (data_denied=true)" in render(explain(rig.store, report, "opt_core")).splitlines()
+        emulator.faults.clear()  # the plan now permits it: the OptionsBot is no longer blocked
+        rig.ticks(3)
+        failed = [e["failed"] for e in rig.events("preflight") if e["bot"] == "opt_core"]
+        assert "data_permitted" not in failed[-1]
+
+
 def test_an_exception_in_a_tick_halts_with_its_reason(rig: Rig) -> None:
     rig.ticks(2)
     real = rig.engine.broker.snapshot
