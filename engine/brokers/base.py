@@ -431,6 +431,10 @@ class Snapshot:
     # bot's `broker_ok` and count towards api_failure_halt each tick; only the bots trading those underlyings are
     # blocked (their `data_denied` fact, preflight's `data_permitted`).
     chains_denied: Mapping[str, BrokerError] = field(default_factory=dict)
+    # The same for quotes, by symbol: `broker.stock_feed: sip` on a plan without SIP data (403 "subscription does not
+    # permit querying recent SIP data"). The bots watching them are blocked (`data_denied`); their market's feed is
+    # neither stale nor unknown for it (a refused feed is no stale one: no data_stale_halt of the whole account).
+    quotes_denied: Mapping[str, BrokerError] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:

@@ -89,6 +89,25 @@ class SnapshotBroker:
             errors.append(exc)
             return None
 
+    def _read_permitted(
+        self,
+        errors: list[BrokerError],
+        denied: dict[str, BrokerError],
+        symbols: tuple[str, ...],
+        operation: str,
+        call: Callable[[], T],
+    ) -> T | None:
+        """`_read`, but a read the data API refuses as `forbidden` (the account's plan lacks the feed) goes to
+        `denied`, for each of `symbols`, not to `errors` (`Snapshot.quotes_denied`, `Snapshot.chains_denied`)."""
+        read: list[BrokerError] = []
+        got = self._read(read, operation, call)
+        for error in read:
+            if error.reason == "forbidden":
+                denied.update(dict.fromkeys(symbols, error))
+            else:
+                errors.append(error)
+        return got
+
     def _call(self, operation: str, call: Callable[[], T]) -> T:
         try:
             return call()
@@ -115,15 +134,17 @@ class SnapshotBroker:
             account, positions = self._explained(positions, errors)
         orders = self._read(errors, "open_orders", self.api.get_open_orders)
         quotes: dict[str, Quote] = {}
+        refused: dict[str, BrokerError] = {}  # quotes the data API refused to the account (`Snapshot.quotes_denied`)
         chunk = self.settings.symbols_per_request
         stocks = self._symbols(needs.stocks)
         for start in range(0, len(stocks), chunk):
             part = stocks[start : start + chunk]
-            got = self._read(errors, "stock_quotes", functools.partial(self.api.get_stock_quotes, part))
+            got = self._read_permitted(errors, refused, part, "stock_quotes", functools.partial(self.api.get_stock_quotes, part))
             quotes.update(got or {})
         crypto = self._symbols(needs.crypto)
         if crypto:
-            quotes.update(self._read(errors, "crypto_quotes", lambda: self.api.get_crypto_quotes(crypto)) or {})
+            got = self._read_permitted(errors, refused, crypto, "crypto_quotes", lambda: self.api.get_crypto_quotes(crypto))
+            quotes.update(got or {})
         denied: dict[str, BrokerError] = {}
         chains = {
             u: c for u in sorted(set(needs.option_underlyings)) if (c := self._chain(u, needs, now, errors, denied)) is not None
@@ -142,6 +163,7 @@ class SnapshotBroker:
             broker_requests=self.api.requests_made - before,
             missing_quotes=missing,
             chains_denied=denied,
+            quotes_denied=refused,
             positions_in_part=in_part,
         )
 
@@ -181,13 +203,9 @@ class SnapshotBroker:
         today = now.astimezone(NEW_YORK).date()  # expiries are New York dates; after 19:00 there, UTC is tomorrow
         expiry_from = today + timedelta(days=needs.option_dte_min)
         expiry_to = today + timedelta(days=needs.option_dte_max)
-        read: list[BrokerError] = []
-        fetched = self._read(read, "option_chain", lambda: self.api.get_option_chain(underlying, expiry_from, expiry_to))
-        for error in read:
-            if error.reason == "forbidden":
-                denied[underlying] = error
-            else:
-                errors.append(error)
+        fetched = self._read_permitted(
+            errors, denied, (underlying,), "option_chain", lambda: self.api.get_option_chain(underlying, expiry_from, expiry_to)
+        )
         if fetched is None:
             return None  # a failed read is never replaced by the old chain
         self._chains[underlying] = (now, tuple(fetched))

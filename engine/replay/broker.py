@@ -83,6 +83,7 @@ class ReplayBroker(SnapshotBroker):
             missing_quotes=missing,
             positions_in_part=in_part,
             chains_denied=denied,
+            quotes_denied={},
         )
 
     def _take(self, errors: list[BrokerError], operation: str, read: Callable[[], T]) -> T | None:

@@ -186,7 +186,9 @@ class Engine:
         # Lost at a restart, safely: with none read yet an exit waits for a read (it is never sized blind).
         self.last_positions: tuple[Position, ...] | None = None
         self.last_positions_at: datetime | None = None
-        self._chains_denied: frozenset[str] = frozenset()  # the underlyings whose chain the last tick was refused
+        # what the data API refused the account the last tick (`_note_denied`): ("option_chain", underlying), and
+        # (operation, None) for quotes
+        self._denied: frozenset[tuple[str, str | None]] = frozenset()
         self._split_preflight()
         self._refuse_unmanaged()
         self.store.keep_tick_reads = True  # this engine is the only writer of its orders and positions (the run lock)
@@ -419,7 +421,7 @@ class Engine:
             self.last_positions, self.last_positions_at = snapshot.positions, now
         for err in snapshot.errors:
             self._record_failure(err)
-        if snapshot.chains_denied or self._chains_denied:
+        if snapshot.chains_denied or snapshot.quotes_denied or self._denied:
             self._note_denied(snapshot)
         self.orders.sync(snapshot)
         reconcile.adopt_fee_shortfalls(self.store, self.journal, snapshot, self.orders.bought_this_tick, self.orders.unsettled)
@@ -740,16 +742,23 @@ class Engine:
             recent[symbol] = prices[1:] if len(prices) > keep else prices
 
     def _note_denied(self, snapshot: Snapshot) -> None:
-        """Option chains the data API refuses to this account (`Snapshot.chains_denied`: the plan lacks the feed):
-        logged as a `broker_error` once a spell (`counted: false`), never counted towards api_failure_halt. Counted,
-        `options.feed: opra` without the subscription halted the whole account for its cooloff every three ticks, the
-        stocks and crypto bots with it; only the bots trading those underlyings are blocked (`data_permitted`)."""
+        """Data the data API refuses to this account (`Snapshot.chains_denied`, `quotes_denied`: the plan lacks the
+        feed): logged as a `broker_error` once a spell (`counted: false`; a chain's with its underlying as `symbol`,
+        quotes' with the `symbols` refused), never counted towards api_failure_halt. Counted, `options.feed: opra`
+        without the subscription halted the whole account for its cooloff every three ticks, the stocks and crypto
+        bots with it; only the bots that need that data are blocked (`data_permitted`)."""
+        said: dict[tuple[str, str | None], tuple[BrokerError, list[str]]] = {}
         for underlying, error in snapshot.chains_denied.items():
-            if underlying not in self._chains_denied:
+            said[error.operation, underlying] = (error, [underlying])
+        for symbol, error in snapshot.quotes_denied.items():
+            said.setdefault((error.operation, None), (error, []))[1].append(symbol)
+        for key, (error, symbols) in said.items():
+            if key not in self._denied:
+                where = {"symbol": key[1]} if key[1] is not None else {"symbols": sorted(symbols)}
                 self.journal.log("broker_error", operation=error.operation, kind=error.kind, reason=error.reason,
                                  status=error.status, code=error.code, message=error.message, held=False, counted=False,
-                                 symbol=underlying)  # fmt: skip
-        self._chains_denied = frozenset(snapshot.chains_denied)
+                                 **where)  # fmt: skip
+        self._denied = frozenset(said)
 
     def _read_assets(self, day: date, now: datetime) -> None:
         """The crypto pairs' minimums and increments, read once a trading day (Alpaca moves them with the price).

@@ -255,8 +255,13 @@ def feed_health(snapshot: Snapshot, needs: DataNeeds, now: datetime, health: Hea
     cutoff, ahead = fresh_window(now, health.max_price_staleness_seconds)
     quotes, clock = snapshot.quotes, snapshot.clock
     failed = {error.operation for error in snapshot.errors}
+    # quotes the data API refuses to the account (the plan lacks the feed) are no stale feed: their bots are blocked
+    # (`data_denied`), and a whole market refused halted the account (data_stale_halt) for every other market's bots
+    denied = snapshot.quotes_denied
 
     def stale(symbol: str) -> bool:
+        if symbol in denied:
+            return False
         quote = quotes.get(symbol)
         return quote is None or not cutoff <= quote.timestamp <= ahead
 
@@ -418,10 +423,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["past_manage_until"] = past_manage or held_over
     facts["bot_halted"] = records.halt is not None
     facts["bot_paused"] = records.paused is not None
-    denied = snapshot.chains_denied  # the data API refused these chains to the account (Snapshot.chains_denied)
-    facts["data_denied"] = bool(denied) and isinstance(bot.config, OptionsBotConfig) and any(
-        t in denied for t in bot.config.tickers
-    )
+    facts["data_denied"] = _data_denied(bot, snapshot) if snapshot.chains_denied or snapshot.quotes_denied else False
     facts["budget_usd"] = budget_usd
     facts["trades_today"] = records.counters.get("entries", 0)  # `records.counter`, without its call
     facts["open_positions"] = len(busy)
@@ -543,6 +545,15 @@ def ask_signal(
     if records.halt is not None and any(h.scope == bot.bot_id and "signal_error" in h.conditions for h in view.halts):
         return None, None
     return _signal(bot, history, _busy(records) if records.positions or records.open_entries else _NOTHING, settled)
+
+
+def _data_denied(bot: Bot, snapshot: Snapshot) -> bool:
+    """Whether the data API refused the account data this bot's entries need (the plan lacks the feed): the quotes of
+    a symbol it watches (`Snapshot.quotes_denied`), or, for an OptionsBot, an underlying's chain (`chains_denied`)."""
+    if any(symbol in snapshot.quotes_denied for symbol in bot.symbols):
+        return True
+    config = bot.config
+    return isinstance(config, OptionsBotConfig) and any(t in snapshot.chains_denied for t in config.tickers)
 
 
 def _held_from_an_earlier_day(view: TickView, owned: Sequence[PositionRow]) -> bool:

@@ -115,6 +115,29 @@ def test_option_chains_the_plan_does_not_permit_block_the_options_bot_not_the_ac
         assert "data_permitted" not in failed[-1]
 
 
+def test_stock_quotes_the_plan_does_not_permit_block_the_stock_bots_not_the_account(project: ProjectCopy, clock) -> None:
+    """`broker.stock_feed: sip` on a plan without SIP data: every stock quote read is answered 403. Counted as failed
+    reads, the account halted (api_failure_halt), and read as a missing feed the stocks' market was stale
+    (data_stale_halt): either way the CryptoBot stopped with them. The stock bots alone are blocked
+    (`data_permitted`), said once a spell; the CryptoBot trades on."""
+    from engine.brokers.sim.exchange import SimExchange
+
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        sip = '{"message":"subscription does not permit querying recent SIP data"}'
+        emulator.faults.append(Fault(status=403, body=sip, path_equals="/v2/stocks/quotes/latest", times=0))
+        rig.ticks(120)
+        assert rig.engine.system.state == "armed" and halt_reasons(rig) == [] and not rig.store.halts()
+        assert rig.engine.exitbot.failures_in_window(clock.now()) == 0
+        said = [e for e in rig.events("broker_error") if e["operation"] == "stock_quotes"]
+        assert len(said) == 1 and said[0]["counted"] is False and {"AAPL", "SPY", "QQQ"} <= set(said[0]["symbols"])
+        assert {r.bot_id for r in rig.store.orders() if r.purpose == "entry"} == {"crypto_core"}
+        for bot in ("mom_AAPL", "opt_core"):
+            failed = [e["failed"] for e in rig.events("preflight") if e["bot"] == bot]
+            assert failed and "data_permitted" in failed[-1], (bot, failed[-1:])
+
+
 def test_an_exception_in_a_tick_halts_with_its_reason(rig: Rig) -> None:
     rig.ticks(2)
     real = rig.engine.broker.snapshot
