@@ -19,7 +19,8 @@ from engine.config.model import BotsConfig, KillConditions
 from engine.rules.book import RuleBook
 
 # rules/preflight.yaml as shipped: each blocks an entry on something that loses money (a halted system, an account
-# the broker blocks, stale or crossed quotes, a failing broker, the day's loss, the order rate, no capital or budget)
+# the broker blocks, stale or crossed quotes, a failing broker, the day's loss, the order rate, no capital or budget,
+# data the account's plan does not include, a bot paused after repeated refusals)
 SHIPPED_PREFLIGHT = (
     "system_armed",
     "account_ok",
@@ -36,6 +37,8 @@ SHIPPED_PREFLIGHT = (
     "daily_loss_ok",
     "order_rate_ok",
     "capital_available",
+    "data_permitted",  # the broker refuses the account the data the bot's entries need (a feed the plan lacks)
+    "bot_not_paused",  # the broker refused the bot's orders repeatedly (the gate holds a pause besides)
     "budget_known",
 )
 # The kill condition that closes every position when it holds (`flatten: true`): without it the daily-loss limit
