@@ -41,6 +41,12 @@ SHIPPED_PREFLIGHT = (
     "bot_not_paused",  # the broker refused the bot's orders repeatedly (the gate holds a pause besides)
     "budget_known",
 )
+# Shipped, yet not required live: the engine holds what they say without them, and a rules/ folder copied before
+# they were shipped must not refuse a live run that was taken before (a user's files keep working). A paused bot's
+# entries are refused by the gate itself (`bot_paused`); a bot whose data the plan refuses has no quote or chain,
+# which `quotes_fresh` and the sizing refuse.
+NOT_REQUIRED_LIVE = frozenset({"data_permitted", "bot_not_paused"})
+REQUIRED_PREFLIGHT = tuple(name for name in SHIPPED_PREFLIGHT if name not in NOT_REQUIRED_LIVE)
 # The kill condition that closes every position when it holds (`flatten: true`): without it the daily-loss limit
 # halts new entries and leaves every open position to lose on
 FLATTENING = ("max_daily_loss_halt",)
@@ -57,7 +63,7 @@ def live_gaps(bots: BotsConfig, book: RuleBook) -> list[str]:
     if off:
         verb = "is" if len(off) == 1 else "are"
         gaps.append(f"every kill condition of the kill switch on: {', '.join(off)} {verb} false in bots.yaml")
-    missing = [name for name in SHIPPED_PREFLIGHT if name not in book.preflight]
+    missing = [name for name in REQUIRED_PREFLIGHT if name not in book.preflight]
     if missing:
         gaps.append(
             f"every preflight check that rules/preflight.yaml ships: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "

@@ -130,3 +130,18 @@ def test_validate_does_not_warn_beside_an_error_that_says_it_already(project: Pr
                             cwd=project.root, env=without_keys(), timeout=60)  # fmt: skip
     assert result.returncode == 2 and "no preflight check in" in result.stdout, result.stdout
     assert result.stderr == ""
+
+
+def test_a_rules_folder_from_before_the_two_later_checks_still_runs_live(project: ProjectCopy) -> None:
+    """`data_permitted` and `bot_not_paused` were shipped after the live gate: a user's rules/ copied before them
+    must not refuse a live run it was allowed before. The engine holds both without them (the gate refuses a paused
+    bot's entries; a refused feed leaves no price to enter on)."""
+    text = (project.rules / "preflight.yaml").read_text(encoding="utf-8")
+    for name in ("data_permitted", "bot_not_paused"):
+        start = text.index(f"  {name}:")
+        end = text.index("\n  ", text.index("\n", start) + 1)
+        while text[end + 3] == " ":  # the check's own indented lines
+            end = text.index("\n  ", end + 1)
+        text = text[:start] + text[end + 1 :]
+    (project.rules / "preflight.yaml").write_text(text, encoding="utf-8")
+    assert gaps(project) == []
