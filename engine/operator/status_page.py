@@ -199,12 +199,13 @@ def _state_record(store: StateStore, report: Report, now: datetime, local: Local
     now, simulated = state_now(store, now)
     live = halts_in_force(store, now)
     halted = any(h.scope == SYSTEM_SCOPE for h in live)
+    moving = [h for h in live if not h.pause]  # a bot's pause leaves its machine as it is (as `status` says)
     machines = []
     for saved in store.machine_states():
         scope = SYSTEM_SCOPE if saved.kind == "system" else saved.bot_id
-        halt = next((h for h in reversed(live) if h.scope == scope), None)
+        halt = next((h for h in reversed(moving) if h.scope == scope), None)
         pending = halt is not None and saved.state != "halted"
-        over = saved.state == "halted" and not any(h.scope in (scope, SYSTEM_SCOPE) for h in live)  # as `status` says
+        over = saved.state == "halted" and not any(h.scope in (scope, SYSTEM_SCOPE) for h in moving)  # as `status` says
         # a bot saved armed while the system is halted opens nothing (the risk gate), as `status` says beside it
         opens_nothing = halted and not pending and saved.state != "halted" and saved.kind not in ("system", "portfolio")
         spec = report.machines.get(saved.kind)

@@ -1150,6 +1150,7 @@ def _machine_line(kind: str, bot_id: str, saved: str, since: datetime, halts: li
     """A halt written since the machine's last tick (`halt` from another process) is in force already: the
     machine moves at its next tick, but the operator must see it halted now, since the halt began."""
     scope = SYSTEM_SCOPE if kind == "system" else bot_id
+    halts = [h for h in halts if not h.pause]  # a bot's pause leaves its machine as it is: entries refused, exits run
     halt = next((h for h in reversed(halts) if h.scope == scope), None)
     kind, bot_id, saved = one_line(kind), one_line(bot_id), one_line(saved)  # the state file's words (see status_text)
     if saved != "halted" and halt is not None:

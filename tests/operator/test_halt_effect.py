@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.brokers.base import OrderRequest
 from engine.core.store import SYSTEM_SCOPE
+from engine.operator.local import LocalTime
 from engine.operator.status_page import status_record
 from engine.operator.summary import halts_in_force
 from engine.operator.why import explain, render
@@ -94,6 +95,13 @@ def test_a_paused_bot_is_said_to_keep_its_positions_and_keeps_them(project: Proj
     assert BOT_KEEPS in line and BOT_CLOSES not in line, status
     assert any(BOT_KEEPS in line for line in why.splitlines() if line.startswith(f"halted ({bot})")), why
     assert BOT_KEEPS in page[0]["effect"]
+    # its machine is not shown "halted ... moves at its next tick": a pause leaves it where it is, exits running
+    machine = next(line for line in status.splitlines() if line.split()[1:2] == [bot])
+    assert "halted" not in machine and "moves at its next tick" not in machine, status
+    report = load_valid(project.config, project.machines, project.rules)
+    shown = status_record(rig.store, report, now, LocalTime())["machines"]
+    (record,) = [m for m in shown if m["bot"] == bot]
+    assert record["state"] == record["saved_state"] != "halted" and not record["moves_at_next_tick"]
     rig.ticks(3)
     assert not [r for r in rig.store.orders(bot_id=bot) if r.reason == "bot_halted"]
     assert [p.symbol for p in rig.store.positions(bot)] == [p.symbol for p in held]  # what was said is what happens
