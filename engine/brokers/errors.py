@@ -87,6 +87,19 @@ def _has(text: str, fragments: tuple[str, ...]) -> bool:
     return any(fragment in text for fragment in fragments)
 
 
+# Alpaca's words for a feed the account's plan does not include (403 on the stock and option data reads: "subscription
+# does not permit querying recent SIP data", "... OPRA data", reference section 9).
+PLAN_LACKS_FEED = ("subscription does not permit",)
+
+
+def plan_lacks_feed(reason: str, message: str) -> bool:
+    """Whether a refused data read is the account's plan lacking the feed asked for, by Alpaca's own words: that
+    blocks the bots that need the feed, and is not counted as a failure (`SnapshotBroker._read_permitted`). Any
+    other 403 (a proxy's "access denied", a message of no known wording) is a failed read, counted as any: unknown
+    is never taken for the one refusal the engine can live with."""
+    return reason == "forbidden" and _has(message.lower(), PLAN_LACKS_FEED)
+
+
 def classify(status: int | None, code: int | None, message: str, *, data_api: bool = False) -> ErrorReason:
     """The meaning of one HTTP error answer. `data_api` is True for the market-data hosts, where bad keys
     come back as 403 rather than 401."""

@@ -38,6 +38,7 @@ from engine.brokers.base import (
     Quote,
     Snapshot,
 )
+from engine.brokers.errors import plan_lacks_feed
 from engine.config.model import BrokerSettings
 from engine.core.calendar import NEW_YORK
 from engine.core.clock import Clock
@@ -97,12 +98,13 @@ class SnapshotBroker:
         operation: str,
         call: Callable[[], T],
     ) -> T | None:
-        """`_read`, but a read the data API refuses as `forbidden` (the account's plan lacks the feed) goes to
-        `denied`, for each of `symbols`, not to `errors` (`Snapshot.quotes_denied`, `Snapshot.chains_denied`)."""
+        """`_read`, but a read the data API refuses because the account's plan lacks the feed (`plan_lacks_feed`:
+        Alpaca's words, not any 403) goes to `denied`, for each of `symbols`, not to `errors`
+        (`Snapshot.quotes_denied`, `Snapshot.chains_denied`)."""
         read: list[BrokerError] = []
         got = self._read(read, operation, call)
         for error in read:
-            if error.reason == "forbidden":
+            if plan_lacks_feed(error.reason, error.message):
                 denied.update(dict.fromkeys(symbols, error))
             else:
                 errors.append(error)
