@@ -15,6 +15,7 @@ import json
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -116,13 +117,25 @@ def test_a_log_replaced_by_a_folder_mid_run_halts_the_system_in_the_state_file(p
 
 def _fill_the_disk_at(session: Session, tick: int) -> Callable[[object], None]:
     """A tick observer that leaves the state file no room from tick `tick` on: SQLite's own page limit on the
-    running engine's connection, refused as SQLITE_FULL exactly as a full disk is."""
+    running engine's connection, refused as SQLITE_FULL exactly as a full disk is. The file is packed first
+    (VACUUM) and what room its pages have left is taken by filler rows in `meta` until SQLite refuses one: capped as
+    it stood, the room left in its pages took a run's few writes, and whether a later one needed a page depended on
+    how an unrelated record had laid them out."""
 
     def on_tick(_report: object) -> None:
         if session.engine.ticks == tick:
             connection = session.store._conn
+            connection.execute("VACUUM")
             pages = connection.execute("PRAGMA page_count").fetchone()[0]
             connection.execute(f"PRAGMA max_page_count = {pages}")
+            size, n = 4096, 0
+            while size >= 1:
+                try:
+                    with connection:
+                        connection.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (f"test_filler_{n}", "x" * size))
+                    n += 1
+                except sqlite3.OperationalError:  # full: try a smaller one, down to a byte
+                    size //= 2
 
     return on_tick
 
