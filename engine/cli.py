@@ -1014,6 +1014,10 @@ def cmd_health(args: argparse.Namespace) -> int:
         print(f"unhealthy: the last run ended {ended} ({one_line(str(run.get('reason')))}); last tick {last}{clock}")
         return EXIT_FAILURE
     if age.simulated and running_pid(db) is None:  # killed mid-run: no end recorded, and its age stays 0
+        if backtest:  # a backtest holds no lock: running or stopped, it looks the same
+            print(f"unhealthy: a backtest's state file with no end recorded: a backtest still running, or one stopped "
+                  f"before its end (a backtest holds no lock); last tick {last}{clock}")  # fmt: skip
+            return EXIT_FAILURE
         print(f"unhealthy: no engine is running on {db} (the last run stopped without a summary: killed, or the machine "
               f"stopped); last tick {last}{clock}")  # fmt: skip
         return EXIT_FAILURE

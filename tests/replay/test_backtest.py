@@ -617,6 +617,33 @@ def test_status_and_health_read_a_backtests_state_as_of_its_last_tick(
     assert "unhealthy: the last run ended 2026-11-23T" in health and "on the backtest's clock (its data's time)" in health
 
 
+
+def test_a_backtest_with_no_end_recorded_is_not_said_to_be_killed(
+    momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backtest holds no lock on its state file, and records its end only when its data runs out: while it still
+    runs, `status` said "stopped without a summary (killed, or the machine stopped)" and `health` "no engine is
+    running ... killed". Neither can tell a running backtest from a stopped one, so both say that, not a kill."""
+    import sqlite3
+
+    from engine.cli import main
+
+    trending_day(tmp_path / "data")
+    run_backtest(load(momentum_project), tmp_path / "data", out_dir=tmp_path / "out", html=False)
+    db = tmp_path / "out" / "state.db"
+    with sqlite3.connect(db) as conn:  # as it stands mid-run: its start recorded, no end yet
+        [(text,)] = conn.execute("SELECT value FROM meta WHERE key = 'last_run'").fetchall()
+        record = {k: v for k, v in json.loads(text).items() if k not in ("ended_at", "reason")}
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'last_run'", (json.dumps(record),))
+    files = ["--state-db", str(db), "--log", str(tmp_path / "out" / "app.jsonl"), "--config", str(momentum_project.config),
+             "--machines", str(momentum_project.machines), "--rules", str(momentum_project.rules)]  # fmt: skip
+    assert main(["status", *files]) == 0
+    said = capsys.readouterr().out
+    assert "a backtest still running, or one stopped before its end" in said and "killed" not in said, said
+    assert main(["health", *files]) == 1
+    health = capsys.readouterr().out
+    assert "a backtest still running, or one stopped before its end" in health and "killed" not in health, health
+
 def _holds_until_flattened(project: ProjectCopy) -> ProjectCopy:
     """mom_AAPL entering at once on rising bars, and leaving only by the flatten before the close (no stop, take
     profit or time stop within the day)."""
