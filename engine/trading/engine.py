@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.brokers.base import Account, Asset, Broker, BrokerError, DataNeeds, Position, Quote, Snapshot
+from engine.brokers.base import Asset, Broker, BrokerError, DataNeeds, Position, Quote, Snapshot
 from engine.config.checks import trading_bots
 from engine.config.loader import Config
 from engine.core import failpoints
@@ -184,9 +184,6 @@ class Engine:
         self.exits_limited: dict[tuple[str, str], tuple[float, float]] = {}
         # The broker's positions as last read: exits are sized against them while a read fails (handlers._sellable).
         # Lost at a restart, safely: with none read yet an exit waits for a read (it is never sized blind).
-        # The Alpaca account this state file holds (its `id`), set by the run: an account read that names another halts
-        # (`_other_account`). None: not checked (a simulation, a backtest).
-        self.account_id: str | None = None
         self.last_positions: tuple[Position, ...] | None = None
         self.last_positions_at: datetime | None = None
         # what the data API refused the account the last tick (`_note_denied`): ("option_chain", underlying), and
@@ -416,8 +413,8 @@ class Engine:
         slow = slow_reads(snapshot, now, self.config.settings.health.max_price_staleness_seconds)
         if slow is not None:  # reads spread over longer than the staleness limit: a failed read, not a stale feed
             snapshot = dataclasses.replace(snapshot, errors=(*snapshot.errors, slow))
-        refused = self._other_account(snapshot.account) or self.daily_basis.refused(snapshot.account, now)
-        if refused is not None:  # another account's, or a last_equity an earlier run of the day did not read: unread
+        refused = self.daily_basis.refused(snapshot.account, now)
+        if refused is not None:  # a last_equity an earlier run of the day did not read: the account is not read
             snapshot = dataclasses.replace(snapshot, account=None, errors=(*snapshot.errors, refused))
         calls_before = self._broker_calls()  # the snapshot counts its own requests
         if snapshot.positions is not None:
@@ -787,16 +784,6 @@ class Engine:
         """Whether a position problem names a symbol on which an order of ours is still open here."""
         named = {s for s in map(_problem_symbol, problems) if s is not None}
         return bool(named) and any(row.symbol in named for row in self.store.orders(statuses=lifecycle.OPEN))
-
-    def _other_account(self, account: Account | None) -> BrokerError | None:
-        """A bad_response (the system halts, sells nothing) when the account read is not the one this state file
-        holds. The run checks it at its start; one that could not read the account then starts on the file's word,
-        and this is where a file taken by another account's keys is found: at the first tick that reads one."""
-        if account is None or self.account_id is None or account.account_id in (None, self.account_id):
-            return None
-        said = (f"the keys reach Alpaca account {account.account_id}, but this state file holds account "
-                f"{self.account_id}'s state; each account needs its own state file")  # fmt: skip
-        return BrokerError("bad_response", said, operation="account")
 
     def _reconcile(self, snapshot: Snapshot) -> None:
         """Recover committed intents, then compare SQLite with the broker. Unexplained halts.

@@ -195,7 +195,7 @@ def open_session(
     db_path, log_path = paths_for(report, options.state_db, options.log)
     alpaca_close: datetime | None = None
     mode: str | None = None  # an Alpaca run's 'paper' or 'live' (`other_mode`)
-    first: FirstRead | None = None  # an Alpaca run's first read: the account its keys reach (`other_account_id`)
+    account_id: str | None = None  # an Alpaca run's account (`other_account_id`)
     if name == "alpaca":
         refuse_placeholder_keys(env)
         broker, clock, exchange = _alpaca(report, options, env)
@@ -205,7 +205,7 @@ def open_session(
             reads_stop_with(broker, stop)
         try:
             _check_broker(broker, report)  # before anything is written: a refused run leaves nothing behind
-            first = _first_read(broker, report)
+            account_id = _first_read(broker, report)
             if options.until_close:
                 alpaca_close = _broker_close(broker)
         except RunError:
@@ -239,17 +239,8 @@ def open_session(
             raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
         if mode is not None and (mismatch := other_mode(store.meta("broker"), store.meta(MODE_KEY), mode)) is not None:
             raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
-        account_id = None if first is None else first.account_id
-        recorded_account = store.meta(ACCOUNT_KEY)
-        if account_id is not None and (mismatch := other_account_id(recorded_account, account_id)) is not None:
+        if account_id is not None and (mismatch := other_account_id(store.meta(ACCOUNT_KEY), account_id)) is not None:
             raise RunError(f"{db_path} {mismatch} --state-db", invalid=True)
-        if first is not None and account_id is None:
-            if recorded_account is None:  # nothing to match it against later either: which account is unknown
-                raise RunError("the run cannot start: the account cannot be read, to check which account the state "
-                               f"file holds ({first.unread})")  # fmt: skip
-            # the file knows its account: the run starts (its exits are managed meanwhile, entries wait for the
-            # account), and the engine checks the id at the first tick that reads it
-            notice += "; the account could not be read at the start: its id is checked at the first tick that reads it"
         if name == "sim":
             broker, clock, exchange, resumed = _sim(report, options, store, default_start)
             if resumed:
@@ -274,7 +265,6 @@ def open_session(
             engine = Engine(report.config, report.book, report.machines, broker, store, journal, clock)
         except StartupError as exc:
             raise RunError(str(exc), invalid=True) from None
-        engine.account_id = (account_id or recorded_account) if first is not None else None
         store.set_meta("broker", name)
         if mode is not None:
             store.set_meta(MODE_KEY, mode)
@@ -507,16 +497,7 @@ _FEED_ADVICE = {
 }
 
 
-@dataclass(frozen=True)
-class FirstRead:
-    """What the start's read of the broker found (`_first_read`): the account the keys reach (its `id`), or None
-    with why when the account could not be read then."""
-
-    account_id: str | None
-    unread: str = ""
-
-
-def _first_read(broker: Broker, report: Report) -> FirstRead:
+def _first_read(broker: Broker, report: Report) -> str:
     """One read of all the run will read each tick (account, positions, orders, the bots' quotes and chains), before
     the state file is opened. The asset check asked the trading API alone; what only this read can find refuses the
     run instead of halting its day:
@@ -524,10 +505,11 @@ def _first_read(broker: Broker, report: Report) -> FirstRead:
       trading API refuses them, not a halt for the cooloff (390 minutes) that outlived the fixed keys;
     - a data read the keys' plan does not permit (SIP, OPRA: Alpaca's "subscription does not permit", which the
       snapshot keeps apart as denied): exit 2, a setting to fix; the ticks would only ever block its bots;
-    - an account answer that names no id: exit 1. An account that cannot be read now (a 5xx, a timeout) is the
-      caller's to judge (`FirstRead.unread`): a state file that recorded its account starts, and the engine checks
-      the id at the first tick that reads it (`Engine.account_id`); one that recorded none cannot be matched.
-    Other failures of the moment (a 403 on positions, a 5xx on quotes) are the ticks' to count, as before."""
+    - an account that cannot be read now (a 5xx, a timeout), or whose answer names no id: exit 1, which account
+      the state file is about to take being unknown (started on the file's word, every order, exits included, went
+      to an account nobody identified, sized on its holdings; a restart tries again).
+    Other failures of the moment (a 403 on positions, a 5xx on quotes) are the ticks' to count, as before.
+    Returns the account the keys reach (its `id`: a state file holds one account's state)."""
     assert report.config is not None
     snapshot = broker.snapshot(data_needs(report.config.bots, report.config.settings))
     refused = next((e for e in snapshot.errors if e.reason == "unauthorized"), None)
@@ -539,11 +521,12 @@ def _first_read(broker: Broker, report: Report) -> FirstRead:
         raise RunError(f"the run cannot start: the broker refuses {denied.operation} for these keys "
                        f"({one_line(denied.message)}): {advice}", invalid=True)  # fmt: skip
     if snapshot.account is None:
-        return FirstRead(None, "; ".join(str(e) for e in snapshot.errors if e.operation == "account") or "no answer")
+        said = "; ".join(str(e) for e in snapshot.errors if e.operation == "account") or "no answer"
+        raise RunError(f"the run cannot start: the account cannot be read, to check which account the state file holds ({said})")
     if snapshot.account.account_id is None:
         raise RunError("the run cannot start: the broker's account answer names no account id (Alpaca's `id`), so "
                        "which account the state file holds cannot be checked")  # fmt: skip
-    return FirstRead(snapshot.account.account_id)
+    return snapshot.account.account_id
 
 
 def _broker_close(broker: Broker) -> datetime:

@@ -617,7 +617,6 @@ def test_status_and_health_read_a_backtests_state_as_of_its_last_tick(
     assert "unhealthy: the last run ended 2026-11-23T" in health and "on the backtest's clock (its data's time)" in health
 
 
-
 def test_a_backtest_with_no_end_recorded_is_not_said_to_be_killed(
     momentum_project: ProjectCopy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -643,6 +642,7 @@ def test_a_backtest_with_no_end_recorded_is_not_said_to_be_killed(
     assert main(["health", *files]) == 1
     health = capsys.readouterr().out
     assert "a backtest still running, or one stopped before its end" in health and "killed" not in health, health
+
 
 def _holds_until_flattened(project: ProjectCopy) -> ProjectCopy:
     """mom_AAPL entering at once on rising bars, and leaving only by the flatten before the close (no stop, take
