@@ -628,7 +628,8 @@ class Engine:
             result = runtimes[bot.kind].step(model, facts, reads_failed=reads_failed)  # `_step`, inlined
             if result.source != result.dest or result.error is not None or result.intents:
                 self._stepped(bot.kind, model, result, tick)
-            explained[bot_id] = (own_facts(facts), failed, memory.last_denial, unsized)
+            # a sizing reason may carry its kind (`entries.Figured`, a str subclass): marshal takes plain str only
+            explained[bot_id] = (own_facts(facts), failed, memory.last_denial, None if unsized is None else str(unsized))
         # Encoded when written (`save_last_facts`: a backtest writes one record in hundreds); nothing in it is
         # changed after this tick: `system` is not written to again, and every value is a fact's scalar.
         record = functools.partial(marshal.dumps, (system, WHY_BOT_FACTS, explained))
