@@ -984,7 +984,15 @@ def cmd_health(args: argparse.Namespace) -> int:
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore
     from engine.core.terminal_text import one_line
-    from engine.trading.runner import BACKTEST_BROKER, last_run, last_tick, max_tick_age, paths_for, running_pid
+    from engine.trading.runner import (
+        BACKTEST_BROKER,
+        last_run,
+        last_tick,
+        max_tick_age,
+        no_end_said,
+        paths_for,
+        running_pid,
+    )
 
     report = _load(args)
     assert report.config is not None
@@ -1014,12 +1022,8 @@ def cmd_health(args: argparse.Namespace) -> int:
         print(f"unhealthy: the last run ended {ended} ({one_line(str(run.get('reason')))}); last tick {last}{clock}")
         return EXIT_FAILURE
     if age.simulated and running_pid(db) is None:  # killed mid-run: no end recorded, and its age stays 0
-        if backtest:  # a backtest holds no lock: running or stopped, it looks the same
-            print(f"unhealthy: a backtest's state file with no end recorded: a backtest still running, or one stopped "
-                  f"before its end (a backtest holds no lock); last tick {last}{clock}")  # fmt: skip
-            return EXIT_FAILURE
-        print(f"unhealthy: no engine is running on {db} (the last run stopped without a summary: killed, or the machine "
-              f"stopped); last tick {last}{clock}")  # fmt: skip
+        said = no_end_said(run) if run is not None else "no run recorded"
+        print(f"unhealthy: no engine is running on {db} (the last run: {said}); last tick {last}{clock}")
         return EXIT_FAILURE
     ahead = (age.last - age.now).total_seconds()
     if ahead > max_age:  # age 0 would say "recent" for as long as the skew lasts, a dead engine included

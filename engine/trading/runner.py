@@ -1181,9 +1181,9 @@ def halt_over_note(kind: str, bot_id: str) -> str:
     return note if kind in ("system", "portfolio") else f"{note} once its way out holds: `python -m engine why {bot_id}`"
 
 
-def _no_end(run: dict[str, Any]) -> str:
-    """What a last run with no end recorded and no lock holder was. A backtest holds no lock (its state file is its
-    own output folder's): one still running looks exactly like one killed, so both are said."""
+def no_end_said(run: dict[str, Any]) -> str:
+    """What a last run with no end recorded and no lock holder was (`status`, `health`). A backtest holds no lock (its
+    state file is its own output folder's): one still running looks exactly like one killed, so both are said."""
     if run.get("broker") == BACKTEST_BROKER:
         return "no end recorded: a backtest still running, or one stopped before its end (a backtest holds no lock)"
     return "stopped without a summary (killed, or the machine stopped)"
@@ -1231,7 +1231,7 @@ def status_text(
         if ended is not None:
             how = f"ended {local(ended)} ({one_line(str(run.get('reason', 'no reason recorded')))})"
         else:
-            how = f"running (pid {holder})" if holder else _no_end(run)
+            how = f"running (pid {holder})" if holder else no_end_said(run)
         lines.append(f"last run: started {local(started)}, {how}")
         record = period_record(store, started, ended or now, now, local, in_force_at_start=run.get(HALTS_AT_START, []))
         lines += period_lines({**record, "in_force": []}, local)

@@ -455,6 +455,12 @@ def _emulator_env(emulator: Emulator) -> dict[str, str]:
             "ALPACA_API_BASE_URL": emulator.url, "ALPACA_DATA_BASE_URL": emulator.url}  # fmt: skip
 
 
+def _alpaca_once(project: ProjectCopy, emulator: Emulator) -> subprocess.CompletedProcess[str]:
+    """`run --broker alpaca --once --quiet` against the emulator, as a user's shell runs it."""
+    return subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet"), capture_output=True,
+                          text=True, cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
+
+
 def test_live_trading_without_the_kill_switch_is_refused(project: ProjectCopy) -> None:
     project.replace("config/bots.yaml", "exitbot:\n  enabled: true", "exitbot:\n  enabled: false")
     env = {**without_keys(), "ALPACA_KEY": "AKLIVEKEY00000001", "ALPACA_SECRET": "livesecret000000000",
@@ -775,10 +781,6 @@ def test_a_state_file_is_refused_by_a_run_whose_keys_reach_another_account(proje
     account that cannot be read at the start, or names no id, refuses the run (which account's state the file is
     about to take is unknown)."""
 
-    def run(emulator: Emulator) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet"), capture_output=True,
-                              text=True, cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
-
     def account() -> str | None:
         store = StateStore(project.root / "s.db")
         try:
@@ -787,29 +789,29 @@ def test_a_state_file_is_refused_by_a_run_whose_keys_reach_another_account(proje
             store.close()
 
     with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as first:
-        done = run(first)
+        done = _alpaca_once(project, first)
         assert done.returncode == 0, done.stderr
         assert account() == first.account_id
         with Emulator(SimExchange(SystemClock(), seed=8), key=KEY, secret=SECRET) as second:
             before = (project.root / "app.jsonl").read_bytes()
-            refused = run(second)
+            refused = _alpaca_once(project, second)
             assert refused.returncode == 2, refused.stderr
             assert f"holds the state of Alpaca account {first.account_id}; the keys reach account " in refused.stderr
             assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
             assert account() == first.account_id and (project.root / "app.jsonl").read_bytes() == before
             with sqlite3.connect(project.root / "s.db") as conn:  # as an engine before this check left it
                 conn.execute("DELETE FROM meta WHERE key = 'alpaca_account_id'")
-            taken = run(second)
+            taken = _alpaca_once(project, second)
             assert taken.returncode == 0, taken.stderr
             assert account() == second.account_id
             # the account down at a restart: which account the keys reach is unknown, and every order would go there
             second.faults.append(Fault(status=500, path_prefix="/v2/account", times=0))
-            unread = run(second)
+            unread = _alpaca_once(project, second)
             assert unread.returncode == 1 and "the account cannot be read" in unread.stderr, unread.stderr
             assert "Traceback" not in unread.stderr
             second.faults.clear()
             second.faults.append(Fault(drop=["id"], path_prefix="/v2/account", times=0))
-            nameless = run(second)
+            nameless = _alpaca_once(project, second)
             assert nameless.returncode == 1 and "names no account id" in nameless.stderr, nameless.stderr
 
 
@@ -822,8 +824,7 @@ def test_keys_refused_for_the_account_at_the_start_are_an_error_not_a_halt_of_th
     body = '{"message":"forbidden."}' if status == 403 else '{"code":40110000,"message":"request is not authorized"}'
     with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
         emulator.faults.append(Fault(status=status, body=body, path_prefix="/v2/account", times=0))
-        result = subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet"), capture_output=True,
-                                text=True, cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
+        result = _alpaca_once(project, emulator)
     assert result.returncode == 1, result.stderr
     assert "the broker refused the API keys" in result.stderr and "ALPACA_KEY" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -851,8 +852,7 @@ def test_data_refused_at_the_start_is_an_error_not_a_halt_of_the_day(
     keys exit 1, a feed to change exit 2 (a setting), in one line, before the state file or the log is made."""
     with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
         emulator.faults.append(Fault(status=status, body=body, path_prefix=path, times=0))
-        result = subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet"), capture_output=True,
-                                text=True, cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
+        result = _alpaca_once(project, emulator)
     assert result.returncode == code, result.stderr
     assert said in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -866,7 +866,6 @@ def test_a_trading_403_at_the_start_is_the_ticks_to_count_not_a_setting_to_fix(p
     body = '{"code":40310000,"message":"account is temporarily restricted"}'
     with Emulator(SimExchange(SystemClock(), seed=7), key=KEY, secret=SECRET) as emulator:
         emulator.faults.append(Fault(status=403, body=body, path_prefix="/v2/positions", times=1))
-        result = subprocess.run(command(project, "run", "--broker", "alpaca", "--once", "--quiet"), capture_output=True,
-                                text=True, cwd=project.root, env=_emulator_env(emulator), timeout=120)  # fmt: skip
+        result = _alpaca_once(project, emulator)
     assert result.returncode == 0, result.stderr
     assert "subscription" not in result.stderr

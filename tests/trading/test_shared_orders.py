@@ -32,6 +32,18 @@ class Desk(BaseDesk):
     def posted(self, cid: str) -> bool:
         return any(r.method == "POST" and r.body.get("client_order_id") == cid for r in self.emulator.requests)
 
+    def exit_behind_an_entry(self) -> tuple[OrderRow, OrderRow]:
+        """SLOW holds 5 AAPL; FAST's limit entry works far below the market; SLOW's exit, recorded and sent after
+        it, would cross it. Fills come at a later step, as Alpaca's do. Returns (FAST's entry, SLOW's exit)."""
+        self.exchange.fill_at_submit = False
+        self.exchange.set_position("AAPL", 5, 100.0)
+        entry = self.record(FAST, "entry", "buy", 1, limit=1.0)
+        self.orders.send_pending()
+        assert self.status(entry.client_order_id) in {"pending_new", "accepted", "new"}
+        exit_ = self.record(SLOW, "exit", "sell", 5)
+        self.orders.send_pending()
+        return entry, exit_
+
 
 @pytest.fixture
 def desk(tmp_path: Path) -> Iterator[Desk]:
@@ -87,13 +99,7 @@ def test_an_exit_held_behind_another_bot_s_working_entry_cancels_it_and_goes_the
     held. Before, only an entry of the exit's own bot was cancelled: FAST's worked on until its machine's timeout
     (two minutes as shipped) or its window's end, and the stop loss waited behind it all that time, the price free
     to fall. Now any entry in an exit's way is cancelled at once; the exit goes as soon as the cancel is done."""
-    desk.exchange.fill_at_submit = False  # as Alpaca: answered now, filled at a later step
-    desk.exchange.set_position("AAPL", 5, 100.0)
-    entry = desk.record(FAST, "entry", "buy", 1, limit=1.0)  # far below the market: it works
-    desk.orders.send_pending()
-    assert desk.status(entry.client_order_id) in {"pending_new", "accepted", "new"}
-    exit_ = desk.record(SLOW, "exit", "sell", 5)
-    desk.orders.send_pending()
+    entry, exit_ = desk.exit_behind_an_entry()
     assert not desk.posted(exit_.client_order_id)  # never sent to be refused as a wash trade
     assert any(r.method == "DELETE" for r in desk.emulator.requests)  # FAST's entry: its cancel asked at once
     desk.tick()  # the cancel is done
@@ -111,13 +117,7 @@ def test_an_exit_held_behind_one_entry_is_not_overtaken_by_another_bot_s_entry(d
     and when FAST's entry ended the exit was held again, now behind it: each new entry on the symbol (a limit works
     up to its machine's timeout) put the stop loss further back. An exit waiting on a symbol holds the entries that
     would cross it too, so it goes out as soon as what was in its way is done."""
-    desk.exchange.fill_at_submit = False  # as Alpaca: answered now, filled at a later step
-    desk.exchange.set_position("AAPL", 5, 100.0)
-    first = desk.record(FAST, "entry", "buy", 1, limit=1.0)  # far below the market: it works
-    desk.orders.send_pending()
-    assert desk.status(first.client_order_id) in {"pending_new", "accepted", "new"}
-    exit_ = desk.record(SLOW, "exit", "sell", 5)
-    desk.orders.send_pending()
+    first, exit_ = desk.exit_behind_an_entry()
     assert desk.status(exit_.client_order_id) == "pending"  # held behind FAST's entry
     third = desk.record("mom_AAPL_third", "entry", "buy", 1)
     desk.orders.send_pending()
@@ -135,12 +135,7 @@ def test_an_exit_held_at_a_restart_stays_held_instead_of_being_refused_as_a_wash
     found the exit not at the broker and sent it again at once, without looking at what works on the other side:
     Alpaca refused it as a potential wash trade (422), the exit ended `rejected`, counted against SLOW, and the next
     waited a minute. Now it is held as before the restart, and goes out once FAST's entry is done."""
-    desk.exchange.fill_at_submit = False  # as Alpaca: answered now, filled at a later step
-    desk.exchange.set_position("AAPL", 5, 100.0)
-    entry = desk.record(FAST, "entry", "buy", 1, limit=1.0)  # far below the market: it works
-    desk.orders.send_pending()
-    exit_ = desk.record(SLOW, "exit", "sell", 5)
-    desk.orders.send_pending()
+    entry, exit_ = desk.exit_behind_an_entry()
     assert desk.status(exit_.client_order_id) == "pending"  # held behind FAST's entry
     old = desk.orders
     desk.orders = OrderManager(old.store, old.broker, old.journal, old.clock, old.on_failure, old.zone)  # a restart
