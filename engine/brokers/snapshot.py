@@ -192,8 +192,8 @@ class SnapshotBroker:
     def _chain(
         self, underlying: str, needs: DataNeeds, now: datetime, errors: list[BrokerError], denied: dict[str, BrokerError]
     ) -> tuple[OptionContract, ...] | None:
-        """The chain of `underlying`, from the cache while it is fresh enough. A read the data API refuses as
-        `forbidden` (the account's plan does not include that feed) goes to `denied`, not `errors` (`Snapshot`)."""
+        """The chain of `underlying`, from the cache while it is fresh enough. A read the data API refuses because
+        the account's plan does not include that feed (`_read_permitted`) goes to `denied`, not `errors` (`Snapshot`)."""
         cached = self._chains.get(underlying)
         # reused for broker.option_chain_cache_seconds, but never once every quote in it is older than the chain
         # rules take: a chain kept 60 s under a 30 s limit offered no contract for half of each minute
