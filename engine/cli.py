@@ -732,6 +732,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             freeze_long_lived()  # the engine is built: what lives as long as the run leaves the collector's sight
             session.recorder = recorder
             print(session.notice)
+            _live_warnings(report)  # a live run with any of these gaps was refused: this is a paper or simulated one
             until = f" until {local(session.close_at)}" if session.close_at else ""
             print(f"state {session.store.path}, log {session.journal.path}; starting at {local(session.clock.now())}{until}")
             for line in halt_notice(session.store, session.clock.now(), local):

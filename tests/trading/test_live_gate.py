@@ -115,6 +115,19 @@ def test_validate_warns_of_what_a_live_run_would_refuse_and_passes(project: Proj
     )
 
 
+def test_a_simulated_run_with_a_thinned_kill_switch_says_so_at_its_start(project: ProjectCopy) -> None:
+    """A paper or simulated run may be given a thinner kill switch on purpose, and starts; it used to start
+    silently (only `--validate` said it), so a user testing in paper learnt of the gap on the day they went live."""
+    project.replace("config/bots.yaml", "    data_stale_halt: true", "    data_stale_halt: false")
+    result = subprocess.run(command(project, "run", "--once"), capture_output=True, text=True, cwd=project.root,
+                            env=without_keys(), timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "warning: `run --live` would refuse: live trading needs every kill condition of the kill switch on: "
+        "exitbot.kill_conditions.data_stale_halt is false in bots.yaml\n"
+    ) in result.stderr
+
+
 def test_validate_of_the_shipped_files_warns_of_nothing() -> None:
     result = subprocess.run([sys.executable, "-m", "engine", "--validate"], capture_output=True, text=True,
                             cwd=PROJECT_ROOT, env=without_keys(), timeout=60)  # fmt: skip
