@@ -80,7 +80,7 @@ def test_the_readme_validate_samples(project: ProjectCopy) -> None:
 
 
 def test_the_readme_rule_edit_sample(project: ProjectCopy) -> None:
-    project.replace("rules/guards.yaml", "    description: The position gained at least exits.take_profit_pct percent.\n"
+    project.replace("rules/guards.yaml", "    description: The bot's positions together gained at least exits.take_profit_pct percent.\n"
                     "    expr: position_pnl_pct >= exits_take_profit_pct",
                     "    description: The position gained half of exits.take_profit_pct.\n"
                     "    expr: position_pnl >= exits_take_profit_pct / 2")  # fmt: skip

@@ -43,7 +43,7 @@ def test_a_rule_file_s_sound_rules_are_checked_beside_its_schema_errors(project:
     broken one is not (its "unknown guard" would be a second problem for one mistake), nor is the broken one."""
     guards = "rules/guards.yaml"
     project.replace(
-        guards, "    expr: position_pnl_pct <= -exits_stop_loss_pct", "    exprr: position_pnl_pct <= -exits_stop_loss_pct"
+        guards, "    expr: worst_position_pnl_pct <= -exits_stop_loss_pct", "    exprr: position_pnl_pct <= -exits_stop_loss_pct"
     )
     project.replace(guards, "expr: trades_today < risk_max_trades_per_day", "expr: trades_todya < risk_max_trades_per_day")
     unused = "  my_exit:\n    description: Unused yet.\n    when: {all: [stop_loss_hit, holds_position]}\n"
@@ -63,7 +63,7 @@ def test_the_bots_signal_modes_are_checked_beside_a_broken_guard_file(
 ) -> None:
     """A mode no signal implements was said only once guards.yaml's misspelt key was fixed: every signal is known
     while only guards are broken. While a signal is itself broken, the mode may be its: not said."""
-    project.replace("rules/guards.yaml", "    expr: position_pnl_pct <= -exits_stop_loss_pct", "    exprr: x")
+    project.replace("rules/guards.yaml", "    expr: worst_position_pnl_pct <= -exits_stop_loss_pct", "    exprr: x")
     project.replace("config/bots.yaml", 'mode: "placeholder_momentum_v1"', 'mode: "placeholder_momentum_v2"')
     if signals_broken:
         project.replace("rules/signals.yaml", "signals:\n", "signals:\n  broken: 5\n")

@@ -2,8 +2,9 @@
 
 Each case puts a bot of a kind in a state, gives it facts, takes one step with the real compiled rules,
 and compares the destination, trigger and actions with what the user expects. Facts not given are false,
-0 or empty, and the chosen bot's bots.yaml values and settings.yaml values are facts as in the engine, so a
-threshold edited in bots.yaml changes the outcome here exactly as it would in a trading day.
+0 or empty (`worst_position_pnl_pct` not given is `position_pnl_pct`: one position), and the chosen bot's
+bots.yaml values and settings.yaml values are facts as in the engine, so a threshold edited in bots.yaml
+changes the outcome here exactly as it would in a trading day.
 
 A scenario file is checked before it runs: every fact must be in the vocabulary of the file's machine kind
 and have that fact's type (`holds_position: yes` is text, not a bool), every state, trigger and action must
@@ -263,6 +264,15 @@ def run_cases(cases: Iterable[Case], config: Config, specs: Mapping[str, Machine
         yield run_case(case, config, specs, book, runtimes)
 
 
+def one_position(facts: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A case's facts, with `worst_position_pnl_pct` the same as `position_pnl_pct` when it gives only that: one
+    position, whose P&L is both. Cases written before the worst position had a fact of its own (the shipped stop
+    loss reads it) keep saying what they said."""
+    if "position_pnl_pct" in facts and "worst_position_pnl_pct" not in facts:
+        return {**facts, "worst_position_pnl_pct": facts["position_pnl_pct"]}
+    return facts
+
+
 def _run(
     case: Case, config: Config, specs: Mapping[str, MachineSpec], book: RuleBook, runtimes: dict[str, MachineRuntime]
 ) -> Outcome:
@@ -272,7 +282,7 @@ def _run(
     model = MachineModel(case.bot_id)
     runtime.add(model, case.state)
     try:
-        facts = {**quiet_facts(case.kind, config, case.bot_id), **case.facts}
+        facts = {**quiet_facts(case.kind, config, case.bot_id), **one_position(case.facts)}
         result = runtime.step(model, facts)
     finally:
         runtime.machine.remove_model(model)

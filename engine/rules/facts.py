@@ -182,6 +182,12 @@ BOT_FACTS: tuple[Fact, ...] = (
     _f("entry_failed", "bool", "", "The bot's last entry order ended (canceled, rejected, expired) with nothing filled."),
     _f("minutes_since_entry_order", "float", "min", "Minutes since the bot's working entry order was sent (0 if none)."),
     _f("position_pnl_pct", "float", "%", "Unrealized P&L of the bot's positions against their cost, in percent."),
+    _f(
+        "worst_position_pnl_pct",
+        "float",
+        "%",
+        "Unrealized P&L of the bot's worst position against its own cost, in percent (position_pnl_pct with one).",
+    ),
     _f("minutes_in_position", "float", "min", "Minutes since the bot's oldest open position was entered."),
     _f("quote_age_s", "float", "s", "Age of the oldest quote the bot uses, from its own time (missing when one is missing)."),
     _f(

@@ -304,6 +304,7 @@ _OWN = (
     "entry_failed",
     "minutes_since_entry_order",
     "position_pnl_pct",
+    "worst_position_pnl_pct",
     "minutes_in_position",
     "quote_age_s",
     "quotes_usable",
@@ -407,12 +408,12 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
         )
         since_entry = 0.0
     if owned:  # holding (most bots, most ticks: flat, none of this)
-        pnl = position_pnl_pct(
+        pnl, worst = positions_pnl_pct(
             owned, view.broker_prices, snapshot, max_spread_pct=max_spread_pct, max_quote_age_s=_quote_age_limit(bot.config)
         )
         in_position = (now - min(p.opened_at for p in owned)).total_seconds() / 60
     else:
-        pnl = in_position = 0.0
+        pnl = worst = in_position = 0.0
     # Copied (the system's facts, the kind's, a place for each of the bot's own: `TickBots.base`), then filled.
     facts: Facts = base.copy()
     facts.update(bot.config_facts)
@@ -433,6 +434,7 @@ def bot_facts(view: TickView, bot: Bot, system: Facts, inputs: BotInputs) -> Bot
     facts["entry_failed"] = entry_failed
     facts["minutes_since_entry_order"] = since_entry
     facts["position_pnl_pct"] = pnl
+    facts["worst_position_pnl_pct"] = worst
     facts["minutes_in_position"] = in_position
     facts["quote_age_s"] = quote_age_s
     facts["quotes_usable"] = quotes_usable
@@ -723,16 +725,34 @@ def position_pnl_pct(
     max_spread_pct: float,
     max_quote_age_s: float | None = None,
 ) -> float | None:
-    """Unrealized P&L of the owned positions against their cost, at the broker's price of the position (else
-    the quote's mid, when the quote is a price); missing when a price is missing.
+    """Unrealized P&L of the owned positions together against their cost (`positions_pnl_pct`'s first figure)."""
+    return positions_pnl_pct(owned, prices, snapshot, max_spread_pct=max_spread_pct, max_quote_age_s=max_quote_age_s)[0]
+
+
+def positions_pnl_pct(
+    owned: Sequence[PositionRow],
+    prices: Mapping[str, float],
+    snapshot: Snapshot,
+    *,
+    max_spread_pct: float,
+    max_quote_age_s: float | None = None,
+) -> tuple[float | None, float | None]:
+    """Unrealized P&L of the owned positions, together against their cost and the worst one's against its own, at
+    the broker's price of the position (else the quote's mid, when the quote is a price); both missing when a
+    price is missing.
+
+    The worst one is the stop loss's (`worst_position_pnl_pct`): judged on the positions together, a CryptoBot's
+    ETH held from 3086 to 3012 (-2.4 % against a 0.75 % stop) hid behind its BTC's gain, and was sold at the take
+    profit as if it had made one.
 
     An OptionsBot's contract (`max_quote_age_s` given: its chain_rules.max_quote_age_seconds; None for other
     bots, whose positions no chain is searched for) is valued at what selling it now would get: its exit is a
     sale at the bid, and it was bought at the ask. At the broker's price, the mark (the mid), a take profit fired
     on a gain the sale did not get and a stop loss fired half a spread late (`_option_sale_price`)."""
     if not owned:
-        return 0.0
+        return 0.0, 0.0
     cost = value = 0.0
+    worst: float | None = None
     for p in owned:
         price = prices.get(p.symbol)
         if max_quote_age_s is not None:
@@ -740,11 +760,15 @@ def position_pnl_pct(
         if price is None:
             quote = snapshot.quotes.get(p.symbol)
             if quote is None or not entries.usable(quote, max_spread_pct):
-                return None  # missing, never guessed
+                return None, None  # missing, never guessed
             price = quote.mid
-        cost += p.avg_entry_price * p.qty
+        position_cost = p.avg_entry_price * p.qty
+        cost += position_cost
         value += price * p.qty
-    return finite((value / cost - 1) * 100) if cost else None
+        if position_cost:  # one without a cost has no P&L in percent of it
+            own = (price * p.qty / position_cost - 1) * 100
+            worst = own if worst is None or own < worst else worst
+    return (finite((value / cost - 1) * 100) if cost else None), (finite(worst) if worst is not None else None)
 
 
 def _option_sale_price(symbol: str, mark: float | None, snapshot: Snapshot, max_quote_age_s: float) -> float | None:

@@ -72,7 +72,7 @@ def test_unknown_action(project: ProjectCopy) -> None:
 
 def test_unknown_fact_in_a_guard_expression(project: ProjectCopy) -> None:
     project.replace(
-        "rules/guards.yaml", "expr: position_pnl_pct <= -exits_stop_loss_pct", "expr: position_pnl <= -exits_stop_loss_pct"
+        "rules/guards.yaml", "expr: worst_position_pnl_pct <= -exits_stop_loss_pct", "expr: position_pnl <= -exits_stop_loss_pct"
     )
     p = only(problems(project))
     assert p.file.endswith("rules/guards.yaml") and p.path == "guards.stop_loss_hit.expr"

@@ -173,7 +173,7 @@ def test_validate_reports_every_division_by_what_can_be_zero_at_its_divisor(proj
     """`pnl / budget`-like rules passed `--validate`, then halted the bot at run time whenever the divisor was 0.
     Each is an error at its divisor (file:line:col), every one at once; the guarded form is accepted."""
     project.replace("rules/kill_conditions.yaml", "expr: anomalies > 0", "expr: daily_pnl_pct / anomalies > 0")
-    project.replace("rules/guards.yaml", "expr: position_pnl_pct <= -exits_stop_loss_pct",
+    project.replace("rules/guards.yaml", "expr: worst_position_pnl_pct <= -exits_stop_loss_pct",
                     "expr: position_pnl_pct / budget_usd <= -exits_stop_loss_pct")  # fmt: skip
     project.replace("rules/guards.yaml", "expr: position_pnl_pct >= exits_take_profit_pct",
                     "expr: budget_usd > 0 and position_pnl_pct / budget_usd >= exits_take_profit_pct")  # fmt: skip

@@ -46,7 +46,7 @@ def problems(project: ProjectCopy) -> list[Problem]:
         ),
         (
             GUARDS,
-            "position_pnl_pct <= -exits_stop_loss_pct",
+            "worst_position_pnl_pct <= -exits_stop_loss_pct",
             "position_pnl_pct <= -budget_usd",
             "'<=' compares percent: position_pnl_pct, with dollars: budget_usd",
         ),
@@ -110,13 +110,13 @@ def test_config_units_come_from_the_names_and_declared_units_from_the_vocabulary
         ),
         (
             GUARDS,
-            "position_pnl_pct <= -exits_stop_loss_pct",
+            "worst_position_pnl_pct <= -exits_stop_loss_pct",
             "position_pnl_pct <= -exits_stop_loss_pct * 100",
             "'<=' compares percent: position_pnl_pct, with percent * 100: exits_stop_loss_pct",
         ),
         (
             GUARDS,
-            "position_pnl_pct <= -exits_stop_loss_pct",
+            "worst_position_pnl_pct <= -exits_stop_loss_pct",
             "position_pnl_pct <= -exits_stop_loss_pct / 0.01",
             "with percent * 100: exits_stop_loss_pct",
         ),  # `/ 0.01` is `* 100`

@@ -26,6 +26,7 @@ from engine.trading.facts_builder import (
     daily_pnl_pct,
     feed_health,
     position_pnl_pct,
+    positions_pnl_pct,
     system_facts,
 )
 from engine.trading.gate import Gate
@@ -135,6 +136,20 @@ def test_a_missing_price_makes_the_pnl_missing_never_a_guess(clock: ManualClock)
     assert position_pnl_pct(held, {}, quoted, max_spread_pct=1.0) == pytest.approx(1.0)
     one_sided = Snapshot(clock.now(), None, (), (), {"AAPL": Quote("AAPL", 0.0, 101.1, clock.now())}, {}, None)
     assert position_pnl_pct(held, {}, one_sided, max_spread_pct=1.0) is None  # no mid from a quote with a side at 0
+
+
+def test_the_worst_position_is_judged_on_its_own(clock: ManualClock) -> None:
+    """ETH held from 3086.36 to 3012.23 (-2.4 %) beside BTC up 5.7 %: together the bot was up, and a 0.75 % stop
+    judged on that never saw the loss. The worst position's own P&L is a fact of its own, the stop's."""
+    opened = clock.now() - timedelta(minutes=5)
+    held = (PositionRow("c", "ETH/USD", 1.0, 3086.36, opened), PositionRow("c", "BTC/USD", 0.1, 90000.0, opened))
+    empty = Snapshot(clock.now(), None, (), (), {}, {}, None)
+    prices = {"ETH/USD": 3012.23, "BTC/USD": 95130.0}
+    together, worst = positions_pnl_pct(held, prices, empty, max_spread_pct=1.0)
+    assert together is not None and together > 0
+    assert worst == pytest.approx(100 * (3012.23 / 3086.36 - 1))
+    assert positions_pnl_pct(held, {"BTC/USD": 95130.0}, empty, max_spread_pct=1.0) == (None, None)  # ETH unpriced
+    assert positions_pnl_pct((), {}, empty, max_spread_pct=1.0) == (0.0, 0.0)
 
 
 def test_an_option_is_valued_at_what_selling_it_gets_not_at_its_mark(clock: ManualClock) -> None:

@@ -373,7 +373,7 @@ def test_a_guard_that_fails_while_holding_halts_the_bot_and_closes_its_position(
     # position (a division by what can be 0, `open_positions - 1`, no longer passes `--validate`)
     project.replace(
         "rules/guards.yaml",
-        "expr: position_pnl_pct <= -exits_stop_loss_pct",
+        "expr: worst_position_pnl_pct <= -exits_stop_loss_pct",
         "expr: (position_pnl_pct + 1000) * 1e300 * 1e300 <= -exits_stop_loss_pct",
     )
     rig = make_rig(project, clock)
