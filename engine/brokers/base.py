@@ -435,6 +435,15 @@ class Snapshot:
     # permit querying recent SIP data"). The bots watching them are blocked (`data_denied`); their market's feed is
     # neither stale nor unknown for it (a refused feed is no stale one: no data_stale_halt of the whole account).
     quotes_denied: Mapping[str, BrokerError] = field(default_factory=dict)
+    # When each chain in `option_chains` was read from the broker, by underlying: `taken_at` for a chain read for this
+    # snapshot, earlier for one reused from the cache (broker.option_chain_cache_seconds). Only a chain read now is a
+    # quote of the market now: a fill is held to no other (engine/trading/fillprice.py `quote_of`). A chain missing here
+    # is one whose reading time is unknown: never taken as read now.
+    chains_read_at: Mapping[str, datetime] = field(default_factory=dict)
+
+    def chain_read_now(self, underlying: str) -> bool:
+        """Whether `underlying`'s chain was read for this snapshot, not reused from the cache."""
+        return self.chains_read_at.get(underlying) == self.taken_at
 
     @property
     def complete(self) -> bool:

@@ -167,6 +167,7 @@ class SnapshotBroker:
             chains_denied=denied,
             quotes_denied=refused,
             positions_in_part=in_part,
+            chains_read_at={u: self._chains[u][0] for u in chains},
         )
 
     def _explained(

@@ -84,6 +84,7 @@ class ReplayBroker(SnapshotBroker):
             positions_in_part=in_part,
             chains_denied=denied,
             quotes_denied={},
+            chains_read_at={u: self._chains[u][0] for u in chains},
         )
 
     def _take(self, errors: list[BrokerError], operation: str, read: Callable[[], T]) -> T | None:

@@ -11,8 +11,9 @@ is implausible when it is not a positive finite number, when it is worse than it
 outside the band around the quotes seen for the order: from the lowest bid to the highest ask of every two-sided
 quote of its symbol the engine read from the tick the order was recorded in (after a restart: the first tick this
 process read it in) to the tick the fill is read in, widened by FILL_BAND_PCT (OPTION_FILL_BAND_PCT for an option
-contract). A price that moved a lot between two ticks is not implausible when the quotes since moved with it: the
-band follows every quote read while the order works.
+contract). Only quotes read at their tick count: an option contract's come from a chain read then, never from one
+the snapshot reuses from its cache (`quote_of`). A price that moved a lot between two ticks is not implausible when the
+quotes since moved with it: the band follows every quote read while the order works.
 
 An implausible price halts the system (an answer the engine cannot explain: `bad_response`, naming the order, the
 price and the band), and the fill's quantity is booked at a stand-in price (`stand_in`): the mid of the last quote
@@ -35,17 +36,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from engine.brokers.base import Snapshot, worse_than_limit
+from engine.brokers.base import OptionContract, Snapshot, worse_than_limit
 from engine.brokers.symbols import asset_class_of
 from engine.core.store import OrderRow
-from engine.trading.entries import chain_contract, spread_pct
+from engine.trading.entries import spread_pct
 
 # How far beyond the quotes seen a fill may be (percent of the lowest bid below, of the highest ask above): a share
 # or a coin moves well under this between two ticks seconds apart, and every answer of the fuzzer's `fill far`
 # (a half, twice, a tenth, ten times) is far outside it.
 FILL_BAND_PCT = 10.0
-# An option contract's price moves several times its underlying's, and its chain's quote may be a few minutes old
-# (broker.option_chain_cache_seconds): a wider band, still refusing half or twice the price.
+# An option contract's price moves several times its underlying's between two ticks (its quotes are read only with a
+# chain read at the tick, `quote_of`): a wider band, still refusing half or twice the price.
 OPTION_FILL_BAND_PCT = 40.0
 
 
@@ -73,14 +74,18 @@ class Seen:
 
 
 def quote_of(snapshot: Snapshot, symbol: str) -> tuple[float, float] | None:
-    """(bid, ask) of `symbol` in this snapshot (its quote, or an option contract's in the chains), when two-sided
-    and no wider than the band itself: a quote wider than that is no price to hold a fill to (one with a bid of 1
-    and an ask of 1,000 would let any price through)."""
+    """(bid, ask) of `symbol` read for this snapshot (its quote, or an option contract's in a chain read now), when
+    two-sided and no wider than the band itself: a quote wider than that is no price to hold a fill to (one with a
+    bid of 1 and an ask of 1,000 would let any price through).
+
+    A chain reused from the cache (`Snapshot.chains_read_at`: up to broker.option_chain_cache_seconds old) is not:
+    a 0DTE contract falls by a third in less than that, and its true fills, judged against the cached quote, were
+    refused, halted the system and were booked at the old quote (a stop's loss of 1,638 booked as a gain of 812)."""
     quote = snapshot.quotes.get(symbol)
     if quote is not None:
         bid, ask = quote.bid, quote.ask
     else:
-        contract = chain_contract(snapshot, symbol) if snapshot.option_chains else None
+        contract = _contract_read_now(snapshot, symbol) if snapshot.option_chains else None
         if contract is None:
             return None
         bid, ask = contract.bid, contract.ask
@@ -88,6 +93,16 @@ def quote_of(snapshot: Snapshot, symbol: str) -> tuple[float, float] | None:
     if spread is None or spread > band_pct(symbol):
         return None
     return bid, ask
+
+
+def _contract_read_now(snapshot: Snapshot, symbol: str) -> OptionContract | None:
+    """The contract `symbol` in a chain of this snapshot read for it (`Snapshot.chain_read_now`), or None."""
+    for underlying, chain in snapshot.option_chains.items():
+        if snapshot.chain_read_now(underlying):
+            contract = next((c for c in chain if c.symbol == symbol), None)
+            if contract is not None:
+                return contract
+    return None
 
 
 def implausible(row: OrderRow, price: float, seen: Seen | None, *, slack: float = 0.0) -> str | None:

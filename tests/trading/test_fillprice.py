@@ -267,3 +267,74 @@ def test_a_replacements_fill_is_held_to_the_quotes_its_order_was_sent_on(rig: Ri
     assert unverified["client_order_id"] != request.client_order_id  # the replacement's
     assert rig.engine.system.state == "halted"
     assert _owned(rig).avg_entry_price < _quote(rig).ask * 1.2
+
+
+OPTIONS_BOT = "opt_core"
+
+
+def _option_filled(rig: Rig, *, fill_times_ask: float, wait_s: float = 0.0) -> tuple[OrderRequest, float, Snapshot]:
+    """opt_core's buy of an SPY call near the money, a limit at three times its ask, answered taken and unfilled at
+    its send, then filled at `fill_times_ask` its ask as the next tick reads it, `wait_s` later than the loop's
+    interval: (the order, the price it filled at, the snapshot of the tick that read the fill)."""
+    rig.ticks(3)  # reconciled and armed
+    calls = [c for c in rig.exchange.option_chain("SPY", 7, 45) if c.option_type == "call" and 0.4 <= c.delta <= 0.6]
+    contract = min(calls, key=lambda c: c.expiry)
+    price = round(contract.ask * fill_times_ask, 2)
+    broker, taken, filled = rig.engine.broker, [], {"on": False}
+    real_snapshot = broker.snapshot
+
+    def snapshot(needs: Any) -> Snapshot:
+        taken.append(real_snapshot(needs))
+        return taken[-1]
+
+    def answered(order: Order) -> Order:
+        if not filled["on"]:
+            return dataclasses.replace(order, status="accepted", filled_qty=0.0, filled_avg_price=None)
+        return dataclasses.replace(order, status="filled", filled_qty=1.0, filled_avg_price=price)
+
+    broker.snapshot = snapshot  # type: ignore[method-assign]
+    _answers(rig, answered)
+    orders, day = rig.engine.orders, rig.engine.trading_date(rig.clock.now())
+    with rig.store.transaction():
+        request = OrderRequest(contract.symbol, "buy", orders.next_client_order_id(OPTIONS_BOT, day), "limit", "day",
+                               qty=1, limit_price=round(contract.ask * 3, 2))  # fmt: skip
+        orders.record_intent(OPTIONS_BOT, day, "entry", request, "test")
+    orders.send_pending()
+    filled["on"] = True
+    rig.clock.advance(wait_s)
+    rig.ticks(1)
+    return request, price, taken[-1]
+
+
+def _owned_contract(rig: Rig, request: OrderRequest) -> PositionRow:
+    [position] = [p for p in rig.store.positions(OPTIONS_BOT) if p.symbol == request.symbol]
+    return position
+
+
+def test_an_option_fill_far_from_a_cached_chain_quote_is_booked_at_the_brokers_price(rig: Rig) -> None:
+    """The band is made of quotes read at their tick, and a chain the snapshot reuses from its cache
+    (broker.option_chain_cache_seconds, 60 s) was not: a 0DTE contract fell by a third within the minute, and its
+    stop's true fills, held to the cached quote, were refused, halted the system for the rest of the day and were
+    booked at the old quote (a loss of 1,638 booked as a gain of 812). With no chain read at the fill's tick the fill
+    is held to its limit and to being a price: booked as the broker said it."""
+    request, price, snapshot = _option_filled(rig, fill_times_ask=0.5)
+    assert snapshot.option_chains["SPY"] and not snapshot.chain_read_now("SPY")  # the cached chain, at the cached ask
+    assert _owned_contract(rig, request).avg_entry_price == price
+    assert not [e for e in rig.events("order") if e.get("action") == "fill_price_unverified"]
+    assert not [h for h in rig.store.halts() if request.client_order_id in h.reason]
+
+
+def test_an_option_fill_worse_than_its_limit_is_still_refused_with_the_chain_cached(rig: Rig) -> None:
+    """No band, and still its limit: a buy filled above it is no fill the order could have had."""
+    request, _, snapshot = _option_filled(rig, fill_times_ask=3.3)
+    assert not snapshot.chain_read_now("SPY")
+    assert _owned_contract(rig, request).avg_entry_price == request.limit_price
+    assert "worse than its limit" in _halted_for(rig, request)
+
+
+def test_an_option_fill_far_from_the_chain_read_at_its_tick_is_refused(rig: Rig) -> None:
+    """A chain read at the fill's tick is the market then: a fill at a tenth of it is held to the band."""
+    request, price, snapshot = _option_filled(rig, fill_times_ask=0.1, wait_s=61)
+    assert snapshot.chain_read_now("SPY")
+    assert _owned_contract(rig, request).avg_entry_price > price
+    assert "outside the band" in _halted_for(rig, request)
