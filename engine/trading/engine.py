@@ -170,6 +170,7 @@ class Engine:
         self._assets_read_on: date | None = None
         self._assets_retry_at: datetime | None = None  # a pair missing from the last read: asked again from then
         self.orders = OrderManager(self.store, self.broker, self.journal, self.clock, self._record_failure, self.tz)
+        self.orders.quote_max_age_s = settings.health.max_price_staleness_seconds  # a stale quote bands no fill
         self._keep = max((b.history for b in self.bots), default=0) + 2  # each signal's history (`Bot.history`)
         self._halt_writes_seen = 0
         self._unexplained_at_start: list[str] = []  # what start-up reconciliation last halted for

@@ -11,9 +11,10 @@ is implausible when it is not a positive finite number, when it is worse than it
 outside the band around the quotes seen for the order: from the lowest bid to the highest ask of every two-sided
 quote of its symbol the engine read from the tick the order was recorded in (after a restart: the first tick this
 process read it in) to the tick the fill is read in, widened by FILL_BAND_PCT (OPTION_FILL_BAND_PCT for an option
-contract). Only quotes read at their tick count: an option contract's come from a chain read then, never from one
-the snapshot reuses from its cache (`quote_of`). A price that moved a lot between two ticks is not implausible when the
-quotes since moved with it: the band follows every quote read while the order works.
+contract). Only quotes of the market at their tick count: an option contract's come from a chain read then, never
+from one the snapshot reuses from its cache, and no quote older than the staleness limit by its own time (`quote_of`).
+A price that moved a lot between two ticks is not implausible when the quotes since moved with it: the band follows
+every quote read while the order works.
 
 An implausible price halts the system (an answer the engine cannot explain: `bad_response`, naming the order, the
 price and the band), and the fill's quantity is booked at a stand-in price (`stand_in`): the mid of the last quote
@@ -40,6 +41,7 @@ from engine.brokers.base import OptionContract, Snapshot, worse_than_limit
 from engine.brokers.symbols import asset_class_of
 from engine.core.store import OrderRow
 from engine.trading.entries import spread_pct
+from engine.trading.facts_builder import fresh_window
 
 # How far beyond the quotes seen a fill may be (percent of the lowest bid below, of the highest ask above): a share
 # or a coin moves well under this between two ticks seconds apart, and every answer of the fuzzer's `fill far`
@@ -73,22 +75,29 @@ class Seen:
         return self.low * (1 - pct), self.high * (1 + pct)
 
 
-def quote_of(snapshot: Snapshot, symbol: str) -> tuple[float, float] | None:
+def quote_of(snapshot: Snapshot, symbol: str, max_age_s: float | None = None) -> tuple[float, float] | None:
     """(bid, ask) of `symbol` read for this snapshot (its quote, or an option contract's in a chain read now), when
     two-sided and no wider than the band itself: a quote wider than that is no price to hold a fill to (one with a
     bid of 1 and an ask of 1,000 would let any price through).
 
     A chain reused from the cache (`Snapshot.chains_read_at`: up to broker.option_chain_cache_seconds old) is not:
     a 0DTE contract falls by a third in less than that, and its true fills, judged against the cached quote, were
-    refused, halted the system and were booked at the old quote (a stop's loss of 1,638 booked as a gain of 812)."""
+    refused, halted the system and were booked at the old quote (a stop's loss of 1,638 booked as a gain of 812).
+    Nor is a quote read now whose own time is further than `max_age_s` from the snapshot's (health.
+    max_price_staleness_seconds, `fresh_window`): a feed that stopped moving says the price of minutes ago, and a
+    true fill since is as far from it as from a cached one."""
     quote = snapshot.quotes.get(symbol)
     if quote is not None:
-        bid, ask = quote.bid, quote.ask
+        bid, ask, at = quote.bid, quote.ask, quote.timestamp
     else:
         contract = _contract_read_now(snapshot, symbol) if snapshot.option_chains else None
         if contract is None:
             return None
-        bid, ask = contract.bid, contract.ask
+        bid, ask, at = contract.bid, contract.ask, contract.quote_time
+    if max_age_s is not None:
+        earliest, latest = fresh_window(snapshot.taken_at, max_age_s)
+        if not earliest <= at <= latest:
+            return None
     spread = spread_pct(bid, ask)
     if spread is None or spread > band_pct(symbol):
         return None

@@ -157,6 +157,9 @@ class OrderManager:
     # Whether fills are held to the quotes seen (`_fill_price`): a backtest's fills are its own fill model's over the
     # recorded bars (the next bar's open, a slippage of up to 100 %), no broker's answer to doubt (replay/backtest.py).
     fill_band: bool = True
+    # How far a quote's own time may be from its snapshot's for the band to be made of it (health.
+    # max_price_staleness_seconds, set by the engine; None: any, for a desk of its own): `fillprice.quote_of`.
+    quote_max_age_s: float | None = None
 
     def restore_refused_exits(self, now: datetime) -> None:
         """At start: `exits_refused` from the state file, where each refusal is already kept: an exit's row ended
@@ -469,7 +472,7 @@ class OrderManager:
             self.unsettled = None if snapshot.open_orders is None else set()
         self._quotes = snapshot
         for client_order_id, prices in self._seen.items():  # the quotes since: what a fill read from now on may be at
-            quote = fillprice.quote_of(snapshot, prices.symbol)
+            quote = fillprice.quote_of(snapshot, prices.symbol, self.quote_max_age_s)
             if quote is not None:
                 self._seen[client_order_id] = prices.add(*quote)
         if snapshot.open_orders is None:
@@ -831,7 +834,7 @@ class OrderManager:
 
     def _watch_price(self, row: OrderRow) -> None:
         """Start holding `row`'s fills to the quotes of its symbol, from the last sync's on (`fillprice`)."""
-        quote = fillprice.quote_of(self._quotes, row.symbol) if self._quotes is not None else None
+        quote = fillprice.quote_of(self._quotes, row.symbol, self.quote_max_age_s) if self._quotes is not None else None
         if quote is not None:
             seen = self._seen.get(row.client_order_id) or fillprice.Seen(row.symbol, *quote, (quote[0] + quote[1]) / 2)
             self._seen[row.client_order_id] = seen.add(*quote)
@@ -841,17 +844,22 @@ class OrderManager:
     ) -> tuple[float, float | None]:
         """(the price a new fill of `row`'s order is booked at, the broker's own when that is another).
 
-        The broker's price, unless it is one nobody could have traded the order at (`fillprice.implausible`: no
-        price, worse than its limit, outside the band around the quotes seen since it was recorded, when one is read at
-        this tick), judged for the order's new average and for the part added since the last answer. Then the fill is
-        booked at a stand-in (`fillprice.stand_in`) and the system halts on an answer it cannot explain, in the
-        transaction that books it, so no kill between them leaves the fill booked unexplained. With no stand-in
+        The broker's price, unless it is one nobody could have traded the order at (`fillprice.implausible`: no price,
+        worse than its limit, outside the band around the quotes seen since it was recorded, when one of the market at
+        this tick is read), judged for the order's new average and for the part added since the last answer. Then the
+        fill is booked at a stand-in (`fillprice.stand_in`) and the system halts on an answer it cannot explain, in
+        the transaction that books it, so no kill between them leaves the fill booked unexplained. With no stand-in
         either: Contradiction (nothing of the answer booked; it halts)."""
         added = added_fill_price(old_qty, old_avg, new_qty, new_avg)
-        # The band only with a usable quote read at this tick: made of earlier quotes alone, it would refuse a true fill
-        # after a gap (a day order filled at the next open while the feed is one-sided or down) and book it at the
-        # price before the gap.
-        now_quoted = self.fill_band and self._quotes is not None and fillprice.quote_of(self._quotes, row.symbol) is not None
+        # The band only with a usable quote of the market at this tick (`fillprice.quote_of`: read now, not from a
+        # cached chain, not stale by its own time): made of earlier quotes alone, it would refuse a true fill after a
+        # gap (a day order filled at the next open while the feed is one-sided, frozen or down; a 0DTE stop judged
+        # against a chain a minute old) and book it at the price before the gap.
+        now_quoted = (
+            self.fill_band
+            and self._quotes is not None
+            and fillprice.quote_of(self._quotes, row.symbol, self.quote_max_age_s) is not None
+        )
         seen = self._seen.get(row.client_order_id) if now_quoted else None
         slack = fill_value_slack((old_avg or 0.0) * old_qty, new_avg * new_qty) / (new_qty - old_qty)
         why = fillprice.implausible(row, new_avg, seen) or fillprice.implausible(row, added, seen, slack=slack)

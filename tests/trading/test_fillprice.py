@@ -203,14 +203,18 @@ def test_the_band_follows_the_quotes_and_the_stand_in_keeps_to_the_limit() -> No
     assert contract.band() == pytest.approx((1.2, 2.2 * 1.4))
 
 
-@pytest.mark.parametrize("unusable", ["one-sided", "missing"])
+@pytest.mark.parametrize("unusable", ["one-sided", "missing", "frozen"])
 def test_a_fill_after_a_gap_read_while_its_quote_is_unusable_is_booked_at_the_brokers_price(rig: Rig, unusable: str) -> None:
-    """The band is worked out only with a usable quote read at the fill's tick. Made of the earlier quotes alone (the
-    feed one-sided or down as the fill is read: a day order filled at the next open), a true fill after a 30 % gap
-    halted the system and was booked for good at the price before the gap: P&L and exits off by the whole gap."""
+    """The band is worked out only with a usable quote of the market at the fill's tick. Made of the earlier quotes
+    alone (the feed one-sided or down as the fill is read: a day order filled at the next open; or frozen, read at
+    the tick and saying the price before the gap by a time past health.max_price_staleness_seconds), a true fill
+    after a 30 % gap halted the system and was booked for good at the price before the gap: P&L and exits off by
+    the whole gap."""
     rig.ticks(3)
     broker = rig.engine.broker
     real_snapshot, gapped = broker.snapshot, {"on": False}
+    before = _quote(rig)
+    limit_s = rig.engine.config.settings.health.max_price_staleness_seconds
 
     def snapshot(needs: Any) -> Snapshot:
         taken = real_snapshot(needs)
@@ -219,6 +223,9 @@ def test_a_fill_after_a_gap_read_while_its_quote_is_unusable_is_booked_at_the_br
         quotes = dict(taken.quotes)
         if unusable == "missing":
             del quotes["AAPL"]
+        elif unusable == "frozen":
+            quotes["AAPL"] = before
+            assert (taken.taken_at - before.timestamp).total_seconds() > limit_s
         else:
             quotes["AAPL"] = dataclasses.replace(quotes["AAPL"], bid=0.0)
         return dataclasses.replace(taken, quotes=quotes)
@@ -234,6 +241,8 @@ def test_a_fill_after_a_gap_read_while_its_quote_is_unusable_is_booked_at_the_br
     _answers(rig, answered)
     request = _send(rig)
     gapped["on"] = True
+    if unusable == "frozen":
+        rig.clock.advance(limit_s + 1)  # the feed stood still since the send
     rig.ticks(1)
     assert _owned(rig).avg_entry_price == price
     assert not [e for e in rig.events("order") if e.get("action") == "fill_price_unverified"]
