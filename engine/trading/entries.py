@@ -114,7 +114,9 @@ def buying_power(cfg: TradingBotConfig, account: Account | None) -> float | None
 
 
 def chain_contract(snapshot: Snapshot, symbol: str) -> OptionContract | None:
-    """The contract `symbol` in this tick's option chains (its ask, its quote's age), None when no chain holds it."""
+    """The contract `symbol` in the snapshot's option chains (its ask, its quote's age), None when no chain holds it.
+    A chain may be one reused from the cache, read up to broker.option_chain_cache_seconds ago
+    (`Snapshot.chains_read_at`): its quote is as old as its `quote_time` says, never this tick's by being here."""
     return next((c for chain in snapshot.option_chains.values() for c in chain if c.symbol == symbol), None)
 
 
