@@ -316,11 +316,12 @@ def maskable_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     """The secrets of `env` that could be real ones (`factory.SECRET_VARIABLES`: the Alpaca keys and the status
     page's token; a value shorter than MIN_SECRET_LENGTH is not a key, and masking it would mangle ordinary words):
     what every writer of the log and the state file masks, the engine and the operator's `halt`, `resume` and the
-    status page's buttons alike, and every error the command line prints."""
+    status page's buttons alike, and every error the command line prints. .env.example's own placeholders are no
+    secret: masked, the error that says a key still holds one showed `('***', '***')` instead of the words to replace."""
     from engine.brokers.factory import SECRET_VARIABLES
 
     keys = (env.get(name, "").strip() for name in SECRET_VARIABLES)
-    return tuple(dict.fromkeys(k for k in keys if len(k) >= MIN_SECRET_LENGTH))
+    return tuple(dict.fromkeys(k for k in keys if len(k) >= MIN_SECRET_LENGTH and k not in PLACEHOLDER_VALUES))
 
 
 def placeholder_keys(env: Mapping[str, str], example: Path = PROJECT_ROOT / ".env.example") -> list[str]:

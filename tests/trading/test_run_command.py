@@ -633,6 +633,7 @@ def test_placeholder_keys_from_env_example_are_refused(project: ProjectCopy) -> 
     snapshot = subprocess.run([sys.executable, "-m", "engine", "snapshot", "--config", str(project.config)], capture_output=True,
                               text=True, cwd=project.root, env=without_keys(), timeout=120)  # fmt: skip
     assert snapshot.returncode == 2 and "still hold the placeholder of .env.example" in snapshot.stderr
+    assert "('YOUR_KEY', 'YOUR_SECRET')" in snapshot.stderr  # the words to replace, not masked as if a secret
     assert "--broker sim" in result.stderr
     assert not (project.root / "s.db").exists() and not (project.root / "app.jsonl").exists()
     assert engine(project, "run", "--once", "--broker", "sim").returncode == 0  # the way out it names
