@@ -110,15 +110,17 @@ def test_an_action_listed_twice_in_one_transition_is_refused(project: ProjectCop
 
 
 def test_an_entry_from_which_no_exit_can_be_reached_is_refused(project: ProjectCopy) -> None:
-    """`close_position` taken off `exit` and `flatten` validated (every state still had its way back to idle, through
-    `position_gone`), and the run held each position it entered until the daily-loss kill switch flattened it."""
+    """`close_position` taken off both `exit`s (from entering, and from in_position and managing) and `flatten`
+    validated (every state still had its way back to idle, through `position_gone`), and the run held each position
+    it entered until the daily-loss kill switch flattened it."""
     momentum = "machines/momentum.yaml"
     project.replace(momentum, "    when: exit_rule_hit\n    actions: [close_position]\n", "    when: exit_rule_hit\n")
     project.replace(momentum, "    when: past_manage_until\n    actions: [close_position]\n", "    when: past_manage_until\n")
+    project.replace(momentum, "    actions: [cancel_entry, close_position]\n", "    actions: [cancel_entry]\n")
     found = [p for p in problems(project) if p.file.endswith(momentum)]
     assert [(p.path, p.line) for p in found] == [
         ("transitions[9].actions[0]", project.line_of(momentum, "actions: [open_entry]")),
-        ("transitions[17].actions[0]", project.line_of(momentum, "    reason: Room for another") - 1),
+        ("transitions[18].actions[0]", project.line_of(momentum, "    reason: Room for another") - 1),
     ], found
     assert found[0].message == (
         "a position entered here could never be closed: no transition with `close_position` can be reached from "

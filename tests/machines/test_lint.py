@@ -171,8 +171,8 @@ def test_every_unknown_guard_of_a_composition_is_told_at_its_own_line(project: P
     found = [(p.file.rsplit("/", 2)[-2:], p.line, p.col, p.path) for p in problems(project)]
     guards, momentum = "rules/guards.yaml", "machines/momentum.yaml"
     assert found == [
-        (["machines", "momentum.yaml"], project.line_of(momentum, "- may_opn"), 11, "transitions[17].when.all[0]"),
-        (["machines", "momentum.yaml"], project.line_of(momentum, "not: entry_signl"), 16, "transitions[17].when.all[1].not"),
+        (["machines", "momentum.yaml"], project.line_of(momentum, "- may_opn"), 11, "transitions[18].when.all[0]"),
+        (["machines", "momentum.yaml"], project.line_of(momentum, "not: entry_signl"), 16, "transitions[18].when.all[1].not"),
         (["rules", "guards.yaml"], project.line_of(guards, "- flatten_request"), 11, "guards.exit_rule_hit.when.any[0]"),
         (["rules", "guards.yaml"], project.line_of(guards, "- take_profit_ht"), 11, "guards.exit_rule_hit.when.any[2]"),
     ], found
