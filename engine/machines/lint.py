@@ -235,7 +235,8 @@ def _exit_problems(spec: MachineSpec, found: _Findings) -> None:
     """An `open_entry` whose destination reaches no transition carrying `close_position`: every state still had its
     way back to idle (`position_gone`, once flat), so the graph checks passed, and the run held each position it
     entered until something outside the machine (the daily-loss kill switch) sold it. One backward walk from the
-    sources of every `close_position`, linear like the other checks."""
+    sources of every `close_position`, linear like the other checks. And a state an entry waits in with no
+    `close_position` of its own: the exits are reachable (once the entry ends), but what is held meanwhile has none."""
     closing = {source for source, transition in spec.edges() if "close_position" in transition.actions}
     into: dict[str, set[str]] = {}
     for source, transition in spec.edges():
@@ -247,8 +248,12 @@ def _exit_problems(spec: MachineSpec, found: _Findings) -> None:
             if source not in can_close:
                 can_close.add(source)
                 queue.append(source)
+    unguarded: dict[str, TransitionSpec] = {}  # a state an entry waits in with no exit of its own: its first entry
     for transition in spec.transitions:
-        if "open_entry" in transition.actions and transition.dest != "entering" and "entering" in spec.states:
+        elsewhere = transition.dest != "entering" and "entering" in spec.states  # said on its own below
+        if "open_entry" in transition.actions and not elsewhere and transition.dest in can_close - closing:
+            unguarded.setdefault(transition.dest, transition)
+        if "open_entry" in transition.actions and elsewhere:
             message = (
                 f"an entry sent here waits in '{transition.dest}': {ENGINE_STATES['entering']}; make 'entering' "
                 "the destination of every transition that opens"
@@ -260,6 +265,18 @@ def _exit_problems(spec: MachineSpec, found: _Findings) -> None:
                 f"from '{transition.dest}'; give the states that hold a position an exit"
             )
             found.add(("transitions", transition.index, "actions", transition.actions.index("open_entry")), message)
+    for transition in unguarded.values():
+        # A first entry filling in parts, or one added beside a position held, leaves the bot holding while it
+        # waits in the state the entry leads to: without an exit from there, what it held went without its stop
+        # loss, take profit and time stop until the entry filled, ended or timed out (an options trade lost 619 USD
+        # against a budget of 247 so).
+        message = (
+            f"what the bot holds while an entry works in '{transition.dest}' (a part filled, or a position it adds "
+            f"to) keeps no exits: no transition with `close_position` leaves '{transition.dest}', so a stop loss "
+            "would wait until the entry ends; add one as the shipped machines do: from 'entering' when the bot "
+            "holds a position and an exit rule hits, with actions [cancel_entry, close_position]"
+        )
+        found.add(("states", transition.dest), message, of_key=True)
 
 
 def _order_problems(spec: MachineSpec, found: _Findings) -> None:

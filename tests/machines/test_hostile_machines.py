@@ -128,6 +128,40 @@ def test_an_entry_from_which_no_exit_can_be_reached_is_refused(project: ProjectC
     )
 
 
+@pytest.mark.parametrize(("kind", "guard"), [("momentum", "exit_rule_hit"), ("options", "options_exit_hit")])
+@pytest.mark.parametrize("how", ["edge removed", "close_position taken off it"])
+def test_a_state_an_entry_waits_in_without_an_exit_of_its_own_is_refused(
+    project: ProjectCopy, kind: str, guard: str, how: str
+) -> None:
+    """The momentum and options machines shipped so: `entering` had no exit, yet its exits were reachable (once
+    the entry filled, ended or timed out), so the check above passed. While an entry worked (a first one filling in
+    parts, or an `add` beside a position held) what the bot held had no stop loss, take profit or time stop: an
+    options trade lost 619 USD against a budget of 247, buying on into the fall. One problem, at the state."""
+    relative = f"machines/{kind}.yaml"
+    edge = (
+        "  - trigger: exit\n    source: entering\n    dest: exiting\n"
+        f"    when: {{all: [holds_position, {guard}]}}\n    actions: [cancel_entry, close_position]\n"
+    )
+    path = project.replace(relative, edge, edge)  # it is there as written
+    text = path.read_text()
+    end = text.index("\n", text.index(edge) + len(edge)) + 1  # its reason
+    if how == "edge removed":
+        path.write_text(text[: text.index(edge)] + text[end:])
+    else:
+        path.write_text(text.replace(edge, edge.replace("[cancel_entry, close_position]", "[cancel_entry]")))
+    found = [(p.path, p.line, p.message) for p in problems(project)]
+    assert found == [
+        (
+            "states.entering",
+            project.line_of(relative, "  entering:"),
+            "what the bot holds while an entry works in 'entering' (a part filled, or a position it adds to) keeps no "
+            "exits: no transition with `close_position` leaves 'entering', so a stop loss would wait until the entry "
+            "ends; add one as the shipped machines do: from 'entering' when the bot holds a position and an exit rule "
+            "hits, with actions [cancel_entry, close_position]",
+        )
+    ]
+
+
 def test_an_entry_whose_exit_is_reached_only_through_other_states_is_valid(project: ProjectCopy) -> None:
     """Exits from in_position only (none from managing) still close what entering leads to: not refused."""
     momentum = "machines/momentum.yaml"
