@@ -31,7 +31,7 @@ TICKS = 4  # the longest way round: entering -> halted (cancel) -> in_position -
 def _rules(kind: str, facts: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Facts that make each exit rule hold, from the bot's own values in bots.yaml."""
     rules = {
-        "stop_loss": {"position_pnl_pct": -facts["exits_stop_loss_pct"]},
+        "stop_loss": {"position_pnl_pct": -facts["exits_stop_loss_pct"], "worst_position_pnl_pct": -facts["exits_stop_loss_pct"]},
         "take_profit": {"position_pnl_pct": facts["exits_take_profit_pct"]},
         "time_stop": {"minutes_in_position": facts["exits_time_stop_minutes"]},
     }
