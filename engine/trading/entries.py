@@ -52,11 +52,11 @@ def usable(quote: Quote | None, max_spread_pct: float) -> bool:
 def room_usd(deployable_usd: float, snapshot: Snapshot) -> float:
     """Capital left to deploy: the deployable part of the equity less what is held and less what the working buys
     (entries granted in earlier ticks, still resting: a limit, a GTC crypto order) will cost once they fill
-    (`working_cost_usd`), never more than the account's `buying_power` (Alpaca's widest figure, the margin one: each
-    entry is also capped by the one that pays for it, `buying_power` here). Counting positions only, each tick started from the whole
-    deployable room again, granted entries against capital already committed, and the cash reserve was breached
-    once they filled. No room is left when the account, the positions or the open orders could not be read, or a
-    working buy's cost cannot be told: what is committed is then unknown, never nothing."""
+    (`working_cost_usd`), never more than the account's `buying_power` (Alpaca's widest figure, the margin one:
+    each entry is also capped by the one that pays for it, `buying_power` here). Counting positions only, each tick
+    started from the whole deployable room again, granted entries against capital already committed, and the cash
+    reserve was breached once they filled. No room is left when the account, the positions or the open orders
+    could not be read, or a working buy's cost cannot be told: what is committed is then unknown, never nothing."""
     if snapshot.account is None or snapshot.positions is None or snapshot.open_orders is None:
         return 0.0
     exposure = sum(abs(p.market_value) for p in snapshot.positions)
