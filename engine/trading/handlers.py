@@ -285,8 +285,13 @@ def cancel_entry(tick: TickContext, intent: Intent) -> None:
 
 
 def record_halt(tick: TickContext, intent: Intent) -> None:
-    """The system's kill fired: the ExitBot records the halt with the conditions that hold, and its cooloff."""
-    tick.engine.exitbot.record_kill(tick.kills, tick.view.now)
+    """The system's kill fired: the ExitBot records the halt with the conditions that hold, and its cooloff, unless
+    a system halt in force already does what they ask (`ExitBot.kill_recorded`). At an operator's `resume` the
+    machine left `halted` (expire) the tick the ExitBot recorded the kill itself (no halt was then in force), and
+    its `kill` edge the next tick recorded the same halt again, with a cooloff of its own."""
+    exitbot = tick.engine.exitbot
+    if not exitbot.kill_recorded(tick.kills, tick.view):
+        exitbot.record_kill(tick.kills, tick.view.now)
 
 
 def allocate_budgets(tick: TickContext, intent: Intent) -> None:

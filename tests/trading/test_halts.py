@@ -224,6 +224,28 @@ def test_operator_halt_lasts_until_resume(rig: Rig) -> None:
     assert rig.engine.system.state == "armed"
 
 
+def test_a_kill_condition_holding_as_the_operator_resumes_is_recorded_once(project: ProjectCopy, clock) -> None:
+    """Broker failures piled up under an operator's halt; at `resume` the system machine left `halted` (expire) the
+    same tick the ExitBot recorded the kill (no halt was in force), and the next tick the machine's own `kill`
+    edge recorded it again: two identical halts, each with its own cooloff, two HALT IN FORCE lines in `status`."""
+    from engine.brokers.sim.exchange import SimExchange
+
+    exchange = SimExchange(clock)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        broker = SnapshotBroker(make_api(emulator, clock), clock)
+        rig = make_rig(project, clock, broker=broker, exchange=exchange)
+        rig.ticks(2)
+        operator_halt(rig.store, rig.engine.journal, "checking the broker", rig.clock.now())
+        rig.ticks(1)
+        emulator.faults.extend(Fault(status=503, path_prefix="/v2/account") for _ in range(6))
+        rig.ticks(6)  # one account read a tick, each failing: six in the window, past the five allowed
+        assert operator_resume(rig.store, rig.engine.journal, rig.clock.now()) == 1
+        rig.ticks(4)
+        kills = [r for r in halt_reasons(rig) if r.startswith("kill condition: api_failure_halt")]
+        assert len(kills) == 1, halt_reasons(rig)
+        assert rig.engine.system.state == "halted"
+
+
 def _rig_on_emulator(project: ProjectCopy, clock: ManualClock) -> tuple[Rig, Emulator]:
     from engine.brokers.sim.exchange import SimExchange
 
