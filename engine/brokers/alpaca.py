@@ -46,6 +46,7 @@ from engine.brokers.base import (
     NOT_OURS,
     ORDER_AMOUNTS,
     ORDER_FIXED,
+    TRADE_LIKE_ACTIVITY_TYPES,
     Account,
     Asset,
     AssetClass,
@@ -850,12 +851,15 @@ class AlpacaAPI:
             if crypto_status is not None:
                 crypto_status = _choice(raw, "crypto_status", "the account's crypto_status", ACCOUNT_STATUSES)
             activities: tuple[NonTradeActivity, ...] = ()
+            unknown: str | None = None
             moved = _float(raw.get("intraday_adjustments"), "intraday_adjustments", usd=True)
             if moved is not None:
                 source = "intraday_adjustments"
             else:
-                activities = tuple(self._activities_since_close(raw.get("balance_asof")))
-                moved, source = round(sum(x.net_amount for x in activities), 2), "activities"
+                found, unknown = self._activities_since_close(raw.get("balance_asof"))
+                activities, source = tuple(found), "activities"
+                # unknown: the daily P&L is missing (the kill condition halts, selling nothing), never a loss
+                moved = None if unknown is not None else round(sum(x.net_amount for x in activities), 2)
             # Money may be negative where Alpaca means it (cash borrowed on margin, a deficit): finite is the rule.
             # The flags that block trading must be there: a missing one is not "not blocked".
             equity, cash = _required(raw.get("equity"), "equity", usd=True), _required(raw.get("cash"), "cash", usd=True)
@@ -891,6 +895,7 @@ class AlpacaAPI:
                 non_trade_cash_today=moved,
                 non_trade_cash_source=source,  # type: ignore[arg-type]  # one of the two literals above
                 non_trade_activities=activities,
+                non_trade_cash_unknown=unknown,
                 account_id=_account_id(raw.get("id")),
             )
 
@@ -950,7 +955,7 @@ class AlpacaAPI:
             return f"balance_asof went back from {was} to {now}"
         return self._close_to_come(asof)
 
-    def _cash_moved_with_equity(self, asof: Any, equity: float, moved: float, source: str) -> None:
+    def _cash_moved_with_equity(self, asof: Any, equity: float, moved: float | None, source: str) -> None:
         """Unreadable when the day's non-trade cash (`intraday_adjustments`, or the activities summed) moved since the
         last answer read and the equity did not move with it. The daily P&L leaves that cash out (equity -
         last_equity - moved), so a deposit or a withdrawal moves the equity and the cash moved together and the P&L
@@ -959,7 +964,11 @@ class AlpacaAPI:
         position. The equity must show at least half the movement, in its direction (the rest is the market over
         one tick); otherwise the new figure is refused until the same one comes back LAST_EQUITY_CONFIRMATIONS
         answers in a row (a broker that books the movement a moment after the cash). Per `balance_asof`, as
-        `_last_equity_steady`; without it, per New York day (the day's cash moved starts again at midnight)."""
+        `_last_equity_steady`; without it, per New York day (the day's cash moved starts again at midnight). An
+        unknown figure (None: the daily P&L is missing then) is no reference: the next one read is taken afresh."""
+        if moved is None:
+            self._cash_moved_seen, self._cash_moved_alone = None, None
+            return
         if not isinstance(asof, str) or not asof:
             asof = f"no balance_asof, {self.clock.now().astimezone(NEW_YORK).date()}"
         reference = self._cash_moved_seen
@@ -977,14 +986,19 @@ class AlpacaAPI:
                                      f"{equity - equity_before:+.2f}: cash moved without the equity")  # fmt: skip
         self._cash_moved_seen, self._cash_moved_alone = (asof, equity, moved), None
 
-    def _activities_since_close(self, balance_asof: Any) -> list[NonTradeActivity]:
+    def _activities_since_close(self, balance_asof: Any) -> tuple[list[NonTradeActivity], str | None]:
         """The non-trade cash activities since the close `last_equity` is the equity of, every page: the close of
         the trading day `balance_asof` names (today's New York midnight when it names today). Counted
         from midnight, a withdrawal on Saturday was left out of Monday's cash moved while `last_equity` stayed
         Friday's close: Monday's daily P&L read it as a loss, and could trip the daily-loss kill switch. `after`/
         `until` bound the creation time, which is what the endpoint filters on (trading-api.json); pages go by the
         last id (`page_token`). Unreadable without a `balance_asof` naming a day up to today: nothing says then
-        which close `last_equity` is from."""
+        which close `last_equity` is from.
+
+        Every non-trade activity is asked for (`category`, not a list of types: Alpaca's list grows, and a type
+        left off it was never seen), and each sorted by base.NON_TRADE_ACTIVITY_TYPES. The second value is why the
+        day's non-trade cash is unknown (else None): an activity since the close that moved holdings in or out, or
+        of a type not known."""
         now = self.clock.now().astimezone(NEW_YORK)
         start = datetime.combine(now.date(), time(0), NEW_YORK)
         asof = _date_or_none(balance_asof)
@@ -1000,21 +1014,31 @@ class AlpacaAPI:
             start = session.close if session is not None else datetime.combine(asof + timedelta(days=1), time(0), NEW_YORK)
         end = datetime.combine(now.date() + timedelta(days=1), time(0), NEW_YORK)
         params: dict[str, Any] = {
-            "activity_types": ",".join(sorted(NON_TRADE_ACTIVITY_TYPES)),
+            "category": "non_trade_activity",
             "after": _utc(start - timedelta(microseconds=1)),
             "until": _utc(end),
             "direction": "asc",
             "page_size": ACTIVITY_PAGE_SIZE,
         }
         found: list[NonTradeActivity] = []
+        unknown: str | None = None
         for _ in range(ACTIVITY_PAGES):
             page = _objects(self.trading.get("/account/activities", params), "account activities")
             for item in page:
                 activity = _activity(item)
-                if activity is not None and _since(activity, start, asof if asof < now.date() else None):
+                if activity is None:
+                    continue
+                if not _since(activity, start, asof if asof < now.date() else None):
+                    continue
+                elif activity.activity_type in NON_TRADE_ACTIVITY_TYPES:
                     found.append(activity)
+                else:
+                    unknown = unknown or (
+                        f"the {activity.activity_type} activity {_shown(activity.id)} moved holdings into or out of "
+                        "the account, or is of a type not known, by a value its net_amount does not give"
+                    )
             if len(page) < ACTIVITY_PAGE_SIZE:
-                return found
+                return found, unknown
             last = page[-1].get("id")
             if not last or last == params.get("page_token"):
                 raise Unreadable("a full page of account activities whose last id cannot take us further")
@@ -1566,18 +1590,22 @@ def _utc(moment: datetime) -> str:
 
 
 def _activity(item: Mapping[str, Any]) -> NonTradeActivity | None:
-    """One non-trade activity (trading-api.json NonTradeActivities), or None for one that moved no cash today:
-    a trade, another type, a cancelled entry."""
-    if item.get("activity_type") not in NON_TRADE_ACTIVITY_TYPES:
-        return None
-    if item.get("status") == "canceled":
+    """One non-trade activity (trading-api.json NonTradeActivities), or None for one that moves nothing into or
+    out of the account: a trade-like one (base.TRADE_LIKE_ACTIVITY_TYPES), a cancelled entry. Every other type is
+    kept, the ones whose cash is not counted too: since the close, they make the day's cash moved unknown."""
+    kind = item.get("activity_type")
+    if not isinstance(kind, str) or not kind:
+        raise Unreadable(f"the account activity {_shown(item.get('id'))} has no activity_type")
+    if kind in TRADE_LIKE_ACTIVITY_TYPES or item.get("status") == "canceled":
         return None
     if not item.get("created_at") and not item.get("date"):  # undated, it would silently count on no day at all
-        raise Unreadable(f"the {item['activity_type']} activity {_shown(item.get('id'))} has neither created_at nor date")
+        raise Unreadable(f"the {kind} activity {_shown(item.get('id'))} has neither created_at nor date")
+    counted = kind in NON_TRADE_ACTIVITY_TYPES  # another type's net_amount is never summed: it may say nothing
+    amount = _required(item.get("net_amount"), "an activity's net_amount", usd=True) if counted else 0.0
     return NonTradeActivity(
         id=str(item.get("id", "")),
-        activity_type=str(item["activity_type"]),
-        net_amount=_required(item.get("net_amount"), "an activity's net_amount", usd=True),
+        activity_type=kind,
+        net_amount=amount,
         created_at=_timestamp(item.get("created_at"), "an activity's created_at"),
         date=str(item.get("date", "")),
         status=str(item.get("status", "executed")),

@@ -90,18 +90,33 @@ class BrokerError(Exception):
         return f"{where}{self.kind}{f' ({self.status})' if self.status else ''}: {self.message}"
 
 
-# Activity types that move cash without a trade (trading-api.json ActivityType): CSD deposits, CSW withdrawals,
-# JNLC cash journals, FEE, PTC pass-through charges, the INT (interest) and DIV (dividend) families. Daily P&L
-# leaves them out (issue 14, item 6).
+# Non-trade account activities, by what they do to the daily P&L (`equity - last_equity - non_trade_cash_today`).
+# Alpaca's ActivityType (alpaca-py 0.44.0's enum, trading-api.json and its 2026-11 changelog) lists far more types
+# than the cash ones, and the list grows; the adapter reads every non-trade activity of the day
+# (`category=non_trade_activity`) and sorts each into one of three kinds:
+# - NON_TRADE_ACTIVITY_TYPES, cash that came in or went out without a trade, counted by `net_amount` and left out of
+#   the P&L (issue 14, item 6): CSD deposits, CSW withdrawals, CSR, ACATC (an ACATS transfer of cash), JNLC cash
+#   journals, FEE, PTC/PTR pass-through charges and rebates, the INT (interest) and DIV (dividend) families, WH tax
+#   withheld.
+# - TRADE_LIKE_ACTIVITY_TYPES, value exchanged inside the account (fills, option exercise, assignment and expiry,
+#   splits, mergers, cash in lieu, a crypto fee): their effect on the equity is the account's own, part of the P&L.
+# - every other type (ACATS and JNLS securities moved in or out, OCT on-chain crypto transfers, a journal of either
+#   kind, a type this list does not know): it moves holdings into or out of the account by a value `net_amount` does
+#   not give, so the day's non-trade cash is unknown and the daily P&L missing. Left out, an outgoing transfer of
+#   5,000 USD was a 5 % trading loss, the daily-loss kill condition, and its flatten sold every position.
 NON_TRADE_ACTIVITY_TYPES = frozenset(
-    {"CSD", "CSW", "JNLC", "FEE", "PTC", "INT", "INTNRA", "INTTW", "DIV", "DIVCGL", "DIVCGS", "DIVFEE", "DIVFT", "DIVNRA",
-     "DIVROC", "DIVTW", "DIVTXEX"}
+    {"CSD", "CSW", "CSR", "ACATC", "JNLC", "FEE", "PTC", "PTR", "INT", "INTNRA", "INTTW", "DIV", "DIVCGL", "DIVCGS",
+     "DIVFEE", "DIVFT", "DIVNRA", "DIVROC", "DIVTW", "DIVTXEX", "DIVWH", "WH"}
+)  # fmt: skip
+TRADE_LIKE_ACTIVITY_TYPES = frozenset(
+    {"FILL", "TRD", "CFEE", "CIL", "MA", "NC", "SC", "OPASN", "OPCSH", "OPEXC", "OPEXP", "OPTRD", "REORG", "SPIN",
+     "SPLIT", "SSO", "SSP"}
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class NonTradeActivity:
-    """A cash movement that is not a trade (Alpaca's account activities: CSD, CSW, JNLC, FEE, DIV*, INT*, PTC)."""
+    """A cash movement that is not a trade (Alpaca's account activities of the NON_TRADE_ACTIVITY_TYPES)."""
 
     id: str
     activity_type: str
@@ -146,6 +161,9 @@ class Account:
     non_trade_cash_today: float | None = None
     non_trade_cash_source: Literal["intraday_adjustments", "activities"] | None = None
     non_trade_activities: tuple[NonTradeActivity, ...] = ()
+    # Why non_trade_cash_today is None although the account was read (an activity that moved holdings in or out, or
+    # one that cannot be placed before or after the close last_equity is from): said where the daily P&L is missing.
+    non_trade_cash_unknown: str | None = None
     # The broker's own id of the account (Alpaca's `id`): which account a state file holds (`startup.other_account_id`).
     # None when the broker did not say, or said something that is not an id.
     account_id: str | None = None

@@ -447,7 +447,9 @@ class Engine:
             view = self._halts_as_written(view)
             stale = feed_health(snapshot, self.needs, now, self.config.settings.health)
             before_kills = self._system_facts(view, anomalies, stale, kill_triggered=False)
-            kills = self.exitbot.evaluate_kills(before_kills, {"stale_markets": ", ".join(stale.markets)})
+            unknown = snapshot.account.non_trade_cash_unknown if snapshot.account else None
+            notes = {"stale_markets": ", ".join(stale.markets)} | ({"daily_pnl_pct": unknown} if unknown else {})
+            kills = self.exitbot.evaluate_kills(before_kills, notes)
             allocations = self.portfolio.allocate(finite(snapshot.account.equity) if snapshot.account else None)
             gate = Gate.open(view.orders_last_minute, allocations.deployable_usd if allocations else None, snapshot)
             tick = TickContext(self, view, gate, kills)

@@ -236,7 +236,8 @@ class ExitBot:
     def evaluate_kills(self, facts: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> KillVerdict:
         """The kill conditions against the system's facts. Each one that holds is named in the halt's reason with
         the facts it read, as read (`reading`; `notes` adds words to a fact's value: the stale markets' names), so
-        `status` says "data_stale_halt (stale_markets 1: crypto)", not only which condition held."""
+        `status` says "data_stale_halt (stale_markets 1: crypto)", not only which condition held; to a missing
+        fact, why it is missing (the daily P&L's: the activity that made the day's cash moved unknown)."""
         exitbot = self.config.bots.exitbot
         holding: list[str] = []
         errors: dict[str, str] = {}
@@ -253,8 +254,9 @@ class ExitBot:
             try:
                 if predicate(facts):
                     holding.append(name)
-            except MissingFact as exc:
-                errors[name] = str(exc)
+            except MissingFact as exc:  # with why it is missing, when the tick knows (`notes`)
+                why = (notes or {}).get(exc.name)
+                errors[name] = f"{exc}: {why}" if why else str(exc)
                 if facts.get("broker_ok") is False:
                     deferred.append(name)
                 else:

@@ -294,7 +294,51 @@ def test_without_intraday_adjustments_the_days_activities_are_read(
     assert account.non_trade_cash_today == -301.5
     assert [a.activity_type for a in account.non_trade_activities] == ["CSW", "FEE"]
     read = [r for r in emulator.requests if r.path == "/v2/account/activities"]
-    assert len(read) == 1 and "CSW" in read[0].query["activity_types"][0] and read[0].query["direction"] == ["asc"]
+    assert len(read) == 1 and read[0].query["category"] == ["non_trade_activity"] and read[0].query["direction"] == ["asc"]
+    assert "activity_types" not in read[0].query  # every non-trade type: a list of them missed the ones left off it
+
+
+def test_an_acats_cash_transfer_is_cash_moved_not_a_loss(emulator: Emulator, api: AlpacaAPI, exchange: SimExchange) -> None:
+    """ACATC (cash moved out by an ACATS transfer) was neither asked for nor counted: 5,000 USD gone read as a 5 %
+    trading loss, the daily-loss kill condition, and its flatten sold every position. It is cash moved."""
+    from engine.trading.facts_builder import daily_pnl_pct
+
+    emulator.intraday_adjustments = False
+    exchange.move_cash(-5_000, "ACATC")
+    account = api.get_account()
+    assert account.non_trade_cash_today == -5_000 and account.non_trade_cash_unknown is None
+    assert daily_pnl_pct(account) == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["ACATS", "JNLS", "OCT", "JNL", "FOPT", "NEWTYPE"])
+def test_holdings_moved_in_or_out_make_the_days_cash_unknown(
+    emulator: Emulator, api: AlpacaAPI, exchange: SimExchange, kind: str
+) -> None:
+    """Securities (ACATS, JNLS), on-chain crypto (OCT), a journal of either kind, a type no list knows: the equity
+    moves by a value net_amount does not give. Left out, it was a trading loss; now the day's cash moved is
+    unknown and the daily P&L missing (the kill condition halts, selling nothing), the reason said."""
+    from engine.trading.facts_builder import daily_pnl_pct
+
+    emulator.intraday_adjustments = False
+    exchange.transfer_holdings(-5_000, kind)
+    account = api.get_account()
+    assert account.non_trade_cash_today is None and daily_pnl_pct(account) is None
+    assert account.non_trade_cash_unknown is not None and f"the {kind} activity" in account.non_trade_cash_unknown
+
+
+def test_trade_like_activities_and_transfers_before_the_close_leave_the_cash_known(
+    emulator: Emulator, api: AlpacaAPI, exchange: SimExchange, clock: ManualClock
+) -> None:
+    """An option expiring or a split exchanges value inside the account (its effect is the P&L's); a transfer
+    booked before the close last_equity is from is in last_equity already. Neither makes the day's cash unknown."""
+    emulator.intraday_adjustments = False
+    exchange.transfer_holdings(-2_000, "ACATS")  # Monday, mid-session: before the close
+    clock.advance(86_400)  # Tuesday: last_equity is Monday's close
+    exchange.transfer_holdings(0, "OPEXP")
+    exchange.transfer_holdings(0, "SPLIT")
+    exchange.move_cash(-100, "CSW")
+    account = api.get_account()
+    assert (account.non_trade_cash_today, account.non_trade_cash_unknown) == (-100, None)
 
 
 def test_activities_are_paged_by_the_last_id(emulator: Emulator, api: AlpacaAPI, exchange: SimExchange) -> None:

@@ -50,3 +50,36 @@ def test_a_withdrawal_through_alpaca_py_is_not_a_loss(
         exchange.cash -= 1_500.0  # and a real loss of 1.5 %, which no cash movement explains, still halts
         rig.ticks(1)
         assert halts(rig) == ["kill condition: max_daily_loss_halt (daily_pnl_pct -1.5, risk_global_max_daily_loss_pct 1)"]
+
+
+def test_an_acats_cash_withdrawal_through_alpaca_py_is_not_a_loss(project: ProjectCopy, clock: ManualClock) -> None:
+    """Without intraday_adjustments, 5,000 USD out by an ACATS cash transfer (ACATC) was not among the activity
+    types read: a 5 % trading loss, the daily-loss kill condition, and its flatten sold every position."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        emulator.intraday_adjustments = False
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.ticks(3)
+        exchange.move_cash(-5_000.0, "ACATC")
+        rig.ticks(3)
+        assert halts(rig) == [] and rig.engine.system.state == "armed"
+
+
+def test_securities_moved_out_halt_and_sell_nothing(project: ProjectCopy, clock: ManualClock) -> None:
+    """Securities worth 5,000 USD moved out by ACATS: net_amount does not say what they were worth, so the day's
+    cash moved is unknown. The daily P&L is missing: the kill condition halts, naming the activity, and sells
+    nothing (it had read the transfer as a 5 % loss, and flattened every position)."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        emulator.intraday_adjustments = False
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.until(lambda r: bool(exchange.positions), limit=400)
+        held = {s: p.qty for s, p in exchange.positions.items()}
+        exchange.transfer_holdings(-5_000.0, "ACATS")
+        rig.ticks(3)
+        system = rig.store.halts(SYSTEM_SCOPE)
+        assert [h.reason for h in system if "max_daily_loss_halt" in h.reason], [h.reason for h in system]
+        reason = next(h.reason for h in system if "max_daily_loss_halt" in h.reason)
+        assert "daily_pnl_pct" in reason and "the ACATS activity" in reason, reason
+        assert not any(h.flatten for h in system)
+        assert {s: p.qty for s, p in exchange.positions.items()} == held  # nothing sold

@@ -276,6 +276,7 @@ class SimExchange:
     fill_at_submit: bool = True
     flags: AccountFlags = field(default_factory=AccountFlags)
     activities: list[NonTradeActivity] = field(default_factory=list)  # cash moved without a trade
+    moved: dict[str, float] = field(default_factory=dict)  # by activity id: what a holdings transfer was worth
     # Counts every change of what `to_state` saves (orders, fills, cash, the day), so a saver can tell, without
     # serialising anything, whether the account moved since it last wrote it. Code that edits the fields above
     # directly must call `changed()`.
@@ -340,6 +341,7 @@ class SimExchange:
                     {**dataclasses.asdict(a), "created_at": a.created_at.isoformat() if a.created_at else None}
                     for a in self.activities
                 ],
+                "moved": dict(self.moved),
             }
 
     @classmethod
@@ -365,6 +367,7 @@ class SimExchange:
             NonTradeActivity(**{**a, "created_at": datetime.fromisoformat(a["created_at"]) if a.get("created_at") else None})
             for a in state.get("activities", [])
         ]
+        exchange.moved = {str(k): float(v) for k, v in state.get("moved", {}).items()}
         for row in state["orders"]:
             cancel_at = row.get("cancel_requested_at")
             order = SimOrder(
@@ -643,7 +646,7 @@ class SimExchange:
         if not self.activities:
             return 0  # what the sum of none is, without finding the close
         since = self.last_equity_close
-        return sum(a.net_amount for a in self.activities if a.created_at and a.created_at > since)
+        return sum(self.moved.get(a.id, a.net_amount) for a in self.activities if a.created_at and a.created_at > since)
 
     def account(self) -> Account:
         self.process()
@@ -683,6 +686,7 @@ class SimExchange:
             non_trade_cash_today=adjustments,
             non_trade_cash_source="intraday_adjustments",
             non_trade_activities=(),
+            non_trade_cash_unknown=None,
             account_id=None,  # the emulator names its own (Emulator.account_id); a simulated run checks none
         )
 
@@ -690,23 +694,37 @@ class SimExchange:
         """Cash in (positive) or out (negative) without a trade: a deposit, a withdrawal, a fee, a dividend."""
         if activity_type not in NON_TRADE_TYPES:
             raise ValueError(f"{activity_type} is not a non-trade cash activity")
+        return self._book(amount, activity_type, amount)
+
+    def transfer_holdings(self, value: float, activity_type: str = "ACATS") -> NonTradeActivity:
+        """Holdings worth `value` moved into (positive) or out of (negative) the account without a trade: ACATS or
+        JNLS securities, OCT on-chain crypto, or a type no list knows. The equity moves by the value (the sim keeps it
+        as cash: it models no transferred position); the activity's net_amount is 0, as a securities transfer moves
+        no cash, and `intraday_adjustments` counts it (Alpaca's figure is the day's non-trade movement)."""
+        if activity_type in NON_TRADE_TYPES:
+            raise ValueError(f"{activity_type} moves cash: move_cash books it")
+        return self._book(value, activity_type, 0.0)
+
+    def _book(self, value: float, activity_type: str, net_amount: float) -> NonTradeActivity:
         with self.lock:
             self.process()  # a close passed since the last step is valued before the cash moves, not after
             now = self.clock.now()
             activity = NonTradeActivity(
                 id=f"{now.astimezone(timezone.utc):%Y%m%d%H%M%S%f}::{self._new_id()}",
                 activity_type=activity_type,
-                net_amount=round(amount, 2),
+                net_amount=round(net_amount, 2),
                 created_at=now,
                 date=f"{now.astimezone(NEW_YORK):%Y-%m-%d}",
             )
             self.activities.append(activity)
-            self.cash += amount
+            self.moved[activity.id] = round(value, 2)
+            self.cash += value
             self.changed()
             return activity
 
-    def non_trade_activities(self, types: frozenset[str] = NON_TRADE_TYPES) -> list[NonTradeActivity]:
-        return [a for a in self.activities if a.activity_type in types]
+    def non_trade_activities(self, types: frozenset[str] | None = None) -> list[NonTradeActivity]:
+        """The activities booked, of `types` (every one when None)."""
+        return [a for a in self.activities if types is None or a.activity_type in types]
 
     def set_position(self, symbol: str, qty: float, avg_price: float) -> None:
         """A position opened outside the engine (by hand, or a short Alpaca let through): cash moves as the
