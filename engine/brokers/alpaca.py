@@ -998,7 +998,7 @@ class AlpacaAPI:
         Every non-trade activity is asked for (`category`, not a list of types: Alpaca's list grows, and a type
         left off it was never seen), and each sorted by base.NON_TRADE_ACTIVITY_TYPES. The second value is why the
         day's non-trade cash is unknown (else None): an activity since the close that moved holdings in or out, or
-        of a type not known."""
+        of a type not known, or one that cannot be placed before or after the close (`_placed`)."""
         now = self.clock.now().astimezone(NEW_YORK)
         start = datetime.combine(now.date(), time(0), NEW_YORK)
         asof = _date_or_none(balance_asof)
@@ -1028,7 +1028,13 @@ class AlpacaAPI:
                 activity = _activity(item)
                 if activity is None:
                     continue
-                if not _since(activity, start, asof if asof < now.date() else None):
+                placed = _placed(activity, start)
+                if placed is None:
+                    unknown = unknown or (
+                        f"the {activity.activity_type} activity {_shown(activity.id)} dated {_shown(activity.date)} "
+                        f"cannot be placed before or after the close at {start:%Y-%m-%d %H:%M} New York"
+                    )
+                elif not placed:
                     continue
                 elif activity.activity_type in NON_TRADE_ACTIVITY_TYPES:
                     found.append(activity)
@@ -1612,14 +1618,42 @@ def _activity(item: Mapping[str, Any]) -> NonTradeActivity | None:
     )
 
 
-def _since(activity: NonTradeActivity, start: datetime, asof: date | None) -> bool:
-    """Whether the activity came at or after `start`: by its creation time; by its `date` when it has none (after
-    the `asof` day, or on `start`'s New York day when there is none)."""
+# Alpaca's activity ids start with the New York time they were booked at, to the millisecond: its documented
+# TradeActivity has id 20190524113406977::8efc7b9a-... and transaction_time 2019-05-24T15:34:06.977Z (EDT, -4 h).
+_ID_TIME = re.compile(r"(\d{14})(\d{3})::")
+
+
+def _id_time(activity_id: str) -> datetime | None:
+    """When the activity was booked, read from its id's prefix (New York time); None when the id has none."""
+    m = _ID_TIME.match(activity_id)
+    if m is None:
+        return None
+    try:
+        moment = datetime.strptime(m.group(1), "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    return moment.replace(microsecond=int(m.group(2)) * 1000, tzinfo=NEW_YORK)
+
+
+def _placed(activity: NonTradeActivity, start: datetime) -> bool | None:
+    """Whether the activity came at or after `start` (the close last_equity is from, or a New York midnight): by
+    its creation time; without one, by the time its id begins with; else by its `date`, which places it only on
+    another day than `start`'s, or on it when `start` is its midnight. None when nothing places it: dated the day
+    of that close, it may be before the close (in last_equity already) or after it (cash moved since), and either
+    guess can read the whole amount as a trading loss. Dropped, a withdrawal booked after yesterday's close was
+    today's 5 % loss, and the daily-loss kill switch flattened every position."""
     if activity.created_at is not None:
         return activity.created_at >= start
-    if asof is not None:
-        return activity.date[:10] > asof.isoformat()
-    return activity.date[:10] == start.astimezone(NEW_YORK).date().isoformat()
+    booked = _id_time(activity.id)
+    if booked is not None:
+        return booked >= start
+    day = _date_or_none(activity.date[:10])
+    if day is None:
+        return None
+    local = start.astimezone(NEW_YORK)
+    if day != local.date():
+        return day > local.date()
+    return True if local.time() == time(0) else None
 
 
 def _date_or_none(value: Any) -> date | None:

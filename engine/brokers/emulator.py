@@ -438,6 +438,9 @@ class Emulator:
     # Alpaca's account carries intraday_adjustments (trading-api.json example); False leaves it out, as alpaca-py's
     # model does, so readers must fall back to the day's activities.
     intraday_adjustments: bool = True
+    # An activity carries created_at here; False leaves it out, as the NonTradeActivities example of Alpaca's docs
+    # does (activity_type, id, date, net_amount...): readers must place it by its id or its date.
+    activity_created_at: bool = True
     opra_subscription: bool = False  # without it, feed=opra is refused 403
     # Without it (Alpaca's free plan), recent SIP stock data is refused 403 and the default stock feed is iex
     # (reference §9; settings.schema.json: "free plans need iex").
@@ -653,7 +656,7 @@ class Emulator:
 
     def activity_json(self, a: NonTradeActivity) -> dict[str, Any]:
         """trading-api.json NonTradeActivities (its example: "net_amount": "1.02", "status": "executed")."""
-        return {
+        out = {
             "id": a.id,
             "activity_type": a.activity_type,
             "date": a.date,
@@ -663,6 +666,9 @@ class Emulator:
             "status": a.status,
             "description": "",
         }
+        if not self.activity_created_at:
+            del out["created_at"]
+        return out
 
     def clock_json(self) -> dict[str, Any]:
         c = self.exchange.market_clock()

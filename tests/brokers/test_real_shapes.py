@@ -341,6 +341,41 @@ def test_trade_like_activities_and_transfers_before_the_close_leave_the_cash_kno
     assert (account.non_trade_cash_today, account.non_trade_cash_unknown) == (-100, None)
 
 
+def test_an_activity_with_only_a_date_is_placed_by_its_id(
+    emulator: Emulator, api: AlpacaAPI, exchange: SimExchange, clock: ManualClock
+) -> None:
+    """Alpaca's NonTradeActivities may carry `date` only. Dated the day of the close last_equity is from, it was
+    dropped as before that close, although booked after it: a withdrawal at 18:00 yesterday was today's 5 % loss
+    and a flatten. Its id begins with the New York time it was booked at, which places it."""
+    emulator.intraday_adjustments, emulator.activity_created_at = False, False
+    clock.set(clock.now().replace(hour=18))  # Monday 13:00 in New York: before its close
+    exchange.move_cash(-1_000, "CSW")
+    clock.set(clock.now().replace(hour=23))  # 18:00 in New York: after it
+    exchange.move_cash(-5_000, "CSW")
+    clock.advance(16 * 3_600)  # Tuesday 10:00: last_equity is Monday's close
+    wire = raw(emulator, "GET", "/v2/account/activities").json()
+    assert wire and all("created_at" not in a for a in wire)
+    account = api.get_account()
+    assert (account.non_trade_cash_today, account.non_trade_cash_unknown) == (-5_000, None)
+
+
+def test_an_activity_that_cannot_be_placed_makes_the_days_cash_unknown(
+    emulator: Emulator, api: AlpacaAPI, exchange: SimExchange, clock: ManualClock
+) -> None:
+    """Dated the day of the close, with no time and an id that says none: before the close it is in last_equity,
+    after it cash moved since; either guess can read the whole amount as a trading loss. It is unknown."""
+    import dataclasses
+
+    emulator.intraday_adjustments, emulator.activity_created_at = False, False
+    clock.set(clock.now().replace(hour=23))  # Monday 18:00 in New York
+    booked = exchange.move_cash(-5_000, "CSW")
+    exchange.activities[-1] = dataclasses.replace(booked, id="0f0e0d0c-0b0a-4909-8807-060504030201")
+    clock.advance(16 * 3_600)  # Tuesday 10:00
+    account = api.get_account()
+    assert account.non_trade_cash_today is None
+    assert "cannot be placed before or after the close" in (account.non_trade_cash_unknown or "")
+
+
 def test_activities_are_paged_by_the_last_id(emulator: Emulator, api: AlpacaAPI, exchange: SimExchange) -> None:
     emulator.intraday_adjustments = False
     for _ in range(130):

@@ -4,6 +4,8 @@ and the day's account activities when the account leaves it out)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from engine.brokers.emulator import Emulator
@@ -83,3 +85,18 @@ def test_securities_moved_out_halt_and_sell_nothing(project: ProjectCopy, clock:
         assert "daily_pnl_pct" in reason and "the ACATS activity" in reason, reason
         assert not any(h.flatten for h in system)
         assert {s: p.qty for s, p in exchange.positions.items()} == held  # nothing sold
+
+
+def test_a_withdrawal_dated_only_booked_after_the_last_close_is_not_a_loss(project: ProjectCopy, clock: ManualClock) -> None:
+    """An activity with `date` only (the NonTradeActivities shape of Alpaca's docs), booked at 18:00 after Monday's
+    close: dated Monday, it was dropped as before that close although last_equity does not hold it, and Tuesday's
+    daily P&L read it as a 5 % loss, the kill condition and a flatten. Its id's time places it after the close."""
+    exchange = SimExchange(clock, seed=7)
+    with Emulator(exchange, key=KEY, secret=SECRET) as emulator:
+        emulator.intraday_adjustments, emulator.activity_created_at = False, False
+        clock.set(clock.now().replace(hour=23))  # Monday 18:00 in New York
+        exchange.move_cash(-5_000.0, "CSW")
+        clock.set(clock.now().replace(hour=14, minute=30) + timedelta(days=1))  # Tuesday's open
+        rig = make_rig(project, clock, broker=SnapshotBroker(make_api(emulator, clock), clock), exchange=exchange)
+        rig.ticks(3)
+        assert halts(rig) == [] and rig.engine.system.state == "armed"

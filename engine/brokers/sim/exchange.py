@@ -30,7 +30,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from itertools import repeat
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -710,7 +710,8 @@ class SimExchange:
             self.process()  # a close passed since the last step is valued before the cash moves, not after
             now = self.clock.now()
             activity = NonTradeActivity(
-                id=f"{now.astimezone(timezone.utc):%Y%m%d%H%M%S%f}::{self._new_id()}",
+                # Alpaca's ids begin with the New York time of the booking, to the millisecond (alpaca._id_time)
+                id=f"{now.astimezone(NEW_YORK):%Y%m%d%H%M%S}{now.microsecond // 1000:03d}::{self._new_id()}",
                 activity_type=activity_type,
                 net_amount=round(net_amount, 2),
                 created_at=now,
