@@ -22,6 +22,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from engine.paths import (
 if TYPE_CHECKING:
     from datetime import date, datetime
 
+    from engine.config.model import BotsConfig
     from engine.core.clock import ManualClock
     from engine.core.journal import Journal
     from engine.core.store import StateStore
@@ -228,6 +230,11 @@ def _not_an_input(args: argparse.Namespace, db: Path, log: Path) -> None:
     for name, flag, path in (("state", "--state-db", db), ("log", "--log", log)):
         if name in clashes:
             raise InvalidInput(f"{flag} {path}: {clashes[name]}")
+    _not_a_companion(db)
+
+
+def _not_a_companion(db: Path) -> None:
+    """A --state-db that names a file kept beside a state file (`_companion_of`) is refused: it is no state."""
     owner = _companion_of(db)
     if owner is not None:  # `halt` wrote a database into the run's empty lock file and said "halted": no engine reads it
         raise InvalidInput(f"--state-db {escaped(str(db))}: is a file kept beside the state file {escaped(str(owner))} "
@@ -902,13 +909,13 @@ def _nothing_saved(db: Path) -> bool:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Reads only: a state file that does not exist is not created (nor the log), so a mistyped --state-db
-    leaves nothing behind."""
+    leaves nothing behind. Works while a config, machine or rule file is mid-edit (`_status_files`)."""
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore
-    from engine.trading.runner import paths_for, state_now, status_text
+    from engine.trading.runner import max_tick_age, state_now, status_text
 
-    report = _load(args)
-    db, _log = paths_for(report, args.state_db, args.log)
+    files = _status_files(args)
+    db, log = files.db, files.log
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)")
         return EXIT_OK
@@ -922,14 +929,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             if store.meta("broker") is None and not store.machine_states() and not store.halts():
                 print(f"{store.path}: no state yet (nothing has run)")
                 return EXIT_OK
-            local = _local(report)  # a simulation's halts run on simulated time: `now` is the state's own
-            assert report.config is not None
-            text = status_text(store, now, local=local, bots=report.config.bots)
+            # a simulation's halts run on simulated time: `now` is the state's own
+            local = files.local if files.local is not None else _recorded_zone(store)
+            text = status_text(store, now, local=local, bots=files.bots)
+            if files.bots is None:
+                text = text.replace("positions by bot:", "positions by bot (which of them no bot of bots.yaml manages: "
+                                    "unknown, settings.yaml or bots.yaml cannot be read):", 1)  # fmt: skip
             from engine.core.terminal_text import one_line
 
+            interval = files.loop_interval
+            max_age = max_tick_age(interval) if interval is not None else None
             header = (f"state {store.path} (broker: {one_line(store.meta('broker') or 'none yet')}; as of {local(now)}"
-                      f"{_tick_said(store, report, local)})")  # fmt: skip
-            unsaved = _unsaved_lines(store, _log, local)
+                      f"{_tick_said(store, max_age, local)})")  # fmt: skip
+            unsaved = _unsaved_lines(store, log, local)
         print(header)
         print(text)
         for line in unsaved:
@@ -937,6 +949,108 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return EXIT_OK
+
+
+def _recorded_zone(store: StateStore) -> LocalTime:
+    """The zone the state file counts its trading days in (meta.timezone, the last run's system.timezone), for
+    `status` while settings.yaml cannot be read: today's counters are that zone's day. UTC when it records none."""
+    from engine.operator.local import LocalTime
+    from engine.operator.report import counting_zone
+
+    return counting_zone(store, LocalTime("UTC"))
+
+
+@dataclass(frozen=True)
+class _StatusFiles:
+    """What `status` reads beside the state file: the paths, the zone, bots.yaml (for the positions no bot
+    manages; None when it cannot be read) and the loop interval (for STALE; None when settings.yaml cannot be read)."""
+
+    db: Path
+    log: Path
+    local: LocalTime | None  # None: settings.yaml cannot be read, the state file's own zone is used
+    bots: BotsConfig | None
+    loop_interval: float | None
+
+
+def _status_files(args: argparse.Namespace) -> _StatusFiles:
+    """Every file validated, as ever; or, while a config, machine or rule file cannot be read (mid-edit), what of
+    them can be, with the problems and a warning on stderr: the running engine read its files at its start, and
+    `status` is how an operator sees it meanwhile (it refused, exit 2, while the engine traded on). The state file
+    and the log are settings.yaml's, or, when settings.yaml cannot be read, both --state-db and --log must be
+    given: a state guessed would be one no engine runs on. A refusal that is not the files' (a state file or log
+    that cannot be used, a saved state that no longer fits) stands as it was."""
+    from engine.config.errors import ConfigError
+    from engine.config.loader import load_config, load_settings, resolved
+    from engine.operator.local import LocalTime
+    from engine.trading.runner import paths_for
+    from engine.validate import load_valid
+
+    try:
+        report = _load(args)
+    except InvalidInput as refused:
+        try:  # the files alone: when they read, the refusal is the state file's or the paths', said as it was
+            files = load_valid(args.config, args.machines, args.rules, user_code=False, saved_states=False)
+        except ConfigError as exc:
+            problems, what = problems_text(exc.problems), "the files above cannot be read"
+        else:
+            problems, what = _only_renamed_states(args, files, refused), "the files above no longer fit the saved state"
+    else:
+        assert report.config is not None
+        db, log = paths_for(report, args.state_db, args.log)
+        settings = report.config.settings
+        return _StatusFiles(db, log, _local(report), report.config.bots, settings.runner.loop_interval_seconds)
+    try:
+        settings_read = load_settings(args.config)
+    except ConfigError:
+        settings_read = None
+    try:
+        bots = load_config(args.config).bots
+    except ConfigError:
+        bots = None
+    if settings_read is not None:
+        db = args.state_db or resolved(args.config, settings_read.system.state_db_path)
+        log = args.log or resolved(args.config, settings_read.system.log_path)
+    elif args.state_db is None or args.log is None:
+        raise InvalidInput(f"{problems}\nstatus cannot tell the state file and the log without settings.yaml: give "
+                           f"both --state-db PATH and --log PATH (those of the running engine)")  # fmt: skip
+    else:
+        db, log = args.state_db, args.log
+    _state_path("--state-db", db)
+    _state_path("--log", log)
+    _not_an_input(args, db, log)
+    unknown = [text for text, missing in (
+        ("the times are in the zone the state file counts its days in (UTC when it records none) and no STALE is "
+         "judged (settings.yaml)", settings_read is None),
+        ("which positions no bot manages is not told (it needs settings.yaml and bots.yaml)", bots is None),
+    ) if missing]  # fmt: skip
+    said = f"; {'; '.join(unknown)}" if unknown else ""
+    _warn(args, f"{problems}\nwarning: {what}; status shows the state file {db} as saved{said}")
+    local = LocalTime(settings_read.system.timezone) if settings_read is not None else None
+    interval = settings_read.runner.loop_interval_seconds if settings_read is not None else None
+    return _StatusFiles(db, log, local, bots, interval)
+
+
+def _warn(args: argparse.Namespace, text: str) -> None:
+    """A warning of several lines on stderr, as every error is printed (`_main`): the keys masked (a problem quotes
+    what the user wrote, a key pasted as a time zone included) and what a terminal would run escaped."""
+    print(escaped(_without_keys(args, text), keep=_LINE_BREAKS), file=sys.stderr)
+
+
+def _only_renamed_states(args: argparse.Namespace, files: Report, refused: InvalidInput) -> str:
+    """The problems, when the files read and all that refused them is a saved machine state a machine file no
+    longer has (a state renamed mid-edit: the running engine runs on the files it read); else `refused` as it was."""
+    from engine.config.errors import ConfigError
+    from engine.paths import shown
+    from engine.trading.runner import paths_for
+    from engine.validate import load_valid
+
+    saved = paths_for(files, args.state_db, args.log)[0]
+    try:
+        load_valid(args.config, args.machines, args.rules, saved, user_code=False)
+    except ConfigError as exc:
+        if all(p.file == shown(saved) and p.path.startswith("machine_states.") for p in exc.problems):
+            return problems_text(exc.problems)
+    raise refused from None
 
 
 def _unsaved_lines(store: Any, log: Path, local: LocalTime) -> list[str]:
@@ -953,23 +1067,23 @@ def _unsaved_lines(store: Any, log: Path, local: LocalTime) -> list[str]:
     ]
 
 
-def _tick_said(store: StateStore, report: Report, local: LocalTime) -> str:
+def _tick_said(store: StateStore, max_age: float | None, local: LocalTime) -> str:
     """When a real-time state was last ticked, for `status`'s header: "as of" is this machine's clock, and the
     state read is the last tick's, which for a hung or stopped engine is hours old. Without it a stale state read as
     current. Older than `health`'s default max age it is said STALE. A simulation's state is as of its own last
     tick (its clock), so nothing is added."""
     from engine.core.clock import SystemClock
-    from engine.trading.runner import is_stale, last_tick, max_tick_age
+    from engine.trading.runner import is_stale, last_tick
 
     age = last_tick(store, SystemClock().now())
     if age is None:
         return "; no tick recorded yet"
     if age.simulated:
         return ""
-    assert report.config is not None
-    max_age = max_tick_age(report.config.settings.runner.loop_interval_seconds)  # `health`'s default
     said = f"; last tick {local(age.last)}, {age.seconds:.0f} s before"
-    if is_stale(age, max_age):
+    if max_age is None:  # settings.yaml cannot be read (`_status_files`): the loop interval is not known
+        said += " (STALE or not: unknown, settings.yaml cannot be read)"
+    elif is_stale(age, max_age):
         said += f": STALE, older than {max_age:g} s (the engine is stuck or not running)"
     elif age.last > age.now:
         said += " (it is ahead of this machine's clock)"
@@ -989,17 +1103,11 @@ def cmd_health(args: argparse.Namespace) -> int:
         BACKTEST_BROKER,
         last_run,
         last_tick,
-        max_tick_age,
         no_end_said,
-        paths_for,
         running_pid,
     )
 
-    report = _load(args)
-    assert report.config is not None
-    interval = report.config.settings.runner.loop_interval_seconds
-    max_age = args.max_age if args.max_age is not None else max_tick_age(interval)
-    db, _log = paths_for(report, args.state_db, args.log)
+    db, max_age, local = _health_inputs(args)
     if _nothing_saved(db):
         print(f"unhealthy: no state file {db} (no run has started)")
         return EXIT_FAILURE
@@ -1012,7 +1120,6 @@ def cmd_health(args: argparse.Namespace) -> int:
     if age is None:
         print(f"unhealthy: no tick recorded in {db} yet")
         return EXIT_FAILURE
-    local = _local(report)
     last = local(age.last)
     backtest = run is not None and run.get("broker") == BACKTEST_BROKER  # its ticks are the data's instants
     clock = (" on the backtest's clock (its data's time)" if backtest else " on the simulated clock") if age.simulated else ""
@@ -1035,6 +1142,35 @@ def cmd_health(args: argparse.Namespace) -> int:
     verdict = "healthy" if healthy else "unhealthy"
     print(f"{verdict}: last tick {last}, age {age.seconds:.0f} s{clock} (max age {max_age:g} s)")
     return EXIT_OK if healthy else EXIT_FAILURE
+
+
+def _health_inputs(args: argparse.Namespace) -> tuple[Path, float, LocalTime]:
+    """What `health` needs, and nothing more: the state file (--state-db, or settings.yaml's), the max age
+    (--max-age, or 3 x settings.yaml's loop_interval_seconds + 30) and the zone its one line shows the time in
+    (settings.yaml's, UTC when it cannot be read). It judges the state, not the files: the running engine read them
+    at its start and never reads them again, so a bots.yaml, machine or rule file mid-edit says nothing about it.
+    Refusing on one (exit 2) made a container's HEALTHCHECK call a healthy engine unhealthy, and restart it into
+    files that refuse to start. Only a settings.yaml that cannot be read when it is needed is refused (exit 2)."""
+    from engine.config.errors import ConfigError
+    from engine.config.loader import load_settings, resolved
+    from engine.operator.local import LocalTime
+    from engine.trading.runner import max_tick_age
+
+    _state_path("--state-db", args.state_db)
+    _state_path("--log", args.log)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        if args.state_db is None or args.max_age is None:
+            raise InvalidInput(f"{problems_text(exc.problems)}\nhealth cannot tell the state file or the max age "
+                               f"without settings.yaml: give --state-db PATH and --max-age SECONDS") from None  # fmt: skip
+        _not_a_companion(args.state_db)
+        return args.state_db, args.max_age, LocalTime("UTC")
+    db = args.state_db or resolved(args.config, settings.system.state_db_path)
+    _state_path("--state-db", db)
+    _not_a_companion(db)
+    max_age = args.max_age if args.max_age is not None else max_tick_age(settings.runner.loop_interval_seconds)
+    return db, max_age, LocalTime(settings.system.timezone)
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
@@ -1209,7 +1345,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     from engine.core.names import did_you_mean
     from engine.core.store import StateStore
     from engine.operator.why import WhyError, explain, render
-    from engine.trading.runner import paths_for, state_now
+    from engine.trading.runner import max_tick_age, paths_for, state_now
 
     report = _load(args)
     assert report.config is not None
@@ -1227,7 +1363,8 @@ def cmd_why(args: argparse.Namespace) -> int:
             record = explain(store, report, args.bot, now)
             # a real-time state's last tick, as `status` says it: the facts of an engine stuck or stopped hours ago
             # read as the bot's present, with nothing beside them saying how old they are
-            tick = _tick_said(store, report, _local(report))
+            assert report.config is not None  # `health`'s default max age
+            tick = _tick_said(store, max_tick_age(report.config.settings.runner.loop_interval_seconds), _local(report))
     except WhyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

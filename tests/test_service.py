@@ -89,6 +89,44 @@ def test_the_default_max_age_follows_the_loop_interval(project: ProjectCopy, cap
     assert code == EXIT_OK and "(max age 90 s)" in out
 
 
+MID_EDIT = {  # a file the running engine read at its start, as it reads while someone is editing it
+    "rules": ("rules/guards.yaml", "guards:\n", "guards:\n  broken: [\n"),
+    "machine": ("machines/momentum.yaml", "states:", "states: [oops\n"),
+    "bots": ("config/bots.yaml", "bots:", "bots: [oops\n"),
+}
+
+
+@pytest.mark.parametrize("edited", sorted(MID_EDIT))
+def test_health_judges_the_state_whatever_file_is_mid_edit(project: ProjectCopy, capsys, edited: str) -> None:
+    """The running engine read every file at its start and never reads them again: a rule, machine or bots.yaml
+    file mid-edit says nothing about it. `health` validated them all and exited 2 while the engine ticked, and the
+    image's HEALTHCHECK called it unhealthy, to be restarted into files that refuse to start. It reads settings.yaml
+    (the state file, the loop interval) and the state file alone: 0 by a recent tick, 1 by a stale one."""
+    project.replace(*MID_EDIT[edited])
+    now = datetime.now(timezone.utc)
+    real_time_state(project, now - timedelta(seconds=20))
+    code, out = health(project, capsys)
+    assert code == EXIT_OK and out.startswith("healthy: last tick") and "(max age 45 s)" in out
+    real_time_state(project, now - timedelta(minutes=10))
+    code, out = health(project, capsys)
+    assert code == EXIT_FAILURE and out.startswith("unhealthy:")
+
+
+def test_health_without_settings_yaml_needs_the_state_file_and_the_max_age(project: ProjectCopy, capsys) -> None:
+    """settings.yaml names the state file and the loop interval: mid-edit, `health` cannot tell them and says so
+    (exit 2, as for any file it cannot read), unless --state-db and --max-age are both given; then it judges the
+    state as ever (the time in UTC: the zone is settings.yaml's too)."""
+    project.replace("config/settings.yaml", "system:", "system: [oops\n")
+    real_time_state(project, datetime.now(timezone.utc) - timedelta(seconds=20))
+    code = main(["health", "--config", str(project.config), "--state-db", str(project.root / "s.db")])
+    err = capsys.readouterr().err
+    assert code == EXIT_INVALID and "give --state-db PATH and --max-age SECONDS" in err and "settings.yaml" in err
+    code, out = health(project, capsys, "--max-age", "45")
+    assert code == EXIT_OK and out.startswith("healthy: last tick") and "+00:00" in out
+    code, out = health(project, capsys, "--max-age", "5")
+    assert code == EXIT_FAILURE and out.startswith("unhealthy:")
+
+
 @pytest.mark.parametrize("max_age", ["0", "-5", "soon", "inf"])
 def test_health_refuses_a_max_age_that_is_not_a_positive_duration(project: ProjectCopy, max_age: str) -> None:
     with pytest.raises(SystemExit) as exited:

@@ -102,6 +102,22 @@ def _checked(check: Callable[..., list[Problem]], *parts: _Part, extra: tuple[An
     return watch.run(check, *args, *extra)
 
 
+def load_settings(config_dir: Path) -> Settings:
+    """settings.yaml alone, read and checked as `load_config` reads and checks it, or ConfigInvalid with its
+    problems. For the commands that judge the state file only (`health`, and `status` while another file is
+    mid-edit): the running engine read every file at its start and never reads them again, so a bots.yaml, machine
+    or rule file being edited says nothing about it, and refusing on one made a healthy engine "unhealthy"."""
+    problems: list[Problem] = []
+    watch = Watch()
+    settings = _load_one(config_dir / "settings.yaml", "settings.schema.json", Settings, problems, watch)
+    if settings is not None:
+        for settings_check in checks.SETTINGS_CHECKS:
+            problems.extend(_checked(settings_check, settings))
+    if problems or settings is None:
+        raise ConfigInvalid(problems, None)
+    return settings.value
+
+
 def load_config(config_dir: Path, signals: Mapping[str, checks.DeclaredSignal] | None = None) -> Config:
     """Everything in one pass; raises ConfigError carrying every problem in both files.
 

@@ -57,7 +57,9 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
     "newer schema": (_sql("PRAGMA user_version=99"), "newer than this engine", set()),
     "missing column": (_sql("ALTER TABLE halts DROP COLUMN until"), "lacks the column", set()),
     "another application's": (lambda p: _another(p), "not a Trading Hydra state file", set()),
-    "bad machine time": (_sql("UPDATE machine_states SET since = 'yesterday'"), "machine_states", {"halt"}),
+    # health judges the last tick alone (its age, the last run): it reads no machine state, as it reads no file but
+    # settings.yaml (tests/test_service.py), and a running engine would stop ticking on a row it cannot read
+    "bad machine time": (_sql("UPDATE machine_states SET since = 'yesterday'"), "machine_states", {"halt", "health"}),
     "bad halt time": (_sql("UPDATE halts SET started_at = 'garbage'"), "table halts", {"health", "halt", "diagram"}),
     "bad halt conditions": (_sql("UPDATE halts SET conditions = '{x'"), "table halts", {"health", "halt", "diagram"}),
     "halt reason in bytes": (_sql("UPDATE halts SET reason = X'FF00'"), "table halts", {"health", "halt", "diagram"}),
@@ -290,7 +292,7 @@ def test_halt_works_while_a_machine_file_no_longer_has_a_saved_state(
     """An operator mid-edit of a machine file (a state renamed) while the engine runs on the files it read at its
     start: the files validate alone, but not with the state saved in the old one. `halt` refused, exit 2, nothing
     recorded: the engine went on trading. It records the halt and says what disagrees, as for a file that cannot
-    be read; the other commands still refuse (exit 2), saying the same."""
+    be read; `status` shows the state beside it, and `why` (which explains by the machine file) refuses (exit 2)."""
     from engine.core.store import StateStore
 
     db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
@@ -305,7 +307,11 @@ def test_halt_works_while_a_machine_file_no_longer_has_a_saved_state(
         assert "mid-edit" in [h.reason for h in store.halts(open_only=True)]
     finally:
         store.close()
-    assert main(["status", "--state-db", str(db), "--log", str(log), *FILES]) == 2
+    assert main(["why", "mom_AAPL", "--state-db", str(db), "--log", str(log), *FILES]) == 2
+    # status shows the state as saved beside what disagrees (tests/test_cli_mid_edit.py)
+    assert main(["status", "--state-db", str(db), "--log", str(log), *FILES]) == 0
+    out, err = capsys.readouterr()
+    assert "saved in state 'cruising'" in err and "cruising" in out
 
 
 @pytest.mark.parametrize("command", ["status", "why", "report", "health", "diagram", "resume"])
