@@ -1276,8 +1276,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
         if damaged is None or exc.runtime:
             raise
         raise damaged from None  # the store itself refuses the file (a newer schema, a table it lacks): as validation said
-    print(f"{problems}\nwarning: {what}; the halt goes to the state file {escaped(str(db))} "
-          f"and the log {escaped(str(log))}", file=sys.stderr)  # fmt: skip
+    _warn(args, f"{problems}\nwarning: {what}; the halt goes to the state file {db} and the log {log}")
     return opened
 
 

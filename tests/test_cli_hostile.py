@@ -187,14 +187,17 @@ def test_a_key_with_a_newline_is_refused_without_being_printed(
     assert_refused(code, text, 2, "ALPACA_KEY holds spaces, quotes, control or non-ASCII characters", here)
 
 
-@pytest.mark.parametrize("command", [["--validate"], ["validate"], ["run", "--once", "--quiet"], ["status"]])
+@pytest.mark.parametrize(
+    "command", [["--validate"], ["validate"], ["run", "--once", "--quiet"], ["status"], ["halt", "--reason", "x"]]
+)
 @pytest.mark.parametrize("where", ["env_file", "environment"])
 def test_a_key_pasted_into_a_yaml_value_is_masked_in_the_problem(
     here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: list[str], where: str
 ) -> None:
     """A key pasted where a value belongs (as a time zone, a name) was quoted back by the problem that refuses it,
     on the terminal, in CI's log and in a service's journal: only a key written after its variable's name was
-    masked. The keys of .env and of the environment are masked in every problem, with the problem still said."""
+    masked. The keys of .env and of the environment are masked in every problem, with the problem still said: in the
+    warning of a `halt` or a `status` that works on while a file cannot be read too (it printed the problem as read)."""
     if where == "env_file":
         (here / ".env").write_text(f"ALPACA_KEY={KEY}\nALPACA_SECRET={SECRET}\n", encoding="utf-8")
     else:
@@ -207,11 +210,11 @@ def test_a_key_pasted_into_a_yaml_value_is_masked_in_the_problem(
     assert "timezone: America/Los_Angeles" in text
     text = text.replace("timezone: America/Los_Angeles", f"timezone: {SECRET}")
     settings.write_text(text, encoding="utf-8")
-    argv = [*command, *(state(here) if command[0] in ("run", "status") else []), *CONFIG]
+    argv = [*command, *(state(here) if command[0] in ("run", "status", "halt") else []), *CONFIG]
     argv[argv.index("--config") + 1] = str(config)
     code, said = main_(argv, capsys)
-    # status shows the state beside the problem while a file is mid-edit (tests/test_cli_mid_edit.py): exit 0
-    assert code == (0 if command == ["status"] else 2), said
+    # status shows the state, and halt records it, beside the problem while a file is mid-edit: exit 0
+    assert code == (0 if command[0] in ("status", "halt") else 2), said
     assert "settings.yaml:2:13: system.timezone: '***' is not a known time zone" in said, said
     assert KEY not in said and SECRET not in said and "Traceback" not in said
 
