@@ -14,6 +14,9 @@ Where each figure comes from:
   start. The account's equity is not sampled per tick (no event carries it), so the curve moves only when a
   trade closes; the account equity at the end of each run is listed beside it.
 
+A log that cannot vouch for the whole period (empty, lines it cannot read in the period, ending before or beginning
+after something the state file records in it: `coverage_gaps`) makes its sections "unknown" and why, never "none".
+
 Days are trading days in the zone the state file counts them in (meta.timezone, which the last run took from
 `system.timezone`; `counting_zone`): a day's trades and P&L are keyed by that zone's date, so its log window, its
 halts and every time shown are in the same zone, and a zone settings.yaml has since changed to is said beside it.
@@ -40,6 +43,7 @@ from engine.core.terminal_text import one_line
 from engine.operator.local import LocalTime
 from engine.operator.summary import halt_lines, in_force_lines, number, period_record, position_line, price
 from engine.paths import PROJECT_ROOT, PathKind, path_kind
+from engine.trading.runner import LAST_RUN_KEY, LAST_TICK_KEY
 from engine.trading.startup import ZONE_KEY
 
 PROMPT_FILE = PROJECT_ROOT / "tools" / "analyst_prompt.txt"
@@ -76,6 +80,8 @@ class ReportData:
     lines_skipped: int = 0  # lines that looked like wanted events but could not be read (see _events)
     clipped: bool = False  # the period reaches past FIRST_DAY or LAST_DAY: read up to them
     log_begins: datetime | None = None  # set when the log begins inside the period, cut from what came before
+    log_empty: bool = False  # the log holds no line (emptied by a rotation that truncates it, or never written)
+    log_ends: tuple[datetime | None, str, datetime] | None = None  # (its last time, what the state file records, when)
     pnl_by_bot: dict[str, float] = field(default_factory=dict)
     configured_zone: str | None = None  # settings.yaml's system.timezone when the state file counts days in another
     positions: list[PositionRow] = field(default_factory=list)  # open now (at `now`), whatever the period
@@ -168,8 +174,40 @@ def build_report(
     data.trades = store.trades(since=lo, until=hi)
     data.days, data.halts, data.in_force = period["days"], period["halts"], period["in_force"]
     data.pnl_by_bot = dict(pnl_by_bot)
-    _read_log(data, log, start, end, local)
+    _read_log(data, log, start, end, local, _state_says(store, data, start, end, local))
     return data
+
+
+# A run's last tick is committed once the tick's lines are handed to the log, but a report read during the run may
+# see the state file a tick ahead of the log: a tick this much after the log's last line is a sign it was cut.
+TICK_LEEWAY = timedelta(seconds=60)
+
+
+def _state_says(
+    store: StateStore, data: ReportData, start: datetime, end: datetime, local: LocalTime
+) -> list[tuple[datetime, str]]:
+    """What the state file records happening in the period, (when, what), each of which the engine logged: a log
+    that ends before one of them, or begins after it, was cut (rotated, truncated) and cannot vouch for the
+    period. A tick is given TICK_LEEWAY (see there)."""
+    said: list[tuple[datetime, str]] = [(t.closed_at, "a trade closed") for t in data.trades]
+    said += [(datetime.fromisoformat(h["started_at"]), "a halt") for h in data.halts]
+    record = store.meta(LAST_RUN_KEY)
+    if record:
+        try:
+            run = jsontext.loads(record)
+        except ValueError:  # `status` says it cannot be read; here it is no sign either way
+            run = None
+        times = [(run.get("started_at"), "a run started"), (run.get("ended_at"), "a run ended")] if isinstance(run, dict) else []
+        said += [(at, what) for text, what in times if (at := _time_of(text, local)) is not None]
+    tick = _time_of(store.meta(LAST_TICK_KEY), local)
+    if tick is not None:
+        said.append((tick - TICK_LEEWAY, "a tick"))
+    return sorted((at, what) for at, what in said if start <= at < end)
+
+
+def _time_of(text: Any, local: LocalTime) -> datetime | None:
+    """An aware instant from the state file's text, or None (a record the report does not vouch for is no sign)."""
+    return _event_time({"ts": text}, local)
 
 
 # The fields each wanted event must carry, with their JSON types, for the report to count it: a line of another
@@ -213,11 +251,80 @@ def _event_time(event: dict[str, Any], local: LocalTime) -> datetime | None:
     return at
 
 
-def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int], head: list[bytes] | None = None) -> Any:
+@dataclass
+class _Scan:
+    """What reading the log found besides its events: its first line, its last line, the time of its last line the
+    engine wrote (`last_at`), and the lines it could not read that lie in the period (`skipped`)."""
+
+    start: datetime
+    end: datetime
+    local: LocalTime
+    head: list[bytes] = field(default_factory=list)
+    tail: list[bytes] = field(default_factory=list)
+    last_at: datetime | None = None
+    skipped: int = 0
+    pending: int = 0  # unreadable lines without a time since the last timed line, placed by the next one
+    pending_after: datetime | None = None  # the time of the timed line before them (None: the log's start)
+    last_unparsed: bytes = b""  # the last line not parsed (a tick's): its time is read only when needed
+
+    def latest(self) -> datetime | None:
+        """The latest time read so far, the last unparsed line's included."""
+        unparsed = _line_time(self.last_unparsed, self.local) if self.last_unparsed else None
+        return max(filter(None, (self.last_at, unparsed)), default=None)
+
+    def skipped_over(self, line: bytes) -> None:
+        """A line of the engine's that is not parsed: it places the unreadable lines before it."""
+        if self.pending:
+            self.timed(_line_time(line, self.local))
+        self.last_unparsed = line
+
+    def timed(self, at: datetime | None) -> None:
+        """A line of a known time (None: the log's end): the unreadable lines before it lie between the previous
+        timed line and it, and count when that span meets the period."""
+        if (
+            self.pending
+            and not (at is not None and at < self.start)
+            and not (self.pending_after is not None and self.pending_after >= self.end)
+        ):
+            self.skipped += self.pending
+        self.pending = 0
+        if at is not None:  # the latest: an operator's halt is logged in its own time, after a run's later end
+            self.last_at = at if self.last_at is None else max(self.last_at, at)
+
+    def unreadable(self, at: datetime | None) -> None:
+        """A line that cannot be read: counted when its time (when it can be told) is in the period, or, without
+        one, when the lines around it are."""
+        if at is not None:
+            self.timed(at)
+            self.skipped += self.start <= at < self.end
+            return
+        if not self.pending:
+            self.pending_after = self.latest()
+        self.pending += 1
+
+
+_TS = b'{"ts":"'
+
+
+def _line_time(line: bytes, local: LocalTime) -> datetime | None:
+    """The time a line of the engine's begins with (it writes `ts` first), read without parsing the line."""
+    if not line.startswith(_TS):
+        return None
+    close = line.find(b'"', len(_TS), len(_TS) + 64)
+    try:
+        text = line[len(_TS) : close].decode("ascii") if close > 0 else None
+    except UnicodeDecodeError:
+        return None
+    return _event_time({"ts": text}, local)
+
+
+def _events(log: Path, scan: _Scan, local: LocalTime) -> Any:
     """(instant, event) for the wanted events of the log, oldest first, each parsed once. A line that is not
     UTF-8, not JSON, not an object, or whose time or fields are not what the engine writes (a line cut short by
-    a crash, a damaged file, another program's line) is skipped and counted in `skipped[0]`. `tail` ends up
-    holding the log's last line, whatever its event (a run still going logs ticks only); `head` its first."""
+    a crash, a damaged file, another program's line: a CSV) is skipped and counted in `scan.skipped` when it lies
+    in the period. The other lines (ticks above all: thousands a day) are not parsed: a line that begins with the
+    engine's `{"ts":"` and ends with `}` is taken as one of its own. `scan` also gets the log's first and last
+    line (a run still going logs ticks only) and the time of its last line."""
     needles = tuple(f'"event":"{name}"'.encode() for name in WANTED)
     line = b""
     try:
@@ -226,23 +333,30 @@ def _events(log: Path, tail: list[bytes], local: LocalTime, skipped: list[int], 
         raise JournalError(log, exc) from None
     with f:
         for line in f:
-            if head is not None and not head:
-                head.append(line)
+            if not scan.head:
+                scan.head.append(line)
             if not any(n in line for n in needles):
+                if line.startswith(_TS) and line.rstrip(b"\r\n").endswith(b"}"):
+                    scan.skipped_over(line)
+                elif line.strip():  # a blank line holds nothing
+                    scan.unreadable(_line_time(line, local))
                 continue
             try:
                 event = jsontext.loads(line.decode("utf-8"))
             except ValueError:  # UnicodeDecodeError is one
                 event = None
             if not isinstance(event, dict):
-                skipped[0] += 1
+                scan.unreadable(_line_time(line, local))
                 continue
             at, fields = _event_time(event, local), _FIELDS.get(str(event.get("event")))
             if at is None or fields is None or not all(_field_ok(event.get(k), kind) for k, kind in fields.items()):
-                skipped[0] += 1
+                scan.unreadable(at)
                 continue
+            scan.timed(at)
             yield at, event
-    tail.append(line)
+    scan.last_at = scan.latest()
+    scan.timed(None)
+    scan.tail.append(line)
 
 
 def _last_time(tail: list[bytes], local: LocalTime) -> datetime | None:
@@ -265,14 +379,23 @@ def _line_event(lines: list[bytes], local: LocalTime) -> tuple[datetime, str] | 
 LOG_BEGINS_WITH = ("run_start", "halt", "resume")
 
 
-def _cut_from_before(first: tuple[datetime, str] | None, start: datetime, trades: list[TradeRow]) -> datetime | None:
+def _cut_from_before(first: tuple[datetime, str] | None, start: datetime, said: list[tuple[datetime, str]]) -> datetime | None:
     """When the log begins inside the period, cut from what came before (rotated at midnight, truncated), its first
     time; else None. Without it a day whose lines were rotated away read as a quiet one: no entry blocked, no
-    broker error, no run ended, beside that day's trades (SQLite's)."""
+    broker error, no run ended, beside that day's trades (SQLite's). A log that begins with a run's start holds
+    that run whole, unless the state file records something in the period before it (`_state_says`)."""
     if first is None or first[0] <= start:
         return None
     at, event = first
-    return at if event not in LOG_BEGINS_WITH or any(t.closed_at < at for t in trades) else None
+    return at if event not in LOG_BEGINS_WITH or any(when < at for when, _what in said) else None
+
+
+def _cut_after(last: datetime | None, said: list[tuple[datetime, str]]) -> tuple[datetime | None, str, datetime] | None:
+    """When the log ends before something the state file records in the period (`_state_says`: a trade closed, a
+    run started or ended, a halt, a tick), (the log's last time, what, when); else None. The day before's log given
+    for a day (`report --date D`), or one whose later lines went to another file, read as a quiet day."""
+    later = [(when, what) for when, what in said if last is None or when > last]
+    return (last, later[0][1], later[0][0]) if later else None
 
 
 def _check_log(log: Path) -> bool:
@@ -293,7 +416,11 @@ def _check_log(log: Path) -> bool:
     return True
 
 
-def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local: LocalTime) -> None:
+def _read_log(
+    data: ReportData, log: Path, start: datetime, end: datetime, local: LocalTime, said: list[tuple[datetime, str]]
+) -> None:
+    """The log's counts for [start, end), and whether the log can vouch for the whole period: `said` is what the
+    state file records in it (`_state_says`), which a log that ends before it or begins after it has not got."""
     if not _check_log(log):
         data.log_found = False
         return
@@ -313,10 +440,8 @@ def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local
                 seconds[(check, bot)] += held
 
     last_at: datetime | None = None
-    tail: list[bytes] = []
-    head: list[bytes] = []
-    skipped = [0]
-    for at, event in _events(log, tail, local, skipped, head):
+    scan = _Scan(start, end, local)
+    for at, event in _events(log, scan, local):
         last_at = at
         name = event.get("event")
         if name in ("run_start", "run_end"):  # the bots' preflight memory starts afresh with each run
@@ -347,10 +472,12 @@ def _read_log(data: ReportData, log: Path, start: datetime, end: datetime, local
             errors[f"{event.get('operation')}: {event.get('reason') or event.get('kind')}"] += 1
         elif name == "run_end":
             data.runs.append(event)
-    data.lines_skipped = skipped[0]
-    data.log_begins = _cut_from_before(_line_event(head, local), start, data.trades)
+    data.lines_skipped = scan.skipped
+    data.log_empty = not any(line.strip() for line in scan.head)
+    data.log_begins = _cut_from_before(_line_event(scan.head, local), start, said)
+    data.log_ends = _cut_after(scan.last_at, said) if not data.log_empty else None
     for bot in list(failing):  # still failing when the log ends (a run still going): up to its last line
-        close(bot, max(filter(None, (_last_time(tail, local), last_at)), default=end))
+        close(bot, max(filter(None, (_last_time(scan.tail, local), last_at)), default=end))
     keys = set(blocked) | set(began) | set(seconds)
     data.blocked = sorted(
         (
@@ -435,40 +562,70 @@ def no_log_text(data: ReportData) -> str:
     return f"unknown: no log at {data.log}"
 
 
+def coverage_gaps(data: ReportData, local: LocalTime | None = None) -> list[str]:
+    """Why the log cannot vouch for the whole period, each in a few words; [] when it can. A section with nothing
+    to show then says "unknown" with them, never "none": an empty log (emptied by a rotation that copies and
+    truncates it), a CSV given as --log, the day before's log given for a day, each said the day had had no entry
+    blocked, no broker error and no run ended."""
+    if not data.log_found:
+        return [f"no log at {data.log}"]
+    shown = local or LocalTime(data.timezone)
+    gaps = []
+    if data.log_empty:
+        gaps.append(f"the log {data.log} is empty (emptied by a rotation that truncates it, or never written)")
+    if data.lines_skipped:
+        many = data.lines_skipped != 1
+        gaps.append(f"{data.lines_skipped} line{'s' if many else ''} of {data.log} in the period could not be read")
+    if data.log_begins is not None:
+        gaps.append(f"the log {data.log} begins at {shown(data.log_begins)}, after the period began")
+    if data.log_ends is not None:
+        last, what, when = data.log_ends
+        ends = f"ends at {shown(last)}, before" if last is not None else "holds no line of the engine's, though"
+        gaps.append(f"the log {data.log} {ends} the state file records {what} at {shown(when)}")
+    return gaps
+
+
+def _from_log(data: ReportData, lines: list[str], none: str = "none") -> str:
+    """A section read from the log: its lines, or `none`; when the log cannot vouch for the whole period
+    (`coverage_gaps`), "unknown" and why instead of `none`, and its lines said to be those the log holds."""
+    if not data.log_found:
+        return f"  {no_log_text(data)}"
+    gaps = coverage_gaps(data)
+    if not gaps:
+        return "\n".join(lines) or f"  {none}"
+    said = "; ".join(gaps)
+    if not lines:
+        return f"  unknown: {said}"
+    return "\n".join([f"  (at least: {said})", *lines])
+
+
 def blocked_text(data: ReportData) -> str:
     """Entries blocked per check. The log's words (here and in the other sections) are shown through one_line:
     anyone who can write the file wrote them, and a newline or an escape sequence must not reach the terminal."""
     if not data.log_found:
         return f"  {no_log_text(data)}"
-    lines = [text for text in (log_begins_text(data), skipped_text(data)) if text]
-    if not data.blocked:
-        return "\n".join([*lines, "  none"])
+    notes = [text for text in (log_begins_text(data), skipped_text(data)) if text]
+    lines = []
     for b in data.blocked:
         parts = [f"{b.entries_blocked} entries blocked"] if b.entries_blocked else []
         if b.began_failing or b.seconds_failing:
             parts.append(f"began failing {b.began_failing}x, failing {_duration(b.seconds_failing)} in all")
         lines.append(f"  {one_line(b.check)} ({one_line(b.bot)}): {'; '.join(parts)}")
-    return "\n".join(lines)
+    return "\n".join([*notes, _from_log(data, lines)])
 
 
 def guards_text(data: ReportData) -> str:
     """One line per machine: each guard with how often it held in a transition that fired, then its triggers."""
-    if not data.log_found:
-        return f"  {no_log_text(data)}"
-    if not data.guards and not data.triggers:
-        return "  none"
     lines = []
     for machine in sorted({m for m, _g, _n in data.guards} | {m for m, _t, _n in data.triggers}):
         held = ", ".join(f"{one_line(g)} {n}x" for m, g, n in data.guards if m == machine)
         fired = ", ".join(f"{one_line(t)} {n}x" for m, t, n in data.triggers if m == machine)
         lines.append(f"  {one_line(machine)}: guards held: {held or 'none'}; triggers fired: {fired or 'none'}")
-    return "\n".join(lines)
+    return _from_log(data, lines)
 
 
 def errors_text(data: ReportData) -> str:
-    if not data.log_found:
-        return f"  {no_log_text(data)}"
-    return "\n".join(f"  {one_line(what)}: {n}" for what, n in data.broker_errors) or "  none"
+    return _from_log(data, [f"  {one_line(what)}: {n}" for what, n in data.broker_errors])
 
 
 def _equity_text(run: dict[str, Any]) -> str:
@@ -483,15 +640,12 @@ def _ticks_text(run: dict[str, Any]) -> str:
 
 
 def runs_text(data: ReportData, local: LocalTime) -> str:
-    if not data.log_found:
-        return f"  {no_log_text(data)}"
-    if not data.runs:
-        return "  none ended in the period"
-    return "\n".join(
+    lines = [
         f"  {local(local.parse_utc(str(r['ts'])))}: {one_line(str(r.get('reason')))}, {_ticks_text(r)} ticks, "
         f"equity {_equity_text(r)}"
         for r in data.runs
-    )
+    ]
+    return _from_log(data, lines, "none ended in the period")
 
 
 def render_text(data: ReportData, local: LocalTime) -> str:
@@ -596,7 +750,9 @@ def render_html(data: ReportData, local: LocalTime) -> str:
     ]
     blocked_rows = [[b.check, b.bot, b.entries_blocked, b.began_failing, _duration(b.seconds_failing)] for b in data.blocked]
     in_force = "".join(f'<p class="halt">{html.escape(line)}</p>' for line in in_force_lines(data.in_force, local))
-    logged = "none" if data.log_found else no_log_text(data)  # what an empty table of the log's means
+    gaps = coverage_gaps(data, local)  # what an empty table of the log's means: "none" only from a log that vouches
+    logged = f"unknown: {'; '.join(gaps)}" if gaps else "none"
+    partial = f"The log cannot vouch for the whole period ({'; '.join(gaps)}): the counts below are at least these."
     sections = [
         f"<h1>Trading Hydra report {html.escape(data.period_text)}</h1>",
         f"<p>{html.escape(_sentence(data.zone_text))}. Total realized P&amp;L <b>{money(data.total_pnl)} USD</b>, fees "
@@ -617,6 +773,7 @@ def render_html(data: ReportData, local: LocalTime) -> str:
         "<h2>Entries blocked, by check</h2>",
         f"<p>{html.escape(log_begins_text(data, local).strip())}</p>" if data.log_begins else "",
         f"<p>{html.escape(skipped_text(data).strip())}</p>" if data.lines_skipped else "",
+        f"<p>{html.escape(partial)}</p>" if gaps and data.log_found else "",
         _table(["check", "bot", "entries blocked", "began failing", "time failing"], blocked_rows, logged),
         "<h2>Guards that held in fired transitions</h2>",
         _table(["machine", "guard", "held"], [list(g) for g in data.guards], logged),

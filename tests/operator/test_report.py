@@ -227,6 +227,7 @@ def test_a_runs_end_equity_is_dollars_and_unknown_when_none_was_logged(tmp_path:
     in an error (which logs no equity) or whose broker could not say (null)."""
     log = tmp_path / "app.jsonl"
     ends = [
+        {"ts": "2026-11-23T15:00:00+00:00", "event": "run_start"},  # a whole log: it vouches for the day
         {"ts": "2026-11-23T16:00:00+00:00", "event": "run_end", "reason": "completed", "ticks": 10, "equity": 99483.50999999999},
         {"ts": "2026-11-23T17:00:00+00:00", "event": "run_end", "reason": "error: OSError: disk full", "ticks": 3},
         {"ts": "2026-11-23T18:00:00+00:00", "event": "run_end", "reason": "completed", "ticks": 5, "equity": None},
@@ -313,8 +314,10 @@ def test_a_day_is_read_in_the_zone_the_state_file_counted_it_in(tmp_path: Path) 
     first_line = said["2026-12-01"].splitlines()[0]
     assert "times in Asia/Tokyo" in first_line and "not in system.timezone America/Los_Angeles" in first_line
     assert "trades: 1\n  2026-12-01T00:00:00+09:00 -> 01:00:00 mom_AAPL" in said["2026-12-01"]
-    assert "broker errors:\n  get_account: http: 1" in said["2026-12-01"]  # the same day's log, in the same zone
-    assert "trades: 0" in said["2026-11-30"] and "broker errors:\n  none" in said["2026-11-30"]
+    # the same day's log, in the same zone (a log that begins after the day began, with the error: at least this)
+    assert "  get_account: http: 1\n" in said["2026-12-01"].split("broker errors:\n", 1)[1]
+    # the log begins the next day (Tokyo's): it cannot say the 30th had none
+    assert "trades: 0" in said["2026-11-30"] and "broker errors:\n  unknown: the log" in said["2026-11-30"]
 
 
 def test_a_zone_the_state_file_recorded_that_is_not_one_is_refused_not_guessed(tmp_path: Path, capsys: Any) -> None:

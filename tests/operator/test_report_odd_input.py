@@ -4,6 +4,7 @@ and no period, however far it reaches, overflows a date or reads one day per que
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from datetime import date, datetime, timedelta, timezone
@@ -15,7 +16,16 @@ from engine.cli import main
 from engine.core.journal import JournalError
 from engine.core.store import StateStore
 from engine.operator.local import LocalTime
-from engine.operator.report import FIRST_DAY, LAST_DAY, BlockedCheck, build_report, fill_prompt, render_html, render_text
+from engine.operator.report import (
+    FIRST_DAY,
+    LAST_DAY,
+    BlockedCheck,
+    build_report,
+    fill_prompt,
+    prompt_values,
+    render_html,
+    render_text,
+)
 
 LA = LocalTime("America/Los_Angeles")
 MONDAY = date(2026, 11, 23)
@@ -190,3 +200,103 @@ def test_a_log_rotated_after_the_period_began_is_said_not_read_as_a_quiet_day(tm
     whole = tmp_path / "whole.jsonl"  # begins before the period: nothing said
     whole.write_text(json.dumps({"ts": (NOON - timedelta(days=2)).isoformat(), "event": "tick"}) + "\n")
     assert "begins at" not in render_text(build_report(store, whole, MONDAY, MONDAY, LA, NOW), LA)
+
+
+LOG_SECTIONS = ("entries blocked, by check:", "guards that held in fired transitions:", "broker errors:", "runs ended:")
+
+
+def _compact(record: dict[str, object]) -> str:
+    """A line as the engine writes it (no spaces): another spelling is a line it did not write, counted."""
+    return json.dumps(record, separators=(",", ":"))
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The body of each section read from the log, as render_text gives it."""
+    out = {}
+    for title in LOG_SECTIONS:
+        body = text.split(f"\n{title}\n", 1)[1]
+        out[title] = "\n".join(line for line in body.split("\n") if line.startswith("  ") and not line.startswith("  ("))
+        out[title] = out[title].split("\n", 1)[0]  # its first line after the notes in parentheses
+    return out
+
+
+def _a_run_on_monday(tmp_path: Path) -> StateStore:
+    """A state file that records a run on Monday: it started at 06:30 in Los Angeles and closed a trade at noon."""
+    from engine.core.store import TradeRow
+    from engine.trading.runner import LAST_RUN_KEY
+
+    store = StateStore(tmp_path / "s.db")
+    store.set_meta(LAST_RUN_KEY, json.dumps({"started_at": "2026-11-23T14:30:00+00:00", "broker": "sim"}))
+    store.add_trade(TradeRow("mom_AAPL", "AAPL", MONDAY, NOON - timedelta(hours=1), NOON, 1.0, 100.0, 101.0, 1.0, 0.0, "exit"))
+    return store
+
+
+@pytest.mark.parametrize("kind", ["empty", "csv", "the day before's"])
+def test_a_log_that_cannot_vouch_for_the_period_makes_its_sections_unknown_never_none(tmp_path: Path, kind: str) -> None:
+    """An empty log (logrotate's copytruncate emptied it), a CSV given as --log, the day before's log given for a
+    day the state file says a run went on: each said "none" for the entries blocked, the guards, the broker errors
+    and the runs ended, a quiet day. Each section says "unknown" and why: in the text, the prompt and the page."""
+    store = _a_run_on_monday(tmp_path)
+    log = tmp_path / "app.jsonl"
+    if kind == "empty":
+        log.write_bytes(b"")
+        why = f"unknown: the log {log} is empty"
+    elif kind == "csv":
+        log.write_text("symbol,qty,price\nAAPL,1,100\n")
+        why = f"unknown: 2 lines of {log} in the period could not be read; the log {log} holds no line of the engine's"
+    else:
+        sunday = NOON - timedelta(days=1)
+        log.write_text(_compact({"ts": (sunday - timedelta(hours=6)).isoformat(), "event": "run_start"}) + "\n"
+                       + _compact({"ts": sunday.isoformat(), "event": "run_end", "reason": "completed"}) + "\n")  # fmt: skip
+        why = f"unknown: the log {log} ends at 2026-11-22T12:00:00-08:00, before the state file records a run started"
+    data = build_report(store, log, MONDAY, MONDAY, LA, NOW)
+    text = render_text(data, LA)
+    for title, body in _sections(text).items():
+        assert body.startswith(f"  {why}"), (title, body)
+    values = prompt_values(data, LA)
+    for key in ("blocked", "guards", "broker_errors", "runs"):
+        assert f"  {why}" in values[key] and "none" not in values[key].splitlines(), (key, values[key])
+    logged = render_html(data, LA).split("<h2>Entries blocked, by check</h2>", 1)[1]  # the log's sections
+    assert "<p>none</p>" not in logged and logged.count(f"<p>{html.escape(why)}") == 5  # blocked, guards, triggers, errors, runs
+
+
+def test_a_log_that_vouches_for_the_period_still_says_none(tmp_path: Path) -> None:
+    """The other side: a whole log of the day (a run's start before the period, its lines to the last tick) says
+    "none" where it has none, and lines it cannot read outside the period (the day before's crash) do not count.
+    A live run's last tick within TICK_LEEWAY of the log's last line is the tick being written, not a cut log."""
+    from engine.trading.runner import LAST_TICK_KEY
+
+    store = _a_run_on_monday(tmp_path)
+    store.set_meta(LAST_TICK_KEY, (NOON + timedelta(seconds=30)).isoformat())
+    log = tmp_path / "app.jsonl"
+    begin = NOON - timedelta(days=1)
+    log.write_text("\n".join([
+        _compact({"ts": begin.isoformat(), "event": "run_start"}),
+        '{"ts":"2026-11-22T20:00:01+00:00","event":"tick","n":',  # cut short the day before: not Monday's
+        _compact({"ts": (begin + timedelta(hours=1)).isoformat(), "event": "tick"}),
+        _compact({"ts": NOON.isoformat(), "event": "tick"}),
+    ]) + "\n")  # fmt: skip
+    data = build_report(store, log, MONDAY, MONDAY, LA, NOW)
+    assert data.lines_skipped == 0
+    sections = _sections(render_text(data, LA))
+    assert sections["broker errors:"] == "  none" and sections["runs ended:"] == "  none ended in the period"
+    store.set_meta(LAST_TICK_KEY, (NOON + timedelta(minutes=5)).isoformat())  # ticks the log has not got
+    sections = _sections(render_text(build_report(store, log, MONDAY, MONDAY, LA, NOW), LA))
+    assert sections["broker errors:"].startswith(f"  unknown: the log {log} ends at 2026-11-23T12:00:00-08:00, before")
+
+
+def test_a_log_holding_part_of_the_period_says_its_counts_are_at_least_these(tmp_path: Path) -> None:
+    """A log that begins with a run's start after the state file's halt of the same day (the morning's lines were
+    rotated away): its counts are what it holds, said so, and its empty sections are unknown."""
+    store = _a_run_on_monday(tmp_path)
+    log = tmp_path / "app.jsonl"
+    log.write_text("\n".join([
+        _compact({"ts": (NOON - timedelta(minutes=30)).isoformat(), "event": "run_start"}),
+        _compact({"ts": NOON.isoformat(), "event": "broker_error", "operation": "get_account", "reason": "http"}),
+    ]) + "\n")  # fmt: skip
+    data = build_report(store, log, MONDAY, MONDAY, LA, NOW)
+    text = render_text(data, LA)
+    errors = text.split("\nbroker errors:\n", 1)[1].split("\n")
+    begins = f"the log {log} begins at 2026-11-23T11:30:00-08:00, after the period began"
+    assert errors[0] == f"  (at least: {begins})" and errors[1] == "  get_account: http: 1"
+    assert _sections(text)["runs ended:"] == f"  unknown: {begins}"
