@@ -288,14 +288,16 @@ def _output_file(flag: str, path: Path) -> None:
         raise InvalidInput(f"{flag} {path}: {parent} is not a folder")
 
 
-def _output_not_an_input(flag: str, path: Path, args: argparse.Namespace, report: Report | None = None) -> None:
+def _output_not_an_input(
+    flag: str, path: Path, args: argparse.Namespace, report: Report | None = None, paths: tuple[Path, Path] | None = None
+) -> None:
     """-o or --out naming a file the engine reads or keeps is refused before anything is written: `report --out
     state/trading_state.db` replaced the state file, its halts with it, by a page of HTML, and `table momentum -o
     machines/momentum.yaml` the machine by its table. Refused: a config, machine, rule or scenario file (a link or
     another spelling of one included), a new YAML file in those folders (the next --validate would read it), the
     state file and the files kept beside it, the log and `.env`. Without `report` (before validation), the state
     file and the log are those given on the command line; with it, settings.yaml's too (the running engine's,
-    whatever file this command was given)."""
+    whatever file this command was given); `paths`: the state file and the log the command reads, when known."""
     import os
 
     from engine.validate import _STATE_COMPANIONS, _file_id, input_files
@@ -316,6 +318,8 @@ def _output_not_an_input(flag: str, path: Path, args: argparse.Namespace, report
         from engine.trading.runner import paths_for
 
         states, logs = [*states, paths_for(report, None, None)[0]], [*logs, paths_for(report, None, None)[1]]
+    if paths is not None:
+        states, logs = [*states, paths[0]], [*logs, paths[1]]
     kept: list[tuple[str, Path | None]] = [("the .env file", _env_path(args))]
     kept += [("the log", given) for given in logs]
     for state in states:
@@ -909,12 +913,12 @@ def _nothing_saved(db: Path) -> bool:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Reads only: a state file that does not exist is not created (nor the log), so a mistyped --state-db
-    leaves nothing behind. Works while a config, machine or rule file is mid-edit (`_status_files`)."""
+    leaves nothing behind. Works while a config, machine or rule file is mid-edit (`_reading_files`)."""
     from engine.core.clock import SystemClock
     from engine.core.store import StateStore
     from engine.trading.runner import max_tick_age, state_now, status_text
 
-    files = _status_files(args)
+    files = _reading_files(args)
     db, log = files.db, files.log
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)")
@@ -961,21 +965,23 @@ def _recorded_zone(store: StateStore) -> LocalTime:
 
 
 @dataclass(frozen=True)
-class _StatusFiles:
-    """What `status` reads beside the state file: the paths, the zone, bots.yaml (for the positions no bot
-    manages; None when it cannot be read) and the loop interval (for STALE; None when settings.yaml cannot be read)."""
+class _ReadingFiles:
+    """What `status` and `report` read beside the state file: the paths, the zone, bots.yaml (for the positions no
+    bot manages; None when it cannot be read) and the loop interval (for STALE; None when settings.yaml cannot be
+    read)."""
 
     db: Path
     log: Path
     local: LocalTime | None  # None: settings.yaml cannot be read, the state file's own zone is used
     bots: BotsConfig | None
     loop_interval: float | None
+    configured: tuple[Path, Path] | None  # settings.yaml's state file and log (the running engine's), when it reads
 
 
-def _status_files(args: argparse.Namespace) -> _StatusFiles:
+def _reading_files(args: argparse.Namespace) -> _ReadingFiles:
     """Every file validated, as ever; or, while a config, machine or rule file cannot be read (mid-edit), what of
     them can be, with the problems and a warning on stderr: the running engine read its files at its start, and
-    `status` is how an operator sees it meanwhile (it refused, exit 2, while the engine traded on). The state file
+    `status` and `report` are how an operator sees it meanwhile (they refused, exit 2, while the engine traded on). The state file
     and the log are settings.yaml's, or, when settings.yaml cannot be read, both --state-db and --log must be
     given: a state guessed would be one no engine runs on. A refusal that is not the files' (a state file or log
     that cannot be used, a saved state that no longer fits) stands as it was."""
@@ -985,6 +991,8 @@ def _status_files(args: argparse.Namespace) -> _StatusFiles:
     from engine.trading.runner import paths_for
     from engine.validate import load_valid
 
+    _state_path("--state-db", args.state_db)  # a path of the wrong kind (a FIFO) is refused first, as `_load` does:
+    _state_path("--log", args.log)  # never opened below to learn whether the files are the problem
     try:
         report = _load(args)
     except InvalidInput as refused:
@@ -998,7 +1006,8 @@ def _status_files(args: argparse.Namespace) -> _StatusFiles:
         assert report.config is not None
         db, log = paths_for(report, args.state_db, args.log)
         settings = report.config.settings
-        return _StatusFiles(db, log, _local(report), report.config.bots, settings.runner.loop_interval_seconds)
+        every = settings.runner.loop_interval_seconds, paths_for(report, None, None)
+        return _ReadingFiles(db, log, _local(report), report.config.bots, *every)
     try:
         settings_read = load_settings(args.config)
     except ConfigError:
@@ -1007,27 +1016,30 @@ def _status_files(args: argparse.Namespace) -> _StatusFiles:
         bots = load_config(args.config).bots
     except ConfigError:
         bots = None
+    configured = None
     if settings_read is not None:
-        db = args.state_db or resolved(args.config, settings_read.system.state_db_path)
-        log = args.log or resolved(args.config, settings_read.system.log_path)
+        system = settings_read.system
+        configured = (resolved(args.config, system.state_db_path), resolved(args.config, system.log_path))
+        db, log = args.state_db or configured[0], args.log or configured[1]
     elif args.state_db is None or args.log is None:
-        raise InvalidInput(f"{problems}\nstatus cannot tell the state file and the log without settings.yaml: give "
+        raise InvalidInput(f"{problems}\n{args.command} cannot tell the state file and the log without settings.yaml: give "
                            f"both --state-db PATH and --log PATH (those of the running engine)")  # fmt: skip
     else:
         db, log = args.state_db, args.log
     _state_path("--state-db", db)
     _state_path("--log", log)
     _not_an_input(args, db, log)
+    status = args.command == "status"
     unknown = [text for text, missing in (
-        ("the times are in the zone the state file counts its days in (UTC when it records none) and no STALE is "
-         "judged (settings.yaml)", settings_read is None),
-        ("which positions no bot manages is not told (it needs settings.yaml and bots.yaml)", bots is None),
+        ("the times are in the zone the state file counts its days in (UTC when it records none)"
+         + (" and no STALE is judged" if status else "") + " (settings.yaml)", settings_read is None),
+        ("which positions no bot manages is not told (it needs settings.yaml and bots.yaml)", status and bots is None),
     ) if missing]  # fmt: skip
     said = f"; {'; '.join(unknown)}" if unknown else ""
-    _warn(args, f"{problems}\nwarning: {what}; status shows the state file {db} as saved{said}")
+    _warn(args, f"{problems}\nwarning: {what}; {args.command} reads the state file {db} as saved{said}")
     local = LocalTime(settings_read.system.timezone) if settings_read is not None else None
     interval = settings_read.runner.loop_interval_seconds if settings_read is not None else None
-    return _StatusFiles(db, log, local, bots, interval)
+    return _ReadingFiles(db, log, local, bots, interval, configured)
 
 
 def _warn(args: argparse.Namespace, text: str) -> None:
@@ -1040,6 +1052,7 @@ def _only_renamed_states(args: argparse.Namespace, files: Report, refused: Inval
     """The problems, when the files read and all that refused them is a saved machine state a machine file no
     longer has (a state renamed mid-edit: the running engine runs on the files it read); else `refused` as it was."""
     from engine.config.errors import ConfigError
+    from engine.core.store import StateFileError
     from engine.paths import shown
     from engine.trading.runner import paths_for
     from engine.validate import load_valid
@@ -1047,6 +1060,8 @@ def _only_renamed_states(args: argparse.Namespace, files: Report, refused: Inval
     saved = paths_for(files, args.state_db, args.log)[0]
     try:
         load_valid(args.config, args.machines, args.rules, saved, user_code=False)
+    except StateFileError:  # the state file itself: as it was refused
+        pass
     except ConfigError as exc:
         if all(p.file == shown(saved) and p.path.startswith("machine_states.") for p in exc.problems):
             return problems_text(exc.problems)
@@ -1081,7 +1096,7 @@ def _tick_said(store: StateStore, max_age: float | None, local: LocalTime) -> st
     if age.simulated:
         return ""
     said = f"; last tick {local(age.last)}, {age.seconds:.0f} s before"
-    if max_age is None:  # settings.yaml cannot be read (`_status_files`): the loop interval is not known
+    if max_age is None:  # settings.yaml cannot be read (`_reading_files`): the loop interval is not known
         said += " (STALE or not: unknown, settings.yaml cannot be read)"
     elif is_stale(age, max_age):
         said += f": STALE, older than {max_age:g} s (the engine is stuck or not running)"
@@ -1384,8 +1399,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from engine.core.clock import SystemClock
     from engine.core.money import money
     from engine.core.store import StateStore
+    from engine.operator.local import LocalTime
     from engine.operator.report import PROMPT_FILE, build_report, counting_zone, fill_prompt, render_html, render_text
-    from engine.trading.runner import paths_for, state_now
+    from engine.trading.runner import state_now
 
     if args.prompt_file is not None:
         if not args.prompt:
@@ -1395,21 +1411,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         _output_file("--out", args.out)
         _output_not_an_input("--out", args.out, args)
     asked = _report_days(args)  # bad usage whatever the state: said before the state file is looked at
-    report = _load(args)
+    files = _reading_files(args)  # works while a config, machine or rule file is mid-edit
+    db, log = files.db, files.log
     if args.out is not None:
-        _output_not_an_input("--out", args.out, args, report)
-    db, log = paths_for(report, args.state_db, args.log)
+        _output_not_an_input("--out", args.out, args, paths=files.configured)
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
         return EXIT_FAILURE
     store = StateStore(db)
     try:
         with store.read_snapshot():  # the P&L, the trades and the halts of one moment (see `status`)
-            configured = _local(report)
-            local = counting_zone(store, configured)  # the zone the file's days are counted in: one zone for all of it
+            # the zone the file's days are counted in: one zone for all of it (settings.yaml's said beside it, when
+            # it can be read)
+            local = counting_zone(store, files.local or LocalTime("UTC"))
             now, _simulated = state_now(store, SystemClock().now())
             first, last = asked or (local.day(now), local.day(now))
-            data = build_report(store, log, first, last, local, now, configured.name)
+            data = build_report(store, log, first, last, local, now, files.local.name if files.local else None)
     finally:
         store.close()
     if args.out:

@@ -92,3 +92,27 @@ def test_status_shows_a_saved_state_a_machine_file_no_longer_has(
     assert code == EXIT_OK, out + err
     assert "renamed_away" in err and "warning: the files above no longer fit the saved state" in err
     assert "renamed_away" in out
+
+
+def test_report_reads_the_day_while_a_file_is_mid_edit(project: ProjectCopy, capsys: pytest.CaptureFixture[str]) -> None:
+    """`report` reads the state file and the log, and of the files settings.yaml alone (the paths, the zone): it
+    refused the day's review (exit 2) while a rule file was mid-edit. It reads it, with the problems and a warning on
+    stderr; without settings.yaml it needs both --state-db and --log, and counts the days in the state file's zone."""
+    db, log = _running_state(project, capsys)
+    project.replace("rules/guards.yaml", "guards:\n", "guards:\n  broken: [\n")
+    code = main(["report", "--state-db", str(db), "--log", str(log), *_files(project)])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, out + err
+    assert "guards.yaml" in err and "warning: the files above cannot be read; report reads the state file" in err
+    assert out.startswith("report ") and "(times in America/New_York" in out.splitlines()[0]
+    assert "not in system.timezone America/Los_Angeles" in out.splitlines()[0]  # settings.yaml read: its zone said
+    project.replace("config/settings.yaml", "system:", "system: [oops\n")
+    code = main(["report", "--state-db", str(db), *_files(project)])
+    err = capsys.readouterr().err
+    assert code == EXIT_INVALID and "report cannot tell the state file and the log without settings.yaml" in err
+    code = main(["report", "--state-db", str(db), "--log", str(log), *_files(project)])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, out + err
+    first = out.splitlines()[0]
+    assert "(times in America/New_York)" in first and "system.timezone" not in first  # settings.yaml's zone unknown
+    assert "counts its days in" in err and "STALE" not in err
