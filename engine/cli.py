@@ -902,13 +902,14 @@ def _state_at(
 
 
 def _nothing_saved(db: Path) -> bool:
-    """Whether a reading command (status, why, report, health, diagram --bot) has no state file to open: nothing
-    at `db` (StateFileError when that cannot be told), or an empty file, which holds nothing (validation reads it
-    so). Opened, an empty file gets a new database written into it by SQLite, and a reading command writes
-    nothing: the path may name any file (a mistyped --state-db, the run's lock file)."""
-    from engine.core.store import state_file_empty, state_file_exists
+    """Whether a reading command (status, why, report, health, diagram --bot, resume) has no state file to open:
+    nothing at `db`, or a new empty file, which holds nothing (validation reads it so). Opened, an empty file gets a
+    new database written into it by SQLite, and a reading command writes nothing: the path may name any file (a
+    mistyped --state-db). An empty file a run has used, or with a -wal beside it, was cut to nothing: refused, exit 2
+    (`store.cut_to_nothing`, as `run` and `halt` refuse it), never "no state yet"."""
+    from engine.core.store import nothing_saved
 
-    return not state_file_exists(db) or state_file_empty(db)
+    return nothing_saved(db)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

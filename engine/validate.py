@@ -80,7 +80,7 @@ def persisted_state_problems(
     import sqlite3
 
     from engine.core import order_lifecycle as lifecycle
-    from engine.core.store import StateFileError, StateStore, state_file_empty, state_file_exists
+    from engine.core.store import StateFileError, StateStore, nothing_saved
     from engine.trading.startup import (
         ZONE_KEY,
         changed_zone,
@@ -91,8 +91,13 @@ def persisted_state_problems(
         vanished_state,
     )
 
-    if not state_file_exists(db_path) or state_file_empty(db_path):
-        return []  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
+    try:  # nothing saved; an empty file is not opened either: SQLite would write a new database into it
+        if nothing_saved(db_path):
+            return []
+    except StateFileError as exc:  # cut to nothing (exit 2), or what is at the path cannot be told (exit 1)
+        if exc.runtime:
+            raise
+        return [Problem(shown(db_path), 0, 0, "", exc.what)]
 
     def unreadable(exc: BaseException) -> list[Problem]:
         """A damaged or foreign file is a problem of the input (exit 2); one that is sound but cannot be used now

@@ -245,6 +245,53 @@ def state_file_empty(path: Path) -> bool:
     return stat.S_ISREG(found.st_mode) and found.st_size == 0
 
 
+def cut_to_nothing(path: Path, *, lock_made_now: bool = False) -> str | None:
+    """Why a state file of 0 bytes is not a new one but one cut to nothing, or None. The one judgement every command
+    makes of an empty file (`nothing_saved`, `StateStore`'s open, `run`): SQLite reads an empty file as a new
+    database and writes one into it, and at that open deletes a -wal beside it as belonging to nothing. So an empty
+    file is refused, and left as it is with whatever is beside it, when a run has used it (its lock file is there,
+    which a run makes and never deletes; `lock_made_now`: the caller, a first `run`, made it just now) or a -wal
+    beside it holds records (a kill's: the only copy of the records since the last checkpoint). A `halt` wrote a new
+    database over such a file, deleting the -wal, and the next run started afresh: every halt, order and position
+    gone. Without either it is a new file (`touch`, or a first run stopped before it wrote anything)."""
+    if not state_file_empty(path):
+        return None
+    from engine.core.lock import lock_path
+
+    real = os.path.realpath(path)
+    try:
+        wal = os.stat(f"{real}-wal").st_size
+    except OSError:
+        wal = 0
+    afresh = "delete it and what is kept beside it (its -wal, -shm and lock file) to start afresh"
+    if wal > 0:
+        return (f"is empty (0 bytes), with a -wal of {wal} bytes beside it: it was cut to nothing (a copy or a save on "
+                f"a full disk?), and SQLite would delete that -wal, the last records it holds, at the first open; put "
+                f"the file back from a backup, or {afresh}")  # fmt: skip
+    lock = lock_path(path)
+    if lock_made_now or not os.path.lexists(lock):
+        return None
+    return (f"is empty (0 bytes), but a run has used it (its lock file {lock} is there): it was cut to nothing (a copy "
+            "or a save on a full disk?), and every halt, order and position it held with it, or a first run stopped "
+            "before writing it; a fresh start would trade as if there had been none. Put it back from a backup, or "
+            f"delete it and {lock.name} to start afresh")  # fmt: skip
+
+
+def nothing_saved(path: Path) -> bool:
+    """Whether a command that reads the state has nothing to open at `path`: nothing there, or a new empty file
+    (opened, SQLite would write a database into it, and a read writes nothing). A file cut to nothing
+    (`cut_to_nothing`) is refused (StateFileError, exit 2), never taken for "no state yet"; StateFileError
+    (runtime) when what is at `path` cannot be told."""
+    if not state_file_exists(path):
+        return True
+    if not state_file_empty(path):
+        return False
+    cut = cut_to_nothing(path)
+    if cut is not None:
+        raise StateFileError(path, cut, runtime=False)
+    return True
+
+
 def _expected_shapes() -> dict[str, dict[str, tuple[Any, ...]]]:
     """Every table of the newest schema, each column's `PRAGMA table_info` row (cid, name, type, notnull, default,
     pk) by name, as the migrations build them (in memory)."""
@@ -772,8 +819,9 @@ class StateStore:
     opened with `synced=False`.
     """
 
-    def __init__(self, path: Path | str, *, busy_wait_seconds: float = 5.0, synced: bool = True):
+    def __init__(self, path: Path | str, *, busy_wait_seconds: float = 5.0, synced: bool = True, lock_made_now: bool = False):
         self.path = Path(path)
+        self._lock_made_now = lock_made_now  # a first `run` made the lock file beside it: an empty file is new (`cut_to_nothing`)
         self._synced = synced
         self._busy_wait = busy_wait_seconds  # how long a write waits for another connection's transaction
         self._in_transaction = False
@@ -815,6 +863,9 @@ class StateStore:
         if name != ":memory:":
             if state_file_exists(self.path) and self.path.is_dir():
                 raise StateFileError(self.path, "is a folder, not a state file", runtime=False)
+            cut = cut_to_nothing(self.path, lock_made_now=self._lock_made_now)
+            if cut is not None:  # before SQLite writes a new database into it, deleting the -wal beside it
+                raise StateFileError(self.path, cut, runtime=False)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

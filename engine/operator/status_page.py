@@ -45,7 +45,14 @@ from urllib.parse import urlsplit
 from engine.core import jsontext
 from engine.core.journal import MIN_SECRET_LENGTH, Secrets
 from engine.core.money import cents, total
-from engine.core.store import OPERATOR_WAIT_SECONDS, SYSTEM_SCOPE, StateFileError, StateStore, TradeRow
+from engine.core.store import (
+    OPERATOR_WAIT_SECONDS,
+    SYSTEM_SCOPE,
+    StateFileError,
+    StateStore,
+    TradeRow,
+    cut_to_nothing,
+)
 from engine.core.terminal_text import one_line
 from engine.machines import render
 from engine.machines.spec import MachineSpec
@@ -300,8 +307,13 @@ class StatusApp:
             self._forget()
             kind = "a folder" if found is PathKind.FOLDER else "not a regular file"
             raise StateFileError(self.state_db, f"is {kind}, not a state file", runtime=False)
-        if info is not None and info.st_size == 0 and not create:  # holds nothing; opened, SQLite would write into it
-            info = None
+        if info is not None and info.st_size == 0:
+            cut = cut_to_nothing(self.state_db)
+            if cut is not None:  # never "no state yet", nor a halt written over it (`StateStore`'s open refuses it too)
+                self._forget()
+                raise StateFileError(self.state_db, cut, runtime=False)
+            if not create:  # holds nothing; opened, SQLite would write into it
+                info = None
         identity = (info.st_dev, info.st_ino) if info is not None else None
         if self._store is not None and identity != self._identity:
             gone = identity is None

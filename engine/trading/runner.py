@@ -45,7 +45,7 @@ from engine.core.journal import MIN_SECRET_LENGTH, Journal, JournalError, clippe
 from engine.core.lock import LockHeld, RunLock, flock_holders, lock_path
 from engine.core.money import cents, money, total
 from engine.core.stop import stop_signals
-from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time, state_file_empty
+from engine.core.store import SYSTEM_SCOPE, Halt, StateFileError, StateStore, aware_time
 from engine.operator.local import LocalTime
 from engine.operator.summary import (
     halt_record,
@@ -217,20 +217,12 @@ def open_session(
         lock.acquire()
     except LockHeld as exc:
         raise RunError(str(exc)) from None
-    if lock.used_before and state_file_empty(db_path):
-        lock.release()
-        raise RunError(
-            f"{db_path} is empty (0 bytes), but a run has used it (its lock file {lock.path} is there): it was cut to "
-            "nothing (a copy or a save on a full disk?), and every halt, order and position it held with it, or a first "
-            "run stopped before writing it; a fresh start would trade as if there had been none. Put it back from a "
-            f"backup, or delete it and {lock.path.name} to start afresh",
-            invalid=True,
-        )
     store: StateStore | None = None
     journal: Journal | None = None
     alerts: Any = None
     try:
-        store = StateStore(db_path, synced=name == "alpaca")  # a real broker acts on what is committed and sent
+        # a real broker acts on what is committed and sent; a file cut to nothing is refused (`cut_to_nothing`)
+        store = StateStore(db_path, synced=name == "alpaca", lock_made_now=not lock.used_before)
         if not lock.guards(store.file_id):  # before the run reads or writes its records: not the file locked
             raise StateFileError(db_path, f"is not the file its lock {lock.path} was taken for: the path was changed (a "
                                  "symlink replaced?) as the run started; start it again", runtime=True)  # fmt: skip

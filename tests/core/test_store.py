@@ -470,6 +470,41 @@ def test_a_wal_another_state_file_wrote_is_refused_and_the_file_left_as_it_was(t
     crashed.close()
 
 
+def test_a_file_cut_to_nothing_is_refused_at_open_with_what_is_beside_it_left_as_it_was(tmp_path) -> None:
+    """SQLite reads a file of 0 bytes as a new database, writes one into it and deletes a -wal beside it: a state file
+    cut to nothing beside its lock file (a run used it) or a killed engine's -wal (its last records) was written over
+    by whichever command opened it first (`halt`, the status page's button). The open refuses it (exit 2) and writes
+    nothing; a first run, which made the lock file itself just now, and a new empty file alone still open."""
+    import shutil
+
+    db = tmp_path / "s.db"
+    db.touch()
+    Path(f"{db}.lock").touch()
+    with pytest.raises(StateFileError, match="is empty \\(0 bytes\\), but a run has used it") as refused:
+        StateStore(db)
+    assert not refused.value.runtime and db.read_bytes() == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db", "s.db.lock"]
+    StateStore(db, lock_made_now=True).close()  # a first run's: the lock file is its own
+    assert db.stat().st_size > 0
+    other = StateStore(tmp_path / "killed.db")
+    other.set_meta("who", "killed")
+    wal = Path(f"{tmp_path / 'killed.db'}-wal").read_bytes()
+    other.close()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "s.db").touch()
+    (cut / "s.db-wal").write_bytes(wal)
+    for lock_made_now in (False, True):
+        with pytest.raises(StateFileError, match=f"with a -wal of {len(wal)} bytes beside it"):
+            StateStore(cut / "s.db", lock_made_now=lock_made_now)
+    assert (cut / "s.db").read_bytes() == b"" and (cut / "s.db-wal").read_bytes() == wal
+    shutil.rmtree(cut)
+    fresh = tmp_path / "new.db"
+    fresh.touch()
+    StateStore(fresh).close()  # `touch`ed, nothing beside it: a new file
+    assert fresh.stat().st_size > 0
+
+
 def test_an_order_read_again_unchanged_is_not_parsed_again_and_a_changed_one_is(tmp_path) -> None:
     """A tick reads the same orders again and again (each bot's last entry after every write, the working ones):
     checking and parsing a row cost about 12 µs, most of a view read again after a write. An unchanged row is the

@@ -326,6 +326,64 @@ def test_reading_commands_leave_an_empty_file_empty(tmp_path, command: str, caps
     assert db.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
 
 
+def _killed_engines_wal(good_state: Path, folder: Path) -> bytes:
+    """A -wal as a killed engine leaves it: commits of `good_state` past its last checkpoint."""
+    work = folder / "work"
+    work.mkdir()
+    shutil.copy(good_state, work / "s.db")
+    conn = sqlite3.connect(work / "s.db")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    with conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('after_the_checkpoint', 'kept only in the -wal')")
+    wal = (work / "s.db-wal").read_bytes()
+    conn.close()
+    shutil.rmtree(work)
+    assert wal
+    return wal
+
+
+@pytest.mark.parametrize("beside", ["its lock file", "a -wal"])
+@pytest.mark.parametrize("command", [*sorted(COMMANDS), "validate"])
+def test_a_state_file_cut_to_nothing_is_refused_by_every_command_and_left_as_it_is(
+    tmp_path, good_state: Path, beside: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state file cut to 0 bytes (a copy or a save on a full disk, `: > state.db`) beside its lock file (a run has
+    used it) or a -wal (a killed engine's last records) was refused by `run` alone: `status` said "no state yet",
+    `health`, `why`, `report`, `resume`, `validate` and `diagram --bot` read it as nothing having run, and `halt`
+    wrote a new database over it, SQLite deleting the -wal, the only copy of those records; the next run then took
+    it as a fresh state. Every command now says so in one judgement (`store.cut_to_nothing`), exit 2, and writes
+    nothing: the file, the lock and the -wal stay as they were, and no log is made."""
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    db.write_bytes(b"")
+    kept = {}
+    if beside == "a -wal":
+        Path(f"{db}-wal").write_bytes(_killed_engines_wal(good_state, tmp_path))
+        kept["s.db-wal"] = Path(f"{db}-wal").read_bytes()
+    else:
+        Path(f"{db}.lock").write_bytes(b"")
+        kept["s.db.lock"] = b""
+    argv = ["--validate"] if command == "validate" else COMMANDS[command]
+    code = main([*argv, "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert "is empty (0 bytes)" in out + err and "cut to nothing" in out + err and "no state yet" not in out + err
+    assert "halted:" not in out and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == {"s.db": b"", **kept}
+
+
+def test_a_first_run_on_a_new_empty_file_is_not_taken_for_one_cut_to_nothing(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty file with nothing beside it is a new one (`touch`): a first `run` makes the lock file beside it just
+    before it opens the file, which must not then read as "a run has used it"."""
+    db, log = tmp_path / "s.db", tmp_path / "app.jsonl"
+    db.touch()
+    assert main(["status", "--state-db", str(db), "--log", str(log), *FILES]) == 0
+    assert "no state yet" in capsys.readouterr().out
+    assert main([*COMMANDS["run"], "--state-db", str(db), "--log", str(log), *FILES]) == 0
+    assert db.stat().st_size > 0
+
+
 YEAR_ONE = "0001-01-01T00:00:00+00:00"  # a time Python reads, and cannot move into America/Los_Angeles (year 0)
 
 

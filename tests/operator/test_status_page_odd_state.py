@@ -177,6 +177,27 @@ def test_an_empty_state_file_is_no_state_yet_and_left_empty(project: ProjectCopy
     assert db.read_bytes() == b"" and sorted(p.name for p in db.parent.iterdir()) == ["s.db"]
 
 
+def test_a_state_file_cut_to_nothing_under_the_page_is_said_and_no_button_writes_over_it(
+    project: ProjectCopy, tmp_path: Path
+) -> None:
+    """A state file cut to 0 bytes beside its lock file (a run used it) while the page serves it: the page showed
+    "no state yet", and its Halt button wrote a new database over it (which the next run took as a fresh state,
+    every halt and position gone). The page says what is wrong, as every command does, and neither button writes."""
+    (tmp_path / "state").mkdir()
+    db = tmp_path / "state" / "s.db"
+    _state(db)
+    Path(f"{db}.lock").touch()
+    with serving(project, db, tmp_path / "state" / "app.jsonl", token=TOKEN) as server:
+        assert call(server, "/api/status")[0] == 200
+        db.write_bytes(b"")
+        status, body, _ = call(server, "/api/status")
+        assert status == 503 and "is empty (0 bytes), but a run has used it" in body["error"], body
+        for action in ("halt", "resume"):
+            status, body, _ = call(server, f"/api/{action}", method="POST", body={"reason": "news"}, headers=bearer(TOKEN))
+            assert status == 500 and "is empty (0 bytes)" in body["error"], (action, body)
+    assert db.read_bytes() == b"" and sorted(p.name for p in db.parent.iterdir()) == ["s.db", "s.db.lock"]
+
+
 @pytest.mark.parametrize("reason", [None, 5, False, ["news"], {"text": "news"}])
 def test_a_halt_reason_that_is_not_text_is_refused_not_recorded_as_its_repr(
     project: ProjectCopy, rig: Rig, reason: object
