@@ -653,6 +653,86 @@ OPERATOR_WAIT_SECONDS = 30.0
 
 
 STATE_ID_KEY = "state_id"  # meta: the state file's own random id, written at its first open (`_name_the_file`)
+# meta: the state file's id again, with a nonce, written anew by every commit that changes the file (`_mark_commit`):
+# each committed transaction's frames in a -wal then hold a page that names the file they were written for
+COMMIT_MARK_KEY = "commit_mark"
+_STATE_ID = re.compile(r"[0-9a-f]{32}")  # as `_name_the_file` writes it; a mark is written only for such an id
+# A row of `meta` that names its file, as SQLite stores it in a page: the key's text, then the value's (a record holds
+# its columns' bytes one after the other); the id is the value's first 32 characters
+_NAMING_ROW = re.compile(rb"(?:" + STATE_ID_KEY.encode() + rb"|" + COMMIT_MARK_KEY.encode() + rb")([0-9a-f]{32})")
+
+
+@dataclass(frozen=True)
+class _WalRead:
+    """What the bytes of a -wal say of the file it was written for (`_wal_read`)."""
+
+    names: frozenset[str]  # the state ids its pages' rows of `meta` hold (`_NAMING_ROW`)
+    committed: bool  # it holds a committed transaction SQLite would replay (a commit frame of its current salt)
+
+
+_WAL_MAGIC = (0x377F0682, 0x377F0683)  # a -wal header's first word (SQLite's file format, the checksums' byte order)
+
+
+def _wal_read(wal: Path) -> _WalRead:
+    """The state ids that the rows of `meta` naming a file (`STATE_ID_KEY`, `COMMIT_MARK_KEY`) hold in the pages of
+    the -wal, and whether it holds a commit. The commit mark's page is in every transaction the engine commits, so a
+    -wal with any commit of this engine names the file it was written for; a page holding the id's own row names it
+    too, whoever wrote it (an older engine, another program). Found in the -wal's bytes, not through SQLite: a row of
+    `meta` is on a page of another number in each file (`meta` splits as it grows), so read through this file's
+    pages another file's row is seldom reached. A commit is a frame whose header carries the -wal header's salt and
+    a database size (the last frame of a transaction); the frames are not checksummed here, which SQLite does as it
+    replays. Nothing named, no commit, when it cannot be read (the open that follows says why)."""
+    import mmap
+    import struct
+
+    nothing = _WalRead(frozenset(), False)
+    try:
+        with open(wal, "rb") as f:
+            if os.fstat(f.fileno()).st_size < 32:
+                return nothing
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                names = frozenset(m.group(1).decode("ascii") for m in _NAMING_ROW.finditer(data))
+                magic, _version, page_size = struct.unpack_from(">III", data, 0)
+                salt = data[16:24]
+                committed = False
+                frame = 32
+                while magic in _WAL_MAGIC and page_size and frame + 24 + page_size <= len(data):
+                    if data[frame + 8 : frame + 16] != salt:  # a frame of an earlier generation: the end of this one
+                        break
+                    if struct.unpack_from(">I", data, frame + 4)[0]:
+                        committed = True
+                        break
+                    frame += 24 + page_size
+                return _WalRead(names, committed)
+    except (OSError, ValueError, struct.error):
+        return nothing
+
+
+_SHM_DMS = 128  # the byte of the -shm every connection in WAL mode holds a shared lock on while open (os_unix.c)
+
+
+def _shm_in_use(real: Path) -> bool | None:
+    """Whether another process has the file open in WAL mode now (it holds its lock on the -shm's DMS byte): its
+    -wal is then the live log of that connection (a sqlite3 shell left open after a hand edit, the status page), not
+    one left behind by a kill or copied in. Asked without taking the lock (F_GETLK); None when it cannot be told."""
+    import fcntl
+    import struct
+
+    layout = "hhqqi4x"  # Linux's struct flock: type, whence, start, length, pid
+    try:
+        fd = os.open(f"{real}-shm", os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # no index: no connection has the file open
+    except OSError:
+        return None
+    try:
+        asked = struct.pack(layout, fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS, 1, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, asked)
+        return struct.unpack(layout, answer)[0] != fcntl.F_UNLCK
+    except (OSError, struct.error):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _wal_misfit(path: Path) -> str | None:
@@ -661,8 +741,13 @@ def _wal_misfit(path: Path) -> str | None:
     beside an older one, or a -wal copied from another state file, opened as one file of mixed or foreign
     records, and the first close wrote them into the file for good. So, while no other engine runs on the file
     (a running engine's -wal is its own, and it checkpoints the file as it goes), a -wal left beside it is checked
-    first: the file's id read from the file alone (`immutable`: the -wal unread) must be the one read through the
-    -wal, and the two read together must pass SQLite's quick check. Read only: nothing is written to either."""
+    first, before SQLite reads the two together: the rows of `meta` that name a file in its pages (`_wal_read`) must
+    name this one (the file's id read from the file alone, `immutable`: the -wal unread; or, for a file named since
+    its last checkpoint, read with the -wal); a file whose checkpointed part holds a commit mark (written by this
+    engine, which marks every commit) takes no -wal with commits none of which names it (another program's, or
+    another database's), unless a connection of another process has the file open (`_shm_in_use`: a sqlite3 shell
+    left open after a hand edit writes such a -wal, live); the file's id read through the -wal must be the one read
+    alone; and the two read together must pass SQLite's quick check. Read only: nothing is written to either."""
     real = Path(os.path.realpath(path))
     wal = Path(f"{real}-wal")
     try:
@@ -676,33 +761,52 @@ def _wal_misfit(path: Path) -> str | None:
     if holders is None or holders - {os.getpid()}:  # an engine runs on it (or that cannot be told): its own -wal
         return None
 
-    def read(mode: str) -> tuple[str | None, str | None]:
-        """(the file's id, the quick check's first complaint) through `mode`; (None, None) when unreadable."""
+    def read(mode: str) -> tuple[str | None, str | None, str | None]:
+        """(the file's id, its commit mark, the quick check's first complaint) through `mode`; Nones when
+        unreadable."""
         try:
             conn = sqlite3.connect(f"{real.as_uri()}?{mode}", uri=True)
         except sqlite3.Error:
-            return None, None
+            return None, None, None
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (STATE_ID_KEY,)).fetchone()
-            state_id = str(row[0]) if row is not None else None
+            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN (?, ?)", (STATE_ID_KEY, COMMIT_MARK_KEY)))
+            state_id = str(rows[STATE_ID_KEY]) if rows.get(STATE_ID_KEY) is not None else None
+            mark = str(rows[COMMIT_MARK_KEY]) if rows.get(COMMIT_MARK_KEY) is not None else None
             if mode != "mode=ro":
-                return state_id, None
+                return state_id, mark, None
             check = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
-            return state_id, (None if check == "ok" else check)
+            return state_id, mark, (None if check == "ok" else check)
         except sqlite3.Error:
-            return None, None  # no meta table yet (a new file), or not a database: the open says so
+            return None, None, None  # no meta table yet (a new file), or not a database: the open says so
         finally:
             conn.close()
 
-    alone, _ = read("immutable=1")
-    together, damaged = read("mode=ro")
+    move = f"move {wal.name} away to open the file as its last checkpoint left it"
+    alone, mark, _ = read("immutable=1")
+    found = _wal_read(wal)
+    if alone is not None:
+        others = sorted(found.names - {alone})
+        if others:
+            return (f"has a -wal beside it that another state file wrote (the file's id {alone}, the -wal's pages name "
+                    f"{', '.join(others)}): opened together they are records of both; {move}, or put its own -wal "
+                    "back")  # fmt: skip
+        marked = mark is not None and mark.startswith(f"{alone} ")
+        if marked and found.committed and alone not in found.names and _shm_in_use(real) is False:
+            return (f"has a -wal beside it whose commits do not name it (its id {alone}), while this engine names the "
+                    f"file in every commit it makes: the -wal is another database's, or another program's (a hand "
+                    f"edit killed before it closed); {move}, or, only if it is this file's own, let SQLite take it in "
+                    f"(sqlite3 {real.name} 'PRAGMA wal_checkpoint') and give the command again")  # fmt: skip
+    together, _, damaged = read("mode=ro")
     if damaged is not None:
         return (f"is damaged when read with the -wal beside it ({damaged}): that -wal is not its own (copied "
-                f"from another state file?); move {wal.name} away to open the file as its last checkpoint left it")  # fmt: skip
+                f"from another state file?); {move}")  # fmt: skip
     if alone is not None and together != alone:
         return (f"has a -wal beside it that another state file wrote (the file's id {alone}, the -wal's "
-                f"{together or 'none'}): opened together they are records of both; move {wal.name} away to open "
-                f"the file as its last checkpoint left it, or put its own -wal back")  # fmt: skip
+                f"{together or 'none'}): opened together they are records of both; {move}, or put its own -wal "
+                f"back")  # fmt: skip
+    if alone is None and together is not None and found.names - {together}:  # named since its checkpoint
+        return (f"has a -wal beside it that names another state file besides the id it gives the file ({together}: "
+                f"{', '.join(sorted(found.names - {together}))}): opened together they are records of both; {move}")  # fmt: skip
     return None
 
 
@@ -839,6 +943,8 @@ class StateStore:
         self._order_rows: dict[tuple[Any, ...], OrderRow] = {}  # `_order_row`: a row's values -> its OrderRow
         self._data_version = -1  # SQLite's data_version as `records_stamp` last read it
         self._hold_every = 0  # `hold_commits`: > 0, transactions are savepoints committed this many at a time
+        self._mark_prefix: str | None = None  # the commit mark's text before its nonce, once the file is named
+        self._changes_at_begin = 0  # the connection's total_changes as the open write transaction began (`_mark_commit`)
         self._released = 0  # savepoints released since the held transaction's last commit
         # held: each scope's last record, written at commit; its body still unencoded when given as a callable
         self._held_facts: dict[str, tuple[datetime, FactsBody]] = {}
@@ -912,15 +1018,36 @@ class StateStore:
 
     def _name_the_file(self) -> None:
         """Give the file its own random id (`STATE_ID_KEY`, once, never changed), which `_wal_misfit` compares
-        between the file and its -wal. A file that may not be written (read-only) is read without one."""
-        if self._conn.execute("SELECT 1 FROM meta WHERE key = ?", (STATE_ID_KEY,)).fetchone() is not None:
+        between the file and its -wal, and which every commit from now on marks its transaction with
+        (`_mark_commit`). A file that may not be written (read-only) is read without one."""
+        if self._conn.execute("SELECT 1 FROM meta WHERE key = ?", (STATE_ID_KEY,)).fetchone() is None:
+            try:
+                self._conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, lower(hex(randomblob(16))))",
+                                   (STATE_ID_KEY,))  # fmt: skip
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc).lower():
+                    raise
+        self._read_mark_prefix()
+
+    def _read_mark_prefix(self) -> None:
+        """The commit mark's text before its nonce: the file's id, once it has one this engine wrote."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (STATE_ID_KEY,)).fetchone()
+        if row is not None and isinstance(row[0], str) and _STATE_ID.fullmatch(row[0]):
+            self._mark_prefix = f"{row[0]} "
+
+    def _mark_commit(self, changes_before: int) -> None:
+        """Inside a write transaction about to commit: when it changed anything, write the file's commit mark
+        (`COMMIT_MARK_KEY`: the file's id and a nonce, so that the row, and its page, is written every time). A
+        transaction's frames in the -wal then always hold a page naming the file, and a -wal copied beside another
+        state file is known for another's (`_wal_names`) whichever pages it wrote: the id's own row is written once,
+        at the file's first open, and a -wal of a later transaction never held it. Once a commit (a tick's, or a
+        backtest's held commit of many), not once a savepoint; a transaction that wrote nothing writes nothing."""
+        if self._mark_prefix is None or self._conn.total_changes == changes_before:
             return
-        try:
-            self._conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, lower(hex(randomblob(16))))",
-                               (STATE_ID_KEY,))  # fmt: skip
-        except sqlite3.OperationalError as exc:
-            if "readonly" not in str(exc).lower():
-                raise
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (COMMIT_MARK_KEY, self._mark_prefix + os.urandom(8).hex()),
+        )
 
     def _use_wal(self) -> None:
         """WAL mode, once. Switching a file to it takes an exclusive lock that SQLite does not wait for while another
@@ -1010,6 +1137,9 @@ class StateStore:
                     if statement.strip():
                         self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version={number}")
+            if version:  # a file named before: its migration's commit is marked too, though it changed no row
+                self._read_mark_prefix()
+                self._changes_at_begin = -1
 
     def _check_schema(self) -> None:
         """Every table and column this engine reads is there: a file whose tables were altered (by hand, by
@@ -1259,8 +1389,10 @@ class StateStore:
         try:
             if not self._conn.in_transaction:  # only facts saved outside any transaction are waiting
                 self._conn.execute("BEGIN IMMEDIATE")
+                self._changes_at_begin = self._conn.total_changes
             if self._held_facts:
                 self._upsert_last_facts([(scope, at, _encoded(body)) for scope, (at, body) in self._held_facts.items()])
+            self._mark_commit(self._changes_at_begin)
             self._conn.execute("COMMIT")
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM raised as one (engine/core/stop.py): nothing was lost
             # A signal's handler runs once SQLite's call has returned: after the COMMIT, it is done; before it,
@@ -1311,12 +1443,14 @@ class StateStore:
         try:
             if not held:
                 self._conn.execute("BEGIN IMMEDIATE")
+                self._changes_at_begin = self._conn.total_changes
             else:
                 self._refuse_if_held_lost()
                 if not self._conn.in_transaction:  # the first one, or the first after a commit
                     if self._released:  # SQLite ended it without our commit: what it held is gone
                         raise self._held_lost_by(sqlite3.OperationalError("the held transaction ended uncommitted"))
                     self._conn.execute("BEGIN IMMEDIATE")
+                    self._changes_at_begin = self._conn.total_changes
                 self._conn.execute("SAVEPOINT held")
         except (sqlite3.Error, UnicodeDecodeError) as exc:  # locked past the wait, read-only, damaged: the file's error
             raise self._file_error(exc) from None
@@ -1343,7 +1477,11 @@ class StateStore:
             raise
         else:
             try:
-                self._conn.execute("RELEASE held" if held else "COMMIT")
+                if held:
+                    self._conn.execute("RELEASE held")
+                else:
+                    self._mark_commit(self._changes_at_begin)
+                    self._conn.execute("COMMIT")
             except BaseException as exc:  # not committed (disk full, I/O): nothing read inside it may be kept
                 self.records_version += 1
                 with contextlib.suppress(sqlite3.Error):  # the COMMIT's own error is the one raised

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -468,6 +469,130 @@ def test_a_wal_another_state_file_wrote_is_refused_and_the_file_left_as_it_was(t
     crashed = StateStore(tmp_path / "crashed.db")  # a file with its own -wal: what was committed is there
     assert crashed.meta("who") == "other"
     crashed.close()
+
+
+def _grown(store: StateStore, rows: int = 60) -> None:
+    """`meta` grown past one page, as a simulation's saved book grows it: its rows then sit on pages whose numbers
+    differ from file to file, and a page another file's -wal brings seldom holds this file's id."""
+    for n in range(rows):
+        store.set_meta(f"filler.{n:03d}", "x" * 200)
+
+
+def _wal_while_open(store: StateStore, edit: Callable[[StateStore], object]) -> bytes:
+    """The -wal beside `store`'s file once `edit` is committed, taken while the file is open (as a kill leaves it)."""
+    store._conn.execute("PRAGMA wal_autocheckpoint=0")
+    store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    edit(store)
+    return Path(f"{os.path.realpath(store.path)}-wal").read_bytes()
+
+
+@pytest.mark.parametrize("edit", ["a halt", "an order's status"])
+def test_a_wal_of_another_state_file_is_refused_whatever_pages_it_wrote(tmp_path, edit: str) -> None:
+    """The check compared the file's id read without and through the -wal, but the id's row is written once, at the
+    file's first open: a -wal of another state file's later commits (a halt, a tick's orders) seldom held its page,
+    and every command, `status` included, replayed it into this file for good, records of both mixed. Every commit
+    the engine makes now writes a row naming its file (`commit_mark`), and the -wal's pages are searched for such
+    rows (wherever the page sits in either file): a -wal naming another file is refused, exit 2, both left as they
+    were. And a file whose checkpointed part holds a mark takes no -wal whose commits name nothing (another
+    program's: a hand edit of another file)."""
+    kept = StateStore(tmp_path / "kept.db")
+    _grown(kept)
+    kept.close()
+    before = (tmp_path / "kept.db").read_bytes()
+    other = StateStore(tmp_path / "other.db")
+    _grown(other)
+    now = datetime(2026, 11, 23, 15, tzinfo=timezone.utc)
+    if edit == "a halt":
+        wal = _wal_while_open(other, lambda s: s.start_halt(SYSTEM_SCOPE, "news", ("operator",), False, now, None))
+    else:
+        wal = _wal_while_open(other, lambda s: s._write("UPDATE machine_states SET state = 'idle'"))
+        other.save_machine_state("system", "system", "armed", now)
+        wal = _wal_while_open(other, lambda s: s.save_machine_state("system", "system", "idle", now))
+    other.close()
+    Path(f"{tmp_path / 'kept.db'}-wal").write_bytes(wal)
+    with pytest.raises(StateFileError, match="has a -wal beside it that another state file wrote") as refused:
+        StateStore(tmp_path / "kept.db")
+    assert not refused.value.runtime
+    assert (tmp_path / "kept.db").read_bytes() == before and Path(f"{tmp_path / 'kept.db'}-wal").read_bytes() == wal
+    # another program's commit to another file: no row names a file in it, and this file's commits all would
+    foreign = sqlite3.connect(tmp_path / "other.db")
+    foreign.execute("PRAGMA wal_autocheckpoint=0")
+    with foreign:
+        foreign.execute("INSERT INTO counters VALUES ('2026-11-23', 'x', 'entries', 1)")
+    Path(f"{tmp_path / 'kept.db'}-wal").write_bytes(Path(f"{tmp_path / 'other.db'}-wal").read_bytes())
+    foreign.close()
+    with pytest.raises(StateFileError, match="whose commits do not name it"):
+        StateStore(tmp_path / "kept.db")
+    assert (tmp_path / "kept.db").read_bytes() == before
+
+
+def test_a_wal_a_live_connection_of_another_process_writes_is_taken_and_one_its_kill_leaves_is_not(tmp_path) -> None:
+    """A hand edit from a sqlite3 shell left open (or a test's connection not closed) keeps its commits, which name
+    no file, in a live -wal: refusing it refused `run` and `validate` on a file another process merely had open.
+    Only a -wal no connection has open (left by a kill, or copied in) is judged by whether its commits name the file."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.db"
+    store = StateStore(db)
+    _grown(store)
+    store.close()
+    edit = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_autocheckpoint=0'); "
+        "c.execute(\"INSERT INTO counters VALUES ('2026-11-23', 'x', 'entries', 1)\"); c.commit(); "
+        "print('edited', flush=True); sys.stdin.read()"
+    )
+    shell = subprocess.Popen([sys.executable, "-c", edit, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert shell.stdout is not None and shell.stdout.readline() == "edited\n"
+        wal = Path(f"{db}-wal").read_bytes()
+        opened = StateStore(db)  # the shell's connection is open: its -wal is live, and read
+        assert opened._conn.execute("SELECT value FROM counters WHERE bot_id = 'x'").fetchone()[0] == 1
+        opened._conn.close()  # not `close()`: as a kill leaves it, the -wal not taken into the file
+    finally:
+        shell.kill()
+        shell.wait()
+    Path(f"{db}-shm").unlink(missing_ok=True)
+    Path(f"{db}-wal").write_bytes(wal)  # the shell killed: its -wal left, no connection on it
+    with pytest.raises(StateFileError, match="whose commits do not name it"):
+        StateStore(db)
+
+
+def test_the_wal_a_killed_engine_leaves_is_its_files_own_and_replayed(tmp_path) -> None:
+    """The other side of the check: a file's own -wal, of any commits since its last checkpoint (a halt, a tick's
+    records, a backtest's held commit), names the file and is replayed as SQLite always does; so is one an older
+    engine wrote beside a file it never marked."""
+    import shutil
+
+    store = StateStore(tmp_path / "s.db")
+    _grown(store)
+    now = datetime(2026, 11, 23, 15, tzinfo=timezone.utc)
+    _wal_while_open(store, lambda s: s.start_halt(SYSTEM_SCOPE, "news", ("operator",), False, now, None))
+    store.hold_commits(3)
+    for state in ("armed", "idle"):
+        store.save_machine_state("system", "system", state, now)
+    store.commit_held()
+    shutil.copy(tmp_path / "s.db", tmp_path / "killed.db")
+    shutil.copy(tmp_path / "s.db-wal", tmp_path / "killed.db-wal")
+    store.close()
+    killed = StateStore(tmp_path / "killed.db")
+    system = killed.machine_state("system", "system")
+    assert [h.reason for h in killed.halts()] == ["news"] and system is not None and system.state == "idle"
+    killed.close()
+    old = sqlite3.connect(tmp_path / "old.db")  # an older engine's file: no mark, and its -wal names nothing
+    for script in MIGRATIONS:
+        old.executescript(script)
+    old.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("PRAGMA wal_autocheckpoint=0")
+    with old:
+        old.execute("INSERT INTO machine_states VALUES ('system', 'system', 'idle', '2026-11-23T15:00:00+00:00')")
+    shutil.copy(tmp_path / "old.db", tmp_path / "old_killed.db")
+    shutil.copy(tmp_path / "old.db-wal", tmp_path / "old_killed.db-wal")
+    old.close()
+    reopened = StateStore(tmp_path / "old_killed.db")
+    assert reopened.machine_state("system", "system") is not None
+    reopened.close()
 
 
 def test_a_file_cut_to_nothing_is_refused_at_open_with_what_is_beside_it_left_as_it_was(tmp_path) -> None:
