@@ -884,7 +884,7 @@ def _state_at(
     from engine.core.store import OPERATOR_WAIT_SECONDS, StateFileError, StateStore
     from engine.trading.runner import state_now
 
-    store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
+    store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS, make_folder=False)  # never at a mistyped path
     try:
         now, simulated = state_now(store, SystemClock().now())
     except StateFileError as exc:
@@ -1192,7 +1192,7 @@ def _health_inputs(args: argparse.Namespace) -> tuple[Path, float, LocalTime]:
 def cmd_halt(args: argparse.Namespace) -> int:
     from engine.core.journal import JournalError
     from engine.core.store import StateFileError
-    from engine.trading.runner import operator_halt
+    from engine.trading.runner import never_run, new_state_file, operator_halt
 
     if not args.reason.strip():  # a halt nobody can explain later; refused before anything is opened
         raise InvalidInput("--reason: give the reason for the halt (it is recorded in SQLite and the log)")
@@ -1207,10 +1207,12 @@ def cmd_halt(args: argparse.Namespace) -> int:
         raise StateFileError(exc.path, f"{exc.what}; the halt is NOT recorded", runtime=exc.runtime) from None
     unlogged: JournalError | None = None
     reason = journal.scrubbed(args.reason)  # as recorded: a key in it is not printed back either
+    fresh = False
     try:
         operator_halt(store, journal, args.reason, now)
+        fresh = never_run(store)
     except JournalError:  # the halt is committed before its event is written: in force whatever the log says
-        pass  # its event is written again at close, and said below if that fails too
+        fresh = never_run(store)  # its event is written again at close, and said below if that fails too
     finally:  # closed, not left to the garbage collector: the halt is then in the state file itself, not its WAL
         try:
             journal.close()
@@ -1227,6 +1229,8 @@ def cmd_halt(args: argparse.Namespace) -> int:
     from engine.core.terminal_text import one_line
 
     print(f"halted: {one_line(reason)} (until `python -m engine resume`); recorded in {store.path}")
+    if fresh:
+        print(f"warning: {new_state_file(store.path)}", file=sys.stderr)
     return EXIT_OK
 
 

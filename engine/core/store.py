@@ -277,6 +277,14 @@ def cut_to_nothing(path: Path, *, lock_made_now: bool = False) -> str | None:
             f"delete it and {lock.name} to start afresh")  # fmt: skip
 
 
+def _no_folder(folder: Path) -> str:
+    """Why a halt is not written where its state file's folder does not exist: the folders and a new state file were
+    made, and "halted ... recorded" said, at a mistyped path that no engine reads, while the engine traded on."""
+    return (f"its folder {folder} does not exist, so no engine has run on it (a mistyped path?): nothing is made "
+            f"there. Give the running engine's state file; to halt before the first run, make the folder first "
+            f"(mkdir -p {folder})")  # fmt: skip
+
+
 def nothing_saved(path: Path) -> bool:
     """Whether a command that reads the state has nothing to open at `path`: nothing there, or a new empty file
     (opened, SQLite would write a database into it, and a read writes nothing). A file cut to nothing
@@ -923,8 +931,19 @@ class StateStore:
     opened with `synced=False`.
     """
 
-    def __init__(self, path: Path | str, *, busy_wait_seconds: float = 5.0, synced: bool = True, lock_made_now: bool = False):
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_wait_seconds: float = 5.0,
+        synced: bool = True,
+        lock_made_now: bool = False,
+        make_folder: bool = True,
+    ):
         self.path = Path(path)
+        # False for the operator's `halt` (the command line's and the page's): a state file in a folder that does not
+        # exist is one no engine has run on (a mistyped path), and a halt made there is read by none (`_no_folder`)
+        self._make_folder = make_folder
         self._lock_made_now = lock_made_now  # a first `run` made the lock file beside it: an empty file is new (`cut_to_nothing`)
         self._synced = synced
         self._busy_wait = busy_wait_seconds  # how long a write waits for another connection's transaction
@@ -972,6 +991,8 @@ class StateStore:
             cut = cut_to_nothing(self.path, lock_made_now=self._lock_made_now)
             if cut is not None:  # before SQLite writes a new database into it, deleting the -wal beside it
                 raise StateFileError(self.path, cut, runtime=False)
+            if not self._make_folder and not state_file_exists(self.path) and not self.path.parent.is_dir():
+                raise StateFileError(self.path, _no_folder(self.path.parent), runtime=False)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -325,7 +325,8 @@ class StatusApp:
                 raise StateFileError(self.state_db, "was read before but is gone now (moved or deleted)", runtime=True)
             return None
         if self._store is None:  # halt and resume wait for a tick as long as the command line's do
-            self._store = StateStore(self.state_db, busy_wait_seconds=OPERATOR_WAIT_SECONDS)
+            # never made in a folder that does not exist: a halt there is read by no engine (`StateStore`'s make_folder)
+            self._store = StateStore(self.state_db, busy_wait_seconds=OPERATOR_WAIT_SECONDS, make_folder=False)
             after = self.state_db.stat()
             self._identity, self._gone = (after.st_dev, after.st_ino), False
         return self._store
@@ -361,7 +362,7 @@ class StatusApp:
         default 5 s the button failed "database is locked" where `python -m engine halt` went through."""
         from engine.core.clock import ManualClock, SystemClock
         from engine.core.journal import Journal, JournalError
-        from engine.trading.runner import operator_halt, resume_halts, state_now
+        from engine.trading.runner import never_run, new_state_file, operator_halt, resume_halts, state_now
 
         with self.lock:
             store = self.store(create=action == "halt")  # a halt may come before the first run; a resume ends none
@@ -402,14 +403,15 @@ class StatusApp:
                     unlogged = exc
                 else:
                     unlogged = None
+            fresh = f"; warning: {new_state_file(store.path)}" if never_run(store) else ""
             if unlogged is not None:
                 return {
                     "ok": True,
                     "message": f"halted: {reason} (until resume){stamped}; the halt IS in force, but its event is NOT in "
-                    f"the log ({unlogged.message})",
+                    f"the log ({unlogged.message}){fresh}",
                     "warning": unlogged.message,
                 }
-            return {"ok": True, "message": f"halted: {reason} (until resume){stamped}"}
+            return {"ok": True, "message": f"halted: {reason} (until resume){stamped}{fresh}"}
 
     def close(self) -> None:
         with self.lock:

@@ -26,6 +26,7 @@ import json
 import os
 import select
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -1026,6 +1027,23 @@ def operator_halt(store: StateStore, journal: Journal, reason: str, now: datetim
     store.sync_to_disk()  # on the disk before the operator is told it is recorded
     journal.flush()
     return halt_id
+
+
+def never_run(store: StateStore) -> bool:
+    """Whether no run has used the state file: no broker recorded and no machine saved (what `status` calls "no state
+    yet"). False when that cannot be read: the halt's answer then adds nothing."""
+    try:
+        return store.meta("broker") is None and not store.machine_states()
+    except (StateFileError, sqlite3.Error, ValueError):
+        return False
+
+
+def new_state_file(path: Path) -> str:
+    """What `halt` (the command line's and the page's) adds when its halt went to a state file no run has used: the
+    halt is in force for the first run on that file only. A path typed wrong got "halted ... recorded" alone, while
+    the engine, running on its own file, traded on."""
+    return (f"{path} is a state file no run has used yet: an engine running on another state file does not see this "
+            f"halt; the first run on {path} starts halted (check --state-db, or settings.yaml's state_db_path)")  # fmt: skip
 
 
 def operator_resume(store: StateStore, journal: Journal, now: datetime) -> int:

@@ -384,6 +384,39 @@ def test_a_first_run_on_a_new_empty_file_is_not_taken_for_one_cut_to_nothing(
     assert db.stat().st_size > 0
 
 
+def test_a_halt_at_a_path_whose_folder_does_not_exist_is_refused_and_makes_nothing(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`halt --state-db` with a folder typed wrong made the folders and a new state file, and said "halted ...
+    recorded", exit 0: a halt no engine reads, while the running one traded on. It is refused (exit 2, one line
+    naming the path and saying the halt is NOT recorded), and nothing is made."""
+    db, log = tmp_path / "stat" / "s.db", tmp_path / "app.jsonl"
+    code = main(["halt", "--reason", "typo", "--state-db", str(db), "--log", str(log), *FILES])
+    out, err = capsys.readouterr()
+    assert code == 2 and "halted" not in out, out + err
+    assert err.strip().splitlines() == [err.strip()] and f"state file {db}: its folder {db.parent} does not exist" in err
+    assert "the halt is NOT recorded" in err and f"mkdir -p {db.parent}" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_halt_written_to_a_new_state_file_says_no_run_has_used_it(
+    tmp_path, good_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A halt before the first run is kept (the first run starts halted), but "halted ... recorded" alone read the
+    same for a mistyped file name (a new file beside the engine's): it now says on stderr that no run has used the
+    file, so an engine running on another one does not see it. A state file a run has used gets no such line."""
+    new, log = tmp_path / "new.db", tmp_path / "app.jsonl"
+    assert main(["halt", "--reason", "before the first run", "--state-db", str(new), "--log", str(log), *FILES]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("halted: before the first run") and f"recorded in {new}" in out
+    assert f"warning: {new} is a state file no run has used yet" in err and err.count("\n") == 1, err
+    used = tmp_path / "s.db"
+    shutil.copy(good_state, used)
+    assert main(["halt", "--reason", "news", "--state-db", str(used), "--log", str(log), *FILES]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("halted: news") and err == ""
+
+
 YEAR_ONE = "0001-01-01T00:00:00+00:00"  # a time Python reads, and cannot move into America/Los_Angeles (year 0)
 
 

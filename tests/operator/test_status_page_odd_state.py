@@ -198,6 +198,23 @@ def test_a_state_file_cut_to_nothing_under_the_page_is_said_and_no_button_writes
     assert db.read_bytes() == b"" and sorted(p.name for p in db.parent.iterdir()) == ["s.db", "s.db.lock"]
 
 
+def test_the_halt_button_makes_no_folder_and_says_when_its_file_is_new(project: ProjectCopy, tmp_path: Path) -> None:
+    """The page served a state path whose folder did not exist (a typo in --state-db): its Halt button made the
+    folders and a new state file and answered "halted", read by no engine. Refused now, nothing made; and a halt
+    that goes to a new file in a folder that exists (before the first run) says that no run has used it."""
+    missing = tmp_path / "nowhere" / "s.db"
+    with serving(project, missing, tmp_path / "app.jsonl", token=TOKEN) as server:
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "news"}, headers=bearer(TOKEN))
+    assert status == 500 and f"its folder {missing.parent} does not exist" in body["error"], body
+    assert not missing.parent.exists()
+    (tmp_path / "state").mkdir()
+    new = tmp_path / "state" / "s.db"
+    with serving(project, new, tmp_path / "state" / "app.jsonl", token=TOKEN) as server:
+        status, body, _ = call(server, "/api/halt", method="POST", body={"reason": "news"}, headers=bearer(TOKEN))
+    assert status == 200 and body["message"].startswith("halted: news"), body
+    assert f"warning: {new} is a state file no run has used yet" in body["message"]
+
+
 @pytest.mark.parametrize("reason", [None, 5, False, ["news"], {"text": "news"}])
 def test_a_halt_reason_that_is_not_text_is_refused_not_recorded_as_its_repr(
     project: ProjectCopy, rig: Rig, reason: object
