@@ -401,7 +401,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         db, _log = paths_for(report, args.state_db, args.log)
         saved = None
         if not _nothing_saved(db):
-            store = StateStore(db)
+            store = StateStore(db, reads_only=True)
             try:
                 saved = store.machine_state(args.kind, args.bot)
             finally:
@@ -924,7 +924,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)")
         return EXIT_OK
-    store = StateStore(db)
+    store = StateStore(db, reads_only=True)
     try:
         # one read transaction: a tick committing between two reads (its halt, and its machine's move to halted)
         # gave an answer half before it, half after
@@ -1127,7 +1127,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     if _nothing_saved(db):
         print(f"unhealthy: no state file {db} (no run has started)")
         return EXIT_FAILURE
-    store = StateStore(db)
+    store = StateStore(db, reads_only=True)
     try:
         age = last_tick(store, SystemClock().now())
         run = last_run(store)
@@ -1375,7 +1375,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
         return EXIT_FAILURE
-    store = StateStore(db)
+    store = StateStore(db, reads_only=True)
     try:
         with store.read_snapshot():  # the facts, the machines, the halts and the tick of one moment (see `status`)
             now, _simulated = state_now(store, SystemClock().now())  # a simulation's halts run on its own clock
@@ -1423,7 +1423,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if _nothing_saved(db):
         print(f"{db}: no state yet (nothing has run)", file=sys.stderr)
         return EXIT_FAILURE
-    store = StateStore(db)
+    store = StateStore(db, reads_only=True)
     try:
         with store.read_snapshot():  # the P&L, the trades and the halts of one moment (see `status`)
             # the zone the file's days are counted in: one zone for all of it (settings.yaml's said beside it, when

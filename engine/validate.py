@@ -108,7 +108,7 @@ def persisted_state_problems(
 
     problems = []
     try:
-        store = StateStore(db_path)
+        store = StateStore(db_path, reads_only=True)
     except (sqlite3.Error, OSError) as exc:
         return unreadable(exc)
     try:

@@ -285,6 +285,21 @@ def _no_folder(folder: Path) -> str:
             f"(mkdir -p {folder})")  # fmt: skip
 
 
+# What a command that only reads meets when SQLite may not make or write the -wal and -shm files beside the state file
+# (a read-only folder, or read-only -wal/-shm files): "cannot be written" read as if the command had tried to change it
+_UNREADABLE_HERE = (
+    "cannot be read here: SQLite reads a state file in WAL mode through its -wal and -shm files, which cannot be made "
+    "or written beside it (a read-only folder, or read-only -wal/-shm files?); nothing was written"
+)
+
+
+def _cannot_make_beside(exc: BaseException) -> bool:
+    """Whether SQLite's error says a file could not be written or opened for writing (read-only, cannot open)."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc).lower()
+    return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or "readonly" in text or "unable to open" in text
+
+
 def nothing_saved(path: Path) -> bool:
     """Whether a command that reads the state has nothing to open at `path`: nothing there, or a new empty file
     (opened, SQLite would write a database into it, and a read writes nothing). A file cut to nothing
@@ -939,8 +954,12 @@ class StateStore:
         synced: bool = True,
         lock_made_now: bool = False,
         make_folder: bool = True,
+        reads_only: bool = False,
     ):
         self.path = Path(path)
+        # True for a command that only reads (status, health, why, report, validation, diagram --bot): a file it may
+        # not write the -wal or -shm beside is said as one that cannot be read here, not "cannot be written"
+        self._reads_only = reads_only
         # False for the operator's `halt` (the command line's and the page's): a state file in a folder that does not
         # exist is one no engine has run on (a mistyped path), and a halt made there is read by none (`_no_folder`)
         self._make_folder = make_folder
@@ -1272,7 +1291,11 @@ class StateStore:
         a damaged file: an operator told so might delete the file, and the halts and the positions' owners in it."""
         if isinstance(exc, _ENGINE_BUGS):
             return exc
-        return state_file_error(self.path, exc)
+        error = state_file_error(self.path, exc)
+        if self._reads_only and error.runtime and _cannot_make_beside(exc):
+            said = str(getattr(exc, "sqlite_errorname", "") or "") or type(exc).__name__  # its words say "write"
+            return StateFileError(self.path, f"{_UNREADABLE_HERE} ({said})", runtime=True)
+        return error
 
     @contextmanager
     def _reading(self, table: str) -> Iterator[None]:

@@ -4,6 +4,7 @@ traceback; `run` sends nothing on it. In-process through `engine.cli.main` (fast
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -415,6 +416,49 @@ def test_a_halt_written_to_a_new_state_file_says_no_run_has_used_it(
     assert main(["halt", "--reason", "news", "--state-db", str(used), "--log", str(log), *FILES]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("halted: news") and err == ""
+
+
+def _without_root_override() -> list[str] | None:
+    """The prefix that runs a command so that file modes bind it: none for a user that is not root; for root,
+    setpriv dropping the capabilities that pass over them; None when that cannot be had."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner", "--inh-caps=-all"]
+
+
+@pytest.mark.parametrize("command", ["status", "health", "why", "report"])
+def test_a_reading_command_in_a_read_only_folder_says_it_cannot_read_not_write(tmp_path, good_state: Path, command: str) -> None:
+    """In a folder the user may not write, SQLite cannot make the -wal and -shm it reads a WAL file through: `status`,
+    `health`, `why` and `report` said "cannot be written (a read-only file or folder)", as if they had tried to change
+    the state. They say the file cannot be read here and why (exit 1, a failure of the moment), and nothing is made."""
+    import subprocess
+    import sys
+
+    prefix = _without_root_override()
+    if prefix is None:
+        pytest.skip("root, and no setpriv to drop the capability that passes over file modes")
+    folder = tmp_path / "state"
+    folder.mkdir()
+    db, log = folder / "s.db", folder / "app.jsonl"
+    shutil.copy(good_state, db)
+    log.write_text("")
+    os.chmod(db, 0o666)
+    os.chmod(log, 0o666)
+    os.chmod(folder, 0o555)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {k: v for k, v in env.items() if not k.startswith("ALPACA_")}
+        done = subprocess.run([*prefix, sys.executable, "-m", "engine", *COMMANDS[command], "--state-db", str(db),
+                               "--log", str(log), *FILES], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    finally:
+        os.chmod(folder, 0o755)
+    assert done.returncode == 1, done
+    assert done.stderr.strip() == done.stderr.strip().splitlines()[0], done.stderr
+    assert f"state file {db}: cannot be read here" in done.stderr and "cannot be written" not in done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["app.jsonl", "s.db"]
 
 
 YEAR_ONE = "0001-01-01T00:00:00+00:00"  # a time Python reads, and cannot move into America/Los_Angeles (year 0)
