@@ -854,7 +854,9 @@ def _open_state(args: argparse.Namespace) -> tuple[StateStore, Journal, datetime
     from engine.trading.runner import paths_for
 
     report = _load(args)
-    return (*_state_at(*paths_for(report, args.state_db, args.log), halting=True, secrets=_keys_to_mask(args)), report)
+    made = args.state_db is None  # settings.yaml's own path: the folder the first run makes, made for a halt before it
+    opened = _state_at(*paths_for(report, args.state_db, args.log), halting=True, secrets=_keys_to_mask(args), make_folder=made)
+    return (*opened, report)
 
 
 def _keys_to_mask(args: argparse.Namespace) -> tuple[str, ...]:
@@ -873,18 +875,20 @@ def _keys_to_mask(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _state_at(
-    db: Path, log: Path, *, halting: bool = False, secrets: Sequence[str] = ()
+    db: Path, log: Path, *, halting: bool = False, secrets: Sequence[str] = (), make_folder: bool = False
 ) -> tuple[StateStore, Journal, datetime]:
     """The state file, its log, and the state's own time: on a simulation the simulated clock, so a halt or
     a resume typed beside a simulated run is stamped in the simulation's time, in SQLite and in the log. For a
     halt (`halting`) a saved simulated time that cannot be read is this machine's clock, said on stderr; every
-    other command refuses it (a resume or a status cannot tell which halts are in force without it)."""
+    other command refuses it (a resume or a status cannot tell which halts are in force without it). The state
+    file's folder is made only with `make_folder` (settings.yaml's own path, which the first run makes too): one a
+    --state-db names that does not exist is a mistyped path no engine reads (`StateStore`'s make_folder)."""
     from engine.core.clock import ManualClock, SystemClock
     from engine.core.journal import Journal
     from engine.core.store import OPERATOR_WAIT_SECONDS, StateFileError, StateStore
     from engine.trading.runner import state_now
 
-    store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS, make_folder=False)  # never at a mistyped path
+    store = StateStore(db, busy_wait_seconds=OPERATOR_WAIT_SECONDS, make_folder=make_folder)
     try:
         now, simulated = state_now(store, SystemClock().now())
     except StateFileError as exc:
@@ -1291,7 +1295,7 @@ def _open_state_to_halt(args: argparse.Namespace) -> tuple[StateStore, Journal, 
     _state_path("--log", log)
     _not_an_input(args, db, log)
     try:
-        opened = _state_at(db, log, halting=True, secrets=_keys_to_mask(args))
+        opened = _state_at(db, log, halting=True, secrets=_keys_to_mask(args), make_folder=args.state_db is None)
     except StateFileError as exc:
         if damaged is None or exc.runtime:
             raise
@@ -1338,7 +1342,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     report = _load(args)
     db, log = paths_for(report, args.state_db, args.log)
     try:
-        server = make_server(report, db, log, args.host, args.port, token, _keys_to_mask(args))
+        # settings.yaml's own state path: its folder is made by a halt as by the first run; a --state-db's is not
+        server = make_server(report, db, log, args.host, args.port, token, _keys_to_mask(args), make_folder=args.state_db is None)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE

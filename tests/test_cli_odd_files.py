@@ -115,7 +115,7 @@ def test_an_output_that_is_one_of_the_engines_own_files_is_refused_and_left_as_i
     monkeypatch.chdir(project.root)
     db, log = project.root / "state" / "s.db", project.root / "logs" / "a.jsonl"
     folders = ["--config", "config", "--machines", "machines", "--rules", "rules"]
-    db.parent.mkdir()  # a halt makes no folder (a mistyped path): the state file's is made as before a first halt
+    db.parent.mkdir()  # a halt makes no folder a --state-db names (a mistyped path?): made as the first run would
     assert main(["halt", "--reason", "news", "--state-db", str(db), "--log", str(log), *folders]) == 0
     assert main(["halt", "--reason", "news", *folders]) == 0  # settings.yaml's state file and log
     (project.root / ".env").write_text("ALPACA_PAPER=true\n")

@@ -280,8 +280,9 @@ def cut_to_nothing(path: Path, *, lock_made_now: bool = False) -> str | None:
 def _no_folder(folder: Path) -> str:
     """Why a halt is not written where its state file's folder does not exist: the folders and a new state file were
     made, and "halted ... recorded" said, at a mistyped path that no engine reads, while the engine traded on."""
-    return (f"its folder {folder} does not exist, so no engine has run on it (a mistyped path?): nothing is made "
-            f"there. Give the running engine's state file; to halt before the first run, make the folder first "
+    what = "is not a folder" if os.path.lexists(folder) else "does not exist"
+    return (f"its folder {folder} {what}, so no engine has run on it (a mistyped path?): nothing is made there. Give "
+            f"the running engine's state file; to halt before the first run there, make the folder first "
             f"(mkdir -p {folder})")  # fmt: skip
 
 
@@ -960,8 +961,9 @@ class StateStore:
         # True for a command that only reads (status, health, why, report, validation, diagram --bot): a file it may
         # not write the -wal or -shm beside is said as one that cannot be read here, not "cannot be written"
         self._reads_only = reads_only
-        # False for the operator's `halt` (the command line's and the page's): a state file in a folder that does not
-        # exist is one no engine has run on (a mistyped path), and a halt made there is read by none (`_no_folder`)
+        # False for the operator's `halt` (the command line's and the page's) at a path --state-db gives: a state file
+        # in a folder that does not exist is one no engine has run on (a mistyped path), and a halt there is read by
+        # none (`_no_folder`)
         self._make_folder = make_folder
         self._lock_made_now = lock_made_now  # a first `run` made the lock file beside it: an empty file is new (`cut_to_nothing`)
         self._synced = synced

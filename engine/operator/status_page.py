@@ -280,6 +280,7 @@ class StatusApp:
     token: str | None
     loopback: bool
     secrets: tuple[str, ...] = ()  # masked in what the buttons write, as the engine's journal masks them
+    make_folder: bool = False  # the Halt button may make the state file's folder: settings.yaml's own path only
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -325,8 +326,8 @@ class StatusApp:
                 raise StateFileError(self.state_db, "was read before but is gone now (moved or deleted)", runtime=True)
             return None
         if self._store is None:  # halt and resume wait for a tick as long as the command line's do
-            # never made in a folder that does not exist: a halt there is read by no engine (`StateStore`'s make_folder)
-            self._store = StateStore(self.state_db, busy_wait_seconds=OPERATOR_WAIT_SECONDS, make_folder=False)
+            # not made in a folder a --state-db names that does not exist: a halt there is read by no engine
+            self._store = StateStore(self.state_db, busy_wait_seconds=OPERATOR_WAIT_SECONDS, make_folder=self.make_folder)
             after = self.state_db.stat()
             self._identity, self._gone = (after.st_dev, after.st_ino), False
         return self._store
@@ -651,17 +652,26 @@ class StatusHandler(BaseHTTPRequestHandler):
 
 
 def make_server(
-    report: Report, state_db: Path, log: Path, host: str, port: int, token: str | None, secrets: Sequence[str] = ()
+    report: Report,
+    state_db: Path,
+    log: Path,
+    host: str,
+    port: int,
+    token: str | None,
+    secrets: Sequence[str] = (),
+    *,
+    make_folder: bool = False,
 ) -> StatusServer:
     """A bound server (OSError if the address is taken), after the token rules (ServeRefused). `secrets`: the
     broker's keys, masked with the page's own token in a halt's reason (on loopback the page, reasons included, is
-    read without any token; whoever read the token there could halt and resume)."""
+    read without any token; whoever read the token there could halt and resume). `make_folder`: the state path is
+    settings.yaml's own, whose folder a halt before the first run may make (as that run would)."""
     assert report.config is not None
     token = token.strip() if token else None
     check_bind(host, token)
     masked = tuple(dict.fromkeys(s for s in (*secrets, token or "") if len(s) >= MIN_SECRET_LENGTH))
     app = StatusApp(report, state_db, log, LocalTime(report.config.settings.system.timezone), token or None, is_loopback(host),
-                    masked)  # fmt: skip
+                    masked, make_folder)  # fmt: skip
     return StatusServer(app, host, port)
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from engine.cli import main
 from engine.paths import PROJECT_ROOT
+from tests.conftest import ProjectCopy
 
 FILES = ["--config", str(PROJECT_ROOT / "config"), "--machines", str(PROJECT_ROOT / "machines"),
          "--rules", str(PROJECT_ROOT / "rules")]  # fmt: skip
@@ -398,6 +399,21 @@ def test_a_halt_at_a_path_whose_folder_does_not_exist_is_refused_and_makes_nothi
     assert err.strip().splitlines() == [err.strip()] and f"state file {db}: its folder {db.parent} does not exist" in err
     assert "the halt is NOT recorded" in err and f"mkdir -p {db.parent}" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_halt_before_a_new_checkouts_first_run_makes_settings_yamls_state_folder(
+    project: ProjectCopy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """settings.yaml's own state path is the one the first run makes and reads: a halt before that run still makes its
+    folder (a new checkout has no state/), and says that no run has used the file; only a --state-db's folder that
+    does not exist is a path typed wrong."""
+    monkeypatch.chdir(project.root)
+    folders = ["--config", "config", "--machines", "machines", "--rules", "rules"]
+    assert not (project.root / "state").exists()
+    assert main(["halt", "--reason", "before the first run", *folders]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("halted: before the first run") and "is a state file no run has used yet" in err
+    assert (project.root / "state" / "trading_state.db").stat().st_size > 0
 
 
 def test_a_halt_written_to_a_new_state_file_says_no_run_has_used_it(
