@@ -5,6 +5,7 @@ plans an entry while it builds a bot's facts (so a signal that cannot be sized n
 exactly the planned order once the risk gate grants it.
 
 Nothing is sized from a quote that is not a price (a side at 0, crossed, or wider than `health.max_spread_pct`),
+nor at a spread that puts the entry at its own exits.stop_loss_pct the moment it fills (`at_stop_on_fill`),
 nothing is bought with more than the buying power that pays for it (crypto: `non_marginable_buying_power`,
 options: `options_buying_power`, stocks: `buying_power`), and a crypto order is rounded to its pair's increments
 and refused under its minimums (docs/alpaca.md, "Crypto"). Exits are planned elsewhere and never meet a minimum.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +37,35 @@ def spread_pct(bid: float, ask: float) -> float | None:
     if bid <= 0 or ask <= 0 or ask < bid:
         return None
     return (ask - bid) / (ask + bid) * 200
+
+
+def loss_at_fill_pct(bid: float, ask: float, *, option: bool) -> float:
+    """What an entry bought at the ask has lost the moment it fills, before the price moves, in percent of what it
+    cost: its position is valued as `facts_builder.positions_pnl_pct` values it, an option at what selling it gets
+    (the mark, the mid, less half the spread: the bid), so its whole spread; a share or coin at the broker's price
+    or the quote's mid, so half its spread. At exits.stop_loss_pct or past it (`at_stop_on_fill`), the stop loss
+    sells the position the tick after it fills: the spread lost, one of the day's max_trades_per_day used, and the
+    next entry the same. A two-sided quote only (`spread_pct` not None)."""
+    lost = ask - bid if option else (ask - bid) / 2
+    return lost / ask * 100
+
+
+def at_stop_on_fill(bid: float, ask: float, stop_loss_pct: float, *, option: bool) -> bool:
+    """Whether an entry at this quote is at its stop the moment it fills (`loss_at_fill_pct`): the stop loss fires
+    at a loss of stop_loss_pct or more (rules/guards.yaml `stop_loss_hit`)."""
+    return loss_at_fill_pct(bid, ask, option=option) >= stop_loss_pct
+
+
+def spread_at_stop_pct(stop_loss_pct: float, *, option: bool) -> float:
+    """The spread, in percent of the mid (as max_spread_pct limits are written), from which an entry is at its
+    stop the moment it fills (`loss_at_fill_pct`); infinite when no spread reaches a stop that wide. For
+    `--validate`'s warning of a spread limit that lets such entries in (`spread_limit_warnings`)."""
+    lost = stop_loss_pct / 100  # a fraction of the ask: the whole spread (an option) or half of it
+    # a spread s of the mid: the ask is mid (1 + s/2), the loss s (or s/2) / (1 + s/2); solved for s
+    left = 1 - lost / 2 if option else 1 - lost
+    if left <= 0:
+        return math.inf
+    return (lost if option else 2 * lost) / left * 100
 
 
 def usable(quote: Quote | None, max_spread_pct: float) -> bool:
@@ -141,13 +171,20 @@ class ContractChoice:
 
 
 def choose_contract(
-    rules: ChainRules, underlying: str, snapshot: Snapshot, day: date, exclude: AbstractSet[str] = _NOTHING
+    rules: ChainRules,
+    underlying: str,
+    snapshot: Snapshot,
+    day: date,
+    exclude: AbstractSet[str] = _NOTHING,
+    *,
+    stop_loss_pct: float,
 ) -> ContractChoice | None:
     """A call that passes every one of `_chain_filters` (within dte_min..dte_max and delta_min..delta_max, with
-    greeks, a two-sided quote no wider than max_spread_pct and no older than max_quote_age_seconds, not in
-    `exclude`: the contracts the bot holds or is entering): the delta nearest the middle, then the nearest expiry."""
+    greeks, a two-sided quote no wider than max_spread_pct, whose spread alone does not put it at the bot's
+    exits.stop_loss_pct once bought, no older than max_quote_age_seconds, not in `exclude`: the contracts the bot
+    holds or is entering): the delta nearest the middle, then the nearest expiry."""
     target = (rules.delta_min + rules.delta_max) / 2
-    filters = [keeps for _what, keeps in _chain_filters(rules, snapshot, day, exclude)]
+    filters = [keeps for _what, keeps in _chain_filters(rules, snapshot, day, exclude, stop_loss_pct)]
     best: tuple[float, date] | None = None
     chosen = None
     for c in snapshot.option_chains.get(underlying, ()):
@@ -163,10 +200,15 @@ def choose_contract(
 
 
 def _chain_filters(
-    rules: ChainRules, snapshot: Snapshot, day: date, exclude: AbstractSet[str]
+    rules: ChainRules, snapshot: Snapshot, day: date, exclude: AbstractSet[str], stop_loss_pct: float
 ) -> list[tuple[str, Callable[[OptionContract], bool]]]:
     """The chain rules, each a test of a contract and the words for none passing it (`no_contract_reason`), in
-    the order they are told: one definition for the choice and for the reason no contract was chosen."""
+    the order they are told: one definition for the choice and for the reason no contract was chosen.
+
+    A contract is bought at its ask and valued at what selling it gets (the mark less half the spread), so one
+    whose spread is as wide as the stop is at its stop the tick after it fills (`at_stop_on_fill`): under the
+    shipped 10 % chain_rules.max_spread_pct and 0.30 % stop, every contract over about 0.3 % wide was bought and
+    sold a tick later, its spread lost, up to max_trades_per_day a day. No spread limit lets one in."""
     return [
         (f"within chain_rules dte_min..dte_max ({rules.dte_min}-{rules.dte_max} days)",
          lambda c: rules.dte_min <= (c.expiry - day).days <= rules.dte_max),
@@ -174,11 +216,36 @@ def _chain_filters(
          lambda c: c.greeks is not None and rules.delta_min <= abs(c.greeks.delta) <= rules.delta_max),
         (f"with a two-sided quote no wider than chain_rules.max_spread_pct ({rules.max_spread_pct:g} %)",
          lambda c: (spread := spread_pct(c.bid, c.ask)) is not None and spread <= rules.max_spread_pct),
+        (_AT_STOP, lambda c: spread_pct(c.bid, c.ask) is not None
+         and not at_stop_on_fill(c.bid, c.ask, stop_loss_pct, option=True)),
         # too old, or stamped ahead of us
         (f"with a quote no older than chain_rules.max_quote_age_seconds ({rules.max_quote_age_seconds:g} s)",
          lambda c: abs((snapshot.taken_at - c.quote_time).total_seconds()) <= rules.max_quote_age_seconds),
         ("that the bot does not already hold or enter", lambda c: c.symbol not in exclude),
     ]  # fmt: skip
+
+
+_AT_STOP = "narrow enough for exits.stop_loss_pct"  # `_spread_at_stop` words it, with its figures
+
+
+def _spread_at_stop(unit: str, quotes: Sequence[Quote | OptionContract], stop_loss_pct: float, *, option: bool) -> str:
+    """Why no entry was sized at `quotes` (two-sided, each at its stop once bought: `at_stop_on_fill`): the stop and
+    the loss a fill would start at (the narrowest of them, for a chain), as `why BOT` and the `entry_blocked` event
+    say it; once a day by its words (`Figured`): the quote changes every tick."""
+    best = min(quotes, key=lambda q: loss_at_fill_pct(q.bid, q.ask, option=option))
+    loss = loss_at_fill_pct(best.bid, best.ask, option=option)
+    stop = f"exits.stop_loss_pct ({stop_loss_pct:g} %)"
+    if option:
+        kind = f"no {unit} {_AT_STOP} ({stop_loss_pct:g} %)"
+        text = (f"{kind}: bought at the ask and valued at what selling it gets (the mark less half the spread), each is "
+                f"at its stop the moment it fills; the narrowest, {best.symbol} (bid {_qty(best.bid)}, ask "
+                f"{_qty(best.ask)}), loses its spread, {loss:.3g} % of the ask, at once")  # fmt: skip
+        return Figured(text, kind)
+    mid = (best.bid + best.ask) / 2
+    kind = f"a {unit} is at {stop} the moment it fills"
+    text = (f"{kind}: bought at the ask ({_qty(best.ask)}) and valued at the mid ({_qty(mid)}), it loses half the "
+            f"spread, {loss:.3g} % of the ask, at once")  # fmt: skip
+    return Figured(text, kind)
 
 
 def floor_to(value: float, step: float) -> float:
@@ -227,9 +294,10 @@ def plan_entry(
         return None, None, f"{none_left}: deployable less what is held {_usd(room)} USD, buying power {_usd(power)} USD"
     room = min(room, power)
     if isinstance(cfg, OptionsBotConfig):
-        choice = choose_contract(cfg.chain_rules, symbol, snapshot, day, busy)
+        stop = cfg.exits.stop_loss_pct
+        choice = choose_contract(cfg.chain_rules, symbol, snapshot, day, busy, stop_loss_pct=stop)
         if choice is None:
-            return None, None, no_contract_reason(cfg.chain_rules, symbol, snapshot, day, busy)
+            return None, None, no_contract_reason(cfg.chain_rules, symbol, snapshot, day, busy, stop_loss_pct=stop)
         contract = choice.contract
         spread = (contract.ask - contract.bid) * 100
         contracts = shares_for(risk_usd, contract.ask * 100, cfg.exits.stop_loss_pct, room, spread=spread)
@@ -248,6 +316,9 @@ def plan_entry(
         return None, None, f"the bot already holds or is entering {symbol}"
     if quote is None or not usable(quote, max_spread_pct):
         return None, None, f"no usable quote for {symbol} (none, a side at 0, crossed, or wider than health.max_spread_pct)"
+    if at_stop_on_fill(quote.bid, quote.ask, cfg.exits.stop_loss_pct, option=False):
+        return None, None, _spread_at_stop(f"share of {symbol}" if isinstance(cfg, MomentumBotConfig) else f"buy of {symbol}",
+                                           [quote], cfg.exits.stop_loss_pct, option=False)  # fmt: skip
     if isinstance(cfg, MomentumBotConfig):
         qty = shares_for(risk_usd, quote.ask, cfg.exits.stop_loss_pct, room, spread=quote.ask - quote.bid)
         if qty < 1:
@@ -333,7 +404,13 @@ def reason_kind(reason: str) -> str:
 
 
 def no_contract_reason(
-    rules: ChainRules, underlying: str, snapshot: Snapshot, day: date, exclude: AbstractSet[str] = _NOTHING
+    rules: ChainRules,
+    underlying: str,
+    snapshot: Snapshot,
+    day: date,
+    exclude: AbstractSet[str] = _NOTHING,
+    *,
+    stop_loss_pct: float,
 ) -> str:
     """Which of `choose_contract`'s filters left no contract of `underlying`'s chain: the first that none passed,
     in the order it applies them. Read only when no contract was chosen (off the path of a tick that enters)."""
@@ -347,10 +424,13 @@ def no_contract_reason(
     left = [c for c in chain if c.option_type == "call"]
     if not left:
         return f"no call in the option chain of {underlying}"
-    for what, keeps in _chain_filters(rules, snapshot, day, exclude):
-        left = [c for c in left if keeps(c)]
-        if not left:
+    for what, keeps in _chain_filters(rules, snapshot, day, exclude, stop_loss_pct):
+        kept = [c for c in left if keeps(c)]
+        if not kept and what == _AT_STOP:
+            return _spread_at_stop(f"call of {underlying}", left, stop_loss_pct, option=True)
+        if not kept:
             return f"no call of {underlying} {what}"
+        left = kept
     return f"no call of {underlying} passes chain_rules"  # not reached: the filters are choose_contract's
 
 

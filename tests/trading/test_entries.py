@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,24 +16,30 @@ from engine.brokers.factory import build_sim
 from engine.config.loader import load_config
 from engine.config.model import TradingBotConfig
 from engine.core.clock import ManualClock
+from engine.core.store import PositionRow
 from engine.paths import PROJECT_ROOT
 from engine.trading.entries import (
     ContractChoice,
+    at_stop_on_fill,
     ceil_to,
     choose_contract,
     floor_to,
+    loss_at_fill_pct,
     plan_entry,
     reason_kind,
     room_usd,
+    spread_at_stop_pct,
     spread_pct,
     usable,
 )
+from engine.trading.facts_builder import positions_pnl_pct
 
 CONFIG = load_config(PROJECT_ROOT / "config")
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 MAX_SPREAD = CONFIG.settings.health.max_spread_pct
 RULES = CONFIG.bots.optionsbot.chain_rules
 MOMENTUM, OPTIONS, CRYPTO = CONFIG.bots.momentum_bots[0], CONFIG.bots.optionsbot, CONFIG.bots.cryptobot
+STOP = OPTIONS.exits.stop_loss_pct
 BTC = Asset("BTC/USD", "crypto", "CRYPTO", "active", True, True, min_order_size=0.0001, min_trade_increment=1e-9,
             price_increment=1.0)  # fmt: skip
 ETH = Asset("ETH/USD", "crypto", "CRYPTO", "active", True, True, min_order_size=0.001, min_trade_increment=1e-9,
@@ -68,7 +75,7 @@ def with_account(snapshot: Snapshot, **fields: Any) -> Snapshot:
 
 
 def test_the_contract_is_a_call_inside_the_chain_rules(snapshot: Snapshot) -> None:
-    choice = choose_contract(RULES, "SPY", snapshot, NOW.date())
+    choice = choose_contract(RULES, "SPY", snapshot, NOW.date(), stop_loss_pct=STOP)
     assert choice is not None
     contract = choice.contract
     assert contract.option_type == "call"
@@ -86,11 +93,11 @@ def test_the_contract_is_a_call_inside_the_chain_rules(snapshot: Snapshot) -> No
 
 def test_no_contract_when_nothing_fits(snapshot: Snapshot) -> None:
     rules = dataclasses.replace(RULES, dte_min=100, dte_max=120)  # the chain reaches 45 days
-    assert choose_contract(rules, "SPY", snapshot, NOW.date()) is None
+    assert choose_contract(rules, "SPY", snapshot, NOW.date(), stop_loss_pct=STOP) is None
 
 
 def _best(snapshot: Snapshot) -> OptionContract:
-    choice = choose_contract(RULES, "SPY", snapshot, NOW.date())
+    choice = choose_contract(RULES, "SPY", snapshot, NOW.date(), stop_loss_pct=STOP)
     assert choice is not None
     return choice.contract
 
@@ -127,7 +134,7 @@ def test_the_quote_limits_are_the_configured_ones(snapshot: Snapshot) -> None:
     older = _chain_with(snapshot, best.symbol, quote_time=NOW - timedelta(seconds=100))
     assert _best(older).symbol == best.symbol  # 100 s is within the default 120 s
     strict = dataclasses.replace(RULES, max_quote_age_seconds=60)
-    found = choose_contract(strict, "SPY", older, NOW.date())
+    found = choose_contract(strict, "SPY", older, NOW.date(), stop_loss_pct=STOP)
     assert found is not None and found.contract.symbol != best.symbol
 
 
@@ -381,6 +388,92 @@ def test_a_crypto_quantity_rounded_under_10_usd_says_so(snapshot: Snapshot) -> N
     request, _choice, why = explain(by_qty, "BTC/USD", snapshot, assets=coarse)
     assert request is None
     assert why is not None and "rounded down" in why and "10 USD minimum" in why
+
+
+# --- an entry its own stop would close the moment it fills ----------------------------------------------------
+
+
+def _with_stop(cfg: Any, stop_loss_pct: float) -> Any:
+    return dataclasses.replace(cfg, exits=dataclasses.replace(cfg.exits, stop_loss_pct=stop_loss_pct))
+
+
+def test_the_loss_at_fill_is_what_the_position_is_valued_at_the_tick_it_fills(snapshot: Snapshot) -> None:
+    """The check an entry is held to is the stop loss's own arithmetic (`positions_pnl_pct`): an option bought at
+    the ask is valued at what selling it gets (the mark less half the spread), so it starts its whole spread down;
+    a share or coin is valued at the mid (or the broker's price), half its spread down."""
+    best = _best(snapshot)
+    wide = _chain_with(snapshot, best.symbol, bid=9.70, ask=10.00)
+    held = (PositionRow("opt_core", best.symbol, 2.0, 10.00, NOW),)
+    _together, worst = positions_pnl_pct(held, {best.symbol: 9.85}, wide, max_spread_pct=MAX_SPREAD, max_quote_age_s=120)
+    assert worst == pytest.approx(-loss_at_fill_pct(9.70, 10.00, option=True)) == pytest.approx(-3.0)
+    quoted = with_quote(snapshot, "AAPL", 99.80, 100.00)
+    share = (PositionRow("mom_AAPL", "AAPL", 5.0, 100.00, NOW),)
+    _together, worst = positions_pnl_pct(share, {}, quoted, max_spread_pct=MAX_SPREAD)
+    assert worst == pytest.approx(-loss_at_fill_pct(99.80, 100.00, option=False)) == pytest.approx(-0.1)
+    # the spread (of the mid, as max_spread_pct limits are written) from which an entry is at its stop
+    for option in (True, False):
+        limit = spread_at_stop_pct(0.30, option=option)
+        half = limit / 200
+        assert loss_at_fill_pct(1 - half, 1 + half, option=option) == pytest.approx(0.30)
+    assert spread_at_stop_pct(100.0, option=False) == math.inf  # no spread loses a whole share at once
+
+
+def test_a_contract_whose_spread_puts_it_at_its_stop_is_not_bought(snapshot: Snapshot) -> None:
+    """The shipped OptionsBot allows spreads up to 10 % (chain_rules.max_spread_pct) beside a 0.30 % stop: a contract
+    3 % wide was bought at the ask, valued at the bid the next tick, and sold at the stop, its spread lost, up to
+    max_trades_per_day a day (audit 21a s5). Such a contract is skipped like one outside the chain rules."""
+    best = _best(snapshot)
+    wide = _chain_with(snapshot, best.symbol, bid=9.70, ask=10.00)  # 3 % of the mid: inside the 10 % limit
+    assert (spread_pct(9.70, 10.00) or 99) <= RULES.max_spread_pct and at_stop_on_fill(9.70, 10.00, STOP, option=True)
+    second = _best(wide)
+    assert second.symbol != best.symbol
+    order, choice = plan(OPTIONS, "SPY", wide)
+    assert order is not None and choice is not None and order.symbol == second.symbol
+    # narrower than the stop: still the one chosen
+    narrow = _chain_with(snapshot, best.symbol, bid=9.98, ask=10.00)  # 0.2 % of the ask
+    assert _best(narrow).symbol == best.symbol
+
+
+def test_with_every_contract_at_its_stop_once_bought_the_entry_is_unsized_and_says_both_figures(
+    snapshot: Snapshot,
+) -> None:
+    """No contract left: the entry is not sized, and the reason says the stop and what the narrowest contract would
+    lose at once; once a day by its words (`reason_kind`), as its figures move every tick."""
+    chain = snapshot.option_chains["SPY"]
+    wide = {c.symbol: dataclasses.replace(c, bid=round(c.ask * 0.97, 2)) for c in chain if c.ask > 0.5}
+    spread_out = dataclasses.replace(snapshot, option_chains={**snapshot.option_chains, "SPY": tuple(wide.values())})
+    request, choice, why = explain(OPTIONS, "SPY", spread_out)
+    assert request is None and choice is None and why is not None
+    assert why.startswith("no call of SPY narrow enough for exits.stop_loss_pct (0.3 %): "), why
+    said = re.search(r"the narrowest, (SPY\S+) \(bid ([\d.]+), ask ([\d.]+)\), loses its spread, ([\d.]+) % of the ask", why)
+    assert said is not None and said[1] in wide, why
+    assert float(said[4]) == pytest.approx(loss_at_fill_pct(float(said[2]), float(said[3]), option=True), abs=0.01)
+    assert 2.5 < float(said[4]) < 3.5  # 3 % wide, a cent's rounding either way
+    wider = {s: dataclasses.replace(c, bid=round(c.ask * 0.96, 2)) for s, c in wide.items()}
+    other = explain(OPTIONS, "SPY", dataclasses.replace(snapshot, option_chains={"SPY": tuple(wider.values())}))[2]
+    assert other is not None and other != why and reason_kind(other) == reason_kind(why)
+    # the chain rules told first: a reason of an earlier filter is still that one
+    no_delta = dataclasses.replace(OPTIONS, chain_rules=dataclasses.replace(RULES, delta_min=0.999, delta_max=1.0))
+    assert "delta_min..delta_max" in (explain(no_delta, "SPY", spread_out)[2] or "")
+
+
+@pytest.mark.parametrize(("bot", "symbol", "ask"), [(MOMENTUM, "AAPL", 100.0), (CRYPTO, "BTC/USD", 60_000.0)])
+def test_a_share_or_coin_whose_spread_puts_it_at_its_stop_is_not_bought(
+    snapshot: Snapshot, bot: TradingBotConfig, symbol: str, ask: float
+) -> None:
+    """A share or coin is bought at the ask and valued at the mid: half its spread is lost the moment it fills. A
+    stop of 0.2 % beside health.max_spread_pct 1 % let in quotes whose entry the stop closed the next tick."""
+    tight = _with_stop(bot, 0.2)
+    at_stop = with_quote(snapshot, symbol, ask * 0.996, ask)  # 0.4 %: half of it 0.2 % of the ask
+    assert usable(at_stop.quotes[symbol], MAX_SPREAD)
+    request, _choice, why = explain(tight, symbol, at_stop)
+    assert request is None and why is not None
+    unit = f"a share of {symbol}" if bot is MOMENTUM else f"a buy of {symbol}"
+    assert why.startswith(f"{unit} is at exits.stop_loss_pct (0.2 %) the moment it fills: bought at the ask"), why
+    assert "it loses half the spread, 0.2 % of the ask, at once" in why, why
+    inside = with_quote(snapshot, symbol, ask * 0.997, ask)  # half of 0.3 %: 0.15 %
+    assert explain(tight, symbol, inside)[0] is not None
+    assert explain(bot, symbol, at_stop)[0] is not None  # the shipped stop is wider than half that spread
 
 
 # --- the capital room counts the entries still working -----------------------------------------------------------

@@ -28,6 +28,9 @@ def _in_auckland(project: ProjectCopy) -> None:
     project.replace("config/bots.yaml", 'trade_end: "09:30"', 'trade_end: "06:30"', count=2)
     project.replace("config/bots.yaml", "dte_min: 7", "dte_min: 0")
     project.replace("config/bots.yaml", "dte_max: 45", "dte_max: 3")
+    # a contract expiring today costs about a dollar and is a cent wide, 1 % of it: under the shipped 0.30 % stop it
+    # is at its stop the moment it fills, and is not bought (`entries.at_stop_on_fill`)
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.30", "stop_loss_pct: 3.0")
 
 
 def test_days_to_expiry_count_from_new_yorks_date(project: ProjectCopy) -> None:

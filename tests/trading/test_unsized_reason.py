@@ -44,3 +44,34 @@ def test_a_reason_whose_figures_change_every_tick_is_said_once_a_day_with_the_li
     reasons = [e["reason"] for e in rig.events("entry_blocked") if e["bot"] == "mom_AAPL" and e["failed"] == ["size"]]
     assert reasons and len(reasons) == len({reason_kind(r) for r in reasons}), reasons
     assert "more than the bot's budget left today: " in reasons[0] and "(the budget used up, not the capital: " in reasons[0]
+
+
+def test_an_entry_its_stop_would_close_the_moment_it_fills_is_not_sent_and_why_says_so(
+    project: ProjectCopy, clock: ManualClock
+) -> None:
+    """An entry is bought at the ask and valued at what selling it gets (an option: the mark less half the spread; a
+    share or coin: the mid): with a stop inside that, every entry was at its stop the tick after it filled, its
+    spread lost, up to max_trades_per_day a day (audit 21a s5: the shipped 10 % chain_rules.max_spread_pct beside a
+    0.30 % stop). Stops set inside the simulation's spreads: no bot sends an entry, each says why once a day, and
+    `why BOT` shows it."""
+    from engine.operator.why import explain
+    from engine.trading.entries import reason_kind
+    from engine.validate import load_valid
+
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.30", "stop_loss_pct: 0.10")  # options: 0.16-0.3 % wide
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 0.005")  # AAPL: 0.02 % wide
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.75", "stop_loss_pct: 0.02")  # crypto: 0.05 % wide
+    rig = make_rig(project, clock)
+    rig.until(lambda r: any(e["bot"] == "opt_core" for e in r.events("entry_blocked")), limit=400)
+    record = explain(rig.store, load_valid(project.config, project.machines, project.rules), "opt_core")
+    assert "narrow enough for exits.stop_loss_pct (0.1 %)" in record["unsized_signal"], record["unsized_signal"]
+    rig.ticks(600)
+    blocked: dict[str, list[str]] = {e["bot"]: [] for e in rig.events("entry_blocked")}
+    for e in rig.events("entry_blocked"):
+        blocked[e["bot"]].append(e["reason"])
+    assert any("narrow enough for exits.stop_loss_pct (0.1 %)" in r for r in blocked["opt_core"]), blocked
+    assert any(r.startswith("a share of AAPL is at exits.stop_loss_pct (0.005 %)") for r in blocked["mom_AAPL"]), blocked
+    assert any("is at exits.stop_loss_pct (0.02 %) the moment it fills" in r for r in blocked["crypto_core"]), blocked
+    for reasons in blocked.values():  # once a day by its words, its figures moving every tick
+        assert len(reasons) == len({reason_kind(r) for r in reasons}), reasons
+    assert not [o for o in rig.store.orders() if o.purpose == "entry"]
