@@ -1857,6 +1857,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report = validate(args.config, args.machines, args.rules, getattr(args, "state_db", None))
     _live_warnings(report)
     if report.ok:
+        for warning in report.warnings:  # never beside errors, as the live warnings: the errors first
+            print(f"warning: {warning.headline}", file=sys.stderr)  # `headline` escapes what the user wrote
         print(f"{report.summary()} ({time.perf_counter() - started:.2f} s)")
         return EXIT_OK
     print(escaped(_without_keys(args, problems_text(report.problems)), keep=_LINE_BREAKS))

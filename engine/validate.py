@@ -39,6 +39,9 @@ class Report:
     config: Config | None = None
     book: RuleBook | None = None
     machines: dict[str, MachineSpec] = field(default_factory=dict)
+    # What the files let the engine do that a trader would not want, yet may mean (`spread_limit_warnings`): said
+    # by `--validate` as warnings (exit 0); the files keep working.
+    warnings: list[Problem] = field(default_factory=list)
     # The problems of machines/scenarios/ (also in `problems`): `--validate` reports them, but they do not stop
     # the other commands; `test` runs every good scenario file and lists the bad ones itself.
 
@@ -53,6 +56,51 @@ class Report:
         files = 2 + len(self.machines) + (len(self.book.files) if self.book else 0)
         rules = self.book.count() if self.book else 0
         return f"OK: {files} files, {len(trading)} bots ({enabled} enabled), {len(self.machines)} machines, {rules} rules"
+
+
+def spread_limit_warnings(config: Config) -> list[Problem]:
+    """A spread limit that lets in entries the bot's own stop loss closes at once: an entry is bought at the ask and
+    valued at what selling it gets (an option: the mark less half the spread; a share or coin: the mid), so from
+    some spread it is at exits.stop_loss_pct the moment it fills (`entries.spread_at_stop_pct`). The engine sizes
+    no such entry (`entries.plan_entry`), so a limit wider than that is not the limit the bot trades under: the
+    shipped OptionsBot allows 10 % spreads beside a 0.30 % stop, and bought every contract over about 0.3 % wide
+    to sell it the next tick, its spread lost, up to max_trades_per_day a day. Enabled bots only: a disabled one
+    is told once it is enabled. At the limit in bots.yaml (an OptionsBot's chain_rules.max_spread_pct), else at
+    the bot's stop (the others share settings.yaml's health.max_spread_pct)."""
+    from engine.config.checks import trading_bots
+    from engine.config.model import OptionsBotConfig
+    from engine.trading.entries import spread_at_stop_pct
+
+    warnings = []
+    health_limit = config.settings.health.max_spread_pct
+    for path, bot in trading_bots(config.bots):
+        if not bot.enabled:
+            continue
+        option = isinstance(bot, OptionsBotConfig)
+        limit = bot.chain_rules.max_spread_pct if isinstance(bot, OptionsBotConfig) else health_limit
+        stop = bot.exits.stop_loss_pct
+        at_stop = spread_at_stop_pct(stop, option=option)
+        if limit < at_stop:
+            continue
+        if option:
+            where = (*path, "chain_rules", "max_spread_pct")
+            message = (
+                f"{limit:g} % lets in contracts that are at exits.stop_loss_pct ({stop:g} %) the moment they fill: a "
+                "contract is bought at the ask and valued at what selling it gets (the mark less half the spread), so "
+                f"one whose spread is {at_stop:.3g} % of its mid or more is at its stop at once. The engine buys no "
+                f"such contract (no entry when none is narrower): the bot trades under a {at_stop:.3g} % spread, not "
+                f"{limit:g} %"
+            )
+        else:
+            where = (*path, "exits", "stop_loss_pct")
+            message = (
+                f"'{bot.bot_id}': {stop:g} % is lost the moment an entry fills at a spread of {at_stop:.3g} % of the "
+                f"mid or more, and settings.yaml's health.max_spread_pct lets in {limit:g} %: an entry is bought at the "
+                "ask and valued at the mid, half its spread lost at once. The engine sizes no such entry: the bot "
+                f"trades under a {at_stop:.3g} % spread, not {limit:g} %"
+            )
+        warnings.append(config.bots_doc.problem(where, message))
+    return warnings
 
 
 def persisted_state_problems(
@@ -316,6 +364,7 @@ def validate(
         # SignalSpec's fields are read-only; DeclaredSignal only reads them.
         report.config = load_config(config_dir, cast("Mapping[str, DeclaredSignal] | None", signals))
         settings = SettingsPart(report.config.settings, report.config.settings_doc, None)
+        report.warnings.extend(spread_limit_warnings(report.config))
     except ConfigError as exc:
         report.problems.extend(exc.problems)
         settings = exc.settings if isinstance(exc, ConfigInvalid) else None  # its paths are still checked

@@ -69,3 +69,42 @@ def test_the_bots_signal_modes_are_checked_beside_a_broken_guard_file(
         project.replace("rules/signals.yaml", "signals:\n", "signals:\n  broken: 5\n")
     paths = [p.path for p in validate(project.config, project.machines, project.rules).problems]
     assert ("momentum_bots[0].signal.mode" in paths) is said, paths
+
+
+# --- warnings: what the files let the engine do that a trader would not want -----------------------------------
+
+
+def test_a_spread_limit_the_stop_loss_closes_at_once_is_warned_of_at_its_place(project: ProjectCopy) -> None:
+    """The shipped OptionsBot allows 10 % spreads (chain_rules.max_spread_pct) beside a 0.30 % stop: a contract is
+    bought at the ask and valued at what selling it gets, so every one over about 0.3 % wide was at its stop the
+    moment it filled, and `--validate` said nothing (audit 21a s5). A warning, not an error: the files are the
+    user's, and the engine skips such entries itself. It is said where the limit is written, with both figures."""
+    report = validate(project.config, project.machines, project.rules)
+    assert report.ok
+    (warning,) = report.warnings
+    assert warning.file.endswith("config/bots.yaml") and warning.path == "optionsbot.chain_rules.max_spread_pct"
+    lines = (project.config / "bots.yaml").read_text(encoding="utf-8").splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "max_spread_pct: 10 " in text)
+    assert (warning.line, warning.col) == (line, lines[line - 1].index("10 ") + 1)
+    assert warning.message.startswith("10 % lets in contracts that are at exits.stop_loss_pct (0.3 %) the moment")
+    assert "the bot trades under a 0.3 % spread, not 10 %" in warning.message
+    # a limit short of the stop: nothing to say
+    project.replace("config/bots.yaml", "max_spread_pct: 10 ", "max_spread_pct: 0.25 ")
+    assert validate(project.config, project.machines, project.rules).warnings == []
+
+
+def test_a_stop_inside_half_the_health_spread_limit_is_warned_of_for_shares_and_coins(project: ProjectCopy) -> None:
+    """A share or coin is valued at the mid: half its spread is lost at once. health.max_spread_pct (1 %) beside a
+    stop of 0.40 % let in quotes whose entry the stop closed the next tick; the warning is at the bot's stop (the
+    limit is every bot's). A disabled bot is not warned of (mom_TSLA), nor a stop wider than half the limit."""
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.30", "stop_loss_pct: 12")  # options: wider than 10 %
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: 0.40")
+    project.replace("config/bots.yaml", "stop_loss_pct: 0.60", "stop_loss_pct: 0.10")  # mom_TSLA, disabled
+    report = validate(project.config, project.machines, project.rules)
+    assert report.ok
+    (warning,) = report.warnings
+    assert warning.file.endswith("config/bots.yaml") and warning.path == "momentum_bots[0].exits.stop_loss_pct"
+    assert warning.message.startswith("'mom_AAPL': 0.4 % is lost the moment an entry fills at a spread of 0.803 % of")
+    assert "health.max_spread_pct lets in 1 %" in warning.message
+    project.replace("config/settings.yaml", "max_spread_pct: 1.0", "max_spread_pct: 0.5")
+    assert validate(project.config, project.machines, project.rules).warnings == []
