@@ -83,7 +83,7 @@ def test_a_recorded_simulated_day_replays_to_the_same_transitions_and_orders(pro
 
     assert result.frames == SESSION_TICKS
     recorded, replayed = transitions(tmp_path / "sim.jsonl"), transitions(tmp_path / "replay" / "app.jsonl")
-    assert len(recorded) > 30  # every bot entered and exited (the README's day: 49 transitions, 22 orders)
+    assert len(recorded) > 30  # every bot entered and exited (the README's day: 48 transitions, 22 orders)
     assert replayed == recorded
     replay_store = StateStore(tmp_path / "replay" / "state.db")
     assert orders(replay_store) == orders(store) and len(orders(store)) > 10
